@@ -1,0 +1,92 @@
+// Package bot is threatdesk's platform-neutral core: it turns inbound chat
+// events (commands, button presses, form submissions, thread replies) into
+// casework and hunting calls, checks permissions and tenancy, and renders
+// the domain events those calls record in the outbox into platform-neutral
+// messages that delivery workers send through the adapters.
+//
+// bot owns the small interfaces it consumes (Adapter); adapters/slack and
+// adapters/discord implement them and import bot, never the reverse.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Adapter is what the bot needs from a chat platform.
+type Adapter interface {
+	// Platform names the platform this adapter speaks to.
+	Platform() Platform
+	// Post sends m to dest and returns the posted message's reference.
+	Post(ctx context.Context, dest Dest, m Message) (Ref, error)
+	// Update replaces the message at ref with m.
+	Update(ctx context.Context, ref Ref, m Message) error
+	// PostPrivate shows m to one user only (Slack chat.postEphemeral; on
+	// Discord, where only interactions can answer privately, a DM).
+	PostPrivate(ctx context.Context, dest Dest, userID string, m Message) error
+	// OpenForm opens f with a trigger from a command or action (Slack).
+	OpenForm(ctx context.Context, trigger string, f Form) error
+	// UserName returns a user's display name.
+	UserName(ctx context.Context, workspace, userID string) (string, error)
+}
+
+// ErrorKind classifies a delivery failure.
+type ErrorKind int
+
+// Delivery failure kinds.
+const (
+	// Temporary failures (5xx, timeouts) are retried with backoff and jitter.
+	Temporary ErrorKind = iota
+	// RateLimited failures are retried after RetryAfter.
+	RateLimited
+	// Permanent failures (channel not found, bot not in channel, missing
+	// permission, bad token) are not retried: the row goes dead.
+	Permanent
+)
+
+// DeliveryError is how adapters report a failed Post or Update.
+type DeliveryError struct {
+	Kind       ErrorKind
+	RetryAfter time.Duration
+	// Code is the platform's error code ("not_in_channel", "50001").
+	Code string
+	// Operator says what an operator should do; never contains a secret.
+	Operator string
+	Err      error
+}
+
+func (e *DeliveryError) Error() string {
+	msg := e.Code
+	if e.Operator != "" {
+		msg += ": " + e.Operator
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// Classify returns the kind of err (Temporary when the adapter did not say),
+// and the wait a rate limit asks for.
+func Classify(err error) (ErrorKind, time.Duration) {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.Kind, de.RetryAfter
+	}
+	return Temporary, 0
+}
+
+// PermanentError builds a permanent DeliveryError.
+func PermanentError(code, operator string, err error) error {
+	return &DeliveryError{Kind: Permanent, Code: code, Operator: operator, Err: err}
+}
+
+// RateLimitError builds a rate-limit DeliveryError.
+func RateLimitError(retryAfter time.Duration, err error) error {
+	return &DeliveryError{Kind: RateLimited, RetryAfter: retryAfter, Code: "ratelimited",
+		Err: fmt.Errorf("rate limited for %s: %w", retryAfter, err)}
+}

@@ -1,0 +1,164 @@
+package bot
+
+import (
+	"context"
+	"time"
+)
+
+// Platform names a chat platform.
+type Platform string
+
+// Platforms.
+const (
+	Slack   Platform = "slack"
+	Discord Platform = "discord"
+)
+
+// Ref points at one chat message.
+type Ref struct {
+	Platform Platform
+	// Workspace is the Slack team id or the Discord guild id.
+	Workspace string
+	// Channel holds the message. On Discord a message posted in a thread has
+	// the thread's id here; an anchor (receipt, desk card) has its parent channel.
+	Channel string
+	// Message is the Slack ts or the Discord message id.
+	Message string
+}
+
+// IsZero reports whether r points nowhere.
+func (r Ref) IsZero() bool { return r.Message == "" }
+
+// Dest is where to post: a channel, optionally inside a message's thread.
+type Dest struct {
+	Platform  Platform
+	Workspace string
+	Channel   string
+	// Thread, when set, is the anchor message whose thread receives the post
+	// (Slack thread_ts; on Discord the thread started on that message).
+	Thread *Ref
+}
+
+// User identifies who acted.
+type User struct {
+	Platform    Platform
+	Workspace   string
+	ID          string
+	DisplayName string
+}
+
+// Responder answers an inbound event after it was acknowledged: Slack's
+// response_url, Discord's interaction webhook. Adapters provide it.
+type Responder interface {
+	// Respond posts m to the person who acted; private answers are ephemeral.
+	Respond(ctx context.Context, m Message, private bool) error
+}
+
+// Command is a slash command: /experts <Name> <Args...>.
+type Command struct {
+	User    User
+	Channel string
+	// Thread is set when the command was issued inside a thread.
+	Thread *Ref
+	// Name is the subcommand ("alert", "status", ...); empty for bare /experts.
+	Name string
+	// Args are the words after the subcommand, mentions already resolved to
+	// user ids ("<@U123|alice>" becomes "U123" on Slack). Quoted text stays one arg.
+	Args []string
+	// Text is everything after the subcommand as typed, for free-text questions.
+	Text string
+	// Options are Discord's typed options by name (empty on Slack).
+	Options map[string]string
+	// Key identifies this delivery: a redelivery carries the same key.
+	Key string
+	// Trigger opens a form (Slack trigger_id); Discord opens forms through the Ack.
+	Trigger string
+	// Respond answers after the acknowledgement.
+	Respond Responder
+	// Received is when the adapter got it.
+	Received time.Time
+}
+
+// ActionID names a button.
+type ActionID string
+
+// Actions on cards.
+const (
+	ActTake        ActionID = "take"
+	ActMoreInfo    ActionID = "more_info"
+	ActSample      ActionID = "sample"
+	ActMoreTime    ActionID = "more_time"
+	ActConclude    ActionID = "conclude"
+	ActAddDetails  ActionID = "add_details"
+	ActClose       ActionID = "close"
+	ActReopen      ActionID = "reopen"
+	ActConsult     ActionID = "consult"
+	ActAcknowledge ActionID = "acknowledge"
+	ActShowScope   ActionID = "show_scope"
+	ActAskEntity   ActionID = "ask_entity"
+)
+
+// Action is a button or menu press.
+type Action struct {
+	User    User
+	Action  ActionID
+	Value   string
+	Message Ref // the message that carried the button
+	Key     string
+	Trigger string
+	Respond Responder
+}
+
+// Submission is a submitted form.
+type Submission struct {
+	User    User
+	FormID  string
+	State   string
+	Values  map[string]string
+	Channel string
+	Key     string
+	Respond Responder
+}
+
+// Reply is a message posted in a thread the bot may care about.
+type Reply struct {
+	// Parent is the anchor of the thread (the message the thread hangs off),
+	// with its parent channel.
+	Parent Ref
+	// Message is the reply itself.
+	Message Ref
+	Author  User
+	Text    string
+	// FromBot is true for any bot's message, including ours: never relayed.
+	FromBot bool
+	Key     string
+}
+
+// Ack is what an adapter sends back at once, inside the platform's 3 seconds.
+type Ack struct {
+	// Form, when set, is opened as the answer (Discord modal response; Slack
+	// views.open with the trigger).
+	Form *Form
+	// Message, when set, is the immediate answer; otherwise the adapter
+	// acknowledges silently (Discord: deferred) and the bot answers later
+	// through Respond.
+	Message *Message
+	// Private makes the immediate or deferred answer ephemeral.
+	Private bool
+}
+
+// SubmitAck answers a form submission.
+type SubmitAck struct {
+	// Errors maps a field id to what is wrong; non-empty keeps the form open.
+	Errors map[string]string
+}
+
+// Handler is the bot's inbound side, called by adapters. Command, Action and
+// Submit must return quickly without touching the database: they decide the
+// acknowledgement and finish the work in the background.
+type Handler interface {
+	HandleCommand(ctx context.Context, c Command) Ack
+	HandleAction(ctx context.Context, a Action) Ack
+	HandleSubmit(ctx context.Context, s Submission) SubmitAck
+	HandleReply(ctx context.Context, r Reply)
+}

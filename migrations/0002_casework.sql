@@ -1,0 +1,2 @@
+-- 0002: casework: cases, messages, thread anchors, SLA state, credits and the hash-chained timeline.
+-- Owned by the casework package.

@@ -1,0 +1,2 @@
+-- 0003: hunting: alerts, entities, incidents, correlation and notification state.
+-- Owned by the hunting package.

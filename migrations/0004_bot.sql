@@ -1,0 +1,2 @@
+-- 0004: bot: delivered chat messages per event, inbound dedup keys, notification cards.
+-- Owned by the bot package.
