@@ -1,0 +1,369 @@
+package slack
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// Block Kit limits, from https://docs.slack.dev/reference/block-kit/blocks and
+// https://docs.slack.dev/reference/block-kit/block-elements.
+const (
+	// MaxBlocks is the most blocks one message may carry.
+	MaxBlocks = 50
+	// MaxSectionText is the most characters in a section's text.
+	MaxSectionText = 3000
+	// MaxSectionFields is the most fields in one section.
+	MaxSectionFields = 10
+	// MaxFieldText is the most characters in one section field.
+	MaxFieldText = 2000
+	// MaxHeaderText is the most characters in a header block.
+	MaxHeaderText = 150
+	// MaxActionElements is the most elements in one actions block.
+	MaxActionElements = 25
+	// MaxActionID is the longest action_id.
+	MaxActionID = 255
+	// MaxButtonValue is the longest button value.
+	MaxButtonValue = 2000
+	// MaxButtonText is the longest button label.
+	MaxButtonText = 75
+	// MaxContextElements is the most elements in one context block.
+	MaxContextElements = 10
+	// MaxContextText is the most characters in one context element.
+	MaxContextText = 2000
+	// MaxMessageText is the most characters of the top-level text we send
+	// (Slack truncates beyond 40,000; notifications show far less).
+	MaxMessageText = 3000
+	// MaxModalTitle is the longest modal title, submit or close label.
+	MaxModalTitle = 24
+	// MaxModalBlocks is the most blocks in a modal.
+	MaxModalBlocks = 100
+	// MaxInputLabel is the longest input block label.
+	MaxInputLabel = 2000
+	// MaxPlaceholder is the longest placeholder.
+	MaxPlaceholder = 150
+	// MaxInputLength is the largest max_length of a plain_text_input.
+	MaxInputLength = 3000
+	// MaxPrivateMetadata is the most characters of a view's private_metadata.
+	MaxPrivateMetadata = 3000
+)
+
+// ellipsis ends text that was cut.
+const ellipsis = "…"
+
+// escaper escapes the three characters Slack treats as markup in any text
+// (https://docs.slack.dev/messaging/formatting-message-text#escaping).
+var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// Escape returns s with &, < and > escaped, so that "<!channel>" in it is shown
+// literally and pings no one.
+func Escape(s string) string { return escaper.Replace(s) }
+
+// cut returns s (already escaped mrkdwn) shortened to at most max runes,
+// ending in an ellipsis when it was cut. It never cuts inside a rune, an
+// entity (&amp;) or a link (<url|label>).
+func cut(s string, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	keep := max - utf8.RuneCountInString(ellipsis)
+	if keep < 0 {
+		keep = 0
+	}
+	i, n := 0, 0
+	for i < len(s) && n < keep {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		n++
+	}
+	head := s[:i]
+	if amp := strings.LastIndexByte(head, '&'); amp >= 0 && !strings.Contains(head[amp:], ";") {
+		head = head[:amp]
+	}
+	if lt := strings.LastIndexByte(head, '<'); lt >= 0 && !strings.Contains(head[lt:], ">") {
+		head = head[:lt]
+	}
+	return head + ellipsis
+}
+
+// cutPlain shortens unescaped plain text in runes.
+func cutPlain(s string, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:max-1]) + ellipsis
+}
+
+// span renders one span as mrkdwn. All text is escaped; untrusted text never
+// becomes a link or a mention.
+func span(s bot.Span) string {
+	text := Escape(s.Text)
+	if s.Untrusted {
+		if s.Link != "" {
+			text += " (" + Escape(s.Link) + ")"
+		}
+		return text
+	}
+	if s.Link != "" {
+		label := strings.ReplaceAll(text, "|", "¦")
+		if label == "" {
+			return "<" + Escape(s.Link) + ">"
+		}
+		return "<" + Escape(s.Link) + "|" + label + ">"
+	}
+	var mark string
+	switch s.Style {
+	case bot.StyleBold:
+		mark = "*"
+	case bot.StyleItalic:
+		mark = "_"
+	case bot.StyleCode:
+		mark = "`"
+		text = strings.ReplaceAll(text, "`", "ˋ")
+	default:
+		return text
+	}
+	core := strings.TrimSpace(text)
+	if core == "" {
+		return text
+	}
+	lead := text[:strings.Index(text, core)]
+	trail := text[len(lead)+len(core):]
+	return lead + mark + core + mark + trail
+}
+
+// line renders a line of spans as mrkdwn.
+func line(l bot.Line) string {
+	var b strings.Builder
+	for _, s := range l {
+		b.WriteString(span(s))
+	}
+	return b.String()
+}
+
+// plainLine renders a line as escaped plain text (for plain_text objects and
+// the notification text).
+func plainLine(l bot.Line) string {
+	var b strings.Builder
+	for _, s := range l {
+		b.WriteString(s.Text)
+	}
+	return b.String()
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return &slack.TextBlockObject{Type: slack.MarkdownType, Text: s}
+}
+
+func plain(s string) *slack.TextBlockObject {
+	return &slack.TextBlockObject{Type: slack.PlainTextType, Text: s, Emoji: new(true)}
+}
+
+// severityIcon marks a card's severity in its header.
+func severityIcon(s bot.Severity) string {
+	switch s {
+	case bot.SeverityCritical:
+		return ":red_circle: "
+	case bot.SeverityHigh:
+		return ":large_orange_circle: "
+	case bot.SeverityMedium:
+		return ":large_yellow_circle: "
+	case bot.SeverityLow:
+		return ":large_blue_circle: "
+	case bot.SeverityInformational:
+		return ":white_circle: "
+	}
+	return ""
+}
+
+// paragraphs packs mrkdwn paragraphs into as few section texts as fit in
+// MaxSectionText, cutting any single paragraph that is too long on its own.
+func paragraphs(ps []string) []string {
+	var out []string
+	var cur strings.Builder
+	flush := func() {
+		if cur.Len() > 0 {
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+	}
+	for _, p := range ps {
+		if p == "" {
+			continue
+		}
+		p = cut(p, MaxSectionText)
+		if cur.Len() > 0 && utf8.RuneCountInString(cur.String())+1+utf8.RuneCountInString(p) > MaxSectionText {
+			flush()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(p)
+	}
+	flush()
+	return out
+}
+
+// RenderBlocks renders m as Block Kit blocks within Slack's limits, and the
+// top-level text Slack shows in notifications.
+func RenderBlocks(m bot.Message) ([]slack.Block, string) {
+	var blocks []slack.Block
+	if m.Title != "" {
+		blocks = append(blocks, slack.NewHeaderBlock(plain(cutPlain(severityIcon(m.Severity)+Escape(m.Title), MaxHeaderText))))
+	}
+	var text []string
+	for _, l := range m.Text {
+		text = append(text, line(l))
+	}
+	for _, t := range paragraphs(text) {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(t), nil, nil))
+	}
+	for i := 0; i < len(m.Fields); i += MaxSectionFields {
+		var fields []*slack.TextBlockObject
+		for _, f := range m.Fields[i:min(i+MaxSectionFields, len(m.Fields))] {
+			v := line(f.Value)
+			if v == "" {
+				v = "—"
+			}
+			fields = append(fields, mrkdwn(cut("*"+Escape(f.Label)+"*\n"+v, MaxFieldText)))
+		}
+		blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil))
+	}
+	for _, s := range m.Sections {
+		ps := []string{}
+		if s.Title != "" {
+			ps = append(ps, "*"+Escape(s.Title)+"*")
+		}
+		for _, l := range s.Lines {
+			ps = append(ps, line(l))
+		}
+		if s.More > 0 {
+			ps = append(ps, "_and "+strconv.Itoa(s.More)+" more_")
+		}
+		for _, t := range paragraphs(ps) {
+			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(t), nil, nil))
+		}
+	}
+	blocks = append(blocks, buttons(m.Buttons)...)
+	if len(m.Footer) > 0 {
+		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(cut(line(m.Footer), MaxContextText))))
+	}
+	if len(blocks) > MaxBlocks {
+		blocks = append(blocks[:MaxBlocks-1], slack.NewContextBlock("", mrkdwn("_Shortened: Slack shows at most 50 blocks in a message._")))
+	}
+	fallback := m.Fallback
+	if fallback == "" {
+		fallback = m.Title
+	}
+	if fallback == "" && len(m.Text) > 0 {
+		fallback = plainLine(m.Text[0])
+	}
+	return blocks, cut(Escape(fallback), MaxMessageText)
+}
+
+// actionSep separates an action from the index that keeps action_ids unique
+// within an actions block ("ask_entity/2").
+const actionSep = "/"
+
+// buttons lays buttons out in actions blocks of at most MaxActionElements.
+func buttons(bs []bot.Button) []slack.Block {
+	var out []slack.Block
+	var row []slack.BlockElement
+	used := map[string]int{}
+	for _, b := range bs {
+		if len(b.Value) > MaxButtonValue {
+			continue // ids only: a longer value is a bug upstream, never cut an id
+		}
+		id := string(b.Action)
+		if n := used[id]; n > 0 {
+			id += actionSep + strconv.Itoa(n)
+		}
+		used[string(b.Action)]++
+		if len(id) > MaxActionID {
+			continue
+		}
+		el := slack.NewButtonBlockElement(id, b.Value, plain(cutPlain(Escape(b.Label), MaxButtonText)))
+		switch b.Style {
+		case bot.ButtonPrimary:
+			el.Style = slack.StylePrimary
+		case bot.ButtonDanger:
+			el.Style = slack.StyleDanger
+		}
+		row = append(row, el)
+		if len(row) == MaxActionElements {
+			out = append(out, slack.NewActionBlock("", row...))
+			row, used = nil, map[string]int{}
+		}
+	}
+	if len(row) > 0 {
+		out = append(out, slack.NewActionBlock("", row...))
+	}
+	return out
+}
+
+// actionOf recovers the bot action from a button's action_id.
+func actionOf(actionID string) bot.ActionID {
+	id, _, _ := strings.Cut(actionID, actionSep)
+	return bot.ActionID(id)
+}
+
+// formMeta is what a modal's private_metadata carries back.
+type formMeta struct {
+	State   string `json:"s,omitempty"`
+	Channel string `json:"c,omitempty"`
+}
+
+// RenderModal renders f as a modal view; channel is where the form was
+// opened from, carried back with the submission.
+func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
+	meta, err := json.Marshal(formMeta{State: f.State, Channel: channel})
+	if err != nil {
+		return slack.ModalViewRequest{}, fmt.Errorf("encode form state: %w", err)
+	}
+	if utf8.RuneCount(meta) > MaxPrivateMetadata {
+		return slack.ModalViewRequest{}, fmt.Errorf("form %q: state longer than %d characters", f.ID, MaxPrivateMetadata)
+	}
+	if len(f.Fields) > MaxModalBlocks {
+		return slack.ModalViewRequest{}, fmt.Errorf("form %q: %d fields, Slack allows %d", f.ID, len(f.Fields), MaxModalBlocks)
+	}
+	submit := cmpOr(f.Submit, "Submit")
+	v := slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		Title:           plain(cutPlain(Escape(cmpOr(f.Title, "threatdesk")), MaxModalTitle)),
+		Submit:          plain(cutPlain(Escape(submit), MaxModalTitle)),
+		Close:           plain("Cancel"),
+		CallbackID:      f.ID,
+		PrivateMetadata: string(meta),
+	}
+	for _, ff := range f.Fields {
+		el := slack.NewPlainTextInputBlockElement(nil, ff.ID)
+		if ff.Placeholder != "" {
+			el.Placeholder = plain(cutPlain(Escape(ff.Placeholder), MaxPlaceholder))
+		}
+		el.Multiline = ff.Kind == bot.InputParagraph
+		el.InitialValue = ff.Value
+		el.MinLength = min(ff.MinLength, MaxInputLength)
+		el.MaxLength = min(ff.MaxLength, MaxInputLength)
+		if ff.MaxLength == 0 {
+			el.MaxLength = MaxInputLength
+		}
+		in := slack.NewInputBlock(ff.ID, plain(cutPlain(Escape(cmpOr(ff.Label, ff.ID)), MaxInputLabel)), nil, el)
+		in.Optional = !ff.Required
+		v.Blocks.BlockSet = append(v.Blocks.BlockSet, in)
+	}
+	return v, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

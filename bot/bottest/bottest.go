@@ -1,0 +1,298 @@
+// Package bottest holds test doubles for the bot's contracts: a recording
+// Adapter that can be told to fail like a real platform (429, 500, a
+// permanent error), and a recording Responder. The bot's own tests use them,
+// and adapter tests may too, to compare a real adapter with the fake.
+package bottest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// Op names a recorded call.
+type Op string
+
+// Recorded operations.
+const (
+	OpPost    Op = "post"
+	OpUpdate  Op = "update"
+	OpPrivate Op = "private"
+	OpForm    Op = "form"
+)
+
+// Call is one recorded adapter call that succeeded.
+type Call struct {
+	Op      Op
+	Dest    bot.Dest    // Post, PostPrivate
+	Ref     bot.Ref     // the posted or updated message
+	UserID  string      // PostPrivate
+	Message bot.Message // Post, Update, PostPrivate
+	Trigger string      // OpenForm
+	Form    bot.Form    // OpenForm
+	At      time.Time
+}
+
+// Adapter is a recording fake bot.Adapter. It is safe for concurrent use.
+type Adapter struct {
+	platform  bot.Platform
+	workspace string
+
+	mu       sync.Mutex
+	seq      int
+	calls    []Call
+	failures []error
+	names    map[string]string
+	notify   chan struct{}
+}
+
+var _ bot.Adapter = (*Adapter)(nil)
+
+// New returns a fake adapter for platform p whose refs carry workspace.
+func New(p bot.Platform, workspace string) *Adapter {
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, notify: make(chan struct{}, 1)}
+}
+
+// Fail queues errors: the next Post or Update calls return them in order,
+// each once, before calls succeed again.
+func (a *Adapter) Fail(errs ...error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failures = append(a.failures, errs...)
+}
+
+// SetName sets a user's display name for UserName.
+func (a *Adapter) SetName(userID, name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.names[userID] = name
+}
+
+// RateLimited is a 429 asking to wait d, as an adapter reports it.
+func RateLimited(d time.Duration) error {
+	return bot.RateLimitError(d, errors.New("HTTP 429"))
+}
+
+// ServerError is a 5xx, retried with backoff.
+func ServerError() error {
+	return &bot.DeliveryError{Kind: bot.Temporary, Code: "500", Err: errors.New("HTTP 500 internal server error")}
+}
+
+// Permanent is a failure no retry fixes, such as "channel_not_found".
+func Permanent(code string) error {
+	return bot.PermanentError(code, "invite the bot to the channel or fix the channel id in the config", errors.New(code))
+}
+
+func (a *Adapter) next() error {
+	if len(a.failures) == 0 {
+		return nil
+	}
+	err := a.failures[0]
+	a.failures = a.failures[1:]
+	return err
+}
+
+func (a *Adapter) record(c Call) {
+	c.At = time.Now()
+	a.calls = append(a.calls, c)
+	select {
+	case a.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Platform implements bot.Adapter.
+func (a *Adapter) Platform() bot.Platform { return a.platform }
+
+// Post implements bot.Adapter: it records m and returns a fresh ref.
+func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.Ref, error) {
+	if err := ctx.Err(); err != nil {
+		return bot.Ref{}, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.next(); err != nil {
+		return bot.Ref{}, fmt.Errorf("post to %s: %w", dest.Channel, err)
+	}
+	a.seq++
+	ref := bot.Ref{Platform: a.platform, Workspace: dest.Workspace, Channel: dest.Channel, Message: "m" + strconv.Itoa(a.seq)}
+	if ref.Workspace == "" {
+		ref.Workspace = a.workspace
+	}
+	a.record(Call{Op: OpPost, Dest: dest, Ref: ref, Message: m})
+	return ref, nil
+}
+
+// Update implements bot.Adapter.
+func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.next(); err != nil {
+		return fmt.Errorf("update %s: %w", ref.Message, err)
+	}
+	a.record(Call{Op: OpUpdate, Ref: ref, Message: m})
+	return nil
+}
+
+// PostPrivate implements bot.Adapter.
+func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string, m bot.Message) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.record(Call{Op: OpPrivate, Dest: dest, UserID: userID, Message: m})
+	return nil
+}
+
+// OpenForm implements bot.Adapter.
+func (a *Adapter) OpenForm(ctx context.Context, trigger string, f bot.Form) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.record(Call{Op: OpForm, Trigger: trigger, Form: f})
+	return nil
+}
+
+// UserName implements bot.Adapter: the name set with SetName, or the id.
+func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n, ok := a.names[userID]; ok {
+		return n, nil
+	}
+	return userID, nil
+}
+
+// Calls returns every recorded call so far, in order.
+func (a *Adapter) Calls() []Call {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Call(nil), a.calls...)
+}
+
+// Find returns the recorded calls of op that match keep (nil keeps all).
+func (a *Adapter) Find(op Op, keep func(Call) bool) []Call {
+	var out []Call
+	for _, c := range a.Calls() {
+		if c.Op == op && (keep == nil || keep(c)) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WaitFor polls until cond holds on the recorded calls or timeout passes,
+// and reports whether it held.
+func (a *Adapter) WaitFor(timeout time.Duration, cond func([]Call) bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		if cond(a.Calls()) {
+			return true
+		}
+		select {
+		case <-a.notify:
+		case <-time.After(20 * time.Millisecond):
+		case <-deadline.C:
+			return cond(a.Calls())
+		}
+	}
+}
+
+// Response is one recorded answer through a Responder.
+type Response struct {
+	Message bot.Message
+	Private bool
+}
+
+// Responder records the bot's answers to one inbound event.
+type Responder struct {
+	mu   sync.Mutex
+	got  []Response
+	wake chan struct{}
+}
+
+var _ bot.Responder = (*Responder)(nil)
+
+// NewResponder returns an empty recording Responder.
+func NewResponder() *Responder { return &Responder{wake: make(chan struct{}, 1)} }
+
+// Respond implements bot.Responder.
+func (r *Responder) Respond(ctx context.Context, m bot.Message, private bool) error {
+	r.mu.Lock()
+	r.got = append(r.got, Response{Message: m, Private: private})
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Responses returns the answers so far.
+func (r *Responder) Responses() []Response {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Response(nil), r.got...)
+}
+
+// Wait returns the first answer, waiting up to timeout; ok is false when none came.
+func (r *Responder) Wait(timeout time.Duration) (Response, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		if got := r.Responses(); len(got) > 0 {
+			return got[0], true
+		}
+		select {
+		case <-r.wake:
+		case <-deadline.C:
+			got := r.Responses()
+			if len(got) > 0 {
+				return got[0], true
+			}
+			return Response{}, false
+		}
+	}
+}
+
+// Plain flattens a message's title, text, fields, sections and footer to
+// plain text, one line each, for assertions.
+func Plain(m bot.Message) string {
+	s := ""
+	add := func(l bot.Line) {
+		for _, sp := range l {
+			s += sp.Text
+		}
+		s += "\n"
+	}
+	if m.Title != "" {
+		s += m.Title + "\n"
+	}
+	for _, l := range m.Text {
+		add(l)
+	}
+	for _, f := range m.Fields {
+		s += f.Label + ": "
+		add(f.Value)
+	}
+	for _, sec := range m.Sections {
+		s += sec.Title + "\n"
+		for _, l := range sec.Lines {
+			add(l)
+		}
+	}
+	for _, b := range m.Buttons {
+		s += "[" + b.Label + "]"
+	}
+	if len(m.Buttons) > 0 {
+		s += "\n"
+	}
+	add(m.Footer)
+	return s
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/internal/pglocal"
+	"github.com/threatdesk/threatdesk/migrations"
+)
+
+// database is the pool plus, for the embedded default, the local server.
+type database struct {
+	Pool  *pgxpool.Pool
+	local *pglocal.Server
+	log   *slog.Logger
+}
+
+func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*database, error) {
+	url := cfg.DatabaseURL
+	d := &database{log: log}
+	if url == "" {
+		start := time.Now()
+		srv, err := pglocal.Start(ctx, pglocal.Options{
+			Dir:      filepath.Join(cfg.DataDir, "postgres"),
+			Database: "threatdesk",
+		}, log)
+		if err != nil {
+			return nil, fmt.Errorf("start the embedded PostgreSQL (DATABASE_URL is not set): %w", err)
+		}
+		d.local = srv
+		url = srv.URL("threatdesk")
+		log.Info("using the embedded PostgreSQL", "data_dir", srv.DataDir(), "reused_running_server", srv.Adopted(),
+			"took", time.Since(start).Round(time.Millisecond))
+	}
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		d.Close(ctx)
+		// The URL may hold a password: do not echo it.
+		return nil, fmt.Errorf("DATABASE_URL cannot be parsed: check its form, postgres://user:password@host:5432/dbname")
+	}
+	pcfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		d.Close(ctx)
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		d.Close(ctx)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
+	}
+	d.Pool = pool
+	return d, nil
+}
+
+func migrateDatabase(ctx context.Context, d *database, log *slog.Logger) (int, error) {
+	n, err := migrations.Apply(ctx, d.Pool, log)
+	if err != nil {
+		return n, fmt.Errorf("migrate database: %w", err)
+	}
+	return n, nil
+}
+
+// Close closes the pool and stops the embedded server, if any.
+func (d *database) Close(ctx context.Context) {
+	if d.Pool != nil {
+		d.Pool.Close()
+	}
+	if d.local != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
+		defer cancel()
+		if err := d.local.Stop(ctx); err != nil {
+			d.log.Error("stop the embedded PostgreSQL", "err", err)
+		}
+	}
+}

@@ -1,0 +1,201 @@
+// Command threatdesk runs the threatdesk service: targeted attack
+// notifications and experts on demand, in Slack and Discord.
+//
+// Usage:
+//
+//	threatdesk [serve]   run the service (the default)
+//	threatdesk migrate   apply database migrations and exit
+//	threatdesk version   print the version
+//
+// Configuration comes from the environment and the YAML file named by
+// THREATDESK_CONFIG; see README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/threatdesk/threatdesk/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `threatdesk: chat-ops for a SOC and the threat experts who back it.
+
+Usage:
+  threatdesk [serve]     run the service (the default)
+  threatdesk migrate     apply database migrations and exit
+  threatdesk version     print the version and exit
+
+Run "threatdesk <command> --help" for a command's details.
+Configuration comes from environment variables and the YAML file named by
+THREATDESK_CONFIG; README.md documents both.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = cmdServe(args, stdout, stderr, lookup)
+	case "migrate":
+		err = cmdMigrate(args, stdout, stderr, lookup)
+	case "version":
+		err = cmdVersion(args, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "threatdesk: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "threatdesk %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func newFlags(name, help string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fs.SetOutput(stdout)
+		fmt.Fprint(stdout, help)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "threatdesk %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errUsage
+	}
+	return nil
+}
+
+const envHelp = `
+Environment:
+  DATABASE_URL              PostgreSQL URL; unset: a local PostgreSQL is started under the data dir
+  THREATDESK_DATA_DIR       local state (embedded PostgreSQL); default /var/lib/threatdesk as root,
+                            else $XDG_DATA_HOME/threatdesk or ~/.local/share/threatdesk
+  THREATDESK_HTTP_ADDR      HTTP listen address (default 127.0.0.1:8080)
+  THREATDESK_CONFIG         YAML config: orgs, channels, experts, SLAs, hunting policy
+  THREATDESK_INGEST_TOKEN   bearer token for POST /api/v1/alerts
+  THREATDESK_LOG_FORMAT     json (default) or text
+  THREATDESK_LOG_LEVEL      debug, info (default), warn, error
+  SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, SLACK_API_URL
+  DISCORD_BOT_TOKEN, DISCORD_APP_ID, DISCORD_PUBLIC_KEY, DISCORD_API_URL
+`
+
+func cmdVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", "Usage: threatdesk version\n\nPrints the version, the commit and the Go version.\n", stdout, stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	v := buildVersion()
+	fmt.Fprintf(stdout, "threatdesk %s (commit %s, %s)\n", v.Version, v.Revision, v.GoVersion)
+	return nil
+}
+
+type versionInfo struct{ Version, Revision, GoVersion string }
+
+func buildVersion() versionInfo {
+	v := versionInfo{Version: version, Revision: "unknown", GoVersion: "unknown"}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v.GoVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v.Revision = s.Value[:12]
+			}
+		}
+		if v.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v.Version = bi.Main.Version
+		}
+	}
+	return v
+}
+
+func loadConfig(lookup func(string) (string, bool)) (*config.Config, error) {
+	cfg, err := config.Load(lookup)
+	if err != nil {
+		return nil, fmt.Errorf("configuration is invalid:\n%w", err)
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func cmdMigrate(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+	fs := newFlags("migrate", "Usage: threatdesk migrate\n\nApplies the database migrations that are not applied yet, then exits.\nSafe to run from several replicas at once.\n"+envHelp, stdout, stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(lookup)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	ctx, cancel := signalContext()
+	defer cancel()
+	db, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.WithoutCancel(ctx))
+	n, err := migrateDatabase(ctx, db, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "applied %d migration(s); the schema is current\n", n)
+	return nil
+}

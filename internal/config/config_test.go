@@ -1,0 +1,197 @@
+package config_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/config"
+)
+
+func envOf(kv map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := kv[k]
+		return v, ok
+	}
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "threatdesk.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestNoEnvironmentAtAll(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
+	require.Equal(t, "https://slack.com/api/", c.SlackAPIURL)
+	require.Equal(t, "https://discord.com/api/v10/", c.DiscordAPIURL)
+	require.NotEmpty(t, c.DataDir)
+	require.False(t, c.SlackEnabled())
+	require.False(t, c.DiscordEnabled())
+	require.Empty(t, c.Warnings())
+}
+
+func TestDesignExampleLoadsAsWritten(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": "testdata/design-example.yaml"}))
+	require.NoError(t, err)
+	f := c.File
+	require.Len(t, f.Orgs, 2)
+	require.Equal(t, "contoso", f.Orgs[0].ID)
+	require.Equal(t, "T0CONTOSO", f.Orgs[0].Slack.Team)
+	require.Equal(t, []string{"C0CONTOSOSOC"}, f.Orgs[0].Slack.Channels)
+	require.Equal(t, 10, *f.Orgs[0].CreditsPerQuarter)
+	require.Equal(t, "1000000000000000001", f.Orgs[1].Discord.Guild)
+	require.Equal(t, config.DefaultCreditsPerQuarter, *f.Orgs[1].CreditsPerQuarter, "default credits")
+	require.Equal(t, "C0EXPERTDESK", f.Desk.Slack.Channel)
+	require.Equal(t, []string{"U0EXPERT1", "U0EXPERT2"}, f.Experts.Slack)
+	require.Equal(t, []string{"U0MANAGER1"}, f.Managers.Slack)
+	org, ok := f.OrgByTenant("B3C1B5FC-828C-45FA-A1E1-10D74F6D6E9C")
+	require.True(t, ok)
+	require.Equal(t, "fabrikam", org)
+	// Defaults documented in the README.
+	require.Equal(t, time.Hour, f.Cases.SLA.High.FirstResponse.D())
+	require.Equal(t, 120*time.Hour, f.Cases.SLA.Low.Conclusion.D())
+	require.Equal(t, 14*24*time.Hour, f.Cases.ReopenWindow.D())
+	require.Equal(t, 30*time.Second, f.Hunting.GroupWait.D())
+	require.Contains(t, strings.Join(c.Warnings(), "\n"), "SLACK_BOT_TOKEN is not set")
+}
+
+// TestDesignExampleIsCurrent keeps testdata in step with the example in
+// DESIGN.md, which sits beside the project in shared/.
+func TestDesignExampleIsCurrent(t *testing.T) {
+	t.Parallel()
+	design, err := os.ReadFile("../../../shared/DESIGN.md")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("DESIGN.md must be beside the project in CI: %v", err)
+		}
+		t.Skipf("SKIPPED: shared/DESIGN.md not beside the project: %v", err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(design)
+	require.NotNil(t, m, "DESIGN.md has a yaml example")
+	ours, err := os.ReadFile("testdata/design-example.yaml")
+	require.NoError(t, err)
+	require.Equal(t, string(m[1]), string(ours))
+}
+
+func TestEnvironmentErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"app token prefix", map[string]string{"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-nope"}, "SLACK_APP_TOKEN must start with xapp-"},
+		{"bot token prefix", map[string]string{"SLACK_BOT_TOKEN": "xoxp-1", "SLACK_APP_TOKEN": "xapp-1"}, "SLACK_BOT_TOKEN must start with xoxb-"},
+		{"app token without bot token", map[string]string{"SLACK_APP_TOKEN": "xapp-1"}, "Socket Mode needs both"},
+		{"bot token with no way in", map[string]string{"SLACK_BOT_TOKEN": "xoxb-1"}, "set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET"},
+		{"signing secret alone", map[string]string{"SLACK_SIGNING_SECRET": "abc"}, "SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not"},
+		{"slack api url slash", map[string]string{"SLACK_API_URL": "http://127.0.0.1:9/api"}, "SLACK_API_URL \"http://127.0.0.1:9/api\" must end with a slash"},
+		{"slack api url scheme", map[string]string{"SLACK_API_URL": "ftp://x/"}, "SLACK_API_URL \"ftp://x/\" must be an http(s) URL"},
+		{"discord api url", map[string]string{"DISCORD_API_URL": "not a url"}, "DISCORD_API_URL"},
+		{"discord app id missing", map[string]string{"DISCORD_BOT_TOKEN": "abc"}, "DISCORD_APP_ID must be set with DISCORD_BOT_TOKEN"},
+		{"discord app id format", map[string]string{"DISCORD_BOT_TOKEN": "abc", "DISCORD_APP_ID": "app"}, "DISCORD_APP_ID \"app\" must be a numeric Discord id"},
+		{"discord public key", map[string]string{"DISCORD_BOT_TOKEN": "abc", "DISCORD_APP_ID": "1000000000000000009", "DISCORD_PUBLIC_KEY": "zz"}, "DISCORD_PUBLIC_KEY must be the 64 hex characters"},
+		{"database url", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be a postgres:// URL"},
+		{"http addr", map[string]string{"THREATDESK_HTTP_ADDR": "8080"}, "THREATDESK_HTTP_ADDR \"8080\" must be host:port"},
+		{"log format", map[string]string{"THREATDESK_LOG_FORMAT": "xml"}, "THREATDESK_LOG_FORMAT \"xml\" must be json or text"},
+		{"log level", map[string]string{"THREATDESK_LOG_LEVEL": "loud"}, "THREATDESK_LOG_LEVEL \"loud\""},
+		{"ingest token short", map[string]string{"THREATDESK_INGEST_TOKEN": "short"}, "THREATDESK_INGEST_TOKEN is too short"},
+		{"config missing", map[string]string{"THREATDESK_CONFIG": "testdata/nope.yaml"}, "THREATDESK_CONFIG: read testdata/nope.yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(envOf(tc.env))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	t.Parallel()
+	secrets := map[string]string{
+		"SLACK_BOT_TOKEN":         "xoxp-SECRET-BOT",
+		"SLACK_APP_TOKEN":         "xoxb-SECRET-APP",
+		"SLACK_SIGNING_SECRET":    "SECRET-SIGNING",
+		"DISCORD_BOT_TOKEN":       "SECRET-DISCORD",
+		"THREATDESK_INGEST_TOKEN": "SECRET",
+		"DATABASE_URL":            "mysql://user:SECRET-PASSWORD@host/db",
+	}
+	_, err := config.Load(envOf(secrets))
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "SECRET")
+
+	c, err := config.Load(envOf(map[string]string{"SLACK_BOT_TOKEN": "xoxb-SECRET", "SLACK_APP_TOKEN": "xapp-SECRET"}))
+	require.NoError(t, err)
+	require.NotContains(t, fmt.Sprintf("%v %+v %#v %s", c, c, c, c.SlackBotToken), "SECRET")
+	require.Equal(t, "xoxb-SECRET", c.SlackBotToken.Value())
+}
+
+func TestFileErrors(t *testing.T) {
+	t.Parallel()
+	const desk = "desk:\n  slack:\n    channel: C0DESK\n"
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"unknown key", "orgz: []\n", "field orgz not found"},
+		{"bad org id", "orgs:\n  - id: Contoso Inc\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk, `orgs[0].id "Contoso Inc" must be lower-case`},
+		{"duplicate org", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: [C1AB]}\n  - id: a\n    slack: {team: T1AB, channels: [C2AB]}\n" + desk, "used by two orgs"},
+		{"bad tenant", "orgs:\n  - id: a\n    tenants: [contoso.com]\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk, `"contoso.com" is not a tenant id`},
+		{"tenant in two orgs", "orgs:\n  - id: a\n    tenants: [a839b112-1253-6432-9bf6-94542403f21c]\n    slack: {team: T1AB, channels: [C1AB]}\n  - id: b\n    tenants: [A839B112-1253-6432-9BF6-94542403F21C]\n    slack: {team: T1AB, channels: [C2AB]}\n" + desk, "already belongs to org a"},
+		{"no chat", "orgs:\n  - id: a\n" + desk, "orgs[0] (a) has no chat"},
+		{"channel name not id", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: ['#soc']}\n" + desk, `"#soc" must be a Slack channel id`},
+		{"channel in two orgs", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: [C1AB]}\n  - id: b\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk, "C1AB already belongs to org a"},
+		{"no channels", "orgs:\n  - id: a\n    slack: {team: T1AB}\n" + desk, "orgs[0] (a).slack.channels is empty"},
+		{"bad team", "orgs:\n  - id: a\n    slack: {team: contoso, channels: [C1AB]}\n" + desk, `slack.team "contoso" must be a Slack team id`},
+		{"discord guild unquoted-ish", "orgs:\n  - id: a\n    discord: {guild: abc, channels: ['1000000000000000002']}\n" + desk, `discord.guild "abc"`},
+		{"credits too many", "orgs:\n  - id: a\n    credits_per_quarter: 50\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk, "credits_per_quarter 50 must be between 0"},
+		{"no desk", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: [C1AB]}\n", "desk is missing"},
+		{"desk is org channel", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: [C0DESK]}\n" + desk, "is also org a's channel"},
+		{"expert name not id", "experts:\n  slack: [alice]\n", `experts.slack: "alice" must be a Slack user id`},
+		{"sla order", "cases:\n  sla:\n    high: {first_response: 2d, conclusion: 1h}\n", "cases.sla.high.first_response (48h0m0s) must not exceed conclusion (1h0m0s)"},
+		{"bad duration", "cases:\n  reopen_window: fortnight\n", `"fortnight" is not a duration`},
+		{"warn at", "cases:\n  sla:\n    warn_at: 1.5\n", "cases.sla.warn_at 1.5 must be a fraction"},
+		{"notify score", "hunting:\n  notify_score: 500\n", "hunting.notify_score 500 must be between 1 and 100"},
+		{"common entity", "hunting:\n  common_entity_devices: 1\n", "hunting.common_entity_devices 1 must be at least 2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := writeFile(t, tc.yaml)
+			_, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p}))
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestAllErrorsReportedTogether(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(envOf(map[string]string{"THREATDESK_LOG_FORMAT": "xml", "THREATDESK_HTTP_ADDR": "x"}))
+	require.ErrorContains(t, err, "THREATDESK_LOG_FORMAT")
+	require.ErrorContains(t, err, "THREATDESK_HTTP_ADDR")
+}
+
+func TestDurations(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{"30s": 30 * time.Second, "4h": 4 * time.Hour, "2d": 48 * time.Hour, "90m": 90 * time.Minute} {
+		got, err := config.ParseDuration(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	_, err := config.ParseDuration("2dd")
+	require.Error(t, err)
+}
