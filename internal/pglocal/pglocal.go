@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -179,7 +180,12 @@ func FindBinDir(override string) (string, error) {
 }
 
 func (s *Server) prepareDir() error {
-	if err := os.MkdirAll(s.opts.Dir, 0o700); err != nil {
+	// Parents are made searchable (the server user must reach its
+	// directory); the directory itself is private.
+	if err := os.MkdirAll(filepath.Dir(s.opts.Dir), 0o755); err != nil {
+		return fmt.Errorf("create data dir parent %q: %w", filepath.Dir(s.opts.Dir), err)
+	}
+	if err := os.Mkdir(s.opts.Dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create data dir %q: %w", s.opts.Dir, err)
 	}
 	if s.cred == nil {
@@ -196,7 +202,7 @@ func (s *Server) prepareDir() error {
 			return fmt.Errorf("check data dir parent %q: %w", p, err)
 		}
 		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("data dir %q is inside %q, which user %s cannot enter (mode %v): choose a THREATDESK_DATA_DIR outside it, for example /var/lib/threatdesk",
+			return fmt.Errorf("data dir %q is inside %q, which user %s cannot enter (mode %v): allow it (chmod o+x) or choose a THREATDESK_DATA_DIR whose parents every user can enter, for example /var/lib/threatdesk",
 				s.opts.Dir, p, s.opts.OSUser, st.Mode().Perm())
 		}
 		if p == filepath.Dir(p) {

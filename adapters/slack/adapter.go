@@ -1,0 +1,360 @@
+// Package slack connects threatdesk to Slack: it implements bot.Adapter over
+// the Web API (Block Kit messages, modals, threads, ephemeral answers), and
+// turns what Slack sends, over Socket Mode or signed HTTP requests, into calls
+// on a bot.Handler, acknowledged within Slack's 3 seconds.
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slack-go/slack"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// DefaultAPIURL is Slack's Web API base.
+const DefaultAPIURL = "https://slack.com/api/"
+
+// Config configures the adapter. BotToken is required; AppToken turns on
+// Socket Mode and SigningSecret turns on the HTTP endpoints (either or both).
+type Config struct {
+	// BotToken is the bot user OAuth token (xoxb-...), SLACK_BOT_TOKEN.
+	BotToken string
+	// AppToken is the app-level token (xapp-...) with connections:write,
+	// SLACK_APP_TOKEN. When set, Start connects over Socket Mode.
+	AppToken string
+	// SigningSecret verifies HTTP requests from Slack, SLACK_SIGNING_SECRET.
+	// When set, Handler serves /slack/commands, /slack/interactions and /slack/events.
+	SigningSecret string
+	// APIURL is the Web API base, SLACK_API_URL; default DefaultAPIURL. A
+	// missing trailing slash is added. Socket Mode opens its connection here too.
+	APIURL string
+	// Deduper remembers inbound deliveries so that a redelivery is not
+	// processed twice. Default: in memory (does not survive a restart or span
+	// replicas; pass a PGDeduper in production).
+	Deduper Deduper
+	// UserCacheTTL is how long a display name from users.info is kept; default 10m.
+	UserCacheTTL time.Duration
+	// CallTimeout bounds each Web API call; default 10s.
+	CallTimeout time.Duration
+	// MaxBodyBytes caps an HTTP request body from Slack; default 1 MiB.
+	MaxBodyBytes int64
+	// AckTimeout is how long a handler may take before the adapter
+	// acknowledges without its answer (sent later through the response URL);
+	// default 2.5s, inside Slack's 3s.
+	AckTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the backoff between Socket Mode
+	// sessions that end in an error; defaults 1s and 2m.
+	ReconnectMin, ReconnectMax time.Duration
+	// HTTPClient makes Web API calls; default a client with CallTimeout.
+	HTTPClient *http.Client
+}
+
+func (c *Config) defaults() {
+	c.APIURL = cmpOr(c.APIURL, DefaultAPIURL)
+	if !strings.HasSuffix(c.APIURL, "/") {
+		c.APIURL += "/"
+	}
+	if c.UserCacheTTL <= 0 {
+		c.UserCacheTTL = 10 * time.Minute
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 10 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 2500 * time.Millisecond
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = time.Second
+	}
+	if c.ReconnectMax <= 0 {
+		c.ReconnectMax = 2 * time.Minute
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: c.CallTimeout}
+	}
+	if c.Deduper == nil {
+		c.Deduper = NewMemoryDeduper(24 * time.Hour)
+	}
+}
+
+// validate says which setting is wrong and how to fix it. It never repeats
+// a token.
+func (c *Config) validate() error {
+	var errs []error
+	switch {
+	case c.BotToken == "":
+		errs = append(errs, errors.New("SLACK_BOT_TOKEN is empty: set the bot user OAuth token (xoxb-...) from the app's OAuth & Permissions page"))
+	case !strings.HasPrefix(c.BotToken, "xoxb-"):
+		errs = append(errs, errors.New("SLACK_BOT_TOKEN must be a bot token starting with xoxb- (OAuth & Permissions page), not a user or app token"))
+	}
+	if c.AppToken != "" && !strings.HasPrefix(c.AppToken, "xapp-") {
+		errs = append(errs, errors.New("SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information > App-Level Tokens, scope connections:write)"))
+	}
+	if c.AppToken == "" && c.SigningSecret == "" {
+		errs = append(errs, errors.New("neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET (HTTP endpoints) is set: Slack could not reach threatdesk; set one"))
+	}
+	if !strings.HasPrefix(c.APIURL, "http://") && !strings.HasPrefix(c.APIURL, "https://") {
+		errs = append(errs, fmt.Errorf("SLACK_API_URL %q must be an http:// or https:// URL", c.APIURL))
+	}
+	return errors.Join(errs...)
+}
+
+// Adapter is threatdesk's Slack adapter.
+type Adapter struct {
+	cfg     Config
+	log     *slog.Logger
+	handler bot.Handler
+	api     *slack.Client
+	metrics *metrics
+	users   *ttlCache[string]
+	// triggers remembers the channel a trigger_id came from, for the modal
+	// it may open.
+	triggers *ttlCache[string]
+
+	idMu      sync.Mutex
+	teamID    string
+	botUserID string
+
+	runMu   sync.Mutex
+	base    context.Context
+	cancel  context.CancelFunc
+	started bool
+	stopped bool
+	loop    sync.WaitGroup
+	bg      sync.WaitGroup
+}
+
+var _ bot.Adapter = (*Adapter)(nil)
+
+// New validates cfg and builds the adapter. It makes no network call: Start
+// checks the token and connects.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Handler) (*Adapter, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("slack adapter config: %w", err)
+	}
+	if handler == nil {
+		return nil, errors.New("slack adapter: handler is nil")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	opts := []slack.Option{slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(cfg.HTTPClient)}
+	if cfg.AppToken != "" {
+		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Adapter{
+		cfg:      cfg,
+		log:      log.With("adapter", "slack"),
+		handler:  handler,
+		api:      slack.New(cfg.BotToken, opts...),
+		metrics:  m,
+		users:    newTTLCache[string](cfg.UserCacheTTL, 10000),
+		triggers: newTTLCache[string](10*time.Second, 10000),
+		base:     base,
+		cancel:   cancel,
+	}, nil
+}
+
+// Platform returns bot.Slack.
+func (a *Adapter) Platform() bot.Platform { return bot.Slack }
+
+// Start checks the bot token (auth.test, which also tells the adapter its own
+// bot user) and, when an app token is set, runs Socket Mode until Stop or
+// until ctx ends. It returns once the token is checked.
+func (a *Adapter) Start(ctx context.Context) error {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	if a.stopped {
+		return errors.New("slack adapter: Start after Stop")
+	}
+	if a.started {
+		return nil
+	}
+	if _, err := a.identity(ctx); err != nil {
+		return err
+	}
+	a.started = true
+	if a.cfg.AppToken != "" {
+		run, cancel := context.WithCancel(a.base)
+		stop := context.AfterFunc(ctx, cancel)
+		a.loop.Go(func() {
+			defer stop()
+			a.runSocketMode(run)
+		})
+	}
+	if p, ok := a.cfg.Deduper.(pruner); ok {
+		a.loop.Go(func() { a.prune(a.base, p) })
+	}
+	return nil
+}
+
+// Stop ends Socket Mode and waits (up to 10 seconds) for inbound work in
+// flight. It is safe to call more than once.
+func (a *Adapter) Stop() {
+	a.runMu.Lock()
+	if a.stopped {
+		a.runMu.Unlock()
+		return
+	}
+	a.stopped = true
+	a.runMu.Unlock()
+	a.cancel()
+	done := make(chan struct{})
+	go func() {
+		a.loop.Wait()
+		a.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		a.log.Warn("stopped with inbound work still running")
+	}
+}
+
+// background runs f on the adapter's context, tracked by Stop.
+func (a *Adapter) background(f func(ctx context.Context)) {
+	a.bg.Go(func() { f(a.base) })
+}
+
+// identity returns our team id and bot user id, calling auth.test once.
+func (a *Adapter) identity(ctx context.Context) (string, error) {
+	a.idMu.Lock()
+	defer a.idMu.Unlock()
+	if a.botUserID != "" {
+		return a.botUserID, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+	defer cancel()
+	res, err := a.api.AuthTestContext(ctx)
+	if err != nil {
+		return "", a.classify("auth.test", err)
+	}
+	a.teamID, a.botUserID = res.TeamID, res.UserID
+	return a.botUserID, nil
+}
+
+func (a *Adapter) team(workspace string) string {
+	if workspace != "" {
+		return workspace
+	}
+	a.idMu.Lock()
+	defer a.idMu.Unlock()
+	return a.teamID
+}
+
+func (a *Adapter) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.cfg.CallTimeout)
+}
+
+func msgOptions(m bot.Message) []slack.MsgOption {
+	blocks, text := RenderBlocks(m)
+	return []slack.MsgOption{
+		slack.MsgOptionText(text, false),
+		slack.MsgOptionBlocks(blocks...),
+		slack.MsgOptionDisableLinkUnfurl(),
+		slack.MsgOptionDisableMediaUnfurl(),
+	}
+}
+
+// Post sends m to dest (in the anchor's thread when dest.Thread is set).
+func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.Ref, error) {
+	ch := dest.Channel
+	opts := msgOptions(m)
+	if dest.Thread != nil {
+		ch = cmpOr(ch, dest.Thread.Channel)
+		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	gotCh, ts, err := a.api.PostMessageContext(ctx, ch, opts...)
+	a.metrics.call("chat.postMessage", err)
+	if err != nil {
+		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.classify("chat.postMessage", err))
+	}
+	return bot.Ref{Platform: bot.Slack, Workspace: a.team(dest.Workspace), Channel: cmpOr(gotCh, ch), Message: ts}, nil
+}
+
+// Update replaces the message at ref with m (chat.update).
+func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	_, _, _, err := a.api.UpdateMessageContext(ctx, ref.Channel, ref.Message, msgOptions(m)...)
+	a.metrics.call("chat.update", err)
+	if err != nil {
+		return fmt.Errorf("update message %s in channel %q: %w", ref.Message, ref.Channel, a.classify("chat.update", err))
+	}
+	return nil
+}
+
+// PostPrivate shows m to userID only, in dest (chat.postEphemeral).
+func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string, m bot.Message) error {
+	ch := dest.Channel
+	opts := msgOptions(m)
+	if dest.Thread != nil {
+		ch = cmpOr(ch, dest.Thread.Channel)
+		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	_, err := a.api.PostEphemeralContext(ctx, ch, userID, opts...)
+	a.metrics.call("chat.postEphemeral", err)
+	if err != nil {
+		return fmt.Errorf("post privately to %q in channel %q: %w", userID, ch, a.classify("chat.postEphemeral", err))
+	}
+	return nil
+}
+
+// OpenForm opens f as a modal with a trigger_id from a command or action
+// (views.open). Call it at once: a trigger lasts 3 seconds.
+func (a *Adapter) OpenForm(ctx context.Context, trigger string, f bot.Form) error {
+	channel, _ := a.triggers.get(trigger)
+	view, err := RenderModal(f, channel)
+	if err != nil {
+		return bot.PermanentError("invalid_form", "the form does not fit Slack's modal limits", err)
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	_, err = a.api.OpenViewContext(ctx, trigger, view)
+	a.metrics.call("views.open", err)
+	if err != nil {
+		return fmt.Errorf("open form %q: %w", f.ID, a.classify("views.open", err))
+	}
+	return nil
+}
+
+// UserName returns a user's display name (users.info), cached for UserCacheTTL.
+func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (string, error) {
+	key := workspace + "/" + userID
+	if name, ok := a.users.get(key); ok {
+		return name, nil
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	u, err := a.api.GetUserInfoContext(ctx, userID)
+	a.metrics.call("users.info", err)
+	if err != nil {
+		return "", fmt.Errorf("look up user %q: %w", userID, a.classify("users.info", err))
+	}
+	name := cmpOr(u.Profile.DisplayName, cmpOr(u.Profile.RealName, cmpOr(u.RealName, u.Name)))
+	a.users.put(key, name)
+	return name, nil
+}

@@ -1,0 +1,172 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Bot is the platform-neutral core: it implements Handler for the adapters
+// and runs the delivery workers that drain the outbox into them.
+type Bot struct {
+	cfg   Config
+	db    *pgxpool.Pool
+	cases Cases
+	hunt  Incidents
+	log   *slog.Logger
+	m     *metrics
+	now   func() time.Time
+
+	mu       sync.RWMutex
+	adapters map[Platform]Adapter
+
+	// Background work started by handlers and workers; Stop waits for it.
+	base    context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+	stopped bool
+	pacer   *pacer
+}
+
+var _ Handler = (*Bot)(nil)
+
+// New validates cfg and returns a Bot. cases is casework's shim (required);
+// hunt may be nil until hunting is wired. Adapters are added with Register;
+// delivery starts with Start.
+func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Logger, reg prometheus.Registerer) (*Bot, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, errors.New("bot: a database pool is required")
+	}
+	if cases == nil {
+		return nil, errors.New("bot: a casework implementation is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Delivery = cfg.Delivery.withDefaults()
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Bot{
+		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log.With("component", "bot"), m: m,
+		now: time.Now, adapters: map[Platform]Adapter{}, base: base, cancel: cancel,
+		pacer: newPacer(cfg.Delivery.Pace),
+	}, nil
+}
+
+// Register adds the adapter for its platform. Register before Start; a
+// second adapter for the same platform is refused.
+func (b *Bot) Register(a Adapter) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := a.Platform()
+	if _, ok := b.adapters[p]; ok {
+		return fmt.Errorf("bot: an adapter for %s is already registered", p)
+	}
+	b.adapters[p] = a
+	return nil
+}
+
+func (b *Bot) adapter(p Platform) (Adapter, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	a, ok := b.adapters[p]
+	return a, ok
+}
+
+// Start starts the delivery workers. They run until ctx ends or Stop.
+func (b *Bot) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started {
+		return errors.New("bot: already started")
+	}
+	if b.stopped {
+		return errors.New("bot: stopped")
+	}
+	b.started = true
+	for p := range map[Platform]bool{b.cfg.Desk.DeskDest().Platform: true} {
+		if _, ok := b.adapters[p]; !ok {
+			b.log.Warn("no adapter registered for the desk's platform: desk cards wait in the outbox", "platform", p)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	go func() {
+		<-b.base.Done()
+		cancel()
+	}()
+	b.startWorkers(wctx)
+	return nil
+}
+
+// Stop stops the workers and waits for background command handling to end.
+// It is idempotent.
+func (b *Bot) Stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+}
+
+// goBackground runs f after an acknowledgement, tracked by Stop. f gets a
+// context that outlives the inbound request but not the bot.
+func (b *Bot) goBackground(timeout time.Duration, f func(ctx context.Context)) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.base, timeout)
+		defer cancel()
+		f(ctx)
+	}()
+}
+
+type metrics struct {
+	depth      prometheus.Gauge
+	oldest     prometheus.Gauge
+	dead       prometheus.Gauge
+	deliveries *prometheus.CounterVec
+	handling   *prometheus.HistogramVec
+	ack        *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		depth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "threatdesk", Subsystem: "outbox",
+			Name: "depth", Help: "Outbox rows waiting for delivery."}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "threatdesk", Subsystem: "outbox",
+			Name: "oldest_pending_age_seconds", Help: "Age of the oldest undelivered outbox row."}),
+		dead: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "threatdesk", Subsystem: "outbox",
+			Name: "dead", Help: "Outbox rows that failed permanently and need an operator."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "outbox",
+			Name: "deliveries_total", Help: "Outbox delivery attempts by result (delivered, retry, rate_limited, dead)."},
+			[]string{"platform", "result"}),
+		handling: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "bot",
+			Name: "command_handling_seconds", Help: "Time from receiving a command, button, form or reply to its answer.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"kind", "name"}),
+		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "bot",
+			Name: "ack_seconds", Help: "Time from receiving an inbound event to its acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)}, []string{"kind"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.depth, m.oldest, m.dead, m.deliveries, m.handling, m.ack} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("bot: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

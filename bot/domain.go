@@ -1,0 +1,247 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// The bot's view of the domains it drives. casework and hunting know nothing
+// of chat; these consumer-owned interfaces are what the bot needs from them,
+// so the bot compiles and is tested without either, and a small shim maps
+// each domain's API onto them (see casework.go).
+
+// Status is a case status, named as casework names it.
+type Status string
+
+// Case statuses.
+const (
+	StatusNew          Status = "new"
+	StatusInProgress   Status = "in_progress"
+	StatusMoreInfo     Status = "more_info_needed"
+	StatusSample       Status = "file_sample_needed"
+	StatusMoreTime     Status = "needs_more_time"
+	StatusConcluded    Status = "concluded"
+	StatusClosed       Status = "closed"
+	StatusWithdrawn    Status = "withdrawn"
+	statusUnknownLabel        = "unknown"
+)
+
+// Side is which end of a case a message comes from.
+type Side string
+
+// Sides.
+const (
+	SideRequester Side = "requester"
+	SideExpert    Side = "expert"
+)
+
+// SubjectKind is what a case is about.
+type SubjectKind string
+
+// Subject kinds.
+const (
+	SubjectNone     SubjectKind = "none"
+	SubjectAlert    SubjectKind = "alert"
+	SubjectDevice   SubjectKind = "device"
+	SubjectFile     SubjectKind = "file"
+	SubjectIncident SubjectKind = "incident"
+)
+
+// Subject is what a case is about, enriched from hunting where it knows it.
+type Subject struct {
+	Kind     SubjectKind
+	ID       string
+	Name     string // alert title, host name, file name, incident title
+	Link     string
+	Severity string
+	Detail   string // e.g. "score 87", "host WS-17"
+}
+
+// Scope says whose cases a caller may see: one org, or all of them.
+type Scope struct {
+	Org string
+	All bool
+}
+
+// OpenCase is a request to open a case.
+type OpenCase struct {
+	Key       string // idempotency key: a retried command opens one case
+	Org       string
+	Subject   Subject
+	Question  string
+	Requester User
+	// Origin is where the requester asked; the receipt is posted there.
+	Origin Dest
+}
+
+// SLAView is a case's SLA state, derived by casework.
+type SLAView struct {
+	Paused   bool
+	Due      time.Time // the next due time of a running clock; zero when none
+	AtRisk   bool
+	Breached bool
+}
+
+// CaseView is what the bot shows of a case.
+type CaseView struct {
+	Ref       string
+	Org       string
+	Subject   Subject
+	Category  string
+	Question  string
+	Priority  string
+	Status    Status
+	Requester User
+	Assignee  *User
+	Summary   string
+	OpenedAt  time.Time
+	UpdatedAt time.Time
+	SLA       SLAView
+	// LastMessageAt and LastMessageSide describe the newest relayed message.
+	LastMessageAt   time.Time
+	LastMessageSide Side
+	// Origin is where the receipt goes (the channel the case was asked in).
+	Origin Dest
+}
+
+// CaseFilter selects cases for a list.
+type CaseFilter struct {
+	Which    string // open, mine, breaching, all
+	Assignee string // user id for "mine"
+	Limit    int
+}
+
+// CaseList is one page of cases and how many more matched.
+type CaseList struct {
+	Cases []CaseView
+	More  int
+}
+
+// Credits is an org's case allowance.
+type Credits struct {
+	Org       string
+	Balance   int
+	Allowance int
+	ResetsAt  time.Time
+}
+
+// CaseMessage is a message to add to a case's conversation.
+type CaseMessage struct {
+	Ref      string
+	Side     Side
+	Author   User
+	Text     string
+	Internal bool
+	Chat     Ref // the chat message it came from; redeliveries are stored once
+}
+
+// CaseEventKind is a rendered kind of case event.
+type CaseEventKind string
+
+// Case event kinds the bot renders.
+const (
+	CaseOpened     CaseEventKind = "opened"
+	CaseAssigned   CaseEventKind = "assigned"
+	CaseMessaged   CaseEventKind = "message"
+	CaseStatus     CaseEventKind = "status"
+	CaseSLAWarning CaseEventKind = "sla_warning"
+	CaseSLABreach  CaseEventKind = "sla_breach"
+	CaseCredits    CaseEventKind = "credits"
+)
+
+// CaseEvent is a casework outbox event decoded for rendering.
+type CaseEvent struct {
+	Kind     CaseEventKind
+	Ref      string
+	Actor    string // display name of who acted
+	Side     Side
+	Text     string
+	Internal bool
+	From, To Status
+	// Chat is the chat message a relayed message came from: never echoed
+	// back into the thread it came from.
+	Chat Ref
+	// Detail is extra wording (which SLA clock, why).
+	Detail string
+}
+
+// Cases is what the bot needs from casework.
+type Cases interface {
+	Open(ctx context.Context, o OpenCase) (CaseView, error)
+	Get(ctx context.Context, s Scope, ref string) (CaseView, error)
+	List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error)
+	Take(ctx context.Context, ref string, expert User) (CaseView, error)
+	Assign(ctx context.Context, ref string, expert, by User) (CaseView, error)
+	// Transition moves a case; by acts with role (requester, expert, manager).
+	Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text string) (CaseView, error)
+	AddMessage(ctx context.Context, m CaseMessage) error
+	Credits(ctx context.Context, org string) (Credits, error)
+	// SetAnchor records the chat message a side's thread hangs off.
+	SetAnchor(ctx context.Context, ref string, side Side, r Ref) error
+	// DecodeEvent turns an outbox row of casework's into a CaseEvent; ok is
+	// false for kinds that are not casework's.
+	DecodeEvent(kind string, payload json.RawMessage) (ev CaseEvent, ok bool, err error)
+}
+
+// IncidentView is what the bot shows of a hunting incident.
+type IncidentView struct {
+	ID       string
+	Org      string
+	Title    string
+	Summary  string
+	Severity Severity
+	Score    int
+	Reasons  []string
+	// Scope lists entities by kind ("devices", "users", "files", "ips", "urls").
+	Scope       []ScopeGroup
+	Timeline    []string
+	Tactics     []string
+	Recommended []string
+	Link        string
+	AckedBy     string
+	Test        bool
+}
+
+// ScopeGroup is one kind of compromised entity.
+type ScopeGroup struct {
+	Kind  string
+	Items []string
+}
+
+// IncidentEvent is a hunting outbox event decoded for rendering.
+type IncidentEvent struct {
+	IncidentID string
+	Org        string
+	// Action is post (first card), update (edit in place, with Changes as a
+	// thread note) or repeat (post a reminder in the card's thread).
+	Action  string
+	Changes []string
+}
+
+// Incidents is what the bot needs from hunting. It may be nil: the bot then
+// opens cases on an incident without enrichment and renders no notifications.
+type Incidents interface {
+	Incident(ctx context.Context, org, id string) (IncidentView, error)
+	Acknowledge(ctx context.Context, org, id string, by User) error
+	// Describe enriches a case subject (alert title, host, incident score);
+	// ok is false when hunting does not know it.
+	Describe(ctx context.Context, org string, kind SubjectKind, id string) (s Subject, ok bool, err error)
+	DecodeEvent(kind string, payload json.RawMessage) (ev IncidentEvent, ok bool, err error)
+}
+
+// Refusal is an error a domain returns for a request the current state or
+// the caller's role forbids; Msg is one sentence for the person who asked
+// ("EOD-12 is already concluded; use Reopen").
+type Refusal struct {
+	Msg string
+	Err error
+}
+
+func (r *Refusal) Error() string { return r.Msg }
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// ErrNotFound is returned (wrapped) for a case or incident that does not
+// exist or that the caller's scope does not show: the two are not told apart.
+var ErrNotFound = errors.New("not found")

@@ -1,0 +1,160 @@
+package bot
+
+import "strings"
+
+// Role is what a user is to the bot. A user may hold several: an expert who
+// types in an org's channel is also that org's member.
+type Role string
+
+// Roles.
+const (
+	// RoleMember is anyone speaking in an org's channel (or in a thread of
+	// one): the org's analysts. It acts for that org only.
+	RoleMember  Role = "member"
+	RoleExpert  Role = "expert"
+	RoleManager Role = "manager"
+	RoleAdmin   Role = "admin"
+)
+
+// op is something a user asks the bot to do: a command, a button or a reply.
+type op string
+
+// Operations. Buttons share their command's op where there is one.
+const (
+	opOpen         op = "open case" // ask, alert, device, file, incident, Consult
+	opStatus       op = "status"
+	opCases        op = "cases"
+	opCasesAnyOrg  op = "cases of any org"
+	opCredits      op = "credits"
+	opHelp         op = "help"
+	opTake         op = "take"
+	opAssign       op = "assign"
+	opExpertStatus op = "expert status" // more-info, sample, more-time, conclude
+	opNote         op = "note"
+	opSampleNotify op = "sample notification"
+	opAddDetails   op = "add details"
+	opClose        op = "close"
+	opReopen       op = "reopen"
+	opAcknowledge  op = "acknowledge"
+	opShowScope    op = "show scope"
+	opRelayAsker   op = "reply in requester thread"
+	opRelayExpert  op = "reply in desk thread"
+)
+
+// permissions is who may do what: the one table. Tenancy (a member acts for
+// its own org only) is checked on top, against the case or incident's org.
+var permissions = map[op][]Role{
+	opOpen:         {RoleMember},
+	opStatus:       {RoleMember, RoleExpert, RoleManager},
+	opCases:        {RoleMember, RoleExpert, RoleManager},
+	opCasesAnyOrg:  {RoleExpert, RoleManager},
+	opCredits:      {RoleMember, RoleManager},
+	opHelp:         {RoleMember, RoleExpert, RoleManager, RoleAdmin},
+	opTake:         {RoleExpert},
+	opAssign:       {RoleExpert, RoleManager},
+	opExpertStatus: {RoleExpert},
+	opNote:         {RoleExpert},
+	opSampleNotify: {RoleAdmin},
+	opAddDetails:   {RoleMember},
+	opClose:        {RoleMember, RoleManager},
+	opReopen:       {RoleMember, RoleManager},
+	opAcknowledge:  {RoleMember},
+	opShowScope:    {RoleMember, RoleExpert, RoleManager},
+	opRelayAsker:   {RoleMember},
+	opRelayExpert:  {RoleExpert},
+}
+
+// who is the caller as the bot sees them: roles and, for members, the org.
+type who struct {
+	user  User
+	roles []Role
+	org   *Org // the org whose channel the caller spoke in
+	desk  bool // spoke in the desk channel
+}
+
+func (w who) has(r Role) bool {
+	for _, x := range w.roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// may reports whether the caller holds a role the table allows for o.
+func (w who) may(o op) bool {
+	for _, r := range permissions[o] {
+		if w.has(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// role is the strongest role the caller has for o (for casework's checks).
+func (w who) roleFor(o op) Role {
+	for _, r := range []Role{RoleExpert, RoleManager, RoleMember, RoleAdmin} {
+		if w.has(r) {
+			for _, x := range permissions[o] {
+				if x == r {
+					return r
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// scope is what the caller may see: all orgs for experts and managers, the
+// caller's org for a member, nothing otherwise.
+func (w who) scope() (Scope, bool) {
+	if w.has(RoleExpert) || w.has(RoleManager) {
+		return Scope{All: true}, true
+	}
+	if w.org != nil {
+		return Scope{Org: w.org.ID}, true
+	}
+	return Scope{}, false
+}
+
+// identify works out who is speaking from where.
+func (b *Bot) identify(u User, channel string, thread *Ref) who {
+	w := who{user: u}
+	if b.cfg.Experts.Has(u.Platform, u.ID) {
+		w.roles = append(w.roles, RoleExpert)
+	}
+	if b.cfg.Managers.Has(u.Platform, u.ID) {
+		w.roles = append(w.roles, RoleManager)
+	}
+	if b.cfg.Admins.Has(u.Platform, u.ID) {
+		w.roles = append(w.roles, RoleAdmin)
+	}
+	chans := []string{channel}
+	if thread != nil {
+		chans = append(chans, thread.Channel)
+	}
+	desk := b.cfg.Desk.DeskDest()
+	for _, ch := range chans {
+		if ch == "" {
+			continue
+		}
+		if o, ok := b.cfg.orgFor(u.Platform, u.Workspace, ch); ok {
+			w.org = o
+			w.roles = append(w.roles, RoleMember)
+			break
+		}
+		if desk.Platform == u.Platform && desk.Channel == ch {
+			w.desk = true
+		}
+	}
+	return w
+}
+
+// rolesText names roles for help and errors.
+func rolesText(rs []Role) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ", ")
+}

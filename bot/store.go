@@ -1,0 +1,115 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The bot's own tables (migrations/0004_bot.sql): which message each outbox
+// event produced, the anchors later events edit and thread under, and the
+// inbound keys already handled.
+
+// anchor is a stream's card message for one target.
+type anchor struct {
+	Stream string
+	Target string
+	Ref    Ref
+}
+
+// firstSeen records an inbound key and reports whether it is new. An empty
+// key is always new.
+func (b *Bot) firstSeen(ctx context.Context, key string) (bool, error) {
+	if key == "" {
+		return true, nil
+	}
+	tag, err := b.db.Exec(ctx, `INSERT INTO bot_inbound (key) VALUES ($1) ON CONFLICT DO NOTHING`, key)
+	if err != nil {
+		return false, fmt.Errorf("record inbound key: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// anchorOf returns the anchor of stream for target; ok is false when none
+// was posted (yet).
+func (b *Bot) anchorOf(ctx context.Context, stream, target string) (Ref, bool, error) {
+	var r Ref
+	var p string
+	err := b.db.QueryRow(ctx, `SELECT platform, workspace, channel, message FROM bot_anchor WHERE stream = $1 AND target = $2`,
+		stream, target).Scan(&p, &r.Workspace, &r.Channel, &r.Message)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Ref{}, false, nil
+	}
+	if err != nil {
+		return Ref{}, false, fmt.Errorf("read anchor %s/%s: %w", stream, target, err)
+	}
+	r.Platform = Platform(p)
+	return r, true, nil
+}
+
+// anchorAt finds the stream and target whose anchor is the message at r.
+func (b *Bot) anchorAt(ctx context.Context, r Ref) (anchor, bool, error) {
+	a := anchor{Ref: r}
+	err := b.db.QueryRow(ctx, `SELECT stream, target FROM bot_anchor WHERE platform = $1 AND channel = $2 AND message = $3`,
+		string(r.Platform), r.Channel, r.Message).Scan(&a.Stream, &a.Target)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, false, nil
+	}
+	if err != nil {
+		return a, false, fmt.Errorf("find anchor of message %s: %w", r.Message, err)
+	}
+	return a, true, nil
+}
+
+// delivered returns the parts of outbox row id already sent, with their refs.
+func (b *Bot) delivered(ctx context.Context, id int64) (map[string]Ref, error) {
+	rows, err := b.db.Query(ctx, `SELECT part, platform, workspace, channel, message FROM bot_delivery WHERE outbox_id = $1`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read deliveries of %d: %w", id, err)
+	}
+	defer rows.Close()
+	out := map[string]Ref{}
+	for rows.Next() {
+		var part, p string
+		var r Ref
+		if err := rows.Scan(&part, &p, &r.Workspace, &r.Channel, &r.Message); err != nil {
+			return nil, fmt.Errorf("read deliveries of %d: %w", id, err)
+		}
+		r.Platform = Platform(p)
+		out[part] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read deliveries of %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// recordSent stores that part of row id produced r and, for an anchor part,
+// makes r the stream's anchor for target, in one transaction.
+func (b *Bot) recordSent(ctx context.Context, id int64, part string, r Ref, stream, target string) error {
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("record delivery: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `
+INSERT INTO bot_delivery (outbox_id, part, platform, workspace, channel, message) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (outbox_id, part) DO NOTHING`, id, part, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
+		return fmt.Errorf("record delivery %d/%s: %w", id, part, err)
+	}
+	if target != "" {
+		if _, err := tx.Exec(ctx, `
+INSERT INTO bot_anchor (stream, target, platform, workspace, channel, message) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
+    channel = EXCLUDED.channel, message = EXCLUDED.message`,
+			stream, target, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
+			return fmt.Errorf("record anchor %s/%s: %w", stream, target, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("record delivery %d/%s: commit: %w", id, part, err)
+	}
+	return nil
+}

@@ -1,0 +1,69 @@
+package casework
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNotFound is returned for a case that does not exist and, identically,
+// for a case of another org than the viewer's.
+var ErrNotFound = errors.New("case not found")
+
+// ErrInvalid wraps a request the caller got wrong (a missing field, an
+// unknown status); the message says which and how to fix it.
+var ErrInvalid = errors.New("invalid request")
+
+// TransitionError is a refused status change (or take, assign, message):
+// Error is one sentence the bot can show as is.
+type TransitionError struct {
+	Ref  string
+	From Status
+	// To is the status asked for; empty when the refused action was not a
+	// status change (a message on a closed case).
+	To   Status
+	Role Role
+	// Reason is the sentence.
+	Reason string
+}
+
+func (e *TransitionError) Error() string { return e.Reason }
+
+// NoCreditsError refuses an open when the org has no credits left.
+type NoCreditsError struct {
+	Org     string
+	Balance int
+	// ResetsAt is when the next quarter's credits arrive.
+	ResetsAt time.Time
+	// NextBalance is the balance on ResetsAt.
+	NextBalance int
+}
+
+func (e *NoCreditsError) Error() string {
+	return fmt.Sprintf("%s has no expert credits left this quarter (balance %d); %d more arrive on %s",
+		e.Org, e.Balance, e.NextBalance, e.ResetsAt.Format("2 January 2006"))
+}
+
+// AlreadyTakenError is returned when a case is taken by someone else.
+type AlreadyTakenError struct {
+	Ref    string
+	Holder Person
+}
+
+func (e *AlreadyTakenError) Error() string {
+	return fmt.Sprintf("%s is already taken by %s", e.Ref, e.Holder.Name())
+}
+
+// TamperError reports a timeline that does not verify: an entry was edited,
+// removed or reordered behind casework's back.
+type TamperError struct {
+	Ref string
+	// Seq is the first entry that does not verify (or the expected length,
+	// when entries are missing at the end).
+	Seq    int
+	Reason string
+}
+
+func (e *TamperError) Error() string {
+	return fmt.Sprintf("timeline of %s fails verification at entry %d: %s", e.Ref, e.Seq, e.Reason)
+}

@@ -1,0 +1,122 @@
+package casework
+
+import "time"
+
+// Event kinds written to the outbox (and to the case timeline), one per
+// change. Every event of a case goes on the stream Stream(ref), so the bot
+// receives them in order. The bot renders each by loading the current case
+// (Get) and using the payload for what changed.
+const (
+	// EventOpened: a case was opened. Payload OpenedEvent.
+	EventOpened = "case.opened"
+	// EventAssigned: an expert took the case or it was (re)assigned. Payload AssignedEvent.
+	EventAssigned = "case.assigned"
+	// EventMessageAdded: a message to relay to the other side. Payload
+	// MessageAddedEvent. Internal notes are on the timeline only: no event
+	// is written for them, so they cannot be relayed by mistake.
+	EventMessageAdded = "case.message_added"
+	// EventStatusChanged: the status changed. Payload StatusChangedEvent.
+	EventStatusChanged = "case.status_changed"
+	// EventSLAWarning: a clock passed its warning point (once per clock and
+	// case). Payload SLAEvent.
+	EventSLAWarning = "case.sla_warning"
+	// EventSLABreach: a clock passed its target (once per clock and case).
+	// Payload SLAEvent.
+	EventSLABreach = "case.sla_breach"
+	// EventCreditsChanged: the case used or gave back one of its org's
+	// credits. Payload CreditsChangedEvent.
+	EventCreditsChanged = "case.credits_changed"
+)
+
+// Stream is the outbox stream of a case's events: "case:EOD-12".
+func Stream(ref string) string { return "case:" + ref }
+
+// OpenedEvent is the payload of EventOpened.
+type OpenedEvent struct {
+	Ref       string   `json:"ref"`
+	Org       string   `json:"org"`
+	Priority  Priority `json:"priority"`
+	Category  Category `json:"category"`
+	Subject   Subject  `json:"subject"`
+	Requester Person   `json:"requester"`
+	Question  string   `json:"question"`
+}
+
+// AssignedEvent is the payload of EventAssigned.
+type AssignedEvent struct {
+	Ref      string `json:"ref"`
+	Assignee Person `json:"assignee"`
+	// Previous is the former assignee on a reassignment.
+	Previous *Person `json:"previous,omitempty"`
+	// By is who made the change (the assignee on a take).
+	By Actor `json:"by"`
+	// Taken is true when the expert took the case themselves.
+	Taken bool `json:"taken"`
+}
+
+// MessageAddedEvent is the payload of EventMessageAdded.
+type MessageAddedEvent struct {
+	Ref       string `json:"ref"`
+	MessageID int64  `json:"message_id"`
+	Side      Side   `json:"side"`
+	Author    Person `json:"author"`
+	Text      string `json:"text"`
+	// Internal is always false in the outbox; true only on the timeline.
+	Internal bool `json:"internal,omitempty"`
+	// Source is the chat message it came from: relay to the other anchor,
+	// never back into this thread.
+	Source *ChatRef `json:"source,omitempty"`
+}
+
+// StatusChangedEvent is the payload of EventStatusChanged.
+type StatusChangedEvent struct {
+	Ref  string `json:"ref"`
+	From Status `json:"from"`
+	To   Status `json:"to"`
+	By   Actor  `json:"by"`
+	// Summary is the conclusion, when To is concluded.
+	Summary string `json:"summary,omitempty"`
+	// Note is the actor's optional reason ("need the process tree").
+	Note string `json:"note,omitempty"`
+	// Reopened is true for concluded/closed -> in_progress.
+	Reopened bool `json:"reopened,omitempty"`
+	// Resumed is true when a requester's message ended a wait.
+	Resumed bool `json:"resumed,omitempty"`
+}
+
+// Clock names an SLA clock.
+type Clock string
+
+// SLA clocks.
+const (
+	ClockFirstResponse Clock = "first_response"
+	ClockConclusion    Clock = "conclusion"
+)
+
+// SLAEvent is the payload of EventSLAWarning and EventSLABreach.
+type SLAEvent struct {
+	Ref      string   `json:"ref"`
+	Clock    Clock    `json:"clock"`
+	Priority Priority `json:"priority"`
+	// TargetSeconds is the clock's target.
+	TargetSeconds int64 `json:"target_seconds"`
+	// ElapsedSeconds is the running time (pauses excluded) when emitted.
+	ElapsedSeconds int64 `json:"elapsed_seconds"`
+	// DueAt is when the target is (or was) reached, pauses accounted for.
+	DueAt time.Time `json:"due_at"`
+	// Assignee is who holds the case; zero if nobody took it.
+	Assignee Person `json:"assignee"`
+}
+
+// CreditsChangedEvent is the payload of EventCreditsChanged.
+type CreditsChangedEvent struct {
+	Ref string `json:"ref"`
+	Org string `json:"org"`
+	// Delta is -1 when the case used a credit, +1 on a refund.
+	Delta int `json:"delta"`
+	// Balance is the org's balance after the change.
+	Balance int `json:"balance"`
+	// Reason is "opened" or "withdrawn before an expert took it".
+	Reason   string    `json:"reason"`
+	ResetsAt time.Time `json:"resets_at"`
+}
