@@ -195,3 +195,15 @@ func TestDurations(t *testing.T) {
 	_, err := config.ParseDuration("2dd")
 	require.Error(t, err)
 }
+
+// TestReadmeExampleLoads keeps the README's example loadable and equal to DESIGN.md's.
+func TestReadmeExampleLoads(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(readme)
+	require.NotNil(t, m, "README.md has a yaml example")
+	ours, err := os.ReadFile("testdata/design-example.yaml")
+	require.NoError(t, err)
+	require.Equal(t, string(ours), string(m[1]))
+}
