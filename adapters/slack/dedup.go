@@ -146,3 +146,21 @@ func (c *ttlCache[V]) store(k string, v V) {
 	}
 	c.m[k] = ttlEntry[V]{v: v, at: time.Now()}
 }
+
+// prune forgets day-old delivery keys every hour until ctx ends.
+func (a *Adapter) prune(ctx context.Context, p pruner) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := p.Prune(ctx, 24*time.Hour); err != nil {
+				a.log.Warn("pruning Slack delivery keys failed", "err", err)
+			} else if n > 0 {
+				a.log.Debug("pruned Slack delivery keys", "count", n)
+			}
+		}
+	}
+}
