@@ -37,6 +37,11 @@ type Dest struct {
 	// Thread, when set, is the anchor message whose thread receives the post
 	// (Slack thread_ts; on Discord the thread started on that message).
 	Thread *Ref
+	// Key is a stable idempotency key for this post (set by the delivery
+	// worker: the same outbox row and part always carry the same key). An
+	// adapter whose platform can deduplicate on it should (Discord: nonce
+	// with enforce_nonce, hashed to its 25 characters); others may ignore it.
+	Key string
 }
 
 // User identifies who acted.

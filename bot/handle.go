@@ -1,0 +1,677 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/threatdesk/threatdesk/internal/outbox"
+)
+
+// backgroundTimeout bounds the work after an acknowledgement.
+const backgroundTimeout = 30 * time.Second
+
+// Form ids.
+const (
+	formAsk        = "ask"
+	formConsult    = "consult"
+	formConclude   = "conclude"
+	formMoreInfo   = "more_info"
+	formSample     = "sample"
+	formAddDetails = "add_details"
+)
+
+// Form field ids.
+const (
+	fieldQuestion = "question"
+	fieldText     = "text"
+	fieldSummary  = "summary"
+)
+
+func errorMessage(msg string) Message {
+	return Message{Text: []Line{{T(msg)}}, Fallback: cut(msg, maxListLineRunes)}
+}
+
+func opOf(r request) op {
+	switch r.verb {
+	case vAsk, vAlert, vDevice, vFile, vIncident:
+		return opOpen
+	case vStatus:
+		return opStatus
+	case vCases:
+		return opCases
+	case vCredits:
+		return opCredits
+	case vTake:
+		return opTake
+	case vAssign:
+		return opAssign
+	case vMoreInfo, vSample, vMoreTime, vConclude:
+		return opExpertStatus
+	case vNote:
+		return opNote
+	case vSampleNotify:
+		return opSampleNotify
+	}
+	return opHelp
+}
+
+// denied says why the caller may not do o, and what to do instead.
+func denied(w who, o op) Message {
+	need := rolesText(permissions[o])
+	switch {
+	case len(w.roles) == 0:
+		return errorMessage("This channel is not connected to an organisation in threatdesk, and you are not listed as an expert or manager. Ask in your organisation's SOC channel, or ask your threatdesk admin to add this channel to the config.")
+	case o == opOpen && w.org == nil:
+		return errorMessage("Open cases from your organisation's SOC channel: this channel is not connected to an organisation.")
+	}
+	return errorMessage(fmt.Sprintf("You may not %s here: that needs the role %s.", o, need))
+}
+
+func (b *Bot) observeAck(kind string, start time.Time) {
+	b.m.ack.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+}
+
+// HandleCommand implements Handler. It decides from the config alone (no
+// database) and answers at once; the work runs in the background and
+// answers through c.Respond.
+func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
+	start := time.Now()
+	if !c.Received.IsZero() {
+		start = c.Received
+	}
+	defer b.observeAck("command", time.Now())
+	r, uerr := parse(c)
+	if uerr != nil {
+		return Ack{Message: ptr(errorMessage(uerr.msg)), Private: true}
+	}
+	w := b.identify(c.User, c.Channel, c.Thread)
+	o := opOf(r)
+	if o == opHelp {
+		return Ack{Message: ptr(b.help(w)), Private: true}
+	}
+	if !w.may(o) {
+		return Ack{Message: ptr(denied(w, o)), Private: true}
+	}
+	switch {
+	case o == opOpen && r.kind == SubjectNone && !r.hasText:
+		return Ack{Form: ptr(askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))}
+	case r.verb == vConclude && !r.hasText:
+		return Ack{Form: ptr(concludeForm(r.ref))}
+	}
+	b.goBackground(backgroundTimeout, func(ctx context.Context) {
+		defer func() {
+			b.m.handling.WithLabelValues("command", r.verb).Observe(time.Since(start).Seconds())
+		}()
+		if ok, err := b.firstSeen(ctx, c.Key); err != nil {
+			b.answerErr(ctx, c.Respond, "command", err)
+			return
+		} else if !ok {
+			return // a redelivery: the first one answered
+		}
+		m, err := b.runCommand(ctx, w, c, r)
+		if err != nil {
+			b.answerErr(ctx, c.Respond, "command "+r.verb, err)
+			return
+		}
+		b.respond(ctx, c.Respond, m, true)
+	})
+	return Ack{Private: true}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (b *Bot) respond(ctx context.Context, rs Responder, m Message, private bool) {
+	if rs == nil {
+		return
+	}
+	if err := rs.Respond(ctx, m, private); err != nil {
+		b.log.Warn("could not answer the user", "err", err)
+	}
+}
+
+// answerErr tells the user privately what went wrong and what to do.
+func (b *Bot) answerErr(ctx context.Context, rs Responder, what string, err error) {
+	var ref *Refusal
+	var ue *usageError
+	switch {
+	case errors.As(err, &ref):
+		b.respond(ctx, rs, errorMessage(ref.Msg), true)
+	case errors.As(err, &ue):
+		b.respond(ctx, rs, errorMessage(ue.msg), true)
+	case errors.Is(err, ErrNotFound):
+		b.respond(ctx, rs, errorMessage("Not found. Check the reference: /experts cases lists the cases you can see."), true)
+	default:
+		b.log.Error("handling failed", "what", what, "err", err)
+		b.respond(ctx, rs, errorMessage("Something went wrong on our side and nothing was changed. Try again in a minute; if it keeps failing, tell your threatdesk admin."), true)
+	}
+}
+
+// runCommand does a command's work and returns the private answer.
+func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Message, error) {
+	switch r.verb {
+	case vAsk, vAlert, vDevice, vFile, vIncident:
+		cv, err := b.open(ctx, w, c.Key, Subject{Kind: r.kind, ID: r.id}, r.text, c.Channel, c.Thread)
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in the thread of its receipt in this channel.", cv.Ref, cv.Priority)), nil
+	case vStatus:
+		s, _ := w.scope()
+		cv, err := b.cases.Get(ctx, s, r.ref)
+		if err != nil {
+			return Message{}, err
+		}
+		return b.statusMessage(cv), nil
+	case vCases:
+		return b.listCases(ctx, w, r)
+	case vCredits:
+		org := r.org
+		if !w.has(RoleManager) || org == "" {
+			if w.org == nil {
+				return Message{}, &usageError{msg: "Which org? Usage: /experts credits <org id>, e.g. /experts credits " + b.cfg.Orgs[0].ID + "."}
+			}
+			org = w.org.ID
+		}
+		if _, ok := b.cfg.org(org); !ok {
+			return Message{}, &usageError{msg: fmt.Sprintf("%q is not an org: the org ids are %s.", org, b.orgIDs())}
+		}
+		cr, err := b.cases.Credits(ctx, org)
+		if err != nil {
+			return Message{}, err
+		}
+		return Message{Title: "Expert credits · " + b.orgName(org), Fields: []Field{
+			{Label: "Balance", Value: Line{T(fmt.Sprintf("%d", cr.Balance))}},
+			{Label: "Per quarter", Value: Line{T(fmt.Sprintf("%d", cr.Allowance))}},
+			{Label: "Resets", Value: Line{T(cr.ResetsAt.UTC().Format("2 January 2006"))}},
+		}, Fallback: fmt.Sprintf("%s: %d credits", org, cr.Balance)}, nil
+	case vTake:
+		ref := r.ref
+		if ref == "" {
+			l, err := b.cases.List(ctx, Scope{All: true}, CaseFilter{Which: "new", Limit: 1})
+			if err != nil {
+				return Message{}, err
+			}
+			if len(l.Cases) == 0 {
+				return errorMessage("No new cases are waiting. /experts cases open lists the open ones."), nil
+			}
+			ref = l.Cases[0].Ref
+		}
+		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user))
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage("You have " + cv.Ref + ". Reply in its desk thread to talk to the requester."), nil
+	case vAssign:
+		a, ok := b.adapter(c.User.Platform)
+		target := User{Platform: c.User.Platform, Workspace: c.User.Workspace, ID: r.user}
+		if !b.cfg.Experts.Has(target.Platform, target.ID) {
+			return Message{}, &usageError{msg: fmt.Sprintf("%s is not a threat expert in the config: assign to one of the experts.", r.user)}
+		}
+		if ok {
+			if n, err := a.UserName(ctx, target.Workspace, target.ID); err == nil {
+				target.DisplayName = n
+			}
+		}
+		cv, err := b.cases.Assign(ctx, r.ref, target, b.named(ctx, w.user))
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage(cv.Ref + " is now with " + userLabel(&target) + "."), nil
+	case vMoreInfo, vSample, vMoreTime, vConclude:
+		to := map[string]Status{vMoreInfo: StatusMoreInfo, vSample: StatusSample, vMoreTime: StatusMoreTime, vConclude: StatusConcluded}[r.verb]
+		cv, err := b.cases.Transition(ctx, Scope{All: true}, r.ref, to, b.named(ctx, w.user), RoleExpert, r.text)
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
+	case vNote:
+		err := b.cases.AddMessage(ctx, CaseMessage{Ref: r.ref, Side: SideExpert, Author: b.named(ctx, w.user), Text: r.text, Internal: true})
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
+	case vSampleNotify:
+		return b.sampleNotification(ctx, w, r)
+	}
+	return b.help(w), nil
+}
+
+func (b *Bot) orgIDs() string {
+	ids := make([]string, len(b.cfg.Orgs))
+	for i, o := range b.cfg.Orgs {
+		ids[i] = o.ID
+	}
+	return strings.Join(ids, ", ")
+}
+
+// named fills in a user's display name from the adapter when it is missing.
+func (b *Bot) named(ctx context.Context, u User) User {
+	if u.DisplayName != "" {
+		return u
+	}
+	if a, ok := b.adapter(u.Platform); ok {
+		if n, err := a.UserName(ctx, u.Workspace, u.ID); err == nil {
+			u.DisplayName = n
+		}
+	}
+	return u
+}
+
+// open opens a case for a member, enriching the subject from hunting.
+func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, channel string, thread *Ref) (CaseView, error) {
+	if w.org == nil {
+		return CaseView{}, &Refusal{Msg: "Open cases from your organisation's SOC channel."}
+	}
+	if s.Kind != SubjectNone && b.hunt != nil {
+		if d, ok, err := b.hunt.Describe(ctx, w.org.ID, s.Kind, s.ID); err != nil {
+			b.log.Warn("could not enrich a case subject; opening without it", "kind", s.Kind, "err", err)
+		} else if ok {
+			d.Kind, d.ID = s.Kind, cmpOr(d.ID, s.ID)
+			s = d
+		}
+	}
+	if question == "" {
+		question = "(no question given: please describe what you need in the thread)"
+	}
+	origin := Dest{Platform: w.user.Platform, Workspace: w.user.Workspace, Channel: channel}
+	if thread != nil && thread.Channel != "" {
+		origin.Channel = thread.Channel
+	}
+	return b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
+}
+
+func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) {
+	s, _ := w.scope()
+	if r.org != "" {
+		if !w.may(opCasesAnyOrg) {
+			return Message{}, &usageError{msg: "Only experts and managers filter by org; /experts cases lists your organisation's cases."}
+		}
+		if _, ok := b.cfg.org(r.org); !ok {
+			return Message{}, &usageError{msg: fmt.Sprintf("%q is not an org: the org ids are %s.", r.org, b.orgIDs())}
+		}
+		s = Scope{Org: r.org}
+	}
+	f := CaseFilter{Which: r.filter, Limit: maxListed}
+	if r.filter == "mine" {
+		f.Assignee = w.user.ID
+	}
+	l, err := b.cases.List(ctx, s, f)
+	if err != nil {
+		return Message{}, err
+	}
+	title := map[string]string{"open": "Open cases", "mine": "Your cases", "breaching": "Cases at risk of breaching their SLA", "all": "All cases"}[r.filter]
+	if s.Org != "" {
+		title += " · " + b.orgName(s.Org)
+	}
+	return b.listMessage(title, l, s.All), nil
+}
+
+func (b *Bot) sampleNotification(ctx context.Context, w who, r request) (Message, error) {
+	o := w.org
+	if o == nil {
+		return Message{}, &usageError{msg: "Run /experts sample-notification in the org channel whose routing you want to check."}
+	}
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		return Message{}, fmt.Errorf("sample notification: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	by := b.named(ctx, w.user)
+	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindSampleNotification, Stream: "sample:" + o.ID,
+		Payload: sampleEvent{Org: o.ID, By: userLabel(&by)}}); err != nil {
+		return Message{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Message{}, fmt.Errorf("sample notification: commit: %w", err)
+	}
+	d := o.NotifyDest()
+	return errorMessage(fmt.Sprintf("A test notification for %s is on its way to %s channel %s.", o.Name, d.Platform, d.Channel)), nil
+}
+
+// help is the usage for the caller's roles.
+func (b *Bot) help(w who) Message {
+	m := Message{Title: "/experts: ask a threat expert", Fallback: "/experts help"}
+	if len(w.roles) == 0 {
+		m.Text = []Line{{T("This channel is not connected to an organisation, and you are not an expert or manager. Use /experts in your organisation's SOC channel, or ask your threatdesk admin to add this channel.")}}
+		return m
+	}
+	if w.has(RoleMember) {
+		m.Sections = append(m.Sections, Section{Title: "Ask (" + w.org.Name + ")", Lines: []Line{
+			{B("/experts ask"), T(" [question]: a general question (a form opens without text)")},
+			{B("/experts alert"), T(" <alert id> [question]")},
+			{B("/experts device"), T(" <device id or host name> [question]")},
+			{B("/experts file"), T(" <sha1 or sha256> [question]")},
+			{B("/experts incident"), T(" <incident id> [question]")},
+			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
+			{B("/experts cases"), T(" [open|mine|breaching|all]")},
+			{B("/experts credits"), T(": your balance and when it resets")},
+			{T("Reply in a case's thread to talk to the expert.")},
+		}})
+	}
+	if w.has(RoleExpert) {
+		m.Sections = append(m.Sections, Section{Title: "Experts", Lines: []Line{
+			{B("/experts take"), T(" [EOD-n]: take a case (without one: the oldest new case)")},
+			{B("/experts assign"), T(" <EOD-n> @expert")},
+			{B("/experts more-info"), T(" <EOD-n> [what you need]; "), B("sample"), T(" <EOD-n> [which file]; "), B("more-time"), T(" <EOD-n> [why]")},
+			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
+			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
+			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
+			{T("Reply in a desk card's thread to answer the requester.")},
+		}})
+	}
+	if w.has(RoleManager) && !w.has(RoleExpert) {
+		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
+			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
+		}})
+	}
+	if w.has(RoleAdmin) {
+		m.Sections = append(m.Sections, Section{Title: "Admins", Lines: []Line{
+			{B("/experts sample-notification"), T(": send a clearly labelled test notification to this org's notification channel")},
+		}})
+	}
+	return m
+}
+
+func askForm(id string, state url.Values, title, prefill string) Form {
+	return Form{ID: id, State: state.Encode(), Title: title, Submit: "Ask", Fields: []FormField{{
+		ID: fieldQuestion, Label: "Your question", Kind: InputParagraph, Value: prefill, Required: true, MinLength: 5, MaxLength: 3000,
+		Placeholder: "What do you need to know? Include what you have already checked.",
+	}}}
+}
+
+func concludeForm(ref string) Form {
+	return Form{ID: formConclude, State: url.Values{"ref": {ref}}.Encode(), Title: "Conclude " + ref, Submit: "Conclude",
+		Fields: []FormField{{ID: fieldSummary, Label: "Summary for the requester", Kind: InputParagraph, Required: true, MinLength: 10, MaxLength: 3000,
+			Placeholder: "What you found, how confident you are, and what they should do."}}}
+}
+
+func textForm(id, ref, title, label string, required bool) Form {
+	return Form{ID: id, State: url.Values{"ref": {ref}}.Encode(), Title: title, Submit: "Send",
+		Fields: []FormField{{ID: fieldText, Label: label, Kind: InputParagraph, Required: required, MaxLength: 3000}}}
+}
+
+// HandleAction implements Handler: a button press. The button carries ids
+// only; permission and state are checked again here and in casework.
+func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
+	start := time.Now()
+	defer b.observeAck("action", start)
+	w := b.identify(a.User, a.Message.Channel, nil)
+	var o op
+	switch a.Action {
+	case ActTake:
+		o = opTake
+	case ActMoreInfo, ActSample, ActMoreTime, ActConclude:
+		o = opExpertStatus
+	case ActAddDetails:
+		o = opAddDetails
+	case ActClose:
+		o = opClose
+	case ActReopen:
+		o = opReopen
+	case ActConsult, ActAskEntity:
+		o = opOpen
+	case ActAcknowledge:
+		o = opAcknowledge
+	case ActShowScope:
+		o = opShowScope
+	default:
+		return Ack{Message: ptr(errorMessage("That button is from an older version of threatdesk; use /experts help.")), Private: true}
+	}
+	if !w.may(o) {
+		return Ack{Message: ptr(denied(w, o)), Private: true}
+	}
+	ref, _ := normRef(a.Value)
+	switch a.Action {
+	case ActMoreInfo:
+		return Ack{Form: ptr(textForm(formMoreInfo, ref, "More info for "+ref, "What do you need from the requester?", true))}
+	case ActSample:
+		return Ack{Form: ptr(textForm(formSample, ref, "File sample for "+ref, "Which file, and how should they share it?", false))}
+	case ActConclude:
+		return Ack{Form: ptr(concludeForm(ref))}
+	case ActAddDetails:
+		return Ack{Form: ptr(textForm(formAddDetails, ref, "Add details to "+ref, "What should the expert know?", true))}
+	case ActConsult:
+		return Ack{Form: ptr(askForm(formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert",
+			""))}
+	case ActAskEntity:
+		kind, id, _ := strings.Cut(a.Value, ":")
+		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile)) {
+			return Ack{Message: ptr(errorMessage("That button does not name a device or file.")), Private: true}
+		}
+		return Ack{Form: ptr(askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))}
+	}
+	b.goBackground(backgroundTimeout, func(ctx context.Context) {
+		defer func() { b.m.handling.WithLabelValues("action", string(a.Action)).Observe(time.Since(start).Seconds()) }()
+		if ok, err := b.firstSeen(ctx, a.Key); err != nil || !ok {
+			if err != nil {
+				b.answerErr(ctx, a.Respond, "action", err)
+			}
+			return
+		}
+		m, err := b.runAction(ctx, w, a, ref)
+		if err != nil {
+			b.answerErr(ctx, a.Respond, "action "+string(a.Action), err)
+			return
+		}
+		if m != nil {
+			b.respond(ctx, a.Respond, *m, true)
+		}
+	})
+	return Ack{Private: true}
+}
+
+func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Message, error) {
+	s, _ := w.scope()
+	switch a.Action {
+	case ActTake:
+		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user))
+		if err != nil {
+			return nil, err
+		}
+		return ptr(errorMessage("You have " + cv.Ref + ".")), nil
+	case ActMoreTime:
+		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, StatusMoreTime, b.named(ctx, w.user), RoleExpert, "")
+		if err != nil {
+			return nil, err
+		}
+		return ptr(errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
+	case ActClose, ActReopen:
+		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress}[a.Action]
+		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen}[a.Action])
+		if role == RoleMember {
+			role = Role("requester")
+		}
+		cv, err := b.cases.Transition(ctx, s, ref, to, b.named(ctx, w.user), role, "")
+		if err != nil {
+			return nil, err
+		}
+		return ptr(errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
+	case ActAcknowledge:
+		if b.hunt == nil {
+			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
+		}
+		if err := b.hunt.Acknowledge(ctx, w.org.ID, a.Value, b.named(ctx, w.user)); err != nil {
+			return nil, err
+		}
+		return ptr(errorMessage("Acknowledged incident " + a.Value + "; the reminders stop.")), nil
+	case ActShowScope:
+		if b.hunt == nil {
+			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
+		}
+		org := ""
+		if w.org != nil {
+			org = w.org.ID
+		}
+		inc, err := b.hunt.Incident(ctx, org, a.Value)
+		if err != nil {
+			return nil, err
+		}
+		if w.org != nil && inc.Org != w.org.ID {
+			return nil, fmt.Errorf("incident %s: %w", a.Value, ErrNotFound)
+		}
+		ad, ok := b.adapter(a.Message.Platform)
+		if !ok {
+			return nil, fmt.Errorf("no %s adapter", a.Message.Platform)
+		}
+		msgRef := a.Message
+		if _, err := ad.Post(ctx, Dest{Platform: msgRef.Platform, Workspace: msgRef.Workspace, Channel: msgRef.Channel, Thread: &msgRef}, scopeMessage(inc)); err != nil {
+			return nil, fmt.Errorf("post full scope: %w", err)
+		}
+		return nil, nil
+	}
+	return nil, nil
+}
+
+// HandleSubmit implements Handler: a submitted form. Required fields are
+// checked at once (the form stays open with the error); the rest runs in
+// the background.
+func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
+	start := time.Now()
+	defer b.observeAck("submit", start)
+	state, _ := url.ParseQuery(s.State)
+	field, minLen := fieldText, 1
+	switch s.FormID {
+	case formAsk, formConsult:
+		field, minLen = fieldQuestion, 5
+	case formConclude:
+		field, minLen = fieldSummary, 10
+	case formSample:
+		minLen = 0
+	case formMoreInfo, formAddDetails:
+	default:
+		return SubmitAck{Errors: map[string]string{"": "This form is from an older version of threatdesk; close it and start again."}}
+	}
+	text := strings.TrimSpace(s.Values[field])
+	if len([]rune(text)) < minLen {
+		return SubmitAck{Errors: map[string]string{field: fmt.Sprintf("Write at least %d characters.", minLen)}}
+	}
+	channel := cmpOr(state.Get("c"), s.Channel)
+	w := b.identify(s.User, channel, nil)
+	ref, _ := normRef(state.Get("ref"))
+	b.goBackground(backgroundTimeout, func(ctx context.Context) {
+		defer func() { b.m.handling.WithLabelValues("submit", s.FormID).Observe(time.Since(start).Seconds()) }()
+		if ok, err := b.firstSeen(ctx, s.Key); err != nil || !ok {
+			if err != nil {
+				b.answerErr(ctx, s.Respond, "form", err)
+			}
+			return
+		}
+		m, err := b.runSubmit(ctx, w, s, state, ref, text, channel)
+		if err != nil {
+			b.answerErr(ctx, s.Respond, "form "+s.FormID, err)
+			return
+		}
+		b.respond(ctx, s.Respond, m, true)
+	})
+	return SubmitAck{}
+}
+
+func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Values, ref, text, channel string) (Message, error) {
+	need := func(o op) error {
+		if !w.may(o) {
+			return &Refusal{Msg: denied(w, o).Fallback}
+		}
+		return nil
+	}
+	switch s.FormID {
+	case formAsk, formConsult:
+		if err := need(opOpen); err != nil {
+			return Message{}, err
+		}
+		subj := Subject{Kind: SubjectNone}
+		if id := state.Get("i"); id != "" {
+			kind := SubjectKind(cmpOr(state.Get("k"), string(SubjectIncident)))
+			nid, uerr := validSubject(kind, id)
+			if uerr != nil {
+				return Message{}, uerr
+			}
+			subj = Subject{Kind: kind, ID: nid}
+		}
+		cv, err := b.open(ctx, w, cmpOr(s.Key, ""), subj, text, channel, nil)
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in its thread.", cv.Ref, cv.Priority)), nil
+	case formConclude, formMoreInfo, formSample:
+		if err := need(opExpertStatus); err != nil {
+			return Message{}, err
+		}
+		to := map[string]Status{formConclude: StatusConcluded, formMoreInfo: StatusMoreInfo, formSample: StatusSample}[s.FormID]
+		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, to, b.named(ctx, w.user), RoleExpert, text)
+		if err != nil {
+			return Message{}, err
+		}
+		return errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
+	case formAddDetails:
+		if err := need(opAddDetails); err != nil {
+			return Message{}, err
+		}
+		sc, _ := w.scope()
+		if _, err := b.cases.Get(ctx, sc, ref); err != nil {
+			return Message{}, err
+		}
+		if err := b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Side: SideRequester, Author: b.named(ctx, w.user), Text: text}); err != nil {
+			return Message{}, err
+		}
+		return errorMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil
+	}
+	return Message{}, &Refusal{Msg: "Unknown form."}
+}
+
+// HandleReply implements Handler: a message in a thread. Replies in a
+// case's receipt thread go to the desk and the other way round; the bot's
+// own and other bots' posts are never relayed.
+func (b *Bot) HandleReply(ctx context.Context, r Reply) {
+	if r.FromBot || strings.TrimSpace(r.Text) == "" {
+		return
+	}
+	start := time.Now()
+	b.goBackground(backgroundTimeout, func(ctx context.Context) {
+		defer func() { b.m.handling.WithLabelValues("reply", "relay").Observe(time.Since(start).Seconds()) }()
+		if err := b.relay(ctx, r); err != nil {
+			b.log.Error("relay a thread reply", "err", err, "platform", r.Parent.Platform, "channel", r.Parent.Channel)
+		}
+	})
+}
+
+func (b *Bot) relay(ctx context.Context, r Reply) error {
+	an, ok, err := b.anchorAt(ctx, r.Parent)
+	if err != nil || !ok {
+		return err // not a thread of ours
+	}
+	ref, isCase := strings.CutPrefix(an.Stream, "case:")
+	if !isCase {
+		return nil
+	}
+	key := r.Key
+	if key == "" {
+		key = "reply:" + string(r.Message.Platform) + ":" + r.Message.Channel + ":" + r.Message.Message
+	}
+	if ok, err := b.firstSeen(ctx, key); err != nil || !ok {
+		return err
+	}
+	w := b.identify(r.Author, r.Parent.Channel, nil)
+	side := SideRequester
+	o := opRelayAsker
+	if an.Target == targetDesk {
+		side, o = SideExpert, opRelayExpert
+	}
+	if !w.may(o) {
+		b.log.Info("not relaying a thread reply from someone without the role", "case", ref, "side", side, "user", r.Author.ID)
+		return nil
+	}
+	err = b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Side: side, Author: b.named(ctx, r.Author), Text: r.Text, Chat: r.Message})
+	var refusal *Refusal
+	if errors.As(err, &refusal) {
+		if a, ok := b.adapter(r.Author.Platform); ok {
+			_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
+				r.Author.ID, errorMessage("Not relayed: "+refusal.Msg))
+		}
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,608 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/threatdesk/threatdesk/internal/outbox"
+)
+
+// Text limits of the neutral model. Adapters cut again at their platform's
+// own limits; these keep every piece within the smallest of them (Discord
+// message content: 2000 characters, https://discord.com/developers/docs/resources/message#create-message;
+// Slack section text: 3000, https://api.slack.com/reference/block-kit/blocks#section).
+const (
+	maxTextRunes     = 1800 // a question, a relayed message, a summary
+	maxTitleRunes    = 150
+	maxListLineRunes = 90
+	maxListed        = 10 // cases in a list, entities in a scope section
+	maxThreadName    = 90 // Discord thread names: 100
+)
+
+// Anchor targets of a stream.
+const (
+	targetReceipt      = "receipt"
+	targetDesk         = "desk"
+	targetNotification = "notification"
+)
+
+// Kinds of the bot's own outbox events.
+const (
+	// kindSampleNotification is an admin's test notification.
+	kindSampleNotification = "bot.sample_notification"
+)
+
+// cut shortens s to at most n runes, ending with an ellipsis when cut. It
+// never splits a character.
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	if n <= 1 {
+		return "…"
+	}
+	i, count := 0, 0
+	for j := range s {
+		if count == n-1 {
+			i = j
+			break
+		}
+		count++
+	}
+	return strings.TrimRight(s[:i], " \n\t") + "…"
+}
+
+// paragraphs turns untrusted text into lines, cut as a whole.
+func paragraphs(s string) []Line {
+	s = cut(strings.TrimSpace(s), maxTextRunes)
+	var out []Line
+	for _, p := range strings.Split(s, "\n") {
+		out = append(out, Line{U(p)})
+	}
+	return out
+}
+
+// render turns an outbox row into the parts to send.
+func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
+	if row.Kind == kindSampleNotification {
+		return b.renderSample(row)
+	}
+	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
+		if err != nil {
+			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
+		}
+		return b.renderCase(ctx, ev)
+	}
+	if b.hunt != nil {
+		if ev, ok, err := b.hunt.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
+			if err != nil {
+				return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
+			}
+			return b.renderIncident(ctx, ev)
+		}
+	}
+	return nil, &rowError{kind: Permanent, err: fmt.Errorf("no renderer for outbox event kind %q: is this threatdesk older than the code that wrote it?", row.Kind)}
+}
+
+// sampleEvent is the payload of kindSampleNotification.
+type sampleEvent struct {
+	Org string `json:"org"`
+	By  string `json:"by"`
+}
+
+func (b *Bot) renderSample(row outbox.Row) ([]part, error) {
+	var ev sampleEvent
+	if err := json.Unmarshal(row.Payload, &ev); err != nil {
+		return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode sample notification: %w", err)}
+	}
+	o, ok := b.cfg.org(ev.Org)
+	if !ok {
+		return nil, &rowError{kind: Permanent, err: fmt.Errorf("sample notification for org %q, which is not in the config any more", ev.Org)}
+	}
+	inc := sampleIncident(o)
+	m := notificationCard(inc)
+	m.Footer = Line{B("TEST"), T(" · sent by "), U(ev.By), T(" to check that notifications reach this channel. No attack happened.")}
+	return []part{{key: "card", dest: o.NotifyDest(), msg: m}}, nil
+}
+
+func sampleIncident(o *Org) IncidentView {
+	return IncidentView{
+		ID: "sample", Org: o.ID, Test: true,
+		Title:    "[TEST] Sample targeted attack notification for " + o.Name,
+		Summary:  "This is a test. A real notification describes a hands-on-keyboard attack: what happened, its scope, a timeline and what to do now.",
+		Severity: SeverityInformational, Score: 0,
+		Reasons:  []string{"Requested by an administrator with /experts sample-notification"},
+		Scope: []ScopeGroup{{Kind: "devices", Items: []string{"sample-host-01"}}, {Kind: "users", Items: []string{"sample\\user"}},
+			{Kind: "files", Items: []string{"0000000000000000000000000000000000000000 sample.exe"}}},
+		Timeline:    []string{"now: test notification sent"},
+		Tactics:     []string{"TA0001 Initial Access (sample)"},
+		Recommended: []string{"Nothing: this is a test. If you see it in the right channel, routing works."},
+	}
+}
+
+// ---- cases ----
+
+var statusLabels = map[Status]string{
+	StatusNew: "New", StatusInProgress: "In progress", StatusMoreInfo: "More information needed",
+	StatusSample: "File sample needed", StatusMoreTime: "Needs more time", StatusConcluded: "Concluded",
+	StatusClosed: "Closed", StatusWithdrawn: "Withdrawn",
+}
+
+func (s Status) label() string {
+	if l, ok := statusLabels[s]; ok {
+		return l
+	}
+	return string(s)
+}
+
+func (s Status) open() bool {
+	return s != StatusConcluded && s != StatusClosed && s != StatusWithdrawn
+}
+
+func (s Status) waiting() bool { return s == StatusMoreInfo || s == StatusSample }
+
+func prioritySeverity(p string) Severity {
+	switch p {
+	case "high":
+		return SeverityHigh
+	case "medium":
+		return SeverityMedium
+	case "low":
+		return SeverityLow
+	}
+	return SeverityNone
+}
+
+func subjectLabel(s Subject) string {
+	switch s.Kind {
+	case SubjectNone, "":
+		return "General question"
+	}
+	name := s.ID
+	if s.Name != "" {
+		name = s.Name
+	}
+	return strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]) + " " + name
+}
+
+func userLabel(u *User) string {
+	if u == nil || u.ID == "" {
+		return ""
+	}
+	if u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return u.ID
+}
+
+func (b *Bot) orgName(id string) string {
+	if o, ok := b.cfg.org(id); ok && o.Name != "" {
+		return o.Name
+	}
+	return id
+}
+
+func subjectLines(s Subject) []Field {
+	if s.Kind == SubjectNone || s.Kind == "" {
+		return nil
+	}
+	v := Line{U(s.ID)}
+	if s.Link != "" {
+		v = Line{Span{Text: s.ID, Link: s.Link, Untrusted: true}}
+	}
+	fs := []Field{{Label: strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]), Value: v}}
+	if s.Name != "" && s.Name != s.ID {
+		fs = append(fs, Field{Label: "Name", Value: Line{U(cut(s.Name, maxTitleRunes))}})
+	}
+	if s.Detail != "" {
+		fs = append(fs, Field{Label: "Details", Value: Line{U(cut(s.Detail, maxTitleRunes))}})
+	}
+	return fs
+}
+
+func slaText(c CaseView, now time.Time) string {
+	switch {
+	case !c.Status.open():
+		return "stopped"
+	case c.SLA.Paused:
+		return "paused: waiting on the requester"
+	case c.SLA.Breached:
+		return "breached"
+	case c.SLA.Due.IsZero():
+		return "running"
+	case c.SLA.AtRisk:
+		return "at risk, due " + relTime(c.SLA.Due, now)
+	}
+	return "due " + relTime(c.SLA.Due, now)
+}
+
+func relTime(t, now time.Time) string {
+	d := t.Sub(now)
+	if d < 0 {
+		return age(-d) + " ago"
+	}
+	return "in " + age(d)
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d.Hours())) + "h" + strconv.Itoa(int(d.Minutes())%60) + "m"
+	}
+	return strconv.Itoa(int(d.Hours()/24)) + "d"
+}
+
+// receiptCard is the requester's card in their channel.
+func (b *Bot) receiptCard(c CaseView) Message {
+	now := b.now()
+	expert := "waiting for an expert"
+	if c.Assignee != nil {
+		expert = userLabel(c.Assignee)
+	}
+	m := Message{
+		Title:    cut(c.Ref+" · "+subjectLabel(c.Subject), maxTitleRunes),
+		Severity: prioritySeverity(c.Priority),
+		Text:     paragraphs(c.Question),
+		Fields: append(subjectLines(c.Subject),
+			Field{Label: "Status", Value: Line{T(c.Status.label())}},
+			Field{Label: "Priority", Value: Line{T(c.Priority)}},
+			Field{Label: "Expert", Value: Line{U(expert)}},
+			Field{Label: "SLA", Value: Line{T(slaText(c, now))}},
+		),
+		Footer:   Line{T(c.Ref + " · reply in this thread to talk to the threat expert")},
+		Fallback: c.Ref + ": " + c.Status.label(),
+	}
+	if c.Summary != "" && !c.Status.open() {
+		m.Sections = append(m.Sections, Section{Title: "Conclusion", Lines: paragraphs(c.Summary)})
+	}
+	switch {
+	case c.Status == StatusConcluded:
+		m.Buttons = []Button{{Action: ActClose, Label: "Close", Value: c.Ref, Style: ButtonPrimary},
+			{Action: ActReopen, Label: "Reopen", Value: c.Ref}}
+	case c.Status == StatusClosed:
+		m.Buttons = []Button{{Action: ActReopen, Label: "Reopen", Value: c.Ref}}
+	case c.Status.open():
+		m.Buttons = []Button{{Action: ActAddDetails, Label: "Add details", Value: c.Ref, Style: ButtonPrimary},
+			{Action: ActClose, Label: "Close", Value: c.Ref, Style: ButtonDanger}}
+	}
+	return m
+}
+
+// deskCard is the case's card on the expert desk.
+func (b *Bot) deskCard(c CaseView) Message {
+	now := b.now()
+	assignee := "nobody yet"
+	if c.Assignee != nil {
+		assignee = userLabel(c.Assignee)
+	}
+	m := Message{
+		Title:    cut(c.Ref+" · "+b.orgName(c.Org)+" · "+subjectLabel(c.Subject), maxTitleRunes),
+		Severity: prioritySeverity(c.Priority),
+		Text:     paragraphs(c.Question),
+		Fields: append(subjectLines(c.Subject),
+			Field{Label: "Org", Value: Line{T(b.orgName(c.Org))}},
+			Field{Label: "Requester", Value: Line{U(userLabel(&c.Requester))}},
+			Field{Label: "Status", Value: Line{T(c.Status.label())}},
+			Field{Label: "Priority", Value: Line{T(c.Priority)}},
+			Field{Label: "Assignee", Value: Line{U(assignee)}},
+			Field{Label: "SLA", Value: Line{T(slaText(c, now))}},
+		),
+		Footer:   Line{T(c.Ref + " · " + c.Category + " · reply in this thread to answer the requester")},
+		Fallback: c.Ref + " (" + b.orgName(c.Org) + "): " + c.Status.label(),
+	}
+	if c.Summary != "" && !c.Status.open() {
+		m.Sections = append(m.Sections, Section{Title: "Conclusion", Lines: paragraphs(c.Summary)})
+	}
+	switch c.Status {
+	case StatusNew:
+		m.Buttons = []Button{{Action: ActTake, Label: "Take", Value: c.Ref, Style: ButtonPrimary}}
+	case StatusInProgress, StatusMoreTime, StatusMoreInfo, StatusSample:
+		m.Buttons = []Button{
+			{Action: ActMoreInfo, Label: "Need more info", Value: c.Ref},
+			{Action: ActSample, Label: "Need file sample", Value: c.Ref},
+			{Action: ActMoreTime, Label: "Need more time", Value: c.Ref},
+			{Action: ActConclude, Label: "Conclude", Value: c.Ref, Style: ButtonPrimary},
+		}
+	}
+	return m
+}
+
+func note(spans ...Span) Message {
+	m := Message{Text: []Line{spans}}
+	for _, s := range spans {
+		m.Fallback += s.Text
+	}
+	m.Fallback = cut(m.Fallback, maxListLineRunes)
+	return m
+}
+
+// renderCase renders a case event from the current case.
+func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
+	c, err := b.cases.Get(ctx, Scope{All: true}, ev.Ref)
+	if err != nil {
+		return nil, fmt.Errorf("load %s to render %s: %w", ev.Ref, ev.Kind, err)
+	}
+	cards := []part{
+		{key: "receipt.card", update: targetReceipt, msg: b.receiptCard(c)},
+		{key: "desk.card", update: targetDesk, msg: b.deskCard(c)},
+	}
+	both := func(m Message) []part {
+		return []part{{key: "receipt.note", thread: targetReceipt, msg: m}, {key: "desk.note", thread: targetDesk, msg: m}}
+	}
+	switch ev.Kind {
+	case CaseOpened:
+		origin := c.Origin
+		if origin.Channel == "" {
+			if o, ok := b.cfg.org(c.Org); ok {
+				if pl := o.place(c.Requester.Platform); pl != nil && len(pl.Channels) > 0 {
+					origin = Dest{Platform: c.Requester.Platform, Workspace: pl.Workspace, Channel: pl.Channels[0]}
+				} else {
+					origin = o.NotifyDest()
+				}
+			}
+		}
+		origin.Thread = nil
+		receipt := b.receiptCard(c)
+		receipt.ThreadName = cut(c.Ref+" "+c.Question, maxThreadName)
+		desk := b.deskCard(c)
+		desk.ThreadName = cut(c.Ref+" "+b.orgName(c.Org), maxThreadName)
+		return []part{
+			{key: "receipt", dest: origin, msg: receipt, anchor: targetReceipt, side: SideRequester, ref: c.Ref},
+			{key: "desk", dest: b.cfg.Desk.DeskDest(), msg: desk, anchor: targetDesk, side: SideExpert, ref: c.Ref},
+		}, nil
+	case CaseAssigned:
+		m := note(B(ev.Actor), T(" (threat expert) took "+c.Ref+"."))
+		return append(cards, both(m)...), nil
+	case CaseMessaged:
+		if ev.Internal {
+			return nil, nil // internal notes never cross
+		}
+		if ev.Side == SideExpert {
+			m := Message{Text: append([]Line{{B(ev.Actor), T(" (threat expert) wrote:")}}, paragraphs(ev.Text)...),
+				Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
+			return []part{{key: "receipt.relay", thread: targetReceipt, msg: m}}, nil
+		}
+		m := Message{Text: append([]Line{{B(ev.Actor), T(" (requester, " + b.orgName(c.Org) + ") wrote:")}}, paragraphs(ev.Text)...),
+			Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
+		return []part{{key: "desk.relay", thread: targetDesk, msg: m}}, nil
+	case CaseStatus:
+		return append(cards, both(b.statusNote(c, ev))...), nil
+	case CaseSLAWarning:
+		m := note(B("SLA warning: "), T(c.Ref+" "+ev.Detail+"; "+slaText(c, b.now())+"."))
+		return append(cards, part{key: "desk.note", thread: targetDesk, msg: m}), nil
+	case CaseSLABreach:
+		m := note(B("SLA breached: "), T(c.Ref+" "+ev.Detail+". Escalating to the desk."))
+		return append(cards, part{key: "desk.note", thread: targetDesk, msg: m}), nil
+	case CaseCredits:
+		return nil, nil
+	}
+	return nil, &rowError{kind: Permanent, err: fmt.Errorf("no renderer for case event %q", ev.Kind)}
+}
+
+func (b *Bot) statusNote(c CaseView, ev CaseEvent) Message {
+	head := Line{B(c.Ref + ": " + ev.To.label())}
+	if ev.Actor != "" {
+		head = append(head, T(" · by "), U(ev.Actor))
+	}
+	m := Message{Text: []Line{head}, Fallback: c.Ref + ": " + ev.To.label()}
+	switch ev.To {
+	case StatusMoreInfo:
+		m.Text = append(m.Text, Line{T("The expert needs more information. Reply in this thread; the SLA clock waits for you.")})
+	case StatusSample:
+		m.Text = append(m.Text, Line{T("The expert needs a file sample. Share it as your security policy allows and reply in this thread.")})
+	case StatusConcluded:
+		m.Text = append(m.Text, Line{T("The expert's conclusion is in. Close the case, or Reopen it if something is missing.")})
+	}
+	if ev.Detail != "" {
+		m.Text = append(m.Text, Line{T(ev.Detail)})
+	}
+	if ev.Text != "" {
+		m.Text = append(m.Text, paragraphs(ev.Text)...)
+	}
+	return m
+}
+
+// ---- lists and status answers ----
+
+func (b *Bot) statusMessage(c CaseView) Message {
+	now := b.now()
+	assignee := "nobody yet"
+	if c.Assignee != nil {
+		assignee = userLabel(c.Assignee)
+	}
+	last := "no messages yet"
+	if !c.LastMessageAt.IsZero() {
+		from := "the requester"
+		if c.LastMessageSide == SideExpert {
+			from = "the expert"
+		}
+		last = relTime(c.LastMessageAt, now) + " from " + from
+	}
+	return Message{
+		Title:    cut(c.Ref+" · "+subjectLabel(c.Subject), maxTitleRunes),
+		Severity: prioritySeverity(c.Priority),
+		Text:     paragraphs(cut(c.Question, 300)),
+		Fields: []Field{
+			{Label: "Org", Value: Line{T(b.orgName(c.Org))}},
+			{Label: "Status", Value: Line{T(c.Status.label())}},
+			{Label: "Assignee", Value: Line{U(assignee)}},
+			{Label: "Age", Value: Line{T(age(now.Sub(c.OpenedAt)))}},
+			{Label: "SLA", Value: Line{T(slaText(c, now))}},
+			{Label: "Last message", Value: Line{T(last)}},
+		},
+		Fallback: c.Ref + ": " + c.Status.label(),
+	}
+}
+
+func (b *Bot) listMessage(title string, l CaseList, showOrg bool) Message {
+	now := b.now()
+	m := Message{Title: title, Fallback: title}
+	if len(l.Cases) == 0 {
+		m.Text = []Line{{T("No cases.")}}
+		return m
+	}
+	sec := Section{More: l.More}
+	for _, c := range l.Cases {
+		line := Line{Span{Text: c.Ref, Style: StyleCode}, T(" " + c.Status.label() + " · " + c.Priority + " · SLA " + slaText(c, now) + " · ")}
+		if showOrg {
+			line = append(line, T(b.orgName(c.Org)+" · "))
+		}
+		line = append(line, U(cut(strings.ReplaceAll(subjectLabel(c.Subject)+": "+c.Question, "\n", " "), maxListLineRunes)))
+		sec.Lines = append(sec.Lines, line)
+	}
+	m.Sections = []Section{sec}
+	if l.More > 0 {
+		m.Footer = Line{T(fmt.Sprintf("and %d more", l.More))}
+	}
+	return m
+}
+
+// ---- incidents ----
+
+func titleCase(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// notificationCard is a targeted attack notification.
+func notificationCard(inc IncidentView) Message {
+	m := Message{
+		Title:    cut(inc.Title, maxTitleRunes),
+		Severity: inc.Severity,
+		Text:     paragraphs(inc.Summary),
+		Fields: []Field{
+			{Label: "Severity", Value: Line{T(titleCase(string(inc.Severity)))}},
+			{Label: "Score", Value: Line{T(strconv.Itoa(inc.Score))}},
+		},
+		Fallback:   cut("Targeted attack: "+inc.Title, maxListLineRunes),
+		ThreadName: cut("Incident "+inc.ID+" "+inc.Title, maxThreadName),
+	}
+	if inc.AckedBy != "" {
+		m.Fields = append(m.Fields, Field{Label: "Acknowledged by", Value: Line{U(inc.AckedBy)}})
+	}
+	lines := func(items []string, limit int) ([]Line, int) {
+		var out []Line
+		for i, it := range items {
+			if i == limit {
+				return out, len(items) - limit
+			}
+			out = append(out, Line{U(cut(it, maxListLineRunes*2))})
+		}
+		return out, 0
+	}
+	if len(inc.Reasons) > 0 {
+		l, more := lines(inc.Reasons, 5)
+		m.Sections = append(m.Sections, Section{Title: "Why you are seeing this", Lines: l, More: more})
+	}
+	if len(inc.Scope) > 0 {
+		sec := Section{Title: "Scope of compromise"}
+		for _, g := range inc.Scope {
+			shown := g.Items
+			if len(shown) > 3 {
+				shown = shown[:3]
+			}
+			l := Line{B(fmt.Sprintf("%s (%d): ", titleCase(g.Kind), len(g.Items))), U(cut(strings.Join(shown, ", "), maxListLineRunes*2))}
+			if len(g.Items) > 3 {
+				l = append(l, T(fmt.Sprintf(" and %d more", len(g.Items)-3)))
+			}
+			sec.Lines = append(sec.Lines, l)
+		}
+		m.Sections = append(m.Sections, sec)
+	}
+	if len(inc.Timeline) > 0 {
+		l, more := lines(inc.Timeline, 6)
+		m.Sections = append(m.Sections, Section{Title: "Timeline", Lines: l, More: more})
+	}
+	if len(inc.Tactics) > 0 {
+		m.Sections = append(m.Sections, Section{Title: "ATT&CK tactics and techniques", Lines: []Line{{U(cut(strings.Join(inc.Tactics, ", "), maxTextRunes))}}})
+	}
+	if len(inc.Recommended) > 0 {
+		l, more := lines(inc.Recommended, 6)
+		m.Sections = append(m.Sections, Section{Title: "What to do now", Lines: l, More: more})
+	}
+	m.Buttons = []Button{
+		{Action: ActConsult, Label: "Consult a threat expert", Value: inc.ID, Style: ButtonPrimary},
+		{Action: ActAcknowledge, Label: "Acknowledge", Value: inc.ID},
+		{Action: ActShowScope, Label: "Show full scope", Value: inc.ID},
+	}
+	if inc.AckedBy != "" {
+		m.Buttons = append(m.Buttons[:1], m.Buttons[2])
+	}
+	// "Ask about this device / file": one button per entity, within a row.
+	for _, g := range inc.Scope {
+		kind := map[string]SubjectKind{"devices": SubjectDevice, "files": SubjectFile}[g.Kind]
+		if kind == "" || len(g.Items) == 0 {
+			continue
+		}
+		id := strings.Fields(g.Items[0])[0]
+		if _, err := validSubject(kind, id); err != nil {
+			continue
+		}
+		m.Buttons = append(m.Buttons, Button{Action: ActAskEntity, Label: "Ask about " + string(kind) + " " + cut(id, 12), Value: string(kind) + ":" + id})
+	}
+	footer := "Incident " + inc.ID + " · threatdesk targeted attack notification"
+	if inc.Link != "" {
+		m.Footer = Line{L(footer, inc.Link)}
+	} else {
+		m.Footer = Line{T(footer)}
+	}
+	return m
+}
+
+// scopeMessage is the full entity list, posted in the notification's thread.
+func scopeMessage(inc IncidentView) Message {
+	m := Message{Title: "Full scope of incident " + inc.ID, Fallback: "Full scope of incident " + inc.ID}
+	for _, g := range inc.Scope {
+		sec := Section{Title: fmt.Sprintf("%s (%d)", titleCase(g.Kind), len(g.Items))}
+		for i, it := range g.Items {
+			if i == 50 {
+				sec.More = len(g.Items) - 50
+				break
+			}
+			sec.Lines = append(sec.Lines, Line{U(cut(it, maxListLineRunes*2))})
+		}
+		m.Sections = append(m.Sections, sec)
+	}
+	return m
+}
+
+func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, error) {
+	inc, err := b.hunt.Incident(ctx, ev.Org, ev.IncidentID)
+	if err != nil {
+		return nil, fmt.Errorf("load incident %s to render: %w", ev.IncidentID, err)
+	}
+	o, ok := b.cfg.org(inc.Org)
+	if !ok {
+		return nil, &rowError{kind: Permanent, err: fmt.Errorf("incident %s belongs to org %q, which is not in the config", inc.ID, inc.Org)}
+	}
+	card := notificationCard(inc)
+	switch ev.Action {
+	case "update":
+		ps := []part{{key: "card", update: targetNotification, msg: card}}
+		if len(ev.Changes) > 0 {
+			m := Message{Text: []Line{{B("Updated: ")}}, Fallback: "Incident " + inc.ID + " updated"}
+			for _, c := range ev.Changes {
+				m.Text = append(m.Text, Line{U(cut(c, maxListLineRunes*2))})
+			}
+			ps = append(ps, part{key: "note", thread: targetNotification, msg: m})
+		}
+		return ps, nil
+	case "repeat":
+		return []part{
+			{key: "card", update: targetNotification, msg: card},
+			{key: "note", thread: targetNotification, msg: note(B("Reminder: "), T("incident "+inc.ID+" is still not acknowledged."))},
+		}, nil
+	}
+	return []part{{key: "card", dest: o.NotifyDest(), msg: card, anchor: targetNotification}}, nil
+}
