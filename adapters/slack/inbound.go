@@ -16,8 +16,8 @@ import (
 // (unique per user interaction, the same in a redelivery over either
 // transport); an event by its event_id.
 func interactionKey(trigger string) string { return "slack:t:" + trigger }
-func eventKey(eventID string) string      { return "slack:e:" + eventID }
-func signatureKey(sig string) string      { return "slack:sig:" + sig }
+func eventKey(eventID string) string       { return "slack:e:" + eventID }
+func signatureKey(sig string) string       { return "slack:sig:" + sig }
 
 // seen asks the deduper whether key was processed. A deduper failure is
 // logged and treated as unseen: losing a redelivery is worse than doing it twice.

@@ -1,0 +1,1198 @@
+// Package slackfake is a fake Slack for tests: a real HTTP server speaking
+// the Web API methods threatdesk calls (form and JSON bodies, as slack-go
+// sends them), the Socket Mode websocket (hello, envelopes, acks), response
+// URLs, and a signer for HTTP-mode requests. It records every call and
+// enforces Slack's documented limits, so that a violation fails the test:
+// blocks per message, text lengths, button limits, unescaped broadcast
+// mentions, unknown channels and threads, expired triggers, and (when
+// configured) the per-channel posting rate. It can answer 429 with
+// Retry-After, or 500, on demand.
+package slackfake
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Channel is a conversation the fake knows.
+type Channel struct {
+	ID      string
+	Name    string
+	Private bool
+	// NotMember makes posts fail with not_in_channel.
+	NotMember bool
+}
+
+// User is a workspace member.
+type User struct {
+	ID          string
+	Name        string
+	RealName    string
+	DisplayName string
+}
+
+// Options configure the fake. Zero values get working defaults.
+type Options struct {
+	BotToken      string // default "xoxb-fake-bot-token"
+	AppToken      string // default "xapp-fake-app-token"
+	SigningSecret string // default "fake-signing-secret"
+	TeamID        string // default "T0FAKE"
+	BotUserID     string // default "U0BOT"
+	BotID         string // default "B0BOT"
+	Channels      []Channel
+	Users         []User
+	// ChannelInterval, when set, is the least time between two messages
+	// posted to one channel (Slack: about 1 per second). A faster post is
+	// answered 429 with Retry-After and counted in RateLimited.
+	ChannelInterval time.Duration
+	// PingInterval is how often the websocket is pinged; default 2s.
+	PingInterval time.Duration
+	// AckTimeout is how long an envelope may wait for its ack; default 3s.
+	AckTimeout time.Duration
+	// TriggerTTL is how long a trigger_id opens a view; default 3s.
+	TriggerTTL time.Duration
+	// OnViolation is called for every broken limit; default t.Errorf.
+	OnViolation func(msg string)
+}
+
+// Message is a message as the fake stores it.
+type Message struct {
+	Channel   string
+	TS        string
+	ThreadTS  string
+	User      string
+	BotID     string
+	Text      string
+	Blocks    json.RawMessage
+	Ephemeral bool
+	// To is the recipient of an ephemeral message.
+	To       string
+	PostedAt time.Time
+	Edits    int
+}
+
+// Call is one recorded Web API call.
+type Call struct {
+	Method string
+	At     time.Time
+	Form   url.Values
+	JSON   json.RawMessage
+	// Error is the error code answered ("" when ok); Status the HTTP status.
+	Error  string
+	Status int
+}
+
+// Response is one post to a response URL.
+type Response struct {
+	ID           string
+	ResponseType string
+	Text         string
+	Blocks       json.RawMessage
+	At           time.Time
+}
+
+// View is one views.open call that succeeded.
+type View struct {
+	ID        string
+	TriggerID string
+	View      json.RawMessage
+	At        time.Time
+}
+
+// Failure is an injected answer for the next calls of a method.
+type Failure struct {
+	// Status is the HTTP status: 429 (with RetryAfter) or 5xx. 200 with
+	// Error answers {"ok":false,"error":Error}.
+	Status     int
+	RetryAfter time.Duration
+	Error      string
+}
+
+// Ack is an envelope's acknowledgement as the fake received it.
+type Ack struct {
+	EnvelopeID string
+	Payload    json.RawMessage
+	Latency    time.Duration
+}
+
+// Server is the fake Slack.
+type Server struct {
+	t    testing.TB
+	o    Options
+	http *httptest.Server
+
+	mu         sync.Mutex
+	calls      []Call
+	channels   map[string]Channel
+	users      map[string]User
+	messages   []*Message // in order, all channels
+	responses  []Response
+	views      []View
+	violations []string
+	failures   map[string][]Failure
+	lastPost   map[string]time.Time
+	rateHits   int
+	triggers   map[string]time.Time // trigger -> expiry
+	usedTrig   map[string]bool
+	seq        int
+	clock      int64
+	acks       []Ack
+	waiters    map[string]chan received
+	conns      []*sockConn
+	opens      int
+	connected  chan struct{}
+}
+
+// New starts a fake Slack; it stops when the test ends.
+func New(t testing.TB, o Options) *Server {
+	t.Helper()
+	o.BotToken = or(o.BotToken, "xoxb-fake-bot-token")
+	o.AppToken = or(o.AppToken, "xapp-fake-app-token")
+	o.SigningSecret = or(o.SigningSecret, "fake-signing-secret")
+	o.TeamID = or(o.TeamID, "T0FAKE")
+	o.BotUserID = or(o.BotUserID, "U0BOT")
+	o.BotID = or(o.BotID, "B0BOT")
+	if o.PingInterval <= 0 {
+		o.PingInterval = 2 * time.Second
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 3 * time.Second
+	}
+	if o.TriggerTTL <= 0 {
+		o.TriggerTTL = 3 * time.Second
+	}
+	s := &Server{
+		t: t, o: o,
+		channels:  map[string]Channel{},
+		users:     map[string]User{},
+		failures:  map[string][]Failure{},
+		lastPost:  map[string]time.Time{},
+		triggers:  map[string]time.Time{},
+		usedTrig:  map[string]bool{},
+		waiters:   map[string]chan received{},
+		connected: make(chan struct{}),
+		clock:     time.Now().Unix(),
+	}
+	for _, c := range o.Channels {
+		s.channels[c.ID] = c
+	}
+	for _, u := range o.Users {
+		s.users[u.ID] = u
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/{method}", s.serveAPI)
+	mux.HandleFunc("/link/", s.serveSocket)
+	mux.HandleFunc("POST /response/{id}", s.serveResponse)
+	s.http = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Close stops the server and closes Socket Mode connections.
+func (s *Server) Close() {
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	s.http.CloseClientConnections()
+	s.http.Close()
+}
+
+// APIURL is the Web API base, with its trailing slash (SLACK_API_URL).
+func (s *Server) APIURL() string { return s.http.URL + "/api/" }
+
+// URL is the server's root URL.
+func (s *Server) URL() string { return s.http.URL }
+
+// Options returns the effective options (tokens, ids).
+func (s *Server) Options() Options { return s.o }
+
+// AddChannel makes a channel known.
+func (s *Server) AddChannel(c Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.channels[c.ID] = c
+}
+
+// AddUser makes a user known.
+func (s *Server) AddUser(u User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[u.ID] = u
+}
+
+// FailNext answers the next n calls of method with f.
+func (s *Server) FailNext(method string, n int, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures[method] = append(s.failures[method], f)
+	}
+}
+
+func (s *Server) violate(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.mu.Lock()
+	s.violations = append(s.violations, msg)
+	s.mu.Unlock()
+	if s.o.OnViolation != nil {
+		s.o.OnViolation(msg)
+		return
+	}
+	s.t.Errorf("slackfake: %s", msg)
+}
+
+// Violations lists every limit broken so far.
+func (s *Server) Violations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.violations...)
+}
+
+// RateLimited counts posts refused for breaking ChannelInterval.
+func (s *Server) RateLimited() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rateHits
+}
+
+// Calls returns the recorded calls of method ("" for all).
+func (s *Server) Calls(method string) []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Call
+	for _, c := range s.calls {
+		if method == "" || c.Method == method {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Messages returns the messages in channel ("" for all), oldest first,
+// ephemeral ones included.
+func (s *Server) Messages(channel string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Message
+	for _, m := range s.messages {
+		if channel == "" || m.Channel == channel {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// Message returns one message.
+func (s *Server) Message(channel, ts string) (Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.find(channel, ts); m != nil {
+		return *m, true
+	}
+	return Message{}, false
+}
+
+// Replies returns the replies in a thread, oldest first.
+func (s *Server) Replies(channel, threadTS string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Message
+	for _, m := range s.messages {
+		if m.Channel == channel && m.ThreadTS == threadTS && m.TS != threadTS && !m.Ephemeral {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// Responses returns the posts to response URLs.
+func (s *Server) Responses() []Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Response(nil), s.responses...)
+}
+
+// Views returns the views opened.
+func (s *Server) Views() []View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]View(nil), s.views...)
+}
+
+// Acks returns the envelope acknowledgements received.
+func (s *Server) Acks() []Ack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Ack(nil), s.acks...)
+}
+
+func (s *Server) find(channel, ts string) *Message {
+	for _, m := range s.messages {
+		if m.Channel == channel && m.TS == ts && !m.Ephemeral {
+			return m
+		}
+	}
+	return nil
+}
+
+// nextTS returns a fresh, increasing message timestamp.
+func (s *Server) nextTS() string {
+	s.seq++
+	return fmt.Sprintf("%d.%06d", s.clock, s.seq)
+}
+
+func (s *Server) nextID(prefix string) string {
+	s.seq++
+	return fmt.Sprintf("%s%08d", prefix, s.seq)
+}
+
+// NewTrigger issues a trigger_id valid for TriggerTTL.
+func (s *Server) NewTrigger() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	id := fmt.Sprintf("%d.%d.%x", s.clock, s.seq, sha256.Sum256([]byte(strconv.Itoa(s.seq))))[:48]
+	s.triggers[id] = time.Now().Add(s.o.TriggerTTL)
+	return id
+}
+
+// NewResponseURL issues a response URL on this server.
+func (s *Server) NewResponseURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.http.URL + "/response/" + s.nextID("R")
+}
+
+// ---- Web API ----
+
+type apiRequest struct {
+	method string
+	form   url.Values
+	json   map[string]any
+	raw    []byte
+	token  string
+}
+
+func (r apiRequest) get(k string) string {
+	if r.json != nil {
+		switch v := r.json[k].(type) {
+		case string:
+			return v
+		case nil:
+		default:
+			b, _ := json.Marshal(v)
+			return string(b)
+		}
+	}
+	return r.form.Get(k)
+}
+
+// appMethods take the app-level token; all others the bot token.
+var appMethods = map[string]bool{"apps.connections.open": true}
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	req := apiRequest{method: r.PathValue("method")}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "read", http.StatusBadRequest)
+		return
+	}
+	req.raw = body
+	ct := r.Header.Get("Content-Type")
+	switch {
+	case strings.HasPrefix(ct, "application/json"):
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &req.json); err != nil {
+				s.answer(w, req, 200, map[string]any{"ok": false, "error": "invalid_json"})
+				return
+			}
+		}
+		req.form = url.Values{}
+	default:
+		req.form, _ = url.ParseQuery(string(body))
+		if r.Method == http.MethodGet {
+			req.form = r.URL.Query()
+		}
+	}
+	req.token = req.form.Get("token")
+	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		req.token = auth
+	}
+	if req.token == "" {
+		s.answer(w, req, 200, errResp("not_authed"))
+		return
+	}
+	want := s.o.BotToken
+	if appMethods[req.method] {
+		want = s.o.AppToken
+	}
+	if req.token != want {
+		if strings.HasPrefix(req.token, "xapp-") != strings.HasPrefix(want, "xapp-") {
+			s.answer(w, req, 200, errResp("not_allowed_token_type"))
+			return
+		}
+		s.answer(w, req, 200, errResp("invalid_auth"))
+		return
+	}
+	s.mu.Lock()
+	var fail *Failure
+	if fs := s.failures[req.method]; len(fs) > 0 {
+		fail = &fs[0]
+		s.failures[req.method] = fs[1:]
+	}
+	s.mu.Unlock()
+	if fail != nil {
+		switch {
+		case fail.Status == http.StatusTooManyRequests:
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, fail.RetryAfter).Round(time.Second)/time.Second)))
+			s.answer(w, req, 429, errResp("ratelimited"))
+		case fail.Status >= 500:
+			s.record(req, fail.Status, "http_"+strconv.Itoa(fail.Status))
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(fail.Status)
+			_, _ = io.WriteString(w, "<html><body>Slack is having trouble</body></html>")
+		default:
+			s.answer(w, req, 200, errResp(or(fail.Error, "internal_error")))
+		}
+		return
+	}
+	var res map[string]any
+	status := 200
+	switch req.method {
+	case "auth.test":
+		res = map[string]any{"ok": true, "url": "https://fake.slack.com/", "team": "Fake", "user": "threatdesk",
+			"team_id": s.o.TeamID, "user_id": s.o.BotUserID, "bot_id": s.o.BotID}
+	case "apps.connections.open":
+		s.mu.Lock()
+		s.opens++
+		s.mu.Unlock()
+		res = map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(s.http.URL, "http") + "/link/?ticket=" + s.NewTrigger()[:12]}
+	case "chat.postMessage":
+		res, status = s.postMessage(w, req)
+	case "chat.update":
+		res = s.update(req)
+	case "chat.postEphemeral":
+		res = s.postEphemeral(req)
+	case "views.open":
+		res = s.viewsOpen(req)
+	case "users.info":
+		res = s.usersInfo(req)
+	case "conversations.replies":
+		res = s.replies(req)
+	case "conversations.info":
+		res = s.conversationInfo(req)
+	default:
+		s.violate("unknown Web API method %q", req.method)
+		res = errResp("unknown_method")
+	}
+	s.answer(w, req, status, res)
+}
+
+func errResp(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
+
+func (s *Server) record(req apiRequest, status int, code string) {
+	c := Call{Method: req.method, At: time.Now(), Form: req.form, Status: status, Error: code}
+	if req.json != nil {
+		c.JSON = append(json.RawMessage(nil), req.raw...)
+	}
+	s.mu.Lock()
+	s.calls = append(s.calls, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) answer(w http.ResponseWriter, req apiRequest, status int, res map[string]any) {
+	code, _ := res["error"].(string)
+	s.record(req, status, code)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+// channelFor checks a channel exists and the bot is in it.
+func (s *Server) channelFor(id string) (Channel, string) {
+	c, ok := s.channels[id]
+	switch {
+	case id == "":
+		return c, "channel_not_found"
+	case !ok:
+		return c, "channel_not_found"
+	case c.NotMember:
+		return c, "not_in_channel"
+	}
+	return c, ""
+}
+
+func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]any, int) {
+	ch := req.get("channel")
+	text, blocks, threadTS := req.get("text"), req.get("blocks"), req.get("thread_ts")
+	if code := s.checkMessage(req.method, text, blocks); code != "" {
+		return errResp(code), 200
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, code := s.channelFor(ch); code != "" {
+		return errResp(code), 200
+	}
+	if threadTS != "" {
+		parent := s.find(ch, threadTS)
+		if parent == nil {
+			s.mu.Unlock()
+			s.violate("chat.postMessage: thread_ts %s is not a message in %s", threadTS, ch)
+			s.mu.Lock()
+			return errResp("thread_not_found"), 200
+		}
+		if parent.ThreadTS != "" && parent.ThreadTS != parent.TS {
+			threadTS = parent.ThreadTS // Slack threads on the parent
+		}
+	}
+	now := time.Now()
+	if iv := s.o.ChannelInterval; iv > 0 {
+		if last, ok := s.lastPost[ch]; ok && now.Sub(last) < iv {
+			s.rateHits++
+			wait := iv - now.Sub(last)
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			return errResp("ratelimited"), http.StatusTooManyRequests
+		}
+		s.lastPost[ch] = now
+	}
+	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: s.o.BotUserID, BotID: s.o.BotID,
+		Text: text, Blocks: rawOrNil(blocks), PostedAt: now}
+	s.messages = append(s.messages, m)
+	return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": msgJSON(m)}, 200
+}
+
+func rawOrNil(s string) json.RawMessage {
+	if s == "" {
+		return nil
+	}
+	return json.RawMessage(s)
+}
+
+func msgJSON(m *Message) map[string]any {
+	out := map[string]any{"type": "message", "text": m.Text, "ts": m.TS, "user": m.User}
+	if m.BotID != "" {
+		out["bot_id"] = m.BotID
+	}
+	if m.ThreadTS != "" {
+		out["thread_ts"] = m.ThreadTS
+	}
+	if len(m.Blocks) > 0 {
+		out["blocks"] = m.Blocks
+	}
+	return out
+}
+
+func (s *Server) update(req apiRequest) map[string]any {
+	ch, ts := req.get("channel"), req.get("ts")
+	text, blocks := req.get("text"), req.get("blocks")
+	if code := s.checkMessage(req.method, text, blocks); code != "" {
+		return errResp(code)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, code := s.channelFor(ch); code != "" {
+		return errResp(code)
+	}
+	m := s.find(ch, ts)
+	if m == nil {
+		return errResp("message_not_found")
+	}
+	if m.User != s.o.BotUserID {
+		return errResp("cant_update_message")
+	}
+	m.Text, m.Blocks = text, rawOrNil(blocks)
+	m.Edits++
+	return map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m)}
+}
+
+func (s *Server) postEphemeral(req apiRequest) map[string]any {
+	ch, user := req.get("channel"), req.get("user")
+	text, blocks := req.get("text"), req.get("blocks")
+	if code := s.checkMessage(req.method, text, blocks); code != "" {
+		return errResp(code)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, code := s.channelFor(ch); code != "" {
+		return errResp(code)
+	}
+	if len(s.users) > 0 {
+		if _, ok := s.users[user]; !ok {
+			return errResp("user_not_in_channel")
+		}
+	}
+	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: req.get("thread_ts"), User: s.o.BotUserID, BotID: s.o.BotID,
+		Text: text, Blocks: rawOrNil(blocks), Ephemeral: true, To: user, PostedAt: time.Now()}
+	s.messages = append(s.messages, m)
+	return map[string]any{"ok": true, "message_ts": m.TS}
+}
+
+func (s *Server) viewsOpen(req apiRequest) map[string]any {
+	trigger := req.get("trigger_id")
+	view, _ := req.json["view"].(map[string]any)
+	if view == nil {
+		return errResp("invalid_arguments")
+	}
+	raw, _ := json.Marshal(view)
+	if code := s.checkView(view); code != "" {
+		return errResp(code)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.triggers[trigger]
+	switch {
+	case !ok:
+		return errResp("invalid_trigger_id")
+	case s.usedTrig[trigger]:
+		return errResp("exchanged_trigger_id")
+	case time.Now().After(exp):
+		s.mu.Unlock()
+		s.violate("views.open: trigger_id used %s after it expired", time.Since(exp).Round(time.Millisecond))
+		s.mu.Lock()
+		return errResp("expired_trigger_id")
+	}
+	s.usedTrig[trigger] = true
+	v := View{ID: s.nextID("V"), TriggerID: trigger, View: raw, At: time.Now()}
+	s.views = append(s.views, v)
+	out := map[string]any{}
+	for k, val := range view {
+		out[k] = val
+	}
+	out["id"] = v.ID
+	out["team_id"] = s.o.TeamID
+	return map[string]any{"ok": true, "view": out}
+}
+
+func (s *Server) usersInfo(req apiRequest) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[req.get("user")]
+	if !ok {
+		return errResp("user_not_found")
+	}
+	return map[string]any{"ok": true, "user": map[string]any{
+		"id": u.ID, "team_id": s.o.TeamID, "name": u.Name, "real_name": u.RealName,
+		"profile": map[string]any{"display_name": u.DisplayName, "real_name": u.RealName},
+	}}
+}
+
+func (s *Server) replies(req apiRequest) map[string]any {
+	ch, ts := req.get("channel"), req.get("ts")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, code := s.channelFor(ch); code != "" {
+		return errResp(code)
+	}
+	parent := s.find(ch, ts)
+	if parent == nil {
+		return errResp("thread_not_found")
+	}
+	msgs := []any{msgJSON(parent)}
+	for _, m := range s.messages {
+		if m.Channel == ch && m.ThreadTS == ts && m.TS != ts && !m.Ephemeral {
+			msgs = append(msgs, msgJSON(m))
+		}
+	}
+	return map[string]any{"ok": true, "messages": msgs, "has_more": false}
+}
+
+func (s *Server) conversationInfo(req apiRequest) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[req.get("channel")]
+	if !ok {
+		return errResp("channel_not_found")
+	}
+	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "name": c.Name, "is_private": c.Private, "is_member": !c.NotMember}}
+}
+
+func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		ResponseType string          `json:"response_type"`
+		Text         string          `json:"text"`
+		Blocks       json.RawMessage `json:"blocks"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		s.violate("response URL: body is not JSON: %v", err)
+		http.Error(w, "invalid_payload", http.StatusBadRequest)
+		return
+	}
+	blocks := ""
+	if len(body.Blocks) > 0 && string(body.Blocks) != "null" {
+		blocks = string(body.Blocks)
+	}
+	if code := s.checkMessage("response_url", body.Text, blocks); code != "" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(errResp(code))
+		return
+	}
+	s.mu.Lock()
+	s.responses = append(s.responses, Response{ID: r.PathValue("id"), ResponseType: body.ResponseType, Text: body.Text, Blocks: rawOrNil(blocks), At: time.Now()})
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"ok":true}`)
+}
+
+// ---- Socket Mode ----
+
+type sockConn struct {
+	ws   *websocket.Conn
+	wmu  sync.Mutex
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *sockConn) write(v any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return c.ws.WriteJSON(v)
+}
+
+func (c *sockConn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		c.wmu.Lock()
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		c.wmu.Unlock()
+		_ = c.ws.Close()
+	})
+}
+
+var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+
+func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := &sockConn{ws: ws, done: make(chan struct{})}
+	s.mu.Lock()
+	s.conns = append(s.conns, c)
+	n := len(s.conns)
+	select {
+	case <-s.connected:
+	default:
+		close(s.connected)
+	}
+	s.mu.Unlock()
+	_ = c.write(map[string]any{"type": "hello", "num_connections": n,
+		"debug_info":      map[string]any{"host": "slackfake", "build_number": 1, "approximate_connection_time": 18060},
+		"connection_info": map[string]any{"app_id": "A0FAKE"}})
+	go func() {
+		t := time.NewTicker(s.o.PingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.done:
+				return
+			case <-t.C:
+				c.wmu.Lock()
+				err := c.ws.WriteControl(websocket.PingMessage, []byte("ping"), time.Now().Add(time.Second))
+				c.wmu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer func() {
+		c.close()
+		s.mu.Lock()
+		for i, x := range s.conns {
+			if x == c {
+				s.conns = append(s.conns[:i], s.conns[i+1:]...)
+				break
+			}
+		}
+		s.mu.Unlock()
+	}()
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		at := time.Now()
+		var ack struct {
+			EnvelopeID string          `json:"envelope_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		if err := json.Unmarshal(data, &ack); err != nil || ack.EnvelopeID == "" {
+			s.violate("Socket Mode: unreadable message from the app: %q", data)
+			continue
+		}
+		if len(data) >= 20*1024 {
+			s.violate("Socket Mode: ack for %s is %d bytes; Slack drops responses of 20KB or more", ack.EnvelopeID, len(data))
+		}
+		s.mu.Lock()
+		ch, ok := s.waiters[ack.EnvelopeID]
+		delete(s.waiters, ack.EnvelopeID)
+		s.mu.Unlock()
+		if !ok {
+			s.violate("Socket Mode: ack for unknown or already acknowledged envelope %s", ack.EnvelopeID)
+			continue
+		}
+		ch <- received{ack: Ack{EnvelopeID: ack.EnvelopeID, Payload: ack.Payload}, at: at}
+	}
+}
+
+// WaitConnected waits until an app has opened a Socket Mode connection.
+func (s *Server) WaitConnected(ctx context.Context) error {
+	select {
+	case <-s.connected:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a Socket Mode connection: %w", ctx.Err())
+	}
+}
+
+// Opens counts apps.connections.open calls that succeeded.
+func (s *Server) Opens() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opens
+}
+
+// Connections counts open Socket Mode connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Envelope is a Socket Mode request.
+type Envelope struct {
+	EnvelopeID             string `json:"envelope_id"`
+	Type                   string `json:"type"`
+	Payload                any    `json:"payload"`
+	AcceptsResponsePayload bool   `json:"accepts_response_payload"`
+	RetryAttempt           int    `json:"retry_attempt"`
+	RetryReason            string `json:"retry_reason"`
+}
+
+type received struct {
+	ack Ack
+	at  time.Time
+}
+
+// ErrNotAcked is returned when an envelope was not acknowledged in time.
+var ErrNotAcked = errors.New("envelope not acknowledged within the ack timeout")
+
+// Send sends an envelope on the newest connection and waits for its ack.
+// An envelope not acknowledged within AckTimeout is a violation. raw, when
+// not nil, is sent instead of env as is (for malformed envelopes); its
+// envelope id must be env.EnvelopeID.
+func (s *Server) Send(ctx context.Context, env Envelope, raw []byte) (Ack, error) {
+	s.mu.Lock()
+	if env.EnvelopeID == "" {
+		env.EnvelopeID = fmt.Sprintf("%08x-fake-%04d", s.clock, s.seq+1)
+		s.seq++
+	}
+	if len(s.conns) == 0 {
+		s.mu.Unlock()
+		return Ack{}, errors.New("no Socket Mode connection")
+	}
+	c := s.conns[len(s.conns)-1]
+	ch := make(chan received, 1)
+	s.waiters[env.EnvelopeID] = ch
+	s.mu.Unlock()
+	sent := time.Now()
+	var err error
+	if raw != nil {
+		c.wmu.Lock()
+		err = c.ws.WriteMessage(websocket.TextMessage, raw)
+		c.wmu.Unlock()
+	} else {
+		err = c.write(env)
+	}
+	if err != nil {
+		return Ack{}, fmt.Errorf("send envelope: %w", err)
+	}
+	t := time.NewTimer(s.o.AckTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		a := r.ack
+		a.Latency = r.at.Sub(sent)
+		s.mu.Lock()
+		s.acks = append(s.acks, a)
+		s.mu.Unlock()
+		return a, nil
+	case <-t.C:
+		s.mu.Lock()
+		delete(s.waiters, env.EnvelopeID)
+		s.mu.Unlock()
+		s.violate("Socket Mode: envelope %s (%s) not acknowledged within %s", env.EnvelopeID, env.Type, s.o.AckTimeout)
+		return Ack{}, ErrNotAcked
+	case <-ctx.Done():
+		return Ack{}, ctx.Err()
+	}
+}
+
+// Disconnect asks the app to reconnect, as Slack does before it rotates a
+// connection ("disconnect" with reason "refresh_requested").
+func (s *Server) Disconnect() {
+	s.mu.Lock()
+	conns := append([]*sockConn(nil), s.conns...)
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.write(map[string]any{"type": "disconnect", "reason": "refresh_requested",
+			"debug_info": map[string]any{"host": "slackfake"}})
+	}
+}
+
+// Drop closes every Socket Mode connection abruptly.
+func (s *Server) Drop() {
+	s.mu.Lock()
+	conns := append([]*sockConn(nil), s.conns...)
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.ws.Close()
+	}
+}
+
+// SlashCommand is what a person typed.
+type SlashCommand struct {
+	Command   string // default "/experts"
+	Text      string // as Slack sends it: entities encoded, mentions as <@U123|name>
+	UserID    string
+	UserName  string
+	ChannelID string
+	TeamID    string // default the fake's team
+}
+
+// CommandPayload builds a slash command payload with a fresh trigger_id
+// and response URL (field names and values as Slack sends them).
+func (s *Server) CommandPayload(c SlashCommand) map[string]string {
+	ch := s.channel(c.ChannelID)
+	return map[string]string{
+		"token": "deprecated-verification-token", "team_id": or(c.TeamID, s.o.TeamID), "team_domain": "fake",
+		"channel_id": c.ChannelID, "channel_name": or(ch.Name, "privategroup"), "user_id": c.UserID,
+		"user_name": or(c.UserName, strings.ToLower(c.UserID)), "command": or(c.Command, "/experts"), "text": c.Text,
+		"api_app_id": "A0FAKE", "is_enterprise_install": "false",
+		"response_url": s.NewResponseURL(), "trigger_id": s.NewTrigger(),
+	}
+}
+
+func (s *Server) channel(id string) Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.channels[id]
+}
+
+// Command sends a slash command over Socket Mode and waits for its ack.
+func (s *Server) Command(ctx context.Context, c SlashCommand) (Ack, error) {
+	return s.Send(ctx, Envelope{Type: "slash_commands", Payload: s.CommandPayload(c), AcceptsResponsePayload: true}, nil)
+}
+
+// Interactive sends an interaction payload over Socket Mode.
+func (s *Server) Interactive(ctx context.Context, payload map[string]any) (Ack, error) {
+	accepts := payload["type"] == "view_submission"
+	return s.Send(ctx, Envelope{Type: "interactive", Payload: payload, AcceptsResponsePayload: accepts}, nil)
+}
+
+// Event sends an Events API callback over Socket Mode; retry > 0 marks a
+// redelivery of the same event.
+func (s *Server) Event(ctx context.Context, callback map[string]any, retry int) (Ack, error) {
+	env := Envelope{Type: "events_api", Payload: callback, RetryAttempt: retry}
+	if retry > 0 {
+		env.RetryReason = "timeout"
+	}
+	return s.Send(ctx, env, nil)
+}
+
+// UserMessage stores a message a person posts (in a thread when threadTS is
+// set) and returns its Events API callback, as Slack would deliver it.
+func (s *Server) UserMessage(channel, threadTS, user, text string) (Message, map[string]any) {
+	s.mu.Lock()
+	c := s.channels[channel]
+	m := &Message{Channel: channel, TS: s.nextTS(), ThreadTS: threadTS, User: user, Text: text, PostedAt: time.Now()}
+	s.messages = append(s.messages, m)
+	evID := s.nextID("Ev")
+	s.mu.Unlock()
+	ctype := "channel"
+	if c.Private {
+		ctype = "group"
+	}
+	ev := map[string]any{"type": "message", "channel": channel, "user": user, "text": text, "ts": m.TS,
+		"event_ts": m.TS, "channel_type": ctype, "team": s.o.TeamID}
+	if threadTS != "" {
+		ev["thread_ts"] = threadTS
+		if p, ok := s.Message(channel, threadTS); ok {
+			ev["parent_user_id"] = p.User
+		}
+	}
+	return *m, s.Callback(evID, ev)
+}
+
+// Callback wraps an inner event in an Events API event_callback.
+func (s *Server) Callback(eventID string, inner map[string]any) map[string]any {
+	return map[string]any{
+		"token": "deprecated-verification-token", "team_id": s.o.TeamID, "api_app_id": "A0FAKE",
+		"event": inner, "type": "event_callback", "event_id": eventID, "event_time": time.Now().Unix(),
+		"authorizations": []any{map[string]any{"team_id": s.o.TeamID, "user_id": s.o.BotUserID, "is_bot": true, "is_enterprise_install": false}},
+	}
+}
+
+// Press builds the block_actions payload of user pressing the button whose
+// action_id is action (or action/N) on a stored message.
+func (s *Server) Press(channel, ts, user, action string) (map[string]any, error) {
+	m, ok := s.Message(channel, ts)
+	if !ok {
+		return nil, fmt.Errorf("no message %s in %s", ts, channel)
+	}
+	var blocks []map[string]any
+	if err := json.Unmarshal(m.Blocks, &blocks); err != nil {
+		return nil, fmt.Errorf("message blocks: %w", err)
+	}
+	for _, b := range blocks {
+		if b["type"] != "actions" {
+			continue
+		}
+		els, _ := b["elements"].([]any)
+		for _, e := range els {
+			el, _ := e.(map[string]any)
+			id, _ := el["action_id"].(string)
+			if id != action && !strings.HasPrefix(id, action+"/") {
+				continue
+			}
+			act := map[string]any{"type": "button", "action_id": id, "block_id": b["block_id"], "text": el["text"],
+				"value": el["value"], "action_ts": fmt.Sprintf("%d.%06d", time.Now().Unix(), 1)}
+			container := map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": false}
+			if m.ThreadTS != "" {
+				container["thread_ts"] = m.ThreadTS
+			}
+			c := s.channel(channel)
+			return map[string]any{
+				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
+				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
+				"team":      map[string]any{"id": s.o.TeamID, "domain": "fake"},
+				"channel":   map[string]any{"id": channel, "name": c.Name},
+				"container": container, "trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
+				"message": msgJSON(&m), "actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
+			}, nil
+		}
+	}
+	return nil, fmt.Errorf("no button %q on message %s", action, ts)
+}
+
+// Submit builds the view_submission payload of user submitting the view
+// opened by views.open with values by block id.
+func (s *Server) Submit(v View, user string, values map[string]string) (map[string]any, error) {
+	var view map[string]any
+	if err := json.Unmarshal(v.View, &view); err != nil {
+		return nil, fmt.Errorf("view: %w", err)
+	}
+	state := map[string]any{}
+	blocks, _ := view["blocks"].([]any)
+	for _, b := range blocks {
+		blk, _ := b.(map[string]any)
+		if blk["type"] != "input" {
+			continue
+		}
+		id, _ := blk["block_id"].(string)
+		el, _ := blk["element"].(map[string]any)
+		aid, _ := el["action_id"].(string)
+		in := map[string]any{"type": el["type"]}
+		if val, ok := values[id]; ok {
+			in["value"] = val
+		} else {
+			in["value"] = nil
+		}
+		state[id] = map[string]any{aid: in}
+	}
+	view["id"] = v.ID
+	view["team_id"] = s.o.TeamID
+	view["state"] = map[string]any{"values": state}
+	view["hash"] = "156663117.cd33ad1f"
+	return map[string]any{
+		"type": "view_submission", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
+		"team":       map[string]any{"id": s.o.TeamID, "domain": "fake"},
+		"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
+		"trigger_id": s.NewTrigger(), "view": view, "response_urls": []any{},
+	}, nil
+}
+
+// ---- HTTP mode ----
+
+// Signer signs requests as Slack does: X-Slack-Signature is "v0=" and the
+// hex HMAC-SHA256 of "v0:{timestamp}:{body}" under the signing secret.
+type Signer struct {
+	Secret string
+}
+
+// Signer returns a signer with the fake's signing secret.
+func (s *Server) Signer() Signer { return Signer{Secret: s.o.SigningSecret} }
+
+// Sign returns the X-Slack-Signature for body sent at timestamp ts.
+func (g Signer) Sign(ts string, body []byte) string {
+	h := hmac.New(sha256.New, []byte(g.Secret))
+	_, _ = fmt.Fprintf(h, "v0:%s:", ts)
+	_, _ = h.Write(body)
+	return "v0=" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Request builds a signed POST of body to target, stamped at.
+func (g Signer) Request(ctx context.Context, target, contentType string, body []byte, at time.Time) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(string(body)))
+	if err != nil {
+		return nil, err
+	}
+	ts := strconv.FormatInt(at.Unix(), 10)
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", g.Sign(ts, body))
+	return req, nil
+}
+
+// FormBody encodes a slash command payload as Slack's HTTP form body.
+func FormBody(fields map[string]string) []byte {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	v := url.Values{}
+	for _, k := range keys {
+		v.Set(k, fields[k])
+	}
+	return []byte(v.Encode())
+}
+
+// InteractionBody encodes an interaction payload as Slack's HTTP form body
+// (payload=<json>).
+func InteractionBody(payload map[string]any) ([]byte, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(url.Values{"payload": {string(b)}}.Encode()), nil
+}
