@@ -1,0 +1,149 @@
+package discord
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+)
+
+// CommandName is the one slash command.
+const CommandName = "experts"
+
+// Option length limits for /experts (Discord allows 6000 per string option).
+const (
+	maxQuestion = 1500
+	maxID       = 100
+	maxCaseRef  = 32
+)
+
+func strOpt(name, desc string, required bool, minLen, maxLen int) *discordgo.ApplicationCommandOption {
+	o := &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: name, Description: desc, Required: required, MaxLength: maxLen}
+	if minLen > 0 {
+		o.MinLength = &minLen
+	}
+	return o
+}
+
+func question(required bool) *discordgo.ApplicationCommandOption {
+	return strOpt("question", "What you want the experts to look at", required, 3, maxQuestion)
+}
+
+func caseOpt() *discordgo.ApplicationCommandOption {
+	return strOpt("case", "Case reference, e.g. EOD-1042", true, 1, maxCaseRef)
+}
+
+func sub(name, desc string, opts ...*discordgo.ApplicationCommandOption) *discordgo.ApplicationCommandOption {
+	return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionSubCommand, Name: name, Description: desc, Options: opts}
+}
+
+// Commands returns the /experts definition registered by bulk overwrite:
+// real subcommands with typed, length-limited options. The order of each
+// subcommand's options is the order of bot.Command.Args.
+func Commands() []*discordgo.ApplicationCommand {
+	return []*discordgo.ApplicationCommand{{
+		Name:        CommandName,
+		Description: "Ask threat experts, follow cases and credits",
+		Type:        discordgo.ChatApplicationCommand,
+		Options: []*discordgo.ApplicationCommandOption{
+			sub("ask", "Ask the threat experts a general question", question(true)),
+			sub("alert", "Ask about an alert", strOpt("id", "Alert id", true, 1, maxID), question(false)),
+			sub("device", "Ask whether a device is compromised", strOpt("device", "Device id or name", true, 1, 256), question(false)),
+			sub("file", "Ask about a file", strOpt("hash", "SHA-1 or SHA-256", true, 40, 64), question(false)),
+			sub("incident", "Ask about an incident", strOpt("id", "Incident id", true, 1, maxID), question(false)),
+			sub("status", "Show a case's status", caseOpt()),
+			sub("cases", "List cases", &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionString, Name: "filter", Description: "Which cases",
+				Choices: []*discordgo.ApplicationCommandOptionChoice{
+					{Name: "open", Value: "open"}, {Name: "mine", Value: "mine"},
+					{Name: "breaching", Value: "breaching"}, {Name: "all", Value: "all"},
+				},
+			}),
+			sub("credits", "Show this quarter's expert credits"),
+			sub("help", "How to use /experts"),
+			sub("take", "Experts: take a case", caseOpt()),
+			sub("assign", "Experts: assign a case", caseOpt(), &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionUser, Name: "expert", Description: "Who takes it", Required: true,
+			}),
+			sub("resolve", "Experts: conclude a case", caseOpt(), strOpt("answer", "The conclusion", false, 1, maxQuestion)),
+			sub("sample-notification", "Admins: post a sample attack notification"),
+		},
+	}}
+}
+
+// optionOrder is each subcommand's option names in declaration order.
+func optionOrder() map[string][]string {
+	out := map[string][]string{}
+	for _, o := range Commands()[0].Options {
+		for _, oo := range o.Options {
+			out[o.Name] = append(out[o.Name], oo.Name)
+		}
+	}
+	return out
+}
+
+// optionString renders an option value as text.
+func optionString(o *discordgo.ApplicationCommandInteractionDataOption) string {
+	switch v := o.Value.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+// register bulk-overwrites /experts in every configured guild, or globally.
+func (a *Adapter) register(ctx context.Context) error {
+	cmds := Commands()
+	if len(a.cfg.Guilds) == 0 {
+		ep := discordgo.EndpointApplicationGlobalCommands(a.cfg.AppID)
+		if _, err := a.do(ctx, "register commands", http.MethodPut, ep, ep, cmds); err != nil {
+			return fmt.Errorf("register /experts globally: %w", err)
+		}
+		return nil
+	}
+	for _, g := range a.cfg.Guilds {
+		ep := discordgo.EndpointApplicationGuildCommands(a.cfg.AppID, g)
+		if _, err := a.do(ctx, "register commands", http.MethodPut, ep, ep, cmds); err != nil {
+			return fmt.Errorf("register /experts in guild %s: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// registerLoop registers until it succeeds, backing off on temporary
+// failures and stopping on permanent ones.
+func (a *Adapter) registerLoop(ctx context.Context) {
+	wait := time.Second
+	for {
+		err := a.register(ctx)
+		if err == nil {
+			a.log.Info("registered /experts", "guilds", strings.Join(a.cfg.Guilds, ","), "global", len(a.cfg.Guilds) == 0)
+			return
+		}
+		if isPermanent(err) {
+			a.log.Error("could not register /experts", "err", err)
+			return
+		}
+		if d := retryWait(err); d > wait {
+			wait = d
+		}
+		a.log.Warn("registering /experts failed; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}

@@ -1,0 +1,292 @@
+// Package discord connects threatdesk to Discord: the gateway (one replica
+// at a time, elected through a PostgreSQL advisory lock) and HTTP
+// interactions, the /experts application command, buttons, modals and
+// threads, and the rendering of the bot's messages into embeds and
+// components within Discord's limits. It implements bot.Adapter.
+package discord
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// Config configures the adapter. Token and AppID are required.
+type Config struct {
+	// Token is the bot token (DISCORD_BOT_TOKEN), with or without "Bot ".
+	Token string
+	// AppID is the application id (DISCORD_APP_ID).
+	AppID string
+	// PublicKey (DISCORD_PUBLIC_KEY, hex) enables HTTP interactions.
+	PublicKey string
+	// APIURL is the REST base (DISCORD_API_URL), default DefaultAPIURL.
+	// Gateway discovery (GET {APIURL}gateway/bot) and so the websocket follow it.
+	APIURL string
+	// Guilds get /experts registered by bulk overwrite at start (immediate).
+	// Empty: /experts is registered globally.
+	Guilds []string
+	// Pool elects the one replica that holds the gateway session (a session
+	// advisory lock on a dedicated connection). Nil: this process always
+	// holds it; only for a single replica.
+	Pool *pgxpool.Pool
+	// DisableGateway runs HTTP interactions only: no gateway session, and so
+	// no thread replies.
+	DisableGateway bool
+	// LeaderCheck is how often a follower tries the lock and the leader
+	// checks its lock connection. Default 1s.
+	LeaderCheck time.Duration
+	// LeaderGrace is how long a new leader waits before connecting, so that
+	// a leader cut off from the database has dropped its session. Default
+	// 2*LeaderCheck+1s.
+	LeaderGrace time.Duration
+	// RequestTimeout bounds each REST call. Default 10s.
+	RequestTimeout time.Duration
+	// AckTimeout is how long an interaction waits for the handler's Ack
+	// before deferring (Discord allows 3s in all). Default 2s.
+	AckTimeout time.Duration
+	// DeferredTimeout: a deferred answer the bot has not filled by then is
+	// replaced by a short "done" note, so no "thinking..." is left. Default 30s.
+	DeferredTimeout time.Duration
+	// SignatureMaxAge rejects signed interactions whose timestamp is further
+	// from now (replays). Default 5m.
+	SignatureMaxAge time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Adapter is the Discord side of threatdesk.
+type Adapter struct {
+	cfg       Config
+	log       *slog.Logger
+	h         bot.Handler
+	m         *metrics
+	base      *url.URL
+	client    *http.Client
+	rest      *discordgo.Session
+	pub       ed25519.PublicKey
+	lockKey   int64
+	tokenPath *regexp.Regexp
+
+	mu       sync.Mutex
+	selfID   string
+	dms      map[string]string // user id -> DM channel id
+	names    map[string]cachedName
+	channels map[string]channelInfo
+	gw       *discordgo.Session
+
+	runMu   sync.Mutex
+	started bool
+	stopped bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+var _ bot.Adapter = (*Adapter)(nil)
+
+// Intents the gateway session asks for. MessageContent is privileged: turn
+// it on in the Developer Portal, or thread replies arrive without text.
+const Intents = discordgo.IntentsGuilds | discordgo.IntentsGuildMessages | discordgo.IntentsMessageContent
+
+// New validates cfg and returns an adapter; nothing is connected until
+// Start. HTTP interactions work without Start.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Handler) (*Adapter, error) {
+	cfg.Token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(cfg.Token), "Bot "))
+	cfg.APIURL = cmp.Or(strings.TrimSpace(cfg.APIURL), DefaultAPIURL)
+	if !strings.HasSuffix(cfg.APIURL, "/") {
+		cfg.APIURL += "/"
+	}
+	cfg.LeaderCheck = cmp.Or(cfg.LeaderCheck, time.Second)
+	cfg.LeaderGrace = cmp.Or(cfg.LeaderGrace, 2*cfg.LeaderCheck+time.Second)
+	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 10*time.Second)
+	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 2*time.Second)
+	cfg.DeferredTimeout = cmp.Or(cfg.DeferredTimeout, 30*time.Second)
+	cfg.SignatureMaxAge = cmp.Or(cfg.SignatureMaxAge, 5*time.Minute)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if handler == nil {
+		return nil, errors.New("discord: a bot.Handler is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	base, _ := url.Parse(cfg.APIURL)
+	a := &Adapter{
+		cfg:       cfg,
+		log:       log.With("adapter", "discord"),
+		h:         handler,
+		m:         m,
+		base:      base,
+		client:    newHTTPClient(base, cfg.RequestTimeout+5*time.Second),
+		lockKey:   lockKey(cfg.AppID),
+		tokenPath: regexp.MustCompile(`(/(?:webhooks|interactions)/[0-9]+/)[^\s"'?]+`),
+		dms:       map[string]string{},
+		names:     map[string]cachedName{},
+		channels:  map[string]channelInfo{},
+	}
+	if cfg.PublicKey != "" {
+		k, _ := hex.DecodeString(cfg.PublicKey)
+		a.pub = ed25519.PublicKey(k)
+	}
+	a.rest = a.newSession()
+	return a, nil
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Token == "":
+		return errors.New("discord: DISCORD_BOT_TOKEN is empty: copy the token from Developer Portal > your app > Bot")
+	case strings.ContainsAny(c.Token, " \t\r\n"):
+		return errors.New("discord: DISCORD_BOT_TOKEN contains whitespace: paste the token alone")
+	case !isSnowflake(c.AppID):
+		return errors.New("discord: DISCORD_APP_ID must be the numeric application id (Developer Portal > General Information)")
+	}
+	if c.PublicKey != "" {
+		k, err := hex.DecodeString(c.PublicKey)
+		if err != nil || len(k) != ed25519.PublicKeySize {
+			return errors.New("discord: DISCORD_PUBLIC_KEY must be the 64 hex characters shown as PUBLIC KEY in the Developer Portal")
+		}
+	}
+	u, err := url.Parse(c.APIURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("discord: DISCORD_API_URL %q must be an absolute http(s) URL such as %s", c.APIURL, DefaultAPIURL)
+	}
+	for _, g := range c.Guilds {
+		if !isSnowflake(g) {
+			return fmt.Errorf("discord: guild %q in the config is not a Discord id (enable Developer Mode, right-click the server, Copy Server ID)", g)
+		}
+	}
+	if c.LeaderCheck < 0 || c.LeaderGrace < 0 || c.RequestTimeout < 0 || c.AckTimeout < 0 || c.AckTimeout >= 3*time.Second {
+		return errors.New("discord: durations must be positive and AckTimeout under Discord's 3s")
+	}
+	return nil
+}
+
+// isSnowflake reports whether s looks like a Discord id.
+func isSnowflake(s string) bool {
+	if len(s) < 1 || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// newSession returns a discordgo session wired to the configured base, with
+// discordgo's own 429 sleeping off: a rate limit surfaces as
+// bot.RateLimited with its retry_after, and the outbox waits, once.
+func (a *Adapter) newSession() *discordgo.Session {
+	s, _ := discordgo.New("Bot " + a.cfg.Token)
+	s.Client = a.client
+	s.Dialer = newDialer()
+	s.ShouldRetryOnRateLimit = false
+	s.MaxRestRetries = 0
+	s.StateEnabled = false
+	s.Identify.Intents = Intents
+	s.LogLevel = -1 // discordgo logs through the standard logger; we log ourselves
+	return s
+}
+
+// Platform implements bot.Adapter.
+func (a *Adapter) Platform() bot.Platform { return bot.Discord }
+
+// Start registers /experts, then holds the gateway session whenever this
+// replica is the leader. It returns once started; Stop ends it.
+func (a *Adapter) Start(ctx context.Context) error {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	if a.started {
+		return errors.New("discord: adapter already started")
+	}
+	a.started = true
+	ctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+
+	cctx, ccancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	me, err := a.me(cctx)
+	ccancel()
+	if err != nil {
+		if k, _ := bot.Classify(err); k == bot.Permanent {
+			cancel()
+			return fmt.Errorf("discord: start: %w", err)
+		}
+		a.log.Warn("could not read the bot user; will learn it from the gateway", "err", err)
+	} else {
+		a.setSelf(me)
+	}
+
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.registerLoop(ctx)
+	}()
+	if !a.cfg.DisableGateway {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if a.cfg.Pool == nil {
+				a.holdGateway(ctx)
+				return
+			}
+			a.leaderLoop(ctx)
+		}()
+	}
+	return nil
+}
+
+// Stop closes the gateway session, gives up leadership and waits for the
+// background work to end. It may be called more than once.
+func (a *Adapter) Stop() {
+	a.runMu.Lock()
+	if a.stopped || !a.started {
+		a.stopped = true
+		a.runMu.Unlock()
+		return
+	}
+	a.stopped = true
+	cancel := a.cancel
+	a.runMu.Unlock()
+	cancel()
+	a.wg.Wait()
+}
+
+func (a *Adapter) setSelf(id string) {
+	a.mu.Lock()
+	a.selfID = id
+	a.mu.Unlock()
+}
+
+func (a *Adapter) self() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.selfID
+}

@@ -1,0 +1,523 @@
+package discord
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// interactionResponse is the answer to an interaction: the HTTP response
+// body (HTTP interactions) or the callback body (gateway).
+// https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-response-object
+type interactionResponse struct {
+	Type discordgo.InteractionResponseType `json:"type"`
+	Data any                               `json:"data,omitempty"`
+}
+
+// deferredData marks a deferred answer ephemeral.
+type deferredData struct {
+	Flags int `json:"flags"`
+}
+
+// interaction is one parsed interaction and how it will be answered.
+type interaction struct {
+	i       discordgo.Interaction
+	channel *channelInfo // the partial channel Discord sends with it
+}
+
+// parseInteraction reads an interaction payload the same way on both paths.
+func parseInteraction(raw []byte) (*interaction, error) {
+	var in interaction
+	if err := json.Unmarshal(raw, &in.i); err != nil {
+		return nil, fmt.Errorf("decode interaction: %w", err)
+	}
+	var extra struct {
+		Channel *channelInfo `json:"channel"`
+	}
+	if err := json.Unmarshal(raw, &extra); err == nil {
+		in.channel = extra.Channel
+	}
+	return &in, nil
+}
+
+// answer decides the response to an interaction within AckTimeout, calling
+// the bot's handler. The responder it returns serves later answers; call
+// sent() on it once the response has reached Discord.
+func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (interactionResponse, *responder) {
+	i := &in.i
+	r := &responder{a: a, appID: cmpStr(i.AppID, a.cfg.AppID), token: i.Token, acked: make(chan struct{})}
+	ctx = context.WithoutCancel(ctx)
+	kind, resp := "unknown", a.ephemeral("This interaction is not supported.")
+	switch i.Type {
+	case discordgo.InteractionApplicationCommand:
+		kind = "command"
+		data := i.ApplicationCommandData()
+		if data.Name != CommandName {
+			resp = a.ephemeral("Unknown command: use /" + CommandName + ".")
+			break
+		}
+		c := a.command(ctx, in, data, r)
+		resp = a.within(ctx, r, false, func() bot.Ack { return a.h.HandleCommand(ctx, c) })
+	case discordgo.InteractionMessageComponent:
+		kind = "component"
+		act := a.action(in, r)
+		if act.Action == "" {
+			resp = a.ephemeral("This button is not supported.")
+			break
+		}
+		resp = a.within(ctx, r, true, func() bot.Ack { return a.h.HandleAction(ctx, act) })
+	case discordgo.InteractionModalSubmit:
+		kind = "modal"
+		sub, ok := a.submission(ctx, in, r)
+		if !ok {
+			resp = a.ephemeral("This form is not supported.")
+			break
+		}
+		resp = a.submitWithin(ctx, r, i.Message != nil, func() bot.SubmitAck { return a.h.HandleSubmit(ctx, sub) })
+	case discordgo.InteractionApplicationCommandAutocomplete:
+		kind = "autocomplete"
+		resp = interactionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult, Data: map[string]any{"choices": []any{}}}
+	}
+	a.m.interactions.WithLabelValues(source, kind, strconv.Itoa(int(resp.Type))).Inc()
+	return resp, r
+}
+
+// ephemeral is an immediate private note.
+func (a *Adapter) ephemeral(text string) interactionResponse {
+	p := render(bot.Message{Text: []bot.Line{{bot.T(text)}}})
+	p.Flags = flagEphemeral
+	return interactionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource, Data: p}
+}
+
+// within runs the handler; if its Ack is late the interaction is deferred
+// and the Ack's message, when it comes, is sent as a followup.
+func (a *Adapter) within(ctx context.Context, r *responder, component bool, call func() bot.Ack) interactionResponse {
+	ch := make(chan bot.Ack, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				a.log.Error("bot handler panicked", "panic", fmt.Sprint(p))
+				ch <- bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("Something went wrong; please try again.")}}}, Private: true}
+			}
+		}()
+		ch <- call()
+	}()
+	t := time.NewTimer(a.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case ack := <-ch:
+		return a.ackResponse(r, component, ack)
+	case <-t.C:
+	}
+	a.log.Warn("handler did not acknowledge in time; deferring", "interaction", "late")
+	resp := a.ackResponse(r, component, bot.Ack{Private: true})
+	go func() {
+		ack := <-ch
+		switch {
+		case ack.Message != nil:
+			_ = r.respondLogged(ctx, *ack.Message, ack.Private)
+		case ack.Form != nil:
+			_ = r.respondLogged(ctx, bot.Message{Text: []bot.Line{{bot.T("That took too long to open the form; please try again.")}}}, true)
+		}
+	}()
+	return resp
+}
+
+// ackResponse maps the bot's Ack to Discord's response type: a form is a
+// modal (9), a message is sent at once (4, ephemeral when private), else the
+// answer is deferred: "thinking" for a command (5), a silent deferred update
+// for a button (6).
+func (a *Adapter) ackResponse(r *responder, component bool, ack bot.Ack) interactionResponse {
+	if ack.Form != nil {
+		modal, err := renderForm(*ack.Form)
+		if err == nil {
+			return interactionResponse{Type: discordgo.InteractionResponseModal, Data: modal}
+		}
+		a.log.Error("form cannot be shown on discord", "form", ack.Form.ID, "err", err)
+		return a.ephemeral("This form cannot be shown on Discord.")
+	}
+	if ack.Message != nil {
+		p := render(*ack.Message)
+		if ack.Private {
+			p.Flags = flagEphemeral
+		}
+		return interactionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource, Data: p}
+	}
+	if component {
+		return interactionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}
+	}
+	r.deferOriginal(ack.Private)
+	resp := interactionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource}
+	if ack.Private {
+		resp.Data = deferredData{Flags: flagEphemeral}
+	}
+	return resp
+}
+
+// submitWithin runs a form submission. Discord cannot keep a modal open with
+// errors, so errors come back as a private note; otherwise the answer is
+// deferred (silently when the modal came from a button).
+func (a *Adapter) submitWithin(ctx context.Context, r *responder, fromMessage bool, call func() bot.SubmitAck) interactionResponse {
+	ch := make(chan bot.SubmitAck, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				a.log.Error("bot handler panicked", "panic", fmt.Sprint(p))
+				ch <- bot.SubmitAck{Errors: map[string]string{"": "Something went wrong; please try again."}}
+			}
+		}()
+		ch <- call()
+	}()
+	t := time.NewTimer(a.cfg.AckTimeout)
+	defer t.Stop()
+	var ack bot.SubmitAck
+	select {
+	case ack = <-ch:
+	case <-t.C:
+		go func() {
+			if late := <-ch; len(late.Errors) > 0 {
+				_ = r.respondLogged(ctx, formErrors(late.Errors), true)
+			}
+		}()
+	}
+	if len(ack.Errors) > 0 {
+		resp := interactionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource}
+		p := render(formErrors(ack.Errors))
+		p.Flags = flagEphemeral
+		resp.Data = p
+		return resp
+	}
+	if fromMessage {
+		return interactionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}
+	}
+	r.deferOriginal(true)
+	return interactionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource, Data: deferredData{Flags: flagEphemeral}}
+}
+
+func formErrors(errs map[string]string) bot.Message {
+	m := bot.Message{Text: []bot.Line{{bot.B("Please fix the form and submit it again:")}}}
+	for f, e := range errs {
+		if f == "" {
+			m.Text = append(m.Text, bot.Line{bot.T(e)})
+			continue
+		}
+		m.Text = append(m.Text, bot.Line{bot.T("• "), bot.B(f), bot.T(": " + e)})
+	}
+	return m
+}
+
+// user returns who acted.
+func user(i *discordgo.Interaction) bot.User {
+	u := i.User
+	nick := ""
+	if i.Member != nil {
+		u = i.Member.User
+		nick = i.Member.Nick
+	}
+	if u == nil {
+		return bot.User{Platform: bot.Discord, Workspace: i.GuildID}
+	}
+	return bot.User{Platform: bot.Discord, Workspace: i.GuildID, ID: u.ID, DisplayName: cmpStr(nick, cmpStr(u.GlobalName, u.Username))}
+}
+
+// where returns the channel an interaction acts in and, inside a thread,
+// the thread's anchor: commands act for the parent channel's org.
+func (a *Adapter) where(ctx context.Context, in *interaction) (string, *bot.Ref) {
+	id := in.i.ChannelID
+	c := channelInfo{}
+	if in.channel != nil && in.channel.ID != "" {
+		c = *in.channel
+		a.rememberChannel(c)
+	} else if cached, ok := a.cachedChannel(id); ok {
+		c = cached
+	}
+	if c.isThread() && c.ParentID != "" {
+		return c.ParentID, &bot.Ref{Platform: bot.Discord, Workspace: in.i.GuildID, Channel: c.ParentID, Message: id}
+	}
+	return id, nil
+}
+
+func (a *Adapter) cachedChannel(id string) (channelInfo, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.channels[id]
+	return c, ok
+}
+
+func (a *Adapter) command(ctx context.Context, in *interaction, data discordgo.ApplicationCommandInteractionData, r *responder) bot.Command {
+	i := &in.i
+	ch, thread := a.where(ctx, in)
+	c := bot.Command{
+		User:     user(i),
+		Channel:  ch,
+		Thread:   thread,
+		Options:  map[string]string{},
+		Key:      "discord:" + i.ID,
+		Respond:  r,
+		Received: a.cfg.Now(),
+	}
+	opts := data.Options
+	if len(opts) == 1 && opts[0].Type == discordgo.ApplicationCommandOptionSubCommand {
+		c.Name = opts[0].Name
+		opts = opts[0].Options
+	}
+	for _, o := range opts {
+		c.Options[o.Name] = optionString(o)
+	}
+	for _, name := range optionOrder()[c.Name] {
+		if v, ok := c.Options[name]; ok && v != "" {
+			c.Args = append(c.Args, v)
+		}
+	}
+	c.Text = strings.Join(c.Args, " ")
+	return c
+}
+
+func (a *Adapter) action(in *interaction, r *responder) bot.Action {
+	i := &in.i
+	data := i.MessageComponentData()
+	act, value := parseCustomID(data.CustomID)
+	if value == "" && len(data.Values) > 0 {
+		value = strings.Join(data.Values, ",")
+	}
+	ref := bot.Ref{Platform: bot.Discord, Workspace: i.GuildID, Channel: i.ChannelID}
+	if i.Message != nil {
+		ref.Channel = cmpStr(i.Message.ChannelID, i.ChannelID)
+		ref.Message = i.Message.ID
+	}
+	return bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}
+}
+
+func (a *Adapter) submission(ctx context.Context, in *interaction, r *responder) (bot.Submission, bool) {
+	i := &in.i
+	data := i.ModalSubmitData()
+	form, state, ok := parseFormCustomID(data.CustomID)
+	if !ok {
+		return bot.Submission{}, false
+	}
+	ch, _ := a.where(ctx, in)
+	s := bot.Submission{User: user(i), FormID: form, State: state, Values: map[string]string{}, Channel: ch, Key: "discord:" + i.ID, Respond: r}
+	for _, c := range data.Components {
+		row, ok := c.(*discordgo.ActionsRow)
+		if !ok {
+			continue
+		}
+		for _, cc := range row.Components {
+			if ti, ok := cc.(*discordgo.TextInput); ok {
+				s.Values[ti.CustomID] = ti.Value
+			}
+		}
+	}
+	return s, true
+}
+
+// responder answers after the acknowledgement through the interaction
+// webhook: the first answer fills a deferred "thinking" response, later
+// ones are followups.
+type responder struct {
+	a     *Adapter
+	appID string
+	token string
+	acked chan struct{}
+
+	mu          sync.Mutex
+	deferred    bool
+	private     bool
+	used        bool
+	sentOnce    sync.Once
+}
+
+var _ bot.Responder = (*responder)(nil)
+
+func (r *responder) deferOriginal(private bool) {
+	r.mu.Lock()
+	r.deferred, r.private = true, private
+	r.mu.Unlock()
+}
+
+// sent records that the initial response reached Discord.
+func (r *responder) sent(ok bool) {
+	r.sentOnce.Do(func() {
+		close(r.acked)
+		r.mu.Lock()
+		deferred := r.deferred
+		r.mu.Unlock()
+		if ok && deferred {
+			time.AfterFunc(r.a.cfg.DeferredTimeout, r.watchdog)
+		}
+	})
+}
+
+// watchdog replaces a deferred answer the bot never filled.
+func (r *responder) watchdog() {
+	r.mu.Lock()
+	if r.used {
+		r.mu.Unlock()
+		return
+	}
+	r.used = true
+	r.mu.Unlock()
+	ctx := context.Background()
+	_, err := r.a.doInteraction(ctx, "edit original response", http.MethodPatch,
+		discordgo.EndpointWebhookMessage(r.appID, r.token, "@original"), render(bot.Message{Text: []bot.Line{{bot.T("Done.")}}}))
+	if err != nil {
+		r.a.log.Debug("could not close a deferred answer", "err", err)
+	}
+}
+
+func (r *responder) respondLogged(ctx context.Context, m bot.Message, private bool) error {
+	err := r.Respond(ctx, m, private)
+	if err != nil {
+		r.a.log.Warn("interaction followup failed", "err", err)
+	}
+	return err
+}
+
+// Respond implements bot.Responder.
+func (r *responder) Respond(ctx context.Context, m bot.Message, private bool) error {
+	select {
+	case <-r.acked:
+	case <-ctx.Done():
+		return fmt.Errorf("answer interaction: %w", ctx.Err())
+	}
+	r.mu.Lock()
+	first := r.deferred && !r.used
+	samePrivacy := r.private == private
+	r.used = true
+	r.mu.Unlock()
+	p := render(m)
+	if first {
+		orig := discordgo.EndpointWebhookMessage(r.appID, r.token, "@original")
+		if samePrivacy {
+			_, err := r.a.doInteraction(ctx, "edit original response", http.MethodPatch, orig, p)
+			return err
+		}
+		// A deferred answer keeps the privacy it was deferred with: replace it.
+		_, _ = r.a.doInteraction(ctx, "delete original response", http.MethodDelete, orig, nil)
+	}
+	if private {
+		p.Flags = flagEphemeral
+	}
+	_, err := r.a.doInteraction(ctx, "followup", http.MethodPost, discordgo.EndpointWebhookToken(r.appID, r.token)+"?wait=true", p)
+	return err
+}
+
+// onGatewayInteraction answers an INTERACTION_CREATE from the gateway by
+// POSTing the response to the interaction callback.
+func (a *Adapter) onGatewayInteraction(ctx context.Context, raw []byte) {
+	start := a.cfg.Now()
+	in, err := parseInteraction(raw)
+	if err != nil {
+		a.log.Warn("bad interaction from the gateway", "err", err)
+		return
+	}
+	resp, r := a.answer(ctx, in, "gateway")
+	_, err = a.doInteraction(ctx, "interaction callback", http.MethodPost, discordgo.EndpointInteractionResponse(in.i.ID, in.i.Token), resp)
+	r.sent(err == nil)
+	a.m.ackSeconds.WithLabelValues("gateway").Observe(a.cfg.Now().Sub(start).Seconds())
+	if err != nil {
+		a.log.Warn("interaction callback failed", "interaction", in.i.ID, "err", err)
+	}
+}
+
+// maxInteractionBody bounds an HTTP interaction's body.
+const maxInteractionBody = 1 << 20
+
+// InteractionsHandler serves POST /discord/interactions: the Ed25519
+// signature over timestamp + raw body is checked before anything is parsed
+// (401 otherwise), PING gets PONG, and everything else takes the same path
+// as the gateway, the answer going back in the HTTP response. It works on
+// every replica, leader or not.
+func (a *Adapter) InteractionsHandler() http.Handler {
+	return http.HandlerFunc(a.serveInteraction)
+}
+
+func (a *Adapter) serveInteraction(w http.ResponseWriter, req *http.Request) {
+	start := a.cfg.Now()
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if a.pub == nil {
+		http.Error(w, "discord HTTP interactions are not enabled: set DISCORD_PUBLIC_KEY", http.StatusNotFound)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxInteractionBody))
+	if err != nil {
+		http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if !a.verify(req.Header, body) {
+		a.m.interactions.WithLabelValues("http", "unsigned", "401").Inc()
+		http.Error(w, "invalid request signature", http.StatusUnauthorized)
+		return
+	}
+	var head struct {
+		Type discordgo.InteractionType `json:"type"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		http.Error(w, "bad interaction JSON", http.StatusBadRequest)
+		return
+	}
+	if head.Type == discordgo.InteractionPing {
+		a.m.interactions.WithLabelValues("http", "ping", "1").Inc()
+		writeJSON(w, interactionResponse{Type: discordgo.InteractionResponsePong})
+		return
+	}
+	in, err := parseInteraction(body)
+	if err != nil {
+		http.Error(w, "bad interaction JSON", http.StatusBadRequest)
+		return
+	}
+	resp, r := a.answer(req.Context(), in, "http")
+	err = writeJSON(w, resp)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	r.sent(err == nil)
+	a.m.ackSeconds.WithLabelValues("http").Observe(a.cfg.Now().Sub(start).Seconds())
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encode response", http.StatusInternalServerError)
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(b)
+	return err
+}
+
+// verify checks Discord's Ed25519 signature over timestamp + body, and that
+// the timestamp is recent (a replay of an old request fails).
+func (a *Adapter) verify(h http.Header, body []byte) bool {
+	sig, err := hex.DecodeString(h.Get("X-Signature-Ed25519"))
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return false
+	}
+	ts := h.Get("X-Signature-Timestamp")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	if age := a.cfg.Now().Sub(time.Unix(sec, 0)); age > a.cfg.SignatureMaxAge || age < -a.cfg.SignatureMaxAge {
+		return false
+	}
+	msg := make([]byte, 0, len(ts)+len(body))
+	msg = append(append(msg, ts...), body...)
+	return ed25519.Verify(a.pub, msg, sig)
+}

@@ -1,0 +1,374 @@
+package discord
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// do makes a bot-token REST call through discordgo's per-route limiter. When
+// the limiter would make the call wait (a bucket exhausted, a global limit),
+// it returns bot.RateLimited with that wait instead of sleeping, so the
+// outbox, which owns pacing and retries, waits once and nothing blocks a
+// worker. A 429 is not retried inside discordgo (ShouldRetryOnRateLimit is
+// off): it also surfaces as bot.RateLimited with Discord's retry_after.
+func (a *Adapter) do(ctx context.Context, op, method, endpoint, bucketID string, body any) ([]byte, error) {
+	var data []byte
+	if body != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("%s: encode: %w", op, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	b := a.rest.Ratelimiter.GetBucket(bucketID)
+	b.Lock()
+	if wait := a.rest.Ratelimiter.GetWaitTime(b, 1); wait > 0 {
+		b.Unlock()
+		a.m.requests.WithLabelValues(op, "ratelimited").Inc()
+		return nil, bot.RateLimitError(wait, fmt.Errorf("%s: discord route limit reached", op))
+	}
+	b.Remaining--
+	resp, err := a.rest.RequestWithLockedBucket(method, endpoint, "application/json", data, b, 0, discordgo.WithContext(ctx))
+	if err != nil {
+		err = a.classify(op, err)
+		k, _ := bot.Classify(err)
+		a.m.requests.WithLabelValues(op, kindName(k)).Inc()
+		return nil, err
+	}
+	a.m.requests.WithLabelValues(op, "ok").Inc()
+	return resp, nil
+}
+
+// doInteraction calls an interaction endpoint (callback, followup, original
+// response). Those are not bound to the bot's rate limits and are unique per
+// interaction, so they bypass discordgo's limiter (whose bucket map would
+// otherwise grow by one entry per interaction) and run concurrently.
+func (a *Adapter) doInteraction(ctx context.Context, op, method, endpoint string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: encode: %w", op, err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, endpoint, rd)
+	if err != nil {
+		return nil, a.classify(op, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", a.rest.UserAgent)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		err = a.classify(op, err)
+		a.m.requests.WithLabelValues(op, "temporary").Inc()
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		a.m.requests.WithLabelValues(op, "ok").Inc()
+		return out, nil
+	case resp.StatusCode == http.StatusTooManyRequests:
+		a.m.requests.WithLabelValues(op, "ratelimited").Inc()
+		return nil, bot.RateLimitError(retryAfter(resp.Header, out), fmt.Errorf("%s", op))
+	}
+	err = a.classify(op, parseAPIError(resp.StatusCode, out))
+	k, _ := bot.Classify(err)
+	a.m.requests.WithLabelValues(op, kindName(k)).Inc()
+	return nil, err
+}
+
+func kindName(k bot.ErrorKind) string {
+	switch k {
+	case bot.RateLimited:
+		return "ratelimited"
+	case bot.Permanent:
+		return "permanent"
+	}
+	return "temporary"
+}
+
+// apiCode returns the Discord JSON error code inside err, or 0.
+func apiCode(err error) int {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return 0
+}
+
+// nonce derives a message nonce from the post's idempotency key and the
+// channel: a retried create with the same nonce returns the message the
+// first try created (enforce_nonce), for a few minutes.
+func nonce(key, channel string) string {
+	if key == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(key + "\x00" + channel))
+	return hex.EncodeToString(sum[:])[:MaxNonce]
+}
+
+type postedMessage struct {
+	ID        string `json:"id"`
+	ChannelID string `json:"channel_id"`
+}
+
+// Post implements bot.Adapter. A Dest with Thread posts into the thread
+// started on that anchor message (its id is the thread's id); a message with
+// ThreadName gets a thread started on it.
+func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.Ref, error) {
+	ch := dest.Channel
+	inThread := dest.Thread != nil && dest.Thread.Message != ""
+	if inThread {
+		ch = dest.Thread.Message
+	}
+	if !isSnowflake(ch) {
+		return bot.Ref{}, bot.PermanentError("bad_channel", "a Discord channel id is a number: fix the channel in the config", fmt.Errorf("post: channel %q", ch))
+	}
+	p := render(m)
+	if n := nonce(dest.Key, ch); n != "" {
+		p.Nonce, p.EnforceNonce = n, true
+	}
+	msg, err := a.createMessage(ctx, ch, p)
+	if err != nil && inThread && apiCode(err) == codeUnknownChannel && dest.Thread.Channel != "" {
+		// The anchor has no thread yet (its start failed once): start it now.
+		if terr := a.startThread(ctx, dest.Thread.Channel, dest.Thread.Message, cmpThreadName(m.ThreadName)); terr == nil {
+			msg, err = a.createMessage(ctx, ch, p)
+		}
+	}
+	if err != nil {
+		return bot.Ref{}, fmt.Errorf("post to discord channel %s: %w", ch, err)
+	}
+	ref := bot.Ref{Platform: bot.Discord, Workspace: dest.Workspace, Channel: cmpStr(msg.ChannelID, ch), Message: msg.ID}
+	if m.ThreadName != "" && !inThread {
+		if err := a.startThread(ctx, ref.Channel, ref.Message, m.ThreadName); err != nil {
+			a.log.Warn("message posted but its thread could not be started; it will be started on the first post into it",
+				"channel", ref.Channel, "message", ref.Message, "err", err)
+		}
+	}
+	return ref, nil
+}
+
+func cmpStr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func cmpThreadName(n string) string {
+	if n == "" {
+		return "threatdesk"
+	}
+	return n
+}
+
+func (a *Adapter) createMessage(ctx context.Context, ch string, p messagePayload) (postedMessage, error) {
+	body, err := a.do(ctx, "create message", http.MethodPost, discordgo.EndpointChannelMessages(ch), discordgo.EndpointChannelMessages(ch), p)
+	if err != nil {
+		return postedMessage{}, err
+	}
+	var msg postedMessage
+	if err := json.Unmarshal(body, &msg); err != nil || msg.ID == "" {
+		return postedMessage{}, &bot.DeliveryError{Kind: bot.Temporary, Code: "bad_response", Err: errors.New("create message: discord's answer has no message id")}
+	}
+	return msg, nil
+}
+
+// startThread starts a public thread on a message; the thread's id is the
+// message's id. An existing thread counts as started.
+func (a *Adapter) startThread(ctx context.Context, channel, message, name string) error {
+	body := discordgo.ThreadStart{Name: cut(name, MaxThreadName), AutoArchiveDuration: 10080}
+	ep := discordgo.EndpointChannelMessageThread(channel, message)
+	_, err := a.do(ctx, "start thread", http.MethodPost, ep, discordgo.EndpointChannelMessages(channel)+"//threads", body)
+	if err != nil && apiCode(err) != codeThreadExists {
+		return fmt.Errorf("start thread on message %s in channel %s: %w", message, channel, err)
+	}
+	a.rememberChannel(channelInfo{ID: message, Type: int(discordgo.ChannelTypeGuildPublicThread), ParentID: channel})
+	return nil
+}
+
+// Update implements bot.Adapter.
+func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
+	if !isSnowflake(ref.Channel) || !isSnowflake(ref.Message) {
+		return bot.PermanentError("bad_ref", "not a Discord message reference", fmt.Errorf("update: channel %q message %q", ref.Channel, ref.Message))
+	}
+	ep := discordgo.EndpointChannelMessage(ref.Channel, ref.Message)
+	if _, err := a.do(ctx, "edit message", http.MethodPatch, ep, discordgo.EndpointChannelMessages(ref.Channel)+"/edit", render(m)); err != nil {
+		return fmt.Errorf("update discord message %s in channel %s: %w", ref.Message, ref.Channel, err)
+	}
+	return nil
+}
+
+// PostPrivate implements bot.Adapter: outside an interaction Discord can
+// only answer one user privately by direct message.
+func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string, m bot.Message) error {
+	ch, err := a.dmChannel(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if _, err := a.createMessage(ctx, ch, render(m)); err != nil {
+		return fmt.Errorf("direct message to discord user %s: %w", userID, err)
+	}
+	return nil
+}
+
+func (a *Adapter) dmChannel(ctx context.Context, userID string) (string, error) {
+	a.mu.Lock()
+	ch, ok := a.dms[userID]
+	a.mu.Unlock()
+	if ok {
+		return ch, nil
+	}
+	body, err := a.do(ctx, "open dm", http.MethodPost, discordgo.EndpointUserChannels("@me"), discordgo.EndpointUserChannels("@me"),
+		map[string]string{"recipient_id": userID})
+	if err != nil {
+		return "", fmt.Errorf("open direct message with discord user %s: %w", userID, err)
+	}
+	var c struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &c); err != nil || c.ID == "" {
+		return "", &bot.DeliveryError{Kind: bot.Temporary, Code: "bad_response", Err: errors.New("open dm: no channel id in discord's answer")}
+	}
+	a.mu.Lock()
+	a.dms[userID] = c.ID
+	a.mu.Unlock()
+	return c.ID, nil
+}
+
+// OpenForm implements bot.Adapter. On Discord a modal is only ever the
+// immediate answer to an interaction (bot.Ack.Form), so this always fails.
+func (a *Adapter) OpenForm(context.Context, string, bot.Form) error {
+	return bot.PermanentError("unsupported", "on Discord forms open through the interaction's Ack", ErrFormNeedsAck)
+}
+
+type cachedName struct {
+	name string
+	at   time.Time
+}
+
+const nameTTL = 10 * time.Minute
+
+// UserName implements bot.Adapter: the member's server nickname, else the
+// user's display name, else the username.
+func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (string, error) {
+	key := workspace + "/" + userID
+	a.mu.Lock()
+	c, ok := a.names[key]
+	a.mu.Unlock()
+	if ok && a.cfg.Now().Sub(c.at) < nameTTL {
+		return c.name, nil
+	}
+	var name string
+	if workspace != "" {
+		body, err := a.do(ctx, "get member", http.MethodGet, discordgo.EndpointGuildMember(workspace, userID), discordgo.EndpointGuildMember(workspace, ""), nil)
+		if err != nil {
+			return "", fmt.Errorf("look up discord member %s: %w", userID, err)
+		}
+		var mem struct {
+			Nick string         `json:"nick"`
+			User discordgo.User `json:"user"`
+		}
+		if err := json.Unmarshal(body, &mem); err != nil {
+			return "", fmt.Errorf("look up discord member %s: decode: %w", userID, err)
+		}
+		name = cmpStr(mem.Nick, cmpStr(mem.User.GlobalName, mem.User.Username))
+	} else {
+		body, err := a.do(ctx, "get user", http.MethodGet, discordgo.EndpointUser(userID), discordgo.EndpointUsers, nil)
+		if err != nil {
+			return "", fmt.Errorf("look up discord user %s: %w", userID, err)
+		}
+		var u discordgo.User
+		if err := json.Unmarshal(body, &u); err != nil {
+			return "", fmt.Errorf("look up discord user %s: decode: %w", userID, err)
+		}
+		name = cmpStr(u.GlobalName, u.Username)
+	}
+	a.mu.Lock()
+	a.names[key] = cachedName{name: name, at: a.cfg.Now()}
+	a.mu.Unlock()
+	return name, nil
+}
+
+// me reads the bot's own user id.
+func (a *Adapter) me(ctx context.Context) (string, error) {
+	body, err := a.do(ctx, "get self", http.MethodGet, discordgo.EndpointUser("@me"), discordgo.EndpointUsers, nil)
+	if err != nil {
+		return "", err
+	}
+	var u discordgo.User
+	if err := json.Unmarshal(body, &u); err != nil {
+		return "", fmt.Errorf("read bot user: %w", err)
+	}
+	return u.ID, nil
+}
+
+// channelInfo is what the adapter knows about a channel or thread.
+type channelInfo struct {
+	ID       string `json:"id"`
+	Type     int    `json:"type"`
+	ParentID string `json:"parent_id"`
+	GuildID  string `json:"guild_id"`
+}
+
+func (c channelInfo) isThread() bool {
+	switch discordgo.ChannelType(c.Type) {
+	case discordgo.ChannelTypeGuildPublicThread, discordgo.ChannelTypeGuildPrivateThread, discordgo.ChannelTypeGuildNewsThread:
+		return true
+	}
+	return false
+}
+
+// maxChannels bounds the channel cache.
+const maxChannels = 50000
+
+func (a *Adapter) rememberChannel(c channelInfo) {
+	if c.ID == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.channels) >= maxChannels {
+		clear(a.channels)
+	}
+	a.channels[c.ID] = c
+}
+
+// channel returns what is known of a channel, asking Discord when needed.
+func (a *Adapter) channel(ctx context.Context, id string) (channelInfo, error) {
+	a.mu.Lock()
+	c, ok := a.channels[id]
+	a.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	body, err := a.do(ctx, "get channel", http.MethodGet, discordgo.EndpointChannel(id), discordgo.EndpointChannel(id), nil)
+	if err != nil {
+		return channelInfo{}, fmt.Errorf("look up discord channel %s: %w", id, err)
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		return channelInfo{}, fmt.Errorf("look up discord channel %s: decode: %w", id, err)
+	}
+	a.rememberChannel(c)
+	return c, nil
+}
