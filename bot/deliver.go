@@ -201,6 +201,9 @@ func (b *Bot) deliverRow(ctx context.Context, row outbox.Row) {
 		log.Warn("rate limited; retrying after the platform's wait", "retry_after", after, "err", err)
 	default:
 		wait := backoff(d.BackoffBase, d.BackoffMax, row.Attempts)
+		if after > 0 {
+			wait = after
+		}
 		if e := outbox.Retry(settle, b.db, row.ID, wait, err.Error()); e != nil {
 			log.Error("could not reschedule an outbox row", "err", e)
 		}

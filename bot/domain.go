@@ -72,7 +72,8 @@ type OpenCase struct {
 	Subject   Subject
 	Question  string
 	Requester User
-	// Origin is where the requester asked; the receipt is posted there.
+	// Origin is where the requester asked; the bot records it
+	// (bot_case_origin) and posts the receipt there.
 	Origin Dest
 }
 
@@ -99,11 +100,10 @@ type CaseView struct {
 	OpenedAt  time.Time
 	UpdatedAt time.Time
 	SLA       SLAView
-	// LastMessageAt and LastMessageSide describe the newest relayed message.
+	// LastMessageAt and LastMessageSide describe the newest relayed message
+	// (filled for the status answer only).
 	LastMessageAt   time.Time
 	LastMessageSide Side
-	// Origin is where the receipt goes (the channel the case was asked in).
-	Origin Dest
 }
 
 // CaseFilter selects cases for a list.
@@ -129,7 +129,10 @@ type Credits struct {
 
 // CaseMessage is a message to add to a case's conversation.
 type CaseMessage struct {
-	Ref      string
+	Ref string
+	// Org is the member's org when Role is RoleMember.
+	Org      string
+	Role     Role
 	Side     Side
 	Author   User
 	Text     string
@@ -173,9 +176,14 @@ type Cases interface {
 	Get(ctx context.Context, s Scope, ref string) (CaseView, error)
 	List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error)
 	Take(ctx context.Context, ref string, expert User) (CaseView, error)
-	Assign(ctx context.Context, ref string, expert, by User) (CaseView, error)
-	// Transition moves a case; by acts with role (requester, expert, manager).
+	// Assign gives ref to expert; by acts with role (expert or manager).
+	Assign(ctx context.Context, ref string, expert, by User, role Role) (CaseView, error)
+	// Transition moves a case; by acts with role (member, expert, manager);
+	// a member acts for s.Org.
 	Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text string) (CaseView, error)
+	// LastMessage is when the newest non-internal message came, and from
+	// which side; zero when there is none.
+	LastMessage(ctx context.Context, s Scope, ref string) (time.Time, Side, error)
 	AddMessage(ctx context.Context, m CaseMessage) error
 	Credits(ctx context.Context, org string) (Credits, error)
 	// SetAnchor records the chat message a side's thread hangs off.

@@ -165,6 +165,9 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		if err != nil {
 			return Message{}, err
 		}
+		if cv.LastMessageAt, cv.LastMessageSide, err = b.cases.LastMessage(ctx, s, cv.Ref); err != nil {
+			return Message{}, err
+		}
 		return b.statusMessage(cv), nil
 	case vCases:
 		return b.listCases(ctx, w, r)
@@ -216,7 +219,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 				target.DisplayName = n
 			}
 		}
-		cv, err := b.cases.Assign(ctx, r.ref, target, b.named(ctx, w.user))
+		cv, err := b.cases.Assign(ctx, r.ref, target, b.named(ctx, w.user), w.roleFor(opAssign))
 		if err != nil {
 			return Message{}, err
 		}
@@ -229,7 +232,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		}
 		return errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
 	case vNote:
-		err := b.cases.AddMessage(ctx, CaseMessage{Ref: r.ref, Side: SideExpert, Author: b.named(ctx, w.user), Text: r.text, Internal: true})
+		err := b.cases.AddMessage(ctx, CaseMessage{Ref: r.ref, Side: SideExpert, Role: RoleExpert, Author: b.named(ctx, w.user), Text: r.text, Internal: true})
 		if err != nil {
 			return Message{}, err
 		}
@@ -281,7 +284,14 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 	if thread != nil && thread.Channel != "" {
 		origin.Channel = thread.Channel
 	}
-	return b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
+	cv, err := b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
+	if err != nil {
+		return cv, err
+	}
+	if err := b.recordOrigin(ctx, cv.Ref, origin); err != nil {
+		return cv, err
+	}
+	return cv, nil
 }
 
 func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) {
@@ -614,7 +624,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		if _, err := b.cases.Get(ctx, sc, ref); err != nil {
 			return Message{}, err
 		}
-		if err := b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Side: SideRequester, Author: b.named(ctx, w.user), Text: text}); err != nil {
+		if err := b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Org: sc.Org, Role: RoleMember, Side: SideRequester, Author: b.named(ctx, w.user), Text: text}); err != nil {
 			return Message{}, err
 		}
 		return errorMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil
@@ -664,7 +674,11 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 		b.log.Info("not relaying a thread reply from someone without the role", "case", ref, "side", side, "user", r.Author.ID)
 		return nil
 	}
-	err = b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Side: side, Author: b.named(ctx, r.Author), Text: r.Text, Chat: r.Message})
+	m := CaseMessage{Ref: ref, Side: side, Role: RoleExpert, Author: b.named(ctx, r.Author), Text: r.Text, Chat: r.Message}
+	if side == SideRequester {
+		m.Role, m.Org = RoleMember, w.org.ID
+	}
+	err = b.cases.AddMessage(ctx, m)
 	var refusal *Refusal
 	if errors.As(err, &refusal) {
 		if a, ok := b.adapter(r.Author.Platform); ok {

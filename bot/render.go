@@ -24,6 +24,10 @@ const (
 	maxThreadName    = 90 // Discord thread names: 100
 )
 
+// originWait is how long the receipt waits for the bot to record where a
+// case was asked before it falls back to the org's first channel.
+const originWait = 5 * time.Second
+
 // Anchor targets of a stream.
 const (
 	targetReceipt      = "receipt"
@@ -116,7 +120,7 @@ func sampleIncident(o *Org) IncidentView {
 		Title:    "[TEST] Sample targeted attack notification for " + o.Name,
 		Summary:  "This is a test. A real notification describes a hands-on-keyboard attack: what happened, its scope, a timeline and what to do now.",
 		Severity: SeverityInformational, Score: 0,
-		Reasons:  []string{"Requested by an administrator with /experts sample-notification"},
+		Reasons: []string{"Requested by an administrator with /experts sample-notification"},
 		Scope: []ScopeGroup{{Kind: "devices", Items: []string{"sample-host-01"}}, {Kind: "users", Items: []string{"sample\\user"}},
 			{Kind: "files", Items: []string{"0000000000000000000000000000000000000000 sample.exe"}}},
 		Timeline:    []string{"now: test notification sent"},
@@ -340,8 +344,16 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	}
 	switch ev.Kind {
 	case CaseOpened:
-		origin := c.Origin
-		if origin.Channel == "" {
+		origin, ok, err := b.originOf(ctx, c.Ref)
+		if err != nil {
+			return nil, err
+		}
+		if !ok && b.now().Sub(c.OpenedAt) < originWait {
+			// The handler records the origin right after casework commits;
+			// this worker was quicker. Come back in a moment.
+			return nil, &rowError{kind: Temporary, after: 300 * time.Millisecond, err: fmt.Errorf("origin of %s not recorded yet", c.Ref)}
+		}
+		if !ok {
 			if o, ok := b.cfg.org(c.Org); ok {
 				if pl := o.place(c.Requester.Platform); pl != nil && len(pl.Channels) > 0 {
 					origin = Dest{Platform: c.Requester.Platform, Workspace: pl.Workspace, Channel: pl.Channels[0]}

@@ -45,3 +45,15 @@ CREATE TABLE bot_inbound (
     seen_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX bot_inbound_seen_idx ON bot_inbound (seen_at);
+
+-- Where each case was asked: casework knows the requester but not chat
+-- channels, and an org may have several channels. The bot writes this right
+-- after opening a case; the worker posts the receipt here (and waits briefly
+-- for the row if it renders the "opened" event first).
+CREATE TABLE bot_case_origin (
+    ref        text        PRIMARY KEY,
+    platform   text        NOT NULL,
+    workspace  text        NOT NULL,
+    channel    text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
