@@ -51,7 +51,7 @@ const (
 	StatusWithdrawn Status = "withdrawn"
 )
 
-// AllStatuses lists every status in lifecycle order.
+// allStatuses lists every status in lifecycle order.
 var allStatuses = []Status{StatusNew, StatusInProgress, StatusMoreInfoNeeded, StatusFileSampleNeeded,
 	StatusNeedsMoreTime, StatusConcluded, StatusClosed, StatusWithdrawn}
 
@@ -228,7 +228,9 @@ type Actor struct {
 }
 
 // System is the actor for threatdesk's own changes.
-func System() Actor { return Actor{Role: RoleSystem, Person: Person{UserID: "threatdesk", DisplayName: "threatdesk"}} }
+func System() Actor {
+	return Actor{Role: RoleSystem, Person: Person{UserID: "threatdesk", DisplayName: "threatdesk"}}
+}
 
 // Viewer returns the read scope of a.
 func (a Actor) Viewer() Viewer {

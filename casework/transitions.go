@@ -89,7 +89,7 @@ func (s *Service) checkTransition(c *Case, to Status, role Role, now time.Time) 
 			return refuse("%s is closed; use Reopen", c.Ref)
 		case from == StatusWithdrawn:
 			return refuse("%s was withdrawn and cannot change any more", c.Ref)
-		case from == StatusNew && to.Open():
+		case from == StatusNew && to != StatusClosed:
 			return refuse("%s has not been taken yet; an expert must take it first", c.Ref)
 		case to == StatusWithdrawn:
 			return refuse("%s is %s and can no longer be withdrawn", c.Ref, from.Label())

@@ -1,0 +1,117 @@
+package casework
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// DefaultPageSize and MaxPageSize bound List.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 200
+)
+
+// ListFilter selects cases. Zero fields do not filter.
+type ListFilter struct {
+	// Org narrows an all-orgs viewer to one org (an org viewer is always
+	// narrowed to its own).
+	Org      string
+	Statuses []Status
+	// Assignee is an assignee's user id ("mine").
+	Assignee string
+	// Breaching keeps open cases with an SLA clock past its warning point or
+	// target that is not yet met: the cases that need attention now.
+	Breaching bool
+	// Limit is the page size (default DefaultPageSize, at most MaxPageSize);
+	// Offset skips that many cases.
+	Limit  int
+	Offset int
+}
+
+// ListPage is one page of cases and the total that match.
+type ListPage struct {
+	Cases []Case
+	Total int
+}
+
+// urgencyOrder: cases at risk first, then the soonest due, then by priority,
+// then the oldest. %s is the current time's parameter.
+const urgencyOrder = ` ORDER BY (c.at_risk_at IS NOT NULL AND c.at_risk_at <= %s) DESC, c.due_at ASC NULLS LAST,
+ CASE c.priority WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, c.number`
+
+// List returns the cases v may see that match f, most urgent first.
+func (s *Service) List(ctx context.Context, v Viewer, f ListFilter) (*ListPage, error) {
+	if err := v.validate(); err != nil {
+		return nil, err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	if limit > MaxPageSize {
+		return nil, fmt.Errorf("list: page size %d is above the limit %d: %w", limit, MaxPageSize, ErrInvalid)
+	}
+	if f.Offset < 0 {
+		return nil, fmt.Errorf("list: offset %d is negative: %w", f.Offset, ErrInvalid)
+	}
+	now := s.cfg.now()
+	var args []any
+	where := []string{viewerClause(v, &args)}
+	if f.Org != "" {
+		args = append(args, f.Org)
+		where = append(where, fmt.Sprintf("c.org = $%d", len(args)))
+	}
+	if len(f.Statuses) > 0 {
+		ss := make([]string, len(f.Statuses))
+		for i, st := range f.Statuses {
+			if !st.Valid() {
+				return nil, fmt.Errorf("list: status %q is unknown: %w", st, ErrInvalid)
+			}
+			ss[i] = string(st)
+		}
+		args = append(args, ss)
+		where = append(where, fmt.Sprintf("c.status = ANY($%d)", len(args)))
+	}
+	if f.Assignee != "" {
+		args = append(args, f.Assignee)
+		where = append(where, fmt.Sprintf("c.assignee_user = $%d AND c.assignee_user <> ''", len(args)))
+	}
+	if f.Breaching {
+		args = append(args, now)
+		where = append(where, fmt.Sprintf(breachingCondition, len(args)))
+	}
+	cond := " WHERE " + strings.Join(where, " AND ")
+	var total int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM cases c"+cond, args...).Scan(&total); err != nil {
+		return nil, fmt.Errorf("list: count cases: %w", err)
+	}
+	page := &ListPage{Total: total, Cases: []Case{}}
+	if total == 0 || f.Offset >= total {
+		return page, nil
+	}
+	args = append(args, now, limit, f.Offset)
+	n := len(args)
+	rows, err := s.pool.Query(ctx, "SELECT "+caseCols+caseFrom+cond+fmt.Sprintf(urgencyOrder, fmt.Sprintf("$%d", n-2))+
+		fmt.Sprintf(" LIMIT $%d OFFSET $%d", n-1, n), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list cases: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		x, err := s.scanRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list cases: %w", err)
+		}
+		page.Cases = append(page.Cases, x.Case)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list cases: %w", err)
+	}
+	return page, nil
+}
+
+// breachingCondition is the SQL condition of ListFilter.Breaching, with
+// parameter %d the current time; at_risk_at is set only on open cases with an unmet clock,
+// and served by the partial index cases_at_risk_idx.
+const breachingCondition = "c.at_risk_at <= $%d"

@@ -1,0 +1,909 @@
+// Package casework is the domain core of experts on demand: cases opened by
+// SOC analysts and worked by threat experts, their status machine, SLA clocks
+// (paused while waiting on the requester, with exactly-once warnings and
+// breaches), the quarterly credits each org spends to open cases, the
+// conversation, the chat anchors of a case's threads, and a hash-chained,
+// append-only timeline.
+//
+// It knows nothing of Slack or Discord: chat references are plain strings.
+// Every change is one database transaction that also appends the change's
+// domain event to the outbox (internal/outbox), on the stream "case:<ref>";
+// the bot renders and delivers those events after commit. Every read takes a
+// Viewer; a case of another org is reported exactly as a missing one.
+package casework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxTextRunes bounds a question, a summary or a message.
+const MaxTextRunes = 20000
+
+// Service is the casework store and state machine. It is safe for
+// concurrent use, and several Services (replicas) may share one database.
+type Service struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	log  *slog.Logger
+	m    metrics
+
+	mu    sync.Mutex
+	sched gocron.Scheduler
+}
+
+type metrics struct {
+	opened      *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+	messages    *prometheus.CounterVec
+	sla         *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+	sweep       prometheus.Histogram
+}
+
+// New returns a Service on pool. cfg is validated after defaults are filled
+// in; reg receives the metrics (nil: not registered).
+func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if pool == nil {
+		return nil, errors.New("casework: New needs a database pool")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{pool: pool, cfg: cfg, log: log.With("component", "casework")}
+	s.m = metrics{
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "cases_opened_total",
+			Help: "Cases opened, by priority.",
+		}, []string{"priority"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "transitions_total",
+			Help: "Status changes, by new status.",
+		}, []string{"to"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "messages_total",
+			Help: "Case messages stored, by side (internal notes count as side internal).",
+		}, []string{"side"}),
+		sla: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "sla_events_total",
+			Help: "SLA warnings and breaches emitted, by clock and kind.",
+		}, []string{"clock", "kind"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "refused_total",
+			Help: "Refused operations, by reason (transition, taken, credits).",
+		}, []string{"reason"}),
+		sweep: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "sla_sweep_seconds",
+			Help:    "Duration of an SLA sweep.",
+			Buckets: prometheus.DefBuckets,
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.m.opened, s.m.transitions, s.m.messages, s.m.sla, s.m.refused, s.m.sweep} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("casework: register metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Config returns the effective configuration (defaults filled in).
+func (s *Service) Config() Config { return s.cfg }
+
+// row is a case with the columns only the store needs.
+type row struct {
+	Case
+	responseTarget   time.Duration
+	conclusionTarget time.Duration
+	elapsed          time.Duration
+	runningSince     *time.Time
+	respWarned       *time.Time
+	respBreached     *time.Time
+	conclWarned      *time.Time
+	conclBreached    *time.Time
+	atRiskAt         *time.Time
+	nextSLAAt        *time.Time
+	timelineLen      int
+	timelineHead     []byte
+}
+
+const caseCols = `c.number, c.org, c.subject_kind, c.subject_id, c.subject_name, c.subject_link, c.subject_severity,
+ c.category, c.question, c.priority, c.requester_platform, c.requester_workspace, c.requester_user, c.requester_name,
+ c.contact, c.assignee_platform, c.assignee_workspace, c.assignee_user, c.assignee_name, c.status, c.summary,
+ c.credit_used, c.created_at, c.updated_at, c.status_at, c.taken_at, c.first_response_at, c.concluded_at, c.closed_at,
+ c.response_target_us, c.conclusion_target_us, c.sla_elapsed_us, c.sla_running_since,
+ c.response_warned_at, c.response_breached_at, c.conclusion_warned_at, c.conclusion_breached_at,
+ c.due_at, c.at_risk_at, c.next_sla_at, c.timeline_len, c.timeline_head,
+ ar.platform, ar.workspace, ar.channel, ar.message, ad.platform, ad.workspace, ad.channel, ad.message`
+
+const caseFrom = ` FROM cases c
+ LEFT JOIN case_anchors ar ON ar.case_number = c.number AND ar.kind = 'requester'
+ LEFT JOIN case_anchors ad ON ad.case_number = c.number AND ad.kind = 'desk'`
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (s *Service) scanRow(r pgx.Row) (*row, error) {
+	var x row
+	var respUS, conclUS, elapsedUS int64
+	var arP, arW, arC, arM, adP, adW, adC, adM *string
+	err := r.Scan(&x.Number, &x.Org, &x.Subject.Kind, &x.Subject.ID, &x.Subject.Name, &x.Subject.Link, &x.Subject.Severity,
+		&x.Category, &x.Question, &x.Priority, &x.Requester.Platform, &x.Requester.Workspace, &x.Requester.UserID, &x.Requester.DisplayName,
+		&x.Contact, &x.Assignee.Platform, &x.Assignee.Workspace, &x.Assignee.UserID, &x.Assignee.DisplayName, &x.Status, &x.Summary,
+		&x.CreditUsed, &x.CreatedAt, &x.UpdatedAt, &x.StatusAt, &x.TakenAt, &x.FirstResponseAt, &x.ConcludedAt, &x.ClosedAt,
+		&respUS, &conclUS, &elapsedUS, &x.runningSince,
+		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached,
+		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead,
+		&arP, &arW, &arC, &arM, &adP, &adW, &adC, &adM)
+	if err != nil {
+		return nil, err
+	}
+	x.Ref = FormatRef(x.Number)
+	x.responseTarget = time.Duration(respUS) * time.Microsecond
+	x.conclusionTarget = time.Duration(conclUS) * time.Microsecond
+	x.elapsed = time.Duration(elapsedUS) * time.Microsecond
+	x.CreatedAt, x.UpdatedAt, x.StatusAt = x.CreatedAt.UTC(), x.UpdatedAt.UTC(), x.StatusAt.UTC()
+	for _, p := range []**time.Time{&x.TakenAt, &x.FirstResponseAt, &x.ConcludedAt, &x.ClosedAt, &x.runningSince,
+		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached, &x.DueAt, &x.atRiskAt, &x.nextSLAAt} {
+		*p = utcPtr(*p)
+	}
+	if arM != nil {
+		x.RequesterThread = &ChatRef{Platform: *arP, Workspace: *arW, Channel: *arC, Message: *arM}
+	}
+	if adM != nil {
+		x.DeskCard = &ChatRef{Platform: *adP, Workspace: *adW, Channel: *adC, Message: *adM}
+	}
+	s.flags(&x, s.cfg.now())
+	return &x, nil
+}
+
+// flags sets the derived booleans of the public Case.
+func (s *Service) flags(x *row, now time.Time) {
+	x.Breached = x.respBreached != nil || x.conclBreached != nil
+	x.AtRisk = x.atRiskAt != nil && !x.atRiskAt.After(now)
+	if x.runningSince != nil {
+		// Breached as soon as a running clock is past due, even before the
+		// sweep has recorded it.
+		for _, k := range x.pendingClocks() {
+			if x.elapsedAt(now) >= k.target {
+				x.Breached = true
+			}
+		}
+	}
+}
+
+func (s *Service) publicCase(x *row) *Case {
+	c := x.Case
+	return &c
+}
+
+// viewerClause returns the tenancy condition for argument $n.
+func viewerClause(v Viewer, args *[]any) string {
+	if v.all {
+		return "TRUE"
+	}
+	*args = append(*args, v.org)
+	return fmt.Sprintf("c.org = $%d", len(*args))
+}
+
+// load reads one case visible to v; forUpdate locks the cases row.
+func (s *Service) load(ctx context.Context, q pgxQuerier, v Viewer, number int64, forUpdate bool) (*row, error) {
+	if err := v.validate(); err != nil {
+		return nil, err
+	}
+	args := []any{number}
+	sql := "SELECT " + caseCols + caseFrom + " WHERE c.number = $1 AND " + viewerClause(v, &args)
+	if forUpdate {
+		sql += " FOR UPDATE OF c"
+	}
+	x, err := s.scanRow(q.QueryRow(ctx, sql, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%s: %w", FormatRef(number), ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", FormatRef(number), err)
+	}
+	return x, nil
+}
+
+type pgxQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// inTx runs fn in a transaction and commits it when fn returns nil.
+func (s *Service) inTx(ctx context.Context, what string, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", what, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("%s: commit: %w", what, err)
+	}
+	return nil
+}
+
+// change loads the case named by ref for update, as seen by actor, and runs
+// fn on it in one transaction; fn's changes are saved with the SLA columns
+// derived again.
+func (s *Service) change(ctx context.Context, what, ref string, actor Actor, fn func(tx pgx.Tx, x *row, now time.Time) error) (*Case, error) {
+	if err := actor.validate(); err != nil {
+		return nil, err
+	}
+	number, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	var out *Case
+	err = s.inTx(ctx, what+" "+FormatRef(number), func(tx pgx.Tx) error {
+		x, err := s.load(ctx, tx, actor.Viewer(), number, true)
+		if err != nil {
+			return err
+		}
+		now := s.cfg.now()
+		if now.Before(x.UpdatedAt) {
+			// Never let the clock run backwards within a case's history.
+			now = x.UpdatedAt
+		}
+		if err := fn(tx, x, now); err != nil {
+			return err
+		}
+		if err := s.save(ctx, tx, x, now); err != nil {
+			return err
+		}
+		s.flags(x, now)
+		out = s.publicCase(x)
+		return nil
+	})
+	if err != nil {
+		s.countRefusal(err)
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Service) countRefusal(err error) {
+	var te *TransitionError
+	var at *AlreadyTakenError
+	var nc *NoCreditsError
+	switch {
+	case errors.As(err, &te):
+		s.m.refused.WithLabelValues("transition").Inc()
+	case errors.As(err, &at):
+		s.m.refused.WithLabelValues("taken").Inc()
+	case errors.As(err, &nc):
+		s.m.refused.WithLabelValues("credits").Inc()
+	}
+}
+
+// save writes every mutable column of x, with the SLA columns derived again.
+func (s *Service) save(ctx context.Context, tx pgx.Tx, x *row, now time.Time) error {
+	x.UpdatedAt = now
+	s.derive(x)
+	_, err := tx.Exec(ctx, `UPDATE cases SET
+ assignee_platform = $2, assignee_workspace = $3, assignee_user = $4, assignee_name = $5,
+ status = $6, summary = $7, credit_used = $8, updated_at = $9, status_at = $10,
+ taken_at = $11, first_response_at = $12, concluded_at = $13, closed_at = $14,
+ sla_elapsed_us = $15, sla_running_since = $16,
+ response_warned_at = $17, response_breached_at = $18, conclusion_warned_at = $19, conclusion_breached_at = $20,
+ due_at = $21, at_risk_at = $22, next_sla_at = $23, timeline_len = $24, timeline_head = $25
+ WHERE number = $1`,
+		x.Number, x.Assignee.Platform, x.Assignee.Workspace, x.Assignee.UserID, x.Assignee.DisplayName,
+		x.Status, x.Summary, x.CreditUsed, x.UpdatedAt, x.StatusAt,
+		x.TakenAt, x.FirstResponseAt, x.ConcludedAt, x.ClosedAt,
+		x.elapsed.Microseconds(), x.runningSince,
+		x.respWarned, x.respBreached, x.conclWarned, x.conclBreached,
+		x.DueAt, x.atRiskAt, x.nextSLAAt, x.timelineLen, x.timelineHead)
+	if err != nil {
+		return fmt.Errorf("save %s: %w", x.Ref, err)
+	}
+	return nil
+}
+
+// setStatus moves x to `to` at now: closes the current status period, opens
+// the next, and stops, pauses or resumes the SLA clock.
+func (s *Service) setStatus(ctx context.Context, tx pgx.Tx, x *row, to Status, now time.Time) error {
+	if _, err := tx.Exec(ctx, `UPDATE case_status_periods SET ended_at = $2 WHERE case_number = $1 AND ended_at IS NULL`,
+		x.Number, now); err != nil {
+		return fmt.Errorf("close status period of %s: %w", x.Ref, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO case_status_periods (case_number, seq, status, started_at)
+ SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM case_status_periods WHERE case_number = $1`,
+		x.Number, to, now); err != nil {
+		return fmt.Errorf("open status period of %s: %w", x.Ref, err)
+	}
+	if x.runningSince != nil {
+		x.elapsed += now.Sub(*x.runningSince)
+		x.runningSince = nil
+	}
+	if to.clockRuns() {
+		t := now
+		x.runningSince = &t
+	}
+	x.Status = to
+	x.StatusAt = now
+	t := now
+	switch to {
+	case StatusConcluded:
+		x.ConcludedAt = &t
+		x.ClosedAt = nil
+	case StatusClosed, StatusWithdrawn:
+		x.ClosedAt = &t
+	case StatusInProgress:
+		if x.TakenAt == nil {
+			x.TakenAt = &t
+		}
+	}
+	s.m.transitions.WithLabelValues(string(to)).Inc()
+	return nil
+}
+
+// OpenRequest asks for a new case.
+type OpenRequest struct {
+	// Key makes Open idempotent per org: the same key returns the case it
+	// opened the first time (a retried slash command, a double click).
+	Key      string
+	Org      string
+	Subject  Subject
+	Category Category
+	Question string
+	// Priority is optional; by default it is derived (see DerivePriority).
+	Priority  Priority
+	Requester Person
+	Contact   string
+}
+
+// DerivePriority is the default priority of a case: a subject of high or
+// critical severity, or a possible device compromise, is high; informational
+// or low severity is low; anything else is medium.
+func DerivePriority(sub Subject, cat Category) Priority {
+	switch strings.ToLower(sub.Severity) {
+	case "high", "critical":
+		return PriorityHigh
+	}
+	if cat == CategoryDeviceCompromise {
+		return PriorityHigh
+	}
+	switch strings.ToLower(sub.Severity) {
+	case "low", "informational":
+		return PriorityLow
+	}
+	return PriorityMedium
+}
+
+func checkText(field, text string, required bool) error {
+	if required && strings.TrimSpace(text) == "" {
+		return fmt.Errorf("%s is empty: %w", field, ErrInvalid)
+	}
+	if n := utf8.RuneCountInString(text); n > MaxTextRunes {
+		return fmt.Errorf("%s is %d characters long; the limit is %d: %w", field, n, MaxTextRunes, ErrInvalid)
+	}
+	return nil
+}
+
+func (r *OpenRequest) normalize() error {
+	if r.Key == "" {
+		return fmt.Errorf("open: an idempotency key is required: %w", ErrInvalid)
+	}
+	if r.Org == "" {
+		return fmt.Errorf("open: the org is required: %w", ErrInvalid)
+	}
+	if r.Subject.Kind == "" {
+		r.Subject.Kind = SubjectNone
+	}
+	if !r.Subject.Kind.Valid() {
+		return fmt.Errorf("open: subject kind %q is not one of none, alert, device, file, incident: %w", r.Subject.Kind, ErrInvalid)
+	}
+	if r.Subject.Kind != SubjectNone && r.Subject.ID == "" {
+		return fmt.Errorf("open: a %s subject needs its id: %w", r.Subject.Kind, ErrInvalid)
+	}
+	if r.Category == "" {
+		r.Category = map[SubjectKind]Category{
+			SubjectAlert: CategoryAlertInquiry, SubjectIncident: CategoryAlertInquiry,
+			SubjectDevice: CategoryDeviceCompromise, SubjectFile: CategoryThreatIntel,
+		}[r.Subject.Kind]
+		if r.Category == "" {
+			r.Category = CategoryOther
+		}
+	}
+	if !r.Category.Valid() {
+		return fmt.Errorf("open: category %q is unknown: %w", r.Category, ErrInvalid)
+	}
+	if r.Priority == "" {
+		r.Priority = DerivePriority(r.Subject, r.Category)
+	}
+	if !r.Priority.Valid() {
+		return fmt.Errorf("open: priority %q is not high, medium or low: %w", r.Priority, ErrInvalid)
+	}
+	if r.Requester.UserID == "" || r.Requester.Platform == "" {
+		return fmt.Errorf("open: the requester's platform and user id are required: %w", ErrInvalid)
+	}
+	return checkText("open: the question", r.Question, true)
+}
+
+// Open opens a case and uses one of the org's credits, in one transaction
+// that also records EventOpened and EventCreditsChanged. With the same
+// (Org, Key) as an earlier call it returns that case and created = false,
+// and changes nothing. With no credits left it returns a *NoCreditsError.
+func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created bool, err error) {
+	if err := req.normalize(); err != nil {
+		return nil, false, err
+	}
+	err = s.inTx(ctx, "open case for "+req.Org, func(tx pgx.Tx) error {
+		now := s.cfg.now()
+		// The credit row lock serialises opens per org, so the key lookup
+		// below cannot race with another open of the same key.
+		bal, err := s.lockCredits(ctx, tx, req.Org, now)
+		if err != nil {
+			return err
+		}
+		var existing int64
+		err = tx.QueryRow(ctx, `SELECT number FROM cases WHERE org = $1 AND open_key = $2`, req.Org, req.Key).Scan(&existing)
+		switch {
+		case err == nil:
+			x, err := s.load(ctx, tx, OrgViewer(req.Org), existing, false)
+			if err != nil {
+				return err
+			}
+			c = s.publicCase(x)
+			return nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("look up open key: %w", err)
+		}
+		if bal <= 0 {
+			next := nextQuarter(quarterStart(now))
+			return &NoCreditsError{Org: req.Org, Balance: bal, ResetsAt: next,
+				NextBalance: min(bal+s.cfg.perQuarter(req.Org), s.cfg.CreditsCap)}
+		}
+		bal--
+		if err := s.storeCredits(ctx, tx, req.Org, bal, now); err != nil {
+			return err
+		}
+		t := s.cfg.Targets[req.Priority]
+		var number int64
+		err = tx.QueryRow(ctx, `INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, subject_link,
+ subject_severity, category, question, priority, requester_platform, requester_workspace, requester_user, requester_name,
+ contact, status, credit_used, created_at, updated_at, status_at, response_target_us, conclusion_target_us)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', true, $16, $16, $16, $17, $18)
+ RETURNING number`,
+			req.Org, req.Key, req.Subject.Kind, req.Subject.ID, req.Subject.Name, req.Subject.Link, req.Subject.Severity,
+			req.Category, req.Question, req.Priority, req.Requester.Platform, req.Requester.Workspace, req.Requester.UserID,
+			req.Requester.DisplayName, req.Contact, now, t.FirstResponse.Microseconds(), t.Conclusion.Microseconds()).Scan(&number)
+		if err != nil {
+			return fmt.Errorf("insert case: %w", err)
+		}
+		x, err := s.load(ctx, tx, OrgViewer(req.Org), number, true)
+		if err != nil {
+			return err
+		}
+		if err := s.setStatus(ctx, tx, x, StatusNew, now); err != nil {
+			return err
+		}
+		actor := Actor{Role: RoleRequester, Org: req.Org, Person: req.Requester}
+		if err := s.record(ctx, tx, x, now, actor, EventOpened, OpenedEvent{
+			Ref: x.Ref, Org: x.Org, Priority: x.Priority, Category: x.Category, Subject: x.Subject,
+			Requester: x.Requester, Question: x.Question,
+		}, true); err != nil {
+			return err
+		}
+		if err := s.record(ctx, tx, x, now, actor, EventCreditsChanged, CreditsChangedEvent{
+			Ref: x.Ref, Org: x.Org, Delta: -1, Balance: bal, Reason: "opened",
+			ResetsAt: nextQuarter(quarterStart(now)),
+		}, true); err != nil {
+			return err
+		}
+		if err := s.save(ctx, tx, x, now); err != nil {
+			return err
+		}
+		s.flags(x, now)
+		c, created = s.publicCase(x), true
+		return nil
+	})
+	if err != nil {
+		s.countRefusal(err)
+		return nil, false, err
+	}
+	if created {
+		s.m.opened.WithLabelValues(string(c.Priority)).Inc()
+		s.log.InfoContext(ctx, "case opened", "ref", c.Ref, "org", c.Org, "priority", c.Priority)
+	}
+	return c, created, nil
+}
+
+// Get returns the case named by ref ("EOD-12", "eod-12", "12") as v sees it.
+func (s *Service) Get(ctx context.Context, v Viewer, ref string) (*Case, error) {
+	number, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	x, err := s.load(ctx, s.pool, v, number, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.publicCase(x), nil
+}
+
+// Take gives the case to the acting expert (or manager) and moves it to
+// in_progress, recording EventAssigned and EventStatusChanged. When two take
+// at once exactly one wins; the other gets an *AlreadyTakenError naming the
+// holder. Taking a case one already holds returns it unchanged.
+func (s *Service) Take(ctx context.Context, ref string, actor Actor) (*Case, error) {
+	return s.change(ctx, "take", ref, actor, func(tx pgx.Tx, x *row, now time.Time) error {
+		switch {
+		case !x.Status.Open():
+			return stopped(x, StatusInProgress, actor.Role)
+		case x.Status == StatusNew:
+			return s.assign(ctx, tx, x, actor, actor.Person, true, now)
+		case x.Assignee.Same(actor.Person):
+			return nil
+		}
+		return &AlreadyTakenError{Ref: x.Ref, Holder: x.Assignee}
+	})
+}
+
+// stopped refuses an action on a concluded, closed or withdrawn case.
+func stopped(x *row, to Status, role Role) error {
+	e := &TransitionError{Ref: x.Ref, From: x.Status, To: to, Role: role}
+	switch x.Status {
+	case StatusConcluded:
+		e.Reason = x.Ref + " is already concluded; use Reopen"
+	case StatusClosed:
+		e.Reason = x.Ref + " is closed; use Reopen"
+	default:
+		e.Reason = x.Ref + " was withdrawn and cannot change any more"
+	}
+	return e
+}
+
+// Assign gives the case to assignee (an expert), taking it out of new or
+// handing it over while it is worked. Only experts and managers may assign.
+func (s *Service) Assign(ctx context.Context, ref string, actor Actor, assignee Person) (*Case, error) {
+	if assignee.IsZero() || assignee.Platform == "" {
+		return nil, fmt.Errorf("assign %s: the assignee's platform and user id are required: %w", ref, ErrInvalid)
+	}
+	return s.change(ctx, "assign", ref, actor, func(tx pgx.Tx, x *row, now time.Time) error {
+		if actor.Role != RoleExpert && actor.Role != RoleManager {
+			return &TransitionError{Ref: x.Ref, From: x.Status, To: x.Status, Role: actor.Role,
+				Reason: fmt.Sprintf("%s cannot assign %s; only an expert or a manager can", article(string(actor.Role)), x.Ref)}
+		}
+		if !x.Status.Open() {
+			return stopped(x, x.Status, actor.Role)
+		}
+		if x.Assignee.Same(assignee) {
+			return nil
+		}
+		return s.assign(ctx, tx, x, actor, assignee, actor.Person.Same(assignee), now)
+	})
+}
+
+func (s *Service) assign(ctx context.Context, tx pgx.Tx, x *row, actor Actor, to Person, taken bool, now time.Time) error {
+	ev := AssignedEvent{Ref: x.Ref, Assignee: to, By: actor, Taken: taken}
+	if !x.Assignee.IsZero() {
+		prev := x.Assignee
+		ev.Previous = &prev
+	}
+	from := x.Status
+	if from == StatusNew {
+		if err := s.checkTransition(&x.Case, StatusInProgress, actor.Role, now); err != nil {
+			return err
+		}
+	}
+	x.Assignee = to
+	if err := s.record(ctx, tx, x, now, actor, EventAssigned, ev, true); err != nil {
+		return err
+	}
+	if from == StatusNew {
+		if err := s.setStatus(ctx, tx, x, StatusInProgress, now); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, x, now, actor, EventStatusChanged, StatusChangedEvent{
+			Ref: x.Ref, From: from, To: StatusInProgress, By: actor,
+		}, true)
+	}
+	return nil
+}
+
+// TransitionRequest asks for a status change.
+type TransitionRequest struct {
+	Ref   string
+	To    Status
+	Actor Actor
+	// Summary is the expert's conclusion; required when To is concluded.
+	Summary string
+	// Note is an optional reason shown with the change ("need the process tree").
+	Note string
+}
+
+// Transition changes a case's status if the table of allowed transitions
+// lets the actor's role do it; otherwise it returns a *TransitionError whose
+// message is one sentence. Concluding needs a summary; reopening
+// (concluded/closed -> in_progress) must happen within the reopen window;
+// withdrawing a case nobody has taken gives its credit back.
+func (s *Service) Transition(ctx context.Context, req TransitionRequest) (*Case, error) {
+	if !req.To.Valid() {
+		return nil, fmt.Errorf("transition %s: status %q is unknown: %w", req.Ref, req.To, ErrInvalid)
+	}
+	if err := checkText("transition: the summary", req.Summary, req.To == StatusConcluded); err != nil {
+		return nil, fmt.Errorf("%w (a conclusion needs the expert's summary)", err)
+	}
+	if err := checkText("transition: the note", req.Note, false); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, "transition", req.Ref, req.Actor, func(tx pgx.Tx, x *row, now time.Time) error {
+		from := x.Status
+		if from == StatusNew && req.To == StatusInProgress && Allowed(from, req.To, req.Actor.Role) {
+			return s.assign(ctx, tx, x, req.Actor, req.Actor.Person, true, now)
+		}
+		if err := s.checkTransition(&x.Case, req.To, req.Actor.Role, now); err != nil {
+			return err
+		}
+		return s.transition(ctx, tx, x, req, now, false)
+	})
+}
+
+func (s *Service) transition(ctx context.Context, tx pgx.Tx, x *row, req TransitionRequest, now time.Time, resumed bool) error {
+	from := x.Status
+	if err := s.setStatus(ctx, tx, x, req.To, now); err != nil {
+		return err
+	}
+	if req.To == StatusConcluded {
+		x.Summary = req.Summary
+	}
+	if isExpertSide(req.Actor.Role) && x.FirstResponseAt == nil && from.Open() {
+		// Asking for information, asking for time or concluding answers the requester.
+		t := now
+		x.FirstResponseAt = &t
+	}
+	if err := s.record(ctx, tx, x, now, req.Actor, EventStatusChanged, StatusChangedEvent{
+		Ref: x.Ref, From: from, To: req.To, By: req.Actor, Summary: x.summaryIf(req.To), Note: req.Note,
+		Reopened: isReopen(from, req.To), Resumed: resumed,
+	}, true); err != nil {
+		return err
+	}
+	if req.To == StatusWithdrawn && from == StatusNew && x.CreditUsed {
+		return s.refund(ctx, tx, x, req.Actor, now)
+	}
+	return nil
+}
+
+func (x *row) summaryIf(to Status) string {
+	if to == StatusConcluded {
+		return x.Summary
+	}
+	return ""
+}
+
+func isExpertSide(r Role) bool { return r == RoleExpert || r == RoleManager }
+
+// MessageRequest adds a message to a case's conversation.
+type MessageRequest struct {
+	Ref   string
+	Actor Actor
+	// Side defaults to the actor's: requester for requesters, expert for
+	// experts and managers. A requester can only write on the requester side.
+	Side Side
+	Text string
+	// Internal marks an expert-only note: stored, on the timeline, never relayed.
+	Internal bool
+	// Chat is the chat message this came from; a second call with the same
+	// Chat stores nothing and returns the first message (redelivery).
+	Chat ChatRef
+}
+
+// AddMessage stores a message and records EventMessageAdded for the bot to
+// relay to the other side (not for internal notes). A requester's message
+// while the case waits on the requester resumes it (back to in_progress,
+// clock running). The first expert-side message that is not internal is
+// the case's first response. Messages on closed or withdrawn cases are refused.
+func (s *Service) AddMessage(ctx context.Context, req MessageRequest) (*Message, error) {
+	if err := checkText("message", req.Text, true); err != nil {
+		return nil, err
+	}
+	if req.Side == "" {
+		req.Side = SideExpert
+		if req.Actor.Role == RoleRequester {
+			req.Side = SideRequester
+		}
+	}
+	if req.Side != SideRequester && req.Side != SideExpert {
+		return nil, fmt.Errorf("message: side %q is not requester or expert: %w", req.Side, ErrInvalid)
+	}
+	if req.Actor.Role == RoleRequester && req.Side != SideRequester {
+		return nil, fmt.Errorf("message: a requester writes on the requester side: %w", ErrInvalid)
+	}
+	if req.Internal && req.Side != SideExpert {
+		return nil, fmt.Errorf("message: only experts write internal notes: %w", ErrInvalid)
+	}
+	var msg *Message
+	_, err := s.change(ctx, "add message to", req.Ref, req.Actor, func(tx pgx.Tx, x *row, now time.Time) error {
+		if !req.Chat.IsZero() {
+			m, err := s.messageByChat(ctx, tx, x, req.Chat)
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				msg = m
+				return nil
+			}
+		}
+		if x.Status == StatusClosed || x.Status == StatusWithdrawn {
+			return &TransitionError{Ref: x.Ref, From: x.Status, Role: req.Actor.Role,
+				Reason: fmt.Sprintf("%s is %s; reopen it to continue the conversation", x.Ref, x.Status.Label())}
+		}
+		m := &Message{Ref: x.Ref, Side: req.Side, Author: req.Actor.Person, Text: req.Text, Internal: req.Internal,
+			Chat: req.Chat, CreatedAt: now}
+		err := tx.QueryRow(ctx, `INSERT INTO case_messages (case_number, side, internal, author_platform, author_workspace,
+ author_user, author_name, body, chat_platform, chat_workspace, chat_channel, chat_message, created_at)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+			x.Number, m.Side, m.Internal, m.Author.Platform, m.Author.Workspace, m.Author.UserID, m.Author.DisplayName,
+			m.Text, m.Chat.Platform, m.Chat.Workspace, m.Chat.Channel, m.Chat.Message, now).Scan(&m.ID)
+		if err != nil {
+			return fmt.Errorf("insert message: %w", err)
+		}
+		ev := MessageAddedEvent{Ref: x.Ref, MessageID: m.ID, Side: m.Side, Author: m.Author, Text: m.Text, Internal: m.Internal}
+		if !m.Chat.IsZero() {
+			src := m.Chat
+			ev.Source = &src
+		}
+		if err := s.record(ctx, tx, x, now, req.Actor, EventMessageAdded, ev, !m.Internal); err != nil {
+			return err
+		}
+		label := string(m.Side)
+		if m.Internal {
+			label = "internal"
+		}
+		s.m.messages.WithLabelValues(label).Inc()
+		if m.Side == SideExpert && !m.Internal && x.FirstResponseAt == nil {
+			t := now
+			x.FirstResponseAt = &t
+		}
+		if m.Side == SideRequester && x.Status.WaitingOnRequester() {
+			by := req.Actor
+			if !Allowed(x.Status, StatusInProgress, by.Role) {
+				by = System()
+			}
+			if err := s.transition(ctx, tx, x, TransitionRequest{Ref: x.Ref, To: StatusInProgress, Actor: by}, now, true); err != nil {
+				return err
+			}
+		}
+		msg = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+func (s *Service) messageByChat(ctx context.Context, q pgxQuerier, x *row, ref ChatRef) (*Message, error) {
+	rows, err := q.Query(ctx, messageSelect+` WHERE case_number = $1 AND chat_platform = $2 AND chat_channel = $3 AND chat_message = $4`,
+		x.Number, ref.Platform, ref.Channel, ref.Message)
+	if err != nil {
+		return nil, fmt.Errorf("look up message by chat reference: %w", err)
+	}
+	ms, err := collectMessages(rows, x.Ref)
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	return &ms[0], nil
+}
+
+const messageSelect = `SELECT id, side, internal, author_platform, author_workspace, author_user, author_name, body,
+ chat_platform, chat_workspace, chat_channel, chat_message, created_at FROM case_messages`
+
+func collectMessages(rows pgx.Rows, ref string) ([]Message, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
+		m := Message{Ref: ref}
+		err := r.Scan(&m.ID, &m.Side, &m.Internal, &m.Author.Platform, &m.Author.Workspace, &m.Author.UserID,
+			&m.Author.DisplayName, &m.Text, &m.Chat.Platform, &m.Chat.Workspace, &m.Chat.Channel, &m.Chat.Message, &m.CreatedAt)
+		m.CreatedAt = m.CreatedAt.UTC()
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read messages of %s: %w", ref, err)
+	}
+	return out, nil
+}
+
+// Messages returns a case's conversation in order, internal notes included
+// only when the viewer sees all orgs (experts and managers).
+func (s *Service) Messages(ctx context.Context, v Viewer, ref string) ([]Message, error) {
+	number, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	x, err := s.load(ctx, s.pool, v, number, false)
+	if err != nil {
+		return nil, err
+	}
+	sql := messageSelect + ` WHERE case_number = $1`
+	if !v.all {
+		sql += ` AND NOT internal`
+	}
+	rows, err := s.pool.Query(ctx, sql+` ORDER BY id`, x.Number)
+	if err != nil {
+		return nil, fmt.Errorf("read messages of %s: %w", x.Ref, err)
+	}
+	return collectMessages(rows, x.Ref)
+}
+
+// SetAnchor stores the chat reference of one of a case's threads (the
+// requester's receipt or the desk card), replacing an earlier one of the
+// same kind. It is bookkeeping of the delivery: no event is recorded.
+func (s *Service) SetAnchor(ctx context.Context, ref string, kind AnchorKind, at ChatRef) error {
+	if !kind.Valid() {
+		return fmt.Errorf("set anchor of %s: kind %q is not requester or desk: %w", ref, kind, ErrInvalid)
+	}
+	if at.Platform == "" || at.Channel == "" || at.Message == "" {
+		return fmt.Errorf("set anchor of %s: platform, channel and message are required: %w", ref, ErrInvalid)
+	}
+	number, err := ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO case_anchors (case_number, kind, platform, workspace, channel, message, updated_at)
+ SELECT number, $2, $3, $4, $5, $6, $7 FROM cases WHERE number = $1
+ ON CONFLICT (case_number, kind) DO UPDATE SET platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
+ channel = EXCLUDED.channel, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at`,
+		number, kind, at.Platform, at.Workspace, at.Channel, at.Message, s.cfg.now())
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return fmt.Errorf("set %s anchor of %s: message %s in %s already anchors another case: %w",
+				kind, FormatRef(number), at.Message, at.Channel, ErrInvalid)
+		}
+		return fmt.Errorf("set %s anchor of %s: %w", kind, FormatRef(number), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("set %s anchor: %s: %w", kind, FormatRef(number), ErrNotFound)
+	}
+	return nil
+}
+
+// FindByMessage returns the case whose requester thread or desk card is the
+// given chat message, and which of the two it is. A message of a case the
+// viewer may not see is ErrNotFound.
+func (s *Service) FindByMessage(ctx context.Context, v Viewer, platform, channel, message string) (*Case, AnchorKind, error) {
+	var number int64
+	var kind AnchorKind
+	err := s.pool.QueryRow(ctx, `SELECT case_number, kind FROM case_anchors WHERE platform = $1 AND channel = $2 AND message = $3`,
+		platform, channel, message).Scan(&number, &kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, "", fmt.Errorf("no case is anchored at message %s in %s: %w", message, channel, ErrNotFound)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("find case by message %s in %s: %w", message, channel, err)
+	}
+	x, err := s.load(ctx, s.pool, v, number, false)
+	if err != nil {
+		return nil, "", fmt.Errorf("no case is anchored at message %s in %s: %w", message, channel, ErrNotFound)
+	}
+	return s.publicCase(x), kind, nil
+}
