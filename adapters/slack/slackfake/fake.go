@@ -584,7 +584,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 		s.lastPost[ch] = now
 	}
 	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: s.o.BotUserID, BotID: s.o.BotID,
-		Text: text, Blocks: rawOrNil(blocks), PostedAt: now}
+		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now}
 	s.messages = append(s.messages, m)
 	return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": msgJSON(m)}, 200
 }
@@ -594,6 +594,25 @@ func rawOrNil(s string) json.RawMessage {
 		return nil
 	}
 	return json.RawMessage(s)
+}
+
+// withBlockIDs gives every block without a block_id one, as Slack does when
+// it stores a message (interaction payloads always carry a block_id).
+func (s *Server) withBlockIDs(blocks string) string {
+	var bs []map[string]any
+	if blocks == "" || json.Unmarshal([]byte(blocks), &bs) != nil {
+		return blocks
+	}
+	for i, b := range bs {
+		if id, _ := b["block_id"].(string); id == "" {
+			b["block_id"] = fmt.Sprintf("b%d%s", i, strconv.FormatInt(int64(s.seq*7919+i), 36))
+		}
+	}
+	out, err := json.Marshal(bs)
+	if err != nil {
+		return blocks
+	}
+	return string(out)
 }
 
 func msgJSON(m *Message) map[string]any {
@@ -628,7 +647,7 @@ func (s *Server) update(req apiRequest) map[string]any {
 	if m.User != s.o.BotUserID {
 		return errResp("cant_update_message")
 	}
-	m.Text, m.Blocks = text, rawOrNil(blocks)
+	m.Text, m.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
 	m.Edits++
 	return map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m)}
 }

@@ -1,0 +1,246 @@
+package slack_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	adapter "github.com/threatdesk/threatdesk/adapters/slack"
+	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// samples is where the shared platform samples live, from this package's directory.
+const samples = "../../../shared/samples/slack/"
+
+func readSample(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(samples + name)
+	require.NoError(t, err, "sample %s", name)
+	return b
+}
+
+// recorder is a bot.Handler that records what it gets and answers with
+// what the test programs.
+type recorder struct {
+	mu       sync.Mutex
+	commands []bot.Command
+	actions  []bot.Action
+	subs     []bot.Submission
+	replies  []bot.Reply
+	onCmd    func(bot.Command) bot.Ack
+	onAction func(bot.Action) bot.Ack
+	onSubmit func(bot.Submission) bot.SubmitAck
+	changed  chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1000)} }
+
+func (r *recorder) poke() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) HandleCommand(_ context.Context, c bot.Command) bot.Ack {
+	r.mu.Lock()
+	r.commands = append(r.commands, c)
+	f := r.onCmd
+	r.mu.Unlock()
+	r.poke()
+	if f != nil {
+		return f(c)
+	}
+	return bot.Ack{}
+}
+
+func (r *recorder) HandleAction(_ context.Context, a bot.Action) bot.Ack {
+	r.mu.Lock()
+	r.actions = append(r.actions, a)
+	f := r.onAction
+	r.mu.Unlock()
+	r.poke()
+	if f != nil {
+		return f(a)
+	}
+	return bot.Ack{}
+}
+
+func (r *recorder) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAck {
+	r.mu.Lock()
+	r.subs = append(r.subs, s)
+	f := r.onSubmit
+	r.mu.Unlock()
+	r.poke()
+	if f != nil {
+		return f(s)
+	}
+	return bot.SubmitAck{}
+}
+
+func (r *recorder) HandleReply(_ context.Context, rp bot.Reply) {
+	r.mu.Lock()
+	r.replies = append(r.replies, rp)
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *recorder) Commands() []bot.Command {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bot.Command(nil), r.commands...)
+}
+
+func (r *recorder) Actions() []bot.Action {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bot.Action(nil), r.actions...)
+}
+
+func (r *recorder) Subs() []bot.Submission {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bot.Submission(nil), r.subs...)
+}
+
+func (r *recorder) Replies() []bot.Reply {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bot.Reply(nil), r.replies...)
+}
+
+// Channels and people of the fake workspace.
+const (
+	socChannel  = "C0SOC"
+	deskChannel = "C0DESK"
+	privChannel = "G0PRIVATE"
+	outChannel  = "C0OUTSIDE" // the app is not a member
+	analyst     = "U0ANALYST"
+	expert      = "U0EXPERT"
+)
+
+type fixture struct {
+	fake    *slackfake.Server
+	adapter *adapter.Adapter
+	rec     *recorder
+	ctx     context.Context
+	reg     *prometheus.Registry
+}
+
+type setupOpts struct {
+	socket bool // Socket Mode (Start); otherwise HTTP mode only
+	fake   slackfake.Options
+	cfg    func(*adapter.Config)
+}
+
+// setup starts a fake Slack and an adapter talking to it over real sockets.
+func setup(t testing.TB, o setupOpts) fixture {
+	t.Helper()
+	fo := o.fake
+	fo.Channels = append(fo.Channels,
+		slackfake.Channel{ID: socChannel, Name: "soc"},
+		slackfake.Channel{ID: deskChannel, Name: "expert-desk"},
+		slackfake.Channel{ID: privChannel, Name: "ir-private", Private: true},
+		slackfake.Channel{ID: outChannel, Name: "outside", NotMember: true},
+	)
+	fo.Users = append(fo.Users,
+		slackfake.User{ID: analyst, Name: "alice", RealName: "Alice Analyst", DisplayName: "alice"},
+		slackfake.User{ID: expert, Name: "eve", RealName: "Eve Expert"},
+	)
+	fake := slackfake.New(t, fo)
+	opts := fake.Options()
+	cfg := adapter.Config{
+		BotToken:      opts.BotToken,
+		SigningSecret: opts.SigningSecret,
+		APIURL:        fake.APIURL(),
+		ReconnectMin:  50 * time.Millisecond,
+		ReconnectMax:  200 * time.Millisecond,
+	}
+	if o.socket {
+		cfg.AppToken = opts.AppToken
+	}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	rec := newRecorder()
+	reg := prometheus.NewRegistry()
+	tw := &testWriter{t: t}
+	t.Cleanup(tw.done)
+	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := adapter.New(cfg, log, reg, rec)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	t.Cleanup(a.Stop)
+	if o.socket {
+		require.NoError(t, a.Start(ctx))
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer wcancel()
+		require.NoError(t, fake.WaitConnected(wctx))
+	}
+	return fixture{fake: fake, adapter: a, rec: rec, ctx: ctx, reg: reg}
+}
+
+// testWriter sends log lines to the test log until the test ends.
+type testWriter struct {
+	mu     sync.Mutex
+	t      testing.TB
+	closed bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(string(p))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) done() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+}
+
+// eventually polls cond until it holds or 5 seconds pass.
+func eventually(t testing.TB, cond func() bool, msg string) {
+	t.Helper()
+	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
+}
+
+// texts returns every "text" string in a JSON document (blocks, a payload), joined by newlines.
+func texts(t testing.TB, raw []byte) string {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal(raw, &v))
+	var out []string
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if s, ok := e.(string); ok && k == "text" {
+					out = append(out, s)
+				} else {
+					walk(e)
+				}
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,280 @@
+package slack_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+func TestSocketModeSlashCommand(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		text     string
+		wantName string
+		wantArgs []string
+		wantText string
+	}{
+		{"alert with quoted question", `alert da6374 "is this lateral movement?"`, "alert", []string{"da6374", "is this lateral movement?"}, `da6374 "is this lateral movement?"`},
+		{"assign with a mention", "assign EOD-3 <@U0EXPERT|eve>", "assign", []string{"EOD-3", "U0EXPERT"}, "EOD-3 @eve"},
+		{"link and entities", "ask is &lt;script&gt; &amp; <https://evil.example/x|evil.example/x> bad?", "ask", []string{"is", "<script>", "&", "https://evil.example/x", "bad?"}, "is <script> & https://evil.example/x bad?"},
+		{"bare", "", "", nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, setupOpts{socket: true})
+			f.rec.onCmd = func(c bot.Command) bot.Ack {
+				return bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("Received: "), bot.U(c.Text)}}}, Private: true}
+			}
+			ack, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: tc.text, UserID: analyst, ChannelID: socChannel})
+			require.NoError(t, err)
+			require.Less(t, ack.Latency, time.Second)
+			cmds := f.rec.Commands()
+			require.Len(t, cmds, 1)
+			c := cmds[0]
+			require.Equal(t, tc.wantName, c.Name)
+			require.Equal(t, tc.wantArgs, c.Args)
+			require.Equal(t, tc.wantText, c.Text)
+			require.Equal(t, analyst, c.User.ID)
+			require.Equal(t, bot.Slack, c.User.Platform)
+			require.Equal(t, "T0FAKE", c.User.Workspace)
+			require.Equal(t, socChannel, c.Channel)
+			require.NotEmpty(t, c.Trigger)
+			require.NotEmpty(t, c.Key)
+			// The answer rides in the ack payload, ephemeral and escaped.
+			var payload struct {
+				ResponseType string            `json:"response_type"`
+				Text         string            `json:"text"`
+				Blocks       []json.RawMessage `json:"blocks"`
+			}
+			require.NoError(t, json.Unmarshal(ack.Payload, &payload))
+			require.Equal(t, "ephemeral", payload.ResponseType)
+			require.NotEmpty(t, payload.Blocks)
+			require.NotContains(t, string(ack.Payload), "<script>")
+		})
+	}
+}
+
+func TestSocketModeResponderAndForm(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	form := bot.Form{ID: "ask", State: "alert:da6374", Title: "Ask a threat expert", Submit: "Ask",
+		Fields: []bot.FormField{{ID: "question", Label: "Your question", Kind: bot.InputParagraph, Required: true, MaxLength: 3000}}}
+	f.rec.onCmd = func(bot.Command) bot.Ack { return bot.Ack{Form: &form} }
+	f.rec.onSubmit = func(s bot.Submission) bot.SubmitAck {
+		if len(s.Values["question"]) < 5 {
+			return bot.SubmitAck{Errors: map[string]string{"question": "Please say a little more."}}
+		}
+		return bot.SubmitAck{}
+	}
+	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "ask", UserID: analyst, ChannelID: privChannel})
+	require.NoError(t, err)
+	eventually(t, func() bool { return len(f.fake.Views()) == 1 }, "views.open called with the trigger")
+	view := f.fake.Views()[0]
+	require.Equal(t, f.rec.Commands()[0].Trigger, view.TriggerID)
+
+	// Too short: the modal stays open with the error inline.
+	p, err := f.fake.Submit(view, analyst, map[string]string{"question": "hm"})
+	require.NoError(t, err)
+	ack, err := f.fake.Interactive(f.ctx, p)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"response_action":"errors","errors":{"question":"Please say a little more."}}`, string(ack.Payload))
+
+	p, err = f.fake.Submit(view, analyst, map[string]string{"question": "is this <!channel> lateral movement?"})
+	require.NoError(t, err)
+	ack, err = f.fake.Interactive(f.ctx, p)
+	require.NoError(t, err)
+	require.Empty(t, ack.Payload, "a valid submission closes the modal")
+	subs := f.rec.Subs()
+	require.Len(t, subs, 2)
+	s := subs[1]
+	require.Equal(t, "ask", s.FormID)
+	require.Equal(t, "alert:da6374", s.State)
+	require.Equal(t, privChannel, s.Channel, "the channel the form was opened from comes back")
+	require.Equal(t, "is this <!channel> lateral movement?", s.Values["question"])
+
+	// The responder answers privately in that channel (no response URL on a submission).
+	require.NoError(t, s.Respond.Respond(f.ctx, bot.Message{Text: []bot.Line{{bot.T("Case EOD-1 opened: "), bot.U(s.Values["question"])}}}, true))
+	msgs := f.fake.Messages(privChannel)
+	require.Len(t, msgs, 1)
+	require.True(t, msgs[0].Ephemeral)
+	require.Equal(t, analyst, msgs[0].To)
+	require.Contains(t, texts(t, msgs[0].Blocks), "&lt;!channel&gt;")
+}
+
+func TestSocketModeButton(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	card := bot.Message{Title: "EOD-7 · Alert inquiry", Text: []bot.Line{{bot.U("question")}},
+		Buttons: []bot.Button{{Action: bot.ActTake, Label: "Take", Value: "EOD-7", Style: bot.ButtonPrimary}, {Action: bot.ActAskEntity, Label: "a", Value: "d1"}, {Action: bot.ActAskEntity, Label: "b", Value: "d2"}}}
+	ref, err := f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel}, card)
+	require.NoError(t, err)
+	f.rec.onAction = func(a bot.Action) bot.Ack {
+		return bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("You took "), bot.U(a.Value)}}}, Private: true}
+	}
+	for _, tc := range []struct {
+		press, action, value string
+	}{{"take", "take", "EOD-7"}, {"ask_entity/1", "ask_entity", "d2"}} {
+		p, err := f.fake.Press(deskChannel, ref.Message, expert, tc.press)
+		require.NoError(t, err)
+		_, err = f.fake.Interactive(f.ctx, p)
+		require.NoError(t, err)
+		acts := f.rec.Actions()
+		require.NotEmpty(t, acts)
+		a := acts[len(acts)-1]
+		require.Equal(t, bot.ActionID(tc.action), a.Action)
+		require.Equal(t, tc.value, a.Value)
+		require.Equal(t, ref.Message, a.Message.Message)
+		require.Equal(t, deskChannel, a.Message.Channel)
+		require.Equal(t, expert, a.User.ID)
+	}
+	eventually(t, func() bool { return len(f.fake.Responses()) == 2 }, "answers through the response URL")
+	require.Equal(t, "ephemeral", f.fake.Responses()[0].ResponseType)
+}
+
+func TestSocketModeThreadReplies(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	anchor, err := f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel}, bot.Message{Title: "EOD-9", Fallback: "EOD-9"})
+	require.NoError(t, err)
+
+	reply, cb := f.fake.UserMessage(deskChannel, anchor.Message, expert, "Looks like &lt;b&gt; PsExec, see <https://x.example/a|writeup>")
+	_, err = f.fake.Event(f.ctx, cb, 0)
+	require.NoError(t, err)
+	// Slack redelivers the same event: processed once.
+	_, err = f.fake.Event(f.ctx, cb, 1)
+	require.NoError(t, err)
+	_, err = f.fake.Event(f.ctx, cb, 2)
+	require.NoError(t, err)
+
+	// Ignored: our own message in the thread, another bot, a top-level
+	// message, an edit.
+	own := f.fake.Callback("EvOWN", map[string]any{"type": "message", "channel": deskChannel, "user": "U0BOT", "text": "relay", "ts": "1.1", "thread_ts": anchor.Message, "channel_type": "channel"})
+	other := f.fake.Callback("EvBOT", map[string]any{"type": "message", "subtype": "bot_message", "bot_id": "B9", "channel": deskChannel, "text": "x", "ts": "1.2", "thread_ts": anchor.Message, "channel_type": "channel"})
+	_, top := f.fake.UserMessage(deskChannel, "", expert, "hello channel")
+	edit := f.fake.Callback("EvEDIT", map[string]any{"type": "message", "subtype": "message_changed", "channel": deskChannel, "hidden": true, "ts": "1.3", "channel_type": "channel",
+		"message": map[string]any{"type": "message", "user": expert, "text": "edited", "ts": reply.TS, "thread_ts": anchor.Message}})
+	for _, cb := range []map[string]any{own, other, top, edit} {
+		_, err := f.fake.Event(f.ctx, cb, 0)
+		require.NoError(t, err)
+	}
+	// A reply also sent to the channel (thread_broadcast), in a private channel.
+	privAnchor, err := f.adapter.Post(f.ctx, bot.Dest{Channel: privChannel}, bot.Message{Fallback: "receipt", Text: []bot.Line{{bot.T("receipt")}}})
+	require.NoError(t, err)
+	bc := f.fake.Callback("EvBCAST", map[string]any{"type": "message", "subtype": "thread_broadcast", "channel": privChannel, "user": analyst,
+		"text": "also to channel", "ts": "1700000000.000900", "thread_ts": privAnchor.Message, "channel_type": "group"})
+	_, err = f.fake.Event(f.ctx, bc, 0)
+	require.NoError(t, err)
+
+	eventually(t, func() bool { return len(f.rec.Replies()) >= 2 }, "two replies")
+	time.Sleep(100 * time.Millisecond) // let any wrongly processed duplicate land
+	rs := f.rec.Replies()
+	require.Len(t, rs, 2)
+	byChannel := map[string]bot.Reply{}
+	for _, r := range rs {
+		byChannel[r.Parent.Channel] = r
+	}
+	r := byChannel[deskChannel]
+	require.Equal(t, bot.Ref{Platform: bot.Slack, Workspace: "T0FAKE", Channel: deskChannel, Message: anchor.Message}, r.Parent)
+	require.Equal(t, reply.TS, r.Message.Message)
+	require.Equal(t, expert, r.Author.ID)
+	require.Equal(t, "Looks like <b> PsExec, see writeup (https://x.example/a)", r.Text)
+	require.NotEmpty(t, r.Key)
+	b := byChannel[privChannel]
+	require.Equal(t, privAnchor.Message, b.Parent.Message)
+	require.Equal(t, "also to channel", b.Text)
+}
+
+func TestSocketModeAcksWhatSlackGoCannotParse(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	cases := []struct {
+		name string
+		raw  string
+	}{
+		{"unknown envelope type", `{"envelope_id":"env-unknown","type":"something_new","payload":{},"accepts_response_payload":false,"retry_attempt":0}`},
+		{"slash command payload of the wrong shape", `{"envelope_id":"env-badcmd","type":"slash_commands","payload":"oops","accepts_response_payload":true}`},
+		{"interactive payload of the wrong shape", `{"envelope_id":"env-badint","type":"interactive","payload":[1,2],"accepts_response_payload":false}`},
+	}
+	for _, tc := range cases {
+		var env slackfake.Envelope
+		require.NoError(t, json.Unmarshal([]byte(tc.raw), &env), tc.name)
+		ack, err := f.fake.Send(f.ctx, env, []byte(tc.raw))
+		require.NoError(t, err, tc.name)
+		require.Equal(t, env.EnvelopeID, ack.EnvelopeID, tc.name)
+	}
+	require.Empty(t, f.rec.Commands())
+}
+
+func TestSocketModeSamples(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+
+	// The real app_mention envelope is acknowledged (and ignored: not a thread reply).
+	raw := readSample(t, "slack-socketmode-events-api-app-mention.json")
+	var env slackfake.Envelope
+	require.NoError(t, json.Unmarshal(raw, &env))
+	ack, err := f.fake.Send(f.ctx, env, raw)
+	require.NoError(t, err)
+	require.Equal(t, "c67a03d0-4094-4744-90ca-d286e00a3ab1", ack.EnvelopeID)
+
+	// The documented thread reply becomes a Reply whose parent is the thread's anchor.
+	var cb map[string]any
+	require.NoError(t, json.Unmarshal(readSample(t, "slack-event-message-thread-reply.json"), &cb))
+	_, err = f.fake.Event(f.ctx, cb, 0)
+	require.NoError(t, err)
+	eventually(t, func() bool { return len(f.rec.Replies()) == 1 }, "reply from the sample")
+	r := f.rec.Replies()[0]
+	require.Equal(t, bot.Ref{Platform: bot.Slack, Workspace: "T123ABC456", Channel: "C123ABC456", Message: "1493305433.915644"}, r.Parent)
+	require.Equal(t, "1493305444.920992", r.Message.Message)
+	require.Equal(t, "U5678", r.Author.ID)
+	require.Equal(t, "foo", r.Text)
+
+	// The view submission sample: values by block id.
+	var vs map[string]any
+	require.NoError(t, json.Unmarshal(readSample(t, "slack-view-submission.json"), &vs))
+	vs["trigger_id"] = "sample-trigger"
+	_, err = f.fake.Interactive(f.ctx, vs)
+	require.NoError(t, err)
+	subs := f.rec.Subs()
+	require.Len(t, subs, 1)
+	require.Equal(t, "No onions", subs[0].Values["multi-line"])
+	require.Equal(t, "C1AB2C3DE", subs[0].Values["target_channel"])
+	require.Equal(t, "W12A3BCDEF", subs[0].User.ID)
+
+	// The block_actions sample (a select in a view, no button): handled, acknowledged.
+	var ba map[string]any
+	require.NoError(t, json.Unmarshal(readSample(t, "slack-block-actions.json"), &ba))
+	_, err = f.fake.Interactive(f.ctx, ba)
+	require.NoError(t, err)
+	acts := f.rec.Actions()
+	require.Len(t, acts, 1)
+	require.Equal(t, bot.ActionID("multi_convos"), acts[0].Action)
+
+	// The fake's hello has the fields of Slack's.
+	var hello map[string]any
+	require.NoError(t, json.Unmarshal(readSample(t, "slack-socketmode-hello.json"), &hello))
+	require.Contains(t, hello, "connection_info")
+}
+
+func TestSocketModeReconnects(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	require.Equal(t, 1, f.fake.Opens())
+	f.fake.Disconnect()
+	eventually(t, func() bool { return f.fake.Opens() == 2 && f.fake.Connections() == 1 }, "reconnected after disconnect")
+	f.fake.Drop()
+	eventually(t, func() bool { return f.fake.Opens() == 3 && f.fake.Connections() == 1 }, "reconnected after a dropped socket")
+	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "help", UserID: analyst, ChannelID: socChannel})
+	require.NoError(t, err)
+	require.Len(t, f.rec.Commands(), 1)
+	f.adapter.Stop()
+	f.adapter.Stop() // idempotent
+	eventually(t, func() bool { return f.fake.Connections() == 0 }, "stopped")
+}
