@@ -1,0 +1,317 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/threatdesk/threatdesk/casework"
+)
+
+// CaseworkCases adapts casework.Service to the Cases the bot consumes.
+type CaseworkCases struct {
+	svc *casework.Service
+}
+
+var _ Cases = (*CaseworkCases)(nil)
+
+// NewCaseworkCases wraps svc.
+func NewCaseworkCases(svc *casework.Service) *CaseworkCases { return &CaseworkCases{svc: svc} }
+
+func viewer(s Scope) casework.Viewer {
+	if s.All {
+		return casework.AllOrgs()
+	}
+	return casework.OrgViewer(s.Org)
+}
+
+func person(u User) casework.Person {
+	return casework.Person{Platform: string(u.Platform), Workspace: u.Workspace, UserID: u.ID, DisplayName: u.DisplayName}
+}
+
+func fromPerson(p casework.Person) User {
+	return User{Platform: Platform(p.Platform), Workspace: p.Workspace, ID: p.UserID, DisplayName: p.DisplayName}
+}
+
+func actor(u User, role Role, org string) casework.Actor {
+	r := casework.RoleRequester
+	switch role {
+	case RoleExpert:
+		r = casework.RoleExpert
+	case RoleManager:
+		r = casework.RoleManager
+	case RoleMember, "requester", "":
+		r = casework.RoleRequester
+	}
+	a := casework.Actor{Role: r, Person: person(u)}
+	if r == casework.RoleRequester {
+		a.Org = org
+	}
+	return a
+}
+
+var categories = map[SubjectKind]casework.Category{
+	SubjectAlert:    casework.CategoryAlertInquiry,
+	SubjectDevice:   casework.CategoryDeviceCompromise,
+	SubjectFile:     casework.CategoryThreatIntel,
+	SubjectIncident: casework.CategoryNotificationQuestion,
+	SubjectNone:     casework.CategoryOther,
+}
+
+// mapErr turns casework's typed errors into the bot's: a Refusal with
+// casework's one sentence, or ErrNotFound.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *casework.TransitionError
+	var nc *casework.NoCreditsError
+	var at *casework.AlreadyTakenError
+	switch {
+	case errors.Is(err, casework.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.As(err, &te), errors.As(err, &nc), errors.As(err, &at):
+		return &Refusal{Msg: sentence(err.Error()), Err: err}
+	case errors.Is(err, casework.ErrInvalid):
+		return &Refusal{Msg: sentence(err.Error()), Err: err}
+	}
+	return err
+}
+
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	if c := s[len(s)-1]; c != '.' && c != '!' && c != '?' {
+		s += "."
+	}
+	return s
+}
+
+func caseView(c *casework.Case) CaseView {
+	v := CaseView{
+		Ref: c.Ref, Org: c.Org,
+		Subject:  Subject{Kind: SubjectKind(c.Subject.Kind), ID: c.Subject.ID, Name: c.Subject.Name, Link: c.Subject.Link, Severity: c.Subject.Severity},
+		Category: string(c.Category), Question: c.Question, Priority: string(c.Priority), Status: Status(c.Status),
+		Requester: fromPerson(c.Requester), Summary: c.Summary, OpenedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		SLA: SLAView{Paused: c.Status.WaitingOnRequester(), AtRisk: c.AtRisk, Breached: c.Breached},
+	}
+	if c.DueAt != nil {
+		v.SLA.Due = *c.DueAt
+	}
+	if !c.Assignee.IsZero() {
+		a := fromPerson(c.Assignee)
+		v.Assignee = &a
+	}
+	return v
+}
+
+// Open implements Cases.
+func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error) {
+	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
+		Key: o.Key, Org: o.Org,
+		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},
+		Category: categories[o.Subject.Kind], Question: o.Question, Requester: person(o.Requester),
+	})
+	if err != nil {
+		return CaseView{}, mapErr(err)
+	}
+	return caseView(c), nil
+}
+
+// Get implements Cases.
+func (cw *CaseworkCases) Get(ctx context.Context, s Scope, ref string) (CaseView, error) {
+	c, err := cw.svc.Get(ctx, viewer(s), ref)
+	if err != nil {
+		return CaseView{}, mapErr(err)
+	}
+	return caseView(c), nil
+}
+
+// List implements Cases.
+func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error) {
+	lf := casework.ListFilter{Limit: f.Limit}
+	if !s.All {
+		lf.Org = s.Org
+	}
+	switch f.Which {
+	case "open", "":
+		lf.Statuses = casework.OpenStatuses()
+	case "new":
+		lf.Statuses = []casework.Status{casework.StatusNew}
+	case "mine":
+		lf.Statuses = casework.OpenStatuses()
+		lf.Assignee = f.Assignee
+	case "breaching":
+		lf.Breaching = true
+	}
+	p, err := cw.svc.List(ctx, viewer(s), lf)
+	if err != nil {
+		return CaseList{}, mapErr(err)
+	}
+	out := CaseList{More: max(p.Total-len(p.Cases), 0)}
+	for i := range p.Cases {
+		out.Cases = append(out.Cases, caseView(&p.Cases[i]))
+	}
+	return out, nil
+}
+
+// Take implements Cases.
+func (cw *CaseworkCases) Take(ctx context.Context, ref string, expert User) (CaseView, error) {
+	c, err := cw.svc.Take(ctx, ref, actor(expert, RoleExpert, ""))
+	if err != nil {
+		return CaseView{}, mapErr(err)
+	}
+	return caseView(c), nil
+}
+
+// Assign implements Cases.
+func (cw *CaseworkCases) Assign(ctx context.Context, ref string, expert, by User, role Role) (CaseView, error) {
+	c, err := cw.svc.Assign(ctx, ref, actor(by, role, ""), person(expert))
+	if err != nil {
+		return CaseView{}, mapErr(err)
+	}
+	return caseView(c), nil
+}
+
+// Transition implements Cases.
+func (cw *CaseworkCases) Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text string) (CaseView, error) {
+	req := casework.TransitionRequest{Ref: ref, To: casework.Status(to), Actor: actor(by, role, s.Org)}
+	if to == StatusConcluded {
+		req.Summary = text
+	} else {
+		req.Note = text
+	}
+	if !s.All {
+		// A member acts on its own org's cases only: check before asking.
+		if _, err := cw.svc.Get(ctx, viewer(s), ref); err != nil {
+			return CaseView{}, mapErr(err)
+		}
+	}
+	c, err := cw.svc.Transition(ctx, req)
+	if err != nil {
+		return CaseView{}, mapErr(err)
+	}
+	return caseView(c), nil
+}
+
+// LastMessage implements Cases.
+func (cw *CaseworkCases) LastMessage(ctx context.Context, s Scope, ref string) (time.Time, Side, error) {
+	ms, err := cw.svc.Messages(ctx, viewer(s), ref)
+	if err != nil {
+		return time.Time{}, "", mapErr(err)
+	}
+	for i := len(ms) - 1; i >= 0; i-- {
+		if !ms[i].Internal {
+			return ms[i].CreatedAt, Side(ms[i].Side), nil
+		}
+	}
+	return time.Time{}, "", nil
+}
+
+// AddMessage implements Cases.
+func (cw *CaseworkCases) AddMessage(ctx context.Context, m CaseMessage) error {
+	role := m.Role
+	if role == "" {
+		role = RoleExpert
+		if m.Side == SideRequester {
+			role = RoleMember
+		}
+	}
+	_, err := cw.svc.AddMessage(ctx, casework.MessageRequest{
+		Ref: m.Ref, Actor: actor(m.Author, role, m.Org), Side: casework.Side(m.Side), Text: m.Text, Internal: m.Internal,
+		Chat: casework.ChatRef{Platform: string(m.Chat.Platform), Workspace: m.Chat.Workspace, Channel: m.Chat.Channel, Message: m.Chat.Message},
+	})
+	return mapErr(err)
+}
+
+// Credits implements Cases.
+func (cw *CaseworkCases) Credits(ctx context.Context, org string) (Credits, error) {
+	b, err := cw.svc.Credits(ctx, casework.OrgViewer(org), org)
+	if err != nil {
+		return Credits{}, mapErr(err)
+	}
+	return Credits{Org: b.Org, Balance: b.Balance, Allowance: b.PerQuarter, ResetsAt: b.ResetsAt}, nil
+}
+
+// SetAnchor implements Cases.
+func (cw *CaseworkCases) SetAnchor(ctx context.Context, ref string, side Side, r Ref) error {
+	kind := casework.AnchorRequester
+	if side == SideExpert {
+		kind = casework.AnchorDesk
+	}
+	return mapErr(cw.svc.SetAnchor(ctx, ref, kind, casework.ChatRef{Platform: string(r.Platform), Workspace: r.Workspace, Channel: r.Channel, Message: r.Message}))
+}
+
+// DecodeEvent implements Cases.
+func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (CaseEvent, bool, error) {
+	var ev CaseEvent
+	dec := func(v any) error { return json.Unmarshal(payload, v) }
+	switch kind {
+	case casework.EventOpened:
+		var p casework.OpenedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		return CaseEvent{Kind: CaseOpened, Ref: p.Ref, Actor: p.Requester.Name(), Side: SideRequester}, true, nil
+	case casework.EventAssigned:
+		var p casework.AssignedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		ev = CaseEvent{Kind: CaseAssigned, Ref: p.Ref, Actor: p.Assignee.Name(), Side: SideExpert}
+		if !p.Taken {
+			ev.Detail = "assigned by " + p.By.Name()
+		}
+		return ev, true, nil
+	case casework.EventMessageAdded:
+		var p casework.MessageAddedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		ev = CaseEvent{Kind: CaseMessaged, Ref: p.Ref, Actor: p.Author.Name(), Side: Side(p.Side), Text: p.Text, Internal: p.Internal}
+		if p.Source != nil {
+			ev.Chat = Ref{Platform: Platform(p.Source.Platform), Workspace: p.Source.Workspace, Channel: p.Source.Channel, Message: p.Source.Message}
+		}
+		return ev, true, nil
+	case casework.EventStatusChanged:
+		var p casework.StatusChangedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		ev = CaseEvent{Kind: CaseStatus, Ref: p.Ref, Actor: p.By.Name(), From: Status(p.From), To: Status(p.To), Text: p.Note}
+		if p.To == casework.StatusConcluded {
+			ev.Text = p.Summary
+		}
+		switch {
+		case p.Resumed:
+			ev.Detail = "The requester answered; the SLA clock runs again."
+		case p.Reopened:
+			ev.Detail = "Reopened."
+		}
+		if p.By.Role == casework.RoleSystem {
+			ev.Actor = ""
+		}
+		return ev, true, nil
+	case casework.EventSLAWarning, casework.EventSLABreach:
+		var p casework.SLAEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		k := CaseSLAWarning
+		if kind == casework.EventSLABreach {
+			k = CaseSLABreach
+		}
+		clock := "first response"
+		if p.Clock == casework.ClockConclusion {
+			clock = "conclusion"
+		}
+		return CaseEvent{Kind: k, Ref: p.Ref, Detail: fmt.Sprintf("%s target (%s, %s priority) due %s",
+			clock, time.Duration(p.TargetSeconds)*time.Second, p.Priority, p.DueAt.UTC().Format("2 Jan 15:04 MST"))}, true, nil
+	case casework.EventCreditsChanged:
+		return CaseEvent{Kind: CaseCredits}, true, nil
+	}
+	return ev, false, nil
+}
