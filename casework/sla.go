@@ -243,7 +243,8 @@ const sweepBatch = 200
 // exactly once: its flag is set by a conditional UPDATE in the same
 // transaction as its outbox event, and each case is handled under a row lock
 // (skipped if another sweeper holds it). Safe to run on several replicas at
-// once, and again after a crash.
+// once, and again after a crash. When a sweep finds a clock already past its
+// target with no warning sent (the sweep was down), it sends the breach only.
 func (s *Service) SweepSLA(ctx context.Context) (SweepResult, error) {
 	var res SweepResult
 	start := time.Now()
