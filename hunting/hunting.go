@@ -175,13 +175,13 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 }
 
 type metrics struct {
-	items      *prometheus.CounterVec
-	requests   *prometheus.CounterVec
-	batchDur   prometheus.Histogram
-	events     *prometheus.CounterVec
-	merges     prometheus.Counter
-	incidents  prometheus.Counter
-	sweepDur   prometheus.Histogram
+	items     *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	batchDur  prometheus.Histogram
+	events    *prometheus.CounterVec
+	merges    prometheus.Counter
+	incidents prometheus.Counter
+	sweepDur  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -96,32 +96,32 @@ type Entity struct {
 
 // Alert is the one internal alert model both sources normalize to.
 type Alert struct {
-	Source          Source
-	ID              string
-	Tenant          string
-	Org             string
+	Source           Source
+	ID               string
+	Tenant           string
+	Org              string
 	ProviderIncident string
-	Title           string
-	Description     string
-	Recommended     string
-	Severity        Severity
-	Status          string
-	Classification  string
-	Determination   string
-	Category        string
+	Title            string
+	Description      string
+	Recommended      string
+	Severity         Severity
+	Status           string
+	Classification   string
+	Determination    string
+	Category         string
 	// Tactic is the ATT&CK tactic id (TA00xx, TA0112) from the category, or "".
-	Tactic          string
-	Techniques      []string
+	Tactic     string
+	Techniques []string
 	// DetectionSource is normalized to the Graph vocabulary (e.g.
 	// "microsoftDefenderForEndpoint", "antivirus", "microsoftThreatExperts").
 	DetectionSource string
 	// Expert reports that the expert hunting service raised the alert.
-	Expert       bool
-	ThreatFamily string
-	DeviceID     string
-	DeviceName   string
-	WebURL       string
-	Created      time.Time
+	Expert        bool
+	ThreatFamily  string
+	DeviceID      string
+	DeviceName    string
+	WebURL        string
+	Created       time.Time
 	FirstActivity time.Time
 	LastActivity  time.Time
 	LastUpdate    time.Time
@@ -179,30 +179,30 @@ func TacticByID(id string) (Tactic, bool) {
 // that are not a tactic (Malware, SuspiciousActivity, UnwantedSoftware)
 // map to "".
 var categoryTactic = map[string]string{
-	"reconnaissance":       "TA0043",
-	"resourcedevelopment":  "TA0042",
-	"initialaccess":        "TA0001",
-	"execution":            "TA0002",
-	"exploit":              "TA0002",
-	"persistence":          "TA0003",
-	"privilegeescalation":  "TA0004",
-	"defenseevasion":       "TA0005",
-	"stealth":              "TA0005",
-	"defenseimpairment":    "TA0112",
-	"credentialaccess":     "TA0006",
-	"credentialtheft":      "TA0006",
-	"discovery":            "TA0007",
-	"lateralmovement":      "TA0008",
-	"collection":           "TA0009",
-	"commandandcontrol":    "TA0011",
-	"exfiltration":         "TA0010",
-	"impact":               "TA0040",
-	"ransomware":           "TA0040",
-	"malware":              "",
-	"suspiciousactivity":   "",
-	"unwantedsoftware":     "",
-	"threatmanagement":     "",
-	"none":                 "",
+	"reconnaissance":      "TA0043",
+	"resourcedevelopment": "TA0042",
+	"initialaccess":       "TA0001",
+	"execution":           "TA0002",
+	"exploit":             "TA0002",
+	"persistence":         "TA0003",
+	"privilegeescalation": "TA0004",
+	"defenseevasion":      "TA0005",
+	"stealth":             "TA0005",
+	"defenseimpairment":   "TA0112",
+	"credentialaccess":    "TA0006",
+	"credentialtheft":     "TA0006",
+	"discovery":           "TA0007",
+	"lateralmovement":     "TA0008",
+	"collection":          "TA0009",
+	"commandandcontrol":   "TA0011",
+	"exfiltration":        "TA0010",
+	"impact":              "TA0040",
+	"ransomware":          "TA0040",
+	"malware":             "",
+	"suspiciousactivity":  "",
+	"unwantedsoftware":    "",
+	"threatmanagement":    "",
+	"none":                "",
 }
 
 // tacticForCategory maps a category to a tactic id; a category that already
@@ -245,43 +245,43 @@ var detectionSources = map[string]string{
 	"customerti": "customTi",
 	"customti":   "customTi",
 	// Office 365
-	"officeatp":                      "microsoftDefenderForOffice365",
-	"microsoftdefenderforoffice365":  "microsoftDefenderForOffice365",
+	"officeatp":                     "microsoftDefenderForOffice365",
+	"microsoftdefenderforoffice365": "microsoftDefenderForOffice365",
 	// Automated investigation
 	"automatedinvestigation": "automatedInvestigation",
 	// Expert hunting service
-	"threatexperts":          DetectionExperts,
-	"microsoftthreatexperts": DetectionExperts,
+	"threatexperts":            DetectionExperts,
+	"microsoftthreatexperts":   DetectionExperts,
 	"microsoftdefenderexperts": DetectionExperts,
 	// Custom detections
 	"customdetection": "customDetection",
 	// Identity
-	"azureatp":                      "microsoftDefenderForIdentity",
-	"microsoftdefenderforidentity":  "microsoftDefenderForIdentity",
+	"azureatp":                     "microsoftDefenderForIdentity",
+	"microsoftdefenderforidentity": "microsoftDefenderForIdentity",
 	// Cloud apps
-	"mcas":                            "microsoftDefenderForCloudApps",
-	"cloudappsecurity":                "microsoftDefenderForCloudApps",
-	"microsoftcloudappsecurity":       "microsoftDefenderForCloudApps",
-	"microsoftdefenderforcloudapps":   "microsoftDefenderForCloudApps",
+	"mcas":                          "microsoftDefenderForCloudApps",
+	"cloudappsecurity":              "microsoftDefenderForCloudApps",
+	"microsoftcloudappsecurity":     "microsoftDefenderForCloudApps",
+	"microsoftdefenderforcloudapps": "microsoftDefenderForCloudApps",
 	// XDR
-	"mtp":                 "microsoft365Defender",
+	"mtp":                  "microsoft365Defender",
 	"microsoft365defender": "microsoft365Defender",
 	"microsoftdefenderxdr": "microsoft365Defender",
 	// Others
-	"azureadidentityprotection":       "azureAdIdentityProtection",
-	"aadidentityprotection":           "azureAdIdentityProtection",
-	"entraidprotection":               "azureAdIdentityProtection",
-	"manual":                          "manual",
-	"microsoftdatalossprevention":     "microsoftDataLossPrevention",
-	"datalossprevention":              "microsoftDataLossPrevention",
-	"appgovernancepolicy":             "appGovernancePolicy",
-	"appgovernancedetection":          "appGovernanceDetection",
-	"microsoftdefenderforcloud":       "microsoftDefenderForCloud",
-	"azuresecuritycenter":             "microsoftDefenderForCloud",
-	"microsoftsentinel":               "microsoftSentinel",
-	"microsoftthreatintelligence":     "microsoftThreatIntelligence",
-	"unknown":                         "unknown",
-	"":                                "unknown",
+	"azureadidentityprotection":   "azureAdIdentityProtection",
+	"aadidentityprotection":       "azureAdIdentityProtection",
+	"entraidprotection":           "azureAdIdentityProtection",
+	"manual":                      "manual",
+	"microsoftdatalossprevention": "microsoftDataLossPrevention",
+	"datalossprevention":          "microsoftDataLossPrevention",
+	"appgovernancepolicy":         "appGovernancePolicy",
+	"appgovernancedetection":      "appGovernanceDetection",
+	"microsoftdefenderforcloud":   "microsoftDefenderForCloud",
+	"azuresecuritycenter":         "microsoftDefenderForCloud",
+	"microsoftsentinel":           "microsoftSentinel",
+	"microsoftthreatintelligence": "microsoftThreatIntelligence",
+	"unknown":                     "unknown",
+	"":                            "unknown",
 }
 
 // normalizeDetectionSource returns the canonical name, or the input cut to

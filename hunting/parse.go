@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -239,20 +238,20 @@ type wireEvidence struct {
 	EntityType string `json:"entityType"`
 	ODataType  string `json:"@odata.type"`
 	// Defender flat fields (Graph shares ipAddress, url, registry*).
-	SHA1        string `json:"sha1"`
-	SHA256      string `json:"sha256"`
-	FileName    string `json:"fileName"`
-	FilePath    string `json:"filePath"`
-	CommandLine string `json:"processCommandLine"`
-	IPAddress   string `json:"ipAddress"`
-	URL         string `json:"url"`
-	RegistryKey string `json:"registryKey"`
+	SHA1         string `json:"sha1"`
+	SHA256       string `json:"sha256"`
+	FileName     string `json:"fileName"`
+	FilePath     string `json:"filePath"`
+	CommandLine  string `json:"processCommandLine"`
+	IPAddress    string `json:"ipAddress"`
+	URL          string `json:"url"`
+	RegistryKey  string `json:"registryKey"`
 	RegistryHive string `json:"registryHive"`
-	AccountName string `json:"accountName"`
-	DomainName  string `json:"domainName"`
-	UserSid     string `json:"userSid"`
-	AADUserID   string `json:"aadUserId"`
-	UPN         string `json:"userPrincipalName"`
+	AccountName  string `json:"accountName"`
+	DomainName   string `json:"domainName"`
+	UserSid      string `json:"userSid"`
+	AADUserID    string `json:"aadUserId"`
+	UPN          string `json:"userPrincipalName"`
 	// Graph typed fields.
 	MdeDeviceID   string    `json:"mdeDeviceId"`
 	DeviceDNSName string    `json:"deviceDnsName"`
@@ -277,6 +276,13 @@ func (e *ItemError) Error() string { return e.Reason }
 // normalize decodes one item and turns it into an Alert. tenants maps a
 // tenant id to its org.
 func normalize(raw []byte, tenants map[string]string) (*Alert, Source, error) {
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		kind := "nothing"
+		if len(t) > 0 {
+			kind = "a JSON " + jsonKind(t[0])
+		}
+		return nil, "", &ItemError{Reason: "expected an alert object, got " + kind}
+	}
 	var w wireAlert
 	if err := json.Unmarshal(raw, &w); err != nil {
 		var te *json.UnmarshalTypeError
@@ -425,7 +431,8 @@ func (a *Alert) extractEntities(w *wireAlert) {
 		case "device", "machine":
 			d := deviceEntity(ev.MdeDeviceID, ev.DeviceDNSName)
 			add(d)
-			if a.DeviceID == "" || contains(ev.Roles, "compromised") && a.Source == SourceGraph && a.DeviceID != d.Value {
+			// The alert's device: the first one, or the one marked compromised.
+			if d.Value != "" && (a.DeviceID == "" || contains(ev.Roles, "compromised")) {
 				a.DeviceID, a.DeviceName = d.Value, d.Display
 			}
 		case "user":
@@ -660,6 +667,3 @@ func contains(ss []string, s string) bool {
 	}
 	return false
 }
-
-// itoa is strconv.Itoa, kept short for messages.
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -47,6 +47,8 @@ CREATE TABLE hunting_incidents (
     notified_at      timestamptz,
     notified         jsonb,
     notify_seq       integer     NOT NULL DEFAULT 0,
+    -- What the latest update announced (new device, new tactic, severity up).
+    last_changes     jsonb       NOT NULL DEFAULT '[]',
     next_due_at      timestamptz,
     acked_by         text,
     acked_at         timestamptz

@@ -1,0 +1,796 @@
+package hunting
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ItemStatus is what happened to one alert of a request.
+type ItemStatus string
+
+// Item statuses.
+const (
+	// StatusAccepted: a new alert, stored and correlated.
+	StatusAccepted ItemStatus = "accepted"
+	// StatusUpdated: a known alert whose content changed (status,
+	// classification, evidence); the row was updated, not duplicated.
+	StatusUpdated ItemStatus = "updated"
+	// StatusUnchanged: a re-post identical to (or older than) what is stored.
+	StatusUnchanged ItemStatus = "unchanged"
+	// StatusRejected: not stored; Reason says why.
+	StatusRejected ItemStatus = "rejected"
+)
+
+// ItemResult is the outcome for one item of a request, in request order.
+type ItemResult struct {
+	Index      int        `json:"index"`
+	ID         string     `json:"id,omitempty"`
+	Source     Source     `json:"source,omitempty"`
+	Status     ItemStatus `json:"status"`
+	Reason     string     `json:"reason,omitempty"`
+	Tenant     string     `json:"tenant,omitempty"`
+	Org        string     `json:"org,omitempty"`
+	IncidentID int64      `json:"incident_id,omitempty"`
+}
+
+// IngestResult is the outcome of one request or batch.
+type IngestResult struct {
+	Format    Format       `json:"format"`
+	Accepted  int          `json:"accepted"`
+	Updated   int          `json:"updated"`
+	Unchanged int          `json:"unchanged"`
+	Rejected  int          `json:"rejected"`
+	Items     []ItemResult `json:"items"`
+}
+
+// Ingest normalizes raw alerts (Defender or Graph JSON, one item each) and
+// stores, correlates, scores and evaluates them in one transaction. Items
+// that do not normalize are rejected one by one; the others go on. An error
+// is returned only when the store failed, and then nothing was stored.
+func (s *Service) Ingest(ctx context.Context, items []RawAlert) (*IngestResult, error) {
+	res := &IngestResult{Items: make([]ItemResult, len(items))}
+	alerts := make([]*Alert, 0, len(items))
+	idx := make([]int, 0, len(items))
+	var nDef, nGraph int
+	for i, raw := range items {
+		a, src, err := normalize(raw, s.cfg.Tenants)
+		r := &res.Items[i]
+		r.Index, r.Source = i, src
+		switch src {
+		case SourceDefender:
+			nDef++
+		case SourceGraph:
+			nGraph++
+		}
+		if err != nil {
+			var ie *ItemError
+			r.Status = StatusRejected
+			r.Reason = err.Error()
+			if errors.As(err, &ie) {
+				r.ID, r.Tenant = ie.ID, ie.Tenant
+			}
+			continue
+		}
+		r.ID, r.Org, r.Tenant = a.ID, a.Org, a.Tenant
+		alerts = append(alerts, a)
+		idx = append(idx, i)
+	}
+	switch {
+	case nDef > 0 && nGraph > 0:
+		res.Format = FormatMixedList
+	case nGraph > 0:
+		res.Format = FormatGraphList
+	default:
+		res.Format = FormatDefenderList
+	}
+	if len(alerts) > 0 {
+		out, err := s.IngestAlerts(ctx, alerts)
+		if err != nil {
+			return nil, err
+		}
+		for j, r := range out {
+			it := &res.Items[idx[j]]
+			it.Status, it.Reason, it.IncidentID = r.Status, r.Reason, r.IncidentID
+		}
+	}
+	for _, it := range res.Items {
+		switch it.Status {
+		case StatusAccepted:
+			res.Accepted++
+		case StatusUpdated:
+			res.Updated++
+		case StatusUnchanged:
+			res.Unchanged++
+		case StatusRejected:
+			res.Rejected++
+		}
+		s.m.items.WithLabelValues(string(it.Status)).Inc()
+	}
+	return res, nil
+}
+
+// IngestAlerts stores already normalized alerts (Org must be set) in one
+// transaction and returns one result per alert, in order.
+func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResult, error) {
+	start := time.Now()
+	out := make([]ItemResult, len(alerts))
+	byOrg := map[string][]int{}
+	for i, a := range alerts {
+		out[i] = ItemResult{Index: i, ID: a.ID, Source: a.Source, Org: a.Org, Tenant: a.Tenant}
+		if a.Org == "" {
+			out[i].Status, out[i].Reason = StatusRejected, "no org"
+			continue
+		}
+		byOrg[a.Org] = append(byOrg[a.Org], i)
+	}
+	orgs := make([]string, 0, len(byOrg))
+	for o := range byOrg {
+		orgs = append(orgs, o)
+	}
+	sort.Strings(orgs)
+	var events int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, org := range orgs {
+			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], out)
+			if err != nil {
+				return fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
+			}
+			events += n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.m.batchDur.Observe(time.Since(start).Seconds())
+	return out, nil
+}
+
+// work is one alert going through a batch.
+type work struct {
+	a       *Alert
+	res     *ItemResult
+	hash    []byte
+	update  bool
+	prevInc int64 // incident of the stored alert, if any
+	prevOK  bool  // that incident is open
+	keys    []Entity
+	node    int
+	inc     int64
+}
+
+func alertHash(a *Alert) []byte {
+	h := sha256.New()
+	var buf [8]byte
+	w := func(s string) {
+		binary.LittleEndian.PutUint64(buf[:], uint64(len(s)))
+		h.Write(buf[:])
+		h.Write([]byte(s))
+	}
+	for _, s := range []string{string(a.Source), a.ID, a.Tenant, a.ProviderIncident, a.Title, a.Description, a.Recommended,
+		string(a.Severity), a.Status, a.Classification, a.Determination, a.Category, a.DetectionSource, a.ThreatFamily,
+		a.DeviceID, a.DeviceName, a.WebURL, strings.Join(a.Techniques, ","),
+		a.Created.String(), a.FirstActivity.String(), a.LastActivity.String(), a.LastUpdate.String()} {
+		w(s)
+	}
+	for _, e := range a.Entities {
+		w(string(e.Kind))
+		w(e.Value)
+		w(e.Display)
+		w(e.Alt)
+	}
+	return h.Sum(nil)
+}
+
+// ingestOrg runs one org's part of a batch: dedup against the store,
+// prevalence, correlation, writes, re-scoring and notification policy.
+func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult) (int, error) {
+	now := s.cfg.Now().UTC()
+	// One writer per org at a time (across replicas): correlation reads
+	// then writes the org's incidents.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`, org); err != nil {
+		return 0, fmt.Errorf("lock org: %w", err)
+	}
+	// The last item with a given id wins (the newest lastUpdate).
+	last := make(map[string]int, len(idx))
+	for _, i := range idx {
+		a := alerts[i]
+		if j, ok := last[a.ID]; ok {
+			if alerts[j].LastUpdate.After(a.LastUpdate) {
+				out[i].Status, out[i].Reason = StatusUnchanged, "an item later in the request has a newer version of this alert"
+				continue
+			}
+			out[j].Status, out[j].Reason = StatusUpdated, "superseded by a later item in the same request"
+		}
+		last[a.ID] = i
+	}
+	ws := make([]*work, 0, len(last))
+	ids := make([]string, 0, len(last))
+	for _, i := range idx {
+		if j, ok := last[alerts[i].ID]; ok && j == i {
+			w := &work{a: alerts[i], res: &out[i], hash: alertHash(alerts[i])}
+			ws = append(ws, w)
+			ids = append(ids, w.a.ID)
+		}
+	}
+	// Known alerts: unchanged, stale, or an update.
+	rows, err := tx.Query(ctx, `
+SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open'
+FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
+WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
+	if err != nil {
+		return 0, fmt.Errorf("load known alerts: %w", err)
+	}
+	type known struct {
+		inc  int64
+		hash []byte
+		lu   *time.Time
+		open bool
+	}
+	have := map[string]known{}
+	for rows.Next() {
+		var id string
+		var k known
+		if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("scan known alert: %w", err)
+		}
+		have[id] = k
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("load known alerts: %w", err)
+	}
+	live := ws[:0]
+	for _, w := range ws {
+		k, ok := have[w.a.ID]
+		if !ok {
+			w.res.Status = StatusAccepted
+			live = append(live, w)
+			continue
+		}
+		w.res.IncidentID = k.inc
+		switch {
+		case string(k.hash) == string(w.hash):
+			w.res.Status, w.res.Reason = StatusUnchanged, "identical to the stored alert"
+			continue
+		case k.lu != nil && k.lu.After(w.a.LastUpdate):
+			w.res.Status, w.res.Reason = StatusUnchanged, "older than the stored version (lastUpdate)"
+			continue
+		}
+		w.res.Status, w.res.Reason = StatusUpdated, ""
+		w.update, w.prevInc, w.prevOK = true, k.inc, k.open
+		live = append(live, w)
+	}
+	ws = live
+	if len(ws) == 0 {
+		return 0, nil
+	}
+
+	// Prevalence: record on which device each strong entity was seen, then
+	// find the entities seen on too many devices in the window.
+	minT, maxT := ws[0].a.when(), ws[0].a.when()
+	type dkey struct{ kind, value, dev string }
+	seen := map[dkey]time.Time{}
+	for _, w := range ws {
+		t := w.a.when()
+		minT, maxT = minTime(minT, t), maxTime(maxT, t)
+		dev := w.a.DeviceID
+		if dev == "" {
+			continue
+		}
+		for _, e := range w.a.Entities {
+			if !e.JoinKey || e.Kind == EntityDevice {
+				continue
+			}
+			k := dkey{string(e.Kind), e.Value, dev}
+			if old, ok := seen[k]; !ok || t.After(old) {
+				seen[k] = t
+			}
+		}
+	}
+	if len(seen) > 0 {
+		dk := make([]dkey, 0, len(seen))
+		for k := range seen {
+			dk = append(dk, k)
+		}
+		sort.Slice(dk, func(i, j int) bool {
+			if dk[i].kind != dk[j].kind {
+				return dk[i].kind < dk[j].kind
+			}
+			if dk[i].value != dk[j].value {
+				return dk[i].value < dk[j].value
+			}
+			return dk[i].dev < dk[j].dev
+		})
+		kinds, values, devs := make([]string, len(dk)), make([]string, len(dk)), make([]string, len(dk))
+		ts := make([]time.Time, len(dk))
+		for i, k := range dk {
+			kinds[i], values[i], devs[i], ts[i] = k.kind, k.value, k.dev, seen[k]
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
+SELECT $1, k, v, d, t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
+ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = greatest(hunting_entity_devices.last_seen, EXCLUDED.last_seen)`,
+			org, kinds, values, devs, ts); err != nil {
+			return 0, fmt.Errorf("record entity prevalence: %w", err)
+		}
+	}
+	type ekey struct{ kind, value string }
+	keySet := map[ekey]struct{}{}
+	for _, w := range ws {
+		if w.update && !w.prevOK {
+			continue // stays in its closed incident; never correlates
+		}
+		for _, e := range w.a.Entities {
+			if e.JoinKey {
+				keySet[ekey{string(e.Kind), e.Value}] = struct{}{}
+			}
+		}
+	}
+	kinds, values := make([]string, 0, len(keySet)), make([]string, 0, len(keySet))
+	for k := range keySet {
+		kinds = append(kinds, k.kind)
+		values = append(values, k.value)
+	}
+	common := map[ekey]bool{}
+	if len(kinds) > 0 {
+		rows, err := tx.Query(ctx, `
+SELECT d.kind, d.value FROM hunting_entity_devices d
+JOIN unnest($2::text[], $3::text[]) AS k(kind, value) ON d.org = $1 AND d.kind = k.kind AND d.value = k.value
+WHERE d.last_seen >= $4 AND d.kind <> 'device'
+GROUP BY d.kind, d.value HAVING count(*) >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices)
+		if err != nil {
+			return 0, fmt.Errorf("measure prevalence: %w", err)
+		}
+		for rows.Next() {
+			var k ekey
+			if err := rows.Scan(&k.kind, &k.value); err != nil {
+				rows.Close()
+				return 0, fmt.Errorf("scan prevalence: %w", err)
+			}
+			common[k] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("measure prevalence: %w", err)
+		}
+	}
+	// Join keys: strong, not common.
+	kinds, values = kinds[:0], values[:0]
+	for _, w := range ws {
+		if w.update && !w.prevOK {
+			continue
+		}
+		for _, e := range w.a.Entities {
+			k := ekey{string(e.Kind), e.Value}
+			if e.JoinKey && !common[k] {
+				w.keys = append(w.keys, e)
+			}
+		}
+	}
+	for k := range keySet {
+		if !common[k] {
+			kinds = append(kinds, k.kind)
+			values = append(values, k.value)
+		}
+	}
+	// Open incidents holding any join key within reach of the batch, locked.
+	type cand struct {
+		inc         int64
+		first, last time.Time
+	}
+	cands := map[ekey][]cand{}
+	if len(kinds) > 0 {
+		rows, err := tx.Query(ctx, `
+SELECT ie.incident_id, ie.kind, ie.value, ie.first_seen, ie.last_seen
+FROM hunting_incident_entities ie
+JOIN unnest($2::text[], $3::text[]) AS k(kind, value) ON ie.org = $1 AND ie.kind = k.kind AND ie.value = k.value
+JOIN hunting_incidents i ON i.id = ie.incident_id AND i.status = 'open'
+WHERE ie.join_key AND ie.last_seen >= $4 AND ie.first_seen <= $5
+ORDER BY ie.incident_id
+FOR UPDATE OF i`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window))
+		if err != nil {
+			return 0, fmt.Errorf("find incidents to join: %w", err)
+		}
+		for rows.Next() {
+			var c cand
+			var k ekey
+			if err := rows.Scan(&c.inc, &k.kind, &k.value, &c.first, &c.last); err != nil {
+				rows.Close()
+				return 0, fmt.Errorf("scan incident entity: %w", err)
+			}
+			cands[k] = append(cands[k], c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("find incidents to join: %w", err)
+		}
+	}
+
+	// Union-find over the batch's alerts and the existing incidents.
+	uf := newUnionFind(len(ws))
+	incNode := map[int64]int{}
+	node := func(inc int64) int {
+		if n, ok := incNode[inc]; ok {
+			return n
+		}
+		n := uf.add()
+		incNode[inc] = n
+		return n
+	}
+	type member struct {
+		t time.Time
+		n int
+	}
+	byKey := map[ekey][]member{}
+	linkReason := map[int]string{}
+	for i, w := range ws {
+		w.node = i
+		if w.update && w.prevOK {
+			uf.union(i, node(w.prevInc))
+		}
+		t := w.a.when()
+		for _, e := range w.keys {
+			k := ekey{string(e.Kind), e.Value}
+			byKey[k] = append(byKey[k], member{t, i})
+			for _, c := range cands[k] {
+				if !t.Before(c.first.Add(-s.cfg.Window)) && !t.After(c.last.Add(s.cfg.Window)) {
+					n := node(c.inc)
+					if uf.find(n) != uf.find(i) {
+						linkReason[i] = fmt.Sprintf("shared %s %s", e.Kind, e.Display)
+					}
+					uf.union(i, n)
+				}
+			}
+		}
+	}
+	for _, ms := range byKey {
+		if len(ms) < 2 {
+			continue
+		}
+		sort.Slice(ms, func(a, b int) bool { return ms[a].t.Before(ms[b].t) })
+		for j := 1; j < len(ms); j++ {
+			if ms[j].t.Sub(ms[j-1].t) <= s.cfg.Window {
+				uf.union(ms[j-1].n, ms[j].n)
+			}
+		}
+	}
+	// Components: survivor = oldest existing incident; others merge into it.
+	compInc := map[int][]int64{}
+	for inc, n := range incNode {
+		r := uf.find(n)
+		compInc[r] = append(compInc[r], inc)
+	}
+	var merges []mergeRec
+	survivor := map[int]int64{}
+	for r, incs := range compInc {
+		slices.Sort(incs)
+		survivor[r] = incs[0]
+		for _, from := range incs[1:] {
+			merges = append(merges, mergeRec{from: from, into: incs[0]})
+		}
+	}
+	// Closed-incident updates keep their incident.
+	var needNew []int
+	newFor := map[int]int{} // component root -> index into needNew
+	for _, w := range ws {
+		if w.update && !w.prevOK {
+			w.inc = w.prevInc
+			continue
+		}
+		r := uf.find(w.node)
+		if inc, ok := survivor[r]; ok {
+			w.inc = inc
+			continue
+		}
+		if _, ok := newFor[r]; !ok {
+			newFor[r] = len(needNew)
+			needNew = append(needNew, r)
+		}
+	}
+	if len(needNew) > 0 {
+		rows, err := tx.Query(ctx, `
+INSERT INTO hunting_incidents (org, created_at, updated_at)
+SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needNew))
+		if err != nil {
+			return 0, fmt.Errorf("create incidents: %w", err)
+		}
+		newIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return 0, fmt.Errorf("create incidents: %w", err)
+		}
+		slices.Sort(newIDs)
+		for r, i := range newFor {
+			survivor[r] = newIDs[i]
+		}
+		for _, w := range ws {
+			if w.inc == 0 {
+				w.inc = survivor[uf.find(w.node)]
+			}
+		}
+		s.m.incidents.Add(float64(len(newIDs)))
+	}
+	for _, w := range ws {
+		w.res.IncidentID = w.inc
+	}
+	// Explain merges: the first alert of the component that linked them.
+	for i := range merges {
+		m := &merges[i]
+		for _, w := range ws {
+			if w.inc == m.into {
+				m.alert = w.a.ID
+				m.reason = cmpOr(linkReason[w.node], "shared entity")
+				if linkReason[w.node] != "" {
+					break
+				}
+			}
+		}
+	}
+	var events int
+	if len(merges) > 0 {
+		n, err := s.applyMerges(ctx, tx, org, now, merges)
+		if err != nil {
+			return 0, err
+		}
+		events += n
+	}
+
+	if err := s.writeAlerts(ctx, tx, org, now, ws); err != nil {
+		return 0, err
+	}
+	if err := s.writeIncidentEntities(ctx, tx, org, ws); err != nil {
+		return 0, err
+	}
+	affected := map[int64]bool{}
+	for _, w := range ws {
+		affected[w.inc] = true
+	}
+	ids64 := make([]int64, 0, len(affected))
+	for id := range affected {
+		ids64 = append(ids64, id)
+	}
+	slices.Sort(ids64)
+	n, err := s.refresh(ctx, tx, org, ids64, now)
+	if err != nil {
+		return 0, err
+	}
+	return events + n, nil
+}
+
+type mergeRec struct {
+	from, into    int64
+	alert, reason string
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// applyMerges folds each "from" incident into its "into" incident: alerts
+// and entities move, the old row is marked merged and the merge recorded.
+func (s *Service) applyMerges(ctx context.Context, tx pgx.Tx, org string, now time.Time, ms []mergeRec) (int, error) {
+	var events int
+	for _, m := range ms {
+		if _, err := tx.Exec(ctx, `UPDATE hunting_alerts SET incident_id = $2 WHERE incident_id = $1`, m.from, m.into); err != nil {
+			return 0, fmt.Errorf("move alerts of incident %d into %d: %w", m.from, m.into, err)
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count)
+SELECT $2, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count
+FROM hunting_incident_entities WHERE incident_id = $1
+ON CONFLICT (incident_id, kind, value) DO UPDATE SET
+    first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen),
+    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count`, m.from, m.into); err != nil {
+			return 0, fmt.Errorf("move entities of incident %d into %d: %w", m.from, m.into, err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM hunting_incident_entities WHERE incident_id = $1`, m.from); err != nil {
+			return 0, fmt.Errorf("drop entities of merged incident %d: %w", m.from, err)
+		}
+		var posted bool
+		if err := tx.QueryRow(ctx, `
+UPDATE hunting_incidents SET status = 'merged', merged_into = $2, next_due_at = NULL, updated_at = $3
+WHERE id = $1 RETURNING posted_at IS NOT NULL`, m.from, m.into, now).Scan(&posted); err != nil {
+			return 0, fmt.Errorf("mark incident %d merged: %w", m.from, err)
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO hunting_merges (org, from_id, into_id, alert_id, reason, merged_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			org, m.from, m.into, m.alert, m.reason, now); err != nil {
+			return 0, fmt.Errorf("record merge of %d into %d: %w", m.from, m.into, err)
+		}
+		s.m.merges.Inc()
+		if posted {
+			if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now}); err != nil {
+				return 0, err
+			}
+			events++
+		}
+	}
+	return events, nil
+}
+
+func (s *Service) writeAlerts(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work) error {
+	n := len(ws)
+	var (
+		ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, statuses, classes, determs = mk(n), mk(n), mk(n), make([]int64, n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
+		cats, tactics, techs, dets, families, devIDs, devNames, urls                                = mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
+		ranks                                                                                       = make([]int32, n)
+		experts                                                                                     = make([]bool, n)
+		created, first, lastAct, lastUpd                                                            = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+		hashes                                                                                      = make([][]byte, n)
+	)
+	for i, w := range ws {
+		a := w.a
+		ids[i], sources[i], tenants[i], incs[i], provInc[i] = a.ID, string(a.Source), a.Tenant, w.inc, a.ProviderIncident
+		titles[i], descs[i], recs[i], sevs[i], ranks[i] = a.Title, a.Description, a.Recommended, string(a.Severity), int32(a.Severity.Rank())
+		statuses[i], classes[i], determs[i], cats[i], tactics[i] = a.Status, a.Classification, a.Determination, a.Category, a.Tactic
+		techs[i], dets[i], experts[i], families[i] = strings.Join(a.Techniques, ","), a.DetectionSource, a.Expert, a.ThreatFamily
+		devIDs[i], devNames[i], urls[i] = a.DeviceID, a.DeviceName, a.WebURL
+		created[i], first[i], lastAct[i], lastUpd[i] = a.Created, a.FirstActivity, a.LastActivity, a.LastUpdate
+		hashes[i] = w.hash
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, provider_incident, title, description, recommended,
+    severity, severity_rank, status, classification, determination, category, tactic, techniques, detection_source,
+    expert, threat_family, device_id, device_name, web_url, created_time, first_activity, last_activity, last_update,
+    content_hash, ingested_at, updated_at)
+SELECT $1, id, src, tenant, inc, pinc, title, descr, rec, sev, rank, st, cls, det, cat, tac,
+    CASE WHEN tech = '' THEN '{}'::text[] ELSE string_to_array(tech, ',') END, dsrc,
+    exp, fam, devid, devname, url, nullif(ct, '0001-01-01Z'::timestamptz), fa, la, nullif(lu, '0001-01-01Z'::timestamptz), h, $2, $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
+    $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
+    $20::bool[], $21::text[], $22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[],
+    $27::timestamptz[], $28::timestamptz[], $29::bytea[])
+    AS x(id, src, tenant, inc, pinc, title, descr, rec, sev, rank, st, cls, det, cat, tac, tech, dsrc, exp, fam,
+         devid, devname, url, ct, fa, la, lu, h)
+ON CONFLICT (org, id) DO UPDATE SET
+    source = EXCLUDED.source, tenant = EXCLUDED.tenant, incident_id = EXCLUDED.incident_id,
+    provider_incident = EXCLUDED.provider_incident, title = EXCLUDED.title, description = EXCLUDED.description,
+    recommended = EXCLUDED.recommended, severity = EXCLUDED.severity, severity_rank = EXCLUDED.severity_rank,
+    status = EXCLUDED.status, classification = EXCLUDED.classification, determination = EXCLUDED.determination,
+    category = EXCLUDED.category, tactic = EXCLUDED.tactic, techniques = EXCLUDED.techniques,
+    detection_source = EXCLUDED.detection_source, expert = EXCLUDED.expert, threat_family = EXCLUDED.threat_family,
+    device_id = CASE WHEN EXCLUDED.device_id = '' THEN hunting_alerts.device_id ELSE EXCLUDED.device_id END,
+    device_name = CASE WHEN EXCLUDED.device_name = '' THEN hunting_alerts.device_name ELSE EXCLUDED.device_name END,
+    web_url = EXCLUDED.web_url, created_time = EXCLUDED.created_time, first_activity = EXCLUDED.first_activity,
+    last_activity = EXCLUDED.last_activity, last_update = EXCLUDED.last_update, content_hash = EXCLUDED.content_hash,
+    updated_at = EXCLUDED.updated_at`,
+		org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
+		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes)
+	if err != nil {
+		return fmt.Errorf("store %d alerts: %w", n, err)
+	}
+	return nil
+}
+
+func mk(n int) []string { return make([]string, n) }
+
+// writeIncidentEntities adds the batch's entities to their incidents' scope
+// (and correlation index). An update's evidence is added, never removed.
+func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org string, ws []*work) error {
+	type key struct {
+		inc         int64
+		kind, value string
+	}
+	type agg struct {
+		display, alt string
+		join         bool
+		first, last  time.Time
+		count        int32
+	}
+	m := map[key]*agg{}
+	order := []key{}
+	for _, w := range ws {
+		t := w.a.when()
+		for _, e := range w.a.Entities {
+			k := key{w.inc, string(e.Kind), e.Value}
+			g, ok := m[k]
+			if !ok {
+				g = &agg{display: e.Display, alt: e.Alt, join: e.JoinKey, first: t, last: t}
+				m[k] = g
+				order = append(order, k)
+			}
+			g.first, g.last = minTime(g.first, t), maxTime(g.last, t)
+			if g.alt == "" {
+				g.alt = e.Alt
+			}
+			if !w.update {
+				g.count++
+			}
+		}
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	sort.Slice(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if a.inc != b.inc {
+			return a.inc < b.inc
+		}
+		if a.kind != b.kind {
+			return a.kind < b.kind
+		}
+		return a.value < b.value
+	})
+	n := len(order)
+	incs, kinds, values, displays, alts := make([]int64, n), mk(n), mk(n), mk(n), mk(n)
+	joins, firsts, lasts, counts := make([]bool, n), make([]time.Time, n), make([]time.Time, n), make([]int32, n)
+	for i, k := range order {
+		g := m[k]
+		incs[i], kinds[i], values[i], displays[i], alts[i] = k.inc, k.kind, k.value, g.display, g.alt
+		joins[i], firsts[i], lasts[i], counts[i] = g.join, g.first, g.last, g.count
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count)
+SELECT inc, $1, k, v, d, alt, j, f, l, c
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int[])
+    AS x(inc, k, v, d, alt, j, f, l, c)
+ON CONFLICT (incident_id, kind, value) DO UPDATE SET
+    display = CASE WHEN hunting_incident_entities.display = '' THEN EXCLUDED.display ELSE hunting_incident_entities.display END,
+    alt = CASE WHEN hunting_incident_entities.alt = '' THEN EXCLUDED.alt ELSE hunting_incident_entities.alt END,
+    first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
+    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen),
+    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count`,
+		org, incs, kinds, values, displays, alts, joins, firsts, lasts, counts)
+	if err != nil {
+		return fmt.Errorf("store %d incident entities: %w", n, err)
+	}
+	return nil
+}
+
+type unionFind struct{ parent []int }
+
+func newUnionFind(n int) *unionFind {
+	u := &unionFind{parent: make([]int, n)}
+	for i := range u.parent {
+		u.parent[i] = i
+	}
+	return u
+}
+
+func (u *unionFind) add() int {
+	u.parent = append(u.parent, len(u.parent))
+	return len(u.parent) - 1
+}
+
+func (u *unionFind) find(x int) int {
+	for u.parent[x] != x {
+		u.parent[x] = u.parent[u.parent[x]]
+		x = u.parent[x]
+	}
+	return x
+}
+
+func (u *unionFind) union(a, b int) {
+	ra, rb := u.find(a), u.find(b)
+	if ra != rb {
+		u.parent[rb] = ra
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,415 @@
+package hunting
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const samplesDir = "../../shared/samples/microsoft"
+
+func post(t testing.TB, h http.Handler, token string, body []byte) (int, []byte) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
+}
+
+func TestSamplesThroughHandler(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file     string
+		format   Format
+		org      string
+		items    int
+		ids      []string
+		device   string
+		tactic   string
+		entities map[EntityKind]int
+	}{
+		{"mde-alert-sample.json", FormatDefenderAlert, "contoso", 1, []string{"da637472900382838869_1364969609"},
+			"temp123.middleeast.corp.microsoft.com", "TA0002", map[EntityKind]int{EntityDevice: 1, EntityUser: 2, EntityFile: 2, EntityProcess: 1}},
+		{"mde-alerts-list-sample.json", FormatDefenderList, "contoso", 1, []string{"da637472900382838869_1364969609"},
+			"temp123.middleeast.corp.microsoft.com", "TA0002", map[EntityKind]int{EntityDevice: 1, EntityUser: 2, EntityFile: 2, EntityProcess: 1}},
+		{"mde-alerts-list-default-sample.json", FormatDefenderList, "contoso", 1, []string{"da637308392288907382_-880718168"},
+			"temp123.middleeast.corp.microsoft.com", "", map[EntityKind]int{EntityDevice: 1, EntityUser: 1}},
+		{"graph-alert-v2-sample.json", FormatGraphAlert, "fabrikam", 1, []string{"da637578995287051192_756343937"},
+			"tempDns", "TA0005", map[EntityKind]int{EntityDevice: 1, EntityUser: 1, EntityFile: 1, EntityProcess: 1, EntityRegistry: 1}},
+		{"graph-alerts-v2-list-sample.json", FormatGraphList, "fabrikam", 1, []string{"da637551227677560813_-961444813"},
+			"tempDns", "TA0005", map[EntityKind]int{EntityDevice: 1, EntityUser: 1, EntityFile: 1, EntityProcess: 1, EntityRegistry: 1}},
+	}
+	// Every file in the directory has a case.
+	files, err := os.ReadDir(samplesDir)
+	require.NoError(t, err)
+	var names []string
+	for _, f := range files {
+		if strings.HasSuffix(f.Name(), ".json") {
+			names = append(names, f.Name())
+		}
+	}
+	var covered []string
+	for _, tc := range tests {
+		covered = append(covered, tc.file)
+	}
+	require.ElementsMatch(t, names, covered, "every sample file must be tested")
+
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			body, err := os.ReadFile(filepath.Join(samplesDir, tc.file))
+			require.NoError(t, err)
+			code, out := post(t, f.svc.Handler(), testToken, body)
+			require.Equal(t, http.StatusOK, code, string(out))
+			var res IngestResult
+			require.NoError(t, json.Unmarshal(out, &res))
+			require.Equal(t, tc.format, res.Format)
+			require.Len(t, res.Items, tc.items)
+			require.Equal(t, tc.items, res.Accepted)
+			for i, id := range tc.ids {
+				require.Equal(t, id, res.Items[i].ID)
+				require.Equal(t, tc.org, res.Items[i].Org)
+				a, err := f.svc.Alert(f.ctx, tc.org, id)
+				require.NoError(t, err)
+				require.Equal(t, tc.device, a.Host)
+				if tc.tactic == "" {
+					require.Nil(t, a.Tactic)
+				} else {
+					require.Equal(t, tc.tactic, a.Tactic.ID)
+				}
+				v, err := f.svc.Incident(f.ctx, tc.org, a.IncidentID)
+				require.NoError(t, err)
+				for k, n := range tc.entities {
+					require.Equal(t, n, v.Scope.group(k).Count, "entities of kind %s: %+v", k, v.Scope.group(k).Values)
+				}
+				require.NotEmpty(t, v.Title)
+				require.NotEmpty(t, v.Summary)
+				require.NotEmpty(t, v.Actions)
+				// Another org cannot see it.
+				other := "fabrikam"
+				if tc.org == "fabrikam" {
+					other = "contoso"
+				}
+				_, err = f.svc.Alert(f.ctx, other, id)
+				require.ErrorIs(t, err, ErrNotFound)
+				_, err = f.svc.Incident(f.ctx, other, a.IncidentID)
+				require.ErrorIs(t, err, ErrNotFound)
+			}
+			// Posting the same file again stores nothing new.
+			code, out = post(t, f.svc.Handler(), testToken, body)
+			require.Equal(t, http.StatusOK, code)
+			require.NoError(t, json.Unmarshal(out, &res))
+			require.Equal(t, tc.items, res.Unchanged, string(out))
+			require.Equal(t, tc.items, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+		})
+	}
+}
+
+func TestSampleNormalization(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	body, err := os.ReadFile(filepath.Join(samplesDir, "graph-alert-v2-sample.json"))
+	require.NoError(t, err)
+	items, list, err := SplitPayload(body)
+	require.NoError(t, err)
+	require.False(t, list)
+	a, src, err := normalize(items[0], f.svc.cfg.Tenants)
+	require.NoError(t, err)
+	require.Equal(t, SourceGraph, src)
+	require.Equal(t, "fabrikam", a.Org)
+	require.Equal(t, SeverityLow, a.Severity)
+	require.Equal(t, "antivirus", a.DetectionSource)
+	require.Equal(t, []string{"T1564.001"}, a.Techniques)
+	require.Equal(t, time.Date(2021, 4, 26, 7, 45, 50, 116000000, time.UTC), a.FirstActivity)
+	require.Contains(t, a.Recommended, "\uFFFD\tReview", "odd characters are kept, not fatal")
+	var file, sys Entity
+	for _, e := range a.Entities {
+		if e.Kind == EntityFile {
+			file = e
+		}
+		if e.Kind == EntityUser {
+			sys = e
+		}
+	}
+	require.Equal(t, "8963a19fb992ad9a76576c5638fd68292cffb9aaac29eb8285f9abf6196a7dec", file.Value)
+	require.Equal(t, "5f1e8acedc065031aad553b710838eb366cfee9a", file.Alt)
+	require.False(t, sys.JoinKey, "NT AUTHORITY\\SYSTEM never correlates")
+
+	body, err = os.ReadFile(filepath.Join(samplesDir, "mde-alert-sample.json"))
+	require.NoError(t, err)
+	a, src, err = normalize(body, f.svc.cfg.Tenants)
+	require.NoError(t, err)
+	require.Equal(t, SourceDefender, src)
+	require.Equal(t, "microsoftDefenderForEndpoint", a.DetectionSource)
+	require.Equal(t, "1126093", a.ProviderIncident)
+	for _, e := range a.Entities {
+		if e.Kind == EntityFile && e.Display == `C:\Windows\SysWOW64\rundll32.exe` {
+			require.False(t, e.JoinKey, "an OS binary never correlates")
+		}
+		if e.Kind == EntityFile && e.Display == `c:\temp\suspicious.dll` {
+			require.True(t, e.JoinKey)
+		}
+	}
+}
+
+func TestNormalizeVocabularies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, want string
+	}{
+		{"WindowsDefenderAtp", "microsoftDefenderForEndpoint"},
+		{"EDR", "microsoftDefenderForEndpoint"},
+		{"microsoftDefenderForEndpoint", "microsoftDefenderForEndpoint"},
+		{"WindowsDefenderAv", "antivirus"},
+		{"Antivirus", "antivirus"},
+		{"ThreatExperts", DetectionExperts},
+		{"microsoftThreatExperts", DetectionExperts},
+		{"Microsoft Threat Experts", DetectionExperts},
+		{"CustomerTI", "customTi"},
+		{"Custom TI", "customTi"},
+		{"OfficeATP", "microsoftDefenderForOffice365"},
+		{"Microsoft Defender for Office 365", "microsoftDefenderForOffice365"},
+		{"MTP", "microsoft365Defender"},
+		{"AutomatedInvestigation", "automatedInvestigation"},
+		{"Automated investigation", "automatedInvestigation"},
+		{"SomethingNew", "SomethingNew"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, normalizeDetectionSource(tc.in))
+		})
+	}
+	cats := map[string]string{
+		"DefenseEvasion": "TA0005", "defenseEvasion": "TA0005", "Defense Evasion": "TA0005", "LateralMovement": "TA0008",
+		"CommandAndControl": "TA0011", "CredentialAccess": "TA0006", "Ransomware": "TA0040", "InitialAccess": "TA0001",
+		"DefenseImpairment": "TA0112", "TA0112": "TA0112", "Stealth": "TA0005", "Malware": "", "SuspiciousActivity": "",
+		"Exfiltration": "TA0010", "Persistence": "TA0003", "PrivilegeEscalation": "TA0004", "Discovery": "TA0007",
+		"Collection": "TA0009", "Impact": "TA0040", "Execution": "TA0002", "Reconnaissance": "TA0043", "TA9999": "",
+	}
+	for in, want := range cats {
+		require.Equal(t, want, tacticForCategory(in), in)
+	}
+	times := map[string]time.Time{
+		"2021-01-26T20:33:57.7220239Z":       time.Date(2021, 1, 26, 20, 33, 57, 722023900, time.UTC),
+		"2021-01-26T20:33:59.2Z":             time.Date(2021, 1, 26, 20, 33, 59, 200000000, time.UTC),
+		"2021-01-26T20:33:59Z":               time.Date(2021, 1, 26, 20, 33, 59, 0, time.UTC),
+		"2021-01-26T20:33:59.123456789012Z":  time.Date(2021, 1, 26, 20, 33, 59, 123456789, time.UTC),
+		"2021-01-26T20:33:59.5":              time.Date(2021, 1, 26, 20, 33, 59, 500000000, time.UTC),
+		"2021-01-26T22:33:59.5+02:00":        time.Date(2021, 1, 26, 20, 33, 59, 500000000, time.UTC),
+		"2021-01-26 20:33:59.1234567890123Z": time.Date(2021, 1, 26, 20, 33, 59, 123456789, time.UTC),
+	}
+	for in, want := range times {
+		got, err := ParseTime(in)
+		require.NoError(t, err, in)
+		require.True(t, want.Equal(got), "%s: got %s", in, got)
+	}
+	_, err := ParseTime("yesterday")
+	require.Error(t, err)
+}
+
+func TestIntakeErrors(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.MaxBodyBytes = 64 << 10; c.MaxItems = 5 })
+	h := f.svc.Handler()
+	good := gen{ID: "a1", Device: "pc1"}.raw()
+	big := []byte(`{"value":[` + strings.Repeat(string(good)+",", 400) + string(good) + `]}`)
+	many := []byte(`{"value":[` + strings.Repeat(string(good)+",", 5) + string(good) + `]}`)
+	tests := []struct {
+		name  string
+		token string
+		body  []byte
+		code  int
+		want  string
+	}{
+		{"no token", "", good, http.StatusUnauthorized, "bearer token"},
+		{"wrong token", "nope", good, http.StatusUnauthorized, "bearer token"},
+		{"wrong token same length", strings.Repeat("x", len(testToken)), good, http.StatusUnauthorized, "bearer token"},
+		{"malformed", testToken, []byte("{\n  \"id\": \"x\",\n  \"severity\": Low\n}"), http.StatusBadRequest, `"line":3`},
+		{"truncated", testToken, []byte(`{"value":[{"id":"x"`), http.StatusBadRequest, "malformed JSON"},
+		{"too big", testToken, big, http.StatusRequestEntityTooLarge, "larger than 65536 bytes"},
+		{"too many items", testToken, many, http.StatusRequestEntityTooLarge, "the limit is 5"},
+		{"not an object", testToken, []byte(`[1,2]`), http.StatusUnprocessableEntity, "got a JSON array"},
+		{"empty body", testToken, []byte(` `), http.StatusUnprocessableEntity, "empty body"},
+		{"empty list", testToken, []byte(`{"value":[]}`), http.StatusUnprocessableEntity, `"format":"empty-list"`},
+		{"value not a list", testToken, []byte(`{"value":5}`), http.StatusUnprocessableEntity, "expected one alert"},
+		{"not an alert", testToken, []byte(`{"hello":"world"}`), http.StatusUnprocessableEntity, "neither a Defender alert"},
+		{"unknown tenant", testToken, gen{ID: "t1", Tenant: "00000000-0000-0000-0000-000000000000"}.raw(), http.StatusUnprocessableEntity,
+			`unknown tenant \"00000000-0000-0000-0000-000000000000\"`},
+		{"all bad items", testToken, []byte(`{"value":[{"id":"x","aadTenantId":"` + tenantContoso + `","severity":"Catastrophic","alertCreationTime":"2021-01-01T00:00:00Z"},7]}`),
+			http.StatusUnprocessableEntity, `unknown severity`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, out := post(t, h, tc.token, tc.body)
+			require.Equal(t, tc.code, code, string(out))
+			require.Contains(t, string(out), tc.want)
+			require.True(t, json.Valid(out), "error bodies are JSON")
+		})
+	}
+	t.Run("nothing stored", func(t *testing.T) {
+		// The error cases above store nothing; run after them would race, so
+		// check the unknown tenant case on its own fixture.
+		g := setup(t)
+		code, _ := post(t, g.svc.Handler(), testToken, gen{ID: "t1", Tenant: "00000000-0000-0000-0000-000000000000"}.raw())
+		require.Equal(t, http.StatusUnprocessableEntity, code)
+		require.Zero(t, g.count(t, `SELECT count(*) FROM hunting_alerts`))
+		require.Zero(t, g.count(t, `SELECT count(*) FROM hunting_incidents`))
+	})
+}
+
+func TestRawControlCharactersAreRepaired(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	raw := strings.Replace(string(gen{ID: "tab1", Device: "pc1", Title: "x"}.raw()), `"title":"x"`, "\"title\":\"a\tb\x01c\"", 1)
+	code, out := post(t, f.svc.Handler(), testToken, []byte(raw))
+	require.Equal(t, http.StatusOK, code, string(out))
+	a, err := f.svc.Alert(f.ctx, "contoso", "tab1")
+	require.NoError(t, err)
+	require.Equal(t, "a\tb\x01c", a.Title)
+}
+
+func TestListWithOneBadItem(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var items []string
+	for i := range 500 {
+		g := gen{ID: "ok-" + strconv.Itoa(i), Device: "pc-" + strconv.Itoa(i%50), Severity: "Low"}
+		items = append(items, string(g.raw()))
+	}
+	items[250] = `{"id":"bad-250","aadTenantId":"` + tenantContoso + `","severity":"Low","alertCreationTime":"not a time"}`
+	items[400] = string(gen{ID: "bad-400", Tenant: "11111111-2222-3333-4444-555555555555"}.raw())
+	items[10] = `{"id": 12, "aadTenantId": "` + tenantContoso + `"}`
+	body := []byte(`{"@odata.context":"x","value":[` + strings.Join(items, ",") + `]}`)
+	code, out := post(t, f.svc.Handler(), testToken, body)
+	require.Equal(t, http.StatusOK, code, string(out))
+	var res IngestResult
+	require.NoError(t, json.Unmarshal(out, &res))
+	require.Equal(t, FormatDefenderList, res.Format)
+	require.Equal(t, 497, res.Accepted)
+	require.Equal(t, 3, res.Rejected)
+	require.Len(t, res.Items, 500)
+	require.Equal(t, StatusRejected, res.Items[250].Status)
+	require.Contains(t, res.Items[250].Reason, "created time")
+	require.Equal(t, "bad-250", res.Items[250].ID)
+	require.Equal(t, StatusRejected, res.Items[400].Status)
+	require.Equal(t, "11111111-2222-3333-4444-555555555555", res.Items[400].Tenant)
+	require.Contains(t, res.Items[400].Reason, `unknown tenant "11111111-2222-3333-4444-555555555555"`)
+	require.Equal(t, StatusRejected, res.Items[10].Status)
+	require.Contains(t, res.Items[10].Reason, `field "id"`)
+	require.Equal(t, 10, res.Items[10].Index)
+	require.Equal(t, 497, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	require.Equal(t, 50, f.count(t, `SELECT count(*) FROM hunting_incidents WHERE status = 'open'`), "one incident per device")
+}
+
+func TestIdempotentReingestAndUpdate(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	g := gen{ID: "r1", Device: "pc1", Severity: "Low", Category: "Execution", Files: []string{sha("mal")}, At: t0.Add(-time.Hour)}
+	res := f.ingest(t, g)
+	require.Equal(t, 1, res.Accepted)
+	inc := res.Items[0].IncidentID
+	for range 3 {
+		res = f.ingest(t, g)
+		require.Equal(t, 1, res.Unchanged)
+		require.Equal(t, inc, res.Items[0].IncidentID)
+	}
+	// A newer version (status, severity, new evidence) updates in place.
+	g2 := g
+	g2.Status, g2.Severity, g2.IPs = "InProgress", "High", []string{"203.0.113.7"}
+	g2.At = g.At.Add(time.Second)
+	res = f.ingest(t, g2)
+	require.Equal(t, 1, res.Updated, "%+v", res.Items)
+	require.Equal(t, inc, res.Items[0].IncidentID)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	a, err := f.svc.Alert(f.ctx, "contoso", "r1")
+	require.NoError(t, err)
+	require.Equal(t, SeverityHigh, a.Severity)
+	require.Equal(t, "inprogress", a.Status)
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, 1, v.Scope.IPs.Count, "new evidence added")
+	require.Equal(t, 1, v.Scope.Files.Count, "old evidence kept")
+	require.Equal(t, 1, v.AlertCount)
+	// An older version is ignored.
+	res = f.ingest(t, g)
+	require.Equal(t, 1, res.Unchanged)
+	require.Contains(t, res.Items[0].Reason, "older")
+	// The same id twice in one request: the newest wins, one row.
+	g3 := g2
+	g3.At = g2.At.Add(time.Second)
+	g3.Status = "Resolved"
+	res = f.ingest(t, g3, g2)
+	require.Equal(t, StatusUpdated, res.Items[0].Status)
+	require.Equal(t, StatusUnchanged, res.Items[1].Status)
+	a, err = f.svc.Alert(f.ctx, "contoso", "r1")
+	require.NoError(t, err)
+	require.Equal(t, "resolved", a.Status)
+}
+
+func TestTenantRouting(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	res := f.ingest(t,
+		gen{ID: "c1", Tenant: tenantContoso, Device: "shared-name", Files: []string{sha("x")}},
+		gen{ID: "f1", Tenant: strings.ToUpper(tenantFabrikam), Device: "shared-name", Files: []string{sha("x")}},
+		gen{ID: "u1", Tenant: "99999999-9999-9999-9999-999999999999"},
+	)
+	require.Equal(t, "contoso", res.Items[0].Org)
+	require.Equal(t, "fabrikam", res.Items[1].Org)
+	require.Equal(t, StatusRejected, res.Items[2].Status)
+	require.NotEqual(t, res.Items[0].IncidentID, res.Items[1].IncidentID, "orgs never share incidents")
+	_, err := f.svc.Alert(f.ctx, "contoso", "f1")
+	require.ErrorIs(t, err, ErrNotFound)
+	d, err := f.svc.Device(f.ctx, "fabrikam", "SHARED-NAME")
+	require.NoError(t, err)
+	require.Len(t, d.Incidents, 1)
+	require.Equal(t, res.Items[1].IncidentID, d.Incidents[0].ID)
+	file, err := f.svc.File(f.ctx, "contoso", sha("x")[:40])
+	require.NoError(t, err, "lookup by SHA-1")
+	require.Equal(t, sha("x"), file.Value)
+	require.Equal(t, 1, file.Devices)
+	require.Equal(t, res.Items[0].IncidentID, file.Incidents[0].ID)
+	_, err = f.svc.File(f.ctx, "contoso", sha("nope"))
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = f.svc.IncidentSummary(f.ctx, "fabrikam", res.Items[0].IncidentID)
+	require.ErrorIs(t, err, ErrNotFound)
+	ref, err := f.svc.IncidentSummary(f.ctx, "contoso", res.Items[0].IncidentID)
+	require.NoError(t, err)
+	require.NotEmpty(t, ref.Title)
+}
+
+func TestHostileInput(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	long := strings.Repeat("é", 100000)
+	var ev []string
+	for i := range 1000 {
+		ev = append(ev, `{"entityType":"Ip","ipAddress":"10.0.`+strconv.Itoa(i/250)+`.`+strconv.Itoa(i%250)+`"}`)
+	}
+	body := `{"id":"h1\u0000x","aadTenantId":"` + tenantContoso + `","severity":"High","title":"` + long + `","alertCreationTime":"2026-11-20T09:00:00Z",` +
+		`"machineId":"` + strings.Repeat("a", 5000) + `","evidence":[` + strings.Join(ev, ",") + `],"description":"\ud800 lone surrogate"}`
+	code, out := post(t, f.svc.Handler(), testToken, []byte(body))
+	require.Equal(t, http.StatusOK, code, string(out))
+	a, err := f.svc.Alert(f.ctx, "contoso", "h1x")
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(a.Title), maxTitleLen)
+	v, err := f.svc.Incident(f.ctx, "contoso", a.IncidentID)
+	require.NoError(t, err)
+	require.LessOrEqual(t, v.Scope.IPs.Count, maxEntities)
+}

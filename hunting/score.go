@@ -1,0 +1,256 @@
+package hunting
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Reason is one line of a score's breakdown: "why you are seeing this".
+type Reason struct {
+	// Factor names the input: severity, tactics, progression, expert,
+	// rare_files, devices, users, recency.
+	Factor string `json:"factor"`
+	Points int    `json:"points"`
+	Detail string `json:"detail"`
+}
+
+// Score factors.
+const (
+	FactorSeverity    = "severity"
+	FactorTactics     = "tactics"
+	FactorProgression = "progression"
+	FactorExpert      = "expert"
+	FactorRareFiles   = "rare_files"
+	FactorDevices     = "devices"
+	FactorUsers       = "users"
+	FactorRecency     = "recency"
+)
+
+// MaxScore is the top of the scale; expert-service incidents get it.
+const MaxScore = 100
+
+// tacticSeen is a tactic and when the incident first showed it.
+type tacticSeen struct {
+	ID    string
+	First time.Time
+}
+
+// scoreInput is what an incident's score is computed from.
+type scoreInput struct {
+	MaxSeverity  Severity
+	MediumPlus   int // alerts of medium or high severity
+	Alerts       int
+	Tactics      []tacticSeen
+	Expert       bool
+	RareFiles    int
+	Devices      int
+	Users        int
+	LastActivity time.Time
+}
+
+// score computes a 0-100 score and its breakdown. Points:
+//   - severity: informational 0, low 5, medium 15, high 25; +5 when three or
+//     more alerts are medium or above;
+//   - tactics: 6 per distinct ATT&CK tactic beyond the first, at most 24;
+//   - progression: 5 per step forward along the kill chain when the tactics
+//     are taken in time order, at most 15 (hands-on-keyboard looks like this);
+//   - rare files: 4 per file seen on at most two devices of the org, at most 12;
+//   - devices: 5 per device beyond the first, at most 15; users: 3 per user
+//     beyond the first, at most 9;
+//   - recency: last activity within the hour 10, within a day 5;
+//   - the expert hunting service: the score is 100, whatever else.
+func score(in scoreInput, now time.Time) (int, []Reason) {
+	var rs []Reason
+	add := func(f string, p int, d string) {
+		if p != 0 {
+			rs = append(rs, Reason{Factor: f, Points: p, Detail: d})
+		}
+	}
+	sevPts := [...]int{0, 5, 15, 25}[in.MaxSeverity.Rank()]
+	add(FactorSeverity, sevPts, fmt.Sprintf("highest alert severity %s", in.MaxSeverity))
+	if in.MediumPlus >= 3 {
+		add(FactorSeverity, 5, fmt.Sprintf("%d alerts of medium or high severity", in.MediumPlus))
+	}
+	if n := len(in.Tactics); n > 1 {
+		names := make([]string, 0, n)
+		for _, t := range in.Tactics {
+			names = append(names, tacticName(t.ID))
+		}
+		add(FactorTactics, min(24, 6*(n-1)), fmt.Sprintf("%d ATT&CK tactics: %s", n, strings.Join(names, ", ")))
+	}
+	if steps, path := progression(in.Tactics); steps > 0 {
+		add(FactorProgression, min(15, 5*steps), "moves along the kill chain in time order: "+path)
+	}
+	if in.RareFiles > 0 {
+		add(FactorRareFiles, min(12, 4*in.RareFiles), fmt.Sprintf("%d file(s) seen on at most 2 devices in the org", in.RareFiles))
+	}
+	if in.Devices > 1 {
+		add(FactorDevices, min(15, 5*(in.Devices-1)), fmt.Sprintf("%d devices involved", in.Devices))
+	}
+	if in.Users > 1 {
+		add(FactorUsers, min(9, 3*(in.Users-1)), fmt.Sprintf("%d user accounts involved", in.Users))
+	}
+	if !in.LastActivity.IsZero() {
+		age := now.Sub(in.LastActivity)
+		switch {
+		case age <= time.Hour:
+			add(FactorRecency, 10, "active within the last hour")
+		case age <= 24*time.Hour:
+			add(FactorRecency, 5, "active within the last day")
+		}
+	}
+	total := 0
+	for _, r := range rs {
+		total += r.Points
+	}
+	if in.Expert {
+		rs = append([]Reason{{Factor: FactorExpert, Points: MaxScore - min(total, MaxScore),
+			Detail: "raised by the expert hunting service: always notified, top priority"}}, rs...)
+		total = MaxScore
+	}
+	return min(total, MaxScore), rs
+}
+
+// progression counts forward steps along the kill chain when tactics are
+// taken in the order they were first seen.
+func progression(ts []tacticSeen) (int, string) {
+	if len(ts) < 2 {
+		return 0, ""
+	}
+	s := append([]tacticSeen(nil), ts...)
+	sort.SliceStable(s, func(i, j int) bool { return s[i].First.Before(s[j].First) })
+	steps := 0
+	names := []string{tacticName(s[0].ID)}
+	last := tacticOrder(s[0].ID)
+	for _, t := range s[1:] {
+		o := tacticOrder(t.ID)
+		if o > last {
+			steps++
+			last = o
+			names = append(names, tacticName(t.ID))
+		}
+	}
+	return steps, strings.Join(names, " → ")
+}
+
+func tacticOrder(id string) int {
+	t, _ := TacticByID(id)
+	return t.Order
+}
+
+func tacticName(id string) string {
+	if t, ok := TacticByID(id); ok {
+		return t.Name
+	}
+	return id
+}
+
+// recommendations per tactic, in kill-chain order, for the card.
+var tacticActions = map[string]string{
+	"TA0001": "Find the entry point (phishing mail, exposed service, vulnerable app) and close it",
+	"TA0002": "Review the command lines and block the malicious files by hash",
+	"TA0003": "Remove the persistence (services, scheduled tasks, run keys) found on the devices",
+	"TA0004": "Check for new local administrators and privileged tokens; remove what is not expected",
+	"TA0005": "Verify that Defender protections are on and tamper protection is enabled",
+	"TA0112": "Re-enable disabled security tools and logging, and find out who disabled them",
+	"TA0006": "Reset the passwords of the involved accounts and revoke their sessions and tokens",
+	"TA0007": "Expect follow-on activity: watch the involved accounts and devices closely",
+	"TA0008": "Isolate the involved devices to stop lateral movement",
+	"TA0009": "Identify the data that was staged or collected",
+	"TA0011": "Block the command-and-control IPs and URLs at the perimeter",
+	"TA0010": "Determine what data left the network and start your breach-response process",
+	"TA0040": "Isolate the devices now and check backups: this is the impact stage",
+}
+
+// recommend builds the card's recommended actions.
+func recommend(tactics []string, devices int, expert bool, sev Severity) []string {
+	var out []string
+	if expert {
+		out = append(out, "Read the expert hunting service's notification and follow its guidance first")
+	}
+	if sev == SeverityHigh && devices > 0 && !contains(tactics, "TA0008") && !contains(tactics, "TA0040") {
+		out = append(out, "Consider isolating the affected device(s) while you investigate")
+	}
+	ordered := append([]string(nil), tactics...)
+	sort.Slice(ordered, func(i, j int) bool { return tacticOrder(ordered[i]) < tacticOrder(ordered[j]) })
+	for _, t := range ordered {
+		if a, ok := tacticActions[t]; ok {
+			out = append(out, a)
+		}
+	}
+	out = append(out, "Collect an investigation package from the affected devices and review their timelines",
+		"Consult a threat expert if anything here is unclear")
+	return out
+}
+
+// titleFor names the attack for the card.
+func titleFor(base, family string, expert bool, tactics int, devices int, firstDevice string) string {
+	name := strings.TrimSpace(base)
+	if family != "" && !strings.Contains(strings.ToLower(name), strings.ToLower(family)) {
+		name = family + ": " + name
+	}
+	if name == "" {
+		name = "Suspicious activity"
+	}
+	if tactics >= 3 && !expert {
+		name = "Multi-stage attack: " + name
+	}
+	switch {
+	case devices == 1 && firstDevice != "":
+		name += " on " + firstDevice
+	case devices > 1:
+		name += fmt.Sprintf(" across %d devices", devices)
+	}
+	return clip(name, maxTitleLen)
+}
+
+// summaryFor is the card's one paragraph.
+func summaryFor(st *incState) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d alert(s)", st.AlertCount)
+	if !st.FirstActivity.IsZero() {
+		fmt.Fprintf(&b, " between %s and %s", st.FirstActivity.UTC().Format("2006-01-02 15:04"), st.LastActivity.UTC().Format("2006-01-02 15:04 UTC"))
+	}
+	fmt.Fprintf(&b, " on %d device(s)", st.DeviceCount)
+	if len(st.DeviceNames) > 0 {
+		names := st.DeviceNames
+		if len(names) > 3 {
+			names = names[:3]
+		}
+		fmt.Fprintf(&b, " (%s", strings.Join(names, ", "))
+		if st.DeviceCount > len(names) {
+			fmt.Fprintf(&b, " and %d more", st.DeviceCount-len(names))
+		}
+		b.WriteString(")")
+	}
+	if st.UserCount > 0 {
+		fmt.Fprintf(&b, " involving %d user account(s)", st.UserCount)
+	}
+	b.WriteString(".")
+	if len(st.Tactics) > 0 {
+		_, path := progression(st.tacticSeen)
+		if path == "" {
+			path = tacticName(st.Tactics[0])
+		}
+		fmt.Fprintf(&b, " Observed tactics: %s.", joinTactics(st.Tactics))
+		if len(st.Tactics) > 1 {
+			fmt.Fprintf(&b, " Progression: %s.", path)
+		}
+	}
+	fmt.Fprintf(&b, " Highest severity %s, score %d/100.", st.Severity, st.Score)
+	if st.Expert {
+		b.WriteString(" Raised by the expert hunting service.")
+	}
+	return clip(b.String(), 3000)
+}
+
+func joinTactics(ids []string) string {
+	s := append([]string(nil), ids...)
+	sort.Slice(s, func(i, j int) bool { return tacticOrder(s[i]) < tacticOrder(s[j]) })
+	for i, id := range s {
+		s[i] = tacticName(id) + " (" + id + ")"
+	}
+	return strings.Join(s, ", ")
+}
