@@ -252,9 +252,13 @@ func (a *Adapter) identity(ctx context.Context) (string, error) {
 	return a.botUserID, nil
 }
 
-func (a *Adapter) team(workspace string) string {
+// team returns workspace, or our own team id when it is empty.
+func (a *Adapter) team(ctx context.Context, workspace string) string {
 	if workspace != "" {
 		return workspace
+	}
+	if _, err := a.identity(ctx); err != nil {
+		return ""
 	}
 	a.idMu.Lock()
 	defer a.idMu.Unlock()
@@ -290,7 +294,7 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	if err != nil {
 		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.classify("chat.postMessage", err))
 	}
-	return bot.Ref{Platform: bot.Slack, Workspace: a.team(dest.Workspace), Channel: cmpOr(gotCh, ch), Message: ts}, nil
+	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmpOr(gotCh, ch), Message: ts}, nil
 }
 
 // Update replaces the message at ref with m (chat.update).

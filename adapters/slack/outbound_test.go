@@ -1,0 +1,295 @@
+package slack_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+func TestPostEscapesUserText(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{})
+	question := "<!channel> <!here> <@U123> is this lateral movement? a&b <https://evil.example|click>"
+	m := bot.Message{
+		Title:    "New question from <@U123>",
+		Text:     []bot.Line{{bot.B("Question: "), bot.U(question)}},
+		Fields:   []bot.Field{{Label: "Requester", Value: bot.Line{bot.U("<!everyone>")}}},
+		Sections: []bot.Section{{Title: "Scope", Lines: []bot.Line{{bot.U("<@U123|boss>")}}}},
+		Footer:   bot.Line{bot.U("<!here>")},
+		Fallback: question,
+	}
+	ref, err := f.adapter.Post(f.ctx, bot.Dest{Channel: socChannel}, m)
+	require.NoError(t, err) // the fake fails the test on any unescaped broadcast
+	got, ok := f.fake.Message(socChannel, ref.Message)
+	require.True(t, ok)
+	all := got.Text + "\n" + texts(t, got.Blocks)
+	for _, raw := range []string{"<!channel>", "<!here>", "<@U123>", "<!everyone>", "<@U123|boss>", "<https://evil.example|click>"} {
+		require.NotContains(t, all, raw)
+	}
+	require.Contains(t, all, "&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt;")
+	require.Contains(t, all, "a&amp;b")
+	require.Contains(t, got.Text, "&lt;!channel&gt;", "the notification text is escaped too")
+	require.Empty(t, f.fake.Violations())
+}
+
+func TestPostThreadUpdatePrivate(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{})
+	anchor, err := f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel}, bot.Message{Title: "EOD-1", Text: []bot.Line{{bot.T("new")}}})
+	require.NoError(t, err)
+	require.Equal(t, bot.Ref{Platform: bot.Slack, Workspace: "T0FAKE", Channel: deskChannel, Message: anchor.Message}, anchor)
+
+	note, err := f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel, Thread: &anchor}, bot.Message{Text: []bot.Line{{bot.T("Taken by eve")}}})
+	require.NoError(t, err)
+	replies := f.fake.Replies(deskChannel, anchor.Message)
+	require.Len(t, replies, 1)
+	require.Equal(t, note.Message, replies[0].TS)
+
+	// A Dest with only the thread set posts in the anchor's channel.
+	_, err = f.adapter.Post(f.ctx, bot.Dest{Thread: &anchor}, bot.Message{Text: []bot.Line{{bot.T("second")}}})
+	require.NoError(t, err)
+	require.Len(t, f.fake.Replies(deskChannel, anchor.Message), 2)
+
+	require.NoError(t, f.adapter.Update(f.ctx, anchor, bot.Message{Title: "EOD-1", Text: []bot.Line{{bot.T("in progress")}}}))
+	m, _ := f.fake.Message(deskChannel, anchor.Message)
+	require.Equal(t, 1, m.Edits)
+	require.Contains(t, texts(t, m.Blocks), "in progress")
+
+	require.NoError(t, f.adapter.PostPrivate(f.ctx, bot.Dest{Channel: socChannel}, analyst, bot.Message{Text: []bot.Line{{bot.T("only you")}}}))
+	eph := f.fake.Messages(socChannel)
+	require.Len(t, eph, 1)
+	require.True(t, eph[0].Ephemeral)
+	require.Equal(t, analyst, eph[0].To)
+
+	name, err := f.adapter.UserName(f.ctx, "T0FAKE", analyst)
+	require.NoError(t, err)
+	require.Equal(t, "alice", name)
+	name, err = f.adapter.UserName(f.ctx, "T0FAKE", expert)
+	require.NoError(t, err)
+	require.Equal(t, "Eve Expert", name, "real name when there is no display name")
+	_, err = f.adapter.UserName(f.ctx, "T0FAKE", analyst)
+	require.NoError(t, err)
+	require.Len(t, f.fake.Calls("users.info"), 2, "display names are cached")
+
+	// conversations.replies on the fake sees the thread.
+	require.Len(t, f.fake.Calls("chat.postMessage"), 3)
+}
+
+func TestDeliveryErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		channel    string
+		fail       *slackfake.Failure
+		kind       bot.ErrorKind
+		code       string
+		operator   string
+		retryAfter time.Duration
+	}{
+		{name: "unknown channel", channel: "C0NOPE", kind: bot.Permanent, code: "channel_not_found", operator: "check the channel id"},
+		{name: "not a member", channel: outChannel, kind: bot.Permanent, code: "not_in_channel", operator: "invite it"},
+		{name: "missing scope", channel: socChannel, fail: &slackfake.Failure{Status: 200, Error: "missing_scope"}, kind: bot.Permanent, code: "missing_scope", operator: "OAuth & Permissions"},
+		{name: "invalid auth", channel: socChannel, fail: &slackfake.Failure{Status: 200, Error: "invalid_auth"}, kind: bot.Permanent, code: "invalid_auth", operator: "reinstall"},
+		{name: "rate limited", channel: socChannel, fail: &slackfake.Failure{Status: 429, RetryAfter: 7 * time.Second}, kind: bot.RateLimited, code: "ratelimited", retryAfter: 7 * time.Second},
+		{name: "server error", channel: socChannel, fail: &slackfake.Failure{Status: 500}, kind: bot.Temporary, code: "http_500"},
+		{name: "slack internal error", channel: socChannel, fail: &slackfake.Failure{Status: 200, Error: "internal_error"}, kind: bot.Temporary, code: "internal_error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, setupOpts{})
+			if tc.fail != nil {
+				f.fake.FailNext("chat.postMessage", 1, *tc.fail)
+			}
+			_, err := f.adapter.Post(f.ctx, bot.Dest{Channel: tc.channel}, bot.Message{Text: []bot.Line{{bot.T("hi")}}})
+			require.Error(t, err)
+			var de *bot.DeliveryError
+			require.ErrorAs(t, err, &de)
+			require.Equal(t, tc.kind, de.Kind)
+			require.Equal(t, tc.code, de.Code)
+			require.Contains(t, de.Operator, tc.operator)
+			kind, wait := bot.Classify(err)
+			require.Equal(t, tc.kind, kind)
+			require.Equal(t, tc.retryAfter, wait)
+			opts := f.fake.Options()
+			require.NotContains(t, err.Error(), opts.BotToken)
+			require.NotContains(t, err.Error(), "xoxb-")
+		})
+	}
+}
+
+func TestBlockKitLimits(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{})
+	long := strings.Repeat("é<ü>&", 1500) // multi-byte, and every char but two needs escaping
+	var lines []bot.Line
+	for i := range 80 {
+		lines = append(lines, bot.Line{bot.U(fmt.Sprintf("%d %s", i, long))})
+	}
+	var buttons []bot.Button
+	for i := range 60 {
+		buttons = append(buttons, bot.Button{Action: bot.ActAskEntity, Label: strings.Repeat("L", 100), Value: fmt.Sprintf("device-%d", i)})
+	}
+	var fields []bot.Field
+	for i := range 23 {
+		fields = append(fields, bot.Field{Label: "f", Value: bot.Line{bot.U(fmt.Sprint(i, long))}})
+	}
+	m := bot.Message{
+		Title:    strings.Repeat("T", 300),
+		Severity: bot.SeverityCritical,
+		Text:     lines,
+		Fields:   fields,
+		Sections: []bot.Section{{Title: "Devices", Lines: lines[:5], More: 12}},
+		Buttons:  buttons,
+		Footer:   bot.Line{bot.U(long)},
+		Fallback: long + long,
+	}
+	ref, err := f.adapter.Post(f.ctx, bot.Dest{Channel: socChannel}, m)
+	require.NoError(t, err)
+	require.Empty(t, f.fake.Violations(), "the fake checks every limit")
+	got, _ := f.fake.Message(socChannel, ref.Message)
+	var blocks []map[string]any
+	require.NoError(t, json.Unmarshal(got.Blocks, &blocks))
+	require.Len(t, blocks, 50)
+	require.Equal(t, "context", blocks[49]["type"], "a note says the message was shortened")
+
+	// A short card keeps all its buttons, 25 to a row, with unique action ids.
+	ref, err = f.adapter.Post(f.ctx, bot.Dest{Channel: socChannel}, bot.Message{Title: "scope", Buttons: buttons})
+	require.NoError(t, err)
+	got, _ = f.fake.Message(socChannel, ref.Message)
+	require.NoError(t, json.Unmarshal(got.Blocks, &blocks))
+	var rows []int
+	for _, b := range blocks {
+		if b["type"] == "actions" {
+			rows = append(rows, len(b["elements"].([]any)))
+		}
+	}
+	require.Equal(t, []int{25, 25, 10}, rows)
+	require.Empty(t, f.fake.Violations())
+}
+
+func TestFakeEnforcesLimits(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var violations []string
+	f := setup(t, setupOpts{fake: slackfake.Options{OnViolation: func(m string) {
+		mu.Lock()
+		defer mu.Unlock()
+		violations = append(violations, m)
+	}}})
+	_ = f
+	post := func(form map[string]string) string {
+		body := slackfake.FormBody(form)
+		resp, err := httpPost(f.ctx, f.fake.APIURL()+"chat.postMessage", "application/x-www-form-urlencoded", body)
+		require.NoError(t, err)
+		var out struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal(resp, &out))
+		return out.Error
+	}
+	tok := f.fake.Options().BotToken
+	many := make([]map[string]any, 51)
+	for i := range many {
+		many[i] = map[string]any{"type": "divider"}
+	}
+	manyJSON, _ := json.Marshal(many)
+	cases := []struct {
+		name string
+		form map[string]string
+		code string
+		want string
+	}{
+		{"51 blocks", map[string]string{"token": tok, "channel": socChannel, "text": "x", "blocks": string(manyJSON)}, "invalid_blocks", "51 blocks"},
+		{"long section", map[string]string{"token": tok, "channel": socChannel, "text": "x", "blocks": `[{"type":"section","text":{"type":"mrkdwn","text":"` + strings.Repeat("a", 3001) + `"}}]`}, "invalid_blocks", "3001 characters"},
+		{"broadcast", map[string]string{"token": tok, "channel": socChannel, "text": "hey <!channel>"}, "", "pings a whole channel"},
+		{"thread that does not exist", map[string]string{"token": tok, "channel": socChannel, "text": "x", "thread_ts": "123.456"}, "thread_not_found", "thread_ts"},
+		{"unknown channel", map[string]string{"token": tok, "channel": "C404", "text": "x"}, "channel_not_found", ""},
+		{"bad token", map[string]string{"token": "xoxb-wrong", "channel": socChannel, "text": "x"}, "invalid_auth", ""},
+	}
+	for _, tc := range cases {
+		mu.Lock()
+		before := len(violations)
+		mu.Unlock()
+		require.Equal(t, tc.code, post(tc.form), tc.name)
+		mu.Lock()
+		got := strings.Join(violations[before:], "\n")
+		mu.Unlock()
+		if tc.want != "" {
+			require.Contains(t, got, tc.want, tc.name)
+		}
+	}
+}
+
+// TestRateLimitStorm posts 3 messages to each of 4 channels while the fake
+// answers a storm of 429s. The pacing (one message per second per channel)
+// and retrying belong to the bot's delivery worker; here a small worker per
+// channel stands in for it, driving Post directly and honouring RetryAfter.
+// Every message arrives exactly once and the fake never sees two posts to
+// one channel within a second.
+func TestRateLimitStorm(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("takes about 3 seconds")
+	}
+	f := setup(t, setupOpts{fake: slackfake.Options{ChannelInterval: time.Second}})
+	channels := []string{socChannel, deskChannel, privChannel, "C0THIRD"}
+	f.fake.AddChannel(slackfake.Channel{ID: "C0THIRD", Name: "third"})
+	f.fake.FailNext("chat.postMessage", 6, slackfake.Failure{Status: 429, RetryAfter: time.Second})
+	const perChannel = 3
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	attempts := 0
+	for _, ch := range channels {
+		wg.Go(func() {
+			var last time.Time
+			for i := range perChannel {
+				m := bot.Message{Text: []bot.Line{{bot.T(fmt.Sprintf("%s message %d", ch, i))}}}
+				for {
+					if wait := time.Second - time.Since(last); !last.IsZero() && wait > 0 {
+						time.Sleep(wait)
+					}
+					mu.Lock()
+					attempts++
+					mu.Unlock()
+					_, err := f.adapter.Post(f.ctx, bot.Dest{Channel: ch}, m)
+					if err == nil {
+						last = time.Now()
+						break
+					}
+					kind, after := bot.Classify(err)
+					if kind == bot.Permanent || f.ctx.Err() != nil {
+						t.Errorf("post to %s: %v", ch, err)
+						return
+					}
+					last = time.Now().Add(after - time.Second)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 0, f.fake.RateLimited(), "no post broke the per-channel rate")
+	require.Greater(t, attempts, len(channels)*perChannel, "the storm forced retries")
+	for _, ch := range channels {
+		msgs := f.fake.Messages(ch)
+		require.Len(t, msgs, perChannel, ch)
+		seen := map[string]bool{}
+		for i, m := range msgs {
+			require.False(t, seen[m.Text], "delivered twice: %s", m.Text)
+			seen[m.Text] = true
+			if i > 0 {
+				require.GreaterOrEqual(t, m.PostedAt.Sub(msgs[i-1].PostedAt), 990*time.Millisecond, "two posts to %s within a second", ch)
+			}
+		}
+	}
+	require.Empty(t, f.fake.Violations())
+}
