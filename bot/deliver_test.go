@@ -1,0 +1,192 @@
+package bot_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/internal/outbox"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+)
+
+// appendSample records a test notification for contoso on stream, as the
+// sample-notification command does.
+func appendSample(t testing.TB, db *pgxpool.Pool, stream string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.Begin(ctx)
+	require.NoError(t, err)
+	id, err := outbox.Append(ctx, tx, outbox.Event{Kind: "bot.sample_notification", Stream: stream,
+		Payload: map[string]string{"org": "contoso", "by": "test"}})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	return id
+}
+
+type rowState struct {
+	delivered, dead bool
+	attempts        int
+	lastError       string
+}
+
+func readRow(t testing.TB, db *pgxpool.Pool, id int64) rowState {
+	t.Helper()
+	var s rowState
+	var le *string
+	require.NoError(t, db.QueryRow(context.Background(),
+		`SELECT delivered_at IS NOT NULL, dead_at IS NOT NULL, attempts, last_error FROM outbox WHERE id = $1`, id).
+		Scan(&s.delivered, &s.dead, &s.attempts, &le))
+	if le != nil {
+		s.lastError = *le
+	}
+	return s
+}
+
+func deliveries(f *fixture, result string) float64 {
+	mfs, _ := f.reg.Gather()
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "threatdesk_outbox_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+func TestDeliveryRetriesThenDeliversOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.slack.Fail(bottest.RateLimited(30*time.Millisecond), bottest.ServerError())
+	id := appendSample(t, f.db, "sample:contoso")
+	eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+	posts := f.slack.Find(bottest.OpPost, nil)
+	require.Len(t, posts, 1, "delivered exactly once: %s", dump(f.slack.Calls()))
+	require.Equal(t, contosoSOC, posts[0].Dest.Channel)
+	require.Contains(t, plain(posts[0].Message), "TEST")
+	require.Equal(t, 3, readRow(t, f.db, id).attempts)
+	require.Equal(t, 1.0, deliveries(f, "rate_limited"))
+	require.Equal(t, 1.0, deliveries(f, "retry"))
+	require.Equal(t, 1.0, deliveries(f, "delivered"))
+}
+
+func TestDeliveryPermanentFailureIsDead(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.slack.Fail(bottest.Permanent("channel_not_found"))
+	id := appendSample(t, f.db, "sample:contoso")
+	eventually(t, "row dead", func() bool { return readRow(t, f.db, id).dead })
+	st := readRow(t, f.db, id)
+	require.Contains(t, st.lastError, "channel_not_found")
+	require.Contains(t, st.lastError, "invite the bot", "the reason tells the operator what to do")
+	require.Empty(t, f.slack.Find(bottest.OpPost, nil))
+	require.Equal(t, 1.0, deliveries(f, "dead"))
+	eventually(t, "dead gauge", func() bool {
+		return gaugeOf(t, f, "threatdesk_outbox_dead").value() == 1
+	})
+}
+
+func gaugeOf(t testing.TB, f *fixture, name string) gatheredGauge {
+	return gatheredGauge{f: f, name: name}
+}
+
+// gatheredGauge reads one gauge from the registry (testutil.ToFloat64 needs a Collector).
+type gatheredGauge struct {
+	f    *fixture
+	name string
+}
+
+func (g gatheredGauge) value() float64 {
+	mfs, _ := g.f.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == g.name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// TestDeliveryCrashBetweenClaimAndSend: a worker claims a row and dies
+// before sending; once its lease runs out another worker delivers it.
+func TestDeliveryCrashBetweenClaimAndSend(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	id := appendSample(t, db, "sample:contoso")
+	rows, err := outbox.Claim(context.Background(), db, 10, 300*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, rows, 1) // ...and the claimer dies here.
+	f := setupOn(t, db, true)
+	eventually(t, "row delivered after the lease ran out", func() bool { return readRow(t, f.db, id).delivered })
+	require.Len(t, f.slack.Find(bottest.OpPost, nil), 1)
+	require.Equal(t, 2, readRow(t, f.db, id).attempts)
+}
+
+// TestDeliveryResumesAfterPartialSend: the receipt is posted, the desk card
+// fails; the retry posts the desk card and not the receipt again.
+func TestDeliveryResumesAfterPartialSend(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.slack.Fail(nil, bottest.ServerError())
+	ref, _, _ := f.openCase(t, `ask "anything odd in our tenant?"`)
+	eventually(t, "opened event delivered", func() bool {
+		var n int
+		_ = f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE kind = 'case.opened' AND delivered_at IS NOT NULL`).Scan(&n)
+		return n == 1
+	})
+	require.Len(t, f.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == contosoSOC }), 1, "receipt posted once: %s", dump(f.slack.Calls()))
+	require.Len(t, f.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == deskChannel }), 1, "desk card posted once")
+	_ = ref
+}
+
+// TestTwoWorkersNeverSendTheSameRow runs two bots (two replicas) on one
+// database and checks that every row went out exactly once.
+func TestTwoWorkersNeverSendTheSameRow(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	const n = 60
+	for i := range n {
+		appendSample(t, db, fmt.Sprintf("sample:%d", i))
+	}
+	a := setupOn(t, db, true)
+	b := setupOn(t, db, true)
+	eventually(t, "all delivered", func() bool {
+		var left int
+		_ = db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE delivered_at IS NULL`).Scan(&left)
+		return left == 0
+	})
+	seen := map[string]int{}
+	for _, c := range append(a.slack.Find(bottest.OpPost, nil), b.slack.Find(bottest.OpPost, nil)...) {
+		seen[c.Dest.Key]++
+	}
+	require.Len(t, seen, n)
+	for k, v := range seen {
+		require.Equal(t, 1, v, "row part %s sent %d times", k, v)
+	}
+	t.Logf("replica a sent %d, replica b sent %d", len(a.slack.Find(bottest.OpPost, nil)), len(b.slack.Find(bottest.OpPost, nil)))
+}
+
+// TestDeliveryPacesPerChannel: with Slack's pace of one message per second
+// per channel, two posts into one channel are at least a second apart.
+func TestDeliveryPacesPerChannel(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.Delivery.Pace = map[Platform]Pace{Slack: {Every: time.Second, Burst: 1}} })
+	appendSample(t, f.db, "sample:a")
+	appendSample(t, f.db, "sample:b")
+	require.True(t, f.slack.WaitFor(5*time.Second, func(cs []bottest.Call) bool { return len(cs) == 2 }))
+	cs := f.slack.Calls()
+	gap := cs[1].At.Sub(cs[0].At)
+	require.GreaterOrEqual(t, gap, 900*time.Millisecond, "posts into one channel %s apart", gap)
+}
+
