@@ -332,11 +332,11 @@ type responder struct {
 	token string
 	acked chan struct{}
 
-	mu          sync.Mutex
-	deferred    bool
-	private     bool
-	used        bool
-	sentOnce    sync.Once
+	mu       sync.Mutex
+	deferred bool
+	private  bool
+	used     bool
+	sentOnce sync.Once
 }
 
 var _ bot.Responder = (*responder)(nil)

@@ -1,0 +1,677 @@
+// Package discordfake is a fake Discord for tests: a real HTTP server with
+// the REST routes threatdesk's Discord adapter uses and a gateway websocket
+// (HELLO, IDENTIFY then READY, heartbeat ACK, dispatches). It enforces
+// Discord's message, component and modal limits and the allowed_mentions
+// rule (a violation fails the test unless Options.Lenient), answers 429 or
+// 5xx when told to, records every call and counts concurrent gateway
+// sessions per token. The real discordgo client talks to it over sockets.
+package discordfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Options configures a fake.
+type Options struct {
+	// Token is the bot token it accepts (without "Bot "). Default "test-token".
+	Token string
+	// AppID is the application id. Default "1100000000000000001".
+	AppID string
+	// BotID is the bot user's id. Default "1100000000000000002".
+	BotID string
+	// Guilds exist at start, each with its text channels.
+	Guilds []Guild
+	// HeartbeatInterval sent in HELLO. Default 41.25s.
+	HeartbeatInterval time.Duration
+	// InteractionDeadline: a callback later than this after dispatch gets
+	// 10062 Unknown interaction, like Discord. Default 3s.
+	InteractionDeadline time.Duration
+	// Lenient records violations without failing the test (for tests of
+	// the fake itself).
+	Lenient bool
+}
+
+// Guild is a server with text channels.
+type Guild struct {
+	ID       string
+	Channels []string
+}
+
+// User is a Discord user as the fake knows it.
+type User struct {
+	ID         string `json:"id"`
+	Username   string `json:"username"`
+	GlobalName string `json:"global_name,omitempty"`
+	Bot        bool   `json:"bot,omitempty"`
+	// Nick is the server nickname (member lookups).
+	Nick string `json:"-"`
+}
+
+// Channel is a guild text channel, a thread or a DM.
+type Channel struct {
+	ID       string `json:"id"`
+	Type     int    `json:"type"`
+	GuildID  string `json:"guild_id,omitempty"`
+	ParentID string `json:"parent_id,omitempty"`
+	Name     string `json:"name,omitempty"`
+}
+
+// Message is a stored message.
+type Message struct {
+	ID         string      `json:"id"`
+	ChannelID  string      `json:"channel_id"`
+	GuildID    string      `json:"guild_id,omitempty"`
+	Author     User        `json:"author"`
+	Content    string      `json:"content"`
+	Embeds     []Embed     `json:"embeds"`
+	Components []Component `json:"components"`
+	Flags      int         `json:"flags,omitempty"`
+	Type       int         `json:"type"`
+	Nonce      string      `json:"nonce,omitempty"`
+	// Edits counts PATCHes.
+	Edits int `json:"-"`
+	// Interaction is the id of the interaction this message answers.
+	Interaction string    `json:"-"`
+	Created     time.Time `json:"-"`
+}
+
+// Call is one recorded request.
+type Call struct {
+	Method string
+	Path   string // below /api/v10, e.g. "/channels/1/messages"
+	Query  string
+	Body   []byte
+	Authed bool
+	Status int
+	At     time.Time
+}
+
+type failure struct {
+	method, prefix string
+	status         int
+	retryAfter     time.Duration
+	times          int
+}
+
+// Server is a running fake Discord.
+type Server struct {
+	t    testing.TB
+	opts Options
+	srv  *httptest.Server
+
+	mu           sync.Mutex
+	seq          int64
+	calls        []Call
+	violations   []string
+	pings        []string
+	users        map[string]User
+	channels     map[string]Channel
+	messages     map[string]*Message
+	order        []string
+	commands     map[string][]Command // "" for global, else guild id
+	interactions map[string]*Interaction
+	byToken      map[string]*Interaction
+	failures     []*failure
+	sessions     map[*session]bool
+	live         map[string]int // token -> identified sessions now
+	maxLive      map[string]int
+	identifies   int
+}
+
+// New starts a fake Discord; it stops when the test ends.
+func New(t testing.TB, o Options) *Server {
+	t.Helper()
+	if o.Token == "" {
+		o.Token = "test-token"
+	}
+	if o.AppID == "" {
+		o.AppID = "1100000000000000001"
+	}
+	if o.BotID == "" {
+		o.BotID = "1100000000000000002"
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 41250 * time.Millisecond
+	}
+	if o.InteractionDeadline == 0 {
+		o.InteractionDeadline = 3 * time.Second
+	}
+	s := &Server{
+		t: t, opts: o,
+		seq:          1300000000000000000,
+		users:        map[string]User{o.BotID: {ID: o.BotID, Username: "threatdesk", Bot: true}},
+		channels:     map[string]Channel{},
+		messages:     map[string]*Message{},
+		commands:     map[string][]Command{},
+		interactions: map[string]*Interaction{},
+		byToken:      map[string]*Interaction{},
+		sessions:     map[*session]bool{},
+		live:         map[string]int{},
+		maxLive:      map[string]int{},
+	}
+	for _, g := range o.Guilds {
+		for _, c := range g.Channels {
+			s.channels[c] = Channel{ID: c, Type: 0, GuildID: g.ID, Name: "channel-" + c}
+		}
+	}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	s.srv = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server and drops every gateway session.
+func (s *Server) Close() {
+	s.DropSessions()
+	s.srv.Close()
+}
+
+// APIURL is the REST base to configure as DISCORD_API_URL.
+func (s *Server) APIURL() string { return s.srv.URL + "/api/v10/" }
+
+// GatewayURL is the websocket URL gateway discovery returns.
+func (s *Server) GatewayURL() string { return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/gateway" }
+
+// Token is the accepted bot token.
+func (s *Server) Token() string { return s.opts.Token }
+
+// AppID is the application id.
+func (s *Server) AppID() string { return s.opts.AppID }
+
+// BotID is the bot user's id.
+func (s *Server) BotID() string { return s.opts.BotID }
+
+// NextID returns a fresh snowflake.
+func (s *Server) NextID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextID()
+}
+
+func (s *Server) nextID() string {
+	s.seq++
+	return strconv.FormatInt(s.seq, 10)
+}
+
+// AddUser makes a user known (for lookups and as an author).
+func (s *Server) AddUser(u User) {
+	s.mu.Lock()
+	s.users[u.ID] = u
+	s.mu.Unlock()
+}
+
+// AddChannel makes a channel known.
+func (s *Server) AddChannel(c Channel) {
+	s.mu.Lock()
+	s.channels[c.ID] = c
+	s.mu.Unlock()
+}
+
+// Channel returns a known channel or thread.
+func (s *Server) Channel(id string) (Channel, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[id]
+	return c, ok
+}
+
+// Calls returns every recorded request.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// CallsTo returns the recorded requests of a method whose path starts with prefix.
+func (s *Server) CallsTo(method, prefix string) []Call {
+	var out []Call
+	for _, c := range s.Calls() {
+		if (method == "" || c.Method == method) && strings.HasPrefix(c.Path, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Violations returns every broken rule seen.
+func (s *Server) Violations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.violations...)
+}
+
+// Pings returns the mentions that would have pinged someone.
+func (s *Server) Pings() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.pings...)
+}
+
+// Messages returns the messages in a channel or thread, oldest first.
+func (s *Server) Messages(channel string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Message
+	for _, id := range s.order {
+		if m := s.messages[id]; m.ChannelID == channel {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// AllMessages returns every message, oldest first.
+func (s *Server) AllMessages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Message, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, *s.messages[id])
+	}
+	return out
+}
+
+// Message returns one message.
+func (s *Server) Message(id string) (Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.messages[id]
+	if !ok {
+		return Message{}, false
+	}
+	return *m, true
+}
+
+// Commands returns what was registered in a guild ("" for global).
+func (s *Server) Commands(guild string) []Command {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Command(nil), s.commands[guild]...)
+}
+
+// Fail makes the next times requests of method whose path (below /api/v10)
+// starts with prefix fail with status; a 429 carries retryAfter.
+func (s *Server) Fail(method, prefix string, status int, retryAfter time.Duration, times int) {
+	s.mu.Lock()
+	s.failures = append(s.failures, &failure{method: method, prefix: prefix, status: status, retryAfter: retryAfter, times: times})
+	s.mu.Unlock()
+}
+
+// violate records a broken rule and fails the test unless lenient.
+func (s *Server) violate(where string, v []string) {
+	s.mu.Lock()
+	for _, x := range v {
+		s.violations = append(s.violations, where+": "+x)
+	}
+	s.mu.Unlock()
+	if !s.opts.Lenient {
+		for _, x := range v {
+			s.t.Errorf("discordfake: %s: %s", where, x)
+		}
+	}
+}
+
+type apiErr struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, apiErr{Code: code, Message: msg})
+}
+
+// recorder wraps a route: records the call, checks auth, injects failures.
+func (s *Server) recorder(auth bool, h func(w http.ResponseWriter, r *http.Request, body []byte)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, _ := readBody(r)
+		path := strings.TrimPrefix(r.URL.Path, "/api/v10")
+		authed := r.Header.Get("Authorization") == "Bot "+s.opts.Token
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		defer func() {
+			s.mu.Lock()
+			s.calls = append(s.calls, Call{Method: r.Method, Path: path, Query: r.URL.RawQuery, Body: body, Authed: authed, Status: sw.status, At: time.Now()})
+			s.mu.Unlock()
+		}()
+		if auth && !authed {
+			writeErr(sw, http.StatusUnauthorized, 0, "401: Unauthorized")
+			return
+		}
+		if f := s.takeFailure(r.Method, path); f != nil {
+			if f.status == http.StatusTooManyRequests {
+				secs := f.retryAfter.Seconds()
+				sw.Header().Set("Retry-After", strconv.Itoa(int(secs+0.999)))
+				sw.Header().Set("X-RateLimit-Limit", "5")
+				sw.Header().Set("X-RateLimit-Remaining", "0")
+				sw.Header().Set("X-RateLimit-Reset-After", strconv.FormatFloat(secs, 'f', 3, 64))
+				sw.Header().Set("X-RateLimit-Bucket", "fake")
+				sw.Header().Set("X-RateLimit-Scope", "user")
+				writeJSON(sw, http.StatusTooManyRequests, map[string]any{"message": "You are being rate limited.", "retry_after": secs, "global": false})
+				return
+			}
+			writeErr(sw, f.status, 0, http.StatusText(f.status))
+			return
+		}
+		h(sw, r, body)
+	}
+}
+
+func (s *Server) takeFailure(method, path string) *failure {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.failures {
+		if (f.method == "" || f.method == method) && strings.HasPrefix(path, f.prefix) {
+			f.times--
+			if f.times <= 0 {
+				s.failures = append(s.failures[:i], s.failures[i+1:]...)
+			}
+			return f
+		}
+	}
+	return nil
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	defer r.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	return []byte(b.String()), nil
+}
+
+func (s *Server) routes(mux *http.ServeMux) {
+	api := "/api/v10"
+	mux.HandleFunc("GET /gateway", s.serveGateway)
+	mux.Handle("GET "+api+"/gateway", s.recorder(false, s.gateway))
+	mux.Handle("GET "+api+"/gateway/bot", s.recorder(true, s.gateway))
+	mux.Handle("GET "+api+"/users/{user}", s.recorder(true, s.getUser))
+	mux.Handle("POST "+api+"/users/@me/channels", s.recorder(true, s.openDM))
+	mux.Handle("GET "+api+"/guilds/{guild}/members/{user}", s.recorder(true, s.getMember))
+	mux.Handle("GET "+api+"/channels/{channel}", s.recorder(true, s.getChannel))
+	mux.Handle("POST "+api+"/channels/{channel}/messages", s.recorder(true, s.createMessage))
+	mux.Handle("PATCH "+api+"/channels/{channel}/messages/{message}", s.recorder(true, s.editMessage))
+	mux.Handle("POST "+api+"/channels/{channel}/messages/{message}/threads", s.recorder(true, s.startThread))
+	mux.Handle("PUT "+api+"/applications/{app}/commands", s.recorder(true, s.putCommands))
+	mux.Handle("PUT "+api+"/applications/{app}/guilds/{guild}/commands", s.recorder(true, s.putCommands))
+	mux.Handle("GET "+api+"/applications/{app}/commands", s.recorder(true, s.getCommands))
+	mux.Handle("GET "+api+"/applications/{app}/guilds/{guild}/commands", s.recorder(true, s.getCommands))
+	mux.Handle("POST "+api+"/interactions/{id}/{token}/callback", s.recorder(false, s.callback))
+	mux.Handle("POST "+api+"/webhooks/{app}/{token}", s.recorder(false, s.followup))
+	mux.Handle("PATCH "+api+"/webhooks/{app}/{token}/messages/{message}", s.recorder(false, s.editWebhookMessage))
+	mux.Handle("DELETE "+api+"/webhooks/{app}/{token}/messages/{message}", s.recorder(false, s.deleteWebhookMessage))
+	mux.Handle(api+"/", s.recorder(false, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		s.violate("route", []string{fmt.Sprintf("%s %s is not served by the fake", r.Method, r.URL.Path)})
+		writeErr(w, http.StatusNotFound, 0, "404: Not Found")
+	}))
+}
+
+func (s *Server) gateway(w http.ResponseWriter, r *http.Request, _ []byte) {
+	writeJSON(w, 200, map[string]any{
+		"url": s.GatewayURL(), "shards": 1,
+		"session_start_limit": map[string]int{"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+	})
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, _ []byte) {
+	id := r.PathValue("user")
+	if id == "@me" {
+		id = s.opts.BotID
+	}
+	s.mu.Lock()
+	u, ok := s.users[id]
+	s.mu.Unlock()
+	if !ok {
+		writeErr(w, 404, 10013, "Unknown User")
+		return
+	}
+	writeJSON(w, 200, u)
+}
+
+func (s *Server) getMember(w http.ResponseWriter, r *http.Request, _ []byte) {
+	s.mu.Lock()
+	u, ok := s.users[r.PathValue("user")]
+	s.mu.Unlock()
+	if !ok {
+		writeErr(w, 404, 10007, "Unknown Member")
+		return
+	}
+	writeJSON(w, 200, map[string]any{"user": u, "nick": nilIfEmpty(u.Nick), "roles": []string{}})
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (s *Server) openDM(w http.ResponseWriter, r *http.Request, body []byte) {
+	var req struct {
+		RecipientID string `json:"recipient_id"`
+	}
+	if json.Unmarshal(body, &req) != nil || req.RecipientID == "" {
+		writeErr(w, 400, 50035, "Invalid Form Body")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.channels {
+		if c.Type == 1 && c.Name == "dm-"+req.RecipientID {
+			writeJSON(w, 200, c)
+			return
+		}
+	}
+	c := Channel{ID: s.nextID(), Type: 1, Name: "dm-" + req.RecipientID}
+	s.channels[c.ID] = c
+	writeJSON(w, 200, c)
+}
+
+func (s *Server) getChannel(w http.ResponseWriter, r *http.Request, _ []byte) {
+	c, ok := s.Channel(r.PathValue("channel"))
+	if !ok {
+		writeErr(w, 404, 10003, "Unknown Channel")
+		return
+	}
+	writeJSON(w, 200, c)
+}
+
+// checkMessage validates a message body; false means it was rejected.
+func (s *Server) checkMessage(w http.ResponseWriter, where string, body []byte, edit bool) (MessageBody, bool) {
+	var b MessageBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		s.violate(where, []string{"body is not a message: " + err.Error()})
+		writeErr(w, 400, 50109, "The request body contains invalid JSON.")
+		return b, false
+	}
+	if p := pings(b); len(p) > 0 {
+		s.mu.Lock()
+		s.pings = append(s.pings, p...)
+		s.mu.Unlock()
+	}
+	if v := validateMessage(b, edit); len(v) > 0 {
+		s.violate(where, v)
+		writeErr(w, 400, 50035, "Invalid Form Body: "+strings.Join(v, "; "))
+		return b, false
+	}
+	return b, true
+}
+
+func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, body []byte) {
+	ch := r.PathValue("channel")
+	c, ok := s.Channel(ch)
+	if !ok {
+		writeErr(w, 404, 10003, "Unknown Channel")
+		return
+	}
+	b, ok := s.checkMessage(w, "POST /channels/"+ch+"/messages", body, false)
+	if !ok {
+		return
+	}
+	var nonce string
+	_ = json.Unmarshal(b.Nonce, &nonce)
+	s.mu.Lock()
+	if b.EnforceNonce && nonce != "" {
+		for _, id := range s.order {
+			m := s.messages[id]
+			if m.ChannelID == ch && m.Nonce == nonce && m.Author.ID == s.opts.BotID && time.Since(m.Created) < 5*time.Minute {
+				out := *m
+				s.mu.Unlock()
+				writeJSON(w, 200, out)
+				return
+			}
+		}
+	}
+	m := &Message{ID: s.nextID(), ChannelID: ch, GuildID: c.GuildID, Author: s.users[s.opts.BotID], Content: deref(b.Content),
+		Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Nonce: nonce, Created: time.Now()}
+	s.store(m)
+	out := *m
+	s.mu.Unlock()
+	s.dispatchMessage(out)
+	writeJSON(w, 200, out)
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// store keeps a message; s.mu is held.
+func (s *Server) store(m *Message) {
+	if m.Embeds == nil {
+		m.Embeds = []Embed{}
+	}
+	if m.Components == nil {
+		m.Components = []Component{}
+	}
+	s.messages[m.ID] = m
+	s.order = append(s.order, m.ID)
+}
+
+func (s *Server) editMessage(w http.ResponseWriter, r *http.Request, body []byte) {
+	ch, id := r.PathValue("channel"), r.PathValue("message")
+	s.mu.Lock()
+	m, ok := s.messages[id]
+	s.mu.Unlock()
+	if !ok || m.ChannelID != ch {
+		writeErr(w, 404, 10008, "Unknown Message")
+		return
+	}
+	b, ok := s.checkMessage(w, "PATCH /channels/"+ch+"/messages/"+id, body, true)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	apply(m, b)
+	out := *m
+	s.mu.Unlock()
+	writeJSON(w, 200, out)
+}
+
+// apply edits m with the fields present in b; s.mu is held.
+func apply(m *Message, b MessageBody) {
+	if b.Content != nil {
+		m.Content = *b.Content
+	}
+	if b.Embeds != nil {
+		m.Embeds = b.Embeds
+	}
+	if b.Components != nil {
+		m.Components = b.Components
+	}
+	m.Edits++
+}
+
+func (s *Server) startThread(w http.ResponseWriter, r *http.Request, body []byte) {
+	ch, id := r.PathValue("channel"), r.PathValue("message")
+	var req struct {
+		Name string `json:"name"`
+	}
+	_ = json.Unmarshal(body, &req)
+	if n := runes(req.Name); n == 0 || n > maxThreadName {
+		s.violate("start thread", []string{fmt.Sprintf("thread name is %d characters, must be 1..%d", n, maxThreadName)})
+		writeErr(w, 400, 50035, "Invalid Form Body")
+		return
+	}
+	s.mu.Lock()
+	m, ok := s.messages[id]
+	if !ok || m.ChannelID != ch {
+		s.mu.Unlock()
+		writeErr(w, 404, 10008, "Unknown Message")
+		return
+	}
+	if _, exists := s.channels[id]; exists {
+		s.mu.Unlock()
+		writeErr(w, 400, 160004, "A thread has already been created for this message")
+		return
+	}
+	parent := s.channels[ch]
+	t := Channel{ID: id, Type: 11, GuildID: parent.GuildID, ParentID: ch, Name: req.Name}
+	s.channels[id] = t
+	s.mu.Unlock()
+	s.Dispatch("THREAD_CREATE", t)
+	writeJSON(w, 201, t)
+}
+
+func (s *Server) putCommands(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.PathValue("app") != s.opts.AppID {
+		writeErr(w, 403, 50001, "Missing Access")
+		return
+	}
+	var cmds []Command
+	if err := json.Unmarshal(body, &cmds); err != nil {
+		s.violate("PUT commands", []string{"body is not a list of commands: " + err.Error()})
+		writeErr(w, 400, 50035, "Invalid Form Body")
+		return
+	}
+	if v := validateCommands(cmds); len(v) > 0 {
+		s.violate("PUT commands", v)
+		writeErr(w, 400, 50035, "Invalid Form Body: "+strings.Join(v, "; "))
+		return
+	}
+	s.mu.Lock()
+	for i := range cmds {
+		cmds[i].ID = s.nextID()
+	}
+	s.commands[r.PathValue("guild")] = cmds
+	s.mu.Unlock()
+	writeJSON(w, 200, cmds)
+}
+
+func (s *Server) getCommands(w http.ResponseWriter, r *http.Request, _ []byte) {
+	writeJSON(w, 200, s.Commands(r.PathValue("guild")))
+}

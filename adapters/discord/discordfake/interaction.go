@@ -1,0 +1,454 @@
+package discordfake
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Interaction is one interaction the fake sent (gateway) or was told about
+// (HTTP interactions), and how it was answered.
+type Interaction struct {
+	ID        string
+	Token     string
+	Type      int
+	ChannelID string
+	GuildID   string
+	// FromMessage is set for components and for modals opened by one.
+	FromMessage bool
+	// Payload is the JSON dispatched.
+	Payload json.RawMessage
+	// Dispatched is when INTERACTION_CREATE was written to the gateway.
+	Dispatched time.Time
+
+	done      chan Callback
+	responded bool
+	overHTTP  bool
+	original  string // message id of the original response
+	Followups []string
+}
+
+// Callback is an interaction's initial response as the fake received it.
+type Callback struct {
+	Type int
+	Data json.RawMessage
+	At   time.Time
+	// Latency is from dispatch to the callback's arrival.
+	Latency time.Duration
+}
+
+// Interaction types. https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-interaction-type
+const (
+	TypePing      = 1
+	TypeCommand   = 2
+	TypeComponent = 3
+	TypeModal     = 5
+)
+
+// Wait returns the interaction's callback, or an error after timeout.
+func (in *Interaction) Wait(timeout time.Duration) (Callback, error) {
+	select {
+	case c := <-in.done:
+		in.done <- c
+		return c, nil
+	case <-time.After(timeout):
+		return Callback{}, fmt.Errorf("interaction %s: no callback within %s", in.ID, timeout)
+	}
+}
+
+// member builds an interaction's member object.
+func (s *Server) member(userID string) map[string]any {
+	s.mu.Lock()
+	u, ok := s.users[userID]
+	s.mu.Unlock()
+	if !ok {
+		u = User{ID: userID, Username: "user" + userID}
+	}
+	return map[string]any{"user": u, "nick": nilIfEmpty(u.Nick), "roles": []string{}, "permissions": "2147483647",
+		"joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false}
+}
+
+// CommandPayload builds a /command interaction with one subcommand.
+func (s *Server) CommandPayload(channelID, userID, command, sub string, options map[string]any) map[string]any {
+	opts := []map[string]any{}
+	for k, v := range options {
+		t := 3
+		switch v.(type) {
+		case bool:
+			t = 5
+		case int, float64:
+			t = 4
+		}
+		opts = append(opts, map[string]any{"name": k, "type": t, "value": v})
+	}
+	data := map[string]any{"id": "1200000000000000001", "name": command, "type": 1}
+	if sub != "" {
+		data["options"] = []any{map[string]any{"name": sub, "type": 1, "options": opts}}
+	} else {
+		data["options"] = opts
+	}
+	return s.basePayload(TypeCommand, channelID, userID, data, nil)
+}
+
+// ComponentPayload builds a button press on a stored message.
+func (s *Server) ComponentPayload(m Message, userID, customID string) map[string]any {
+	return s.basePayload(TypeComponent, m.ChannelID, userID, map[string]any{"custom_id": customID, "component_type": 2}, &m)
+}
+
+// ModalPayload builds a modal submission; m is the message whose button
+// opened the modal, or nil.
+func (s *Server) ModalPayload(channelID, userID, customID string, values map[string]string, m *Message) map[string]any {
+	rows := []any{}
+	for k, v := range values {
+		rows = append(rows, map[string]any{"type": 1, "components": []any{map[string]any{"type": 4, "custom_id": k, "value": v}}})
+	}
+	return s.basePayload(TypeModal, channelID, userID, map[string]any{"custom_id": customID, "components": rows}, m)
+}
+
+func (s *Server) basePayload(typ int, channelID, userID string, data map[string]any, m *Message) map[string]any {
+	c, _ := s.Channel(channelID)
+	p := map[string]any{
+		"type": typ, "data": data, "channel_id": channelID, "application_id": s.opts.AppID,
+		"member": s.member(userID), "version": 1, "locale": "en-US", "app_permissions": "442368",
+		"channel": c,
+	}
+	if c.GuildID != "" {
+		p["guild_id"] = c.GuildID
+	}
+	if m != nil {
+		p["message"] = m
+	}
+	return p
+}
+
+// register records an interaction payload, filling id and token.
+func (s *Server) register(p map[string]any) (*Interaction, []byte, error) {
+	s.mu.Lock()
+	if _, ok := p["id"]; !ok {
+		p["id"] = s.nextID()
+	}
+	if _, ok := p["token"]; !ok {
+		p["token"] = "itoken-" + s.nextID()
+	}
+	s.mu.Unlock()
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := s.registerRaw(raw)
+	return in, raw, err
+}
+
+func (s *Server) registerRaw(raw []byte) (*Interaction, error) {
+	var h struct {
+		ID        string          `json:"id"`
+		Token     string          `json:"token"`
+		Type      int             `json:"type"`
+		ChannelID string          `json:"channel_id"`
+		GuildID   string          `json:"guild_id"`
+		Message   json.RawMessage `json:"message"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil || h.ID == "" || h.Token == "" {
+		return nil, fmt.Errorf("interaction needs an id and a token: %v", err)
+	}
+	in := &Interaction{ID: h.ID, Token: h.Token, Type: h.Type, ChannelID: h.ChannelID, GuildID: h.GuildID,
+		FromMessage: len(h.Message) > 0 && string(h.Message) != "null", Payload: raw, done: make(chan Callback, 1)}
+	s.mu.Lock()
+	s.interactions[in.ID] = in
+	s.byToken[in.Token] = in
+	s.mu.Unlock()
+	return in, nil
+}
+
+// Interact dispatches INTERACTION_CREATE with payload p (see CommandPayload
+// and friends) to the gateway sessions.
+func (s *Server) Interact(p map[string]any) (*Interaction, error) {
+	in, raw, err := s.register(p)
+	if err != nil {
+		return nil, err
+	}
+	return in, s.dispatchInteraction(in, raw)
+}
+
+// InteractRaw dispatches a verbatim interaction payload (such as the shared
+// samples) to the gateway sessions.
+func (s *Server) InteractRaw(raw []byte) (*Interaction, error) {
+	in, err := s.registerRaw(raw)
+	if err != nil {
+		return nil, err
+	}
+	return in, s.dispatchInteraction(in, raw)
+}
+
+func (s *Server) dispatchInteraction(in *Interaction, raw []byte) error {
+	s.mu.Lock()
+	in.Dispatched = time.Now()
+	s.mu.Unlock()
+	if n := s.Dispatch("INTERACTION_CREATE", json.RawMessage(raw)); n == 0 {
+		return errors.New("no gateway session to dispatch to")
+	}
+	return nil
+}
+
+// Prepare registers an interaction delivered over HTTP (signed by the test)
+// and returns its raw JSON.
+func (s *Server) Prepare(p map[string]any) (*Interaction, []byte, error) { return s.register(p) }
+
+// PrepareRaw registers a verbatim interaction delivered over HTTP.
+func (s *Server) PrepareRaw(raw []byte) (*Interaction, error) { return s.registerRaw(raw) }
+
+// AnsweredOverHTTP records the HTTP response an adapter gave to an
+// interaction delivered over HTTP, validating it as a callback.
+func (s *Server) AnsweredOverHTTP(in *Interaction, resp []byte) error {
+	status, err := s.acceptCallback(in, resp, true)
+	if err != nil {
+		return fmt.Errorf("HTTP %d: %w", status, err)
+	}
+	return nil
+}
+
+// Interaction returns a known interaction by id.
+func (s *Server) Interaction(id string) (*Interaction, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.interactions[id]
+	return in, ok
+}
+
+func (s *Server) callback(w http.ResponseWriter, r *http.Request, body []byte) {
+	s.mu.Lock()
+	in, ok := s.interactions[r.PathValue("id")]
+	s.mu.Unlock()
+	if !ok || in.Token != r.PathValue("token") {
+		writeErr(w, 404, 10062, "Unknown interaction")
+		return
+	}
+	status, err := s.acceptCallback(in, body, false)
+	if err != nil {
+		writeErr(w, status, 50035, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// acceptCallback validates and records an initial response.
+func (s *Server) acceptCallback(in *Interaction, body []byte, overHTTP bool) (int, error) {
+	now := time.Now()
+	var cb struct {
+		Type int             `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &cb); err != nil {
+		s.violate("interaction callback", []string{"not JSON: " + err.Error()})
+		return 400, err
+	}
+	s.mu.Lock()
+	if in.responded {
+		s.mu.Unlock()
+		return 400, errors.New("40060: Interaction has already been acknowledged")
+	}
+	if !overHTTP && !in.Dispatched.IsZero() && now.Sub(in.Dispatched) > s.opts.InteractionDeadline {
+		s.mu.Unlock()
+		s.violate("interaction callback", []string{fmt.Sprintf("answered after %s, Discord allows %s", now.Sub(in.Dispatched), s.opts.InteractionDeadline)})
+		return 404, errors.New("10062: Unknown interaction")
+	}
+	s.mu.Unlock()
+	where := fmt.Sprintf("interaction %s callback type %d", in.ID, cb.Type)
+	var v []string
+	switch cb.Type {
+	case 1:
+		if in.Type != TypePing {
+			v = append(v, "PONG answers only a PING")
+		}
+	case 4, 7:
+		var b MessageBody
+		if err := json.Unmarshal(cb.Data, &b); err != nil {
+			v = append(v, "data is not a message")
+		} else {
+			if p := pings(b); len(p) > 0 {
+				s.mu.Lock()
+				s.pings = append(s.pings, p...)
+				s.mu.Unlock()
+			}
+			v = append(v, validateMessage(b, cb.Type == 7)...)
+			if cb.Type == 7 && !in.FromMessage {
+				v = append(v, "UPDATE_MESSAGE needs an interaction on a message")
+			}
+			if len(v) == 0 && cb.Type == 4 {
+				s.mu.Lock()
+				m := &Message{ID: s.nextID(), ChannelID: in.ChannelID, GuildID: in.GuildID, Author: s.users[s.opts.BotID],
+					Content: deref(b.Content), Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Type: 20, Interaction: in.ID, Created: now}
+				s.store(m)
+				in.original = m.ID
+				s.mu.Unlock()
+			}
+		}
+	case 5:
+		var d struct {
+			Flags int `json:"flags"`
+		}
+		_ = json.Unmarshal(cb.Data, &d)
+		if in.Type != TypeCommand && in.Type != TypeComponent && in.Type != TypeModal {
+			v = append(v, "DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE does not answer this interaction type")
+		}
+		s.mu.Lock()
+		m := &Message{ID: s.nextID(), ChannelID: in.ChannelID, GuildID: in.GuildID, Author: s.users[s.opts.BotID],
+			Content: "", Flags: d.Flags | 1<<7, Type: 20, Interaction: in.ID, Created: now}
+		s.store(m)
+		in.original = m.ID
+		s.mu.Unlock()
+	case 6:
+		if !in.FromMessage {
+			v = append(v, "DEFERRED_UPDATE_MESSAGE needs an interaction on a message")
+		}
+	case 8:
+		if in.Type != 4 {
+			v = append(v, "autocomplete result answers only autocomplete")
+		}
+	case 9:
+		if in.Type == TypeModal || in.Type == TypePing {
+			v = append(v, "a modal cannot answer a modal submit or a PING")
+		}
+		var m ModalBody
+		if err := json.Unmarshal(cb.Data, &m); err != nil {
+			v = append(v, "data is not a modal")
+		} else {
+			v = append(v, validateModal(m)...)
+		}
+	default:
+		v = append(v, fmt.Sprintf("unknown response type %d", cb.Type))
+	}
+	if len(v) > 0 {
+		s.violate(where, v)
+		return 400, errors.New("Invalid Form Body")
+	}
+	s.mu.Lock()
+	in.responded, in.overHTTP = true, overHTTP
+	lat := time.Duration(0)
+	if !in.Dispatched.IsZero() {
+		lat = now.Sub(in.Dispatched)
+	}
+	s.mu.Unlock()
+	in.done <- Callback{Type: cb.Type, Data: cb.Data, At: now, Latency: lat}
+	return 204, nil
+}
+
+// byWebhook finds an answered interaction by its webhook token.
+func (s *Server) byWebhook(w http.ResponseWriter, r *http.Request) (*Interaction, bool) {
+	if r.PathValue("app") != s.opts.AppID {
+		writeErr(w, 404, 10015, "Unknown Webhook")
+		return nil, false
+	}
+	s.mu.Lock()
+	in, ok := s.byToken[r.PathValue("token")]
+	responded := ok && in.responded
+	s.mu.Unlock()
+	if !ok {
+		writeErr(w, 404, 10015, "Unknown Webhook")
+		return nil, false
+	}
+	if !responded {
+		s.violate("webhook", []string{"followup before the interaction was acknowledged"})
+		writeErr(w, 404, 10015, "Unknown Webhook")
+		return nil, false
+	}
+	return in, true
+}
+
+func (s *Server) followup(w http.ResponseWriter, r *http.Request, body []byte) {
+	in, ok := s.byWebhook(w, r)
+	if !ok {
+		return
+	}
+	b, ok := s.checkMessage(w, "followup", body, false)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	m := &Message{ID: s.nextID(), ChannelID: in.ChannelID, GuildID: in.GuildID, Author: s.users[s.opts.BotID],
+		Content: deref(b.Content), Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Type: 19, Interaction: in.ID, Created: time.Now()}
+	s.store(m)
+	in.Followups = append(in.Followups, m.ID)
+	out := *m
+	s.mu.Unlock()
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) webhookMessage(in *Interaction, id string) (*Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == "@original" {
+		id = in.original
+	}
+	m, ok := s.messages[id]
+	return m, ok && m.Interaction == in.ID
+}
+
+func (s *Server) editWebhookMessage(w http.ResponseWriter, r *http.Request, body []byte) {
+	in, ok := s.byWebhook(w, r)
+	if !ok {
+		return
+	}
+	m, ok := s.webhookMessage(in, r.PathValue("message"))
+	if !ok {
+		writeErr(w, 404, 10008, "Unknown Message")
+		return
+	}
+	b, ok := s.checkMessage(w, "edit interaction message", body, true)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	apply(m, b)
+	m.Flags &^= 1 << 7 // no longer loading
+	out := *m
+	s.mu.Unlock()
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) deleteWebhookMessage(w http.ResponseWriter, r *http.Request, _ []byte) {
+	in, ok := s.byWebhook(w, r)
+	if !ok {
+		return
+	}
+	m, ok := s.webhookMessage(in, r.PathValue("message"))
+	if !ok {
+		writeErr(w, 404, 10008, "Unknown Message")
+		return
+	}
+	s.mu.Lock()
+	delete(s.messages, m.ID)
+	for i, id := range s.order {
+		if id == m.ID {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// OriginalResponse returns the message that answers an interaction (type 4,
+// or type 5 once edited).
+func (s *Server) OriginalResponse(in *Interaction) (Message, bool) {
+	s.mu.Lock()
+	id := in.original
+	s.mu.Unlock()
+	return s.Message(id)
+}
+
+// FollowupMessages returns an interaction's followups.
+func (s *Server) FollowupMessages(in *Interaction) []Message {
+	s.mu.Lock()
+	ids := append([]string(nil), in.Followups...)
+	s.mu.Unlock()
+	var out []Message
+	for _, id := range ids {
+		if m, ok := s.Message(id); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
