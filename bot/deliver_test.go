@@ -189,4 +189,3 @@ func TestDeliveryPacesPerChannel(t *testing.T) {
 	gap := cs[1].At.Sub(cs[0].At)
 	require.GreaterOrEqual(t, gap, 900*time.Millisecond, "posts into one channel %s apart", gap)
 }
-
