@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // DefaultPageSize and MaxPageSize bound List.
@@ -40,8 +41,45 @@ type ListPage struct {
 const urgencyOrder = ` ORDER BY (c.at_risk_at IS NOT NULL AND c.at_risk_at <= %s) DESC, c.due_at ASC NULLS LAST,
  CASE c.priority WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, c.number`
 
-// List returns the cases v may see that match f, most urgent first.
+// List returns the cases v may see that match f, most urgent first, with
+// the total number that match.
 func (s *Service) List(ctx context.Context, v Viewer, f ListFilter) (*ListPage, error) {
+	q, err := s.listQuery(v, f, s.cfg.now())
+	if err != nil {
+		return nil, err
+	}
+	var total int
+	if err := s.pool.QueryRow(ctx, q.count, q.countArgs...).Scan(&total); err != nil {
+		return nil, fmt.Errorf("list: count cases: %w", err)
+	}
+	page := &ListPage{Total: total, Cases: []Case{}}
+	if total == 0 || f.Offset >= total {
+		return page, nil
+	}
+	rows, err := s.pool.Query(ctx, q.page, q.pageArgs...)
+	if err != nil {
+		return nil, fmt.Errorf("list cases: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		x, err := s.scanRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list cases: %w", err)
+		}
+		page.Cases = append(page.Cases, x.Case)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list cases: %w", err)
+	}
+	return page, nil
+}
+
+type listQuery struct {
+	count, page         string
+	countArgs, pageArgs []any
+}
+
+func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, error) {
 	if err := v.validate(); err != nil {
 		return nil, err
 	}
@@ -55,7 +93,6 @@ func (s *Service) List(ctx context.Context, v Viewer, f ListFilter) (*ListPage, 
 	if f.Offset < 0 {
 		return nil, fmt.Errorf("list: offset %d is negative: %w", f.Offset, ErrInvalid)
 	}
-	now := s.cfg.now()
 	var args []any
 	where := []string{viewerClause(v, &args)}
 	if f.Org != "" {
@@ -82,33 +119,16 @@ func (s *Service) List(ctx context.Context, v Viewer, f ListFilter) (*ListPage, 
 		where = append(where, fmt.Sprintf(breachingCondition, len(args)))
 	}
 	cond := " WHERE " + strings.Join(where, " AND ")
-	var total int
-	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM cases c"+cond, args...).Scan(&total); err != nil {
-		return nil, fmt.Errorf("list: count cases: %w", err)
-	}
-	page := &ListPage{Total: total, Cases: []Case{}}
-	if total == 0 || f.Offset >= total {
-		return page, nil
-	}
-	args = append(args, now, limit, f.Offset)
-	n := len(args)
-	rows, err := s.pool.Query(ctx, "SELECT "+caseCols+caseFrom+cond+fmt.Sprintf(urgencyOrder, fmt.Sprintf("$%d", n-2))+
-		fmt.Sprintf(" LIMIT $%d OFFSET $%d", n-1, n), args...)
-	if err != nil {
-		return nil, fmt.Errorf("list cases: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		x, err := s.scanRow(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list cases: %w", err)
-		}
-		page.Cases = append(page.Cases, x.Case)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list cases: %w", err)
-	}
-	return page, nil
+	q := &listQuery{count: "SELECT count(*) FROM cases c" + cond, countArgs: args}
+	q.pageArgs = append(append([]any(nil), args...), now, limit, f.Offset)
+	n := len(q.pageArgs)
+	// Page the cases first, then join their anchors: only one page of rows
+	// is joined, however many match.
+	order := fmt.Sprintf(urgencyOrder, fmt.Sprintf("$%d", n-2))
+	q.page = "SELECT " + caseCols + " FROM (SELECT * FROM cases c" + cond + order +
+		fmt.Sprintf(" LIMIT $%d OFFSET $%d) c", n-1, n) +
+		strings.TrimPrefix(caseFrom, " FROM cases c") + order
+	return q, nil
 }
 
 // breachingCondition is the SQL condition of ListFilter.Breaching, with
