@@ -23,7 +23,9 @@ func ParseCommandText(raw string) (name string, args []string, text string) {
 		return "", nil, ""
 	}
 	name = strings.ToLower(words[0])
-	args = words[1:]
+	if len(words) > 1 {
+		args = words[1:]
+	}
 	text = strings.TrimSpace(strings.TrimPrefix(full, firstWord(full)))
 	return name, args, text
 }

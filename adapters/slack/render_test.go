@@ -1,0 +1,181 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+func TestCut(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		in   string
+		max  int
+		want string
+	}{
+		{"fits", "hello", 5, "hello"},
+		{"runes", "héllo wörld", 6, "héllo…"},
+		{"never inside an entity", "ab&amp;cd", 5, "ab…"},
+		{"never inside a link", "see <https://x.example|x> now", 10, "see …"},
+		{"after an entity", "a&lt;bcdef", 7, "a&lt;b…"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := cut(tc.in, tc.max)
+			require.Equal(t, tc.want, got)
+			require.LessOrEqual(t, utf8.RuneCountInString(got), tc.max)
+			require.True(t, utf8.ValidString(got))
+		})
+	}
+}
+
+func TestSpan(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		in   bot.Span
+		want string
+	}{
+		{"untrusted mentions", bot.U("<!channel> <!here> <@U123> & co"), "&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; &amp; co"},
+		{"untrusted link stays text", bot.Span{Text: "x", Link: "https://a.example/?q=<b>", Untrusted: true}, "x (https://a.example/?q=&lt;b&gt;)"},
+		{"trusted link", bot.L("Defender", "https://security.microsoft.com/alerts/da1?a=1&b=2"), "<https://security.microsoft.com/alerts/da1?a=1&amp;b=2|Defender>"},
+		{"bold keeps spaces outside", bot.B(" Status: "), " *Status:* "},
+		{"code", bot.Span{Text: "a`b", Style: bot.StyleCode}, "`aˋb`"},
+		{"trusted text escaped too", bot.T("1 < 2"), "1 &lt; 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, span(tc.in))
+		})
+	}
+}
+
+func TestRenderBlocksShapes(t *testing.T) {
+	t.Parallel()
+	m := bot.Message{
+		Title:    "Hands-on-keyboard attack on WS-01",
+		Severity: bot.SeverityHigh,
+		Text:     []bot.Line{{bot.T("Summary")}},
+		Fields:   []bot.Field{{Label: "Status", Value: bot.Line{bot.T("new")}}, {Label: "Assignee"}},
+		Sections: []bot.Section{{Title: "Devices", Lines: []bot.Line{{bot.U("ws-01")}}, More: 3}},
+		Buttons:  []bot.Button{{Action: bot.ActConsult, Label: "Consult a threat expert", Value: "inc-1", Style: bot.ButtonPrimary}, {Action: bot.ActAcknowledge, Label: "Acknowledge", Value: "inc-1"}},
+		Footer:   bot.Line{bot.T("EOD-1")},
+	}
+	blocks, text := RenderBlocks(m)
+	require.Equal(t, "Hands-on-keyboard attack on WS-01", text)
+	raw, err := json.Marshal(blocks)
+	require.NoError(t, err)
+	var got []map[string]any
+	require.NoError(t, json.Unmarshal(raw, &got))
+	var types []string
+	for _, b := range got {
+		types = append(types, b["type"].(string))
+	}
+	require.Equal(t, []string{"header", "section", "section", "section", "actions", "context"}, types)
+	require.Contains(t, string(raw), "_and 3 more_")
+	require.Contains(t, string(raw), `"style":"primary"`)
+	require.Contains(t, string(raw), ":large_orange_circle:")
+	require.Equal(t, bot.ActConsult, actionOf("consult"))
+	require.Equal(t, bot.ActAskEntity, actionOf("ask_entity/3"))
+}
+
+func TestRenderModal(t *testing.T) {
+	t.Parallel()
+	f := bot.Form{ID: "conclude", State: "EOD-12", Title: "Conclude EOD-12 with a summary", Fields: []bot.FormField{
+		{ID: "summary", Label: "Summary", Kind: bot.InputParagraph, Required: true, MaxLength: 5000, Placeholder: strings.Repeat("p", 200)},
+		{ID: "ref", Label: "Reference", Value: "x"},
+	}}
+	v, err := RenderModal(f, "C1")
+	require.NoError(t, err)
+	require.Equal(t, "conclude", v.CallbackID)
+	require.JSONEq(t, `{"s":"EOD-12","c":"C1"}`, v.PrivateMetadata)
+	require.LessOrEqual(t, utf8.RuneCountInString(v.Title.Text), MaxModalTitle)
+	raw, err := json.Marshal(v)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"max_length":3000`)
+	require.Contains(t, string(raw), `"optional":true`)
+	_, err = RenderModal(bot.Form{ID: "x", State: strings.Repeat("s", 4000)}, "")
+	require.Error(t, err)
+}
+
+func TestParseCommandText(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		in   string
+		name string
+		args []string
+		text string
+	}{
+		{"", "", nil, ""},
+		{"HELP", "help", nil, ""},
+		{"assign EOD-3 <@U0ALICE|alice>", "assign", []string{"EOD-3", "U0ALICE"}, "EOD-3 @alice"},
+		{"assign EOD-3 <@U0ALICE>", "assign", []string{"EOD-3", "U0ALICE"}, "EOD-3 @U0ALICE"},
+		{`alert da6374 "is this lateral movement?"`, "alert", []string{"da6374", "is this lateral movement?"}, `da6374 "is this lateral movement?"`},
+		{"ask “curly quotes work” too", "ask", []string{"curly quotes work", "too"}, "ask “curly quotes work” too"[4:]},
+		{"file <https://vt.example/f/abc|abc> now", "file", []string{"https://vt.example/f/abc", "now"}, "abc (https://vt.example/f/abc) now"},
+		{"ask <https://x.example>", "ask", []string{"https://x.example"}, "https://x.example"},
+		{"ask a &amp;&amp; b &lt;!channel&gt;", "ask", []string{"a", "&&", "b", "<!channel>"}, "a && b <!channel>"},
+		{"ask <!here> <#C0SOC|soc>", "ask", []string{"@here", "C0SOC"}, "@here #soc"},
+		{`ask "quoted <@U1|bob> mention"`, "ask", []string{"quoted @bob mention"}, `"quoted @bob mention"`},
+		{"device  WS-01\u00a0now", "device", []string{"WS-01", "now"}, "WS-01\u00a0now"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			name, args, text := ParseCommandText(tc.in)
+			require.Equal(t, tc.name, name)
+			require.Equal(t, tc.args, args)
+			require.Equal(t, tc.text, text)
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"ok socket", Config{BotToken: "xoxb-1", AppToken: "xapp-1"}, ""},
+		{"ok http", Config{BotToken: "xoxb-1", SigningSecret: "s"}, ""},
+		{"no bot token", Config{AppToken: "xapp-1"}, "SLACK_BOT_TOKEN is empty"},
+		{"user token", Config{BotToken: "xoxp-secret-value", AppToken: "xapp-1"}, "must be a bot token"},
+		{"app token swapped", Config{BotToken: "xoxb-1", AppToken: "xoxb-secret-value"}, "SLACK_APP_TOKEN must be an app-level token"},
+		{"no way in", Config{BotToken: "xoxb-1"}, "neither SLACK_APP_TOKEN"},
+		{"bad url", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "slack.com/api"}, "SLACK_API_URL"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := New(tc.cfg, nil, nil, nopHandler{})
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), "secret-value", "never repeats a token")
+		})
+	}
+	a, err := New(Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "http://127.0.0.1:1/api"}, nil, nil, nopHandler{})
+	require.NoError(t, err)
+	require.Equal(t, "http://127.0.0.1:1/api/", a.cfg.APIURL, "trailing slash added")
+}
+
+type nopHandler struct{}
+
+func (nopHandler) HandleCommand(_ context.Context, _ bot.Command) bot.Ack { return bot.Ack{} }
+func (nopHandler) HandleAction(_ context.Context, _ bot.Action) bot.Ack   { return bot.Ack{} }
+func (nopHandler) HandleSubmit(_ context.Context, _ bot.Submission) bot.SubmitAck {
+	return bot.SubmitAck{}
+}
+func (nopHandler) HandleReply(_ context.Context, _ bot.Reply) {}
