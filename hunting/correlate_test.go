@@ -1,0 +1,191 @@
+package hunting
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// chain is a hands-on-keyboard attack on one device: four stages in
+// kill-chain order, sharing the device and one user.
+func chain(prefix, device string, at time.Time) []gen {
+	return []gen{
+		{ID: prefix + "-1", Device: device, Severity: "Medium", Category: "InitialAccess", Title: "Suspicious Office macro", At: at, Users: []string{prefix + "-user"}, Techs: []string{"T1566.001"}},
+		{ID: prefix + "-2", Device: device, Severity: "High", Category: "Execution", Title: "Malicious PowerShell", At: at.Add(10 * time.Minute), Files: []string{sha(prefix + "dropper")}, Techs: []string{"T1059.001"}},
+		{ID: prefix + "-3", Device: device, Severity: "Medium", Category: "Persistence", Title: "Suspicious scheduled task", At: at.Add(20 * time.Minute), Techs: []string{"T1053.005"}},
+		{ID: prefix + "-4", Device: device, Severity: "High", Category: "CredentialAccess", Title: "LSASS memory read", At: at.Add(30 * time.Minute), Users: []string{prefix + "-user"}, Techs: []string{"T1003.001"}},
+	}
+}
+
+func TestCorrelation(t *testing.T) {
+	t.Parallel()
+	at := t0.Add(-50 * time.Minute)
+	hash := sha("worm")
+	fiveDevices := func() []gen {
+		var gs []gen
+		for i := range 5 {
+			gs = append(gs, gen{ID: fmt.Sprintf("h%d", i), Device: fmt.Sprintf("pc%d", i), Files: []string{hash}, At: at.Add(time.Duration(i) * time.Minute), Category: "Execution"})
+		}
+		return gs
+	}
+	tests := []struct {
+		name      string
+		batches   [][]gen
+		incidents int
+		devices   []int // device count per incident, sorted by incident id
+	}{
+		{"attack chain on one device, one batch", [][]gen{chain("c", "victim", at)}, 1, []int{1}},
+		{"attack chain on one device, one alert at a time", func() [][]gen {
+			var b [][]gen
+			for _, g := range chain("c", "victim", at) {
+				b = append(b, []gen{g})
+			}
+			return b
+		}(), 1, []int{1}},
+		{"one hash on five devices, one batch", [][]gen{fiveDevices()}, 1, []int{5}},
+		{"one hash on five devices, one at a time", func() [][]gen {
+			var b [][]gen
+			for _, g := range fiveDevices() {
+				b = append(b, []gen{g})
+			}
+			return b
+		}(), 1, []int{5}},
+		{"two disjoint attacks", [][]gen{append(chain("a", "pc-a", at), chain("b", "pc-b", at)...)}, 2, []int{1, 1}},
+		{"same device but outside the window", [][]gen{
+			{{ID: "w1", Device: "pc-w", At: at.Add(-72 * time.Hour)}},
+			{{ID: "w2", Device: "pc-w", At: at}},
+		}, 2, []int{1, 1}},
+		{"sharing only a well-known account and an OS binary", [][]gen{{
+			{ID: "s1", Device: "pc-s1", Users: []string{"SYSTEM"}},
+			{ID: "s2", Device: "pc-s2", Users: []string{"SYSTEM"}},
+		}}, 2, []int{1, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			for _, b := range tc.batches {
+				res := f.ingest(t, b...)
+				require.Zero(t, res.Rejected, "%+v", res.Items)
+			}
+			require.Equal(t, tc.incidents, f.count(t, `SELECT count(*) FROM hunting_incidents WHERE status = 'open'`))
+			rows, err := f.pool.Query(f.ctx, `SELECT device_count FROM hunting_incidents WHERE status = 'open' ORDER BY id`)
+			require.NoError(t, err)
+			var got []int
+			for rows.Next() {
+				var n int
+				require.NoError(t, rows.Scan(&n))
+				got = append(got, n)
+			}
+			rows.Close()
+			require.Equal(t, tc.devices, got)
+		})
+	}
+}
+
+func TestCommonEntityIsNotAJoinKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		ip   bool
+	}{
+		{"popular public IP", true},
+		{"file hash on many devices", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(c *Config) { c.CommonEntityDevices = 10 })
+			at := t0.Add(-2 * time.Hour)
+			shared := func(g gen) gen {
+				if tc.ip {
+					g.IPs = []string{"8.8.8.8"}
+				} else {
+					g.Files = []string{sha("popular-updater")}
+				}
+				return g
+			}
+			// Background: twelve unrelated devices touch the entity.
+			var bg []gen
+			for i := range 12 {
+				bg = append(bg, shared(gen{ID: fmt.Sprintf("bg%d", i), Device: fmt.Sprintf("bg-pc%d", i), Severity: "Low", At: at.Add(time.Duration(i) * time.Minute)}))
+			}
+			f.ingest(t, bg...)
+			require.Equal(t, 12, f.count(t, `SELECT count(*) FROM hunting_incidents`), "seen on 12 devices in one batch: not a join key")
+			// Two new alerts on new devices sharing only that entity.
+			res := f.ingest(t, shared(gen{ID: "n1", Device: "new-1", At: at.Add(time.Hour)}))
+			res2 := f.ingest(t, shared(gen{ID: "n2", Device: "new-2", At: at.Add(time.Hour)}))
+			require.NotEqual(t, res.Items[0].IncidentID, res2.Items[0].IncidentID)
+			require.Equal(t, 14, f.count(t, `SELECT count(*) FROM hunting_incidents`))
+			require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_merges`))
+		})
+	}
+}
+
+func TestClosedIncidentIsNotReopened(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-time.Hour)
+	res := f.ingest(t, gen{ID: "x1", Device: "pc1", At: at, Files: []string{sha("m")}})
+	first := res.Items[0].IncidentID
+	require.NoError(t, f.svc.Close(f.ctx, "contoso", first, "U0ANALYST"))
+	require.ErrorIs(t, f.svc.Close(f.ctx, "fabrikam", first, "x"), ErrNotFound)
+
+	res = f.ingest(t, gen{ID: "x2", Device: "pc1", At: at.Add(time.Minute), Files: []string{sha("m")}})
+	second := res.Items[0].IncidentID
+	require.NotEqual(t, first, second, "a new incident starts")
+	// An update of an alert of the closed incident stays there, closed.
+	res = f.ingest(t, gen{ID: "x1", Device: "pc1", At: at.Add(time.Second), Files: []string{sha("m")}, Status: "Resolved"})
+	require.Equal(t, StatusUpdated, res.Items[0].Status)
+	require.Equal(t, first, res.Items[0].IncidentID)
+	v, err := f.svc.Incident(f.ctx, "contoso", first)
+	require.NoError(t, err)
+	require.Equal(t, "closed", v.Status)
+	require.Equal(t, 1, v.AlertCount)
+	v, err = f.svc.Incident(f.ctx, "contoso", second)
+	require.NoError(t, err)
+	require.Equal(t, "open", v.Status)
+	require.Equal(t, 1, v.AlertCount)
+}
+
+func TestMergeIsRecorded(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond })
+	at := t0.Add(-30 * time.Minute)
+	a := f.ingest(t, chain("a", "pc-a", at)...).Items[0].IncidentID
+	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at, Files: []string{sha("implant")}, Severity: "High", Category: "Execution"},
+		gen{ID: "b2", Device: "pc-b", At: at.Add(time.Minute), Severity: "High", Category: "LateralMovement"},
+		gen{ID: "b3", Device: "pc-b", At: at.Add(2 * time.Minute), Severity: "High", Category: "Impact"}).Items[0].IncidentID
+	require.NotEqual(t, a, b)
+	f.clock.Advance(time.Second)
+	_, err := f.svc.Sweep(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{EventNotify, EventNotify}, kinds(f.outbox(t)), "both posted")
+
+	// The implant shows up on pc-a: the two incidents are one attack.
+	res := f.ingest(t, gen{ID: "link", Device: "pc-a", At: at.Add(5 * time.Minute), Files: []string{sha("implant")}, Severity: "High", Category: "LateralMovement"})
+	require.Equal(t, a, res.Items[0].IncidentID, "the older incident survives")
+	var from, into int64
+	var alert, reason string
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT from_id, into_id, alert_id, reason FROM hunting_merges`).Scan(&from, &into, &alert, &reason))
+	require.Equal(t, b, from)
+	require.Equal(t, a, into)
+	require.Equal(t, "link", alert)
+	require.Contains(t, reason, "shared file")
+
+	old, err := f.svc.Incident(f.ctx, "contoso", b)
+	require.NoError(t, err)
+	require.Equal(t, "merged", old.Status)
+	require.Equal(t, a, old.MergedInto)
+	v, err := f.svc.Incident(f.ctx, "contoso", a)
+	require.NoError(t, err)
+	require.Equal(t, 8, v.AlertCount)
+	require.Equal(t, 2, v.Scope.Devices.Count)
+
+	rows := f.outbox(t)
+	require.Equal(t, EventMerged, rows[2].Kind)
+	require.Equal(t, Stream(b), rows[2].Stream)
+	require.Equal(t, a, rows[2].Payload.MergedInto)
+}

@@ -1,0 +1,278 @@
+package hunting
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func (f *fixture) sweep(t testing.TB) int {
+	t.Helper()
+	n, err := f.svc.Sweep(f.ctx)
+	require.NoError(t, err)
+	return n
+}
+
+func TestScoreExplanation(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	res := f.ingest(t, chain("c", "victim", t0.Add(-50*time.Minute))...)
+	v, err := f.svc.Incident(f.ctx, "contoso", res.Items[0].IncidentID)
+	require.NoError(t, err)
+	got := map[string]int{}
+	for _, r := range v.Reasons {
+		got[r.Factor] += r.Points
+		require.NotEmpty(t, r.Detail)
+	}
+	require.Equal(t, map[string]int{
+		FactorSeverity:    25 + 5, // high, and 4 alerts of medium or above
+		FactorTactics:     18,     // 4 tactics
+		FactorProgression: 15,     // initial access -> execution -> persistence -> credential access
+		FactorRareFiles:   4,      // the dropper, on one device
+		FactorRecency:     10,     // last activity 20 minutes ago
+	}, got)
+	require.Equal(t, 77, v.Score)
+	require.Equal(t, SeverityHigh, v.Severity)
+	require.Contains(t, v.Title, "Multi-stage attack")
+	require.Contains(t, v.Title, "victim")
+	require.Contains(t, v.Summary, "4 alert(s)")
+	require.Contains(t, v.Summary, "Initial Access → Execution → Persistence → Credential Access")
+	require.Equal(t, []string{"TA0001", "TA0002", "TA0003", "TA0006"}, tacticIDs(v.Tactics))
+	require.Equal(t, []string{"T1003.001", "T1053.005", "T1059.001", "T1566.001"}, v.Techniques)
+	require.Len(t, v.Timeline, 4)
+	require.Equal(t, "Suspicious Office macro", v.Timeline[0].Title)
+	require.Equal(t, "TA0001", v.Timeline[0].Tactic.ID)
+	require.Contains(t, v.Actions, tacticActions["TA0006"])
+	require.False(t, v.FromExperts)
+	require.Equal(t, PriorityNormal, v.Priority)
+
+	// A lone low antivirus alert stays below the bar.
+	res = f.ingest(t, gen{ID: "av", Device: "other", Severity: "Low", Source: "WindowsDefenderAv", Category: "Malware", At: t0.Add(-3 * time.Hour)})
+	v, err = f.svc.Incident(f.ctx, "contoso", res.Items[0].IncidentID)
+	require.NoError(t, err)
+	require.Equal(t, 5+5, v.Score, "%+v", v.Reasons)
+	require.Less(t, v.Score, DefaultNotifyScore)
+
+	// The expert hunting service: always 100, top priority.
+	res = f.ingest(t, gen{ID: "mte", Device: "third", Severity: "Low", Source: "ThreatExperts", Title: "Hands-on-keyboard activity", At: t0.Add(-48 * time.Hour)})
+	v, err = f.svc.Incident(f.ctx, "contoso", res.Items[0].IncidentID)
+	require.NoError(t, err)
+	require.Equal(t, MaxScore, v.Score)
+	require.Equal(t, FactorExpert, v.Reasons[0].Factor)
+	require.True(t, v.FromExperts)
+	require.Equal(t, PriorityTop, v.Priority)
+	require.Equal(t, "Hands-on-keyboard activity on third", v.Title)
+}
+
+func tacticIDs(ts []Tactic) []string {
+	out := []string{}
+	for _, t := range ts {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+func TestScoreUnit(t *testing.T) {
+	t.Parallel()
+	now := t0
+	tests := []struct {
+		name string
+		in   scoreInput
+		want int
+	}{
+		{"empty", scoreInput{}, 0},
+		{"informational old", scoreInput{MaxSeverity: SeverityInformational, LastActivity: now.Add(-48 * time.Hour)}, 0},
+		{"medium recent", scoreInput{MaxSeverity: SeverityMedium, LastActivity: now.Add(-2 * time.Hour)}, 15 + 5},
+		{"many devices and users capped", scoreInput{MaxSeverity: SeverityLow, Devices: 40, Users: 40}, 5 + 15 + 9},
+		{"rare files capped", scoreInput{RareFiles: 9}, 12},
+		{"backwards tactics do not progress", scoreInput{Tactics: []tacticSeen{{"TA0040", now.Add(-2 * time.Hour)}, {"TA0001", now.Add(-time.Hour)}}}, 6},
+		{"capped at 100", scoreInput{MaxSeverity: SeverityHigh, MediumPlus: 9, Devices: 9, Users: 9, RareFiles: 9, LastActivity: now,
+			Tactics: []tacticSeen{{"TA0001", now.Add(-5 * time.Hour)}, {"TA0002", now.Add(-4 * time.Hour)}, {"TA0003", now.Add(-3 * time.Hour)}, {"TA0008", now.Add(-2 * time.Hour)}, {"TA0040", now.Add(-time.Hour)}}}, 100},
+		{"expert", scoreInput{Expert: true, MaxSeverity: SeverityLow}, 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, reasons := score(tc.in, now)
+			require.Equal(t, tc.want, got, "%+v", reasons)
+			sum := 0
+			for _, r := range reasons {
+				sum += r.Points
+			}
+			if tc.want < 100 {
+				require.Equal(t, got, sum, "the reasons add up to the score")
+			}
+		})
+	}
+}
+
+func TestNotificationPolicy(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-50 * time.Minute)
+	res := f.ingest(t, chain("c", "victim", at)[:2]...)
+	inc := res.Items[0].IncidentID
+	require.Empty(t, f.outbox(t), "group_wait: nothing before 30s")
+
+	f.clock.Advance(10 * time.Second)
+	require.Zero(t, f.sweep(t))
+	f.ingest(t, chain("c", "victim", at)[2])
+	f.clock.Advance(10 * time.Second)
+	require.Zero(t, f.sweep(t))
+	require.Empty(t, f.outbox(t), "the burst is still grouping")
+
+	f.clock.Advance(10 * time.Second) // t0+30s
+	require.Equal(t, 1, f.sweep(t))
+	rows := f.outbox(t)
+	require.Equal(t, []string{EventNotify}, kinds(rows))
+	require.Equal(t, Stream(inc), rows[0].Stream)
+	require.Equal(t, "incident:"+fmt.Sprint(inc), rows[0].Stream)
+	require.Equal(t, 1, rows[0].Payload.Seq)
+	require.Equal(t, "contoso", rows[0].Payload.Org)
+	require.Equal(t, inc, rows[0].Payload.IncidentID)
+	require.Equal(t, SeverityHigh, rows[0].Payload.Severity)
+	require.Zero(t, f.sweep(t), "exactly once")
+
+	// It grows: a new device, a new tactic. The update waits for group_interval.
+	f.clock.Advance(time.Second)
+	f.ingest(t,
+		chain("c", "victim", at)[3],
+		gen{ID: "lm", Device: "fileserver", Users: []string{"c-user"}, Severity: "High", Category: "LateralMovement", At: at.Add(40 * time.Minute)})
+	require.Len(t, f.outbox(t), 1)
+	f.clock.Advance(2 * time.Minute)
+	require.Zero(t, f.sweep(t))
+	f.clock.Advance(3 * time.Minute) // 5m after the post
+	require.Equal(t, 1, f.sweep(t))
+	rows = f.outbox(t)
+	require.Equal(t, []string{EventNotify, EventUpdate}, kinds(rows))
+	up := rows[1].Payload
+	require.Equal(t, 2, up.Seq)
+	require.Contains(t, up.Changes, Change{Kind: ChangeNewDevice, Detail: "new device fileserver"})
+	require.Contains(t, up.Changes, Change{Kind: ChangeNewTactic, Detail: "new tactic Credential Access (TA0006)"})
+	require.Contains(t, up.Changes, Change{Kind: ChangeNewTactic, Detail: "new tactic Lateral Movement (TA0008)"})
+	require.Contains(t, up.Note, "new device fileserver")
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, up.Changes, v.Changes)
+	require.Zero(t, f.sweep(t))
+
+	// Unacknowledged and high: repeated after repeat_interval.
+	f.clock.Advance(4*time.Hour - time.Second)
+	require.Zero(t, f.sweep(t))
+	f.clock.Advance(time.Second)
+	require.Equal(t, 1, f.sweep(t))
+	require.Equal(t, EventRepeat, f.outbox(t)[2].Kind)
+
+	// Acknowledged: no more repeats; a second acknowledgement is a no-op.
+	require.ErrorIs(t, f.svc.Acknowledge(f.ctx, "fabrikam", inc, "U0X"), ErrNotFound)
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0ANALYST"))
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0OTHER"))
+	rows = f.outbox(t)
+	require.Equal(t, []string{EventNotify, EventUpdate, EventRepeat, EventAcknowledged}, kinds(rows))
+	require.Equal(t, "U0ANALYST", rows[3].Payload.By)
+	f.clock.Advance(9 * time.Hour)
+	require.Zero(t, f.sweep(t))
+	v, err = f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, "U0ANALYST", v.AcknowledgedBy)
+	require.NotNil(t, v.AcknowledgedAt)
+	require.Len(t, f.outbox(t), 4)
+}
+
+func TestExpertIsNotifiedAtOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	body := []byte(`{"@odata.type":"#microsoft.graph.security.alert","id":"mte-1","tenantId":"` + tenantFabrikam + `",
+"severity":"informational","status":"new","detectionSource":"microsoftThreatExperts","category":"LateralMovement",
+"title":"Human-operated ransomware precursor","createdDateTime":"2026-11-20T09:59:00.1234567Z",
+"evidence":[{"@odata.type":"#microsoft.graph.security.deviceEvidence","mdeDeviceId":"abc","deviceDnsName":"dc01"}]}`)
+	res, err := f.svc.Ingest(f.ctx, []RawAlert{body})
+	require.NoError(t, err)
+	rows := f.outbox(t)
+	require.Equal(t, []string{EventNotify}, kinds(rows), "no group_wait for the expert service")
+	require.Equal(t, PriorityTop, rows[0].Payload.Priority)
+	require.True(t, rows[0].Payload.Expert)
+	require.Equal(t, 100, rows[0].Payload.Score)
+	require.Equal(t, res.Items[0].IncidentID, rows[0].Payload.IncidentID)
+	// Repeated although informational, until acknowledged.
+	f.clock.Advance(4 * time.Hour)
+	require.Equal(t, 1, f.sweep(t))
+	require.Equal(t, EventRepeat, f.outbox(t)[1].Kind)
+}
+
+func TestBelowTheBarIsNeverNotified(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.OrgNotifyScore = map[string]int{"fabrikam": 5} })
+	f.ingest(t, gen{ID: "low", Device: "pc", Severity: "Low", At: t0.Add(-3 * time.Hour)})
+	f.ingest(t, gen{ID: "low-f", Tenant: tenantFabrikam, Device: "pc", Severity: "Low", At: t0.Add(-3 * time.Hour)})
+	f.clock.Advance(24 * time.Hour)
+	require.Equal(t, 1, f.sweep(t), "only fabrikam's bar is low enough")
+	rows := f.outbox(t)
+	require.Len(t, rows, 1)
+	require.Equal(t, "fabrikam", rows[0].Payload.Org)
+}
+
+func TestAlertStormGivesOneCard(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-time.Hour)
+	cats := []string{"Execution", "Persistence", "DefenseEvasion", "Discovery", "CommandAndControl"}
+	for b := range 20 {
+		var gs []gen
+		for i := range 100 {
+			n := b*100 + i
+			gs = append(gs, gen{ID: fmt.Sprintf("storm-%d", n), Device: "storm-pc", Severity: "High", Category: cats[n%len(cats)],
+				At: at.Add(time.Duration(n) * time.Second), Files: []string{sha(fmt.Sprint("s", n%7))}})
+		}
+		res := f.ingest(t, gs...)
+		require.Equal(t, 100, res.Accepted)
+		f.clock.Advance(30 * time.Second)
+		f.sweep(t)
+	}
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_incidents`))
+	require.Equal(t, 2000, f.count(t, `SELECT alert_count FROM hunting_incidents`))
+	rows := f.outbox(t)
+	require.Equal(t, EventNotify, rows[0].Kind)
+	require.LessOrEqual(t, len(rows), 4, "one card and a few edits: %v", kinds(rows))
+	for _, r := range rows[1:] {
+		require.Equal(t, EventUpdate, r.Kind)
+	}
+}
+
+func TestConcurrentSweepsNotifyOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for i := range 20 {
+		f.ingest(t, chain(fmt.Sprint("p", i), fmt.Sprint("pc", i), t0.Add(-50*time.Minute))...)
+	}
+	f.clock.Advance(time.Minute)
+	var wg sync.WaitGroup
+	total := make([]int, 4)
+	for i := range total {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := f.svc.Sweep(f.ctx)
+			require.NoError(t, err)
+			total[i] = n
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 20, total[0]+total[1]+total[2]+total[3], "%v %v", total, f.outbox(t))
+	require.Equal(t, 20, len(f.outbox(t)))
+}
+
+func TestScheduledSweep(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.SweepInterval = 50 * time.Millisecond })
+	f.ingest(t, chain("c", "victim", t0.Add(-50*time.Minute))...)
+	require.NoError(t, f.svc.Start(f.ctx))
+	defer func() { require.NoError(t, f.svc.Stop()) }()
+	f.clock.Advance(time.Minute)
+	require.Eventually(t, func() bool { return len(f.outbox(t)) == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, f.svc.Stop())
+	require.NoError(t, f.svc.Stop(), "Stop is idempotent")
+}
