@@ -75,6 +75,7 @@ func (s *Service) refund(ctx context.Context, tx pgx.Tx, x *row, actor Actor, no
 
 // CreditBalance is an org's credits now.
 type CreditBalance struct {
+	// Org is whose; Balance is how many cases it may still open this quarter.
 	Org     string
 	Balance int
 	// PerQuarter is the org's quarterly allowance; Cap the rollover cap.

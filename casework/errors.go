@@ -17,20 +17,24 @@ var ErrInvalid = errors.New("invalid request")
 // TransitionError is a refused status change (or take, assign, message):
 // Error is one sentence the bot can show as is.
 type TransitionError struct {
+	// Ref is the case; From its status at the time.
 	Ref  string
 	From Status
 	// To is the status asked for; empty when the refused action was not a
 	// status change (a message on a closed case).
-	To   Status
+	To Status
+	// Role is the role that was refused.
 	Role Role
 	// Reason is the sentence.
 	Reason string
 }
 
+// Error returns the sentence to show.
 func (e *TransitionError) Error() string { return e.Reason }
 
 // NoCreditsError refuses an open when the org has no credits left.
 type NoCreditsError struct {
+	// Org is the org refused; Balance its balance (0).
 	Org     string
 	Balance int
 	// ResetsAt is when the next quarter's credits arrive.
@@ -39,6 +43,7 @@ type NoCreditsError struct {
 	NextBalance int
 }
 
+// Error returns the sentence to show.
 func (e *NoCreditsError) Error() string {
 	return fmt.Sprintf("%s has no expert credits left this quarter (balance %d); %d more arrive on %s",
 		e.Org, e.Balance, e.NextBalance, e.ResetsAt.Format("2 January 2006"))
@@ -46,10 +51,12 @@ func (e *NoCreditsError) Error() string {
 
 // AlreadyTakenError is returned when a case is taken by someone else.
 type AlreadyTakenError struct {
+	// Ref is the case; Holder the expert who has it.
 	Ref    string
 	Holder Person
 }
 
+// Error returns the sentence to show.
 func (e *AlreadyTakenError) Error() string {
 	return fmt.Sprintf("%s is already taken by %s", e.Ref, e.Holder.Name())
 }
@@ -57,13 +64,16 @@ func (e *AlreadyTakenError) Error() string {
 // TamperError reports a timeline that does not verify: an entry was edited,
 // removed or reordered behind casework's back.
 type TamperError struct {
+	// Ref is the case whose timeline fails.
 	Ref string
 	// Seq is the first entry that does not verify (or the expected length,
 	// when entries are missing at the end).
-	Seq    int
+	Seq int
+	// Reason says what is wrong.
 	Reason string
 }
 
+// Error says which entry fails and why.
 func (e *TamperError) Error() string {
 	return fmt.Sprintf("timeline of %s fails verification at entry %d: %s", e.Ref, e.Seq, e.Reason)
 }

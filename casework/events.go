@@ -95,7 +95,8 @@ const (
 
 // SLAEvent is the payload of EventSLAWarning and EventSLABreach.
 type SLAEvent struct {
-	Ref      string   `json:"ref"`
+	Ref string `json:"ref"`
+	// Clock is the clock that warned or breached.
 	Clock    Clock    `json:"clock"`
 	Priority Priority `json:"priority"`
 	// TargetSeconds is the clock's target.

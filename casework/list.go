@@ -17,7 +17,8 @@ const (
 type ListFilter struct {
 	// Org narrows an all-orgs viewer to one org (an org viewer is always
 	// narrowed to its own).
-	Org      string
+	Org string
+	// Statuses keeps cases in any of these statuses.
 	Statuses []Status
 	// Assignee is an assignee's user id ("mine").
 	Assignee string
@@ -32,7 +33,9 @@ type ListFilter struct {
 
 // ListPage is one page of cases and the total that match.
 type ListPage struct {
+	// Cases is the page, most urgent first.
 	Cases []Case
+	// Total is how many cases match in all pages.
 	Total int
 }
 

@@ -161,6 +161,7 @@ func (k SubjectKind) Valid() bool {
 
 // Subject is what a case is about, with a link back to its source.
 type Subject struct {
+	// Kind is alert, device, file, incident, or none for a general question.
 	Kind SubjectKind `json:"kind"`
 	// ID is the source's id: alert id, device id or name, file hash, incident id.
 	ID string `json:"id,omitempty"`
@@ -176,6 +177,8 @@ type Subject struct {
 // Person is someone on a chat platform. casework keeps the ids as plain
 // strings and knows nothing of the platforms.
 type Person struct {
+	// Platform, Workspace and UserID identify the account; DisplayName is
+	// for showing.
 	Platform    string `json:"platform"`
 	Workspace   string `json:"workspace,omitempty"`
 	UserID      string `json:"user_id"`
@@ -220,10 +223,12 @@ func (r Role) Valid() bool {
 
 // Actor is who makes a change.
 type Actor struct {
+	// Role decides what the actor may do (see Allowed).
 	Role Role `json:"role"`
 	// Org is the actor's org; required for requesters, who act only on their
 	// org's cases.
 	Org string `json:"org,omitempty"`
+	// Person is who the actor is.
 	Person
 }
 
@@ -298,9 +303,12 @@ func (k AnchorKind) Valid() bool { return k == AnchorRequester || k == AnchorDes
 
 // ChatRef points at one chat message: plain strings, whatever the platform.
 type ChatRef struct {
-	Platform  string `json:"platform"`
+	// Platform is "slack" or "discord" (casework does not interpret it).
+	Platform string `json:"platform"`
+	// Workspace is the Slack team or Discord guild id.
 	Workspace string `json:"workspace,omitempty"`
-	Channel   string `json:"channel"`
+	// Channel holds the message.
+	Channel string `json:"channel"`
 	// Message is the Slack ts or the Discord message id.
 	Message string `json:"message"`
 }
@@ -319,13 +327,17 @@ const (
 
 // Case is an experts-on-demand case.
 type Case struct {
-	// Ref is the human reference, "EOD-12".
-	Ref      string
-	Number   int64
-	Org      string
+	// Ref is the human reference, "EOD-12"; Number is its 12.
+	Ref    string
+	Number int64
+	// Org is the org that asked; only its members (and experts, managers) see the case.
+	Org string
+	// Subject is what the case is about; Category what kind of question it is.
 	Subject  Subject
 	Category Category
+	// Question is the requester's question, as typed (untrusted text).
 	Question string
+	// Priority picks the SLA targets.
 	Priority Priority
 	// Requester is who asked.
 	Requester Person
@@ -333,15 +345,19 @@ type Case struct {
 	Contact string
 	// Assignee is the expert who has the case; zero until taken.
 	Assignee Person
-	Status   Status
+	// Status is where the case stands.
+	Status Status
 	// Summary is the expert's conclusion, once concluded.
 	Summary string
 	// CreditUsed is true while the case holds one of its org's credits.
 	CreditUsed bool
 
+	// CreatedAt is when the case was opened; UpdatedAt when it last changed.
 	CreatedAt time.Time
 	UpdatedAt time.Time
-	// StatusAt is when the case entered its current status.
+	// StatusAt is when the case entered its current status; TakenAt,
+	// FirstResponseAt, ConcludedAt and ClosedAt are nil until they happen
+	// (ClosedAt is also set on withdrawal).
 	StatusAt        time.Time
 	TakenAt         *time.Time
 	FirstResponseAt *time.Time
@@ -363,14 +379,18 @@ type Case struct {
 
 // Message is one message of a case's conversation.
 type Message struct {
-	ID     int64
-	Ref    string
+	// ID orders a case's messages; Ref is the case.
+	ID  int64
+	Ref string
+	// Side is whose side wrote it; Author who.
 	Side   Side
 	Author Person
-	Text   string
+	// Text is the message as written (untrusted).
+	Text string
 	// Internal notes are for experts only and never relayed.
 	Internal bool
 	// Chat is where the message was written, when it came from chat.
-	Chat      ChatRef
+	Chat ChatRef
+	// CreatedAt is when it was stored.
 	CreatedAt time.Time
 }

@@ -122,6 +122,18 @@ type row struct {
 	nextSLAAt        *time.Time
 	timelineLen      int
 	timelineHead     []byte
+	// committed runs after the transaction commits (metrics, logs).
+	committed []func()
+}
+
+// onCommit defers fn until x's transaction has committed.
+func (x *row) onCommit(fn func()) { x.committed = append(x.committed, fn) }
+
+func (x *row) runCommitted() {
+	for _, fn := range x.committed {
+		fn()
+	}
+	x.committed = nil
 }
 
 const caseCols = `c.number, c.org, c.subject_kind, c.subject_id, c.subject_name, c.subject_link, c.subject_severity,
@@ -262,11 +274,13 @@ func (s *Service) change(ctx context.Context, what, ref string, actor Actor, fn 
 		return nil, err
 	}
 	var out *Case
+	var changed *row
 	err = s.inTx(ctx, what+" "+FormatRef(number), func(tx pgx.Tx) error {
 		x, err := s.load(ctx, tx, actor.Viewer(), number, true)
 		if err != nil {
 			return err
 		}
+		changed = x
 		now := s.cfg.now()
 		if now.Before(x.UpdatedAt) {
 			// Never let the clock run backwards within a case's history.
@@ -286,6 +300,7 @@ func (s *Service) change(ctx context.Context, what, ref string, actor Actor, fn 
 		s.countRefusal(err)
 		return nil, err
 	}
+	changed.runCommitted()
 	return out, nil
 }
 
@@ -361,7 +376,7 @@ func (s *Service) setStatus(ctx context.Context, tx pgx.Tx, x *row, to Status, n
 			x.TakenAt = &t
 		}
 	}
-	s.m.transitions.WithLabelValues(string(to)).Inc()
+	x.onCommit(func() { s.m.transitions.WithLabelValues(string(to)).Inc() })
 	return nil
 }
 
@@ -369,15 +384,21 @@ func (s *Service) setStatus(ctx context.Context, tx pgx.Tx, x *row, to Status, n
 type OpenRequest struct {
 	// Key makes Open idempotent per org: the same key returns the case it
 	// opened the first time (a retried slash command, a double click).
-	Key      string
-	Org      string
-	Subject  Subject
+	Key string
+	// Org is the requester's org; it pays the credit.
+	Org string
+	// Subject is what the case is about (Kind none for a general question).
+	Subject Subject
+	// Category defaults from the subject kind.
 	Category Category
+	// Question is the requester's question (required).
 	Question string
 	// Priority is optional; by default it is derived (see DerivePriority).
-	Priority  Priority
+	Priority Priority
+	// Requester is who asks (platform and user id required).
 	Requester Person
-	Contact   string
+	// Contact is an optional way to reach the requester outside chat.
+	Contact string
 }
 
 // DerivePriority is the default priority of a case: a subject of high or
@@ -456,6 +477,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 	if err := req.normalize(); err != nil {
 		return nil, false, err
 	}
+	var opened *row
 	err = s.inTx(ctx, "open case for "+req.Org, func(tx pgx.Tx) error {
 		now := s.cfg.now()
 		// The credit row lock serialises opens per org, so the key lookup
@@ -523,7 +545,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 			return err
 		}
 		s.flags(x, now)
-		c, created = s.publicCase(x), true
+		c, created, opened = s.publicCase(x), true, x
 		return nil
 	})
 	if err != nil {
@@ -531,6 +553,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		return nil, false, err
 	}
 	if created {
+		opened.runCommitted()
 		s.m.opened.WithLabelValues(string(c.Priority)).Inc()
 		s.log.InfoContext(ctx, "case opened", "ref", c.Ref, "org", c.Org, "priority", c.Priority)
 	}
@@ -632,6 +655,7 @@ func (s *Service) assign(ctx context.Context, tx pgx.Tx, x *row, actor Actor, to
 
 // TransitionRequest asks for a status change.
 type TransitionRequest struct {
+	// Ref names the case; To is the status asked for; Actor who asks.
 	Ref   string
 	To    Status
 	Actor Actor
@@ -704,11 +728,13 @@ func isExpertSide(r Role) bool { return r == RoleExpert || r == RoleManager }
 
 // MessageRequest adds a message to a case's conversation.
 type MessageRequest struct {
+	// Ref names the case; Actor is the author.
 	Ref   string
 	Actor Actor
 	// Side defaults to the actor's: requester for requesters, expert for
 	// experts and managers. A requester can only write on the requester side.
 	Side Side
+	// Text is the message (required).
 	Text string
 	// Internal marks an expert-only note: stored, on the timeline, never relayed.
 	Internal bool
@@ -779,7 +805,7 @@ func (s *Service) AddMessage(ctx context.Context, req MessageRequest) (*Message,
 		if m.Internal {
 			label = "internal"
 		}
-		s.m.messages.WithLabelValues(label).Inc()
+		x.onCommit(func() { s.m.messages.WithLabelValues(label).Inc() })
 		if m.Side == SideExpert && !m.Internal && x.FirstResponseAt == nil {
 			t := now
 			x.FirstResponseAt = &t

@@ -93,6 +93,8 @@ func (s *Service) derive(x *row) {
 
 // ClockState is one SLA clock of a case.
 type ClockState struct {
+	// Clock names it; Target is its allowance (copied from the config when
+	// the case was opened).
 	Clock  Clock
 	Target time.Duration
 	// Elapsed is the running time counted against the target (pauses excluded).
@@ -120,13 +122,15 @@ type ClockState struct {
 // SLAState is the SLA picture of a case, derived from its stored status
 // history (case_status_periods).
 type SLAState struct {
+	// Ref, Priority and Status are the case's.
 	Ref      string
 	Priority Priority
 	Status   Status
 	// At is the moment the state was computed.
 	At time.Time
 	// Paused is true while the case waits on the requester.
-	Paused        bool
+	Paused bool
+	// FirstResponse and Conclusion are the two clocks.
 	FirstResponse ClockState
 	Conclusion    ClockState
 	// Breached is true when either clock missed its target.
@@ -230,6 +234,7 @@ func (s *Service) slaFrom(x *row, ps []period, now time.Time) *SLAState {
 
 // SweepResult counts what a sweep did.
 type SweepResult struct {
+	// Warnings and Breaches count the SLA notices emitted.
 	Warnings int
 	Breaches int
 	// Closed counts concluded cases closed after AutoCloseAfter.
@@ -289,6 +294,7 @@ func (s *Service) SweepSLA(ctx context.Context) (SweepResult, error) {
 }
 
 func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (warnings, breaches int, err error) {
+	var swept *row
 	err = s.inTx(ctx, "sla sweep of "+FormatRef(number), func(tx pgx.Tx) error {
 		x, err := s.scanRow(tx.QueryRow(ctx, "SELECT "+caseCols+caseFrom+
 			" WHERE c.number = $1 AND c.next_sla_at <= $2 FOR UPDATE OF c SKIP LOCKED", number, now))
@@ -298,6 +304,7 @@ func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (wa
 		if err != nil {
 			return fmt.Errorf("lock %s: %w", FormatRef(number), err)
 		}
+		swept = x
 		elapsed := x.elapsedAt(now)
 		for _, k := range x.pendingClocks() {
 			kind := ""
@@ -340,8 +347,10 @@ func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (wa
 			if kind == EventSLABreach {
 				label = "breach"
 			}
-			s.m.sla.WithLabelValues(string(k.name), label).Inc()
-			s.log.InfoContext(ctx, "sla "+label, "ref", x.Ref, "clock", k.name)
+			x.onCommit(func() {
+				s.m.sla.WithLabelValues(string(k.name), label).Inc()
+				s.log.InfoContext(ctx, "sla "+label, "ref", x.Ref, "clock", k.name)
+			})
 		}
 		keep := x.UpdatedAt
 		if err := s.save(ctx, tx, x, now); err != nil {
@@ -353,7 +362,13 @@ func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (wa
 		}
 		return nil
 	})
-	return warnings, breaches, err
+	if err != nil {
+		return 0, 0, err
+	}
+	if swept != nil {
+		swept.runCommitted()
+	}
+	return warnings, breaches, nil
 }
 
 func (s *Service) autoClose(ctx context.Context, now time.Time) (int, error) {

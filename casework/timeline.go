@@ -16,6 +16,8 @@ import (
 
 // Entry is one event on a case's timeline.
 type Entry struct {
+	// Seq numbers a case's entries from 1; At is when it happened; Kind is
+	// the event kind (EventOpened, ...).
 	Seq  int
 	At   time.Time
 	Kind string
