@@ -100,7 +100,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	case o == opOpen && r.kind == SubjectNone && !r.hasText:
 		return Ack{Form: ptr(askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))}
 	case r.verb == vConclude && !r.hasText:
-		return Ack{Form: ptr(concludeForm(r.ref))}
+		return Ack{Form: ptr(concludeForm(r.ref, c.Channel))}
 	}
 	b.goBackground(backgroundTimeout, func(ctx context.Context) {
 		defer func() {
@@ -123,6 +123,17 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// plainText is a one-line message's text.
+func plainText(m Message) string {
+	var sb strings.Builder
+	for _, l := range m.Text {
+		for _, sp := range l {
+			sb.WriteString(sp.Text)
+		}
+	}
+	return sb.String()
+}
 
 func (b *Bot) respond(ctx context.Context, rs Responder, m Message, private bool) {
 	if rs == nil {
@@ -297,11 +308,14 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) {
 	s, _ := w.scope()
 	if r.org != "" {
+		if _, ok := b.cfg.org(r.org); !ok && !w.may(opCasesAnyOrg) {
+			return Message{}, &usageError{msg: fmt.Sprintf("%q is not a list: %s.", r.org, hintFilter)}
+		}
 		if !w.may(opCasesAnyOrg) {
 			return Message{}, &usageError{msg: "Only experts and managers filter by org; /experts cases lists your organisation's cases."}
 		}
 		if _, ok := b.cfg.org(r.org); !ok {
-			return Message{}, &usageError{msg: fmt.Sprintf("%q is not an org: the org ids are %s.", r.org, b.orgIDs())}
+			return Message{}, &usageError{msg: fmt.Sprintf("%q is neither a list (open, mine, breaching, all) nor an org: the org ids are %s.", r.org, b.orgIDs())}
 		}
 		s = Scope{Org: r.org}
 	}
@@ -393,14 +407,14 @@ func askForm(id string, state url.Values, title, prefill string) Form {
 	}}}
 }
 
-func concludeForm(ref string) Form {
-	return Form{ID: formConclude, State: url.Values{"ref": {ref}}.Encode(), Title: "Conclude " + ref, Submit: "Conclude",
+func concludeForm(ref, channel string) Form {
+	return Form{ID: formConclude, State: url.Values{"ref": {ref}, "c": {channel}}.Encode(), Title: "Conclude " + ref, Submit: "Conclude",
 		Fields: []FormField{{ID: fieldSummary, Label: "Summary for the requester", Kind: InputParagraph, Required: true, MinLength: 10, MaxLength: 3000,
 			Placeholder: "What you found, how confident you are, and what they should do."}}}
 }
 
-func textForm(id, ref, title, label string, required bool) Form {
-	return Form{ID: id, State: url.Values{"ref": {ref}}.Encode(), Title: title, Submit: "Send",
+func textForm(id, ref, channel, title, label string, required bool) Form {
+	return Form{ID: id, State: url.Values{"ref": {ref}, "c": {channel}}.Encode(), Title: title, Submit: "Send",
 		Fields: []FormField{{ID: fieldText, Label: label, Kind: InputParagraph, Required: required, MaxLength: 3000}}}
 }
 
@@ -437,13 +451,13 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	ref, _ := normRef(a.Value)
 	switch a.Action {
 	case ActMoreInfo:
-		return Ack{Form: ptr(textForm(formMoreInfo, ref, "More info for "+ref, "What do you need from the requester?", true))}
+		return Ack{Form: ptr(textForm(formMoreInfo, ref, a.Message.Channel, "More info for "+ref, "What do you need from the requester?", true))}
 	case ActSample:
-		return Ack{Form: ptr(textForm(formSample, ref, "File sample for "+ref, "Which file, and how should they share it?", false))}
+		return Ack{Form: ptr(textForm(formSample, ref, a.Message.Channel, "File sample for "+ref, "Which file, and how should they share it?", false))}
 	case ActConclude:
-		return Ack{Form: ptr(concludeForm(ref))}
+		return Ack{Form: ptr(concludeForm(ref, a.Message.Channel))}
 	case ActAddDetails:
-		return Ack{Form: ptr(textForm(formAddDetails, ref, "Add details to "+ref, "What should the expert know?", true))}
+		return Ack{Form: ptr(textForm(formAddDetails, ref, a.Message.Channel, "Add details to "+ref, "What should the expert know?", true))}
 	case ActConsult:
 		return Ack{Form: ptr(askForm(formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert",
 			""))}
@@ -583,7 +597,7 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Values, ref, text, channel string) (Message, error) {
 	need := func(o op) error {
 		if !w.may(o) {
-			return &Refusal{Msg: denied(w, o).Fallback}
+			return &Refusal{Msg: plainText(denied(w, o))}
 		}
 		return nil
 	}

@@ -40,7 +40,9 @@ func TestConfigValidate(t *testing.T) {
 			c.Orgs[1].Slack = &Place{Workspace: "T0CONTOSO", Channels: []string{"C0CONTOSOSOC"}}
 		}, `already belongs to org "contoso"`},
 		{"no desk", func(c *Config) { c.Desk = Desk{} }, "desk: not set"},
-		{"two desks", func(c *Config) { c.Desk.Discord = &DeskPlace{Workspace: "1000000000000000001", Channel: "1000000000000000003"} }, "keep one"},
+		{"two desks", func(c *Config) {
+			c.Desk.Discord = &DeskPlace{Workspace: "1000000000000000001", Channel: "1000000000000000003"}
+		}, "keep one"},
 		{"desk is an org channel", func(c *Config) { c.Desk.Slack.Channel = "C0CONTOSOSOC" }, "give the desk its own channel"},
 		{"bad expert id", func(c *Config) { c.Experts.Slack = []string{"alice"} }, `experts.slack[0] "alice"`},
 		{"no experts", func(c *Config) { c.Experts = UserIDs{} }, "nobody can take a case"},
