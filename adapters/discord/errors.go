@@ -110,6 +110,10 @@ func (a *Adapter) classify(op string, err error) error {
 	if errors.Is(err, discordgo.ErrUnauthorized) {
 		return a.classifyAPI(op, &apiError{Status: http.StatusUnauthorized, Message: "unauthorized"})
 	}
+	if msg := err.Error(); strings.HasPrefix(msg, "Exceeded Max retries HTTP ") {
+		// discordgo's 502 path (retries are off: the outbox retries).
+		return &bot.DeliveryError{Kind: bot.Temporary, Code: "502", Err: fmt.Errorf("%s: discord answered 502 Bad Gateway", op)}
+	}
 	// Transport errors: url.Error carries the URL (interaction tokens live in
 	// webhook paths), so keep only its cause.
 	var ue *url.Error

@@ -415,6 +415,7 @@ func readBody(r *http.Request) ([]byte, error) {
 func (s *Server) routes(mux *http.ServeMux) {
 	api := "/api/v10"
 	mux.HandleFunc("GET /gateway", s.serveGateway)
+	mux.HandleFunc("GET /gateway/", s.serveGateway)
 	mux.Handle("GET "+api+"/gateway", s.recorder(false, s.gateway))
 	mux.Handle("GET "+api+"/gateway/bot", s.recorder(true, s.gateway))
 	mux.Handle("GET "+api+"/users/{user}", s.recorder(true, s.getUser))

@@ -1,0 +1,145 @@
+package discord_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/discord"
+	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+const (
+	guildID   = "1000000000000000001"
+	channelID = "1000000000000000002"
+	deskID    = "1000000000000000003"
+	analystID = "1000000000000000010"
+)
+
+// handler is a bot.Handler whose answers tests choose, recording what it got.
+type handler struct {
+	mu       sync.Mutex
+	commands []bot.Command
+	actions  []bot.Action
+	submits  []bot.Submission
+	replies  []bot.Reply
+
+	onCommand func(bot.Command) bot.Ack
+	onAction  func(bot.Action) bot.Ack
+	onSubmit  func(bot.Submission) bot.SubmitAck
+	replyCh   chan bot.Reply
+}
+
+func newHandler() *handler { return &handler{replyCh: make(chan bot.Reply, 64)} }
+
+func (h *handler) HandleCommand(_ context.Context, c bot.Command) bot.Ack {
+	h.mu.Lock()
+	h.commands = append(h.commands, c)
+	f := h.onCommand
+	h.mu.Unlock()
+	if f != nil {
+		return f(c)
+	}
+	return bot.Ack{}
+}
+
+func (h *handler) HandleAction(_ context.Context, a bot.Action) bot.Ack {
+	h.mu.Lock()
+	h.actions = append(h.actions, a)
+	f := h.onAction
+	h.mu.Unlock()
+	if f != nil {
+		return f(a)
+	}
+	return bot.Ack{}
+}
+
+func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAck {
+	h.mu.Lock()
+	h.submits = append(h.submits, s)
+	f := h.onSubmit
+	h.mu.Unlock()
+	if f != nil {
+		return f(s)
+	}
+	return bot.SubmitAck{}
+}
+
+func (h *handler) HandleReply(_ context.Context, r bot.Reply) {
+	h.mu.Lock()
+	h.replies = append(h.replies, r)
+	h.mu.Unlock()
+	h.replyCh <- r
+}
+
+func (h *handler) lastCommand(t *testing.T) bot.Command {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	require.NotEmpty(t, h.commands)
+	return h.commands[len(h.commands)-1]
+}
+
+type fixture struct {
+	fake    *discordfake.Server
+	adapter *discord.Adapter
+	h       *handler
+	priv    ed25519.PrivateKey
+	cfg     discord.Config
+}
+
+type option func(*discord.Config)
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("DISCORD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// setup starts a fake Discord and an adapter pointed at it (not started).
+func setup(t testing.TB, opts ...option) fixture {
+	t.Helper()
+	fake := discordfake.New(t, discordfake.Options{
+		Guilds: []discordfake.Guild{{ID: guildID, Channels: []string{channelID, deskID}}},
+	})
+	fake.AddUser(discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice", Nick: "Alice (SOC)"})
+	pub, priv, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	h := newHandler()
+	cfg := discord.Config{
+		Token:           fake.Token(),
+		AppID:           fake.AppID(),
+		PublicKey:       hex.EncodeToString(pub),
+		APIURL:          fake.APIURL(),
+		Guilds:          []string{guildID},
+		LeaderCheck:     100 * time.Millisecond,
+		LeaderGrace:     300 * time.Millisecond,
+		DeferredTimeout: time.Minute,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := discord.New(cfg, testLogger(t), prometheus.NewRegistry(), h)
+	require.NoError(t, err)
+	t.Cleanup(a.Stop)
+	return fixture{fake: fake, adapter: a, h: h, priv: priv, cfg: cfg}
+}
+
+// start starts the adapter and waits for its gateway session.
+func (f fixture) start(t testing.TB) {
+	t.Helper()
+	require.NoError(t, f.adapter.Start(context.Background()))
+	require.True(t, f.fake.WaitSessions(1, 10*time.Second), "gateway session")
+	// READY and GUILD_CREATE reach the adapter right after IDENTIFY.
+	time.Sleep(50 * time.Millisecond)
+}
