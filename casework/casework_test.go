@@ -292,3 +292,43 @@ func TestConcurrentTakeHasOneWinner(t *testing.T) {
 	var te *casework.TransitionError
 	require.ErrorAs(t, err, &te)
 }
+
+func TestTakeAndAssignByRole(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.CreditsPerQuarter, c.CreditsCap = 20, 20 })
+	ctx := context.Background()
+	roles := []casework.Role{casework.RoleRequester, casework.RoleExpert, casework.RoleManager, casework.RoleSystem}
+	for _, role := range roles {
+		allowed := role == casework.RoleExpert || role == casework.RoleManager
+		t.Run("take/"+string(role), func(t *testing.T) {
+			t.Parallel()
+			c := f.open(t, "contoso")
+			got, err := f.svc.Take(ctx, c.Ref, actorFor(role, "contoso"))
+			if !allowed {
+				var te *casework.TransitionError
+				require.ErrorAs(t, err, &te)
+				require.Contains(t, err.Error(), "cannot take "+c.Ref)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, casework.StatusInProgress, got.Status)
+			require.NotNil(t, got.TakenAt)
+		})
+		t.Run("assign/"+string(role), func(t *testing.T) {
+			t.Parallel()
+			c := f.open(t, "contoso")
+			got, err := f.svc.Assign(ctx, c.Ref, actorFor(role, "contoso"), expert("U-assignee").Person)
+			if !allowed {
+				var te *casework.TransitionError
+				require.ErrorAs(t, err, &te)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "U-assignee", got.Assignee.UserID)
+			require.Equal(t, casework.StatusInProgress, got.Status)
+		})
+	}
+	done := f.into(t, "contoso", casework.StatusConcluded)
+	_, err := f.svc.Take(ctx, done.Ref, expert("U-late"))
+	require.EqualError(t, err, done.Ref+" is already concluded; use Reopen")
+}

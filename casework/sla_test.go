@@ -189,3 +189,22 @@ func TestAutoCloseAndSweepJob(t *testing.T) {
 	require.Equal(t, casework.EventStatusChanged, last.Kind)
 	require.Equal(t, casework.RoleSystem, last.Actor.Role)
 }
+
+// TestSweepJobsOnTwoReplicas starts the gocron job on two Services: the
+// advisory lock lets one sweep at a time, and the database keeps the
+// warning single however many sweeps run.
+func TestSweepJobsOnTwoReplicas(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.SweepEvery = time.Second })
+	ctx := context.Background()
+	c := f.open(t, "contoso")
+	other := f.another(t)
+	f.clock.Advance(50 * time.Minute)
+	require.NoError(t, f.svc.Start(ctx))
+	require.NoError(t, other.Start(ctx))
+	require.Eventually(t, func() bool { return f.events(t, c.Ref)[casework.EventSLAWarning] > 0 }, 10*time.Second, 50*time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // a few more sweeps on both
+	require.NoError(t, f.svc.Stop())
+	require.NoError(t, other.Stop())
+	require.Equal(t, 1, f.events(t, c.Ref)[casework.EventSLAWarning])
+}
