@@ -110,6 +110,10 @@ func caseView(c *casework.Case) CaseView {
 
 // Open implements Cases.
 func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error) {
+	if o.Subject.Detail != "" {
+		// casework keeps a name, not details: fold them in.
+		o.Subject.Name = cmpOr(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
+	}
 	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
 		Key: o.Key, Org: o.Org,
 		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},

@@ -216,7 +216,11 @@ type IncidentView struct {
 type ScopeGroup struct {
 	Kind  string
 	Items []string
+	// Count is the total, when Items lists only the first few.
+	Count int
 }
+
+func (g ScopeGroup) total() int { return max(g.Count, len(g.Items)) }
 
 // IncidentEvent is a hunting outbox event decoded for rendering.
 type IncidentEvent struct {
@@ -232,6 +236,8 @@ type IncidentEvent struct {
 // opens cases on an incident without enrichment and renders no notifications.
 type Incidents interface {
 	Incident(ctx context.Context, org, id string) (IncidentView, error)
+	// FullScope lists every entity of an incident, for "Show full scope".
+	FullScope(ctx context.Context, org, id string) ([]ScopeGroup, error)
 	Acknowledge(ctx context.Context, org, id string, by User) error
 	// Describe enriches a case subject (alert title, host, incident score);
 	// ok is false when hunting does not know it.

@@ -530,19 +530,19 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		if w.org != nil {
 			org = w.org.ID
 		}
-		inc, err := b.hunt.Incident(ctx, org, a.Value)
+		if w.org == nil {
+			return nil, &Refusal{Msg: "Show the full scope from the notification in the org's channel."}
+		}
+		scope, err := b.hunt.FullScope(ctx, org, a.Value)
 		if err != nil {
 			return nil, err
-		}
-		if w.org != nil && inc.Org != w.org.ID {
-			return nil, fmt.Errorf("incident %s: %w", a.Value, ErrNotFound)
 		}
 		ad, ok := b.adapter(a.Message.Platform)
 		if !ok {
 			return nil, fmt.Errorf("no %s adapter", a.Message.Platform)
 		}
 		msgRef := a.Message
-		if _, err := ad.Post(ctx, Dest{Platform: msgRef.Platform, Workspace: msgRef.Workspace, Channel: msgRef.Channel, Thread: &msgRef}, scopeMessage(inc)); err != nil {
+		if _, err := ad.Post(ctx, Dest{Platform: msgRef.Platform, Workspace: msgRef.Workspace, Channel: msgRef.Channel, Thread: &msgRef}, scopeMessage(a.Value, scope)); err != nil {
 			return nil, fmt.Errorf("post full scope: %w", err)
 		}
 		return nil, nil

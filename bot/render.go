@@ -524,9 +524,12 @@ func notificationCard(inc IncidentView) Message {
 			if len(shown) > 3 {
 				shown = shown[:3]
 			}
-			l := Line{B(fmt.Sprintf("%s (%d): ", titleCase(g.Kind), len(g.Items))), U(cut(strings.Join(shown, ", "), maxListLineRunes*2))}
-			if len(g.Items) > 3 {
-				l = append(l, T(fmt.Sprintf(" and %d more", len(g.Items)-3)))
+			if g.total() == 0 {
+				continue
+			}
+			l := Line{B(fmt.Sprintf("%s (%d): ", titleCase(g.Kind), g.total())), U(cut(strings.Join(shown, ", "), maxListLineRunes*2))}
+			if g.total() > len(shown) {
+				l = append(l, T(fmt.Sprintf(" and %d more", g.total()-len(shown))))
 			}
 			sec.Lines = append(sec.Lines, l)
 		}
@@ -573,17 +576,20 @@ func notificationCard(inc IncidentView) Message {
 }
 
 // scopeMessage is the full entity list, posted in the notification's thread.
-func scopeMessage(inc IncidentView) Message {
-	m := Message{Title: "Full scope of incident " + inc.ID, Fallback: "Full scope of incident " + inc.ID}
-	for _, g := range inc.Scope {
-		sec := Section{Title: fmt.Sprintf("%s (%d)", titleCase(g.Kind), len(g.Items))}
+func scopeMessage(id string, scope []ScopeGroup) Message {
+	m := Message{Title: "Full scope of incident " + id, Fallback: "Full scope of incident " + id}
+	for _, g := range scope {
+		if g.total() == 0 {
+			continue
+		}
+		sec := Section{Title: fmt.Sprintf("%s (%d)", titleCase(g.Kind), g.total())}
 		for i, it := range g.Items {
 			if i == 50 {
-				sec.More = len(g.Items) - 50
 				break
 			}
 			sec.Lines = append(sec.Lines, Line{U(cut(it, maxListLineRunes*2))})
 		}
+		sec.More = g.total() - len(sec.Lines)
 		m.Sections = append(m.Sections, sec)
 	}
 	return m

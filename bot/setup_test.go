@@ -76,6 +76,12 @@ func setup(t testing.TB, opts ...option) *fixture {
 
 func setupOn(t testing.TB, db *pgxpool.Pool, start bool, opts ...option) *fixture {
 	t.Helper()
+	return setupWith(t, db, start, nil, opts...)
+}
+
+// setupWith is setupOn with hunting wired in (hunt may be nil).
+func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, opts ...option) *fixture {
+	t.Helper()
 	cfg := testConfig()
 	for _, o := range opts {
 		o(&cfg)
@@ -83,7 +89,7 @@ func setupOn(t testing.TB, db *pgxpool.Pool, start bool, opts ...option) *fixtur
 	cw, err := casework.New(db, casework.Config{}, nil, nil)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	b, err := New(cfg, db, NewCaseworkCases(cw), nil, nil, reg)
+	b, err := New(cfg, db, NewCaseworkCases(cw), hunt, nil, reg)
 	require.NoError(t, err)
 	f := &fixture{bot: b, db: db, cw: cw, slack: bottest.New(Slack, slackTeam), discord: bottest.New(Discord, fabGuild), reg: reg}
 	f.slack.SetName(analyst, "Ana Lyst")

@@ -1,0 +1,224 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/threatdesk/threatdesk/hunting"
+)
+
+// HuntingIncidents adapts hunting.Service to the Incidents the bot consumes.
+type HuntingIncidents struct {
+	svc *hunting.Service
+}
+
+var _ Incidents = (*HuntingIncidents)(nil)
+
+// NewHuntingIncidents wraps svc.
+func NewHuntingIncidents(svc *hunting.Service) *HuntingIncidents { return &HuntingIncidents{svc: svc} }
+
+func incidentID(id string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimPrefix(id, "INC-"), "#"), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("incident %q: %w", id, ErrNotFound)
+	}
+	return n, nil
+}
+
+func huntErr(err error) error {
+	if errors.Is(err, hunting.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return err
+}
+
+func scopeGroups(s hunting.Scope) []ScopeGroup {
+	var out []ScopeGroup
+	for _, g := range []struct {
+		kind string
+		g    hunting.ScopeGroup
+	}{{"devices", s.Devices}, {"users", s.Users}, {"files", s.Files}, {"ips", s.IPs}, {"urls", s.URLs},
+		{"processes", s.Processes}, {"registry keys", s.Registry}} {
+		if g.g.Count == 0 && len(g.g.Values) == 0 {
+			continue
+		}
+		sg := ScopeGroup{Kind: g.kind, Count: g.g.Count}
+		for _, v := range g.g.Values {
+			item := v.Value
+			if v.Display != "" && v.Display != v.Value {
+				item += " " + v.Display
+			}
+			sg.Items = append(sg.Items, item)
+		}
+		out = append(out, sg)
+	}
+	return out
+}
+
+// Incident implements Incidents.
+func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (IncidentView, error) {
+	n, err := incidentID(id)
+	if err != nil {
+		return IncidentView{}, err
+	}
+	v, err := h.svc.Incident(ctx, org, n)
+	if err != nil {
+		return IncidentView{}, huntErr(err)
+	}
+	out := IncidentView{
+		ID: strconv.FormatInt(v.ID, 10), Org: v.Org, Title: v.Title, Summary: v.Summary,
+		Severity: Severity(v.Severity), Score: v.Score, Scope: scopeGroups(v.Scope), Recommended: v.Actions,
+		AckedBy: v.AcknowledgedBy,
+	}
+	if v.FromExperts {
+		out.Reasons = append(out.Reasons, "Raised by the expert hunting service: top priority")
+	}
+	for _, r := range v.Reasons {
+		out.Reasons = append(out.Reasons, fmt.Sprintf("+%d %s", r.Points, r.Detail))
+	}
+	for _, e := range v.Timeline {
+		line := e.Time.UTC().Format("2 Jan 15:04") + " " + e.Title
+		if e.Device != "" {
+			line += " on " + e.Device
+		}
+		out.Timeline = append(out.Timeline, line)
+	}
+	if more := v.TimelineTotal - len(v.Timeline); more > 0 {
+		out.Timeline = append(out.Timeline, fmt.Sprintf("and %d more alerts", more))
+	}
+	for _, t := range v.Tactics {
+		out.Tactics = append(out.Tactics, t.ID+" "+t.Name)
+	}
+	out.Tactics = append(out.Tactics, v.Techniques...)
+	if len(v.WebURLs) > 0 {
+		out.Link = v.WebURLs[0]
+	}
+	switch v.Status {
+	case "merged":
+		out.Summary = fmt.Sprintf("Merged into incident %d; follow that card. ", v.MergedInto) + out.Summary
+	case "closed":
+		out.Summary = "Closed. " + out.Summary
+	}
+	return out, nil
+}
+
+// FullScope implements Incidents.
+func (h *HuntingIncidents) FullScope(ctx context.Context, org, id string) ([]ScopeGroup, error) {
+	n, err := incidentID(id)
+	if err != nil {
+		return nil, err
+	}
+	s, err := h.svc.FullScope(ctx, org, n)
+	if err != nil {
+		return nil, huntErr(err)
+	}
+	return scopeGroups(*s), nil
+}
+
+// Acknowledge implements Incidents.
+func (h *HuntingIncidents) Acknowledge(ctx context.Context, org, id string, by User) error {
+	n, err := incidentID(id)
+	if err != nil {
+		return err
+	}
+	return huntErr(h.svc.Acknowledge(ctx, org, n, userLabel(&by)))
+}
+
+// Describe implements Incidents.
+func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind SubjectKind, id string) (Subject, bool, error) {
+	s := Subject{Kind: kind, ID: id}
+	var err error
+	switch kind {
+	case SubjectAlert:
+		var a *hunting.AlertInfo
+		if a, err = h.svc.Alert(ctx, org, id); err == nil {
+			s.Name, s.Severity, s.Link = a.Title, string(a.Severity), a.WebURL
+			if a.Host != "" {
+				s.Detail = "host " + a.Host
+			}
+			if a.IncidentID != 0 {
+				s.Detail = strings.TrimPrefix(s.Detail+fmt.Sprintf(", incident %d", a.IncidentID), ", ")
+			}
+		}
+	case SubjectDevice, SubjectFile:
+		var e *hunting.EntityInfo
+		if kind == SubjectDevice {
+			e, err = h.svc.Device(ctx, org, id)
+		} else {
+			e, err = h.svc.File(ctx, org, id)
+		}
+		if err == nil {
+			s.Name = e.Display
+			s.Detail = fmt.Sprintf("%d alerts", e.Alerts)
+			if e.Devices > 0 {
+				s.Detail += fmt.Sprintf(", seen on %d devices", e.Devices)
+			}
+			best := 0
+			for _, r := range e.Incidents {
+				s.Detail += fmt.Sprintf(", incident %d (score %d)", r.ID, r.Score)
+				if r.Score > best {
+					best, s.Severity = r.Score, string(r.Severity)
+				}
+			}
+		}
+	case SubjectIncident:
+		var n int64
+		if n, err = incidentID(id); err != nil {
+			return s, false, nil
+		}
+		var r *hunting.IncidentRef
+		if r, err = h.svc.IncidentSummary(ctx, org, n); err == nil {
+			s.Name, s.Severity = r.Title, string(r.Severity)
+			s.Detail = fmt.Sprintf("score %d, %s", r.Score, r.Status)
+		}
+	default:
+		return s, false, nil
+	}
+	if errors.Is(err, hunting.ErrNotFound) {
+		return s, false, nil
+	}
+	if err != nil {
+		return s, false, err
+	}
+	return s, true, nil
+}
+
+// DecodeEvent implements Incidents.
+func (h *HuntingIncidents) DecodeEvent(kind string, payload json.RawMessage) (IncidentEvent, bool, error) {
+	var p hunting.EventPayload
+	action := ""
+	switch kind {
+	case hunting.EventNotify:
+		action = "post"
+	case hunting.EventUpdate, hunting.EventAcknowledged, hunting.EventMerged, hunting.EventClosed:
+		action = "update"
+	case hunting.EventRepeat:
+		action = "repeat"
+	default:
+		return IncidentEvent{}, false, nil
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return IncidentEvent{}, true, err
+	}
+	ev := IncidentEvent{IncidentID: strconv.FormatInt(p.IncidentID, 10), Org: p.Org, Action: action}
+	switch kind {
+	case hunting.EventUpdate:
+		for _, c := range p.Changes {
+			ev.Changes = append(ev.Changes, c.Detail)
+		}
+		if len(ev.Changes) == 0 && p.Note != "" {
+			ev.Changes = []string{p.Note}
+		}
+	case hunting.EventAcknowledged:
+		ev.Changes = []string{"Acknowledged by " + p.By}
+	case hunting.EventMerged:
+		ev.Changes = []string{fmt.Sprintf("Merged into incident %d: %s", p.MergedInto, p.Reason)}
+	case hunting.EventClosed:
+		ev.Changes = []string{"Closed by " + p.By}
+	}
+	return ev, true, nil
+}

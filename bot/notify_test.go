@@ -1,0 +1,125 @@
+package bot_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+)
+
+const contosoTenant = "a839b112-1253-6432-9bf6-94542403f21c"
+
+// expertAlert is a Defender alert raised by the expert hunting service:
+// always notified, at once.
+const expertAlert = `{
+  "id": "da637472900382838869_1364969609",
+  "severity": "High",
+  "status": "New",
+  "detectionSource": "ThreatExperts",
+  "category": "LateralMovement",
+  "title": "Hands-on-keyboard attack <!channel> via PsExec",
+  "description": "An operator moved laterally.",
+  "alertCreationTime": "2026-11-26T20:33:57.7220239Z",
+  "firstEventTime": "2026-11-26T20:31:32.9562661Z",
+  "lastEventTime": "2026-11-26T20:31:33.0577322Z",
+  "lastUpdateTime": "2026-11-26T20:33:59.2Z",
+  "machineId": "111e6dd8c833c8a052ea231ec1b19adaf497b625",
+  "computerDnsName": "ws-017.contoso.local",
+  "aadTenantId": "a839b112-1253-6432-9bf6-94542403f21c",
+  "mitreTechniques": ["T1021"],
+  "evidence": [
+    {"entityType": "File", "sha1": "4b6f1c2d8a9e0f1a2b3c4d5e6f708192a3b4c5d6", "fileName": "psexesvc.exe", "filePath": "C:\\Windows"}
+  ]
+}`
+
+func TestNotificationCard(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	hunt, err := hunting.New(db, hunting.Config{Tenants: map[string]string{contosoTenant: "contoso"}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	require.NoError(t, err)
+	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond)
+	_, err = hunt.Sweep(ctx)
+	require.NoError(t, err)
+	f := setupWith(t, db, true, NewHuntingIncidents(hunt))
+
+	card := posted(t, f.slack, contosoSOC, nil, "Consult a threat expert")
+	require.Contains(t, plain(card.Message), "Scope of compromise")
+	require.Contains(t, plain(card.Message), "Why you are seeing this")
+	require.NotEmpty(t, card.Message.ThreadName)
+	var incID string
+	for _, b := range card.Message.Buttons {
+		if b.Action == ActConsult {
+			incID = b.Value
+		}
+	}
+	require.NotEmpty(t, incID)
+	// The alert's title is untrusted text.
+	for _, l := range card.Message.Text {
+		for _, s := range l {
+			if strings.Contains(s.Text, "<!channel>") {
+				require.True(t, s.Untrusted)
+			}
+		}
+	}
+
+	// A Fabrikam analyst cannot acknowledge Contoso's incident.
+	_, r := f.press(t, Discord, fabAnalyst, ActAcknowledge, incID, Ref{Platform: Discord, Workspace: fabGuild, Channel: fabSOC, Message: "x"})
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Not found")
+
+	// Acknowledge: the card is edited to say who.
+	_, r = f.press(t, Slack, analyst, ActAcknowledge, incID, card.Ref)
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Acknowledged incident "+incID)
+	require.True(t, f.slack.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
+		for _, c := range cs {
+			if c.Op == bottest.OpUpdate && c.Ref == card.Ref && strings.Contains(plain(c.Message), "Acknowledged by") {
+				return true
+			}
+		}
+		return false
+	}), dump(f.slack.Calls()))
+
+	// Show full scope: the entity list in the card's thread.
+	ack, _ := f.press(t, Slack, analyst, ActShowScope, incID, card.Ref)
+	require.Nil(t, ack.Message)
+	posted(t, f.slack, contosoSOC, &card.Ref, "Full scope of incident "+incID)
+
+	// Consult: a form, then a case whose subject is the incident.
+	ack, _ = f.press(t, Slack, analyst, ActConsult, incID, card.Ref)
+	require.NotNil(t, ack.Form)
+	_, r = f.submit(t, Slack, analyst, *ack.Form, map[string]string{"question": "is this contained?"})
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Opened EOD-1 (high priority)")
+	desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Contoso · Incident Hands-on-keyboard")
+	require.Contains(t, plain(desk.Message), "score")
+
+	// A case on the alert shows what hunting knows of it.
+	_, m := f.run(t, Slack, analyst, contosoSOC, "alert da637472900382838869_1364969609 lateral?")
+	require.Contains(t, plain(m), "Opened EOD-2")
+	desk = posted(t, f.slack, deskChannel, nil, "EOD-2 · Contoso · Alert Hands-on-keyboard")
+	require.Contains(t, plain(desk.Message), "host ws-017.contoso.local")
+}
+
+func TestSampleNotification(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, m := f.run(t, Slack, admin, contosoSOC2, "sample-notification")
+	require.Contains(t, plain(m), "test notification for Contoso")
+	card := posted(t, f.slack, contosoSOC, nil, "[TEST] Sample targeted attack notification")
+	require.Contains(t, plain(card.Message), "No attack happened")
+}
+
