@@ -278,3 +278,27 @@ func TestSocketModeReconnects(t *testing.T) {
 	f.adapter.Stop() // idempotent
 	eventually(t, func() bool { return f.fake.Connections() == 0 }, "stopped")
 }
+
+func TestSocketModeRedeliveredCommandProcessedOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	payload := f.fake.CommandPayload(slackfake.SlashCommand{Text: "ask anything odd?", UserID: analyst, ChannelID: socChannel})
+	_, err := f.fake.Send(f.ctx, slackfake.Envelope{EnvelopeID: "env-1", Type: "slash_commands", Payload: payload, AcceptsResponsePayload: true}, nil)
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond) // the first delivery is recorded after its ack
+	ack, err := f.fake.Send(f.ctx, slackfake.Envelope{EnvelopeID: "env-1", Type: "slash_commands", Payload: payload, AcceptsResponsePayload: true, RetryAttempt: 1, RetryReason: "timeout"}, nil)
+	require.NoError(t, err)
+	require.Empty(t, ack.Payload)
+	require.Len(t, f.rec.Commands(), 1)
+
+	// Metrics are on the registry passed in, under threatdesk_.
+	mfs, err := f.reg.Gather()
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	require.True(t, names["threatdesk_slack_ack_seconds"])
+	require.True(t, names["threatdesk_slack_inbound_total"])
+	require.True(t, names["threatdesk_slack_socket_mode_connected"])
+}
