@@ -10,6 +10,7 @@ import (
 
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
 	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
@@ -50,7 +51,7 @@ func TestNotificationCard(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	_, err = hunt.Sweep(ctx)
 	require.NoError(t, err)
-	f := setupWith(t, db, true, NewHuntingIncidents(hunt))
+	f := setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{})
 
 	card := posted(t, f.slack, contosoSOC, nil, "Consult a threat expert")
 	require.Contains(t, plain(card.Message), "Scope of compromise")
@@ -122,4 +123,3 @@ func TestSampleNotification(t *testing.T) {
 	card := posted(t, f.slack, contosoSOC, nil, "[TEST] Sample targeted attack notification")
 	require.Contains(t, plain(card.Message), "No attack happened")
 }
-

@@ -76,17 +76,18 @@ func setup(t testing.TB, opts ...option) *fixture {
 
 func setupOn(t testing.TB, db *pgxpool.Pool, start bool, opts ...option) *fixture {
 	t.Helper()
-	return setupWith(t, db, start, nil, opts...)
+	return setupWith(t, db, start, nil, casework.Config{}, opts...)
 }
 
-// setupWith is setupOn with hunting wired in (hunt may be nil).
-func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, opts ...option) *fixture {
+// setupWith is setupOn with hunting wired in (hunt may be nil) and
+// casework configured.
+func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, cwCfg casework.Config, opts ...option) *fixture {
 	t.Helper()
 	cfg := testConfig()
 	for _, o := range opts {
 		o(&cfg)
 	}
-	cw, err := casework.New(db, casework.Config{}, nil, nil)
+	cw, err := casework.New(db, cwCfg, nil, nil)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	b, err := New(cfg, db, NewCaseworkCases(cw), hunt, nil, reg)
