@@ -92,15 +92,6 @@ func cut(s string, max int) string {
 	return head + ellipsis
 }
 
-// cutPlain shortens unescaped plain text in runes.
-func cutPlain(s string, max int) string {
-	if utf8.RuneCountInString(s) <= max {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:max-1]) + ellipsis
-}
-
 // span renders one span as mrkdwn. All text is escaped; untrusted text never
 // becomes a link or a mention.
 func span(s bot.Span) string {
@@ -216,7 +207,7 @@ func paragraphs(ps []string) []string {
 func RenderBlocks(m bot.Message) ([]slack.Block, string) {
 	var blocks []slack.Block
 	if m.Title != "" {
-		blocks = append(blocks, slack.NewHeaderBlock(plain(cutPlain(severityIcon(m.Severity)+Escape(m.Title), MaxHeaderText))))
+		blocks = append(blocks, slack.NewHeaderBlock(plain(cut(severityIcon(m.Severity)+Escape(m.Title), MaxHeaderText))))
 	}
 	var text []string
 	for _, l := range m.Text {
@@ -289,7 +280,7 @@ func buttons(bs []bot.Button) []slack.Block {
 		if len(id) > MaxActionID {
 			continue
 		}
-		el := slack.NewButtonBlockElement(id, b.Value, plain(cutPlain(Escape(b.Label), MaxButtonText)))
+		el := slack.NewButtonBlockElement(id, b.Value, plain(cut(Escape(b.Label), MaxButtonText)))
 		switch b.Style {
 		case bot.ButtonPrimary:
 			el.Style = slack.StylePrimary
@@ -336,8 +327,8 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 	submit := cmpOr(f.Submit, "Submit")
 	v := slack.ModalViewRequest{
 		Type:            slack.VTModal,
-		Title:           plain(cutPlain(Escape(cmpOr(f.Title, "threatdesk")), MaxModalTitle)),
-		Submit:          plain(cutPlain(Escape(submit), MaxModalTitle)),
+		Title:           plain(cut(Escape(cmpOr(f.Title, "threatdesk")), MaxModalTitle)),
+		Submit:          plain(cut(Escape(submit), MaxModalTitle)),
 		Close:           plain("Cancel"),
 		CallbackID:      f.ID,
 		PrivateMetadata: string(meta),
@@ -345,7 +336,7 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 	for _, ff := range f.Fields {
 		el := slack.NewPlainTextInputBlockElement(nil, ff.ID)
 		if ff.Placeholder != "" {
-			el.Placeholder = plain(cutPlain(Escape(ff.Placeholder), MaxPlaceholder))
+			el.Placeholder = plain(cut(Escape(ff.Placeholder), MaxPlaceholder))
 		}
 		el.Multiline = ff.Kind == bot.InputParagraph
 		el.InitialValue = ff.Value
@@ -354,7 +345,7 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 		if ff.MaxLength == 0 {
 			el.MaxLength = MaxInputLength
 		}
-		in := slack.NewInputBlock(ff.ID, plain(cutPlain(Escape(cmpOr(ff.Label, ff.ID)), MaxInputLabel)), nil, el)
+		in := slack.NewInputBlock(ff.ID, plain(cut(Escape(cmpOr(ff.Label, ff.ID)), MaxInputLabel)), nil, el)
 		in.Optional = !ff.Required
 		v.Blocks.BlockSet = append(v.Blocks.BlockSet, in)
 	}
