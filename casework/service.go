@@ -1,15 +1,3 @@
-// Package casework is the domain core of experts on demand: cases opened by
-// SOC analysts and worked by threat experts, their status machine, SLA clocks
-// (paused while waiting on the requester, with exactly-once warnings and
-// breaches), the quarterly credits each org spends to open cases, the
-// conversation, the chat anchors of a case's threads, and a hash-chained,
-// append-only timeline.
-//
-// It knows nothing of Slack or Discord: chat references are plain strings.
-// Every change is one database transaction that also appends the change's
-// domain event to the outbox (internal/outbox), on the stream "case:<ref>";
-// the bot renders and delivers those events after commit. Every read takes a
-// Viewer; a case of another org is reported exactly as a missing one.
 package casework
 
 import (
@@ -95,13 +83,40 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{s.m.opened, s.m.transitions, s.m.messages, s.m.sla, s.m.refused, s.m.sweep} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("casework: register metrics: %w", err)
-			}
+		if err := s.m.register(reg); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// register registers the metrics on reg; when a Service registered them on
+// reg before (a second Service in one process), it shares those.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for _, c := range []any{&m.opened, &m.transitions, &m.messages, &m.sla, &m.refused, &m.sweep} {
+		var err error
+		switch p := c.(type) {
+		case **prometheus.CounterVec:
+			*p, err = registerOrReuse(reg, *p)
+		case *prometheus.Histogram:
+			*p, err = registerOrReuse(reg, *p)
+		}
+		if err != nil {
+			return fmt.Errorf("casework: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
 }
 
 // Config returns the effective configuration (defaults filled in).

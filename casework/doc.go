@@ -1,0 +1,49 @@
+// Package casework is the domain core of experts on demand: cases opened by
+// SOC analysts and worked by threat experts, their status machine, SLA clocks,
+// the quarterly credits each org spends to open cases, the conversation, the
+// chat anchors of a case's threads, and a hash-chained, append-only timeline.
+//
+// It knows nothing of Slack or Discord: chat references are plain strings.
+//
+// # Changes and events
+//
+// Every change is one database transaction that locks the case row, checks
+// the change, writes it, appends it to the case's timeline and appends its
+// domain event to the outbox (internal/outbox) on the stream Stream(ref), so
+// the bot receives a case's events in order after commit. Event kinds and
+// payloads are in events.go (EventOpened, OpenedEvent, ...).
+//
+// # Statuses
+//
+//	new -> in_progress                       Take or Assign (expert, manager)
+//	in_progress -> more_info_needed          waiting on the requester: clock paused
+//	            -> file_sample_needed        waiting on the requester: clock paused
+//	            -> needs_more_time           clock runs
+//	            -> concluded                 with the expert's summary
+//	more_info_needed, file_sample_needed -> in_progress   the requester answers (AddMessage)
+//	concluded -> closed                      requester, manager, or after AutoCloseAfter
+//	concluded, closed -> in_progress         reopen, within ReopenWindow
+//	new .. needs_more_time -> withdrawn      requester, manager; refunds the credit if nobody took it
+//
+// The full (from, to, role) table is transitions in transitions.go; Allowed
+// reads it. A refused change is a *TransitionError whose message is one
+// sentence ("EOD-12 is already concluded; use Reopen").
+//
+// # SLA
+//
+// Two clocks per case, with targets per priority (DefaultTargets): first
+// response and conclusion. Both count time in new, in_progress and
+// needs_more_time; they pause while waiting on the requester and stop once
+// concluded, closed or withdrawn. SweepSLA (run every minute by Start, under
+// a PostgreSQL advisory lock) emits a warning at WarnAt of a target and a
+// breach at the target, each at most once per clock and case: the notice's
+// flag column is set by a conditional UPDATE in the same transaction as its
+// outbox event. SLA derives the figures from the stored status history.
+//
+// # Tenancy
+//
+// Every read takes a Viewer: one org (its members) or all orgs (experts and
+// managers). A case of another org is reported exactly as a missing one
+// (ErrNotFound). Writes take an Actor, whose role sets both what it may do
+// and what it may see.
+package casework
