@@ -1,0 +1,152 @@
+package slackfake_test
+
+import (
+	"encoding/json"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/slack-go/slack"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
+)
+
+// samples is where the shared platform samples live, from this package's directory.
+const samples = "../../../../shared/samples/slack/"
+
+func setup(t *testing.T) (*slackfake.Server, *slack.Client) {
+	t.Helper()
+	s := slackfake.New(t, slackfake.Options{
+		Channels: []slackfake.Channel{{ID: "C1", Name: "soc"}},
+		Users:    []slackfake.User{{ID: "U1", Name: "alice", DisplayName: "Alice"}},
+	})
+	o := s.Options()
+	return s, slack.New(o.BotToken, slack.OptionAPIURL(s.APIURL()), slack.OptionAppLevelToken(o.AppToken))
+}
+
+// TestWebAPIWithSlackGo drives the fake with the real slack-go client.
+func TestWebAPIWithSlackGo(t *testing.T) {
+	t.Parallel()
+	s, api := setup(t)
+	ctx := t.Context()
+
+	auth, err := api.AuthTestContext(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "U0BOT", auth.UserID)
+	require.Equal(t, "T0FAKE", auth.TeamID)
+
+	ch, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("parent", false),
+		slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*parent*", false, false), nil, nil)))
+	require.NoError(t, err)
+	require.Equal(t, "C1", ch)
+	_, reply, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("child", false), slack.MsgOptionTS(ts))
+	require.NoError(t, err)
+	_, _, _, err = api.UpdateMessageContext(ctx, "C1", ts, slack.MsgOptionText("parent, edited", false))
+	require.NoError(t, err)
+	msgs, _, _, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: "C1", Timestamp: ts})
+	require.NoError(t, err)
+	require.Len(t, msgs, 2)
+	require.Equal(t, "parent, edited", msgs[0].Text)
+	require.Equal(t, reply, msgs[1].Timestamp)
+	require.Equal(t, ts, msgs[1].ThreadTimestamp)
+
+	_, err = api.PostEphemeralContext(ctx, "C1", "U1", slack.MsgOptionText("psst", false))
+	require.NoError(t, err)
+	u, err := api.GetUserInfoContext(ctx, "U1")
+	require.NoError(t, err)
+	require.Equal(t, "Alice", u.Profile.DisplayName)
+
+	view := slack.ModalViewRequest{Type: slack.VTModal, Title: slack.NewTextBlockObject(slack.PlainTextType, "Ask", false, false), CallbackID: "ask"}
+	_, err = api.OpenViewContext(ctx, s.NewTrigger(), view)
+	require.NoError(t, err)
+	_, err = api.OpenViewContext(ctx, "made-up", view)
+	require.ErrorContains(t, err, "invalid_trigger_id")
+
+	_, _, err = api.PostMessageContext(ctx, "C404", slack.MsgOptionText("x", false))
+	require.ErrorContains(t, err, "channel_not_found")
+
+	s.FailNext("chat.postMessage", 1, slackfake.Failure{Status: 429, RetryAfter: 3 * time.Second})
+	_, _, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("x", false))
+	var rl *slack.RateLimitedError
+	require.ErrorAs(t, err, &rl)
+	require.Equal(t, 3*time.Second, rl.RetryAfter)
+
+	s.FailNext("chat.postMessage", 1, slackfake.Failure{Status: 503})
+	_, _, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("x", false))
+	var sc slack.StatusCodeError
+	require.ErrorAs(t, err, &sc)
+	require.Equal(t, 503, sc.Code)
+
+	require.Len(t, s.Calls("chat.postMessage"), 5)
+	bad := slack.New("xoxb-wrong", slack.OptionAPIURL(s.APIURL()))
+	_, err = bad.AuthTestContext(ctx)
+	require.ErrorContains(t, err, "invalid_auth")
+}
+
+// TestSocketModeHello checks the fake's hello against Slack's own and that
+// apps.connections.open takes the app-level token only.
+func TestSocketModeHello(t *testing.T) {
+	t.Parallel()
+	s, api := setup(t)
+	ctx := t.Context()
+	_, url, err := api.StartSocketModeContext(ctx)
+	require.NoError(t, err)
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	var got map[string]any
+	require.NoError(t, ws.ReadJSON(&got))
+
+	raw, err := os.ReadFile(samples + "slack-socketmode-hello.json")
+	require.NoError(t, err)
+	var want map[string]any
+	require.NoError(t, json.Unmarshal(raw, &want))
+	require.Equal(t, keys(want), keys(got))
+	require.Equal(t, keys(want["debug_info"].(map[string]any)), keys(got["debug_info"].(map[string]any)))
+
+	bot := slack.New(s.Options().BotToken, slack.OptionAPIURL(s.APIURL()), slack.OptionAppLevelToken(s.Options().BotToken))
+	_, _, err = bot.StartSocketModeContext(ctx)
+	require.ErrorContains(t, err, "not_allowed_token_type")
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSignerVectors checks the signer against Slack's published example.
+func TestSignerVectors(t *testing.T) {
+	t.Parallel()
+	body, err := os.ReadFile(samples + "slack-slash-command.txt")
+	require.NoError(t, err)
+	require.Equal(t, "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+		slackfake.Signer{Secret: "8f742231b10e8888abcd99yyyzzz85a5"}.Sign("1531420618", body))
+	// slack-go verifies what the signer signs.
+	g := slackfake.Signer{Secret: "s3cret"}
+	req, err := g.Request(t.Context(), "http://127.0.0.1/", "application/json", []byte(`{"a":1}`), time.Now())
+	require.NoError(t, err)
+	sv, err := slack.NewSecretsVerifier(req.Header, "s3cret")
+	require.NoError(t, err)
+	_, _ = sv.Write([]byte(`{"a":1}`))
+	require.NoError(t, sv.Ensure())
+}
+
+// TestTriggerExpires: a trigger_id older than its 3 seconds cannot open a view.
+func TestTriggerExpires(t *testing.T) {
+	t.Parallel()
+	var violations []string
+	s := slackfake.New(t, slackfake.Options{TriggerTTL: 10 * time.Millisecond, OnViolation: func(m string) { violations = append(violations, m) }})
+	api := slack.New(s.Options().BotToken, slack.OptionAPIURL(s.APIURL()))
+	trig := s.NewTrigger()
+	time.Sleep(20 * time.Millisecond)
+	_, err := api.OpenViewContext(t.Context(), trig, slack.ModalViewRequest{Type: slack.VTModal, Title: slack.NewTextBlockObject(slack.PlainTextType, "Ask", false, false)})
+	require.ErrorContains(t, err, "expired_trigger_id")
+	require.Len(t, violations, 1)
+}
