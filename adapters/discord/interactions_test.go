@@ -1,0 +1,283 @@
+package discord_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/discord"
+	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// post sends a signed (or deliberately mis-signed) interaction to srv.
+func post(t *testing.T, srv *httptest.Server, body []byte, ts, sig string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/discord/interactions", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if ts != "" {
+		req.Header.Set("X-Signature-Timestamp", ts)
+	}
+	if sig != "" {
+		req.Header.Set("X-Signature-Ed25519", sig)
+	}
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func sign(priv ed25519.PrivateKey, ts string, body []byte) string {
+	return hex.EncodeToString(ed25519.Sign(priv, append([]byte(ts), body...)))
+}
+
+func serve(t *testing.T, a *discord.Adapter) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.Handle("POST /discord/interactions", a.InteractionsHandler())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Vector B of the shared samples: the PING body signed with RFC 8032 TEST 1.
+const (
+	vectorPub  = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+	vectorTS   = "1608597133"
+	vectorSig  = "e0723ca3a8d8a4264a0968b8ed00da6a9a4ab703d65d15c0360ff659e81bbbb0dabcc8fdcc3fcccd0b068e935a432387a75dacd1ee335de77a5fd6fa7266ab03"
+	vectorBody = `{"id":"787053080478613555","token":"ThisIsATokenFromDiscordThatIsVeryLong","type":1,"version":1}`
+)
+
+func TestHTTPInteractionSignature(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *discord.Config) {
+		c.PublicKey = vectorPub
+		c.Now = func() time.Time { return time.Unix(1608597133+30, 0) }
+	})
+	srv := serve(t, f.adapter)
+	flipped := []byte(vectorSig)
+	flipped[10] ^= 1
+	tests := []struct {
+		name   string
+		body   string
+		ts     string
+		sig    string
+		status int
+		want   string
+	}{
+		{"valid PING gets PONG", vectorBody, vectorTS, vectorSig, 200, `{"type":1}`},
+		{"invalid signature", vectorBody, vectorTS, string(flipped), 401, ""},
+		{"tampered body", vectorBody + " ", vectorTS, vectorSig, 401, ""},
+		{"tampered timestamp", vectorBody, "1608597134", vectorSig, 401, ""},
+		{"no signature", vectorBody, vectorTS, "", 401, ""},
+		{"no timestamp", vectorBody, "", vectorSig, 401, ""},
+		{"signature not hex", vectorBody, vectorTS, "zz", 401, ""},
+	}
+	for _, tt := range tests {
+		status, body := post(t, srv, []byte(tt.body), tt.ts, tt.sig)
+		require.Equal(t, tt.status, status, tt.name)
+		if tt.want != "" {
+			require.JSONEq(t, tt.want, string(body), tt.name)
+		}
+	}
+	h := f.h
+	require.Empty(t, h.commands, "nothing unsigned reached the bot")
+}
+
+func TestHTTPInteractionReplayIsRejected(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	srv := serve(t, f.adapter)
+	body := []byte(vectorBody)
+	old := strconv.FormatInt(time.Now().Add(-10*time.Minute).Unix(), 10)
+	status, _ := post(t, srv, body, old, sign(f.priv, old, body))
+	require.Equal(t, 401, status, "a correctly signed but old request is a replay")
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	status, _ = post(t, srv, body, now, sign(f.priv, now, body))
+	require.Equal(t, 200, status)
+}
+
+func TestHTTPInteractionCommandThenFollowup(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	srv := serve(t, f.adapter)
+	respond := make(chan bot.Responder, 1)
+	f.h.onCommand = func(c bot.Command) bot.Ack {
+		respond <- c.Respond
+		return bot.Ack{Private: true}
+	}
+	in, raw, err := f.fake.Prepare(f.fake.CommandPayload(channelID, analystID, "experts", "alert",
+		map[string]any{"id": "da637", "question": "is this @everyone lateral movement?"}))
+	require.NoError(t, err)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	status, body := post(t, srv, raw, ts, sign(f.priv, ts, raw))
+	require.Equal(t, 200, status)
+	require.JSONEq(t, `{"type":5,"data":{"flags":64}}`, string(body))
+	require.NoError(t, f.fake.AnsweredOverHTTP(in, body))
+
+	c := f.h.lastCommand(t)
+	require.Equal(t, "alert", c.Name)
+	require.Equal(t, map[string]string{"id": "da637", "question": "is this @everyone lateral movement?"}, c.Options)
+	require.Equal(t, []string{"da637", "is this @everyone lateral movement?"}, c.Args)
+	require.Equal(t, channelID, c.Channel)
+	require.Equal(t, bot.User{Platform: bot.Discord, Workspace: guildID, ID: analystID, DisplayName: "Alice (SOC)"}, c.User)
+	require.Equal(t, "discord:"+in.ID, c.Key)
+
+	r := <-respond
+	require.NoError(t, r.Respond(context.Background(), bot.Message{Text: []bot.Line{{bot.T("Case "), bot.B("EOD-1"), bot.T(" opened")}}}, true))
+	orig, ok := f.fake.OriginalResponse(in)
+	require.True(t, ok)
+	require.Equal(t, "Case **EOD-1** opened", orig.Content)
+	require.NoError(t, r.Respond(context.Background(), bot.Message{Text: []bot.Line{{bot.T("second")}}}, false))
+	fu := f.fake.FollowupMessages(in)
+	require.Len(t, fu, 1)
+	require.Equal(t, "second", fu[0].Content)
+	require.Zero(t, fu[0].Flags&64, "public followup")
+	require.Empty(t, f.fake.Violations())
+}
+
+func TestGatewayInteractions(t *testing.T) {
+	t.Parallel()
+	form := &bot.Form{ID: "ask", State: "inc-7", Title: "Ask a threat expert", Submit: "Send", Fields: []bot.FormField{
+		{ID: "question", Label: "Question", Kind: bot.InputParagraph, Required: true, MinLength: 10, MaxLength: 1500},
+	}}
+	card := bot.Message{Title: "Case EOD-1", Buttons: []bot.Button{{Action: bot.ActTake, Value: "EOD-1", Label: "Take", Style: bot.ButtonPrimary}}}
+	tests := []struct {
+		name    string
+		payload func(f fixture, cardMsg discordfake.Message) map[string]any
+		prepare func(h *handler)
+		want    int
+		check   func(t *testing.T, f fixture, cb discordfake.Callback)
+	}{
+		{"command opens a modal", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.CommandPayload(channelID, analystID, "experts", "ask", nil)
+		}, func(h *handler) { h.onCommand = func(bot.Command) bot.Ack { return bot.Ack{Form: form} } }, 9,
+			func(t *testing.T, _ fixture, cb discordfake.Callback) {
+				var m discordfake.ModalBody
+				require.NoError(t, json.Unmarshal(cb.Data, &m))
+				require.Equal(t, "f:ask:inc-7", m.CustomID)
+				require.Equal(t, "question", m.Components[0].Components[0].CustomID)
+			}},
+		{"command answered privately at once", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.CommandPayload(channelID, analystID, "experts", "help", nil)
+		}, func(h *handler) {
+			h.onCommand = func(bot.Command) bot.Ack {
+				return bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("help text")}}}, Private: true}
+			}
+		}, 4, func(t *testing.T, _ fixture, cb discordfake.Callback) {
+			var m discordfake.MessageBody
+			require.NoError(t, json.Unmarshal(cb.Data, &m))
+			require.Equal(t, 64, m.Flags)
+			require.Equal(t, "help text", *m.Content)
+		}},
+		{"command deferred publicly", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.CommandPayload(channelID, analystID, "experts", "status", map[string]any{"case": "EOD-1"})
+		}, nil, 5, func(t *testing.T, f fixture, cb discordfake.Callback) {
+			require.Equal(t, "status", f.h.lastCommand(t).Name)
+		}},
+		{"button is a deferred update", func(f fixture, m discordfake.Message) map[string]any {
+			return f.fake.ComponentPayload(m, analystID, "take:EOD-1")
+		}, nil, 6, func(t *testing.T, f fixture, _ discordfake.Callback) {
+			f.h.mu.Lock()
+			defer f.h.mu.Unlock()
+			require.Len(t, f.h.actions, 1)
+			a := f.h.actions[0]
+			require.Equal(t, bot.ActTake, a.Action)
+			require.Equal(t, "EOD-1", a.Value)
+			require.Equal(t, channelID, a.Message.Channel)
+			require.NotEmpty(t, a.Message.Message)
+		}},
+		{"modal submit from a button", func(f fixture, m discordfake.Message) map[string]any {
+			return f.fake.ModalPayload(channelID, analystID, "f:conclude:EOD-1", map[string]string{"answer": "benign"}, &m)
+		}, nil, 6, func(t *testing.T, f fixture, _ discordfake.Callback) {
+			f.h.mu.Lock()
+			defer f.h.mu.Unlock()
+			require.Len(t, f.h.submits, 1)
+			s := f.h.submits[0]
+			require.Equal(t, "conclude", s.FormID)
+			require.Equal(t, "EOD-1", s.State)
+			require.Equal(t, map[string]string{"answer": "benign"}, s.Values)
+		}},
+		{"modal errors come back privately", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.ModalPayload(channelID, analystID, "f:ask:", map[string]string{"question": "?"}, nil)
+		}, func(h *handler) {
+			h.onSubmit = func(bot.Submission) bot.SubmitAck {
+				return bot.SubmitAck{Errors: map[string]string{"question": "too short"}}
+			}
+		}, 4, func(t *testing.T, _ fixture, cb discordfake.Callback) {
+			var m discordfake.MessageBody
+			require.NoError(t, json.Unmarshal(cb.Data, &m))
+			require.Equal(t, 64, m.Flags)
+			require.Contains(t, *m.Content, "too short")
+		}},
+		{"slow handler is deferred in time", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil)
+		}, func(h *handler) {
+			h.onCommand = func(bot.Command) bot.Ack {
+				time.Sleep(700 * time.Millisecond)
+				return bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("late answer")}}}}
+			}
+		}, 5, func(t *testing.T, f fixture, cb discordfake.Callback) {
+			require.Less(t, cb.Latency, 3*time.Second)
+			require.Eventually(t, func() bool {
+				for _, m := range f.fake.Messages(channelID) {
+					if m.Content == "late answer" {
+						return true
+					}
+				}
+				return false
+			}, 5*time.Second, 10*time.Millisecond)
+		}},
+		{"unknown command", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.CommandPayload(channelID, analystID, "cardsearch", "", map[string]any{"cardname": "x"})
+		}, nil, 4, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(c *discord.Config) { c.AckTimeout = 300 * time.Millisecond })
+			if tt.prepare != nil {
+				tt.prepare(f.h)
+			}
+			f.start(t)
+			ref, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, card)
+			require.NoError(t, err)
+			m, _ := f.fake.Message(ref.Message)
+			in, err := f.fake.Interact(tt.payload(f, m))
+			require.NoError(t, err)
+			cb, err := in.Wait(5 * time.Second)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, cb.Type, string(cb.Data))
+			if tt.check != nil {
+				tt.check(t, f, cb)
+			}
+			require.Empty(t, f.fake.Violations())
+		})
+	}
+}
+
+func TestCommandInThreadActsForParentChannel(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	ref, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, bot.Message{Text: []bot.Line{{bot.T("receipt")}}, ThreadName: "EOD-1"})
+	require.NoError(t, err)
+	in, err := f.fake.Interact(f.fake.CommandPayload(ref.Message, analystID, "experts", "status", map[string]any{"case": "EOD-1"}))
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	c := f.h.lastCommand(t)
+	require.Equal(t, channelID, c.Channel)
+	require.Equal(t, &bot.Ref{Platform: bot.Discord, Workspace: guildID, Channel: channelID, Message: ref.Message}, c.Thread)
+}
