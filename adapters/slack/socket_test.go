@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
 )
@@ -301,4 +302,21 @@ func TestSocketModeRedeliveredCommandProcessedOnce(t *testing.T) {
 	require.True(t, names["threatdesk_slack_ack_seconds"])
 	require.True(t, names["threatdesk_slack_inbound_total"])
 	require.True(t, names["threatdesk_slack_socket_mode_connected"])
+}
+
+// TestSlowHandlerStillAcksInTime: a handler slower than the ack deadline
+// does not make Slack wait; its answer follows through the response URL.
+func TestSlowHandlerStillAcksInTime(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true, cfg: func(c *adapter.Config) { c.AckTimeout = 100 * time.Millisecond }})
+	f.rec.onCmd = func(bot.Command) bot.Ack {
+		time.Sleep(400 * time.Millisecond)
+		return bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("late answer")}}}, Private: true}
+	}
+	ack, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "cases", UserID: analyst, ChannelID: socChannel})
+	require.NoError(t, err)
+	require.Less(t, ack.Latency, 300*time.Millisecond)
+	require.Empty(t, ack.Payload)
+	eventually(t, func() bool { return len(f.fake.Responses()) == 1 }, "the late answer goes through the response URL")
+	require.Equal(t, "ephemeral", f.fake.Responses()[0].ResponseType)
 }
