@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -82,6 +83,7 @@ type Adapter struct {
 	pub       ed25519.PublicKey
 	lockKey   int64
 	tokenPath *regexp.Regexp
+	leading   atomic.Bool
 
 	mu       sync.Mutex
 	selfID   string
@@ -278,6 +280,10 @@ func (a *Adapter) Stop() {
 	cancel()
 	a.wg.Wait()
 }
+
+// Leader reports whether this replica holds the gateway leadership (for
+// diagnostics and tests; HTTP interactions work on every replica).
+func (a *Adapter) Leader() bool { return a.leading.Load() }
 
 func (a *Adapter) setSelf(id string) {
 	a.mu.Lock()

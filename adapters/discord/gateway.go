@@ -74,7 +74,11 @@ func (a *Adapter) leaderLoop(ctx context.Context) {
 // lead holds the gateway while the lock connection answers.
 func (a *Adapter) lead(ctx context.Context, conn *pgx.Conn) {
 	a.m.leader.Set(1)
-	defer a.m.leader.Set(0)
+	a.leading.Store(true)
+	defer func() {
+		a.m.leader.Set(0)
+		a.leading.Store(false)
+	}()
 	a.log.Info("elected gateway leader; connecting after the grace period", "grace", a.cfg.LeaderGrace)
 	alive := func() bool {
 		qctx, cancel := context.WithTimeout(ctx, a.cfg.LeaderCheck)

@@ -179,7 +179,9 @@ func (s *Server) Close() {
 func (s *Server) APIURL() string { return s.srv.URL + "/api/v10/" }
 
 // GatewayURL is the websocket URL gateway discovery returns.
-func (s *Server) GatewayURL() string { return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/gateway" }
+func (s *Server) GatewayURL() string {
+	return "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/gateway"
+}
 
 // Token is the accepted bot token.
 func (s *Server) Token() string { return s.opts.Token }
