@@ -301,8 +301,15 @@ func (s *Service) change(ctx context.Context, what, ref string, actor Actor, fn 
 			// Never let the clock run backwards within a case's history.
 			now = x.UpdatedAt
 		}
+		before := x.timelineLen
 		if err := fn(tx, x, now); err != nil {
 			return err
+		}
+		if x.timelineLen == before {
+			// Nothing happened (a repeated take, a redelivered message):
+			// every change records at least one timeline entry.
+			out = s.publicCase(x)
+			return nil
 		}
 		if err := s.save(ctx, tx, x, now); err != nil {
 			return err
@@ -360,14 +367,13 @@ func (s *Service) save(ctx context.Context, tx pgx.Tx, x *row, now time.Time) er
 // setStatus moves x to `to` at now: closes the current status period, opens
 // the next, and stops, pauses or resumes the SLA clock.
 func (s *Service) setStatus(ctx context.Context, tx pgx.Tx, x *row, to Status, now time.Time) error {
-	if _, err := tx.Exec(ctx, `UPDATE case_status_periods SET ended_at = $2 WHERE case_number = $1 AND ended_at IS NULL`,
-		x.Number, now); err != nil {
-		return fmt.Errorf("close status period of %s: %w", x.Ref, err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO case_status_periods (case_number, seq, status, started_at)
- SELECT $1, coalesce(max(seq), 0) + 1, $2, $3 FROM case_status_periods WHERE case_number = $1`,
+	// One statement: end the current period, start the next.
+	if _, err := tx.Exec(ctx, `WITH ended AS (
+ UPDATE case_status_periods SET ended_at = $3 WHERE case_number = $1 AND ended_at IS NULL RETURNING seq)
+ INSERT INTO case_status_periods (case_number, seq, status, started_at)
+ SELECT $1, coalesce((SELECT max(seq) FROM ended), 0) + 1, $2, $3`,
 		x.Number, to, now); err != nil {
-		return fmt.Errorf("open status period of %s: %w", x.Ref, err)
+		return fmt.Errorf("record status %s of %s: %w", to, x.Ref, err)
 	}
 	if x.runningSince != nil {
 		x.elapsed += now.Sub(*x.runningSince)
@@ -784,17 +790,11 @@ func (s *Service) AddMessage(ctx context.Context, req MessageRequest) (*Message,
 	}
 	var msg *Message
 	_, err := s.change(ctx, "add message to", req.Ref, req.Actor, func(tx pgx.Tx, x *row, now time.Time) error {
-		if !req.Chat.IsZero() {
-			m, err := s.messageByChat(ctx, tx, x, req.Chat)
-			if err != nil {
+		if x.Status == StatusClosed || x.Status == StatusWithdrawn {
+			if m, err := s.messageByChat(ctx, tx, x, req.Chat); err != nil || m != nil {
+				msg = m // a redelivery of a message stored before the case closed
 				return err
 			}
-			if m != nil {
-				msg = m
-				return nil
-			}
-		}
-		if x.Status == StatusClosed || x.Status == StatusWithdrawn {
 			return &TransitionError{Ref: x.Ref, From: x.Status, Role: req.Actor.Role,
 				Reason: fmt.Sprintf("%s is %s; reopen it to continue the conversation", x.Ref, x.Status.Label())}
 		}
@@ -802,9 +802,16 @@ func (s *Service) AddMessage(ctx context.Context, req MessageRequest) (*Message,
 			Chat: req.Chat, CreatedAt: now}
 		err := tx.QueryRow(ctx, `INSERT INTO case_messages (case_number, side, internal, author_platform, author_workspace,
  author_user, author_name, body, chat_platform, chat_workspace, chat_channel, chat_message, created_at)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ ON CONFLICT (case_number, chat_platform, chat_channel, chat_message) WHERE chat_message <> '' DO NOTHING
+ RETURNING id`,
 			x.Number, m.Side, m.Internal, m.Author.Platform, m.Author.Workspace, m.Author.UserID, m.Author.DisplayName,
 			m.Text, m.Chat.Platform, m.Chat.Workspace, m.Chat.Channel, m.Chat.Message, now).Scan(&m.ID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Redelivered: the chat message is stored already.
+			msg, err = s.messageByChat(ctx, tx, x, req.Chat)
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("insert message: %w", err)
 		}
@@ -844,6 +851,9 @@ func (s *Service) AddMessage(ctx context.Context, req MessageRequest) (*Message,
 }
 
 func (s *Service) messageByChat(ctx context.Context, q pgxQuerier, x *row, ref ChatRef) (*Message, error) {
+	if ref.IsZero() {
+		return nil, nil
+	}
 	rows, err := q.Query(ctx, messageSelect+` WHERE case_number = $1 AND chat_platform = $2 AND chat_channel = $3 AND chat_message = $4`,
 		x.Number, ref.Platform, ref.Channel, ref.Message)
 	if err != nil {
