@@ -26,13 +26,16 @@ type Bot struct {
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
 
-	// Background work started by handlers and workers; Stop waits for it.
-	base    context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	started bool
-	stopped bool
-	pacer   *pacer
+	// Background work started by handlers (hwg) and the delivery workers
+	// (wg); Stop waits for both.
+	base        context.Context
+	cancel      context.CancelFunc
+	stopWorkers context.CancelFunc
+	wg          sync.WaitGroup
+	hwg         sync.WaitGroup
+	started     bool
+	stopped     bool
+	pacer       *pacer
 }
 
 var _ Handler = (*Bot)(nil)
@@ -103,20 +106,23 @@ func (b *Bot) Start(ctx context.Context) error {
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	go func() {
-		<-b.base.Done()
-		cancel()
-	}()
+	b.stopWorkers = cancel
 	b.startWorkers(wctx)
 	return nil
 }
 
-// Stop stops the workers and waits for background command handling to end.
-// It is idempotent.
+// Stop stops the delivery workers (a row being sent is left to its lease),
+// lets commands already acknowledged finish (each is bounded by its own
+// timeout) and returns when all is done. It is idempotent.
 func (b *Bot) Stop() {
 	b.mu.Lock()
 	b.stopped = true
+	stop := b.stopWorkers
 	b.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	b.hwg.Wait()
 	b.cancel()
 	b.wg.Wait()
 }
@@ -124,9 +130,9 @@ func (b *Bot) Stop() {
 // goBackground runs f after an acknowledgement, tracked by Stop. f gets a
 // context that outlives the inbound request but not the bot.
 func (b *Bot) goBackground(timeout time.Duration, f func(ctx context.Context)) {
-	b.wg.Add(1)
+	b.hwg.Add(1)
 	go func() {
-		defer b.wg.Done()
+		defer b.hwg.Done()
 		ctx, cancel := context.WithTimeout(b.base, timeout)
 		defer cancel()
 		f(ctx)

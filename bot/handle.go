@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -106,7 +108,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 		defer func() {
 			b.m.handling.WithLabelValues("command", r.verb).Observe(time.Since(start).Seconds())
 		}()
-		if ok, err := b.firstSeen(ctx, c.Key); err != nil {
+		if ok, err := b.firstSeen(ctx, inboundKey(c.User.Platform, "command", c.Key)); err != nil {
 			b.answerErr(ctx, c.Respond, "command", err)
 			return
 		} else if !ok {
@@ -123,6 +125,21 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// inboundKey namespaces an adapter's idempotency key by platform and kind;
+// an event without one gets a random key (it cannot be deduplicated).
+func inboundKey(p Platform, kind, key string) string {
+	if key == "" {
+		return ""
+	}
+	return string(p) + ":" + kind + ":" + key
+}
+
+func randomKey() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "rnd:" + hex.EncodeToString(b[:])
+}
 
 // plainText is a one-line message's text.
 func plainText(m Message) string {
@@ -165,7 +182,7 @@ func (b *Bot) answerErr(ctx context.Context, rs Responder, what string, err erro
 func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Message, error) {
 	switch r.verb {
 	case vAsk, vAlert, vDevice, vFile, vIncident:
-		cv, err := b.open(ctx, w, c.Key, Subject{Kind: r.kind, ID: r.id}, r.text, c.Channel, c.Thread)
+		cv, err := b.open(ctx, w, inboundKey(c.User.Platform, "command", c.Key), Subject{Kind: r.kind, ID: r.id}, r.text, c.Channel, c.Thread)
 		if err != nil {
 			return Message{}, err
 		}
@@ -294,6 +311,9 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 	origin := Dest{Platform: w.user.Platform, Workspace: w.user.Workspace, Channel: channel}
 	if thread != nil && thread.Channel != "" {
 		origin.Channel = thread.Channel
+	}
+	if key == "" {
+		key = randomKey() // casework deduplicates on the key: never share an empty one
 	}
 	cv, err := b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
 	if err != nil {
@@ -470,7 +490,7 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	}
 	b.goBackground(backgroundTimeout, func(ctx context.Context) {
 		defer func() { b.m.handling.WithLabelValues("action", string(a.Action)).Observe(time.Since(start).Seconds()) }()
-		if ok, err := b.firstSeen(ctx, a.Key); err != nil || !ok {
+		if ok, err := b.firstSeen(ctx, inboundKey(a.User.Platform, "action", a.Key)); err != nil || !ok {
 			if err != nil {
 				b.answerErr(ctx, a.Respond, "action", err)
 			}
@@ -578,7 +598,7 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	ref, _ := normRef(state.Get("ref"))
 	b.goBackground(backgroundTimeout, func(ctx context.Context) {
 		defer func() { b.m.handling.WithLabelValues("submit", s.FormID).Observe(time.Since(start).Seconds()) }()
-		if ok, err := b.firstSeen(ctx, s.Key); err != nil || !ok {
+		if ok, err := b.firstSeen(ctx, inboundKey(s.User.Platform, "submit", s.Key)); err != nil || !ok {
 			if err != nil {
 				b.answerErr(ctx, s.Respond, "form", err)
 			}
@@ -615,7 +635,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			}
 			subj = Subject{Kind: kind, ID: nid}
 		}
-		cv, err := b.open(ctx, w, cmpOr(s.Key, ""), subj, text, channel, nil)
+		cv, err := b.open(ctx, w, inboundKey(s.User.Platform, "submit", s.Key), subj, text, channel, nil)
 		if err != nil {
 			return Message{}, err
 		}
@@ -675,7 +695,7 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	if key == "" {
 		key = "reply:" + string(r.Message.Platform) + ":" + r.Message.Channel + ":" + r.Message.Message
 	}
-	if ok, err := b.firstSeen(ctx, key); err != nil || !ok {
+	if ok, err := b.firstSeen(ctx, inboundKey(r.Message.Platform, "reply", key)); err != nil || !ok {
 		return err
 	}
 	w := b.identify(r.Author, r.Parent.Channel, nil)
