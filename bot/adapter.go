@@ -5,7 +5,23 @@
 // messages that delivery workers send through the adapters.
 //
 // bot owns the small interfaces it consumes (Adapter); adapters/slack and
-// adapters/discord implement them and import bot, never the reverse.
+// adapters/discord implement them and import bot, never the reverse. It also
+// owns what it needs from the domains (Cases, Incidents), with shims over
+// casework and hunting (NewCaseworkCases, NewHuntingIncidents).
+//
+// Wiring, in cmd/threatdesk:
+//
+//	b, err := bot.New(cfg, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log, reg)
+//	err = b.Register(slackAdapter)   // one adapter per platform, before Start
+//	err = b.Start(ctx)               // delivery workers: LISTEN/NOTIFY + polling
+//	// adapters call b (a Handler) for every inbound event
+//	defer b.Stop()                   // idempotent; waits for in-flight work
+//
+// Delivery is at least once per message part: each part sent is recorded
+// (bot_delivery) the moment the platform answers, and a retried event skips
+// the parts already recorded. A crash in the milliseconds between the
+// platform's answer and that record re-sends that one part once the row's
+// lease runs out; Dest.Key lets a platform that can deduplicate do so.
 package bot
 
 import (

@@ -189,3 +189,22 @@ func TestDeliveryPacesPerChannel(t *testing.T) {
 	gap := cs[1].At.Sub(cs[0].At)
 	require.GreaterOrEqual(t, gap, 900*time.Millisecond, "posts into one channel %s apart", gap)
 }
+
+// TestMetrics: the outbox and command metrics are registered under
+// threatdesk_ and move.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.openCase(t, `ask "metrics?"`)
+	eventually(t, "metrics gathered", func() bool {
+		mfs, err := f.reg.Gather()
+		require.NoError(t, err)
+		names := map[string]bool{}
+		for _, mf := range mfs {
+			names[mf.GetName()] = true
+		}
+		return names["threatdesk_outbox_depth"] && names["threatdesk_outbox_oldest_pending_age_seconds"] &&
+			names["threatdesk_outbox_deliveries_total"] && names["threatdesk_bot_command_handling_seconds"] &&
+			names["threatdesk_bot_ack_seconds"] && deliveries(f, "delivered") >= 1
+	})
+}
