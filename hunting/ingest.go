@@ -195,11 +195,15 @@ func alertHash(a *Alert) []byte {
 // prevalence, correlation, writes, re-scoring and notification policy.
 func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult) (int, error) {
 	now := s.cfg.Now().UTC()
+	lap := time.Now()
+	step := func(name string) { DebugSteps[name] += time.Since(lap); lap = time.Now() }
+	defer step("tail")
 	// One writer per org at a time (across replicas): correlation reads
 	// then writes the org's incidents.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`, org); err != nil {
-		return 0, fmt.Errorf("lock org: %w", err)
+	if err := lockOrg(ctx, tx, org); err != nil {
+		return 0, err
 	}
+	step("lock")
 	// The last item with a given id wins (the newest lastUpdate).
 	last := make(map[string]int, len(idx))
 	for _, i := range idx {
@@ -250,6 +254,7 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("load known alerts: %w", err)
 	}
+	step("known")
 	live := ws[:0]
 	for _, w := range ws {
 		k, ok := have[w.a.ID]
@@ -320,12 +325,14 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
 		if _, err := tx.Exec(ctx, `
 INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
 SELECT $1, k, v, d, t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
-ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = greatest(hunting_entity_devices.last_seen, EXCLUDED.last_seen)`,
+ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_seen
+    -- An hour's precision is plenty for a 24-hour window and saves most rewrites.
+    WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`,
 			org, kinds, values, devs, ts); err != nil {
 			return 0, fmt.Errorf("record entity prevalence: %w", err)
 		}
 	}
-	type ekey struct{ kind, value string }
+	step("prevalence-upsert")
 	keySet := map[ekey]struct{}{}
 	for _, w := range ws {
 		if w.update && !w.prevOK {
@@ -339,32 +346,44 @@ ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = greatest(huntin
 	}
 	kinds, values := make([]string, 0, len(keySet)), make([]string, 0, len(keySet))
 	for k := range keySet {
-		kinds = append(kinds, k.kind)
-		values = append(values, k.value)
+		if k.kind != string(EntityDevice) {
+			kinds = append(kinds, k.kind)
+			values = append(values, k.value)
+		}
 	}
-	common := map[ekey]bool{}
+	common, rare := map[ekey]bool{}, map[ekey]bool{}
 	if len(kinds) > 0 {
 		rows, err := tx.Query(ctx, `
-SELECT d.kind, d.value FROM hunting_entity_devices d
-JOIN unnest($2::text[], $3::text[]) AS k(kind, value) ON d.org = $1 AND d.kind = k.kind AND d.value = k.value
-WHERE d.last_seen >= $4 AND d.kind <> 'device'
-GROUP BY d.kind, d.value HAVING count(*) >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices)
+SELECT k.kind, k.value, c.n FROM unnest($2::text[], $3::text[]) AS k(kind, value)
+CROSS JOIN LATERAL (
+    -- Counting stops at the threshold: a popular key costs no more than a rare one.
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM hunting_entity_devices d
+        WHERE d.org = $1 AND d.kind = k.kind AND d.value = k.value AND d.last_seen >= $4
+        LIMIT $5) x) c
+WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices)
 		if err != nil {
 			return 0, fmt.Errorf("measure prevalence: %w", err)
 		}
 		for rows.Next() {
 			var k ekey
-			if err := rows.Scan(&k.kind, &k.value); err != nil {
+			var n int
+			if err := rows.Scan(&k.kind, &k.value, &n); err != nil {
 				rows.Close()
 				return 0, fmt.Errorf("scan prevalence: %w", err)
 			}
-			common[k] = true
+			if n >= s.cfg.CommonEntityDevices {
+				common[k] = true
+			} else {
+				rare[k] = true
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return 0, fmt.Errorf("measure prevalence: %w", err)
 		}
 	}
+	step("prevalence-query")
 	// Join keys: strong, not common.
 	kinds, values = kinds[:0], values[:0]
 	for _, w := range ws {
@@ -384,7 +403,7 @@ GROUP BY d.kind, d.value HAVING count(*) >= $5`, org, kinds, values, minT.Add(-s
 			values = append(values, k.value)
 		}
 	}
-	// Open incidents holding any join key within reach of the batch, locked.
+	// Open incidents holding any join key within reach of the batch.
 	type cand struct {
 		inc         int64
 		first, last time.Time
@@ -396,9 +415,9 @@ SELECT ie.incident_id, ie.kind, ie.value, ie.first_seen, ie.last_seen
 FROM hunting_incident_entities ie
 JOIN unnest($2::text[], $3::text[]) AS k(kind, value) ON ie.org = $1 AND ie.kind = k.kind AND ie.value = k.value
 JOIN hunting_incidents i ON i.id = ie.incident_id AND i.status = 'open'
-WHERE ie.join_key AND ie.last_seen >= $4 AND ie.first_seen <= $5
-ORDER BY ie.incident_id
-FOR UPDATE OF i`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window))
+WHERE ie.join_key AND ie.kind IN ('device', 'user', 'file', 'ip', 'url')
+  AND ie.last_seen >= $4 AND ie.first_seen <= $5
+ORDER BY ie.incident_id`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window))
 		if err != nil {
 			return 0, fmt.Errorf("find incidents to join: %w", err)
 		}
@@ -417,6 +436,7 @@ FOR UPDATE OF i`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Wi
 		}
 	}
 
+	step("candidates")
 	// Union-find over the batch's alerts and the existing incidents.
 	uf := newUnionFind(len(ws))
 	incNode := map[int64]int{}
@@ -498,6 +518,7 @@ FOR UPDATE OF i`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Wi
 			needNew = append(needNew, r)
 		}
 	}
+	step("uf")
 	if len(needNew) > 0 {
 		rows, err := tx.Query(ctx, `
 INSERT INTO hunting_incidents (org, created_at, updated_at)
@@ -520,6 +541,7 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 		}
 		s.m.incidents.Add(float64(len(newIDs)))
 	}
+	step("newinc")
 	for _, w := range ws {
 		w.res.IncidentID = w.inc
 	}
@@ -536,6 +558,33 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 			}
 		}
 	}
+	// Lock and read every incident the batch touches, merged ones included,
+	// before anything moves.
+	touched := map[int64]bool{}
+	for _, w := range ws {
+		touched[w.inc] = true
+	}
+	for _, m := range merges {
+		touched[m.from] = true
+	}
+	ids64 := make([]int64, 0, len(touched))
+	for id := range touched {
+		ids64 = append(ids64, id)
+	}
+	slices.Sort(ids64)
+	sts, err := loadStates(ctx, tx, org, ids64, nil)
+	if err != nil {
+		return 0, err
+	}
+	step("load")
+	fold := &batchFold{alerts: map[int64][]*work{}, absorbed: map[int64][]*incState{}, recount: map[int64]bool{}, rare: rare}
+	for _, w := range ws {
+		fold.alerts[w.inc] = append(fold.alerts[w.inc], w)
+	}
+	byID := make(map[int64]*incState, len(sts))
+	for _, st := range sts {
+		byID[st.ID] = st
+	}
 	var events int
 	if len(merges) > 0 {
 		n, err := s.applyMerges(ctx, tx, org, now, merges)
@@ -543,29 +592,39 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 			return 0, err
 		}
 		events += n
+		for _, m := range merges {
+			if o := byID[m.from]; o != nil {
+				fold.absorbed[m.into] = append(fold.absorbed[m.into], o)
+			}
+			fold.recount[m.into] = true
+			delete(byID, m.from)
+		}
 	}
-
+	step("merges")
 	if err := s.writeAlerts(ctx, tx, org, now, ws); err != nil {
 		return 0, err
 	}
-	if err := s.writeIncidentEntities(ctx, tx, org, ws); err != nil {
+	step("alerts")
+	if fold.entities, err = s.writeIncidentEntities(ctx, tx, org, ws); err != nil {
 		return 0, err
 	}
-	affected := map[int64]bool{}
-	for _, w := range ws {
-		affected[w.inc] = true
+	step("entities")
+	keep := make([]*incState, 0, len(byID))
+	for _, st := range sts {
+		if byID[st.ID] != nil {
+			keep = append(keep, st)
+		}
 	}
-	ids64 := make([]int64, 0, len(affected))
-	for id := range affected {
-		ids64 = append(ids64, id)
-	}
-	slices.Sort(ids64)
-	n, err := s.refresh(ctx, tx, org, ids64, now)
+	n, err := s.refresh(ctx, tx, keep, fold, now)
+	step("refresh")
 	if err != nil {
 		return 0, err
 	}
 	return events + n, nil
 }
+
+// ekey is an entity's key.
+type ekey struct{ kind, value string }
 
 type mergeRec struct {
 	from, into    int64
@@ -579,45 +638,73 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// applyMerges folds each "from" incident into its "into" incident: alerts
-// and entities move, the old row is marked merged and the merge recorded.
+// applyMerges folds each "from" incident into its "into" incident, all
+// merges of the batch in five set-based statements: alerts and entities
+// move, the old rows are marked merged and the merges recorded.
 func (s *Service) applyMerges(ctx context.Context, tx pgx.Tx, org string, now time.Time, ms []mergeRec) (int, error) {
-	var events int
-	for _, m := range ms {
-		if _, err := tx.Exec(ctx, `UPDATE hunting_alerts SET incident_id = $2 WHERE incident_id = $1`, m.from, m.into); err != nil {
-			return 0, fmt.Errorf("move alerts of incident %d into %d: %w", m.from, m.into, err)
-		}
-		if _, err := tx.Exec(ctx, `
+	n := len(ms)
+	from, into, alerts, reasons := make([]int64, n), make([]int64, n), mk(n), mk(n)
+	for i, m := range ms {
+		from[i], into[i], alerts[i], reasons[i] = m.from, m.into, m.alert, m.reason
+	}
+	if _, err := tx.Exec(ctx, `
+UPDATE hunting_alerts a SET incident_id = m.dst
+FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)
+WHERE a.incident_id = m.src`, from, into); err != nil {
+		return 0, fmt.Errorf("move alerts of %d merged incidents: %w", n, err)
+	}
+	if _, err := tx.Exec(ctx, `
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count)
-SELECT $2, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count
-FROM hunting_incident_entities WHERE incident_id = $1
+SELECT m.dst, $3, e.kind, e.value, max(e.display), max(e.alt), bool_and(e.join_key), min(e.first_seen), max(e.last_seen), sum(e.alert_count)
+FROM hunting_incident_entities e JOIN unnest($1::bigint[], $2::bigint[]) AS m(src, dst) ON e.incident_id = m.src
+GROUP BY m.dst, e.kind, e.value
 ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen),
-    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count`, m.from, m.into); err != nil {
-			return 0, fmt.Errorf("move entities of incident %d into %d: %w", m.from, m.into, err)
+    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count`, from, into, org); err != nil {
+		return 0, fmt.Errorf("move entities of %d merged incidents: %w", n, err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM hunting_incident_entities WHERE incident_id = ANY($1)`, from); err != nil {
+		return 0, fmt.Errorf("drop entities of merged incidents: %w", err)
+	}
+	rows, err := tx.Query(ctx, `
+UPDATE hunting_incidents i SET status = 'merged', merged_into = m.dst, next_due_at = NULL, updated_at = $3
+FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)
+WHERE i.id = m.src
+RETURNING i.id, i.posted_at IS NOT NULL`, from, into, now)
+	if err != nil {
+		return 0, fmt.Errorf("mark %d incidents merged: %w", n, err)
+	}
+	posted := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		var p bool
+		if err := rows.Scan(&id, &p); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("mark incidents merged: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM hunting_incident_entities WHERE incident_id = $1`, m.from); err != nil {
-			return 0, fmt.Errorf("drop entities of merged incident %d: %w", m.from, err)
+		posted[id] = p
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("mark %d incidents merged: %w", n, err)
+	}
+	if _, err := tx.Exec(ctx, `
+INSERT INTO hunting_merges (org, from_id, into_id, alert_id, reason, merged_at)
+SELECT $1, f, t, a, r, $6 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS x(f, t, a, r)`,
+		org, from, into, alerts, reasons, now); err != nil {
+		return 0, fmt.Errorf("record %d merges: %w", n, err)
+	}
+	s.m.merges.Add(float64(n))
+	events := 0
+	for _, m := range ms {
+		if !posted[m.from] {
+			continue
 		}
-		var posted bool
-		if err := tx.QueryRow(ctx, `
-UPDATE hunting_incidents SET status = 'merged', merged_into = $2, next_due_at = NULL, updated_at = $3
-WHERE id = $1 RETURNING posted_at IS NOT NULL`, m.from, m.into, now).Scan(&posted); err != nil {
-			return 0, fmt.Errorf("mark incident %d merged: %w", m.from, err)
+		if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now}); err != nil {
+			return 0, err
 		}
-		if _, err := tx.Exec(ctx, `
-INSERT INTO hunting_merges (org, from_id, into_id, alert_id, reason, merged_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			org, m.from, m.into, m.alert, m.reason, now); err != nil {
-			return 0, fmt.Errorf("record merge of %d into %d: %w", m.from, m.into, err)
-		}
-		s.m.merges.Inc()
-		if posted {
-			if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now}); err != nil {
-				return 0, err
-			}
-			events++
-		}
+		events++
 	}
 	return events, nil
 }
@@ -680,7 +767,7 @@ func mk(n int) []string { return make([]string, n) }
 
 // writeIncidentEntities adds the batch's entities to their incidents' scope
 // (and correlation index). An update's evidence is added, never removed.
-func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org string, ws []*work) error {
+func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[int64][]newEntity, error) {
 	type key struct {
 		inc         int64
 		kind, value string
@@ -713,7 +800,7 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 		}
 	}
 	if len(order) == 0 {
-		return nil
+		return nil, nil
 	}
 	sort.Slice(order, func(i, j int) bool {
 		a, b := order[i], order[j]
@@ -733,7 +820,7 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 		incs[i], kinds[i], values[i], displays[i], alts[i] = k.inc, k.kind, k.value, g.display, g.alt
 		joins[i], firsts[i], lasts[i], counts[i] = g.join, g.first, g.last, g.count
 	}
-	_, err := tx.Exec(ctx, `
+	rows, err := tx.Query(ctx, `
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count)
 SELECT inc, $1, k, v, d, alt, j, f, l, c
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int[])
@@ -743,12 +830,29 @@ ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     alt = CASE WHEN hunting_incident_entities.alt = '' THEN EXCLUDED.alt ELSE hunting_incident_entities.alt END,
     first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen),
-    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count`,
+    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count
+RETURNING incident_id, kind, value, display, join_key, xmax = 0`,
 		org, incs, kinds, values, displays, alts, joins, firsts, lasts, counts)
 	if err != nil {
-		return fmt.Errorf("store %d incident entities: %w", n, err)
+		return nil, fmt.Errorf("store %d incident entities: %w", n, err)
 	}
-	return nil
+	defer rows.Close()
+	out := map[int64][]newEntity{}
+	for rows.Next() {
+		var e newEntity
+		var inserted bool
+		if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join, &inserted); err != nil {
+			return nil, fmt.Errorf("store incident entities: %w", err)
+		}
+		// xmax = 0: the row was inserted, so the entity is new to the incident.
+		if inserted && (e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile) {
+			out[e.inc] = append(out[e.inc], e)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store %d incident entities: %w", n, err)
+	}
+	return out, nil
 }
 
 type unionFind struct{ parent []int }
@@ -794,3 +898,6 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// DebugSteps is temporary.
+var DebugSteps = map[string]time.Duration{}

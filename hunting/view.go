@@ -371,7 +371,7 @@ func (s *Service) entity(ctx context.Context, org string, kind EntityKind, match
 	rows, err := s.pool.Query(ctx, `
 SELECT ie.value, ie.display, ie.alt, ie.alert_count, ie.first_seen, ie.last_seen, i.id, i.title, i.score, i.severity, i.status
 FROM hunting_incident_entities ie JOIN hunting_incidents i ON i.id = ie.incident_id
-WHERE ie.org = $1 AND ie.kind = $2 AND `+match+`
+WHERE ie.org = $1 AND ie.kind = $2 AND ie.kind IN ('device', 'user', 'file', 'ip', 'url') AND `+match+`
 ORDER BY ie.last_seen DESC LIMIT 50`, org, string(kind), arg)
 	if err != nil {
 		return nil, fmt.Errorf("hunting: look up %s: %w", what, err)

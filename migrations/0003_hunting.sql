@@ -29,7 +29,23 @@ CREATE TABLE hunting_incidents (
     alert_count      integer     NOT NULL DEFAULT 0,
     device_count     integer     NOT NULL DEFAULT 0,
     user_count       integer     NOT NULL DEFAULT 0,
+    -- Aggregates kept up to date batch by batch, so that re-scoring never
+    -- re-reads an incident's alerts. tactics and tactic_first are parallel:
+    -- each tactic and when it was first seen (kill-chain progression).
+    medium_plus      integer     NOT NULL DEFAULT 0,
+    rare_files       integer     NOT NULL DEFAULT 0,
     tactics          text[]      NOT NULL DEFAULT '{}',
+    tactic_first     timestamptz[] NOT NULL DEFAULT '{}',
+    -- The first device and user names (at most 200), for the card and to
+    -- say "new device X" on an update.
+    device_names     text[]      NOT NULL DEFAULT '{}',
+    user_names       text[]      NOT NULL DEFAULT '{}',
+    -- The alert that names the attack: expert first, then highest severity,
+    -- then earliest.
+    title_rank       integer     NOT NULL DEFAULT -1,
+    title_base       text        NOT NULL DEFAULT '',
+    title_family     text        NOT NULL DEFAULT '',
+    title_time       timestamptz,
     -- Activity times of the alerts (from the payloads).
     first_activity   timestamptz,
     last_activity    timestamptz,
@@ -52,7 +68,7 @@ CREATE TABLE hunting_incidents (
     next_due_at      timestamptz,
     acked_by         text,
     acked_at         timestamptz
-);
+) WITH (fillfactor = 80); -- rewritten on every batch that touches it: leave room for HOT updates
 
 -- The sweep finds incidents whose group_wait, group_interval or repeat is due.
 CREATE INDEX hunting_incidents_due_idx ON hunting_incidents (next_due_at)
@@ -119,17 +135,21 @@ CREATE TABLE hunting_incident_entities (
     last_seen    timestamptz NOT NULL,
     alert_count  integer     NOT NULL DEFAULT 1,
     PRIMARY KEY (incident_id, kind, value)
-);
+) WITH (fillfactor = 85); -- last_seen and alert_count change often: room for HOT updates
 
--- Correlation: "which incidents hold this entity?", per org.
-CREATE INDEX hunting_incident_entities_key_idx ON hunting_incident_entities (org, kind, value);
+-- Correlation: "which incidents hold this entity?", per org. Only strong
+-- kinds: process command lines and registry keys are never looked up by
+-- value, and leaving them out keeps the index small.
+CREATE INDEX hunting_incident_entities_key_idx ON hunting_incident_entities (org, kind, value)
+    WHERE kind IN ('device', 'user', 'file', 'ip', 'url');
 
 -- The bot's file lookup by SHA-1 when the entity is keyed by SHA-256.
 CREATE INDEX hunting_incident_entities_alt_idx ON hunting_incident_entities (org, kind, alt)
     WHERE alt <> '';
 
 -- Device lookup by name ("device <name>").
-CREATE INDEX hunting_incident_entities_display_idx ON hunting_incident_entities (org, kind, lower(display));
+CREATE INDEX hunting_incident_entities_display_idx ON hunting_incident_entities (org, lower(display))
+    WHERE kind = 'device';
 
 -- Prevalence: on which devices was an entity seen, and when last. An entity
 -- seen on Config.CommonEntityDevices or more devices inside the window stops

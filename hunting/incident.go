@@ -1,0 +1,498 @@
+package hunting
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// incState is an incident's stored state and aggregates. Aggregates are
+// folded in batch by batch (fold, absorb), never recomputed from all the
+// incident's alerts, so that a 2,000-alert incident costs the same per batch
+// as a small one.
+type incState struct {
+	ID                   int64
+	Org                  string
+	Status               string
+	EligibleAt, PostedAt *time.Time
+	NotifiedAt, AckedAt  *time.Time
+	Notified             *snapshot
+	Seq                  int
+	NextDue              *time.Time
+
+	Title, Summary              string
+	Severity                    Severity
+	Score                       int
+	Breakdown                   []Reason
+	Expert                      bool
+	AlertCount, MediumPlus      int
+	RareFiles                   int
+	DeviceCount, UserCount      int
+	DeviceNames, UserNames      []string
+	Tactics                     []string
+	tacticSeen                  []tacticSeen
+	FirstActivity, LastActivity time.Time
+	titleRank                   int
+	titleBase, titleFamily      string
+	titleTime                   time.Time
+
+	changes []Change // set when the latest evaluation sent an update
+}
+
+const incidentCols = `id, status, eligible_at, posted_at, notified_at, acked_at, notified, notify_seq,
+    severity, expert, alert_count, medium_plus, rare_files, device_count, user_count, device_names, user_names,
+    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time`
+
+func scanIncident(row pgx.Row, org string) (*incState, error) {
+	st := &incState{Org: org}
+	var snap []byte
+	var seq, alerts, mp, rare, devs, users, trank int32
+	var firsts []time.Time
+	var fa, la, tt *time.Time
+	if err := row.Scan(&st.ID, &st.Status, &st.EligibleAt, &st.PostedAt, &st.NotifiedAt, &st.AckedAt, &snap, &seq,
+		&st.Severity, &st.Expert, &alerts, &mp, &rare, &devs, &users, &st.DeviceNames, &st.UserNames,
+		&st.Tactics, &firsts, &fa, &la, &trank, &st.titleBase, &st.titleFamily, &tt); err != nil {
+		return nil, err
+	}
+	st.Seq, st.AlertCount, st.MediumPlus, st.RareFiles = int(seq), int(alerts), int(mp), int(rare)
+	st.DeviceCount, st.UserCount, st.titleRank = int(devs), int(users), int(trank)
+	if fa != nil {
+		st.FirstActivity = *fa
+	}
+	if la != nil {
+		st.LastActivity = *la
+	}
+	if tt != nil {
+		st.titleTime = *tt
+	}
+	for i, t := range st.Tactics {
+		ts := tacticSeen{ID: t}
+		if i < len(firsts) {
+			ts.First = firsts[i]
+		}
+		st.tacticSeen = append(st.tacticSeen, ts)
+	}
+	if len(snap) > 0 {
+		st.Notified = &snapshot{}
+		if err := json.Unmarshal(snap, st.Notified); err != nil {
+			return nil, fmt.Errorf("decode snapshot of incident %d: %w", st.ID, err)
+		}
+	}
+	return st, nil
+}
+
+// loadStates reads and locks the incidents. With due set, only open
+// incidents due by then are returned (the sweep's re-check under lock).
+func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *time.Time) ([]*incState, error) {
+	q := `SELECT ` + incidentCols + ` FROM hunting_incidents WHERE org = $1 AND id = ANY($2)`
+	args := []any{org, ids}
+	if due != nil {
+		q += ` AND status = 'open' AND next_due_at <= $3`
+		args = append(args, *due)
+	}
+	rows, err := tx.Query(ctx, q+` ORDER BY id FOR UPDATE`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load incidents: %w", err)
+	}
+	defer rows.Close()
+	var out []*incState
+	for rows.Next() {
+		st, err := scanIncident(rows, org)
+		if err != nil {
+			return nil, fmt.Errorf("load incidents: %w", err)
+		}
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load incidents: %w", err)
+	}
+	return out, nil
+}
+
+func (st *incState) seeTactic(id string, t time.Time) {
+	for i := range st.tacticSeen {
+		if st.tacticSeen[i].ID == id {
+			if t.Before(st.tacticSeen[i].First) {
+				st.tacticSeen[i].First = t
+			}
+			return
+		}
+	}
+	st.tacticSeen = append(st.tacticSeen, tacticSeen{ID: id, First: t})
+}
+
+func (st *incState) seeTitle(rank int, base, family string, t time.Time) {
+	if rank > st.titleRank || rank == st.titleRank && t.Before(st.titleTime) {
+		st.titleRank, st.titleBase, st.titleFamily, st.titleTime = rank, base, family, t
+	}
+}
+
+func (st *incState) seeActivity(first, last time.Time) {
+	if !first.IsZero() && (st.FirstActivity.IsZero() || first.Before(st.FirstActivity)) {
+		st.FirstActivity = first
+	}
+	if last.After(st.LastActivity) {
+		st.LastActivity = last
+	}
+}
+
+// fold adds one alert of a batch. A re-posted alert (isNew false) is not
+// counted again; severity, tactics and the expert flag only ever grow.
+func (st *incState) fold(a *Alert, isNew bool) {
+	r := a.Severity.Rank()
+	if isNew {
+		st.AlertCount++
+		if r >= SeverityMedium.Rank() {
+			st.MediumPlus++
+		}
+	}
+	if r > st.Severity.Rank() || st.Severity == "" {
+		st.Severity = a.Severity
+	}
+	st.Expert = st.Expert || a.Expert
+	st.seeActivity(a.when(), maxTime(a.when(), a.LastActivity))
+	if a.Tactic != "" {
+		st.seeTactic(a.Tactic, a.when())
+	}
+	rank := r
+	if a.Expert {
+		rank += 10
+	}
+	st.seeTitle(rank, a.Title, a.ThreatFamily, a.when())
+}
+
+// absorb folds a merged incident's aggregates into st. Device and user
+// counts are recounted by the caller (a union is not a sum).
+func (st *incState) absorb(o *incState) {
+	st.AlertCount += o.AlertCount
+	st.MediumPlus += o.MediumPlus
+	st.RareFiles += o.RareFiles
+	if o.Severity.Rank() > st.Severity.Rank() {
+		st.Severity = o.Severity
+	}
+	st.Expert = st.Expert || o.Expert
+	st.seeActivity(o.FirstActivity, o.LastActivity)
+	for _, t := range o.tacticSeen {
+		st.seeTactic(t.ID, t.First)
+	}
+	if o.titleRank >= 0 {
+		st.seeTitle(o.titleRank, o.titleBase, o.titleFamily, o.titleTime)
+	}
+}
+
+// newEntity is an entity that was new to its incident in this batch.
+type newEntity struct {
+	inc     int64
+	kind    EntityKind
+	value   string
+	display string
+	join    bool
+}
+
+// batchFold is what a batch adds to its incidents.
+type batchFold struct {
+	alerts   map[int64][]*work
+	entities map[int64][]newEntity
+	// absorbed: survivor -> the incidents merged into it.
+	absorbed map[int64][]*incState
+	// recount: survivors whose device/user counts are recounted.
+	recount map[int64]bool
+	// rare: files seen on at most two devices.
+	rare map[ekey]bool
+}
+
+// rescore recomputes score, title and summary from the aggregates.
+func (st *incState) rescore(now time.Time) {
+	slices.SortFunc(st.tacticSeen, func(a, b tacticSeen) int { return a.First.Compare(b.First) })
+	st.Tactics = st.Tactics[:0]
+	for _, t := range st.tacticSeen {
+		st.Tactics = append(st.Tactics, t.ID)
+	}
+	if st.Severity == "" {
+		st.Severity = SeverityInformational
+	}
+	st.Score, st.Breakdown = score(scoreInput{
+		MaxSeverity: st.Severity, MediumPlus: st.MediumPlus, Alerts: st.AlertCount, Tactics: st.tacticSeen,
+		Expert: st.Expert, RareFiles: st.RareFiles, Devices: st.DeviceCount, Users: st.UserCount, LastActivity: st.LastActivity,
+	}, now)
+	first := ""
+	if len(st.DeviceNames) > 0 {
+		first = st.DeviceNames[0]
+	}
+	st.Title = titleFor(st.titleBase, st.titleFamily, st.Expert, len(st.Tactics), st.DeviceCount, first)
+	st.Summary = summaryFor(st)
+}
+
+// refresh folds a batch into its incidents (fold nil: a sweep), re-scores
+// them, applies the notification policy, records due events and writes the
+// incidents back, all in tx.
+func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold, now time.Time) (int, error) {
+	if len(sts) == 0 {
+		return 0, nil
+	}
+	if fold != nil {
+		if err := s.applyFold(ctx, tx, sts, fold); err != nil {
+			return 0, err
+		}
+	}
+	events := 0
+	for _, st := range sts {
+		st.rescore(now)
+		kind, changes := s.evaluate(now, st)
+		st.changes = nil
+		if kind == "" {
+			continue
+		}
+		p := s.payload(st, now)
+		if kind == EventUpdate {
+			p.Changes, p.Note = changes, noteFor(changes)
+			st.changes = changes
+		}
+		if err := s.appendEvent(ctx, tx, kind, p); err != nil {
+			return 0, err
+		}
+		events++
+	}
+	if err := writeStates(ctx, tx, sts, now); err != nil {
+		return 0, err
+	}
+	return events, nil
+}
+
+func (s *Service) applyFold(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold) error {
+	var recount []int64
+	for _, st := range sts {
+		for _, o := range fold.absorbed[st.ID] {
+			st.absorb(o)
+		}
+		for _, w := range fold.alerts[st.ID] {
+			st.fold(w.a, !w.update)
+		}
+		if fold.recount[st.ID] {
+			recount = append(recount, st.ID)
+			continue
+		}
+		for _, e := range fold.entities[st.ID] {
+			switch e.kind {
+			case EntityDevice:
+				st.DeviceCount++
+				if len(st.DeviceNames) < maxSnapshotNames {
+					st.DeviceNames = append(st.DeviceNames, e.display)
+				}
+			case EntityUser:
+				st.UserCount++
+				if len(st.UserNames) < maxSnapshotNames {
+					st.UserNames = append(st.UserNames, e.display)
+				}
+			case EntityFile:
+				if e.join && fold.rare[ekey{string(e.kind), e.value}] {
+					st.RareFiles++
+				}
+			}
+		}
+	}
+	if len(recount) == 0 {
+		return nil
+	}
+	byID := map[int64]*incState{}
+	for _, st := range sts {
+		if fold.recount[st.ID] {
+			st.DeviceCount, st.UserCount, st.DeviceNames, st.UserNames = 0, 0, nil, nil
+			byID[st.ID] = st
+		}
+	}
+	rows, err := tx.Query(ctx, `
+SELECT incident_id, kind, count(*), (array_agg(display ORDER BY first_seen, value))[1:$2]
+FROM hunting_incident_entities WHERE incident_id = ANY($1) AND kind IN ('device', 'user')
+GROUP BY incident_id, kind`, recount, maxSnapshotNames)
+	if err != nil {
+		return fmt.Errorf("recount merged incidents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, n int64
+		var kind string
+		var names []string
+		if err := rows.Scan(&id, &kind, &n, &names); err != nil {
+			return fmt.Errorf("recount merged incidents: %w", err)
+		}
+		st := byID[id]
+		if kind == string(EntityDevice) {
+			st.DeviceCount, st.DeviceNames = int(n), names
+		} else {
+			st.UserCount, st.UserNames = int(n), names
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("recount merged incidents: %w", err)
+	}
+	return nil
+}
+
+func writeStates(ctx context.Context, tx pgx.Tx, sts []*incState, now time.Time) error {
+	n := len(sts)
+	var (
+		uID                       = make([]int64, n)
+		uTitle, uSummary, uSev    = mk(n), mk(n), mk(n)
+		uRank, uScore, uAlerts    = make([]int32, n), make([]int32, n), make([]int32, n)
+		uDev, uUsers, uSeq        = make([]int32, n), make([]int32, n), make([]int32, n)
+		uMP, uRare, uTRank        = make([]int32, n), make([]int32, n), make([]int32, n)
+		uBreak, uSnap, uChanges   = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		uExpert                   = make([]bool, n)
+		uTactics, uFirsts         = mk(n), mk(n)
+		uDevNames, uUserNames     = mk(n), mk(n)
+		uTBase, uTFam             = mk(n), mk(n)
+		uFirst, uLast, uTTime     = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		uElig, uPosted, uNotified = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		uDue                      = make([]*time.Time, n)
+	)
+	var err error
+	for i, st := range sts {
+		uID[i], uTitle[i], uSummary[i], uSev[i] = st.ID, st.Title, st.Summary, string(st.Severity)
+		uRank[i], uScore[i], uAlerts[i] = int32(st.Severity.Rank()), int32(st.Score), int32(st.AlertCount)
+		uDev[i], uUsers[i], uSeq[i], uExpert[i] = int32(st.DeviceCount), int32(st.UserCount), int32(st.Seq), st.Expert
+		uMP[i], uRare[i], uTRank[i] = int32(st.MediumPlus), int32(st.RareFiles), int32(st.titleRank)
+		if uBreak[i], err = json.Marshal(st.Breakdown); err != nil {
+			return fmt.Errorf("encode breakdown: %w", err)
+		}
+		if st.Notified != nil {
+			if uSnap[i], err = json.Marshal(st.Notified); err != nil {
+				return fmt.Errorf("encode snapshot: %w", err)
+			}
+		}
+		if st.changes != nil {
+			if uChanges[i], err = json.Marshal(st.changes); err != nil {
+				return fmt.Errorf("encode changes: %w", err)
+			}
+		}
+		firsts := make([]string, len(st.tacticSeen))
+		for j, t := range st.tacticSeen {
+			firsts[j] = t.First.UTC().Format(time.RFC3339Nano)
+		}
+		uTactics[i], uFirsts[i] = strings.Join(st.Tactics, ","), strings.Join(firsts, ",")
+		uDevNames[i], uUserNames[i] = encodeNames(st.DeviceNames), encodeNames(st.UserNames)
+		uTBase[i], uTFam[i] = st.titleBase, st.titleFamily
+		uFirst[i], uLast[i], uTTime[i] = nilTime(st.FirstActivity), nilTime(st.LastActivity), nilTime(st.titleTime)
+		uElig[i], uPosted[i], uNotified[i], uDue[i] = st.EligibleAt, st.PostedAt, st.NotifiedAt, st.NextDue
+	}
+	_, err = tx.Exec(ctx, `
+UPDATE hunting_incidents i SET title = x.title, summary = x.summary, severity = x.sev, severity_rank = x.rank,
+    score = x.score, breakdown = x.brk, expert = x.exp, alert_count = x.alerts, device_count = x.dev,
+    user_count = x.users, medium_plus = x.mp, rare_files = x.rare,
+    tactics = CASE WHEN x.tac = '' THEN '{}'::text[] ELSE string_to_array(x.tac, ',') END,
+    tactic_first = CASE WHEN x.tf = '' THEN '{}'::timestamptz[] ELSE string_to_array(x.tf, ',')::timestamptz[] END,
+    device_names = ARRAY(SELECT jsonb_array_elements_text(x.dn::jsonb)),
+    user_names = ARRAY(SELECT jsonb_array_elements_text(x.un::jsonb)),
+    first_activity = x.fa, last_activity = x.la, eligible_at = x.elig, posted_at = x.posted,
+    notified_at = x.notified, notified = x.snap, notify_seq = x.seq, next_due_at = x.due, updated_at = $1,
+    last_changes = coalesce(x.chg, i.last_changes), title_rank = x.trank, title_base = x.tbase,
+    title_family = x.tfam, title_time = x.ttime
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::jsonb[], $9::bool[],
+    $10::int[], $11::int[], $12::int[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
+    $17::timestamptz[], $18::timestamptz[], $19::jsonb[], $20::int[], $21::timestamptz[], $22::jsonb[],
+    $23::int[], $24::int[], $25::text[], $26::text[], $27::text[], $28::int[], $29::text[], $30::text[], $31::timestamptz[])
+    AS x(id, title, summary, sev, rank, score, brk, exp, alerts, dev, users, tac, fa, la, elig, posted, notified,
+         snap, seq, due, chg, mp, rare, tf, dn, un, trank, tbase, tfam, ttime)
+WHERE i.id = x.id`,
+		now, uID, uTitle, uSummary, uSev, uRank, uScore, uBreak, uExpert, uAlerts, uDev, uUsers, uTactics,
+		uFirst, uLast, uElig, uPosted, uNotified, uSnap, uSeq, uDue, uChanges,
+		uMP, uRare, uFirsts, uDevNames, uUserNames, uTRank, uTBase, uTFam, uTTime)
+	if err != nil {
+		return fmt.Errorf("update %d incidents: %w", n, err)
+	}
+	return nil
+}
+
+// encodeNames packs names as a JSON array (names may hold commas).
+func encodeNames(names []string) string {
+	if names == nil {
+		names = []string{}
+	}
+	b, _ := json.Marshal(names)
+	return string(b)
+}
+
+// Sweep runs the scheduled notification pass once: every open incident
+// whose group_wait, group_interval or repeat is due is re-scored and its
+// notification recorded. Per org it takes the same advisory lock as ingest,
+// locks the incidents and re-checks that they are still due, then writes
+// the outbox rows and moves next_due_at in the same transaction: two
+// replicas sweeping at once never notify twice. It returns the events recorded.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	start := time.Now()
+	defer func() { s.m.sweepDur.Observe(time.Since(start).Seconds()) }()
+	total := 0
+	for {
+		now := s.cfg.Now().UTC()
+		rows, err := s.pool.Query(ctx, `
+SELECT org, array_agg(id ORDER BY id) FROM (
+    SELECT id, org FROM hunting_incidents
+    WHERE status = 'open' AND next_due_at <= $1
+    ORDER BY next_due_at LIMIT 500) d
+GROUP BY org ORDER BY org`, now)
+		if err != nil {
+			return total, fmt.Errorf("hunting: sweep: find due incidents: %w", err)
+		}
+		type due struct {
+			org string
+			ids []int64
+		}
+		var dues []due
+		found := 0
+		for rows.Next() {
+			var d due
+			if err := rows.Scan(&d.org, &d.ids); err != nil {
+				rows.Close()
+				return total, fmt.Errorf("hunting: sweep: %w", err)
+			}
+			found += len(d.ids)
+			dues = append(dues, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, fmt.Errorf("hunting: sweep: find due incidents: %w", err)
+		}
+		for _, d := range dues {
+			var n int
+			err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				if err := lockOrg(ctx, tx, d.org); err != nil {
+					return err
+				}
+				sts, err := loadStates(ctx, tx, d.org, d.ids, &now)
+				if err != nil {
+					return err
+				}
+				n, err = s.refresh(ctx, tx, sts, nil, now)
+				return err
+			})
+			if err != nil {
+				return total, fmt.Errorf("hunting: sweep org %s: %w", d.org, err)
+			}
+			total += n
+		}
+		if found < 500 {
+			return total, nil
+		}
+	}
+}
+
+// lockOrg serializes writers of one org's incidents (ingest, sweep) across
+// replicas for the rest of tx.
+func lockOrg(ctx context.Context, tx pgx.Tx, org string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`, org); err != nil {
+		return fmt.Errorf("lock org %s: %w", org, err)
+	}
+	return nil
+}
+
+func nilTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
