@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
 	"github.com/threatdesk/threatdesk/bot/bottest"
 	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 // TestCommands runs every command end to end (bot, casework, Postgres):
@@ -54,7 +56,7 @@ func TestCommands(t *testing.T) {
 		{name: "help for an expert", user: expert1, channel: deskChannel, text: "help", want: "/experts take"},
 		{name: "help for a stranger", user: "U0NOBODY", channel: strangerChan, text: "help", want: "not connected to an organisation"},
 		{name: "take", user: expert1, channel: deskChannel, text: "take EOD-1", want: "You have EOD-1"},
-		{name: "take the oldest new", user: expert1, channel: deskChannel, text: "take", want: "You have EOD-1"},
+		{name: "take the most urgent new", user: expert1, channel: deskChannel, text: "take", want: "You have EOD-1"},
 		{name: "take bad", user: expert1, channel: deskChannel, text: "take x", want: "a case reference looks like"},
 		{name: "take taken", user: expert2, channel: deskChannel, text: "take EOD-1", before: []string{"take EOD-1"}, want: "already taken by Eve Expert"},
 		{name: "assign", user: expert1, channel: deskChannel, text: "assign EOD-1 <@U0EXPERT2|ed>", want: "EOD-1 is now with Ed Expert"},
@@ -247,4 +249,19 @@ func TestRedeliveredCommandHandledOnce(t *testing.T) {
 	l, err := f.cw.List(context.Background(), casework.AllOrgs(), casework.ListFilter{})
 	require.NoError(t, err)
 	require.Equal(t, 1, l.Total)
+}
+
+// TestCasesListMore: lists show the first 10 and say how many more.
+func TestCasesListMore(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, pgtest.New(t), true, nil, casework.Config{CreditsPerQuarter: 50, CreditsCap: 100})
+	for i := range 12 {
+		_, m := f.run(t, Slack, analyst, contosoSOC, fmt.Sprintf(`ask "question number %d"`, i))
+		require.Contains(t, plain(m), "Opened")
+	}
+	_, m := f.run(t, Slack, analyst, contosoSOC, "cases")
+	require.Contains(t, plain(m), "and 2 more")
+	require.Len(t, m.Sections[0].Lines, 10)
+	_, m = f.run(t, Slack, manager, deskChannel, "cases open fabrikam")
+	require.Contains(t, plain(m), "No cases.")
 }

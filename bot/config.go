@@ -98,8 +98,9 @@ type Delivery struct {
 	BackoffMax  time.Duration
 	// MaxAttempts marks a row dead after this many tries (default 25).
 	MaxAttempts int
-	// Pace limits sends per channel; defaults: Slack 1 per second (its
-	// chat.postMessage limit), Discord 5 per 5 seconds.
+	// Pace limits sends per channel and platform; defaults: Slack one per
+	// second (chat.postMessage, https://api.slack.com/methods/chat.postMessage#rate_limiting),
+	// Discord one per second with bursts of 5. A zero Every means unpaced.
 	Pace map[Platform]Pace
 	// CallTimeout bounds one adapter call (default 15s).
 	CallTimeout time.Duration

@@ -193,7 +193,9 @@ func (b *Bot) deliverRow(ctx context.Context, row outbox.Row) {
 		b.m.deliveries.WithLabelValues(string(platform), "dead").Inc()
 		log.Error("outbox row is dead: an operator must act", "reason", reason)
 	case kind == RateLimited:
-		after = max(after, 10*time.Millisecond)
+		if after <= 0 {
+			after = time.Second // a 429 without Retry-After
+		}
 		if e := outbox.Retry(settle, b.db, row.ID, after, "rate limited: "+err.Error()); e != nil {
 			log.Error("could not reschedule an outbox row", "err", e)
 		}

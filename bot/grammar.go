@@ -293,7 +293,7 @@ func parse(c Command) (request, *usageError) {
 		if id != "" {
 			ref, ok := normRef(id)
 			if !ok {
-				return r, badInput("%q is not a case reference: %s. Usage: /experts take [EOD-1042] (without one: the oldest new case).", id, hintRef)
+				return r, badInput("%q is not a case reference: %s. Usage: /experts take [EOD-1042] (without one: the most urgent new case).", id, hintRef)
 			}
 			r.ref = ref
 		}

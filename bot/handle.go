@@ -398,7 +398,7 @@ func (b *Bot) help(w who) Message {
 	}
 	if w.has(RoleExpert) {
 		m.Sections = append(m.Sections, Section{Title: "Experts", Lines: []Line{
-			{B("/experts take"), T(" [EOD-n]: take a case (without one: the oldest new case)")},
+			{B("/experts take"), T(" [EOD-n]: take a case (without one: the most urgent new case)")},
 			{B("/experts assign"), T(" <EOD-n> @expert")},
 			{B("/experts more-info"), T(" <EOD-n> [what you need]; "), B("sample"), T(" <EOD-n> [which file]; "), B("more-time"), T(" <EOD-n> [why]")},
 			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},

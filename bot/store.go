@@ -89,6 +89,14 @@ func (b *Bot) delivered(ctx context.Context, id int64) (map[string]Ref, error) {
 // recordSent stores that part of row id produced r and, for an anchor part,
 // makes r the stream's anchor for target, in one transaction.
 func (b *Bot) recordSent(ctx context.Context, id int64, part string, r Ref, stream, target string) error {
+	if target == "" {
+		if _, err := b.db.Exec(ctx, `
+INSERT INTO bot_delivery (outbox_id, part, platform, workspace, channel, message) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (outbox_id, part) DO NOTHING`, id, part, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
+			return fmt.Errorf("record delivery %d/%s: %w", id, part, err)
+		}
+		return nil
+	}
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("record delivery: %w", err)
