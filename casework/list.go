@@ -125,12 +125,12 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 	q := &listQuery{count: "SELECT count(*) FROM cases c" + cond, countArgs: args}
 	q.pageArgs = append(append([]any(nil), args...), now, limit, f.Offset)
 	n := len(q.pageArgs)
-	// Page the cases first, then join their anchors: only one page of rows
-	// is joined, however many match.
+	// Pick the page's case numbers first (from the index alone where it
+	// can), then read those cases and join their anchors: only one page of
+	// rows is fetched, however many match.
 	order := fmt.Sprintf(urgencyOrder, fmt.Sprintf("$%d", n-2))
-	q.page = "SELECT " + caseCols + " FROM (SELECT * FROM cases c" + cond + order +
-		fmt.Sprintf(" LIMIT $%d OFFSET $%d) c", n-1, n) +
-		strings.TrimPrefix(caseFrom, " FROM cases c") + order
+	q.page = "SELECT " + caseCols + caseFrom + " WHERE c.number IN (SELECT c.number FROM cases c" + cond + order +
+		fmt.Sprintf(" LIMIT $%d OFFSET $%d)", n-1, n) + order
 	return q, nil
 }
 

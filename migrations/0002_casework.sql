@@ -85,7 +85,7 @@ CREATE INDEX cases_org_status_idx ON cases (org, status);
 -- "/experts cases mine": an expert's assigned cases.
 CREATE INDEX cases_assignee_idx ON cases (assignee_user, status) WHERE assignee_user <> '';
 
--- The breaching list: only cases at risk (past a warning point) have a value
+-- The breaching list: only open cases with a pending clock have a value
 -- here, so the partial index stays small however many cases are concluded.
 CREATE INDEX cases_at_risk_idx ON cases (at_risk_at) WHERE at_risk_at IS NOT NULL;
 
