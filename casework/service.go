@@ -721,7 +721,7 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, x *row, req Transit
 	if req.To == StatusConcluded {
 		x.Summary = req.Summary
 	}
-	if isExpertSide(req.Actor.Role) && x.FirstResponseAt == nil && from.Open() {
+	if isExpertSide(req.Actor.Role) && x.FirstResponseAt == nil && answers(req.To) {
 		// Asking for information, asking for time or concluding answers the requester.
 		t := now
 		x.FirstResponseAt = &t
@@ -746,6 +746,16 @@ func (x *row) summaryIf(to Status) string {
 }
 
 func isExpertSide(r Role) bool { return r == RoleExpert || r == RoleManager }
+
+// answers reports whether an expert moving a case to `to` answers the
+// requester (and so counts as the first response).
+func answers(to Status) bool {
+	switch to {
+	case StatusMoreInfoNeeded, StatusFileSampleNeeded, StatusNeedsMoreTime, StatusConcluded:
+		return true
+	}
+	return false
+}
 
 // MessageRequest adds a message to a case's conversation.
 type MessageRequest struct {

@@ -2,6 +2,9 @@ package casework_test
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -207,4 +210,71 @@ func TestSweepJobsOnTwoReplicas(t *testing.T) {
 	require.NoError(t, f.svc.Stop())
 	require.NoError(t, other.Stop())
 	require.Equal(t, 1, f.events(t, c.Ref)[casework.EventSLAWarning])
+}
+
+// TestStoredClockAgreesWithHistory drives cases through random allowed
+// transitions and time jumps, and checks after every step that the due time
+// kept on the case row (used by the sweep and the list) is the one derived
+// from the status history.
+func TestStoredClockAgreesWithHistory(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.ReopenWindow = 365 * 24 * time.Hour; c.AutoCloseAfter = -1 })
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	table := casework.Transitions()
+	for range 4 {
+		c := f.open(t, "contoso")
+		for step := range 40 {
+			f.clock.Advance(time.Duration(rng.IntN(300)) * time.Minute)
+			var options []casework.TransitionRequest
+			for pair, roles := range table {
+				if pair[0] != c.Status {
+					continue
+				}
+				for _, r := range roles {
+					if r != casework.RoleSystem {
+						options = append(options, casework.TransitionRequest{Ref: c.Ref, To: pair[1], Actor: actorFor(r, "contoso"), Summary: "s"})
+					}
+				}
+			}
+			sort.Slice(options, func(i, j int) bool {
+				return options[i].To+casework.Status(options[i].Actor.Role) < options[j].To+casework.Status(options[j].Actor.Role)
+			})
+			var err error
+			switch {
+			case len(options) == 0 || c.Status == casework.StatusWithdrawn:
+				break
+			case rng.IntN(4) == 0:
+				_, err = f.svc.AddMessage(ctx, casework.MessageRequest{Ref: c.Ref, Actor: requester("contoso", "U-analyst"), Text: "more"})
+			default:
+				opt := options[rng.IntN(len(options))]
+				if opt.To == casework.StatusWithdrawn && rng.IntN(3) != 0 {
+					continue // keep most cases alive
+				}
+				_, err = f.svc.Transition(ctx, opt)
+			}
+			var te *casework.TransitionError
+			if err != nil && !errors.As(err, &te) {
+				require.NoError(t, err)
+			}
+			_, err = f.svc.SweepSLA(ctx)
+			require.NoError(t, err)
+			c, err = f.svc.Get(ctx, casework.AllOrgs(), c.Ref)
+			require.NoError(t, err)
+			st, err := f.svc.SLA(ctx, casework.AllOrgs(), c.Ref)
+			require.NoError(t, err)
+			var want *time.Time
+			for _, k := range []casework.ClockState{st.FirstResponse, st.Conclusion} {
+				if k.Due != nil && (want == nil || k.Due.Before(*want)) {
+					want = k.Due
+				}
+			}
+			require.Equal(t, want, c.DueAt, "%s step %d (%s)", c.Ref, step, c.Status)
+			require.Equal(t, st.Paused, c.Status.WaitingOnRequester())
+			if st.Breached {
+				require.True(t, c.Breached || !c.Status.Open(), "%s step %d", c.Ref, step)
+			}
+		}
+		require.NoError(t, f.svc.VerifyTimeline(ctx, casework.AllOrgs(), c.Ref))
+	}
 }
