@@ -178,7 +178,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		return nil
 	}
 	channel := cmpOr(cb.Channel.ID, cb.Container.ChannelID)
-	user := bot.User{Platform: bot.Slack, Workspace: cb.Team.ID, ID: cb.User.ID, DisplayName: cb.User.Name}
+	user := bot.User{Platform: bot.Slack, Workspace: cb.Team.ID, ID: cb.User.ID}
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
 		if len(cb.ActionCallback.BlockActions) == 0 {

@@ -221,6 +221,9 @@ func eventually(t testing.TB, cond func() bool, msg string) {
 // texts returns every "text" string in a JSON document (blocks, a payload), joined by newlines.
 func texts(t testing.TB, raw []byte) string {
 	t.Helper()
+	if len(raw) == 0 {
+		return ""
+	}
 	var v any
 	require.NoError(t, json.Unmarshal(raw, &v))
 	var out []string
