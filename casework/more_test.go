@@ -2,7 +2,9 @@ package casework_test
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,4 +234,35 @@ func TestList(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, page.Total)
 	require.Equal(t, mine.Ref, page.Cases[0].Ref)
+}
+
+func TestConcurrentOpensNeverOverspend(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	opened, refused := 0, 0
+	for range 15 {
+		wg.Go(func() {
+			_, _, err := f.svc.Open(ctx, f.openReq("contoso"))
+			mu.Lock()
+			defer mu.Unlock()
+			var nc *casework.NoCreditsError
+			switch {
+			case err == nil:
+				opened++
+			case errors.As(err, &nc):
+				refused++
+			default:
+				t.Errorf("open: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, 10, opened)
+	require.Equal(t, 5, refused)
+	bal, err := f.svc.Credits(ctx, casework.OrgViewer("contoso"), "contoso")
+	require.NoError(t, err)
+	require.Zero(t, bal.Balance)
 }
