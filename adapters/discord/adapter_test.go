@@ -35,7 +35,7 @@ func TestEveryoneInQuestionPingsNoOne(t *testing.T) {
 		}
 		require.NotContains(t, text, "@everyone", "mention syntax is broken up")
 		require.NotContains(t, text, "<@&123>")
-		require.NotContains(t, text, "](https://evil.example)", "untrusted text makes no link")
+		require.Contains(t, text, `\[x\](https://evil.example)`, "untrusted text makes no masked link")
 	}
 	require.Empty(t, f.fake.Pings(), "nothing pings")
 	require.Empty(t, f.fake.Violations())

@@ -42,34 +42,49 @@ func sub(name, desc string, opts ...*discordgo.ApplicationCommandOption) *discor
 }
 
 // Commands returns the /experts definition registered by bulk overwrite:
-// real subcommands with typed, length-limited options. The order of each
-// subcommand's options is the order of bot.Command.Args.
+// real subcommands with typed, length-limited options, named as the bot's
+// grammar reads them. The order of each subcommand's options is the order
+// of bot.Command.Args.
 func Commands() []*discordgo.ApplicationCommand {
+	text := func(desc string, required bool) *discordgo.ApplicationCommandOption {
+		return strOpt("text", desc, required, 1, maxQuestion)
+	}
+	optCase := func() *discordgo.ApplicationCommandOption {
+		o := caseOpt()
+		o.Required = false
+		return o
+	}
+	org := strOpt("org", "Experts and managers: an org id", false, 1, 64)
 	return []*discordgo.ApplicationCommand{{
 		Name:        CommandName,
 		Description: "Ask threat experts, follow cases and credits",
 		Type:        discordgo.ChatApplicationCommand,
 		Options: []*discordgo.ApplicationCommandOption{
-			sub("ask", "Ask the threat experts a general question", question(true)),
-			sub("alert", "Ask about an alert", strOpt("id", "Alert id", true, 1, maxID), question(false)),
-			sub("device", "Ask whether a device is compromised", strOpt("device", "Device id or name", true, 1, 256), question(false)),
-			sub("file", "Ask about a file", strOpt("hash", "SHA-1 or SHA-256", true, 40, 64), question(false)),
+			sub("ask", "Ask the threat experts a question (no question: a form opens)", question(false)),
+			sub("alert", "Ask about a Defender or Graph alert", strOpt("id", "Alert id", true, 1, maxID), question(false)),
+			sub("device", "Ask whether a device is compromised", strOpt("device", "Device id or host name", true, 1, 253), question(false)),
+			sub("file", "Ask about a file", strOpt("file", "SHA-1 or SHA-256 of the file", true, 40, 64), question(false)),
 			sub("incident", "Ask about an incident", strOpt("id", "Incident id", true, 1, maxID), question(false)),
 			sub("status", "Show a case's status", caseOpt()),
 			sub("cases", "List cases", &discordgo.ApplicationCommandOption{
-				Type: discordgo.ApplicationCommandOptionString, Name: "filter", Description: "Which cases",
+				Type: discordgo.ApplicationCommandOptionString, Name: "filter", Description: "Which cases (default: open)",
 				Choices: []*discordgo.ApplicationCommandOptionChoice{
 					{Name: "open", Value: "open"}, {Name: "mine", Value: "mine"},
 					{Name: "breaching", Value: "breaching"}, {Name: "all", Value: "all"},
 				},
-			}),
-			sub("credits", "Show this quarter's expert credits"),
+			}, org),
+			sub("credits", "Show this quarter's expert credits", strOpt("org", "Experts and managers: an org id", false, 1, 64)),
 			sub("help", "How to use /experts"),
-			sub("take", "Experts: take a case", caseOpt()),
+			sub("take", "Experts: take a case (none given: the oldest new case)", optCase()),
 			sub("assign", "Experts: assign a case", caseOpt(), &discordgo.ApplicationCommandOption{
 				Type: discordgo.ApplicationCommandOptionUser, Name: "expert", Description: "Who takes it", Required: true,
 			}),
-			sub("resolve", "Experts: conclude a case", caseOpt(), strOpt("answer", "The conclusion", false, 1, maxQuestion)),
+			sub("more-info", "Experts: ask the requester for more information", caseOpt(), text("What you need", false)),
+			sub("sample", "Experts: ask the requester for a file sample", caseOpt(), text("Which file", false)),
+			sub("more-time", "Experts: say the case needs more time", caseOpt(), text("Why", false)),
+			sub("conclude", "Experts: conclude a case (no summary: a form opens)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
+			sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
+			sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
 			sub("sample-notification", "Admins: post a sample attack notification"),
 		},
 	}}

@@ -285,7 +285,7 @@ func escape(s string, atLineStart bool) string {
 	start := atLineStart
 	for i, r := range s {
 		switch r {
-		case '\\', '*', '_', '~', '`', '|', '<', '>', '[', ']', '(', ')':
+		case '\\', '*', '_', '~', '`', '|', '<', '>', '[', ']':
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		case '#', '-', '+':
