@@ -64,7 +64,7 @@ CREATE TABLE cases (
     response_breached_at   timestamptz,
     conclusion_warned_at   timestamptz,
     conclusion_breached_at timestamptz,
-    -- Derived on every change (see casework's deriveSLA):
+    -- Derived on every change (casework's Service.derive):
     -- due_at: the earliest due time of a running clock, for urgency order.
     due_at                 timestamptz,
     -- at_risk_at: when a pending clock passed (or will pass) its warning
