@@ -127,13 +127,18 @@ type Adapter struct {
 	teamID    string
 	botUserID string
 
-	runMu   sync.Mutex
-	base    context.Context
-	cancel  context.CancelFunc
-	started bool
-	stopped bool
-	loop    sync.WaitGroup
-	bg      sync.WaitGroup
+	runMu sync.Mutex
+	// base is the context of inbound work; cancelled last, when Stop has
+	// waited for that work.
+	base   context.Context
+	cancel context.CancelFunc
+	// session ends Socket Mode and the pruner; cancelled first by Stop.
+	session     context.Context
+	stopSession context.CancelFunc
+	started     bool
+	stopped     bool
+	loop        sync.WaitGroup
+	bg          sync.WaitGroup
 }
 
 var _ bot.Adapter = (*Adapter)(nil)
@@ -160,16 +165,19 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
 	}
 	base, cancel := context.WithCancel(context.Background())
+	session, stopSession := context.WithCancel(base)
 	return &Adapter{
-		cfg:      cfg,
-		log:      log.With("adapter", "slack"),
-		handler:  handler,
-		api:      slack.New(cfg.BotToken, opts...),
-		metrics:  m,
-		users:    newTTLCache[string](cfg.UserCacheTTL, 10000),
-		triggers: newTTLCache[string](10*time.Second, 10000),
-		base:     base,
-		cancel:   cancel,
+		session:     session,
+		stopSession: stopSession,
+		cfg:         cfg,
+		log:         log.With("adapter", "slack"),
+		handler:     handler,
+		api:         slack.New(cfg.BotToken, opts...),
+		metrics:     m,
+		users:       newTTLCache[string](cfg.UserCacheTTL, 10000),
+		triggers:    newTTLCache[string](10*time.Second, 10000),
+		base:        base,
+		cancel:      cancel,
 	}, nil
 }
 
@@ -193,7 +201,7 @@ func (a *Adapter) Start(ctx context.Context) error {
 	}
 	a.started = true
 	if a.cfg.AppToken != "" {
-		run, cancel := context.WithCancel(a.base)
+		run, cancel := context.WithCancel(a.session)
 		stop := context.AfterFunc(ctx, cancel)
 		a.loop.Go(func() {
 			defer stop()
@@ -201,13 +209,14 @@ func (a *Adapter) Start(ctx context.Context) error {
 		})
 	}
 	if p, ok := a.cfg.Deduper.(pruner); ok {
-		a.loop.Go(func() { a.prune(a.base, p) })
+		a.loop.Go(func() { a.prune(a.session, p) })
 	}
 	return nil
 }
 
-// Stop ends Socket Mode and waits (up to 10 seconds) for inbound work in
-// flight. It is safe to call more than once.
+// Stop ends Socket Mode, then waits (up to 10 seconds) for inbound work in
+// flight to finish before cancelling it. It is safe to call more than once.
+// Stop the HTTP server before it, so that no new request arrives.
 func (a *Adapter) Stop() {
 	a.runMu.Lock()
 	if a.stopped {
@@ -216,7 +225,7 @@ func (a *Adapter) Stop() {
 	}
 	a.stopped = true
 	a.runMu.Unlock()
-	a.cancel()
+	a.stopSession()
 	done := make(chan struct{})
 	go func() {
 		a.loop.Wait()
@@ -226,8 +235,9 @@ func (a *Adapter) Stop() {
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		a.log.Warn("stopped with inbound work still running")
+		a.log.Warn("stopped with inbound work still running; cancelling it")
 	}
+	a.cancel()
 }
 
 // background runs f on the adapter's context, tracked by Stop.
