@@ -320,3 +320,18 @@ func TestSlowHandlerStillAcksInTime(t *testing.T) {
 	eventually(t, func() bool { return len(f.fake.Responses()) == 1 }, "the late answer goes through the response URL")
 	require.Equal(t, "ephemeral", f.fake.Responses()[0].ResponseType)
 }
+
+// TestSocketModeReconnectBackoff: when apps.connections.open fails (a 500,
+// then invalid_auth, which makes slack-go give up), the adapter keeps
+// trying with backoff and comes back.
+func TestSocketModeReconnectBackoff(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	f.fake.FailNext("apps.connections.open", 1, slackfake.Failure{Status: 500})
+	f.fake.FailNext("apps.connections.open", 1, slackfake.Failure{Status: 200, Error: "invalid_auth"})
+	f.fake.Drop()
+	eventually(t, func() bool { return f.fake.Opens() == 2 && f.fake.Connections() == 1 }, "back after failures")
+	require.GreaterOrEqual(t, len(f.fake.Calls("apps.connections.open")), 3)
+	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "help", UserID: analyst, ChannelID: socChannel})
+	require.NoError(t, err)
+}
