@@ -185,7 +185,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 func (a *Adapter) Platform() bot.Platform { return bot.Slack }
 
 // Start checks the bot token (auth.test, which also tells the adapter its own
-// bot user) and, when an app token is set, runs Socket Mode until Stop or
+// bot user; a rejected token is an error, an unreachable Slack only a
+// warning) and, when an app token is set, runs Socket Mode until Stop or
 // until ctx ends. It returns once the token is checked.
 func (a *Adapter) Start(ctx context.Context) error {
 	a.runMu.Lock()
@@ -197,7 +198,11 @@ func (a *Adapter) Start(ctx context.Context) error {
 		return nil
 	}
 	if _, err := a.identity(ctx); err != nil {
-		return err
+		if kind, _ := bot.Classify(err); kind == bot.Permanent {
+			return fmt.Errorf("slack: check the bot token: %w", err)
+		}
+		// Slack unreachable for now: carry on, identity is asked again when needed.
+		a.log.Warn("auth.test failed; starting anyway", "err", err)
 	}
 	a.started = true
 	if a.cfg.AppToken != "" {

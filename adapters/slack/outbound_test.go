@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
 )
@@ -292,4 +293,20 @@ func TestRateLimitStorm(t *testing.T) {
 		}
 	}
 	require.Empty(t, f.fake.Violations())
+}
+
+func TestStartChecksTheToken(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{cfg: func(c *adapter.Config) { c.BotToken = "xoxb-revoked" }})
+	err := f.adapter.Start(f.ctx)
+	require.Error(t, err)
+	kind, _ := bot.Classify(err)
+	require.Equal(t, bot.Permanent, kind)
+	require.Contains(t, err.Error(), "reinstall the app")
+	require.NotContains(t, err.Error(), "xoxb-revoked")
+
+	// Slack down at start-up: started anyway.
+	g := setup(t, setupOpts{})
+	g.fake.FailNext("auth.test", 1, slackfake.Failure{Status: 503})
+	require.NoError(t, g.adapter.Start(g.ctx))
 }
