@@ -147,7 +147,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		base:      base,
 		client:    newHTTPClient(base, cfg.RequestTimeout+5*time.Second),
 		lockKey:   lockKey(cfg.AppID),
-		tokenPath: regexp.MustCompile(`(/(?:webhooks|interactions)/[0-9]+/)[^\s"'?]+`),
+		tokenPath: newTokenPath(),
 		dms:       map[string]string{},
 		names:     map[string]cachedName{},
 		channels:  map[string]channelInfo{},
@@ -188,6 +188,11 @@ func (c Config) validate() error {
 		return errors.New("discord: durations must be positive and AckTimeout under Discord's 3s")
 	}
 	return nil
+}
+
+// newTokenPath matches the secret part of interaction webhook and callback paths.
+func newTokenPath() *regexp.Regexp {
+	return regexp.MustCompile(`(/(?:webhooks|interactions)/[0-9]+/)[^\s"'?/]+`)
 }
 
 // isSnowflake reports whether s looks like a Discord id.

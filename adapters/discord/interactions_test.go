@@ -281,3 +281,31 @@ func TestCommandInThreadActsForParentChannel(t *testing.T) {
 	require.Equal(t, channelID, c.Channel)
 	require.Equal(t, &bot.Ref{Platform: bot.Discord, Workspace: guildID, Channel: channelID, Message: ref.Message}, c.Thread)
 }
+
+func TestDeferredAnswerIsClosedWhenTheBotNeverAnswers(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *discord.Config) { c.DeferredTimeout = 200 * time.Millisecond })
+	f.start(t)
+	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil))
+	require.NoError(t, err)
+	cb, err := in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 5, cb.Type)
+	require.Eventually(t, func() bool {
+		m, ok := f.fake.OriginalResponse(in)
+		return ok && m.Content == "Done."
+	}, 5*time.Second, 10*time.Millisecond, "no endless \"thinking...\"")
+}
+
+func TestGatewayReconnectsWhenDiscordDropsIt(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	f.fake.DropSessions()
+	require.Eventually(t, func() bool { return f.fake.Identifies() >= 2 && f.fake.Sessions() == 1 }, 15*time.Second, 20*time.Millisecond)
+	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.fake.MaxSessions())
+}

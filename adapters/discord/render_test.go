@@ -1,0 +1,161 @@
+package discord
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/bwmarrin/discordgo"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+func TestEscape(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"markdown", "**bold** _it_ ~~s~~ `c` ||spoiler||", `\*\*bold\*\* \_it\_ \~\~s\~\~ \` + "`" + `c\` + "`" + ` \|\|spoiler\|\|`},
+		{"everyone and here", "@everyone @here", "@\u200beveryone @\u200bhere"},
+		{"mentions", "<@123> <@&456> <#789>", "\\<@123\\> \\<@\u200b&456\\> \\<#789\\>"},
+		{"masked link", "[x](https://e.example)", `\[x\](https://e.example)`},
+		{"line starts", "# h\n- item\n> quote\nmid-word #tag", "\\# h\n\\- item\n\\> quote\nmid-word #tag"},
+		{"backslash", `a\b`, `a\\b`},
+		{"unicode", "日本語 🙂", "日本語 🙂"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, escape(tt.in, true), tt.name)
+	}
+}
+
+func TestCut(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		n    int
+		want string
+	}{
+		{"fits", "abc", 3, "abc"},
+		{"ascii", "abcdef", 4, "abc…"},
+		{"runes not bytes", "日本語日本語", 4, "日本語…"},
+		{"emoji", "🙂🙂🙂", 2, "🙂…"},
+		{"no dangling escape", `ab\*cd`, 4, "ab…"},
+		{"escaped backslash kept", `a\\bcd`, 4, `a\\…`},
+		{"one", "abc", 1, "…"},
+		{"zero", "abc", 0, ""},
+	}
+	for _, tt := range tests {
+		got := cut(tt.in, tt.n)
+		require.Equal(t, tt.want, got, tt.name)
+		require.True(t, utf8.ValidString(got))
+		require.LessOrEqual(t, utf8.RuneCountInString(got), max(tt.n, 0))
+	}
+}
+
+func TestRenderLine(t *testing.T) {
+	t.Parallel()
+	l := bot.Line{
+		bot.B("Case"), bot.T(" "), bot.L("EOD-1", "https://td.example/cases/EOD-1"), bot.T(" "),
+		bot.U("**not bold** [x](https://evil.example)"), bot.T(" "),
+		{Text: "a`b", Style: bot.StyleCode}, bot.T(" "), {Text: "bad link", Link: "javascript:alert(1)"},
+	}
+	require.Equal(t, "**Case** [EOD-1](https://td.example/cases/EOD-1) \\*\\*not bold\\*\\* \\[x\\](https://evil.example) `aˋb` bad link", renderLine(l, true))
+}
+
+func TestRenderButtons(t *testing.T) {
+	t.Parallel()
+	var bs []bot.Button
+	for i := range 30 {
+		bs = append(bs, bot.Button{Action: bot.ActTake, Value: "EOD-" + strings.Repeat("1", i+1), Label: "Take"})
+	}
+	bs = append([]bot.Button{{Action: bot.ActTake, Value: "EOD-1"}, {Action: bot.ActTake, Value: strings.Repeat("x", 100)}}, bs...)
+	rows := renderButtons(bs)
+	require.Len(t, rows, MaxRows)
+	n := 0
+	for _, r := range rows {
+		row := r.(discordgo.ActionsRow)
+		require.LessOrEqual(t, len(row.Components), MaxButtonsPerRow)
+		for _, c := range row.Components {
+			b := c.(discordgo.Button)
+			require.LessOrEqual(t, len(b.CustomID), MaxCustomID)
+			n++
+		}
+	}
+	require.Equal(t, 25, n, "the duplicate and the too-long id are left out, the rest cut at 25")
+	act, val := parseCustomID("take:EOD-1")
+	require.Equal(t, bot.ActTake, act)
+	require.Equal(t, "EOD-1", val)
+}
+
+func TestRenderForm(t *testing.T) {
+	t.Parallel()
+	f := bot.Form{ID: "conclude", State: "EOD-1", Title: strings.Repeat("T", 60), Fields: []bot.FormField{
+		{ID: "summary", Label: strings.Repeat("L", 50), Kind: bot.InputParagraph, MaxLength: 9000, MinLength: -1, Value: strings.Repeat("v", 5000)},
+	}}
+	m, err := renderForm(f)
+	require.NoError(t, err)
+	require.Equal(t, "f:conclude:EOD-1", m.CustomID)
+	require.Equal(t, MaxModalTitle, utf8.RuneCountInString(m.Title))
+	in := m.Components[0].(discordgo.ActionsRow).Components[0].(discordgo.TextInput)
+	require.Equal(t, MaxInputValue, in.MaxLength)
+	require.Zero(t, in.MinLength)
+	require.Equal(t, MaxInputValue, utf8.RuneCountInString(in.Value))
+	form, state, ok := parseFormCustomID(m.CustomID)
+	require.True(t, ok)
+	require.Equal(t, "conclude", form)
+	require.Equal(t, "EOD-1", state)
+
+	_, err = renderForm(bot.Form{ID: "x", State: strings.Repeat("s", 100), Fields: f.Fields})
+	require.Error(t, err, "state too long for a custom_id")
+	_, err = renderForm(bot.Form{ID: "x", Fields: make([]bot.FormField, 6)})
+	require.Error(t, err, "six inputs")
+}
+
+func TestRewriteTransport(t *testing.T) {
+	t.Parallel()
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.RequestURI())
+		w.WriteHeader(204)
+	}))
+	t.Cleanup(srv.Close)
+	base, _ := url.Parse(srv.URL + "/custom/api/")
+	c := newHTTPClient(base, 0)
+	for _, u := range []string{
+		discordgo.EndpointGateway,
+		discordgo.EndpointGatewayBot,
+		discordgo.EndpointChannelMessages("1") + "?x=y",
+		discordgo.EndpointWebhookToken("2", "tok"),
+	} {
+		resp, err := c.Get(u)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	require.Equal(t, []string{
+		"GET /custom/api/gateway/bot",
+		"GET /custom/api/gateway/bot",
+		"GET /custom/api/channels/1/messages?x=y",
+		"GET /custom/api/webhooks/2/tok",
+	}, got)
+	// Other hosts are left alone.
+	resp, err := c.Get(srv.URL + "/elsewhere")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, "GET /elsewhere", got[len(got)-1])
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	a := &Adapter{cfg: Config{Token: "sekrit.token"}}
+	a.tokenPath = newTokenPath()
+	got := a.redact(`Post "https://discord.com/api/v10/webhooks/123/aW50ZXJhY3Rpb246dG9rZW4?wait=true": sekrit.token refused; /interactions/99/abc/callback`)
+	require.NotContains(t, got, "sekrit")
+	require.NotContains(t, got, "aW50ZXJhY3Rpb246dG9rZW4")
+	require.NotContains(t, got, "/abc/")
+	require.Contains(t, got, "/webhooks/123/[redacted]")
+}
