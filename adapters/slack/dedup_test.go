@@ -10,21 +10,10 @@ import (
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
-// dedupTableSQL is the table the lead adds as a migration; tests create it
-// in their own database.
-const dedupTableSQL = `
-CREATE TABLE slack_inbound_seen (
-    key     text PRIMARY KEY,
-    seen_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX slack_inbound_seen_seen_at ON slack_inbound_seen (seen_at);`
-
 func TestPGDeduper(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.Empty(t)
+	pool := pgtest.New(t) // migration 0005 makes slack_inbound_seen
 	ctx := t.Context()
-	_, err := pool.Exec(ctx, dedupTableSQL)
-	require.NoError(t, err)
 	d := adapter.NewPGDeduper(pool)
 	seen, err := d.Seen(ctx, "slack:e:Ev1")
 	require.NoError(t, err)
@@ -48,9 +37,7 @@ func TestPGDeduper(t *testing.T) {
 // the Postgres deduper, which does not process it again.
 func TestRetriedEventProcessedOnceAcrossRestart(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.Empty(t)
-	_, err := pool.Exec(t.Context(), dedupTableSQL)
-	require.NoError(t, err)
+	pool := pgtest.New(t)
 	withPG := func(c *adapter.Config) { c.Deduper = adapter.NewPGDeduper(pool) }
 
 	f1 := setup(t, setupOpts{socket: true, cfg: withPG})
