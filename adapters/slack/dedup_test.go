@@ -44,7 +44,7 @@ func TestRetriedEventProcessedOnceAcrossRestart(t *testing.T) {
 	_, cb := f1.fake.UserMessage(deskChannel, "", expert, "x")
 	cb["event"].(map[string]any)["thread_ts"] = "1700000000.000001"
 	cb["event_id"] = "EvRESTART"
-	_, err = f1.fake.Event(f1.ctx, cb, 0)
+	_, err := f1.fake.Event(f1.ctx, cb, 0)
 	require.NoError(t, err)
 	eventually(t, func() bool { return len(f1.rec.Replies()) == 1 }, "processed")
 	f1.adapter.Stop()
