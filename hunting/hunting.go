@@ -151,6 +151,7 @@ type Service struct {
 	log  *slog.Logger
 	m    *metrics
 
+	cache *prevalenceCache
 	sched stopper
 }
 
@@ -171,7 +172,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m}, nil
+	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache()}, nil
 }
 
 type metrics struct {

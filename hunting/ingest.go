@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -138,9 +140,11 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	}
 	sort.Strings(orgs)
 	var events int
+	var after *cacheUpdate
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		after = newCacheUpdate()
 		for _, org := range orgs {
-			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], out)
+			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], out, after)
 			if err != nil {
 				return fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
 			}
@@ -151,6 +155,7 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	if err != nil {
 		return nil, err
 	}
+	s.cache.apply(after)
 	s.m.batchDur.Observe(time.Since(start).Seconds())
 	return out, nil
 }
@@ -193,7 +198,7 @@ func alertHash(a *Alert) []byte {
 
 // ingestOrg runs one org's part of a batch: dedup against the store,
 // prevalence, correlation, writes, re-scoring and notification policy.
-func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult) (int, error) {
+func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult, after *cacheUpdate) (int, error) {
 	now := s.cfg.Now().UTC()
 	lap := time.Now()
 	step := func(name string) { DebugSteps[name] += time.Since(lap); lap = time.Now() }
@@ -303,10 +308,20 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
 			}
 		}
 	}
+	// Rows this replica wrote less than an hour (of alert time) ago are
+	// skipped: the stored last_seen is good enough for the window.
+	s.cache.mu.Lock()
+	for k, t := range seen {
+		if at, ok := s.cache.recorded[devKey(org, k.kind, k.value, k.dev)]; ok && t.Before(at.Add(time.Hour)) {
+			delete(seen, k)
+		}
+	}
+	s.cache.mu.Unlock()
 	if len(seen) > 0 {
 		dk := make([]dkey, 0, len(seen))
 		for k := range seen {
 			dk = append(dk, k)
+			after.recorded[devKey(org, k.kind, k.value, k.dev)] = seen[k]
 		}
 		sort.Slice(dk, func(i, j int) bool {
 			if dk[i].kind != dk[j].kind {
@@ -344,14 +359,22 @@ ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_s
 			}
 		}
 	}
-	kinds, values := make([]string, 0, len(keySet)), make([]string, 0, len(keySet))
-	for k := range keySet {
-		if k.kind != string(EntityDevice) {
-			kinds = append(kinds, k.kind)
-			values = append(values, k.value)
-		}
-	}
 	common, rare := map[ekey]bool{}, map[ekey]bool{}
+	kinds, values := make([]string, 0, len(keySet)), make([]string, 0, len(keySet))
+	s.cache.mu.Lock()
+	for k := range keySet {
+		if k.kind == string(EntityDevice) {
+			continue
+		}
+		// A key found common a little while ago is still common.
+		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
+			common[k] = true
+			continue
+		}
+		kinds = append(kinds, k.kind)
+		values = append(values, k.value)
+	}
+	s.cache.mu.Unlock()
 	if len(kinds) > 0 {
 		rows, err := tx.Query(ctx, `
 SELECT k.kind, k.value, c.n FROM unnest($2::text[], $3::text[]) AS k(kind, value)
@@ -374,6 +397,7 @@ WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg
 			}
 			if n >= s.cfg.CommonEntityDevices {
 				common[k] = true
+				after.common[devKey(org, k.kind, k.value, "")] = now.Add(commonCacheTTL)
 			} else {
 				rare[k] = true
 			}
@@ -411,20 +435,23 @@ WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg
 	cands := map[ekey][]cand{}
 	if len(kinds) > 0 {
 		rows, err := tx.Query(ctx, `
-SELECT ie.incident_id, ie.kind, ie.value, ie.first_seen, ie.last_seen
-FROM hunting_incident_entities ie
-JOIN unnest($2::text[], $3::text[]) AS k(kind, value) ON ie.org = $1 AND ie.kind = k.kind AND ie.value = k.value
-JOIN hunting_incidents i ON i.id = ie.incident_id AND i.status = 'open'
-WHERE ie.join_key AND ie.kind IN ('device', 'user', 'file', 'ip', 'url')
-  AND ie.last_seen >= $4 AND ie.first_seen <= $5
-ORDER BY ie.incident_id`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window))
+SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen
+FROM unnest($2::text[], $3::text[]) AS k(kind, value)
+CROSS JOIN LATERAL (
+    -- One index probe per key, and at most $6 incidents per key: a key in
+    -- that many open incidents is glue, not evidence (the caller drops it).
+    SELECT e.incident_id, e.first_seen, e.last_seen
+    FROM hunting_incident_entities e JOIN hunting_incidents i ON i.id = e.incident_id AND i.status = 'open'
+    WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
+      AND e.join_key AND e.last_seen >= $4 AND e.first_seen <= $5
+    LIMIT $6) ie`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window), s.cfg.CommonEntityDevices)
 		if err != nil {
 			return 0, fmt.Errorf("find incidents to join: %w", err)
 		}
 		for rows.Next() {
 			var c cand
 			var k ekey
-			if err := rows.Scan(&c.inc, &k.kind, &k.value, &c.first, &c.last); err != nil {
+			if err := rows.Scan(&k.kind, &k.value, &c.inc, &c.first, &c.last); err != nil {
 				rows.Close()
 				return 0, fmt.Errorf("scan incident entity: %w", err)
 			}
@@ -433,6 +460,12 @@ ORDER BY ie.incident_id`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return 0, fmt.Errorf("find incidents to join: %w", err)
+		}
+		for k, cs := range cands {
+			if len(cs) >= s.cfg.CommonEntityDevices {
+				delete(cands, k)
+				common[k] = true
+			}
 		}
 	}
 
@@ -462,6 +495,9 @@ ORDER BY ie.incident_id`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(
 		t := w.a.when()
 		for _, e := range w.keys {
 			k := ekey{string(e.Kind), e.Value}
+			if common[k] {
+				continue
+			}
 			byKey[k] = append(byKey[k], member{t, i})
 			for _, c := range cands[k] {
 				if !t.Before(c.first.Add(-s.cfg.Window)) && !t.After(c.last.Add(s.cfg.Window)) {
@@ -654,14 +690,13 @@ WHERE a.incident_id = m.src`, from, into); err != nil {
 		return 0, fmt.Errorf("move alerts of %d merged incidents: %w", n, err)
 	}
 	if _, err := tx.Exec(ctx, `
-INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count)
-SELECT m.dst, $3, e.kind, e.value, max(e.display), max(e.alt), bool_and(e.join_key), min(e.first_seen), max(e.last_seen), sum(e.alert_count)
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
+SELECT m.dst, $3, e.kind, e.value, max(e.display), max(e.alt), bool_and(e.join_key), min(e.first_seen), max(e.last_seen)
 FROM hunting_incident_entities e JOIN unnest($1::bigint[], $2::bigint[]) AS m(src, dst) ON e.incident_id = m.src
 GROUP BY m.dst, e.kind, e.value
 ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
-    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen),
-    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count`, from, into, org); err != nil {
+    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen)`, from, into, org); err != nil {
 		return 0, fmt.Errorf("move entities of %d merged incidents: %w", n, err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM hunting_incident_entities WHERE incident_id = ANY($1)`, from); err != nil {
@@ -717,7 +752,7 @@ func (s *Service) writeAlerts(ctx context.Context, tx pgx.Tx, org string, now ti
 		ranks                                                                                       = make([]int32, n)
 		experts                                                                                     = make([]bool, n)
 		created, first, lastAct, lastUpd                                                            = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-		hashes                                                                                      = make([][]byte, n)
+		hashes, evidence                                                                            = make([][]byte, n), make([][]byte, n)
 	)
 	for i, w := range ws {
 		a := w.a
@@ -728,21 +763,33 @@ func (s *Service) writeAlerts(ctx context.Context, tx pgx.Tx, org string, now ti
 		devIDs[i], devNames[i], urls[i] = a.DeviceID, a.DeviceName, a.WebURL
 		created[i], first[i], lastAct[i], lastUpd[i] = a.Created, a.FirstActivity, a.LastActivity, a.LastUpdate
 		hashes[i] = w.hash
+		// Strong entities are in hunting_incident_entities; the evidence
+		// column keeps the rest.
+		ents := make([]Entity, 0, 4)
+		for _, e := range a.Entities {
+			if !e.JoinKey {
+				ents = append(ents, e)
+			}
+		}
+		var err error
+		if evidence[i], err = json.Marshal(ents); err != nil {
+			return fmt.Errorf("encode evidence of alert %q: %w", a.ID, err)
+		}
 	}
 	_, err := tx.Exec(ctx, `
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, provider_incident, title, description, recommended,
     severity, severity_rank, status, classification, determination, category, tactic, techniques, detection_source,
     expert, threat_family, device_id, device_name, web_url, created_time, first_activity, last_activity, last_update,
-    content_hash, ingested_at, updated_at)
+    content_hash, evidence, ingested_at, updated_at)
 SELECT $1, id, src, tenant, inc, pinc, title, descr, rec, sev, rank, st, cls, det, cat, tac,
     CASE WHEN tech = '' THEN '{}'::text[] ELSE string_to_array(tech, ',') END, dsrc,
-    exp, fam, devid, devname, url, nullif(ct, '0001-01-01Z'::timestamptz), fa, la, nullif(lu, '0001-01-01Z'::timestamptz), h, $2, $2
+    exp, fam, devid, devname, url, nullif(ct, '0001-01-01Z'::timestamptz), fa, la, nullif(lu, '0001-01-01Z'::timestamptz), h, ev, $2, $2
 FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
     $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
     $20::bool[], $21::text[], $22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[],
-    $27::timestamptz[], $28::timestamptz[], $29::bytea[])
+    $27::timestamptz[], $28::timestamptz[], $29::bytea[], $30::jsonb[])
     AS x(id, src, tenant, inc, pinc, title, descr, rec, sev, rank, st, cls, det, cat, tac, tech, dsrc, exp, fam,
-         devid, devname, url, ct, fa, la, lu, h)
+         devid, devname, url, ct, fa, la, lu, h, ev)
 ON CONFLICT (org, id) DO UPDATE SET
     source = EXCLUDED.source, tenant = EXCLUDED.tenant, incident_id = EXCLUDED.incident_id,
     provider_incident = EXCLUDED.provider_incident, title = EXCLUDED.title, description = EXCLUDED.description,
@@ -754,9 +801,10 @@ ON CONFLICT (org, id) DO UPDATE SET
     device_name = CASE WHEN EXCLUDED.device_name = '' THEN hunting_alerts.device_name ELSE EXCLUDED.device_name END,
     web_url = EXCLUDED.web_url, created_time = EXCLUDED.created_time, first_activity = EXCLUDED.first_activity,
     last_activity = EXCLUDED.last_activity, last_update = EXCLUDED.last_update, content_hash = EXCLUDED.content_hash,
+    evidence = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(hunting_alerts.evidence || EXCLUDED.evidence) x),
     updated_at = EXCLUDED.updated_at`,
 		org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
-		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes)
+		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes, evidence)
 	if err != nil {
 		return fmt.Errorf("store %d alerts: %w", n, err)
 	}
@@ -776,13 +824,15 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 		display, alt string
 		join         bool
 		first, last  time.Time
-		count        int32
 	}
 	m := map[key]*agg{}
 	order := []key{}
 	for _, w := range ws {
 		t := w.a.when()
 		for _, e := range w.a.Entities {
+			if !e.JoinKey {
+				continue // scope detail: kept in the alert's evidence
+			}
 			k := key{w.inc, string(e.Kind), e.Value}
 			g, ok := m[k]
 			if !ok {
@@ -793,9 +843,6 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 			g.first, g.last = minTime(g.first, t), maxTime(g.last, t)
 			if g.alt == "" {
 				g.alt = e.Alt
-			}
-			if !w.update {
-				g.count++
 			}
 		}
 	}
@@ -814,25 +861,30 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 	})
 	n := len(order)
 	incs, kinds, values, displays, alts := make([]int64, n), mk(n), mk(n), mk(n), mk(n)
-	joins, firsts, lasts, counts := make([]bool, n), make([]time.Time, n), make([]time.Time, n), make([]int32, n)
+	joins, firsts, lasts := make([]bool, n), make([]time.Time, n), make([]time.Time, n)
 	for i, k := range order {
 		g := m[k]
 		incs[i], kinds[i], values[i], displays[i], alts[i] = k.inc, k.kind, k.value, g.display, g.alt
-		joins[i], firsts[i], lasts[i], counts[i] = g.join, g.first, g.last, g.count
+		joins[i], firsts[i], lasts[i] = g.join, g.first, g.last
 	}
 	rows, err := tx.Query(ctx, `
-INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen, alert_count)
-SELECT inc, $1, k, v, d, alt, j, f, l, c
-FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[], $10::int[])
-    AS x(inc, k, v, d, alt, j, f, l, c)
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
+SELECT inc, $1, k, v, d, alt, j, f, l
+FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[])
+    AS x(inc, k, v, d, alt, j, f, l)
 ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     display = CASE WHEN hunting_incident_entities.display = '' THEN EXCLUDED.display ELSE hunting_incident_entities.display END,
     alt = CASE WHEN hunting_incident_entities.alt = '' THEN EXCLUDED.alt ELSE hunting_incident_entities.alt END,
     first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
-    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen),
-    alert_count = hunting_incident_entities.alert_count + EXCLUDED.alert_count
+    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen)
+    -- Most rows of a busy incident are already there: rewrite a row only when
+    -- it learns something (an hour of last_seen is precise enough for the window).
+    WHERE EXCLUDED.last_seen > hunting_incident_entities.last_seen + interval '1 hour'
+       OR EXCLUDED.first_seen < hunting_incident_entities.first_seen
+       OR (hunting_incident_entities.display = '' AND EXCLUDED.display <> '')
+       OR (hunting_incident_entities.alt = '' AND EXCLUDED.alt <> '')
 RETURNING incident_id, kind, value, display, join_key, xmax = 0`,
-		org, incs, kinds, values, displays, alts, joins, firsts, lasts, counts)
+		org, incs, kinds, values, displays, alts, joins, firsts, lasts)
 	if err != nil {
 		return nil, fmt.Errorf("store %d incident entities: %w", n, err)
 	}
@@ -901,3 +953,60 @@ func maxTime(a, b time.Time) time.Time {
 
 // DebugSteps is temporary.
 var DebugSteps = map[string]time.Duration{}
+
+// commonCacheTTL is how long (on the service clock) a key found common is
+// taken as common without asking the database again.
+const commonCacheTTL = 10 * time.Minute
+
+// maxCacheEntries bounds each cache map; past it the map starts over.
+const maxCacheEntries = 1 << 20
+
+// prevalenceCache saves prevalence work between batches: the entity-device
+// rows this replica wrote lately, and the keys it found common. It is only
+// a shortcut: the database stays the truth, and another replica without the
+// cache computes the same answers.
+type prevalenceCache struct {
+	mu       sync.Mutex
+	recorded map[string]time.Time // org/kind/value/device -> last_seen written
+	common   map[string]time.Time // org/kind/value -> common until (service clock)
+}
+
+func newPrevalenceCache() *prevalenceCache {
+	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}}
+}
+
+// cacheUpdate is what a batch teaches the cache, applied only after commit.
+type cacheUpdate struct {
+	recorded map[string]time.Time
+	common   map[string]time.Time
+}
+
+func newCacheUpdate() *cacheUpdate {
+	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}}
+}
+
+func (c *prevalenceCache) apply(u *cacheUpdate) {
+	if u == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.recorded)+len(u.recorded) > maxCacheEntries {
+		c.recorded = map[string]time.Time{}
+	}
+	if len(c.common)+len(u.common) > maxCacheEntries {
+		c.common = map[string]time.Time{}
+	}
+	for k, t := range u.recorded {
+		if t.After(c.recorded[k]) {
+			c.recorded[k] = t
+		}
+	}
+	for k, t := range u.common {
+		c.common[k] = t
+	}
+}
+
+func devKey(org, kind, value, dev string) string {
+	return org + "\x00" + kind + "\x00" + value + "\x00" + dev
+}

@@ -26,8 +26,9 @@ type ScopeEntity struct {
 	Value   string `json:"value"`
 	Display string `json:"display"`
 	// Alt is a file's SHA-1 when Value is its SHA-256.
-	Alt       string    `json:"alt,omitempty"`
-	Alerts    int       `json:"alerts"`
+	Alt string `json:"alt,omitempty"`
+	// Alerts is set for processes and registry keys: how many alerts show it.
+	Alerts    int       `json:"alerts,omitempty"`
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
 }
@@ -183,7 +184,7 @@ FROM hunting_incidents WHERE org = $1 AND id = $2`, org, id).Scan(&v.Status, &me
 
 	b := &pgx.Batch{}
 	b.Queue(`SELECT kind, count(*) FROM hunting_incident_entities WHERE incident_id = $1 GROUP BY kind`, id)
-	b.Queue(`SELECT kind, value, display, alt, alert_count, first_seen, last_seen FROM (
+	b.Queue(`SELECT kind, value, display, alt, first_seen, last_seen FROM (
     SELECT *, row_number() OVER (PARTITION BY kind ORDER BY first_seen, value) AS rn
     FROM hunting_incident_entities WHERE incident_id = $1) e
 WHERE rn <= $2 ORDER BY kind, rn`, id, perKind)
@@ -214,7 +215,7 @@ WHERE incident_id = $1 ORDER BY first_activity, id LIMIT $2`, id, CardTimeline)
 	for rows.Next() {
 		var k string
 		var e ScopeEntity
-		if err := rows.Scan(&k, &e.Value, &e.Display, &e.Alt, &e.Alerts, &e.FirstSeen, &e.LastSeen); err != nil {
+		if err := rows.Scan(&k, &e.Value, &e.Display, &e.Alt, &e.FirstSeen, &e.LastSeen); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("hunting: read scope: %w", err)
 		}
@@ -223,6 +224,13 @@ WHERE incident_id = $1 ORDER BY first_activity, id LIMIT $2`, id, CardTimeline)
 		}
 	}
 	rows.Close()
+	if perKind > CardEntities {
+		// Full scope: processes, command lines and registry keys live in the
+		// alerts' evidence.
+		if err := s.evidenceScope(ctx, id, perKind, &v.Scope); err != nil {
+			return nil, err
+		}
+	}
 	for _, k := range []EntityKind{EntityDevice, EntityUser, EntityFile, EntityIP, EntityURL, EntityProcess, EntityRegistry} {
 		g := v.Scope.group(k)
 		g.Kind = k
@@ -259,6 +267,35 @@ WHERE incident_id = $1 ORDER BY first_activity, id LIMIT $2`, id, CardTimeline)
 	}
 	v.Actions = recommend(ids, v.Scope.Devices.Count, v.FromExperts, v.Severity)
 	return v, nil
+}
+
+func (s *Service) evidenceScope(ctx context.Context, id int64, perKind int, sc *Scope) error {
+	rows, err := s.pool.Query(ctx, `
+SELECT e->>'kind', e->>'value', max(e->>'display'), count(*), min(a.first_activity), max(a.first_activity)
+FROM hunting_alerts a, jsonb_array_elements(a.evidence) e
+WHERE a.incident_id = $1 AND e->>'kind' IN ('process', 'registry')
+GROUP BY 1, 2 ORDER BY 5, 2 LIMIT $2`, id, 2*perKind)
+	if err != nil {
+		return fmt.Errorf("hunting: read evidence of incident %d: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var e ScopeEntity
+		if err := rows.Scan(&k, &e.Value, &e.Display, &e.Alerts, &e.FirstSeen, &e.LastSeen); err != nil {
+			return fmt.Errorf("hunting: read evidence: %w", err)
+		}
+		if g := sc.group(EntityKind(k)); g != nil {
+			g.Count++
+			if len(g.Values) < perKind {
+				g.Values = append(g.Values, e)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("hunting: read evidence of incident %d: %w", id, err)
+	}
+	return nil
 }
 
 // IncidentRef is a short reference to an incident.
@@ -335,7 +372,6 @@ type EntityInfo struct {
 	Alt string `json:"alt,omitempty"`
 	// Devices is on how many devices a file was seen (prevalence).
 	Devices   int           `json:"devices,omitempty"`
-	Alerts    int           `json:"alerts"`
 	FirstSeen time.Time     `json:"first_seen"`
 	LastSeen  time.Time     `json:"last_seen"`
 	Incidents []IncidentRef `json:"incidents"`
@@ -369,7 +405,7 @@ func (s *Service) File(ctx context.Context, org, hash string) (*EntityInfo, erro
 
 func (s *Service) entity(ctx context.Context, org string, kind EntityKind, match, arg, what string) (*EntityInfo, error) {
 	rows, err := s.pool.Query(ctx, `
-SELECT ie.value, ie.display, ie.alt, ie.alert_count, ie.first_seen, ie.last_seen, i.id, i.title, i.score, i.severity, i.status
+SELECT ie.value, ie.display, ie.alt, ie.first_seen, ie.last_seen, i.id, i.title, i.score, i.severity, i.status
 FROM hunting_incident_entities ie JOIN hunting_incidents i ON i.id = ie.incident_id
 WHERE ie.org = $1 AND ie.kind = $2 AND ie.kind IN ('device', 'user', 'file', 'ip', 'url') AND `+match+`
 ORDER BY ie.last_seen DESC LIMIT 50`, org, string(kind), arg)
@@ -381,7 +417,7 @@ ORDER BY ie.last_seen DESC LIMIT 50`, org, string(kind), arg)
 	for rows.Next() {
 		var e ScopeEntity
 		var r IncidentRef
-		if err := rows.Scan(&e.Value, &e.Display, &e.Alt, &e.Alerts, &e.FirstSeen, &e.LastSeen, &r.ID, &r.Title, &r.Score, &r.Severity, &r.Status); err != nil {
+		if err := rows.Scan(&e.Value, &e.Display, &e.Alt, &e.FirstSeen, &e.LastSeen, &r.ID, &r.Title, &r.Score, &r.Severity, &r.Status); err != nil {
 			return nil, fmt.Errorf("hunting: look up %s: %w", what, err)
 		}
 		if info == nil {
@@ -390,7 +426,6 @@ ORDER BY ie.last_seen DESC LIMIT 50`, org, string(kind), arg)
 		if e.Value != info.Value {
 			continue
 		}
-		info.Alerts += e.Alerts
 		info.FirstSeen = minTime(info.FirstSeen, e.FirstSeen)
 		info.LastSeen = maxTime(info.LastSeen, e.LastSeen)
 		info.Incidents = append(info.Incidents, r)

@@ -108,6 +108,11 @@ CREATE TABLE hunting_alerts (
     last_activity    timestamptz,
     last_update      timestamptz,
     -- Hash of the normalized alert: an identical re-post is a no-op.
+    -- The alert's entities that never correlate and so are not in
+    -- hunting_incident_entities ([{"kind","value","display",...}]): processes
+    -- and command lines, registry keys, OS binaries, well-known accounts.
+    -- Read for "Show full scope".
+    evidence         jsonb       NOT NULL DEFAULT '[]',
     content_hash     bytea       NOT NULL,
     ingested_at      timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL,
@@ -119,10 +124,10 @@ CREATE INDEX hunting_alerts_incident_idx ON hunting_alerts (incident_id, first_a
 
 -- Scope of compromise per incident, and the correlation index: an alert joins
 -- an open incident that has one of its strong entities (kind, value) seen
--- within the window. display is what the card prints; alt is a second key
--- (a file's SHA-1 when value is its SHA-256). join_key is false for entities
--- that never glue alerts (processes, registry keys, OS binaries, well-known
--- accounts).
+-- within the window. Only strong entities (devices, users, file hashes, IPs,
+-- URLs) are kept here; the rest stays in hunting_alerts.evidence, which keeps
+-- this table, and its write cost per batch, small. display is what the card
+-- prints; alt is a second key (a file's SHA-1 when value is its SHA-256).
 CREATE TABLE hunting_incident_entities (
     incident_id  bigint      NOT NULL REFERENCES hunting_incidents (id),
     org          text        NOT NULL,
@@ -132,10 +137,10 @@ CREATE TABLE hunting_incident_entities (
     alt          text        NOT NULL DEFAULT '',
     join_key     boolean     NOT NULL DEFAULT true,
     first_seen   timestamptz NOT NULL,
+    -- Kept to the hour: rewritten only when it moves by more than that.
     last_seen    timestamptz NOT NULL,
-    alert_count  integer     NOT NULL DEFAULT 1,
     PRIMARY KEY (incident_id, kind, value)
-) WITH (fillfactor = 85); -- last_seen and alert_count change often: room for HOT updates
+) WITH (fillfactor = 85); -- last_seen changes: room for HOT updates
 
 -- Correlation: "which incidents hold this entity?", per org. Only strong
 -- kinds: process command lines and registry keys are never looked up by
