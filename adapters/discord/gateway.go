@@ -3,6 +3,7 @@ package discord
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"strings"
 	"time"
@@ -176,6 +177,12 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 
 // onEvent handles gateway dispatches from their raw JSON.
 func (a *Adapter) onEvent(ctx context.Context, e *discordgo.Event) {
+	// discordgo runs handlers in bare goroutines: a panic would end the process.
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error("panic while handling a gateway event", "event", e.Type, "panic", fmt.Sprint(p))
+		}
+	}()
 	switch e.Type {
 	case "READY":
 		var r struct {

@@ -63,8 +63,8 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 	switch i.Type {
 	case discordgo.InteractionApplicationCommand:
 		kind = "command"
-		data := i.ApplicationCommandData()
-		if data.Name != CommandName {
+		data, ok := i.Data.(discordgo.ApplicationCommandInteractionData)
+		if !ok || data.Name != CommandName {
 			resp = a.ephemeral("Unknown command: use /" + CommandName + ".")
 			break
 		}
@@ -72,8 +72,8 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 		resp = a.within(ctx, r, false, func() bot.Ack { return a.h.HandleCommand(ctx, c) })
 	case discordgo.InteractionMessageComponent:
 		kind = "component"
-		act := a.action(in, r)
-		if act.Action == "" {
+		act, ok := a.action(in, r)
+		if !ok || act.Action == "" {
 			resp = a.ephemeral("This button is not supported.")
 			break
 		}
@@ -285,9 +285,12 @@ func (a *Adapter) command(ctx context.Context, in *interaction, data discordgo.A
 	return c
 }
 
-func (a *Adapter) action(in *interaction, r *responder) bot.Action {
+func (a *Adapter) action(in *interaction, r *responder) (bot.Action, bool) {
 	i := &in.i
-	data := i.MessageComponentData()
+	data, ok := i.Data.(discordgo.MessageComponentInteractionData)
+	if !ok {
+		return bot.Action{}, false
+	}
 	act, value := parseCustomID(data.CustomID)
 	if value == "" && len(data.Values) > 0 {
 		value = strings.Join(data.Values, ",")
@@ -297,12 +300,15 @@ func (a *Adapter) action(in *interaction, r *responder) bot.Action {
 		ref.Channel = cmpStr(i.Message.ChannelID, i.ChannelID)
 		ref.Message = i.Message.ID
 	}
-	return bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}
+	return bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}, true
 }
 
 func (a *Adapter) submission(ctx context.Context, in *interaction, r *responder) (bot.Submission, bool) {
 	i := &in.i
-	data := i.ModalSubmitData()
+	data, ok := i.Data.(discordgo.ModalSubmitInteractionData)
+	if !ok {
+		return bot.Submission{}, false
+	}
 	form, state, ok := parseFormCustomID(data.CustomID)
 	if !ok {
 		return bot.Submission{}, false

@@ -309,3 +309,38 @@ func TestGatewayReconnectsWhenDiscordDropsIt(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, f.fake.MaxSessions())
 }
+
+func TestMalformedInteractionsAreNotFatal(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	srv := serve(t, f.adapter)
+	tests := []struct {
+		body   string
+		status int
+	}{
+		{`{"id":"1","token":"t","type":2}`, 400},
+		{`{"id":"2","token":"t","type":3,"data":null}`, 200},
+		{`{"id":"3","token":"t","type":5,"data":{"custom_id":"not-a-form"}}`, 200},
+		{`{"id":"4","token":"t","type":42}`, 200},
+	}
+	for _, tt := range tests {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		status, out := post(t, srv, []byte(tt.body), ts, sign(f.priv, ts, []byte(tt.body)))
+		require.Equal(t, tt.status, status, tt.body)
+		if status == 200 {
+			require.Contains(t, string(out), `"flags":64`, tt.body)
+		}
+	}
+	// The gateway survives the same payloads and keeps answering.
+	for _, raw := range []string{`{"id":"5","token":"t5","type":2}`, `{"id":"6","token":"t6","type":3,"data":null}`} {
+		_, err := f.fake.InteractRaw([]byte(raw))
+		require.NoError(t, err)
+	}
+	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.fake.Sessions())
+	require.Equal(t, 1, f.fake.Identifies())
+}

@@ -1,7 +1,6 @@
 package discord
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -458,13 +457,4 @@ func renderForm(f bot.Form) (modalPayload, error) {
 		}})
 	}
 	return p, nil
-}
-
-// mustJSON marshals values that cannot fail to marshal.
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("discord: marshal %T: %v", v, err))
-	}
-	return b
 }
