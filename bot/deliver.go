@@ -220,9 +220,12 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 	if err != nil {
 		return "", err
 	}
-	done, err := b.delivered(ctx, row.ID)
-	if err != nil {
-		return "", err
+	done := map[string]Ref{}
+	if row.Attempts > 1 {
+		// Only a row claimed before can have parts already sent.
+		if done, err = b.delivered(ctx, row.ID); err != nil {
+			return "", err
+		}
 	}
 	var last Platform
 	for _, p := range parts {

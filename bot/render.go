@@ -331,6 +331,9 @@ func note(spans ...Span) Message {
 
 // renderCase renders a case event from the current case.
 func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
+	if ev.Kind == CaseCredits || (ev.Kind == CaseMessaged && ev.Internal) {
+		return nil, nil // nothing to show in chat
+	}
 	c, err := b.cases.Get(ctx, Scope{All: true}, ev.Ref)
 	if err != nil {
 		return nil, fmt.Errorf("load %s to render %s: %w", ev.Ref, ev.Kind, err)

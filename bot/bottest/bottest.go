@@ -186,6 +186,20 @@ func (a *Adapter) Find(op Op, keep func(Call) bool) []Call {
 	return out
 }
 
+// Count counts the recorded calls of op that match keep (nil keeps all),
+// without copying them.
+func (a *Adapter) Count(op Op, keep func(Call) bool) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, c := range a.calls {
+		if c.Op == op && (keep == nil || keep(c)) {
+			n++
+		}
+	}
+	return n
+}
+
 // WaitFor polls until cond holds on the recorded calls or timeout passes,
 // and reports whether it held.
 func (a *Adapter) WaitFor(timeout time.Duration, cond func([]Call) bool) bool {
