@@ -51,21 +51,14 @@ func (s *Service) List(ctx context.Context, v Viewer, f ListFilter) (*ListPage, 
 	if err != nil {
 		return nil, err
 	}
-	var total int
-	if err := s.pool.QueryRow(ctx, q.count, q.countArgs...).Scan(&total); err != nil {
-		return nil, fmt.Errorf("list: count cases: %w", err)
-	}
-	page := &ListPage{Total: total, Cases: []Case{}}
-	if total == 0 || f.Offset >= total {
-		return page, nil
-	}
+	page := &ListPage{Cases: []Case{}}
 	rows, err := s.pool.Query(ctx, q.page, q.pageArgs...)
 	if err != nil {
 		return nil, fmt.Errorf("list cases: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		x, err := s.scanRow(rows)
+		x, err := s.scanRow(rows, &page.Total)
 		if err != nil {
 			return nil, fmt.Errorf("list cases: %w", err)
 		}
@@ -73,6 +66,12 @@ func (s *Service) List(ctx context.Context, v Viewer, f ListFilter) (*ListPage, 
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list cases: %w", err)
+	}
+	if len(page.Cases) == 0 && f.Offset > 0 {
+		// Past the last page: the total still says how many there are.
+		if err := s.pool.QueryRow(ctx, q.count, q.countArgs...).Scan(&page.Total); err != nil {
+			return nil, fmt.Errorf("list: count cases: %w", err)
+		}
 	}
 	return page, nil
 }
@@ -125,12 +124,13 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 	q := &listQuery{count: "SELECT count(*) FROM cases c" + cond, countArgs: args}
 	q.pageArgs = append(append([]any(nil), args...), now, limit, f.Offset)
 	n := len(q.pageArgs)
-	// Pick the page's case numbers first (from the index alone where it
-	// can), then read those cases and join their anchors: only one page of
-	// rows is fetched, however many match.
+	// One statement, one pass over the matching rows: they are read once
+	// (narrow: the sort keys), counted, and the page's case numbers picked;
+	// then only the page's cases are read in full and joined to their anchors.
 	order := fmt.Sprintf(urgencyOrder, fmt.Sprintf("$%d", n-2))
-	q.page = "SELECT " + caseCols + caseFrom + " WHERE c.number IN (SELECT c.number FROM cases c" + cond + order +
-		fmt.Sprintf(" LIMIT $%d OFFSET $%d)", n-1, n) + order
+	q.page = "WITH m AS MATERIALIZED (SELECT c.number, c.at_risk_at, c.due_at, c.priority FROM cases c" + cond + `),
+ p AS (SELECT c.number FROM m c` + order + fmt.Sprintf(" LIMIT $%d OFFSET $%d)", n-1, n) + `
+ SELECT ` + caseCols + `, (SELECT count(*) FROM m)` + caseFrom + ` WHERE c.number IN (SELECT number FROM p)` + order
 	return q, nil
 }
 

@@ -172,18 +172,19 @@ func utcPtr(t *time.Time) *time.Time {
 	return &u
 }
 
-func (s *Service) scanRow(r pgx.Row) (*row, error) {
+// scanRow reads caseCols, then extra columns into extra.
+func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 	var x row
 	var respUS, conclUS, elapsedUS int64
 	var arP, arW, arC, arM, adP, adW, adC, adM *string
-	err := r.Scan(&x.Number, &x.Org, &x.Subject.Kind, &x.Subject.ID, &x.Subject.Name, &x.Subject.Link, &x.Subject.Severity,
+	err := r.Scan(append([]any{&x.Number, &x.Org, &x.Subject.Kind, &x.Subject.ID, &x.Subject.Name, &x.Subject.Link, &x.Subject.Severity,
 		&x.Category, &x.Question, &x.Priority, &x.Requester.Platform, &x.Requester.Workspace, &x.Requester.UserID, &x.Requester.DisplayName,
 		&x.Contact, &x.Assignee.Platform, &x.Assignee.Workspace, &x.Assignee.UserID, &x.Assignee.DisplayName, &x.Status, &x.Summary,
 		&x.CreditUsed, &x.CreatedAt, &x.UpdatedAt, &x.StatusAt, &x.TakenAt, &x.FirstResponseAt, &x.ConcludedAt, &x.ClosedAt,
 		&respUS, &conclUS, &elapsedUS, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached,
 		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead,
-		&arP, &arW, &arC, &arM, &adP, &adW, &adC, &adM)
+		&arP, &arW, &arC, &arM, &adP, &adW, &adC, &adM}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
