@@ -153,13 +153,17 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 		}
 		if err == nil {
 			s.Name = e.Display
-			s.Detail = fmt.Sprintf("%d alerts", e.Alerts)
-			if e.Devices > 0 {
-				s.Detail += fmt.Sprintf(", seen on %d devices", e.Devices)
+			var details []string
+			if !e.FirstSeen.IsZero() {
+				details = append(details, "seen since "+e.FirstSeen.UTC().Format("2 Jan 15:04"))
 			}
+			if e.Devices > 0 {
+				details = append(details, fmt.Sprintf("on %d devices", e.Devices))
+			}
+			s.Detail = strings.Join(details, ", ")
 			best := 0
 			for _, r := range e.Incidents {
-				s.Detail += fmt.Sprintf(", incident %d (score %d)", r.ID, r.Score)
+				s.Detail = strings.TrimPrefix(s.Detail+fmt.Sprintf(", incident %d (score %d)", r.ID, r.Score), ", ")
 				if r.Score > best {
 					best, s.Severity = r.Score, string(r.Severity)
 				}
