@@ -10,6 +10,7 @@ package discordfake
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -402,16 +403,7 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, nil
 	}
 	defer r.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return []byte(b.String()), nil
+	return io.ReadAll(io.LimitReader(r.Body, 8<<20))
 }
 
 func (s *Server) routes(mux *http.ServeMux) {
