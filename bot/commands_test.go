@@ -109,6 +109,7 @@ func TestTenantIsolation(t *testing.T) {
 	_, m := f.run(t, Discord, fabAnalyst, fabSOC, `ask "fabrikam secret question"`)
 	require.Contains(t, plain(m), "Opened EOD-1")
 	receipt := posted(t, f.discord, fabSOC, nil, "EOD-1 ·")
+	f.anchored(t, "EOD-1")
 
 	_, missing := f.run(t, Slack, analyst, contosoSOC, "status EOD-404")
 	_, other := f.run(t, Slack, analyst, contosoSOC, "status EOD-1")

@@ -118,6 +118,7 @@ func TestCrossPlatform(t *testing.T) {
 	require.Contains(t, plain(m), "Opened EOD-1")
 	receipt := posted(t, f.discord, fabSOC, nil, "EOD-1 ·")
 	desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Fabrikam")
+	f.anchored(t, "EOD-1")
 	_, r := f.press(t, Slack, expert2, ActTake, "EOD-1", desk.Ref)
 	_, ok := r.Wait(tenSeconds)
 	require.True(t, ok)

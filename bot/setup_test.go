@@ -3,6 +3,7 @@ package bot_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -90,7 +91,7 @@ func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, cwCfg
 	cw, err := casework.New(db, cwCfg, nil, nil)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	b, err := New(cfg, db, NewCaseworkCases(cw), hunt, nil, reg)
+	b, err := New(cfg, db, NewCaseworkCases(cw), hunt, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), reg)
 	require.NoError(t, err)
 	f := &fixture{bot: b, db: db, cw: cw, slack: bottest.New(Slack, slackTeam), discord: bottest.New(Discord, fabGuild), reg: reg}
 	f.slack.SetName(analyst, "Ana Lyst")
@@ -240,7 +241,27 @@ func (f *fixture) openCase(t testing.TB, text string) (ref string, receipt, desk
 	ref = strings.Fields(got[i:])[0]
 	receipt = posted(t, f.slack, contosoSOC, nil, ref+" ·")
 	desk = posted(t, f.slack, deskChannel, nil, ref+" · Contoso")
+	f.anchored(t, ref)
 	return ref, receipt, desk
 }
 
+// anchored waits until both anchors of a case are recorded (they are
+// written just after the platform answers the post, which the fake records
+// first): a reply in a thread is only recognised once its anchor is.
+func (f *fixture) anchored(t testing.TB, ref string) {
+	t.Helper()
+	eventually(t, "anchors of "+ref+" recorded", func() bool {
+		c, err := f.cw.Get(context.Background(), casework.AllOrgs(), ref)
+		return err == nil && c.DeskCard != nil && c.RequesterThread != nil
+	})
+}
+
 const tenSeconds = 10 * time.Second
+
+// testWriter sends the bot's warnings and errors to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
