@@ -148,20 +148,31 @@ func (b *Bot) deliverBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Finish (or give back) every row well inside its lease, so that no
+	// other worker claims a row this one is still sending.
+	deadline := time.Now().Add(d.Lease * 3 / 4)
 	for _, row := range rows {
-		b.deliverRow(ctx, row)
+		b.deliverRow(ctx, deadline, row)
 	}
 	return len(rows), nil
 }
 
 // deliverRow renders and sends one row, then settles it: delivered, retried
 // later, or dead.
-func (b *Bot) deliverRow(ctx context.Context, row outbox.Row) {
+func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row) {
 	log := b.log.With("outbox_id", row.ID, "kind", row.Kind, "stream", row.Stream, "attempt", row.Attempts)
-	platform, err := b.sendRow(ctx, row)
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	platform, err := b.sendRow(rctx, row)
+	expired := rctx.Err() != nil
+	cancel()
 	if ctx.Err() != nil {
 		// Shutting down: the lease runs out and another worker resumes it.
 		return
+	}
+	if err != nil && expired {
+		// Out of lease time (pacing, a long Retry-After): give the row back;
+		// the parts sent are recorded and will be skipped.
+		err = &rowError{kind: Temporary, after: time.Second, platform: platform, err: fmt.Errorf("out of lease time: %w", err)}
 	}
 	settle := context.WithoutCancel(ctx)
 	if err == nil {
