@@ -315,7 +315,11 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		return CaseEvent{Kind: k, Ref: p.Ref, Detail: fmt.Sprintf("%s target (%s, %s priority) due %s",
 			clock, time.Duration(p.TargetSeconds)*time.Second, p.Priority, p.DueAt.UTC().Format("2 Jan 15:04 MST"))}, true, nil
 	case casework.EventCreditsChanged:
-		return CaseEvent{Kind: CaseCredits}, true, nil
+		var p casework.CreditsChangedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		return CaseEvent{Kind: CaseCredits, Ref: p.Ref, Detail: p.Reason}, true, nil
 	}
 	return ev, false, nil
 }

@@ -238,3 +238,18 @@ func TestIdentifyTenancy(t *testing.T) {
 	w = b.identify(User{Platform: Discord, Workspace: "1000000000000000001", ID: "1000000000000000077"}, "1000000000000000555", th)
 	require.Equal(t, "fabrikam", w.org.ID)
 }
+
+// TestCreditsEventRendersNothing: a credits change is bookkeeping; it must
+// render to no message (and never block its case's stream).
+func TestCreditsEventRendersNothing(t *testing.T) {
+	t.Parallel()
+	cw := &CaseworkCases{}
+	ev, ok, err := cw.DecodeEvent("case.credits_changed", []byte(`{"ref":"EOD-1","org":"contoso","delta":-1,"reason":"opened"}`))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, CaseEvent{Kind: CaseCredits, Ref: "EOD-1", Detail: "opened"}, ev)
+	b := &Bot{cfg: unitConfig(), cases: cw}
+	parts, err := b.renderCase(t.Context(), ev)
+	require.NoError(t, err)
+	require.Empty(t, parts)
+}
