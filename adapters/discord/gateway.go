@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -253,7 +254,7 @@ func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 	a.h.HandleReply(ctx, bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
 		Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
-		Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmpStr(name, m.Author.Username)},
+		Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)},
 		Text:    strings.TrimSpace(text),
 		Key:     "discord:msg:" + m.ID,
 	})

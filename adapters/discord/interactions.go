@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -57,7 +58,7 @@ func parseInteraction(raw []byte) (*interaction, error) {
 // sent() on it once the response has reached Discord.
 func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (interactionResponse, *responder) {
 	i := &in.i
-	r := &responder{a: a, appID: cmpStr(i.AppID, a.cfg.AppID), token: i.Token, acked: make(chan struct{})}
+	r := &responder{a: a, appID: cmp.Or(i.AppID, a.cfg.AppID), token: i.Token, acked: make(chan struct{})}
 	ctx = context.WithoutCancel(ctx)
 	kind, resp := "unknown", a.ephemeral("This interaction is not supported.")
 	switch i.Type {
@@ -121,7 +122,7 @@ func (a *Adapter) within(ctx context.Context, r *responder, component bool, call
 		return a.ackResponse(r, component, ack)
 	case <-t.C:
 	}
-	a.log.Warn("handler did not acknowledge in time; deferring", "interaction", "late")
+	a.log.Warn("the bot did not acknowledge in time; deferring the answer", "after", a.cfg.AckTimeout)
 	resp := a.ackResponse(r, component, bot.Ack{Private: true})
 	go func() {
 		ack := <-ch
@@ -229,7 +230,7 @@ func user(i *discordgo.Interaction) bot.User {
 	if u == nil {
 		return bot.User{Platform: bot.Discord, Workspace: i.GuildID}
 	}
-	return bot.User{Platform: bot.Discord, Workspace: i.GuildID, ID: u.ID, DisplayName: cmpStr(nick, cmpStr(u.GlobalName, u.Username))}
+	return bot.User{Platform: bot.Discord, Workspace: i.GuildID, ID: u.ID, DisplayName: cmp.Or(nick, cmp.Or(u.GlobalName, u.Username))}
 }
 
 // where returns the channel an interaction acts in and, inside a thread,
@@ -297,7 +298,7 @@ func (a *Adapter) action(in *interaction, r *responder) (bot.Action, bool) {
 	}
 	ref := bot.Ref{Platform: bot.Discord, Workspace: i.GuildID, Channel: i.ChannelID}
 	if i.Message != nil {
-		ref.Channel = cmpStr(i.Message.ChannelID, i.ChannelID)
+		ref.Channel = cmp.Or(i.Message.ChannelID, i.ChannelID)
 		ref.Message = i.Message.ID
 	}
 	return bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}, true

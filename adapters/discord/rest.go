@@ -2,6 +2,7 @@ package discord
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -151,14 +152,14 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	msg, err := a.createMessage(ctx, ch, p)
 	if err != nil && inThread && apiCode(err) == codeUnknownChannel && dest.Thread.Channel != "" {
 		// The anchor has no thread yet (its start failed once): start it now.
-		if terr := a.startThread(ctx, dest.Thread.Channel, dest.Thread.Message, cmpThreadName(m.ThreadName)); terr == nil {
+		if terr := a.startThread(ctx, dest.Thread.Channel, dest.Thread.Message, cmp.Or(m.ThreadName, "threatdesk")); terr == nil {
 			msg, err = a.createMessage(ctx, ch, p)
 		}
 	}
 	if err != nil {
 		return bot.Ref{}, fmt.Errorf("post to discord channel %s: %w", ch, err)
 	}
-	ref := bot.Ref{Platform: bot.Discord, Workspace: dest.Workspace, Channel: cmpStr(msg.ChannelID, ch), Message: msg.ID}
+	ref := bot.Ref{Platform: bot.Discord, Workspace: dest.Workspace, Channel: cmp.Or(msg.ChannelID, ch), Message: msg.ID}
 	if m.ThreadName != "" && !inThread {
 		if err := a.startThread(ctx, ref.Channel, ref.Message, m.ThreadName); err != nil {
 			a.log.Warn("message posted but its thread could not be started; it will be started on the first post into it",
@@ -166,20 +167,6 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 		}
 	}
 	return ref, nil
-}
-
-func cmpStr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func cmpThreadName(n string) string {
-	if n == "" {
-		return "threatdesk"
-	}
-	return n
 }
 
 func (a *Adapter) createMessage(ctx context.Context, ch string, p messagePayload) (postedMessage, error) {
@@ -292,7 +279,7 @@ func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (strin
 		if err := json.Unmarshal(body, &mem); err != nil {
 			return "", fmt.Errorf("look up discord member %s: decode: %w", userID, err)
 		}
-		name = cmpStr(mem.Nick, cmpStr(mem.User.GlobalName, mem.User.Username))
+		name = cmp.Or(mem.Nick, cmp.Or(mem.User.GlobalName, mem.User.Username))
 	} else {
 		body, err := a.do(ctx, "get user", http.MethodGet, discordgo.EndpointUser(userID), discordgo.EndpointUsers, nil)
 		if err != nil {
@@ -302,7 +289,7 @@ func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (strin
 		if err := json.Unmarshal(body, &u); err != nil {
 			return "", fmt.Errorf("look up discord user %s: decode: %w", userID, err)
 		}
-		name = cmpStr(u.GlobalName, u.Username)
+		name = cmp.Or(u.GlobalName, u.Username)
 	}
 	a.mu.Lock()
 	a.names[key] = cachedName{name: name, at: a.cfg.Now()}
