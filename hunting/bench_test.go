@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"testing"
 	"time"
@@ -221,12 +220,4 @@ func TestIngestToOutboxLatency(t *testing.T) {
 		return f.pool.QueryRow(f.ctx, `SELECT created_at FROM outbox WHERE kind = $1`, EventNotify).Scan(&created) == nil
 	}, 10*time.Second, 5*time.Millisecond)
 	t.Logf("ingest to outbox row: %s (group_wait 1ms, sweep every 100ms)", time.Since(start).Round(time.Millisecond))
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for k, v := range DebugSteps {
-		fmt.Printf("%-20s %s\n", k, v)
-	}
-	os.Exit(code)
 }

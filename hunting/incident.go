@@ -481,10 +481,13 @@ GROUP BY org ORDER BY org`, now)
 	}
 }
 
+// lockOrgSQL takes the org's transaction-scoped advisory lock.
+const lockOrgSQL = `SELECT pg_advisory_xact_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`
+
 // lockOrg serializes writers of one org's incidents (ingest, sweep) across
 // replicas for the rest of tx.
 func lockOrg(ctx context.Context, tx pgx.Tx, org string) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`, org); err != nil {
+	if _, err := tx.Exec(ctx, lockOrgSQL, org); err != nil {
 		return fmt.Errorf("lock org %s: %w", org, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -63,8 +64,9 @@ func (s *Service) Ingest(ctx context.Context, items []RawAlert) (*IngestResult, 
 	alerts := make([]*Alert, 0, len(items))
 	idx := make([]int, 0, len(items))
 	var nDef, nGraph int
-	for i, raw := range items {
-		a, src, err := normalize(raw, s.cfg.Tenants)
+	norm := s.normalizeAll(items)
+	for i := range items {
+		a, src, err := norm[i].a, norm[i].src, norm[i].err
 		r := &res.Items[i]
 		r.Index, r.Source = i, src
 		switch src {
@@ -120,17 +122,64 @@ func (s *Service) Ingest(ctx context.Context, items []RawAlert) (*IngestResult, 
 	return res, nil
 }
 
-// IngestAlerts stores already normalized alerts (Org must be set) in one
-// transaction and returns one result per alert, in order.
+type normalized struct {
+	a   *Alert
+	src Source
+	err error
+}
+
+// normalizeAll decodes items on all cores: JSON decoding is most of the Go
+// time of a batch, and the database is idle meanwhile.
+func (s *Service) normalizeAll(items []RawAlert) []normalized {
+	out := make([]normalized, len(items))
+	workers := min(runtime.GOMAXPROCS(0), (len(items)+63)/64)
+	if workers <= 1 {
+		for i, raw := range items {
+			out[i].a, out[i].src, out[i].err = normalize(raw, s.cfg.Tenants)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(items) + workers - 1) / workers
+	for lo := 0; lo < len(items); lo += chunk {
+		hi := min(lo+chunk, len(items))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				out[i].a, out[i].src, out[i].err = normalize(items[i], s.cfg.Tenants)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// IngestAlerts stores already normalized alerts in one transaction and
+// returns one result per alert, in order. An alert without Org is routed by
+// its Tenant; an alert of an unknown tenant, or without an id or a time, is
+// rejected.
 func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResult, error) {
 	start := time.Now()
 	out := make([]ItemResult, len(alerts))
 	byOrg := map[string][]int{}
 	for i, a := range alerts {
-		out[i] = ItemResult{Index: i, ID: a.ID, Source: a.Source, Org: a.Org, Tenant: a.Tenant}
 		if a.Org == "" {
-			out[i].Status, out[i].Reason = StatusRejected, "no org"
+			a.Tenant = strings.ToLower(strings.TrimSpace(a.Tenant))
+			a.Org = s.cfg.Tenants[a.Tenant]
+		}
+		out[i] = ItemResult{Index: i, ID: a.ID, Source: a.Source, Org: a.Org, Tenant: a.Tenant}
+		switch {
+		case a.Org == "":
+			out[i].Status, out[i].Reason = StatusRejected, fmt.Sprintf("unknown tenant %q: no org in the config lists it", a.Tenant)
 			continue
+		case a.ID == "" || len(a.ID) > maxIDLen:
+			out[i].Status, out[i].Reason = StatusRejected, "missing or over-long alert id"
+			continue
+		case a.when().IsZero():
+			out[i].Status, out[i].Reason = StatusRejected, "no creation or activity time"
+			continue
+		}
+		if a.Severity == "" {
+			a.Severity = SeverityInformational
 		}
 		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
@@ -200,15 +249,6 @@ func alertHash(a *Alert) []byte {
 // prevalence, correlation, writes, re-scoring and notification policy.
 func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult, after *cacheUpdate) (int, error) {
 	now := s.cfg.Now().UTC()
-	lap := time.Now()
-	step := func(name string) { DebugSteps[name] += time.Since(lap); lap = time.Now() }
-	defer step("tail")
-	// One writer per org at a time (across replicas): correlation reads
-	// then writes the org's incidents.
-	if err := lockOrg(ctx, tx, org); err != nil {
-		return 0, err
-	}
-	step("lock")
 	// The last item with a given id wins (the newest lastUpdate).
 	last := make(map[string]int, len(idx))
 	for _, i := range idx {
@@ -231,14 +271,9 @@ func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts [
 			ids = append(ids, w.a.ID)
 		}
 	}
-	// Known alerts: unchanged, stale, or an update.
-	rows, err := tx.Query(ctx, `
-SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open'
-FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
-WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
-	if err != nil {
-		return 0, fmt.Errorf("load known alerts: %w", err)
-	}
+	// One writer per org at a time (across replicas): correlation reads
+	// then writes the org's incidents. The lock and the look-up of known
+	// alerts (unchanged, stale, or an update) go in one round trip.
 	type known struct {
 		inc  int64
 		hash []byte
@@ -246,20 +281,25 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
 		open bool
 	}
 	have := map[string]known{}
-	for rows.Next() {
-		var id string
-		var k known
-		if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("scan known alert: %w", err)
+	kb := &pgx.Batch{}
+	kb.Queue(lockOrgSQL, org)
+	kb.Queue(`
+SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open'
+FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
+WHERE a.org = $1 AND a.id = ANY($2)`, org, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var k known
+			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open); err != nil {
+				return fmt.Errorf("scan known alert: %w", err)
+			}
+			have[id] = k
 		}
-		have[id] = k
+		return nil
+	})
+	if err := tx.SendBatch(ctx, kb).Close(); err != nil {
+		return 0, fmt.Errorf("lock org %s and load known alerts: %w", org, err)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("load known alerts: %w", err)
-	}
-	step("known")
 	live := ws[:0]
 	for _, w := range ws {
 		k, ok := have[w.a.ID]
@@ -317,6 +357,7 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
 		}
 	}
 	s.cache.mu.Unlock()
+	pb := &pgx.Batch{}
 	if len(seen) > 0 {
 		dk := make([]dkey, 0, len(seen))
 		for k := range seen {
@@ -337,17 +378,14 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids)
 		for i, k := range dk {
 			kinds[i], values[i], devs[i], ts[i] = k.kind, k.value, k.dev, seen[k]
 		}
-		if _, err := tx.Exec(ctx, `
+		pb.Queue(`
 INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
 SELECT $1, k, v, d, t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
 ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_seen
     -- An hour's precision is plenty for a 24-hour window and saves most rewrites.
     WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`,
-			org, kinds, values, devs, ts); err != nil {
-			return 0, fmt.Errorf("record entity prevalence: %w", err)
-		}
+			org, kinds, values, devs, ts)
 	}
-	step("prevalence-upsert")
 	keySet := map[ekey]struct{}{}
 	for _, w := range ws {
 		if w.update && !w.prevOK {
@@ -376,7 +414,7 @@ ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_s
 	}
 	s.cache.mu.Unlock()
 	if len(kinds) > 0 {
-		rows, err := tx.Query(ctx, `
+		pb.Queue(`
 SELECT k.kind, k.value, c.n FROM unnest($2::text[], $3::text[]) AS k(kind, value)
 CROSS JOIN LATERAL (
     -- Counting stops at the threshold: a popular key costs no more than a rare one.
@@ -384,30 +422,28 @@ CROSS JOIN LATERAL (
         SELECT 1 FROM hunting_entity_devices d
         WHERE d.org = $1 AND d.kind = k.kind AND d.value = k.value AND d.last_seen >= $4
         LIMIT $5) x) c
-WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices)
-		if err != nil {
-			return 0, fmt.Errorf("measure prevalence: %w", err)
-		}
-		for rows.Next() {
-			var k ekey
-			var n int
-			if err := rows.Scan(&k.kind, &k.value, &n); err != nil {
-				rows.Close()
-				return 0, fmt.Errorf("scan prevalence: %w", err)
+WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k ekey
+				var n int
+				if err := rows.Scan(&k.kind, &k.value, &n); err != nil {
+					return fmt.Errorf("scan prevalence: %w", err)
+				}
+				if n >= s.cfg.CommonEntityDevices {
+					common[k] = true
+					after.common[devKey(org, k.kind, k.value, "")] = now.Add(commonCacheTTL)
+				} else {
+					rare[k] = true
+				}
 			}
-			if n >= s.cfg.CommonEntityDevices {
-				common[k] = true
-				after.common[devKey(org, k.kind, k.value, "")] = now.Add(commonCacheTTL)
-			} else {
-				rare[k] = true
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("measure prevalence: %w", err)
-		}
+			return nil
+		})
 	}
-	step("prevalence-query")
+	// One round trip: record this batch's sightings, then count (the count
+	// sees them: same transaction, statements in order).
+	if err := tx.SendBatch(ctx, pb).Close(); err != nil {
+		return 0, fmt.Errorf("record and measure entity prevalence: %w", err)
+	}
 	// Join keys: strong, not common.
 	kinds, values = kinds[:0], values[:0]
 	for _, w := range ws {
@@ -469,7 +505,6 @@ CROSS JOIN LATERAL (
 		}
 	}
 
-	step("candidates")
 	// Union-find over the batch's alerts and the existing incidents.
 	uf := newUnionFind(len(ws))
 	incNode := map[int64]int{}
@@ -554,7 +589,6 @@ CROSS JOIN LATERAL (
 			needNew = append(needNew, r)
 		}
 	}
-	step("uf")
 	if len(needNew) > 0 {
 		rows, err := tx.Query(ctx, `
 INSERT INTO hunting_incidents (org, created_at, updated_at)
@@ -577,7 +611,6 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 		}
 		s.m.incidents.Add(float64(len(newIDs)))
 	}
-	step("newinc")
 	for _, w := range ws {
 		w.res.IncidentID = w.inc
 	}
@@ -612,7 +645,6 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 	if err != nil {
 		return 0, err
 	}
-	step("load")
 	fold := &batchFold{alerts: map[int64][]*work{}, absorbed: map[int64][]*incState{}, recount: map[int64]bool{}, rare: rare}
 	for _, w := range ws {
 		fold.alerts[w.inc] = append(fold.alerts[w.inc], w)
@@ -621,13 +653,11 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 	for _, st := range sts {
 		byID[st.ID] = st
 	}
-	var events int
+	// Merges, alerts and entities go to the server as one pipeline.
+	b := &pgx.Batch{}
+	posted := map[int64]bool{}
 	if len(merges) > 0 {
-		n, err := s.applyMerges(ctx, tx, org, now, merges)
-		if err != nil {
-			return 0, err
-		}
-		events += n
+		queueMerges(b, org, now, merges, posted)
 		for _, m := range merges {
 			if o := byID[m.from]; o != nil {
 				fold.absorbed[m.into] = append(fold.absorbed[m.into], o)
@@ -636,15 +666,22 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 			delete(byID, m.from)
 		}
 	}
-	step("merges")
-	if err := s.writeAlerts(ctx, tx, org, now, ws); err != nil {
+	if err := queueAlerts(b, org, now, ws); err != nil {
 		return 0, err
 	}
-	step("alerts")
-	if fold.entities, err = s.writeIncidentEntities(ctx, tx, org, ws); err != nil {
-		return 0, err
+	fold.entities = map[int64][]newEntity{}
+	queueIncidentEntities(b, org, ws, fold.entities)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("store %d alerts, their entities and %d merges: %w", len(ws), len(merges), err)
 	}
-	step("entities")
+	var events int
+	if len(merges) > 0 {
+		n, err := s.mergeEvents(ctx, tx, org, now, merges, posted)
+		if err != nil {
+			return 0, err
+		}
+		events += n
+	}
 	keep := make([]*incState, 0, len(byID))
 	for _, st := range sts {
 		if byID[st.ID] != nil {
@@ -652,7 +689,6 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 		}
 	}
 	n, err := s.refresh(ctx, tx, keep, fold, now)
-	step("refresh")
 	if err != nil {
 		return 0, err
 	}
@@ -674,63 +710,53 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// applyMerges folds each "from" incident into its "into" incident, all
-// merges of the batch in five set-based statements: alerts and entities
-// move, the old rows are marked merged and the merges recorded.
-func (s *Service) applyMerges(ctx context.Context, tx pgx.Tx, org string, now time.Time, ms []mergeRec) (int, error) {
+// queueMerges queues, on the batch's pipeline, the folding of each "from"
+// incident into its "into" incident in five set-based statements: alerts
+// and entities move, the old rows are marked merged and the merges recorded.
+// posted learns which merged incidents had a card.
+func queueMerges(b *pgx.Batch, org string, now time.Time, ms []mergeRec, posted map[int64]bool) {
 	n := len(ms)
 	from, into, alerts, reasons := make([]int64, n), make([]int64, n), mk(n), mk(n)
 	for i, m := range ms {
 		from[i], into[i], alerts[i], reasons[i] = m.from, m.into, m.alert, m.reason
 	}
-	if _, err := tx.Exec(ctx, `
+	b.Queue(`
 UPDATE hunting_alerts a SET incident_id = m.dst
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)
-WHERE a.incident_id = m.src`, from, into); err != nil {
-		return 0, fmt.Errorf("move alerts of %d merged incidents: %w", n, err)
-	}
-	if _, err := tx.Exec(ctx, `
+WHERE a.incident_id = m.src`, from, into)
+	b.Queue(`
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
 SELECT m.dst, $3, e.kind, e.value, max(e.display), max(e.alt), bool_and(e.join_key), min(e.first_seen), max(e.last_seen)
 FROM hunting_incident_entities e JOIN unnest($1::bigint[], $2::bigint[]) AS m(src, dst) ON e.incident_id = m.src
 GROUP BY m.dst, e.kind, e.value
 ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
-    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen)`, from, into, org); err != nil {
-		return 0, fmt.Errorf("move entities of %d merged incidents: %w", n, err)
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM hunting_incident_entities WHERE incident_id = ANY($1)`, from); err != nil {
-		return 0, fmt.Errorf("drop entities of merged incidents: %w", err)
-	}
-	rows, err := tx.Query(ctx, `
+    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen)`, from, into, org)
+	b.Queue(`DELETE FROM hunting_incident_entities WHERE incident_id = ANY($1)`, from)
+	b.Queue(`
 UPDATE hunting_incidents i SET status = 'merged', merged_into = m.dst, next_due_at = NULL, updated_at = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)
 WHERE i.id = m.src
-RETURNING i.id, i.posted_at IS NOT NULL`, from, into, now)
-	if err != nil {
-		return 0, fmt.Errorf("mark %d incidents merged: %w", n, err)
-	}
-	posted := map[int64]bool{}
-	for rows.Next() {
-		var id int64
-		var p bool
-		if err := rows.Scan(&id, &p); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("mark incidents merged: %w", err)
+RETURNING i.id, i.posted_at IS NOT NULL`, from, into, now).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id int64
+			var p bool
+			if err := rows.Scan(&id, &p); err != nil {
+				return fmt.Errorf("mark incidents merged: %w", err)
+			}
+			posted[id] = p
 		}
-		posted[id] = p
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("mark %d incidents merged: %w", n, err)
-	}
-	if _, err := tx.Exec(ctx, `
+		return nil
+	})
+	b.Queue(`
 INSERT INTO hunting_merges (org, from_id, into_id, alert_id, reason, merged_at)
 SELECT $1, f, t, a, r, $6 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS x(f, t, a, r)`,
-		org, from, into, alerts, reasons, now); err != nil {
-		return 0, fmt.Errorf("record %d merges: %w", n, err)
-	}
-	s.m.merges.Add(float64(n))
+		org, from, into, alerts, reasons, now)
+}
+
+// mergeEvents records incident.merged for merged incidents that had a card.
+func (s *Service) mergeEvents(ctx context.Context, tx pgx.Tx, org string, now time.Time, ms []mergeRec, posted map[int64]bool) (int, error) {
+	s.m.merges.Add(float64(len(ms)))
 	events := 0
 	for _, m := range ms {
 		if !posted[m.from] {
@@ -744,7 +770,8 @@ SELECT $1, f, t, a, r, $6 FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5
 	return events, nil
 }
 
-func (s *Service) writeAlerts(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work) error {
+// queueAlerts queues the upsert of the batch's alerts.
+func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) error {
 	n := len(ws)
 	var (
 		ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, statuses, classes, determs = mk(n), mk(n), mk(n), make([]int64, n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
@@ -776,7 +803,7 @@ func (s *Service) writeAlerts(ctx context.Context, tx pgx.Tx, org string, now ti
 			return fmt.Errorf("encode evidence of alert %q: %w", a.ID, err)
 		}
 	}
-	_, err := tx.Exec(ctx, `
+	b.Queue(`
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, provider_incident, title, description, recommended,
     severity, severity_rank, status, classification, determination, category, tactic, techniques, detection_source,
     expert, threat_family, device_id, device_name, web_url, created_time, first_activity, last_activity, last_update,
@@ -805,9 +832,6 @@ ON CONFLICT (org, id) DO UPDATE SET
     updated_at = EXCLUDED.updated_at`,
 		org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
 		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes, evidence)
-	if err != nil {
-		return fmt.Errorf("store %d alerts: %w", n, err)
-	}
 	return nil
 }
 
@@ -815,7 +839,8 @@ func mk(n int) []string { return make([]string, n) }
 
 // writeIncidentEntities adds the batch's entities to their incidents' scope
 // (and correlation index). An update's evidence is added, never removed.
-func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[int64][]newEntity, error) {
+// out learns, per incident, the strong entities that were new to it.
+func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity) {
 	type key struct {
 		inc         int64
 		kind, value string
@@ -847,7 +872,7 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 		}
 	}
 	if len(order) == 0 {
-		return nil, nil
+		return
 	}
 	sort.Slice(order, func(i, j int) bool {
 		a, b := order[i], order[j]
@@ -867,7 +892,7 @@ func (s *Service) writeIncidentEntities(ctx context.Context, tx pgx.Tx, org stri
 		incs[i], kinds[i], values[i], displays[i], alts[i] = k.inc, k.kind, k.value, g.display, g.alt
 		joins[i], firsts[i], lasts[i] = g.join, g.first, g.last
 	}
-	rows, err := tx.Query(ctx, `
+	b.Queue(`
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
 SELECT inc, $1, k, v, d, alt, j, f, l
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[])
@@ -884,27 +909,20 @@ ON CONFLICT (incident_id, kind, value) DO UPDATE SET
        OR (hunting_incident_entities.display = '' AND EXCLUDED.display <> '')
        OR (hunting_incident_entities.alt = '' AND EXCLUDED.alt <> '')
 RETURNING incident_id, kind, value, display, join_key, xmax = 0`,
-		org, incs, kinds, values, displays, alts, joins, firsts, lasts)
-	if err != nil {
-		return nil, fmt.Errorf("store %d incident entities: %w", n, err)
-	}
-	defer rows.Close()
-	out := map[int64][]newEntity{}
-	for rows.Next() {
-		var e newEntity
-		var inserted bool
-		if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join, &inserted); err != nil {
-			return nil, fmt.Errorf("store incident entities: %w", err)
+		org, incs, kinds, values, displays, alts, joins, firsts, lasts).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var e newEntity
+			var inserted bool
+			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join, &inserted); err != nil {
+				return fmt.Errorf("store incident entities: %w", err)
+			}
+			// xmax = 0: the row was inserted, so the entity is new to the incident.
+			if inserted && (e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile) {
+				out[e.inc] = append(out[e.inc], e)
+			}
 		}
-		// xmax = 0: the row was inserted, so the entity is new to the incident.
-		if inserted && (e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile) {
-			out[e.inc] = append(out[e.inc], e)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store %d incident entities: %w", n, err)
-	}
-	return out, nil
+		return nil
+	})
 }
 
 type unionFind struct{ parent []int }
@@ -950,9 +968,6 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
-
-// DebugSteps is temporary.
-var DebugSteps = map[string]time.Duration{}
 
 // commonCacheTTL is how long (on the service clock) a key found common is
 // taken as common without asking the database again.

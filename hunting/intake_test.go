@@ -418,3 +418,45 @@ func TestHostileInput(t *testing.T) {
 	require.NoError(t, err)
 	require.LessOrEqual(t, v.Scope.IPs.Count, maxEntities)
 }
+
+func TestIngestParsedAlerts(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	out, err := f.svc.IngestAlerts(f.ctx, []*Alert{
+		{Source: SourceGraph, ID: "p1", Tenant: strings.ToUpper(tenantFabrikam), Severity: SeverityHigh, FirstActivity: t0,
+			Entities: []Entity{{Kind: EntityDevice, Value: "d1", Display: "host1", JoinKey: true}}},
+		{Source: SourceGraph, ID: "p2", Tenant: "nope", FirstActivity: t0},
+		{Source: SourceGraph, ID: "", Tenant: tenantFabrikam, FirstActivity: t0},
+	})
+	require.NoError(t, err)
+	require.Equal(t, StatusAccepted, out[0].Status)
+	require.Equal(t, "fabrikam", out[0].Org)
+	require.Equal(t, StatusRejected, out[1].Status)
+	require.Contains(t, out[1].Reason, `unknown tenant "nope"`)
+	require.Equal(t, StatusRejected, out[2].Status)
+	d, err := f.svc.Device(f.ctx, "fabrikam", "host1")
+	require.NoError(t, err)
+	require.Equal(t, "d1", d.Value)
+}
+
+func TestIntakeMethodAndMixedList(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	req := httptest.NewRequest(http.MethodGet, IntakePath, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	f.svc.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+
+	graph, err := os.ReadFile(filepath.Join(samplesDir, "graph-alert-v2-sample.json"))
+	require.NoError(t, err)
+	body := []byte(`{"value":[` + string(graph) + `,` + string(gen{ID: "m1", Device: "pc"}.raw()) + `]}`)
+	code, out := post(t, f.svc.Handler(), testToken, body)
+	require.Equal(t, http.StatusOK, code, string(out))
+	var res IngestResult
+	require.NoError(t, json.Unmarshal(out, &res))
+	require.Equal(t, FormatMixedList, res.Format)
+	require.Equal(t, SourceGraph, res.Items[0].Source)
+	require.Equal(t, SourceDefender, res.Items[1].Source)
+	require.Equal(t, 2, res.Accepted)
+}

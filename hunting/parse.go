@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -261,7 +260,36 @@ type wireEvidence struct {
 	Roles         []string  `json:"roles"`
 }
 
-var techniqueRE = regexp.MustCompile(`^T\d{4}(\.\d{3})?$`)
+// isTechnique reports whether t looks like T1234 or T1234.001.
+func isTechnique(t string) bool {
+	if len(t) != 5 && len(t) != 9 || t[0] != 'T' || !allDigits(t[1:5]) {
+		return false
+	}
+	return len(t) == 5 || t[5] == '.' && allDigits(t[6:])
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isHex reports whether s is lower-case hex of length n.
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // ItemError is why one item was rejected.
 type ItemError struct {
@@ -347,7 +375,7 @@ func normalize(raw []byte, tenants map[string]string) (*Alert, Source, error) {
 	a.WebURL = clip(w.AlertWebURL, maxValueLen)
 	for _, t := range w.Mitre {
 		t = strings.ToUpper(strings.TrimSpace(t))
-		if techniqueRE.MatchString(t) && len(a.Techniques) < maxTechniques && !contains(a.Techniques, t) {
+		if isTechnique(t) && len(a.Techniques) < maxTechniques && !contains(a.Techniques, t) {
 			a.Techniques = append(a.Techniques, t)
 		}
 	}
@@ -532,15 +560,13 @@ func userEntity(u wireUser) Entity {
 	return e
 }
 
-var hexRE = regexp.MustCompile(`^[0-9a-f]+$`)
-
 func fileEntity(f wireFile) Entity {
 	s256 := strings.ToLower(strings.TrimSpace(f.SHA256))
 	s1 := strings.ToLower(strings.TrimSpace(f.SHA1))
-	if len(s256) != 64 || !hexRE.MatchString(s256) {
+	if !isHex(s256, 64) {
 		s256 = ""
 	}
-	if len(s1) != 40 || !hexRE.MatchString(s1) {
+	if !isHex(s1, 40) {
 		s1 = ""
 	}
 	name := clip(strings.TrimSpace(f.FileName), maxValueLen/2)
