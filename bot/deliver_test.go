@@ -208,3 +208,15 @@ func TestMetrics(t *testing.T) {
 			names["threatdesk_bot_ack_seconds"] && deliveries(f, "delivered") >= 1
 	})
 }
+
+// TestNotifyWakesWorkers: with polling every 30 s, a new row is delivered
+// at once because its commit NOTIFYs the listening workers.
+func TestNotifyWakesWorkers(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.Delivery.Poll = 30 * time.Second })
+	time.Sleep(300 * time.Millisecond) // the first poll is over; workers sleep
+	start := time.Now()
+	id := appendSample(t, f.db, "sample:contoso")
+	eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+	require.Less(t, time.Since(start), 5*time.Second)
+}

@@ -22,6 +22,7 @@ const (
 	maxListLineRunes = 90
 	maxListed        = 10 // cases in a list, entities in a scope section
 	maxThreadName    = 90 // Discord thread names: 100
+	maxParagraphs    = 20 // lines of one user text, within Slack's 50 blocks
 )
 
 // originWait is how long the receipt waits for the bot to record where a
@@ -64,8 +65,13 @@ func cut(s string, n int) string {
 // paragraphs turns untrusted text into lines, cut as a whole.
 func paragraphs(s string) []Line {
 	s = cut(strings.TrimSpace(s), maxTextRunes)
-	var out []Line
-	for _, p := range strings.Split(s, "\n") {
+	ps := strings.Split(s, "\n")
+	if len(ps) > maxParagraphs {
+		// Platforms count blocks (Slack: 50 a message): fold the tail.
+		ps = append(ps[:maxParagraphs-1], strings.Join(ps[maxParagraphs-1:], " "))
+	}
+	out := make([]Line, 0, len(ps))
+	for _, p := range ps {
 		out = append(out, Line{U(p)})
 	}
 	return out

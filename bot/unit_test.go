@@ -253,3 +253,20 @@ func TestCreditsEventRendersNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, parts)
 }
+
+func TestParagraphsCutLongUserText(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("ø", 5000) + "\n" + strings.Repeat("line\n", 100)
+	ls := paragraphs(long)
+	total := 0
+	for _, l := range ls {
+		for _, s := range l {
+			require.True(t, s.Untrusted)
+			total += utf8.RuneCountInString(s.Text)
+		}
+	}
+	require.LessOrEqual(t, total, maxTextRunes)
+	require.True(t, strings.HasSuffix(ls[len(ls)-1][0].Text, "…"))
+	ls = paragraphs(strings.Repeat("x\n", 100))
+	require.Len(t, ls, maxParagraphs)
+}
