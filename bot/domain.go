@@ -17,15 +17,14 @@ type Status string
 
 // Case statuses.
 const (
-	StatusNew          Status = "new"
-	StatusInProgress   Status = "in_progress"
-	StatusMoreInfo     Status = "more_info_needed"
-	StatusSample       Status = "file_sample_needed"
-	StatusMoreTime     Status = "needs_more_time"
-	StatusConcluded    Status = "concluded"
-	StatusClosed       Status = "closed"
-	StatusWithdrawn    Status = "withdrawn"
-	statusUnknownLabel        = "unknown"
+	StatusNew        Status = "new"
+	StatusInProgress Status = "in_progress"
+	StatusMoreInfo   Status = "more_info_needed"
+	StatusSample     Status = "file_sample_needed"
+	StatusMoreTime   Status = "needs_more_time"
+	StatusConcluded  Status = "concluded"
+	StatusClosed     Status = "closed"
+	StatusWithdrawn  Status = "withdrawn"
 )
 
 // Side is which end of a case a message comes from.
