@@ -8,6 +8,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	discordadapter "github.com/threatdesk/threatdesk/adapters/discord"
+	slackadapter "github.com/threatdesk/threatdesk/adapters/slack"
+	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
 )
@@ -27,18 +32,188 @@ type application struct {
 	started    int
 }
 
+func (a *application) add(name string, start func(context.Context) error, stop func(context.Context)) {
+	a.components = append(a.components, component{name: name, start: start, stop: stop})
+}
+
 // wire builds every service from the configuration and mounts its routes.
 // It is the only place where concrete types meet.
 func wire(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog.Logger, reg prometheus.Registerer) (*application, error) {
 	app := &application{log: log}
-	if !cfg.SlackEnabled() && !cfg.DiscordEnabled() {
+	f := cfg.File
+
+	cases, err := casework.New(pool, caseworkConfig(f), log.With("service", "casework"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("casework: %w", err)
+	}
+	hunt, err := hunting.New(pool, huntingConfig(cfg), log.With("service", "hunting"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("hunting: %w", err)
+	}
+	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
+
+	core, err := bot.New(botConfig(f), pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log.With("service", "bot"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("bot: %w", err)
+	}
+
+	var slack *slackadapter.Adapter
+	if cfg.SlackEnabled() {
+		slack, err = slackadapter.New(slackadapter.Config{
+			BotToken:      cfg.SlackBotToken.Value(),
+			AppToken:      cfg.SlackAppToken.Value(),
+			SigningSecret: cfg.SlackSigningSecret.Value(),
+			APIURL:        cfg.SlackAPIURL,
+			Deduper:       slackadapter.NewPGDeduper(pool),
+		}, log.With("adapter", "slack"), reg, core)
+		if err != nil {
+			return nil, fmt.Errorf("slack: %w", err)
+		}
+		if err := core.Register(slack); err != nil {
+			return nil, fmt.Errorf("register slack: %w", err)
+		}
+		if cfg.SlackSigningSecret != "" {
+			h := slack.Handler()
+			for _, route := range []string{"/slack/commands", "/slack/interactions", "/slack/events"} {
+				srv.Handle("POST "+route, h)
+			}
+		}
+	}
+	var discord *discordadapter.Adapter
+	if cfg.DiscordEnabled() {
+		discord, err = discordadapter.New(discordadapter.Config{
+			Token:     cfg.DiscordBotToken.Value(),
+			AppID:     cfg.DiscordAppID,
+			PublicKey: cfg.DiscordPublicKey,
+			APIURL:    cfg.DiscordAPIURL,
+			Guilds:    discordGuilds(f),
+			Pool:      pool,
+		}, log.With("adapter", "discord"), reg, core)
+		if err != nil {
+			return nil, fmt.Errorf("discord: %w", err)
+		}
+		if err := core.Register(discord); err != nil {
+			return nil, fmt.Errorf("register discord: %w", err)
+		}
+		if cfg.DiscordPublicKey != "" {
+			srv.Handle("POST /discord/interactions", discord.InteractionsHandler())
+		}
+	}
+	if slack == nil && discord == nil {
 		log.Info("no chat platform is enabled: set SLACK_BOT_TOKEN with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET for Slack, or DISCORD_BOT_TOKEN and DISCORD_APP_ID for Discord")
 	}
-	_ = ctx
-	_ = pool
-	_ = srv
-	_ = reg
+
+	// Start order: the domain jobs, then delivery, then the platforms that
+	// feed events in. Stop runs in reverse.
+	app.add("casework", cases.Start, func(context.Context) { logStop(log, "casework", cases.Stop()) })
+	app.add("hunting", hunt.Start, func(context.Context) { logStop(log, "hunting", hunt.Stop()) })
+	app.add("bot", core.Start, func(context.Context) { core.Stop() })
+	if slack != nil {
+		app.add("slack", slack.Start, func(context.Context) { slack.Stop() })
+	}
+	if discord != nil {
+		app.add("discord", discord.Start, func(context.Context) { discord.Stop() })
+	}
 	return app, nil
+}
+
+func logStop(log *slog.Logger, name string, err error) {
+	if err != nil {
+		log.Warn("stop", "component", name, "err", err)
+	}
+}
+
+func caseworkConfig(f config.File) casework.Config {
+	sla := f.Cases.SLA
+	credits := map[string]int{}
+	for _, o := range f.Orgs {
+		credits[o.ID] = *o.CreditsPerQuarter
+	}
+	return casework.Config{
+		Targets: map[casework.Priority]casework.Target{
+			casework.PriorityHigh:   {FirstResponse: sla.High.FirstResponse.D(), Conclusion: sla.High.Conclusion.D()},
+			casework.PriorityMedium: {FirstResponse: sla.Medium.FirstResponse.D(), Conclusion: sla.Medium.Conclusion.D()},
+			casework.PriorityLow:    {FirstResponse: sla.Low.FirstResponse.D(), Conclusion: sla.Low.Conclusion.D()},
+		},
+		WarnAt:       sla.WarnAt,
+		ReopenWindow: f.Cases.ReopenWindow.D(),
+		OrgCredits:   credits,
+		CreditsCap:   f.Cases.CreditsRolloverMax,
+	}
+}
+
+func huntingConfig(cfg *config.Config) hunting.Config {
+	f := cfg.File
+	h := f.Hunting
+	tenants := map[string]string{}
+	scores := map[string]int{}
+	for _, o := range f.Orgs {
+		for _, t := range o.Tenants {
+			tenants[t] = o.ID
+		}
+		if o.NotifyScore != nil {
+			scores[o.ID] = *o.NotifyScore
+		}
+	}
+	return hunting.Config{
+		Tenants:             tenants,
+		IngestToken:         cfg.IngestToken.Value(),
+		Window:              h.CorrelationWindow.D(),
+		CommonEntityDevices: h.CommonEntityDevices,
+		NotifyScore:         h.NotifyScore,
+		OrgNotifyScore:      scores,
+		GroupWait:           h.GroupWait.D(),
+		GroupInterval:       h.GroupInterval.D(),
+		RepeatInterval:      h.RepeatInterval.D(),
+		MaxBodyBytes:        h.MaxBodyBytes,
+		MaxItems:            h.MaxItems,
+	}
+}
+
+func botConfig(f config.File) bot.Config {
+	c := bot.Config{
+		Experts:  bot.UserIDs{Slack: f.Experts.Slack, Discord: f.Experts.Discord},
+		Managers: bot.UserIDs{Slack: f.Managers.Slack, Discord: f.Managers.Discord},
+		Admins:   bot.UserIDs{Slack: f.Admins.Slack, Discord: f.Admins.Discord},
+	}
+	for _, o := range f.Orgs {
+		org := bot.Org{ID: o.ID, Name: o.Name}
+		if o.Slack != nil {
+			org.Slack = &bot.Place{Workspace: o.Slack.Team, Channels: o.Slack.Channels}
+		}
+		if o.Discord != nil {
+			org.Discord = &bot.Place{Workspace: o.Discord.Guild, Channels: o.Discord.Channels}
+		}
+		c.Orgs = append(c.Orgs, org)
+	}
+	if d := f.Desk.Slack; d != nil {
+		c.Desk.Slack = &bot.DeskPlace{Workspace: d.Team, Channel: d.Channel}
+	}
+	if d := f.Desk.Discord; d != nil {
+		c.Desk.Discord = &bot.DeskPlace{Workspace: d.Guild, Channel: d.Channel}
+	}
+	return c
+}
+
+// discordGuilds lists every guild the config names, where /experts is registered.
+func discordGuilds(f config.File) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(g string) {
+		if g != "" && !seen[g] {
+			seen[g] = true
+			out = append(out, g)
+		}
+	}
+	for _, o := range f.Orgs {
+		if o.Discord != nil {
+			add(o.Discord.Guild)
+		}
+	}
+	if f.Desk.Discord != nil {
+		add(f.Desk.Discord.Guild)
+	}
+	return out
 }
 
 // Start starts the components in order; on failure it stops those started.
