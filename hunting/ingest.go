@@ -971,7 +971,7 @@ func maxTime(a, b time.Time) time.Time {
 
 // commonCacheTTL is how long (on the service clock) a key found common is
 // taken as common without asking the database again.
-const commonCacheTTL = 10 * time.Minute
+const commonCacheTTL = time.Hour
 
 // maxCacheEntries bounds each cache map; past it the map starts over.
 const maxCacheEntries = 1 << 20

@@ -84,7 +84,11 @@ CREATE TABLE hunting_alerts (
     -- defender | graph
     source           text        NOT NULL,
     tenant           text        NOT NULL,
-    incident_id      bigint      NOT NULL REFERENCES hunting_incidents (id),
+    -- No foreign key here or on hunting_incident_entities.incident_id, on
+    -- purpose: a batch writes thousands of these rows and a foreign key
+    -- checks (and share-locks the incident row) once per row. Incidents are
+    -- never deleted, and only the hunting package writes these columns.
+    incident_id      bigint      NOT NULL,
     provider_incident text       NOT NULL DEFAULT '',
     title            text        NOT NULL DEFAULT '',
     description      text        NOT NULL DEFAULT '',
@@ -129,7 +133,7 @@ CREATE INDEX hunting_alerts_incident_idx ON hunting_alerts (incident_id, first_a
 -- this table, and its write cost per batch, small. display is what the card
 -- prints; alt is a second key (a file's SHA-1 when value is its SHA-256).
 CREATE TABLE hunting_incident_entities (
-    incident_id  bigint      NOT NULL REFERENCES hunting_incidents (id),
+    incident_id  bigint      NOT NULL,
     org          text        NOT NULL,
     kind         text        NOT NULL,
     value        text        NOT NULL,
