@@ -350,9 +350,15 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids).Query(func(rows pgx.Rows) error 
 	}
 	// Rows this replica wrote less than an hour (of alert time) ago are
 	// skipped: the stored last_seen is good enough for the window.
+	// Keys known to be common need no more sightings until the cache entry
+	// runs out (then the next batch records its sightings and counts again).
 	s.cache.mu.Lock()
 	for k, t := range seen {
 		if at, ok := s.cache.recorded[devKey(org, k.kind, k.value, k.dev)]; ok && t.Before(at.Add(time.Hour)) {
+			delete(seen, k)
+			continue
+		}
+		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
 			delete(seen, k)
 		}
 	}
@@ -792,10 +798,14 @@ func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) error {
 		hashes[i] = w.hash
 		// Strong entities are in hunting_incident_entities; the evidence
 		// column keeps the rest.
-		ents := make([]Entity, 0, 4)
+		ents := make([]evidenceItem, 0, 4)
 		for _, e := range a.Entities {
 			if !e.JoinKey {
-				ents = append(ents, e)
+				it := evidenceItem{Kind: e.Kind, Value: e.Value, Display: e.Display, Alt: e.Alt}
+				if it.Display == it.Value {
+					it.Display = ""
+				}
+				ents = append(ents, it)
 			}
 		}
 		var err error
@@ -836,6 +846,15 @@ ON CONFLICT (org, id) DO UPDATE SET
 }
 
 func mk(n int) []string { return make([]string, n) }
+
+// evidenceItem is an entity as kept in hunting_alerts.evidence, in short
+// form: it is written for every alert.
+type evidenceItem struct {
+	Kind    EntityKind `json:"k"`
+	Value   string     `json:"v"`
+	Display string     `json:"d,omitempty"` // omitted when equal to Value
+	Alt     string     `json:"a,omitempty"`
+}
 
 // writeIncidentEntities adds the batch's entities to their incidents' scope
 // (and correlation index). An update's evidence is added, never removed.

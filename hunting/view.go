@@ -271,9 +271,9 @@ WHERE incident_id = $1 ORDER BY first_activity, id LIMIT $2`, id, CardTimeline)
 
 func (s *Service) evidenceScope(ctx context.Context, id int64, perKind int, sc *Scope) error {
 	rows, err := s.pool.Query(ctx, `
-SELECT e->>'kind', e->>'value', max(e->>'display'), count(*), min(a.first_activity), max(a.first_activity)
+SELECT e->>'k', e->>'v', coalesce(max(e->>'d'), e->>'v'), count(*), min(a.first_activity), max(a.first_activity)
 FROM hunting_alerts a, jsonb_array_elements(a.evidence) e
-WHERE a.incident_id = $1 AND e->>'kind' IN ('process', 'registry')
+WHERE a.incident_id = $1 AND e->>'k' IN ('process', 'registry')
 GROUP BY 1, 2 ORDER BY 5, 2 LIMIT $2`, id, 2*perKind)
 	if err != nil {
 		return fmt.Errorf("hunting: read evidence of incident %d: %w", id, err)

@@ -113,7 +113,7 @@ CREATE TABLE hunting_alerts (
     last_update      timestamptz,
     -- Hash of the normalized alert: an identical re-post is a no-op.
     -- The alert's entities that never correlate and so are not in
-    -- hunting_incident_entities ([{"kind","value","display",...}]): processes
+    -- hunting_incident_entities ([{"k": kind, "v": value, "d": display, "a": alt}]): processes
     -- and command lines, registry keys, OS binaries, well-known accounts.
     -- Read for "Show full scope".
     evidence         jsonb       NOT NULL DEFAULT '[]',
