@@ -59,6 +59,8 @@ type Config struct {
 	MaxItems     int
 	// Now is the clock (default time.Now); tests pass a fake.
 	Now func() time.Time
+	// Graph, when set, pulls alerts from Microsoft Graph on a schedule.
+	Graph *GraphConfig
 }
 
 // Defaults.
@@ -94,6 +96,7 @@ func (c *Config) withDefaults() Config {
 		tenants[strings.ToLower(strings.TrimSpace(t))] = org
 	}
 	d.Tenants = tenants
+	d.Graph = c.Graph.withDefaults()
 	return d
 }
 
@@ -134,6 +137,9 @@ func (c *Config) validate() error {
 	if c.MaxItems < 1 || c.MaxItems > 100000 {
 		errs = append(errs, fmt.Errorf("hunting: item cap %d: use 1-100000", c.MaxItems))
 	}
+	if err := c.Graph.validate(c.Tenants); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -152,6 +158,7 @@ type Service struct {
 	m    *metrics
 
 	cache *prevalenceCache
+	graph *graphPuller
 	sched stopper
 }
 
@@ -172,7 +179,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache()}, nil
+	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(),
+		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}, nil
 }
 
 type metrics struct {

@@ -311,8 +311,9 @@ WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status
 
 type stopper interface{ Shutdown() error }
 
-// Start schedules the sweep every SweepInterval under a Postgres advisory
-// lock (one replica at a time). Stop ends it.
+// Start schedules the sweep every SweepInterval, and the Graph pull every
+// Graph.Interval when configured, each under a Postgres advisory lock (one
+// replica at a time). Stop ends them.
 func (s *Service) Start(ctx context.Context) error {
 	if s.sched != nil {
 		return errors.New("hunting: already started")
@@ -332,6 +333,20 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		_ = sch.Shutdown()
 		return fmt.Errorf("hunting: schedule sweep: %w", err)
+	}
+	if s.cfg.Graph != nil {
+		_, err = sch.NewJob(gocron.DurationJob(s.cfg.Graph.Interval),
+			gocron.NewTask(func() {
+				if n, err := s.PullGraph(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("graph pull", "ingested", n, "err", err)
+				}
+			}),
+			gocron.WithName("hunting-graph-pull"),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule))
+		if err != nil {
+			_ = sch.Shutdown()
+			return fmt.Errorf("hunting: schedule graph pull: %w", err)
+		}
 	}
 	sch.Start()
 	s.sched = sch

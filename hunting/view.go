@@ -370,7 +370,9 @@ type EntityInfo struct {
 	Display string     `json:"display"`
 	// Alt is a file's SHA-1 when Value is its SHA-256.
 	Alt string `json:"alt,omitempty"`
-	// Devices is on how many devices a file was seen (prevalence).
+	// Devices is on how many devices a file was seen (prevalence). Once a
+	// file is common (Config.CommonEntityDevices) sightings are sampled, so
+	// the figure is then a lower bound.
 	Devices   int           `json:"devices,omitempty"`
 	FirstSeen time.Time     `json:"first_seen"`
 	LastSeen  time.Time     `json:"last_seen"`

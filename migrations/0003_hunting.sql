@@ -187,3 +187,12 @@ CREATE TABLE hunting_merges (
 
 CREATE INDEX hunting_merges_into_idx ON hunting_merges (into_id);
 CREATE INDEX hunting_merges_from_idx ON hunting_merges (from_id);
+
+-- Graph pull: per tenant, the lastUpdateDateTime up to which alerts_v2 was
+-- read. Kept in the database so that any replica continues where another
+-- stopped.
+CREATE TABLE hunting_graph_watermarks (
+    tenant       text        PRIMARY KEY,
+    last_update  timestamptz NOT NULL,
+    updated_at   timestamptz NOT NULL
+);

@@ -1,0 +1,195 @@
+// Package graphfake is a fake Microsoft Graph for tests of the hunting
+// package's alert pull: the identity platform's client-credentials token
+// endpoint and GET /v1.0/security/alerts_v2 with the $filter on
+// lastUpdateDateTime, $orderby, $top and @odata.nextLink paging the pull
+// uses, plus switches to throttle (429 with Retry-After).
+package graphfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Server is a running fake. Point GraphConfig.BaseURL at BaseURL() and
+// LoginURL at LoginURL().
+type Server struct {
+	*httptest.Server
+
+	mu           sync.Mutex
+	tenant       string
+	clientID     string
+	secret       string
+	alerts       []alert
+	tokens       map[string]bool
+	tokenCalls   int
+	alertCalls   int
+	throttleNext int
+	filters      []string
+}
+
+type alert struct {
+	lastUpdate time.Time
+	body       json.RawMessage
+}
+
+// New starts a fake for one tenant and app registration.
+func New(tenant, clientID, secret string) *Server {
+	s := &Server{tenant: tenant, clientID: clientID, secret: secret, tokens: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.token)
+	mux.HandleFunc("GET /v1.0/security/alerts_v2", s.list)
+	s.Server = httptest.NewServer(mux)
+	return s
+}
+
+// BaseURL is the Graph root to configure.
+func (s *Server) BaseURL() string { return s.URL + "/v1.0/" }
+
+// LoginURL is the identity platform root to configure.
+func (s *Server) LoginURL() string { return s.URL + "/" }
+
+// Add stores Graph alerts (JSON objects with lastUpdateDateTime); an alert
+// with the id of a stored one replaces it.
+func (s *Server) Add(alerts ...json.RawMessage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range alerts {
+		var head struct {
+			ID         string `json:"id"`
+			LastUpdate string `json:"lastUpdateDateTime"`
+		}
+		if err := json.Unmarshal(b, &head); err != nil {
+			return fmt.Errorf("graphfake: alert: %w", err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, head.LastUpdate)
+		if err != nil {
+			return fmt.Errorf("graphfake: alert %s lastUpdateDateTime: %w", head.ID, err)
+		}
+		replaced := false
+		for i := range s.alerts {
+			var old struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(s.alerts[i].body, &old)
+			if old.ID == head.ID {
+				s.alerts[i] = alert{t, b}
+				replaced = true
+			}
+		}
+		if !replaced {
+			s.alerts = append(s.alerts, alert{t, b})
+		}
+	}
+	sort.SliceStable(s.alerts, func(i, j int) bool { return s.alerts[i].lastUpdate.Before(s.alerts[j].lastUpdate) })
+	return nil
+}
+
+// Throttle makes the next n alert requests answer 429 with Retry-After: 1.
+func (s *Server) Throttle(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.throttleNext = n
+}
+
+// Calls reports how many token and alert requests were served.
+func (s *Server) Calls() (token, alerts int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenCalls, s.alertCalls
+}
+
+// Filters returns the $filter of every alert request.
+func (s *Server) Filters() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.filters...)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenCalls++
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
+		return
+	}
+	switch {
+	case r.PathValue("tenant") != s.tenant:
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_tenant", "error_description": "AADSTS90002: Tenant not found."})
+	case r.Form.Get("grant_type") != "client_credentials" || r.Form.Get("scope") != "https://graph.microsoft.com/.default":
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request"})
+	case r.Form.Get("client_id") != s.clientID || r.Form.Get("client_secret") != s.secret:
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})
+	default:
+		tok := "fake-token-" + strconv.Itoa(s.tokenCalls)
+		s.tokens[tok] = true
+		writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3599, "access_token": tok})
+	}
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.alertCalls++
+	if !s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{"code": "InvalidAuthenticationToken"}})
+		return
+	}
+	if s.throttleNext > 0 {
+		s.throttleNext--
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": map[string]string{"code": "TooManyRequests"}})
+		return
+	}
+	q := r.URL.Query()
+	filter := q.Get("$filter")
+	s.filters = append(s.filters, filter)
+	var since time.Time
+	if rest, ok := strings.CutPrefix(filter, "lastUpdateDateTime ge "); ok {
+		t, err := time.Parse(time.RFC3339Nano, rest)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "BadRequest", "message": "bad $filter"}})
+			return
+		}
+		since = t
+	}
+	top, _ := strconv.Atoi(q.Get("$top"))
+	if top <= 0 {
+		top = 100
+	}
+	skip, _ := strconv.Atoi(q.Get("$skiptoken"))
+	var match []json.RawMessage
+	for _, a := range s.alerts {
+		if !a.lastUpdate.Before(since) {
+			match = append(match, a.body)
+		}
+	}
+	out := map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2"}
+	end := min(skip+top, len(match))
+	if skip > len(match) {
+		skip = end
+	}
+	page := append([]json.RawMessage{}, match[skip:end]...)
+	out["value"] = page
+	if end < len(match) {
+		next := *r.URL
+		nq := next.Query()
+		nq.Set("$skiptoken", strconv.Itoa(end))
+		next.RawQuery = nq.Encode()
+		out["@odata.nextLink"] = s.URL + next.String()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
