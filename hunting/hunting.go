@@ -53,6 +53,9 @@ type Config struct {
 	// SweepInterval is how often the scheduled sweep looks for due
 	// notifications (default 5s).
 	SweepInterval time.Duration
+	// RescoreInterval: the sweep re-scores open incidents untouched for this
+	// long (default 10m), so the recency part of a score decays.
+	RescoreInterval time.Duration
 	// MaxBodyBytes caps a request body (default 16 MiB); MaxItems caps the
 	// alerts in one request (default 1000).
 	MaxBodyBytes int64
@@ -86,6 +89,7 @@ func (c *Config) withDefaults() Config {
 	d.GroupInterval = cmp.Or(d.GroupInterval, DefaultGroupInterval)
 	d.RepeatInterval = cmp.Or(d.RepeatInterval, DefaultRepeatInterval)
 	d.SweepInterval = cmp.Or(d.SweepInterval, DefaultSweepInterval)
+	d.RescoreInterval = cmp.Or(d.RescoreInterval, 10*time.Minute)
 	d.MaxBodyBytes = cmp.Or(d.MaxBodyBytes, DefaultMaxBodyBytes)
 	d.MaxItems = cmp.Or(d.MaxItems, DefaultMaxItems)
 	if d.Now == nil {
@@ -125,7 +129,7 @@ func (c *Config) validate() error {
 	for org, v := range c.OrgNotifyScore {
 		check("notify score of org "+org, v)
 	}
-	if c.GroupWait < 0 || c.GroupInterval <= 0 || c.RepeatInterval <= 0 || c.SweepInterval <= 0 {
+	if c.GroupWait < 0 || c.GroupInterval <= 0 || c.RepeatInterval <= 0 || c.SweepInterval <= 0 || c.RescoreInterval <= 0 {
 		errs = append(errs, errors.New("hunting: group_wait must be >= 0 and group_interval, repeat_interval, sweep interval > 0"))
 	}
 	if c.RepeatSeverity.Rank() == 0 && c.RepeatSeverity != SeverityInformational {

@@ -476,9 +476,78 @@ GROUP BY org ORDER BY org`, now)
 			total += n
 		}
 		if found < 500 {
-			return total, nil
+			break
 		}
 	}
+	if err := s.rescore(ctx); err != nil {
+		return total, err
+	}
+	return total, nil
+}
+
+// rescoreBatch bounds the incidents one sweep re-scores.
+const rescoreBatch = 200
+
+// rescore refreshes the score (its recency part decays) of open incidents
+// not touched for RescoreInterval, a bounded number per sweep.
+func (s *Service) rescore(ctx context.Context) error {
+	now := s.cfg.Now().UTC()
+	rows, err := s.pool.Query(ctx, `
+SELECT org, array_agg(id ORDER BY id) FROM (
+    SELECT id, org FROM hunting_incidents
+    WHERE status = 'open' AND updated_at < $1
+    ORDER BY updated_at LIMIT $2) d
+GROUP BY org ORDER BY org`, now.Add(-s.cfg.RescoreInterval), rescoreBatch)
+	if err != nil {
+		return fmt.Errorf("hunting: rescore: find stale incidents: %w", err)
+	}
+	byOrg := map[string][]int64{}
+	for rows.Next() {
+		var org string
+		var ids []int64
+		if err := rows.Scan(&org, &ids); err != nil {
+			rows.Close()
+			return fmt.Errorf("hunting: rescore: %w", err)
+		}
+		byOrg[org] = ids
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("hunting: rescore: find stale incidents: %w", err)
+	}
+	for org, ids := range byOrg {
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := lockOrg(ctx, tx, org); err != nil {
+				return err
+			}
+			sts, err := loadStates(ctx, tx, org, ids, nil)
+			if err != nil {
+				return err
+			}
+			live := sts[:0]
+			for _, st := range sts {
+				if st.Status == "open" {
+					live = append(live, st)
+				}
+			}
+			_, err = s.refresh(ctx, tx, live, nil, now)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("hunting: rescore org %s: %w", org, err)
+		}
+	}
+	return nil
+}
+
+// Prune deletes prevalence sightings older than twice the window (on the
+// service clock), which no longer count; the scheduler runs it hourly.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM hunting_entity_devices WHERE last_seen < $1`, s.cfg.Now().Add(-2*s.cfg.Window))
+	if err != nil {
+		return 0, fmt.Errorf("hunting: prune prevalence: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // lockOrgSQL takes the org's transaction-scoped advisory lock.

@@ -334,6 +334,18 @@ func (s *Service) Start(ctx context.Context) error {
 		_ = sch.Shutdown()
 		return fmt.Errorf("hunting: schedule sweep: %w", err)
 	}
+	_, err = sch.NewJob(gocron.DurationJob(time.Hour),
+		gocron.NewTask(func() {
+			if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("prevalence prune failed", "err", err)
+			}
+		}),
+		gocron.WithName("hunting-prune"),
+		gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	if err != nil {
+		_ = sch.Shutdown()
+		return fmt.Errorf("hunting: schedule prune: %w", err)
+	}
 	if s.cfg.Graph != nil {
 		_, err = sch.NewJob(gocron.DurationJob(s.cfg.Graph.Interval),
 			gocron.NewTask(func() {

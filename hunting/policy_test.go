@@ -276,3 +276,23 @@ func TestScheduledSweep(t *testing.T) {
 	require.NoError(t, f.svc.Stop())
 	require.NoError(t, f.svc.Stop(), "Stop is idempotent")
 }
+
+func TestRescoreAndPrune(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	res := f.ingest(t, chain("c", "victim", t0.Add(-50*time.Minute))...)
+	inc := res.Items[0].IncidentID
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, 77, v.Score)
+	f.clock.Advance(48 * time.Hour)
+	f.sweep(t)
+	v, err = f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, 67, v.Score, "the recency points are gone: %+v", v.Reasons)
+	require.NotZero(t, f.count(t, `SELECT count(*) FROM hunting_entity_devices`))
+	n, err := f.svc.Prune(f.ctx)
+	require.NoError(t, err)
+	require.NotZero(t, n)
+	require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_entity_devices`))
+}
