@@ -223,18 +223,18 @@ type work struct {
 }
 
 func alertHash(a *Alert) []byte {
-	h := sha256.New()
-	var buf [8]byte
+	buf := make([]byte, 0, 1024)
 	w := func(s string) {
-		binary.LittleEndian.PutUint64(buf[:], uint64(len(s)))
-		h.Write(buf[:])
-		h.Write([]byte(s))
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
 	}
 	for _, s := range []string{string(a.Source), a.ID, a.Tenant, a.ProviderIncident, a.Title, a.Description, a.Recommended,
 		string(a.Severity), a.Status, a.Classification, a.Determination, a.Category, a.DetectionSource, a.ThreatFamily,
-		a.DeviceID, a.DeviceName, a.WebURL, strings.Join(a.Techniques, ","),
-		a.Created.String(), a.FirstActivity.String(), a.LastActivity.String(), a.LastUpdate.String()} {
+		a.DeviceID, a.DeviceName, a.WebURL, strings.Join(a.Techniques, ",")} {
 		w(s)
+	}
+	for _, t := range []time.Time{a.Created, a.FirstActivity, a.LastActivity, a.LastUpdate} {
+		buf = binary.AppendVarint(buf, t.UnixNano())
 	}
 	for _, e := range a.Entities {
 		w(string(e.Kind))
@@ -242,7 +242,8 @@ func alertHash(a *Alert) []byte {
 		w(e.Display)
 		w(e.Alt)
 	}
-	return h.Sum(nil)
+	sum := sha256.Sum256(buf)
+	return sum[:]
 }
 
 // ingestOrg runs one org's part of a batch: dedup against the store,
@@ -266,7 +267,11 @@ func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts [
 	ids := make([]string, 0, len(last))
 	for _, i := range idx {
 		if j, ok := last[alerts[i].ID]; ok && j == i {
-			w := &work{a: alerts[i], res: &out[i], hash: alertHash(alerts[i])}
+			h := alerts[i].hash
+			if h == nil {
+				h = alertHash(alerts[i])
+			}
+			w := &work{a: alerts[i], res: &out[i], hash: h}
 			ws = append(ws, w)
 			ids = append(ids, w.a.ID)
 		}

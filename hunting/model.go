@@ -126,6 +126,8 @@ type Alert struct {
 	LastActivity  time.Time
 	LastUpdate    time.Time
 	Entities      []Entity
+
+	hash []byte // content hash, set by normalize
 }
 
 // when is the time correlation uses: first activity, else creation.

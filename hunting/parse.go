@@ -411,6 +411,8 @@ func normalize(raw []byte, tenants map[string]string) (*Alert, Source, error) {
 		a.LastUpdate = a.Created
 	}
 	a.extractEntities(&w)
+	// Hashed here, on the decoding goroutines, not in the transaction.
+	a.hash = alertHash(a)
 	return a, src, nil
 }
 
