@@ -205,7 +205,9 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		return nil, err
 	}
 	s.cache.apply(after)
-	s.m.batchDur.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	s.m.batchDur.Observe(took.Seconds())
+	s.log.Debug("ingested batch", "alerts", len(alerts), "orgs", len(orgs), "events", events, "took", took)
 	return out, nil
 }
 

@@ -198,19 +198,19 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 		st.PostedAt = &now
 	} else {
 		changes = diff(st.Notified, st)
+		repeatDue := repeatable && st.AckedAt == nil && !now.Before(st.NotifiedAt.Add(s.cfg.RepeatInterval))
 		if len(changes) > 0 {
+			// An update also serves as the repeat when both are due.
 			at := st.NotifiedAt.Add(s.cfg.GroupInterval)
-			if now.Before(at) {
+			if now.Before(at) && !repeatDue {
 				due(at)
 				changes = nil
 			} else {
 				kind = EventUpdate
 			}
 		}
-		if kind == "" && repeatable && st.AckedAt == nil {
-			if at := st.NotifiedAt.Add(s.cfg.RepeatInterval); !now.Before(at) {
-				kind = EventRepeat
-			}
+		if kind == "" && repeatDue {
+			kind = EventRepeat
 		}
 	}
 	if kind != "" {
