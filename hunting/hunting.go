@@ -7,7 +7,17 @@
 // an Alertmanager-like policy (group_wait, group_interval, repeat_interval).
 //
 // It knows nothing of chat platforms: the bot drains the outbox and reads
-// the incident through IncidentView.
+// the incident through Service.Incident (an IncidentView).
+//
+// A batch (one request, up to Config.MaxItems alerts) is one transaction:
+// items are decoded on all cores before it starts; inside it the org's
+// advisory lock is taken, and known alerts, prevalence and the incidents to
+// join are read, the alerts, entities, merges and incident states written,
+// each step a set-based statement over arrays (unnest) sent in pipelines,
+// so the round trips per batch stay at about ten whatever its size.
+// Correlation (union-find over alerts and incidents) and scoring happen in
+// memory; incident aggregates are folded in, never recomputed from all of
+// an incident's alerts.
 package hunting
 
 import (
@@ -22,7 +32,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config is the hunting policy. Zero durations and sizes take the defaults.
+// Config is the hunting policy. Zero durations and sizes take the
+// defaults (so a GroupWait of 0 means 30s; to post without waiting use a
+// tiny positive value such as 1ns).
 type Config struct {
 	// Tenants maps a Defender aadTenantId / Graph tenantId to an org id.
 	// Alerts of any other tenant are rejected.
