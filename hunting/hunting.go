@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -176,6 +177,9 @@ type Service struct {
 	cache *prevalenceCache
 	graph *graphPuller
 	sched stopper
+
+	rescoreMu   sync.Mutex
+	lastRescore time.Time
 }
 
 // New validates cfg and returns a Service. Its metrics are registered on

@@ -479,8 +479,18 @@ GROUP BY org ORDER BY org`, now)
 			break
 		}
 	}
-	if err := s.rescore(ctx); err != nil {
-		return total, err
+	// Re-scoring scans the open incidents: once a minute is plenty.
+	now := s.cfg.Now()
+	s.rescoreMu.Lock()
+	run := s.lastRescore.IsZero() || now.Sub(s.lastRescore) >= time.Minute || now.Before(s.lastRescore)
+	if run {
+		s.lastRescore = now
+	}
+	s.rescoreMu.Unlock()
+	if run {
+		if err := s.rescore(ctx); err != nil {
+			return total, err
+		}
 	}
 	return total, nil
 }
