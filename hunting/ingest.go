@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -633,7 +634,7 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 		for _, w := range ws {
 			if w.inc == m.into {
 				m.alert = w.a.ID
-				m.reason = cmpOr(linkReason[w.node], "shared entity")
+				m.reason = cmp.Or(linkReason[w.node], "shared entity")
 				if linkReason[w.node] != "" {
 					break
 				}
@@ -714,13 +715,6 @@ type ekey struct{ kind, value string }
 type mergeRec struct {
 	from, into    int64
 	alert, reason string
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // queueMerges queues, on the batch's pipeline, the folding of each "from"
