@@ -119,9 +119,6 @@ func (c *Config) withDefaults() Config {
 
 func (c *Config) validate() error {
 	var errs []error
-	if len(c.Tenants) == 0 {
-		errs = append(errs, errors.New("hunting: no tenants: list each org's Defender/Graph tenant ids under orgs[].tenants"))
-	}
 	for t, org := range c.Tenants {
 		if t == "" || org == "" {
 			errs = append(errs, fmt.Errorf("hunting: tenant %q -> org %q: both must be set", t, org))

@@ -211,7 +211,6 @@ func TestConfigValidation(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no tenants", Config{}, "no tenants"},
 		{"bad score", Config{Tenants: map[string]string{"t": "o"}, NotifyScore: 101}, "a score is 0-100"},
 		{"bad org score", Config{Tenants: map[string]string{"t": "o"}, OrgNotifyScore: map[string]int{"o": -1}}, "org o"},
 		{"short window", Config{Tenants: map[string]string{"t": "o"}, Window: time.Second}, "window"},

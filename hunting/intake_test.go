@@ -460,3 +460,19 @@ func TestIntakeMethodAndMixedList(t *testing.T) {
 	require.Equal(t, SourceDefender, res.Items[1].Source)
 	require.Equal(t, 2, res.Accepted)
 }
+
+// TestNoTenantsRejectsEveryAlert: a deployment with no org configured still
+// starts; intake refuses each alert, naming its tenant, and stores nothing.
+func TestNoTenantsRejectsEveryAlert(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.Tenants = nil })
+	out, err := f.svc.IngestAlerts(f.ctx, []*Alert{
+		{Source: SourceGraph, ID: "n1", Tenant: tenantContoso, Severity: SeverityHigh, FirstActivity: t0},
+	})
+	require.NoError(t, err)
+	require.Equal(t, StatusRejected, out[0].Status)
+	require.Contains(t, out[0].Reason, "unknown tenant")
+	var n int
+	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM hunting_alerts").Scan(&n))
+	require.Zero(t, n)
+}

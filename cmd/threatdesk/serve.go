@@ -85,7 +85,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	app, err := wire(ctx, cfg, db.Pool, srv, log, reg)
+	app, err := wire(cfg, db.Pool, srv, log, reg)
 	if err != nil {
 		_ = ln.Close()
 		return err

@@ -38,7 +38,7 @@ func (a *application) add(name string, start func(context.Context) error, stop f
 
 // wire builds every service from the configuration and mounts its routes.
 // It is the only place where concrete types meet.
-func wire(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog.Logger, reg prometheus.Registerer) (*application, error) {
+func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog.Logger, reg prometheus.Registerer) (*application, error) {
 	app := &application{log: log}
 	f := cfg.File
 
@@ -52,14 +52,23 @@ func wire(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, srv *http
 	}
 	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
 
-	core, err := bot.New(botConfig(f), pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log.With("service", "bot"), reg)
-	if err != nil {
-		return nil, fmt.Errorf("bot: %w", err)
+	app.add("casework", cases.Start, func(context.Context) { logStop(log, "casework", cases.Stop()) })
+	app.add("hunting", hunt.Start, func(context.Context) { logStop(log, "hunting", hunt.Stop()) })
+	if !cfg.SlackEnabled() && !cfg.DiscordEnabled() {
+		// Without a platform there is nobody to talk to: no bot, and outbox
+		// events wait until a platform is configured.
+		log.Info("no chat platform is enabled: set SLACK_BOT_TOKEN with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET for Slack, or DISCORD_BOT_TOKEN and DISCORD_APP_ID for Discord")
+		return app, nil
 	}
 
-	var slack *slackadapter.Adapter
+	core, err := bot.New(botConfig(f), pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log.With("service", "bot"), reg)
+	if err != nil {
+		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
+	}
+	app.add("bot", core.Start, func(context.Context) { core.Stop() })
+
 	if cfg.SlackEnabled() {
-		slack, err = slackadapter.New(slackadapter.Config{
+		slack, err := slackadapter.New(slackadapter.Config{
 			BotToken:      cfg.SlackBotToken.Value(),
 			AppToken:      cfg.SlackAppToken.Value(),
 			SigningSecret: cfg.SlackSigningSecret.Value(),
@@ -78,10 +87,10 @@ func wire(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, srv *http
 				srv.Handle("POST "+route, h)
 			}
 		}
+		app.add("slack", slack.Start, func(context.Context) { slack.Stop() })
 	}
-	var discord *discordadapter.Adapter
 	if cfg.DiscordEnabled() {
-		discord, err = discordadapter.New(discordadapter.Config{
+		discord, err := discordadapter.New(discordadapter.Config{
 			Token:     cfg.DiscordBotToken.Value(),
 			AppID:     cfg.DiscordAppID,
 			PublicKey: cfg.DiscordPublicKey,
@@ -98,20 +107,6 @@ func wire(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, srv *http
 		if cfg.DiscordPublicKey != "" {
 			srv.Handle("POST /discord/interactions", discord.InteractionsHandler())
 		}
-	}
-	if slack == nil && discord == nil {
-		log.Info("no chat platform is enabled: set SLACK_BOT_TOKEN with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET for Slack, or DISCORD_BOT_TOKEN and DISCORD_APP_ID for Discord")
-	}
-
-	// Start order: the domain jobs, then delivery, then the platforms that
-	// feed events in. Stop runs in reverse.
-	app.add("casework", cases.Start, func(context.Context) { logStop(log, "casework", cases.Stop()) })
-	app.add("hunting", hunt.Start, func(context.Context) { logStop(log, "hunting", hunt.Stop()) })
-	app.add("bot", core.Start, func(context.Context) { core.Stop() })
-	if slack != nil {
-		app.add("slack", slack.Start, func(context.Context) { slack.Stop() })
-	}
-	if discord != nil {
 		app.add("discord", discord.Start, func(context.Context) { discord.Stop() })
 	}
 	return app, nil
