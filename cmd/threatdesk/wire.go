@@ -150,7 +150,7 @@ func huntingConfig(cfg *config.Config) hunting.Config {
 			scores[o.ID] = *o.NotifyScore
 		}
 	}
-	return hunting.Config{
+	hc := hunting.Config{
 		Tenants:             tenants,
 		IngestToken:         cfg.IngestToken.Value(),
 		Window:              h.CorrelationWindow.D(),
@@ -162,7 +162,16 @@ func huntingConfig(cfg *config.Config) hunting.Config {
 		RepeatInterval:      h.RepeatInterval.D(),
 		MaxBodyBytes:        h.MaxBodyBytes,
 		MaxItems:            h.MaxItems,
+		RepeatSeverity:      hunting.Severity(h.RepeatSeverity),
 	}
+	if g := h.Graph; g != nil {
+		gc := &hunting.GraphConfig{Interval: g.Interval.D(), BaseURL: g.BaseURL, LoginURL: g.LoginURL}
+		for _, t := range g.Tenants {
+			gc.Tenants = append(gc.Tenants, hunting.GraphTenant{TenantID: t.TenantID, ClientID: t.ClientID, ClientSecret: t.Secret.Value()})
+		}
+		hc.Graph = gc
+	}
+	return hc
 }
 
 func botConfig(f config.File) bot.Config {

@@ -121,6 +121,14 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			c.File = *f
 		}
 	}
+	if g := c.File.Hunting.Graph; g != nil {
+		for i := range g.Tenants {
+			if name := g.Tenants[i].ClientSecretEnv; name != "" {
+				v, _ := lookup(name)
+				g.Tenants[i].Secret = Secret(v)
+			}
+		}
+	}
 	c.File.applyDefaults()
 	errs = append(errs, c.Env.validate()...)
 	errs = append(errs, c.File.validate(&c)...)

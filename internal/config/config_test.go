@@ -167,6 +167,11 @@ func TestFileErrors(t *testing.T) {
 		{"warn at", "cases:\n  sla:\n    warn_at: 1.5\n", "cases.sla.warn_at 1.5 must be a fraction"},
 		{"notify score", "hunting:\n  notify_score: 500\n", "hunting.notify_score 500 must be between 1 and 100"},
 		{"common entity", "hunting:\n  common_entity_devices: 1\n", "hunting.common_entity_devices 1 must be at least 2"},
+		{"repeat severity", "hunting:\n  repeat_severity: urgent\n", `hunting.repeat_severity "urgent"`},
+		{"graph without tenants", "hunting:\n  graph: {interval: 1m}\n", "hunting.graph.tenants is empty"},
+		{"graph unknown tenant", "hunting:\n  graph:\n    tenants: [{tenant_id: a839b112-1253-6432-9bf6-94542403f21c, client_id: b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c, client_secret_env: X}]\n", "is not in any org's tenants"},
+		{"graph secret env unset", "hunting:\n  graph:\n    tenants: [{tenant_id: a839b112-1253-6432-9bf6-94542403f21c, client_id: b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c, client_secret_env: NOT_SET_ANYWHERE}]\n", "environment variable NOT_SET_ANYWHERE (client_secret_env) is not set"},
+		{"graph client id", "hunting:\n  graph:\n    tenants: [{tenant_id: x, client_id: app, client_secret_env: X}]\n", `client_id "app" must be the app registration's`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,4 +211,28 @@ func TestReadmeExampleLoads(t *testing.T) {
 	ours, err := os.ReadFile("testdata/design-example.yaml")
 	require.NoError(t, err)
 	require.Equal(t, string(ours), string(m[1]))
+}
+
+func TestGraphSecretComesFromTheEnvironment(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, `
+orgs:
+  - id: contoso
+    tenants: ["a839b112-1253-6432-9bf6-94542403f21c"]
+    slack: {team: T0CONTOSO, channels: [C0CONTOSOSOC]}
+desk:
+  slack: {channel: C0EXPERTDESK}
+hunting:
+  graph:
+    tenants:
+      - tenant_id: a839b112-1253-6432-9bf6-94542403f21c
+        client_id: 11111111-2222-3333-4444-555555555555
+        client_secret_env: CONTOSO_GRAPH_SECRET
+`)
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p, "CONTOSO_GRAPH_SECRET": "s3cr3t-value"}))
+	require.NoError(t, err)
+	g := c.File.Hunting.Graph
+	require.Equal(t, time.Minute, g.Interval.D())
+	require.Equal(t, "s3cr3t-value", g.Tenants[0].Secret.Value())
+	require.NotContains(t, fmt.Sprintf("%+v", g.Tenants[0]), "s3cr3t-value")
 }

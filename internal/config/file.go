@@ -101,6 +101,28 @@ type Hunting struct {
 	RepeatInterval      Duration `yaml:"repeat_interval"`
 	MaxBodyBytes        int64    `yaml:"max_body_bytes"`
 	MaxItems            int      `yaml:"max_items"`
+	// RepeatSeverity: unacknowledged incidents at or above it are repeated (default high).
+	RepeatSeverity string `yaml:"repeat_severity"`
+	// Graph, when set, pulls alerts from Microsoft Graph on a schedule.
+	Graph *Graph `yaml:"graph"`
+}
+
+// Graph configures the scheduled pull of alerts_v2 from Microsoft Graph.
+type Graph struct {
+	Interval Duration      `yaml:"interval"`
+	BaseURL  string        `yaml:"base_url"`
+	LoginURL string        `yaml:"login_url"`
+	Tenants  []GraphTenant `yaml:"tenants"`
+}
+
+// GraphTenant is one tenant's app registration. The client secret is read
+// from the environment variable named by ClientSecretEnv, never from the file.
+type GraphTenant struct {
+	TenantID        string `yaml:"tenant_id"`
+	ClientID        string `yaml:"client_id"`
+	ClientSecretEnv string `yaml:"client_secret_env"`
+	// Secret is filled from the environment at load.
+	Secret Secret `yaml:"-"`
 }
 
 // Defaults, documented in README.md.
@@ -110,7 +132,7 @@ const (
 	DefaultReopenWindow        = 14 * 24 * time.Hour
 	DefaultWarnAt              = 0.75
 	DefaultCorrelationWindow   = 24 * time.Hour
-	DefaultNotifyScore         = 60
+	DefaultNotifyScore         = 50
 	DefaultCommonEntityDevices = 10
 	DefaultGroupWait           = 30 * time.Second
 	DefaultGroupInterval       = 5 * time.Minute
@@ -179,6 +201,12 @@ func (f *File) applyDefaults() {
 	}
 	if h.MaxItems == 0 {
 		h.MaxItems = DefaultMaxItems
+	}
+	if h.RepeatSeverity == "" {
+		h.RepeatSeverity = "high"
+	}
+	if h.Graph != nil && h.Graph.Interval == 0 {
+		h.Graph.Interval = Duration(time.Minute)
 	}
 }
 
@@ -339,6 +367,38 @@ func (f *File) validate(c *Config) []error {
 	}
 	if h.MaxItems < 1 {
 		bad("hunting.max_items must be at least 1")
+	}
+	switch h.RepeatSeverity {
+	case "informational", "low", "medium", "high":
+	default:
+		bad("hunting.repeat_severity %q must be informational, low, medium or high", h.RepeatSeverity)
+	}
+	if g := h.Graph; g != nil {
+		if len(g.Tenants) == 0 {
+			bad("hunting.graph.tenants is empty: list each tenant to pull with its tenant_id, client_id and client_secret_env, or remove hunting.graph")
+		}
+		if g.Interval.D() < 10*time.Second {
+			bad("hunting.graph.interval %s is too short: use at least 10s (default 1m)", g.Interval.D())
+		}
+		for _, u := range []struct{ name, v string }{{"base_url", g.BaseURL}, {"login_url", g.LoginURL}} {
+			if u.v != "" && !strings.HasPrefix(u.v, "https://") && !strings.HasPrefix(u.v, "http://") {
+				bad("hunting.graph.%s %q must be an http(s) URL", u.name, u.v)
+			}
+		}
+		for i, gt := range g.Tenants {
+			at := fmt.Sprintf("hunting.graph.tenants[%d]", i)
+			if _, ok := tenants[strings.ToLower(gt.TenantID)]; !ok {
+				bad("%s.tenant_id %q is not in any org's tenants: add it to the org whose alerts it holds", at, gt.TenantID)
+			}
+			if !tenantID.MatchString(gt.ClientID) {
+				bad("%s.client_id %q must be the app registration's Application (client) ID, a GUID", at, gt.ClientID)
+			}
+			if gt.ClientSecretEnv == "" {
+				bad("%s.client_secret_env must name the environment variable that holds the client secret", at)
+			} else if gt.Secret == "" {
+				bad("%s: environment variable %s (client_secret_env) is not set or empty", at, gt.ClientSecretEnv)
+			}
+		}
 	}
 	return errs
 }
