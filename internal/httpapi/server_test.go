@@ -1,0 +1,161 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/httpapi"
+)
+
+type fixture struct {
+	srv  *httpapi.Server
+	base string
+}
+
+func setup(t *testing.T, ready httpapi.Checker, mount func(*httpapi.Server)) fixture {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Ready: ready, Gatherer: reg}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	if mount != nil {
+		mount(srv)
+	}
+	ln, err := srv.Listen()
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		require.NoError(t, <-done)
+	})
+	return fixture{srv: srv, base: "http://" + ln.Addr().String()}
+}
+
+func fetch(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	t.Parallel()
+	var notReady error = errors.New("database unreachable")
+	f := setup(t, func(context.Context) error { return notReady }, nil)
+
+	code, _ := fetch(t, http.MethodGet, f.base+"/healthz", "")
+	require.Equal(t, http.StatusOK, code)
+	code, body := fetch(t, http.MethodGet, f.base+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "database unreachable")
+	code, _ = fetch(t, http.MethodPost, f.base+"/healthz", "")
+	require.Equal(t, http.StatusMethodNotAllowed, code)
+	code, body = fetch(t, http.MethodGet, f.base+"/metrics", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `threatdesk_http_requests_total{code="503",route="GET /readyz"} 1`)
+}
+
+func TestBodyLimits(t *testing.T) {
+	t.Parallel()
+	echoLen := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		_, _ = io.WriteString(w, strings.Repeat("x", len(b)))
+	})
+	f := setup(t, nil, func(s *httpapi.Server) {
+		s.Handle("POST /default", echoLen)
+		s.HandleLimited("POST /small", 10, echoLen)
+	})
+	tests := []struct {
+		name  string
+		route string
+		size  int
+		want  int
+	}{
+		{"default cap allows 1 MiB", "/default", httpapi.DefaultMaxBody, http.StatusOK},
+		{"default cap refuses more", "/default", httpapi.DefaultMaxBody + 1, http.StatusRequestEntityTooLarge},
+		{"own cap allows", "/small", 10, http.StatusOK},
+		{"own cap refuses", "/small", 11, http.StatusRequestEntityTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, _ := fetch(t, http.MethodPost, f.base+tc.route, strings.Repeat("a", tc.size))
+			require.Equal(t, tc.want, code)
+		})
+	}
+}
+
+func TestShutdownDrainsRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	reg := prometheus.NewRegistry()
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	srv.Handle("GET /slow", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(started)
+		<-release
+		_, _ = io.WriteString(w, "finished")
+	}))
+	ln, err := srv.Listen()
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/slow")
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	shutdownDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdownDone <- srv.Shutdown(ctx)
+	}()
+	select {
+	case <-shutdownDone:
+		t.Fatal("shutdown returned while a request was in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	require.Equal(t, "finished", <-got, "the request in flight completes")
+	require.NoError(t, <-shutdownDone)
+	require.NoError(t, <-served)
+}
+
+func TestListenErrorNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	srv, err := httpapi.New(httpapi.Config{Addr: "256.0.0.1:80"}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	_, err = srv.Listen()
+	require.ErrorContains(t, err, "THREATDESK_HTTP_ADDR")
+}
