@@ -153,12 +153,18 @@ func buildVersion() versionInfo {
 	return v
 }
 
-func loadConfig(lookup func(string) (string, bool)) (*config.Config, error) {
+// prepare parses a command's flags, then loads and validates the configuration
+// and builds the logger every command that touches the service needs.
+func prepare(name, help string, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) (*config.Config, *slog.Logger, error) {
+	fs := newFlags(name, help, stdout, stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
 	cfg, err := config.Load(lookup)
 	if err != nil {
-		return nil, fmt.Errorf("configuration is invalid:\n%w", err)
+		return nil, nil, fmt.Errorf("configuration is invalid:\n%w", err)
 	}
-	return cfg, nil
+	return cfg, newLogger(cfg, stderr), nil
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
@@ -176,15 +182,11 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func cmdMigrate(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
-	fs := newFlags("migrate", "Usage: threatdesk migrate\n\nApplies the database migrations that are not applied yet, then exits.\nSafe to run from several replicas at once.\n"+envHelp, stdout, stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(lookup)
+	cfg, log, err := prepare("migrate", "Usage: threatdesk migrate\n\nApplies the database migrations that are not applied yet, then exits.\nSafe to run from several replicas at once.\n"+envHelp,
+		args, stdout, stderr, lookup)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
 	ctx, cancel := signalContext()
 	defer cancel()
 	db, err := openDatabase(ctx, cfg, log)

@@ -20,15 +20,11 @@ import (
 const shutdownGrace = 20 * time.Second
 
 func cmdServe(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
-	fs := newFlags("serve", "Usage: threatdesk [serve]\n\nRuns the service: applies migrations, serves HTTP (health, metrics, alert\nintake, Slack and Discord endpoints), connects to the chat platforms that are\nconfigured, and runs the delivery workers and scheduled sweeps. SIGINT or\nSIGTERM stops it cleanly, the embedded PostgreSQL included.\n"+envHelp, stdout, stderr)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(lookup)
+	cfg, log, err := prepare("serve", "Usage: threatdesk [serve]\n\nRuns the service: applies migrations, serves HTTP (health, metrics, alert\nintake, Slack and Discord endpoints), connects to the chat platforms that are\nconfigured, and runs the delivery workers and scheduled sweeps. SIGINT or\nSIGTERM stops it cleanly, the embedded PostgreSQL included.\n"+envHelp,
+		args, stdout, stderr, lookup)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
 	ctx, cancel := signalContext()
 	defer cancel()
 	return serve(ctx, cfg, log)
