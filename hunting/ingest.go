@@ -394,7 +394,12 @@ WHERE a.org = $1 AND a.id = ANY($2)`, org, ids).Query(func(rows pgx.Rows) error 
 		}
 		pb.Queue(`
 INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
-SELECT $1, k, v, d, t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
+SELECT $1, x.k, x.v, x.d, x.t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
+-- Read before writing: ON CONFLICT DO UPDATE locks (and so writes) every
+-- conflicting row, even those its WHERE then skips. Rows that are already
+-- recent enough are dropped here, with a plain index probe.
+LEFT JOIN hunting_entity_devices o ON o.org = $1 AND o.kind = x.k AND o.value = x.v AND o.device = x.d
+WHERE o.org IS NULL OR o.last_seen < x.t - interval '1 hour'
 ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_seen
     -- An hour's precision is plenty for a 24-hour window and saves most rewrites.
     WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`,
@@ -728,9 +733,10 @@ func queueMerges(b *pgx.Batch, org string, now time.Time, ms []mergeRec, posted 
 		from[i], into[i], alerts[i], reasons[i] = m.from, m.into, m.alert, m.reason
 	}
 	b.Queue(`
-UPDATE hunting_alerts a SET incident_id = m.dst
-FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)
-WHERE a.incident_id = m.src`, from, into)
+UPDATE hunting_alerts a SET incident_id = ($2::bigint[])[array_position($1::bigint[], a.incident_id)]
+-- = ANY: an index scan on incident_id whatever the statistics say (a join
+-- with unnest may be planned as a scan of every alert).
+WHERE a.incident_id = ANY($1::bigint[])`, from, into)
 	b.Queue(`
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
 SELECT m.dst, $3, e.kind, e.value, max(e.display), max(e.alt), bool_and(e.join_key), min(e.first_seen), max(e.last_seen)
@@ -914,9 +920,19 @@ func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][
 	}
 	b.Queue(`
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
-SELECT inc, $1, k, v, d, alt, j, f, l
+SELECT x.inc, $1, x.k, x.v, x.d, x.alt, x.j, x.f, x.l
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[])
     AS x(inc, k, v, d, alt, j, f, l)
+-- Read before writing: ON CONFLICT DO UPDATE locks (and so writes) every
+-- conflicting row, even those its WHERE then skips, and most rows of a busy
+-- incident are already there. Rows that would learn nothing are dropped
+-- here with a plain primary-key probe; the same test stays below.
+LEFT JOIN hunting_incident_entities o ON o.incident_id = x.inc AND o.kind = x.k AND o.value = x.v
+WHERE o.incident_id IS NULL
+   OR x.l > o.last_seen + interval '1 hour'
+   OR x.f < o.first_seen
+   OR (o.display = '' AND x.d <> '')
+   OR (o.alt = '' AND x.alt <> '')
 ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     display = CASE WHEN hunting_incident_entities.display = '' THEN EXCLUDED.display ELSE hunting_incident_entities.display END,
     alt = CASE WHEN hunting_incident_entities.alt = '' THEN EXCLUDED.alt ELSE hunting_incident_entities.alt END,
