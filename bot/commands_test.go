@@ -46,7 +46,8 @@ func TestCommands(t *testing.T) {
 		{name: "cases", user: analyst, channel: contosoSOC, text: "cases", want: "EOD-1 New"},
 		{name: "cases bad", user: analyst, channel: contosoSOC, text: "cases soon", want: "open, mine, breaching or all"},
 		{name: "cases by org for a manager", user: manager, channel: deskChannel, text: "cases all contoso", want: "All cases · Contoso"},
-		{name: "cases by org refused to a member", user: analyst, channel: contosoSOC, text: "cases all fabrikam", want: "Only experts and managers filter by org"},
+		{name: "cases by org refused to a member", user: analyst, channel: contosoSOC, text: "cases all fabrikam", want: `"fabrikam" is not a list: the list is one of`},
+		{name: "cases by unknown org, member", user: analyst, channel: contosoSOC, text: "cases all initech", want: `"initech" is not a list: the list is one of`},
 		{name: "cases mine", user: expert1, channel: deskChannel, text: "cases mine", before: []string{"take EOD-1"}, want: "EOD-1 In progress"},
 		{name: "cases breaching", user: manager, channel: deskChannel, text: "cases breaching", want: "No cases."},
 		{name: "credits", user: analyst, channel: contosoSOC, text: "credits", want: "Balance: 9"},
@@ -135,6 +136,32 @@ func TestTenantIsolation(t *testing.T) {
 
 	// Fabrikam sees it.
 	require.Contains(t, plain(st), "fabrikam secret question")
+}
+
+// TestTamperedFormStateCannotChooseTheOrg: the channel a form's state
+// carries may come back from a client; the channel the platform reports
+// decides the org, so a Contoso analyst cannot open (and pay for) a case as
+// Northwind, nor post in Northwind's channel.
+func TestTamperedFormStateCannotChooseTheOrg(t *testing.T) {
+	t.Parallel()
+	const northwindSOC = "C0NORTHWIND"
+	f := setup(t, func(c *Config) {
+		c.Orgs = append(c.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &Place{Workspace: slackTeam, Channels: []string{northwindSOC}}})
+	})
+	r := bottest.NewResponder()
+	ack := f.bot.HandleSubmit(context.Background(), Submission{
+		User: f.user(Slack, analyst), FormID: "ask", State: "c=" + northwindSOC, Channel: contosoSOC,
+		Values: map[string]string{"question": "whose case is this?"}, Key: "tampered-1", Respond: r,
+	})
+	require.Empty(t, ack.Errors)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Opened EOD-1")
+	c, err := f.cw.Get(context.Background(), casework.AllOrgs(), "EOD-1")
+	require.NoError(t, err)
+	require.Equal(t, "contoso", c.Org)
+	posted(t, f.slack, contosoSOC, nil, "EOD-1 ·")
+	require.Zero(t, f.slack.Count(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == northwindSOC }))
 }
 
 // TestStaleButton: a button on an old card cannot do what the current
@@ -265,4 +292,40 @@ func TestCasesListMore(t *testing.T) {
 	require.Len(t, m.Sections[0].Lines, 10)
 	_, m = f.run(t, Slack, manager, deskChannel, "cases open fabrikam")
 	require.Contains(t, plain(m), "No cases.")
+}
+
+// TestWithdrawFromTheReceipt: an open case is withdrawn from its receipt,
+// not "closed" (only a concluded case closes), and an untaken case gives its
+// credit back.
+func TestWithdrawFromTheReceipt(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, _ := f.openCase(t, `ask "never mind soon"`)
+	require.Contains(t, actions(receipt.Message), ActWithdraw)
+	_, before := f.run(t, Slack, analyst, contosoSOC, "credits")
+	require.Contains(t, plain(before), "Balance: 9")
+
+	_, r := f.press(t, Slack, analyst, ActWithdraw, ref, receipt.Ref)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "withdrawn")
+	require.Equal(t, casework.StatusWithdrawn, f.caseStatus(t, ref))
+	_, after := f.run(t, Slack, analyst, contosoSOC, "credits")
+	require.Contains(t, plain(after), "Balance: 10")
+}
+
+// TestManagerInOrgChannelActsAsRequester: a manager (who sees every org)
+// adding details from an org's receipt acts inside that org.
+func TestManagerInOrgChannelActsAsRequester(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.Managers.Slack = append(c.Managers.Slack, analyst) })
+	ref, _, _ := f.openCase(t, `ask "managers ask too"`)
+	r := bottest.NewResponder()
+	f.bot.HandleSubmit(context.Background(), Submission{
+		User: f.user(Slack, analyst), FormID: "add_details", State: "ref=" + ref, Channel: contosoSOC,
+		Values: map[string]string{"text": "the host is a build server"}, Key: "details-1", Respond: r,
+	})
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Added to "+ref)
 }

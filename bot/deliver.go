@@ -239,6 +239,8 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 		}
 	}
 	var last Platform
+	var failed []partFailure
+	sent := 0
 	for _, p := range parts {
 		if ref, ok := done[p.key]; ok {
 			// Sent before a crash or a failed later part: never twice. The
@@ -256,10 +258,43 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 			last = plat
 		}
 		if err != nil {
+			// A part that can never be sent (the org's receipt deleted, the
+			// bot removed from one channel) must not starve the others: the
+			// desk still hears about the case, and the other way round.
+			// Anything that may succeed later stops here and is resumed.
+			if kind, _ := partKind(err); kind == Permanent {
+				failed = append(failed, partFailure{plat, p.key, err})
+				continue
+			}
 			return last, err
 		}
+		sent++
+	}
+	if len(failed) > 0 && sent == 0 && len(done) == 0 {
+		return last, failed[0].err // nothing went out: the whole row is dead
+	}
+	for _, f := range failed {
+		b.m.deliveries.WithLabelValues(string(f.platform), "dead").Inc()
+		b.log.Error("a message part failed for good; the rest of the event was delivered: an operator must act",
+			"row", row.ID, "kind", row.Kind, "part", f.key, "err", f.err)
 	}
 	return last, nil
+}
+
+// partFailure is a part of a row that can never be sent.
+type partFailure struct {
+	platform Platform
+	key      string
+	err      error
+}
+
+// partKind classifies a part's failure as settle does.
+func partKind(err error) (ErrorKind, time.Duration) {
+	var re *rowError
+	if errors.As(err, &re) {
+		return re.kind, re.after
+	}
+	return Classify(err)
 }
 
 func (b *Bot) sendPart(ctx context.Context, row outbox.Row, p part) (Platform, error) {

@@ -220,3 +220,32 @@ func TestNotifyWakesWorkers(t *testing.T) {
 	eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
 	require.Less(t, time.Since(start), 5*time.Second)
 }
+
+// TestRequesterSideFailureDoesNotStarveTheDesk: the analyst's receipt was
+// deleted on Discord, so every edit of it fails for good; the desk on Slack
+// must still see the case taken and its card updated.
+func TestRequesterSideFailureDoesNotStarveTheDesk(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, m := f.run(t, Discord, fabAnalyst, fabSOC, `ask "is this beacon normal?"`)
+	require.Contains(t, plain(m), "Opened EOD-1")
+	posted(t, f.discord, fabSOC, nil, "EOD-1 ·")
+	desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Fabrikam")
+	f.anchored(t, "EOD-1")
+	deskUpdates := func() int {
+		return f.slack.Count(bottest.OpUpdate, func(c bottest.Call) bool { return c.Ref.Message == desk.Ref.Message })
+	}
+	before := deskUpdates()
+
+	unknownMessage := bottest.Permanent("10008")
+	f.discord.Fail(unknownMessage, unknownMessage, unknownMessage, unknownMessage)
+	_, r := f.press(t, Slack, expert1, ActTake, "EOD-1", desk.Ref)
+	_, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+
+	eventually(t, "desk card updated although the receipt cannot be", func() bool { return deskUpdates() > before })
+	eventually(t, "a permanent part failure is counted", func() bool { return deliveries(f, "dead") >= 1 })
+	var dead int
+	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL`).Scan(&dead))
+	require.Zero(t, dead, "the event was delivered where it could be, not dropped whole")
+}

@@ -96,6 +96,7 @@ const (
 	ActConclude    ActionID = "conclude"
 	ActAddDetails  ActionID = "add_details"
 	ActClose       ActionID = "close"
+	ActWithdraw    ActionID = "withdraw"
 	ActReopen      ActionID = "reopen"
 	ActConsult     ActionID = "consult"
 	ActAcknowledge ActionID = "acknowledge"

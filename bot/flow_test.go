@@ -33,7 +33,7 @@ func TestConsultFlow(t *testing.T) {
 	}
 	require.True(t, q.Untrusted, "the question must be an untrusted span")
 	require.Equal(t, []ActionID{ActTake}, actions(desk.Message))
-	require.Equal(t, []ActionID{ActAddDetails, ActClose}, actions(receipt.Message))
+	require.Equal(t, []ActionID{ActAddDetails, ActWithdraw}, actions(receipt.Message))
 	// casework learned the anchors.
 	eventually(t, "anchors written back", func() bool {
 		c, err := f.cw.Get(ctx, casework.AllOrgs(), ref)

@@ -328,11 +328,10 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) {
 	s, _ := w.scope()
 	if r.org != "" {
-		if _, ok := b.cfg.org(r.org); !ok && !w.may(opCasesAnyOrg) {
-			return Message{}, &usageError{msg: fmt.Sprintf("%q is not a list: %s.", r.org, hintFilter)}
-		}
 		if !w.may(opCasesAnyOrg) {
-			return Message{}, &usageError{msg: "Only experts and managers filter by org; /experts cases lists your organisation's cases."}
+			// The same answer for a real org id and a made-up word, so that
+			// members cannot learn which orgs exist.
+			return Message{}, &usageError{msg: fmt.Sprintf("%q is not a list: %s.", r.org, hintFilter)}
 		}
 		if _, ok := b.cfg.org(r.org); !ok {
 			return Message{}, &usageError{msg: fmt.Sprintf("%q is neither a list (open, mine, breaching, all) nor an org: the org ids are %s.", r.org, b.orgIDs())}
@@ -452,7 +451,7 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 		o = opExpertStatus
 	case ActAddDetails:
 		o = opAddDetails
-	case ActClose:
+	case ActClose, ActWithdraw:
 		o = opClose
 	case ActReopen:
 		o = opReopen
@@ -509,7 +508,6 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 }
 
 func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Message, error) {
-	s, _ := w.scope()
 	switch a.Action {
 	case ActTake:
 		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user))
@@ -523,13 +521,14 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 			return nil, err
 		}
 		return ptr(errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
-	case ActClose, ActReopen:
-		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress}[a.Action]
-		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen}[a.Action])
+	case ActClose, ActReopen, ActWithdraw:
+		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress, ActWithdraw: StatusWithdrawn}[a.Action]
+		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen, ActWithdraw: opClose}[a.Action])
+		sc := w.scopeFor(role)
 		if role == RoleMember {
 			role = Role("requester")
 		}
-		cv, err := b.cases.Transition(ctx, s, ref, to, b.named(ctx, w.user), role, "")
+		cv, err := b.cases.Transition(ctx, sc, ref, to, b.named(ctx, w.user), role, "")
 		if err != nil {
 			return nil, err
 		}
@@ -593,7 +592,10 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	if len([]rune(text)) < minLen {
 		return SubmitAck{Errors: map[string]string{field: fmt.Sprintf("Write at least %d characters.", minLen)}}
 	}
-	channel := cmpOr(state.Get("c"), s.Channel)
+	// The channel the platform reports wins over the one carried in the
+	// form's state: state can come back from a client, and it must never
+	// decide which org the submitter acts for.
+	channel := cmpOr(s.Channel, state.Get("c"))
 	w := b.identify(s.User, channel, nil)
 	ref, _ := normRef(state.Get("ref"))
 	b.goBackground(backgroundTimeout, func(ctx context.Context) {
@@ -654,7 +656,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		if err := need(opAddDetails); err != nil {
 			return Message{}, err
 		}
-		sc, _ := w.scope()
+		sc := w.scopeFor(RoleMember)
 		if _, err := b.cases.Get(ctx, sc, ref); err != nil {
 			return Message{}, err
 		}

@@ -117,6 +117,17 @@ func (w who) scope() (Scope, bool) {
 	return Scope{}, false
 }
 
+// scopeFor is the scope to act in with role: a member (requester) acts
+// inside the org of the channel they speak in, even when they are also an
+// expert or a manager who may see every org.
+func (w who) scopeFor(r Role) Scope {
+	if r == RoleMember && w.org != nil {
+		return Scope{Org: w.org.ID}
+	}
+	s, _ := w.scope()
+	return s
+}
+
 // identify works out who is speaking from where.
 func (b *Bot) identify(u User, channel string, thread *Ref) who {
 	w := who{user: u}

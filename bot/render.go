@@ -282,7 +282,7 @@ func (b *Bot) receiptCard(c CaseView) Message {
 		m.Buttons = []Button{{Action: ActReopen, Label: "Reopen", Value: c.Ref}}
 	case c.Status.open():
 		m.Buttons = []Button{{Action: ActAddDetails, Label: "Add details", Value: c.Ref, Style: ButtonPrimary},
-			{Action: ActClose, Label: "Close", Value: c.Ref, Style: ButtonDanger}}
+			{Action: ActWithdraw, Label: "Withdraw", Value: c.Ref, Style: ButtonDanger}}
 	}
 	return m
 }

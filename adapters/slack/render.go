@@ -3,6 +3,7 @@ package slack
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -92,6 +93,18 @@ func cut(s string, max int) string {
 	return head + ellipsis
 }
 
+// linkURL is raw made safe inside <url|label>: only http(s) URLs with a
+// host, and no character that could end the URL early or start a new label
+// ("|", ">", "<", spaces) survives unencoded. Anything else gives "".
+func linkURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	r := strings.NewReplacer("|", "%7C", "<", "%3C", ">", "%3E", " ", "%20", "&", "&amp;")
+	return r.Replace(u.String())
+}
+
 // span renders one span as mrkdwn. All text is escaped; untrusted text never
 // becomes a link or a mention.
 func span(s bot.Span) string {
@@ -102,12 +115,14 @@ func span(s bot.Span) string {
 		}
 		return text
 	}
-	if s.Link != "" {
+	if link := linkURL(s.Link); link != "" {
 		label := strings.ReplaceAll(text, "|", "¦")
 		if label == "" {
-			return "<" + Escape(s.Link) + ">"
+			return "<" + link + ">"
 		}
-		return "<" + Escape(s.Link) + "|" + label + ">"
+		return "<" + link + "|" + label + ">"
+	} else if s.Link != "" {
+		return text // not a web link: show the label alone
 	}
 	var mark string
 	switch s.Style {
