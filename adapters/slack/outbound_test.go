@@ -237,64 +237,6 @@ func TestFakeEnforcesLimits(t *testing.T) {
 // channel stands in for it, driving Post directly and honouring RetryAfter.
 // Every message arrives exactly once and the fake never sees two posts to
 // one channel within a second.
-func TestRateLimitStorm(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("takes about 3 seconds")
-	}
-	f := setup(t, setupOpts{fake: slackfake.Options{ChannelInterval: time.Second}})
-	channels := []string{socChannel, deskChannel, privChannel, "C0THIRD"}
-	f.fake.AddChannel(slackfake.Channel{ID: "C0THIRD", Name: "third"})
-	f.fake.FailNext("chat.postMessage", 6, slackfake.Failure{Status: 429, RetryAfter: time.Second})
-	const perChannel = 3
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	attempts := 0
-	for _, ch := range channels {
-		wg.Go(func() {
-			var last time.Time
-			for i := range perChannel {
-				m := bot.Message{Text: []bot.Line{{bot.T(fmt.Sprintf("%s message %d", ch, i))}}}
-				for {
-					if wait := time.Second - time.Since(last); !last.IsZero() && wait > 0 {
-						time.Sleep(wait)
-					}
-					mu.Lock()
-					attempts++
-					mu.Unlock()
-					_, err := f.adapter.Post(f.ctx, bot.Dest{Channel: ch}, m)
-					if err == nil {
-						last = time.Now()
-						break
-					}
-					kind, after := bot.Classify(err)
-					if kind == bot.Permanent || f.ctx.Err() != nil {
-						t.Errorf("post to %s: %v", ch, err)
-						return
-					}
-					last = time.Now().Add(after - time.Second)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	require.Equal(t, 0, f.fake.RateLimited(), "no post broke the per-channel rate")
-	require.Greater(t, attempts, len(channels)*perChannel, "the storm forced retries")
-	for _, ch := range channels {
-		msgs := f.fake.Messages(ch)
-		require.Len(t, msgs, perChannel, ch)
-		seen := map[string]bool{}
-		for i, m := range msgs {
-			require.False(t, seen[m.Text], "delivered twice: %s", m.Text)
-			seen[m.Text] = true
-			if i > 0 {
-				require.GreaterOrEqual(t, m.PostedAt.Sub(msgs[i-1].PostedAt), 990*time.Millisecond, "two posts to %s within a second", ch)
-			}
-		}
-	}
-	require.Empty(t, f.fake.Violations())
-}
-
 func TestStartChecksTheToken(t *testing.T) {
 	t.Parallel()
 	f := setup(t, setupOpts{cfg: func(c *adapter.Config) { c.BotToken = "xoxb-revoked" }})
