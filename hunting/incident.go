@@ -42,24 +42,29 @@ type incState struct {
 	titleTime                   time.Time
 
 	changes []Change // set when the latest evaluation sent an update
+	// storedBreakdown is the breakdown as loaded (JSON), decoded only when
+	// a sweep needs to tell whether a re-score changed anything.
+	storedBreakdown []byte
 }
 
 const incidentCols = `id, status, eligible_at, posted_at, notified_at, acked_at, notified, notify_seq,
     severity, expert, alert_count, medium_plus, rare_files, device_count, user_count, device_names, user_names,
-    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time`
+    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time,
+    score, title, summary, breakdown`
 
 func scanIncident(row pgx.Row, org string) (*incState, error) {
 	st := &incState{Org: org}
 	var snap []byte
-	var seq, alerts, mp, rare, devs, users, trank int32
+	var seq, alerts, mp, rare, devs, users, trank, score int32
 	var firsts []time.Time
 	var fa, la, tt *time.Time
 	if err := row.Scan(&st.ID, &st.Status, &st.EligibleAt, &st.PostedAt, &st.NotifiedAt, &st.AckedAt, &snap, &seq,
 		&st.Severity, &st.Expert, &alerts, &mp, &rare, &devs, &users, &st.DeviceNames, &st.UserNames,
-		&st.Tactics, &firsts, &fa, &la, &trank, &st.titleBase, &st.titleFamily, &tt); err != nil {
+		&st.Tactics, &firsts, &fa, &la, &trank, &st.titleBase, &st.titleFamily, &tt,
+		&score, &st.Title, &st.Summary, &st.storedBreakdown); err != nil {
 		return nil, err
 	}
-	st.Seq, st.AlertCount, st.MediumPlus, st.RareFiles = int(seq), int(alerts), int(mp), int(rare)
+	st.Seq, st.AlertCount, st.MediumPlus, st.RareFiles, st.Score = int(seq), int(alerts), int(mp), int(rare), int(score)
 	st.DeviceCount, st.UserCount, st.titleRank = int(devs), int(users), int(trank)
 	if fa != nil {
 		st.FirstActivity = *fa
@@ -241,27 +246,82 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 		}
 	}
 	events := 0
+	// The outbox rows and the incidents' write-back go to the server as one
+	// pipeline, not two round trips per event.
+	pt := newPipeTx(tx)
+	var touch []int64
+	full := sts[:0:0]
 	for _, st := range sts {
+		var was stateKey
+		if fold == nil {
+			was = st.key(true)
+		}
 		st.rescore(now)
 		kind, changes := s.evaluate(now, st)
 		st.changes = nil
 		if kind == "" {
+			// A sweep's re-score that changed nothing (the recency part of
+			// a score moves in steps) only marks the incident as re-scored.
+			if fold == nil && st.key(false).equal(was) {
+				touch = append(touch, st.ID)
+			} else {
+				full = append(full, st)
+			}
 			continue
 		}
+		full = append(full, st)
 		p := s.payload(st, now)
 		if kind == EventUpdate {
 			p.Changes, p.Note = changes, noteFor(changes)
 			st.changes = changes
 		}
-		if err := s.appendEvent(ctx, tx, kind, p); err != nil {
+		if err := s.appendEvent(ctx, pt, kind, p); err != nil {
 			return 0, err
 		}
 		events++
 	}
-	if err := writeStates(ctx, tx, sts, now); err != nil {
+	if err := queueStates(pt.b, full, now); err != nil {
 		return 0, err
 	}
+	if len(touch) > 0 {
+		pt.b.Queue(`UPDATE hunting_incidents SET updated_at = $1 WHERE id = ANY($2)`, now, touch)
+	}
+	if err := tx.SendBatch(ctx, pt.b).Close(); err != nil {
+		return 0, fmt.Errorf("record %d events and update %d incidents: %w", events, len(sts), err)
+	}
 	return events, nil
+}
+
+// stateKey is what a re-score and the policy may change on an incident.
+type stateKey struct {
+	score                           int
+	breakdown                       []Reason
+	title, summary                  string
+	severity                        Severity
+	due, eligible, posted, notified *time.Time
+	seq                             int
+	tactics                         string
+}
+
+// key is the incident's stateKey; stored takes the breakdown as loaded.
+func (st *incState) key(stored bool) stateKey {
+	brk := slices.Clone(st.Breakdown)
+	if stored {
+		brk = nil
+		if err := json.Unmarshal(st.storedBreakdown, &brk); err != nil {
+			brk = []Reason{{Factor: "undecodable"}} // compares unequal: written in full
+		}
+	}
+	return stateKey{score: st.Score, breakdown: brk, title: st.Title, summary: st.Summary,
+		severity: st.Severity, due: st.NextDue, eligible: st.EligibleAt, posted: st.PostedAt, notified: st.NotifiedAt,
+		seq: st.Seq, tactics: strings.Join(st.Tactics, ",")}
+}
+
+func (k stateKey) equal(o stateKey) bool {
+	eqT := func(a, b *time.Time) bool { return a == nil && b == nil || a != nil && b != nil && a.Equal(*b) }
+	return k.score == o.score && slices.Equal(k.breakdown, o.breakdown) && k.title == o.title && k.summary == o.summary &&
+		k.severity == o.severity && eqT(k.due, o.due) && eqT(k.eligible, o.eligible) && eqT(k.posted, o.posted) &&
+		eqT(k.notified, o.notified) && k.seq == o.seq && k.tactics == o.tactics
 }
 
 func (s *Service) applyFold(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold) error {
@@ -334,8 +394,12 @@ GROUP BY incident_id, kind`, recount, maxSnapshotNames)
 	return nil
 }
 
-func writeStates(ctx context.Context, tx pgx.Tx, sts []*incState, now time.Time) error {
+// queueStates queues the write-back of the incidents.
+func queueStates(b *pgx.Batch, sts []*incState, now time.Time) error {
 	n := len(sts)
+	if n == 0 {
+		return nil
+	}
 	var (
 		uID                       = make([]int64, n)
 		uTitle, uSummary, uSev    = mk(n), mk(n), mk(n)
@@ -380,7 +444,7 @@ func writeStates(ctx context.Context, tx pgx.Tx, sts []*incState, now time.Time)
 		uFirst[i], uLast[i], uTTime[i] = nilTime(st.FirstActivity), nilTime(st.LastActivity), nilTime(st.titleTime)
 		uElig[i], uPosted[i], uNotified[i], uDue[i] = st.EligibleAt, st.PostedAt, st.NotifiedAt, st.NextDue
 	}
-	_, err = tx.Exec(ctx, `
+	b.Queue(`
 UPDATE hunting_incidents i SET title = x.title, summary = x.summary, severity = x.sev, severity_rank = x.rank,
     score = x.score, breakdown = x.brk, expert = x.exp, alert_count = x.alerts, device_count = x.dev,
     user_count = x.users, medium_plus = x.mp, rare_files = x.rare,
@@ -402,9 +466,6 @@ WHERE i.id = x.id`,
 		now, uID, uTitle, uSummary, uSev, uRank, uScore, uBreak, uExpert, uAlerts, uDev, uUsers, uTactics,
 		uFirst, uLast, uElig, uPosted, uNotified, uSnap, uSeq, uDue, uChanges,
 		uMP, uRare, uFirsts, uDevNames, uUserNames, uTRank, uTBase, uTFam, uTTime)
-	if err != nil {
-		return fmt.Errorf("update %d incidents: %w", n, err)
-	}
 	return nil
 }
 

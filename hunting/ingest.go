@@ -803,24 +803,92 @@ func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) error {
 		devIDs[i], devNames[i], urls[i] = a.DeviceID, a.DeviceName, a.WebURL
 		created[i], first[i], lastAct[i], lastUpd[i] = a.Created, a.FirstActivity, a.LastActivity, a.LastUpdate
 		hashes[i] = w.hash
-		// Strong entities are in hunting_incident_entities; the evidence
-		// column keeps the rest.
-		ents := make([]evidenceItem, 0, 4)
-		for _, e := range a.Entities {
-			if !e.JoinKey {
-				it := evidenceItem{Kind: e.Kind, Value: e.Value, Display: e.Display, Alt: e.Alt}
-				if it.Display == it.Value {
-					it.Display = ""
-				}
-				ents = append(ents, it)
-			}
-		}
-		var err error
-		if evidence[i], err = json.Marshal(ents); err != nil {
-			return fmt.Errorf("encode evidence of alert %q: %w", a.ID, err)
+		if evidence[i] = a.evidence; evidence[i] == nil {
+			evidence[i] = evidenceJSON(a)
 		}
 	}
-	b.Queue(`
+	// New alerts (none of these ids is stored: the org lock is held since
+	// they were looked up) are plainly inserted; a speculative insertion per
+	// row (ON CONFLICT) costs more. Updates go through the upsert.
+	newSQL, updSQL := alertsSQL, alertsSQL+alertsConflictSQL
+	var nNew int
+	for _, w := range ws {
+		if !w.update {
+			nNew++
+		}
+	}
+	args := []any{org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
+		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes, evidence}
+	switch nNew {
+	case n:
+		b.Queue(newSQL, args...)
+	case 0:
+		b.Queue(updSQL, args...)
+	default:
+		// Split every column array in two: new alerts, then updates.
+		newArgs, updArgs := []any{org, now}, []any{org, now}
+		for _, col := range args[2:] {
+			nc, uc := splitCol(col, ws)
+			newArgs, updArgs = append(newArgs, nc), append(updArgs, uc)
+		}
+		b.Queue(newSQL, newArgs...)
+		b.Queue(updSQL, updArgs...)
+	}
+	return nil
+}
+
+// splitCol splits one column array of queueAlerts by ws[i].update.
+func splitCol(col any, ws []*work) (any, any) {
+	switch c := col.(type) {
+	case []string:
+		return splitBy(c, ws)
+	case []int64:
+		return splitBy(c, ws)
+	case []int32:
+		return splitBy(c, ws)
+	case []bool:
+		return splitBy(c, ws)
+	case []time.Time:
+		return splitBy(c, ws)
+	case [][]byte:
+		return splitBy(c, ws)
+	}
+	panic(fmt.Sprintf("hunting: splitCol: unexpected column type %T", col))
+}
+
+func splitBy[T any](c []T, ws []*work) ([]T, []T) {
+	var nw, up []T
+	for i, w := range ws {
+		if w.update {
+			up = append(up, c[i])
+		} else {
+			nw = append(nw, c[i])
+		}
+	}
+	return nw, up
+}
+
+// evidenceJSON is the alert's hunting_alerts.evidence: strong entities are
+// in hunting_incident_entities; the evidence column keeps the rest.
+func evidenceJSON(a *Alert) []byte {
+	ents := make([]evidenceItem, 0, 4)
+	for _, e := range a.Entities {
+		if !e.JoinKey {
+			it := evidenceItem{Kind: e.Kind, Value: e.Value, Display: e.Display, Alt: e.Alt}
+			if it.Display == it.Value {
+				it.Display = ""
+			}
+			ents = append(ents, it)
+		}
+	}
+	b, err := json.Marshal(ents)
+	if err != nil {
+		panic(fmt.Sprintf("hunting: encode evidence of alert %q: %v", a.ID, err)) // strings only: cannot fail
+	}
+	return b
+}
+
+const alertsSQL = `
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, provider_incident, title, description, recommended,
     severity, severity_rank, status, classification, determination, category, tactic, techniques, detection_source,
     expert, threat_family, device_id, device_name, web_url, created_time, first_activity, last_activity, last_update,
@@ -833,7 +901,9 @@ FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::te
     $20::bool[], $21::text[], $22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[],
     $27::timestamptz[], $28::timestamptz[], $29::bytea[], $30::jsonb[])
     AS x(id, src, tenant, inc, pinc, title, descr, rec, sev, rank, st, cls, det, cat, tac, tech, dsrc, exp, fam,
-         devid, devname, url, ct, fa, la, lu, h, ev)
+         devid, devname, url, ct, fa, la, lu, h, ev)`
+
+const alertsConflictSQL = `
 ON CONFLICT (org, id) DO UPDATE SET
     source = EXCLUDED.source, tenant = EXCLUDED.tenant, incident_id = EXCLUDED.incident_id,
     provider_incident = EXCLUDED.provider_incident, title = EXCLUDED.title, description = EXCLUDED.description,
@@ -846,11 +916,7 @@ ON CONFLICT (org, id) DO UPDATE SET
     web_url = EXCLUDED.web_url, created_time = EXCLUDED.created_time, first_activity = EXCLUDED.first_activity,
     last_activity = EXCLUDED.last_activity, last_update = EXCLUDED.last_update, content_hash = EXCLUDED.content_hash,
     evidence = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(hunting_alerts.evidence || EXCLUDED.evidence) x),
-    updated_at = EXCLUDED.updated_at`,
-		org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
-		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes, evidence)
-	return nil
-}
+    updated_at = EXCLUDED.updated_at`
 
 func mk(n int) []string { return make([]string, n) }
 

@@ -127,7 +127,8 @@ type Alert struct {
 	LastUpdate    time.Time
 	Entities      []Entity
 
-	hash []byte // content hash, set by normalize
+	hash     []byte // content hash, set by normalize
+	evidence []byte // hunting_alerts.evidence, set by normalize
 }
 
 // when is the time correlation uses: first activity, else creation.

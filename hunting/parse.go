@@ -413,6 +413,7 @@ func normalize(raw []byte, tenants map[string]string) (*Alert, Source, error) {
 	a.extractEntities(&w)
 	// Hashed here, on the decoding goroutines, not in the transaction.
 	a.hash = alertHash(a)
+	a.evidence = evidenceJSON(a)
 	return a, src, nil
 }
 
