@@ -65,10 +65,13 @@ func TestCommands(t *testing.T) {
 		{name: "assign bad", user: manager, channel: deskChannel, text: "assign EOD-1", want: "Usage: /experts assign"},
 		{name: "more-info", user: expert1, channel: deskChannel, text: `more-info EOD-1 "the tree"`, before: []string{"take EOD-1"}, want: "more information needed"},
 		{name: "more-info bad", user: expert1, channel: deskChannel, text: "more-info", want: "Which case?"},
-		{name: "more-info refused by state", user: expert1, channel: deskChannel, text: `more-info EOD-1 "x"`, want: "EOD-1"},
+		{name: "more-info refused by state", user: expert1, channel: deskChannel, text: `more-info EOD-1 "x"`, want: "EOD-1 has not been taken yet; an expert must take it first"},
 		{name: "sample", user: expert1, channel: deskChannel, text: "sample EOD-1 the dll", before: []string{"take EOD-1"}, want: "file sample needed"},
+		{name: "sample bad", user: expert1, channel: deskChannel, text: "sample dll", want: "is not a case reference"},
 		{name: "more-time", user: expert1, channel: deskChannel, text: "more-time EOD-1 sandbox", before: []string{"take EOD-1"}, want: "needs more time"},
+		{name: "more-time bad", user: expert1, channel: deskChannel, text: "more-time", want: "Which case?"},
 		{name: "conclude", user: expert1, channel: deskChannel, text: `conclude EOD-1 "benign, it is the patch tool"`, before: []string{"take EOD-1"}, want: "concluded"},
+		{name: "resolve is conclude", user: expert1, channel: deskChannel, text: `resolve EOD-1 "benign, it is the patch tool"`, before: []string{"take EOD-1"}, want: "concluded"},
 		{name: "conclude without summary opens a form", user: expert1, channel: deskChannel, text: "conclude EOD-1", form: "conclude"},
 		{name: "conclude bad", user: expert1, channel: deskChannel, text: "conclude 1x", want: "is not a case reference"},
 		{name: "note", user: expert1, channel: deskChannel, text: "note EOD-1 smells like Cobalt Strike", want: "Internal note added"},
@@ -250,11 +253,15 @@ func TestFormsAndButtons(t *testing.T) {
 func TestInternalNoteNeverCrosses(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ref, _, _ := f.openCase(t, `ask "notes?"`)
+	ref, receipt, desk := f.openCase(t, `ask "notes?"`)
 	_, m := f.run(t, Slack, expert1, deskChannel, "note "+ref+" internal-only-text")
 	require.Contains(t, plain(m), "Internal note added")
-	_, m = f.run(t, Slack, analyst, contosoSOC, "status "+ref) // a later event, to flush
+	_, m = f.run(t, Slack, analyst, contosoSOC, "status "+ref)
 	require.NotContains(t, plain(m), "internal-only-text")
+	// A later event of the same case: once it is delivered, anything the
+	// note had queued before it would have been delivered too.
+	f.reply(Slack, expert1, desk.Ref, "later-marker")
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "later-marker")
 	for _, c := range f.slack.Calls() {
 		require.NotContains(t, plain(c.Message), "internal-only-text")
 	}

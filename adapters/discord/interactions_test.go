@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +69,16 @@ func TestHTTPInteractionSignature(t *testing.T) {
 	srv := serve(t, f.adapter)
 	flipped := []byte(vectorSig)
 	flipped[10] ^= 1
+	// An /experts command, signed with the vector's key, by someone else's
+	// key, or tampered after signing.
+	_, raw, err := f.fake.Prepare(f.fake.CommandPayload(channelID, analystID, "experts", "status", map[string]any{"ref": "EOD-1"}))
+	require.NoError(t, err)
+	command := string(raw)
+	vectorKey := ed25519.NewKeyFromSeed(mustHex(t, "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
+	_, otherKey, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	tampered := strings.Replace(command, "EOD-1", "EOD-2", 1)
+	require.NotEqual(t, command, tampered)
 	tests := []struct {
 		name   string
 		body   string
@@ -83,6 +94,9 @@ func TestHTTPInteractionSignature(t *testing.T) {
 		{"no signature", vectorBody, vectorTS, "", 401, ""},
 		{"no timestamp", vectorBody, "", vectorSig, 401, ""},
 		{"signature not hex", vectorBody, vectorTS, "zz", 401, ""},
+		{"command signed by another key", command, vectorTS, sign(otherKey, vectorTS, []byte(command)), 401, ""},
+		{"command tampered after signing", tampered, vectorTS, sign(vectorKey, vectorTS, []byte(command)), 401, ""},
+		{"command signed right", command, vectorTS, sign(vectorKey, vectorTS, []byte(command)), 200, ""},
 	}
 	for _, tt := range tests {
 		status, body := post(t, srv, []byte(tt.body), tt.ts, tt.sig)
@@ -91,8 +105,8 @@ func TestHTTPInteractionSignature(t *testing.T) {
 			require.JSONEq(t, tt.want, string(body), tt.name)
 		}
 	}
-	h := f.h
-	require.Empty(t, h.commands, "nothing unsigned reached the bot")
+	require.Eventually(t, func() bool { return f.h.commandCount() == 1 }, 5*time.Second, 10*time.Millisecond,
+		"exactly the rightly signed command reached the bot")
 }
 
 func TestHTTPInteractionReplayIsRejected(t *testing.T) {
@@ -343,4 +357,11 @@ func TestMalformedInteractionsAreNotFatal(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, f.fake.Sessions())
 	require.Equal(t, 1, f.fake.Identifies())
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	require.NoError(t, err)
+	return b
 }

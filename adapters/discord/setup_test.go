@@ -81,6 +81,13 @@ func (h *handler) HandleReply(_ context.Context, r bot.Reply) {
 	h.replyCh <- r
 }
 
+// commandCount is how many commands reached the handler.
+func (h *handler) commandCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.commands)
+}
+
 func (h *handler) lastCommand(t *testing.T) bot.Command {
 	t.Helper()
 	h.mu.Lock()
