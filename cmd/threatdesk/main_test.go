@@ -3,18 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/internal/pglocal"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
@@ -148,4 +153,59 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// TestServeWithEmbeddedPostgres is the fresh-machine path: no DATABASE_URL,
+// so serve starts its own PostgreSQL under THREATDESK_DATA_DIR, answers
+// /readyz, stops it on shutdown, and a second start keeps the data.
+func TestServeWithEmbeddedPostgres(t *testing.T) {
+	t.Parallel()
+	dataDir, err := os.MkdirTemp("", "tdd")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dataDir, 0o755)) // the server may run as the postgres user
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	if _, err := pglocal.FindBinDir(""); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL server binaries are required in CI: %v", err)
+		}
+		t.Skipf("SKIPPED: %v", err)
+	}
+	env := map[string]string{"THREATDESK_DATA_DIR": dataDir, "THREATDESK_HTTP_ADDR": freeAddr(t)}
+	cfg, err := config.Load(envOf(env))
+	require.NoError(t, err)
+	dbURL := "postgres:///threatdesk?host=" + filepath.Join(dataDir, "postgres") + "&user=postgres&sslmode=disable"
+	pidFile := filepath.Join(dataDir, "postgres", "data", "postmaster.pid")
+
+	runOnce := func(during func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+		require.Eventually(t, func() bool { return get("http://"+env["THREATDESK_HTTP_ADDR"]+"/readyz") == http.StatusOK },
+			60*time.Second, 50*time.Millisecond)
+		during()
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(60 * time.Second):
+			t.Fatal("serve did not stop")
+		}
+		_, err := os.Stat(pidFile)
+		require.True(t, os.IsNotExist(err), "the embedded PostgreSQL stopped with the service")
+	}
+	query := func(sql string) string {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dbURL)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		var out string
+		if err := conn.QueryRow(ctx, sql).Scan(&out); !errors.Is(err, pgx.ErrNoRows) {
+			require.NoError(t, err)
+		}
+		return out
+	}
+	runOnce(func() {
+		query("CREATE TABLE kept (v) AS SELECT 'still here'::text WITH DATA")
+	})
+	runOnce(func() { require.Equal(t, "still here", query("SELECT v FROM kept")) })
 }
