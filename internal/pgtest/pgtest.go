@@ -7,7 +7,8 @@
 // default, in a directory under the system temp dir shared by every test
 // process of this user; a file lock makes concurrent `go test` package
 // processes start it once. With CI=true a PostgreSQL that cannot be reached
-// fails the test; elsewhere the test is skipped with the reason.
+// fails the test; elsewhere the test is skipped with the reason (shown by
+// `go test -v`, and counted as a skip by test2json and gotestsum).
 package pgtest
 
 import (
