@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,13 +20,38 @@ import (
 type database struct {
 	Pool  *pgxpool.Pool
 	local *pglocal.Server
+	lock  *os.File
 	log   *slog.Logger
+}
+
+// lockDataDir makes one process the owner of the embedded PostgreSQL: a
+// second threatdesk on the same data dir would share the server and stop it
+// under the first. The lock dies with its process, so a crash leaves the
+// server to be adopted by the next start.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create THREATDESK_DATA_DIR %q: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "threatdesk.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open the data dir lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another threatdesk is already using THREATDESK_DATA_DIR %q and its embedded PostgreSQL: stop it, choose another data dir, or point every replica at one server with DATABASE_URL", dir)
+	}
+	return f, nil
 }
 
 func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*database, error) {
 	url := cfg.DatabaseURL
 	d := &database{log: log}
 	if url == "" {
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		d.lock = lock
 		start := time.Now()
 		srv, err := pglocal.Start(ctx, pglocal.Options{
 			Dir:      filepath.Join(cfg.DataDir, "postgres"),
@@ -80,5 +107,8 @@ func (d *database) Close(ctx context.Context) {
 		if err := d.local.Stop(ctx); err != nil {
 			d.log.Error("stop the embedded PostgreSQL", "err", err)
 		}
+	}
+	if d.lock != nil {
+		_ = d.lock.Close() // releases the flock
 	}
 }

@@ -206,6 +206,12 @@ func TestServeWithEmbeddedPostgres(t *testing.T) {
 	}
 	runOnce(func() {
 		query("CREATE TABLE kept (v) AS SELECT 'still here'::text WITH DATA")
+		// A second service on the same data dir is refused, not allowed to
+		// share (and later stop) this one's PostgreSQL.
+		other, err := config.Load(envOf(map[string]string{"THREATDESK_DATA_DIR": dataDir, "THREATDESK_HTTP_ADDR": freeAddr(t)}))
+		require.NoError(t, err)
+		err = serve(context.Background(), other, slog.New(slog.DiscardHandler))
+		require.ErrorContains(t, err, "another threatdesk is already using THREATDESK_DATA_DIR")
 	})
 	runOnce(func() { require.Equal(t, "still here", query("SELECT v FROM kept")) })
 }
