@@ -312,17 +312,31 @@ func normalize(raw []byte, tenants map[string]string) (*Alert, Source, error) {
 		return nil, "", &ItemError{Reason: "expected an alert object, got " + kind}
 	}
 	var w wireAlert
-	if err := json.Unmarshal(raw, &w); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, "", &ItemError{Reason: fmt.Sprintf("field %q: expected %s, got %s", te.Field, te.Type, te.Value)}
+	if !decodeWire(raw, &w) {
+		w = wireAlert{}
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return nil, "", unmarshalError(err)
 		}
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, "", &ItemError{Reason: fmt.Sprintf("malformed JSON at byte %d of the item: %v", se.Offset, se)}
-		}
-		return nil, "", &ItemError{Reason: "not an alert object: " + err.Error()}
 	}
+	return normalizeWire(&w, tenants)
+}
+
+// unmarshalError is why encoding/json could not decode an item.
+func unmarshalError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return &ItemError{Reason: fmt.Sprintf("field %q: expected %s, got %s", te.Field, te.Type, te.Value)}
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &ItemError{Reason: fmt.Sprintf("malformed JSON at byte %d of the item: %v", se.Offset, se)}
+	}
+	return &ItemError{Reason: "not an alert object: " + err.Error()}
+}
+
+// normalizeWire turns a decoded item into an Alert.
+func normalizeWire(wp *wireAlert, tenants map[string]string) (*Alert, Source, error) {
+	w := *wp
 	src := SourceGraph
 	switch {
 	case w.AADTenantID != nil || w.Created != "" || w.MachineID != "":
