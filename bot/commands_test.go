@@ -336,3 +336,33 @@ func TestManagerInOrgChannelActsAsRequester(t *testing.T) {
 	require.True(t, ok)
 	require.Contains(t, plain(got.Message), "Added to "+ref)
 }
+
+// TestCompleteCases: suggestions are the caller's own org's cases (all
+// orgs for experts), filtered by what was typed, nothing for strangers.
+func TestCompleteCases(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.openCase(t, `ask "first contoso question"`)                                    // EOD-1
+	_, m := f.run(t, Discord, fabAnalyst, fabSOC, `ask "fabrikam private question"`) // EOD-2
+	require.Contains(t, plain(m), "Opened EOD-2")
+	ctx := context.Background()
+	values := func(cs []Choice) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Value)
+		}
+		return out
+	}
+
+	member := f.bot.CompleteCases(ctx, f.user(Slack, analyst), contosoSOC, "")
+	require.Equal(t, []string{"EOD-1"}, values(member), "a member sees only their org's cases")
+	require.Contains(t, member[0].Name, "first contoso question")
+
+	expert := f.bot.CompleteCases(ctx, f.user(Slack, expert1), deskChannel, "")
+	require.ElementsMatch(t, []string{"EOD-1", "EOD-2"}, values(expert))
+	require.Equal(t, []string{"EOD-2"}, values(f.bot.CompleteCases(ctx, f.user(Slack, expert1), deskChannel, "eod-2")))
+	require.Empty(t, f.bot.CompleteCases(ctx, f.user(Slack, "U0NOBODY"), strangerChan, ""))
+	for _, c := range expert {
+		require.LessOrEqual(t, len([]rune(c.Name)), 100)
+	}
+}

@@ -34,7 +34,9 @@ func question(required bool) *discordgo.ApplicationCommandOption {
 }
 
 func caseOpt() *discordgo.ApplicationCommandOption {
-	return strOpt("case", "Case reference, e.g. EOD-1042", true, 1, maxCaseRef)
+	o := strOpt("case", "Case reference, e.g. EOD-1042", true, 1, maxCaseRef)
+	o.Autocomplete = true // suggestions from the bot (bot.Completer)
+	return o
 }
 
 func sub(name, desc string, opts ...*discordgo.ApplicationCommandOption) *discordgo.ApplicationCommandOption {

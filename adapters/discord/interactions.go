@@ -89,7 +89,7 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 		resp = a.submitWithin(ctx, r, i.Message != nil, func() bot.SubmitAck { return a.h.HandleSubmit(ctx, sub) })
 	case discordgo.InteractionApplicationCommandAutocomplete:
 		kind = "autocomplete"
-		resp = interactionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult, Data: map[string]any{"choices": []any{}}}
+		resp = interactionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult, Data: map[string]any{"choices": a.complete(ctx, in)}}
 	}
 	a.m.interactions.WithLabelValues(source, kind, strconv.Itoa(int(resp.Type))).Inc()
 	return resp, r
@@ -527,4 +527,30 @@ func (a *Adapter) verify(h http.Header, body []byte) bool {
 	msg := make([]byte, 0, len(ts)+len(body))
 	msg = append(append(msg, ts...), body...)
 	return ed25519.Verify(a.pub, msg, sig)
+}
+
+// complete suggests case references for the focused option when the bot can
+// (bot.Completer), within the interaction's 3 seconds; anything else gets no
+// suggestions.
+func (a *Adapter) complete(ctx context.Context, in *interaction) []map[string]string {
+	out := []map[string]string{}
+	c, ok := a.h.(bot.Completer)
+	data, isCmd := in.i.Data.(discordgo.ApplicationCommandInteractionData)
+	if !ok || !isCmd {
+		return out
+	}
+	opts := data.Options
+	if len(opts) == 1 && opts[0].Type == discordgo.ApplicationCommandOptionSubCommand {
+		opts = opts[0].Options
+	}
+	for _, o := range opts {
+		if !o.Focused || o.Name != "case" {
+			continue
+		}
+		ch, _ := a.where(ctx, in)
+		for _, choice := range c.CompleteCases(ctx, user(&in.i), ch, optionString(o)) {
+			out = append(out, map[string]string{"name": choice.Name, "value": choice.Value})
+		}
+	}
+	return out
 }

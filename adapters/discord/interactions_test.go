@@ -253,6 +253,18 @@ func TestGatewayInteractions(t *testing.T) {
 				return false
 			}, 5*time.Second, 10*time.Millisecond)
 		}},
+		{"autocomplete suggests cases", func(f fixture, _ discordfake.Message) map[string]any {
+			return f.fake.AutocompletePayload(channelID, analystID, "experts", "status", "case", "eod-1")
+		}, func(h *handler) {
+			h.onComplete = func(u bot.User, channel, typed string) []bot.Choice {
+				if u.ID != analystID || channel != channelID || typed != "eod-1" {
+					return nil
+				}
+				return []bot.Choice{{Name: "EOD-1 · New · is this @everyone lateral?", Value: "EOD-1"}, {Name: "EOD-12 · In progress", Value: "EOD-12"}}
+			}
+		}, 8, func(t *testing.T, _ fixture, cb discordfake.Callback) {
+			require.JSONEq(t, `{"choices":[{"name":"EOD-1 · New · is this @everyone lateral?","value":"EOD-1"},{"name":"EOD-12 · In progress","value":"EOD-12"}]}`, string(cb.Data))
+		}},
 		{"unknown command", func(f fixture, _ discordfake.Message) map[string]any {
 			return f.fake.CommandPayload(channelID, analystID, "cardsearch", "", map[string]any{"cardname": "x"})
 		}, nil, 4, nil},

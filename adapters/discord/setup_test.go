@@ -37,6 +37,18 @@ type handler struct {
 	onAction  func(bot.Action) bot.Ack
 	onSubmit  func(bot.Submission) bot.SubmitAck
 	replyCh   chan bot.Reply
+	// onComplete makes the handler a bot.Completer.
+	onComplete func(u bot.User, channel, typed string) []bot.Choice
+}
+
+func (h *handler) CompleteCases(_ context.Context, u bot.User, channel, typed string) []bot.Choice {
+	h.mu.Lock()
+	f := h.onComplete
+	h.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f(u, channel, typed)
 }
 
 func newHandler() *handler { return &handler{replyCh: make(chan bot.Reply, 64)} }

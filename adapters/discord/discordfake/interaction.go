@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 )
 
 // Interaction is one interaction the fake sent (gateway) or was told about
@@ -41,10 +42,18 @@ type Callback struct {
 
 // Interaction types. https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-interaction-type
 const (
-	TypePing      = 1
-	TypeCommand   = 2
-	TypeComponent = 3
-	TypeModal     = 5
+	TypePing         = 1
+	TypeCommand      = 2
+	TypeComponent    = 3
+	TypeAutocomplete = 4
+	TypeModal        = 5
+)
+
+// Autocomplete limits. https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-response-object-autocomplete
+const (
+	MaxChoices      = 25
+	MaxChoiceName   = 100
+	MaxChoiceString = 100
 )
 
 // Wait returns the interaction's callback, or an error after timeout.
@@ -90,6 +99,15 @@ func (s *Server) CommandPayload(channelID, userID, command, sub string, options 
 		data["options"] = opts
 	}
 	return s.basePayload(TypeCommand, channelID, userID, data, nil)
+}
+
+// AutocompletePayload builds an autocomplete request: the user is typing
+// typed into option of /command sub.
+func (s *Server) AutocompletePayload(channelID, userID, command, sub, option, typed string) map[string]any {
+	opt := map[string]any{"name": option, "type": 3, "value": typed, "focused": true}
+	data := map[string]any{"id": "1200000000000000001", "name": command, "type": 1,
+		"options": []any{map[string]any{"name": sub, "type": 1, "options": []any{opt}}}}
+	return s.basePayload(TypeAutocomplete, channelID, userID, data, nil)
 }
 
 // ComponentPayload builds a button press on a stored message.
@@ -304,8 +322,28 @@ func (s *Server) acceptCallback(in *Interaction, body []byte, overHTTP bool) (in
 			v = append(v, "DEFERRED_UPDATE_MESSAGE needs an interaction on a message")
 		}
 	case 8:
-		if in.Type != 4 {
+		if in.Type != TypeAutocomplete {
 			v = append(v, "autocomplete result answers only autocomplete")
+		}
+		var d struct {
+			Choices []struct {
+				Name  string `json:"name"`
+				Value any    `json:"value"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(cb.Data, &d); err != nil {
+			v = append(v, "data is not a list of choices")
+		}
+		if len(d.Choices) > MaxChoices {
+			v = append(v, fmt.Sprintf("%d choices, at most %d", len(d.Choices), MaxChoices))
+		}
+		for _, c := range d.Choices {
+			if n := utf8.RuneCountInString(c.Name); n < 1 || n > MaxChoiceName {
+				v = append(v, fmt.Sprintf("choice name of %d characters, 1 to %d", n, MaxChoiceName))
+			}
+			if sv, ok := c.Value.(string); ok && utf8.RuneCountInString(sv) > MaxChoiceString {
+				v = append(v, fmt.Sprintf("choice value of %d characters, at most %d", utf8.RuneCountInString(sv), MaxChoiceString))
+			}
 		}
 	case 9:
 		if in.Type == TypeModal || in.Type == TypePing {
