@@ -411,8 +411,20 @@ func (r *responder) Respond(ctx context.Context, m bot.Message, private bool) er
 			_, err := r.a.doInteraction(ctx, "edit original response", http.MethodPatch, orig, p)
 			return err
 		}
-		// A deferred answer keeps the privacy it was deferred with: replace it.
-		_, _ = r.a.doInteraction(ctx, "delete original response", http.MethodDelete, orig, nil)
+		// A deferred answer keeps the privacy it was deferred with, and the
+		// first followup after a deferral edits it (its flags ignored:
+		// https://discord.com/developers/docs/interactions/receiving-and-responding#create-followup-message).
+		// So close the "thinking" message with a neutral note first; only
+		// then is the followup a message of its own with its own privacy.
+		// Should that edit fail, a private answer is not sent at all rather
+		// than risk it landing in a public message.
+		note := "Done: the answer is in the channel."
+		if private {
+			note = "Done: you have the answer privately."
+		}
+		if _, err := r.a.doInteraction(ctx, "close the deferred response", http.MethodPatch, orig, render(bot.Message{Text: []bot.Line{{bot.T(note)}}})); err != nil && private {
+			return fmt.Errorf("private answer not sent, the deferred public response could not be closed first: %w", err)
+		}
 	}
 	if private {
 		p.Flags = flagEphemeral

@@ -377,3 +377,37 @@ func mustHex(t *testing.T, s string) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// TestPrivateAnswerAfterPublicDeferral: the first followup after a deferral
+// edits the "thinking" message, ignoring its flags, so a private answer to a
+// publicly deferred command must never go there: the thinking message is
+// closed with a neutral note and the answer follows as an ephemeral message.
+func TestPrivateAnswerAfterPublicDeferral(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	respond := make(chan bot.Responder, 1)
+	f.h.onCommand = func(c bot.Command) bot.Ack {
+		respond <- c.Respond
+		return bot.Ack{} // deferred publicly
+	}
+	f.start(t)
+	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "status", map[string]any{"case": "EOD-1"}))
+	require.NoError(t, err)
+	cb, err := in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 5, cb.Type)
+	require.NoError(t, (<-respond).Respond(context.Background(), bot.Message{Text: []bot.Line{{bot.U("secret answer")}}}, true))
+
+	orig, ok := f.fake.OriginalResponse(in)
+	require.True(t, ok)
+	require.NotContains(t, orig.Content, "secret answer", "the public message never carries the private answer")
+	require.Zero(t, orig.Flags&64, "the deferred message stays public")
+	var private []discordfake.Message
+	for _, m := range f.fake.FollowupMessages(in) {
+		if strings.Contains(m.Content, "secret answer") {
+			private = append(private, m)
+		}
+	}
+	require.Len(t, private, 1)
+	require.Equal(t, 64, private[0].Flags&64, "the answer is ephemeral")
+}

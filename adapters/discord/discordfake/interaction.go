@@ -405,6 +405,19 @@ func (s *Server) followup(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 	s.mu.Lock()
+	// Directly after a deferred response (type 5), a followup edits the
+	// "thinking" message and its flags are ignored, as Discord does:
+	// https://discord.com/developers/docs/interactions/receiving-and-responding#create-followup-message
+	if orig, ok := s.messages[in.original]; ok && orig.Flags&(1<<7) != 0 {
+		flags := orig.Flags &^ (1 << 7)
+		apply(orig, b)
+		orig.Flags = flags
+		in.Followups = append(in.Followups, orig.ID)
+		out := *orig
+		s.mu.Unlock()
+		writeJSON(w, 200, out)
+		return
+	}
 	m := &Message{ID: s.nextID(), ChannelID: in.ChannelID, GuildID: in.GuildID, Author: s.users[s.opts.BotID],
 		Content: deref(b.Content), Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Type: 19, Interaction: in.ID, Created: time.Now()}
 	s.store(m)
