@@ -215,6 +215,8 @@ func TestFakeEnforcesLimits(t *testing.T) {
 		{"broadcast", map[string]string{"token": tok, "channel": socChannel, "text": "hey <!channel>"}, "", "pings a whole channel"},
 		{"thread that does not exist", map[string]string{"token": tok, "channel": socChannel, "text": "x", "thread_ts": "123.456"}, "thread_not_found", "thread_ts"},
 		{"unknown channel", map[string]string{"token": tok, "channel": "C404", "text": "x"}, "channel_not_found", ""},
+		{"empty message as slack-go sends it", map[string]string{"token": tok, "channel": socChannel, "text": "", "blocks": "[]"}, "no_text", "neither text nor blocks"},
+		{"empty button label", map[string]string{"token": tok, "channel": socChannel, "text": "x", "blocks": `[{"type":"actions","elements":[{"type":"button","action_id":"a","text":{"type":"plain_text","text":""}}]}]`}, "invalid_blocks", "text object is empty"},
 		{"bad token", map[string]string{"token": "xoxb-wrong", "channel": socChannel, "text": "x"}, "invalid_auth", ""},
 	}
 	for _, tc := range cases {

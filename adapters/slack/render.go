@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -258,8 +259,8 @@ func RenderBlocks(m bot.Message) ([]slack.Block, string) {
 		}
 	}
 	blocks = append(blocks, buttons(m.Buttons)...)
-	if len(m.Footer) > 0 {
-		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(cut(line(m.Footer), MaxContextText))))
+	if footer := cut(line(m.Footer), MaxContextText); strings.TrimSpace(footer) != "" {
+		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(footer)))
 	}
 	if len(blocks) > MaxBlocks {
 		blocks = append(blocks[:MaxBlocks-1], slack.NewContextBlock("", mrkdwn("_Shortened: Slack shows at most 50 blocks in a message._")))
@@ -295,7 +296,8 @@ func buttons(bs []bot.Button) []slack.Block {
 		if len(id) > MaxActionID {
 			continue
 		}
-		el := slack.NewButtonBlockElement(id, b.Value, plain(cut(Escape(b.Label), MaxButtonText)))
+		label := cmp.Or(strings.TrimSpace(b.Label), string(b.Action)) // Slack refuses an empty label
+		el := slack.NewButtonBlockElement(id, b.Value, plain(cut(Escape(label), MaxButtonText)))
 		switch b.Style {
 		case bot.ButtonPrimary:
 			el.Style = slack.StylePrimary
@@ -354,17 +356,27 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 			el.Placeholder = plain(cut(Escape(ff.Placeholder), MaxPlaceholder))
 		}
 		el.Multiline = ff.Kind == bot.InputParagraph
-		el.InitialValue = ff.Value
-		el.MinLength = min(ff.MinLength, MaxInputLength)
 		el.MaxLength = min(ff.MaxLength, MaxInputLength)
 		if ff.MaxLength == 0 {
 			el.MaxLength = MaxInputLength
 		}
+		el.MinLength = min(ff.MinLength, el.MaxLength)
+		// A prefilled value longer than the field allows would make Slack refuse the view.
+		el.InitialValue = cutPlain(ff.Value, el.MaxLength)
 		in := slack.NewInputBlock(ff.ID, plain(cut(Escape(cmpOr(ff.Label, ff.ID)), MaxInputLabel)), nil, el)
 		in.Optional = !ff.Required
 		v.Blocks.BlockSet = append(v.Blocks.BlockSet, in)
 	}
 	return v, nil
+}
+
+// cutPlain shortens s to at most n runes without an ellipsis (a prefilled
+// input the user edits).
+func cutPlain(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
 }
 
 func cmpOr(a, b string) string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	slackapi "github.com/slack-go/slack"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/bot"
@@ -183,3 +184,30 @@ func (nopHandler) HandleSubmit(_ context.Context, _ bot.Submission) bot.SubmitAc
 	return bot.SubmitAck{}
 }
 func (nopHandler) HandleReply(_ context.Context, _ bot.Reply) {}
+
+// TestRenderNeverEmitsEmptyText: Slack refuses empty text objects, so an
+// empty footer is left out and a button without a label is named by its action.
+func TestRenderNeverEmitsEmptyText(t *testing.T) {
+	t.Parallel()
+	blocks, _ := RenderBlocks(bot.Message{Title: "x", Footer: bot.Line{bot.T("  ")}, Buttons: []bot.Button{{Action: bot.ActTake, Value: "EOD-1"}}})
+	raw, err := json.Marshal(blocks)
+	require.NoError(t, err)
+	require.NotContains(t, string(raw), `"text":""`)
+	require.NotContains(t, string(raw), `"type":"context"`)
+	require.Contains(t, string(raw), `"text":"take"`)
+}
+
+// TestModalInputLimitsAreConsistent: a minimum above the maximum and a
+// prefilled value above the maximum are both brought within Slack's rules.
+func TestModalInputLimitsAreConsistent(t *testing.T) {
+	t.Parallel()
+	v, err := RenderModal(bot.Form{ID: "ask", Title: "Ask", Fields: []bot.FormField{
+		{ID: "q", Label: "Question", MinLength: 50, MaxLength: 10, Value: strings.Repeat("é", 20)},
+	}}, "C1")
+	require.NoError(t, err)
+	in := v.Blocks.BlockSet[0].(*slackapi.InputBlock)
+	el := in.Element.(*slackapi.PlainTextInputBlockElement)
+	require.Equal(t, 10, el.MaxLength)
+	require.LessOrEqual(t, el.MinLength, el.MaxLength)
+	require.Equal(t, strings.Repeat("é", 10), el.InitialValue)
+}

@@ -49,8 +49,9 @@ func (s *Server) checkMessage(method, text, blocks string) string {
 	if broadcast.MatchString(text) {
 		s.violate("%s: text pings a whole channel: %q", method, broadcast.FindString(text))
 	}
-	if blocks == "" {
-		if text == "" {
+	if blocks == "" || blocks == "[]" {
+		// slack-go sends "[]" for a message without blocks.
+		if strings.TrimSpace(text) == "" {
 			s.violate("%s: neither text nor blocks", method)
 			return "no_text"
 		}
@@ -241,6 +242,10 @@ func (s *Server) checkText(i int, method string, t map[string]any, limit int, ba
 	txt, _ := t["text"].(string)
 	if runes(txt) > limit {
 		bad(i, "text is %d characters, Slack allows %d", runes(txt), limit)
+	}
+	if runes(txt) == 0 {
+		// https://docs.slack.dev/reference/block-kit/composition-objects/text-object: "text" minimum length 1.
+		bad(i, "text object is empty: Slack requires at least one character")
 	}
 	if broadcast.MatchString(txt) {
 		bad(i, "text pings a whole channel: %q", broadcast.FindString(txt))
