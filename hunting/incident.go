@@ -49,8 +49,14 @@ type incState struct {
 
 const incidentCols = `id, status, eligible_at, posted_at, notified_at, acked_at, notified, notify_seq,
     severity, expert, alert_count, medium_plus, rare_files, device_count, user_count, device_names, user_names,
-    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time,
-    score, title, summary, breakdown`
+    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time`
+
+// The score as stored, which only a sweep compares with its re-score
+// (ingest recomputes it from the aggregates and skips reading it).
+const (
+	scoreCols   = `, score, title, summary, breakdown`
+	noScoreCols = `, 0, '', '', NULL::jsonb`
+)
 
 func scanIncident(row pgx.Row, org string) (*incState, error) {
 	st := &incState{Org: org}
@@ -93,8 +99,13 @@ func scanIncident(row pgx.Row, org string) (*incState, error) {
 
 // loadStates reads and locks the incidents. With due set, only open
 // incidents due by then are returned (the sweep's re-check under lock).
-func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *time.Time) ([]*incState, error) {
-	q := `SELECT ` + incidentCols + ` FROM hunting_incidents WHERE org = $1 AND id = ANY($2)`
+// scored also reads the stored score, title, summary and breakdown.
+func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *time.Time, scored bool) ([]*incState, error) {
+	cols := incidentCols + noScoreCols
+	if scored {
+		cols = incidentCols + scoreCols
+	}
+	q := `SELECT ` + cols + ` FROM hunting_incidents WHERE org = $1 AND id = ANY($2)`
 	args := []any{org, ids}
 	if due != nil {
 		q += ` AND status = 'open' AND next_due_at <= $3`
@@ -524,7 +535,7 @@ GROUP BY org ORDER BY org`, now)
 				if err := lockOrg(ctx, tx, d.org); err != nil {
 					return err
 				}
-				sts, err := loadStates(ctx, tx, d.org, d.ids, &now)
+				sts, err := loadStates(ctx, tx, d.org, d.ids, &now, true)
 				if err != nil {
 					return err
 				}
@@ -591,7 +602,7 @@ GROUP BY org ORDER BY org`, now.Add(-s.cfg.RescoreInterval), rescoreBatch)
 			if err := lockOrg(ctx, tx, org); err != nil {
 				return err
 			}
-			sts, err := loadStates(ctx, tx, org, ids, nil)
+			sts, err := loadStates(ctx, tx, org, ids, nil, true)
 			if err != nil {
 				return err
 			}

@@ -660,7 +660,7 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needN
 		ids64 = append(ids64, id)
 	}
 	slices.Sort(ids64)
-	sts, err := loadStates(ctx, tx, org, ids64, nil)
+	sts, err := loadStates(ctx, tx, org, ids64, nil, false)
 	if err != nil {
 		return 0, err
 	}
