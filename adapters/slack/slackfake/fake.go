@@ -871,6 +871,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		if len(data) >= 20*1024 {
 			s.violate("Socket Mode: ack for %s is %d bytes; Slack drops responses of 20KB or more", ack.EnvelopeID, len(data))
 		}
+		s.checkAckPayload(ack.EnvelopeID, ack.Payload)
 		s.mu.Lock()
 		ch, ok := s.waiters[ack.EnvelopeID]
 		delete(s.waiters, ack.EnvelopeID)
@@ -881,6 +882,32 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		}
 		ch <- received{ack: Ack{EnvelopeID: ack.EnvelopeID, Payload: ack.Payload}, at: at}
 	}
+}
+
+// checkAckPayload holds a message carried in an ack (a slash command's
+// answer) to the same rules as a posted one; view answers (response_action)
+// are left to checkView's callers.
+func (s *Server) checkAckPayload(envelope string, payload json.RawMessage) {
+	if len(payload) == 0 || string(payload) == "null" || string(payload) == "{}" {
+		return
+	}
+	var p struct {
+		Text           string          `json:"text"`
+		Blocks         json.RawMessage `json:"blocks"`
+		ResponseAction string          `json:"response_action"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		s.violate("Socket Mode: ack payload for %s is not an object: %v", envelope, err)
+		return
+	}
+	if p.ResponseAction != "" {
+		return
+	}
+	blocks := string(p.Blocks)
+	if blocks == "null" {
+		blocks = ""
+	}
+	s.checkMessage("Socket Mode ack "+envelope, p.Text, blocks)
 }
 
 // WaitConnected waits until an app has opened a Socket Mode connection.

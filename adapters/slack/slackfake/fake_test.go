@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +150,43 @@ func TestTriggerExpires(t *testing.T) {
 	_, err := api.OpenViewContext(t.Context(), trig, slack.ModalViewRequest{Type: slack.VTModal, Title: slack.NewTextBlockObject(slack.PlainTextType, "Ask", false, false)})
 	require.ErrorContains(t, err, "expired_trigger_id")
 	require.Len(t, violations, 1)
+}
+
+// TestAckPayloadIsChecked: a slash command's answer carried in the Socket
+// Mode ack is held to the rules of a posted message.
+func TestAckPayloadIsChecked(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var violations []string
+	s := slackfake.New(t, slackfake.Options{OnViolation: func(m string) {
+		mu.Lock()
+		defer mu.Unlock()
+		violations = append(violations, m)
+	}})
+	o := s.Options()
+	api := slack.New(o.BotToken, slack.OptionAPIURL(s.APIURL()), slack.OptionAppLevelToken(o.AppToken))
+	ctx := t.Context()
+	_, url, err := api.StartSocketModeContext(ctx)
+	require.NoError(t, err)
+	ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	var hello map[string]any
+	require.NoError(t, ws.ReadJSON(&hello))
+	go func() {
+		for {
+			var env map[string]any
+			if err := ws.ReadJSON(&env); err != nil {
+				return
+			}
+			id, _ := env["envelope_id"].(string)
+			_ = ws.WriteJSON(map[string]any{"envelope_id": id, "payload": map[string]any{"text": "hey <!channel>"}})
+		}
+	}()
+	_, err = s.Command(ctx, slackfake.SlashCommand{Text: "help", UserID: "U1", ChannelID: "C1"})
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, violations, 1)
+	require.Contains(t, violations[0], "pings a whole channel")
 }
