@@ -496,9 +496,12 @@ CROSS JOIN LATERAL (
     -- One index probe per key, and at most $6 incidents per key: a key in
     -- that many open incidents is glue, not evidence (the caller drops it).
     SELECT e.incident_id, e.first_seen, e.last_seen
-    FROM hunting_incident_entities e JOIN hunting_incidents i ON i.id = e.incident_id AND i.status = 'open'
+    FROM hunting_incident_entities e
     WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
       AND e.join_key AND e.last_seen >= $4 AND e.first_seen <= $5
+      -- Only open incidents: a probe of the small index of the others,
+      -- not of every incident row.
+      AND NOT EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open')
     LIMIT $6) ie`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window), s.cfg.CommonEntityDevices)
 		if err != nil {
 			return 0, fmt.Errorf("find incidents to join: %w", err)

@@ -74,6 +74,11 @@ CREATE TABLE hunting_incidents (
 CREATE INDEX hunting_incidents_due_idx ON hunting_incidents (next_due_at)
     WHERE status = 'open' AND next_due_at IS NOT NULL;
 
+-- Closed and merged incidents: correlation skips their entities with a probe
+-- of this small index (an incident is open unless it is here). Rows enter it
+-- only when their status changes, so batch updates stay HOT.
+CREATE INDEX hunting_incidents_done_idx ON hunting_incidents (id) WHERE status <> 'open';
+
 -- Lists and the bot's "incident <id>" lookup are per org.
 CREATE INDEX hunting_incidents_org_idx ON hunting_incidents (org, id);
 
