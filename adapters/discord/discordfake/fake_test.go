@@ -64,6 +64,7 @@ func TestDiscordgoGatewayAgainstFake(t *testing.T) {
 	s.AddHandler(func(_ *discordgo.Session, r *discordgo.Ready) { ready <- r })
 	s.AddHandler(func(_ *discordgo.Session, g *discordgo.GuildCreate) { guilds <- g })
 	s.AddHandler(func(_ *discordgo.Session, m *discordgo.MessageCreate) { msgs <- m })
+	s.Identify.Intents = discordgo.IntentsGuilds | discordgo.IntentsGuildMessages | discordgo.IntentMessageContent
 	require.NoError(t, s.Open())
 	t.Cleanup(func() { _ = s.Close() })
 
@@ -176,4 +177,32 @@ func rows(n, buttons int) []discordgo.MessageComponent {
 		out = append(out, r)
 	}
 	return out
+}
+
+// TestIntentsShapeMessageEvents: without the privileged MESSAGE_CONTENT
+// intent a message arrives with blank text, and without GUILD_MESSAGES not
+// at all, as on Discord.
+func TestIntentsShapeMessageEvents(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t, false)
+	open := func(intents discordgo.Intent) chan *discordgo.MessageCreate {
+		s := session(t, fake, fake.Token())
+		msgs := make(chan *discordgo.MessageCreate, 4)
+		s.AddHandler(func(_ *discordgo.Session, m *discordgo.MessageCreate) { msgs <- m })
+		s.Identify.Intents = intents
+		require.NoError(t, s.Open())
+		t.Cleanup(func() { _ = s.Close() })
+		return msgs
+	}
+	noContent := open(discordgo.IntentsGuilds | discordgo.IntentsGuildMessages)
+	noMessages := open(discordgo.IntentsGuilds)
+	require.True(t, fake.WaitSessions(2, 5*time.Second))
+	fake.Say(channel, discordfake.User{ID: "1000000000000000010", Username: "alice"}, "secret text")
+	m := <-noContent
+	require.Empty(t, m.Content)
+	select {
+	case m := <-noMessages:
+		t.Fatalf("a session without GUILD_MESSAGES got %q", m.Content)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -117,6 +117,12 @@ func (s *Server) DropSessions() {
 
 // Dispatch sends an event to every ready session; it returns how many got it.
 func (s *Server) Dispatch(event string, d any) int {
+	return s.dispatchEach(event, func(int) (any, bool) { return d, true })
+}
+
+// dispatchEach sends an event to every ready session in the shape its
+// intents allow (nothing when payload says so).
+func (s *Server) dispatchEach(event string, payload func(intents int) (any, bool)) int {
 	s.mu.Lock()
 	conns := make([]*session, 0, len(s.sessions))
 	for c := range s.sessions {
@@ -127,12 +133,24 @@ func (s *Server) Dispatch(event string, d any) int {
 	s.mu.Unlock()
 	n := 0
 	for _, c := range conns {
+		d, ok := payload(c.intents)
+		if !ok {
+			continue
+		}
 		if c.write(opDispatch, event, d) == nil {
 			n++
 		}
 	}
 	return n
 }
+
+// Gateway intents the fake honours.
+// https://discord.com/developers/docs/events/gateway#gateway-intents
+const (
+	IntentGuilds         = 1 << 0
+	IntentGuildMessages  = 1 << 9
+	IntentMessageContent = 1 << 15
+)
 
 // dispatchMessage sends MESSAGE_CREATE for a stored message.
 func (s *Server) dispatchMessage(m Message) {
@@ -145,7 +163,22 @@ func (s *Server) dispatchMessage(m Message) {
 		d["guild_id"] = m.GuildID
 		d["member"] = map[string]any{"roles": []string{}, "joined_at": "2024-01-01T00:00:00.000000+00:00", "nick": nilIfEmpty(m.Author.Nick)}
 	}
-	s.Dispatch("MESSAGE_CREATE", d)
+	own := m.Author.ID == s.opts.BotID
+	s.dispatchEach("MESSAGE_CREATE", func(intents int) (any, bool) {
+		if m.GuildID != "" && intents&IntentGuildMessages == 0 {
+			return nil, false // guild messages need GUILD_MESSAGES
+		}
+		if intents&IntentMessageContent != 0 || own {
+			return d, true
+		}
+		// Without the privileged MESSAGE_CONTENT intent the text is blank.
+		blank := make(map[string]any, len(d))
+		for k, v := range d {
+			blank[k] = v
+		}
+		blank["content"], blank["embeds"], blank["components"], blank["attachments"] = "", []any{}, []any{}, []any{}
+		return blank, true
+	})
 }
 
 // Say posts a message as a user (a human, or a bot when u.Bot) and
