@@ -461,8 +461,7 @@ UPDATE hunting_incidents i SET title = x.title, summary = x.summary, severity = 
     user_count = x.users, medium_plus = x.mp, rare_files = x.rare,
     tactics = CASE WHEN x.tac = '' THEN '{}'::text[] ELSE string_to_array(x.tac, ',') END,
     tactic_first = CASE WHEN x.tf = '' THEN '{}'::timestamptz[] ELSE string_to_array(x.tf, ',')::timestamptz[] END,
-    device_names = ARRAY(SELECT jsonb_array_elements_text(x.dn::jsonb)),
-    user_names = ARRAY(SELECT jsonb_array_elements_text(x.un::jsonb)),
+    device_names = x.dn::text[], user_names = x.un::text[],
     first_activity = x.fa, last_activity = x.la, eligible_at = x.elig, posted_at = x.posted,
     notified_at = x.notified, notified = x.snap, notify_seq = x.seq, next_due_at = x.due, updated_at = $1,
     last_changes = coalesce(x.chg, i.last_changes), title_rank = x.trank, title_base = x.tbase,
@@ -480,13 +479,26 @@ WHERE i.id = x.id`,
 	return nil
 }
 
-// encodeNames packs names as a JSON array (names may hold commas).
+// encodeNames packs names as a text[] literal, every element quoted (names
+// may hold commas, quotes, braces or the word NULL).
 func encodeNames(names []string) string {
-	if names == nil {
-		names = []string{}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		for j := 0; j < len(n); j++ {
+			if n[j] == '"' || n[j] == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(n[j])
+		}
+		b.WriteByte('"')
 	}
-	b, _ := json.Marshal(names)
-	return string(b)
+	b.WriteByte('}')
+	return b.String()
 }
 
 // Sweep runs the scheduled notification pass once: every open incident
