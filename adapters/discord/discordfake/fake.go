@@ -586,12 +586,25 @@ func (s *Server) editMessage(w http.ResponseWriter, r *http.Request, body []byte
 		writeErr(w, 404, 10008, "Unknown Message")
 		return
 	}
+	if m.Author.ID != s.opts.BotID {
+		s.violate("PATCH /channels/"+ch+"/messages/"+id, []string{"edits a message another user wrote"})
+		writeErr(w, 403, 50005, "Cannot edit a message authored by another user")
+		return
+	}
 	b, ok := s.checkMessage(w, "PATCH /channels/"+ch+"/messages/"+id, body, true)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
-	apply(m, b)
+	edited := *m
+	apply(&edited, b)
+	if edited.Content == "" && len(edited.Embeds) == 0 && len(edited.Components) == 0 {
+		s.mu.Unlock()
+		s.violate("PATCH /channels/"+ch+"/messages/"+id, []string{"the edit leaves an empty message"})
+		writeErr(w, 400, 50006, "Cannot send an empty message")
+		return
+	}
+	*m = edited
 	out := *m
 	s.mu.Unlock()
 	writeJSON(w, 200, out)

@@ -206,3 +206,35 @@ func TestIntentsShapeMessageEvents(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestEditsAndCallbacksAnswerAsDiscord: another user's message cannot be
+// edited (50005), an edit cannot leave a message empty (50006), and a second
+// acknowledgement of an interaction gets Discord's own code (40060).
+func TestEditsAndCallbacksAnswerAsDiscord(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t, true)
+	s := session(t, fake, fake.Token())
+	theirs := fake.Say(channel, discordfake.User{ID: "1000000000000000010", Username: "alice"}, "mine")
+	_, err := s.ChannelMessageEdit(channel, theirs.ID, "rewritten")
+	var rest *discordgo.RESTError
+	require.ErrorAs(t, err, &rest)
+	require.Equal(t, 50005, rest.Message.Code)
+
+	quiet := &discordgo.MessageAllowedMentions{Parse: []discordgo.AllowedMentionType{}}
+	ours, err := s.ChannelMessageSendComplex(channel, &discordgo.MessageSend{Content: "x", AllowedMentions: quiet})
+	require.NoError(t, err)
+	empty := ""
+	_, err = s.ChannelMessageEditComplex(&discordgo.MessageEdit{ID: ours.ID, Channel: channel, Content: &empty, AllowedMentions: quiet})
+	require.ErrorAs(t, err, &rest)
+	require.Equal(t, 50006, rest.Message.Code)
+
+	in, _, err := fake.Prepare(fake.CommandPayload(channel, "1000000000000000010", "experts", "help", nil))
+	require.NoError(t, err)
+	i := &discordgo.Interaction{ID: in.ID, Token: in.Token, AppID: fake.AppID()}
+	deferred := &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource,
+		Data: &discordgo.InteractionResponseData{AllowedMentions: &discordgo.MessageAllowedMentions{Parse: []discordgo.AllowedMentionType{}}}}
+	require.NoError(t, s.InteractionRespond(i, deferred))
+	err = s.InteractionRespond(i, deferred)
+	require.ErrorAs(t, err, &rest)
+	require.Equal(t, 40060, rest.Message.Code)
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -245,7 +247,15 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	status, err := s.acceptCallback(in, body, false)
 	if err != nil {
-		writeErr(w, status, 50035, err.Error())
+		// Errors that carry Discord's own code ("40060: ...") answer with it;
+		// the rest are form-body errors (50035).
+		code, msg := 50035, err.Error()
+		if c, rest, ok := strings.Cut(msg, ": "); ok {
+			if n, e := strconv.Atoi(c); e == nil {
+				code, msg = n, rest
+			}
+		}
+		writeErr(w, status, code, msg)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
