@@ -266,9 +266,14 @@ func (d *fastDec) file(dst **wireFile) bool {
 }
 
 type fastDec struct {
-	b []byte
-	i int
+	b     []byte
+	i     int
+	depth int
 }
+
+// maxFastDepth bounds nesting on the fast path (it recurses); deeper input
+// goes to encoding/json, which has its own limit.
+const maxFastDepth = 200
 
 func (d *fastDec) ws() {
 	for d.i < len(d.b) {
@@ -307,6 +312,10 @@ func (d *fastDec) object(field func(key []byte) bool) bool {
 	if !d.lit('{') {
 		return false
 	}
+	if d.depth++; d.depth > maxFastDepth {
+		return false
+	}
+	defer func() { d.depth-- }()
 	d.ws()
 	if d.lit('}') {
 		return true
@@ -561,6 +570,10 @@ func (d *fastDec) skip() bool {
 		return d.object(func([]byte) bool { return d.skip() })
 	case c == '[':
 		d.i++
+		if d.depth++; d.depth > maxFastDepth {
+			return false
+		}
+		defer func() { d.depth-- }()
 		d.ws()
 		if d.lit(']') {
 			return true

@@ -56,7 +56,9 @@ func TestDecodeWireMatchesEncodingJSON(t *testing.T) {
 		[]byte(`{"ID":"a"}`), []byte(`{"id":"a","id":"b"}`), []byte(`{"evidence":[],"evidence":[{"sha1":"x"}]}`),
 		[]byte(`{"id":1}`), []byte(`{"id":"\ud800"}`), []byte(`{"id":"a"} x`), []byte(`{"id":"a",}`), []byte(`{"id":"\x01"}`),
 		[]byte("{\"id\":\"\xff\"}"), []byte(`{"mitreTechniques":["T1",2]}`), []byte(`{"x":01}`), []byte(`{"x":1.}`), []byte(`{"x":-}`),
-		[]byte(`{"relatedUser":{"userName":"a"},"relatedUser":{"domainName":"b"}}`), []byte(`{"\u0069d":"a"}`), []byte(`{"ıd":"a"}`),
+		[]byte(`{"relatedUser":{"userName":"a"},"relatedUser":{"domainName":"b"}}`),
+		[]byte(`{"x":`+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+`}`),
+		[]byte(`{"x":`+strings.Repeat(`{"a":`, 100000)+"1"+strings.Repeat("}", 100000)+`}`), []byte(`{"\u0069d":"a"}`), []byte(`{"ıd":"a"}`),
 	)
 	accepted := 0
 	for _, raw := range items {
@@ -88,5 +90,92 @@ func TestDecodeWireMatchesEncodingJSON(t *testing.T) {
 			}
 		}
 		checkDecodeWire(t, raw)
+	}
+}
+
+// SplitPayload's one-pass split gives what encoding/json gives.
+func TestSplitFastMatchesEncodingJSON(t *testing.T) {
+	var bodies [][]byte
+	files, err := os.ReadDir(samplesDir)
+	require.NoError(t, err)
+	for _, f := range files {
+		body, err := os.ReadFile(filepath.Join(samplesDir, f.Name()))
+		require.NoError(t, err)
+		bodies = append(bodies, body)
+	}
+	c := newCorpus(3, 50, 5)
+	list := []byte(`{"value":[`)
+	for i, r := range c.batch(50, t0) {
+		if i > 0 {
+			list = append(list, ",\n "...)
+		}
+		list = append(list, r...)
+	}
+	bodies = append(bodies, append(list, "]}"...),
+		[]byte(`{"value":[]}`), []byte(`{"value":null}`), []byte(`{"Value":[{}]}`), []byte(`{"value":[{}],"value":[{},{}]}`),
+		[]byte(`{"value":{}}`), []byte(`{"value":[`+strings.Repeat("[", 100000)+strings.Repeat("]", 100000)+`]}`), []byte(`{"x":1, "value" : [ {"a":1} , [2] , "s" ] , "@odata.context":"y"}`), []byte(`{"id":"a"}`))
+	fast := 0
+	check := func(body []byte) {
+		// SplitPayload as a whole answers as the encoding/json path does.
+		gotItems, gotList, gotErr := SplitPayload(body)
+		wantItems, wantList, wantErr := []RawAlert(nil), false, error(nil)
+		if b, err := parseOuter(body); err != nil {
+			wantErr = err
+		} else {
+			wantItems, wantList, wantErr = splitStd(b)
+		}
+		if wantErr != nil {
+			require.Error(t, gotErr, "%q", body)
+			require.Equal(t, wantErr.Error(), gotErr.Error(), "%q", body)
+		} else {
+			require.NoError(t, gotErr, "%q", body)
+			require.Equal(t, wantList, gotList, "%q", body)
+			require.Equal(t, len(wantItems), len(gotItems), "%q", body)
+			for i := range gotItems {
+				require.Equal(t, string(wantItems[i]), string(gotItems[i]), "%q", body)
+			}
+		}
+		b, err := parseOuter(body)
+		if err != nil {
+			return
+		}
+		items, list, ok := splitFast(b)
+		stdItems, stdList, stdErr := splitStd(b)
+		if !ok {
+			return
+		}
+		fast++
+		require.NoError(t, stdErr, "fast split accepted what encoding/json rejects: %q", b)
+		require.Equal(t, stdList, list, "%q", b)
+		require.Equal(t, len(stdItems), len(items), "%q", b)
+		for i := range items {
+			require.Equal(t, string(stdItems[i]), string(items[i]), "%q", b)
+		}
+	}
+	for _, b := range bodies {
+		check(b)
+	}
+	t.Logf("fast split took %d of %d bodies", fast, len(bodies))
+	require.GreaterOrEqual(t, fast, len(files)+1)
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte(`{}[]:,"\\ uvV0aZ-1.eE` + "\x00\xff\t")
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		raw := []byte(string(bodies[rng.IntN(len(bodies))]))
+		for range 1 + rng.IntN(3) {
+			i := rng.IntN(len(raw))
+			switch rng.IntN(3) {
+			case 0:
+				raw[i] = alphabet[rng.IntN(len(alphabet))]
+			case 1:
+				raw = append(raw[:i], raw[i+1:]...)
+			default:
+				raw = append(raw[:i], append([]byte{alphabet[rng.IntN(len(alphabet))]}, raw[i:]...)...)
+			}
+			if len(raw) == 0 {
+				raw = []byte("{")
+			}
+		}
+		check(raw)
 	}
 }

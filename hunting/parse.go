@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -61,10 +62,75 @@ func (e *ShapeError) Error() string { return e.Msg }
 // ({"value":[...]}) or one alert. It reports the format as far as the
 // outer shape tells it; Ingest refines it per item.
 func SplitPayload(body []byte) (items []RawAlert, list bool, err error) {
+	// The one-pass split checks the syntax as it goes: when it succeeds the
+	// body is valid and needs no repair. Otherwise the full path below
+	// validates, repairs raw control characters and reports where it broke.
+	if t := trimOuter(body); len(t) > 0 && t[0] == '{' {
+		if items, list, ok := splitFast(t); ok {
+			return items, list, nil
+		}
+	}
 	body, err = parseOuter(body)
 	if err != nil {
 		return nil, false, err
 	}
+	return splitStd(body)
+}
+
+// trimOuter drops leading whitespace and byte order marks.
+func trimOuter(body []byte) []byte {
+	trimmed := bytes.TrimLeft(body, " \t\r\n\ufeff")
+	return bytes.TrimPrefix(trimmed, []byte("\xef\xbb\xbf"))
+}
+
+// splitFast splits a valid body in one pass (encoding/json scans a list
+// three times: validation, decoding, and each item's copy). It gives up,
+// for splitStd, on anything but the plain shapes: "value" written in another
+// case or twice, a value that is not an array, invalid UTF-8.
+func splitFast(body []byte) (items []RawAlert, list, ok bool) {
+	d := fastDec{b: body}
+	d.ws()
+	ok = d.object(func(key []byte) bool {
+		if string(key) != "value" {
+			return d.unknown(key, "value")
+		}
+		if list || !d.lit('[') {
+			return false
+		}
+		list = true
+		items = []RawAlert{}
+		d.ws()
+		if d.lit(']') {
+			return true
+		}
+		for {
+			start := d.i
+			if !d.skip() {
+				return false
+			}
+			items = append(items, RawAlert(slices.Clone(d.b[start:d.i])))
+			d.ws()
+			if d.lit(']') {
+				return true
+			}
+			if !d.lit(',') {
+				return false
+			}
+			d.ws()
+		}
+	})
+	d.ws()
+	if !ok || d.i != len(d.b) {
+		return nil, false, false
+	}
+	if !list {
+		return []RawAlert{body}, false, true
+	}
+	return items, true, true
+}
+
+// splitStd is SplitPayload by encoding/json, for any valid body.
+func splitStd(body []byte) (items []RawAlert, list bool, err error) {
 	var top struct {
 		Value *[]json.RawMessage `json:"value"`
 	}
@@ -84,8 +150,7 @@ func SplitPayload(body []byte) (items []RawAlert, list bool, err error) {
 // parseOuter checks the body is a JSON object, repairing raw control
 // characters inside strings (real payloads carry tabs).
 func parseOuter(body []byte) ([]byte, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n\ufeff")
-	trimmed = bytes.TrimPrefix(trimmed, []byte("\xef\xbb\xbf"))
+	trimmed := trimOuter(body)
 	if len(trimmed) == 0 {
 		return nil, &ShapeError{Msg: "empty body: expected one alert object or {\"value\": [alerts]}"}
 	}
