@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,72 @@ func TestIngestToOutboxLatency(t *testing.T) {
 		return f.pool.QueryRow(f.ctx, `SELECT created_at FROM outbox WHERE kind = $1`, EventNotify).Scan(&created) == nil
 	}, 10*time.Second, 5*time.Millisecond)
 	t.Logf("ingest to outbox row: %s (group_wait 1ms, sweep every 100ms)", time.Since(start).Round(time.Millisecond))
+}
+
+// BenchmarkIngestBatch500Concurrent is BenchmarkIngestBatch500 with two
+// producers, as two intake requests in flight would be: one request's items
+// are decoded while the other's transaction runs (the org lock serializes
+// the transactions themselves). Each producer sweeps after each of its
+// batches, and the fake clock moves one minute per batch.
+func BenchmarkIngestBatch500Concurrent(b *testing.B) {
+	f := setup(b)
+	c := newCorpus(1, 5000, 400)
+	const size, producers = 500, 2
+	batches := make([][]RawAlert, b.N)
+	for i := range batches {
+		batches[i] = c.batch(size, f.clock.Now().Add(time.Duration(i)*time.Minute-time.Hour))
+	}
+	var (
+		mu    sync.Mutex
+		next  int
+		lat   []time.Duration
+		sweep time.Duration
+	)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= b.N {
+					return
+				}
+				t := time.Now()
+				res, err := f.svc.Ingest(f.ctx, batches[i])
+				d := time.Since(t)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if res.Rejected > 0 {
+					b.Errorf("rejected: %+v", res.Items[0])
+					return
+				}
+				f.clock.Advance(time.Minute)
+				t = time.Now()
+				if _, err := f.svc.Sweep(f.ctx); err != nil {
+					b.Error(err)
+					return
+				}
+				sd := time.Since(t)
+				mu.Lock()
+				lat = append(lat, d)
+				sweep += sd
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(q*float64(len(lat))))] }
+	b.ReportMetric(float64(size*b.N)/elapsed.Seconds(), "alerts/s")
+	b.ReportMetric(float64(p(0.50).Microseconds())/1000, "p50-ms/batch")
+	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99-ms/batch")
+	b.ReportMetric(float64(sweep.Microseconds())/1000/float64(b.N), "sweep-ms/batch")
 }
