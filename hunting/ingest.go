@@ -988,41 +988,41 @@ func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][
 		joins[i], firsts[i], lasts[i] = g.join, g.first, g.last
 	}
 	b.Queue(`
+WITH m AS (
+    -- Read before writing, with a plain primary-key probe: most rows of a
+    -- busy incident are already there and learn nothing (an hour of
+    -- last_seen is precise enough for the window); they are dropped here.
+    SELECT x.*, o.incident_id IS NOT NULL AS have
+    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[])
+        AS x(inc, k, v, d, alt, j, f, l)
+    LEFT JOIN hunting_incident_entities o ON o.incident_id = x.inc AND o.kind = x.k AND o.value = x.v
+    WHERE o.incident_id IS NULL
+       OR x.l > o.last_seen + interval '1 hour'
+       OR x.f < o.first_seen
+       OR (o.display = '' AND x.d <> '')
+       OR (o.alt = '' AND x.alt <> '')
+), up AS (
+    UPDATE hunting_incident_entities e SET
+        display = CASE WHEN e.display = '' THEN m.d ELSE e.display END,
+        alt = CASE WHEN e.alt = '' THEN m.alt ELSE e.alt END,
+        first_seen = least(e.first_seen, m.f),
+        last_seen = greatest(e.last_seen, m.l)
+    FROM m WHERE m.have AND e.incident_id = m.inc AND e.kind = m.k AND e.value = m.v
+)
+-- The others are new: the org lock and the incidents' row locks are held, so
+-- no one else inserts them, and a plain INSERT skips the speculative
+-- insertion (an extra probe and WAL record per row) of ON CONFLICT.
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
-SELECT x.inc, $1, x.k, x.v, x.d, x.alt, x.j, x.f, x.l
-FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::timestamptz[], $9::timestamptz[])
-    AS x(inc, k, v, d, alt, j, f, l)
--- Read before writing: ON CONFLICT DO UPDATE locks (and so writes) every
--- conflicting row, even those its WHERE then skips, and most rows of a busy
--- incident are already there. Rows that would learn nothing are dropped
--- here with a plain primary-key probe; the same test stays below.
-LEFT JOIN hunting_incident_entities o ON o.incident_id = x.inc AND o.kind = x.k AND o.value = x.v
-WHERE o.incident_id IS NULL
-   OR x.l > o.last_seen + interval '1 hour'
-   OR x.f < o.first_seen
-   OR (o.display = '' AND x.d <> '')
-   OR (o.alt = '' AND x.alt <> '')
-ON CONFLICT (incident_id, kind, value) DO UPDATE SET
-    display = CASE WHEN hunting_incident_entities.display = '' THEN EXCLUDED.display ELSE hunting_incident_entities.display END,
-    alt = CASE WHEN hunting_incident_entities.alt = '' THEN EXCLUDED.alt ELSE hunting_incident_entities.alt END,
-    first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
-    last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen)
-    -- Most rows of a busy incident are already there: rewrite a row only when
-    -- it learns something (an hour of last_seen is precise enough for the window).
-    WHERE EXCLUDED.last_seen > hunting_incident_entities.last_seen + interval '1 hour'
-       OR EXCLUDED.first_seen < hunting_incident_entities.first_seen
-       OR (hunting_incident_entities.display = '' AND EXCLUDED.display <> '')
-       OR (hunting_incident_entities.alt = '' AND EXCLUDED.alt <> '')
-RETURNING incident_id, kind, value, display, join_key, xmax = 0`,
+SELECT m.inc, $1, m.k, m.v, m.d, m.alt, m.j, m.f, m.l FROM m WHERE NOT m.have
+RETURNING incident_id, kind, value, display, join_key`,
 		org, incs, kinds, values, displays, alts, joins, firsts, lasts).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var e newEntity
-			var inserted bool
-			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join, &inserted); err != nil {
+			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join); err != nil {
 				return fmt.Errorf("store incident entities: %w", err)
 			}
-			// xmax = 0: the row was inserted, so the entity is new to the incident.
-			if inserted && (e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile) {
+			// Every row returned was inserted: the entity is new to the incident.
+			if e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile {
 				out[e.inc] = append(out[e.inc], e)
 			}
 		}
