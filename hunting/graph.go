@@ -147,7 +147,7 @@ func (s *Service) PullGraph(ctx context.Context) (int, error) {
 }
 
 func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant) (int, error) {
-	now := time.Now()
+	now := s.cfg.Now()
 	s.graph.mu.Lock()
 	wait := s.graph.notBef[t.TenantID]
 	s.graph.mu.Unlock()
@@ -229,7 +229,7 @@ func (s *Service) graphGet(ctx context.Context, g *GraphConfig, t GraphTenant, u
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		ra := retryAfter(resp.Header.Get("Retry-After"))
 		s.graph.mu.Lock()
-		s.graph.notBef[t.TenantID] = time.Now().Add(ra)
+		s.graph.notBef[t.TenantID] = s.cfg.Now().Add(ra)
 		s.graph.mu.Unlock()
 		return &ThrottledError{Status: resp.StatusCode, RetryAfter: ra}
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -262,7 +262,7 @@ func (s *Service) graphToken(ctx context.Context, g *GraphConfig, t GraphTenant)
 	s.graph.mu.Lock()
 	tok, ok := s.graph.tokens[t.TenantID]
 	s.graph.mu.Unlock()
-	if ok && time.Now().Before(tok.expires) {
+	if ok && s.cfg.Now().Before(tok.expires) {
 		return tok.value, nil
 	}
 	form := url.Values{}
@@ -295,7 +295,7 @@ func (s *Service) graphToken(ctx context.Context, g *GraphConfig, t GraphTenant)
 	}
 	life := time.Duration(max(body.ExpiresIn, 120)) * time.Second
 	s.graph.mu.Lock()
-	s.graph.tokens[t.TenantID] = graphToken{value: body.AccessToken, expires: time.Now().Add(life - time.Minute)}
+	s.graph.tokens[t.TenantID] = graphToken{value: body.AccessToken, expires: s.cfg.Now().Add(life - time.Minute)}
 	s.graph.mu.Unlock()
 	return body.AccessToken, nil
 }

@@ -83,7 +83,7 @@ func TestGraphPull(t *testing.T) {
 	require.Equal(t, time.Second, te.RetryAfter)
 	_, err = f.svc.PullGraph(f.ctx)
 	require.ErrorAs(t, err, &te, "still inside Retry-After")
-	time.Sleep(1100 * time.Millisecond)
+	f.clock.Advance(1100 * time.Millisecond)
 	n, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
