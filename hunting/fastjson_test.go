@@ -179,3 +179,31 @@ func TestSplitFastMatchesEncodingJSON(t *testing.T) {
 		check(raw)
 	}
 }
+
+// FuzzDecodeWire: whatever the fast decoder accepts, encoding/json accepts
+// and decodes identically; and splitting a body never panics. The seeds run
+// with every `go test`; fuzz longer with
+// go test ./hunting/ -run '^$' -fuzz FuzzDecodeWire -fuzztime 60s
+func FuzzDecodeWire(f *testing.F) {
+	files, err := os.ReadDir(samplesDir)
+	if err != nil {
+		f.Fatalf("samples: %v", err)
+	}
+	for _, e := range files {
+		body, err := os.ReadFile(filepath.Join(samplesDir, e.Name()))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(body)
+		if its, _, err := SplitPayload(body); err == nil {
+			for _, it := range its {
+				f.Add([]byte(it))
+			}
+		}
+	}
+	f.Add([]byte(`{"id":"a\u00e9\ud83d\ude00","evidence":[{"fileDetails":{"sha1":"x"}}]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkDecodeWire(t, raw)
+		_, _, _ = SplitPayload(raw)
+	})
+}
