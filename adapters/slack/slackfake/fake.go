@@ -144,6 +144,8 @@ type Server struct {
 	users      map[string]User
 	messages   []*Message // in order, all channels
 	responses  []Response
+	// respURLs are the response URLs handed out: when, and how often used.
+	respURLs map[string]*responseURL
 	views      []View
 	violations []string
 	failures   map[string][]Failure
@@ -388,7 +390,24 @@ func (s *Server) NewTrigger() string {
 func (s *Server) NewResponseURL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.http.URL + "/response/" + s.nextID("R")
+	id := s.nextID("R")
+	if s.respURLs == nil {
+		s.respURLs = map[string]*responseURL{}
+	}
+	s.respURLs[id] = &responseURL{issued: time.Now()}
+	return s.http.URL + "/response/" + id
+}
+
+// Response URL limits: "up to five times within 30 minutes".
+// https://docs.slack.dev/interactivity/handling-user-interaction
+const (
+	maxResponseURLUses = 5
+	responseURLLife    = 30 * time.Minute
+)
+
+type responseURL struct {
+	issued time.Time
+	uses   int
 }
 
 // ---- Web API ----
@@ -774,8 +793,25 @@ func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.responses = append(s.responses, Response{ID: r.PathValue("id"), ResponseType: body.ResponseType, Text: body.Text, Blocks: rawOrNil(blocks), At: time.Now()})
+	u, known := s.respURLs[r.PathValue("id")]
+	var refused string
+	switch {
+	case !known:
+		refused = "invalid_url"
+	case u.uses >= maxResponseURLUses:
+		refused = "used_url"
+	case time.Since(u.issued) > responseURLLife:
+		refused = "expired_url"
+	default:
+		u.uses++
+		s.responses = append(s.responses, Response{ID: r.PathValue("id"), ResponseType: body.ResponseType, Text: body.Text, Blocks: rawOrNil(blocks), At: time.Now()})
+	}
 	s.mu.Unlock()
+	if refused != "" {
+		s.violate("response URL %s: %s (Slack allows %d uses within %s)", r.PathValue("id"), refused, maxResponseURLUses, responseURLLife)
+		http.Error(w, refused, http.StatusNotFound)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"ok":true}`)
 }

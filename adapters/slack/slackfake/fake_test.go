@@ -2,8 +2,10 @@ package slackfake_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,4 +191,35 @@ func TestAckPayloadIsChecked(t *testing.T) {
 	defer mu.Unlock()
 	require.Len(t, violations, 1)
 	require.Contains(t, violations[0], "pings a whole channel")
+}
+
+// TestResponseURLLimits: a response URL takes five answers, as Slack's does;
+// a sixth, or a URL the fake never issued, is refused.
+func TestResponseURLLimits(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var violations []string
+	s := slackfake.New(t, slackfake.Options{OnViolation: func(m string) {
+		mu.Lock()
+		defer mu.Unlock()
+		violations = append(violations, m)
+	}})
+	answer := func(url string) int {
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"response_type":"ephemeral","text":"ok"}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	url := s.NewResponseURL()
+	for range 5 {
+		require.Equal(t, http.StatusOK, answer(url))
+	}
+	require.Equal(t, http.StatusNotFound, answer(url))
+	require.Equal(t, http.StatusNotFound, answer(s.URL()+"/response/R999"))
+	require.Len(t, s.Responses(), 5)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, violations, 2)
+	require.Contains(t, violations[0], "used_url")
+	require.Contains(t, violations[1], "invalid_url")
 }
