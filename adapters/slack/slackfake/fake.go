@@ -138,14 +138,14 @@ type Server struct {
 	o    Options
 	http *httptest.Server
 
-	mu         sync.Mutex
-	calls      []Call
-	channels   map[string]Channel
-	users      map[string]User
-	messages   []*Message // in order, all channels
-	responses  []Response
+	mu        sync.Mutex
+	calls     []Call
+	channels  map[string]Channel
+	users     map[string]User
+	messages  []*Message // in order, all channels
+	responses []Response
 	// respURLs are the response URLs handed out: when, and how often used.
-	respURLs map[string]*responseURL
+	respURLs   map[string]*responseURL
 	views      []View
 	violations []string
 	failures   map[string][]Failure
