@@ -74,21 +74,7 @@ func TestDecodeWireMatchesEncodingJSON(t *testing.T) {
 	alphabet := []byte(`{}[]:,"\\ u0aZ-1.eE` + "\x00\xff\t")
 	deadline := time.Now().Add(2 * time.Second)
 	for n := 0; time.Now().Before(deadline); n++ {
-		raw := []byte(string(items[rng.IntN(len(items))]))
-		for range 1 + rng.IntN(3) {
-			i := rng.IntN(len(raw))
-			switch rng.IntN(3) {
-			case 0:
-				raw[i] = alphabet[rng.IntN(len(alphabet))]
-			case 1:
-				raw = append(raw[:i], raw[i+1:]...)
-			default:
-				raw = append(raw[:i], append([]byte{alphabet[rng.IntN(len(alphabet))]}, raw[i:]...)...)
-			}
-			if len(raw) == 0 {
-				raw = []byte("{")
-			}
-		}
+		raw := mutate(rng, items[rng.IntN(len(items))], alphabet)
 		checkDecodeWire(t, raw)
 	}
 }
@@ -161,23 +147,33 @@ func TestSplitFastMatchesEncodingJSON(t *testing.T) {
 	alphabet := []byte(`{}[]:,"\\ uvV0aZ-1.eE` + "\x00\xff\t")
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
-		raw := []byte(string(bodies[rng.IntN(len(bodies))]))
-		for range 1 + rng.IntN(3) {
-			i := rng.IntN(len(raw))
-			switch rng.IntN(3) {
-			case 0:
-				raw[i] = alphabet[rng.IntN(len(alphabet))]
-			case 1:
-				raw = append(raw[:i], raw[i+1:]...)
-			default:
-				raw = append(raw[:i], append([]byte{alphabet[rng.IntN(len(alphabet))]}, raw[i:]...)...)
-			}
-			if len(raw) == 0 {
-				raw = []byte("{")
-			}
-		}
+		raw := mutate(rng, bodies[rng.IntN(len(bodies))], alphabet)
 		check(raw)
 	}
+}
+
+// mutate returns a copy of src with one to three bytes replaced, deleted or
+// inserted from alphabet (never empty).
+func mutate(rng *rand.Rand, src, alphabet []byte) []byte {
+	raw := []byte(string(src))
+	for range 1 + rng.IntN(3) {
+		if len(raw) == 0 {
+			raw = []byte("{")
+		}
+		i := rng.IntN(len(raw))
+		switch rng.IntN(3) {
+		case 0:
+			raw[i] = alphabet[rng.IntN(len(alphabet))]
+		case 1:
+			raw = append(raw[:i], raw[i+1:]...)
+		default:
+			raw = append(raw[:i], append([]byte{alphabet[rng.IntN(len(alphabet))]}, raw[i:]...)...)
+		}
+	}
+	if len(raw) == 0 {
+		raw = []byte("{")
+	}
+	return raw
 }
 
 // FuzzDecodeWire: whatever the fast decoder accepts, encoding/json accepts
