@@ -2,20 +2,15 @@ package slack_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
-	"github.com/threatdesk/threatdesk/casework"
-	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 // TestConsultFlowOverSlack runs the whole consult flow with the real bot,
@@ -48,34 +43,16 @@ func TestConsultFlowOverSlack(t *testing.T) {
 			{ID: manager, Name: "max", DisplayName: "Max"},
 		},
 	})
-	db := pgtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
-	tw := &testWriter{t: t}
-	t.Cleanup(tw.done)
-	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
-	cw, err := casework.New(db, casework.Config{}, nil, nil)
-	require.NoError(t, err)
-	cfg := bot.Config{
+	startRealBot(t, ctx, fake, bot.Config{
 		Orgs:     []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.Place{Workspace: team, Channels: []string{soc}}}},
 		Desk:     bot.Desk{Slack: &bot.DeskPlace{Workspace: team, Channel: desk}},
 		Experts:  bot.UserIDs{Slack: []string{eve}},
 		Managers: bot.UserIDs{Slack: []string{manager}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Slack: {Every: 1100 * time.Millisecond, Burst: 1}}},
-	}
-	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
-	require.NoError(t, err)
-	opts := fake.Options()
-	a, err := adapter.New(adapter.Config{BotToken: opts.BotToken, AppToken: opts.AppToken, APIURL: fake.APIURL()}, log, prometheus.NewRegistry(), b)
-	require.NoError(t, err)
-	require.NoError(t, b.Register(a))
-	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
-	require.NoError(t, a.Start(ctx))
-	t.Cleanup(a.Stop)
-	require.NoError(t, fake.WaitConnected(ctx))
+	})
 
 	wait := func(what string, cond func() bool) {
 		t.Helper()
@@ -119,7 +96,7 @@ func TestConsultFlowOverSlack(t *testing.T) {
 	}
 
 	// 1. The analyst asks, typing <!channel> in the question (Slack encodes it).
-	_, err = fake.Command(ctx, slackfake.SlashCommand{UserID: alice, ChannelID: soc, TeamID: team,
+	_, err := fake.Command(ctx, slackfake.SlashCommand{UserID: alice, ChannelID: soc, TeamID: team,
 		Text: `alert ` + alertID + ` "is this &lt;!channel&gt; lateral movement?"`})
 	require.NoError(t, err)
 	wait("the analyst is told the case is open", responded("Opened EOD-1"))

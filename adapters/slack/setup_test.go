@@ -10,12 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 // samples is where the shared platform samples live, from this package's directory.
@@ -246,4 +249,29 @@ func texts(t testing.TB, raw []byte) string {
 	}
 	walk(v)
 	return strings.Join(out, "\n")
+}
+
+// startRealBot runs the real bot (on casework and a fresh database) behind
+// the adapter in Socket Mode against fake, for end-to-end tests; everything
+// stops with the test. ctx bounds the whole test.
+func startRealBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg bot.Config) *pgxpool.Pool {
+	t.Helper()
+	db := pgtest.New(t)
+	tw := &testWriter{t: t}
+	t.Cleanup(tw.done)
+	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cw, err := casework.New(db, casework.Config{}, nil, nil)
+	require.NoError(t, err)
+	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
+	require.NoError(t, err)
+	opts := fake.Options()
+	a, err := adapter.New(adapter.Config{BotToken: opts.BotToken, AppToken: opts.AppToken, APIURL: fake.APIURL()}, log, prometheus.NewRegistry(), b)
+	require.NoError(t, err)
+	require.NoError(t, b.Register(a))
+	require.NoError(t, b.Start(ctx))
+	t.Cleanup(b.Stop)
+	require.NoError(t, a.Start(ctx))
+	t.Cleanup(a.Stop)
+	require.NoError(t, fake.WaitConnected(ctx))
+	return db
 }

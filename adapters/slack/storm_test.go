@@ -3,18 +3,13 @@ package slack_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
-	"github.com/threatdesk/threatdesk/casework"
-	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 // TestRateLimitStormThroughTheOutbox: an admin asks for three test
@@ -44,16 +39,9 @@ func TestRateLimitStormThroughTheOutbox(t *testing.T) {
 	}
 	fake := slackfake.New(t, slackfake.Options{TeamID: team, ChannelInterval: time.Second, Channels: fakeChannels,
 		Users: []slackfake.User{{ID: admin, Name: "root"}}})
-	db := pgtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	tw := &testWriter{t: t}
-	t.Cleanup(tw.done)
-	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
-	cw, err := casework.New(db, casework.Config{}, nil, nil)
-	require.NoError(t, err)
-	b, err := bot.New(bot.Config{
+	db := startRealBot(t, ctx, fake, bot.Config{
 		Orgs:    orgs,
 		Desk:    bot.Desk{Slack: &bot.DeskPlace{Workspace: team, Channel: desk}},
 		Experts: bot.UserIDs{Slack: []string{"U0EXPERT"}},
@@ -62,17 +50,7 @@ func TestRateLimitStormThroughTheOutbox(t *testing.T) {
 		// second, for the scheduling jitter of a loaded test machine.
 		Delivery: bot.Delivery{Workers: 4, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Slack: {Every: 1050 * time.Millisecond, Burst: 1}}},
-	}, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
-	require.NoError(t, err)
-	opts := fake.Options()
-	a, err := adapter.New(adapter.Config{BotToken: opts.BotToken, AppToken: opts.AppToken, APIURL: fake.APIURL()}, log, prometheus.NewRegistry(), b)
-	require.NoError(t, err)
-	require.NoError(t, b.Register(a))
-	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
-	require.NoError(t, a.Start(ctx))
-	t.Cleanup(a.Stop)
-	require.NoError(t, fake.WaitConnected(ctx))
+	})
 
 	fake.FailNext("chat.postMessage", 6, slackfake.Failure{Status: 429, RetryAfter: time.Second})
 	for range perChannel {
