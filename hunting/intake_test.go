@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const samplesDir = "../../shared/samples/microsoft"
+const samplesDir = "testdata"
 
 func post(t testing.TB, h http.Handler, token string, body []byte) (int, []byte) {
 	t.Helper()

@@ -21,8 +21,8 @@ import (
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
-// samples is where the shared platform samples live, from this package's directory.
-const samples = "../../../shared/samples/slack/"
+// samples holds Slack's published payloads (see testdata/README.md).
+const samples = "testdata/"
 
 func readSample(t testing.TB, name string) []byte {
 	t.Helper()

@@ -113,7 +113,7 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 	}
 
 	// The expert hunting service flags an attack: it is notified at once.
-	raw, err := os.ReadFile("../../../shared/samples/microsoft/mde-alert-sample.json")
+	raw, err := os.ReadFile("testdata/mde-alert-sample.json")
 	require.NoError(t, err)
 	var alert map[string]any
 	require.NoError(t, json.Unmarshal(raw, &alert))

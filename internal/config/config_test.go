@@ -41,9 +41,9 @@ func TestNoEnvironmentAtAll(t *testing.T) {
 	require.Empty(t, c.Warnings())
 }
 
-func TestDesignExampleLoadsAsWritten(t *testing.T) {
+func TestExampleLoadsAsWritten(t *testing.T) {
 	t.Parallel()
-	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": "testdata/design-example.yaml"}))
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": exampleFile}))
 	require.NoError(t, err)
 	f := c.File
 	require.Len(t, f.Orgs, 2)
@@ -65,24 +65,6 @@ func TestDesignExampleLoadsAsWritten(t *testing.T) {
 	require.Equal(t, 14*24*time.Hour, f.Cases.ReopenWindow.D())
 	require.Equal(t, 30*time.Second, f.Hunting.GroupWait.D())
 	require.Contains(t, strings.Join(c.Warnings(), "\n"), "SLACK_BOT_TOKEN is not set")
-}
-
-// TestDesignExampleIsCurrent keeps testdata in step with the example in
-// DESIGN.md, which sits beside the project in shared/.
-func TestDesignExampleIsCurrent(t *testing.T) {
-	t.Parallel()
-	design, err := os.ReadFile("../../../shared/DESIGN.md")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("DESIGN.md must be beside the project in CI: %v", err)
-		}
-		t.Skipf("SKIPPED: shared/DESIGN.md not beside the project: %v", err)
-	}
-	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(design)
-	require.NotNil(t, m, "DESIGN.md has a yaml example")
-	ours, err := os.ReadFile("testdata/design-example.yaml")
-	require.NoError(t, err)
-	require.Equal(t, string(m[1]), string(ours))
 }
 
 func TestEnvironmentErrors(t *testing.T) {
@@ -201,14 +183,19 @@ func TestDurations(t *testing.T) {
 	require.Error(t, err)
 }
 
-// TestReadmeExampleLoads keeps the README's example loadable and equal to DESIGN.md's.
+// exampleFile is the config example kept at the repository's root; the
+// README shows the same text.
+const exampleFile = "../../threatdesk.example.yaml"
+
+// TestReadmeExampleLoads keeps the README's example equal to the example file,
+// which TestExampleLoadsAsWritten loads.
 func TestReadmeExampleLoads(t *testing.T) {
 	t.Parallel()
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	m := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindSubmatch(readme)
 	require.NotNil(t, m, "README.md has a yaml example")
-	ours, err := os.ReadFile("testdata/design-example.yaml")
+	ours, err := os.ReadFile(exampleFile)
 	require.NoError(t, err)
 	require.Equal(t, string(ours), string(m[1]))
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 )
 
-// samples is where the shared platform samples live, from this package's directory.
-const samples = "../../../../shared/samples/slack/"
+// samples holds Slack's published payloads (see testdata/README.md).
+const samples = "testdata/"
 
 func setup(t *testing.T) (*slackfake.Server, *slack.Client) {
 	t.Helper()
