@@ -35,6 +35,7 @@ func TestRetryAfterCountsFromThe429(t *testing.T) {
 	first, retry := calls[creates[0]], calls[creates[1]]
 	require.Equal(t, http.StatusTooManyRequests, first.Status)
 	gap := retry.Received.Sub(first.At)
+	t.Logf("the retry reached the fake %s after the 429 was sent", gap)
 	require.GreaterOrEqual(t, gap, retryAfter, "the retry came %s after the 429", gap)
 	require.GreaterOrEqual(t, gap, retryAfter-time.Millisecond+bot.RetryMargin, "the retry came %s after the 429", gap)
 }
