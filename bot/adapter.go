@@ -17,11 +17,16 @@
 //	// adapters call b (a Handler) for every inbound event
 //	defer b.Stop()                   // idempotent; waits for in-flight work
 //
-// Delivery is at least once per message part: each part sent is recorded
-// (bot_delivery) the moment the platform answers, and a retried event skips
-// the parts already recorded. A crash in the milliseconds between the
-// platform's answer and that record re-sends that one part once the row's
-// lease runs out; Dest.Key lets a platform that can deduplicate do so.
+// Delivery is exactly once per message part where the platform lets the bot
+// look: each part sent is recorded (bot_delivery) the moment the platform
+// answers, and a retried event skips the parts already recorded. Before a
+// post the worker also records that it is about to post (bot_attempt); a
+// part whose earlier attempt has no answer on record (the process died, the
+// connection dropped after the platform stored the message) is first looked
+// for with Adapter.FindPosted, by its Dest.Key, and posted again only when it
+// is not there. A part whose anchor (the card it edits or threads under)
+// failed for good is dead, counted and logged, and the other side of a case
+// is told once.
 package bot
 
 import (
@@ -35,8 +40,18 @@ import (
 type Adapter interface {
 	// Platform names the platform this adapter speaks to.
 	Platform() Platform
-	// Post sends m to dest and returns the posted message's reference.
+	// Post sends m to dest and returns the posted message's reference. It
+	// carries dest.Key with the message where the platform can keep it
+	// (Slack: message metadata; Discord: the nonce), for FindPosted.
 	Post(ctx context.Context, dest Dest, m Message) (Ref, error)
+	// FindPosted looks in dest (its channel, or the thread of dest.Thread)
+	// for a message posted with dest.Key at or after since, and returns it.
+	// The worker calls it only for a part whose earlier attempt may have
+	// reached the platform without its answer coming back, before posting it
+	// again. found is false when no such message is there; an adapter whose
+	// platform deduplicates a re-post with the same key by itself (Discord's
+	// enforced nonce) may always answer false.
+	FindPosted(ctx context.Context, dest Dest, since time.Time) (ref Ref, found bool, err error)
 	// Update replaces the message at ref with m.
 	Update(ctx context.Context, ref Ref, m Message) error
 	// PostPrivate shows m to one user only (Slack chat.postEphemeral; on
@@ -62,10 +77,20 @@ const (
 	Permanent
 )
 
+// RetryMargin is added to every wait a platform asks for after a 429: its
+// Retry-After counts from when it sent the answer, clients round it (to
+// whole milliseconds, whole seconds), and a retry a moment early is refused
+// again.
+const RetryMargin = 200 * time.Millisecond
+
 // DeliveryError is how adapters report a failed Post or Update.
 type DeliveryError struct {
 	Kind       ErrorKind
 	RetryAfter time.Duration
+	// At is when the platform's answer arrived; RetryAfter counts from it.
+	// RateLimitError sets it to the moment it is called, which adapters do
+	// as soon as the answer is read. Zero: when the bot classifies the error.
+	At time.Time
 	// Code is the platform's error code ("not_in_channel", "50001").
 	Code string
 	// Operator says what an operator should do; never contains a secret.
@@ -101,8 +126,24 @@ func PermanentError(code, operator string, err error) error {
 	return &DeliveryError{Kind: Permanent, Code: code, Operator: operator, Err: err}
 }
 
-// RateLimitError builds a rate-limit DeliveryError.
+// RateLimitError builds a rate-limit DeliveryError for an answer that just
+// arrived (At is now): call it as soon as the 429 is read.
 func RateLimitError(retryAfter time.Duration, err error) error {
-	return &DeliveryError{Kind: RateLimited, RetryAfter: retryAfter, Code: "ratelimited",
+	return &DeliveryError{Kind: RateLimited, RetryAfter: retryAfter, At: time.Now(), Code: "ratelimited",
 		Err: fmt.Errorf("rate limited for %s: %w", retryAfter, err)}
+}
+
+// RetryAt is the earliest time a rate-limited call may be retried: the
+// platform's wait counted from the answer's arrival, plus RetryMargin. It is
+// zero for an error that is not a rate limit.
+func RetryAt(err error) time.Time {
+	var de *DeliveryError
+	if !errors.As(err, &de) || de.Kind != RateLimited {
+		return time.Time{}
+	}
+	at := de.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return at.Add(de.RetryAfter + RetryMargin)
 }

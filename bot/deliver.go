@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,7 +19,9 @@ import (
 
 // part is one chat operation an outbox event renders to. Parts run in order;
 // each one sent is recorded (bot_delivery) before the next, so a retried
-// event resumes after the last part that went out.
+// event resumes after the last part that went out. Before a post is sent
+// the attempt is recorded (bot_attempt), so that a retry after a lost answer
+// looks for the message (Adapter.FindPosted) instead of posting it twice.
 type part struct {
 	key string
 	// Exactly one of dest, thread or update says where the message goes.
@@ -33,14 +38,36 @@ type part struct {
 
 // rowError is a failed delivery with what to do about it.
 type rowError struct {
-	kind     ErrorKind
-	after    time.Duration
+	kind  ErrorKind
+	after time.Duration
+	// until, on a rate limit, is the earliest time to try again (RetryAt).
+	until    time.Time
 	platform Platform
 	err      error
+	// dead counts the parts already known dead when a row none of whose
+	// parts could be sent goes dead (0 counts as 1).
+	dead int
 }
 
 func (e *rowError) Error() string { return e.err.Error() }
 func (e *rowError) Unwrap() error { return e.err }
+
+// anchorDeadError is a part that edits or threads under an anchor that
+// failed for good: it can never be sent.
+type anchorDeadError struct {
+	stream, target string
+	info           deadAnchorInfo
+}
+
+func (e *anchorDeadError) Error() string {
+	return fmt.Sprintf("the %s of %s failed for good, so this part can never be sent: %s", anchorLabel(e.target), e.stream, e.info.reason)
+}
+
+// partKey is the idempotency key of part of row id (Dest.Key): the same row
+// and part always carry the same key.
+func partKey(id int64, part string) string {
+	return "td" + strconv.FormatInt(id, 36) + "." + part
+}
 
 // startWorkers runs the listener, the workers and the stats refresher.
 func (b *Bot) startWorkers(ctx context.Context) {
@@ -169,9 +196,11 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 		// Shutting down: the lease runs out and another worker resumes it.
 		return
 	}
-	if err != nil && expired {
-		// Out of lease time (pacing, a long Retry-After): give the row back;
-		// the parts sent are recorded and will be skipped.
+	var re *rowError
+	if err != nil && expired && !(errors.As(err, &re) && re.kind == RateLimited && !re.until.IsZero()) {
+		// Out of lease time (pacing, a slow platform): give the row back;
+		// the parts sent are recorded and will be skipped. A rate limit
+		// keeps its own time.
 		err = &rowError{kind: Temporary, after: time.Second, platform: platform, err: fmt.Errorf("out of lease time: %w", err)}
 	}
 	settle := context.WithoutCancel(ctx)
@@ -183,35 +212,32 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 		return
 	}
 	kind, after := Classify(err)
-	var re *rowError
+	until := RetryAt(err)
+	dead := 1
 	if errors.As(err, &re) {
-		kind, after, platform = re.kind, re.after, re.platform
+		kind, after, until, platform = re.kind, re.after, re.until, re.platform
+		dead = max(re.dead, 1)
 	}
 	d := b.cfg.Delivery
 	switch {
 	case kind == Permanent:
-		reason := "permanent failure: " + err.Error()
-		if e := outbox.Dead(settle, b.db, row.ID, reason); e != nil {
-			log.Error("could not mark an outbox row dead", "err", e)
-		}
-		b.m.deliveries.WithLabelValues(string(platform), "dead").Inc()
-		log.Error("outbox row is dead: an operator must act", "reason", reason)
+		b.markDead(settle, log, row.ID, platform, dead, "permanent failure: "+err.Error())
 	case row.Attempts >= d.MaxAttempts:
-		reason := fmt.Sprintf("gave up after %d attempts: %v", row.Attempts, err)
-		if e := outbox.Dead(settle, b.db, row.ID, reason); e != nil {
-			log.Error("could not mark an outbox row dead", "err", e)
-		}
-		b.m.deliveries.WithLabelValues(string(platform), "dead").Inc()
-		log.Error("outbox row is dead: an operator must act", "reason", reason)
+		b.markDead(settle, log, row.ID, platform, dead, fmt.Sprintf("gave up after %d attempts: %v", row.Attempts, err))
 	case kind == RateLimited:
-		if after <= 0 {
-			after = time.Second // a 429 without Retry-After
+		// The platform's wait counts from its answer's arrival (until);
+		// the row is due again no earlier.
+		wait := after
+		if !until.IsZero() {
+			wait = max(time.Until(until), 0)
+		} else if wait <= 0 {
+			wait = time.Second + RetryMargin // a 429 without Retry-After
 		}
-		if e := outbox.Retry(settle, b.db, row.ID, after, "rate limited: "+err.Error()); e != nil {
+		if e := outbox.Retry(settle, b.db, row.ID, wait, "rate limited: "+err.Error()); e != nil {
 			log.Error("could not reschedule an outbox row", "err", e)
 		}
 		b.m.deliveries.WithLabelValues(string(platform), "rate_limited").Inc()
-		log.Warn("rate limited; retrying after the platform's wait", "retry_after", after, "err", err)
+		log.Warn("rate limited; retrying after the platform's wait", "retry_in", wait, "err", err)
 	default:
 		wait := backoff(d.BackoffBase, d.BackoffMax, row.Attempts)
 		if after > 0 {
@@ -225,58 +251,111 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 	}
 }
 
-// sendRow renders row and sends the parts not yet sent.
+// markDead settles a row as dead, counting parts dead parts.
+func (b *Bot) markDead(ctx context.Context, log *slog.Logger, id int64, platform Platform, parts int, reason string) {
+	if e := outbox.Dead(ctx, b.db, id, reason); e != nil {
+		log.Error("could not mark an outbox row dead", "err", e)
+	}
+	b.m.deliveries.WithLabelValues(string(platform), "dead").Add(float64(parts))
+	log.Error("outbox row is dead: an operator must act", "reason", reason)
+}
+
+// rowSend is one attempt at a row, with what earlier attempts left.
+type rowSend struct {
+	row outbox.Row
+	// done are the parts recorded as sent.
+	done map[string]Ref
+	// tried are the parts whose post started and has no recorded outcome,
+	// with when the first such attempt started.
+	tried map[string]time.Time
+	// last is set on the row's last attempt: what still fails is dead.
+	last bool
+}
+
+// sendRow renders row and sends the parts not yet sent. A part that can
+// never be sent is dead (counted and logged) and does not hold up the
+// others; when it is an anchor, or needs an anchor that failed for good, the
+// other side of the case is told once.
 func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 	parts, err := b.render(ctx, row)
 	if err != nil {
 		return "", err
 	}
-	done := map[string]Ref{}
+	st := &rowSend{row: row, done: map[string]Ref{}, tried: map[string]time.Time{}, last: row.Attempts >= b.cfg.Delivery.MaxAttempts}
 	if row.Attempts > 1 {
-		// Only a row claimed before can have parts already sent.
-		if done, err = b.delivered(ctx, row.ID); err != nil {
+		// Only a row claimed before can have parts already sent or tried.
+		if st.done, err = b.delivered(ctx, row.ID); err != nil {
+			return "", err
+		}
+		if st.tried, err = b.attempts(ctx, row.ID); err != nil {
 			return "", err
 		}
 	}
 	var last Platform
 	var failed []partFailure
+	deadSides := map[string]deadAnchorInfo{}
 	sent := 0
-	for _, p := range parts {
-		if ref, ok := done[p.key]; ok {
+	// send sends one part; a non-nil error stops the row to be resumed later.
+	send := func(p part) error {
+		if ref, ok := st.done[p.key]; ok {
 			// Sent before a crash or a failed later part: never twice. The
 			// casework anchor is written again (idempotent) in case that is
 			// what failed.
 			if p.side != "" {
 				if err := b.cases.SetAnchor(ctx, p.ref, p.side, ref); err != nil {
-					return ref.Platform, fmt.Errorf("set %s anchor of %s: %w", p.side, p.ref, err)
+					return fmt.Errorf("set %s anchor of %s: %w", p.side, p.ref, err)
 				}
 			}
-			continue
+			return nil
 		}
-		plat, err := b.sendPart(ctx, row, p)
+		plat, err := b.sendPart(ctx, st, p)
 		if plat != "" {
 			last = plat
 		}
+		if err == nil {
+			sent++
+			return nil
+		}
+		// A part that can never be sent (the org's receipt deleted, the
+		// bot removed from one channel, its card never posted) must not
+		// starve the others: the desk still hears about the case, and the
+		// other way round. Anything that may succeed later stops here and
+		// is resumed.
+		f, err := b.failPart(ctx, st, p, plat, err)
 		if err != nil {
-			// A part that can never be sent (the org's receipt deleted, the
-			// bot removed from one channel) must not starve the others: the
-			// desk still hears about the case, and the other way round.
-			// Anything that may succeed later stops here and is resumed.
-			if kind, _ := partKind(err); kind == Permanent {
-				failed = append(failed, partFailure{plat, p.key, err})
-				continue
-			}
+			return err
+		}
+		failed = append(failed, f)
+		if f.side != "" {
+			deadSides[f.side] = f.info
+		}
+		return nil
+	}
+	for _, p := range parts {
+		if err := send(p); err != nil {
 			return last, err
 		}
-		sent++
 	}
-	if len(failed) > 0 && sent == 0 && len(done) == 0 {
-		return last, failed[0].err // nothing went out: the whole row is dead
+	for _, target := range slices.Sorted(maps.Keys(deadSides)) {
+		n, ok, err := b.notice(ctx, st, target, deadSides[target])
+		if err != nil {
+			return last, err
+		}
+		if ok {
+			if err := send(n); err != nil {
+				return last, err
+			}
+		}
+	}
+	if len(failed) > 0 && sent == 0 && len(st.done) == 0 {
+		// Nothing went out: the whole row is dead.
+		return last, &rowError{kind: Permanent, platform: failed[0].platform, dead: len(failed),
+			err: fmt.Errorf("no part could be sent: %w", failed[0].err)}
 	}
 	for _, f := range failed {
 		b.m.deliveries.WithLabelValues(string(f.platform), "dead").Inc()
-		b.log.Error("a message part failed for good; the rest of the event was delivered: an operator must act",
-			"row", row.ID, "kind", row.Kind, "part", f.key, "err", f.err)
+		b.log.Error("a message part is dead; the rest of the event was delivered: an operator must act",
+			"outbox_id", row.ID, "kind", row.Kind, "stream", row.Stream, "part", f.key, "reason", f.err)
 	}
 	return last, nil
 }
@@ -286,6 +365,39 @@ type partFailure struct {
 	platform Platform
 	key      string
 	err      error
+	// side is the anchor target that failed for good with it, if any.
+	side string
+	info deadAnchorInfo
+}
+
+// failPart decides what a part's failure means: the part is dead (a
+// partFailure), or the error stops the row, which is retried.
+func (b *Bot) failPart(ctx context.Context, st *rowSend, p part, plat Platform, err error) (partFailure, error) {
+	if ad, ok := errors.AsType[*anchorDeadError](err); ok {
+		return partFailure{platform: plat, key: p.key, err: err, side: ad.target, info: ad.info}, nil
+	}
+	kind, _ := partKind(err)
+	_, fromPlatform := errors.AsType[*rowError](err)
+	switch {
+	case kind == Permanent:
+	case st.last && fromPlatform:
+		err = fmt.Errorf("gave up after %d attempts: %w", st.row.Attempts, err)
+	default:
+		return partFailure{}, err
+	}
+	f := partFailure{platform: plat, key: p.key, err: err}
+	if p.anchor != "" {
+		info := deadAnchorInfo{reason: err.Error()}
+		if de, ok := errors.AsType[*DeliveryError](err); ok {
+			info.code = de.Code
+		}
+		info, e := b.recordDeadAnchor(ctx, st.row.Stream, p.anchor, st.row.ID, info)
+		if e != nil {
+			return partFailure{}, e
+		}
+		f.side, f.info = p.anchor, info
+	}
+	return f, nil
 }
 
 // partKind classifies a part's failure as settle does.
@@ -297,18 +409,100 @@ func partKind(err error) (ErrorKind, time.Duration) {
 	return Classify(err)
 }
 
-func (b *Bot) sendPart(ctx context.Context, row outbox.Row, p part) (Platform, error) {
+// anchorFor returns the anchor of row's stream for target. When it is
+// missing, the part waits for it (a Temporary error) while an earlier event
+// of the stream may still post it, and is dead (anchorDeadError) once it
+// failed for good.
+func (b *Bot) anchorFor(ctx context.Context, row outbox.Row, target string) (Ref, error) {
+	ref, ok, err := b.anchorOf(ctx, row.Stream, target)
+	if err != nil || ok {
+		return ref, err
+	}
+	info, dead, err := b.anchorFate(ctx, row, target)
+	if err != nil {
+		return Ref{}, err
+	}
+	if !dead {
+		return Ref{}, &rowError{kind: Temporary, err: fmt.Errorf("the %s of %s is not posted yet: waiting for it", anchorLabel(target), row.Stream)}
+	}
+	return Ref{}, &anchorDeadError{stream: row.Stream, target: target, info: info}
+}
+
+// anchorFate tells a missing anchor that may still come from one that
+// never will. Anchors are posted by earlier events of the same stream: when
+// it is not recorded dead and an earlier event is still pending it may come;
+// when every earlier event is settled it never will, and is recorded dead.
+func (b *Bot) anchorFate(ctx context.Context, row outbox.Row, target string) (deadAnchorInfo, bool, error) {
+	if info, ok, err := b.deadAnchor(ctx, row.Stream, target); err != nil || ok {
+		return info, ok, err
+	}
+	pending, deadReason, err := b.earlierRows(ctx, row)
+	if err != nil || pending {
+		return deadAnchorInfo{}, false, err
+	}
+	info := deadAnchorInfo{reason: "it was never posted"}
+	if deadReason != "" {
+		info.reason = "its event went dead: " + deadReason
+	}
+	info, err = b.recordDeadAnchor(ctx, row.Stream, target, row.ID, info)
+	return info, err == nil, err
+}
+
+// anchorLabel names an anchor target for people.
+func anchorLabel(target string) string {
+	switch target {
+	case targetDesk:
+		return "desk card"
+	case targetReceipt:
+		return "receipt"
+	case targetNotification:
+		return "notification card"
+	}
+	return target + " card"
+}
+
+// otherSide returns the anchor on the other side of a case from target,
+// and who reads target's side; ok is false where there is no other side
+// (an incident's notification).
+func otherSide(target string) (other, reader string, ok bool) {
+	switch target {
+	case targetDesk:
+		return targetReceipt, "the desk", true
+	case targetReceipt:
+		return targetDesk, "the requester", true
+	}
+	return "", "", false
+}
+
+// notice returns the part that tells the other side of a case that target's
+// side failed for good, when this row is the one to carry it (once per dead
+// anchor).
+func (b *Bot) notice(ctx context.Context, st *rowSend, target string, info deadAnchorInfo) (part, bool, error) {
+	other, reader, ok := otherSide(target)
+	if !ok {
+		return part{}, false, nil
+	}
+	claimed, err := b.claimNotice(ctx, st.row.Stream, target, st.row.ID)
+	if err != nil || !claimed {
+		return part{}, false, err
+	}
+	line := Line{B("A message could not be delivered to " + reader + ": "), T("the case's card could not be posted there")}
+	if info.code != "" {
+		line = append(line, T(" ("), U(info.code), T(")"))
+	}
+	line = append(line, T(". Later messages in this thread cannot reach "+reader+" either; an operator has been alerted."))
+	return part{key: "notice." + target, thread: other, msg: note(line...)}, true, nil
+}
+
+func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, error) {
 	d := b.cfg.Delivery
+	row := st.row
 	dest := p.dest
 	switch {
 	case p.update != "":
-		ref, ok, err := b.anchorOf(ctx, row.Stream, p.update)
+		ref, err := b.anchorFor(ctx, row, p.update)
 		if err != nil {
 			return "", err
-		}
-		if !ok {
-			b.log.Warn("no card to update: it was never posted (dead row?)", "stream", row.Stream, "target", p.update)
-			return "", nil
 		}
 		a, ok := b.adapter(ref.Platform)
 		if !ok {
@@ -325,13 +519,9 @@ func (b *Bot) sendPart(ctx context.Context, row outbox.Row, p part) (Platform, e
 		}
 		return ref.Platform, b.recordSent(ctx, row.ID, p.key, ref, "", "")
 	case p.thread != "":
-		ref, ok, err := b.anchorOf(ctx, row.Stream, p.thread)
+		ref, err := b.anchorFor(ctx, row, p.thread)
 		if err != nil {
 			return "", err
-		}
-		if !ok {
-			b.log.Warn("no thread to post in: its card was never posted (dead row?)", "stream", row.Stream, "target", p.thread)
-			return "", nil
 		}
 		dest = Dest{Platform: ref.Platform, Workspace: ref.Workspace, Channel: ref.Channel, Thread: &ref}
 	}
@@ -343,18 +533,66 @@ func (b *Bot) sendPart(ctx context.Context, row outbox.Row, p part) (Platform, e
 	if !ok {
 		return dest.Platform, &rowError{kind: Temporary, platform: dest.Platform, err: fmt.Errorf("no %s adapter registered", dest.Platform)}
 	}
-	dest.Key = "td" + strconv.FormatInt(row.ID, 36) + "." + p.key
+	dest.Key = partKey(row.ID, p.key)
+	if since, ok := st.tried[p.key]; ok {
+		// An earlier attempt may have reached the platform without its
+		// answer coming back: look before posting again.
+		ref, found, err := b.findPosted(ctx, a, dest, since)
+		if err != nil {
+			return dest.Platform, err
+		}
+		if found {
+			b.log.Info("an earlier attempt had posted this part without its answer coming back; recorded it instead of posting again",
+				"outbox_id", row.ID, "part", p.key, "channel", dest.Channel, "message", ref.Message)
+			return dest.Platform, b.settlePost(ctx, row, p, dest, ref)
+		}
+	}
 	if err := b.pacer.wait(ctx, dest.Platform, dest.Channel); err != nil {
+		return dest.Platform, err
+	}
+	// From here until its delivery is recorded the outcome is unknown: a
+	// crash or a lost answer leaves this mark for the next attempt.
+	if err := b.markAttempt(ctx, row.ID, p.key); err != nil {
 		return dest.Platform, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.CallTimeout)
 	ref, err := a.Post(cctx, dest, p.msg)
 	cancel()
 	if err != nil {
-		return dest.Platform, b.classify(dest.Platform, dest.Channel, fmt.Errorf("post %s to %s: %w", p.key, dest.Channel, err))
+		err = b.classify(dest.Platform, dest.Channel, fmt.Errorf("post %s to %s: %w", p.key, dest.Channel, err))
+		if kind, _ := partKind(err); kind == RateLimited || kind == Permanent {
+			// The platform answered with a refusal: nothing was posted.
+			if e := b.clearAttempt(context.WithoutCancel(ctx), row.ID, p.key); e != nil {
+				b.log.Warn("could not clear an attempt mark; the next attempt looks for the message first", "err", e)
+			}
+		}
+		return dest.Platform, err
 	}
-	// The window that can duplicate a message: the platform has it, this
-	// record does not yet. Record before anything else can fail.
+	return dest.Platform, b.settlePost(ctx, row, p, dest, ref)
+}
+
+// findPosted asks the adapter for a part an earlier attempt may have posted.
+// When the platform cannot be searched for good (a missing history scope),
+// the part is posted again, at the risk of a duplicate, rather than never.
+func (b *Bot) findPosted(ctx context.Context, a Adapter, dest Dest, since time.Time) (Ref, bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Delivery.CallTimeout)
+	ref, found, err := a.FindPosted(cctx, dest, since)
+	cancel()
+	if err == nil {
+		return ref, found, nil
+	}
+	err = b.classify(dest.Platform, dest.Channel, fmt.Errorf("look for %s in %s: %w", dest.Key, dest.Channel, err))
+	if kind, _ := partKind(err); kind == Permanent {
+		b.log.Warn("cannot look for a part an earlier attempt may have posted; posting it again, which may show it twice",
+			"key", dest.Key, "channel", dest.Channel, "err", err)
+		return Ref{}, false, nil
+	}
+	return Ref{}, false, err
+}
+
+// settlePost records a posted part (and the anchor it makes) before anything
+// else can fail: this is the window that could otherwise duplicate it.
+func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest, ref Ref) error {
 	if ref.Platform == "" {
 		ref.Platform = dest.Platform
 	}
@@ -362,23 +600,27 @@ func (b *Bot) sendPart(ctx context.Context, row outbox.Row, p part) (Platform, e
 		ref.Channel = dest.Channel
 	}
 	if err := b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor); err != nil {
-		return dest.Platform, err
+		return err
 	}
 	if p.side != "" {
 		if err := b.cases.SetAnchor(ctx, p.ref, p.side, ref); err != nil {
-			return dest.Platform, fmt.Errorf("set %s anchor of %s: %w", p.side, p.ref, err)
+			return fmt.Errorf("set %s anchor of %s: %w", p.side, p.ref, err)
 		}
 	}
-	return dest.Platform, nil
+	return nil
 }
 
-// classify wraps an adapter error with its kind, pausing the channel on a 429.
+// classify wraps an adapter error with its kind; a 429 holds the channel
+// back until RetryAt (the platform's wait from the answer's arrival, plus
+// RetryMargin).
 func (b *Bot) classify(p Platform, channel string, err error) error {
 	kind, after := Classify(err)
+	re := &rowError{kind: kind, after: after, platform: p, err: err}
 	if kind == RateLimited {
-		b.pacer.pause(p, channel, after)
+		re.until = RetryAt(err)
+		b.pacer.pauseUntil(p, channel, re.until)
 	}
-	return &rowError{kind: kind, after: after, platform: p, err: err}
+	return re
 }
 
 // refreshStats keeps the outbox gauges current, and prunes inbound keys
@@ -424,7 +666,7 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // pacer spaces sends per channel (Slack: about one message per second per
-// channel) and holds a channel back after a 429 for its Retry-After. It is
+// channel) and holds a channel back after a 429 until its RetryAt. It is
 // per process: several replicas share the platform's limit, and a 429 that
 // gets through is retried as the platform asks.
 type pacer struct {
@@ -454,10 +696,18 @@ func (p *pacer) wait(ctx context.Context, pl Platform, channel string) error {
 	until := p.hold[key]
 	p.mu.Unlock()
 	if d := time.Until(until); d > 0 {
+		if dl, ok := ctx.Deadline(); ok && dl.Before(until) {
+			// Held past this attempt's time: give the row back for then
+			// rather than sleep through its lease.
+			return &rowError{kind: RateLimited, until: until, platform: pl,
+				err: fmt.Errorf("channel %s is rate limited for another %s", channel, d.Round(time.Millisecond))}
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(d):
+		case <-t.C:
 		}
 	}
 	if err := l.Wait(ctx); err != nil {
@@ -466,11 +716,12 @@ func (p *pacer) wait(ctx context.Context, pl Platform, channel string) error {
 	return nil
 }
 
-func (p *pacer) pause(pl Platform, channel string, d time.Duration) {
+// pauseUntil holds a channel back until t.
+func (p *pacer) pauseUntil(pl Platform, channel string, t time.Time) {
 	key := string(pl) + "/" + channel
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t := time.Now().Add(d); t.After(p.hold[key]) {
+	if t.After(p.hold[key]) {
 		p.hold[key] = t
 	}
 }

@@ -3,14 +3,18 @@ package bot_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
 	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/outbox"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
@@ -248,4 +252,200 @@ func TestRequesterSideFailureDoesNotStarveTheDesk(t *testing.T) {
 	var dead int
 	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL`).Scan(&dead))
 	require.Zero(t, dead, "the event was delivered where it could be, not dropped whole")
+}
+
+// rowsOf returns the ids of stream's outbox rows of kind, oldest first.
+func rowsOf(t testing.TB, db *pgxpool.Pool, stream, kind string) []int64 {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `SELECT id FROM outbox WHERE stream = $1 AND kind = $2 ORDER BY id`, stream, kind)
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	return ids
+}
+
+// TestDeliveryThreadPartWaitsForPendingAnchor: a requester's reply reaches
+// the worker while the desk card it must be relayed under is still being
+// retried. The relay is neither lost nor marked delivered: it waits, and
+// goes into the card's thread once the card is posted.
+func TestDeliveryThreadPartWaitsForPendingAnchor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setupOn(t, pgtest.New(t), false) // deliveries driven by hand
+	_, m := f.run(t, Slack, analyst, contosoSOC, `ask "is this beacon normal?"`)
+	require.Contains(t, plain(m), "Opened EOD-1")
+
+	f.slack.Fail(nil, bottest.ServerError()) // the receipt goes out, the desk card does not
+	n, err := f.bot.DeliverBatch(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	opened := rowsOf(t, f.db, "case:EOD-1", "case.opened")[0]
+	require.False(t, readRow(t, f.db, opened).delivered, "the desk card is still to come")
+	receipt := posted(t, f.slack, contosoSOC, nil, "EOD-1 ·")
+
+	f.reply(Slack, analyst, receipt.Ref, "it talks to 203.0.113.7 every minute")
+	var relay int64
+	eventually(t, "the reply recorded", func() bool {
+		ids := rowsOf(t, f.db, "case:EOD-1", "case.message_added")
+		if len(ids) == 1 {
+			relay = ids[0]
+		}
+		return relay != 0
+	})
+
+	// The worker meets the relay before the card it threads under.
+	require.NoError(t, f.bot.DeliverRow(ctx, relay))
+	st := readRow(t, f.db, relay)
+	require.False(t, st.delivered, "a part whose anchor is pending is not delivered")
+	require.False(t, st.dead, "nor dead: its anchor may still come")
+	require.Contains(t, st.lastError, "desk card of case:EOD-1 is not posted yet")
+	require.Empty(t, f.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == deskChannel }))
+
+	// The card goes out, then the relay, in its thread.
+	eventually(t, "both rows delivered", func() bool {
+		_, err := f.bot.DeliverBatch(ctx)
+		require.NoError(t, err)
+		return readRow(t, f.db, opened).delivered && readRow(t, f.db, relay).delivered
+	})
+	desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Contoso")
+	posted(t, f.slack, deskChannel, &desk.Ref, "203.0.113.7")
+	require.Zero(t, deliveries(f, "dead"))
+}
+
+// TestDeliveryDeadAnchor: a card that failed for good takes the parts that
+// edit it or post in its thread with it: each is dead, counted and logged
+// with the reason, and the other side of a case is told once. An incident's
+// notification has no other side.
+func TestDeliveryDeadAnchor(t *testing.T) {
+	t.Parallel()
+	notices := func(a *bottest.Adapter, channel string, thread Ref) []bottest.Call {
+		return a.Find(bottest.OpPost, func(c bottest.Call) bool {
+			return c.Dest.Channel == channel && c.Dest.Thread != nil && c.Dest.Thread.Message == thread.Message &&
+				strings.Contains(plain(c.Message), "could not be delivered")
+		})
+	}
+	t.Run("desk card", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t)
+		f.slack.Fail(nil, bottest.Permanent("channel_not_found")) // receipt posted, desk card refused
+		_, m := f.run(t, Slack, analyst, contosoSOC, `ask "is this beacon normal?"`)
+		require.Contains(t, plain(m), "Opened EOD-1")
+		receipt := posted(t, f.slack, contosoSOC, nil, "EOD-1 ·")
+		notice := posted(t, f.slack, contosoSOC, &receipt.Ref, "A message could not be delivered to the desk")
+		require.Contains(t, plain(notice.Message), "channel_not_found")
+
+		f.reply(Slack, analyst, receipt.Ref, "first detail")
+		f.reply(Slack, analyst, receipt.Ref, "second detail")
+		eventually(t, "both relays settled", func() bool {
+			ids := rowsOf(t, f.db, "case:EOD-1", "case.message_added")
+			if len(ids) != 2 {
+				return false
+			}
+			for _, id := range ids {
+				if st := readRow(t, f.db, id); !st.dead && !st.delivered {
+					return false
+				}
+			}
+			return true
+		})
+		for _, id := range rowsOf(t, f.db, "case:EOD-1", "case.message_added") {
+			st := readRow(t, f.db, id)
+			require.True(t, st.dead, "a relay under a dead card is dead, not delivered")
+			require.Contains(t, st.lastError, "desk card of case:EOD-1 failed for good")
+			require.Contains(t, st.lastError, "channel_not_found", "with the reason")
+		}
+		require.Equal(t, 3.0, deliveries(f, "dead"), "the card and both relays are counted")
+		require.Len(t, notices(f.slack, contosoSOC, receipt.Ref), 1, "the requester is told once: %s", dump(f.slack.Calls()))
+		require.Empty(t, f.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == deskChannel }))
+	})
+	t.Run("receipt", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t)
+		f.discord.Fail(bottest.Permanent("50013")) // the bot may not post in the org's channel
+		_, m := f.run(t, Discord, fabAnalyst, fabSOC, `ask "is this beacon normal?"`)
+		require.Contains(t, plain(m), "Opened EOD-1")
+		desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Fabrikam")
+		notice := posted(t, f.slack, deskChannel, &desk.Ref, "A message could not be delivered to the requester")
+		require.Contains(t, plain(notice.Message), "50013")
+
+		// The expert takes the case and answers: the desk side goes on,
+		// what is for the requester is dead.
+		_, r := f.press(t, Slack, expert1, ActTake, "EOD-1", desk.Ref)
+		_, ok := r.Wait(tenSeconds)
+		require.True(t, ok)
+		f.reply(Slack, expert1, desk.Ref, "it is the backup agent")
+		eventually(t, "the answer settled", func() bool {
+			ids := rowsOf(t, f.db, "case:EOD-1", "case.message_added")
+			return len(ids) == 1 && readRow(t, f.db, ids[0]).dead
+		})
+		posted(t, f.slack, deskChannel, &desk.Ref, "took EOD-1")
+		require.Len(t, notices(f.slack, deskChannel, desk.Ref), 1, "the desk is told once")
+		require.Empty(t, f.discord.Find(bottest.OpPost, nil))
+		// The receipt; the receipt's card edit and note for each of the
+		// take's two events (assigned, in progress); the answer.
+		require.Equal(t, 6.0, deliveries(f, "dead"))
+	})
+	t.Run("notification", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		db := pgtest.New(t)
+		hunt, err := hunting.New(db, hunting.Config{Tenants: map[string]string{contosoTenant: "contoso"}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+		require.NoError(t, err)
+		f := setupWith(t, db, false, NewHuntingIncidents(hunt), casework.Config{})
+		f.slack.Fail(bottest.Permanent("not_in_channel"))
+		_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
+		require.NoError(t, err)
+		time.Sleep(5 * time.Millisecond) // past the group wait
+		_, err = hunt.Sweep(ctx)
+		require.NoError(t, err)
+		var stream string
+		var incident int64
+		require.NoError(t, db.QueryRow(ctx, `SELECT stream, (payload->>'incident_id')::bigint FROM outbox WHERE kind = 'incident.notify'`).Scan(&stream, &incident))
+		_, err = f.bot.DeliverBatch(ctx)
+		require.NoError(t, err)
+		require.True(t, readRow(t, db, rowsOf(t, db, stream, "incident.notify")[0]).dead)
+
+		require.NoError(t, hunt.Acknowledge(ctx, "contoso", incident, "Ana Lyst"))
+		_, err = f.bot.DeliverBatch(ctx)
+		require.NoError(t, err)
+		st := readRow(t, db, rowsOf(t, db, stream, "incident.acknowledged")[0])
+		require.True(t, st.dead, "an edit of a card never posted is dead, not delivered")
+		require.Contains(t, st.lastError, "notification card of "+stream+" failed for good")
+		require.Contains(t, st.lastError, "not_in_channel")
+		// The card, then the acknowledgement's card edit and its thread note.
+		require.Equal(t, 3.0, deliveries(f, "dead"))
+		require.Empty(t, f.slack.Find(bottest.OpPost, nil), "no one to tell: nothing posted")
+	})
+}
+
+// TestDeliveryUnknownOutcome: a post whose answer was lost (the platform
+// stored the message, the worker never learned it) is looked for before it
+// is posted again, and found; a post the platform refused is not looked for.
+func TestDeliveryUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name         string
+		prepare      func(a *bottest.Adapter)
+		posts, finds int
+	}{
+		{"answer lost", func(a *bottest.Adapter) { a.LoseAnswers(1) }, 1, 1},
+		{"server error: looked for, not there, posted", func(a *bottest.Adapter) { a.Fail(bottest.ServerError()) }, 1, 1},
+		{"rate limited: refused, so not looked for", func(a *bottest.Adapter) { a.Fail(bottest.RateLimited(time.Millisecond)) }, 1, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			tc.prepare(f.slack)
+			id := appendSample(t, f.db, "sample:contoso")
+			eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+			require.Len(t, f.slack.Find(bottest.OpPost, nil), tc.posts, "posted exactly once: %s", dump(f.slack.Calls()))
+			require.Len(t, f.slack.Find(bottest.OpFind, nil), tc.finds)
+			var ref, marks int
+			require.NoError(t, f.db.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM bot_delivery WHERE outbox_id = $1),
+				(SELECT count(*) FROM bot_attempt WHERE outbox_id = $1)`, id).Scan(&ref, &marks))
+			require.Equal(t, 1, ref, "the post is recorded")
+			require.Zero(t, marks, "and its attempt mark gone")
+		})
+	}
 }

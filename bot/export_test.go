@@ -1,6 +1,11 @@
 package bot
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/threatdesk/threatdesk/internal/outbox"
+)
 
 // Internals the external tests (package bot_test, which may import
 // bot/bottest) reach for.
@@ -11,3 +16,17 @@ var (
 
 // DeliverBatch claims and delivers one batch, as a worker does.
 func (b *Bot) DeliverBatch(ctx context.Context) (int, error) { return b.deliverBatch(ctx) }
+
+// DeliverRow leases row id and delivers it as a worker that got it would,
+// whatever its place in its stream: Claim never hands out a row while an
+// earlier row of its stream is pending, and this reaches past that.
+func (b *Bot) DeliverRow(ctx context.Context, id int64) error {
+	var row outbox.Row
+	err := b.db.QueryRow(ctx, `UPDATE outbox SET locked_until = now() + interval '1 minute', attempts = attempts + 1 WHERE id = $1
+RETURNING id, kind, stream, payload, attempts, created_at`, id).Scan(&row.ID, &row.Kind, &row.Stream, &row.Payload, &row.Attempts, &row.CreatedAt)
+	if err != nil {
+		return err
+	}
+	b.deliverRow(ctx, time.Now().Add(time.Minute), row)
+	return nil
+}

@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The bot's own tables (migrations/0004_bot.sql): which message each outbox
+// The bot's own tables (migrations/0004_bot.sql; 0006 in deliverstore.go): which message each outbox
 // event produced, the anchors later events edit and thread under, and the
 // inbound keys already handled.
 
@@ -89,10 +89,13 @@ func (b *Bot) delivered(ctx context.Context, id int64) (map[string]Ref, error) {
 // recordSent stores that part of row id produced r and, for an anchor part,
 // makes r the stream's anchor for target, in one transaction.
 func (b *Bot) recordSent(ctx context.Context, id int64, part string, r Ref, stream, target string) error {
-	if target == "" {
-		if _, err := b.db.Exec(ctx, `
+	// The attempt marker (bot_attempt) goes with the record: the outcome is known.
+	const insert = `
+WITH known AS (DELETE FROM bot_attempt WHERE outbox_id = $1 AND part = $2)
 INSERT INTO bot_delivery (outbox_id, part, platform, workspace, channel, message) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (outbox_id, part) DO NOTHING`, id, part, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
+ON CONFLICT (outbox_id, part) DO NOTHING`
+	if target == "" {
+		if _, err := b.db.Exec(ctx, insert, id, part, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
 			return fmt.Errorf("record delivery %d/%s: %w", id, part, err)
 		}
 		return nil
@@ -102,9 +105,7 @@ ON CONFLICT (outbox_id, part) DO NOTHING`, id, part, string(r.Platform), r.Works
 		return fmt.Errorf("record delivery: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `
-INSERT INTO bot_delivery (outbox_id, part, platform, workspace, channel, message) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (outbox_id, part) DO NOTHING`, id, part, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
+	if _, err := tx.Exec(ctx, insert, id, part, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
 		return fmt.Errorf("record delivery %d/%s: %w", id, part, err)
 	}
 	if target != "" {

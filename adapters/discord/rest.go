@@ -194,6 +194,16 @@ func (a *Adapter) startThread(ctx context.Context, channel, message, name string
 	return nil
 }
 
+// FindPosted implements bot.Adapter. Discord needs no search: Post sends
+// the part's key as the message nonce with enforce_nonce, and Discord
+// answers a create whose nonce it saw in that channel in the last few minutes
+// with the message it already created instead of a second one. A retry after
+// an unknown outcome comes when the row's lease runs out (2 minutes by
+// default), inside that window. (Discord offers no search by nonce.)
+func (a *Adapter) FindPosted(context.Context, bot.Dest, time.Time) (bot.Ref, bool, error) {
+	return bot.Ref{}, false, nil
+}
+
 // Update implements bot.Adapter.
 func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
 	if !isSnowflake(ref.Channel) || !isSnowflake(ref.Message) {

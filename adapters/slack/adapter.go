@@ -294,13 +294,31 @@ func msgOptions(m bot.Message) []slack.MsgOption {
 	}
 }
 
-// Post sends m to dest (in the anchor's thread when dest.Thread is set).
+// partEventType is the message metadata event type that carries a delivery
+// part's key (bot.Dest.Key) with the message, for FindPosted
+// (https://docs.slack.dev/messaging/message-metadata).
+const partEventType = "threatdesk_part"
+
+// FindPosted searches at most findPages pages of findPageSize messages, from
+// findSkew before the attempt (Slack's clock and ours may differ).
+const (
+	findPageSize = 200
+	findPages    = 5
+	findSkew     = 5 * time.Minute
+)
+
+// Post sends m to dest (in the anchor's thread when dest.Thread is set),
+// with dest.Key in the message's metadata.
 func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.Ref, error) {
 	ch := dest.Channel
 	opts := msgOptions(m)
 	if dest.Thread != nil {
 		ch = cmpOr(ch, dest.Thread.Channel)
 		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
+	}
+	if dest.Key != "" {
+		opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: partEventType,
+			EventPayload: map[string]any{"key": dest.Key}}))
 	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
@@ -310,6 +328,75 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.classify("chat.postMessage", err))
 	}
 	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmpOr(gotCh, ch), Message: ts}, nil
+}
+
+// FindPosted looks for the message Post sent with dest.Key, posted at or
+// after since: in the channel's history (conversations.history), or in the
+// thread of dest.Thread (conversations.replies), asking for the messages'
+// metadata (include_all_metadata). It needs the history scopes the manifest
+// grants (channels:history, groups:history).
+func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time) (bot.Ref, bool, error) {
+	if dest.Key == "" {
+		return bot.Ref{}, false, nil
+	}
+	ch := dest.Channel
+	if dest.Thread != nil {
+		ch = cmpOr(ch, dest.Thread.Channel)
+	}
+	from := since.Add(-findSkew)
+	oldest := fmt.Sprintf("%d.%06d", from.Unix(), from.Nanosecond()/1000)
+	cursor := ""
+	for range findPages {
+		msgs, next, err := a.historyPage(ctx, ch, dest.Thread, oldest, cursor)
+		if err != nil {
+			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
+		}
+		for _, m := range msgs {
+			if dest.Thread != nil && m.Timestamp == dest.Thread.Message {
+				continue // conversations.replies starts with the thread's parent
+			}
+			if m.Metadata.EventType == partEventType && m.Metadata.EventPayload["key"] == dest.Key {
+				return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: ch, Message: m.Timestamp}, true, nil
+			}
+		}
+		if next == "" {
+			return bot.Ref{}, false, nil
+		}
+		cursor = next
+	}
+	a.log.Warn("looked through the most recent messages without finding a part an earlier attempt may have posted; it is posted again",
+		"channel", ch, "key", dest.Key, "messages", findPages*findPageSize)
+	return bot.Ref{}, false, nil
+}
+
+// historyPage reads one page of a channel's history, or of a thread when
+// thread is set, with metadata; next is the cursor of the next page, if any.
+func (a *Adapter) historyPage(ctx context.Context, ch string, thread *bot.Ref, oldest, cursor string) ([]slack.Message, string, error) {
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	if thread != nil {
+		msgs, more, next, err := a.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+			ChannelID: ch, Timestamp: thread.Message, Oldest: oldest, Limit: findPageSize, Cursor: cursor, IncludeAllMetadata: true})
+		a.metrics.call("conversations.replies", err)
+		if err != nil {
+			return nil, "", a.classify("conversations.replies", err)
+		}
+		if !more {
+			next = ""
+		}
+		return msgs, next, nil
+	}
+	res, err := a.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
+		ChannelID: ch, Oldest: oldest, Limit: findPageSize, Cursor: cursor, IncludeAllMetadata: true})
+	a.metrics.call("conversations.history", err)
+	if err != nil {
+		return nil, "", a.classify("conversations.history", err)
+	}
+	next := res.ResponseMetaData.NextCursor
+	if !res.HasMore {
+		next = ""
+	}
+	return res.Messages, next, nil
 }
 
 // Update replaces the message at ref with m (chat.update).

@@ -254,3 +254,48 @@ func TestStartChecksTheToken(t *testing.T) {
 	g.fake.FailNext("auth.test", 1, slackfake.Failure{Status: 503})
 	require.NoError(t, g.adapter.Start(g.ctx))
 }
+
+// TestFindPosted: Post carries the part's key in the message metadata, and
+// FindPosted finds the message by it in the channel's history or in a
+// thread, asking Slack for the metadata.
+func TestFindPosted(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{})
+	since := time.Now()
+	card, err := f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel, Key: "td1.desk"}, bot.Message{Title: "EOD-1"})
+	require.NoError(t, err)
+	m, ok := f.fake.Message(deskChannel, card.Message)
+	require.True(t, ok)
+	require.JSONEq(t, `{"event_type":"threatdesk_part","event_payload":{"key":"td1.desk"}}`, string(m.Metadata))
+	note, err := f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel, Thread: &card, Key: "td2.desk.note"}, bot.Message{Text: []bot.Line{{bot.T("taken")}}})
+	require.NoError(t, err)
+	_, err = f.adapter.Post(f.ctx, bot.Dest{Channel: deskChannel}, bot.Message{Text: []bot.Line{{bot.T("no key")}}})
+	require.NoError(t, err)
+
+	got, found, err := f.adapter.FindPosted(f.ctx, bot.Dest{Channel: deskChannel, Key: "td1.desk"}, since)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, card, got)
+	got, found, err = f.adapter.FindPosted(f.ctx, bot.Dest{Channel: deskChannel, Thread: &card, Key: "td2.desk.note"}, since)
+	require.NoError(t, err)
+	require.True(t, found, "a thread reply is found in its thread")
+	require.Equal(t, note.Message, got.Message)
+	for _, d := range []bot.Dest{
+		{Channel: deskChannel, Key: "td2.desk.note"},           // replies are not in the channel's history
+		{Channel: deskChannel, Key: "td9.desk"},                // never posted
+		{Channel: socChannel, Key: "td1.desk"},                 // another channel
+		{Channel: deskChannel, Thread: &card, Key: "td1.desk"}, // the parent is not a reply
+	} {
+		_, found, err := f.adapter.FindPosted(f.ctx, d, since)
+		require.NoError(t, err)
+		require.False(t, found, "%+v", d)
+	}
+	for _, c := range append(f.fake.Calls("conversations.history"), f.fake.Calls("conversations.replies")...) {
+		require.Equal(t, "1", c.Form.Get("include_all_metadata"))
+		require.NotEmpty(t, c.Form.Get("oldest"))
+	}
+
+	_, _, err = f.adapter.FindPosted(f.ctx, bot.Dest{Channel: outChannel, Key: "td1.desk"}, since)
+	kind, _ := bot.Classify(err)
+	require.Equal(t, bot.Permanent, kind, "a channel the app cannot read: %v", err)
+}

@@ -24,12 +24,14 @@ const (
 	OpUpdate  Op = "update"
 	OpPrivate Op = "private"
 	OpForm    Op = "form"
+	// OpFind is a FindPosted call (Ref is what it found, if anything).
+	OpFind Op = "find"
 )
 
 // Call is one recorded adapter call that succeeded.
 type Call struct {
 	Op      Op
-	Dest    bot.Dest    // Post, PostPrivate
+	Dest    bot.Dest    // Post, PostPrivate, FindPosted
 	Ref     bot.Ref     // the posted or updated message
 	UserID  string      // PostPrivate
 	Message bot.Message // Post, Update, PostPrivate
@@ -47,6 +49,7 @@ type Adapter struct {
 	seq      int
 	calls    []Call
 	failures []error
+	lose     int
 	names    map[string]string
 	notify   chan struct{}
 }
@@ -88,6 +91,15 @@ func Permanent(code string) error {
 	return bot.PermanentError(code, "invite the bot to the channel or fix the channel id in the config", errors.New(code))
 }
 
+// LoseAnswers makes the next n Posts act like a platform that stored the
+// message but whose answer never arrived (a dropped connection, a process
+// killed mid-call): the post is recorded and Post returns a timeout.
+func (a *Adapter) LoseAnswers(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lose += n
+}
+
 func (a *Adapter) next() error {
 	if len(a.failures) == 0 {
 		return nil
@@ -125,7 +137,35 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 		ref.Workspace = a.workspace
 	}
 	a.record(Call{Op: OpPost, Dest: dest, Ref: ref, Message: m})
+	if a.lose > 0 {
+		a.lose--
+		return bot.Ref{}, fmt.Errorf("post to %s: %w", dest.Channel,
+			&bot.DeliveryError{Kind: bot.Temporary, Code: "timeout", Err: context.DeadlineExceeded})
+	}
 	return ref, nil
+}
+
+// FindPosted implements bot.Adapter: the recorded post carrying dest.Key in
+// dest's channel (and thread) at or after since, if any.
+func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time) (bot.Ref, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return bot.Ref{}, false, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var found bot.Ref
+	for _, c := range a.calls {
+		if c.Op != OpPost || c.Dest.Key == "" || c.Dest.Key != dest.Key || c.Ref.Channel != dest.Channel || c.At.Before(since) {
+			continue
+		}
+		if (c.Dest.Thread == nil) != (dest.Thread == nil) || (dest.Thread != nil && c.Dest.Thread.Message != dest.Thread.Message) {
+			continue
+		}
+		found = c.Ref
+		break
+	}
+	a.record(Call{Op: OpFind, Dest: dest, Ref: found})
+	return found, !found.IsZero(), nil
 }
 
 // Update implements bot.Adapter.

@@ -92,7 +92,9 @@ type Call struct {
 	Body   []byte
 	Authed bool
 	Status int
-	At     time.Time
+	// Received is when the request arrived; At when its answer was written.
+	Received time.Time
+	At       time.Time
 }
 
 type failure struct {
@@ -341,13 +343,14 @@ func writeErr(w http.ResponseWriter, status, code int, msg string) {
 // recorder wraps a route: records the call, checks auth, injects failures.
 func (s *Server) recorder(auth bool, h func(w http.ResponseWriter, r *http.Request, body []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		received := time.Now()
 		body, _ := readBody(r)
 		path := strings.TrimPrefix(r.URL.Path, "/api/v10")
 		authed := r.Header.Get("Authorization") == "Bot "+s.opts.Token
 		sw := &statusWriter{ResponseWriter: w, status: 200}
 		defer func() {
 			s.mu.Lock()
-			s.calls = append(s.calls, Call{Method: r.Method, Path: path, Query: r.URL.RawQuery, Body: body, Authed: authed, Status: sw.status, At: time.Now()})
+			s.calls = append(s.calls, Call{Method: r.Method, Path: path, Query: r.URL.RawQuery, Body: body, Authed: authed, Status: sw.status, Received: received, At: time.Now()})
 			s.mu.Unlock()
 		}()
 		if auth && !authed {

@@ -6,13 +6,18 @@
 // blocks per message, text lengths, button limits, unescaped broadcast
 // mentions, unknown channels and threads, expired triggers, and (when
 // configured) the per-channel posting rate. It can answer 429 with
-// Retry-After, or 500, on demand.
+// Retry-After, or 500, on demand, and withhold the answer to a post it has
+// stored (HoldAnswer), as when a connection drops or the app dies mid-call.
+// Messages keep their metadata, which conversations.history and
+// conversations.replies return only with include_all_metadata.
 package slackfake
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -86,15 +91,22 @@ type Message struct {
 	To       string
 	PostedAt time.Time
 	Edits    int
+	// Metadata is the message metadata posted with it
+	// ({"event_type": ..., "event_payload": {...}}), if any.
+	Metadata json.RawMessage
 }
 
 // Call is one recorded Web API call.
 type Call struct {
 	Method string
-	At     time.Time
-	Form   url.Values
-	JSON   json.RawMessage
-	// Error is the error code answered ("" when ok); Status the HTTP status.
+	// Received is when the request arrived; At when it was answered (or
+	// the answer withheld).
+	Received time.Time
+	At       time.Time
+	Form     url.Values
+	JSON     json.RawMessage
+	// Error is the error code answered ("" when ok); Status the HTTP
+	// status, 0 when the fake withheld the answer (HoldAnswer).
 	Error  string
 	Status int
 }
@@ -160,6 +172,16 @@ type Server struct {
 	conns      []*sockConn
 	opens      int
 	connected  chan struct{}
+	holds      []*hold
+	closing    chan struct{}
+	closeOnce  sync.Once
+}
+
+// hold is a pending HoldAnswer.
+type hold struct {
+	keep func(Message) bool
+	drop bool
+	got  chan Message
 }
 
 // New starts a fake Slack; it stops when the test ends.
@@ -190,6 +212,7 @@ func New(t testing.TB, o Options) *Server {
 		usedTrig:  map[string]bool{},
 		waiters:   map[string]chan received{},
 		connected: make(chan struct{}),
+		closing:   make(chan struct{}),
 		clock:     time.Now().Unix(),
 	}
 	for _, c := range o.Channels {
@@ -216,6 +239,7 @@ func or(a, b string) string {
 
 // Close stops the server and closes Socket Mode connections.
 func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = nil
@@ -256,6 +280,38 @@ func (s *Server) FailNext(method string, n int, f Failure) {
 	defer s.mu.Unlock()
 	for range n {
 		s.failures[method] = append(s.failures[method], f)
+	}
+}
+
+// HoldAnswer withholds the answer to the next chat.postMessage whose message
+// keep accepts (nil: the next one), after the message is stored as Slack
+// would store it: the message is in the channel, but the app never learns
+// its ts. With drop the connection is closed at once; without, the request
+// hangs until the app gives up on it (or the server closes). The stored
+// message is sent on the returned channel when that happens.
+func (s *Server) HoldAnswer(keep func(Message) bool, drop bool) <-chan Message {
+	h := &hold{keep: keep, drop: drop, got: make(chan Message, 1)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds = append(s.holds, h)
+	return h.got
+}
+
+// withhold runs a HoldAnswer on a post it caught: nothing is answered.
+func (s *Server) withhold(w http.ResponseWriter, r *http.Request, req apiRequest, h *hold, m Message) {
+	s.record(req, 0, "")
+	h.got <- m
+	if h.drop {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+	}
+	select {
+	case <-r.Context().Done():
+	case <-s.closing:
 	}
 }
 
@@ -413,11 +469,12 @@ type responseURL struct {
 // ---- Web API ----
 
 type apiRequest struct {
-	method string
-	form   url.Values
-	json   map[string]any
-	raw    []byte
-	token  string
+	received time.Time
+	method   string
+	form     url.Values
+	json     map[string]any
+	raw      []byte
+	token    string
 }
 
 func (r apiRequest) get(k string) string {
@@ -438,7 +495,7 @@ func (r apiRequest) get(k string) string {
 var appMethods = map[string]bool{"apps.connections.open": true}
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	req := apiRequest{method: r.PathValue("method")}
+	req := apiRequest{received: time.Now(), method: r.PathValue("method")}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, "read", http.StatusBadRequest)
@@ -515,7 +572,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		res = map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(s.http.URL, "http") + "/link/?ticket=" + s.NewTrigger()[:12]}
 	case "chat.postMessage":
-		res, status = s.postMessage(w, req)
+		var h *hold
+		var m Message
+		res, status, h, m = s.postMessage(w, req)
+		if h != nil {
+			s.withhold(w, r, req, h, m)
+			return
+		}
 	case "chat.update":
 		res = s.update(req)
 	case "chat.postEphemeral":
@@ -524,6 +587,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.viewsOpen(req)
 	case "users.info":
 		res = s.usersInfo(req)
+	case "conversations.history":
+		res = s.history(req)
 	case "conversations.replies":
 		res = s.replies(req)
 	case "conversations.info":
@@ -538,7 +603,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 func errResp(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
 
 func (s *Server) record(req apiRequest, status int, code string) {
-	c := Call{Method: req.method, At: time.Now(), Form: req.form, Status: status, Error: code}
+	c := Call{Method: req.method, Received: req.received, At: time.Now(), Form: req.form, Status: status, Error: code}
 	if req.json != nil {
 		c.JSON = append(json.RawMessage(nil), req.raw...)
 	}
@@ -569,16 +634,20 @@ func (s *Server) channelFor(id string) (Channel, string) {
 	return c, ""
 }
 
-func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]any, int) {
+func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]any, int, *hold, Message) {
 	ch := req.get("channel")
 	text, blocks, threadTS := req.get("text"), req.get("blocks"), req.get("thread_ts")
 	if code := s.checkMessage(req.method, text, blocks); code != "" {
-		return errResp(code), 200
+		return errResp(code), 200, nil, Message{}
+	}
+	meta, code := s.checkMetadata(req.method, req.get("metadata"))
+	if code != "" {
+		return errResp(code), 200, nil, Message{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, code := s.channelFor(ch); code != "" {
-		return errResp(code), 200
+		return errResp(code), 200, nil, Message{}
 	}
 	if threadTS != "" {
 		parent := s.find(ch, threadTS)
@@ -586,7 +655,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 			s.mu.Unlock()
 			s.violate("chat.postMessage: thread_ts %s is not a message in %s", threadTS, ch)
 			s.mu.Lock()
-			return errResp("thread_not_found"), 200
+			return errResp("thread_not_found"), 200, nil, Message{}
 		}
 		if parent.ThreadTS != "" && parent.ThreadTS != parent.TS {
 			threadTS = parent.ThreadTS // Slack threads on the parent
@@ -598,14 +667,39 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 			s.rateHits++
 			wait := iv - now.Sub(last)
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			return errResp("ratelimited"), http.StatusTooManyRequests
+			return errResp("ratelimited"), http.StatusTooManyRequests, nil, Message{}
 		}
 		s.lastPost[ch] = now
 	}
 	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: s.o.BotUserID, BotID: s.o.BotID,
-		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now}
+		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now, Metadata: meta}
 	s.messages = append(s.messages, m)
-	return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": msgJSON(m)}, 200
+	for i, h := range s.holds {
+		if h.keep == nil || h.keep(*m) {
+			s.holds = append(s.holds[:i], s.holds[i+1:]...)
+			return nil, 0, h, *m
+		}
+	}
+	return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": msgJSON(m, false)}, 200, nil, Message{}
+}
+
+// checkMetadata checks message metadata as chat.postMessage takes it: a
+// JSON object with an event_type string and an event_payload object
+// (https://docs.slack.dev/messaging/message-metadata). It returns the
+// metadata to store, or the error code Slack would answer.
+func (s *Server) checkMetadata(method, raw string) (json.RawMessage, string) {
+	if raw == "" {
+		return nil, ""
+	}
+	var md struct {
+		EventType    string         `json:"event_type"`
+		EventPayload map[string]any `json:"event_payload"`
+	}
+	if err := json.Unmarshal([]byte(raw), &md); err != nil || md.EventType == "" || md.EventPayload == nil {
+		s.violate("%s: metadata is not {\"event_type\": string, \"event_payload\": object}: %s", method, raw)
+		return nil, "invalid_metadata_format"
+	}
+	return json.RawMessage(raw), ""
 }
 
 func rawOrNil(s string) json.RawMessage {
@@ -634,7 +728,9 @@ func (s *Server) withBlockIDs(blocks string) string {
 	return string(out)
 }
 
-func msgJSON(m *Message) map[string]any {
+// msgJSON is a message as the Web API returns it; its metadata only when
+// asked for (include_all_metadata).
+func msgJSON(m *Message, withMetadata bool) map[string]any {
 	out := map[string]any{"type": "message", "text": m.Text, "ts": m.TS, "user": m.User}
 	if m.BotID != "" {
 		out["bot_id"] = m.BotID
@@ -644,6 +740,9 @@ func msgJSON(m *Message) map[string]any {
 	}
 	if len(m.Blocks) > 0 {
 		out["blocks"] = m.Blocks
+	}
+	if withMetadata && len(m.Metadata) > 0 {
+		out["metadata"] = m.Metadata
 	}
 	return out
 }
@@ -668,7 +767,7 @@ func (s *Server) update(req apiRequest) map[string]any {
 	}
 	m.Text, m.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
 	m.Edits++
-	return map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m)}
+	return map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m, false)}
 }
 
 func (s *Server) postEphemeral(req apiRequest) map[string]any {
@@ -742,7 +841,136 @@ func (s *Server) usersInfo(req apiRequest) map[string]any {
 	}}
 }
 
+// conversations.history and conversations.replies: pages of at most limit
+// messages (default 100 and 1000, at most 999 and 1000), between oldest and
+// latest (exclusive unless inclusive), with a next_cursor while more remain.
+// history returns a channel's top-level messages newest first; replies a
+// thread's parent first, then its replies oldest first.
+// https://docs.slack.dev/reference/methods/conversations.history
+// https://docs.slack.dev/reference/methods/conversations.replies
+
+// page is one request's window and paging.
+type page struct {
+	oldest, latest string
+	inclusive      bool
+	limit          int
+	after          string // cursor: the ts to continue from (inclusive)
+	metadata       bool
+}
+
+func readPage(req apiRequest, defLimit, maxLimit int) (page, string) {
+	p := page{oldest: req.get("oldest"), latest: req.get("latest"), limit: defLimit,
+		inclusive: truthy(req.get("inclusive")), metadata: truthy(req.get("include_all_metadata"))}
+	if l := req.get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			return p, "invalid_limit"
+		}
+		if n > 0 {
+			p.limit = min(n, maxLimit)
+		}
+	}
+	if c := req.get("cursor"); c != "" {
+		b, err := base64.StdEncoding.DecodeString(c)
+		ts, ok := strings.CutPrefix(string(b), "next_ts:")
+		if err != nil || !ok {
+			return p, "invalid_cursor"
+		}
+		p.after = ts
+	}
+	return p, ""
+}
+
+func truthy(v string) bool { return v == "1" || v == "true" }
+
+// in reports whether ts is inside the page's time window.
+func (p page) in(ts string) bool {
+	if p.oldest != "" {
+		if c := compareTS(ts, p.oldest); c < 0 || (c == 0 && !p.inclusive) {
+			return false
+		}
+	}
+	if p.latest != "" {
+		if c := compareTS(ts, p.latest); c > 0 || (c == 0 && !p.inclusive) {
+			return false
+		}
+	}
+	return true
+}
+
+// compareTS orders two message timestamps ("1700000000.000123").
+func compareTS(a, b string) int {
+	split := func(ts string) (int64, int64) {
+		sec, frac, _ := strings.Cut(ts, ".")
+		x, _ := strconv.ParseInt(sec, 10, 64)
+		frac = (frac + "000000")[:6]
+		y, _ := strconv.ParseInt(frac, 10, 64)
+		return x, y
+	}
+	as, af := split(a)
+	bs, bf := split(b)
+	if as != bs {
+		return cmp.Compare(as, bs)
+	}
+	return cmp.Compare(af, bf)
+}
+
+// paged cuts msgs (already in answer order, each checked by p.in) at the
+// cursor and the limit.
+func (p page) paged(msgs []*Message, newestFirst bool) map[string]any {
+	start := 0
+	if p.after != "" {
+		start = len(msgs)
+		for i, m := range msgs {
+			c := compareTS(m.TS, p.after)
+			if (newestFirst && c <= 0) || (!newestFirst && c >= 0) {
+				start = i
+				break
+			}
+		}
+	}
+	msgs = msgs[start:]
+	more := len(msgs) > p.limit
+	out := []any{}
+	for i, m := range msgs {
+		if i == p.limit {
+			break
+		}
+		out = append(out, msgJSON(m, p.metadata))
+	}
+	res := map[string]any{"ok": true, "messages": out, "has_more": more}
+	if more {
+		res["response_metadata"] = map[string]any{"next_cursor": base64.StdEncoding.EncodeToString([]byte("next_ts:" + msgs[p.limit].TS))}
+	}
+	return res
+}
+
+func (s *Server) history(req apiRequest) map[string]any {
+	p, code := readPage(req, 100, 999)
+	if code != "" {
+		return errResp(code)
+	}
+	ch := req.get("channel")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, code := s.channelFor(ch); code != "" {
+		return errResp(code)
+	}
+	var msgs []*Message
+	for i := len(s.messages) - 1; i >= 0; i-- {
+		m := s.messages[i]
+		if m.Channel == ch && !m.Ephemeral && (m.ThreadTS == "" || m.ThreadTS == m.TS) && p.in(m.TS) {
+			msgs = append(msgs, m)
+		}
+	}
+	return p.paged(msgs, true)
+}
+
 func (s *Server) replies(req apiRequest) map[string]any {
+	p, code := readPage(req, 1000, 1000)
+	if code != "" {
+		return errResp(code)
+	}
 	ch, ts := req.get("channel"), req.get("ts")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -753,13 +981,17 @@ func (s *Server) replies(req apiRequest) map[string]any {
 	if parent == nil {
 		return errResp("thread_not_found")
 	}
-	msgs := []any{msgJSON(parent)}
+	// The parent comes first on the first page whatever the window.
+	var msgs []*Message
+	if p.after == "" {
+		msgs = append(msgs, parent)
+	}
 	for _, m := range s.messages {
-		if m.Channel == ch && m.ThreadTS == ts && m.TS != ts && !m.Ephemeral {
-			msgs = append(msgs, msgJSON(m))
+		if m.Channel == ch && m.ThreadTS == ts && m.TS != ts && !m.Ephemeral && p.in(m.TS) {
+			msgs = append(msgs, m)
 		}
 	}
-	return map[string]any{"ok": true, "messages": msgs, "has_more": false}
+	return p.paged(msgs, false)
 }
 
 func (s *Server) conversationInfo(req apiRequest) map[string]any {
@@ -1179,7 +1411,7 @@ func (s *Server) Press(channel, ts, user, action string) (map[string]any, error)
 				"team":      map[string]any{"id": s.o.TeamID, "domain": "fake"},
 				"channel":   map[string]any{"id": channel, "name": c.Name},
 				"container": container, "trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
-				"message": msgJSON(&m), "actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
+				"message": msgJSON(&m, false), "actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 			}, nil
 		}
 	}

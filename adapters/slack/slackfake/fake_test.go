@@ -223,3 +223,101 @@ func TestResponseURLLimits(t *testing.T) {
 	require.Contains(t, violations[0], "used_url")
 	require.Contains(t, violations[1], "invalid_url")
 }
+
+// TestMetadataAndHistory: a message keeps the metadata it was posted with;
+// conversations.history (top-level messages, newest first) and
+// conversations.replies (parent, then replies oldest first) return it only
+// with include_all_metadata, and page with limit and cursor.
+func TestMetadataAndHistory(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var violations []string
+	s := slackfake.New(t, slackfake.Options{Channels: []slackfake.Channel{{ID: "C1", Name: "soc"}}, OnViolation: func(v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		violations = append(violations, v)
+	}})
+	api := slack.New(s.Options().BotToken, slack.OptionAPIURL(s.APIURL()))
+	ctx := t.Context()
+	meta := func(key string) slack.MsgOption {
+		return slack.MsgOptionMetadata(slack.SlackMetadata{EventType: "test_part", EventPayload: map[string]any{"key": key}})
+	}
+	_, parent, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("parent", false), meta("p"))
+	require.NoError(t, err)
+	var replies []string
+	for i := range 3 {
+		_, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("reply", false), slack.MsgOptionTS(parent), meta(string(rune('a'+i))))
+		require.NoError(t, err)
+		replies = append(replies, ts)
+	}
+	_, last, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("last", false))
+	require.NoError(t, err)
+	m, ok := s.Message("C1", parent)
+	require.True(t, ok)
+	require.JSONEq(t, `{"event_type":"test_part","event_payload":{"key":"p"}}`, string(m.Metadata))
+
+	h, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1"})
+	require.NoError(t, err)
+	require.Len(t, h.Messages, 2, "top-level messages only")
+	require.Equal(t, last, h.Messages[0].Timestamp, "newest first")
+	require.Empty(t, h.Messages[1].Metadata.EventType, "no metadata unless asked")
+
+	h, err = api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1", Limit: 1, IncludeAllMetadata: true})
+	require.NoError(t, err)
+	require.Len(t, h.Messages, 1)
+	require.True(t, h.HasMore)
+	h, err = api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1", Limit: 1, IncludeAllMetadata: true,
+		Cursor: h.ResponseMetaData.NextCursor})
+	require.NoError(t, err)
+	require.Equal(t, parent, h.Messages[0].Timestamp)
+	require.Equal(t, "p", h.Messages[0].Metadata.EventPayload["key"])
+	require.False(t, h.HasMore)
+
+	h, err = api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1", Oldest: parent})
+	require.NoError(t, err)
+	require.Len(t, h.Messages, 1, "oldest is exclusive")
+
+	msgs, more, next, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+		ChannelID: "C1", Timestamp: parent, Limit: 3, IncludeAllMetadata: true})
+	require.NoError(t, err)
+	require.True(t, more)
+	require.Equal(t, []string{parent, replies[0], replies[1]}, []string{msgs[0].Timestamp, msgs[1].Timestamp, msgs[2].Timestamp})
+	require.Equal(t, "a", msgs[1].Metadata.EventPayload["key"])
+	msgs, more, _, err = api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+		ChannelID: "C1", Timestamp: parent, Limit: 3, Cursor: next})
+	require.NoError(t, err)
+	require.False(t, more)
+	require.Len(t, msgs, 1)
+	require.Equal(t, replies[2], msgs[0].Timestamp)
+	require.Empty(t, msgs[0].Metadata.EventType)
+
+	_, _, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("x", false), slack.MsgOptionMetadata(slack.SlackMetadata{EventType: "no_payload"}))
+	require.ErrorContains(t, err, "invalid_metadata_format")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, violations, 1)
+	require.Contains(t, violations[0], "metadata")
+}
+
+// TestHoldAnswer: the fake stores a post and withholds its answer: the
+// client never learns the message's ts, though the message is there.
+func TestHoldAnswer(t *testing.T) {
+	t.Parallel()
+	for _, drop := range []bool{false, true} {
+		s, _ := setup(t)
+		o := s.Options()
+		api := slack.New(o.BotToken, slack.OptionAPIURL(s.APIURL()), slack.OptionHTTPClient(&http.Client{Timeout: 300 * time.Millisecond}))
+		held := s.HoldAnswer(func(m slackfake.Message) bool { return m.Text == "held" }, drop)
+		_, _, err := api.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("not held", false))
+		require.NoError(t, err)
+		_, _, err = api.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("held", false))
+		require.Error(t, err, "drop %v: no answer", drop)
+		m := <-held
+		require.Equal(t, "held", m.Text)
+		require.Len(t, s.Messages("C1"), 2, "the message is stored all the same")
+		calls := s.Calls("chat.postMessage")
+		require.Zero(t, calls[1].Status, "recorded as unanswered")
+		_, _, err = api.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("held", false))
+		require.NoError(t, err, "a hold catches one post")
+	}
+}
