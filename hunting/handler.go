@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -32,6 +33,11 @@ type ErrorBody struct {
 // RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered while
 // the database is unreachable.
 const RetryAfterUnavailable = 5
+
+// intakeStoreTimeout bounds storing one request's batch, so that a database
+// that does not answer at all (packets dropped, not refused) still gets the
+// sender a 503 before the HTTP server's 60 s write timeout cuts it off.
+const intakeStoreTimeout = 40 * time.Second
 
 // Handler returns the intake handler for POST /api/v1/alerts: bearer token
 // (401), an org's token used for another org's tenant (403, nothing stored),
@@ -104,7 +110,9 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 	if len(items) == 0 {
 		return writeJSON(w, http.StatusUnprocessableEntity, IngestResult{Format: FormatEmptyList, Items: []ItemResult{}})
 	}
-	res, err := s.ingest(r.Context(), items, binding{org: org})
+	ctx, cancel := context.WithTimeout(r.Context(), intakeStoreTimeout)
+	defer cancel()
+	res, err := s.ingest(ctx, items, binding{org: org})
 	var se *ScopeError
 	switch {
 	case errors.As(err, &se):
