@@ -96,7 +96,8 @@ func caseView(c *casework.Case) CaseView {
 		Subject:  Subject{Kind: SubjectKind(c.Subject.Kind), ID: c.Subject.ID, Name: c.Subject.Name, Link: c.Subject.Link, Severity: c.Subject.Severity},
 		Category: string(c.Category), Question: c.Question, Priority: string(c.Priority), Status: Status(c.Status),
 		Requester: fromPerson(c.Requester), Summary: c.Summary, OpenedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
-		SLA: SLAView{Paused: c.Status.WaitingOnRequester(), AtRisk: c.AtRisk, Breached: c.Breached},
+		SLA:    SLAView{Paused: c.Status.WaitingOnRequester(), AtRisk: c.AtRisk, Breached: c.Breached},
+		Origin: Dest{Platform: Platform(c.Origin.Platform), Workspace: c.Origin.Workspace, Channel: c.Origin.Channel},
 	}
 	if c.DueAt != nil {
 		v.SLA.Due = *c.DueAt
@@ -118,6 +119,7 @@ func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error)
 		Key: o.Key, Org: o.Org,
 		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},
 		Category: categories[o.Subject.Kind], Question: o.Question, Requester: person(o.Requester),
+		Origin: casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
 	})
 	if err != nil {
 		return CaseView{}, mapErr(err)

@@ -71,8 +71,8 @@ type OpenCase struct {
 	Subject   Subject
 	Question  string
 	Requester User
-	// Origin is where the requester asked; the bot records it
-	// (bot_case_origin) and posts the receipt there.
+	// Origin is where the requester asked; casework stores it in the
+	// transaction that opens the case, and the receipt is posted there.
 	Origin Dest
 }
 
@@ -98,7 +98,10 @@ type CaseView struct {
 	Summary   string
 	OpenedAt  time.Time
 	UpdatedAt time.Time
-	SLA       SLAView
+	// Origin is the channel the case was asked in (Thread nil); zero for
+	// cases opened before it was stored with the case.
+	Origin Dest
+	SLA    SLAView
 	// LastMessageAt and LastMessageSide describe the newest relayed message
 	// (filled for the status answer only).
 	LastMessageAt   time.Time

@@ -315,14 +315,11 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 	if key == "" {
 		key = randomKey() // casework deduplicates on the key: never share an empty one
 	}
-	cv, err := b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
-	if err != nil {
-		return cv, err
-	}
-	if err := b.recordOrigin(ctx, cv.Ref, origin); err != nil {
-		return cv, err
-	}
-	return cv, nil
+	// The origin goes into the transaction that opens the case: once that
+	// commits there is nothing left to write, so a committed case is never
+	// reported as a failure (which would make the requester retry and pay a
+	// second credit).
+	return b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
 }
 
 func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) {
@@ -451,8 +448,10 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 		o = opExpertStatus
 	case ActAddDetails:
 		o = opAddDetails
-	case ActClose, ActWithdraw:
+	case ActClose:
 		o = opClose
+	case ActWithdraw:
+		o = opWithdraw
 	case ActReopen:
 		o = opReopen
 	case ActConsult, ActAskEntity:
@@ -523,7 +522,7 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		return ptr(errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
 	case ActClose, ActReopen, ActWithdraw:
 		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress, ActWithdraw: StatusWithdrawn}[a.Action]
-		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen, ActWithdraw: opClose}[a.Action])
+		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen, ActWithdraw: opWithdraw}[a.Action])
 		sc := w.scopeFor(role)
 		if role == RoleMember {
 			role = Role("requester")

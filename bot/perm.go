@@ -33,8 +33,9 @@ const (
 	opNote         op = "note"
 	opSampleNotify op = "sample notification"
 	opAddDetails   op = "add details"
-	opClose        op = "close"
-	opReopen       op = "reopen"
+	opClose        op = "close"    // a concluded case: its requester or a manager (casework checks who asked)
+	opReopen       op = "reopen"   // as close
+	opWithdraw     op = "withdraw" // an open case: its requester only (casework checks who asked)
 	opAcknowledge  op = "acknowledge"
 	opShowScope    op = "show scope"
 	opRelayAsker   op = "reply in requester thread"
@@ -58,6 +59,7 @@ var permissions = map[op][]Role{
 	opAddDetails:   {RoleMember},
 	opClose:        {RoleMember, RoleManager},
 	opReopen:       {RoleMember, RoleManager},
+	opWithdraw:     {RoleMember},
 	opAcknowledge:  {RoleMember},
 	opShowScope:    {RoleMember, RoleExpert, RoleManager},
 	opRelayAsker:   {RoleMember},

@@ -25,10 +25,6 @@ const (
 	maxParagraphs    = 20 // lines of one user text, within Slack's 50 blocks
 )
 
-// originWait is how long the receipt waits for the bot to record where a
-// case was asked before it falls back to the org's first channel.
-const originWait = 5 * time.Second
-
 // Anchor targets of a stream.
 const (
 	targetReceipt      = "receipt"
@@ -203,7 +199,8 @@ func subjectLines(s Subject) []Field {
 	}
 	v := Line{U(s.ID)}
 	if s.Link != "" {
-		v = Line{Span{Text: s.ID, Link: s.Link, Untrusted: true}}
+		// The link came with an alert: linked only on a Microsoft portal.
+		v = append(append(v, T(" · ")), alertLink("open in the Microsoft portal", s.Link)...)
 	}
 	fs := []Field{{Label: strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]), Value: v}}
 	if s.Name != "" && s.Name != s.ID {
@@ -353,16 +350,10 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	}
 	switch ev.Kind {
 	case CaseOpened:
-		origin, ok, err := b.originOf(ctx, c.Ref)
-		if err != nil {
-			return nil, err
-		}
-		if !ok && b.now().Sub(c.OpenedAt) < originWait {
-			// The handler records the origin right after casework commits;
-			// this worker was quicker. Come back in a moment.
-			return nil, &rowError{kind: Temporary, after: 300 * time.Millisecond, err: fmt.Errorf("origin of %s not recorded yet", c.Ref)}
-		}
-		if !ok {
+		// The origin was stored with the case when it opened; only cases
+		// from before that have none, and take the org's first channel.
+		origin := c.Origin
+		if origin.Channel == "" {
 			if o, ok := b.cfg.org(c.Org); ok {
 				if pl := o.place(c.Requester.Platform); pl != nil && len(pl.Channels) > 0 {
 					origin = Dest{Platform: c.Requester.Platform, Workspace: pl.Workspace, Channel: pl.Channels[0]}
@@ -577,7 +568,12 @@ func notificationCard(inc IncidentView) Message {
 	}
 	footer := "Incident " + inc.ID + " · threatdesk targeted attack notification"
 	if inc.Link != "" {
-		m.Footer = Line{L(footer, inc.Link)}
+		// The link is an alert's alertWebUrl: linked only on a Microsoft portal.
+		if u, ok := portalLink(inc.Link); ok {
+			m.Footer = Line{L(footer, u)}
+		} else {
+			m.Footer = append(Line{T(footer + " · alert ")}, alertLink("", inc.Link)...)
+		}
 	} else {
 		m.Footer = Line{T(footer)}
 	}

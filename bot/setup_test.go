@@ -17,6 +17,7 @@ import (
 	"github.com/threatdesk/threatdesk/bot/bottest"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // Fixture ids.
@@ -87,6 +88,11 @@ func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, cwCfg
 	cfg := testConfig()
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cwCfg.Key == nil {
+		key, err := secrets.Generate()
+		require.NoError(t, err)
+		cwCfg.Key = key
 	}
 	cw, err := casework.New(db, cwCfg, nil, nil)
 	require.NoError(t, err)

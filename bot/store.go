@@ -122,28 +122,3 @@ ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspa
 	}
 	return nil
 }
-
-// recordOrigin stores where a case was asked, for its receipt.
-func (b *Bot) recordOrigin(ctx context.Context, ref string, d Dest) error {
-	_, err := b.db.Exec(ctx, `INSERT INTO bot_case_origin (ref, platform, workspace, channel) VALUES ($1, $2, $3, $4)
-ON CONFLICT (ref) DO NOTHING`, ref, string(d.Platform), d.Workspace, d.Channel)
-	if err != nil {
-		return fmt.Errorf("record where %s was asked: %w", ref, err)
-	}
-	return nil
-}
-
-// originOf returns where a case was asked; ok is false when not recorded.
-func (b *Bot) originOf(ctx context.Context, ref string) (Dest, bool, error) {
-	var d Dest
-	var p string
-	err := b.db.QueryRow(ctx, `SELECT platform, workspace, channel FROM bot_case_origin WHERE ref = $1`, ref).Scan(&p, &d.Workspace, &d.Channel)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return d, false, nil
-	}
-	if err != nil {
-		return d, false, fmt.Errorf("read where %s was asked: %w", ref, err)
-	}
-	d.Platform = Platform(p)
-	return d, true, nil
-}

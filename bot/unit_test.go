@@ -203,6 +203,7 @@ func TestPermissionTable(t *testing.T) {
 		opAddDetails:   {"member"},
 		opClose:        {"member", "manager"},
 		opReopen:       {"member", "manager"},
+		opWithdraw:     {"member"},
 		opAcknowledge:  {"member"},
 		opShowScope:    {"member", "expert", "manager"},
 		opRelayAsker:   {"member"},

@@ -143,3 +143,28 @@ func BenchmarkListBreaching(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyAll verifies every timeline of 300 cases of 7 entries each
+// (open, credit, five messages), as the scheduled check does.
+func BenchmarkVerifyAll(b *testing.B) {
+	f := setup(b, func(c *casework.Config) { c.CreditsPerQuarter, c.CreditsCap = 1000, 1000 })
+	ctx := context.Background()
+	const cases, messages = 300, 5
+	for range cases {
+		c := f.open(b, "contoso")
+		for m := range messages {
+			if _, err := f.svc.AddMessage(ctx, casework.MessageRequest{Ref: c.Ref, Actor: requester("contoso", "U-analyst"),
+				Text: fmt.Sprintf("message %d", m)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for b.Loop() {
+		res, err := f.svc.VerifyAll(ctx)
+		if err != nil || res.Checked != cases || len(res.Broken) != 0 {
+			b.Fatalf("verify: %v, %+v", err, res)
+		}
+	}
+	b.ReportMetric(float64(b.N*cases)/b.Elapsed().Seconds(), "cases/s")
+	b.ReportMetric(float64(b.N*cases*(2+messages))/b.Elapsed().Seconds(), "entries/s")
+}

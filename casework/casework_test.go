@@ -49,16 +49,21 @@ func TestConfigValidation(t *testing.T) {
 		cfg  casework.Config
 		want string
 	}{
-		{name: "zero is valid"},
+		{name: "zero but the key is valid", cfg: casework.Config{}},
+		{name: "no key", cfg: casework.Config{}, want: "Key is required"},
 		{name: "warn fraction", cfg: casework.Config{WarnAt: 1.5}, want: "WarnAt"},
 		{name: "unknown priority", cfg: casework.Config{Targets: map[casework.Priority]casework.Target{"urgent": {}}}, want: "unknown priority"},
 		{name: "response after conclusion", cfg: casework.Config{Targets: map[casework.Priority]casework.Target{
 			casework.PriorityHigh: {FirstResponse: 48 * time.Hour}}}, want: "longer than its conclusion"},
 		{name: "cap below allowance", cfg: casework.Config{CreditsPerQuarter: 30}, want: "CreditsCap"},
 		{name: "sweep too often", cfg: casework.Config{SweepEvery: time.Millisecond}, want: "SweepEvery"},
+		{name: "timeline check too often", cfg: casework.Config{TimelineCheckEvery: time.Millisecond}, want: "TimelineCheckEvery"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			if tc.name != "no key" {
+				tc.cfg.Key = testKey(t)
+			}
 			_, err := casework.New(pgtestPoolStub(t), tc.cfg, nil, nil)
 			if tc.want == "" {
 				require.NoError(t, err)
@@ -67,6 +72,41 @@ func TestConfigValidation(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// TestOpenStoresTheOrigin: where the case was asked is written by the
+// transaction that opens it, so nothing remains to be written (and to fail)
+// after the commit.
+func TestOpenStoresTheOrigin(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	req := f.openReq("contoso")
+	req.Origin = casework.Place{Platform: "slack", Workspace: "Tcontoso", Channel: "C0CONTOSOIR"}
+	c, created, err := f.svc.Open(ctx, req)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, req.Origin, c.Origin)
+	require.Equal(t, req.Origin, f.get(t, c.Ref).Origin)
+	var payload casework.OpenedEvent
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT payload FROM outbox WHERE stream = $1 AND kind = $2`,
+		casework.Stream(c.Ref), casework.EventOpened).Scan(&payload))
+	require.Equal(t, &req.Origin, payload.Origin, "the opened event carries it")
+
+	// A retry with the same key (and another origin) changes nothing.
+	again := req
+	again.Origin.Channel = "C0ELSEWHERE"
+	c2, created, err := f.svc.Open(ctx, again)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, c.Ref, c2.Ref)
+	require.Equal(t, req.Origin, c2.Origin)
+
+	bad := f.openReq("contoso")
+	bad.Origin = casework.Place{Channel: "C1"}
+	_, _, err = f.svc.Open(ctx, bad)
+	require.ErrorIs(t, err, casework.ErrInvalid)
+	require.ErrorContains(t, err, "needs its platform")
 }
 
 func TestOpenIsIdempotent(t *testing.T) {
@@ -231,14 +271,60 @@ func TestTransitionMessages(t *testing.T) {
 	require.ErrorIs(t, err, casework.ErrInvalid)
 
 	// Reopen works inside the window and not after it.
-	c, err := f.svc.Transition(ctx, casework.TransitionRequest{Ref: concluded.Ref, To: casework.StatusInProgress, Actor: requester("contoso", "U-a")})
+	c, err := f.svc.Transition(ctx, casework.TransitionRequest{Ref: concluded.Ref, To: casework.StatusInProgress, Actor: requester("contoso", "U-analyst")})
 	require.NoError(t, err)
 	require.Equal(t, casework.StatusInProgress, c.Status)
 	require.Equal(t, "U-expert", c.Assignee.UserID, "a reopened case stays with its expert")
 	closed := f.into(t, "contoso", casework.StatusClosed)
 	f.clock.Advance(15 * 24 * time.Hour)
-	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: closed.Ref, To: casework.StatusInProgress, Actor: requester("contoso", "U-a")})
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: closed.Ref, To: casework.StatusInProgress, Actor: requester("contoso", "U-analyst")})
 	require.EqualError(t, err, closed.Ref+" was closed more than 14 days ago and can no longer be reopened; open a new case")
+}
+
+// TestOnlyTheRequesterEndsACase: a colleague in the same org sees a case but
+// may not withdraw, close or reopen it; the requester may do all three, a
+// manager may close and reopen but not withdraw.
+func TestOnlyTheRequesterEndsACase(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	colleague := requester("contoso", "U-colleague")
+	own := requester("contoso", "U-analyst")
+	move := func(c *casework.Case, to casework.Status, a casework.Actor) error {
+		_, err := f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: to, Actor: a, Summary: "benign"})
+		return err
+	}
+	refused := func(err error, want string) {
+		t.Helper()
+		var te *casework.TransitionError
+		require.ErrorAs(t, err, &te)
+		require.Equal(t, want, err.Error())
+	}
+
+	for _, st := range []casework.Status{casework.StatusNew, casework.StatusInProgress, casework.StatusMoreInfoNeeded} {
+		c := f.into(t, "contoso", st)
+		refused(move(c, casework.StatusWithdrawn, colleague), "only U-analyst, who asked, can withdraw "+c.Ref)
+		refused(move(c, casework.StatusWithdrawn, manager("U-manager")), "a manager cannot withdraw "+c.Ref+"; only a requester can")
+		require.Equal(t, st, f.get(t, c.Ref).Status, "refusals change nothing")
+		require.NoError(t, move(c, casework.StatusWithdrawn, own))
+		require.Equal(t, casework.StatusWithdrawn, f.get(t, c.Ref).Status)
+	}
+
+	c := f.into(t, "contoso", casework.StatusConcluded)
+	refused(move(c, casework.StatusClosed, colleague), "only U-analyst, who asked, or a manager can close "+c.Ref)
+	require.NoError(t, move(c, casework.StatusClosed, manager("U-manager")))
+	refused(move(c, casework.StatusInProgress, colleague), "only U-analyst, who asked, or a manager can reopen "+c.Ref)
+	require.NoError(t, move(c, casework.StatusInProgress, manager("U-manager")))
+	require.NoError(t, move(c, casework.StatusConcluded, expert("U-expert")))
+	require.NoError(t, move(c, casework.StatusClosed, own))
+	require.NoError(t, move(c, casework.StatusInProgress, own))
+	require.Equal(t, casework.StatusInProgress, f.get(t, c.Ref).Status)
+
+	// The same user id in another workspace is someone else.
+	c = f.into(t, "contoso", casework.StatusNew)
+	lookalike := own
+	lookalike.Workspace = "T-other"
+	refused(move(c, casework.StatusWithdrawn, lookalike), "only U-analyst, who asked, can withdraw "+c.Ref)
 }
 
 func TestConcurrentTakeHasOneWinner(t *testing.T) {

@@ -2,8 +2,11 @@ package casework
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // Target is an SLA target pair for one priority.
@@ -24,6 +27,7 @@ const (
 	DefaultCreditsPerQuarter = 10
 	DefaultCreditsCap        = 20
 	DefaultSweepEvery        = time.Minute
+	DefaultTimelineCheck     = time.Hour
 )
 
 // DefaultTargets are the SLA targets when Config leaves them out:
@@ -39,6 +43,9 @@ func DefaultTargets() map[Priority]Target {
 // Config configures a Service. The zero value is valid: every field has a
 // default.
 type Config struct {
+	// Key is the master key (THREATDESK_SECRET_KEY); required. Its
+	// timeline subkeys key the HMAC chain of every case's timeline.
+	Key *secrets.Key
 	// Targets are the SLA targets per priority; a missing priority, or a zero
 	// duration, takes its default (see DefaultTargets).
 	Targets map[Priority]Target
@@ -60,6 +67,10 @@ type Config struct {
 	CreditsCap int
 	// SweepEvery is how often Start's job evaluates SLA clocks (default 1 minute).
 	SweepEvery time.Duration
+	// TimelineCheckEvery is how often Start's job verifies every case's
+	// timeline (default 1 hour); a break is logged at error level and counted
+	// in threatdesk_casework_timeline_breaks_total.
+	TimelineCheckEvery time.Duration
 	// LockNamespace namespaces the sweep's advisory lock (default "threatdesk").
 	LockNamespace string
 	// Now is the clock (default time.Now); tests pass a fake one.
@@ -82,6 +93,7 @@ func (c Config) withDefaults() Config {
 	c.CreditsPerQuarter = cmp.Or(c.CreditsPerQuarter, DefaultCreditsPerQuarter)
 	c.CreditsCap = cmp.Or(c.CreditsCap, DefaultCreditsCap)
 	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
+	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
 	if c.Now == nil {
 		c.Now = time.Now
@@ -90,6 +102,9 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) validate() error {
+	if c.Key == nil {
+		return errors.New("casework config: Key is required: pass the THREATDESK_SECRET_KEY master key (internal/secrets), which keys the timeline's HMAC chain")
+	}
 	for p, t := range c.Targets {
 		if !p.Valid() {
 			return fmt.Errorf("casework config: Targets has unknown priority %q: use high, medium or low", p)
@@ -122,6 +137,9 @@ func (c Config) validate() error {
 	}
 	if c.SweepEvery < time.Second {
 		return fmt.Errorf("casework config: SweepEvery %s is too short: use at least one second (default one minute)", c.SweepEvery)
+	}
+	if c.TimelineCheckEvery < time.Second {
+		return fmt.Errorf("casework config: TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package casework is the domain core of experts on demand: cases opened by
 // SOC analysts and worked by threat experts, their status machine, SLA clocks,
 // the quarterly credits each org spends to open cases, the conversation, the
-// chat anchors of a case's threads, and a hash-chained, append-only timeline.
+// chat anchors of a case's threads, and an append-only timeline chained with
+// HMACs keyed by THREATDESK_SECRET_KEY (see keying.go).
 //
 // It knows nothing of Slack or Discord: chat references are plain strings.
 //
@@ -21,13 +22,24 @@
 //	            -> needs_more_time           clock runs
 //	            -> concluded                 with the expert's summary
 //	more_info_needed, file_sample_needed -> in_progress   the requester answers (AddMessage)
-//	concluded -> closed                      requester, manager, or after AutoCloseAfter
-//	concluded, closed -> in_progress         reopen, within ReopenWindow
-//	new .. needs_more_time -> withdrawn      requester, manager; refunds the credit if nobody took it
+//	concluded -> closed                      the requester, a manager, or after AutoCloseAfter
+//	concluded, closed -> in_progress         reopen, within ReopenWindow: the requester or a manager
+//	new .. needs_more_time -> withdrawn      the requester only; refunds the credit if nobody took it
+//
+// "The requester" is the person who asked (Case.Requester): an org member
+// acting with RoleRequester on someone else's case may see it and add to its
+// conversation, but not withdraw, close or reopen it.
 //
 // The full (from, to, role) table is transitions in transitions.go; Allowed
 // reads it. A refused change is a *TransitionError whose message is one
 // sentence ("EOD-12 is already concluded; use Reopen").
+//
+// # Origin
+//
+// OpenRequest.Origin, the chat channel the case was asked in, is stored with
+// the case in the transaction that opens it (Case.Origin, OpenedEvent.Origin),
+// so that a committed case never needs a second write before its receipt can
+// be posted.
 //
 // # SLA
 //

@@ -77,3 +77,14 @@ type TamperError struct {
 func (e *TamperError) Error() string {
 	return fmt.Sprintf("timeline of %s fails verification at entry %d: %s", e.Ref, e.Seq, e.Reason)
 }
+
+// KeyingError reports that the timeline keying record does not verify: the
+// database's timelines were keyed with another THREATDESK_SECRET_KEY, or the
+// record was changed or removed behind casework's back.
+type KeyingError struct {
+	// Reason says what is wrong and what to do.
+	Reason string
+}
+
+// Error says what is wrong.
+func (e *KeyingError) Error() string { return "timeline keying: " + e.Reason }

@@ -40,6 +40,8 @@ type OpenedEvent struct {
 	Subject   Subject  `json:"subject"`
 	Requester Person   `json:"requester"`
 	Question  string   `json:"question"`
+	// Origin is the chat channel the case was asked in, when known.
+	Origin *Place `json:"origin,omitempty"`
 }
 
 // AssignedEvent is the payload of EventAssigned.

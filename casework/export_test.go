@@ -1,6 +1,9 @@
 package casework
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // ListSQL exposes List's page query and arguments, for EXPLAIN in tests.
 func (s *Service) ListSQL(v Viewer, f ListFilter, now time.Time) (string, []any, error) {
@@ -10,3 +13,10 @@ func (s *Service) ListSQL(v Viewer, f ListFilter, now time.Time) (string, []any,
 	}
 	return q.page, q.pageArgs, nil
 }
+
+// LegacyHash is the unkeyed SHA-256 of an entry, as written before the
+// chain was keyed (and as an attacker without the key would rehash).
+func LegacyHash(ref string, e Entry) ([]byte, error) { return legacyHash(ref, e) }
+
+// SealLegacy keys the legacy timelines as Start does.
+func (s *Service) SealLegacy(ctx context.Context) (int, error) { return s.sealLegacy(ctx) }

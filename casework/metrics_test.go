@@ -17,9 +17,10 @@ func TestMetrics(t *testing.T) {
 	pool := pgtest.New(t)
 	reg := prometheus.NewRegistry()
 	clock := &fakeClock{now: t0}
-	a, err := casework.New(pool, casework.Config{Now: clock.Now}, nil, reg)
+	key := testKey(t)
+	a, err := casework.New(pool, casework.Config{Now: clock.Now, Key: key}, nil, reg)
 	require.NoError(t, err)
-	b, err := casework.New(pool, casework.Config{Now: clock.Now}, nil, reg)
+	b, err := casework.New(pool, casework.Config{Now: clock.Now, Key: key}, nil, reg)
 	require.NoError(t, err, "a second Service in one process shares the metrics")
 	ctx := context.Background()
 	f := &fixture{svc: a}

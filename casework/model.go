@@ -301,6 +301,19 @@ const (
 // Valid reports whether k is a known anchor kind.
 func (k AnchorKind) Valid() bool { return k == AnchorRequester || k == AnchorDesk }
 
+// Place is a chat channel, whatever the platform: where a case was asked.
+type Place struct {
+	// Platform is "slack" or "discord" (casework does not interpret it).
+	Platform string `json:"platform"`
+	// Workspace is the Slack team or Discord guild id.
+	Workspace string `json:"workspace,omitempty"`
+	// Channel is the channel id.
+	Channel string `json:"channel"`
+}
+
+// IsZero reports whether p names no channel.
+func (p Place) IsZero() bool { return p.Channel == "" }
+
 // ChatRef points at one chat message: plain strings, whatever the platform.
 type ChatRef struct {
 	// Platform is "slack" or "discord" (casework does not interpret it).
@@ -343,6 +356,9 @@ type Case struct {
 	Requester Person
 	// Contact is an optional way to reach the requester outside chat.
 	Contact string
+	// Origin is the chat channel the case was asked in, stored with the
+	// case when it opens; zero for cases opened without one.
+	Origin Place
 	// Assignee is the expert who has the case; zero until taken.
 	Assignee Person
 	// Status is where the case stands.

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // MaxTextRunes bounds a question, a summary or a message.
@@ -27,6 +29,8 @@ type Service struct {
 	cfg  Config
 	log  *slog.Logger
 	m    metrics
+	// entryKey is the timeline subkey that keys each entry's HMAC.
+	entryKey []byte
 
 	mu    sync.Mutex
 	sched gocron.Scheduler
@@ -39,6 +43,10 @@ type metrics struct {
 	sla         *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	sweep       prometheus.Histogram
+
+	timelineBreaks    prometheus.Counter
+	timelineBroken    prometheus.Gauge
+	timelineLastCheck prometheus.Gauge
 }
 
 // New returns a Service on pool. cfg is validated after defaults are filled
@@ -54,7 +62,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{pool: pool, cfg: cfg, log: log.With("component", "casework")}
+	s := &Service{pool: pool, cfg: cfg, log: log.With("component", "casework"), entryKey: cfg.Key.Derive(secrets.PurposeTimelineEntry)}
 	s.m = metrics{
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "cases_opened_total",
@@ -81,6 +89,18 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 			Help:    "Duration of an SLA sweep.",
 			Buckets: prometheus.DefBuckets,
 		}),
+		timelineBreaks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "timeline_breaks_total",
+			Help: "Broken case timelines found by the scheduled check (a case still broken is counted again by the next check), and keying record failures. Alert on any increase.",
+		}),
+		timelineBroken: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "timeline_broken_cases",
+			Help: "Cases whose timeline failed verification in the last scheduled check.",
+		}),
+		timelineLastCheck: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "timeline_last_check_timestamp_seconds",
+			Help: "When the scheduled timeline check last completed (Unix time).",
+		}),
 	}
 	if reg != nil {
 		if err := s.m.register(reg); err != nil {
@@ -93,12 +113,17 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 // register registers the metrics on reg; when a Service registered them on
 // reg before (a second Service in one process), it shares those.
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []any{&m.opened, &m.transitions, &m.messages, &m.sla, &m.refused, &m.sweep} {
+	for _, c := range []any{&m.opened, &m.transitions, &m.messages, &m.sla, &m.refused, &m.sweep,
+		&m.timelineBreaks, &m.timelineBroken, &m.timelineLastCheck} {
 		var err error
 		switch p := c.(type) {
 		case **prometheus.CounterVec:
 			*p, err = registerOrReuse(reg, *p)
 		case *prometheus.Histogram:
+			*p, err = registerOrReuse(reg, *p)
+		case *prometheus.Counter:
+			*p, err = registerOrReuse(reg, *p)
+		case *prometheus.Gauge:
 			*p, err = registerOrReuse(reg, *p)
 		}
 		if err != nil {
@@ -137,6 +162,8 @@ type row struct {
 	nextSLAAt        *time.Time
 	timelineLen      int
 	timelineHead     []byte
+	legacyLen        int    // leading legacy (unkeyed) timeline entries
+	timelineMAC      []byte // keyed MAC over the head; nil on unsealed legacy cases
 	// committed runs after the transaction commits (metrics, logs).
 	committed []func()
 }
@@ -157,7 +184,8 @@ const caseCols = `c.number, c.org, c.subject_kind, c.subject_id, c.subject_name,
  c.credit_used, c.created_at, c.updated_at, c.status_at, c.taken_at, c.first_response_at, c.concluded_at, c.closed_at,
  c.response_target_us, c.conclusion_target_us, c.sla_elapsed_us, c.sla_running_since,
  c.response_warned_at, c.response_breached_at, c.conclusion_warned_at, c.conclusion_breached_at,
- c.due_at, c.at_risk_at, c.next_sla_at, c.timeline_len, c.timeline_head,
+ c.due_at, c.at_risk_at, c.next_sla_at, c.timeline_len, c.timeline_head, c.timeline_legacy_len, c.timeline_mac,
+ c.origin_platform, c.origin_workspace, c.origin_channel,
  ar.platform, ar.workspace, ar.channel, ar.message, ad.platform, ad.workspace, ad.channel, ad.message`
 
 const caseFrom = ` FROM cases c
@@ -183,7 +211,8 @@ func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 		&x.CreditUsed, &x.CreatedAt, &x.UpdatedAt, &x.StatusAt, &x.TakenAt, &x.FirstResponseAt, &x.ConcludedAt, &x.ClosedAt,
 		&respUS, &conclUS, &elapsedUS, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached,
-		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead,
+		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead, &x.legacyLen, &x.timelineMAC,
+		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel,
 		&arP, &arW, &arC, &arM, &adP, &adW, &adC, &adM}, extra...)...)
 	if err != nil {
 		return nil, err
@@ -341,24 +370,26 @@ func (s *Service) countRefusal(err error) {
 	}
 }
 
-// save writes every mutable column of x, with the SLA columns derived again.
+// save writes every mutable column of x, with the SLA columns derived again
+// and the chain head's MAC made anew.
 func (s *Service) save(ctx context.Context, tx pgx.Tx, x *row, now time.Time) error {
 	x.UpdatedAt = now
 	s.derive(x)
+	x.timelineMAC = s.headMAC(x)
 	_, err := tx.Exec(ctx, `UPDATE cases SET
  assignee_platform = $2, assignee_workspace = $3, assignee_user = $4, assignee_name = $5,
  status = $6, summary = $7, credit_used = $8, updated_at = $9, status_at = $10,
  taken_at = $11, first_response_at = $12, concluded_at = $13, closed_at = $14,
  sla_elapsed_us = $15, sla_running_since = $16,
  response_warned_at = $17, response_breached_at = $18, conclusion_warned_at = $19, conclusion_breached_at = $20,
- due_at = $21, at_risk_at = $22, next_sla_at = $23, timeline_len = $24, timeline_head = $25
+ due_at = $21, at_risk_at = $22, next_sla_at = $23, timeline_len = $24, timeline_head = $25, timeline_mac = $26
  WHERE number = $1`,
 		x.Number, x.Assignee.Platform, x.Assignee.Workspace, x.Assignee.UserID, x.Assignee.DisplayName,
 		x.Status, x.Summary, x.CreditUsed, x.UpdatedAt, x.StatusAt,
 		x.TakenAt, x.FirstResponseAt, x.ConcludedAt, x.ClosedAt,
 		x.elapsed.Microseconds(), x.runningSince,
 		x.respWarned, x.respBreached, x.conclWarned, x.conclBreached,
-		x.DueAt, x.atRiskAt, x.nextSLAAt, x.timelineLen, x.timelineHead)
+		x.DueAt, x.atRiskAt, x.nextSLAAt, x.timelineLen, x.timelineHead, x.timelineMAC)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", x.Ref, err)
 	}
@@ -421,6 +452,10 @@ type OpenRequest struct {
 	Requester Person
 	// Contact is an optional way to reach the requester outside chat.
 	Contact string
+	// Origin is the chat channel the requester asked in, where the receipt
+	// goes. It is stored in the transaction that opens the case, so that no
+	// step after the commit can fail. Optional (zero: unknown).
+	Origin Place
 }
 
 // DerivePriority is the default priority of a case: a subject of high or
@@ -488,6 +523,9 @@ func (r *OpenRequest) normalize() error {
 	if r.Requester.UserID == "" || r.Requester.Platform == "" {
 		return fmt.Errorf("open: the requester's platform and user id are required: %w", ErrInvalid)
 	}
+	if !r.Origin.IsZero() && r.Origin.Platform == "" {
+		return fmt.Errorf("open: the origin channel %q needs its platform: %w", r.Origin.Channel, ErrInvalid)
+	}
 	return checkText("open: the question", r.Question, true)
 }
 
@@ -534,12 +572,14 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		var number int64
 		err = tx.QueryRow(ctx, `INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, subject_link,
  subject_severity, category, question, priority, requester_platform, requester_workspace, requester_user, requester_name,
- contact, status, credit_used, created_at, updated_at, status_at, response_target_us, conclusion_target_us)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', true, $16, $16, $16, $17, $18)
+ contact, status, credit_used, created_at, updated_at, status_at, response_target_us, conclusion_target_us,
+ origin_platform, origin_workspace, origin_channel)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', true, $16, $16, $16, $17, $18, $19, $20, $21)
  RETURNING number`,
 			req.Org, req.Key, req.Subject.Kind, req.Subject.ID, req.Subject.Name, req.Subject.Link, req.Subject.Severity,
 			req.Category, req.Question, req.Priority, req.Requester.Platform, req.Requester.Workspace, req.Requester.UserID,
-			req.Requester.DisplayName, req.Contact, now, t.FirstResponse.Microseconds(), t.Conclusion.Microseconds()).Scan(&number)
+			req.Requester.DisplayName, req.Contact, now, t.FirstResponse.Microseconds(), t.Conclusion.Microseconds(),
+			req.Origin.Platform, req.Origin.Workspace, req.Origin.Channel).Scan(&number)
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
 		}
@@ -551,10 +591,15 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 			return err
 		}
 		actor := Actor{Role: RoleRequester, Org: req.Org, Person: req.Requester}
-		if err := s.record(ctx, tx, x, now, actor, EventOpened, OpenedEvent{
+		ev := OpenedEvent{
 			Ref: x.Ref, Org: x.Org, Priority: x.Priority, Category: x.Category, Subject: x.Subject,
 			Requester: x.Requester, Question: x.Question,
-		}, true); err != nil {
+		}
+		if !x.Origin.IsZero() {
+			o := x.Origin
+			ev.Origin = &o
+		}
+		if err := s.record(ctx, tx, x, now, actor, EventOpened, ev, true); err != nil {
 			return err
 		}
 		if err := s.record(ctx, tx, x, now, actor, EventCreditsChanged, CreditsChangedEvent{
@@ -656,7 +701,7 @@ func (s *Service) assign(ctx context.Context, tx pgx.Tx, x *row, actor Actor, to
 	}
 	from := x.Status
 	if from == StatusNew {
-		if err := s.checkTransition(&x.Case, StatusInProgress, actor.Role, now); err != nil {
+		if err := s.checkTransition(&x.Case, StatusInProgress, actor, now); err != nil {
 			return err
 		}
 	}
@@ -707,7 +752,7 @@ func (s *Service) Transition(ctx context.Context, req TransitionRequest) (*Case,
 		if from == StatusNew && req.To == StatusInProgress && Allowed(from, req.To, req.Actor.Role) {
 			return s.assign(ctx, tx, x, req.Actor, req.Actor.Person, true, now)
 		}
-		if err := s.checkTransition(&x.Case, req.To, req.Actor.Role, now); err != nil {
+		if err := s.checkTransition(&x.Case, req.To, req.Actor, now); err != nil {
 			return err
 		}
 		return s.transition(ctx, tx, x, req, now, false)

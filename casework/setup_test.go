@@ -14,6 +14,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // t0 is mid-quarter (Q1 2026) so that credit tests know when quarters turn.
@@ -55,7 +56,7 @@ func setup(t testing.TB, mods ...func(*casework.Config)) *fixture {
 	t.Helper()
 	pool := pgtest.New(t)
 	clock := &fakeClock{now: t0}
-	cfg := casework.Config{Now: clock.Now}
+	cfg := casework.Config{Now: clock.Now, Key: testKey(t)}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -149,6 +150,14 @@ func (f *fixture) into(t testing.TB, org string, st casework.Status) *casework.C
 	return c
 }
 
+// get reads a case as experts see it.
+func (f *fixture) get(t testing.TB, ref string) *casework.Case {
+	t.Helper()
+	c, err := f.svc.Get(context.Background(), casework.AllOrgs(), ref)
+	require.NoError(t, err)
+	return c
+}
+
 // events counts the outbox events of a case by kind.
 func (f *fixture) events(t testing.TB, ref string) map[string]int {
 	t.Helper()
@@ -164,6 +173,14 @@ func (f *fixture) events(t testing.TB, ref string) map[string]int {
 	}
 	require.NoError(t, rows.Err())
 	return out
+}
+
+// testKey is a fresh master key.
+func testKey(t testing.TB) *secrets.Key {
+	t.Helper()
+	k, err := secrets.Generate()
+	require.NoError(t, err)
+	return k
 }
 
 // pgtestPoolStub is a pool that never connects, for constructor tests.

@@ -400,14 +400,21 @@ func (s *Service) autoClose(ctx context.Context, now time.Time) (int, error) {
 // SweepJobName names the SLA sweep's gocron job and its advisory lock.
 const SweepJobName = "casework-sla-sweep"
 
-// Start runs SweepSLA every Config.SweepEvery on a gocron scheduler whose
-// distributed locker is a PostgreSQL advisory lock, so one replica sweeps at
-// a time (correctness does not rest on it: see SweepSLA). Stop ends it.
+// Start keys the timelines (the first start with the key seals the legacy
+// ones; later starts check that the key is the one they were keyed with, and
+// refuse to start with a *KeyingError otherwise), then runs SweepSLA every
+// Config.SweepEvery and the timeline check (VerifyAll) every
+// Config.TimelineCheckEvery on a gocron scheduler whose distributed locker
+// is a PostgreSQL advisory lock, so one replica runs each job at a time
+// (correctness does not rest on it: see SweepSLA). Stop ends it.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sched != nil {
 		return errors.New("casework: sla sweep already started")
+	}
+	if _, err := s.sealLegacy(ctx); err != nil {
+		return fmt.Errorf("casework: %w", err)
 	}
 	sched, err := gocron.NewScheduler(gocron.WithDistributedLocker(cronlock.New(s.pool, s.cfg.LockNamespace)))
 	if err != nil {
@@ -431,6 +438,16 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		_ = sched.Shutdown()
 		return fmt.Errorf("casework: schedule sla sweep: %w", err)
+	}
+	_, err = sched.NewJob(gocron.DurationJob(s.cfg.TimelineCheckEvery),
+		gocron.NewTask(s.checkTimelines),
+		gocron.WithName(TimelineCheckJobName),
+		gocron.WithContext(ctx),
+		gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		gocron.WithStartAt(gocron.WithStartImmediately()))
+	if err != nil {
+		_ = sched.Shutdown()
+		return fmt.Errorf("casework: schedule the timeline check: %w", err)
 	}
 	sched.Start()
 	s.sched = sched

@@ -15,12 +15,13 @@ type edge struct{ from, to Status }
 var transitions = map[edge][]Role{
 	// An expert takes the case (or a manager assigns it).
 	{StatusNew, StatusInProgress}: {RoleExpert, RoleManager},
-	// The requester (or a manager) withdraws a case before it is concluded.
-	{StatusNew, StatusWithdrawn}:                {RoleRequester, RoleManager},
-	{StatusInProgress, StatusWithdrawn}:         {RoleRequester, RoleManager},
-	{StatusMoreInfoNeeded, StatusWithdrawn}:     {RoleRequester, RoleManager},
-	{StatusFileSampleNeeded, StatusWithdrawn}:   {RoleRequester, RoleManager},
-	{StatusNeedsMoreTime, StatusWithdrawn}:      {RoleRequester, RoleManager},
+	// The requester withdraws a case before it is concluded: only the
+	// person who asked (checkTransition), not a colleague, not a manager.
+	{StatusNew, StatusWithdrawn}:                {RoleRequester},
+	{StatusInProgress, StatusWithdrawn}:         {RoleRequester},
+	{StatusMoreInfoNeeded, StatusWithdrawn}:     {RoleRequester},
+	{StatusFileSampleNeeded, StatusWithdrawn}:   {RoleRequester},
+	{StatusNeedsMoreTime, StatusWithdrawn}:      {RoleRequester},
 	{StatusInProgress, StatusMoreInfoNeeded}:    {RoleExpert, RoleManager},
 	{StatusInProgress, StatusFileSampleNeeded}:  {RoleExpert, RoleManager},
 	{StatusInProgress, StatusNeedsMoreTime}:     {RoleExpert, RoleManager},
@@ -38,15 +39,17 @@ var transitions = map[edge][]Role{
 	{StatusFileSampleNeeded, StatusMoreInfoNeeded}: {RoleExpert, RoleManager},
 	{StatusMoreInfoNeeded, StatusConcluded}:        {RoleExpert, RoleManager},
 	{StatusFileSampleNeeded, StatusConcluded}:      {RoleExpert, RoleManager},
-	// Closing: the requester, a manager, or threatdesk after AutoCloseAfter.
+	// Closing: the requester (the person who asked), a manager, or
+	// threatdesk after AutoCloseAfter.
 	{StatusConcluded, StatusClosed}: {RoleRequester, RoleManager, RoleSystem},
-	// Reopening within the reopen window.
+	// Reopening within the reopen window: the requester or a manager.
 	{StatusConcluded, StatusInProgress}: {RoleRequester, RoleManager},
 	{StatusClosed, StatusInProgress}:    {RoleRequester, RoleManager},
 }
 
 // Allowed reports whether role may move a case from one status to another
-// (ignoring the reopen window and who holds the case).
+// (ignoring the reopen window, who holds the case, and that withdrawing,
+// closing and reopening as a requester is for the case's own requester).
 func Allowed(from, to Status, role Role) bool {
 	for _, r := range transitions[edge{from, to}] {
 		if r == role {
@@ -71,9 +74,17 @@ func isReopen(from, to Status) bool {
 	return to == StatusInProgress && (from == StatusConcluded || from == StatusClosed)
 }
 
-// checkTransition returns nil when role may move c to `to` now, or a
+// ownRequesterOnly reports whether from -> to, when made as a requester, is
+// for the person who asked the case only: withdrawing, closing, reopening.
+// Colleagues in the same org may see the case and add to it, not end it.
+func ownRequesterOnly(from, to Status) bool {
+	return to == StatusWithdrawn || to == StatusClosed || isReopen(from, to)
+}
+
+// checkTransition returns nil when actor may move c to `to` now, or a
 // *TransitionError whose message is one sentence.
-func (s *Service) checkTransition(c *Case, to Status, role Role, now time.Time) error {
+func (s *Service) checkTransition(c *Case, to Status, actor Actor, now time.Time) error {
+	role := actor.Role
 	refuse := func(format string, args ...any) error {
 		return &TransitionError{Ref: c.Ref, From: c.Status, To: to, Role: role, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -117,6 +128,19 @@ func (s *Service) checkTransition(c *Case, to Status, role Role, now time.Time) 
 			what = "close " + c.Ref
 		}
 		return refuse("%s cannot %s; only %s can", article(string(role)), what, roleList(roles))
+	}
+	if role == RoleRequester && ownRequesterOnly(from, to) && !actor.Person.Same(c.Requester) {
+		verb := map[Status]string{StatusWithdrawn: "withdraw", StatusClosed: "close"}[to]
+		if verb == "" {
+			verb = "reopen"
+		}
+		others := ""
+		for _, r := range roles {
+			if r == RoleManager {
+				others = " or a manager"
+			}
+		}
+		return refuse("only %s, who asked,%s can %s %s", c.Requester.Name(), others, verb, c.Ref)
 	}
 	if isReopen(from, to) {
 		since := c.ConcludedAt

@@ -127,8 +127,18 @@ type graphPuller struct {
 // watermark, page by page, each page ingested in one batch and the
 // watermark moved after it commits. The watermark is inclusive (ge), so a
 // page boundary inside one timestamp loses nothing; re-reads come back
-// "unchanged". It returns the alerts ingested and the first error met (the
-// other tenants are still pulled).
+// "unchanged".
+//
+// A pulled alert is trusted only for the tenant whose credentials fetched
+// it: one whose own tenantId names another tenant is rejected, never routed
+// to that tenant's org. The watermark never passes a rejected alert (of
+// whatever reason): it stays at the first rejected alert's
+// lastUpdateDateTime, so that alert is read again by every pull, and logged,
+// until it is accepted (the config or the alert fixed); alerts after it are
+// still ingested meanwhile.
+//
+// It returns the alerts ingested and the first error met (the other tenants
+// are still pulled).
 func (s *Service) PullGraph(ctx context.Context) (int, error) {
 	g := s.cfg.Graph
 	if g == nil {
@@ -167,6 +177,8 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 	q.Set("$top", strconv.Itoa(g.PageSize))
 	next := g.BaseURL + "security/alerts_v2?" + q.Encode()
 	total := 0
+	// hold is where the first rejected alert of this pull holds the watermark.
+	held, hold := false, mark
 	for page := 0; page < g.MaxPages && next != ""; page++ {
 		var body struct {
 			Value    []json.RawMessage `json:"value"`
@@ -178,21 +190,36 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 		if len(body.Value) == 0 {
 			break
 		}
-		res, err := s.Ingest(ctx, body.Value)
+		res, err := s.ingest(ctx, body.Value, binding{tenant: t.TenantID})
 		if err != nil {
 			return total, err
 		}
 		total += res.Accepted + res.Updated
-		for _, raw := range body.Value {
+		for i, raw := range body.Value {
 			var lu struct {
 				LastUpdate string `json:"lastUpdateDateTime"`
 			}
-			if json.Unmarshal(raw, &lu) != nil {
+			ts, terr := time.Time{}, json.Unmarshal(raw, &lu)
+			if terr == nil {
+				ts, terr = ParseTime(lu.LastUpdate)
+			}
+			if it := res.Items[i]; it.Status == StatusRejected {
+				s.log.WarnContext(ctx, "graph pull: alert rejected; the watermark stays at it until it is accepted",
+					"tenant", t.TenantID, "id", it.ID, "reason", it.Reason, "last_update", lu.LastUpdate)
+				if !held {
+					held = true
+					if terr == nil {
+						hold = ts // else: at the watermark the pull started from
+					}
+				}
 				continue
 			}
-			if ts, err := ParseTime(lu.LastUpdate); err == nil && ts.After(mark) {
+			if terr == nil && ts.After(mark) {
 				mark = ts
 			}
+		}
+		if held && mark.After(hold) {
+			mark = hold
 		}
 		if _, err := s.pool.Exec(ctx, `
 INSERT INTO hunting_graph_watermarks (tenant, last_update, updated_at) VALUES ($1, $2, $3)

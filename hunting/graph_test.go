@@ -122,3 +122,61 @@ func TestGraphPullScheduled(t *testing.T) {
 		return f.count(t, `SELECT count(*) FROM hunting_alerts`) == 1
 	}, 10*time.Second, 20*time.Millisecond)
 }
+
+// withFields returns a Graph alert with some fields replaced.
+func withFields(t testing.TB, raw json.RawMessage, fields map[string]any) json.RawMessage {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(raw, &m))
+	for k, v := range fields {
+		m[k] = v
+	}
+	out, err := json.Marshal(m)
+	require.NoError(t, err)
+	return out
+}
+
+// TestGraphPullIsBoundToItsTenant: an alert pulled with Fabrikam's
+// credentials that claims Contoso's tenant is rejected (not routed to
+// Contoso), and the watermark stays at it, so it is read again by the next
+// pull rather than skipped; a severity of unknownFutureValue is taken in as
+// informational.
+func TestGraphPullIsBoundToItsTenant(t *testing.T) {
+	t.Parallel()
+	f, fake := graphSetup(t)
+	base := t0.Add(-time.Hour)
+	foreign := withFields(t, graphAlert(t, "gx", "hostX", base.Add(2*time.Minute)), map[string]any{"tenantId": tenantContoso})
+	future := withFields(t, graphAlert(t, "g2", "host2", base.Add(3*time.Minute)), map[string]any{"severity": "unknownFutureValue"})
+	require.NoError(t, fake.Add(graphAlert(t, "g1", "host1", base.Add(time.Minute)), foreign, future))
+
+	watermark := func() time.Time {
+		var mark time.Time
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_update FROM hunting_graph_watermarks WHERE tenant = $1`, tenantFabrikam).Scan(&mark))
+		return mark
+	}
+	n, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "g1 and g2; gx rejected")
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE org = 'contoso'`), "never routed to the tenant it claims")
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gx'`))
+	a, err := f.svc.Alert(f.ctx, "fabrikam", "g2")
+	require.NoError(t, err)
+	require.Equal(t, SeverityInformational, a.Severity, "unknownFutureValue is informational")
+	require.True(t, watermark().Equal(base.Add(2*time.Minute)), "the watermark stops at the rejected alert, not past g2: %s", watermark())
+
+	// The next pull reads the rejected alert again; still rejected, still held.
+	n, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	filters := fake.Filters()
+	require.Contains(t, filters[len(filters)-1], base.Add(2*time.Minute).Format("2006-01-02T15:04:05"))
+	require.True(t, watermark().Equal(base.Add(2*time.Minute)))
+
+	// Once the alert comes back right, it is taken in and the watermark moves on.
+	require.NoError(t, fake.Add(graphAlert(t, "gx", "hostX", base.Add(4*time.Minute))))
+	n, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gx' AND org = 'fabrikam'`))
+	require.True(t, watermark().Equal(base.Add(4*time.Minute)))
+}

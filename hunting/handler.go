@@ -1,15 +1,21 @@
 package hunting
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // IntakePath is where the main package mounts Handler.
@@ -24,10 +30,21 @@ type ErrorBody struct {
 	Offset int64 `json:"offset,omitempty"`
 }
 
+// RetryAfterUnavailable is the Retry-After (seconds) of a 503 answered while
+// the database is unreachable.
+const RetryAfterUnavailable = 5
+
+// intakeStoreTimeout bounds storing one request's batch, so that a database
+// that does not answer at all (packets dropped, not refused) still gets the
+// sender a 503 before the HTTP server's 60 s write timeout cuts it off.
+const intakeStoreTimeout = 40 * time.Second
+
 // Handler returns the intake handler for POST /api/v1/alerts: bearer token
-// (401), body cap (413), item cap (413), malformed JSON (400, saying where),
-// nothing usable (422, with per-item reasons), else 200 with an
-// IngestResult naming the format received and a result per item.
+// (401), an org's token used for another org's tenant (403, nothing stored),
+// body cap (413), item cap (413), malformed JSON (400, saying where), nothing
+// usable (422, with per-item reasons), the database unreachable (503 with
+// Retry-After, nothing stored), else 200 with an IngestResult naming the
+// format received and a result per item.
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveIntake) }
 
 func (s *Service) serveIntake(w http.ResponseWriter, r *http.Request) {
@@ -35,19 +52,30 @@ func (s *Service) serveIntake(w http.ResponseWriter, r *http.Request) {
 	s.m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 
-func (s *Service) authorized(r *http.Request) bool {
-	if s.cfg.IngestToken == "" {
-		return false
-	}
+// authorize checks the bearer token: the admin-wide token (org "") or an
+// org's own token (that org). Every configured token is compared, each in
+// constant time, so the answer's timing says nothing about which matched.
+func (s *Service) authorize(r *http.Request) (org string, ok bool) {
 	h := r.Header.Get("Authorization")
 	const prefix = "bearer "
 	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return false
+		return "", false
 	}
 	// Hash both sides so the comparison's time does not depend on lengths.
 	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
-	want := sha256.Sum256([]byte(s.cfg.IngestToken))
-	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	match := func(token string) bool {
+		want := sha256.Sum256([]byte(token))
+		return token != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	}
+	if match(s.cfg.IngestToken) {
+		ok = true
+	}
+	for o, token := range s.cfg.OrgIngestTokens {
+		if match(token) {
+			org, ok = o, true
+		}
+	}
+	return org, ok
 }
 
 func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
@@ -55,9 +83,10 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", http.MethodPost)
 		return writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: "use POST"})
 	}
-	if !s.authorized(r) {
+	org, ok := s.authorize(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="threatdesk"`)
-		return writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: "missing or wrong bearer token (Authorization: Bearer <THREATDESK_INGEST_TOKEN>)"})
+		return writeJSON(w, http.StatusUnauthorized, ErrorBody{Error: "missing or wrong bearer token (Authorization: Bearer <THREATDESK_INGEST_TOKEN or the org's own token>)"})
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
@@ -81,8 +110,20 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 	if len(items) == 0 {
 		return writeJSON(w, http.StatusUnprocessableEntity, IngestResult{Format: FormatEmptyList, Items: []ItemResult{}})
 	}
-	res, err := s.Ingest(r.Context(), items)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), intakeStoreTimeout)
+	defer cancel()
+	res, err := s.ingest(ctx, items, binding{org: org})
+	var se *ScopeError
+	switch {
+	case errors.As(err, &se):
+		s.log.Warn("alert intake refused: an org's token posted another tenant's alert", "org", se.Org, "item", se.Index, "tenant", se.Tenant)
+		return writeJSON(w, http.StatusForbidden, ErrorBody{Error: se.Error()})
+	case err != nil && storeUnavailable(err) && r.Context().Err() == nil:
+		s.log.Warn("alert intake: the database is unreachable; asked the sender to retry", "items", len(items), "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		return writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: fmt.Sprintf(
+			"the database is unreachable; nothing was stored: retry after %d seconds", RetryAfterUnavailable)})
+	case err != nil:
 		s.log.Error("alert intake failed", "items", len(items), "err", err)
 		return writeJSON(w, http.StatusInternalServerError, ErrorBody{Error: "storing the alerts failed; nothing was stored, retry later"})
 	}
@@ -105,4 +146,30 @@ func writeJSON(w http.ResponseWriter, code int, v any) int {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 	return code
+}
+
+// storeUnavailable reports whether err means the database could not be
+// reached or the connection was lost (an outage, a restart, a fail-over),
+// rather than the database refusing the statement: a retry later will do.
+// The batch is one transaction, so in every such case nothing was stored
+// (or, if the connection dropped during COMMIT, all of it was, and the retry
+// finds the alerts unchanged).
+func storeUnavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			strings.HasPrefix(pe.Code, "53"),                           // insufficient resources (too many connections)
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutting down, crashed, starting up
+			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: retry
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, context.DeadlineExceeded)
 }

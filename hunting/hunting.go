@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -40,8 +41,15 @@ type Config struct {
 	// Tenants maps a Defender aadTenantId / Graph tenantId to an org id.
 	// Alerts of any other tenant are rejected.
 	Tenants map[string]string
-	// IngestToken is the bearer token POST /api/v1/alerts requires.
+	// IngestToken is the admin-wide bearer token of POST /api/v1/alerts: it
+	// may post alerts of any org's tenants (meant for single-org setups and
+	// for an operator's own forwarder).
 	IngestToken string
+	// OrgIngestTokens maps an org id to its own bearer token, which only
+	// accepts alerts of that org's tenants: a request with an alert of any
+	// other tenant is refused whole (403). Each org needs at least one
+	// tenant; tokens must differ from each other and from IngestToken.
+	OrgIngestTokens map[string]string
 	// Window is how far apart in time two alerts sharing an entity may be and
 	// still correlate, and the span over which prevalence is measured
 	// (default 24h).
@@ -119,10 +127,32 @@ func (c *Config) withDefaults() Config {
 
 func (c *Config) validate() error {
 	var errs []error
+	hasTenant := map[string]bool{}
 	for t, org := range c.Tenants {
 		if t == "" || org == "" {
 			errs = append(errs, fmt.Errorf("hunting: tenant %q -> org %q: both must be set", t, org))
 		}
+		hasTenant[org] = true
+	}
+	seen := map[string]string{"": "(empty)"}
+	if c.IngestToken != "" {
+		seen[c.IngestToken] = "the admin-wide ingest token"
+	}
+	orgs := make([]string, 0, len(c.OrgIngestTokens))
+	for org := range c.OrgIngestTokens {
+		orgs = append(orgs, org)
+	}
+	sort.Strings(orgs)
+	for _, org := range orgs {
+		tok := c.OrgIngestTokens[org]
+		if !hasTenant[org] {
+			errs = append(errs, fmt.Errorf("hunting: org %q has an ingest token but no tenants: the token could accept nothing", org))
+		}
+		if prev, dup := seen[tok]; dup {
+			errs = append(errs, fmt.Errorf("hunting: the ingest token of org %q is empty or the same as %s: give each org a token of its own", org, prev))
+			continue
+		}
+		seen[tok] = "org " + org + "'s ingest token"
 	}
 	if c.Window < time.Minute {
 		errs = append(errs, fmt.Errorf("hunting: correlation window %s is too short: use at least 1m (default 24h)", c.Window))

@@ -60,7 +60,53 @@ type IngestResult struct {
 // stores, correlates, scores and evaluates them in one transaction. Items
 // that do not normalize are rejected one by one; the others go on. An error
 // is returned only when the store failed, and then nothing was stored.
+// Alerts are routed to the org of their own tenant: this is the admin-wide
+// intake.
 func (s *Service) Ingest(ctx context.Context, items []RawAlert) (*IngestResult, error) {
+	return s.ingest(ctx, items, binding{})
+}
+
+// IngestForOrg is Ingest for a sender that speaks for one org only (an org's
+// own ingest token): when any item names a tenant that is not one of org's,
+// nothing is stored and the error is a *ScopeError.
+func (s *Service) IngestForOrg(ctx context.Context, org string, items []RawAlert) (*IngestResult, error) {
+	if org == "" {
+		return nil, errors.New("hunting: IngestForOrg needs an org")
+	}
+	return s.ingest(ctx, items, binding{org: org})
+}
+
+// binding limits what a batch may hold. The zero binding allows every
+// configured tenant.
+type binding struct {
+	// org: every item must belong to one of this org's tenants, or the whole
+	// batch is refused (*ScopeError).
+	org string
+	// tenant: items of any other tenant are rejected one by one (a Graph
+	// pull is bound to the tenant it pulled).
+	tenant string
+}
+
+// ScopeError refuses a batch posted with an org's own token that holds an
+// alert of a tenant that is not that org's. Nothing of the batch is stored.
+type ScopeError struct {
+	// Org is the token's org; Index and Tenant the first offending item.
+	Org    string
+	Index  int
+	Tenant string
+}
+
+// Error says what was refused, without naming whose the tenant is.
+func (e *ScopeError) Error() string {
+	t := e.Tenant
+	if t == "" {
+		t = "(none)"
+	}
+	return fmt.Sprintf("this ingest token belongs to org %s and only accepts alerts of its tenants; item %d has tenant %s, "+
+		"which is not one of them: nothing was stored (post other orgs' alerts with their own token)", e.Org, e.Index, t)
+}
+
+func (s *Service) ingest(ctx context.Context, items []RawAlert, bind binding) (*IngestResult, error) {
 	res := &IngestResult{Items: make([]ItemResult, len(items))}
 	alerts := make([]*Alert, 0, len(items))
 	idx := make([]int, 0, len(items))
@@ -82,10 +128,23 @@ func (s *Service) Ingest(ctx context.Context, items []RawAlert) (*IngestResult, 
 			r.Reason = err.Error()
 			if errors.As(err, &ie) {
 				r.ID, r.Tenant = ie.ID, ie.Tenant
+				if bind.org != "" && ie.Tenant != "" {
+					// An unknown tenant is not this org's either.
+					return nil, &ScopeError{Org: bind.org, Index: i, Tenant: ie.Tenant}
+				}
 			}
 			continue
 		}
 		r.ID, r.Org, r.Tenant = a.ID, a.Org, a.Tenant
+		if bind.org != "" && a.Org != bind.org {
+			return nil, &ScopeError{Org: bind.org, Index: i, Tenant: a.Tenant}
+		}
+		if bind.tenant != "" && a.Tenant != bind.tenant {
+			r.Status = StatusRejected
+			r.Reason = fmt.Sprintf("tenant %q is not the tenant %q this pull is for: an alert is trusted only for the tenant whose credentials fetched it", a.Tenant, bind.tenant)
+			r.Org = ""
+			continue
+		}
 		alerts = append(alerts, a)
 		idx = append(idx, i)
 	}

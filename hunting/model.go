@@ -54,6 +54,10 @@ func parseSeverity(s string) (Severity, bool) {
 	switch normKey(s) {
 	case "informational", "info", "unspecified", "unknown", "":
 		return SeverityInformational, true
+	case "unknownfuturevalue":
+		// Graph's evolvable-enum sentinel: a severity newer than the API
+		// version we asked for. Not a reason to drop the alert.
+		return SeverityInformational, true
 	case "low":
 		return SeverityLow, true
 	case "medium":

@@ -19,6 +19,7 @@ import (
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 const (
@@ -64,7 +65,9 @@ func newFlow(t *testing.T, slackDeskSide bool) *flow {
 	if !testing.Verbose() {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cw, err := casework.New(db, casework.Config{}, nil, nil)
+	key, err := secrets.Generate()
+	require.NoError(t, err)
+	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
 	require.NoError(t, err)
 	dfake := discordfake.New(t, discordfake.Options{Guilds: []discordfake.Guild{{ID: guildID, Channels: []string{channelID, deskID}}}})
 	dfake.AddUser(discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice"})

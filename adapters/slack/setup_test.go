@@ -19,6 +19,7 @@ import (
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // samples holds Slack's published payloads (see testdata/README.md).
@@ -260,7 +261,9 @@ func startRealBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg
 	tw := &testWriter{t: t}
 	t.Cleanup(tw.done)
 	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cw, err := casework.New(db, casework.Config{}, nil, nil)
+	key, err := secrets.Generate()
+	require.NoError(t, err)
+	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
 	require.NoError(t, err)
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)

@@ -67,6 +67,7 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 		"THREATDESK_HTTP_ADDR":    freeAddr(t),
 		"THREATDESK_CONFIG":       cfgPath,
 		"THREATDESK_INGEST_TOKEN": ingestToken,
+		"THREATDESK_SECRET_KEY":   "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
 		"SLACK_BOT_TOKEN":         opts.BotToken,
 		"SLACK_APP_TOKEN":         opts.AppToken,
 		"SLACK_API_URL":           fake.APIURL(),
@@ -91,6 +92,7 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 		require.NotContains(t, out, opts.BotToken)
 		require.NotContains(t, out, opts.AppToken)
 		require.NotContains(t, out, ingestToken)
+		require.NotContains(t, out, env["THREATDESK_SECRET_KEY"])
 	})
 
 	base := "http://" + env["THREATDESK_HTTP_ADDR"]

@@ -87,7 +87,8 @@ func TestInvalidConfigurationExitsWithEveryProblem(t *testing.T) {
 func TestMigrateThenServe(t *testing.T) {
 	t.Parallel()
 	_, url := pgtest.Empty(t)
-	env := map[string]string{"DATABASE_URL": url, "THREATDESK_HTTP_ADDR": freeAddr(t)}
+	env := map[string]string{"DATABASE_URL": url, "THREATDESK_HTTP_ADDR": freeAddr(t),
+		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100"}
 
 	var out, errOut bytes.Buffer
 	require.Equal(t, 0, run([]string{"migrate"}, &out, &errOut, envOf(env)), errOut.String())

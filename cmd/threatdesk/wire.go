@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +17,7 @@ import (
 	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // component is a long-running part with a start and an idempotent stop.
@@ -42,7 +45,11 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	app := &application{log: log}
 	f := cfg.File
 
-	cases, err := casework.New(pool, caseworkConfig(f), log.With("service", "casework"), reg)
+	key, err := secretKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	cases, err := casework.New(pool, caseworkConfig(f, key), log.With("service", "casework"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("casework: %w", err)
 	}
@@ -118,13 +125,39 @@ func logStop(log *slog.Logger, name string, err error) {
 	}
 }
 
-func caseworkConfig(f config.File) casework.Config {
+// secretKey is THREATDESK_SECRET_KEY or, unset with the embedded database,
+// the key generated once into the data dir. Only its fingerprint is logged.
+func secretKey(cfg *config.Config, log *slog.Logger) (*secrets.Key, error) {
+	if cfg.Key != nil {
+		log.Info("secret key from THREATDESK_SECRET_KEY", "fingerprint", cfg.Key.Fingerprint())
+		return cfg.Key, nil
+	}
+	if cfg.DatabaseURL != "" {
+		return nil, errors.New("THREATDESK_SECRET_KEY is required with DATABASE_URL: generate one with `openssl rand -hex 32` and give every replica the same")
+	}
+	path := filepath.Join(cfg.DataDir, secrets.KeyFile)
+	key, created, err := secrets.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("THREATDESK_SECRET_KEY is unset, so the key is kept in the data dir: %w", err)
+	}
+	if created {
+		log.Warn("THREATDESK_SECRET_KEY is unset: generated a secret key into the data dir (mode 0600). Back it up with the database: "+
+			"without it the case timelines no longer verify and stored secrets cannot be read. To run several replicas, "+
+			"set THREATDESK_SECRET_KEY to its contents", "file", path, "fingerprint", key.Fingerprint())
+	} else {
+		log.Info("secret key from the data dir", "file", path, "fingerprint", key.Fingerprint())
+	}
+	return key, nil
+}
+
+func caseworkConfig(f config.File, key *secrets.Key) casework.Config {
 	sla := f.Cases.SLA
 	credits := map[string]int{}
 	for _, o := range f.Orgs {
 		credits[o.ID] = *o.CreditsPerQuarter
 	}
 	return casework.Config{
+		Key: key,
 		Targets: map[casework.Priority]casework.Target{
 			casework.PriorityHigh:   {FirstResponse: sla.High.FirstResponse.D(), Conclusion: sla.High.Conclusion.D()},
 			casework.PriorityMedium: {FirstResponse: sla.Medium.FirstResponse.D(), Conclusion: sla.Medium.Conclusion.D()},
@@ -142,9 +175,13 @@ func huntingConfig(cfg *config.Config) hunting.Config {
 	h := f.Hunting
 	tenants := map[string]string{}
 	scores := map[string]int{}
+	tokens := map[string]string{}
 	for _, o := range f.Orgs {
 		for _, t := range o.Tenants {
 			tenants[t] = o.ID
+		}
+		if o.IngestToken != "" {
+			tokens[o.ID] = o.IngestToken.Value()
 		}
 		if o.NotifyScore != nil {
 			scores[o.ID] = *o.NotifyScore
@@ -153,6 +190,7 @@ func huntingConfig(cfg *config.Config) hunting.Config {
 	hc := hunting.Config{
 		Tenants:             tenants,
 		IngestToken:         cfg.IngestToken.Value(),
+		OrgIngestTokens:     tokens,
 		Window:              h.CorrelationWindow.D(),
 		CommonEntityDevices: h.CommonEntityDevices,
 		NotifyScore:         h.NotifyScore,

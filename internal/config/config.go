@@ -20,6 +20,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"gopkg.in/yaml.v3"
+
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // Env holds the environment variables.
@@ -29,8 +31,10 @@ type Env struct {
 	HTTPAddr    string `env:"THREATDESK_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	ConfigPath  string `env:"THREATDESK_CONFIG"`
 	IngestToken Secret `env:"THREATDESK_INGEST_TOKEN"`
-	LogFormat   string `env:"THREATDESK_LOG_FORMAT" envDefault:"json"`
-	LogLevel    string `env:"THREATDESK_LOG_LEVEL" envDefault:"info"`
+	// SecretKey is THREATDESK_SECRET_KEY as given (Config.Key is it parsed).
+	SecretKey Secret `env:"THREATDESK_SECRET_KEY"`
+	LogFormat string `env:"THREATDESK_LOG_FORMAT" envDefault:"json"`
+	LogLevel  string `env:"THREATDESK_LOG_LEVEL" envDefault:"info"`
 
 	SlackBotToken      Secret `env:"SLACK_BOT_TOKEN"`
 	SlackAppToken      Secret `env:"SLACK_APP_TOKEN"`
@@ -67,6 +71,11 @@ func (s Secret) Value() string { return string(s) }
 type Config struct {
 	Env
 	File File
+	// Key is THREATDESK_SECRET_KEY, parsed; nil when it is unset. Serving
+	// needs it with DATABASE_URL; with the embedded database serve loads or
+	// generates the key in the data dir (secrets.LoadOrCreate). Commands
+	// that do not serve (migrate) do not need it.
+	Key *secrets.Key
 }
 
 // SlackEnabled reports whether Slack is configured.
@@ -121,6 +130,12 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			c.File = *f
 		}
 	}
+	for i := range c.File.Orgs {
+		if name := c.File.Orgs[i].IngestTokenEnv; name != "" {
+			v, _ := lookup(name)
+			c.File.Orgs[i].IngestToken = Secret(v)
+		}
+	}
 	if g := c.File.Hunting.Graph; g != nil {
 		for i := range g.Tenants {
 			if name := g.Tenants[i].ClientSecretEnv; name != "" {
@@ -131,6 +146,13 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	c.File.applyDefaults()
 	errs = append(errs, c.Env.validate()...)
+	if c.SecretKey != "" {
+		k, err := secrets.Parse(c.SecretKey.Value())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("THREATDESK_SECRET_KEY: %w", err))
+		}
+		c.Key = k
+	}
 	errs = append(errs, c.File.validate(&c)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -140,7 +162,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 
 var envNames = []string{
 	"DATABASE_URL", "THREATDESK_DATA_DIR", "THREATDESK_HTTP_ADDR", "THREATDESK_CONFIG",
-	"THREATDESK_INGEST_TOKEN", "THREATDESK_LOG_FORMAT", "THREATDESK_LOG_LEVEL",
+	"THREATDESK_INGEST_TOKEN", "THREATDESK_SECRET_KEY", "THREATDESK_LOG_FORMAT", "THREATDESK_LOG_LEVEL",
 	"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL",
 	"DISCORD_BOT_TOKEN", "DISCORD_APP_ID", "DISCORD_PUBLIC_KEY", "DISCORD_API_URL",
 }

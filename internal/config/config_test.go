@@ -104,21 +104,22 @@ func TestEnvironmentErrors(t *testing.T) {
 func TestSecretsNeverInErrors(t *testing.T) {
 	t.Parallel()
 	secrets := map[string]string{
-		"SLACK_BOT_TOKEN":         "xoxp-SECRET-BOT",
-		"SLACK_APP_TOKEN":         "xoxb-SECRET-APP",
-		"SLACK_SIGNING_SECRET":    "SECRET-SIGNING",
-		"DISCORD_BOT_TOKEN":       "SECRET-DISCORD",
-		"THREATDESK_INGEST_TOKEN": "SECRET",
-		"DATABASE_URL":            "mysql://user:SECRET-PASSWORD@host/db",
+		"SLACK_BOT_TOKEN":         "xoxp-S3CR3T-BOT",
+		"SLACK_APP_TOKEN":         "xoxb-S3CR3T-APP",
+		"SLACK_SIGNING_SECRET":    "S3CR3T-SIGNING",
+		"DISCORD_BOT_TOKEN":       "S3CR3T-DISCORD",
+		"THREATDESK_INGEST_TOKEN": "S3CR3T",
+		"DATABASE_URL":            "mysql://user:S3CR3T-PASSWORD@host/db",
+		"THREATDESK_SECRET_KEY":   "S3CR3T-is-not-a-key",
 	}
 	_, err := config.Load(envOf(secrets))
 	require.Error(t, err)
-	require.NotContains(t, err.Error(), "SECRET")
+	require.NotContains(t, err.Error(), "S3CR3T")
 
-	c, err := config.Load(envOf(map[string]string{"SLACK_BOT_TOKEN": "xoxb-SECRET", "SLACK_APP_TOKEN": "xapp-SECRET"}))
+	c, err := config.Load(envOf(map[string]string{"SLACK_BOT_TOKEN": "xoxb-S3CR3T", "SLACK_APP_TOKEN": "xapp-S3CR3T"}))
 	require.NoError(t, err)
-	require.NotContains(t, fmt.Sprintf("%v %+v %#v %s", c, c, c, c.SlackBotToken), "SECRET")
-	require.Equal(t, "xoxb-SECRET", c.SlackBotToken.Value())
+	require.NotContains(t, fmt.Sprintf("%v %+v %#v %s", c, c, c, c.SlackBotToken), "S3CR3T")
+	require.Equal(t, "xoxb-S3CR3T", c.SlackBotToken.Value())
 }
 
 func TestFileErrors(t *testing.T) {
@@ -222,4 +223,76 @@ hunting:
 	require.Equal(t, time.Minute, g.Interval.D())
 	require.Equal(t, "s3cr3t-value", g.Tenants[0].Secret.Value())
 	require.NotContains(t, fmt.Sprintf("%+v", g.Tenants[0]), "s3cr3t-value")
+}
+
+func TestSecretKey(t *testing.T) {
+	t.Parallel()
+	const hexKey = "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100"
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_SECRET_KEY": hexKey, "DATABASE_URL": "postgres://u:p@db/threatdesk"}))
+	require.NoError(t, err)
+	require.NotNil(t, c.Key)
+	require.Equal(t, hexKey, c.Key.Encode())
+	require.NotContains(t, fmt.Sprintf("%v %+v %#v", c, c, c), hexKey, "the key never prints")
+
+	c, err = config.Load(envOf(nil))
+	require.NoError(t, err)
+	require.Nil(t, c.Key, "unset with the embedded database: generated into the data dir by the caller")
+
+	c, err = config.Load(envOf(map[string]string{"DATABASE_URL": "postgres://u:p@db/threatdesk"}))
+	require.NoError(t, err, "migrate needs no key; serve requires it with DATABASE_URL")
+	require.Nil(t, c.Key)
+
+	_, err = config.Load(envOf(map[string]string{"THREATDESK_SECRET_KEY": hexKey[:40]}))
+	require.ErrorContains(t, err, "THREATDESK_SECRET_KEY: invalid secret key: it decodes to 20 bytes, not 32")
+	require.NotContains(t, err.Error(), hexKey[:40])
+}
+
+func TestOrgIngestTokens(t *testing.T) {
+	t.Parallel()
+	const orgs = `
+orgs:
+  - id: contoso
+    tenants: ["a839b112-1253-6432-9bf6-94542403f21c"]
+    slack: {team: T0CONTOSO, channels: [C0CONTOSOSOC]}
+    ingest_token_env: CONTOSO_INGEST_TOKEN
+  - id: fabrikam
+    tenants: ["b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c"]
+    slack: {team: T0CONTOSO, channels: [C0FABRIKAM]}
+    ingest_token_env: FABRIKAM_INGEST_TOKEN
+desk:
+  slack: {channel: C0EXPERTDESK}
+`
+	p := writeFile(t, orgs)
+	const contoso, fabrikam = "contoso-token-0123456789abcdef", "fabrikam-token-0123456789abcdef"
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p, "CONTOSO_INGEST_TOKEN": contoso, "FABRIKAM_INGEST_TOKEN": fabrikam}))
+	require.NoError(t, err)
+	require.Equal(t, contoso, c.File.Orgs[0].IngestToken.Value())
+	require.Equal(t, fabrikam, c.File.Orgs[1].IngestToken.Value())
+	require.NotContains(t, fmt.Sprintf("%+v", c.File.Orgs), contoso)
+	require.NotContains(t, strings.Join(c.Warnings(), "\n"), "THREATDESK_INGEST_TOKEN", "org tokens open the intake")
+
+	for _, tc := range []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{"unset", orgs, map[string]string{"FABRIKAM_INGEST_TOKEN": fabrikam}, "environment variable CONTOSO_INGEST_TOKEN (ingest_token_env) is not set"},
+		{"short", orgs, map[string]string{"CONTOSO_INGEST_TOKEN": "short", "FABRIKAM_INGEST_TOKEN": fabrikam}, "the token in CONTOSO_INGEST_TOKEN is too short"},
+		{"shared", orgs, map[string]string{"CONTOSO_INGEST_TOKEN": contoso, "FABRIKAM_INGEST_TOKEN": contoso}, "the token in FABRIKAM_INGEST_TOKEN is the same as CONTOSO_INGEST_TOKEN"},
+		{"same as global", orgs, map[string]string{"THREATDESK_INGEST_TOKEN": contoso, "CONTOSO_INGEST_TOKEN": contoso, "FABRIKAM_INGEST_TOKEN": fabrikam}, "the same as THREATDESK_INGEST_TOKEN"},
+		{"not a name", strings.Replace(orgs, "ingest_token_env: CONTOSO_INGEST_TOKEN", "ingest_token_env: "+contoso, 1), map[string]string{"FABRIKAM_INGEST_TOKEN": fabrikam}, "must be the name of an environment variable"},
+		{"no tenants", strings.Replace(orgs, `tenants: ["a839b112-1253-6432-9bf6-94542403f21c"]`, "tenants: []", 1), map[string]string{"CONTOSO_INGEST_TOKEN": contoso, "FABRIKAM_INGEST_TOKEN": fabrikam}, "the org lists no tenants"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"THREATDESK_CONFIG": writeFile(t, tc.yaml)}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			_, err := config.Load(envOf(env))
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), contoso, "tokens never appear in errors")
+		})
+	}
 }

@@ -29,6 +29,11 @@ type Org struct {
 	CreditsPerQuarter *int `yaml:"credits_per_quarter"`
 	// NotifyScore overrides hunting.notify_score for this org.
 	NotifyScore *int `yaml:"notify_score"`
+	// IngestTokenEnv names the environment variable holding this org's own
+	// ingest token, which only accepts alerts of this org's tenants.
+	IngestTokenEnv string `yaml:"ingest_token_env"`
+	// IngestToken is filled from IngestTokenEnv at load.
+	IngestToken Secret `yaml:"-"`
 }
 
 // SlackOrg maps an org to a Slack workspace and channels.
@@ -216,6 +221,7 @@ var (
 	slackTeam    = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
 	slackChannel = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
 	slackUser    = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+	envName      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 func (f *File) validate(c *Config) []error {
@@ -224,6 +230,10 @@ func (f *File) validate(c *Config) []error {
 	ids := map[string]bool{}
 	tenants := map[string]string{}
 	channels := map[string]string{}
+	tokens := map[string]string{}
+	if c.IngestToken != "" {
+		tokens[c.IngestToken.Value()] = "THREATDESK_INGEST_TOKEN"
+	}
 	for i, o := range f.Orgs {
 		at := fmt.Sprintf("orgs[%d]", i)
 		if !orgID.MatchString(o.ID) {
@@ -285,6 +295,24 @@ func (f *File) validate(c *Config) []error {
 		}
 		if o.NotifyScore != nil && (*o.NotifyScore < 1 || *o.NotifyScore > 100) {
 			bad("%s.notify_score %d must be between 1 and 100", at, *o.NotifyScore)
+		}
+		if name := o.IngestTokenEnv; name != "" {
+			tok := o.IngestToken.Value()
+			switch {
+			case !envName.MatchString(name):
+				// The value is not repeated: it may be a token pasted by mistake.
+				bad("%s.ingest_token_env must be the name of an environment variable, such as CONTOSO_INGEST_TOKEN, not the token itself (tokens never go in the file)", at)
+			case tok == "":
+				bad("%s: environment variable %s (ingest_token_env) is not set or empty", at, name)
+			case len(tok) < 16:
+				bad("%s: the token in %s is too short (%d characters): use at least 16 random characters, e.g. `openssl rand -hex 24`", at, name, len(tok))
+			case tokens[tok] != "":
+				bad("%s: the token in %s is the same as %s: every org needs a token of its own, distinct from THREATDESK_INGEST_TOKEN", at, name, tokens[tok])
+			case len(o.Tenants) == 0:
+				bad("%s.ingest_token_env is set but the org lists no tenants: its token could accept nothing; add its tenants", at)
+			default:
+				tokens[tok] = name
+			}
 		}
 	}
 	if len(f.Orgs) > 0 && f.Desk.Slack == nil && f.Desk.Discord == nil {
@@ -420,8 +448,12 @@ func (c *Config) Warnings() []string {
 	if discord && !c.DiscordEnabled() {
 		w = append(w, "the config names Discord channels but DISCORD_BOT_TOKEN is not set: nothing will be posted to Discord")
 	}
-	if len(c.File.Orgs) > 0 && c.IngestToken == "" {
-		w = append(w, "THREATDESK_INGEST_TOKEN is not set: POST /api/v1/alerts refuses every request until it is")
+	orgTokens := false
+	for _, o := range c.File.Orgs {
+		orgTokens = orgTokens || o.IngestToken != ""
+	}
+	if len(c.File.Orgs) > 0 && c.IngestToken == "" && !orgTokens {
+		w = append(w, "THREATDESK_INGEST_TOKEN is not set and no org has ingest_token_env: POST /api/v1/alerts refuses every request until one is")
 	}
 	if len(c.File.Experts.Slack)+len(c.File.Experts.Discord) == 0 && len(c.File.Orgs) > 0 {
 		w = append(w, "no experts are configured (experts.slack / experts.discord): nobody can take cases")

@@ -1,0 +1,72 @@
+package bot_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/casework"
+)
+
+const colleague = "U0ANALYST2" // another analyst in Contoso's channel
+
+// TestOnlyTheRequesterWithdraws: a colleague in the same channel sees the
+// receipt's Withdraw button but may not withdraw someone else's case; the
+// requester may.
+func TestOnlyTheRequesterWithdraws(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, _ := f.openCase(t, `ask "only I may withdraw this"`)
+
+	for _, who := range []string{colleague, manager} {
+		_, r := f.press(t, Slack, who, ActWithdraw, ref, receipt.Ref)
+		got, ok := r.Wait(tenSeconds)
+		require.True(t, ok)
+		require.NotContains(t, plain(got.Message), "is now", who)
+		require.Equal(t, casework.StatusNew, f.caseStatus(t, ref), "%s cannot withdraw", who)
+		if who == colleague {
+			require.Contains(t, plain(got.Message), "only Ana Lyst, who asked, can withdraw "+ref)
+		}
+	}
+
+	_, r := f.press(t, Slack, analyst, ActWithdraw, ref, receipt.Ref)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), ref+" is now withdrawn")
+	require.Equal(t, casework.StatusWithdrawn, f.caseStatus(t, ref))
+}
+
+// TestCloseAndReopenByRequesterOrManager: a concluded case is closed and
+// reopened by a manager, never by a colleague of the requester.
+func TestCloseAndReopenByRequesterOrManager(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, _ := f.openCase(t, `ask "close me properly"`)
+	_, m := f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	require.Contains(t, plain(m), "You have "+ref)
+	_, m = f.run(t, Slack, expert1, deskChannel, `conclude `+ref+` "benign: a signed admin tool"`)
+	require.Contains(t, plain(m), "concluded")
+
+	press := func(who string, act ActionID) string {
+		t.Helper()
+		_, r := f.press(t, Slack, who, act, ref, receipt.Ref)
+		got, ok := r.Wait(tenSeconds)
+		require.True(t, ok)
+		return plain(got.Message)
+	}
+	require.Contains(t, press(colleague, ActClose), "only Ana Lyst, who asked, or a manager can close "+ref)
+	require.Equal(t, casework.StatusConcluded, f.caseStatus(t, ref))
+	require.Contains(t, press(manager, ActClose), ref+" is now closed")
+	require.Equal(t, casework.StatusClosed, f.caseStatus(t, ref))
+
+	require.Contains(t, press(colleague, ActReopen), "only Ana Lyst, who asked, or a manager can reopen "+ref)
+	require.Equal(t, casework.StatusClosed, f.caseStatus(t, ref))
+	require.Contains(t, press(manager, ActReopen), ref+" is now in progress")
+	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, ref))
+
+	_, m = f.run(t, Slack, expert1, deskChannel, `conclude `+ref+` "still benign after all"`)
+	require.Contains(t, plain(m), "concluded")
+	require.Contains(t, press(analyst, ActClose), ref+" is now closed")
+	require.Contains(t, press(analyst, ActReopen), ref+" is now in progress")
+}

@@ -1,0 +1,70 @@
+package bot
+
+import (
+	"net/url"
+	"strings"
+)
+
+// Alert links. An alert's alertWebUrl (and so an incident's link and a case
+// subject's link) comes from whoever posted the alert: any holder of an
+// ingest token can put any URL there. It becomes a link in chat only when it
+// points at one of Microsoft's security portals; anything else is shown as
+// defanged text ("hxxps://example[.]com/…"), which no chat client turns into
+// a link, so a forwarded "targeted attack notification" cannot carry a
+// phishing link.
+
+// portalHosts are Microsoft's security portals by exact host name; any
+// subdomain of microsoft.com is accepted as well (see portalLink).
+var portalHosts = map[string]bool{
+	"security.microsoft.com":     true,
+	"securitycenter.windows.com": true,
+}
+
+// portalLink returns raw (normalised) and true when it is an https URL on a
+// Microsoft security portal host: security.microsoft.com,
+// securitycenter.windows.com or a subdomain of microsoft.com, with no user
+// information and no explicit port.
+func portalLink(raw string) (string, bool) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Scheme != "https" || u.User != nil || u.Port() != "" || u.Opaque != "" {
+		return "", false
+	}
+	if !portalHost(strings.ToLower(u.Hostname())) {
+		return "", false
+	}
+	return u.String(), true
+}
+
+func portalHost(h string) bool {
+	if portalHosts[h] {
+		return true
+	}
+	sub, ok := strings.CutSuffix(h, ".microsoft.com")
+	return ok && sub != "" && !strings.HasPrefix(sub, ".") && !strings.Contains(sub, "..")
+}
+
+// defang rewrites a URL so that no client makes it clickable, the way
+// security teams share indicators: the scheme becomes hxxp(s) and every dot
+// of the host is bracketed. It is cut to a readable length.
+func defang(raw string) string {
+	s := strings.TrimSpace(raw)
+	low := strings.ToLower(s)
+	switch {
+	case strings.HasPrefix(low, "https://"):
+		s = "hxxps://" + s[len("https://"):]
+	case strings.HasPrefix(low, "http://"):
+		s = "hxxp://" + s[len("http://"):]
+	}
+	s = strings.ReplaceAll(s, ".", "[.]")
+	s = strings.ReplaceAll(s, "://", "[://]")
+	return cut(s, maxListLineRunes*2)
+}
+
+// alertLink renders an alert's link: label linked to raw when raw is a
+// portal URL; otherwise a note and the address as defanged, untrusted text.
+func alertLink(label, raw string) []Span {
+	if u, ok := portalLink(raw); ok {
+		return []Span{L(label, u)}
+	}
+	return []Span{T("address (not a Microsoft portal, so not linked): "), U(defang(raw))}
+}

@@ -1,0 +1,132 @@
+package bot
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestPortalLink(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://security.microsoft.com/alerts/da637551227677560813_-961444813", true},
+		{"https://securitycenter.windows.com/alerts/da637472900382838869_1364969609/details", true},
+		{"https://securitycenter.microsoft.com/alert/da1", true},
+		{"https://SECURITY.Microsoft.COM/incidents/12", true},
+		{"https://portal.azure.microsoft.com/x", true},
+		{"http://security.microsoft.com/alerts/1", false},                 // not https
+		{"https://security.microsoft.com.evil.example/alerts/1", false},   // suffix trick
+		{"https://evilmicrosoft.com/alerts/1", false},                     // not a subdomain
+		{"https://microsoft.com/", false},                                 // not a portal host
+		{"https://security.microsoft.com@evil.example/alerts/1", false},   // the host is evil.example
+		{"https://user@security.microsoft.com/alerts/1", false},           // user information
+		{"https://security.microsoft.com:8443/alerts/1", false},           // explicit port
+		{"https://securitycenter.windows.com.evil.example/", false},       // suffix trick
+		{"https://evil.example/?u=https://security.microsoft.com", false}, // the query does not count
+		{"javascript:alert(1)", false},
+		{"security.microsoft.com/alerts/1", false}, // no scheme
+		{"", false},
+	} {
+		_, got := portalLink(tc.url)
+		require.Equal(t, tc.want, got, tc.url)
+	}
+}
+
+func TestDefang(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "hxxps[://]login[.]evil[.]example/reset?a=b", defang("https://login.evil.example/reset?a=b"))
+	require.Equal(t, "hxxp[://]1[.]2[.]3[.]4/x", defang("HTTP://1.2.3.4/x"))
+	require.Equal(t, "ftp[://]files[.]example", defang("ftp://files.example"))
+}
+
+// linked lists every link a message carries, wherever it is.
+func linked(m Message) []string {
+	var out []string
+	add := func(l Line) {
+		for _, s := range l {
+			if s.Link != "" {
+				out = append(out, s.Link)
+			}
+		}
+	}
+	for _, l := range m.Text {
+		add(l)
+	}
+	for _, f := range m.Fields {
+		add(f.Value)
+	}
+	for _, s := range m.Sections {
+		for _, l := range s.Lines {
+			add(l)
+		}
+	}
+	add(m.Footer)
+	return out
+}
+
+func allText(m Message) string {
+	var b strings.Builder
+	add := func(l Line) {
+		for _, s := range l {
+			b.WriteString(s.Text)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString(m.Title + "\n")
+	for _, l := range m.Text {
+		add(l)
+	}
+	for _, f := range m.Fields {
+		add(f.Value)
+	}
+	for _, s := range m.Sections {
+		for _, l := range s.Lines {
+			add(l)
+		}
+	}
+	add(m.Footer)
+	return b.String()
+}
+
+// TestAlertLinksOnlyOnPortals: an alertWebUrl that is not a Microsoft
+// portal is shown as defanged text, never as a link, on the targeted attack
+// notification and on both cards of a case about the alert (the adapters
+// render exactly these Messages); a portal URL is a link.
+func TestAlertLinksOnlyOnPortals(t *testing.T) {
+	t.Parallel()
+	const phish = "https://contoso-security.example/login?next=reset"
+	const portal = "https://security.microsoft.com/alerts/da637551227677560813_-961444813"
+	b := &Bot{cfg: unitConfig(), now: time.Now}
+	inc := func(link string) Message {
+		return notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90, Link: link})
+	}
+	cs := func(link string) CaseView {
+		return CaseView{Ref: "EOD-7", Org: "contoso", Priority: "high", Status: StatusNew, Question: "is this real?",
+			Subject:   Subject{Kind: SubjectAlert, ID: "da637551227677560813_-961444813", Name: "Suspicious sign-in", Link: link},
+			Requester: User{Platform: Slack, ID: "U0ANALYST"}}
+	}
+	for name, m := range map[string]Message{
+		"notification": inc(phish),
+		"receipt":      b.receiptCard(cs(phish)),
+		"desk card":    b.deskCard(cs(phish)),
+	} {
+		require.Empty(t, linked(m), "%s: a non-portal URL is never a link", name)
+		text := allText(m)
+		require.Contains(t, text, "hxxps[://]contoso-security[.]example/login?next=reset", name)
+		require.Contains(t, text, "not a Microsoft portal, so not linked", name)
+		require.NotContains(t, text, "https://contoso-security", "%s: not even as clickable text", name)
+	}
+	for name, m := range map[string]Message{
+		"notification": inc(portal),
+		"receipt":      b.receiptCard(cs(portal)),
+		"desk card":    b.deskCard(cs(portal)),
+	} {
+		require.Equal(t, []string{portal}, linked(m), name)
+		require.NotContains(t, allText(m), "not linked", name)
+	}
+}

@@ -1,0 +1,198 @@
+package hunting
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+)
+
+// outage sits between a pool and a real PostgreSQL as its dialer: it can
+// take the database away (connections cut, new ones refused), and cut the
+// connection that is about to COMMIT, so a batch dies inside its
+// transaction after every statement ran.
+type outage struct {
+	mu          sync.Mutex
+	down        bool
+	cutOnCommit bool
+	cuts        int
+	conns       map[*flakyConn]bool
+}
+
+type flakyConn struct {
+	net.Conn
+	o *outage
+}
+
+func (o *outage) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.down {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+	}
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	fc := &flakyConn{Conn: c, o: o}
+	o.conns[fc] = true
+	return fc, nil
+}
+
+// setDown takes the database away (true) or brings it back.
+func (o *outage) setDown(down bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.down = down
+	if down {
+		for c := range o.conns {
+			_ = c.Conn.Close()
+		}
+		clear(o.conns)
+	}
+}
+
+func (o *outage) armCommitCut(on bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.cutOnCommit = on
+}
+
+func (o *outage) cutCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cuts
+}
+
+// commitMsg is a simple-protocol COMMIT as pgx sends it (Query message text).
+var commitMsg = []byte("commit\x00")
+
+func (c *flakyConn) Write(b []byte) (int, error) {
+	c.o.mu.Lock()
+	cut := c.o.cutOnCommit && bytes.Contains(b, commitMsg)
+	if cut {
+		c.o.cuts++
+		c.o.cutOnCommit = false
+		c.o.down = true
+		for x := range c.o.conns {
+			_ = x.Conn.Close()
+		}
+		clear(c.o.conns)
+	}
+	c.o.mu.Unlock()
+	if cut {
+		return 0, &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	return c.Conn.Write(b)
+}
+
+// TestIntakeRidesOutAnOutage: while the database is unreachable the intake
+// answers 503 with Retry-After (not 500); a batch whose connection dies just
+// before COMMIT stores nothing; once the database is back the sender's retry
+// stores the whole batch.
+func TestIntakeRidesOutAnOutage(t *testing.T) {
+	t.Parallel()
+	direct, url := pgtest.NewWithURL(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	o := &outage{conns: map[*flakyConn]bool{}}
+	cfg.ConnConfig.DialFunc = o.dial
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	reg := prometheus.NewRegistry()
+	clock := &fakeClock{t: t0}
+	svc, err := New(pool, Config{Tenants: map[string]string{tenantContoso: "contoso", tenantFabrikam: "fabrikam"},
+		IngestToken: testToken, Now: clock.Now, GroupWait: 1}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	f := &fixture{svc: svc, pool: direct, clock: clock, ctx: context.Background()}
+	h := svc.Handler()
+
+	// Two orgs, an expert-service alert (notified at once: an outbox row).
+	body := batch(t,
+		gen{ID: "o1", Tenant: tenantContoso, Device: "ws1", Source: "ThreatExperts", Severity: "High", Title: "Targeted attack"},
+		gen{ID: "o2", Tenant: tenantFabrikam, Device: "fab1"},
+		gen{ID: "o3", Tenant: tenantContoso, Device: "ws1"})
+	send := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	nothingStored := func(when string) {
+		t.Helper()
+		for _, table := range []string{"hunting_alerts", "hunting_incidents", "outbox"} {
+			require.Zero(t, f.count(t, `SELECT count(*) FROM `+table), "%s: %s", when, table)
+		}
+	}
+
+	o.setDown(true)
+	rec := send()
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	require.Equal(t, "5", rec.Header().Get("Retry-After"))
+	var eb ErrorBody
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &eb))
+	require.Contains(t, eb.Error, "nothing was stored")
+	nothingStored("database down")
+
+	// Back, but the connection dies as the batch commits.
+	o.setDown(false)
+	o.armCommitCut(true)
+	for i := 0; o.cutCount() == 0; i++ {
+		require.Less(t, i, 10, "the batch never reached COMMIT")
+		rec = send()
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+		require.Equal(t, "5", rec.Header().Get("Retry-After"))
+	}
+	nothingStored("connection lost at COMMIT")
+
+	// Back for good: the sender's retry stores the whole batch, once.
+	o.setDown(false)
+	for i := 0; ; i++ {
+		require.Less(t, i, 10, "the intake did not recover")
+		if rec = send(); rec.Code == http.StatusOK {
+			break
+		}
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, "stale connections are retried, never a 500: %s", rec.Body.String())
+	}
+	var res IngestResult
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res))
+	require.Equal(t, 3, res.Accepted, "nothing of the failed attempts was stored")
+	require.Equal(t, 3, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	require.Positive(t, f.count(t, `SELECT count(*) FROM hunting_incidents`))
+	require.Positive(t, f.count(t, `SELECT count(*) FROM outbox`), "the expert alert's notification, which the failed attempts never wrote")
+	require.Equal(t, 0.0, metricValue(t, reg, "threatdesk_hunting_intake_requests_total", "500"))
+	require.Positive(t, metricValue(t, reg, "threatdesk_hunting_intake_requests_total", "503"))
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == code {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
