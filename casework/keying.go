@@ -18,7 +18,7 @@ import (
 // the key can no longer rewrite an entry and rehash the chain: the entry's
 // HMAC, or the head's MAC, fails.
 //
-// Entries written before the chain was keyed (migration 0007) stay as they
+// Entries written before the chain was keyed (migration 0008) stay as they
 // are and verify as before (SHA-256), but only as the leading entries of a
 // case numbered up to the legacy cutoff recorded by that migration, and only
 // as many as it recorded (timeline_legacy_len, bound by the head MAC). The

@@ -20,7 +20,7 @@ import (
 // Timeline algorithms, per entry (case_timeline.alg).
 const (
 	// algLegacy: Hash = SHA-256(PrevHash || content), unkeyed. Written
-	// before the chain was keyed (migration 0007); still verified, but only
+	// before the chain was keyed (migration 0008); still verified, but only
 	// as the recorded prefix of a case that existed then.
 	algLegacy = 1
 	// algHMAC: Hash = HMAC-SHA256(timeline subkey, PrevHash || content).

@@ -1,4 +1,4 @@
--- 0007: the case timeline's hash chain becomes keyed (HMAC-SHA256 with a
+-- 0008: the case timeline's hash chain becomes keyed (HMAC-SHA256 with a
 -- subkey of THREATDESK_SECRET_KEY). Owned by the casework package.
 --
 -- An unkeyed SHA-256 chain can be rewritten and rehashed by anyone with

@@ -1,4 +1,4 @@
--- 0006: where a case was asked is stored with the case, in its opening
+-- 0007: where a case was asked is stored with the case, in its opening
 -- transaction. Owned by the casework package.
 --
 -- Before, the bot wrote the origin into bot_case_origin after casework had
