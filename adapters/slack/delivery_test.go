@@ -3,6 +3,7 @@ package slack_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // deliveryConfig is a one-org bot config on the fake workspace of setup.
@@ -57,7 +59,10 @@ func startProcess(t *testing.T, fake *slackfake.Server, db *pgxpool.Pool, cfg bo
 	tw := &testWriter{t: t}
 	t.Cleanup(tw.done)
 	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cw, err := casework.New(db, casework.Config{}, nil, nil)
+	// Both processes of a test share the database, so they share its key.
+	key, err := secrets.Parse(strings.Repeat("7d", 32))
+	require.NoError(t, err)
+	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
 	require.NoError(t, err)
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
