@@ -87,7 +87,7 @@ func TestInvalidConfigurationExitsWithEveryProblem(t *testing.T) {
 func TestMigrateThenServe(t *testing.T) {
 	t.Parallel()
 	_, url := pgtest.Empty(t)
-	env := map[string]string{"DATABASE_URL": url, "THREATDESK_HTTP_ADDR": freeAddr(t)}
+	env := map[string]string{"DATABASE_URL": url, "THREATDESK_HTTP_ADDR": freeAddr(t), "THREATDESK_METRICS_ADDR": freeAddr(t)}
 
 	var out, errOut bytes.Buffer
 	require.Equal(t, 0, run([]string{"migrate"}, &out, &errOut, envOf(env)), errOut.String())
@@ -107,7 +107,8 @@ func TestMigrateThenServe(t *testing.T) {
 	base := "http://" + env["THREATDESK_HTTP_ADDR"]
 	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
 	require.Equal(t, http.StatusOK, get(base+"/healthz"))
-	resp, err := http.Get(base + "/metrics")
+	require.Equal(t, http.StatusNotFound, get(base+"/metrics"), "with THREATDESK_METRICS_ADDR, metrics are served only there")
+	resp, err := http.Get("http://" + env["THREATDESK_METRICS_ADDR"] + "/metrics")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -173,7 +174,7 @@ func TestServeWithEmbeddedPostgres(t *testing.T) {
 	env := map[string]string{"THREATDESK_DATA_DIR": dataDir, "THREATDESK_HTTP_ADDR": freeAddr(t)}
 	cfg, err := config.Load(envOf(env))
 	require.NoError(t, err)
-	dbURL := "postgres:///threatdesk?host=" + filepath.Join(dataDir, "postgres") + "&user=postgres&sslmode=disable"
+	dbURL := pglocal.URL(filepath.Join(dataDir, "postgres"), "threatdesk", "threatdesk")
 	pidFile := filepath.Join(dataDir, "postgres", "data", "postmaster.pid")
 
 	runOnce := func(during func()) {
