@@ -39,6 +39,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 		{[]string{"--help"}, "threatdesk migrate"},
 		{[]string{"help"}, "threatdesk version"},
 		{[]string{"serve", "--help"}, "Usage: threatdesk [serve]"},
+		{[]string{"serve", "-help"}, "THREATDESK_METRICS_ADDR"},
 		{[]string{"migrate", "--help"}, "Usage: threatdesk migrate"},
 		{[]string{"version", "--help"}, "Usage: threatdesk version"},
 	}
