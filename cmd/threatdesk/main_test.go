@@ -157,6 +157,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// String is what was written so far (the writer must be a *bytes.Buffer).
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(*bytes.Buffer).String()
+}
+
 // TestServeWithEmbeddedPostgres is the fresh-machine path: no DATABASE_URL,
 // so serve starts its own PostgreSQL under THREATDESK_DATA_DIR, answers
 // /readyz, stops it on shutdown, and a second start keeps the data.

@@ -261,7 +261,7 @@ func startChild(t *testing.T, env map[string]string, attr *syscall.SysProcAttr) 
 		_ = cmd.Process.Kill()
 		<-c.exited
 		if t.Failed() {
-			t.Logf("threatdesk (pid %d) logged:\n%s", cmd.Process.Pid, c.logs.w.(*bytes.Buffer).String())
+			t.Logf("threatdesk (pid %d) logged:\n%s", cmd.Process.Pid, c.logs.String())
 		}
 	})
 	return c
@@ -311,7 +311,7 @@ func TestServeStartsAfterACrashOfServiceAndDatabase(t *testing.T) {
 
 	second := startChild(t, env, nil)
 	second.waitReady(t, sl.base)
-	require.NotContains(t, second.logs.w.(*bytes.Buffer).String(), "reusing it", "the dead server is not adopted")
+	require.NotContains(t, second.logs.String(), "reusing it", "the dead server is not adopted")
 	require.Equal(t, "committed before the crash", queryString(t, appURL, "SELECT v FROM crash_marker"))
 	require.Eventually(t, func() bool {
 		st, err := readOutbox(ctx, appURL)
@@ -342,7 +342,7 @@ func TestServeRecoversFromAKilledEmbeddedPostgres(t *testing.T) {
 	go func() { done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("threatdesk logged:\n%s", logs.w.(*bytes.Buffer).String())
+			t.Logf("threatdesk logged:\n%s", logs.String())
 		}
 	})
 	require.Eventually(t, func() bool { return get(sl.base+"/readyz") == http.StatusOK }, 60*time.Second, 50*time.Millisecond)
@@ -389,7 +389,7 @@ func TestServeRecoversFromAKilledEmbeddedPostgres(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	require.Contains(t, logs.w.(*bytes.Buffer).String(), "restarting it")
+	require.Contains(t, logs.String(), "restarting it")
 }
 
 // TestServeExitsWhenTheEmbeddedPostgresCannotRestart: when restarting keeps
@@ -410,7 +410,7 @@ func TestServeExitsWhenTheEmbeddedPostgresCannotRestart(t *testing.T) {
 		var exit *exec.ExitError
 		require.ErrorAs(t, c.err, &exit)
 		require.Equal(t, 1, exit.ExitCode())
-		require.Contains(t, c.logs.w.(*bytes.Buffer).String(), "the embedded PostgreSQL cannot be restarted")
+		require.Contains(t, c.logs.String(), "the embedded PostgreSQL cannot be restarted")
 	case <-time.After(90 * time.Second):
 		t.Fatal("threatdesk kept running without a database")
 	}
@@ -441,7 +441,7 @@ func TestServeRidesOutADatabaseURLOutage(t *testing.T) {
 	go func() { done <- serve(sctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("threatdesk logged:\n%s", logs.w.(*bytes.Buffer).String())
+			t.Logf("threatdesk logged:\n%s", logs.String())
 		}
 	})
 	require.Eventually(t, func() bool { return get(sl.base+"/readyz") == http.StatusOK }, 60*time.Second, 50*time.Millisecond)
@@ -497,7 +497,7 @@ func TestServeAsPID1ReapsAndRestarts(t *testing.T) {
 	base := "http://" + env["THREATDESK_HTTP_ADDR"]
 	c := startChild(t, env, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS})
 	c.waitReady(t, base)
-	require.Contains(t, c.logs.w.(*bytes.Buffer).String(), "local PostgreSQL started")
+	require.Contains(t, c.logs.String(), "local PostgreSQL started")
 
 	realData, err := filepath.EvalSymlinks(filepath.Join(dir, "postgres", "data"))
 	require.NoError(t, err)
