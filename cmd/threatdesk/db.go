@@ -6,33 +6,48 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/pglocal"
 	"github.com/threatdesk/threatdesk/migrations"
 )
 
-// database is the pool plus, for the embedded default, the local server.
+// database is the pool plus, for the embedded default, the local server and
+// its supervisor.
 type database struct {
 	Pool  *pgxpool.Pool
 	local *pglocal.Server
 	lock  *os.File
 	log   *slog.Logger
+
+	stopSupervisor context.CancelFunc
+	supervised     chan error // the supervisor's result; nil without one
 }
 
 // lockDataDir makes one process the owner of the embedded PostgreSQL: a
 // second threatdesk on the same data dir would share the server and stop it
 // under the first. The lock dies with its process, so a crash leaves the
-// server to be adopted by the next start.
+// server to be adopted by the next start. The data dir belongs to this
+// process's user and no one else may write to it; as root, others may pass
+// through it (the server runs as the postgres user, in its own directory).
 func lockDataDir(dir string) (*os.File, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create THREATDESK_DATA_DIR %q: %w", dir, err)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("create the parent of THREATDESK_DATA_DIR %q: %w", dir, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "threatdesk.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	perm := os.FileMode(0o700)
+	if os.Geteuid() == 0 {
+		perm = 0o711
+	}
+	if _, err := pglocal.SecureDir(dir, os.Geteuid(), os.Getegid(), perm); err != nil {
+		return nil, fmt.Errorf("THREATDESK_DATA_DIR: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "threatdesk.lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open the data dir lock: %w", err)
 	}
@@ -43,7 +58,14 @@ func lockDataDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*database, error) {
+// appRole is the embedded database's role for the service: it owns the
+// threatdesk database but is not a superuser.
+const appRole = "threatdesk"
+
+// openDatabase connects to DATABASE_URL, or starts the embedded PostgreSQL.
+// guard, when set, is held around the child processes the embedded server
+// needs (see reaper).
+func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, guard sync.Locker) (*database, error) {
 	url := cfg.DatabaseURL
 	d := &database{log: log}
 	if url == "" {
@@ -56,12 +78,15 @@ func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (*d
 		srv, err := pglocal.Start(ctx, pglocal.Options{
 			Dir:      filepath.Join(cfg.DataDir, "postgres"),
 			Database: "threatdesk",
+			AppRole:  appRole,
+			Guard:    guard,
 		}, log)
 		if err != nil {
+			d.Close(ctx)
 			return nil, fmt.Errorf("start the embedded PostgreSQL (DATABASE_URL is not set): %w", err)
 		}
 		d.local = srv
-		url = srv.URL("threatdesk")
+		url = srv.AppURL()
 		log.Info("using the embedded PostgreSQL", "data_dir", srv.DataDir(), "reused_running_server", srv.Adopted(),
 			"took", time.Since(start).Round(time.Millisecond))
 	}
@@ -96,8 +121,35 @@ func migrateDatabase(ctx context.Context, d *database, log *slog.Logger) (int, e
 	return n, nil
 }
 
-// Close closes the pool and stops the embedded server, if any.
+// supervise restarts the embedded server whenever it dies, until Close. The
+// channel yields an error when restarting keeps failing: the service should
+// then exit, for systemd, Kubernetes or Docker to restart it. Without an
+// embedded server it never yields.
+func (d *database) supervise(ctx context.Context, reg prometheus.Registerer) <-chan error {
+	if d.local == nil {
+		return nil
+	}
+	ctx, d.stopSupervisor = context.WithCancel(ctx)
+	d.supervised = make(chan error, 1)
+	out := make(chan error, 1)
+	go func() {
+		err := d.local.Supervise(ctx, pglocal.SuperviseOptions{Registerer: reg})
+		if err != nil {
+			out <- err
+		}
+		d.supervised <- err
+	}()
+	return out
+}
+
+// Close closes the pool, stops the supervisor and then the embedded server,
+// if any.
 func (d *database) Close(ctx context.Context) {
+	if d.stopSupervisor != nil {
+		d.stopSupervisor()
+		<-d.supervised
+		d.stopSupervisor = nil
+	}
 	if d.Pool != nil {
 		d.Pool.Close()
 	}

@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/threatdesk/threatdesk/internal/config"
@@ -43,11 +44,24 @@ THREATDESK_CONFIG; README.md documents both.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+	var guard sync.Locker
+	if os.Getpid() == 1 {
+		// PID 1 (a container without an init) inherits every orphan, the
+		// embedded PostgreSQL's postmaster among them: reap them.
+		r := &reaper{}
+		go r.run()
+		guard = r.guard()
+	}
+	os.Exit(runWith(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, guard))
 }
 
 // run is main without the process: it returns the exit code.
 func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	return runWith(args, stdout, stderr, lookup, nil)
+}
+
+// runWith is run with the guard of a reaping PID 1 (nil otherwise).
+func runWith(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), guard sync.Locker) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -58,9 +72,9 @@ func run(args []string, stdout, stderr io.Writer, lookup func(string) (string, b
 	var err error
 	switch cmd {
 	case "serve":
-		err = cmdServe(args, stdout, stderr, lookup)
+		err = cmdServe(args, stdout, stderr, lookup, guard)
 	case "migrate":
-		err = cmdMigrate(args, stdout, stderr, lookup)
+		err = cmdMigrate(args, stdout, stderr, lookup, guard)
 	case "version":
 		err = cmdVersion(args, stdout, stderr)
 	case "help":
@@ -117,6 +131,7 @@ Environment:
   THREATDESK_DATA_DIR       local state (embedded PostgreSQL); default /var/lib/threatdesk as root,
                             else $XDG_DATA_HOME/threatdesk or ~/.local/share/threatdesk
   THREATDESK_HTTP_ADDR      HTTP listen address (default 127.0.0.1:8080)
+  THREATDESK_METRICS_ADDR   optional listener of its own for /metrics (then not served on the HTTP address)
   THREATDESK_CONFIG         YAML config: orgs, channels, experts, SLAs, hunting policy
   THREATDESK_INGEST_TOKEN   bearer token for POST /api/v1/alerts
   THREATDESK_LOG_FORMAT     json (default) or text
@@ -181,7 +196,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func cmdMigrate(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) error {
+func cmdMigrate(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), guard sync.Locker) error {
 	cfg, log, err := prepare("migrate", "Usage: threatdesk migrate\n\nApplies the database migrations that are not applied yet, then exits.\nSafe to run from several replicas at once.\n"+envHelp,
 		args, stdout, stderr, lookup)
 	if err != nil {
@@ -189,7 +204,7 @@ func cmdMigrate(args []string, stdout, stderr io.Writer, lookup func(string) (st
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	db, err := openDatabase(ctx, cfg, log)
+	db, err := openDatabase(ctx, cfg, log, guard)
 	if err != nil {
 		return err
 	}

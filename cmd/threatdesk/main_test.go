@@ -39,6 +39,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 		{[]string{"--help"}, "threatdesk migrate"},
 		{[]string{"help"}, "threatdesk version"},
 		{[]string{"serve", "--help"}, "Usage: threatdesk [serve]"},
+		{[]string{"serve", "-help"}, "THREATDESK_METRICS_ADDR"},
 		{[]string{"migrate", "--help"}, "Usage: threatdesk migrate"},
 		{[]string{"version", "--help"}, "Usage: threatdesk version"},
 	}
@@ -87,7 +88,7 @@ func TestInvalidConfigurationExitsWithEveryProblem(t *testing.T) {
 func TestMigrateThenServe(t *testing.T) {
 	t.Parallel()
 	_, url := pgtest.Empty(t)
-	env := map[string]string{"DATABASE_URL": url, "THREATDESK_HTTP_ADDR": freeAddr(t),
+	env := map[string]string{"DATABASE_URL": url, "THREATDESK_HTTP_ADDR": freeAddr(t), "THREATDESK_METRICS_ADDR": freeAddr(t),
 		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100"}
 
 	var out, errOut bytes.Buffer
@@ -108,7 +109,8 @@ func TestMigrateThenServe(t *testing.T) {
 	base := "http://" + env["THREATDESK_HTTP_ADDR"]
 	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
 	require.Equal(t, http.StatusOK, get(base+"/healthz"))
-	resp, err := http.Get(base + "/metrics")
+	require.Equal(t, http.StatusNotFound, get(base+"/metrics"), "with THREATDESK_METRICS_ADDR, metrics are served only there")
+	resp, err := http.Get("http://" + env["THREATDESK_METRICS_ADDR"] + "/metrics")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -156,6 +158,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// String is what was written so far (the writer must be a *bytes.Buffer).
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.(*bytes.Buffer).String()
+}
+
 // TestServeWithEmbeddedPostgres is the fresh-machine path: no DATABASE_URL,
 // so serve starts its own PostgreSQL under THREATDESK_DATA_DIR, answers
 // /readyz, stops it on shutdown, and a second start keeps the data.
@@ -174,7 +183,7 @@ func TestServeWithEmbeddedPostgres(t *testing.T) {
 	env := map[string]string{"THREATDESK_DATA_DIR": dataDir, "THREATDESK_HTTP_ADDR": freeAddr(t)}
 	cfg, err := config.Load(envOf(env))
 	require.NoError(t, err)
-	dbURL := "postgres:///threatdesk?host=" + filepath.Join(dataDir, "postgres") + "&user=postgres&sslmode=disable"
+	dbURL := pglocal.URL(filepath.Join(dataDir, "postgres"), "threatdesk", "threatdesk")
 	pidFile := filepath.Join(dataDir, "postgres", "data", "postmaster.pid")
 
 	runOnce := func(during func()) {

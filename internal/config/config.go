@@ -29,6 +29,9 @@ type Env struct {
 	DatabaseURL string `env:"DATABASE_URL"`
 	DataDir     string `env:"THREATDESK_DATA_DIR"`
 	HTTPAddr    string `env:"THREATDESK_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	// MetricsAddr, when set, serves /metrics on a listener of its own (and
+	// not on HTTPAddr), e.g. for a scraper on an internal network.
+	MetricsAddr string `env:"THREATDESK_METRICS_ADDR"`
 	ConfigPath  string `env:"THREATDESK_CONFIG"`
 	IngestToken Secret `env:"THREATDESK_INGEST_TOKEN"`
 	// SecretKey is THREATDESK_SECRET_KEY as given (Config.Key is it parsed).
@@ -161,7 +164,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 }
 
 var envNames = []string{
-	"DATABASE_URL", "THREATDESK_DATA_DIR", "THREATDESK_HTTP_ADDR", "THREATDESK_CONFIG",
+	"DATABASE_URL", "THREATDESK_DATA_DIR", "THREATDESK_HTTP_ADDR", "THREATDESK_METRICS_ADDR", "THREATDESK_CONFIG",
 	"THREATDESK_INGEST_TOKEN", "THREATDESK_SECRET_KEY", "THREATDESK_LOG_FORMAT", "THREATDESK_LOG_LEVEL",
 	"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL",
 	"DISCORD_BOT_TOKEN", "DISCORD_APP_ID", "DISCORD_PUBLIC_KEY", "DISCORD_API_URL",
@@ -183,6 +186,13 @@ func (e *Env) validate() []error {
 	}
 	if _, _, err := net.SplitHostPort(e.HTTPAddr); err != nil {
 		bad("THREATDESK_HTTP_ADDR %q must be host:port, for example 127.0.0.1:8080 or :8080", e.HTTPAddr)
+	}
+	if e.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(e.MetricsAddr); err != nil {
+			bad("THREATDESK_METRICS_ADDR %q must be host:port, for example 10.0.0.5:9090 or :9090 (or unset it to serve /metrics on THREATDESK_HTTP_ADDR)", e.MetricsAddr)
+		} else if e.MetricsAddr == e.HTTPAddr {
+			bad("THREATDESK_METRICS_ADDR must differ from THREATDESK_HTTP_ADDR (%s): it is a listener of its own", e.HTTPAddr)
+		}
 	}
 	switch e.LogFormat {
 	case "json", "text":

@@ -87,6 +87,8 @@ func TestEnvironmentErrors(t *testing.T) {
 		{"discord public key", map[string]string{"DISCORD_BOT_TOKEN": "abc", "DISCORD_APP_ID": "1000000000000000009", "DISCORD_PUBLIC_KEY": "zz"}, "DISCORD_PUBLIC_KEY must be the 64 hex characters"},
 		{"database url", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL must be a postgres:// URL"},
 		{"http addr", map[string]string{"THREATDESK_HTTP_ADDR": "8080"}, "THREATDESK_HTTP_ADDR \"8080\" must be host:port"},
+		{"metrics addr", map[string]string{"THREATDESK_METRICS_ADDR": "9090"}, "THREATDESK_METRICS_ADDR \"9090\" must be host:port"},
+		{"metrics addr same as http", map[string]string{"THREATDESK_METRICS_ADDR": "127.0.0.1:8080"}, "THREATDESK_METRICS_ADDR must differ from THREATDESK_HTTP_ADDR"},
 		{"log format", map[string]string{"THREATDESK_LOG_FORMAT": "xml"}, "THREATDESK_LOG_FORMAT \"xml\" must be json or text"},
 		{"log level", map[string]string{"THREATDESK_LOG_LEVEL": "loud"}, "THREATDESK_LOG_LEVEL \"loud\""},
 		{"ingest token short", map[string]string{"THREATDESK_INGEST_TOKEN": "short"}, "THREATDESK_INGEST_TOKEN is too short"},

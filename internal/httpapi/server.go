@@ -1,13 +1,15 @@
 // Package httpapi is threatdesk's HTTP server: health, readiness and metrics
 // endpoints, the routes other packages mount (alert intake, Slack and Discord
 // webhooks), timeouts, body limits and a graceful shutdown that drains the
-// requests in flight.
+// requests in flight. Metrics can be served on a listener of their own, kept
+// off the public address.
 package httpapi
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,13 +29,35 @@ const (
 	DefaultMaxBody = 1 << 20
 )
 
-// Checker reports whether a dependency is ready; nil means ready.
+// Checker reports whether a dependency is ready; nil means ready. /readyz
+// shows the reason of an error made by NotReady and nothing else of it: error
+// texts can name hosts, users and files.
 type Checker func(ctx context.Context) error
+
+// NotReady is a Checker error whose reason /readyz may show to anyone; err,
+// the detail, is only logged.
+func NotReady(reason string, err error) error { return &notReady{reason: reason, err: err} }
+
+type notReady struct {
+	reason string
+	err    error
+}
+
+func (e *notReady) Error() string {
+	if e.err == nil {
+		return e.reason
+	}
+	return e.reason + ": " + e.err.Error()
+}
+
+func (e *notReady) Unwrap() error { return e.err }
 
 // Server is the HTTP server.
 type Server struct {
 	mux      *http.ServeMux
 	srv      *http.Server
+	metrics  *http.Server // nil unless Config.MetricsAddr is set
+	metricLn net.Listener
 	log      *slog.Logger
 	ready    Checker
 	requests *prometheus.CounterVec
@@ -47,6 +71,9 @@ type Config struct {
 	Ready Checker
 	// Gatherer serves GET /metrics.
 	Gatherer prometheus.Gatherer
+	// MetricsAddr, when set, is a listener of its own for GET /metrics
+	// (THREATDESK_METRICS_ADDR), which is then not served on Addr.
+	MetricsAddr string
 }
 
 // New builds a server with /healthz, /readyz and /metrics mounted.
@@ -77,20 +104,31 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		_, _ = w.Write([]byte("ok\n"))
 	}))
 	s.Handle("GET /readyz", http.HandlerFunc(s.readyz))
+	s.srv = s.httpServer(cfg.Addr, s.mux)
 	if cfg.Gatherer != nil {
-		s.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+		metrics := s.instrument("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+		if cfg.MetricsAddr != "" {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", metrics)
+			s.metrics = s.httpServer(cfg.MetricsAddr, mux)
+		} else {
+			s.mux.Handle("GET /metrics", metrics)
+		}
 	}
-	s.srv = &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           s.mux,
+	return s, nil
+}
+
+func (s *Server) httpServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	return s, nil
 }
 
 // Handle mounts h on a method-and-path pattern. Bodies are capped at
@@ -126,26 +164,68 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.ready(ctx); err != nil {
 		s.log.Warn("not ready", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+		if nr, ok := errors.AsType[*notReady](err); ok {
+			_, _ = fmt.Fprintf(w, "not ready: %s\n", nr.reason)
+			return
+		}
+		_, _ = io.WriteString(w, "not ready\n")
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// Listen binds the address; Serve then runs on the listener. Separate so
-// that a bind error is reported before anything else starts.
+// Listen binds the address (and the metrics address, when set); Serve then
+// runs on the listener. Separate so that a bind error is reported before
+// anything else starts.
 func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (THREATDESK_HTTP_ADDR): %w", s.srv.Addr, err)
 	}
+	if s.metrics != nil {
+		s.metricLn, err = net.Listen("tcp", s.metrics.Addr)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("listen on %s (THREATDESK_METRICS_ADDR): %w", s.metrics.Addr, err)
+		}
+	}
 	return ln, nil
 }
 
-// Serve serves on ln until Shutdown; it returns nil after a clean shutdown.
+// MetricsAddr is the bound address of the metrics listener, "" when metrics
+// are served on the main address (or Listen was not called).
+func (s *Server) MetricsAddr() string {
+	if s.metricLn == nil {
+		return ""
+	}
+	return s.metricLn.Addr().String()
+}
+
+// Serve serves on ln, and on the metrics listener, until Shutdown; it
+// returns nil after a clean shutdown, or the first listener's failure.
 func (s *Server) Serve(ln net.Listener) error {
+	errc := make(chan error, 1)
+	if s.metricLn != nil {
+		s.log.Info("serving metrics", "addr", s.metricLn.Addr().String())
+		go func() {
+			err := s.metrics.Serve(s.metricLn)
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("the metrics listener failed", "err", err)
+			}
+			errc <- err
+		}()
+	}
 	s.log.Info("listening", "addr", ln.Addr().String())
-	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := s.srv.Serve(ln)
+	if s.metricLn != nil {
+		if errors.Is(err, http.ErrServerClosed) {
+			err = <-errc // Shutdown closes both
+		} else {
+			_ = s.metrics.Close()
+			<-errc
+		}
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve http: %w", err)
 	}
 	return nil
@@ -154,7 +234,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for requests in flight
 // until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.srv.Shutdown(ctx); err != nil {
+	err := s.srv.Shutdown(ctx)
+	if s.metrics != nil {
+		err = errors.Join(err, s.metrics.Shutdown(ctx))
+	}
+	if err != nil {
 		return fmt.Errorf("drain http requests: %w", err)
 	}
 	return nil

@@ -55,14 +55,14 @@ func fetch(t *testing.T, method, url, body string) (int, string) {
 
 func TestHealthReadyMetrics(t *testing.T) {
 	t.Parallel()
-	var notReady error = errors.New("database unreachable")
-	f := setup(t, func(context.Context) error { return notReady }, nil)
+	detail := errors.New(`failed to connect to user=threatdesk database=threatdesk: /var/lib/threatdesk/postgres/.s.PGSQL.5432: connect: connection refused`)
+	f := setup(t, func(context.Context) error { return httpapi.NotReady("database unreachable", detail) }, nil)
 
 	code, _ := fetch(t, http.MethodGet, f.base+"/healthz", "")
 	require.Equal(t, http.StatusOK, code)
 	code, body := fetch(t, http.MethodGet, f.base+"/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, code)
-	require.Contains(t, body, "database unreachable")
+	require.Equal(t, "not ready: database unreachable\n", body, "the reason, without connection details")
 	code, _ = fetch(t, http.MethodPost, f.base+"/healthz", "")
 	require.Equal(t, http.StatusMethodNotAllowed, code)
 	code, body = fetch(t, http.MethodGet, f.base+"/metrics", "")
@@ -158,4 +158,60 @@ func TestListenErrorNamesTheSetting(t *testing.T) {
 	require.NoError(t, err)
 	_, err = srv.Listen()
 	require.ErrorContains(t, err, "THREATDESK_HTTP_ADDR")
+}
+
+// TestReadyzShowsNoErrorText: a checker's error text (hosts, users, paths)
+// never reaches the body; only a reason made with NotReady does.
+func TestReadyzShowsNoErrorText(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(context.Context) error {
+		return errors.New("dial tcp db.internal:5432 as user admin: connection refused")
+	}, nil)
+	code, body := fetch(t, http.MethodGet, f.base+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "not ready\n", body)
+}
+
+// TestMetricsOnTheirOwnListener: with MetricsAddr set, /metrics is served
+// there and nowhere else.
+func TestMetricsOnTheirOwnListener(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Gatherer: reg},
+		slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	ln, err := srv.Listen()
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+	require.NotEmpty(t, srv.MetricsAddr())
+	metrics := "http://" + srv.MetricsAddr()
+
+	code, _ := fetch(t, http.MethodGet, base+"/metrics", "")
+	require.Equal(t, http.StatusNotFound, code, "not on the public address")
+	code, _ = fetch(t, http.MethodGet, base+"/healthz", "")
+	require.Equal(t, http.StatusOK, code)
+	code, body := fetch(t, http.MethodGet, metrics+"/metrics", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `threatdesk_http_requests_total{code="200",route="GET /healthz"} 1`)
+	code, _ = fetch(t, http.MethodGet, metrics+"/healthz", "")
+	require.Equal(t, http.StatusNotFound, code, "only metrics on the internal listener")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, srv.Shutdown(ctx))
+	require.NoError(t, <-done)
+	_, err = http.Get(metrics + "/metrics")
+	require.Error(t, err, "the metrics listener is closed too")
+}
+
+func TestMetricsListenErrorNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", MetricsAddr: "256.0.0.1:80", Gatherer: reg},
+		slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	_, err = srv.Listen()
+	require.ErrorContains(t, err, "THREATDESK_METRICS_ADDR")
 }

@@ -2,20 +2,29 @@
 // installed on the machine: the embedded default used when DATABASE_URL is
 // not set, and the server behind the test database harness.
 //
-// The cluster lives in one directory and listens only on a unix socket inside
-// it, so it never competes for a TCP port. When the process runs as root the
-// server runs as the "postgres" OS user, which PostgreSQL requires. A server
-// left running by a crashed process is adopted; a stale postmaster.pid is
-// removed. A second start reuses the data.
+// The cluster lives in one directory (Options.Dir) that belongs to the
+// server's user alone (mode 0700, never a symbolic link), and listens only on
+// a unix socket inside it, so it never competes for a TCP port and no other
+// local user can reach it. Every connection authenticates with a password
+// (scram-sha-256); the generated passwords are kept in Dir/pgpass (mode
+// 0600, libpq's .pgpass format). A cluster made by an older version that
+// trusted local connections is converted in place. When the process runs as
+// root the server runs as the "postgres" OS user, which PostgreSQL requires.
+// Child processes get a minimal environment, so the server never holds the
+// service's tokens.
+//
+// Whether a server is running is decided by its process (a zombie is dead)
+// and by connecting to it, never by the files a crash leaves: a server left
+// running by a crashed owner is adopted; a dead one's postmaster.pid, socket
+// lock and lingering backends are cleared before a new start. Supervise
+// restarts a server that dies.
 package pglocal
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -25,8 +34,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ErrNoServerBinaries is returned when no PostgreSQL server binaries are found.
@@ -37,9 +50,14 @@ var ErrNoServerBinaries = errors.New("no PostgreSQL server binaries found (initd
 // maxSocketPath is the longest unix socket path the kernel accepts (sun_path, minus the NUL).
 const maxSocketPath = 107
 
+// readyTimeout bounds how long a started or adopted server may take to accept connections.
+const readyTimeout = 2 * time.Minute
+
 // Options configure a local server.
 type Options struct {
-	// Dir holds the cluster (Dir/data), its socket and its log. Required.
+	// Dir holds the cluster (Dir/data), its socket, its log and the password
+	// file. Required. It is created, or must already belong to the server's
+	// user (or to root, when running as root); a symbolic link is refused.
 	Dir string
 	// BinDir overrides where initdb, pg_ctl and postgres are looked up.
 	BinDir string
@@ -48,24 +66,38 @@ type Options struct {
 	Settings map[string]string
 	// Database is created on first start when set.
 	Database string
+	// AppRole, with Database, is a role that can log in but is not a
+	// superuser; it owns Database, and AppURL connects as it.
+	AppRole string
 	// OSUser is the user the server runs as when the process is root.
 	// Default "postgres".
 	OSUser string
+	// Guard, when set, is held from the start of every child process pglocal
+	// runs until it has been waited for. A process that reaps orphans (PID 1
+	// in a container) holds it exclusively while reaping, so that it never
+	// reaps a child os/exec is about to wait for.
+	Guard sync.Locker
 }
 
 // Server is a running (or adopted) local PostgreSQL server.
 type Server struct {
-	opts    Options
-	bin     string
-	cred    *syscall.Credential
-	log     *slog.Logger
-	adopted bool
+	opts     Options
+	bin      string
+	cred     *syscall.Credential // set when the server runs as another user
+	uid, gid int                 // the server's user
+	pw       map[string]string   // role -> password
+	log      *slog.Logger
+	adopted  bool
 }
 
-// Start starts the server in opts.Dir, initialising the cluster on first use.
+// Start starts the server in opts.Dir, initialising the cluster on first use,
+// or adopts a server already running there.
 func Start(ctx context.Context, opts Options, log *slog.Logger) (*Server, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("pglocal: a directory is required")
+	}
+	if opts.AppRole != "" && (opts.Database == "" || !roleName.MatchString(opts.AppRole) || opts.AppRole == superuser) {
+		return nil, fmt.Errorf("pglocal: app role %q needs a database and a lower-case name other than %q", opts.AppRole, superuser)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -76,32 +108,42 @@ func Start(ctx context.Context, opts Options, log *slog.Logger) (*Server, error)
 		return nil, fmt.Errorf("resolve data dir %q: %w", opts.Dir, err)
 	}
 	opts.Dir = dir
-	if n := len(filepath.Join(dir, ".s.PGSQL.5432")); n > maxSocketPath {
+	if n := len(filepath.Join(dir, socketName)); n > maxSocketPath {
 		return nil, fmt.Errorf("data dir %q is too long for a unix socket path (%d > %d bytes): choose a shorter THREATDESK_DATA_DIR", dir, n, maxSocketPath)
 	}
-	bin, err := FindBinDir(opts.BinDir)
+	bin, err := findBinDir(opts.BinDir, opts.Guard)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, bin: bin, log: log.With("component", "pglocal")}
+	s := &Server{opts: opts, bin: bin, log: log.With("component", "pglocal"), uid: os.Geteuid(), gid: os.Getegid()}
 	if os.Geteuid() == 0 {
 		cred, err := lookupCredential(opts.OSUser)
 		if err != nil {
 			return nil, err
 		}
-		s.cred = cred
+		s.cred, s.uid, s.gid = cred, int(cred.Uid), int(cred.Gid)
 	}
 	if err := s.prepareDir(); err != nil {
+		return nil, err
+	}
+	roles := []string{superuser}
+	if opts.AppRole != "" {
+		roles = append(roles, opts.AppRole)
+	}
+	if s.pw, err = s.passwords(roles...); err != nil {
 		return nil, err
 	}
 	if err := s.initdb(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.start(ctx); err != nil {
+	if err := s.startOrAdopt(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.secureAuth(ctx); err != nil {
 		return nil, err
 	}
 	if opts.Database != "" {
-		if err := s.ensureDatabase(ctx, opts.Database); err != nil {
+		if err := s.ensureDatabase(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -114,14 +156,30 @@ func (s *Server) DataDir() string { return filepath.Join(s.opts.Dir, "data") }
 // SocketDir is the directory holding the server's unix socket.
 func (s *Server) SocketDir() string { return s.opts.Dir }
 
+// PassFile is the file holding the roles' passwords (libpq .pgpass format):
+// `PGPASSFILE=<it> psql -h <SocketDir> -U postgres` connects by hand.
+func (s *Server) PassFile() string { return filepath.Join(s.opts.Dir, passFile) }
+
 // Adopted reports whether Start found the server already running and reused it.
 func (s *Server) Adopted() bool { return s.adopted }
 
-// URL is a connection URL for database db over the unix socket.
-func (s *Server) URL(db string) string {
+// URL is a connection URL for database db over the unix socket, as the
+// superuser. The password is not in it: the URL names the password file.
+func (s *Server) URL(db string) string { return URL(s.opts.Dir, superuser, db) }
+
+// AppURL is the connection URL of Options.Database as Options.AppRole (the
+// superuser when no app role is set).
+func (s *Server) AppURL() string {
+	return URL(s.opts.Dir, cmp.Or(s.opts.AppRole, superuser), s.opts.Database)
+}
+
+// URL is the connection URL of a server whose Options.Dir is dir, for role
+// and database db. The password comes from the password file it names.
+func URL(dir, role, db string) string {
 	q := url.Values{}
-	q.Set("host", s.SocketDir())
-	q.Set("user", "postgres")
+	q.Set("host", dir)
+	q.Set("user", role)
+	q.Set("passfile", filepath.Join(dir, passFile))
 	q.Set("sslmode", "disable")
 	return (&url.URL{Scheme: "postgres", Path: "/" + db, RawQuery: q.Encode()}).String()
 }
@@ -140,7 +198,9 @@ func (s *Server) Stop(ctx context.Context) error {
 // FindBinDir finds the directory holding initdb and pg_ctl: the override,
 // `pg_config --bindir`, the usual install folders (newest version first),
 // then PATH.
-func FindBinDir(override string) (string, error) {
+func FindBinDir(override string) (string, error) { return findBinDir(override, nil) }
+
+func findBinDir(override string, guard sync.Locker) (string, error) {
 	has := func(dir string) bool {
 		for _, b := range []string{"initdb", "pg_ctl", "postgres"} {
 			if st, err := os.Stat(filepath.Join(dir, b)); err != nil || st.IsDir() {
@@ -156,8 +216,12 @@ func FindBinDir(override string) (string, error) {
 		return "", fmt.Errorf("PostgreSQL bin dir %q has no initdb, pg_ctl and postgres: %w", override, ErrNoServerBinaries)
 	}
 	var candidates []string
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		candidates = append(candidates, strings.TrimSpace(string(out)))
+	if p, err := exec.LookPath("pg_config"); err == nil {
+		cmd := exec.Command(p, "--bindir")
+		cmd.Env = childEnv()
+		if out, err := guarded(guard, cmd.Output); err == nil {
+			candidates = append(candidates, strings.TrimSpace(string(out)))
+		}
 	}
 	for _, pattern := range []string{"/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin", "/usr/local/pgsql/bin",
 		"/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin"} {
@@ -179,36 +243,33 @@ func FindBinDir(override string) (string, error) {
 	return "", ErrNoServerBinaries
 }
 
+// prepareDir makes Dir the server user's private directory and checks what
+// is already in it. Its parents are created searchable (the server user must
+// reach its directory) and must not be replaceable by other users.
 func (s *Server) prepareDir() error {
-	// Parents are made searchable (the server user must reach its
-	// directory); the directory itself is private.
 	if err := os.MkdirAll(filepath.Dir(s.opts.Dir), 0o755); err != nil {
 		return fmt.Errorf("create data dir parent %q: %w", filepath.Dir(s.opts.Dir), err)
 	}
-	if err := os.Mkdir(s.opts.Dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create data dir %q: %w", s.opts.Dir, err)
+	other := ""
+	if s.cred != nil {
+		other = s.opts.OSUser
 	}
-	if s.cred == nil {
-		return nil
+	if err := checkAncestors(s.opts.Dir, other); err != nil {
+		return err
 	}
-	// The server runs as the postgres user: it must own its directory and be
-	// able to reach it through every parent.
-	if err := os.Chown(s.opts.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-		return fmt.Errorf("give data dir %q to user %s: %w", s.opts.Dir, s.opts.OSUser, err)
+	tightened, err := SecureDir(s.opts.Dir, s.uid, s.gid, 0o700)
+	if err != nil {
+		return fmt.Errorf("the local PostgreSQL directory: %w", err)
 	}
-	for p := filepath.Dir(s.opts.Dir); ; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("check data dir parent %q: %w", p, err)
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("data dir %q is inside %q, which user %s cannot enter (mode %v): allow it (chmod o+x) or choose a THREATDESK_DATA_DIR whose parents every user can enter, for example /var/lib/threatdesk",
-				s.opts.Dir, p, s.opts.OSUser, st.Mode().Perm())
-		}
-		if p == filepath.Dir(p) {
-			return nil
+	if tightened {
+		s.log.Warn("the local PostgreSQL directory was open to other users; it is now private (mode 0700)", "dir", s.opts.Dir)
+	}
+	for _, p := range []string{s.DataDir(), filepath.Join(s.opts.Dir, passFile), filepath.Join(s.opts.Dir, "postgres.log")} {
+		if err := checkOwned(p, s.uid); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 func (s *Server) initdb(ctx context.Context) error {
@@ -219,24 +280,47 @@ func (s *Server) initdb(ctx context.Context) error {
 	if err := os.RemoveAll(s.DataDir()); err != nil {
 		return fmt.Errorf("remove incomplete cluster %q: %w", s.DataDir(), err)
 	}
+	// initdb reads the superuser's password from a file of its own, readable
+	// only by the server's user, removed once the cluster exists.
+	pwFile := filepath.Join(s.opts.Dir, "initdb.pw")
+	if err := writePrivateFile(pwFile, []byte(s.pw[superuser]+"\n"), s.uid, s.gid); err != nil {
+		return err
+	}
+	defer os.Remove(pwFile)
 	start := time.Now()
-	out, err := s.run(ctx, "initdb", "-D", s.DataDir(), "-U", "postgres", "--auth=trust",
+	out, err := s.run(ctx, "initdb", "-D", s.DataDir(), "-U", superuser, "--auth=scram-sha-256", "--pwfile="+pwFile,
 		"--encoding=UTF8", "--locale=C", "--no-instructions")
 	if err != nil {
 		return fmt.Errorf("initdb in %q: %w: %s", s.DataDir(), err, lastLines(out, 5))
+	}
+	if _, err := s.writeHBA(); err != nil {
+		return err
 	}
 	s.log.Info("created local PostgreSQL cluster", "dir", s.DataDir(), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-func (s *Server) start(ctx context.Context) error {
-	if s.ready(ctx) {
+// startOrAdopt adopts a live server on the data directory, or clears what a
+// dead one left and starts a new one.
+func (s *Server) startOrAdopt(ctx context.Context) error {
+	if pid := s.postmasterPID(); s.isOurServer(pid) {
+		if err := s.waitReady(ctx); err != nil {
+			return fmt.Errorf("a PostgreSQL server (pid %d) is running on %q but does not answer: %w", pid, s.DataDir(), err)
+		}
 		s.adopted = true
-		s.log.Info("local PostgreSQL already running; reusing it", "dir", s.opts.Dir)
+		s.log.Info("local PostgreSQL already running; reusing it", "dir", s.opts.Dir, "pid", pid)
 		return nil
 	}
-	s.removeStalePid()
-	o := []string{"-c", "listen_addresses=", "-k", s.SocketDir()}
+	return s.launch(ctx)
+}
+
+// launch clears what a dead server left and starts the server.
+func (s *Server) launch(ctx context.Context) error {
+	if err := s.clearStale(ctx); err != nil {
+		return err
+	}
+	o := []string{"-c", "listen_addresses=", "-k", s.SocketDir(), "-c", "unix_socket_permissions=0700",
+		"-c", "password_encryption=scram-sha-256"}
 	keys := make([]string, 0, len(s.opts.Settings))
 	for k := range s.opts.Settings {
 		keys = append(keys, k)
@@ -249,85 +333,91 @@ func (s *Server) start(ctx context.Context) error {
 	out, err := s.run(ctx, "pg_ctl", "start", "-D", s.DataDir(), "-l", logFile, "-w", "-t", "120",
 		"-o", shellJoin(o))
 	if err != nil {
-		if s.ready(ctx) { // another process started it at the same moment
+		if s.Running() && s.waitReady(ctx) == nil { // another process started it at the same moment
 			s.adopted = true
 			return nil
 		}
 		tail, _ := os.ReadFile(logFile)
 		return fmt.Errorf("start local PostgreSQL in %q: %w: %s %s", s.DataDir(), err, lastLines(out, 3), lastLines(tail, 5))
 	}
-	s.log.Info("local PostgreSQL started", "dir", s.opts.Dir)
+	if err := s.waitReady(ctx); err != nil {
+		return fmt.Errorf("local PostgreSQL in %q started but does not answer: %w", s.DataDir(), err)
+	}
+	s.log.Info("local PostgreSQL started", "dir", s.opts.Dir, "pid", s.postmasterPID())
 	return nil
 }
 
-// ready reports whether a server is accepting connections on our socket.
-func (s *Server) ready(ctx context.Context) bool {
-	if _, err := os.Stat(filepath.Join(s.DataDir(), "postmaster.pid")); err != nil {
-		return false
-	}
-	_, err := s.run(ctx, "pg_ctl", "status", "-D", s.DataDir())
+// Ping connects to the server and runs a query.
+func (s *Server) Ping(ctx context.Context) error {
+	conn, err := s.connect(ctx, superuser, "postgres")
 	if err != nil {
-		return false
+		return err
 	}
-	_, err = os.Stat(filepath.Join(s.SocketDir(), ".s.PGSQL.5432"))
-	return err == nil
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "SELECT 1")
+	return err
 }
 
-// removeStalePid deletes postmaster.pid when the process it names is gone
-// or is not a postgres server (the pid was reused after a crash).
-func (s *Server) removeStalePid() {
-	pidFile := filepath.Join(s.DataDir(), "postmaster.pid")
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		return
+// waitReady waits until the server accepts a connection: running is decided
+// by connecting. A refused password is final; a server still starting up or
+// recovering is waited for while its process lives.
+func (s *Server) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		err := s.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && (pgErr.Code == "28P01" || pgErr.Code == "28000") {
+			return fmt.Errorf("the server refused the password in %s: %w", s.PassFile(), err)
+		}
+		if !s.Running() {
+			return fmt.Errorf("the server exited: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no answer in %s: %w", readyTimeout, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil || pid <= 0 {
-		_ = os.Remove(pidFile)
-		return
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err == nil && bytes.Contains(cmdline, []byte("postgres")) {
-		return // alive; pg_ctl will report the conflict
-	}
-	if err != nil && syscall.Kill(pid, 0) == nil {
-		return // no /proc here, but the process exists
-	}
-	s.log.Warn("removing stale postmaster.pid left by a crash", "pid", pid)
-	_ = os.Remove(pidFile)
 }
 
-func (s *Server) ensureDatabase(ctx context.Context, db string) error {
-	sql := fmt.Sprintf("SELECT 1 FROM pg_database WHERE datname = '%s'", strings.ReplaceAll(db, "'", "''"))
-	out, err := s.run(ctx, "psql", "-h", s.SocketDir(), "-U", "postgres", "-d", "postgres", "-tAc", sql)
+func (s *Server) connect(ctx context.Context, role, db string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(URL(s.opts.Dir, role, db))
 	if err != nil {
-		return fmt.Errorf("check database %q: %w: %s", db, err, lastLines(out, 3))
+		return nil, fmt.Errorf("parse the local connection URL: %w", err)
 	}
-	if strings.TrimSpace(string(out)) == "1" {
-		return nil
-	}
-	out, err = s.run(ctx, "createdb", "-h", s.SocketDir(), "-U", "postgres", db)
-	if err != nil && !strings.Contains(string(out), "already exists") {
-		return fmt.Errorf("create database %q: %w: %s", db, err, lastLines(out, 3))
-	}
-	return nil
+	cfg.ConnectTimeout = 5 * time.Second
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 func (s *Server) run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.opts.Dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
-	if s.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-	}
+	cmd.Env = childEnv()
 	// Keep the server out of our process group so a Ctrl-C in a terminal
 	// reaches us first and we stop it cleanly.
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: s.cred}
+	return guarded(s.opts.Guard, cmd.CombinedOutput)
+}
+
+// childEnv is the whole environment of every child process, and so of the
+// server: never the service's own, which holds its tokens.
+func childEnv() []string {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "LANG=C"}
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		env = append(env, "TZ="+tz) // initdb takes the cluster's time zone from it
 	}
-	cmd.SysProcAttr.Setpgid = true
-	return cmd.CombinedOutput()
+	return env
+}
+
+func guarded(guard sync.Locker, f func() ([]byte, error)) ([]byte, error) {
+	if guard != nil {
+		guard.Lock()
+		defer guard.Unlock()
+	}
+	return f()
 }
 
 func lookupCredential(name string) (*syscall.Credential, error) {

@@ -4,9 +4,13 @@
 //
 // It uses TEST_DATABASE_URL when set (a superuser URL; databases are created
 // beside it). Otherwise it starts the same local PostgreSQL as the embedded
-// default, in a directory under the system temp dir shared by every test
-// process of this user; a file lock makes concurrent `go test` package
-// processes start it once. With CI=true a PostgreSQL that cannot be reached
+// default, with a password on every connection, in a directory under the
+// system temp dir shared by every test process of this user
+// (threatdesk-pgtest2-<uid>). Its name is predictable, so it gets the same
+// checks as the embedded server's: it must be a real directory (never a
+// symbolic link) owned by this user and no one else may write to it; one
+// planted by another user is refused. A file lock inside it makes concurrent
+// `go test` package processes start the server once. With CI=true a PostgreSQL that cannot be reached
 // fails the test; elsewhere the test is skipped with the reason (shown by
 // `go test -v`, and counted as a skip by test2json and gotestsum).
 package pgtest
@@ -156,8 +160,20 @@ func start(ctx context.Context) harness {
 // startLocal starts (or joins) the per-user local test server, serialised
 // across processes by a file lock.
 func startLocal(ctx context.Context) (string, error) {
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("threatdesk-pgtest-%d", os.Getuid()))
-	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	return startLocalIn(ctx, filepath.Join(os.TempDir(), fmt.Sprintf("threatdesk-pgtest2-%d", os.Getuid())))
+}
+
+func startLocalIn(ctx context.Context, base string) (string, error) {
+	// Private to this user; as root, the postgres user the server runs as
+	// must pass through it to its own directory.
+	perm := os.FileMode(0o700)
+	if os.Geteuid() == 0 {
+		perm = 0o711
+	}
+	if _, err := pglocal.SecureDir(base, os.Geteuid(), os.Getegid(), perm); err != nil {
+		return "", fmt.Errorf("test server directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(base, "lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("open harness lock: %w", err)
 	}
@@ -166,7 +182,7 @@ func startLocal(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("take harness lock: %w", err)
 	}
 	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	srv, err := pglocal.Start(ctx, pglocal.Options{Dir: dir, Settings: testSettings}, nil)
+	srv, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(base, "pg"), Settings: testSettings}, nil)
 	if err != nil {
 		return "", err
 	}
