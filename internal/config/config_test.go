@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/oncall"
 )
 
 func envOf(kv map[string]string) func(string) (string, bool) {
@@ -39,6 +40,10 @@ func TestNoEnvironmentAtAll(t *testing.T) {
 	require.False(t, c.SlackEnabled())
 	require.False(t, c.DiscordEnabled())
 	require.Empty(t, c.Warnings())
+	require.Equal(t, "UTC", c.File.Timezone)
+	require.Equal(t, time.UTC, c.File.Location)
+	require.False(t, c.File.Oncall.Enabled())
+	require.Equal(t, oncall.DefaultPageAfter, c.File.Oncall.PageAfter.D())
 }
 
 func TestExampleLoadsAsWritten(t *testing.T) {
@@ -295,6 +300,60 @@ desk:
 			_, err := config.Load(envOf(env))
 			require.ErrorContains(t, err, tc.want)
 			require.NotContains(t, err.Error(), contoso, "tokens never appear in errors")
+		})
+	}
+}
+
+func TestTimezoneAndOncall(t *testing.T) {
+	t.Parallel()
+	const base = `
+orgs:
+  - id: contoso
+    slack: {team: T0CONTOSO, channels: [C0CONTOSOSOC]}
+desk:
+  slack: {channel: C0EXPERTDESK}
+experts:
+  slack: [U0EXPERT1, U0EXPERT2]
+  discord: ["100000000000000001"]
+`
+	p := writeFile(t, "timezone: Europe/London\n"+base+`
+oncall:
+  handover: "Mon 09:00"
+  rotation:
+    - slack: U0EXPERT1
+    - discord: "100000000000000001"
+    - slack: U0EXPERT2
+`)
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p}))
+	require.NoError(t, err)
+	f := c.File
+	require.Equal(t, "Europe/London", f.Location.String())
+	require.Equal(t, oncall.Handover{Period: oncall.Weekly, Weekday: time.Monday, Hour: 9}, f.Oncall.Handover)
+	require.Equal(t, []oncall.Member{
+		{Platform: "slack", UserID: "U0EXPERT1"}, {Platform: "discord", UserID: "100000000000000001"}, {Platform: "slack", UserID: "U0EXPERT2"},
+	}, f.Oncall.Rotation)
+	require.Equal(t, 15*time.Minute, f.Oncall.PageAfter.D(), "page_after defaults to 15m")
+
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown zone", "timezone: Europe/Londn\n" + base, []string{`timezone "Europe/Londn" is not a time zone name: use an IANA name such as Europe/London`}},
+		{"host zone", "timezone: Local\n" + base, []string{`timezone "Local" is not a time zone name`}},
+		{"rotation member not an expert", base + "oncall:\n  handover: daily 09:00\n  rotation: [{slack: U0EXPERT1}, {slack: U0STRANGER}, {discord: \"100000000000000009\"}]\n",
+			[]string{"oncall.rotation[1]: slack user U0STRANGER is not one of the experts: add them to experts.slack, or remove them from the rotation",
+				"oncall.rotation[2]: discord user 100000000000000009 is not one of the experts: add them to experts.discord"}},
+		{"handover syntax", base + "oncall:\n  handover: Mon 9am\n", []string{`oncall.handover "Mon 9am" is not a hand-over`}},
+		{"oncall problems reported with the others", "timezone: Mars/Olympus\n" + base + "hunting:\n  notify_score: 500\noncall:\n  rotation: [{slack: U0EXPERT1}, {slack: U0EXPERT1}]\n  page_after: 10s\n",
+			[]string{"timezone \"Mars/Olympus\"", "hunting.notify_score 500", "oncall.handover is missing", "oncall.rotation[1]: slack:U0EXPERT1 is already oncall.rotation[0]", "oncall.page_after 10s is too short"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": writeFile(t, tc.yaml)}))
+			for _, w := range tc.want {
+				require.ErrorContains(t, err, w)
+			}
 		})
 	}
 }

@@ -5,17 +5,32 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	// The time zone database, built in: timezone names validate and resolve
+	// the same on every host, including images without /usr/share/zoneinfo.
+	_ "time/tzdata"
+
+	"github.com/threatdesk/threatdesk/oncall"
 )
 
 // File is the YAML config file. README.md documents every key.
 type File struct {
-	Orgs     []Org   `yaml:"orgs"`
-	Desk     Desk    `yaml:"desk"`
-	Experts  Users   `yaml:"experts"`
-	Managers Users   `yaml:"managers"`
-	Admins   Users   `yaml:"admins"`
-	Cases    Cases   `yaml:"cases"`
-	Hunting  Hunting `yaml:"hunting"`
+	// Timezone is the IANA name of the time zone in which times are shown
+	// and hand-overs happen, e.g. Europe/London (default UTC).
+	Timezone string `yaml:"timezone"`
+	// Location is Timezone, loaded by Load; nil in a File that was only
+	// parsed.
+	Location *time.Location `yaml:"-"`
+	Orgs     []Org          `yaml:"orgs"`
+	Desk     Desk           `yaml:"desk"`
+	Experts  Users          `yaml:"experts"`
+	Managers Users          `yaml:"managers"`
+	Admins   Users          `yaml:"admins"`
+	Cases    Cases          `yaml:"cases"`
+	Hunting  Hunting        `yaml:"hunting"`
+	// Oncall is the experts' on-call rotation; package oncall owns its
+	// schema, defaults and checks. Its members must be experts (checked
+	// here, with the other problems).
+	Oncall oncall.Config `yaml:"oncall"`
 }
 
 // Org is one customer organisation: its Microsoft tenants and its chat.
@@ -154,6 +169,10 @@ var defaultSLA = map[string]Target{
 }
 
 func (f *File) applyDefaults() {
+	if f.Timezone == "" {
+		f.Timezone = "UTC"
+	}
+	f.Oncall = f.Oncall.WithDefaults()
 	for i := range f.Orgs {
 		o := &f.Orgs[i]
 		if o.Name == "" {
@@ -227,6 +246,12 @@ var (
 func (f *File) validate(c *Config) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	// Location is set here because loading the zone is its check.
+	if loc, err := time.LoadLocation(f.Timezone); f.Timezone == "Local" || err != nil {
+		bad("timezone %q is not a time zone name: use an IANA name such as Europe/London, America/New_York or UTC", f.Timezone)
+	} else {
+		f.Location = loc
+	}
 	ids := map[string]bool{}
 	tenants := map[string]string{}
 	channels := map[string]string{}
@@ -353,6 +378,21 @@ func (f *File) validate(c *Config) []error {
 			if !snowflake.MatchString(id) {
 				bad("%s.discord: %q must be a Discord user id (a quoted number; Copy User ID)", u.name, id)
 			}
+		}
+	}
+	if err := f.Oncall.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	experts := map[oncall.Member]bool{}
+	for _, id := range f.Experts.Slack {
+		experts[oncall.Member{Platform: oncall.PlatformSlack, UserID: id}] = true
+	}
+	for _, id := range f.Experts.Discord {
+		experts[oncall.Member{Platform: oncall.PlatformDiscord, UserID: id}] = true
+	}
+	for i, m := range f.Oncall.Rotation {
+		if (m.Platform == oncall.PlatformSlack || m.Platform == oncall.PlatformDiscord) && !experts[m] {
+			bad("oncall.rotation[%d]: %s user %s is not one of the experts: add them to experts.%s, or remove them from the rotation", i, m.Platform, m.UserID, m.Platform)
 		}
 	}
 	cs := f.Cases
