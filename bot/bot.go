@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +37,14 @@ type Bot struct {
 	started     bool
 	stopped     bool
 	pacer       *pacer
+
+	// Inbound work (inbound.go): its metrics, the Responders of rows stored
+	// here, the workers' wake-up, and a test switch that stores and
+	// acknowledges without working, as a process that dies at once would.
+	im          *inboundMetrics
+	live        liveResponders
+	inboundKick chan struct{}
+	holdInbound atomic.Bool
 }
 
 var _ Handler = (*Bot)(nil)
@@ -57,7 +66,12 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Delivery = cfg.Delivery.withDefaults()
+	cfg.Inbound = cfg.Inbound.withDefaults()
 	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	im, err := newInboundMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +79,7 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 	return &Bot{
 		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log.With("component", "bot"), m: m,
 		now: time.Now, adapters: map[Platform]Adapter{}, base: base, cancel: cancel,
-		pacer: newPacer(cfg.Delivery.Pace),
+		pacer: newPacer(cfg.Delivery.Pace), im: im, inboundKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -89,7 +103,9 @@ func (b *Bot) adapter(p Platform) (Adapter, bool) {
 	return a, ok
 }
 
-// Start starts the delivery workers. They run until ctx ends or Stop.
+// Start starts the delivery workers and the inbound workers (which retry
+// inbound work, and take over work a stopped replica left). They run until
+// ctx ends or Stop.
 func (b *Bot) Start(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -108,12 +124,18 @@ func (b *Bot) Start(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	b.stopWorkers = cancel
 	b.startWorkers(wctx)
+	b.startInbound(wctx)
 	return nil
 }
 
+// stopGrace is how long Stop lets inbound work in flight finish before it
+// interrupts it; interrupted work is given back for another replica.
+const stopGrace = 10 * time.Second
+
 // Stop stops the delivery workers (a row being sent is left to its lease),
-// lets commands already acknowledged finish (each is bounded by its own
-// timeout) and returns when all is done. It is idempotent.
+// lets inbound work already started finish for up to stopGrace, then
+// interrupts what is left (its rows are given back at once, for whichever
+// replica is up) and returns when all is done. It is idempotent.
 func (b *Bot) Stop() {
 	b.mu.Lock()
 	b.stopped = true
@@ -122,8 +144,18 @@ func (b *Bot) Stop() {
 	if stop != nil {
 		stop()
 	}
-	b.hwg.Wait()
+	done := make(chan struct{})
+	go func() {
+		b.hwg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		b.log.Warn("stopping with inbound work in flight; giving it back")
+	}
 	b.cancel()
+	<-done
 	b.wg.Wait()
 }
 

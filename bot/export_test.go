@@ -11,3 +11,8 @@ var (
 
 // DeliverBatch claims and delivers one batch, as a worker does.
 func (b *Bot) DeliverBatch(ctx context.Context) (int, error) { return b.deliverBatch(ctx) }
+
+// CrashAfterAck makes the bot store and acknowledge inbound events but never
+// work on them, as a process that dies right after each acknowledgement:
+// their rows keep this process's lease until it runs out.
+func (b *Bot) CrashAfterAck() { b.holdInbound.Store(true) }

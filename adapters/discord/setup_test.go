@@ -86,11 +86,12 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 	return bot.SubmitAck{}
 }
 
-func (h *handler) HandleReply(_ context.Context, r bot.Reply) {
+func (h *handler) HandleReply(_ context.Context, r bot.Reply) error {
 	h.mu.Lock()
 	h.replies = append(h.replies, r)
 	h.mu.Unlock()
 	h.replyCh <- r
+	return nil
 }
 
 // commandCount is how many commands reached the handler.
