@@ -97,6 +97,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 			APIURL:    cfg.DiscordAPIURL,
 			Guilds:    discordGuilds(f),
 			Pool:      pool,
+			Replays:   core, // replayed signatures, in the bot's inbound table
 		}, log.With("adapter", "discord"), reg, core)
 		if err != nil {
 			return nil, fmt.Errorf("discord: %w", err)

@@ -285,3 +285,43 @@ func TestUpperCasedSignatureReplayIsRefused(t *testing.T) {
 	}
 	require.Len(t, f.rec.Commands(), 1, "the replays never reached the bot")
 }
+
+// TestResponderResumesElsewhere: the bot stores a command's responder state
+// with the work; another adapter (after a restart, on another replica)
+// rebuilds the responder from it and answers through the response URL, or,
+// without one, privately in the channel.
+func TestResponderResumesElsewhere(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	respond := make(chan bot.Responder, 1)
+	f.rec.onCmd = func(c bot.Command) bot.Ack {
+		respond <- c.Respond
+		return bot.Ack{Private: true}
+	}
+	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "status EOD-1", UserID: analyst, ChannelID: socChannel})
+	require.NoError(t, err)
+	rs, ok := (<-respond).(bot.Resumable)
+	require.True(t, ok, "the responder can be stored")
+	state, err := rs.ResumeState()
+	require.NoError(t, err)
+
+	opts := f.fake.Options()
+	other, err := adapter.New(adapter.Config{BotToken: opts.BotToken, SigningSecret: opts.SigningSecret, APIURL: f.fake.APIURL()}, nil, nil, newRecorder())
+	require.NoError(t, err)
+	resumed, err := other.Resume(state)
+	require.NoError(t, err)
+	require.NoError(t, resumed.Respond(f.ctx, bot.Message{Text: []bot.Line{{bot.T("answered after a restart")}}}, true))
+	require.Len(t, f.fake.Responses(), 1)
+	require.Equal(t, "ephemeral", f.fake.Responses()[0].ResponseType)
+	require.Contains(t, f.fake.Responses()[0].Text, "answered after a restart")
+
+	noURL, err := other.Resume([]byte(`{"channel":"` + socChannel + `","user":"` + analyst + `"}`))
+	require.NoError(t, err)
+	require.NoError(t, noURL.Respond(f.ctx, bot.Message{Text: []bot.Line{{bot.T("answered in the channel")}}}, true))
+	msgs := f.fake.Messages(socChannel)
+	require.Len(t, msgs, 1)
+	require.True(t, msgs[0].Ephemeral)
+	require.Equal(t, analyst, msgs[0].To)
+	_, err = other.Resume([]byte(`{}`))
+	require.Error(t, err, "a state that answers nobody")
+}
