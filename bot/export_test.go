@@ -16,3 +16,6 @@ func (b *Bot) DeliverBatch(ctx context.Context) (int, error) { return b.deliverB
 // work on them, as a process that dies right after each acknowledgement:
 // their rows keep this process's lease until it runs out.
 func (b *Bot) CrashAfterAck() { b.holdInbound.Store(true) }
+
+// PruneInbound forgets old inbound keys, as the hourly housekeeping does.
+func (b *Bot) PruneInbound(ctx context.Context) { b.pruneInbound(ctx) }

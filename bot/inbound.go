@@ -448,6 +448,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (b *Bot) inboundWorker(ctx context.Context) {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
+	failing := false // say so once per outage, not on every poll
 	for {
 		select {
 		case <-ctx.Done():
@@ -458,10 +459,15 @@ func (b *Bot) inboundWorker(ctx context.Context) {
 		for ctx.Err() == nil && !b.holdInbound.Load() {
 			row, ok, err := b.claimInbound(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					b.log.Warn("inbound claim failed", "err", err)
+				if ctx.Err() == nil && !failing {
+					b.log.Warn("inbound claim failed; retrying at every poll", "err", err)
 				}
+				failing = true
 				break
+			}
+			if failing {
+				b.log.Info("inbound claims work again")
+				failing = false
 			}
 			if !ok {
 				break

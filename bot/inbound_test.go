@@ -253,3 +253,38 @@ func inboundEvents(t *testing.T, f *fixture, kind, result string) float64 {
 	}
 	return 0
 }
+
+// TestInboundKeysArePruned: replay keys go after ten minutes, settled keys
+// after the retention (two days), dead rows after a week; work still to do
+// stays whatever its age. Bot.Seen is the adapters' replay cache.
+func TestInboundKeysArePruned(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	seen, err := f.bot.Seen(ctx, "slack:sig:00ff")
+	require.NoError(t, err)
+	require.False(t, seen)
+	seen, err = f.bot.Seen(ctx, "slack:sig:00ff")
+	require.NoError(t, err)
+	require.True(t, seen, "a replay, on any replica")
+	_, err = f.db.Exec(ctx, `
+INSERT INTO bot_inbound (key, platform, kind, received_at, done_at, dead_at) VALUES
+  ('slack:sig:old',        'slack', 'replay',  now() - interval '20 minutes', now(), NULL),
+  ('slack:command:old',    'slack', 'command', now() - interval '3 days',     now(), NULL),
+  ('slack:command:recent', 'slack', 'command', now() - interval '1 day',      now(), NULL),
+  ('slack:action:dead',    'slack', 'action',  now() - interval '3 days',     NULL,  now()),
+  ('slack:action:olddead', 'slack', 'action',  now() - interval '8 days',     NULL,  now()),
+  ('slack:submit:pending', 'slack', 'submit',  now() - interval '3 days',     NULL,  NULL)`)
+	require.NoError(t, err)
+	f.bot.PruneInbound(ctx)
+	rows, err := f.db.Query(ctx, `SELECT key FROM bot_inbound ORDER BY key`)
+	require.NoError(t, err)
+	var keys []string
+	for rows.Next() {
+		var k string
+		require.NoError(t, rows.Scan(&k))
+		keys = append(keys, k)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"slack:action:dead", "slack:command:recent", "slack:sig:00ff", "slack:submit:pending"}, keys)
+}
