@@ -42,6 +42,7 @@ type Bot struct {
 	// here, the workers' wake-up, and a test switch that stores and
 	// acknowledges without working, as a process that dies at once would.
 	im          *inboundMetrics
+	storeDB     *pgxpool.Pool // a few connections of db's, for the inserts before acknowledgements
 	live        liveResponders
 	inboundKick chan struct{}
 	holdInbound atomic.Bool
@@ -75,11 +76,19 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
+	// The inserts made before acknowledgements get connections of their own
+	// (opened on first use), so that they never wait behind the work.
+	sc := db.Config()
+	sc.MaxConns, sc.MinConns = int32(cfg.Inbound.StoreConns), 0
+	storeDB, err := pgxpool.NewWithConfig(context.Background(), sc)
+	if err != nil {
+		return nil, fmt.Errorf("bot: inbound store connections: %w", err)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Bot{
 		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log.With("component", "bot"), m: m,
 		now: time.Now, adapters: map[Platform]Adapter{}, base: base, cancel: cancel,
-		pacer: newPacer(cfg.Delivery.Pace), im: im, inboundKick: make(chan struct{}, 1),
+		pacer: newPacer(cfg.Delivery.Pace), im: im, storeDB: storeDB, inboundKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -157,6 +166,7 @@ func (b *Bot) Stop() {
 	b.cancel()
 	<-done
 	b.wg.Wait()
+	b.storeDB.Close()
 }
 
 // goBackground runs f after an acknowledgement, tracked by Stop. f gets a

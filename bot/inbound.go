@@ -49,6 +49,10 @@ type Inbound struct {
 	// StoreTimeout bounds the insert made before an acknowledgement
 	// (default 1s, well inside the platforms' 3 s).
 	StoreTimeout time.Duration
+	// StoreConns is how many database connections are kept apart for those
+	// inserts (default 4), so that acknowledgements never queue behind the
+	// work for a connection of the shared pool.
+	StoreConns int
 	// Poll is the fallback wake-up when no NOTIFY arrives (default 2s).
 	Poll time.Duration
 	// BackoffBase and BackoffMax bound the jittered exponential backoff
@@ -68,6 +72,7 @@ func (c Inbound) withDefaults() Inbound {
 	c.Lease = cmp.Or(c.Lease, time.Minute)
 	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
 	c.StoreTimeout = cmp.Or(c.StoreTimeout, time.Second)
+	c.StoreConns = cmp.Or(c.StoreConns, 4)
 	c.Poll = cmp.Or(c.Poll, 2*time.Second)
 	c.BackoffBase = cmp.Or(c.BackoffBase, time.Second)
 	c.BackoffMax = cmp.Or(c.BackoffMax, time.Minute)
@@ -77,9 +82,9 @@ func (c Inbound) withDefaults() Inbound {
 }
 
 func (c Inbound) validate() error {
-	if c.Workers < 0 || c.Lease < 0 || c.Timeout < 0 || c.StoreTimeout < 0 || c.Poll < 0 ||
+	if c.Workers < 0 || c.Lease < 0 || c.Timeout < 0 || c.StoreTimeout < 0 || c.StoreConns < 0 || c.Poll < 0 ||
 		c.BackoffBase < 0 || c.BackoffMax < 0 || c.MaxAttempts < 0 || c.Retention < 0 {
-		return errors.New("inbound: workers, lease, timeout, store timeout, poll, backoff, max attempts and retention must not be negative")
+		return errors.New("inbound: workers, lease, timeout, store timeout, store connections, poll, backoff, max attempts and retention must not be negative")
 	}
 	d := c.withDefaults()
 	if d.Lease <= d.Timeout {
@@ -271,7 +276,7 @@ func (b *Bot) accept(ctx context.Context, p Platform, kind, key string, ev inbou
 	defer cancel()
 	var n int64
 	if anchor == nil {
-		tag, err := b.db.Exec(ctx, `
+		tag, err := b.storeDB.Exec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 VALUES ($1, $2, $3, $4, $5, now() + $6::interval, 1)
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbound.Lease)
@@ -282,7 +287,7 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	} else {
 		// Only replies in a case's thread are work; the rest of a channel's
 		// threads are not stored at all.
-		tag, err := b.db.Exec(ctx, `
+		tag, err := b.storeDB.Exec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 SELECT $1, $2, $3, $4, $5, now() + $6::interval, 1
 WHERE EXISTS (SELECT 1 FROM bot_anchor WHERE platform = $7 AND channel = $8 AND message = $9 AND stream LIKE 'case:%')
@@ -321,7 +326,7 @@ func (b *Bot) unavailable(kind string, err error) stored {
 func (b *Bot) recordSeen(ctx context.Context, p Platform, kind, key string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Inbound.StoreTimeout)
 	defer cancel()
-	tag, err := b.db.Exec(ctx, `
+	tag, err := b.storeDB.Exec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, done_at) VALUES ($1, $2, $3, now())
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind)
 	if err != nil {
