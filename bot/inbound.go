@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -274,35 +275,29 @@ func (b *Bot) accept(ctx context.Context, p Platform, kind, key string, ev inbou
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Inbound.StoreTimeout)
 	defer cancel()
-	var n int64
+	var tag pgconn.CommandTag
 	if anchor == nil {
-		tag, err := b.storeDB.Exec(ctx, `
+		tag, err = b.storeDB.Exec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 VALUES ($1, $2, $3, $4, $5, now() + $6::interval, 1)
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbound.Lease)
-		if err != nil {
-			return b.unavailable(kind, err)
-		}
-		n = tag.RowsAffected()
 	} else {
 		// Only replies in a case's thread are work; the rest of a channel's
 		// threads are not stored at all.
-		tag, err := b.storeDB.Exec(ctx, `
+		tag, err = b.storeDB.Exec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 SELECT $1, $2, $3, $4, $5, now() + $6::interval, 1
 WHERE EXISTS (SELECT 1 FROM bot_anchor WHERE platform = $7 AND channel = $8 AND message = $9 AND stream LIKE 'case:%')
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbound.Lease,
 			string(anchor.Platform), anchor.Channel, anchor.Message)
-		if err != nil {
-			return b.unavailable(kind, err)
-		}
-		if tag.RowsAffected() == 0 {
-			return storedDuplicate // or not a case's thread: nothing to do either way
-		}
-		n = 1
 	}
-	if n == 0 {
-		b.im.events.WithLabelValues(kind, "duplicate").Inc()
+	if err != nil {
+		return b.unavailable(kind, err)
+	}
+	if tag.RowsAffected() == 0 {
+		if anchor == nil { // (a reply may also be outside any case's thread)
+			b.im.events.WithLabelValues(kind, "duplicate").Inc()
+		}
 		return storedDuplicate
 	}
 	b.im.events.WithLabelValues(kind, "stored").Inc()
