@@ -151,7 +151,8 @@ func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request) {
 		a.log.Debug("Slack redelivered an event", "retry", n, "reason", r.Header.Get("X-Slack-Retry-Reason"))
 	}
 	// A thread reply is stored before it is acknowledged; one that cannot
-	// be gets a 503, and Slack sends it again (after a minute, then five).
+	// be gets a 503, and Slack sends it again (at once, after a minute and
+	// after five: a database restart or fail-over is over by then).
 	if err := a.handleEvent(requestCtx(r), "http", body); err != nil {
 		a.log.Warn("event not acknowledged, so that Slack delivers it again", "err", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
