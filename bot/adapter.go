@@ -13,9 +13,15 @@
 //
 //	b, err := bot.New(cfg, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log, reg)
 //	err = b.Register(slackAdapter)   // one adapter per platform, before Start
-//	err = b.Start(ctx)               // delivery workers: LISTEN/NOTIFY + polling
-//	// adapters call b (a Handler) for every inbound event
+//	err = b.Start(ctx)               // delivery and inbound workers: LISTEN/NOTIFY + polling
+//	// adapters call b (a Handler) for every inbound event, and use b.Seen as their replay cache
 //	defer b.Stop()                   // idempotent; waits for in-flight work
+//
+// Inbound work is durable (inbound.go): every command, button, form or case
+// thread reply with work to do is stored in bot_inbound, in the insert that
+// also deduplicates it, before the adapter acknowledges it, and is worked
+// from there with retries on any replica; its answer goes through a
+// Responder the adapter rebuilds after a restart (Resumable, Resumer).
 //
 // Delivery is exactly once per message part where the platform lets the bot
 // look: each part sent is recorded (bot_delivery) the moment the platform

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,6 +37,15 @@ type Bot struct {
 	started     bool
 	stopped     bool
 	pacer       *pacer
+
+	// Inbound work (inbound.go): its metrics, the Responders of rows stored
+	// here, the workers' wake-up, and a test switch that stores and
+	// acknowledges without working, as a process that dies at once would.
+	im          *inboundMetrics
+	storeDB     *pgxpool.Pool // a few connections of db's, for the inserts before acknowledgements
+	live        liveResponders
+	inboundKick chan struct{}
+	holdInbound atomic.Bool
 }
 
 var _ Handler = (*Bot)(nil)
@@ -57,15 +67,28 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Delivery = cfg.Delivery.withDefaults()
+	cfg.Inbound = cfg.Inbound.withDefaults()
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
+	}
+	im, err := newInboundMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	// The inserts made before acknowledgements get connections of their own
+	// (opened on first use), so that they never wait behind the work.
+	sc := db.Config()
+	sc.MaxConns, sc.MinConns = int32(cfg.Inbound.StoreConns), 0
+	storeDB, err := pgxpool.NewWithConfig(context.Background(), sc)
+	if err != nil {
+		return nil, fmt.Errorf("bot: inbound store connections: %w", err)
 	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Bot{
 		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log.With("component", "bot"), m: m,
 		now: time.Now, adapters: map[Platform]Adapter{}, base: base, cancel: cancel,
-		pacer: newPacer(cfg.Delivery.Pace),
+		pacer: newPacer(cfg.Delivery.Pace), im: im, storeDB: storeDB, inboundKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -89,7 +112,9 @@ func (b *Bot) adapter(p Platform) (Adapter, bool) {
 	return a, ok
 }
 
-// Start starts the delivery workers. They run until ctx ends or Stop.
+// Start starts the delivery workers and the inbound workers (which retry
+// inbound work, and take over work a stopped replica left). They run until
+// ctx ends or Stop.
 func (b *Bot) Start(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -108,12 +133,18 @@ func (b *Bot) Start(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	b.stopWorkers = cancel
 	b.startWorkers(wctx)
+	b.startInbound(wctx)
 	return nil
 }
 
+// stopGrace is how long Stop lets inbound work in flight finish before it
+// interrupts it; interrupted work is given back for another replica.
+const stopGrace = 10 * time.Second
+
 // Stop stops the delivery workers (a row being sent is left to its lease),
-// lets commands already acknowledged finish (each is bounded by its own
-// timeout) and returns when all is done. It is idempotent.
+// lets inbound work already started finish for up to stopGrace, then
+// interrupts what is left (its rows are given back at once, for whichever
+// replica is up) and returns when all is done. It is idempotent.
 func (b *Bot) Stop() {
 	b.mu.Lock()
 	b.stopped = true
@@ -122,9 +153,20 @@ func (b *Bot) Stop() {
 	if stop != nil {
 		stop()
 	}
-	b.hwg.Wait()
+	done := make(chan struct{})
+	go func() {
+		b.hwg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		b.log.Warn("stopping with inbound work in flight; giving it back")
+	}
 	b.cancel()
+	<-done
 	b.wg.Wait()
+	b.storeDB.Close()
 }
 
 // goBackground runs f after an acknowledgement, tracked by Stop. f gets a

@@ -23,6 +23,8 @@ type Config struct {
 	Admins   UserIDs
 	// Delivery tunes the outbox workers; zero values get defaults.
 	Delivery Delivery
+	// Inbound tunes the durable inbound queue; zero values get defaults.
+	Inbound Inbound
 }
 
 // Org is a customer organisation and the chat places that speak for it.
@@ -234,6 +236,9 @@ func (c Config) Validate() error {
 	}
 	if d.Lease != 0 && d.Lease < 5*time.Second {
 		bad("delivery.lease %s: too short to deliver a batch; use at least 5s (default 2m)", d.Lease)
+	}
+	if err := c.Inbound.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("bot config: %w", errors.Join(errs...))

@@ -623,18 +623,11 @@ func (b *Bot) classify(p Platform, channel string, err error) error {
 	return re
 }
 
-// refreshStats keeps the outbox gauges current, and prunes inbound keys
-// older than any platform's redelivery window.
+// refreshStats keeps the outbox gauges current. (Inbound keys are pruned
+// by inbound.go.)
 func (b *Bot) refreshStats(ctx context.Context) {
 	every := max(b.cfg.Delivery.Poll, time.Second)
-	var lastPrune time.Time
 	for {
-		if time.Since(lastPrune) > time.Hour {
-			lastPrune = time.Now()
-			if _, err := b.db.Exec(ctx, `DELETE FROM bot_inbound WHERE seen_at < now() - interval '2 days'`); err != nil && ctx.Err() == nil {
-				b.log.Warn("prune inbound keys", "err", err)
-			}
-		}
 		s, err := outbox.ReadStats(ctx, b.db)
 		if err == nil {
 			b.m.depth.Set(float64(s.Pending))

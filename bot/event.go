@@ -53,7 +53,8 @@ type User struct {
 }
 
 // Responder answers an inbound event after it was acknowledged: Slack's
-// response_url, Discord's interaction webhook. Adapters provide it.
+// response_url, Discord's interaction webhook. Adapters provide it, and
+// make it Resumable so that an answer survives a restart.
 type Responder interface {
 	// Respond posts m to the person who acted; private answers are ephemeral.
 	Respond(ctx context.Context, m Message, private bool) error
@@ -159,12 +160,18 @@ type SubmitAck struct {
 	Errors map[string]string
 }
 
-// Handler is the bot's inbound side, called by adapters. Command, Action and
-// Submit must return quickly without touching the database: they decide the
-// acknowledgement and finish the work in the background.
+// Handler is the bot's inbound side, called by adapters. Every method
+// returns within milliseconds: it decides the acknowledgement from the
+// config and, when there is work, stores the event (one INSERT) before
+// returning, so that what is acknowledged is never lost; the work runs
+// after, with retries. An adapter acknowledges what the methods return:
+// Command, Action and Submit answer a database outage themselves (a private
+// note, a form error); HandleReply returns an error when the reply could
+// not be stored, and then the adapter must not acknowledge it (Slack
+// redelivers) or must keep it and call again (Discord's gateway).
 type Handler interface {
 	HandleCommand(ctx context.Context, c Command) Ack
 	HandleAction(ctx context.Context, a Action) Ack
 	HandleSubmit(ctx context.Context, s Submission) SubmitAck
-	HandleReply(ctx context.Context, r Reply)
+	HandleReply(ctx context.Context, r Reply) error
 }

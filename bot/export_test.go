@@ -30,3 +30,11 @@ RETURNING id, kind, stream, payload, attempts, created_at`, id).Scan(&row.ID, &r
 	b.deliverRow(ctx, time.Now().Add(time.Minute), row)
 	return nil
 }
+
+// CrashAfterAck makes the bot store and acknowledge inbound events but never
+// work on them, as a process that dies right after each acknowledgement:
+// their rows keep this process's lease until it runs out.
+func (b *Bot) CrashAfterAck() { b.holdInbound.Store(true) }
+
+// PruneInbound forgets old inbound keys, as the hourly housekeeping does.
+func (b *Bot) PruneInbound(ctx context.Context) { b.pruneInbound(ctx) }

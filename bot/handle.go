@@ -13,9 +13,6 @@ import (
 	"github.com/threatdesk/threatdesk/internal/outbox"
 )
 
-// backgroundTimeout bounds the work after an acknowledgement.
-const backgroundTimeout = 30 * time.Second
-
 // Form ids.
 const (
 	formAsk        = "ask"
@@ -77,14 +74,13 @@ func (b *Bot) observeAck(kind string, start time.Time) {
 	b.m.ack.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 }
 
-// HandleCommand implements Handler. It decides from the config alone (no
-// database) and answers at once; the work runs in the background and
-// answers through c.Respond.
+// HandleCommand implements Handler. It decides from the config alone
+// whether the command is help, refused or a form; otherwise it stores the
+// command (one INSERT, which also deduplicates it) before acknowledging it,
+// and the work runs from there, answering through c.Respond. When the
+// database cannot be reached the acknowledgement says so and nothing is
+// stored.
 func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
-	start := time.Now()
-	if !c.Received.IsZero() {
-		start = c.Received
-	}
 	defer b.observeAck("command", time.Now())
 	r, uerr := parse(c)
 	if uerr != nil {
@@ -98,30 +94,37 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
 	}
+	key := inboundKey(c.User.Platform, kindCommand, c.Key)
 	switch {
 	case o == opOpen && r.kind == SubjectNone && !r.hasText:
-		return Ack{Form: ptr(askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))}
+		return b.formAck(ctx, c.User.Platform, key, askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))
 	case r.verb == vConclude && !r.hasText:
-		return Ack{Form: ptr(concludeForm(r.ref, c.Channel))}
+		return b.formAck(ctx, c.User.Platform, key, concludeForm(r.ref, c.Channel))
 	}
-	b.goBackground(backgroundTimeout, func(ctx context.Context) {
-		defer func() {
-			b.m.handling.WithLabelValues("command", r.verb).Observe(time.Since(start).Seconds())
-		}()
-		if ok, err := b.firstSeen(ctx, inboundKey(c.User.Platform, "command", c.Key)); err != nil {
-			b.answerErr(ctx, c.Respond, "command", err)
-			return
-		} else if !ok {
-			return // a redelivery: the first one answered
-		}
-		m, err := b.runCommand(ctx, w, c, r)
-		if err != nil {
-			b.answerErr(ctx, c.Respond, "command "+r.verb, err)
-			return
-		}
-		b.respond(ctx, c.Respond, m, true)
-	})
-	return Ack{Private: true}
+	if c.Received.IsZero() {
+		c.Received = time.Now()
+	}
+	ev := c
+	ev.Respond = nil
+	return b.acceptAck(ctx, c.User.Platform, kindCommand, key, inboundEvent{Command: &ev}, c.Respond)
+}
+
+// doCommand does a stored command's work; the checks HandleCommand made
+// from the config are made again (the config may have changed since).
+func (b *Bot) doCommand(ctx context.Context, c Command) (*Message, error) {
+	r, uerr := parse(c)
+	if uerr != nil {
+		return nil, uerr
+	}
+	w := b.identify(c.User, c.Channel, c.Thread)
+	if o := opOf(r); !w.may(o) {
+		return nil, &Refusal{Msg: plainText(denied(w, o))}
+	}
+	m, err := b.runCommand(ctx, w, c, r)
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -434,76 +437,81 @@ func textForm(id, ref, channel, title, label string, required bool) Form {
 		Fields: []FormField{{ID: fieldText, Label: label, Kind: InputParagraph, Required: required, MaxLength: 3000}}}
 }
 
+// actionOp is the permission a button needs; ok is false for a button this
+// version does not know.
+func actionOp(a ActionID) (op, bool) {
+	switch a {
+	case ActTake:
+		return opTake, true
+	case ActMoreInfo, ActSample, ActMoreTime, ActConclude:
+		return opExpertStatus, true
+	case ActAddDetails:
+		return opAddDetails, true
+	case ActClose:
+		return opClose, true
+	case ActWithdraw:
+		return opWithdraw, true
+	case ActReopen:
+		return opReopen, true
+	case ActConsult, ActAskEntity:
+		return opOpen, true
+	case ActAcknowledge:
+		return opAcknowledge, true
+	case ActShowScope:
+		return opShowScope, true
+	}
+	return "", false
+}
+
 // HandleAction implements Handler: a button press. The button carries ids
-// only; permission and state are checked again here and in casework.
+// only; permission and state are checked again here and in casework. A
+// button that opens a form is answered with it; any other is stored before
+// it is acknowledged, as commands are.
 func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	start := time.Now()
 	defer b.observeAck("action", start)
 	w := b.identify(a.User, a.Message.Channel, nil)
-	var o op
-	switch a.Action {
-	case ActTake:
-		o = opTake
-	case ActMoreInfo, ActSample, ActMoreTime, ActConclude:
-		o = opExpertStatus
-	case ActAddDetails:
-		o = opAddDetails
-	case ActClose:
-		o = opClose
-	case ActWithdraw:
-		o = opWithdraw
-	case ActReopen:
-		o = opReopen
-	case ActConsult, ActAskEntity:
-		o = opOpen
-	case ActAcknowledge:
-		o = opAcknowledge
-	case ActShowScope:
-		o = opShowScope
-	default:
+	o, known := actionOp(a.Action)
+	if !known {
 		return Ack{Message: ptr(errorMessage("That button is from an older version of threatdesk; use /experts help.")), Private: true}
 	}
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
 	}
 	ref, _ := normRef(a.Value)
+	key := inboundKey(a.User.Platform, kindAction, a.Key)
+	p := a.User.Platform
 	switch a.Action {
 	case ActMoreInfo:
-		return Ack{Form: ptr(textForm(formMoreInfo, ref, a.Message.Channel, "More info for "+ref, "What do you need from the requester?", true))}
+		return b.formAck(ctx, p, key, textForm(formMoreInfo, ref, a.Message.Channel, "More info for "+ref, "What do you need from the requester?", true))
 	case ActSample:
-		return Ack{Form: ptr(textForm(formSample, ref, a.Message.Channel, "File sample for "+ref, "Which file, and how should they share it?", false))}
+		return b.formAck(ctx, p, key, textForm(formSample, ref, a.Message.Channel, "File sample for "+ref, "Which file, and how should they share it?", false))
 	case ActConclude:
-		return Ack{Form: ptr(concludeForm(ref, a.Message.Channel))}
+		return b.formAck(ctx, p, key, concludeForm(ref, a.Message.Channel))
 	case ActAddDetails:
-		return Ack{Form: ptr(textForm(formAddDetails, ref, a.Message.Channel, "Add details to "+ref, "What should the expert know?", true))}
+		return b.formAck(ctx, p, key, textForm(formAddDetails, ref, a.Message.Channel, "Add details to "+ref, "What should the expert know?", true))
 	case ActConsult:
-		return Ack{Form: ptr(askForm(formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert",
-			""))}
+		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert", ""))
 	case ActAskEntity:
 		kind, id, _ := strings.Cut(a.Value, ":")
 		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile)) {
 			return Ack{Message: ptr(errorMessage("That button does not name a device or file.")), Private: true}
 		}
-		return Ack{Form: ptr(askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))}
+		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))
 	}
-	b.goBackground(backgroundTimeout, func(ctx context.Context) {
-		defer func() { b.m.handling.WithLabelValues("action", string(a.Action)).Observe(time.Since(start).Seconds()) }()
-		if ok, err := b.firstSeen(ctx, inboundKey(a.User.Platform, "action", a.Key)); err != nil || !ok {
-			if err != nil {
-				b.answerErr(ctx, a.Respond, "action", err)
-			}
-			return
-		}
-		m, err := b.runAction(ctx, w, a, ref)
-		if err != nil {
-			b.answerErr(ctx, a.Respond, "action "+string(a.Action), err)
-			return
-		}
-		if m != nil {
-			b.respond(ctx, a.Respond, *m, true)
-		}
-	})
-	return Ack{Private: true}
+	ev := a
+	ev.Respond = nil
+	return b.acceptAck(ctx, p, kindAction, key, inboundEvent{Action: &ev}, a.Respond)
+}
+
+// doAction does a stored button press's work.
+func (b *Bot) doAction(ctx context.Context, a Action) (*Message, error) {
+	w := b.identify(a.User, a.Message.Channel, nil)
+	if o, known := actionOp(a.Action); !known || !w.may(o) {
+		return nil, &Refusal{Msg: plainText(denied(w, o))}
+	}
+	ref, _ := normRef(a.Value)
+	return b.runAction(ctx, w, a, ref)
 }
 
 func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Message, error) {
@@ -569,12 +577,11 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 }
 
 // HandleSubmit implements Handler: a submitted form. Required fields are
-// checked at once (the form stays open with the error); the rest runs in
-// the background.
+// checked at once (the form stays open with the error); the submission is
+// then stored before it is acknowledged and its work runs from there.
 func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	start := time.Now()
 	defer b.observeAck("submit", start)
-	state, _ := url.ParseQuery(s.State)
 	field, minLen := fieldText, 1
 	switch s.FormID {
 	case formAsk, formConsult:
@@ -591,28 +598,38 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	if len([]rune(text)) < minLen {
 		return SubmitAck{Errors: map[string]string{field: fmt.Sprintf("Write at least %d characters.", minLen)}}
 	}
+	ev := s
+	ev.Respond = nil
+	if b.accept(ctx, s.User.Platform, kindSubmit, inboundKey(s.User.Platform, kindSubmit, s.Key), inboundEvent{Submission: &ev}, s.Respond, nil) == storedUnavailable {
+		// The form stays open with its text (Slack), so it can be sent again.
+		return SubmitAck{Errors: map[string]string{field: msgUnavailable}}
+	}
+	return SubmitAck{}
+}
+
+// doSubmit does a stored form submission's work; HandleSubmit checked its
+// required field.
+func (b *Bot) doSubmit(ctx context.Context, s Submission) (*Message, error) {
+	state, _ := url.ParseQuery(s.State)
+	field := fieldText
+	switch s.FormID {
+	case formAsk, formConsult:
+		field = fieldQuestion
+	case formConclude:
+		field = fieldSummary
+	}
+	text := strings.TrimSpace(s.Values[field])
 	// The channel the platform reports wins over the one carried in the
 	// form's state: state can come back from a client, and it must never
 	// decide which org the submitter acts for.
 	channel := cmpOr(s.Channel, state.Get("c"))
 	w := b.identify(s.User, channel, nil)
 	ref, _ := normRef(state.Get("ref"))
-	b.goBackground(backgroundTimeout, func(ctx context.Context) {
-		defer func() { b.m.handling.WithLabelValues("submit", s.FormID).Observe(time.Since(start).Seconds()) }()
-		if ok, err := b.firstSeen(ctx, inboundKey(s.User.Platform, "submit", s.Key)); err != nil || !ok {
-			if err != nil {
-				b.answerErr(ctx, s.Respond, "form", err)
-			}
-			return
-		}
-		m, err := b.runSubmit(ctx, w, s, state, ref, text, channel)
-		if err != nil {
-			b.answerErr(ctx, s.Respond, "form "+s.FormID, err)
-			return
-		}
-		b.respond(ctx, s.Respond, m, true)
-	})
-	return SubmitAck{}
+	m, err := b.runSubmit(ctx, w, s, state, ref, text, channel)
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Values, ref, text, channel string) (Message, error) {
@@ -669,20 +686,29 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 
 // HandleReply implements Handler: a message in a thread. Replies in a
 // case's receipt thread go to the desk and the other way round; the bot's
-// own and other bots' posts are never relayed.
-func (b *Bot) HandleReply(ctx context.Context, r Reply) {
+// own and other bots' posts are never relayed. A reply in a case's thread is
+// stored (one INSERT, which also deduplicates it and checks the thread is a
+// case's) before HandleReply returns; an error means it was not, and the
+// adapter must not acknowledge it as received.
+func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 	if r.FromBot || strings.TrimSpace(r.Text) == "" {
-		return
+		return nil
 	}
-	start := time.Now()
-	b.goBackground(backgroundTimeout, func(ctx context.Context) {
-		defer func() { b.m.handling.WithLabelValues("reply", "relay").Observe(time.Since(start).Seconds()) }()
-		if err := b.relay(ctx, r); err != nil {
-			b.log.Error("relay a thread reply", "err", err, "platform", r.Parent.Platform, "channel", r.Parent.Channel)
-		}
-	})
+	defer b.observeAck("reply", time.Now())
+	key := r.Key
+	if key == "" {
+		key = "reply:" + string(r.Message.Platform) + ":" + r.Message.Channel + ":" + r.Message.Message
+	}
+	ev := r
+	parent := r.Parent
+	if b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent) == storedUnavailable {
+		return errors.New("thread reply not stored: threatdesk cannot reach its database")
+	}
+	return nil
 }
 
+// relay passes a stored reply to the other side of its case. casework keys
+// the message on the chat message, so a retry never relays it twice.
 func (b *Bot) relay(ctx context.Context, r Reply) error {
 	an, ok, err := b.anchorAt(ctx, r.Parent)
 	if err != nil || !ok {
@@ -691,13 +717,6 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	ref, isCase := strings.CutPrefix(an.Stream, "case:")
 	if !isCase {
 		return nil
-	}
-	key := r.Key
-	if key == "" {
-		key = "reply:" + string(r.Message.Platform) + ":" + r.Message.Channel + ":" + r.Message.Message
-	}
-	if ok, err := b.firstSeen(ctx, inboundKey(r.Message.Platform, "reply", key)); err != nil || !ok {
-		return err
 	}
 	w := b.identify(r.Author, r.Parent.Channel, nil)
 	side := SideRequester

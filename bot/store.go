@@ -9,27 +9,14 @@ import (
 )
 
 // The bot's own tables (migrations/0004_bot.sql; 0006 in deliverstore.go): which message each outbox
-// event produced, the anchors later events edit and thread under, and the
-// inbound keys already handled.
+// event produced, and the anchors later events edit and thread under. The
+// inbound table is inbound.go's.
 
 // anchor is a stream's card message for one target.
 type anchor struct {
 	Stream string
 	Target string
 	Ref    Ref
-}
-
-// firstSeen records an inbound key and reports whether it is new. An empty
-// key is always new.
-func (b *Bot) firstSeen(ctx context.Context, key string) (bool, error) {
-	if key == "" {
-		return true, nil
-	}
-	tag, err := b.db.Exec(ctx, `INSERT INTO bot_inbound (key) VALUES ($1) ON CONFLICT DO NOTHING`, key)
-	if err != nil {
-		return false, fmt.Errorf("record inbound key: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // anchorOf returns the anchor of stream for target; ok is false when none

@@ -67,6 +67,10 @@ type Config struct {
 	// SignatureMaxAge rejects signed interactions whose timestamp is further
 	// from now (replays). Default 5m.
 	SignatureMaxAge time.Duration
+	// Replays refuses a signed HTTP interaction seen before (a replay within
+	// SignatureMaxAge). Default: in memory, for this process only; pass the
+	// bot, whose inbound table keeps them for every replica, in production.
+	Replays ReplayCache
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -91,6 +95,10 @@ type Adapter struct {
 	names    map[string]cachedName
 	channels map[string]channelInfo
 	gw       *discordgo.Session
+	// pending are gateway thread replies not yet handed to the bot
+	// (gateway.go, retryReplies); replyWake wakes its loop.
+	pending   []*pendingReply
+	replyWake chan struct{}
 
 	runMu   sync.Mutex
 	started bool
@@ -122,6 +130,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Replays == nil {
+		cfg.Replays = &memoryReplays{ttl: 2 * cfg.SignatureMaxAge, m: map[string]time.Time{}}
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -151,6 +162,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		dms:       map[string]string{},
 		names:     map[string]cachedName{},
 		channels:  map[string]channelInfo{},
+		replyWake: make(chan struct{}, 1),
 	}
 	if cfg.PublicKey != "" {
 		k, _ := hex.DecodeString(cfg.PublicKey)
@@ -257,7 +269,11 @@ func (a *Adapter) Start(ctx context.Context) error {
 		a.registerLoop(ctx)
 	}()
 	if !a.cfg.DisableGateway {
-		a.wg.Add(1)
+		a.wg.Add(2)
+		go func() {
+			defer a.wg.Done()
+			a.retryReplies(ctx)
+		}()
 		go func() {
 			defer a.wg.Done()
 			if a.cfg.Pool == nil {

@@ -222,6 +222,10 @@ func (a *Adapter) onEvent(ctx context.Context, e *discordgo.Event) {
 // Parent is the thread's anchor (thread id = anchor message id) in the
 // thread's parent channel. Our own and every bot's or webhook's messages
 // are ignored, as are system messages and messages outside threads.
+//
+// The gateway never delivers an event twice, so a message that cannot be
+// handed over now (its channel lookup was rate limited or failed, the bot
+// could not store it) is kept and retried (retryReplies) rather than lost.
 func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 	var m discordgo.Message
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -234,13 +238,20 @@ func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 	if m.Type != discordgo.MessageTypeDefault && m.Type != discordgo.MessageTypeReply {
 		return
 	}
+	if err := a.handOver(ctx, &m); err != nil {
+		a.keepReply(&m, err)
+	}
+}
+
+// handOver gives m to the bot when it is in a thread. An error is worth
+// retrying unless bot.Classify says it is permanent.
+func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
 	c, err := a.channel(ctx, m.ChannelID)
 	if err != nil {
-		a.log.Warn("cannot tell whether a message is in a thread", "channel", m.ChannelID, "err", err)
-		return
+		return fmt.Errorf("cannot tell whether message %s is in a thread: %w", m.ID, err)
 	}
 	if !c.isThread() || c.ParentID == "" {
-		return
+		return nil
 	}
 	text := m.Content
 	for _, at := range m.Attachments {
@@ -250,12 +261,147 @@ func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 	if m.Member != nil && m.Member.Nick != "" {
 		name = m.Member.Nick
 	}
-	a.m.replies.Inc()
-	a.h.HandleReply(ctx, bot.Reply{
+	if err := a.h.HandleReply(ctx, bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
 		Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
 		Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)},
 		Text:    strings.TrimSpace(text),
 		Key:     "discord:msg:" + m.ID,
-	})
+	}); err != nil {
+		return fmt.Errorf("thread reply %s not taken by the bot: %w", m.ID, err)
+	}
+	a.m.replies.Inc()
+	return nil
+}
+
+// Bounds of the replies kept for retrying: how many, and for how long.
+const (
+	maxPendingReplies  = 1000
+	pendingReplyFor    = time.Hour
+	pendingBackoffBase = 500 * time.Millisecond
+	pendingBackoffMax  = 30 * time.Second
+)
+
+// pendingReply is a thread message not yet handed over.
+type pendingReply struct {
+	m        *discordgo.Message
+	since    time.Time
+	next     time.Time
+	attempts int
+}
+
+// keepReply queues m for retryReplies after err, or logs why it is dropped.
+func (a *Adapter) keepReply(m *discordgo.Message, err error) {
+	kind, after := bot.Classify(err)
+	if kind == bot.Permanent {
+		a.m.lostReplies.Inc()
+		a.log.Warn("thread message dropped: Discord says it cannot be read", "message", m.ID, "channel", m.ChannelID, "err", err)
+		return
+	}
+	now := time.Now()
+	a.mu.Lock()
+	if len(a.pending) >= maxPendingReplies {
+		old := a.pending[0]
+		a.pending = a.pending[1:]
+		a.m.lostReplies.Inc()
+		a.log.Error("too many thread replies waiting to be handed to the bot: the oldest is dropped", "message", old.m.ID, "channel", old.m.ChannelID, "waiting", maxPendingReplies)
+	}
+	a.pending = append(a.pending, &pendingReply{m: m, since: now, next: now.Add(max(after, time.Second/4)), attempts: 1})
+	n := len(a.pending)
+	a.mu.Unlock()
+	a.m.pendingReplies.Set(float64(n))
+	a.log.Warn("thread reply kept to retry", "message", m.ID, "retry_in", max(after, time.Second/4), "err", err)
+	select {
+	case a.replyWake <- struct{}{}:
+	default:
+	}
+}
+
+// retryReplies hands kept replies to the bot until they are taken, waiting
+// what a 429 asks or backing off, until ctx ends. A reply still not taken
+// after pendingReplyFor is dropped, logged.
+func (a *Adapter) retryReplies(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		a.mu.Lock()
+		var due []*pendingReply
+		next := time.Time{}
+		now := time.Now()
+		keep := a.pending[:0]
+		for _, p := range a.pending {
+			switch {
+			case !p.next.After(now):
+				due = append(due, p)
+			default:
+				keep = append(keep, p)
+				if next.IsZero() || p.next.Before(next) {
+					next = p.next
+				}
+			}
+		}
+		a.pending = keep
+		a.mu.Unlock()
+		for _, p := range due {
+			if ctx.Err() != nil {
+				a.requeue(p)
+				continue
+			}
+			err := a.handOver(ctx, p.m)
+			switch kind, after := bot.Classify(err); {
+			case err == nil:
+			case kind == bot.Permanent:
+				a.m.lostReplies.Inc()
+				a.log.Warn("thread message dropped: Discord says it cannot be read", "message", p.m.ID, "channel", p.m.ChannelID, "err", err)
+			case time.Now().Sub(p.since) > pendingReplyFor:
+				a.m.lostReplies.Inc()
+				a.log.Error("thread reply dropped after an hour of retries", "message", p.m.ID, "channel", p.m.ChannelID, "attempts", p.attempts, "err", err)
+			default:
+				wait := min(pendingBackoffMax, pendingBackoffBase<<min(p.attempts-1, 6))
+				if kind == bot.RateLimited && after > 0 {
+					wait = after
+				}
+				p.attempts++
+				p.next = time.Now().Add(wait)
+				a.requeue(p)
+			}
+		}
+		a.mu.Lock()
+		n := len(a.pending)
+		for _, p := range a.pending {
+			if next.IsZero() || p.next.Before(next) {
+				next = p.next
+			}
+		}
+		a.mu.Unlock()
+		a.m.pendingReplies.Set(float64(n))
+		if ctx.Err() != nil {
+			if n > 0 {
+				a.log.Error("stopping with thread replies not handed to the bot: they are lost", "count", n)
+			}
+			return
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(0, next.Sub(time.Now()))
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+		case <-a.replyWake:
+		case <-t.C:
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+	}
+}
+
+func (a *Adapter) requeue(p *pendingReply) {
+	a.mu.Lock()
+	a.pending = append(a.pending, p)
+	a.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,7 +59,8 @@ func parseInteraction(raw []byte) (*interaction, error) {
 // sent() on it once the response has reached Discord.
 func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (interactionResponse, *responder) {
 	i := &in.i
-	r := &responder{a: a, appID: cmp.Or(i.AppID, a.cfg.AppID), token: i.Token, acked: make(chan struct{})}
+	r := &responder{a: a, appID: cmp.Or(i.AppID, a.cfg.AppID), token: i.Token, acked: make(chan struct{}),
+		defersOriginal: i.Type == discordgo.InteractionApplicationCommand || (i.Type == discordgo.InteractionModalSubmit && i.Message == nil)}
 	ctx = context.WithoutCancel(ctx)
 	kind, resp := "unknown", a.ephemeral("This interaction is not supported.")
 	switch i.Type {
@@ -338,6 +340,10 @@ type responder struct {
 	appID string
 	token string
 	acked chan struct{}
+	// defersOriginal: an empty Ack defers this interaction with a
+	// "thinking" original response (a command, or a modal not opened from a
+	// message) rather than as a silent update (a button).
+	defersOriginal bool
 
 	mu       sync.Mutex
 	deferred bool
@@ -346,7 +352,42 @@ type responder struct {
 	sentOnce sync.Once
 }
 
-var _ bot.Responder = (*responder)(nil)
+var (
+	_ bot.Resumable = (*responder)(nil)
+	_ bot.Resumer   = (*Adapter)(nil)
+)
+
+// responderState is a responder as the bot stores it with its event. The
+// token answers the interaction for 15 minutes: the bot keeps it only until
+// the event is settled.
+type responderState struct {
+	App      string `json:"app"`
+	Token    string `json:"token"`
+	Deferred bool   `json:"deferred"`
+}
+
+// ResumeState implements bot.Resumable. The bot stores an event only when
+// it acknowledges it empty and private, so the interaction is then deferred
+// privately when defersOriginal says it is deferred at all.
+func (r *responder) ResumeState() (json.RawMessage, error) {
+	return json.Marshal(responderState{App: r.appID, Token: r.token, Deferred: r.defersOriginal})
+}
+
+// Resume implements bot.Resumer: it rebuilds, in this process or another
+// replica, a responder for an interaction acknowledged earlier.
+func (a *Adapter) Resume(state json.RawMessage) (bot.Responder, error) {
+	var st responderState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, fmt.Errorf("discord responder state: %w", err)
+	}
+	if st.App == "" || st.Token == "" {
+		return nil, errors.New("discord responder state: no application id or interaction token")
+	}
+	r := &responder{a: a, appID: st.App, token: st.Token, acked: make(chan struct{}), defersOriginal: st.Deferred,
+		deferred: st.Deferred, private: true}
+	close(r.acked)
+	return r, nil
+}
 
 func (r *responder) deferOriginal(private bool) {
 	r.mu.Lock()
@@ -479,8 +520,15 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if !a.verify(req.Header, body) {
+	sig, ok := a.verify(req.Header, body)
+	if !ok {
 		a.m.interactions.WithLabelValues("http", "unsigned", "401").Inc()
+		http.Error(w, "invalid request signature", http.StatusUnauthorized)
+		return
+	}
+	if a.replayed(req.Context(), sig) {
+		a.m.interactions.WithLabelValues("http", "replayed", "401").Inc()
+		a.log.Info("replayed interaction refused")
 		http.Error(w, "invalid request signature", http.StatusUnauthorized)
 		return
 	}
@@ -522,23 +570,81 @@ func writeJSON(w http.ResponseWriter, v any) error {
 }
 
 // verify checks Discord's Ed25519 signature over timestamp + body, and that
-// the timestamp is recent (a replay of an old request fails).
-func (a *Adapter) verify(h http.Header, body []byte) bool {
+// the timestamp is recent (a replay of an old request fails; a replay of a
+// recent one is replayed's to catch). It returns the signature's bytes.
+func (a *Adapter) verify(h http.Header, body []byte) ([]byte, bool) {
 	sig, err := hex.DecodeString(h.Get("X-Signature-Ed25519"))
 	if err != nil || len(sig) != ed25519.SignatureSize {
-		return false
+		return nil, false
 	}
 	ts := h.Get("X-Signature-Timestamp")
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return false
+		return nil, false
 	}
 	if age := a.cfg.Now().Sub(time.Unix(sec, 0)); age > a.cfg.SignatureMaxAge || age < -a.cfg.SignatureMaxAge {
-		return false
+		return nil, false
 	}
 	msg := make([]byte, 0, len(ts)+len(body))
 	msg = append(append(msg, ts...), body...)
-	return ed25519.Verify(a.pub, msg, sig)
+	return sig, ed25519.Verify(a.pub, msg, sig)
+}
+
+// ReplayCache remembers signed HTTP interactions so that a replay within
+// SignatureMaxAge is refused: Seen records key and reports whether it had
+// been recorded before. The bot implements it on its inbound table
+// (bot.Bot.Seen), so that a replay is refused on every replica.
+type ReplayCache interface {
+	Seen(ctx context.Context, key string) (bool, error)
+}
+
+// replayed reports whether a verified request's signature was seen before.
+// The key is the signature's bytes (Ed25519 signatures have one encoding,
+// Go's verifier refuses the others), so the same request spelled otherwise
+// is the same key. A cache failure is logged and the request let through:
+// the bot still deduplicates the work by interaction id.
+func (a *Adapter) replayed(ctx context.Context, sig []byte) bool {
+	dup, err := a.cfg.Replays.Seen(ctx, "discord:sig:"+hex.EncodeToString(sig))
+	if err != nil {
+		a.log.Warn("replay cache unavailable; accepting the signed interaction", "err", err)
+		return false
+	}
+	return dup
+}
+
+// memoryReplays is the default ReplayCache: in memory, for one process.
+type memoryReplays struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]time.Time
+}
+
+// maxMemoryReplays bounds the in-memory replay cache; past it the expired
+// keys are dropped, then the oldest.
+const maxMemoryReplays = 100000
+
+func (c *memoryReplays) Seen(_ context.Context, key string) (bool, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at, ok := c.m[key]; ok && now.Sub(at) <= c.ttl {
+		return true, nil
+	}
+	if len(c.m) >= maxMemoryReplays {
+		var oldest string
+		for k, at := range c.m {
+			if now.Sub(at) > c.ttl {
+				delete(c.m, k)
+			} else if oldest == "" || at.Before(c.m[oldest]) {
+				oldest = k
+			}
+		}
+		if len(c.m) >= maxMemoryReplays {
+			delete(c.m, oldest)
+		}
+	}
+	c.m[key] = now
+	return false, nil
 }
 
 // complete suggests case references for the focused option when the bot can

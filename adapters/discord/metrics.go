@@ -13,6 +13,9 @@ type metrics struct {
 	leader       prometheus.Gauge
 	connected    prometheus.Gauge
 	replies      prometheus.Counter
+	// Thread replies waiting to be handed to the bot, and those given up.
+	pendingReplies prometheus.Gauge
+	lostReplies    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,8 +34,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while this replica's gateway websocket is connected."}),
 		replies: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "thread_replies_total",
 			Help: "Human messages in threads handed to the bot."}),
+		pendingReplies: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "thread_replies_pending",
+			Help: "Thread messages from the gateway kept in memory until the bot takes them (channel lookup or database failing)."}),
+		lostReplies: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "thread_replies_lost_total",
+			Help: "Thread messages from the gateway given up: unreadable, too many waiting, or not taken within an hour."}),
 	}
-	for _, c := range []prometheus.Collector{m.interactions, m.ackSeconds, m.requests, m.leader, m.connected, m.replies} {
+	for _, c := range []prometheus.Collector{m.interactions, m.ackSeconds, m.requests, m.leader, m.connected, m.replies, m.pendingReplies, m.lostReplies} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("discord: register metrics: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"sync"
@@ -37,6 +38,10 @@ type handler struct {
 	onAction  func(bot.Action) bot.Ack
 	onSubmit  func(bot.Submission) bot.SubmitAck
 	replyCh   chan bot.Reply
+	// refuseReplies makes the next HandleReply calls fail, as the bot's do
+	// when it cannot store a reply; replyCalls counts every call.
+	refuseReplies int
+	replyCalls    int
 	// onComplete makes the handler a bot.Completer.
 	onComplete func(u bot.User, channel, typed string) []bot.Choice
 }
@@ -86,11 +91,18 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 	return bot.SubmitAck{}
 }
 
-func (h *handler) HandleReply(_ context.Context, r bot.Reply) {
+func (h *handler) HandleReply(_ context.Context, r bot.Reply) error {
 	h.mu.Lock()
+	h.replyCalls++
+	if h.refuseReplies > 0 {
+		h.refuseReplies--
+		h.mu.Unlock()
+		return errors.New("reply not stored: the database is unreachable")
+	}
 	h.replies = append(h.replies, r)
 	h.mu.Unlock()
 	h.replyCh <- r
+	return nil
 }
 
 // commandCount is how many commands reached the handler.

@@ -37,10 +37,12 @@ type Config struct {
 	// APIURL is the Web API base, SLACK_API_URL; default DefaultAPIURL. A
 	// missing trailing slash is added. Socket Mode opens its connection here too.
 	APIURL string
-	// Deduper remembers inbound deliveries so that a redelivery is not
-	// processed twice. Default: in memory (does not survive a restart or span
-	// replicas; pass a PGDeduper in production).
-	Deduper Deduper
+	// Replays refuses a replayed signed HTTP request. Default: in memory
+	// (does not survive a restart or span replicas; pass the bot, whose
+	// inbound table keeps them, in production). Redeliveries are not the
+	// adapter's business: the handler stores each event under its delivery
+	// key and does its work once.
+	Replays ReplayCache
 	// UserCacheTTL is how long a display name from users.info is kept; default 10m.
 	UserCacheTTL time.Duration
 	// CallTimeout bounds each Web API call; default 10s.
@@ -84,8 +86,8 @@ func (c *Config) defaults() {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: c.CallTimeout}
 	}
-	if c.Deduper == nil {
-		c.Deduper = NewMemoryDeduper(24 * time.Hour)
+	if c.Replays == nil {
+		c.Replays = NewMemoryReplayCache(2 * signatureMaxAge)
 	}
 }
 
@@ -132,7 +134,7 @@ type Adapter struct {
 	// waited for that work.
 	base   context.Context
 	cancel context.CancelFunc
-	// session ends Socket Mode and the pruner; cancelled first by Stop.
+	// session ends Socket Mode; cancelled first by Stop.
 	session     context.Context
 	stopSession context.CancelFunc
 	started     bool
@@ -212,9 +214,6 @@ func (a *Adapter) Start(ctx context.Context) error {
 			defer stop()
 			a.runSocketMode(run)
 		})
-	}
-	if p, ok := a.cfg.Deduper.(pruner); ok {
-		a.loop.Go(func() { a.prune(a.session, p) })
 	}
 	return nil
 }

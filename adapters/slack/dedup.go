@@ -2,81 +2,33 @@ package slack
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Deduper remembers inbound delivery keys. Seen records key and reports
-// whether it had been recorded before, so that a redelivery (Socket Mode
-// retry_attempt > 0, HTTP X-Slack-Retry-Num, a replayed signature) is not
-// processed twice.
-type Deduper interface {
+// ReplayCache remembers signed HTTP requests so that a replay is refused:
+// Seen records key and reports whether it had been recorded before. The bot
+// implements it on its inbound table (bot.Bot.Seen), so that a replay is
+// refused on every replica and after a restart; that table is also where
+// deliveries are deduplicated, so the adapter keeps no record of its own.
+type ReplayCache interface {
 	Seen(ctx context.Context, key string) (bool, error)
 }
 
-// pruner is a Deduper that forgets old keys; Start calls it hourly.
-type pruner interface {
-	Prune(ctx context.Context, olderThan time.Duration) (int64, error)
-}
-
-// DedupTable is the table PGDeduper uses. Its schema:
-//
-//	CREATE TABLE slack_inbound_seen (
-//	    key     text PRIMARY KEY,
-//	    seen_at timestamptz NOT NULL DEFAULT now()
-//	);
-//	CREATE INDEX slack_inbound_seen_seen_at ON slack_inbound_seen (seen_at);
-const DedupTable = "slack_inbound_seen"
-
-// Execer is the part of a pgx pool PGDeduper needs (*pgxpool.Pool has it).
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-// PGDeduper keeps delivery keys in Postgres, so deduplication holds across
-// restarts and replicas.
-type PGDeduper struct {
-	db Execer
-}
-
-// NewPGDeduper returns a Deduper over the DedupTable in db.
-func NewPGDeduper(db Execer) *PGDeduper { return &PGDeduper{db: db} }
-
-// Seen implements Deduper.
-func (d *PGDeduper) Seen(ctx context.Context, key string) (bool, error) {
-	tag, err := d.db.Exec(ctx, `INSERT INTO slack_inbound_seen (key) VALUES ($1) ON CONFLICT (key) DO NOTHING`, key)
-	if err != nil {
-		return false, fmt.Errorf("record slack delivery: %w", err)
-	}
-	return tag.RowsAffected() == 0, nil
-}
-
-// Prune forgets keys older than olderThan (Slack stops retrying after about
-// an hour; a day is plenty).
-func (d *PGDeduper) Prune(ctx context.Context, olderThan time.Duration) (int64, error) {
-	tag, err := d.db.Exec(ctx, `DELETE FROM slack_inbound_seen WHERE seen_at < now() - $1::interval`, olderThan)
-	if err != nil {
-		return 0, fmt.Errorf("prune slack deliveries: %w", err)
-	}
-	return tag.RowsAffected(), nil
-}
-
-// MemoryDeduper keeps delivery keys in memory for a while. It does not
-// survive a restart: use it in tests and single-process development.
-type MemoryDeduper struct {
+// MemoryReplayCache keeps replay keys in memory for a while. It does not
+// survive a restart or span replicas: use it in tests and single-process
+// development.
+type MemoryReplayCache struct {
 	c *ttlCache[struct{}]
 }
 
-// NewMemoryDeduper remembers keys for ttl.
-func NewMemoryDeduper(ttl time.Duration) *MemoryDeduper {
-	return &MemoryDeduper{c: newTTLCache[struct{}](ttl, 100000)}
+// NewMemoryReplayCache remembers keys for ttl.
+func NewMemoryReplayCache(ttl time.Duration) *MemoryReplayCache {
+	return &MemoryReplayCache{c: newTTLCache[struct{}](ttl, 100000)}
 }
 
-// Seen implements Deduper.
-func (d *MemoryDeduper) Seen(_ context.Context, key string) (bool, error) {
+// Seen implements ReplayCache.
+func (d *MemoryReplayCache) Seen(_ context.Context, key string) (bool, error) {
 	return !d.c.add(key, struct{}{}), nil
 }
 
@@ -145,22 +97,4 @@ func (c *ttlCache[V]) store(k string, v V) {
 		}
 	}
 	c.m[k] = ttlEntry[V]{v: v, at: time.Now()}
-}
-
-// prune forgets day-old delivery keys every hour until ctx ends.
-func (a *Adapter) prune(ctx context.Context, p pruner) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := p.Prune(ctx, 24*time.Hour); err != nil {
-				a.log.Warn("pruning Slack delivery keys failed", "err", err)
-			} else if n > 0 {
-				a.log.Debug("pruned Slack delivery keys", "count", n)
-			}
-		}
-	}
 }

@@ -2,12 +2,15 @@ package slack
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -24,6 +27,10 @@ func (a *Adapter) Handler() http.Handler {
 	mux.HandleFunc("POST /slack/events", a.serveEvent)
 	return mux
 }
+
+// signatureMaxAge is how old a signed request may be (slack-go's
+// SecretsVerifier enforces it; Slack documents 5 minutes).
+const signatureMaxAge = 5 * time.Minute
 
 // verified reads the body within MaxBodyBytes and checks its signature and
 // timestamp (5 minutes), and that the same signature was not seen before (a
@@ -48,8 +55,16 @@ func (a *Adapter) verified(w http.ResponseWriter, r *http.Request, kind string) 
 		_, _ = sv.Write(body)
 		err = sv.Ensure()
 	}
-	if err == nil && a.seen(r.Context(), signatureKey(r.Header.Get("X-Slack-Signature"))) {
-		err = errors.New("replayed signature")
+	if err == nil {
+		// Ensure compared the decoded bytes, so a replay may spell the hex
+		// differently: the replay key is the bytes too.
+		sig, derr := hex.DecodeString(strings.TrimPrefix(r.Header.Get("X-Slack-Signature"), "v0="))
+		switch {
+		case derr != nil:
+			err = fmt.Errorf("signature: %w", derr)
+		case a.replayed(r.Context(), signatureKey(sig)):
+			err = errors.New("replayed signature")
+		}
 	}
 	if err != nil {
 		a.metrics.in("http", kind, "rejected")
@@ -93,7 +108,7 @@ func (a *Adapter) serveCommand(w http.ResponseWriter, r *http.Request) {
 		UserName: form.Get("user_name"), Command: form.Get("command"), Text: form.Get("text"),
 		ResponseURL: form.Get("response_url"), TriggerID: form.Get("trigger_id"), APIAppID: form.Get("api_app_id"),
 	}
-	a.writeAck(w, a.handleCommand(requestCtx(r), "http", sc, false), received)
+	a.writeAck(w, a.handleCommand(requestCtx(r), "http", sc), received)
 }
 
 func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +127,7 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	a.writeAck(w, a.handleInteraction(requestCtx(r), "http", cb, false), received)
+	a.writeAck(w, a.handleInteraction(requestCtx(r), "http", cb), received)
 }
 
 func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request) {
@@ -135,6 +150,13 @@ func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request) {
 	if n, _ := strconv.Atoi(r.Header.Get("X-Slack-Retry-Num")); n > 0 {
 		a.log.Debug("Slack redelivered an event", "retry", n, "reason", r.Header.Get("X-Slack-Retry-Reason"))
 	}
+	// A thread reply is stored before it is acknowledged; one that cannot
+	// be gets a 503, and Slack sends it again (at once, after a minute and
+	// after five: a database restart or fail-over is over by then).
+	if err := a.handleEvent(requestCtx(r), "http", body); err != nil {
+		a.log.Warn("event not acknowledged, so that Slack delivers it again", "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	a.writeAck(w, nil, received)
-	a.background(func(ctx context.Context) { a.handleEvent(ctx, "http", body) })
 }

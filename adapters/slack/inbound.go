@@ -2,7 +2,9 @@ package slack
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,32 +16,26 @@ import (
 
 // Delivery keys. A command, action or submission is keyed by its trigger_id
 // (unique per user interaction, the same in a redelivery over either
-// transport); an event by its event_id.
+// transport); an event by its event_id. The handler stores each event under
+// its key, which is what makes a redelivery a no-op.
 func interactionKey(trigger string) string { return "slack:t:" + trigger }
 func eventKey(eventID string) string       { return "slack:e:" + eventID }
-func signatureKey(sig string) string       { return "slack:sig:" + sig }
 
-// seen asks the deduper whether key was processed. A deduper failure is
-// logged and treated as unseen: losing a redelivery is worse than doing it twice.
-func (a *Adapter) seen(ctx context.Context, key string) bool {
-	if key == "" {
-		return false
-	}
-	dup, err := a.cfg.Deduper.Seen(ctx, key)
+// signatureKey is a signed request's replay key: the signature's bytes, not
+// the header's text, so that the same signature written another way (hex
+// in upper case) is the same key.
+func signatureKey(sig []byte) string { return "slack:sig:" + hex.EncodeToString(sig) }
+
+// replayed asks the replay cache whether key was seen. A cache failure is
+// logged and treated as unseen: the request is signed and fresh, and the
+// handler still deduplicates its work by delivery key.
+func (a *Adapter) replayed(ctx context.Context, key string) bool {
+	dup, err := a.cfg.Replays.Seen(ctx, key)
 	if err != nil {
-		a.log.Warn("deduplication unavailable; processing the delivery", "err", err)
+		a.log.Warn("replay cache unavailable; accepting the signed request", "err", err)
 		return false
 	}
 	return dup
-}
-
-// record notes key in the background (first deliveries of commands and
-// interactions: their acknowledgement should not wait on the database).
-func (a *Adapter) record(key string) {
-	if key == "" {
-		return
-	}
-	a.background(func(ctx context.Context) { _ = a.seen(ctx, key) })
 }
 
 // commandAck is the body of a slash command's acknowledgement (Socket Mode
@@ -64,16 +60,12 @@ func ackMessage(m bot.Message, private bool) *commandAck {
 const maxAckBytes = 20*1024 - 512
 
 // handleCommand turns a slash command into a bot.Command and returns the
-// acknowledgement payload (nil for an empty ack). retry says this is a
-// redelivery that may have been processed already.
-func (a *Adapter) handleCommand(ctx context.Context, transport string, sc slack.SlashCommand, retry bool) any {
+// acknowledgement payload (nil for an empty ack). A redelivery reaches the
+// handler too, which finds its key stored and acknowledges it empty.
+func (a *Adapter) handleCommand(ctx context.Context, transport string, sc slack.SlashCommand) any {
 	key := interactionKey(sc.TriggerID)
 	if sc.TriggerID == "" {
 		key = ""
-	}
-	if retry && a.seen(ctx, key) {
-		a.metrics.in(transport, "command", "duplicate")
-		return nil
 	}
 	a.triggers.put(sc.TriggerID, sc.ChannelID)
 	name, args, text := ParseCommandText(sc.Text)
@@ -90,9 +82,6 @@ func (a *Adapter) handleCommand(ctx context.Context, transport string, sc slack.
 		Received: time.Now(),
 	}
 	ack, late := a.callHandler(func() bot.Ack { return a.handler.HandleCommand(ctx, cmd) })
-	if !retry {
-		a.record(key)
-	}
 	a.metrics.in(transport, "command", "handled")
 	if late != nil {
 		a.background(func(ctx context.Context) { a.finishLate(ctx, late, sc.TriggerID, resp) })
@@ -164,7 +153,7 @@ func (a *Adapter) openForm(ctx context.Context, trigger string, f bot.Form, resp
 
 // handleInteraction handles a block_actions or view_submission payload and
 // returns the acknowledgement payload (nil for an empty ack).
-func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb slack.InteractionCallback, retry bool) any {
+func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb slack.InteractionCallback) any {
 	key := interactionKey(cb.TriggerID)
 	if cb.TriggerID == "" {
 		key = ""
@@ -172,10 +161,6 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 	kind := "action"
 	if cb.Type == slack.InteractionTypeViewSubmission {
 		kind = "submit"
-	}
-	if retry && a.seen(ctx, key) {
-		a.metrics.in(transport, kind, "duplicate")
-		return nil
 	}
 	channel := cmpOr(cb.Channel.ID, cb.Container.ChannelID)
 	user := bot.User{Platform: bot.Slack, Workspace: cb.Team.ID, ID: cb.User.ID}
@@ -201,9 +186,6 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			Respond: resp,
 		}
 		ack, late := a.callHandler(func() bot.Ack { return a.handler.HandleAction(ctx, action) })
-		if !retry {
-			a.record(key)
-		}
 		a.metrics.in(transport, kind, "handled")
 		if late != nil {
 			a.background(func(ctx context.Context) { a.finishLate(ctx, late, cb.TriggerID, resp) })
@@ -263,9 +245,6 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		case <-time.After(a.cfg.AckTimeout):
 			a.log.Warn("form handler slower than the acknowledgement deadline; closing the form")
 		}
-		if !retry {
-			a.record(key)
-		}
 		a.metrics.in(transport, kind, "handled")
 		if len(sack.Errors) > 0 {
 			return slack.NewErrorsViewSubmissionResponse(sack.Errors)
@@ -302,34 +281,37 @@ type messageEvent struct {
 	ThreadTS    string `json:"thread_ts"`
 }
 
-// handleEvent processes an Events API callback (already acknowledged).
-func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte) {
+// handleEvent hands an Events API callback to the handler. It returns an
+// error only when the event is a thread reply the handler could not store:
+// then it must not be acknowledged, so that Slack delivers it again (Socket
+// Mode: no ack; HTTP: a 5xx).
+func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte) error {
 	var oe outerEvent
 	if err := json.Unmarshal(raw, &oe); err != nil {
 		a.metrics.in(transport, "event", "bad")
 		a.log.Warn("undecodable event", "err", err)
-		return
+		return nil
 	}
 	if oe.Type != "event_callback" {
 		a.metrics.in(transport, "event", "ignored")
-		return
+		return nil
 	}
 	var me messageEvent
 	if err := json.Unmarshal(oe.Event, &me); err != nil || me.Type != "message" {
 		a.metrics.in(transport, "event", "ignored")
-		return
+		return nil
 	}
 	reply, ok := a.reply(ctx, oe, me)
 	if !ok {
 		a.metrics.in(transport, "event", "ignored")
-		return
+		return nil
 	}
-	if a.seen(ctx, reply.Key) {
-		a.metrics.in(transport, "event", "duplicate")
-		return
+	if err := a.handler.HandleReply(ctx, reply); err != nil {
+		a.metrics.in(transport, "event", "unstored")
+		return fmt.Errorf("thread reply %s: %w", reply.Key, err)
 	}
 	a.metrics.in(transport, "event", "handled")
-	a.handler.HandleReply(ctx, reply)
+	return nil
 }
 
 // reply turns a message event into a thread reply, or says to ignore it: not
@@ -349,7 +331,12 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 	if me.ThreadTS == "" || me.ThreadTS == me.TS || me.User == "" || me.BotID != "" {
 		return bot.Reply{}, false
 	}
-	if own, err := a.identity(ctx); err == nil && me.User == own {
+	// Our own posts carry bot_id (above); the user id check is a second
+	// guard, and must not hold the acknowledgement up if auth.test is slow.
+	ictx, cancel := context.WithTimeout(ctx, identityWait)
+	own, err := a.identity(ictx)
+	cancel()
+	if err == nil && me.User == own {
 		return bot.Reply{}, false
 	}
 	team := cmpOr(oe.TeamID, me.Team)
@@ -368,6 +355,10 @@ func ReadableText(raw string) string {
 	return strings.Join(joinWords(tokens(raw)), "")
 }
 
+// identityWait bounds the auth.test an event's acknowledgement may wait
+// for (once per process; the answer is kept).
+const identityWait = 500 * time.Millisecond
+
 // responder answers after the acknowledgement: through the response URL
 // when there is one, otherwise with chat.postEphemeral / chat.postMessage.
 type responder struct {
@@ -376,6 +367,39 @@ type responder struct {
 	channel string
 	user    string
 	thread  string
+}
+
+var (
+	_ bot.Resumable = (*responder)(nil)
+	_ bot.Resumer   = (*Adapter)(nil)
+)
+
+// responderState is a responder as stored with its event. The response URL
+// lets anyone post into the conversation for 30 minutes: the bot keeps it
+// only until the event is settled.
+type responderState struct {
+	URL     string `json:"url,omitempty"`
+	Channel string `json:"channel"`
+	User    string `json:"user"`
+	Thread  string `json:"thread,omitempty"`
+}
+
+// ResumeState implements bot.Resumable.
+func (r *responder) ResumeState() (json.RawMessage, error) {
+	return json.Marshal(responderState{URL: r.url, Channel: r.channel, User: r.user, Thread: r.thread})
+}
+
+// Resume implements bot.Resumer: it rebuilds a responder, in this process or
+// another replica, from ResumeState's output.
+func (a *Adapter) Resume(state json.RawMessage) (bot.Responder, error) {
+	var st responderState
+	if err := json.Unmarshal(state, &st); err != nil {
+		return nil, fmt.Errorf("slack responder state: %w", err)
+	}
+	if st.URL == "" && (st.Channel == "" || st.User == "") {
+		return nil, errors.New("slack responder state: neither a response URL nor a channel and user")
+	}
+	return &responder{a: a, url: st.URL, channel: st.Channel, user: st.User, thread: st.Thread}, nil
 }
 
 // Respond implements bot.Responder.

@@ -183,7 +183,7 @@ func (nopHandler) HandleAction(_ context.Context, _ bot.Action) bot.Ack   { retu
 func (nopHandler) HandleSubmit(_ context.Context, _ bot.Submission) bot.SubmitAck {
 	return bot.SubmitAck{}
 }
-func (nopHandler) HandleReply(_ context.Context, _ bot.Reply) {}
+func (nopHandler) HandleReply(_ context.Context, _ bot.Reply) error { return nil }
 
 // TestRenderNeverEmitsEmptyText: Slack refuses empty text objects, so an
 // empty footer is left out and a button without a label is named by its action.

@@ -91,11 +91,12 @@ func (r *recorder) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitA
 	return bot.SubmitAck{}
 }
 
-func (r *recorder) HandleReply(_ context.Context, rp bot.Reply) {
+func (r *recorder) HandleReply(_ context.Context, rp bot.Reply) error {
 	r.mu.Lock()
 	r.replies = append(r.replies, rp)
 	r.mu.Unlock()
 	r.poke()
+	return nil
 }
 
 func (r *recorder) Commands() []bot.Command {
@@ -120,6 +121,20 @@ func (r *recorder) Replies() []bot.Reply {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]bot.Reply(nil), r.replies...)
+}
+
+// Distinct is the replies a handler that stores each under its key (as the
+// bot does) would work on: the first delivery of each key.
+func (r *recorder) Distinct() []bot.Reply {
+	var out []bot.Reply
+	seen := map[string]bool{}
+	for _, rp := range r.Replies() {
+		if !seen[rp.Key] {
+			seen[rp.Key] = true
+			out = append(out, rp)
+		}
+	}
+	return out
 }
 
 // Channels and people of the fake workspace.
@@ -258,6 +273,28 @@ func texts(t testing.TB, raw []byte) string {
 func startRealBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg bot.Config) *pgxpool.Pool {
 	t.Helper()
 	db := pgtest.New(t)
+	startRealBotOn(t, ctx, fake, cfg, db)
+	return db
+}
+
+// realBot is the real bot and adapter of one process, as startRealBotOn
+// started them.
+type realBot struct {
+	bot     *bot.Bot
+	adapter *adapter.Adapter
+}
+
+// stop stops the process: adapter first, then the bot, as the service does.
+func (r realBot) stop() {
+	r.adapter.Stop()
+	r.bot.Stop()
+}
+
+// startRealBotOn is startRealBot on db (a database another "process" may
+// share). The adapter keeps its replay cache in the bot's inbound table, as
+// in production.
+func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg bot.Config, db *pgxpool.Pool) realBot {
+	t.Helper()
 	tw := &testWriter{t: t}
 	t.Cleanup(tw.done)
 	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -268,7 +305,8 @@ func startRealBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	opts := fake.Options()
-	a, err := adapter.New(adapter.Config{BotToken: opts.BotToken, AppToken: opts.AppToken, APIURL: fake.APIURL()}, log, prometheus.NewRegistry(), b)
+	a, err := adapter.New(adapter.Config{BotToken: opts.BotToken, AppToken: opts.AppToken, SigningSecret: opts.SigningSecret,
+		APIURL: fake.APIURL(), Replays: b}, log, prometheus.NewRegistry(), b)
 	require.NoError(t, err)
 	require.NoError(t, b.Register(a))
 	require.NoError(t, b.Start(ctx))
@@ -276,5 +314,5 @@ func startRealBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg
 	require.NoError(t, a.Start(ctx))
 	t.Cleanup(a.Stop)
 	require.NoError(t, fake.WaitConnected(ctx))
-	return db
+	return realBot{bot: b, adapter: a}
 }

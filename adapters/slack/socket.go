@@ -84,7 +84,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 			return
 		}
 		a.background(func(context.Context) {
-			payload := a.handleCommand(ctx, "socket", sc, req.RetryAttempt > 0)
+			payload := a.handleCommand(ctx, "socket", sc)
 			a.socketAck(ctx, smc, req.EnvelopeID, payload, received)
 		})
 	case socketmode.EventTypeInteractive:
@@ -94,7 +94,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 			return
 		}
 		a.background(func(context.Context) {
-			payload := a.handleInteraction(ctx, "socket", cb, req.RetryAttempt > 0)
+			payload := a.handleInteraction(ctx, "socket", cb)
 			a.socketAck(ctx, smc, req.EnvelopeID, payload, received)
 		})
 	case socketmode.EventTypeEventsAPI:
@@ -102,9 +102,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 		if req == nil {
 			return
 		}
-		a.socketAck(ctx, smc, req.EnvelopeID, nil, received)
-		raw := req.Payload
-		a.background(func(bctx context.Context) { a.handleEvent(bctx, "socket", raw) })
+		a.background(func(bctx context.Context) { a.socketEventsAPI(ctx, bctx, smc, req.EnvelopeID, req.Payload, received) })
 	case socketmode.EventTypeErrorBadMessage:
 		// slack-go could not parse it; the envelope still needs its ack, or
 		// Slack retries it and eventually disables the app.
@@ -121,17 +119,30 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 			a.log.Warn("unreadable Socket Mode message", "err", bad.Cause)
 			return
 		}
-		a.socketAck(ctx, smc, env.EnvelopeID, nil, received)
 		if env.Type == socketmode.RequestTypeEventsAPI {
-			raw := env.Payload
-			a.background(func(bctx context.Context) { a.handleEvent(bctx, "socket", raw) })
+			id, raw := env.EnvelopeID, []byte(env.Payload)
+			a.background(func(bctx context.Context) { a.socketEventsAPI(ctx, bctx, smc, id, raw, received) })
 			return
 		}
+		a.socketAck(ctx, smc, env.EnvelopeID, nil, received)
 		a.metrics.in("socket", env.Type, "bad")
 		a.log.Warn("Socket Mode envelope acknowledged but not understood", "type", env.Type, "err", bad.Cause)
 	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
 		a.log.Warn("Socket Mode transport error", "type", string(evt.Type))
 	}
+}
+
+// socketEventsAPI hands an Events API envelope to the handler and
+// acknowledges it once the handler has what it needs (a thread reply is
+// stored first). One the handler could not store is left unacknowledged, so
+// that Slack delivers it again (retry_attempt 1, 2, 3) instead of it being
+// lost. The session's ctx carries the ack; work uses the adapter's.
+func (a *Adapter) socketEventsAPI(session, work context.Context, smc *socketmode.Client, envelopeID string, raw []byte, received time.Time) {
+	if err := a.handleEvent(work, "socket", raw); err != nil {
+		a.log.Warn("event not acknowledged, so that Slack delivers it again", "err", err)
+		return
+	}
+	a.socketAck(session, smc, envelopeID, nil, received)
 }
 
 func (a *Adapter) socketAck(ctx context.Context, smc *socketmode.Client, envelopeID string, payload any, received time.Time) {

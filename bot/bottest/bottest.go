@@ -6,6 +6,9 @@ package bottest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -26,6 +29,9 @@ const (
 	OpForm    Op = "form"
 	// OpFind is a FindPosted call (Ref is what it found, if anything).
 	OpFind Op = "find"
+	// OpRespond is an answer through a Responder the adapter rebuilt after
+	// a restart (Resume).
+	OpRespond Op = "respond"
 )
 
 // Call is one recorded adapter call that succeeded.
@@ -37,7 +43,11 @@ type Call struct {
 	Message bot.Message // Post, Update, PostPrivate
 	Trigger string      // OpenForm
 	Form    bot.Form    // OpenForm
-	At      time.Time
+	// Responder is the id of the Responder a Respond call was rebuilt from,
+	// and Private its privacy.
+	Responder string
+	Private   bool
+	At        time.Time
 }
 
 // Adapter is a recording fake bot.Adapter. It is safe for concurrent use.
@@ -54,7 +64,10 @@ type Adapter struct {
 	notify   chan struct{}
 }
 
-var _ bot.Adapter = (*Adapter)(nil)
+var (
+	_ bot.Adapter = (*Adapter)(nil)
+	_ bot.Resumer = (*Adapter)(nil)
+)
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
@@ -208,6 +221,31 @@ func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (strin
 	return userID, nil
 }
 
+// Resume implements bot.Resumer: it rebuilds a Responder from the state a
+// Responder gave (its id); answers through it are recorded here as
+// OpRespond calls carrying that id.
+func (a *Adapter) Resume(state json.RawMessage) (bot.Responder, error) {
+	var st struct {
+		Responder string `json:"responder"`
+	}
+	if err := json.Unmarshal(state, &st); err != nil || st.Responder == "" {
+		return nil, fmt.Errorf("bottest: not a responder state: %q", state)
+	}
+	return resumed{a: a, id: st.Responder}, nil
+}
+
+type resumed struct {
+	a  *Adapter
+	id string
+}
+
+func (r resumed) Respond(ctx context.Context, m bot.Message, private bool) error {
+	r.a.mu.Lock()
+	defer r.a.mu.Unlock()
+	r.a.record(Call{Op: OpRespond, Responder: r.id, Message: m, Private: private})
+	return nil
+}
+
 // Calls returns every recorded call so far, in order.
 func (a *Adapter) Calls() []Call {
 	a.mu.Lock()
@@ -266,15 +304,29 @@ type Response struct {
 
 // Responder records the bot's answers to one inbound event.
 type Responder struct {
+	id   string
 	mu   sync.Mutex
 	got  []Response
 	wake chan struct{}
 }
 
-var _ bot.Responder = (*Responder)(nil)
+var _ bot.Resumable = (*Responder)(nil)
 
-// NewResponder returns an empty recording Responder.
-func NewResponder() *Responder { return &Responder{wake: make(chan struct{}, 1)} }
+// NewResponder returns an empty recording Responder with a random id.
+func NewResponder() *Responder {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Responder{id: hex.EncodeToString(b[:]), wake: make(chan struct{}, 1)}
+}
+
+// ID is what ResumeState stores, and what answers through a Responder
+// rebuilt from it carry (Call.Responder).
+func (r *Responder) ID() string { return r.id }
+
+// ResumeState implements bot.Resumable.
+func (r *Responder) ResumeState() (json.RawMessage, error) {
+	return json.Marshal(map[string]string{"responder": r.id})
+}
 
 // Respond implements bot.Responder.
 func (r *Responder) Respond(ctx context.Context, m bot.Message, private bool) error {

@@ -80,7 +80,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 			AppToken:      cfg.SlackAppToken.Value(),
 			SigningSecret: cfg.SlackSigningSecret.Value(),
 			APIURL:        cfg.SlackAPIURL,
-			Deduper:       slackadapter.NewPGDeduper(pool),
+			Replays:       core, // replayed signatures, in the bot's inbound table
 		}, log.With("adapter", "slack"), reg, core)
 		if err != nil {
 			return nil, fmt.Errorf("slack: %w", err)
@@ -104,6 +104,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 			APIURL:    cfg.DiscordAPIURL,
 			Guilds:    discordGuilds(f),
 			Pool:      pool,
+			Replays:   core, // replayed signatures, in the bot's inbound table
 		}, log.With("adapter", "discord"), reg, core)
 		if err != nil {
 			return nil, fmt.Errorf("discord: %w", err)

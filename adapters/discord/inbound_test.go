@@ -1,0 +1,135 @@
+package discord_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/discord"
+	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// TestHTTPInteractionReplayIsRefused: the same signed interaction posted
+// again within the signature's five minutes is refused, and reaches the bot
+// once.
+func TestHTTPInteractionReplayIsRefused(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	srv := serve(t, f.adapter)
+	_, raw, err := f.fake.Prepare(f.fake.CommandPayload(channelID, analystID, "experts", "status", map[string]any{"case": "EOD-1"}))
+	require.NoError(t, err)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	sig := sign(f.priv, ts, raw)
+	status, _ := post(t, srv, raw, ts, sig)
+	require.Equal(t, http.StatusOK, status)
+	status, _ = post(t, srv, raw, ts, sig)
+	require.Equal(t, http.StatusUnauthorized, status, "a replay")
+	require.Equal(t, 1, f.h.commandCount())
+}
+
+// threadUnknownToTheAdapter makes a thread under channelID that the
+// adapter has not seen created, so a message in it needs a channel lookup.
+func threadUnknownToTheAdapter(f fixture) string {
+	id := f.fake.NextID()
+	f.fake.AddChannel(discordfake.Channel{ID: id, Type: 11, GuildID: guildID, ParentID: channelID, Name: "EOD-3"})
+	return id
+}
+
+func waitReply(t *testing.T, f fixture) bot.Reply {
+	t.Helper()
+	select {
+	case r := <-f.h.replyCh:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reply never reached the bot")
+	}
+	return bot.Reply{}
+}
+
+// TestReplyWhoseChannelLookupFailsIsRetried: telling whether a message is
+// in a thread needs a channel lookup; when Discord answers it 429, then
+// 500, the reply (which the gateway never sends again) is kept and retried
+// until it reaches the bot, once.
+func TestReplyWhoseChannelLookupFailsIsRetried(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	thread := threadUnknownToTheAdapter(f)
+	f.fake.Fail(http.MethodGet, "/channels/"+thread, http.StatusTooManyRequests, 200*time.Millisecond, 1)
+	f.fake.Fail(http.MethodGet, "/channels/"+thread, http.StatusInternalServerError, 0, 1)
+	said := f.fake.Say(thread, discordfake.User{ID: analystID, Username: "alice"}, "kept through a 429 and a 500")
+	r := waitReply(t, f)
+	require.Equal(t, "kept through a 429 and a 500", r.Text)
+	require.Equal(t, bot.Ref{Platform: bot.Discord, Workspace: guildID, Channel: channelID, Message: thread}, r.Parent)
+	require.Equal(t, "discord:msg:"+said.ID, r.Key)
+	lookups := f.fake.CallsTo(http.MethodGet, "/channels/"+thread)
+	require.Len(t, lookups, 3)
+	require.Equal(t, []int{429, 500, 200}, []int{lookups[0].Status, lookups[1].Status, lookups[2].Status})
+	select {
+	case r := <-f.h.replyCh:
+		t.Fatalf("handed over twice: %+v", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+	require.Empty(t, f.fake.Violations())
+}
+
+// TestReplyTheBotCannotStoreIsKept: while the bot cannot store replies (its
+// database is unreachable), a reply from the gateway is kept in memory and
+// handed over again until the bot takes it.
+func TestReplyTheBotCannotStoreIsKept(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.h.refuseReplies = 2
+	f.start(t)
+	ref, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, bot.Message{Text: []bot.Line{{bot.T("receipt")}}, ThreadName: "EOD-4"})
+	require.NoError(t, err)
+	f.fake.Say(ref.Message, discordfake.User{ID: analystID, Username: "alice"}, "kept until the bot can store it")
+	r := waitReply(t, f)
+	require.Equal(t, "kept until the bot can store it", r.Text)
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	require.Equal(t, 3, f.h.replyCalls, "refused twice, taken the third time")
+}
+
+// TestResponderResumesElsewhere: the bot stores a deferred interaction's
+// responder state with the work; another adapter (after a restart, on
+// another replica) rebuilds the responder from it and its answer fills the
+// deferred response.
+func TestResponderResumesElsewhere(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	respond := make(chan bot.Responder, 1)
+	f.h.onCommand = func(c bot.Command) bot.Ack {
+		respond <- c.Respond
+		return bot.Ack{Private: true}
+	}
+	f.start(t)
+	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "status", map[string]any{"case": "EOD-1"}))
+	require.NoError(t, err)
+	cb, err := in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 5, cb.Type)
+	rs, ok := (<-respond).(bot.Resumable)
+	require.True(t, ok, "the responder can be stored")
+	state, err := rs.ResumeState()
+	require.NoError(t, err)
+
+	other, err := discord.New(f.cfg, testLogger(t), prometheus.NewRegistry(), newHandler())
+	require.NoError(t, err)
+	resumed, err := other.Resume(state)
+	require.NoError(t, err)
+	require.NoError(t, resumed.Respond(context.Background(), bot.Message{Text: []bot.Line{{bot.T("answered after a restart")}}}, true))
+	orig, ok := f.fake.OriginalResponse(in)
+	require.True(t, ok)
+	require.Equal(t, "answered after a restart", orig.Content)
+	require.Equal(t, 64, orig.Flags&64, "still private")
+	_, err = other.Resume([]byte(`{"app":"1"}`))
+	require.Error(t, err, "a state without a token")
+	require.Empty(t, f.fake.Violations())
+}

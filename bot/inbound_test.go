@@ -1,0 +1,290 @@
+package bot_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+)
+
+// quickInbound retries inbound work at once and often. lease is how long a
+// row stays with the process that stored it: a "crashed" process's rows are
+// taken over when it runs out.
+func quickInbound(lease time.Duration) option {
+	return func(c *Config) {
+		c.Inbound = Inbound{Poll: 50 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+			Lease: lease, Timeout: lease * 3 / 4}
+	}
+}
+
+// failInserts makes the database refuse the next times inserts into table
+// with an error (as a failing disk or a broken connection would, on the
+// server's side); times < 0 refuses every insert. It returns how many were
+// refused so far.
+func failInserts(t *testing.T, db *pgxpool.Pool, table string, times int) func() int {
+	t.Helper()
+	ctx := context.Background()
+	cond := "nextval('test_fail_seq') <= " + strconv.Itoa(times)
+	if times < 0 {
+		cond = "nextval('test_fail_seq') > 0"
+	}
+	for _, q := range []string{
+		`CREATE SEQUENCE test_fail_seq`,
+		`CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF ` + cond + ` THEN
+        RAISE EXCEPTION 'injected failure: the database refused this insert' USING ERRCODE = '58000';
+    END IF;
+    RETURN NEW;
+END $$`,
+		`CREATE TRIGGER test_fail BEFORE INSERT ON ` + table + ` FOR EACH ROW EXECUTE FUNCTION test_fail()`,
+	} {
+		_, err := db.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	return func() int {
+		var n int
+		require.NoError(t, db.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM test_fail_seq`).Scan(&n))
+		if times >= 0 {
+			n = min(n, times)
+		}
+		return n
+	}
+}
+
+// settled waits until no outbox row and no inbound event is left to work
+// on, so that a duplicate would have been sent by now.
+func settled(t *testing.T, db *pgxpool.Pool) {
+	t.Helper()
+	eventually(t, "outbox and inbound work settled", func() bool {
+		var n int
+		require.NoError(t, db.QueryRow(context.Background(), `SELECT
+ (SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL) +
+ (SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL)`).Scan(&n))
+		return n == 0
+	})
+}
+
+func countPosts(a *bottest.Adapter, channel string, thread *Ref, want string) int {
+	return a.Count(bottest.OpPost, func(c bottest.Call) bool {
+		return c.Dest.Channel == channel && c.Dest.Thread != nil && thread != nil && c.Dest.Thread.Message == thread.Message &&
+			strings.Contains(plain(c.Message), want)
+	})
+}
+
+// TestReplyRelayedOnceAfterADatabaseFailure: the database refuses the
+// first attempt to store a thread reply in its case; the reply, already
+// acknowledged, is retried from the inbound table and relayed exactly once.
+func TestReplyRelayedOnceAfterADatabaseFailure(t *testing.T) {
+	t.Parallel()
+	f := setup(t, quickInbound(5*time.Second))
+	ref, receipt, desk := f.openCase(t, `ask "will the reply survive?"`)
+	refused := failInserts(t, f.db, "case_messages", 1)
+
+	require.NoError(t, f.bot.HandleReply(context.Background(), Reply{Parent: desk.Ref, Author: f.user(Slack, expert1), Text: "relayed despite a failure",
+		Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: deskChannel, Message: "1700000000.000100"}, Key: "ev-relay-1"}))
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "relayed despite a failure")
+	settled(t, f.db)
+	require.Equal(t, 1, refused(), "the first attempt failed")
+	require.Equal(t, 1, countPosts(f.slack, contosoSOC, &receipt.Ref, "relayed despite a failure"))
+	var attempts int
+	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT attempts FROM bot_inbound WHERE kind = 'reply'`).Scan(&attempts))
+	require.Equal(t, 2, attempts)
+	require.Equal(t, casework.StatusNew, f.caseStatus(t, ref))
+}
+
+// TestReplyStoredByAStoppedBotIsRelayedByAnother: one process acknowledges
+// a thread reply and dies before working on it; another process on the same
+// database relays it, once, when the first one's lease runs out.
+func TestReplyStoredByAStoppedBotIsRelayedByAnother(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	first := setupOn(t, db, true, quickInbound(2*time.Second))
+	_, receipt, desk := first.openCase(t, `ask "who relays this?"`)
+	settled(t, db)
+
+	first.bot.CrashAfterAck()
+	require.NoError(t, first.bot.HandleReply(context.Background(), Reply{Parent: desk.Ref, Author: first.user(Slack, expert1), Text: "relayed by the second process",
+		Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: deskChannel, Message: "1700000000.000200"}, Key: "ev-relay-2"}))
+	first.bot.Stop()
+	require.Zero(t, countPosts(first.slack, contosoSOC, &receipt.Ref, "relayed by the second process"))
+
+	second := setupOn(t, db, true, quickInbound(5*time.Second))
+	posted(t, second.slack, contosoSOC, &receipt.Ref, "relayed by the second process")
+	settled(t, db)
+	require.Equal(t, 1, countPosts(second.slack, contosoSOC, &receipt.Ref, "relayed by the second process"))
+	require.Zero(t, countPosts(first.slack, contosoSOC, &receipt.Ref, "relayed by the second process"))
+}
+
+// TestCommandAcknowledgedBeforeACrashIsDoneAfterRestart: a process
+// acknowledges "/experts ask" and dies before doing the work; after a
+// restart on the same database exactly one case is opened, and the analyst
+// gets the answer through a responder the adapter rebuilt.
+func TestCommandAcknowledgedBeforeACrashIsDoneAfterRestart(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	first := setupOn(t, db, true, quickInbound(time.Second))
+	first.bot.CrashAfterAck()
+	c, r := first.command(Slack, analyst, contosoSOC, `ask "asked just before a crash"`)
+	ack := first.bot.HandleCommand(context.Background(), c)
+	require.Nil(t, ack.Message, "acknowledged as accepted")
+	first.bot.Stop()
+
+	second := setupOn(t, db, true, quickInbound(5*time.Second))
+	ok := second.slack.WaitFor(tenSeconds, func(calls []bottest.Call) bool {
+		for _, c := range calls {
+			if c.Op == bottest.OpRespond && c.Responder == r.ID() && strings.Contains(plain(c.Message), "Opened EOD-1") {
+				return true
+			}
+		}
+		return false
+	})
+	require.True(t, ok, "the analyst is answered after the restart: %s", dump(second.slack.Calls()))
+	posted(t, second.slack, deskChannel, nil, "EOD-1 · Contoso")
+	settled(t, db)
+	l, err := second.cw.List(context.Background(), casework.AllOrgs(), casework.ListFilter{})
+	require.NoError(t, err)
+	require.Equal(t, 1, l.Total, "exactly one case")
+	require.Equal(t, 1, second.slack.Count(bottest.OpRespond, nil), "answered once")
+	require.Empty(t, r.Responses(), "the first process never answered")
+}
+
+// TestDatabaseUnreachable: with the database gone, commands, buttons and
+// forms are answered at once, privately, that threatdesk cannot reach its
+// database; a form submission keeps its text with that error; a thread reply
+// is refused to the adapter (which then does not acknowledge it); and
+// nothing is stored.
+func TestDatabaseUnreachable(t *testing.T) {
+	t.Parallel()
+	healthy, flaky, outage := pgtest.NewWithOutage(t)
+	f := setupOn(t, flaky, true, quickInbound(5*time.Second))
+	ref, _, desk := f.openCase(t, `ask "before the outage"`)
+	settled(t, healthy)
+	var before int
+	require.NoError(t, healthy.QueryRow(context.Background(), `SELECT count(*) FROM bot_inbound`).Scan(&before))
+
+	outage.Down(t)
+	ctx := context.Background()
+	unreachable := func(what string, ack Ack) {
+		t.Helper()
+		require.NotNil(t, ack.Message, what)
+		require.True(t, ack.Private, what)
+		require.Nil(t, ack.Form, what)
+		require.Contains(t, plain(*ack.Message), "cannot reach its database", what)
+	}
+	c, r := f.command(Slack, analyst, contosoSOC, `alert `+alertID+` "asked during the outage"`)
+	unreachable("a command", f.bot.HandleCommand(ctx, c))
+	c, _ = f.command(Slack, analyst, contosoSOC, `ask`)
+	unreachable("a command that opens a form", f.bot.HandleCommand(ctx, c))
+	ack, br := f.press(t, Slack, expert1, ActTake, ref, desk.Ref)
+	unreachable("a button", ack)
+	sa, sr := f.submit(t, Slack, analyst, Form{ID: "ask", State: "c=" + contosoSOC}, map[string]string{"question": "submitted during the outage"})
+	require.Contains(t, sa.Errors["question"], "cannot reach its database")
+	err := f.bot.HandleReply(ctx, Reply{Parent: desk.Ref, Author: f.user(Slack, expert1), Text: "replied during the outage",
+		Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: deskChannel, Message: "1700000000.000300"}, Key: "ev-outage"})
+	require.Error(t, err)
+
+	outage.Up()
+	var after int
+	require.NoError(t, healthy.QueryRow(ctx, `SELECT count(*) FROM bot_inbound`).Scan(&after))
+	require.Equal(t, before, after, "nothing was stored")
+	require.Empty(t, r.Responses())
+	require.Empty(t, br.Responses())
+	require.Empty(t, sr.Responses())
+	var status string
+	require.NoError(t, healthy.QueryRow(ctx, `SELECT status FROM cases`).Scan(&status), "one case, the one opened before")
+	require.Equal(t, "new", status, "the button did not take it")
+	require.Equal(t, 1.0, inboundEvents(t, f, "command", "stored"), "only the command before the outage was stored")
+	for _, kind := range []string{"command", "form", "action", "submit", "reply"} {
+		require.Equal(t, 1.0, inboundEvents(t, f, kind, "unavailable"), kind)
+	}
+}
+
+// TestInboundWorkThatKeepsFailingEndsDead: work the database refuses every
+// time is retried, then given up: the row is dead with the reason, counted,
+// and the person is told.
+func TestInboundWorkThatKeepsFailingEndsDead(t *testing.T) {
+	t.Parallel()
+	f := setup(t, quickInbound(5*time.Second), func(c *Config) { c.Inbound.MaxAttempts = 3 })
+	ref, _, _ := f.openCase(t, `ask "notes will fail"`)
+	failInserts(t, f.db, "case_messages", -1)
+	c, r := f.command(Slack, expert1, deskChannel, `note `+ref+` "this note cannot be stored"`)
+	f.bot.HandleCommand(context.Background(), c)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "could not finish this after several tries")
+	settled(t, f.db)
+	var attempts int
+	var lastError string
+	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT attempts, last_error FROM bot_inbound WHERE dead_at IS NOT NULL`).Scan(&attempts, &lastError))
+	require.Equal(t, 3, attempts)
+	require.Contains(t, lastError, "injected failure")
+	require.Equal(t, 1.0, inboundEvents(t, f, "command", "dead"))
+	require.Len(t, r.Responses(), 1, "told once")
+}
+
+// inboundEvents reads threatdesk_inbound_events_total{kind, result}.
+func inboundEvents(t *testing.T, f *fixture, kind, result string) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "threatdesk_inbound_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == kind && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// TestInboundKeysArePruned: replay keys go after ten minutes, settled keys
+// after the retention (two days), dead rows after a week; work still to do
+// stays whatever its age. Bot.Seen is the adapters' replay cache.
+func TestInboundKeysArePruned(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	seen, err := f.bot.Seen(ctx, "slack:sig:00ff")
+	require.NoError(t, err)
+	require.False(t, seen)
+	seen, err = f.bot.Seen(ctx, "slack:sig:00ff")
+	require.NoError(t, err)
+	require.True(t, seen, "a replay, on any replica")
+	_, err = f.db.Exec(ctx, `
+INSERT INTO bot_inbound (key, platform, kind, received_at, done_at, dead_at) VALUES
+  ('slack:sig:old',        'slack', 'replay',  now() - interval '20 minutes', now(), NULL),
+  ('slack:command:old',    'slack', 'command', now() - interval '3 days',     now(), NULL),
+  ('slack:command:recent', 'slack', 'command', now() - interval '1 day',      now(), NULL),
+  ('slack:action:dead',    'slack', 'action',  now() - interval '3 days',     NULL,  now()),
+  ('slack:action:olddead', 'slack', 'action',  now() - interval '8 days',     NULL,  now()),
+  ('slack:submit:pending', 'slack', 'submit',  now() - interval '3 days',     NULL,  NULL)`)
+	require.NoError(t, err)
+	f.bot.PruneInbound(ctx)
+	rows, err := f.db.Query(ctx, `SELECT key FROM bot_inbound ORDER BY key`)
+	require.NoError(t, err)
+	var keys []string
+	for rows.Next() {
+		var k string
+		require.NoError(t, rows.Scan(&k))
+		keys = append(keys, k)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"slack:action:dead", "slack:command:recent", "slack:sig:00ff", "slack:submit:pending"}, keys)
+}
