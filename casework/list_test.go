@@ -97,7 +97,7 @@ func TestListPages(t *testing.T) {
 	for name, bad := range map[string]casework.ListFilter{
 		"another filter's token": {Org: "contoso", Breaching: true, PageToken: first.Next},
 		"malformed":              {PageToken: "1.x.y"},
-		"broken number":            {Org: "contoso", Statuses: casework.OpenStatuses(), PageToken: first.Next[:len(first.Next)-1] + "!"},
+		"broken number":          {Org: "contoso", Statuses: casework.OpenStatuses(), PageToken: first.Next[:len(first.Next)-1] + "!"},
 		"token and offset":       {Org: "contoso", Statuses: casework.OpenStatuses(), PageToken: first.Next, Offset: 3},
 	} {
 		_, err := f.svc.List(ctx, all, bad)
