@@ -3,8 +3,8 @@
 
 -- The words of a case's question and conclusion, for "/experts cases search
 -- <words>". Generated, so no code path can forget to keep it current; the
--- 'english' configuration drops stop words and stems ("moving" finds
--- "movement"), and is immutable, as a stored generated column requires.
+-- 'english' configuration drops stop words and stems ("servers" finds
+-- "server"), and is immutable, as a stored generated column requires.
 ALTER TABLE cases
     ADD COLUMN search_tsv tsvector
         GENERATED ALWAYS AS (to_tsvector('english'::regconfig, question || ' ' || summary)) STORED;
