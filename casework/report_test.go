@@ -3,8 +3,10 @@ package casework_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -492,4 +494,102 @@ func TestParsePeriod(t *testing.T) {
 	}
 	_, err := casework.ParsePeriod("fortnight")
 	require.ErrorIs(t, err, casework.ErrInvalid)
+}
+
+// TestReportAgreesWithSLA drives cases (one per org) through random allowed
+// transitions, messages, sweeps and time jumps, and checks after every step
+// that the report's clock figures and breaches for the case's org are the
+// ones SLA derives from the status history.
+func TestReportAgreesWithSLA(t *testing.T) {
+	t.Parallel()
+	const cases = 10
+	orgs := make([]string, cases)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%d", i)
+	}
+	f := setup(t, func(c *casework.Config) {
+		c.Orgs, c.ReopenWindow, c.AutoCloseAfter = orgs, 365*24*time.Hour, -1
+	})
+	f.clock.Set(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	table := casework.Transitions()
+	for i, org := range orgs {
+		req := f.openReq(org)
+		req.Priority = []casework.Priority{casework.PriorityHigh, casework.PriorityMedium, casework.PriorityLow}[i%3]
+		c, _, err := f.svc.Open(ctx, req)
+		require.NoError(t, err)
+		for step := range 40 {
+			f.clock.Advance(time.Duration(rng.IntN(300)) * time.Minute)
+			var options []casework.TransitionRequest
+			for pair, roles := range table {
+				if pair[0] != c.Status {
+					continue
+				}
+				for _, r := range roles {
+					if r != casework.RoleSystem {
+						options = append(options, casework.TransitionRequest{Ref: c.Ref, To: pair[1], Actor: actorFor(r, org), Summary: "s"})
+					}
+				}
+			}
+			slices.SortFunc(options, func(a, b casework.TransitionRequest) int {
+				return strings.Compare(string(a.To)+string(a.Actor.Role), string(b.To)+string(b.Actor.Role))
+			})
+			var err error
+			switch r := rng.IntN(8); {
+			case len(options) == 0 || c.Status == casework.StatusWithdrawn:
+			case r == 0:
+				_, err = f.svc.AddMessage(ctx, casework.MessageRequest{Ref: c.Ref, Actor: requester(org, "U-analyst"), Text: "more"})
+			case r == 1:
+				_, err = f.svc.AddMessage(ctx, casework.MessageRequest{Ref: c.Ref, Actor: expert("U-expert"), Text: "answer"})
+			case r == 2:
+				_, err = f.svc.AddMessage(ctx, casework.MessageRequest{Ref: c.Ref, Actor: expert("U-expert"), Text: "note", Internal: true})
+			default:
+				opt := options[rng.IntN(len(options))]
+				if opt.To == casework.StatusWithdrawn && rng.IntN(4) != 0 {
+					continue // keep most cases alive
+				}
+				_, err = f.svc.Transition(ctx, opt)
+			}
+			var te *casework.TransitionError
+			if err != nil && !errors.As(err, &te) {
+				require.NoError(t, err)
+			}
+			if rng.IntN(2) == 0 {
+				_, err = f.svc.SweepSLA(ctx)
+				require.NoError(t, err)
+			}
+			c, err = f.svc.Get(ctx, casework.AllOrgs(), c.Ref)
+			require.NoError(t, err)
+			st, err := f.svc.SLA(ctx, casework.AllOrgs(), c.Ref)
+			require.NoError(t, err)
+			rep, err := f.svc.Report(ctx, casework.AllOrgs(), casework.ReportRequest{Org: org})
+			require.NoError(t, err)
+			r := rep.Total
+			at := fmt.Sprintf("%s step %d (%s)", c.Ref, step, c.Status)
+
+			if st.FirstResponse.Met {
+				require.Equal(t, casework.DurationStats{Count: 1, Median: st.FirstResponse.Elapsed, P90: st.FirstResponse.Elapsed}, r.FirstResponse, at)
+			} else {
+				require.Zero(t, r.FirstResponse.Count, at)
+			}
+			if c.Status == casework.StatusConcluded || c.Status == casework.StatusClosed {
+				require.Equal(t, casework.DurationStats{Count: 1, Median: st.Conclusion.Elapsed, P90: st.Conclusion.Elapsed}, r.Conclusion, at)
+			} else {
+				require.Zero(t, r.Conclusion.Count, at)
+			}
+			want := map[casework.Clock]time.Duration{}
+			for _, k := range []casework.ClockState{st.FirstResponse, st.Conclusion} {
+				if k.Breached {
+					want[k.Clock] = k.Elapsed
+				}
+			}
+			got := map[casework.Clock]time.Duration{}
+			for _, b := range r.SLA.Breaches {
+				got[b.Clock] = b.Elapsed
+			}
+			require.Equal(t, want, got, at)
+			require.Equal(t, st.Breached, r.SLA.Breached == 1, at)
+		}
+	}
 }
