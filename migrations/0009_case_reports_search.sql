@@ -31,3 +31,14 @@ CREATE INDEX cases_subject_name_idx ON cases (lower(subject_name)) WHERE subject
 
 -- Search by requester ("@user"); the assignee side is cases_assignee_idx.
 CREATE INDEX cases_requester_idx ON cases (requester_user);
+
+-- The weekly digest: one row per week it was queued for. casework inserts
+-- the row and the digest's outbox event in one transaction, ON CONFLICT DO
+-- NOTHING, so that replicas whose schedules all fire queue it once, and a
+-- late or repeated run of the schedule queues nothing more.
+CREATE TABLE casework_digests (
+    period_start timestamptz PRIMARY KEY,
+    period_end   timestamptz NOT NULL,
+    time_zone    text        NOT NULL,
+    queued_at    timestamptz NOT NULL
+);
