@@ -39,9 +39,9 @@ import (
 //   - Notifications: incident cards first posted in the period, how many of
 //     those were acknowledged, and the median time from post to acknowledgement.
 //
-// Each figure family is one SQL query over every org in scope at once
-// (Report.Total comes from the same query through GROUPING SETS; medians and
-// 90th percentiles are percentile_cont in SQL).
+// Each figure family is one SQL query over every org in scope at once:
+// medians and 90th percentiles are percentile_cont in SQL, per org and, for
+// Report.Total, over all of them through GROUPING SETS; counts are summed.
 
 // Period is the length of a report's calendar period.
 type Period string
