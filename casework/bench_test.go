@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -167,4 +168,155 @@ func BenchmarkVerifyAll(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*cases)/b.Elapsed().Seconds(), "cases/s")
 	b.ReportMetric(float64(b.N*cases*(2+messages))/b.Elapsed().Seconds(), "entries/s")
+}
+
+// seedReport inserts n cases spread over the current quarter so far (1
+// January to t0), in orgs org-0 .. org-9, with their status history, in
+// one set-based statement (with the clock columns as casework keeps them);
+// and n/5 incident notifications. A tenth are
+// withdrawn at once; a quarter wait on the requester for up to a day after
+// the first response; every case is taken and answered 5 min to 3 h after
+// opening and concluded after 1 h to 2 days of clock; cases whose
+// conclusion would be after t0 are still open (or new); half the concluded
+// cases are closed a day later.
+func seedReport(tb testing.TB, f *fixture, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	now := f.clock.Now()
+	from := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	_, err := f.pool.Exec(ctx, `
+WITH src AS (
+  SELECT i, b0, b1, b2, b3, b4, b5, status, withdrawn, (ARRAY['high', 'medium', 'low'])[1 + i % 3] AS prio,
+    -- The clock columns, as casework keeps them: running time so far, and
+    -- since when it runs.
+    CASE status WHEN 'withdrawn' THEN interval '3 minutes'
+                WHEN 'new' THEN interval '0'
+                WHEN 'more_info_needed' THEN b2 - b0
+                WHEN 'in_progress' THEN CASE WHEN b3 <= $2 THEN b2 - b0 ELSE interval '0' END
+                ELSE b4 - b0 - pause END AS elapsed,
+    CASE status WHEN 'new' THEN b0
+                WHEN 'in_progress' THEN CASE WHEN b3 <= $2 THEN b3 ELSE b0 END END AS running
+  FROM (
+  SELECT *,
+    CASE WHEN withdrawn THEN 'withdrawn'
+         WHEN b5 IS NOT NULL AND b5 <= $2 THEN 'closed'
+         WHEN b4 <= $2 THEN 'concluded'
+         WHEN b1 > $2 THEN 'new'
+         WHEN b2 <= $2 AND $2 < b3 THEN 'more_info_needed'
+         ELSE 'in_progress' END AS status
+  FROM (
+    SELECT i, w.withdrawn, t.b0, t.pause,
+      t.b0 + t.take AS b1,
+      CASE WHEN t.pause > interval '0' THEN t.b0 + t.take + interval '10 minutes' END AS b2,
+      CASE WHEN t.pause > interval '0' THEN t.b0 + t.take + interval '10 minutes' + t.pause END AS b3,
+      t.b0 + t.take + t.pause + t.work AS b4,
+      CASE WHEN i % 2 = 0 THEN t.b0 + t.take + t.pause + t.work + interval '1 day' END AS b5
+    FROM generate_series(0, $3::int - 1) AS i
+    CROSS JOIN LATERAL (SELECT i % 10 = 9 AS withdrawn) w
+    CROSS JOIN LATERAL (SELECT
+      $1::timestamptz + ($2::timestamptz - $1::timestamptz) * (i::float8 / $3) AS b0,
+      interval '5 minutes' + (i * 7 % 180) * interval '1 minute' AS take,
+      CASE WHEN i % 4 = 0 THEN (30 + i * 13 % 1440) * interval '1 minute' ELSE interval '0' END AS pause,
+      interval '1 hour' + (i * 11 % 2880) * interval '1 minute' AS work) t
+  ) x
+  ) y
+),
+ins AS (
+  INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, category, question, priority,
+    requester_platform, requester_workspace, requester_user, assignee_platform, assignee_workspace, assignee_user,
+    status, credit_used, created_at, updated_at, status_at, taken_at, first_response_at, concluded_at, closed_at,
+    response_target_us, conclusion_target_us, sla_elapsed_us, sla_running_since)
+  SELECT 'org-' || (i % 10), 'bench-' || i, (ARRAY['none', 'alert', 'device', 'file', 'incident'])[1 + i % 5], 'subject-' || i,
+    'host-' || (i % 5000), 'alert_inquiry', 'seeded question ' || i || ' about lateral movement', prio,
+    'slack', 'T1', 'U-req-' || (i % 500),
+    CASE WHEN status NOT IN ('new', 'withdrawn') THEN 'slack' ELSE '' END,
+    CASE WHEN status NOT IN ('new', 'withdrawn') THEN 'TDESK' ELSE '' END,
+    CASE WHEN status NOT IN ('new', 'withdrawn') THEN 'U-exp-' || (i % 20) ELSE '' END,
+    status, NOT withdrawn, b0, b0, b0,
+    CASE WHEN status NOT IN ('new', 'withdrawn') THEN b1 END,
+    CASE WHEN status NOT IN ('new', 'withdrawn') THEN b1 END,
+    CASE WHEN status IN ('concluded', 'closed') THEN b4 END,
+    CASE WHEN status = 'closed' THEN b5 WHEN withdrawn THEN b0 + interval '3 minutes' END,
+    CASE prio WHEN 'high' THEN 3600000000 WHEN 'medium' THEN 14400000000 ELSE 86400000000 END,
+    CASE prio WHEN 'high' THEN 86400000000 WHEN 'medium' THEN 172800000000 ELSE 432000000000 END,
+    (extract(epoch FROM elapsed) * 1000000)::bigint, running
+  FROM src
+  RETURNING number, open_key
+)
+INSERT INTO case_status_periods (case_number, seq, status, started_at, ended_at)
+SELECT ins.number, row_number() OVER (PARTITION BY ins.number ORDER BY p.started_at, p.ord), p.status, p.started_at,
+  CASE WHEN p.ended_at > $2 THEN NULL ELSE p.ended_at END
+FROM ins JOIN src ON ins.open_key = 'bench-' || src.i
+CROSS JOIN LATERAL (VALUES
+  (1, 'new', src.b0, CASE WHEN src.withdrawn THEN src.b0 + interval '3 minutes' ELSE src.b1 END),
+  (2, CASE WHEN src.withdrawn THEN 'withdrawn' ELSE 'in_progress' END,
+      CASE WHEN src.withdrawn THEN src.b0 + interval '3 minutes' ELSE src.b1 END,
+      CASE WHEN src.withdrawn THEN NULL ELSE coalesce(src.b2, src.b4) END),
+  (3, CASE WHEN src.b2 IS NOT NULL AND NOT src.withdrawn THEN 'more_info_needed' END, src.b2, src.b3),
+  (4, CASE WHEN src.b2 IS NOT NULL AND NOT src.withdrawn THEN 'in_progress' END, src.b3, src.b4),
+  (5, CASE WHEN NOT src.withdrawn THEN 'concluded' END, src.b4, src.b5),
+  (6, CASE WHEN NOT src.withdrawn AND src.b5 IS NOT NULL THEN 'closed' END, src.b5, NULL)
+) AS p (ord, status, started_at, ended_at)
+WHERE p.status IS NOT NULL AND p.started_at <= $2`, from, now, n)
+	require.NoError(tb, err)
+	_, err = f.pool.Exec(ctx, `
+INSERT INTO hunting_incidents (org, created_at, updated_at, posted_at, acked_at, acked_by)
+SELECT 'org-' || (i % 10), t.posted, t.posted, t.posted,
+  CASE WHEN i % 10 < 7 THEN t.posted + (1 + i % 240) * interval '1 minute' END,
+  CASE WHEN i % 10 < 7 THEN 'U-ack' END
+FROM generate_series(1, $3::int) AS i
+CROSS JOIN LATERAL (SELECT $1::timestamptz + ($2::timestamptz - $1::timestamptz) * (i::float8 / $3) - interval '5 hours' AS posted) t`,
+		from, now, n/5)
+	require.NoError(tb, err)
+	_, err = f.pool.Exec(ctx, `ANALYZE cases; ANALYZE case_status_periods; ANALYZE hunting_incidents`)
+	require.NoError(tb, err)
+}
+
+// BenchmarkReport makes the service report over 100,000 cases (400,000
+// status periods) in 10 orgs, all opened this quarter, and 20,000
+// notifications: the quarter for every org (the worst case: every case is
+// in it), the quarter for one org, and this week for every org. It logs
+// the plan of the heaviest query (clocks and SLA) once.
+func BenchmarkReport(b *testing.B) {
+	orgs := make([]string, 10)
+	for i := range orgs {
+		orgs[i] = fmt.Sprintf("org-%d", i)
+	}
+	f := setup(b, func(c *casework.Config) { c.Orgs = orgs })
+	seedReport(b, f, 100_000)
+	ctx := context.Background()
+
+	now := f.clock.Now()
+	from := time.Date(now.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	tx, err := f.pool.Begin(ctx)
+	require.NoError(b, err)
+	_, err = tx.Exec(ctx, "SET LOCAL work_mem = '"+casework.ReportWorkMem+"'") // as Report does
+	require.NoError(b, err)
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+casework.ReportClocksSQL, orgs, from, now, now, casework.MaxReportBreaches)
+	require.NoError(b, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(b, err)
+	require.NoError(b, tx.Rollback(ctx))
+	b.Logf("EXPLAIN ANALYZE of the clocks and SLA query, every org, the quarter:\n%s", strings.Join(lines, "\n"))
+
+	for _, bc := range []struct {
+		name string
+		v    casework.Viewer
+		req  casework.ReportRequest
+		min  int
+	}{
+		{"all-orgs-quarter", casework.AllOrgs(), casework.ReportRequest{}, 100_000},
+		{"one-org-quarter", casework.OrgViewer("org-3"), casework.ReportRequest{}, 10_000},
+		{"all-orgs-week", casework.AllOrgs(), casework.ReportRequest{Period: casework.PeriodWeek}, 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				rep, err := f.svc.Report(ctx, bc.v, bc.req)
+				if err != nil || rep.Total.Opened.Total < bc.min {
+					b.Fatal(err, rep.Total.Opened.Total)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/report")
+		})
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/threatdesk/threatdesk/internal/secrets"
@@ -62,6 +65,16 @@ type Config struct {
 	CreditsPerQuarter int
 	// OrgCredits overrides CreditsPerQuarter for some orgs.
 	OrgCredits map[string]int
+	// Orgs are the configured org ids. They bound the org label of the
+	// metrics (any other org counts as OtherOrgLabel) and are the orgs a
+	// Report covers: an org not listed is unknown. The keys of OrgCredits
+	// are added to them, so a Config that sets OrgCredits for every org
+	// (as the wiring does) need not repeat them.
+	Orgs []string
+	// Notifications supplies a Report's notification figures (cards posted
+	// and acknowledged). Default: HuntingNotifications on the Service's
+	// pool, which reads hunting's incident table read-only.
+	Notifications NotificationSource
 	// CreditsCap caps the balance after unused credits roll over into a new
 	// quarter (default 20).
 	CreditsCap int
@@ -95,6 +108,14 @@ func (c Config) withDefaults() Config {
 	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
 	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
+	orgs := map[string]bool{}
+	for _, o := range c.Orgs {
+		orgs[o] = true
+	}
+	for o := range c.OrgCredits {
+		orgs[o] = true
+	}
+	c.Orgs = slices.Sorted(maps.Keys(orgs))
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -135,6 +156,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("casework config: CreditsCap %d is below CreditsPerQuarter %d: the cap must allow at least one quarter's credits",
 			c.CreditsCap, c.CreditsPerQuarter)
 	}
+	for _, o := range c.Orgs {
+		if o == "" || strings.TrimSpace(o) != o {
+			return fmt.Errorf("casework config: Orgs has an empty or padded org id %q: use the ids of the config's orgs", o)
+		}
+	}
 	if c.SweepEvery < time.Second {
 		return fmt.Errorf("casework config: SweepEvery %s is too short: use at least one second (default one minute)", c.SweepEvery)
 	}
@@ -153,3 +179,9 @@ func (c Config) perQuarter(org string) int {
 
 // now is the config clock, in UTC and truncated to what PostgreSQL stores.
 func (c Config) now() time.Time { return c.Now().UTC().Truncate(time.Microsecond) }
+
+// knows reports whether org is a configured org.
+func (c Config) knows(org string) bool {
+	_, ok := slices.BinarySearch(c.Orgs, org)
+	return ok
+}

@@ -67,6 +67,7 @@ func (s *Service) refund(ctx context.Context, tx pgx.Tx, x *row, actor Actor, no
 		return err
 	}
 	x.CreditUsed = false
+	x.onCommit(func() { s.m.credits.WithLabelValues(s.orgLabel(x.Org), "refunded").Inc() })
 	return s.record(ctx, tx, x, now, actor, EventCreditsChanged, CreditsChangedEvent{
 		Ref: x.Ref, Org: x.Org, Delta: +1, Balance: bal, Reason: "withdrawn before an expert took it",
 		ResetsAt: nextQuarter(quarterStart(now)),

@@ -58,4 +58,49 @@
 // managers). A case of another org is reported exactly as a missing one
 // (ErrNotFound). Writes take an Actor, whose role sets both what it may do
 // and what it may see.
+//
+// # Managers and auditors
+//
+// The reads behind "/experts report", the weekly digest, "cases search",
+// "export" and "verify", each scoped by its Viewer like List and Get (a
+// member: their own org; experts and managers: every org):
+//
+//	// /experts report [org] [week|month|quarter]
+//	p, err := casework.ParsePeriod(word)                       // "" is the quarter
+//	rep, err := svc.Report(ctx, v, casework.ReportRequest{Org: org, Period: p, Location: tz})
+//	// rep.Orgs (one per org, zeros included) and rep.Total; its JSON feeds the web report.
+//
+//	// Weekly digest: at reports.digest.when, on every replica:
+//	queued, err := svc.QueueDigest(ctx, tz) // true on one call per week, with EventDigest in the outbox
+//	// and in the delivery worker, for EventDigest (payload DigestEvent):
+//	req, err := ev.Request()                // last week, whole, in the event's zone
+//	rep, err := svc.Report(ctx, casework.AllOrgs(), req)
+//
+//	// /experts cases search <words | hash | host | @user | EOD-n>; More: Cursor = page.Next.
+//	page, err := svc.Search(ctx, v, casework.SearchQuery{Text: text, Internal: isExpert, Cursor: cursor})
+//
+//	// /experts cases ...: More button: PageToken = page.Next ("and page.Remaining more").
+//	page, err := svc.List(ctx, v, casework.ListFilter{Statuses: casework.OpenStatuses(), Limit: 10, PageToken: token})
+//
+//	// /experts export EOD-n: two files, uploaded privately to the caller.
+//	rec, err := svc.Export(ctx, v, ref, isExpert)
+//	md := rec.Markdown()                    // named rec.FileName("md")
+//	js, err := rec.JSON()                   // named rec.FileName("json")
+//
+//	// /experts verify EOD-n
+//	res, err := svc.Verify(ctx, v, ref)     // res.String(): "EOD-12: intact, 7 entries, head 3f2a…"
+//
+// Report reads one SQL query per figure family (cases opened, clocks and
+// SLA, credits, notifications); what each figure means is at the top of
+// report.go. Notification figures come from Config.Notifications, by
+// default HuntingNotifications, which reads hunting's incident table
+// read-only. Internal expert notes never reach an org viewer: Search does
+// not match them and Export leaves them out (asking for them as an org
+// viewer is refused with ErrInvalid).
+//
+// # Metrics
+//
+// Cases opened, credits used and given back, and SLA warnings and breaches
+// are counted with an org label bounded by Config.Orgs (any other org is
+// OtherOrgLabel), so that dashboards show the report's figures per org.
 package casework

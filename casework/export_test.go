@@ -20,3 +20,12 @@ func LegacyHash(ref string, e Entry) ([]byte, error) { return legacyHash(ref, e)
 
 // SealLegacy keys the legacy timelines as Start does.
 func (s *Service) SealLegacy(ctx context.Context) (int, error) { return s.sealLegacy(ctx) }
+
+// Report's queries, for EXPLAIN in benchmarks: cases opened, clocks and SLA
+// (the heaviest), and notifications.
+const (
+	ReportOpenedSQL        = openedSQL
+	ReportClocksSQL        = clocksSQL
+	ReportNotificationsSQL = notificationSQL
+	ReportWorkMem          = reportWorkMem
+)

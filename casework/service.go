@@ -36,8 +36,14 @@ type Service struct {
 	sched gocron.Scheduler
 }
 
+// OtherOrgLabel is the org label of metrics about an org that is not in
+// Config.Orgs, so that the label's values stay bounded by the configuration
+// (org ids start with a letter or digit, so it never names a real org).
+const OtherOrgLabel = "_other"
+
 type metrics struct {
 	opened      *prometheus.CounterVec
+	credits     *prometheus.CounterVec
 	transitions *prometheus.CounterVec
 	messages    *prometheus.CounterVec
 	sla         *prometheus.CounterVec
@@ -66,8 +72,12 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	s.m = metrics{
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "cases_opened_total",
-			Help: "Cases opened, by priority.",
-		}, []string{"priority"}),
+			Help: "Cases opened, by org and priority (org " + OtherOrgLabel + ": an org not in the configuration).",
+		}, []string{"org", "priority"}),
+		credits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "casework", Name: "credits_total",
+			Help: "Case credits used (change used) and given back (change refunded), by org; used minus refunded is what the service report counts as used.",
+		}, []string{"org", "change"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "transitions_total",
 			Help: "Status changes, by new status.",
@@ -78,8 +88,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 		}, []string{"side"}),
 		sla: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "sla_events_total",
-			Help: "SLA warnings and breaches emitted, by clock and kind.",
-		}, []string{"clock", "kind"}),
+			Help: "SLA warnings and breaches emitted, by org, clock and kind.",
+		}, []string{"org", "clock", "kind"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "refused_total",
 			Help: "Refused operations, by reason (transition, taken, credits).",
@@ -113,7 +123,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 // register registers the metrics on reg; when a Service registered them on
 // reg before (a second Service in one process), it shares those.
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []any{&m.opened, &m.transitions, &m.messages, &m.sla, &m.refused, &m.sweep,
+	for _, c := range []any{&m.opened, &m.credits, &m.transitions, &m.messages, &m.sla, &m.refused, &m.sweep,
 		&m.timelineBreaks, &m.timelineBroken, &m.timelineLastCheck} {
 		var err error
 		switch p := c.(type) {
@@ -142,6 +152,14 @@ func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C,
 		}
 	}
 	return c, err
+}
+
+// orgLabel is org as a metric label: itself when configured, else OtherOrgLabel.
+func (s *Service) orgLabel(org string) string {
+	if s.cfg.knows(org) {
+		return org
+	}
+	return OtherOrgLabel
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -621,7 +639,8 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 	}
 	if created {
 		opened.runCommitted()
-		s.m.opened.WithLabelValues(string(c.Priority)).Inc()
+		s.m.opened.WithLabelValues(s.orgLabel(c.Org), string(c.Priority)).Inc()
+		s.m.credits.WithLabelValues(s.orgLabel(c.Org), "used").Inc()
 		s.log.InfoContext(ctx, "case opened", "ref", c.Ref, "org", c.Org, "priority", c.Priority)
 	}
 	return c, created, nil

@@ -348,7 +348,7 @@ func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (wa
 				label = "breach"
 			}
 			x.onCommit(func() {
-				s.m.sla.WithLabelValues(string(k.name), label).Inc()
+				s.m.sla.WithLabelValues(s.orgLabel(x.Org), string(k.name), label).Inc()
 				s.log.InfoContext(ctx, "sla "+label, "ref", x.Ref, "clock", k.name)
 			})
 		}
