@@ -1,4 +1,4 @@
--- 0009: casework: full-text search of cases and the indexes behind the
+-- 0011: casework: full-text search of cases and the indexes behind the
 -- service report and case search. Owned by the casework package.
 
 -- The words of a case's question and conclusion, for "/experts cases search
