@@ -15,7 +15,8 @@
 // join are read, the alerts, entities, merges and incident states written,
 // each step a set-based statement over arrays (unnest) sent in pipelines,
 // so the round trips per batch stay at about ten whatever its size.
-// Correlation (union-find over alerts and incidents) and scoring happen in
+// Correlation (union-find over alerts and incidents, a pure function in
+// correlate.go) and scoring happen in
 // memory; incident aggregates are folded in, never recomputed from all of
 // an incident's alerts.
 package hunting

@@ -220,6 +220,8 @@ type batchFold struct {
 	recount map[int64]bool
 	// rare: files seen on at most two devices.
 	rare map[ekey]bool
+	// posted: merged incidents, and whether they had a card.
+	posted map[int64]bool
 }
 
 // rescore recomputes score, title and summary from the aggregates.
