@@ -47,6 +47,11 @@ type Config struct {
 	// still correlate, and the span over which prevalence is measured
 	// (default 24h).
 	Window time.Duration
+	// ChainWindow: alerts linked by a rare entity (a file hash or account
+	// seen on at most two devices in the window) keep joining an open
+	// incident for this long after its latest sighting of the entity
+	// (default 7d, at least Window). Other links keep Window.
+	ChainWindow time.Duration
 	// CommonEntityDevices: an entity seen on this many devices or more inside
 	// the window stops being a join key (default 10).
 	CommonEntityDevices int
@@ -83,6 +88,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultWindow              = 24 * time.Hour
+	DefaultChainWindow         = 7 * 24 * time.Hour
 	DefaultCommonEntityDevices = 10
 	DefaultNotifyScore         = 50
 	DefaultGroupWait           = 30 * time.Second
@@ -96,6 +102,7 @@ const (
 func (c *Config) withDefaults() Config {
 	d := *c
 	d.Window = cmp.Or(d.Window, DefaultWindow)
+	d.ChainWindow = cmp.Or(d.ChainWindow, max(DefaultChainWindow, d.Window))
 	d.CommonEntityDevices = cmp.Or(d.CommonEntityDevices, DefaultCommonEntityDevices)
 	d.NotifyScore = cmp.Or(d.NotifyScore, DefaultNotifyScore)
 	d.RepeatSeverity = cmp.Or(d.RepeatSeverity, SeverityHigh)
@@ -127,6 +134,9 @@ func (c *Config) validate() error {
 	}
 	if c.Window < time.Minute {
 		errs = append(errs, fmt.Errorf("hunting: correlation window %s is too short: use at least 1m (default 24h)", c.Window))
+	}
+	if c.ChainWindow < c.Window {
+		errs = append(errs, fmt.Errorf("hunting: chain window %s is shorter than the correlation window %s: use at least that (default 7d)", c.ChainWindow, c.Window))
 	}
 	if c.CommonEntityDevices < 2 {
 		errs = append(errs, fmt.Errorf("hunting: common-entity threshold %d: must be at least 2 devices (default 10)", c.CommonEntityDevices))

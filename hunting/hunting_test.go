@@ -216,6 +216,7 @@ func TestConfigValidation(t *testing.T) {
 		{"short window", Config{Tenants: map[string]string{"t": "o"}, Window: time.Second}, "window"},
 		{"tiny common", Config{Tenants: map[string]string{"t": "o"}, CommonEntityDevices: 1}, "common-entity"},
 		{"empty org", Config{Tenants: map[string]string{"t": ""}}, "both must be set"},
+		{"chain shorter than window", Config{Tenants: map[string]string{"t": "o"}, Window: 48 * time.Hour, ChainWindow: 24 * time.Hour}, "chain window"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,6 +230,7 @@ func TestConfigValidation(t *testing.T) {
 	c := (&Config{Tenants: map[string]string{"T": "o"}}).withDefaults()
 	require.NoError(t, c.validate())
 	require.Equal(t, 24*time.Hour, c.Window)
+	require.Equal(t, 7*24*time.Hour, c.ChainWindow)
 	require.Equal(t, 30*time.Second, c.GroupWait)
 	require.Equal(t, 5*time.Minute, c.GroupInterval)
 	require.Equal(t, 4*time.Hour, c.RepeatInterval)

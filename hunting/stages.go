@@ -280,23 +280,30 @@ func (s *Service) findCandidates(ctx context.Context, tx pgx.Tx, org string, key
 		return cands, nil
 	}
 	kinds, values := make([]string, len(keys)), make([]string, len(keys))
+	since, until := make([]time.Time, len(keys)), make([]time.Time, len(keys))
 	for i, k := range keys {
 		kinds[i], values[i] = k.kind, k.value
+		// A rare file or account reaches back over the chain window.
+		w := s.cfg.Window
+		if p.rare[k] && rareChainKind(k.kind) {
+			w = s.cfg.ChainWindow
+		}
+		since[i], until[i] = p.minT.Add(-w), p.maxT.Add(w)
 	}
 	rows, err := tx.Query(ctx, `
 SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen
-FROM unnest($2::text[], $3::text[]) AS k(kind, value)
+FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(kind, value, since, until)
 CROSS JOIN LATERAL (
     -- One index probe per key, and at most $6 incidents per key: a key in
     -- that many open incidents is glue, not evidence (the caller drops it).
     SELECT e.incident_id, e.first_seen, e.last_seen
     FROM hunting_incident_entities e
     WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
-      AND e.join_key AND e.last_seen >= $4 AND e.first_seen <= $5
+      AND e.join_key AND e.last_seen >= k.since AND e.first_seen <= k.until
       -- Only open incidents: a probe of the small index of the others,
       -- not of every incident row.
       AND NOT EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open')
-    LIMIT $6) ie`, org, kinds, values, p.minT.Add(-s.cfg.Window), p.maxT.Add(s.cfg.Window), s.cfg.CommonEntityDevices)
+    LIMIT $6) ie`, org, kinds, values, since, until, s.cfg.CommonEntityDevices)
 	if err != nil {
 		return nil, fmt.Errorf("find incidents to join: %w", err)
 	}
@@ -324,7 +331,8 @@ CROSS JOIN LATERAL (
 
 // correlationInput gathers what correlate needs from the batch.
 func (s *Service) correlationInput(ws []*work, p prevalence, cands candidates) correlationInput {
-	in := correlationInput{Alerts: make([]corrAlert, len(ws)), Candidates: cands, Common: p.common, Window: s.cfg.Window}
+	in := correlationInput{Alerts: make([]corrAlert, len(ws)), Candidates: cands, Common: p.common, Window: s.cfg.Window,
+		Rare: p.rare, ChainWindow: s.cfg.ChainWindow}
 	for i, w := range ws {
 		a := corrAlert{When: w.a.when(), Keys: w.keys, Stay: !w.correlates()}
 		if w.update {

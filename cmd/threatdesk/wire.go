@@ -154,6 +154,7 @@ func huntingConfig(cfg *config.Config) hunting.Config {
 		Tenants:             tenants,
 		IngestToken:         cfg.IngestToken.Value(),
 		Window:              h.CorrelationWindow.D(),
+		ChainWindow:         h.ChainWindow.D(),
 		CommonEntityDevices: h.CommonEntityDevices,
 		NotifyScore:         h.NotifyScore,
 		OrgNotifyScore:      scores,
