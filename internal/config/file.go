@@ -93,11 +93,11 @@ type Target struct {
 
 // Hunting configures correlation, scoring and the notification policy.
 type Hunting struct {
-	CorrelationWindow   Duration `yaml:"correlation_window"`
+	CorrelationWindow Duration `yaml:"correlation_window"`
 	// ChainWindow is how long a rare entity (a file or account seen on few
 	// devices) keeps linking alerts into an open incident after its latest
 	// alert (default 7d, at least correlation_window).
-	ChainWindow Duration `yaml:"chain_window"`
+	ChainWindow         Duration `yaml:"chain_window"`
 	NotifyScore         int      `yaml:"notify_score"`
 	CommonEntityDevices int      `yaml:"common_entity_devices"`
 	GroupWait           Duration `yaml:"group_wait"`
