@@ -188,6 +188,10 @@ func TestMergeIsRecorded(t *testing.T) {
 	require.Equal(t, EventMerged, rows[2].Kind)
 	require.Equal(t, Stream(b), rows[2].Stream)
 	require.Equal(t, a, rows[2].Payload.MergedInto)
+	require.Equal(t, "merged", rows[2].Payload.Status, "the card learns its incident is merged")
+	require.True(t, rows[2].Payload.Final, "and drops its buttons")
+	require.Equal(t, "open", rows[0].Payload.Status)
+	require.False(t, rows[0].Payload.Final)
 }
 
 // TestSlowIntrusionIsOneIncident: an intruder acting once a day (gaps of

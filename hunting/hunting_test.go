@@ -78,6 +78,7 @@ type gen struct {
 	Device   string
 	At       time.Time
 	Status   string
+	Class    string   // classification
 	Files    []string // sha256 values
 	IPs      []string
 	Users    []string // account names
@@ -127,6 +128,9 @@ func (g gen) raw() json.RawMessage {
 		"alertCreationTime": at.Add(time.Minute).Format(time.RFC3339Nano), "firstEventTime": at.Format(time.RFC3339Nano),
 		"lastEventTime": at.Format(time.RFC3339Nano), "lastUpdateTime": at.Add(2 * time.Minute).Format(time.RFC3339Nano),
 		"machineId": dev, "computerDnsName": g.Device, "aadTenantId": tenant, "mitreTechniques": g.Techs, "evidence": ev,
+	}
+	if g.Class != "" {
+		m["classification"] = g.Class
 	}
 	b, err := json.Marshal(m)
 	if err != nil {

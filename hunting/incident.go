@@ -25,16 +25,26 @@ type incState struct {
 	Seq                  int
 	NextDue              *time.Time
 
-	Title, Summary              string
-	Severity                    Severity
-	Score                       int
-	Breakdown                   []Reason
-	Expert                      bool
-	AlertCount, MediumPlus      int
-	RareFiles                   int
-	Impact, Commodity           int
-	ImpactDetail                string
-	ResolvedAlerts              int
+	Title, Summary         string
+	Severity               Severity
+	Score                  int
+	Breakdown              []Reason
+	Expert                 bool
+	AlertCount, MediumPlus int
+	RareFiles              int
+	Impact, Commodity      int
+	ImpactDetail           string
+	ResolvedAlerts         int
+	// Classification and ResolvedBy are set when the incident is resolved
+	// (Resolve, or every alert resolved upstream).
+	Classification Classification
+	ResolvedBy     string
+	// forced: a person (notifyBy) asked for the post (NotifyNow), whatever
+	// the score.
+	forced   bool
+	notifyBy string
+	// Follows is the closed incident this one follows.
+	Follows                     int64
 	DeviceCount, UserCount      int
 	DeviceNames, UserNames      []string
 	Tactics                     []string
@@ -53,7 +63,7 @@ type incState struct {
 const incidentCols = `id, status, eligible_at, posted_at, notified_at, acked_at, notified, notify_seq,
     severity, expert, alert_count, medium_plus, rare_files, device_count, user_count, device_names, user_names,
     tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time,
-    impact, impact_detail, commodity, resolved_alerts`
+    impact, impact_detail, commodity, resolved_alerts, coalesce(follows, 0), classification`
 
 // The score as stored, which only a sweep compares with its re-score
 // (ingest recomputes it from the aggregates and skips reading it).
@@ -71,7 +81,7 @@ func scanIncident(row pgx.Row, org string) (*incState, error) {
 	if err := row.Scan(&st.ID, &st.Status, &st.EligibleAt, &st.PostedAt, &st.NotifiedAt, &st.AckedAt, &snap, &seq,
 		&st.Severity, &st.Expert, &alerts, &mp, &rare, &devs, &users, &st.DeviceNames, &st.UserNames,
 		&st.Tactics, &firsts, &fa, &la, &trank, &st.titleBase, &st.titleFamily, &tt,
-		&impact, &st.ImpactDetail, &commodity, &resolved,
+		&impact, &st.ImpactDetail, &commodity, &resolved, &st.Follows, &st.Classification,
 		&score, &st.Title, &st.Summary, &st.storedBreakdown); err != nil {
 		return nil, err
 	}
@@ -171,33 +181,44 @@ func (st *incState) seeActivity(first, last time.Time) {
 }
 
 // fold adds one alert of a batch. A re-posted alert (isNew false) is not
-// counted again; severity, tactics and the expert flag only ever grow.
+// counted again; severity, tactics, impact and the expert flag only grow
+// here (an update that lowers them recomputes the incident instead). An
+// alert classified upstream as a false positive or expected activity is
+// counted, but says nothing of an attack: it adds no severity, tactic or
+// impact.
 func (st *incState) fold(a *Alert, isNew bool) {
 	r := a.Severity.Rank()
 	pts, what, commodity := impactOf(a)
+	benign := a.benign()
 	if isNew {
 		st.AlertCount++
-		if r >= SeverityMedium.Rank() {
+		if r >= SeverityMedium.Rank() && !benign {
 			st.MediumPlus++
 		}
 		if commodity {
 			st.Commodity++
 		}
-	}
-	st.seeImpact(pts, what)
-	if r > st.Severity.Rank() || st.Severity == "" {
-		st.Severity = a.Severity
+		if a.resolved() {
+			st.ResolvedAlerts++
+		}
 	}
 	st.Expert = st.Expert || a.Expert
 	st.seeActivity(a.when(), maxTime(a.when(), a.LastActivity))
-	if a.Tactic != "" {
-		st.seeTactic(a.Tactic, a.when())
-	}
 	rank := r
 	if a.Expert {
 		rank += 10
 	}
 	st.seeTitle(rank, a.Title, a.ThreatFamily, a.when())
+	if benign {
+		return
+	}
+	if r > st.Severity.Rank() || st.Severity == "" {
+		st.Severity = a.Severity
+	}
+	if a.Tactic != "" {
+		st.seeTactic(a.Tactic, a.when())
+	}
+	st.seeImpact(pts, what)
 }
 
 // absorb folds a merged incident's aggregates into st. Device and user
@@ -243,6 +264,10 @@ type batchFold struct {
 	rare map[ekey]bool
 	// posted: merged incidents, and whether they had a card.
 	posted map[int64]bool
+	// recompute: incidents one of whose alerts changed status,
+	// classification, severity or category upstream: their aggregates are
+	// recomputed from their alerts.
+	recompute map[int64]bool
 }
 
 // rescore recomputes score, title and summary from the aggregates; bar is
@@ -285,6 +310,16 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 	// The outbox rows and the incidents' write-back go to the server as one
 	// pipeline, not two round trips per event.
 	pt := newPipeTx(tx)
+	if fold != nil {
+		for _, st := range sts {
+			st.rescore(now, s.cfg.notifyScore(st.Org))
+		}
+		n, err := s.autoResolve(ctx, tx, pt, sts, now)
+		if err != nil {
+			return 0, err
+		}
+		events += n
+	}
 	var touch []int64
 	full := sts[:0:0]
 	for _, st := range sts {
@@ -361,6 +396,58 @@ func (k stateKey) equal(o stateKey) bool {
 }
 
 func (s *Service) applyFold(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold) error {
+	if err := s.applyFoldAlerts(ctx, tx, sts, fold); err != nil {
+		return err
+	}
+	var re []*incState
+	for _, st := range sts {
+		if fold.recompute[st.ID] {
+			re = append(re, st)
+		}
+	}
+	return recompute(ctx, tx, re)
+}
+
+// recompute rebuilds the alert aggregates of incidents from their stored
+// alerts, after an upstream change (a status, a classification, a lower
+// severity) that folding cannot express.
+func recompute(ctx context.Context, tx pgx.Tx, sts []*incState) error {
+	if len(sts) == 0 {
+		return nil
+	}
+	byID := map[int64]*incState{}
+	ids := make([]int64, len(sts))
+	for i, st := range sts {
+		byID[st.ID], ids[i] = st, st.ID
+		st.AlertCount, st.MediumPlus, st.Commodity, st.ResolvedAlerts = 0, 0, 0, 0
+		st.Impact, st.ImpactDetail, st.Severity, st.tacticSeen = 0, "", "", nil
+	}
+	rows, err := tx.Query(ctx, `
+SELECT incident_id, severity, category, tactic, threat_family, title, detection_source, expert, status, classification,
+    first_activity, coalesce(last_activity, first_activity)
+FROM hunting_alerts WHERE incident_id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("recompute incidents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var a Alert
+		if err := rows.Scan(&id, &a.Severity, &a.Category, &a.Tactic, &a.ThreatFamily, &a.Title, &a.DetectionSource, &a.Expert,
+			&a.Status, &a.Classification, &a.FirstActivity, &a.LastActivity); err != nil {
+			return fmt.Errorf("recompute incidents: %w", err)
+		}
+		byID[id].fold(&a, true)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("recompute incidents: %w", err)
+	}
+	return nil
+}
+
+// applyFoldAlerts folds the batch's alerts, merged incidents and new
+// entities into the incidents.
+func (s *Service) applyFoldAlerts(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold) error {
 	var recount []int64
 	for _, st := range sts {
 		for _, o := range fold.absorbed[st.ID] {
@@ -368,6 +455,13 @@ func (s *Service) applyFold(ctx context.Context, tx pgx.Tx, sts []*incState, fol
 		}
 		for _, w := range fold.alerts[st.ID] {
 			st.fold(w.a, !w.update)
+			if w.update && w.a.resolved() != w.wasResolved {
+				if w.wasResolved {
+					st.ResolvedAlerts--
+				} else {
+					st.ResolvedAlerts++
+				}
+			}
 		}
 		if fold.recount[st.ID] {
 			recount = append(recount, st.ID)

@@ -220,6 +220,9 @@ type work struct {
 	prevOK  bool  // that incident is open
 	keys    []Entity
 	inc     int64
+	// wasResolved: the stored version was resolved upstream. triage: the
+	// update changes its status, classification, severity or category.
+	wasResolved, triage bool
 }
 
 func alertHash(a *Alert) []byte {
@@ -307,7 +310,8 @@ func (s *Service) mergeEvents(ctx context.Context, tx pgx.Tx, org string, now ti
 		if !posted[m.from] {
 			continue
 		}
-		if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now}); err != nil {
+		if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now,
+			Status: "merged", Final: true}); err != nil {
 			return 0, err
 		}
 		events++

@@ -103,6 +103,10 @@ type knownAlert struct {
 	hash []byte
 	lu   *time.Time
 	open bool
+	// What the incident's aggregates depend on: a change of any of them
+	// (a status or classification set upstream, a severity lowered)
+	// recomputes the incident's aggregates from its alerts.
+	status, class, severity, category string
 }
 
 // loadKnown takes the org's lock and reads the stored versions of the
@@ -117,13 +121,13 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 	kb := &pgx.Batch{}
 	kb.Queue(lockOrgSQL, org)
 	kb.Queue(`
-SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open'
+SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open', a.status, a.classification, a.severity, a.category
 FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
 WHERE a.org = $1 AND a.id = ANY($2)`, org, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var id string
 			var k knownAlert
-			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open); err != nil {
+			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.status, &k.class, &k.severity, &k.category); err != nil {
 				return fmt.Errorf("scan known alert: %w", err)
 			}
 			have[id] = k
@@ -158,6 +162,8 @@ func classify(ws []*work, have map[string]knownAlert) []*work {
 		}
 		w.res.Status, w.res.Reason = StatusUpdated, ""
 		w.update, w.prevInc, w.prevOK = true, k.inc, k.open
+		w.wasResolved = k.status == alertResolved
+		w.triage = k.status != w.a.Status || k.class != w.a.Classification || k.severity != string(w.a.Severity) || k.category != w.a.Category
 		live = append(live, w)
 	}
 	return live
@@ -270,8 +276,8 @@ func joinKeys(ws []*work, p prevalence) []ekey {
 // candidates are the stored incidents holding each join key.
 type candidates map[ekey][]candidate
 
-// findCandidates reads the open incidents holding any of the keys within
-// reach of the batch. A key held by CommonEntityDevices open incidents or
+// findCandidates reads the open and closed incidents holding any of the
+// keys within reach of the batch. A key held by CommonEntityDevices open incidents or
 // more is glue, not evidence: it is added to p.common and has no
 // candidates.
 func (s *Service) findCandidates(ctx context.Context, tx pgx.Tx, org string, keys []ekey, p prevalence) (candidates, error) {
@@ -291,26 +297,28 @@ func (s *Service) findCandidates(ctx context.Context, tx pgx.Tx, org string, key
 		since[i], until[i] = p.minT.Add(-w), p.maxT.Add(w)
 	}
 	rows, err := tx.Query(ctx, `
-SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen
+SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen, ie.closed
 FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(kind, value, since, until)
 CROSS JOIN LATERAL (
-    -- One index probe per key, and at most $6 incidents per key: a key in
-    -- that many open incidents is glue, not evidence (the caller drops it).
-    SELECT e.incident_id, e.first_seen, e.last_seen
+    -- One index probe per key, and a bounded number of incidents per key:
+    -- a key in $6 open incidents is glue, not evidence (the caller drops
+    -- it). Closed incidents come along (a new incident says it follows
+    -- one); merged ones have no entities left.
+    SELECT e.incident_id, e.first_seen, e.last_seen,
+        -- A probe of the small index of incidents that are not open, not
+        -- of every incident row.
+        EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open') AS closed
     FROM hunting_incident_entities e
     WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
       AND e.join_key AND e.last_seen >= k.since AND e.first_seen <= k.until
-      -- Only open incidents: a probe of the small index of the others,
-      -- not of every incident row.
-      AND NOT EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open')
-    LIMIT $6) ie`, org, kinds, values, since, until, s.cfg.CommonEntityDevices)
+    LIMIT 2 * $6) ie`, org, kinds, values, since, until, s.cfg.CommonEntityDevices)
 	if err != nil {
 		return nil, fmt.Errorf("find incidents to join: %w", err)
 	}
 	for rows.Next() {
 		var c candidate
 		var k ekey
-		if err := rows.Scan(&k.kind, &k.value, &c.Inc, &c.First, &c.Last); err != nil {
+		if err := rows.Scan(&k.kind, &k.value, &c.Inc, &c.First, &c.Last, &c.Closed); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("scan incident entity: %w", err)
 		}
@@ -321,7 +329,13 @@ CROSS JOIN LATERAL (
 		return nil, fmt.Errorf("find incidents to join: %w", err)
 	}
 	for k, cs := range cands {
-		if len(cs) >= s.cfg.CommonEntityDevices {
+		open := 0
+		for _, c := range cs {
+			if !c.Closed {
+				open++
+			}
+		}
+		if open >= s.cfg.CommonEntityDevices {
 			delete(cands, k)
 			p.common[k] = true
 		}
@@ -359,6 +373,20 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, c.NewInci
 		}
 		slices.Sort(ids)
 		s.m.incidents.Add(float64(len(ids)))
+		// New activity on a closed incident's entities: the new incident
+		// says which one it follows (rare: a round trip only then).
+		var fid, fof []int64
+		for g, f := range c.Follows {
+			if f != 0 {
+				fid, fof = append(fid, ids[g]), append(fof, f)
+			}
+		}
+		if len(fid) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE hunting_incidents i SET follows = x.f FROM unnest($1::bigint[], $2::bigint[]) AS x(id, f) WHERE i.id = x.id`,
+				fid, fof); err != nil {
+				return nil, fmt.Errorf("record the incidents new ones follow: %w", err)
+			}
+		}
 	}
 	for i, w := range ws {
 		w.inc = c.Inc[i]
@@ -400,9 +428,12 @@ func lockIncidents(ctx context.Context, tx pgx.Tx, org string, ws []*work, merge
 // incidents that remain (the merged ones are gone).
 func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work, merges []mergeRec, sts []*incState, rare map[ekey]bool) (*batchFold, []*incState, error) {
 	fold := &batchFold{alerts: map[int64][]*work{}, absorbed: map[int64][]*incState{}, recount: map[int64]bool{}, rare: rare,
-		entities: map[int64][]newEntity{}, posted: map[int64]bool{}}
+		entities: map[int64][]newEntity{}, posted: map[int64]bool{}, recompute: map[int64]bool{}}
 	for _, w := range ws {
 		fold.alerts[w.inc] = append(fold.alerts[w.inc], w)
+		if w.triage {
+			fold.recompute[w.inc] = true
+		}
 	}
 	byID := make(map[int64]*incState, len(sts))
 	for _, st := range sts {
