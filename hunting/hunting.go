@@ -182,8 +182,9 @@ type Service struct {
 	log  *slog.Logger
 	m    *metrics
 
-	cache *prevalenceCache
-	graph *graphPuller
+	cache  *prevalenceCache
+	groups *groupCommits
+	graph  *graphPuller
 	sched stopper
 
 	rescoreMu   sync.Mutex
@@ -207,7 +208,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(),
+	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(), groups: newGroupCommits(),
 		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}, nil
 }
 
@@ -219,6 +220,9 @@ type metrics struct {
 	merges    prometheus.Counter
 	incidents prometheus.Counter
 	sweepDur  prometheus.Histogram
+	// groups counts group transactions of coalesced requests, and
+	// groupRequests the requests they carried.
+	groups, groupRequests prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -235,13 +239,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "incident_merges_total", Help: "Incidents merged because an alert linked them."}),
 		incidents: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "incidents_created_total", Help: "Incidents created."}),
+		groups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "ingest_groups_total", Help: "Ingest transactions of one org's concurrent requests coalesced (group commit)."}),
+		groupRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "ingest_group_requests_total", Help: "Requests carried by the group transactions (over ingest_groups_total: requests per transaction)."}),
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur} {
+	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("hunting: register metrics: %w", err)
 		}

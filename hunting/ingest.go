@@ -182,6 +182,16 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		}
 		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
+	if len(byOrg) == 1 {
+		// The common case, one org: coalesced with the org's other
+		// requests in flight into one transaction (groupcommit.go).
+		for org, idx := range byOrg {
+			if err := s.groups.submit(ctx, s, org, alerts, idx, out); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
 	orgs := make([]string, 0, len(byOrg))
 	for o := range byOrg {
 		orgs = append(orgs, o)
@@ -192,7 +202,7 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		after = newCacheUpdate()
 		for _, org := range orgs {
-			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], out, after)
+			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], nil, out, after)
 			if err != nil {
 				return fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
 			}

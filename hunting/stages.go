@@ -26,9 +26,12 @@ import (
 //	lockIncidents    touched incidents -> their locked states
 //	store            merges, alerts, entities -> written; new entities
 //	refresh          states + fold -> scores, policy, outbox events
-func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult, after *cacheUpdate) (int, error) {
+//
+// req, when not nil, names the request of each item (a group of
+// coalesced requests, groupcommit.go).
+func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, req []int, out []ItemResult, after *cacheUpdate) (int, error) {
 	now := s.cfg.Now().UTC()
-	ws := latestPerID(alerts, idx, out)
+	ws := latestPerID(alerts, idx, req, out)
 	have, err := loadKnown(ctx, tx, org, ws)
 	if err != nil {
 		return 0, err
@@ -70,17 +73,25 @@ func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts [
 }
 
 // latestPerID keeps, per alert id, the item with the newest lastUpdate
-// (the later one on a tie) and marks the others in out.
-func latestPerID(alerts []*Alert, idx []int, out []ItemResult) []*work {
+// (the later one on a tie) and marks the others in out. req, when not nil,
+// names each item's request: items of concurrent requests are told so.
+func latestPerID(alerts []*Alert, idx []int, req []int, out []ItemResult) []*work {
 	last := make(map[string]int, len(idx))
+	same := func(i, j int) bool { return req == nil || req[i] == req[j] }
 	for _, i := range idx {
 		a := alerts[i]
 		if j, ok := last[a.ID]; ok {
 			if alerts[j].LastUpdate.After(a.LastUpdate) {
 				out[i].Status, out[i].Reason = StatusUnchanged, "an item later in the request has a newer version of this alert"
+				if !same(i, j) {
+					out[i].Reason = "a request sent at the same time has a newer version of this alert"
+				}
 				continue
 			}
 			out[j].Status, out[j].Reason = StatusUpdated, "superseded by a later item in the same request"
+			if !same(i, j) {
+				out[j].Reason = "superseded by a newer version of this alert in a request sent at the same time"
+			}
 		}
 		last[a.ID] = i
 	}
