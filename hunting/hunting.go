@@ -185,7 +185,7 @@ type Service struct {
 	cache  *prevalenceCache
 	groups *groupCommits
 	graph  *graphPuller
-	sched stopper
+	sched  stopper
 
 	rescoreMu   sync.Mutex
 	lastRescore time.Time
