@@ -133,3 +133,40 @@ func TestGroupFailureIsolatesRequests(t *testing.T) {
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
 	require.False(t, q.busy)
 }
+
+// TestEntityCacheKeepsTheStoreRight: entities the store already holds are
+// not sent again, yet an earlier first sighting, a later last one and a
+// display learned later still reach it.
+func TestEntityCacheKeepsTheStoreRight(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-5 * time.Hour)
+	file := sha("implant")
+	seen := func() (time.Time, time.Time) {
+		var first, last time.Time
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT first_seen, last_seen FROM hunting_incident_entities WHERE kind = 'file' AND value = $1`, file).Scan(&first, &last))
+		return first, last
+	}
+	inc := f.ingest(t, gen{ID: "e1", Device: "pc1", At: at, Files: []string{file}}).Items[0].IncidentID
+	f.svc.cache.mu.Lock()
+	_, cached := f.svc.cache.entities[entKey{inc, string(EntityFile), file}]
+	f.svc.cache.mu.Unlock()
+	require.True(t, cached, "the cache learned the row")
+	first, last := seen()
+	require.True(t, first.Equal(at) && last.Equal(at))
+
+	f.ingest(t, gen{ID: "e2", Device: "pc1", At: at.Add(30 * time.Minute), Files: []string{file}})
+	_, last = seen()
+	require.True(t, last.Equal(at), "within the hour: nothing to write")
+
+	f.ingest(t, gen{ID: "e3", Device: "pc1", At: at.Add(-2 * time.Hour), Files: []string{file}})
+	first, _ = seen()
+	require.True(t, first.Equal(at.Add(-2*time.Hour)), "an earlier sighting moves first_seen: %s", first)
+
+	f.ingest(t, gen{ID: "e4", Device: "pc1", At: at.Add(2 * time.Hour), Files: []string{file}})
+	_, last = seen()
+	require.True(t, last.Equal(at.Add(2*time.Hour)), "a later one moves last_seen: %s", last)
+	for _, id := range []string{"e2", "e3", "e4"} {
+		require.Equal(t, inc, f.incidentOf(t, "contoso", id))
+	}
+}

@@ -475,31 +475,24 @@ type evidenceItem struct {
 	Alt     string     `json:"a,omitempty"`
 }
 
-// writeIncidentEntities adds the batch's entities to their incidents' scope
-// (and correlation index). An update's evidence is added, never removed.
-// out learns, per incident, the strong entities that were new to it.
-func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity) {
-	type key struct {
-		inc         int64
-		kind, value string
-	}
-	type agg struct {
-		display, alt string
-		join         bool
-		first, last  time.Time
-	}
-	m := map[key]*agg{}
-	order := []key{}
+// queueIncidentEntities adds the batch's entities to their incidents'
+// scope (and correlation index). An update's evidence is added, never
+// removed. out learns, per incident, the strong entities that were new to
+// it. Rows the cache knows to be stored already, with nothing to learn,
+// are not sent at all; after learns what the statement stored.
+func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity, after *cacheUpdate) {
+	m := map[entKey]*entAgg{}
+	order := []entKey{}
 	for _, w := range ws {
 		t := w.a.when()
 		for _, e := range w.a.Entities {
 			if !e.JoinKey {
 				continue // scope detail: kept in the alert's evidence
 			}
-			k := key{w.inc, string(e.Kind), e.Value}
+			k := entKey{w.inc, string(e.Kind), e.Value}
 			g, ok := m[k]
 			if !ok {
-				g = &agg{display: e.Display, alt: e.Alt, join: e.JoinKey, first: t, last: t}
+				g = &entAgg{display: e.Display, alt: e.Alt, join: e.JoinKey, first: t, last: t}
 				m[k] = g
 				order = append(order, k)
 			}
@@ -509,6 +502,17 @@ func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][
 			}
 		}
 	}
+	// What the store is known to hold already, and would drop anyway.
+	c.mu.Lock()
+	keep := order[:0]
+	for _, k := range order {
+		if have, ok := c.entities[k]; ok && have.covers(m[k]) {
+			continue
+		}
+		keep = append(keep, k)
+	}
+	c.mu.Unlock()
+	order = keep
 	if len(order) == 0 {
 		return
 	}
@@ -529,6 +533,9 @@ func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][
 		g := m[k]
 		incs[i], kinds[i], values[i], displays[i], alts[i] = k.inc, k.kind, k.value, g.display, g.alt
 		joins[i], firsts[i], lasts[i] = g.join, g.first, g.last
+		// Sent and not written back: the stored row was within the hour
+		// and knew as much (the statement's filter below).
+		after.entities[k] = entSeen{first: g.first, last: g.last.Add(-time.Hour), display: g.display != "", alt: g.alt != ""}
 	}
 	b.Queue(`
 WITH m AS (
@@ -551,26 +558,65 @@ WITH m AS (
         first_seen = least(e.first_seen, m.f),
         last_seen = greatest(e.last_seen, m.l)
     FROM m WHERE m.have AND e.incident_id = m.inc AND e.kind = m.k AND e.value = m.v
+    RETURNING e.incident_id, e.kind, e.value, e.display, e.join_key, false AS new
+), ins AS (
+    -- The others are new: the org lock and the incidents' row locks are
+    -- held, so no one else inserts them, and a plain INSERT skips the
+    -- speculative insertion (an extra probe and WAL record per row) of ON
+    -- CONFLICT.
+    INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
+    SELECT m.inc, $1, m.k, m.v, m.d, m.alt, m.j, m.f, m.l FROM m WHERE NOT m.have
+    RETURNING incident_id, kind, value, display, join_key, true AS new
 )
--- The others are new: the org lock and the incidents' row locks are held, so
--- no one else inserts them, and a plain INSERT skips the speculative
--- insertion (an extra probe and WAL record per row) of ON CONFLICT.
-INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
-SELECT m.inc, $1, m.k, m.v, m.d, m.alt, m.j, m.f, m.l FROM m WHERE NOT m.have
-RETURNING incident_id, kind, value, display, join_key`,
+SELECT * FROM ins UNION ALL SELECT * FROM up`,
 		org, incs, kinds, values, displays, alts, joins, firsts, lasts).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var e newEntity
-			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join); err != nil {
+			var isNew bool
+			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join, &isNew); err != nil {
 				return fmt.Errorf("store incident entities: %w", err)
 			}
-			// Every row returned was inserted: the entity is new to the incident.
-			if e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile {
+			k := entKey{e.inc, string(e.kind), e.value}
+			g := m[k]
+			// Written: the stored row holds at least what was sent.
+			after.entities[k] = entSeen{first: g.first, last: g.last, display: g.display != "", alt: g.alt != ""}
+			if isNew && (e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile) {
 				out[e.inc] = append(out[e.inc], e)
 			}
 		}
 		return nil
 	})
+}
+
+// entKey is an entity of an incident.
+type entKey struct {
+	inc         int64
+	kind, value string
+}
+
+// entAgg is what a batch has of an entity of an incident.
+type entAgg struct {
+	display, alt string
+	join         bool
+	first, last  time.Time
+}
+
+// entSeen is what the store is known to hold of an entity of an incident,
+// at least: first_seen no later than first, last_seen no earlier than
+// last, a display and an alt when set. Rows only ever learn (first_seen
+// moves back, last_seen forward, an empty display or alt is filled), and
+// are deleted only when their incident is merged away, after which no
+// alert is stored in it: so once true, this stays true.
+type entSeen struct {
+	first, last  time.Time
+	display, alt bool
+}
+
+// covers reports whether the statement would drop g as teaching the
+// stored row nothing.
+func (h entSeen) covers(g *entAgg) bool {
+	return !g.last.After(h.last.Add(time.Hour)) && !g.first.Before(h.first) &&
+		(h.display || g.display == "") && (h.alt || g.alt == "")
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -602,20 +648,24 @@ type prevalenceCache struct {
 	mu       sync.Mutex
 	recorded map[string]time.Time // org/kind/value/device -> last_seen written
 	common   map[string]time.Time // org/kind/value -> common until (service clock)
+	// entities: what hunting_incident_entities is known to hold, so that
+	// rows with nothing to teach it are not sent (see entSeen).
+	entities map[entKey]entSeen
 }
 
 func newPrevalenceCache() *prevalenceCache {
-	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}}
+	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 // cacheUpdate is what a batch teaches the cache, applied only after commit.
 type cacheUpdate struct {
 	recorded map[string]time.Time
 	common   map[string]time.Time
+	entities map[entKey]entSeen
 }
 
 func newCacheUpdate() *cacheUpdate {
-	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}}
+	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 func (c *prevalenceCache) apply(u *cacheUpdate) {
@@ -637,6 +687,17 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	}
 	for k, t := range u.common {
 		c.common[k] = t
+	}
+	if len(c.entities)+len(u.entities) > maxCacheEntries {
+		c.entities = map[entKey]entSeen{}
+	}
+	for k, e := range u.entities {
+		// Both are true of the store: keep the stronger bounds.
+		if o, ok := c.entities[k]; ok {
+			e.first, e.last = minTime(e.first, o.first), maxTime(e.last, o.last)
+			e.display, e.alt = e.display || o.display, e.alt || o.alt
+		}
+		c.entities[k] = e
 	}
 }
 

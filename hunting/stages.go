@@ -57,7 +57,7 @@ func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts [
 	if err != nil {
 		return 0, err
 	}
-	fold, keep, err := s.store(ctx, tx, org, now, ws, merges, sts, prev.rare)
+	fold, keep, err := s.store(ctx, tx, org, now, ws, merges, sts, prev.rare, after)
 	if err != nil {
 		return 0, err
 	}
@@ -437,7 +437,7 @@ func lockIncidents(ctx context.Context, tx pgx.Tx, org string, ws []*work, merge
 // store writes the merges, the alerts and their incidents' entities as one
 // pipeline, and returns what the batch adds to its incidents and the
 // incidents that remain (the merged ones are gone).
-func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work, merges []mergeRec, sts []*incState, rare map[ekey]bool) (*batchFold, []*incState, error) {
+func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work, merges []mergeRec, sts []*incState, rare map[ekey]bool, after *cacheUpdate) (*batchFold, []*incState, error) {
 	fold := &batchFold{alerts: map[int64][]*work{}, absorbed: map[int64][]*incState{}, recount: map[int64]bool{}, rare: rare,
 		entities: map[int64][]newEntity{}, posted: map[int64]bool{}, recompute: map[int64]bool{}}
 	for _, w := range ws {
@@ -464,7 +464,7 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Tim
 	if err := queueAlerts(b, org, now, ws); err != nil {
 		return nil, nil, err
 	}
-	queueIncidentEntities(b, org, ws, fold.entities)
+	s.cache.queueIncidentEntities(b, org, ws, fold.entities, after)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("store %d alerts, their entities and %d merges: %w", len(ws), len(merges), err)
 	}
