@@ -311,9 +311,6 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 	// pipeline, not two round trips per event.
 	pt := newPipeTx(tx)
 	if fold != nil {
-		for _, st := range sts {
-			st.rescore(now, s.cfg.notifyScore(st.Org))
-		}
 		n, err := s.autoResolve(ctx, tx, pt, sts, now)
 		if err != nil {
 			return 0, err

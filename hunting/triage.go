@@ -171,6 +171,9 @@ func (s *Service) autoResolve(ctx context.Context, tx pgx.Tx, pt *pipeTx, sts []
 	if len(done) == 0 {
 		return 0, nil
 	}
+	for _, st := range done {
+		st.rescore(now, s.cfg.notifyScore(st.Org)) // the event names its title and score
+	}
 	ids := make([]int64, len(done))
 	byID := map[int64]*incState{}
 	for i, st := range done {
