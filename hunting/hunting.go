@@ -9,16 +9,21 @@
 // It knows nothing of chat platforms: the bot drains the outbox and reads
 // the incident through Service.Incident (an IncidentView).
 //
-// A batch (one request, up to Config.MaxItems alerts) is one transaction:
-// items are decoded on all cores before it starts; inside it the org's
-// advisory lock is taken, and known alerts, prevalence and the incidents to
-// join are read, the alerts, entities, merges and incident states written,
-// each step a set-based statement over arrays (unnest) sent in pipelines,
-// so the round trips per batch stay at about ten whatever its size.
-// Correlation (union-find over alerts and incidents, a pure function in
-// correlate.go) and scoring happen in
-// memory; incident aggregates are folded in, never recomputed from all of
-// an incident's alerts.
+// A batch (one request, up to Config.MaxItems alerts) is one transaction,
+// shared with the org's other requests in flight (group commit,
+// groupcommit.go): items are decoded on all cores before it starts; inside
+// it the org's advisory lock is taken, and known alerts, prevalence and the
+// incidents to join are read, the alerts, entities, merges and incident
+// states written, each step a set-based statement over arrays (unnest)
+// sent in pipelines, so the round trips per batch stay at about ten
+// whatever its size. The steps are named stages (stages.go). Correlation
+// (union-find over alerts and incidents, a pure function in correlate.go)
+// and scoring (score.go) happen in memory; incident aggregates are folded
+// in, and recomputed from an incident's alerts only when upstream changes
+// an alert's status, classification or severity.
+//
+// Incidents are worked from chat through Resolve, Acknowledge, Close and
+// NotifyNow, and listed by Incidents (triage.go).
 package hunting
 
 import (
