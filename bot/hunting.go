@@ -198,7 +198,7 @@ func (h *HuntingIncidents) DecodeEvent(kind string, payload json.RawMessage) (In
 	switch kind {
 	case hunting.EventNotify:
 		action = "post"
-	case hunting.EventUpdate, hunting.EventAcknowledged, hunting.EventMerged, hunting.EventClosed:
+	case hunting.EventUpdate, hunting.EventAcknowledged, hunting.EventMerged, hunting.EventClosed, hunting.EventResolved:
 		action = "update"
 	case hunting.EventRepeat:
 		action = "repeat"
@@ -223,6 +223,10 @@ func (h *HuntingIncidents) DecodeEvent(kind string, payload json.RawMessage) (In
 		ev.Changes = []string{fmt.Sprintf("Merged into incident %d: %s", p.MergedInto, p.Reason)}
 	case hunting.EventClosed:
 		ev.Changes = []string{"Closed by " + p.By}
+	case hunting.EventResolved:
+		// Until the card shows the resolution and drops its buttons, the
+		// resolution is at least said in its thread.
+		ev.Changes = []string{p.Note}
 	}
 	return ev, true, nil
 }

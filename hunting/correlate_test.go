@@ -188,4 +188,63 @@ func TestMergeIsRecorded(t *testing.T) {
 	require.Equal(t, EventMerged, rows[2].Kind)
 	require.Equal(t, Stream(b), rows[2].Stream)
 	require.Equal(t, a, rows[2].Payload.MergedInto)
+	require.Equal(t, "merged", rows[2].Payload.Status, "the card learns its incident is merged")
+	require.True(t, rows[2].Payload.Final, "and drops its buttons")
+	require.Equal(t, "open", rows[0].Payload.Status)
+	require.False(t, rows[0].Payload.Final)
+}
+
+// TestSlowIntrusionIsOneIncident: an intruder acting once a day (gaps of
+// 25 to 27 hours) on one device with one rare implant is one incident over
+// five days; the same alerts linked only through a common binary are not.
+func TestSlowIntrusionIsOneIncident(t *testing.T) {
+	t.Parallel()
+	gaps := []time.Duration{0, 25 * time.Hour, 27 * time.Hour, 26 * time.Hour, 25 * time.Hour}
+	cats := []string{"Execution", "Persistence", "CredentialAccess", "LateralMovement", "Exfiltration"}
+	for _, tc := range []struct {
+		name      string
+		rare      bool
+		incidents int
+	}{
+		{"linked by a rare implant", true, 1},
+		{"linked only by a common binary", false, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			at := t0
+			ids := map[int64]bool{}
+			for day, gap := range gaps {
+				at = at.Add(gap)
+				f.clock.Advance(gap)
+				var batch []gen
+				file := sha("implant")
+				if !tc.rare {
+					file = sha("common-updater")
+					// The binary is everywhere: twelve other devices run it that day.
+					for i := range 12 {
+						batch = append(batch, gen{ID: fmt.Sprintf("bg%d-%d", day, i), Device: fmt.Sprintf("bg-pc%d", i), Severity: "Low",
+							Files: []string{file}, At: at.Add(-time.Duration(i+1) * time.Minute)})
+					}
+				}
+				batch = append(batch, gen{ID: fmt.Sprintf("day%d", day), Device: "victim", Severity: "Medium", Category: cats[day],
+					Files: []string{file}, At: at})
+				res := f.ingest(t, batch...)
+				require.Zero(t, res.Rejected)
+				ids[res.Items[len(batch)-1].IncidentID] = true
+			}
+			require.Len(t, ids, tc.incidents)
+			if tc.rare {
+				var inc int64
+				for id := range ids {
+					inc = id
+				}
+				v, err := f.svc.Incident(f.ctx, "contoso", inc)
+				require.NoError(t, err)
+				require.Equal(t, 5, v.AlertCount)
+				require.Len(t, v.Tactics, 5)
+				require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_merges`))
+			}
+		})
+	}
 }

@@ -1,6 +1,8 @@
 package hunting
 
 import (
+	"cmp"
+	"reflect"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -89,7 +91,7 @@ func decodeWire(raw []byte, w *wireAlert) bool {
 				case "domainName":
 					return d.str(&u.DomainName)
 				}
-				return d.unknown(k, "username", "domainname")
+				return d.unknown(k, relatedUserKeys...)
 			})
 		case "tenantId":
 			return d.strPtr(&w.TenantID)
@@ -118,19 +120,38 @@ func decodeWire(raw []byte, w *wireAlert) bool {
 }
 
 // Lower-cased field names, to send a key that matches one only
-// case-insensitively (encoding/json accepts it) to encoding/json.
+// case-insensitively (encoding/json accepts it) to encoding/json. They are
+// read from the structs' json tags, so a new field needs no entry here; a
+// field the switches above miss is caught by TestDecodeWireDecodesEveryField.
 var (
-	wireAlertKeys = []string{"@odata.type", "id", "incidentid", "severity", "status", "classification", "determination",
-		"detectionsource", "category", "threatfamilyname", "title", "description", "mitretechniques", "evidence",
-		"aadtenantid", "alertcreationtime", "firsteventtime", "lasteventtime", "lastupdatetime", "machineid",
-		"computerdnsname", "threatname", "relateduser", "tenantid", "createddatetime", "firstactivitydatetime",
-		"lastactivitydatetime", "lastupdatedatetime", "recommendedactions", "alertweburl", "threatdisplayname"}
-	wireEvidenceKeys = []string{"entitytype", "@odata.type", "sha1", "sha256", "filename", "filepath", "processcommandline",
-		"ipaddress", "url", "registrykey", "registryhive", "accountname", "domainname", "usersid", "aaduserid",
-		"userprincipalname", "mdedeviceid", "devicednsname", "filedetails", "imagefile", "useraccount", "roles"}
-	wireFileKeys = []string{"sha1", "sha256", "filename", "filepath"}
-	wireUserKeys = []string{"accountname", "domainname", "usersid", "azureaduserid", "userprincipalname"}
+	wireAlertKeys    = jsonKeys(reflect.TypeFor[wireAlert]())
+	wireEvidenceKeys = jsonKeys(reflect.TypeFor[wireEvidence]())
+	wireFileKeys     = jsonKeys(reflect.TypeFor[wireFile]())
+	wireUserKeys     = jsonKeys(reflect.TypeFor[wireUser]())
+	relatedUserKeys  = jsonKeys(reflect.TypeFor[wireAlert]().Field(fieldIndex(reflect.TypeFor[wireAlert](), "RelatedUser")).Type.Elem())
 )
+
+// jsonKeys lists the lower-cased json names of a struct's fields.
+func jsonKeys(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		out = append(out, strings.ToLower(cmp.Or(name, f.Name)))
+	}
+	return out
+}
+
+// fieldIndex is the index of the named field of struct type t.
+func fieldIndex(t reflect.Type, name string) int {
+	f, ok := t.FieldByName(name)
+	if !ok || len(f.Index) != 1 {
+		panic("hunting: no field " + name + " in " + t.String())
+	}
+	return f.Index[0]
+}
 
 func (d *fastDec) evidence(dst *[]wireEvidence) bool {
 	if *dst != nil {

@@ -203,3 +203,73 @@ func FuzzDecodeWire(f *testing.F) {
 		_, _, _ = SplitPayload(raw)
 	})
 }
+
+// fieldDocs returns one JSON document per field reachable from struct type
+// t (through nested structs, pointers and slices of them), each setting
+// only that field to a sample value, and the field's path for messages.
+func fieldDocs(t reflect.Type) (docs []map[string]any, paths []string) {
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		ft := f.Type
+		wrap := func(v any) any { return v }
+		switch {
+		case ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.Struct:
+			ft = ft.Elem()
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			ft = ft.Elem()
+			wrap = func(v any) any { return []any{v} }
+		}
+		if ft.Kind() == reflect.Struct {
+			sub, subPaths := fieldDocs(ft)
+			for i, d := range sub {
+				docs = append(docs, map[string]any{name: wrap(d)})
+				paths = append(paths, name+"."+subPaths[i])
+			}
+			continue
+		}
+		var v any
+		switch {
+		case ft == reflect.TypeFor[json.RawMessage]():
+			v = 12345
+		case ft.Kind() == reflect.String, ft.Kind() == reflect.Pointer && ft.Elem().Kind() == reflect.String:
+			v = "sample-" + name
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.String:
+			v = []string{"sample-" + name}
+		default:
+			panic("fieldDocs: no sample for " + ft.String() + "; teach the test and the fast decoder this type")
+		}
+		docs = append(docs, map[string]any{name: v})
+		paths = append(paths, name)
+	}
+	return docs, paths
+}
+
+// TestDecodeWireDecodesEveryField: every json-tagged field of the wire
+// structs is decoded by the fast path itself (not left to encoding/json),
+// so a field added to a struct but missed in a switch of fastjson.go fails
+// here instead of being silently dropped.
+func TestDecodeWireDecodesEveryField(t *testing.T) {
+	t.Parallel()
+	docs, paths := fieldDocs(reflect.TypeFor[wireAlert]())
+	require.Greater(t, len(docs), 50, "the walk found the fields")
+	for i, d := range docs {
+		raw, err := json.Marshal(d)
+		require.NoError(t, err)
+		var fast, std wireAlert
+		require.True(t, decodeWire(raw, &fast), "field %s: the fast decoder did not take %s", paths[i], raw)
+		require.NoError(t, json.Unmarshal(raw, &std))
+		require.False(t, reflect.ValueOf(std).IsZero(), "field %s: encoding/json set nothing from %s", paths[i], raw)
+		require.True(t, reflect.DeepEqual(fast, std), "field %s: fast %+v, encoding/json %+v", paths[i], fast, std)
+	}
+	for _, keys := range [][]string{wireAlertKeys, wireEvidenceKeys, wireFileKeys, wireUserKeys, relatedUserKeys} {
+		require.NotEmpty(t, keys)
+		for _, k := range keys {
+			require.Equal(t, strings.ToLower(k), k)
+		}
+	}
+	require.Contains(t, wireAlertKeys, "incidentid")
+	require.Contains(t, wireEvidenceKeys, "@odata.type")
+}

@@ -9,15 +9,21 @@
 // It knows nothing of chat platforms: the bot drains the outbox and reads
 // the incident through Service.Incident (an IncidentView).
 //
-// A batch (one request, up to Config.MaxItems alerts) is one transaction:
-// items are decoded on all cores before it starts; inside it the org's
-// advisory lock is taken, and known alerts, prevalence and the incidents to
-// join are read, the alerts, entities, merges and incident states written,
-// each step a set-based statement over arrays (unnest) sent in pipelines,
-// so the round trips per batch stay at about ten whatever its size.
-// Correlation (union-find over alerts and incidents) and scoring happen in
-// memory; incident aggregates are folded in, never recomputed from all of
-// an incident's alerts.
+// A batch (one request, up to Config.MaxItems alerts) is one transaction,
+// shared with the org's other requests in flight (group commit,
+// groupcommit.go): items are decoded on all cores before it starts; inside
+// it the org's advisory lock is taken, and known alerts, prevalence and the
+// incidents to join are read, the alerts, entities, merges and incident
+// states written, each step a set-based statement over arrays (unnest)
+// sent in pipelines, so the round trips per batch stay at about ten
+// whatever its size. The steps are named stages (stages.go). Correlation
+// (union-find over alerts and incidents, a pure function in correlate.go)
+// and scoring (score.go) happen in memory; incident aggregates are folded
+// in, and recomputed from an incident's alerts only when upstream changes
+// an alert's status, classification or severity.
+//
+// Incidents are worked from chat through Resolve, Acknowledge, Close and
+// NotifyNow, and listed by Incidents (triage.go).
 package hunting
 
 import (
@@ -54,6 +60,11 @@ type Config struct {
 	// still correlate, and the span over which prevalence is measured
 	// (default 24h).
 	Window time.Duration
+	// ChainWindow: alerts linked by a rare entity (a file hash or account
+	// seen on at most two devices in the window) keep joining an open
+	// incident for this long after its latest sighting of the entity
+	// (default 7d, at least Window). Other links keep Window.
+	ChainWindow time.Duration
 	// CommonEntityDevices: an entity seen on this many devices or more inside
 	// the window stops being a join key (default 10).
 	CommonEntityDevices int
@@ -90,6 +101,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultWindow              = 24 * time.Hour
+	DefaultChainWindow         = 7 * 24 * time.Hour
 	DefaultCommonEntityDevices = 10
 	DefaultNotifyScore         = 50
 	DefaultGroupWait           = 30 * time.Second
@@ -103,6 +115,7 @@ const (
 func (c *Config) withDefaults() Config {
 	d := *c
 	d.Window = cmp.Or(d.Window, DefaultWindow)
+	d.ChainWindow = cmp.Or(d.ChainWindow, max(DefaultChainWindow, d.Window))
 	d.CommonEntityDevices = cmp.Or(d.CommonEntityDevices, DefaultCommonEntityDevices)
 	d.NotifyScore = cmp.Or(d.NotifyScore, DefaultNotifyScore)
 	d.RepeatSeverity = cmp.Or(d.RepeatSeverity, SeverityHigh)
@@ -157,6 +170,9 @@ func (c *Config) validate() error {
 	if c.Window < time.Minute {
 		errs = append(errs, fmt.Errorf("hunting: correlation window %s is too short: use at least 1m (default 24h)", c.Window))
 	}
+	if c.ChainWindow < c.Window {
+		errs = append(errs, fmt.Errorf("hunting: chain window %s is shorter than the correlation window %s: use at least that (default 7d)", c.ChainWindow, c.Window))
+	}
 	if c.CommonEntityDevices < 2 {
 		errs = append(errs, fmt.Errorf("hunting: common-entity threshold %d: must be at least 2 devices (default 10)", c.CommonEntityDevices))
 	}
@@ -201,9 +217,10 @@ type Service struct {
 	log  *slog.Logger
 	m    *metrics
 
-	cache *prevalenceCache
-	graph *graphPuller
-	sched stopper
+	cache  *prevalenceCache
+	groups *groupCommits
+	graph  *graphPuller
+	sched  stopper
 
 	rescoreMu   sync.Mutex
 	lastRescore time.Time
@@ -226,7 +243,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(),
+	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(), groups: newGroupCommits(),
 		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}, nil
 }
 
@@ -238,6 +255,9 @@ type metrics struct {
 	merges    prometheus.Counter
 	incidents prometheus.Counter
 	sweepDur  prometheus.Histogram
+	// groups counts group transactions of coalesced requests, and
+	// groupRequests the requests they carried.
+	groups, groupRequests prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -254,13 +274,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "incident_merges_total", Help: "Incidents merged because an alert linked them."}),
 		incidents: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "incidents_created_total", Help: "Incidents created."}),
+		groups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "ingest_groups_total", Help: "Ingest transactions of one org's concurrent requests coalesced (group commit)."}),
+		groupRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "ingest_group_requests_total", Help: "Requests carried by the group transactions (over ingest_groups_total: requests per transaction)."}),
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur} {
+	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("hunting: register metrics: %w", err)
 		}

@@ -78,6 +78,7 @@ type gen struct {
 	Device   string
 	At       time.Time
 	Status   string
+	Class    string   // classification
 	Files    []string // sha256 values
 	IPs      []string
 	Users    []string // account names
@@ -127,6 +128,9 @@ func (g gen) raw() json.RawMessage {
 		"alertCreationTime": at.Add(time.Minute).Format(time.RFC3339Nano), "firstEventTime": at.Format(time.RFC3339Nano),
 		"lastEventTime": at.Format(time.RFC3339Nano), "lastUpdateTime": at.Add(2 * time.Minute).Format(time.RFC3339Nano),
 		"machineId": dev, "computerDnsName": g.Device, "aadTenantId": tenant, "mitreTechniques": g.Techs, "evidence": ev,
+	}
+	if g.Class != "" {
+		m["classification"] = g.Class
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -216,6 +220,7 @@ func TestConfigValidation(t *testing.T) {
 		{"short window", Config{Tenants: map[string]string{"t": "o"}, Window: time.Second}, "window"},
 		{"tiny common", Config{Tenants: map[string]string{"t": "o"}, CommonEntityDevices: 1}, "common-entity"},
 		{"empty org", Config{Tenants: map[string]string{"t": ""}}, "both must be set"},
+		{"chain shorter than window", Config{Tenants: map[string]string{"t": "o"}, Window: 48 * time.Hour, ChainWindow: 24 * time.Hour}, "chain window"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,6 +234,7 @@ func TestConfigValidation(t *testing.T) {
 	c := (&Config{Tenants: map[string]string{"T": "o"}}).withDefaults()
 	require.NoError(t, c.validate())
 	require.Equal(t, 24*time.Hour, c.Window)
+	require.Equal(t, 7*24*time.Hour, c.ChainWindow)
 	require.Equal(t, 30*time.Second, c.GroupWait)
 	require.Equal(t, 5*time.Minute, c.GroupInterval)
 	require.Equal(t, 4*time.Hour, c.RepeatInterval)

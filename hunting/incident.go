@@ -25,13 +25,26 @@ type incState struct {
 	Seq                  int
 	NextDue              *time.Time
 
-	Title, Summary              string
-	Severity                    Severity
-	Score                       int
-	Breakdown                   []Reason
-	Expert                      bool
-	AlertCount, MediumPlus      int
-	RareFiles                   int
+	Title, Summary         string
+	Severity               Severity
+	Score                  int
+	Breakdown              []Reason
+	Expert                 bool
+	AlertCount, MediumPlus int
+	RareFiles              int
+	Impact, Commodity      int
+	ImpactDetail           string
+	ResolvedAlerts         int
+	// Classification and ResolvedBy are set when the incident is resolved
+	// (Resolve, or every alert resolved upstream).
+	Classification Classification
+	ResolvedBy     string
+	// forced: a person (notifyBy) asked for the post (NotifyNow), whatever
+	// the score.
+	forced   bool
+	notifyBy string
+	// Follows is the closed incident this one follows.
+	Follows                     int64
 	DeviceCount, UserCount      int
 	DeviceNames, UserNames      []string
 	Tactics                     []string
@@ -49,7 +62,8 @@ type incState struct {
 
 const incidentCols = `id, status, eligible_at, posted_at, notified_at, acked_at, notified, notify_seq,
     severity, expert, alert_count, medium_plus, rare_files, device_count, user_count, device_names, user_names,
-    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time`
+    tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time,
+    impact, impact_detail, commodity, resolved_alerts, coalesce(follows, 0), classification`
 
 // The score as stored, which only a sweep compares with its re-score
 // (ingest recomputes it from the aggregates and skips reading it).
@@ -61,17 +75,19 @@ const (
 func scanIncident(row pgx.Row, org string) (*incState, error) {
 	st := &incState{Org: org}
 	var snap []byte
-	var seq, alerts, mp, rare, devs, users, trank, score int32
+	var seq, alerts, mp, rare, devs, users, trank, score, impact, commodity, resolved int32
 	var firsts []time.Time
 	var fa, la, tt *time.Time
 	if err := row.Scan(&st.ID, &st.Status, &st.EligibleAt, &st.PostedAt, &st.NotifiedAt, &st.AckedAt, &snap, &seq,
 		&st.Severity, &st.Expert, &alerts, &mp, &rare, &devs, &users, &st.DeviceNames, &st.UserNames,
 		&st.Tactics, &firsts, &fa, &la, &trank, &st.titleBase, &st.titleFamily, &tt,
+		&impact, &st.ImpactDetail, &commodity, &resolved, &st.Follows, &st.Classification,
 		&score, &st.Title, &st.Summary, &st.storedBreakdown); err != nil {
 		return nil, err
 	}
 	st.Seq, st.AlertCount, st.MediumPlus, st.RareFiles, st.Score = int(seq), int(alerts), int(mp), int(rare), int(score)
 	st.DeviceCount, st.UserCount, st.titleRank = int(devs), int(users), int(trank)
+	st.Impact, st.Commodity, st.ResolvedAlerts = int(impact), int(commodity), int(resolved)
 	if fa != nil {
 		st.FirstActivity = *fa
 	}
@@ -148,6 +164,13 @@ func (st *incState) seeTitle(rank int, base, family string, t time.Time) {
 	}
 }
 
+// seeImpact keeps the heaviest impact (the first seen on a tie).
+func (st *incState) seeImpact(pts int, what string) {
+	if pts > st.Impact {
+		st.Impact, st.ImpactDetail = pts, what
+	}
+}
+
 func (st *incState) seeActivity(first, last time.Time) {
 	if !first.IsZero() && (st.FirstActivity.IsZero() || first.Before(st.FirstActivity)) {
 		st.FirstActivity = first
@@ -158,28 +181,44 @@ func (st *incState) seeActivity(first, last time.Time) {
 }
 
 // fold adds one alert of a batch. A re-posted alert (isNew false) is not
-// counted again; severity, tactics and the expert flag only ever grow.
+// counted again; severity, tactics, impact and the expert flag only grow
+// here (an update that lowers them recomputes the incident instead). An
+// alert classified upstream as a false positive or expected activity is
+// counted, but says nothing of an attack: it adds no severity, tactic or
+// impact.
 func (st *incState) fold(a *Alert, isNew bool) {
 	r := a.Severity.Rank()
+	pts, what, commodity := impactOf(a)
+	benign := a.benign()
 	if isNew {
 		st.AlertCount++
-		if r >= SeverityMedium.Rank() {
+		if r >= SeverityMedium.Rank() && !benign {
 			st.MediumPlus++
 		}
-	}
-	if r > st.Severity.Rank() || st.Severity == "" {
-		st.Severity = a.Severity
+		if commodity {
+			st.Commodity++
+		}
+		if a.resolved() {
+			st.ResolvedAlerts++
+		}
 	}
 	st.Expert = st.Expert || a.Expert
 	st.seeActivity(a.when(), maxTime(a.when(), a.LastActivity))
-	if a.Tactic != "" {
-		st.seeTactic(a.Tactic, a.when())
-	}
 	rank := r
 	if a.Expert {
 		rank += 10
 	}
 	st.seeTitle(rank, a.Title, a.ThreatFamily, a.when())
+	if benign {
+		return
+	}
+	if r > st.Severity.Rank() || st.Severity == "" {
+		st.Severity = a.Severity
+	}
+	if a.Tactic != "" {
+		st.seeTactic(a.Tactic, a.when())
+	}
+	st.seeImpact(pts, what)
 }
 
 // absorb folds a merged incident's aggregates into st. Device and user
@@ -188,6 +227,9 @@ func (st *incState) absorb(o *incState) {
 	st.AlertCount += o.AlertCount
 	st.MediumPlus += o.MediumPlus
 	st.RareFiles += o.RareFiles
+	st.Commodity += o.Commodity
+	st.ResolvedAlerts += o.ResolvedAlerts
+	st.seeImpact(o.Impact, o.ImpactDetail)
 	if o.Severity.Rank() > st.Severity.Rank() {
 		st.Severity = o.Severity
 	}
@@ -220,10 +262,17 @@ type batchFold struct {
 	recount map[int64]bool
 	// rare: files seen on at most two devices.
 	rare map[ekey]bool
+	// posted: merged incidents, and whether they had a card.
+	posted map[int64]bool
+	// recompute: incidents one of whose alerts changed status,
+	// classification, severity or category upstream: their aggregates are
+	// recomputed from their alerts.
+	recompute map[int64]bool
 }
 
-// rescore recomputes score, title and summary from the aggregates.
-func (st *incState) rescore(now time.Time) {
+// rescore recomputes score, title and summary from the aggregates; bar is
+// the org's notification score.
+func (st *incState) rescore(now time.Time, bar int) {
 	slices.SortFunc(st.tacticSeen, func(a, b tacticSeen) int { return a.First.Compare(b.First) })
 	st.Tactics = st.Tactics[:0]
 	for _, t := range st.tacticSeen {
@@ -234,6 +283,7 @@ func (st *incState) rescore(now time.Time) {
 	}
 	st.Score, st.Breakdown = score(scoreInput{
 		MaxSeverity: st.Severity, MediumPlus: st.MediumPlus, Alerts: st.AlertCount, Tactics: st.tacticSeen,
+		Impact: st.Impact, ImpactDetail: st.ImpactDetail, Commodity: st.Commodity, Bar: bar,
 		Expert: st.Expert, RareFiles: st.RareFiles, Devices: st.DeviceCount, Users: st.UserCount, LastActivity: st.LastActivity,
 	}, now)
 	first := ""
@@ -260,6 +310,13 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 	// The outbox rows and the incidents' write-back go to the server as one
 	// pipeline, not two round trips per event.
 	pt := newPipeTx(tx)
+	if fold != nil {
+		n, err := s.autoResolve(ctx, tx, pt, sts, now)
+		if err != nil {
+			return 0, err
+		}
+		events += n
+	}
 	var touch []int64
 	full := sts[:0:0]
 	for _, st := range sts {
@@ -267,7 +324,7 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 		if fold == nil {
 			was = st.key(true)
 		}
-		st.rescore(now)
+		st.rescore(now, s.cfg.notifyScore(st.Org))
 		kind, changes := s.evaluate(now, st)
 		st.changes = nil
 		if kind == "" {
@@ -336,6 +393,58 @@ func (k stateKey) equal(o stateKey) bool {
 }
 
 func (s *Service) applyFold(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold) error {
+	if err := s.applyFoldAlerts(ctx, tx, sts, fold); err != nil {
+		return err
+	}
+	var re []*incState
+	for _, st := range sts {
+		if fold.recompute[st.ID] {
+			re = append(re, st)
+		}
+	}
+	return recompute(ctx, tx, re)
+}
+
+// recompute rebuilds the alert aggregates of incidents from their stored
+// alerts, after an upstream change (a status, a classification, a lower
+// severity) that folding cannot express.
+func recompute(ctx context.Context, tx pgx.Tx, sts []*incState) error {
+	if len(sts) == 0 {
+		return nil
+	}
+	byID := map[int64]*incState{}
+	ids := make([]int64, len(sts))
+	for i, st := range sts {
+		byID[st.ID], ids[i] = st, st.ID
+		st.AlertCount, st.MediumPlus, st.Commodity, st.ResolvedAlerts = 0, 0, 0, 0
+		st.Impact, st.ImpactDetail, st.Severity, st.tacticSeen = 0, "", "", nil
+	}
+	rows, err := tx.Query(ctx, `
+SELECT incident_id, severity, category, tactic, threat_family, title, detection_source, expert, status, classification,
+    first_activity, coalesce(last_activity, first_activity)
+FROM hunting_alerts WHERE incident_id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("recompute incidents: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var a Alert
+		if err := rows.Scan(&id, &a.Severity, &a.Category, &a.Tactic, &a.ThreatFamily, &a.Title, &a.DetectionSource, &a.Expert,
+			&a.Status, &a.Classification, &a.FirstActivity, &a.LastActivity); err != nil {
+			return fmt.Errorf("recompute incidents: %w", err)
+		}
+		byID[id].fold(&a, true)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("recompute incidents: %w", err)
+	}
+	return nil
+}
+
+// applyFoldAlerts folds the batch's alerts, merged incidents and new
+// entities into the incidents.
+func (s *Service) applyFoldAlerts(ctx context.Context, tx pgx.Tx, sts []*incState, fold *batchFold) error {
 	var recount []int64
 	for _, st := range sts {
 		for _, o := range fold.absorbed[st.ID] {
@@ -343,6 +452,13 @@ func (s *Service) applyFold(ctx context.Context, tx pgx.Tx, sts []*incState, fol
 		}
 		for _, w := range fold.alerts[st.ID] {
 			st.fold(w.a, !w.update)
+			if w.update && w.a.resolved() != w.wasResolved {
+				if w.wasResolved {
+					st.ResolvedAlerts--
+				} else {
+					st.ResolvedAlerts++
+				}
+			}
 		}
 		if fold.recount[st.ID] {
 			recount = append(recount, st.ID)
@@ -425,6 +541,8 @@ func queueStates(b *pgx.Batch, sts []*incState, now time.Time) error {
 		uFirst, uLast, uTTime     = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 		uElig, uPosted, uNotified = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
 		uDue                      = make([]*time.Time, n)
+		uImpact, uComm, uResolved = make([]int32, n), make([]int32, n), make([]int32, n)
+		uImpactDetail             = mk(n)
 	)
 	var err error
 	for i, st := range sts {
@@ -454,6 +572,7 @@ func queueStates(b *pgx.Batch, sts []*incState, now time.Time) error {
 		uTBase[i], uTFam[i] = st.titleBase, st.titleFamily
 		uFirst[i], uLast[i], uTTime[i] = nilTime(st.FirstActivity), nilTime(st.LastActivity), nilTime(st.titleTime)
 		uElig[i], uPosted[i], uNotified[i], uDue[i] = st.EligibleAt, st.PostedAt, st.NotifiedAt, st.NextDue
+		uImpact[i], uImpactDetail[i], uComm[i], uResolved[i] = int32(st.Impact), st.ImpactDetail, int32(st.Commodity), int32(st.ResolvedAlerts)
 	}
 	b.Queue(`
 UPDATE hunting_incidents i SET title = x.title, summary = x.summary, severity = x.sev, severity_rank = x.rank,
@@ -465,17 +584,20 @@ UPDATE hunting_incidents i SET title = x.title, summary = x.summary, severity = 
     first_activity = x.fa, last_activity = x.la, eligible_at = x.elig, posted_at = x.posted,
     notified_at = x.notified, notified = x.snap, notify_seq = x.seq, next_due_at = x.due, updated_at = $1,
     last_changes = coalesce(x.chg, i.last_changes), title_rank = x.trank, title_base = x.tbase,
-    title_family = x.tfam, title_time = x.ttime
+    title_family = x.tfam, title_time = x.ttime, impact = x.imp, impact_detail = x.impd, commodity = x.comm,
+    resolved_alerts = x.resolved
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::jsonb[], $9::bool[],
     $10::int[], $11::int[], $12::int[], $13::text[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
     $17::timestamptz[], $18::timestamptz[], $19::jsonb[], $20::int[], $21::timestamptz[], $22::jsonb[],
-    $23::int[], $24::int[], $25::text[], $26::text[], $27::text[], $28::int[], $29::text[], $30::text[], $31::timestamptz[])
+    $23::int[], $24::int[], $25::text[], $26::text[], $27::text[], $28::int[], $29::text[], $30::text[], $31::timestamptz[],
+    $32::int[], $33::text[], $34::int[], $35::int[])
     AS x(id, title, summary, sev, rank, score, brk, exp, alerts, dev, users, tac, fa, la, elig, posted, notified,
-         snap, seq, due, chg, mp, rare, tf, dn, un, trank, tbase, tfam, ttime)
+         snap, seq, due, chg, mp, rare, tf, dn, un, trank, tbase, tfam, ttime, imp, impd, comm, resolved)
 WHERE i.id = x.id`,
 		now, uID, uTitle, uSummary, uSev, uRank, uScore, uBreak, uExpert, uAlerts, uDev, uUsers, uTactics,
 		uFirst, uLast, uElig, uPosted, uNotified, uSnap, uSeq, uDue, uChanges,
-		uMP, uRare, uFirsts, uDevNames, uUserNames, uTRank, uTBase, uTFam, uTTime)
+		uMP, uRare, uFirsts, uDevNames, uUserNames, uTRank, uTBase, uTFam, uTTime,
+		uImpact, uImpactDetail, uComm, uResolved)
 	return nil
 }
 

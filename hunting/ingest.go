@@ -1,7 +1,6 @@
 package hunting
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -243,6 +241,16 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		}
 		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
+	if len(byOrg) == 1 {
+		// The common case, one org: coalesced with the org's other
+		// requests in flight into one transaction (groupcommit.go).
+		for org, idx := range byOrg {
+			if err := s.groups.submit(ctx, s, org, alerts, idx, out); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
 	orgs := make([]string, 0, len(byOrg))
 	for o := range byOrg {
 		orgs = append(orgs, o)
@@ -253,7 +261,7 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		after = newCacheUpdate()
 		for _, org := range orgs {
-			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], out, after)
+			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], nil, out, after)
 			if err != nil {
 				return fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
 			}
@@ -280,8 +288,10 @@ type work struct {
 	prevInc int64 // incident of the stored alert, if any
 	prevOK  bool  // that incident is open
 	keys    []Entity
-	node    int
 	inc     int64
+	// wasResolved: the stored version was resolved upstream. triage: the
+	// update changes its status, classification, severity or category.
+	wasResolved, triage bool
 }
 
 func alertHash(a *Alert) []byte {
@@ -306,474 +316,6 @@ func alertHash(a *Alert) []byte {
 	}
 	sum := sha256.Sum256(buf)
 	return sum[:]
-}
-
-// ingestOrg runs one org's part of a batch: dedup against the store,
-// prevalence, correlation, writes, re-scoring and notification policy.
-func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, out []ItemResult, after *cacheUpdate) (int, error) {
-	now := s.cfg.Now().UTC()
-	// The last item with a given id wins (the newest lastUpdate).
-	last := make(map[string]int, len(idx))
-	for _, i := range idx {
-		a := alerts[i]
-		if j, ok := last[a.ID]; ok {
-			if alerts[j].LastUpdate.After(a.LastUpdate) {
-				out[i].Status, out[i].Reason = StatusUnchanged, "an item later in the request has a newer version of this alert"
-				continue
-			}
-			out[j].Status, out[j].Reason = StatusUpdated, "superseded by a later item in the same request"
-		}
-		last[a.ID] = i
-	}
-	ws := make([]*work, 0, len(last))
-	ids := make([]string, 0, len(last))
-	for _, i := range idx {
-		if j, ok := last[alerts[i].ID]; ok && j == i {
-			h := alerts[i].hash
-			if h == nil {
-				h = alertHash(alerts[i])
-			}
-			w := &work{a: alerts[i], res: &out[i], hash: h}
-			ws = append(ws, w)
-			ids = append(ids, w.a.ID)
-		}
-	}
-	// One writer per org at a time (across replicas): correlation reads
-	// then writes the org's incidents. The lock and the look-up of known
-	// alerts (unchanged, stale, or an update) go in one round trip.
-	type known struct {
-		inc  int64
-		hash []byte
-		lu   *time.Time
-		open bool
-	}
-	have := map[string]known{}
-	kb := &pgx.Batch{}
-	kb.Queue(lockOrgSQL, org)
-	kb.Queue(`
-SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open'
-FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
-WHERE a.org = $1 AND a.id = ANY($2)`, org, ids).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			var k known
-			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open); err != nil {
-				return fmt.Errorf("scan known alert: %w", err)
-			}
-			have[id] = k
-		}
-		return nil
-	})
-	if err := tx.SendBatch(ctx, kb).Close(); err != nil {
-		return 0, fmt.Errorf("lock org %s and load known alerts: %w", org, err)
-	}
-	live := ws[:0]
-	for _, w := range ws {
-		k, ok := have[w.a.ID]
-		if !ok {
-			w.res.Status = StatusAccepted
-			live = append(live, w)
-			continue
-		}
-		w.res.IncidentID = k.inc
-		switch {
-		case string(k.hash) == string(w.hash):
-			w.res.Status, w.res.Reason = StatusUnchanged, "identical to the stored alert"
-			continue
-		case k.lu != nil && k.lu.After(w.a.LastUpdate):
-			w.res.Status, w.res.Reason = StatusUnchanged, "older than the stored version (lastUpdate)"
-			continue
-		}
-		w.res.Status, w.res.Reason = StatusUpdated, ""
-		w.update, w.prevInc, w.prevOK = true, k.inc, k.open
-		live = append(live, w)
-	}
-	ws = live
-	if len(ws) == 0 {
-		return 0, nil
-	}
-
-	// Prevalence: record on which device each strong entity was seen, then
-	// find the entities seen on too many devices in the window.
-	minT, maxT := ws[0].a.when(), ws[0].a.when()
-	type dkey struct{ kind, value, dev string }
-	seen := map[dkey]time.Time{}
-	for _, w := range ws {
-		t := w.a.when()
-		minT, maxT = minTime(minT, t), maxTime(maxT, t)
-		dev := w.a.DeviceID
-		if dev == "" {
-			continue
-		}
-		for _, e := range w.a.Entities {
-			if !e.JoinKey || e.Kind == EntityDevice {
-				continue
-			}
-			k := dkey{string(e.Kind), e.Value, dev}
-			if old, ok := seen[k]; !ok || t.After(old) {
-				seen[k] = t
-			}
-		}
-	}
-	// Rows this replica wrote less than an hour (of alert time) ago are
-	// skipped: the stored last_seen is good enough for the window.
-	// Keys known to be common need no more sightings until the cache entry
-	// runs out (then the next batch records its sightings and counts again).
-	s.cache.mu.Lock()
-	for k, t := range seen {
-		if at, ok := s.cache.recorded[devKey(org, k.kind, k.value, k.dev)]; ok && t.Before(at.Add(time.Hour)) {
-			delete(seen, k)
-			continue
-		}
-		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
-			delete(seen, k)
-		}
-	}
-	s.cache.mu.Unlock()
-	pb := &pgx.Batch{}
-	if len(seen) > 0 {
-		dk := make([]dkey, 0, len(seen))
-		for k := range seen {
-			dk = append(dk, k)
-			after.recorded[devKey(org, k.kind, k.value, k.dev)] = seen[k]
-		}
-		sort.Slice(dk, func(i, j int) bool {
-			if dk[i].kind != dk[j].kind {
-				return dk[i].kind < dk[j].kind
-			}
-			if dk[i].value != dk[j].value {
-				return dk[i].value < dk[j].value
-			}
-			return dk[i].dev < dk[j].dev
-		})
-		kinds, values, devs := make([]string, len(dk)), make([]string, len(dk)), make([]string, len(dk))
-		ts := make([]time.Time, len(dk))
-		for i, k := range dk {
-			kinds[i], values[i], devs[i], ts[i] = k.kind, k.value, k.dev, seen[k]
-		}
-		pb.Queue(`
-INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
-SELECT $1, x.k, x.v, x.d, x.t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
--- Read before writing: ON CONFLICT DO UPDATE locks (and so writes) every
--- conflicting row, even those its WHERE then skips. Rows that are already
--- recent enough are dropped here, with a plain index probe.
-LEFT JOIN hunting_entity_devices o ON o.org = $1 AND o.kind = x.k AND o.value = x.v AND o.device = x.d
-WHERE o.org IS NULL OR o.last_seen < x.t - interval '1 hour'
-ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_seen
-    -- An hour's precision is plenty for a 24-hour window and saves most rewrites.
-    WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`,
-			org, kinds, values, devs, ts)
-	}
-	keySet := map[ekey]struct{}{}
-	for _, w := range ws {
-		if w.update && !w.prevOK {
-			continue // stays in its closed incident; never correlates
-		}
-		for _, e := range w.a.Entities {
-			if e.JoinKey {
-				keySet[ekey{string(e.Kind), e.Value}] = struct{}{}
-			}
-		}
-	}
-	common, rare := map[ekey]bool{}, map[ekey]bool{}
-	kinds, values := make([]string, 0, len(keySet)), make([]string, 0, len(keySet))
-	s.cache.mu.Lock()
-	for k := range keySet {
-		if k.kind == string(EntityDevice) {
-			continue
-		}
-		// A key found common a little while ago is still common.
-		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
-			common[k] = true
-			continue
-		}
-		kinds = append(kinds, k.kind)
-		values = append(values, k.value)
-	}
-	s.cache.mu.Unlock()
-	if len(kinds) > 0 {
-		pb.Queue(`
-SELECT k.kind, k.value, c.n FROM unnest($2::text[], $3::text[]) AS k(kind, value)
-CROSS JOIN LATERAL (
-    -- Counting stops at the threshold: a popular key costs no more than a rare one.
-    SELECT count(*) AS n FROM (
-        SELECT 1 FROM hunting_entity_devices d
-        WHERE d.org = $1 AND d.kind = k.kind AND d.value = k.value AND d.last_seen >= $4
-        LIMIT $5) x) c
-WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var k ekey
-				var n int
-				if err := rows.Scan(&k.kind, &k.value, &n); err != nil {
-					return fmt.Errorf("scan prevalence: %w", err)
-				}
-				if n >= s.cfg.CommonEntityDevices {
-					common[k] = true
-					after.common[devKey(org, k.kind, k.value, "")] = now.Add(commonCacheTTL)
-				} else {
-					rare[k] = true
-				}
-			}
-			return nil
-		})
-	}
-	// One round trip: record this batch's sightings, then count (the count
-	// sees them: same transaction, statements in order).
-	if err := tx.SendBatch(ctx, pb).Close(); err != nil {
-		return 0, fmt.Errorf("record and measure entity prevalence: %w", err)
-	}
-	// Join keys: strong, not common.
-	kinds, values = kinds[:0], values[:0]
-	for _, w := range ws {
-		if w.update && !w.prevOK {
-			continue
-		}
-		for _, e := range w.a.Entities {
-			k := ekey{string(e.Kind), e.Value}
-			if e.JoinKey && !common[k] {
-				w.keys = append(w.keys, e)
-			}
-		}
-	}
-	for k := range keySet {
-		if !common[k] {
-			kinds = append(kinds, k.kind)
-			values = append(values, k.value)
-		}
-	}
-	// Open incidents holding any join key within reach of the batch.
-	type cand struct {
-		inc         int64
-		first, last time.Time
-	}
-	cands := map[ekey][]cand{}
-	if len(kinds) > 0 {
-		rows, err := tx.Query(ctx, `
-SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen
-FROM unnest($2::text[], $3::text[]) AS k(kind, value)
-CROSS JOIN LATERAL (
-    -- One index probe per key, and at most $6 incidents per key: a key in
-    -- that many open incidents is glue, not evidence (the caller drops it).
-    SELECT e.incident_id, e.first_seen, e.last_seen
-    FROM hunting_incident_entities e
-    WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
-      AND e.join_key AND e.last_seen >= $4 AND e.first_seen <= $5
-      -- Only open incidents: a probe of the small index of the others,
-      -- not of every incident row.
-      AND NOT EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open')
-    LIMIT $6) ie`, org, kinds, values, minT.Add(-s.cfg.Window), maxT.Add(s.cfg.Window), s.cfg.CommonEntityDevices)
-		if err != nil {
-			return 0, fmt.Errorf("find incidents to join: %w", err)
-		}
-		for rows.Next() {
-			var c cand
-			var k ekey
-			if err := rows.Scan(&k.kind, &k.value, &c.inc, &c.first, &c.last); err != nil {
-				rows.Close()
-				return 0, fmt.Errorf("scan incident entity: %w", err)
-			}
-			cands[k] = append(cands[k], c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return 0, fmt.Errorf("find incidents to join: %w", err)
-		}
-		for k, cs := range cands {
-			if len(cs) >= s.cfg.CommonEntityDevices {
-				delete(cands, k)
-				common[k] = true
-			}
-		}
-	}
-
-	// Union-find over the batch's alerts and the existing incidents.
-	uf := newUnionFind(len(ws))
-	incNode := map[int64]int{}
-	node := func(inc int64) int {
-		if n, ok := incNode[inc]; ok {
-			return n
-		}
-		n := uf.add()
-		incNode[inc] = n
-		return n
-	}
-	type member struct {
-		t time.Time
-		n int
-	}
-	byKey := map[ekey][]member{}
-	linkReason := map[int]string{}
-	for i, w := range ws {
-		w.node = i
-		if w.update && w.prevOK {
-			uf.union(i, node(w.prevInc))
-		}
-		t := w.a.when()
-		for _, e := range w.keys {
-			k := ekey{string(e.Kind), e.Value}
-			if common[k] {
-				continue
-			}
-			byKey[k] = append(byKey[k], member{t, i})
-			for _, c := range cands[k] {
-				if !t.Before(c.first.Add(-s.cfg.Window)) && !t.After(c.last.Add(s.cfg.Window)) {
-					n := node(c.inc)
-					if uf.find(n) != uf.find(i) {
-						linkReason[i] = fmt.Sprintf("shared %s %s", e.Kind, e.Display)
-					}
-					uf.union(i, n)
-				}
-			}
-		}
-	}
-	for _, ms := range byKey {
-		if len(ms) < 2 {
-			continue
-		}
-		sort.Slice(ms, func(a, b int) bool { return ms[a].t.Before(ms[b].t) })
-		for j := 1; j < len(ms); j++ {
-			if ms[j].t.Sub(ms[j-1].t) <= s.cfg.Window {
-				uf.union(ms[j-1].n, ms[j].n)
-			}
-		}
-	}
-	// Components: survivor = oldest existing incident; others merge into it.
-	compInc := map[int][]int64{}
-	for inc, n := range incNode {
-		r := uf.find(n)
-		compInc[r] = append(compInc[r], inc)
-	}
-	var merges []mergeRec
-	survivor := map[int]int64{}
-	for r, incs := range compInc {
-		slices.Sort(incs)
-		survivor[r] = incs[0]
-		for _, from := range incs[1:] {
-			merges = append(merges, mergeRec{from: from, into: incs[0]})
-		}
-	}
-	// Closed-incident updates keep their incident.
-	var needNew []int
-	newFor := map[int]int{} // component root -> index into needNew
-	for _, w := range ws {
-		if w.update && !w.prevOK {
-			w.inc = w.prevInc
-			continue
-		}
-		r := uf.find(w.node)
-		if inc, ok := survivor[r]; ok {
-			w.inc = inc
-			continue
-		}
-		if _, ok := newFor[r]; !ok {
-			newFor[r] = len(needNew)
-			needNew = append(needNew, r)
-		}
-	}
-	if len(needNew) > 0 {
-		rows, err := tx.Query(ctx, `
-INSERT INTO hunting_incidents (org, created_at, updated_at)
-SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, len(needNew))
-		if err != nil {
-			return 0, fmt.Errorf("create incidents: %w", err)
-		}
-		newIDs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return 0, fmt.Errorf("create incidents: %w", err)
-		}
-		slices.Sort(newIDs)
-		for r, i := range newFor {
-			survivor[r] = newIDs[i]
-		}
-		for _, w := range ws {
-			if w.inc == 0 {
-				w.inc = survivor[uf.find(w.node)]
-			}
-		}
-		s.m.incidents.Add(float64(len(newIDs)))
-	}
-	for _, w := range ws {
-		w.res.IncidentID = w.inc
-	}
-	// Explain merges: the first alert of the component that linked them.
-	for i := range merges {
-		m := &merges[i]
-		for _, w := range ws {
-			if w.inc == m.into {
-				m.alert = w.a.ID
-				m.reason = cmp.Or(linkReason[w.node], "shared entity")
-				if linkReason[w.node] != "" {
-					break
-				}
-			}
-		}
-	}
-	// Lock and read every incident the batch touches, merged ones included,
-	// before anything moves.
-	touched := map[int64]bool{}
-	for _, w := range ws {
-		touched[w.inc] = true
-	}
-	for _, m := range merges {
-		touched[m.from] = true
-	}
-	ids64 := make([]int64, 0, len(touched))
-	for id := range touched {
-		ids64 = append(ids64, id)
-	}
-	slices.Sort(ids64)
-	sts, err := loadStates(ctx, tx, org, ids64, nil, false)
-	if err != nil {
-		return 0, err
-	}
-	fold := &batchFold{alerts: map[int64][]*work{}, absorbed: map[int64][]*incState{}, recount: map[int64]bool{}, rare: rare}
-	for _, w := range ws {
-		fold.alerts[w.inc] = append(fold.alerts[w.inc], w)
-	}
-	byID := make(map[int64]*incState, len(sts))
-	for _, st := range sts {
-		byID[st.ID] = st
-	}
-	// Merges, alerts and entities go to the server as one pipeline.
-	b := &pgx.Batch{}
-	posted := map[int64]bool{}
-	if len(merges) > 0 {
-		queueMerges(b, org, now, merges, posted)
-		for _, m := range merges {
-			if o := byID[m.from]; o != nil {
-				fold.absorbed[m.into] = append(fold.absorbed[m.into], o)
-			}
-			fold.recount[m.into] = true
-			delete(byID, m.from)
-		}
-	}
-	if err := queueAlerts(b, org, now, ws); err != nil {
-		return 0, err
-	}
-	fold.entities = map[int64][]newEntity{}
-	queueIncidentEntities(b, org, ws, fold.entities)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return 0, fmt.Errorf("store %d alerts, their entities and %d merges: %w", len(ws), len(merges), err)
-	}
-	var events int
-	if len(merges) > 0 {
-		n, err := s.mergeEvents(ctx, tx, org, now, merges, posted)
-		if err != nil {
-			return 0, err
-		}
-		events += n
-	}
-	keep := make([]*incState, 0, len(byID))
-	for _, st := range sts {
-		if byID[st.ID] != nil {
-			keep = append(keep, st)
-		}
-	}
-	n, err := s.refresh(ctx, tx, keep, fold, now)
-	if err != nil {
-		return 0, err
-	}
-	return events + n, nil
 }
 
 // ekey is an entity's key.
@@ -837,7 +379,8 @@ func (s *Service) mergeEvents(ctx context.Context, tx pgx.Tx, org string, now ti
 		if !posted[m.from] {
 			continue
 		}
-		if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now}); err != nil {
+		if err := s.appendEvent(ctx, tx, EventMerged, EventPayload{Org: org, IncidentID: m.from, MergedInto: m.into, Reason: m.reason, At: now,
+			Status: "merged", Final: true}); err != nil {
 			return 0, err
 		}
 		events++
@@ -991,31 +534,24 @@ type evidenceItem struct {
 	Alt     string     `json:"a,omitempty"`
 }
 
-// writeIncidentEntities adds the batch's entities to their incidents' scope
-// (and correlation index). An update's evidence is added, never removed.
-// out learns, per incident, the strong entities that were new to it.
-func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity) {
-	type key struct {
-		inc         int64
-		kind, value string
-	}
-	type agg struct {
-		display, alt string
-		join         bool
-		first, last  time.Time
-	}
-	m := map[key]*agg{}
-	order := []key{}
+// queueIncidentEntities adds the batch's entities to their incidents'
+// scope (and correlation index). An update's evidence is added, never
+// removed. out learns, per incident, the strong entities that were new to
+// it. Rows the cache knows to be stored already, with nothing to learn,
+// are not sent at all; after learns what the statement stored.
+func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity, after *cacheUpdate) {
+	m := map[entKey]*entAgg{}
+	order := []entKey{}
 	for _, w := range ws {
 		t := w.a.when()
 		for _, e := range w.a.Entities {
 			if !e.JoinKey {
 				continue // scope detail: kept in the alert's evidence
 			}
-			k := key{w.inc, string(e.Kind), e.Value}
+			k := entKey{w.inc, string(e.Kind), e.Value}
 			g, ok := m[k]
 			if !ok {
-				g = &agg{display: e.Display, alt: e.Alt, join: e.JoinKey, first: t, last: t}
+				g = &entAgg{display: e.Display, alt: e.Alt, join: e.JoinKey, first: t, last: t}
 				m[k] = g
 				order = append(order, k)
 			}
@@ -1025,6 +561,17 @@ func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][
 			}
 		}
 	}
+	// What the store is known to hold already, and would drop anyway.
+	c.mu.Lock()
+	keep := order[:0]
+	for _, k := range order {
+		if have, ok := c.entities[k]; ok && have.covers(m[k]) {
+			continue
+		}
+		keep = append(keep, k)
+	}
+	c.mu.Unlock()
+	order = keep
 	if len(order) == 0 {
 		return
 	}
@@ -1045,6 +592,9 @@ func queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][
 		g := m[k]
 		incs[i], kinds[i], values[i], displays[i], alts[i] = k.inc, k.kind, k.value, g.display, g.alt
 		joins[i], firsts[i], lasts[i] = g.join, g.first, g.last
+		// Sent and not written back: the stored row was within the hour
+		// and knew as much (the statement's filter below).
+		after.entities[k] = entSeen{first: g.first, last: g.last.Add(-time.Hour), display: g.display != "", alt: g.alt != ""}
 	}
 	b.Queue(`
 WITH m AS (
@@ -1067,21 +617,29 @@ WITH m AS (
         first_seen = least(e.first_seen, m.f),
         last_seen = greatest(e.last_seen, m.l)
     FROM m WHERE m.have AND e.incident_id = m.inc AND e.kind = m.k AND e.value = m.v
+    RETURNING e.incident_id, e.kind, e.value, e.display, e.join_key, false AS new
+), ins AS (
+    -- The others are new: the org lock and the incidents' row locks are
+    -- held, so no one else inserts them, and a plain INSERT skips the
+    -- speculative insertion (an extra probe and WAL record per row) of ON
+    -- CONFLICT.
+    INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
+    SELECT m.inc, $1, m.k, m.v, m.d, m.alt, m.j, m.f, m.l FROM m WHERE NOT m.have
+    RETURNING incident_id, kind, value, display, join_key, true AS new
 )
--- The others are new: the org lock and the incidents' row locks are held, so
--- no one else inserts them, and a plain INSERT skips the speculative
--- insertion (an extra probe and WAL record per row) of ON CONFLICT.
-INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, alt, join_key, first_seen, last_seen)
-SELECT m.inc, $1, m.k, m.v, m.d, m.alt, m.j, m.f, m.l FROM m WHERE NOT m.have
-RETURNING incident_id, kind, value, display, join_key`,
+SELECT * FROM ins UNION ALL SELECT * FROM up`,
 		org, incs, kinds, values, displays, alts, joins, firsts, lasts).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var e newEntity
-			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join); err != nil {
+			var isNew bool
+			if err := rows.Scan(&e.inc, &e.kind, &e.value, &e.display, &e.join, &isNew); err != nil {
 				return fmt.Errorf("store incident entities: %w", err)
 			}
-			// Every row returned was inserted: the entity is new to the incident.
-			if e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile {
+			k := entKey{e.inc, string(e.kind), e.value}
+			g := m[k]
+			// Written: the stored row holds at least what was sent.
+			after.entities[k] = entSeen{first: g.first, last: g.last, display: g.display != "", alt: g.alt != ""}
+			if isNew && (e.kind == EntityDevice || e.kind == EntityUser || e.kind == EntityFile) {
 				out[e.inc] = append(out[e.inc], e)
 			}
 		}
@@ -1089,34 +647,35 @@ RETURNING incident_id, kind, value, display, join_key`,
 	})
 }
 
-type unionFind struct{ parent []int }
-
-func newUnionFind(n int) *unionFind {
-	u := &unionFind{parent: make([]int, n)}
-	for i := range u.parent {
-		u.parent[i] = i
-	}
-	return u
+// entKey is an entity of an incident.
+type entKey struct {
+	inc         int64
+	kind, value string
 }
 
-func (u *unionFind) add() int {
-	u.parent = append(u.parent, len(u.parent))
-	return len(u.parent) - 1
+// entAgg is what a batch has of an entity of an incident.
+type entAgg struct {
+	display, alt string
+	join         bool
+	first, last  time.Time
 }
 
-func (u *unionFind) find(x int) int {
-	for u.parent[x] != x {
-		u.parent[x] = u.parent[u.parent[x]]
-		x = u.parent[x]
-	}
-	return x
+// entSeen is what the store is known to hold of an entity of an incident,
+// at least: first_seen no later than first, last_seen no earlier than
+// last, a display and an alt when set. Rows only ever learn (first_seen
+// moves back, last_seen forward, an empty display or alt is filled), and
+// are deleted only when their incident is merged away, after which no
+// alert is stored in it: so once true, this stays true.
+type entSeen struct {
+	first, last  time.Time
+	display, alt bool
 }
 
-func (u *unionFind) union(a, b int) {
-	ra, rb := u.find(a), u.find(b)
-	if ra != rb {
-		u.parent[rb] = ra
-	}
+// covers reports whether the statement would drop g as teaching the
+// stored row nothing.
+func (h entSeen) covers(g *entAgg) bool {
+	return !g.last.After(h.last.Add(time.Hour)) && !g.first.Before(h.first) &&
+		(h.display || g.display == "") && (h.alt || g.alt == "")
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -1148,20 +707,24 @@ type prevalenceCache struct {
 	mu       sync.Mutex
 	recorded map[string]time.Time // org/kind/value/device -> last_seen written
 	common   map[string]time.Time // org/kind/value -> common until (service clock)
+	// entities: what hunting_incident_entities is known to hold, so that
+	// rows with nothing to teach it are not sent (see entSeen).
+	entities map[entKey]entSeen
 }
 
 func newPrevalenceCache() *prevalenceCache {
-	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}}
+	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 // cacheUpdate is what a batch teaches the cache, applied only after commit.
 type cacheUpdate struct {
 	recorded map[string]time.Time
 	common   map[string]time.Time
+	entities map[entKey]entSeen
 }
 
 func newCacheUpdate() *cacheUpdate {
-	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}}
+	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 func (c *prevalenceCache) apply(u *cacheUpdate) {
@@ -1183,6 +746,17 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	}
 	for k, t := range u.common {
 		c.common[k] = t
+	}
+	if len(c.entities)+len(u.entities) > maxCacheEntries {
+		c.entities = map[entKey]entSeen{}
+	}
+	for k, e := range u.entities {
+		// Both are true of the store: keep the stronger bounds.
+		if o, ok := c.entities[k]; ok {
+			e.first, e.last = minTime(e.first, o.first), maxTime(e.last, o.last)
+			e.display, e.alt = e.display || o.display, e.alt || o.alt
+		}
+		c.entities[k] = e
 	}
 }
 

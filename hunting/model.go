@@ -135,6 +135,24 @@ type Alert struct {
 	evidence []byte // hunting_alerts.evidence, set by normalize
 }
 
+// Upstream alert status and classifications, as normalized (normKey).
+const (
+	alertResolved              = "resolved"
+	alertFalsePositive         = "falsepositive"
+	alertTruePositive          = "truepositive"
+	alertInformationalExpected = "informationalexpectedactivity"
+)
+
+// resolved reports whether the alert is resolved upstream (Defender status
+// Resolved, Graph status resolved).
+func (a *Alert) resolved() bool { return a.Status == alertResolved }
+
+// benign reports whether upstream classified the alert as a false positive
+// or as informational, expected activity.
+func (a *Alert) benign() bool {
+	return a.Classification == alertFalsePositive || a.Classification == alertInformationalExpected
+}
+
 // when is the time correlation uses: first activity, else creation.
 func (a *Alert) when() time.Time {
 	if !a.FirstActivity.IsZero() {

@@ -33,6 +33,13 @@ const (
 	EventMerged = "incident.merged"
 	// EventClosed: a posted incident was closed: edit the card.
 	EventClosed = "incident.closed"
+	// EventResolved: a posted incident was resolved, by a person (Resolve:
+	// By, Classification, Comment) or because every alert of it was
+	// resolved upstream (By "upstream", Classification from the alerts, if
+	// they agree). Edit the card to say "Resolved by <By> as
+	// <Classification.Label()>" (with the comment) and drop its action
+	// buttons (Status is "closed", Final true); post Note in its thread.
+	EventResolved = "incident.resolved"
 )
 
 // Priorities on EventPayload.
@@ -47,7 +54,12 @@ const (
 	ChangeNewUser    = "new_user"
 	ChangeNewTactic  = "new_tactic"
 	ChangeSeverityUp = "severity_up"
-	ChangeExpert     = "expert"
+	// ChangeSeverityDown: alerts were reclassified upstream (false
+	// positive, expected activity) or their severity lowered.
+	ChangeSeverityDown = "severity_down"
+	// ChangeResolvedUpstream: more of its alerts were resolved in the source.
+	ChangeResolvedUpstream = "resolved_upstream"
+	ChangeExpert           = "expert"
 )
 
 // Change is one thing that changed since the card was last posted or edited.
@@ -69,11 +81,28 @@ type EventPayload struct {
 	Score    int      `json:"score,omitempty"`
 	Expert   bool     `json:"expert,omitempty"`
 	Priority string   `json:"priority,omitempty"`
-	// Changes and Note (one line for the thread) on incident.update.
+	// Status is the incident's status once the event is recorded: open,
+	// closed or merged. Final is true when it is not open: the card must
+	// drop the buttons that act on the incident (Acknowledge, Resolve),
+	// since they can no longer work. Every event carries both.
+	Status string `json:"status"`
+	Final  bool   `json:"final,omitempty"`
+	// Changes and Note (one line for the thread) on incident.update; Note
+	// also on incident.resolved.
 	Changes []Change `json:"changes,omitempty"`
 	Note    string   `json:"note,omitempty"`
-	// By on incident.acknowledged and incident.closed.
+	// By on incident.acknowledged, incident.closed and incident.resolved,
+	// and on incident.notify when a person asked for the post (NotifyNow).
 	By string `json:"by,omitempty"`
+	// Classification (true_positive, informational_expected_activity,
+	// false_positive; ClassificationLabel in words) and Comment on
+	// incident.resolved.
+	Classification      Classification `json:"classification,omitempty"`
+	ClassificationLabel string         `json:"classification_label,omitempty"`
+	Comment             string         `json:"comment,omitempty"`
+	// Follows is the closed incident this one follows (new activity on its
+	// entities), on every event of the new incident.
+	Follows int64 `json:"follows,omitempty"`
 	// MergedInto and Reason on incident.merged.
 	MergedInto int64     `json:"merged_into,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
@@ -100,6 +129,9 @@ type snapshot struct {
 	Tactics     []string `json:"tactics"`
 	Severity    Severity `json:"severity"`
 	Expert      bool     `json:"expert"`
+	// Resolved counts the alerts resolved upstream; Alerts all of them.
+	Resolved int `json:"resolved,omitempty"`
+	Alerts   int `json:"alerts,omitempty"`
 }
 
 // maxSnapshotNames caps the names a snapshot keeps; growth beyond is
@@ -108,7 +140,7 @@ const maxSnapshotNames = 200
 
 func (st *incState) snap() *snapshot {
 	return &snapshot{Devices: st.DeviceNames, DeviceCount: st.DeviceCount, Users: st.UserNames, UserCount: st.UserCount,
-		Tactics: st.Tactics, Severity: st.Severity, Expert: st.Expert}
+		Tactics: st.Tactics, Severity: st.Severity, Expert: st.Expert, Resolved: st.ResolvedAlerts, Alerts: st.AlertCount}
 }
 
 // diff says what grew since the snapshot.
@@ -143,8 +175,14 @@ func diff(old *snapshot, st *incState) []Change {
 			cs = append(cs, Change{Kind: ChangeNewTactic, Detail: "new tactic " + tacticName(t) + " (" + t + ")"})
 		}
 	}
-	if st.Severity.Rank() > old.Severity.Rank() {
+	switch {
+	case st.Severity.Rank() > old.Severity.Rank():
 		cs = append(cs, Change{Kind: ChangeSeverityUp, Detail: fmt.Sprintf("severity up: %s → %s", old.Severity, st.Severity)})
+	case st.Severity.Rank() < old.Severity.Rank():
+		cs = append(cs, Change{Kind: ChangeSeverityDown, Detail: fmt.Sprintf("severity down: %s → %s (alerts reclassified upstream)", old.Severity, st.Severity)})
+	}
+	if st.ResolvedAlerts > old.Resolved {
+		cs = append(cs, Change{Kind: ChangeResolvedUpstream, Detail: fmt.Sprintf("%d of %d alert(s) resolved in the source", st.ResolvedAlerts, st.AlertCount)})
 	}
 	if st.Expert && !old.Expert {
 		cs = append(cs, Change{Kind: ChangeExpert, Detail: "the expert hunting service raised an alert on it"})
@@ -170,7 +208,7 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 	if st.Status != "open" {
 		return "", nil
 	}
-	eligible := st.Expert || st.Score >= s.cfg.notifyScore(st.Org)
+	eligible := st.Expert || st.forced || st.Score >= s.cfg.notifyScore(st.Org)
 	repeatable := st.Expert || st.Severity.Rank() >= s.cfg.RepeatSeverity.Rank()
 	kind := ""
 	var changes []Change
@@ -187,8 +225,8 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 			st.EligibleAt = &now
 		}
 		at := st.EligibleAt.Add(s.cfg.GroupWait)
-		if st.Expert {
-			at = *st.EligibleAt
+		if st.Expert || st.forced {
+			at = now
 		}
 		if now.Before(at) {
 			due(at)
@@ -228,7 +266,11 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 
 func (s *Service) payload(st *incState, now time.Time) EventPayload {
 	p := EventPayload{Org: st.Org, IncidentID: st.ID, Seq: st.Seq, Title: st.Title, Severity: st.Severity,
-		Score: st.Score, Expert: st.Expert, Priority: PriorityNormal, At: now}
+		Score: st.Score, Expert: st.Expert, Priority: PriorityNormal, At: now, Status: st.Status, Final: st.Status != "open",
+		Classification: st.Classification, Follows: st.Follows, By: st.notifyBy}
+	if st.Classification != classNone {
+		p.ClassificationLabel = st.Classification.Label()
+	}
 	if st.Expert {
 		p.Priority = PriorityTop
 	}
@@ -302,7 +344,7 @@ WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status
 		if !posted {
 			return nil
 		}
-		st.Org = org
+		st.Org, st.Status = org, "closed"
 		p := s.payload(&st, now)
 		p.By = clip(who, maxShortLen)
 		return s.appendEvent(ctx, tx, EventClosed, p)

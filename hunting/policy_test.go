@@ -28,13 +28,15 @@ func TestScoreExplanation(t *testing.T) {
 		require.NotEmpty(t, r.Detail)
 	}
 	require.Equal(t, map[string]int{
-		FactorSeverity:    25 + 5, // high, and 4 alerts of medium or above
-		FactorTactics:     18,     // 4 tactics
-		FactorProgression: 15,     // initial access -> execution -> persistence -> credential access
-		FactorRareFiles:   4,      // the dropper, on one device
-		FactorRecency:     10,     // last activity 20 minutes ago
+		FactorSeverity:    25, // high
+		FactorImpact:      30, // a High credential-access alert (LSASS memory read)
+		FactorVolume:      5,  // 4 alerts of medium or above, counted once
+		FactorTactics:     18, // 4 tactics
+		FactorProgression: 15, // initial access -> execution -> persistence -> credential access
+		FactorRareFiles:   4,  // the dropper, on one device
+		FactorRecency:     10, // last activity 20 minutes ago
 	}, got)
-	require.Equal(t, 77, v.Score)
+	require.Equal(t, 100, v.Score, "107 points, capped")
 	require.Equal(t, SeverityHigh, v.Severity)
 	require.Contains(t, v.Title, "Multi-stage attack")
 	require.Contains(t, v.Title, "victim")
@@ -280,16 +282,19 @@ func TestScheduledSweep(t *testing.T) {
 func TestRescoreAndPrune(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	res := f.ingest(t, chain("c", "victim", t0.Add(-50*time.Minute))...)
+	// The first three stages (no credential theft): 25 severity, 5 impact
+	// (High execution), 5 volume, 12 tactics, 10 progression, 4 rare file,
+	// 10 recency.
+	res := f.ingest(t, chain("c", "victim", t0.Add(-50*time.Minute))[:3]...)
 	inc := res.Items[0].IncidentID
 	v, err := f.svc.Incident(f.ctx, "contoso", inc)
 	require.NoError(t, err)
-	require.Equal(t, 77, v.Score)
+	require.Equal(t, 71, v.Score, "%+v", v.Reasons)
 	f.clock.Advance(48 * time.Hour)
 	f.sweep(t)
 	v, err = f.svc.Incident(f.ctx, "contoso", inc)
 	require.NoError(t, err)
-	require.Equal(t, 67, v.Score, "the recency points are gone: %+v", v.Reasons)
+	require.Equal(t, 61, v.Score, "the recency points are gone: %+v", v.Reasons)
 	require.NotZero(t, f.count(t, `SELECT count(*) FROM hunting_entity_devices`))
 	n, err := f.svc.Prune(f.ctx)
 	require.NoError(t, err)

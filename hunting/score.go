@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,8 +10,8 @@ import (
 
 // Reason is one line of a score's breakdown: "why you are seeing this".
 type Reason struct {
-	// Factor names the input: severity, tactics, progression, expert,
-	// rare_files, devices, users, recency.
+	// Factor names the input: severity, impact, volume, tactics,
+	// progression, expert, rare_files, devices, users, recency.
 	Factor string `json:"factor"`
 	Points int    `json:"points"`
 	Detail string `json:"detail"`
@@ -19,6 +20,8 @@ type Reason struct {
 // Score factors.
 const (
 	FactorSeverity    = "severity"
+	FactorImpact      = "impact"
+	FactorVolume      = "volume"
 	FactorTactics     = "tactics"
 	FactorProgression = "progression"
 	FactorExpert      = "expert"
@@ -39,20 +42,53 @@ type tacticSeen struct {
 
 // scoreInput is what an incident's score is computed from.
 type scoreInput struct {
-	MaxSeverity  Severity
-	MediumPlus   int // alerts of medium or high severity
-	Alerts       int
+	MaxSeverity Severity
+	MediumPlus  int // alerts of medium or high severity
+	Alerts      int
+	// Impact is the heaviest weight of what the alerts are (impactOf), and
+	// ImpactDetail its words.
+	Impact       int
+	ImpactDetail string
+	// Commodity counts the commodity detections among the alerts.
+	Commodity    int
 	Tactics      []tacticSeen
 	Expert       bool
 	RareFiles    int
 	Devices      int
 	Users        int
 	LastActivity time.Time
+	// Bar is the org's notification score: volume never lifts an incident
+	// over it (0: no such guard).
+	Bar int
 }
 
-// score computes a 0-100 score and its breakdown. Points:
-//   - severity: informational 0, low 5, medium 15, high 25; +5 when three or
-//     more alerts are medium or above;
+// Score points, documented in the README's score table.
+const (
+	commoditySeverityCap = 5  // all alerts commodity: severity weighs as low at most
+	volumePoints         = 5  // three or more alerts of medium or high severity, once
+	tacticPoints         = 6  // per ATT&CK tactic beyond the first
+	tacticCap            = 24 //
+	progressionPoints    = 5  // per forward step along the kill chain
+	progressionCap       = 15 //
+	rareFilePoints       = 4  // per file seen on at most two devices
+	rareFileCap          = 12 //
+	devicePoints         = 5  // per device beyond the first
+	deviceCap            = 15 //
+	userPoints           = 3  // per user beyond the first
+	userCap              = 9  //
+	recentHourPoints     = 10 // last activity within the hour
+	recentDayPoints      = 5  // within the day
+)
+
+// score computes a 0-100 score and its breakdown. Points (the README has
+// the same table):
+//   - severity: informational 0, low 5, medium 15, high 25; at most 5 when
+//     every alert is a commodity detection (PUA, adware, test files);
+//   - impact: what the alerts are, for the victim (impactOf): a High
+//     Ransomware or Impact alert 30, a High credential-access alert 30, ...,
+//     the heaviest alert only;
+//   - volume: 5 once when three or more alerts are medium or above, however
+//     many: a burst is one signal, and never lifts an incident over the bar;
 //   - tactics: 6 per distinct ATT&CK tactic beyond the first, at most 24;
 //   - progression: 5 per step forward along the kill chain when the tactics
 //     are taken in time order, at most 15 (hands-on-keyboard looks like this);
@@ -69,41 +105,54 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 		}
 	}
 	sevPts := [...]int{0, 5, 15, 25}[in.MaxSeverity.Rank()]
-	add(FactorSeverity, sevPts, fmt.Sprintf("highest alert severity %s", in.MaxSeverity))
-	if in.MediumPlus >= 3 {
-		add(FactorSeverity, 5, fmt.Sprintf("%d alerts of medium or high severity", in.MediumPlus))
+	if in.Alerts > 0 && in.Commodity >= in.Alerts && sevPts > commoditySeverityCap {
+		add(FactorSeverity, commoditySeverityCap, fmt.Sprintf("highest alert severity %s, but only commodity detections (PUA, adware, test files)", in.MaxSeverity))
+	} else {
+		add(FactorSeverity, sevPts, fmt.Sprintf("highest alert severity %s", in.MaxSeverity))
 	}
+	add(FactorImpact, in.Impact, in.ImpactDetail)
 	if n := len(in.Tactics); n > 1 {
 		names := make([]string, 0, n)
 		for _, t := range in.Tactics {
 			names = append(names, tacticName(t.ID))
 		}
-		add(FactorTactics, min(24, 6*(n-1)), fmt.Sprintf("%d ATT&CK tactics: %s", n, strings.Join(names, ", ")))
+		add(FactorTactics, min(tacticCap, tacticPoints*(n-1)), fmt.Sprintf("%d ATT&CK tactics: %s", n, strings.Join(names, ", ")))
 	}
 	if steps, path := progression(in.Tactics); steps > 0 {
-		add(FactorProgression, min(15, 5*steps), "moves along the kill chain in time order: "+path)
+		add(FactorProgression, min(progressionCap, progressionPoints*steps), "moves along the kill chain in time order: "+path)
 	}
 	if in.RareFiles > 0 {
-		add(FactorRareFiles, min(12, 4*in.RareFiles), fmt.Sprintf("%d file(s) seen on at most 2 devices in the org", in.RareFiles))
+		add(FactorRareFiles, min(rareFileCap, rareFilePoints*in.RareFiles), fmt.Sprintf("%d file(s) seen on at most 2 devices in the org", in.RareFiles))
 	}
 	if in.Devices > 1 {
-		add(FactorDevices, min(15, 5*(in.Devices-1)), fmt.Sprintf("%d devices involved", in.Devices))
+		add(FactorDevices, min(deviceCap, devicePoints*(in.Devices-1)), fmt.Sprintf("%d devices involved", in.Devices))
 	}
 	if in.Users > 1 {
-		add(FactorUsers, min(9, 3*(in.Users-1)), fmt.Sprintf("%d user accounts involved", in.Users))
+		add(FactorUsers, min(userCap, userPoints*(in.Users-1)), fmt.Sprintf("%d user accounts involved", in.Users))
 	}
 	if !in.LastActivity.IsZero() {
 		age := now.Sub(in.LastActivity)
 		switch {
 		case age <= time.Hour:
-			add(FactorRecency, 10, "active within the last hour")
+			add(FactorRecency, recentHourPoints, "active within the last hour")
 		case age <= 24*time.Hour:
-			add(FactorRecency, 5, "active within the last day")
+			add(FactorRecency, recentDayPoints, "active within the last day")
 		}
 	}
 	total := 0
 	for _, r := range rs {
 		total += r.Points
+	}
+	if in.MediumPlus >= 3 {
+		// A burst is one signal: counted once, whatever its size, and it
+		// never carries an incident over the bar on its own.
+		pts, detail := volumePoints, fmt.Sprintf("%d alerts, %d of medium or high severity (a burst counts once)", in.Alerts, in.MediumPlus)
+		if in.Bar > 0 && total < in.Bar && total+pts >= in.Bar {
+			pts = in.Bar - 1 - total
+			detail += "; volume alone never crosses the bar"
+		}
+		add(FactorVolume, pts, detail)
+		total += pts
 	}
 	if in.Expert {
 		rs = append([]Reason{{Factor: FactorExpert, Points: MaxScore - min(total, MaxScore),
@@ -111,6 +160,86 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 		total = MaxScore
 	}
 	return min(total, MaxScore), rs
+}
+
+// impactOf weighs what an alert means for the victim, from its category
+// (and the ATT&CK tactic it maps to) and severity: destruction or
+// encryption of data and credential theft weigh most, discovery and
+// commodity malware (PUA, adware, test files) nothing. It returns the
+// points, their words, and whether the alert is a commodity detection.
+func impactOf(a *Alert) (int, string, bool) {
+	if isCommodity(a) {
+		return 0, "", true
+	}
+	cat := normKey(a.Category)
+	var w impactWeight
+	switch {
+	case cat == "ransomware":
+		w = impactWeight{30, 20, 10, "encryption of the victim's data for ransom"}
+	default:
+		w = tacticImpact[a.Tactic]
+	}
+	pts := 0
+	switch a.Severity {
+	case SeverityHigh:
+		pts = w.high
+	case SeverityMedium:
+		pts = w.medium
+	case SeverityLow:
+		pts = w.low
+	}
+	if pts == 0 {
+		return 0, "", false
+	}
+	sev := strings.ToUpper(string(a.Severity[:1])) + string(a.Severity[1:])
+	return pts, fmt.Sprintf("%s %s alert (%s): %s", sev, cmp.Or(a.Category, tacticName(a.Tactic)), a.Tactic, w.what), false
+}
+
+// impactWeight is what an alert of a kind weighs at each severity.
+type impactWeight struct {
+	high, medium, low int
+	what              string
+}
+
+// tacticImpact weighs alerts by the ATT&CK tactic of their category.
+var tacticImpact = map[string]impactWeight{
+	"TA0040": {30, 20, 10, "impact on the victim's data or systems (encryption, destruction, disruption)"},
+	"TA0006": {30, 15, 5, "credential theft: the attacker can act as the victim's users"},
+	"TA0010": {25, 15, 5, "data leaving the network"},
+	"TA0008": {20, 10, 0, "moving to other devices"},
+	"TA0011": {15, 10, 0, "a command-and-control channel to the attacker"},
+	"TA0112": {10, 5, 0, "security tools or logging disabled"},
+	"TA0004": {10, 5, 0, "privilege escalation"},
+	"TA0001": {5, 0, 0, "an attacker's way in"},
+	"TA0002": {5, 0, 0, "attacker code running"},
+	"TA0003": {5, 0, 0, "persistence on the device"},
+	"TA0005": {5, 0, 0, "defence evasion"},
+	"TA0009": {5, 0, 0, "data being collected"},
+	// Reconnaissance, resource development and discovery weigh nothing:
+	// common, noisy, and followed by something heavier when they matter.
+}
+
+// commodityWords mark a commodity detection in a threat family or title.
+var commodityWords = []string{"pua", "adware", "potentially unwanted", "eicar", "test file", "testfile"}
+
+// isCommodity reports whether an alert is a commodity detection: unwanted
+// software, or a malware detection whose family or title names PUA, adware
+// or a test file (EICAR), or a low or informational antivirus detection.
+func isCommodity(a *Alert) bool {
+	cat := normKey(a.Category)
+	if cat == "unwantedsoftware" {
+		return true
+	}
+	if cat != "malware" && cat != "" {
+		return false
+	}
+	text := strings.ToLower(a.ThreatFamily + " " + a.Title)
+	for _, w := range commodityWords {
+		if strings.Contains(text, w) {
+			return true
+		}
+	}
+	return cat == "malware" && a.Severity.Rank() <= SeverityLow.Rank() && a.DetectionSource == "antivirus"
 }
 
 // progression counts forward steps along the kill chain when tactics are

@@ -119,6 +119,14 @@ type IncidentView struct {
 	AcknowledgedAt *time.Time `json:"acknowledged_at,omitempty"`
 	// WebURLs links the source alerts in the Microsoft portal (up to 3).
 	WebURLs []string `json:"web_urls,omitempty"`
+	// Classification, ResolvedBy ("upstream" when every alert was resolved
+	// in the source), ResolvedAt and ResolveComment once resolved.
+	Classification Classification `json:"classification,omitempty"`
+	ResolvedBy     string         `json:"resolved_by,omitempty"`
+	ResolvedAt     *time.Time     `json:"resolved_at,omitempty"`
+	ResolveComment string         `json:"resolve_comment,omitempty"`
+	// Follows is the closed incident this one follows.
+	Follows int64 `json:"follows,omitempty"`
 }
 
 // Incident returns the card view of an incident of org.
@@ -144,10 +152,11 @@ func (s *Service) view(ctx context.Context, org string, id int64, perKind int) (
 	var fa, la *time.Time
 	err := s.pool.QueryRow(ctx, `
 SELECT status, merged_into, title, summary, severity, score, breakdown, expert, alert_count, tactics,
-    first_activity, last_activity, created_at, updated_at, posted_at, coalesce(acked_by, ''), acked_at, last_changes
+    first_activity, last_activity, created_at, updated_at, posted_at, coalesce(acked_by, ''), acked_at, last_changes,
+    classification, coalesce(resolved_by, ''), resolved_at, resolve_comment, coalesce(follows, 0)
 FROM hunting_incidents WHERE org = $1 AND id = $2`, org, id).Scan(&v.Status, &merged, &v.Title, &v.Summary, &v.Severity,
 		&v.Score, &brk, &v.FromExperts, &v.AlertCount, &tactics, &fa, &la, &v.CreatedAt, &v.UpdatedAt, &v.PostedAt,
-		&v.AcknowledgedBy, &v.AcknowledgedAt, &chg)
+		&v.AcknowledgedBy, &v.AcknowledgedAt, &chg, &v.Classification, &v.ResolvedBy, &v.ResolvedAt, &v.ResolveComment, &v.Follows)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("incident %d of org %s: %w", id, org, ErrNotFound)
 	}

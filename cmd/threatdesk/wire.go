@@ -193,6 +193,7 @@ func huntingConfig(cfg *config.Config) hunting.Config {
 		IngestToken:         cfg.IngestToken.Value(),
 		OrgIngestTokens:     tokens,
 		Window:              h.CorrelationWindow.D(),
+		ChainWindow:         h.ChainWindow.D(),
 		CommonEntityDevices: h.CommonEntityDevices,
 		NotifyScore:         h.NotifyScore,
 		OrgNotifyScore:      scores,

@@ -157,6 +157,7 @@ func TestFileErrors(t *testing.T) {
 		{"warn at", "cases:\n  sla:\n    warn_at: 1.5\n", "cases.sla.warn_at 1.5 must be a fraction"},
 		{"notify score", "hunting:\n  notify_score: 500\n", "hunting.notify_score 500 must be between 1 and 100"},
 		{"common entity", "hunting:\n  common_entity_devices: 1\n", "hunting.common_entity_devices 1 must be at least 2"},
+		{"chain window shorter", "hunting:\n  correlation_window: 2d\n  chain_window: 1d\n", "hunting.chain_window (24h0m0s) must be at least correlation_window (48h0m0s)"},
 		{"repeat severity", "hunting:\n  repeat_severity: urgent\n", `hunting.repeat_severity "urgent"`},
 		{"graph without tenants", "hunting:\n  graph: {interval: 1m}\n", "hunting.graph.tenants is empty"},
 		{"graph unknown tenant", "hunting:\n  graph:\n    tenants: [{tenant_id: a839b112-1253-6432-9bf6-94542403f21c, client_id: b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c, client_secret_env: X}]\n", "is not in any org's tenants"},

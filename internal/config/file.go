@@ -113,7 +113,11 @@ type Target struct {
 
 // Hunting configures correlation, scoring and the notification policy.
 type Hunting struct {
-	CorrelationWindow   Duration `yaml:"correlation_window"`
+	CorrelationWindow Duration `yaml:"correlation_window"`
+	// ChainWindow is how long a rare entity (a file or account seen on few
+	// devices) keeps linking alerts into an open incident after its latest
+	// alert (default 7d, at least correlation_window).
+	ChainWindow         Duration `yaml:"chain_window"`
 	NotifyScore         int      `yaml:"notify_score"`
 	CommonEntityDevices int      `yaml:"common_entity_devices"`
 	GroupWait           Duration `yaml:"group_wait"`
@@ -152,6 +156,7 @@ const (
 	DefaultReopenWindow        = 14 * 24 * time.Hour
 	DefaultWarnAt              = 0.75
 	DefaultCorrelationWindow   = 24 * time.Hour
+	DefaultChainWindow         = 7 * 24 * time.Hour
 	DefaultNotifyScore         = 50
 	DefaultCommonEntityDevices = 10
 	DefaultGroupWait           = 30 * time.Second
@@ -211,6 +216,7 @@ func (f *File) applyDefaults() {
 		}
 	}
 	setD(&h.CorrelationWindow, DefaultCorrelationWindow)
+	setD(&h.ChainWindow, DefaultChainWindow)
 	setD(&h.GroupWait, DefaultGroupWait)
 	setD(&h.GroupInterval, DefaultGroupInterval)
 	setD(&h.RepeatInterval, DefaultRepeatInterval)
@@ -419,10 +425,13 @@ func (f *File) validate(c *Config) []error {
 	for _, d := range []struct {
 		name string
 		v    Duration
-	}{{"correlation_window", h.CorrelationWindow}, {"group_wait", h.GroupWait}, {"group_interval", h.GroupInterval}, {"repeat_interval", h.RepeatInterval}} {
+	}{{"correlation_window", h.CorrelationWindow}, {"chain_window", h.ChainWindow}, {"group_wait", h.GroupWait}, {"group_interval", h.GroupInterval}, {"repeat_interval", h.RepeatInterval}} {
 		if d.v.D() <= 0 {
 			bad("hunting.%s must be a positive duration", d.name)
 		}
+	}
+	if h.ChainWindow.D() > 0 && h.ChainWindow.D() < h.CorrelationWindow.D() {
+		bad("hunting.chain_window (%s) must be at least correlation_window (%s)", h.ChainWindow.D(), h.CorrelationWindow.D())
 	}
 	if h.NotifyScore < 1 || h.NotifyScore > 100 {
 		bad("hunting.notify_score %d must be between 1 and 100", h.NotifyScore)

@@ -1,0 +1,180 @@
+package hunting
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Group commit. An org's ingest takes the org's advisory lock (correlation
+// reads, then writes, the org's incidents), so concurrent requests for one
+// org used to queue on it, each waiting for the others' transactions and
+// fsyncs. Instead, the requests of one org in flight on this replica are
+// coalesced: the first becomes the leader and runs one transaction for
+// every request queued meanwhile (up to groupMaxItems alerts); the others
+// wait, decoded and ready, and each is answered with its own per-item
+// results. When the group is done the next queued request leads the next
+// group. Correlation is exactly as for one big request; across replicas
+// the advisory lock still orders the groups.
+
+// groupMaxItems caps the alerts of one group transaction.
+const groupMaxItems = 4000
+
+// groupTimeout bounds one group's transaction: it runs for several
+// requests, so it does not end when the leader's client goes away.
+const groupTimeout = 2 * time.Minute
+
+// groupCommits holds one queue per org.
+type groupCommits struct {
+	mu   sync.Mutex
+	orgs map[string]*orgQueue
+}
+
+func newGroupCommits() *groupCommits { return &groupCommits{orgs: map[string]*orgQueue{}} }
+
+// orgQueue is an org's requests waiting for a group, and whether a leader
+// is running one.
+type orgQueue struct {
+	mu      sync.Mutex
+	pending []*groupReq
+	busy    bool
+}
+
+// groupReq is one request's part of a group.
+type groupReq struct {
+	alerts []*Alert
+	idx    []int
+	out    []ItemResult
+	done   chan error    // its result, once
+	lead   chan struct{} // it is to lead the next group
+}
+
+// submit stores the request's alerts of org (alerts[idx], results in out)
+// in a group transaction, and returns when they are committed (or failed).
+func (g *groupCommits) submit(ctx context.Context, s *Service, org string, alerts []*Alert, idx []int, out []ItemResult) error {
+	g.mu.Lock()
+	q := g.orgs[org]
+	if q == nil {
+		q = &orgQueue{}
+		g.orgs[org] = q
+	}
+	g.mu.Unlock()
+	r := &groupReq{alerts: alerts, idx: idx, out: out, done: make(chan error, 1), lead: make(chan struct{}, 1)}
+	q.mu.Lock()
+	q.pending = append(q.pending, r)
+	lead := !q.busy
+	q.busy = true
+	q.mu.Unlock()
+	if lead {
+		s.leadGroup(ctx, org, q)
+	}
+	for {
+		select {
+		case err := <-r.done:
+			return err
+		case <-r.lead:
+			s.leadGroup(ctx, org, q)
+		}
+	}
+}
+
+// leadGroup takes the queued requests (the leader's first), stores them
+// in one transaction, answers each, and hands the lead to the next queued
+// request, if any.
+func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
+	q.mu.Lock()
+	n, items := 0, 0
+	for n < len(q.pending) && (n == 0 || items+len(q.pending[n].idx) <= groupMaxItems) {
+		items += len(q.pending[n].idx)
+		n++
+	}
+	grp := q.pending[:n:n]
+	q.pending = q.pending[n:]
+	q.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
+	s.m.groups.Inc()
+	s.m.groupRequests.Add(float64(len(grp)))
+	err := s.safeCommitGroup(ctx, org, grp)
+	if err != nil && len(grp) > 1 {
+		// One request must not fail the others: each alone, then.
+		for _, r := range grp {
+			r.done <- s.safeCommitGroup(ctx, org, []*groupReq{r})
+		}
+	} else {
+		for _, r := range grp {
+			r.done <- err
+		}
+	}
+	cancel()
+
+	q.mu.Lock()
+	if len(q.pending) == 0 {
+		q.busy = false
+	} else {
+		q.pending[0].lead <- struct{}{}
+	}
+	q.mu.Unlock()
+}
+
+// safeCommitGroup is commitGroup with a panic turned into an error, so
+// that the org's queue always moves on.
+func (s *Service) safeCommitGroup(ctx context.Context, org string, grp []*groupReq) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("hunting: ingest of org %s panicked: %v", org, p)
+			s.log.Error("ingest panicked", "org", org, "panic", p)
+		}
+	}()
+	return s.commitGroup(ctx, org, grp)
+}
+
+// commitGroup runs one transaction for the group's requests and copies
+// each item's result back to its request; on error nothing was stored and
+// the requests' results are left as they were.
+func (s *Service) commitGroup(ctx context.Context, org string, grp []*groupReq) error {
+	start := time.Now()
+	var alerts []*Alert
+	var idx, req []int
+	var out []ItemResult
+	for ri, r := range grp {
+		for _, i := range r.idx {
+			idx = append(idx, len(alerts))
+			req = append(req, ri)
+			alerts = append(alerts, r.alerts[i])
+			out = append(out, r.out[i])
+		}
+	}
+	if len(grp) == 1 {
+		req = nil
+	}
+	var events int
+	var after *cacheUpdate
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		after = newCacheUpdate()
+		n, err := s.ingestOrg(ctx, tx, org, alerts, idx, req, out, after)
+		if err != nil {
+			return fmt.Errorf("hunting: ingest %d alerts of org %s (%d requests): %w", len(alerts), org, len(grp), err)
+		}
+		events = n
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.cache.apply(after)
+	k := 0
+	for _, r := range grp {
+		for _, i := range r.idx {
+			r.out[i] = out[k]
+			k++
+		}
+	}
+	took := time.Since(start)
+	s.m.batchDur.Observe(took.Seconds())
+	s.log.Debug("ingested batch", "alerts", len(alerts), "requests", len(grp), "org", org, "events", events, "took", took)
+	return nil
+}

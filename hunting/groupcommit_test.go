@@ -1,0 +1,172 @@
+package hunting
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// TestConcurrentRequestsCoalesce: requests of one org that arrive while
+// another's transaction runs are stored together in the next transaction,
+// each answered with its own results, and correlated as one batch would be.
+func TestConcurrentRequestsCoalesce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-time.Hour)
+	// Hold the org's lock from outside, as another replica would: the first
+	// request leads a group and waits in its transaction; the others queue.
+	conn, err := f.pool.Acquire(f.ctx)
+	require.NoError(t, err)
+	tx, err := conn.Begin(f.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(f.ctx, lockOrgSQL, "contoso")
+	require.NoError(t, err)
+
+	const senders = 4
+	type answer struct {
+		res *IngestResult
+		err error
+	}
+	answers := make([]chan answer, senders)
+	send := func(k int) {
+		var gs []gen
+		for i := range 25 {
+			// The requests share the devices and the implant..
+			gs = append(gs, gen{ID: fmt.Sprintf("s%d-%d", k, i), Device: fmt.Sprintf("pc%d", i%3), At: at.Add(time.Duration(i) * time.Minute),
+				Files: []string{sha("implant")}, Severity: "Medium", Category: "Execution"})
+		}
+		// The same alert in two requests: the newer version wins.
+		gs = append(gs, gen{ID: "dup", Device: "pc-dup", At: at.Add(time.Duration(k) * time.Second), Files: []string{sha("implant")}})
+		raws := make([]RawAlert, len(gs))
+		for i, g := range gs {
+			raws[i] = g.raw()
+		}
+		res, err := f.svc.Ingest(f.ctx, raws)
+		answers[k] <- answer{res, err}
+	}
+	for k := range senders {
+		answers[k] = make(chan answer, 1)
+	}
+	go send(0)
+	q := func() *orgQueue {
+		f.svc.groups.mu.Lock()
+		defer f.svc.groups.mu.Unlock()
+		return f.svc.groups.orgs["contoso"]
+	}
+	require.Eventually(t, func() bool { return q() != nil }, 10*time.Second, time.Millisecond)
+	var wg sync.WaitGroup
+	for k := 1; k < senders; k++ {
+		wg.Go(func() { send(k) })
+	}
+	pending := func() int {
+		q().mu.Lock()
+		defer q().mu.Unlock()
+		return len(q().pending)
+	}
+	require.Eventually(t, func() bool { return pending() == senders-1 }, 10*time.Second, time.Millisecond, "the others queue behind the leader")
+	require.NoError(t, tx.Rollback(f.ctx))
+	conn.Release()
+	wg.Wait()
+
+	var inc int64
+	dups := map[ItemStatus]int{}
+	concurrent := 0
+	for k := range senders {
+		a := <-answers[k]
+		require.NoError(t, a.err)
+		require.Len(t, a.res.Items, 26)
+		for i, it := range a.res.Items {
+			require.Equal(t, i, it.Index)
+			if it.ID == "dup" {
+				dups[it.Status]++
+				if strings.Contains(it.Reason, "at the same time") {
+					concurrent++
+				}
+				continue
+			}
+			require.Equal(t, fmt.Sprintf("s%d-%d", k, i), it.ID, "each request gets its own results")
+			require.Equal(t, StatusAccepted, it.Status)
+			if inc == 0 {
+				inc = it.IncidentID
+			}
+			require.Equal(t, inc, it.IncidentID, "one incident: the implant links them all")
+		}
+	}
+	require.Equal(t, 2.0, testutil.ToFloat64(f.svc.m.groups), "the leader's group, then one group for the three others")
+	require.Equal(t, 4.0, testutil.ToFloat64(f.svc.m.groupRequests))
+	// The first request stored "dup" alone; of the three coalesced, the
+	// newest wins and the two others are told a concurrent request had it.
+	require.Equal(t, 1, dups[StatusAccepted], "%v", dups)
+	require.Equal(t, 3, dups[StatusUpdated]+dups[StatusUnchanged], "%v", dups)
+	require.Equal(t, 2, concurrent)
+	var first time.Time
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT first_activity FROM hunting_alerts WHERE id = 'dup'`).Scan(&first))
+	require.True(t, first.Equal(at.Add(3*time.Second)), "the newest version is stored: %s", first)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_incidents`))
+	require.Equal(t, 101, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_merges`))
+}
+
+// TestGroupFailureIsolatesRequests: when a group's transaction fails, each
+// request is tried alone, so one bad request does not fail the others.
+func TestGroupFailureIsolatesRequests(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-time.Hour)
+	good := &groupReq{alerts: []*Alert{{Source: SourceDefender, ID: "g1", Org: "contoso", Severity: SeverityLow, Created: at}},
+		idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1)}
+	// A NUL byte cannot be stored in a text column: this request's
+	// statement fails (normalize never lets one through; this stands for
+	// any failure of one request's data).
+	bad := &groupReq{alerts: []*Alert{{Source: SourceDefender, ID: "b1", Org: "contoso", Severity: SeverityLow, Created: at, Title: "x\x00y"}},
+		idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1)}
+	q := &orgQueue{pending: []*groupReq{good, bad}, busy: true}
+	f.svc.leadGroup(f.ctx, "contoso", q)
+	require.NoError(t, <-good.done)
+	require.Error(t, <-bad.done)
+	require.Equal(t, StatusAccepted, good.out[0].Status)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	require.False(t, q.busy)
+}
+
+// TestEntityCacheKeepsTheStoreRight: entities the store already holds are
+// not sent again, yet an earlier first sighting, a later last one and a
+// display learned later still reach it.
+func TestEntityCacheKeepsTheStoreRight(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-5 * time.Hour)
+	file := sha("implant")
+	seen := func() (time.Time, time.Time) {
+		var first, last time.Time
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT first_seen, last_seen FROM hunting_incident_entities WHERE kind = 'file' AND value = $1`, file).Scan(&first, &last))
+		return first, last
+	}
+	inc := f.ingest(t, gen{ID: "e1", Device: "pc1", At: at, Files: []string{file}}).Items[0].IncidentID
+	f.svc.cache.mu.Lock()
+	_, cached := f.svc.cache.entities[entKey{inc, string(EntityFile), file}]
+	f.svc.cache.mu.Unlock()
+	require.True(t, cached, "the cache learned the row")
+	first, last := seen()
+	require.True(t, first.Equal(at) && last.Equal(at))
+
+	f.ingest(t, gen{ID: "e2", Device: "pc1", At: at.Add(30 * time.Minute), Files: []string{file}})
+	_, last = seen()
+	require.True(t, last.Equal(at), "within the hour: nothing to write")
+
+	f.ingest(t, gen{ID: "e3", Device: "pc1", At: at.Add(-2 * time.Hour), Files: []string{file}})
+	first, _ = seen()
+	require.True(t, first.Equal(at.Add(-2*time.Hour)), "an earlier sighting moves first_seen: %s", first)
+
+	f.ingest(t, gen{ID: "e4", Device: "pc1", At: at.Add(2 * time.Hour), Files: []string{file}})
+	_, last = seen()
+	require.True(t, last.Equal(at.Add(2*time.Hour)), "a later one moves last_seen: %s", last)
+	for _, id := range []string{"e2", "e3", "e4"} {
+		require.Equal(t, inc, f.incidentOf(t, "contoso", id))
+	}
+}

@@ -1,0 +1,552 @@
+package hunting
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// One org's part of a batch goes through these stages, in order, inside
+// the batch's transaction. Each takes one input and gives one output; the
+// pure ones (latestPerID, classify, joinKeys, correlate) touch no database
+// and are tested on their own.
+//
+//	latestPerID      items -> the newest item per alert id
+//	loadKnown        those -> what the store has of them (org lock taken)
+//	classify         items + store -> accepted / updated / unchanged
+//	measure          live items -> prevalence (common and rare keys)
+//	joinKeys         items + prevalence -> each item's join keys
+//	findCandidates   join keys -> stored incidents holding them
+//	correlate        items + candidates -> who joins what, merges
+//	allocate         correlation -> incident ids for new incidents
+//	lockIncidents    touched incidents -> their locked states
+//	store            merges, alerts, entities -> written; new entities
+//	refresh          states + fold -> scores, policy, outbox events
+//
+// req, when not nil, names the request of each item (a group of
+// coalesced requests, groupcommit.go).
+func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, req []int, out []ItemResult, after *cacheUpdate) (int, error) {
+	now := s.cfg.Now().UTC()
+	ws := latestPerID(alerts, idx, req, out)
+	have, err := loadKnown(ctx, tx, org, ws)
+	if err != nil {
+		return 0, err
+	}
+	if ws = classify(ws, have); len(ws) == 0 {
+		return 0, nil
+	}
+	prev, err := s.measure(ctx, tx, org, ws, now, after)
+	if err != nil {
+		return 0, err
+	}
+	keys := joinKeys(ws, prev)
+	cands, err := s.findCandidates(ctx, tx, org, keys, prev)
+	if err != nil {
+		return 0, err
+	}
+	corr := correlate(s.correlationInput(ws, prev, cands))
+	merges, err := s.allocate(ctx, tx, org, now, ws, corr)
+	if err != nil {
+		return 0, err
+	}
+	sts, err := lockIncidents(ctx, tx, org, ws, merges)
+	if err != nil {
+		return 0, err
+	}
+	fold, keep, err := s.store(ctx, tx, org, now, ws, merges, sts, prev.rare, after)
+	if err != nil {
+		return 0, err
+	}
+	events, err := s.mergeEvents(ctx, tx, org, now, merges, fold.posted)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.refresh(ctx, tx, keep, fold, now)
+	if err != nil {
+		return 0, err
+	}
+	return events + n, nil
+}
+
+// latestPerID keeps, per alert id, the item with the newest lastUpdate
+// (the later one on a tie) and marks the others in out. req, when not nil,
+// names each item's request: items of concurrent requests are told so.
+func latestPerID(alerts []*Alert, idx []int, req []int, out []ItemResult) []*work {
+	last := make(map[string]int, len(idx))
+	same := func(i, j int) bool { return req == nil || req[i] == req[j] }
+	for _, i := range idx {
+		a := alerts[i]
+		if j, ok := last[a.ID]; ok {
+			if alerts[j].LastUpdate.After(a.LastUpdate) {
+				out[i].Status, out[i].Reason = StatusUnchanged, "an item later in the request has a newer version of this alert"
+				if !same(i, j) {
+					out[i].Reason = "a request sent at the same time has a newer version of this alert"
+				}
+				continue
+			}
+			out[j].Status, out[j].Reason = StatusUpdated, "superseded by a later item in the same request"
+			if !same(i, j) {
+				out[j].Reason = "superseded by a newer version of this alert in a request sent at the same time"
+			}
+		}
+		last[a.ID] = i
+	}
+	ws := make([]*work, 0, len(last))
+	for _, i := range idx {
+		if j, ok := last[alerts[i].ID]; ok && j == i {
+			h := alerts[i].hash
+			if h == nil {
+				h = alertHash(alerts[i])
+			}
+			ws = append(ws, &work{a: alerts[i], res: &out[i], hash: h})
+		}
+	}
+	return ws
+}
+
+// knownAlert is what the store has of an alert.
+type knownAlert struct {
+	inc  int64
+	hash []byte
+	lu   *time.Time
+	open bool
+	// What the incident's aggregates depend on: a change of any of them
+	// (a status or classification set upstream, a severity lowered)
+	// recomputes the incident's aggregates from its alerts.
+	status, class, severity, category string
+}
+
+// loadKnown takes the org's lock and reads the stored versions of the
+// batch's alerts, in one round trip. One writer per org at a time (across
+// replicas): correlation reads then writes the org's incidents.
+func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[string]knownAlert, error) {
+	ids := make([]string, len(ws))
+	for i, w := range ws {
+		ids[i] = w.a.ID
+	}
+	have := map[string]knownAlert{}
+	kb := &pgx.Batch{}
+	kb.Queue(lockOrgSQL, org)
+	kb.Queue(`
+SELECT a.id, a.incident_id, a.content_hash, a.last_update, i.status = 'open', a.status, a.classification, a.severity, a.category
+FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
+WHERE a.org = $1 AND a.id = ANY($2)`, org, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var k knownAlert
+			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.status, &k.class, &k.severity, &k.category); err != nil {
+				return fmt.Errorf("scan known alert: %w", err)
+			}
+			have[id] = k
+		}
+		return nil
+	})
+	if err := tx.SendBatch(ctx, kb).Close(); err != nil {
+		return nil, fmt.Errorf("lock org %s and load known alerts: %w", org, err)
+	}
+	return have, nil
+}
+
+// classify sets each item's status against the store and returns the
+// items that change something: new alerts and real updates.
+func classify(ws []*work, have map[string]knownAlert) []*work {
+	live := ws[:0]
+	for _, w := range ws {
+		k, ok := have[w.a.ID]
+		if !ok {
+			w.res.Status = StatusAccepted
+			live = append(live, w)
+			continue
+		}
+		w.res.IncidentID = k.inc
+		switch {
+		case string(k.hash) == string(w.hash):
+			w.res.Status, w.res.Reason = StatusUnchanged, "identical to the stored alert"
+			continue
+		case k.lu != nil && k.lu.After(w.a.LastUpdate):
+			w.res.Status, w.res.Reason = StatusUnchanged, "older than the stored version (lastUpdate)"
+			continue
+		}
+		w.res.Status, w.res.Reason = StatusUpdated, ""
+		w.update, w.prevInc, w.prevOK = true, k.inc, k.open
+		w.wasResolved = k.status == alertResolved
+		w.triage = k.status != w.a.Status || k.class != w.a.Classification || k.severity != string(w.a.Severity) || k.category != w.a.Category
+		live = append(live, w)
+	}
+	return live
+}
+
+// prevalence is what the batch learned of its entities' spread.
+type prevalence struct {
+	// common keys are seen on CommonEntityDevices devices or more in the
+	// window: they link nothing. rare keys are seen on at most two.
+	common, rare map[ekey]bool
+	// keySet is every join-key candidate of the batch (strong entities of
+	// alerts that may correlate).
+	keySet map[ekey]struct{}
+	// minT and maxT span the batch's alert times.
+	minT, maxT time.Time
+}
+
+// correlates reports whether the item takes part in correlation (an
+// update of an alert of a closed incident stays there and links nothing).
+func (w *work) correlates() bool { return !w.update || w.prevOK }
+
+// measure records on which device each strong entity of the batch was
+// seen, then finds the entities seen on too many devices in the window
+// (common) and on very few (rare), in one round trip.
+func (s *Service) measure(ctx context.Context, tx pgx.Tx, org string, ws []*work, now time.Time, after *cacheUpdate) (prevalence, error) {
+	p := prevalence{common: map[ekey]bool{}, rare: map[ekey]bool{}, keySet: map[ekey]struct{}{}}
+	pb := &pgx.Batch{}
+	p.minT, p.maxT = s.queueSightings(pb, org, ws, now, after)
+	for _, w := range ws {
+		if !w.correlates() {
+			continue
+		}
+		for _, e := range w.a.Entities {
+			if e.JoinKey {
+				p.keySet[ekey{string(e.Kind), e.Value}] = struct{}{}
+			}
+		}
+	}
+	kinds, values := make([]string, 0, len(p.keySet)), make([]string, 0, len(p.keySet))
+	s.cache.mu.Lock()
+	for k := range p.keySet {
+		if k.kind == string(EntityDevice) {
+			continue
+		}
+		// A key found common a little while ago is still common.
+		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
+			p.common[k] = true
+			continue
+		}
+		kinds = append(kinds, k.kind)
+		values = append(values, k.value)
+	}
+	s.cache.mu.Unlock()
+	if len(kinds) > 0 {
+		pb.Queue(`
+SELECT k.kind, k.value, c.n FROM unnest($2::text[], $3::text[]) AS k(kind, value)
+CROSS JOIN LATERAL (
+    -- Counting stops at the threshold: a popular key costs no more than a rare one.
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM hunting_entity_devices d
+        WHERE d.org = $1 AND d.kind = k.kind AND d.value = k.value AND d.last_seen >= $4
+        LIMIT $5) x) c
+WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, p.minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k ekey
+				var n int
+				if err := rows.Scan(&k.kind, &k.value, &n); err != nil {
+					return fmt.Errorf("scan prevalence: %w", err)
+				}
+				if n >= s.cfg.CommonEntityDevices {
+					p.common[k] = true
+					after.common[devKey(org, k.kind, k.value, "")] = now.Add(commonCacheTTL)
+				} else {
+					p.rare[k] = true
+				}
+			}
+			return nil
+		})
+	}
+	// One round trip: record this batch's sightings, then count (the count
+	// sees them: same transaction, statements in order).
+	if err := tx.SendBatch(ctx, pb).Close(); err != nil {
+		return p, fmt.Errorf("record and measure entity prevalence: %w", err)
+	}
+	return p, nil
+}
+
+// joinKeys sets each correlating item's join keys (strong, not common) and
+// returns the distinct keys to look up.
+func joinKeys(ws []*work, p prevalence) []ekey {
+	for _, w := range ws {
+		if !w.correlates() {
+			continue
+		}
+		for _, e := range w.a.Entities {
+			if e.JoinKey && !p.common[ekey{string(e.Kind), e.Value}] {
+				w.keys = append(w.keys, e)
+			}
+		}
+	}
+	keys := make([]ekey, 0, len(p.keySet))
+	for k := range p.keySet {
+		if !p.common[k] {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// candidates are the stored incidents holding each join key.
+type candidates map[ekey][]candidate
+
+// findCandidates reads the open and closed incidents holding any of the
+// keys within reach of the batch. A key held by CommonEntityDevices open incidents or
+// more is glue, not evidence: it is added to p.common and has no
+// candidates.
+func (s *Service) findCandidates(ctx context.Context, tx pgx.Tx, org string, keys []ekey, p prevalence) (candidates, error) {
+	cands := candidates{}
+	if len(keys) == 0 {
+		return cands, nil
+	}
+	kinds, values := make([]string, len(keys)), make([]string, len(keys))
+	since, until := make([]time.Time, len(keys)), make([]time.Time, len(keys))
+	for i, k := range keys {
+		kinds[i], values[i] = k.kind, k.value
+		// A rare file or account reaches back over the chain window.
+		w := s.cfg.Window
+		if p.rare[k] && rareChainKind(k.kind) {
+			w = s.cfg.ChainWindow
+		}
+		since[i], until[i] = p.minT.Add(-w), p.maxT.Add(w)
+	}
+	rows, err := tx.Query(ctx, `
+SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen, ie.closed
+FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(kind, value, since, until)
+CROSS JOIN LATERAL (
+    -- One index probe per key, and a bounded number of incidents per key:
+    -- a key in $6 open incidents is glue, not evidence (the caller drops
+    -- it). Closed incidents come along (a new incident says it follows
+    -- one); merged ones have no entities left.
+    SELECT e.incident_id, e.first_seen, e.last_seen,
+        -- A probe of the small index of incidents that are not open, not
+        -- of every incident row.
+        EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open') AS closed
+    FROM hunting_incident_entities e
+    WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
+      AND e.join_key AND e.last_seen >= k.since AND e.first_seen <= k.until
+    LIMIT 2 * $6) ie`, org, kinds, values, since, until, s.cfg.CommonEntityDevices)
+	if err != nil {
+		return nil, fmt.Errorf("find incidents to join: %w", err)
+	}
+	for rows.Next() {
+		var c candidate
+		var k ekey
+		if err := rows.Scan(&k.kind, &k.value, &c.Inc, &c.First, &c.Last, &c.Closed); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan incident entity: %w", err)
+		}
+		cands[k] = append(cands[k], c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find incidents to join: %w", err)
+	}
+	for k, cs := range cands {
+		open := 0
+		for _, c := range cs {
+			if !c.Closed {
+				open++
+			}
+		}
+		if open >= s.cfg.CommonEntityDevices {
+			delete(cands, k)
+			p.common[k] = true
+		}
+	}
+	return cands, nil
+}
+
+// correlationInput gathers what correlate needs from the batch.
+func (s *Service) correlationInput(ws []*work, p prevalence, cands candidates) correlationInput {
+	in := correlationInput{Alerts: make([]corrAlert, len(ws)), Candidates: cands, Common: p.common, Window: s.cfg.Window,
+		Rare: p.rare, ChainWindow: s.cfg.ChainWindow}
+	for i, w := range ws {
+		a := corrAlert{When: w.a.when(), Keys: w.keys, Stay: !w.correlates()}
+		if w.update {
+			a.Prev = w.prevInc
+		}
+		in.Alerts[i] = a
+	}
+	return in
+}
+
+// allocate creates the incidents the correlation asks for, sets each
+// item's incident, and returns the merges to carry out.
+func (s *Service) allocate(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work, c correlation) ([]mergeRec, error) {
+	var ids []int64
+	if c.NewIncidents > 0 {
+		rows, err := tx.Query(ctx, `
+INSERT INTO hunting_incidents (org, created_at, updated_at)
+SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, c.NewIncidents)
+		if err != nil {
+			return nil, fmt.Errorf("create incidents: %w", err)
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+			return nil, fmt.Errorf("create incidents: %w", err)
+		}
+		slices.Sort(ids)
+		s.m.incidents.Add(float64(len(ids)))
+		// New activity on a closed incident's entities: the new incident
+		// says which one it follows (rare: a round trip only then).
+		var fid, fof []int64
+		for g, f := range c.Follows {
+			if f != 0 {
+				fid, fof = append(fid, ids[g]), append(fof, f)
+			}
+		}
+		if len(fid) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE hunting_incidents i SET follows = x.f FROM unnest($1::bigint[], $2::bigint[]) AS x(id, f) WHERE i.id = x.id`,
+				fid, fof); err != nil {
+				return nil, fmt.Errorf("record the incidents new ones follow: %w", err)
+			}
+		}
+	}
+	for i, w := range ws {
+		w.inc = c.Inc[i]
+		if g := c.Group[i]; g >= 0 {
+			w.inc = ids[g]
+		}
+		w.res.IncidentID = w.inc
+	}
+	merges := make([]mergeRec, len(c.Merges))
+	for i, m := range c.Merges {
+		merges[i] = mergeRec{from: m.From, into: m.Into, reason: m.Reason}
+		if m.Alert >= 0 {
+			merges[i].alert = ws[m.Alert].a.ID
+		}
+	}
+	return merges, nil
+}
+
+// lockIncidents locks and reads every incident the batch touches, merged
+// ones included, before anything moves.
+func lockIncidents(ctx context.Context, tx pgx.Tx, org string, ws []*work, merges []mergeRec) ([]*incState, error) {
+	touched := map[int64]bool{}
+	for _, w := range ws {
+		touched[w.inc] = true
+	}
+	for _, m := range merges {
+		touched[m.from] = true
+	}
+	ids := make([]int64, 0, len(touched))
+	for id := range touched {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return loadStates(ctx, tx, org, ids, nil, false)
+}
+
+// store writes the merges, the alerts and their incidents' entities as one
+// pipeline, and returns what the batch adds to its incidents and the
+// incidents that remain (the merged ones are gone).
+func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work, merges []mergeRec, sts []*incState, rare map[ekey]bool, after *cacheUpdate) (*batchFold, []*incState, error) {
+	fold := &batchFold{alerts: map[int64][]*work{}, absorbed: map[int64][]*incState{}, recount: map[int64]bool{}, rare: rare,
+		entities: map[int64][]newEntity{}, posted: map[int64]bool{}, recompute: map[int64]bool{}}
+	for _, w := range ws {
+		fold.alerts[w.inc] = append(fold.alerts[w.inc], w)
+		if w.triage {
+			fold.recompute[w.inc] = true
+		}
+	}
+	byID := make(map[int64]*incState, len(sts))
+	for _, st := range sts {
+		byID[st.ID] = st
+	}
+	b := &pgx.Batch{}
+	if len(merges) > 0 {
+		queueMerges(b, org, now, merges, fold.posted)
+		for _, m := range merges {
+			if o := byID[m.from]; o != nil {
+				fold.absorbed[m.into] = append(fold.absorbed[m.into], o)
+			}
+			fold.recount[m.into] = true
+			delete(byID, m.from)
+		}
+	}
+	if err := queueAlerts(b, org, now, ws); err != nil {
+		return nil, nil, err
+	}
+	s.cache.queueIncidentEntities(b, org, ws, fold.entities, after)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("store %d alerts, their entities and %d merges: %w", len(ws), len(merges), err)
+	}
+	keep := make([]*incState, 0, len(byID))
+	for _, st := range sts {
+		if byID[st.ID] != nil {
+			keep = append(keep, st)
+		}
+	}
+	return fold, keep, nil
+}
+
+// queueSightings queues the recording of on which device each strong
+// entity of the batch was seen, and returns the span of the batch's times.
+func (s *Service) queueSightings(pb *pgx.Batch, org string, ws []*work, now time.Time, after *cacheUpdate) (minT, maxT time.Time) {
+	type dkey struct{ kind, value, dev string }
+	seen := map[dkey]time.Time{}
+	minT, maxT = ws[0].a.when(), ws[0].a.when()
+	for _, w := range ws {
+		t := w.a.when()
+		minT, maxT = minTime(minT, t), maxTime(maxT, t)
+		dev := w.a.DeviceID
+		if dev == "" {
+			continue
+		}
+		for _, e := range w.a.Entities {
+			if !e.JoinKey || e.Kind == EntityDevice {
+				continue
+			}
+			k := dkey{string(e.Kind), e.Value, dev}
+			if old, ok := seen[k]; !ok || t.After(old) {
+				seen[k] = t
+			}
+		}
+	}
+	// Rows this replica wrote less than an hour (of alert time) ago are
+	// skipped: the stored last_seen is good enough for the window.
+	// Keys known to be common need no more sightings until the cache entry
+	// runs out (then the next batch records its sightings and counts again).
+	s.cache.mu.Lock()
+	for k, t := range seen {
+		if at, ok := s.cache.recorded[devKey(org, k.kind, k.value, k.dev)]; ok && t.Before(at.Add(time.Hour)) {
+			delete(seen, k)
+			continue
+		}
+		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
+			delete(seen, k)
+		}
+	}
+	s.cache.mu.Unlock()
+	if len(seen) > 0 {
+		dk := make([]dkey, 0, len(seen))
+		for k := range seen {
+			dk = append(dk, k)
+			after.recorded[devKey(org, k.kind, k.value, k.dev)] = seen[k]
+		}
+		sort.Slice(dk, func(i, j int) bool {
+			if dk[i].kind != dk[j].kind {
+				return dk[i].kind < dk[j].kind
+			}
+			if dk[i].value != dk[j].value {
+				return dk[i].value < dk[j].value
+			}
+			return dk[i].dev < dk[j].dev
+		})
+		kinds, values, devs := make([]string, len(dk)), make([]string, len(dk)), make([]string, len(dk))
+		ts := make([]time.Time, len(dk))
+		for i, k := range dk {
+			kinds[i], values[i], devs[i], ts[i] = k.kind, k.value, k.dev, seen[k]
+		}
+		pb.Queue(`
+INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
+SELECT $1, x.k, x.v, x.d, x.t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
+-- Read before writing: ON CONFLICT DO UPDATE locks (and so writes) every
+-- conflicting row, even those its WHERE then skips. Rows that are already
+-- recent enough are dropped here, with a plain index probe.
+LEFT JOIN hunting_entity_devices o ON o.org = $1 AND o.kind = x.k AND o.value = x.v AND o.device = x.d
+WHERE o.org IS NULL OR o.last_seen < x.t - interval '1 hour'
+ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_seen
+    -- An hour's precision is plenty for a 24-hour window and saves most rewrites.
+    WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`,
+			org, kinds, values, devs, ts)
+	}
+	return minT, maxT
+}

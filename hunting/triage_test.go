@@ -1,0 +1,253 @@
+package hunting
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// postedChain ingests an attack chain and sweeps until it is posted.
+func (f *fixture) postedChain(t *testing.T, prefix, device string) int64 {
+	t.Helper()
+	inc := f.ingest(t, chain(prefix, device, f.clock.Now().Add(-50*time.Minute))...).Items[0].IncidentID
+	f.clock.Advance(time.Minute)
+	f.sweep(t)
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.NotNil(t, v.PostedAt)
+	return inc
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	inc := f.postedChain(t, "c", "victim")
+	require.ErrorIs(t, f.svc.Resolve(f.ctx, "fabrikam", inc, ClassTruePositive, "", "U0X"), ErrNotFound, "another org's incident is not found")
+	require.ErrorContains(t, f.svc.Resolve(f.ctx, "contoso", inc, "maybe", "", "U0X"), "classification")
+	require.ErrorContains(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "", " "), "who resolves it")
+
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "contained: device isolated, passwords reset", "U0ANALYST"))
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, "closed", v.Status)
+	require.Equal(t, ClassTruePositive, v.Classification)
+	require.Equal(t, "U0ANALYST", v.ResolvedBy)
+	require.Equal(t, "contained: device isolated, passwords reset", v.ResolveComment)
+	require.NotNil(t, v.ResolvedAt)
+
+	rows := f.outbox(t)
+	last := rows[len(rows)-1]
+	require.Equal(t, EventResolved, last.Kind)
+	require.Equal(t, Stream(inc), last.Stream)
+	p := last.Payload
+	require.Equal(t, "U0ANALYST", p.By)
+	require.Equal(t, ClassTruePositive, p.Classification)
+	require.Equal(t, "true positive", p.ClassificationLabel)
+	require.Equal(t, "contained: device isolated, passwords reset", p.Comment)
+	require.Equal(t, "closed", p.Status)
+	require.True(t, p.Final, "the card drops its buttons")
+	require.Equal(t, "Resolved by U0ANALYST as true positive: contained: device isolated, passwords reset", p.Note)
+
+	err = f.svc.Resolve(f.ctx, "contoso", inc, ClassFalsePositive, "", "U0OTHER")
+	require.ErrorIs(t, err, ErrNotOpen)
+	require.ErrorContains(t, err, "already resolved by U0ANALYST as true positive")
+	require.Len(t, f.outbox(t), len(rows), "nothing more recorded")
+
+	// A quiet incident resolves without an event: it has no card.
+	q := f.ingest(t, gen{ID: "quiet", Device: "pc-q", Severity: "Low", At: f.clock.Now().Add(-time.Hour)}).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", q, ClassFalsePositive, "", "U0ANALYST"))
+	require.Len(t, f.outbox(t), len(rows))
+	v, err = f.svc.Incident(f.ctx, "contoso", q)
+	require.NoError(t, err)
+	require.Equal(t, ClassFalsePositive, v.Classification)
+}
+
+func TestResolveMergedIncidentSaysWhere(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-30 * time.Minute)
+	a := f.ingest(t, gen{ID: "a1", Device: "pc-a", At: at}).Items[0].IncidentID
+	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at, Files: []string{sha("implant")}}).Items[0].IncidentID
+	f.ingest(t, gen{ID: "link", Device: "pc-a", At: at.Add(time.Minute), Files: []string{sha("implant")}})
+	err := f.svc.Resolve(f.ctx, "contoso", b, ClassTruePositive, "", "U0X")
+	require.ErrorIs(t, err, ErrNotOpen)
+	require.ErrorContains(t, err, "merged into incident")
+	require.ErrorIs(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0X"), ErrNotOpen)
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", a, ClassTruePositive, "", "U0X"))
+}
+
+// TestResolvedUpstream: when every alert of an incident is resolved in
+// the source, the incident resolves itself, classified from its alerts,
+// with a note for the card's thread; until then each resolution updates it.
+func TestResolvedUpstream(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	inc := f.postedChain(t, "c", "victim")
+	at := t0.Add(-50 * time.Minute)
+	gs := chain("c", "victim", at)
+	for i, g := range gs {
+		g.Status, g.Class = "Resolved", "FalsePositive"
+		res := f.ingest(t, g)
+		require.Equal(t, StatusUpdated, res.Items[0].Status)
+		require.Equal(t, inc, res.Items[0].IncidentID)
+		v, err := f.svc.Incident(f.ctx, "contoso", inc)
+		require.NoError(t, err)
+		if i < len(gs)-1 {
+			require.Equal(t, "open", v.Status, "alert %d of %d resolved", i+1, len(gs))
+		} else {
+			require.Equal(t, "closed", v.Status)
+			require.Equal(t, ClassFalsePositive, v.Classification)
+			require.Equal(t, "upstream", v.ResolvedBy)
+		}
+	}
+	rows := f.outbox(t)
+	last := rows[len(rows)-1]
+	require.Equal(t, EventResolved, last.Kind)
+	require.Equal(t, "upstream", last.Payload.By)
+	require.True(t, last.Payload.Final)
+	require.Equal(t, "All 4 alert(s) were resolved in the source (Defender or Graph) as false positive: the incident is closed", last.Payload.Note)
+
+	// Graph's lower-case status works the same, on a fresh incident.
+	g := gen{ID: "solo", Device: "pc-solo", Severity: "Medium", At: at}
+	q := f.ingest(t, g).Items[0].IncidentID
+	g.Status, g.Class = "resolved", "truePositive"
+	f.ingest(t, g)
+	v, err := f.svc.Incident(f.ctx, "contoso", q)
+	require.NoError(t, err)
+	require.Equal(t, "closed", v.Status)
+	require.Equal(t, ClassTruePositive, v.Classification)
+}
+
+// TestAlertUpdatesFlowThrough: an upstream classification of an alert as a
+// false positive takes its severity and impact out of the incident, and the
+// card is told.
+func TestAlertUpdatesFlowThrough(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond; c.GroupInterval = time.Nanosecond })
+	at := t0.Add(-20 * time.Minute)
+	high := gen{ID: "hi", Device: "pc1", Severity: "High", Category: "CredentialAccess", At: at, Users: []string{"alice"}}
+	med := gen{ID: "med", Device: "pc1", Severity: "Medium", Category: "Execution", At: at.Add(time.Minute), Users: []string{"alice"}}
+	inc := f.ingest(t, high, med).Items[0].IncidentID
+	f.clock.Advance(time.Second)
+	f.sweep(t)
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, SeverityHigh, v.Severity)
+	before := v.Score
+	require.Equal(t, 30, reasonsOf(v.Reasons)[FactorImpact])
+
+	high.Class = "FalsePositive"
+	f.clock.Advance(time.Second)
+	f.ingest(t, high)
+	v, err = f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, "open", v.Status)
+	require.Equal(t, SeverityMedium, v.Severity, "the false positive no longer counts")
+	require.Zero(t, reasonsOf(v.Reasons)[FactorImpact], "%+v", v.Reasons)
+	require.Less(t, v.Score, before)
+	require.Equal(t, 2, v.AlertCount)
+	rows := f.outbox(t)
+	last := rows[len(rows)-1]
+	require.Equal(t, EventUpdate, last.Kind)
+	require.Equal(t, ChangeSeverityDown, last.Payload.Changes[0].Kind)
+	t.Logf("score %d -> %d after the false positive: %s", before, v.Score, last.Payload.Note)
+}
+
+// TestNewActivityAfterCloseFollows: activity on the entities of a closed
+// incident opens a new incident that says which one it follows.
+func TestNewActivityAfterCloseFollows(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond })
+	at := t0.Add(-2 * time.Hour)
+	old := f.ingest(t, gen{ID: "o1", Device: "pc1", At: at, Files: []string{sha("implant")}}).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", old, ClassTruePositive, "cleaned", "U0A"))
+	res := f.ingest(t, gen{ID: "n1", Device: "pc1", Severity: "High", Category: "Ransomware", At: at.Add(time.Hour), Files: []string{sha("implant")}})
+	inc := res.Items[0].IncidentID
+	require.NotEqual(t, old, inc, "a closed incident is never reopened")
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, old, v.Follows)
+	require.Equal(t, "open", v.Status)
+	f.clock.Advance(time.Second)
+	f.sweep(t)
+	rows := f.outbox(t)
+	require.Equal(t, EventNotify, rows[len(rows)-1].Kind)
+	require.Equal(t, old, rows[len(rows)-1].Payload.Follows)
+	v, err = f.svc.Incident(f.ctx, "contoso", old)
+	require.NoError(t, err)
+	require.Equal(t, "closed", v.Status)
+	require.Equal(t, 1, v.AlertCount)
+	// Unrelated activity follows nothing.
+	other := f.ingest(t, gen{ID: "x1", Device: "pc9", At: at.Add(time.Hour)}).Items[0].IncidentID
+	v, err = f.svc.Incident(f.ctx, "contoso", other)
+	require.NoError(t, err)
+	require.Zero(t, v.Follows)
+}
+
+func TestIncidentsListAndNotifyNow(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	posted := f.postedChain(t, "c", "victim")
+	quiet := f.ingest(t, gen{ID: "q1", Device: "pc-q", Severity: "Low", Category: "Discovery", At: f.clock.Now().Add(-time.Hour)}).Items[0].IncidentID
+	closed := f.ingest(t, gen{ID: "z1", Device: "pc-z", Severity: "Low", At: f.clock.Now().Add(-time.Hour)}).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", closed, ClassInformational, "", "U0A"))
+
+	ids := func(l []IncidentSummary) []int64 {
+		out := []int64{}
+		for _, s := range l {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	l, err := f.svc.Incidents(f.ctx, "contoso", FilterOpen, 0)
+	require.NoError(t, err)
+	require.Equal(t, []int64{quiet, posted}, ids(l), "newest first")
+	require.False(t, l[0].Posted)
+	require.True(t, l[1].Posted)
+	require.NotEmpty(t, l[0].Reasons, "each says why")
+	require.Equal(t, l[0].Score, sumPoints(l[0].Reasons))
+	l, err = f.svc.Incidents(f.ctx, "contoso", FilterQuiet, 0)
+	require.NoError(t, err)
+	require.Equal(t, []int64{quiet}, ids(l))
+	l, err = f.svc.Incidents(f.ctx, "contoso", FilterAll, 0)
+	require.NoError(t, err)
+	require.Equal(t, []int64{closed, quiet, posted}, ids(l))
+	require.Equal(t, ClassInformational, l[0].Classification)
+	require.Equal(t, "U0A", l[0].ResolvedBy)
+	l, err = f.svc.Incidents(f.ctx, "fabrikam", FilterAll, 0)
+	require.NoError(t, err)
+	require.Empty(t, l, "another org sees none")
+	_, err = f.svc.Incidents(f.ctx, "contoso", "recent", 0)
+	require.ErrorContains(t, err, "use open, quiet or all")
+
+	n := len(f.outbox(t))
+	require.ErrorIs(t, f.svc.NotifyNow(f.ctx, "contoso", posted, "U0A"), ErrAlreadyPosted)
+	require.ErrorIs(t, f.svc.NotifyNow(f.ctx, "contoso", closed, "U0A"), ErrNotOpen)
+	require.ErrorIs(t, f.svc.NotifyNow(f.ctx, "fabrikam", quiet, "U0A"), ErrNotFound)
+	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", quiet, "U0ANALYST"))
+	rows := f.outbox(t)
+	require.Len(t, rows, n+1)
+	last := rows[n]
+	require.Equal(t, EventNotify, last.Kind)
+	require.Equal(t, Stream(quiet), last.Stream)
+	require.Equal(t, "U0ANALYST", last.Payload.By)
+	require.Equal(t, 1, last.Payload.Seq)
+	l, err = f.svc.Incidents(f.ctx, "contoso", FilterQuiet, 0)
+	require.NoError(t, err)
+	require.Empty(t, l, "no longer quiet")
+	// The sweep does not post it again.
+	f.clock.Advance(time.Hour)
+	f.sweep(t)
+	for _, r := range f.outbox(t)[n+1:] {
+		require.NotEqual(t, EventNotify, r.Kind)
+	}
+}
+
+func sumPoints(rs []Reason) int {
+	n := 0
+	for _, r := range rs {
+		n += r.Points
+	}
+	return n
+}
