@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -113,7 +114,7 @@ func caseView(c *casework.Case) CaseView {
 func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error) {
 	if o.Subject.Detail != "" {
 		// casework keeps a name, not details: fold them in.
-		o.Subject.Name = cmpOr(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
+		o.Subject.Name = cmp.Or(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
 	}
 	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
 		Key: o.Key, Org: o.Org,

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -258,7 +259,7 @@ func parse(c Command) (request, *usageError) {
 	case vCases:
 		f, o := "open", ""
 		if typed {
-			f, o = strings.ToLower(cmpOr(opt(c, "filter", "which"), "open")), opt(c, "org")
+			f, o = strings.ToLower(cmp.Or(opt(c, "filter", "which"), "open")), opt(c, "org")
 		} else {
 			for _, a := range args {
 				la := strings.ToLower(a)
@@ -335,11 +336,4 @@ func parse(c Command) (request, *usageError) {
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}
 	return r, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

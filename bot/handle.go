@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -304,7 +305,7 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 		if d, ok, err := b.hunt.Describe(ctx, w.org.ID, s.Kind, s.ID); err != nil {
 			b.log.Warn("could not enrich a case subject; opening without it", "kind", s.Kind, "err", err)
 		} else if ok {
-			d.Kind, d.ID = s.Kind, cmpOr(d.ID, s.ID)
+			d.Kind, d.ID = s.Kind, cmp.Or(d.ID, s.ID)
 			s = d
 		}
 	}
@@ -622,7 +623,7 @@ func (b *Bot) doSubmit(ctx context.Context, s Submission) (*Message, error) {
 	// The channel the platform reports wins over the one carried in the
 	// form's state: state can come back from a client, and it must never
 	// decide which org the submitter acts for.
-	channel := cmpOr(s.Channel, state.Get("c"))
+	channel := cmp.Or(s.Channel, state.Get("c"))
 	w := b.identify(s.User, channel, nil)
 	ref, _ := normRef(state.Get("ref"))
 	m, err := b.runSubmit(ctx, w, s, state, ref, text, channel)
@@ -646,7 +647,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		}
 		subj := Subject{Kind: SubjectNone}
 		if id := state.Get("i"); id != "" {
-			kind := SubjectKind(cmpOr(state.Get("k"), string(SubjectIncident)))
+			kind := SubjectKind(cmp.Or(state.Get("k"), string(SubjectIncident)))
 			nid, uerr := validSubject(kind, id)
 			if uerr != nil {
 				return Message{}, uerr

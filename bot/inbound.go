@@ -554,7 +554,7 @@ func (b *Bot) process(ctx context.Context, row inboundRow) {
 func (r inboundRow) name() string {
 	switch {
 	case r.event.Command != nil:
-		return cmpOr(r.event.Command.Name, "help")
+		return cmp.Or(r.event.Command.Name, "help")
 	case r.event.Action != nil:
 		return string(r.event.Action.Action)
 	case r.event.Submission != nil:

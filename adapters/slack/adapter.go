@@ -5,6 +5,7 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	c.APIURL = cmpOr(c.APIURL, DefaultAPIURL)
+	c.APIURL = cmp.Or(c.APIURL, DefaultAPIURL)
 	if !strings.HasSuffix(c.APIURL, "/") {
 		c.APIURL += "/"
 	}
@@ -312,7 +313,7 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	ch := dest.Channel
 	opts := msgOptions(m)
 	if dest.Thread != nil {
-		ch = cmpOr(ch, dest.Thread.Channel)
+		ch = cmp.Or(ch, dest.Thread.Channel)
 		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
 	}
 	if dest.Key != "" {
@@ -326,7 +327,7 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	if err != nil {
 		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.classify("chat.postMessage", err))
 	}
-	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmpOr(gotCh, ch), Message: ts}, nil
+	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmp.Or(gotCh, ch), Message: ts}, nil
 }
 
 // FindPosted looks for the message Post sent with dest.Key, posted at or
@@ -340,7 +341,7 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 	}
 	ch := dest.Channel
 	if dest.Thread != nil {
-		ch = cmpOr(ch, dest.Thread.Channel)
+		ch = cmp.Or(ch, dest.Thread.Channel)
 	}
 	from := since.Add(-findSkew)
 	oldest := fmt.Sprintf("%d.%06d", from.Unix(), from.Nanosecond()/1000)
@@ -415,7 +416,7 @@ func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string,
 	ch := dest.Channel
 	opts := msgOptions(m)
 	if dest.Thread != nil {
-		ch = cmpOr(ch, dest.Thread.Channel)
+		ch = cmp.Or(ch, dest.Thread.Channel)
 		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
 	}
 	ctx, cancel := a.callCtx(ctx)
@@ -459,7 +460,7 @@ func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (strin
 	if err != nil {
 		return "", fmt.Errorf("look up user %q: %w", userID, a.classify("users.info", err))
 	}
-	name := cmpOr(u.Profile.DisplayName, cmpOr(u.Profile.RealName, cmpOr(u.RealName, u.Name)))
+	name := cmp.Or(u.Profile.DisplayName, cmp.Or(u.Profile.RealName, cmp.Or(u.RealName, u.Name)))
 	a.users.put(key, name)
 	return name, nil
 }
