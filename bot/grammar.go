@@ -148,7 +148,7 @@ func normUser(p Platform, s string) (string, bool) {
 	case Slack:
 		return s, slackUserPattern.MatchString(s)
 	case Discord:
-		return s, snowflakePattern.MatchString(s)
+		return s, IsDiscordID(s)
 	}
 	return s, s != ""
 }

@@ -44,7 +44,7 @@ func TestNotificationCard(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Tenants: map[string]string{contosoTenant: "contoso"}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
 	require.NoError(t, err)
 	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
 	require.NoError(t, err)

@@ -42,10 +42,10 @@ const (
 func testConfig() Config {
 	return Config{
 		Orgs: []Org{
-			{ID: "contoso", Name: "Contoso", Slack: &Place{Workspace: slackTeam, Channels: []string{contosoSOC, contosoSOC2}}},
-			{ID: "fabrikam", Name: "Fabrikam", Discord: &Place{Workspace: fabGuild, Channels: []string{fabSOC}}},
+			{ID: "contoso", Name: "Contoso", Slack: &SlackPlace{Team: slackTeam, Channels: []string{contosoSOC, contosoSOC2}}},
+			{ID: "fabrikam", Name: "Fabrikam", Discord: &DiscordPlace{Guild: fabGuild, Channels: []string{fabSOC}}},
 		},
-		Desk:     Desk{Slack: &DeskPlace{Workspace: slackTeam, Channel: deskChannel}},
+		Desk:     Desk{Slack: &SlackDesk{Team: slackTeam, Channel: deskChannel}},
 		Experts:  UserIDs{Slack: []string{expert1, expert2}, Discord: []string{discordExpert}},
 		Managers: UserIDs{Slack: []string{manager}},
 		Admins:   UserIDs{Slack: []string{admin}},

@@ -43,7 +43,7 @@
 //
 // # SLA
 //
-// Two clocks per case, with targets per priority (DefaultTargets): first
+// Two clocks per case, with targets per priority (DefaultSLA): first
 // response and conclusion. Both count time in new, in_progress and
 // needs_more_time; they pause while waiting on the requester and stop once
 // concluded, closed or withdrawn. SweepSLA (run every minute by Start, under

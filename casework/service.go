@@ -50,14 +50,17 @@ type metrics struct {
 }
 
 // New returns a Service on pool. cfg is validated after defaults are filled
-// in; reg receives the metrics (nil: not registered).
+// in, and needs a Key; reg receives the metrics (nil: not registered).
 func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if pool == nil {
 		return nil, errors.New("casework: New needs a database pool")
 	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	cfg = cfg.WithDefaults()
+	if cfg.Key == nil {
+		return nil, errors.New("casework config: Key is required: pass the THREATDESK_SECRET_KEY master key (internal/secrets), which keys the timeline's HMAC chain")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("casework config: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -568,7 +571,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		if err := s.storeCredits(ctx, tx, req.Org, bal, now); err != nil {
 			return err
 		}
-		t := s.cfg.Targets[req.Priority]
+		t := s.cfg.SLA.Target(req.Priority)
 		var number int64
 		err = tx.QueryRow(ctx, `INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, subject_link,
  subject_severity, category, question, priority, requester_platform, requester_workspace, requester_user, requester_name,

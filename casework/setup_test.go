@@ -191,3 +191,5 @@ func pgtestPoolStub(t testing.TB) *pgxpool.Pool {
 	t.Cleanup(p.Close)
 	return p
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -114,7 +114,7 @@ func TestIntakeRidesOutAnOutage(t *testing.T) {
 	t.Cleanup(pool.Close)
 	reg := prometheus.NewRegistry()
 	clock := &fakeClock{t: t0}
-	svc, err := New(pool, Config{Tenants: map[string]string{tenantContoso: "contoso", tenantFabrikam: "fabrikam"},
+	svc, err := New(pool, Config{Orgs: testOrgs(),
 		IngestToken: testToken, Now: clock.Now, GroupWait: 1}, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	f := &fixture{svc: svc, pool: direct, clock: clock, ctx: context.Background()}

@@ -154,10 +154,13 @@ func TestConfigValidate(t *testing.T) {
 		{"ok socket", Config{BotToken: "xoxb-1", AppToken: "xapp-1"}, ""},
 		{"ok http", Config{BotToken: "xoxb-1", SigningSecret: "s"}, ""},
 		{"no bot token", Config{AppToken: "xapp-1"}, "SLACK_BOT_TOKEN is empty"},
-		{"user token", Config{BotToken: "xoxp-secret-value", AppToken: "xapp-1"}, "must be a bot token"},
-		{"app token swapped", Config{BotToken: "xoxb-1", AppToken: "xoxb-secret-value"}, "SLACK_APP_TOKEN must be an app-level token"},
-		{"no way in", Config{BotToken: "xoxb-1"}, "neither SLACK_APP_TOKEN"},
-		{"bad url", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "slack.com/api"}, "SLACK_API_URL"},
+		{"user token", Config{BotToken: "xoxp-secret-value", AppToken: "xapp-1"}, "SLACK_BOT_TOKEN must start with xoxb-"},
+		{"app token swapped", Config{BotToken: "xoxb-1", AppToken: "xoxb-secret-value"}, "SLACK_APP_TOKEN must start with xapp-"},
+		{"no way in", Config{BotToken: "xoxb-1"}, "set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)"},
+		{"bad url", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "slack.com/api"}, `SLACK_API_URL "slack.com/api" must be an http(s) URL`},
+		// README: SLACK_API_URL ends in a slash. The adapter once added a
+		// missing one while internal/config refused it.
+		{"no trailing slash", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "http://127.0.0.1:1/api"}, `SLACK_API_URL "http://127.0.0.1:1/api" must end with a slash`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,9 +174,11 @@ func TestConfigValidate(t *testing.T) {
 			require.NotContains(t, err.Error(), "secret-value", "never repeats a token")
 		})
 	}
-	a, err := New(Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "http://127.0.0.1:1/api"}, nil, nil, nopHandler{})
+	a, err := New(Config{BotToken: "xoxb-1", AppToken: "xapp-1"}, nil, nil, nopHandler{})
 	require.NoError(t, err)
-	require.Equal(t, "http://127.0.0.1:1/api/", a.cfg.APIURL, "trailing slash added")
+	require.Equal(t, DefaultAPIURL, a.cfg.APIURL, "the default base")
+	require.NoError(t, Config{}.WithDefaults().Validate(), "Slack not configured is not an error")
+	require.NoError(t, Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "http://127.0.0.1:1/api/"}.WithDefaults().Validate())
 }
 
 type nopHandler struct{}
