@@ -243,15 +243,6 @@ func (cw *CaseworkCases) Credits(ctx context.Context, org string) (Credits, erro
 	return Credits{Org: b.Org, Balance: b.Balance, Allowance: b.PerQuarter, ResetsAt: b.ResetsAt}, nil
 }
 
-// SetAnchor implements Cases.
-func (cw *CaseworkCases) SetAnchor(ctx context.Context, ref string, side Side, r Ref) error {
-	kind := casework.AnchorRequester
-	if side == SideExpert {
-		kind = casework.AnchorDesk
-	}
-	return mapErr(cw.svc.SetAnchor(ctx, ref, kind, casework.ChatRef{Platform: string(r.Platform), Workspace: r.Workspace, Channel: r.Channel, Message: r.Message}))
-}
-
 // DecodeEvent implements Cases.
 func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (CaseEvent, bool, error) {
 	var ev CaseEvent

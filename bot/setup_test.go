@@ -257,8 +257,8 @@ func (f *fixture) openCase(t testing.TB, text string) (ref string, receipt, desk
 func (f *fixture) anchored(t testing.TB, ref string) {
 	t.Helper()
 	eventually(t, "anchors of "+ref+" recorded", func() bool {
-		c, err := f.cw.Get(context.Background(), casework.AllOrgs(), ref)
-		return err == nil && c.DeskCard != nil && c.RequesterThread != nil
+		_, _, ok, err := f.bot.CaseAnchors(context.Background(), ref)
+		return err == nil && ok
 	})
 }
 

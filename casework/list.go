@@ -126,7 +126,7 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 	n := len(q.pageArgs)
 	// One statement, one pass over the matching rows: they are read once
 	// (narrow: the sort keys), counted, and the page's case numbers picked;
-	// then only the page's cases are read in full and joined to their anchors.
+	// then only the page's cases are read in full.
 	order := fmt.Sprintf(urgencyOrder, fmt.Sprintf("$%d", n-2))
 	q.page = "WITH m AS MATERIALIZED (SELECT c.number, c.at_risk_at, c.due_at, c.priority FROM cases c" + cond + `),
  p AS (SELECT c.number FROM m c` + order + fmt.Sprintf(" LIMIT $%d OFFSET $%d)", n-1, n) + `

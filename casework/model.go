@@ -286,21 +286,6 @@ func (v Viewer) validate() error {
 
 func (v Viewer) sees(org string) bool { return v.all || v.org == org }
 
-// AnchorKind names which thread of a case a chat message anchors.
-type AnchorKind string
-
-// Anchor kinds.
-const (
-	// AnchorRequester is the receipt in the requester's channel, whose thread
-	// carries the conversation on the requester's side.
-	AnchorRequester AnchorKind = "requester"
-	// AnchorDesk is the case card on the expert desk.
-	AnchorDesk AnchorKind = "desk"
-)
-
-// Valid reports whether k is a known anchor kind.
-func (k AnchorKind) Valid() bool { return k == AnchorRequester || k == AnchorDesk }
-
 // Place is a chat channel, whatever the platform: where a case was asked.
 type Place struct {
 	// Platform is "slack" or "discord" (casework does not interpret it).
@@ -387,10 +372,6 @@ type Case struct {
 	AtRisk bool
 	// Breached is true when an SLA target was missed (response or conclusion).
 	Breached bool
-
-	// RequesterThread and DeskCard are the chat anchors, once posted.
-	RequesterThread *ChatRef
-	DeskCard        *ChatRef
 }
 
 // Message is one message of a case's conversation.

@@ -188,12 +188,9 @@ const caseCols = `c.number, c.org, c.subject_kind, c.subject_id, c.subject_name,
  c.response_target_us, c.conclusion_target_us, c.sla_elapsed_us, c.sla_running_since,
  c.response_warned_at, c.response_breached_at, c.conclusion_warned_at, c.conclusion_breached_at,
  c.due_at, c.at_risk_at, c.next_sla_at, c.timeline_len, c.timeline_head, c.timeline_legacy_len, c.timeline_mac,
- c.origin_platform, c.origin_workspace, c.origin_channel,
- ar.platform, ar.workspace, ar.channel, ar.message, ad.platform, ad.workspace, ad.channel, ad.message`
+ c.origin_platform, c.origin_workspace, c.origin_channel`
 
-const caseFrom = ` FROM cases c
- LEFT JOIN case_anchors ar ON ar.case_number = c.number AND ar.kind = 'requester'
- LEFT JOIN case_anchors ad ON ad.case_number = c.number AND ad.kind = 'desk'`
+const caseFrom = ` FROM cases c`
 
 func utcPtr(t *time.Time) *time.Time {
 	if t == nil {
@@ -207,7 +204,6 @@ func utcPtr(t *time.Time) *time.Time {
 func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 	var x row
 	var respUS, conclUS, elapsedUS int64
-	var arP, arW, arC, arM, adP, adW, adC, adM *string
 	err := r.Scan(append([]any{&x.Number, &x.Org, &x.Subject.Kind, &x.Subject.ID, &x.Subject.Name, &x.Subject.Link, &x.Subject.Severity,
 		&x.Category, &x.Question, &x.Priority, &x.Requester.Platform, &x.Requester.Workspace, &x.Requester.UserID, &x.Requester.DisplayName,
 		&x.Contact, &x.Assignee.Platform, &x.Assignee.Workspace, &x.Assignee.UserID, &x.Assignee.DisplayName, &x.Status, &x.Summary,
@@ -215,8 +211,7 @@ func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 		&respUS, &conclUS, &elapsedUS, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached,
 		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead, &x.legacyLen, &x.timelineMAC,
-		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel,
-		&arP, &arW, &arC, &arM, &adP, &adW, &adC, &adM}, extra...)...)
+		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -228,12 +223,6 @@ func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 	for _, p := range []**time.Time{&x.TakenAt, &x.FirstResponseAt, &x.ConcludedAt, &x.ClosedAt, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached, &x.DueAt, &x.atRiskAt, &x.nextSLAAt} {
 		*p = utcPtr(*p)
-	}
-	if arM != nil {
-		x.RequesterThread = &ChatRef{Platform: *arP, Workspace: *arW, Channel: *arC, Message: *arM}
-	}
-	if adM != nil {
-		x.DeskCard = &ChatRef{Platform: *adP, Workspace: *adW, Channel: *adC, Message: *adM}
 	}
 	s.flags(&x, s.cfg.now())
 	return &x, nil
@@ -962,58 +951,4 @@ func (s *Service) Messages(ctx context.Context, v Viewer, ref string) ([]Message
 		return nil, fmt.Errorf("read messages of %s: %w", x.Ref, err)
 	}
 	return collectMessages(rows, x.Ref)
-}
-
-// SetAnchor stores the chat reference of one of a case's threads (the
-// requester's receipt or the desk card), replacing an earlier one of the
-// same kind. It is bookkeeping of the delivery: no event is recorded.
-func (s *Service) SetAnchor(ctx context.Context, ref string, kind AnchorKind, at ChatRef) error {
-	if !kind.Valid() {
-		return fmt.Errorf("set anchor of %s: kind %q is not requester or desk: %w", ref, kind, ErrInvalid)
-	}
-	if at.Platform == "" || at.Channel == "" || at.Message == "" {
-		return fmt.Errorf("set anchor of %s: platform, channel and message are required: %w", ref, ErrInvalid)
-	}
-	number, err := ParseRef(ref)
-	if err != nil {
-		return err
-	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO case_anchors (case_number, kind, platform, workspace, channel, message, updated_at)
- SELECT number, $2, $3, $4, $5, $6, $7 FROM cases WHERE number = $1
- ON CONFLICT (case_number, kind) DO UPDATE SET platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
- channel = EXCLUDED.channel, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at`,
-		number, kind, at.Platform, at.Workspace, at.Channel, at.Message, s.cfg.now())
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" {
-			return fmt.Errorf("set %s anchor of %s: message %s in %s already anchors another case: %w",
-				kind, FormatRef(number), at.Message, at.Channel, ErrInvalid)
-		}
-		return fmt.Errorf("set %s anchor of %s: %w", kind, FormatRef(number), err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("set %s anchor: %s: %w", kind, FormatRef(number), ErrNotFound)
-	}
-	return nil
-}
-
-// FindByMessage returns the case whose requester thread or desk card is the
-// given chat message, and which of the two it is. A message of a case the
-// viewer may not see is ErrNotFound.
-func (s *Service) FindByMessage(ctx context.Context, v Viewer, platform, channel, message string) (*Case, AnchorKind, error) {
-	var number int64
-	var kind AnchorKind
-	err := s.pool.QueryRow(ctx, `SELECT case_number, kind FROM case_anchors WHERE platform = $1 AND channel = $2 AND message = $3`,
-		platform, channel, message).Scan(&number, &kind)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, "", fmt.Errorf("no case is anchored at message %s in %s: %w", message, channel, ErrNotFound)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("find case by message %s in %s: %w", message, channel, err)
-	}
-	x, err := s.load(ctx, s.pool, v, number, false)
-	if err != nil {
-		return nil, "", fmt.Errorf("no case is anchored at message %s in %s: %w", message, channel, ErrNotFound)
-	}
-	return s.publicCase(x), kind, nil
 }
