@@ -53,14 +53,6 @@ func actor(u User, role Role, org string) casework.Actor {
 	return a
 }
 
-var categories = map[SubjectKind]casework.Category{
-	SubjectAlert:    casework.CategoryAlertInquiry,
-	SubjectDevice:   casework.CategoryDeviceCompromise,
-	SubjectFile:     casework.CategoryThreatIntel,
-	SubjectIncident: casework.CategoryNotificationQuestion,
-	SubjectNone:     casework.CategoryOther,
-}
-
 // mapErr turns casework's typed errors into the bot's: a Refusal with
 // casework's one sentence, or ErrNotFound.
 func mapErr(err error) error {
@@ -119,7 +111,7 @@ func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error)
 	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
 		Key: o.Key, Org: o.Org,
 		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},
-		Category: categories[o.Subject.Kind], Question: o.Question, Requester: person(o.Requester),
+		Question: o.Question, Requester: person(o.Requester), // casework gives the category (CategoryFor)
 		Origin: casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
 	})
 	if err != nil {

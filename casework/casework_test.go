@@ -422,3 +422,28 @@ func TestTakeAndAssignByRole(t *testing.T) {
 	_, err := f.svc.Take(ctx, done.Ref, expert("U-late"))
 	require.EqualError(t, err, done.Ref+" is already concluded; use Reopen")
 }
+
+// TestCategoryFollowsTheSubject: casework gives a case its category from
+// its subject (the bot passes none); a consult about an incident is a
+// question about a notification, whoever opens it.
+func TestCategoryFollowsTheSubject(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for kind, want := range map[casework.SubjectKind]casework.Category{
+		casework.SubjectAlert:    casework.CategoryAlertInquiry,
+		casework.SubjectDevice:   casework.CategoryDeviceCompromise,
+		casework.SubjectFile:     casework.CategoryThreatIntel,
+		casework.SubjectIncident: casework.CategoryNotificationQuestion,
+		casework.SubjectNone:     casework.CategoryOther,
+	} {
+		req := f.openReq("contoso")
+		req.Subject = casework.Subject{Kind: kind}
+		if kind != casework.SubjectNone {
+			req.Subject.ID = "x1"
+		}
+		c, _, err := f.svc.Open(context.Background(), req)
+		require.NoError(t, err, kind)
+		require.Equal(t, want, c.Category, kind)
+		require.Equal(t, want, casework.CategoryFor(kind), kind)
+	}
+}

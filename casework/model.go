@@ -129,6 +129,24 @@ const (
 	CategoryOther                Category = "other"
 )
 
+// CategoryFor is the category of a case about a subject of kind k: an
+// alert is an alert inquiry, a device a possible compromise, a file threat
+// intelligence, an incident (what a targeted attack notification shows) a
+// question about a notification, and a general question other.
+func CategoryFor(k SubjectKind) Category {
+	switch k {
+	case SubjectAlert:
+		return CategoryAlertInquiry
+	case SubjectDevice:
+		return CategoryDeviceCompromise
+	case SubjectFile:
+		return CategoryThreatIntel
+	case SubjectIncident:
+		return CategoryNotificationQuestion
+	}
+	return CategoryOther
+}
+
 // Valid reports whether c is a known category.
 func (c Category) Valid() bool {
 	switch c {

@@ -434,7 +434,7 @@ type OpenRequest struct {
 	Org string
 	// Subject is what the case is about (Kind none for a general question).
 	Subject Subject
-	// Category defaults from the subject kind.
+	// Category is optional; by default it follows the subject (CategoryFor).
 	Category Category
 	// Question is the requester's question (required).
 	Question string
@@ -495,13 +495,7 @@ func (r *OpenRequest) normalize() error {
 		return fmt.Errorf("open: a %s subject needs its id: %w", r.Subject.Kind, ErrInvalid)
 	}
 	if r.Category == "" {
-		r.Category = map[SubjectKind]Category{
-			SubjectAlert: CategoryAlertInquiry, SubjectIncident: CategoryAlertInquiry,
-			SubjectDevice: CategoryDeviceCompromise, SubjectFile: CategoryThreatIntel,
-		}[r.Subject.Kind]
-		if r.Category == "" {
-			r.Category = CategoryOther
-		}
+		r.Category = CategoryFor(r.Subject.Kind)
 	}
 	if !r.Category.Valid() {
 		return fmt.Errorf("open: category %q is unknown: %w", r.Category, ErrInvalid)
