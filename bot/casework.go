@@ -36,14 +36,18 @@ func fromPerson(p casework.Person) User {
 	return User{Platform: Platform(p.Platform), Workspace: p.Workspace, ID: p.UserID, DisplayName: p.DisplayName}
 }
 
+// caseRoles is the casework role a bot role acts with on a case. A member
+// of the case's org acts on the requester's side; any other role (an admin,
+// none) too, with no more rights than a member.
+var caseRoles = map[Role]casework.Role{
+	RoleMember:  casework.RoleRequester,
+	RoleExpert:  casework.RoleExpert,
+	RoleManager: casework.RoleManager,
+}
+
 func actor(u User, role Role, org string) casework.Actor {
-	r := casework.RoleRequester
-	switch role {
-	case RoleExpert:
-		r = casework.RoleExpert
-	case RoleManager:
-		r = casework.RoleManager
-	case RoleMember, "requester", "":
+	r, ok := caseRoles[role]
+	if !ok {
 		r = casework.RoleRequester
 	}
 	a := casework.Actor{Role: r, Person: person(u)}

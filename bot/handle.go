@@ -533,9 +533,6 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress, ActWithdraw: StatusWithdrawn}[a.Action]
 		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen, ActWithdraw: opWithdraw}[a.Action])
 		sc := w.scopeFor(role)
-		if role == RoleMember {
-			role = Role("requester")
-		}
 		cv, err := b.cases.Transition(ctx, sc, ref, to, b.named(ctx, w.user), role, "")
 		if err != nil {
 			return nil, err
