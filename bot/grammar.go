@@ -9,9 +9,9 @@ import (
 	"unicode"
 )
 
-// The /experts grammar (DESIGN.md): a subcommand word, then words; text in
-// double quotes (straight or curly) is one word. On Discord the same
-// arguments arrive as typed options, read by name.
+// The /experts grammar (README.md, "Using it"): a subcommand word, then
+// words; text in double quotes (straight or curly) is one word. On Discord
+// the same arguments arrive as typed options, read by name.
 
 // Verbs.
 const (
@@ -31,7 +31,7 @@ const (
 	vMoreTime     = "more-time"
 	vConclude     = "conclude"
 	vNote         = "note"
-	vResolve      = "resolve" // DESIGN.md's name for conclude
+	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
 )
 
