@@ -10,13 +10,14 @@ import (
 
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
 	reg := prometheus.NewRegistry()
-	clock := &fakeClock{now: t0}
+	clock := testclock.New(t0)
 	key := testKey(t)
 	a, err := casework.New(pool, casework.Config{Now: clock.Now, Key: key}, nil, reg)
 	require.NoError(t, err)

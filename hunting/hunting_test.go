@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 const (
@@ -23,28 +23,10 @@ const (
 	testToken      = "test-ingest-token"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	svc   *Service
 	pool  *pgxpool.Pool
-	clock *fakeClock
+	clock *testclock.Clock
 	ctx   context.Context
 }
 
@@ -58,7 +40,7 @@ func testOrgs() []Org {
 func setup(t testing.TB, mod ...func(*Config)) *fixture {
 	t.Helper()
 	pool := pgtest.New(t)
-	clock := &fakeClock{t: t0}
+	clock := testclock.New(t0)
 	cfg := Config{
 		Orgs:        testOrgs(),
 		IngestToken: testToken,

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 // outage sits between a pool and a real PostgreSQL as its dialer: it can
@@ -113,7 +114,7 @@ func TestIntakeRidesOutAnOutage(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	reg := prometheus.NewRegistry()
-	clock := &fakeClock{t: t0}
+	clock := testclock.New(t0)
 	svc, err := New(pool, Config{Orgs: testOrgs(),
 		IngestToken: testToken, Now: clock.Now, GroupWait: 1}, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
