@@ -50,12 +50,14 @@ type Bot struct {
 
 var _ Handler = (*Bot)(nil)
 
-// New validates cfg and returns a Bot. cases is casework's shim (required);
-// hunt may be nil until hunting is wired. Adapters are added with Register;
+// New fills cfg's defaults, validates it and returns a Bot. cfg needs at
+// least one org and one expert. cases is casework's shim (required); hunt
+// may be nil until hunting is wired. Adapters are added with Register;
 // delivery starts with Start.
 func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Logger, reg prometheus.Registerer) (*Bot, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	cfg = cfg.WithDefaults()
+	if err := errors.Join(cfg.Validate(), cfg.ready()); err != nil {
+		return nil, fmt.Errorf("bot config: %w", err)
 	}
 	if db == nil {
 		return nil, errors.New("bot: a database pool is required")
@@ -66,8 +68,6 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg.Delivery = cfg.Delivery.withDefaults()
-	cfg.Inbound = cfg.Inbound.withDefaults()
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,14 +36,18 @@ func fromPerson(p casework.Person) User {
 	return User{Platform: Platform(p.Platform), Workspace: p.Workspace, ID: p.UserID, DisplayName: p.DisplayName}
 }
 
+// caseRoles is the casework role a bot role acts with on a case. A member
+// of the case's org acts on the requester's side; any other role (an admin,
+// none) too, with no more rights than a member.
+var caseRoles = map[Role]casework.Role{
+	RoleMember:  casework.RoleRequester,
+	RoleExpert:  casework.RoleExpert,
+	RoleManager: casework.RoleManager,
+}
+
 func actor(u User, role Role, org string) casework.Actor {
-	r := casework.RoleRequester
-	switch role {
-	case RoleExpert:
-		r = casework.RoleExpert
-	case RoleManager:
-		r = casework.RoleManager
-	case RoleMember, "requester", "":
+	r, ok := caseRoles[role]
+	if !ok {
 		r = casework.RoleRequester
 	}
 	a := casework.Actor{Role: r, Person: person(u)}
@@ -50,14 +55,6 @@ func actor(u User, role Role, org string) casework.Actor {
 		a.Org = org
 	}
 	return a
-}
-
-var categories = map[SubjectKind]casework.Category{
-	SubjectAlert:    casework.CategoryAlertInquiry,
-	SubjectDevice:   casework.CategoryDeviceCompromise,
-	SubjectFile:     casework.CategoryThreatIntel,
-	SubjectIncident: casework.CategoryNotificationQuestion,
-	SubjectNone:     casework.CategoryOther,
 }
 
 // mapErr turns casework's typed errors into the bot's: a Refusal with
@@ -113,12 +110,12 @@ func caseView(c *casework.Case) CaseView {
 func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error) {
 	if o.Subject.Detail != "" {
 		// casework keeps a name, not details: fold them in.
-		o.Subject.Name = cmpOr(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
+		o.Subject.Name = cmp.Or(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
 	}
 	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
 		Key: o.Key, Org: o.Org,
 		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},
-		Category: categories[o.Subject.Kind], Question: o.Question, Requester: person(o.Requester),
+		Question: o.Question, Requester: person(o.Requester), // casework gives the category (CategoryFor)
 		Origin: casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
 	})
 	if err != nil {
@@ -240,15 +237,6 @@ func (cw *CaseworkCases) Credits(ctx context.Context, org string) (Credits, erro
 		return Credits{}, mapErr(err)
 	}
 	return Credits{Org: b.Org, Balance: b.Balance, Allowance: b.PerQuarter, ResetsAt: b.ResetsAt}, nil
-}
-
-// SetAnchor implements Cases.
-func (cw *CaseworkCases) SetAnchor(ctx context.Context, ref string, side Side, r Ref) error {
-	kind := casework.AnchorRequester
-	if side == SideExpert {
-		kind = casework.AnchorDesk
-	}
-	return mapErr(cw.svc.SetAnchor(ctx, ref, kind, casework.ChatRef{Platform: string(r.Platform), Workspace: r.Workspace, Channel: r.Channel, Message: r.Message}))
 }
 
 // DecodeEvent implements Cases.

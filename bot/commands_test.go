@@ -149,7 +149,7 @@ func TestTamperedFormStateCannotChooseTheOrg(t *testing.T) {
 	t.Parallel()
 	const northwindSOC = "C0NORTHWIND"
 	f := setup(t, func(c *Config) {
-		c.Orgs = append(c.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &Place{Workspace: slackTeam, Channels: []string{northwindSOC}}})
+		c.Orgs = append(c.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{northwindSOC}}})
 	})
 	r := bottest.NewResponder()
 	ack := f.bot.HandleSubmit(context.Background(), Submission{

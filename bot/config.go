@@ -12,57 +12,100 @@ import (
 
 // Config is what the bot needs to know: who the orgs are and where they
 // talk, where the expert desk is, and who the experts, managers and admins
-// are. cmd/threatdesk maps the YAML file onto it.
+// are. Its yaml keys are those of the config file (README.md, "The config
+// file"): the desk, experts, managers and admins blocks decode into it
+// directly; each orgs[] entry is shared with other packages, and
+// internal/config hands the bot its part (Org).
+//
+// New fills defaults (WithDefaults) and checks the config (Validate); to
+// start, the bot also needs at least one org and one expert.
 type Config struct {
-	Orgs []Org
-	Desk Desk
-	// Experts work cases on the desk; Managers watch all of them; Admins may
-	// also send test notifications.
-	Experts  UserIDs
-	Managers UserIDs
-	Admins   UserIDs
-	// Delivery tunes the outbox workers; zero values get defaults.
-	Delivery Delivery
+	// Orgs are the customer organisations: orgs[] of the config file (the
+	// id, name, slack and discord keys). A channel acts for one org only.
+	Orgs []Org `yaml:"-"`
+	// Desk is where experts work cases from every org: one channel, on
+	// Slack or on Discord. Required when there are orgs.
+	Desk Desk `yaml:"desk"`
+	// Experts take, assign and answer cases and see every org; Managers see
+	// the status of every org's cases; Admins may also send test
+	// notifications (sample-notification). Default: nobody.
+	Experts  UserIDs `yaml:"experts"`
+	Managers UserIDs `yaml:"managers"`
+	Admins   UserIDs `yaml:"admins"`
+	// Delivery tunes the outbox workers; zero values get defaults. Not in
+	// the config file.
+	Delivery Delivery `yaml:"-"`
 	// Inbound tunes the durable inbound queue; zero values get defaults.
-	Inbound Inbound
+	// Not in the config file.
+	Inbound Inbound `yaml:"-"`
 }
 
-// Org is a customer organisation and the chat places that speak for it.
+// Org is a customer organisation and the chat places that speak for it:
+// the bot's keys of an orgs[] entry of the config file.
 type Org struct {
-	ID   string
-	Name string
+	// ID is the org's short id (orgs[].id): lower-case letters, digits and
+	// dashes, at most 63 characters, unique. Required.
+	ID string `yaml:"id"`
+	// Name is the display name (orgs[].name); default the id.
+	Name string `yaml:"name"`
 	// Slack and Discord are the org's places; at least one is set.
-	// Notifications go to the first channel of the first place set.
-	Slack   *Place
-	Discord *Place
+	// Notifications go to the first channel of the first place set (Slack
+	// before Discord).
+	Slack   *SlackPlace   `yaml:"slack"`
+	Discord *DiscordPlace `yaml:"discord"`
 }
 
-// Place is a Slack workspace or Discord guild and the channels in it that act
-// for an org.
-type Place struct {
-	// Workspace is the Slack team id (T...) or the Discord guild id.
-	Workspace string
-	Channels  []string
+// SlackPlace is an org's Slack workspace and the channels in it that act
+// for the org (orgs[].slack).
+type SlackPlace struct {
+	// Team is the Slack team id (T0123ABCD; from the workspace URL or
+	// auth.test). Required.
+	Team string `yaml:"team"`
+	// Channels are channel ids (C…, G…; channel details, at the bottom), at
+	// least one: commands there act for the org, notifications go to the first.
+	Channels []string `yaml:"channels"`
 }
 
-// Desk is where experts work cases from every org: one channel on Slack or
-// on Discord.
+// DiscordPlace is an org's Discord guild and the channels in it that act
+// for the org (orgs[].discord).
+type DiscordPlace struct {
+	// Guild is the guild id, a quoted number (Developer Mode, Copy Server
+	// ID). Required.
+	Guild string `yaml:"guild"`
+	// Channels are channel ids (quoted numbers), at least one; as for Slack.
+	Channels []string `yaml:"channels"`
+}
+
+// Desk is where experts work cases from every org: one channel, on Slack
+// or on Discord (the desk block).
 type Desk struct {
-	Slack   *DeskPlace
-	Discord *DeskPlace
+	Slack   *SlackDesk   `yaml:"slack"`
+	Discord *DiscordDesk `yaml:"discord"`
 }
 
-// DeskPlace is the desk's channel. Workspace is optional on Slack (one bot
-// token is one workspace) and required on Discord.
-type DeskPlace struct {
-	Workspace string
-	Channel   string
+// SlackDesk is the desk's Slack channel (desk.slack).
+type SlackDesk struct {
+	// Team is the Slack team id; optional (one bot token is one workspace).
+	Team string `yaml:"team"`
+	// Channel is the desk's channel id (C…), not an org's channel. Required.
+	Channel string `yaml:"channel"`
 }
 
-// UserIDs lists user ids per platform.
+// DiscordDesk is the desk's Discord channel (desk.discord).
+type DiscordDesk struct {
+	// Guild is the guild id (quoted). Required.
+	Guild string `yaml:"guild"`
+	// Channel is the desk's channel id (quoted), not an org's channel.
+	// Required.
+	Channel string `yaml:"channel"`
+}
+
+// UserIDs lists user ids per platform (experts, managers, admins): Slack
+// member ids (U0123ABCD; profile, Copy member ID) and Discord user ids
+// (quoted numbers; Copy User ID).
 type UserIDs struct {
-	Slack   []string
-	Discord []string
+	Slack   []string `yaml:"slack"`
+	Discord []string `yaml:"discord"`
 }
 
 // Has reports whether id on platform p is listed.
@@ -128,107 +171,127 @@ func (d Delivery) withDefaults() Delivery {
 	return d
 }
 
+// WithDefaults returns c with every unset field at its default: an org's
+// name is its id; Delivery and Inbound get theirs.
+func (c Config) WithDefaults() Config {
+	orgs := make([]Org, len(c.Orgs))
+	for i, o := range c.Orgs {
+		o.Name = cmp.Or(o.Name, o.ID)
+		orgs[i] = o
+	}
+	c.Orgs = orgs
+	c.Delivery = c.Delivery.withDefaults()
+	c.Inbound = c.Inbound.withDefaults()
+	return c
+}
+
 var (
-	orgIDPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	orgIDPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	slackTeamPattern = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
 	slackChanPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
 	slackUserPattern = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
-	snowflakePattern = regexp.MustCompile(`^[0-9]{15,21}$`)
+	discordIDPattern = regexp.MustCompile(`^[0-9]{15,21}$`)
 )
 
-// Validate reports every wrong setting, each saying which and how to fix it.
+// IsDiscordID reports whether s has the shape of a Discord id (a snowflake):
+// 15 to 21 digits. It is the one rule for every Discord id in the
+// configuration (guilds, channels, users, DISCORD_APP_ID).
+func IsDiscordID(s string) bool { return discordIDPattern.MatchString(s) }
+
+// Validate reports every wrong setting, each naming the key of the config
+// file and how to fix it, joined into one error; nil when c is usable.
+// internal/config reports these with the file's other problems.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if len(c.Orgs) == 0 {
-		bad("orgs: none configured: add at least one org with an id and a slack or discord channel")
-	}
 	ids := map[string]bool{}
-	places := map[string]string{}
+	channels := map[string]string{} // "platform:channel" -> org id
 	for i, o := range c.Orgs {
 		at := fmt.Sprintf("orgs[%d]", i)
 		if !orgIDPattern.MatchString(o.ID) {
-			bad("%s.id %q: use lower-case letters, digits, '-' or '_', e.g. \"contoso\"", at, o.ID)
-		} else if ids[o.ID] {
-			bad("%s.id %q is used twice: org ids must be unique", at, o.ID)
+			bad("%s.id %q must be lower-case letters, digits and dashes, e.g. contoso", at, o.ID)
+		} else {
+			at = fmt.Sprintf("orgs[%d] (%s)", i, o.ID)
+		}
+		if ids[o.ID] {
+			bad("%s.id is used by two orgs: org ids must be unique", at)
 		}
 		ids[o.ID] = true
 		if o.Slack == nil && o.Discord == nil {
-			bad("%s (%s): no slack or discord place: add slack.team and slack.channels, or discord.guild and discord.channels", at, o.ID)
+			bad("%s has no chat: add slack: {team, channels} or discord: {guild, channels} so its people can reach experts and see notifications", at)
 		}
-		check := func(p Platform, pl *Place) {
-			if pl == nil {
-				return
+		if s := o.Slack; s != nil {
+			if !slackTeamPattern.MatchString(s.Team) {
+				bad("%s.slack.team %q must be a Slack team id such as T0123ABCD (from the workspace URL or auth.test)", at, s.Team)
 			}
-			where := at + "." + string(p)
-			switch p {
-			case Slack:
-				if !slackTeamPattern.MatchString(pl.Workspace) {
-					bad("%s.team %q: a Slack team id looks like T0123ABCD (Slack: workspace settings, or the URL of the app's home)", where, pl.Workspace)
-				}
-			case Discord:
-				if !snowflakePattern.MatchString(pl.Workspace) {
-					bad("%s.guild %q: a Discord guild id is 17-20 digits, e.g. \"1000000000000000001\" (developer mode, right-click the server, Copy Server ID)", where, pl.Workspace)
-				}
+			if len(s.Channels) == 0 {
+				bad("%s.slack.channels is empty: list at least one channel id; notifications go to the first", at)
 			}
-			if len(pl.Channels) == 0 {
-				bad("%s.channels: empty: list at least one channel; notifications go to the first", where)
-			}
-			for j, ch := range pl.Channels {
-				if !validChannel(p, ch) {
-					bad("%s.channels[%d] %q: %s", where, j, ch, channelHint(p))
-					continue
+			for _, ch := range s.Channels {
+				if !slackChanPattern.MatchString(ch) {
+					bad("%s.slack.channels: %q must be a Slack channel id such as C0123ABCD (channel details, at the bottom), not a #name", at, ch)
+				} else if prev := channels["slack:"+ch]; prev != "" {
+					bad("%s.slack.channels: %s already belongs to org %s: a channel acts for one org", at, ch, prev)
 				}
-				key := string(p) + "/" + ch
-				if other, ok := places[key]; ok {
-					bad("%s.channels[%d] %q already belongs to org %q: a channel speaks for one org only", where, j, ch, other)
-				}
-				places[key] = o.ID
+				channels["slack:"+ch] = o.ID
 			}
 		}
-		check(Slack, o.Slack)
-		check(Discord, o.Discord)
-	}
-	switch {
-	case c.Desk.Slack == nil && c.Desk.Discord == nil:
-		bad("desk: not set: add desk.slack.channel or desk.discord.guild and desk.discord.channel")
-	case c.Desk.Slack != nil && c.Desk.Discord != nil:
-		bad("desk: both slack and discord are set: the desk is one channel; keep one")
-	case c.Desk.Slack != nil:
-		if !validChannel(Slack, c.Desk.Slack.Channel) {
-			bad("desk.slack.channel %q: %s", c.Desk.Slack.Channel, channelHint(Slack))
-		}
-		if _, ok := places["slack/"+c.Desk.Slack.Channel]; ok {
-			bad("desk.slack.channel %q is also an org channel: give the desk its own channel", c.Desk.Slack.Channel)
-		}
-	case c.Desk.Discord != nil:
-		if !snowflakePattern.MatchString(c.Desk.Discord.Workspace) {
-			bad("desk.discord.guild %q: a Discord guild id is 17-20 digits", c.Desk.Discord.Workspace)
-		}
-		if !validChannel(Discord, c.Desk.Discord.Channel) {
-			bad("desk.discord.channel %q: %s", c.Desk.Discord.Channel, channelHint(Discord))
-		}
-		if _, ok := places["discord/"+c.Desk.Discord.Channel]; ok {
-			bad("desk.discord.channel %q is also an org channel: give the desk its own channel", c.Desk.Discord.Channel)
+		if d := o.Discord; d != nil {
+			if !IsDiscordID(d.Guild) {
+				bad("%s.discord.guild %q must be a Discord guild id (a quoted number, 15 to 21 digits; Developer Mode, Copy Server ID)", at, d.Guild)
+			}
+			if len(d.Channels) == 0 {
+				bad("%s.discord.channels is empty: list at least one channel id; notifications go to the first", at)
+			}
+			for _, ch := range d.Channels {
+				if !IsDiscordID(ch) {
+					bad("%s.discord.channels: %q must be a Discord channel id (a quoted number, 15 to 21 digits; Copy Channel ID)", at, ch)
+				} else if prev := channels["discord:"+ch]; prev != "" {
+					bad("%s.discord.channels: %s already belongs to org %s: a channel acts for one org", at, ch, prev)
+				}
+				channels["discord:"+ch] = o.ID
+			}
 		}
 	}
-	for _, l := range []struct {
-		name string
-		ids  UserIDs
+	if len(c.Orgs) > 0 && c.Desk.Slack == nil && c.Desk.Discord == nil {
+		bad("desk is missing: set desk.slack.channel (or desk.discord.guild and desk.discord.channel) to the channel where experts work cases")
+	}
+	if c.Desk.Slack != nil && c.Desk.Discord != nil {
+		bad("desk: set either desk.slack or desk.discord, not both")
+	}
+	if d := c.Desk.Slack; d != nil {
+		if !slackChanPattern.MatchString(d.Channel) {
+			bad("desk.slack.channel %q must be a Slack channel id such as C0123ABCD", d.Channel)
+		}
+		if d.Team != "" && !slackTeamPattern.MatchString(d.Team) {
+			bad("desk.slack.team %q must be a Slack team id such as T0123ABCD", d.Team)
+		}
+		if org := channels["slack:"+d.Channel]; org != "" {
+			bad("desk.slack.channel %s is also org %s's channel: give the experts a channel of their own", d.Channel, org)
+		}
+	}
+	if d := c.Desk.Discord; d != nil {
+		if !IsDiscordID(d.Guild) || !IsDiscordID(d.Channel) {
+			bad("desk.discord needs guild and channel as Discord ids (quoted numbers, 15 to 21 digits)")
+		}
+		if org := channels["discord:"+d.Channel]; org != "" {
+			bad("desk.discord.channel %s is also org %s's channel: give the experts a channel of their own", d.Channel, org)
+		}
+	}
+	for _, u := range []struct {
+		name  string
+		users UserIDs
 	}{{"experts", c.Experts}, {"managers", c.Managers}, {"admins", c.Admins}} {
-		for i, id := range l.ids.Slack {
+		for _, id := range u.users.Slack {
 			if !slackUserPattern.MatchString(id) {
-				bad("%s.slack[%d] %q: a Slack user id looks like U0123ABCD (profile, More, Copy member ID)", l.name, i, id)
+				bad("%s.slack: %q must be a Slack user id such as U0123ABCD (profile, Copy member ID), not a name", u.name, id)
 			}
 		}
-		for i, id := range l.ids.Discord {
-			if !snowflakePattern.MatchString(id) {
-				bad("%s.discord[%d] %q: a Discord user id is 17-20 digits (developer mode, right-click the user, Copy User ID)", l.name, i, id)
+		for _, id := range u.users.Discord {
+			if !IsDiscordID(id) {
+				bad("%s.discord: %q must be a Discord user id (a quoted number, 15 to 21 digits; Copy User ID)", u.name, id)
 			}
 		}
-	}
-	if len(c.Experts.Slack)+len(c.Experts.Discord) == 0 {
-		bad("experts: none configured: list at least one expert user id under experts.slack or experts.discord, or nobody can take a case")
 	}
 	d := c.Delivery
 	if d.Workers < 0 || d.Batch < 0 || d.MaxAttempts < 0 || d.Lease < 0 || d.Poll < 0 {
@@ -240,30 +303,44 @@ func (c Config) Validate() error {
 	if err := c.Inbound.validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("bot config: %w", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-func validChannel(p Platform, ch string) bool {
-	switch p {
-	case Slack:
-		return slackChanPattern.MatchString(ch)
-	case Discord:
-		return snowflakePattern.MatchString(ch)
+// ready reports what the bot lacks to be of use: an org to serve and an
+// expert to answer (the config file may leave them out while no chat
+// platform is enabled).
+func (c Config) ready() error {
+	var errs []error
+	if len(c.Orgs) == 0 {
+		errs = append(errs, errors.New("orgs: none configured: add at least one org with an id and a slack or discord channel"))
 	}
-	return false
+	if len(c.Experts.Slack)+len(c.Experts.Discord) == 0 {
+		errs = append(errs, errors.New("experts: none configured: list at least one expert user id under experts.slack or experts.discord, or nobody can take a case"))
+	}
+	return errors.Join(errs...)
 }
 
-func channelHint(p Platform) string {
-	if p == Slack {
-		return "a Slack channel id looks like C0123ABCD (channel details, at the bottom), not #name"
+// DiscordGuilds lists every Discord guild the config names (the orgs' and
+// the desk's), each once: where /experts is registered.
+func (c Config) DiscordGuilds() []string {
+	var out []string
+	add := func(g string) {
+		if g != "" && !slices.Contains(out, g) {
+			out = append(out, g)
+		}
 	}
-	return "a Discord channel id is 17-20 digits (developer mode, right-click the channel, Copy Channel ID)"
+	for _, o := range c.Orgs {
+		if o.Discord != nil {
+			add(o.Discord.Guild)
+		}
+	}
+	if c.Desk.Discord != nil {
+		add(c.Desk.Discord.Guild)
+	}
+	return out
 }
 
-// orgPlace finds the org a channel speaks for.
+// orgFor finds the org a channel speaks for.
 func (c Config) orgFor(p Platform, workspace, channel string) (*Org, bool) {
 	for i := range c.Orgs {
 		o := &c.Orgs[i]
@@ -288,12 +365,19 @@ func (c Config) org(id string) (*Org, bool) {
 	return nil, false
 }
 
-func (o *Org) place(p Platform) *Place {
-	switch p {
-	case Slack:
-		return o.Slack
-	case Discord:
-		return o.Discord
+// place is an org's place on one platform: a Slack team or Discord guild
+// (Workspace) and its channels.
+type place struct {
+	Workspace string
+	Channels  []string
+}
+
+func (o *Org) place(p Platform) *place {
+	switch {
+	case p == Slack && o.Slack != nil:
+		return &place{Workspace: o.Slack.Team, Channels: o.Slack.Channels}
+	case p == Discord && o.Discord != nil:
+		return &place{Workspace: o.Discord.Guild, Channels: o.Discord.Channels}
 	}
 	return nil
 }
@@ -302,10 +386,10 @@ func (o *Org) place(p Platform) *Place {
 // first place (Slack before Discord).
 func (o *Org) NotifyDest() Dest {
 	if o.Slack != nil && len(o.Slack.Channels) > 0 {
-		return Dest{Platform: Slack, Workspace: o.Slack.Workspace, Channel: o.Slack.Channels[0]}
+		return Dest{Platform: Slack, Workspace: o.Slack.Team, Channel: o.Slack.Channels[0]}
 	}
 	if o.Discord != nil && len(o.Discord.Channels) > 0 {
-		return Dest{Platform: Discord, Workspace: o.Discord.Workspace, Channel: o.Discord.Channels[0]}
+		return Dest{Platform: Discord, Workspace: o.Discord.Guild, Channel: o.Discord.Channels[0]}
 	}
 	return Dest{}
 }
@@ -313,10 +397,10 @@ func (o *Org) NotifyDest() Dest {
 // DeskDest is the desk channel.
 func (d Desk) DeskDest() Dest {
 	if d.Slack != nil {
-		return Dest{Platform: Slack, Workspace: d.Slack.Workspace, Channel: d.Slack.Channel}
+		return Dest{Platform: Slack, Workspace: d.Slack.Team, Channel: d.Slack.Channel}
 	}
 	if d.Discord != nil {
-		return Dest{Platform: Discord, Workspace: d.Discord.Workspace, Channel: d.Discord.Channel}
+		return Dest{Platform: Discord, Workspace: d.Discord.Guild, Channel: d.Discord.Channel}
 	}
 	return Dest{}
 }

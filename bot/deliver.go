@@ -30,10 +30,9 @@ type part struct {
 	update string // edit this stream's anchor for target
 	msg    Message
 	// anchor, on a post, makes the posted message the stream's anchor for
-	// this target; side, when set, also tells casework (SetAnchor).
+	// this target (bot_anchor, the one record of which message is a case's
+	// receipt or desk card, or an incident's notification).
 	anchor string
-	side   Side
-	ref    string // case reference for SetAnchor
 }
 
 // rowError is a failed delivery with what to do about it.
@@ -297,15 +296,9 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 	sent := 0
 	// send sends one part; a non-nil error stops the row to be resumed later.
 	send := func(p part) error {
-		if ref, ok := st.done[p.key]; ok {
-			// Sent before a crash or a failed later part: never twice. The
-			// casework anchor is written again (idempotent) in case that is
-			// what failed.
-			if p.side != "" {
-				if err := b.cases.SetAnchor(ctx, p.ref, p.side, ref); err != nil {
-					return fmt.Errorf("set %s anchor of %s: %w", p.side, p.ref, err)
-				}
-			}
+		if _, ok := st.done[p.key]; ok {
+			// Sent before a crash or a failed later part: never twice. Its
+			// anchor was recorded with it, in one transaction.
 			return nil
 		}
 		plat, err := b.sendPart(ctx, st, p)
@@ -599,15 +592,7 @@ func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest,
 	if ref.Channel == "" {
 		ref.Channel = dest.Channel
 	}
-	if err := b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor); err != nil {
-		return err
-	}
-	if p.side != "" {
-		if err := b.cases.SetAnchor(ctx, p.ref, p.side, ref); err != nil {
-			return fmt.Errorf("set %s anchor of %s: %w", p.side, p.ref, err)
-		}
-	}
-	return nil
+	return b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor)
 }
 
 // classify wraps an adapter error with its kind; a 429 holds the channel

@@ -389,7 +389,7 @@ func TestDeliveryDeadAnchor(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		db := pgtest.New(t)
-		hunt, err := hunting.New(db, hunting.Config{Tenants: map[string]string{contosoTenant: "contoso"}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+		hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
 		require.NoError(t, err)
 		f := setupWith(t, db, false, NewHuntingIncidents(hunt), casework.Config{})
 		f.slack.Fail(bottest.Permanent("not_in_channel"))

@@ -188,8 +188,6 @@ type Cases interface {
 	LastMessage(ctx context.Context, s Scope, ref string) (time.Time, Side, error)
 	AddMessage(ctx context.Context, m CaseMessage) error
 	Credits(ctx context.Context, org string) (Credits, error)
-	// SetAnchor records the chat message a side's thread hangs off.
-	SetAnchor(ctx context.Context, ref string, side Side, r Ref) error
 	// DecodeEvent turns an outbox row of casework's into a CaseEvent; ok is
 	// false for kinds that are not casework's.
 	DecodeEvent(kind string, payload json.RawMessage) (ev CaseEvent, ok bool, err error)

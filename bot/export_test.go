@@ -38,3 +38,14 @@ func (b *Bot) CrashAfterAck() { b.holdInbound.Store(true) }
 
 // PruneInbound forgets old inbound keys, as the hourly housekeeping does.
 func (b *Bot) PruneInbound(ctx context.Context) { b.pruneInbound(ctx) }
+
+// CaseAnchors returns the receipt and the desk card of case ref, as the
+// delivery recorded them (ok is false for one not posted yet).
+func (b *Bot) CaseAnchors(ctx context.Context, ref string) (receipt, desk Ref, ok bool, err error) {
+	receipt, okR, err := b.anchorOf(ctx, "case:"+ref, targetReceipt)
+	if err != nil {
+		return Ref{}, Ref{}, false, err
+	}
+	desk, okD, err := b.anchorOf(ctx, "case:"+ref, targetDesk)
+	return receipt, desk, okR && okD, err
+}

@@ -34,10 +34,10 @@ func TestConsultFlow(t *testing.T) {
 	require.True(t, q.Untrusted, "the question must be an untrusted span")
 	require.Equal(t, []ActionID{ActTake}, actions(desk.Message))
 	require.Equal(t, []ActionID{ActAddDetails, ActWithdraw}, actions(receipt.Message))
-	// casework learned the anchors.
-	eventually(t, "anchors written back", func() bool {
-		c, err := f.cw.Get(ctx, casework.AllOrgs(), ref)
-		return err == nil && c.DeskCard != nil && c.RequesterThread != nil
+	// The anchors are recorded: the messages that are the case's threads.
+	eventually(t, "anchors recorded", func() bool {
+		gotReceipt, gotDesk, ok, err := f.bot.CaseAnchors(ctx, ref)
+		return err == nil && ok && gotReceipt == receipt.Ref && gotDesk == desk.Ref
 	})
 
 	// Take from the desk card.

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -8,9 +9,9 @@ import (
 	"unicode"
 )
 
-// The /experts grammar (DESIGN.md): a subcommand word, then words; text in
-// double quotes (straight or curly) is one word. On Discord the same
-// arguments arrive as typed options, read by name.
+// The /experts grammar (README.md, "Using it"): a subcommand word, then
+// words; text in double quotes (straight or curly) is one word. On Discord
+// the same arguments arrive as typed options, read by name.
 
 // Verbs.
 const (
@@ -30,7 +31,7 @@ const (
 	vMoreTime     = "more-time"
 	vConclude     = "conclude"
 	vNote         = "note"
-	vResolve      = "resolve" // DESIGN.md's name for conclude
+	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
 )
 
@@ -147,7 +148,7 @@ func normUser(p Platform, s string) (string, bool) {
 	case Slack:
 		return s, slackUserPattern.MatchString(s)
 	case Discord:
-		return s, snowflakePattern.MatchString(s)
+		return s, IsDiscordID(s)
 	}
 	return s, s != ""
 }
@@ -258,7 +259,7 @@ func parse(c Command) (request, *usageError) {
 	case vCases:
 		f, o := "open", ""
 		if typed {
-			f, o = strings.ToLower(cmpOr(opt(c, "filter", "which"), "open")), opt(c, "org")
+			f, o = strings.ToLower(cmp.Or(opt(c, "filter", "which"), "open")), opt(c, "org")
 		} else {
 			for _, a := range args {
 				la := strings.ToLower(a)
@@ -335,11 +336,4 @@ func parse(c Command) (request, *usageError) {
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}
 	return r, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -30,7 +31,9 @@ const (
 	fieldSummary  = "summary"
 )
 
-func errorMessage(msg string) Message {
+// textMessage is a reply of one paragraph of plain text: a confirmation
+// ("Opened EOD-12") as well as a refusal or an error.
+func textMessage(msg string) Message {
 	return Message{Text: []Line{{T(msg)}}, Fallback: cut(msg, maxListLineRunes)}
 }
 
@@ -63,11 +66,11 @@ func denied(w who, o op) Message {
 	need := rolesText(permissions[o])
 	switch {
 	case len(w.roles) == 0:
-		return errorMessage("This channel is not connected to an organisation in threatdesk, and you are not listed as an expert or manager. Ask in your organisation's SOC channel, or ask your threatdesk admin to add this channel to the config.")
+		return textMessage("This channel is not connected to an organisation in threatdesk, and you are not listed as an expert or manager. Ask in your organisation's SOC channel, or ask your threatdesk admin to add this channel to the config.")
 	case o == opOpen && w.org == nil:
-		return errorMessage("Open cases from your organisation's SOC channel: this channel is not connected to an organisation.")
+		return textMessage("Open cases from your organisation's SOC channel: this channel is not connected to an organisation.")
 	}
-	return errorMessage(fmt.Sprintf("You may not %s here: that needs the role %s.", o, need))
+	return textMessage(fmt.Sprintf("You may not %s here: that needs the role %s.", o, need))
 }
 
 func (b *Bot) observeAck(kind string, start time.Time) {
@@ -84,7 +87,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	defer b.observeAck("command", time.Now())
 	r, uerr := parse(c)
 	if uerr != nil {
-		return Ack{Message: ptr(errorMessage(uerr.msg)), Private: true}
+		return Ack{Message: ptr(textMessage(uerr.msg)), Private: true}
 	}
 	w := b.identify(c.User, c.Channel, c.Thread)
 	o := opOf(r)
@@ -170,14 +173,14 @@ func (b *Bot) answerErr(ctx context.Context, rs Responder, what string, err erro
 	var ue *usageError
 	switch {
 	case errors.As(err, &ref):
-		b.respond(ctx, rs, errorMessage(ref.Msg), true)
+		b.respond(ctx, rs, textMessage(ref.Msg), true)
 	case errors.As(err, &ue):
-		b.respond(ctx, rs, errorMessage(ue.msg), true)
+		b.respond(ctx, rs, textMessage(ue.msg), true)
 	case errors.Is(err, ErrNotFound):
-		b.respond(ctx, rs, errorMessage("Not found. Check the reference: /experts cases lists the cases you can see."), true)
+		b.respond(ctx, rs, textMessage("Not found. Check the reference: /experts cases lists the cases you can see."), true)
 	default:
 		b.log.Error("handling failed", "what", what, "err", err)
-		b.respond(ctx, rs, errorMessage("Something went wrong on our side and nothing was changed. Try again in a minute; if it keeps failing, tell your threatdesk admin."), true)
+		b.respond(ctx, rs, textMessage("Something went wrong on our side and nothing was changed. Try again in a minute; if it keeps failing, tell your threatdesk admin."), true)
 	}
 }
 
@@ -189,7 +192,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in the thread of its receipt in this channel.", cv.Ref, cv.Priority)), nil
+		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in the thread of its receipt in this channel.", cv.Ref, cv.Priority)), nil
 	case vStatus:
 		s, _ := w.scope()
 		cv, err := b.cases.Get(ctx, s, r.ref)
@@ -230,7 +233,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 				return Message{}, err
 			}
 			if len(l.Cases) == 0 {
-				return errorMessage("No new cases are waiting. /experts cases open lists the open ones."), nil
+				return textMessage("No new cases are waiting. /experts cases open lists the open ones."), nil
 			}
 			ref = l.Cases[0].Ref
 		}
@@ -238,7 +241,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage("You have " + cv.Ref + ". Reply in its desk thread to talk to the requester."), nil
+		return textMessage("You have " + cv.Ref + ". Reply in its desk thread to talk to the requester."), nil
 	case vAssign:
 		a, ok := b.adapter(c.User.Platform)
 		target := User{Platform: c.User.Platform, Workspace: c.User.Workspace, ID: r.user}
@@ -254,20 +257,20 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage(cv.Ref + " is now with " + userLabel(&target) + "."), nil
+		return textMessage(cv.Ref + " is now with " + userLabel(&target) + "."), nil
 	case vMoreInfo, vSample, vMoreTime, vConclude:
 		to := map[string]Status{vMoreInfo: StatusMoreInfo, vSample: StatusSample, vMoreTime: StatusMoreTime, vConclude: StatusConcluded}[r.verb]
 		cv, err := b.cases.Transition(ctx, Scope{All: true}, r.ref, to, b.named(ctx, w.user), RoleExpert, r.text)
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
+		return textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
 	case vNote:
 		err := b.cases.AddMessage(ctx, CaseMessage{Ref: r.ref, Side: SideExpert, Role: RoleExpert, Author: b.named(ctx, w.user), Text: r.text, Internal: true})
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
+		return textMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
 	case vSampleNotify:
 		return b.sampleNotification(ctx, w, r)
 	}
@@ -304,7 +307,7 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 		if d, ok, err := b.hunt.Describe(ctx, w.org.ID, s.Kind, s.ID); err != nil {
 			b.log.Warn("could not enrich a case subject; opening without it", "kind", s.Kind, "err", err)
 		} else if ok {
-			d.Kind, d.ID = s.Kind, cmpOr(d.ID, s.ID)
+			d.Kind, d.ID = s.Kind, cmp.Or(d.ID, s.ID)
 			s = d
 		}
 	}
@@ -372,7 +375,7 @@ func (b *Bot) sampleNotification(ctx context.Context, w who, r request) (Message
 		return Message{}, fmt.Errorf("sample notification: commit: %w", err)
 	}
 	d := o.NotifyDest()
-	return errorMessage(fmt.Sprintf("A test notification for %s is on its way to %s channel %s.", o.Name, d.Platform, d.Channel)), nil
+	return textMessage(fmt.Sprintf("A test notification for %s is on its way to %s channel %s.", o.Name, d.Platform, d.Channel)), nil
 }
 
 // help is the usage for the caller's roles.
@@ -473,7 +476,7 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	w := b.identify(a.User, a.Message.Channel, nil)
 	o, known := actionOp(a.Action)
 	if !known {
-		return Ack{Message: ptr(errorMessage("That button is from an older version of threatdesk; use /experts help.")), Private: true}
+		return Ack{Message: ptr(textMessage("That button is from an older version of threatdesk; use /experts help.")), Private: true}
 	}
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
@@ -495,7 +498,7 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	case ActAskEntity:
 		kind, id, _ := strings.Cut(a.Value, ":")
 		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile)) {
-			return Ack{Message: ptr(errorMessage("That button does not name a device or file.")), Private: true}
+			return Ack{Message: ptr(textMessage("That button does not name a device or file.")), Private: true}
 		}
 		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))
 	}
@@ -521,25 +524,22 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		if err != nil {
 			return nil, err
 		}
-		return ptr(errorMessage("You have " + cv.Ref + ".")), nil
+		return ptr(textMessage("You have " + cv.Ref + ".")), nil
 	case ActMoreTime:
 		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, StatusMoreTime, b.named(ctx, w.user), RoleExpert, "")
 		if err != nil {
 			return nil, err
 		}
-		return ptr(errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
+		return ptr(textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
 	case ActClose, ActReopen, ActWithdraw:
 		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress, ActWithdraw: StatusWithdrawn}[a.Action]
 		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen, ActWithdraw: opWithdraw}[a.Action])
 		sc := w.scopeFor(role)
-		if role == RoleMember {
-			role = Role("requester")
-		}
 		cv, err := b.cases.Transition(ctx, sc, ref, to, b.named(ctx, w.user), role, "")
 		if err != nil {
 			return nil, err
 		}
-		return ptr(errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
+		return ptr(textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
 	case ActAcknowledge:
 		if b.hunt == nil {
 			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
@@ -547,7 +547,7 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		if err := b.hunt.Acknowledge(ctx, w.org.ID, a.Value, b.named(ctx, w.user)); err != nil {
 			return nil, err
 		}
-		return ptr(errorMessage("Acknowledged incident " + a.Value + "; the reminders stop.")), nil
+		return ptr(textMessage("Acknowledged incident " + a.Value + "; the reminders stop.")), nil
 	case ActShowScope:
 		if b.hunt == nil {
 			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
@@ -622,7 +622,7 @@ func (b *Bot) doSubmit(ctx context.Context, s Submission) (*Message, error) {
 	// The channel the platform reports wins over the one carried in the
 	// form's state: state can come back from a client, and it must never
 	// decide which org the submitter acts for.
-	channel := cmpOr(s.Channel, state.Get("c"))
+	channel := cmp.Or(s.Channel, state.Get("c"))
 	w := b.identify(s.User, channel, nil)
 	ref, _ := normRef(state.Get("ref"))
 	m, err := b.runSubmit(ctx, w, s, state, ref, text, channel)
@@ -646,7 +646,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		}
 		subj := Subject{Kind: SubjectNone}
 		if id := state.Get("i"); id != "" {
-			kind := SubjectKind(cmpOr(state.Get("k"), string(SubjectIncident)))
+			kind := SubjectKind(cmp.Or(state.Get("k"), string(SubjectIncident)))
 			nid, uerr := validSubject(kind, id)
 			if uerr != nil {
 				return Message{}, uerr
@@ -657,7 +657,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in its thread.", cv.Ref, cv.Priority)), nil
+		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in its thread.", cv.Ref, cv.Priority)), nil
 	case formConclude, formMoreInfo, formSample:
 		if err := need(opExpertStatus); err != nil {
 			return Message{}, err
@@ -667,7 +667,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		if err != nil {
 			return Message{}, err
 		}
-		return errorMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
+		return textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
 	case formAddDetails:
 		if err := need(opAddDetails); err != nil {
 			return Message{}, err
@@ -679,7 +679,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		if err := b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Org: sc.Org, Role: RoleMember, Side: SideRequester, Author: b.named(ctx, w.user), Text: text}); err != nil {
 			return Message{}, err
 		}
-		return errorMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil
+		return textMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil
 	}
 	return Message{}, &Refusal{Msg: "Unknown form."}
 }
@@ -737,7 +737,7 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	if errors.As(err, &refusal) {
 		if a, ok := b.adapter(r.Author.Platform); ok {
 			_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
-				r.Author.ID, errorMessage("Not relayed: "+refusal.Msg))
+				r.Author.ID, textMessage("Not relayed: "+refusal.Msg))
 		}
 		return nil
 	}

@@ -350,7 +350,7 @@ func (b *Bot) formAck(ctx context.Context, p Platform, key string, f Form) Ack {
 	switch {
 	case err != nil:
 		b.unavailable(kindForm, err)
-		return Ack{Message: ptr(errorMessage(msgUnavailable)), Private: true}
+		return Ack{Message: ptr(textMessage(msgUnavailable)), Private: true}
 	case dup:
 		b.im.events.WithLabelValues(kindForm, "duplicate").Inc()
 		return Ack{Private: true}
@@ -361,7 +361,7 @@ func (b *Bot) formAck(ctx context.Context, p Platform, key string, f Form) Ack {
 // acceptAck stores ev and says what to acknowledge.
 func (b *Bot) acceptAck(ctx context.Context, p Platform, kind, key string, ev inboundEvent, rs Responder) Ack {
 	if b.accept(ctx, p, kind, key, ev, rs, nil) == storedUnavailable {
-		return Ack{Message: ptr(errorMessage(msgUnavailable)), Private: true}
+		return Ack{Message: ptr(textMessage(msgUnavailable)), Private: true}
 	}
 	return Ack{Private: true}
 }
@@ -554,7 +554,7 @@ func (b *Bot) process(ctx context.Context, row inboundRow) {
 func (r inboundRow) name() string {
 	switch {
 	case r.event.Command != nil:
-		return cmpOr(r.event.Command.Name, "help")
+		return cmp.Or(r.event.Command.Name, "help")
 	case r.event.Action != nil:
 		return string(r.event.Action.Action)
 	case r.event.Submission != nil:
@@ -624,13 +624,13 @@ func (b *Bot) tellGaveUp(ctx context.Context, row inboundRow) {
 	if r := row.event.Reply; r != nil {
 		if a, ok := b.adapter(r.Author.Platform); ok {
 			dest := Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent}
-			if err := a.PostPrivate(ctx, dest, r.Author.ID, errorMessage(msgReplyGaveUp)); err != nil {
+			if err := a.PostPrivate(ctx, dest, r.Author.ID, textMessage(msgReplyGaveUp)); err != nil {
 				b.log.Warn("could not tell the author that a reply was not relayed", "err", err)
 			}
 		}
 		return
 	}
-	b.respond(ctx, b.responderOf(row), errorMessage(msgGaveUp), true)
+	b.respond(ctx, b.responderOf(row), textMessage(msgGaveUp), true)
 }
 
 func (b *Bot) settleDone(ctx context.Context, row inboundRow) {

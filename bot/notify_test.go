@@ -44,7 +44,7 @@ func TestNotificationCard(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Tenants: map[string]string{contosoTenant: "contoso"}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
 	require.NoError(t, err)
 	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
 	require.NoError(t, err)
@@ -107,6 +107,9 @@ func TestNotificationCard(t *testing.T) {
 	require.Contains(t, plain(got.Message), "Opened EOD-1 (high priority)")
 	desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Contoso · Incident Hands-on-keyboard")
 	require.Contains(t, plain(desk.Message), "score")
+	c, err := f.cw.Get(context.Background(), casework.AllOrgs(), "EOD-1")
+	require.NoError(t, err)
+	require.Equal(t, casework.CategoryNotificationQuestion, c.Category, "an incident consult is a question about a notification")
 
 	// A case on the alert shows what hunting knows of it.
 	_, m := f.run(t, Slack, analyst, contosoSOC, "alert da637472900382838869_1364969609 lateral?")

@@ -368,8 +368,8 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		desk := b.deskCard(c)
 		desk.ThreadName = cut(c.Ref+" "+b.orgName(c.Org), maxThreadName)
 		return []part{
-			{key: "receipt", dest: origin, msg: receipt, anchor: targetReceipt, side: SideRequester, ref: c.Ref},
-			{key: "desk", dest: b.cfg.Desk.DeskDest(), msg: desk, anchor: targetDesk, side: SideExpert, ref: c.Ref},
+			{key: "receipt", dest: origin, msg: receipt, anchor: targetReceipt},
+			{key: "desk", dest: b.cfg.Desk.DeskDest(), msg: desk, anchor: targetDesk},
 		}, nil
 	case CaseAssigned:
 		m := note(B(ev.Actor), T(" (threat expert) took "+c.Ref+"."))

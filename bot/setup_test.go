@@ -42,10 +42,10 @@ const (
 func testConfig() Config {
 	return Config{
 		Orgs: []Org{
-			{ID: "contoso", Name: "Contoso", Slack: &Place{Workspace: slackTeam, Channels: []string{contosoSOC, contosoSOC2}}},
-			{ID: "fabrikam", Name: "Fabrikam", Discord: &Place{Workspace: fabGuild, Channels: []string{fabSOC}}},
+			{ID: "contoso", Name: "Contoso", Slack: &SlackPlace{Team: slackTeam, Channels: []string{contosoSOC, contosoSOC2}}},
+			{ID: "fabrikam", Name: "Fabrikam", Discord: &DiscordPlace{Guild: fabGuild, Channels: []string{fabSOC}}},
 		},
-		Desk:     Desk{Slack: &DeskPlace{Workspace: slackTeam, Channel: deskChannel}},
+		Desk:     Desk{Slack: &SlackDesk{Team: slackTeam, Channel: deskChannel}},
 		Experts:  UserIDs{Slack: []string{expert1, expert2}, Discord: []string{discordExpert}},
 		Managers: UserIDs{Slack: []string{manager}},
 		Admins:   UserIDs{Slack: []string{admin}},
@@ -257,8 +257,8 @@ func (f *fixture) openCase(t testing.TB, text string) (ref string, receipt, desk
 func (f *fixture) anchored(t testing.TB, ref string) {
 	t.Helper()
 	eventually(t, "anchors of "+ref+" recorded", func() bool {
-		c, err := f.cw.Get(context.Background(), casework.AllOrgs(), ref)
-		return err == nil && c.DeskCard != nil && c.RequesterThread != nil
+		_, _, ok, err := f.bot.CaseAnchors(context.Background(), ref)
+		return err == nil && ok
 	})
 }
 

@@ -282,7 +282,7 @@ func BenchmarkReport(b *testing.B) {
 	for i := range orgs {
 		orgs[i] = fmt.Sprintf("org-%d", i)
 	}
-	f := setup(b, func(c *casework.Config) { c.Orgs = orgs })
+	f := setup(b, func(c *casework.Config) { c.Orgs = orgsOf(orgs...) })
 	seedReport(b, f, 100_000)
 	ctx := context.Background()
 

@@ -51,11 +51,15 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{name: "zero but the key is valid", cfg: casework.Config{}},
 		{name: "no key", cfg: casework.Config{}, want: "Key is required"},
-		{name: "warn fraction", cfg: casework.Config{WarnAt: 1.5}, want: "WarnAt"},
-		{name: "unknown priority", cfg: casework.Config{Targets: map[casework.Priority]casework.Target{"urgent": {}}}, want: "unknown priority"},
-		{name: "response after conclusion", cfg: casework.Config{Targets: map[casework.Priority]casework.Target{
-			casework.PriorityHigh: {FirstResponse: 48 * time.Hour}}}, want: "longer than its conclusion"},
-		{name: "cap below allowance", cfg: casework.Config{CreditsPerQuarter: 30}, want: "CreditsCap"},
+		{name: "warn fraction", cfg: casework.Config{SLA: casework.SLA{WarnAt: 1.5}}, want: "cases.sla.warn_at 1.5 must be a fraction"},
+		{name: "negative target", cfg: casework.Config{SLA: casework.SLA{Low: casework.Target{FirstResponse: -time.Hour}}},
+			want: "cases.sla.low: first_response and conclusion must be positive durations"},
+		{name: "response after conclusion", cfg: casework.Config{SLA: casework.SLA{High: casework.Target{FirstResponse: 48 * time.Hour}}},
+			want: "cases.sla.high.first_response (48h0m0s) must not exceed conclusion (24h0m0s)"},
+		{name: "cap below allowance", cfg: casework.Config{CreditsPerQuarter: 30}, want: "cases.credits_rollover_max 20 is below the default credits_per_quarter 30"},
+		{name: "org allowance above the cap", cfg: casework.Config{Orgs: []casework.Org{{ID: "contoso", CreditsPerQuarter: ptr(21)}}},
+			want: "orgs[0] (contoso).credits_per_quarter 21 must be between 0 and cases.credits_rollover_max (20)"},
+		{name: "negative reopen window", cfg: casework.Config{ReopenWindow: -time.Hour}, want: "cases.reopen_window must not be negative"},
 		{name: "sweep too often", cfg: casework.Config{SweepEvery: time.Millisecond}, want: "SweepEvery"},
 		{name: "timeline check too often", cfg: casework.Config{TimelineCheckEvery: time.Millisecond}, want: "TimelineCheckEvery"},
 	} {
@@ -417,4 +421,29 @@ func TestTakeAndAssignByRole(t *testing.T) {
 	done := f.into(t, "contoso", casework.StatusConcluded)
 	_, err := f.svc.Take(ctx, done.Ref, expert("U-late"))
 	require.EqualError(t, err, done.Ref+" is already concluded; use Reopen")
+}
+
+// TestCategoryFollowsTheSubject: casework gives a case its category from
+// its subject (the bot passes none); a consult about an incident is a
+// question about a notification, whoever opens it.
+func TestCategoryFollowsTheSubject(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for kind, want := range map[casework.SubjectKind]casework.Category{
+		casework.SubjectAlert:    casework.CategoryAlertInquiry,
+		casework.SubjectDevice:   casework.CategoryDeviceCompromise,
+		casework.SubjectFile:     casework.CategoryThreatIntel,
+		casework.SubjectIncident: casework.CategoryNotificationQuestion,
+		casework.SubjectNone:     casework.CategoryOther,
+	} {
+		req := f.openReq("contoso")
+		req.Subject = casework.Subject{Kind: kind}
+		if kind != casework.SubjectNone {
+			req.Subject.ID = "x1"
+		}
+		c, _, err := f.svc.Open(context.Background(), req)
+		require.NoError(t, err, kind)
+		require.Equal(t, want, c.Category, kind)
+		require.Equal(t, want, casework.CategoryFor(kind), kind)
+	}
 }

@@ -4,22 +4,46 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
-// Target is an SLA target pair for one priority.
+// Target is an SLA target pair for one priority (cases.sla.high, .medium,
+// .low of the config file).
 type Target struct {
 	// FirstResponse is the time allowed until an expert first answers the
 	// requester (a relayed message, or a status change such as asking for
 	// more information or concluding). Taking the case alone does not count.
-	FirstResponse time.Duration
-	// Conclusion is the time allowed until the case is concluded.
-	Conclusion time.Duration
+	FirstResponse time.Duration `yaml:"first_response"`
+	// Conclusion is the time allowed until the case is concluded. At least
+	// FirstResponse.
+	Conclusion time.Duration `yaml:"conclusion"`
+}
+
+// SLA holds the targets per priority and when to warn (cases.sla). A zero
+// duration takes its default (DefaultSLA).
+type SLA struct {
+	High   Target `yaml:"high"`
+	Medium Target `yaml:"medium"`
+	Low    Target `yaml:"low"`
+	// WarnAt is the fraction of a target at which a warning is posted, in
+	// (0, 1) (cases.sla.warn_at; default 0.75).
+	WarnAt float64 `yaml:"warn_at"`
+}
+
+// Target returns the target pair of priority p (zero for an unknown one).
+func (s SLA) Target(p Priority) Target {
+	switch p {
+	case PriorityHigh:
+		return s.High
+	case PriorityMedium:
+		return s.Medium
+	case PriorityLow:
+		return s.Low
+	}
+	return Target{}
 }
 
 // Default settings, as the expert service works.
@@ -33,74 +57,81 @@ const (
 	DefaultTimelineCheck     = time.Hour
 )
 
-// DefaultTargets are the SLA targets when Config leaves them out:
-// high 1 h / 24 h, medium 4 h / 48 h, low 24 h / 120 h.
-func DefaultTargets() map[Priority]Target {
-	return map[Priority]Target{
-		PriorityHigh:   {FirstResponse: time.Hour, Conclusion: 24 * time.Hour},
-		PriorityMedium: {FirstResponse: 4 * time.Hour, Conclusion: 48 * time.Hour},
-		PriorityLow:    {FirstResponse: 24 * time.Hour, Conclusion: 120 * time.Hour},
+// DefaultSLA is the SLA when Config leaves it out: warnings at 75%, and
+// targets high 1 h / 24 h, medium 4 h / 48 h, low 24 h / 120 h.
+func DefaultSLA() SLA {
+	return SLA{
+		High:   Target{FirstResponse: time.Hour, Conclusion: 24 * time.Hour},
+		Medium: Target{FirstResponse: 4 * time.Hour, Conclusion: 48 * time.Hour},
+		Low:    Target{FirstResponse: 24 * time.Hour, Conclusion: 120 * time.Hour},
+		WarnAt: DefaultWarnAt,
 	}
 }
 
-// Config configures a Service. The zero value is valid: every field has a
-// default.
+// Config configures a Service. The zero value, with a Key, is valid: every
+// other field has a default. Its yaml keys are the `cases` block of the
+// config file (README.md); each org's credits_per_quarter is in its orgs[]
+// entry, which internal/config hands over as Orgs.
 type Config struct {
-	// Key is the master key (THREATDESK_SECRET_KEY); required. Its
+	// Key is the master key (THREATDESK_SECRET_KEY); required by New. Its
 	// timeline subkeys key the HMAC chain of every case's timeline.
-	Key *secrets.Key
-	// Targets are the SLA targets per priority; a missing priority, or a zero
-	// duration, takes its default (see DefaultTargets).
-	Targets map[Priority]Target
-	// WarnAt is the fraction of a target at which a warning is emitted
-	// (default 0.75). It must be in (0, 1).
-	WarnAt float64
+	Key *secrets.Key `yaml:"-"`
+	// SLA holds the targets per priority and the warning fraction.
+	SLA SLA `yaml:"sla"`
 	// ReopenWindow is how long after concluding (or closing) a case the
-	// requester may reopen it (default 14 days).
-	ReopenWindow time.Duration
+	// requester may reopen it (cases.reopen_window; default 14 days). Not
+	// negative.
+	ReopenWindow time.Duration `yaml:"reopen_window"`
 	// AutoCloseAfter closes a concluded case the requester did not close or
 	// reopen (default 7 days). Negative disables auto-close.
-	AutoCloseAfter time.Duration
-	// CreditsPerQuarter is each org's quarterly allowance (default 10).
-	CreditsPerQuarter int
-	// OrgCredits overrides CreditsPerQuarter for some orgs.
-	OrgCredits map[string]int
-	// Orgs are the configured org ids. They bound the org label of the
-	// metrics (any other org counts as OtherOrgLabel) and are the orgs a
-	// Report covers: an org not listed is unknown. The keys of OrgCredits
-	// are added to them, so a Config that sets OrgCredits for every org
-	// (as the wiring does) need not repeat them.
-	Orgs []string
+	AutoCloseAfter time.Duration `yaml:"-"`
+	// CreditsPerQuarter is the quarterly allowance of an org that does not
+	// set its own (default 10).
+	CreditsPerQuarter int `yaml:"-"`
+	// Orgs are the configured orgs and their own allowances
+	// (orgs[].credits_per_quarter). They bound the org label of the metrics
+	// (any other org counts as OtherOrgLabel) and are the orgs a Report
+	// covers: an org not listed is unknown.
+	Orgs []Org `yaml:"-"`
 	// Notifications supplies a Report's notification figures (cards posted
 	// and acknowledged). Default: HuntingNotifications on the Service's
 	// pool, which reads hunting's incident table read-only.
-	Notifications NotificationSource
+	Notifications NotificationSource `yaml:"-"`
 	// CreditsCap caps the balance after unused credits roll over into a new
-	// quarter (default 20).
-	CreditsCap int
-	// SweepEvery is how often Start's job evaluates SLA clocks (default 1 minute).
-	SweepEvery time.Duration
+	// quarter (cases.credits_rollover_max; default 20). At least every
+	// org's allowance.
+	CreditsCap int `yaml:"credits_rollover_max"`
+	// SweepEvery is how often Start's job evaluates SLA clocks (default 1
+	// minute, at least 1 second).
+	SweepEvery time.Duration `yaml:"-"`
 	// TimelineCheckEvery is how often Start's job verifies every case's
-	// timeline (default 1 hour); a break is logged at error level and counted
-	// in threatdesk_casework_timeline_breaks_total.
-	TimelineCheckEvery time.Duration
+	// timeline (default 1 hour, at least 1 second); a break is logged at
+	// error level and counted in threatdesk_casework_timeline_breaks_total.
+	TimelineCheckEvery time.Duration `yaml:"-"`
 	// LockNamespace namespaces the sweep's advisory lock (default "threatdesk").
-	LockNamespace string
+	LockNamespace string `yaml:"-"`
 	// Now is the clock (default time.Now); tests pass a fake one.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
-func (c Config) withDefaults() Config {
-	targets := DefaultTargets()
-	for p, t := range c.Targets {
-		d := targets[p]
-		targets[p] = Target{
-			FirstResponse: cmp.Or(t.FirstResponse, d.FirstResponse),
-			Conclusion:    cmp.Or(t.Conclusion, d.Conclusion),
-		}
+// Org is casework's part of an orgs[] entry of the config file.
+type Org struct {
+	// ID is the org's id (orgs[].id, checked by the bot's config).
+	ID string `yaml:"-"`
+	// CreditsPerQuarter is the org's quarterly allowance of expert cases
+	// (orgs[].credits_per_quarter), between 0 and Config.CreditsCap; nil
+	// takes Config.CreditsPerQuarter.
+	CreditsPerQuarter *int `yaml:"credits_per_quarter"`
+}
+
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	d := DefaultSLA()
+	for _, t := range []struct{ got, def *Target }{{&c.SLA.High, &d.High}, {&c.SLA.Medium, &d.Medium}, {&c.SLA.Low, &d.Low}} {
+		t.got.FirstResponse = cmp.Or(t.got.FirstResponse, t.def.FirstResponse)
+		t.got.Conclusion = cmp.Or(t.got.Conclusion, t.def.Conclusion)
 	}
-	c.Targets = targets
-	c.WarnAt = cmp.Or(c.WarnAt, DefaultWarnAt)
+	c.SLA.WarnAt = cmp.Or(c.SLA.WarnAt, d.WarnAt)
 	c.ReopenWindow = cmp.Or(c.ReopenWindow, DefaultReopenWindow)
 	c.AutoCloseAfter = cmp.Or(c.AutoCloseAfter, DefaultAutoCloseAfter)
 	c.CreditsPerQuarter = cmp.Or(c.CreditsPerQuarter, DefaultCreditsPerQuarter)
@@ -108,71 +139,58 @@ func (c Config) withDefaults() Config {
 	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
 	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
-	orgs := map[string]bool{}
-	for _, o := range c.Orgs {
-		orgs[o] = true
-	}
-	for o := range c.OrgCredits {
-		orgs[o] = true
-	}
-	c.Orgs = slices.Sorted(maps.Keys(orgs))
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
 }
 
-func (c Config) validate() error {
-	if c.Key == nil {
-		return errors.New("casework config: Key is required: pass the THREATDESK_SECRET_KEY master key (internal/secrets), which keys the timeline's HMAC chain")
-	}
-	for p, t := range c.Targets {
-		if !p.Valid() {
-			return fmt.Errorf("casework config: Targets has unknown priority %q: use high, medium or low", p)
-		}
-		if t.FirstResponse < 0 || t.Conclusion < 0 {
-			return fmt.Errorf("casework config: %s SLA targets must be positive durations (got %s / %s)", p, t.FirstResponse, t.Conclusion)
-		}
-		if t.FirstResponse > t.Conclusion {
-			return fmt.Errorf("casework config: %s first-response target %s is longer than its conclusion target %s: swap them or raise the conclusion target",
-				p, t.FirstResponse, t.Conclusion)
-		}
-	}
-	if c.WarnAt <= 0 || c.WarnAt >= 1 {
-		return fmt.Errorf("casework config: WarnAt %.2f must be a fraction between 0 and 1, e.g. 0.75 for a warning at 75%% of the target", c.WarnAt)
-	}
+// Validate reports every problem of c (after WithDefaults), each naming the
+// key of the config file (or the field, for those not in it) and how to fix
+// it, joined into one error; nil when c is usable. The Key is New's to check:
+// it may be generated after the file is read.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.ReopenWindow < 0 {
-		return fmt.Errorf("casework config: ReopenWindow %s must not be negative", c.ReopenWindow)
+		bad("cases.reopen_window must not be negative")
 	}
-	if c.CreditsPerQuarter < 0 {
-		return fmt.Errorf("casework config: CreditsPerQuarter %d must not be negative", c.CreditsPerQuarter)
-	}
-	for org, n := range c.OrgCredits {
-		if n < 0 || n > c.CreditsCap {
-			return fmt.Errorf("casework config: OrgCredits[%q] = %d must be between 0 and the cap %d", org, n, c.CreditsCap)
-		}
-	}
-	if c.CreditsCap < c.CreditsPerQuarter {
-		return fmt.Errorf("casework config: CreditsCap %d is below CreditsPerQuarter %d: the cap must allow at least one quarter's credits",
+	if c.CreditsCap < 0 {
+		bad("cases.credits_rollover_max must not be negative")
+	} else if c.CreditsPerQuarter < 0 || c.CreditsPerQuarter > c.CreditsCap {
+		bad("cases.credits_rollover_max %d is below the default credits_per_quarter %d: the cap must allow at least one quarter's credits",
 			c.CreditsCap, c.CreditsPerQuarter)
 	}
-	for _, o := range c.Orgs {
-		if o == "" || strings.TrimSpace(o) != o {
-			return fmt.Errorf("casework config: Orgs has an empty or padded org id %q: use the ids of the config's orgs", o)
+	if c.SLA.WarnAt <= 0 || c.SLA.WarnAt >= 1 {
+		bad("cases.sla.warn_at %v must be a fraction between 0 and 1, e.g. 0.75", c.SLA.WarnAt)
+	}
+	for _, p := range []Priority{PriorityHigh, PriorityMedium, PriorityLow} {
+		t := c.SLA.Target(p)
+		if t.FirstResponse <= 0 || t.Conclusion <= 0 {
+			bad("cases.sla.%s: first_response and conclusion must be positive durations", p)
+		} else if t.FirstResponse > t.Conclusion {
+			bad("cases.sla.%s.first_response (%s) must not exceed conclusion (%s): swap them or raise the conclusion target", p, t.FirstResponse, t.Conclusion)
+		}
+	}
+	for i, o := range c.Orgs {
+		if n := o.CreditsPerQuarter; n != nil && (*n < 0 || *n > c.CreditsCap) {
+			bad("orgs[%d] (%s).credits_per_quarter %d must be between 0 and cases.credits_rollover_max (%d)", i, o.ID, *n, c.CreditsCap)
 		}
 	}
 	if c.SweepEvery < time.Second {
-		return fmt.Errorf("casework config: SweepEvery %s is too short: use at least one second (default one minute)", c.SweepEvery)
+		bad("SweepEvery %s is too short: use at least one second (default one minute)", c.SweepEvery)
 	}
 	if c.TimelineCheckEvery < time.Second {
-		return fmt.Errorf("casework config: TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)
+		bad("TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c Config) perQuarter(org string) int {
-	if n, ok := c.OrgCredits[org]; ok {
-		return n
+	for _, o := range c.Orgs {
+		if o.ID == org && o.CreditsPerQuarter != nil {
+			return *o.CreditsPerQuarter
+		}
 	}
 	return c.CreditsPerQuarter
 }
@@ -180,8 +198,17 @@ func (c Config) perQuarter(org string) int {
 // now is the config clock, in UTC and truncated to what PostgreSQL stores.
 func (c Config) now() time.Time { return c.Now().UTC().Truncate(time.Microsecond) }
 
+// orgIDs are the configured orgs' ids, sorted.
+func (c Config) orgIDs() []string {
+	ids := make([]string, 0, len(c.Orgs))
+	for _, o := range c.Orgs {
+		ids = append(ids, o.ID)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
 // knows reports whether org is a configured org.
 func (c Config) knows(org string) bool {
-	_, ok := slices.BinarySearch(c.Orgs, org)
-	return ok
+	return slices.ContainsFunc(c.Orgs, func(o Org) bool { return o.ID == org })
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Credits: each org gets CreditsPerQuarter (or its OrgCredits) at the start
+// Credits: each org gets its Org.CreditsPerQuarter (else CreditsPerQuarter) at the start
 // of every calendar quarter (UTC), added to what it has left, the sum capped
 // at CreditsCap: 10 a quarter, at most 20 with rollover, as the expert
 // service does. Opening a case uses one; withdrawing it before an expert

@@ -17,7 +17,7 @@ import (
 // last week's report.
 func TestQueueDigestOnce(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *casework.Config) { c.Orgs = []string{"contoso"} })
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso") })
 	ctx := context.Background()
 	london, err := time.LoadLocation("Europe/London")
 	require.NoError(t, err)

@@ -1,10 +1,12 @@
 // Package casework is the domain core of experts on demand: cases opened by
 // SOC analysts and worked by threat experts, their status machine, SLA clocks,
-// the quarterly credits each org spends to open cases, the conversation, the
-// chat anchors of a case's threads, and an append-only timeline chained with
-// HMACs keyed by THREATDESK_SECRET_KEY (see keying.go).
+// the quarterly credits each org spends to open cases, the conversation, and
+// an append-only timeline chained with HMACs keyed by THREATDESK_SECRET_KEY
+// (see keying.go).
 //
 // It knows nothing of Slack or Discord: chat references are plain strings.
+// Which chat messages carry a case's threads (its receipt and desk card) is
+// the bot's record (bot_anchor), not casework's.
 //
 // # Changes and events
 //
@@ -43,7 +45,7 @@
 //
 // # SLA
 //
-// Two clocks per case, with targets per priority (DefaultTargets): first
+// Two clocks per case, with targets per priority (DefaultSLA): first
 // response and conclusion. Both count time in new, in_progress and
 // needs_more_time; they pause while waiting on the requester and stop once
 // concluded, closed or withdrawn. SweepSLA (run every minute by Start, under

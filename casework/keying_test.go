@@ -15,6 +15,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 	"github.com/threatdesk/threatdesk/migrations"
 )
 
@@ -295,7 +296,7 @@ func TestLegacyTimelinesStillVerify(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass('bot_case_origin')::text`).Scan(&originTable))
 	require.Nil(t, originTable, "the bot's origin table is gone")
 
-	clock := &fakeClock{now: t0}
+	clock := testclock.New(t0)
 	key := testKey(t)
 	svc, err := casework.New(pool, casework.Config{Now: clock.Now, Key: key}, nil, nil)
 	require.NoError(t, err)

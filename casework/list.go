@@ -257,8 +257,7 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 	q.pageArgs = pa
 	// One statement, one pass over the matching rows: they are read once
 	// (narrow: the sort keys), counted, and the page's case numbers picked;
-	// then only the page's cases are read in full and joined to their
-	// anchors. Remaining counts the matches after the page's last case.
+	// then only the page's cases are read in full. Remaining counts the matches after the page's last case.
 	q.page = `WITH m (k1, k2, k3, number) AS MATERIALIZED (SELECT ` + keys + ` FROM cases c` + cond + `),
  p AS (SELECT k1, k2, k3, number FROM m` + seek + ` ORDER BY k1, k2, k3, number LIMIT ` + limitArg + ` OFFSET ` + offsetArg + `)
  SELECT ` + caseCols + `, (SELECT count(*) FROM m),

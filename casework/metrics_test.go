@@ -11,13 +11,14 @@ import (
 
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
 	reg := prometheus.NewRegistry()
-	clock := &fakeClock{now: t0}
+	clock := testclock.New(t0)
 	key := testKey(t)
 	a, err := casework.New(pool, casework.Config{Now: clock.Now, Key: key}, nil, reg)
 	require.NoError(t, err)
@@ -75,9 +76,10 @@ func TestMetricsByOrg(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	pool := pgtest.New(t)
-	clock := &fakeClock{now: t0}
-	svc, err := casework.New(pool, casework.Config{Now: clock.Now, Key: testKey(t), Orgs: []string{"contoso"},
-		OrgCredits: map[string]int{"fabrikam": 5}}, nil, reg)
+	clock := testclock.New(t0)
+	five := 5
+	svc, err := casework.New(pool, casework.Config{Now: clock.Now, Key: testKey(t),
+		Orgs: []casework.Org{{ID: "contoso"}, {ID: "fabrikam", CreditsPerQuarter: &five}}}, nil, reg)
 	require.NoError(t, err)
 	ctx := context.Background()
 	f := &fixture{svc: svc}
@@ -96,7 +98,7 @@ func TestMetricsByOrg(t *testing.T) {
 	require.Equal(t, map[string]float64{
 		"org=_other,priority=high":   2,
 		"org=contoso,priority=high":  2,
-		"org=fabrikam,priority=high": 1, // configured through OrgCredits
+		"org=fabrikam,priority=high": 1, // configured with its own allowance
 	}, series(t, reg, "threatdesk_casework_cases_opened_total"))
 	require.Equal(t, map[string]float64{
 		"change=used,org=_other":      2,

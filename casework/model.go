@@ -129,6 +129,24 @@ const (
 	CategoryOther                Category = "other"
 )
 
+// CategoryFor is the category of a case about a subject of kind k: an
+// alert is an alert inquiry, a device a possible compromise, a file threat
+// intelligence, an incident (what a targeted attack notification shows) a
+// question about a notification, and a general question other.
+func CategoryFor(k SubjectKind) Category {
+	switch k {
+	case SubjectAlert:
+		return CategoryAlertInquiry
+	case SubjectDevice:
+		return CategoryDeviceCompromise
+	case SubjectFile:
+		return CategoryThreatIntel
+	case SubjectIncident:
+		return CategoryNotificationQuestion
+	}
+	return CategoryOther
+}
+
 // Valid reports whether c is a known category.
 func (c Category) Valid() bool {
 	switch c {
@@ -286,21 +304,6 @@ func (v Viewer) validate() error {
 
 func (v Viewer) sees(org string) bool { return v.all || v.org == org }
 
-// AnchorKind names which thread of a case a chat message anchors.
-type AnchorKind string
-
-// Anchor kinds.
-const (
-	// AnchorRequester is the receipt in the requester's channel, whose thread
-	// carries the conversation on the requester's side.
-	AnchorRequester AnchorKind = "requester"
-	// AnchorDesk is the case card on the expert desk.
-	AnchorDesk AnchorKind = "desk"
-)
-
-// Valid reports whether k is a known anchor kind.
-func (k AnchorKind) Valid() bool { return k == AnchorRequester || k == AnchorDesk }
-
 // Place is a chat channel, whatever the platform: where a case was asked.
 type Place struct {
 	// Platform is "slack" or "discord" (casework does not interpret it).
@@ -387,10 +390,6 @@ type Case struct {
 	AtRisk bool
 	// Breached is true when an SLA target was missed (response or conclusion).
 	Breached bool
-
-	// RequesterThread and DeskCard are the chat anchors, once posted.
-	RequesterThread *ChatRef
-	DeskCard        *ChatRef
 }
 
 // Message is one message of a case's conversation.

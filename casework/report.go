@@ -343,7 +343,7 @@ func (s *Service) reportScope(v Viewer, org string) ([]string, error) {
 		org = v.org
 	}
 	if org == "" {
-		return s.cfg.Orgs, nil
+		return s.cfg.orgIDs(), nil
 	}
 	if !v.sees(org) || !s.cfg.knows(org) {
 		return nil, fmt.Errorf("report: no org %q: %w", org, ErrNotFound)

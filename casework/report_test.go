@@ -53,7 +53,7 @@ var scenarioT = time.Date(2026, 2, 2, 9, 0, 0, 0, time.UTC)
 
 func newScenario(t *testing.T) *scenario {
 	t.Helper()
-	f := setup(t, func(c *casework.Config) { c.Orgs = reportOrgs })
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf(reportOrgs...) })
 	sc := &scenario{f: f, refs: map[string]string{}}
 	sc.run(t)
 	return sc
@@ -201,8 +201,6 @@ func (sc *scenario) notifications(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func (sc *scenario) report(t *testing.T, v casework.Viewer, req casework.ReportRequest) *casework.Report {
 	t.Helper()
@@ -457,7 +455,7 @@ func keys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 func TestReportNotificationSource(t *testing.T) {
 	t.Parallel()
 	src := &fakeNotifications{by: map[string]casework.NotificationFigures{"contoso": {Posted: 7, Acknowledged: 1, MedianToAck: time.Minute}}}
-	f := setup(t, func(c *casework.Config) { c.Orgs = []string{"contoso"}; c.Notifications = src })
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso"); c.Notifications = src })
 	rep, err := f.svc.Report(context.Background(), casework.AllOrgs(), casework.ReportRequest{Period: casework.PeriodMonth})
 	require.NoError(t, err)
 	require.Equal(t, 7, rep.Orgs[0].Notifications.Posted)
@@ -508,7 +506,7 @@ func TestReportAgreesWithSLA(t *testing.T) {
 		orgs[i] = fmt.Sprintf("org-%d", i)
 	}
 	f := setup(t, func(c *casework.Config) {
-		c.Orgs, c.ReopenWindow, c.AutoCloseAfter = orgs, 365*24*time.Hour, -1
+		c.Orgs, c.ReopenWindow, c.AutoCloseAfter = orgsOf(orgs...), 365*24*time.Hour, -1
 	})
 	f.clock.Set(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()

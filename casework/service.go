@@ -56,14 +56,17 @@ type metrics struct {
 }
 
 // New returns a Service on pool. cfg is validated after defaults are filled
-// in; reg receives the metrics (nil: not registered).
+// in, and needs a Key; reg receives the metrics (nil: not registered).
 func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if pool == nil {
 		return nil, errors.New("casework: New needs a database pool")
 	}
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	cfg = cfg.WithDefaults()
+	if cfg.Key == nil {
+		return nil, errors.New("casework config: Key is required: pass the THREATDESK_SECRET_KEY master key (internal/secrets), which keys the timeline's HMAC chain")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("casework config: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -203,12 +206,9 @@ const caseCols = `c.number, c.org, c.subject_kind, c.subject_id, c.subject_name,
  c.response_target_us, c.conclusion_target_us, c.sla_elapsed_us, c.sla_running_since,
  c.response_warned_at, c.response_breached_at, c.conclusion_warned_at, c.conclusion_breached_at,
  c.due_at, c.at_risk_at, c.next_sla_at, c.timeline_len, c.timeline_head, c.timeline_legacy_len, c.timeline_mac,
- c.origin_platform, c.origin_workspace, c.origin_channel,
- ar.platform, ar.workspace, ar.channel, ar.message, ad.platform, ad.workspace, ad.channel, ad.message`
+ c.origin_platform, c.origin_workspace, c.origin_channel`
 
-const caseFrom = ` FROM cases c
- LEFT JOIN case_anchors ar ON ar.case_number = c.number AND ar.kind = 'requester'
- LEFT JOIN case_anchors ad ON ad.case_number = c.number AND ad.kind = 'desk'`
+const caseFrom = ` FROM cases c`
 
 func utcPtr(t *time.Time) *time.Time {
 	if t == nil {
@@ -222,7 +222,6 @@ func utcPtr(t *time.Time) *time.Time {
 func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 	var x row
 	var respUS, conclUS, elapsedUS int64
-	var arP, arW, arC, arM, adP, adW, adC, adM *string
 	err := r.Scan(append([]any{&x.Number, &x.Org, &x.Subject.Kind, &x.Subject.ID, &x.Subject.Name, &x.Subject.Link, &x.Subject.Severity,
 		&x.Category, &x.Question, &x.Priority, &x.Requester.Platform, &x.Requester.Workspace, &x.Requester.UserID, &x.Requester.DisplayName,
 		&x.Contact, &x.Assignee.Platform, &x.Assignee.Workspace, &x.Assignee.UserID, &x.Assignee.DisplayName, &x.Status, &x.Summary,
@@ -230,8 +229,7 @@ func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 		&respUS, &conclUS, &elapsedUS, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached,
 		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead, &x.legacyLen, &x.timelineMAC,
-		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel,
-		&arP, &arW, &arC, &arM, &adP, &adW, &adC, &adM}, extra...)...)
+		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -243,12 +241,6 @@ func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 	for _, p := range []**time.Time{&x.TakenAt, &x.FirstResponseAt, &x.ConcludedAt, &x.ClosedAt, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached, &x.DueAt, &x.atRiskAt, &x.nextSLAAt} {
 		*p = utcPtr(*p)
-	}
-	if arM != nil {
-		x.RequesterThread = &ChatRef{Platform: *arP, Workspace: *arW, Channel: *arC, Message: *arM}
-	}
-	if adM != nil {
-		x.DeskCard = &ChatRef{Platform: *adP, Workspace: *adW, Channel: *adC, Message: *adM}
 	}
 	s.flags(&x, s.cfg.now())
 	return &x, nil
@@ -460,7 +452,7 @@ type OpenRequest struct {
 	Org string
 	// Subject is what the case is about (Kind none for a general question).
 	Subject Subject
-	// Category defaults from the subject kind.
+	// Category is optional; by default it follows the subject (CategoryFor).
 	Category Category
 	// Question is the requester's question (required).
 	Question string
@@ -521,13 +513,7 @@ func (r *OpenRequest) normalize() error {
 		return fmt.Errorf("open: a %s subject needs its id: %w", r.Subject.Kind, ErrInvalid)
 	}
 	if r.Category == "" {
-		r.Category = map[SubjectKind]Category{
-			SubjectAlert: CategoryAlertInquiry, SubjectIncident: CategoryAlertInquiry,
-			SubjectDevice: CategoryDeviceCompromise, SubjectFile: CategoryThreatIntel,
-		}[r.Subject.Kind]
-		if r.Category == "" {
-			r.Category = CategoryOther
-		}
+		r.Category = CategoryFor(r.Subject.Kind)
 	}
 	if !r.Category.Valid() {
 		return fmt.Errorf("open: category %q is unknown: %w", r.Category, ErrInvalid)
@@ -586,7 +572,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		if err := s.storeCredits(ctx, tx, req.Org, bal, now); err != nil {
 			return err
 		}
-		t := s.cfg.Targets[req.Priority]
+		t := s.cfg.SLA.Target(req.Priority)
 		var number int64
 		err = tx.QueryRow(ctx, `INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, subject_link,
  subject_severity, category, question, priority, requester_platform, requester_workspace, requester_user, requester_name,
@@ -978,58 +964,4 @@ func (s *Service) Messages(ctx context.Context, v Viewer, ref string) ([]Message
 		return nil, fmt.Errorf("read messages of %s: %w", x.Ref, err)
 	}
 	return collectMessages(rows, x.Ref)
-}
-
-// SetAnchor stores the chat reference of one of a case's threads (the
-// requester's receipt or the desk card), replacing an earlier one of the
-// same kind. It is bookkeeping of the delivery: no event is recorded.
-func (s *Service) SetAnchor(ctx context.Context, ref string, kind AnchorKind, at ChatRef) error {
-	if !kind.Valid() {
-		return fmt.Errorf("set anchor of %s: kind %q is not requester or desk: %w", ref, kind, ErrInvalid)
-	}
-	if at.Platform == "" || at.Channel == "" || at.Message == "" {
-		return fmt.Errorf("set anchor of %s: platform, channel and message are required: %w", ref, ErrInvalid)
-	}
-	number, err := ParseRef(ref)
-	if err != nil {
-		return err
-	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO case_anchors (case_number, kind, platform, workspace, channel, message, updated_at)
- SELECT number, $2, $3, $4, $5, $6, $7 FROM cases WHERE number = $1
- ON CONFLICT (case_number, kind) DO UPDATE SET platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
- channel = EXCLUDED.channel, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at`,
-		number, kind, at.Platform, at.Workspace, at.Channel, at.Message, s.cfg.now())
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" {
-			return fmt.Errorf("set %s anchor of %s: message %s in %s already anchors another case: %w",
-				kind, FormatRef(number), at.Message, at.Channel, ErrInvalid)
-		}
-		return fmt.Errorf("set %s anchor of %s: %w", kind, FormatRef(number), err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("set %s anchor: %s: %w", kind, FormatRef(number), ErrNotFound)
-	}
-	return nil
-}
-
-// FindByMessage returns the case whose requester thread or desk card is the
-// given chat message, and which of the two it is. A message of a case the
-// viewer may not see is ErrNotFound.
-func (s *Service) FindByMessage(ctx context.Context, v Viewer, platform, channel, message string) (*Case, AnchorKind, error) {
-	var number int64
-	var kind AnchorKind
-	err := s.pool.QueryRow(ctx, `SELECT case_number, kind FROM case_anchors WHERE platform = $1 AND channel = $2 AND message = $3`,
-		platform, channel, message).Scan(&number, &kind)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, "", fmt.Errorf("no case is anchored at message %s in %s: %w", message, channel, ErrNotFound)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("find case by message %s in %s: %w", message, channel, err)
-	}
-	x, err := s.load(ctx, s.pool, v, number, false)
-	if err != nil {
-		return nil, "", fmt.Errorf("no case is anchored at message %s in %s: %w", message, channel, ErrNotFound)
-	}
-	return s.publicCase(x), kind, nil
 }

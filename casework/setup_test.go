@@ -3,7 +3,6 @@ package casework_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,38 +14,16 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 // t0 is mid-quarter (Q1 2026) so that credit tests know when quarters turn.
 var t0 = time.Date(2026, 2, 10, 9, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 type fixture struct {
 	svc   *casework.Service
 	pool  *pgxpool.Pool
-	clock *fakeClock
+	clock *testclock.Clock
 	cfg   casework.Config
 	keys  atomic.Int64
 }
@@ -55,7 +32,7 @@ type fixture struct {
 func setup(t testing.TB, mods ...func(*casework.Config)) *fixture {
 	t.Helper()
 	pool := pgtest.New(t)
-	clock := &fakeClock{now: t0}
+	clock := testclock.New(t0)
 	cfg := casework.Config{Now: clock.Now, Key: testKey(t)}
 	for _, m := range mods {
 		m(&cfg)
@@ -190,4 +167,15 @@ func pgtestPoolStub(t testing.TB) *pgxpool.Pool {
 	require.NoError(t, err)
 	t.Cleanup(p.Close)
 	return p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// orgsOf configures orgs by id, each at the default allowance.
+func orgsOf(ids ...string) []casework.Org {
+	out := make([]casework.Org, len(ids))
+	for i, id := range ids {
+		out[i] = casework.Org{ID: id}
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package hunting
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,90 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 )
-
-// GraphConfig turns on pulling alerts from Microsoft Graph
-// (GET /security/alerts_v2) on a schedule, per tenant, with OAuth2 client
-// credentials and a lastUpdateDateTime watermark kept in the database.
-type GraphConfig struct {
-	// Tenants to pull, each with its app registration (SecurityAlert.Read.All).
-	// Each tenant must also be in Config.Tenants (that is how its alerts find
-	// their org).
-	Tenants []GraphTenant
-	// Interval between pulls (default 1m).
-	Interval time.Duration
-	// BaseURL is the Graph API root (default https://graph.microsoft.com/v1.0/);
-	// LoginURL the identity platform (default https://login.microsoftonline.com/).
-	BaseURL, LoginURL string
-	// PageSize is $top (default 500; Graph allows up to 2000).
-	PageSize int
-	// MaxPages bounds one pull per tenant (default 20); the rest comes next time.
-	MaxPages int
-	// Lookback is how far back the first pull of a tenant reaches (default 24h).
-	Lookback time.Duration
-	// HTTPClient defaults to one with a 30 s timeout.
-	HTTPClient *http.Client
-}
-
-// GraphTenant is one tenant's app registration.
-type GraphTenant struct {
-	TenantID     string
-	ClientID     string
-	ClientSecret string
-}
-
-func (g *GraphConfig) withDefaults() *GraphConfig {
-	if g == nil {
-		return nil
-	}
-	d := *g
-	d.Interval = cmp.Or(d.Interval, time.Minute)
-	d.BaseURL = cmp.Or(d.BaseURL, "https://graph.microsoft.com/v1.0/")
-	d.LoginURL = cmp.Or(d.LoginURL, "https://login.microsoftonline.com/")
-	if !strings.HasSuffix(d.BaseURL, "/") {
-		d.BaseURL += "/"
-	}
-	if !strings.HasSuffix(d.LoginURL, "/") {
-		d.LoginURL += "/"
-	}
-	d.PageSize = cmp.Or(d.PageSize, 500)
-	d.MaxPages = cmp.Or(d.MaxPages, 20)
-	d.Lookback = cmp.Or(d.Lookback, 24*time.Hour)
-	if d.HTTPClient == nil {
-		d.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	d.Tenants = append([]GraphTenant(nil), g.Tenants...)
-	for i := range d.Tenants {
-		d.Tenants[i].TenantID = strings.ToLower(strings.TrimSpace(d.Tenants[i].TenantID))
-	}
-	return &d
-}
-
-func (g *GraphConfig) validate(tenants map[string]string) error {
-	if g == nil {
-		return nil
-	}
-	var errs []error
-	if len(g.Tenants) == 0 {
-		errs = append(errs, errors.New("hunting: graph pull is on but lists no tenants"))
-	}
-	for _, t := range g.Tenants {
-		if _, ok := tenants[t.TenantID]; !ok {
-			errs = append(errs, fmt.Errorf("hunting: graph tenant %q is not in any org's tenants", t.TenantID))
-		}
-		if t.ClientID == "" || t.ClientSecret == "" {
-			errs = append(errs, fmt.Errorf("hunting: graph tenant %q needs a client id and a client secret", t.TenantID))
-		}
-	}
-	if g.PageSize < 1 || g.PageSize > 2000 {
-		errs = append(errs, fmt.Errorf("hunting: graph page size %d: use 1-2000", g.PageSize))
-	}
-	for _, u := range []string{g.BaseURL, g.LoginURL} {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "https" && p.Scheme != "http") {
-			errs = append(errs, fmt.Errorf("hunting: graph URL %q is not an http(s) URL", u))
-		}
-	}
-	return errors.Join(errs...)
-}
 
 // ThrottledError is Graph asking us to slow down (429, 503).
 type ThrottledError struct {
@@ -295,7 +210,7 @@ func (s *Service) graphToken(ctx context.Context, g *GraphConfig, t GraphTenant)
 	form := url.Values{}
 	form.Set("grant_type", "client_credentials")
 	form.Set("client_id", t.ClientID)
-	form.Set("client_secret", t.ClientSecret)
+	form.Set("client_secret", t.ClientSecret.Value())
 	form.Set("scope", "https://graph.microsoft.com/.default")
 	u := g.LoginURL + url.PathEscape(t.TenantID) + "/oauth2/v2.0/token"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,18 +30,22 @@ func graphAlert(t testing.TB, id, device string, updated time.Time) json.RawMess
 	return out
 }
 
+// graphClientID is the app registration's Application (client) ID.
+const graphClientID = "11111111-2222-3333-4444-555555555555"
+
 func graphSetup(t *testing.T) (*fixture, *graphfake.Server) {
 	t.Helper()
-	fake := graphfake.New(tenantFabrikam, "app-id", "s3cret")
+	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
 	t.Cleanup(fake.Close)
 	f := setup(t, func(c *Config) {
 		c.Graph = &GraphConfig{
-			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: "app-id", ClientSecret: "s3cret"}},
+			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
 			BaseURL:  fake.BaseURL(),
 			LoginURL: fake.LoginURL(),
 			PageSize: 3,
 			Interval: 50 * time.Millisecond,
 		}
+		c.minGraphInterval = time.Millisecond // to see scheduled pulls
 	})
 	return f, fake
 }
@@ -91,11 +94,11 @@ func TestGraphPull(t *testing.T) {
 
 func TestGraphPullErrors(t *testing.T) {
 	t.Parallel()
-	fake := graphfake.New(tenantFabrikam, "app-id", "s3cret")
+	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
 	t.Cleanup(fake.Close)
 	f := setup(t, func(c *Config) {
 		c.Graph = &GraphConfig{
-			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: "app-id", ClientSecret: "wrong-secret"}},
+			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "wrong-secret"}},
 			BaseURL:  fake.BaseURL(),
 			LoginURL: fake.LoginURL(),
 		}
@@ -105,11 +108,13 @@ func TestGraphPullErrors(t *testing.T) {
 	require.Contains(t, err.Error(), "AADSTS7000215")
 	require.NotContains(t, err.Error(), "wrong-secret", "secrets never go in errors")
 
-	_, err = New(f.pool, Config{Tenants: map[string]string{"t": "o"}, Graph: &GraphConfig{
-		Tenants: []GraphTenant{{TenantID: "other"}}}}, nil, nil)
+	_, err = New(f.pool, Config{Orgs: testOrgs(), Graph: &GraphConfig{
+		Tenants: []GraphTenant{{TenantID: "other"}}, Interval: time.Second}}, nil, nil)
 	require.Error(t, err)
-	require.Contains(t, err.Error(), `graph tenant "other" is not in any org's tenants`)
-	require.True(t, strings.Contains(err.Error(), "client secret"))
+	require.Contains(t, err.Error(), `hunting.graph.tenants[0].tenant_id "other" is not in any org's tenants`)
+	require.Contains(t, err.Error(), `hunting.graph.tenants[0].client_id "" must be the app registration's Application (client) ID`)
+	require.Contains(t, err.Error(), "hunting.graph.tenants[0].client_secret_env must name the environment variable")
+	require.Contains(t, err.Error(), "hunting.graph.interval 1s is too short: use at least 10s")
 }
 
 func TestGraphPullScheduled(t *testing.T) {

@@ -67,12 +67,12 @@ func (s *Service) authorize(r *http.Request) (org string, ok bool) {
 		want := sha256.Sum256([]byte(token))
 		return token != "" && subtle.ConstantTimeCompare(got[:], want[:]) == 1
 	}
-	if match(s.cfg.IngestToken) {
+	if match(s.cfg.IngestToken.Value()) {
 		ok = true
 	}
-	for o, token := range s.cfg.OrgIngestTokens {
-		if match(token) {
-			org, ok = o, true
+	for _, o := range s.cfg.Orgs {
+		if match(o.IngestToken.Value()) {
+			org, ok = o.ID, true
 		}
 	}
 	return org, ok

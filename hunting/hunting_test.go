@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 const (
@@ -22,39 +23,26 @@ const (
 	testToken      = "test-ingest-token"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	svc   *Service
 	pool  *pgxpool.Pool
-	clock *fakeClock
+	clock *testclock.Clock
 	ctx   context.Context
 }
 
 var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
+// testOrgs are Contoso and Fabrikam, one tenant each.
+func testOrgs() []Org {
+	return []Org{{ID: "contoso", Tenants: []string{tenantContoso}}, {ID: "fabrikam", Tenants: []string{tenantFabrikam}}}
+}
+
 func setup(t testing.TB, mod ...func(*Config)) *fixture {
 	t.Helper()
 	pool := pgtest.New(t)
-	clock := &fakeClock{t: t0}
+	clock := testclock.New(t0)
 	cfg := Config{
-		Tenants:     map[string]string{tenantContoso: "contoso", tenantFabrikam: "fabrikam"},
+		Orgs:        testOrgs(),
 		IngestToken: testToken,
 		Now:         clock.Now,
 	}
@@ -212,31 +200,42 @@ func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		cfg  Config
+		mod  func(*Config)
 		want string
 	}{
-		{"bad score", Config{Tenants: map[string]string{"t": "o"}, NotifyScore: 101}, "a score is 0-100"},
-		{"bad org score", Config{Tenants: map[string]string{"t": "o"}, OrgNotifyScore: map[string]int{"o": -1}}, "org o"},
-		{"short window", Config{Tenants: map[string]string{"t": "o"}, Window: time.Second}, "window"},
-		{"tiny common", Config{Tenants: map[string]string{"t": "o"}, CommonEntityDevices: 1}, "common-entity"},
-		{"empty org", Config{Tenants: map[string]string{"t": ""}}, "both must be set"},
-		{"chain shorter than window", Config{Tenants: map[string]string{"t": "o"}, Window: 48 * time.Hour, ChainWindow: 24 * time.Hour}, "chain window"},
+		{"bad score", func(c *Config) { c.NotifyScore = 101 }, "hunting.notify_score 101 must be between 1 and 100"},
+		// README: 1-100, for the org's score as for the default one (hunting
+		// once took 0 for an org while internal/config refused it).
+		{"zero org score", func(c *Config) { c.Orgs[0].NotifyScore = ptr(0) }, "orgs[0] (contoso).notify_score 0 must be between 1 and 100"},
+		{"bad org score", func(c *Config) { c.Orgs[1].NotifyScore = ptr(-1) }, "orgs[1] (fabrikam).notify_score -1 must be between 1 and 100"},
+		{"short window", func(c *Config) { c.Window = time.Second }, "hunting.correlation_window 1s is too short: use at least 1m"},
+		{"negative wait", func(c *Config) { c.GroupWait = -time.Second }, "hunting.group_wait must be a positive duration"},
+		{"tiny common", func(c *Config) { c.CommonEntityDevices = 1 }, "hunting.common_entity_devices 1 must be at least 2"},
+		{"tiny body", func(c *Config) { c.MaxBodyBytes = 100 }, "hunting.max_body_bytes 100 is too small"},
+		{"too many items", func(c *Config) { c.MaxItems = 100001 }, "hunting.max_items 100001 must be between 1 and 100000"},
+		{"repeat severity", func(c *Config) { c.RepeatSeverity = "urgent" }, `hunting.repeat_severity "urgent" must be informational, low, medium or high`},
+		{"tenant not a GUID", func(c *Config) { c.Orgs[0].Tenants = []string{"contoso.com"} }, `orgs[0] (contoso).tenants: "contoso.com" is not a tenant id`},
+		{"tenant in two orgs", func(c *Config) { c.Orgs[1].Tenants = []string{strings.ToUpper(tenantContoso)} }, "already belongs to org contoso: a tenant routes to one org"},
+		{"short admin token", func(c *Config) { c.IngestToken = "short" }, "THREATDESK_INGEST_TOKEN is too short (5 characters)"},
+		{"chain shorter than window", func(c *Config) { c.Window, c.ChainWindow = 48*time.Hour, 24*time.Hour }, "hunting.chain_window 24h0m0s is shorter than hunting.correlation_window 48h0m0s"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := tc.cfg.withDefaults()
-			err := c.validate()
-			require.Error(t, err)
-			require.Contains(t, err.Error(), tc.want)
+			c := Config{Orgs: testOrgs()}
+			tc.mod(&c)
+			err := c.WithDefaults().Validate()
+			require.ErrorContains(t, err, tc.want)
 		})
 	}
-	c := (&Config{Tenants: map[string]string{"T": "o"}}).withDefaults()
-	require.NoError(t, c.validate())
+	c := Config{Orgs: []Org{{ID: "o", Tenants: []string{strings.ToUpper(tenantContoso)}}}}.WithDefaults()
+	require.NoError(t, c.Validate())
 	require.Equal(t, 24*time.Hour, c.Window)
 	require.Equal(t, 7*24*time.Hour, c.ChainWindow)
 	require.Equal(t, 30*time.Second, c.GroupWait)
 	require.Equal(t, 5*time.Minute, c.GroupInterval)
 	require.Equal(t, 4*time.Hour, c.RepeatInterval)
-	require.Equal(t, "o", c.Tenants["t"], "tenant ids are matched case-insensitively")
+	require.Equal(t, "o", c.tenants[tenantContoso], "tenant ids are matched case-insensitively")
 }
+
+func ptr[T any](v T) *T { return &v }

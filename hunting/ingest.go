@@ -193,7 +193,7 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 	workers := min(runtime.GOMAXPROCS(0), (len(items)+63)/64)
 	if workers <= 1 {
 		for i, raw := range items {
-			out[i].a, out[i].src, out[i].err = normalize(raw, s.cfg.Tenants)
+			out[i].a, out[i].src, out[i].err = normalize(raw, s.cfg.tenants)
 		}
 		return out
 	}
@@ -203,7 +203,7 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 		hi := min(lo+chunk, len(items))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				out[i].a, out[i].src, out[i].err = normalize(items[i], s.cfg.Tenants)
+				out[i].a, out[i].src, out[i].err = normalize(items[i], s.cfg.tenants)
 			}
 		})
 	}
@@ -222,7 +222,7 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	for i, a := range alerts {
 		if a.Org == "" {
 			a.Tenant = strings.ToLower(strings.TrimSpace(a.Tenant))
-			a.Org = s.cfg.Tenants[a.Tenant]
+			a.Org = s.cfg.tenants[a.Tenant]
 		}
 		out[i] = ItemResult{Index: i, ID: a.ID, Source: a.Source, Org: a.Org, Tenant: a.Tenant}
 		switch {

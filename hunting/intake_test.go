@@ -132,7 +132,7 @@ func TestSampleNormalization(t *testing.T) {
 	items, list, err := SplitPayload(body)
 	require.NoError(t, err)
 	require.False(t, list)
-	a, src, err := normalize(items[0], f.svc.cfg.Tenants)
+	a, src, err := normalize(items[0], f.svc.cfg.tenants)
 	require.NoError(t, err)
 	require.Equal(t, SourceGraph, src)
 	require.Equal(t, "fabrikam", a.Org)
@@ -156,7 +156,7 @@ func TestSampleNormalization(t *testing.T) {
 
 	body, err = os.ReadFile(filepath.Join(samplesDir, "mde-alert-sample.json"))
 	require.NoError(t, err)
-	a, src, err = normalize(body, f.svc.cfg.Tenants)
+	a, src, err = normalize(body, f.svc.cfg.tenants)
 	require.NoError(t, err)
 	require.Equal(t, SourceDefender, src)
 	require.Equal(t, "microsoftDefenderForEndpoint", a.DetectionSource)
@@ -465,7 +465,7 @@ func TestIntakeMethodAndMixedList(t *testing.T) {
 // starts; intake refuses each alert, naming its tenant, and stores nothing.
 func TestNoTenantsRejectsEveryAlert(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *Config) { c.Tenants = nil })
+	f := setup(t, func(c *Config) { c.Orgs = nil })
 	out, err := f.svc.IngestAlerts(f.ctx, []*Alert{
 		{Source: SourceGraph, ID: "n1", Tenant: tenantContoso, Severity: SeverityHigh, FirstActivity: t0},
 	})

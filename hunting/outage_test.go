@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 // outage sits between a pool and a real PostgreSQL as its dialer: it can
@@ -113,8 +114,8 @@ func TestIntakeRidesOutAnOutage(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	reg := prometheus.NewRegistry()
-	clock := &fakeClock{t: t0}
-	svc, err := New(pool, Config{Tenants: map[string]string{tenantContoso: "contoso", tenantFabrikam: "fabrikam"},
+	clock := testclock.New(t0)
+	svc, err := New(pool, Config{Orgs: testOrgs(),
 		IngestToken: testToken, Now: clock.Now, GroupWait: 1}, slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	f := &fixture{svc: svc, pool: direct, clock: clock, ctx: context.Background()}

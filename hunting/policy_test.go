@@ -207,7 +207,7 @@ func TestExpertIsNotifiedAtOnce(t *testing.T) {
 
 func TestBelowTheBarIsNeverNotified(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *Config) { c.OrgNotifyScore = map[string]int{"fabrikam": 5} })
+	f := setup(t, func(c *Config) { c.Orgs[1].NotifyScore = ptr(5) })
 	f.ingest(t, gen{ID: "low", Device: "pc", Severity: "Low", At: t0.Add(-3 * time.Hour)})
 	f.ingest(t, gen{ID: "low-f", Tenant: tenantFabrikam, Device: "pc", Severity: "Low", At: t0.Add(-3 * time.Hour)})
 	f.clock.Advance(24 * time.Hour)

@@ -14,7 +14,7 @@ const (
 )
 
 func orgTokens(c *Config) {
-	c.OrgIngestTokens = map[string]string{"contoso": contosoToken, "fabrikam": fabrikamToken}
+	c.Orgs[0].IngestToken, c.Orgs[1].IngestToken = contosoToken, fabrikamToken
 }
 
 func batch(t *testing.T, gs ...gen) []byte {
@@ -75,29 +75,34 @@ func TestOrgTokenOnlyAcceptsItsTenants(t *testing.T) {
 
 func TestOrgTokenConfig(t *testing.T) {
 	t.Parallel()
-	base := func() Config {
-		return Config{Tenants: map[string]string{tenantContoso: "contoso", tenantFabrikam: "fabrikam"}, IngestToken: testToken}
-	}
+	base := func() Config { return Config{Orgs: testOrgs(), IngestToken: testToken} }
 	for _, tc := range []struct {
-		name   string
-		tokens map[string]string
-		want   string
+		name string
+		mod  func(*Config)
+		want string
 	}{
-		{"same as the global token", map[string]string{"contoso": testToken}, `org "contoso" is empty or the same as the admin-wide ingest token`},
-		{"shared by two orgs", map[string]string{"contoso": contosoToken, "fabrikam": contosoToken}, "the same as org contoso's ingest token"},
-		{"org without tenants", map[string]string{"northwind": "northwind-token-0123456789"}, `org "northwind" has an ingest token but no tenants`},
-		{"empty", map[string]string{"contoso": ""}, "is empty"},
+		{"same as the global token", func(c *Config) { c.Orgs[0].IngestToken = testToken },
+			"orgs[0] (contoso): the token in IngestToken is the same as THREATDESK_INGEST_TOKEN"},
+		{"shared by two orgs", func(c *Config) {
+			c.Orgs[0].IngestToken, c.Orgs[1].IngestTokenEnv, c.Orgs[1].IngestToken = contosoToken, "FABRIKAM_TOKEN", contosoToken
+		}, "orgs[1] (fabrikam): the token in FABRIKAM_TOKEN is the same as the ingest token of org contoso"},
+		{"org without tenants", func(c *Config) {
+			c.Orgs = append(c.Orgs, Org{ID: "northwind", IngestToken: "northwind-token-0123456789"})
+		}, "orgs[2] (northwind).ingest_token_env is set but the org lists no tenants"},
+		{"empty", func(c *Config) { c.Orgs[0].IngestTokenEnv = "CONTOSO_TOKEN" },
+			"orgs[0] (contoso): environment variable CONTOSO_TOKEN (ingest_token_env) is not set or empty"},
+		{"short", func(c *Config) { c.Orgs[0].IngestToken = "short" }, "the token in IngestToken is too short (5 characters)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := base()
-			c.OrgIngestTokens = tc.tokens
-			d := c.withDefaults()
-			require.ErrorContains(t, d.validate(), tc.want)
+			tc.mod(&c)
+			err := c.WithDefaults().Validate()
+			require.ErrorContains(t, err, tc.want)
+			require.NotContains(t, err.Error(), contosoToken, "tokens never appear in errors")
 		})
 	}
 	c := base()
 	orgTokens(&c)
-	d := c.withDefaults()
-	require.NoError(t, d.validate())
+	require.NoError(t, c.WithDefaults().Validate())
 }

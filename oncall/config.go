@@ -54,12 +54,12 @@ type Config struct {
 	// PageAfter is how long a high-priority case may stay new (nobody took
 	// it) before the next expert on the rotation and the managers are paged,
 	// once. Default 15m (DefaultPageAfter), at least 1m.
-	PageAfter Duration `yaml:"page_after"`
+	PageAfter time.Duration `yaml:"page_after"`
 }
 
 // WithDefaults returns c with every unset field at its default.
 func (c Config) WithDefaults() Config {
-	c.PageAfter = cmp.Or(c.PageAfter, Duration(DefaultPageAfter))
+	c.PageAfter = cmp.Or(c.PageAfter, DefaultPageAfter)
 	return c
 }
 
@@ -99,8 +99,8 @@ func (c Config) Validate() error {
 			seen[m] = i
 		}
 	}
-	if c.PageAfter.D() < MinPageAfter {
-		bad("oncall.page_after %s is too short: use at least 1m (default 15m)", c.PageAfter.D())
+	if c.PageAfter < MinPageAfter {
+		bad("oncall.page_after %s is too short: use at least 1m (default 15m)", c.PageAfter)
 	}
 	return errors.Join(errs...)
 }
@@ -255,40 +255,3 @@ func (h *Handover) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the spec.
 func (h Handover) MarshalYAML() (any, error) { return h.String(), nil }
-
-// Duration is a time.Duration read from strings such as "15m", "1h" or "2d"
-// (whole days allowed), as every duration of the config file.
-type Duration time.Duration
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// ParseDuration is time.ParseDuration plus a whole-day suffix "d".
-func ParseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && strconv.Itoa(n) == days {
-			return time.Duration(n) * 24 * time.Hour, nil
-		}
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration: use a number and a unit, such as 30s, 5m, 4h or 2d", s)
-	}
-	return v, nil
-}
-
-// UnmarshalYAML reads a duration string; a bad one is a *yaml.TypeError.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a duration must be a string such as 30s, 5m, 4h or 2d", n.Line)}}
-	}
-	v, err := ParseDuration(n.Value)
-	if err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as time.Duration's String.
-func (d Duration) MarshalYAML() (any, error) { return d.D().String(), nil }

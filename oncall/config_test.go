@@ -1,13 +1,13 @@
 package oncall_test
 
 import (
-	"bytes"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/oncall"
 )
 
@@ -56,15 +56,13 @@ func TestParseHandover(t *testing.T) {
 	require.Equal(t, "daily 07:05", oncall.Handover{Period: oncall.Daily, Hour: 7, Minute: 5}.String())
 }
 
-// decode reads an oncall block as internal/config does: strictly.
+// decode reads an oncall block with the config file's rules (internal/config).
 func decode(t *testing.T, doc string) (oncall.Config, error) {
 	t.Helper()
 	var f struct {
 		Oncall oncall.Config `yaml:"oncall"`
 	}
-	dec := yaml.NewDecoder(bytes.NewReader([]byte(doc)))
-	dec.KnownFields(true)
-	err := dec.Decode(&f)
+	err := config.Decode([]byte(doc), &f)
 	return f.Oncall, err
 }
 
@@ -82,15 +80,15 @@ oncall:
 	require.Equal(t, oncall.Config{
 		Handover:  oncall.Handover{Period: oncall.Weekly, Weekday: time.Monday, Hour: 9},
 		Rotation:  []oncall.Member{{Platform: "slack", UserID: "U0EXPERT1"}, {Platform: "discord", UserID: "100000000000000001"}},
-		PageAfter: oncall.Duration(20 * time.Minute),
+		PageAfter: 20 * time.Minute,
 	}, c)
 	require.NoError(t, c.WithDefaults().Validate())
 
 	c, err = decode(t, "oncall:\n  handover: daily 08:00\n  rotation: [{slack: U0EXPERT1}]\n  page_after: 1d\n")
 	require.NoError(t, err)
-	require.Equal(t, 24*time.Hour, c.PageAfter.D(), "days are allowed as in every duration of the file")
+	require.Equal(t, 24*time.Hour, c.PageAfter, "days are allowed as in every duration of the file")
 
-	out, err := yaml.Marshal(oncall.Config{Handover: oncall.Handover{Period: oncall.Daily, Hour: 8}, Rotation: []oncall.Member{{Platform: "slack", UserID: "U1AB"}}, PageAfter: oncall.Duration(time.Hour)})
+	out, err := yaml.Marshal(oncall.Config{Handover: oncall.Handover{Period: oncall.Daily, Hour: 8}, Rotation: []oncall.Member{{Platform: "slack", UserID: "U1AB"}}, PageAfter: time.Hour})
 	require.NoError(t, err)
 	require.Equal(t, "handover: daily 08:00\nrotation:\n    - slack: U1AB\npage_after: 1h0m0s\n", string(out))
 }
@@ -130,12 +128,12 @@ func TestConfigYAMLErrors(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	c := oncall.Config{}.WithDefaults()
-	require.Equal(t, oncall.DefaultPageAfter, c.PageAfter.D())
+	require.Equal(t, oncall.DefaultPageAfter, c.PageAfter)
 	require.False(t, c.Enabled())
 	require.NoError(t, c.Validate(), "no oncall block: valid, no rotation")
 
-	c = oncall.Config{PageAfter: oncall.Duration(time.Hour)}.WithDefaults()
-	require.Equal(t, time.Hour, c.PageAfter.D(), "a set value is kept")
+	c = oncall.Config{PageAfter: time.Hour}.WithDefaults()
+	require.Equal(t, time.Hour, c.PageAfter, "a set value is kept")
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -159,14 +157,14 @@ func TestConfigValidate(t *testing.T) {
 			[]string{`oncall.rotation[0]: "@alice" is not a slack user id: use the id`}},
 		{"duplicate", func(c *oncall.Config) { c.Rotation = append(c.Rotation, alice) },
 			[]string{"oncall.rotation[2]: slack:U0ALICE is already oncall.rotation[0]: list each expert once"}},
-		{"page_after too short", func(c *oncall.Config) { c.PageAfter = oncall.Duration(30 * time.Second) },
+		{"page_after too short", func(c *oncall.Config) { c.PageAfter = 30 * time.Second },
 			[]string{"oncall.page_after 30s is too short: use at least 1m (default 15m)"}},
-		{"page_after negative", func(c *oncall.Config) { c.PageAfter = oncall.Duration(-time.Minute) },
+		{"page_after negative", func(c *oncall.Config) { c.PageAfter = -time.Minute },
 			[]string{"oncall.page_after -1m0s is too short"}},
 		{"all problems together", func(c *oncall.Config) {
 			c.Handover = oncall.Handover{}
 			c.Rotation = append(c.Rotation, bob)
-			c.PageAfter = oncall.Duration(time.Second)
+			c.PageAfter = time.Second
 		}, []string{"oncall.handover is missing", "oncall.rotation[2]", "oncall.page_after 1s"}},
 	}
 	for _, tc := range tests {

@@ -76,7 +76,7 @@ func (s *Service) Schedule() Schedule { return s.sched }
 
 // PageAfter is how long a high-priority case may stay new before PageTargets
 // are paged.
-func (s *Service) PageAfter() time.Duration { return s.cfg.PageAfter.D() }
+func (s *Service) PageAfter() time.Duration { return s.cfg.PageAfter }
 
 // InRotation reports whether m is on the current rotation: only they can
 // take the pager, and only they are ever paged or mentioned.

@@ -244,22 +244,35 @@ func TestBadTokenIsPermanentAndRedacted(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
+	const app = "1100000000000000001"
 	tests := []struct {
 		name string
 		cfg  discord.Config
 		want string
 	}{
-		{"no token", discord.Config{AppID: "1"}, "DISCORD_BOT_TOKEN"},
-		{"bad app", discord.Config{Token: "x", AppID: "app"}, "DISCORD_APP_ID"},
-		{"bad key", discord.Config{Token: "x", AppID: "1", PublicKey: "zz"}, "DISCORD_PUBLIC_KEY"},
-		{"bad url", discord.Config{Token: "x", AppID: "1", APIURL: "discord.com"}, "DISCORD_API_URL"},
-		{"bad guild", discord.Config{Token: "x", AppID: "1", Guilds: []string{"contoso"}}, "guild"},
+		{"no token", discord.Config{AppID: app}, "DISCORD_BOT_TOKEN is empty"},
+		{"token with spaces", discord.Config{Token: "x y", AppID: app}, "DISCORD_BOT_TOKEN contains whitespace"},
+		{"no app", discord.Config{Token: "x"}, "DISCORD_APP_ID must be set with DISCORD_BOT_TOKEN"},
+		{"bad app", discord.Config{Token: "x", AppID: "app"}, `DISCORD_APP_ID "app" must be a numeric Discord id (a snowflake, 15 to 21 digits)`},
+		// One rule for every Discord id: 15 to 21 digits (the adapter once
+		// took 1 to 20 here, internal/config 15 to 21).
+		{"short app", discord.Config{Token: "x", AppID: "1"}, `DISCORD_APP_ID "1" must be a numeric Discord id`},
+		{"bad key", discord.Config{Token: "x", AppID: app, PublicKey: "zz"}, "DISCORD_PUBLIC_KEY must be the 64 hex characters"},
+		{"bad url", discord.Config{Token: "x", AppID: app, APIURL: "discord.com"}, `DISCORD_API_URL "discord.com" must be an http(s) URL`},
+		// README: DISCORD_API_URL ends in a slash (the adapter once added it).
+		{"no trailing slash", discord.Config{Token: "x", AppID: app, APIURL: "https://discord.com/api/v10"}, "must end with a slash"},
+		{"slow ack", discord.Config{Token: "x", AppID: app, AckTimeout: 3 * time.Second}, "AckTimeout under Discord's 3s"},
 	}
 	for _, tt := range tests {
 		_, err := discord.New(tt.cfg, nil, nil, newHandler())
 		require.ErrorContains(t, err, tt.want, tt.name)
 		require.NotContains(t, err.Error(), "x\"", tt.name)
 	}
+	_, err := discord.New(discord.Config{Token: "Bot x", AppID: app, PublicKey: strings.Repeat("ab", 32)}, nil, nil, newHandler())
+	require.NoError(t, err, `a "Bot " prefix is trimmed`)
+	require.NoError(t, discord.Config{}.WithDefaults().Validate(), "Discord not configured is not an error")
+	require.ErrorContains(t, discord.Config{PublicKey: strings.Repeat("ab", 32)}.WithDefaults().Validate(),
+		"DISCORD_PUBLIC_KEY is set but DISCORD_BOT_TOKEN is not")
 }
 
 func TestOpenFormIsRefused(t *testing.T) {

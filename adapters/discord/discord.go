@@ -26,21 +26,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
-// Config configures the adapter. Token and AppID are required.
+// Config configures the adapter. Its first four fields are the DISCORD_*
+// environment variables (README.md, "Environment"), which internal/config
+// reads into it directly (env tags) and checks with Validate, with every
+// other setting. The token never prints (secrets.String).
+//
+// Discord is enabled by Token; AppID is then required.
 type Config struct {
 	// Token is the bot token (DISCORD_BOT_TOKEN), with or without "Bot ".
-	Token string
-	// AppID is the application id (DISCORD_APP_ID).
-	AppID string
-	// PublicKey (DISCORD_PUBLIC_KEY, hex) enables HTTP interactions.
-	PublicKey string
-	// APIURL is the REST base (DISCORD_API_URL), default DefaultAPIURL.
-	// Gateway discovery (GET {APIURL}gateway/bot) and so the websocket follow it.
-	APIURL string
+	// Required by New.
+	Token secrets.String `env:"DISCORD_BOT_TOKEN"`
+	// AppID is the application id (DISCORD_APP_ID), a Discord id.
+	AppID string `env:"DISCORD_APP_ID"`
+	// PublicKey (DISCORD_PUBLIC_KEY, 64 hex characters) enables HTTP
+	// interactions.
+	PublicKey string `env:"DISCORD_PUBLIC_KEY"`
+	// APIURL is the REST base (DISCORD_API_URL): an http(s) URL ending in a
+	// slash; default DefaultAPIURL. Gateway discovery (GET
+	// {APIURL}gateway/bot) and so the websocket follow it.
+	APIURL string `env:"DISCORD_API_URL"`
 	// Guilds get /experts registered by bulk overwrite at start (immediate).
-	// Empty: /experts is registered globally.
+	// Empty: /experts is registered globally. They are the guilds of the
+	// bot's config (bot.Config.DiscordGuilds), checked there.
 	Guilds []string
 	// Pool elects the one replica that holds the gateway session (a session
 	// advisory lock on a dedicated connection). Nil: this process always
@@ -73,6 +83,65 @@ type Config struct {
 	Replays ReplayCache
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// Enabled reports whether Discord is configured (DISCORD_BOT_TOKEN is set).
+func (c Config) Enabled() bool { return c.Token != "" }
+
+// WithDefaults returns c with the token trimmed (of spaces and "Bot ") and
+// every unset setting at its default (Replays is New's).
+func (c Config) WithDefaults() Config {
+	c.Token = secrets.String(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(c.Token.Value()), "Bot ")))
+	c.APIURL = cmp.Or(strings.TrimSpace(c.APIURL), DefaultAPIURL)
+	c.LeaderCheck = cmp.Or(c.LeaderCheck, time.Second)
+	c.LeaderGrace = cmp.Or(c.LeaderGrace, 2*c.LeaderCheck+time.Second)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, 10*time.Second)
+	c.AckTimeout = cmp.Or(c.AckTimeout, 2*time.Second)
+	c.DeferredTimeout = cmp.Or(c.DeferredTimeout, 30*time.Second)
+	c.SignatureMaxAge = cmp.Or(c.SignatureMaxAge, 5*time.Minute)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+var publicKeyPattern = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// Validate reports every wrong setting of c (after WithDefaults), each
+// naming the environment variable and how to fix it, joined into one error;
+// nil when c is usable or Discord is simply not configured. It never
+// repeats the token.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if strings.ContainsAny(c.Token.Value(), " \t\r\n") {
+		bad("DISCORD_BOT_TOKEN contains whitespace: paste the token alone")
+	}
+	if c.Token != "" && c.AppID == "" {
+		bad("DISCORD_APP_ID must be set with DISCORD_BOT_TOKEN (the Application ID from the Discord developer portal)")
+	}
+	if c.AppID != "" && !bot.IsDiscordID(c.AppID) {
+		bad("DISCORD_APP_ID %q must be a numeric Discord id (a snowflake, 15 to 21 digits)", c.AppID)
+	}
+	if c.PublicKey != "" {
+		if !publicKeyPattern.MatchString(c.PublicKey) {
+			bad("DISCORD_PUBLIC_KEY must be the 64 hex characters shown as Public Key on the app's General Information page")
+		}
+		if c.Token == "" {
+			bad("DISCORD_PUBLIC_KEY is set but DISCORD_BOT_TOKEN is not: set the bot token too to enable Discord")
+		}
+	}
+	u, err := url.Parse(c.APIURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		bad("DISCORD_API_URL %q must be an http(s) URL", c.APIURL)
+	case !strings.HasSuffix(u.Path, "/"):
+		bad("DISCORD_API_URL %q must end with a slash, e.g. %s/", c.APIURL, c.APIURL)
+	}
+	if c.LeaderCheck < 0 || c.LeaderGrace < 0 || c.RequestTimeout < 0 || c.AckTimeout < 0 || c.AckTimeout >= 3*time.Second {
+		bad("discord: durations must be positive and AckTimeout under Discord's 3s")
+	}
+	return errors.Join(errs...)
 }
 
 // Adapter is the Discord side of threatdesk.
@@ -116,25 +185,15 @@ const Intents = discordgo.IntentsGuilds | discordgo.IntentsGuildMessages | disco
 // New validates cfg and returns an adapter; nothing is connected until
 // Start. HTTP interactions work without Start.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Handler) (*Adapter, error) {
-	cfg.Token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(cfg.Token), "Bot "))
-	cfg.APIURL = cmp.Or(strings.TrimSpace(cfg.APIURL), DefaultAPIURL)
-	if !strings.HasSuffix(cfg.APIURL, "/") {
-		cfg.APIURL += "/"
+	cfg = cfg.WithDefaults()
+	if !cfg.Enabled() {
+		return nil, errors.New("discord: DISCORD_BOT_TOKEN is empty: copy the token from Developer Portal > your app > Bot")
 	}
-	cfg.LeaderCheck = cmp.Or(cfg.LeaderCheck, time.Second)
-	cfg.LeaderGrace = cmp.Or(cfg.LeaderGrace, 2*cfg.LeaderCheck+time.Second)
-	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 10*time.Second)
-	cfg.AckTimeout = cmp.Or(cfg.AckTimeout, 2*time.Second)
-	cfg.DeferredTimeout = cmp.Or(cfg.DeferredTimeout, 30*time.Second)
-	cfg.SignatureMaxAge = cmp.Or(cfg.SignatureMaxAge, 5*time.Minute)
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("discord config: %w", err)
 	}
 	if cfg.Replays == nil {
 		cfg.Replays = &memoryReplays{ttl: 2 * cfg.SignatureMaxAge, m: map[string]time.Time{}}
-	}
-	if err := cfg.validate(); err != nil {
-		return nil, err
 	}
 	if handler == nil {
 		return nil, errors.New("discord: a bot.Handler is required")
@@ -172,59 +231,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 	return a, nil
 }
 
-func (c Config) validate() error {
-	switch {
-	case c.Token == "":
-		return errors.New("discord: DISCORD_BOT_TOKEN is empty: copy the token from Developer Portal > your app > Bot")
-	case strings.ContainsAny(c.Token, " \t\r\n"):
-		return errors.New("discord: DISCORD_BOT_TOKEN contains whitespace: paste the token alone")
-	case !isSnowflake(c.AppID):
-		return errors.New("discord: DISCORD_APP_ID must be the numeric application id (Developer Portal > General Information)")
-	}
-	if c.PublicKey != "" {
-		k, err := hex.DecodeString(c.PublicKey)
-		if err != nil || len(k) != ed25519.PublicKeySize {
-			return errors.New("discord: DISCORD_PUBLIC_KEY must be the 64 hex characters shown as PUBLIC KEY in the Developer Portal")
-		}
-	}
-	u, err := url.Parse(c.APIURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("discord: DISCORD_API_URL %q must be an absolute http(s) URL such as %s", c.APIURL, DefaultAPIURL)
-	}
-	for _, g := range c.Guilds {
-		if !isSnowflake(g) {
-			return fmt.Errorf("discord: guild %q in the config is not a Discord id (enable Developer Mode, right-click the server, Copy Server ID)", g)
-		}
-	}
-	if c.LeaderCheck < 0 || c.LeaderGrace < 0 || c.RequestTimeout < 0 || c.AckTimeout < 0 || c.AckTimeout >= 3*time.Second {
-		return errors.New("discord: durations must be positive and AckTimeout under Discord's 3s")
-	}
-	return nil
-}
-
 // newTokenPath matches the secret part of interaction webhook and callback paths.
 func newTokenPath() *regexp.Regexp {
 	return regexp.MustCompile(`(/(?:webhooks|interactions)/[0-9]+/)[^\s"'?/]+`)
-}
-
-// isSnowflake reports whether s looks like a Discord id.
-func isSnowflake(s string) bool {
-	if len(s) < 1 || len(s) > 20 {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // newSession returns a discordgo session wired to the configured base, with
 // discordgo's own 429 sleeping off: a rate limit surfaces as
 // bot.RateLimited with its retry_after, and the outbox waits, once.
 func (a *Adapter) newSession() *discordgo.Session {
-	s, _ := discordgo.New("Bot " + a.cfg.Token)
+	s, _ := discordgo.New("Bot " + a.cfg.Token.Value())
 	s.Client = a.client
 	s.Dialer = newDialer()
 	s.ShouldRetryOnRateLimit = false

@@ -165,7 +165,7 @@ func (a *Adapter) classifyAPI(op string, ae *apiError) error {
 // redact removes secrets from text bound for errors and logs.
 func (a *Adapter) redact(s string) string {
 	if a.cfg.Token != "" {
-		s = strings.ReplaceAll(s, a.cfg.Token, "[redacted]")
+		s = strings.ReplaceAll(s, a.cfg.Token.Value(), "[redacted]")
 	}
 	// Interaction tokens sit in webhook and callback paths.
 	return a.tokenPath.ReplaceAllString(s, "${1}[redacted]")

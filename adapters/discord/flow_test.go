@@ -74,8 +74,8 @@ func newFlow(t *testing.T, slackDeskSide bool) *flow {
 	dfake.AddUser(discordfake.User{ID: expertID, Username: "eve", GlobalName: "Eve Expert"})
 	dfake.AddUser(discordfake.User{ID: managerID, Username: "max", GlobalName: "Max"})
 	cfg := bot.Config{
-		Orgs:     []bot.Org{{ID: "fabrikam", Name: "Fabrikam", Discord: &bot.Place{Workspace: guildID, Channels: []string{channelID}}}},
-		Desk:     bot.Desk{Discord: &bot.DeskPlace{Workspace: guildID, Channel: deskID}},
+		Orgs:     []bot.Org{{ID: "fabrikam", Name: "Fabrikam", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{channelID}}}},
+		Desk:     bot.Desk{Discord: &bot.DiscordDesk{Guild: guildID, Channel: deskID}},
 		Experts:  bot.UserIDs{Discord: []string{expertID}},
 		Managers: bot.UserIDs{Discord: []string{managerID}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 2 * time.Second,
@@ -88,18 +88,18 @@ func newFlow(t *testing.T, slackDeskSide bool) *flow {
 			Channels: []slackfake.Channel{{ID: slackDesk, Name: "expert-desk"}},
 			Users:    []slackfake.User{{ID: slackExpert, Name: "eve", RealName: "Eve Expert"}},
 		})
-		cfg.Desk = bot.Desk{Slack: &bot.DeskPlace{Workspace: slackTeam, Channel: slackDesk}}
+		cfg.Desk = bot.Desk{Slack: &bot.SlackDesk{Team: slackTeam, Channel: slackDesk}}
 		cfg.Experts = bot.UserIDs{Slack: []string{slackExpert}}
 	}
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
-	da, err := discord.New(discord.Config{Token: dfake.Token(), AppID: dfake.AppID(), APIURL: dfake.APIURL(), Guilds: []string{guildID}},
+	da, err := discord.New(discord.Config{Token: secrets.String(dfake.Token()), AppID: dfake.AppID(), APIURL: dfake.APIURL(), Guilds: []string{guildID}},
 		log, prometheus.NewRegistry(), b)
 	require.NoError(t, err)
 	require.NoError(t, b.Register(da))
 	if sfake != nil {
 		o := sfake.Options()
-		sa, err := slackadapter.New(slackadapter.Config{BotToken: o.BotToken, AppToken: o.AppToken, APIURL: sfake.APIURL()}, log, prometheus.NewRegistry(), b)
+		sa, err := slackadapter.New(slackadapter.Config{BotToken: secrets.String(o.BotToken), AppToken: secrets.String(o.AppToken), APIURL: sfake.APIURL()}, log, prometheus.NewRegistry(), b)
 		require.NoError(t, err)
 		require.NoError(t, b.Register(sa))
 		require.NoError(t, sa.Start(ctx))

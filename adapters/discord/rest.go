@@ -142,7 +142,7 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	if inThread {
 		ch = dest.Thread.Message
 	}
-	if !isSnowflake(ch) {
+	if !bot.IsDiscordID(ch) {
 		return bot.Ref{}, bot.PermanentError("bad_channel", "a Discord channel id is a number: fix the channel in the config", fmt.Errorf("post: channel %q", ch))
 	}
 	p := render(m)
@@ -206,7 +206,7 @@ func (a *Adapter) FindPosted(context.Context, bot.Dest, time.Time) (bot.Ref, boo
 
 // Update implements bot.Adapter.
 func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
-	if !isSnowflake(ref.Channel) || !isSnowflake(ref.Message) {
+	if !bot.IsDiscordID(ref.Channel) || !bot.IsDiscordID(ref.Message) {
 		return bot.PermanentError("bad_ref", "not a Discord message reference", fmt.Errorf("update: channel %q message %q", ref.Channel, ref.Message))
 	}
 	ep := discordgo.EndpointChannelMessage(ref.Channel, ref.Message)

@@ -17,6 +17,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 const (
@@ -148,7 +149,7 @@ func setup(t testing.TB, opts ...option) fixture {
 	require.NoError(t, err)
 	h := newHandler()
 	cfg := discord.Config{
-		Token:           fake.Token(),
+		Token:           secrets.String(fake.Token()),
 		AppID:           fake.AppID(),
 		PublicKey:       hex.EncodeToString(pub),
 		APIURL:          fake.APIURL(),

@@ -5,11 +5,13 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -18,25 +20,32 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // DefaultAPIURL is Slack's Web API base.
 const DefaultAPIURL = "https://slack.com/api/"
 
-// Config configures the adapter. BotToken is required; AppToken turns on
-// Socket Mode and SigningSecret turns on the HTTP endpoints (either or both).
+// Config configures the adapter. Its first four fields are the SLACK_*
+// environment variables (README.md, "Environment"), which internal/config
+// reads into it directly (env tags) and checks with Validate, with every
+// other setting. The tokens never print (secrets.String).
+//
+// Slack is enabled by BotToken; AppToken turns on Socket Mode and
+// SigningSecret the HTTP endpoints (either or both).
 type Config struct {
 	// BotToken is the bot user OAuth token (xoxb-...), SLACK_BOT_TOKEN.
-	BotToken string
+	// Required by New.
+	BotToken secrets.String `env:"SLACK_BOT_TOKEN"`
 	// AppToken is the app-level token (xapp-...) with connections:write,
 	// SLACK_APP_TOKEN. When set, Start connects over Socket Mode.
-	AppToken string
+	AppToken secrets.String `env:"SLACK_APP_TOKEN"`
 	// SigningSecret verifies HTTP requests from Slack, SLACK_SIGNING_SECRET.
 	// When set, Handler serves /slack/commands, /slack/interactions and /slack/events.
-	SigningSecret string
-	// APIURL is the Web API base, SLACK_API_URL; default DefaultAPIURL. A
-	// missing trailing slash is added. Socket Mode opens its connection here too.
-	APIURL string
+	SigningSecret secrets.String `env:"SLACK_SIGNING_SECRET"`
+	// APIURL is the Web API base, SLACK_API_URL: an http(s) URL ending in a
+	// slash; default DefaultAPIURL. Socket Mode opens its connection here too.
+	APIURL string `env:"SLACK_API_URL"`
 	// Replays refuses a replayed signed HTTP request. Default: in memory
 	// (does not survive a restart or span replicas; pass the bot, whose
 	// inbound table keeps them, in production). Redeliveries are not the
@@ -60,11 +69,13 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-func (c *Config) defaults() {
-	c.APIURL = cmpOr(c.APIURL, DefaultAPIURL)
-	if !strings.HasSuffix(c.APIURL, "/") {
-		c.APIURL += "/"
-	}
+// Enabled reports whether Slack is configured (SLACK_BOT_TOKEN is set).
+func (c Config) Enabled() bool { return c.BotToken != "" }
+
+// WithDefaults returns c with every unset setting at its default (Replays
+// and HTTPClient are New's).
+func (c Config) WithDefaults() Config {
+	c.APIURL = cmp.Or(c.APIURL, DefaultAPIURL)
 	if c.UserCacheTTL <= 0 {
 		c.UserCacheTTL = 10 * time.Minute
 	}
@@ -83,32 +94,39 @@ func (c *Config) defaults() {
 	if c.ReconnectMax <= 0 {
 		c.ReconnectMax = 2 * time.Minute
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: c.CallTimeout}
-	}
-	if c.Replays == nil {
-		c.Replays = NewMemoryReplayCache(2 * signatureMaxAge)
-	}
+	return c
 }
 
-// validate says which setting is wrong and how to fix it. It never repeats
+// Validate reports every wrong setting of c (after WithDefaults), each
+// naming the environment variable and how to fix it, joined into one error;
+// nil when c is usable or Slack is simply not configured. It never repeats
 // a token.
-func (c *Config) validate() error {
+func (c Config) Validate() error {
 	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if t := c.BotToken.Value(); t != "" && !strings.HasPrefix(t, "xoxb-") {
+		bad("SLACK_BOT_TOKEN must start with xoxb- (the Bot User OAuth Token from the app's OAuth & Permissions page), not a user or app token")
+	}
+	if t := c.AppToken.Value(); t != "" {
+		if !strings.HasPrefix(t, "xapp-") {
+			bad("SLACK_APP_TOKEN must start with xapp- (an app-level token with the connections:write scope, from Basic Information)")
+		}
+		if c.BotToken == "" {
+			bad("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode needs both")
+		}
+	}
+	if c.SigningSecret != "" && c.BotToken == "" {
+		bad("SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not: set the bot token too to enable Slack")
+	}
+	if c.BotToken != "" && c.AppToken == "" && c.SigningSecret == "" {
+		bad("SLACK_BOT_TOKEN is set but Slack events cannot arrive: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
+	}
+	u, err := url.Parse(c.APIURL)
 	switch {
-	case c.BotToken == "":
-		errs = append(errs, errors.New("SLACK_BOT_TOKEN is empty: set the bot user OAuth token (xoxb-...) from the app's OAuth & Permissions page"))
-	case !strings.HasPrefix(c.BotToken, "xoxb-"):
-		errs = append(errs, errors.New("SLACK_BOT_TOKEN must be a bot token starting with xoxb- (OAuth & Permissions page), not a user or app token"))
-	}
-	if c.AppToken != "" && !strings.HasPrefix(c.AppToken, "xapp-") {
-		errs = append(errs, errors.New("SLACK_APP_TOKEN must be an app-level token starting with xapp- (Basic Information > App-Level Tokens, scope connections:write)"))
-	}
-	if c.AppToken == "" && c.SigningSecret == "" {
-		errs = append(errs, errors.New("neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET (HTTP endpoints) is set: Slack could not reach threatdesk; set one"))
-	}
-	if !strings.HasPrefix(c.APIURL, "http://") && !strings.HasPrefix(c.APIURL, "https://") {
-		errs = append(errs, fmt.Errorf("SLACK_API_URL %q must be an http:// or https:// URL", c.APIURL))
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		bad("SLACK_API_URL %q must be an http(s) URL", c.APIURL)
+	case !strings.HasSuffix(u.Path, "/"):
+		bad("SLACK_API_URL %q must end with a slash, e.g. %s/", c.APIURL, c.APIURL)
 	}
 	return errors.Join(errs...)
 }
@@ -148,9 +166,18 @@ var _ bot.Adapter = (*Adapter)(nil)
 // New validates cfg and builds the adapter. It makes no network call: Start
 // checks the token and connects.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Handler) (*Adapter, error) {
-	cfg.defaults()
-	if err := cfg.validate(); err != nil {
+	cfg = cfg.WithDefaults()
+	if !cfg.Enabled() {
+		return nil, errors.New("slack adapter config: SLACK_BOT_TOKEN is empty: set the bot user OAuth token (xoxb-...) from the app's OAuth & Permissions page")
+	}
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("slack adapter config: %w", err)
+	}
+	if cfg.Replays == nil {
+		cfg.Replays = NewMemoryReplayCache(2 * signatureMaxAge)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: cfg.CallTimeout}
 	}
 	if handler == nil {
 		return nil, errors.New("slack adapter: handler is nil")
@@ -164,7 +191,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 	}
 	opts := []slack.Option{slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(cfg.HTTPClient)}
 	if cfg.AppToken != "" {
-		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
+		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken.Value()))
 	}
 	base, cancel := context.WithCancel(context.Background())
 	session, stopSession := context.WithCancel(base)
@@ -174,7 +201,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		cfg:         cfg,
 		log:         log.With("adapter", "slack"),
 		handler:     handler,
-		api:         slack.New(cfg.BotToken, opts...),
+		api:         slack.New(cfg.BotToken.Value(), opts...),
 		metrics:     m,
 		users:       newTTLCache[string](cfg.UserCacheTTL, 10000),
 		triggers:    newTTLCache[string](10*time.Second, 10000),
@@ -312,7 +339,7 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	ch := dest.Channel
 	opts := msgOptions(m)
 	if dest.Thread != nil {
-		ch = cmpOr(ch, dest.Thread.Channel)
+		ch = cmp.Or(ch, dest.Thread.Channel)
 		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
 	}
 	if dest.Key != "" {
@@ -326,7 +353,7 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	if err != nil {
 		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.classify("chat.postMessage", err))
 	}
-	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmpOr(gotCh, ch), Message: ts}, nil
+	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmp.Or(gotCh, ch), Message: ts}, nil
 }
 
 // FindPosted looks for the message Post sent with dest.Key, posted at or
@@ -340,7 +367,7 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 	}
 	ch := dest.Channel
 	if dest.Thread != nil {
-		ch = cmpOr(ch, dest.Thread.Channel)
+		ch = cmp.Or(ch, dest.Thread.Channel)
 	}
 	from := since.Add(-findSkew)
 	oldest := fmt.Sprintf("%d.%06d", from.Unix(), from.Nanosecond()/1000)
@@ -415,7 +442,7 @@ func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string,
 	ch := dest.Channel
 	opts := msgOptions(m)
 	if dest.Thread != nil {
-		ch = cmpOr(ch, dest.Thread.Channel)
+		ch = cmp.Or(ch, dest.Thread.Channel)
 		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
 	}
 	ctx, cancel := a.callCtx(ctx)
@@ -459,7 +486,7 @@ func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (strin
 	if err != nil {
 		return "", fmt.Errorf("look up user %q: %w", userID, a.classify("users.info", err))
 	}
-	name := cmpOr(u.Profile.DisplayName, cmpOr(u.Profile.RealName, cmpOr(u.RealName, u.Name)))
+	name := cmp.Or(u.Profile.DisplayName, cmp.Or(u.Profile.RealName, cmp.Or(u.RealName, u.Name)))
 	a.users.put(key, name)
 	return name, nil
 }

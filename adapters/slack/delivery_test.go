@@ -22,8 +22,8 @@ import (
 // deliveryConfig is a one-org bot config on the fake workspace of setup.
 func deliveryConfig() bot.Config {
 	return bot.Config{
-		Orgs:    []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.Place{Workspace: "T0FAKE", Channels: []string{socChannel}}}},
-		Desk:    bot.Desk{Slack: &bot.DeskPlace{Workspace: "T0FAKE", Channel: deskChannel}},
+		Orgs:    []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.SlackPlace{Team: "T0FAKE", Channels: []string{socChannel}}}},
+		Desk:    bot.Desk{Slack: &bot.SlackDesk{Team: "T0FAKE", Channel: deskChannel}},
 		Experts: bot.UserIDs{Slack: []string{expert}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 20 * time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 			Pace: map[bot.Platform]bot.Pace{bot.Slack: {}}},
@@ -67,9 +67,9 @@ func startProcess(t *testing.T, fake *slackfake.Server, db *pgxpool.Pool, cfg bo
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	o := fake.Options()
-	acfg := adapter.Config{BotToken: o.BotToken, SigningSecret: o.SigningSecret, APIURL: fake.APIURL()}
+	acfg := adapter.Config{BotToken: secrets.String(o.BotToken), SigningSecret: secrets.String(o.SigningSecret), APIURL: fake.APIURL()}
 	if socket {
-		acfg.AppToken = o.AppToken
+		acfg.AppToken = secrets.String(o.AppToken)
 	}
 	a, err := adapter.New(acfg, log, prometheus.NewRegistry(), b)
 	require.NoError(t, err)

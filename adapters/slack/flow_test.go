@@ -46,8 +46,8 @@ func TestConsultFlowOverSlack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	startRealBot(t, ctx, fake, bot.Config{
-		Orgs:     []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.Place{Workspace: team, Channels: []string{soc}}}},
-		Desk:     bot.Desk{Slack: &bot.DeskPlace{Workspace: team, Channel: desk}},
+		Orgs:     []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.SlackPlace{Team: team, Channels: []string{soc}}}},
+		Desk:     bot.Desk{Slack: &bot.SlackDesk{Team: team, Channel: desk}},
 		Experts:  bot.UserIDs{Slack: []string{eve}},
 		Managers: bot.UserIDs{Slack: []string{manager}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 2 * time.Second,

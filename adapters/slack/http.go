@@ -50,7 +50,7 @@ func (a *Adapter) verified(w http.ResponseWriter, r *http.Request, kind string) 
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return nil, false
 	}
-	sv, err := slack.NewSecretsVerifier(r.Header, a.cfg.SigningSecret)
+	sv, err := slack.NewSecretsVerifier(r.Header, a.cfg.SigningSecret.Value())
 	if err == nil {
 		_, _ = sv.Write(body)
 		err = sv.Ensure()

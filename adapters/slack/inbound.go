@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -162,7 +163,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 	if cb.Type == slack.InteractionTypeViewSubmission {
 		kind = "submit"
 	}
-	channel := cmpOr(cb.Channel.ID, cb.Container.ChannelID)
+	channel := cmp.Or(cb.Channel.ID, cb.Container.ChannelID)
 	user := bot.User{Platform: bot.Slack, Workspace: cb.Team.ID, ID: cb.User.ID}
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
@@ -175,7 +176,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		}
 		act := cb.ActionCallback.BlockActions[0]
 		resp := &responder{a: a, url: cb.ResponseURL, channel: channel, user: cb.User.ID, thread: cb.Container.ThreadTs}
-		msgTS := cmpOr(cb.Container.MessageTs, cb.Message.Timestamp)
+		msgTS := cmp.Or(cb.Container.MessageTs, cb.Message.Timestamp)
 		action := bot.Action{
 			User:    user,
 			Action:  actionOf(act.ActionID),
@@ -219,11 +220,11 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 					if len(actions) > 1 {
 						id = actionID
 					}
-					values[id] = strings.TrimSpace(cmpOr(v.Value, v.SelectedOption.Value))
+					values[id] = strings.TrimSpace(cmp.Or(v.Value, v.SelectedOption.Value))
 				}
 			}
 		}
-		channel = cmpOr(meta.Channel, channel)
+		channel = cmp.Or(meta.Channel, channel)
 		url := ""
 		if len(cb.ResponseURLs) > 0 {
 			url = cb.ResponseURLs[0].ResponseURL
@@ -339,7 +340,7 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 	if err == nil && me.User == own {
 		return bot.Reply{}, false
 	}
-	team := cmpOr(oe.TeamID, me.Team)
+	team := cmp.Or(oe.TeamID, me.Team)
 	return bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.ThreadTS},
 		Message: bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.TS},

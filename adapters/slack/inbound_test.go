@@ -19,6 +19,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 func TestMemoryReplayCache(t *testing.T) {
@@ -45,8 +46,8 @@ func realFake(t *testing.T, o slackfake.Options) *slackfake.Server {
 func realConfig(fake *slackfake.Server) bot.Config {
 	team := fake.Options().TeamID
 	return bot.Config{
-		Orgs:    []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.Place{Workspace: team, Channels: []string{socChannel}}}},
-		Desk:    bot.Desk{Slack: &bot.DeskPlace{Workspace: team, Channel: deskChannel}},
+		Orgs:    []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.SlackPlace{Team: team, Channels: []string{socChannel}}}},
+		Desk:    bot.Desk{Slack: &bot.SlackDesk{Team: team, Channel: deskChannel}},
 		Experts: bot.UserIDs{Slack: []string{expert}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 			Pace: map[bot.Platform]bot.Pace{bot.Slack: {}}},
@@ -306,7 +307,7 @@ func TestResponderResumesElsewhere(t *testing.T) {
 	require.NoError(t, err)
 
 	opts := f.fake.Options()
-	other, err := adapter.New(adapter.Config{BotToken: opts.BotToken, SigningSecret: opts.SigningSecret, APIURL: f.fake.APIURL()}, nil, nil, newRecorder())
+	other, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret), APIURL: f.fake.APIURL()}, nil, nil, newRecorder())
 	require.NoError(t, err)
 	resumed, err := other.Resume(state)
 	require.NoError(t, err)

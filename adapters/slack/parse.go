@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"cmp"
 	"strings"
 )
 
@@ -73,10 +74,10 @@ func entityToken(in string) token {
 	switch {
 	case strings.HasPrefix(target, "@"):
 		id := target[1:]
-		return token{text: "@" + cmpOr(label, id), arg: id, entity: true}
+		return token{text: "@" + cmp.Or(label, id), arg: id, entity: true}
 	case strings.HasPrefix(target, "#"):
 		id := target[1:]
-		return token{text: "#" + cmpOr(label, id), arg: id, entity: true}
+		return token{text: "#" + cmp.Or(label, id), arg: id, entity: true}
 	case strings.HasPrefix(target, "!"):
 		// <!here>, <!channel>, <!subteam^S1|@team>, <!date^...|fallback>
 		kw := target[1:]

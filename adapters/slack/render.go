@@ -341,10 +341,10 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 	if len(f.Fields) > MaxModalBlocks {
 		return slack.ModalViewRequest{}, fmt.Errorf("form %q: %d fields, Slack allows %d", f.ID, len(f.Fields), MaxModalBlocks)
 	}
-	submit := cmpOr(f.Submit, "Submit")
+	submit := cmp.Or(f.Submit, "Submit")
 	v := slack.ModalViewRequest{
 		Type:            slack.VTModal,
-		Title:           plain(cut(Escape(cmpOr(f.Title, "threatdesk")), MaxModalTitle)),
+		Title:           plain(cut(Escape(cmp.Or(f.Title, "threatdesk")), MaxModalTitle)),
 		Submit:          plain(cut(Escape(submit), MaxModalTitle)),
 		Close:           plain("Cancel"),
 		CallbackID:      f.ID,
@@ -363,7 +363,7 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 		el.MinLength = min(ff.MinLength, el.MaxLength)
 		// A prefilled value longer than the field allows would make Slack refuse the view.
 		el.InitialValue = cutPlain(ff.Value, el.MaxLength)
-		in := slack.NewInputBlock(ff.ID, plain(cut(Escape(cmpOr(ff.Label, ff.ID)), MaxInputLabel)), nil, el)
+		in := slack.NewInputBlock(ff.ID, plain(cut(Escape(cmp.Or(ff.Label, ff.ID)), MaxInputLabel)), nil, el)
 		in.Optional = !ff.Required
 		v.Blocks.BlockSet = append(v.Blocks.BlockSet, in)
 	}
@@ -377,11 +377,4 @@ func cutPlain(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n])
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

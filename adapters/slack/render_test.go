@@ -1,7 +1,6 @@
 package slack
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -143,47 +142,6 @@ func TestParseCommandText(t *testing.T) {
 		})
 	}
 }
-
-func TestConfigValidate(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		name string
-		cfg  Config
-		want string
-	}{
-		{"ok socket", Config{BotToken: "xoxb-1", AppToken: "xapp-1"}, ""},
-		{"ok http", Config{BotToken: "xoxb-1", SigningSecret: "s"}, ""},
-		{"no bot token", Config{AppToken: "xapp-1"}, "SLACK_BOT_TOKEN is empty"},
-		{"user token", Config{BotToken: "xoxp-secret-value", AppToken: "xapp-1"}, "must be a bot token"},
-		{"app token swapped", Config{BotToken: "xoxb-1", AppToken: "xoxb-secret-value"}, "SLACK_APP_TOKEN must be an app-level token"},
-		{"no way in", Config{BotToken: "xoxb-1"}, "neither SLACK_APP_TOKEN"},
-		{"bad url", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "slack.com/api"}, "SLACK_API_URL"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			_, err := New(tc.cfg, nil, nil, nopHandler{})
-			if tc.want == "" {
-				require.NoError(t, err)
-				return
-			}
-			require.ErrorContains(t, err, tc.want)
-			require.NotContains(t, err.Error(), "secret-value", "never repeats a token")
-		})
-	}
-	a, err := New(Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "http://127.0.0.1:1/api"}, nil, nil, nopHandler{})
-	require.NoError(t, err)
-	require.Equal(t, "http://127.0.0.1:1/api/", a.cfg.APIURL, "trailing slash added")
-}
-
-type nopHandler struct{}
-
-func (nopHandler) HandleCommand(_ context.Context, _ bot.Command) bot.Ack { return bot.Ack{} }
-func (nopHandler) HandleAction(_ context.Context, _ bot.Action) bot.Ack   { return bot.Ack{} }
-func (nopHandler) HandleSubmit(_ context.Context, _ bot.Submission) bot.SubmitAck {
-	return bot.SubmitAck{}
-}
-func (nopHandler) HandleReply(_ context.Context, _ bot.Reply) error { return nil }
 
 // TestRenderNeverEmitsEmptyText: Slack refuses empty text objects, so an
 // empty footer is left out and a button without a label is named by its action.

@@ -178,14 +178,14 @@ func setup(t testing.TB, o setupOpts) fixture {
 	fake := slackfake.New(t, fo)
 	opts := fake.Options()
 	cfg := adapter.Config{
-		BotToken:      opts.BotToken,
-		SigningSecret: opts.SigningSecret,
+		BotToken:      secrets.String(opts.BotToken),
+		SigningSecret: secrets.String(opts.SigningSecret),
 		APIURL:        fake.APIURL(),
 		ReconnectMin:  50 * time.Millisecond,
 		ReconnectMax:  200 * time.Millisecond,
 	}
 	if o.socket {
-		cfg.AppToken = opts.AppToken
+		cfg.AppToken = secrets.String(opts.AppToken)
 	}
 	if o.cfg != nil {
 		o.cfg(&cfg)
@@ -305,7 +305,7 @@ func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, c
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	opts := fake.Options()
-	a, err := adapter.New(adapter.Config{BotToken: opts.BotToken, AppToken: opts.AppToken, SigningSecret: opts.SigningSecret,
+	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), AppToken: secrets.String(opts.AppToken), SigningSecret: secrets.String(opts.SigningSecret),
 		APIURL: fake.APIURL(), Replays: b}, log, prometheus.NewRegistry(), b)
 	require.NoError(t, err)
 	require.NoError(t, b.Register(a))

@@ -35,7 +35,7 @@ func TestRateLimitStormThroughTheOutbox(t *testing.T) {
 	for i, ch := range channels {
 		fakeChannels = append(fakeChannels, slackfake.Channel{ID: ch, Name: fmt.Sprintf("soc-%d", i)})
 		orgs = append(orgs, bot.Org{ID: fmt.Sprintf("org%d", i), Name: fmt.Sprintf("Org %d", i),
-			Slack: &bot.Place{Workspace: team, Channels: []string{ch}}})
+			Slack: &bot.SlackPlace{Team: team, Channels: []string{ch}}})
 	}
 	fake := slackfake.New(t, slackfake.Options{TeamID: team, ChannelInterval: time.Second, Channels: fakeChannels,
 		Users: []slackfake.User{{ID: admin, Name: "root"}}})
@@ -43,7 +43,7 @@ func TestRateLimitStormThroughTheOutbox(t *testing.T) {
 	t.Cleanup(cancel)
 	db := startRealBot(t, ctx, fake, bot.Config{
 		Orgs:    orgs,
-		Desk:    bot.Desk{Slack: &bot.DeskPlace{Workspace: team, Channel: desk}},
+		Desk:    bot.Desk{Slack: &bot.SlackDesk{Team: team, Channel: desk}},
 		Experts: bot.UserIDs{Slack: []string{"U0EXPERT"}},
 		Admins:  bot.UserIDs{Slack: []string{admin}},
 		// The product's pacing with a margin over the fake's strict one

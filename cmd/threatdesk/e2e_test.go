@@ -93,6 +93,18 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 		require.NotContains(t, out, opts.AppToken)
 		require.NotContains(t, out, ingestToken)
 		require.NotContains(t, out, env["THREATDESK_SECRET_KEY"])
+		// Each component tags its own lines once; wire adds no tag of its
+		// own (the adapters' lines once carried "adapter" twice).
+		tagged := 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			require.LessOrEqual(t, strings.Count(line, `"adapter":`), 1, line)
+			require.LessOrEqual(t, strings.Count(line, `"component":`), 1, line)
+			require.NotContains(t, line, `"service":`)
+			if strings.Contains(line, `"adapter":"slack"`) {
+				tagged++
+			}
+		}
+		require.Positive(t, tagged, "the Slack adapter's lines say so")
 	})
 
 	base := "http://" + env["THREATDESK_HTTP_ADDR"]

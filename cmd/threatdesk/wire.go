@@ -49,11 +49,13 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err != nil {
 		return nil, err
 	}
-	cases, err := casework.New(pool, caseworkConfig(f, key), log.With("service", "casework"), reg)
+	cc := f.Cases
+	cc.Key = key
+	cases, err := casework.New(pool, cc, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("casework: %w", err)
 	}
-	hunt, err := hunting.New(pool, huntingConfig(cfg), log.With("service", "hunting"), reg)
+	hunt, err := hunting.New(pool, f.Hunting, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
@@ -68,27 +70,23 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return app, nil
 	}
 
-	core, err := bot.New(botConfig(f), pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log.With("service", "bot"), reg)
+	core, err := bot.New(f.Bot, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
 	}
 	app.add("bot", core.Start, func(context.Context) { core.Stop() })
 
 	if cfg.SlackEnabled() {
-		slack, err := slackadapter.New(slackadapter.Config{
-			BotToken:      cfg.SlackBotToken.Value(),
-			AppToken:      cfg.SlackAppToken.Value(),
-			SigningSecret: cfg.SlackSigningSecret.Value(),
-			APIURL:        cfg.SlackAPIURL,
-			Replays:       core, // replayed signatures, in the bot's inbound table
-		}, log.With("adapter", "slack"), reg, core)
+		sc := cfg.Slack
+		sc.Replays = core // replayed signatures, in the bot's inbound table
+		slack, err := slackadapter.New(sc, log, reg, core)
 		if err != nil {
 			return nil, fmt.Errorf("slack: %w", err)
 		}
 		if err := core.Register(slack); err != nil {
 			return nil, fmt.Errorf("register slack: %w", err)
 		}
-		if cfg.SlackSigningSecret != "" {
+		if sc.SigningSecret != "" {
 			h := slack.Handler()
 			for _, route := range []string{"/slack/commands", "/slack/interactions", "/slack/events"} {
 				srv.Handle("POST "+route, h)
@@ -97,22 +95,18 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		app.add("slack", slack.Start, func(context.Context) { slack.Stop() })
 	}
 	if cfg.DiscordEnabled() {
-		discord, err := discordadapter.New(discordadapter.Config{
-			Token:     cfg.DiscordBotToken.Value(),
-			AppID:     cfg.DiscordAppID,
-			PublicKey: cfg.DiscordPublicKey,
-			APIURL:    cfg.DiscordAPIURL,
-			Guilds:    discordGuilds(f),
-			Pool:      pool,
-			Replays:   core, // replayed signatures, in the bot's inbound table
-		}, log.With("adapter", "discord"), reg, core)
+		dc := cfg.Discord
+		dc.Guilds = f.Bot.DiscordGuilds()
+		dc.Pool = pool
+		dc.Replays = core // replayed signatures, in the bot's inbound table
+		discord, err := discordadapter.New(dc, log, reg, core)
 		if err != nil {
 			return nil, fmt.Errorf("discord: %w", err)
 		}
 		if err := core.Register(discord); err != nil {
 			return nil, fmt.Errorf("register discord: %w", err)
 		}
-		if cfg.DiscordPublicKey != "" {
+		if dc.PublicKey != "" {
 			srv.Handle("POST /discord/interactions", discord.InteractionsHandler())
 		}
 		app.add("discord", discord.Start, func(context.Context) { discord.Stop() })
@@ -149,115 +143,6 @@ func secretKey(cfg *config.Config, log *slog.Logger) (*secrets.Key, error) {
 		log.Info("secret key from the data dir", "file", path, "fingerprint", key.Fingerprint())
 	}
 	return key, nil
-}
-
-func caseworkConfig(f config.File, key *secrets.Key) casework.Config {
-	sla := f.Cases.SLA
-	credits := map[string]int{}
-	for _, o := range f.Orgs {
-		credits[o.ID] = *o.CreditsPerQuarter
-	}
-	return casework.Config{
-		Key: key,
-		Targets: map[casework.Priority]casework.Target{
-			casework.PriorityHigh:   {FirstResponse: sla.High.FirstResponse.D(), Conclusion: sla.High.Conclusion.D()},
-			casework.PriorityMedium: {FirstResponse: sla.Medium.FirstResponse.D(), Conclusion: sla.Medium.Conclusion.D()},
-			casework.PriorityLow:    {FirstResponse: sla.Low.FirstResponse.D(), Conclusion: sla.Low.Conclusion.D()},
-		},
-		WarnAt:       sla.WarnAt,
-		ReopenWindow: f.Cases.ReopenWindow.D(),
-		OrgCredits:   credits,
-		CreditsCap:   f.Cases.CreditsRolloverMax,
-	}
-}
-
-func huntingConfig(cfg *config.Config) hunting.Config {
-	f := cfg.File
-	h := f.Hunting
-	tenants := map[string]string{}
-	scores := map[string]int{}
-	tokens := map[string]string{}
-	for _, o := range f.Orgs {
-		for _, t := range o.Tenants {
-			tenants[t] = o.ID
-		}
-		if o.IngestToken != "" {
-			tokens[o.ID] = o.IngestToken.Value()
-		}
-		if o.NotifyScore != nil {
-			scores[o.ID] = *o.NotifyScore
-		}
-	}
-	hc := hunting.Config{
-		Tenants:             tenants,
-		IngestToken:         cfg.IngestToken.Value(),
-		OrgIngestTokens:     tokens,
-		Window:              h.CorrelationWindow.D(),
-		ChainWindow:         h.ChainWindow.D(),
-		CommonEntityDevices: h.CommonEntityDevices,
-		NotifyScore:         h.NotifyScore,
-		OrgNotifyScore:      scores,
-		GroupWait:           h.GroupWait.D(),
-		GroupInterval:       h.GroupInterval.D(),
-		RepeatInterval:      h.RepeatInterval.D(),
-		MaxBodyBytes:        h.MaxBodyBytes,
-		MaxItems:            h.MaxItems,
-		RepeatSeverity:      hunting.Severity(h.RepeatSeverity),
-	}
-	if g := h.Graph; g != nil {
-		gc := &hunting.GraphConfig{Interval: g.Interval.D(), BaseURL: g.BaseURL, LoginURL: g.LoginURL}
-		for _, t := range g.Tenants {
-			gc.Tenants = append(gc.Tenants, hunting.GraphTenant{TenantID: t.TenantID, ClientID: t.ClientID, ClientSecret: t.Secret.Value()})
-		}
-		hc.Graph = gc
-	}
-	return hc
-}
-
-func botConfig(f config.File) bot.Config {
-	c := bot.Config{
-		Experts:  bot.UserIDs{Slack: f.Experts.Slack, Discord: f.Experts.Discord},
-		Managers: bot.UserIDs{Slack: f.Managers.Slack, Discord: f.Managers.Discord},
-		Admins:   bot.UserIDs{Slack: f.Admins.Slack, Discord: f.Admins.Discord},
-	}
-	for _, o := range f.Orgs {
-		org := bot.Org{ID: o.ID, Name: o.Name}
-		if o.Slack != nil {
-			org.Slack = &bot.Place{Workspace: o.Slack.Team, Channels: o.Slack.Channels}
-		}
-		if o.Discord != nil {
-			org.Discord = &bot.Place{Workspace: o.Discord.Guild, Channels: o.Discord.Channels}
-		}
-		c.Orgs = append(c.Orgs, org)
-	}
-	if d := f.Desk.Slack; d != nil {
-		c.Desk.Slack = &bot.DeskPlace{Workspace: d.Team, Channel: d.Channel}
-	}
-	if d := f.Desk.Discord; d != nil {
-		c.Desk.Discord = &bot.DeskPlace{Workspace: d.Guild, Channel: d.Channel}
-	}
-	return c
-}
-
-// discordGuilds lists every guild the config names, where /experts is registered.
-func discordGuilds(f config.File) []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(g string) {
-		if g != "" && !seen[g] {
-			seen[g] = true
-			out = append(out, g)
-		}
-	}
-	for _, o := range f.Orgs {
-		if o.Discord != nil {
-			add(o.Discord.Guild)
-		}
-	}
-	if f.Desk.Discord != nil {
-		add(f.Desk.Discord.Guild)
-	}
-	return out
 }
 
 // Start starts the components in order; on failure it stops those started.

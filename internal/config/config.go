@@ -1,30 +1,36 @@
-// Package config loads threatdesk's settings: environment variables (the
-// contract of DESIGN.md) and the YAML file named by THREATDESK_CONFIG (orgs,
-// channels, experts, SLAs, hunting policy). Everything is validated at
-// start-up; each error names the setting and how to fix it, and no error or
-// log line ever contains a secret.
+// Package config loads threatdesk's settings: the environment variables and
+// the YAML file named by THREATDESK_CONFIG (README.md, "Configuration").
+//
+// Each setting belongs to the package that uses it, which owns its type, its
+// default and its check: the file decodes straight into bot.Config (desk,
+// experts, managers, admins, and each org's chat), casework.Config (cases),
+// hunting.Config (hunting, and each org's tenants and tokens) and
+// oncall.Config (oncall); the SLACK_* and DISCORD_* variables into the
+// adapters' Config types. This package only gathers them: it hands each
+// package its part of an orgs[] entry, reads the secrets the file names from
+// the environment, checks what spans packages (a time zone, rotation members
+// who are experts), and reports every problem at once, each naming the
+// setting and how to fix it. No error or log line ever contains a secret.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"time"
 
 	"github.com/caarlos0/env/v11"
-	"gopkg.in/yaml.v3"
 
+	discordadapter "github.com/threatdesk/threatdesk/adapters/discord"
+	slackadapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
-// Env holds the environment variables.
+// Env holds the environment variables. THREATDESK_INGEST_TOKEN is the
+// hunting package's (File.Hunting.IngestToken).
 type Env struct {
 	DatabaseURL string `env:"DATABASE_URL"`
 	DataDir     string `env:"THREATDESK_DATA_DIR"`
@@ -33,42 +39,15 @@ type Env struct {
 	// not on HTTPAddr), e.g. for a scraper on an internal network.
 	MetricsAddr string `env:"THREATDESK_METRICS_ADDR"`
 	ConfigPath  string `env:"THREATDESK_CONFIG"`
-	IngestToken Secret `env:"THREATDESK_INGEST_TOKEN"`
 	// SecretKey is THREATDESK_SECRET_KEY as given (Config.Key is it parsed).
-	SecretKey Secret `env:"THREATDESK_SECRET_KEY"`
-	LogFormat string `env:"THREATDESK_LOG_FORMAT" envDefault:"json"`
-	LogLevel  string `env:"THREATDESK_LOG_LEVEL" envDefault:"info"`
-
-	SlackBotToken      Secret `env:"SLACK_BOT_TOKEN"`
-	SlackAppToken      Secret `env:"SLACK_APP_TOKEN"`
-	SlackSigningSecret Secret `env:"SLACK_SIGNING_SECRET"`
-	SlackAPIURL        string `env:"SLACK_API_URL" envDefault:"https://slack.com/api/"`
-
-	DiscordBotToken  Secret `env:"DISCORD_BOT_TOKEN"`
-	DiscordAppID     string `env:"DISCORD_APP_ID"`
-	DiscordPublicKey string `env:"DISCORD_PUBLIC_KEY"`
-	DiscordAPIURL    string `env:"DISCORD_API_URL" envDefault:"https://discord.com/api/v10/"`
+	SecretKey secrets.String `env:"THREATDESK_SECRET_KEY"`
+	LogFormat string         `env:"THREATDESK_LOG_FORMAT" envDefault:"json"`
+	LogLevel  string         `env:"THREATDESK_LOG_LEVEL" envDefault:"info"`
+	// Slack and Discord are the adapters' settings, from the SLACK_* and
+	// DISCORD_* variables (their env tags), with defaults filled.
+	Slack   slackadapter.Config
+	Discord discordadapter.Config
 }
-
-// Secret is a string that never prints itself.
-type Secret string
-
-// String hides the value.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString hides the value from %#v.
-func (s Secret) GoString() string { return s.String() }
-
-// MarshalText hides the value from encoders (slog's JSON handler among them).
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// Value is the secret itself, for the one place that needs it.
-func (s Secret) Value() string { return string(s) }
 
 // Config is everything threatdesk is configured with.
 type Config struct {
@@ -82,10 +61,10 @@ type Config struct {
 }
 
 // SlackEnabled reports whether Slack is configured.
-func (c *Config) SlackEnabled() bool { return c.SlackBotToken != "" }
+func (c *Config) SlackEnabled() bool { return c.Slack.Enabled() }
 
 // DiscordEnabled reports whether Discord is configured.
-func (c *Config) DiscordEnabled() bool { return c.DiscordBotToken != "" }
+func (c *Config) DiscordEnabled() bool { return c.Discord.Enabled() }
 
 // DefaultDataDir is where the embedded PostgreSQL and other local state live
 // when THREATDESK_DATA_DIR is unset: $XDG_DATA_HOME/threatdesk, else
@@ -111,19 +90,15 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	vars := map[string]string{}
-	for _, name := range envNames {
-		if v, ok := lookup(name); ok {
-			vars[name] = v
-		}
-	}
 	var c Config
-	if err := env.ParseWithOptions(&c.Env, env.Options{Environment: vars}); err != nil {
+	if err := parseEnv(&c.Env, lookup); err != nil {
 		return nil, fmt.Errorf("read environment: %w", err)
 	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir()
 	}
+	c.Slack = c.Slack.WithDefaults()
+	c.Discord = c.Discord.WithDefaults()
 	var errs []error
 	if c.ConfigPath != "" {
 		f, err := LoadFile(c.ConfigPath)
@@ -133,21 +108,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			c.File = *f
 		}
 	}
-	for i := range c.File.Orgs {
-		if name := c.File.Orgs[i].IngestTokenEnv; name != "" {
-			v, _ := lookup(name)
-			c.File.Orgs[i].IngestToken = Secret(v)
-		}
-	}
-	if g := c.File.Hunting.Graph; g != nil {
-		for i := range g.Tenants {
-			if name := g.Tenants[i].ClientSecretEnv; name != "" {
-				v, _ := lookup(name)
-				g.Tenants[i].Secret = Secret(v)
-			}
-		}
-	}
-	c.File.applyDefaults()
+	c.File.gather(lookup)
 	errs = append(errs, c.Env.validate()...)
 	if c.SecretKey != "" {
 		k, err := secrets.Parse(c.SecretKey.Value())
@@ -156,25 +117,31 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		}
 		c.Key = k
 	}
-	errs = append(errs, c.File.validate(&c)...)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	errs = append(errs, c.File.validate()...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
 
-var envNames = []string{
-	"DATABASE_URL", "THREATDESK_DATA_DIR", "THREATDESK_HTTP_ADDR", "THREATDESK_METRICS_ADDR", "THREATDESK_CONFIG",
-	"THREATDESK_INGEST_TOKEN", "THREATDESK_SECRET_KEY", "THREATDESK_LOG_FORMAT", "THREATDESK_LOG_LEVEL",
-	"SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL",
-	"DISCORD_BOT_TOKEN", "DISCORD_APP_ID", "DISCORD_PUBLIC_KEY", "DISCORD_API_URL",
+// parseEnv reads every variable Env's fields (and the adapters' Config
+// types in it) name, through lookup.
+func parseEnv(e *Env, lookup func(string) (string, bool)) error {
+	params, err := env.GetFieldParams(e)
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{}
+	for _, p := range params {
+		if v, ok := lookup(p.Key); ok {
+			vars[p.Key] = v
+		}
+	}
+	return env.ParseWithOptions(e, env.Options{Environment: vars})
 }
 
-var (
-	snowflake = regexp.MustCompile(`^[0-9]{15,21}$`)
-	hexKey    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-)
-
+// validate checks the variables that are this package's, then each
+// adapter's (their Validate).
 func (e *Env) validate() []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -204,107 +171,5 @@ func (e *Env) validate() []error {
 	default:
 		bad("THREATDESK_LOG_LEVEL %q must be debug, info, warn or error", e.LogLevel)
 	}
-	if t := e.IngestToken.Value(); t != "" && len(t) < 16 {
-		bad("THREATDESK_INGEST_TOKEN is too short (%d characters): use at least 16 random characters, e.g. `openssl rand -hex 24`", len(t))
-	}
-	if t := e.SlackBotToken.Value(); t != "" && !strings.HasPrefix(t, "xoxb-") {
-		bad("SLACK_BOT_TOKEN must start with xoxb- (the Bot User OAuth Token from the app's OAuth & Permissions page)")
-	}
-	if t := e.SlackAppToken.Value(); t != "" {
-		if !strings.HasPrefix(t, "xapp-") {
-			bad("SLACK_APP_TOKEN must start with xapp- (an app-level token with the connections:write scope, from Basic Information)")
-		}
-		if e.SlackBotToken == "" {
-			bad("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode needs both")
-		}
-	}
-	if e.SlackSigningSecret != "" && e.SlackBotToken == "" {
-		bad("SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not: set the bot token too to enable Slack")
-	}
-	if e.SlackBotToken != "" && e.SlackAppToken == "" && e.SlackSigningSecret == "" {
-		bad("SLACK_BOT_TOKEN is set but Slack events cannot arrive: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
-	}
-	checkBase := func(name, v string) {
-		u, err := url.Parse(v)
-		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			bad("%s %q must be an http(s) URL", name, v)
-		case !strings.HasSuffix(u.Path, "/"):
-			bad("%s %q must end with a slash, e.g. %s/", name, v, v)
-		}
-	}
-	checkBase("SLACK_API_URL", e.SlackAPIURL)
-	checkBase("DISCORD_API_URL", e.DiscordAPIURL)
-	if e.DiscordBotToken != "" && e.DiscordAppID == "" {
-		bad("DISCORD_APP_ID must be set with DISCORD_BOT_TOKEN (the Application ID from the Discord developer portal)")
-	}
-	if e.DiscordAppID != "" && !snowflake.MatchString(e.DiscordAppID) {
-		bad("DISCORD_APP_ID %q must be a numeric Discord id (a snowflake, 15 to 21 digits)", e.DiscordAppID)
-	}
-	if e.DiscordPublicKey != "" {
-		if !hexKey.MatchString(e.DiscordPublicKey) {
-			bad("DISCORD_PUBLIC_KEY must be the 64 hex characters shown as Public Key on the app's General Information page")
-		}
-		if e.DiscordBotToken == "" {
-			bad("DISCORD_PUBLIC_KEY is set but DISCORD_BOT_TOKEN is not: set the bot token too to enable Discord")
-		}
-	}
-	return errs
+	return append(errs, e.Slack.Validate(), e.Discord.Validate())
 }
-
-// LoadFile reads and strictly decodes the YAML config file: an unknown key is
-// an error (it is almost always a typo).
-func LoadFile(path string) (*File, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("THREATDESK_CONFIG: read %s: %w", path, err)
-	}
-	return ParseFile(b)
-}
-
-// ParseFile strictly decodes a YAML config document (no defaults, no validation).
-func ParseFile(b []byte) (*File, error) {
-	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("THREATDESK_CONFIG: %w", err)
-	}
-	return &f, nil
-}
-
-// Duration is a time.Duration that YAML reads from strings like "90m",
-// "4h" or "2d" (days are allowed for convenience).
-type Duration time.Duration
-
-// UnmarshalYAML reads a duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: a duration must be a string such as 30s, 5m, 4h or 2d", n.Line)
-	}
-	v, err := ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// ParseDuration is time.ParseDuration plus a whole-day suffix "d".
-func ParseDuration(s string) (time.Duration, error) {
-	if strings.HasSuffix(s, "d") {
-		var days int
-		if _, err := fmt.Sscanf(s, "%dd", &days); err == nil && fmt.Sprintf("%dd", days) == s {
-			return time.Duration(days) * 24 * time.Hour, nil
-		}
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration: use a number and a unit, such as 30s, 5m, 4h or 2d", s)
-	}
-	return v, nil
-}
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/oncall"
 )
@@ -34,8 +36,8 @@ func TestNoEnvironmentAtAll(t *testing.T) {
 	c, err := config.Load(envOf(nil))
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
-	require.Equal(t, "https://slack.com/api/", c.SlackAPIURL)
-	require.Equal(t, "https://discord.com/api/v10/", c.DiscordAPIURL)
+	require.Equal(t, "https://slack.com/api/", c.Slack.APIURL)
+	require.Equal(t, "https://discord.com/api/v10/", c.Discord.APIURL)
 	require.NotEmpty(t, c.DataDir)
 	require.False(t, c.SlackEnabled())
 	require.False(t, c.DiscordEnabled())
@@ -43,7 +45,7 @@ func TestNoEnvironmentAtAll(t *testing.T) {
 	require.Equal(t, "UTC", c.File.Timezone)
 	require.Equal(t, time.UTC, c.File.Location)
 	require.False(t, c.File.Oncall.Enabled())
-	require.Equal(t, oncall.DefaultPageAfter, c.File.Oncall.PageAfter.D())
+	require.Equal(t, oncall.DefaultPageAfter, c.File.Oncall.PageAfter)
 }
 
 func TestExampleLoadsAsWritten(t *testing.T) {
@@ -55,20 +57,34 @@ func TestExampleLoadsAsWritten(t *testing.T) {
 	require.Equal(t, "contoso", f.Orgs[0].ID)
 	require.Equal(t, "T0CONTOSO", f.Orgs[0].Slack.Team)
 	require.Equal(t, []string{"C0CONTOSOSOC"}, f.Orgs[0].Slack.Channels)
-	require.Equal(t, 10, *f.Orgs[0].CreditsPerQuarter)
+	require.Equal(t, 10, *f.Orgs[0].Casework.CreditsPerQuarter)
 	require.Equal(t, "1000000000000000001", f.Orgs[1].Discord.Guild)
-	require.Equal(t, config.DefaultCreditsPerQuarter, *f.Orgs[1].CreditsPerQuarter, "default credits")
-	require.Equal(t, "C0EXPERTDESK", f.Desk.Slack.Channel)
-	require.Equal(t, []string{"U0EXPERT1", "U0EXPERT2"}, f.Experts.Slack)
-	require.Equal(t, []string{"U0MANAGER1"}, f.Managers.Slack)
+	require.Nil(t, f.Orgs[1].Casework.CreditsPerQuarter)
+	require.Equal(t, casework.DefaultCreditsPerQuarter, f.Cases.CreditsPerQuarter, "default credits")
+	require.Equal(t, "C0EXPERTDESK", f.Bot.Desk.Slack.Channel)
+	require.Equal(t, []string{"U0EXPERT1", "U0EXPERT2"}, f.Bot.Experts.Slack)
+	require.Equal(t, []string{"U0MANAGER1"}, f.Bot.Managers.Slack)
+	// Each package got its part of the orgs.
+	require.Equal(t, []string{"contoso", "fabrikam"}, []string{f.Bot.Orgs[0].ID, f.Bot.Orgs[1].ID})
+	require.Equal(t, "Fabrikam", f.Bot.Orgs[1].Name)
+	require.Equal(t, []string{"b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c"}, f.Hunting.Orgs[1].Tenants)
+	require.Equal(t, "fabrikam", f.Hunting.Orgs[1].ID)
+	require.Equal(t, "contoso", f.Cases.Orgs[0].ID)
+	require.Equal(t, 10, *f.Cases.Orgs[0].CreditsPerQuarter)
 	org, ok := f.OrgByTenant("B3C1B5FC-828C-45FA-A1E1-10D74F6D6E9C")
 	require.True(t, ok)
 	require.Equal(t, "fabrikam", org)
 	// Defaults documented in the README.
-	require.Equal(t, time.Hour, f.Cases.SLA.High.FirstResponse.D())
-	require.Equal(t, 120*time.Hour, f.Cases.SLA.Low.Conclusion.D())
-	require.Equal(t, 14*24*time.Hour, f.Cases.ReopenWindow.D())
-	require.Equal(t, 30*time.Second, f.Hunting.GroupWait.D())
+	require.Equal(t, time.Hour, f.Cases.SLA.High.FirstResponse)
+	require.Equal(t, 120*time.Hour, f.Cases.SLA.Low.Conclusion)
+	require.Equal(t, 14*24*time.Hour, f.Cases.ReopenWindow)
+	require.Equal(t, 0.75, f.Cases.SLA.WarnAt)
+	require.Equal(t, 20, f.Cases.CreditsCap)
+	require.Equal(t, 30*time.Second, f.Hunting.GroupWait)
+	require.Equal(t, 24*time.Hour, f.Hunting.Window)
+	require.Equal(t, 50, f.Hunting.NotifyScore)
+	require.Equal(t, hunting.SeverityHigh, f.Hunting.RepeatSeverity)
+	require.Equal(t, int64(16<<20), f.Hunting.MaxBodyBytes)
 	require.Contains(t, strings.Join(c.Warnings(), "\n"), "SLACK_BOT_TOKEN is not set")
 }
 
@@ -125,8 +141,8 @@ func TestSecretsNeverInErrors(t *testing.T) {
 
 	c, err := config.Load(envOf(map[string]string{"SLACK_BOT_TOKEN": "xoxb-S3CR3T", "SLACK_APP_TOKEN": "xapp-S3CR3T"}))
 	require.NoError(t, err)
-	require.NotContains(t, fmt.Sprintf("%v %+v %#v %s", c, c, c, c.SlackBotToken), "S3CR3T")
-	require.Equal(t, "xoxb-S3CR3T", c.SlackBotToken.Value())
+	require.NotContains(t, fmt.Sprintf("%v %+v %#v %s", c, c, c, c.Slack.BotToken), "S3CR3T")
+	require.Equal(t, "xoxb-S3CR3T", c.Slack.BotToken.Value())
 }
 
 func TestFileErrors(t *testing.T) {
@@ -157,7 +173,7 @@ func TestFileErrors(t *testing.T) {
 		{"warn at", "cases:\n  sla:\n    warn_at: 1.5\n", "cases.sla.warn_at 1.5 must be a fraction"},
 		{"notify score", "hunting:\n  notify_score: 500\n", "hunting.notify_score 500 must be between 1 and 100"},
 		{"common entity", "hunting:\n  common_entity_devices: 1\n", "hunting.common_entity_devices 1 must be at least 2"},
-		{"chain window shorter", "hunting:\n  correlation_window: 2d\n  chain_window: 1d\n", "hunting.chain_window (24h0m0s) must be at least correlation_window (48h0m0s)"},
+		{"chain window shorter", "hunting:\n  correlation_window: 2d\n  chain_window: 1d\n", "hunting.chain_window 24h0m0s is shorter than hunting.correlation_window 48h0m0s"},
 		{"repeat severity", "hunting:\n  repeat_severity: urgent\n", `hunting.repeat_severity "urgent"`},
 		{"graph without tenants", "hunting:\n  graph: {interval: 1m}\n", "hunting.graph.tenants is empty"},
 		{"graph unknown tenant", "hunting:\n  graph:\n    tenants: [{tenant_id: a839b112-1253-6432-9bf6-94542403f21c, client_id: b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c, client_secret_env: X}]\n", "is not in any org's tenants"},
@@ -228,8 +244,9 @@ hunting:
 	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p, "CONTOSO_GRAPH_SECRET": "s3cr3t-value"}))
 	require.NoError(t, err)
 	g := c.File.Hunting.Graph
-	require.Equal(t, time.Minute, g.Interval.D())
-	require.Equal(t, "s3cr3t-value", g.Tenants[0].Secret.Value())
+	require.Equal(t, time.Minute, g.Interval)
+	require.Equal(t, "s3cr3t-value", g.Tenants[0].ClientSecret.Value())
+	require.NotContains(t, fmt.Sprintf("%+v", c), "s3cr3t-value")
 	require.NotContains(t, fmt.Sprintf("%+v", g.Tenants[0]), "s3cr3t-value")
 }
 
@@ -274,9 +291,9 @@ desk:
 	const contoso, fabrikam = "contoso-token-0123456789abcdef", "fabrikam-token-0123456789abcdef"
 	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p, "CONTOSO_INGEST_TOKEN": contoso, "FABRIKAM_INGEST_TOKEN": fabrikam}))
 	require.NoError(t, err)
-	require.Equal(t, contoso, c.File.Orgs[0].IngestToken.Value())
-	require.Equal(t, fabrikam, c.File.Orgs[1].IngestToken.Value())
-	require.NotContains(t, fmt.Sprintf("%+v", c.File.Orgs), contoso)
+	require.Equal(t, contoso, c.File.Hunting.Orgs[0].IngestToken.Value())
+	require.Equal(t, fabrikam, c.File.Hunting.Orgs[1].IngestToken.Value())
+	require.NotContains(t, fmt.Sprintf("%+v", c), contoso)
 	require.NotContains(t, strings.Join(c.Warnings(), "\n"), "THREATDESK_INGEST_TOKEN", "org tokens open the intake")
 
 	for _, tc := range []struct {
@@ -333,7 +350,7 @@ oncall:
 	require.Equal(t, []oncall.Member{
 		{Platform: "slack", UserID: "U0EXPERT1"}, {Platform: "discord", UserID: "100000000000000001"}, {Platform: "slack", UserID: "U0EXPERT2"},
 	}, f.Oncall.Rotation)
-	require.Equal(t, 15*time.Minute, f.Oncall.PageAfter.D(), "page_after defaults to 15m")
+	require.Equal(t, 15*time.Minute, f.Oncall.PageAfter, "page_after defaults to 15m")
 
 	for _, tc := range []struct {
 		name string
@@ -356,5 +373,135 @@ oncall:
 				require.ErrorContains(t, err, w)
 			}
 		})
+	}
+}
+
+// TestOneRuleEverywhere: where two places once held different rules for a
+// value, the documented one holds at load, with one message, and the other
+// side is refused.
+func TestOneRuleEverywhere(t *testing.T) {
+	t.Parallel()
+	const desk = "desk:\n  slack:\n    channel: C0DESK\n"
+	for _, tc := range []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string // "" = loads
+	}{
+		// README: an org id is lower-case letters, digits and dashes.
+		{name: "org id with an underscore", yaml: "orgs:\n  - id: contoso_eu\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk,
+			want: `orgs[0].id "contoso_eu" must be lower-case letters, digits and dashes, e.g. contoso`},
+		{name: "org id with a dash", yaml: "orgs:\n  - id: contoso-eu\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk},
+		// Discord ids: 15 to 21 digits, as every message says.
+		{name: "16-digit guild", yaml: "orgs:\n  - id: a\n    discord: {guild: '1000000000000001', channels: ['1000000000000000002']}\n" + desk},
+		{name: "22-digit guild", yaml: "orgs:\n  - id: a\n    discord: {guild: '1000000000000000000001', channels: ['1000000000000000002']}\n" + desk,
+			want: `discord.guild "1000000000000000000001" must be a Discord guild id (a quoted number, 15 to 21 digits`},
+		{name: "22-digit app id", env: map[string]string{"DISCORD_BOT_TOKEN": "abc", "DISCORD_APP_ID": "1000000000000000000009"},
+			want: `DISCORD_APP_ID "1000000000000000000009" must be a numeric Discord id (a snowflake, 15 to 21 digits)`},
+		// hunting once refused these only when the service was built.
+		{name: "short correlation window", yaml: "hunting:\n  correlation_window: 30s\n", want: "hunting.correlation_window 30s is too short: use at least 1m"},
+		{name: "too many items", yaml: "hunting:\n  max_items: 200000\n", want: "hunting.max_items 200000 must be between 1 and 100000"},
+		{name: "org notify score 0", yaml: "orgs:\n  - id: a\n    notify_score: 0\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk,
+			want: "orgs[0] (a).notify_score 0 must be between 1 and 100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{}
+			if tc.yaml != "" {
+				env["THREATDESK_CONFIG"] = writeFile(t, tc.yaml)
+			}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			_, err := config.Load(envOf(env))
+			if tc.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.want)
+			require.Equal(t, 1, strings.Count(err.Error(), tc.want), "one message, once")
+		})
+	}
+}
+
+// TestFileDecoding: the file's own rules, kept by internal/config for every
+// package's block: durations with days, unknown keys anywhere, and every
+// problem reported at once, in line order.
+func TestFileDecoding(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, `
+cases:
+  reopen_window: 3d
+  sla:
+    high: {first_response: 30m, conclusion: 2d}
+hunting:
+  group_wait: 1m
+  graph: {interval: 90s, tenants: []}
+oncall:
+  page_after: 1h
+`)
+	f, err := config.LoadFile(p)
+	require.NoError(t, err)
+	require.Equal(t, 72*time.Hour, f.Cases.ReopenWindow)
+	require.Equal(t, casework.Target{FirstResponse: 30 * time.Minute, Conclusion: 48 * time.Hour}, f.Cases.SLA.High)
+	require.Equal(t, time.Minute, f.Hunting.GroupWait)
+	require.Equal(t, 90*time.Second, f.Hunting.Graph.Interval)
+	require.Equal(t, time.Hour, f.Oncall.PageAfter)
+
+	_, err = config.ParseFile([]byte(`orgs:
+  - id: a
+    tenant: [x]
+cases:
+  reopen_window: 14
+hunting:
+  grop_wait: 1m
+  group_interval: soon
+oncall:
+  page_after: 2w
+`))
+	require.Error(t, err)
+	want := []string{
+		"line 3: field tenant not found in type config.Org",
+		"line 5: a duration must be a string such as 30s, 5m, 4h or 2d",
+		"line 7: field grop_wait not found in type hunting.Config",
+		`line 8: "soon" is not a duration`,
+		`line 10: "2w" is not a duration`,
+	}
+	last := -1
+	for _, w := range want {
+		i := strings.Index(err.Error(), w)
+		require.Greater(t, i, last, "%q after the problems before it in %s", w, err)
+		last = i
+	}
+}
+
+// TestEveryPackageReportsAtOnce: one load reports the problems of the
+// environment, the adapters and every package's block together.
+func TestEveryPackageReportsAtOnce(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, `
+timezone: Mars/Olympus
+orgs:
+  - id: Contoso
+    tenants: [contoso.com]
+    credits_per_quarter: 99
+    slack: {team: T1AB, channels: [C1AB]}
+desk:
+  slack: {channel: C0DESK}
+cases:
+  sla: {warn_at: 2}
+hunting:
+  notify_score: 101
+oncall:
+  rotation: [{slack: U0NOBODY}]
+`)
+	_, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p, "THREATDESK_LOG_FORMAT": "xml", "SLACK_APP_TOKEN": "xapp-1"}))
+	for _, w := range []string{
+		"THREATDESK_LOG_FORMAT", "SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not", `orgs[0].id "Contoso"`,
+		`"contoso.com" is not a tenant id`, "credits_per_quarter 99 must be between 0", "cases.sla.warn_at 2",
+		"hunting.notify_score 101 must be between 1 and 100", "oncall.handover is missing",
+		"oncall.rotation[0]: slack user U0NOBODY is not one of the experts", `timezone "Mars/Olympus"`,
+	} {
+		require.ErrorContains(t, err, w)
 	}
 }

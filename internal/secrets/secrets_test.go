@@ -77,6 +77,25 @@ func TestKeyNeverPrints(t *testing.T) {
 	require.Len(t, k.Fingerprint(), 16)
 }
 
+func TestStringNeverPrints(t *testing.T) {
+	t.Parallel()
+	const token = "xoxb-S3CR3T"
+	s := secrets.String(token)
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "token", s, "in", struct{ T secrets.String }{s})
+	js, err := json.Marshal(map[string]any{"t": s})
+	require.NoError(t, err)
+	for _, out := range []string{
+		fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q %x %d", s, s, s, s, s, s, s), fmt.Sprintf("%+v", struct{ T secrets.String }{s}),
+		logged.String(), string(js),
+	} {
+		require.NotContains(t, out, "S3CR3T")
+		require.Contains(t, out, "[redacted]")
+	}
+	require.Equal(t, token, s.Value())
+	require.Empty(t, secrets.String("").String(), "unset prints as unset")
+}
+
 func TestDeriveSeparatesPurposes(t *testing.T) {
 	t.Parallel()
 	k, err := secrets.Parse(hex.EncodeToString(raw))

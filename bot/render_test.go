@@ -1,0 +1,64 @@
+package bot
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCutRunes(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "short", cut("short", 10))
+	s := strings.Repeat("é", 20) + "🙂🙂"
+	got := cut(s, 10)
+	require.True(t, utf8.ValidString(got))
+	require.Equal(t, 10, utf8.RuneCountInString(got))
+	require.True(t, strings.HasSuffix(got, "…"))
+	require.Equal(t, "…", cut("🙂🙂🙂", 1))
+}
+
+// TestCreditsEventRendersNothing: a credits change is bookkeeping; it must
+// render to no message (and never block its case's stream).
+func TestCreditsEventRendersNothing(t *testing.T) {
+	t.Parallel()
+	cw := &CaseworkCases{}
+	ev, ok, err := cw.DecodeEvent("case.credits_changed", []byte(`{"ref":"EOD-1","org":"contoso","delta":-1,"reason":"opened"}`))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, CaseEvent{Kind: CaseCredits, Ref: "EOD-1", Detail: "opened"}, ev)
+	b := &Bot{cfg: unitConfig(), cases: cw}
+	parts, err := b.renderCase(t.Context(), ev)
+	require.NoError(t, err)
+	require.Empty(t, parts)
+}
+
+// TestIncidentResolvedDecodes: hunting's incident.resolved edits the card
+// and says the resolution in its thread (it used to have no renderer and
+// went dead).
+func TestIncidentResolvedDecodes(t *testing.T) {
+	t.Parallel()
+	h := &HuntingIncidents{}
+	ev, ok, err := h.DecodeEvent("incident.resolved", []byte(`{"org":"contoso","incident_id":7,"status":"closed","final":true,"by":"U0A","classification":"true_positive","note":"Resolved by U0A as true positive"}`))
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, IncidentEvent{IncidentID: "7", Org: "contoso", Action: "update", Changes: []string{"Resolved by U0A as true positive"}}, ev)
+}
+
+func TestParagraphsCutLongUserText(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("ø", 5000) + "\n" + strings.Repeat("line\n", 100)
+	ls := paragraphs(long)
+	total := 0
+	for _, l := range ls {
+		for _, s := range l {
+			require.True(t, s.Untrusted)
+			total += utf8.RuneCountInString(s.Text)
+		}
+	}
+	require.LessOrEqual(t, total, maxTextRunes)
+	require.True(t, strings.HasSuffix(ls[len(ls)-1][0].Text, "…"))
+	ls = paragraphs(strings.Repeat("x\n", 100))
+	require.Len(t, ls, maxParagraphs)
+}
