@@ -84,6 +84,12 @@ type Config struct {
 	// timeline (default 1 hour); a break is logged at error level and counted
 	// in threatdesk_casework_timeline_breaks_total.
 	TimelineCheckEvery time.Duration
+	// SampleMaxBytes caps one file sample (samples.max_bytes; default
+	// DefaultSampleMaxBytes, 100 MiB; at most MaxSampleMaxBytes).
+	SampleMaxBytes int64
+	// SampleRetention is how long after its case closes a sample's bytes
+	// are kept (cases.sample_retention; default 30 days).
+	SampleRetention time.Duration
 	// LockNamespace namespaces the sweep's advisory lock (default "threatdesk").
 	LockNamespace string
 	// Now is the clock (default time.Now); tests pass a fake one.
@@ -108,6 +114,7 @@ func (c Config) withDefaults() Config {
 	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
 	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
+	c = c.withSampleDefaults()
 	orgs := map[string]bool{}
 	for _, o := range c.Orgs {
 		orgs[o] = true
@@ -166,6 +173,9 @@ func (c Config) validate() error {
 	}
 	if c.TimelineCheckEvery < time.Second {
 		return fmt.Errorf("casework config: TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)
+	}
+	if err := c.validateSamples(); err != nil {
+		return err
 	}
 	return nil
 }
