@@ -751,4 +751,3 @@ func TestFormatBytes(t *testing.T) {
 		require.Equal(t, want, casework.FormatBytes(n))
 	}
 }
-

@@ -326,8 +326,8 @@ func (s *Service) sampleByFile(ctx context.Context, q pgxQuerier, number int64, 
 
 // stream is what writeChunks learned of the bytes.
 type stream struct {
-	size             int64
-	chunks           int
+	size              int64
+	chunks            int
 	md5, sha1, sha256 string
 }
 
