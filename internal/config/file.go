@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -26,6 +28,7 @@ type File struct {
 	Managers Users          `yaml:"managers"`
 	Admins   Users          `yaml:"admins"`
 	Cases    Cases          `yaml:"cases"`
+	Samples  Samples        `yaml:"samples"`
 	Hunting  Hunting        `yaml:"hunting"`
 	// Oncall is the experts' on-call rotation; package oncall owns its
 	// schema, defaults and checks. Its members must be experts (checked
@@ -94,6 +97,15 @@ type Cases struct {
 	// CreditsRolloverMax caps the balance after unused credits roll over (default 20).
 	CreditsRolloverMax int `yaml:"credits_rollover_max"`
 	SLA                SLA `yaml:"sla"`
+	// SampleRetention is how long after its case closes a file sample is
+	// kept (default 30d).
+	SampleRetention Duration `yaml:"sample_retention"`
+}
+
+// Samples configures the file sample drop box.
+type Samples struct {
+	// MaxBytes caps one sample (default 100 MiB; 413 beyond).
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // SLA holds the targets per priority.
@@ -159,6 +171,9 @@ const (
 	DefaultRepeatInterval      = 4 * time.Hour
 	DefaultMaxBodyBytes        = 16 << 20
 	DefaultMaxItems            = 1000
+	DefaultSampleMaxBytes      = 100 << 20
+	MaxSampleMaxBytes          = 1 << 30
+	DefaultSampleRetention     = 30 * 24 * time.Hour
 )
 
 // DefaultSLA is the default target pair per priority.
@@ -192,6 +207,12 @@ func (f *File) applyDefaults() {
 	}
 	if c.SLA.WarnAt == 0 {
 		c.SLA.WarnAt = DefaultWarnAt
+	}
+	if c.SampleRetention == 0 {
+		c.SampleRetention = Duration(DefaultSampleRetention)
+	}
+	if f.Samples.MaxBytes == 0 {
+		f.Samples.MaxBytes = DefaultSampleMaxBytes
 	}
 	for _, p := range []struct {
 		name string
@@ -402,6 +423,12 @@ func (f *File) validate(c *Config) []error {
 	if cs.CreditsRolloverMax < 0 {
 		bad("cases.credits_rollover_max must not be negative")
 	}
+	if cs.SampleRetention.D() < time.Hour {
+		bad("cases.sample_retention %s is too short: keep samples at least 1h after their case closes (default 30d)", cs.SampleRetention.D())
+	}
+	if m := f.Samples.MaxBytes; m < 1 || m > MaxSampleMaxBytes {
+		bad("samples.max_bytes %d must be between 1 and %d (1 GiB; samples are kept in PostgreSQL); the default is %d (100 MiB)", m, MaxSampleMaxBytes, DefaultSampleMaxBytes)
+	}
 	if cs.SLA.WarnAt <= 0 || cs.SLA.WarnAt >= 1 {
 		bad("cases.sla.warn_at %v must be a fraction between 0 and 1, e.g. 0.75", cs.SLA.WarnAt)
 	}
@@ -495,10 +522,21 @@ func (c *Config) Warnings() []string {
 	if len(c.File.Orgs) > 0 && c.IngestToken == "" && !orgTokens {
 		w = append(w, "THREATDESK_INGEST_TOKEN is not set and no org has ingest_token_env: POST /api/v1/alerts refuses every request until one is")
 	}
+	if u, err := url.Parse(c.PublicURL); c.PublicURL != "" && err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		w = append(w, "THREATDESK_PUBLIC_URL is plain http: upload and download links carry secret tokens; serve threatdesk behind https")
+	}
 	if len(c.File.Experts.Slack)+len(c.File.Experts.Discord) == 0 && len(c.File.Orgs) > 0 {
 		w = append(w, "no experts are configured (experts.slack / experts.discord): nobody can take cases")
 	}
 	return w
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // OrgByTenant returns the org id a tenant routes to.
