@@ -37,7 +37,7 @@ type Env struct {
 	// (upload links, the web tracker, Slack install), e.g.
 	// https://threatdesk.example.com. Unset: PublicBase falls back to
 	// http:// and the HTTP address, and says the links only work locally.
-	PublicURL string `env:"THREATDESK_PUBLIC_URL"`
+	PublicURL   string `env:"THREATDESK_PUBLIC_URL"`
 	IngestToken Secret `env:"THREATDESK_INGEST_TOKEN"`
 	// SecretKey is THREATDESK_SECRET_KEY as given (Config.Key is it parsed).
 	SecretKey Secret `env:"THREATDESK_SECRET_KEY"`
