@@ -93,6 +93,23 @@ func NewWriter(w io.Writer, password string) *Writer {
 	return &Writer{zw: zip.NewWriter(w), password: password, Rand: rand.Reader}
 }
 
+// ArchiveSize is the exact size in bytes of the archive a Writer writes
+// with these entries and archive comment, for a Content-Length.
+func ArchiveSize(comment string, entries ...Header) int64 {
+	const (
+		localHeader   = 30
+		centralHeader = 46
+		endOfDir      = 22
+		extra         = 11 // the AES extra field
+	)
+	n := int64(endOfDir + len(comment))
+	for _, h := range entries {
+		n += localHeader + int64(len(h.Name)) + extra + h.Size + Overhead
+		n += centralHeader + int64(len(h.Name)) + extra
+	}
+	return n
+}
+
 // SetComment sets the archive's comment, which is not encrypted.
 func (w *Writer) SetComment(c string) error { return w.zw.SetComment(c) }
 

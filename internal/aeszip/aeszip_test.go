@@ -117,6 +117,19 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestArchiveSize(t *testing.T) {
+	t.Parallel()
+	fs := files(t)
+	var hs []aeszip.Header
+	for name, b := range fs {
+		hs = append(hs, aeszip.Header{Name: name, Size: int64(len(b))})
+	}
+	require.EqualValues(t, len(write(t, fs, "infected", 4096)), aeszip.ArchiveSize("threatdesk test archive", hs...))
+	var buf bytes.Buffer
+	require.NoError(t, aeszip.NewWriter(&buf, "x").Close())
+	require.EqualValues(t, buf.Len(), aeszip.ArchiveSize(""))
+}
+
 func TestSizesAreEnforced(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
