@@ -49,7 +49,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err != nil {
 		return nil, err
 	}
-	cases, err := casework.New(pool, caseworkConfig(f, key), log.With("service", "casework"), reg)
+	cases, err := casework.New(pool, withSamples(caseworkConfig(f, key), f), log.With("service", "casework"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("casework: %w", err)
 	}
@@ -58,6 +58,10 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
 	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
+	// The browser's pages (sample drop box); the chat side gets their URLs from its Links().
+	if _, err := mountWeb(cfg, srv, cases, log, reg); err != nil {
+		return nil, err
+	}
 
 	app.add("casework", cases.Start, func(context.Context) { logStop(log, "casework", cases.Stop()) })
 	app.add("hunting", hunt.Start, func(context.Context) { logStop(log, "hunting", hunt.Stop()) })
