@@ -17,45 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// File samples: the upload drop box and its chain of custody.
-//
-// A requester sends a file to the experts through a one-time upload link
-// (IssueUploadLink, then the web adapter's page or `curl -F file=@x <link>`
-// calls StoreSample with the token), or by posting it in the case thread
-// (the chat adapter fetches it and calls StoreSample with Source thread).
-// StoreSample streams the bytes: it hashes them (MD5, SHA-1, SHA-256) while
-// reading, refuses more than Config.SampleMaxBytes, and writes them sealed
-// with AES-256-GCM in SampleChunkSize chunks, all in one transaction with
-// the timeline entry, the outbox event that announces the sample to both
-// sides (EventSampleStored) and, when the case waited on the requester, the
-// status change back to in_progress. Nothing of a refused or interrupted
-// upload is stored. Experts download through a short-lived link
-// (IssueDownloadLink, then OpenSample), each download on the timeline; the
-// retention sweep deletes the bytes Config.SampleRetention after the case
-// closed, recording that too.
-//
-// Tokens are 32 random bytes (43 characters of base64url); only their
-// SHA-256 is stored, and they carry no case data.
-//
-// How the chat side calls it:
-//
-//	// The expert set EOD-12 to file_sample_needed (EventStatusChanged, To
-//	// file_sample_needed), or the requester typed "/experts upload EOD-12":
-//	link, err := svc.IssueUploadLink(ctx, "EOD-12", actor) // casework.System() for the automatic one
-//	post(requesterThread, "Send the file here: "+links.Upload(link.Token)+" (valid until "+link.ExpiresAt.Format(...)+")")
-//
-//	// A file posted in a case thread (Slack message files, Discord attachments):
-//	body := fetch(file.URL)                                 // the bot's authenticated download
-//	smp, err := svc.StoreSample(ctx, casework.Upload{Ref: "EOD-12", Source: casework.SourceThread,
-//		Actor: actor, Chat: casework.ChatRef{...the message...}, FileID: file.ID, Name: file.Name, Body: body})
-//	// smp.Repeated: the same file id was stored before (a redelivered event): nothing new happened.
-//
-//	// EventSampleStored (payload SampleStoredEvent): announce to both sides,
-//	// by name, size and hash; on the desk also ev.MatchText.
-//
-//	// The Download sample button on the desk card (experts only):
-//	dl, err := svc.IssueDownloadLink(ctx, "EOD-12", sampleID, expertActor)
-//	postEphemeral(expert, links.Download(dl.Token)) // unfurling off: a preview bot must not fetch it
+// File samples: the upload drop box and its chain of custody. The package
+// doc (doc.go, "File samples") says how the chat side calls it.
 
 // Sample settings and limits.
 const (
