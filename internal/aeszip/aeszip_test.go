@@ -196,3 +196,22 @@ func TestSevenZipExtracts(t *testing.T) {
 	require.Error(t, err, "a wrong password: %s", out)
 	require.Contains(t, string(out), "Wrong password")
 }
+
+// BenchmarkWrite encrypts a 16 MiB entry (PBKDF2, AES-CTR, HMAC-SHA1).
+func BenchmarkWrite(b *testing.B) {
+	data := make([]byte, 16<<20)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		zw := aeszip.NewWriter(io.Discard, "infected")
+		w, err := zw.Create(aeszip.Header{Name: "s.bin", Size: int64(len(data))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			b.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
