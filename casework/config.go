@@ -108,10 +108,25 @@ type Config struct {
 	// timeline (default 1 hour, at least 1 second); a break is logged at
 	// error level and counted in threatdesk_casework_timeline_breaks_total.
 	TimelineCheckEvery time.Duration `yaml:"-"`
+	// SampleMaxBytes caps one file sample (samples.max_bytes, from the
+	// samples block: Samples; default DefaultSampleMaxBytes, 100 MiB; at
+	// most MaxSampleMaxBytes).
+	SampleMaxBytes int64 `yaml:"-"`
+	// SampleRetention is how long after its case closes a sample's bytes
+	// are kept (cases.sample_retention; default 30 days, at least 1h).
+	SampleRetention time.Duration `yaml:"sample_retention"`
 	// LockNamespace namespaces the sweep's advisory lock (default "threatdesk").
 	LockNamespace string `yaml:"-"`
 	// Now is the clock (default time.Now); tests pass a fake one.
 	Now func() time.Time `yaml:"-"`
+}
+
+// Samples is the samples block of the config file; its MaxBytes becomes
+// Config.SampleMaxBytes.
+type Samples struct {
+	// MaxBytes caps one sample (samples.max_bytes; default 100 MiB, 413
+	// beyond).
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // Org is casework's part of an orgs[] entry of the config file.
@@ -139,6 +154,7 @@ func (c Config) WithDefaults() Config {
 	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
 	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
+	c = c.withSampleDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -183,6 +199,7 @@ func (c Config) Validate() error {
 	if c.TimelineCheckEvery < time.Second {
 		bad("TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)
 	}
+	errs = append(errs, c.validateSamples()...)
 	return errors.Join(errs...)
 }
 

@@ -100,6 +100,53 @@
 // not match them and Export leaves them out (asking for them as an org
 // viewer is refused with ErrInvalid).
 //
+// # File samples
+//
+// A requester sends a file to the experts through a one-time upload link
+// (IssueUploadLink; adapters/web serves the page and its multipart post,
+// which curl uses too, and calls StoreSample with the token), or by posting
+// it in a case thread (the chat adapter fetches it and calls StoreSample
+// with Source thread). StoreSample streams the bytes: it hashes them (MD5,
+// SHA-1, SHA-256) while reading, refuses more than Config.SampleMaxBytes
+// (*TooLargeError), an empty file (ErrEmptySample) and a body that breaks
+// off (*ReadError), and writes them sealed with AES-256-GCM in
+// SampleChunkSize chunks (the sample id, chunk index and a last-chunk flag
+// as associated data), in one transaction with the timeline entry, the
+// outbox event EventSampleStored that announces the sample to both sides,
+// the link marked used and, when the case waited on the requester, the
+// change back to in_progress that restarts the SLA clock. Nothing of a
+// refused or interrupted upload is stored. Experts download through a
+// short-lived link (IssueDownloadLink, then OpenSample), each download on
+// the timeline; SweepSamples (run by Start every 15 minutes) deletes the
+// bytes Config.SampleRetention after the case closed, recorded too. Link
+// tokens are 32 random bytes; only their SHA-256 is stored, and they carry
+// no case data. A refused link is a *LinkError.
+//
+// How the chat side calls it (links is adapters/web's Links, from cmd):
+//
+//	// The case went to file_sample_needed (EventStatusChanged, To
+//	// file_sample_needed), or the requester typed "/experts upload EOD-12":
+//	link, err := svc.IssueUploadLink(ctx, "EOD-12", actor) // casework.System() for the automatic one
+//	text := "Send the file here: " + links.Upload(link.Token) + " (one file, until " +
+//		link.ExpiresAt.Format(time.RFC1123) + "). " + links.LocalNote()
+//
+//	// A file posted in a case thread (Slack message files with files:read;
+//	// Discord attachments), streamed from the platform:
+//	smp, err := svc.StoreSample(ctx, casework.Upload{Ref: "EOD-12", Source: casework.SourceThread,
+//		Actor: actor, Chat: casework.ChatRef{Platform: "slack", Workspace: team, Channel: ch, Message: ts},
+//		FileID: file.ID, Name: file.Name, Body: resp.Body})
+//	// smp.Repeated: a redelivered event; nothing new happened.
+//
+//	// EventSampleStored (payload SampleStoredEvent): announce in both
+//	// threads by Name, FormatBytes(Size) and SHA256; on the desk also
+//	// MatchText when set. Never attach or link the file itself.
+//
+//	// The desk card's Download sample button (one per smp of
+//	// svc.Samples(ctx, casework.AllOrgs(), ref) with DeletedAt nil):
+//	dl, err := svc.IssueDownloadLink(ctx, "EOD-12", sampleID, expertActor)
+//	// send links.Download(dl.Token) to that expert only (Slack ephemeral,
+//	// Discord ephemeral follow-up), with link unfurling off.
+//
 // # Metrics
 //
 // Cases opened, credits used and given back, and SLA warnings and breaches

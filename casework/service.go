@@ -31,6 +31,8 @@ type Service struct {
 	m    metrics
 	// entryKey is the timeline subkey that keys each entry's HMAC.
 	entryKey []byte
+	// smp is the file samples' machinery (sample.go).
+	smp *sampleState
 
 	mu    sync.Mutex
 	sched gocron.Scheduler
@@ -119,6 +121,10 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 		if err := s.m.register(reg); err != nil {
 			return nil, err
 		}
+	}
+	var err error
+	if s.smp, err = newSampleState(reg); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

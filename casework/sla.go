@@ -449,6 +449,10 @@ func (s *Service) Start(ctx context.Context) error {
 		_ = sched.Shutdown()
 		return fmt.Errorf("casework: schedule the timeline check: %w", err)
 	}
+	if err := s.scheduleSampleSweep(ctx, sched); err != nil {
+		_ = sched.Shutdown()
+		return err
+	}
 	sched.Start()
 	s.sched = sched
 	return nil

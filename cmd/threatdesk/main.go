@@ -133,6 +133,7 @@ Environment:
   THREATDESK_HTTP_ADDR      HTTP listen address (default 127.0.0.1:8080)
   THREATDESK_METRICS_ADDR   optional listener of its own for /metrics (then not served on the HTTP address)
   THREATDESK_CONFIG         YAML config: orgs, channels, experts, SLAs, hunting policy
+  THREATDESK_PUBLIC_URL     base URL of threatdesk's pages (sample upload links), e.g. https://threatdesk.example.com
   THREATDESK_INGEST_TOKEN   bearer token for POST /api/v1/alerts
   THREATDESK_LOG_FORMAT     json (default) or text
   THREATDESK_LOG_LEVEL      debug, info (default), warn, error

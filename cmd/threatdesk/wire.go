@@ -60,6 +60,10 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
 	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
+	// The browser's pages (sample drop box); the chat side gets their URLs from its Links().
+	if _, err := mountWeb(cfg, srv, cases, log, reg); err != nil {
+		return nil, err
+	}
 
 	app.add("casework", cases.Start, func(context.Context) { logStop(log, "casework", cases.Stop()) })
 	app.add("hunting", hunt.Start, func(context.Context) { logStop(log, "hunting", hunt.Stop()) })

@@ -39,6 +39,11 @@ type Env struct {
 	// not on HTTPAddr), e.g. for a scraper on an internal network.
 	MetricsAddr string `env:"THREATDESK_METRICS_ADDR"`
 	ConfigPath  string `env:"THREATDESK_CONFIG"`
+	// PublicURL is the base URL where people reach threatdesk's pages
+	// (upload links, the web tracker, Slack install), e.g.
+	// https://threatdesk.example.com. Unset: PublicBase falls back to
+	// http:// and the HTTP address, and says the links only work locally.
+	PublicURL string `env:"THREATDESK_PUBLIC_URL"`
 	// SecretKey is THREATDESK_SECRET_KEY as given (Config.Key is it parsed).
 	SecretKey secrets.String `env:"THREATDESK_SECRET_KEY"`
 	LogFormat string         `env:"THREATDESK_LOG_FORMAT" envDefault:"json"`
@@ -58,6 +63,24 @@ type Config struct {
 	// generates the key in the data dir (secrets.LoadOrCreate). Commands
 	// that do not serve (migrate) do not need it.
 	Key *secrets.Key
+}
+
+// PublicBase is the base URL of threatdesk's pages, without a trailing
+// slash: THREATDESK_PUBLIC_URL, or, unset, http:// and the HTTP address
+// (localhost for an unspecified host) with local = true: such links only
+// work on the machine threatdesk runs on, and should say so.
+func (c *Config) PublicBase() (base string, local bool) {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/"), false
+	}
+	host, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		return "http://" + c.HTTPAddr, true
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port), true
 }
 
 // SlackEnabled reports whether Slack is configured.
@@ -159,6 +182,18 @@ func (e *Env) validate() []error {
 			bad("THREATDESK_METRICS_ADDR %q must be host:port, for example 10.0.0.5:9090 or :9090 (or unset it to serve /metrics on THREATDESK_HTTP_ADDR)", e.MetricsAddr)
 		} else if e.MetricsAddr == e.HTTPAddr {
 			bad("THREATDESK_METRICS_ADDR must differ from THREATDESK_HTTP_ADDR (%s): it is a listener of its own", e.HTTPAddr)
+		}
+	}
+	if e.PublicURL != "" {
+		u, err := url.Parse(e.PublicURL)
+		switch {
+		case err == nil && u.User != nil:
+			// Not repeated: the part before @ may be a password.
+			bad("THREATDESK_PUBLIC_URL must be an http(s) URL without a user or password, such as https://threatdesk.example.com")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad("THREATDESK_PUBLIC_URL %q must be an http(s) URL such as https://threatdesk.example.com (the address people open threatdesk's pages at)", e.PublicURL)
+		case u.RawQuery != "" || u.Fragment != "":
+			bad("THREATDESK_PUBLIC_URL %q must not have a query or fragment: give the base URL, e.g. https://threatdesk.example.com", e.PublicURL)
 		}
 	}
 	switch e.LogFormat {

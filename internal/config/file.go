@@ -3,6 +3,8 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -36,6 +38,8 @@ type File struct {
 	Bot bot.Config `yaml:",inline"`
 	// Cases is the cases block.
 	Cases casework.Config `yaml:"cases"`
+	// Samples is the samples block; its max_bytes goes to Cases.
+	Samples casework.Samples `yaml:"samples"`
 	// Hunting is the hunting block; its IngestToken is
 	// THREATDESK_INGEST_TOKEN.
 	Hunting hunting.Config `yaml:"hunting"`
@@ -59,6 +63,7 @@ type Org struct {
 func (f *File) gather(lookup func(string) (string, bool)) {
 	f.Timezone = cmp.Or(f.Timezone, "UTC")
 	f.Bot.Orgs, f.Hunting.Orgs, f.Cases.Orgs = nil, nil, nil
+	f.Cases.SampleMaxBytes = f.Samples.MaxBytes
 	for i := range f.Orgs {
 		o := &f.Orgs[i]
 		o.Hunting.ID, o.Casework.ID = o.ID, o.ID
@@ -138,10 +143,21 @@ func (c *Config) Warnings() []string {
 	if len(f.Orgs) > 0 && f.Hunting.IngestToken == "" && !orgTokens {
 		w = append(w, "THREATDESK_INGEST_TOKEN is not set and no org has ingest_token_env: POST /api/v1/alerts refuses every request until one is")
 	}
+	if u, err := url.Parse(c.PublicURL); c.PublicURL != "" && err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		w = append(w, "THREATDESK_PUBLIC_URL is plain http: upload and download links carry secret tokens; serve threatdesk behind https")
+	}
 	if len(f.Bot.Experts.Slack)+len(f.Bot.Experts.Discord) == 0 && len(f.Orgs) > 0 {
 		w = append(w, "no experts are configured (experts.slack / experts.discord): nobody can take cases")
 	}
 	return w
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // OrgByTenant returns the org id a tenant routes to.

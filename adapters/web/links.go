@@ -1,0 +1,59 @@
+package web
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Paths of the routes that links point to.
+const (
+	// UploadPath is followed by an upload link's token.
+	UploadPath = "/samples/u/"
+	// DownloadPath is followed by a download link's token.
+	DownloadPath = "/samples/d/"
+)
+
+// Links builds absolute URLs of threatdesk's pages from the public base
+// URL. The zero Links is not usable; get one from NewLinks.
+type Links struct {
+	base  string
+	local bool
+}
+
+// NewLinks returns Links under base (THREATDESK_PUBLIC_URL, or the local
+// fallback of config.Config.PublicBase, with local set).
+//
+//	links, err := web.NewLinks(cfg.PublicBase())
+func NewLinks(base string, local bool) (Links, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return Links{}, fmt.Errorf("web: the public base URL %q must be an absolute http(s) URL without query or fragment", base)
+	}
+	return Links{base: strings.TrimRight(base, "/"), local: local}, nil
+}
+
+// Base is the base URL, without a trailing slash.
+func (l Links) Base() string { return l.base }
+
+// Local reports whether the links only work on the machine threatdesk runs
+// on (THREATDESK_PUBLIC_URL is unset).
+func (l Links) Local() bool { return l.local }
+
+// LocalNote is the sentence to post with a link when Local, else "".
+func (l Links) LocalNote() string {
+	if !l.local {
+		return ""
+	}
+	return "This link only works on the machine threatdesk runs on: THREATDESK_PUBLIC_URL is not set."
+}
+
+// Upload is the URL of an upload link.
+//
+//	url := links.Upload(link.Token) // https://threatdesk.example.com/samples/u/<token>
+func (l Links) Upload(token string) string { return l.base + UploadPath + url.PathEscape(token) }
+
+// Download is the URL of a download link.
+//
+//	url := links.Download(dl.Token) // https://threatdesk.example.com/samples/d/<token>
+func (l Links) Download(token string) string { return l.base + DownloadPath + url.PathEscape(token) }

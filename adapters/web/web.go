@@ -1,0 +1,150 @@
+package web
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/casework"
+)
+
+// Samples is what the sample pages need from the domain; *casework.Service
+// implements it.
+type Samples interface {
+	UploadLinkInfo(ctx context.Context, token string) (*casework.UploadLinkInfo, error)
+	StoreSample(ctx context.Context, up casework.Upload) (*casework.Sample, error)
+	OpenSample(ctx context.Context, token, address string) (*casework.SampleDownload, error)
+}
+
+var _ Samples = (*casework.Service)(nil)
+
+// Defaults.
+const (
+	// DefaultTransferTimeout bounds one upload or download (the server's
+	// own read and write timeouts are far shorter; these routes extend them).
+	DefaultTransferTimeout = 30 * time.Minute
+	// multipartOverhead is what the upload route's body cap allows beyond
+	// the sample's limit: boundaries, part headers, a few small fields.
+	multipartOverhead = 64 << 10
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Links builds the absolute URLs shown on pages (required).
+	Links Links
+	// Samples stores and opens file samples (required).
+	Samples Samples
+	// MaxSampleBytes is samples.max_bytes, as casework enforces it
+	// (required): it sizes the upload route's body cap and is stated on
+	// the page.
+	MaxSampleBytes int64
+	// TransferTimeout bounds one upload or download (default 30 minutes).
+	TransferTimeout time.Duration
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Links.base == "":
+		return errors.New("web: Config.Links is required: build it with NewLinks from the public base URL")
+	case c.Samples == nil:
+		return errors.New("web: Config.Samples is required (casework's Service)")
+	case c.MaxSampleBytes < 1:
+		return errors.New("web: Config.MaxSampleBytes must be samples.max_bytes, as casework enforces it")
+	case c.TransferTimeout < time.Second:
+		return errors.New("web: Config.TransferTimeout must be at least a second")
+	}
+	return nil
+}
+
+// Handler serves threatdesk's pages. Mount each of Routes on the HTTP
+// server; Handler is also an http.Handler serving all of them (tests).
+type Handler struct {
+	cfg   Config
+	log   *slog.Logger
+	pages *pages
+	mux   *http.ServeMux
+	m     metrics
+}
+
+type metrics struct {
+	uploads   *prometheus.CounterVec
+	downloads *prometheus.CounterVec
+}
+
+// New returns a Handler. reg receives its metrics (nil: not registered).
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	cfg.TransferTimeout = cmp.Or(cfg.TransferTimeout, DefaultTransferTimeout)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux()}
+	h.m = metrics{
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "web", Name: "sample_uploads_total",
+			Help: "Sample upload posts, by outcome (stored, too_large, empty, interrupted, link_used, ...).",
+		}, []string{"outcome"}),
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "web", Name: "sample_downloads_total",
+			Help: "Sample download requests, by outcome (sent, failed, link_expired, ...).",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{h.m.uploads, h.m.downloads} {
+			if err := reg.Register(c); err != nil {
+				return nil, errors.Join(errors.New("web: register metrics"), err)
+			}
+		}
+	}
+	for _, r := range h.Routes() {
+		h.mux.Handle(r.Pattern, http.MaxBytesHandler(r.Handler, r.MaxBody))
+	}
+	return h, nil
+}
+
+// Links returns the Links the handler was built with, for the chat side.
+func (h *Handler) Links() Links { return h.cfg.Links }
+
+// Route is one route to mount: a ServeMux pattern, the cap on its request
+// body, and its handler.
+type Route struct {
+	Pattern string
+	MaxBody int64
+	Handler http.Handler
+}
+
+// Routes lists the routes to mount, each with its body cap:
+//
+//	for _, r := range h.Routes() {
+//		srv.HandleLimited(r.Pattern, r.MaxBody, r.Handler)
+//	}
+//
+// Patterns have no method: the handlers answer a wrong one with 405 and
+// a page saying which methods work.
+func (h *Handler) Routes() []Route {
+	return []Route{
+		{Pattern: UploadPath + "{token}", MaxBody: h.cfg.MaxSampleBytes + multipartOverhead, Handler: http.HandlerFunc(h.serveUpload)},
+		{Pattern: DownloadPath + "{token}", MaxBody: 4 << 10, Handler: http.HandlerFunc(h.serveDownload)},
+	}
+}
+
+// ServeHTTP serves every route (tests, or a server of its own).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// methodNotAllowed answers 405 with the methods that work.
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	h.say(w, r, http.StatusMethodNotAllowed, message{Title: "Method not allowed",
+		Lines: []string{r.Method + " does not work here; use " + allow + "."}})
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/adapters/web"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/internal/httpapi"
+)
+
+// mountWeb builds the browser adapter on THREATDESK_PUBLIC_URL and mounts
+// its routes, each with its own body cap. Its Links build the URLs that
+// chat messages carry.
+func mountWeb(cfg *config.Config, srv *httpapi.Server, cases *casework.Service, log *slog.Logger, reg prometheus.Registerer) (*web.Handler, error) {
+	base, local := cfg.PublicBase()
+	links, err := web.NewLinks(base, local)
+	if err != nil {
+		return nil, fmt.Errorf("THREATDESK_PUBLIC_URL: %w", err)
+	}
+	if local {
+		log.Info("THREATDESK_PUBLIC_URL is not set: sample upload and download links point at " + base +
+			" and only work on this machine; set it to the address people reach threatdesk at")
+	}
+	h, err := web.New(web.Config{Links: links, Samples: cases, MaxSampleBytes: cases.Config().SampleMaxBytes}, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range h.Routes() {
+		srv.HandleLimited(r.Pattern, r.MaxBody, r.Handler)
+	}
+	return h, nil
+}
