@@ -727,7 +727,7 @@ func TestSampleConfig(t *testing.T) {
 		cfg  casework.Config
 		want string
 	}{
-		{name: "too large", cfg: casework.Config{SampleMaxBytes: casework.MaxSampleMaxBytes + 1}, want: "SampleMaxBytes"},
+		{name: "too large", cfg: casework.Config{SampleMaxBytes: casework.MaxSampleMaxBytes + 1}, want: "samples.max_bytes 1073741825 must be between 1 and 1073741824"},
 		{name: "negative", cfg: casework.Config{SampleMaxBytes: -1}, want: "samples.max_bytes"},
 		{name: "retention too short", cfg: casework.Config{SampleRetention: time.Minute}, want: "cases.sample_retention"},
 	} {
