@@ -247,6 +247,10 @@ func (g *Group) GoWork(name string, f func(ctx context.Context) error) bool {
 // place that should finish as GoWork's does.
 func (g *Group) WorkContext() context.Context { return g.work }
 
+// Stopping is closed when Stop begins: work that only waits (a timer that
+// may fire later) selects on it, so that Stop does not wait for it.
+func (g *Group) Stopping() <-chan struct{} { return g.stopping.Done() }
+
 // ended records the error a goroutine ended with. A goroutine that returns
 // the cancellation of its own context has simply stopped.
 func (g *Group) ended(name string, ctx context.Context, err error) {

@@ -360,3 +360,27 @@ func TestPanicsCounterIsSharedOnARegistry(t *testing.T) {
 	_, err = lifecycle.New("", lifecycle.Options{})
 	require.Error(t, err)
 }
+
+func TestStoppingEndsWaitsThatStopNeedNotWaitFor(t *testing.T) {
+	t.Parallel()
+	f := setup(t, lifecycle.Options{Grace: time.Minute})
+	fired := make(chan bool, 1)
+	f.g.GoWork("watchdog", func(context.Context) error {
+		select {
+		case <-time.After(time.Hour):
+			fired <- true
+		case <-f.g.Stopping():
+			fired <- false
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- f.g.Stop() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(wait):
+		t.Fatal("Stop waited for the grace period on a timer")
+	}
+	require.False(t, <-fired)
+}
