@@ -115,7 +115,7 @@ func TestReplyStoredByAStoppedBotIsRelayedByAnother(t *testing.T) {
 	first.bot.CrashAfterAck()
 	require.NoError(t, first.bot.HandleReply(context.Background(), Reply{Parent: desk.Ref, Author: first.user(Slack, expert1), Text: "relayed by the second process",
 		Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: deskChannel, Message: "1700000000.000200"}, Key: "ev-relay-2"}))
-	first.bot.Stop()
+	require.NoError(t, first.bot.Stop())
 	require.Zero(t, countPosts(first.slack, contosoSOC, &receipt.Ref, "relayed by the second process"))
 
 	second := setupOn(t, db, true, quickInbound(5*time.Second))
@@ -137,7 +137,7 @@ func TestCommandAcknowledgedBeforeACrashIsDoneAfterRestart(t *testing.T) {
 	c, r := first.command(Slack, analyst, contosoSOC, `ask "asked just before a crash"`)
 	ack := first.bot.HandleCommand(context.Background(), c)
 	require.Nil(t, ack.Message, "acknowledged as accepted")
-	first.bot.Stop()
+	require.NoError(t, first.bot.Stop())
 
 	second := setupOn(t, db, true, quickInbound(5*time.Second))
 	ok := second.slack.WaitFor(tenSeconds, func(calls []bottest.Call) bool {

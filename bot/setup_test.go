@@ -109,9 +109,9 @@ func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, cwCfg
 	if start {
 		ctx, cancel := context.WithCancel(context.Background())
 		require.NoError(t, b.Start(ctx))
-		t.Cleanup(func() { cancel(); b.Stop() })
+		t.Cleanup(func() { cancel(); require.NoError(t, b.Stop()) })
 	} else {
-		t.Cleanup(b.Stop)
+		t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	}
 	return f
 }

@@ -103,13 +103,13 @@ func newFlow(t *testing.T, slackDeskSide bool) *flow {
 		require.NoError(t, err)
 		require.NoError(t, b.Register(sa))
 		require.NoError(t, sa.Start(ctx))
-		t.Cleanup(sa.Stop)
+		t.Cleanup(func() { require.NoError(t, sa.Stop()) })
 		require.NoError(t, sfake.WaitConnected(ctx))
 	}
 	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	require.NoError(t, da.Start(ctx))
-	t.Cleanup(da.Stop)
+	t.Cleanup(func() { require.NoError(t, da.Stop()) })
 	require.True(t, dfake.WaitSessions(1, 10*time.Second))
 	time.Sleep(50 * time.Millisecond)
 	return &flow{t: t, dfake: dfake, sfake: sfake, bot: b}

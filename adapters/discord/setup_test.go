@@ -42,6 +42,8 @@ type handler struct {
 	// when it cannot store a reply; replyCalls counts every call.
 	refuseReplies int
 	replyCalls    int
+	// panicReplies makes the next HandleReply calls panic, as a bug would.
+	panicReplies int
 	// onComplete makes the handler a bot.Completer.
 	onComplete func(u bot.User, channel, typed string) []bot.Choice
 }
@@ -94,6 +96,11 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 func (h *handler) HandleReply(_ context.Context, r bot.Reply) error {
 	h.mu.Lock()
 	h.replyCalls++
+	if h.panicReplies > 0 {
+		h.panicReplies--
+		h.mu.Unlock()
+		panic("reply bug")
+	}
 	if h.refuseReplies > 0 {
 		h.refuseReplies--
 		h.mu.Unlock()
@@ -126,6 +133,7 @@ type fixture struct {
 	h       *handler
 	priv    ed25519.PrivateKey
 	cfg     discord.Config
+	reg     *prometheus.Registry
 }
 
 type option func(*discord.Config)
@@ -160,10 +168,11 @@ func setup(t testing.TB, opts ...option) fixture {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	a, err := discord.New(cfg, testLogger(t), prometheus.NewRegistry(), h)
+	reg := prometheus.NewRegistry()
+	a, err := discord.New(cfg, testLogger(t), reg, h)
 	require.NoError(t, err)
-	t.Cleanup(a.Stop)
-	return fixture{fake: fake, adapter: a, h: h, priv: priv, cfg: cfg}
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	return fixture{fake: fake, adapter: a, h: h, priv: priv, cfg: cfg, reg: reg}
 }
 
 // start starts the adapter and waits for its gateway session.

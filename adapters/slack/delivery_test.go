@@ -2,6 +2,7 @@ package slack_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -46,11 +47,11 @@ type process struct {
 }
 
 // kill ends the process the way a crash does for what matters here: its
-// calls in flight are abandoned and nothing more is recorded.
-func (p *process) kill() {
+// calls in flight are abandoned and nothing more is recorded. It reports
+// whether anything of the process ended with an error (a panic).
+func (p *process) kill() error {
 	p.cancel()
-	p.bot.Stop()
-	p.adapter.Stop()
+	return errors.Join(p.bot.Stop(), p.adapter.Stop())
 }
 
 func startProcess(t *testing.T, fake *slackfake.Server, db *pgxpool.Pool, cfg bot.Config, socket bool) *process {
@@ -77,7 +78,7 @@ func startProcess(t *testing.T, fake *slackfake.Server, db *pgxpool.Pool, cfg bo
 	require.NoError(t, b.Start(ctx))
 	require.NoError(t, a.Start(ctx))
 	p := &process{bot: b, adapter: a, cancel: cancel}
-	t.Cleanup(p.kill)
+	t.Cleanup(func() { require.NoError(t, p.kill()) })
 	if socket {
 		require.NoError(t, fake.WaitConnected(ctx))
 	}
@@ -119,7 +120,7 @@ func TestExactlyOnceWhenTheAnswerIsLost(t *testing.T) {
 				t.Fatal("the desk card never reached Slack")
 			}
 			if tc.kill {
-				first.kill()
+				require.NoError(t, first.kill())
 				// The dead process's lease runs out.
 				_, err := db.Exec(context.Background(), `UPDATE outbox SET locked_until = now() WHERE locked_until > now()`)
 				require.NoError(t, err)

@@ -138,7 +138,7 @@ func TestRetriedEventProcessedOnceAcrossRestart(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, func() bool { return inThread(t, fake, socChannel, receipt.TS, "relayed exactly once") == 1 }, "relayed")
 	settled(t, ctx, db)
-	first.stop()
+	first.stop(t)
 	eventually(t, func() bool { return fake.Connections() == 0 }, "the first process is gone")
 
 	startRealBotOn(t, ctx, fake, realConfig(fake), db)

@@ -44,6 +44,8 @@ type recorder struct {
 	onAction func(bot.Action) bot.Ack
 	onSubmit func(bot.Submission) bot.SubmitAck
 	changed  chan struct{}
+	// panicReplies makes the next HandleReply calls panic, as a bug would.
+	panicReplies int
 }
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1000)} }
@@ -93,6 +95,11 @@ func (r *recorder) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitA
 
 func (r *recorder) HandleReply(_ context.Context, rp bot.Reply) error {
 	r.mu.Lock()
+	if r.panicReplies > 0 {
+		r.panicReplies--
+		r.mu.Unlock()
+		panic("reply bug")
+	}
 	r.replies = append(r.replies, rp)
 	r.mu.Unlock()
 	r.poke()
@@ -199,7 +206,7 @@ func setup(t testing.TB, o setupOpts) fixture {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	t.Cleanup(a.Stop)
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
 	if o.socket {
 		require.NoError(t, a.Start(ctx))
 		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -285,9 +292,10 @@ type realBot struct {
 }
 
 // stop stops the process: adapter first, then the bot, as the service does.
-func (r realBot) stop() {
-	r.adapter.Stop()
-	r.bot.Stop()
+func (r realBot) stop(t testing.TB) {
+	t.Helper()
+	require.NoError(t, r.adapter.Stop())
+	require.NoError(t, r.bot.Stop())
 }
 
 // startRealBotOn is startRealBot on db (a database another "process" may
@@ -310,9 +318,9 @@ func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, c
 	require.NoError(t, err)
 	require.NoError(t, b.Register(a))
 	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	require.NoError(t, a.Start(ctx))
-	t.Cleanup(a.Stop)
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
 	require.NoError(t, fake.WaitConnected(ctx))
 	return realBot{bot: b, adapter: a}
 }

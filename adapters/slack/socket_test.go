@@ -277,8 +277,8 @@ func TestSocketModeReconnects(t *testing.T) {
 	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "help", UserID: analyst, ChannelID: socChannel})
 	require.NoError(t, err)
 	require.Len(t, f.rec.Commands(), 1)
-	f.adapter.Stop()
-	f.adapter.Stop() // idempotent
+	require.NoError(t, f.adapter.Stop())
+	require.NoError(t, f.adapter.Stop(), "idempotent")
 	eventually(t, func() bool { return f.fake.Connections() == 0 }, "stopped")
 }
 
