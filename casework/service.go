@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-co-op/gocron/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
@@ -32,8 +31,8 @@ type Service struct {
 	// entryKey is the timeline subkey that keys each entry's HMAC.
 	entryKey []byte
 
-	mu    sync.Mutex
-	sched gocron.Scheduler
+	// life runs the scheduler of the SLA sweep and the timeline check.
+	life *lifecycle.Group
 }
 
 type metrics struct {
@@ -107,6 +106,11 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 			return nil, err
 		}
 	}
+	life, err := lifecycle.New("casework", lifecycle.Options{Log: s.log, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("casework: %w", err)
+	}
+	s.life = life
 	return s, nil
 }
 

@@ -32,6 +32,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // Config is the hunting policy. Zero durations and sizes take the
@@ -203,7 +205,8 @@ type Service struct {
 
 	cache *prevalenceCache
 	graph *graphPuller
-	sched stopper
+	// life runs the scheduler of the sweep, the prune and the Graph pull.
+	life *lifecycle.Group
 
 	rescoreMu   sync.Mutex
 	lastRescore time.Time
@@ -226,7 +229,12 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(),
+	log = log.With("component", "hunting")
+	life, err := lifecycle.New("hunting", lifecycle.Options{Log: log, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("hunting: %w", err)
+	}
+	return &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), life: life,
 		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}, nil
 }
 
