@@ -281,14 +281,14 @@ func (b *Bot) accept(ctx context.Context, p Platform, kind, key string, ev inbou
 	defer cancel()
 	var tag pgconn.CommandTag
 	if anchor == nil {
-		tag, err = b.storeDB.Exec(ctx, `
+		tag, err = b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 VALUES ($1, $2, $3, $4, $5, now() + $6::interval, 1)
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbound.Lease)
 	} else {
 		// Only replies in a case's thread are work; the rest of a channel's
 		// threads are not stored at all.
-		tag, err = b.storeDB.Exec(ctx, `
+		tag, err = b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 SELECT $1, $2, $3, $4, $5, now() + $6::interval, 1
 WHERE EXISTS (SELECT 1 FROM bot_anchor WHERE platform = $7 AND channel = $8 AND message = $9 AND stream LIKE 'case:%')
@@ -319,6 +319,19 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	return storedNew
 }
 
+// storeExec runs an insert made before an acknowledgement on the
+// connections kept for them. A connection the server ended (PostgreSQL
+// restarted) is found broken only when used: the statement is tried again,
+// on another connection, as long as nothing of it was sent.
+func (b *Bot) storeExec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	for tries := 1; ; tries++ {
+		tag, err := b.storeDB.Exec(ctx, sql, args...)
+		if err == nil || !pgconn.SafeToRetry(err) || ctx.Err() != nil || tries > b.cfg.Inbound.StoreConns {
+			return tag, err
+		}
+	}
+}
+
 func (b *Bot) unavailable(kind string, err error) stored {
 	b.im.events.WithLabelValues(kind, "unavailable").Inc()
 	b.log.Warn("inbound event not stored, so not acknowledged as done: the database is unreachable", "kind", kind, "err", err)
@@ -330,7 +343,7 @@ func (b *Bot) unavailable(kind string, err error) stored {
 func (b *Bot) recordSeen(ctx context.Context, p Platform, kind, key string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Inbound.StoreTimeout)
 	defer cancel()
-	tag, err := b.storeDB.Exec(ctx, `
+	tag, err := b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, done_at) VALUES ($1, $2, $3, now())
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind)
 	if err != nil {
