@@ -42,6 +42,11 @@ type Bot struct {
 	live        liveResponders
 	inboundKick chan struct{}
 	holdInbound atomic.Bool
+
+	// settled, when set (by tests, before Start), is called after each
+	// outbox or inbound row a worker has handled, so that tests wait on it
+	// rather than poll the tables.
+	settled func()
 }
 
 var _ Handler = (*Bot)(nil)
@@ -153,6 +158,13 @@ func (b *Bot) goBackground(name string, timeout time.Duration, f func(ctx contex
 		f(ctx)
 		return nil
 	})
+}
+
+// afterRow calls the settled hook, if any.
+func (b *Bot) afterRow() {
+	if b.settled != nil {
+		b.settled()
+	}
 }
 
 // guard is the bot's panic boundary: it runs the work of one inbound or

@@ -187,6 +187,7 @@ func (b *Bot) deliverBatch(ctx context.Context) (int, error) {
 // deliverRow renders and sends one row, then settles it: delivered, retried
 // later, or dead.
 func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row) {
+	defer b.afterRow()
 	log := b.log.With("outbox_id", row.ID, "kind", row.Kind, "stream", row.Stream, "attempt", row.Attempts)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	var platform Platform

@@ -35,7 +35,7 @@ func TestConsultFlow(t *testing.T) {
 	require.Equal(t, []ActionID{ActTake}, actions(desk.Message))
 	require.Equal(t, []ActionID{ActAddDetails, ActWithdraw}, actions(receipt.Message))
 	// casework learned the anchors.
-	eventually(t, "anchors written back", func() bool {
+	f.waitFor(t, "anchors written back", func() bool {
 		c, err := f.cw.Get(ctx, casework.AllOrgs(), ref)
 		return err == nil && c.DeskCard != nil && c.RequesterThread != nil
 	})
@@ -77,7 +77,7 @@ func TestConsultFlow(t *testing.T) {
 
 	// The requester answers in the thread: back to in progress.
 	f.reply(Slack, analyst, receipt.Ref, "services.exe")
-	eventually(t, "clock resumed", func() bool { return f.caseStatus(t, ref) == casework.StatusInProgress })
+	f.waitFor(t, "clock resumed", func() bool { return f.caseStatus(t, ref) == casework.StatusInProgress })
 	posted(t, f.slack, deskChannel, &desk.Ref, "services.exe")
 
 	// Conclude with a summary.

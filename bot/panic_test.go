@@ -16,6 +16,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // panicky is casework whose Open and DecodeEvent panic the first time
@@ -80,6 +81,8 @@ func TestAPanicInAnEventIsAnErrorResult(t *testing.T) {
 	require.NoError(t, err)
 	sl := bottest.New(Slack, slackTeam)
 	require.NoError(t, b.Register(sl))
+	var handled testwait.Signal // after each row the bot handled
+	b.OnSettled(handled.Notify)
 	require.Zero(t, panicCount(t, reg), "the counter is there before any panic")
 
 	ask := func(key, text string) Message {
@@ -93,10 +96,10 @@ func TestAPanicInAnEventIsAnErrorResult(t *testing.T) {
 	}
 	require.Contains(t, plain(ask("cmd-1", "first question")), "Something went wrong in threatdesk")
 	var lastError string
-	eventually(t, "a panic is not retried: the row is dead", func() bool { // answered first, then settled
+	testwait.For(t, tenSeconds, "the row dead: a panic is not retried", func() bool { // answered first, then settled
 		err := db.QueryRow(ctx, `SELECT last_error FROM bot_inbound WHERE key = $1 AND dead_at IS NOT NULL`, "slack:command:cmd-1").Scan(&lastError)
 		return err == nil
-	})
+	}, &handled)
 	require.Contains(t, lastError, "panic in inbound command: assignment to entry in nil map")
 	require.EqualValues(t, 1, panicCount(t, reg))
 
@@ -108,11 +111,11 @@ func TestAPanicInAnEventIsAnErrorResult(t *testing.T) {
 	t.Cleanup(func() { cancel(); require.NoError(t, b.Stop(), "no panic escaped its boundary") })
 	require.Contains(t, plain(ask("cmd-3", "third question")), "Opened EOD-2")
 	posted(t, sl, deskChannel, nil, "EOD-2 · Contoso")
-	eventually(t, "EOD-1's opened event dead", func() bool {
+	testwait.For(t, tenSeconds, "EOD-1's opened event dead", func() bool {
 		var n int
 		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL AND last_error LIKE '%panic in outbox row case.opened: decode bug%'`).Scan(&n))
 		return n == 1
-	})
+	}, &handled)
 	require.EqualValues(t, 2, panicCount(t, reg))
 	require.Zero(t, sl.Count(bottest.OpPost, func(c bottest.Call) bool {
 		return c.Dest.Channel == deskChannel && strings.Contains(bottest.Plain(c.Message), "EOD-1 ·")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // replicas starts two adapters with one token against one fake, each with
@@ -73,8 +74,8 @@ func TestReplicasHoldOneGatewaySession(t *testing.T) {
 
 			start := time.Now()
 			tt.kill(t, lead, admin)
-			require.Eventually(t, func() bool { return f.fake.Identifies() > before && f.fake.Sessions() == 1 }, 10*time.Second, 10*time.Millisecond,
-				"another replica connects")
+			testwait.For(t, 10*time.Second, "another replica connects",
+				func() bool { return f.fake.Identifies() > before && f.fake.Sessions() == 1 }, f.fake)
 			took := time.Since(start)
 			t.Logf("takeover in %s", took.Round(10*time.Millisecond))
 			require.Less(t, took, 5*time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 const (
@@ -46,7 +47,12 @@ type handler struct {
 	panicReplies int
 	// onComplete makes the handler a bot.Completer.
 	onComplete func(u bot.User, channel, typed string) []bot.Choice
+	// changed signals after every command, action and submission recorded.
+	changed testwait.Signal
 }
+
+// Subscribe implements testwait.Source.
+func (h *handler) Subscribe() (<-chan struct{}, func()) { return h.changed.Subscribe() }
 
 func (h *handler) CompleteCases(_ context.Context, u bot.User, channel, typed string) []bot.Choice {
 	h.mu.Lock()
@@ -65,6 +71,7 @@ func (h *handler) HandleCommand(_ context.Context, c bot.Command) bot.Ack {
 	h.commands = append(h.commands, c)
 	f := h.onCommand
 	h.mu.Unlock()
+	h.changed.Notify()
 	if f != nil {
 		return f(c)
 	}
@@ -76,6 +83,7 @@ func (h *handler) HandleAction(_ context.Context, a bot.Action) bot.Ack {
 	h.actions = append(h.actions, a)
 	f := h.onAction
 	h.mu.Unlock()
+	h.changed.Notify()
 	if f != nil {
 		return f(a)
 	}
@@ -87,6 +95,7 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 	h.submits = append(h.submits, s)
 	f := h.onSubmit
 	h.mu.Unlock()
+	h.changed.Notify()
 	if f != nil {
 		return f(s)
 	}

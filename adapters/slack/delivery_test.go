@@ -18,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // deliveryConfig is a one-org bot config on the fake workspace of setup.
@@ -159,7 +160,7 @@ func TestRetryAfterCountsFromThe429(t *testing.T) {
 	_, err := fake.Command(t.Context(), slackfake.SlashCommand{Text: `ask "is this beacon normal?"`, UserID: analyst, ChannelID: socChannel})
 	require.NoError(t, err)
 	var posts []slackfake.Call
-	require.Eventually(t, func() bool {
+	testwait.For(t, 20*time.Second, "the 429 and the post after it", func() bool {
 		posts = nil
 		for _, c := range fake.Calls("chat.postMessage") {
 			if c.Form.Get("channel") == socChannel {
@@ -167,7 +168,7 @@ func TestRetryAfterCountsFromThe429(t *testing.T) {
 			}
 		}
 		return len(posts) == 2 && posts[1].Status == 200
-	}, 20*time.Second, 10*time.Millisecond)
+	}, fake)
 	require.Equal(t, 429, posts[0].Status)
 	gap := posts[1].Received.Sub(posts[0].At)
 	t.Logf("the retry reached the fake %s after the 429 was sent", gap)

@@ -50,7 +50,7 @@ func TestAPanicInTheHandlerIsAnswered(t *testing.T) {
 
 	_, err = f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "ask", UserID: analyst, ChannelID: socChannel})
 	require.NoError(t, err)
-	eventually(t, func() bool { return len(f.fake.Views()) == 1 }, "the next command is handled: its form opens")
+	waitFor(t, "the next command is handled: its form opens", func() bool { return len(f.fake.Views()) == 1 }, f.fake)
 
 	p, err := f.fake.Submit(f.fake.Views()[0], analyst, map[string]string{"question": "is this lateral movement?"})
 	require.NoError(t, err)

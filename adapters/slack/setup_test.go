@@ -20,6 +20,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // samples holds Slack's published payloads (see testdata/README.md).
@@ -43,19 +44,18 @@ type recorder struct {
 	onCmd    func(bot.Command) bot.Ack
 	onAction func(bot.Action) bot.Ack
 	onSubmit func(bot.Submission) bot.SubmitAck
-	changed  chan struct{}
+	changed  testwait.Signal // after every event recorded
 	// panicReplies makes the next HandleReply calls panic, as a bug would.
 	panicReplies int
 }
 
-func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1000)} }
+func newRecorder() *recorder { return &recorder{} }
 
-func (r *recorder) poke() {
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
-}
+func (r *recorder) poke() { r.changed.Notify() }
+
+// Subscribe implements testwait.Source: it signals after every event the
+// recorder got.
+func (r *recorder) Subscribe() (<-chan struct{}, func()) { return r.changed.Subscribe() }
 
 func (r *recorder) HandleCommand(_ context.Context, c bot.Command) bot.Ack {
 	r.mu.Lock()
@@ -238,10 +238,19 @@ func (w *testWriter) done() {
 	w.closed = true
 }
 
-// eventually polls cond until it holds or 5 seconds pass.
+// eventually polls cond until it holds or 5 seconds pass: only for state
+// nothing signals (the database); for what a fake or the recorder records,
+// use waitFor.
 func eventually(t testing.TB, cond func() bool, msg string) {
 	t.Helper()
 	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
+}
+
+// waitFor waits up to 5 seconds until cond holds, checking it whenever one
+// of sources (the fake, the recorder) records something.
+func waitFor(t testing.TB, what string, cond func() bool, sources ...testwait.Source) {
+	t.Helper()
+	testwait.For(t, 5*time.Second, what, cond, sources...)
 }
 
 // texts returns every "text" string in a JSON document (blocks, a payload), joined by newlines.
