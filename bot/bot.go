@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // Bot is the platform-neutral core: it implements Handler for the adapters
@@ -27,16 +29,10 @@ type Bot struct {
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
 
-	// Background work started by handlers (hwg) and the delivery workers
-	// (wg); Stop waits for both.
-	base        context.Context
-	cancel      context.CancelFunc
-	stopWorkers context.CancelFunc
-	wg          sync.WaitGroup
-	hwg         sync.WaitGroup
-	started     bool
-	stopped     bool
-	pacer       *pacer
+	// life runs the workers (its loops) and the work handlers start (its
+	// work); Stop waits for both.
+	life  *lifecycle.Group
+	pacer *pacer
 
 	// Inbound work (inbound.go): its metrics, the Responders of rows stored
 	// here, the workers' wake-up, and a test switch that stores and
@@ -46,6 +42,11 @@ type Bot struct {
 	live        liveResponders
 	inboundKick chan struct{}
 	holdInbound atomic.Bool
+
+	// settled, when set (by tests, before Start), is called after each
+	// outbox or inbound row a worker has handled, so that tests wait on it
+	// rather than poll the tables.
+	settled func()
 }
 
 var _ Handler = (*Bot)(nil)
@@ -84,10 +85,15 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("bot: inbound store connections: %w", err)
 	}
-	base, cancel := context.WithCancel(context.Background())
+	log = log.With("component", "bot")
+	life, err := lifecycle.New("bot", lifecycle.Options{Log: log, Registerer: reg, Grace: stopGrace})
+	if err != nil {
+		storeDB.Close()
+		return nil, fmt.Errorf("bot: %w", err)
+	}
 	return &Bot{
-		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log.With("component", "bot"), m: m,
-		now: time.Now, adapters: map[Platform]Adapter{}, base: base, cancel: cancel,
+		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log, m: m,
+		now: time.Now, adapters: map[Platform]Adapter{}, life: life,
 		pacer: newPacer(cfg.Delivery.Pace), im: im, storeDB: storeDB, inboundKick: make(chan struct{}, 1),
 	}, nil
 }
@@ -114,27 +120,16 @@ func (b *Bot) adapter(p Platform) (Adapter, bool) {
 
 // Start starts the delivery workers and the inbound workers (which retry
 // inbound work, and take over work a stopped replica left). They run until
-// ctx ends or Stop.
+// ctx ends or Stop. A second Start is an error (lifecycle.ErrStarted).
 func (b *Bot) Start(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.started {
-		return errors.New("bot: already started")
-	}
-	if b.stopped {
-		return errors.New("bot: stopped")
-	}
-	b.started = true
-	for p := range map[Platform]bool{b.cfg.Desk.DeskDest().Platform: true} {
-		if _, ok := b.adapters[p]; !ok {
-			b.log.Warn("no adapter registered for the desk's platform: desk cards wait in the outbox", "platform", p)
+	return b.life.Start(ctx, func(ctx context.Context) error {
+		if _, ok := b.adapter(b.cfg.Desk.DeskDest().Platform); !ok {
+			b.log.Warn("no adapter registered for the desk's platform: desk cards wait in the outbox", "platform", b.cfg.Desk.DeskDest().Platform)
 		}
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	b.stopWorkers = cancel
-	b.startWorkers(wctx)
-	b.startInbound(wctx)
-	return nil
+		b.startWorkers()
+		b.startInbound()
+		return nil
+	})
 }
 
 // stopGrace is how long Stop lets inbound work in flight finish before it
@@ -144,41 +139,40 @@ const stopGrace = 10 * time.Second
 // Stop stops the delivery workers (a row being sent is left to its lease),
 // lets inbound work already started finish for up to stopGrace, then
 // interrupts what is left (its rows are given back at once, for whichever
-// replica is up) and returns when all is done. It is idempotent.
-func (b *Bot) Stop() {
-	b.mu.Lock()
-	b.stopped = true
-	stop := b.stopWorkers
-	b.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	done := make(chan struct{})
-	go func() {
-		b.hwg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(stopGrace):
-		b.log.Warn("stopping with inbound work in flight; giving it back")
-	}
-	b.cancel()
-	<-done
-	b.wg.Wait()
+// replica is up) and returns when all is done. It is safe before Start and
+// more than once; it returns the errors the workers ended with (a panic
+// that escaped a row's boundary is one).
+func (b *Bot) Stop() error {
+	err := b.life.Stop()
 	b.storeDB.Close()
+	return err
 }
 
 // goBackground runs f after an acknowledgement, tracked by Stop. f gets a
-// context that outlives the inbound request but not the bot.
-func (b *Bot) goBackground(timeout time.Duration, f func(ctx context.Context)) {
-	b.hwg.Add(1)
-	go func() {
-		defer b.hwg.Done()
-		ctx, cancel := context.WithTimeout(b.base, timeout)
+// context that outlives the inbound request but not the bot. It reports
+// false when the bot has stopped and f was not run.
+func (b *Bot) goBackground(name string, timeout time.Duration, f func(ctx context.Context)) bool {
+	return b.life.GoWork(name, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		f(ctx)
-	}()
+		return nil
+	})
+}
+
+// afterRow calls the settled hook, if any.
+func (b *Bot) afterRow() {
+	if b.settled != nil {
+		b.settled()
+	}
+}
+
+// guard is the bot's panic boundary: it runs the work of one inbound or
+// outbox row, and a panic in it becomes an error (logged with its stack,
+// counted in threatdesk_panics_total{component="bot"}) that settles the row
+// like any other permanent failure.
+func (b *Bot) guard(what string, f func() error) error {
+	return b.life.Guard(what, f)
 }
 
 type metrics struct {

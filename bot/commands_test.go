@@ -278,7 +278,7 @@ func TestRedeliveredCommandHandledOnce(t *testing.T) {
 	c.Respond = r2
 	f.bot.HandleCommand(context.Background(), c)
 	posted(t, f.slack, deskChannel, nil, "EOD-1")
-	eventually(t, "one answer", func() bool { return len(r1.Responses())+len(r2.Responses()) == 1 })
+	f.waitFor(t, "one answer", func() bool { return len(r1.Responses())+len(r2.Responses()) == 1 })
 	time.Sleep(200 * time.Millisecond)
 	require.Equal(t, 1, len(r1.Responses())+len(r2.Responses()), "the redelivery is not answered again")
 	l, err := f.cw.List(context.Background(), casework.AllOrgs(), casework.ListFilter{})

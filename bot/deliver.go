@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/outbox"
 )
 
@@ -69,7 +70,7 @@ func partKey(id int64, part string) string {
 }
 
 // startWorkers runs the listener, the workers and the stats refresher.
-func (b *Bot) startWorkers(ctx context.Context) {
+func (b *Bot) startWorkers() {
 	d := b.cfg.Delivery
 	wakes := make([]chan struct{}, d.Workers)
 	for i := range wakes {
@@ -83,20 +84,19 @@ func (b *Bot) startWorkers(ctx context.Context) {
 			}
 		}
 	}
-	b.wg.Add(2 + d.Workers)
-	go func() {
-		defer b.wg.Done()
+	b.life.Go("outbox listener", func(ctx context.Context) error {
 		b.listen(ctx, wakeAll)
-	}()
-	go func() {
-		defer b.wg.Done()
+		return nil
+	})
+	b.life.Go("outbox stats", func(ctx context.Context) error {
 		b.refreshStats(ctx)
-	}()
+		return nil
+	})
 	for i := range d.Workers {
-		go func() {
-			defer b.wg.Done()
+		b.life.Go("delivery worker "+strconv.Itoa(i), func(ctx context.Context) error {
 			b.work(ctx, i, wakes[i])
-		}()
+			return nil
+		})
 	}
 }
 
@@ -186,12 +186,21 @@ func (b *Bot) deliverBatch(ctx context.Context) (int, error) {
 // deliverRow renders and sends one row, then settles it: delivered, retried
 // later, or dead.
 func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row) {
+	defer b.afterRow()
 	log := b.log.With("outbox_id", row.ID, "kind", row.Kind, "stream", row.Stream, "attempt", row.Attempts)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
-	platform, err := b.sendRow(rctx, row)
+	var platform Platform
+	err := b.guard("outbox row "+row.Kind, func() (err error) {
+		platform, err = b.sendRow(rctx, row)
+		return err
+	})
 	expired := rctx.Err() != nil
 	cancel()
-	if ctx.Err() != nil {
+	if lifecycle.IsPanic(err) {
+		// A bug, which another attempt would only repeat: dead, for an
+		// operator (the stack is logged).
+		err = &rowError{kind: Permanent, platform: platform, err: err}
+	} else if ctx.Err() != nil {
 		// Shutting down: the lease runs out and another worker resumes it.
 		return
 	}

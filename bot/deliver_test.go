@@ -17,6 +17,7 @@ import (
 	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/outbox"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // appendSample records a test notification for contoso on stream, as the
@@ -75,7 +76,7 @@ func TestDeliveryRetriesThenDeliversOnce(t *testing.T) {
 	f := setup(t)
 	f.slack.Fail(bottest.RateLimited(30*time.Millisecond), bottest.ServerError())
 	id := appendSample(t, f.db, "sample:contoso")
-	eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+	f.waitFor(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
 	posts := f.slack.Find(bottest.OpPost, nil)
 	require.Len(t, posts, 1, "delivered exactly once: %s", dump(f.slack.Calls()))
 	require.Equal(t, contosoSOC, posts[0].Dest.Channel)
@@ -91,7 +92,7 @@ func TestDeliveryPermanentFailureIsDead(t *testing.T) {
 	f := setup(t)
 	f.slack.Fail(bottest.Permanent("channel_not_found"))
 	id := appendSample(t, f.db, "sample:contoso")
-	eventually(t, "row dead", func() bool { return readRow(t, f.db, id).dead })
+	f.waitFor(t, "row dead", func() bool { return readRow(t, f.db, id).dead })
 	st := readRow(t, f.db, id)
 	require.Contains(t, st.lastError, "channel_not_found")
 	require.Contains(t, st.lastError, "invite the bot", "the reason tells the operator what to do")
@@ -132,7 +133,7 @@ func TestDeliveryCrashBetweenClaimAndSend(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rows, 1) // ...and the claimer dies here.
 	f := setupOn(t, db, true)
-	eventually(t, "row delivered after the lease ran out", func() bool { return readRow(t, f.db, id).delivered })
+	f.waitFor(t, "row delivered after the lease ran out", func() bool { return readRow(t, f.db, id).delivered })
 	require.Len(t, f.slack.Find(bottest.OpPost, nil), 1)
 	require.Equal(t, 2, readRow(t, f.db, id).attempts)
 }
@@ -144,7 +145,7 @@ func TestDeliveryResumesAfterPartialSend(t *testing.T) {
 	f := setup(t)
 	f.slack.Fail(nil, bottest.ServerError())
 	ref, _, _ := f.openCase(t, `ask "anything odd in our tenant?"`)
-	eventually(t, "opened event delivered", func() bool {
+	f.waitFor(t, "opened event delivered", func() bool {
 		var n int
 		_ = f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE kind = 'case.opened' AND delivered_at IS NOT NULL`).Scan(&n)
 		return n == 1
@@ -165,11 +166,11 @@ func TestTwoWorkersNeverSendTheSameRow(t *testing.T) {
 	}
 	a := setupOn(t, db, true)
 	b := setupOn(t, db, true)
-	eventually(t, "all delivered", func() bool {
+	testwait.For(t, tenSeconds, "all delivered", func() bool {
 		var left int
 		_ = db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE delivered_at IS NULL`).Scan(&left)
 		return left == 0
-	})
+	}, &a.settled, &b.settled)
 	seen := map[string]int{}
 	for _, c := range append(a.slack.Find(bottest.OpPost, nil), b.slack.Find(bottest.OpPost, nil)...) {
 		seen[c.Dest.Key]++
@@ -221,7 +222,7 @@ func TestNotifyWakesWorkers(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the first poll is over; workers sleep
 	start := time.Now()
 	id := appendSample(t, f.db, "sample:contoso")
-	eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+	f.waitFor(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
@@ -247,8 +248,8 @@ func TestRequesterSideFailureDoesNotStarveTheDesk(t *testing.T) {
 	_, ok := r.Wait(tenSeconds)
 	require.True(t, ok)
 
-	eventually(t, "desk card updated although the receipt cannot be", func() bool { return deskUpdates() > before })
-	eventually(t, "a permanent part failure is counted", func() bool { return deliveries(f, "dead") >= 1 })
+	f.waitFor(t, "desk card updated although the receipt cannot be", func() bool { return deskUpdates() > before })
+	f.waitFor(t, "a permanent part failure is counted", func() bool { return deliveries(f, "dead") >= 1 })
 	var dead int
 	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL`).Scan(&dead))
 	require.Zero(t, dead, "the event was delivered where it could be, not dropped whole")
@@ -285,7 +286,7 @@ func TestDeliveryThreadPartWaitsForPendingAnchor(t *testing.T) {
 
 	f.reply(Slack, analyst, receipt.Ref, "it talks to 203.0.113.7 every minute")
 	var relay int64
-	eventually(t, "the reply recorded", func() bool {
+	f.waitFor(t, "the reply recorded", func() bool {
 		ids := rowsOf(t, f.db, "case:EOD-1", "case.message_added")
 		if len(ids) == 1 {
 			relay = ids[0]
@@ -336,7 +337,7 @@ func TestDeliveryDeadAnchor(t *testing.T) {
 
 		f.reply(Slack, analyst, receipt.Ref, "first detail")
 		f.reply(Slack, analyst, receipt.Ref, "second detail")
-		eventually(t, "both relays settled", func() bool {
+		f.waitFor(t, "both relays settled", func() bool {
 			ids := rowsOf(t, f.db, "case:EOD-1", "case.message_added")
 			if len(ids) != 2 {
 				return false
@@ -374,7 +375,7 @@ func TestDeliveryDeadAnchor(t *testing.T) {
 		_, ok := r.Wait(tenSeconds)
 		require.True(t, ok)
 		f.reply(Slack, expert1, desk.Ref, "it is the backup agent")
-		eventually(t, "the answer settled", func() bool {
+		f.waitFor(t, "the answer settled", func() bool {
 			ids := rowsOf(t, f.db, "case:EOD-1", "case.message_added")
 			return len(ids) == 1 && readRow(t, f.db, ids[0]).dead
 		})
@@ -438,7 +439,7 @@ func TestDeliveryUnknownOutcome(t *testing.T) {
 			f := setup(t)
 			tc.prepare(f.slack)
 			id := appendSample(t, f.db, "sample:contoso")
-			eventually(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+			f.waitFor(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
 			require.Len(t, f.slack.Find(bottest.OpPost, nil), tc.posts, "posted exactly once: %s", dump(f.slack.Calls()))
 			require.Len(t, f.slack.Find(bottest.OpFind, nil), tc.finds)
 			var ref, marks int

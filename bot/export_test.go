@@ -36,6 +36,10 @@ RETURNING id, kind, stream, payload, attempts, created_at`, id).Scan(&row.ID, &r
 // their rows keep this process's lease until it runs out.
 func (b *Bot) CrashAfterAck() { b.holdInbound.Store(true) }
 
+// OnSettled calls f after each outbox or inbound row a worker has handled
+// (delivered, retried, dead, given back). Set it before Start.
+func (b *Bot) OnSettled(f func()) { b.settled = f }
+
 // PruneInbound forgets old inbound keys, as the hourly housekeeping does.
 func (b *Bot) PruneInbound(ctx context.Context) { b.pruneInbound(ctx) }
 

@@ -35,7 +35,7 @@ func TestConsultFlow(t *testing.T) {
 	require.Equal(t, []ActionID{ActTake}, actions(desk.Message))
 	require.Equal(t, []ActionID{ActAddDetails, ActWithdraw}, actions(receipt.Message))
 	// The anchors are recorded: the messages that are the case's threads.
-	eventually(t, "anchors recorded", func() bool {
+	f.waitFor(t, "anchors recorded", func() bool {
 		gotReceipt, gotDesk, ok, err := f.bot.CaseAnchors(ctx, ref)
 		return err == nil && ok && gotReceipt == receipt.Ref && gotDesk == desk.Ref
 	})
@@ -77,7 +77,7 @@ func TestConsultFlow(t *testing.T) {
 
 	// The requester answers in the thread: back to in progress.
 	f.reply(Slack, analyst, receipt.Ref, "services.exe")
-	eventually(t, "clock resumed", func() bool { return f.caseStatus(t, ref) == casework.StatusInProgress })
+	f.waitFor(t, "clock resumed", func() bool { return f.caseStatus(t, ref) == casework.StatusInProgress })
 	posted(t, f.slack, deskChannel, &desk.Ref, "services.exe")
 
 	// Conclude with a summary.

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // Durable inbound work (migrations/0010_inbound.sql, table bot_inbound).
@@ -160,6 +162,8 @@ const (
 	msgUnavailable = "threatdesk cannot reach its database right now, so nothing was done or changed. Try again in a minute."
 	msgGaveUp      = "threatdesk could not finish this after several tries. Try again in a few minutes; if it keeps failing, tell your threatdesk admin."
 	msgReplyGaveUp = "Your reply could not be passed on to the other side of the case after several tries. Post it again in a few minutes; if it keeps failing, tell your threatdesk admin."
+	msgBroke       = "Something went wrong in threatdesk while doing this, so it may not be done. Check before trying again; if it keeps failing, tell your threatdesk admin."
+	msgReplyBroke  = "Something went wrong in threatdesk, so your reply may not have reached the other side of the case. If it keeps failing, tell your threatdesk admin."
 )
 
 type inboundMetrics struct {
@@ -277,14 +281,14 @@ func (b *Bot) accept(ctx context.Context, p Platform, kind, key string, ev inbou
 	defer cancel()
 	var tag pgconn.CommandTag
 	if anchor == nil {
-		tag, err = b.storeDB.Exec(ctx, `
+		tag, err = b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 VALUES ($1, $2, $3, $4, $5, now() + $6::interval, 1)
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbound.Lease)
 	} else {
 		// Only replies in a case's thread are work; the rest of a channel's
 		// threads are not stored at all.
-		tag, err = b.storeDB.Exec(ctx, `
+		tag, err = b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 SELECT $1, $2, $3, $4, $5, now() + $6::interval, 1
 WHERE EXISTS (SELECT 1 FROM bot_anchor WHERE platform = $7 AND channel = $8 AND message = $9 AND stream LIKE 'case:%')
@@ -306,8 +310,26 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	}
 	b.live.put(key, rs)
 	row := inboundRow{key: key, platform: p, kind: kind, event: ev, attempts: 1, received: received}
-	b.goBackground(b.cfg.Inbound.Lease, func(ctx context.Context) { b.process(ctx, row) })
+	if !b.goBackground("inbound "+kind, b.cfg.Inbound.Lease, func(ctx context.Context) { b.process(ctx, row) }) {
+		// Stopped: as after a crash, the row is stored and acknowledged,
+		// and its lease runs out for whichever replica is up.
+		b.live.drop(key)
+		b.log.Info("inbound event stored while stopping; it is worked when its lease runs out", "kind", kind)
+	}
 	return storedNew
+}
+
+// storeExec runs an insert made before an acknowledgement on the
+// connections kept for them. A connection the server ended (PostgreSQL
+// restarted) is found broken only when used: the statement is tried again,
+// on another connection, as long as nothing of it was sent.
+func (b *Bot) storeExec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	for tries := 1; ; tries++ {
+		tag, err := b.storeDB.Exec(ctx, sql, args...)
+		if err == nil || !pgconn.SafeToRetry(err) || ctx.Err() != nil || tries > b.cfg.Inbound.StoreConns {
+			return tag, err
+		}
+	}
 }
 
 func (b *Bot) unavailable(kind string, err error) stored {
@@ -321,7 +343,7 @@ func (b *Bot) unavailable(kind string, err error) stored {
 func (b *Bot) recordSeen(ctx context.Context, p Platform, kind, key string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Inbound.StoreTimeout)
 	defer cancel()
-	tag, err := b.storeDB.Exec(ctx, `
+	tag, err := b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, done_at) VALUES ($1, $2, $3, now())
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind)
 	if err != nil {
@@ -367,22 +389,20 @@ func (b *Bot) acceptAck(ctx context.Context, p Platform, kind, key string, ev in
 }
 
 // startInbound runs the inbound listener, workers and housekeeping.
-func (b *Bot) startInbound(ctx context.Context) {
-	c := b.cfg.Inbound
-	b.wg.Add(2 + c.Workers)
-	go func() {
-		defer b.wg.Done()
+func (b *Bot) startInbound() {
+	b.life.Go("inbound listener", func(ctx context.Context) error {
 		b.listenInbound(ctx)
-	}()
-	go func() {
-		defer b.wg.Done()
+		return nil
+	})
+	b.life.Go("inbound housekeeping", func(ctx context.Context) error {
 		b.inboundHousekeeping(ctx)
-	}()
-	for range c.Workers {
-		go func() {
-			defer b.wg.Done()
+		return nil
+	})
+	for i := range b.cfg.Inbound.Workers {
+		b.life.Go(fmt.Sprintf("inbound worker %d", i), func(ctx context.Context) error {
 			b.inboundWorker(ctx)
-		}()
+			return nil
+		})
 	}
 }
 
@@ -472,7 +492,7 @@ func (b *Bot) inboundWorker(ctx context.Context) {
 			if !ok {
 				break
 			}
-			b.process(b.base, row)
+			b.process(b.life.WorkContext(), row)
 		}
 		poll.Reset(jitter(b.cfg.Inbound.Poll))
 	}
@@ -514,10 +534,15 @@ RETURNING i.key, i.platform, i.kind, i.payload, i.responder, i.attempts, i.recei
 // process does one attempt at a row's work and settles it: done (answered),
 // retried later with backoff, or dead (the person is told).
 func (b *Bot) process(ctx context.Context, row inboundRow) {
+	defer b.afterRow()
 	c := b.cfg.Inbound
 	log := b.log.With("inbound", row.kind, "attempt", row.attempts)
 	actx, cancel := context.WithTimeout(ctx, c.Timeout)
-	answer, err := b.run(actx, row)
+	var answer *Message
+	err := b.guard("inbound "+row.kind, func() (err error) {
+		answer, err = b.run(actx, row)
+		return err
+	})
 	cancel()
 	// Settle even when stopping; answer within a bound of its own.
 	settle := context.WithoutCancel(ctx)
@@ -536,12 +561,18 @@ func (b *Bot) process(ctx context.Context, row inboundRow) {
 		b.answerErr(answerCtx, b.responderOf(row), row.kind, err)
 		b.settleDone(settle, row)
 		b.m.handling.WithLabelValues(row.kind, row.name()).Observe(time.Since(row.received).Seconds())
+	case lifecycle.IsPanic(err):
+		// A bug (the stack is logged): another attempt would only repeat
+		// it, so the row is dead and the person is told at once.
+		log.Error("inbound event failed with a panic: the person is told; an operator should look", "key", row.key, "err", err)
+		b.tellFailed(answerCtx, row, msgBroke, msgReplyBroke)
+		b.settleDead(settle, row, err)
 	case ctx.Err() != nil:
 		// Stopping: give the row back to whichever replica is up.
 		b.release(settle, row, err)
 	case row.attempts >= c.MaxAttempts || isPermanent(err):
 		log.Error("inbound event given up: the person is told; an operator should look", "key", row.key, "err", err)
-		b.tellGaveUp(answerCtx, row)
+		b.tellFailed(answerCtx, row, msgGaveUp, msgReplyGaveUp)
 		b.settleDead(settle, row, err)
 	default:
 		wait := backoff(c.BackoffBase, c.BackoffMax, row.attempts)
@@ -619,18 +650,19 @@ func (b *Bot) responderOf(row inboundRow) Responder {
 	return rs
 }
 
-// tellGaveUp tells the person behind a dead row that it failed.
-func (b *Bot) tellGaveUp(ctx context.Context, row inboundRow) {
+// tellFailed tells the person behind a dead row that it failed: msg, or
+// replyMsg for a thread reply that was not relayed.
+func (b *Bot) tellFailed(ctx context.Context, row inboundRow, msg, replyMsg string) {
 	if r := row.event.Reply; r != nil {
 		if a, ok := b.adapter(r.Author.Platform); ok {
 			dest := Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent}
-			if err := a.PostPrivate(ctx, dest, r.Author.ID, textMessage(msgReplyGaveUp)); err != nil {
+			if err := a.PostPrivate(ctx, dest, r.Author.ID, textMessage(replyMsg)); err != nil {
 				b.log.Warn("could not tell the author that a reply was not relayed", "err", err)
 			}
 		}
 		return
 	}
-	b.respond(ctx, b.responderOf(row), textMessage(msgGaveUp), true)
+	b.respond(ctx, b.responderOf(row), textMessage(msg), true)
 }
 
 func (b *Bot) settleDone(ctx context.Context, row inboundRow) {

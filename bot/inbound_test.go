@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -115,7 +116,7 @@ func TestReplyStoredByAStoppedBotIsRelayedByAnother(t *testing.T) {
 	first.bot.CrashAfterAck()
 	require.NoError(t, first.bot.HandleReply(context.Background(), Reply{Parent: desk.Ref, Author: first.user(Slack, expert1), Text: "relayed by the second process",
 		Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: deskChannel, Message: "1700000000.000200"}, Key: "ev-relay-2"}))
-	first.bot.Stop()
+	require.NoError(t, first.bot.Stop())
 	require.Zero(t, countPosts(first.slack, contosoSOC, &receipt.Ref, "relayed by the second process"))
 
 	second := setupOn(t, db, true, quickInbound(5*time.Second))
@@ -137,7 +138,7 @@ func TestCommandAcknowledgedBeforeACrashIsDoneAfterRestart(t *testing.T) {
 	c, r := first.command(Slack, analyst, contosoSOC, `ask "asked just before a crash"`)
 	ack := first.bot.HandleCommand(context.Background(), c)
 	require.Nil(t, ack.Message, "acknowledged as accepted")
-	first.bot.Stop()
+	require.NoError(t, first.bot.Stop())
 
 	second := setupOn(t, db, true, quickInbound(5*time.Second))
 	ok := second.slack.WaitFor(tenSeconds, func(calls []bottest.Call) bool {
@@ -287,4 +288,50 @@ INSERT INTO bot_inbound (key, platform, kind, received_at, done_at, dead_at) VAL
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, []string{"slack:action:dead", "slack:command:recent", "slack:sig:00ff", "slack:submit:pending"}, keys)
+}
+
+// TestCommandRightAfterTheServerDroppedTheConnections: the server ended
+// every connection (PostgreSQL restarted, an operator terminated them). The
+// next command, sooner than the pool checks an idle connection, finds the
+// one kept for inserts broken before anything was sent: it is stored on a
+// new connection, not answered that threatdesk cannot reach its database.
+func TestCommandRightAfterTheServerDroppedTheConnections(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, url := pgtest.NewWithURL(t)
+	f := setupOn(t, db, true, quickInbound(5*time.Second))
+	c1, r1 := f.command(Slack, analyst, contosoSOC, `ask "before the drop"`)
+	require.Nil(t, f.bot.HandleCommand(ctx, c1).Message, "stored")
+
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	// (In the select list, pg_terminate_backend runs only for the rows the
+	// WHERE clause kept: this database's, not this connection.)
+	rows, err := admin.Query(ctx, `SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	require.NoError(t, err)
+	pids, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (int32, error) {
+		var pid int32
+		var ok bool
+		return pid, r.Scan(&pid, &ok)
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, pids)
+	for { // terminating is asynchronous (and the bot's listeners connect again at once)
+		var n int
+		require.NoError(t, admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)`, pids).Scan(&n))
+		if n == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	c2, r2 := f.command(Slack, analyst, contosoSOC, `ask "right after the drop"`)
+	ack := f.bot.HandleCommand(ctx, c2)
+	require.Nil(t, ack.Message, "stored, not refused")
+	for _, r := range []*bottest.Responder{r1, r2} {
+		got, ok := r.Wait(tenSeconds)
+		require.True(t, ok)
+		require.Contains(t, plain(got.Message), "Opened EOD-")
+	}
 }

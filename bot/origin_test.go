@@ -54,7 +54,7 @@ func TestCommittedOpenIsNeverReportedAsFailed(t *testing.T) {
 	cases := afterOpen{Cases: NewCaseworkCases(cw), hook: botDB.Close}
 	b, err := New(testConfig(), botDB, cases, nil, slog.New(slog.NewTextHandler(testWriter{t}, nil)), prometheus.NewRegistry())
 	require.NoError(t, err)
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	sl := bottest.New(Slack, slackTeam)
 	sl.SetName(analyst, "Ana Lyst")
 	require.NoError(t, b.Register(sl))

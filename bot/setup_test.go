@@ -18,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // Fixture ids.
@@ -64,6 +65,15 @@ type fixture struct {
 	discord *bottest.Adapter
 	reg     *prometheus.Registry
 	keys    atomic.Int64
+	// settled signals after each row the bot's workers handled.
+	settled testwait.Signal
+}
+
+// waitFor waits up to 10 s until cond holds, checking it each time the
+// bot has handled a row or an adapter recorded a call.
+func (f *fixture) waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	testwait.For(t, tenSeconds, what, cond, &f.settled, f.slack, f.discord)
 }
 
 type option func(*Config)
@@ -106,12 +116,13 @@ func setupWith(t testing.TB, db *pgxpool.Pool, start bool, hunt Incidents, cwCfg
 	f.discord.SetName(fabAnalyst, "Fab Analyst")
 	require.NoError(t, b.Register(f.slack))
 	require.NoError(t, b.Register(f.discord))
+	b.OnSettled(f.settled.Notify)
 	if start {
 		ctx, cancel := context.WithCancel(context.Background())
 		require.NoError(t, b.Start(ctx))
-		t.Cleanup(func() { cancel(); b.Stop() })
+		t.Cleanup(func() { cancel(); require.NoError(t, b.Stop()) })
 	} else {
-		t.Cleanup(b.Stop)
+		t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	}
 	return f
 }
@@ -224,7 +235,9 @@ func (f *fixture) caseStatus(t testing.TB, ref string) casework.Status {
 	return c.Status
 }
 
-// eventually polls cond for up to 10 s.
+// eventually polls cond for up to 10 s: only for what nothing signals (a
+// gauge refreshed on a timer, the work of another fixture's bot); otherwise
+// use fixture.waitFor.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -256,7 +269,7 @@ func (f *fixture) openCase(t testing.TB, text string) (ref string, receipt, desk
 // first): a reply in a thread is only recognised once its anchor is.
 func (f *fixture) anchored(t testing.TB, ref string) {
 	t.Helper()
-	eventually(t, "anchors of "+ref+" recorded", func() bool {
+	f.waitFor(t, "anchors of "+ref+" recorded", func() bool {
 		_, _, ok, err := f.bot.CaseAnchors(context.Background(), ref)
 		return err == nil && ok
 	})

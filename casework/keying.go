@@ -212,7 +212,9 @@ func (s *Service) checkTimelines(ctx context.Context) {
 		s.log.ErrorContext(ctx, "timeline tamper detected: the keying record fails", "err", err)
 		return
 	case err != nil:
-		s.log.ErrorContext(ctx, "timeline check failed", "err", err)
+		if ctx.Err() == nil { // not merely stopped
+			s.log.ErrorContext(ctx, "timeline check failed", "err", err)
+		}
 		return
 	}
 	for _, b := range res.Broken {

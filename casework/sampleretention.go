@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/go-co-op/gocron/v2"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -125,25 +124,14 @@ func (s *Service) deleteSample(ctx context.Context, id, number int64) (bool, err
 	return true, nil
 }
 
-// scheduleSampleSweep adds the retention sweep to Start's scheduler.
-func (s *Service) scheduleSampleSweep(ctx context.Context, sched gocron.Scheduler) error {
-	_, err := sched.NewJob(gocron.DurationJob(sampleSweepEvery),
-		gocron.NewTask(func(ctx context.Context) {
-			res, err := s.SweepSamples(ctx)
-			if err != nil {
-				s.log.ErrorContext(ctx, "sample retention sweep failed", "err", err)
-				return
-			}
-			if res != (SampleSweepResult{}) {
-				s.log.InfoContext(ctx, "sample retention sweep", "deleted", res.Deleted, "links_forgotten", res.LinksForgotten)
-			}
-		}),
-		gocron.WithName(SampleSweepJobName),
-		gocron.WithContext(ctx),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithStartAt(gocron.WithStartImmediately()))
+// sampleSweepJob is the retention sweep, a job of Start's scheduler.
+func (s *Service) sampleSweepJob(ctx context.Context) {
+	res, err := s.SweepSamples(ctx)
 	if err != nil {
-		return fmt.Errorf("casework: schedule the sample retention sweep: %w", err)
+		s.log.ErrorContext(ctx, "sample retention sweep failed", "err", err)
+		return
 	}
-	return nil
+	if res != (SampleSweepResult{}) {
+		s.log.InfoContext(ctx, "sample retention sweep", "deleted", res.Deleted, "links_forgotten", res.LinksForgotten)
+	}
 }

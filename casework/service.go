@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-co-op/gocron/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
@@ -34,8 +33,8 @@ type Service struct {
 	// smp is the file samples' machinery (sample.go).
 	smp *sampleState
 
-	mu    sync.Mutex
-	sched gocron.Scheduler
+	// life runs the scheduler of the SLA sweep and the timeline check.
+	life *lifecycle.Group
 }
 
 // OtherOrgLabel is the org label of metrics about an org that is not in
@@ -122,7 +121,11 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 			return nil, err
 		}
 	}
-	var err error
+	life, err := lifecycle.New("casework", lifecycle.Options{Log: s.log, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("casework: %w", err)
+	}
+	s.life = life
 	if s.smp, err = newSampleState(reg); err != nil {
 		return nil, err
 	}

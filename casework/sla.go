@@ -406,70 +406,66 @@ const SweepJobName = "casework-sla-sweep"
 // Config.SweepEvery and the timeline check (VerifyAll) every
 // Config.TimelineCheckEvery on a gocron scheduler whose distributed locker
 // is a PostgreSQL advisory lock, so one replica runs each job at a time
-// (correctness does not rest on it: see SweepSLA). Stop ends it.
+// (correctness does not rest on it: see SweepSLA). They run until Stop or
+// until ctx ends. A second Start is an error (lifecycle.ErrStarted).
 func (s *Service) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sched != nil {
-		return errors.New("casework: sla sweep already started")
-	}
-	if _, err := s.sealLegacy(ctx); err != nil {
-		return fmt.Errorf("casework: %w", err)
-	}
-	sched, err := gocron.NewScheduler(gocron.WithDistributedLocker(cronlock.New(s.pool, s.cfg.LockNamespace)))
-	if err != nil {
-		return fmt.Errorf("casework: create scheduler: %w", err)
-	}
-	_, err = sched.NewJob(gocron.DurationJob(s.cfg.SweepEvery),
-		gocron.NewTask(func(ctx context.Context) {
-			res, err := s.SweepSLA(ctx)
+	return s.life.Start(ctx, func(ctx context.Context) error {
+		if _, err := s.sealLegacy(ctx); err != nil {
+			return fmt.Errorf("casework: %w", err)
+		}
+		sched, err := gocron.NewScheduler(gocron.WithDistributedLocker(cronlock.New(s.pool, s.cfg.LockNamespace)))
+		if err != nil {
+			return fmt.Errorf("casework: create scheduler: %w", err)
+		}
+		jobs := []struct {
+			name  string
+			every time.Duration
+			run   func(ctx context.Context)
+		}{
+			{SweepJobName, s.cfg.SweepEvery, s.sweepJob},
+			{TimelineCheckJobName, s.cfg.TimelineCheckEvery, s.checkTimelines},
+			{SampleSweepJobName, sampleSweepEvery, s.sampleSweepJob},
+		}
+		for _, j := range jobs {
+			_, err = sched.NewJob(gocron.DurationJob(j.every),
+				gocron.NewTask(func(ctx context.Context) {
+					_ = s.life.Guard(j.name, func() error { j.run(ctx); return nil }) // a panic is logged and counted
+				}),
+				gocron.WithName(j.name),
+				gocron.WithContext(ctx),
+				gocron.WithSingletonMode(gocron.LimitModeReschedule),
+				gocron.WithStartAt(gocron.WithStartImmediately()))
 			if err != nil {
-				s.log.ErrorContext(ctx, "sla sweep failed", "err", err)
-				return
+				_ = sched.Shutdown()
+				return fmt.Errorf("casework: schedule %s: %w", j.name, err)
 			}
-			if res != (SweepResult{}) {
-				s.log.InfoContext(ctx, "sla sweep", "warnings", res.Warnings, "breaches", res.Breaches, "closed", res.Closed)
+		}
+		sched.Start()
+		s.life.Go("scheduler", func(ctx context.Context) error {
+			<-ctx.Done()
+			if err := sched.Shutdown(); err != nil { // waits for a job in progress
+				return fmt.Errorf("casework: stop the scheduler: %w", err)
 			}
-		}),
-		gocron.WithName(SweepJobName),
-		gocron.WithContext(ctx),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithStartAt(gocron.WithStartImmediately()))
-	if err != nil {
-		_ = sched.Shutdown()
-		return fmt.Errorf("casework: schedule sla sweep: %w", err)
-	}
-	_, err = sched.NewJob(gocron.DurationJob(s.cfg.TimelineCheckEvery),
-		gocron.NewTask(s.checkTimelines),
-		gocron.WithName(TimelineCheckJobName),
-		gocron.WithContext(ctx),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		gocron.WithStartAt(gocron.WithStartImmediately()))
-	if err != nil {
-		_ = sched.Shutdown()
-		return fmt.Errorf("casework: schedule the timeline check: %w", err)
-	}
-	if err := s.scheduleSampleSweep(ctx, sched); err != nil {
-		_ = sched.Shutdown()
-		return err
-	}
-	sched.Start()
-	s.sched = sched
-	return nil
+			return nil
+		})
+		return nil
+	})
 }
 
-// Stop stops the sweep started by Start, waiting for a running sweep. It is
-// idempotent.
-func (s *Service) Stop() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sched == nil {
-		return nil
-	}
-	err := s.sched.Shutdown()
-	s.sched = nil
+// sweepJob is the scheduled SLA sweep.
+func (s *Service) sweepJob(ctx context.Context) {
+	res, err := s.SweepSLA(ctx)
 	if err != nil {
-		return fmt.Errorf("casework: stop sla sweep: %w", err)
+		if ctx.Err() == nil { // not merely stopped
+			s.log.ErrorContext(ctx, "sla sweep failed", "err", err)
+		}
+		return
 	}
-	return nil
+	if res != (SweepResult{}) {
+		s.log.InfoContext(ctx, "sla sweep", "warnings", res.Warnings, "breaches", res.Breaches, "closed", res.Closed)
+	}
 }
+
+// Stop cancels the jobs, waits for one in progress and stops the
+// scheduler. It is safe before Start and more than once.
+func (s *Service) Stop() error { return s.life.Stop() }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // sweep runs one sweep and returns what it emitted.
@@ -178,7 +179,7 @@ func TestAutoCloseAndSweepJob(t *testing.T) {
 	f.clock.Advance(casework.DefaultAutoCloseAfter + time.Minute)
 
 	require.NoError(t, f.svc.Start(ctx))
-	require.Error(t, f.svc.Start(ctx), "started once")
+	require.ErrorIs(t, f.svc.Start(ctx), lifecycle.ErrStarted, "started once")
 	require.Eventually(t, func() bool {
 		got, err := f.svc.Get(ctx, casework.AllOrgs(), c.Ref)
 		require.NoError(t, err)
@@ -186,6 +187,7 @@ func TestAutoCloseAndSweepJob(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 	require.NoError(t, f.svc.Stop())
 	require.NoError(t, f.svc.Stop(), "Stop is idempotent")
+	require.ErrorIs(t, f.svc.Start(ctx), lifecycle.ErrStopped, "no Start after Stop")
 	tl, err := f.svc.Timeline(ctx, casework.AllOrgs(), c.Ref)
 	require.NoError(t, err)
 	last := tl[len(tl)-1]

@@ -35,6 +35,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // Service is the hunting service: intake, correlation, scoring, policy.
@@ -47,7 +49,8 @@ type Service struct {
 	cache  *prevalenceCache
 	groups *groupCommits
 	graph  *graphPuller
-	sched  stopper
+	// life runs the scheduler of the sweep, the prune and the Graph pull.
+	life *lifecycle.Group
 
 	rescoreMu   sync.Mutex
 	lastRescore time.Time
@@ -70,7 +73,12 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	return &Service{pool: pool, cfg: c, log: log.With("component", "hunting"), m: m, cache: newPrevalenceCache(), groups: newGroupCommits(),
+	log = log.With("component", "hunting")
+	life, err := lifecycle.New("hunting", lifecycle.Options{Log: log, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("hunting: %w", err)
+	}
+	return &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life,
 		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}, nil
 }
 

@@ -351,71 +351,64 @@ WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status
 	})
 }
 
-type stopper interface{ Shutdown() error }
-
-// Start schedules the sweep every SweepInterval, and the Graph pull every
-// Graph.Interval when configured, each under a Postgres advisory lock (one
-// replica at a time). Stop ends them.
+// Start schedules the sweep every SweepInterval, the prevalence prune every
+// hour, and the Graph pull every Graph.Interval when configured, each under
+// a Postgres advisory lock (one replica at a time). They run until Stop or
+// until ctx ends. A second Start is an error (lifecycle.ErrStarted).
 func (s *Service) Start(ctx context.Context) error {
-	if s.sched != nil {
-		return errors.New("hunting: already started")
-	}
-	sch, err := gocron.NewScheduler(gocron.WithDistributedLocker(cronlock.New(s.pool, "threatdesk")))
-	if err != nil {
-		return fmt.Errorf("hunting: scheduler: %w", err)
-	}
-	_, err = sch.NewJob(gocron.DurationJob(s.cfg.SweepInterval),
-		gocron.NewTask(func() {
-			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("notification sweep failed", "err", err)
-			}
-		}),
-		gocron.WithName("hunting-sweep"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule))
-	if err != nil {
-		_ = sch.Shutdown()
-		return fmt.Errorf("hunting: schedule sweep: %w", err)
-	}
-	_, err = sch.NewJob(gocron.DurationJob(time.Hour),
-		gocron.NewTask(func() {
-			if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("prevalence prune failed", "err", err)
-			}
-		}),
-		gocron.WithName("hunting-prune"),
-		gocron.WithSingletonMode(gocron.LimitModeReschedule))
-	if err != nil {
-		_ = sch.Shutdown()
-		return fmt.Errorf("hunting: schedule prune: %w", err)
-	}
-	if s.cfg.Graph != nil {
-		_, err = sch.NewJob(gocron.DurationJob(s.cfg.Graph.Interval),
-			gocron.NewTask(func() {
+	return s.life.Start(ctx, func(ctx context.Context) error {
+		sch, err := gocron.NewScheduler(gocron.WithDistributedLocker(cronlock.New(s.pool, "threatdesk")))
+		if err != nil {
+			return fmt.Errorf("hunting: scheduler: %w", err)
+		}
+		type job struct {
+			name  string
+			every time.Duration
+			run   func(ctx context.Context)
+		}
+		jobs := []job{
+			{"hunting-sweep", s.cfg.SweepInterval, func(ctx context.Context) {
+				if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("notification sweep failed", "err", err)
+				}
+			}},
+			{"hunting-prune", time.Hour, func(ctx context.Context) {
+				if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("prevalence prune failed", "err", err)
+				}
+			}},
+		}
+		if s.cfg.Graph != nil {
+			jobs = append(jobs, job{"hunting-graph-pull", s.cfg.Graph.Interval, func(ctx context.Context) {
 				if n, err := s.PullGraph(ctx); err != nil && ctx.Err() == nil {
 					s.log.Warn("graph pull", "ingested", n, "err", err)
 				}
-			}),
-			gocron.WithName("hunting-graph-pull"),
-			gocron.WithSingletonMode(gocron.LimitModeReschedule))
-		if err != nil {
-			_ = sch.Shutdown()
-			return fmt.Errorf("hunting: schedule graph pull: %w", err)
+			}})
 		}
-	}
-	sch.Start()
-	s.sched = sch
-	return nil
+		for _, j := range jobs {
+			_, err = sch.NewJob(gocron.DurationJob(j.every),
+				gocron.NewTask(func() {
+					_ = s.life.Guard(j.name, func() error { j.run(ctx); return nil }) // a panic is logged and counted
+				}),
+				gocron.WithName(j.name),
+				gocron.WithSingletonMode(gocron.LimitModeReschedule))
+			if err != nil {
+				_ = sch.Shutdown()
+				return fmt.Errorf("hunting: schedule %s: %w", j.name, err)
+			}
+		}
+		sch.Start()
+		s.life.Go("scheduler", func(ctx context.Context) error {
+			<-ctx.Done()
+			if err := sch.Shutdown(); err != nil { // waits for a job in progress
+				return fmt.Errorf("hunting: stop scheduler: %w", err)
+			}
+			return nil
+		})
+		return nil
+	})
 }
 
-// Stop stops the scheduled sweep; it is safe to call more than once.
-func (s *Service) Stop() error {
-	if s.sched == nil {
-		return nil
-	}
-	err := s.sched.Shutdown()
-	s.sched = nil
-	if err != nil {
-		return fmt.Errorf("hunting: stop scheduler: %w", err)
-	}
-	return nil
-}
+// Stop cancels the jobs, waits for one in progress and stops the
+// scheduler. It is safe before Start and more than once.
+func (s *Service) Stop() error { return s.life.Stop() }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 func (f *fixture) sweep(t testing.TB) int {
@@ -273,10 +275,12 @@ func TestScheduledSweep(t *testing.T) {
 	f.ingest(t, chain("c", "victim", t0.Add(-50*time.Minute))...)
 	require.NoError(t, f.svc.Start(f.ctx))
 	defer func() { require.NoError(t, f.svc.Stop()) }()
+	require.ErrorIs(t, f.svc.Start(f.ctx), lifecycle.ErrStarted, "started once")
 	f.clock.Advance(time.Minute)
 	require.Eventually(t, func() bool { return len(f.outbox(t)) == 1 }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, f.svc.Stop())
 	require.NoError(t, f.svc.Stop(), "Stop is idempotent")
+	require.ErrorIs(t, f.svc.Start(f.ctx), lifecycle.ErrStopped, "no Start after Stop")
 }
 
 func TestRescoreAndPrune(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 func TestEveryoneInQuestionPingsNoOne(t *testing.T) {
@@ -146,7 +147,7 @@ func TestAPIURLRoutesRESTGatewayDiscoveryAndWebsocket(t *testing.T) {
 	require.Equal(t, 1, f.fake.Sessions())
 	require.Equal(t, []int{int(discord.Intents)}, f.fake.Intents())
 	// REST: commands registered at the fake, per guild.
-	require.Eventually(t, func() bool { return len(f.fake.Commands(guildID)) == 1 }, 5*time.Second, 10*time.Millisecond)
+	testwait.For(t, 5*time.Second, "/experts registered in the guild", func() bool { return len(f.fake.Commands(guildID)) == 1 }, f.fake)
 	cmd := f.fake.Commands(guildID)[0]
 	require.Equal(t, "experts", cmd.Name)
 	var subs []string
@@ -164,7 +165,7 @@ func TestGlobalCommandRegistration(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *discord.Config) { c.Guilds = nil; c.DisableGateway = true })
 	require.NoError(t, f.adapter.Start(context.Background()))
-	require.Eventually(t, func() bool { return len(f.fake.Commands("")) == 1 }, 5*time.Second, 10*time.Millisecond)
+	testwait.For(t, 5*time.Second, "/experts registered globally", func() bool { return len(f.fake.Commands("")) == 1 }, f.fake)
 	require.Empty(t, f.fake.CallsTo(http.MethodGet, "/gateway"), "no gateway when disabled")
 }
 

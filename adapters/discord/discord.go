@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
@@ -169,11 +170,9 @@ type Adapter struct {
 	pending   []*pendingReply
 	replyWake chan struct{}
 
-	runMu   sync.Mutex
-	started bool
-	stopped bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// life runs the gateway, the registration and the pending replies (its
+	// loops) and the handling of interactions (its work).
+	life *lifecycle.Group
 }
 
 var _ bot.Adapter = (*Adapter)(nil)
@@ -209,9 +208,15 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		return nil, err
 	}
 	base, _ := url.Parse(cfg.APIURL)
+	log = log.With("adapter", "discord")
+	life, err := lifecycle.New("discord", lifecycle.Options{Log: log, Registerer: reg, Grace: stopGrace})
+	if err != nil {
+		return nil, fmt.Errorf("discord: %w", err)
+	}
 	a := &Adapter{
 		cfg:       cfg,
-		log:       log.With("adapter", "discord"),
+		life:      life,
+		log:       log,
 		h:         handler,
 		m:         m,
 		base:      base,
@@ -255,67 +260,64 @@ func (a *Adapter) newSession() *discordgo.Session {
 func (a *Adapter) Platform() bot.Platform { return bot.Discord }
 
 // Start registers /experts, then holds the gateway session whenever this
-// replica is the leader. It returns once started; Stop ends it.
+// replica is the leader. It returns once started; Stop ends it. A second
+// Start is an error (lifecycle.ErrStarted).
 func (a *Adapter) Start(ctx context.Context) error {
-	a.runMu.Lock()
-	defer a.runMu.Unlock()
-	if a.started {
-		return errors.New("discord: adapter already started")
-	}
-	a.started = true
-	ctx, cancel := context.WithCancel(ctx)
-	a.cancel = cancel
-
-	cctx, ccancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
-	me, err := a.me(cctx)
-	ccancel()
-	if err != nil {
-		if k, _ := bot.Classify(err); k == bot.Permanent {
-			cancel()
-			return fmt.Errorf("discord: start: %w", err)
-		}
-		a.log.Warn("could not read the bot user; will learn it from the gateway", "err", err)
-	} else {
-		a.setSelf(me)
-	}
-
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.registerLoop(ctx)
-	}()
-	if !a.cfg.DisableGateway {
-		a.wg.Add(2)
-		go func() {
-			defer a.wg.Done()
-			a.retryReplies(ctx)
-		}()
-		go func() {
-			defer a.wg.Done()
-			if a.cfg.Pool == nil {
-				a.holdGateway(ctx)
-				return
+	return a.life.Start(ctx, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+		me, err := a.me(cctx)
+		cancel()
+		if err != nil {
+			if k, _ := bot.Classify(err); k == bot.Permanent {
+				return fmt.Errorf("discord: start: %w", err)
 			}
-			a.leaderLoop(ctx)
-		}()
-	}
-	return nil
+			a.log.Warn("could not read the bot user; will learn it from the gateway", "err", err)
+		} else {
+			a.setSelf(me)
+		}
+		a.life.Go("register commands", func(ctx context.Context) error {
+			a.registerLoop(ctx)
+			return nil
+		})
+		if !a.cfg.DisableGateway {
+			a.life.Go("pending replies", func(ctx context.Context) error {
+				a.retryReplies(ctx)
+				return nil
+			})
+			a.life.Go("gateway", func(ctx context.Context) error {
+				if a.cfg.Pool == nil {
+					a.holdGateway(ctx)
+				} else {
+					a.leaderLoop(ctx)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
 }
 
-// Stop closes the gateway session, gives up leadership and waits for the
-// background work to end. It may be called more than once.
-func (a *Adapter) Stop() {
-	a.runMu.Lock()
-	if a.stopped || !a.started {
-		a.stopped = true
-		a.runMu.Unlock()
-		return
-	}
-	a.stopped = true
-	cancel := a.cancel
-	a.runMu.Unlock()
-	cancel()
-	a.wg.Wait()
+// stopGrace is how long Stop lets interactions in flight finish before it
+// cancels them.
+const stopGrace = 10 * time.Second
+
+// Stop closes the gateway session, gives up leadership, lets interactions
+// in flight finish (up to stopGrace) and waits for all background work to
+// end. It is safe before Start and more than once.
+func (a *Adapter) Stop() error { return a.life.Stop() }
+
+// msgBroke is the answer when handing an event to the bot failed with a
+// panic (logged with its stack, counted in threatdesk_panics_total).
+const msgBroke = "Something went wrong; please try again."
+
+// msgStopping is the answer to an interaction that arrives while the
+// adapter stops.
+const msgStopping = "threatdesk is restarting, so nothing was done. Please try again in a minute."
+
+// toBot is the adapter's panic boundary: every inbound event is handed to
+// the bot through it, and a panic there becomes an error result.
+func (a *Adapter) toBot(what string, f func() error) error {
+	return a.life.Guard(what, f)
 }
 
 // Leader reports whether this replica holds the gateway leadership (for

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/discord"
@@ -20,6 +19,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 const (
@@ -103,21 +103,27 @@ func newFlow(t *testing.T, slackDeskSide bool) *flow {
 		require.NoError(t, err)
 		require.NoError(t, b.Register(sa))
 		require.NoError(t, sa.Start(ctx))
-		t.Cleanup(sa.Stop)
+		t.Cleanup(func() { require.NoError(t, sa.Stop()) })
 		require.NoError(t, sfake.WaitConnected(ctx))
 	}
 	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	require.NoError(t, da.Start(ctx))
-	t.Cleanup(da.Stop)
+	t.Cleanup(func() { require.NoError(t, da.Stop()) })
 	require.True(t, dfake.WaitSessions(1, 10*time.Second))
 	time.Sleep(50 * time.Millisecond)
 	return &flow{t: t, dfake: dfake, sfake: sfake, bot: b}
 }
 
+// wait waits until cond holds, checking it whenever a fake records
+// something; after 20 seconds it fails saying what it waited for.
 func (f *flow) wait(what string, cond func() bool) {
 	f.t.Helper()
-	if !assert.Eventually(f.t, cond, 20*time.Second, 20*time.Millisecond, what) {
+	sources := []testwait.Source{f.dfake}
+	if f.sfake != nil {
+		sources = append(sources, f.sfake)
+	}
+	if !testwait.Until(20*time.Second, cond, sources...) {
 		for _, m := range f.dfake.AllMessages() {
 			f.t.Logf("discord %s in %s (flags %d, edits %d): %q", m.ID, m.ChannelID, m.Flags, m.Edits, text(m))
 		}
@@ -126,7 +132,7 @@ func (f *flow) wait(what string, cond func() bool) {
 				f.t.Logf("slack %s %s thread=%q: %s", m.Channel, m.TS, m.ThreadTS, m.Text)
 			}
 		}
-		f.t.FailNow()
+		f.t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // lockKey is the advisory lock that elects the gateway leader: one per
@@ -97,11 +98,15 @@ func (a *Adapter) lead(ctx context.Context, conn *pgx.Conn) {
 		}
 	}
 	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan struct{})
-	go func() {
+	if !a.life.Go("gateway session", func(context.Context) error {
 		defer close(done)
 		a.holdGateway(gctx)
-	}()
+		return nil
+	}) {
+		return // stopping
+	}
 	t := time.NewTicker(a.cfg.LeaderCheck)
 	defer t.Stop()
 loop:
@@ -176,14 +181,18 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 	}
 }
 
-// onEvent handles gateway dispatches from their raw JSON.
+// onEvent handles gateway dispatches from their raw JSON. discordgo runs
+// handlers in goroutines of its own, where a panic would end the process:
+// the event is handled inside the adapter's panic boundary.
 func (a *Adapter) onEvent(ctx context.Context, e *discordgo.Event) {
-	// discordgo runs handlers in bare goroutines: a panic would end the process.
-	defer func() {
-		if p := recover(); p != nil {
-			a.log.Error("panic while handling a gateway event", "event", e.Type, "panic", fmt.Sprint(p))
-		}
-	}()
+	_ = a.toBot("gateway event "+e.Type, func() error {
+		a.dispatch(ctx, e)
+		return nil
+	})
+}
+
+// dispatch handles one gateway dispatch.
+func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 	switch e.Type {
 	case "READY":
 		var r struct {
@@ -261,12 +270,14 @@ func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
 	if m.Member != nil && m.Member.Nick != "" {
 		name = m.Member.Nick
 	}
-	if err := a.h.HandleReply(ctx, bot.Reply{
-		Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
-		Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
-		Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)},
-		Text:    strings.TrimSpace(text),
-		Key:     "discord:msg:" + m.ID,
+	if err := a.toBot("thread reply", func() error {
+		return a.h.HandleReply(ctx, bot.Reply{
+			Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
+			Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
+			Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)},
+			Text:    strings.TrimSpace(text),
+			Key:     "discord:msg:" + m.ID,
+		})
 	}); err != nil {
 		return fmt.Errorf("thread reply %s not taken by the bot: %w", m.ID, err)
 	}
@@ -292,6 +303,12 @@ type pendingReply struct {
 
 // keepReply queues m for retryReplies after err, or logs why it is dropped.
 func (a *Adapter) keepReply(m *discordgo.Message, err error) {
+	if lifecycle.IsPanic(err) {
+		// A bug (the stack is logged): retrying would only repeat it.
+		a.m.lostReplies.Inc()
+		a.log.Error("thread message dropped: handing it to the bot panicked", "message", m.ID, "channel", m.ChannelID, "err", err)
+		return
+	}
 	kind, after := bot.Classify(err)
 	if kind == bot.Permanent {
 		a.m.lostReplies.Inc()
@@ -350,6 +367,9 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 			err := a.handOver(ctx, p.m)
 			switch kind, after := bot.Classify(err); {
 			case err == nil:
+			case lifecycle.IsPanic(err):
+				a.m.lostReplies.Inc()
+				a.log.Error("thread message dropped: handing it to the bot panicked", "message", p.m.ID, "channel", p.m.ChannelID, "err", err)
 			case kind == bot.Permanent:
 				a.m.lostReplies.Inc()
 				a.log.Warn("thread message dropped: Discord says it cannot be read", "message", p.m.ID, "channel", p.m.ChannelID, "err", err)

@@ -72,7 +72,7 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 			break
 		}
 		c := a.command(ctx, in, data, r)
-		resp = a.within(ctx, r, false, func() bot.Ack { return a.h.HandleCommand(ctx, c) })
+		resp = a.within(ctx, r, false, "command", func() bot.Ack { return a.h.HandleCommand(ctx, c) })
 	case discordgo.InteractionMessageComponent:
 		kind = "component"
 		act, ok := a.action(in, r)
@@ -80,7 +80,7 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 			resp = a.ephemeral("This button is not supported.")
 			break
 		}
-		resp = a.within(ctx, r, true, func() bot.Ack { return a.h.HandleAction(ctx, act) })
+		resp = a.within(ctx, r, true, "button", func() bot.Ack { return a.h.HandleAction(ctx, act) })
 	case discordgo.InteractionModalSubmit:
 		kind = "modal"
 		sub, ok := a.submission(ctx, in, r)
@@ -104,19 +104,21 @@ func (a *Adapter) ephemeral(text string) interactionResponse {
 	return interactionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource, Data: p}
 }
 
-// within runs the handler; if its Ack is late the interaction is deferred
-// and the Ack's message, when it comes, is sent as a followup.
-func (a *Adapter) within(ctx context.Context, r *responder, component bool, call func() bot.Ack) interactionResponse {
+// within hands the interaction to the bot (call, through toBot); if its
+// Ack is late the interaction is deferred and the Ack's message, when it
+// comes, is sent as a followup. A panic in call is answered with msgBroke.
+func (a *Adapter) within(ctx context.Context, r *responder, component bool, what string, call func() bot.Ack) interactionResponse {
 	ch := make(chan bot.Ack, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				a.log.Error("bot handler panicked", "panic", fmt.Sprint(p))
-				ch <- bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("Something went wrong; please try again.")}}}, Private: true}
-			}
-		}()
-		ch <- call()
-	}()
+	if !a.life.GoWork(what, func(context.Context) error {
+		var ack bot.Ack
+		if err := a.toBot(what, func() error { ack = call(); return nil }); err != nil {
+			ack = bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T(msgBroke)}}}, Private: true}
+		}
+		ch <- ack
+		return nil
+	}) {
+		return a.ephemeral(msgStopping)
+	}
 	t := time.NewTimer(a.cfg.AckTimeout)
 	defer t.Stop()
 	select {
@@ -126,7 +128,7 @@ func (a *Adapter) within(ctx context.Context, r *responder, component bool, call
 	}
 	a.log.Warn("the bot did not acknowledge in time; deferring the answer", "after", a.cfg.AckTimeout)
 	resp := a.ackResponse(r, component, bot.Ack{Private: true})
-	go func() {
+	a.life.GoWork("late answer", func(context.Context) error {
 		ack := <-ch
 		switch {
 		case ack.Message != nil:
@@ -134,7 +136,8 @@ func (a *Adapter) within(ctx context.Context, r *responder, component bool, call
 		case ack.Form != nil:
 			_ = r.respondLogged(ctx, bot.Message{Text: []bot.Line{{bot.T("That took too long to open the form; please try again.")}}}, true)
 		}
-	}()
+		return nil
+	})
 	return resp
 }
 
@@ -174,26 +177,28 @@ func (a *Adapter) ackResponse(r *responder, component bool, ack bot.Ack) interac
 // deferred (silently when the modal came from a button).
 func (a *Adapter) submitWithin(ctx context.Context, r *responder, fromMessage bool, call func() bot.SubmitAck) interactionResponse {
 	ch := make(chan bot.SubmitAck, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				a.log.Error("bot handler panicked", "panic", fmt.Sprint(p))
-				ch <- bot.SubmitAck{Errors: map[string]string{"": "Something went wrong; please try again."}}
-			}
-		}()
-		ch <- call()
-	}()
+	if !a.life.GoWork("form submission", func(context.Context) error {
+		var ack bot.SubmitAck
+		if err := a.toBot("form submission", func() error { ack = call(); return nil }); err != nil {
+			ack = bot.SubmitAck{Errors: map[string]string{"": msgBroke}}
+		}
+		ch <- ack
+		return nil
+	}) {
+		return a.ephemeral(msgStopping)
+	}
 	t := time.NewTimer(a.cfg.AckTimeout)
 	defer t.Stop()
 	var ack bot.SubmitAck
 	select {
 	case ack = <-ch:
 	case <-t.C:
-		go func() {
+		a.life.GoWork("late form errors", func(context.Context) error {
 			if late := <-ch; len(late.Errors) > 0 {
 				_ = r.respondLogged(ctx, formErrors(late.Errors), true)
 			}
-		}()
+			return nil
+		})
 	}
 	if len(ack.Errors) > 0 {
 		resp := interactionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource}
@@ -403,13 +408,22 @@ func (r *responder) sent(ok bool) {
 		deferred := r.deferred
 		r.mu.Unlock()
 		if ok && deferred {
-			time.AfterFunc(r.a.cfg.DeferredTimeout, r.watchdog)
+			r.a.life.GoWork("deferred answer watchdog", func(ctx context.Context) error {
+				t := time.NewTimer(r.a.cfg.DeferredTimeout)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					r.watchdog(ctx)
+				case <-r.a.life.Stopping(): // not worth holding Stop up for
+				}
+				return nil
+			})
 		}
 	})
 }
 
 // watchdog replaces a deferred answer the bot never filled.
-func (r *responder) watchdog() {
+func (r *responder) watchdog(ctx context.Context) {
 	r.mu.Lock()
 	if r.used {
 		r.mu.Unlock()
@@ -417,7 +431,6 @@ func (r *responder) watchdog() {
 	}
 	r.used = true
 	r.mu.Unlock()
-	ctx := context.Background()
 	_, err := r.a.doInteraction(ctx, "edit original response", http.MethodPatch,
 		discordgo.EndpointWebhookMessage(r.appID, r.token, "@original"), render(bot.Message{Text: []bot.Line{{bot.T("Done.")}}}))
 	if err != nil {

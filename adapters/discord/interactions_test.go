@@ -19,6 +19,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // post sends a signed (or deliberately mis-signed) interaction to srv.
@@ -105,8 +106,8 @@ func TestHTTPInteractionSignature(t *testing.T) {
 			require.JSONEq(t, tt.want, string(body), tt.name)
 		}
 	}
-	require.Eventually(t, func() bool { return f.h.commandCount() == 1 }, 5*time.Second, 10*time.Millisecond,
-		"exactly the rightly signed command reached the bot")
+	testwait.For(t, 5*time.Second, "the rightly signed command to reach the bot", func() bool { return f.h.commandCount() == 1 }, f.h)
+	require.Equal(t, 1, f.h.commandCount(), "exactly the rightly signed command reached the bot")
 }
 
 func TestHTTPInteractionReplayIsRejected(t *testing.T) {
@@ -244,14 +245,14 @@ func TestGatewayInteractions(t *testing.T) {
 			}
 		}, 5, func(t *testing.T, f fixture, cb discordfake.Callback) {
 			require.Less(t, cb.Latency, 3*time.Second)
-			require.Eventually(t, func() bool {
+			testwait.For(t, 5*time.Second, "the late answer", func() bool {
 				for _, m := range f.fake.Messages(channelID) {
 					if m.Content == "late answer" {
 						return true
 					}
 				}
 				return false
-			}, 5*time.Second, 10*time.Millisecond)
+			}, f.fake)
 		}},
 		{"autocomplete suggests cases", func(f fixture, _ discordfake.Message) map[string]any {
 			return f.fake.AutocompletePayload(channelID, analystID, "experts", "status", "case", "eod-1")
@@ -317,10 +318,10 @@ func TestDeferredAnswerIsClosedWhenTheBotNeverAnswers(t *testing.T) {
 	cb, err := in.Wait(5 * time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 5, cb.Type)
-	require.Eventually(t, func() bool {
+	testwait.For(t, 5*time.Second, "the deferred answer closed, no endless \"thinking...\"", func() bool {
 		m, ok := f.fake.OriginalResponse(in)
 		return ok && m.Content == "Done."
-	}, 5*time.Second, 10*time.Millisecond, "no endless \"thinking...\"")
+	}, f.fake)
 }
 
 func TestGatewayReconnectsWhenDiscordDropsIt(t *testing.T) {
@@ -328,7 +329,7 @@ func TestGatewayReconnectsWhenDiscordDropsIt(t *testing.T) {
 	f := setup(t)
 	f.start(t)
 	f.fake.DropSessions()
-	require.Eventually(t, func() bool { return f.fake.Identifies() >= 2 && f.fake.Sessions() == 1 }, 15*time.Second, 20*time.Millisecond)
+	testwait.For(t, 15*time.Second, "a new session after the drop", func() bool { return f.fake.Identifies() >= 2 && f.fake.Sessions() == 1 }, f.fake)
 	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
 	require.NoError(t, err)
 	_, err = in.Wait(5 * time.Second)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // replicas starts two adapters with one token against one fake, each with
@@ -31,7 +32,7 @@ func replicas(t *testing.T) (fixture, [2]*discord.Adapter, *pgxpool.Pool) {
 		cfg.LeaderGrace = 500 * time.Millisecond
 		a, err := discord.New(cfg, testLogger(t), prometheus.NewRegistry(), f.h)
 		require.NoError(t, err)
-		t.Cleanup(a.Stop)
+		t.Cleanup(func() { require.NoError(t, a.Stop()) })
 		require.NoError(t, a.Start(ctx))
 		out[i] = a
 	}
@@ -54,7 +55,7 @@ func TestReplicasHoldOneGatewaySession(t *testing.T) {
 		name string
 		kill func(t *testing.T, lead *discord.Adapter, admin *pgxpool.Pool)
 	}{
-		{"leader stops", func(_ *testing.T, lead *discord.Adapter, _ *pgxpool.Pool) { lead.Stop() }},
+		{"leader stops", func(t *testing.T, lead *discord.Adapter, _ *pgxpool.Pool) { require.NoError(t, lead.Stop()) }},
 		{"leader loses its lock connection", func(t *testing.T, _ *discord.Adapter, admin *pgxpool.Pool) {
 			// What the database sees when a leader dies or is cut off.
 			_, err := admin.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
@@ -73,8 +74,8 @@ func TestReplicasHoldOneGatewaySession(t *testing.T) {
 
 			start := time.Now()
 			tt.kill(t, lead, admin)
-			require.Eventually(t, func() bool { return f.fake.Identifies() > before && f.fake.Sessions() == 1 }, 10*time.Second, 10*time.Millisecond,
-				"another replica connects")
+			testwait.For(t, 10*time.Second, "another replica connects",
+				func() bool { return f.fake.Identifies() > before && f.fake.Sessions() == 1 }, f.fake)
 			took := time.Since(start)
 			t.Logf("takeover in %s", took.Round(10*time.Millisecond))
 			require.Less(t, took, 5*time.Second)

@@ -18,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 const (
@@ -43,9 +44,16 @@ type handler struct {
 	// when it cannot store a reply; replyCalls counts every call.
 	refuseReplies int
 	replyCalls    int
+	// panicReplies makes the next HandleReply calls panic, as a bug would.
+	panicReplies int
 	// onComplete makes the handler a bot.Completer.
 	onComplete func(u bot.User, channel, typed string) []bot.Choice
+	// changed signals after every command, action and submission recorded.
+	changed testwait.Signal
 }
+
+// Subscribe implements testwait.Source.
+func (h *handler) Subscribe() (<-chan struct{}, func()) { return h.changed.Subscribe() }
 
 func (h *handler) CompleteCases(_ context.Context, u bot.User, channel, typed string) []bot.Choice {
 	h.mu.Lock()
@@ -64,6 +72,7 @@ func (h *handler) HandleCommand(_ context.Context, c bot.Command) bot.Ack {
 	h.commands = append(h.commands, c)
 	f := h.onCommand
 	h.mu.Unlock()
+	h.changed.Notify()
 	if f != nil {
 		return f(c)
 	}
@@ -75,6 +84,7 @@ func (h *handler) HandleAction(_ context.Context, a bot.Action) bot.Ack {
 	h.actions = append(h.actions, a)
 	f := h.onAction
 	h.mu.Unlock()
+	h.changed.Notify()
 	if f != nil {
 		return f(a)
 	}
@@ -86,6 +96,7 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 	h.submits = append(h.submits, s)
 	f := h.onSubmit
 	h.mu.Unlock()
+	h.changed.Notify()
 	if f != nil {
 		return f(s)
 	}
@@ -95,6 +106,11 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 func (h *handler) HandleReply(_ context.Context, r bot.Reply) error {
 	h.mu.Lock()
 	h.replyCalls++
+	if h.panicReplies > 0 {
+		h.panicReplies--
+		h.mu.Unlock()
+		panic("reply bug")
+	}
 	if h.refuseReplies > 0 {
 		h.refuseReplies--
 		h.mu.Unlock()
@@ -127,6 +143,7 @@ type fixture struct {
 	h       *handler
 	priv    ed25519.PrivateKey
 	cfg     discord.Config
+	reg     *prometheus.Registry
 }
 
 type option func(*discord.Config)
@@ -161,10 +178,11 @@ func setup(t testing.TB, opts ...option) fixture {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	a, err := discord.New(cfg, testLogger(t), prometheus.NewRegistry(), h)
+	reg := prometheus.NewRegistry()
+	a, err := discord.New(cfg, testLogger(t), reg, h)
 	require.NoError(t, err)
-	t.Cleanup(a.Stop)
-	return fixture{fake: fake, adapter: a, h: h, priv: priv, cfg: cfg}
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	return fixture{fake: fake, adapter: a, h: h, priv: priv, cfg: cfg, reg: reg}
 }
 
 // start starts the adapter and waits for its gateway session.

@@ -20,6 +20,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
@@ -147,18 +148,9 @@ type Adapter struct {
 	teamID    string
 	botUserID string
 
-	runMu sync.Mutex
-	// base is the context of inbound work; cancelled last, when Stop has
-	// waited for that work.
-	base   context.Context
-	cancel context.CancelFunc
-	// session ends Socket Mode; cancelled first by Stop.
-	session     context.Context
-	stopSession context.CancelFunc
-	started     bool
-	stopped     bool
-	loop        sync.WaitGroup
-	bg          sync.WaitGroup
+	// life runs Socket Mode (its loop, cancelled first by Stop) and the
+	// work on inbound events (its work, given stopGrace to finish).
+	life *lifecycle.Group
 }
 
 var _ bot.Adapter = (*Adapter)(nil)
@@ -193,20 +185,20 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 	if cfg.AppToken != "" {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken.Value()))
 	}
-	base, cancel := context.WithCancel(context.Background())
-	session, stopSession := context.WithCancel(base)
+	log = log.With("adapter", "slack")
+	life, err := lifecycle.New("slack", lifecycle.Options{Log: log, Registerer: reg, Grace: stopGrace})
+	if err != nil {
+		return nil, fmt.Errorf("slack adapter: %w", err)
+	}
 	return &Adapter{
-		session:     session,
-		stopSession: stopSession,
-		cfg:         cfg,
-		log:         log.With("adapter", "slack"),
-		handler:     handler,
-		api:         slack.New(cfg.BotToken.Value(), opts...),
-		metrics:     m,
-		users:       newTTLCache[string](cfg.UserCacheTTL, 10000),
-		triggers:    newTTLCache[string](10*time.Second, 10000),
-		base:        base,
-		cancel:      cancel,
+		cfg:      cfg,
+		log:      log,
+		handler:  handler,
+		api:      slack.New(cfg.BotToken.Value(), opts...),
+		metrics:  m,
+		users:    newTTLCache[string](cfg.UserCacheTTL, 10000),
+		triggers: newTTLCache[string](10*time.Second, 10000),
+		life:     life,
 	}, nil
 }
 
@@ -216,64 +208,59 @@ func (a *Adapter) Platform() bot.Platform { return bot.Slack }
 // Start checks the bot token (auth.test, which also tells the adapter its own
 // bot user; a rejected token is an error, an unreachable Slack only a
 // warning) and, when an app token is set, runs Socket Mode until Stop or
-// until ctx ends. It returns once the token is checked.
+// until ctx ends. It returns once the token is checked. A second Start is an
+// error (lifecycle.ErrStarted).
 func (a *Adapter) Start(ctx context.Context) error {
-	a.runMu.Lock()
-	defer a.runMu.Unlock()
-	if a.stopped {
-		return errors.New("slack adapter: Start after Stop")
-	}
-	if a.started {
-		return nil
-	}
-	if _, err := a.identity(ctx); err != nil {
-		if kind, _ := bot.Classify(err); kind == bot.Permanent {
-			return fmt.Errorf("slack: check the bot token: %w", err)
+	return a.life.Start(ctx, func(ctx context.Context) error {
+		if _, err := a.identity(ctx); err != nil {
+			if kind, _ := bot.Classify(err); kind == bot.Permanent {
+				return fmt.Errorf("slack: check the bot token: %w", err)
+			}
+			// Slack unreachable for now: carry on, identity is asked again when needed.
+			a.log.Warn("auth.test failed; starting anyway", "err", err)
 		}
-		// Slack unreachable for now: carry on, identity is asked again when needed.
-		a.log.Warn("auth.test failed; starting anyway", "err", err)
-	}
-	a.started = true
-	if a.cfg.AppToken != "" {
-		run, cancel := context.WithCancel(a.session)
-		stop := context.AfterFunc(ctx, cancel)
-		a.loop.Go(func() {
-			defer stop()
-			a.runSocketMode(run)
-		})
-	}
-	return nil
+		if a.cfg.AppToken != "" {
+			a.life.Go("socket mode", func(ctx context.Context) error {
+				a.runSocketMode(ctx)
+				return nil
+			})
+		}
+		return nil
+	})
 }
 
-// Stop ends Socket Mode, then waits (up to 10 seconds) for inbound work in
-// flight to finish before cancelling it. It is safe to call more than once.
-// Stop the HTTP server before it, so that no new request arrives.
-func (a *Adapter) Stop() {
-	a.runMu.Lock()
-	if a.stopped {
-		a.runMu.Unlock()
-		return
+// stopGrace is how long Stop lets inbound work in flight finish before it
+// cancels it.
+const stopGrace = 10 * time.Second
+
+// Stop ends Socket Mode, then waits (up to stopGrace) for inbound work in
+// flight to finish before cancelling it, and returns when all of it has
+// ended. It is safe before Start and more than once. Stop the HTTP server
+// before it, so that no new request arrives.
+func (a *Adapter) Stop() error { return a.life.Stop() }
+
+// background runs f on the adapter's work context, tracked by Stop. After
+// Stop it is not run.
+func (a *Adapter) background(what string, f func(ctx context.Context)) {
+	if !a.life.GoWork(what, func(ctx context.Context) error {
+		f(ctx)
+		return nil
+	}) {
+		a.log.Info("stopped: not done", "work", what)
 	}
-	a.stopped = true
-	a.runMu.Unlock()
-	a.stopSession()
-	done := make(chan struct{})
-	go func() {
-		a.loop.Wait()
-		a.bg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		a.log.Warn("stopped with inbound work still running; cancelling it")
-	}
-	a.cancel()
 }
 
-// background runs f on the adapter's context, tracked by Stop.
-func (a *Adapter) background(f func(ctx context.Context)) {
-	a.bg.Go(func() { f(a.base) })
+// msgBroke is the answer when handing an event to the bot failed with a
+// panic (logged with its stack, counted in threatdesk_panics_total).
+const msgBroke = "Something went wrong in threatdesk; please try again."
+
+// msgStopping is the answer to an event that arrives while the adapter stops.
+const msgStopping = "threatdesk is restarting, so nothing was done. Please try again in a minute."
+
+// toBot is the adapter's panic boundary: every inbound event is handed to
+// the bot through it, and a panic there becomes an error result.
+func (a *Adapter) toBot(what string, f func() error) error {
+	return a.life.Guard(what, f)
 }
 
 // identity returns our team id and bot user id, calling auth.test once.

@@ -2,6 +2,7 @@ package slack_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // deliveryConfig is a one-org bot config on the fake workspace of setup.
@@ -46,11 +48,11 @@ type process struct {
 }
 
 // kill ends the process the way a crash does for what matters here: its
-// calls in flight are abandoned and nothing more is recorded.
-func (p *process) kill() {
+// calls in flight are abandoned and nothing more is recorded. It reports
+// whether anything of the process ended with an error (a panic).
+func (p *process) kill() error {
 	p.cancel()
-	p.bot.Stop()
-	p.adapter.Stop()
+	return errors.Join(p.bot.Stop(), p.adapter.Stop())
 }
 
 func startProcess(t *testing.T, fake *slackfake.Server, db *pgxpool.Pool, cfg bot.Config, socket bool) *process {
@@ -77,7 +79,7 @@ func startProcess(t *testing.T, fake *slackfake.Server, db *pgxpool.Pool, cfg bo
 	require.NoError(t, b.Start(ctx))
 	require.NoError(t, a.Start(ctx))
 	p := &process{bot: b, adapter: a, cancel: cancel}
-	t.Cleanup(p.kill)
+	t.Cleanup(func() { require.NoError(t, p.kill()) })
 	if socket {
 		require.NoError(t, fake.WaitConnected(ctx))
 	}
@@ -119,7 +121,7 @@ func TestExactlyOnceWhenTheAnswerIsLost(t *testing.T) {
 				t.Fatal("the desk card never reached Slack")
 			}
 			if tc.kill {
-				first.kill()
+				require.NoError(t, first.kill())
 				// The dead process's lease runs out.
 				_, err := db.Exec(context.Background(), `UPDATE outbox SET locked_until = now() WHERE locked_until > now()`)
 				require.NoError(t, err)
@@ -158,7 +160,7 @@ func TestRetryAfterCountsFromThe429(t *testing.T) {
 	_, err := fake.Command(t.Context(), slackfake.SlashCommand{Text: `ask "is this beacon normal?"`, UserID: analyst, ChannelID: socChannel})
 	require.NoError(t, err)
 	var posts []slackfake.Call
-	require.Eventually(t, func() bool {
+	testwait.For(t, 20*time.Second, "the 429 and the post after it", func() bool {
 		posts = nil
 		for _, c := range fake.Calls("chat.postMessage") {
 			if c.Form.Get("channel") == socChannel {
@@ -166,7 +168,7 @@ func TestRetryAfterCountsFromThe429(t *testing.T) {
 			}
 		}
 		return len(posts) == 2 && posts[1].Status == 200
-	}, 20*time.Second, 10*time.Millisecond)
+	}, fake)
 	require.Equal(t, 429, posts[0].Status)
 	gap := posts[1].Received.Sub(posts[0].At)
 	t.Logf("the retry reached the fake %s after the 429 was sent", gap)

@@ -129,7 +129,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"method", "result"}),
 		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "slack", Name: "inbound_total",
-			Help: "Deliveries from Slack by kind (command, action, submit, event) and result (handled, duplicate, ignored, rejected, bad).",
+			Help: "Deliveries from Slack by kind (command, action, submit, event) and result (handled, duplicate, ignored, rejected, bad, unstored: not acknowledged, failed: handing it to the bot panicked).",
 		}, []string{"transport", "kind", "result"}),
 		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "threatdesk", Subsystem: "slack", Name: "ack_seconds",

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // TestConsultFlowOverSlack runs the whole consult flow with the real bot,
@@ -56,14 +56,14 @@ func TestConsultFlowOverSlack(t *testing.T) {
 
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		if !assert.Eventually(t, cond, 20*time.Second, 20*time.Millisecond, what) {
+		if !testwait.Until(20*time.Second, cond, fake) { // checked whenever the fake records something
 			for _, m := range fake.Messages("") {
 				t.Logf("message %s %s thread=%q eph=%v edits=%d: %s", m.Channel, m.TS, m.ThreadTS, m.Ephemeral, m.Edits, texts(t, m.Blocks))
 			}
 			for _, r := range fake.Responses() {
 				t.Logf("response %s: %s %s", r.ResponseType, r.Text, texts(t, r.Blocks))
 			}
-			t.FailNow()
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 	responded := func(want string) func() bool {

@@ -7,12 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 )
 
 // Delivery keys. A command, action or submission is keyed by its trigger_id
@@ -82,20 +85,30 @@ func (a *Adapter) handleCommand(ctx context.Context, transport string, sc slack.
 		Respond:  resp,
 		Received: time.Now(),
 	}
-	ack, late := a.callHandler(func() bot.Ack { return a.handler.HandleCommand(ctx, cmd) })
+	ack, late := a.callHandler("slash command", func() bot.Ack { return a.handler.HandleCommand(ctx, cmd) })
 	a.metrics.in(transport, "command", "handled")
 	if late != nil {
-		a.background(func(ctx context.Context) { a.finishLate(ctx, late, sc.TriggerID, resp) })
+		a.background("late answer", func(ctx context.Context) { a.finishLate(ctx, late, sc.TriggerID, resp) })
 		return nil
 	}
 	return a.deliverAck(ack, sc.TriggerID, resp)
 }
 
-// callHandler runs f and waits up to AckTimeout. When f is slower, it
-// returns a channel that will carry f's Ack.
-func (a *Adapter) callHandler(f func() bot.Ack) (bot.Ack, <-chan bot.Ack) {
+// callHandler hands an event to the bot (f, through toBot) and waits up to
+// AckTimeout. When f is slower, it returns a channel that will carry f's
+// Ack. A panic in f is answered with msgBroke.
+func (a *Adapter) callHandler(what string, f func() bot.Ack) (bot.Ack, <-chan bot.Ack) {
 	ch := make(chan bot.Ack, 1)
-	go func() { ch <- f() }()
+	if !a.life.GoWork(what, func(context.Context) error {
+		var ack bot.Ack
+		if err := a.toBot(what, func() error { ack = f(); return nil }); err != nil {
+			ack = bot.Ack{Message: plainMessage(msgBroke), Private: true}
+		}
+		ch <- ack
+		return nil
+	}) {
+		return bot.Ack{Message: plainMessage(msgStopping), Private: true}, nil
+	}
 	t := time.NewTimer(a.cfg.AckTimeout)
 	defer t.Stop()
 	select {
@@ -127,7 +140,7 @@ func (a *Adapter) finishLate(ctx context.Context, late <-chan bot.Ack, trigger s
 func (a *Adapter) deliverAck(ack bot.Ack, trigger string, resp *responder) any {
 	if ack.Form != nil {
 		f := *ack.Form
-		a.background(func(ctx context.Context) { a.openForm(ctx, trigger, f, resp) })
+		a.background("open form", func(ctx context.Context) { a.openForm(ctx, trigger, f, resp) })
 	}
 	if ack.Message == nil {
 		return nil
@@ -135,7 +148,7 @@ func (a *Adapter) deliverAck(ack bot.Ack, trigger string, resp *responder) any {
 	payload := ackMessage(*ack.Message, ack.Private)
 	if b, err := json.Marshal(payload); err != nil || len(b) > maxAckBytes {
 		m, private := *ack.Message, ack.Private
-		a.background(func(ctx context.Context) {
+		a.background("answer", func(ctx context.Context) {
 			if err := resp.Respond(ctx, m, private); err != nil {
 				a.log.Warn("answer not delivered", "err", err)
 			}
@@ -186,19 +199,19 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			Trigger: cb.TriggerID,
 			Respond: resp,
 		}
-		ack, late := a.callHandler(func() bot.Ack { return a.handler.HandleAction(ctx, action) })
+		ack, late := a.callHandler("button", func() bot.Ack { return a.handler.HandleAction(ctx, action) })
 		a.metrics.in(transport, kind, "handled")
 		if late != nil {
-			a.background(func(ctx context.Context) { a.finishLate(ctx, late, cb.TriggerID, resp) })
+			a.background("late answer", func(ctx context.Context) { a.finishLate(ctx, late, cb.TriggerID, resp) })
 			return nil
 		}
 		if ack.Form != nil {
 			f := *ack.Form
-			a.background(func(ctx context.Context) { a.openForm(ctx, cb.TriggerID, f, resp) })
+			a.background("open form", func(ctx context.Context) { a.openForm(ctx, cb.TriggerID, f, resp) })
 		}
 		if ack.Message != nil {
 			m, private := *ack.Message, ack.Private
-			a.background(func(ctx context.Context) {
+			a.background("answer", func(ctx context.Context) {
 				if err := resp.Respond(ctx, m, private); err != nil {
 					a.log.Warn("answer to a button not delivered", "err", err)
 				}
@@ -239,12 +252,22 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			Respond: &responder{a: a, url: url, channel: channel, user: cb.User.ID},
 		}
 		ch := make(chan bot.SubmitAck, 1)
-		go func() { ch <- a.handler.HandleSubmit(ctx, sub) }()
 		var sack bot.SubmitAck
-		select {
-		case sack = <-ch:
-		case <-time.After(a.cfg.AckTimeout):
-			a.log.Warn("form handler slower than the acknowledgement deadline; closing the form")
+		if a.life.GoWork("form submission", func(context.Context) error {
+			var s bot.SubmitAck
+			if err := a.toBot("form submission", func() error { s = a.handler.HandleSubmit(ctx, sub); return nil }); err != nil {
+				s = formError(values, msgBroke) // the form stays open, its text kept
+			}
+			ch <- s
+			return nil
+		}) {
+			select {
+			case sack = <-ch:
+			case <-time.After(a.cfg.AckTimeout):
+				a.log.Warn("form handler slower than the acknowledgement deadline; closing the form")
+			}
+		} else {
+			sack = formError(values, msgStopping)
 		}
 		a.metrics.in(transport, kind, "handled")
 		if len(sack.Errors) > 0 {
@@ -255,6 +278,21 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		a.metrics.in(transport, kind, "ignored")
 		return nil
 	}
+}
+
+// plainMessage is a message of one line of text.
+func plainMessage(text string) *bot.Message {
+	return &bot.Message{Text: []bot.Line{{bot.T(text)}}}
+}
+
+// formError keeps a submitted form open, its text kept, with msg under one
+// of its fields (the first by id).
+func formError(values map[string]string, msg string) bot.SubmitAck {
+	field := ""
+	if ids := slices.Sorted(maps.Keys(values)); len(ids) > 0 {
+		field = ids[0]
+	}
+	return bot.SubmitAck{Errors: map[string]string{field: msg}}
 }
 
 // outerEvent is an Events API callback, decoded by us (not slack-go) so that
@@ -307,7 +345,14 @@ func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte)
 		a.metrics.in(transport, "event", "ignored")
 		return nil
 	}
-	if err := a.handler.HandleReply(ctx, reply); err != nil {
+	err := a.toBot("thread reply", func() error { return a.handler.HandleReply(ctx, reply) })
+	if lifecycle.IsPanic(err) {
+		// A bug (the stack is logged): a redelivery would only repeat it.
+		a.metrics.in(transport, "event", "failed")
+		a.log.Error("thread reply dropped: handing it to the bot panicked", "key", reply.Key, "err", err)
+		return nil
+	}
+	if err != nil {
 		a.metrics.in(transport, "event", "unstored")
 		return fmt.Errorf("thread reply %s: %w", reply.Key, err)
 	}

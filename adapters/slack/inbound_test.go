@@ -95,12 +95,12 @@ func openCase(t *testing.T, ctx context.Context, fake *slackfake.Server, db *pgx
 	t.Helper()
 	_, err := fake.Command(ctx, slackfake.SlashCommand{UserID: analyst, ChannelID: socChannel, Text: `ask "is this lateral movement?"`})
 	require.NoError(t, err)
-	eventually(t, func() bool {
+	waitFor(t, "receipt and desk card of "+ref, func() bool {
 		var ok1, ok2 bool
 		receipt, ok1 = topLevel(t, fake, socChannel, ref)
 		card, ok2 = topLevel(t, fake, deskChannel, ref)
 		return ok1 && ok2
-	}, "receipt and desk card of "+ref)
+	}, fake)
 	eventually(t, func() bool {
 		var n int
 		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM bot_anchor WHERE stream = $1`, "case:"+ref).Scan(&n))
@@ -137,13 +137,13 @@ func TestRetriedEventProcessedOnceAcrossRestart(t *testing.T) {
 	_, cb := fake.UserMessage(deskChannel, card.TS, expert, "relayed exactly once")
 	_, err := fake.Event(ctx, cb, 0)
 	require.NoError(t, err)
-	eventually(t, func() bool { return inThread(t, fake, socChannel, receipt.TS, "relayed exactly once") == 1 }, "relayed")
+	waitFor(t, "relayed", func() bool { return inThread(t, fake, socChannel, receipt.TS, "relayed exactly once") == 1 }, fake)
 	settled(t, ctx, db)
-	first.stop()
-	eventually(t, func() bool { return fake.Connections() == 0 }, "the first process is gone")
+	first.stop(t)
+	waitFor(t, "the first process is gone", func() bool { return fake.Connections() == 0 }, fake)
 
 	startRealBotOn(t, ctx, fake, realConfig(fake), db)
-	eventually(t, func() bool { return fake.Connections() == 1 }, "the second process is connected")
+	waitFor(t, "the second process is connected", func() bool { return fake.Connections() == 1 }, fake)
 	_, err = fake.Event(ctx, cb, 1)
 	require.NoError(t, err, "the redelivery is acknowledged")
 	settled(t, ctx, db)
@@ -214,10 +214,10 @@ func TestDatabaseOutage(t *testing.T) {
 	_, err = fake.Event(ctx, overSocket, 1)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, postEvent("1"))
-	eventually(t, func() bool {
+	waitFor(t, "both replies relayed", func() bool {
 		return inThread(t, fake, socChannel, receipt.TS, "sent over socket mode during the outage") == 1 &&
 			inThread(t, fake, socChannel, receipt.TS, "sent over HTTP during the outage") == 1
-	}, "both replies relayed")
+	}, fake)
 	settled(t, ctx, healthy)
 	require.Equal(t, 1, inThread(t, fake, socChannel, receipt.TS, "sent over socket mode during the outage"))
 	require.Equal(t, 1, inThread(t, fake, socChannel, receipt.TS, "sent over HTTP during the outage"))
@@ -252,7 +252,7 @@ func TestRedeliveredCommandOpensOneCase(t *testing.T) {
 	ack, err := fake.Send(ctx, slackfake.Envelope{EnvelopeID: "env-1", Type: "slash_commands", Payload: payload, AcceptsResponsePayload: true, RetryAttempt: 1, RetryReason: "timeout"}, nil)
 	require.NoError(t, err)
 	require.Empty(t, ack.Payload)
-	eventually(t, func() bool { return responses(fake, "Opened EOD-1") == 1 }, "the analyst is answered")
+	waitFor(t, "the analyst is answered", func() bool { return responses(fake, "Opened EOD-1") == 1 }, fake)
 	settled(t, ctx, db)
 	require.Equal(t, 1, responses(fake, "Opened EOD-"))
 	var cases int

@@ -20,6 +20,7 @@ import (
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // samples holds Slack's published payloads (see testdata/README.md).
@@ -43,17 +44,18 @@ type recorder struct {
 	onCmd    func(bot.Command) bot.Ack
 	onAction func(bot.Action) bot.Ack
 	onSubmit func(bot.Submission) bot.SubmitAck
-	changed  chan struct{}
+	changed  testwait.Signal // after every event recorded
+	// panicReplies makes the next HandleReply calls panic, as a bug would.
+	panicReplies int
 }
 
-func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1000)} }
+func newRecorder() *recorder { return &recorder{} }
 
-func (r *recorder) poke() {
-	select {
-	case r.changed <- struct{}{}:
-	default:
-	}
-}
+func (r *recorder) poke() { r.changed.Notify() }
+
+// Subscribe implements testwait.Source: it signals after every event the
+// recorder got.
+func (r *recorder) Subscribe() (<-chan struct{}, func()) { return r.changed.Subscribe() }
 
 func (r *recorder) HandleCommand(_ context.Context, c bot.Command) bot.Ack {
 	r.mu.Lock()
@@ -93,6 +95,11 @@ func (r *recorder) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitA
 
 func (r *recorder) HandleReply(_ context.Context, rp bot.Reply) error {
 	r.mu.Lock()
+	if r.panicReplies > 0 {
+		r.panicReplies--
+		r.mu.Unlock()
+		panic("reply bug")
+	}
 	r.replies = append(r.replies, rp)
 	r.mu.Unlock()
 	r.poke()
@@ -199,7 +206,7 @@ func setup(t testing.TB, o setupOpts) fixture {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	t.Cleanup(a.Stop)
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
 	if o.socket {
 		require.NoError(t, a.Start(ctx))
 		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
@@ -231,10 +238,19 @@ func (w *testWriter) done() {
 	w.closed = true
 }
 
-// eventually polls cond until it holds or 5 seconds pass.
+// eventually polls cond until it holds or 5 seconds pass: only for state
+// nothing signals (the database); for what a fake or the recorder records,
+// use waitFor.
 func eventually(t testing.TB, cond func() bool, msg string) {
 	t.Helper()
 	require.Eventually(t, cond, 5*time.Second, 5*time.Millisecond, msg)
+}
+
+// waitFor waits up to 5 seconds until cond holds, checking it whenever one
+// of sources (the fake, the recorder) records something.
+func waitFor(t testing.TB, what string, cond func() bool, sources ...testwait.Source) {
+	t.Helper()
+	testwait.For(t, 5*time.Second, what, cond, sources...)
 }
 
 // texts returns every "text" string in a JSON document (blocks, a payload), joined by newlines.
@@ -285,9 +301,10 @@ type realBot struct {
 }
 
 // stop stops the process: adapter first, then the bot, as the service does.
-func (r realBot) stop() {
-	r.adapter.Stop()
-	r.bot.Stop()
+func (r realBot) stop(t testing.TB) {
+	t.Helper()
+	require.NoError(t, r.adapter.Stop())
+	require.NoError(t, r.bot.Stop())
 }
 
 // startRealBotOn is startRealBot on db (a database another "process" may
@@ -310,9 +327,9 @@ func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, c
 	require.NoError(t, err)
 	require.NoError(t, b.Register(a))
 	require.NoError(t, b.Start(ctx))
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { require.NoError(t, b.Stop()) })
 	require.NoError(t, a.Start(ctx))
-	t.Cleanup(a.Stop)
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
 	require.NoError(t, fake.WaitConnected(ctx))
 	return realBot{bot: b, adapter: a}
 }

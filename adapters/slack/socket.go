@@ -43,17 +43,19 @@ func (a *Adapter) socketSession(ctx context.Context) error {
 	defer cancel()
 	smc := socketmode.New(a.api)
 	done := make(chan struct{})
-	go func() {
+	if !a.life.Go("socket mode events", func(context.Context) error {
 		defer close(done)
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case evt := <-smc.Events:
 				a.socketEvent(ctx, smc, evt)
 			}
 		}
-	}()
+	}) {
+		return errors.New("stopping")
+	}
 	err := smc.RunContext(ctx)
 	cancel()
 	<-done
@@ -83,7 +85,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 		if !ok || req == nil {
 			return
 		}
-		a.background(func(context.Context) {
+		a.background("socket slash command", func(context.Context) {
 			payload := a.handleCommand(ctx, "socket", sc)
 			a.socketAck(ctx, smc, req.EnvelopeID, payload, received)
 		})
@@ -93,7 +95,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 		if !ok || req == nil {
 			return
 		}
-		a.background(func(context.Context) {
+		a.background("socket interaction", func(context.Context) {
 			payload := a.handleInteraction(ctx, "socket", cb)
 			a.socketAck(ctx, smc, req.EnvelopeID, payload, received)
 		})
@@ -102,7 +104,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 		if req == nil {
 			return
 		}
-		a.background(func(bctx context.Context) { a.socketEventsAPI(ctx, bctx, smc, req.EnvelopeID, req.Payload, received) })
+		a.background("socket event", func(bctx context.Context) { a.socketEventsAPI(ctx, bctx, smc, req.EnvelopeID, req.Payload, received) })
 	case socketmode.EventTypeErrorBadMessage:
 		// slack-go could not parse it; the envelope still needs its ack, or
 		// Slack retries it and eventually disables the app.
@@ -121,7 +123,7 @@ func (a *Adapter) socketEvent(ctx context.Context, smc *socketmode.Client, evt s
 		}
 		if env.Type == socketmode.RequestTypeEventsAPI {
 			id, raw := env.EnvelopeID, []byte(env.Payload)
-			a.background(func(bctx context.Context) { a.socketEventsAPI(ctx, bctx, smc, id, raw, received) })
+			a.background("socket event", func(bctx context.Context) { a.socketEventsAPI(ctx, bctx, smc, id, raw, received) })
 			return
 		}
 		a.socketAck(ctx, smc, env.EnvelopeID, nil, received)

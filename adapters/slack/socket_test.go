@@ -76,7 +76,7 @@ func TestSocketModeResponderAndForm(t *testing.T) {
 	}
 	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "ask", UserID: analyst, ChannelID: privChannel})
 	require.NoError(t, err)
-	eventually(t, func() bool { return len(f.fake.Views()) == 1 }, "views.open called with the trigger")
+	waitFor(t, "views.open called with the trigger", func() bool { return len(f.fake.Views()) == 1 }, f.fake)
 	view := f.fake.Views()[0]
 	require.Equal(t, f.rec.Commands()[0].Trigger, view.TriggerID)
 
@@ -135,7 +135,7 @@ func TestSocketModeButton(t *testing.T) {
 		require.Equal(t, deskChannel, a.Message.Channel)
 		require.Equal(t, expert, a.User.ID)
 	}
-	eventually(t, func() bool { return len(f.fake.Responses()) == 2 }, "answers through the response URL")
+	waitFor(t, "answers through the response URL", func() bool { return len(f.fake.Responses()) == 2 }, f.fake)
 	require.Equal(t, "ephemeral", f.fake.Responses()[0].ResponseType)
 }
 
@@ -232,7 +232,7 @@ func TestSocketModeSamples(t *testing.T) {
 	require.NoError(t, json.Unmarshal(readSample(t, "slack-event-message-thread-reply.json"), &cb))
 	_, err = f.fake.Event(f.ctx, cb, 0)
 	require.NoError(t, err)
-	eventually(t, func() bool { return len(f.rec.Replies()) == 1 }, "reply from the sample")
+	waitFor(t, "reply from the sample", func() bool { return len(f.rec.Replies()) == 1 }, f.rec)
 	r := f.rec.Replies()[0]
 	require.Equal(t, bot.Ref{Platform: bot.Slack, Workspace: "T123ABC456", Channel: "C123ABC456", Message: "1493305433.915644"}, r.Parent)
 	require.Equal(t, "1493305444.920992", r.Message.Message)
@@ -271,15 +271,21 @@ func TestSocketModeReconnects(t *testing.T) {
 	f := setup(t, setupOpts{socket: true})
 	require.Equal(t, 1, f.fake.Opens())
 	f.fake.Disconnect()
-	eventually(t, func() bool { return f.fake.Opens() == 2 && f.fake.Connections() == 1 }, "reconnected after disconnect")
+	// (Connections alone is 1 again before the new connection is made, when
+	// the old one is still open: count the connections made.)
+	waitFor(t, "reconnected after disconnect", func() bool {
+		return f.fake.Opens() == 2 && f.fake.Accepted() == 2 && f.fake.Connections() == 1
+	}, f.fake)
 	f.fake.Drop()
-	eventually(t, func() bool { return f.fake.Opens() == 3 && f.fake.Connections() == 1 }, "reconnected after a dropped socket")
+	waitFor(t, "reconnected after a dropped socket", func() bool {
+		return f.fake.Opens() == 3 && f.fake.Accepted() == 3 && f.fake.Connections() == 1
+	}, f.fake)
 	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "help", UserID: analyst, ChannelID: socChannel})
 	require.NoError(t, err)
 	require.Len(t, f.rec.Commands(), 1)
-	f.adapter.Stop()
-	f.adapter.Stop() // idempotent
-	eventually(t, func() bool { return f.fake.Connections() == 0 }, "stopped")
+	require.NoError(t, f.adapter.Stop())
+	require.NoError(t, f.adapter.Stop(), "idempotent")
+	waitFor(t, "stopped", func() bool { return f.fake.Connections() == 0 }, f.fake)
 }
 
 // TestSocketModeRedeliveryReachesTheHandler: the adapter keeps no record of
@@ -324,7 +330,7 @@ func TestSlowHandlerStillAcksInTime(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, ack.Latency, time.Second, "acked long before the handler's 1.5 s")
 	require.Empty(t, ack.Payload)
-	eventually(t, func() bool { return len(f.fake.Responses()) == 1 }, "the late answer goes through the response URL")
+	waitFor(t, "the late answer goes through the response URL", func() bool { return len(f.fake.Responses()) == 1 }, f.fake)
 	require.Equal(t, "ephemeral", f.fake.Responses()[0].ResponseType)
 }
 
@@ -337,7 +343,9 @@ func TestSocketModeReconnectBackoff(t *testing.T) {
 	f.fake.FailNext("apps.connections.open", 1, slackfake.Failure{Status: 500})
 	f.fake.FailNext("apps.connections.open", 1, slackfake.Failure{Status: 200, Error: "invalid_auth"})
 	f.fake.Drop()
-	eventually(t, func() bool { return f.fake.Opens() == 2 && f.fake.Connections() == 1 }, "back after failures")
+	waitFor(t, "back after failures", func() bool {
+		return f.fake.Opens() == 2 && f.fake.Accepted() == 2 && f.fake.Connections() == 1
+	}, f.fake)
 	require.GreaterOrEqual(t, len(f.fake.Calls("apps.connections.open")), 3)
 	_, err := f.fake.Command(f.ctx, slackfake.SlashCommand{Text: "help", UserID: analyst, ChannelID: socChannel})
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // Op names a recorded call.
@@ -61,7 +62,7 @@ type Adapter struct {
 	failures []error
 	lose     int
 	names    map[string]string
-	notify   chan struct{}
+	changed  testwait.Signal
 }
 
 var (
@@ -71,7 +72,7 @@ var (
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, notify: make(chan struct{}, 1)}
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}}
 }
 
 // Fail queues errors: the next Post or Update calls return them in order,
@@ -125,11 +126,12 @@ func (a *Adapter) next() error {
 func (a *Adapter) record(c Call) {
 	c.At = time.Now()
 	a.calls = append(a.calls, c)
-	select {
-	case a.notify <- struct{}{}:
-	default:
-	}
+	a.changed.Notify()
 }
+
+// Subscribe implements testwait.Source: it signals after every call the
+// adapter records.
+func (a *Adapter) Subscribe() (<-chan struct{}, func()) { return a.changed.Subscribe() }
 
 // Platform implements bot.Adapter.
 func (a *Adapter) Platform() bot.Platform { return a.platform }
@@ -278,22 +280,11 @@ func (a *Adapter) Count(op Op, keep func(Call) bool) int {
 	return n
 }
 
-// WaitFor polls until cond holds on the recorded calls or timeout passes,
-// and reports whether it held.
+// WaitFor waits until cond holds on the recorded calls, checking it each
+// time a call is recorded, or until timeout passes, and reports whether it
+// held.
 func (a *Adapter) WaitFor(timeout time.Duration, cond func([]Call) bool) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		if cond(a.Calls()) {
-			return true
-		}
-		select {
-		case <-a.notify:
-		case <-time.After(20 * time.Millisecond):
-		case <-deadline.C:
-			return cond(a.Calls())
-		}
-	}
+	return testwait.Until(timeout, func() bool { return cond(a.Calls()) }, a)
 }
 
 // Response is one recorded answer through a Responder.

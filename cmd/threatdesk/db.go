@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/pglocal"
 	"github.com/threatdesk/threatdesk/migrations"
 )
@@ -26,8 +27,7 @@ type database struct {
 	lock  *os.File
 	log   *slog.Logger
 
-	stopSupervisor context.CancelFunc
-	supervised     chan error // the supervisor's result; nil without one
+	sup *supervisor // nil until supervisor is called
 }
 
 // lockDataDir makes one process the owner of the embedded PostgreSQL: a
@@ -121,34 +121,56 @@ func migrateDatabase(ctx context.Context, d *database, log *slog.Logger) (int, e
 	return n, nil
 }
 
-// supervise restarts the embedded server whenever it dies, until Close. The
-// channel yields an error when restarting keeps failing: the service should
-// then exit, for systemd, Kubernetes or Docker to restart it. Without an
-// embedded server it never yields.
-func (d *database) supervise(ctx context.Context, reg prometheus.Registerer) <-chan error {
-	if d.local == nil {
-		return nil
-	}
-	ctx, d.stopSupervisor = context.WithCancel(ctx)
-	d.supervised = make(chan error, 1)
-	out := make(chan error, 1)
-	go func() {
-		err := d.local.Supervise(ctx, pglocal.SuperviseOptions{Registerer: reg})
-		if err != nil {
-			out <- err
-		}
-		d.supervised <- err
-	}()
-	return out
+// supervisor restarts the embedded PostgreSQL whenever it dies
+// (pglocal's Supervise), as a service: started in the list before the
+// components, stopped after them and before the server. Without an embedded
+// server it does nothing.
+type supervisor struct {
+	local  *pglocal.Server
+	reg    prometheus.Registerer
+	life   *lifecycle.Group
+	failed chan error
 }
+
+// supervisor returns the database's supervisor; Close stops it.
+func (d *database) supervisor(reg prometheus.Registerer) (*supervisor, error) {
+	life, err := lifecycle.New("pglocal", lifecycle.Options{Log: d.log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	d.sup = &supervisor{local: d.local, reg: reg, life: life, failed: make(chan error, 1)}
+	return d.sup, nil
+}
+
+// Start starts watching the embedded server.
+func (s *supervisor) Start(ctx context.Context) error {
+	return s.life.Start(ctx, func(context.Context) error {
+		if s.local == nil {
+			return nil
+		}
+		s.life.Go("supervise", func(ctx context.Context) error {
+			if err := s.local.Supervise(ctx, pglocal.SuperviseOptions{Registerer: s.reg}); err != nil {
+				s.failed <- err
+			}
+			return nil
+		})
+		return nil
+	})
+}
+
+// Stop stops watching; the server is left running (Close stops it).
+func (s *supervisor) Stop() error { return s.life.Stop() }
+
+// Failed yields an error when restarting the embedded server keeps failing:
+// the service should then exit, for systemd, Kubernetes or Docker to
+// restart it. Without an embedded server it never yields.
+func (s *supervisor) Failed() <-chan error { return s.failed }
 
 // Close closes the pool, stops the supervisor and then the embedded server,
 // if any.
 func (d *database) Close(ctx context.Context) {
-	if d.stopSupervisor != nil {
-		d.stopSupervisor()
-		<-d.supervised
-		d.stopSupervisor = nil
+	if d.sup != nil {
+		_ = d.sup.Stop() // stopped already, unless serving ended early
 	}
 	if d.Pool != nil {
 		d.Pool.Close()

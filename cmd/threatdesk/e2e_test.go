@@ -18,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 const e2eConfig = `
@@ -119,9 +120,9 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 		ChannelID: "C0CONTOSOSOC",
 	})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool {
+	testwait.For(t, 20*time.Second, "receipt and desk card posted", func() bool {
 		return anyMessage(fake.Messages("C0EXPERTDESK"), "EOD-1") && anyMessage(fake.Messages("C0CONTOSOSOC"), "EOD-1")
-	}, 20*time.Second, 100*time.Millisecond, "receipt and desk card posted")
+	}, fake)
 	for _, m := range append(fake.Messages("C0EXPERTDESK"), fake.Messages("C0CONTOSOSOC")...) {
 		require.NotContains(t, m.Text+string(m.Blocks), "<!channel>")
 	}
@@ -153,14 +154,14 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(respBody))
 
-	require.Eventually(t, func() bool {
+	testwait.For(t, 20*time.Second, "the targeted attack notification in the org's channel", func() bool {
 		for _, m := range fake.Messages("C0CONTOSOSOC") {
 			if strings.Contains(string(m.Blocks), "Consult a threat expert") {
 				return true
 			}
 		}
 		return false
-	}, 20*time.Second, 100*time.Millisecond, "the targeted attack notification is posted in the org's channel")
+	}, fake)
 	require.Empty(t, fake.Violations())
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/pglocal"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // Child-process modes of the test binary (see TestMain).
@@ -371,9 +372,9 @@ func TestServeRecoversFromAKilledEmbeddedPostgres(t *testing.T) {
 			UserName: "alice", ChannelID: "C0CONTOSOSOC",
 		})
 		require.NoError(t, err)
-		require.Eventually(t, func() bool {
+		testwait.For(t, 30*time.Second, fmt.Sprintf("round %d: a case opened, receipt and desk card posted", round), func() bool {
 			return countWith(sl.fake.Messages("C0EXPERTDESK"), "EOD-") > desk && countWith(sl.fake.Messages("C0CONTOSOSOC"), "EOD-") > soc
-		}, 30*time.Second, 50*time.Millisecond, "round %d: a case opened, receipt and desk card posted", round)
+		}, sl.fake)
 	}
 	resp, err := http.Get(sl.base + "/metrics")
 	require.NoError(t, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/migrations"
 )
 
@@ -62,7 +64,10 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 	if _, err := migrateDatabase(ctx, db, log); err != nil {
 		return err
 	}
-	dbFailed := db.supervise(ctx, reg)
+	sup, err := db.supervisor(reg)
+	if err != nil {
+		return err
+	}
 
 	srv, err := httpapi.New(httpapi.Config{
 		Addr:        cfg.HTTPAddr,
@@ -97,11 +102,23 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 		_ = ln.Close()
 		return err
 	}
+	// The embedded PostgreSQL's supervisor starts first and stops last.
+	services := lifecycle.NewList(log)
+	services.Add("database supervisor", sup)
+	services.Add("components", app)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	if err := app.Start(ctx); err != nil {
-		shutdown(ctx, srv, app, log)
+	web, err := newWebServer(srv, ln, log, reg)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	// HTTP serves while the services start (health, metrics) and stops
+	// before them, so that no new request arrives while they stop.
+	if err := web.Start(ctx); err != nil {
+		return err
+	}
+	if err := services.Start(ctx); err != nil {
+		shutdown(web, services, log)
 		return err
 	}
 	log.Info("threatdesk is ready", "took", time.Since(started).Round(time.Millisecond))
@@ -109,27 +126,70 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case err := <-errc:
-		if err != nil {
-			app.Stop(context.WithoutCancel(ctx))
-			return err
-		}
-	case err := <-dbFailed:
+	case err := <-web.Failed():
+		shutdown(web, services, log)
+		return err
+	case err := <-sup.Failed():
 		// Restarting the embedded PostgreSQL keeps failing: exit non-zero so
 		// that systemd, Kubernetes or Docker restart the whole service.
 		log.Error("the embedded PostgreSQL cannot be restarted; exiting", "err", err)
-		shutdown(ctx, srv, app, log)
+		shutdown(web, services, log)
 		return fmt.Errorf("the embedded PostgreSQL cannot be restarted: %w", err)
 	}
-	shutdown(ctx, srv, app, log)
+	shutdown(web, services, log)
 	return nil
 }
 
-func shutdown(ctx context.Context, srv *httpapi.Server, app *application, log *slog.Logger) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.Canceled) {
+// shutdown stops HTTP (requests in flight get shutdownGrace), then the
+// services in reverse order; the List logs what fails to stop.
+func shutdown(web *webServer, services *lifecycle.List, log *slog.Logger) {
+	if err := web.Stop(); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
-	app.Stop(sctx)
+	_ = services.Stop()
 }
+
+// webServer is the HTTP server as a service: Start serves on the listener,
+// Stop drains the requests in flight (up to shutdownGrace) and waits for
+// the server to end.
+type webServer struct {
+	srv    *httpapi.Server
+	ln     net.Listener
+	life   *lifecycle.Group
+	failed chan error
+}
+
+func newWebServer(srv *httpapi.Server, ln net.Listener, log *slog.Logger, reg prometheus.Registerer) (*webServer, error) {
+	life, err := lifecycle.New("http", lifecycle.Options{Log: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	return &webServer{srv: srv, ln: ln, life: life, failed: make(chan error, 1)}, nil
+}
+
+// Start serves until Stop.
+func (w *webServer) Start(ctx context.Context) error {
+	return w.life.Start(ctx, func(context.Context) error {
+		w.life.Go("serve", func(context.Context) error {
+			if err := w.srv.Serve(w.ln); err != nil {
+				w.failed <- err
+			}
+			return nil
+		})
+		return nil
+	})
+}
+
+// Stop drains the requests in flight and waits for the server to end.
+func (w *webServer) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := w.srv.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return errors.Join(err, w.life.Stop())
+}
+
+// Failed yields the error a listener failed with.
+func (w *webServer) Failed() <-chan error { return w.failed }

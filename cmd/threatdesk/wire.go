@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,32 +16,15 @@ import (
 	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
-// component is a long-running part with a start and an idempotent stop.
-type component struct {
-	name  string
-	start func(ctx context.Context) error
-	stop  func(ctx context.Context)
-}
-
-// application is the wired service: its components start in order and stop
-// in reverse.
-type application struct {
-	log        *slog.Logger
-	components []component
-	started    int
-}
-
-func (a *application) add(name string, start func(context.Context) error, stop func(context.Context)) {
-	a.components = append(a.components, component{name: name, start: start, stop: stop})
-}
-
 // wire builds every service from the configuration and mounts its routes.
-// It is the only place where concrete types meet.
-func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog.Logger, reg prometheus.Registerer) (*application, error) {
-	app := &application{log: log}
+// It is the only place where concrete types meet. The services it returns
+// start in order and stop in reverse.
+func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog.Logger, reg prometheus.Registerer) (*lifecycle.List, error) {
+	app := lifecycle.NewList(log)
 	f := cfg.File
 
 	key, err := secretKey(cfg, log)
@@ -65,8 +47,8 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, err
 	}
 
-	app.add("casework", cases.Start, func(context.Context) { logStop(log, "casework", cases.Stop()) })
-	app.add("hunting", hunt.Start, func(context.Context) { logStop(log, "hunting", hunt.Stop()) })
+	app.Add("casework", cases)
+	app.Add("hunting", hunt)
 	if !cfg.SlackEnabled() && !cfg.DiscordEnabled() {
 		// Without a platform there is nobody to talk to: no bot, and outbox
 		// events wait until a platform is configured.
@@ -78,7 +60,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
 	}
-	app.add("bot", core.Start, func(context.Context) { core.Stop() })
+	app.Add("bot", core)
 
 	if cfg.SlackEnabled() {
 		sc := cfg.Slack
@@ -96,7 +78,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 				srv.Handle("POST "+route, h)
 			}
 		}
-		app.add("slack", slack.Start, func(context.Context) { slack.Stop() })
+		app.Add("slack", slack)
 	}
 	if cfg.DiscordEnabled() {
 		dc := cfg.Discord
@@ -113,15 +95,9 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		if dc.PublicKey != "" {
 			srv.Handle("POST /discord/interactions", discord.InteractionsHandler())
 		}
-		app.add("discord", discord.Start, func(context.Context) { discord.Stop() })
+		app.Add("discord", discord)
 	}
 	return app, nil
-}
-
-func logStop(log *slog.Logger, name string, err error) {
-	if err != nil {
-		log.Warn("stop", "component", name, "err", err)
-	}
 }
 
 // secretKey is THREATDESK_SECRET_KEY or, unset with the embedded database,
@@ -147,27 +123,4 @@ func secretKey(cfg *config.Config, log *slog.Logger) (*secrets.Key, error) {
 		log.Info("secret key from the data dir", "file", path, "fingerprint", key.Fingerprint())
 	}
 	return key, nil
-}
-
-// Start starts the components in order; on failure it stops those started.
-func (a *application) Start(ctx context.Context) error {
-	for _, c := range a.components {
-		if err := c.start(ctx); err != nil {
-			a.Stop(context.WithoutCancel(ctx))
-			return fmt.Errorf("start %s: %w", c.name, err)
-		}
-		a.started++
-	}
-	return nil
-}
-
-// Stop stops the started components in reverse order. Calling it twice is safe.
-func (a *application) Stop(ctx context.Context) {
-	for ; a.started > 0; a.started-- {
-		c := a.components[a.started-1]
-		if c.stop != nil {
-			c.stop(ctx)
-		}
-		a.log.Debug("stopped", "component", c.name)
-	}
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // Options configures a fake.
@@ -127,7 +129,16 @@ type Server struct {
 	live         map[string]int // token -> identified sessions now
 	maxLive      map[string]int
 	identifies   int
+
+	// changes signals tests waiting on what the fake records (Subscribe).
+	changes testwait.Signal
 }
+
+// Subscribe signals after every REST request the fake has answered and
+// recorded, and whenever a gateway session opens, identifies or closes:
+// whatever Calls, Messages, Commands, Sessions and Identifies read changes
+// only then. Tests wait on it with testwait.For.
+func (s *Server) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscribe() }
 
 // New starts a fake Discord; it stops when the test ends.
 func New(t testing.TB, o Options) *Server {
@@ -352,6 +363,7 @@ func (s *Server) recorder(auth bool, h func(w http.ResponseWriter, r *http.Reque
 			s.mu.Lock()
 			s.calls = append(s.calls, Call{Method: r.Method, Path: path, Query: r.URL.RawQuery, Body: body, Authed: authed, Status: sw.status, Received: received, At: time.Now()})
 			s.mu.Unlock()
+			s.changes.Notify()
 		}()
 		if auth && !authed {
 			writeErr(sw, http.StatusUnauthorized, 0, "401: Unauthorized")

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // Gateway opcodes. https://discord.com/developers/docs/topics/opcodes-and-status-codes#gateway-gateway-opcodes
@@ -92,14 +94,7 @@ func (s *Server) Intents() []int {
 
 // WaitSessions waits until exactly n sessions are open.
 func (s *Server) WaitSessions(n int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if s.Sessions() == n {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return s.Sessions() == n
+	return testwait.Until(timeout, func() bool { return s.Sessions() == n }, s)
 }
 
 // DropSessions closes every gateway connection abruptly.
@@ -208,6 +203,7 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.sessions[c] = true
 	s.mu.Unlock()
+	s.changes.Notify()
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, c)
@@ -216,6 +212,7 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 		_ = conn.Close()
+		s.changes.Notify()
 	}()
 	if err := c.write(opHello, "", map[string]any{"heartbeat_interval": s.opts.HeartbeatInterval.Milliseconds()}); err != nil {
 		return
@@ -252,6 +249,7 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 					s.maxLive[token] = s.live[token]
 				}
 				s.mu.Unlock()
+				s.changes.Notify()
 			}
 			if err := s.ready(c); err != nil {
 				return

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // Channel is a conversation the fake knows.
@@ -170,11 +172,28 @@ type Server struct {
 	acks       []Ack
 	waiters    map[string]chan received
 	conns      []*sockConn
+	accepted   int // Socket Mode connections ever accepted
 	opens      int
 	connected  chan struct{}
 	holds      []*hold
 	closing    chan struct{}
 	closeOnce  sync.Once
+	// changes signals tests waiting on what the fake records (Subscribe).
+	changes testwait.Signal
+}
+
+// Subscribe signals after every request the fake has answered (an API
+// call, a response URL), and whenever a Socket Mode connection opens or
+// closes: whatever Calls, Messages, Responses, Views, Opens and
+// Connections read changes only then. Tests wait on it with testwait.For.
+func (s *Server) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscribe() }
+
+// notifying signals s.changes after each request h has answered.
+func (s *Server) notifying(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer s.changes.Notify()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // hold is a pending HoldAnswer.
@@ -225,7 +244,7 @@ func New(t testing.TB, o Options) *Server {
 	mux.HandleFunc("/api/{method}", s.serveAPI)
 	mux.HandleFunc("/link/", s.serveSocket)
 	mux.HandleFunc("POST /response/{id}", s.serveResponse)
-	s.http = httptest.NewServer(mux)
+	s.http = httptest.NewServer(s.notifying(mux))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -1084,6 +1103,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	c := &sockConn{ws: ws, done: make(chan struct{})}
 	s.mu.Lock()
 	s.conns = append(s.conns, c)
+	s.accepted++
 	n := len(s.conns)
 	select {
 	case <-s.connected:
@@ -1091,6 +1111,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		close(s.connected)
 	}
 	s.mu.Unlock()
+	s.changes.Notify()
 	_ = c.write(map[string]any{"type": "hello", "num_connections": n,
 		"debug_info":      map[string]any{"host": "slackfake", "build_number": 1, "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": "A0FAKE"}})
@@ -1121,6 +1142,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		s.mu.Unlock()
+		s.changes.Notify()
 	}()
 	for {
 		_, data, err := ws.ReadMessage()
@@ -1193,6 +1215,15 @@ func (s *Server) Opens() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.opens
+}
+
+// Accepted counts the Socket Mode connections the fake ever accepted (a
+// reconnection has happened once it grows, whatever Connections says while
+// the old connection closes).
+func (s *Server) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
 }
 
 // Connections counts open Socket Mode connections.

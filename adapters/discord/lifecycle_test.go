@@ -1,0 +1,101 @@
+package discord_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
+	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/lifecycle"
+)
+
+// TestStartedOnce: a second Start is an error, as for every service; so is
+// a Start after Stop. Stop before Start is safe.
+func TestStartedOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	require.ErrorIs(t, f.adapter.Start(context.Background()), lifecycle.ErrStarted)
+	require.NoError(t, f.adapter.Stop())
+	require.True(t, f.fake.WaitSessions(0, 10*time.Second), "Stop closed the gateway session")
+	require.ErrorIs(t, f.adapter.Start(context.Background()), lifecycle.ErrStopped)
+
+	g := setup(t)
+	require.NoError(t, g.adapter.Stop())
+}
+
+// TestAPanicInTheHandlerIsAnswered: a handler that panics on an
+// interaction does not end the process: the person gets the generic
+// answer, the panic is counted, and the next interaction is handled. A
+// thread reply whose hand-over panics is dropped (retrying would repeat the
+// bug), and the next reply is handed over.
+func TestAPanicInTheHandlerIsAnswered(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	var calls atomic.Int32
+	f.h.mu.Lock()
+	f.h.onCommand = func(bot.Command) bot.Ack {
+		if calls.Add(1) == 1 {
+			panic("command bug")
+		}
+		return bot.Ack{Message: &bot.Message{Text: []bot.Line{{bot.T("help text")}}}, Private: true}
+	}
+	f.h.mu.Unlock()
+	answer := func() string {
+		t.Helper()
+		in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
+		require.NoError(t, err)
+		cb, err := in.Wait(5 * time.Second)
+		require.NoError(t, err)
+		require.Equal(t, 4, cb.Type)
+		var m discordfake.MessageBody
+		require.NoError(t, json.Unmarshal(cb.Data, &m))
+		require.Equal(t, 64, m.Flags, "private")
+		return *m.Content
+	}
+	require.Equal(t, "Something went wrong; please try again.", answer())
+	require.Equal(t, "help text", answer(), "the next interaction is handled")
+	require.EqualValues(t, 1, panicCount(t, f.reg, "discord"))
+
+	f.h.mu.Lock()
+	f.h.panicReplies = 1
+	f.h.mu.Unlock()
+	thread := threadUnknownToTheAdapter(f)
+	f.fake.Say(thread, discordfake.User{ID: analystID, Username: "alice"}, "met a bug")
+	require.Eventually(t, func() bool { return panicCount(t, f.reg, "discord") == 2 }, 5*time.Second, 5*time.Millisecond,
+		"the hand-over panicked") // a counter: nothing to wait on
+	f.fake.Say(thread, discordfake.User{ID: analystID, Username: "alice"}, "handed over")
+	require.Equal(t, "handed over", waitReply(t, f).Text)
+	f.h.mu.Lock()
+	require.Equal(t, 2, f.h.replyCalls, "the reply that panicked is not retried")
+	f.h.mu.Unlock()
+	require.NoError(t, f.adapter.Stop(), "the panics stayed inside their boundary")
+}
+
+// panicCount reads threatdesk_panics_total{component}.
+func panicCount(t testing.TB, reg prometheus.Gatherer, component string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "threatdesk_panics_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "component" && l.GetValue() == component {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("threatdesk_panics_total{component=%q} is not registered", component)
+	return 0
+}
