@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -277,14 +278,14 @@ func (b *Bot) accept(ctx context.Context, p Platform, kind, key string, ev inbou
 	defer cancel()
 	var tag pgconn.CommandTag
 	if anchor == nil {
-		tag, err = b.storeDB.Exec(ctx, `
+		tag, err = b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 VALUES ($1, $2, $3, $4, $5, now() + $6::interval, 1)
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbound.Lease)
 	} else {
 		// Only replies in a case's thread are work; the rest of a channel's
 		// threads are not stored at all.
-		tag, err = b.storeDB.Exec(ctx, `
+		tag, err = b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, payload, responder, locked_until, attempts)
 SELECT $1, $2, $3, $4, $5, now() + $6::interval, 1
 WHERE EXISTS (SELECT 1 FROM bot_anchor WHERE platform = $7 AND channel = $8 AND message = $9 AND stream LIKE 'case:%')
@@ -310,6 +311,42 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	return storedNew
 }
 
+// storeExec runs one of the inserts made before an acknowledgement, on the
+// connections kept for them (see execFresh), within ctx's deadline.
+func (b *Bot) storeExec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return execFresh(ctx, b.storeDB, sql, args...)
+}
+
+// execFresh runs sql, and again on another connection (while ctx allows,
+// at most once per connection the pool may hold) when the connection the
+// pool handed out was dead before the statement could run. After a restart
+// or fail-over of the server the pool may hand out connections the server
+// has closed (it pings only those idle for over a second): the statement
+// then fails unsent, or with the server's goodbye (SQLSTATE 57P...) read in
+// place of its answer, and the pool drops that connection. Only keyed
+// inserts and idempotent updates go through here: should a statement whose
+// session the server ended have committed after all, running it again
+// changes nothing (an insert finds its key: a duplicate).
+func execFresh(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) (pgconn.CommandTag, error) {
+	tries := int(db.Config().MaxConns) + 1
+	for try := 1; ; try++ {
+		tag, err := db.Exec(ctx, sql, args...)
+		if err == nil || try >= tries || ctx.Err() != nil || !staleSession(err) {
+			return tag, err
+		}
+	}
+}
+
+// staleSession reports whether err says the connection was dead before the
+// statement could run.
+func staleSession(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Severity == "FATAL" && strings.HasPrefix(pe.Code, "57P")
+}
+
 func (b *Bot) unavailable(kind string, err error) stored {
 	b.im.events.WithLabelValues(kind, "unavailable").Inc()
 	b.log.Warn("inbound event not stored, so not acknowledged as done: the database is unreachable", "kind", kind, "err", err)
@@ -321,7 +358,7 @@ func (b *Bot) unavailable(kind string, err error) stored {
 func (b *Bot) recordSeen(ctx context.Context, p Platform, kind, key string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Inbound.StoreTimeout)
 	defer cancel()
-	tag, err := b.storeDB.Exec(ctx, `
+	tag, err := b.storeExec(ctx, `
 INSERT INTO bot_inbound (key, platform, kind, done_at) VALUES ($1, $2, $3, now())
 ON CONFLICT (key) DO NOTHING`, key, string(p), kind)
 	if err != nil {
@@ -636,7 +673,7 @@ func (b *Bot) tellGaveUp(ctx context.Context, row inboundRow) {
 func (b *Bot) settleDone(ctx context.Context, row inboundRow) {
 	b.live.drop(row.key)
 	b.im.events.WithLabelValues(row.kind, "done").Inc()
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET done_at = now(), locked_until = NULL, responder = NULL, last_error = NULL
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET done_at = now(), locked_until = NULL, responder = NULL, last_error = NULL
 WHERE key = $1`, row.key); err != nil {
 		b.log.Error("could not mark an inbound event done; its lease runs out and it is done again (the work is keyed, so nothing is duplicated but the answer)",
 			"key", row.key, "err", err)
@@ -646,7 +683,7 @@ WHERE key = $1`, row.key); err != nil {
 func (b *Bot) settleDead(ctx context.Context, row inboundRow, cause error) {
 	b.live.drop(row.key)
 	b.im.events.WithLabelValues(row.kind, "dead").Inc()
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET dead_at = now(), locked_until = NULL, responder = NULL, last_error = $2
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET dead_at = now(), locked_until = NULL, responder = NULL, last_error = $2
 WHERE key = $1`, row.key, cut(cause.Error(), 2000)); err != nil {
 		b.log.Error("could not mark an inbound event dead", "key", row.key, "err", err)
 	}
@@ -654,7 +691,7 @@ WHERE key = $1`, row.key, cut(cause.Error(), 2000)); err != nil {
 
 func (b *Bot) settleRetry(ctx context.Context, row inboundRow, wait time.Duration, cause error) {
 	b.im.events.WithLabelValues(row.kind, "retry").Inc()
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3
 WHERE key = $1`, row.key, wait, cut(cause.Error(), 2000)); err != nil {
 		// The lease runs out instead, and the row is claimed again then.
 		b.log.Warn("could not schedule an inbound retry; it is taken up again when its lease runs out", "key", row.key, "err", err)
@@ -665,7 +702,7 @@ WHERE key = $1`, row.key, wait, cut(cause.Error(), 2000)); err != nil {
 
 // release gives a row back at once, and wakes every replica's workers.
 func (b *Bot) release(ctx context.Context, row inboundRow, cause error) {
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET locked_until = NULL, last_error = $2 WHERE key = $1 AND done_at IS NULL`,
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET locked_until = NULL, last_error = $2 WHERE key = $1 AND done_at IS NULL`,
 		row.key, cut(cause.Error(), 2000)); err != nil {
 		b.log.Warn("could not give an inbound event back; it is taken up again when its lease runs out", "key", row.key, "err", err)
 		return
