@@ -165,6 +165,7 @@ func caseworkConfig(f config.File, key *secrets.Key) casework.Config {
 			casework.PriorityLow:    {FirstResponse: sla.Low.FirstResponse.D(), Conclusion: sla.Low.Conclusion.D()},
 		},
 		WarnAt:       sla.WarnAt,
+		SweepEvery:   sla.CheckInterval.D(),
 		ReopenWindow: f.Cases.ReopenWindow.D(),
 		OrgCredits:   credits,
 		CreditsCap:   f.Cases.CreditsRolloverMax,
@@ -218,6 +219,7 @@ func botConfig(f config.File) bot.Config {
 		Experts:  bot.UserIDs{Slack: f.Experts.Slack, Discord: f.Experts.Discord},
 		Managers: bot.UserIDs{Slack: f.Managers.Slack, Discord: f.Managers.Discord},
 		Admins:   bot.UserIDs{Slack: f.Admins.Slack, Discord: f.Admins.Discord},
+		Delivery: bot.Delivery{Lease: f.Delivery.Lease.D()},
 	}
 	for _, o := range f.Orgs {
 		org := bot.Org{ID: o.ID, Name: o.Name}

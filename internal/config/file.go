@@ -27,6 +27,7 @@ type File struct {
 	Admins   Users          `yaml:"admins"`
 	Cases    Cases          `yaml:"cases"`
 	Hunting  Hunting        `yaml:"hunting"`
+	Delivery Delivery       `yaml:"delivery"`
 	// Oncall is the experts' on-call rotation; package oncall owns its
 	// schema, defaults and checks. Its members must be experts (checked
 	// here, with the other problems).
@@ -103,12 +104,23 @@ type SLA struct {
 	Low    Target `yaml:"low"`
 	// WarnAt is the fraction of a target at which a warning is posted (default 0.75).
 	WarnAt float64 `yaml:"warn_at"`
+	// CheckInterval is how often the SLA clocks are checked for warnings
+	// and breaches that fell due (default 1m, at least 1s).
+	CheckInterval Duration `yaml:"check_interval"`
 }
 
 // Target is a pair of SLA targets.
 type Target struct {
 	FirstResponse Duration `yaml:"first_response"`
 	Conclusion    Duration `yaml:"conclusion"`
+}
+
+// Delivery tunes the outbox workers that post to the chat platforms.
+type Delivery struct {
+	// Lease is how long a replica keeps an outbox event it claimed before
+	// another replica may take it over: how long the messages of a replica
+	// that died wait for another (default 2m, at least 5s).
+	Lease Duration `yaml:"lease"`
 }
 
 // Hunting configures correlation, scoring and the notification policy.
@@ -151,6 +163,8 @@ const (
 	DefaultCreditsRolloverMax  = 20
 	DefaultReopenWindow        = 14 * 24 * time.Hour
 	DefaultWarnAt              = 0.75
+	DefaultSLACheckInterval    = time.Minute
+	DefaultDeliveryLease       = 2 * time.Minute
 	DefaultCorrelationWindow   = 24 * time.Hour
 	DefaultNotifyScore         = 50
 	DefaultCommonEntityDevices = 10
@@ -192,6 +206,12 @@ func (f *File) applyDefaults() {
 	}
 	if c.SLA.WarnAt == 0 {
 		c.SLA.WarnAt = DefaultWarnAt
+	}
+	if c.SLA.CheckInterval == 0 {
+		c.SLA.CheckInterval = Duration(DefaultSLACheckInterval)
+	}
+	if f.Delivery.Lease == 0 {
+		f.Delivery.Lease = Duration(DefaultDeliveryLease)
 	}
 	for _, p := range []struct {
 		name string
@@ -404,6 +424,12 @@ func (f *File) validate(c *Config) []error {
 	}
 	if cs.SLA.WarnAt <= 0 || cs.SLA.WarnAt >= 1 {
 		bad("cases.sla.warn_at %v must be a fraction between 0 and 1, e.g. 0.75", cs.SLA.WarnAt)
+	}
+	if cs.SLA.CheckInterval.D() < time.Second {
+		bad("cases.sla.check_interval %s is too short: use at least 1s (default 1m)", cs.SLA.CheckInterval.D())
+	}
+	if l := f.Delivery.Lease.D(); l < 5*time.Second {
+		bad("delivery.lease %s is too short to deliver a batch of messages: use at least 5s (default 2m)", l)
 	}
 	for _, p := range []struct {
 		name string
