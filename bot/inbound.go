@@ -344,7 +344,7 @@ func staleSession(err error) bool {
 		return true
 	}
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Severity == "FATAL" && strings.HasPrefix(pe.Code, "57P")
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "57P") // operator intervention: the session was ended
 }
 
 func (b *Bot) unavailable(kind string, err error) stored {
