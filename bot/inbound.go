@@ -328,10 +328,9 @@ func (b *Bot) storeExec(ctx context.Context, sql string, args ...any) (pgconn.Co
 // session the server ended have committed after all, running it again
 // changes nothing (an insert finds its key: a duplicate).
 func execFresh(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) (pgconn.CommandTag, error) {
-	tries := int(db.Config().MaxConns) + 1
 	for try := 1; ; try++ {
 		tag, err := db.Exec(ctx, sql, args...)
-		if err == nil || try >= tries || ctx.Err() != nil || !staleSession(err) {
+		if err == nil || ctx.Err() != nil || !staleSession(err) || try > int(db.Stat().MaxConns()) {
 			return tag, err
 		}
 	}
