@@ -32,9 +32,9 @@ type Config struct {
 	Experts  UserIDs `yaml:"experts"`
 	Managers UserIDs `yaml:"managers"`
 	Admins   UserIDs `yaml:"admins"`
-	// Delivery tunes the outbox workers; zero values get defaults. Not in
-	// the config file.
-	Delivery Delivery `yaml:"-"`
+	// Delivery tunes the outbox workers; zero values get defaults. Only
+	// its lease is in the config file (delivery.lease).
+	Delivery Delivery `yaml:"delivery"`
 	// Inbound tunes the durable inbound queue; zero values get defaults.
 	// Not in the config file.
 	Inbound Inbound `yaml:"-"`
@@ -129,26 +129,28 @@ type Pace struct {
 // Delivery tunes the outbox delivery workers.
 type Delivery struct {
 	// Workers is how many rows are delivered at once (default 4).
-	Workers int
+	Workers int `yaml:"-"`
 	// Batch is how many rows one worker claims at a time (default 8).
-	Batch int
+	Batch int `yaml:"-"`
 	// Lease is how long a claimed row stays with its worker before another
-	// may take it (default 2m). It must exceed one batch's delivery time.
-	Lease time.Duration
+	// may take it: how long the messages of a replica that died wait for
+	// another (delivery.lease; default 2m, at least 5s). It must exceed one
+	// batch's delivery time.
+	Lease time.Duration `yaml:"lease"`
 	// Poll is the fallback wake-up when no NOTIFY arrives (default 2s).
-	Poll time.Duration
+	Poll time.Duration `yaml:"-"`
 	// BackoffBase and BackoffMax bound the jittered exponential backoff on
 	// temporary failures (defaults 1s and 5m).
-	BackoffBase time.Duration
-	BackoffMax  time.Duration
+	BackoffBase time.Duration `yaml:"-"`
+	BackoffMax  time.Duration `yaml:"-"`
 	// MaxAttempts marks a row dead after this many tries (default 25).
-	MaxAttempts int
+	MaxAttempts int `yaml:"-"`
 	// Pace limits sends per channel and platform; defaults: Slack one per
 	// second (chat.postMessage, https://api.slack.com/methods/chat.postMessage#rate_limiting),
 	// Discord one per second with bursts of 5. A zero Every means unpaced.
-	Pace map[Platform]Pace
+	Pace map[Platform]Pace `yaml:"-"`
 	// CallTimeout bounds one adapter call (default 15s).
-	CallTimeout time.Duration
+	CallTimeout time.Duration `yaml:"-"`
 }
 
 func (d Delivery) withDefaults() Delivery {

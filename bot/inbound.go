@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
@@ -319,17 +320,39 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	return storedNew
 }
 
-// storeExec runs an insert made before an acknowledgement on the
-// connections kept for them. A connection the server ended (PostgreSQL
-// restarted) is found broken only when used: the statement is tried again,
-// on another connection, as long as nothing of it was sent.
+// storeExec runs one of the inserts made before an acknowledgement, on the
+// connections kept for them (see execFresh), within ctx's deadline.
 func (b *Bot) storeExec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	for tries := 1; ; tries++ {
-		tag, err := b.storeDB.Exec(ctx, sql, args...)
-		if err == nil || !pgconn.SafeToRetry(err) || ctx.Err() != nil || tries > b.cfg.Inbound.StoreConns {
+	return execFresh(ctx, b.storeDB, sql, args...)
+}
+
+// execFresh runs sql, and again on another connection (while ctx allows,
+// at most once per connection the pool may hold) when the connection the
+// pool handed out was dead before the statement could run. After a restart
+// or fail-over of the server the pool may hand out connections the server
+// has closed (it pings only those idle for over a second): the statement
+// then fails unsent, or with the server's goodbye (SQLSTATE 57P...) read in
+// place of its answer, and the pool drops that connection. Only keyed
+// inserts and idempotent updates go through here: should a statement whose
+// session the server ended have committed after all, running it again
+// changes nothing (an insert finds its key: a duplicate).
+func execFresh(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) (pgconn.CommandTag, error) {
+	for try := 1; ; try++ {
+		tag, err := db.Exec(ctx, sql, args...)
+		if err == nil || ctx.Err() != nil || !staleSession(err) || try > int(db.Stat().MaxConns()) {
 			return tag, err
 		}
 	}
+}
+
+// staleSession reports whether err says the connection was dead before the
+// statement could run.
+func staleSession(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "57P") // operator intervention: the session was ended
 }
 
 func (b *Bot) unavailable(kind string, err error) stored {
@@ -668,7 +691,7 @@ func (b *Bot) tellFailed(ctx context.Context, row inboundRow, msg, replyMsg stri
 func (b *Bot) settleDone(ctx context.Context, row inboundRow) {
 	b.live.drop(row.key)
 	b.im.events.WithLabelValues(row.kind, "done").Inc()
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET done_at = now(), locked_until = NULL, responder = NULL, last_error = NULL
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET done_at = now(), locked_until = NULL, responder = NULL, last_error = NULL
 WHERE key = $1`, row.key); err != nil {
 		b.log.Error("could not mark an inbound event done; its lease runs out and it is done again (the work is keyed, so nothing is duplicated but the answer)",
 			"key", row.key, "err", err)
@@ -678,7 +701,7 @@ WHERE key = $1`, row.key); err != nil {
 func (b *Bot) settleDead(ctx context.Context, row inboundRow, cause error) {
 	b.live.drop(row.key)
 	b.im.events.WithLabelValues(row.kind, "dead").Inc()
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET dead_at = now(), locked_until = NULL, responder = NULL, last_error = $2
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET dead_at = now(), locked_until = NULL, responder = NULL, last_error = $2
 WHERE key = $1`, row.key, cut(cause.Error(), 2000)); err != nil {
 		b.log.Error("could not mark an inbound event dead", "key", row.key, "err", err)
 	}
@@ -686,7 +709,7 @@ WHERE key = $1`, row.key, cut(cause.Error(), 2000)); err != nil {
 
 func (b *Bot) settleRetry(ctx context.Context, row inboundRow, wait time.Duration, cause error) {
 	b.im.events.WithLabelValues(row.kind, "retry").Inc()
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3
 WHERE key = $1`, row.key, wait, cut(cause.Error(), 2000)); err != nil {
 		// The lease runs out instead, and the row is claimed again then.
 		b.log.Warn("could not schedule an inbound retry; it is taken up again when its lease runs out", "key", row.key, "err", err)
@@ -697,7 +720,7 @@ WHERE key = $1`, row.key, wait, cut(cause.Error(), 2000)); err != nil {
 
 // release gives a row back at once, and wakes every replica's workers.
 func (b *Bot) release(ctx context.Context, row inboundRow, cause error) {
-	if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET locked_until = NULL, last_error = $2 WHERE key = $1 AND done_at IS NULL`,
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET locked_until = NULL, last_error = $2 WHERE key = $1 AND done_at IS NULL`,
 		row.key, cut(cause.Error(), 2000)); err != nil {
 		b.log.Warn("could not give an inbound event back; it is taken up again when its lease runs out", "key", row.key, "err", err)
 		return

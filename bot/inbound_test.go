@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -208,6 +209,39 @@ func TestDatabaseUnreachable(t *testing.T) {
 	for _, kind := range []string{"command", "form", "action", "submit", "reply"} {
 		require.Equal(t, 1.0, inboundEvents(t, f, kind, "unavailable"), kind)
 	}
+}
+
+// TestCommandRightAfterTheServerComesBack: the server restarts (every
+// session ended) between two commands less than a second apart, so the pool
+// hands out a connection the server has closed without pinging it first. The
+// command must be stored on a fresh connection and done, not refused as if
+// the database were still unreachable; work that fails on such a connection
+// is retried at once, not after its lease.
+func TestCommandRightAfterTheServerComesBack(t *testing.T) {
+	t.Parallel()
+	healthy, flaky, outage := pgtest.NewWithOutage(t)
+	// A lease longer than the test's patience: a retry that could not be
+	// scheduled would wait for it.
+	f := setupOn(t, flaky, true, quickInbound(30*time.Second))
+	f.openCase(t, `ask "before the restart"`)
+	settled(t, healthy)
+	ctx := context.Background()
+	// Use every store connection now, so that none has been idle long
+	// enough to be pinged when the next command takes it.
+	for i := range 8 {
+		_, err := f.bot.Seen(ctx, fmt.Sprintf("slack:sig:%02x", i))
+		require.NoError(t, err)
+	}
+	outage.Down(t)
+	outage.Up()
+
+	ack, m := f.run(t, Slack, analyst, contosoSOC, `ask "right after the restart"`)
+	require.Nil(t, ack.Message, "acknowledged as accepted, not refused: %v", ack.Message)
+	require.Contains(t, plain(m), "Opened EOD-2")
+	settled(t, healthy)
+	var cases int
+	require.NoError(t, healthy.QueryRow(ctx, `SELECT count(*) FROM cases`).Scan(&cases))
+	require.Equal(t, 2, cases)
 }
 
 // TestInboundWorkThatKeepsFailingEndsDead: work the database refuses every

@@ -31,6 +31,10 @@ type SLA struct {
 	// WarnAt is the fraction of a target at which a warning is posted, in
 	// (0, 1) (cases.sla.warn_at; default 0.75).
 	WarnAt float64 `yaml:"warn_at"`
+	// CheckInterval is how often the SLA clocks are checked for warnings
+	// and breaches that fell due (cases.sla.check_interval; default 1m, at
+	// least 1s). It becomes Config.SweepEvery.
+	CheckInterval time.Duration `yaml:"check_interval"`
 }
 
 // Target returns the target pair of priority p (zero for an unknown one).
@@ -151,7 +155,8 @@ func (c Config) WithDefaults() Config {
 	c.AutoCloseAfter = cmp.Or(c.AutoCloseAfter, DefaultAutoCloseAfter)
 	c.CreditsPerQuarter = cmp.Or(c.CreditsPerQuarter, DefaultCreditsPerQuarter)
 	c.CreditsCap = cmp.Or(c.CreditsCap, DefaultCreditsCap)
-	c.SweepEvery = cmp.Or(c.SweepEvery, DefaultSweepEvery)
+	c.SweepEvery = cmp.Or(c.SweepEvery, c.SLA.CheckInterval, DefaultSweepEvery)
+	c.SLA.CheckInterval = c.SweepEvery
 	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
 	c = c.withSampleDefaults()
@@ -194,7 +199,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.SweepEvery < time.Second {
-		bad("SweepEvery %s is too short: use at least one second (default one minute)", c.SweepEvery)
+		bad("cases.sla.check_interval %s is too short: use at least 1s (default 1m)", c.SweepEvery)
 	}
 	if c.TimelineCheckEvery < time.Second {
 		bad("TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)

@@ -85,6 +85,8 @@ func TestExampleLoadsAsWritten(t *testing.T) {
 	require.Equal(t, 50, f.Hunting.NotifyScore)
 	require.Equal(t, hunting.SeverityHigh, f.Hunting.RepeatSeverity)
 	require.Equal(t, int64(16<<20), f.Hunting.MaxBodyBytes)
+	require.Equal(t, time.Minute, f.Cases.SweepEvery)
+	require.Equal(t, 2*time.Minute, f.Bot.Delivery.Lease)
 	require.Contains(t, strings.Join(c.Warnings(), "\n"), "SLACK_BOT_TOKEN is not set")
 }
 
@@ -171,6 +173,10 @@ func TestFileErrors(t *testing.T) {
 		{"sla order", "cases:\n  sla:\n    high: {first_response: 2d, conclusion: 1h}\n", "cases.sla.high.first_response (48h0m0s) must not exceed conclusion (1h0m0s)"},
 		{"bad duration", "cases:\n  reopen_window: fortnight\n", `"fortnight" is not a duration`},
 		{"warn at", "cases:\n  sla:\n    warn_at: 1.5\n", "cases.sla.warn_at 1.5 must be a fraction"},
+		{"sla check interval", "cases:\n  sla:\n    check_interval: 500ms\n", "cases.sla.check_interval 500ms is too short: use at least 1s"},
+		{"delivery lease", "delivery:\n  lease: 2s\n", "delivery.lease 2s"},
+		{"delivery unknown key", "delivery:\n  workers: 2\n", "field workers not found"},
+		{"delivery unknown key", "delivery:\n  workers: 2\n", "field workers not found"},
 		{"notify score", "hunting:\n  notify_score: 500\n", "hunting.notify_score 500 must be between 1 and 100"},
 		{"common entity", "hunting:\n  common_entity_devices: 1\n", "hunting.common_entity_devices 1 must be at least 2"},
 		{"chain window shorter", "hunting:\n  correlation_window: 2d\n  chain_window: 1d\n", "hunting.chain_window 24h0m0s is shorter than hunting.correlation_window 48h0m0s"},
@@ -504,4 +510,16 @@ oncall:
 	} {
 		require.ErrorContains(t, err, w)
 	}
+}
+
+// TestDeliveryLeaseAndSLACheckInterval: both can be shortened (to their
+// minimums), as a deployment that wants a dead replica's messages sent and
+// SLA warnings posted sooner does.
+func TestDeliveryLeaseAndSLACheckInterval(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, "delivery:\n  lease: 5s\ncases:\n  sla:\n    check_interval: 1s\n")
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p}))
+	require.NoError(t, err)
+	require.Equal(t, 5*time.Second, c.File.Bot.Delivery.Lease)
+	require.Equal(t, time.Second, c.File.Cases.SweepEvery)
 }

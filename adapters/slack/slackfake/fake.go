@@ -1256,6 +1256,23 @@ var ErrNotAcked = errors.New("envelope not acknowledged within the ack timeout")
 // not nil, is sent instead of env as is (for malformed envelopes); its
 // envelope id must be env.EnvelopeID.
 func (s *Server) Send(ctx context.Context, env Envelope, raw []byte) (Ack, error) {
+	return s.send(ctx, -1, env, raw)
+}
+
+// SendTo is Send on the i-th open Socket Mode connection, oldest first.
+// Slack spreads an app's envelopes over its open connections (up to ten,
+// e.g. one per replica) and may deliver a retry on another connection than
+// the first attempt; SendTo lets a test choose.
+// https://api.slack.com/apis/connections/socket (Using multiple connections)
+func (s *Server) SendTo(ctx context.Context, i int, env Envelope, raw []byte) (Ack, error) {
+	if i < 0 {
+		return Ack{}, fmt.Errorf("connection index %d: must not be negative", i)
+	}
+	return s.send(ctx, i, env, raw)
+}
+
+// send sends on connection i (oldest first), or on the newest when i < 0.
+func (s *Server) send(ctx context.Context, i int, env Envelope, raw []byte) (Ack, error) {
 	s.mu.Lock()
 	if env.EnvelopeID == "" {
 		env.EnvelopeID = fmt.Sprintf("%08x-fake-%04d", s.clock, s.seq+1)
@@ -1265,7 +1282,15 @@ func (s *Server) Send(ctx context.Context, env Envelope, raw []byte) (Ack, error
 		s.mu.Unlock()
 		return Ack{}, errors.New("no Socket Mode connection")
 	}
-	c := s.conns[len(s.conns)-1]
+	if i < 0 {
+		i = len(s.conns) - 1
+	}
+	if i >= len(s.conns) {
+		n := len(s.conns)
+		s.mu.Unlock()
+		return Ack{}, fmt.Errorf("no Socket Mode connection %d: %d open", i, n)
+	}
+	c := s.conns[i]
 	ch := make(chan received, 1)
 	s.waiters[env.EnvelopeID] = ch
 	s.mu.Unlock()

@@ -2,6 +2,7 @@ package slackfake_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"sort"
@@ -320,4 +321,45 @@ func TestHoldAnswer(t *testing.T) {
 		_, _, err = api.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("held", false))
 		require.NoError(t, err, "a hold catches one post")
 	}
+}
+
+// TestSendTo: with two Socket Mode connections open (two replicas), an
+// envelope goes on the connection the test names, oldest first, and is
+// acknowledged there.
+func TestSendTo(t *testing.T) {
+	t.Parallel()
+	s, api := setup(t)
+	ctx := t.Context()
+	names := []string{"first", "second"}
+	got := make(chan string, 4)
+	for i, name := range names {
+		_, url, err := api.StartSocketModeContext(ctx)
+		require.NoError(t, err)
+		ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = ws.Close() })
+		var hello map[string]any
+		require.NoError(t, ws.ReadJSON(&hello))
+		require.Equal(t, float64(i+1), hello["num_connections"])
+		go func() {
+			for {
+				var env map[string]any
+				if err := ws.ReadJSON(&env); err != nil {
+					return
+				}
+				id, _ := env["envelope_id"].(string)
+				got <- name + " " + id
+				_ = ws.WriteJSON(map[string]any{"envelope_id": id})
+			}
+		}()
+	}
+	for n, conn := range []int{1, 0, 1} {
+		env := slackfake.Envelope{EnvelopeID: fmt.Sprintf("env-%d", n), Type: "events_api", Payload: map[string]any{}}
+		ack, err := s.SendTo(ctx, conn, env, nil)
+		require.NoError(t, err)
+		require.Equal(t, env.EnvelopeID, ack.EnvelopeID)
+		require.Equal(t, names[conn]+" "+env.EnvelopeID, <-got)
+	}
+	_, err := s.SendTo(ctx, 2, slackfake.Envelope{Type: "events_api"}, nil)
+	require.ErrorContains(t, err, "no Socket Mode connection 2: 2 open")
 }
