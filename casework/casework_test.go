@@ -60,7 +60,7 @@ func TestConfigValidation(t *testing.T) {
 		{name: "org allowance above the cap", cfg: casework.Config{Orgs: []casework.Org{{ID: "contoso", CreditsPerQuarter: ptr(21)}}},
 			want: "orgs[0] (contoso).credits_per_quarter 21 must be between 0 and cases.credits_rollover_max (20)"},
 		{name: "negative reopen window", cfg: casework.Config{ReopenWindow: -time.Hour}, want: "cases.reopen_window must not be negative"},
-		{name: "sweep too often", cfg: casework.Config{SweepEvery: time.Millisecond}, want: "SweepEvery"},
+		{name: "sweep too often", cfg: casework.Config{SweepEvery: time.Millisecond}, want: "cases.sla.check_interval 1ms is too short"},
 		{name: "timeline check too often", cfg: casework.Config{TimelineCheckEvery: time.Millisecond}, want: "TimelineCheckEvery"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
