@@ -304,12 +304,18 @@ func (s *Server) initdb(ctx context.Context) error {
 // dead one left and starts a new one.
 func (s *Server) startOrAdopt(ctx context.Context) error {
 	if pid := s.postmasterPID(); s.isOurServer(pid) {
-		if err := s.waitReady(ctx); err != nil {
+		err := s.waitReady(ctx)
+		if err == nil {
+			s.adopted = true
+			s.log.Info("local PostgreSQL already running; reusing it", "dir", s.opts.Dir, "pid", pid)
+			return nil
+		}
+		// A postmaster killed a moment ago still looks alive in /proc until
+		// the kernel has finished it: if it died while we asked, start anew.
+		if s.isOurServer(pid) {
 			return fmt.Errorf("a PostgreSQL server (pid %d) is running on %q but does not answer: %w", pid, s.DataDir(), err)
 		}
-		s.adopted = true
-		s.log.Info("local PostgreSQL already running; reusing it", "dir", s.opts.Dir, "pid", pid)
-		return nil
+		s.log.Warn("the local PostgreSQL that looked alive exited; starting a new one", "pid", pid)
 	}
 	return s.launch(ctx)
 }
