@@ -32,6 +32,9 @@ type Config struct {
 	Experts  UserIDs `yaml:"experts"`
 	Managers UserIDs `yaml:"managers"`
 	Admins   UserIDs `yaml:"admins"`
+	// Reports is the reports block (the weekly digest) and the timezone
+	// reports use (digest.go).
+	Reports Reports `yaml:"reports"`
 	// Delivery tunes the outbox workers; zero values get defaults. Not in
 	// the config file.
 	Delivery Delivery `yaml:"-"`
@@ -182,6 +185,7 @@ func (c Config) WithDefaults() Config {
 	c.Orgs = orgs
 	c.Delivery = c.Delivery.withDefaults()
 	c.Inbound = c.Inbound.withDefaults()
+	c.Reports = c.Reports.withDefaults()
 	return c
 }
 
@@ -301,6 +305,9 @@ func (c Config) Validate() error {
 		bad("delivery.lease %s: too short to deliver a batch; use at least 5s (default 2m)", d.Lease)
 	}
 	if err := c.Inbound.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Reports.validate(c.Orgs); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
