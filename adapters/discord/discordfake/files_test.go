@@ -28,7 +28,7 @@ func TestFollowupWithFiles(t *testing.T) {
 		Data: &discordgo.InteractionResponseData{Flags: discordgo.MessageFlagsEphemeral}}))
 
 	m, err := s.FollowupMessageCreate(i, true, &discordgo.WebhookParams{Content: "your record", AllowedMentions: quiet,
-		Flags: discordgo.MessageFlagsEphemeral,
+		Flags:       discordgo.MessageFlagsEphemeral,
 		Attachments: []*discordgo.MessageAttachment{{ID: "0", Filename: "EOD-1.md"}, {ID: "1", Filename: "EOD-1.json"}},
 		Files: []*discordgo.File{{Name: "EOD-1.md", ContentType: "text/markdown", Reader: strings.NewReader("# EOD-1\n")},
 			{Name: "EOD-1.json", ContentType: "application/json", Reader: strings.NewReader(`{"ref":"EOD-1"}`)}}})
