@@ -16,6 +16,8 @@
 //	err = b.Start(ctx)               // delivery and inbound workers: LISTEN/NOTIFY + polling
 //	// adapters call b (a Handler) for every inbound event, and use b.Seen as their replay cache
 //	defer b.Stop()                   // idempotent; waits for in-flight work
+//	// with reports.digest set, on every replica (queued once per week whatever runs):
+//	d, err := bot.NewDigestScheduler(cfg.Reports, bot.NewCaseworkCases(cases), pool, log, reg)
 //
 // Inbound work is durable (inbound.go): every command, button, form or case
 // thread reply with work to do is stored in bot_inbound, in the insert that

@@ -133,8 +133,8 @@ func (cw *CaseworkCases) Get(ctx context.Context, s Scope, ref string) (CaseView
 	return caseView(c), nil
 }
 
-// List implements Cases.
-func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error) {
+// listFilter is casework's filter for a list f in scope s.
+func listFilter(s Scope, f CaseFilter) casework.ListFilter {
 	lf := casework.ListFilter{Limit: f.Limit}
 	if !s.All {
 		lf.Org = s.Org
@@ -150,7 +150,12 @@ func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseL
 	case "breaching":
 		lf.Breaching = true
 	}
-	p, err := cw.svc.List(ctx, viewer(s), lf)
+	return lf
+}
+
+// List implements Cases.
+func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error) {
+	p, err := cw.svc.List(ctx, viewer(s), listFilter(s, f))
 	if err != nil {
 		return CaseList{}, mapErr(err)
 	}

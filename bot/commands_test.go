@@ -286,7 +286,8 @@ func TestRedeliveredCommandHandledOnce(t *testing.T) {
 	require.Equal(t, 1, l.Total)
 }
 
-// TestCasesListMore: lists show the first 10 and say how many more.
+// TestCasesListMore: lists show the first 10, say how many match, and
+// offer the rest behind a More button.
 func TestCasesListMore(t *testing.T) {
 	t.Parallel()
 	f := setupWith(t, pgtest.New(t), true, nil, casework.Config{CreditsPerQuarter: 50, CreditsCap: 100})
@@ -295,7 +296,8 @@ func TestCasesListMore(t *testing.T) {
 		require.Contains(t, plain(m), "Opened")
 	}
 	_, m := f.run(t, Slack, analyst, contosoSOC, "cases")
-	require.Contains(t, plain(m), "and 2 more")
+	require.Contains(t, plain(m), "Cases 1–10 of 12")
+	require.Contains(t, plain(m), "[More]")
 	require.Len(t, m.Sections[0].Lines, 10)
 	_, m = f.run(t, Slack, manager, deskChannel, "cases open fabrikam")
 	require.Contains(t, plain(m), "No cases.")

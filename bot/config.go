@@ -32,6 +32,9 @@ type Config struct {
 	Experts  UserIDs `yaml:"experts"`
 	Managers UserIDs `yaml:"managers"`
 	Admins   UserIDs `yaml:"admins"`
+	// Reports is the reports block (the weekly digest) and the timezone
+	// reports use (digest.go).
+	Reports Reports `yaml:"reports"`
 	// Delivery tunes the outbox workers; zero values get defaults. Only
 	// its lease is in the config file (delivery.lease).
 	Delivery Delivery `yaml:"delivery"`
@@ -184,6 +187,7 @@ func (c Config) WithDefaults() Config {
 	c.Orgs = orgs
 	c.Delivery = c.Delivery.withDefaults()
 	c.Inbound = c.Inbound.withDefaults()
+	c.Reports = c.Reports.withDefaults()
 	return c
 }
 
@@ -303,6 +307,9 @@ func (c Config) Validate() error {
 		bad("delivery.lease %s: too short to deliver a batch; use at least 5s (default 2m)", d.Lease)
 	}
 	if err := c.Inbound.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Reports.validate(c.Orgs); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -10,9 +10,13 @@ import (
 // Internals the external tests (package bot_test, which may import
 // bot/bottest) reach for.
 var (
-	Tokenize = tokenize
-	CutRunes = cut
+	Tokenize      = tokenize
+	CutRunes      = cut
+	DurationWords = durationWords
 )
+
+// Config is the bot's configuration, defaults filled.
+func (b *Bot) Config() Config { return b.cfg }
 
 // DeliverBatch claims and delivers one batch, as a worker does.
 func (b *Bot) DeliverBatch(ctx context.Context) (int, error) { return b.deliverBatch(ctx) }

@@ -46,6 +46,8 @@ type request struct {
 	org     string      // cases/credits org filter for experts and managers
 	text    string      // question, summary, note
 	hasText bool
+	search  string // cases search text
+	period  string // report period: week, month, quarter ("": quarter)
 }
 
 // usageError answers bad input: what was wrong and what a valid one looks like.
@@ -257,6 +259,12 @@ func parse(c Command) (request, *usageError) {
 			return r, err
 		}
 	case vCases:
+		if ok, err := parseCasesSearch(c, args, typed, &r); ok || err != nil {
+			if err != nil {
+				return r, err
+			}
+			break
+		}
 		f, o := "open", ""
 		if typed {
 			f, o = strings.ToLower(cmp.Or(opt(c, "filter", "which"), "open")), opt(c, "org")
@@ -332,6 +340,14 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("A note needs its text: /experts note %s \"what you found\". Notes stay on the desk; the requester never sees them.", r.ref)
 		}
 	case vSampleNotify:
+	case vReport:
+		if err := parseReport(c, args, typed, &r); err != nil {
+			return r, err
+		}
+	case vExport, vVerify:
+		if err := needRef("/experts " + verb + " EOD-1042"); err != nil {
+			return r, err
+		}
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

@@ -57,6 +57,12 @@ func opOf(r request) op {
 		return opNote
 	case vSampleNotify:
 		return opSampleNotify
+	case vReport:
+		return opReport
+	case vExport:
+		return opExport
+	case vVerify:
+		return opVerify
 	}
 	return opHelp
 }
@@ -124,6 +130,9 @@ func (b *Bot) doCommand(ctx context.Context, c Command) (*Message, error) {
 		return nil, &Refusal{Msg: plainText(denied(w, o))}
 	}
 	m, err := b.runCommand(ctx, w, c, r)
+	if errors.Is(err, errAnswered) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +213,10 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		}
 		return b.statusMessage(cv), nil
 	case vCases:
-		return b.listCases(ctx, w, r)
+		if r.search != "" {
+			return b.searchCases(ctx, w, c.User.Platform, r)
+		}
+		return b.listCases(ctx, w, c.User.Platform, r)
 	case vCredits:
 		org := r.org
 		if !w.has(RoleManager) || org == "" {
@@ -273,6 +285,12 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return textMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
 	case vSampleNotify:
 		return b.sampleNotification(ctx, w, r)
+	case vReport:
+		return b.runReport(ctx, w, r)
+	case vExport:
+		return b.runExport(ctx, w, c, r)
+	case vVerify:
+		return b.runVerify(ctx, w, r)
 	}
 	return b.help(w), nil
 }
@@ -328,7 +346,7 @@ func (b *Bot) open(ctx context.Context, w who, key string, s Subject, question, 
 	return b.cases.Open(ctx, OpenCase{Key: key, Org: w.org.ID, Subject: s, Question: question, Requester: b.named(ctx, w.user), Origin: origin})
 }
 
-func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) {
+func (b *Bot) listCases(ctx context.Context, w who, p Platform, r request) (Message, error) {
 	s, _ := w.scope()
 	if r.org != "" {
 		if !w.may(opCasesAnyOrg) {
@@ -345,15 +363,11 @@ func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) 
 	if r.filter == "mine" {
 		f.Assignee = w.user.ID
 	}
-	l, err := b.cases.List(ctx, s, f)
-	if err != nil {
-		return Message{}, err
-	}
 	title := map[string]string{"open": "Open cases", "mine": "Your cases", "breaching": "Cases at risk of breaching their SLA", "all": "All cases"}[r.filter]
 	if s.Org != "" {
 		title += " · " + b.orgName(s.Org)
 	}
-	return b.listMessage(title, l, s.All), nil
+	return b.casesFirstPage(ctx, w, p, s, f, title) // pages of maxListed, with More
 }
 
 func (b *Bot) sampleNotification(ctx context.Context, w who, r request) (Message, error) {
@@ -395,6 +409,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
+			{B("/experts report"), T(" [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>: the case's record, privately; "), B("verify"), T(" <EOD-n>: check its timeline")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -406,12 +421,14 @@ func (b *Bot) help(w who) Message {
 			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
 			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
+			{B("/experts report"), T(" [org] [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
 	if w.has(RoleManager) && !w.has(RoleExpert) {
 		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
 			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
+			{B("/experts report"), T(" [org] [week|month|quarter]: the service report; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>; "), B("verify"), T(" <EOD-n>")},
 		}})
 	}
 	if w.has(RoleAdmin) {
@@ -462,6 +479,8 @@ func actionOp(a ActionID) (op, bool) {
 		return opAcknowledge, true
 	case ActShowScope:
 		return opShowScope, true
+	case ActMore:
+		return opCases, true
 	}
 	return "", false
 }
@@ -572,6 +591,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 			return nil, fmt.Errorf("post full scope: %w", err)
 		}
 		return nil, nil
+	case ActMore:
+		return b.morePage(ctx, w, a)
 	}
 	return nil, nil
 }

@@ -636,7 +636,9 @@ func (b *Bot) run(ctx context.Context, row inboundRow) (*Message, error) {
 	ev := row.event
 	switch {
 	case ev.Command != nil:
-		return b.doCommand(ctx, *ev.Command)
+		c := *ev.Command
+		c.Respond = b.responderOf(row) // for work that answers with more than a message (export's files)
+		return b.doCommand(ctx, c)
 	case ev.Action != nil:
 		return b.doAction(ctx, *ev.Action)
 	case ev.Submission != nil:

@@ -40,6 +40,9 @@ const (
 	opShowScope    op = "show scope"
 	opRelayAsker   op = "reply in requester thread"
 	opRelayExpert  op = "reply in desk thread"
+	opReport       op = "report"
+	opExport       op = "export"
+	opVerify       op = "verify"
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -64,6 +67,9 @@ var permissions = map[op][]Role{
 	opShowScope:    {RoleMember, RoleExpert, RoleManager},
 	opRelayAsker:   {RoleMember},
 	opRelayExpert:  {RoleExpert},
+	opReport:       {RoleMember, RoleExpert, RoleManager},
+	opExport:       {RoleMember, RoleExpert, RoleManager},
+	opVerify:       {RoleMember, RoleExpert, RoleManager},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

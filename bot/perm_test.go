@@ -39,6 +39,9 @@ func TestPermissionTable(t *testing.T) {
 		opShowScope:    {"member", "expert", "manager"},
 		opRelayAsker:   {"member"},
 		opRelayExpert:  {"expert"},
+		opReport:       {"member", "expert", "manager"},
+		opExport:       {"member", "expert", "manager"},
+		opVerify:       {"member", "expert", "manager"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -78,6 +78,14 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 	if row.Kind == kindSampleNotification {
 		return b.renderSample(row)
 	}
+	if rp, ok := b.cases.(CaseReports); ok {
+		if q, ok, err := rp.DecodeDigest(row.Kind, row.Payload); ok || err != nil {
+			if err != nil {
+				return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
+			}
+			return b.renderDigest(ctx, q)
+		}
+	}
 	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}

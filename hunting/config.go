@@ -383,3 +383,19 @@ func (c *Config) notifyScore(org string) int {
 	}
 	return c.NotifyScore
 }
+
+// OtherOrgLabel is the org label of metrics about no configured org (an
+// alert of an unknown tenant): the label's values are bounded by the
+// configured orgs.
+const OtherOrgLabel = "_other"
+
+// orgLabel is org as a metric label: itself when configured, else
+// OtherOrgLabel.
+func (c Config) orgLabel(org string) string {
+	for _, o := range c.Orgs {
+		if o.ID == org && org != "" {
+			return org
+		}
+	}
+	return OtherOrgLabel
+}

@@ -98,13 +98,13 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
-			Name: "alerts_total", Help: "Alert items taken in, by result (accepted, updated, unchanged, rejected)."}, []string{"result"}),
+			Name: "alerts_total", Help: "Alert items taken in, by org (" + OtherOrgLabel + ": no configured org, such as an unknown tenant) and result (accepted, updated, unchanged, rejected)."}, []string{"org", "result"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "intake_requests_total", Help: "Intake HTTP requests by status code."}, []string{"code"}),
 		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "ingest_batch_seconds", Help: "Time to ingest one batch of alerts.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
-			Name: "outbox_events_total", Help: "Notification events written to the outbox, by kind."}, []string{"kind"}),
+			Name: "outbox_events_total", Help: "Notification events written to the outbox, by org and kind (incident.notify: a card posted)."}, []string{"org", "kind"}),
 		merges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "incident_merges_total", Help: "Incidents merged because an alert linked them."}),
 		incidents: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",

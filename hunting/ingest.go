@@ -175,7 +175,7 @@ func (s *Service) ingest(ctx context.Context, items []RawAlert, bind binding) (*
 		case StatusRejected:
 			res.Rejected++
 		}
-		s.m.items.WithLabelValues(string(it.Status)).Inc()
+		s.m.items.WithLabelValues(s.cfg.orgLabel(it.Org), string(it.Status)).Inc()
 	}
 	return res, nil
 }

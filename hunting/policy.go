@@ -116,7 +116,7 @@ func (s *Service) appendEvent(ctx context.Context, tx pgx.Tx, kind string, p Eve
 	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kind, Stream: Stream(p.IncidentID), Payload: p}); err != nil {
 		return fmt.Errorf("record %s for incident %d: %w", kind, p.IncidentID, err)
 	}
-	s.m.events.WithLabelValues(kind).Inc()
+	s.m.events.WithLabelValues(s.cfg.orgLabel(p.Org), kind).Inc()
 	return nil
 }
 

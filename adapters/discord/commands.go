@@ -19,6 +19,7 @@ const (
 	maxQuestion = 1500
 	maxID       = 100
 	maxCaseRef  = 32
+	maxSearch   = 200 // casework.MaxSearchRunes
 )
 
 func strOpt(name, desc string, required bool, minLen, maxLen int) *discordgo.ApplicationCommandOption {
@@ -74,7 +75,7 @@ func Commands() []*discordgo.ApplicationCommand {
 					{Name: "open", Value: "open"}, {Name: "mine", Value: "mine"},
 					{Name: "breaching", Value: "breaching"}, {Name: "all", Value: "all"},
 				},
-			}, org),
+			}, org, strOpt("search", "Find cases instead: words, a hash, a host, @user or EOD-n", false, 1, maxSearch)),
 			sub("credits", "Show this quarter's expert credits", strOpt("org", "Experts and managers: an org id", false, 1, 64)),
 			sub("help", "How to use /experts"),
 			sub("take", "Experts: take a case (none given: the oldest new case)", optCase()),
@@ -88,6 +89,12 @@ func Commands() []*discordgo.ApplicationCommand {
 			sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
 			sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
 			sub("sample-notification", "Admins: post a sample attack notification"),
+			sub("report", "Service report: cases, response times, SLA, credits, notifications", &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionString, Name: "period", Description: "Calendar period, so far (default: quarter)",
+				Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "week", Value: "week"}, {Name: "month", Value: "month"}, {Name: "quarter", Value: "quarter"}},
+			}, org),
+			sub("export", "A case's full record (Markdown and JSON), sent to you only", caseOpt()),
+			sub("verify", "Check a case's hash-chained timeline", caseOpt()),
 		},
 	}}
 }

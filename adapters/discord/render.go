@@ -59,6 +59,8 @@ type messagePayload struct {
 	Flags           int                          `json:"flags,omitempty"`
 	Nonce           string                       `json:"nonce,omitempty"`
 	EnforceNonce    bool                         `json:"enforce_nonce,omitempty"`
+	// Attachments describe the files[n] parts of a multipart body (files.go).
+	Attachments []attachment `json:"attachments,omitempty"`
 }
 
 // Message flags. https://discord.com/developers/docs/resources/message#message-object-message-flags

@@ -58,12 +58,21 @@ func (a *Adapter) do(ctx context.Context, op, method, endpoint, bucketID string,
 // interaction, so they bypass discordgo's limiter (whose bucket map would
 // otherwise grow by one entry per interaction) and run concurrently.
 func (a *Adapter) doInteraction(ctx context.Context, op, method, endpoint string, body any) ([]byte, error) {
+	if body == nil {
+		return a.doInteractionBody(ctx, op, method, endpoint, "", nil)
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode: %w", op, err)
+	}
+	return a.doInteractionBody(ctx, op, method, endpoint, "application/json", data)
+}
+
+// doInteractionBody is doInteraction with a body already encoded as
+// contentType (a multipart form with files: files.go).
+func (a *Adapter) doInteractionBody(ctx context.Context, op, method, endpoint, contentType string, data []byte) ([]byte, error) {
 	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("%s: encode: %w", op, err)
-		}
+	if data != nil {
 		rd = bytes.NewReader(data)
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
@@ -72,8 +81,8 @@ func (a *Adapter) doInteraction(ctx context.Context, op, method, endpoint string
 	if err != nil {
 		return nil, a.classify(op, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("User-Agent", a.rest.UserAgent)
 	resp, err := a.client.Do(req)

@@ -46,6 +46,11 @@ var operatorHelp = map[string]string{
 	"invalid_trigger_id":      "the form's trigger is not valid: try again",
 	"exchanged_trigger_id":    "the form's trigger was already used",
 	"view_too_large":          "the form is too large for Slack: a bug in threatdesk, please report it",
+
+	// Uploads (/experts export).
+	"file_uploads_disabled":       "the workspace does not allow file uploads, so /experts export cannot hand over a record: ask a Slack admin",
+	"file_upload_size_restricted": "the workspace restricts the size of uploads below a case record's: ask a Slack admin",
+	"cannot_dm_bot":               "a direct message cannot be opened with a bot user",
 }
 
 // classify turns an error from slack-go into a *bot.DeliveryError: retry

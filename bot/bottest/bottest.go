@@ -295,13 +295,62 @@ type Response struct {
 
 // Responder records the bot's answers to one inbound event.
 type Responder struct {
-	id   string
-	mu   sync.Mutex
-	got  []Response
-	wake chan struct{}
+	id    string
+	mu    sync.Mutex
+	got   []Response
+	files []FilesResponse
+	wake  chan struct{}
 }
 
-var _ bot.Resumable = (*Responder)(nil)
+var (
+	_ bot.Resumable     = (*Responder)(nil)
+	_ bot.FileResponder = (*Responder)(nil)
+)
+
+// FilesResponse is one answer with files (RespondFiles).
+type FilesResponse struct {
+	Message bot.Message
+	Files   []bot.File
+}
+
+// RespondFiles implements bot.FileResponder: it records m and files as the
+// answer itself (as an ephemeral Discord follow-up is).
+func (r *Responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.File) (string, error) {
+	r.mu.Lock()
+	r.files = append(r.files, FilesResponse{Message: m, Files: files})
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return "", nil
+}
+
+// FileResponses returns the answers with files so far.
+func (r *Responder) FileResponses() []FilesResponse {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]FilesResponse(nil), r.files...)
+}
+
+// WaitFiles returns the first answer with files, waiting up to timeout.
+func (r *Responder) WaitFiles(timeout time.Duration) (FilesResponse, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		if got := r.FileResponses(); len(got) > 0 {
+			return got[0], true
+		}
+		select {
+		case <-r.wake:
+		case <-deadline.C:
+			if got := r.FileResponses(); len(got) > 0 {
+				return got[0], true
+			}
+			return FilesResponse{}, false
+		}
+	}
+}
 
 // NewResponder returns an empty recording Responder with a random id.
 func NewResponder() *Responder {

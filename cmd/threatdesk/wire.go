@@ -61,6 +61,13 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
 	}
 	app.Add("bot", core)
+	if f.Bot.Reports.Digest != nil {
+		digest, err := bot.NewDigestScheduler(f.Bot.Reports, bot.NewCaseworkCases(cases), pool, log, reg)
+		if err != nil {
+			return nil, fmt.Errorf("weekly digest: %w", err)
+		}
+		app.Add("digest", digest)
+	}
 
 	if cfg.SlackEnabled() {
 		sc := cfg.Slack

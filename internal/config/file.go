@@ -103,6 +103,7 @@ func (f *File) validate() []error {
 		bad("timezone %q is not a time zone name: use an IANA name such as Europe/London, America/New_York or UTC", f.Timezone)
 	} else {
 		f.Location = loc
+		f.Bot.Reports.Location = loc // the calendar of reports and of the weekly digest
 	}
 	for i, m := range f.Oncall.Rotation {
 		if (m.Platform == oncall.PlatformSlack || m.Platform == oncall.PlatformDiscord) && !f.isExpert(m) {

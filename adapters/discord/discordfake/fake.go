@@ -79,6 +79,8 @@ type Message struct {
 	Flags      int         `json:"flags,omitempty"`
 	Type       int         `json:"type"`
 	Nonce      string      `json:"nonce,omitempty"`
+	// Attachments are its files (files.go).
+	Attachments []Attachment `json:"attachments,omitempty"`
 	// Edits counts PATCHes.
 	Edits int `json:"-"`
 	// Interaction is the id of the interaction this message answers.
@@ -418,7 +420,7 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, nil
 	}
 	defer r.Body.Close()
-	return io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	return io.ReadAll(io.LimitReader(r.Body, 4*MaxAttachmentBytes)) // room for files over the limit, to refuse them as Discord does
 }
 
 func (s *Server) routes(mux *http.ServeMux) {

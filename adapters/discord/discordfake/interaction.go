@@ -410,7 +410,7 @@ func (s *Server) followup(w http.ResponseWriter, r *http.Request, body []byte) {
 	if !ok {
 		return
 	}
-	b, ok := s.checkMessage(w, "followup", body, false)
+	b, atts, _, ok := s.readMessage(w, r, "followup", body, false)
 	if !ok {
 		return
 	}
@@ -421,6 +421,7 @@ func (s *Server) followup(w http.ResponseWriter, r *http.Request, body []byte) {
 	if orig, ok := s.messages[in.original]; ok && orig.Flags&(1<<7) != 0 {
 		flags := orig.Flags &^ (1 << 7)
 		apply(orig, b)
+		attach(orig, atts, nil)
 		orig.Flags = flags
 		in.Followups = append(in.Followups, orig.ID)
 		out := *orig
@@ -429,7 +430,8 @@ func (s *Server) followup(w http.ResponseWriter, r *http.Request, body []byte) {
 		return
 	}
 	m := &Message{ID: s.nextID(), ChannelID: in.ChannelID, GuildID: in.GuildID, Author: s.users[s.opts.BotID],
-		Content: deref(b.Content), Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Type: 19, Interaction: in.ID, Created: time.Now()}
+		Content: deref(b.Content), Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Type: 19, Interaction: in.ID, Created: time.Now(),
+		Attachments: atts}
 	s.store(m)
 	in.Followups = append(in.Followups, m.ID)
 	out := *m
@@ -457,12 +459,13 @@ func (s *Server) editWebhookMessage(w http.ResponseWriter, r *http.Request, body
 		writeErr(w, 404, 10008, "Unknown Message")
 		return
 	}
-	b, ok := s.checkMessage(w, "edit interaction message", body, true)
+	b, atts, listed, ok := s.readMessage(w, r, "edit interaction message", body, true)
 	if !ok {
 		return
 	}
 	s.mu.Lock()
 	apply(m, b)
+	attach(m, atts, listed)
 	m.Flags &^= 1 << 7 // no longer loading
 	out := *m
 	s.mu.Unlock()

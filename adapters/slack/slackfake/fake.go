@@ -9,7 +9,10 @@
 // Retry-After, or 500, on demand, and withhold the answer to a post it has
 // stored (HoldAnswer), as when a connection drops or the app dies mid-call.
 // Messages keep their metadata, which conversations.history and
-// conversations.replies return only with include_all_metadata.
+// conversations.replies return only with include_all_metadata. Files are
+// uploaded as Slack takes them (files.getUploadURLExternal, the upload URL,
+// files.completeUploadExternal) and direct messages opened
+// (conversations.open): see files.go.
 package slackfake
 
 import (
@@ -180,6 +183,8 @@ type Server struct {
 	closeOnce  sync.Once
 	// changes signals tests waiting on what the fake records (Subscribe).
 	changes testwait.Signal
+	// filestore holds uploaded files and direct messages (files.go).
+	filestore *fileStore
 }
 
 // Subscribe signals after every request the fake has answered (an API
@@ -244,6 +249,7 @@ func New(t testing.TB, o Options) *Server {
 	mux.HandleFunc("/api/{method}", s.serveAPI)
 	mux.HandleFunc("/link/", s.serveSocket)
 	mux.HandleFunc("POST /response/{id}", s.serveResponse)
+	mux.HandleFunc("POST /upload/v1/{id}", s.serveUpload)
 	s.http = httptest.NewServer(s.notifying(mux))
 	t.Cleanup(s.Close)
 	return s
@@ -612,6 +618,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.replies(req)
 	case "conversations.info":
 		res = s.conversationInfo(req)
+	case "conversations.open":
+		res = s.conversationsOpen(req)
+	case "files.getUploadURLExternal":
+		res = s.getUploadURL(req)
+	case "files.completeUploadExternal":
+		res = s.completeUpload(req)
 	default:
 		s.violate("unknown Web API method %q", req.method)
 		res = errResp("unknown_method")
@@ -1055,7 +1067,8 @@ func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
 		refused = "expired_url"
 	default:
 		u.uses++
-		s.responses = append(s.responses, Response{ID: r.PathValue("id"), ResponseType: body.ResponseType, Text: body.Text, Blocks: rawOrNil(blocks), At: time.Now()})
+		// Stored as Slack shows it: every block has a block_id.
+		s.responses = append(s.responses, Response{ID: r.PathValue("id"), ResponseType: body.ResponseType, Text: body.Text, Blocks: rawOrNil(s.withBlockIDs(blocks)), At: time.Now()})
 	}
 	s.mu.Unlock()
 	if refused != "" {

@@ -1,0 +1,88 @@
+package bot
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDigestConfig(t *testing.T) {
+	t.Parallel()
+	slack := func(ch string) *Digest { return &Digest{Slack: &DigestSlack{Channel: ch}} }
+	tests := []struct {
+		name   string
+		digest *Digest
+		want   string // "" = valid
+	}{
+		{"none", nil, ""},
+		{"slack, default time", slack("C0MANAGERS"), ""},
+		{"discord", &Digest{Discord: &DigestDiscord{Guild: "1000000000000000001", Channel: "1000000000000000009"}, When: "friday 17:30"}, ""},
+		{"nowhere", &Digest{When: "Mon 08:00"}, "say where the weekly digest goes"},
+		{"both", &Digest{Slack: &DigestSlack{Channel: "C0MANAGERS"}, Discord: &DigestDiscord{Guild: "1000000000000000001", Channel: "1000000000000000009"}},
+			"set either slack or discord, not both"},
+		{"bad slack channel", slack("#managers"), `reports.digest.slack.channel "#managers" must be a Slack channel id`},
+		{"bad discord id", &Digest{Discord: &DigestDiscord{Guild: "guild", Channel: "1000000000000000009"}}, "reports.digest.discord needs guild and channel as Discord ids"},
+		{"an org's channel", slack("C0CONTOSOSOC"), "is org contoso's channel, and the digest shows every org's figures"},
+		{"an org's discord channel", &Digest{Discord: &DigestDiscord{Guild: "1000000000000000001", Channel: "1000000000000000002"}},
+			"is org fabrikam's channel"},
+		{"bad weekday", &Digest{Slack: &DigestSlack{Channel: "C0MANAGERS"}, When: "Someday 08:00"}, `reports.digest.when "Someday 08:00" is not a weekly time: "Someday" is not a weekday`},
+		{"bad time", &Digest{Slack: &DigestSlack{Channel: "C0MANAGERS"}, When: "Mon 25:00"}, "is not a time between 00:00 and 23:59"},
+		{"daily is not weekly", &Digest{Slack: &DigestSlack{Channel: "C0MANAGERS"}, When: "daily 08:00"}, "is not a weekday"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := unitConfig()
+			c.Reports.Digest = tt.digest
+			c = c.WithDefaults()
+			err := errors.Join(c.Validate(), c.ready())
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tt.want)
+		})
+	}
+	c := unitConfig()
+	c.Reports.Digest = slack("C0MANAGERS")
+	require.Equal(t, DefaultDigestWhen, c.WithDefaults().Reports.Digest.When)
+	require.Empty(t, c.Reports.Digest.When, "WithDefaults does not change the config it was given")
+}
+
+// TestDigestDueThisWeek: a replica that starts after this week's due time
+// queues the digest at once (catching up a restart over the due time);
+// before it, the schedule will.
+func TestDigestDueThisWeek(t *testing.T) {
+	t.Parallel()
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	mon, err := parseWhen("Mon 08:00")
+	require.NoError(t, err)
+	sun, err := parseWhen("sunday 20:00")
+	require.NoError(t, err)
+	at := func(s string) time.Time {
+		t.Helper()
+		x, err := time.ParseInLocation("2006-01-02 15:04", s, london)
+		require.NoError(t, err)
+		return x
+	}
+	for _, tt := range []struct {
+		w    when
+		now  string
+		due  string
+		late bool
+	}{
+		{mon, "2026-03-30 07:59", "2026-03-30 08:00", false}, // Monday, just before (BST since the 29th)
+		{mon, "2026-03-30 08:00", "2026-03-30 08:00", true},
+		{mon, "2026-04-05 23:00", "2026-03-30 08:00", true}, // Sunday of the same week
+		{sun, "2026-03-30 09:00", "2026-04-05 20:00", false},
+		{sun, "2026-04-05 21:00", "2026-04-05 20:00", true},
+	} {
+		now := at(tt.now)
+		due := tt.w.dueIn(now, london)
+		require.Equal(t, at(tt.due), due, "due for %s", tt.now)
+		require.Equal(t, tt.late, !now.Before(due), "late at %s", tt.now)
+	}
+}
