@@ -33,6 +33,7 @@ const (
 	vNote         = "note"
 	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
+	vIncidents    = "incidents"
 )
 
 // request is a parsed /experts command.
@@ -332,6 +333,10 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("A note needs its text: /experts note %s \"what you found\". Notes stay on the desk; the requester never sees them.", r.ref)
 		}
 	case vSampleNotify:
+	case vIncidents:
+		if err := parseIncidents(c, args, &r); err != nil {
+			return r, err
+		}
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

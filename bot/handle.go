@@ -57,6 +57,8 @@ func opOf(r request) op {
 		return opNote
 	case vSampleNotify:
 		return opSampleNotify
+	case vIncidents:
+		return opIncidents
 	}
 	return opHelp
 }
@@ -273,6 +275,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return textMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
 	case vSampleNotify:
 		return b.sampleNotification(ctx, w, r)
+	case vIncidents:
+		return b.listIncidents(ctx, w, r)
 	}
 	return b.help(w), nil
 }
@@ -395,6 +399,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
+			{B("/experts incidents"), T(" [open|quiet|all]: incidents with score and why, posted or quiet; Notify now, Consult")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -406,12 +411,14 @@ func (b *Bot) help(w who) Message {
 			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
 			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
+			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why; Notify now posts a quiet one")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
 	if w.has(RoleManager) && !w.has(RoleExpert) {
 		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
 			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
+			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why, posted or quiet")},
 		}})
 	}
 	if w.has(RoleAdmin) {
@@ -462,6 +469,10 @@ func actionOp(a ActionID) (op, bool) {
 		return opAcknowledge, true
 	case ActShowScope:
 		return opShowScope, true
+	case ActResolve:
+		return opResolve, true
+	case ActNotifyNow:
+		return opNotifyNow, true
 	}
 	return "", false
 }
@@ -501,6 +512,8 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 			return Ack{Message: ptr(textMessage("That button does not name a device or file.")), Private: true}
 		}
 		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))
+	case ActResolve:
+		return b.resolveAction(ctx, a, key)
 	}
 	ev := a
 	ev.Respond = nil
@@ -572,6 +585,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 			return nil, fmt.Errorf("post full scope: %w", err)
 		}
 		return nil, nil
+	case ActNotifyNow:
+		return b.notifyNow(ctx, w, a.Value)
 	}
 	return nil, nil
 }
@@ -591,6 +606,11 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	case formSample:
 		minLen = 0
 	case formMoreInfo, formAddDetails:
+	case formResolveIncident:
+		if ack, ok := checkResolveForm(s); !ok {
+			return ack
+		}
+		field, minLen = fieldComment, 0
 	default:
 		return SubmitAck{Errors: map[string]string{"": "This form is from an older version of threatdesk; close it and start again."}}
 	}
@@ -617,6 +637,8 @@ func (b *Bot) doSubmit(ctx context.Context, s Submission) (*Message, error) {
 		field = fieldQuestion
 	case formConclude:
 		field = fieldSummary
+	case formResolveIncident:
+		field = fieldComment
 	}
 	text := strings.TrimSpace(s.Values[field])
 	// The channel the platform reports wins over the one carried in the
@@ -680,6 +702,11 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			return Message{}, err
 		}
 		return textMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil
+	case formResolveIncident:
+		if err := need(opResolve); err != nil {
+			return Message{}, err
+		}
+		return b.resolveSubmitted(ctx, w, s, state, text)
 	}
 	return Message{}, &Refusal{Msg: "Unknown form."}
 }

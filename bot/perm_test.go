@@ -39,6 +39,11 @@ func TestPermissionTable(t *testing.T) {
 		opShowScope:    {"member", "expert", "manager"},
 		opRelayAsker:   {"member"},
 		opRelayExpert:  {"expert"},
+		// Incidents worked from chat.
+		opResolve:         {"member", "expert"},
+		opNotifyNow:       {"member", "expert"},
+		opIncidents:       {"member", "expert", "manager"},
+		opIncidentsAnyOrg: {"expert", "manager"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

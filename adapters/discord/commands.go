@@ -88,6 +88,12 @@ func Commands() []*discordgo.ApplicationCommand {
 			sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
 			sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
 			sub("sample-notification", "Admins: post a sample attack notification"),
+			sub("incidents", "List incidents with score and why, posted or quiet", &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionString, Name: "filter", Description: "Which incidents (default: open)",
+				Choices: []*discordgo.ApplicationCommandOptionChoice{
+					{Name: "open", Value: "open"}, {Name: "quiet (not notified)", Value: "quiet"}, {Name: "all", Value: "all"},
+				},
+			}, strOpt("org", "Experts and managers: an org id", false, 1, 64)),
 		},
 	}}
 }
