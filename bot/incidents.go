@@ -258,18 +258,23 @@ func (b *Bot) incidentsMessage(w who, filter string, orgs []string, l IncidentLi
 		m.Text = []Line{{T(none)}}
 		return m
 	}
-	var offers []string
+	offered := map[ActionID]bool{}
 	for _, inc := range l.Incidents {
 		it := b.incidentItem(w, inc, several)
 		for _, a := range it.Actions {
-			if !slices.Contains(offers, a.Label) {
-				offers = append(offers, a.Label)
-			}
+			offered[a.Action] = true
 		}
 		m.Items = append(m.Items, it)
 	}
-	if len(offers) > 0 {
-		m.Text = append(m.Text, Line{T(strings.Join(offers, " and ") + " beside each line: Notify now posts a quiet incident to the org's channel as a notification; Consult opens a case about it.")})
+	var say []string
+	if offered[ActNotifyNow] {
+		say = append(say, "Notify now posts a quiet incident to its org's channel as a notification")
+	}
+	if offered[ActConsult] {
+		say = append(say, "Consult opens a case about an incident with a threat expert")
+	}
+	if len(say) > 0 {
+		m.Text = append(m.Text, Line{T(strings.Join(say, "; ") + ".")})
 	}
 	if l.More > 0 {
 		more := fmt.Sprintf("and %d more", l.More)
