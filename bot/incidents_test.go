@@ -56,7 +56,7 @@ func (a defenderAlert) raw() hunting.RawAlert {
 		"description": "test alert", "alertCreationTime": a.At.Add(time.Minute).Format(time.RFC3339Nano),
 		"firstEventTime": a.At.Format(time.RFC3339Nano), "lastEventTime": a.At.Format(time.RFC3339Nano),
 		"lastUpdateTime": a.At.Add(2 * time.Minute).Format(time.RFC3339Nano),
-		"machineId": hexSum(a.Device, 40), "computerDnsName": a.Device, "aadTenantId": a.Tenant, "evidence": ev,
+		"machineId":      hexSum(a.Device, 40), "computerDnsName": a.Device, "aadTenantId": a.Tenant, "evidence": ev,
 	}
 	if a.Class != "" {
 		m["classification"] = a.Class
