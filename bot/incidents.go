@@ -10,6 +10,7 @@ package bot
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -106,6 +107,18 @@ const (
 
 const hintIncidents = "the list is one of open, quiet or all, e.g. /experts incidents quiet"
 
+// msgNoIncident answers an incident that does not exist and one of another
+// org alike.
+const msgNoIncident = "No such incident in your organisation. /experts incidents all lists its incidents."
+
+// incidentNotFound gives a missing incident (or another org's) its one answer.
+func incidentNotFound(err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return &Refusal{Msg: msgNoIncident, Err: err}
+	}
+	return err
+}
+
 func resolveForm(id, channel string) Form {
 	return Form{ID: formResolveIncident, State: url.Values{"i": {id}, "c": {channel}}.Encode(), Title: "Resolve incident " + id, Submit: "Resolve",
 		Fields: []FormField{
@@ -157,14 +170,14 @@ func (b *Bot) resolveSubmitted(ctx context.Context, w who, s Submission, state u
 	}
 	id, uerr := validSubject(SubjectIncident, state.Get("i"))
 	if uerr != nil || id == "" {
-		return Message{}, fmt.Errorf("resolve: %w", ErrNotFound)
+		return Message{}, incidentNotFound(fmt.Errorf("resolve: %w", ErrNotFound))
 	}
 	class := strings.TrimSpace(s.Values[fieldClassification])
 	if !validClassification(class) {
 		return Message{}, &usageError{msg: "Choose a classification: true positive, informational (expected activity) or false positive."}
 	}
 	if err := b.hunt.Resolve(ctx, w.org.ID, id, class, comment, b.named(ctx, w.user)); err != nil {
-		return Message{}, err
+		return Message{}, incidentNotFound(err)
 	}
 	return textMessage(fmt.Sprintf("Resolved incident %s as %s. Its card now says so; new activity on its devices, users or files opens a new incident that follows it.",
 		id, classificationLabel(class))), nil
@@ -366,15 +379,15 @@ func (b *Bot) notifyNow(ctx context.Context, w who, value string) (*Message, err
 		}
 	}
 	if _, uerr := validSubject(SubjectIncident, id); uerr != nil || id == "" {
-		return nil, fmt.Errorf("notify now: %w", ErrNotFound)
+		return nil, incidentNotFound(fmt.Errorf("notify now: %w", ErrNotFound))
 	}
 	o, known := b.cfg.org(org)
 	mine := w.org != nil && w.org.ID == org
 	if !known || (!mine && !w.has(RoleExpert)) {
-		return nil, fmt.Errorf("notify now: %w", ErrNotFound)
+		return nil, incidentNotFound(fmt.Errorf("notify now: %w", ErrNotFound))
 	}
 	if err := b.hunt.NotifyNow(ctx, org, id, b.named(ctx, w.user)); err != nil {
-		return nil, err
+		return nil, incidentNotFound(err)
 	}
 	d := o.NotifyDest()
 	return ptr(textMessage(fmt.Sprintf("Incident %s is being posted to %s's notification channel (%s %s) now; it is updated and repeated like any notification from here on.",

@@ -203,7 +203,7 @@ func TestResolveFromTheCard(t *testing.T) {
 	other := answer(t, r)
 	_, r = f.submit(t, Discord, fabAnalyst, unknown, map[string]string{"classification": "false_positive"})
 	require.Equal(t, answer(t, r), other)
-	require.Contains(t, other, "Not found")
+	require.Contains(t, other, "No such incident in your organisation")
 
 	_, r = f.submit(t, Slack, analyst, form, map[string]string{"classification": "true_positive", "comment": "Contained: <!channel> ws-1 isolated, passwords reset."})
 	require.Contains(t, answer(t, r), "Resolved incident "+id+" as true positive")
@@ -332,6 +332,7 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 		_, r := f.press(t, Discord, fabAnalyst, ActNotifyNow, value, onFab)
 		return answer(t, r)
 	}
+	require.Contains(t, notFound("fabrikam/999999"), "No such incident in your organisation")
 	require.Equal(t, notFound("fabrikam/999999"), notFound(it.Actions[0].Value))
 	require.Equal(t, notFound("fabrikam/999999"), notFound("fabrikam/"+quiet))
 
