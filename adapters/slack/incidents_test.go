@@ -99,9 +99,10 @@ func TestIncidentsOverSlack(t *testing.T) {
 	b, err := bot.New(bot.Config{
 		Orgs: []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.SlackPlace{Team: team, Channels: []string{soc}}},
 			{ID: "fabrikam", Name: "Fabrikam", Slack: &bot.SlackPlace{Team: team, Channels: []string{fabSOC}}}},
-		Desk:     bot.Desk{Slack: &bot.SlackDesk{Team: team, Channel: desk}},
-		Experts:  bot.UserIDs{Slack: []string{eve}},
-		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second},
+		Desk:    bot.Desk{Slack: &bot.SlackDesk{Team: team, Channel: desk}},
+		Experts: bot.UserIDs{Slack: []string{eve}},
+		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
+			Pace: map[bot.Platform]bot.Pace{bot.Slack: {}}}, // the fake does not limit the rate
 	}, db, bot.NewCaseworkCases(cw), bot.NewHuntingIncidents(hunt), log, prometheus.NewRegistry())
 	require.NoError(t, err)
 	o := fake.Options()
@@ -299,10 +300,11 @@ func TestIncidentsOverSlack(t *testing.T) {
 	})
 	card(quiet)
 	// The card is posted once: wait for everything the bot had to send.
-	wait("the outbox drained", func() bool {
+	// The database signals nothing: poll it until the bot has sent what it had to.
+	require.Eventually(t, func() bool {
 		var n int
 		return db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`).Scan(&n) == nil && n == 0
-	})
+	}, 10*time.Second, 10*time.Millisecond, "the outbox drained")
 	require.Len(t, cards(quiet), 1, "Notify now pressed twice posts one card")
 
 	interact(fake.ChooseInResponse(list, soc, alice, "Incident "+quiet+"*", "Consult"))
