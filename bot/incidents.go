@@ -74,7 +74,6 @@ type IncidentLine struct {
 	Resolution *Resolution
 	MergedInto string
 	Follows    string
-	Alerts     int
 	// LastActivity is the latest alert activity.
 	LastActivity time.Time
 }
@@ -344,6 +343,9 @@ func (b *Bot) incidentItem(w who, inc IncidentLine, showOrg bool) Item {
 	line = append(line, U(state), T(" · "), U(cut(strings.ReplaceAll(inc.Title, "\n", " "), maxListLineRunes)))
 	if inc.Follows != "" {
 		line = append(line, T(" · follows incident "+inc.Follows))
+	}
+	if !inc.LastActivity.IsZero() {
+		line = append(line, T(" · last activity "+relTime(inc.LastActivity, b.now())))
 	}
 	if len(inc.Reasons) > 0 {
 		used := 0

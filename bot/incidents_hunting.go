@@ -83,7 +83,7 @@ func (h *HuntingIncidents) List(ctx context.Context, org, filter string, limit i
 	}
 	for _, v := range all {
 		l := IncidentLine{ID: strconv.FormatInt(v.ID, 10), Org: org, Title: v.Title, Severity: Severity(v.Severity), Score: v.Score,
-			Status: v.Status, Posted: v.Posted, Alerts: v.AlertCount, LastActivity: v.LastActivity,
+			Status: v.Status, Posted: v.Posted, LastActivity: v.LastActivity,
 			Resolution: resolution(v.Status, v.ResolvedBy, v.Classification, "")}
 		if v.FromExperts {
 			l.Reasons = append(l.Reasons, "raised by the expert hunting service")
