@@ -210,6 +210,16 @@ type IncidentView struct {
 	Link        string
 	AckedBy     string
 	Test        bool
+	// Status is open, closed or merged (MergedInto then names the incident
+	// to follow); a card that is not open keeps no button that acts on the
+	// incident. Resolution says who closed it and how, when someone did.
+	Status     string
+	MergedInto string
+	Resolution *Resolution
+	// Follows is the closed incident this one follows (new activity on its
+	// entities), with its title.
+	Follows      string
+	FollowsTitle string
 }
 
 // ScopeGroup is one kind of compromised entity.
@@ -230,6 +240,9 @@ type IncidentEvent struct {
 	// thread note) or repeat (post a reminder in the card's thread).
 	Action  string
 	Changes []string
+	// Note, when set, is the one line for the card's thread (a resolution,
+	// in hunting's words), shown instead of Changes.
+	Note string
 }
 
 // Incidents is what the bot needs from hunting. It may be nil: the bot then
@@ -243,6 +256,16 @@ type Incidents interface {
 	// ok is false when hunting does not know it.
 	Describe(ctx context.Context, org string, kind SubjectKind, id string) (s Subject, ok bool, err error)
 	DecodeEvent(kind string, payload json.RawMessage) (ev IncidentEvent, ok bool, err error)
+	// Resolve closes an open incident of org with a classification
+	// (Classification*) and a comment; a closed or merged one is refused
+	// with a Refusal saying by whom and how, or into which incident.
+	Resolve(ctx context.Context, org, id, classification, comment string, by User) error
+	// NotifyNow posts a quiet incident as a notification; one already
+	// posted, closed or merged is refused with a Refusal.
+	NotifyNow(ctx context.Context, org, id string, by User) error
+	// List is org's incidents (open, quiet or all), newest first: at most
+	// limit of them, and how many more matched.
+	List(ctx context.Context, org, filter string, limit int) (IncidentList, error)
 }
 
 // Refusal is an error a domain returns for a request the current state or

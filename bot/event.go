@@ -103,6 +103,10 @@ const (
 	ActAcknowledge ActionID = "acknowledge"
 	ActShowScope   ActionID = "show_scope"
 	ActAskEntity   ActionID = "ask_entity"
+	// ActResolve opens the Resolve form of an incident (its notification
+	// card); ActNotifyNow posts a quiet incident as a notification.
+	ActResolve   ActionID = "resolve_incident"
+	ActNotifyNow ActionID = "notify_now"
 )
 
 // Action is a button or menu press.

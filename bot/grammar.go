@@ -33,6 +33,7 @@ const (
 	vNote         = "note"
 	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
+	vIncidents    = "incidents"
 )
 
 // request is a parsed /experts command.
@@ -346,6 +347,10 @@ func parse(c Command) (request, *usageError) {
 		}
 	case vExport, vVerify:
 		if err := needRef("/experts " + verb + " EOD-1042"); err != nil {
+			return r, err
+		}
+	case vIncidents:
+		if err := parseIncidents(c, args, &r); err != nil {
 			return r, err
 		}
 	default:

@@ -63,6 +63,8 @@ func opOf(r request) op {
 		return opExport
 	case vVerify:
 		return opVerify
+	case vIncidents:
+		return opIncidents
 	}
 	return opHelp
 }
@@ -291,6 +293,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return b.runExport(ctx, w, c, r)
 	case vVerify:
 		return b.runVerify(ctx, w, r)
+	case vIncidents:
+		return b.listIncidents(ctx, w, r)
 	}
 	return b.help(w), nil
 }
@@ -410,6 +414,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
 			{B("/experts report"), T(" [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>: the case's record, privately; "), B("verify"), T(" <EOD-n>: check its timeline")},
+			{B("/experts incidents"), T(" [open|quiet|all]: incidents with score and why, posted or quiet; Notify now, Consult")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -422,6 +427,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
 			{B("/experts report"), T(" [org] [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
+			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why; Notify now posts a quiet one")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
@@ -429,6 +435,7 @@ func (b *Bot) help(w who) Message {
 		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
 			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
 			{B("/experts report"), T(" [org] [week|month|quarter]: the service report; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>; "), B("verify"), T(" <EOD-n>")},
+			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why, posted or quiet")},
 		}})
 	}
 	if w.has(RoleAdmin) {
@@ -481,6 +488,10 @@ func actionOp(a ActionID) (op, bool) {
 		return opShowScope, true
 	case ActMore:
 		return opCases, true
+	case ActResolve:
+		return opResolve, true
+	case ActNotifyNow:
+		return opNotifyNow, true
 	}
 	return "", false
 }
@@ -520,6 +531,8 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 			return Ack{Message: ptr(textMessage("That button does not name a device or file.")), Private: true}
 		}
 		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))
+	case ActResolve:
+		return b.resolveAction(ctx, a, key)
 	}
 	ev := a
 	ev.Respond = nil
@@ -593,6 +606,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		return nil, nil
 	case ActMore:
 		return b.morePage(ctx, w, a)
+	case ActNotifyNow:
+		return b.notifyNow(ctx, w, a.Value)
 	}
 	return nil, nil
 }
@@ -612,6 +627,11 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	case formSample:
 		minLen = 0
 	case formMoreInfo, formAddDetails:
+	case formResolveIncident:
+		if ack, ok := checkResolveForm(s); !ok {
+			return ack
+		}
+		field, minLen = fieldComment, 0
 	default:
 		return SubmitAck{Errors: map[string]string{"": "This form is from an older version of threatdesk; close it and start again."}}
 	}
@@ -638,6 +658,8 @@ func (b *Bot) doSubmit(ctx context.Context, s Submission) (*Message, error) {
 		field = fieldQuestion
 	case formConclude:
 		field = fieldSummary
+	case formResolveIncident:
+		field = fieldComment
 	}
 	text := strings.TrimSpace(s.Values[field])
 	// The channel the platform reports wins over the one carried in the
@@ -701,6 +723,11 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			return Message{}, err
 		}
 		return textMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil
+	case formResolveIncident:
+		if err := need(opResolve); err != nil {
+			return Message{}, err
+		}
+		return b.resolveSubmitted(ctx, w, s, state, text)
 	}
 	return Message{}, &Refusal{Msg: "Unknown form."}
 }

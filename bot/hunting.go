@@ -97,11 +97,18 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 	if len(v.WebURLs) > 0 {
 		out.Link = v.WebURLs[0]
 	}
-	switch v.Status {
-	case "merged":
-		out.Summary = fmt.Sprintf("Merged into incident %d; follow that card. ", v.MergedInto) + out.Summary
-	case "closed":
-		out.Summary = "Closed. " + out.Summary
+	out.Status = v.Status
+	if v.MergedInto != 0 {
+		out.MergedInto = strconv.FormatInt(v.MergedInto, 10)
+	}
+	out.Resolution = resolution(v.Status, v.ResolvedBy, v.Classification, v.ResolveComment)
+	if v.Follows != 0 {
+		out.Follows = strconv.FormatInt(v.Follows, 10)
+		// The card names the earlier incident; without its title it still
+		// gives its number.
+		if r, err := h.svc.IncidentSummary(ctx, org, v.Follows); err == nil {
+			out.FollowsTitle = r.Title
+		}
 	}
 	return out, nil
 }
@@ -224,9 +231,9 @@ func (h *HuntingIncidents) DecodeEvent(kind string, payload json.RawMessage) (In
 	case hunting.EventClosed:
 		ev.Changes = []string{"Closed by " + p.By}
 	case hunting.EventResolved:
-		// Until the card shows the resolution and drops its buttons, the
-		// resolution is at least said in its thread.
-		ev.Changes = []string{p.Note}
+		// The card shows the resolution (it is rendered from the incident);
+		// the thread gets hunting's sentence.
+		ev.Note = p.Note
 	}
 	return ev, true, nil
 }

@@ -102,6 +102,12 @@ type Message struct {
 	Sections []Section
 	// Buttons are laid out in order; adapters wrap rows at the platform's limit.
 	Buttons []Button
+	// Items is a list whose lines each carry their own actions (an
+	// incident list: Notify now, Consult per line). Adapters show each
+	// line with its actions beside it where the platform can (Slack: a
+	// button, or an overflow menu for several) or gather each action into
+	// one menu naming the lines (Discord: a select per action).
+	Items []Item
 	// Footer is small print: references, "why you are seeing this", a test label.
 	Footer Line
 	// ThreadName names the thread an adapter starts on this message where a
@@ -111,6 +117,22 @@ type Message struct {
 	Fallback string
 }
 
+// Item is one line of a list with its own actions.
+type Item struct {
+	Line Line
+	// Label names the line in a menu (Discord select options), e.g.
+	// "Incident 12 · score 38"; trusted, short.
+	Label string
+	// Actions are the line's buttons, at most MaxItemActions; their
+	// Values are ids only, as on any button.
+	Actions []Button
+}
+
+// MaxItemActions is the most actions one Item carries (Slack's overflow
+// menu holds five options,
+// https://docs.slack.dev/reference/block-kit/block-elements/overflow-menu-element).
+const MaxItemActions = 5
+
 // FieldKind is the type of input in a form.
 type FieldKind int
 
@@ -118,7 +140,16 @@ type FieldKind int
 const (
 	InputShort FieldKind = iota
 	InputParagraph
+	// InputSelect is a choice among Options (Slack static_select; Discord
+	// string select in a Label).
+	InputSelect
 )
+
+// Option is one choice of an InputSelect field.
+type Option struct {
+	Label string // trusted, short
+	Value string // ids only
+}
 
 // FormField is one input of a form (a Slack modal block, a Discord modal text input).
 type FormField struct {
@@ -130,6 +161,9 @@ type FormField struct {
 	Required    bool
 	MinLength   int
 	MaxLength   int
+	// Options are an InputSelect's choices; Value, when set, is the one
+	// chosen at first.
+	Options []Option
 }
 
 // Form is a modal dialog (Slack views.open, Discord modal response).

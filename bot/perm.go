@@ -43,6 +43,13 @@ const (
 	opReport       op = "report"
 	opExport       op = "export"
 	opVerify       op = "verify"
+	// Incidents worked from chat (incidents.go): Resolve from the card,
+	// Notify now a quiet incident, list incidents (any org's: experts and
+	// managers).
+	opResolve         op = "resolve incident"
+	opNotifyNow       op = "notify now"
+	opIncidents       op = "incidents"
+	opIncidentsAnyOrg op = "incidents of any org"
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -70,6 +77,13 @@ var permissions = map[op][]Role{
 	opReport:       {RoleMember, RoleExpert, RoleManager},
 	opExport:       {RoleMember, RoleExpert, RoleManager},
 	opVerify:       {RoleMember, RoleExpert, RoleManager},
+	// Resolving is the SOC's decision (the org's members, from the card) or
+	// a threat expert's; managers oversee the expert service and do not
+	// close a customer's incidents.
+	opResolve:         {RoleMember, RoleExpert},
+	opNotifyNow:       {RoleMember, RoleExpert},
+	opIncidents:       {RoleMember, RoleExpert, RoleManager},
+	opIncidentsAnyOrg: {RoleExpert, RoleManager},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

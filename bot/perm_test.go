@@ -42,6 +42,11 @@ func TestPermissionTable(t *testing.T) {
 		opReport:       {"member", "expert", "manager"},
 		opExport:       {"member", "expert", "manager"},
 		opVerify:       {"member", "expert", "manager"},
+		// Incidents worked from chat.
+		opResolve:         {"member", "expert"},
+		opNotifyNow:       {"member", "expert"},
+		opIncidents:       {"member", "expert", "manager"},
+		opIncidentsAnyOrg: {"expert", "manager"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

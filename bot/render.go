@@ -500,7 +500,7 @@ func notificationCard(inc IncidentView) Message {
 	m := Message{
 		Title:    cut(inc.Title, maxTitleRunes),
 		Severity: inc.Severity,
-		Text:     paragraphs(inc.Summary),
+		Text:     append(cardPreamble(inc), paragraphs(inc.Summary)...),
 		Fields: []Field{
 			{Label: "Severity", Value: Line{T(titleCase(string(inc.Severity)))}},
 			{Label: "Score", Value: Line{T(strconv.Itoa(inc.Score))}},
@@ -511,6 +511,9 @@ func notificationCard(inc IncidentView) Message {
 	if inc.AckedBy != "" {
 		m.Fields = append(m.Fields, Field{Label: "Acknowledged by", Value: Line{U(inc.AckedBy)}})
 	}
+	resolvedFields, resolvedSections := cardResolution(inc)
+	m.Fields = append(m.Fields, resolvedFields...)
+	m.Sections = append(m.Sections, resolvedSections...)
 	lines := func(items []string, limit int) ([]Line, int) {
 		var out []Line
 		for i, it := range items {
@@ -554,18 +557,11 @@ func notificationCard(inc IncidentView) Message {
 		l, more := lines(inc.Recommended, 6)
 		m.Sections = append(m.Sections, Section{Title: "What to do now", Lines: l, More: more})
 	}
-	m.Buttons = []Button{
-		{Action: ActConsult, Label: "Consult a threat expert", Value: inc.ID, Style: ButtonPrimary},
-		{Action: ActAcknowledge, Label: "Acknowledge", Value: inc.ID},
-		{Action: ActShowScope, Label: "Show full scope", Value: inc.ID},
-	}
-	if inc.AckedBy != "" {
-		m.Buttons = append(m.Buttons[:1], m.Buttons[2])
-	}
+	m.Buttons = cardButtons(inc)
 	// "Ask about this device / file": one button per entity, within a row.
 	for _, g := range inc.Scope {
 		kind := map[string]SubjectKind{"devices": SubjectDevice, "files": SubjectFile}[g.Kind]
-		if kind == "" || len(g.Items) == 0 {
+		if kind == "" || len(g.Items) == 0 || inc.Status == "merged" {
 			continue
 		}
 		id := strings.Fields(g.Items[0])[0]
@@ -621,6 +617,12 @@ func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, err
 	switch ev.Action {
 	case "update":
 		ps := []part{{key: "card", update: targetNotification, msg: card}}
+		if ev.Note != "" {
+			// A resolution, in hunting's words: it names a person and
+			// carries their comment, so it is shown literally.
+			m := Message{Text: []Line{{U(cut(ev.Note, maxTextRunes))}}, Fallback: cut("Incident "+inc.ID+": "+ev.Note, maxListLineRunes)}
+			return append(ps, part{key: "note", thread: targetNotification, msg: m}), nil
+		}
 		if len(ev.Changes) > 0 {
 			m := Message{Text: []Line{{B("Updated: ")}}, Fallback: "Incident " + inc.ID + " updated"}
 			for _, c := range ev.Changes {

@@ -35,15 +35,15 @@ func TestCreditsEventRendersNothing(t *testing.T) {
 }
 
 // TestIncidentResolvedDecodes: hunting's incident.resolved edits the card
-// and says the resolution in its thread (it used to have no renderer and
-// went dead).
+// and says the resolution in its thread, in hunting's sentence (it used to
+// have no renderer and went dead).
 func TestIncidentResolvedDecodes(t *testing.T) {
 	t.Parallel()
 	h := &HuntingIncidents{}
 	ev, ok, err := h.DecodeEvent("incident.resolved", []byte(`{"org":"contoso","incident_id":7,"status":"closed","final":true,"by":"U0A","classification":"true_positive","note":"Resolved by U0A as true positive"}`))
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, IncidentEvent{IncidentID: "7", Org: "contoso", Action: "update", Changes: []string{"Resolved by U0A as true positive"}}, ev)
+	require.Equal(t, IncidentEvent{IncidentID: "7", Org: "contoso", Action: "update", Note: "Resolved by U0A as true positive"}, ev)
 }
 
 func TestParagraphsCutLongUserText(t *testing.T) {

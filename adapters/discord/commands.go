@@ -95,6 +95,12 @@ func Commands() []*discordgo.ApplicationCommand {
 			}, org),
 			sub("export", "A case's full record (Markdown and JSON), sent to you only", caseOpt()),
 			sub("verify", "Check a case's hash-chained timeline", caseOpt()),
+			sub("incidents", "List incidents with score and why, posted or quiet", &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionString, Name: "filter", Description: "Which incidents (default: open)",
+				Choices: []*discordgo.ApplicationCommandOptionChoice{
+					{Name: "open", Value: "open"}, {Name: "quiet (not notified)", Value: "quiet"}, {Name: "all", Value: "all"},
+				},
+			}, strOpt("org", "Experts and managers: an org id", false, 1, 64)),
 		},
 	}}
 }

@@ -37,11 +37,14 @@ type deferredData struct {
 type interaction struct {
 	i       discordgo.Interaction
 	channel *channelInfo // the partial channel Discord sends with it
+	// values are a modal submission's, by custom_id (splitModal).
+	values map[string]string
 }
 
 // parseInteraction reads an interaction payload the same way on both paths.
 func parseInteraction(raw []byte) (*interaction, error) {
 	var in interaction
+	raw, in.values = splitModal(raw)
 	if err := json.Unmarshal(raw, &in.i); err != nil {
 		return nil, fmt.Errorf("decode interaction: %w", err)
 	}
@@ -323,6 +326,9 @@ func (a *Adapter) submission(ctx context.Context, in *interaction, r *responder)
 	}
 	ch, _ := a.where(ctx, in)
 	s := bot.Submission{User: user(i), FormID: form, State: state, Values: map[string]string{}, Channel: ch, Key: "discord:" + i.ID, Respond: r}
+	for k, v := range in.values {
+		s.Values[k] = v
+	}
 	for _, c := range data.Components {
 		row, ok := c.(*discordgo.ActionsRow)
 		if !ok {

@@ -86,7 +86,8 @@ func severityColor(s bot.Severity) int {
 // render turns a bot message into a Discord message within the limits.
 func render(m bot.Message) messagePayload {
 	p := messagePayload{Embeds: []*discordgo.MessageEmbed{}, Components: renderButtons(m.Buttons)}
-	if m.Title == "" && len(m.Fields) == 0 && len(m.Sections) == 0 {
+	p.Components = append(p.Components, itemSelects(m.Items, MaxRows-len(p.Components))...)
+	if m.Title == "" && len(m.Fields) == 0 && len(m.Sections) == 0 && len(m.Items) == 0 {
 		body := renderLines(m.Text)
 		if len(m.Footer) > 0 {
 			if body != "" {
@@ -123,6 +124,12 @@ func render(m bot.Message) messagePayload {
 			Name:  nonEmpty(cut(escape(s.Title, true), MaxFieldName)),
 			Value: nonEmpty(renderSection(s)),
 		})
+	}
+	for _, f := range itemFields(m.Items) {
+		if len(e.Fields) == MaxEmbedFields {
+			break
+		}
+		e.Fields = append(e.Fields, f)
 	}
 	if len(m.Footer) > 0 {
 		// Embed footers show text as is: no markdown, no mentions.
@@ -428,6 +435,9 @@ func renderForm(f bot.Form) (modalPayload, error) {
 		title = "threatdesk"
 	}
 	p := modalPayload{CustomID: id, Title: title}
+	if hasChoice(f) {
+		return labelledForm(f, p)
+	}
 	for _, ff := range f.Fields {
 		if ff.ID == "" || utf8.RuneCountInString(ff.ID) > MaxCustomID {
 			return modalPayload{}, fmt.Errorf("form %q: field id %q must be 1 to %d characters", f.ID, ff.ID, MaxCustomID)

@@ -190,10 +190,11 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		act := cb.ActionCallback.BlockActions[0]
 		resp := &responder{a: a, url: cb.ResponseURL, channel: channel, user: cb.User.ID, thread: cb.Container.ThreadTs}
 		msgTS := cmp.Or(cb.Container.MessageTs, cb.Message.Timestamp)
+		actID, value := blockAction(act)
 		action := bot.Action{
 			User:    user,
-			Action:  actionOf(act.ActionID),
-			Value:   act.Value,
+			Action:  actID,
+			Value:   value,
 			Message: bot.Ref{Platform: bot.Slack, Workspace: cb.Team.ID, Channel: channel, Message: msgTS},
 			Key:     key,
 			Trigger: cb.TriggerID,

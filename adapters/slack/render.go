@@ -258,6 +258,7 @@ func RenderBlocks(m bot.Message) ([]slack.Block, string) {
 			blocks = append(blocks, slack.NewSectionBlock(mrkdwn(t), nil, nil))
 		}
 	}
+	blocks = append(blocks, itemBlocks(m.Items)...)
 	blocks = append(blocks, buttons(m.Buttons)...)
 	if footer := cut(line(m.Footer), MaxContextText); strings.TrimSpace(footer) != "" {
 		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(footer)))
@@ -351,6 +352,12 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 		PrivateMetadata: string(meta),
 	}
 	for _, ff := range f.Fields {
+		if ff.Kind == bot.InputSelect {
+			in := slack.NewInputBlock(ff.ID, plain(cut(Escape(cmp.Or(ff.Label, ff.ID)), MaxInputLabel)), nil, selectElement(ff))
+			in.Optional = !ff.Required
+			v.Blocks.BlockSet = append(v.Blocks.BlockSet, in)
+			continue
+		}
 		el := slack.NewPlainTextInputBlockElement(nil, ff.ID)
 		if ff.Placeholder != "" {
 			el.Placeholder = plain(cut(Escape(ff.Placeholder), MaxPlaceholder))

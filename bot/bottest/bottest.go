@@ -407,8 +407,9 @@ func (r *Responder) Wait(timeout time.Duration) (Response, bool) {
 	}
 }
 
-// Plain flattens a message's title, text, fields, sections and footer to
-// plain text, one line each, for assertions.
+// Plain flattens a message's title, text, fields, sections, items (with
+// their actions), buttons and footer to plain text, one line each, for
+// assertions.
 func Plain(m bot.Message) string {
 	s := ""
 	add := func(l bot.Line) {
@@ -432,6 +433,15 @@ func Plain(m bot.Message) string {
 		for _, l := range sec.Lines {
 			add(l)
 		}
+	}
+	for _, it := range m.Items {
+		for _, sp := range it.Line {
+			s += sp.Text
+		}
+		for _, b := range it.Actions {
+			s += " [" + b.Label + "]"
+		}
+		s += "\n"
 	}
 	for _, b := range m.Buttons {
 		s += "[" + b.Label + "]"

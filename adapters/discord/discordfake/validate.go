@@ -75,10 +75,15 @@ type Field struct {
 	Inline bool   `json:"inline,omitempty"`
 }
 
-// Component is an action row, a button, a select or a text input.
+// Component is an action row, a button, a select, a text input or a
+// modal's label (type 18, around one Component).
 type Component struct {
 	Type        int         `json:"type"`
 	Components  []Component `json:"components,omitempty"`
+	Component   *Component  `json:"component,omitempty"`
+	Description string      `json:"description,omitempty"`
+	MinValues   *int        `json:"min_values,omitempty"`
+	MaxValues   *int        `json:"max_values,omitempty"`
 	CustomID    string      `json:"custom_id,omitempty"`
 	Label       string      `json:"label,omitempty"`
 	Style       int         `json:"style,omitempty"`
@@ -196,9 +201,7 @@ func validateComponents(rows []Component) []string {
 				}
 			case 3, 5, 6, 7, 8:
 				selects++
-				if len(c.Options) > 25 {
-					bad("select has %d options, limit 25", len(c.Options))
-				}
+				v = append(v, validateSelect(c)...)
 			default:
 				bad("component type %d is not allowed in a message action row", c.Type)
 				continue
@@ -242,17 +245,35 @@ func validateModal(m ModalBody) []string {
 	}
 	seen := map[string]bool{}
 	for i, r := range m.Components {
-		if r.Type != 1 || len(r.Components) != 1 || r.Components[0].Type != 4 {
-			bad("modal row %d must be an action row holding one text input", i)
+		var t Component
+		switch {
+		case r.Type == 1 && len(r.Components) == 1 && r.Components[0].Type == 4:
+			t = r.Components[0]
+			if n := runes(t.Label); n == 0 || n > maxInputLabel {
+				bad("text input label is %d characters, must be 1..%d", n, maxInputLabel)
+			}
+		case r.Type == typeLabel && r.Component != nil && (r.Component.Type == 4 || r.Component.Type == 3):
+			if n := runes(r.Label); n == 0 || n > maxInputLabel {
+				bad("label %d is %d characters, must be 1..%d", i, n, maxInputLabel)
+			}
+			if n := runes(r.Description); n > maxLabelDesc {
+				bad("label %d description is %d characters, limit %d", i, n, maxLabelDesc)
+			}
+			t = *r.Component
+			if t.Label != "" {
+				bad("the input of label %d has a label of its own: the Label carries it", i)
+			}
+		default:
+			bad("modal component %d must be an action row holding one text input, or a label (18) around a text input or a string select", i)
 			continue
 		}
-		t := r.Components[0]
 		if n := runes(t.CustomID); n == 0 || n > maxCustomID || seen[t.CustomID] {
-			bad("text input custom_id %q must be unique and 1..%d characters", t.CustomID, maxCustomID)
+			bad("input custom_id %q must be unique and 1..%d characters", t.CustomID, maxCustomID)
 		}
 		seen[t.CustomID] = true
-		if n := runes(t.Label); n == 0 || n > maxInputLabel {
-			bad("text input label is %d characters, must be 1..%d", n, maxInputLabel)
+		if t.Type == 3 {
+			v = append(v, validateSelect(t)...)
+			continue
 		}
 		if t.Style != 1 && t.Style != 2 {
 			bad("text input style %d, must be 1 or 2", t.Style)

@@ -118,7 +118,10 @@ type Call struct {
 
 // Response is one post to a response URL.
 type Response struct {
-	ID           string
+	ID string
+	// TS is the ephemeral message's timestamp, which block actions on it
+	// carry in their container.
+	TS           string
 	ResponseType string
 	Text         string
 	Blocks       json.RawMessage
@@ -1068,7 +1071,8 @@ func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
 	default:
 		u.uses++
 		// Stored as Slack shows it: every block has a block_id.
-		s.responses = append(s.responses, Response{ID: r.PathValue("id"), ResponseType: body.ResponseType, Text: body.Text, Blocks: rawOrNil(s.withBlockIDs(blocks)), At: time.Now()})
+		s.responses = append(s.responses, Response{ID: r.PathValue("id"), TS: s.nextTS(), ResponseType: body.ResponseType, Text: body.Text,
+			Blocks: rawOrNil(s.withBlockIDs(blocks)), At: time.Now()})
 	}
 	s.mu.Unlock()
 	if refused != "" {
@@ -1505,9 +1509,20 @@ func (s *Server) Submit(v View, user string, values map[string]string) (map[stri
 		el, _ := blk["element"].(map[string]any)
 		aid, _ := el["action_id"].(string)
 		in := map[string]any{"type": el["type"]}
-		if val, ok := values[id]; ok {
+		val, ok := values[id]
+		switch {
+		case el["type"] == "static_select" && ok:
+			// One chooses among the options; the payload carries the one chosen.
+			o, found := optionByValue(el, val)
+			if !found {
+				return nil, fmt.Errorf("select %q has no option with value %q", id, val)
+			}
+			in["selected_option"] = o
+		case el["type"] == "static_select":
+			in["selected_option"] = nil
+		case ok:
 			in["value"] = val
-		} else {
+		default:
 			in["value"] = nil
 		}
 		state[id] = map[string]any{aid: in}

@@ -159,6 +159,9 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 				fm, _ := f.(map[string]any)
 				s.checkText(i, method, fm, maxFieldText, bad)
 			}
+			if acc, _ := b["accessory"].(map[string]any); acc != nil {
+				s.checkAccessory(i, method, acc, bad)
+			}
 		case "header":
 			t, _ := b["text"].(map[string]any)
 			if t == nil || t["type"] != "plain_text" {
@@ -229,6 +232,13 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 			}
 			if ml, _ := el["min_length"].(float64); ml > maxInputLength {
 				bad(i, "min_length %v, Slack allows %d", ml, maxInputLength)
+			}
+			switch el["type"] {
+			case "plain_text_input":
+			case "static_select":
+				s.checkOptions(i, method, el, 1, maxSelectOptions, bad)
+			default:
+				bad(i, "input element type %v is not one the fake knows", el["type"])
 			}
 		default:
 			bad(i, "unknown block type %v", b["type"])
