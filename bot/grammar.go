@@ -33,6 +33,7 @@ const (
 	vNote         = "note"
 	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
+	vUpload       = "upload"
 )
 
 // request is a parsed /experts command.
@@ -332,6 +333,10 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("A note needs its text: /experts note %s \"what you found\". Notes stay on the desk; the requester never sees them.", r.ref)
 		}
 	case vSampleNotify:
+	case vUpload:
+		if err := needRef("/experts upload EOD-1042"); err != nil {
+			return r, err
+		}
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

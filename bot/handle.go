@@ -57,6 +57,8 @@ func opOf(r request) op {
 		return opNote
 	case vSampleNotify:
 		return opSampleNotify
+	case vUpload:
+		return opUpload
 	}
 	return opHelp
 }
@@ -273,6 +275,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return textMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
 	case vSampleNotify:
 		return b.sampleNotification(ctx, w, r)
+	case vUpload:
+		return b.uploadCommand(ctx, w, c, r)
 	}
 	return b.help(w), nil
 }
@@ -395,6 +399,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
+			{B("/experts upload"), T(" <EOD-n>: a one-time link to send the experts a file sample (or post the file in the case's thread)")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -462,6 +467,8 @@ func actionOp(a ActionID) (op, bool) {
 		return opAcknowledge, true
 	case ActShowScope:
 		return opShowScope, true
+	case ActDownloadSample:
+		return opDownload, true
 	}
 	return "", false
 }
@@ -572,6 +579,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 			return nil, fmt.Errorf("post full scope: %w", err)
 		}
 		return nil, nil
+	case ActDownloadSample:
+		return b.downloadSample(ctx, w, a)
 	}
 	return nil, nil
 }
@@ -691,8 +700,8 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 // case's) before HandleReply returns; an error means it was not, and the
 // adapter must not acknowledge it as received.
 func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
-	if r.FromBot || strings.TrimSpace(r.Text) == "" {
-		return nil
+	if r.FromBot || (strings.TrimSpace(r.Text) == "" && len(r.Files) == 0) {
+		return nil // a reply with files and no text is a file sample (samples.go)
 	}
 	defer b.observeAck("reply", time.Now())
 	key := r.Key
@@ -732,14 +741,19 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	if side == SideRequester {
 		m.Role, m.Org = RoleMember, w.org.ID
 	}
-	err = b.cases.AddMessage(ctx, m)
-	var refusal *Refusal
-	if errors.As(err, &refusal) {
-		if a, ok := b.adapter(r.Author.Platform); ok {
-			_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
-				r.Author.ID, textMessage("Not relayed: "+refusal.Msg))
+	if strings.TrimSpace(r.Text) != "" {
+		err = b.cases.AddMessage(ctx, m)
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			if a, ok := b.adapter(r.Author.Platform); ok {
+				_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
+					r.Author.ID, textMessage("Not relayed: "+refusal.Msg))
+			}
+			return nil
 		}
-		return nil
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return b.relayFiles(ctx, r, ref, side, w)
 }

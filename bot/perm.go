@@ -40,6 +40,8 @@ const (
 	opShowScope    op = "show scope"
 	opRelayAsker   op = "reply in requester thread"
 	opRelayExpert  op = "reply in desk thread"
+	opUpload       op = "get an upload link"    // /experts upload: a member of the case's org
+	opDownload     op = "download file samples" // Download sample
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -64,6 +66,8 @@ var permissions = map[op][]Role{
 	opShowScope:    {RoleMember, RoleExpert, RoleManager},
 	opRelayAsker:   {RoleMember},
 	opRelayExpert:  {RoleExpert},
+	opUpload:       {RoleMember},
+	opDownload:     {RoleExpert},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -5,12 +5,14 @@
 package bottest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +35,8 @@ const (
 	// OpRespond is an answer through a Responder the adapter rebuilt after
 	// a restart (Resume).
 	OpRespond Op = "respond"
+	// OpFetch is a FetchFile call that succeeded (File is what it fetched).
+	OpFetch Op = "fetch"
 )
 
 // Call is one recorded adapter call that succeeded.
@@ -48,7 +52,9 @@ type Call struct {
 	// and Private its privacy.
 	Responder string
 	Private   bool
-	At        time.Time
+	// File is what a FetchFile call fetched.
+	File bot.File
+	At   time.Time
 }
 
 // Adapter is a recording fake bot.Adapter. It is safe for concurrent use.
@@ -63,16 +69,57 @@ type Adapter struct {
 	lose     int
 	names    map[string]string
 	changed  testwait.Signal
+	// files are the bytes FetchFile serves, by URL; fetchFailures its
+	// queued failures.
+	files         map[string][]byte
+	fetchFailures []error
 }
 
 var (
-	_ bot.Adapter = (*Adapter)(nil)
-	_ bot.Resumer = (*Adapter)(nil)
+	_ bot.Adapter     = (*Adapter)(nil)
+	_ bot.Resumer     = (*Adapter)(nil)
+	_ bot.FileFetcher = (*Adapter)(nil)
 )
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}}
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}}
+}
+
+// AddFile makes FetchFile serve body for a file whose URL is url.
+func (a *Adapter) AddFile(url string, body []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.files[url] = body
+}
+
+// FailFetch queues errors: the next FetchFile calls return them in order,
+// each once.
+func (a *Adapter) FailFetch(errs ...error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fetchFailures = append(a.fetchFailures, errs...)
+}
+
+// FetchFile implements bot.FileFetcher: the bytes added for f.URL; a file
+// never added is a permanent not found, as a deleted file is.
+func (a *Adapter) FetchFile(ctx context.Context, at bot.Ref, f bot.File) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.fetchFailures) > 0 {
+		err := a.fetchFailures[0]
+		a.fetchFailures = a.fetchFailures[1:]
+		return nil, err
+	}
+	body, ok := a.files[f.URL]
+	if !ok {
+		return nil, Permanent("file_not_found")
+	}
+	a.record(Call{Op: OpFetch, Ref: at, File: f})
+	return io.NopCloser(bytes.NewReader(body)), nil
 }
 
 // Fail queues errors: the next Post or Update calls return them in order,
