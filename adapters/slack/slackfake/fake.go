@@ -9,7 +9,9 @@
 // Retry-After, or 500, on demand, and withhold the answer to a post it has
 // stored (HoldAnswer), as when a connection drops or the app dies mid-call.
 // Messages keep their metadata, which conversations.history and
-// conversations.replies return only with include_all_metadata.
+// conversations.replies return only with include_all_metadata. People can
+// post files (UserFileMessage), served as Slack serves them: with the bot
+// token and files:read only (files.go).
 package slackfake
 
 import (
@@ -77,6 +79,10 @@ type Options struct {
 	TriggerTTL time.Duration
 	// OnViolation is called for every broken limit; default t.Errorf.
 	OnViolation func(msg string)
+	// NoFilesRead plays an app installed without the files:read scope:
+	// file downloads redirect to the sign-in page, files.info answers
+	// missing_scope (files.go).
+	NoFilesRead bool
 }
 
 // Message is a message as the fake stores it.
@@ -96,6 +102,8 @@ type Message struct {
 	// Metadata is the message metadata posted with it
 	// ({"event_type": ..., "event_payload": {...}}), if any.
 	Metadata json.RawMessage
+	// Files are the ids of the files posted with it (UserFileMessage).
+	Files []string
 }
 
 // Call is one recorded Web API call.
@@ -180,6 +188,10 @@ type Server struct {
 	closeOnce  sync.Once
 	// changes signals tests waiting on what the fake records (Subscribe).
 	changes testwait.Signal
+	// files are the files people posted, by id; downloads the requests
+	// for their bytes (files.go).
+	files     map[string]*File
+	downloads []Download
 }
 
 // Subscribe signals after every request the fake has answered (an API
@@ -244,6 +256,8 @@ func New(t testing.TB, o Options) *Server {
 	mux.HandleFunc("/api/{method}", s.serveAPI)
 	mux.HandleFunc("/link/", s.serveSocket)
 	mux.HandleFunc("POST /response/{id}", s.serveResponse)
+	mux.HandleFunc("GET /files-pri/{file}/{rest...}", s.serveFile)
+	mux.HandleFunc("GET /{$}", s.serveSignIn)
 	s.http = httptest.NewServer(s.notifying(mux))
 	t.Cleanup(s.Close)
 	return s
@@ -612,6 +626,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.replies(req)
 	case "conversations.info":
 		res = s.conversationInfo(req)
+	case "files.info":
+		res = s.filesInfo(req)
 	default:
 		s.violate("unknown Web API method %q", req.method)
 		res = errResp("unknown_method")
