@@ -256,7 +256,7 @@ func (b *Bot) uploadCommand(ctx context.Context, w who, c Command, r request) (M
 	if err != nil {
 		return Message{}, err
 	}
-	m := Message{Text: append([]Line{{B("A file sample for " + r.ref + ". ")}}, b.uploadLines(s, links, r.ref, link)...),
+	m := Message{Text: append([]Line{{B("A file sample for " + r.ref + "."), T(" ")}}, b.uploadLines(s, links, r.ref, link)...),
 		Fallback: "Upload link for " + r.ref}
 	return m, nil
 }
@@ -341,7 +341,7 @@ func (b *Bot) downloadSample(ctx context.Context, w who, a Action) (*Message, er
 	}
 	smp := dl.Sample
 	lines := []Line{
-		{B("File sample of " + ref + ": "), U(cut(smp.Name, maxListLineRunes)), T(" (" + casework.FormatBytes(smp.Size) + ")")},
+		{B("File sample of " + ref + ":"), T(" "), U(cut(smp.Name, maxListLineRunes)), T(" (" + casework.FormatBytes(smp.Size) + ")")},
 		{T("SHA-256 "), code(smp.SHA256)},
 		{L("Download it as a ZIP encrypted with the password infected", links.Download(dl.Token)),
 			T(". The link is yours only and works until " + timeText(dl.ExpiresAt) + "; every download is recorded on the case's timeline. Open it in your analysis machine.")},
@@ -380,7 +380,7 @@ func (b *Bot) renderSampleStored(c CaseView, ev CaseEvent) []part {
 	resumed := Line{T("The requester answered: " + c.Ref + " is back in progress and its SLA clock runs again.")}
 
 	desk := Message{Fallback: cut(c.Ref+": file sample "+smp.Name, maxListLineRunes)}
-	head := Line{B("File sample for " + c.Ref + ": ")}
+	head := Line{B("File sample for " + c.Ref + ":"), T(" ")}
 	desk.Text = append(desk.Text, append(head, what...))
 	from := Line{T("From "), U(cut(ev.Actor, maxListLineRunes))}
 	switch {
@@ -407,12 +407,12 @@ func (b *Bot) renderSampleStored(c CaseView, ev CaseEvent) []part {
 	receipt := Message{Fallback: cut(c.Ref+": file sample "+smp.Name, maxListLineRunes)}
 	switch {
 	case smp.Upload:
-		receipt.Text = append(receipt.Text, append(Line{B("File sample received for " + c.Ref + " through the upload link: ")}, what...))
+		receipt.Text = append(receipt.Text, append(Line{B("File sample received for " + c.Ref + " through the upload link:"), T(" ")}, what...))
 	case ev.Side == SideExpert:
-		receipt.Text = append(receipt.Text, append(Line{B("The threat expert added a file to " + c.Ref + ": ")}, what...),
+		receipt.Text = append(receipt.Text, append(Line{B("The threat expert added a file to " + c.Ref + ":"), T(" ")}, what...),
 			Line{T("threatdesk keeps it for the experts; it is not posted here.")})
 	default:
-		receipt.Text = append(receipt.Text, append(Line{B("Stored for the experts of " + c.Ref + ": ")}, what...),
+		receipt.Text = append(receipt.Text, append(Line{B("Stored for the experts of " + c.Ref + ":"), T(" ")}, what...),
 			Line{T("The file is encrypted in threatdesk and is not passed on in chat; the experts download it from there.")})
 	}
 	receipt.Text = append(receipt.Text, hashes)
