@@ -475,7 +475,10 @@ func (b *Bot) relayFiles(ctx context.Context, r Reply, ref string, side Side, w 
 			if de.Operator != "" {
 				msg += " (" + de.Operator + ")"
 			}
-			public = append(public, append(name, T(msg+". Send it with /experts upload "+ref+" instead.")))
+			if side == SideRequester {
+				msg += ". Send it with /experts upload " + ref + " instead"
+			}
+			public = append(public, append(name, T(msg+".")))
 		default:
 			return fmt.Errorf("file %s of reply %s: %w", f.ID, r.Message.Message, err)
 		}
@@ -565,9 +568,13 @@ func (b *Bot) workTimeout(row inboundRow) time.Duration {
 }
 
 // backgroundTimeout bounds the work a replica starts at once on a row it
-// stored: the attempt, and the time to answer and settle.
+// stored: its lease, or for a reply whose files are fetched the attempt
+// and the time to answer and settle.
 func (b *Bot) backgroundTimeout(row inboundRow) time.Duration {
-	return max(b.cfg.Inbound.Lease, b.workTimeout(row)+b.cfg.Inbound.Timeout)
+	if !row.fetchesFiles() {
+		return b.cfg.Inbound.Lease
+	}
+	return max(b.cfg.Inbound.Lease, b.cfg.Inbound.FileTimeout+b.cfg.Inbound.Timeout)
 }
 
 // keepLease extends the lease of a row whose work fetches files for as

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -31,14 +32,14 @@ func (testLinks) Download(token string) string {
 func (testLinks) LocalNote() string { return "" }
 
 // sampleSetup is setup with file samples on, casework configured by cw.
-func sampleSetup(t *testing.T, cw casework.Config) *fixture {
+func sampleSetup(t *testing.T, cw casework.Config, opts ...option) *fixture {
 	t.Helper()
-	return sampleSetupOn(t, pgtest.New(t), cw)
+	return sampleSetupOn(t, pgtest.New(t), cw, opts...)
 }
 
-func sampleSetupOn(t *testing.T, db *pgxpool.Pool, cw casework.Config) *fixture {
+func sampleSetupOn(t *testing.T, db *pgxpool.Pool, cw casework.Config, opts ...option) *fixture {
 	t.Helper()
-	f := setupWith(t, db, false, nil, cw)
+	f := setupWith(t, db, false, nil, cw, opts...)
 	require.NoError(t, f.bot.UseSamples(NewCaseworkSamples(f.cw), testLinks{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, f.bot.Start(ctx))
@@ -416,4 +417,37 @@ func TestThreadFilesBecomeSamples(t *testing.T) {
 		return f.slack.Count(bottest.OpFetch, func(c bottest.Call) bool { return c.File.ID == "F0SHORT" }) >= 2
 	})
 	require.Zero(t, f.count(t, `SELECT count(*) FROM case_samples WHERE chat_file = 'F0SHORT'`))
+}
+
+// TestSlowFileKeepsItsLease: a reply whose file downloads for longer than
+// an attempt at other work may last keeps its lease while it does (no other
+// replica takes it) and is not cut off: the file is stored, fetched once.
+func TestSlowFileKeepsItsLease(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t, casework.Config{}, func(c *Config) {
+		c.Inbound = Inbound{Lease: 1500 * time.Millisecond, Timeout: 300 * time.Millisecond, FileTimeout: time.Minute,
+			BackoffBase: 10 * time.Millisecond, Poll: 50 * time.Millisecond}
+	})
+	ctx := context.Background()
+	ref, receipt, desk := f.fileCase(t)
+	const url = "https://files.slack.example/F0SLOW"
+	f.slack.AddFile(url, []byte("a slow sample"))
+	release := f.slack.HoldFile(url)
+	t.Cleanup(release)
+	require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt, Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "1700000000.000900"},
+		Author: f.user(Slack, analyst), Key: "ev-slow", Files: []File{{ID: "F0SLOW", Name: "slow.bin", URL: url}}}))
+	f.waitFor(t, "the download started", func() bool { return f.slack.Count(bottest.OpFetch, nil) == 1 })
+
+	lease := func() time.Time {
+		var until time.Time
+		require.NoError(t, f.db.QueryRow(ctx, `SELECT locked_until FROM bot_inbound WHERE key LIKE '%ev-slow'`).Scan(&until))
+		return until
+	}
+	first := lease()
+	// Held past its first lease and past three attempts' worth of Timeout.
+	eventually(t, "the lease extended beyond the first", func() bool { return lease().After(first.Add(time.Second)) })
+	release()
+	posted(t, f.slack, deskChannel, &desk, "File sample for "+ref+": slow.bin")
+	require.Equal(t, 1, f.slack.Count(bottest.OpFetch, nil), "no other attempt took the row")
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM case_samples`))
 }

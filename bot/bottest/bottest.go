@@ -72,6 +72,7 @@ type Adapter struct {
 	// files are the bytes FetchFile serves, by URL; fetchFailures its
 	// queued failures.
 	files         map[string][]byte
+	holds         map[string]chan struct{}
 	fetchFailures []error
 }
 
@@ -91,6 +92,20 @@ func (a *Adapter) AddFile(url string, body []byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.files[url] = body
+}
+
+// HoldFile makes the bodies FetchFile serves for url stop before their
+// last byte until release is called, as a slow download does.
+func (a *Adapter) HoldFile(url string) (release func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.holds == nil {
+		a.holds = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	a.holds[url] = ch
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
 }
 
 // FailFetch queues errors: the next FetchFile calls return them in order,
@@ -119,7 +134,31 @@ func (a *Adapter) FetchFile(ctx context.Context, at bot.Ref, f bot.File) (io.Rea
 		return nil, Permanent("file_not_found")
 	}
 	a.record(Call{Op: OpFetch, Ref: at, File: f})
+	if hold, ok := a.holds[f.URL]; ok && len(body) > 0 {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(body[:len(body)-1]), &held{ctx: ctx, hold: hold, last: body[len(body)-1:]})), nil
+	}
 	return io.NopCloser(bytes.NewReader(body)), nil
+}
+
+// held yields its last bytes once released (or fails when ctx ends).
+type held struct {
+	ctx  context.Context
+	hold chan struct{}
+	last []byte
+}
+
+func (h *held) Read(p []byte) (int, error) {
+	select {
+	case <-h.hold:
+	case <-h.ctx.Done():
+		return 0, h.ctx.Err()
+	}
+	if len(h.last) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, h.last)
+	h.last = h.last[n:]
+	return n, nil
 }
 
 // Fail queues errors: the next Post or Update calls return them in order,
