@@ -13,6 +13,7 @@
 //
 //	b, err := bot.New(cfg, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log, reg)
 //	err = b.Register(slackAdapter)   // one adapter per platform, before Start
+//	err = b.UseSamples(bot.NewCaseworkSamples(cases), webHandler.Links()) // file samples in chat (samples.go)
 //	err = b.Start(ctx)               // delivery and inbound workers: LISTEN/NOTIFY + polling
 //	// adapters call b (a Handler) for every inbound event, and use b.Seen as their replay cache
 //	defer b.Stop()                   // idempotent; waits for in-flight work

@@ -28,6 +28,10 @@ type Bot struct {
 
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
+	// samples and links are the chat side of file samples (samples.go),
+	// set by UseSamples; nil when not enabled.
+	samples Samples
+	links   SampleLinks
 
 	// life runs the workers (its loops) and the work handlers start (its
 	// work); Stop waits for both.

@@ -315,6 +315,12 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 			return ev, true, err
 		}
 		return CaseEvent{Kind: CaseCredits, Ref: p.Ref, Detail: p.Reason}, true, nil
+	case casework.EventSampleStored:
+		var p casework.SampleStoredEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		return decodeSampleStored(p), true, nil
 	}
 	return ev, false, nil
 }

@@ -92,7 +92,7 @@ func (cw *CaseworkCases) Export(ctx context.Context, s Scope, ref string, intern
 		return CaseRecord{}, fmt.Errorf("export %s: %w", rec.Ref, err)
 	}
 	return CaseRecord{Ref: rec.Ref, Verification: rec.Verification.String(), Intact: rec.Verification.Intact, Internal: rec.IncludesInternal,
-		Files: []File{
+		Files: []Document{
 			{Name: rec.FileName("md"), Title: rec.Ref + " case record (Markdown)", ContentType: "text/markdown; charset=utf-8", Data: rec.Markdown()},
 			{Name: rec.FileName("json"), Title: rec.Ref + " case record (JSON)", ContentType: "application/json", Data: js},
 		}}, nil

@@ -106,6 +106,9 @@ type CaseView struct {
 	// (filled for the status answer only).
 	LastMessageAt   time.Time
 	LastMessageSide Side
+	// Samples are the case's file samples, for the desk card's Download
+	// sample buttons (filled when rendering, if samples are on).
+	Samples []SampleView
 }
 
 // CaseFilter selects cases for a list.
@@ -154,6 +157,8 @@ const (
 	CaseSLAWarning CaseEventKind = "sla_warning"
 	CaseSLABreach  CaseEventKind = "sla_breach"
 	CaseCredits    CaseEventKind = "credits"
+	// CaseSampleStored: a file sample arrived (Sample set).
+	CaseSampleStored CaseEventKind = "sample_stored"
 )
 
 // CaseEvent is a casework outbox event decoded for rendering.
@@ -170,6 +175,11 @@ type CaseEvent struct {
 	Chat Ref
 	// Detail is extra wording (which SLA clock, why).
 	Detail string
+	// Sample is the stored sample of CaseSampleStored.
+	Sample *SampleEvent
+	// OutboxID is the outbox row the event came in (set by render): what
+	// keys work done once per event.
+	OutboxID int64
 }
 
 // Cases is what the bot needs from casework.

@@ -107,6 +107,9 @@ const (
 	// card); ActNotifyNow posts a quiet incident as a notification.
 	ActResolve   ActionID = "resolve_incident"
 	ActNotifyNow ActionID = "notify_now"
+	// ActDownloadSample is a desk card's Download sample button; its value
+	// is "EOD-12:34" (the case and the sample).
+	ActDownloadSample ActionID = "download_sample"
 )
 
 // Action is a button or menu press.
@@ -143,6 +146,9 @@ type Reply struct {
 	// FromBot is true for any bot's message, including ours: never relayed.
 	FromBot bool
 	Key     string
+	// Files are the files posted with the reply: stored as samples of the
+	// case, never relayed (samples.go).
+	Files []File
 }
 
 // Ack is what an adapter sends back at once, inside the platform's 3 seconds.

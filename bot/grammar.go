@@ -34,6 +34,7 @@ const (
 	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
 	vIncidents    = "incidents"
+	vUpload       = "upload"
 )
 
 // request is a parsed /experts command.
@@ -351,6 +352,10 @@ func parse(c Command) (request, *usageError) {
 		}
 	case vIncidents:
 		if err := parseIncidents(c, args, &r); err != nil {
+			return r, err
+		}
+	case vUpload:
+		if err := needRef("/experts upload EOD-1042"); err != nil {
 			return r, err
 		}
 	default:

@@ -65,6 +65,8 @@ func opOf(r request) op {
 		return opVerify
 	case vIncidents:
 		return opIncidents
+	case vUpload:
+		return opUpload
 	}
 	return opHelp
 }
@@ -295,6 +297,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return b.runVerify(ctx, w, r)
 	case vIncidents:
 		return b.listIncidents(ctx, w, r)
+	case vUpload:
+		return b.uploadCommand(ctx, w, c, r)
 	}
 	return b.help(w), nil
 }
@@ -415,6 +419,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts credits"), T(": your balance and when it resets")},
 			{B("/experts report"), T(" [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>: the case's record, privately; "), B("verify"), T(" <EOD-n>: check its timeline")},
 			{B("/experts incidents"), T(" [open|quiet|all]: incidents with score and why, posted or quiet; Notify now, Consult")},
+			{B("/experts upload"), T(" <EOD-n>: a one-time link to send the experts a file sample (or post the file in the case's thread)")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -492,6 +497,8 @@ func actionOp(a ActionID) (op, bool) {
 		return opResolve, true
 	case ActNotifyNow:
 		return opNotifyNow, true
+	case ActDownloadSample:
+		return opDownload, true
 	}
 	return "", false
 }
@@ -608,6 +615,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		return b.morePage(ctx, w, a)
 	case ActNotifyNow:
 		return b.notifyNow(ctx, w, a.Value)
+	case ActDownloadSample:
+		return b.downloadSample(ctx, w, a)
 	}
 	return nil, nil
 }
@@ -739,8 +748,8 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 // case's) before HandleReply returns; an error means it was not, and the
 // adapter must not acknowledge it as received.
 func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
-	if r.FromBot || strings.TrimSpace(r.Text) == "" {
-		return nil
+	if r.FromBot || (strings.TrimSpace(r.Text) == "" && len(r.Files) == 0) {
+		return nil // a reply with files and no text is a file sample (samples.go)
 	}
 	defer b.observeAck("reply", time.Now())
 	key := r.Key
@@ -780,14 +789,19 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	if side == SideRequester {
 		m.Role, m.Org = RoleMember, w.org.ID
 	}
-	err = b.cases.AddMessage(ctx, m)
-	var refusal *Refusal
-	if errors.As(err, &refusal) {
-		if a, ok := b.adapter(r.Author.Platform); ok {
-			_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
-				r.Author.ID, textMessage("Not relayed: "+refusal.Msg))
+	if strings.TrimSpace(r.Text) != "" {
+		err = b.cases.AddMessage(ctx, m)
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			if a, ok := b.adapter(r.Author.Platform); ok {
+				_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
+					r.Author.ID, textMessage("Not relayed: "+refusal.Msg))
+			}
+			return nil
 		}
-		return nil
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return b.relayFiles(ctx, r, ref, side, w)
 }

@@ -50,6 +50,9 @@ type Inbound struct {
 	Lease time.Duration
 	// Timeout bounds one attempt at a row's work (default 30s).
 	Timeout time.Duration
+	// FileTimeout bounds one attempt at a reply whose files are fetched
+	// into samples (default 10m); its lease is kept meanwhile.
+	FileTimeout time.Duration
 	// StoreTimeout bounds the insert made before an acknowledgement
 	// (default 1s, well inside the platforms' 3 s).
 	StoreTimeout time.Duration
@@ -75,6 +78,7 @@ func (c Inbound) withDefaults() Inbound {
 	c.Workers = cmp.Or(c.Workers, 2)
 	c.Lease = cmp.Or(c.Lease, time.Minute)
 	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
+	c.FileTimeout = cmp.Or(c.FileTimeout, 10*time.Minute)
 	c.StoreTimeout = cmp.Or(c.StoreTimeout, time.Second)
 	c.StoreConns = cmp.Or(c.StoreConns, 4)
 	c.Poll = cmp.Or(c.Poll, 2*time.Second)
@@ -87,8 +91,8 @@ func (c Inbound) withDefaults() Inbound {
 
 func (c Inbound) validate() error {
 	if c.Workers < 0 || c.Lease < 0 || c.Timeout < 0 || c.StoreTimeout < 0 || c.StoreConns < 0 || c.Poll < 0 ||
-		c.BackoffBase < 0 || c.BackoffMax < 0 || c.MaxAttempts < 0 || c.Retention < 0 {
-		return errors.New("inbound: workers, lease, timeout, store timeout, store connections, poll, backoff, max attempts and retention must not be negative")
+		c.BackoffBase < 0 || c.BackoffMax < 0 || c.MaxAttempts < 0 || c.Retention < 0 || c.FileTimeout < 0 {
+		return errors.New("inbound: workers, lease, timeout, file timeout, store timeout, store connections, poll, backoff, max attempts and retention must not be negative")
 	}
 	d := c.withDefaults()
 	if d.Lease <= d.Timeout {
@@ -311,7 +315,7 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	}
 	b.live.put(key, rs)
 	row := inboundRow{key: key, platform: p, kind: kind, event: ev, attempts: 1, received: received}
-	if !b.goBackground("inbound "+kind, b.cfg.Inbound.Lease, func(ctx context.Context) { b.process(ctx, row) }) {
+	if !b.goBackground("inbound "+kind, b.backgroundTimeout(row), func(ctx context.Context) { b.process(ctx, row) }) {
 		// Stopped: as after a crash, the row is stored and acknowledged,
 		// and its lease runs out for whichever replica is up.
 		b.live.drop(key)
@@ -560,13 +564,15 @@ func (b *Bot) process(ctx context.Context, row inboundRow) {
 	defer b.afterRow()
 	c := b.cfg.Inbound
 	log := b.log.With("inbound", row.kind, "attempt", row.attempts)
-	actx, cancel := context.WithTimeout(ctx, c.Timeout)
+	stopLease := b.keepLease(row) // a reply's files may take longer than a lease to fetch
+	actx, cancel := context.WithTimeout(ctx, b.workTimeout(row))
 	var answer *Message
 	err := b.guard("inbound "+row.kind, func() (err error) {
 		answer, err = b.run(actx, row)
 		return err
 	})
 	cancel()
+	stopLease()
 	// Settle even when stopping; answer within a bound of its own.
 	settle := context.WithoutCancel(ctx)
 	answerCtx, cancel := context.WithTimeout(settle, c.Timeout)

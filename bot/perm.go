@@ -50,6 +50,8 @@ const (
 	opNotifyNow       op = "notify now"
 	opIncidents       op = "incidents"
 	opIncidentsAnyOrg op = "incidents of any org"
+	opUpload          op = "get an upload link"    // /experts upload: a member of the case's org
+	opDownload        op = "download file samples" // Download sample
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -84,6 +86,8 @@ var permissions = map[op][]Role{
 	opNotifyNow:       {RoleMember, RoleExpert},
 	opIncidents:       {RoleMember, RoleExpert, RoleManager},
 	opIncidentsAnyOrg: {RoleExpert, RoleManager},
+	opUpload:          {RoleMember},
+	opDownload:        {RoleExpert},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

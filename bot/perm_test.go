@@ -47,6 +47,8 @@ func TestPermissionTable(t *testing.T) {
 		opNotifyNow:       {"member", "expert"},
 		opIncidents:       {"member", "expert", "manager"},
 		opIncidentsAnyOrg: {"expert", "manager"},
+		opUpload:          {"member"},
+		opDownload:        {"expert"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -90,6 +90,7 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
 		}
+		ev.OutboxID = row.ID
 		return b.renderCase(ctx, ev)
 	}
 	if b.hunt != nil {
@@ -328,6 +329,10 @@ func (b *Bot) deskCard(c CaseView) Message {
 			{Action: ActConclude, Label: "Conclude", Value: c.Ref, Style: ButtonPrimary},
 		}
 	}
+	if sec, buttons := deskSamples(c); len(buttons) > 0 {
+		m.Sections = append(m.Sections, sec)
+		m.Buttons = append(m.Buttons, buttons...)
+	}
 	return m
 }
 
@@ -348,6 +353,9 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	c, err := b.cases.Get(ctx, Scope{All: true}, ev.Ref)
 	if err != nil {
 		return nil, fmt.Errorf("load %s to render %s: %w", ev.Ref, ev.Kind, err)
+	}
+	if err := b.withSamples(ctx, &c); err != nil {
+		return nil, err
 	}
 	cards := []part{
 		{key: "receipt.card", update: targetReceipt, msg: b.receiptCard(c)},
@@ -395,7 +403,12 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 			Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
 		return []part{{key: "desk.relay", thread: targetDesk, msg: m}}, nil
 	case CaseStatus:
+		if ev.To == StatusSample {
+			return b.renderSampleNeeded(ctx, c, ev, cards)
+		}
 		return append(cards, both(b.statusNote(c, ev))...), nil
+	case CaseSampleStored:
+		return b.renderSampleStored(c, ev), nil
 	case CaseSLAWarning:
 		m := note(B("SLA warning: "), T(c.Ref+" "+ev.Detail+"; "+slaText(c, b.now())+"."))
 		return append(cards, part{key: "desk.note", thread: targetDesk, msg: m}), nil
@@ -418,7 +431,7 @@ func (b *Bot) statusNote(c CaseView, ev CaseEvent) Message {
 	case StatusMoreInfo:
 		m.Text = append(m.Text, Line{T("The expert needs more information. Reply in this thread; the SLA clock waits for you.")})
 	case StatusSample:
-		m.Text = append(m.Text, Line{T("The expert needs a file sample. Share it as your security policy allows and reply in this thread.")})
+		m.Text = append(m.Text, Line{T("The expert needs a file sample.")})
 	case StatusConcluded:
 		m.Text = append(m.Text, Line{T("The expert's conclusion is in. Close the case, or Reopen it if something is missing.")})
 	}

@@ -532,7 +532,7 @@ func (b *Bot) runExport(ctx context.Context, w who, c Command, r request) (Messa
 	return textMessage(fmt.Sprintf("Sent you the record of %s %s: %s.", rec.Ref, where, fileNames(rec.Files))), nil
 }
 
-func fileNames(fs []File) string {
+func fileNames(fs []Document) string {
 	names := make([]string, len(fs))
 	for i, f := range fs {
 		names[i] = f.Name

@@ -161,8 +161,8 @@ type SearchPage struct {
 	Next  string
 }
 
-// File is a file handed to a person.
-type File struct {
+// Document is a file handed to a person (an export).
+type Document struct {
 	Name        string
 	Title       string
 	ContentType string
@@ -172,7 +172,7 @@ type File struct {
 // CaseRecord is a case's full record, as the files to hand over.
 type CaseRecord struct {
 	Ref   string
-	Files []File
+	Files []Document
 	// Verification is the chain check in one sentence; Intact its outcome.
 	Verification string
 	Intact       bool
@@ -199,7 +199,7 @@ type FileResponder interface {
 	// they see it. where says where they went when that is not where the
 	// person's answer goes ("in a direct message from threatdesk"); it is
 	// empty when m with its files is the answer itself.
-	RespondFiles(ctx context.Context, m Message, files []File) (where string, err error)
+	RespondFiles(ctx context.Context, m Message, files []Document) (where string, err error)
 }
 
 // errAnswered is returned by a command's work that answered the person

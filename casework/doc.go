@@ -125,8 +125,11 @@
 // How the chat side calls it (links is adapters/web's Links, from cmd):
 //
 //	// The case went to file_sample_needed (EventStatusChanged, To
-//	// file_sample_needed), or the requester typed "/experts upload EOD-12":
-//	link, err := svc.IssueUploadLink(ctx, "EOD-12", actor) // casework.System() for the automatic one
+//	// file_sample_needed): one link per event, however often it is
+//	// delivered (the token kept sealed under the secret key to give again):
+//	link, err := svc.IssueUploadLinkOnce(ctx, "EOD-12", casework.System(), "outbox:4711")
+//	// The requester typed "/experts upload EOD-12" (a fresh link):
+//	link, err := svc.IssueUploadLink(ctx, "EOD-12", requesterActor)
 //	text := "Send the file here: " + links.Upload(link.Token) + " (one file, until " +
 //		link.ExpiresAt.Format(time.RFC1123) + "). " + links.LocalNote()
 //

@@ -522,6 +522,9 @@ type UploadLink struct {
 	Token string
 	// ExpiresAt is when the link stops working (UploadLinkTTL after issue).
 	ExpiresAt time.Time
+	// Repeated is set by IssueUploadLinkOnce when the key had issued this
+	// link before: nothing new was issued or recorded.
+	Repeated bool
 }
 
 // IssueUploadLink issues a one-time upload link for the case named by ref,

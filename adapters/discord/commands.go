@@ -101,6 +101,7 @@ func Commands() []*discordgo.ApplicationCommand {
 					{Name: "open", Value: "open"}, {Name: "quiet (not notified)", Value: "quiet"}, {Name: "all", Value: "all"},
 				},
 			}, strOpt("org", "Experts and managers: an org id", false, 1, 64)),
+			sub("upload", "Get a one-time link to send the experts a file sample", caseOpt()),
 		},
 	}}
 }

@@ -153,6 +153,7 @@ type Adapter struct {
 	m         *metrics
 	base      *url.URL
 	client    *http.Client
+	files     *http.Client // attachments of thread replies (files.go)
 	rest      *discordgo.Session
 	pub       ed25519.PublicKey
 	lockKey   int64
@@ -233,6 +234,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		a.pub = ed25519.PublicKey(k)
 	}
 	a.rest = a.newSession()
+	a.files = a.newFilesClient()
 	return a, nil
 }
 

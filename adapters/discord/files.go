@@ -44,7 +44,7 @@ var _ bot.FileResponder = (*responder)(nil)
 // deferred message itself, which keeps the deferral's privacy: a deferral
 // that was public is closed with a neutral note first, as Respond does, so
 // that the files never land in a public message.
-func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.File) (string, error) {
+func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.Document) (string, error) {
 	if len(files) == 0 || len(files) > MaxAttachments {
 		return "", bot.PermanentError("bad_files", "", fmt.Errorf("discord: a message carries 1 to %d files, not %d", MaxAttachments, len(files)))
 	}
@@ -87,7 +87,7 @@ func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot
 // multipartMessage encodes p with files as Discord takes them (discordgo's
 // encoder): payload_json (p, its attachments listing each file by its
 // placeholder) and files[0], files[1], ...
-func multipartMessage(p messagePayload, files []bot.File) ([]byte, string, error) {
+func multipartMessage(p messagePayload, files []bot.Document) ([]byte, string, error) {
 	p.Attachments = make([]attachment, len(files))
 	df := make([]*discordgo.File, len(files))
 	for i, f := range files {

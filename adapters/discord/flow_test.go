@@ -93,6 +93,7 @@ func newFlow(t *testing.T, slackDeskSide bool) *flow {
 	}
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
+	require.NoError(t, b.UseSamples(bot.NewCaseworkSamples(cw), sampleLinks{}))
 	da, err := discord.New(discord.Config{Token: secrets.String(dfake.Token()), AppID: dfake.AppID(), APIURL: dfake.APIURL(), Guilds: []string{guildID}},
 		log, prometheus.NewRegistry(), b)
 	require.NoError(t, err)

@@ -262,10 +262,6 @@ func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
 	if !c.isThread() || c.ParentID == "" {
 		return nil
 	}
-	text := m.Content
-	for _, at := range m.Attachments {
-		text += "\n" + at.Filename + ": " + at.URL
-	}
 	name := m.Author.GlobalName
 	if m.Member != nil && m.Member.Nick != "" {
 		name = m.Member.Nick
@@ -275,8 +271,10 @@ func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
 			Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
 			Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
 			Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)},
-			Text:    strings.TrimSpace(text),
+			Text:    strings.TrimSpace(m.Content),
 			Key:     "discord:msg:" + m.ID,
+			// Attachments become file samples; their CDN links are never relayed.
+			Files: filesOf(m.Attachments),
 		})
 	}); err != nil {
 		return fmt.Errorf("thread reply %s not taken by the bot: %w", m.ID, err)

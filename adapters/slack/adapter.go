@@ -138,6 +138,8 @@ type Adapter struct {
 	log     *slog.Logger
 	handler bot.Handler
 	api     *slack.Client
+	// files downloads files posted in case threads (files.go).
+	files   *http.Client
 	metrics *metrics
 	users   *ttlCache[string]
 	// triggers remembers the channel a trigger_id came from, for the modal
@@ -190,7 +192,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 	if err != nil {
 		return nil, fmt.Errorf("slack adapter: %w", err)
 	}
-	return &Adapter{
+	a := &Adapter{
 		cfg:      cfg,
 		log:      log,
 		handler:  handler,
@@ -199,7 +201,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		users:    newTTLCache[string](cfg.UserCacheTTL, 10000),
 		triggers: newTTLCache[string](10*time.Second, 10000),
 		life:     life,
-	}, nil
+	}
+	a.files = a.newFilesClient()
+	return a, nil
 }
 
 // Platform returns bot.Slack.

@@ -28,7 +28,7 @@ const dmWhere = "in a direct message from threatdesk"
 var _ bot.FileResponder = (*responder)(nil)
 
 // RespondFiles implements bot.FileResponder.
-func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.File) (string, error) {
+func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.Document) (string, error) {
 	if r.user == "" {
 		return "", bot.PermanentError("no_user", "", errors.New("slack: no user to send files to"))
 	}
@@ -75,7 +75,7 @@ func (a *Adapter) openDM(ctx context.Context, user string) (string, error) {
 }
 
 // upload sends one file's bytes and returns its id, not yet shared.
-func (a *Adapter) upload(ctx context.Context, f bot.File) (string, error) {
+func (a *Adapter) upload(ctx context.Context, f bot.Document) (string, error) {
 	if len(f.Data) == 0 {
 		return "", fmt.Errorf("upload %s: the file is empty", f.Name)
 	}

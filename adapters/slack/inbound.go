@@ -319,6 +319,8 @@ type messageEvent struct {
 	Text        string `json:"text"`
 	TS          string `json:"ts"`
 	ThreadTS    string `json:"thread_ts"`
+	// Files are the files posted with it (files.go).
+	Files []messageFile `json:"files"`
 }
 
 // handleEvent hands an Events API callback to the handler. It returns an
@@ -393,6 +395,7 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 		Author:  bot.User{Platform: bot.Slack, Workspace: team, ID: me.User},
 		Text:    ReadableText(me.Text),
 		Key:     eventKey(oe.EventID),
+		Files:   filesOf(me.Files),
 	}, true
 }
 

@@ -321,6 +321,7 @@ func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, c
 	require.NoError(t, err)
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
 	require.NoError(t, err)
+	require.NoError(t, b.UseSamples(bot.NewCaseworkSamples(cw), sampleLinks{}))
 	opts := fake.Options()
 	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), AppToken: secrets.String(opts.AppToken), SigningSecret: secrets.String(opts.SigningSecret),
 		APIURL: fake.APIURL(), Replays: b}, log, prometheus.NewRegistry(), b)

@@ -5,12 +5,14 @@
 package bottest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +35,8 @@ const (
 	// OpRespond is an answer through a Responder the adapter rebuilt after
 	// a restart (Resume).
 	OpRespond Op = "respond"
+	// OpFetch is a FetchFile call that succeeded (File is what it fetched).
+	OpFetch Op = "fetch"
 )
 
 // Call is one recorded adapter call that succeeded.
@@ -48,7 +52,9 @@ type Call struct {
 	// and Private its privacy.
 	Responder string
 	Private   bool
-	At        time.Time
+	// File is what a FetchFile call fetched.
+	File bot.File
+	At   time.Time
 }
 
 // Adapter is a recording fake bot.Adapter. It is safe for concurrent use.
@@ -63,16 +69,96 @@ type Adapter struct {
 	lose     int
 	names    map[string]string
 	changed  testwait.Signal
+	// files are the bytes FetchFile serves, by URL; fetchFailures its
+	// queued failures.
+	files         map[string][]byte
+	holds         map[string]chan struct{}
+	fetchFailures []error
 }
 
 var (
-	_ bot.Adapter = (*Adapter)(nil)
-	_ bot.Resumer = (*Adapter)(nil)
+	_ bot.Adapter     = (*Adapter)(nil)
+	_ bot.Resumer     = (*Adapter)(nil)
+	_ bot.FileFetcher = (*Adapter)(nil)
 )
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}}
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}}
+}
+
+// AddFile makes FetchFile serve body for a file whose URL is url.
+func (a *Adapter) AddFile(url string, body []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.files[url] = body
+}
+
+// HoldFile makes the bodies FetchFile serves for url stop before their
+// last byte until release is called, as a slow download does.
+func (a *Adapter) HoldFile(url string) (release func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.holds == nil {
+		a.holds = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	a.holds[url] = ch
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// FailFetch queues errors: the next FetchFile calls return them in order,
+// each once.
+func (a *Adapter) FailFetch(errs ...error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fetchFailures = append(a.fetchFailures, errs...)
+}
+
+// FetchFile implements bot.FileFetcher: the bytes added for f.URL; a file
+// never added is a permanent not found, as a deleted file is.
+func (a *Adapter) FetchFile(ctx context.Context, at bot.Ref, f bot.File) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.fetchFailures) > 0 {
+		err := a.fetchFailures[0]
+		a.fetchFailures = a.fetchFailures[1:]
+		return nil, err
+	}
+	body, ok := a.files[f.URL]
+	if !ok {
+		return nil, Permanent("file_not_found")
+	}
+	a.record(Call{Op: OpFetch, Ref: at, File: f})
+	if hold, ok := a.holds[f.URL]; ok && len(body) > 0 {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(body[:len(body)-1]), &held{ctx: ctx, hold: hold, last: body[len(body)-1:]})), nil
+	}
+	return io.NopCloser(bytes.NewReader(body)), nil
+}
+
+// held yields its last bytes once released (or fails when ctx ends).
+type held struct {
+	ctx  context.Context
+	hold chan struct{}
+	last []byte
+}
+
+func (h *held) Read(p []byte) (int, error) {
+	select {
+	case <-h.hold:
+	case <-h.ctx.Done():
+		return 0, h.ctx.Err()
+	}
+	if len(h.last) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, h.last)
+	h.last = h.last[n:]
+	return n, nil
 }
 
 // Fail queues errors: the next Post or Update calls return them in order,
@@ -310,12 +396,12 @@ var (
 // FilesResponse is one answer with files (RespondFiles).
 type FilesResponse struct {
 	Message bot.Message
-	Files   []bot.File
+	Files   []bot.Document
 }
 
 // RespondFiles implements bot.FileResponder: it records m and files as the
 // answer itself (as an ephemeral Discord follow-up is).
-func (r *Responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.File) (string, error) {
+func (r *Responder) RespondFiles(ctx context.Context, m bot.Message, files []bot.Document) (string, error) {
 	r.mu.Lock()
 	r.files = append(r.files, FilesResponse{Message: m, Files: files})
 	r.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 
 	discordadapter "github.com/threatdesk/threatdesk/adapters/discord"
 	slackadapter "github.com/threatdesk/threatdesk/adapters/slack"
+	"github.com/threatdesk/threatdesk/adapters/web"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
@@ -19,6 +20,9 @@ import (
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 )
+
+// The web's Links are what the bot posts sample links with.
+var _ bot.SampleLinks = web.Links{}
 
 // wire builds every service from the configuration and mounts its routes.
 // It is the only place where concrete types meet. The services it returns
@@ -43,7 +47,8 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	}
 	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
 	// The browser's pages (sample drop box); the chat side gets their URLs from its Links().
-	if _, err := mountWeb(cfg, srv, cases, log, reg); err != nil {
+	webHandler, err := mountWeb(cfg, srv, cases, log, reg)
+	if err != nil {
 		return nil, err
 	}
 
@@ -59,6 +64,10 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	core, err := bot.New(f.Bot, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
+	}
+	// File samples in chat: upload links, Download sample, files posted in threads.
+	if err := core.UseSamples(bot.NewCaseworkSamples(cases), webHandler.Links()); err != nil {
+		return nil, fmt.Errorf("samples: %w", err)
 	}
 	app.Add("bot", core)
 	if f.Bot.Reports.Digest != nil {

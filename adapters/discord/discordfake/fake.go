@@ -79,7 +79,7 @@ type Message struct {
 	Flags      int         `json:"flags,omitempty"`
 	Type       int         `json:"type"`
 	Nonce      string      `json:"nonce,omitempty"`
-	// Attachments are its files (files.go).
+	// Attachments are its files (files.go; posted by people with SayWithFiles).
 	Attachments []Attachment `json:"attachments,omitempty"`
 	// Edits counts PATCHes.
 	Edits int `json:"-"`
@@ -134,6 +134,10 @@ type Server struct {
 
 	// changes signals tests waiting on what the fake records (Subscribe).
 	changes testwait.Signal
+	// attachments are the files people posted, by id, and attDownloads
+	// the CDN's requests (attachments.go).
+	attachments  map[string]*Attachment
+	attDownloads []AttachmentDownload
 }
 
 // Subscribe signals after every REST request the fake has answered and
@@ -427,6 +431,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	api := "/api/v10"
 	mux.HandleFunc("GET /gateway", s.serveGateway)
 	mux.HandleFunc("GET /gateway/", s.serveGateway)
+	mux.HandleFunc("GET /attachments/{channel}/{id}/{name}", s.serveAttachment)
 	mux.Handle("GET "+api+"/gateway", s.recorder(false, s.gateway))
 	mux.Handle("GET "+api+"/gateway/bot", s.recorder(true, s.gateway))
 	mux.Handle("GET "+api+"/users/{user}", s.recorder(true, s.getUser))

@@ -30,17 +30,6 @@ const (
 	MaxAttachmentDescription = 1024
 )
 
-// Attachment is a file attached to a message.
-type Attachment struct {
-	ID          string `json:"id"`
-	Filename    string `json:"filename"`
-	Description string `json:"description,omitempty"`
-	ContentType string `json:"content_type,omitempty"`
-	Size        int    `json:"size"`
-	URL         string `json:"url"`
-	// Data is the file's content.
-	Data []byte `json:"-"`
-}
 
 var filesPart = regexp.MustCompile(`^files\[([0-9]+)\]$`)
 

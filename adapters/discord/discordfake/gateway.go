@@ -152,7 +152,7 @@ func (s *Server) dispatchMessage(m Message) {
 	d := map[string]any{
 		"id": m.ID, "channel_id": m.ChannelID, "author": m.Author, "content": m.Content, "embeds": m.Embeds,
 		"components": m.Components, "type": m.Type, "timestamp": m.Created.UTC().Format(time.RFC3339Nano),
-		"tts": false, "mention_everyone": false, "mentions": []any{}, "mention_roles": []any{}, "attachments": []any{}, "pinned": false,
+		"tts": false, "mention_everyone": false, "mentions": []any{}, "mention_roles": []any{}, "attachments": attachmentsJSON(m), "pinned": false,
 	}
 	if m.GuildID != "" {
 		d["guild_id"] = m.GuildID

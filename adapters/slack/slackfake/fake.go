@@ -13,6 +13,9 @@
 // uploaded as Slack takes them (files.getUploadURLExternal, the upload URL,
 // files.completeUploadExternal) and direct messages opened
 // (conversations.open): see files.go.
+// conversations.replies return only with include_all_metadata. People can
+// post files (UserFileMessage), served as Slack serves them: with the bot
+// token and files:read only (files.go).
 package slackfake
 
 import (
@@ -80,6 +83,10 @@ type Options struct {
 	TriggerTTL time.Duration
 	// OnViolation is called for every broken limit; default t.Errorf.
 	OnViolation func(msg string)
+	// NoFilesRead plays an app installed without the files:read scope:
+	// file downloads redirect to the sign-in page, files.info answers
+	// missing_scope (files.go).
+	NoFilesRead bool
 }
 
 // Message is a message as the fake stores it.
@@ -99,6 +106,8 @@ type Message struct {
 	// Metadata is the message metadata posted with it
 	// ({"event_type": ..., "event_payload": {...}}), if any.
 	Metadata json.RawMessage
+	// Files are the ids of the files posted with it (UserFileMessage).
+	Files []string
 }
 
 // Call is one recorded Web API call.
@@ -188,6 +197,10 @@ type Server struct {
 	changes testwait.Signal
 	// filestore holds uploaded files and direct messages (files.go).
 	filestore *fileStore
+	// files are the files people posted, by id; downloads the requests
+	// for their bytes (files.go).
+	files     map[string]*File
+	downloads []Download
 }
 
 // Subscribe signals after every request the fake has answered (an API
@@ -253,6 +266,8 @@ func New(t testing.TB, o Options) *Server {
 	mux.HandleFunc("/link/", s.serveSocket)
 	mux.HandleFunc("POST /response/{id}", s.serveResponse)
 	mux.HandleFunc("POST /upload/v1/{id}", s.serveUpload)
+	mux.HandleFunc("GET /files-pri/{file}/{rest...}", s.serveFile)
+	mux.HandleFunc("GET /{$}", s.serveSignIn)
 	s.http = httptest.NewServer(s.notifying(mux))
 	t.Cleanup(s.Close)
 	return s
@@ -627,6 +642,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.getUploadURL(req)
 	case "files.completeUploadExternal":
 		res = s.completeUpload(req)
+	case "files.info":
+		res = s.filesInfo(req)
 	default:
 		s.violate("unknown Web API method %q", req.method)
 		res = errResp("unknown_method")

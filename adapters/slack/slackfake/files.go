@@ -42,8 +42,8 @@ const (
 	MaxUploadBytes = 1 << 30
 )
 
-// File is a file uploaded through the external upload flow.
-type File struct {
+// Upload is a file uploaded through the external upload flow.
+type Upload struct {
 	ID    string
 	Name  string
 	Title string
@@ -73,7 +73,7 @@ type DM struct {
 
 // fileStore is the fake's files and direct messages.
 type fileStore struct {
-	files map[string]*File  // by id
+	files map[string]*Upload  // by id
 	byURL map[string]string // upload URL id -> file id
 	dms   map[string]string // user -> D channel
 }
@@ -81,16 +81,16 @@ type fileStore struct {
 // store returns the file store, made on first use; s.mu is held.
 func (s *Server) store() *fileStore {
 	if s.filestore == nil {
-		s.filestore = &fileStore{files: map[string]*File{}, byURL: map[string]string{}, dms: map[string]string{}}
+		s.filestore = &fileStore{files: map[string]*Upload{}, byURL: map[string]string{}, dms: map[string]string{}}
 	}
 	return s.filestore
 }
 
 // Files returns the uploaded files, completed or not, in upload order.
-func (s *Server) Files() []File {
+func (s *Server) Files() []Upload {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []File
+	var out []Upload
 	for _, f := range s.store().files {
 		c := *f
 		c.Data = append([]byte(nil), f.Data...)
@@ -185,7 +185,7 @@ func (s *Server) getUploadURL(req apiRequest) map[string]any {
 	st := s.store()
 	id := s.nextID("F")
 	urlID := s.nextID("U") + strconv.FormatInt(time.Now().UnixNano(), 36)
-	st.files[id] = &File{ID: id, Name: name, Length: n}
+	st.files[id] = &Upload{ID: id, Name: name, Length: n}
 	st.byURL[urlID] = id
 	return map[string]any{"ok": true, "upload_url": s.http.URL + "/upload/v1/" + urlID, "file_id": id}
 }
@@ -195,7 +195,7 @@ func (s *Server) getUploadURL(req apiRequest) map[string]any {
 func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	id, ok := s.store().byURL[r.PathValue("id")]
-	var f *File
+	var f *Upload
 	if ok {
 		f = s.store().files[id]
 	}
@@ -301,7 +301,7 @@ func (s *Server) completeUpload(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.store()
-	var done []*File
+	var done []*Upload
 	for _, x := range files {
 		f, ok := st.files[x.ID]
 		if !ok || f.Uploaded.IsZero() || !f.Completed.IsZero() {
