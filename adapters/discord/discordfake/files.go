@@ -30,7 +30,6 @@ const (
 	MaxAttachmentDescription = 1024
 )
 
-
 var filesPart = regexp.MustCompile(`^files\[([0-9]+)\]$`)
 
 // payloadAttachment is an entry of a message's attachments array.

@@ -73,9 +73,9 @@ type DM struct {
 
 // fileStore is the fake's files and direct messages.
 type fileStore struct {
-	files map[string]*Upload  // by id
-	byURL map[string]string // upload URL id -> file id
-	dms   map[string]string // user -> D channel
+	files map[string]*Upload // by id
+	byURL map[string]string  // upload URL id -> file id
+	dms   map[string]string  // user -> D channel
 }
 
 // store returns the file store, made on first use; s.mu is held.
