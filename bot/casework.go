@@ -147,6 +147,9 @@ func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseL
 	case "mine":
 		lf.Statuses = casework.OpenStatuses()
 		lf.Assignee = f.Assignee
+		if f.Requester != nil {
+			lf.Requester, lf.RequesterPlatform = f.Requester.ID, string(f.Requester.Platform)
+		}
 	case "breaching":
 		lf.Breaching = true
 	}

@@ -111,7 +111,9 @@ type CaseView struct {
 // CaseFilter selects cases for a list.
 type CaseFilter struct {
 	Which    string // open, mine, breaching, all
-	Assignee string // user id for "mine"
+	Assignee string // user id for an expert's "mine": assigned to them
+	// Requester is the user for a member's "mine": the cases they asked.
+	Requester *User
 	Limit    int
 }
 

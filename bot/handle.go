@@ -22,6 +22,7 @@ const (
 	formMoreInfo   = "more_info"
 	formSample     = "sample"
 	formAddDetails = "add_details"
+	formMoreTime   = "more_time"
 )
 
 // Form field ids.
@@ -29,6 +30,7 @@ const (
 	fieldQuestion = "question"
 	fieldText     = "text"
 	fieldSummary  = "summary"
+	fieldFile     = "file"
 )
 
 // textMessage is a reply of one paragraph of plain text: a confirmation
@@ -103,6 +105,8 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 		return b.formAck(ctx, c.User.Platform, key, askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))
 	case r.verb == vConclude && !r.hasText:
 		return b.formAck(ctx, c.User.Platform, key, concludeForm(r.ref, c.Channel))
+	case r.verb == vMoreTime && !r.hasText:
+		return b.formAck(ctx, c.User.Platform, key, moreTimeForm(r.ref, c.Channel))
 	}
 	if c.Received.IsZero() {
 		c.Received = time.Now()
@@ -260,6 +264,11 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return textMessage(cv.Ref + " is now with " + userLabel(&target) + "."), nil
 	case vMoreInfo, vSample, vMoreTime, vConclude:
 		to := map[string]Status{vMoreInfo: StatusMoreInfo, vSample: StatusSample, vMoreTime: StatusMoreTime, vConclude: StatusConcluded}[r.verb]
+		if r.verb == vSample && !r.hasText {
+			if err := b.needFileNamed(ctx, r.ref); err != nil {
+				return Message{}, err
+			}
+		}
 		cv, err := b.cases.Transition(ctx, Scope{All: true}, r.ref, to, b.named(ctx, w.user), RoleExpert, r.text)
 		if err != nil {
 			return Message{}, err
@@ -343,7 +352,14 @@ func (b *Bot) listCases(ctx context.Context, w who, r request) (Message, error) 
 	}
 	f := CaseFilter{Which: r.filter, Limit: maxListed}
 	if r.filter == "mine" {
-		f.Assignee = w.user.ID
+		// An expert's cases are the ones assigned to them; a member's (an
+		// analyst's, a manager's in an org channel) the ones they asked.
+		if w.has(RoleExpert) {
+			f.Assignee = w.user.ID
+		} else {
+			u := w.user
+			f.Requester = &u
+		}
 	}
 	l, err := b.cases.List(ctx, s, f)
 	if err != nil {
@@ -488,7 +504,9 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	case ActMoreInfo:
 		return b.formAck(ctx, p, key, textForm(formMoreInfo, ref, a.Message.Channel, "More info for "+ref, "What do you need from the requester?", true))
 	case ActSample:
-		return b.formAck(ctx, p, key, textForm(formSample, ref, a.Message.Channel, "File sample for "+ref, "Which file, and how should they share it?", false))
+		return b.formAck(ctx, p, key, b.sampleForm(ctx, ref, a.Message.Channel))
+	case ActMoreTime:
+		return b.formAck(ctx, p, key, moreTimeForm(ref, a.Message.Channel))
 	case ActConclude:
 		return b.formAck(ctx, p, key, concludeForm(ref, a.Message.Channel))
 	case ActAddDetails:
@@ -590,6 +608,11 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 		field, minLen = fieldSummary, 10
 	case formSample:
 		minLen = 0
+		if errs := b.checkSampleForm(ctx, s); errs != nil {
+			return SubmitAck{Errors: errs}
+		}
+	case formMoreTime:
+		minLen = 0
 	case formMoreInfo, formAddDetails:
 	default:
 		return SubmitAck{Errors: map[string]string{"": "This form is from an older version of threatdesk; close it and start again."}}
@@ -658,11 +681,17 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			return Message{}, err
 		}
 		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in its thread.", cv.Ref, cv.Priority)), nil
-	case formConclude, formMoreInfo, formSample:
+	case formConclude, formMoreInfo, formSample, formMoreTime:
 		if err := need(opExpertStatus); err != nil {
 			return Message{}, err
 		}
-		to := map[string]Status{formConclude: StatusConcluded, formMoreInfo: StatusMoreInfo, formSample: StatusSample}[s.FormID]
+		to := map[string]Status{formConclude: StatusConcluded, formMoreInfo: StatusMoreInfo, formSample: StatusSample, formMoreTime: StatusMoreTime}[s.FormID]
+		if s.FormID == formSample {
+			var err error
+			if text, err = b.sampleNote(ctx, ref, s.Values[fieldFile], text); err != nil {
+				return Message{}, err
+			}
+		}
 		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, to, b.named(ctx, w.user), RoleExpert, text)
 		if err != nil {
 			return Message{}, err

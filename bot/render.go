@@ -303,7 +303,7 @@ func (b *Bot) deskCard(c CaseView) Message {
 			Field{Label: "Assignee", Value: Line{U(assignee)}},
 			Field{Label: "SLA", Value: Line{T(slaText(c, now))}},
 		),
-		Footer:   Line{T(c.Ref + " · " + c.Category + " · reply in this thread to answer the requester")},
+		Footer:   Line{T(c.Ref + " · " + categoryLabel(c.Category) + " · reply in this thread to answer the requester")},
 		Fallback: c.Ref + " (" + b.orgName(c.Org) + "): " + c.Status.label(),
 	}
 	if c.Summary != "" && !c.Status.open() {
@@ -373,6 +373,11 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		}, nil
 	case CaseAssigned:
 		m := note(B(ev.Actor), T(" (threat expert) took "+c.Ref+"."))
+		if c.Status == StatusInProgress {
+			// A take out of new also records new -> in_progress, which
+			// renders nothing: this note says it, once per thread.
+			m = note(B(ev.Actor), T(" (threat expert) took "+c.Ref+". It is in progress."))
+		}
 		return append(cards, both(m)...), nil
 	case CaseMessaged:
 		if ev.Internal {
@@ -387,6 +392,9 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 			Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
 		return []part{{key: "desk.relay", thread: targetDesk, msg: m}}, nil
 	case CaseStatus:
+		if takenFromNew(ev) {
+			return nil, nil // said by the assignment's note, with the same card edits
+		}
 		return append(cards, both(b.statusNote(c, ev))...), nil
 	case CaseSLAWarning:
 		m := note(B("SLA warning: "), T(c.Ref+" "+ev.Detail+"; "+slaText(c, b.now())+"."))
@@ -411,6 +419,8 @@ func (b *Bot) statusNote(c CaseView, ev CaseEvent) Message {
 		m.Text = append(m.Text, Line{T("The expert needs more information. Reply in this thread; the SLA clock waits for you.")})
 	case StatusSample:
 		m.Text = append(m.Text, Line{T("The expert needs a file sample. Share it as your security policy allows and reply in this thread.")})
+	case StatusMoreTime:
+		m.Text = append(m.Text, Line{T("The expert needs more time; the SLA clock keeps running.")})
 	case StatusConcluded:
 		m.Text = append(m.Text, Line{T("The expert's conclusion is in. Close the case, or Reopen it if something is missing.")})
 	}
