@@ -114,7 +114,7 @@ type CaseFilter struct {
 	Assignee string // user id for an expert's "mine": assigned to them
 	// Requester is the user for a member's "mine": the cases they asked.
 	Requester *User
-	Limit    int
+	Limit     int
 }
 
 // CaseList is one page of cases and how many more matched.
