@@ -69,7 +69,9 @@ func mapErr(err error) error {
 	switch {
 	case errors.Is(err, casework.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.As(err, &te), errors.As(err, &nc), errors.As(err, &at):
+	case errors.As(err, &nc):
+		return &Refusal{Msg: sentence(err.Error()), Err: fmt.Errorf("%w: %w", ErrNoCredits, err)}
+	case errors.As(err, &te), errors.As(err, &at):
 		return &Refusal{Msg: sentence(err.Error()), Err: err}
 	case errors.Is(err, casework.ErrInvalid):
 		return &Refusal{Msg: sentence(err.Error()), Err: err}
@@ -103,6 +105,10 @@ func caseView(c *casework.Case) CaseView {
 		a := fromPerson(c.Assignee)
 		v.Assignee = &a
 	}
+	if !c.PriorityBy.IsZero() {
+		p := fromPerson(c.PriorityBy)
+		v.PriorityBy = &p
+	}
 	return v
 }
 
@@ -112,12 +118,21 @@ func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error)
 		// casework keeps a name, not details: fold them in.
 		o.Subject.Name = cmp.Or(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
 	}
-	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
+	req := casework.OpenRequest{
 		Key: o.Key, Org: o.Org,
 		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},
 		Question: o.Question, Requester: person(o.Requester), // casework gives the category (CategoryFor)
-		Origin: casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
-	})
+		Origin:   casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
+		Priority: casework.Priority(o.Priority),
+	}
+	if o.Priority != "" && o.PriorityBy != nil {
+		req.PriorityBy = person(*o.PriorityBy)
+	}
+	if o.ApprovedBy != nil {
+		a := actor(*o.ApprovedBy, RoleManager, "")
+		req.ApprovedBy = &a
+	}
+	c, _, err := cw.svc.Open(ctx, req)
 	if err != nil {
 		return CaseView{}, mapErr(err)
 	}
@@ -152,6 +167,9 @@ func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseL
 		}
 	case "breaching":
 		lf.Breaching = true
+	}
+	if f.Subject != nil {
+		lf.SubjectKind, lf.SubjectID = casework.SubjectKind(f.Subject.Kind), f.Subject.ID
 	}
 	p, err := cw.svc.List(ctx, viewer(s), lf)
 	if err != nil {
@@ -231,6 +249,12 @@ func (cw *CaseworkCases) AddMessage(ctx context.Context, m CaseMessage) error {
 		Chat: casework.ChatRef{Platform: string(m.Chat.Platform), Workspace: m.Chat.Workspace, Channel: m.Chat.Channel, Message: m.Chat.Message},
 	})
 	return mapErr(err)
+}
+
+// DefaultPriority implements Cases: casework's DerivePriority.
+func (cw *CaseworkCases) DefaultPriority(s Subject) string {
+	k := casework.SubjectKind(s.Kind)
+	return string(casework.DerivePriority(casework.Subject{Kind: k, ID: s.ID, Severity: s.Severity}, casework.CategoryFor(k)))
 }
 
 // Credits implements Cases.

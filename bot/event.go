@@ -103,6 +103,12 @@ const (
 	ActAcknowledge ActionID = "acknowledge"
 	ActShowScope   ActionID = "show_scope"
 	ActAskEntity   ActionID = "ask_entity"
+	// Choices on a question kept before it opened a case (asking.go).
+	ActAskAnyway  ActionID = "ask_anyway"
+	ActFollow     ActionID = "follow"
+	ActOpenNew    ActionID = "open_new"
+	ActCancelAsk  ActionID = "cancel_ask"
+	ActApproveAsk ActionID = "approve_ask"
 )
 
 // Action is a button or menu press.

@@ -102,7 +102,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	key := inboundKey(c.User.Platform, kindCommand, c.Key)
 	switch {
 	case o == opOpen && r.kind == SubjectNone && !r.hasText:
-		return b.formAck(ctx, c.User.Platform, key, askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))
+		return b.formAck(ctx, c.User.Platform, key, b.askFormFor(ctx, formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", "", Subject{Kind: SubjectNone}))
 	case r.verb == vConclude && !r.hasText:
 		return b.formAck(ctx, c.User.Platform, key, concludeForm(r.ref, c.Channel))
 	case r.verb == vMoreTime && !r.hasText:
@@ -192,9 +192,10 @@ func (b *Bot) answerErr(ctx context.Context, rs Responder, what string, err erro
 func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Message, error) {
 	switch r.verb {
 	case vAsk, vAlert, vDevice, vFile, vIncident:
-		cv, err := b.open(ctx, w, inboundKey(c.User.Platform, "command", c.Key), Subject{Kind: r.kind, ID: r.id}, r.text, c.Channel, c.Thread)
-		if err != nil {
-			return Message{}, err
+		cv, pending, err := b.ask(ctx, w, askInput{key: inboundKey(c.User.Platform, "command", c.Key), subject: Subject{Kind: r.kind, ID: r.id},
+			question: r.text, channel: c.Channel, thread: c.Thread})
+		if err != nil || pending != nil {
+			return deref(pending), err
 		}
 		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in the thread of its receipt in this channel.", cv.Ref, cv.Priority)), nil
 	case vStatus:
@@ -478,6 +479,10 @@ func actionOp(a ActionID) (op, bool) {
 		return opAcknowledge, true
 	case ActShowScope:
 		return opShowScope, true
+	case ActAskAnyway, ActFollow, ActOpenNew, ActCancelAsk:
+		return opChooseAsk, true
+	case ActApproveAsk:
+		return opApproveAsk, true
 	}
 	return "", false
 }
@@ -512,13 +517,15 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	case ActAddDetails:
 		return b.formAck(ctx, p, key, textForm(formAddDetails, ref, a.Message.Channel, "Add details to "+ref, "What should the expert know?", true))
 	case ActConsult:
-		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert", ""))
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert",
+			orgID(w), Subject{Kind: SubjectIncident, ID: a.Value}))
 	case ActAskEntity:
 		kind, id, _ := strings.Cut(a.Value, ":")
 		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile)) {
 			return Ack{Message: ptr(textMessage("That button does not name a device or file.")), Private: true}
 		}
-		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind,
+			orgID(w), Subject{Kind: SubjectKind(kind), ID: id}))
 	}
 	ev := a
 	ev.Respond = nil
@@ -558,6 +565,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 			return nil, err
 		}
 		return ptr(textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
+	case ActAskAnyway, ActFollow, ActOpenNew, ActCancelAsk, ActApproveAsk:
+		return b.choose(ctx, w, a)
 	case ActAcknowledge:
 		if b.hunt == nil {
 			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
@@ -604,6 +613,9 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	switch s.FormID {
 	case formAsk, formConsult:
 		field, minLen = fieldQuestion, 5
+		if _, ok := chosenPriority(s.Values); !ok {
+			return SubmitAck{Errors: map[string]string{fieldPriority: "Choose high, medium or low."}}
+		}
 	case formConclude:
 		field, minLen = fieldSummary, 10
 	case formSample:
@@ -676,9 +688,13 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			}
 			subj = Subject{Kind: kind, ID: nid}
 		}
-		cv, err := b.open(ctx, w, inboundKey(s.User.Platform, "submit", s.Key), subj, text, channel, nil)
-		if err != nil {
-			return Message{}, err
+		prio, ok := chosenPriority(s.Values)
+		if !ok {
+			return Message{}, &usageError{msg: "Choose the priority: high, medium or low."}
+		}
+		cv, pending, err := b.ask(ctx, w, askInput{key: inboundKey(s.User.Platform, "submit", s.Key), subject: subj, question: text, channel: channel, priority: prio})
+		if err != nil || pending != nil {
+			return deref(pending), err
 		}
 		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in its thread.", cv.Ref, cv.Priority)), nil
 	case formConclude, formMoreInfo, formSample, formMoreTime:

@@ -118,7 +118,17 @@ type FieldKind int
 const (
 	InputShort FieldKind = iota
 	InputParagraph
+	// InputSelect is a choice of one of Options (Slack static_select; on
+	// Discord, whose modals hold text inputs, a short input naming the
+	// choices, checked on submit). Value is the initial choice.
+	InputSelect
 )
+
+// Option is one choice of an InputSelect field.
+type Option struct {
+	Value string // sent back on submit
+	Label string // trusted, short
+}
 
 // FormField is one input of a form (a Slack modal block, a Discord modal text input).
 type FormField struct {
@@ -130,6 +140,8 @@ type FormField struct {
 	Required    bool
 	MinLength   int
 	MaxLength   int
+	// Options are an InputSelect's choices, in order.
+	Options []Option
 }
 
 // Form is a modal dialog (Slack views.open, Discord modal response).

@@ -40,6 +40,8 @@ const (
 	opShowScope    op = "show scope"
 	opRelayAsker   op = "reply in requester thread"
 	opRelayExpert  op = "reply in desk thread"
+	opChooseAsk    op = "choose for a kept question" // Ask anyway, Follow, Open a new case, Cancel
+	opApproveAsk   op = "approve one more case"
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -64,6 +66,8 @@ var permissions = map[op][]Role{
 	opShowScope:    {RoleMember, RoleExpert, RoleManager},
 	opRelayAsker:   {RoleMember},
 	opRelayExpert:  {RoleExpert},
+	opChooseAsk:    {RoleMember},
+	opApproveAsk:   {RoleManager},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -78,6 +78,9 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 	if row.Kind == kindSampleNotification {
 		return b.renderSample(row)
 	}
+	if ps, ok, err := b.renderAsk(row); ok {
+		return ps, err
+	}
 	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
@@ -299,7 +302,7 @@ func (b *Bot) deskCard(c CaseView) Message {
 			Field{Label: "Org", Value: Line{T(b.orgName(c.Org))}},
 			Field{Label: "Requester", Value: Line{U(userLabel(&c.Requester))}},
 			Field{Label: "Status", Value: Line{T(c.Status.label())}},
-			Field{Label: "Priority", Value: Line{T(c.Priority)}},
+			Field{Label: "Priority", Value: priorityLine(c)},
 			Field{Label: "Assignee", Value: Line{U(assignee)}},
 			Field{Label: "SLA", Value: Line{T(slaText(c, now))}},
 		),

@@ -30,6 +30,10 @@ type ListFilter struct {
 	// they asked); RequesterPlatform, when set, narrows it to one platform.
 	Requester         string
 	RequesterPlatform string
+	// SubjectKind and SubjectID keep the cases about one subject (the id
+	// compared without regard to case).
+	SubjectKind SubjectKind
+	SubjectID   string
 	// Breaching keeps open cases with an SLA clock past its warning point or
 	// target that is not yet met: the cases that need attention now.
 	Breaching bool
@@ -189,6 +193,9 @@ func filterHash(f ListFilter) uint32 {
 	if f.Requester != "" {
 		fmt.Fprintf(h, "|r%q|%q", f.Requester, f.RequesterPlatform)
 	}
+	if f.SubjectKind != "" {
+		fmt.Fprintf(h, "|s%q|%q", f.SubjectKind, strings.ToLower(f.SubjectID))
+	}
 	return h.Sum32()
 }
 
@@ -250,6 +257,10 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 			args = append(args, f.RequesterPlatform)
 			where = append(where, fmt.Sprintf("c.requester_platform = $%d", len(args)))
 		}
+	}
+	if f.SubjectKind != "" {
+		args = append(args, f.SubjectKind, f.SubjectID)
+		where = append(where, fmt.Sprintf("c.subject_kind = $%d AND lower(c.subject_id) = lower($%d)", len(args)-1, len(args)))
 	}
 	if f.Breaching {
 		args = append(args, now)
