@@ -292,7 +292,7 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		if err := dec(&p); err != nil {
 			return ev, true, err
 		}
-		ev = CaseEvent{Kind: CaseMessaged, Ref: p.Ref, Actor: p.Author.Name(), Side: Side(p.Side), Text: p.Text, Internal: p.Internal}
+		ev = CaseEvent{Kind: CaseMessaged, Ref: p.Ref, Actor: p.Author.Name(), ActorID: p.Author.UserID, Side: Side(p.Side), Text: p.Text, Internal: p.Internal}
 		if p.Source != nil {
 			ev.Chat = Ref{Platform: Platform(p.Source.Platform), Workspace: p.Source.Workspace, Channel: p.Source.Channel, Message: p.Source.Message}
 		}

@@ -172,9 +172,11 @@ const (
 
 // CaseEvent is a casework outbox event decoded for rendering.
 type CaseEvent struct {
-	Kind     CaseEventKind
-	Ref      string
-	Actor    string // display name of who acted
+	Kind  CaseEventKind
+	Ref   string
+	Actor string // display name of who acted
+	// ActorID is the user id of a message's author.
+	ActorID  string
 	Side     Side
 	Text     string
 	Internal bool

@@ -145,7 +145,21 @@ type Reply struct {
 	// FromBot is true for any bot's message, including ours: never relayed.
 	FromBot bool
 	Key     string
+	// Change is ReplyEdited when Message was edited (Text is its new
+	// text) and ReplyDeleted when it was deleted (Text is empty); empty
+	// for a new message. Key must then name the change (an edit's event,
+	// not the message), so that each edit is worked once.
+	Change ReplyChange `json:",omitempty"`
 }
+
+// ReplyChange is what happened to a thread message already posted.
+type ReplyChange string
+
+// Changes of a thread message.
+const (
+	ReplyEdited  ReplyChange = "edited"
+	ReplyDeleted ReplyChange = "deleted"
+)
 
 // Ack is what an adapter sends back at once, inside the platform's 3 seconds.
 type Ack struct {

@@ -60,3 +60,10 @@ func (b *Bot) OutboxIdle(ctx context.Context) bool {
 	err := b.db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`).Scan(&n)
 	return err == nil && n == 0
 }
+
+// InboundIdle reports whether every stored inbound event is settled.
+func (b *Bot) InboundIdle(ctx context.Context) bool {
+	var n int
+	err := b.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n)
+	return err == nil && n == 0
+}

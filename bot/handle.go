@@ -94,7 +94,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	w := b.identify(c.User, c.Channel, c.Thread)
 	o := opOf(r)
 	if o == opHelp {
-		return Ack{Message: ptr(b.help(w)), Private: true}
+		return Ack{Message: ptr(b.firstHelp(ctx, c.User, b.help(w))), Private: true}
 	}
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
@@ -736,7 +736,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 // case's) before HandleReply returns; an error means it was not, and the
 // adapter must not acknowledge it as received.
 func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
-	if r.FromBot || strings.TrimSpace(r.Text) == "" {
+	if r.FromBot || (strings.TrimSpace(r.Text) == "" && r.Change != ReplyDeleted) {
 		return nil
 	}
 	defer b.observeAck("reply", time.Now())
@@ -755,6 +755,9 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 // relay passes a stored reply to the other side of its case. casework keys
 // the message on the chat message, so a retry never relays it twice.
 func (b *Bot) relay(ctx context.Context, r Reply) error {
+	if r.Change != "" {
+		return b.relayChange(ctx, r)
+	}
 	an, ok, err := b.anchorAt(ctx, r.Parent)
 	if err != nil || !ok {
 		return err // not a thread of ours

@@ -81,6 +81,9 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 	if ps, ok, err := b.renderAsk(row); ok {
 		return ps, err
 	}
+	if ps, ok, err := b.renderGreeting(row.Kind, row.Payload); ok {
+		return ps, err
+	}
 	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
@@ -386,14 +389,15 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		if ev.Internal {
 			return nil, nil // internal notes never cross
 		}
+		src := relaySourceOf(ev)
 		if ev.Side == SideExpert {
 			m := Message{Text: append([]Line{{B(ev.Actor), T(" (threat expert) wrote:")}}, paragraphs(ev.Text)...),
 				Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
-			return []part{{key: "receipt.relay", thread: targetReceipt, msg: m}}, nil
+			return []part{{key: "receipt.relay", thread: targetReceipt, msg: m, relayOf: src}}, nil
 		}
 		m := Message{Text: append([]Line{{B(ev.Actor), T(" (requester, " + b.orgName(c.Org) + ") wrote:")}}, paragraphs(ev.Text)...),
 			Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
-		return []part{{key: "desk.relay", thread: targetDesk, msg: m}}, nil
+		return []part{{key: "desk.relay", thread: targetDesk, msg: m, relayOf: src}}, nil
 	case CaseStatus:
 		if takenFromNew(ev) {
 			return nil, nil // said by the assignment's note, with the same card edits

@@ -52,6 +52,9 @@ CREATE TABLE bot_relay (
     workspace       text        NOT NULL,
     channel         text        NOT NULL,
     message         text        NOT NULL,
+    side            text        NOT NULL,
+    author_id       text        NOT NULL,
+    author_name     text        NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source_platform, source_channel, source_message)
 );

@@ -15,6 +15,9 @@ func TestManifest(t *testing.T) {
 	require.NoError(t, err)
 	var m struct {
 		Features struct {
+			AppHome struct {
+				HomeTab bool `yaml:"home_tab_enabled"`
+			} `yaml:"app_home"`
 			SlashCommands []struct {
 				Command      string `yaml:"command"`
 				ShouldEscape bool   `yaml:"should_escape"`
@@ -39,8 +42,9 @@ func TestManifest(t *testing.T) {
 	require.Len(t, m.Features.SlashCommands, 1)
 	require.Equal(t, "/experts", m.Features.SlashCommands[0].Command)
 	require.True(t, m.Features.SlashCommands[0].ShouldEscape, "mentions must arrive as <@U123|name>")
-	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read"}, m.OAuth.Scopes.Bot)
-	require.ElementsMatch(t, []string{"message.channels", "message.groups"}, m.Settings.Events.BotEvents)
+	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read", "channels:read", "groups:read"}, m.OAuth.Scopes.Bot)
+	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened"}, m.Settings.Events.BotEvents)
+	require.True(t, m.Features.AppHome.HomeTab, "the App Home tab shows what threatdesk does")
 	require.True(t, m.Settings.Interactivity.Enabled)
 	require.True(t, m.Settings.SocketMode)
 }

@@ -351,6 +351,11 @@ func RenderModal(f bot.Form, channel string) (slack.ModalViewRequest, error) {
 		PrivateMetadata: string(meta),
 	}
 	for _, ff := range f.Fields {
+		if ff.Kind == bot.InputSelect {
+			in := selectInput(ff)
+			v.Blocks.BlockSet = append(v.Blocks.BlockSet, in)
+			continue
+		}
 		el := slack.NewPlainTextInputBlockElement(nil, ff.ID)
 		if ff.Placeholder != "" {
 			el.Placeholder = plain(cut(Escape(ff.Placeholder), MaxPlaceholder))

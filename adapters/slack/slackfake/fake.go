@@ -161,6 +161,7 @@ type Server struct {
 	// respURLs are the response URLs handed out: when, and how often used.
 	respURLs   map[string]*responseURL
 	views      []View
+	homes      map[string]json.RawMessage // user -> published App Home view
 	violations []string
 	failures   map[string][]Failure
 	lastPost   map[string]time.Time
@@ -227,6 +228,7 @@ func New(t testing.TB, o Options) *Server {
 		users:     map[string]User{},
 		failures:  map[string][]Failure{},
 		lastPost:  map[string]time.Time{},
+		homes:     map[string]json.RawMessage{},
 		triggers:  map[string]time.Time{},
 		usedTrig:  map[string]bool{},
 		waiters:   map[string]chan received{},
@@ -604,6 +606,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.postEphemeral(req)
 	case "views.open":
 		res = s.viewsOpen(req)
+	case "views.publish":
+		res = s.viewsPublish(req)
 	case "users.info":
 		res = s.usersInfo(req)
 	case "conversations.history":
@@ -1467,9 +1471,26 @@ func (s *Server) Submit(v View, user string, values map[string]string) (map[stri
 		el, _ := blk["element"].(map[string]any)
 		aid, _ := el["action_id"].(string)
 		in := map[string]any{"type": el["type"]}
-		if val, ok := values[id]; ok {
+		val, ok := values[id]
+		switch {
+		case el["type"] == "static_select":
+			// A select sends the chosen option (its text and value), or
+			// null; when the person left it alone, its initial option.
+			in["selected_option"] = nil
+			if !ok {
+				if io, _ := el["initial_option"].(map[string]any); io != nil {
+					in["selected_option"] = io
+				}
+			}
+			opts, _ := el["options"].([]any)
+			for _, o := range opts {
+				if om, _ := o.(map[string]any); ok && om["value"] == val {
+					in["selected_option"] = om
+				}
+			}
+		case ok:
 			in["value"] = val
-		} else {
+		default:
 			in["value"] = nil
 		}
 		state[id] = map[string]any{aid: in}

@@ -230,6 +230,13 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 			if ml, _ := el["min_length"].(float64); ml > maxInputLength {
 				bad(i, "min_length %v, Slack allows %d", ml, maxInputLength)
 			}
+			switch el["type"] {
+			case "plain_text_input":
+			case "static_select":
+				s.checkSelect(i, method, el, bad)
+			default:
+				bad(i, "input element type %v is not one the fake knows", el["type"])
+			}
 		default:
 			bad(i, "unknown block type %v", b["type"])
 		}
@@ -254,4 +261,42 @@ func (s *Server) checkText(i int, method string, t map[string]any, limit int, ba
 		bad(i, "text object type %q", typ)
 	}
 	return strings.TrimSpace(txt)
+}
+
+// Limits of a static select
+// (https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element,
+// https://docs.slack.dev/reference/block-kit/composition-objects/option-object).
+const (
+	maxSelectOptions = 100
+	maxOptionText    = 75
+	maxOptionValue   = 150
+)
+
+// checkSelect checks a static_select: 1 to 100 options of plain_text and a
+// value, and an initial_option that is one of them.
+func (s *Server) checkSelect(i int, method string, el map[string]any, bad func(int, string, ...any)) {
+	opts, _ := el["options"].([]any)
+	if len(opts) == 0 || len(opts) > maxSelectOptions {
+		bad(i, "static_select has %d options, Slack allows 1-%d", len(opts), maxSelectOptions)
+	}
+	values := map[string]bool{}
+	for _, o := range opts {
+		om, _ := o.(map[string]any)
+		t, _ := om["text"].(map[string]any)
+		if t == nil || t["type"] != "plain_text" {
+			bad(i, "option text must be plain_text")
+		} else {
+			s.checkText(i, method, t, maxOptionText, bad)
+		}
+		v, _ := om["value"].(string)
+		if v == "" || len(v) > maxOptionValue {
+			bad(i, "option value %q must be 1-%d characters", v, maxOptionValue)
+		}
+		values[v] = true
+	}
+	if io, _ := el["initial_option"].(map[string]any); io != nil {
+		if v, _ := io["value"].(string); !values[v] {
+			bad(i, "initial_option %q is not one of the options", v)
+		}
+	}
 }
