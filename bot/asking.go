@@ -16,11 +16,11 @@ import (
 
 // Asking (issue 14, items 10 to 13): a member's question becomes a case at
 // once, unless
-//   - its alert or incident is one threatdesk does not know: the asker
-//     confirms before a credit is spent (Ask anyway, Cancel);
 //   - the org already has an open case about the same subject: the asker
 //     follows it (no credit: the question is added to that case) or opens a
 //     new case (one credit);
+//   - its alert or incident is one threatdesk does not know: the asker
+//     confirms before a credit is spent (Ask anyway, Cancel);
 //   - the org has no credits left: the question is kept, and a manager may
 //     approve one more case (on the expert desk, or in the answer when the
 //     asker is a manager); the case opens when one does, and the approval
@@ -118,14 +118,6 @@ func (b *Bot) ask(ctx context.Context, w who, in askInput) (CaseView, *Message, 
 		channel = in.thread.Channel
 	}
 	p := pendingAsk{Key: in.key, Org: w.org.ID, Asker: b.named(ctx, w.user), Channel: channel, Subject: s, Question: question, Priority: in.priority}
-	if !known && b.hunt != nil && (s.Kind == SubjectAlert || s.Kind == SubjectIncident) {
-		p.Reason = reasonUnknown
-		kept, err := b.keepAsk(ctx, p)
-		if err != nil {
-			return CaseView{}, nil, err
-		}
-		return CaseView{}, ptr(b.pendingMessage(w, kept)), nil
-	}
 	if s.Kind != SubjectNone {
 		l, err := b.cases.List(ctx, Scope{Org: w.org.ID}, CaseFilter{Which: "open", Subject: &Subject{Kind: s.Kind, ID: s.ID}, Limit: 1})
 		if err != nil {
@@ -139,6 +131,14 @@ func (b *Bot) ask(ctx context.Context, w who, in askInput) (CaseView, *Message, 
 			}
 			return CaseView{}, ptr(b.pendingMessage(w, kept)), nil
 		}
+	}
+	if !known && b.hunt != nil && (s.Kind == SubjectAlert || s.Kind == SubjectIncident) {
+		p.Reason = reasonUnknown
+		kept, err := b.keepAsk(ctx, p)
+		if err != nil {
+			return CaseView{}, nil, err
+		}
+		return CaseView{}, ptr(b.pendingMessage(w, kept)), nil
 	}
 	cv, err := b.cases.Open(ctx, b.openOf(p, in.key, nil))
 	if errors.Is(err, ErrNoCredits) {

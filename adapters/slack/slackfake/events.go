@@ -2,6 +2,8 @@ package slackfake
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 )
 
 // Edits, deletions, invitations and the App Home, as Slack delivers them.
@@ -172,4 +174,49 @@ func userMsgJSON(m *Message) map[string]any {
 		out["bot_id"] = m.BotID
 	}
 	return out
+}
+
+// PressEphemeral builds the block_actions payload of user pressing the
+// button whose action_id is action (or action/N) on an ephemeral answer
+// that reached the person through a response URL, shown in channel: the
+// container says is_ephemeral, and there is no stored message to carry.
+func (s *Server) PressEphemeral(r Response, channel, user, action string) (map[string]any, error) {
+	var blocks []map[string]any
+	if err := json.Unmarshal(r.Blocks, &blocks); err != nil {
+		return nil, fmt.Errorf("response blocks: %w", err)
+	}
+	for i, b := range blocks {
+		if b["type"] != "actions" {
+			continue
+		}
+		// Slack gives every block of a shown message an id.
+		blockID, _ := b["block_id"].(string)
+		if blockID == "" {
+			blockID = fmt.Sprintf("b%d", i)
+		}
+		els, _ := b["elements"].([]any)
+		for _, e := range els {
+			el, _ := e.(map[string]any)
+			id, _ := el["action_id"].(string)
+			if id != action && !strings.HasPrefix(id, action+"/") {
+				continue
+			}
+			s.mu.Lock()
+			ts := s.nextTS()
+			s.mu.Unlock()
+			act := map[string]any{"type": "button", "action_id": id, "block_id": blockID, "text": el["text"],
+				"value": el["value"], "action_ts": ts}
+			c := s.channel(channel)
+			return map[string]any{
+				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
+				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
+				"team":      map[string]any{"id": s.o.TeamID, "domain": "fake"},
+				"channel":   map[string]any{"id": channel, "name": c.Name},
+				"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": true},
+				"trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
+				"actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
+			}, nil
+		}
+	}
+	return nil, fmt.Errorf("no button %q in the response %s", action, r.ID)
 }
