@@ -157,7 +157,9 @@ func (w *wording) wait(what string, cond func() bool) {
 }
 
 // seen is what a reader sees of a message or response.
-func (w *wording) seen(text string, blocks json.RawMessage) string { return text + "\n" + texts(w.t, blocks) }
+func (w *wording) seen(text string, blocks json.RawMessage) string {
+	return text + "\n" + texts(w.t, blocks)
+}
 
 // command runs /experts text as user in channel and returns how many
 // responses there were before it.

@@ -209,10 +209,10 @@ func (s *Server) PressEphemeral(r Response, channel, user, action string) (map[s
 			c := s.channel(channel)
 			return map[string]any{
 				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
-				"team":      map[string]any{"id": s.o.TeamID, "domain": "fake"},
-				"channel":   map[string]any{"id": channel, "name": c.Name},
-				"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": true},
+				"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
+				"team":       map[string]any{"id": s.o.TeamID, "domain": "fake"},
+				"channel":    map[string]any{"id": channel, "name": c.Name},
+				"container":  map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": true},
 				"trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
 				"actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 			}, nil
