@@ -40,6 +40,11 @@ const discordAlert = `{
   "aadTenantId": "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c", "mitreTechniques": ["T1021"]
 }`
 
+// wordingSlots bounds how many of these tests run at once: each starts a
+// bot, a database and a fake, and the machine has two cores shared with the
+// rest of the suite.
+var wordingSlots = make(chan struct{}, 2)
+
 type dWordingOpts struct {
 	hunt     bool
 	casework casework.Config
@@ -56,6 +61,8 @@ type dWording struct {
 
 func newDiscordWording(t *testing.T, o dWordingOpts) *dWording {
 	t.Helper()
+	wordingSlots <- struct{}{}
+	t.Cleanup(func() { <-wordingSlots })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	db := pgtest.New(t)
@@ -87,7 +94,7 @@ func newDiscordWording(t *testing.T, o dWordingOpts) *dWording {
 		Managers: bot.UserIDs{Discord: []string{managerID}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Discord: {}}},
-		Inbound: bot.Inbound{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Inbound: bot.Inbound{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, StoreTimeout: 2 * time.Second},
 	}
 	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), incidents, log, prometheus.NewRegistry())
 	require.NoError(t, err)

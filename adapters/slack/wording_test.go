@@ -50,6 +50,11 @@ const wordingAlert = `{
   "aadTenantId": "a839b112-1253-6432-9bf6-94542403f21c", "mitreTechniques": ["T1021"]
 }`
 
+// wordingSlots bounds how many of these tests run at once: each starts a
+// bot, a database and a fake, and the machine has two cores shared with the
+// rest of the suite.
+var wordingSlots = make(chan struct{}, 2)
+
 type wordingOpts struct {
 	hunt     bool // wire hunting, with wordingAlert ingested
 	casework casework.Config
@@ -90,6 +95,8 @@ func (w *wording) idle() bool {
 
 func newWording(t *testing.T, o wordingOpts) *wording {
 	t.Helper()
+	wordingSlots <- struct{}{}
+	t.Cleanup(func() { <-wordingSlots })
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
 	fake := slackfake.New(t, slackfake.Options{
@@ -124,7 +131,7 @@ func newWording(t *testing.T, o wordingOpts) *wording {
 		Managers: bot.UserIDs{Slack: []string{wManager}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Slack: {}}},
-		Inbound: bot.Inbound{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Inbound: bot.Inbound{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, StoreTimeout: 2 * time.Second},
 	}
 	w.bot, err = bot.New(cfg, db, bot.NewCaseworkCases(cw), incidents, log, prometheus.NewRegistry())
 	require.NoError(t, err)
