@@ -69,7 +69,9 @@ func mapErr(err error) error {
 	switch {
 	case errors.Is(err, casework.ErrNotFound):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.As(err, &te), errors.As(err, &nc), errors.As(err, &at):
+	case errors.As(err, &nc):
+		return &Refusal{Msg: sentence(err.Error()), Err: fmt.Errorf("%w: %w", ErrNoCredits, err)}
+	case errors.As(err, &te), errors.As(err, &at):
 		return &Refusal{Msg: sentence(err.Error()), Err: err}
 	case errors.Is(err, casework.ErrInvalid):
 		return &Refusal{Msg: sentence(err.Error()), Err: err}
@@ -103,6 +105,10 @@ func caseView(c *casework.Case) CaseView {
 		a := fromPerson(c.Assignee)
 		v.Assignee = &a
 	}
+	if !c.PriorityBy.IsZero() {
+		p := fromPerson(c.PriorityBy)
+		v.PriorityBy = &p
+	}
 	return v
 }
 
@@ -112,12 +118,21 @@ func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error)
 		// casework keeps a name, not details: fold them in.
 		o.Subject.Name = cmp.Or(o.Subject.Name, o.Subject.ID) + " (" + o.Subject.Detail + ")"
 	}
-	c, _, err := cw.svc.Open(ctx, casework.OpenRequest{
+	req := casework.OpenRequest{
 		Key: o.Key, Org: o.Org,
 		Subject:  casework.Subject{Kind: casework.SubjectKind(o.Subject.Kind), ID: o.Subject.ID, Name: o.Subject.Name, Link: o.Subject.Link, Severity: o.Subject.Severity},
 		Question: o.Question, Requester: person(o.Requester), // casework gives the category (CategoryFor)
-		Origin: casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
-	})
+		Origin:   casework.Place{Platform: string(o.Origin.Platform), Workspace: o.Origin.Workspace, Channel: o.Origin.Channel},
+		Priority: casework.Priority(o.Priority),
+	}
+	if o.Priority != "" && o.PriorityBy != nil {
+		req.PriorityBy = person(*o.PriorityBy)
+	}
+	if o.ApprovedBy != nil {
+		a := actor(*o.ApprovedBy, RoleManager, "")
+		req.ApprovedBy = &a
+	}
+	c, _, err := cw.svc.Open(ctx, req)
 	if err != nil {
 		return CaseView{}, mapErr(err)
 	}
@@ -147,8 +162,14 @@ func listFilter(s Scope, f CaseFilter) casework.ListFilter {
 	case "mine":
 		lf.Statuses = casework.OpenStatuses()
 		lf.Assignee = f.Assignee
+		if f.Requester != nil {
+			lf.Requester, lf.RequesterPlatform = f.Requester.ID, string(f.Requester.Platform)
+		}
 	case "breaching":
 		lf.Breaching = true
+	}
+	if f.Subject != nil {
+		lf.SubjectKind, lf.SubjectID = casework.SubjectKind(f.Subject.Kind), f.Subject.ID
 	}
 	return lf
 }
@@ -235,6 +256,12 @@ func (cw *CaseworkCases) AddMessage(ctx context.Context, m CaseMessage) error {
 	return mapErr(err)
 }
 
+// DefaultPriority implements Cases: casework's DerivePriority.
+func (cw *CaseworkCases) DefaultPriority(s Subject) string {
+	k := casework.SubjectKind(s.Kind)
+	return string(casework.DerivePriority(casework.Subject{Kind: k, ID: s.ID, Severity: s.Severity}, casework.CategoryFor(k)))
+}
+
 // Credits implements Cases.
 func (cw *CaseworkCases) Credits(ctx context.Context, org string) (Credits, error) {
 	b, err := cw.svc.Credits(ctx, casework.OrgViewer(org), org)
@@ -270,7 +297,7 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		if err := dec(&p); err != nil {
 			return ev, true, err
 		}
-		ev = CaseEvent{Kind: CaseMessaged, Ref: p.Ref, Actor: p.Author.Name(), Side: Side(p.Side), Text: p.Text, Internal: p.Internal}
+		ev = CaseEvent{Kind: CaseMessaged, Ref: p.Ref, Actor: p.Author.Name(), ActorID: p.Author.UserID, Side: Side(p.Side), Text: p.Text, Internal: p.Internal}
 		if p.Source != nil {
 			ev.Chat = Ref{Platform: Platform(p.Source.Platform), Workspace: p.Source.Workspace, Channel: p.Source.Channel, Message: p.Source.Message}
 		}

@@ -34,6 +34,9 @@ type part struct {
 	// this target (bot_anchor, the one record of which message is a case's
 	// receipt or desk card, or an incident's notification).
 	anchor string
+	// relayOf, on a relayed thread message, is where it came from: its
+	// edits and deletion follow it (bot_relay, edits.go).
+	relayOf *relaySource
 }
 
 // rowError is a failed delivery with what to do about it.
@@ -600,6 +603,13 @@ func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest,
 	}
 	if ref.Channel == "" {
 		ref.Channel = dest.Channel
+	}
+	if p.relayOf != nil {
+		// Before the delivery record: a failure here retries the part,
+		// which finds the post (FindPosted) and records both.
+		if err := b.recordRelay(context.WithoutCancel(ctx), row.Stream, p.thread, *p.relayOf, ref); err != nil {
+			return err
+		}
 	}
 	return b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor)
 }

@@ -382,9 +382,9 @@ func TestDeliveryDeadAnchor(t *testing.T) {
 		posted(t, f.slack, deskChannel, &desk.Ref, "took EOD-1")
 		require.Len(t, notices(f.slack, deskChannel, desk.Ref), 1, "the desk is told once")
 		require.Empty(t, f.discord.Find(bottest.OpPost, nil))
-		// The receipt; the receipt's card edit and note for each of the
-		// take's two events (assigned, in progress); the answer.
-		require.Equal(t, 6.0, deliveries(f, "dead"))
+		// The receipt; the receipt's card edit and note of the take (its
+		// in-progress event shows nothing of its own); the answer.
+		require.Equal(t, 4.0, deliveries(f, "dead"))
 	})
 	t.Run("notification", func(t *testing.T) {
 		t.Parallel()

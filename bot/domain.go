@@ -74,6 +74,13 @@ type OpenCase struct {
 	// Origin is where the requester asked; casework stores it in the
 	// transaction that opens the case, and the receipt is posted there.
 	Origin Dest
+	// Priority is the priority chosen in the ask form (high, medium,
+	// low); empty: derived from the subject. PriorityBy is who chose it.
+	Priority   string
+	PriorityBy *User
+	// ApprovedBy is a manager who approved this case beyond the org's
+	// credits: with none left it opens without one.
+	ApprovedBy *User
 }
 
 // SLAView is a case's SLA state, derived by casework.
@@ -86,18 +93,21 @@ type SLAView struct {
 
 // CaseView is what the bot shows of a case.
 type CaseView struct {
-	Ref       string
-	Org       string
-	Subject   Subject
-	Category  string
-	Question  string
-	Priority  string
-	Status    Status
-	Requester User
-	Assignee  *User
-	Summary   string
-	OpenedAt  time.Time
-	UpdatedAt time.Time
+	Ref      string
+	Org      string
+	Subject  Subject
+	Category string
+	Question string
+	Priority string
+	// PriorityBy is who chose the priority when asking; nil when it was
+	// derived from the subject.
+	PriorityBy *User
+	Status     Status
+	Requester  User
+	Assignee   *User
+	Summary    string
+	OpenedAt   time.Time
+	UpdatedAt  time.Time
 	// Origin is the channel the case was asked in (Thread nil); zero for
 	// cases opened before it was stored with the case.
 	Origin Dest
@@ -114,8 +124,12 @@ type CaseView struct {
 // CaseFilter selects cases for a list.
 type CaseFilter struct {
 	Which    string // open, mine, breaching, all
-	Assignee string // user id for "mine"
-	Limit    int
+	Assignee string // user id for an expert's "mine": assigned to them
+	// Requester is the user for a member's "mine": the cases they asked.
+	Requester *User
+	// Subject keeps the cases about this subject (kind and id).
+	Subject *Subject
+	Limit   int
 }
 
 // CaseList is one page of cases and how many more matched.
@@ -163,9 +177,11 @@ const (
 
 // CaseEvent is a casework outbox event decoded for rendering.
 type CaseEvent struct {
-	Kind     CaseEventKind
-	Ref      string
-	Actor    string // display name of who acted
+	Kind  CaseEventKind
+	Ref   string
+	Actor string // display name of who acted
+	// ActorID is the user id of a message's author.
+	ActorID  string
 	Side     Side
 	Text     string
 	Internal bool
@@ -198,6 +214,9 @@ type Cases interface {
 	LastMessage(ctx context.Context, s Scope, ref string) (time.Time, Side, error)
 	AddMessage(ctx context.Context, m CaseMessage) error
 	Credits(ctx context.Context, org string) (Credits, error)
+	// DefaultPriority is the priority a case about s gets when nobody
+	// chooses one (high, medium or low).
+	DefaultPriority(s Subject) string
 	// DecodeEvent turns an outbox row of casework's into a CaseEvent; ok is
 	// false for kinds that are not casework's.
 	DecodeEvent(kind string, payload json.RawMessage) (ev CaseEvent, ok bool, err error)
@@ -288,6 +307,10 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return r.Msg }
 func (r *Refusal) Unwrap() error { return r.Err }
+
+// ErrNoCredits is wrapped by the Refusal of an open refused because the
+// org has no credits left this quarter.
+var ErrNoCredits = errors.New("no credits left")
 
 // ErrNotFound is returned (wrapped) for a case or incident that does not
 // exist or that the caller's scope does not show: the two are not told apart.

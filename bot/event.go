@@ -110,6 +110,12 @@ const (
 	// ActDownloadSample is a desk card's Download sample button; its value
 	// is "EOD-12:34" (the case and the sample).
 	ActDownloadSample ActionID = "download_sample"
+	// Choices on a question kept before it opened a case (asking.go).
+	ActAskAnyway  ActionID = "ask_anyway"
+	ActFollow     ActionID = "follow"
+	ActOpenNew    ActionID = "open_new"
+	ActCancelAsk  ActionID = "cancel_ask"
+	ActApproveAsk ActionID = "approve_ask"
 )
 
 // Action is a button or menu press.
@@ -149,7 +155,21 @@ type Reply struct {
 	// Files are the files posted with the reply: stored as samples of the
 	// case, never relayed (samples.go).
 	Files []File
+	// Change is ReplyEdited when Message was edited (Text is its new
+	// text) and ReplyDeleted when it was deleted (Text is empty); empty
+	// for a new message. Key must then name the change (an edit's event,
+	// not the message), so that each edit is worked once.
+	Change ReplyChange `json:",omitempty"`
 }
+
+// ReplyChange is what happened to a thread message already posted.
+type ReplyChange string
+
+// Changes of a thread message.
+const (
+	ReplyEdited  ReplyChange = "edited"
+	ReplyDeleted ReplyChange = "deleted"
+)
 
 // Ack is what an adapter sends back at once, inside the platform's 3 seconds.
 type Ack struct {

@@ -57,3 +57,17 @@ func (b *Bot) CaseAnchors(ctx context.Context, ref string) (receipt, desk Ref, o
 	desk, okD, err := b.anchorOf(ctx, "case:"+ref, targetDesk)
 	return receipt, desk, okR && okD, err
 }
+
+// OutboxIdle reports whether every outbox row is settled (delivered or dead).
+func (b *Bot) OutboxIdle(ctx context.Context) bool {
+	var n int
+	err := b.db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`).Scan(&n)
+	return err == nil && n == 0
+}
+
+// InboundIdle reports whether every stored inbound event is settled.
+func (b *Bot) InboundIdle(ctx context.Context) bool {
+	var n int
+	err := b.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n)
+	return err == nil && n == 0
+}

@@ -22,6 +22,7 @@ const (
 	formMoreInfo   = "more_info"
 	formSample     = "sample"
 	formAddDetails = "add_details"
+	formMoreTime   = "more_time"
 )
 
 // Form field ids.
@@ -29,6 +30,7 @@ const (
 	fieldQuestion = "question"
 	fieldText     = "text"
 	fieldSummary  = "summary"
+	fieldFile     = "file"
 )
 
 // textMessage is a reply of one paragraph of plain text: a confirmation
@@ -102,7 +104,7 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	w := b.identify(c.User, c.Channel, c.Thread)
 	o := opOf(r)
 	if o == opHelp {
-		return Ack{Message: ptr(b.help(w)), Private: true}
+		return Ack{Message: ptr(b.firstHelp(ctx, c.User, b.help(w))), Private: true}
 	}
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
@@ -110,9 +112,11 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	key := inboundKey(c.User.Platform, kindCommand, c.Key)
 	switch {
 	case o == opOpen && r.kind == SubjectNone && !r.hasText:
-		return b.formAck(ctx, c.User.Platform, key, askForm(formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", ""))
+		return b.formAck(ctx, c.User.Platform, key, b.askFormFor(ctx, formAsk, url.Values{"c": {c.Channel}}, "Ask a threat expert", "", Subject{Kind: SubjectNone}))
 	case r.verb == vConclude && !r.hasText:
 		return b.formAck(ctx, c.User.Platform, key, concludeForm(r.ref, c.Channel))
+	case r.verb == vMoreTime && !r.hasText:
+		return b.formAck(ctx, c.User.Platform, key, moreTimeForm(r.ref, c.Channel))
 	}
 	if c.Received.IsZero() {
 		c.Received = time.Now()
@@ -201,9 +205,10 @@ func (b *Bot) answerErr(ctx context.Context, rs Responder, what string, err erro
 func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Message, error) {
 	switch r.verb {
 	case vAsk, vAlert, vDevice, vFile, vIncident:
-		cv, err := b.open(ctx, w, inboundKey(c.User.Platform, "command", c.Key), Subject{Kind: r.kind, ID: r.id}, r.text, c.Channel, c.Thread)
-		if err != nil {
-			return Message{}, err
+		cv, pending, err := b.ask(ctx, w, askInput{key: inboundKey(c.User.Platform, "command", c.Key), subject: Subject{Kind: r.kind, ID: r.id},
+			question: r.text, channel: c.Channel, thread: c.Thread})
+		if err != nil || pending != nil {
+			return deref(pending), err
 		}
 		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in the thread of its receipt in this channel.", cv.Ref, cv.Priority)), nil
 	case vStatus:
@@ -276,6 +281,11 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return textMessage(cv.Ref + " is now with " + userLabel(&target) + "."), nil
 	case vMoreInfo, vSample, vMoreTime, vConclude:
 		to := map[string]Status{vMoreInfo: StatusMoreInfo, vSample: StatusSample, vMoreTime: StatusMoreTime, vConclude: StatusConcluded}[r.verb]
+		if r.verb == vSample && !r.hasText {
+			if err := b.needFileNamed(ctx, r.ref); err != nil {
+				return Message{}, err
+			}
+		}
 		cv, err := b.cases.Transition(ctx, Scope{All: true}, r.ref, to, b.named(ctx, w.user), RoleExpert, r.text)
 		if err != nil {
 			return Message{}, err
@@ -369,7 +379,14 @@ func (b *Bot) listCases(ctx context.Context, w who, p Platform, r request) (Mess
 	}
 	f := CaseFilter{Which: r.filter, Limit: maxListed}
 	if r.filter == "mine" {
-		f.Assignee = w.user.ID
+		// An expert's cases are the ones assigned to them; a member's (an
+		// analyst's, a manager's in an org channel) the ones they asked.
+		if w.has(RoleExpert) {
+			f.Assignee = w.user.ID
+		} else {
+			u := w.user
+			f.Requester = &u
+		}
 	}
 	title := map[string]string{"open": "Open cases", "mine": "Your cases", "breaching": "Cases at risk of breaching their SLA", "all": "All cases"}[r.filter]
 	if s.Org != "" {
@@ -499,6 +516,10 @@ func actionOp(a ActionID) (op, bool) {
 		return opNotifyNow, true
 	case ActDownloadSample:
 		return opDownload, true
+	case ActAskAnyway, ActFollow, ActOpenNew, ActCancelAsk:
+		return opChooseAsk, true
+	case ActApproveAsk:
+		return opApproveAsk, true
 	}
 	return "", false
 }
@@ -525,19 +546,23 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	case ActMoreInfo:
 		return b.formAck(ctx, p, key, textForm(formMoreInfo, ref, a.Message.Channel, "More info for "+ref, "What do you need from the requester?", true))
 	case ActSample:
-		return b.formAck(ctx, p, key, textForm(formSample, ref, a.Message.Channel, "File sample for "+ref, "Which file, and how should they share it?", false))
+		return b.formAck(ctx, p, key, b.sampleForm(ctx, ref, a.Message.Channel))
+	case ActMoreTime:
+		return b.formAck(ctx, p, key, moreTimeForm(ref, a.Message.Channel))
 	case ActConclude:
 		return b.formAck(ctx, p, key, concludeForm(ref, a.Message.Channel))
 	case ActAddDetails:
 		return b.formAck(ctx, p, key, textForm(formAddDetails, ref, a.Message.Channel, "Add details to "+ref, "What should the expert know?", true))
 	case ActConsult:
-		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert", ""))
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert",
+			orgID(w), Subject{Kind: SubjectIncident, ID: a.Value}))
 	case ActAskEntity:
 		kind, id, _ := strings.Cut(a.Value, ":")
 		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile)) {
 			return Ack{Message: ptr(textMessage("That button does not name a device or file.")), Private: true}
 		}
-		return b.formAck(ctx, p, key, askForm(formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind, ""))
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind,
+			orgID(w), Subject{Kind: SubjectKind(kind), ID: id}))
 	case ActResolve:
 		return b.resolveAction(ctx, a, key)
 	}
@@ -579,6 +604,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 			return nil, err
 		}
 		return ptr(textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + ".")), nil
+	case ActAskAnyway, ActFollow, ActOpenNew, ActCancelAsk, ActApproveAsk:
+		return b.choose(ctx, w, a)
 	case ActAcknowledge:
 		if b.hunt == nil {
 			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
@@ -631,9 +658,17 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	switch s.FormID {
 	case formAsk, formConsult:
 		field, minLen = fieldQuestion, 5
+		if _, ok := chosenPriority(s.Values); !ok {
+			return SubmitAck{Errors: map[string]string{fieldPriority: "Choose high, medium or low."}}
+		}
 	case formConclude:
 		field, minLen = fieldSummary, 10
 	case formSample:
+		minLen = 0
+		if errs := b.checkSampleForm(ctx, s); errs != nil {
+			return SubmitAck{Errors: errs}
+		}
+	case formMoreTime:
 		minLen = 0
 	case formMoreInfo, formAddDetails:
 	case formResolveIncident:
@@ -705,16 +740,26 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			}
 			subj = Subject{Kind: kind, ID: nid}
 		}
-		cv, err := b.open(ctx, w, inboundKey(s.User.Platform, "submit", s.Key), subj, text, channel, nil)
-		if err != nil {
-			return Message{}, err
+		prio, ok := chosenPriority(s.Values)
+		if !ok {
+			return Message{}, &usageError{msg: "Choose the priority: high, medium or low."}
+		}
+		cv, pending, err := b.ask(ctx, w, askInput{key: inboundKey(s.User.Platform, "submit", s.Key), subject: subj, question: text, channel: channel, priority: prio})
+		if err != nil || pending != nil {
+			return deref(pending), err
 		}
 		return textMessage(fmt.Sprintf("Opened %s (%s priority). A threat expert will answer in its thread.", cv.Ref, cv.Priority)), nil
-	case formConclude, formMoreInfo, formSample:
+	case formConclude, formMoreInfo, formSample, formMoreTime:
 		if err := need(opExpertStatus); err != nil {
 			return Message{}, err
 		}
-		to := map[string]Status{formConclude: StatusConcluded, formMoreInfo: StatusMoreInfo, formSample: StatusSample}[s.FormID]
+		to := map[string]Status{formConclude: StatusConcluded, formMoreInfo: StatusMoreInfo, formSample: StatusSample, formMoreTime: StatusMoreTime}[s.FormID]
+		if s.FormID == formSample {
+			var err error
+			if text, err = b.sampleNote(ctx, ref, s.Values[fieldFile], text); err != nil {
+				return Message{}, err
+			}
+		}
 		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, to, b.named(ctx, w.user), RoleExpert, text)
 		if err != nil {
 			return Message{}, err
@@ -748,7 +793,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 // case's) before HandleReply returns; an error means it was not, and the
 // adapter must not acknowledge it as received.
 func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
-	if r.FromBot || (strings.TrimSpace(r.Text) == "" && len(r.Files) == 0) {
+	if r.FromBot || (strings.TrimSpace(r.Text) == "" && len(r.Files) == 0 && r.Change != ReplyDeleted) {
 		return nil // a reply with files and no text is a file sample (samples.go)
 	}
 	defer b.observeAck("reply", time.Now())
@@ -767,6 +812,9 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 // relay passes a stored reply to the other side of its case. casework keys
 // the message on the chat message, so a retry never relays it twice.
 func (b *Bot) relay(ctx context.Context, r Reply) error {
+	if r.Change != "" {
+		return b.relayChange(ctx, r)
+	}
 	an, ok, err := b.anchorAt(ctx, r.Parent)
 	if err != nil || !ok {
 		return err // not a thread of ours

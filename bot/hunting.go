@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // HuntingIncidents adapts hunting.Service to the Incidents the bot consumes.
@@ -88,7 +89,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		out.Timeline = append(out.Timeline, line)
 	}
 	if more := v.TimelineTotal - len(v.Timeline); more > 0 {
-		out.Timeline = append(out.Timeline, fmt.Sprintf("and %d more alerts", more))
+		out.Timeline = append(out.Timeline, "and "+plural.Count(more, "more alert", "more alerts"))
 	}
 	for _, t := range v.Tactics {
 		out.Tactics = append(out.Tactics, t.ID+" "+t.Name)
@@ -165,7 +166,7 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 				details = append(details, "seen since "+e.FirstSeen.UTC().Format("2 Jan 15:04"))
 			}
 			if e.Devices > 0 {
-				details = append(details, fmt.Sprintf("on %d devices", e.Devices))
+				details = append(details, "on "+plural.S(e.Devices, "device"))
 			}
 			s.Detail = strings.Join(details, ", ")
 			best := 0

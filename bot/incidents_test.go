@@ -156,8 +156,8 @@ func actionIDs(bs []Button) []ActionID {
 	return out
 }
 
-// answer waits for the first answer through r.
-func answer(t *testing.T, r *bottest.Responder) string {
+// answerText waits for the first answer through r, as plain text.
+func answerText(t *testing.T, r *bottest.Responder) string {
 	t.Helper()
 	got, ok := r.Wait(tenSeconds)
 	require.True(t, ok, "no answer")
@@ -200,13 +200,13 @@ func TestResolveFromTheCard(t *testing.T) {
 	unknown := form
 	unknown.State = "c=" + fabSOC + "&i=999999"
 	_, r := f.submit(t, Discord, fabAnalyst, foreign, map[string]string{"classification": "false_positive"})
-	other := answer(t, r)
+	other := answerText(t, r)
 	_, r = f.submit(t, Discord, fabAnalyst, unknown, map[string]string{"classification": "false_positive"})
-	require.Equal(t, answer(t, r), other)
+	require.Equal(t, answerText(t, r), other)
 	require.Contains(t, other, "No such incident in your organisation")
 
 	_, r = f.submit(t, Slack, analyst, form, map[string]string{"classification": "true_positive", "comment": "Contained: <!channel> ws-1 isolated, passwords reset."})
-	require.Contains(t, answer(t, r), "Resolved incident "+id+" as true positive")
+	require.Contains(t, answerText(t, r), "Resolved incident "+id+" as true positive")
 
 	n, _ := strconv.ParseInt(id, 10, 64)
 	v, err := f.hunt.Incident(context.Background(), "contoso", n)
@@ -232,7 +232,7 @@ func TestResolveFromTheCard(t *testing.T) {
 
 	// Resolving again says by whom and how it was resolved.
 	_, r = f.submit(t, Slack, analyst, form, map[string]string{"classification": "false_positive"})
-	require.Contains(t, answer(t, r), "already resolved by Ana Lyst as true positive")
+	require.Contains(t, answerText(t, r), "already resolved by Ana Lyst as true positive")
 }
 
 // TestIncidentResolvesItselfUpstream: when every alert of a posted incident
@@ -330,7 +330,7 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 	onFab := Ref{Platform: Discord, Workspace: fabGuild, Channel: fabSOC, Message: "list"}
 	notFound := func(value string) string {
 		_, r := f.press(t, Discord, fabAnalyst, ActNotifyNow, value, onFab)
-		return answer(t, r)
+		return answerText(t, r)
 	}
 	require.Contains(t, notFound("fabrikam/999999"), "No such incident in your organisation")
 	require.Equal(t, notFound("fabrikam/999999"), notFound(it.Actions[0].Value))
@@ -340,7 +340,7 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 	onList := Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "list"}
 	_, r1 := f.press(t, Slack, analyst, ActNotifyNow, it.Actions[0].Value, onList)
 	_, r2 := f.press(t, Slack, analyst, ActNotifyNow, it.Actions[0].Value, onList)
-	got := []string{answer(t, r1), answer(t, r2)}
+	got := []string{answerText(t, r1), answerText(t, r2)}
 	require.Contains(t, strings.Join(got, "\n"), "Incident "+quiet+" is being posted to Contoso's notification channel")
 	require.Contains(t, strings.Join(got, "\n"), "Incident "+quiet+" was already posted as a notification")
 	card := f.card(t, quiet)
@@ -363,7 +363,7 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 	ack, _ := f.press(t, Slack, analyst, ActConsult, it.Actions[1].Value, onList)
 	require.NotNil(t, ack.Form)
 	_, r := f.submit(t, Slack, analyst, *ack.Form, map[string]string{"question": "is this enumeration part of something?"})
-	require.Contains(t, answer(t, r), "Opened EOD-1")
+	require.Contains(t, answerText(t, r), "Opened EOD-1")
 	posted(t, f.slack, deskChannel, nil, "EOD-1 · Contoso · Incident Net view enumeration")
 
 	// Experts and managers may name an org; a manager only looks.
@@ -389,6 +389,6 @@ func TestExpertNotifiesFromTheDesk(t *testing.T) {
 	require.Contains(t, plain(m), "Incident "+quiet+" (Contoso)")
 	require.Equal(t, []ActionID{ActNotifyNow}, actionIDs(m.Items[0].Actions), "an expert on the desk notifies but does not open cases")
 	_, r := f.press(t, Slack, expert1, ActNotifyNow, m.Items[0].Actions[0].Value, Ref{Platform: Slack, Workspace: slackTeam, Channel: deskChannel, Message: "list"})
-	require.Contains(t, answer(t, r), "is being posted")
+	require.Contains(t, answerText(t, r), "is being posted")
 	f.card(t, quiet)
 }

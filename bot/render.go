@@ -86,6 +86,12 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 			return b.renderDigest(ctx, q)
 		}
 	}
+	if ps, ok, err := b.renderAsk(row); ok {
+		return ps, err
+	}
+	if ps, ok, err := b.renderGreeting(row.Kind, row.Payload); ok {
+		return ps, err
+	}
 	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
@@ -308,11 +314,11 @@ func (b *Bot) deskCard(c CaseView) Message {
 			Field{Label: "Org", Value: Line{T(b.orgName(c.Org))}},
 			Field{Label: "Requester", Value: Line{U(userLabel(&c.Requester))}},
 			Field{Label: "Status", Value: Line{T(c.Status.label())}},
-			Field{Label: "Priority", Value: Line{T(c.Priority)}},
+			Field{Label: "Priority", Value: priorityLine(c)},
 			Field{Label: "Assignee", Value: Line{U(assignee)}},
 			Field{Label: "SLA", Value: Line{T(slaText(c, now))}},
 		),
-		Footer:   Line{T(c.Ref + " · " + c.Category + " · reply in this thread to answer the requester")},
+		Footer:   Line{T(c.Ref + " · " + categoryLabel(c.Category) + " · reply in this thread to answer the requester")},
 		Fallback: c.Ref + " (" + b.orgName(c.Org) + "): " + c.Status.label(),
 	}
 	if c.Summary != "" && !c.Status.open() {
@@ -389,22 +395,31 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		}, nil
 	case CaseAssigned:
 		m := note(B(ev.Actor), T(" (threat expert) took "+c.Ref+"."))
+		if c.Status == StatusInProgress {
+			// A take out of new also records new -> in_progress, which
+			// renders nothing: this note says it, once per thread.
+			m = note(B(ev.Actor), T(" (threat expert) took "+c.Ref+". It is in progress."))
+		}
 		return append(cards, both(m)...), nil
 	case CaseMessaged:
 		if ev.Internal {
 			return nil, nil // internal notes never cross
 		}
+		src := relaySourceOf(ev)
 		if ev.Side == SideExpert {
 			m := Message{Text: append([]Line{{B(ev.Actor), T(" (threat expert) wrote:")}}, paragraphs(ev.Text)...),
 				Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
-			return []part{{key: "receipt.relay", thread: targetReceipt, msg: m}}, nil
+			return []part{{key: "receipt.relay", thread: targetReceipt, msg: m, relayOf: src}}, nil
 		}
 		m := Message{Text: append([]Line{{B(ev.Actor), T(" (requester, " + b.orgName(c.Org) + ") wrote:")}}, paragraphs(ev.Text)...),
 			Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
-		return []part{{key: "desk.relay", thread: targetDesk, msg: m}}, nil
+		return []part{{key: "desk.relay", thread: targetDesk, msg: m, relayOf: src}}, nil
 	case CaseStatus:
 		if ev.To == StatusSample {
 			return b.renderSampleNeeded(ctx, c, ev, cards)
+		}
+		if takenFromNew(ev) {
+			return nil, nil // said by the assignment's note, with the same card edits
 		}
 		return append(cards, both(b.statusNote(c, ev))...), nil
 	case CaseSampleStored:
@@ -432,6 +447,8 @@ func (b *Bot) statusNote(c CaseView, ev CaseEvent) Message {
 		m.Text = append(m.Text, Line{T("The expert needs more information. Reply in this thread; the SLA clock waits for you.")})
 	case StatusSample:
 		m.Text = append(m.Text, Line{T("The expert needs a file sample.")})
+	case StatusMoreTime:
+		m.Text = append(m.Text, Line{T("The expert needs more time; the SLA clock keeps running.")})
 	case StatusConcluded:
 		m.Text = append(m.Text, Line{T("The expert's conclusion is in. Close the case, or Reopen it if something is missing.")})
 	}

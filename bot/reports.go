@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/threatdesk/threatdesk/internal/plural"
 	"math"
 	"strconv"
 	"strings"
@@ -181,16 +182,16 @@ func (b *Bot) allOrgsReportMessage(rep ReportView) Message {
 
 // orgLine is one org's figures on one line.
 func (b *Bot) orgLine(o OrgFigures) Line {
-	parts := []string{plural(o.Opened, "case", "cases") + " opened"}
+	parts := []string{plural.Count(o.Opened, "case", "cases") + " opened"}
 	if o.FirstResponse.Count > 0 {
 		parts = append(parts, "first response "+durationWords(o.FirstResponse.Median)+" (median)")
 	}
 	if o.SLA.HasShare {
 		parts = append(parts, percent(o.SLA.Share)+" within SLA")
 	}
-	parts = append(parts, plural(o.SLA.BreachCount, "breach", "breaches"),
+	parts = append(parts, plural.Count(o.SLA.BreachCount, "breach", "breaches"),
 		fmt.Sprintf("credits %d used, %d left", o.CreditsUsed, o.CreditsLeft),
-		plural(o.Posted, "notification", "notifications"))
+		plural.Count(o.Posted, "notification", "notifications"))
 	return Line{B(b.orgName(o.Org)), T(": " + strings.Join(parts, " · "))}
 }
 
@@ -247,7 +248,7 @@ func durationStats(d DurationFigures, none string) string {
 	if d.Count == 0 {
 		return none
 	}
-	return "median " + durationWords(d.Median) + " · 90th percentile " + durationWords(d.P90) + " (" + plural(d.Count, "case", "cases") + ")"
+	return "median " + durationWords(d.Median) + " · 90th percentile " + durationWords(d.P90) + " (" + plural.Count(d.Count, "case", "cases") + ")"
 }
 
 func slaShare(s SLAFigures) string {
@@ -268,7 +269,7 @@ func breachCount(s SLAFigures) string {
 	if s.BreachCount == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%s missed by %s", plural(s.BreachCount, "target", "targets"), plural(s.Breached, "case", "cases"))
+	return fmt.Sprintf("%s missed by %s", plural.Count(s.BreachCount, "target", "targets"), plural.Count(s.Breached, "case", "cases"))
 }
 
 func notifications(o OrgFigures) string {
@@ -309,13 +310,6 @@ func breachSection(s SLAFigures, withOrg bool, b *Bot) (Section, bool) {
 	}
 	sec.More = s.BreachCount - len(sec.Lines)
 	return sec, true
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + many
 }
 
 func percent(share float64) string {
@@ -373,7 +367,7 @@ func durationWords(d time.Duration) string {
 		g = time.Minute
 	}
 	d = d.Round(g)
-	unit := func(n int64, one, many string) string { return plural(int(n), one, many) }
+	unit := func(n int64, one, many string) string { return plural.Count(int(n), one, many) }
 	two := func(a, b string, bn int64) string {
 		if bn == 0 {
 			return a

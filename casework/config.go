@@ -87,8 +87,10 @@ type Config struct {
 	// negative.
 	ReopenWindow time.Duration `yaml:"reopen_window"`
 	// AutoCloseAfter closes a concluded case the requester did not close or
-	// reopen (default 7 days). Negative disables auto-close.
-	AutoCloseAfter time.Duration `yaml:"-"`
+	// reopen, this long after its conclusion (cases.auto_close_after;
+	// default 7 days, at least 1h). Negative (not from the file) disables
+	// auto-close.
+	AutoCloseAfter time.Duration `yaml:"auto_close_after"`
 	// CreditsPerQuarter is the quarterly allowance of an org that does not
 	// set its own (default 10).
 	CreditsPerQuarter int `yaml:"-"`
@@ -175,6 +177,9 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.ReopenWindow < 0 {
 		bad("cases.reopen_window must not be negative")
+	}
+	if c.AutoCloseAfter > 0 && c.AutoCloseAfter < time.Hour {
+		bad("cases.auto_close_after %s is too short: give the requester at least 1h to read the conclusion (default 7d)", c.AutoCloseAfter)
 	}
 	if c.CreditsCap < 0 {
 		bad("cases.credits_rollover_max must not be negative")

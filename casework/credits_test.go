@@ -27,7 +27,7 @@ func TestCredits(t *testing.T) {
 	require.Equal(t, 0, nc.Balance)
 	require.Equal(t, time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), nc.ResetsAt)
 	require.Equal(t, 10, nc.NextBalance)
-	require.Equal(t, "contoso has no expert credits left this quarter (balance 0); 10 more arrive on 1 April 2026", err.Error())
+	require.Equal(t, "There are no expert credits left this quarter; 10 more arrive on 1 April 2026", err.Error())
 
 	// Withdrawing before take refunds; after take it does not.
 	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: cases[0].Ref, To: casework.StatusWithdrawn, Actor: requester("contoso", "U-analyst")})

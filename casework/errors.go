@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // ErrNotFound is returned for a case that does not exist and, identically,
@@ -43,10 +45,14 @@ type NoCreditsError struct {
 	NextBalance int
 }
 
-// Error returns the sentence to show.
+// Error returns the sentence to show the org's members. It names no org id
+// (Org is for the caller, which knows the org's name).
 func (e *NoCreditsError) Error() string {
-	return fmt.Sprintf("%s has no expert credits left this quarter (balance %d); %d more arrive on %s",
-		e.Org, e.Balance, e.NextBalance, e.ResetsAt.Format("2 January 2006"))
+	next := "the next quarter brings none"
+	if e.NextBalance > 0 {
+		next = plural.Count(e.NextBalance, "more arrives", "more arrive") + " on " + e.ResetsAt.Format("2 January 2006")
+	}
+	return "There are no expert credits left this quarter; " + next
 }
 
 // AlreadyTakenError is returned when a case is taken by someone else.

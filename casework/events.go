@@ -42,6 +42,12 @@ type OpenedEvent struct {
 	Question  string   `json:"question"`
 	// Origin is the chat channel the case was asked in, when known.
 	Origin *Place `json:"origin,omitempty"`
+	// PriorityBy is who chose Priority; absent when it was derived from
+	// the subject.
+	PriorityBy *Person `json:"priority_by,omitempty"`
+	// ApprovedBy is the manager who approved this case beyond the org's
+	// credits (it used none); absent for a case that used a credit.
+	ApprovedBy *Actor `json:"approved_by,omitempty"`
 }
 
 // AssignedEvent is the payload of EventAssigned.

@@ -24,8 +24,16 @@ type ListFilter struct {
 	Org string
 	// Statuses keeps cases in any of these statuses.
 	Statuses []Status
-	// Assignee is an assignee's user id ("mine").
+	// Assignee is an assignee's user id ("mine" for an expert).
 	Assignee string
+	// Requester is a requester's user id ("mine" for a member: the cases
+	// they asked); RequesterPlatform, when set, narrows it to one platform.
+	Requester         string
+	RequesterPlatform string
+	// SubjectKind and SubjectID keep the cases about one subject (the id
+	// compared without regard to case).
+	SubjectKind SubjectKind
+	SubjectID   string
 	// Breaching keeps open cases with an SLA clock past its warning point or
 	// target that is not yet met: the cases that need attention now.
 	Breaching bool
@@ -182,6 +190,12 @@ func filterHash(f ListFilter) uint32 {
 	}
 	slices.Sort(ss)
 	fmt.Fprintf(h, "%q|%q|%q|%t", f.Org, strings.Join(ss, ","), f.Assignee, f.Breaching)
+	if f.Requester != "" {
+		fmt.Fprintf(h, "|r%q|%q", f.Requester, f.RequesterPlatform)
+	}
+	if f.SubjectKind != "" {
+		fmt.Fprintf(h, "|s%q|%q", f.SubjectKind, strings.ToLower(f.SubjectID))
+	}
 	return h.Sum32()
 }
 
@@ -235,6 +249,18 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 	if f.Assignee != "" {
 		args = append(args, f.Assignee)
 		where = append(where, fmt.Sprintf("c.assignee_user = $%d AND c.assignee_user <> ''", len(args)))
+	}
+	if f.Requester != "" {
+		args = append(args, f.Requester)
+		where = append(where, fmt.Sprintf("c.requester_user = $%d", len(args)))
+		if f.RequesterPlatform != "" {
+			args = append(args, f.RequesterPlatform)
+			where = append(where, fmt.Sprintf("c.requester_platform = $%d", len(args)))
+		}
+	}
+	if f.SubjectKind != "" {
+		args = append(args, f.SubjectKind, f.SubjectID)
+		where = append(where, fmt.Sprintf("c.subject_kind = $%d AND lower(c.subject_id) = lower($%d)", len(args)-1, len(args)))
 	}
 	if f.Breaching {
 		args = append(args, now)

@@ -355,6 +355,9 @@ type Case struct {
 	Question string
 	// Priority picks the SLA targets.
 	Priority Priority
+	// PriorityBy is who chose the priority when the case was opened; zero
+	// when it was derived from the subject (DerivePriority).
+	PriorityBy Person
 	// Requester is who asked.
 	Requester Person
 	// Contact is an optional way to reach the requester outside chat.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Verification is the result of checking a case's timeline chain (Verify).
@@ -41,7 +43,7 @@ func (v *Verification) String() string {
 		if len(head) > headAbbrev {
 			head = head[:headAbbrev] + "…"
 		}
-		return fmt.Sprintf("%s: intact, %d entries, head %s", v.Ref, v.Entries, head)
+		return fmt.Sprintf("%s: intact, %s, head %s", v.Ref, plural.Count(v.Entries, "entry", "entries"), head)
 	case v.FailedSeq > 0:
 		return fmt.Sprintf("%s: entry %d does not match: %s", v.Ref, v.FailedSeq, v.Reason)
 	}
@@ -378,7 +380,7 @@ func (r *Record) Markdown() []byte {
 
 	p("## Timeline verification\n\n")
 	if r.Verification.Intact {
-		p("**Intact**: %d entries, head `%s`.\n\n", r.Verification.Entries, r.Verification.Head)
+		p("**Intact**: %s, head `%s`.\n\n", plural.Count(r.Verification.Entries, "entry", "entries"), r.Verification.Head)
 	} else {
 		p("**Does not verify**: %s\n\n", mdEscape(r.Verification.String()))
 	}

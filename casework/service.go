@@ -215,7 +215,8 @@ const caseCols = `c.number, c.org, c.subject_kind, c.subject_id, c.subject_name,
  c.response_target_us, c.conclusion_target_us, c.sla_elapsed_us, c.sla_running_since,
  c.response_warned_at, c.response_breached_at, c.conclusion_warned_at, c.conclusion_breached_at,
  c.due_at, c.at_risk_at, c.next_sla_at, c.timeline_len, c.timeline_head, c.timeline_legacy_len, c.timeline_mac,
- c.origin_platform, c.origin_workspace, c.origin_channel`
+ c.origin_platform, c.origin_workspace, c.origin_channel,
+ c.priority_by_platform, c.priority_by_workspace, c.priority_by_user, c.priority_by_name`
 
 const caseFrom = ` FROM cases c`
 
@@ -238,7 +239,8 @@ func (s *Service) scanRow(r pgx.Row, extra ...any) (*row, error) {
 		&respUS, &conclUS, &elapsedUS, &x.runningSince,
 		&x.respWarned, &x.respBreached, &x.conclWarned, &x.conclBreached,
 		&x.DueAt, &x.atRiskAt, &x.nextSLAAt, &x.timelineLen, &x.timelineHead, &x.legacyLen, &x.timelineMAC,
-		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel}, extra...)...)
+		&x.Origin.Platform, &x.Origin.Workspace, &x.Origin.Channel,
+		&x.PriorityBy.Platform, &x.PriorityBy.Workspace, &x.PriorityBy.UserID, &x.PriorityBy.DisplayName}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -467,6 +469,15 @@ type OpenRequest struct {
 	Question string
 	// Priority is optional; by default it is derived (see DerivePriority).
 	Priority Priority
+	// PriorityBy is who chose Priority (the requester, in the ask form);
+	// zero when Priority is derived. It is stored with the case and shown
+	// on its desk card.
+	PriorityBy Person
+	// ApprovedBy, when set, is a manager who approved this case although
+	// the org may have no credits left: with a balance of zero the case
+	// opens without using a credit, and the approval is on its timeline
+	// (OpenedEvent.ApprovedBy). With credits left it uses one as usual.
+	ApprovedBy *Actor
 	// Requester is who asks (platform and user id required).
 	Requester Person
 	// Contact is an optional way to reach the requester outside chat.
@@ -529,6 +540,15 @@ func (r *OpenRequest) normalize() error {
 	}
 	if r.Priority == "" {
 		r.Priority = DerivePriority(r.Subject, r.Category)
+		r.PriorityBy = Person{}
+	}
+	if a := r.ApprovedBy; a != nil {
+		if a.Role != RoleManager {
+			return fmt.Errorf("open: only a manager approves a case beyond the org's credits, not %s: %w", article(string(a.Role)), ErrInvalid)
+		}
+		if err := a.validate(); err != nil {
+			return fmt.Errorf("open: the approving manager: %w", err)
+		}
 	}
 	if !r.Priority.Valid() {
 		return fmt.Errorf("open: priority %q is not high, medium or low: %w", r.Priority, ErrInvalid)
@@ -572,27 +592,36 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("look up open key: %w", err)
 		}
+		useCredit := true
 		if bal <= 0 {
-			next := nextQuarter(quarterStart(now))
-			return &NoCreditsError{Org: req.Org, Balance: bal, ResetsAt: next,
-				NextBalance: min(bal+s.cfg.perQuarter(req.Org), s.cfg.CreditsCap)}
+			if req.ApprovedBy == nil {
+				next := nextQuarter(quarterStart(now))
+				return &NoCreditsError{Org: req.Org, Balance: bal, ResetsAt: next,
+					NextBalance: min(bal+s.cfg.perQuarter(req.Org), s.cfg.CreditsCap)}
+			}
+			useCredit = false // approved by a manager beyond the credits
 		}
-		bal--
-		if err := s.storeCredits(ctx, tx, req.Org, bal, now); err != nil {
-			return err
+		if useCredit {
+			bal--
+			if err := s.storeCredits(ctx, tx, req.Org, bal, now); err != nil {
+				return err
+			}
 		}
 		t := s.cfg.SLA.Target(req.Priority)
 		var number int64
 		err = tx.QueryRow(ctx, `INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, subject_link,
  subject_severity, category, question, priority, requester_platform, requester_workspace, requester_user, requester_name,
  contact, status, credit_used, created_at, updated_at, status_at, response_target_us, conclusion_target_us,
- origin_platform, origin_workspace, origin_channel)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', true, $16, $16, $16, $17, $18, $19, $20, $21)
+ origin_platform, origin_workspace, origin_channel,
+ priority_by_platform, priority_by_workspace, priority_by_user, priority_by_name)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'new', $26, $16, $16, $16, $17, $18, $19, $20, $21,
+ $22, $23, $24, $25)
  RETURNING number`,
 			req.Org, req.Key, req.Subject.Kind, req.Subject.ID, req.Subject.Name, req.Subject.Link, req.Subject.Severity,
 			req.Category, req.Question, req.Priority, req.Requester.Platform, req.Requester.Workspace, req.Requester.UserID,
 			req.Requester.DisplayName, req.Contact, now, t.FirstResponse.Microseconds(), t.Conclusion.Microseconds(),
-			req.Origin.Platform, req.Origin.Workspace, req.Origin.Channel).Scan(&number)
+			req.Origin.Platform, req.Origin.Workspace, req.Origin.Channel,
+			req.PriorityBy.Platform, req.PriorityBy.Workspace, req.PriorityBy.UserID, req.PriorityBy.DisplayName, useCredit).Scan(&number)
 		if err != nil {
 			return fmt.Errorf("insert case: %w", err)
 		}
@@ -612,14 +641,23 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 			o := x.Origin
 			ev.Origin = &o
 		}
+		if !x.PriorityBy.IsZero() {
+			p := x.PriorityBy
+			ev.PriorityBy = &p
+		}
+		if !useCredit {
+			ev.ApprovedBy = req.ApprovedBy
+		}
 		if err := s.record(ctx, tx, x, now, actor, EventOpened, ev, true); err != nil {
 			return err
 		}
-		if err := s.record(ctx, tx, x, now, actor, EventCreditsChanged, CreditsChangedEvent{
-			Ref: x.Ref, Org: x.Org, Delta: -1, Balance: bal, Reason: "opened",
-			ResetsAt: nextQuarter(quarterStart(now)),
-		}, true); err != nil {
-			return err
+		if useCredit {
+			if err := s.record(ctx, tx, x, now, actor, EventCreditsChanged, CreditsChangedEvent{
+				Ref: x.Ref, Org: x.Org, Delta: -1, Balance: bal, Reason: "opened",
+				ResetsAt: nextQuarter(quarterStart(now)),
+			}, true); err != nil {
+				return err
+			}
 		}
 		if err := s.save(ctx, tx, x, now); err != nil {
 			return err
@@ -635,7 +673,9 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 	if created {
 		opened.runCommitted()
 		s.m.opened.WithLabelValues(s.orgLabel(c.Org), string(c.Priority)).Inc()
-		s.m.credits.WithLabelValues(s.orgLabel(c.Org), "used").Inc()
+		if c.CreditUsed {
+			s.m.credits.WithLabelValues(s.orgLabel(c.Org), "used").Inc()
+		}
 		s.log.InfoContext(ctx, "case opened", "ref", c.Ref, "org", c.Org, "priority", c.Priority)
 	}
 	return c, created, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/internal/cronlock"
 	"github.com/threatdesk/threatdesk/internal/outbox"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Outbox event kinds. Every event's stream is "incident:<id>", so one
@@ -182,7 +183,7 @@ func diff(old *snapshot, st *incState) []Change {
 		cs = append(cs, Change{Kind: ChangeSeverityDown, Detail: fmt.Sprintf("severity down: %s → %s (alerts reclassified upstream)", old.Severity, st.Severity)})
 	}
 	if st.ResolvedAlerts > old.Resolved {
-		cs = append(cs, Change{Kind: ChangeResolvedUpstream, Detail: fmt.Sprintf("%d of %d alert(s) resolved in the source", st.ResolvedAlerts, st.AlertCount)})
+		cs = append(cs, Change{Kind: ChangeResolvedUpstream, Detail: fmt.Sprintf("%d of %s resolved in the source", st.ResolvedAlerts, plural.S(st.AlertCount, "alert"))})
 	}
 	if st.Expert && !old.Expert {
 		cs = append(cs, Change{Kind: ChangeExpert, Detail: "the expert hunting service raised an alert on it"})

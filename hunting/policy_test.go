@@ -42,7 +42,7 @@ func TestScoreExplanation(t *testing.T) {
 	require.Equal(t, SeverityHigh, v.Severity)
 	require.Contains(t, v.Title, "Multi-stage attack")
 	require.Contains(t, v.Title, "victim")
-	require.Contains(t, v.Summary, "4 alert(s)")
+	require.Contains(t, v.Summary, "4 alerts")
 	require.Contains(t, v.Summary, "Initial Access → Execution → Persistence → Credential Access")
 	require.Equal(t, []string{"TA0001", "TA0002", "TA0003", "TA0006"}, tacticIDs(v.Tactics))
 	require.Equal(t, []string{"T1003.001", "T1053.005", "T1059.001", "T1566.001"}, v.Techniques)

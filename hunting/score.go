@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Reason is one line of a score's breakdown: "why you are seeing this".
@@ -122,10 +124,10 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 		add(FactorProgression, min(progressionCap, progressionPoints*steps), "moves along the kill chain in time order: "+path)
 	}
 	if in.RareFiles > 0 {
-		add(FactorRareFiles, min(rareFileCap, rareFilePoints*in.RareFiles), fmt.Sprintf("%d file(s) seen on at most 2 devices in the org", in.RareFiles))
+		add(FactorRareFiles, min(rareFileCap, rareFilePoints*in.RareFiles), plural.S(in.RareFiles, "file")+" seen on at most 2 devices in the org")
 	}
 	if in.Devices > 1 {
-		add(FactorDevices, min(deviceCap, devicePoints*(in.Devices-1)), fmt.Sprintf("%d devices involved", in.Devices))
+		add(FactorDevices, min(deviceCap, devicePoints*(in.Devices-1)), plural.S(in.Devices, "device")+" involved")
 	}
 	if in.Users > 1 {
 		add(FactorUsers, min(userCap, userPoints*(in.Users-1)), fmt.Sprintf("%d user accounts involved", in.Users))
@@ -146,7 +148,7 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 	if in.MediumPlus >= 3 {
 		// A burst is one signal: counted once, whatever its size, and it
 		// never carries an incident over the bar on its own.
-		pts, detail := volumePoints, fmt.Sprintf("%d alerts, %d of medium or high severity (a burst counts once)", in.Alerts, in.MediumPlus)
+		pts, detail := volumePoints, fmt.Sprintf("%s, %d of medium or high severity (a burst counts once)", plural.S(in.Alerts, "alert"), in.MediumPlus)
 		if in.Bar > 0 && total < in.Bar && total+pts >= in.Bar {
 			pts = in.Bar - 1 - total
 			detail += "; volume alone never crosses the bar"
@@ -300,7 +302,7 @@ func recommend(tactics []string, devices int, expert bool, sev Severity) []strin
 		out = append(out, "Read the expert hunting service's notification and follow its guidance first")
 	}
 	if sev == SeverityHigh && devices > 0 && !contains(tactics, "TA0008") && !contains(tactics, "TA0040") {
-		out = append(out, "Consider isolating the affected device(s) while you investigate")
+		out = append(out, "Consider isolating the affected "+plural.Word(devices, "device", "devices")+" while you investigate")
 	}
 	ordered := append([]string(nil), tactics...)
 	sort.Slice(ordered, func(i, j int) bool { return tacticOrder(ordered[i]) < tacticOrder(ordered[j]) })
@@ -338,11 +340,11 @@ func titleFor(base, family string, expert bool, tactics int, devices int, firstD
 // summaryFor is the card's one paragraph.
 func summaryFor(st *incState) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d alert(s)", st.AlertCount)
+	b.WriteString(plural.S(st.AlertCount, "alert"))
 	if !st.FirstActivity.IsZero() {
 		fmt.Fprintf(&b, " between %s and %s", st.FirstActivity.UTC().Format("2006-01-02 15:04"), st.LastActivity.UTC().Format("2006-01-02 15:04 UTC"))
 	}
-	fmt.Fprintf(&b, " on %d device(s)", st.DeviceCount)
+	b.WriteString(" on " + plural.S(st.DeviceCount, "device"))
 	if len(st.DeviceNames) > 0 {
 		names := st.DeviceNames
 		if len(names) > 3 {
@@ -355,7 +357,7 @@ func summaryFor(st *incState) string {
 		b.WriteString(")")
 	}
 	if st.UserCount > 0 {
-		fmt.Fprintf(&b, " involving %d user account(s)", st.UserCount)
+		b.WriteString(" involving " + plural.S(st.UserCount, "user account"))
 	}
 	b.WriteString(".")
 	if len(st.Tactics) > 0 {

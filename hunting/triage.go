@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Classification is how a resolved incident was judged, in Microsoft
@@ -212,7 +214,7 @@ func (s *Service) autoResolve(ctx context.Context, tx pgx.Tx, pt *pipeTx, sts []
 		}
 		p := s.payload(st, now)
 		p.By = resolvedByUpstream
-		p.Note = fmt.Sprintf("All %d alert(s) were resolved in the source (Defender or Graph)", st.AlertCount)
+		p.Note = "All " + plural.S(st.AlertCount, "alert") + " were resolved in the source (Defender or Graph)"
 		if st.Classification != classNone {
 			p.Note += " as " + st.Classification.Label()
 		}

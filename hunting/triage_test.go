@@ -106,7 +106,7 @@ func TestResolvedUpstream(t *testing.T) {
 	require.Equal(t, EventResolved, last.Kind)
 	require.Equal(t, "upstream", last.Payload.By)
 	require.True(t, last.Payload.Final)
-	require.Equal(t, "All 4 alert(s) were resolved in the source (Defender or Graph) as false positive: the incident is closed", last.Payload.Note)
+	require.Equal(t, "All 4 alerts were resolved in the source (Defender or Graph) as false positive: the incident is closed", last.Payload.Note)
 
 	// Graph's lower-case status works the same, on a fresh incident.
 	g := gen{ID: "solo", Device: "pc-solo", Severity: "Medium", At: at}

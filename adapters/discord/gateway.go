@@ -214,6 +214,7 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 				c.GuildID = g.ID
 				a.rememberChannel(c)
 			}
+			a.onGuildCreate(ctx, e.RawData)
 		}
 	case "THREAD_CREATE", "CHANNEL_CREATE", "THREAD_UPDATE", "CHANNEL_UPDATE":
 		var c channelInfo
@@ -224,6 +225,8 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 		a.onGatewayInteraction(ctx, e.RawData)
 	case "MESSAGE_CREATE":
 		a.onMessage(ctx, e.RawData)
+	case "MESSAGE_UPDATE", "MESSAGE_DELETE":
+		a.onChange(ctx, e.Type, e.RawData)
 	}
 }
 
@@ -248,13 +251,19 @@ func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 		return
 	}
 	if err := a.handOver(ctx, &m); err != nil {
-		a.keepReply(&m, err)
+		a.keepReply(&m, "", err)
 	}
 }
 
 // handOver gives m to the bot when it is in a thread. An error is worth
 // retrying unless bot.Classify says it is permanent.
 func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
+	return a.handOverChange(ctx, m, "")
+}
+
+// handOverChange is handOver for a new message (change empty), an edit or
+// a deletion (m then has its id, channel and guild only).
+func (a *Adapter) handOverChange(ctx context.Context, m *discordgo.Message, change bot.ReplyChange) error {
 	c, err := a.channel(ctx, m.ChannelID)
 	if err != nil {
 		return fmt.Errorf("cannot tell whether message %s is in a thread: %w", m.ID, err)
@@ -262,17 +271,22 @@ func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
 	if !c.isThread() || c.ParentID == "" {
 		return nil
 	}
-	name := m.Author.GlobalName
-	if m.Member != nil && m.Member.Nick != "" {
-		name = m.Member.Nick
+	var author bot.User
+	if m.Author != nil {
+		name := m.Author.GlobalName
+		if m.Member != nil && m.Member.Nick != "" {
+			name = m.Member.Nick
+		}
+		author = bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)}
 	}
 	if err := a.toBot("thread reply", func() error {
 		return a.h.HandleReply(ctx, bot.Reply{
 			Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
 			Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
-			Author:  bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)},
+			Author:  author,
 			Text:    strings.TrimSpace(m.Content),
-			Key:     "discord:msg:" + m.ID,
+			Key:     changeKey(m, change),
+			Change:  change,
 			// Attachments become file samples; their CDN links are never relayed.
 			Files: filesOf(m.Attachments),
 		})
@@ -294,13 +308,14 @@ const (
 // pendingReply is a thread message not yet handed over.
 type pendingReply struct {
 	m        *discordgo.Message
+	change   bot.ReplyChange
 	since    time.Time
 	next     time.Time
 	attempts int
 }
 
 // keepReply queues m for retryReplies after err, or logs why it is dropped.
-func (a *Adapter) keepReply(m *discordgo.Message, err error) {
+func (a *Adapter) keepReply(m *discordgo.Message, change bot.ReplyChange, err error) {
 	if lifecycle.IsPanic(err) {
 		// A bug (the stack is logged): retrying would only repeat it.
 		a.m.lostReplies.Inc()
@@ -321,7 +336,7 @@ func (a *Adapter) keepReply(m *discordgo.Message, err error) {
 		a.m.lostReplies.Inc()
 		a.log.Error("too many thread replies waiting to be handed to the bot: the oldest is dropped", "message", old.m.ID, "channel", old.m.ChannelID, "waiting", maxPendingReplies)
 	}
-	a.pending = append(a.pending, &pendingReply{m: m, since: now, next: now.Add(max(after, time.Second/4)), attempts: 1})
+	a.pending = append(a.pending, &pendingReply{m: m, change: change, since: now, next: now.Add(max(after, time.Second/4)), attempts: 1})
 	n := len(a.pending)
 	a.mu.Unlock()
 	a.m.pendingReplies.Set(float64(n))
@@ -362,7 +377,7 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 				a.requeue(p)
 				continue
 			}
-			err := a.handOver(ctx, p.m)
+			err := a.handOverChange(ctx, p.m, p.change)
 			switch kind, after := bot.Classify(err); {
 			case err == nil:
 			case lifecycle.IsPanic(err):

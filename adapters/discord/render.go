@@ -442,6 +442,9 @@ func renderForm(f bot.Form) (modalPayload, error) {
 		if ff.ID == "" || utf8.RuneCountInString(ff.ID) > MaxCustomID {
 			return modalPayload{}, fmt.Errorf("form %q: field id %q must be 1 to %d characters", f.ID, ff.ID, MaxCustomID)
 		}
+		if ff.Kind == bot.InputSelect {
+			ff = selectAsText(ff)
+		}
 		style := discordgo.TextInputShort
 		if ff.Kind == bot.InputParagraph {
 			style = discordgo.TextInputParagraph

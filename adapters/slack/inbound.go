@@ -321,6 +321,13 @@ type messageEvent struct {
 	ThreadTS    string `json:"thread_ts"`
 	// Files are the files posted with it (files.go).
 	Files []messageFile `json:"files"`
+	// Message and PreviousMessage are the message as it is now and as it
+	// was, on subtype message_changed (and PreviousMessage on
+	// message_deleted, with DeletedTS):
+	// https://docs.slack.dev/reference/events/message/message_changed.
+	Message         *messageEvent `json:"message"`
+	PreviousMessage *messageEvent `json:"previous_message"`
+	DeletedTS       string        `json:"deleted_ts"`
 }
 
 // handleEvent hands an Events API callback to the handler. It returns an
@@ -339,11 +346,17 @@ func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte)
 		return nil
 	}
 	var me messageEvent
-	if err := json.Unmarshal(oe.Event, &me); err != nil || me.Type != "message" {
+	if err := json.Unmarshal(oe.Event, &me); err != nil || (me.Type != "message" && !greetingEvent(me.Type)) {
 		a.metrics.in(transport, "event", "ignored")
 		return nil
 	}
+	if greetingEvent(me.Type) {
+		return a.greetingEvent(ctx, transport, oe)
+	}
 	reply, ok := a.reply(ctx, oe, me)
+	if !ok {
+		reply, ok = a.change(ctx, oe, me)
+	}
 	if !ok {
 		a.metrics.in(transport, "event", "ignored")
 		return nil

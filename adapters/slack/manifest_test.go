@@ -15,6 +15,9 @@ func TestManifest(t *testing.T) {
 	require.NoError(t, err)
 	var m struct {
 		Features struct {
+			AppHome struct {
+				HomeTab bool `yaml:"home_tab_enabled"`
+			} `yaml:"app_home"`
 			SlashCommands []struct {
 				Command      string `yaml:"command"`
 				ShouldEscape bool   `yaml:"should_escape"`
@@ -40,8 +43,9 @@ func TestManifest(t *testing.T) {
 	require.Equal(t, "/experts", m.Features.SlashCommands[0].Command)
 	require.True(t, m.Features.SlashCommands[0].ShouldEscape, "mentions must arrive as <@U123|name>")
 	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read",
-		"files:write", "im:write", "files:read"}, m.OAuth.Scopes.Bot)
-	require.ElementsMatch(t, []string{"message.channels", "message.groups"}, m.Settings.Events.BotEvents)
+		"files:write", "im:write", "files:read", "channels:read", "groups:read"}, m.OAuth.Scopes.Bot)
+	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened"}, m.Settings.Events.BotEvents)
+	require.True(t, m.Features.AppHome.HomeTab, "the App Home tab shows what threatdesk does")
 	require.True(t, m.Settings.Interactivity.Enabled)
 	require.True(t, m.Settings.SocketMode)
 }

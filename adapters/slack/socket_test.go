@@ -154,8 +154,8 @@ func TestSocketModeThreadReplies(t *testing.T) {
 	_, err = f.fake.Event(f.ctx, cb, 2)
 	require.NoError(t, err)
 
-	// Ignored: our own message in the thread, another bot, a top-level
-	// message, an edit.
+	// Ignored as new replies: our own message in the thread, another bot,
+	// a top-level message; an edit is handed over as an edit (Change).
 	own := f.fake.Callback("EvOWN", map[string]any{"type": "message", "channel": deskChannel, "user": "U0BOT", "text": "relay", "ts": "1.1", "thread_ts": anchor.Message, "channel_type": "channel"})
 	other := f.fake.Callback("EvBOT", map[string]any{"type": "message", "subtype": "bot_message", "bot_id": "B9", "channel": deskChannel, "text": "x", "ts": "1.2", "thread_ts": anchor.Message, "channel_type": "channel"})
 	_, top := f.fake.UserMessage(deskChannel, "", expert, "hello channel")
@@ -165,6 +165,10 @@ func TestSocketModeThreadReplies(t *testing.T) {
 		_, err := f.fake.Event(f.ctx, cb, 0)
 		require.NoError(t, err)
 	}
+	edited := f.rec.Replies()[len(f.rec.Replies())-1]
+	require.Equal(t, bot.ReplyEdited, edited.Change)
+	require.Equal(t, "edited", edited.Text)
+	require.Equal(t, reply.TS, edited.Message.Message)
 	// A reply also sent to the channel (thread_broadcast), in a private channel.
 	privAnchor, err := f.adapter.Post(f.ctx, bot.Dest{Channel: privChannel}, bot.Message{Fallback: "receipt", Text: []bot.Line{{bot.T("receipt")}}})
 	require.NoError(t, err)
@@ -176,12 +180,14 @@ func TestSocketModeThreadReplies(t *testing.T) {
 	// Each event is handed over before its ack: the desk reply three times
 	// under one key (the handler stores it once; see
 	// TestRetriedEventProcessedOnceAcrossRestart), the broadcast once.
-	require.Len(t, f.rec.Replies(), 4)
+	require.Len(t, f.rec.Replies(), 5)
 	rs := f.rec.Distinct()
-	require.Len(t, rs, 2)
+	require.Len(t, rs, 3)
 	byChannel := map[string]bot.Reply{}
 	for _, r := range rs {
-		byChannel[r.Parent.Channel] = r
+		if r.Change == "" {
+			byChannel[r.Parent.Channel] = r
+		}
 	}
 	r := byChannel[deskChannel]
 	require.Equal(t, bot.Ref{Platform: bot.Slack, Workspace: "T0FAKE", Channel: deskChannel, Message: anchor.Message}, r.Parent)

@@ -26,6 +26,7 @@ import (
 	"syscall"
 
 	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -214,6 +215,6 @@ func cmdMigrate(args []string, stdout, stderr io.Writer, lookup func(string) (st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "applied %d migration(s); the schema is current\n", n)
+	fmt.Fprintf(stdout, "applied %s; the schema is current\n", plural.S(n, "migration"))
 	return nil
 }

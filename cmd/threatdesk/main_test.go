@@ -96,7 +96,7 @@ func TestMigrateThenServe(t *testing.T) {
 	require.Contains(t, out.String(), "the schema is current")
 	out.Reset()
 	require.Equal(t, 0, run([]string{"migrate"}, &out, &errOut, envOf(env)), errOut.String())
-	require.Contains(t, out.String(), "applied 0 migration(s)")
+	require.Contains(t, out.String(), "applied 0 migrations")
 
 	cfg, err := config.Load(envOf(env))
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
+	"github.com/threatdesk/threatdesk/internal/plural"
 	"github.com/threatdesk/threatdesk/migrations"
 )
 
@@ -84,7 +85,7 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 				return httpapi.NotReady("database unreachable", err)
 			}
 			if n > 0 {
-				return httpapi.NotReady(fmt.Sprintf("%d migration(s) pending", n), nil)
+				return httpapi.NotReady(plural.S(n, "migration")+" pending", nil)
 			}
 			return nil
 		},

@@ -46,7 +46,13 @@ type Options struct {
 type Guild struct {
 	ID       string
 	Channels []string
+	// JoinedAt is when the bot joined it (GUILD_CREATE's joined_at).
+	// Default: 1 January 2024, long before any test.
+	JoinedAt time.Time
 }
+
+// defaultJoinedAt is the join time of a guild that does not set one.
+var defaultJoinedAt = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // User is a Discord user as the fake knows it.
 type User struct {
@@ -630,6 +636,8 @@ func (s *Server) editMessage(w http.ResponseWriter, r *http.Request, body []byte
 	out := *m
 	s.mu.Unlock()
 	writeJSON(w, 200, out)
+	// Discord dispatches the bot's own edits too.
+	s.dispatchMessageEvent("MESSAGE_UPDATE", out)
 }
 
 // apply edits m with the fields present in b; s.mu is held.

@@ -148,7 +148,12 @@ const (
 )
 
 // dispatchMessage sends MESSAGE_CREATE for a stored message.
-func (s *Server) dispatchMessage(m Message) {
+func (s *Server) dispatchMessage(m Message) { s.dispatchMessageEvent("MESSAGE_CREATE", m) }
+
+// dispatchMessageEvent sends MESSAGE_CREATE or MESSAGE_UPDATE (the same
+// message object, with edited_timestamp) for a stored message
+// (https://discord.com/developers/docs/events/gateway-events#message-update).
+func (s *Server) dispatchMessageEvent(event string, m Message) {
 	d := map[string]any{
 		"id": m.ID, "channel_id": m.ChannelID, "author": m.Author, "content": m.Content, "embeds": m.Embeds,
 		"components": m.Components, "type": m.Type, "timestamp": m.Created.UTC().Format(time.RFC3339Nano),
@@ -158,8 +163,11 @@ func (s *Server) dispatchMessage(m Message) {
 		d["guild_id"] = m.GuildID
 		d["member"] = map[string]any{"roles": []string{}, "joined_at": "2024-01-01T00:00:00.000000+00:00", "nick": nilIfEmpty(m.Author.Nick)}
 	}
+	if event == "MESSAGE_UPDATE" {
+		d["edited_timestamp"] = time.Now().UTC().Format(time.RFC3339Nano)
+	}
 	own := m.Author.ID == s.opts.BotID
-	s.dispatchEach("MESSAGE_CREATE", func(intents int) (any, bool) {
+	s.dispatchEach(event, func(intents int) (any, bool) {
 		if m.GuildID != "" && intents&IntentGuildMessages == 0 {
 			return nil, false // guild messages need GUILD_MESSAGES
 		}
@@ -293,10 +301,7 @@ func (s *Server) ready(c *session) error {
 			}
 		}
 		s.mu.Unlock()
-		if err := c.write(opDispatch, "GUILD_CREATE", map[string]any{
-			"id": g.ID, "name": "guild-" + g.ID, "unavailable": false, "member_count": 1,
-			"channels": chans, "threads": threads, "members": []any{}, "roles": []any{}, "emojis": []any{},
-		}); err != nil {
+		if err := c.write(opDispatch, "GUILD_CREATE", guildCreate(g, chans, threads)); err != nil {
 			return err
 		}
 	}

@@ -176,6 +176,7 @@ type Server struct {
 	// respURLs are the response URLs handed out: when, and how often used.
 	respURLs   map[string]*responseURL
 	views      []View
+	homes      map[string]json.RawMessage // user -> published App Home view
 	violations []string
 	failures   map[string][]Failure
 	lastPost   map[string]time.Time
@@ -248,6 +249,7 @@ func New(t testing.TB, o Options) *Server {
 		users:     map[string]User{},
 		failures:  map[string][]Failure{},
 		lastPost:  map[string]time.Time{},
+		homes:     map[string]json.RawMessage{},
 		triggers:  map[string]time.Time{},
 		usedTrig:  map[string]bool{},
 		waiters:   map[string]chan received{},
@@ -628,6 +630,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.postEphemeral(req)
 	case "views.open":
 		res = s.viewsOpen(req)
+	case "views.publish":
+		res = s.viewsPublish(req)
 	case "users.info":
 		res = s.usersInfo(req)
 	case "conversations.history":
@@ -1536,7 +1540,11 @@ func (s *Server) Submit(v View, user string, values map[string]string) (map[stri
 			}
 			in["selected_option"] = o
 		case el["type"] == "static_select":
+			// Left alone: its initial option, or null.
 			in["selected_option"] = nil
+			if io, _ := el["initial_option"].(map[string]any); io != nil {
+				in["selected_option"] = io
+			}
 		case ok:
 			in["value"] = val
 		default:

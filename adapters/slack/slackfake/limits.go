@@ -265,3 +265,32 @@ func (s *Server) checkText(i int, method string, t map[string]any, limit int, ba
 	}
 	return strings.TrimSpace(txt)
 }
+
+// checkSelect checks a static_select: 1 to 100 options of plain_text and a
+// value, and an initial_option that is one of them.
+func (s *Server) checkSelect(i int, method string, el map[string]any, bad func(int, string, ...any)) {
+	opts, _ := el["options"].([]any)
+	if len(opts) == 0 || len(opts) > maxSelectOptions {
+		bad(i, "static_select has %d options, Slack allows 1-%d", len(opts), maxSelectOptions)
+	}
+	values := map[string]bool{}
+	for _, o := range opts {
+		om, _ := o.(map[string]any)
+		t, _ := om["text"].(map[string]any)
+		if t == nil || t["type"] != "plain_text" {
+			bad(i, "option text must be plain_text")
+		} else {
+			s.checkText(i, method, t, maxOptionText, bad)
+		}
+		v, _ := om["value"].(string)
+		if v == "" || len(v) > maxOptionValue {
+			bad(i, "option value %q must be 1-%d characters", v, maxOptionValue)
+		}
+		values[v] = true
+	}
+	if io, _ := el["initial_option"].(map[string]any); io != nil {
+		if v, _ := io["value"].(string); !values[v] {
+			bad(i, "initial_option %q is not one of the options", v)
+		}
+	}
+}

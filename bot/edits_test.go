@@ -1,0 +1,81 @@
+package bot_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/bot/bottest"
+)
+
+// change sends an edit or deletion of msg, as an adapter would.
+func (f *fixture) change(t testing.TB, p Platform, userID string, parent, msg Ref, c ReplyChange, text string) {
+	t.Helper()
+	n := f.keys.Add(1)
+	require.NoError(t, f.bot.HandleReply(context.Background(), Reply{Parent: parent, Message: msg, Author: f.user(p, userID), Text: text,
+		Key: fmt.Sprintf("c%d", n), Change: c}))
+}
+
+// updated waits for an edit of ref whose text contains want.
+func updated(t testing.TB, a *bottest.Adapter, ref Ref, want string) {
+	t.Helper()
+	ok := a.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
+		for _, c := range cs {
+			if c.Op == bottest.OpUpdate && c.Ref == ref && strings.Contains(plain(c.Message), want) {
+				return true
+			}
+		}
+		return false
+	})
+	require.True(t, ok, "no edit of %s containing %q: %s", ref.Message, want, dump(a.Calls()))
+}
+
+// TestEditsFollowRelays: an edited thread message edits the message it was
+// relayed as; a deleted one says so; a message that was never relayed has
+// nothing to change (item 8).
+func TestEditsFollowRelays(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, receipt, desk := f.openCase(t, `ask "edits?"`)
+
+	msg := f.reply(Slack, analyst, receipt.Ref, "the host is ws-071")
+	relayed := posted(t, f.slack, deskChannel, &desk.Ref, "the host is ws-071")
+	f.change(t, Slack, analyst, receipt.Ref, msg, ReplyEdited, "the host is ws-017, sorry")
+	updated(t, f.slack, relayed.Ref, "the host is ws-017, sorry")
+	updated(t, f.slack, relayed.Ref, "Ana Lyst (requester, Contoso) wrote:")
+	updated(t, f.slack, relayed.Ref, "(edited)")
+
+	// Someone else's edit of it is not relayed (only its author edits a message).
+	before := f.slack.Count(bottest.OpUpdate, nil)
+	f.change(t, Slack, "U0SOMEONE", receipt.Ref, msg, ReplyEdited, "forged")
+	f.change(t, Slack, analyst, receipt.Ref, msg, ReplyDeleted, "")
+	updated(t, f.slack, relayed.Ref, "(message deleted by its author)")
+	f.waitFor(t, "the inbound work done", func() bool { return f.bot.InboundIdle(ctx) && f.bot.OutboxIdle(ctx) })
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpUpdate {
+			require.NotContains(t, plain(c.Message), "forged")
+		}
+	}
+	require.Equal(t, before+1, f.slack.Count(bottest.OpUpdate, nil), "one edit: the deletion")
+
+	// The expert's side: an edit reaches the receipt thread.
+	emsg := f.reply(Slack, expert1, desk.Ref, "run the live response script")
+	erelayed := posted(t, f.slack, contosoSOC, &receipt.Ref, "run the live response script")
+	f.change(t, Slack, expert1, desk.Ref, emsg, ReplyEdited, "run the live response script as admin")
+	updated(t, f.slack, erelayed.Ref, "Eve Expert (threat expert) wrote:")
+	updated(t, f.slack, erelayed.Ref, "as admin")
+
+	// A thread message from someone who may not write there was never
+	// relayed: its edit changes nothing.
+	stranger := f.reply(Slack, "U0STRANGER", desk.Ref, "hello")
+	f.change(t, Slack, "U0STRANGER", desk.Ref, stranger, ReplyEdited, "hello again")
+	f.waitFor(t, "settled", func() bool { return f.bot.InboundIdle(ctx) && f.bot.OutboxIdle(ctx) })
+	for _, c := range f.slack.Calls() {
+		require.NotContains(t, plain(c.Message), "hello again")
+	}
+}

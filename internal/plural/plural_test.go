@@ -1,0 +1,26 @@
+package plural_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/plural"
+)
+
+func TestCount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		got, want string
+	}{
+		{plural.S(1, "alert"), "1 alert"},
+		{plural.S(2, "alert"), "2 alerts"},
+		{plural.S(0, "device"), "0 devices"},
+		{plural.Count(1, "entry", "entries"), "1 entry"},
+		{plural.Count(7, "entry", "entries"), "7 entries"},
+		{plural.Word(1, "user account", "user accounts"), "user account"},
+		{plural.Word(3, "user account", "user accounts"), "user accounts"},
+	} {
+		require.Equal(t, tc.want, tc.got)
+	}
+}
