@@ -50,10 +50,10 @@ const (
 	opNotifyNow       op = "notify now"
 	opIncidents       op = "incidents"
 	opIncidentsAnyOrg op = "incidents of any org"
-	opUpload          op = "get an upload link"    // /experts upload: a member of the case's org
-	opDownload        op = "download file samples" // Download sample
-	opChooseAsk    op = "choose for a kept question" // Ask anyway, Follow, Open a new case, Cancel
-	opApproveAsk   op = "approve one more case"
+	opUpload          op = "get an upload link"         // /experts upload: a member of the case's org
+	opDownload        op = "download file samples"      // Download sample
+	opChooseAsk       op = "choose for a kept question" // Ask anyway, Follow, Open a new case, Cancel
+	opApproveAsk      op = "approve one more case"
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -90,8 +90,8 @@ var permissions = map[op][]Role{
 	opIncidentsAnyOrg: {RoleExpert, RoleManager},
 	opUpload:          {RoleMember},
 	opDownload:        {RoleExpert},
-	opChooseAsk:    {RoleMember},
-	opApproveAsk:   {RoleManager},
+	opChooseAsk:       {RoleMember},
+	opApproveAsk:      {RoleManager},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -49,8 +49,8 @@ func TestPermissionTable(t *testing.T) {
 		opIncidentsAnyOrg: {"expert", "manager"},
 		opUpload:          {"member"},
 		opDownload:        {"expert"},
-		opChooseAsk:    {"member"},
-		opApproveAsk:   {"manager"},
+		opChooseAsk:       {"member"},
+		opApproveAsk:      {"manager"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -173,4 +173,3 @@ func userMsgJSON(m *Message) map[string]any {
 	}
 	return out
 }
-
