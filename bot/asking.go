@@ -593,11 +593,10 @@ func (b *Bot) askFormFor(ctx context.Context, id string, state map[string][]stri
 // chosenPriority reads the form's priority: "" when the form had none,
 // ok false when it is not one of the choices.
 func chosenPriority(values map[string]string) (string, bool) {
-	v, present := values[fieldPriority]
-	if !present {
-		return "", true
+	v := strings.ToLower(strings.TrimSpace(values[fieldPriority]))
+	if v == "" {
+		return "", true // not chosen: the subject's default
 	}
-	v = strings.ToLower(strings.TrimSpace(v))
 	switch v {
 	case "high", "medium", "low":
 		return v, true

@@ -393,21 +393,34 @@ func TestDiscordAskChoices(t *testing.T) {
 	require.False(t, three, "approved once")
 }
 
-// TestDiscordAskFormPriority: the ask modal has the priority, pre-filled
-// with the subject's default; a wrong one is refused; the chosen one is on
-// the desk card with who chose it (item 13).
+// TestDiscordAskFormPriority: the ask modal has the priority as a select
+// of high, medium and low, the subject's default chosen; the chosen one is
+// on the desk card with who chose it (item 13).
 func TestDiscordAskFormPriority(t *testing.T) {
 	t.Parallel()
 	w := newDiscordWording(t, dWordingOpts{})
 	_, cb := w.command(analystID, channelID, "ask", nil)
 	m := modal(t, cb)
-	prio, ok := field(m, "priority")
-	require.True(t, ok, "the modal has the priority")
-	require.Equal(t, "medium", prio.Value)
-	require.Contains(t, prio.Label, "high, medium, low")
-	bad := w.submitModal(channelID, analystID, m, map[string]string{"question": "is our VPN targeted?", "priority": "urgent"})
-	require.Contains(t, string(bad.Data), "high, medium or low")
-	w.submitModal(channelID, analystID, m, map[string]string{"question": "is our VPN targeted?", "priority": "Low"})
+	var prio *discordfake.Component
+	for _, c := range m.Components {
+		if c.Component != nil && c.Component.CustomID == "priority" {
+			prio = c.Component
+		}
+	}
+	require.NotNil(t, prio, "the modal has the priority: %s", cb.Data)
+	opts, err := json.Marshal(prio.Options)
+	require.NoError(t, err)
+	for _, want := range []string{`"value":"high"`, `"default":true,"description":"","label":"Medium","value":"medium"`, `"value":"low"`} {
+		require.Contains(t, string(opts), want)
+	}
+	_, err = w.dfake.SubmitModal(channelID, analystID, m, map[string]string{"question": "is our VPN targeted?", "priority": "urgent"}, nil)
+	require.Error(t, err, "a select offers only its options")
+	sub, err := w.dfake.SubmitModal(channelID, analystID, m, map[string]string{"question": "is our VPN targeted?", "priority": "low"}, nil)
+	require.NoError(t, err)
+	in, err := w.dfake.Interact(sub)
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
 	w.wait("the desk card", w.has(deskID, "EOD-1 · Fabrikam"))
 	card, _ := w.find(deskID, "EOD-1 · Fabrikam")
 	require.Contains(t, text(card), "low · chosen by Alice")

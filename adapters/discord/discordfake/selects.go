@@ -25,6 +25,7 @@ type selectOption struct {
 	Label       string `json:"label"`
 	Value       string `json:"value"`
 	Description string `json:"description"`
+	Default     bool   `json:"default"`
 }
 
 func options(c Component) []selectOption {
@@ -118,7 +119,8 @@ func OptionLabeled(m Message, customID, label string) (string, bool) {
 // SubmitModal builds the submission of modal (as the bot opened it) with
 // values by custom_id, laid out as Discord sends it back: action rows of
 // text inputs, labels around a text input's value or a select's values.
-// A select takes only its own options. m is the message whose component
+// A select takes only its own options; one not in values submits its
+// default options, as a person who leaves it alone does. m is the message whose component
 // opened the modal, or nil.
 func (s *Server) SubmitModal(channelID, userID string, modal ModalBody, values map[string]string, m *Message) (map[string]any, error) {
 	var comps []any
@@ -138,6 +140,13 @@ func (s *Server) SubmitModal(channelID, userID string, modal ModalBody, values m
 						return nil, fmt.Errorf("select %q has no option %q", c.CustomID, v)
 					}
 					chosen = append(chosen, v)
+				} else if !ok {
+					// Left alone, a select submits its default options.
+					for _, o := range options(c) {
+						if o.Default {
+							chosen = append(chosen, o.Value)
+						}
+					}
 				}
 				inner["values"] = chosen
 			} else {
