@@ -26,6 +26,9 @@ type Bot struct {
 	m     *metrics
 	now   func() time.Time
 
+	// onCall is the experts' rotation (UseOnCall); nil: nobody is on call.
+	onCall OnCall
+
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
 
@@ -182,6 +185,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	handling   *prometheus.HistogramVec
 	ack        *prometheus.HistogramVec
+	direct     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -201,11 +205,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "bot",
 			Name: "ack_seconds", Help: "Time from receiving an inbound event to its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)}, []string{"kind"}),
+		direct: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "bot",
+			Name: "direct_messages_total", Help: "Direct messages (pages, assignments, reminders, breaches) by result: sent, or unreachable (the person blocks them or cannot be found; skipped)."},
+			[]string{"platform", "result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.depth, m.oldest, m.dead, m.deliveries, m.handling, m.ack} {
+	for _, c := range []prometheus.Collector{m.depth, m.oldest, m.dead, m.deliveries, m.handling, m.ack, m.direct} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("bot: register metrics: %w", err)
 		}

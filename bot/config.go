@@ -38,6 +38,10 @@ type Config struct {
 	// Inbound tunes the durable inbound queue; zero values get defaults.
 	// Not in the config file.
 	Inbound Inbound `yaml:"-"`
+	// Location is the time zone absolute times are shown in, with its name
+	// (the config file's top-level timezone, which internal/config hands
+	// over); nil means UTC.
+	Location *time.Location `yaml:"-"`
 }
 
 // Org is a customer organisation and the chat places that speak for it:
@@ -182,6 +186,9 @@ func (c Config) WithDefaults() Config {
 	c.Orgs = orgs
 	c.Delivery = c.Delivery.withDefaults()
 	c.Inbound = c.Inbound.withDefaults()
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
 	return c
 }
 

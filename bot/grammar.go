@@ -33,6 +33,7 @@ const (
 	vNote         = "note"
 	vResolve      = "resolve" // another name for conclude (README.md, "Using it")
 	vSampleNotify = "sample-notification"
+	vOncall       = "oncall"
 )
 
 // request is a parsed /experts command.
@@ -46,6 +47,7 @@ type request struct {
 	org     string      // cases/credits org filter for experts and managers
 	text    string      // question, summary, note
 	hasText bool
+	take    bool // oncall take
 }
 
 // usageError answers bad input: what was wrong and what a valid one looks like.
@@ -332,6 +334,20 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("A note needs its text: /experts note %s \"what you found\". Notes stay on the desk; the requester never sees them.", r.ref)
 		}
 	case vSampleNotify:
+	case vOncall:
+		action := ""
+		if typed {
+			action = opt(c, "action")
+		} else if len(args) > 0 {
+			action = args[0]
+		}
+		switch strings.ToLower(action) {
+		case "", "show":
+		case "take":
+			r.take = true
+		default:
+			return r, badInput("%q is not an oncall action: /experts oncall shows who is on call, until when and who is next; /experts oncall take takes the pager until the next hand-over.", action)
+		}
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

@@ -57,6 +57,11 @@ func opOf(r request) op {
 		return opNote
 	case vSampleNotify:
 		return opSampleNotify
+	case vOncall:
+		if r.take {
+			return opOncallTake
+		}
+		return opOncall
 	}
 	return opHelp
 }
@@ -273,6 +278,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return textMessage("Internal note added to " + r.ref + ". The requester does not see it."), nil
 	case vSampleNotify:
 		return b.sampleNotification(ctx, w, r)
+	case vOncall:
+		return b.oncallCommand(ctx, w, r)
 	}
 	return b.help(w), nil
 }
@@ -406,12 +413,14 @@ func (b *Bot) help(w who) Message {
 			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
 			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
+			{B("/experts oncall"), T(": who is on call, until when, and who is next; "), B("oncall take"), T(": take the pager until the next hand-over")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
 	if w.has(RoleManager) && !w.has(RoleExpert) {
 		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
 			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
+			{B("/experts oncall"), T(": who is on call, until when, and who is next")},
 		}})
 	}
 	if w.has(RoleAdmin) {

@@ -40,6 +40,8 @@ const (
 	opShowScope    op = "show scope"
 	opRelayAsker   op = "reply in requester thread"
 	opRelayExpert  op = "reply in desk thread"
+	opOncall       op = "see who is on call"
+	opOncallTake   op = "take the pager"
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -64,6 +66,8 @@ var permissions = map[op][]Role{
 	opShowScope:    {RoleMember, RoleExpert, RoleManager},
 	opRelayAsker:   {RoleMember},
 	opRelayExpert:  {RoleExpert},
+	opOncall:       {RoleExpert, RoleManager},
+	opOncallTake:   {RoleExpert},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

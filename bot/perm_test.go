@@ -39,6 +39,8 @@ func TestPermissionTable(t *testing.T) {
 		opShowScope:    {"member", "expert", "manager"},
 		opRelayAsker:   {"member"},
 		opRelayExpert:  {"expert"},
+		opOncall:       {"expert", "manager"},
+		opOncallTake:   {"expert"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -33,6 +33,9 @@ const (
 	// OpRespond is an answer through a Responder the adapter rebuilt after
 	// a restart (Resume).
 	OpRespond Op = "respond"
+	// OpOpenDirect opens a direct conversation (UserID; Ref.Channel is the
+	// conversation, DirectChannel(UserID)). Messages there are OpPost calls.
+	OpOpenDirect Op = "open direct"
 )
 
 // Call is one recorded adapter call that succeeded.
@@ -63,16 +66,20 @@ type Adapter struct {
 	lose     int
 	names    map[string]string
 	changed  testwait.Signal
+	// unreachable are users OpenDirect refuses (direct.go).
+	unreachable map[string]bool
 }
 
 var (
-	_ bot.Adapter = (*Adapter)(nil)
-	_ bot.Resumer = (*Adapter)(nil)
+	_ bot.Adapter         = (*Adapter)(nil)
+	_ bot.Resumer         = (*Adapter)(nil)
+	_ bot.DirectMessenger = (*Adapter)(nil)
+	_ bot.Permalinker     = (*Adapter)(nil)
 )
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}}
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, unreachable: map[string]bool{}}
 }
 
 // Fail queues errors: the next Post or Update calls return them in order,
