@@ -96,7 +96,7 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 	}
 	return &Bot{
 		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log, m: m,
-		now: time.Now, adapters: map[Platform]Adapter{}, life: life,
+		now: cfg.Now, adapters: map[Platform]Adapter{}, life: life,
 		pacer: newPacer(cfg.Delivery.Pace), im: im, storeDB: storeDB, inboundKick: make(chan struct{}, 1),
 	}, nil
 }

@@ -42,6 +42,10 @@ type Config struct {
 	// (the config file's top-level timezone, which internal/config hands
 	// over); nil means UTC.
 	Location *time.Location `yaml:"-"`
+	// Now is the clock events are rendered by (who is on call, how long
+	// until a due time); default time.Now. Tests pass the clock they give
+	// casework.
+	Now func() time.Time `yaml:"-"`
 }
 
 // Org is a customer organisation and the chat places that speak for it:
@@ -188,6 +192,9 @@ func (c Config) WithDefaults() Config {
 	c.Inbound = c.Inbound.withDefaults()
 	if c.Location == nil {
 		c.Location = time.UTC
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }

@@ -76,7 +76,7 @@ func setupOncall(t *testing.T, o oncallSetup) *oncallFixture {
 	db := pgtest.New(t)
 	clock := testclock.New(oncallT0)
 	loc := london(t)
-	opts := append([]option{func(c *Config) { c.Location = loc }}, o.cfg...)
+	opts := append([]option{func(c *Config) { c.Location, c.Now = loc, clock.Now }}, o.cfg...)
 	f := setupWith(t, db, false, nil, casework.Config{Now: clock.Now, PageAfter: pageAfter}, opts...)
 	f.slack.SetName(manager, "Max Manager")
 	of := &oncallFixture{fixture: f, clock: clock, rota: newRota(t, db, o.rotation...), ctx: context.Background()}
@@ -95,7 +95,6 @@ func setupOncall(t *testing.T, o oncallSetup) *oncallFixture {
 			rota = r
 		}
 	}
-	f.bot.SetClock(clock.Now)
 	f.bot.UseOnCall(NewOncallRota(rota))
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, f.bot.Start(ctx))

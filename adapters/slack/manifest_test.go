@@ -39,7 +39,7 @@ func TestManifest(t *testing.T) {
 	require.Len(t, m.Features.SlashCommands, 1)
 	require.Equal(t, "/experts", m.Features.SlashCommands[0].Command)
 	require.True(t, m.Features.SlashCommands[0].ShouldEscape, "mentions must arrive as <@U123|name>")
-	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read"}, m.OAuth.Scopes.Bot)
+	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read", "im:write"}, m.OAuth.Scopes.Bot)
 	require.ElementsMatch(t, []string{"message.channels", "message.groups"}, m.Settings.Events.BotEvents)
 	require.True(t, m.Settings.Interactivity.Enabled)
 	require.True(t, m.Settings.SocketMode)

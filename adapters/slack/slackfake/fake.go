@@ -45,6 +45,9 @@ type Channel struct {
 	Private bool
 	// NotMember makes posts fail with not_in_channel.
 	NotMember bool
+	// IM is the app's direct conversation with User (conversations.open).
+	IM   bool
+	User string
 }
 
 // User is a workspace member.
@@ -53,6 +56,9 @@ type User struct {
 	Name        string
 	RealName    string
 	DisplayName string
+	// Deactivated makes conversations.open answer user_disabled: a direct
+	// message cannot reach them.
+	Deactivated bool
 }
 
 // Options configure the fake. Zero values get working defaults.
@@ -96,6 +102,9 @@ type Message struct {
 	// Metadata is the message metadata posted with it
 	// ({"event_type": ..., "event_payload": {...}}), if any.
 	Metadata json.RawMessage
+	// Notified are the users the post notified: every <@U…> in its text
+	// and blocks, when it was posted (edits notify nobody).
+	Notified []string
 }
 
 // Call is one recorded Web API call.
@@ -612,6 +621,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.replies(req)
 	case "conversations.info":
 		res = s.conversationInfo(req)
+	case "conversations.open":
+		res = s.conversationsOpen(req)
+	case "chat.getPermalink":
+		res = s.permalink(req)
 	default:
 		s.violate("unknown Web API method %q", req.method)
 		res = errResp("unknown_method")
@@ -691,7 +704,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 		s.lastPost[ch] = now
 	}
 	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: s.o.BotUserID, BotID: s.o.BotID,
-		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now, Metadata: meta}
+		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now, Metadata: meta, Notified: notified(text, blocks)}
 	s.messages = append(s.messages, m)
 	for i, h := range s.holds {
 		if h.keep == nil || h.keep(*m) {
