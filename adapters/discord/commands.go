@@ -88,6 +88,10 @@ func Commands() []*discordgo.ApplicationCommand {
 			sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
 			sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
 			sub("sample-notification", "Admins: post a sample attack notification"),
+			sub("oncall", "Experts and managers: who is on call, until when, who is next; or take the pager", &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionString, Name: "action", Description: "show (default), or take the pager until the next hand-over",
+				Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "show", Value: "show"}, {Name: "take", Value: "take"}},
+			}),
 		},
 	}}
 }
