@@ -18,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/internal/httpapi"
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/oncall"
 )
 
 // wire builds every service from the configuration and mounts its routes.
@@ -60,6 +61,12 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
 	}
+	// The experts' rotation: who is mentioned on new cards, told and paged.
+	rota, err := oncall.New(pool, f.Oncall, f.Location, log)
+	if err != nil {
+		return nil, fmt.Errorf("oncall: %w", err)
+	}
+	core.UseOnCall(bot.NewOncallRota(rota))
 	app.Add("bot", core)
 
 	if cfg.SlackEnabled() {
