@@ -302,9 +302,9 @@ func (b *Bot) remindedParts(ctx context.Context, c CaseView, ev CaseEvent) []par
 // slaWarning is the desk note of an SLA warning: it mentions the assignee,
 // or the expert on call while nobody has the case.
 func (b *Bot) slaWarning(ctx context.Context, c CaseView, ev CaseEvent) (Message, error) {
-	n := ev.SLA
+	n := slaNotice(c, ev)
 	line := Line{B("SLA warning: "), T(c.Ref + ": the " + n.Clock + " is due " + relTime(n.Due, b.now()) + ", at "), b.when(n.Due),
-		T(" (target " + duration(n.Target) + ", " + n.Priority + " priority). ")}
+		T(" (" + n.about() + "). ")}
 	m := Message{Fallback: "SLA warning: " + c.Ref + " " + n.Clock + " due " + relTime(n.Due, b.now())}
 	switch who, has, err := b.warned(ctx, c); {
 	case err != nil:
@@ -336,6 +336,23 @@ func (b *Bot) warned(ctx context.Context, c CaseView) (someone, bool, error) {
 	return b.onCallNow(ctx)
 }
 
+// about is "target 1 h, high priority".
+func (n *SLANotice) about() string {
+	if n.Target <= 0 {
+		return n.Priority + " priority"
+	}
+	return "target " + duration(n.Target) + ", " + n.Priority + " priority"
+}
+
+// slaNotice is what an SLA event is about; a Cases that gives no details
+// gets the case's own due time.
+func slaNotice(c CaseView, ev CaseEvent) *SLANotice {
+	if ev.SLA != nil {
+		return ev.SLA
+	}
+	return &SLANotice{Clock: "SLA target", Priority: c.Priority, Due: c.SLA.Due}
+}
+
 func nonEmpty(ids ...string) []string {
 	return slices.DeleteFunc(ids, func(s string) bool { return s == "" })
 }
@@ -343,10 +360,10 @@ func nonEmpty(ids ...string) []string {
 // slaBreach renders a breach: the desk thread note, and a direct message
 // to each manager with a link to the card.
 func (b *Bot) slaBreach(ctx context.Context, c CaseView, ev CaseEvent) []part {
-	n := ev.SLA
+	n := slaNotice(c, ev)
 	managers := b.managers(ctx)
 	head := Line{B("SLA breached: "), T(c.Ref + ": the " + n.Clock + " was due at "), b.when(n.Due),
-		T(" (target " + duration(n.Target) + ", " + n.Priority + " priority). ")}
+		T(" (" + n.about() + "). ")}
 	holder := "Nobody has taken it."
 	if c.Assignee != nil {
 		holder = userLabel(c.Assignee) + " has it."
