@@ -26,6 +26,9 @@ type Bot struct {
 	m     *metrics
 	now   func() time.Time
 
+	// onCall is the experts' rotation (UseOnCall); nil: nobody is on call.
+	onCall OnCall
+
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
 	// samples and links are the chat side of file samples (samples.go),
@@ -97,7 +100,7 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 	}
 	return &Bot{
 		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log, m: m,
-		now: time.Now, adapters: map[Platform]Adapter{}, life: life,
+		now: cfg.Now, adapters: map[Platform]Adapter{}, life: life,
 		pacer: newPacer(cfg.Delivery.Pace), im: im, storeDB: storeDB, inboundKick: make(chan struct{}, 1),
 	}, nil
 }
@@ -186,6 +189,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	handling   *prometheus.HistogramVec
 	ack        *prometheus.HistogramVec
+	direct     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -205,11 +209,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "bot",
 			Name: "ack_seconds", Help: "Time from receiving an inbound event to its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 3, 12)}, []string{"kind"}),
+		direct: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "bot",
+			Name: "direct_messages_total", Help: "Direct messages (pages, assignments, reminders, breaches) by result: sent, or unreachable (the person blocks them or cannot be found; skipped)."},
+			[]string{"platform", "result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.depth, m.oldest, m.dead, m.deliveries, m.handling, m.ack} {
+	for _, c := range []prometheus.Collector{m.depth, m.oldest, m.dead, m.deliveries, m.handling, m.ack, m.direct} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("bot: register metrics: %w", err)
 		}

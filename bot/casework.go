@@ -287,9 +287,13 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		if err := dec(&p); err != nil {
 			return ev, true, err
 		}
-		ev = CaseEvent{Kind: CaseAssigned, Ref: p.Ref, Actor: p.Assignee.Name(), Side: SideExpert}
+		a := fromPerson(p.Assignee)
+		ev = CaseEvent{Kind: CaseAssigned, Ref: p.Ref, Actor: p.Assignee.Name(), Side: SideExpert, Assignee: &a}
 		if !p.Taken {
 			ev.Detail = "assigned by " + p.By.Name()
+			if p.By.Platform != p.Assignee.Platform || p.By.UserID != p.Assignee.UserID {
+				ev.By = p.By.Name() // not to themselves
+			}
 		}
 		return ev, true, nil
 	case casework.EventMessageAdded:
@@ -334,8 +338,22 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		if p.Clock == casework.ClockConclusion {
 			clock = "conclusion"
 		}
-		return CaseEvent{Kind: k, Ref: p.Ref, Detail: fmt.Sprintf("%s target (%s, %s priority) due %s",
-			clock, time.Duration(p.TargetSeconds)*time.Second, p.Priority, p.DueAt.UTC().Format("2 Jan 15:04 MST"))}, true, nil
+		target := time.Duration(p.TargetSeconds) * time.Second
+		return CaseEvent{Kind: k, Ref: p.Ref, Detail: fmt.Sprintf("%s target of %s (%s priority)", clock, duration(target), p.Priority),
+			SLA: &SLANotice{Clock: clock, Target: target, Priority: string(p.Priority), Due: p.DueAt}}, true, nil
+	case casework.EventPaged:
+		var p casework.PagedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		return CaseEvent{Kind: CasePaged, Ref: p.Ref, Since: p.OpenedAt, Waited: time.Duration(p.WaitedSeconds) * time.Second}, true, nil
+	case casework.EventReminded:
+		var p casework.RemindedEvent
+		if err := dec(&p); err != nil {
+			return ev, true, err
+		}
+		return CaseEvent{Kind: CaseReminded, Ref: p.Ref, To: Status(p.Status), Since: p.WaitingSince,
+			Waited: time.Duration(p.WaitedSeconds) * time.Second}, true, nil
 	case casework.EventCreditsChanged:
 		var p casework.CreditsChangedEvent
 		if err := dec(&p); err != nil {

@@ -41,6 +41,14 @@ type Config struct {
 	// Inbound tunes the durable inbound queue; zero values get defaults.
 	// Not in the config file.
 	Inbound Inbound `yaml:"-"`
+	// Location is the time zone absolute times are shown in, with its name
+	// (the config file's top-level timezone, which internal/config hands
+	// over); nil means UTC.
+	Location *time.Location `yaml:"-"`
+	// Now is the clock events are rendered by (who is on call, how long
+	// until a due time); default time.Now. Tests pass the clock they give
+	// casework.
+	Now func() time.Time `yaml:"-"`
 }
 
 // Org is a customer organisation and the chat places that speak for it:
@@ -188,6 +196,12 @@ func (c Config) WithDefaults() Config {
 	c.Delivery = c.Delivery.withDefaults()
 	c.Inbound = c.Inbound.withDefaults()
 	c.Reports = c.Reports.withDefaults()
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return c
 }
 

@@ -37,6 +37,12 @@ type part struct {
 	// relayOf, on a relayed thread message, is where it came from: its
 	// edits and deletion follow it (bot_relay, edits.go).
 	relayOf *relaySource
+	// dm, instead of a place, sends msg to one person by direct message
+	// (direct.go); link adds a line linking linkLabel to this stream's
+	// anchor for that target when the part is sent.
+	dm        *recipient
+	link      string
+	linkLabel string
 }
 
 // rowError is a failed delivery with what to do about it.
@@ -319,7 +325,12 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 		}
 		if err == nil {
 			sent++
+			b.directSent(p)
 			return nil
+		}
+		if p.dm != nil && isUnreachable(err) {
+			// One person cannot be reached: skipped, the rest goes on.
+			return b.skipDirect(ctx, st, p, err)
 		}
 		// A part that can never be sent (the org's receipt deleted, the
 		// bot removed from one channel, its card never posted) must not
@@ -502,6 +513,15 @@ func (b *Bot) notice(ctx context.Context, st *rowSend, target string, info deadA
 func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, error) {
 	d := b.cfg.Delivery
 	row := st.row
+	if p.dm != nil || p.link != "" {
+		var err error
+		if p, err = b.prepareDirect(ctx, st, p); err != nil {
+			if p.dm != nil {
+				return p.dm.platform, err
+			}
+			return "", err
+		}
+	}
 	dest := p.dest
 	switch {
 	case p.update != "":

@@ -173,6 +173,11 @@ const (
 	CaseCredits    CaseEventKind = "credits"
 	// CaseSampleStored: a file sample arrived (Sample set).
 	CaseSampleStored CaseEventKind = "sample_stored"
+	// CasePaged: a high-priority case nobody took: page the next expert on
+	// the rotation and the managers.
+	CasePaged CaseEventKind = "paged"
+	// CaseReminded: remind the requester an expert waits on them.
+	CaseReminded CaseEventKind = "reminded"
 )
 
 // CaseEvent is a casework outbox event decoded for rendering.
@@ -196,6 +201,27 @@ type CaseEvent struct {
 	// OutboxID is the outbox row the event came in (set by render): what
 	// keys work done once per event.
 	OutboxID int64
+	// Assignee, on CaseAssigned, has the case now; By names who assigned
+	// it, empty when the assignee took it themselves.
+	Assignee *User
+	By       string
+	// SLA details a CaseSLAWarning or CaseSLABreach.
+	SLA *SLANotice
+	// Since and Waited, on CasePaged and CaseReminded: since when the case
+	// was new or waiting on its requester, and how long when the sweep acted.
+	Since  time.Time
+	Waited time.Duration
+}
+
+// SLANotice is what an SLA warning or breach is about.
+type SLANotice struct {
+	// Clock is "first response" or "conclusion"; Target its allowance for
+	// Priority.
+	Clock    string
+	Target   time.Duration
+	Priority string
+	// Due is when the target is (or was) reached.
+	Due time.Time
 }
 
 // Cases is what the bot needs from casework.

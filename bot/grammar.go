@@ -35,6 +35,7 @@ const (
 	vSampleNotify = "sample-notification"
 	vIncidents    = "incidents"
 	vUpload       = "upload"
+	vOncall       = "oncall"
 )
 
 // request is a parsed /experts command.
@@ -50,6 +51,7 @@ type request struct {
 	hasText bool
 	search  string // cases search text
 	period  string // report period: week, month, quarter ("": quarter)
+	take    bool // oncall take
 }
 
 // usageError answers bad input: what was wrong and what a valid one looks like.
@@ -357,6 +359,20 @@ func parse(c Command) (request, *usageError) {
 	case vUpload:
 		if err := needRef("/experts upload EOD-1042"); err != nil {
 			return r, err
+		}
+	case vOncall:
+		action := ""
+		if typed {
+			action = opt(c, "action")
+		} else if len(args) > 0 {
+			action = args[0]
+		}
+		switch strings.ToLower(action) {
+		case "", "show":
+		case "take":
+			r.take = true
+		default:
+			return r, badInput("%q is not an oncall action: /experts oncall shows who is on call, until when and who is next; /experts oncall take takes the pager until the next hand-over.", action)
 		}
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)

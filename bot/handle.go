@@ -69,6 +69,11 @@ func opOf(r request) op {
 		return opIncidents
 	case vUpload:
 		return opUpload
+	case vOncall:
+		if r.take {
+			return opOncallTake
+		}
+		return opOncall
 	}
 	return opHelp
 }
@@ -309,6 +314,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return b.listIncidents(ctx, w, r)
 	case vUpload:
 		return b.uploadCommand(ctx, w, c, r)
+	case vOncall:
+		return b.oncallCommand(ctx, w, r)
 	}
 	return b.help(w), nil
 }
@@ -450,6 +457,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
 			{B("/experts report"), T(" [org] [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why; Notify now posts a quiet one")},
+			{B("/experts oncall"), T(": who is on call, until when, and who is next; "), B("oncall take"), T(": take the pager until the next hand-over")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
@@ -458,6 +466,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
 			{B("/experts report"), T(" [org] [week|month|quarter]: the service report; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>; "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why, posted or quiet")},
+			{B("/experts oncall"), T(": who is on call, until when, and who is next")},
 		}})
 	}
 	if w.has(RoleAdmin) {

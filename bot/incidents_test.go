@@ -1,6 +1,7 @@
 package bot_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -90,10 +91,10 @@ func (f *huntFixture) ingest(t *testing.T, as ...defenderAlert) []string {
 	t.Helper()
 	raws := make([]hunting.RawAlert, len(as))
 	for i, a := range as {
-		a.Tenant = cmpOr(a.Tenant, contosoTenant)
-		a.Severity = cmpOr(a.Severity, "High")
-		a.Status = cmpOr(a.Status, "New")
-		a.Title = cmpOr(a.Title, "Suspicious activity "+a.ID)
+		a.Tenant = cmp.Or(a.Tenant, contosoTenant)
+		a.Severity = cmp.Or(a.Severity, "High")
+		a.Status = cmp.Or(a.Status, "New")
+		a.Title = cmp.Or(a.Title, "Suspicious activity "+a.ID)
 		if a.At.IsZero() {
 			a.At = time.Now().Add(-30 * time.Minute)
 		}
@@ -109,13 +110,6 @@ func (f *huntFixture) ingest(t *testing.T, as ...defenderAlert) []string {
 		ids[i] = strconv.FormatInt(it.IncidentID, 10)
 	}
 	return ids
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // card waits for the notification card of incident id in Contoso's channel.

@@ -1,5 +1,7 @@
 package bot
 
+import "time"
+
 // The platform-neutral outbound message model. The bot renders domain events
 // into Messages; adapters render Messages to Block Kit or to Discord embeds
 // and components, within their platform's limits.
@@ -8,7 +10,14 @@ package bot
 // or an alert: adapters must show it literally (Slack: escape &, <, >;
 // Discord: escape markdown and send allowed_mentions with an empty parse
 // list), so "<!channel>" or "@everyone" in a question pings no one. Adapters
-// escape trusted text too; trusted only means it may carry Style and Link.
+// escape trusted text too; trusted only means it may carry Style, Link,
+// Mention and Time.
+//
+// Mentions name exactly the people meant: a trusted Span with Mention shows
+// that user as a mention, and a Message notifies exactly the users listed in
+// its Mentions (Slack <@U…>; Discord allowed_mentions.users, in the content,
+// since embeds never ping). A Mention span whose user is not listed is shown
+// as its Text; untrusted text is never a mention.
 
 // Style is how a span is emphasised.
 type Style int
@@ -27,6 +36,14 @@ type Span struct {
 	Style     Style
 	Link      string // optional URL; shown as a link on Text
 	Untrusted bool   // from a user or an alert: shown literally, never as markup
+	// Mention, on a trusted span, is a user id on the platform the message
+	// goes to: the span shows as a mention of that user when the id is in
+	// Message.Mentions, and as Text (their name) otherwise.
+	Mention string
+	// Time, on a trusted span, is an instant each reader may see in their
+	// own time zone (Slack <!date^…>); Text is the same instant in the
+	// configured time zone, with its name, shown everywhere else.
+	Time time.Time
 }
 
 // Line is one line or paragraph of spans.
@@ -115,6 +132,10 @@ type Message struct {
 	ThreadName string
 	// Fallback is a one-line plain summary for notifications and screen readers.
 	Fallback string
+	// Mentions are the users this message notifies (user ids on the
+	// platform it goes to), and nobody else: adapters make each a mention
+	// that pings. Spans with Mention show them where the text names them.
+	Mentions []string
 }
 
 // Item is one line of a list with its own actions.

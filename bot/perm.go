@@ -54,6 +54,8 @@ const (
 	opDownload        op = "download file samples"      // Download sample
 	opChooseAsk       op = "choose for a kept question" // Ask anyway, Follow, Open a new case, Cancel
 	opApproveAsk      op = "approve one more case"
+	opOncall          op = "see who is on call"
+	opOncallTake      op = "take the pager"
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -92,6 +94,8 @@ var permissions = map[op][]Role{
 	opDownload:        {RoleExpert},
 	opChooseAsk:       {RoleMember},
 	opApproveAsk:      {RoleManager},
+	opOncall:          {RoleExpert, RoleManager},
+	opOncallTake:      {RoleExpert},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -51,6 +51,8 @@ func TestPermissionTable(t *testing.T) {
 		opDownload:        {"expert"},
 		opChooseAsk:       {"member"},
 		opApproveAsk:      {"manager"},
+		opOncall:          {"expert", "manager"},
+		opOncallTake:      {"expert"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

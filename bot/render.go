@@ -92,6 +92,9 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 	if ps, ok, err := b.renderGreeting(row.Kind, row.Payload); ok {
 		return ps, err
 	}
+	if parts, ok, err := b.decodeOnCall(ctx, row); ok {
+		return parts, err
+	}
 	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
@@ -251,17 +254,8 @@ func relTime(t, now time.Time) string {
 	return "in " + age(d)
 }
 
-func age(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return strconv.Itoa(int(d.Seconds())) + "s"
-	case d < time.Hour:
-		return strconv.Itoa(int(d.Minutes())) + "m"
-	case d < 48*time.Hour:
-		return strconv.Itoa(int(d.Hours())) + "h" + strconv.Itoa(int(d.Minutes())%60) + "m"
-	}
-	return strconv.Itoa(int(d.Hours()/24)) + "d"
-}
+// age says a duration in words ("15 min", "1 h 5 min"): duration.
+func age(d time.Duration) string { return duration(d) }
 
 // receiptCard is the requester's card in their channel.
 func (b *Bot) receiptCard(c CaseView) Message {
@@ -363,9 +357,13 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	if err := b.withSamples(ctx, &c); err != nil {
 		return nil, err
 	}
+	deskMsg, err := b.deskCardNow(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	cards := []part{
 		{key: "receipt.card", update: targetReceipt, msg: b.receiptCard(c)},
-		{key: "desk.card", update: targetDesk, msg: b.deskCard(c)},
+		{key: "desk.card", update: targetDesk, msg: deskMsg},
 	}
 	both := func(m Message) []part {
 		return []part{{key: "receipt.note", thread: targetReceipt, msg: m}, {key: "desk.note", thread: targetDesk, msg: m}}
@@ -387,13 +385,20 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		origin.Thread = nil
 		receipt := b.receiptCard(c)
 		receipt.ThreadName = cut(c.Ref+" "+c.Question, maxThreadName)
-		desk := b.deskCard(c)
+		desk := deskMsg
 		desk.ThreadName = cut(c.Ref+" "+b.orgName(c.Org), maxThreadName)
-		return []part{
+		dm, err := b.openedDM(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return append([]part{
 			{key: "receipt", dest: origin, msg: receipt, anchor: targetReceipt},
 			{key: "desk", dest: b.cfg.Desk.DeskDest(), msg: desk, anchor: targetDesk},
-		}, nil
+		}, dm...), nil
 	case CaseAssigned:
+		if ev.By != "" {
+			return b.assignedParts(ctx, c, ev, cards), nil
+		}
 		m := note(B(ev.Actor), T(" (threat expert) took "+c.Ref+"."))
 		if c.Status == StatusInProgress {
 			// A take out of new also records new -> in_progress, which
@@ -421,15 +426,21 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		if takenFromNew(ev) {
 			return nil, nil // said by the assignment's note, with the same card edits
 		}
-		return append(cards, both(b.statusNote(c, ev))...), nil
+		return append(cards, b.statusNotes(ctx, c, ev)...), nil
 	case CaseSampleStored:
 		return b.renderSampleStored(c, ev), nil
 	case CaseSLAWarning:
-		m := note(B("SLA warning: "), T(c.Ref+" "+ev.Detail+"; "+slaText(c, b.now())+"."))
+		m, err := b.slaWarning(ctx, c, ev)
+		if err != nil {
+			return nil, err
+		}
 		return append(cards, part{key: "desk.note", thread: targetDesk, msg: m}), nil
 	case CaseSLABreach:
-		m := note(B("SLA breached: "), T(c.Ref+" "+ev.Detail+". Escalating to the desk."))
-		return append(cards, part{key: "desk.note", thread: targetDesk, msg: m}), nil
+		return append(cards, b.slaBreach(ctx, c, ev)...), nil
+	case CasePaged:
+		return b.pagedParts(ctx, c, ev)
+	case CaseReminded:
+		return b.remindedParts(ctx, c, ev), nil
 	case CaseCredits:
 		return nil, nil
 	}

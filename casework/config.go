@@ -59,6 +59,9 @@ const (
 	DefaultCreditsCap        = 20
 	DefaultSweepEvery        = time.Minute
 	DefaultTimelineCheck     = time.Hour
+	DefaultRemindAfter       = 24 * time.Hour
+	// MinRemindAfter is the shortest cases.remind_after accepted.
+	MinRemindAfter = time.Minute
 )
 
 // DefaultSLA is the SLA when Config leaves it out: warnings at 75%, and
@@ -121,6 +124,16 @@ type Config struct {
 	// SampleRetention is how long after its case closes a sample's bytes
 	// are kept (cases.sample_retention; default 30 days, at least 1h).
 	SampleRetention time.Duration `yaml:"sample_retention"`
+	// RemindAfter is how long a case may wait on its requester (more
+	// information or a file sample) before the requester is reminded, once
+	// per wait, with a mention (cases.remind_after; default 24h, at least
+	// 1m). The SLA clock stays paused.
+	RemindAfter time.Duration `yaml:"remind_after"`
+	// PageAfter is how long a high-priority case may stay new before the
+	// next expert on the rotation and the managers are paged, once
+	// (oncall.page_after, which internal/config hands over; the oncall
+	// package validates it). Zero: never page.
+	PageAfter time.Duration `yaml:"-"`
 	// LockNamespace namespaces the sweep's advisory lock (default "threatdesk").
 	LockNamespace string `yaml:"-"`
 	// Now is the clock (default time.Now); tests pass a fake one.
@@ -161,6 +174,7 @@ func (c Config) WithDefaults() Config {
 	c.SLA.CheckInterval = c.SweepEvery
 	c.TimelineCheckEvery = cmp.Or(c.TimelineCheckEvery, DefaultTimelineCheck)
 	c.LockNamespace = cmp.Or(c.LockNamespace, "threatdesk")
+	c.RemindAfter = cmp.Or(c.RemindAfter, DefaultRemindAfter)
 	c = c.withSampleDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
@@ -208,6 +222,12 @@ func (c Config) Validate() error {
 	}
 	if c.TimelineCheckEvery < time.Second {
 		bad("TimelineCheckEvery %s is too short: use at least one second (default one hour)", c.TimelineCheckEvery)
+	}
+	if c.RemindAfter < MinRemindAfter {
+		bad("cases.remind_after %s is too short: use at least 1m (default 24h)", c.RemindAfter)
+	}
+	if c.PageAfter < 0 {
+		bad("PageAfter %s must not be negative (zero never pages)", c.PageAfter)
 	}
 	errs = append(errs, c.validateSamples()...)
 	return errors.Join(errs...)

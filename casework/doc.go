@@ -54,6 +54,12 @@
 // flag column is set by a conditional UPDATE in the same transaction as its
 // outbox event. SLA derives the figures from the stored status history.
 //
+// The same sweep escalates (escalate.go), the same way: a high-priority
+// case still new Config.PageAfter after it opened gets EventPaged (once per
+// case), and a case waiting on its requester for Config.RemindAfter gets
+// EventReminded (once per wait; the clock stays paused). Whom to page or
+// remind is the bot's to decide when it delivers the event.
+//
 // # Tenancy
 //
 // Every read takes a Viewer: one org (its members) or all orgs (experts and

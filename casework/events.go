@@ -26,6 +26,14 @@ const (
 	// EventCreditsChanged: the case used or gave back one of its org's
 	// credits. Payload CreditsChangedEvent.
 	EventCreditsChanged = "case.credits_changed"
+	// EventPaged: a high-priority case was still new Config.PageAfter after
+	// it opened; the bot pages the next expert on the rotation and the
+	// managers (once per case). Payload PagedEvent.
+	EventPaged = "case.paged"
+	// EventReminded: the case waited Config.RemindAfter on its requester
+	// (more information or a file sample); the bot reminds them (once per
+	// wait). The SLA clock stays paused. Payload RemindedEvent.
+	EventReminded = "case.requester_reminded"
 )
 
 // Stream is the outbox stream of a case's events: "case:EOD-12".
@@ -128,4 +136,29 @@ type CreditsChangedEvent struct {
 	// Reason is "opened" or "withdrawn before an expert took it".
 	Reason   string    `json:"reason"`
 	ResetsAt time.Time `json:"resets_at"`
+}
+
+// PagedEvent is the payload of EventPaged. Whom to page is the bot's to
+// decide when it delivers the event, from the rotation and the managers in
+// the config then (someone who left is never paged).
+type PagedEvent struct {
+	Ref      string   `json:"ref"`
+	Priority Priority `json:"priority"`
+	// OpenedAt is when the case opened; WaitedSeconds how long it had been
+	// new when the sweep paged (at least Config.PageAfter).
+	OpenedAt      time.Time `json:"opened_at"`
+	WaitedSeconds int64     `json:"waited_seconds"`
+}
+
+// RemindedEvent is the payload of EventReminded.
+type RemindedEvent struct {
+	Ref string `json:"ref"`
+	// Status is what the case waits for: more_info_needed or
+	// file_sample_needed, since WaitingSince.
+	Status       Status    `json:"status"`
+	WaitingSince time.Time `json:"waiting_since"`
+	// WaitedSeconds is how long it had waited when the sweep reminded.
+	WaitedSeconds int64 `json:"waited_seconds"`
+	// Requester is who is reminded.
+	Requester Person `json:"requester"`
 }

@@ -239,12 +239,17 @@ type SweepResult struct {
 	Breaches int
 	// Closed counts concluded cases closed after AutoCloseAfter.
 	Closed int
+	// Paged counts high-priority cases paged because nobody took them
+	// (EventPaged); Reminded the requesters reminded (EventReminded).
+	Paged    int
+	Reminded int
 }
 
 const sweepBatch = 200
 
-// SweepSLA emits the SLA warnings and breaches that are due, and closes
-// concluded cases left alone for AutoCloseAfter. Each notice is written
+// SweepSLA emits the SLA warnings and breaches that are due, pages and
+// reminds what is due (escalate.go), and closes concluded cases left alone
+// for AutoCloseAfter. Each notice is written
 // exactly once: its flag is set by a conditional UPDATE in the same
 // transaction as its outbox event, and each case is handled under a row lock
 // (skipped if another sweeper holds it). Safe to run on several replicas at
@@ -282,6 +287,11 @@ func (s *Service) SweepSLA(ctx context.Context) (SweepResult, error) {
 		if len(numbers) < sweepBatch || fresh == 0 {
 			break
 		}
+	}
+	paged, reminded, err := s.sweepEscalations(ctx, now)
+	res.Paged, res.Reminded = paged, reminded
+	if err != nil {
+		return res, err
 	}
 	if s.cfg.AutoCloseAfter > 0 {
 		n, err := s.autoClose(ctx, now)
@@ -462,7 +472,8 @@ func (s *Service) sweepJob(ctx context.Context) {
 		return
 	}
 	if res != (SweepResult{}) {
-		s.log.InfoContext(ctx, "sla sweep", "warnings", res.Warnings, "breaches", res.Breaches, "closed", res.Closed)
+		s.log.InfoContext(ctx, "sla sweep", "warnings", res.Warnings, "breaches", res.Breaches, "closed", res.Closed,
+			"paged", res.Paged, "reminded", res.Reminded)
 	}
 }
 

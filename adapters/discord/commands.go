@@ -102,6 +102,10 @@ func Commands() []*discordgo.ApplicationCommand {
 				},
 			}, strOpt("org", "Experts and managers: an org id", false, 1, 64)),
 			sub("upload", "Get a one-time link to send the experts a file sample", caseOpt()),
+			sub("oncall", "Experts and managers: who is on call, until when, who is next; or take the pager", &discordgo.ApplicationCommandOption{
+				Type: discordgo.ApplicationCommandOptionString, Name: "action", Description: "show (default), or take the pager until the next hand-over",
+				Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "show", Value: "show"}, {Name: "take", Value: "take"}},
+			}),
 		},
 	}}
 }

@@ -29,6 +29,7 @@ const (
 	codeUnknownWebhook     = 10015
 	codeUnknownInteraction = 10062
 	codeCannotDM           = 50007
+	codeInvalidRecipient   = 50033
 	codeMissingAccess      = 50001
 	codeMissingPermissions = 50013
 	codeInvalidFormBody    = 50035
@@ -147,7 +148,9 @@ func (a *Adapter) classifyAPI(op string, ae *apiError) error {
 	case ae.Code == codeMissingPermissions:
 		return bot.PermanentError(code, "the bot lacks a permission in this Discord channel: grant Send Messages, Send Messages in Threads, Create Public Threads, Embed Links and Read Message History", e)
 	case ae.Code == codeCannotDM:
-		return bot.PermanentError(code, "the user does not accept direct messages from this server's members", e)
+		return bot.UnreachableError(code, "the user does not accept direct messages from this server's members", e)
+	case ae.Code == codeInvalidRecipient:
+		return bot.UnreachableError(code, "no such Discord user, or not one the bot shares a server with", e)
 	case ae.Code == codeUnknownMessage:
 		return bot.PermanentError(code, "the Discord message was deleted", e)
 	case ae.Code == codeUnknownInteraction || ae.Code == codeUnknownWebhook:

@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -42,12 +43,22 @@ const (
 // ellipsis marks text that was cut.
 const ellipsis = "…"
 
-// allowedMentions is always sent as {"parse": []}: no text in a message may
-// ping @everyone, @here, a role or a user.
+// allowedMentions is always sent with an empty parse list: no text in a
+// message may ping @everyone, @here, a role or a user. The users a message
+// is meant for (bot.Message.Mentions) are listed by id, and only they are
+// pinged: {"parse": [], "users": [...]}.
 // https://discord.com/developers/docs/resources/message#allowed-mentions-object
-type allowedMentions struct{}
+type allowedMentions struct{ users []string }
 
-func (allowedMentions) MarshalJSON() ([]byte, error) { return []byte(`{"parse":[]}`), nil }
+func (a allowedMentions) MarshalJSON() ([]byte, error) {
+	if len(a.users) == 0 {
+		return []byte(`{"parse":[]}`), nil
+	}
+	return json.Marshal(struct {
+		Parse []string `json:"parse"`
+		Users []string `json:"users"`
+	}{Parse: []string{}, Users: a.users})
+}
 
 // messagePayload is the JSON body of a message create or edit, of an
 // interaction message response and of a webhook followup.
@@ -85,10 +96,13 @@ func severityColor(s bot.Severity) int {
 
 // render turns a bot message into a Discord message within the limits.
 func render(m bot.Message) messagePayload {
-	p := messagePayload{Embeds: []*discordgo.MessageEmbed{}, Components: renderButtons(m.Buttons)}
+	users := listed(m)
+	m = onlyListed(m, users)
+	p := messagePayload{Embeds: []*discordgo.MessageEmbed{}, Components: renderButtons(m.Buttons), AllowedMentions: allowedMentions{users: users}}
 	p.Components = append(p.Components, itemSelects(m.Items, MaxRows-len(p.Components))...)
 	if m.Title == "" && len(m.Fields) == 0 && len(m.Sections) == 0 && len(m.Items) == 0 {
 		body := renderLines(m.Text)
+		body = notifyLine(users, body) + body
 		if len(m.Footer) > 0 {
 			if body != "" {
 				body += "\n"
@@ -137,6 +151,8 @@ func render(m bot.Message) messagePayload {
 	}
 	fitEmbed(e)
 	p.Embeds = append(p.Embeds, e)
+	// Mentions in embeds never ping: the content names who the card is for.
+	p.Content = strings.TrimSpace(notifyLine(users, ""))
 	return p
 }
 
@@ -233,6 +249,10 @@ func renderLine(l bot.Line, links bool) string {
 		if s.Text == "" {
 			continue
 		}
+		if m := mentionOf(s); m != "" {
+			b.WriteString(m)
+			continue
+		}
 		atStart := b.Len() == 0 || strings.HasSuffix(b.String(), "\n")
 		if s.Style == bot.StyleCode && !s.Untrusted {
 			b.WriteString(codeSpan(s.Text))
@@ -240,11 +260,20 @@ func renderLine(l bot.Line, links bool) string {
 		}
 		text := escape(s.Text, atStart)
 		if !s.Untrusted {
-			switch s.Style {
-			case bot.StyleBold:
-				text = "**" + text + "**"
-			case bot.StyleItalic:
-				text = "*" + text + "*"
+			// Markers hug the words: "**SLA warning:** " renders bold,
+			// "**SLA warning: **" does not.
+			core := strings.TrimSpace(text)
+			lead, trail := "", ""
+			if core != "" {
+				lead = text[:strings.Index(text, core)]
+				trail = text[len(lead)+len(core):]
+			}
+			switch {
+			case core == "":
+			case s.Style == bot.StyleBold:
+				text = lead + "**" + core + "**" + trail
+			case s.Style == bot.StyleItalic:
+				text = lead + "*" + core + "*" + trail
 			}
 			if u := safeURL(s.Link); u != "" && links {
 				text = "[" + text + "](" + u + ")"

@@ -35,6 +35,9 @@ var operatorHelp = map[string]string{
 	"cant_update_message":     "this message cannot be edited by the app",
 	"edit_window_closed":      "the message is too old to edit",
 	"user_not_found":          "no such user in this workspace",
+	"user_disabled":           "the user's account is deactivated",
+	"user_not_visible":        "the app may not see this user (a workspace restriction)",
+	"cannot_dm_bot":           "the user is a bot, which cannot get direct messages",
 	"user_not_in_channel":     "the user is not in the channel, so cannot see a private message there",
 	"invalid_blocks":          "Slack rejected the message layout: a bug in threatdesk, please report it",
 	"invalid_blocks_format":   "Slack rejected the message layout: a bug in threatdesk, please report it",
@@ -50,7 +53,6 @@ var operatorHelp = map[string]string{
 	// Uploads (/experts export).
 	"file_uploads_disabled":       "the workspace does not allow file uploads, so /experts export cannot hand over a record: ask a Slack admin",
 	"file_upload_size_restricted": "the workspace restricts the size of uploads below a case record's: ask a Slack admin",
-	"cannot_dm_bot":               "a direct message cannot be opened with a bot user",
 }
 
 // classify turns an error from slack-go into a *bot.DeliveryError: retry

@@ -109,6 +109,12 @@ func linkURL(raw string) string {
 // span renders one span as mrkdwn. All text is escaped; untrusted text never
 // becomes a link or a mention.
 func span(s bot.Span) string {
+	if m := mentionOf(s); m != "" {
+		return m
+	}
+	if d := dateOf(s); d != "" {
+		return d
+	}
 	text := Escape(s.Text)
 	if s.Untrusted {
 		if s.Link != "" {
@@ -221,6 +227,7 @@ func paragraphs(ps []string) []string {
 // RenderBlocks renders m as Block Kit blocks within Slack's limits, and the
 // top-level text Slack shows in notifications.
 func RenderBlocks(m bot.Message) ([]slack.Block, string) {
+	m = onlyListed(m)
 	var blocks []slack.Block
 	if m.Title != "" {
 		blocks = append(blocks, slack.NewHeaderBlock(plain(cut(severityIcon(m.Severity)+Escape(m.Title), MaxHeaderText))))
@@ -273,7 +280,7 @@ func RenderBlocks(m bot.Message) ([]slack.Block, string) {
 	if fallback == "" && len(m.Text) > 0 {
 		fallback = plainLine(m.Text[0])
 	}
-	return blocks, cut(Escape(fallback), MaxMessageText)
+	return blocks, notifyText(m) + cut(Escape(fallback), MaxMessageText-len(notifyText(m)))
 }
 
 // actionSep separates an action from the index that keeps action_ids unique

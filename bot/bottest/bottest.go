@@ -37,6 +37,9 @@ const (
 	OpRespond Op = "respond"
 	// OpFetch is a FetchFile call that succeeded (File is what it fetched).
 	OpFetch Op = "fetch"
+	// OpOpenDirect opens a direct conversation (UserID; Ref.Channel is the
+	// conversation, DirectChannel(UserID)). Messages there are OpPost calls.
+	OpOpenDirect Op = "open direct"
 )
 
 // Call is one recorded adapter call that succeeded.
@@ -74,17 +77,21 @@ type Adapter struct {
 	files         map[string][]byte
 	holds         map[string]chan struct{}
 	fetchFailures []error
+	// unreachable are users OpenDirect refuses (direct.go).
+	unreachable map[string]bool
 }
 
 var (
-	_ bot.Adapter     = (*Adapter)(nil)
-	_ bot.Resumer     = (*Adapter)(nil)
-	_ bot.FileFetcher = (*Adapter)(nil)
+	_ bot.Adapter         = (*Adapter)(nil)
+	_ bot.Resumer         = (*Adapter)(nil)
+	_ bot.FileFetcher     = (*Adapter)(nil)
+	_ bot.DirectMessenger = (*Adapter)(nil)
+	_ bot.Permalinker     = (*Adapter)(nil)
 )
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}}
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}, unreachable: map[string]bool{}}
 }
 
 // AddFile makes FetchFile serve body for a file whose URL is url.

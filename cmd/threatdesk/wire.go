@@ -19,6 +19,7 @@ import (
 	"github.com/threatdesk/threatdesk/internal/httpapi"
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/oncall"
 )
 
 // The web's Links are what the bot posts sample links with.
@@ -69,6 +70,12 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err := core.UseSamples(bot.NewCaseworkSamples(cases), webHandler.Links()); err != nil {
 		return nil, fmt.Errorf("samples: %w", err)
 	}
+	// The experts' rotation: who is mentioned on new cards, told and paged.
+	rota, err := oncall.New(pool, f.Oncall, f.Location, log)
+	if err != nil {
+		return nil, fmt.Errorf("oncall: %w", err)
+	}
+	core.UseOnCall(bot.NewOncallRota(rota))
 	app.Add("bot", core)
 	if f.Bot.Reports.Digest != nil {
 		digest, err := bot.NewDigestScheduler(f.Bot.Reports, bot.NewCaseworkCases(cases), pool, log, reg)

@@ -86,6 +86,8 @@ func (f *File) gather(lookup func(string) (string, bool)) {
 	f.Cases = f.Cases.WithDefaults()
 	f.Hunting = f.Hunting.WithDefaults()
 	f.Oncall = f.Oncall.WithDefaults()
+	// The oncall package owns and checks page_after; casework's sweep pages.
+	f.Cases.PageAfter = f.Oncall.PageAfter
 }
 
 func secretFrom(lookup func(string) (string, bool), name string) secrets.String {
@@ -104,6 +106,7 @@ func (f *File) validate() []error {
 	} else {
 		f.Location = loc
 		f.Bot.Reports.Location = loc // the calendar of reports and of the weekly digest
+		f.Bot.Location = loc // times are shown in it
 	}
 	for i, m := range f.Oncall.Rotation {
 		if (m.Platform == oncall.PlatformSlack || m.Platform == oncall.PlatformDiscord) && !f.isExpert(m) {

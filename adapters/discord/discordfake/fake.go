@@ -62,6 +62,10 @@ type User struct {
 	Bot        bool   `json:"bot,omitempty"`
 	// Nick is the server nickname (member lookups).
 	Nick string `json:"-"`
+	// NoDMs makes messages to their DM channel fail with 50007 ("Cannot
+	// send messages to this user"), as for someone who turned off direct
+	// messages from server members.
+	NoDMs bool `json:"-"`
 }
 
 // Channel is a guild text channel, a thread or a DM.
@@ -92,6 +96,10 @@ type Message struct {
 	// Interaction is the id of the interaction this message answers.
 	Interaction string    `json:"-"`
 	Created     time.Time `json:"-"`
+	// Notified are the users the message pinged when it was created: the
+	// user mentions in its content that its allowed_mentions allow (edits
+	// ping nobody).
+	Notified []string `json:"-"`
 }
 
 // Call is one recorded request.
@@ -517,6 +525,10 @@ func (s *Server) openDM(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 	}
+	if _, ok := s.users[req.RecipientID]; !ok {
+		writeErr(w, 400, 50033, "Invalid Recipient(s)")
+		return
+	}
 	c := Channel{ID: s.nextID(), Type: 1, Name: "dm-" + req.RecipientID}
 	s.channels[c.ID] = c
 	writeJSON(w, 200, c)
@@ -563,6 +575,15 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, body []by
 	if !ok {
 		return
 	}
+	if c.Type == 1 {
+		s.mu.Lock()
+		u := s.users[strings.TrimPrefix(c.Name, "dm-")]
+		s.mu.Unlock()
+		if u.NoDMs {
+			writeErr(w, 403, 50007, "Cannot send messages to this user")
+			return
+		}
+	}
 	var nonce string
 	_ = json.Unmarshal(b.Nonce, &nonce)
 	s.mu.Lock()
@@ -578,7 +599,7 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, body []by
 		}
 	}
 	m := &Message{ID: s.nextID(), ChannelID: ch, GuildID: c.GuildID, Author: s.users[s.opts.BotID], Content: deref(b.Content),
-		Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Nonce: nonce, Created: time.Now()}
+		Embeds: b.Embeds, Components: b.Components, Flags: b.Flags, Nonce: nonce, Created: time.Now(), Notified: notified(b)}
 	s.store(m)
 	out := *m
 	s.mu.Unlock()

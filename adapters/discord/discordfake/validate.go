@@ -108,6 +108,7 @@ func validateMessage(b MessageBody, edit bool) []string {
 	} else if len(*b.AllowedMentions.Parse) != 0 {
 		bad("allowed_mentions.parse must be empty, got %v", *b.AllowedMentions.Parse)
 	}
+	v = append(v, checkAllowedUsers(b)...)
 	content := ""
 	if b.Content != nil {
 		content = *b.Content

@@ -51,6 +51,9 @@ type Channel struct {
 	Private bool
 	// NotMember makes posts fail with not_in_channel.
 	NotMember bool
+	// IM is the app's direct conversation with User (conversations.open).
+	IM   bool
+	User string
 }
 
 // User is a workspace member.
@@ -59,6 +62,9 @@ type User struct {
 	Name        string
 	RealName    string
 	DisplayName string
+	// Deactivated makes conversations.open answer user_disabled: a direct
+	// message cannot reach them.
+	Deactivated bool
 }
 
 // Options configure the fake. Zero values get working defaults.
@@ -108,6 +114,9 @@ type Message struct {
 	Metadata json.RawMessage
 	// Files are the ids of the files posted with it (UserFileMessage).
 	Files []string
+	// Notified are the users the post notified: every <@U…> in its text
+	// and blocks, when it was posted (edits notify nobody).
+	Notified []string
 }
 
 // Call is one recorded Web API call.
@@ -648,6 +657,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.completeUpload(req)
 	case "files.info":
 		res = s.filesInfo(req)
+	case "chat.getPermalink":
+		res = s.permalink(req)
 	default:
 		s.violate("unknown Web API method %q", req.method)
 		res = errResp("unknown_method")
@@ -727,7 +738,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 		s.lastPost[ch] = now
 	}
 	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: s.o.BotUserID, BotID: s.o.BotID,
-		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now, Metadata: meta}
+		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now, Metadata: meta, Notified: notified(text, blocks)}
 	s.messages = append(s.messages, m)
 	for i, h := range s.holds {
 		if h.keep == nil || h.keep(*m) {

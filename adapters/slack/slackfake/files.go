@@ -75,13 +75,12 @@ type DM struct {
 type fileStore struct {
 	files map[string]*Upload // by id
 	byURL map[string]string  // upload URL id -> file id
-	dms   map[string]string  // user -> D channel
 }
 
 // store returns the file store, made on first use; s.mu is held.
 func (s *Server) store() *fileStore {
 	if s.filestore == nil {
-		s.filestore = &fileStore{files: map[string]*Upload{}, byURL: map[string]string{}, dms: map[string]string{}}
+		s.filestore = &fileStore{files: map[string]*Upload{}, byURL: map[string]string{}}
 	}
 	return s.filestore
 }
@@ -106,8 +105,10 @@ func (s *Server) DMs() []DM {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []DM
-	for u, ch := range s.store().dms {
-		out = append(out, DM{Channel: ch, User: u})
+	for _, c := range s.channels {
+		if c.IM {
+			out = append(out, DM{Channel: c.ID, User: c.User})
+		}
 	}
 	return out
 }
@@ -116,51 +117,10 @@ func (s *Server) DMs() []DM {
 func (s *Server) DMUser(channel string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for u, ch := range s.store().dms {
-		if ch == channel {
-			return u, true
-		}
+	if c, ok := s.channels[channel]; ok && c.IM {
+		return c.User, true
 	}
 	return "", false
-}
-
-func (s *Server) conversationsOpen(req apiRequest) map[string]any {
-	users := strings.Split(req.get("users"), ",")
-	if req.get("users") == "" {
-		if ch := req.get("channel"); ch != "" {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if _, code := s.channelFor(ch); code != "" {
-				return errResp(code)
-			}
-			return map[string]any{"ok": true, "channel": map[string]any{"id": ch}}
-		}
-		return errResp("users_list_not_supplied")
-	}
-	if len(users) > 1 {
-		s.violate("conversations.open: %d users make a group DM, which the fake does not keep; threatdesk opens one-to-one DMs", len(users))
-		return errResp("not_supported")
-	}
-	user := strings.TrimSpace(users[0])
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.users) > 0 {
-		if _, ok := s.users[user]; !ok {
-			return errResp("user_not_found")
-		}
-	}
-	st := s.store()
-	ch, already := st.dms[user]
-	if !already {
-		ch = s.nextID("D")
-		st.dms[user] = ch
-		s.channels[ch] = Channel{ID: ch, Name: "dm-" + user, Private: true}
-	}
-	out := map[string]any{"ok": true, "channel": map[string]any{"id": ch, "is_im": true, "user": user}}
-	if already {
-		out["already_open"] = true
-	}
-	return out
 }
 
 func (s *Server) getUploadURL(req apiRequest) map[string]any {
