@@ -28,6 +28,7 @@ type Bot struct {
 
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
+	web      WebSignIn // the case tracker's sign-in links (web.go); nil: not enabled
 
 	// life runs the workers (its loops) and the work handlers start (its
 	// work); Stop waits for both.

@@ -332,6 +332,7 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("A note needs its text: /experts note %s \"what you found\". Notes stay on the desk; the requester never sees them.", r.ref)
 		}
 	case vSampleNotify:
+	case vWeb:
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

@@ -57,6 +57,8 @@ func opOf(r request) op {
 		return opNote
 	case vSampleNotify:
 		return opSampleNotify
+	case vWeb:
+		return opWeb
 	}
 	return opHelp
 }
@@ -96,6 +98,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	}
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
+	}
+	if o == opWeb {
+		return b.webAck(ctx, w, c) // the link goes out in the acknowledgement, never stored as text
 	}
 	key := inboundKey(c.User.Platform, kindCommand, c.Key)
 	switch {
@@ -395,6 +400,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
+			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -406,12 +412,14 @@ func (b *Bot) help(w who) Message {
 			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
 			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
+			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
 	if w.has(RoleManager) && !w.has(RoleExpert) {
 		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
 			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
+			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 		}})
 	}
 	if w.has(RoleAdmin) {

@@ -64,6 +64,7 @@ var permissions = map[op][]Role{
 	opShowScope:    {RoleMember, RoleExpert, RoleManager},
 	opRelayAsker:   {RoleMember},
 	opRelayExpert:  {RoleExpert},
+	opWeb:          {RoleMember, RoleExpert, RoleManager},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -88,6 +88,7 @@ func Commands() []*discordgo.ApplicationCommand {
 			sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
 			sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
 			sub("sample-notification", "Admins: post a sample attack notification"),
+			sub("web", "Open the case tracker in your browser (a private sign-in link)"),
 		},
 	}}
 }

@@ -42,8 +42,9 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
 	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
-	// The browser's pages (sample drop box); the chat side gets their URLs from its Links().
-	if _, err := mountWeb(cfg, srv, cases, log, reg); err != nil {
+	// The browser's pages (sample drop box, case tracker); the chat side gets their URLs from its Links().
+	webPages, err := mountWeb(cfg, srv, cases, pool, key, log, reg)
+	if err != nil {
 		return nil, err
 	}
 
@@ -61,6 +62,10 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
 	}
 	app.Add("bot", core)
+	// The case tracker: "/experts web" asks it for sign-in links, and it asks
+	// the bot who a signed-in person is, by the running config.
+	core.SetWebSignIn(webPages)
+	webPages.SetDirectory(core)
 
 	if cfg.SlackEnabled() {
 		sc := cfg.Slack
