@@ -107,17 +107,9 @@ func listSLA(c casework.Case, now time.Time) slaState {
 	case c.Status.Open() && c.Status.WaitingOnRequester():
 		return slaState{"Paused", "sla-paused", "Waiting on the requester: the clocks are paused"}
 	case c.Status.Open() && c.AtRisk:
-		s := slaState{"Warned", "sla-warned", "Past the warning point of a target"}
-		if c.DueAt != nil {
-			s.Label += " · due in " + durationText(c.DueAt.Sub(now))
-		}
-		return s
+		return slaState{"Warned" + dueText(c.DueAt, now), "sla-warned", "Past the warning point of a target"}
 	case c.Status.Open():
-		s := slaState{"Fine", "sla-fine", "On time"}
-		if c.DueAt != nil {
-			s.Label += " · due in " + durationText(c.DueAt.Sub(now))
-		}
-		return s
+		return slaState{"Fine" + dueText(c.DueAt, now), "sla-fine", "On time"}
 	case c.Status == casework.StatusWithdrawn:
 		return slaState{"Stopped", "sla-stopped", "Withdrawn"}
 	}
@@ -156,8 +148,20 @@ func (h *Handler) clock(name string, c casework.RecordClock, now time.Time) cloc
 		v.Label, v.Class = "Stopped", "sla-stopped"
 		v.Detail = of
 	}
-	if c.Due != nil && (c.Running) {
-		v.Detail += "; due " + h.timeText(*c.Due) + " (in " + durationText(c.Due.Sub(now)) + ")"
+	if c.Due != nil && c.Running {
+		if left := c.Due.Sub(now); left >= 0 {
+			v.Detail += "; due " + h.timeText(*c.Due) + " (in " + durationText(left) + ")"
+		} else {
+			v.Detail += "; was due " + h.timeText(*c.Due) + " (" + durationText(left) + " ago)"
+		}
 	}
 	return v
+}
+
+// dueText is " · due in 2h" for a due time ahead, "" otherwise.
+func dueText(due *time.Time, now time.Time) string {
+	if due == nil || due.Before(now) {
+		return ""
+	}
+	return " · due in " + durationText(due.Sub(now))
 }

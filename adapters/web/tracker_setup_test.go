@@ -3,6 +3,8 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -145,7 +147,9 @@ func (f *tracker) newBot(t *testing.T, cfg bot.Config) *bot.Bot {
 	slack.SetName(analyst, "Ana Lyst")
 	slack.SetName(managerID, "Max Manager")
 	require.NoError(t, b.Register(slack))
-	require.NoError(t, b.Register(bottest.New(bot.Discord, fabGuild)))
+	discord := bottest.New(bot.Discord, fabGuild)
+	discord.SetName(fabAnalyst, "Fab Analyst")
+	require.NoError(t, b.Register(discord))
 	return b
 }
 
@@ -255,7 +259,9 @@ func (f *tracker) seed(t *testing.T) {
 	// The showcase: a Contoso file case with a conversation, an internal
 	// note and a sample.
 	f.clock.Set(time.Date(2026, 3, 17, 10, 0, 0, 0, time.UTC))
-	hash := "9f2c1b7e4d5a6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708"
+	f.sample = bytes.Repeat([]byte("MZ\x90\x00 not a real beacon, a test file. "), 300)
+	sum := sha256.Sum256(f.sample)
+	hash := hex.EncodeToString(sum[:])
 	f.showcase = f.open(t, "contoso", casework.Subject{Kind: casework.SubjectFile, ID: hash, Name: "beacon.dll"}, casework.PriorityHigh,
 		"Is this DLL the Cobalt Strike beacon from last week? A scheduled task dropped it on ws-017.")
 	f.clock.Advance(20 * time.Minute)
@@ -267,7 +273,6 @@ func (f *tracker) seed(t *testing.T) {
 	link, err := f.svc.IssueUploadLink(ctx, f.showcase, casework.System())
 	require.NoError(t, err)
 	f.clock.Advance(40 * time.Minute)
-	f.sample = bytes.Repeat([]byte("MZ\x90\x00 not a real beacon, a test file. "), 300)
 	_, err = f.svc.StoreSample(ctx, casework.Upload{Token: link.Token, Source: casework.SourceUpload, Name: "beacon.dll",
 		Body: bytes.NewReader(f.sample), Address: "192.0.2.10"})
 	require.NoError(t, err)

@@ -157,7 +157,6 @@ func (f *tracker) counter(t *testing.T, name, label string) float64 {
 	return 0
 }
 
-
 // signedIn is a client signed in through "/experts web" as userID in channel.
 func (f *tracker) signedIn(t *testing.T, p bot.Platform, userID, channel string) *http.Client {
 	t.Helper()
