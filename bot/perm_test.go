@@ -39,6 +39,7 @@ func TestPermissionTable(t *testing.T) {
 		opShowScope:    {"member", "expert", "manager"},
 		opRelayAsker:   {"member"},
 		opRelayExpert:  {"expert"},
+		opWeb:          {"member", "expert", "manager"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/web"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/casework"
 )
 
 // fetch sends a request with c and returns the answer and its body.
@@ -466,4 +468,59 @@ func TestTrackerPages(t *testing.T) {
 		resp, _ = fetch(t, ex, http.MethodGet, f.base+"/web/report"+q, nil)
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, q)
 	}
+}
+
+// TestTrackerListPages: the list pages by 25 with Previous and Next links
+// that keep the filters, every case once; a search pages with More, its
+// text and cursor posted, never in the URL.
+func TestTrackerListPages(t *testing.T) {
+	t.Parallel()
+	f := setupTracker(t, nil)
+	var all []string
+	for i := range 30 {
+		f.clock.Advance(time.Minute)
+		org := []string{"contoso", "fabrikam"}[i%2] // 20 credits a quarter each
+		all = append(all, f.open(t, org, casework.Subject{Kind: casework.SubjectNone}, casework.PriorityLow,
+			fmt.Sprintf("Question %d about lateral movement", i)))
+	}
+	ex := f.signedIn(t, bot.Slack, expertID, deskChannel)
+	refsOf := func(page string) []string {
+		var refs []string
+		for _, m := range regexp.MustCompile(`class="ref">(EOD-\d+)<`).FindAllStringSubmatch(page, -1) {
+			refs = append(refs, m[1])
+		}
+		return refs
+	}
+	next := regexp.MustCompile(`href="([^"]+)" rel="next"`)
+	_, page := fetch(t, ex, http.MethodGet, f.base+web.TrackerPath+"?priority=low", nil)
+	first := refsOf(page)
+	require.Len(t, first, 25)
+	require.Contains(t, page, "1–25 of 30 cases")
+	m := next.FindStringSubmatch(page)
+	require.NotNil(t, m)
+	require.Equal(t, "/web/?page=2&amp;priority=low", m[1])
+	_, page = fetch(t, ex, http.MethodGet, f.base+"/web/?page=2&priority=low", nil)
+	second := refsOf(page)
+	require.Len(t, second, 5)
+	require.Contains(t, page, "26–30 of 30 cases")
+	require.Contains(t, page, `href="/web/?priority=low" rel="prev"`)
+	require.Nil(t, next.FindStringSubmatch(page))
+	require.ElementsMatch(t, all, append(first, second...), "every case once")
+	_, page = fetch(t, ex, http.MethodGet, f.base+"/web/?page=3&priority=low", nil)
+	require.Contains(t, page, "past the end of the list")
+
+	tok := csrfOf(t, page)
+	resp, page := fetch(t, ex, http.MethodPost, f.base+"/web/search", url.Values{"csrf": {tok}, "q": {"lateral movement"}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	found := refsOf(page)
+	require.Len(t, found, 25)
+	require.Equal(t, all[29], found[0], "newest first")
+	cursor := regexp.MustCompile(`name="cursor" value="([^"]+)"`).FindStringSubmatch(page)
+	require.NotNil(t, cursor, "a More button")
+	require.Contains(t, page, `name="q" value="lateral movement"`)
+	_, page = fetch(t, ex, http.MethodPost, f.base+"/web/search", url.Values{"csrf": {tok}, "q": {"lateral movement"}, "cursor": {cursor[1]}})
+	rest := refsOf(page)
+	require.Len(t, rest, 5)
+	require.ElementsMatch(t, all, append(found, rest...))
+	require.NotContains(t, page, `name="cursor"`)
 }
