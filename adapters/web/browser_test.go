@@ -123,12 +123,11 @@ func (b *sharedBrowser) close() {
 
 // tab is a test's tab, in a browser context of its own.
 type tab struct {
-	ctx  context.Context
-	dir  string // where its screenshots and downloads go
-	base string
+	ctx context.Context
+	dir string // where its screenshots and downloads go
 }
 
-func newTab(t *testing.T, base string) *tab {
+func newTab(t *testing.T) *tab {
 	t.Helper()
 	path := chromiumPath()
 	if path == "" {
@@ -150,7 +149,7 @@ func newTab(t *testing.T, base string) *tab {
 		dir = filepath.Join(keep, t.Name())
 		require.NoError(t, os.MkdirAll(dir, 0o755))
 	}
-	return &tab{ctx: ctx, dir: dir, base: base}
+	return &tab{ctx: ctx, dir: dir}
 }
 
 // open loads u and returns the HTTP status of the page it lands on.
@@ -259,7 +258,7 @@ func TestBrowserExpert(t *testing.T) {
 	t.Parallel()
 	f := setupTracker(t, nil)
 	f.seed(t)
-	b := newTab(t, f.base)
+	b := newTab(t)
 	link := f.web(t, bot.Slack, expertID, deskChannel)
 
 	require.Equal(t, 200, b.open(t, link))
@@ -371,7 +370,7 @@ func TestBrowserMemberOfAnotherOrg(t *testing.T) {
 	t.Parallel()
 	f := setupTracker(t, nil)
 	f.seed(t)
-	b := newTab(t, f.base)
+	b := newTab(t)
 	require.Equal(t, 200, b.open(t, f.web(t, bot.Discord, fabAnalyst, fabSOC)))
 	require.Equal(t, "Fab Analyst · member · Fabrikam", b.text(t, ".who"))
 	refs := b.texts(t, "#cases a.ref")
@@ -401,7 +400,7 @@ func TestBrowserHostileText(t *testing.T) {
 	t.Parallel()
 	f := setupTracker(t, nil)
 	f.seed(t)
-	b := newTab(t, f.base)
+	b := newTab(t)
 	require.Equal(t, 200, b.open(t, f.web(t, bot.Slack, expertID, deskChannel)))
 	require.Equal(t, 200, b.open(t, f.base+"/web/cases/"+f.hostile))
 	require.Equal(t, f.hostileQuestion, b.text(t, "#question"))

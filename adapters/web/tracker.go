@@ -62,17 +62,16 @@ func (h *Handler) trackerRoutes() []Route {
 
 // navView is the tracker's page header.
 type navView struct {
-	Name, Role, CSRF                    string
-	CasesURL, ReportURL, SignOutURL     string
-	Active                              string
-	Expires                             string
-	ExpertView, SeesAllOrgs, MemberView bool
+	Name, Role, CSRF                string
+	CasesURL, ReportURL, SignOutURL string
+	Active                          string
+	Expires                         string
 }
 
 func (h *Handler) nav(s *session, active string) *navView {
 	return &navView{Name: s.name(), Role: s.roleText(), CSRF: s.csrf, Active: active,
 		CasesURL: h.cfg.Links.page(TrackerPath), ReportURL: h.cfg.Links.page(reportPath), SignOutURL: h.cfg.Links.page(signOutPath),
-		Expires: h.timeText(s.expires), ExpertView: s.expert(), SeesAllOrgs: s.allOrgs()}
+		Expires: h.timeText(s.expires)}
 }
 
 // renderTracker renders a tracker page with the header.
