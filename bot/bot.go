@@ -35,6 +35,7 @@ type Bot struct {
 	// set by UseSamples; nil when not enabled.
 	samples Samples
 	links   SampleLinks
+	web     WebSignIn // the case tracker's sign-in links (web.go); nil: not enabled
 
 	// life runs the workers (its loops) and the work handlers start (its
 	// work); Stop waits for both.

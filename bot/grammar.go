@@ -374,6 +374,7 @@ func parse(c Command) (request, *usageError) {
 		default:
 			return r, badInput("%q is not an oncall action: /experts oncall shows who is on call, until when and who is next; /experts oncall take takes the pager until the next hand-over.", action)
 		}
+	case vWeb:
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

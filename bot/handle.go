@@ -74,6 +74,8 @@ func opOf(r request) op {
 			return opOncallTake
 		}
 		return opOncall
+	case vWeb:
+		return opWeb
 	}
 	return opHelp
 }
@@ -113,6 +115,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	}
 	if !w.may(o) {
 		return Ack{Message: ptr(denied(w, o)), Private: true}
+	}
+	if o == opWeb {
+		return b.webAck(ctx, w, c) // the link goes out in the acknowledgement, never stored as text
 	}
 	key := inboundKey(c.User.Platform, kindCommand, c.Key)
 	switch {
@@ -444,6 +449,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts report"), T(" [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>: the case's record, privately; "), B("verify"), T(" <EOD-n>: check its timeline")},
 			{B("/experts incidents"), T(" [open|quiet|all]: incidents with score and why, posted or quiet; Notify now, Consult")},
 			{B("/experts upload"), T(" <EOD-n>: a one-time link to send the experts a file sample (or post the file in the case's thread)")},
+			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 			{T("Reply in a case's thread to talk to the expert.")},
 		}})
 	}
@@ -458,6 +464,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts report"), T(" [org] [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why; Notify now posts a quiet one")},
 			{B("/experts oncall"), T(": who is on call, until when, and who is next; "), B("oncall take"), T(": take the pager until the next hand-over")},
+			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
@@ -467,6 +474,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts report"), T(" [org] [week|month|quarter]: the service report; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>; "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why, posted or quiet")},
 			{B("/experts oncall"), T(": who is on call, until when, and who is next")},
+			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 		}})
 	}
 	if w.has(RoleAdmin) {

@@ -68,3 +68,8 @@ func alertLink(label, raw string) []Span {
 	}
 	return []Span{T("address (not a Microsoft portal, so not linked): "), U(defang(raw))}
 }
+
+// PortalLink returns raw (normalised) and true when it is an https URL on
+// one of Microsoft's security portals: the rule by which an alert's link
+// becomes a link in chat, for the other adapters (the web pages) to follow.
+func PortalLink(raw string) (string, bool) { return portalLink(raw) }

@@ -96,6 +96,7 @@ var permissions = map[op][]Role{
 	opApproveAsk:      {RoleManager},
 	opOncall:          {RoleExpert, RoleManager},
 	opOncallTake:      {RoleExpert},
+	opWeb:             {RoleMember, RoleExpert, RoleManager},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -53,6 +53,7 @@ func TestPermissionTable(t *testing.T) {
 		opApproveAsk:      {"manager"},
 		opOncall:          {"expert", "manager"},
 		opOncallTake:      {"expert"},
+		opWeb:             {"member", "expert", "manager"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -47,6 +47,8 @@ type ListFilter struct {
 	PageToken string
 	// Offset skips that many cases instead (not with PageToken).
 	Offset int
+	// Priorities keeps cases of any of these priorities.
+	Priorities []Priority
 }
 
 // ListPage is one page of cases and the total that match.
@@ -196,6 +198,14 @@ func filterHash(f ListFilter) uint32 {
 	if f.SubjectKind != "" {
 		fmt.Fprintf(h, "|s%q|%q", f.SubjectKind, strings.ToLower(f.SubjectID))
 	}
+	if len(f.Priorities) > 0 {
+		ps := make([]string, len(f.Priorities))
+		for i, p := range f.Priorities {
+			ps[i] = string(p)
+		}
+		slices.Sort(ps)
+		fmt.Fprintf(h, "|%q", strings.Join(ps, ","))
+	}
 	return h.Sum32()
 }
 
@@ -245,6 +255,17 @@ func (s *Service) listQuery(v Viewer, f ListFilter, now time.Time) (*listQuery, 
 		}
 		args = append(args, ss)
 		where = append(where, fmt.Sprintf("c.status = ANY($%d)", len(args)))
+	}
+	if len(f.Priorities) > 0 {
+		ps := make([]string, len(f.Priorities))
+		for i, p := range f.Priorities {
+			if !p.Valid() {
+				return nil, fmt.Errorf("list: priority %q is unknown: %w", p, ErrInvalid)
+			}
+			ps[i] = string(p)
+		}
+		args = append(args, ps)
+		where = append(where, fmt.Sprintf("c.priority = ANY($%d)", len(args)))
 	}
 	if f.Assignee != "" {
 		args = append(args, f.Assignee)

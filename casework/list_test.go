@@ -146,3 +146,39 @@ func TestList(t *testing.T) {
 	require.Equal(t, 1, page.Total)
 	require.Equal(t, mine.Ref, page.Cases[0].Ref)
 }
+
+// TestListByPriority: the web tracker's priority filter keeps the cases of
+// the priorities asked for, pages with its own token (another filter's is
+// refused), and refuses an unknown priority.
+func TestListByPriority(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	want := map[casework.Priority][]string{}
+	for i, p := range []casework.Priority{casework.PriorityHigh, casework.PriorityLow, casework.PriorityHigh, casework.PriorityMedium} {
+		req := f.openReq("contoso")
+		req.Priority = p
+		c, _, err := f.svc.Open(ctx, req)
+		require.NoError(t, err, i)
+		want[p] = append(want[p], c.Ref)
+	}
+	high := casework.ListFilter{Priorities: []casework.Priority{casework.PriorityHigh}, Limit: 1}
+	page, err := f.svc.List(ctx, casework.AllOrgs(), high)
+	require.NoError(t, err)
+	require.Equal(t, 2, page.Total)
+	got := refsOf(page.Cases)
+	high.PageToken = page.Next
+	page, err = f.svc.List(ctx, casework.AllOrgs(), high)
+	require.NoError(t, err)
+	require.ElementsMatch(t, want[casework.PriorityHigh], append(got, refsOf(page.Cases)...))
+
+	both := casework.ListFilter{Priorities: []casework.Priority{casework.PriorityLow, casework.PriorityMedium}}
+	page, err = f.svc.List(ctx, casework.OrgViewer("contoso"), both)
+	require.NoError(t, err)
+	require.ElementsMatch(t, append(want[casework.PriorityLow], want[casework.PriorityMedium]...), refsOf(page.Cases))
+
+	_, err = f.svc.List(ctx, casework.AllOrgs(), casework.ListFilter{PageToken: high.PageToken})
+	require.ErrorIs(t, err, casework.ErrInvalid, "a token of the priority filter does not continue the unfiltered list")
+	_, err = f.svc.List(ctx, casework.AllOrgs(), casework.ListFilter{Priorities: []casework.Priority{"urgent"}})
+	require.ErrorIs(t, err, casework.ErrInvalid)
+}

@@ -106,6 +106,7 @@ func Commands() []*discordgo.ApplicationCommand {
 				Type: discordgo.ApplicationCommandOptionString, Name: "action", Description: "show (default), or take the pager until the next hand-over",
 				Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "show", Value: "show"}, {Name: "take", Value: "take"}},
 			}),
+			sub("web", "Open the case tracker in your browser (a private sign-in link)"),
 		},
 	}}
 }

@@ -1,14 +1,40 @@
 // Package web is threatdesk's third adapter, after Slack and Discord: the
-// pages people open in a browser. Today it serves the file sample drop box
+// pages people open in a browser. It serves the file sample drop box
 // (GET/POST /samples/u/{token}: the upload page and its multipart post,
-// which curl uses too) and the experts' sample download (GET
-// /samples/d/{token}: a ZIP encrypted with the password "infected"); the
-// web tracker (sign-in links, sessions, case pages) is meant to join it.
+// which curl uses too), the experts' sample download (GET
+// /samples/d/{token}: a ZIP encrypted with the password "infected"), and
+// the case tracker under /web/ (tracker.go): the case list with filters
+// and search, a case's page (SLA clocks, question, conversation, samples,
+// the verified timeline) and the service report with charts drawn as
+// inline SVG on the server (reportpage.go, chart.go).
 //
 // Nothing imports it but cmd/threatdesk, which builds a Handler with New and
 // mounts each of Handler.Routes on the HTTP server with the route's own body
 // cap. The domain is reached through small interfaces declared here
-// (Samples), which *casework.Service implements.
+// (Samples, Cases), which *casework.Service implements, and who is who
+// through Directory, which *bot.Bot implements (roles by the running
+// config, exactly as in chat).
+//
+// # Signing in
+//
+// There are no passwords. "/experts web" in chat asks the Handler, as the
+// bot's WebSignIn, for a single-use link (GET /web/login/{token}, ten
+// minutes); opening it opens a session (twelve hours) and sets its id in an
+// HttpOnly, SameSite=Lax cookie, Secure when THREATDESK_PUBLIC_URL is https
+// (session.go). Tokens and session ids are random and stored as their
+// SHA-256 only (migration 0015: web_login_links, web_sessions). Every
+// request re-reads the session and asks the Directory who the person is
+// now; signing out, or losing every role that sees cases, ends the session
+// in the database. Wiring, in cmd:
+//
+//	h, err := web.New(web.Config{..., Pool: pool, Key: key, Cases: cases}, log, reg)
+//	core.SetWebSignIn(h) // "/experts web" answers with h's links
+//	h.SetDirectory(core) // h asks the bot who a signed-in person is
+//
+// Every form is a POST carrying the session's CSRF token (a MAC of the
+// session id under the session subkey of THREATDESK_SECRET_KEY); GET pages
+// change nothing; URLs carry no case data beyond a case reference (the
+// search text travels in a POST body; filters are choices from fixed lists).
 //
 // # Pages
 //
@@ -18,7 +44,8 @@
 // and a call of Handler.render. Every value is escaped by html/template;
 // untrusted text (a case's question, a file name) is never marked safe.
 // Pages work without JavaScript and load nothing from elsewhere: no
-// scripts, fonts or images; the one stylesheet is inline and allowed by its
+// scripts, fonts or images (charts are inline SVG, coloured by the
+// stylesheet's classes); the one stylesheet is inline and allowed by its
 // hash in the Content-Security-Policy that secureHeaders sets on every
 // answer, with frame-ancestors 'none', nosniff, no-referrer and no-store.
 //

@@ -12,6 +12,11 @@ const (
 	UploadPath = "/samples/u/"
 	// DownloadPath is followed by a download link's token.
 	DownloadPath = "/samples/d/"
+	// TrackerPath is the case tracker's case list; its other pages are
+	// under it.
+	TrackerPath = "/web/"
+	// SignInPath is followed by a sign-in link's token.
+	SignInPath = "/web/login/"
 )
 
 // Links builds absolute URLs of threatdesk's pages from the public base
@@ -19,6 +24,11 @@ const (
 type Links struct {
 	base  string
 	local bool
+	// path is the base URL's path ("" or "/threatdesk"): pages link to
+	// each other under it, as the browser sees them.
+	path string
+	// secure is true for an https base: cookies are Secure.
+	secure bool
 }
 
 // NewLinks returns Links under base (THREATDESK_PUBLIC_URL, or the local
@@ -30,7 +40,7 @@ func NewLinks(base string, local bool) (Links, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Links{}, fmt.Errorf("web: the public base URL %q must be an absolute http(s) URL without query or fragment", base)
 	}
-	return Links{base: strings.TrimRight(base, "/"), local: local}, nil
+	return Links{base: strings.TrimRight(base, "/"), local: local, path: strings.TrimRight(u.EscapedPath(), "/"), secure: u.Scheme == "https"}, nil
 }
 
 // Base is the base URL, without a trailing slash.
@@ -57,3 +67,15 @@ func (l Links) Upload(token string) string { return l.base + UploadPath + url.Pa
 //
 //	url := links.Download(dl.Token) // https://threatdesk.example.com/samples/d/<token>
 func (l Links) Download(token string) string { return l.base + DownloadPath + url.PathEscape(token) }
+
+// SignIn is the URL of a sign-in link to the case tracker.
+//
+//	url := links.SignIn(token) // https://threatdesk.example.com/web/login/<token>
+func (l Links) SignIn(token string) string { return l.base + SignInPath + url.PathEscape(token) }
+
+// Tracker is the URL of the case tracker's case list.
+func (l Links) Tracker() string { return l.base + TrackerPath }
+
+// page is the path of a page of threatdesk (p starts with "/") as the
+// browser sees it: under the base URL's path.
+func (l Links) page(p string) string { return l.path + p }

@@ -27,10 +27,14 @@ type pages struct {
 }
 
 // view is what the frame renders: the stylesheet, whether the page reports
-// a refusal (styled as such), and the page's own data.
+// a refusal (styled as such), and the page's own data. Case tracker pages
+// also have their header (Nav: who is signed in, the links, sign out) and
+// a wide layout.
 type view struct {
 	CSS  template.CSS
 	Bad  bool
+	Nav  *navView
+	Wide bool
 	Page any
 }
 
@@ -101,6 +105,12 @@ func wantsHTML(r *http.Request) bool {
 
 // render writes page name with data and status, with the security headers.
 func (h *Handler) render(w http.ResponseWriter, status int, name string, bad bool, data any) {
+	h.renderView(w, status, name, view{CSS: h.pages.css, Bad: bad, Page: data})
+}
+
+// renderView writes page name with the frame's data v.
+func (h *Handler) renderView(w http.ResponseWriter, status int, name string, v view) {
+	v.Bad = v.Bad || status >= 400
 	t, ok := h.pages.byName[name]
 	if !ok {
 		h.log.Error("no such page", "page", name)
@@ -108,7 +118,7 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, bad boo
 		return
 	}
 	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", view{CSS: h.pages.css, Bad: bad, Page: data}); err != nil {
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
 		h.log.Error("render page", "page", name, "err", err)
 		secureHeaders(w.Header(), strictCSP)
 		http.Error(w, "internal error", http.StatusInternalServerError)

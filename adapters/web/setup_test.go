@@ -83,7 +83,8 @@ func setup(t *testing.T, maxBytes int64) *fixture {
 	base := "http://" + ln.Addr().String()
 	links, err := web.NewLinks(base, true)
 	require.NoError(t, err)
-	h, err := web.New(web.Config{Links: links, Samples: svc, MaxSampleBytes: svc.Config().SampleMaxBytes}, nil, reg)
+	h, err := web.New(web.Config{Links: links, Samples: svc, MaxSampleBytes: svc.Config().SampleMaxBytes,
+		Pool: pool, Key: key, Cases: svc, Now: clock.Now}, nil, reg)
 	require.NoError(t, err)
 	for _, r := range h.Routes() {
 		srv.HandleLimited(r.Pattern, r.MaxBody, r.Handler)

@@ -6,11 +6,15 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // Samples is what the sample pages need from the domain; *casework.Service
@@ -45,6 +49,19 @@ type Config struct {
 	MaxSampleBytes int64
 	// TransferTimeout bounds one upload or download (default 30 minutes).
 	TransferTimeout time.Duration
+
+	// The case tracker (/web/). Pool keeps its sign-in links and sessions
+	// (required); Key keys its forms' CSRF tokens (required); Cases is
+	// where its pages read (required; casework's Service). Who a person is
+	// comes from the Directory handed over with SetDirectory (the bot).
+	Pool  *pgxpool.Pool
+	Key   *secrets.Key
+	Cases Cases
+	// Location is the time zone pages show times and report periods in
+	// (the config's timezone; nil: UTC).
+	Location *time.Location
+	// Now is the clock of sign-in links and sessions (default time.Now).
+	Now func() time.Time
 }
 
 func (c Config) validate() error {
@@ -57,6 +74,12 @@ func (c Config) validate() error {
 		return errors.New("web: Config.MaxSampleBytes must be samples.max_bytes, as casework enforces it")
 	case c.TransferTimeout < time.Second:
 		return errors.New("web: Config.TransferTimeout must be at least a second")
+	case c.Pool == nil:
+		return errors.New("web: Config.Pool is required: the case tracker keeps its sign-in links and sessions in the database")
+	case c.Key == nil:
+		return errors.New("web: Config.Key is required (THREATDESK_SECRET_KEY): it keys the case tracker's form tokens")
+	case c.Cases == nil:
+		return errors.New("web: Config.Cases is required (casework's Service)")
 	}
 	return nil
 }
@@ -69,16 +92,29 @@ type Handler struct {
 	pages *pages
 	mux   *http.ServeMux
 	m     metrics
+
+	dirMu sync.RWMutex
+	dir   Directory
 }
 
 type metrics struct {
 	uploads   *prometheus.CounterVec
 	downloads *prometheus.CounterVec
+	signIns   *prometheus.CounterVec
+	ended     *prometheus.CounterVec
 }
+
+var _ bot.WebSignIn = (*Handler)(nil)
 
 // New returns a Handler. reg receives its metrics (nil: not registered).
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	cfg.TransferTimeout = cmp.Or(cfg.TransferTimeout, DefaultTransferTimeout)
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -99,9 +135,17 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 			Namespace: "threatdesk", Subsystem: "web", Name: "sample_downloads_total",
 			Help: "Sample download requests, by outcome (sent, failed, link_expired, ...).",
 		}, []string{"outcome"}),
+		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "web", Name: "signins_total",
+			Help: "Case tracker sign-in link openings, by outcome (signed_in, link_used, link_expired, link_unknown, no_access, preview_refused, failed).",
+		}, []string{"outcome"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "web", Name: "sessions_ended_total",
+			Help: "Case tracker sessions ended before they expired, by reason (signed_out, access_removed).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{h.m.uploads, h.m.downloads} {
+		for _, c := range []prometheus.Collector{h.m.uploads, h.m.downloads, h.m.signIns, h.m.ended} {
 			if err := reg.Register(c); err != nil {
 				return nil, errors.Join(errors.New("web: register metrics"), err)
 			}
@@ -133,10 +177,10 @@ type Route struct {
 // Patterns have no method: the handlers answer a wrong one with 405 and
 // a page saying which methods work.
 func (h *Handler) Routes() []Route {
-	return []Route{
+	return append([]Route{
 		{Pattern: UploadPath + "{token}", MaxBody: h.cfg.MaxSampleBytes + multipartOverhead, Handler: http.HandlerFunc(h.serveUpload)},
 		{Pattern: DownloadPath + "{token}", MaxBody: 4 << 10, Handler: http.HandlerFunc(h.serveDownload)},
-	}
+	}, h.trackerRoutes()...)
 }
 
 // ServeHTTP serves every route (tests, or a server of its own).

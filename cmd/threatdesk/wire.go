@@ -47,8 +47,8 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
 	srv.HandleLimited("POST /api/v1/alerts", f.Hunting.MaxBodyBytes+1, hunt.Handler())
-	// The browser's pages (sample drop box); the chat side gets their URLs from its Links().
-	webHandler, err := mountWeb(cfg, srv, cases, log, reg)
+	// The browser's pages (sample drop box, case tracker); the chat side gets their URLs from its Links().
+	webHandler, err := mountWeb(cfg, srv, cases, pool, key, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +84,10 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		}
 		app.Add("digest", digest)
 	}
+	// The case tracker: "/experts web" asks it for sign-in links, and it asks
+	// the bot who a signed-in person is, by the running config.
+	core.SetWebSignIn(webHandler)
+	webHandler.SetDirectory(core)
 
 	if cfg.SlackEnabled() {
 		sc := cfg.Slack
