@@ -44,6 +44,22 @@ func sub(name, desc string, opts ...*discordgo.ApplicationCommandOption) *discor
 	return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionSubCommand, Name: name, Description: desc, Options: opts}
 }
 
+// MaxSubcommands is how many subcommands and groups a command may have, and
+// how many subcommands a group may hold
+// (https://discord.com/developers/docs/interactions/application-commands#subcommands-and-subcommand-groups).
+const MaxSubcommands = 25
+
+// group is a subcommand group: /experts case take EOD-12. A group's
+// subcommands are verbs of the bot's grammar of their own (the group only
+// files them), unless the group is in verbGroups.
+func group(name, desc string, subs ...*discordgo.ApplicationCommandOption) *discordgo.ApplicationCommandOption {
+	return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionSubCommandGroup, Name: name, Description: desc, Options: subs}
+}
+
+// verbGroups are the groups whose name is the bot's verb and whose
+// subcommand is its first word (Slack: /experts campaign tag EOD-3 x).
+var verbGroups = map[string]bool{}
+
 // Commands returns the /experts definition registered by bulk overwrite:
 // real subcommands with typed, length-limited options, named as the bot's
 // grammar reads them. The order of each subcommand's options is the order
@@ -78,17 +94,23 @@ func Commands() []*discordgo.ApplicationCommand {
 			}, org, strOpt("search", "Find cases instead: words, a hash, a host, @user or EOD-n", false, 1, maxSearch)),
 			sub("credits", "Show this quarter's expert credits", strOpt("org", "Experts and managers: an org id", false, 1, 64)),
 			sub("help", "How to use /experts"),
-			sub("take", "Experts: take a case (none given: the oldest new case)", optCase()),
-			sub("assign", "Experts: assign a case", caseOpt(), &discordgo.ApplicationCommandOption{
-				Type: discordgo.ApplicationCommandOptionUser, Name: "expert", Description: "Who takes it", Required: true,
-			}),
-			sub("more-info", "Experts: ask the requester for more information", caseOpt(), text("What you need", false)),
-			sub("sample", "Experts: ask the requester for a file sample", caseOpt(), text("Which file", false)),
-			sub("more-time", "Experts: say the case needs more time", caseOpt(), text("Why", false)),
-			sub("conclude", "Experts: conclude a case (no summary: a form opens)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
-			sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
-			sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
-			sub("sample-notification", "Admins: post a sample attack notification"),
+			// Experts' work on a case: /experts case take EOD-12 (on Slack,
+			// /experts take EOD-12).
+			group("case", "Experts: take, assign, answer and conclude cases",
+				sub("take", "Experts: take a case (none given: the oldest new case)", optCase()),
+				sub("assign", "Experts: assign a case", caseOpt(), &discordgo.ApplicationCommandOption{
+					Type: discordgo.ApplicationCommandOptionUser, Name: "expert", Description: "Who takes it", Required: true,
+				}),
+				sub("more-info", "Experts: ask the requester for more information", caseOpt(), text("What you need", false)),
+				sub("sample", "Experts: ask the requester for a file sample", caseOpt(), text("Which file", false)),
+				sub("more-time", "Experts: say the case needs more time", caseOpt(), text("Why", false)),
+				sub("conclude", "Experts: conclude a case (no summary: a form opens)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
+				sub("resolve", "Experts: conclude a case (same as conclude)", caseOpt(), strOpt("summary", "The conclusion", false, 1, maxQuestion)),
+				sub("note", "Add a note to a case", caseOpt(), text("The note", true)),
+			),
+			group("admin", "Admins: test notifications and upkeep",
+				sub("sample-notification", "Admins: post a sample attack notification"),
+			),
 			sub("report", "Service report: cases, response times, SLA, credits, notifications", &discordgo.ApplicationCommandOption{
 				Type: discordgo.ApplicationCommandOptionString, Name: "period", Description: "Calendar period, so far (default: quarter)",
 				Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "week", Value: "week"}, {Name: "month", Value: "month"}, {Name: "quarter", Value: "quarter"}},
@@ -111,15 +133,53 @@ func Commands() []*discordgo.ApplicationCommand {
 	}}
 }
 
-// optionOrder is each subcommand's option names in declaration order.
+// optionOrder is each subcommand's option names in declaration order, by
+// the bot's verb; a subcommand of a group in verbGroups is keyed
+// "group sub".
 func optionOrder() map[string][]string {
 	out := map[string][]string{}
-	for _, o := range Commands()[0].Options {
-		for _, oo := range o.Options {
-			out[o.Name] = append(out[o.Name], oo.Name)
+	var walk func(prefix string, opts []*discordgo.ApplicationCommandOption)
+	walk = func(prefix string, opts []*discordgo.ApplicationCommandOption) {
+		for _, o := range opts {
+			switch o.Type {
+			case discordgo.ApplicationCommandOptionSubCommandGroup:
+				p := ""
+				if verbGroups[o.Name] {
+					p = o.Name + " "
+				}
+				walk(p, o.Options)
+			case discordgo.ApplicationCommandOptionSubCommand:
+				key := prefix + o.Name
+				out[key] = []string{}
+				for _, oo := range o.Options {
+					out[key] = append(out[key], oo.Name)
+				}
+			}
 		}
 	}
+	walk("", Commands()[0].Options)
 	return out
+}
+
+// invoked unwraps a command's options: the verb the bot reads, the words
+// that come before the options (a verb group's subcommand), the key of
+// optionOrder, and the options themselves.
+func invoked(opts []*discordgo.ApplicationCommandInteractionDataOption) (verb string, first []string, key string, rest []*discordgo.ApplicationCommandInteractionDataOption) {
+	if len(opts) == 1 && opts[0].Type == discordgo.ApplicationCommandOptionSubCommandGroup {
+		g := opts[0]
+		if len(g.Options) != 1 {
+			return "", nil, "", nil
+		}
+		s := g.Options[0]
+		if verbGroups[g.Name] {
+			return g.Name, []string{s.Name}, g.Name + " " + s.Name, s.Options
+		}
+		return s.Name, nil, s.Name, s.Options
+	}
+	if len(opts) == 1 && opts[0].Type == discordgo.ApplicationCommandOptionSubCommand {
+		return opts[0].Name, nil, opts[0].Name, opts[0].Options
+	}
+	return "", nil, "", opts
 }
 
 // optionString renders an option value as text.

@@ -279,15 +279,13 @@ func (a *Adapter) command(ctx context.Context, in *interaction, data discordgo.A
 		Respond:  r,
 		Received: a.cfg.Now(),
 	}
-	opts := data.Options
-	if len(opts) == 1 && opts[0].Type == discordgo.ApplicationCommandOptionSubCommand {
-		c.Name = opts[0].Name
-		opts = opts[0].Options
-	}
+	verb, first, key, opts := invoked(data.Options)
+	c.Name = verb
+	c.Args = append(c.Args, first...)
 	for _, o := range opts {
 		c.Options[o.Name] = optionString(o)
 	}
-	for _, name := range optionOrder()[c.Name] {
+	for _, name := range optionOrder()[key] {
 		if v, ok := c.Options[name]; ok && v != "" {
 			c.Args = append(c.Args, v)
 		}
@@ -676,10 +674,7 @@ func (a *Adapter) complete(ctx context.Context, in *interaction) []map[string]st
 	if !ok || !isCmd {
 		return out
 	}
-	opts := data.Options
-	if len(opts) == 1 && opts[0].Type == discordgo.ApplicationCommandOptionSubCommand {
-		opts = opts[0].Options
-	}
+	_, _, _, opts := invoked(data.Options)
 	for _, o := range opts {
 		if !o.Focused || o.Name != "case" {
 			continue

@@ -96,11 +96,41 @@ func (s *Server) CommandPayload(channelID, userID, command, sub string, options 
 	}
 	data := map[string]any{"id": "1200000000000000001", "name": command, "type": 1}
 	if sub != "" {
-		data["options"] = []any{map[string]any{"name": sub, "type": 1, "options": opts}}
+		data["options"] = s.nest(command, sub, opts)
 	} else {
 		data["options"] = opts
 	}
 	return s.basePayload(TypeCommand, channelID, userID, data, nil)
+}
+
+// nest wraps a subcommand's options as Discord sends them: in the
+// subcommand, and in its group when the registered command files the
+// subcommand in one. sub may name the group itself ("case take").
+func (s *Server) nest(command, sub string, opts any) []any {
+	inner := func(name string) map[string]any { return map[string]any{"name": name, "type": 1, "options": opts} }
+	if g, name, ok := strings.Cut(sub, " "); ok {
+		return []any{map[string]any{"name": g, "type": 2, "options": []any{inner(name)}}}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cmds := range s.commands {
+		for _, c := range cmds {
+			if c.Name != command {
+				continue
+			}
+			for _, o := range c.Options {
+				if o.Type != 2 {
+					continue
+				}
+				for _, so := range o.Options {
+					if so.Name == sub {
+						return []any{map[string]any{"name": o.Name, "type": 2, "options": []any{inner(sub)}}}
+					}
+				}
+			}
+		}
+	}
+	return []any{inner(sub)}
 }
 
 // AutocompletePayload builds an autocomplete request: the user is typing
@@ -108,7 +138,7 @@ func (s *Server) CommandPayload(channelID, userID, command, sub string, options 
 func (s *Server) AutocompletePayload(channelID, userID, command, sub, option, typed string) map[string]any {
 	opt := map[string]any{"name": option, "type": 3, "value": typed, "focused": true}
 	data := map[string]any{"id": "1200000000000000001", "name": command, "type": 1,
-		"options": []any{map[string]any{"name": sub, "type": 1, "options": []any{opt}}}}
+		"options": s.nest(command, sub, []any{opt})}
 	return s.basePayload(TypeAutocomplete, channelID, userID, data, nil)
 }
 
