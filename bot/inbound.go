@@ -54,7 +54,8 @@ type Inbound struct {
 	// into samples (default 10m); its lease is kept meanwhile.
 	FileTimeout time.Duration
 	// StoreTimeout bounds the insert made before an acknowledgement
-	// (default 1s, well inside the platforms' 3 s).
+	// (default 2s, inside the platforms' 3 s: a loaded database gets the time
+	// it needs, and the answer still arrives in time).
 	StoreTimeout time.Duration
 	// StoreConns is how many database connections are kept apart for those
 	// inserts (default 4), so that acknowledgements never queue behind the
@@ -79,7 +80,7 @@ func (c Inbound) withDefaults() Inbound {
 	c.Lease = cmp.Or(c.Lease, time.Minute)
 	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
 	c.FileTimeout = cmp.Or(c.FileTimeout, 10*time.Minute)
-	c.StoreTimeout = cmp.Or(c.StoreTimeout, time.Second)
+	c.StoreTimeout = cmp.Or(c.StoreTimeout, 2*time.Second)
 	c.StoreConns = cmp.Or(c.StoreConns, 4)
 	c.Poll = cmp.Or(c.Poll, 2*time.Second)
 	c.BackoffBase = cmp.Or(c.BackoffBase, time.Second)
