@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -70,25 +72,15 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 		return err
 	}
 
+	// Ready only once every service has started: a load balancer (or a
+	// test) must not send work to a replica still starting, nor take a
+	// replica that fails to start for a ready one.
+	var running atomic.Bool
 	srv, err := httpapi.New(httpapi.Config{
 		Addr:        cfg.HTTPAddr,
 		MetricsAddr: cfg.MetricsAddr,
 		Gatherer:    reg,
-		Ready: func(ctx context.Context) error {
-			// Only the reason is shown; the error, which can name hosts
-			// and users, is logged.
-			if err := db.Pool.Ping(ctx); err != nil {
-				return httpapi.NotReady("database unreachable", err)
-			}
-			n, err := migrations.Pending(ctx, db.Pool)
-			if err != nil {
-				return httpapi.NotReady("database unreachable", err)
-			}
-			if n > 0 {
-				return httpapi.NotReady(plural.S(n, "migration")+" pending", nil)
-			}
-			return nil
-		},
+		Ready:       readiness(db.Pool, &running),
 	}, log, reg)
 	if err != nil {
 		return err
@@ -122,6 +114,7 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 		shutdown(web, services, log)
 		return err
 	}
+	running.Store(true)
 	log.Info("threatdesk is ready", "took", time.Since(started).Round(time.Millisecond))
 
 	select {
@@ -194,3 +187,25 @@ func (w *webServer) Stop() error {
 
 // Failed yields the error a listener failed with.
 func (w *webServer) Failed() <-chan error { return w.failed }
+
+// readiness is the /readyz check: the database answers, every migration is
+// applied, and every service has started (running). Only the reason is
+// shown; the error, which can name hosts and users, is logged.
+func readiness(pool *pgxpool.Pool, running *atomic.Bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return httpapi.NotReady("database unreachable", err)
+		}
+		n, err := migrations.Pending(ctx, pool)
+		if err != nil {
+			return httpapi.NotReady("database unreachable", err)
+		}
+		if n > 0 {
+			return httpapi.NotReady(plural.S(n, "migration")+" pending", nil)
+		}
+		if !running.Load() {
+			return httpapi.NotReady("starting", nil)
+		}
+		return nil
+	}
+}
