@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,6 +75,11 @@ type Config struct {
 	// MetricsAddr, when set, is a listener of its own for GET /metrics
 	// (THREATDESK_METRICS_ADDR), which is then not served on Addr.
 	MetricsAddr string
+	// LocalMetrics, when MetricsAddr is unset, answers GET /metrics on
+	// Addr only to a direct local scrape (a loopback peer, no proxy
+	// headers): set when customers reach Addr (THREATDESK_PUBLIC_URL),
+	// since the series carry org labels that no customer may read.
+	LocalMetrics bool
 }
 
 // New builds a server with /healthz, /readyz and /metrics mounted.
@@ -111,6 +117,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", metrics)
 			s.metrics = s.httpServer(cfg.MetricsAddr, mux)
+		} else if cfg.LocalMetrics {
+			s.mux.Handle("GET /metrics", localOnly(metrics))
 		} else {
 			s.mux.Handle("GET /metrics", metrics)
 		}
@@ -255,3 +263,34 @@ func (r *statusRecorder) WriteHeader(code int) {
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// ServeHTTP serves r as the main listener would.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// localOnly serves h to a loopback peer that no proxy forwarded; anyone
+// else gets the 404 of a route that is not there.
+func localOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !directLocal(r) {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// directLocal reports whether r comes straight from this machine: a
+// loopback peer, and none of the headers a reverse proxy adds.
+func directLocal(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}

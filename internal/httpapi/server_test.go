@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,46 @@ func TestMetricsListenErrorNamesTheSetting(t *testing.T) {
 	require.NoError(t, err)
 	_, err = srv.Listen()
 	require.ErrorContains(t, err, "THREATDESK_METRICS_ADDR")
+}
+
+// TestMetricsKeptFromCustomers: with LocalMetrics (threatdesk has a public
+// address customers open), /metrics on the shared listener answered anyone,
+// and its series name every org. Now only a direct local scrape gets them.
+func TestMetricsKeptFromCustomers(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Gatherer: reg, LocalMetrics: true},
+		slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	ln, err := srv.Listen()
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+
+	code, _ := fetch(t, http.MethodGet, base+"/healthz", "")
+	require.Equal(t, http.StatusOK, code)
+	code, body := fetch(t, http.MethodGet, base+"/metrics", "")
+	require.Equal(t, http.StatusOK, code, "a local scrape")
+	require.Contains(t, body, `threatdesk_http_requests_total{code="200",route="GET /healthz"} 1`)
+	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-IP"} {
+		req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		require.NoError(t, err)
+		req.Header.Set(h, "203.0.113.9")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, "through a proxy (%s)", h)
+	}
+	// A peer on the network: the handler sees its address.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.RemoteAddr = "203.0.113.9:40000"
+	srv.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusNotFound, rec.Code, "a remote peer")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, srv.Shutdown(ctx))
+	require.NoError(t, <-done)
 }
