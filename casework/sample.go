@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -42,6 +43,9 @@ const (
 	// stream at once; more wait their turn. Each holds a database
 	// connection (its transaction) while the file streams in.
 	MaxConcurrentSampleStores = 4
+	// MaxConcurrentSampleStoresPerOrg is how many of those one org's cases
+	// may hold: one customer's stalled uploads never block another's.
+	MaxConcurrentSampleStoresPerOrg = 2
 	// SampleSweepJobName names the retention sweep's gocron job and lock.
 	SampleSweepJobName = "casework-sample-retention"
 	// sampleSweepEvery is how often Start runs SweepSamples.
@@ -300,6 +304,8 @@ func FormatBytes(n int64) string {
 // bound concurrent stores, and the chunk size (tests shrink it).
 type sampleState struct {
 	slots     chan struct{}
+	orgMu     sync.Mutex
+	orgSlots  map[string]chan struct{} // per org, MaxConcurrentSampleStoresPerOrg each
 	chunkSize int
 
 	stored     *prometheus.CounterVec
@@ -313,6 +319,7 @@ type sampleState struct {
 func newSampleState(reg prometheus.Registerer) (*sampleState, error) {
 	st := &sampleState{
 		slots:     make(chan struct{}, MaxConcurrentSampleStores),
+		orgSlots:  map[string]chan struct{}{},
 		chunkSize: SampleChunkSize,
 		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "samples_stored_total",
@@ -639,4 +646,16 @@ func (s *Service) checkUploadLink(exp time.Time, used *time.Time) error {
 		return &LinkError{Problem: LinkExpired, At: exp.UTC()}
 	}
 	return nil
+}
+
+// orgSlot returns org's own slots (made on first use; orgs are few).
+func (st *sampleState) orgSlot(org string) chan struct{} {
+	st.orgMu.Lock()
+	defer st.orgMu.Unlock()
+	c, ok := st.orgSlots[org]
+	if !ok {
+		c = make(chan struct{}, MaxConcurrentSampleStoresPerOrg)
+		st.orgSlots[org] = c
+	}
+	return c
 }

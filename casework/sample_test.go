@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -476,7 +477,7 @@ func TestDownloadLinks(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, t0.Add(casework.DownloadLinkTTL), dl.ExpiresAt)
 	// Usable again while valid, each download recorded.
-	for range 2 {
+	for range casework.MaxConcurrentSampleStoresPerOrg {
 		d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9")
 		require.NoError(t, err)
 		b, err := io.ReadAll(d.Body)
@@ -750,4 +751,58 @@ func TestFormatBytes(t *testing.T) {
 		100 << 20: "100 MiB", 1 << 30: "1 GiB"} {
 		require.Equal(t, want, casework.FormatBytes(n))
 	}
+}
+
+// TestStalledUploadsOfOneOrgLeaveOthersASlot: four stalled uploads of one
+// org held every store slot of the Service (for as long as the web's
+// transfer timeout), and another org's samples, uploads and thread files
+// alike, waited until they gave up. Now an org holds at most its share.
+func TestStalledUploadsOfOneOrgLeaveOthersASlot(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t)
+	ctx := context.Background()
+	var writers []*io.PipeWriter
+	done := make(chan error, casework.MaxConcurrentSampleStores)
+	fed := make(chan struct{}, casework.MaxConcurrentSampleStores)
+	for i := range casework.MaxConcurrentSampleStores {
+		c := f.fileCase(t, "contoso", strings.Repeat(fmt.Sprint(i), 64), casework.StatusFileSampleNeeded)
+		link, err := f.svc.IssueUploadLink(ctx, c.Ref, casework.System())
+		require.NoError(t, err)
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		go func() {
+			_, err := f.svc.StoreSample(ctx, casework.Upload{Token: link.Token, Name: "stalled.bin", Body: pr})
+			done <- err
+		}()
+		go func() {
+			if _, err := pw.Write([]byte("x")); err == nil {
+				fed <- struct{}{}
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		for _, pw := range writers {
+			pw.CloseWithError(errors.New("client went away"))
+		}
+		for range writers {
+			<-done
+		}
+	})
+	// The org's share is streaming (and stalled).
+	for range casework.MaxConcurrentSampleStoresPerOrg {
+		select {
+		case <-fed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no stalled upload started")
+		}
+	}
+
+	other := f.fileCase(t, "fabrikam", strings.Repeat("f", 64), casework.StatusFileSampleNeeded)
+	link, err := f.svc.IssueUploadLink(ctx, other.Ref, casework.System())
+	require.NoError(t, err)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	smp, err := f.svc.StoreSample(wctx, casework.Upload{Token: link.Token, Name: "fine.bin", Body: strings.NewReader("sample")})
+	require.NoError(t, err, "another org's upload is not held up")
+	require.Equal(t, int64(6), smp.Size)
 }

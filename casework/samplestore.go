@@ -136,6 +136,19 @@ func (s *Service) storeSample(ctx context.Context, up Upload) (*Sample, error) {
 			return nil, err
 		}
 	}
+	// First a slot of the case's org, then one of the Service: a
+	// customer whose uploads stall holds at most its own share.
+	org, err := s.sampleOrg(ctx, up.Source, hash, number)
+	if err != nil {
+		return nil, err
+	}
+	own := s.smp.orgSlot(org)
+	select {
+	case own <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("store sample: wait for a free upload slot: %w", ctx.Err())
+	}
+	defer func() { <-own }()
 	select {
 	case s.smp.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -145,7 +158,7 @@ func (s *Service) storeSample(ctx context.Context, up Upload) (*Sample, error) {
 
 	var out *Sample
 	var changed *row
-	err := s.inTx(ctx, "store sample", func(tx pgx.Tx) error {
+	err = s.inTx(ctx, "store sample", func(tx pgx.Tx) error {
 		actor := up.Actor
 		link := ""
 		if up.Source == SourceUpload {
@@ -306,6 +319,24 @@ func (s *Service) holdUploadLink(ctx context.Context, tx pgx.Tx, hash []byte) (i
 		return 0, fmt.Errorf("look up upload link: %w", err)
 	}
 	return number, s.checkUploadLink(exp, used)
+}
+
+// sampleOrg is the org of the case a store is for, read without a
+// transaction to pick its slots; "" when the link or case is unknown (the
+// store's transaction then refuses it with the right error).
+func (s *Service) sampleOrg(ctx context.Context, source SampleSource, hash []byte, number int64) (string, error) {
+	var org string
+	var err error
+	if source == SourceUpload {
+		err = s.pool.QueryRow(ctx, `SELECT c.org FROM case_upload_links l JOIN cases c ON c.number = l.case_number WHERE l.token_hash = $1`,
+			hash).Scan(&org)
+	} else {
+		err = s.pool.QueryRow(ctx, `SELECT org FROM cases WHERE number = $1`, number).Scan(&org)
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("store sample: look up its case: %w", err)
+	}
+	return org, nil
 }
 
 // sampleByFile returns the thread file stored before under the platform's

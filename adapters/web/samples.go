@@ -65,8 +65,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, token string) {
 	// The server's read timeout is for ordinary requests; a sample may
 	// take a while on a slow line.
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.TransferTimeout))
-	_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.TransferTimeout + time.Minute))
+	end := time.Now().Add(h.cfg.TransferTimeout)
+	_ = rc.SetWriteDeadline(end.Add(time.Minute))
+	r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: h.cfg.UploadIdle, end: end}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		h.m.uploads.WithLabelValues("not_multipart").Inc()
@@ -282,4 +283,24 @@ func clientAddress(r *http.Request) string {
 		addr += " (X-Forwarded-For: " + strings.TrimSpace(clean) + ")"
 	}
 	return addr
+}
+
+// idleBody moves the connection's read deadline on before every read: the
+// whole upload must end by end, and each read must bring bytes within idle,
+// so that a client that stalls is cut after idle, not after the whole
+// transfer timeout.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+	end  time.Time
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	d := time.Now().Add(b.idle)
+	if d.After(b.end) {
+		d = b.end
+	}
+	_ = b.rc.SetReadDeadline(d)
+	return b.ReadCloser.Read(p)
 }

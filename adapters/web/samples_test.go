@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -374,4 +375,35 @@ func TestLinks(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, local.Local())
 	require.Contains(t, local.LocalNote(), "only works on the machine threatdesk runs on")
+}
+
+// TestStalledUploadIsCut: a client that sends the start of a file and then
+// nothing held its store slot for the whole transfer timeout (30 minutes);
+// now it is cut after UploadIdle, answered, and nothing is stored.
+func TestStalledUploadIsCut(t *testing.T) {
+	t.Parallel()
+	f := setup(t, 64<<10, func(c *web.Config) { c.UploadIdle = 300 * time.Millisecond })
+	c := f.fileCase(t, strings.Repeat("0", 64), "q")
+	url := f.uploadLink(t, c.Ref)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	const boundary = "xXxBoundaryxXx"
+	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"stall.bin\"\r\n" +
+		"Content-Type: application/octet-stream\r\n\r\nfirst bytes"
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s",
+		strings.TrimPrefix(url, f.base), boundary, 10000, head)
+	// The connection stays open and silent; the answer comes anyway.
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "answered while the client is still connected")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "The upload was interrupted")
+	f.nothingStored(t)
+
+	resp, text := post(t, url, "ok.bin", strings.NewReader("sample"), "")
+	require.Equal(t, http.StatusCreated, resp.StatusCode, text)
 }

@@ -67,7 +67,7 @@ type fixture struct {
 	n     int
 }
 
-func setup(t *testing.T, maxBytes int64) *fixture {
+func setup(t *testing.T, maxBytes int64, opts ...func(*web.Config)) *fixture {
 	t.Helper()
 	pool := pgtest.New(t)
 	clock := &fakeClock{now: t0}
@@ -83,8 +83,12 @@ func setup(t *testing.T, maxBytes int64) *fixture {
 	base := "http://" + ln.Addr().String()
 	links, err := web.NewLinks(base, true)
 	require.NoError(t, err)
-	h, err := web.New(web.Config{Links: links, Samples: svc, MaxSampleBytes: svc.Config().SampleMaxBytes,
-		Pool: pool, Key: key, Cases: svc, Now: clock.Now}, nil, reg)
+	cfg := web.Config{Links: links, Samples: svc, MaxSampleBytes: svc.Config().SampleMaxBytes,
+		Pool: pool, Key: key, Cases: svc, Now: clock.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h, err := web.New(cfg, nil, reg)
 	require.NoError(t, err)
 	for _, r := range h.Routes() {
 		srv.HandleLimited(r.Pattern, r.MaxBody, r.Handler)

@@ -32,6 +32,10 @@ const (
 	// DefaultTransferTimeout bounds one upload or download (the server's
 	// own read and write timeouts are far shorter; these routes extend them).
 	DefaultTransferTimeout = 30 * time.Minute
+	// DefaultUploadIdle cuts an upload that sends nothing for this long:
+	// a stalled client must not hold one of casework's few store slots
+	// (and a database connection) for the whole TransferTimeout.
+	DefaultUploadIdle = time.Minute
 	// multipartOverhead is what the upload route's body cap allows beyond
 	// the sample's limit: boundaries, part headers, a few small fields.
 	multipartOverhead = 64 << 10
@@ -49,6 +53,9 @@ type Config struct {
 	MaxSampleBytes int64
 	// TransferTimeout bounds one upload or download (default 30 minutes).
 	TransferTimeout time.Duration
+	// UploadIdle cuts an upload that sends nothing for this long (default
+	// a minute).
+	UploadIdle time.Duration
 
 	// The case tracker (/web/). Pool keeps its sign-in links and sessions
 	// (required); Key keys its forms' CSRF tokens (required); Cases is
@@ -109,6 +116,7 @@ var _ bot.WebSignIn = (*Handler)(nil)
 // New returns a Handler. reg receives its metrics (nil: not registered).
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	cfg.TransferTimeout = cmp.Or(cfg.TransferTimeout, DefaultTransferTimeout)
+	cfg.UploadIdle = cmp.Or(cfg.UploadIdle, DefaultUploadIdle)
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
