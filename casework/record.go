@@ -200,6 +200,10 @@ type RecordEntry struct {
 	// when Withheld.
 	Detail   json.RawMessage `json:"detail"`
 	Withheld bool            `json:"withheld,omitempty"`
+	// Redacted names the detail's fields left out of a member's record
+	// (the desk's network addresses and chat references); the hash is
+	// over the whole detail, as the desk's record shows it.
+	Redacted []string `json:"redacted,omitempty"`
 	// PrevHash and Hash are the chain, in hex; Keyed is false for entries
 	// written before the chain was keyed (unkeyed SHA-256).
 	PrevHash string `json:"prev_hash"`
@@ -324,10 +328,58 @@ func (s *Service) record1(x *row, msgs []Message, stays []StatusStay, sla *SLASt
 			Hash: hex.EncodeToString(e.Hash), Keyed: e.Keyed}
 		if !internal && isInternalNote(e) {
 			re.Detail, re.Withheld = withheldDetail, true
+		} else if !internal {
+			re.Detail, re.Redacted = forMembers(e)
 		}
 		r.Timeline = append(r.Timeline, re)
 	}
 	return r
+}
+
+// deskOnly are the detail fields of the custody entries that describe the
+// desk rather than the customer: where an expert downloaded a sample from
+// (their network address) and the desk's chat message of a file an expert
+// posted.
+var deskOnly = map[string][]string{
+	EventSampleDownloaded: {"address"},
+	EventSampleStored:     {"chat", "file_id"},
+}
+
+// forMembers returns e's detail without the fields only the desk may see:
+// an expert's download address, and for a sample posted on the desk side,
+// its chat reference (a sample from the customer's side keeps its own).
+func forMembers(e Entry) (json.RawMessage, []string) {
+	fields := deskOnly[e.Kind]
+	if len(fields) == 0 {
+		return e.Detail, nil
+	}
+	var d map[string]json.RawMessage
+	if json.Unmarshal(e.Detail, &d) != nil {
+		return withheldDetail, []string{"detail"}
+	}
+	if e.Kind == EventSampleStored {
+		var side struct {
+			Side Side `json:"side"`
+		}
+		if json.Unmarshal(e.Detail, &side) == nil && side.Side != SideExpert {
+			return e.Detail, nil
+		}
+	}
+	var gone []string
+	for _, f := range fields {
+		if _, ok := d[f]; ok {
+			delete(d, f)
+			gone = append(gone, f)
+		}
+	}
+	if len(gone) == 0 {
+		return e.Detail, nil
+	}
+	out, err := json.Marshal(d)
+	if err != nil {
+		return withheldDetail, []string{"detail"}
+	}
+	return out, gone
 }
 
 // isInternalNote reports whether e records an internal expert note. An
@@ -474,6 +526,9 @@ func (r *Record) Markdown() []byte {
 			continue
 		}
 		p("%s\n", fenceLang("json", string(e.Detail)))
+		if len(e.Redacted) > 0 {
+			p("Left out of this record (the desk's own details): %s.\n\n", strings.Join(e.Redacted, ", "))
+		}
 	}
 	return []byte(b.String())
 }

@@ -806,3 +806,46 @@ func TestStalledUploadsOfOneOrgLeaveOthersASlot(t *testing.T) {
 	require.NoError(t, err, "another org's upload is not held up")
 	require.Equal(t, int64(6), smp.Size)
 }
+
+// TestMemberRecordLeavesOutTheDesk: a member's export carried the network
+// address an expert downloaded the sample from and the desk's chat message
+// of a file an expert posted. The member's record leaves those fields out
+// (and says so); the customer's own upload keeps its details; the desk's
+// record keeps everything.
+func TestMemberRecordLeavesOutTheDesk(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t)
+	ctx := context.Background()
+	c := f.fileCase(t, "contoso", strings.Repeat("3", 64), casework.StatusMoreInfoNeeded)
+	own := casework.ChatRef{Platform: "slack", Workspace: "Tcontoso", Channel: "C0CONTOSOSOC", Message: "1712345678.000300"}
+	smp, err := f.svc.StoreSample(ctx, casework.Upload{Ref: c.Ref, Source: casework.SourceThread, Actor: requester("contoso", "U-analyst"),
+		Chat: own, FileID: "F0THEIRS", Name: "dropper.js", Body: strings.NewReader("payload")})
+	require.NoError(t, err)
+	desk := casework.ChatRef{Platform: "slack", Workspace: "TDESK", Channel: "C0EXPERTDESK", Message: "1712345678.000400"}
+	_, err = f.svc.StoreSample(ctx, casework.Upload{Ref: c.Ref, Source: casework.SourceThread, Actor: expert("U-expert"),
+		Chat: desk, FileID: "F0DESKTOOL", Name: "rule.yar", Body: strings.NewReader("rule x {}")})
+	require.NoError(t, err)
+	f.download(t, c.Ref, smp.ID) // from 192.0.2.7
+
+	member, err := f.svc.Export(ctx, casework.OrgViewer("contoso"), c.Ref, false)
+	require.NoError(t, err)
+	text, err := json.Marshal(member)
+	require.NoError(t, err)
+	for _, secret := range []string{"192.0.2.7", "C0EXPERTDESK", "F0DESKTOOL", "1712345678.000400"} {
+		require.NotContains(t, string(text), secret)
+	}
+	require.Contains(t, string(text), "F0THEIRS", "the customer's own file keeps its reference")
+	var redacted []string
+	for _, e := range member.Timeline {
+		redacted = append(redacted, e.Redacted...)
+	}
+	require.ElementsMatch(t, []string{"address", "chat", "file_id"}, redacted)
+	require.True(t, member.Verification.Intact, "the chain is checked on the stored entries")
+
+	all, err := f.svc.Export(ctx, casework.AllOrgs(), c.Ref, true)
+	require.NoError(t, err)
+	text, err = json.Marshal(all)
+	require.NoError(t, err)
+	require.Contains(t, string(text), "192.0.2.7")
+	require.Contains(t, string(text), "F0DESKTOOL")
+}
