@@ -218,6 +218,8 @@ const (
 	LinkUnknown LinkProblem = "unknown"
 	// LinkUsed: the upload link already took a file.
 	LinkUsed LinkProblem = "used"
+	// LinkDownloaded: the download link already served the sample.
+	LinkDownloaded LinkProblem = "downloaded"
 	// LinkExpired: the link is past its expiry.
 	LinkExpired LinkProblem = "expired"
 	// LinkBusy: another upload through the same link is streaming now.
@@ -242,6 +244,8 @@ func (e *LinkError) Error() string {
 	switch e.Problem {
 	case LinkUsed:
 		return "this upload link was already used, on " + at + "; each link takes one file"
+	case LinkDownloaded:
+		return "this download link was already used, on " + at + "; each link works once"
 	case LinkExpired:
 		return "this link expired on " + at
 	case LinkBusy:

@@ -476,25 +476,30 @@ func TestDownloadLinks(t *testing.T) {
 	dl, err := f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
 	require.NoError(t, err)
 	require.Equal(t, t0.Add(casework.DownloadLinkTTL), dl.ExpiresAt)
-	// Usable again while valid, each download recorded.
-	for range casework.MaxConcurrentSampleStoresPerOrg {
-		d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9")
-		require.NoError(t, err)
-		b, err := io.ReadAll(d.Body)
-		require.NoError(t, err)
-		require.Equal(t, plain, b)
-		require.NoError(t, d.Body.Close())
-	}
+	// One download per link, recorded: the second is refused, so that
+	// whoever holds the URL afterwards cannot fetch it as the expert.
+	d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9")
+	require.NoError(t, err)
+	b, err := io.ReadAll(d.Body)
+	require.NoError(t, err)
+	require.Equal(t, plain, b)
+	require.NoError(t, d.Body.Close())
+	_, err = f.svc.OpenSample(ctx, dl.Token, "198.51.100.66")
+	var le *casework.LinkError
+	require.ErrorAs(t, err, &le)
+	require.Equal(t, casework.LinkDownloaded, le.Problem)
+	require.Contains(t, err.Error(), "each link works once")
 	n := 0
 	for _, k := range f.kinds(t, c.Ref) {
 		if k == casework.EventSampleDownloaded {
 			n++
 		}
 	}
-	require.Equal(t, 2, n)
+	require.Equal(t, 1, n)
+	dl, err = f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
+	require.NoError(t, err)
 	f.clock.Advance(casework.DownloadLinkTTL)
 	_, err = f.svc.OpenSample(ctx, dl.Token, "")
-	var le *casework.LinkError
 	require.ErrorAs(t, err, &le)
 	require.Equal(t, casework.LinkExpired, le.Problem)
 

@@ -93,7 +93,7 @@ type DownloadLink struct {
 	ExpiresAt time.Time
 }
 
-// IssueDownloadLink issues a short-lived (DownloadLinkTTL) link to download
+// IssueDownloadLink issues a short-lived (DownloadLinkTTL), single-use link to download
 // sample sampleID of the case named by ref, for the expert by, and records
 // it on the timeline. Only experts may: a member of any org gets
 // ErrNotFound, as for a sample that does not exist (nothing says whether
@@ -208,13 +208,18 @@ func (s *Service) openSample(ctx context.Context, token, address string) (*Sampl
 		var id int64
 		var exp time.Time
 		var expert Person
-		err := tx.QueryRow(ctx, `SELECT sample_id, expires_at, expert_platform, expert_workspace, expert_user, expert_name
- FROM case_download_links WHERE token_hash = $1`, hash).Scan(&id, &exp, &expert.Platform, &expert.Workspace, &expert.UserID, &expert.DisplayName)
+		var used *time.Time
+		err := tx.QueryRow(ctx, `SELECT sample_id, expires_at, used_at, expert_platform, expert_workspace, expert_user, expert_name
+ FROM case_download_links WHERE token_hash = $1 FOR UPDATE`, hash).Scan(&id, &exp, &used, &expert.Platform, &expert.Workspace,
+			&expert.UserID, &expert.DisplayName)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return &LinkError{Problem: LinkUnknown}
 		}
 		if err != nil {
 			return fmt.Errorf("look up download link: %w", err)
+		}
+		if used != nil {
+			return &LinkError{Problem: LinkDownloaded, At: used.UTC()}
 		}
 		if !s.cfg.now().Before(exp) {
 			return &LinkError{Problem: LinkExpired, At: exp.UTC()}
@@ -238,6 +243,9 @@ func (s *Service) openSample(ctx context.Context, token, address string) (*Sampl
 			SampleDownloadedEvent{Ref: x.Ref, SampleID: id, Name: smp.Name, SHA256: smp.SHA256, Expert: expert,
 				Address: address, Link: linkID(hash)}, false); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE case_download_links SET used_at = $2 WHERE token_hash = $1`, hash, now); err != nil {
+			return fmt.Errorf("mark download link used: %w", err)
 		}
 		changed = x
 		out = &SampleDownload{Sample: smp.Sample, Expert: expert, ExpiresAt: exp.UTC()}

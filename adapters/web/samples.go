@@ -244,6 +244,11 @@ func (h *Handler) refuseDownload(w http.ResponseWriter, r *http.Request, err err
 		outcome, status = "link_expired", http.StatusGone
 		m = message{Title: "This download link has expired", Lines: []string{
 			fmt.Sprintf("Download links work for %d minutes.", int(casework.DownloadLinkTTL.Minutes())), again}}
+	case errors.As(err, &le) && le.Problem == casework.LinkDownloaded:
+		outcome, status = "link_used", http.StatusGone
+		m = message{Title: "This download link was already used", Lines: []string{
+			"It served the sample on " + le.At.In(h.cfg.Location).Format("2 January 2006 at 15:04 MST") +
+				"; each link works once, so that the record says who downloaded what.", again}}
 	case errors.As(err, &le) && le.Problem == casework.LinkSampleDeleted:
 		outcome, status = "sample_deleted", http.StatusGone
 		m = message{Title: "This sample was deleted", Lines: []string{

@@ -128,6 +128,15 @@ func TestUploadOverHTTP(t *testing.T) {
 	name, out := unzipAES(t, []byte(body), "infected")
 	require.Equal(t, "report<img src=x>.pdf.exe", name)
 	require.Equal(t, plain, out)
+	zipBody := body
+	// The link has served: opened again (from history, a proxy's log), it
+	// says so and sends nothing.
+	resp, body = get(t, f.links.Download(dl.Token), browser)
+	require.Equal(t, http.StatusGone, resp.StatusCode)
+	requirePage(t, resp, body)
+	require.Contains(t, body, "This download link was already used")
+	require.Contains(t, body, "Press Download sample on the case card")
+	body = zipBody
 
 	t.Run("7-Zip extracts it with the password infected", func(t *testing.T) {
 		bin := tool(t, "the download against an independent ZIP implementation", "7zz", "7z", "7za")
