@@ -115,6 +115,19 @@ func validHost(h string) bool {
 	return len(h) <= 253 && hostPattern.MatchString(h)
 }
 
+// kindLabel is a subject kind as a label: "IP", "URL", "Actor", "File".
+func kindLabel(k SubjectKind) string {
+	switch k {
+	case SubjectIP:
+		return "IP"
+	case SubjectURL:
+		return "URL"
+	case "":
+		return ""
+	}
+	return strings.ToUpper(string(k[:1])) + string(k[1:])
+}
+
 // askEntityLabel is the label of a notification card's "Ask about" button.
 func askEntityLabel(kind SubjectKind, id string) string {
 	if kind == SubjectIP {

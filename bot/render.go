@@ -199,7 +199,7 @@ func subjectLabel(s Subject) string {
 	if s.Name != "" {
 		name = s.Name
 	}
-	return strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]) + " " + name
+	return kindLabel(s.Kind) + " " + name
 }
 
 func userLabel(u *User) string {
@@ -228,7 +228,7 @@ func subjectLines(s Subject) []Field {
 		// The link came with an alert: linked only on a Microsoft portal.
 		v = append(append(v, T(" · ")), alertLink("open in the Microsoft portal", s.Link)...)
 	}
-	fs := []Field{{Label: strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]), Value: v}}
+	fs := []Field{{Label: kindLabel(s.Kind), Value: v}}
 	if s.Name != "" && s.Name != s.ID {
 		fs = append(fs, Field{Label: "Name", Value: Line{U(cut(s.Name, maxTitleRunes))}})
 	}
