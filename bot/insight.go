@@ -506,7 +506,7 @@ func (b *Bot) campaignCommand(ctx context.Context, w who, r request) (Message, e
 // campaignMessage lists a campaign for an expert.
 func (b *Bot) campaignMessage(c CampaignView) Message {
 	day := func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04") }
-	shared := "not shared: customers are told only that the experts linked their incident to a campaign they track"
+	shared := "not shared: customers are told only that it is linked"
 	if c.Shared {
 		shared = "shared with the customers by " + c.SharedBy
 	}
