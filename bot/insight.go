@@ -588,5 +588,5 @@ func campaignLine(l *CampaignLink) []Line {
 	if len(l.Shared) == 0 {
 		return []Line{{B("Linked by the threat experts to a campaign they track.")}}
 	}
-	return []Line{{B("Linked by the threat experts to a campaign they track: "), U(cut(strings.Join(l.Shared, ", "), maxListLineRunes)), T(".")}}
+	return []Line{{B("Linked by the threat experts to a campaign they track"), T(": "), U(cut(strings.Join(l.Shared, ", "), maxListLineRunes)), T(".")}}
 }
