@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -125,11 +126,16 @@ func (s *Service) Sightings(ctx context.Context, org string, sub Subject) (Sight
 	}
 	by := map[string]*Sighting{}
 	var incs []int64
+	// incOrg is each incident's org: a case about an incident or one of
+	// its alerts is a sighting only in that org (another org's case naming
+	// the same number is about an incident of its own).
+	incOrg := map[string]string{}
 	for _, o := range hs.Orgs {
 		by[o.Org] = &Sighting{Org: o.Org, Keys: o.Keys, Incidents: o.Incidents, IncidentCount: o.IncidentCount, Devices: o.Devices,
 			First: o.First, Last: o.Last}
 		for _, r := range o.Incidents {
 			incs = append(incs, r.ID)
+			incOrg[strconv.FormatInt(r.ID, 10)] = o.Org
 		}
 	}
 	// The cases of other orgs about the same indicators, incidents or the
@@ -165,6 +171,16 @@ func (s *Service) Sightings(ctx context.Context, org string, sub Subject) (Sight
 	for _, c := range cs {
 		if c.Org == org {
 			continue
+		}
+		switch c.Subject.Kind {
+		case casework.SubjectIncident:
+			if incOrg[strings.TrimPrefix(c.Subject.ID, "#")] != c.Org {
+				continue
+			}
+		case casework.SubjectAlert:
+			if by[c.Org] == nil || by[c.Org].IncidentCount == 0 {
+				continue
+			}
 		}
 		x := by[c.Org]
 		if x == nil {
