@@ -548,6 +548,8 @@ func actionOp(a ActionID) (op, bool) {
 		return opChooseAsk, true
 	case ActApproveAsk:
 		return opApproveAsk, true
+	case ActTagCampaign:
+		return opCampaign, true
 	}
 	return "", false
 }
@@ -593,6 +595,8 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 			orgID(w), Subject{Kind: SubjectKind(kind), ID: id}))
 	case ActResolve:
 		return b.resolveAction(ctx, a, key)
+	case ActTagCampaign:
+		return b.formAck(ctx, p, key, campaignForm(ref, a.Message.Channel))
 	}
 	ev := a
 	ev.Respond = nil
@@ -704,6 +708,8 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 			return ack
 		}
 		field, minLen = fieldComment, 0
+	case formCampaign:
+		minLen = minActorRunes
 	default:
 		return SubmitAck{Errors: map[string]string{"": "This form is from an older version of threatdesk; close it and start again."}}
 	}
@@ -810,6 +816,11 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			return Message{}, err
 		}
 		return b.resolveSubmitted(ctx, w, s, state, text)
+	case formCampaign:
+		if err := need(opCampaign); err != nil {
+			return Message{}, err
+		}
+		return b.campaignCommand(ctx, w, request{verb: vCampaign, action: campaignTag, id: ref, text: text})
 	}
 	return Message{}, &Refusal{Msg: "Unknown form."}
 }

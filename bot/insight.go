@@ -446,6 +446,24 @@ func listMore(items []string, total int) string {
 
 // ---- campaigns ----
 
+// formCampaign is the desk card's Tag campaign form.
+const formCampaign = "campaign"
+
+// campaignButton is the desk card's Tag campaign, when insight is on.
+func (b *Bot) campaignButton(c CaseView) []Button {
+	if b.insightSvc() == nil {
+		return nil
+	}
+	return []Button{{Action: ActTagCampaign, Label: "Tag campaign", Value: c.Ref}}
+}
+
+// campaignForm asks an expert for the campaign to tag case ref with.
+func campaignForm(ref, channel string) Form {
+	return Form{ID: formCampaign, State: url.Values{"ref": {ref}, "c": {channel}}.Encode(), Title: "Campaign for " + ref, Submit: "Tag",
+		Fields: []FormField{{ID: fieldText, Label: "Campaign or actor name", Kind: InputShort, Required: true, MinLength: minActorRunes, MaxLength: maxActorRunes,
+			Placeholder: "e.g. Storm-0501"}}}
+}
+
 // campaignCommand runs "/experts campaign ...", experts only (the
 // permission table).
 func (b *Bot) campaignCommand(ctx context.Context, w who, r request) (Message, error) {

@@ -390,6 +390,31 @@ func TestCampaigns(t *testing.T) {
 	_, m = f.run(t, Slack, expert1, deskChannel, "campaign share Storm-0501")
 	require.Contains(t, plain(m), "already shared")
 
+	// The desk card's Tag campaign button: a form for the name; a member
+	// pressing it (with the card's value) is refused.
+	var tagBtn *Button
+	for i, bt := range desk.Message.Buttons {
+		if bt.Action == ActTagCampaign {
+			tagBtn = &desk.Message.Buttons[i]
+		}
+	}
+	require.NotNil(t, tagBtn, "the desk card offers Tag campaign: %+v", desk.Message.Buttons)
+	ack, _ := f.press(t, Slack, expert1, ActTagCampaign, tagBtn.Value, desk.Ref)
+	require.NotNil(t, ack.Form)
+	require.Equal(t, "Campaign for "+ref, ack.Form.Title)
+	_, r := f.submit(t, Slack, expert1, *ack.Form, map[string]string{"text": "Midnight Blizzard"})
+	require.Contains(t, answerText(t, r), "Tagged "+ref+" (Contoso")
+	_, m = f.run(t, Slack, expert1, deskChannel, "campaign Midnight Blizzard")
+	require.Contains(t, plain(m), ref+" · Contoso")
+	mack, mr := f.press(t, Slack, analyst, ActTagCampaign, tagBtn.Value, Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "1.2"})
+	refusal := ""
+	if mack.Message != nil {
+		refusal = plain(*mack.Message)
+	} else {
+		refusal = answerText(t, mr)
+	}
+	require.Contains(t, refusal, "You may not work campaigns here")
+
 	// Bad input and unknown campaigns.
 	for cmd, want := range map[string]string{
 		"campaign":                         "Which campaign?",

@@ -337,7 +337,7 @@ func (b *Bot) deskCard(c CaseView) Message {
 			{Action: ActConclude, Label: "Conclude", Value: c.Ref, Style: ButtonPrimary},
 		}
 	}
-	m.Sections = append(m.Sections, b.insightSections(c)...)
+	m.Sections, m.Buttons = append(m.Sections, b.insightSections(c)...), append(m.Buttons, b.campaignButton(c)...)
 	if sec, buttons := deskSamples(c); len(buttons) > 0 {
 		m.Sections = append(m.Sections, sec)
 		m.Buttons = append(m.Buttons, buttons...)
