@@ -366,7 +366,9 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	if err := b.withSamples(ctx, &c); err != nil {
 		return nil, err
 	}
-	b.withInsight(ctx, &c)
+	if ev.Kind != CaseMessaged { // a relayed message edits no card
+		b.withInsight(ctx, &c)
+	}
 	deskMsg, err := b.deskCardNow(ctx, c)
 	if err != nil {
 		return nil, err
