@@ -246,6 +246,9 @@ type Known struct {
 	// Alerts are "id · title" lines, AlertCount all of them.
 	Alerts     []string
 	AlertCount int
+	// Campaigns are, for an actor, the campaigns of that name the experts
+	// tagged on the org's cases and incidents, with how many: "Storm-0501 (2)".
+	Campaigns []string
 }
 
 // CampaignTag is a campaign a case carries.
@@ -376,8 +379,11 @@ func (b *Bot) insightSections(c CaseView) []Section {
 	var out []Section
 	if k := d.Known; k != nil && (c.Subject.Kind == SubjectIP || c.Subject.Kind == SubjectURL || c.Subject.Kind == SubjectActor) {
 		sec := Section{Title: "What threatdesk knows of it at " + b.orgName(c.Org)}
+		if len(k.Campaigns) > 0 {
+			sec.Lines = append(sec.Lines, Line{B("Tagged by the experts: "), U(cut(strings.Join(k.Campaigns, ", "), maxListLineRunes))})
+		}
 		if k.IncidentCount == 0 {
-			sec.Lines = []Line{{T("No incident of " + b.orgName(c.Org) + " involves it within the insight window.")}}
+			sec.Lines = append(sec.Lines, Line{T("No incident of " + b.orgName(c.Org) + " involves it within the insight window.")})
 		} else {
 			sec.Lines = append(sec.Lines, Line{B(plural.S(k.IncidentCount, "incident") + ": "), U(cut(listMore(k.Incidents, k.IncidentCount), maxListLineRunes*2))})
 			if k.DeviceCount > 0 {

@@ -415,6 +415,12 @@ func TestCampaigns(t *testing.T) {
 	}
 	require.Contains(t, refusal, "You may not work campaigns here")
 
+	// A case about the actor shows the experts the org's tagged cases and
+	// incidents of that name (Contoso's two, not Fabrikam's).
+	_, m = f.run(t, Slack, analyst, contosoSOC, "actor storm-0501 are we a target?")
+	aref := openedRef(t, plain(m))
+	require.Contains(t, plain(f.deskCardOf(t, aref, "Contoso").Message), "Tagged by the experts: Storm-0501 (2 cases and incidents)")
+
 	// Bad input and unknown campaigns.
 	for cmd, want := range map[string]string{
 		"campaign":                         "Which campaign?",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/insight"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // InsightService adapts insight.Service to the Insight the bot consumes.
@@ -85,6 +86,9 @@ func (s *InsightService) Known(ctx context.Context, org string, sub Subject) (Kn
 	}
 	for _, a := range k.Alerts {
 		out.Alerts = append(out.Alerts, a.ID+" "+cut(a.Title, 60))
+	}
+	for _, c := range k.Campaigns {
+		out.Campaigns = append(out.Campaigns, fmt.Sprintf("%s (%s)", c.Name, plural.Count(c.Count, "case or incident", "cases and incidents")))
 	}
 	return out, nil
 }
