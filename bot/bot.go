@@ -36,6 +36,7 @@ type Bot struct {
 	samples Samples
 	links   SampleLinks
 	web     WebSignIn // the case tracker's sign-in links (web.go); nil: not enabled
+	insight Insight   // sightings and campaigns (insight.go); nil: not enabled
 
 	// life runs the workers (its loops) and the work handlers start (its
 	// work); Stop waits for both.

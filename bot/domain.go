@@ -46,6 +46,11 @@ const (
 	SubjectDevice   SubjectKind = "device"
 	SubjectFile     SubjectKind = "file"
 	SubjectIncident SubjectKind = "incident"
+	// An IP address, a URL or domain (a suspicious network connection), a
+	// threat actor or campaign by name (insight.go).
+	SubjectIP    SubjectKind = "ip"
+	SubjectURL   SubjectKind = "url"
+	SubjectActor SubjectKind = "actor"
 )
 
 // Subject is what a case is about, enriched from hunting where it knows it.
@@ -119,6 +124,10 @@ type CaseView struct {
 	// Samples are the case's file samples, for the desk card's Download
 	// sample buttons (filled when rendering, if samples are on).
 	Samples []SampleView
+	// Insight is what the experts see of the case's subject on the desk
+	// card: sightings at other orgs, what its org knows of it, campaigns
+	// (filled when rendering the desk card, if insight is on; insight.go).
+	Insight *DeskInsight
 }
 
 // CaseFilter selects cases for a list.
@@ -275,6 +284,9 @@ type IncidentView struct {
 	// entities), with its title.
 	Follows      string
 	FollowsTitle string
+	// Campaign, when set, says the experts linked it to a campaign they
+	// track (insight.go).
+	Campaign *CampaignLink
 }
 
 // ScopeGroup is one kind of compromised entity.

@@ -116,6 +116,8 @@ const (
 	ActOpenNew    ActionID = "open_new"
 	ActCancelAsk  ActionID = "cancel_ask"
 	ActApproveAsk ActionID = "approve_ask"
+	// ActTagCampaign is the desk card's Tag campaign (insight.go).
+	ActTagCampaign ActionID = "tag_campaign"
 )
 
 // Action is a button or menu press.

@@ -52,6 +52,7 @@ type request struct {
 	search  string // cases search text
 	period  string // report period: week, month, quarter ("": quarter)
 	take    bool   // oncall take
+	action  string // campaign show, tag or share (insight.go)
 }
 
 // usageError answers bad input: what was wrong and what a valid one looks like.
@@ -186,6 +187,8 @@ func validSubject(kind SubjectKind, id string) (string, *usageError) {
 		if !incidentPattern.MatchString(id) {
 			return "", badInput("%q is not an incident id: %s.", id, hintIncident)
 		}
+	case SubjectIP, SubjectURL, SubjectActor:
+		return validInsightSubject(kind, id)
 	}
 	return id, nil
 }
@@ -246,11 +249,12 @@ func parse(c Command) (request, *usageError) {
 			r.text = rest(args, 0)
 		}
 		r.hasText = r.text != ""
-	case vAlert, vDevice, vFile, vIncident:
+	case vAlert, vDevice, vFile, vIncident, vIP, vURL, vActor:
 		r.kind = SubjectKind(verb)
 		id, text := first("id", string(verb))
 		if id == "" {
-			hint := map[string]string{vAlert: hintAlert, vDevice: hintDevice, vFile: hintFile, vIncident: hintIncident}[verb]
+			hint := map[string]string{vAlert: hintAlert, vDevice: hintDevice, vFile: hintFile, vIncident: hintIncident,
+				vIP: hintIP, vURL: hintURL, vActor: hintActor}[verb]
 			return r, badInput("Which %s? Usage: /experts %s <id> [question], where %s.", verb, verb, hint)
 		}
 		nid, err := validSubject(r.kind, id)
@@ -375,6 +379,10 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("%q is not an oncall action: /experts oncall shows who is on call, until when and who is next; /experts oncall take takes the pager until the next hand-over.", action)
 		}
 	case vWeb:
+	case vCampaign:
+		if err := parseCampaign(args, &r); err != nil {
+			return r, err
+		}
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

@@ -76,6 +76,10 @@ func opOf(r request) op {
 		return opOncall
 	case vWeb:
 		return opWeb
+	case vIP, vURL, vActor:
+		return opOpen
+	case vCampaign:
+		return opCampaign
 	}
 	return opHelp
 }
@@ -321,6 +325,10 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return b.uploadCommand(ctx, w, c, r)
 	case vOncall:
 		return b.oncallCommand(ctx, w, r)
+	case vIP, vURL, vActor:
+		return b.askAboutCommand(ctx, w, c, r)
+	case vCampaign:
+		return b.campaignCommand(ctx, w, r)
 	}
 	return b.help(w), nil
 }
@@ -443,6 +451,8 @@ func (b *Bot) help(w who) Message {
 			{B("/experts device"), T(" <device id or host name> [question]")},
 			{B("/experts file"), T(" <sha1 or sha256> [question]")},
 			{B("/experts incident"), T(" <incident id> [question]")},
+			{B("/experts ip"), T(" <address> [question]; "), B("url"), T(" <url or domain> [question]: a suspicious network connection")},
+			{B("/experts actor"), T(" <name> [question]: a threat actor or campaign")},
 			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
@@ -460,6 +470,7 @@ func (b *Bot) help(w who) Message {
 			{B("/experts more-info"), T(" <EOD-n> [what you need]; "), B("sample"), T(" <EOD-n> [which file]; "), B("more-time"), T(" <EOD-n> [why]")},
 			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
 			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
+			{B("/experts campaign"), T(" <name>: every tagged case and incident, all orgs; "), B("campaign tag"), T(" <EOD-n|incident> <name>; "), B("campaign share"), T(" <name>: name it on the customers' notifications")},
 			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
 			{B("/experts report"), T(" [org] [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why; Notify now posts a quiet one")},
@@ -537,6 +548,8 @@ func actionOp(a ActionID) (op, bool) {
 		return opChooseAsk, true
 	case ActApproveAsk:
 		return opApproveAsk, true
+	case ActTagCampaign:
+		return opCampaign, true
 	}
 	return "", false
 }
@@ -575,13 +588,15 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 			orgID(w), Subject{Kind: SubjectIncident, ID: a.Value}))
 	case ActAskEntity:
 		kind, id, _ := strings.Cut(a.Value, ":")
-		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile)) {
-			return Ack{Message: ptr(textMessage("That button does not name a device or file.")), Private: true}
+		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile) && kind != string(SubjectIP)) {
+			return Ack{Message: ptr(textMessage("That button does not name a device, file or address.")), Private: true}
 		}
-		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, "Ask about this "+kind,
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, askEntityTitle(kind),
 			orgID(w), Subject{Kind: SubjectKind(kind), ID: id}))
 	case ActResolve:
 		return b.resolveAction(ctx, a, key)
+	case ActTagCampaign:
+		return b.formAck(ctx, p, key, campaignForm(ref, a.Message.Channel))
 	}
 	ev := a
 	ev.Respond = nil
@@ -693,6 +708,8 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 			return ack
 		}
 		field, minLen = fieldComment, 0
+	case formCampaign:
+		minLen = minActorRunes
 	default:
 		return SubmitAck{Errors: map[string]string{"": "This form is from an older version of threatdesk; close it and start again."}}
 	}
@@ -799,6 +816,11 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 			return Message{}, err
 		}
 		return b.resolveSubmitted(ctx, w, s, state, text)
+	case formCampaign:
+		if err := need(opCampaign); err != nil {
+			return Message{}, err
+		}
+		return b.campaignCommand(ctx, w, request{verb: vCampaign, action: campaignTag, id: ref, text: text})
 	}
 	return Message{}, &Refusal{Msg: "Unknown form."}
 }

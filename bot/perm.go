@@ -56,6 +56,7 @@ const (
 	opApproveAsk      op = "approve one more case"
 	opOncall          op = "see who is on call"
 	opOncallTake      op = "take the pager"
+	opCampaign        op = "work campaigns" // /experts campaign, the desk card's Tag campaign (insight.go)
 )
 
 // permissions is who may do what: the one table. Tenancy (a member acts for
@@ -97,6 +98,7 @@ var permissions = map[op][]Role{
 	opOncall:          {RoleExpert, RoleManager},
 	opOncallTake:      {RoleExpert},
 	opWeb:             {RoleMember, RoleExpert, RoleManager},
+	opCampaign:        {RoleExpert},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

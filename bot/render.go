@@ -95,6 +95,14 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 	if parts, ok, err := b.decodeOnCall(ctx, row); ok {
 		return parts, err
 	}
+	if in := b.insightSvc(); in != nil {
+		if ev, ok, err := in.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
+			if err != nil {
+				return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
+			}
+			return b.renderInsight(ctx, ev)
+		}
+	}
 	if ev, ok, err := b.cases.DecodeEvent(row.Kind, row.Payload); ok || err != nil {
 		if err != nil {
 			return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode %s: %w", row.Kind, err)}
@@ -191,7 +199,7 @@ func subjectLabel(s Subject) string {
 	if s.Name != "" {
 		name = s.Name
 	}
-	return strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]) + " " + name
+	return kindLabel(s.Kind) + " " + name
 }
 
 func userLabel(u *User) string {
@@ -220,7 +228,7 @@ func subjectLines(s Subject) []Field {
 		// The link came with an alert: linked only on a Microsoft portal.
 		v = append(append(v, T(" · ")), alertLink("open in the Microsoft portal", s.Link)...)
 	}
-	fs := []Field{{Label: strings.ToUpper(string(s.Kind[:1])) + string(s.Kind[1:]), Value: v}}
+	fs := []Field{{Label: kindLabel(s.Kind), Value: v}}
 	if s.Name != "" && s.Name != s.ID {
 		fs = append(fs, Field{Label: "Name", Value: Line{U(cut(s.Name, maxTitleRunes))}})
 	}
@@ -329,6 +337,7 @@ func (b *Bot) deskCard(c CaseView) Message {
 			{Action: ActConclude, Label: "Conclude", Value: c.Ref, Style: ButtonPrimary},
 		}
 	}
+	m.Sections, m.Buttons = append(m.Sections, b.insightSections(c)...), append(m.Buttons, b.campaignButton(c)...)
 	if sec, buttons := deskSamples(c); len(buttons) > 0 {
 		m.Sections = append(m.Sections, sec)
 		m.Buttons = append(m.Buttons, buttons...)
@@ -356,6 +365,9 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	}
 	if err := b.withSamples(ctx, &c); err != nil {
 		return nil, err
+	}
+	if ev.Kind != CaseMessaged { // a relayed message edits no card
+		b.withInsight(ctx, &c)
 	}
 	deskMsg, err := b.deskCardNow(ctx, c)
 	if err != nil {
@@ -541,7 +553,7 @@ func notificationCard(inc IncidentView) Message {
 	m := Message{
 		Title:    cut(inc.Title, maxTitleRunes),
 		Severity: inc.Severity,
-		Text:     append(cardPreamble(inc), paragraphs(inc.Summary)...),
+		Text:     append(append(cardPreamble(inc), campaignLine(inc.Campaign)...), paragraphs(inc.Summary)...),
 		Fields: []Field{
 			{Label: "Severity", Value: Line{T(titleCase(string(inc.Severity)))}},
 			{Label: "Score", Value: Line{T(strconv.Itoa(inc.Score))}},
@@ -601,7 +613,7 @@ func notificationCard(inc IncidentView) Message {
 	m.Buttons = cardButtons(inc)
 	// "Ask about this device / file": one button per entity, within a row.
 	for _, g := range inc.Scope {
-		kind := map[string]SubjectKind{"devices": SubjectDevice, "files": SubjectFile}[g.Kind]
+		kind := map[string]SubjectKind{"devices": SubjectDevice, "files": SubjectFile, "ips": SubjectIP}[g.Kind]
 		if kind == "" || len(g.Items) == 0 || inc.Status == "merged" {
 			continue
 		}
@@ -609,7 +621,7 @@ func notificationCard(inc IncidentView) Message {
 		if _, err := validSubject(kind, id); err != nil {
 			continue
 		}
-		m.Buttons = append(m.Buttons, Button{Action: ActAskEntity, Label: "Ask about " + string(kind) + " " + cut(id, 12), Value: string(kind) + ":" + id})
+		m.Buttons = append(m.Buttons, Button{Action: ActAskEntity, Label: askEntityLabel(kind, id), Value: string(kind) + ":" + id})
 	}
 	footer := "Incident " + inc.ID + " · threatdesk targeted attack notification"
 	if inc.Link != "" {
@@ -649,6 +661,9 @@ func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, err
 	inc, err := b.hunt.Incident(ctx, ev.Org, ev.IncidentID)
 	if err != nil {
 		return nil, fmt.Errorf("load incident %s to render: %w", ev.IncidentID, err)
+	}
+	if err := b.withCampaign(ctx, &inc); err != nil {
+		return nil, fmt.Errorf("the campaigns of incident %s: %w", ev.IncidentID, err)
 	}
 	o, ok := b.cfg.org(inc.Org)
 	if !ok {

@@ -215,7 +215,8 @@ func figureFields(o OrgFigures) []Field {
 var kindLabels = []struct {
 	kind  SubjectKind
 	label string
-}{{SubjectAlert, "alert"}, {SubjectDevice, "device"}, {SubjectFile, "file"}, {SubjectIncident, "incident"}, {SubjectNone, "general"}}
+}{{SubjectAlert, "alert"}, {SubjectDevice, "device"}, {SubjectFile, "file"}, {SubjectIncident, "incident"},
+	{SubjectIP, "address"}, {SubjectURL, "url"}, {SubjectActor, "actor"}, {SubjectNone, "general"}}
 
 func kindsText(by map[SubjectKind]int) string {
 	var out []string

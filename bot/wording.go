@@ -10,6 +10,7 @@ var categoryLabels = map[string]string{
 	"threat_intel":          "Threat intelligence",
 	"notification_question": "Question about a notification",
 	"other":                 "General question",
+	"network_connection":    "Suspicious network connection",
 }
 
 // categoryLabel is a case category in words ("Possible device

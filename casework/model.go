@@ -127,12 +127,17 @@ const (
 	CategoryThreatIntel          Category = "threat_intel"
 	CategoryNotificationQuestion Category = "notification_question"
 	CategoryOther                Category = "other"
+	// CategoryNetworkConnection: the root cause of a suspicious network
+	// connection (a case about an IP address, a URL or a domain).
+	CategoryNetworkConnection Category = "network_connection"
 )
 
 // CategoryFor is the category of a case about a subject of kind k: an
 // alert is an alert inquiry, a device a possible compromise, a file threat
 // intelligence, an incident (what a targeted attack notification shows) a
-// question about a notification, and a general question other.
+// question about a notification, an IP address or a URL a suspicious
+// network connection, a threat actor or campaign threat intelligence, and
+// a general question other.
 func CategoryFor(k SubjectKind) Category {
 	switch k {
 	case SubjectAlert:
@@ -143,6 +148,10 @@ func CategoryFor(k SubjectKind) Category {
 		return CategoryThreatIntel
 	case SubjectIncident:
 		return CategoryNotificationQuestion
+	case SubjectIP, SubjectURL:
+		return CategoryNetworkConnection
+	case SubjectActor:
+		return CategoryThreatIntel
 	}
 	return CategoryOther
 }
@@ -150,7 +159,8 @@ func CategoryFor(k SubjectKind) Category {
 // Valid reports whether c is a known category.
 func (c Category) Valid() bool {
 	switch c {
-	case CategoryAlertInquiry, CategoryDeviceCompromise, CategoryThreatIntel, CategoryNotificationQuestion, CategoryOther:
+	case CategoryAlertInquiry, CategoryDeviceCompromise, CategoryThreatIntel, CategoryNotificationQuestion, CategoryOther,
+		CategoryNetworkConnection:
 		return true
 	}
 	return false
@@ -166,12 +176,18 @@ const (
 	SubjectDevice   SubjectKind = "device"
 	SubjectFile     SubjectKind = "file"
 	SubjectIncident SubjectKind = "incident"
+	// SubjectIP is an IP address, SubjectURL a URL or a domain (a
+	// suspicious network connection), SubjectActor a threat actor or
+	// campaign, by name.
+	SubjectIP    SubjectKind = "ip"
+	SubjectURL   SubjectKind = "url"
+	SubjectActor SubjectKind = "actor"
 )
 
 // Valid reports whether k is a known subject kind.
 func (k SubjectKind) Valid() bool {
 	switch k {
-	case SubjectNone, SubjectAlert, SubjectDevice, SubjectFile, SubjectIncident:
+	case SubjectNone, SubjectAlert, SubjectDevice, SubjectFile, SubjectIncident, SubjectIP, SubjectURL, SubjectActor:
 		return true
 	}
 	return false
@@ -179,9 +195,11 @@ func (k SubjectKind) Valid() bool {
 
 // Subject is what a case is about, with a link back to its source.
 type Subject struct {
-	// Kind is alert, device, file, incident, or none for a general question.
+	// Kind is alert, device, file, incident, ip, url, actor, or none for a
+	// general question.
 	Kind SubjectKind `json:"kind"`
-	// ID is the source's id: alert id, device id or name, file hash, incident id.
+	// ID is the source's id: alert id, device id or name, file hash,
+	// incident id, IP address, URL or domain, actor name.
 	ID string `json:"id,omitempty"`
 	// Name is a display name ("WIN-7 lateral movement", "laptop-042").
 	Name string `json:"name,omitempty"`

@@ -527,7 +527,7 @@ func (r *OpenRequest) normalize() error {
 		r.Subject.Kind = SubjectNone
 	}
 	if !r.Subject.Kind.Valid() {
-		return fmt.Errorf("open: subject kind %q is not one of none, alert, device, file, incident: %w", r.Subject.Kind, ErrInvalid)
+		return fmt.Errorf("open: subject kind %q is not one of none, alert, device, file, incident, ip, url, actor: %w", r.Subject.Kind, ErrInvalid)
 	}
 	if r.Subject.Kind != SubjectNone && r.Subject.ID == "" {
 		return fmt.Errorf("open: a %s subject needs its id: %w", r.Subject.Kind, ErrInvalid)

@@ -22,6 +22,12 @@ const (
 	maxSearch   = 200 // casework.MaxSearchRunes
 )
 
+// Option length limits of the insight subcommands.
+const (
+	maxURL  = 2048 // the bot's limit of a URL subject
+	maxName = 80   // a campaign or actor name
+)
+
 func strOpt(name, desc string, required bool, minLen, maxLen int) *discordgo.ApplicationCommandOption {
 	o := &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: name, Description: desc, Required: required, MaxLength: maxLen}
 	if minLen > 0 {
@@ -58,7 +64,7 @@ func group(name, desc string, subs ...*discordgo.ApplicationCommandOption) *disc
 
 // verbGroups are the groups whose name is the bot's verb and whose
 // subcommand is its first word (Slack: /experts campaign tag EOD-3 x).
-var verbGroups = map[string]bool{}
+var verbGroups = map[string]bool{"campaign": true}
 
 // Commands returns the /experts definition registered by bulk overwrite:
 // real subcommands with typed, length-limited options, named as the bot's
@@ -129,6 +135,17 @@ func Commands() []*discordgo.ApplicationCommand {
 				Choices: []*discordgo.ApplicationCommandOptionChoice{{Name: "show", Value: "show"}, {Name: "take", Value: "take"}},
 			}),
 			sub("web", "Open the case tracker in your browser (a private sign-in link)"),
+			// Expert insight (issue 19): the network connection, the actor,
+			// and the experts' campaigns (/experts campaign tag EOD-3 x).
+			sub("ip", "Ask about a suspicious network connection to an IP address", strOpt("ip", "IPv4 or IPv6 address", true, 2, 64), question(false)),
+			sub("url", "Ask about a suspicious URL or domain", strOpt("url", "URL (https://...) or domain", true, 3, maxURL), question(false)),
+			sub("actor", "Ask about a threat actor or campaign", strOpt("actor", "Actor or campaign name, e.g. Storm-0501", true, 2, maxName), question(false)),
+			group("campaign", "Experts: campaigns and actors across orgs",
+				sub("show", "Experts: every case and incident tagged with a campaign", strOpt("name", "Campaign or actor name", true, 2, maxName)),
+				sub("tag", "Experts: tag a case or an incident with a campaign", strOpt("target", "Case (EOD-12) or incident id", true, 1, maxCaseRef),
+					strOpt("name", "Campaign or actor name", true, 2, maxName)),
+				sub("share", "Experts: name the campaign on its customers' notifications", strOpt("name", "Campaign or actor name", true, 2, maxName)),
+			),
 		},
 	}}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/insight"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
@@ -88,6 +89,12 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	// the bot who a signed-in person is, by the running config.
 	core.SetWebSignIn(webHandler)
 	webHandler.SetDirectory(core)
+	// Expert insight: sightings across orgs on desk cards, and campaigns.
+	in, err := insight.New(pool, f.Insight, hunt, cases, log)
+	if err != nil {
+		return nil, fmt.Errorf("insight: %w", err)
+	}
+	core.SetInsight(bot.NewInsightService(in))
 
 	if cfg.SlackEnabled() {
 		sc := cfg.Slack

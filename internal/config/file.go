@@ -15,6 +15,7 @@ import (
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/insight"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 	"github.com/threatdesk/threatdesk/oncall"
 )
@@ -46,6 +47,8 @@ type File struct {
 	// Oncall is the experts' on-call rotation. Its members must be experts
 	// (checked here, with the other problems).
 	Oncall oncall.Config `yaml:"oncall"`
+	// Insight is the experts' view across orgs (sightings, campaigns).
+	Insight insight.Config `yaml:"insight"`
 }
 
 // Org is one orgs[] entry: the bot's keys (id, name, slack, discord),
@@ -86,6 +89,7 @@ func (f *File) gather(lookup func(string) (string, bool)) {
 	f.Cases = f.Cases.WithDefaults()
 	f.Hunting = f.Hunting.WithDefaults()
 	f.Oncall = f.Oncall.WithDefaults()
+	f.Insight = f.Insight.WithDefaults()
 	// The oncall package owns and checks page_after; casework's sweep pages.
 	f.Cases.PageAfter = f.Oncall.PageAfter
 }
@@ -98,7 +102,7 @@ func secretFrom(lookup func(string) (string, bool), name string) secrets.String 
 // validate reports every problem of the file: each package's, then what
 // spans packages.
 func (f *File) validate() []error {
-	errs := []error{f.Bot.Validate(), f.Cases.Validate(), f.Hunting.Validate(), f.Oncall.Validate()}
+	errs := []error{f.Bot.Validate(), f.Cases.Validate(), f.Hunting.Validate(), f.Oncall.Validate(), f.Insight.Validate()}
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	// Location is set here because loading the zone is its check.
 	if loc, err := time.LoadLocation(f.Timezone); f.Timezone == "Local" || err != nil {

@@ -1,0 +1,78 @@
+package bot
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestInsightSubjects: addresses, URLs, domains and actor names are
+// normalised, and anything else is refused with what a valid one looks like.
+func TestInsightSubjects(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		kind    SubjectKind
+		in, out string
+	}{
+		{SubjectIP, " 198.51.100.7 ", "198.51.100.7"},
+		{SubjectIP, "::ffff:198.51.100.7", "198.51.100.7"},
+		{SubjectIP, "2001:DB8::7", "2001:db8::7"},
+		{SubjectURL, "CDN.Evil.example.", "cdn.evil.example"},
+		{SubjectURL, "https://cdn.evil.example/a?b=1", "https://cdn.evil.example/a?b=1"},
+		{SubjectURL, "http://198.51.100.7:8080/x", "http://198.51.100.7:8080/x"},
+		{SubjectActor, "  Midnight   Blizzard ", "Midnight Blizzard"},
+	} {
+		got, err := validSubject(tc.kind, tc.in)
+		require.Nil(t, err, "%s %q", tc.kind, tc.in)
+		require.Equal(t, tc.out, got)
+	}
+	for _, tc := range []struct {
+		kind SubjectKind
+		in   string
+	}{
+		{SubjectIP, "198.51.100"}, {SubjectIP, "fe80::1%eth0"}, {SubjectIP, "<!channel>"},
+		{SubjectURL, "localhost"}, {SubjectURL, "javascript://x%0aalert(1)"}, {SubjectURL, "https://"}, {SubjectURL, "evil .example"},
+		{SubjectActor, "x"}, {SubjectActor, "--"}, {SubjectActor, "a\u0000b"},
+	} {
+		_, err := validSubject(tc.kind, tc.in)
+		require.NotNil(t, err, "%s %q", tc.kind, tc.in)
+	}
+}
+
+// TestParseCampaign: the campaign verb's words, typed on Slack or arriving
+// from Discord's verb group.
+func TestParseCampaign(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]request{
+		"campaign Storm-0501":                   {verb: vCampaign, action: campaignShow, text: "Storm-0501"},
+		`campaign show "Midnight Blizzard"`:     {verb: vCampaign, action: campaignShow, text: "Midnight Blizzard"},
+		"campaign tag EOD-12 Midnight Blizzard": {verb: vCampaign, action: campaignTag, id: "EOD-12", text: "Midnight Blizzard"},
+		"campaign share storm-0501":             {verb: vCampaign, action: campaignShare, text: "storm-0501"},
+		"campaign tag incident:14 Storm-0501":   {verb: vCampaign, action: campaignTag, id: "incident:14", text: "Storm-0501"},
+	} {
+		got, err := parse(Command{Text: in})
+		require.Nil(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for in, want := range map[string]string{
+		"campaign":            "Which campaign?",
+		"campaign tag EOD-12": "Usage: /experts campaign tag",
+		"campaign share":      "is not a campaign name",
+		"campaign x":          "is not a campaign name",
+	} {
+		_, err := parse(Command{Text: in})
+		require.NotNil(t, err, in)
+		require.Contains(t, err.msg, want, in)
+	}
+	// Discord: the verb group's subcommand first, then the options in order.
+	got, err := parse(Command{Name: "campaign", Args: []string{"tag", "EOD-3", "Storm 0501"}, Options: map[string]string{"target": "EOD-3", "name": "Storm 0501"}})
+	require.Nil(t, err)
+	require.Equal(t, request{verb: vCampaign, action: campaignTag, id: "EOD-3", text: "Storm 0501"}, got)
+}
+
+// TestReportCountsNewSubjects: the service report names cases about
+// addresses, URLs and actors.
+func TestReportCountsNewSubjects(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "file 1 · address 2 · url 3 · actor 1", kindsText(map[SubjectKind]int{SubjectFile: 1, SubjectIP: 2, SubjectURL: 3, SubjectActor: 1}))
+}

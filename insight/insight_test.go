@@ -1,0 +1,41 @@
+package insight_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/insight"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+)
+
+// TestCasesAboutAnIncidentCountInItsOrgOnly: the same file in incidents of
+// org1 and org2; org2 has a case about its incident, org3 a case naming the
+// same incident number (an incident of its own, by that number). Asked from
+// org1, the sighting is org2's, with its case; org3 is not named.
+func TestCasesAboutAnIncidentCountInItsOrgOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	for _, s := range []string{
+		`INSERT INTO hunting_incidents (id, org, title, device_names, device_count, first_activity, last_activity, created_at, updated_at)
+		 VALUES (1, 'org1', 'one', '{ws-1}', 1, now(), now(), now(), now()), (2, 'org2', 'two', '{ws-2}', 1, now(), now(), now(), now())`,
+		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+		 VALUES (1, 'org1', 'file', repeat('ab', 32), now(), now()), (2, 'org2', 'file', repeat('ab', 32), now(), now())`,
+		`INSERT INTO cases (org, open_key, subject_kind, subject_id, category, question, priority, requester_platform, requester_workspace, requester_user,
+		                    status, credit_used, created_at, updated_at, status_at, response_target_us, conclusion_target_us)
+		 VALUES ('org2', 'a', 'incident', '2', 'notification_question', 'q', 'high', 'slack', 'T0', 'U0', 'new', true, now(), now(), now(), 1, 1),
+		        ('org3', 'b', 'incident', '2', 'notification_question', 'q', 'high', 'slack', 'T0', 'U0', 'new', true, now(), now(), now(), 1, 1)`,
+	} {
+		_, err := db.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	svc := benchService(t, ctx, db)
+	got, err := svc.Sightings(ctx, "org1", insight.Subject{Kind: "incident", ID: "1"})
+	require.NoError(t, err)
+	require.Len(t, got.Orgs, 1, "%+v", got.Orgs)
+	require.Equal(t, "org2", got.Orgs[0].Org)
+	require.Equal(t, 1, got.Orgs[0].CaseCount)
+	require.Equal(t, "EOD-1", got.Orgs[0].Cases[0].Ref)
+}
