@@ -22,7 +22,7 @@ import (
 // here that takes an org reads that org's data only.
 //
 // Sightings read the stored incidents' entities through indexes that start
-// with the entity (migrations/0020_insight.sql), never a scan, and nothing
+// with the entity (migrations/0021_insight.sql), never a scan, and nothing
 // is written at ingest beyond those index entries. An indicator on the
 // common list never counts: one the hunting guard treats as common (seen on
 // CommonEntityDevices devices or more in an org, by the prevalence table),
