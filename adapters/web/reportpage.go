@@ -214,10 +214,16 @@ func (h *Handler) reportView(s *session, c reportChoice, rep *casework.Report) r
 	}
 	tot := rep.Total
 	v.Opened = tot.Opened.Total
-	for _, k := range []casework.SubjectKind{casework.SubjectAlert, casework.SubjectDevice, casework.SubjectFile, casework.SubjectIncident, casework.SubjectNone} {
+	for _, k := range []casework.SubjectKind{casework.SubjectAlert, casework.SubjectDevice, casework.SubjectFile, casework.SubjectIncident,
+		casework.SubjectIP, casework.SubjectURL, casework.SubjectActor, casework.SubjectNone} {
 		name := string(k)
-		if k == casework.SubjectNone {
+		switch k {
+		case casework.SubjectNone:
 			name = "general question"
+		case casework.SubjectIP:
+			name = "IP address"
+		case casework.SubjectURL:
+			name = "URL or domain"
 		}
 		v.ByKind = append(v.ByKind, option{Label: name, Value: strconv.Itoa(tot.Opened.ByKind[k])})
 	}

@@ -457,6 +457,7 @@ func TestTrackerPages(t *testing.T) {
 	require.Equal(t, 4, strings.Count(page, `<svg class="chart"`))
 	require.Contains(t, page, `<span class="big" id="opened">20</span>`, "12 Contoso cases and 8 Fabrikam cases this quarter")
 	require.Contains(t, page, "high 1h")
+	require.Contains(t, page, ", IP address 0, URL or domain 0, actor 0, general question", "every subject kind is counted")
 	resp, page = fetch(t, ex, http.MethodGet, f.base+"/web/report?back=1", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, page, "Q4 2025 · all orgs")
