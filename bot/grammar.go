@@ -375,6 +375,16 @@ func parse(c Command) (request, *usageError) {
 			return r, badInput("%q is not an oncall action: /experts oncall shows who is on call, until when and who is next; /experts oncall take takes the pager until the next hand-over.", action)
 		}
 	case vWeb:
+	case vInstallLink:
+		if typed {
+			r.org = strings.ToLower(opt(c, "org"))
+		} else if len(args) > 0 {
+			r.org = strings.ToLower(args[0])
+		}
+		if r.org == "" {
+			return r, badInput("Which org? %s, e.g. /experts install-link contoso: a private link that installs threatdesk in that org's Slack workspace.", installOrgHint)
+		}
+	case vReload:
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

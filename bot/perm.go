@@ -97,6 +97,8 @@ var permissions = map[op][]Role{
 	opOncall:          {RoleExpert, RoleManager},
 	opOncallTake:      {RoleExpert},
 	opWeb:             {RoleMember, RoleExpert, RoleManager},
+	opInstallLink:     {RoleAdmin},
+	opReload:          {RoleAdmin},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.
@@ -189,7 +191,7 @@ func (b *Bot) identify(u User, channel string, thread *Ref) who {
 			w.roles = append(w.roles, RoleMember)
 			break
 		}
-		if desk.Platform == u.Platform && desk.Channel == ch {
+		if desk.Platform == u.Platform && desk.Channel == ch && (desk.Workspace == "" || strings.EqualFold(desk.Workspace, u.Workspace)) {
 			w.desk = true
 		}
 	}

@@ -54,6 +54,8 @@ func TestPermissionTable(t *testing.T) {
 		opOncall:          {"expert", "manager"},
 		opOncallTake:      {"expert"},
 		opWeb:             {"member", "expert", "manager"},
+		opInstallLink:     {"admin"},
+		opReload:          {"admin"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {
