@@ -51,7 +51,7 @@ type request struct {
 	hasText bool
 	search  string // cases search text
 	period  string // report period: week, month, quarter ("": quarter)
-	take    bool // oncall take
+	take    bool   // oncall take
 }
 
 // usageError answers bad input: what was wrong and what a valid one looks like.

@@ -21,11 +21,11 @@ import (
 
 // Verbs and operations of the admins' workspace commands.
 const (
-	vInstallLink                = "install-link"
-	opInstallLink            op = "make Add to Slack install links"
-	kindWorkspace               = "bot.workspace"
-	workspaceInstallTimeout     = 2 * time.Second
-	installOrgHint              = "Usage: /experts install-link <org id>"
+	vInstallLink               = "install-link"
+	opInstallLink           op = "make Add to Slack install links"
+	kindWorkspace              = "bot.workspace"
+	workspaceInstallTimeout    = 2 * time.Second
+	installOrgHint             = "Usage: /experts install-link <org id>"
 )
 
 // Installer makes install links for customer workspaces (adapters/slack).

@@ -56,8 +56,8 @@ type Config struct {
 	// Pool and Key keep the installed workspaces' tokens (installs.go),
 	// sealed under a subkey of Key; required with ClientID. Without them
 	// every call uses BotToken, as a single-workspace install always has.
-	Pool *pgxpool.Pool  `env:"-"`
-	Key  *secrets.Key   `env:"-"`
+	Pool *pgxpool.Pool `env:"-"`
+	Key  *secrets.Key  `env:"-"`
 	// PublicURL is THREATDESK_PUBLIC_URL's base (no trailing slash): install
 	// links and the OAuth redirect URI (PublicURL + /slack/oauth/callback)
 	// are on it. PublicLocal says it is only the HTTP address (the links
