@@ -297,6 +297,9 @@ func (c Config) Validate() error {
 		if org != "" {
 			bad("desk.slack.channel %s is also org %s's channel: give the experts a channel of their own", d.Channel, org)
 		}
+		if teams := slackTeams(c.Orgs); d.Team == "" && len(teams) > 1 {
+			bad("desk.slack.team is required when orgs are in several Slack workspaces (%s): set it to the team id of the desk's own workspace, so that no other workspace's channel can pass for the desk", strings.Join(teams, ", "))
+		}
 	}
 	if d := c.Desk.Discord; d != nil {
 		if !IsDiscordID(d.Guild) || !IsDiscordID(d.Channel) {
@@ -437,4 +440,15 @@ func (d Desk) DeskDest() Dest {
 		return Dest{Platform: Discord, Workspace: d.Discord.Guild, Channel: d.Discord.Channel}
 	}
 	return Dest{}
+}
+
+// slackTeams lists the distinct Slack teams of orgs, in config order.
+func slackTeams(orgs []Org) []string {
+	var out []string
+	for _, o := range orgs {
+		if o.Slack != nil && o.Slack.Team != "" && !slices.Contains(out, o.Slack.Team) {
+			out = append(out, o.Slack.Team)
+		}
+	}
+	return out
 }

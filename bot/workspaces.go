@@ -86,6 +86,9 @@ func (b *Bot) OrgPlace(p Platform, org string) (OrgPlace, bool) {
 // installAck answers "/experts install-link <org>" privately with a link,
 // inside the acknowledgement.
 func (b *Bot) installAck(ctx context.Context, c Command, r request) Ack {
+	if c.User.Platform != Slack {
+		return Ack{Message: ptr(textMessage("/experts install-link is for Slack only: it adds threatdesk to a customer's Slack workspace. A Discord server adds threatdesk with the bot's invite link (OAuth2 URL Generator in the Discord developer portal), and its guild and channels go in the config.")), Private: true}
+	}
 	in := b.installerOf()
 	if in == nil {
 		return Ack{Message: ptr(textMessage("Add to Slack is not set up: set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (the Slack app's credentials) and THREATDESK_PUBLIC_URL, then restart threatdesk.")), Private: true}

@@ -64,6 +64,10 @@ type Config struct {
 	// work on this machine only).
 	PublicURL   string `env:"-"`
 	PublicLocal bool   `env:"-"`
+	// Orgs is where the running config places an org (the bot): an
+	// install for an org whose config names its team is accepted in that
+	// team only. Required with ClientID.
+	Orgs OrgDirectory `env:"-"`
 	// InstallTTL is how long an install link works (default 1h).
 	InstallTTL time.Duration `env:"-"`
 	// Replays refuses a replayed signed HTTP request. Default: in memory
@@ -242,6 +246,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		}
 	} else if cfg.ClientID != "" {
 		return nil, errors.New("slack adapter: Add to Slack (SLACK_CLIENT_ID) needs the database and THREATDESK_SECRET_KEY to keep the workspaces' tokens")
+	}
+	if cfg.ClientID != "" && (cfg.Orgs == nil || cfg.PublicURL == "") {
+		return nil, errors.New("slack adapter: Add to Slack (SLACK_CLIENT_ID) needs the org directory and the public URL")
 	}
 	return a, nil
 }

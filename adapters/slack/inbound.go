@@ -346,6 +346,9 @@ func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte)
 		return nil
 	}
 	var me messageEvent
+	if err := json.Unmarshal(oe.Event, &me); err == nil && (me.Type == "app_uninstalled" || me.Type == "tokens_revoked") {
+		return a.uninstallEvent(ctx, transport, oe, me.Type)
+	}
 	if err := json.Unmarshal(oe.Event, &me); err != nil || (me.Type != "message" && !greetingEvent(me.Type)) {
 		a.metrics.in(transport, "event", "ignored")
 		return nil
