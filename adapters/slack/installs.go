@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -238,6 +239,7 @@ func (a *Adapter) workspace(ctx context.Context, team string) (*workspace, error
 			return nil, &bot.DeliveryError{Kind: bot.Temporary, Code: "identity",
 				Err: fmt.Errorf("workspace %s: not installed, and the own workspace is not known yet (auth.test failed)", team)}
 		}
+		a.metrics.refused.WithLabelValues("not_installed").Inc()
 		return nil, &bot.DeliveryError{Kind: bot.Permanent, Code: "not_installed", Operator: helpNotInstalled,
 			Err: fmt.Errorf("workspace %s has no installation", team)}
 	}
@@ -250,7 +252,9 @@ func (a *Adapter) usable(ws *workspace) (*workspace, error) {
 	if ws.in.Active {
 		return ws, nil
 	}
-	return nil, &bot.DeliveryError{Kind: bot.Permanent, Code: "app_uninstalled", Operator: helpUninstalled,
+	why := cmp.Or(ws.in.InactiveWhy, "app_uninstalled")
+	a.metrics.refused.WithLabelValues(why).Inc()
+	return nil, &bot.DeliveryError{Kind: bot.Permanent, Code: why, Operator: helpUninstalled,
 		Err: fmt.Errorf("workspace %s (%s, org %s) removed threatdesk (%s) on %s", ws.in.Team, ws.in.TeamName, ws.in.Org,
 			ws.in.InactiveWhy, ws.in.InactiveAt.UTC().Format(time.RFC3339))}
 }
