@@ -135,11 +135,22 @@ type configReloaded struct {
 // RecordReload writes the audit row of a reload and, in the same
 // transaction, the event that posts its summary in the thread of the
 // desk's pinned configuration message (posted and pinned by the first).
-// A reload that changed nothing and needs no restart is audited only.
-func (b *Bot) RecordReload(ctx context.Context, by ReloadBy, rep ReloadReport) error {
-	b = b.current() // the desk after the reload
+// When next is not nil (rep.Applied) the bot switches to it once the audit
+// is written: a reload that cannot be audited changes nothing. next must
+// have passed CheckConfig. A reload that changed nothing and needs no
+// restart is audited only.
+func (b *Bot) RecordReload(ctx context.Context, by ReloadBy, rep ReloadReport, next *Config) error {
+	b = b.current()
+	after := b.cfg
+	if next != nil {
+		n, err := b.prepare(*next)
+		if err != nil {
+			return err
+		}
+		after = n
+	}
 	at := b.now()
-	return pgx.BeginFunc(ctx, b.db, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, b.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 INSERT INTO config_reloads (at, by_platform, by_user, by_name, applied, file_sha256, changes, restart, problems)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, at, by.Platform, by.User, by.Name, rep.Applied, rep.File,
@@ -149,7 +160,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, at, by.Platform, by.User, by.Name,
 		if rep.Applied && len(rep.Changes) == 0 && len(rep.Restart) == 0 {
 			return nil
 		}
-		desk := b.cfg.Desk.DeskDest()
+		desk := after.Desk.DeskDest() // the desk after the reload
 		if desk.Channel == "" {
 			return nil
 		}
@@ -159,6 +170,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, at, by.Platform, by.User, by.Name,
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if next != nil {
+		b.running.Store(&after)
+	}
+	return nil
 }
 
 func nonNil(s []string) []string {

@@ -77,6 +77,10 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	}
 	core.UseOnCall(bot.NewOncallRota(rota))
 	app.Add("bot", core)
+	// Config changes without a restart: SIGHUP and /experts reload.
+	reload := newReloader(cfg, core, cases, log)
+	core.UseReloader(reload)
+	app.Add("reload", reload)
 	if f.Bot.Reports.Digest != nil {
 		digest, err := bot.NewDigestScheduler(f.Bot.Reports, bot.NewCaseworkCases(cases), pool, log, reg)
 		if err != nil {
