@@ -305,3 +305,23 @@ func teamName(in Installation) string {
 	}
 	return in.TeamName + " (" + in.Team + ")"
 }
+
+// Pin implements bot.Pinner with pins.add; a message pinned already is
+// fine.
+func (a *Adapter) Pin(ctx context.Context, ref bot.Ref) error {
+	api, err := a.client(ctx, ref.Workspace)
+	if err != nil {
+		return fmt.Errorf("pin message %s in channel %q: %w", ref.Message, ref.Channel, err)
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	err = api.AddPinContext(ctx, ref.Channel, slack.ItemRef{Channel: ref.Channel, Timestamp: ref.Message})
+	a.metrics.call("pins.add", err)
+	if se, ok := errors.AsType[slack.SlackErrorResponse](err); ok && se.Err == "already_pinned" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pin message %s in channel %q: %w", ref.Message, ref.Channel, a.failed(ref.Workspace, "pins.add", err))
+	}
+	return nil
+}

@@ -40,7 +40,7 @@ import (
 
 // BotScopes are the bot scopes an install asks for (manifest.yaml's).
 var BotScopes = []string{"commands", "chat:write", "channels:history", "groups:history", "users:read",
-	"files:write", "im:write", "files:read", "channels:read", "groups:read"}
+	"files:write", "im:write", "files:read", "channels:read", "groups:read", "pins:write"}
 
 // OrgDirectory says where the running config places an org (the bot).
 type OrgDirectory interface {
