@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,11 +14,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/oncall"
 )
 
 // Configuration changes without a restart. On SIGHUP, or an admin's
@@ -25,16 +33,21 @@ import (
 // every problem is answered. A good one is audited (config_reloads) and
 // switched to at once: the bot's orgs, channels, desk, experts, managers and
 // admins, and casework's orgs, credits and the SLA targets of new cases.
-// What is read only at start (the hunting block, the on-call rotation,
-// reports, delivery, samples, the time zone, new Discord guilds) keeps its
-// running value and is listed as needing a restart.
+// hunting's orgs (the tenants that route alerts, thresholds, ingest tokens)
+// and the on-call rotation. What is read only at start (the rest of the
+// hunting block, oncall.page_after, reports, delivery, samples, the time
+// zone, new Discord guilds) keeps its running value and is listed as
+// needing a restart.
 
 // reloader implements bot.Reloader.
 type reloader struct {
 	mu    sync.Mutex
 	cfg   *config.Config
+	pool  *pgxpool.Pool
 	bot   *bot.Bot
 	cases *casework.Service
+	hunt  *hunting.Service
+	rota  *liveOnCall
 	log   *slog.Logger
 	// running is the file now in force.
 	running config.File
@@ -42,8 +55,35 @@ type reloader struct {
 	stop func()
 }
 
-func newReloader(cfg *config.Config, b *bot.Bot, cases *casework.Service, log *slog.Logger) *reloader {
-	return &reloader{cfg: cfg, bot: b, cases: cases, log: log.With("component", "reload"), running: cfg.File}
+func newReloader(cfg *config.Config, pool *pgxpool.Pool, b *bot.Bot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
+	return &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"), running: cfg.File}
+}
+
+// liveOnCall is the on-call rotation a reload may replace.
+type liveOnCall struct {
+	p atomic.Pointer[bot.OncallRota]
+}
+
+func newLiveOnCall(r *oncall.Service) *liveOnCall {
+	l := &liveOnCall{}
+	l.p.Store(bot.NewOncallRota(r))
+	return l
+}
+
+func (l *liveOnCall) Current(ctx context.Context, now time.Time) (bot.OnCallNow, bool, error) {
+	return l.p.Load().Current(ctx, now)
+}
+
+func (l *liveOnCall) PageNext(ctx context.Context, now time.Time) (bot.OnCallMember, bool, error) {
+	return l.p.Load().PageNext(ctx, now)
+}
+
+func (l *liveOnCall) Take(ctx context.Context, m bot.OnCallMember, now time.Time) (bot.OnCallNow, error) {
+	return l.p.Load().Take(ctx, m, now)
+}
+
+func (l *liveOnCall) DecodeEvent(kind string, payload json.RawMessage) (bot.PagerTaken, bool, error) {
+	return l.p.Load().DecodeEvent(kind, payload)
 }
 
 // Reload implements bot.Reloader.
@@ -55,11 +95,13 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 		sum := sha256.Sum256(raw)
 		rep.File = hex.EncodeToString(sum[:])
 	}
+	var rota *oncall.Service
 	f, err := r.cfg.ReadFile()
 	if err == nil {
-		err = r.bot.CheckConfig(f.Bot)
+		err = errors.Join(r.bot.CheckConfig(f.Bot), r.cases.CheckLive(f.Cases), r.hunt.CheckOrgs(f.Hunting))
 		if err == nil {
-			err = r.cases.CheckLive(f.Cases)
+			// The rotation's hand-overs stay in the running time zone.
+			rota, err = oncall.New(r.pool, f.Oncall, r.running.Location, r.log)
 		}
 	}
 	if err != nil {
@@ -77,10 +119,11 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 	if err := r.bot.RecordReload(ctx, by, rep, &next); err != nil {
 		return bot.ReloadReport{}, fmt.Errorf("audit the reload (nothing changed): %w", err)
 	}
-	if err := r.cases.SetLive(f.Cases); err != nil {
-		// CheckLive passed under the same lock: this cannot happen.
-		r.log.Error("casework refused a checked configuration", "err", err)
+	// Checked above, under the same lock: these cannot fail.
+	if err := errors.Join(r.cases.SetLive(f.Cases), r.hunt.SetOrgs(f.Hunting)); err != nil {
+		r.log.Error("a checked configuration was refused", "err", err)
 	}
+	r.rota.p.Store(bot.NewOncallRota(rota))
 	r.running = *f
 	r.log.Info("configuration reloaded", "by", by.Platform+":"+by.User, "changes", len(rep.Changes), "restart", len(rep.Restart))
 	return rep, nil
@@ -151,7 +194,7 @@ func diffFiles(old, next *config.File) (changes, restart []string) {
 		if !ok {
 			changes = append(changes, fmt.Sprintf("org %s (%s) added: %s", n.ID, n.Name, places(n.Org)))
 			if len(n.Hunting.Tenants) > 0 {
-				restart = append(restart, fmt.Sprintf("org %s's tenants (%s) route alerts", n.ID, strings.Join(n.Hunting.Tenants, ", ")))
+				changes = append(changes, fmt.Sprintf("org %s's tenants route alerts to it: %s", n.ID, strings.Join(n.Hunting.Tenants, ", ")))
 			}
 			continue
 		}
@@ -166,7 +209,7 @@ func diffFiles(old, next *config.File) (changes, restart []string) {
 		}
 		if !slices.Equal(o.Hunting.Tenants, n.Hunting.Tenants) || o.Hunting.NotifyScore != n.Hunting.NotifyScore ||
 			o.Hunting.IngestTokenEnv != n.Hunting.IngestTokenEnv || o.Hunting.IngestToken.Value() != n.Hunting.IngestToken.Value() {
-			restart = append(restart, fmt.Sprintf("org %s: its alert routing (tenants, notify_score, ingest token)", n.ID))
+			changes = append(changes, fmt.Sprintf("org %s: its alert routing changed (tenants, notify_score or ingest token)", n.ID))
 		}
 	}
 	for _, o := range old.Orgs {
@@ -189,8 +232,13 @@ func diffFiles(old, next *config.File) (changes, restart []string) {
 	if old.Timezone != next.Timezone {
 		restart = append(restart, fmt.Sprintf("timezone %s → %s", old.Timezone, next.Timezone))
 	}
-	if !reflect.DeepEqual(old.Oncall, next.Oncall) {
-		restart = append(restart, "oncall (the rotation, hand-over, paging)")
+	oo, no := old.Oncall, next.Oncall
+	if oo.PageAfter != no.PageAfter {
+		restart = append(restart, fmt.Sprintf("oncall.page_after %s → %s", oo.PageAfter, no.PageAfter))
+	}
+	oo.PageAfter, no.PageAfter = 0, 0
+	if !reflect.DeepEqual(oo, no) {
+		changes = append(changes, "oncall: the rotation or hand-over changed (takes of people still on it stand)")
 	}
 	if !reflect.DeepEqual(reportsOf(ob), reportsOf(nb)) {
 		restart = append(restart, "reports (the digest)")
@@ -204,8 +252,8 @@ func diffFiles(old, next *config.File) (changes, restart []string) {
 	if !reflect.DeepEqual(oc, nc) || old.Samples != next.Samples {
 		restart = append(restart, "cases and samples settings other than the SLA (reminders, auto-close, credits cap, retention, sizes)")
 	}
-	if !huntingEqual(old, next) {
-		restart = append(restart, "hunting")
+	if !hunting.SameSettings(old.Hunting, next.Hunting) {
+		restart = append(restart, "hunting settings other than the orgs")
 	}
 	return changes, restart
 }
@@ -215,17 +263,6 @@ func reportsOf(c bot.Config) bot.Reports {
 	r := c.Reports
 	r.Location = nil
 	return r
-}
-
-// huntingEqual compares the hunting blocks without the orgs (compared per
-// org) and with secrets compared by value, never printed.
-func huntingEqual(old, next *config.File) bool {
-	oh, nh := old.Hunting, next.Hunting
-	if oh.IngestToken.Value() != nh.IngestToken.Value() {
-		return false
-	}
-	oh.Orgs, nh.Orgs, oh.IngestToken, nh.IngestToken, oh.Now, nh.Now = nil, nil, "", "", nil, nil
-	return reflect.DeepEqual(oh, nh)
 }
 
 // places says where an org talks.

@@ -42,6 +42,7 @@ admins:
 const reloadNorthwind = `
   - id: northwind
     name: Northwind
+    tenants: ["a839b112-1253-6432-9bf6-94542403f21c"]
     slack:
       team: T0CONTOSO
       channels: [C0NORTHSOC]
@@ -67,13 +68,14 @@ func TestServeReloadsTheConfig(t *testing.T) {
 	write(reloadBase)
 	opts := fake.Options()
 	env := map[string]string{
-		"DATABASE_URL":          dbURL,
-		"THREATDESK_HTTP_ADDR":  freeAddr(t),
-		"THREATDESK_CONFIG":     cfgPath,
-		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
-		"SLACK_BOT_TOKEN":       opts.BotToken,
-		"SLACK_APP_TOKEN":       opts.AppToken,
-		"SLACK_API_URL":         fake.APIURL(),
+		"DATABASE_URL":            dbURL,
+		"THREATDESK_HTTP_ADDR":    freeAddr(t),
+		"THREATDESK_CONFIG":       cfgPath,
+		"THREATDESK_SECRET_KEY":   "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
+		"SLACK_BOT_TOKEN":         opts.BotToken,
+		"SLACK_APP_TOKEN":         opts.AppToken,
+		"SLACK_API_URL":           fake.APIURL(),
+		"THREATDESK_INGEST_TOKEN": "reload-test-ingest-token",
 	}
 	cfg, err := config.Load(envOf(env))
 	require.NoError(t, err)
@@ -136,6 +138,18 @@ func TestServeReloadsTheConfig(t *testing.T) {
 	waitResponse("Northwind's channel is not an org's yet", "not", 1)
 	require.Zero(t, responses("Opened EOD-"))
 
+	// Its tenant's alerts route nowhere, and nobody is on call.
+	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/alerts", bytes.NewReader(alertJSON(t, "da0000000000000000001", "nw-host1", "Before")))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+env["THREATDESK_INGEST_TOKEN"])
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "no org lists the tenant yet")
+	require.Zero(t, count(t, dbURL, `SELECT count(*) FROM hunting_alerts WHERE org = 'northwind'`))
+	command("U0EXPERT1", "C0EXPERTDESK", "oncall")
+	waitResponse("no rotation yet", "No on-call rotation", 1)
+
 	// A non-admin cannot reload.
 	write(reloadBase + "\n# nothing\n")
 	command("U0EXPERT1", "C0EXPERTDESK", "reload")
@@ -145,10 +159,12 @@ func TestServeReloadsTheConfig(t *testing.T) {
 	// 1. The admin adds Northwind and a manager, and reloads.
 	good := strings.Replace(reloadBase, "desk:", strings.TrimPrefix(reloadNorthwind, "\n")+"desk:", 1)
 	good = strings.Replace(good, "[U0MANAGER1]", "[U0MANAGER1, U0MANAGER2]", 1)
+	good += "oncall:\n  handover: daily 09:00\n  rotation:\n    - slack: U0EXPERT1\n"
 	write(good)
 	command("U0ADMIN1", "C0EXPERTDESK", "reload")
 	waitResponse("the admin's reload answer", "org northwind (Northwind) added", 1)
 	require.Equal(t, 1, responses("managers on Slack: added U0MANAGER2"))
+	require.Equal(t, 1, responses("oncall: the rotation or hand-over changed"))
 	testwait.For(t, 20*time.Second, "the pinned configuration message and its thread", func() bool {
 		pinned := fake.Pinned("C0EXPERTDESK")
 		if len(pinned) != 1 || !strings.Contains(string(pinned[0].Blocks), "Configuration") {
@@ -165,7 +181,12 @@ func TestServeReloadsTheConfig(t *testing.T) {
 	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads WHERE by_user = 'U0ADMIN1' AND by_platform = 'slack'
  AND 'org northwind (Northwind) added: Slack T0CONTOSO C0NORTHSOC' = ANY (changes) AND cardinality(restart) = 0`))
 
-	// Northwind's channel now opens cases, at once.
+	// Northwind's channel now opens cases, its tenant's alerts are its,
+	// and the rotation is on: at once.
+	postAlertTo(t, base, env["THREATDESK_INGEST_TOKEN"], alertJSON(t, "da0000000000000000002", "nw-host2", "After"))
+	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM hunting_alerts WHERE org = 'northwind'`))
+	command("U0EXPERT1", "C0EXPERTDESK", "oncall")
+	waitResponse("the rotation answers", "On call", 1)
 	command("U0NORTH1", "C0NORTHSOC", "ask is this ours now?")
 	waitResponse("Northwind's first case", "Opened EOD-1", 1)
 

@@ -75,10 +75,11 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("oncall: %w", err)
 	}
-	core.UseOnCall(bot.NewOncallRota(rota))
+	liveRota := newLiveOnCall(rota)
+	core.UseOnCall(liveRota)
 	app.Add("bot", core)
 	// Config changes without a restart: SIGHUP and /experts reload.
-	reload := newReloader(cfg, core, cases, log)
+	reload := newReloader(cfg, pool, core, cases, hunt, liveRota, log)
 	core.UseReloader(reload)
 	app.Add("reload", reload)
 	if f.Bot.Reports.Digest != nil {
