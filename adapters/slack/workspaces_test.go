@@ -67,6 +67,7 @@ func (l *logBook) String() string {
 // workspacesBot is the real bot and adapter with Add to Slack set up, the
 // install pages served at app's URL.
 type workspacesBot struct {
+	key  *secrets.Key
 	db   *pgxpool.Pool
 	app  *httptest.Server
 	logs *logBook
@@ -101,7 +102,7 @@ func startWorkspacesBot(t *testing.T, ctx context.Context, fake *slackfake.Serve
 	require.NoError(t, a.Start(ctx))
 	t.Cleanup(func() { require.NoError(t, a.Stop()) })
 	require.NoError(t, fake.WaitConnected(ctx))
-	return workspacesBot{db: db, app: app, logs: logs, reg: reg}
+	return workspacesBot{key: key, db: db, app: app, logs: logs, reg: reg}
 }
 
 var installLinkRE = regexp.MustCompile(`https?://[^|>\s"\\]+/slack/install\?state=[A-Za-z0-9._-]+`)
@@ -208,10 +209,17 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		require.Contains(t, body(t, resp), "not one threatdesk made")
 	}
 
+	// An expired link is refused too.
+	expired := w.key.SignToken(secrets.PurposeSlackInstall, []byte(`{"org":"contoso","by":"slack:U0ADMIN1","n":"01"}`), time.Now().Add(-time.Second))
+	resp, err := http.Get(app.URL + "/slack/install?state=" + expired)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, body(t, resp), "has expired")
+
 	// 3. Contoso's admin installs from the link.
 	contosoLink := installLink("contoso")
 	browser := newBrowser(t)
-	resp, err := fake.Approve(browser, contosoLink, wsContoso, uContoso)
+	resp, err = fake.Approve(browser, contosoLink, wsContoso, uContoso)
 	require.NoError(t, err)
 	page := body(t, resp)
 	require.Equal(t, http.StatusOK, resp.StatusCode, page)
@@ -397,4 +405,23 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		require.NotContains(t, logs, in.Token)
 	}
 	require.NotContains(t, logs, fake.Options().ClientSecret)
+
+	// 10. A fresh link installs Fabrikam again: it is reached again, with
+	// its new token.
+	resp, err = fake.Approve(newBrowser(t), installLink("fabrikam"), wsFabrikam, uFabrikam)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body(t, resp))
+	require.NoError(t, w.db.QueryRow(ctx, `SELECT active FROM slack_installations WHERE team_id = $1`, wsFabrikam).Scan(&active))
+	require.True(t, active)
+	_, cb = fake.UserMessage(chDesk, fab.card.TS, uExpert, "welcome back, Fabrikam")
+	_, err = fake.Event(ctx, cb, 0)
+	require.NoError(t, err)
+	wait("the answer reaches the reinstalled workspace", func() bool { _, ok := find(chFabrikam, fab.receipt.TS, "welcome back, Fabrikam"); return ok })
+	require.NotEqual(t, fabrikamToken, fake.TeamToken(wsFabrikam))
+	for _, call := range fake.Calls("chat.postMessage") {
+		if call.Form.Get("channel") == chFabrikam {
+			require.Equal(t, wsFabrikam, call.Team)
+			require.Empty(t, call.Error)
+		}
+	}
 }
