@@ -18,6 +18,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
@@ -220,4 +221,23 @@ func TestServeReloadsTheConfig(t *testing.T) {
 	}, fake)
 	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads WHERE by_platform = 'signal' AND applied`))
 	require.Empty(t, fake.Violations())
+}
+
+// TestReloadDiffNamesNoSecret: a changed ingest token is reported as a
+// change without the token, and an unchanged file has no changes.
+func TestReloadDiffNamesNoSecret(t *testing.T) {
+	t.Parallel()
+	file := func(token string) *config.File {
+		f, err := config.ParseFile([]byte(reloadBase))
+		require.NoError(t, err)
+		f.Orgs[0].Hunting.IngestToken = secrets.String(token)
+		return f
+	}
+	changes, restart := diffFiles(file("old-secret-value-1234"), file("old-secret-value-1234"))
+	require.Empty(t, changes)
+	require.Empty(t, restart)
+	changes, restart = diffFiles(file("old-secret-value-1234"), file("new-secret-value-5678"))
+	require.Equal(t, []string{"org contoso: its alert routing changed (tenants, notify_score or ingest token)"}, changes)
+	require.Empty(t, restart)
+	require.NotContains(t, strings.Join(append(changes, restart...), "\n"), "secret-value")
 }
