@@ -143,7 +143,7 @@ func (a *Adapter) serveInstall(w http.ResponseWriter, r *http.Request) {
 		installPage(w, http.StatusBadRequest, "This install link was used already", "An install link works once: ask your threatdesk contact for a new one.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: installCookie, Value: hex.EncodeToString(stateHash(state)), Path: "/slack/",
+	http.SetCookie(w, &http.Cookie{Name: installCookie, Value: hex.EncodeToString(stateHash(state)), Path: a.cookiePath(),
 		MaxAge: int(a.cfg.InstallTTL / time.Second), HttpOnly: true, Secure: strings.HasPrefix(a.cfg.PublicURL, "https://"),
 		SameSite: http.SameSiteLaxMode})
 	q := url.Values{"client_id": {a.cfg.ClientID}, "scope": {strings.Join(BotScopes, ",")},
@@ -153,6 +153,16 @@ func (a *Adapter) serveInstall(w http.ResponseWriter, r *http.Request) {
 	}
 	a.metrics.in("http", "install", "redirected")
 	http.Redirect(w, r, a.authorizeURL()+"?"+q.Encode(), http.StatusFound)
+}
+
+// cookiePath is /slack/ under THREATDESK_PUBLIC_URL's path (a reverse
+// proxy may serve threatdesk under a prefix).
+func (a *Adapter) cookiePath() string {
+	prefix := ""
+	if u, err := url.Parse(a.cfg.PublicURL); err == nil {
+		prefix = strings.TrimRight(u.Path, "/")
+	}
+	return prefix + "/slack/"
 }
 
 func stateProblem(err error) string {
