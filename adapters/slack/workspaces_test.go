@@ -90,10 +90,14 @@ func startWorkspacesBot(t *testing.T, ctx context.Context, fake *slackfake.Serve
 	opts := fake.Options()
 	reg := prometheus.NewRegistry()
 	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), AppToken: secrets.String(opts.AppToken),
-		APIURL: fake.APIURL(), Replays: b, ClientID: opts.ClientID, ClientSecret: secrets.String(opts.ClientSecret),
+		SigningSecret: secrets.String(opts.SigningSecret),
+		APIURL:        fake.APIURL(), Replays: b, ClientID: opts.ClientID, ClientSecret: secrets.String(opts.ClientSecret),
 		Pool: db, Key: key, Orgs: b, PublicURL: app.URL}, log, reg, b)
 	require.NoError(t, err)
-	h := a.InstallHandler()
+	mux := http.NewServeMux()
+	mux.Handle("GET /slack/", a.InstallHandler())
+	mux.Handle("POST /slack/", a.Handler()) // HTTP mode beside Socket Mode: events carry their team either way
+	var h http.Handler = mux
 	handler.Store(&h)
 	b.UseInstaller(a)
 	require.NoError(t, b.Register(a))
@@ -355,9 +359,17 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 
 	// 9. Fabrikam removes the app: the desk is told once, and nothing more
 	// is sent there (the relay is dead, with the reason).
+	// app_uninstalled arrives over HTTP (signed), tokens_revoked over
+	// Socket Mode.
 	uninstalled, revoked := fake.Uninstall(wsFabrikam)
-	_, err = fake.Event(ctx, uninstalled, 0)
+	raw, err := json.Marshal(uninstalled)
 	require.NoError(t, err)
+	req, err := fake.Signer().Request(ctx, app.URL+"/slack/events", "application/json", raw, time.Now())
+	require.NoError(t, err)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 	_, err = fake.Event(ctx, revoked, 0)
 	require.NoError(t, err)
 	wait("the desk hears Fabrikam removed threatdesk", func() bool { _, ok := find(chDesk, "", "removed threatdesk"); return ok })
