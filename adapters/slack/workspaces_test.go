@@ -152,7 +152,7 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		Users: []slackfake.User{{ID: uExpert, Name: "eve"}, {ID: uAdmin, Name: "ada"},
 			{ID: uContoso, Name: "carol", Team: wsContoso}, {ID: uFabrikam, Name: "fred", Team: wsFabrikam}},
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	w := startWorkspacesBot(t, ctx, fake, app, &handler, bot.Config{
 		Orgs: []bot.Org{
@@ -167,7 +167,8 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	})
 	wait := func(what string, cond func() bool) {
 		t.Helper()
-		if !testwait.Until(20*time.Second, cond, fake) {
+		// Generous: the whole suite may run under -race on a loaded machine.
+		if !testwait.Until(time.Minute, cond, fake) {
 			for _, m := range fake.Messages("") {
 				t.Logf("message %s %s thread=%q eph=%v team=%s: %s %s", m.Channel, m.TS, m.ThreadTS, m.Ephemeral, m.Team, m.Text, texts(t, m.Blocks))
 			}
