@@ -244,15 +244,22 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 	}
 	token := secrets.String(res.AccessToken)
 	if place.Workspace != "" && !strings.EqualFold(place.Workspace, res.Team.ID) {
-		a.revoke(ctx, token)
+		a.revokeUnkept(ctx, res.Team.ID, token)
 		a.log.Warn("Slack OAuth: installed in another workspace than the org's; refused", "org", st.Org, "team", res.Team.ID, "want", place.Workspace)
 		installPage(w, http.StatusForbidden, "threatdesk was not installed",
 			"This link is for "+place.Name+"'s Slack workspace ("+place.Workspace+"), and it was approved in "+res.Team.ID+". Open a new link and choose that workspace.")
 		return
 	}
 	if own := a.ownTeam(ctx); own != "" && strings.EqualFold(own, res.Team.ID) {
-		a.revoke(ctx, token)
+		// Never revoked: a reinstall answers the installed bot token, here
+		// SLACK_BOT_TOKEN itself.
 		installPage(w, http.StatusBadRequest, "threatdesk was not installed", "This is the provider's own workspace: it uses SLACK_BOT_TOKEN and needs no install link.")
+		return
+	}
+	if prev, ok, err := a.installs.Get(ctx, res.Team.ID); err == nil && ok && prev.Active && prev.Org != st.Org {
+		a.log.Warn("Slack OAuth: the workspace is linked to another org; refused", "org", st.Org, "team", res.Team.ID, "linked", prev.Org)
+		installPage(w, http.StatusForbidden, "threatdesk was not installed",
+			"This Slack workspace is already linked to another organisation in threatdesk: ask your threatdesk contact.")
 		return
 	}
 	in := Installation{Team: res.Team.ID, TeamName: res.Team.Name, Org: st.Org, AppID: res.AppID, BotUserID: res.BotUserID,
@@ -271,6 +278,20 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 	a.metrics.in("http", "install", "installed")
 	a.log.Info("Slack workspace installed threatdesk", "team", in.Team, "org", in.Org)
 	installDone(w, place.Name, teamName(in))
+}
+
+// revokeUnkept gives back (auth.revoke) the token of an install
+// threatdesk refused, unless the app was installed in team already: Slack
+// answers a reinstall with the bot token in use, and revoking it would
+// remove the app from the provider's own workspace or a customer's.
+func (a *Adapter) revokeUnkept(ctx context.Context, team string, token secrets.String) {
+	if own := a.ownTeam(ctx); own == "" || strings.EqualFold(own, team) {
+		return
+	}
+	if in, ok, err := a.installs.Get(ctx, team); err != nil || (ok && in.Active) {
+		return
+	}
+	a.revoke(ctx, token)
 }
 
 // revoke gives back a token threatdesk will not keep (auth.revoke).

@@ -270,6 +270,24 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	require.NotEmpty(t, contosoToken)
 	require.NotEmpty(t, fabrikamToken)
 
+	// A link approved where the app is installed already is refused
+	// without revoking the token in use (Slack answers a reinstall with
+	// it): in the provider's own workspace, and in another customer's.
+	resp, err = fake.Approve(newBrowser(t), installLink("contoso"), wsProvider, uAdmin)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body(t, resp), "approved in "+wsProvider)
+	resp, err = fake.Approve(newBrowser(t), installLink("fabrikam"), wsContoso, uContoso)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body(t, resp), "approved in "+wsContoso)
+	require.Equal(t, contosoToken, fake.TeamToken(wsContoso), "Contoso's token still works")
+	require.Equal(t, fake.Options().BotToken, fake.TeamToken(wsProvider), "SLACK_BOT_TOKEN still works")
+	for _, call := range fake.Calls("auth.revoke") {
+		require.NotEqual(t, wsContoso, call.Team)
+		require.NotEqual(t, wsProvider, call.Team)
+	}
+
 	// The desk is told, the admin mentioned.
 	wait("the desk hears of both installs", func() bool {
 		_, ok1 := find(chDesk, "", "Contoso")

@@ -342,9 +342,20 @@ func (s *Server) oauthAccess(r *http.Request, req apiRequest) map[string]any {
 	}
 	c.used = true
 	t := s.team(c.team)
-	s.seq++
-	tok := fmt.Sprintf("xoxb-%s-%06d-fake", strings.ToLower(t.ID), s.seq)
-	s.tokens[tok] = &tokenState{team: t.ID}
+	// An app installed in the team already gets its bot token again, as
+	// Slack answers a reinstall (without token rotation); a revoked one is
+	// replaced.
+	tok := ""
+	for k, ts := range s.tokens {
+		if ts.team == t.ID && !ts.revoked {
+			tok = k
+		}
+	}
+	if tok == "" {
+		s.seq++
+		tok = fmt.Sprintf("xoxb-%s-%06d-fake", strings.ToLower(t.ID), s.seq)
+		s.tokens[tok] = &tokenState{team: t.ID}
+	}
 	t.installed = true
 	s.installs = append(s.installs, Install{Team: t.ID, Token: tok, Scope: c.scope, By: c.user, At: time.Now()})
 	return map[string]any{
