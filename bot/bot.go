@@ -17,14 +17,27 @@ import (
 
 // Bot is the platform-neutral core: it implements Handler for the adapters
 // and runs the delivery workers that drain the outbox into them.
+//
+// The configuration can change while it runs (SetConfig, reload.go): every
+// event (a command, a button, a reply, an outbox row) is worked with one
+// snapshot of it, taken when the event arrives (current), so that its work
+// never sees half of one config and half of another.
 type Bot struct {
-	cfg   Config
-	db    *pgxpool.Pool
-	cases Cases
-	hunt  Incidents
-	log   *slog.Logger
-	m     *metrics
-	now   func() time.Time
+	*core
+	// cfg is the snapshot this value works with.
+	cfg Config
+}
+
+// core is what every snapshot of a Bot shares.
+type core struct {
+	// running is the running configuration (SetConfig swaps it).
+	running atomic.Pointer[Config]
+	db      *pgxpool.Pool
+	cases   Cases
+	hunt    Incidents
+	log     *slog.Logger
+	m       *metrics
+	now     func() time.Time
 
 	// onCall is the experts' rotation (UseOnCall); nil: nobody is on call.
 	onCall OnCall
@@ -37,6 +50,10 @@ type Bot struct {
 	links   SampleLinks
 	web     WebSignIn // the case tracker's sign-in links (web.go); nil: not enabled
 	insight Insight   // sightings and campaigns (insight.go); nil: not enabled
+	// installer makes Add to Slack links (workspaces.go) and reloader runs
+	// "/experts reload" (reload.go); nil: not set up.
+	installer Installer
+	reloader  Reloader
 
 	// life runs the workers (its loops) and the work handlers start (its
 	// work); Stop waits for both.
@@ -100,11 +117,20 @@ func New(cfg Config, db *pgxpool.Pool, cases Cases, hunt Incidents, log *slog.Lo
 		storeDB.Close()
 		return nil, fmt.Errorf("bot: %w", err)
 	}
-	return &Bot{
-		cfg: cfg, db: db, cases: cases, hunt: hunt, log: log, m: m,
+	c := &core{
+		db: db, cases: cases, hunt: hunt, log: log, m: m,
 		now: cfg.Now, adapters: map[Platform]Adapter{}, life: life,
 		pacer: newPacer(cfg.Delivery.Pace), im: im, storeDB: storeDB, inboundKick: make(chan struct{}, 1),
-	}, nil
+	}
+	c.running.Store(&cfg)
+	return &Bot{core: c, cfg: cfg}, nil
+}
+
+// current is b working with the running configuration: each event takes
+// it once, when it arrives, and keeps it to the end.
+func (b *Bot) current() *Bot {
+	cfg := b.running.Load()
+	return &Bot{core: b.core, cfg: *cfg}
 }
 
 // Register adds the adapter for its platform. Register before Start; a

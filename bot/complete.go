@@ -34,6 +34,7 @@ const (
 // urgency, whose reference contains what was typed ("12", "eod-12").
 // Nothing is suggested to someone who may see no case.
 func (b *Bot) CompleteCases(ctx context.Context, u User, channel, typed string) []Choice {
+	b = b.current()
 	w := b.identify(u, channel, nil)
 	s, ok := w.scope()
 	if !ok {

@@ -226,6 +226,9 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	ids := map[string]bool{}
 	channels := map[string]string{} // "platform:channel" -> org id
+	// A Slack channel id is checked with its team: the same id in two
+	// workspaces (Slack Connect) is two places.
+	slackIn := map[string]string{} // "team:channel" -> org id
 	for i, o := range c.Orgs {
 		at := fmt.Sprintf("orgs[%d]", i)
 		if !orgIDPattern.MatchString(o.ID) {
@@ -250,10 +253,11 @@ func (c Config) Validate() error {
 			for _, ch := range s.Channels {
 				if !slackChanPattern.MatchString(ch) {
 					bad("%s.slack.channels: %q must be a Slack channel id such as C0123ABCD (channel details, at the bottom), not a #name", at, ch)
-				} else if prev := channels["slack:"+ch]; prev != "" {
+				} else if prev := slackIn[s.Team+":"+ch]; prev != "" {
 					bad("%s.slack.channels: %s already belongs to org %s: a channel acts for one org", at, ch, prev)
 				}
-				channels["slack:"+ch] = o.ID
+				slackIn[s.Team+":"+ch] = o.ID
+				channels["slack:"+ch] = cmp.Or(channels["slack:"+ch], o.ID)
 			}
 		}
 		if d := o.Discord; d != nil {
@@ -286,8 +290,15 @@ func (c Config) Validate() error {
 		if d.Team != "" && !slackTeamPattern.MatchString(d.Team) {
 			bad("desk.slack.team %q must be a Slack team id such as T0123ABCD", d.Team)
 		}
-		if org := channels["slack:"+d.Channel]; org != "" {
+		org := channels["slack:"+d.Channel]
+		if d.Team != "" {
+			org = slackIn[d.Team+":"+d.Channel]
+		}
+		if org != "" {
 			bad("desk.slack.channel %s is also org %s's channel: give the experts a channel of their own", d.Channel, org)
+		}
+		if teams := slackTeams(c.Orgs); d.Team == "" && len(teams) > 1 {
+			bad("desk.slack.team is required when orgs are in several Slack workspaces (%s): set it to the team id of the desk's own workspace, so that no other workspace's channel can pass for the desk", strings.Join(teams, ", "))
 		}
 	}
 	if d := c.Desk.Discord; d != nil {
@@ -371,7 +382,10 @@ func (c Config) orgFor(p Platform, workspace, channel string) (*Org, bool) {
 		if pl == nil || !slices.Contains(pl.Channels, channel) {
 			continue
 		}
-		if workspace != "" && pl.Workspace != "" && !strings.EqualFold(workspace, pl.Workspace) {
+		// The channel counts only in the org's own workspace (guild): an
+		// event from another workspace never acts for the org, whatever the
+		// channel id.
+		if pl.Workspace != "" && !strings.EqualFold(workspace, pl.Workspace) {
 			continue
 		}
 		return o, true
@@ -426,4 +440,15 @@ func (d Desk) DeskDest() Dest {
 		return Dest{Platform: Discord, Workspace: d.Discord.Guild, Channel: d.Discord.Channel}
 	}
 	return Dest{}
+}
+
+// slackTeams lists the distinct Slack teams of orgs, in config order.
+func slackTeams(orgs []Org) []string {
+	var out []string
+	for _, o := range orgs {
+		if o.Slack != nil && o.Slack.Team != "" && !slices.Contains(out, o.Slack.Team) {
+			out = append(out, o.Slack.Team)
+		}
+	}
+	return out
 }

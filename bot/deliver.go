@@ -43,6 +43,8 @@ type part struct {
 	dm        *recipient
 	link      string
 	linkLabel string
+	// pin, on a post, pins the posted message (reload.go).
+	pin bool
 }
 
 // rowError is a failed delivery with what to do about it.
@@ -195,6 +197,7 @@ func (b *Bot) deliverBatch(ctx context.Context) (int, error) {
 // deliverRow renders and sends one row, then settles it: delivered, retried
 // later, or dead.
 func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row) {
+	b = b.current()
 	defer b.afterRow()
 	log := b.log.With("outbox_id", row.ID, "kind", row.Kind, "stream", row.Stream, "attempt", row.Attempts)
 	rctx, cancel := context.WithDeadline(ctx, deadline)
@@ -569,7 +572,7 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		if found {
 			b.log.Info("an earlier attempt had posted this part without its answer coming back; recorded it instead of posting again",
 				"outbox_id", row.ID, "part", p.key, "channel", dest.Channel, "message", ref.Message)
-			return dest.Platform, b.settlePost(ctx, row, p, dest, ref)
+			return dest.Platform, b.posted(ctx, row, p, dest, ref)
 		}
 	}
 	if err := b.pacer.wait(ctx, dest.Platform, dest.Channel); err != nil {
@@ -593,7 +596,16 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		}
 		return dest.Platform, err
 	}
-	return dest.Platform, b.settlePost(ctx, row, p, dest, ref)
+	return dest.Platform, b.posted(ctx, row, p, dest, ref)
+}
+
+// posted settles a posted part, then pins it when it asks to be.
+func (b *Bot) posted(ctx context.Context, row outbox.Row, p part, dest Dest, ref Ref) error {
+	if err := b.settlePost(ctx, row, p, dest, ref); err != nil {
+		return err
+	}
+	b.pinPosted(ctx, p, ref)
+	return nil
 }
 
 // findPosted asks the adapter for a part an earlier attempt may have posted.

@@ -383,6 +383,16 @@ func parse(c Command) (request, *usageError) {
 		if err := parseCampaign(args, &r); err != nil {
 			return r, err
 		}
+	case vInstallLink:
+		if typed {
+			r.org = strings.ToLower(opt(c, "org"))
+		} else if len(args) > 0 {
+			r.org = strings.ToLower(args[0])
+		}
+		if r.org == "" {
+			return r, badInput("Which org? %s, e.g. /experts install-link contoso: a private link that installs threatdesk in that org's Slack workspace.", installOrgHint)
+		}
+	case vReload:
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

@@ -82,6 +82,7 @@ func introMessage() Message {
 
 // HandleGreeting implements Greeter.
 func (b *Bot) HandleGreeting(ctx context.Context, g Greeting) error {
+	b = b.current()
 	switch g.Kind {
 	case GreetInvited:
 		if g.Channel == "" {

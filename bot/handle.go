@@ -80,6 +80,10 @@ func opOf(r request) op {
 		return opOpen
 	case vCampaign:
 		return opCampaign
+	case vInstallLink:
+		return opInstallLink
+	case vReload:
+		return opReload
 	}
 	return opHelp
 }
@@ -107,6 +111,7 @@ func (b *Bot) observeAck(kind string, start time.Time) {
 // database cannot be reached the acknowledgement says so and nothing is
 // stored.
 func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
+	b = b.current()
 	defer b.observeAck("command", time.Now())
 	r, uerr := parse(c)
 	if uerr != nil {
@@ -122,6 +127,9 @@ func (b *Bot) HandleCommand(ctx context.Context, c Command) Ack {
 	}
 	if o == opWeb {
 		return b.webAck(ctx, w, c) // the link goes out in the acknowledgement, never stored as text
+	}
+	if o == opInstallLink {
+		return b.installAck(ctx, c, r) // as /experts web: the link is never stored
 	}
 	key := inboundKey(c.User.Platform, kindCommand, c.Key)
 	switch {
@@ -329,6 +337,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return b.askAboutCommand(ctx, w, c, r)
 	case vCampaign:
 		return b.campaignCommand(ctx, w, r)
+	case vReload:
+		return b.reloadCommand(ctx, w)
 	}
 	return b.help(w), nil
 }
@@ -491,6 +501,8 @@ func (b *Bot) help(w who) Message {
 	if w.has(RoleAdmin) {
 		m.Sections = append(m.Sections, Section{Title: "Admins", Lines: []Line{
 			{B("/experts sample-notification"), T(": send a clearly labelled test notification to this org's notification channel")},
+			{B("/experts install-link"), T(" <org>: a private, single-use link that adds threatdesk to that org's Slack workspace")},
+			{B("/experts reload"), T(": read the config file again and switch to it (every problem is reported; a bad file changes nothing)")},
 		}})
 	}
 	return m
@@ -559,6 +571,7 @@ func actionOp(a ActionID) (op, bool) {
 // button that opens a form is answered with it; any other is stored before
 // it is acknowledged, as commands are.
 func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
+	b = b.current()
 	start := time.Now()
 	defer b.observeAck("action", start)
 	w := b.identify(a.User, a.Message.Channel, nil)
@@ -684,6 +697,7 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 // checked at once (the form stays open with the error); the submission is
 // then stored before it is acknowledged and its work runs from there.
 func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
+	b = b.current()
 	start := time.Now()
 	defer b.observeAck("submit", start)
 	field, minLen := fieldText, 1
@@ -832,6 +846,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 // case's) before HandleReply returns; an error means it was not, and the
 // adapter must not acknowledge it as received.
 func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
+	b = b.current()
 	if r.FromBot || (strings.TrimSpace(r.Text) == "" && len(r.Files) == 0 && r.Change != ReplyDeleted) {
 		return nil // a reply with files and no text is a file sample (samples.go)
 	}

@@ -562,6 +562,7 @@ RETURNING i.key, i.platform, i.kind, i.payload, i.responder, i.attempts, i.recei
 // process does one attempt at a row's work and settles it: done (answered),
 // retried later with backoff, or dead (the person is told).
 func (b *Bot) process(ctx context.Context, row inboundRow) {
+	b = b.current()
 	defer b.afterRow()
 	c := b.cfg.Inbound
 	log := b.log.With("inbound", row.kind, "attempt", row.attempts)

@@ -101,7 +101,7 @@ func TestAlertLinksOnlyOnPortals(t *testing.T) {
 	t.Parallel()
 	const phish = "https://contoso-security.example/login?next=reset"
 	const portal = "https://security.microsoft.com/alerts/da637551227677560813_-961444813"
-	b := &Bot{cfg: unitConfig(), now: time.Now}
+	b := &Bot{cfg: unitConfig(), core: &core{now: time.Now}}
 	inc := func(link string) Message {
 		return notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90, Link: link})
 	}

@@ -99,6 +99,8 @@ var permissions = map[op][]Role{
 	opOncallTake:      {RoleExpert},
 	opWeb:             {RoleMember, RoleExpert, RoleManager},
 	opCampaign:        {RoleExpert},
+	opInstallLink:     {RoleAdmin},
+	opReload:          {RoleAdmin},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.
@@ -191,7 +193,7 @@ func (b *Bot) identify(u User, channel string, thread *Ref) who {
 			w.roles = append(w.roles, RoleMember)
 			break
 		}
-		if desk.Platform == u.Platform && desk.Channel == ch {
+		if desk.Platform == u.Platform && desk.Channel == ch && (desk.Workspace == "" || strings.EqualFold(desk.Workspace, u.Workspace)) {
 			w.desk = true
 		}
 	}

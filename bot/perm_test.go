@@ -55,6 +55,8 @@ func TestPermissionTable(t *testing.T) {
 		opOncallTake:      {"expert"},
 		opWeb:             {"member", "expert", "manager"},
 		opCampaign:        {"expert"},
+		opInstallLink:     {"admin"},
+		opReload:          {"admin"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

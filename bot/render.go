@@ -92,6 +92,12 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 	if ps, ok, err := b.renderGreeting(row.Kind, row.Payload); ok {
 		return ps, err
 	}
+	if ps, ok, err := b.renderReload(ctx, row); ok {
+		return ps, err
+	}
+	if ps, ok, err := b.renderWorkspace(ctx, row.Kind, row.Payload); ok {
+		return ps, err
+	}
 	if parts, ok, err := b.decodeOnCall(ctx, row); ok {
 		return parts, err
 	}

@@ -28,7 +28,7 @@ func TestCreditsEventRendersNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, CaseEvent{Kind: CaseCredits, Ref: "EOD-1", Detail: "opened"}, ev)
-	b := &Bot{cfg: unitConfig(), cases: cw}
+	b := &Bot{cfg: unitConfig(), core: &core{cases: cw}}
 	parts, err := b.renderCase(t.Context(), ev)
 	require.NoError(t, err)
 	require.Empty(t, parts)

@@ -84,6 +84,7 @@ func (b *Bot) webSignIn() WebSignIn {
 // WebAccess is who u is, speaking from channel, by the running config:
 // the same roles (and org) as a command of theirs in that channel gets.
 func (b *Bot) WebAccess(u User, channel string) WebUser {
+	b = b.current()
 	w := b.identify(u, channel, nil)
 	out := WebUser{User: u, Channel: channel, Roles: append([]Role(nil), w.roles...)}
 	if w.org != nil {
@@ -94,6 +95,7 @@ func (b *Bot) WebAccess(u User, channel string) WebUser {
 
 // WebOrgs lists the configured orgs, in config order.
 func (b *Bot) WebOrgs() []WebOrg {
+	b = b.current()
 	out := make([]WebOrg, len(b.cfg.Orgs))
 	for i, o := range b.cfg.Orgs {
 		out[i] = WebOrg{ID: o.ID, Name: o.Name}

@@ -27,7 +27,7 @@ func nextQuarter(q time.Time) time.Time { return q.AddDate(0, 3, 0) }
 // rollover brings a balance held since quarter `from` forward to quarter `to`.
 func (s *Service) rollover(org string, from time.Time, bal int, to time.Time) int {
 	for q := from; q.Before(to); q = nextQuarter(q) {
-		bal = min(bal+s.cfg.perQuarter(org), s.cfg.CreditsCap)
+		bal = min(bal+s.liveConfig().perQuarter(org), s.cfg.CreditsCap)
 	}
 	return bal
 }
@@ -37,7 +37,7 @@ func (s *Service) rollover(org string, from time.Time, bal int, to time.Time) in
 func (s *Service) lockCredits(ctx context.Context, tx pgx.Tx, org string, now time.Time) (int, error) {
 	q := quarterStart(now)
 	if _, err := tx.Exec(ctx, `INSERT INTO case_credits (org, quarter, balance, updated_at) VALUES ($1, $2, $3, $4)
- ON CONFLICT (org) DO NOTHING`, org, q, s.cfg.perQuarter(org), now); err != nil {
+ ON CONFLICT (org) DO NOTHING`, org, q, s.liveConfig().perQuarter(org), now); err != nil {
 		return 0, fmt.Errorf("create credits of %s: %w", org, err)
 	}
 	var held time.Time
@@ -99,7 +99,7 @@ func (s *Service) Credits(ctx context.Context, v Viewer, org string) (*CreditBal
 	}
 	now := s.cfg.now()
 	q := quarterStart(now)
-	bal := s.cfg.perQuarter(org)
+	bal := s.liveConfig().perQuarter(org)
 	var held time.Time
 	var stored int
 	err := s.pool.QueryRow(ctx, `SELECT quarter, balance FROM case_credits WHERE org = $1`, org).Scan(&held, &stored)
@@ -110,6 +110,6 @@ func (s *Service) Credits(ctx context.Context, v Viewer, org string) (*CreditBal
 		return nil, fmt.Errorf("read credits of %s: %w", org, err)
 	}
 	next := nextQuarter(q)
-	return &CreditBalance{Org: org, Balance: bal, PerQuarter: s.cfg.perQuarter(org), Cap: s.cfg.CreditsCap,
-		QuarterStart: q, ResetsAt: next, NextBalance: min(bal+s.cfg.perQuarter(org), s.cfg.CreditsCap)}, nil
+	return &CreditBalance{Org: org, Balance: bal, PerQuarter: s.liveConfig().perQuarter(org), Cap: s.cfg.CreditsCap,
+		QuarterStart: q, ResetsAt: next, NextBalance: min(bal+s.liveConfig().perQuarter(org), s.cfg.CreditsCap)}, nil
 }

@@ -345,7 +345,7 @@ func (s *Service) reportScope(v Viewer, org string) ([]string, error) {
 	if org == "" {
 		return s.cfg.orgIDs(), nil
 	}
-	if !v.sees(org) || !s.cfg.knows(org) {
+	if !v.sees(org) || !s.liveConfig().knows(org) {
 		return nil, fmt.Errorf("report: no org %q: %w", org, ErrNotFound)
 	}
 	return []string{org}, nil
@@ -682,7 +682,7 @@ func (s *Service) reportCredits(ctx context.Context, tx pgx.Tx, orgs []string, w
 	for _, org := range orgs {
 		bal, ok := stored[org]
 		if !ok {
-			bal = s.cfg.perQuarter(org)
+			bal = s.liveConfig().perQuarter(org)
 		}
 		byOrg[org].Credits.Left = bal
 		total.Credits.Left += bal

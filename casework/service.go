@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -35,6 +36,9 @@ type Service struct {
 
 	// life runs the scheduler of the SLA sweep and the timeline check.
 	life *lifecycle.Group
+	// live is cfg with the orgs and SLA targets a reload may change
+	// (reload.go).
+	live atomic.Pointer[Config]
 }
 
 // OtherOrgLabel is the org label of metrics about an org that is not in
@@ -73,6 +77,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{pool: pool, cfg: cfg, log: log.With("component", "casework"), entryKey: cfg.Key.Derive(secrets.PurposeTimelineEntry)}
+	s.live.Store(&cfg)
 	s.m = metrics{
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "casework", Name: "cases_opened_total",
@@ -168,7 +173,7 @@ func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) (C,
 
 // orgLabel is org as a metric label: itself when configured, else OtherOrgLabel.
 func (s *Service) orgLabel(org string) string {
-	if s.cfg.knows(org) {
+	if s.liveConfig().knows(org) {
 		return org
 	}
 	return OtherOrgLabel
@@ -597,7 +602,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 			if req.ApprovedBy == nil {
 				next := nextQuarter(quarterStart(now))
 				return &NoCreditsError{Org: req.Org, Balance: bal, ResetsAt: next,
-					NextBalance: min(bal+s.cfg.perQuarter(req.Org), s.cfg.CreditsCap)}
+					NextBalance: min(bal+s.liveConfig().perQuarter(req.Org), s.cfg.CreditsCap)}
 			}
 			useCredit = false // approved by a manager beyond the credits
 		}
@@ -607,7 +612,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 				return err
 			}
 		}
-		t := s.cfg.SLA.Target(req.Priority)
+		t := s.liveConfig().SLA.Target(req.Priority)
 		var number int64
 		err = tx.QueryRow(ctx, `INSERT INTO cases (org, open_key, subject_kind, subject_id, subject_name, subject_link,
  subject_severity, category, question, priority, requester_platform, requester_workspace, requester_user, requester_name,

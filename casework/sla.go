@@ -52,7 +52,7 @@ func (x *row) elapsedAt(now time.Time) time.Duration {
 }
 
 func (s *Service) warnAfter(target time.Duration) time.Duration {
-	return time.Duration(float64(target) * s.cfg.SLA.WarnAt)
+	return time.Duration(float64(target) * s.liveConfig().SLA.WarnAt)
 }
 
 func earliest(cur *time.Time, t time.Time) *time.Time {

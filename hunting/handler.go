@@ -70,7 +70,7 @@ func (s *Service) authorize(r *http.Request) (org string, ok bool) {
 	if match(s.cfg.IngestToken.Value()) {
 		ok = true
 	}
-	for _, o := range s.cfg.Orgs {
+	for _, o := range s.liveConfig().Orgs {
 		if match(o.IngestToken.Value()) {
 			org, ok = o.ID, true
 		}

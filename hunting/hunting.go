@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -54,6 +55,9 @@ type Service struct {
 
 	rescoreMu   sync.Mutex
 	lastRescore time.Time
+
+	// live is cfg with the orgs a reload may change (reload.go).
+	live atomic.Pointer[Config]
 }
 
 // New validates cfg and returns a Service. Its metrics are registered on
@@ -78,8 +82,10 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
-	return &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life,
-		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}, nil
+	s := &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life,
+		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}}}
+	s.live.Store(&c)
+	return s, nil
 }
 
 type metrics struct {

@@ -324,7 +324,7 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 		if fold == nil {
 			was = st.key(true)
 		}
-		st.rescore(now, s.cfg.notifyScore(st.Org))
+		st.rescore(now, s.liveConfig().notifyScore(st.Org))
 		kind, changes := s.evaluate(now, st)
 		st.changes = nil
 		if kind == "" {

@@ -175,7 +175,7 @@ func (s *Service) ingest(ctx context.Context, items []RawAlert, bind binding) (*
 		case StatusRejected:
 			res.Rejected++
 		}
-		s.m.items.WithLabelValues(s.cfg.orgLabel(it.Org), string(it.Status)).Inc()
+		s.m.items.WithLabelValues(s.liveConfig().orgLabel(it.Org), string(it.Status)).Inc()
 	}
 	return res, nil
 }
@@ -193,7 +193,7 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 	workers := min(runtime.GOMAXPROCS(0), (len(items)+63)/64)
 	if workers <= 1 {
 		for i, raw := range items {
-			out[i].a, out[i].src, out[i].err = normalize(raw, s.cfg.tenants)
+			out[i].a, out[i].src, out[i].err = normalize(raw, s.liveConfig().tenants)
 		}
 		return out
 	}
@@ -203,7 +203,7 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 		hi := min(lo+chunk, len(items))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				out[i].a, out[i].src, out[i].err = normalize(items[i], s.cfg.tenants)
+				out[i].a, out[i].src, out[i].err = normalize(items[i], s.liveConfig().tenants)
 			}
 		})
 	}
@@ -222,7 +222,7 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	for i, a := range alerts {
 		if a.Org == "" {
 			a.Tenant = strings.ToLower(strings.TrimSpace(a.Tenant))
-			a.Org = s.cfg.tenants[a.Tenant]
+			a.Org = s.liveConfig().tenants[a.Tenant]
 		}
 		out[i] = ItemResult{Index: i, ID: a.ID, Source: a.Source, Org: a.Org, Tenant: a.Tenant}
 		switch {

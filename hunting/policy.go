@@ -117,7 +117,7 @@ func (s *Service) appendEvent(ctx context.Context, tx pgx.Tx, kind string, p Eve
 	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kind, Stream: Stream(p.IncidentID), Payload: p}); err != nil {
 		return fmt.Errorf("record %s for incident %d: %w", kind, p.IncidentID, err)
 	}
-	s.m.events.WithLabelValues(s.cfg.orgLabel(p.Org), kind).Inc()
+	s.m.events.WithLabelValues(s.liveConfig().orgLabel(p.Org), kind).Inc()
 	return nil
 }
 
@@ -209,7 +209,7 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 	if st.Status != "open" {
 		return "", nil
 	}
-	eligible := st.Expert || st.forced || st.Score >= s.cfg.notifyScore(st.Org)
+	eligible := st.Expert || st.forced || st.Score >= s.liveConfig().notifyScore(st.Org)
 	repeatable := st.Expert || st.Severity.Rank() >= s.cfg.RepeatSeverity.Rank()
 	kind := ""
 	var changes []Change

@@ -174,7 +174,7 @@ func (s *Service) autoResolve(ctx context.Context, tx pgx.Tx, pt *pipeTx, sts []
 		return 0, nil
 	}
 	for _, st := range done {
-		st.rescore(now, s.cfg.notifyScore(st.Org)) // the event names its title and score
+		st.rescore(now, s.liveConfig().notifyScore(st.Org)) // the event names its title and score
 	}
 	ids := make([]int64, len(done))
 	byID := map[int64]*incState{}

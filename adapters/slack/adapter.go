@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slack-go/slack"
 
@@ -47,6 +48,28 @@ type Config struct {
 	// APIURL is the Web API base, SLACK_API_URL: an http(s) URL ending in a
 	// slash; default DefaultAPIURL. Socket Mode opens its connection here too.
 	APIURL string `env:"SLACK_API_URL"`
+	// ClientID and ClientSecret (SLACK_CLIENT_ID, SLACK_CLIENT_SECRET) turn
+	// on Add to Slack for customer workspaces (oauth.go): install links,
+	// GET /slack/install and GET /slack/oauth/callback. Both or neither.
+	ClientID     string         `env:"SLACK_CLIENT_ID"`
+	ClientSecret secrets.String `env:"SLACK_CLIENT_SECRET"`
+	// Pool and Key keep the installed workspaces' tokens (installs.go),
+	// sealed under a subkey of Key; required with ClientID. Without them
+	// every call uses BotToken, as a single-workspace install always has.
+	Pool *pgxpool.Pool `env:"-"`
+	Key  *secrets.Key  `env:"-"`
+	// PublicURL is THREATDESK_PUBLIC_URL's base (no trailing slash): install
+	// links and the OAuth redirect URI (PublicURL + /slack/oauth/callback)
+	// are on it. PublicLocal says it is only the HTTP address (the links
+	// work on this machine only).
+	PublicURL   string `env:"-"`
+	PublicLocal bool   `env:"-"`
+	// Orgs is where the running config places an org (the bot): an
+	// install for an org whose config names its team is accepted in that
+	// team only. Required with ClientID.
+	Orgs OrgDirectory `env:"-"`
+	// InstallTTL is how long an install link works (default 1h).
+	InstallTTL time.Duration `env:"-"`
 	// Replays refuses a replayed signed HTTP request. Default: in memory
 	// (does not survive a restart or span replicas; pass the bot, whose
 	// inbound table keeps them, in production). Redeliveries are not the
@@ -95,6 +118,9 @@ func (c Config) WithDefaults() Config {
 	if c.ReconnectMax <= 0 {
 		c.ReconnectMax = 2 * time.Minute
 	}
+	if c.InstallTTL <= 0 {
+		c.InstallTTL = time.Hour
+	}
 	return c
 }
 
@@ -122,6 +148,12 @@ func (c Config) Validate() error {
 	if c.BotToken != "" && c.AppToken == "" && c.SigningSecret == "" {
 		bad("SLACK_BOT_TOKEN is set but Slack events cannot arrive: set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)")
 	}
+	if (c.ClientID == "") != (c.ClientSecret == "") {
+		bad("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together (Basic Information, App Credentials): set both to enable Add to Slack, or neither")
+	}
+	if c.ClientID != "" && c.BotToken == "" {
+		bad("SLACK_CLIENT_ID is set but SLACK_BOT_TOKEN is not: the provider's own workspace (the desk's) keeps SLACK_BOT_TOKEN; set it too")
+	}
 	u, err := url.Parse(c.APIURL)
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
@@ -142,13 +174,18 @@ type Adapter struct {
 	files   *http.Client
 	metrics *metrics
 	users   *ttlCache[string]
-	// triggers remembers the channel a trigger_id came from, for the modal
-	// it may open.
-	triggers *ttlCache[string]
+	// triggers remembers where a trigger_id came from (its channel, for
+	// the modal it may open, and its workspace, whose token opens it).
+	triggers *ttlCache[triggerPlace]
 
 	idMu      sync.Mutex
 	teamID    string
 	botUserID string
+
+	// installs are the customer workspaces' tokens and clients the cache
+	// of their clients (installs.go); nil without Pool and Key.
+	installs *Installations
+	clients  workspaces
 
 	// life runs Socket Mode (its loop, cancelled first by Stop) and the
 	// work on inbound events (its work, given stopGrace to finish).
@@ -199,10 +236,20 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		api:      slack.New(cfg.BotToken.Value(), opts...),
 		metrics:  m,
 		users:    newTTLCache[string](cfg.UserCacheTTL, 10000),
-		triggers: newTTLCache[string](10*time.Second, 10000),
+		triggers: newTTLCache[triggerPlace](10*time.Second, 10000),
 		life:     life,
 	}
 	a.files = a.newFilesClient()
+	if cfg.Pool != nil && cfg.Key != nil {
+		if a.installs, err = NewInstallations(cfg.Pool, cfg.Key); err != nil {
+			return nil, err
+		}
+	} else if cfg.ClientID != "" {
+		return nil, errors.New("slack adapter: Add to Slack (SLACK_CLIENT_ID) needs the database and THREATDESK_SECRET_KEY to keep the workspaces' tokens")
+	}
+	if cfg.ClientID != "" && (cfg.Orgs == nil || cfg.PublicURL == "") {
+		return nil, errors.New("slack adapter: Add to Slack (SLACK_CLIENT_ID) needs the org directory and the public URL")
+	}
 	return a, nil
 }
 
@@ -301,6 +348,17 @@ func (a *Adapter) callCtx(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, a.cfg.CallTimeout)
 }
 
+// triggerPlace is where a trigger_id came from.
+type triggerPlace struct{ channel, team string }
+
+// failed classifies a Web API error about team's workspace; a refused
+// token drops the workspace's cached client.
+func (a *Adapter) failed(team, method string, err error) error {
+	err = a.classify(method, err)
+	a.forgetOnAuthError(team, err)
+	return err
+}
+
 func msgOptions(m bot.Message) []slack.MsgOption {
 	blocks, text := RenderBlocks(m)
 	return []slack.MsgOption{
@@ -337,12 +395,16 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 		opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: partEventType,
 			EventPayload: map[string]any{"key": dest.Key}}))
 	}
+	api, err := a.client(ctx, dest.Workspace)
+	if err != nil {
+		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, err)
+	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	gotCh, ts, err := a.api.PostMessageContext(ctx, ch, opts...)
+	gotCh, ts, err := api.PostMessageContext(ctx, ch, opts...)
 	a.metrics.call("chat.postMessage", err)
 	if err != nil {
-		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.classify("chat.postMessage", err))
+		return bot.Ref{}, fmt.Errorf("post to channel %q: %w", ch, a.failed(dest.Workspace, "chat.postMessage", err))
 	}
 	return bot.Ref{Platform: bot.Slack, Workspace: a.team(ctx, dest.Workspace), Channel: cmp.Or(gotCh, ch), Message: ts}, nil
 }
@@ -362,9 +424,13 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 	}
 	from := since.Add(-findSkew)
 	oldest := fmt.Sprintf("%d.%06d", from.Unix(), from.Nanosecond()/1000)
+	api, err := a.client(ctx, dest.Workspace)
+	if err != nil {
+		return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
+	}
 	cursor := ""
 	for range findPages {
-		msgs, next, err := a.historyPage(ctx, ch, dest.Thread, oldest, cursor)
+		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, cursor)
 		if err != nil {
 			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
 		}
@@ -388,11 +454,11 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 
 // historyPage reads one page of a channel's history, or of a thread when
 // thread is set, with metadata; next is the cursor of the next page, if any.
-func (a *Adapter) historyPage(ctx context.Context, ch string, thread *bot.Ref, oldest, cursor string) ([]slack.Message, string, error) {
+func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string, thread *bot.Ref, oldest, cursor string) ([]slack.Message, string, error) {
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
 	if thread != nil {
-		msgs, more, next, err := a.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+		msgs, more, next, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
 			ChannelID: ch, Timestamp: thread.Message, Oldest: oldest, Limit: findPageSize, Cursor: cursor, IncludeAllMetadata: true})
 		a.metrics.call("conversations.replies", err)
 		if err != nil {
@@ -403,7 +469,7 @@ func (a *Adapter) historyPage(ctx context.Context, ch string, thread *bot.Ref, o
 		}
 		return msgs, next, nil
 	}
-	res, err := a.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
+	res, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
 		ChannelID: ch, Oldest: oldest, Limit: findPageSize, Cursor: cursor, IncludeAllMetadata: true})
 	a.metrics.call("conversations.history", err)
 	if err != nil {
@@ -418,12 +484,16 @@ func (a *Adapter) historyPage(ctx context.Context, ch string, thread *bot.Ref, o
 
 // Update replaces the message at ref with m (chat.update).
 func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
+	api, err := a.client(ctx, ref.Workspace)
+	if err != nil {
+		return fmt.Errorf("update message %s in channel %q: %w", ref.Message, ref.Channel, err)
+	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	_, _, _, err := a.api.UpdateMessageContext(ctx, ref.Channel, ref.Message, msgOptions(m)...)
+	_, _, _, err = api.UpdateMessageContext(ctx, ref.Channel, ref.Message, msgOptions(m)...)
 	a.metrics.call("chat.update", err)
 	if err != nil {
-		return fmt.Errorf("update message %s in channel %q: %w", ref.Message, ref.Channel, a.classify("chat.update", err))
+		return fmt.Errorf("update message %s in channel %q: %w", ref.Message, ref.Channel, a.failed(ref.Workspace, "chat.update", err))
 	}
 	return nil
 }
@@ -436,12 +506,16 @@ func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string,
 		ch = cmp.Or(ch, dest.Thread.Channel)
 		opts = append(opts, slack.MsgOptionTS(dest.Thread.Message))
 	}
+	api, err := a.client(ctx, dest.Workspace)
+	if err != nil {
+		return fmt.Errorf("post privately to %q in channel %q: %w", userID, ch, err)
+	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	_, err := a.api.PostEphemeralContext(ctx, ch, userID, opts...)
+	_, err = api.PostEphemeralContext(ctx, ch, userID, opts...)
 	a.metrics.call("chat.postEphemeral", err)
 	if err != nil {
-		return fmt.Errorf("post privately to %q in channel %q: %w", userID, ch, a.classify("chat.postEphemeral", err))
+		return fmt.Errorf("post privately to %q in channel %q: %w", userID, ch, a.failed(dest.Workspace, "chat.postEphemeral", err))
 	}
 	return nil
 }
@@ -449,17 +523,21 @@ func (a *Adapter) PostPrivate(ctx context.Context, dest bot.Dest, userID string,
 // OpenForm opens f as a modal with a trigger_id from a command or action
 // (views.open). Call it at once: a trigger lasts 3 seconds.
 func (a *Adapter) OpenForm(ctx context.Context, trigger string, f bot.Form) error {
-	channel, _ := a.triggers.get(trigger)
-	view, err := RenderModal(f, channel)
+	at, _ := a.triggers.get(trigger)
+	view, err := RenderModal(f, at.channel)
 	if err != nil {
 		return bot.PermanentError("invalid_form", "the form does not fit Slack's modal limits", err)
 	}
+	api, err := a.client(ctx, at.team)
+	if err != nil {
+		return fmt.Errorf("open form %q: %w", f.ID, err)
+	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	_, err = a.api.OpenViewContext(ctx, trigger, view)
+	_, err = api.OpenViewContext(ctx, trigger, view)
 	a.metrics.call("views.open", err)
 	if err != nil {
-		return fmt.Errorf("open form %q: %w", f.ID, a.classify("views.open", err))
+		return fmt.Errorf("open form %q: %w", f.ID, a.failed(at.team, "views.open", err))
 	}
 	return nil
 }
@@ -470,12 +548,16 @@ func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (strin
 	if name, ok := a.users.get(key); ok {
 		return name, nil
 	}
+	api, err := a.client(ctx, workspace)
+	if err != nil {
+		return "", fmt.Errorf("look up user %q: %w", userID, err)
+	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	u, err := a.api.GetUserInfoContext(ctx, userID)
+	u, err := api.GetUserInfoContext(ctx, userID)
 	a.metrics.call("users.info", err)
 	if err != nil {
-		return "", fmt.Errorf("look up user %q: %w", userID, a.classify("users.info", err))
+		return "", fmt.Errorf("look up user %q: %w", userID, a.failed(workspace, "users.info", err))
 	}
 	name := cmp.Or(u.Profile.DisplayName, cmp.Or(u.Profile.RealName, cmp.Or(u.RealName, u.Name)))
 	a.users.put(key, name)

@@ -25,6 +25,9 @@ func TestConfigValidate(t *testing.T) {
 		{"bad url", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "slack.com/api"}, `SLACK_API_URL "slack.com/api" must be an http(s) URL`},
 		// README: SLACK_API_URL ends in a slash. The adapter once added a
 		// missing one while internal/config refused it.
+		{"client id alone", Config{BotToken: "xoxb-1", AppToken: "xapp-1", ClientID: "123.456"}, "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together"},
+		{"client secret alone", Config{BotToken: "xoxb-1", AppToken: "xapp-1", ClientSecret: "secret-value"}, "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together"},
+		{"add to slack without a store", Config{BotToken: "xoxb-1", AppToken: "xapp-1", ClientID: "123.456", ClientSecret: "secret-value"}, "needs the database and THREATDESK_SECRET_KEY"},
 		{"no trailing slash", Config{BotToken: "xoxb-1", AppToken: "xapp-1", APIURL: "http://127.0.0.1:1/api"}, `SLACK_API_URL "http://127.0.0.1:1/api" must end with a slash`},
 	}
 	for _, tc := range cases {

@@ -126,6 +126,9 @@ type metrics struct {
 	inbound  *prometheus.CounterVec
 	ack      *prometheus.HistogramVec
 	sessions prometheus.Gauge
+	// refused counts what was not sent to a workspace that is not (or no
+	// longer) installed, by reason (installs.go).
+	refused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -147,11 +150,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "threatdesk", Subsystem: "slack", Name: "socket_mode_connected",
 			Help: "1 while a Socket Mode connection is open.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "slack", Name: "workspace_refused_total",
+			Help: "Web API calls not made because their workspace is not installed or removed the app, by reason (not_installed, app_uninstalled, tokens_revoked); the delivery is dead with that reason.",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.inbound, m.ack, m.sessions} {
+	for _, c := range []prometheus.Collector{m.calls, m.inbound, m.ack, m.sessions, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register slack metrics: %w", err)
 		}

@@ -35,13 +35,17 @@ func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot
 	if len(files) == 0 {
 		return "", errors.New("slack: no files to send")
 	}
-	dm, err := r.a.openDM(ctx, r.user)
+	api, err := r.a.client(ctx, r.team)
+	if err != nil {
+		return "", err
+	}
+	dm, err := r.a.openDM(ctx, api, r.user)
 	if err != nil {
 		return "", err
 	}
 	summaries := make([]slack.FileSummary, 0, len(files))
 	for _, f := range files {
-		id, err := r.a.upload(ctx, f)
+		id, err := r.a.upload(ctx, api, f)
 		if err != nil {
 			return "", err
 		}
@@ -50,7 +54,7 @@ func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot
 	blocks, _ := RenderBlocks(m)
 	cctx, cancel := r.a.callCtx(ctx)
 	defer cancel()
-	_, err = r.a.api.CompleteUploadExternalContext(cctx, slack.CompleteUploadExternalParameters{
+	_, err = api.CompleteUploadExternalContext(cctx, slack.CompleteUploadExternalParameters{
 		Files: summaries, Channel: dm, Blocks: slack.Blocks{BlockSet: blocks}})
 	r.a.metrics.call("files.completeUploadExternal", err)
 	if err != nil {
@@ -60,10 +64,10 @@ func (r *responder) RespondFiles(ctx context.Context, m bot.Message, files []bot
 }
 
 // openDM returns the direct message channel between the app and user.
-func (a *Adapter) openDM(ctx context.Context, user string) (string, error) {
+func (a *Adapter) openDM(ctx context.Context, api *slack.Client, user string) (string, error) {
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	ch, _, _, err := a.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}, ReturnIM: true})
+	ch, _, _, err := api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{user}, ReturnIM: true})
 	a.metrics.call("conversations.open", err)
 	if err != nil {
 		return "", fmt.Errorf("open a direct message with %s: %w", user, a.classify("conversations.open", err))
@@ -75,18 +79,18 @@ func (a *Adapter) openDM(ctx context.Context, user string) (string, error) {
 }
 
 // upload sends one file's bytes and returns its id, not yet shared.
-func (a *Adapter) upload(ctx context.Context, f bot.Document) (string, error) {
+func (a *Adapter) upload(ctx context.Context, api *slack.Client, f bot.Document) (string, error) {
 	if len(f.Data) == 0 {
 		return "", fmt.Errorf("upload %s: the file is empty", f.Name)
 	}
 	cctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	u, err := a.api.GetUploadURLExternalContext(cctx, slack.GetUploadURLExternalParameters{FileName: f.Name, FileSize: len(f.Data)})
+	u, err := api.GetUploadURLExternalContext(cctx, slack.GetUploadURLExternalParameters{FileName: f.Name, FileSize: len(f.Data)})
 	a.metrics.call("files.getUploadURLExternal", err)
 	if err != nil {
 		return "", fmt.Errorf("upload %s: %w", f.Name, a.classify("files.getUploadURLExternal", err))
 	}
-	err = a.api.UploadToURL(cctx, slack.UploadToURLParameters{UploadURL: u.UploadURL, Reader: bytes.NewReader(f.Data), Filename: f.Name})
+	err = api.UploadToURL(cctx, slack.UploadToURLParameters{UploadURL: u.UploadURL, Reader: bytes.NewReader(f.Data), Filename: f.Name})
 	a.metrics.call("upload_url", err)
 	if err != nil {
 		// The upload URL is signed: never put it in the error.

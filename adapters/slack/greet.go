@@ -48,9 +48,9 @@ func (a *Adapter) greetingEvent(ctx context.Context, transport string, oe outerE
 	switch ev.Type {
 	case "member_joined_channel":
 		ictx, cancel := context.WithTimeout(ctx, identityWait)
-		own, err := a.identity(ictx)
+		own := a.botUser(ictx, team)
 		cancel()
-		if err != nil || ev.User != own {
+		if own == "" || ev.User != own {
 			a.metrics.in(transport, "event", "ignored")
 			return nil // someone else joined
 		}
@@ -80,12 +80,16 @@ func (a *Adapter) greetingEvent(ctx context.Context, transport string, oe outerE
 func (a *Adapter) PublishHome(ctx context.Context, workspace, userID string, m bot.Message) error {
 	blocks, _ := RenderBlocks(m)
 	view := slack.HomeTabViewRequest{Type: slack.VTHomeTab, Blocks: slack.Blocks{BlockSet: blocks}}
+	api, err := a.client(ctx, workspace)
+	if err != nil {
+		return fmt.Errorf("publish the App Home of %q: %w", userID, err)
+	}
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	_, err := a.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: userID, View: view})
+	_, err = api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: userID, View: view})
 	a.metrics.call("views.publish", err)
 	if err != nil {
-		return fmt.Errorf("publish the App Home of %q: %w", userID, a.classify("views.publish", err))
+		return fmt.Errorf("publish the App Home of %q: %w", userID, a.failed(workspace, "views.publish", err))
 	}
 	return nil
 }

@@ -71,9 +71,9 @@ func (a *Adapter) handleCommand(ctx context.Context, transport string, sc slack.
 	if sc.TriggerID == "" {
 		key = ""
 	}
-	a.triggers.put(sc.TriggerID, sc.ChannelID)
+	a.triggers.put(sc.TriggerID, triggerPlace{channel: sc.ChannelID, team: sc.TeamID})
 	name, args, text := ParseCommandText(sc.Text)
-	resp := &responder{a: a, url: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID}
+	resp := &responder{a: a, url: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID, team: sc.TeamID}
 	cmd := bot.Command{
 		User:     bot.User{Platform: bot.Slack, Workspace: sc.TeamID, ID: sc.UserID},
 		Channel:  sc.ChannelID,
@@ -185,10 +185,10 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			return nil
 		}
 		if channel != "" {
-			a.triggers.put(cb.TriggerID, channel)
+			a.triggers.put(cb.TriggerID, triggerPlace{channel: channel, team: cb.Team.ID})
 		}
 		act := cb.ActionCallback.BlockActions[0]
-		resp := &responder{a: a, url: cb.ResponseURL, channel: channel, user: cb.User.ID, thread: cb.Container.ThreadTs}
+		resp := &responder{a: a, url: cb.ResponseURL, channel: channel, user: cb.User.ID, thread: cb.Container.ThreadTs, team: cb.Team.ID}
 		msgTS := cmp.Or(cb.Container.MessageTs, cb.Message.Timestamp)
 		actID, value := blockAction(act)
 		action := bot.Action{
@@ -250,7 +250,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			Values:  values,
 			Channel: channel,
 			Key:     key,
-			Respond: &responder{a: a, url: url, channel: channel, user: cb.User.ID},
+			Respond: &responder{a: a, url: url, channel: channel, user: cb.User.ID, team: cb.Team.ID},
 		}
 		ch := make(chan bot.SubmitAck, 1)
 		var sack bot.SubmitAck
@@ -346,6 +346,9 @@ func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte)
 		return nil
 	}
 	var me messageEvent
+	if err := json.Unmarshal(oe.Event, &me); err == nil && (me.Type == "app_uninstalled" || me.Type == "tokens_revoked") {
+		return a.uninstallEvent(ctx, transport, oe, me.Type)
+	}
 	if err := json.Unmarshal(oe.Event, &me); err != nil || (me.Type != "message" && !greetingEvent(me.Type)) {
 		a.metrics.in(transport, "event", "ignored")
 		return nil
@@ -395,13 +398,13 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 	}
 	// Our own posts carry bot_id (above); the user id check is a second
 	// guard, and must not hold the acknowledgement up if auth.test is slow.
+	team := cmp.Or(oe.TeamID, me.Team)
 	ictx, cancel := context.WithTimeout(ctx, identityWait)
-	own, err := a.identity(ictx)
+	own := a.botUser(ictx, team)
 	cancel()
-	if err == nil && me.User == own {
+	if own != "" && me.User == own {
 		return bot.Reply{}, false
 	}
-	team := cmp.Or(oe.TeamID, me.Team)
 	return bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.ThreadTS},
 		Message: bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.TS},
@@ -430,6 +433,8 @@ type responder struct {
 	channel string
 	user    string
 	thread  string
+	// team is the workspace the event came from: its token answers.
+	team string
 }
 
 var (
@@ -445,11 +450,12 @@ type responderState struct {
 	Channel string `json:"channel"`
 	User    string `json:"user"`
 	Thread  string `json:"thread,omitempty"`
+	Team    string `json:"team,omitempty"`
 }
 
 // ResumeState implements bot.Resumable.
 func (r *responder) ResumeState() (json.RawMessage, error) {
-	return json.Marshal(responderState{URL: r.url, Channel: r.channel, User: r.user, Thread: r.thread})
+	return json.Marshal(responderState{URL: r.url, Channel: r.channel, User: r.user, Thread: r.thread, Team: r.team})
 }
 
 // Resume implements bot.Resumer: it rebuilds a responder, in this process or
@@ -462,7 +468,7 @@ func (a *Adapter) Resume(state json.RawMessage) (bot.Responder, error) {
 	if st.URL == "" && (st.Channel == "" || st.User == "") {
 		return nil, errors.New("slack responder state: neither a response URL nor a channel and user")
 	}
-	return &responder{a: a, url: st.URL, channel: st.Channel, user: st.User, thread: st.Thread}, nil
+	return &responder{a: a, url: st.URL, channel: st.Channel, user: st.User, thread: st.Thread, team: st.Team}, nil
 }
 
 // Respond implements bot.Responder.
@@ -474,9 +480,9 @@ func (r *responder) Respond(ctx context.Context, m bot.Message, private bool) er
 		}
 		r.a.log.Info("response URL failed; posting through the Web API", "err", err)
 	}
-	dest := bot.Dest{Platform: bot.Slack, Channel: r.channel}
+	dest := bot.Dest{Platform: bot.Slack, Workspace: r.team, Channel: r.channel}
 	if r.thread != "" {
-		dest.Thread = &bot.Ref{Platform: bot.Slack, Channel: r.channel, Message: r.thread}
+		dest.Thread = &bot.Ref{Platform: bot.Slack, Workspace: r.team, Channel: r.channel, Message: r.thread}
 	}
 	if private {
 		return r.a.PostPrivate(ctx, dest, r.user, m)

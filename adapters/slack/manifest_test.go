@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 )
 
 // TestManifest checks the app manifest asks for what the adapter uses.
@@ -43,8 +45,9 @@ func TestManifest(t *testing.T) {
 	require.Equal(t, "/experts", m.Features.SlashCommands[0].Command)
 	require.True(t, m.Features.SlashCommands[0].ShouldEscape, "mentions must arrive as <@U123|name>")
 	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read",
-		"files:write", "im:write", "files:read", "channels:read", "groups:read"}, m.OAuth.Scopes.Bot)
-	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened"}, m.Settings.Events.BotEvents)
+		"files:write", "im:write", "files:read", "channels:read", "groups:read", "pins:write"}, m.OAuth.Scopes.Bot)
+	require.ElementsMatch(t, adapter.BotScopes, m.OAuth.Scopes.Bot, "Add to Slack asks for the manifest's scopes")
+	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened", "app_uninstalled", "tokens_revoked"}, m.Settings.Events.BotEvents)
 	require.True(t, m.Features.AppHome.HomeTab, "the App Home tab shows what threatdesk does")
 	require.True(t, m.Settings.Interactivity.Enabled)
 	require.True(t, m.Settings.SocketMode)

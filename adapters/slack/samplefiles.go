@@ -79,7 +79,7 @@ func (a *Adapter) FetchFile(ctx context.Context, at bot.Ref, f bot.File) (io.Rea
 	link := f.URL
 	if link == "" {
 		var err error
-		if link, err = a.fileURL(ctx, f.ID); err != nil {
+		if link, err = a.fileURL(ctx, at.Workspace, f.ID); err != nil {
 			return nil, fmt.Errorf("file %s: %w", f.ID, err)
 		}
 	}
@@ -91,7 +91,11 @@ func (a *Adapter) FetchFile(ctx context.Context, at bot.Ref, f bot.File) (io.Rea
 	if err != nil {
 		return nil, bot.PermanentError("file_url", "the file's address is not a URL", fmt.Errorf("file %s: %w", f.ID, redact(err)))
 	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.BotToken.Value())
+	token, err := a.token(ctx, at.Workspace)
+	if err != nil {
+		return nil, fmt.Errorf("file %s: %w", f.ID, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := a.files.Do(req)
 	if err != nil {
 		a.metrics.call("files.download", err)
@@ -131,13 +135,17 @@ func downloadError(resp *http.Response, f bot.File) error {
 }
 
 // fileURL asks files.info where a file is, or why it cannot be fetched.
-func (a *Adapter) fileURL(ctx context.Context, id string) (string, error) {
+func (a *Adapter) fileURL(ctx context.Context, team, id string) (string, error) {
+	api, err := a.client(ctx, team)
+	if err != nil {
+		return "", err
+	}
 	cctx, cancel := a.callCtx(ctx)
 	defer cancel()
-	file, _, _, err := a.api.GetFileInfoContext(cctx, id, 0, 0)
+	file, _, _, err := api.GetFileInfoContext(cctx, id, 0, 0)
 	a.metrics.call("files.info", err)
 	if err != nil {
-		err = a.classify("files.info", err)
+		err = a.failed(team, "files.info", err)
 		var de *bot.DeliveryError
 		if errors.As(err, &de) && (de.Code == "file_not_found" || de.Code == "file_deleted") {
 			de.Kind, de.Operator = bot.Permanent, helpFileGone

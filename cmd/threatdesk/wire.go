@@ -76,8 +76,13 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("oncall: %w", err)
 	}
-	core.UseOnCall(bot.NewOncallRota(rota))
+	liveRota := newLiveOnCall(rota)
+	core.UseOnCall(liveRota)
 	app.Add("bot", core)
+	// Config changes without a restart: SIGHUP and /experts reload.
+	reload := newReloader(cfg, pool, core, cases, hunt, liveRota, log)
+	core.UseReloader(reload)
+	app.Add("reload", reload)
 	if f.Bot.Reports.Digest != nil {
 		digest, err := bot.NewDigestScheduler(f.Bot.Reports, bot.NewCaseworkCases(cases), pool, log, reg)
 		if err != nil {
@@ -99,6 +104,11 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 	if cfg.SlackEnabled() {
 		sc := cfg.Slack
 		sc.Replays = core // replayed signatures, in the bot's inbound table
+		if sc.ClientID != "" {
+			// Add to Slack: customer workspaces' tokens, sealed in the database.
+			sc.Pool, sc.Key, sc.Orgs = pool, key, core
+			sc.PublicURL, sc.PublicLocal = cfg.PublicBase()
+		}
 		slack, err := slackadapter.New(sc, log, reg, core)
 		if err != nil {
 			return nil, fmt.Errorf("slack: %w", err)
@@ -111,6 +121,12 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 			for _, route := range []string{"/slack/commands", "/slack/interactions", "/slack/events"} {
 				srv.Handle("POST "+route, h)
 			}
+		}
+		if sc.ClientID != "" {
+			h := slack.InstallHandler()
+			srv.Handle("GET /slack/install", h)
+			srv.Handle("GET /slack/oauth/callback", h)
+			core.UseInstaller(slack)
 		}
 		app.Add("slack", slack)
 	}

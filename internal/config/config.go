@@ -63,6 +63,8 @@ type Config struct {
 	// generates the key in the data dir (secrets.LoadOrCreate). Commands
 	// that do not serve (migrate) do not need it.
 	Key *secrets.Key
+	// lookup is the environment Load read, for ReadFile (reload.go).
+	lookup func(string) (string, bool)
 }
 
 // PublicBase is the base URL of threatdesk's pages, without a trailing
@@ -114,6 +116,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		lookup = os.LookupEnv
 	}
 	var c Config
+	c.lookup = lookup
 	if err := parseEnv(&c.Env, lookup); err != nil {
 		return nil, fmt.Errorf("read environment: %w", err)
 	}

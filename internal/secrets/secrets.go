@@ -55,6 +55,12 @@ const (
 	PurposeLinkSigning Purpose = "threatdesk/link-signing/v1"
 	// PurposeSessionSigning signs web sessions (SignToken, VerifyToken).
 	PurposeSessionSigning Purpose = "threatdesk/session-signing/v1"
+	// PurposeSlackToken encrypts the bot tokens of the Slack workspaces
+	// that installed the app (Seal, Open; the team id is the associated data).
+	PurposeSlackToken Purpose = "threatdesk/slack-workspace-token/v1"
+	// PurposeSlackInstall signs Add to Slack install links, whose state
+	// names the org (SignToken, VerifyToken).
+	PurposeSlackInstall Purpose = "threatdesk/slack-install-state/v1"
 
 	purposeFingerprint Purpose = "threatdesk/key-fingerprint/v1"
 )

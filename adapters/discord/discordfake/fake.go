@@ -152,6 +152,8 @@ type Server struct {
 	// the CDN's requests (attachments.go).
 	attachments  map[string]*Attachment
 	attDownloads []AttachmentDownload
+	// pinned are the pinned messages' ids (pins.go).
+	pinned map[string]bool
 }
 
 // Subscribe signals after every REST request the fake has answered and
@@ -184,6 +186,7 @@ func New(t testing.TB, o Options) *Server {
 		users:        map[string]User{o.BotID: {ID: o.BotID, Username: "threatdesk", Bot: true}},
 		channels:     map[string]Channel{},
 		messages:     map[string]*Message{},
+		pinned:       map[string]bool{},
 		commands:     map[string][]Command{},
 		interactions: map[string]*Interaction{},
 		byToken:      map[string]*Interaction{},
@@ -455,6 +458,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("POST "+api+"/channels/{channel}/messages", s.recorder(true, s.createMessage))
 	mux.Handle("PATCH "+api+"/channels/{channel}/messages/{message}", s.recorder(true, s.editMessage))
 	mux.Handle("POST "+api+"/channels/{channel}/messages/{message}/threads", s.recorder(true, s.startThread))
+	mux.Handle("PUT "+api+"/channels/{channel}/pins/{message}", s.recorder(true, s.pinMessage))
 	mux.Handle("PUT "+api+"/applications/{app}/commands", s.recorder(true, s.putCommands))
 	mux.Handle("PUT "+api+"/applications/{app}/guilds/{guild}/commands", s.recorder(true, s.putCommands))
 	mux.Handle("GET "+api+"/applications/{app}/commands", s.recorder(true, s.getCommands))

@@ -24,7 +24,7 @@ func (s *Server) conversationsOpen(req apiRequest) map[string]any {
 		if ch := req.get("channel"); ch != "" { // reopen a conversation by its id
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			if _, code := s.channelFor(ch); code != "" {
+			if _, code := s.channelFor(ch, req.team); code != "" {
 				return errResp(code)
 			}
 			return map[string]any{"ok": true, "channel": map[string]any{"id": ch}}
@@ -38,20 +38,22 @@ func (s *Server) conversationsOpen(req apiRequest) map[string]any {
 	user := strings.TrimSpace(users[0])
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if user == s.o.BotUserID {
+	if botUser, _ := s.bot(req.team); user == botUser {
 		return errResp("cannot_dm_bot")
 	}
 	if u, ok := s.users[user]; len(s.users) > 0 && !ok {
 		return errResp("user_not_found")
 	} else if u.Deactivated {
 		return errResp("user_disabled")
+	} else if ok && or(u.Team, s.o.TeamID) != or(req.team, s.o.TeamID) {
+		return errResp("user_not_found")
 	}
 	for _, c := range s.channels {
-		if c.IM && c.User == user {
+		if c.IM && c.User == user && s.teamOf(c.ID) == or(req.team, s.o.TeamID) {
 			return map[string]any{"ok": true, "no_op": true, "already_open": true, "channel": map[string]any{"id": c.ID, "is_im": true, "user": user}}
 		}
 	}
-	c := Channel{ID: s.nextID("D"), Name: "dm-" + user, Private: true, IM: true, User: user}
+	c := Channel{ID: s.nextID("D"), Name: "dm-" + user, Private: true, IM: true, User: user, Team: req.team}
 	s.channels[c.ID] = c
 	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "is_im": true, "user": user}}
 }
@@ -61,8 +63,8 @@ func (s *Server) permalink(req apiRequest) map[string]any {
 	ch, ts := req.get("channel"), req.get("message_ts")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.channels[ch]; !ok {
-		return errResp("channel_not_found")
+	if _, code := s.channelFor(ch, req.team); code == "channel_not_found" {
+		return errResp(code)
 	}
 	m := s.find(ch, ts)
 	if m == nil {

@@ -33,13 +33,14 @@ func (s *Server) PressEphemeral(r Response, channel, user, action string) (map[s
 			act := map[string]any{"type": "button", "action_id": id, "block_id": b["block_id"], "text": el["text"],
 				"value": el["value"], "action_ts": fmt.Sprintf("%d.%06d", time.Now().Unix(), 2)}
 			c := s.channel(channel)
+			team := s.TeamOf(channel)
 			return map[string]any{
 				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-				"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
-				"team":       map[string]any{"id": s.o.TeamID, "domain": "fake"},
+				"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+				"team":       map[string]any{"id": team, "domain": "fake"},
 				"channel":    map[string]any{"id": channel, "name": c.Name},
 				"container":  map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": true},
-				"trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
+				"trigger_id": s.newTrigger(team), "response_url": s.NewResponseURL(),
 				"actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 			}, nil
 		}

@@ -38,7 +38,7 @@ func (s *Server) viewsPublish(req apiRequest) map[string]any {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.users[user]; !ok {
+	if u, ok := s.users[user]; !ok || or(u.Team, s.o.TeamID) != or(req.team, s.o.TeamID) {
 		return errResp("user_not_found")
 	}
 	raw, _ := json.Marshal(view)
@@ -47,7 +47,7 @@ func (s *Server) viewsPublish(req apiRequest) map[string]any {
 	for k, v := range view {
 		out[k] = v
 	}
-	out["id"], out["team_id"], out["type"] = s.nextID("V"), s.o.TeamID, "home"
+	out["id"], out["team_id"], out["type"] = s.nextID("V"), or(req.team, s.o.TeamID), "home"
 	return map[string]any{"ok": true, "view": out}
 }
 
@@ -83,8 +83,9 @@ func (s *Server) HomeOpened(user string) map[string]any {
 func (s *Server) Invite(channel, user, inviter string) map[string]any {
 	s.mu.Lock()
 	c := s.channels[channel]
-	if user == "" || user == s.o.BotUserID {
-		user = s.o.BotUserID
+	team := s.teamOf(channel)
+	if botUser, _ := s.bot(team); user == "" || user == botUser {
+		user = botUser
 		c.NotMember = false
 		s.channels[channel] = c
 	}
@@ -96,11 +97,11 @@ func (s *Server) Invite(channel, user, inviter string) map[string]any {
 		ctype = "G"
 	}
 	ev := map[string]any{"type": "member_joined_channel", "user": user, "channel": channel, "channel_type": ctype,
-		"team": s.o.TeamID, "event_ts": ts}
+		"team": team, "event_ts": ts}
 	if inviter != "" {
 		ev["inviter"] = inviter
 	}
-	return s.Callback(evID, ev)
+	return s.CallbackFor(team, evID, ev)
 }
 
 // UserEdit changes the text of a person's stored message and returns the

@@ -15,7 +15,10 @@
 // (conversations.open): see files.go.
 // conversations.replies return only with include_all_metadata. People can
 // post files (UserFileMessage), served as Slack serves them: with the bot
-// token and files:read only (files.go).
+// token and files:read only (files.go). It knows several workspaces, each
+// with its own bot token (a token sees only its own team's channels), the
+// Add to Slack flow (the authorize page and oauth.v2.access), uninstalls
+// (app_uninstalled, tokens_revoked) and pins.add: see teams.go.
 package slackfake
 
 import (
@@ -54,6 +57,9 @@ type Channel struct {
 	// IM is the app's direct conversation with User (conversations.open).
 	IM   bool
 	User string
+	// Team is the workspace the channel is in (default: the primary team,
+	// Options.TeamID). Only that team's token sees it (teams.go).
+	Team string
 }
 
 // User is a workspace member.
@@ -65,6 +71,8 @@ type User struct {
 	// Deactivated makes conversations.open answer user_disabled: a direct
 	// message cannot reach them.
 	Deactivated bool
+	// Team is the user's workspace (default: the primary team).
+	Team string
 }
 
 // Options configure the fake. Zero values get working defaults.
@@ -93,6 +101,15 @@ type Options struct {
 	// file downloads redirect to the sign-in page, files.info answers
 	// missing_scope (files.go).
 	NoFilesRead bool
+	// Teams are the other workspaces the fake knows (teams.go), each with
+	// its own bot token once the app is installed there.
+	Teams []Team
+	// ClientID and ClientSecret are the app's OAuth credentials (defaults
+	// "0000000000.fake" and "fake-client-secret"); RedirectURI, when set,
+	// is the app's one redirect URL (otherwise any http(s) URL is taken).
+	ClientID     string
+	ClientSecret string
+	RedirectURI  string
 }
 
 // Message is a message as the fake stores it.
@@ -117,6 +134,10 @@ type Message struct {
 	// Notified are the users the post notified: every <@U…> in its text
 	// and blocks, when it was posted (edits notify nobody).
 	Notified []string
+	// Team is the workspace of the message's channel; Pinned is set by
+	// pins.add.
+	Team   string
+	Pinned bool
 }
 
 // Call is one recorded Web API call.
@@ -132,6 +153,9 @@ type Call struct {
 	// status, 0 when the fake withheld the answer (HoldAnswer).
 	Error  string
 	Status int
+	// Team is the workspace of the token the call was made with ("" when
+	// the token was refused, or for app-level and OAuth calls).
+	Team string
 }
 
 // Response is one post to a response URL.
@@ -152,6 +176,8 @@ type View struct {
 	TriggerID string
 	View      json.RawMessage
 	At        time.Time
+	// Team is the workspace the view opened in.
+	Team string
 }
 
 // Failure is an injected answer for the next calls of a method.
@@ -211,6 +237,13 @@ type Server struct {
 	// for their bytes (files.go).
 	files     map[string]*File
 	downloads []Download
+	// Workspaces, tokens and Add to Slack (teams.go).
+	teams      map[string]*teamState
+	tokens     map[string]*tokenState
+	codes      map[string]*oauthCode
+	trigTeam   map[string]string // trigger -> team
+	installs   []Install
+	authorizes []Authorize
 }
 
 // Subscribe signals after every request the fake has answered (an API
@@ -243,6 +276,8 @@ func New(t testing.TB, o Options) *Server {
 	o.TeamID = or(o.TeamID, "T0FAKE")
 	o.BotUserID = or(o.BotUserID, "U0BOT")
 	o.BotID = or(o.BotID, "B0BOT")
+	o.ClientID = or(o.ClientID, "0000000000.fake")
+	o.ClientSecret = or(o.ClientSecret, "fake-client-secret")
 	if o.PingInterval <= 0 {
 		o.PingInterval = 2 * time.Second
 	}
@@ -265,6 +300,14 @@ func New(t testing.TB, o Options) *Server {
 		connected: make(chan struct{}),
 		closing:   make(chan struct{}),
 		clock:     time.Now().Unix(),
+		teams:     map[string]*teamState{},
+		tokens:    map[string]*tokenState{},
+		codes:     map[string]*oauthCode{},
+		trigTeam:  map[string]string{},
+	}
+	s.addTeam(Team{ID: o.TeamID, Name: "Fake", BotToken: o.BotToken, BotUserID: o.BotUserID, BotID: o.BotID}, true)
+	for _, t := range o.Teams {
+		s.addTeam(t, false)
 	}
 	for _, c := range o.Channels {
 		s.channels[c.ID] = c
@@ -279,6 +322,8 @@ func New(t testing.TB, o Options) *Server {
 	mux.HandleFunc("POST /upload/v1/{id}", s.serveUpload)
 	mux.HandleFunc("GET /files-pri/{file}/{rest...}", s.serveFile)
 	mux.HandleFunc("GET /{$}", s.serveSignIn)
+	mux.HandleFunc("GET /oauth/v2/authorize", s.serveAuthorize)
+	mux.HandleFunc("POST /oauth/v2/authorize/approve", s.serveApprove)
 	s.http = httptest.NewServer(s.notifying(mux))
 	t.Cleanup(s.Close)
 	return s
@@ -487,12 +532,19 @@ func (s *Server) nextID(prefix string) string {
 }
 
 // NewTrigger issues a trigger_id valid for TriggerTTL.
-func (s *Server) NewTrigger() string {
+func (s *Server) NewTrigger() string { return s.newTrigger("") }
+
+// newTrigger issues a trigger_id of team ("": the primary team), which
+// only that team's token can open a view with.
+func (s *Server) newTrigger(team string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
 	id := fmt.Sprintf("%d.%d.%x", s.clock, s.seq, sha256.Sum256([]byte(strconv.Itoa(s.seq))))[:48]
 	s.triggers[id] = time.Now().Add(s.o.TriggerTTL)
+	if team != "" {
+		s.trigTeam[id] = team
+	}
 	return id
 }
 
@@ -529,6 +581,8 @@ type apiRequest struct {
 	json     map[string]any
 	raw      []byte
 	token    string
+	// team is the workspace of token (teams.go).
+	team string
 }
 
 func (r apiRequest) get(k string) string {
@@ -572,6 +626,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			req.form = r.URL.Query()
 		}
 	}
+	if req.method == "oauth.v2.access" {
+		// The app authenticates with its client id and secret, not a token.
+		s.answer(w, req, 200, s.oauthAccess(r, req))
+		return
+	}
 	req.token = req.form.Get("token")
 	if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		req.token = auth
@@ -580,17 +639,24 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, req, 200, errResp("not_authed"))
 		return
 	}
-	want := s.o.BotToken
-	if appMethods[req.method] {
-		want = s.o.AppToken
+	if appMethods[req.method] != strings.HasPrefix(req.token, "xapp-") {
+		s.answer(w, req, 200, errResp("not_allowed_token_type"))
+		return
 	}
-	if req.token != want {
-		if strings.HasPrefix(req.token, "xapp-") != strings.HasPrefix(want, "xapp-") {
-			s.answer(w, req, 200, errResp("not_allowed_token_type"))
+	if appMethods[req.method] {
+		if req.token != s.o.AppToken {
+			s.answer(w, req, 200, errResp("invalid_auth"))
 			return
 		}
-		s.answer(w, req, 200, errResp("invalid_auth"))
-		return
+	} else {
+		s.mu.Lock()
+		team, code := s.tokenTeam(req.token)
+		s.mu.Unlock()
+		if code != "" {
+			s.answer(w, req, 200, errResp(code))
+			return
+		}
+		req.team = team
 	}
 	s.mu.Lock()
 	var fail *Failure
@@ -618,8 +684,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	status := 200
 	switch req.method {
 	case "auth.test":
-		res = map[string]any{"ok": true, "url": "https://fake.slack.com/", "team": "Fake", "user": "threatdesk",
-			"team_id": s.o.TeamID, "user_id": s.o.BotUserID, "bot_id": s.o.BotID}
+		s.mu.Lock()
+		t := s.team(req.team)
+		s.mu.Unlock()
+		res = map[string]any{"ok": true, "url": "https://fake.slack.com/", "team": t.Name, "user": "threatdesk",
+			"team_id": t.ID, "user_id": t.BotUserID, "bot_id": t.BotID}
+	case "auth.revoke":
+		res = s.authRevoke(req)
+	case "pins.add":
+		res = s.pinsAdd(req)
 	case "apps.connections.open":
 		s.mu.Lock()
 		s.opens++
@@ -669,7 +742,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 func errResp(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
 
 func (s *Server) record(req apiRequest, status int, code string) {
-	c := Call{Method: req.method, Received: req.received, At: time.Now(), Form: req.form, Status: status, Error: code}
+	c := Call{Method: req.method, Received: req.received, At: time.Now(), Form: req.form, Status: status, Error: code, Team: req.team}
 	if req.json != nil {
 		c.JSON = append(json.RawMessage(nil), req.raw...)
 	}
@@ -686,13 +759,17 @@ func (s *Server) answer(w http.ResponseWriter, req apiRequest, status int, res m
 	_ = json.NewEncoder(w).Encode(res)
 }
 
-// channelFor checks a channel exists and the bot is in it.
-func (s *Server) channelFor(id string) (Channel, string) {
+// channelFor checks a channel exists in team (the token's; "" for the
+// primary team) and the bot is in it. Another team's channel is not found,
+// as Slack answers for a conversation the token cannot see.
+func (s *Server) channelFor(id, team string) (Channel, string) {
 	c, ok := s.channels[id]
 	switch {
 	case id == "":
 		return c, "channel_not_found"
 	case !ok:
+		return c, "channel_not_found"
+	case s.teamOf(id) != or(team, s.o.TeamID):
 		return c, "channel_not_found"
 	case c.NotMember:
 		return c, "not_in_channel"
@@ -712,7 +789,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch); code != "" {
+	if _, code := s.channelFor(ch, req.team); code != "" {
 		return errResp(code), 200, nil, Message{}
 	}
 	if threadTS != "" {
@@ -737,7 +814,8 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 		}
 		s.lastPost[ch] = now
 	}
-	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: s.o.BotUserID, BotID: s.o.BotID,
+	botUser, botID := s.bot(req.team)
+	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: threadTS, User: botUser, BotID: botID, Team: s.teamOf(ch),
 		Text: text, Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now, Metadata: meta, Notified: notified(text, blocks)}
 	s.messages = append(s.messages, m)
 	for i, h := range s.holds {
@@ -821,14 +899,14 @@ func (s *Server) update(req apiRequest) map[string]any {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch); code != "" {
+	if _, code := s.channelFor(ch, req.team); code != "" {
 		return errResp(code)
 	}
 	m := s.find(ch, ts)
 	if m == nil {
 		return errResp("message_not_found")
 	}
-	if m.User != s.o.BotUserID {
+	if botUser, _ := s.bot(req.team); m.User != botUser {
 		return errResp("cant_update_message")
 	}
 	m.Text, m.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
@@ -844,7 +922,7 @@ func (s *Server) postEphemeral(req apiRequest) map[string]any {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch); code != "" {
+	if _, code := s.channelFor(ch, req.team); code != "" {
 		return errResp(code)
 	}
 	if len(s.users) > 0 {
@@ -852,7 +930,8 @@ func (s *Server) postEphemeral(req apiRequest) map[string]any {
 			return errResp("user_not_in_channel")
 		}
 	}
-	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: req.get("thread_ts"), User: s.o.BotUserID, BotID: s.o.BotID,
+	botUser, botID := s.bot(req.team)
+	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: req.get("thread_ts"), User: botUser, BotID: botID, Team: s.teamOf(ch),
 		Text: text, Blocks: rawOrNil(blocks), Ephemeral: true, To: user, PostedAt: time.Now()}
 	s.messages = append(s.messages, m)
 	return map[string]any{"ok": true, "message_ts": m.TS}
@@ -882,15 +961,18 @@ func (s *Server) viewsOpen(req apiRequest) map[string]any {
 		s.mu.Lock()
 		return errResp("expired_trigger_id")
 	}
+	if tt := s.trigTeam[trigger]; tt != "" && tt != or(req.team, s.o.TeamID) {
+		return errResp("invalid_trigger_id") // a trigger of another workspace
+	}
 	s.usedTrig[trigger] = true
-	v := View{ID: s.nextID("V"), TriggerID: trigger, View: raw, At: time.Now()}
+	v := View{ID: s.nextID("V"), TriggerID: trigger, View: raw, At: time.Now(), Team: or(s.trigTeam[trigger], s.o.TeamID)}
 	s.views = append(s.views, v)
 	out := map[string]any{}
 	for k, val := range view {
 		out[k] = val
 	}
 	out["id"] = v.ID
-	out["team_id"] = s.o.TeamID
+	out["team_id"] = v.Team
 	return map[string]any{"ok": true, "view": out}
 }
 
@@ -898,11 +980,11 @@ func (s *Server) usersInfo(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.users[req.get("user")]
-	if !ok {
+	if !ok || or(u.Team, s.o.TeamID) != or(req.team, s.o.TeamID) {
 		return errResp("user_not_found")
 	}
 	return map[string]any{"ok": true, "user": map[string]any{
-		"id": u.ID, "team_id": s.o.TeamID, "name": u.Name, "real_name": u.RealName,
+		"id": u.ID, "team_id": or(u.Team, s.o.TeamID), "name": u.Name, "real_name": u.RealName,
 		"profile": map[string]any{"display_name": u.DisplayName, "real_name": u.RealName},
 	}}
 }
@@ -1019,7 +1101,7 @@ func (s *Server) history(req apiRequest) map[string]any {
 	ch := req.get("channel")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch); code != "" {
+	if _, code := s.channelFor(ch, req.team); code != "" {
 		return errResp(code)
 	}
 	var msgs []*Message
@@ -1040,7 +1122,7 @@ func (s *Server) replies(req apiRequest) map[string]any {
 	ch, ts := req.get("channel"), req.get("ts")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch); code != "" {
+	if _, code := s.channelFor(ch, req.team); code != "" {
 		return errResp(code)
 	}
 	parent := s.find(ch, ts)
@@ -1064,7 +1146,7 @@ func (s *Server) conversationInfo(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.channels[req.get("channel")]
-	if !ok {
+	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) {
 		return errResp("channel_not_found")
 	}
 	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "name": c.Name, "is_private": c.Private, "is_member": !c.NotMember}}
@@ -1412,12 +1494,13 @@ type SlashCommand struct {
 // and response URL (field names and values as Slack sends them).
 func (s *Server) CommandPayload(c SlashCommand) map[string]string {
 	ch := s.channel(c.ChannelID)
+	team := or(c.TeamID, s.TeamOf(c.ChannelID))
 	return map[string]string{
-		"token": "deprecated-verification-token", "team_id": or(c.TeamID, s.o.TeamID), "team_domain": "fake",
+		"token": "deprecated-verification-token", "team_id": team, "team_domain": "fake",
 		"channel_id": c.ChannelID, "channel_name": or(ch.Name, "privategroup"), "user_id": c.UserID,
 		"user_name": or(c.UserName, strings.ToLower(c.UserID)), "command": or(c.Command, "/experts"), "text": c.Text,
 		"api_app_id": "A0FAKE", "is_enterprise_install": "false",
-		"response_url": s.NewResponseURL(), "trigger_id": s.NewTrigger(),
+		"response_url": s.NewResponseURL(), "trigger_id": s.newTrigger(team),
 	}
 }
 
@@ -1453,7 +1536,8 @@ func (s *Server) Event(ctx context.Context, callback map[string]any, retry int) 
 func (s *Server) UserMessage(channel, threadTS, user, text string) (Message, map[string]any) {
 	s.mu.Lock()
 	c := s.channels[channel]
-	m := &Message{Channel: channel, TS: s.nextTS(), ThreadTS: threadTS, User: user, Text: text, PostedAt: time.Now()}
+	team := s.teamOf(channel)
+	m := &Message{Channel: channel, TS: s.nextTS(), ThreadTS: threadTS, User: user, Text: text, PostedAt: time.Now(), Team: team}
 	s.messages = append(s.messages, m)
 	evID := s.nextID("Ev")
 	s.mu.Unlock()
@@ -1462,23 +1546,21 @@ func (s *Server) UserMessage(channel, threadTS, user, text string) (Message, map
 		ctype = "group"
 	}
 	ev := map[string]any{"type": "message", "channel": channel, "user": user, "text": text, "ts": m.TS,
-		"event_ts": m.TS, "channel_type": ctype, "team": s.o.TeamID}
+		"event_ts": m.TS, "channel_type": ctype, "team": team}
 	if threadTS != "" {
 		ev["thread_ts"] = threadTS
 		if p, ok := s.Message(channel, threadTS); ok {
 			ev["parent_user_id"] = p.User
 		}
 	}
-	return *m, s.Callback(evID, ev)
+	return *m, s.CallbackFor(team, evID, ev)
 }
 
-// Callback wraps an inner event in an Events API event_callback.
+// Callback wraps an inner event in an Events API event_callback, of the
+// team of the event's channel (the primary team without one).
 func (s *Server) Callback(eventID string, inner map[string]any) map[string]any {
-	return map[string]any{
-		"token": "deprecated-verification-token", "team_id": s.o.TeamID, "api_app_id": "A0FAKE",
-		"event": inner, "type": "event_callback", "event_id": eventID, "event_time": time.Now().Unix(),
-		"authorizations": []any{map[string]any{"team_id": s.o.TeamID, "user_id": s.o.BotUserID, "is_bot": true, "is_enterprise_install": false}},
-	}
+	ch, _ := inner["channel"].(string)
+	return s.CallbackFor(s.TeamOf(ch), eventID, inner)
 }
 
 // Press builds the block_actions payload of user pressing the button whose
@@ -1510,12 +1592,13 @@ func (s *Server) Press(channel, ts, user, action string) (map[string]any, error)
 				container["thread_ts"] = m.ThreadTS
 			}
 			c := s.channel(channel)
+			team := s.TeamOf(channel)
 			return map[string]any{
 				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
-				"team":      map[string]any{"id": s.o.TeamID, "domain": "fake"},
+				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+				"team":      map[string]any{"id": team, "domain": "fake"},
 				"channel":   map[string]any{"id": channel, "name": c.Name},
-				"container": container, "trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
+				"container": container, "trigger_id": s.newTrigger(team), "response_url": s.NewResponseURL(),
 				"message": msgJSON(&m, false), "actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 			}, nil
 		}
@@ -1563,15 +1646,16 @@ func (s *Server) Submit(v View, user string, values map[string]string) (map[stri
 		}
 		state[id] = map[string]any{aid: in}
 	}
+	team := or(v.Team, s.o.TeamID)
 	view["id"] = v.ID
-	view["team_id"] = s.o.TeamID
+	view["team_id"] = team
 	view["state"] = map[string]any{"values": state}
 	view["hash"] = "156663117.cd33ad1f"
 	return map[string]any{
 		"type": "view_submission", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-		"team":       map[string]any{"id": s.o.TeamID, "domain": "fake"},
-		"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
-		"trigger_id": s.NewTrigger(), "view": view, "response_urls": []any{},
+		"team":       map[string]any{"id": team, "domain": "fake"},
+		"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+		"trigger_id": s.newTrigger(team), "view": view, "response_urls": []any{},
 	}, nil
 }
 

@@ -270,7 +270,7 @@ func (s *Server) completeUpload(req apiRequest) map[string]any {
 		done = append(done, f)
 	}
 	for _, ch := range channels {
-		if _, code := s.channelFor(ch); code != "" {
+		if _, code := s.channelFor(ch, req.team); code != "" {
 			return errResp(code)
 		}
 	}
@@ -281,7 +281,8 @@ func (s *Server) completeUpload(req apiRequest) map[string]any {
 		out = append(out, map[string]any{"id": f.ID, "title": f.Title})
 	}
 	for _, ch := range channels {
-		m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: thread, User: s.o.BotUserID, BotID: s.o.BotID, Text: text,
+		botUser, botID := s.bot(req.team)
+		m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: thread, User: botUser, BotID: botID, Team: s.teamOf(ch), Text: text,
 			Blocks: rawOrNil(s.withBlockIDs(blocks)), PostedAt: now}
 		s.messages = append(s.messages, m)
 		for _, f := range done {

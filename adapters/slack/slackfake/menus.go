@@ -150,12 +150,13 @@ func (s *Server) choose(raw json.RawMessage, container, message map[string]any, 
 			return nil, fmt.Errorf("the accessory beside %q is a %v", line, acc["type"])
 		}
 		c := s.channel(channel)
+		team := s.TeamOf(channel)
 		p := map[string]any{
 			"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-			"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.o.TeamID},
-			"team":      map[string]any{"id": s.o.TeamID, "domain": "fake"},
+			"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+			"team":      map[string]any{"id": team, "domain": "fake"},
 			"channel":   map[string]any{"id": channel, "name": c.Name},
-			"container": container, "trigger_id": s.NewTrigger(), "response_url": s.NewResponseURL(),
+			"container": container, "trigger_id": s.newTrigger(team), "response_url": s.NewResponseURL(),
 			"actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 		}
 		if message != nil {

@@ -30,6 +30,8 @@ type File struct {
 	// CheckFileInfo posts it as a Slack Connect file: the event carries its
 	// id only, and files.info tells the rest.
 	CheckFileInfo bool
+	// team is the workspace it was posted in (its channel's).
+	team string
 }
 
 // Download is one request for a file's bytes.
@@ -54,6 +56,7 @@ func (s *Server) UserFileMessage(channel, threadTS, user, text string, files ...
 	for _, f := range files {
 		f.ID = or(f.ID, s.nextID("F"))
 		f.Mimetype = or(f.Mimetype, "application/octet-stream")
+		f.team = s.teamOf(channel)
 		stored := f
 		s.files[f.ID] = &stored
 		m.Files = append(m.Files, f.ID)
@@ -82,12 +85,13 @@ func (s *Server) Downloads() []Download {
 
 // fileJSON is a hosted file's object; s.mu is held.
 func (s *Server) fileJSON(f *File, user string) map[string]any {
-	base := s.http.URL + "/files-pri/" + s.o.TeamID + "-" + f.ID + "/"
+	team := or(f.team, s.o.TeamID)
+	base := s.http.URL + "/files-pri/" + team + "-" + f.ID + "/"
 	name := url.PathEscape(f.Name)
 	now := time.Now().Unix()
 	return map[string]any{
 		"id": f.ID, "created": now, "timestamp": now, "name": f.Name, "title": f.Name, "mimetype": f.Mimetype,
-		"filetype": "binary", "pretty_type": "Binary", "user": user, "user_team": s.o.TeamID, "editable": false,
+		"filetype": "binary", "pretty_type": "Binary", "user": user, "user_team": team, "editable": false,
 		"size": len(f.Data), "mode": "hosted", "is_external": false, "external_type": "", "is_public": false,
 		"public_url_shared": false, "display_as_bot": false, "username": "",
 		"url_private": base + name, "url_private_download": base + "download/" + name,
@@ -104,7 +108,7 @@ func (s *Server) filesInfo(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f, ok := s.files[req.get("file")]
-	if !ok {
+	if !ok || or(f.team, s.o.TeamID) != or(req.team, s.o.TeamID) {
 		return errResp("file_not_found")
 	}
 	return map[string]any{"ok": true, "file": s.fileJSON(f, ""), "comments": []any{},
@@ -115,10 +119,11 @@ func (s *Server) filesInfo(req apiRequest) map[string]any {
 // bot token and files:read, the bytes; otherwise a redirect to the sign-in
 // page, carrying the file's path in redir.
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
-	_, id, _ := strings.Cut(r.PathValue("file"), "-")
+	fileTeam, id, _ := strings.Cut(r.PathValue("file"), "-")
 	auth, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	authorized := auth == s.o.BotToken && !s.o.NoFilesRead
 	s.mu.Lock()
+	tokTeam, bad := s.tokenTeam(auth)
+	authorized := bad == "" && tokTeam == fileTeam && !s.o.NoFilesRead
 	f, ok := s.files[id]
 	status := http.StatusOK
 	switch {

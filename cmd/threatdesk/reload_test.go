@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
+	"github.com/threatdesk/threatdesk/internal/config"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
+)
+
+const reloadBase = `
+orgs:
+  - id: contoso
+    name: Contoso
+    slack:
+      team: T0CONTOSO
+      channels: [C0CONTOSOSOC]
+desk:
+  slack:
+    channel: C0EXPERTDESK
+experts:
+  slack: [U0EXPERT1]
+managers:
+  slack: [U0MANAGER1]
+admins:
+  slack: [U0ADMIN1]
+`
+
+const reloadNorthwind = `
+  - id: northwind
+    name: Northwind
+    tenants: ["a839b112-1253-6432-9bf6-94542403f21c"]
+    slack:
+      team: T0CONTOSO
+      channels: [C0NORTHSOC]
+`
+
+// TestServeReloadsTheConfig: an admin's /experts reload switches the service
+// to the edited file at once (a new org's channel opens cases), the change
+// is audited and summarised in the thread of the desk's pinned
+// configuration message; a bad file is refused with every problem and
+// changes nothing; a non-admin cannot reload; SIGHUP reloads too.
+func TestServeReloadsTheConfig(t *testing.T) {
+	t.Parallel()
+	fake := slackfake.New(t, slackfake.Options{
+		TeamID: "T0CONTOSO",
+		Channels: []slackfake.Channel{{ID: "C0CONTOSOSOC", Name: "soc"}, {ID: "C0EXPERTDESK", Name: "expert-desk"},
+			{ID: "C0NORTHSOC", Name: "northwind-soc"}},
+		Users: []slackfake.User{{ID: "U0ANALYST1", Name: "alice"}, {ID: "U0NORTH1", Name: "nina"}, {ID: "U0EXPERT1", Name: "eve"},
+			{ID: "U0ADMIN1", Name: "ada", DisplayName: "Ada"}, {ID: "U0MANAGER1", Name: "max"}, {ID: "U0MANAGER2", Name: "mia"}},
+	})
+	_, dbURL := pgtest.Empty(t)
+	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
+	write := func(doc string) { require.NoError(t, os.WriteFile(cfgPath, []byte(doc), 0o600)) }
+	write(reloadBase)
+	opts := fake.Options()
+	env := map[string]string{
+		"DATABASE_URL":            dbURL,
+		"THREATDESK_HTTP_ADDR":    freeAddr(t),
+		"THREATDESK_CONFIG":       cfgPath,
+		"THREATDESK_SECRET_KEY":   "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
+		"SLACK_BOT_TOKEN":         opts.BotToken,
+		"SLACK_APP_TOKEN":         opts.AppToken,
+		"SLACK_API_URL":           fake.APIURL(),
+		"THREATDESK_INGEST_TOKEN": "reload-test-ingest-token",
+	}
+	cfg, err := config.Load(envOf(env))
+	require.NoError(t, err)
+	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &bytes.Buffer{}}, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	base := "http://" + env["THREATDESK_HTTP_ADDR"]
+	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	require.NoError(t, fake.WaitConnected(wctx))
+
+	var acksMu sync.Mutex
+	var acks []string
+	responses := func(want string) int {
+		n := 0
+		acksMu.Lock()
+		for _, a := range acks {
+			if strings.Contains(a, want) {
+				n++
+			}
+		}
+		acksMu.Unlock()
+		for _, r := range fake.Responses() {
+			if strings.Contains(r.Text+"\n"+string(r.Blocks), want) {
+				n++
+			}
+		}
+		return n
+	}
+	command := func(user, channel, text string) {
+		t.Helper()
+		ack, err := fake.Command(ctx, slackfake.SlashCommand{UserID: user, ChannelID: channel, Text: text})
+		require.NoError(t, err)
+		acksMu.Lock()
+		acks = append(acks, string(ack.Payload))
+		acksMu.Unlock()
+		t.Logf("%s: %s", text, ack.Payload)
+	}
+	waitResponse := func(what, want string, n int) {
+		t.Helper()
+		testwait.For(t, 20*time.Second, what, func() bool { return responses(want) >= n }, fake)
+	}
+	audits := func(applied bool) int {
+		return count(t, dbURL, `SELECT count(*) FROM config_reloads WHERE applied = `+map[bool]string{true: "true", false: "false"}[applied])
+	}
+
+	// Before: Northwind's channel is nobody's.
+	command("U0NORTH1", "C0NORTHSOC", "ask is this ours?")
+	waitResponse("Northwind's channel is not an org's yet", "not", 1)
+	require.Zero(t, responses("Opened EOD-"))
+
+	// Its tenant's alerts route nowhere, and nobody is on call.
+	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/alerts", bytes.NewReader(alertJSON(t, "da0000000000000000001", "nw-host1", "Before")))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+env["THREATDESK_INGEST_TOKEN"])
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, "no org lists the tenant yet")
+	require.Zero(t, count(t, dbURL, `SELECT count(*) FROM hunting_alerts WHERE org = 'northwind'`))
+	command("U0EXPERT1", "C0EXPERTDESK", "oncall")
+	waitResponse("no rotation yet", "No on-call rotation", 1)
+
+	// A non-admin cannot reload.
+	write(reloadBase + "\n# nothing\n")
+	command("U0EXPERT1", "C0EXPERTDESK", "reload")
+	waitResponse("the expert is refused", "admin", 1)
+	require.Zero(t, audits(true)+audits(false))
+
+	// 1. The admin adds Northwind and a manager, and reloads.
+	good := strings.Replace(reloadBase, "desk:", strings.TrimPrefix(reloadNorthwind, "\n")+"desk:", 1)
+	good = strings.Replace(good, "[U0MANAGER1]", "[U0MANAGER1, U0MANAGER2]", 1)
+	good += "oncall:\n  handover: daily 09:00\n  rotation:\n    - slack: U0EXPERT1\n"
+	write(good)
+	command("U0ADMIN1", "C0EXPERTDESK", "reload")
+	waitResponse("the admin's reload answer", "org northwind (Northwind) added", 1)
+	require.Equal(t, 1, responses("managers on Slack: added U0MANAGER2"))
+	require.Equal(t, 1, responses("oncall: the rotation or hand-over changed"))
+	testwait.For(t, 20*time.Second, "the pinned configuration message and its thread", func() bool {
+		pinned := fake.Pinned("C0EXPERTDESK")
+		if len(pinned) != 1 || !strings.Contains(string(pinned[0].Blocks), "Configuration") {
+			return false
+		}
+		for _, m := range fake.Replies("C0EXPERTDESK", pinned[0].TS) {
+			if strings.Contains(string(m.Blocks), "org northwind (Northwind) added") && strings.Contains(string(m.Blocks), "Ada") {
+				return true
+			}
+		}
+		return false
+	}, fake)
+	require.Equal(t, 1, audits(true))
+	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads WHERE by_user = 'U0ADMIN1' AND by_platform = 'slack'
+ AND 'org northwind (Northwind) added: Slack T0CONTOSO C0NORTHSOC' = ANY (changes) AND cardinality(restart) = 0`))
+
+	// Northwind's channel now opens cases, its tenant's alerts are its,
+	// and the rotation is on: at once.
+	postAlertTo(t, base, env["THREATDESK_INGEST_TOKEN"], alertJSON(t, "da0000000000000000002", "nw-host2", "After"))
+	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM hunting_alerts WHERE org = 'northwind'`))
+	command("U0EXPERT1", "C0EXPERTDESK", "oncall")
+	waitResponse("the rotation answers", "On call", 1)
+	command("U0NORTH1", "C0NORTHSOC", "ask is this ours now?")
+	waitResponse("Northwind's first case", "Opened EOD-1", 1)
+
+	// 2. A bad file: every problem is answered, nothing changes.
+	bad := strings.Replace(good, "channels: [C0NORTHSOC]", "channels: [\"#northwind\"]", 1)
+	bad = strings.Replace(bad, "channel: C0EXPERTDESK", "channel: expert-desk", 1)
+	write(bad)
+	command("U0ADMIN1", "C0EXPERTDESK", "reload")
+	waitResponse("the refusal", "Reload refused", 1)
+	require.Equal(t, 1, responses("#northwind"))
+	require.Equal(t, 1, responses("expert-desk"))
+	require.Equal(t, 1, responses("2 problems"))
+	require.Equal(t, 1, audits(false))
+	command("U0NORTH1", "C0NORTHSOC", "ask still ours?")
+	waitResponse("Northwind still works", "Opened EOD-2", 1)
+
+	// 3. SIGHUP reloads the file as it is now (fixed, Mia removed again).
+	write(strings.Replace(good, "[U0MANAGER1, U0MANAGER2]", "[U0MANAGER1]", 1))
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	testwait.For(t, 20*time.Second, "the SIGHUP reload's note in the configuration thread", func() bool {
+		pinned := fake.Pinned("C0EXPERTDESK")
+		if len(pinned) != 1 {
+			return false
+		}
+		for _, m := range fake.Replies("C0EXPERTDESK", pinned[0].TS) {
+			if strings.Contains(string(m.Blocks), "managers on Slack: removed U0MANAGER2") && strings.Contains(string(m.Blocks), "SIGHUP") {
+				return true
+			}
+		}
+		return false
+	}, fake)
+	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads WHERE by_platform = 'signal' AND applied`))
+	require.Empty(t, fake.Violations())
+}
+
+// TestReloadDiffNamesNoSecret: a changed ingest token is reported as a
+// change without the token, and an unchanged file has no changes.
+func TestReloadDiffNamesNoSecret(t *testing.T) {
+	t.Parallel()
+	file := func(token string) *config.File {
+		f, err := config.ParseFile([]byte(reloadBase))
+		require.NoError(t, err)
+		f.Orgs[0].Hunting.IngestToken = secrets.String(token)
+		return f
+	}
+	changes, restart := diffFiles(file("old-secret-value-1234"), file("old-secret-value-1234"))
+	require.Empty(t, changes)
+	require.Empty(t, restart)
+	changes, restart = diffFiles(file("old-secret-value-1234"), file("new-secret-value-5678"))
+	require.Equal(t, []string{"org contoso: its alert routing changed (tenants, notify_score or ingest token)"}, changes)
+	require.Empty(t, restart)
+	require.NotContains(t, strings.Join(append(changes, restart...), "\n"), "secret-value")
+}
