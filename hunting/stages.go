@@ -461,12 +461,13 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Tim
 			delete(byID, m.from)
 		}
 	}
-	if err := queueAlerts(b, org, now, ws); err != nil {
-		return nil, nil, err
-	}
+	fresh := queueAlerts(b, org, now, ws)
 	s.cache.queueIncidentEntities(b, org, ws, fold.entities, after)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("store %d alerts, their entities and %d merges: %w", len(ws), len(merges), err)
+	}
+	if err := copyNewAlerts(ctx, tx, org, now, fresh); err != nil {
+		return nil, nil, err
 	}
 	keep := make([]*incState, 0, len(byID))
 	for _, st := range sts {
