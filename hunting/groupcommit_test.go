@@ -170,3 +170,61 @@ func TestEntityCacheKeepsTheStoreRight(t *testing.T) {
 		require.Equal(t, inc, f.incidentOf(t, "contoso", id))
 	}
 }
+
+// TestNewIncidentEntitiesAreCopied: the entity rows of an incident created
+// by a batch are copied in without a probe; they hold what the statement
+// for other incidents would have written (times spanning the batch's
+// alerts, display, alt), and the incident counts them as new.
+func TestNewIncidentEntitiesAreCopied(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-5 * time.Hour)
+	file := sha("fresh-implant")
+	res := f.ingest(t,
+		gen{ID: "n1", Device: "pc1", At: at, Files: []string{file}, Users: []string{"alice"}},
+		gen{ID: "n2", Device: "pc1", At: at.Add(3 * time.Hour), Files: []string{file}})
+	inc := res.Items[0].IncidentID
+	require.Equal(t, inc, res.Items[1].IncidentID)
+	type row struct {
+		kind, value, display, alt string
+		join                      bool
+		first, last               time.Time
+	}
+	rows := func() map[string]row {
+		rs, err := f.pool.Query(f.ctx, `SELECT kind, value, display, alt, join_key, first_seen, last_seen FROM hunting_incident_entities
+WHERE incident_id = $1 ORDER BY kind, value`, inc)
+		require.NoError(t, err)
+		out := map[string]row{}
+		for rs.Next() {
+			var r row
+			require.NoError(t, rs.Scan(&r.kind, &r.value, &r.display, &r.alt, &r.join, &r.first, &r.last))
+			out[r.kind+" "+r.display] = r
+		}
+		require.NoError(t, rs.Err())
+		return out
+	}
+	got := rows()
+	require.Len(t, got, 3, "device, user and file: %v", got)
+	fr, ok := got[`file C:\Users\Public\payload0.exe`]
+	require.True(t, ok, "%v", got)
+	require.Equal(t, file, fr.value)
+	require.Equal(t, file[:40], fr.alt)
+	require.True(t, fr.join)
+	require.True(t, fr.first.Equal(at) && fr.last.Equal(at.Add(3*time.Hour)), "%s..%s", fr.first, fr.last)
+	dr, ok := got["device pc1"]
+	require.True(t, ok, "%v", got)
+	require.True(t, dr.first.Equal(at) && dr.last.Equal(at.Add(3*time.Hour)))
+	var devices, users int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT device_count, user_count FROM hunting_incidents WHERE id = $1`, inc).Scan(&devices, &users))
+	require.Equal(t, 1, devices)
+	require.Equal(t, 1, users)
+
+	// A later batch joins it on the file from another device: its rows go
+	// through the probing statement, next to the copied ones.
+	require.Equal(t, inc, f.ingest(t, gen{ID: "n3", Device: "pc2", At: at.Add(5 * time.Hour), Files: []string{file}}).Items[0].IncidentID)
+	got = rows()
+	require.Len(t, got, 4, "%v", got)
+	require.True(t, got[`file C:\Users\Public\payload0.exe`].last.Equal(at.Add(5*time.Hour)), "the copied row is updated in place")
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT device_count, user_count FROM hunting_incidents WHERE id = $1`, inc).Scan(&devices, &users))
+	require.Equal(t, 2, devices)
+}

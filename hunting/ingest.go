@@ -289,6 +289,9 @@ type work struct {
 	prevOK  bool  // that incident is open
 	keys    []Entity
 	inc     int64
+	// newInc: inc was created by this batch (allocate), so no row of
+	// hunting_incident_entities can hold it yet.
+	newInc bool
 	// wasResolved: the stored version was resolved upstream. triage: the
 	// update changes its status, classification, severity or category.
 	wasResolved, triage bool
@@ -553,8 +556,10 @@ type evidenceItem struct {
 // scope (and correlation index). An update's evidence is added, never
 // removed. out learns, per incident, the strong entities that were new to
 // it. Rows the cache knows to be stored already, with nothing to learn,
-// are not sent at all; after learns what the statement stored.
-func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity, after *cacheUpdate) {
+// are not sent at all; after learns what the statement stored. The rows
+// of incidents this batch created (fresh: none of them is merged) are all
+// new: they are not probed but returned, for copyFreshEntities.
+func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*work, fresh map[int64]bool, out map[int64][]newEntity, after *cacheUpdate) *freshEntities {
 	m := map[entKey]*entAgg{}
 	order := []entKey{}
 	for _, w := range ws {
@@ -588,7 +593,7 @@ func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*
 	c.mu.Unlock()
 	order = keep
 	if len(order) == 0 {
-		return
+		return nil
 	}
 	sort.Slice(order, func(i, j int) bool {
 		a, b := order[i], order[j]
@@ -600,6 +605,28 @@ func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*
 		}
 		return a.value < b.value
 	})
+	var fe *freshEntities
+	if len(fresh) > 0 {
+		fe = &freshEntities{org: org, m: m}
+		probe := order[:0:0]
+		for _, k := range order {
+			if !fresh[k.inc] {
+				probe = append(probe, k)
+				continue
+			}
+			// Written as sent, in the statement's order.
+			fe.keys = append(fe.keys, k)
+			g := m[k]
+			after.entities[k] = entSeen{first: g.first, last: g.last, display: g.display != "", alt: g.alt != ""}
+			if kind := EntityKind(k.kind); kind == EntityDevice || kind == EntityUser || kind == EntityFile {
+				out[k.inc] = append(out[k.inc], newEntity{inc: k.inc, kind: kind, value: k.value, display: g.display, join: g.join})
+			}
+		}
+		order = probe
+		if len(order) == 0 {
+			return fe
+		}
+	}
 	n := len(order)
 	incs, kinds, values, displays, alts := make([]int64, n), mk(n), mk(n), mk(n), mk(n)
 	joins, firsts, lasts := make([]bool, n), make([]time.Time, n), make([]time.Time, n)
@@ -660,6 +687,44 @@ SELECT * FROM ins UNION ALL SELECT * FROM up`,
 		}
 		return nil
 	})
+	return fe
+}
+
+// freshEntities are the entity rows of the incidents a batch created.
+type freshEntities struct {
+	org  string
+	m    map[entKey]*entAgg
+	keys []entKey
+}
+
+// entityCols are hunting_incident_entities' columns as copyFreshEntities
+// writes them.
+var entityCols = []string{"incident_id", "org", "kind", "value", "display", "alt", "join_key", "first_seen", "last_seen"}
+
+// copyFreshEntities inserts the entity rows of the incidents the batch
+// created with COPY: no one else can hold these incident ids yet (they were
+// allocated in this transaction), so the rows need neither the probe nor
+// the conflict handling of the statement for the other incidents.
+func copyFreshEntities(ctx context.Context, tx pgx.Tx, fe *freshEntities) error {
+	if fe == nil || len(fe.keys) == 0 {
+		return nil
+	}
+	i := -1
+	row := make([]any, len(entityCols))
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i++; i >= len(fe.keys) {
+			return nil, nil
+		}
+		k := fe.keys[i]
+		g := fe.m[k]
+		row[0], row[1], row[2], row[3], row[4] = k.inc, fe.org, k.kind, k.value, g.display
+		row[5], row[6], row[7], row[8] = g.alt, g.join, g.first, g.last
+		return row, nil
+	})
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"hunting_incident_entities"}, entityCols, src); err != nil {
+		return fmt.Errorf("copy %d entities of new incidents: %w", len(fe.keys), err)
+	}
+	return nil
 }
 
 // entKey is an entity of an incident.
