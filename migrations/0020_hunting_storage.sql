@@ -1,5 +1,8 @@
--- 0020: hunting: no planner statistics for the columns no query filters,
--- joins, groups or sorts on. Owned by the hunting package.
+-- 0020: hunting: storage settings for fast intake. Owned by the hunting
+-- package.
+--
+-- No planner statistics for the columns no query filters, joins, groups or
+-- sorts on.
 --
 -- Intake inserts alerts and rewrites incidents fast enough that autovacuum
 -- analyzes both tables about once a minute, and ANALYZE sorted every sampled
@@ -49,3 +52,11 @@ ALTER TABLE hunting_incidents
     ALTER COLUMN notified SET STATISTICS 0,
     ALTER COLUMN last_changes SET STATISTICS 0,
     ALTER COLUMN impact_detail SET STATISTICS 0;
+
+-- A batch rewrites a few hundred incidents, often several on one page, in
+-- one transaction: the new versions of a page's rows must all fit on it for
+-- the updates to stay HOT (no new index entries). At 80% fill, 30% of the
+-- updates under intake were not HOT; at 50%, 8% (those that move
+-- next_due_at, which is indexed). The table is small (one row per
+-- incident); new pages are filled to 50%.
+ALTER TABLE hunting_incidents SET (fillfactor = 50);
