@@ -785,26 +785,26 @@ const maxCacheEntries = 1 << 20
 // cache computes the same answers.
 type prevalenceCache struct {
 	mu       sync.Mutex
-	recorded map[string]time.Time // org/kind/value/device -> last_seen written
-	common   map[string]time.Time // org/kind/value -> common until (service clock)
+	recorded map[devK]time.Time // org/kind/value/device -> last_seen written
+	common   map[devK]time.Time // org/kind/value (no device) -> common until (service clock)
 	// entities: what hunting_incident_entities is known to hold, so that
 	// rows with nothing to teach it are not sent (see entSeen).
 	entities map[entKey]entSeen
 }
 
 func newPrevalenceCache() *prevalenceCache {
-	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
+	return &prevalenceCache{recorded: map[devK]time.Time{}, common: map[devK]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 // cacheUpdate is what a batch teaches the cache, applied only after commit.
 type cacheUpdate struct {
-	recorded map[string]time.Time
-	common   map[string]time.Time
+	recorded map[devK]time.Time
+	common   map[devK]time.Time
 	entities map[entKey]entSeen
 }
 
 func newCacheUpdate() *cacheUpdate {
-	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
+	return &cacheUpdate{recorded: map[devK]time.Time{}, common: map[devK]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 func (c *prevalenceCache) apply(u *cacheUpdate) {
@@ -814,10 +814,10 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.recorded)+len(u.recorded) > maxCacheEntries {
-		c.recorded = map[string]time.Time{}
+		c.recorded = map[devK]time.Time{}
 	}
 	if len(c.common)+len(u.common) > maxCacheEntries {
-		c.common = map[string]time.Time{}
+		c.common = map[devK]time.Time{}
 	}
 	for k, t := range u.recorded {
 		if t.After(c.recorded[k]) {
@@ -840,6 +840,11 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	}
 }
 
-func devKey(org, kind, value, dev string) string {
-	return org + "\x00" + kind + "\x00" + value + "\x00" + dev
+// devK keys the prevalence cache: an entity of an org, and the device it
+// was seen on (empty for the entity itself). A struct, not a joined
+// string: looked up for every entity of every batch.
+type devK struct{ org, kind, value, dev string }
+
+func devKey(org, kind, value, dev string) devK {
+	return devK{org, kind, value, dev}
 }
