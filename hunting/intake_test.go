@@ -506,3 +506,36 @@ func TestNoTenantsRejectsEveryAlert(t *testing.T) {
 	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM hunting_alerts").Scan(&n))
 	require.Zero(t, n)
 }
+
+// TestOSBinaryAndNormKey pins the allocation-free osBinary and normKey to
+// what they meant as ToLower and ReplaceAll: case and slashes do not
+// matter, a prefix must end at a separator, non-ASCII never matches.
+func TestOSBinaryAndNormKey(t *testing.T) {
+	t.Parallel()
+	for dir, want := range map[string]bool{
+		`C:\Windows\System32`:                 true,
+		`c:/windows/system32/drivers`:         true,
+		`C:\WINDOWS\SysWOW64\wbem`:            true,
+		`%SystemRoot%\System32`:               true,
+		`c:\windows\winsxs\amd64_x`:           true,
+		`C:\Windows\System32x`:                false,
+		`C:\Windows`:                          false,
+		`D:\Windows\System32`:                 false,
+		`C:\Wİndows\System32`:                 false,
+		`C:\Users\Public`:                     false,
+		``:                                    false,
+		`C:\Windows\System32\..\..\Temp\evil`: true, // as before: a prefix test
+	} {
+		require.Equal(t, want, osBinary(dir), dir)
+	}
+	for in, want := range map[string]string{
+		"user":                                   "user",
+		"User":                                   "user",
+		"#microsoft.graph.security.userEvidence": "microsoftgraphsecurityuserevidence",
+		"Registry-Key 2":                         "registrykey2",
+		"ÄbC":                                    "bc",
+		"":                                       "",
+	} {
+		require.Equal(t, want, normKey(in), in)
+	}
+}
