@@ -290,3 +290,19 @@ func BenchmarkIngestBatch500Concurrent(b *testing.B) {
 	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99-ms/batch")
 	b.ReportMetric(float64(sweep.Microseconds())/1000/float64(b.N), "sweep-ms/batch")
 }
+
+// BenchmarkNormalize decodes and normalizes realistic Defender alerts with
+// evidence (the corpus of the intake benchmarks), one alert per op: the
+// Go work of intake before any database.
+func BenchmarkNormalize(b *testing.B) {
+	c := newCorpus(1, 5000, 400)
+	raws := c.batch(500, t0.Add(-time.Hour))
+	tenants := map[string]string{tenantContoso: "contoso"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, _, err := normalize(raws[i%len(raws)], tenants); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

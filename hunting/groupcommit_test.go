@@ -170,3 +170,204 @@ func TestEntityCacheKeepsTheStoreRight(t *testing.T) {
 		require.Equal(t, inc, f.incidentOf(t, "contoso", id))
 	}
 }
+
+// TestNewIncidentEntitiesAreCopied: the entity rows of an incident created
+// by a batch are copied in without a probe; they hold what the statement
+// for other incidents would have written (times spanning the batch's
+// alerts, display, alt), and the incident counts them as new.
+func TestNewIncidentEntitiesAreCopied(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-5 * time.Hour)
+	file := sha("fresh-implant")
+	res := f.ingest(t,
+		gen{ID: "n1", Device: "pc1", At: at, Files: []string{file}, Users: []string{"alice"}},
+		gen{ID: "n2", Device: "pc1", At: at.Add(3 * time.Hour), Files: []string{file}})
+	inc := res.Items[0].IncidentID
+	require.Equal(t, inc, res.Items[1].IncidentID)
+	type row struct {
+		kind, value, display, alt string
+		join                      bool
+		first, last               time.Time
+	}
+	rows := func() map[string]row {
+		rs, err := f.pool.Query(f.ctx, `SELECT kind, value, display, alt, join_key, first_seen, last_seen FROM hunting_incident_entities
+WHERE incident_id = $1 ORDER BY kind, value`, inc)
+		require.NoError(t, err)
+		out := map[string]row{}
+		for rs.Next() {
+			var r row
+			require.NoError(t, rs.Scan(&r.kind, &r.value, &r.display, &r.alt, &r.join, &r.first, &r.last))
+			out[r.kind+" "+r.display] = r
+		}
+		require.NoError(t, rs.Err())
+		return out
+	}
+	got := rows()
+	require.Len(t, got, 3, "device, user and file: %v", got)
+	fr, ok := got[`file C:\Users\Public\payload0.exe`]
+	require.True(t, ok, "%v", got)
+	require.Equal(t, file, fr.value)
+	require.Equal(t, file[:40], fr.alt)
+	require.True(t, fr.join)
+	require.True(t, fr.first.Equal(at) && fr.last.Equal(at.Add(3*time.Hour)), "%s..%s", fr.first, fr.last)
+	dr, ok := got["device pc1"]
+	require.True(t, ok, "%v", got)
+	require.True(t, dr.first.Equal(at) && dr.last.Equal(at.Add(3*time.Hour)))
+	var devices, users int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT device_count, user_count FROM hunting_incidents WHERE id = $1`, inc).Scan(&devices, &users))
+	require.Equal(t, 1, devices)
+	require.Equal(t, 1, users)
+
+	// A later batch joins it on the file from another device: its rows go
+	// through the probing statement, next to the copied ones.
+	require.Equal(t, inc, f.ingest(t, gen{ID: "n3", Device: "pc2", At: at.Add(5 * time.Hour), Files: []string{file}}).Items[0].IncidentID)
+	got = rows()
+	require.Len(t, got, 4, "%v", got)
+	require.True(t, got[`file C:\Users\Public\payload0.exe`].last.Equal(at.Add(5*time.Hour)), "the copied row is updated in place")
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT device_count, user_count FROM hunting_incidents WHERE id = $1`, inc).Scan(&devices, &users))
+	require.Equal(t, 2, devices)
+}
+
+// TestGroupCommitMatchesOneRequest is a differential test of group commit:
+// requests coalesced into one group store exactly what one request holding
+// their alerts in the same order stores (incidents, merges, entities,
+// alerts, notifications), and each request is answered with the results of
+// its own items. Two rounds: the second joins, grows and merges the first
+// round's incidents (probed entity rows next to copied ones).
+func TestGroupCommitMatchesOneRequest(t *testing.T) {
+	t.Parallel()
+	const requests, size = 6, 40
+	c := newCorpus(7, 40, 10)
+	var rounds [2][requests][]RawAlert
+	for r := range rounds {
+		for k := range requests {
+			rounds[r][k] = c.batch(size, t0.Add(-3*time.Hour+time.Duration(r*requests+k)*5*time.Minute))
+		}
+	}
+	one, grouped := setup(t), setup(t)
+	snapshot := func(f *fixture) []string {
+		var out []string
+		for _, q := range []string{
+			`SELECT id, status, coalesce(merged_into, 0), alert_count, device_count, user_count, score, severity, title, summary,
+                coalesce(next_due_at::text, ''), breakdown::text FROM hunting_incidents ORDER BY id`,
+			`SELECT incident_id, kind, value, display, alt, join_key, first_seen, last_seen FROM hunting_incident_entities ORDER BY 1, 2, 3`,
+			`SELECT id, incident_id, content_hash, evidence::text FROM hunting_alerts ORDER BY id`,
+			`SELECT from_id, into_id, alert_id, reason FROM hunting_merges ORDER BY id`,
+			`SELECT kind, stream, payload::text FROM outbox ORDER BY id`,
+			`SELECT kind, value, device, last_seen FROM hunting_entity_devices ORDER BY 1, 2, 3`,
+		} {
+			rows, err := f.pool.Query(f.ctx, q)
+			require.NoError(t, err)
+			for rows.Next() {
+				vals, err := rows.Values()
+				require.NoError(t, err)
+				out = append(out, fmt.Sprint(vals...))
+			}
+			require.NoError(t, rows.Err())
+			out = append(out, "--")
+		}
+		return out
+	}
+	for r, reqs := range rounds {
+		// One request: the first alone (it leads a group of its own below),
+		// then the others as one list.
+		want := map[string]ItemResult{}
+		var rest []RawAlert
+		for k, items := range reqs {
+			if k > 0 {
+				rest = append(rest, items...)
+				continue
+			}
+			res, err := one.svc.Ingest(one.ctx, items)
+			require.NoError(t, err)
+			for _, it := range res.Items {
+				want[it.ID] = it
+			}
+		}
+		res, err := one.svc.Ingest(one.ctx, rest)
+		require.NoError(t, err)
+		for _, it := range res.Items {
+			want[it.ID] = it
+		}
+
+		// Concurrent requests: the first leads and waits for the org lock,
+		// held from outside; the others queue, in order, into one group.
+		conn, err := grouped.pool.Acquire(grouped.ctx)
+		require.NoError(t, err)
+		tx, err := conn.Begin(grouped.ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(grouped.ctx, lockOrgSQL, "contoso")
+		require.NoError(t, err)
+		q := func() *orgQueue {
+			grouped.svc.groups.mu.Lock()
+			defer grouped.svc.groups.mu.Unlock()
+			return grouped.svc.groups.orgs["contoso"]
+		}
+		pending := func() (int, bool) {
+			q().mu.Lock()
+			defer q().mu.Unlock()
+			return len(q().pending), q().busy
+		}
+		answers := make([]chan *IngestResult, requests)
+		var wg sync.WaitGroup
+		for k := range requests {
+			answers[k] = make(chan *IngestResult, 1)
+			wg.Go(func() {
+				res, err := grouped.svc.Ingest(grouped.ctx, reqs[k])
+				if err != nil {
+					t.Error(err)
+				}
+				answers[k] <- res
+			})
+			require.Eventually(t, func() bool {
+				if q() == nil {
+					return false
+				}
+				// The first leads (busy, nothing pending); the others queue.
+				n, busy := pending()
+				return busy && n == k
+			}, 10*time.Second, time.Millisecond, "request %d leads or queues", k)
+		}
+		require.NoError(t, tx.Rollback(grouped.ctx))
+		conn.Release()
+		wg.Wait()
+		// Each item's incident is its alert's, as stored (or the one that
+		// incident was merged into since).
+		stored := map[string]int64{}
+		rows, err := grouped.pool.Query(grouped.ctx, `SELECT a.id, a.incident_id FROM hunting_alerts a`)
+		require.NoError(t, err)
+		for rows.Next() {
+			var id string
+			var inc int64
+			require.NoError(t, rows.Scan(&id, &inc))
+			stored[id] = inc
+		}
+		require.NoError(t, rows.Err())
+		final := func(inc int64) int64 {
+			for {
+				var into int64
+				require.NoError(t, grouped.pool.QueryRow(grouped.ctx, `SELECT coalesce(merged_into, 0) FROM hunting_incidents WHERE id = $1`, inc).Scan(&into))
+				if into == 0 {
+					return inc
+				}
+				inc = into
+			}
+		}
+		for k := range requests {
+			res := <-answers[k]
+			require.NotNil(t, res)
+			require.Len(t, res.Items, size)
+			for i, it := range res.Items {
+				require.Equal(t, i, it.Index)
+				require.Equal(t, stored[it.ID], final(it.IncidentID), "round %d request %d item %d %s", r, k, i, it.ID)
+				w := want[it.ID]
+				require.Equal(t, w.Status, it.Status, "round %d request %d item %d", r, k, i)
+				require.Equal(t, w.IncidentID, it.IncidentID, "round %d request %d item %d", r, k, i)
+			}
+		}
+		require.Equal(t, snapshot(one), snapshot(grouped), "round %d", r)
+	}
+	require.NotZero(t, one.count(t, `SELECT count(*) FROM hunting_incidents WHERE alert_count > 1`), "alerts were correlated")
+	require.NotZero(t, one.count(t, `SELECT count(*) FROM hunting_merges`), "incidents were merged")
+}

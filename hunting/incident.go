@@ -113,9 +113,13 @@ func scanIncident(row pgx.Row, org string) (*incState, error) {
 	return st, nil
 }
 
-// loadStates reads and locks the incidents. With due set, only open
-// incidents due by then are returned (the sweep's re-check under lock).
-// scored also reads the stored score, title, summary and breakdown.
+// loadStates reads the incidents. The caller holds the org's lock (lockOrg),
+// which every writer of an org's incidents takes, so the rows need no row
+// locks of their own: a FOR UPDATE would write a lock into every row (a WAL
+// record and a dirtied page each) just before the batch rewrites it. With
+// due set, only open incidents due by then are returned (the sweep's
+// re-check under lock). scored also reads the stored score, title, summary
+// and breakdown.
 func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *time.Time, scored bool) ([]*incState, error) {
 	cols := incidentCols + noScoreCols
 	if scored {
@@ -127,7 +131,7 @@ func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *ti
 		q += ` AND status = 'open' AND next_due_at <= $3`
 		args = append(args, *due)
 	}
-	rows, err := tx.Query(ctx, q+` ORDER BY id FOR UPDATE`, args...)
+	rows, err := tx.Query(ctx, q+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load incidents: %w", err)
 	}
@@ -769,8 +773,10 @@ func (s *Service) Prune(ctx context.Context) (int64, error) {
 // lockOrgSQL takes the org's transaction-scoped advisory lock.
 const lockOrgSQL = `SELECT pg_advisory_xact_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`
 
-// lockOrg serializes writers of one org's incidents (ingest, sweep) across
-// replicas for the rest of tx.
+// lockOrg serializes writers of one org's incidents across replicas for the
+// rest of tx: ingest, the sweep and re-score, and every change from chat
+// (acknowledge, close, resolve, notify now). They read incidents without row
+// locks (loadStates), so a writer that skipped it could be overwritten.
 func lockOrg(ctx context.Context, tx pgx.Tx, org string) error {
 	if _, err := tx.Exec(ctx, lockOrgSQL, org); err != nil {
 		return fmt.Errorf("lock org %s: %w", org, err)

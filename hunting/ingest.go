@@ -289,6 +289,9 @@ type work struct {
 	prevOK  bool  // that incident is open
 	keys    []Entity
 	inc     int64
+	// newInc: inc was created by this batch (allocate), so no row of
+	// hunting_incident_entities can hold it yet.
+	newInc bool
 	// wasResolved: the stored version was resolved upstream. triage: the
 	// update changes its status, classification, severity or category.
 	wasResolved, triage bool
@@ -388,9 +391,21 @@ func (s *Service) mergeEvents(ctx context.Context, tx pgx.Tx, org string, now ti
 	return events, nil
 }
 
-// queueAlerts queues the upsert of the batch's alerts.
-func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) error {
-	n := len(ws)
+// queueAlerts queues the upsert of the batch's updated alerts; the new ones
+// are left to copyNewAlerts. It returns the new ones.
+func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) []*work {
+	var nw, up []*work
+	for _, w := range ws {
+		if w.update {
+			up = append(up, w)
+		} else {
+			nw = append(nw, w)
+		}
+	}
+	if len(up) == 0 {
+		return nw
+	}
+	n := len(up)
 	var (
 		ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, statuses, classes, determs = mk(n), mk(n), mk(n), make([]int64, n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
 		cats, tactics, techs, dets, families, devIDs, devNames, urls                                = mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
@@ -399,7 +414,7 @@ func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) error {
 		created, first, lastAct, lastUpd                                                            = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
 		hashes, evidence                                                                            = make([][]byte, n), make([][]byte, n)
 	)
-	for i, w := range ws {
+	for i, w := range up {
 		a := w.a
 		ids[i], sources[i], tenants[i], incs[i], provInc[i] = a.ID, string(a.Source), a.Tenant, w.inc, a.ProviderIncident
 		titles[i], descs[i], recs[i], sevs[i], ranks[i] = a.Title, a.Description, a.Recommended, string(a.Severity), int32(a.Severity.Rank())
@@ -412,65 +427,70 @@ func queueAlerts(b *pgx.Batch, org string, now time.Time, ws []*work) error {
 			evidence[i] = evidenceJSON(a)
 		}
 	}
-	// New alerts (none of these ids is stored: the org lock is held since
-	// they were looked up) are plainly inserted; a speculative insertion per
-	// row (ON CONFLICT) costs more. Updates go through the upsert.
-	newSQL, updSQL := alertsSQL, alertsSQL+alertsConflictSQL
-	var nNew int
-	for _, w := range ws {
-		if !w.update {
-			nNew++
-		}
+	b.Queue(alertsUpsertSQL, org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
+		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes, evidence)
+	return nw
+}
+
+// alertCols are hunting_alerts' columns as copyNewAlerts writes them.
+var alertCols = []string{"org", "id", "source", "tenant", "incident_id", "provider_incident", "title", "description", "recommended",
+	"severity", "severity_rank", "status", "classification", "determination", "category", "tactic", "techniques", "detection_source",
+	"expert", "threat_family", "device_id", "device_name", "web_url", "created_time", "first_activity", "last_activity", "last_update",
+	"content_hash", "evidence", "ingested_at", "updated_at"}
+
+// copyNewAlerts inserts the batch's new alerts with COPY: none of their ids
+// is stored (the org lock is held since they were looked up), and COPY
+// costs the server much less per row than an INSERT from arrays, which it
+// must unpack first.
+func copyNewAlerts(ctx context.Context, tx pgx.Tx, org string, now time.Time, ws []*work) error {
+	if len(ws) == 0 {
+		return nil
 	}
-	args := []any{org, now, ids, sources, tenants, incs, provInc, titles, descs, recs, sevs, ranks, statuses, classes, determs,
-		cats, tactics, techs, dets, experts, families, devIDs, devNames, urls, created, first, lastAct, lastUpd, hashes, evidence}
-	switch nNew {
-	case n:
-		b.Queue(newSQL, args...)
-	case 0:
-		b.Queue(updSQL, args...)
-	default:
-		// Split every column array in two: new alerts, then updates.
-		newArgs, updArgs := []any{org, now}, []any{org, now}
-		for _, col := range args[2:] {
-			nc, uc := splitCol(col, ws)
-			newArgs, updArgs = append(newArgs, nc), append(updArgs, uc)
-		}
-		b.Queue(newSQL, newArgs...)
-		b.Queue(updSQL, updArgs...)
+	src := &alertRows{org: org, now: now, ws: ws, i: -1, row: make([]any, len(alertCols))}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"hunting_alerts"}, alertCols, src); err != nil {
+		return fmt.Errorf("copy %d new alerts: %w", len(ws), err)
 	}
 	return nil
 }
 
-// splitCol splits one column array of queueAlerts by ws[i].update.
-func splitCol(col any, ws []*work) (any, any) {
-	switch c := col.(type) {
-	case []string:
-		return splitBy(c, ws)
-	case []int64:
-		return splitBy(c, ws)
-	case []int32:
-		return splitBy(c, ws)
-	case []bool:
-		return splitBy(c, ws)
-	case []time.Time:
-		return splitBy(c, ws)
-	case [][]byte:
-		return splitBy(c, ws)
-	}
-	panic(fmt.Sprintf("hunting: splitCol: unexpected column type %T", col))
+// alertRows is the pgx.CopyFromSource of copyNewAlerts; its row is reused.
+type alertRows struct {
+	org string
+	now time.Time
+	ws  []*work
+	i   int
+	row []any
 }
 
-func splitBy[T any](c []T, ws []*work) ([]T, []T) {
-	var nw, up []T
-	for i, w := range ws {
-		if w.update {
-			up = append(up, c[i])
-		} else {
-			nw = append(nw, c[i])
-		}
+func (r *alertRows) Next() bool { r.i++; return r.i < len(r.ws) }
+func (r *alertRows) Err() error { return nil }
+
+func (r *alertRows) Values() ([]any, error) {
+	w := r.ws[r.i]
+	a := w.a
+	techs := []string{}
+	if t := strings.Join(a.Techniques, ","); t != "" {
+		techs = strings.Split(t, ",") // as the upsert stores them
 	}
-	return nw, up
+	ev := a.evidence
+	if ev == nil {
+		ev = evidenceJSON(a)
+	}
+	var created, lastUpd *time.Time
+	if !a.Created.IsZero() {
+		created = &a.Created
+	}
+	if !a.LastUpdate.IsZero() {
+		lastUpd = &a.LastUpdate
+	}
+	v := r.row
+	v[0], v[1], v[2], v[3], v[4], v[5] = r.org, a.ID, string(a.Source), a.Tenant, w.inc, a.ProviderIncident
+	v[6], v[7], v[8], v[9], v[10] = a.Title, a.Description, a.Recommended, string(a.Severity), int16(a.Severity.Rank())
+	v[11], v[12], v[13], v[14], v[15], v[16] = a.Status, a.Classification, a.Determination, a.Category, a.Tactic, techs
+	v[17], v[18], v[19], v[20], v[21], v[22] = a.DetectionSource, a.Expert, a.ThreatFamily, a.DeviceID, a.DeviceName, a.WebURL
+	v[23], v[24], v[25], v[26] = created, a.FirstActivity, a.LastActivity, lastUpd
+	v[27], v[28], v[29], v[30] = w.hash, ev, r.now, r.now
+	return v, nil
 }
 
 // evidenceJSON is the alert's hunting_alerts.evidence: strong entities are
@@ -493,7 +513,7 @@ func evidenceJSON(a *Alert) []byte {
 	return b
 }
 
-const alertsSQL = `
+const alertsUpsertSQL = `
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, provider_incident, title, description, recommended,
     severity, severity_rank, status, classification, determination, category, tactic, techniques, detection_source,
     expert, threat_family, device_id, device_name, web_url, created_time, first_activity, last_activity, last_update,
@@ -506,9 +526,7 @@ FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::te
     $20::bool[], $21::text[], $22::text[], $23::text[], $24::text[], $25::timestamptz[], $26::timestamptz[],
     $27::timestamptz[], $28::timestamptz[], $29::bytea[], $30::jsonb[])
     AS x(id, src, tenant, inc, pinc, title, descr, rec, sev, rank, st, cls, det, cat, tac, tech, dsrc, exp, fam,
-         devid, devname, url, ct, fa, la, lu, h, ev)`
-
-const alertsConflictSQL = `
+         devid, devname, url, ct, fa, la, lu, h, ev)
 ON CONFLICT (org, id) DO UPDATE SET
     source = EXCLUDED.source, tenant = EXCLUDED.tenant, incident_id = EXCLUDED.incident_id,
     provider_incident = EXCLUDED.provider_incident, title = EXCLUDED.title, description = EXCLUDED.description,
@@ -538,8 +556,10 @@ type evidenceItem struct {
 // scope (and correlation index). An update's evidence is added, never
 // removed. out learns, per incident, the strong entities that were new to
 // it. Rows the cache knows to be stored already, with nothing to learn,
-// are not sent at all; after learns what the statement stored.
-func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*work, out map[int64][]newEntity, after *cacheUpdate) {
+// are not sent at all; after learns what the statement stored. The rows
+// of incidents this batch created (fresh: none of them is merged) are all
+// new: they are not probed but returned, for copyFreshEntities.
+func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*work, fresh map[int64]bool, out map[int64][]newEntity, after *cacheUpdate) *freshEntities {
 	m := map[entKey]*entAgg{}
 	order := []entKey{}
 	for _, w := range ws {
@@ -573,7 +593,7 @@ func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*
 	c.mu.Unlock()
 	order = keep
 	if len(order) == 0 {
-		return
+		return nil
 	}
 	sort.Slice(order, func(i, j int) bool {
 		a, b := order[i], order[j]
@@ -585,6 +605,28 @@ func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*
 		}
 		return a.value < b.value
 	})
+	var fe *freshEntities
+	if len(fresh) > 0 {
+		fe = &freshEntities{org: org, m: m}
+		probe := order[:0:0]
+		for _, k := range order {
+			if !fresh[k.inc] {
+				probe = append(probe, k)
+				continue
+			}
+			// Written as sent, in the statement's order.
+			fe.keys = append(fe.keys, k)
+			g := m[k]
+			after.entities[k] = entSeen{first: g.first, last: g.last, display: g.display != "", alt: g.alt != ""}
+			if kind := EntityKind(k.kind); kind == EntityDevice || kind == EntityUser || kind == EntityFile {
+				out[k.inc] = append(out[k.inc], newEntity{inc: k.inc, kind: kind, value: k.value, display: g.display, join: g.join})
+			}
+		}
+		order = probe
+		if len(order) == 0 {
+			return fe
+		}
+	}
 	n := len(order)
 	incs, kinds, values, displays, alts := make([]int64, n), mk(n), mk(n), mk(n), mk(n)
 	joins, firsts, lasts := make([]bool, n), make([]time.Time, n), make([]time.Time, n)
@@ -645,6 +687,44 @@ SELECT * FROM ins UNION ALL SELECT * FROM up`,
 		}
 		return nil
 	})
+	return fe
+}
+
+// freshEntities are the entity rows of the incidents a batch created.
+type freshEntities struct {
+	org  string
+	m    map[entKey]*entAgg
+	keys []entKey
+}
+
+// entityCols are hunting_incident_entities' columns as copyFreshEntities
+// writes them.
+var entityCols = []string{"incident_id", "org", "kind", "value", "display", "alt", "join_key", "first_seen", "last_seen"}
+
+// copyFreshEntities inserts the entity rows of the incidents the batch
+// created with COPY: no one else can hold these incident ids yet (they were
+// allocated in this transaction), so the rows need neither the probe nor
+// the conflict handling of the statement for the other incidents.
+func copyFreshEntities(ctx context.Context, tx pgx.Tx, fe *freshEntities) error {
+	if fe == nil || len(fe.keys) == 0 {
+		return nil
+	}
+	i := -1
+	row := make([]any, len(entityCols))
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i++; i >= len(fe.keys) {
+			return nil, nil
+		}
+		k := fe.keys[i]
+		g := fe.m[k]
+		row[0], row[1], row[2], row[3], row[4] = k.inc, fe.org, k.kind, k.value, g.display
+		row[5], row[6], row[7], row[8] = g.alt, g.join, g.first, g.last
+		return row, nil
+	})
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"hunting_incident_entities"}, entityCols, src); err != nil {
+		return fmt.Errorf("copy %d entities of new incidents: %w", len(fe.keys), err)
+	}
+	return nil
 }
 
 // entKey is an entity of an incident.
@@ -705,26 +785,26 @@ const maxCacheEntries = 1 << 20
 // cache computes the same answers.
 type prevalenceCache struct {
 	mu       sync.Mutex
-	recorded map[string]time.Time // org/kind/value/device -> last_seen written
-	common   map[string]time.Time // org/kind/value -> common until (service clock)
+	recorded map[devK]time.Time // org/kind/value/device -> last_seen written
+	common   map[devK]time.Time // org/kind/value (no device) -> common until (service clock)
 	// entities: what hunting_incident_entities is known to hold, so that
 	// rows with nothing to teach it are not sent (see entSeen).
 	entities map[entKey]entSeen
 }
 
 func newPrevalenceCache() *prevalenceCache {
-	return &prevalenceCache{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
+	return &prevalenceCache{recorded: map[devK]time.Time{}, common: map[devK]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 // cacheUpdate is what a batch teaches the cache, applied only after commit.
 type cacheUpdate struct {
-	recorded map[string]time.Time
-	common   map[string]time.Time
+	recorded map[devK]time.Time
+	common   map[devK]time.Time
 	entities map[entKey]entSeen
 }
 
 func newCacheUpdate() *cacheUpdate {
-	return &cacheUpdate{recorded: map[string]time.Time{}, common: map[string]time.Time{}, entities: map[entKey]entSeen{}}
+	return &cacheUpdate{recorded: map[devK]time.Time{}, common: map[devK]time.Time{}, entities: map[entKey]entSeen{}}
 }
 
 func (c *prevalenceCache) apply(u *cacheUpdate) {
@@ -734,10 +814,10 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.recorded)+len(u.recorded) > maxCacheEntries {
-		c.recorded = map[string]time.Time{}
+		c.recorded = map[devK]time.Time{}
 	}
 	if len(c.common)+len(u.common) > maxCacheEntries {
-		c.common = map[string]time.Time{}
+		c.common = map[devK]time.Time{}
 	}
 	for k, t := range u.recorded {
 		if t.After(c.recorded[k]) {
@@ -760,6 +840,11 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	}
 }
 
-func devKey(org, kind, value, dev string) string {
-	return org + "\x00" + kind + "\x00" + value + "\x00" + dev
+// devK keys the prevalence cache: an entity of an org, and the device it
+// was seen on (empty for the entity itself). A struct, not a joined
+// string: looked up for every entity of every batch.
+type devK struct{ org, kind, value, dev string }
+
+func devKey(org, kind, value, dev string) devK {
+	return devK{org, kind, value, dev}
 }

@@ -267,6 +267,36 @@ func TestIntakeErrors(t *testing.T) {
 			require.True(t, json.Valid(out), "error bodies are JSON")
 		})
 	}
+	t.Run("body length", func(t *testing.T) {
+		t.Parallel()
+		// Without a declared length (chunked) the body is read up to the
+		// limit; with one, the buffer is sized from it: a list within the
+		// limit is read whole either way.
+		small := []byte(`{"value":[` + string(good) + `,` + string(gen{ID: "a2", Device: "pc1"}.raw()) + `]}`)
+		for _, tc := range []struct {
+			name   string
+			body   []byte
+			length int64
+			code   int
+		}{
+			{"chunked too big", big, -1, http.StatusRequestEntityTooLarge},
+			{"chunked", small, -1, http.StatusOK},
+			{"declared", small, int64(len(small)), http.StatusOK},
+		} {
+			req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(tc.body))
+			req.ContentLength = tc.length
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, tc.code, rec.Code, "%s: %s", tc.name, rec.Body)
+			if tc.code == http.StatusOK {
+				var res IngestResult
+				require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res))
+				require.Len(t, res.Items, 2, tc.name)
+				require.Zero(t, res.Rejected, "%s: %+v", tc.name, res.Items)
+			}
+		}
+	})
 	t.Run("nothing stored", func(t *testing.T) {
 		// The error cases above store nothing; run after them would race, so
 		// check the unknown tenant case on its own fixture.
@@ -475,4 +505,37 @@ func TestNoTenantsRejectsEveryAlert(t *testing.T) {
 	var n int
 	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM hunting_alerts").Scan(&n))
 	require.Zero(t, n)
+}
+
+// TestOSBinaryAndNormKey pins the allocation-free osBinary and normKey to
+// what they meant as ToLower and ReplaceAll: case and slashes do not
+// matter, a prefix must end at a separator, non-ASCII never matches.
+func TestOSBinaryAndNormKey(t *testing.T) {
+	t.Parallel()
+	for dir, want := range map[string]bool{
+		`C:\Windows\System32`:                 true,
+		`c:/windows/system32/drivers`:         true,
+		`C:\WINDOWS\SysWOW64\wbem`:            true,
+		`%SystemRoot%\System32`:               true,
+		`c:\windows\winsxs\amd64_x`:           true,
+		`C:\Windows\System32x`:                false,
+		`C:\Windows`:                          false,
+		`D:\Windows\System32`:                 false,
+		`C:\Wİndows\System32`:                 false,
+		`C:\Users\Public`:                     false,
+		``:                                    false,
+		`C:\Windows\System32\..\..\Temp\evil`: true, // as before: a prefix test
+	} {
+		require.Equal(t, want, osBinary(dir), dir)
+	}
+	for in, want := range map[string]string{
+		"user":                                   "user",
+		"User":                                   "user",
+		"#microsoft.graph.security.userEvidence": "microsoftgraphsecurityuserevidence",
+		"Registry-Key 2":                         "registrykey2",
+		"ÄbC":                                    "bc",
+		"":                                       "",
+	} {
+		require.Equal(t, want, normKey(in), in)
+	}
 }

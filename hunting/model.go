@@ -318,17 +318,25 @@ func normalizeDetectionSource(s string) string {
 	return clip(s, 100)
 }
 
-// normKey lower-cases s and drops everything but letters and digits.
+// normKey lower-cases s and drops everything but letters and digits
+// (ASCII: the bytes of other characters are all 0x80 or more).
 func normKey(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		case r >= 'A' && r <= 'Z':
-			b.WriteRune(r + ('a' - 'A'))
+	i := 0
+	for i < len(s) && (s[i] >= 'a' && s[i] <= 'z' || s[i] >= '0' && s[i] <= '9') {
+		i++
+	}
+	if i == len(s) {
+		return s // already a key: most are
+	}
+	b := make([]byte, i, len(s))
+	copy(b, s[:i])
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+('a'-'A'))
 		}
 	}
-	return b.String()
+	return string(b)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -60,7 +59,8 @@ func (e *ShapeError) Error() string { return e.Msg }
 
 // SplitPayload parses a request body into its items: a list
 // ({"value":[...]}) or one alert. It reports the format as far as the
-// outer shape tells it; Ingest refines it per item.
+// outer shape tells it; Ingest refines it per item. The items may share
+// body's memory: body must not change while they are in use.
 func SplitPayload(body []byte) (items []RawAlert, list bool, err error) {
 	// The one-pass split checks the syntax as it goes: when it succeeds the
 	// body is valid and needs no repair. Otherwise the full path below
@@ -108,7 +108,8 @@ func splitFast(body []byte) (items []RawAlert, list, ok bool) {
 			if !d.skip() {
 				return false
 			}
-			items = append(items, RawAlert(slices.Clone(d.b[start:d.i])))
+			// Not copied: the items live as long as the request's body.
+			items = append(items, RawAlert(d.b[start:d.i:d.i]))
 			d.ws()
 			if d.lit(']') {
 				return true
@@ -504,22 +505,23 @@ func deref(s *string) string {
 }
 
 func (a *Alert) extractEntities(w *wireAlert) {
-	seen := make(map[string]int, 8)
+	a.Entities = make([]Entity, 0, min(len(w.Evidence)+2, maxEntities))
 	add := func(e Entity) {
 		if e.Value == "" || len(a.Entities) >= maxEntities {
 			return
 		}
-		k := string(e.Kind) + "\x00" + e.Value
-		if i, ok := seen[k]; ok {
-			if a.Entities[i].Display == "" {
-				a.Entities[i].Display = e.Display
+		// A scan, not a map: there are a few, at most maxEntities.
+		for i := range a.Entities {
+			if o := &a.Entities[i]; o.Kind == e.Kind && o.Value == e.Value {
+				if o.Display == "" {
+					o.Display = e.Display
+				}
+				if o.Alt == "" {
+					o.Alt = e.Alt
+				}
+				return
 			}
-			if a.Entities[i].Alt == "" {
-				a.Entities[i].Alt = e.Alt
-			}
-			return
 		}
-		seen[k] = len(a.Entities)
 		a.Entities = append(a.Entities, e)
 	}
 	if d := deviceEntity(w.MachineID, w.ComputerName); d.Value != "" {
@@ -680,13 +682,30 @@ func fileEntity(f wireFile) Entity {
 // osBinary reports whether a path is an operating-system directory whose
 // binaries (rundll32, services, ...) are on every machine.
 func osBinary(dir string) bool {
-	d := strings.ToLower(strings.ReplaceAll(dir, "/", `\`))
-	for _, p := range []string{`c:\windows\system32`, `c:\windows\syswow64`, `c:\windows\winsxs`, `%systemroot%\system32`} {
-		if d == p || strings.HasPrefix(d, p+`\`) {
+	for _, p := range [...]string{`c:\windows\system32`, `c:\windows\syswow64`, `c:\windows\winsxs`, `%systemroot%\system32`} {
+		if len(dir) >= len(p) && pathPrefixFold(dir[:len(p)], p) && (len(dir) == len(p) || dir[len(p)] == '\\' || dir[len(p)] == '/') {
 			return true
 		}
 	}
 	return false
+}
+
+// pathPrefixFold reports whether s equals the lower-case path p, ignoring
+// ASCII case and taking a slash for a backslash (p is ASCII: no other
+// character folds to one of its bytes).
+func pathPrefixFold(s, p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '/' {
+			c = '\\'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func ipEntity(s string) Entity {

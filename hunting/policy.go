@@ -289,6 +289,11 @@ func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64,
 	who = clip(who, maxShortLen)
 	now := s.cfg.Now().UTC()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Ingest and the sweep write next_due_at from what they read
+		// under this lock, without row locks.
+		if err := lockOrg(ctx, tx, org); err != nil {
+			return err
+		}
 		var st incState
 		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, title, severity, score, expert, notify_seq FROM hunting_incidents
 WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &st.Title, &st.Severity, &st.Score, &st.Expert, &st.Seq)

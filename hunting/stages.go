@@ -402,7 +402,7 @@ SELECT $1, $2, $2 FROM generate_series(1, $3) RETURNING id`, org, now, c.NewInci
 	for i, w := range ws {
 		w.inc = c.Inc[i]
 		if g := c.Group[i]; g >= 0 {
-			w.inc = ids[g]
+			w.inc, w.newInc = ids[g], true
 		}
 		w.res.IncidentID = w.inc
 	}
@@ -461,12 +461,28 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Tim
 			delete(byID, m.from)
 		}
 	}
-	if err := queueAlerts(b, org, now, ws); err != nil {
-		return nil, nil, err
+	newAlerts := queueAlerts(b, org, now, ws)
+	// Incidents created by this batch, unless a merge touches them
+	// (correlation never merges a new one: it joins the oldest instead).
+	newIncs := map[int64]bool{}
+	for _, w := range ws {
+		if w.newInc {
+			newIncs[w.inc] = true
+		}
 	}
-	s.cache.queueIncidentEntities(b, org, ws, fold.entities, after)
+	for _, m := range merges {
+		delete(newIncs, m.from)
+		delete(newIncs, m.into)
+	}
+	newEnts := s.cache.queueIncidentEntities(b, org, ws, newIncs, fold.entities, after)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, nil, fmt.Errorf("store %d alerts, their entities and %d merges: %w", len(ws), len(merges), err)
+	}
+	if err := copyNewAlerts(ctx, tx, org, now, newAlerts); err != nil {
+		return nil, nil, err
+	}
+	if err := copyFreshEntities(ctx, tx, newEnts); err != nil {
+		return nil, nil, err
 	}
 	keep := make([]*incState, 0, len(byID))
 	for _, st := range sts {
