@@ -47,9 +47,10 @@ func TestRateLimitStormThroughTheOutbox(t *testing.T) {
 		Experts: bot.UserIDs{Slack: []string{"U0EXPERT"}},
 		Admins:  bot.UserIDs{Slack: []string{admin}},
 		// The product's pacing with a margin over the fake's strict one
-		// second, for the scheduling jitter of a loaded test machine.
+		// second, for the scheduling jitter of a loaded test machine (50 ms
+		// was not enough at a load average of 10 under -race).
 		Delivery: bot.Delivery{Workers: 4, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
-			Pace: map[bot.Platform]bot.Pace{bot.Slack: {Every: 1050 * time.Millisecond, Burst: 1}}},
+			Pace: map[bot.Platform]bot.Pace{bot.Slack: {Every: 1250 * time.Millisecond, Burst: 1}}},
 	})
 
 	fake.FailNext("chat.postMessage", 6, slackfake.Failure{Status: 429, RetryAfter: time.Second})
