@@ -357,6 +357,14 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
 		h.askSignIn(w, r, token, hash)
 		return
 	}
+	// A link that does not sign in gets its page, whoever posts it.
+	if _, outcome, err := h.lookUpLink(r.Context(), hash); err != nil {
+		h.failSignIn(w, r, err)
+		return
+	} else if outcome != "" {
+		h.refuseSignIn(w, r, outcome)
+		return
+	}
 	if !h.sameOrigin(r) {
 		h.m.signIns.WithLabelValues("cross_site_refused").Inc()
 		h.log.WarnContext(r.Context(), "refused a sign-in posted from another site",
@@ -384,30 +392,15 @@ func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
 // askSignIn answers GET /web/login/{token} of a live link with the page
 // that asks whether to sign in; it uses nothing up.
 func (h *Handler) askSignIn(w http.ResponseWriter, r *http.Request, token string, hash []byte) {
-	ctx := r.Context()
-	var p person
-	var platform string
-	var roles []string
-	var used *time.Time
-	var expires time.Time
-	err := h.cfg.Pool.QueryRow(ctx, `SELECT platform, workspace, user_id, display_name, channel, roles, org, used_at, expires_at
- FROM web_login_links WHERE token_hash = $1`, hash).
-		Scan(&platform, &p.user.Workspace, &p.user.ID, &p.user.DisplayName, &p.channel, &roles, &p.org, &used, &expires)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		h.refuseSignIn(w, r, "link_unknown")
-		return
-	case err != nil:
-		h.failSignIn(w, r, fmt.Errorf("read sign-in link: %w", err))
-		return
-	case used != nil:
-		h.refuseSignIn(w, r, "link_used")
-		return
-	case !expires.After(h.cfg.Now().UTC()):
-		h.refuseSignIn(w, r, "link_expired")
+	p, outcome, err := h.lookUpLink(r.Context(), hash)
+	if err != nil {
+		h.failSignIn(w, r, err)
 		return
 	}
-	p.user.Platform, p.roles = bot.Platform(platform), rolesOf(roles)
+	if outcome != "" {
+		h.refuseSignIn(w, r, outcome)
+		return
+	}
 	now, orgName := h.access(p)
 	org := p.org
 	if !slices.Contains(now, bot.RoleMember) {
@@ -445,6 +438,31 @@ func (h *Handler) askSignIn(w http.ResponseWriter, r *http.Request, token string
 	// refused), which no-referrer would hide; same-origin sends it to
 	// threatdesk only.
 	h.renderView(w, http.StatusOK, "signin", view{CSS: h.pages.css, Referrer: "same-origin", Page: form})
+}
+
+// lookUpLink reads the sign-in link with hash without using it up: whom it
+// signs in, or why it does not (outcome link_unknown, link_used or
+// link_expired).
+func (h *Handler) lookUpLink(ctx context.Context, hash []byte) (p person, outcome string, err error) {
+	var platform string
+	var roles []string
+	var used *time.Time
+	var expires time.Time
+	err = h.cfg.Pool.QueryRow(ctx, `SELECT platform, workspace, user_id, display_name, channel, roles, org, used_at, expires_at
+ FROM web_login_links WHERE token_hash = $1`, hash).
+		Scan(&platform, &p.user.Workspace, &p.user.ID, &p.user.DisplayName, &p.channel, &roles, &p.org, &used, &expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return p, "link_unknown", nil
+	case err != nil:
+		return p, "", fmt.Errorf("read sign-in link: %w", err)
+	case used != nil:
+		return p, "link_used", nil
+	case !expires.After(h.cfg.Now().UTC()):
+		return p, "link_expired", nil
+	}
+	p.user.Platform, p.roles = bot.Platform(platform), rolesOf(roles)
+	return p, "", nil
 }
 
 // signInToken is the form token of the sign-in page of link token in the
