@@ -21,8 +21,9 @@ import (
 )
 
 // Sign-in and sessions. "/experts web" asks SignInLink for a link; opening
-// it (GET /web/login/{token}) uses it up, opens a session stored in
-// web_sessions and sets its id in a cookie. Tokens and session ids are 32
+// it (GET /web/login/{token}) shows whom it signs in and a Sign in button,
+// whose POST (from threatdesk's own page, see serveSignIn) uses it up,
+// opens a session stored in web_sessions and sets its id in a cookie. Tokens and session ids are 32
 // random bytes (base64url); the database keeps their SHA-256 only. Every
 // request re-reads the session and asks the Directory who its person is
 // now: the session grants the roles it was opened with that the running
