@@ -538,6 +538,47 @@ func TestSignInRefusesForgery(t *testing.T) {
 	require.Equal(t, "Sign in to threatdesk's case tracker as Max Manager (the expert desk)?\nOpen the link in a browser and press Sign in.\n", string(body))
 }
 
+// TestSignInOriginAsBrowsersSendIt: THREATDESK_PUBLIC_URL written with
+// capitals and the default port still matches the Origin a browser sends
+// (lower case, no default port); a different port or scheme does not.
+func TestSignInOriginAsBrowsersSendIt(t *testing.T) {
+	t.Parallel()
+	const public = "https://ThreatDesk.Example.com:443/td"
+	f := setupTracker(t, func(string) string { return public })
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{
+		{"http://threatdesk.example.com", http.StatusForbidden},
+		{"https://threatdesk.example.com:8443", http.StatusForbidden},
+		{"https://threatdesk.example.com.evil.example", http.StatusForbidden},
+		{"https://threatdesk.example.com", http.StatusSeeOther},
+	} {
+		_, m := f.command(t, bot.Slack, expertID, deskChannel)
+		var link string
+		for _, sp := range m.Text[0] {
+			if sp.Link != "" {
+				link = sp.Link
+			}
+		}
+		require.True(t, strings.HasPrefix(link, public+web.SignInPath), link)
+		direct := f.base + strings.TrimPrefix(link, public)
+		c := client(t)
+		resp, page := fetch(t, c, http.MethodGet, direct, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var nonce string
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "threatdesk_signin" {
+				nonce = ck.Value
+			}
+		}
+		resp, _ = fetchWith(t, c, http.MethodPost, direct, url.Values{"csrf": {csrfOf(t, page)}},
+			http.Header{"Origin": {tc.origin}, "Cookie": {"threatdesk_signin=" + nonce}})
+		require.Equal(t, tc.want, resp.StatusCode, tc.origin)
+		require.Equal(t, tc.want == http.StatusSeeOther, f.linkUsed(t, link), tc.origin)
+	}
+}
+
 // TestTrackerPages: the list's filters, search and pages, the case page's
 // escaping, the report's figures, and the headers every page carries.
 func TestTrackerPages(t *testing.T) {
