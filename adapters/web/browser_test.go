@@ -3,6 +3,9 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"html"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,6 +171,15 @@ func (b *tab) click(t *testing.T, sel string) int {
 	return int(resp.Status)
 }
 
+// signIn opens a sign-in link, checks that its page names who (name and
+// org) and presses Sign in, which lands on the case list.
+func (b *tab) signIn(t *testing.T, link, who string) {
+	t.Helper()
+	require.Equal(t, 200, b.open(t, link))
+	require.Equal(t, "Sign in to threatdesk's case tracker as "+who+"?", b.text(t, "main h1"))
+	require.Equal(t, 200, b.click(t, "#signin"))
+}
+
 func (b *tab) do(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	require.NoError(t, chromedp.Do(b.ctx, steps...))
@@ -262,7 +274,11 @@ func TestBrowserExpert(t *testing.T) {
 	link := f.web(t, bot.Slack, expertID, deskChannel)
 
 	require.Equal(t, 200, b.open(t, link))
-	require.Equal(t, f.base+web.TrackerPath, b.location(t), "the link lands on the case list")
+	require.Equal(t, "Sign in to threatdesk's case tracker as Eve Expert (the expert desk)?", b.text(t, "main h1"))
+	require.Equal(t, link, b.location(t), "opening the link only asks")
+	b.shot(t, "signin", false)
+	require.Equal(t, 200, b.click(t, "#signin"))
+	require.Equal(t, f.base+web.TrackerPath, b.location(t), "Sign in lands on the case list")
 	require.Contains(t, b.text(t, ".who"), "Eve Expert · expert · every org")
 	refs := b.texts(t, "#cases a.ref")
 	require.Len(t, refs, 5)
@@ -371,7 +387,7 @@ func TestBrowserMemberOfAnotherOrg(t *testing.T) {
 	f := setupTracker(t, nil)
 	f.seed(t)
 	b := newTab(t)
-	require.Equal(t, 200, b.open(t, f.web(t, bot.Discord, fabAnalyst, fabSOC)))
+	b.signIn(t, f.web(t, bot.Discord, fabAnalyst, fabSOC), "Fab Analyst (Fabrikam)")
 	require.Equal(t, "Fab Analyst · member · Fabrikam", b.text(t, ".who"))
 	refs := b.texts(t, "#cases a.ref")
 	require.Contains(t, refs, f.fabCase)
@@ -401,7 +417,7 @@ func TestBrowserHostileText(t *testing.T) {
 	f := setupTracker(t, nil)
 	f.seed(t)
 	b := newTab(t)
-	require.Equal(t, 200, b.open(t, f.web(t, bot.Slack, expertID, deskChannel)))
+	b.signIn(t, f.web(t, bot.Slack, expertID, deskChannel), "Eve Expert (the expert desk)")
 	require.Equal(t, 200, b.open(t, f.base+"/web/cases/"+f.hostile))
 	require.Equal(t, f.hostileQuestion, b.text(t, "#question"))
 	require.Equal(t, []string{`</div><script>window.__pwned = 3</script>`}, b.texts(t, "#thread .msgtext"))
@@ -414,4 +430,41 @@ func TestBrowserHostileText(t *testing.T) {
 	require.Equal(t, 200, b.open(t, f.base+web.TrackerPath))
 	require.Contains(t, b.texts(t, "#cases td.subject"), `Alert <i onmouseover="alert(1)">alert</i>`)
 	require.True(t, eval[bool](t, b, `window.__pwned === undefined`))
+}
+
+// TestBrowserLoginCSRF: a sign-in link's owner puts their link in a page
+// of another site, as an image and as a form with the token of the page
+// they loaded themselves. The victim's browser loading the image is not
+// signed in; pressing the form's button is refused (Chromium sends the
+// other site's Origin) and uses nothing up; the victim is not signed in as
+// the attacker. The link then still works from its own page.
+func TestBrowserLoginCSRF(t *testing.T) {
+	t.Parallel()
+	f := setupTracker(t, nil)
+	b := newTab(t)
+	link := f.web(t, bot.Slack, analyst, contosoSOC)
+	resp, page := fetch(t, client(t), http.MethodGet, link, nil) // the attacker's own GET
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = fmt.Fprintf(w, `<!doctype html><title>Cute cats</title><img src="%s" alt="">
+<form method="post" action="%s"><input type="hidden" name="csrf" value="%s"><button id="go">See the cats</button></form>`,
+			html.EscapeString(link), html.EscapeString(link), html.EscapeString(csrfOf(t, page)))
+	}))
+	t.Cleanup(evil.Close)
+	require.NotEqual(t, f.base, evil.URL)
+
+	require.Equal(t, 200, b.open(t, evil.URL))
+	require.False(t, f.linkUsed(t, link), "the image's GET uses nothing up")
+	require.Equal(t, 401, b.open(t, f.base+web.TrackerPath), "and signs nobody in")
+	require.Equal(t, 200, b.open(t, evil.URL))
+	require.Equal(t, 403, b.click(t, "#go"))
+	require.Equal(t, "This sign-in did not come from threatdesk's page", b.text(t, "main h1"))
+	b.shot(t, "signin-cross-site", false)
+	require.False(t, f.linkUsed(t, link), "the refused POST uses nothing up")
+	require.Equal(t, 401, b.open(t, f.base+web.TrackerPath))
+
+	b.signIn(t, link, "Ana Lyst (Contoso)")
+	require.Equal(t, "Ana Lyst · member · Contoso", b.text(t, ".who"))
+	require.True(t, f.linkUsed(t, link))
 }

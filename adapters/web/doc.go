@@ -18,10 +18,15 @@
 // # Signing in
 //
 // There are no passwords. "/experts web" in chat asks the Handler, as the
-// bot's WebSignIn, for a single-use link (GET /web/login/{token}, ten
-// minutes); opening it opens a session (twelve hours) and sets its id in an
-// HttpOnly, SameSite=Lax cookie, Secure when THREATDESK_PUBLIC_URL is https
-// (session.go). Tokens and session ids are random and stored as their
+// bot's WebSignIn, for a single-use link (/web/login/{token}, ten
+// minutes). Opening it (GET) changes nothing: the page says whom it signs
+// in and has a Sign in button. The button's POST, refused unless its Origin
+// (or Referer) is THREATDESK_PUBLIC_URL's origin and it carries the page's
+// form token (bound to a nonce cookie of the browser that loaded the
+// page), uses the link up, opens a session (twelve hours) and sets its id
+// in an HttpOnly, SameSite=Lax cookie, Secure when THREATDESK_PUBLIC_URL is
+// https (session.go). So nobody can sign someone else's browser in with
+// their own link (login CSRF), and link expanders use nothing up. Tokens and session ids are random and stored as their
 // SHA-256 only (migration 0015: web_login_links, web_sessions). Every
 // request re-reads the session and asks the Directory who the person is
 // now; signing out, or losing every role that sees cases, ends the session

@@ -29,6 +29,9 @@ type Links struct {
 	path string
 	// secure is true for an https base: cookies are Secure.
 	secure bool
+	// origin is the base URL's origin ("https://threatdesk.example.com"),
+	// what a browser sends as Origin from threatdesk's pages.
+	origin string
 }
 
 // NewLinks returns Links under base (THREATDESK_PUBLIC_URL, or the local
@@ -40,7 +43,26 @@ func NewLinks(base string, local bool) (Links, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Links{}, fmt.Errorf("web: the public base URL %q must be an absolute http(s) URL without query or fragment", base)
 	}
-	return Links{base: strings.TrimRight(base, "/"), local: local, path: strings.TrimRight(u.EscapedPath(), "/"), secure: u.Scheme == "https"}, nil
+	return Links{base: strings.TrimRight(base, "/"), local: local, path: strings.TrimRight(u.EscapedPath(), "/"), secure: u.Scheme == "https",
+		origin: originOf(u)}, nil
+}
+
+// originOf is the origin of an http(s) URL as browsers serialize it in
+// the Origin header: lower-case scheme and host, without the scheme's
+// default port; "" for any other URL.
+func originOf(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	if (scheme != "http" && scheme != "https") || u.Host == "" || u.User != nil {
+		return ""
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		return scheme + "://" + host
+	}
+	return scheme + "://" + host + ":" + port
 }
 
 // Base is the base URL, without a trailing slash.

@@ -35,7 +35,10 @@ type view struct {
 	Bad  bool
 	Nav  *navView
 	Wide bool
-	Page any
+	// Referrer is the page's referrer policy when not "no-referrer" (the
+	// sign-in page's: its form's POST must show where it comes from).
+	Referrer string
+	Page     any
 }
 
 // parsePages parses templates/layout.html and every other page file over a
@@ -125,6 +128,9 @@ func (h *Handler) renderView(w http.ResponseWriter, status int, name string, v v
 		return
 	}
 	secureHeaders(w.Header(), h.pages.csp)
+	if v.Referrer != "" {
+		w.Header().Set("Referrer-Policy", v.Referrer)
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 )
 
 // Sign-in and sessions. "/experts web" asks SignInLink for a link; opening
-// it (GET /web/login/{token}) uses it up, opens a session stored in
-// web_sessions and sets its id in a cookie. Tokens and session ids are 32
+// it (GET /web/login/{token}) shows whom it signs in and a Sign in button,
+// whose POST (from threatdesk's own page, see serveSignIn) uses it up,
+// opens a session stored in web_sessions and sets its id in a cookie. Tokens and session ids are 32
 // random bytes (base64url); the database keeps their SHA-256 only. Every
 // request re-reads the session and asks the Directory who its person is
 // now: the session grants the roles it was opened with that the running
@@ -314,26 +316,194 @@ func (h *Handler) cookie(v string, exp time.Time) *http.Cookie {
 // again is the sentence on how to get in.
 const again = "To sign in, type /experts web in your SOC channel or the expert desk: threatdesk answers you privately with a sign-in link."
 
-// serveSignIn is GET /web/login/{token}: it uses the link up, opens a
-// session and lands on the case list.
+// signInCookie names the cookie that binds a sign-in page's form to the
+// browser that loaded it: a random nonce, scoped to the sign-in links.
+const signInCookie = "threatdesk_signin"
+
+// signInForm is the data of signin.html.
+type signInForm struct {
+	Name   string // whom the link signs in
+	Where  string // their org's name, or "the expert desk"
+	Action string // the form's target: the link itself
+	CSRF   string
+}
+
+// serveSignIn is /web/login/{token}. A GET (a browser opening the link, a
+// link expander, a prefetcher) changes nothing: it shows whom the link
+// signs in and a Sign in button. The button's POST, from threatdesk's own
+// page (Origin, or Referer without one, is THREATDESK_PUBLIC_URL's origin)
+// and carrying the page's form token, uses the link up, opens a session
+// and lands on the case list. So a link cannot sign a victim's browser in
+// as the link's owner by being opened, embedded or posted from elsewhere
+// (login CSRF).
 func (h *Handler) serveSignIn(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		h.methodNotAllowed(w, r, "GET")
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		h.methodNotAllowed(w, r, "GET, POST")
 		return
 	}
 	if isPreviewAgent(r.UserAgent()) {
-		// A chat app's link preview must not use the link up.
+		// A chat app's link preview must not see whose link it is.
 		h.m.signIns.WithLabelValues("preview_refused").Inc()
 		h.say(w, r, http.StatusForbidden, message{Title: "No previews of sign-in links",
 			Lines: []string{"Open the link in a browser."}})
 		return
 	}
-	ctx := r.Context()
-	hash, ok := secretHash(r.PathValue("token"))
+	token := r.PathValue("token")
+	hash, ok := secretHash(token)
 	if !ok {
 		h.refuseSignIn(w, r, "link_unknown")
 		return
 	}
+	if r.Method == http.MethodGet {
+		h.askSignIn(w, r, token, hash)
+		return
+	}
+	// A link that does not sign in gets its page, whoever posts it.
+	if _, outcome, err := h.lookUpLink(r.Context(), hash); err != nil {
+		h.failSignIn(w, r, err)
+		return
+	} else if outcome != "" {
+		h.refuseSignIn(w, r, outcome)
+		return
+	}
+	if !h.sameOrigin(r) {
+		h.m.signIns.WithLabelValues("cross_site_refused").Inc()
+		h.log.WarnContext(r.Context(), "refused a sign-in posted from another site",
+			"origin", r.Header.Get("Origin"), "referer_present", r.Header.Get("Referer") != "")
+		h.say(w, r, http.StatusForbidden, message{Title: "This sign-in did not come from threatdesk's page",
+			Lines: []string{"Signing in is only accepted from the page the sign-in link opens; nothing was used up.",
+				"If you meant to sign in, open your link again and press Sign in. If another site sent you here, close this page."}})
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		h.say(w, r, http.StatusBadRequest, message{Title: "The form could not be read", Lines: []string{"Open your link again and press Sign in."}})
+		return
+	}
+	c, err := r.Cookie(signInCookie)
+	if err != nil || !validNonce(c.Value) ||
+		!hmac.Equal([]byte(r.PostForm.Get(csrfField)), []byte(signInToken(h.cfg.Key, token, c.Value))) {
+		h.m.signIns.WithLabelValues("form_refused").Inc()
+		h.say(w, r, http.StatusForbidden, message{Title: "This sign-in form has expired",
+			Lines: []string{"It was not sent from the sign-in page this browser loaded; nothing was used up. Open your link again and press Sign in."}})
+		return
+	}
+	h.signIn(w, r, hash)
+}
+
+// askSignIn answers GET /web/login/{token} of a live link with the page
+// that asks whether to sign in; it uses nothing up.
+func (h *Handler) askSignIn(w http.ResponseWriter, r *http.Request, token string, hash []byte) {
+	p, outcome, err := h.lookUpLink(r.Context(), hash)
+	if err != nil {
+		h.failSignIn(w, r, err)
+		return
+	}
+	if outcome != "" {
+		h.refuseSignIn(w, r, outcome)
+		return
+	}
+	now, orgName := h.access(p)
+	org := p.org
+	if !slices.Contains(now, bot.RoleMember) {
+		org = ""
+	}
+	if !seesCases(now, org) {
+		h.refuseSignIn(w, r, "no_access")
+		return
+	}
+	form := signInForm{Name: p.user.DisplayName, Where: "the expert desk",
+		Action: h.cfg.Links.page(SignInPath) + url.PathEscape(token)}
+	if form.Name == "" {
+		form.Name = p.user.ID
+	}
+	if org != "" && !slices.Contains(now, bot.RoleExpert) && !slices.Contains(now, bot.RoleManager) {
+		form.Where = orgName
+	}
+	var nonce string
+	if c, err := r.Cookie(signInCookie); err == nil && validNonce(c.Value) {
+		nonce = c.Value // another link opened in this browser keeps its form
+	} else if nonce, _, err = newSecret(); err != nil {
+		h.failSignIn(w, r, err)
+		return
+	}
+	form.CSRF = signInToken(h.cfg.Key, token, nonce)
+	http.SetCookie(w, &http.Cookie{Name: signInCookie, Value: nonce, Path: h.cfg.Links.page(SignInPath), HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: h.cfg.Links.secure, MaxAge: int(SignInLinkTTL.Seconds())})
+	h.m.signIns.WithLabelValues("asked").Inc()
+	if !wantsHTML(r) {
+		h.say(w, r, http.StatusOK, message{Title: fmt.Sprintf("Sign in to threatdesk's case tracker as %s (%s)?", form.Name, form.Where),
+			Lines: []string{"Open the link in a browser and press Sign in."}})
+		return
+	}
+	// The form's POST must carry this page's origin (Origin: null is
+	// refused), which no-referrer would hide; same-origin sends it to
+	// threatdesk only.
+	h.renderView(w, http.StatusOK, "signin", view{CSS: h.pages.css, Referrer: "same-origin", Page: form})
+}
+
+// lookUpLink reads the sign-in link with hash without using it up: whom it
+// signs in, or why it does not (outcome link_unknown, link_used or
+// link_expired).
+func (h *Handler) lookUpLink(ctx context.Context, hash []byte) (p person, outcome string, err error) {
+	var platform string
+	var roles []string
+	var used *time.Time
+	var expires time.Time
+	err = h.cfg.Pool.QueryRow(ctx, `SELECT platform, workspace, user_id, display_name, channel, roles, org, used_at, expires_at
+ FROM web_login_links WHERE token_hash = $1`, hash).
+		Scan(&platform, &p.user.Workspace, &p.user.ID, &p.user.DisplayName, &p.channel, &roles, &p.org, &used, &expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return p, "link_unknown", nil
+	case err != nil:
+		return p, "", fmt.Errorf("read sign-in link: %w", err)
+	case used != nil:
+		return p, "link_used", nil
+	case !expires.After(h.cfg.Now().UTC()):
+		return p, "link_expired", nil
+	}
+	p.user.Platform, p.roles = bot.Platform(platform), rolesOf(roles)
+	return p, "", nil
+}
+
+// signInToken is the form token of the sign-in page of link token in the
+// browser holding nonce (its signInCookie): a MAC under the session
+// subkey, so a page fetched elsewhere (another browser, another nonce)
+// gives no token that passes here.
+func signInToken(key *secrets.Key, token, nonce string) string {
+	return base64.RawURLEncoding.EncodeToString(key.MAC(secrets.PurposeSessionSigning, []byte("signin"), []byte(token), []byte(nonce)))
+}
+
+// validNonce reports whether s can be a signInCookie value.
+func validNonce(s string) bool {
+	_, ok := secretHash(s)
+	return ok
+}
+
+// sameOrigin reports whether a POST comes from a page of threatdesk: its
+// Origin, or its Referer when it has no Origin, has the origin of
+// THREATDESK_PUBLIC_URL. Neither, or Origin: null, is refused: browsers
+// send Origin with every POST.
+func (h *Handler) sameOrigin(r *http.Request) bool {
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" {
+		return false
+	}
+	u, err := url.Parse(from)
+	if err != nil {
+		return false
+	}
+	o := originOf(u)
+	return o != "" && o == h.cfg.Links.origin
+}
+
+// signIn uses the link with hash up, opens a session and lands on the case
+// list; a link that does not sign in gets its page.
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, hash []byte) {
+	ctx := r.Context()
 	now := h.cfg.Now().UTC()
 	sid, sidHash, err := newSecret()
 	if err != nil {

@@ -22,6 +22,12 @@ import (
 // fetch sends a request with c and returns the answer and its body.
 func fetch(t *testing.T, c *http.Client, method, u string, form url.Values) (*http.Response, string) {
 	t.Helper()
+	return fetchWith(t, c, method, u, form, nil)
+}
+
+// fetchWith is fetch with more request headers (Origin, Referer).
+func fetchWith(t *testing.T, c *http.Client, method, u string, form url.Values, hdr http.Header) (*http.Response, string) {
+	t.Helper()
 	var body io.Reader
 	if form != nil {
 		body = strings.NewReader(form.Encode())
@@ -29,6 +35,9 @@ func fetch(t *testing.T, c *http.Client, method, u string, form url.Values) (*ht
 	req, err := http.NewRequest(method, u, body)
 	require.NoError(t, err)
 	req.Header.Set("Accept", browser)
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
@@ -50,12 +59,38 @@ func csrfOf(t *testing.T, page string) string {
 	return m[1]
 }
 
-// signIn opens a sign-in link with c and checks that it lands on the list.
+// signIn opens a sign-in link with c, presses Sign in on the page it
+// shows, as a browser would (Origin: the tracker's), and checks that it
+// lands on the list.
 func (f *tracker) signIn(t *testing.T, c *http.Client, link string) {
 	t.Helper()
-	resp, _ := fetch(t, c, http.MethodGet, link, nil)
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	resp, page := fetch(t, c, http.MethodGet, link, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, page)
+	require.Contains(t, page, "Sign in to threatdesk's case tracker as ")
+	resp, page = f.pressSignIn(t, c, link, csrfOf(t, page), f.base)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
 	require.Equal(t, web.TrackerPath, resp.Header.Get("Location"))
+}
+
+// pressSignIn posts a sign-in page's form (token tok) to link with c, with
+// Origin origin (none when "").
+func (f *tracker) pressSignIn(t *testing.T, c *http.Client, link, tok, origin string) (*http.Response, string) {
+	t.Helper()
+	hdr := http.Header{}
+	if origin != "" {
+		hdr.Set("Origin", origin)
+	}
+	return fetchWith(t, c, http.MethodPost, link, url.Values{"csrf": {tok}}, hdr)
+}
+
+// linkUsed reports whether the sign-in link is used up.
+func (f *tracker) linkUsed(t *testing.T, link string) bool {
+	t.Helper()
+	token := link[strings.LastIndex(link, "/")+1:]
+	var used bool
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT used_at IS NOT NULL FROM web_login_links
+ WHERE token_hash = sha256(convert_to($1, 'UTF8'))`, token).Scan(&used))
+	return used
 }
 
 // TestSignInLinkAndSession: "/experts web" answers privately with a link
@@ -91,7 +126,24 @@ func TestSignInLinkAndSession(t *testing.T) {
 
 	c := client(t)
 	signedAt := f.clock.Now()
-	resp, _ = fetch(t, c, http.MethodGet, link, nil)
+	// Opening the link (twice, as a prefetcher and then the person would)
+	// signs nobody in and uses nothing up: it asks.
+	var page string
+	for range 2 {
+		resp, page = fetch(t, c, http.MethodGet, link, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, page)
+		require.Contains(t, page, "Sign in to threatdesk's case tracker as <span id=\"signin-name\">Eve Expert</span> (<span id=\"signin-where\">the expert desk</span>)?")
+		require.Equal(t, "same-origin", resp.Header.Get("Referrer-Policy"), "the form's POST carries its Origin")
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "form-action 'self'")
+		require.False(t, f.linkUsed(t, link))
+	}
+	require.Contains(t, page, `<form method="post" action="/web/login/`+token+`">`)
+	resp, _ = fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "not signed in by opening the link")
+	resp, _ = fetch(t, client(t), http.MethodGet, link, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "another browser opening it uses nothing up either")
+	tok := csrfOf(t, page)
+	resp, _ = f.pressSignIn(t, c, link, tok, f.base)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, web.TrackerPath, resp.Header.Get("Location"))
 	var cookie *http.Cookie
@@ -110,12 +162,15 @@ func TestSignInLinkAndSession(t *testing.T) {
  AND user_id = $2 AND roles = '{expert}' AND expires_at = $3`, cookie.Value, expertID, signedAt.Add(web.SessionTTL)).Scan(&n))
 	require.Equal(t, 1, n, "the session is stored by the SHA-256 of its id, for the expert, 12 hours")
 
-	resp, page := fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
+	resp, page = fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, page, "Eve Expert · expert · every org")
 
-	// Used: refused.
+	// Used: refused, opened or posted again.
 	resp, page = fetch(t, client(t), http.MethodGet, link, nil)
+	require.Equal(t, http.StatusGone, resp.StatusCode)
+	require.Contains(t, page, "This sign-in link was already used")
+	resp, page = f.pressSignIn(t, c, link, tok, f.base)
 	require.Equal(t, http.StatusGone, resp.StatusCode)
 	require.Contains(t, page, "This sign-in link was already used")
 	require.Contains(t, page, "/experts web")
@@ -123,7 +178,16 @@ func TestSignInLinkAndSession(t *testing.T) {
 	// Expired: refused, and not used up by the refusal.
 	late := f.web(t, bot.Slack, expertID, deskChannel)
 	f.clock.Advance(web.SignInLinkTTL + time.Second)
-	resp, page = fetch(t, client(t), http.MethodGet, late, nil)
+	lc := client(t)
+	resp, page = fetch(t, lc, http.MethodGet, late, nil)
+	require.Equal(t, http.StatusGone, resp.StatusCode)
+	require.Contains(t, page, "This sign-in link has expired")
+	// Also when its page was opened in time and the button pressed late.
+	late2 := f.web(t, bot.Slack, expertID, deskChannel)
+	resp, page = fetch(t, lc, http.MethodGet, late2, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	f.clock.Advance(web.SignInLinkTTL + time.Second)
+	resp, page = f.pressSignIn(t, lc, late2, csrfOf(t, page), f.base)
 	require.Equal(t, http.StatusGone, resp.StatusCode)
 	require.Contains(t, page, "This sign-in link has expired")
 
@@ -133,10 +197,15 @@ func TestSignInLinkAndSession(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, resp.StatusCode, bad)
 		require.Contains(t, page, "This sign-in link is not valid")
 	}
+	resp, page = f.pressSignIn(t, client(t), f.base+web.SignInPath+strings.Repeat("A", 43), "x", "https://evil.example")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "posted, from anywhere: the same page")
+	require.Contains(t, page, "This sign-in link is not valid")
 	require.Equal(t, 1.0, f.counter(t, "threatdesk_web_signins_total", "signed_in"))
-	require.Equal(t, 1.0, f.counter(t, "threatdesk_web_signins_total", "link_used"))
+	require.Equal(t, 4.0, f.counter(t, "threatdesk_web_signins_total", "asked"))
+	require.Equal(t, 2.0, f.counter(t, "threatdesk_web_signins_total", "link_used"))
+	require.Equal(t, 2.0, f.counter(t, "threatdesk_web_signins_total", "link_expired"))
 	require.Equal(t, 1.0, f.counter(t, "threatdesk_web_signins_total", "preview_refused"))
-	require.Equal(t, 3.0, f.counter(t, "threatdesk_web_signins_total", "link_unknown"))
+	require.Equal(t, 4.0, f.counter(t, "threatdesk_web_signins_total", "link_unknown"))
 }
 
 // counter is the value of counter name with the one label value given.
@@ -356,13 +425,158 @@ func TestTrackerBehindAPrefix(t *testing.T) {
 	require.True(t, strings.HasPrefix(link, "https://threatdesk.example.com/td/web/login/"), link)
 	require.NotContains(t, bottest.Plain(m), "only works on the machine")
 	// The proxy in front strips /td.
-	resp, _ := fetch(t, client(t), http.MethodGet, f.base+strings.TrimPrefix(link, "https://threatdesk.example.com/td"), nil)
+	direct := f.base + strings.TrimPrefix(link, "https://threatdesk.example.com/td")
+	c := client(t)
+	resp, page := fetch(t, c, http.MethodGet, direct, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `<form method="post" action="/td/web/login/`)
+	var nonce *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "threatdesk_signin" {
+			nonce = ck
+		}
+	}
+	require.NotNil(t, nonce)
+	require.True(t, nonce.Secure)
+	require.Equal(t, "/td/web/login/", nonce.Path)
+	// The jar keeps a Secure cookie from plain http; the browser behind
+	// the https proxy sends it.
+	hdr := http.Header{"Origin": {"https://threatdesk.example.com"}, "Cookie": {nonce.Name + "=" + nonce.Value}}
+	resp, _ = fetchWith(t, c, http.MethodPost, direct, url.Values{"csrf": {csrfOf(t, page)}}, http.Header{"Origin": {f.base},
+		"Cookie": hdr["Cookie"]})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "the Origin must be THREATDESK_PUBLIC_URL's, not the address reached")
+	resp, _ = fetchWith(t, c, http.MethodPost, direct, url.Values{"csrf": {csrfOf(t, page)}}, hdr)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, "/td/web/", resp.Header.Get("Location"))
 	ck := resp.Cookies()
 	require.Len(t, ck, 1)
 	require.True(t, ck[0].Secure)
 	require.Equal(t, "/td/web/", ck[0].Path)
+}
+
+// TestSignInRefusesForgery: login CSRF. A sign-in link's owner cannot
+// sign someone else's browser in as themselves: the POST that signs in is
+// refused from another site (Origin, or Referer without one), without an
+// Origin or Referer, without the page's form token, and with a token from
+// a page loaded by another browser (the attacker's own GET); each refusal
+// uses nothing up, and the link then signs in once. The page names whose
+// link it is, escaped.
+func TestSignInRefusesForgery(t *testing.T) {
+	t.Parallel()
+	f := setupTracker(t, nil)
+	link := f.web(t, bot.Slack, expertID, deskChannel)
+	victim := client(t)
+	resp, page := fetch(t, victim, http.MethodGet, link, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	tok := csrfOf(t, page)
+	attacker := client(t)
+	resp, attackerPage := fetch(t, attacker, http.MethodGet, link, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotEqual(t, tok, csrfOf(t, attackerPage), "the token is bound to the browser that loaded the page")
+
+	post := func(form url.Values, hdr http.Header) (*http.Response, string) {
+		t.Helper()
+		return fetchWith(t, victim, http.MethodPost, link, form, hdr)
+	}
+	refused := []struct {
+		name  string
+		form  url.Values
+		hdr   http.Header
+		title string
+	}{
+		{"another site's Origin", url.Values{"csrf": {tok}}, http.Header{"Origin": {"https://evil.example"}}, "did not come from threatdesk&#39;s page"},
+		{"same host, another port", url.Values{"csrf": {tok}}, http.Header{"Origin": {"http://127.0.0.1:1"}}, "did not come from threatdesk&#39;s page"},
+		{"Origin: null", url.Values{"csrf": {tok}}, http.Header{"Origin": {"null"}, "Referer": {f.base + "/"}}, "did not come from threatdesk&#39;s page"},
+		{"another site's Referer", url.Values{"csrf": {tok}}, http.Header{"Referer": {"https://evil.example" + web.SignInPath}}, "did not come from threatdesk&#39;s page"},
+		{"neither Origin nor Referer", url.Values{"csrf": {tok}}, nil, "did not come from threatdesk&#39;s page"},
+		{"no form token", url.Values{}, http.Header{"Origin": {f.base}}, "This sign-in form has expired"},
+		{"another browser's form token", url.Values{"csrf": {csrfOf(t, attackerPage)}}, http.Header{"Origin": {f.base}}, "This sign-in form has expired"},
+	}
+	for _, tc := range refused {
+		resp, page := post(tc.form, tc.hdr)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, tc.name)
+		require.Contains(t, page, tc.title, tc.name)
+		require.Empty(t, resp.Cookies(), tc.name)
+		require.False(t, f.linkUsed(t, link), "%s: nothing used up", tc.name)
+	}
+	resp, _ = fetch(t, victim, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, 5.0, f.counter(t, "threatdesk_web_signins_total", "cross_site_refused"))
+	require.Equal(t, 2.0, f.counter(t, "threatdesk_web_signins_total", "form_refused"))
+	require.Zero(t, f.counter(t, "threatdesk_web_signins_total", "signed_in"))
+
+	// The victim's own page, from threatdesk (Referer without Origin is
+	// enough), signs in once.
+	resp, _ = post(url.Values{"csrf": {tok}}, http.Header{"Referer": {link}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.True(t, f.linkUsed(t, link))
+	resp, _ = fetch(t, victim, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// Whose link: a hostile display name is text; a member's link names
+	// their org.
+	hostile := `<img src=x onerror=alert(1)>"&`
+	wl, err := f.h.SignInLink(context.Background(), bot.WebUser{User: bot.User{Platform: bot.Slack, Workspace: slackTeam,
+		ID: expertID, DisplayName: hostile}, Channel: deskChannel, Roles: []bot.Role{bot.RoleExpert}})
+	require.NoError(t, err)
+	resp, page = fetch(t, client(t), http.MethodGet, wl.URL, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `as <span id="signin-name">&lt;img src=x onerror=alert(1)&gt;&#34;&amp;</span> (<span id="signin-where">the expert desk</span>)?`)
+	require.NotContains(t, page, "<img")
+	resp, page = fetch(t, client(t), http.MethodGet, f.web(t, bot.Slack, analyst, contosoSOC), nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, `as <span id="signin-name">Ana Lyst</span> (<span id="signin-where">Contoso</span>)?`)
+	// curl gets the question as text.
+	req, err := http.NewRequest(http.MethodGet, f.web(t, bot.Slack, managerID, deskChannel), nil)
+	require.NoError(t, err)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "Sign in to threatdesk's case tracker as Max Manager (the expert desk)?\nOpen the link in a browser and press Sign in.\n", string(body))
+}
+
+// TestSignInOriginAsBrowsersSendIt: THREATDESK_PUBLIC_URL written with
+// capitals and the default port still matches the Origin a browser sends
+// (lower case, no default port); a different port or scheme does not.
+func TestSignInOriginAsBrowsersSendIt(t *testing.T) {
+	t.Parallel()
+	const public = "https://ThreatDesk.Example.com:443/td"
+	f := setupTracker(t, func(string) string { return public })
+	for _, tc := range []struct {
+		origin string
+		want   int
+	}{
+		{"http://threatdesk.example.com", http.StatusForbidden},
+		{"https://threatdesk.example.com:8443", http.StatusForbidden},
+		{"https://threatdesk.example.com.evil.example", http.StatusForbidden},
+		{"https://threatdesk.example.com", http.StatusSeeOther},
+	} {
+		_, m := f.command(t, bot.Slack, expertID, deskChannel)
+		var link string
+		for _, sp := range m.Text[0] {
+			if sp.Link != "" {
+				link = sp.Link
+			}
+		}
+		require.True(t, strings.HasPrefix(link, public+web.SignInPath), link)
+		direct := f.base + strings.TrimPrefix(link, public)
+		c := client(t)
+		resp, page := fetch(t, c, http.MethodGet, direct, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var nonce string
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "threatdesk_signin" {
+				nonce = ck.Value
+			}
+		}
+		resp, _ = fetchWith(t, c, http.MethodPost, direct, url.Values{"csrf": {csrfOf(t, page)}},
+			http.Header{"Origin": {tc.origin}, "Cookie": {"threatdesk_signin=" + nonce}})
+		require.Equal(t, tc.want, resp.StatusCode, tc.origin)
+		require.Equal(t, tc.want == http.StatusSeeOther, f.linkUsed(t, link), tc.origin)
+	}
 }
 
 // TestTrackerPages: the list's filters, search and pages, the case page's

@@ -145,7 +145,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 		}, []string{"outcome"}),
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "signins_total",
-			Help: "Case tracker sign-in link openings, by outcome (signed_in, link_used, link_expired, link_unknown, no_access, preview_refused, failed).",
+			Help: "Case tracker sign-in links opened (GET) and posted, by outcome (asked: the page asking to sign in was shown; signed_in, link_used, link_expired, link_unknown, no_access, preview_refused, cross_site_refused, form_refused, failed).",
 		}, []string{"outcome"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "sessions_ended_total",

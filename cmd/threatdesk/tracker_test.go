@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,10 +99,27 @@ func TestServeWiresTheCaseTracker(t *testing.T) {
 		require.NoError(t, err)
 		return resp.StatusCode, string(b)
 	}
-	status, list := page(m[1])
-	require.Equal(t, http.StatusOK, status, "the link lands on the case list")
-	require.Contains(t, list, "Eve · expert · every org")
-	require.Contains(t, list, `class="ref">EOD-1<`)
+	// Opening the link asks; pressing Sign in (a POST from the page, with
+	// its Origin and form token) signs in and lands on the case list.
+	status, ask := page(m[1])
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, ask, "Sign in to threatdesk's case tracker as <span id=\"signin-name\">Eve</span> (<span id=\"signin-where\">the expert desk</span>)?")
+	form := regexp.MustCompile(`<form method="post" action="(/web/login/[A-Za-z0-9_-]+)"><input type="hidden" name="csrf" value="([^"]+)">`).FindStringSubmatch(ask)
+	require.NotNil(t, form, ask)
+	req, err := http.NewRequest(http.MethodPost, base+form[1], strings.NewReader(url.Values{"csrf": {form[2]}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Origin", base)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	list, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "Sign in lands on the case list")
+	require.Equal(t, "/web/", resp.Request.URL.Path)
+	require.Contains(t, string(list), "Eve · expert · every org")
+	require.Contains(t, string(list), `class="ref">EOD-1<`)
 	status, cs := page(base + "/web/cases/EOD-1")
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, cs, "is this lateral movement?")
