@@ -190,3 +190,28 @@ func TestIncidentListSightings(t *testing.T) {
 	require.NotContains(t, plain(m), "seen at")
 	f.assertMembersSeeNoOtherOrg(t)
 }
+
+// TestIncidentSightingsDeliveredOnce: the desk's post of a notified
+// incident's sightings message is stored by the platform but its answer is
+// lost (a dropped connection, a crash mid-call): the retry finds it and
+// records it instead of posting it again, and the incident's next event
+// edits that very message.
+func TestIncidentSightingsDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	c := f.see(t, seenAlert{id: "da0000000000000a01_1", device: "ws-a1.contoso.local", files: []string{"once.dll"}})[0]
+	f.card(t, c)
+	f.settledOutbox(t)
+	// Fabrikam's card goes to Discord; the next Slack post is the desk's.
+	f.slack.LoseAnswers(1)
+	fb := f.see(t, seenAlert{id: "da0000000000000a02_1", tenant: fabrikamTenant, device: "fab-a1", files: []string{"once.dll"}})[0]
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+fb+" at Fabrikam: also seen at other orgs")
+	f.settledOutbox(t)
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1, "the lost answer's post was found, not posted again")
+
+	nw := f.see(t, seenAlert{id: "da0000000000000a03_1", tenant: northwindTenant, device: "nw-a1", files: []string{"once.dll"}})[0]
+	f.see(t, seenAlert{id: "da0000000000000a04_1", tenant: fabrikamTenant, device: "fab-a2", files: []string{"once.dll"}})
+	f.edited(t, desk.Ref, "Northwind (1 device, incident "+nw)
+	f.settledOutbox(t)
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1)
+}
