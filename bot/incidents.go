@@ -76,6 +76,9 @@ type IncidentLine struct {
 	Follows    string
 	// LastActivity is the latest alert activity.
 	LastActivity time.Time
+	// Sightings are the other orgs where its indicators were seen: filled
+	// for an expert's listing only (insight_incidents.go).
+	Sightings []Sighting
 }
 
 // IncidentList is one page of incidents and how many more matched.
@@ -228,6 +231,7 @@ func (b *Bot) listIncidents(ctx context.Context, w who, r request) (Message, err
 		all.More += n - maxIncidentsListed
 		all.Incidents = all.Incidents[:maxIncidentsListed]
 	}
+	b.withIncidentSightings(ctx, w, &all)
 	return b.incidentsMessage(w, r.filter, orgs, all), nil
 }
 
@@ -346,6 +350,9 @@ func (b *Bot) incidentItem(w who, inc IncidentLine, showOrg bool) Item {
 	}
 	if !inc.LastActivity.IsZero() {
 		line = append(line, T(" · last activity "+relTime(inc.LastActivity, b.now())))
+	}
+	if len(inc.Sightings) > 0 {
+		line = append(line, T(" · "), B("also seen at: "), U(b.sightingsLine(inc.Sightings)))
 	}
 	if len(inc.Reasons) > 0 {
 		used := 0

@@ -676,6 +676,11 @@ func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, err
 		return nil, &rowError{kind: Permanent, err: fmt.Errorf("incident %s belongs to org %q, which is not in the config", inc.ID, inc.Org)}
 	}
 	card := notificationCard(inc)
+	// The expert desk's sightings message, after the card (insight_incidents.go).
+	desk, err := b.sightingsParts(ctx, inc)
+	if err != nil {
+		return nil, err
+	}
 	switch ev.Action {
 	case "update":
 		ps := []part{{key: "card", update: targetNotification, msg: card}}
@@ -683,7 +688,7 @@ func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, err
 			// A resolution, in hunting's words: it names a person and
 			// carries their comment, so it is shown literally.
 			m := Message{Text: []Line{{U(cut(ev.Note, maxTextRunes))}}, Fallback: cut("Incident "+inc.ID+": "+ev.Note, maxListLineRunes)}
-			return append(ps, part{key: "note", thread: targetNotification, msg: m}), nil
+			return append(append(ps, part{key: "note", thread: targetNotification, msg: m}), desk...), nil
 		}
 		if len(ev.Changes) > 0 {
 			m := Message{Text: []Line{{B("Updated: ")}}, Fallback: "Incident " + inc.ID + " updated"}
@@ -692,12 +697,12 @@ func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, err
 			}
 			ps = append(ps, part{key: "note", thread: targetNotification, msg: m})
 		}
-		return ps, nil
+		return append(ps, desk...), nil
 	case "repeat":
-		return []part{
+		return append([]part{
 			{key: "card", update: targetNotification, msg: card},
 			{key: "note", thread: targetNotification, msg: note(B("Reminder: "), T("incident "+inc.ID+" is still not acknowledged."))},
-		}, nil
+		}, desk...), nil
 	}
-	return []part{{key: "card", dest: o.NotifyDest(), msg: card, anchor: targetNotification}}, nil
+	return append([]part{{key: "card", dest: o.NotifyDest(), msg: card, anchor: targetNotification}}, desk...), nil
 }

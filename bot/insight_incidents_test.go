@@ -1,0 +1,217 @@
+package bot_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/insight"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
+)
+
+// A third org for the sightings of notified incidents: Northwind, on the
+// Contoso Slack team, in its own channel.
+const (
+	northwindTenant = "c7d2e4f0-1111-4222-8333-944455556666"
+	northwindSOC    = "C0NORTHWINDSOC"
+)
+
+// setupThreeOrgs is setupInsight with Northwind as a third org.
+func setupThreeOrgs(t *testing.T, hcfg func(*hunting.Config)) *insightFixture {
+	t.Helper()
+	db := pgtest.New(t)
+	cfg := hunting.Config{Orgs: []hunting.Org{
+		{ID: "contoso", Tenants: []string{contosoTenant}}, {ID: "fabrikam", Tenants: []string{fabrikamTenant}},
+		{ID: "northwind", Tenants: []string{northwindTenant}},
+	}, GroupWait: time.Millisecond, GroupInterval: time.Millisecond}
+	if hcfg != nil {
+		hcfg(&cfg)
+	}
+	hunt, err := hunting.New(db, cfg, nil, nil)
+	require.NoError(t, err)
+	third := func(c *Config) {
+		c.Orgs = append(c.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{northwindSOC}}})
+	}
+	hf := &huntFixture{fixture: setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{}, third), hunt: hunt}
+	in, err := insight.New(db, insight.Config{}, hunt, hf.cw, nil)
+	require.NoError(t, err)
+	hf.bot.SetInsight(NewInsightService(in))
+	return &insightFixture{huntFixture: hf, in: in}
+}
+
+// deskSightings are the desk posts of the sightings message of incident id
+// at org.
+func (f *insightFixture) deskSightings(id, org string) []bottest.Call {
+	return f.slack.Find(bottest.OpPost, func(c bottest.Call) bool {
+		return c.Dest.Channel == deskChannel && c.Message.Title == "Incident "+id+" at "+org+": also seen at other orgs"
+	})
+}
+
+// assertMembersSeeNoOtherOrg checks every message of each org's channel: no
+// other org's name, no sighting, no count of other orgs.
+func (f *insightFixture) assertMembersSeeNoOtherOrg(t *testing.T) {
+	t.Helper()
+	side := f.memberSide()
+	for _, w := range []string{"seen at", "Also seen", "also seen", "other org", "experts only"} {
+		require.NotContains(t, side, w)
+	}
+	channels := map[string][]string{contosoSOC: {"Fabrikam", "Northwind"}, northwindSOC: {"Contoso", "Fabrikam"}}
+	for _, c := range f.slack.Calls() {
+		for ch, others := range channels {
+			if c.Dest.Channel != ch && c.Ref.Channel != ch {
+				continue
+			}
+			for _, o := range others {
+				require.NotContains(t, plain(c.Message), o, "a message in %s", ch)
+			}
+		}
+	}
+	for _, c := range f.discord.Calls() {
+		require.NotContains(t, plain(c.Message), "Contoso")
+		require.NotContains(t, plain(c.Message), "Northwind")
+	}
+}
+
+// TestNotifiedIncidentSightingsOnTheDesk: a rare file in Contoso's incident
+// and then in Fabrikam's. Fabrikam's notification brings the expert desk
+// one message naming Fabrikam, the incident (linked to its notification)
+// and Contoso; when Northwind has the file too and Fabrikam's incident
+// grows, that message is edited to name Northwind, never posted again.
+// Contoso's incident, alone with the file when notified, posts nothing on
+// the desk. No member's channel names another org or a sighting.
+func TestNotifiedIncidentSightingsOnTheDesk(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	c := f.see(t, seenAlert{id: "da0000000000000701_1", device: "ws-71.contoso.local", files: []string{"stager71.dll"}})[0]
+	f.card(t, c)
+	fb := f.see(t, seenAlert{id: "da0000000000000702_1", tenant: fabrikamTenant, device: "fab-71", title: "Stager on fab-71", files: []string{"stager71.dll"}})[0]
+	posted(t, f.discord, fabSOC, nil, "Incident "+fb+" · threatdesk targeted attack notification")
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+fb+" at Fabrikam: also seen at other orgs")
+	got := plain(desk.Message)
+	require.Contains(t, got, "Fabrikam · incident "+fb+" · Stager on fab-71")
+	require.Contains(t, got, "Also seen at (experts only)")
+	require.Contains(t, got, "Contoso (1 device, incident "+c)
+	require.Contains(t, got, "by file "+hexSum("stager71.dll", 64)[:12])
+	require.Contains(t, got, "Open the notification", "linked to the notification")
+	require.NotContains(t, got, "Northwind")
+	f.settledOutbox(t)
+	require.Empty(t, f.deskSightings(c, "Contoso"), "Contoso's incident was alone with the file when notified")
+
+	// Northwind has it too: its own notification brings its own message,
+	// naming both others.
+	nw := f.see(t, seenAlert{id: "da0000000000000703_1", tenant: northwindTenant, device: "nw-71", files: []string{"stager71.dll"}})[0]
+	nwDesk := plain(posted(t, f.slack, deskChannel, nil, "Incident "+nw+" at Northwind: also seen at other orgs").Message)
+	require.Contains(t, nwDesk, "Contoso (1 device, incident "+c)
+	require.Contains(t, nwDesk, "Fabrikam (1 device, incident "+fb)
+
+	// Fabrikam's incident grows (a new device): its desk message is
+	// edited, not reposted.
+	grown := f.see(t, seenAlert{id: "da0000000000000704_1", tenant: fabrikamTenant, device: "fab-72", files: []string{"stager71.dll"}})[0]
+	require.Equal(t, fb, grown, "the new alert joins Fabrikam's incident")
+	edit := f.edited(t, desk.Ref, "Northwind (1 device, incident "+nw, "Contoso (1 device, incident "+c)
+	require.Contains(t, plain(edit), "Incident "+fb+" at Fabrikam")
+	f.settledOutbox(t)
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1, "posted once, then edited")
+	require.Len(t, f.deskSightings(nw, "Northwind"), 1)
+
+	f.assertMembersSeeNoOtherOrg(t)
+}
+
+// TestCommonBinaryNotifiesNoSightings: a file on the guard's number of
+// Contoso's devices (a common installer) that Fabrikam's notified incident
+// holds too brings nothing to the desk.
+func TestCommonBinaryNotifiesNoSightings(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, func(c *hunting.Config) { c.CommonEntityDevices = 3 })
+	var batch []seenAlert
+	for i := range 4 {
+		batch = append(batch, seenAlert{id: fmt.Sprintf("da00000000000008%02d_1", i), device: fmt.Sprintf("ws-8%d", i), files: []string{"setup80.exe"}})
+	}
+	f.see(t, batch...)
+	fb := f.see(t, seenAlert{id: "da0000000000000890_1", tenant: fabrikamTenant, device: "fab-80", files: []string{"setup80.exe"}})[0]
+	posted(t, f.discord, fabSOC, nil, "Incident "+fb+" · threatdesk targeted attack notification")
+	f.settledOutbox(t)
+	for _, c := range f.slack.Calls() {
+		if c.Dest.Channel == deskChannel || c.Ref.Channel == deskChannel {
+			require.NotContains(t, plain(c.Message), "also seen at", "a common binary is no sighting")
+		}
+	}
+	f.assertMembersSeeNoOtherOrg(t)
+}
+
+// TestIncidentListSightings: /experts incidents, as an expert runs it,
+// shows each incident's sightings; a member's listing is the same whatever
+// other orgs hold.
+func TestIncidentListSightings(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	fb := f.see(t, seenAlert{id: "da0000000000000901_1", tenant: fabrikamTenant, device: "fab-91", files: []string{"implant91.dll"}})[0]
+	f.settledOutbox(t)
+	_, before := f.run(t, Discord, fabAnalyst, fabSOC, "incidents")
+	require.Contains(t, plain(before), "Incident "+fb)
+
+	c := f.see(t, seenAlert{id: "da0000000000000902_1", device: "ws-92.contoso.local", files: []string{"implant91.dll"}})[0]
+	f.see(t, seenAlert{id: "da0000000000000903_1", device: "ws-93.contoso.local", files: []string{"alone93.dll"}})
+
+	_, m := f.run(t, Slack, expert1, deskChannel, "incidents")
+	var fabLine, contosoLine, aloneLine string
+	for _, it := range m.Items {
+		l := bottest.Plain(Message{Text: []Line{it.Line}})
+		switch {
+		case strings.HasPrefix(l, "Incident "+fb+" "):
+			fabLine = l
+		case strings.HasPrefix(l, "Incident "+c+" "):
+			contosoLine = l
+		case strings.Contains(l, "alone93") || strings.Contains(l, "ws-93"):
+			aloneLine = l
+		}
+	}
+	require.Contains(t, fabLine, "also seen at: Contoso (1 device, incident "+c, "items: %+v", m.Items)
+	require.Contains(t, contosoLine, "also seen at: Fabrikam (1 device, incident "+fb)
+	require.NotEmpty(t, aloneLine)
+	require.NotContains(t, aloneLine, "also seen at")
+	_, m = f.run(t, Slack, expert1, deskChannel, "incidents all fabrikam")
+	require.Contains(t, plain(m), "also seen at: Contoso")
+
+	// The member's listing: unchanged, nothing of Contoso.
+	_, after := f.run(t, Discord, fabAnalyst, fabSOC, "incidents")
+	require.Equal(t, plain(before), plain(after))
+	require.NotContains(t, plain(after), "Contoso")
+	require.NotContains(t, plain(after), "seen at")
+	_, m = f.run(t, Slack, analyst, contosoSOC, "incidents all")
+	require.NotContains(t, plain(m), "Fabrikam")
+	require.NotContains(t, plain(m), "seen at")
+	f.assertMembersSeeNoOtherOrg(t)
+}
+
+// TestIncidentSightingsDeliveredOnce: the desk's post of a notified
+// incident's sightings message is stored by the platform but its answer is
+// lost (a dropped connection, a crash mid-call): the retry finds it and
+// records it instead of posting it again, and the incident's next event
+// edits that very message.
+func TestIncidentSightingsDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	c := f.see(t, seenAlert{id: "da0000000000000a01_1", device: "ws-a1.contoso.local", files: []string{"once.dll"}})[0]
+	f.card(t, c)
+	f.settledOutbox(t)
+	// Fabrikam's card goes to Discord; the next Slack post is the desk's.
+	f.slack.LoseAnswers(1)
+	fb := f.see(t, seenAlert{id: "da0000000000000a02_1", tenant: fabrikamTenant, device: "fab-a1", files: []string{"once.dll"}})[0]
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+fb+" at Fabrikam: also seen at other orgs")
+	f.settledOutbox(t)
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1, "the lost answer's post was found, not posted again")
+
+	nw := f.see(t, seenAlert{id: "da0000000000000a03_1", tenant: northwindTenant, device: "nw-a1", files: []string{"once.dll"}})[0]
+	f.see(t, seenAlert{id: "da0000000000000a04_1", tenant: fabrikamTenant, device: "fab-a2", files: []string{"once.dll"}})
+	f.edited(t, desk.Ref, "Northwind (1 device, incident "+nw)
+	f.settledOutbox(t)
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1)
+}
