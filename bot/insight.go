@@ -402,7 +402,8 @@ func (b *Bot) insightSections(c CaseView) []Section {
 				sec.More = len(d.Sightings) - i
 				break
 			}
-			sec.Lines = append(sec.Lines, Line{B(b.orgName(s.Org)), T(" (" + sightingText(s) + ")")})
+			// The indicators come from alerts: user text, never markup.
+			sec.Lines = append(sec.Lines, Line{B(b.orgName(s.Org)), T(" ("), U(sightingText(s)), T(")")})
 		}
 		out = append(out, sec)
 	}

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -75,4 +76,24 @@ func TestParseCampaign(t *testing.T) {
 func TestReportCountsNewSubjects(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "file 1 · address 2 · url 3 · actor 1", kindsText(map[SubjectKind]int{SubjectFile: 1, SubjectIP: 2, SubjectURL: 3, SubjectActor: 1}))
+}
+
+// TestSightingIndicatorsAreUserText: a sighting's indicators come from
+// alerts (a domain out of a URL may hold markup), and went out as trusted
+// text, formatted as markup on the desk card.
+func TestSightingIndicatorsAreUserText(t *testing.T) {
+	t.Parallel()
+	b := &Bot{cfg: Config{Orgs: []Org{{ID: "fabrikam", Name: "Fabrikam"}}}}
+	secs := b.insightSections(CaseView{Insight: &DeskInsight{Sightings: []Sighting{{
+		Org: "fabrikam", Devices: 2, Indicators: []string{"domain *x*.<!channel>.example"}}}}})
+	require.Len(t, secs, 1)
+	require.Len(t, secs[0].Lines, 1)
+	var found bool
+	for _, sp := range secs[0].Lines[0] {
+		if strings.Contains(sp.Text, "<!channel>") {
+			found = true
+			require.True(t, sp.Untrusted, "the indicator is user text: %q", sp.Text)
+		}
+	}
+	require.True(t, found, "the indicator is shown")
 }
