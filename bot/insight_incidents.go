@@ -31,21 +31,22 @@ const targetSightings = "sightings"
 const maxSightingsLineRunes = 200
 
 // incidentSightings returns where else the indicators of org's incident id
-// were seen, for experts. It fails soft: without insight, or when the
-// lookup fails or takes over insightWait, there are none (logged).
-func (b *Bot) incidentSightings(ctx context.Context, org, id string) []Sighting {
+// were seen, for experts, and whether the lookup answered. It fails soft:
+// without insight, or when the lookup fails or takes over insightWait,
+// ok is false (logged) and callers leave what they showed as it was.
+func (b *Bot) incidentSightings(ctx context.Context, org, id string) (ss []Sighting, ok bool) {
 	in := b.insightSvc()
 	if in == nil {
-		return nil
+		return nil, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, insightWait)
 	defer cancel()
 	s, _, err := in.Sightings(ctx, org, Subject{Kind: SubjectIncident, ID: id})
 	if err != nil {
 		b.log.Warn("sightings of an incident: left off", "org", org, "incident", id, "err", err)
-		return nil
+		return nil, false
 	}
-	return s
+	return s, true
 }
 
 // sightingsParts are the expert desk's part of an incident event: its
@@ -61,7 +62,12 @@ func (b *Bot) sightingsParts(ctx context.Context, inc IncidentView) ([]part, err
 	if desk.Channel == "" {
 		return nil, nil
 	}
-	ss := b.incidentSightings(ctx, inc.Org, inc.ID)
+	ss, ok := b.incidentSightings(ctx, inc.Org, inc.ID)
+	if !ok {
+		// A failed lookup is not "no longer seen": the message, if any,
+		// keeps its last answer until an event brings a good one.
+		return nil, nil
+	}
 	_, posted, err := b.anchorOf(ctx, "incident:"+inc.ID, targetSightings)
 	if err != nil {
 		return nil, err
@@ -142,6 +148,6 @@ func (b *Bot) withIncidentSightings(ctx context.Context, w who, l *IncidentList)
 	}
 	for i := range l.Incidents {
 		inc := &l.Incidents[i]
-		inc.Sightings = b.incidentSightings(ctx, inc.Org, inc.ID)
+		inc.Sightings, _ = b.incidentSightings(ctx, inc.Org, inc.ID)
 	}
 }

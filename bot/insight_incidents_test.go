@@ -1,8 +1,11 @@
 package bot_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,4 +217,46 @@ func TestIncidentSightingsDeliveredOnce(t *testing.T) {
 	f.edited(t, desk.Ref, "Northwind (1 device, incident "+nw)
 	f.settledOutbox(t)
 	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1)
+}
+
+// failingSightings is an insight service whose sightings lookup fails
+// while fail is set (a timeout under load, a database error).
+type failingSightings struct {
+	Insight
+	fail *atomic.Bool
+}
+
+func (f failingSightings) Sightings(ctx context.Context, org string, s Subject) ([]Sighting, int, error) {
+	if f.fail.Load() {
+		return nil, 0, errors.New("sightings: context deadline exceeded")
+	}
+	return f.Insight.Sightings(ctx, org, s)
+}
+
+// TestFailedLookupKeepsTheSightings: a lookup that failed on an incident's
+// later event was taken for "no other org": the desk message that named
+// Contoso was edited to "no longer seen at other orgs", and the experts
+// dropped a live lead. Now a failed lookup leaves the message as it was.
+func TestFailedLookupKeepsTheSightings(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	var fail atomic.Bool
+	f.bot.SetInsight(failingSightings{Insight: NewInsightService(f.in), fail: &fail})
+	c := f.see(t, seenAlert{id: "da0000000000000801_1", device: "ws-81.contoso.local", files: []string{"stager81.dll"}})[0]
+	f.card(t, c)
+	fb := f.see(t, seenAlert{id: "da0000000000000802_1", tenant: fabrikamTenant, device: "fab-81", files: []string{"stager81.dll"}})[0]
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+fb+" at Fabrikam: also seen at other orgs")
+	require.Contains(t, plain(desk.Message), "Contoso (1 device, incident "+c)
+	f.settledOutbox(t)
+	edits := f.slack.Count(bottest.OpUpdate, func(cl bottest.Call) bool { return cl.Ref == desk.Ref })
+
+	fail.Store(true)
+	grown := f.see(t, seenAlert{id: "da0000000000000803_1", tenant: fabrikamTenant, device: "fab-82", files: []string{"stager81.dll"}})[0]
+	require.Equal(t, fb, grown)
+	f.settledOutbox(t)
+	for _, cl := range f.slack.Calls() {
+		require.NotContains(t, plain(cl.Message), "no longer seen", "a failed lookup is not an answer")
+	}
+	require.Equal(t, edits, f.slack.Count(bottest.OpUpdate, func(cl bottest.Call) bool { return cl.Ref == desk.Ref }),
+		"the desk message keeps its last answer")
 }

@@ -167,16 +167,29 @@ func (w who) scopeFor(r Role) Scope {
 	return s
 }
 
+// staffWorkspace reports whether u speaks from where the provider's staff
+// (experts, managers, admins) are: on Slack, with customer workspaces
+// installed, a user id is only that person within its workspace, so the
+// staff roles hold only in the desk's workspace (when the config names
+// it). Discord ids are global.
+func (b *Bot) staffWorkspace(u User) bool {
+	if u.Platform != Slack || b.cfg.Desk.Slack == nil || b.cfg.Desk.Slack.Team == "" || u.Workspace == "" {
+		return true
+	}
+	return u.Workspace == b.cfg.Desk.Slack.Team
+}
+
 // identify works out who is speaking from where.
 func (b *Bot) identify(u User, channel string, thread *Ref) who {
 	w := who{user: u}
-	if b.cfg.Experts.Has(u.Platform, u.ID) {
+	staff := b.staffWorkspace(u)
+	if staff && b.cfg.Experts.Has(u.Platform, u.ID) {
 		w.roles = append(w.roles, RoleExpert)
 	}
-	if b.cfg.Managers.Has(u.Platform, u.ID) {
+	if staff && b.cfg.Managers.Has(u.Platform, u.ID) {
 		w.roles = append(w.roles, RoleManager)
 	}
-	if b.cfg.Admins.Has(u.Platform, u.ID) {
+	if staff && b.cfg.Admins.Has(u.Platform, u.ID) {
 		w.roles = append(w.roles, RoleAdmin)
 	}
 	chans := []string{channel}

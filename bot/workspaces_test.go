@@ -39,3 +39,28 @@ func TestSameSlackChannelIDInTwoWorkspaces(t *testing.T) {
 	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{"C0NORTHSOC"}}})
 	require.ErrorContains(t, cfg.Validate(), "desk.slack.team is required when orgs are in several Slack workspaces (T0CONTOSO, T0NORTHWIND)")
 }
+
+// TestStaffRolesOnlyInTheDesksWorkspace: with customer workspaces
+// installed, a user id in a customer's workspace that equals a configured
+// expert's, manager's or admin's was given their role (every org's cases,
+// reload, install links). Slack ids name a person within a workspace: the
+// staff roles now hold only in the desk's.
+func TestStaffRolesOnlyInTheDesksWorkspace(t *testing.T) {
+	t.Parallel()
+	cfg := unitConfig()
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{"C0NORTHSOC"}}})
+	cfg.Desk.Slack.Team = "T0PROVIDER"
+	require.NoError(t, cfg.Validate())
+	b := &Bot{cfg: cfg}
+	for _, id := range []string{"U0EXPERT1", "U0MANAGER1", "U0ADMIN1"} {
+		require.NotEqual(t, []Role{RoleMember}, b.identify(User{Platform: Slack, Workspace: "T0PROVIDER", ID: id}, "C0EXPERTDESK", nil).roles, id)
+		w := b.identify(User{Platform: Slack, Workspace: "T0NORTHWIND", ID: id}, "C0NORTHSOC", nil)
+		require.Equal(t, []Role{RoleMember}, w.roles, "%s from a customer's workspace is a member there, nothing more", id)
+		require.NotNil(t, w.org, "still a member of the org whose channel it is")
+	}
+	// Without a named desk workspace (one workspace), ids are as before.
+	cfg = unitConfig()
+	require.NoError(t, cfg.Validate())
+	b = &Bot{cfg: cfg}
+	require.Contains(t, b.identify(User{Platform: Slack, Workspace: "T0CONTOSO", ID: "U0EXPERT1"}, "C0CONTOSOSOC", nil).roles, RoleExpert)
+}
