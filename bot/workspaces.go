@@ -97,6 +97,11 @@ func (b *Bot) installAck(ctx context.Context, c Command, r request) Ack {
 	if !ok {
 		return Ack{Message: ptr(textMessage(fmt.Sprintf("%q is not an org: the org ids are %s. %s.", r.org, b.orgIDs(), installOrgHint))), Private: true}
 	}
+	if o.Slack == nil || o.Slack.Team == "" {
+		// Without its workspace, any workspace would take the link and be
+		// linked to this org, locking out the org that owns it.
+		return Ack{Message: ptr(textMessage(fmt.Sprintf("%s has no Slack workspace in the config: set orgs[].slack.team (and its channels) for %s, reload, and ask again.", o.Name, o.ID))), Private: true}
+	}
 	u := c.User
 	if u.DisplayName == "" {
 		nctx, cancel := context.WithTimeout(ctx, webNameWait)

@@ -165,7 +165,9 @@ func (w *workspaces) get(team string) (*workspace, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ws, ok := w.m[team]
-	if !ok || time.Since(ws.at) > workspaceTTL {
+	// An uninstalled workspace is read again every time: reinstalled
+	// through another replica, it must not stay dead here for the TTL.
+	if !ok || time.Since(ws.at) > workspaceTTL || !ws.in.Active {
 		return nil, false
 	}
 	return ws, true

@@ -228,6 +228,11 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 		installPage(w, http.StatusBadRequest, "threatdesk was not installed", "The org this link was made for is no longer configured: ask your threatdesk contact.")
 		return
 	}
+	if place.Workspace == "" {
+		// Any workspace would do, and be linked to this org for good.
+		installPage(w, http.StatusBadRequest, "threatdesk was not installed", "The org this link was made for has no Slack workspace in threatdesk's configuration: ask your threatdesk contact.")
+		return
+	}
 	cctx, cancel := a.callCtx(ctx)
 	defer cancel()
 	res, err := slack.GetOAuthV2ResponseContext(cctx, a.cfg.HTTPClient, a.cfg.ClientID, a.cfg.ClientSecret.Value(), q.Get("code"),
@@ -256,7 +261,13 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 		installPage(w, http.StatusBadRequest, "threatdesk was not installed", "This is the provider's own workspace: it uses SLACK_BOT_TOKEN and needs no install link.")
 		return
 	}
-	if prev, ok, err := a.installs.Get(ctx, res.Team.ID); err == nil && ok && prev.Active && prev.Org != st.Org {
+	prev, linked, err := a.installs.Get(ctx, res.Team.ID)
+	if err != nil {
+		a.log.Error("Slack OAuth: could not read the workspace's installation", "team", res.Team.ID, "err", err)
+		installPage(w, http.StatusServiceUnavailable, "threatdesk was not installed", "threatdesk could not check this workspace just now: open a new install link in a few minutes.")
+		return
+	}
+	if linked && prev.Active && prev.Org != st.Org {
 		a.log.Warn("Slack OAuth: the workspace is linked to another org; refused", "org", st.Org, "team", res.Team.ID, "linked", prev.Org)
 		installPage(w, http.StatusForbidden, "threatdesk was not installed",
 			"This Slack workspace is already linked to another organisation in threatdesk: ask your threatdesk contact.")
