@@ -154,7 +154,7 @@ func webLinkMessage(u WebUser, link WebLink) Message {
 	until := link.ExpiresAt.UTC().Format("15:04 UTC")
 	text := []Line{
 		{L("Open the case tracker", link.URL), T(fmt.Sprintf(": %s, their threads, timelines and the service report.", what))},
-		{T("The link signs you in once and works until " + until + " (10 minutes). It is yours alone: do not share it. " +
+		{T("The link opens a page that names you; press Sign in there. It signs in once, until " + until + " (10 minutes), and is yours alone: do not share it. " +
 			"The session lasts 12 hours; sign out on the page to end it sooner.")},
 	}
 	if link.Note != "" {

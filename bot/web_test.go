@@ -87,7 +87,7 @@ func TestWebCommand(t *testing.T) {
 			continue
 		}
 		require.Equal(t, "https://threatdesk.example.com/web/login/secret-token", firstLink(m), tc.name)
-		require.Contains(t, plain(m), "works until 09:40 UTC (10 minutes)", tc.name)
+		require.Contains(t, plain(m), "press Sign in there. It signs in once, until 09:40 UTC (10 minutes)", tc.name)
 		require.Contains(t, plain(m), "only works on the machine", tc.name)
 		u := s.users()[before]
 		require.Equal(t, tc.roles, u.Roles, tc.name)

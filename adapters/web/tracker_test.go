@@ -105,7 +105,7 @@ func TestSignInLinkAndSession(t *testing.T) {
 	require.True(t, ack.Private)
 	text := bottest.Plain(m)
 	require.Contains(t, text, "Open the case tracker: every org's cases")
-	require.Contains(t, text, "works until 09:10 UTC (10 minutes)")
+	require.Contains(t, text, "press Sign in there. It signs in once, until 09:10 UTC (10 minutes)")
 	require.Contains(t, text, "only works on the machine threatdesk runs on", "THREATDESK_PUBLIC_URL unset: the link says so")
 	link := f.web(t, bot.Slack, expertID, deskChannel)
 	token := strings.TrimPrefix(link, f.base+web.SignInPath)
