@@ -2,23 +2,16 @@ package slack_test
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	adapter "github.com/threatdesk/threatdesk/adapters/slack"
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
-	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
-	"github.com/threatdesk/threatdesk/insight"
-	"github.com/threatdesk/threatdesk/internal/pgtest"
-	"github.com/threatdesk/threatdesk/internal/secrets"
 	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
@@ -52,21 +45,7 @@ func TestIncidentSightingsOverSlack(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
-	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{incContosoTenant}},
-		{ID: "fabrikam", Tenants: []string{insFabrikamTenant}}, {ID: "northwind", Tenants: []string{insNorthwindTenant}}},
-		GroupWait: time.Millisecond, GroupInterval: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
-	key, err := secrets.Generate()
-	require.NoError(t, err)
-	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
-	require.NoError(t, err)
-	in, err := insight.New(db, insight.Config{}, hunt, cw, nil)
-	require.NoError(t, err)
-	tw := &testWriter{t: t}
-	t.Cleanup(tw.done)
-	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := bot.New(bot.Config{
+	_, hunt := startHuntingBot(t, ctx, fake, bot.Config{
 		Orgs: []bot.Org{{ID: "contoso", Name: "Contoso", Slack: &bot.SlackPlace{Team: team, Channels: []string{soc}}},
 			{ID: "fabrikam", Name: "Fabrikam", Slack: &bot.SlackPlace{Team: team, Channels: []string{fabSOC}}},
 			{ID: "northwind", Name: "Northwind", Slack: &bot.SlackPlace{Team: team, Channels: []string{nwSOC}}}},
@@ -74,19 +53,10 @@ func TestIncidentSightingsOverSlack(t *testing.T) {
 		Experts: bot.UserIDs{Slack: []string{eve}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Slack: {}}},
-	}, db, bot.NewCaseworkCases(cw), bot.NewHuntingIncidents(hunt), log, prometheus.NewRegistry())
-	require.NoError(t, err)
-	b.SetInsight(bot.NewInsightService(in))
-	o := fake.Options()
-	a, err := adapter.New(adapter.Config{BotToken: secrets.String(o.BotToken), AppToken: secrets.String(o.AppToken), APIURL: fake.APIURL(), Replays: b},
-		log, prometheus.NewRegistry(), b)
-	require.NoError(t, err)
-	require.NoError(t, b.Register(a))
-	require.NoError(t, b.Start(ctx))
-	t.Cleanup(func() { require.NoError(t, b.Stop()) })
-	require.NoError(t, a.Start(ctx))
-	t.Cleanup(func() { require.NoError(t, a.Stop()) })
-	require.NoError(t, fake.WaitConnected(ctx))
+	},
+		hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{incContosoTenant}},
+			{ID: "fabrikam", Tenants: []string{insFabrikamTenant}}, {ID: "northwind", Tenants: []string{insNorthwindTenant}}},
+			GroupWait: time.Millisecond, GroupInterval: time.Millisecond}, true)
 
 	wait := func(what string, cond func() bool) {
 		t.Helper()

@@ -18,6 +18,8 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/insight"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 	"github.com/threatdesk/threatdesk/internal/testwait"
@@ -312,6 +314,25 @@ func (r realBot) stop(t testing.TB) {
 // in production.
 func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg bot.Config, db *pgxpool.Pool) realBot {
 	t.Helper()
+	return startBot(t, ctx, fake, cfg, db, nil, false)
+}
+
+// startHuntingBot is startRealBot with hunting (hcfg) behind the bot, and
+// insight too when withInsight: the incident flows. It returns the
+// database and hunting, which the tests feed alerts.
+func startHuntingBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg bot.Config, hcfg hunting.Config, withInsight bool) (*pgxpool.Pool, *hunting.Service) {
+	t.Helper()
+	db := pgtest.New(t)
+	hunt, err := hunting.New(db, hcfg, nil, nil)
+	require.NoError(t, err)
+	startBot(t, ctx, fake, cfg, db, hunt, withInsight)
+	return db, hunt
+}
+
+// startBot starts the bot on casework (and hunting and insight, when hunt
+// is set) and the adapter against fake; everything stops with the test.
+func startBot(t *testing.T, ctx context.Context, fake *slackfake.Server, cfg bot.Config, db *pgxpool.Pool, hunt *hunting.Service, withInsight bool) realBot {
+	t.Helper()
 	tw := &testWriter{t: t}
 	t.Cleanup(tw.done)
 	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -319,8 +340,17 @@ func startRealBotOn(t *testing.T, ctx context.Context, fake *slackfake.Server, c
 	require.NoError(t, err)
 	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
 	require.NoError(t, err)
-	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), nil, log, prometheus.NewRegistry())
+	var incidents bot.Incidents
+	if hunt != nil {
+		incidents = bot.NewHuntingIncidents(hunt)
+	}
+	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), incidents, log, prometheus.NewRegistry())
 	require.NoError(t, err)
+	if withInsight {
+		in, err := insight.New(db, insight.Config{}, hunt, cw, nil)
+		require.NoError(t, err)
+		b.SetInsight(bot.NewInsightService(in))
+	}
 	require.NoError(t, b.UseSamples(bot.NewCaseworkSamples(cw), sampleLinks{}))
 	opts := fake.Options()
 	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), AppToken: secrets.String(opts.AppToken), SigningSecret: secrets.String(opts.SigningSecret),
