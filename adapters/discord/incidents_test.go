@@ -11,16 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
-	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
-	"github.com/threatdesk/threatdesk/internal/pgtest"
-	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 const (
@@ -74,37 +69,19 @@ func TestIncidentsOverDiscord(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	db := pgtest.New(t)
-	log := testLogger(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "fabrikam", Tenants: []string{fabrikamTenant}}}, GroupWait: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
-	key, err := secrets.Generate()
-	require.NoError(t, err)
-	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
-	require.NoError(t, err)
 	dfake := discordfake.New(t, discordfake.Options{Guilds: []discordfake.Guild{{ID: guildID, Channels: []string{channelID, deskID, northwindChan}}}})
 	dfake.AddUser(discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice"})
 	dfake.AddUser(discordfake.User{ID: bobID, Username: "bob", GlobalName: "Bob"})
 	dfake.AddUser(discordfake.User{ID: expertID, Username: "eve", GlobalName: "Eve Expert"})
-	b, err := bot.New(bot.Config{
+	f, hunt, db := startHuntingFlow(t, ctx, dfake, bot.Config{
 		Orgs: []bot.Org{{ID: "fabrikam", Name: "Fabrikam", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{channelID}}},
 			{ID: "northwind", Name: "Northwind", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{northwindChan}}}},
 		Desk:    bot.Desk{Discord: &bot.DiscordDesk{Guild: guildID, Channel: deskID}},
 		Experts: bot.UserIDs{Discord: []string{expertID}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Discord: {}}}, // the fake does not limit the rate
-	}, db, bot.NewCaseworkCases(cw), bot.NewHuntingIncidents(hunt), log, prometheus.NewRegistry())
-	require.NoError(t, err)
-	da, err := discord.New(discord.Config{Token: secrets.String(dfake.Token()), AppID: dfake.AppID(), APIURL: dfake.APIURL(), Guilds: []string{guildID}},
-		log, prometheus.NewRegistry(), b)
-	require.NoError(t, err)
-	require.NoError(t, b.Register(da))
-	require.NoError(t, b.Start(ctx))
-	t.Cleanup(func() { require.NoError(t, b.Stop()) })
-	require.NoError(t, da.Start(ctx))
-	t.Cleanup(func() { require.NoError(t, da.Stop()) })
-	require.True(t, dfake.WaitSessions(1, 10*time.Second))
-	f := &flow{t: t, dfake: dfake, bot: b}
+	},
+		hunting.Config{Orgs: []hunting.Org{{ID: "fabrikam", Tenants: []string{fabrikamTenant}}}, GroupWait: time.Millisecond}, false)
 
 	ingest := func(alerts ...hunting.RawAlert) []string {
 		t.Helper()

@@ -7,17 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
-	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/hunting"
-	"github.com/threatdesk/threatdesk/insight"
-	"github.com/threatdesk/threatdesk/internal/pgtest"
-	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 const (
@@ -37,22 +31,10 @@ func TestIncidentSightingsOverDiscord(t *testing.T) {
 	const ip = "203.0.113.99"
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	db := pgtest.New(t)
-	log := testLogger(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "fabrikam", Tenants: []string{fabrikamTenant}},
-		{ID: "northwind", Tenants: []string{northwindTenant}}, {ID: "contoso", Tenants: []string{contosoTenant}}},
-		GroupWait: time.Millisecond, GroupInterval: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
-	key, err := secrets.Generate()
-	require.NoError(t, err)
-	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
-	require.NoError(t, err)
-	in, err := insight.New(db, insight.Config{}, hunt, cw, nil)
-	require.NoError(t, err)
 	dfake := discordfake.New(t, discordfake.Options{Guilds: []discordfake.Guild{{ID: guildID, Channels: []string{channelID, deskID, northwindChan, contosoChan}}}})
 	dfake.AddUser(discordfake.User{ID: bobID, Username: "bob", GlobalName: "Bob"})
 	dfake.AddUser(discordfake.User{ID: expertID, Username: "eve", GlobalName: "Eve Expert"})
-	b, err := bot.New(bot.Config{
+	f, hunt, _ := startHuntingFlow(t, ctx, dfake, bot.Config{
 		Orgs: []bot.Org{{ID: "fabrikam", Name: "Fabrikam", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{channelID}}},
 			{ID: "northwind", Name: "Northwind", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{northwindChan}}},
 			{ID: "contoso", Name: "Contoso", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{contosoChan}}}},
@@ -60,19 +42,10 @@ func TestIncidentSightingsOverDiscord(t *testing.T) {
 		Experts: bot.UserIDs{Discord: []string{expertID}},
 		Delivery: bot.Delivery{Workers: 2, Poll: 50 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: time.Second,
 			Pace: map[bot.Platform]bot.Pace{bot.Discord: {}}},
-	}, db, bot.NewCaseworkCases(cw), bot.NewHuntingIncidents(hunt), log, prometheus.NewRegistry())
-	require.NoError(t, err)
-	b.SetInsight(bot.NewInsightService(in))
-	da, err := discord.New(discord.Config{Token: secrets.String(dfake.Token()), AppID: dfake.AppID(), APIURL: dfake.APIURL(), Guilds: []string{guildID}},
-		log, prometheus.NewRegistry(), b)
-	require.NoError(t, err)
-	require.NoError(t, b.Register(da))
-	require.NoError(t, b.Start(ctx))
-	t.Cleanup(func() { require.NoError(t, b.Stop()) })
-	require.NoError(t, da.Start(ctx))
-	t.Cleanup(func() { require.NoError(t, da.Stop()) })
-	require.True(t, dfake.WaitSessions(1, 10*time.Second))
-	f := &flow{t: t, dfake: dfake, bot: b}
+	},
+		hunting.Config{Orgs: []hunting.Org{{ID: "fabrikam", Tenants: []string{fabrikamTenant}},
+			{ID: "northwind", Tenants: []string{northwindTenant}}, {ID: "contoso", Tenants: []string{contosoTenant}}},
+			GroupWait: time.Millisecond, GroupInterval: time.Millisecond}, true)
 
 	see := func(alerts ...hunting.RawAlert) string {
 		t.Helper()

@@ -11,12 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/hunting"
+	"github.com/threatdesk/threatdesk/insight"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 	"github.com/threatdesk/threatdesk/internal/testwait"
 )
@@ -192,4 +197,37 @@ func (f fixture) start(t testing.TB) {
 	require.True(t, f.fake.WaitSessions(1, 10*time.Second), "gateway session")
 	// READY and GUILD_CREATE reach the adapter right after IDENTIFY.
 	time.Sleep(50 * time.Millisecond)
+}
+
+// startHuntingFlow runs the real bot with casework and hunting (hcfg), and
+// insight when withInsight, on a fresh database behind the adapter against
+// dfake: the incident flows. Everything stops with the test; it returns
+// the flow and hunting, which the tests feed alerts, and the database.
+func startHuntingFlow(t *testing.T, ctx context.Context, dfake *discordfake.Server, cfg bot.Config, hcfg hunting.Config, withInsight bool) (*flow, *hunting.Service, *pgxpool.Pool) {
+	t.Helper()
+	db := pgtest.New(t)
+	log := testLogger(t)
+	hunt, err := hunting.New(db, hcfg, nil, nil)
+	require.NoError(t, err)
+	key, err := secrets.Generate()
+	require.NoError(t, err)
+	cw, err := casework.New(db, casework.Config{Key: key}, nil, nil)
+	require.NoError(t, err)
+	b, err := bot.New(cfg, db, bot.NewCaseworkCases(cw), bot.NewHuntingIncidents(hunt), log, prometheus.NewRegistry())
+	require.NoError(t, err)
+	if withInsight {
+		in, err := insight.New(db, insight.Config{}, hunt, cw, nil)
+		require.NoError(t, err)
+		b.SetInsight(bot.NewInsightService(in))
+	}
+	da, err := discord.New(discord.Config{Token: secrets.String(dfake.Token()), AppID: dfake.AppID(), APIURL: dfake.APIURL(), Guilds: []string{guildID}},
+		log, prometheus.NewRegistry(), b)
+	require.NoError(t, err)
+	require.NoError(t, b.Register(da))
+	require.NoError(t, b.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, b.Stop()) })
+	require.NoError(t, da.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, da.Stop()) })
+	require.True(t, dfake.WaitSessions(1, 10*time.Second))
+	return &flow{t: t, dfake: dfake, bot: b}, hunt, db
 }
