@@ -357,13 +357,9 @@ func forMembers(e Entry) (json.RawMessage, []string) {
 	if json.Unmarshal(e.Detail, &d) != nil {
 		return withheldDetail, []string{"detail"}
 	}
-	if e.Kind == EventSampleStored {
-		var side struct {
-			Side Side `json:"side"`
-		}
-		if json.Unmarshal(e.Detail, &side) == nil && side.Side != SideExpert {
-			return e.Detail, nil
-		}
+	var side Side
+	if e.Kind == EventSampleStored && json.Unmarshal(d["side"], &side) == nil && side != SideExpert {
+		return e.Detail, nil
 	}
 	var gone []string
 	for _, f := range fields {
