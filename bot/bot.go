@@ -73,6 +73,9 @@ type core struct {
 	// outbox or inbound row a worker has handled, so that tests wait on it
 	// rather than poll the tables.
 	settled func()
+	// relayMissed, when set (by tests, before Start), is called when an
+	// edit or deletion finds no relay of its message on the first read.
+	relayMissed func()
 }
 
 var _ Handler = (*Bot)(nil)

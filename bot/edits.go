@@ -89,6 +89,9 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 		return err
 	}
 	if !ok {
+		if b.relayMissed != nil {
+			b.relayMissed()
+		}
 		pending, err := b.relayPending(ctx, r)
 		if err != nil {
 			return err
@@ -96,7 +99,15 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 		if pending {
 			return fmt.Errorf("message %s is not relayed yet: its %s waits for it", r.Message.Message, r.Change)
 		}
-		return nil // never relayed (not a case's thread, or not someone who may write there): nothing to change
+		// The relay may have been recorded, and its outbox row settled,
+		// between the first read and this one: a relay is recorded before
+		// its row is settled, so a second read after "not pending" sees it.
+		if rel, ok, err = b.relayOf(ctx, r.Message); err != nil {
+			return err
+		}
+		if !ok {
+			return nil // never relayed (not a case's thread, or not someone who may write there): nothing to change
+		}
 	}
 	if r.Change == ReplyEdited && r.Author.ID != "" && rel.AuthorID != "" && r.Author.ID != rel.AuthorID {
 		b.log.Info("not relaying an edit by someone other than the message's author", "message", r.Message.Message)

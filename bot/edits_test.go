@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
 	"github.com/threatdesk/threatdesk/bot/bottest"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 // change sends an edit or deletion of msg, as an adapter would.
@@ -78,4 +81,51 @@ func TestEditsFollowRelays(t *testing.T) {
 	for _, c := range f.slack.Calls() {
 		require.NotContains(t, plain(c.Message), "hello again")
 	}
+}
+
+// TestEditRacingItsRelay: an edit whose first look for the relay comes just
+// before the relay is recorded, and whose look for pending work comes just
+// after the relay's outbox row is settled, still edits the relayed message
+// (it was dropped as "never relayed": CI saw TestEditsFollowRelays fail so).
+func TestEditRacingItsRelay(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	f := setupOn(t, db, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var once sync.Once
+	var msg Ref
+	missed := make(chan struct{})
+	f.bot.OnRelayMissed(func() {
+		once.Do(func() {
+			defer close(missed)
+			// Let the relay be posted, recorded and its row settled.
+			for range 200 {
+				var relayed bool
+				err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM bot_relay WHERE source_message = $1)`, msg.Message).Scan(&relayed)
+				if err == nil && relayed && f.bot.OutboxIdle(ctx) {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Error("the relay was not recorded within 10 s")
+		})
+	})
+	require.NoError(t, f.bot.Start(ctx))
+	_, receipt, desk := f.openCase(t, `ask "race?"`)
+
+	// The reply and its edit arrive together: the edit is worked before the
+	// reply is relayed.
+	n := f.keys.Add(1)
+	msg = Ref{Platform: Slack, Workspace: slackTeam, Channel: desk.Ref.Channel, Message: fmt.Sprintf("race%d", n)}
+	require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: desk.Ref, Message: msg, Author: f.user(Slack, expert1),
+		Text: "isolate the host", Key: msg.Message}))
+	f.change(t, Slack, expert1, desk.Ref, msg, ReplyEdited, "isolate the host now")
+	select {
+	case <-missed:
+	case <-time.After(tenSeconds):
+		t.Fatal("the edit never missed its relay: the race was not staged")
+	}
+	relayed := posted(t, f.slack, contosoSOC, &receipt.Ref, "isolate the host")
+	updated(t, f.slack, relayed.Ref, "isolate the host now")
 }

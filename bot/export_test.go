@@ -44,6 +44,11 @@ func (b *Bot) CrashAfterAck() { b.holdInbound.Store(true) }
 // (delivered, retried, dead, given back). Set it before Start.
 func (b *Bot) OnSettled(f func()) { b.settled = f }
 
+// OnRelayMissed calls f when an edit or a deletion finds no relay of its
+// message on its first read, before it looks whether one is pending. Set it
+// before Start.
+func (b *Bot) OnRelayMissed(f func()) { b.relayMissed = f }
+
 // PruneInbound forgets old inbound keys, as the hourly housekeeping does.
 func (b *Bot) PruneInbound(ctx context.Context) { b.pruneInbound(ctx) }
 
