@@ -130,6 +130,12 @@ type GraphConfig struct {
 	MaxPages int `yaml:"-"`
 	// Lookback is how far back the first pull of a tenant reaches (default 24h).
 	Lookback time.Duration `yaml:"-"`
+	// HoldFor is how long a rejected alert is fetched again, by its id, at
+	// every pull before it is given up (default 7 days).
+	HoldFor time.Duration `yaml:"-"`
+	// HeldPerPull bounds how many held alerts one pull of a tenant fetches
+	// again (default 50), the longest untried first.
+	HeldPerPull int `yaml:"-"`
 	// HTTPClient defaults to one with a 30 s timeout.
 	HTTPClient *http.Client `yaml:"-"`
 }
@@ -214,6 +220,8 @@ func (g *GraphConfig) withDefaults() *GraphConfig {
 	d.PageSize = cmp.Or(d.PageSize, 500)
 	d.MaxPages = cmp.Or(d.MaxPages, 20)
 	d.Lookback = cmp.Or(d.Lookback, 24*time.Hour)
+	d.HoldFor = cmp.Or(d.HoldFor, 7*24*time.Hour)
+	d.HeldPerPull = cmp.Or(d.HeldPerPull, 50)
 	if d.HTTPClient == nil {
 		d.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}

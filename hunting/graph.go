@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // ThrottledError is Graph asking us to slow down (429, 503).
@@ -46,11 +48,13 @@ type graphPuller struct {
 //
 // A pulled alert is trusted only for the tenant whose credentials fetched
 // it: one whose own tenantId names another tenant is rejected, never routed
-// to that tenant's org. The watermark never passes a rejected alert (of
-// whatever reason): it stays at the first rejected alert's
-// lastUpdateDateTime, so that alert is read again by every pull, and logged,
-// until it is accepted (the config or the alert fixed); alerts after it are
-// still ingested meanwhile.
+// to that tenant's org. A rejected alert (of whatever reason) does not hold
+// the watermark, which would stall the tenant's pull once more than a
+// pull's pages of alerts came after it: it is held in hunting_graph_held,
+// in the same transaction that moves the watermark past it, and fetched
+// again by its id at every pull (logged once, counted) until it is
+// accepted (the config or the alert fixed), gone from Graph, or held for
+// HoldFor, when it is given up.
 //
 // It returns the alerts ingested and the first error met (the other tenants
 // are still pulled).
@@ -92,8 +96,7 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 	q.Set("$top", strconv.Itoa(g.PageSize))
 	next := g.BaseURL + "security/alerts_v2?" + q.Encode()
 	total := 0
-	// hold is where the first rejected alert of this pull holds the watermark.
-	held, hold := false, mark
+	var seen []string // ids this pull's pages already brought
 	for page := 0; page < g.MaxPages && next != ""; page++ {
 		var body struct {
 			Value    []json.RawMessage `json:"value"`
@@ -110,44 +113,247 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 			return total, err
 		}
 		total += res.Accepted + res.Updated
+		var taken []string
+		var held []heldAlert
 		for i, raw := range body.Value {
-			var lu struct {
+			var head struct {
+				ID         string `json:"id"`
 				LastUpdate string `json:"lastUpdateDateTime"`
 			}
-			ts, terr := time.Time{}, json.Unmarshal(raw, &lu)
+			ts, terr := time.Time{}, json.Unmarshal(raw, &head)
 			if terr == nil {
-				ts, terr = ParseTime(lu.LastUpdate)
+				ts, terr = ParseTime(head.LastUpdate)
 			}
-			if it := res.Items[i]; it.Status == StatusRejected {
-				s.log.WarnContext(ctx, "graph pull: alert rejected; the watermark stays at it until it is accepted",
-					"tenant", t.TenantID, "id", it.ID, "reason", it.Reason, "last_update", lu.LastUpdate)
-				if !held {
-					held = true
-					if terr == nil {
-						hold = ts // else: at the watermark the pull started from
-					}
+			it := res.Items[i]
+			id := cmp.Or(it.ID, head.ID)
+			seen = append(seen, id)
+			if it.Status == StatusRejected {
+				h := heldAlert{id: id, reason: it.Reason}
+				if terr == nil {
+					h.lastUpdate = &ts
 				}
-				continue
+				held = append(held, h)
+			} else if id != "" {
+				taken = append(taken, id)
 			}
 			if terr == nil && ts.After(mark) {
 				mark = ts
 			}
 		}
-		if held && mark.After(hold) {
-			mark = hold
-		}
-		if _, err := s.pool.Exec(ctx, `
-INSERT INTO hunting_graph_watermarks (tenant, last_update, updated_at) VALUES ($1, $2, $3)
-ON CONFLICT (tenant) DO UPDATE SET last_update = greatest(hunting_graph_watermarks.last_update, EXCLUDED.last_update),
-    updated_at = EXCLUDED.updated_at`, t.TenantID, mark, s.cfg.Now().UTC()); err != nil {
-			return total, fmt.Errorf("move watermark: %w", err)
+		if err := s.settlePage(ctx, t.TenantID, mark, taken, held); err != nil {
+			return total, err
 		}
 		next = body.NextLink
 		if next != "" && !strings.HasPrefix(next, g.BaseURL) {
 			return total, fmt.Errorf("nextLink %q leaves the configured Graph URL: refusing to send the token there", clip(next, 200))
 		}
 	}
-	return total, nil
+	n, err := s.retryHeld(ctx, g, t, seen)
+	return total + n, err
+}
+
+// heldAlert is a rejected pulled alert, held for another try.
+type heldAlert struct {
+	id         string
+	lastUpdate *time.Time
+	reason     string
+}
+
+// settlePage records what a page taught in one transaction: its rejected
+// alerts held, its accepted ones no longer held, and the watermark moved
+// to mark (never back), so that no crash moves the watermark past a
+// rejected alert without holding it.
+func (s *Service) settlePage(ctx context.Context, tenant string, mark time.Time, taken []string, held []heldAlert) error {
+	now := s.cfg.Now().UTC()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, h := range held {
+			if h.id == "" {
+				// Nothing to fetch it again by: given up at once.
+				s.log.ErrorContext(ctx, "graph pull: alert rejected, and it has no id to fetch it again by; given up",
+					"tenant", tenant, "reason", h.reason)
+				s.m.graphHeld.WithLabelValues(heldGivenUp).Inc()
+				continue
+			}
+			var fresh bool
+			if err := tx.QueryRow(ctx, `
+INSERT INTO hunting_graph_held (tenant, id, last_update, reason, first_rejected_at, last_tried_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (tenant, id) DO UPDATE SET last_update = EXCLUDED.last_update, reason = EXCLUDED.reason,
+    last_tried_at = EXCLUDED.last_tried_at, tries = hunting_graph_held.tries + 1
+RETURNING xmax = 0`, tenant, h.id, h.lastUpdate, clip(h.reason, 500), now).Scan(&fresh); err != nil {
+				return fmt.Errorf("hold rejected alert %s: %w", h.id, err)
+			}
+			if fresh {
+				s.log.WarnContext(ctx, "graph pull: alert rejected; it is fetched again at every pull until it is accepted",
+					"tenant", tenant, "id", h.id, "reason", h.reason)
+				s.m.graphHeld.WithLabelValues(heldHeld).Inc()
+			}
+		}
+		if len(held) > 0 {
+			if err := s.giveUpHeld(ctx, tx, tenant, held, now); err != nil {
+				return err
+			}
+		}
+		if len(taken) > 0 {
+			tag, err := tx.Exec(ctx, `DELETE FROM hunting_graph_held WHERE tenant = $1 AND id = ANY($2)`, tenant, taken)
+			if err != nil {
+				return fmt.Errorf("release held alerts: %w", err)
+			}
+			s.m.graphHeld.WithLabelValues(heldAccepted).Add(float64(tag.RowsAffected()))
+		}
+		if _, err := tx.Exec(ctx, `
+INSERT INTO hunting_graph_watermarks (tenant, last_update, updated_at) VALUES ($1, $2, $3)
+ON CONFLICT (tenant) DO UPDATE SET last_update = greatest(hunting_graph_watermarks.last_update, EXCLUDED.last_update),
+    updated_at = EXCLUDED.updated_at`, tenant, mark, now); err != nil {
+			return fmt.Errorf("move watermark: %w", err)
+		}
+		return nil
+	})
+}
+
+// giveUpHeld gives up those of held, read again by a page, that were first
+// rejected longer than HoldFor ago.
+func (s *Service) giveUpHeld(ctx context.Context, tx pgx.Tx, tenant string, held []heldAlert, now time.Time) error {
+	ids := make([]string, len(held))
+	for i, h := range held {
+		ids[i] = h.id
+	}
+	rows, err := tx.Query(ctx, `
+DELETE FROM hunting_graph_held WHERE tenant = $1 AND id = ANY($2) AND first_rejected_at < $3
+RETURNING id, first_rejected_at, tries`, tenant, ids, now.Add(-s.cfg.Graph.HoldFor))
+	if err != nil {
+		return fmt.Errorf("give up held alerts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var first time.Time
+		var tries int
+		if err := rows.Scan(&id, &first, &tries); err != nil {
+			return fmt.Errorf("give up held alerts: %w", err)
+		}
+		s.log.ErrorContext(ctx, "graph pull: a rejected alert was never accepted; given up",
+			"tenant", tenant, "id", id, "held_since", first, "tries", tries)
+		s.m.graphHeld.WithLabelValues(heldGivenUp).Inc()
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("give up held alerts: %w", err)
+	}
+	return nil
+}
+
+// Results of held alerts (threatdesk_hunting_graph_held_total).
+const (
+	heldHeld     = "held"
+	heldAccepted = "accepted"
+	heldGone     = "gone"
+	heldGivenUp  = "given_up"
+)
+
+// errGraphNotFound is Graph's 404: the alert asked for by id is gone.
+var errGraphNotFound = errors.New("not found")
+
+// retryHeld fetches the tenant's held alerts again by id (at most
+// HeldPerPull, the longest untried first, none of the ids in seen, which
+// this pull already read) and ingests them: an accepted one
+// is released, a rejected one stays held until HoldFor has passed since it
+// was first rejected, and one gone from Graph is dropped.
+func (s *Service) retryHeld(ctx context.Context, g *GraphConfig, t GraphTenant, seen []string) (int, error) {
+	now := s.cfg.Now().UTC()
+	rows, err := s.pool.Query(ctx, `
+SELECT id, first_rejected_at, tries FROM hunting_graph_held WHERE tenant = $1 AND id <> ALL($3)
+ORDER BY last_tried_at, id LIMIT $2`,
+		t.TenantID, g.HeldPerPull, seen)
+	if err != nil {
+		return 0, fmt.Errorf("read held alerts: %w", err)
+	}
+	type heldRow struct {
+		id    string
+		first time.Time
+		tries int
+	}
+	hs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (heldRow, error) {
+		var h heldRow
+		return h, r.Scan(&h.id, &h.first, &h.tries)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read held alerts: %w", err)
+	}
+	var raws []json.RawMessage
+	var ids []string
+	for _, h := range hs {
+		if now.Sub(h.first) > g.HoldFor {
+			s.log.ErrorContext(ctx, "graph pull: a rejected alert was never accepted; given up",
+				"tenant", t.TenantID, "id", h.id, "held_since", h.first, "tries", h.tries)
+			if err := s.dropHeld(ctx, t.TenantID, h.id, heldGivenUp); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		var raw json.RawMessage
+		err := s.graphGet(ctx, g, t, g.BaseURL+"security/alerts_v2/"+url.PathEscape(h.id), &raw)
+		if errors.Is(err, errGraphNotFound) {
+			s.log.InfoContext(ctx, "graph pull: a held alert is gone from Graph; no longer held", "tenant", t.TenantID, "id", h.id)
+			if err := s.dropHeld(ctx, t.TenantID, h.id, heldGone); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("fetch held alert %s: %w", h.id, err)
+		}
+		raws, ids = append(raws, raw), append(ids, h.id)
+	}
+	if len(raws) == 0 {
+		return 0, nil
+	}
+	res, err := s.ingest(ctx, raws, binding{tenant: t.TenantID})
+	if err != nil {
+		return 0, err
+	}
+	var taken []string
+	var held []heldAlert
+	for i, it := range res.Items {
+		if it.Status == StatusRejected {
+			held = append(held, heldAlert{id: ids[i], reason: it.Reason})
+		} else {
+			taken = append(taken, ids[i])
+		}
+	}
+	if err := s.settleHeld(ctx, t.TenantID, taken, held); err != nil {
+		return 0, err
+	}
+	return res.Accepted + res.Updated, nil
+}
+
+// settleHeld records one round of held alerts fetched again: the accepted
+// released, the others tried once more.
+func (s *Service) settleHeld(ctx context.Context, tenant string, taken []string, held []heldAlert) error {
+	now := s.cfg.Now().UTC()
+	ids, reasons := make([]string, len(held)), make([]string, len(held))
+	for i, h := range held {
+		ids[i], reasons[i] = h.id, clip(h.reason, 500)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM hunting_graph_held WHERE tenant = $1 AND id = ANY($2)`, tenant, taken).Exec(func(tag pgconn.CommandTag) error {
+		s.m.graphHeld.WithLabelValues(heldAccepted).Add(float64(tag.RowsAffected()))
+		return nil
+	})
+	b.Queue(`
+UPDATE hunting_graph_held h SET reason = x.reason, last_tried_at = $4, tries = h.tries + 1
+FROM unnest($2::text[], $3::text[]) AS x(id, reason) WHERE h.tenant = $1 AND h.id = x.id`, tenant, ids, reasons, now)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("settle held alerts: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) dropHeld(ctx context.Context, tenant, id, result string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM hunting_graph_held WHERE tenant = $1 AND id = $2`, tenant, id); err != nil {
+		return fmt.Errorf("drop held alert %s: %w", id, err)
+	}
+	s.m.graphHeld.WithLabelValues(result).Inc()
+	return nil
 }
 
 // graphGet GETs u with the tenant's token and decodes the JSON answer.
@@ -179,6 +385,8 @@ func (s *Service) graphGet(ctx context.Context, g *GraphConfig, t GraphTenant, u
 		delete(s.graph.tokens, t.TenantID)
 		s.graph.mu.Unlock()
 		return fmt.Errorf("GET security/alerts_v2: HTTP 401: the token was refused; check the app's SecurityAlert.Read.All permission and admin consent")
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("GET security/alerts_v2: HTTP 404: %w", errGraphNotFound)
 	case resp.StatusCode/100 != 2:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("GET security/alerts_v2: HTTP %d: %s", resp.StatusCode, clip(string(b), 300))

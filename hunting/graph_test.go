@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/hunting/graphfake"
@@ -143,9 +144,9 @@ func withFields(t testing.TB, raw json.RawMessage, fields map[string]any) json.R
 
 // TestGraphPullIsBoundToItsTenant: an alert pulled with Fabrikam's
 // credentials that claims Contoso's tenant is rejected (not routed to
-// Contoso), and the watermark stays at it, so it is read again by the next
-// pull rather than skipped; a severity of unknownFutureValue is taken in as
-// informational.
+// Contoso) and held: the watermark moves on, and the alert is fetched again
+// by its id at every pull until it comes back right; a severity of
+// unknownFutureValue is taken in as informational.
 func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 	t.Parallel()
 	f, fake := graphSetup(t)
@@ -159,6 +160,9 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_update FROM hunting_graph_watermarks WHERE tenant = $1`, tenantFabrikam).Scan(&mark))
 		return mark
 	}
+	tries := func() int {
+		return f.count(t, `SELECT coalesce(sum(tries), 0) FROM hunting_graph_held WHERE tenant = '`+tenantFabrikam+`' AND id = 'gx'`)
+	}
 	n, err := f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "g1 and g2; gx rejected")
@@ -167,21 +171,87 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 	a, err := f.svc.Alert(f.ctx, "fabrikam", "g2")
 	require.NoError(t, err)
 	require.Equal(t, SeverityInformational, a.Severity, "unknownFutureValue is informational")
-	require.True(t, watermark().Equal(base.Add(2*time.Minute)), "the watermark stops at the rejected alert, not past g2: %s", watermark())
+	require.True(t, watermark().Equal(base.Add(3*time.Minute)), "the watermark moves past the rejected alert: %s", watermark())
+	require.Equal(t, 1, tries(), "gx is held")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldHeld)))
 
-	// The next pull reads the rejected alert again; still rejected, still held.
+	// The next pull fetches the held alert by its id; still rejected, still held.
 	n, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Zero(t, n)
-	filters := fake.Filters()
-	require.Contains(t, filters[len(filters)-1], base.Add(2*time.Minute).Format("2006-01-02T15:04:05"))
-	require.True(t, watermark().Equal(base.Add(2*time.Minute)))
+	require.Equal(t, []string{"gx"}, fake.Gets())
+	require.Equal(t, 2, tries())
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldHeld)), "counted once")
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gx'`))
 
-	// Once the alert comes back right, it is taken in and the watermark moves on.
-	require.NoError(t, fake.Add(graphAlert(t, "gx", "hostX", base.Add(4*time.Minute))))
+	// Once the alert is right (here without a newer lastUpdateDateTime, as
+	// when the config is fixed), the next pull takes it in and releases it.
+	require.NoError(t, fake.Add(graphAlert(t, "gx", "hostX", base.Add(2*time.Minute))))
 	n, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gx' AND org = 'fabrikam'`))
-	require.True(t, watermark().Equal(base.Add(4*time.Minute)))
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldAccepted)))
+	require.True(t, watermark().Equal(base.Add(3*time.Minute)))
+}
+
+// TestRejectedAlertDoesNotStallThePull: with more alerts after a rejected
+// one than one pull reads, the next pull goes on from where the last ended.
+// (The watermark used to stay at the rejected alert: every pull read the
+// same pages again and never reached the alerts after them.)
+func TestRejectedAlertDoesNotStallThePull(t *testing.T) {
+	t.Parallel()
+	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
+	t.Cleanup(fake.Close)
+	f := setup(t, func(c *Config) {
+		c.Graph = &GraphConfig{
+			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
+			BaseURL:  fake.BaseURL(),
+			LoginURL: fake.LoginURL(),
+			PageSize: 3,
+			MaxPages: 2, // six alerts a pull
+		}
+	})
+	base := t0.Add(-time.Hour)
+	require.NoError(t, fake.Add(withFields(t, graphAlert(t, "gx", "hostX", base), map[string]any{"tenantId": tenantContoso})))
+	for i := 1; i <= 10; i++ {
+		require.NoError(t, fake.Add(graphAlert(t, fmt.Sprint("g", i), fmt.Sprint("host", i%3), base.Add(time.Duration(i)*time.Minute))))
+	}
+	n1, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	n2, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, []int{5, 5}, []int{n1, n2}, "each pull goes on from the last")
+	require.Equal(t, 10, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE org = 'fabrikam'`))
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gx'`))
+}
+
+// TestHeldAlertGoneOrGivenUp: a held alert that Graph no longer has is
+// dropped; one still rejected after the hold time is given up, without
+// another fetch. Both are counted.
+func TestHeldAlertGoneOrGivenUp(t *testing.T) {
+	t.Parallel()
+	f, fake := graphSetup(t)
+	base := t0.Add(-time.Hour)
+	require.NoError(t, fake.Add(
+		withFields(t, graphAlert(t, "gx", "hostX", base), map[string]any{"tenantId": tenantContoso}),
+		withFields(t, graphAlert(t, "gy", "hostY", base.Add(time.Minute)), map[string]any{"tenantId": tenantContoso})))
+	_, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
+
+	fake.Remove("gx")
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gx'`), "gone from Graph: dropped")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldGone)))
+
+	gets := len(fake.Gets())
+	f.clock.Advance(7*24*time.Hour + time.Minute)
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held`), "held past the hold time: given up")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldGivenUp)))
+	require.Len(t, fake.Gets(), gets, "not fetched again")
 }

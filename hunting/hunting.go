@@ -99,6 +99,9 @@ type metrics struct {
 	// groups counts group transactions of coalesced requests, and
 	// groupRequests the requests they carried.
 	groups, groupRequests prometheus.Counter
+	// graphHeld counts rejected Graph alerts held for another try, by
+	// result (held, accepted, gone, given_up).
+	graphHeld *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -119,13 +122,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ingest_groups_total", Help: "Ingest transactions of one org's concurrent requests coalesced (group commit)."}),
 		groupRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "ingest_group_requests_total", Help: "Requests carried by the group transactions (over ingest_groups_total: requests per transaction)."}),
+		graphHeld: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "graph_held_total", Help: "Rejected Graph alerts held and fetched again by id at every pull, by result (held: newly held; accepted: taken in later; gone: no longer in Graph; given_up: still rejected after hunting.graph's hold time)."}, []string{"result"}),
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests} {
+	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("hunting: register metrics: %w", err)
 		}

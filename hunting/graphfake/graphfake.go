@@ -2,7 +2,8 @@
 // package's alert pull: the identity platform's client-credentials token
 // endpoint and GET /v1.0/security/alerts_v2 with the $filter on
 // lastUpdateDateTime, $orderby, $top and @odata.nextLink paging the pull
-// uses, plus switches to throttle (429 with Retry-After).
+// uses, GET /v1.0/security/alerts_v2/{id} (404 with Graph's error body for
+// an unknown id), plus switches to throttle (429 with Retry-After).
 package graphfake
 
 import (
@@ -32,6 +33,7 @@ type Server struct {
 	alertCalls   int
 	throttleNext int
 	filters      []string
+	gets         []string
 }
 
 type alert struct {
@@ -45,6 +47,7 @@ func New(tenant, clientID, secret string) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.token)
 	mux.HandleFunc("GET /v1.0/security/alerts_v2", s.list)
+	mux.HandleFunc("GET /v1.0/security/alerts_v2/{id}", s.get)
 	s.Server = httptest.NewServer(mux)
 	return s
 }
@@ -140,18 +143,81 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+// Remove deletes the stored alert with id, as Graph forgets old alerts.
+func (s *Server) Remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i := range s.alerts {
+		if alertID(s.alerts[i].body) == id {
+			s.alerts = append(s.alerts[:i], s.alerts[i+1:]...)
+			return
+		}
+	}
+}
+
+// Gets returns the ids asked for by GET security/alerts_v2/{id}, in order.
+func (s *Server) Gets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.gets...)
+}
+
+func alertID(body json.RawMessage) string {
+	var head struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(body, &head)
+	return head.ID
+}
+
+// admit checks the token and the throttle switch of an alert request; it
+// answers and returns false when the request goes no further. s.mu is held.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	s.alertCalls++
 	if !s.tokens[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{"code": "InvalidAuthenticationToken"}})
-		return
+		return false
 	}
 	if s.throttleNext > 0 {
 		s.throttleNext--
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": map[string]string{"code": "TooManyRequests"}})
+		return false
+	}
+	return true
+}
+
+// get serves one alert by id, with the @odata.context Graph puts on an
+// entity, or Graph's 404 error body.
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.admit(w, r) {
+		return
+	}
+	id := r.PathValue("id")
+	s.gets = append(s.gets, id)
+	for _, a := range s.alerts {
+		if alertID(a.body) != id {
+			continue
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(a.body, &m); err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": map[string]string{"code": "InternalServerError"}})
+			return
+		}
+		m["@odata.context"] = json.RawMessage(`"https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2/$entity"`)
+		writeJSON(w, http.StatusOK, m)
+		return
+	}
+	writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]string{"code": "NotFound",
+		"message": "The requested resource was not found."}})
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.admit(w, r) {
 		return
 	}
 	q := r.URL.Query()
