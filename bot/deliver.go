@@ -536,6 +536,16 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		if !ok {
 			return ref.Platform, &rowError{kind: Temporary, platform: ref.Platform, err: fmt.Errorf("no %s adapter registered", ref.Platform)}
 		}
+		digest := shownDigest(p.msg)
+		same, err := b.anchorShows(ctx, row.Stream, p.update, digest)
+		if err != nil {
+			return ref.Platform, err
+		}
+		if same {
+			// It shows this already: an edit would change nothing but
+			// Discord's "(edited)" mark and the channel's rate limit.
+			return ref.Platform, b.recordSent(ctx, row.ID, p.key, ref, "", "")
+		}
 		if err := b.pacer.wait(ctx, ref.Platform, ref.Channel); err != nil {
 			return ref.Platform, err
 		}
@@ -544,6 +554,11 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		cancel()
 		if err != nil {
 			return ref.Platform, b.classify(ref.Platform, ref.Channel, fmt.Errorf("update %s in %s: %w", p.update, ref.Channel, err))
+		}
+		// What it shows first, then the delivery: a crash in between finds
+		// the edit made and records it without another call.
+		if err := b.setAnchorShown(context.WithoutCancel(ctx), row.Stream, p.update, digest); err != nil {
+			return ref.Platform, err
 		}
 		return ref.Platform, b.recordSent(ctx, row.ID, p.key, ref, "", "")
 	case p.thread != "":
@@ -643,7 +658,16 @@ func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest,
 			return err
 		}
 	}
-	return b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor)
+	if err := b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor); err != nil {
+		return err
+	}
+	if p.anchor != "" {
+		// Best effort: unknown, the next edit of it is simply sent.
+		if err := b.setAnchorShown(context.WithoutCancel(ctx), row.Stream, p.anchor, shownDigest(p.msg)); err != nil {
+			b.log.Warn("could not record what a posted message shows; its next edit is sent whatever it shows", "stream", row.Stream, "err", err)
+		}
+	}
+	return nil
 }
 
 // classify wraps an adapter error with its kind; a 429 holds the channel

@@ -260,3 +260,43 @@ func TestFailedLookupKeepsTheSightings(t *testing.T) {
 	require.Equal(t, edits, f.slack.Count(bottest.OpUpdate, func(cl bottest.Call) bool { return cl.Ref == desk.Ref }),
 		"the desk message keeps its last answer")
 }
+
+// TestUnchangedSightingsAreNotEdited: an event of a notified incident that
+// leaves its desk message as it was (Fabrikam acknowledges it; no other org
+// changed) sends no edit of that message: every edit used to be sent, and
+// Discord marks each one "(edited)". The incident's own card, which
+// changed, is edited.
+func TestUnchangedSightingsAreNotEdited(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	c := f.see(t, seenAlert{id: "da0000000000000901_1", device: "ws-91.contoso.local", files: []string{"stager91.dll"}})[0]
+	f.card(t, c)
+	fb := f.see(t, seenAlert{id: "da0000000000000902_1", tenant: fabrikamTenant, device: "fab-91", title: "Stager on fab-91", files: []string{"stager91.dll"}})[0]
+	card := posted(t, f.discord, fabSOC, nil, "Incident "+fb+" · threatdesk targeted attack notification")
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+fb+" at Fabrikam: also seen at other orgs")
+	f.settledOutbox(t)
+	deskEdits := func() int {
+		return f.slack.Count(bottest.OpUpdate, func(cl bottest.Call) bool { return cl.Ref == desk.Ref })
+	}
+	cardEdits := func() int {
+		return f.discord.Count(bottest.OpUpdate, func(cl bottest.Call) bool { return cl.Ref == card.Ref })
+	}
+	before, cardBefore := deskEdits(), cardEdits()
+
+	_, r := f.press(t, Discord, fabAnalyst, ActAcknowledge, fb, card.Ref)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Acknowledged incident "+fb)
+	require.True(t, f.discord.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
+		for _, c := range cs {
+			if c.Op == bottest.OpUpdate && c.Ref == card.Ref && strings.Contains(plain(c.Message), "Acknowledged by") {
+				return true
+			}
+		}
+		return false
+	}), dump(f.discord.Calls()))
+	f.settledOutbox(t)
+	require.Greater(t, cardEdits(), cardBefore, "the card, now acknowledged, is edited")
+	require.Equal(t, before, deskEdits(), "the desk message would show the same: no edit")
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1)
+}

@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -34,6 +36,40 @@ func (b *Bot) anchorOf(ctx context.Context, stream, target string) (Ref, bool, e
 	}
 	r.Platform = Platform(p)
 	return r, true, nil
+}
+
+// shownDigest is a digest of what m shows, or nil when it cannot be taken
+// (then every edit is sent).
+func shownDigest(m Message) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// anchorShows reports whether the anchor of stream for target is known to
+// show what digest stands for.
+func (b *Bot) anchorShows(ctx context.Context, stream, target string, digest []byte) (bool, error) {
+	if digest == nil {
+		return false, nil
+	}
+	var same bool
+	err := b.db.QueryRow(ctx, `SELECT coalesce(shown = $3, false) FROM bot_anchor WHERE stream = $1 AND target = $2`,
+		stream, target, digest).Scan(&same)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("read what anchor %s/%s shows: %w", stream, target, err)
+	}
+	return same, nil
+}
+
+// setAnchorShown records what the anchor of stream for target shows now.
+func (b *Bot) setAnchorShown(ctx context.Context, stream, target string, digest []byte) error {
+	if _, err := b.db.Exec(ctx, `UPDATE bot_anchor SET shown = $3 WHERE stream = $1 AND target = $2`, stream, target, digest); err != nil {
+		return fmt.Errorf("record what anchor %s/%s shows: %w", stream, target, err)
+	}
+	return nil
 }
 
 // anchorAt finds the stream and target whose anchor is the message at r.
@@ -99,7 +135,7 @@ ON CONFLICT (outbox_id, part) DO NOTHING`
 		if _, err := tx.Exec(ctx, `
 INSERT INTO bot_anchor (stream, target, platform, workspace, channel, message) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
-    channel = EXCLUDED.channel, message = EXCLUDED.message`,
+    channel = EXCLUDED.channel, message = EXCLUDED.message, shown = NULL`,
 			stream, target, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
 			return fmt.Errorf("record anchor %s/%s: %w", stream, target, err)
 		}
