@@ -26,8 +26,10 @@ import (
 // Add to Slack (OAuth v2, https://docs.slack.dev/authentication/installing-with-oauth).
 //
 // An admin's "/experts install-link <org>" asks InstallLink for a link to
-// PublicURL + /slack/install?state=S. S is signed (secrets.PurposeSlackInstall),
-// names the org and who asked, and expires after InstallTTL (1 h). The
+// PublicURL + /slack/install?state=S. S names the org and who asked, sealed
+// (secrets.PurposeSlackInstallSeal: the customer's admin who opens the link
+// cannot read the provider admin's id in it), signed
+// (secrets.PurposeSlackInstall), and expires after InstallTTL (1 h). The
 // install page checks S, sets a cookie binding the browser to it, and
 // redirects to the authorize page on SLACK_API_URL's host
 // (/oauth/v2/authorize) with the bot scopes and the redirect URI
@@ -75,8 +77,12 @@ func (a *Adapter) InstallLink(_ context.Context, org string, by bot.User) (bot.I
 	if err != nil {
 		return bot.InstallLink{}, fmt.Errorf("install link: %w", err)
 	}
+	sealed, err := a.cfg.Key.Seal(secrets.PurposeSlackInstallSeal, payload, nil)
+	if err != nil {
+		return bot.InstallLink{}, fmt.Errorf("install link: %w", err)
+	}
 	exp := time.Now().Add(a.cfg.InstallTTL)
-	state := a.cfg.Key.SignToken(secrets.PurposeSlackInstall, payload, exp)
+	state := a.cfg.Key.SignToken(secrets.PurposeSlackInstall, sealed, exp)
 	link := bot.InstallLink{URL: a.cfg.PublicURL + "/slack/install?" + url.Values{"state": {state}}.Encode(), ExpiresAt: exp}
 	if a.cfg.PublicLocal {
 		link.Note = "THREATDESK_PUBLIC_URL is not set, so this link only works on the machine threatdesk runs on; Slack must also be able to send the browser back to it."
@@ -107,7 +113,11 @@ func (a *Adapter) authorizeURL() string {
 // checkState verifies a state's signature and expiry.
 func (a *Adapter) checkState(state string) (installState, error) {
 	var st installState
-	raw, err := a.cfg.Key.VerifyToken(secrets.PurposeSlackInstall, state, time.Now())
+	sealed, err := a.cfg.Key.VerifyToken(secrets.PurposeSlackInstall, state, time.Now())
+	if err != nil {
+		return st, err
+	}
+	raw, err := a.cfg.Key.Open(secrets.PurposeSlackInstallSeal, sealed, nil)
 	if err != nil {
 		return st, err
 	}

@@ -3,12 +3,14 @@ package slack_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -195,6 +197,15 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		link := installLinkRE.FindString(strings.ReplaceAll(string(ack.Payload), `\u0026`, "&"))
 		require.NotEmpty(t, link, "an install link in %s", ack.Payload)
 		require.True(t, strings.HasPrefix(link, app.URL+"/slack/install?state="), link)
+		// The state is sealed: whoever holds the link reads neither the
+		// org nor who asked for it (it was only signed).
+		u, err := url.Parse(link)
+		require.NoError(t, err)
+		bodyPart, _, _ := strings.Cut(u.Query().Get("state"), ".")
+		clear, err := base64.RawURLEncoding.DecodeString(bodyPart)
+		require.NoError(t, err)
+		require.NotContains(t, string(clear), uAdmin)
+		require.NotContains(t, string(clear), org)
 		return link
 	}
 

@@ -58,9 +58,13 @@ const (
 	// PurposeSlackToken encrypts the bot tokens of the Slack workspaces
 	// that installed the app (Seal, Open; the team id is the associated data).
 	PurposeSlackToken Purpose = "threatdesk/slack-workspace-token/v1"
-	// PurposeSlackInstall signs Add to Slack install links, whose state
-	// names the org (SignToken, VerifyToken).
+	// PurposeSlackInstall signs Add to Slack install links, whose sealed
+	// state names the org and who asked (SignToken, VerifyToken).
 	PurposeSlackInstall Purpose = "threatdesk/slack-install-state/v1"
+	// PurposeSlackInstallSeal encrypts the install state before it is
+	// signed, so that whoever holds the link cannot read who asked for it
+	// (Seal, Open).
+	PurposeSlackInstallSeal Purpose = "threatdesk/slack-install-state-seal/v1"
 
 	purposeFingerprint Purpose = "threatdesk/key-fingerprint/v1"
 )
