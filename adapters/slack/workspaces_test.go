@@ -467,3 +467,67 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallRefusedWhenLinkedToAnotherOrg: two orgs share Contoso's
+// workspace; once it is installed for one, a link for the other approved
+// there is refused and changes nothing: the workspace stays linked to the
+// first org, with its token.
+func TestInstallRefusedWhenLinkedToAnotherOrg(t *testing.T) {
+	t.Parallel()
+	const chLabs = "C0CONTOSOLABS"
+	var handler atomic.Pointer[http.Handler]
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := handler.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(app.Close)
+	fake := slackfake.New(t, slackfake.Options{
+		TeamID:      wsProvider,
+		RedirectURI: app.URL + "/slack/oauth/callback",
+		Teams:       []slackfake.Team{{ID: wsContoso, Name: "Contoso"}},
+		Channels: []slackfake.Channel{{ID: chDesk, Name: "expert-desk"},
+			{ID: chContoso, Name: "soc", Team: wsContoso}, {ID: chLabs, Name: "labs-soc", Team: wsContoso}},
+		Users: []slackfake.User{{ID: uExpert, Name: "eve"}, {ID: uAdmin, Name: "ada"}, {ID: uContoso, Name: "carol", Team: wsContoso}},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	w := startWorkspacesBot(t, ctx, fake, app, &handler, bot.Config{
+		Orgs: []bot.Org{
+			{ID: "contoso", Name: "Contoso", Slack: &bot.SlackPlace{Team: wsContoso, Channels: []string{chContoso}}},
+			{ID: "contoso-labs", Name: "Contoso Labs", Slack: &bot.SlackPlace{Team: wsContoso, Channels: []string{chLabs}}},
+		},
+		Desk:    bot.Desk{Slack: &bot.SlackDesk{Team: wsProvider, Channel: chDesk}},
+		Experts: bot.UserIDs{Slack: []string{uExpert}},
+		Admins:  bot.UserIDs{Slack: []string{uAdmin}},
+	})
+	installLink := func(org string) string {
+		t.Helper()
+		ack, err := fake.Command(ctx, slackfake.SlashCommand{UserID: uAdmin, ChannelID: chDesk, TeamID: wsProvider, Text: "install-link " + org})
+		require.NoError(t, err)
+		link := installLinkRE.FindString(strings.ReplaceAll(string(ack.Payload), `\u0026`, "&"))
+		require.NotEmpty(t, link, "an install link in %s", ack.Payload)
+		return link
+	}
+	resp, err := fake.Approve(newBrowser(t), installLink("contoso"), wsContoso, uContoso)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body(t, resp))
+	token := fake.TeamToken(wsContoso)
+	require.NotEmpty(t, token)
+
+	resp, err = fake.Approve(newBrowser(t), installLink("contoso-labs"), wsContoso, uContoso)
+	require.NoError(t, err)
+	page := body(t, resp)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, page)
+	require.Contains(t, page, "already linked to another organisation")
+	require.NotContains(t, page, "Contoso Labs", "the page names no org")
+	var org string
+	var active bool
+	require.NoError(t, w.db.QueryRow(ctx, `SELECT org_id, active FROM slack_installations WHERE team_id = $1`, wsContoso).Scan(&org, &active))
+	require.Equal(t, "contoso", org, "still linked to the first org")
+	require.True(t, active)
+	require.Equal(t, token, fake.TeamToken(wsContoso), "the token in use is not revoked")
+	require.Contains(t, w.logs.String(), "linked to another org; refused")
+}
