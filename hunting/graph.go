@@ -65,6 +65,14 @@ func (s *Service) PullGraph(ctx context.Context) (int, error) {
 	}
 	total := 0
 	var errs []error
+	tenants := make([]string, len(g.Tenants))
+	for i, t := range g.Tenants {
+		tenants[i] = t.TenantID
+	}
+	// Held alerts of a tenant no longer pulled are not fetched again.
+	if _, err := s.pool.Exec(ctx, `DELETE FROM hunting_graph_held WHERE tenant <> ALL($1)`, tenants); err != nil {
+		errs = append(errs, fmt.Errorf("hunting: graph pull: forget the held alerts of tenants no longer pulled: %w", err))
+	}
 	for _, t := range g.Tenants {
 		n, err := s.pullTenant(ctx, g, t)
 		total += n
@@ -253,17 +261,26 @@ const (
 // errGraphNotFound is Graph's 404: the alert asked for by id is gone.
 var errGraphNotFound = errors.New("not found")
 
-// retryHeld fetches the tenant's held alerts again by id (at most
-// HeldPerPull, the longest untried first, none of the ids in seen, which
-// this pull already read) and ingests them: an accepted one
-// is released, a rejected one stays held until HoldFor has passed since it
-// was first rejected, and one gone from Graph is dropped.
+// retryHeld fetches the tenant's held alerts again by id and ingests them:
+// an accepted one is released, a rejected one stays held until HoldFor has
+// passed since it was first rejected, and one gone from Graph is dropped.
+// It takes at most HeldPerPull, the longest untried first, none of the ids
+// in seen (which this pull already read), and each only once its wait has
+// passed since its last try: a minute, doubling with every try, at most an
+// hour (about 180 fetches over the 7 days rather than one a pull). A fetch
+// that fails for one alert counts as its try and the others go on; a
+// throttled one stops the round, keeping what was fetched.
 func (s *Service) retryHeld(ctx context.Context, g *GraphConfig, t GraphTenant, seen []string) (int, error) {
 	now := s.cfg.Now().UTC()
+	if seen == nil {
+		seen = []string{} // NULL would make "<> ALL" NULL: no row
+	}
 	rows, err := s.pool.Query(ctx, `
-SELECT id, first_rejected_at, tries FROM hunting_graph_held WHERE tenant = $1 AND id <> ALL($3)
+SELECT id, first_rejected_at, tries FROM hunting_graph_held
+WHERE tenant = $1 AND id <> ALL($3)
+  AND last_tried_at <= $4::timestamptz - least(interval '1 minute' * power(2, least(tries - 1, 10)), interval '1 hour')
 ORDER BY last_tried_at, id LIMIT $2`,
-		t.TenantID, g.HeldPerPull, seen)
+		t.TenantID, g.HeldPerPull, seen, now)
 	if err != nil {
 		return 0, fmt.Errorf("read held alerts: %w", err)
 	}
@@ -281,6 +298,8 @@ ORDER BY last_tried_at, id LIMIT $2`,
 	}
 	var raws []json.RawMessage
 	var ids []string
+	var failed []heldAlert
+	var stop error
 	for _, h := range hs {
 		if now.Sub(h.first) > g.HoldFor {
 			s.log.ErrorContext(ctx, "graph pull: a rejected alert was never accepted; given up",
@@ -292,38 +311,49 @@ ORDER BY last_tried_at, id LIMIT $2`,
 		}
 		var raw json.RawMessage
 		err := s.graphGet(ctx, g, t, g.BaseURL+"security/alerts_v2/"+url.PathEscape(h.id), &raw)
-		if errors.Is(err, errGraphNotFound) {
+		var throttled *ThrottledError
+		switch {
+		case errors.Is(err, errGraphNotFound):
 			s.log.InfoContext(ctx, "graph pull: a held alert is gone from Graph; no longer held", "tenant", t.TenantID, "id", h.id)
 			if err := s.dropHeld(ctx, t.TenantID, h.id, heldGone); err != nil {
 				return 0, err
 			}
 			continue
+		case errors.As(err, &throttled) || ctx.Err() != nil:
+			stop = fmt.Errorf("fetch held alert %s: %w", h.id, err)
+		case err != nil:
+			s.log.WarnContext(ctx, "graph pull: could not fetch a held alert; tried again later", "tenant", t.TenantID, "id", h.id, "err", err)
+			failed = append(failed, heldAlert{id: h.id, reason: "fetch failed: " + err.Error()})
+			continue
 		}
-		if err != nil {
-			return 0, fmt.Errorf("fetch held alert %s: %w", h.id, err)
+		if stop != nil {
+			break
 		}
 		raws, ids = append(raws, raw), append(ids, h.id)
 	}
-	if len(raws) == 0 {
-		return 0, nil
-	}
-	res, err := s.ingest(ctx, raws, binding{tenant: t.TenantID})
-	if err != nil {
-		return 0, err
-	}
+	n := 0
 	var taken []string
-	var held []heldAlert
-	for i, it := range res.Items {
-		if it.Status == StatusRejected {
-			held = append(held, heldAlert{id: ids[i], reason: it.Reason})
-		} else {
-			taken = append(taken, ids[i])
+	held := failed
+	if len(raws) > 0 {
+		res, err := s.ingest(ctx, raws, binding{tenant: t.TenantID})
+		if err != nil {
+			return 0, err
+		}
+		for i, it := range res.Items {
+			if it.Status == StatusRejected {
+				held = append(held, heldAlert{id: ids[i], reason: it.Reason})
+			} else {
+				taken = append(taken, ids[i])
+			}
+		}
+		n = res.Accepted + res.Updated
+	}
+	if len(taken) > 0 || len(held) > 0 {
+		if err := s.settleHeld(ctx, t.TenantID, taken, held); err != nil {
+			return n, err
 		}
 	}
-	if err := s.settleHeld(ctx, t.TenantID, taken, held); err != nil {
-		return 0, err
-	}
-	return res.Accepted + res.Updated, nil
+	return n, stop
 }
 
 // settleHeld records one round of held alerts fetched again: the accepted

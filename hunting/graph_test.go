@@ -175,7 +175,12 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 	require.Equal(t, 1, tries(), "gx is held")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldHeld)))
 
-	// The next pull fetches the held alert by its id; still rejected, still held.
+	// A pull within a minute of its try leaves it; the next pull after
+	// that fetches the held alert by its id; still rejected, still held.
+	n, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Empty(t, fake.Gets(), "tried a moment ago")
+	f.clock.Advance(time.Minute)
 	n, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Zero(t, n)
@@ -187,6 +192,7 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 	// Once the alert is right (here without a newer lastUpdateDateTime, as
 	// when the config is fixed), the next pull takes it in and releases it.
 	require.NoError(t, fake.Add(graphAlert(t, "gx", "hostX", base.Add(2*time.Minute))))
+	f.clock.Advance(2 * time.Minute) // its second try waits twice as long
 	n, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
@@ -228,25 +234,33 @@ func TestRejectedAlertDoesNotStallThePull(t *testing.T) {
 }
 
 // TestHeldAlertGoneOrGivenUp: a held alert that Graph no longer has is
-// dropped; one still rejected after the hold time is given up, without
+// dropped, even when the list brings nothing (it was not fetched at all
+// then); one still rejected after the hold time is given up, without
 // another fetch. Both are counted.
 func TestHeldAlertGoneOrGivenUp(t *testing.T) {
 	t.Parallel()
 	f, fake := graphSetup(t)
 	base := t0.Add(-time.Hour)
-	require.NoError(t, fake.Add(
-		withFields(t, graphAlert(t, "gx", "hostX", base), map[string]any{"tenantId": tenantContoso}),
-		withFields(t, graphAlert(t, "gy", "hostY", base.Add(time.Minute)), map[string]any{"tenantId": tenantContoso})))
+	require.NoError(t, fake.Add(withFields(t, graphAlert(t, "gx", "hostX", base), map[string]any{"tenantId": tenantContoso})))
 	_, err := f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
 
-	fake.Remove("gx")
+	fake.Remove("gx") // the list is empty from now on
+	f.clock.Advance(time.Minute)
 	_, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
+	require.Equal(t, []string{"gx"}, fake.Gets())
 	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gx'`), "gone from Graph: dropped")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldGone)))
 
+	// gy is held, and a later alert moves the watermark past it.
+	require.NoError(t, fake.Add(
+		withFields(t, graphAlert(t, "gy", "hostY", base.Add(time.Minute)), map[string]any{"tenantId": tenantContoso}),
+		graphAlert(t, "g3", "host3", base.Add(2*time.Minute))))
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gy'`))
 	gets := len(fake.Gets())
 	f.clock.Advance(7*24*time.Hour + time.Minute)
 	_, err = f.svc.PullGraph(f.ctx)
@@ -254,4 +268,32 @@ func TestHeldAlertGoneOrGivenUp(t *testing.T) {
 	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held`), "held past the hold time: given up")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldGivenUp)))
 	require.Len(t, fake.Gets(), gets, "not fetched again")
+}
+
+// TestHeldAlertThatFailsBlocksNoOther: a held alert whose fetch keeps
+// failing counts a try and waits; the other held alerts are still fetched
+// and taken in. (The first failure used to end the round, with nothing
+// recorded, at every pull.)
+func TestHeldAlertThatFailsBlocksNoOther(t *testing.T) {
+	t.Parallel()
+	f, fake := graphSetup(t)
+	base := t0.Add(-time.Hour)
+	require.NoError(t, fake.Add(
+		withFields(t, graphAlert(t, "ga", "hostA", base), map[string]any{"tenantId": tenantContoso}),
+		withFields(t, graphAlert(t, "gb", "hostB", base.Add(time.Second)), map[string]any{"tenantId": tenantContoso}),
+		graphAlert(t, "g3", "host3", base.Add(time.Minute))))
+	_, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
+
+	fake.FailGet("ga", 500)
+	require.NoError(t, fake.Add(graphAlert(t, "gb", "hostB", base.Add(time.Second)))) // right now
+	f.clock.Advance(time.Minute)
+	n, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "gb is taken in")
+	require.ElementsMatch(t, []string{"ga", "gb"}, fake.Gets())
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gb'`))
+	require.Equal(t, 2, f.count(t, `SELECT tries FROM hunting_graph_held WHERE id = 'ga'`), "the failed fetch counts as a try")
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gb'`))
 }

@@ -34,6 +34,7 @@ type Server struct {
 	throttleNext int
 	filters      []string
 	gets         []string
+	failGet      map[string]int
 }
 
 type alert struct {
@@ -155,6 +156,21 @@ func (s *Server) Remove(id string) {
 	}
 }
 
+// FailGet makes GET security/alerts_v2/{id} answer status (a 5xx, say)
+// for id, until FailGet(id, 0).
+func (s *Server) FailGet(id string, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failGet == nil {
+		s.failGet = map[string]int{}
+	}
+	if status == 0 {
+		delete(s.failGet, id)
+		return
+	}
+	s.failGet[id] = status
+}
+
 // Gets returns the ids asked for by GET security/alerts_v2/{id}, in order.
 func (s *Server) Gets() []string {
 	s.mu.Lock()
@@ -197,6 +213,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	s.gets = append(s.gets, id)
+	if code := s.failGet[id]; code != 0 {
+		writeJSON(w, code, map[string]any{"error": map[string]string{"code": "InternalServerError", "message": "fake failure"}})
+		return
+	}
 	for _, a := range s.alerts {
 		if alertID(a.body) != id {
 			continue
