@@ -546,6 +546,11 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 			// Discord's "(edited)" mark and the channel's rate limit.
 			return ref.Platform, b.recordSent(ctx, row.ID, p.key, ref, "", "")
 		}
+		// Unknown from here until the edit is answered: an edit applied
+		// whose answer is lost must not leave the older digest standing.
+		if err := b.setAnchorShown(ctx, row.Stream, p.update, nil); err != nil {
+			return ref.Platform, err
+		}
 		if err := b.pacer.wait(ctx, ref.Platform, ref.Channel); err != nil {
 			return ref.Platform, err
 		}
@@ -587,7 +592,7 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		if found {
 			b.log.Info("an earlier attempt had posted this part without its answer coming back; recorded it instead of posting again",
 				"outbox_id", row.ID, "part", p.key, "channel", dest.Channel, "message", ref.Message)
-			return dest.Platform, b.posted(ctx, row, p, dest, ref)
+			return dest.Platform, b.posted(ctx, row, p, dest, ref, false)
 		}
 	}
 	if err := b.pacer.wait(ctx, dest.Platform, dest.Channel); err != nil {
@@ -611,12 +616,19 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		}
 		return dest.Platform, err
 	}
-	return dest.Platform, b.posted(ctx, row, p, dest, ref)
+	// Only a first attempt knows what the message shows: after an earlier
+	// one, the platform may have answered with the message that attempt
+	// posted (Discord's nonce), rendered from an older state.
+	_, retried := st.tried[p.key]
+	return dest.Platform, b.posted(ctx, row, p, dest, ref, !retried)
 }
 
-// posted settles a posted part, then pins it when it asks to be.
-func (b *Bot) posted(ctx context.Context, row outbox.Row, p part, dest Dest, ref Ref) error {
-	if err := b.settlePost(ctx, row, p, dest, ref); err != nil {
+// posted settles a posted part, then pins it when it asks to be. shows
+// says the message shows p.msg (it was posted by this attempt, the first);
+// a message found again, or returned for an earlier attempt's, may show
+// an older render.
+func (b *Bot) posted(ctx context.Context, row outbox.Row, p part, dest Dest, ref Ref, shows bool) error {
+	if err := b.settlePost(ctx, row, p, dest, ref, shows); err != nil {
 		return err
 	}
 	b.pinPosted(ctx, p, ref)
@@ -644,7 +656,7 @@ func (b *Bot) findPosted(ctx context.Context, a Adapter, dest Dest, since time.T
 
 // settlePost records a posted part (and the anchor it makes) before anything
 // else can fail: this is the window that could otherwise duplicate it.
-func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest, ref Ref) error {
+func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest, ref Ref, shows bool) error {
 	if ref.Platform == "" {
 		ref.Platform = dest.Platform
 	}
@@ -661,7 +673,7 @@ func (b *Bot) settlePost(ctx context.Context, row outbox.Row, p part, dest Dest,
 	if err := b.recordSent(context.WithoutCancel(ctx), row.ID, p.key, ref, row.Stream, p.anchor); err != nil {
 		return err
 	}
-	if p.anchor != "" {
+	if p.anchor != "" && shows {
 		// Best effort: unknown, the next edit of it is simply sent.
 		if err := b.setAnchorShown(context.WithoutCancel(ctx), row.Stream, p.anchor, shownDigest(p.msg)); err != nil {
 			b.log.Warn("could not record what a posted message shows; its next edit is sent whatever it shows", "stream", row.Stream, "err", err)

@@ -450,3 +450,45 @@ func TestDeliveryUnknownOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestEditAfterAFoundPostIsSent: a card whose post lost its answer is found
+// by the retry, which renders the incident as it is by then (acknowledged
+// meanwhile). What that render shows is not what the found message shows,
+// so the acknowledgement's own edit of the card must still be sent. (The
+// retry recorded its render as shown, and the edit was skipped: the card
+// kept its first text.)
+func TestEditAfterAFoundPostIsSent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	require.NoError(t, err)
+	f := setupWith(t, db, false, NewHuntingIncidents(hunt), casework.Config{})
+	f.slack.LoseAnswers(1)
+	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond) // past the group wait
+	_, err = hunt.Sweep(ctx)
+	require.NoError(t, err)
+	var incident int64
+	require.NoError(t, db.QueryRow(ctx, `SELECT (payload->>'incident_id')::bigint FROM outbox WHERE kind = 'incident.notify'`).Scan(&incident))
+	_, err = f.bot.DeliverBatch(ctx)
+	require.NoError(t, err)
+	posts := f.slack.Find(bottest.OpPost, nil)
+	require.Len(t, posts, 1, "posted; its answer lost")
+	card := posts[0]
+
+	require.NoError(t, hunt.Acknowledge(ctx, "contoso", incident, "Ana Lyst"))
+	deadline := time.Now().Add(tenSeconds)
+	for !f.bot.OutboxIdle(ctx) && time.Now().Before(deadline) {
+		time.Sleep(60 * time.Millisecond) // past the retry's backoff
+		_, err = f.bot.DeliverBatch(ctx)
+		require.NoError(t, err)
+	}
+	require.True(t, f.bot.OutboxIdle(ctx))
+	require.Len(t, f.slack.Find(bottest.OpFind, nil), 1, "the retry looked for the card, and found it")
+	require.Len(t, f.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Thread == nil }), 1, "not posted again")
+	require.NotEmpty(t, f.slack.Find(bottest.OpUpdate, func(c bottest.Call) bool {
+		return c.Ref.Message == card.Ref.Message && strings.Contains(plain(c.Message), "Acknowledged by")
+	}), "the acknowledgement edits the card: %s", dump(f.slack.Calls()))
+}
