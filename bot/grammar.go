@@ -392,7 +392,7 @@ func parse(c Command) (request, *usageError) {
 		if r.org == "" {
 			return r, badInput("Which org? %s, e.g. /experts install-link contoso: a private link that installs threatdesk in that org's Slack workspace.", installOrgHint)
 		}
-	case vReload:
+	case vReload, vWorkspaces:
 	default:
 		return r, badInput("There is no /experts %s. Try /experts help.", verb)
 	}

@@ -82,6 +82,8 @@ func opOf(r request) op {
 		return opCampaign
 	case vInstallLink:
 		return opInstallLink
+	case vWorkspaces:
+		return opWorkspaces
 	case vReload:
 		return opReload
 	}
@@ -339,6 +341,8 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return b.campaignCommand(ctx, w, r)
 	case vReload:
 		return b.reloadCommand(ctx, w)
+	case vWorkspaces:
+		return b.workspacesCommand(ctx)
 	}
 	return b.help(w), nil
 }
@@ -502,6 +506,7 @@ func (b *Bot) help(w who) Message {
 		m.Sections = append(m.Sections, Section{Title: "Admins", Lines: []Line{
 			{B("/experts sample-notification"), T(": send a clearly labelled test notification to this org's notification channel")},
 			{B("/experts install-link"), T(" <org>: a private, single-use link that adds threatdesk to that org's Slack workspace")},
+			{B("/experts workspaces"), T(": the Slack workspaces that added threatdesk, those that removed it, and the orgs still to install")},
 			{B("/experts reload"), T(": read the config file again and switch to it (every problem is reported; a bad file changes nothing)")},
 		}})
 	}

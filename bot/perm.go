@@ -101,6 +101,7 @@ var permissions = map[op][]Role{
 	opCampaign:        {RoleExpert},
 	opInstallLink:     {RoleAdmin},
 	opReload:          {RoleAdmin},
+	opWorkspaces:      {RoleAdmin},
 }
 
 // who is the caller as the bot sees them: roles and, for members, the org.

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,8 @@ import (
 const (
 	vInstallLink               = "install-link"
 	opInstallLink           op = "make Add to Slack install links"
+	vWorkspaces                = "workspaces"
+	opWorkspaces            op = "list the Slack workspaces that added threatdesk"
 	kindWorkspace              = "bot.workspace"
 	workspaceInstallTimeout    = 2 * time.Second
 	installOrgHint             = "Usage: /experts install-link <org id>"
@@ -33,6 +36,26 @@ type Installer interface {
 	// InstallLink returns a link that installs the app for org, made by
 	// by; it works once, until ExpiresAt.
 	InstallLink(ctx context.Context, org string, by User) (InstallLink, error)
+	// Installed lists the workspaces that added the app, removed ones
+	// included.
+	Installed(ctx context.Context) ([]Installed, error)
+}
+
+// Installed is a workspace that added the app, as recorded.
+type Installed struct {
+	// Workspace is the Slack team id; WorkspaceName its name, as Slack
+	// gave it (the customer's text).
+	Workspace, WorkspaceName string
+	// Org is the org whose install link was used.
+	Org string
+	// InstalledBy is the Slack user who approved the install.
+	InstalledBy string
+	InstalledAt time.Time
+	// Active is false once the workspace removed the app or revoked its
+	// token (InactiveWhy: app_uninstalled, tokens_revoked), at InactiveAt.
+	Active      bool
+	InactiveAt  time.Time
+	InactiveWhy string
 }
 
 // InstallLink is an install link: its URL, when it stops working, and a
@@ -248,4 +271,66 @@ func (b *Bot) mentionAdmins(ctx context.Context, m Message, p Platform) Message 
 	}
 	m.Text = append(m.Text, line)
 	return m
+}
+
+// workspacesCommand answers "/experts workspaces" (admins): the customer
+// workspaces that added threatdesk, those that removed it, and the orgs
+// whose workspace has not added it yet, each with what to do.
+func (b *Bot) workspacesCommand(ctx context.Context) (Message, error) {
+	in := b.installerOf()
+	if in == nil {
+		return textMessage("Add to Slack is not set up, so every org's Slack channels must be in the desk's own workspace (SLACK_BOT_TOKEN). To add customer workspaces, set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (the Slack app's credentials) and THREATDESK_PUBLIC_URL, then restart threatdesk."), nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, workspaceInstallTimeout)
+	defer cancel()
+	list, err := in.Installed(ictx)
+	if err != nil {
+		return Message{}, fmt.Errorf("list the installed workspaces: %w", err)
+	}
+	desk := ""
+	if b.cfg.Desk.Slack != nil {
+		desk = b.cfg.Desk.Slack.Team
+	}
+	active := map[string]Installed{}
+	var on, off Section
+	on.Title, off.Title = "Installed", "Removed"
+	for _, w := range list {
+		name := cmp.Or(w.WorkspaceName, w.Workspace)
+		org := b.orgName(w.Org) + " (" + w.Org + ")"
+		if w.Active {
+			active[strings.ToUpper(w.Workspace)] = w
+			on.Lines = append(on.Lines, Line{U(name), T(" (" + w.Workspace + ") · " + org + " · since "), b.when(w.InstalledAt),
+				T(" · approved by Slack user " + w.InstalledBy)})
+			continue
+		}
+		why := map[string]string{"app_uninstalled": "the app was removed", "tokens_revoked": "its token was revoked"}[w.InactiveWhy]
+		off.Lines = append(off.Lines, Line{U(name), T(" (" + w.Workspace + ") · " + org + " · " + cmp.Or(why, "removed") + " "), b.when(w.InactiveAt),
+			T(" · /experts install-link " + w.Org + " makes a link to install it again")})
+	}
+	todo := Section{Title: "Not installed yet"}
+	for _, o := range b.cfg.Orgs {
+		if o.Slack == nil || o.Slack.Team == "" || strings.EqualFold(o.Slack.Team, desk) {
+			continue
+		}
+		w, ok := active[strings.ToUpper(o.Slack.Team)]
+		switch {
+		case !ok:
+			todo.Lines = append(todo.Lines, Line{B(o.Name), T(" (" + o.ID + ", workspace " + o.Slack.Team + "): /experts install-link " + o.ID)})
+		case w.Org != o.ID:
+			todo.Lines = append(todo.Lines, Line{B(o.Name), T(" (" + o.ID + "): its workspace " + o.Slack.Team + " is linked to " + b.orgName(w.Org) + " (" + w.Org + ")")})
+		}
+	}
+	m := Message{Title: "Slack workspaces", Fallback: fmt.Sprintf("Slack workspaces: %d installed, %d removed, %d not installed yet", len(on.Lines), len(off.Lines), len(todo.Lines))}
+	if desk != "" {
+		m.Text = []Line{{T("The desk's own workspace " + desk + " uses SLACK_BOT_TOKEN and needs no install.")}}
+	}
+	for _, sec := range []Section{on, off, todo} {
+		if len(sec.Lines) > 0 {
+			m.Sections = append(m.Sections, sec)
+		}
+	}
+	if len(m.Sections) == 0 {
+		m.Text = append(m.Text, Line{T("No customer workspace has added threatdesk, and no org names a workspace of its own.")})
+	}
+	return m, nil
 }

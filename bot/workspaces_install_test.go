@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 // countingInstaller makes install links and counts them.
 type countingInstaller struct{ n atomic.Int32 }
+
+func (c *countingInstaller) Installed(context.Context) ([]Installed, error) { return nil, nil }
 
 func (c *countingInstaller) InstallLink(_ context.Context, org string, _ User) (InstallLink, error) {
 	c.n.Add(1)
@@ -34,4 +37,59 @@ func TestInstallLinkNeedsTheOrgsWorkspace(t *testing.T) {
 	_, m = f.run(t, Slack, admin, deskChannel, "install-link contoso")
 	require.Contains(t, plain(m), "Add threatdesk to Contoso's Slack")
 	require.EqualValues(t, 1, in.n.Load())
+}
+
+// listingInstaller lists the given workspaces.
+type listingInstaller struct {
+	countingInstaller
+	list []Installed
+}
+
+func (l *listingInstaller) Installed(context.Context) ([]Installed, error) { return l.list, nil }
+
+// TestWorkspacesCommand: an admin's "/experts workspaces" lists the
+// workspaces that added threatdesk (the name as untrusted text), those that
+// removed it with how to restore them, and the orgs whose workspace has not
+// added it yet with the command to do it; the desk's own workspace is not
+// one to install. Others are refused, and without Add to Slack it says how
+// to set it up.
+func TestWorkspacesCommand(t *testing.T) {
+	t.Parallel()
+	northwind := func(c *Config) {
+		c.Orgs = append(c.Orgs,
+			Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{"C0NWSOC"}}},
+			Org{ID: "tailspin", Name: "Tailspin", Slack: &SlackPlace{Team: "T0TAILSPIN", Channels: []string{"C0TSSOC"}}})
+	}
+	f := setup(t, northwind)
+	_, m := f.run(t, Slack, admin, deskChannel, "workspaces")
+	require.Contains(t, plain(m), "Add to Slack is not set up")
+
+	at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	f.bot.UseInstaller(&listingInstaller{list: []Installed{
+		{Workspace: "T0TAILSPIN", WorkspaceName: "Tailspin <!channel>", Org: "tailspin", InstalledBy: "U0TSADMIN", InstalledAt: at, Active: true},
+		{Workspace: "T0OLD", WorkspaceName: "Old Fabrikam", Org: "fabrikam", InstalledAt: at, InactiveAt: at.Add(24 * time.Hour), InactiveWhy: "app_uninstalled"},
+	}})
+	_, m = f.run(t, Slack, admin, deskChannel, "workspaces")
+	got := plain(m)
+	require.Equal(t, "Slack workspaces", m.Title)
+	require.Contains(t, got, "The desk's own workspace "+slackTeam+" uses SLACK_BOT_TOKEN")
+	require.Contains(t, got, "Tailspin <!channel> (T0TAILSPIN) · Tailspin (tailspin) · since")
+	require.Contains(t, got, "approved by Slack user U0TSADMIN")
+	require.Contains(t, got, "Old Fabrikam (T0OLD) · Fabrikam (fabrikam) · the app was removed")
+	require.Contains(t, got, "/experts install-link fabrikam makes a link to install it again")
+	require.Contains(t, got, "Northwind (northwind, workspace T0NORTHWIND): /experts install-link northwind")
+	require.NotContains(t, got, "Contoso (contoso, workspace", "Contoso is in the desk's workspace")
+	for _, sec := range m.Sections {
+		for _, l := range sec.Lines {
+			for _, s := range l {
+				if strings.Contains(s.Text, "<!channel>") {
+					require.True(t, s.Untrusted, "a workspace's name is its admins' text")
+				}
+			}
+		}
+	}
+
+	_, m = f.run(t, Slack, expert1, deskChannel, "workspaces")
+	require.NotEqual(t, "Slack workspaces", m.Title)
+	require.Contains(t, plain(m), "You may not list the Slack workspaces that added threatdesk here: that needs the role admin")
 }

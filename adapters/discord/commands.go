@@ -118,6 +118,7 @@ func Commands() []*discordgo.ApplicationCommand {
 				sub("sample-notification", "Admins: post a sample attack notification"),
 				sub("reload", "Admins: read the config file again and switch to it (a bad file changes nothing)"),
 				sub("install-link", "Admins: Slack only: a link that adds threatdesk to an org's Slack workspace", strOpt("org", "The org id", true, 1, 64)),
+				sub("workspaces", "Admins: the Slack workspaces that added threatdesk, and the orgs still to install"),
 			),
 			sub("report", "Service report: cases, response times, SLA, credits, notifications", &discordgo.ApplicationCommandOption{
 				Type: discordgo.ApplicationCommandOptionString, Name: "period", Description: "Calendar period, so far (default: quarter)",

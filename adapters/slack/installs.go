@@ -118,6 +118,30 @@ SELECT team_id, team_name, org_id, app_id, bot_user_id, scope, token_sealed, ins
 	return in, true, nil
 }
 
+// List returns every installation, active first, then by workspace name;
+// tokens are not opened.
+func (s *Installations) List(ctx context.Context) ([]Installation, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT team_id, team_name, org_id, installed_by, link_by, installed_at, active, inactive_at, inactive_why
+  FROM slack_installations ORDER BY active DESC, lower(team_name), team_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list the installed workspaces: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Installation, error) {
+		var in Installation
+		var inactiveAt *time.Time
+		err := r.Scan(&in.Team, &in.TeamName, &in.Org, &in.InstalledBy, &in.LinkBy, &in.InstalledAt, &in.Active, &inactiveAt, &in.InactiveWhy)
+		if inactiveAt != nil {
+			in.InactiveAt = *inactiveAt
+		}
+		return in, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the installed workspaces: %w", err)
+	}
+	return out, nil
+}
+
 // deactivate marks team's installation inactive for why, once: changed is
 // false when it was inactive already or there is none. also runs in the
 // same transaction when it changed (the desk's notice).

@@ -110,6 +110,23 @@ func (a *Adapter) authorizeURL() string {
 	return u.Scheme + "://" + u.Host + "/oauth/v2/authorize"
 }
 
+// Installed implements bot.Installer: the workspaces that added the app.
+func (a *Adapter) Installed(ctx context.Context) ([]bot.Installed, error) {
+	if !a.oauthEnabled() {
+		return nil, nil
+	}
+	list, err := a.installs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bot.Installed, len(list))
+	for i, in := range list {
+		out[i] = bot.Installed{Workspace: in.Team, WorkspaceName: in.TeamName, Org: in.Org, InstalledBy: in.InstalledBy,
+			InstalledAt: in.InstalledAt, Active: in.Active, InactiveAt: in.InactiveAt, InactiveWhy: in.InactiveWhy}
+	}
+	return out, nil
+}
+
 // checkState verifies a state's signature and expiry.
 func (a *Adapter) checkState(state string) (installState, error) {
 	var st installState

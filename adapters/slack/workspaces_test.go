@@ -530,4 +530,20 @@ func TestInstallRefusedWhenLinkedToAnotherOrg(t *testing.T) {
 	require.True(t, active)
 	require.Equal(t, token, fake.TeamToken(wsContoso), "the token in use is not revoked")
 	require.Contains(t, w.logs.String(), "linked to another org; refused")
+
+	// The admin's list shows the install and the org left without one.
+	_, err = fake.Command(ctx, slackfake.SlashCommand{UserID: uAdmin, ChannelID: chDesk, TeamID: wsProvider, Text: "workspaces"})
+	require.NoError(t, err)
+	var got string
+	require.True(t, testwait.Until(time.Minute, func() bool {
+		for _, r := range fake.Responses() {
+			if all := r.Text + texts(t, r.Blocks); strings.Contains(all, "Installed") {
+				got = all
+				return true
+			}
+		}
+		return false
+	}, fake), "the workspaces list is answered")
+	require.Contains(t, got, "Contoso ("+wsContoso+")")
+	require.Contains(t, got, "*Contoso Labs* (contoso-labs): its workspace "+wsContoso+" is linked to Contoso (contoso)")
 }
