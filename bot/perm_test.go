@@ -57,6 +57,7 @@ func TestPermissionTable(t *testing.T) {
 		opCampaign:        {"expert"},
 		opInstallLink:     {"admin"},
 		opReload:          {"admin"},
+		opWorkspaces:      {"admin"},
 	}
 	require.Len(t, want, len(permissions), "every row of the table has a test")
 	for o, allowed := range want {

@@ -93,6 +93,28 @@ func (b *Bot) WebAccess(u User, channel string) WebUser {
 	return out
 }
 
+// Presence is what an adapter can tell of a chat user now: whether their
+// account is still active and, given a channel, whether they are still in
+// it. Adapters implement it when their platform can say.
+type Presence interface {
+	Present(ctx context.Context, workspace, userID, channel string) (bool, error)
+}
+
+// WebPresent reports whether u is still in chat as when their session was
+// opened: an active account and, given the channel that made them a member,
+// still in it. It is true when u's platform cannot tell.
+func (b *Bot) WebPresent(ctx context.Context, u User, channel string) (bool, error) {
+	a, ok := b.adapter(u.Platform)
+	if !ok {
+		return true, nil
+	}
+	p, ok := a.(Presence)
+	if !ok {
+		return true, nil
+	}
+	return p.Present(ctx, u.Workspace, u.ID, channel)
+}
+
 // WebOrgs lists the configured orgs, in config order.
 func (b *Bot) WebOrgs() []WebOrg {
 	b = b.current()

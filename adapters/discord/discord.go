@@ -176,7 +176,10 @@ type Adapter struct {
 	life *lifecycle.Group
 }
 
-var _ bot.Adapter = (*Adapter)(nil)
+var (
+	_ bot.Adapter  = (*Adapter)(nil)
+	_ bot.Presence = (*Adapter)(nil)
+)
 
 // Intents the gateway session asks for. MessageContent is privileged: turn
 // it on in the Developer Portal, or thread replies arrive without text.

@@ -25,6 +25,7 @@ var ErrFormNeedsAck = errors.New("discord opens forms only as the answer to an i
 // https://discord.com/developers/docs/topics/opcodes-and-status-codes#json-json-error-codes
 const (
 	codeUnknownChannel     = 10003
+	codeUnknownMember      = 10007
 	codeUnknownMessage     = 10008
 	codeUnknownWebhook     = 10015
 	codeUnknownInteraction = 10062

@@ -275,6 +275,25 @@ type cachedName struct {
 
 const nameTTL = 10 * time.Minute
 
+// Present implements bot.Presence: a user is present while a member of
+// the guild (GET /guilds/{guild}/members/{user}; 10007 Unknown Member when
+// they left or were removed). Discord channels have no member list, only
+// permissions, so a channel is not checked: who may read it is the guild's
+// roles' business.
+func (a *Adapter) Present(ctx context.Context, workspace, userID, _ string) (bool, error) {
+	if workspace == "" {
+		return true, nil
+	}
+	_, err := a.do(ctx, "get member", http.MethodGet, discordgo.EndpointGuildMember(workspace, userID), discordgo.EndpointGuildMember(workspace, ""), nil)
+	switch {
+	case apiCode(err) == codeUnknownMember:
+		return false, nil
+	case err != nil:
+		return true, fmt.Errorf("check discord member %s: %w", userID, err)
+	}
+	return true, nil
+}
+
 // UserName implements bot.Adapter: the member's server nickname, else the
 // user's display name, else the username.
 func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (string, error) {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -192,7 +193,10 @@ type Adapter struct {
 	life *lifecycle.Group
 }
 
-var _ bot.Adapter = (*Adapter)(nil)
+var (
+	_ bot.Adapter  = (*Adapter)(nil)
+	_ bot.Presence = (*Adapter)(nil)
+)
 
 // New validates cfg and builds the adapter. It makes no network call: Start
 // checks the token and connects.
@@ -540,6 +544,49 @@ func (a *Adapter) OpenForm(ctx context.Context, trigger string, f bot.Form) erro
 		return fmt.Errorf("open form %q: %w", f.ID, a.failed(at.team, "views.open", err))
 	}
 	return nil
+}
+
+// Present implements bot.Presence: users.info says whether the account is
+// still active (deleted: deactivated or removed), and, given a channel,
+// conversations.members whether the user is still in it (pages of 1000, at
+// most 20; a channel larger than that counts them as in it).
+func (a *Adapter) Present(ctx context.Context, workspace, userID, channel string) (bool, error) {
+	api, err := a.client(ctx, workspace)
+	if err != nil {
+		return true, fmt.Errorf("check user %q: %w", userID, err)
+	}
+	ctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	u, err := api.GetUserInfoContext(ctx, userID)
+	a.metrics.call("users.info", err)
+	if err != nil {
+		if slackCode(err) == "user_not_found" {
+			return false, nil
+		}
+		return true, fmt.Errorf("check user %q: %w", userID, a.failed(workspace, "users.info", err))
+	}
+	if u.Deleted {
+		return false, nil
+	}
+	if channel == "" {
+		return true, nil
+	}
+	cursor := ""
+	for range 20 {
+		ids, next, err := api.GetUsersInConversationContext(ctx, &slack.GetUsersInConversationParameters{ChannelID: channel, Cursor: cursor, Limit: 1000})
+		a.metrics.call("conversations.members", err)
+		if err != nil {
+			return true, fmt.Errorf("check user %q in channel %s: %w", userID, channel, a.failed(workspace, "conversations.members", err))
+		}
+		if slices.Contains(ids, userID) {
+			return true, nil
+		}
+		if next == "" {
+			return false, nil
+		}
+		cursor = next
+	}
+	return true, nil
 }
 
 // UserName returns a user's display name (users.info), cached for UserCacheTTL.

@@ -32,6 +32,15 @@ import (
 
 // Lifetimes.
 const (
+	// PresenceEvery is how often a session's person is looked up in chat
+	// (WebPresent): someone deactivated, or a member who left the org's
+	// channel, loses the tracker within this time rather than at the
+	// session's end.
+	PresenceEvery = 5 * time.Minute
+	// presenceWait bounds one look-up; presenceRetry is when a failed one
+	// is tried again (the session goes on meanwhile).
+	presenceWait  = 2 * time.Second
+	presenceRetry = time.Minute
 	// SignInLinkTTL is how long a sign-in link works (once).
 	SignInLinkTTL = 10 * time.Minute
 	// SessionTTL is how long a session lasts from sign-in.
@@ -53,6 +62,10 @@ const csrfField = "csrf"
 type Directory interface {
 	WebAccess(u bot.User, channel string) bot.WebUser
 	WebOrgs() []bot.WebOrg
+	// WebPresent reports whether u is still in chat: an active account
+	// and, given a channel, still in it (true when the platform cannot
+	// tell).
+	WebPresent(ctx context.Context, u bot.User, channel string) (bool, error)
 }
 
 var _ Directory = (*bot.Bot)(nil)
@@ -285,7 +298,59 @@ func (h *Handler) session(r *http.Request) (*session, error) {
 			"platform", platform, "user", p.user.ID)
 		return nil, errNoAccess
 	}
+	channel := ""
+	if org != "" {
+		channel = p.channel // a member: still in the org's channel
+	}
+	if !h.present(ctx, hash, p.user, channel) {
+		if err := h.endSession(ctx, hash, "left chat"); err != nil {
+			return nil, err
+		}
+		h.m.ended.WithLabelValues("left_chat").Inc()
+		h.log.InfoContext(ctx, "ended a web session: its person is no longer in chat (deactivated, or left the org's channel)",
+			"platform", platform, "user", p.user.ID)
+		return nil, errNoAccess
+	}
 	return &session{idHash: hash, csrf: csrfToken(h.cfg.Key, c.Value), user: p.user, roles: now, org: org, orgName: orgName, expires: exp}, nil
+}
+
+// present reports whether u is still in chat (and in channel, when given),
+// asking the Directory at most every PresenceEvery per session. A failed
+// look-up keeps the session and is tried again after presenceRetry.
+func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel string) bool {
+	d := h.directory()
+	if d == nil {
+		return true
+	}
+	key, now := string(hash), h.cfg.Now()
+	h.presMu.Lock()
+	next, ok := h.presNext[key]
+	h.presMu.Unlock()
+	if ok && now.Before(next) {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, presenceWait)
+	here, err := d.WebPresent(pctx, u, channel)
+	cancel()
+	h.presMu.Lock()
+	defer h.presMu.Unlock()
+	for k, t := range h.presNext { // forget sessions long gone
+		if now.Sub(t) > SessionTTL {
+			delete(h.presNext, k)
+		}
+	}
+	switch {
+	case err != nil:
+		h.log.WarnContext(ctx, "could not check that a web session's person is still in chat; the session goes on",
+			"platform", u.Platform, "user", u.ID, "err", err)
+		h.presNext[key] = now.Add(presenceRetry)
+		return true
+	case !here:
+		delete(h.presNext, key)
+		return false
+	}
+	h.presNext[key] = now.Add(PresenceEvery)
+	return true
 }
 
 // endSession ends a session server-side.

@@ -61,6 +61,9 @@ func (d *swapDirectory) WebAccess(u bot.User, channel string) bot.WebUser {
 	return d.b.Load().WebAccess(u, channel)
 }
 func (d *swapDirectory) WebOrgs() []bot.WebOrg { return d.b.Load().WebOrgs() }
+func (d *swapDirectory) WebPresent(ctx context.Context, u bot.User, channel string) (bool, error) {
+	return d.b.Load().WebPresent(ctx, u, channel)
+}
 
 // tracker is the case tracker on a real database behind the real HTTP
 // server, with the real bot answering "/experts web" (its chat side a
@@ -72,9 +75,11 @@ type tracker struct {
 	h     *web.Handler
 	bot   *bot.Bot
 	dir   *swapDirectory
-	base  string
-	reg   *prometheus.Registry
-	keys  atomic.Int64
+	// slackOf is each bot's recording Slack side (newBot).
+	slackOf map[*bot.Bot]*bottest.Adapter
+	base    string
+	reg     *prometheus.Registry
+	keys    atomic.Int64
 
 	// The seeded cases (seed): a Contoso file case with a conversation, an
 	// internal note and a sample; a Contoso case whose question is markup;
@@ -126,7 +131,7 @@ func setupTracker(t *testing.T, base func(addr string) string) *tracker {
 		require.NoError(t, srv.Shutdown(ctx))
 		require.NoError(t, <-done)
 	})
-	f := &tracker{svc: svc, pool: pool, clock: clock, h: h, base: addr, reg: reg, dir: &swapDirectory{}}
+	f := &tracker{svc: svc, pool: pool, clock: clock, h: h, base: addr, reg: reg, dir: &swapDirectory{}, slackOf: map[*bot.Bot]*bottest.Adapter{}}
 	f.bot = f.newBot(t, trackerBotConfig())
 	f.dir.b.Store(f.bot)
 	h.SetDirectory(f.dir)
@@ -150,6 +155,7 @@ func (f *tracker) newBot(t *testing.T, cfg bot.Config) *bot.Bot {
 	discord := bottest.New(bot.Discord, fabGuild)
 	discord.SetName(fabAnalyst, "Fab Analyst")
 	require.NoError(t, b.Register(discord))
+	f.slackOf[b] = slack
 	return b
 }
 

@@ -408,6 +408,42 @@ func TestTrackerAccessFollowsTheConfig(t *testing.T) {
 	require.Contains(t, page, "member · Contoso", "expert role dropped with the config")
 }
 
+// TestTrackerEndsWhenThePersonLeavesChat: a member who left the org's
+// channel, and an expert whose Slack account was deactivated, still in the
+// config, lose the tracker within PresenceEvery (they kept it until the
+// session's end, 12 h); someone still in chat keeps it.
+func TestTrackerEndsWhenThePersonLeavesChat(t *testing.T) {
+	t.Parallel()
+	f := setupTracker(t, nil)
+	mem := f.signedIn(t, bot.Slack, analyst, contosoSOC)
+	ex := f.signedIn(t, bot.Slack, expertID, deskChannel)
+	mgr := f.signedIn(t, bot.Slack, managerID, deskChannel)
+	for _, c := range []*http.Client{mem, ex, mgr} {
+		resp, _ := fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	chat := f.slackOf[f.bot]
+	chat.Leave(contosoSOC, analyst)
+	chat.Deactivate(expertID)
+	chat.Leave(contosoSOC, managerID) // a manager's access is not a channel's
+
+	// Looked up at most every PresenceEvery.
+	resp, _ := fetch(t, mem, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	f.clock.Advance(web.PresenceEvery)
+	for _, c := range []*http.Client{mem, ex} {
+		resp, page := fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		require.Contains(t, page, "You no longer have access")
+	}
+	resp, _ = fetch(t, mgr, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the manager is still in chat")
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM web_sessions WHERE end_reason = 'left chat'`).Scan(&n))
+	require.Equal(t, 2, n)
+	require.Equal(t, 2.0, f.counter(t, "threatdesk_web_sessions_ended_total", "left_chat"))
+}
+
 // TestTrackerBehindAPrefix: with THREATDESK_PUBLIC_URL on https under a
 // path, links, redirects and the cookie's path carry the prefix, and the
 // cookie is Secure.

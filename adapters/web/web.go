@@ -102,6 +102,11 @@ type Handler struct {
 
 	dirMu sync.RWMutex
 	dir   Directory
+
+	// presNext is when each session's person is next looked up in chat
+	// (by the session id's hash).
+	presMu   sync.Mutex
+	presNext map[string]time.Time
 }
 
 type metrics struct {
@@ -133,7 +138,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux(), presNext: map[string]time.Time{}}
 	h.m = metrics{
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "sample_uploads_total",
@@ -149,7 +154,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 		}, []string{"outcome"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "sessions_ended_total",
-			Help: "Case tracker sessions ended before they expired, by reason (signed_out, access_removed).",
+			Help: "Case tracker sessions ended before they expired, by reason (signed_out, access_removed, left_chat).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {

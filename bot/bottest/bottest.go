@@ -79,6 +79,9 @@ type Adapter struct {
 	fetchFailures []error
 	// unreachable are users OpenDirect refuses (direct.go).
 	unreachable map[string]bool
+	// gone are users deactivated, and left the channels users left
+	// ("channel/user"), for Present.
+	gone, left map[string]bool
 }
 
 var (
@@ -87,11 +90,13 @@ var (
 	_ bot.FileFetcher     = (*Adapter)(nil)
 	_ bot.DirectMessenger = (*Adapter)(nil)
 	_ bot.Permalinker     = (*Adapter)(nil)
+	_ bot.Presence        = (*Adapter)(nil)
 )
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}, unreachable: map[string]bool{}}
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}, unreachable: map[string]bool{},
+		gone: map[string]bool{}, left: map[string]bool{}}
 }
 
 // AddFile makes FetchFile serve body for a file whose URL is url.
@@ -544,4 +549,26 @@ func Plain(m bot.Message) string {
 	}
 	add(m.Footer)
 	return s
+}
+
+// Deactivate makes Present say userID's account is no longer active.
+func (a *Adapter) Deactivate(userID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gone[userID] = true
+}
+
+// Leave makes Present say userID is no longer in channel.
+func (a *Adapter) Leave(channel, userID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.left[channel+"/"+userID] = true
+}
+
+// Present implements bot.Presence: everyone is present until Deactivate
+// or Leave says otherwise.
+func (a *Adapter) Present(_ context.Context, _, userID, channel string) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.gone[userID] && (channel == "" || !a.left[channel+"/"+userID]), nil
 }

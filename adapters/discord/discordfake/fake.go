@@ -134,6 +134,7 @@ type Server struct {
 	violations   []string
 	pings        []string
 	users        map[string]User
+	removed      map[string]bool // RemoveMember
 	channels     map[string]Channel
 	messages     map[string]*Message
 	order        []string
@@ -246,6 +247,17 @@ func (s *Server) AddUser(u User) {
 	s.mu.Lock()
 	s.users[u.ID] = u
 	s.mu.Unlock()
+}
+
+// RemoveMember takes user out of every guild, as when they leave it or are
+// kicked: member lookups answer 10007 Unknown Member.
+func (s *Server) RemoveMember(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed == nil {
+		s.removed = map[string]bool{}
+	}
+	s.removed[user] = true
 }
 
 // AddChannel makes a channel known.
@@ -498,6 +510,9 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, _ []byte) {
 func (s *Server) getMember(w http.ResponseWriter, r *http.Request, _ []byte) {
 	s.mu.Lock()
 	u, ok := s.users[r.PathValue("user")]
+	if s.removed[r.PathValue("user")] {
+		ok = false
+	}
 	s.mu.Unlock()
 	if !ok {
 		writeErr(w, 404, 10007, "Unknown Member")

@@ -60,6 +60,9 @@ type Channel struct {
 	// Team is the workspace the channel is in (default: the primary team,
 	// Options.TeamID). Only that team's token sees it (teams.go).
 	Team string
+	// Members are who is in it (conversations.members); nil: every user of
+	// its team. Leave takes someone out.
+	Members []string
 }
 
 // User is a workspace member.
@@ -206,7 +209,8 @@ type Server struct {
 	calls     []Call
 	channels  map[string]Channel
 	users     map[string]User
-	messages  []*Message // in order, all channels
+	left      map[string]bool // "channel/user": Leave
+	messages  []*Message      // in order, all channels
 	responses []Response
 	// respURLs are the response URLs handed out: when, and how often used.
 	respURLs   map[string]*responseURL
@@ -722,6 +726,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.replies(req)
 	case "conversations.info":
 		res = s.conversationInfo(req)
+	case "conversations.members":
+		res = s.conversationMembers(req)
 	case "conversations.open":
 		res = s.conversationsOpen(req)
 	case "files.getUploadURLExternal":
@@ -984,7 +990,7 @@ func (s *Server) usersInfo(req apiRequest) map[string]any {
 		return errResp("user_not_found")
 	}
 	return map[string]any{"ok": true, "user": map[string]any{
-		"id": u.ID, "team_id": or(u.Team, s.o.TeamID), "name": u.Name, "real_name": u.RealName,
+		"id": u.ID, "team_id": or(u.Team, s.o.TeamID), "name": u.Name, "real_name": u.RealName, "deleted": u.Deactivated,
 		"profile": map[string]any{"display_name": u.DisplayName, "real_name": u.RealName},
 	}}
 }
@@ -1150,6 +1156,66 @@ func (s *Server) conversationInfo(req apiRequest) map[string]any {
 		return errResp("channel_not_found")
 	}
 	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "name": c.Name, "is_private": c.Private, "is_member": !c.NotMember}}
+}
+
+// conversationMembers answers conversations.members: the channel's member
+// ids in pages of limit (default 100, at most 1000) with a next_cursor
+// while more remain (https://docs.slack.dev/reference/methods/conversations.members).
+func (s *Server) conversationMembers(req apiRequest) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[req.get("channel")]
+	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) {
+		return errResp("channel_not_found")
+	}
+	members := c.Members
+	if members == nil {
+		for id, u := range s.users {
+			if or(u.Team, s.o.TeamID) == s.teamOf(c.ID) {
+				members = append(members, id)
+			}
+		}
+		sort.Strings(members)
+	}
+	var in []string
+	for _, id := range members {
+		if !s.left[c.ID+"/"+id] {
+			in = append(in, id)
+		}
+	}
+	limit, _ := strconv.Atoi(req.get("limit"))
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	from, _ := strconv.Atoi(req.get("cursor"))
+	from = min(max(from, 0), len(in))
+	to := min(from+limit, len(in))
+	next := ""
+	if to < len(in) {
+		next = strconv.Itoa(to)
+	}
+	return map[string]any{"ok": true, "members": append([]string{}, in[from:to]...),
+		"response_metadata": map[string]any{"next_cursor": next}}
+}
+
+// Leave takes user out of channel, as when they leave it or are removed.
+func (s *Server) Leave(channel, user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left == nil {
+		s.left = map[string]bool{}
+	}
+	s.left[channel+"/"+user] = true
+}
+
+// Deactivate deactivates user's account: users.info then says deleted.
+func (s *Server) Deactivate(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[user]
+	u.Deactivated = true
+	s.users[user] = u
 }
 
 func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
