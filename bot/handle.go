@@ -316,7 +316,14 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		}
 		return textMessage(cv.Ref + " is now " + strings.ToLower(cv.Status.label()) + "."), nil
 	case vNote:
-		err := b.cases.AddMessage(ctx, CaseMessage{Ref: r.ref, Side: SideExpert, Role: RoleExpert, Author: b.named(ctx, w.user), Text: r.text, Internal: true})
+		m := CaseMessage{Ref: r.ref, Side: SideExpert, Role: RoleExpert, Author: b.named(ctx, w.user), Text: r.text, Internal: true}
+		if c.Key != "" {
+			// Keyed on the command's delivery: worked again after a crash
+			// between storing it and settling the command, it is not
+			// stored twice.
+			m.Chat = Ref{Platform: c.User.Platform, Workspace: c.User.Workspace, Channel: c.Channel, Message: "command:" + c.Key}
+		}
+		err := b.cases.AddMessage(ctx, m)
 		if err != nil {
 			return Message{}, err
 		}

@@ -369,3 +369,29 @@ func TestCommandRightAfterTheServerDroppedTheConnections(t *testing.T) {
 		require.Contains(t, plain(got.Message), "Opened EOD-")
 	}
 }
+
+// TestNoteWorkedAgainIsStoredOnce: a process that dies after storing an
+// internal note and before marking its command done leaves the command to
+// be worked again; the note is stored once. (It was stored twice.)
+func TestNoteWorkedAgainIsStoredOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	ref, _, _ := f.openCase(t, `ask "is this beacon normal?"`)
+	_, m := f.run(t, Slack, expert1, deskChannel, "note "+ref+" check the proxy logs first")
+	require.Contains(t, plain(m), "Internal note added to "+ref)
+	notes := func() int {
+		var n int
+		require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM case_messages WHERE internal AND body = 'check the proxy logs first'`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 1, notes())
+
+	// As after a crash between the note's commit and the row's settling.
+	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
+WHERE kind = 'command' AND payload->'command'->>'Name' = 'note'`)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	require.Equal(t, 1, notes(), "stored once")
+}
