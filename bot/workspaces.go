@@ -56,6 +56,9 @@ type Installed struct {
 	Active      bool
 	InactiveAt  time.Time
 	InactiveWhy string
+	// Own marks the provider's own workspace, SLACK_BOT_TOKEN's: it needs
+	// no install (only Workspace is set).
+	Own bool
 }
 
 // InstallLink is an install link: its URL, when it stops working, and a
@@ -291,10 +294,18 @@ func (b *Bot) workspacesCommand(ctx context.Context) (Message, error) {
 	if b.cfg.Desk.Slack != nil {
 		desk = b.cfg.Desk.Slack.Team
 	}
+	for _, w := range list {
+		if w.Own {
+			desk = cmp.Or(desk, w.Workspace)
+		}
+	}
 	active := map[string]Installed{}
 	var on, off Section
 	on.Title, off.Title = "Installed", "Removed"
 	for _, w := range list {
+		if w.Own {
+			continue
+		}
 		name := cmp.Or(w.WorkspaceName, w.Workspace)
 		org := b.orgName(w.Org) + " (" + w.Org + ")"
 		if w.Active {
@@ -322,7 +333,7 @@ func (b *Bot) workspacesCommand(ctx context.Context) (Message, error) {
 	}
 	m := Message{Title: "Slack workspaces", Fallback: fmt.Sprintf("Slack workspaces: %d installed, %d removed, %d not installed yet", len(on.Lines), len(off.Lines), len(todo.Lines))}
 	if desk != "" {
-		m.Text = []Line{{T("The desk's own workspace " + desk + " uses SLACK_BOT_TOKEN and needs no install.")}}
+		m.Text = []Line{{T("The provider's own workspace " + desk + " uses SLACK_BOT_TOKEN and needs no install.")}}
 	}
 	for _, sec := range []Section{on, off, todo} {
 		if len(sec.Lines) > 0 {

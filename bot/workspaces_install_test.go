@@ -72,7 +72,7 @@ func TestWorkspacesCommand(t *testing.T) {
 	_, m = f.run(t, Slack, admin, deskChannel, "workspaces")
 	got := plain(m)
 	require.Equal(t, "Slack workspaces", m.Title)
-	require.Contains(t, got, "The desk's own workspace "+slackTeam+" uses SLACK_BOT_TOKEN")
+	require.Contains(t, got, "The provider's own workspace "+slackTeam+" uses SLACK_BOT_TOKEN")
 	require.Contains(t, got, "Tailspin <!channel> (T0TAILSPIN) · Tailspin (tailspin) · since")
 	require.Contains(t, got, "approved by Slack user U0TSADMIN")
 	require.Contains(t, got, "Old Fabrikam (T0OLD) · Fabrikam (fabrikam) · the app was removed")
@@ -92,4 +92,22 @@ func TestWorkspacesCommand(t *testing.T) {
 	_, m = f.run(t, Slack, expert1, deskChannel, "workspaces")
 	require.NotEqual(t, "Slack workspaces", m.Title)
 	require.Contains(t, plain(m), "You may not list the Slack workspaces that added threatdesk here: that needs the role admin")
+}
+
+// TestWorkspacesWithoutADeskTeam: with the desk on Discord (no
+// desk.slack.team), the orgs in the Slack token's own workspace are not
+// listed as still to install: the adapter names that workspace.
+func TestWorkspacesWithoutADeskTeam(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) {
+		c.Desk = Desk{Discord: &DiscordDesk{Guild: fabGuild, Channel: "1300000000000000077"}}
+		c.Experts.Discord = append(c.Experts.Discord, "1300000000000000066")
+		c.Admins = UserIDs{Discord: []string{"1300000000000000066"}}
+	})
+	f.bot.UseInstaller(&listingInstaller{list: []Installed{{Workspace: slackTeam, Own: true}}})
+	_, m := f.run(t, Discord, "1300000000000000066", "1300000000000000077", "workspaces")
+	got := plain(m)
+	require.Contains(t, got, "The provider's own workspace "+slackTeam+" uses SLACK_BOT_TOKEN")
+	require.NotContains(t, got, "install-link contoso", "Contoso is in the token's own workspace")
+	require.NotContains(t, got, "Installed", "the own workspace is not an install")
 }

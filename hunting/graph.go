@@ -69,9 +69,11 @@ func (s *Service) PullGraph(ctx context.Context) (int, error) {
 	for i, t := range g.Tenants {
 		tenants[i] = t.TenantID
 	}
-	// Held alerts of a tenant no longer pulled are not fetched again.
-	if _, err := s.pool.Exec(ctx, `DELETE FROM hunting_graph_held WHERE tenant <> ALL($1)`, tenants); err != nil {
-		errs = append(errs, fmt.Errorf("hunting: graph pull: forget the held alerts of tenants no longer pulled: %w", err))
+	// Held alerts of a tenant no longer pulled are given up once past the
+	// hold time (not before: a replica still on an older config may be
+	// the one pulling).
+	if err := s.forgetHeld(ctx, tenants, g.HoldFor); err != nil {
+		errs = append(errs, fmt.Errorf("hunting: graph pull: %w", err))
 	}
 	for _, t := range g.Tenants {
 		n, err := s.pullTenant(ctx, g, t)
@@ -160,11 +162,39 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 	return total + n, err
 }
 
+// forgetHeld gives up the held alerts of tenants not in tenants that were
+// first rejected longer than holdFor ago, logged and counted like any other.
+func (s *Service) forgetHeld(ctx context.Context, tenants []string, holdFor time.Duration) error {
+	rows, err := s.pool.Query(ctx, `
+DELETE FROM hunting_graph_held WHERE tenant <> ALL($1) AND first_rejected_at < $2
+RETURNING tenant, id, tries`, tenants, s.cfg.Now().UTC().Add(-holdFor))
+	if err != nil {
+		return fmt.Errorf("forget the held alerts of tenants no longer pulled: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tenant, id string
+		var tries int
+		if err := rows.Scan(&tenant, &id, &tries); err != nil {
+			return fmt.Errorf("forget the held alerts of tenants no longer pulled: %w", err)
+		}
+		s.log.ErrorContext(ctx, "graph pull: a rejected alert of a tenant no longer pulled was never accepted; given up",
+			"tenant", tenant, "id", id, "tries", tries)
+		s.m.graphHeld.WithLabelValues(heldGivenUp).Inc()
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("forget the held alerts of tenants no longer pulled: %w", err)
+	}
+	return nil
+}
+
 // heldAlert is a rejected pulled alert, held for another try.
 type heldAlert struct {
 	id         string
 	lastUpdate *time.Time
 	reason     string
+	// fetchFailed: fetching it again failed; its rejection's reason stays.
+	fetchFailed bool
 }
 
 // settlePage records what a page taught in one transaction: its rejected
@@ -258,6 +288,17 @@ const (
 	heldGivenUp  = "given_up"
 )
 
+// graphStatusError is Graph answering a request with an error status
+// (other than 401, 404, 429 and 503, which have their own handling).
+type graphStatusError struct {
+	Status int
+	Body   string
+}
+
+func (e *graphStatusError) Error() string {
+	return fmt.Sprintf("GET security/alerts_v2: HTTP %d: %s", e.Status, e.Body)
+}
+
 // errGraphNotFound is Graph's 404: the alert asked for by id is gone.
 var errGraphNotFound = errors.New("not found")
 
@@ -300,6 +341,7 @@ ORDER BY last_tried_at, id LIMIT $2`,
 	var ids []string
 	var failed []heldAlert
 	var stop error
+	inARow := 0 // fetches that failed one after another
 	for _, h := range hs {
 		if now.Sub(h.first) > g.HoldFor {
 			s.log.ErrorContext(ctx, "graph pull: a rejected alert was never accepted; given up",
@@ -311,7 +353,7 @@ ORDER BY last_tried_at, id LIMIT $2`,
 		}
 		var raw json.RawMessage
 		err := s.graphGet(ctx, g, t, g.BaseURL+"security/alerts_v2/"+url.PathEscape(h.id), &raw)
-		var throttled *ThrottledError
+		var status *graphStatusError
 		switch {
 		case errors.Is(err, errGraphNotFound):
 			s.log.InfoContext(ctx, "graph pull: a held alert is gone from Graph; no longer held", "tenant", t.TenantID, "id", h.id)
@@ -319,16 +361,22 @@ ORDER BY last_tried_at, id LIMIT $2`,
 				return 0, err
 			}
 			continue
-		case errors.As(err, &throttled) || ctx.Err() != nil:
-			stop = fmt.Errorf("fetch held alert %s: %w", h.id, err)
-		case err != nil:
+		case err != nil && errors.As(err, &status) && ctx.Err() == nil && inARow < 2:
+			// Graph answered about this alert (400, 403, a 5xx): its
+			// try; the others go on, unless Graph keeps failing.
+			inARow++
 			s.log.WarnContext(ctx, "graph pull: could not fetch a held alert; tried again later", "tenant", t.TenantID, "id", h.id, "err", err)
-			failed = append(failed, heldAlert{id: h.id, reason: "fetch failed: " + err.Error()})
+			failed = append(failed, heldAlert{id: h.id, fetchFailed: true})
 			continue
+		case err != nil:
+			// Throttled, refused token, no answer, or three failures in a
+			// row: Graph is not answering, so the round stops here.
+			stop = fmt.Errorf("fetch held alert %s: %w", h.id, err)
 		}
 		if stop != nil {
 			break
 		}
+		inARow = 0
 		raws, ids = append(raws, raw), append(ids, h.id)
 	}
 	n := 0
@@ -362,7 +410,7 @@ func (s *Service) settleHeld(ctx context.Context, tenant string, taken []string,
 	now := s.cfg.Now().UTC()
 	ids, reasons := make([]string, len(held)), make([]string, len(held))
 	for i, h := range held {
-		ids[i], reasons[i] = h.id, clip(h.reason, 500)
+		ids[i], reasons[i] = h.id, clip(h.reason, 500) // "": a failed fetch keeps the rejection's reason
 	}
 	b := &pgx.Batch{}
 	b.Queue(`DELETE FROM hunting_graph_held WHERE tenant = $1 AND id = ANY($2)`, tenant, taken).Exec(func(tag pgconn.CommandTag) error {
@@ -370,7 +418,7 @@ func (s *Service) settleHeld(ctx context.Context, tenant string, taken []string,
 		return nil
 	})
 	b.Queue(`
-UPDATE hunting_graph_held h SET reason = x.reason, last_tried_at = $4, tries = h.tries + 1
+UPDATE hunting_graph_held h SET reason = coalesce(nullif(x.reason, ''), h.reason), last_tried_at = $4, tries = h.tries + 1
 FROM unnest($2::text[], $3::text[]) AS x(id, reason) WHERE h.tenant = $1 AND h.id = x.id`, tenant, ids, reasons, now)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("settle held alerts: %w", err)
@@ -419,7 +467,7 @@ func (s *Service) graphGet(ctx context.Context, g *GraphConfig, t GraphTenant, u
 		return fmt.Errorf("GET security/alerts_v2: HTTP 404: %w", errGraphNotFound)
 	case resp.StatusCode/100 != 2:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET security/alerts_v2: HTTP %d: %s", resp.StatusCode, clip(string(b), 300))
+		return &graphStatusError{Status: resp.StatusCode, Body: clip(string(b), 300)}
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes)).Decode(into); err != nil {
 		return fmt.Errorf("decode alerts_v2 page: %w", err)

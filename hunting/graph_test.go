@@ -295,5 +295,28 @@ func TestHeldAlertThatFailsBlocksNoOther(t *testing.T) {
 	require.ElementsMatch(t, []string{"ga", "gb"}, fake.Gets())
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gb'`))
 	require.Equal(t, 2, f.count(t, `SELECT tries FROM hunting_graph_held WHERE id = 'ga'`), "the failed fetch counts as a try")
+	var reason string
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT reason FROM hunting_graph_held WHERE id = 'ga'`).Scan(&reason))
+	require.NotEmpty(t, reason)
+	require.Contains(t, reason, "is not the tenant", "the rejection's reason stays")
 	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gb'`))
+}
+
+// TestHeldAlertsOfARemovedTenant: held alerts of a tenant no longer pulled
+// are kept for the hold time (a replica on the older config may still pull
+// it), then given up, counted and logged like any other.
+func TestHeldAlertsOfARemovedTenant(t *testing.T) {
+	t.Parallel()
+	f, _ := graphSetup(t)
+	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_graph_held (tenant, id, reason, first_rejected_at, last_tried_at)
+VALUES ('0f0f0f0f-0000-4000-8000-000000000000', 'gz', 'unknown tenant', $1, $1)`, f.clock.Now())
+	require.NoError(t, err)
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gz'`), "kept within the hold time")
+	f.clock.Advance(7*24*time.Hour + time.Minute)
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gz'`))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldGivenUp)))
 }

@@ -26,6 +26,7 @@ var ErrFormNeedsAck = errors.New("discord opens forms only as the answer to an i
 const (
 	codeUnknownChannel     = 10003
 	codeUnknownMember      = 10007
+	codeUnknownUser        = 10013
 	codeUnknownMessage     = 10008
 	codeUnknownWebhook     = 10015
 	codeUnknownInteraction = 10062

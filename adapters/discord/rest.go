@@ -277,7 +277,7 @@ const nameTTL = 10 * time.Minute
 
 // Present implements bot.Presence: a user is present while a member of
 // the guild (GET /guilds/{guild}/members/{user}; 10007 Unknown Member when
-// they left or were removed). Discord channels have no member list, only
+// they left or were removed, 10013 Unknown User when the account is gone). Discord channels have no member list, only
 // permissions, so a channel is not checked: who may read it is the guild's
 // roles' business.
 func (a *Adapter) Present(ctx context.Context, workspace, userID, _ string) (bool, error) {
@@ -286,7 +286,7 @@ func (a *Adapter) Present(ctx context.Context, workspace, userID, _ string) (boo
 	}
 	_, err := a.do(ctx, "get member", http.MethodGet, discordgo.EndpointGuildMember(workspace, userID), discordgo.EndpointGuildMember(workspace, ""), nil)
 	switch {
-	case apiCode(err) == codeUnknownMember:
+	case apiCode(err) == codeUnknownMember || apiCode(err) == codeUnknownUser:
 		return false, nil
 	case err != nil:
 		return true, fmt.Errorf("check discord member %s: %w", userID, err)

@@ -549,7 +549,8 @@ func (a *Adapter) OpenForm(ctx context.Context, trigger string, f bot.Form) erro
 // Present implements bot.Presence: users.info says whether the account is
 // still active (deleted: deactivated or removed), and, given a channel,
 // conversations.members whether the user is still in it (pages of 1000, at
-// most 20; a channel larger than that counts them as in it).
+// most 5 inside the look-up's time; a channel larger than that counts them
+// as in it).
 func (a *Adapter) Present(ctx context.Context, workspace, userID, channel string) (bool, error) {
 	api, err := a.client(ctx, workspace)
 	if err != nil {
@@ -572,7 +573,7 @@ func (a *Adapter) Present(ctx context.Context, workspace, userID, channel string
 		return true, nil
 	}
 	cursor := ""
-	for range 20 {
+	for range 5 {
 		ids, next, err := api.GetUsersInConversationContext(ctx, &slack.GetUsersInConversationParameters{ChannelID: channel, Cursor: cursor, Limit: 1000})
 		a.metrics.call("conversations.members", err)
 		if err != nil {

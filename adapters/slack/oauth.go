@@ -119,10 +119,13 @@ func (a *Adapter) Installed(ctx context.Context) ([]bot.Installed, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]bot.Installed, len(list))
-	for i, in := range list {
-		out[i] = bot.Installed{Workspace: in.Team, WorkspaceName: in.TeamName, Org: in.Org, InstalledBy: in.InstalledBy,
-			InstalledAt: in.InstalledAt, Active: in.Active, InactiveAt: in.InactiveAt, InactiveWhy: in.InactiveWhy}
+	out := make([]bot.Installed, 0, len(list)+1)
+	if own := a.ownTeam(ctx); own != "" {
+		out = append(out, bot.Installed{Workspace: own, Own: true})
+	}
+	for _, in := range list {
+		out = append(out, bot.Installed{Workspace: in.Team, WorkspaceName: in.TeamName, Org: in.Org, InstalledBy: in.InstalledBy,
+			InstalledAt: in.InstalledAt, Active: in.Active, InactiveAt: in.InactiveAt, InactiveWhy: in.InactiveWhy})
 	}
 	return out, nil
 }

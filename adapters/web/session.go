@@ -255,6 +255,7 @@ func csrfToken(key *secrets.Key, sid string) string {
 var (
 	errSignedOut = errors.New("not signed in")
 	errNoAccess  = errors.New("no access any more")
+	errLeftChat  = fmt.Errorf("%w: no longer in chat", errNoAccess)
 )
 
 // session reads the request's session: errSignedOut without a live one,
@@ -299,8 +300,8 @@ func (h *Handler) session(r *http.Request) (*session, error) {
 		return nil, errNoAccess
 	}
 	channel := ""
-	if org != "" {
-		channel = p.channel // a member: still in the org's channel
+	if org != "" && !slices.Contains(now, bot.RoleExpert) && !slices.Contains(now, bot.RoleManager) {
+		channel = p.channel // only a member: still in the org's channel
 	}
 	if !h.present(ctx, hash, p.user, channel) {
 		if err := h.endSession(ctx, hash, "left chat"); err != nil {
@@ -309,14 +310,16 @@ func (h *Handler) session(r *http.Request) (*session, error) {
 		h.m.ended.WithLabelValues("left_chat").Inc()
 		h.log.InfoContext(ctx, "ended a web session: its person is no longer in chat (deactivated, or left the org's channel)",
 			"platform", platform, "user", p.user.ID)
-		return nil, errNoAccess
+		return nil, errLeftChat
 	}
 	return &session{idHash: hash, csrf: csrfToken(h.cfg.Key, c.Value), user: p.user, roles: now, org: org, orgName: orgName, expires: exp}, nil
 }
 
 // present reports whether u is still in chat (and in channel, when given),
-// asking the Directory at most every PresenceEvery per session. A failed
-// look-up keeps the session and is tried again after presenceRetry.
+// asking the Directory at most every PresenceEvery per session; concurrent
+// requests of one session ask once. A failed look-up keeps the session: one
+// the platform refused for good (a missing scope, the bot removed) is asked
+// again after PresenceEvery, any other after presenceRetry.
 func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel string) bool {
 	d := h.directory()
 	if d == nil {
@@ -324,26 +327,34 @@ func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel 
 	}
 	key, now := string(hash), h.cfg.Now()
 	h.presMu.Lock()
-	next, ok := h.presNext[key]
-	h.presMu.Unlock()
-	if ok && now.Before(next) {
+	if next, ok := h.presNext[key]; ok && now.Before(next) {
+		h.presMu.Unlock()
 		return true
 	}
+	h.presNext[key] = now.Add(presenceRetry) // in flight: the session's other requests go on
+	if now.Sub(h.presPruned) > SessionTTL {
+		for k, t := range h.presNext { // forget sessions long gone
+			if now.Sub(t) > SessionTTL {
+				delete(h.presNext, k)
+			}
+		}
+		h.presPruned = now
+	}
+	h.presMu.Unlock()
 	pctx, cancel := context.WithTimeout(ctx, presenceWait)
 	here, err := d.WebPresent(pctx, u, channel)
 	cancel()
 	h.presMu.Lock()
 	defer h.presMu.Unlock()
-	for k, t := range h.presNext { // forget sessions long gone
-		if now.Sub(t) > SessionTTL {
-			delete(h.presNext, k)
-		}
-	}
 	switch {
 	case err != nil:
+		again := presenceRetry
+		if kind, _ := bot.Classify(err); kind == bot.Permanent {
+			again = PresenceEvery
+		}
 		h.log.WarnContext(ctx, "could not check that a web session's person is still in chat; the session goes on",
-			"platform", u.Platform, "user", u.ID, "err", err)
-		h.presNext[key] = now.Add(presenceRetry)
+			"platform", u.Platform, "user", u.ID, "retry_in", again, "err", err)
+		h.presNext[key] = now.Add(again)
 		return true
 	case !here:
 		delete(h.presNext, key)
@@ -674,6 +685,11 @@ func (h *Handler) signedIn(next func(http.ResponseWriter, *http.Request, *sessio
 		switch {
 		case errors.Is(err, errSignedOut):
 			h.say(w, r, http.StatusUnauthorized, message{Title: "Sign in to the case tracker", Lines: []string{again}})
+			return
+		case errors.Is(err, errLeftChat):
+			http.SetCookie(w, h.cookie("", time.Time{}))
+			h.say(w, r, http.StatusForbidden, message{Title: "You no longer have access to the case tracker",
+				Lines: []string{"Your chat account is no longer active, or you are no longer in the channel that gave you access, so your session was ended. Ask your threatdesk admin."}})
 			return
 		case errors.Is(err, errNoAccess):
 			http.SetCookie(w, h.cookie("", time.Time{}))

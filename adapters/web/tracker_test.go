@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -411,33 +412,51 @@ func TestTrackerAccessFollowsTheConfig(t *testing.T) {
 // TestTrackerEndsWhenThePersonLeavesChat: a member who left the org's
 // channel, and an expert whose Slack account was deactivated, still in the
 // config, lose the tracker within PresenceEvery (they kept it until the
-// session's end, 12 h); someone still in chat keeps it.
+// session's end, 12 h); a manager who signed in from that channel and left
+// it keeps it (a manager's access is not the channel's). A look-up that
+// fails keeps the session and is tried again a minute later; one session's
+// requests ask once per period.
 func TestTrackerEndsWhenThePersonLeavesChat(t *testing.T) {
 	t.Parallel()
 	f := setupTracker(t, nil)
 	mem := f.signedIn(t, bot.Slack, analyst, contosoSOC)
 	ex := f.signedIn(t, bot.Slack, expertID, deskChannel)
-	mgr := f.signedIn(t, bot.Slack, managerID, deskChannel)
+	mgr := f.signedIn(t, bot.Slack, managerID, contosoSOC)
+	chat := f.slackOf[f.bot]
 	for _, c := range []*http.Client{mem, ex, mgr} {
 		resp, _ := fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 	}
-	chat := f.slackOf[f.bot]
-	chat.Leave(contosoSOC, analyst)
-	chat.Deactivate(expertID)
-	chat.Leave(contosoSOC, managerID) // a manager's access is not a channel's
+	calls := chat.PresentCalls()
+	require.Equal(t, 3, calls, "one look-up per session")
+	for range 3 {
+		resp, _ := fetch(t, mem, http.MethodGet, f.base+web.TrackerPath, nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	require.Equal(t, calls, chat.PresentCalls(), "not again within the period")
 
-	// Looked up at most every PresenceEvery.
+	// A failed look-up keeps the session, and is tried again a minute later.
+	chat.FailPresent(errors.New("slack: no answer"))
+	f.clock.Advance(web.PresenceEvery)
 	resp, _ := fetch(t, mem, http.MethodGet, f.base+web.TrackerPath, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	chat.FailPresent(nil)
+
+	chat.Leave(contosoSOC, analyst)
+	chat.Deactivate(expertID)
+	chat.Leave(contosoSOC, managerID)
+	resp, _ = fetch(t, mem, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the failed look-up is retried after a minute, not at once")
+	f.clock.Advance(time.Minute)
+	resp, page := fetch(t, mem, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, page, "no longer in the channel that gave you access")
 	f.clock.Advance(web.PresenceEvery)
-	for _, c := range []*http.Client{mem, ex} {
-		resp, page := fetch(t, c, http.MethodGet, f.base+web.TrackerPath, nil)
-		require.Equal(t, http.StatusForbidden, resp.StatusCode)
-		require.Contains(t, page, "You no longer have access")
-	}
+	resp, page = fetch(t, ex, http.MethodGet, f.base+web.TrackerPath, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, page, "You no longer have access")
 	resp, _ = fetch(t, mgr, http.MethodGet, f.base+web.TrackerPath, nil)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "the manager is still in chat")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the manager's access is not the channel's")
 	var n int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM web_sessions WHERE end_reason = 'left chat'`).Scan(&n))
 	require.Equal(t, 2, n)

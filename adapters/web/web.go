@@ -105,8 +105,9 @@ type Handler struct {
 
 	// presNext is when each session's person is next looked up in chat
 	// (by the session id's hash).
-	presMu   sync.Mutex
-	presNext map[string]time.Time
+	presMu     sync.Mutex
+	presNext   map[string]time.Time
+	presPruned time.Time
 }
 
 type metrics struct {

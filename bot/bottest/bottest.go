@@ -81,7 +81,9 @@ type Adapter struct {
 	unreachable map[string]bool
 	// gone are users deactivated, and left the channels users left
 	// ("channel/user"), for Present.
-	gone, left map[string]bool
+	gone, left   map[string]bool
+	presentErr   error
+	presentCalls int
 }
 
 var (
@@ -565,10 +567,30 @@ func (a *Adapter) Leave(channel, userID string) {
 	a.left[channel+"/"+userID] = true
 }
 
-// Present implements bot.Presence: everyone is present until Deactivate
-// or Leave says otherwise.
-func (a *Adapter) Present(_ context.Context, _, userID, channel string) (bool, error) {
+// FailPresent makes Present fail with err (nil: answer again).
+func (a *Adapter) FailPresent(err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return !a.gone[userID] && (channel == "" || !a.left[channel+"/"+userID]), nil
+	a.presentErr = err
+}
+
+// Present implements bot.Presence: everyone is present until Deactivate
+// or Leave says otherwise (counted in PresentCalls).
+func (a *Adapter) Present(_ context.Context, _, userID, channel string) (bool, error) {
+	a.mu.Lock()
+	a.presentCalls++
+	err := a.presentErr
+	here := !a.gone[userID] && (channel == "" || !a.left[channel+"/"+userID])
+	a.mu.Unlock()
+	if err != nil {
+		return true, err
+	}
+	return here, nil
+}
+
+// PresentCalls counts the Present look-ups so far.
+func (a *Adapter) PresentCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.presentCalls
 }

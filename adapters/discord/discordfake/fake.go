@@ -513,7 +513,15 @@ func (s *Server) getMember(w http.ResponseWriter, r *http.Request, _ []byte) {
 	if s.removed[r.PathValue("user")] {
 		ok = false
 	}
+	inGuild := false
+	for _, g := range s.opts.Guilds {
+		inGuild = inGuild || g.ID == r.PathValue("guild")
+	}
 	s.mu.Unlock()
+	if !inGuild {
+		writeErr(w, 404, 10004, "Unknown Guild") // a guild the bot is not in
+		return
+	}
 	if !ok {
 		writeErr(w, 404, 10007, "Unknown Member")
 		return

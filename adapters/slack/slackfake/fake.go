@@ -1165,8 +1165,8 @@ func (s *Server) conversationMembers(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.channels[req.get("channel")]
-	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) {
-		return errResp("channel_not_found")
+	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) || (c.Private && c.NotMember) {
+		return errResp("channel_not_found") // a private channel the bot is not in is not there for it
 	}
 	members := c.Members
 	if members == nil {
