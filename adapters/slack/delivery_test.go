@@ -174,3 +174,46 @@ func TestRetryAfterCountsFromThe429(t *testing.T) {
 	t.Logf("the retry reached the fake %s after the 429 was sent", gap)
 	require.GreaterOrEqual(t, gap, time.Second+bot.RetryMargin, "the retry came %s after the 429", gap)
 }
+
+// TestDirectMessageOnceWhenTheAnswerIsLost: Slack stores an assignee's
+// direct message but its answer is lost. The retry reads the direct
+// conversation's history (im:history, which the app now asks for: without
+// it Slack answers missing_scope and the message was posted again) and
+// records the message it finds: the assignee gets it once.
+func TestDirectMessageOnceWhenTheAnswerIsLost(t *testing.T) {
+	t.Parallel()
+	const ed = "U0EXPERT2"
+	fake := slackfake.New(t, slackfake.Options{
+		Channels: []slackfake.Channel{{ID: socChannel, Name: "soc"}, {ID: deskChannel, Name: "expert-desk"}},
+		Users:    []slackfake.User{{ID: analyst, Name: "alice"}, {ID: expert, Name: "eve"}, {ID: ed, Name: "ed"}},
+		Scopes:   adapter.BotScopes, // what an install grants
+	})
+	db := pgtest.New(t)
+	cfg := deliveryConfig()
+	cfg.Experts.Slack = append(cfg.Experts.Slack, ed)
+	startProcess(t, fake, db, cfg, true)
+	_, err := fake.Command(t.Context(), slackfake.SlashCommand{Text: `ask "is this beacon normal?"`, UserID: analyst, ChannelID: socChannel})
+	require.NoError(t, err)
+	require.Eventually(t, openedDelivered(t, db), 20*time.Second, 20*time.Millisecond)
+
+	held := fake.HoldAnswer(func(m slackfake.Message) bool { return strings.HasPrefix(m.Channel, "D") }, true)
+	_, err = fake.Command(t.Context(), slackfake.SlashCommand{Text: "assign EOD-1 <@" + ed + "|ed>", UserID: expert, ChannelID: deskChannel})
+	require.NoError(t, err)
+	var dm slackfake.Message
+	select {
+	case dm = <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the direct message never reached Slack")
+	}
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`).Scan(&n))
+		return n == 0
+	}, 20*time.Second, 20*time.Millisecond)
+	var dms []string
+	for _, m := range fake.Messages(dm.Channel) {
+		dms = append(dms, m.TS)
+	}
+	require.Equal(t, []string{dm.TS}, dms, "the direct message is posted exactly once")
+	require.Contains(t, dm.Text+texts(t, dm.Blocks), "assigned you EOD-1")
+}

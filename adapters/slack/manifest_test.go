@@ -44,7 +44,7 @@ func TestManifest(t *testing.T) {
 	require.Len(t, m.Features.SlashCommands, 1)
 	require.Equal(t, "/experts", m.Features.SlashCommands[0].Command)
 	require.True(t, m.Features.SlashCommands[0].ShouldEscape, "mentions must arrive as <@U123|name>")
-	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "users:read",
+	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "im:history", "users:read",
 		"files:write", "im:write", "files:read", "channels:read", "groups:read", "pins:write"}, m.OAuth.Scopes.Bot)
 	require.ElementsMatch(t, adapter.BotScopes, m.OAuth.Scopes.Bot, "Add to Slack asks for the manifest's scopes")
 	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened", "app_uninstalled", "tokens_revoked"}, m.Settings.Events.BotEvents)

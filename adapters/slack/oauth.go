@@ -41,7 +41,7 @@ import (
 // accepts an install in that team only.
 
 // BotScopes are the bot scopes an install asks for (manifest.yaml's).
-var BotScopes = []string{"commands", "chat:write", "channels:history", "groups:history", "users:read",
+var BotScopes = []string{"commands", "chat:write", "channels:history", "groups:history", "im:history", "users:read",
 	"files:write", "im:write", "files:read", "channels:read", "groups:read", "pins:write"}
 
 // OrgDirectory says where the running config places an org (the bot).

@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,6 +101,12 @@ type Options struct {
 	TriggerTTL time.Duration
 	// OnViolation is called for every broken limit; default t.Errorf.
 	OnViolation func(msg string)
+	// Scopes, when set, are the bot scopes the app was granted: reading a
+	// conversation's history (conversations.history, conversations.replies)
+	// then needs channels:history, groups:history or im:history by the
+	// conversation's kind, and answers missing_scope without it, as Slack
+	// does. Nil grants every scope.
+	Scopes []string
 	// NoFilesRead plays an app installed without the files:read scope:
 	// file downloads redirect to the sign-in page, files.info answers
 	// missing_scope (files.go).
@@ -768,6 +775,29 @@ func (s *Server) answer(w http.ResponseWriter, req apiRequest, status int, res m
 // channelFor checks a channel exists in team (the token's; "" for the
 // primary team) and the bot is in it. Another team's channel is not found,
 // as Slack answers for a conversation the token cannot see.
+// historyScope is the scope reading c's history needs, or "" when the app
+// has it (Options.Scopes).
+func (s *Server) historyScope(c Channel) string {
+	need := "channels:history"
+	switch {
+	case c.IM:
+		need = "im:history"
+	case c.Private:
+		need = "groups:history"
+	}
+	if s.o.Scopes == nil || slices.Contains(s.o.Scopes, need) {
+		return ""
+	}
+	return need
+}
+
+// missingScope is Slack's answer to a method the app lacks a scope for.
+func (s *Server) missingScope(need string) map[string]any {
+	r := errResp("missing_scope")
+	r["needed"], r["provided"] = need, strings.Join(s.o.Scopes, ",")
+	return r
+}
+
 func (s *Server) channelFor(id, team string) (Channel, string) {
 	c, ok := s.channels[id]
 	switch {
@@ -1107,8 +1137,12 @@ func (s *Server) history(req apiRequest) map[string]any {
 	ch := req.get("channel")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch, req.team); code != "" {
+	c, code := s.channelFor(ch, req.team)
+	if code != "" {
 		return errResp(code)
+	}
+	if need := s.historyScope(c); need != "" {
+		return s.missingScope(need)
 	}
 	var msgs []*Message
 	for i := len(s.messages) - 1; i >= 0; i-- {
@@ -1128,8 +1162,12 @@ func (s *Server) replies(req apiRequest) map[string]any {
 	ch, ts := req.get("channel"), req.get("ts")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch, req.team); code != "" {
+	c, code := s.channelFor(ch, req.team)
+	if code != "" {
 		return errResp(code)
+	}
+	if need := s.historyScope(c); need != "" {
+		return s.missingScope(need)
 	}
 	parent := s.find(ch, ts)
 	if parent == nil {
