@@ -1,6 +1,8 @@
 package casework
 
 import (
+	"github.com/jackc/pgx/v5"
+
 	"context"
 	"fmt"
 	"strings"
@@ -66,22 +68,7 @@ LIMIT $4`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cases about %d subjects: %w", len(ids), err)
 	}
-	defer rows.Close()
-	var out []CaseRef
-	for rows.Next() {
-		var r CaseRef
-		var n int64
-		if err := rows.Scan(&n, &r.Org, &r.Subject.Kind, &r.Subject.ID, &r.Subject.Name, &r.Status, &r.CreatedAt, &r.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("cases about: %w", err)
-		}
-		r.Ref = FormatRef(n)
-		r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cases about: %w", err)
-	}
-	return out, nil
+	return collectCaseRefs(rows, "cases about")
 }
 
 // CaseRefs returns the cases v sees among refs ("EOD-12"), in no
@@ -107,20 +94,27 @@ FROM cases c WHERE c.number = ANY($1) AND `+viewerClause(v, &args), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %d cases: %w", len(nums), err)
 	}
+	return collectCaseRefs(rows, "read cases")
+}
+
+// collectCaseRefs reads rows of number, org, subject kind, id and name,
+// status, created_at and updated_at into CaseRefs; what names the read in
+// errors.
+func collectCaseRefs(rows pgx.Rows, what string) ([]CaseRef, error) {
 	defer rows.Close()
 	var out []CaseRef
 	for rows.Next() {
 		var r CaseRef
 		var n int64
 		if err := rows.Scan(&n, &r.Org, &r.Subject.Kind, &r.Subject.ID, &r.Subject.Name, &r.Status, &r.CreatedAt, &r.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("read cases: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		r.Ref = FormatRef(n)
 		r.CreatedAt, r.UpdatedAt = r.CreatedAt.UTC(), r.UpdatedAt.UTC()
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read cases: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
