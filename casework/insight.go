@@ -1,12 +1,12 @@
 package casework
 
 import (
-	"github.com/jackc/pgx/v5"
-
 	"context"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Expert insight (issue 19): the cases behind a sighting across customers.
