@@ -149,6 +149,7 @@ func BenchmarkIngestBatch500(b *testing.B) {
 	var sweep time.Duration
 	var expertLat []time.Duration
 	b.ResetTimer()
+	split := f.svc.stageSplit()
 	start := time.Now()
 	for i := range b.N {
 		// One alert in 500 is from the expert hunting service; its
@@ -186,6 +187,7 @@ func BenchmarkIngestBatch500(b *testing.B) {
 	b.ReportMetric(float64(p(0.50).Microseconds())/1000, "p50-ms/batch")
 	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99-ms/batch")
 	b.ReportMetric(float64(sweep.Microseconds())/1000/float64(b.N), "sweep-ms/batch")
+	split.report(b, size*b.N)
 	if len(expertLat) > 0 {
 		var sum time.Duration
 		for _, d := range expertLat {

@@ -153,6 +153,7 @@ func (s *Service) commitGroup(ctx context.Context, org string, grp []*groupReq) 
 	}
 	var events int
 	var after *cacheUpdate
+	var written time.Time
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		after = newCacheUpdate()
 		n, err := s.ingestOrg(ctx, tx, org, alerts, idx, req, out, after)
@@ -160,11 +161,13 @@ func (s *Service) commitGroup(ctx context.Context, org string, grp []*groupReq) 
 			return fmt.Errorf("hunting: ingest %d alerts of org %s (%d requests): %w", len(alerts), org, len(grp), err)
 		}
 		events = n
+		written = time.Now()
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	s.m.stages[stageCommit].Add(time.Since(written).Seconds())
 	s.cache.apply(after)
 	k := 0
 	for _, r := range grp {

@@ -102,6 +102,9 @@ type metrics struct {
 	// graphHeld counts rejected Graph alerts held for another try, by
 	// result (held, accepted, gone, given_up).
 	graphHeld *prometheus.CounterVec
+	// stages is the wall time spent in each stage of an ingest
+	// transaction (stages.go), indexed by stage.
+	stages [numStages]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -127,10 +130,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
+	stages := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+		Name: "ingest_stage_seconds_total", Help: "Wall time of ingest transactions by stage (known: the org lock and stored versions; measure: prevalence; candidates; correlate; allocate; lock_incidents; store; refresh; commit): where intake time goes."}, []string{"stage"})
+	for i, n := range stageNames {
+		m.stages[i] = stages.WithLabelValues(n)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld} {
+	for _, c := range []prometheus.Collector{stages, m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("hunting: register metrics: %w", err)
 		}

@@ -258,6 +258,7 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	sort.Strings(orgs)
 	var events int
 	var after *cacheUpdate
+	var written time.Time
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		after = newCacheUpdate()
 		for _, org := range orgs {
@@ -267,11 +268,13 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 			}
 			events += n
 		}
+		written = time.Now()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.m.stages[stageCommit].Add(time.Since(written).Seconds())
 	s.cache.apply(after)
 	took := time.Since(start)
 	s.m.batchDur.Observe(took.Seconds())
