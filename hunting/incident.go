@@ -708,16 +708,21 @@ GROUP BY org ORDER BY org`, now)
 // rescoreBatch bounds the incidents one sweep re-scores.
 const rescoreBatch = 200
 
-// rescore refreshes the score (its recency part decays) of open incidents
-// not touched for RescoreInterval, a bounded number per sweep.
-func (s *Service) rescore(ctx context.Context) error {
-	now := s.cfg.Now().UTC()
-	rows, err := s.pool.Query(ctx, `
+// staleIncidentsSQL finds, by org, up to $2 open incidents not updated
+// since $1, the longest untouched first. It reads the open incidents only
+// (hunting_incidents_open_idx), not every incident ever stored.
+const staleIncidentsSQL = `
 SELECT org, array_agg(id ORDER BY id) FROM (
     SELECT id, org FROM hunting_incidents
     WHERE status = 'open' AND updated_at < $1
     ORDER BY updated_at LIMIT $2) d
-GROUP BY org ORDER BY org`, now.Add(-s.cfg.RescoreInterval), rescoreBatch)
+GROUP BY org ORDER BY org`
+
+// rescore refreshes the score (its recency part decays) of open incidents
+// not touched for RescoreInterval, a bounded number per sweep.
+func (s *Service) rescore(ctx context.Context) error {
+	now := s.cfg.Now().UTC()
+	rows, err := s.pool.Query(ctx, staleIncidentsSQL, now.Add(-s.cfg.RescoreInterval), rescoreBatch)
 	if err != nil {
 		return fmt.Errorf("hunting: rescore: find stale incidents: %w", err)
 	}
