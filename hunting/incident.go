@@ -121,17 +121,11 @@ func scanIncident(row pgx.Row, org string) (*incState, error) {
 // re-check under lock). scored also reads the stored score, title, summary
 // and breakdown.
 func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *time.Time, scored bool) ([]*incState, error) {
-	cols := incidentCols + noScoreCols
-	if scored {
-		cols = incidentCols + scoreCols
-	}
-	q := `SELECT ` + cols + ` FROM hunting_incidents WHERE org = $1 AND id = ANY($2)`
 	args := []any{org, ids}
 	if due != nil {
-		q += ` AND status = 'open' AND next_due_at <= $3`
 		args = append(args, *due)
 	}
-	rows, err := tx.Query(ctx, q+` ORDER BY id`, args...)
+	rows, err := tx.Query(ctx, loadStatesSQL(due != nil, scored), args...)
 	if err != nil {
 		return nil, fmt.Errorf("load incidents: %w", err)
 	}
@@ -148,6 +142,27 @@ func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *ti
 		return nil, fmt.Errorf("load incidents: %w", err)
 	}
 	return out, nil
+}
+
+// loadStatesSQL reads the incidents of org $1 with the ids $2 (and, with
+// due, only the open ones due by $3): one primary-key probe per id,
+// whatever the planner's statistics say. As "org = $1 AND id = ANY($2)" it
+// could be planned, with statistics taken while the org was small, as a
+// scan of the org's entries in hunting_incidents_org_idx. The org is
+// checked outside the lateral lookup: inside, it may lead the planner to
+// an index on the org again.
+func loadStatesSQL(due, scored bool) string {
+	cols := incidentCols + noScoreCols
+	if scored {
+		cols = incidentCols + scoreCols
+	}
+	q := `SELECT ` + cols + ` FROM unnest($2::bigint[]) AS want(inc)
+CROSS JOIN LATERAL (SELECT * FROM hunting_incidents i WHERE i.id = want.inc LIMIT 1) hunting_incidents
+WHERE org = $1`
+	if due {
+		q += ` AND status = 'open' AND next_due_at <= $3`
+	}
+	return q + ` ORDER BY id`
 }
 
 func (st *incState) seeTactic(id string, t time.Time) {

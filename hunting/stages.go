@@ -609,18 +609,26 @@ func (s *Service) queueSightings(pb *pgx.Batch, org string, ws []*work, now time
 		for i, k := range dk {
 			kinds[i], values[i], devs[i], ts[i] = k.kind, k.value, k.dev, seen[k]
 		}
-		pb.Queue(`
+		pb.Queue(sightingsSQL, org, kinds, values, devs, ts)
+	}
+	return minT, maxT
+}
+
+// sightingsSQL records that entities ($2 kinds, $3 values) of org $1 were
+// seen on devices $4 at times $5.
+const sightingsSQL = `
 INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
 SELECT $1, x.k, x.v, x.d, x.t FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS x(k, v, d, t)
 -- Read before writing: ON CONFLICT DO UPDATE locks (and so writes) every
 -- conflicting row, even those its WHERE then skips. Rows that are already
--- recent enough are dropped here, with a plain index probe.
-LEFT JOIN hunting_entity_devices o ON o.org = $1 AND o.kind = x.k AND o.value = x.v AND o.device = x.d
-WHERE o.org IS NULL OR o.last_seen < x.t - interval '1 hour'
+-- recent enough are dropped here, with a primary-key probe per row: a
+-- lateral lookup with LIMIT 1, because as a plain join it could be planned
+-- as a hash join over every sighting of the org.
+LEFT JOIN LATERAL (
+    SELECT o.last_seen FROM hunting_entity_devices o
+    WHERE o.org = $1 AND o.kind = x.k AND o.value = x.v AND o.device = x.d
+    LIMIT 1) o ON true
+WHERE o.last_seen IS NULL OR o.last_seen < x.t - interval '1 hour'
 ON CONFLICT (org, kind, value, device) DO UPDATE SET last_seen = EXCLUDED.last_seen
     -- An hour's precision is plenty for a 24-hour window and saves most rewrites.
-    WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`,
-			org, kinds, values, devs, ts)
-	}
-	return minT, maxT
-}
+    WHERE hunting_entity_devices.last_seen < EXCLUDED.last_seen - interval '1 hour'`
