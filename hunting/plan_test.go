@@ -195,3 +195,68 @@ SELECT 'contoso', 'file', md5(g::text), 'dev-' || (g % 97), $1::timestamptz FROM
 	// org's 60,000 sightings.
 	require.Less(t, pages, 20*n, "pages read to record %d sightings: %s", n, plan)
 }
+
+// TestCandidatesReadOnlyRecentSightings: finding the incidents that saw a
+// key within the window reads those, not every incident that ever held the
+// key: a device that had an incident a day for years costs no more than a
+// new one.
+func TestCandidatesReadOnlyRecentSightings(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, err := f.pool.Exec(f.ctx, `
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, first_seen, last_seen)
+SELECT g, 'contoso', 'device', 'dev-x', 'ws-x', $1::timestamptz - g * interval '1 day', $1::timestamptz - g * interval '1 day' + interval '2 hours'
+FROM generate_series(1, 3000) g`, t0)
+	require.NoError(t, err)
+	// The org's other devices, one incident each.
+	_, err = f.pool.Exec(f.ctx, `
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, first_seen, last_seen)
+SELECT 10000 + g, 'contoso', 'device', 'dev-' || g, 'ws-' || g, $1::timestamptz, $1::timestamptz
+FROM generate_series(1, 60000) g`, t0)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(f.ctx, "ANALYZE hunting_incident_entities")
+	require.NoError(t, err)
+	args := []any{"contoso", []string{"device"}, []string{"dev-x"}, []time.Time{t0.Add(-36 * time.Hour)}, []time.Time{t0.Add(24 * time.Hour)}, 20}
+	var incs []int64
+	rows, err := f.pool.Query(f.ctx, candidatesSQL, args...)
+	require.NoError(t, err)
+	for rows.Next() {
+		vals, err := rows.Values()
+		require.NoError(t, err)
+		incs = append(incs, vals[2].(int64))
+	}
+	require.NoError(t, rows.Err())
+	require.ElementsMatch(t, []int64{1}, incs, "only yesterday's incident is in reach")
+	// Rows read and then dropped by the window: before, all 3,000
+	// incidents that ever held the key, to keep one.
+	_, plan := planPages(t, f, candidatesSQL, args...)
+	require.Less(t, rowsRemoved(t, plan), 10.0, "rows read and dropped to find the incidents in reach of one key: %s", plan)
+}
+
+// rowsRemoved sums the rows that the nodes of a JSON plan read and then
+// dropped by a filter.
+func rowsRemoved(t *testing.T, plan []byte) float64 {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal(plan, &v))
+	var sum float64
+	var walk func(any)
+	walk = func(v any) {
+		switch n := v.(type) {
+		case []any:
+			for _, c := range n {
+				walk(c)
+			}
+		case map[string]any:
+			if r, ok := n["Rows Removed by Filter"].(float64); ok {
+				loops, _ := n["Actual Loops"].(float64)
+				sum += r * max(loops, 1)
+			}
+			for _, c := range n {
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	return sum
+}

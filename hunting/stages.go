@@ -365,22 +365,7 @@ func (s *Service) findCandidates(ctx context.Context, tx pgx.Tx, org string, key
 		}
 		since[i], until[i] = p.minT.Add(-w), p.maxT.Add(w)
 	}
-	rows, err := tx.Query(ctx, `
-SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen, ie.closed
-FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(kind, value, since, until)
-CROSS JOIN LATERAL (
-    -- One index probe per key, and a bounded number of incidents per key:
-    -- a key in $6 open incidents is glue, not evidence (the caller drops
-    -- it). Closed incidents come along (a new incident says it follows
-    -- one); merged ones have no entities left.
-    SELECT e.incident_id, e.first_seen, e.last_seen,
-        -- A probe of the small index of incidents that are not open, not
-        -- of every incident row.
-        EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open') AS closed
-    FROM hunting_incident_entities e
-    WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
-      AND e.join_key AND e.last_seen >= k.since AND e.first_seen <= k.until
-    LIMIT 2 * $6) ie`, org, kinds, values, since, until, s.cfg.CommonEntityDevices)
+	rows, err := tx.Query(ctx, candidatesSQL, org, kinds, values, since, until, s.cfg.CommonEntityDevices)
 	if err != nil {
 		return nil, fmt.Errorf("find incidents to join: %w", err)
 	}
@@ -411,6 +396,27 @@ CROSS JOIN LATERAL (
 	}
 	return cands, nil
 }
+
+// candidatesSQL finds, for each key ($2 kinds, $3 values) of org $1, up to
+// 2 * $6 incidents that saw it between $4 and $5. The window's start is a
+// range of hunting_incident_entities_key_recent_idx: a key's older
+// incidents, however many, are not read.
+const candidatesSQL = `
+SELECT k.kind, k.value, ie.incident_id, ie.first_seen, ie.last_seen, ie.closed
+FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS k(kind, value, since, until)
+CROSS JOIN LATERAL (
+    -- One index probe per key, and a bounded number of incidents per key:
+    -- a key in $6 open incidents is glue, not evidence (the caller drops
+    -- it). Closed incidents come along (a new incident says it follows
+    -- one); merged ones have no entities left.
+    SELECT e.incident_id, e.first_seen, e.last_seen,
+        -- A probe of the small index of incidents that are not open, not
+        -- of every incident row.
+        EXISTS (SELECT 1 FROM hunting_incidents i WHERE i.id = e.incident_id AND i.status <> 'open') AS closed
+    FROM hunting_incident_entities e
+    WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
+      AND e.join_key AND e.last_seen >= k.since AND e.first_seen <= k.until
+    LIMIT 2 * $6) ie`
 
 // correlationInput gathers what correlate needs from the batch.
 func (s *Service) correlationInput(ws []*work, p prevalence, cands candidates) correlationInput {
