@@ -58,7 +58,7 @@ func (k Key) String() string { return string(k.Kind) + " " + k.Value }
 
 // urlHostPattern takes a URL's host (after an optional scheme and user).
 // urlHostSQL is the same in SQL, written exactly as the index
-// hunting_incident_entities_url_host_idx is built, so that the planner uses
+// hunting_incident_entities_url_host_recent_idx is built, so that the planner uses
 // it.
 const urlHostPattern = `^(?:[a-z][a-z0-9+.-]*://)?(?:[^/?#@]*@)?([^/?#:@]+)`
 
@@ -416,6 +416,28 @@ func dedupeKeys(keys []Key) []Key {
 // others hold.
 func (s *Service) keyHitLimit() int { return max(100, 10*s.cfg.CommonEntityDevices) }
 
+// sightingHitsSQL finds, per key ($1 kinds, $2 values: files, IPs, URLs),
+// up to $4 incidents of any org that saw it since $3: a range of
+// hunting_incident_entities_sighting_recent_idx, the entity first, so that
+// a key's older sightings, however many, are not read.
+const sightingHitsSQL = `
+SELECT k.kind, k.value, h.value, h.org, h.incident_id, h.first_seen, h.last_seen
+FROM unnest($1::text[], $2::text[]) AS k(kind, value)
+CROSS JOIN LATERAL (
+    SELECT e.value, e.org, e.incident_id, e.first_seen, e.last_seen FROM hunting_incident_entities e
+    WHERE e.kind = k.kind AND e.value = k.value AND e.kind IN ('file', 'ip', 'url') AND e.last_seen >= $3
+    LIMIT $4) h`
+
+// domainHitsSQL is sightingHitsSQL for domains ($1), through
+// hunting_incident_entities_url_host_recent_idx.
+const domainHitsSQL = `
+SELECT 'domain', k.value, h.value, h.org, h.incident_id, h.first_seen, h.last_seen
+FROM unnest($1::text[]) AS k(value)
+CROSS JOIN LATERAL (
+    SELECT e.value, e.org, e.incident_id, e.first_seen, e.last_seen FROM hunting_incident_entities e
+    WHERE e.kind = 'url' AND ` + urlHostSQL + ` = k.value AND e.last_seen >= $2
+    LIMIT $3) h`
+
 // keyHits reads the incidents holding each key since since, in one round
 // trip: one statement per kind of key, each an index probe per key.
 func (s *Service) keyHits(ctx context.Context, keys []Key, since time.Time) ([]hit, error) {
@@ -453,14 +475,7 @@ func (s *Service) keyHits(ctx context.Context, keys []Key, since time.Time) ([]h
 	limit := s.keyHitLimit()
 	b := &pgx.Batch{}
 	if len(vk) > 0 {
-		b.Queue(`
-SELECT k.kind, k.value, h.value, h.org, h.incident_id, h.first_seen, h.last_seen
-FROM unnest($1::text[], $2::text[]) AS k(kind, value)
-CROSS JOIN LATERAL (
-    -- hunting_incident_entities_sighting_idx: the entity first, any org.
-    SELECT e.value, e.org, e.incident_id, e.first_seen, e.last_seen FROM hunting_incident_entities e
-    WHERE e.kind = k.kind AND e.value = k.value AND e.kind IN ('file', 'ip', 'url') AND e.last_seen >= $3
-    LIMIT $4) h`, vk, vv, since, limit).Query(scan(""))
+		b.Queue(sightingHitsSQL, vk, vv, since, limit).Query(scan(""))
 	}
 	if len(sha1s) > 0 {
 		// A file stored by its SHA-256 is found by its SHA-1 too: the alt
@@ -474,14 +489,7 @@ CROSS JOIN LATERAL (
     LIMIT $4) h`, sha1s, s.cfg.orgIDs(), since, limit).Query(scan(KeyFile))
 	}
 	if len(domains) > 0 {
-		b.Queue(`
-SELECT 'domain', k.value, h.value, h.org, h.incident_id, h.first_seen, h.last_seen
-FROM unnest($1::text[]) AS k(value)
-CROSS JOIN LATERAL (
-    -- hunting_incident_entities_url_host_idx.
-    SELECT e.value, e.org, e.incident_id, e.first_seen, e.last_seen FROM hunting_incident_entities e
-    WHERE e.kind = 'url' AND `+urlHostSQL+` = k.value AND e.last_seen >= $2
-    LIMIT $3) h`, domains, since, limit).Query(scan(KeyDomain))
+		b.Queue(domainHitsSQL, domains, since, limit).Query(scan(KeyDomain))
 	}
 	if len(families) > 0 {
 		b.Queue(`

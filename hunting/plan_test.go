@@ -260,3 +260,44 @@ func rowsRemoved(t *testing.T, plan []byte) float64 {
 	walk(v)
 	return sum
 }
+
+// TestSightingsAcrossOrgsReadOnlyRecentOnes: an expert's sightings of an
+// IP address or a domain read the incidents that saw it in the window, not
+// every incident of any org that ever held it.
+func TestSightingsAcrossOrgsReadOnlyRecentOnes(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for _, q := range []string{
+		// 3,000 old incidents of two orgs, a day apart, and one recent.
+		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+SELECT g, CASE WHEN g % 2 = 0 THEN 'contoso' ELSE 'fabrikam' END, k, v, $1::timestamptz - g * interval '1 day', $1::timestamptz - g * interval '1 day'
+FROM generate_series(0, 3000) g, (VALUES ('ip', '203.0.113.9'), ('url', 'https://evil.example/a')) AS x(k, v)`,
+		// Everything else the orgs saw.
+		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+SELECT 10000 + g, 'contoso', k, v || g, $1::timestamptz, $1::timestamptz
+FROM generate_series(1, 30000) g, (VALUES ('ip', '198.51.100.'), ('url', 'https://cdn.example/')) AS x(k, v)`,
+		`ANALYZE hunting_incident_entities`,
+	} {
+		args := []any{t0}
+		if !strings.Contains(q, "$1") {
+			args = nil
+		}
+		_, err := f.pool.Exec(f.ctx, q, args...)
+		require.NoError(t, err)
+	}
+	since := t0.Add(-36 * time.Hour)
+	for _, c := range []struct {
+		sql  string
+		args []any
+	}{
+		{sightingHitsSQL, []any{[]string{"ip"}, []string{"203.0.113.9"}, since, 50}},
+		{domainHitsSQL, []any{[]string{"evil.example"}, since, 50}},
+	} {
+		var n int
+		require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM ("+c.sql+") h", c.args...).Scan(&n))
+		require.Equal(t, 2, n, "today's and yesterday's incidents")
+		// Before, all 3,001 incidents that ever held it were read to keep two.
+		_, plan := planPages(t, f, c.sql, c.args...)
+		require.Less(t, rowsRemoved(t, plan), 10.0, "rows read and dropped: %s", plan)
+	}
+}
