@@ -226,7 +226,11 @@ func (s *Service) incidentKeys(ctx context.Context, org string, incs []int64) ([
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT title_family FROM hunting_incidents WHERE org = $1 AND id = ANY($2) AND title_family <> ''`, org, incs).Query(func(rows pgx.Rows) error {
+	b.Queue(`
+SELECT i.title_family FROM unnest($2::bigint[]) AS want(inc)
+-- One probe per incident, the org checked outside (see loadStatesSQL).
+CROSS JOIN LATERAL (SELECT i.org, i.title_family FROM hunting_incidents i WHERE i.id = want.inc LIMIT 1) i
+WHERE i.org = $1 AND i.title_family <> ''`, org, incs).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var f string
 			if err := rows.Scan(&f); err != nil {
@@ -239,8 +243,12 @@ func (s *Service) incidentKeys(ctx context.Context, org string, incs []int64) ([
 		return rows.Err()
 	})
 	b.Queue(`
-SELECT e.kind, e.value, e.alt FROM hunting_incident_entities e
-WHERE e.incident_id = ANY($2) AND e.org = $1 AND e.kind IN ('file', 'ip', 'url') AND e.join_key
+SELECT e.kind, e.value, e.alt FROM unnest($2::bigint[]) AS want(inc)
+CROSS JOIN LATERAL (
+    SELECT e.org, e.kind, e.value, e.alt, e.last_seen FROM hunting_incident_entities e
+    WHERE e.incident_id = want.inc AND e.kind IN ('file', 'ip', 'url') AND e.join_key
+    ORDER BY e.last_seen DESC LIMIT $3) e
+WHERE e.org = $1
 ORDER BY e.last_seen DESC LIMIT $3`, org, incs, maxSubjectKeys).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var kind, v, alt string
@@ -646,6 +654,27 @@ type AlertRef struct {
 // IsZero reports whether nothing is known.
 func (k *Known) IsZero() bool { return k == nil || k.IncidentCount == 0 }
 
+// incidentAlertCountSQL counts the alerts of incidents $1 of org $2, and
+// incidentAlertListSQL lists the latest $3 of them: through
+// hunting_alerts_incident_idx, incident by incident. With the org beside
+// "incident_id = ANY($1)", statistics taken while the org was small could
+// plan either as a scan of every alert of the org (the primary key starts
+// with it); the org is checked on the rows found instead, and OFFSET 0 and
+// LIMIT keep each lookup from being flattened into such a join.
+const (
+	incidentAlertCountSQL = `
+SELECT count(*) FROM unnest($1::bigint[]) AS want(inc)
+CROSS JOIN LATERAL (SELECT a.org FROM hunting_alerts a WHERE a.incident_id = want.inc OFFSET 0) a
+WHERE a.org = $2`
+	incidentAlertListSQL = `
+SELECT a.id, a.title, a.severity, a.device_name FROM unnest($1::bigint[]) AS want(inc)
+CROSS JOIN LATERAL (
+    SELECT a.org, a.id, a.title, a.severity, a.device_name, a.first_activity FROM hunting_alerts a
+    WHERE a.incident_id = want.inc ORDER BY a.first_activity DESC LIMIT $3) a
+WHERE a.org = $2
+ORDER BY a.first_activity DESC LIMIT $3`
+)
+
 // KnownOf returns what org's incidents say of a case subject of kind file,
 // ip, url (a URL or a domain) or actor (a threat family) since since: the
 // incidents holding it, their devices and alerts. Nothing known is a zero
@@ -735,12 +764,10 @@ WHERE lower(i.title_family) = $2 AND i.title_family <> '' AND i.org = $1 AND i.s
 	}
 	out.DeviceCount = max(out.DeviceCount, len(names))
 	b := &pgx.Batch{}
-	b.Queue(`SELECT count(*) FROM hunting_alerts WHERE incident_id = ANY($1) AND org = $2`, ids, org).QueryRow(func(r pgx.Row) error {
+	b.Queue(incidentAlertCountSQL, ids, org).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&out.AlertCount)
 	})
-	b.Queue(`
-SELECT id, title, severity, device_name FROM hunting_alerts WHERE incident_id = ANY($1) AND org = $2
-ORDER BY first_activity DESC LIMIT $3`, ids, org, maxKnownListed/2).Query(func(rows pgx.Rows) error {
+	b.Queue(incidentAlertListSQL, ids, org, maxKnownListed/2).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var a AlertRef
 			if err := rows.Scan(&a.ID, &a.Title, &a.Severity, &a.Device); err != nil {

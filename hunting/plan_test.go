@@ -301,3 +301,58 @@ FROM generate_series(1, 30000) g, (VALUES ('ip', '198.51.100.'), ('url', 'https:
 		require.Less(t, rowsRemoved(t, plan), 10.0, "rows read and dropped: %s", plan)
 	}
 }
+
+// TestIncidentAlertsAreReadByIncident: what an org knows of a subject
+// counts and lists the alerts of its incidents through the incident index,
+// not by reading every alert of the org, even with statistics taken while
+// the org was small; and another org's lookup finds none of them.
+func TestIncidentAlertsAreReadByIncident(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, err := f.pool.Exec(f.ctx, "ALTER TABLE hunting_alerts SET (autovacuum_enabled = false)")
+	require.NoError(t, err)
+	f.ingest(t, gen{ID: "k1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"})
+	_, err = f.pool.Exec(f.ctx, "ANALYZE hunting_alerts")
+	require.NoError(t, err)
+	// 40,000 alerts of the org's other incidents, and 300 of incident 7.
+	_, err = f.pool.Exec(f.ctx, `
+INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, description, severity, severity_rank, first_activity,
+    content_hash, ingested_at, updated_at)
+SELECT 'contoso', 'bulk-' || g, 'defender', $1, CASE WHEN g <= 300 THEN 7 ELSE 100 + g % 5000 END, repeat('x', 400), 'Low', 1,
+    $2::timestamptz + g * interval '1 second', '\x00', now(), now()
+FROM generate_series(1, 40000) g`, tenantContoso, t0)
+	require.NoError(t, err)
+	ids := []int64{7}
+	var n int
+	require.NoError(t, f.pool.QueryRow(f.ctx, incidentAlertCountSQL, ids, "contoso").Scan(&n))
+	require.Equal(t, 300, n)
+	require.NoError(t, f.pool.QueryRow(f.ctx, incidentAlertCountSQL, ids, "fabrikam").Scan(&n))
+	require.Zero(t, n, "another org's lookup")
+	var latest []string
+	rows, err := f.pool.Query(f.ctx, incidentAlertListSQL, ids, "contoso", 3)
+	require.NoError(t, err)
+	for rows.Next() {
+		vals, err := rows.Values()
+		require.NoError(t, err)
+		latest = append(latest, vals[0].(string))
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"bulk-300", "bulk-299", "bulk-298"}, latest)
+	// What a subject's 200 incidents hold.
+	for i := range int64(199) {
+		ids = append(ids, 100+i*25)
+	}
+	for _, c := range []struct {
+		sql  string
+		args []any
+	}{
+		{incidentAlertCountSQL, []any{ids, "contoso"}},
+		{incidentAlertListSQL, []any{ids, "contoso", 3}},
+	} {
+		// 2,003 pages to count their 1,900 alerts and 998 to list the
+		// latest (each incident's newest 3); 10,366 to count them as
+		// "incident_id = ANY($1) AND org = $2", every alert of the org.
+		pages, plan := planPages(t, f, c.sql, c.args...)
+		require.Less(t, pages, 3000, "pages read for 200 incidents' alerts: %s", plan)
+	}
+}
