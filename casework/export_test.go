@@ -29,3 +29,10 @@ const (
 	ReportNotificationsSQL = notificationSQL
 	ReportWorkMem          = reportWorkMem
 )
+
+// RemindDueSQL is the reminder sweep's query of the cases due a reminder
+// ($1 the cutoff, $2 at most SweepBatch), for EXPLAIN in tests.
+var RemindDueSQL = remindEscalation.find
+
+// SweepBatch is how many due cases a sweep asks for at a time.
+const SweepBatch = sweepBatch

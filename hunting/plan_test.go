@@ -2,13 +2,14 @@ package hunting
 
 import (
 	"crypto/md5"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 // TestKnownAlertsAreProbedByID: looking up a batch's alerts reads a few
@@ -20,10 +21,7 @@ import (
 func TestKnownAlertsAreProbedByID(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	for _, tbl := range []string{"hunting_alerts", "hunting_incidents"} {
-		_, err := f.pool.Exec(f.ctx, "ALTER TABLE "+tbl+" SET (autovacuum_enabled = false)")
-		require.NoError(t, err)
-	}
+	pgtest.NoAutovacuum(t, f.pool, "hunting_alerts", "hunting_incidents")
 	f.ingest(t, gen{ID: "k1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"})
 	_, err := f.pool.Exec(f.ctx, "ANALYZE hunting_alerts; ANALYZE hunting_incidents")
 	require.NoError(t, err)
@@ -53,7 +51,7 @@ FROM generate_series(1, 40000) g, (SELECT min(id) AS id FROM hunting_incidents) 
 	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM ("+knownAlertsSQL+") k", "fabrikam", ids).Scan(&other))
 	require.Zero(t, other, "another org's lookup finds none of contoso's alerts")
 
-	pages, plan := planPages(t, f, knownAlertsSQL, "contoso", ids)
+	pages, plan := pgtest.PlanPages(t, f.pool, knownAlertsSQL, "contoso", ids)
 	// About 4 pages per id (two index levels, the heap, the incident);
 	// the org's alerts fill about 3,000.
 	require.Less(t, pages, 20*len(ids), "pages read to look up %d alerts: %s", len(ids), plan)
@@ -66,9 +64,8 @@ FROM generate_series(1, 40000) g, (SELECT min(id) AS id FROM hunting_incidents) 
 func TestStaleIncidentsReadOnlyTheOpenOnes(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, "ALTER TABLE hunting_incidents SET (autovacuum_enabled = false)")
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, `
+	pgtest.NoAutovacuum(t, f.pool, "hunting_incidents")
+	_, err := f.pool.Exec(f.ctx, `
 INSERT INTO hunting_incidents (org, status, summary, created_at, updated_at)
 SELECT 'contoso', CASE WHEN g % 1000 = 0 THEN 'open' ELSE 'closed' END,
     (SELECT string_agg(md5(g::text || k::text), '') FROM generate_series(1, 10) k), $1::timestamptz, $1::timestamptz + g * interval '1 second'
@@ -80,27 +77,11 @@ FROM generate_series(1, 30000) g`, t0.Add(-48*time.Hour))
 	var n int
 	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT sum(cardinality(array_agg)) FROM ("+staleIncidentsSQL+") s", t0, 20).Scan(&n))
 	require.Equal(t, 20, n, "the 20 longest untouched of the 30 open incidents")
-	pages, plan := planPages(t, f, staleIncidentsSQL, t0, 20)
+	pages, plan := pgtest.PlanPages(t, f.pool, staleIncidentsSQL, t0, 20)
 	// The 30 open incidents sit on about as many pages (31 read). Without
 	// the index, every incident's entry of an index was read (298 pages
 	// here), and that grows with every incident ever stored.
 	require.Less(t, pages, 100, "pages read to find the stale open incidents: %s", plan)
-}
-
-// planPages runs EXPLAIN ANALYZE of sql with args and returns the pages it
-// read (hit or read in shared buffers), and the plan.
-func planPages(t *testing.T, f *fixture, sql string, args ...any) (int, []byte) {
-	t.Helper()
-	var plan []struct {
-		Plan struct {
-			Hit  int `json:"Shared Hit Blocks"`
-			Read int `json:"Shared Read Blocks"`
-		} `json:"Plan"`
-	}
-	var raw []byte
-	require.NoError(t, f.pool.QueryRow(f.ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+sql, args...).Scan(&raw))
-	require.NoError(t, json.Unmarshal(raw, &plan))
-	return plan[0].Plan.Hit + plan[0].Plan.Read, raw
 }
 
 // TestIncidentsAreProbedByID: reading the incidents a batch touches reads
@@ -110,11 +91,10 @@ func planPages(t *testing.T, f *fixture, sql string, args ...any) (int, []byte) 
 func TestIncidentsAreProbedByID(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, "ALTER TABLE hunting_incidents SET (autovacuum_enabled = false)")
-	require.NoError(t, err)
+	pgtest.NoAutovacuum(t, f.pool, "hunting_incidents")
 	f.ingest(t, gen{ID: "i1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"},
 		gen{ID: "i2", Tenant: tenantFabrikam, Device: "fs-1", Title: "Mimikatz"})
-	_, err = f.pool.Exec(f.ctx, "ANALYZE hunting_incidents")
+	_, err := f.pool.Exec(f.ctx, "ANALYZE hunting_incidents")
 	require.NoError(t, err)
 	_, err = f.pool.Exec(f.ctx, `
 INSERT INTO hunting_incidents (org, created_at, updated_at) SELECT 'contoso', now(), now() FROM generate_series(1, 30000)`)
@@ -143,7 +123,7 @@ INSERT INTO hunting_incidents (org, created_at, updated_at) SELECT 'contoso', no
 	for _, st := range sts {
 		require.NotEqual(t, fabrikam, st.ID, "another org's incident")
 	}
-	pages, plan := planPages(t, f, loadStatesSQL(false, false), "contoso", ids)
+	pages, plan := pgtest.PlanPages(t, f.pool, loadStatesSQL(false, false), "contoso", ids)
 	// 159 pages read; 1,784 as "org = $1 AND id = ANY($2)".
 	require.Less(t, pages, 10*len(ids), "pages read to load %d incidents: %s", len(ids), plan)
 }
@@ -154,8 +134,7 @@ INSERT INTO hunting_incidents (org, created_at, updated_at) SELECT 'contoso', no
 func TestSightingsAreProbedByKey(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, "ALTER TABLE hunting_entity_devices SET (autovacuum_enabled = false)")
-	require.NoError(t, err)
+	pgtest.NoAutovacuum(t, f.pool, "hunting_entity_devices")
 	for _, q := range []string{
 		`INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen) VALUES ('contoso', 'file', 'f', 'd', $1::timestamptz)`,
 		`ANALYZE hunting_entity_devices`,
@@ -166,7 +145,7 @@ SELECT 'contoso', 'file', md5(g::text), 'dev-' || (g % 97), $1::timestamptz FROM
 		if !strings.Contains(q, "$1") {
 			args = nil
 		}
-		_, err = f.pool.Exec(f.ctx, q, args...)
+		_, err := f.pool.Exec(f.ctx, q, args...)
 		require.NoError(t, err)
 	}
 	n := 200
@@ -189,7 +168,7 @@ SELECT 'contoso', 'file', md5(g::text), 'dev-' || (g % 97), $1::timestamptz FROM
 	for i := range n {
 		values[i] = fmt.Sprint("other-", i)
 	}
-	pages, plan := planPages(t, f, sightingsSQL, "contoso", kinds, values, devs, ts)
+	pages, plan := pgtest.PlanPages(t, f.pool, sightingsSQL, "contoso", kinds, values, devs, ts)
 	// 2,276 pages read and written (a probe, a row and its index entry per
 	// sighting); 62,503 with a plain join, planned as a hash join over the
 	// org's 60,000 sightings.
@@ -229,36 +208,8 @@ FROM generate_series(1, 60000) g`, t0)
 	require.ElementsMatch(t, []int64{1}, incs, "only yesterday's incident is in reach")
 	// Rows read and then dropped by the window: before, all 3,000
 	// incidents that ever held the key, to keep one.
-	_, plan := planPages(t, f, candidatesSQL, args...)
-	require.Less(t, rowsRemoved(t, plan), 10.0, "rows read and dropped to find the incidents in reach of one key: %s", plan)
-}
-
-// rowsRemoved sums the rows that the nodes of a JSON plan read and then
-// dropped by a filter.
-func rowsRemoved(t *testing.T, plan []byte) float64 {
-	t.Helper()
-	var v any
-	require.NoError(t, json.Unmarshal(plan, &v))
-	var sum float64
-	var walk func(any)
-	walk = func(v any) {
-		switch n := v.(type) {
-		case []any:
-			for _, c := range n {
-				walk(c)
-			}
-		case map[string]any:
-			if r, ok := n["Rows Removed by Filter"].(float64); ok {
-				loops, _ := n["Actual Loops"].(float64)
-				sum += r * max(loops, 1)
-			}
-			for _, c := range n {
-				walk(c)
-			}
-		}
-	}
-	walk(v)
-	return sum
+	_, plan := pgtest.PlanPages(t, f.pool, candidatesSQL, args...)
+	require.Less(t, pgtest.RowsRemoved(t, plan), 10.0, "rows read and dropped to find the incidents in reach of one key: %s", plan)
 }
 
 // TestSightingsAcrossOrgsReadOnlyRecentOnes: an expert's sightings of an
@@ -297,8 +248,8 @@ FROM generate_series(1, 30000) g, (VALUES ('ip', '198.51.100.'), ('url', 'https:
 		require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT count(*) FROM ("+c.sql+") h", c.args...).Scan(&n))
 		require.Equal(t, 2, n, "today's and yesterday's incidents")
 		// Before, all 3,001 incidents that ever held it were read to keep two.
-		_, plan := planPages(t, f, c.sql, c.args...)
-		require.Less(t, rowsRemoved(t, plan), 10.0, "rows read and dropped: %s", plan)
+		_, plan := pgtest.PlanPages(t, f.pool, c.sql, c.args...)
+		require.Less(t, pgtest.RowsRemoved(t, plan), 10.0, "rows read and dropped: %s", plan)
 	}
 }
 
@@ -309,10 +260,9 @@ FROM generate_series(1, 30000) g, (VALUES ('ip', '198.51.100.'), ('url', 'https:
 func TestIncidentAlertsAreReadByIncident(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, "ALTER TABLE hunting_alerts SET (autovacuum_enabled = false)")
-	require.NoError(t, err)
+	pgtest.NoAutovacuum(t, f.pool, "hunting_alerts")
 	f.ingest(t, gen{ID: "k1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"})
-	_, err = f.pool.Exec(f.ctx, "ANALYZE hunting_alerts")
+	_, err := f.pool.Exec(f.ctx, "ANALYZE hunting_alerts")
 	require.NoError(t, err)
 	// 40,000 alerts of the org's other incidents, and 300 of incident 7.
 	_, err = f.pool.Exec(f.ctx, `
@@ -352,7 +302,7 @@ FROM generate_series(1, 40000) g`, tenantContoso, t0)
 		// 2,003 pages to count their 1,900 alerts and 998 to list the
 		// latest (each incident's newest 3); 10,366 to count them as
 		// "incident_id = ANY($1) AND org = $2", every alert of the org.
-		pages, plan := planPages(t, f, c.sql, c.args...)
+		pages, plan := pgtest.PlanPages(t, f.pool, c.sql, c.args...)
 		require.Less(t, pages, 3000, "pages read for 200 incidents' alerts: %s", plan)
 	}
 }
