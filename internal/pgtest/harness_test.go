@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -44,4 +45,29 @@ func TestHarnessDirectoryIsChecked(t *testing.T) {
 	entries, err = os.ReadDir(planted)
 	require.NoError(t, err)
 	require.Empty(t, entries)
+}
+
+// TestBrokenMigrationsFailEverywhere: no server on a developer's machine
+// skips the database tests (and fails them in CI), but migrations that
+// cannot be applied fail them wherever they run. Before, they were
+// skipped outside CI, so a gap in the migrations' numbering passed for a
+// missing PostgreSQL.
+func TestBrokenMigrationsFailEverywhere(t *testing.T) {
+	t.Parallel()
+	noServer := harness{err: errors.New("connect: connection refused")}
+	fail, msg := noServer.unavailable(false)
+	require.False(t, fail)
+	require.Contains(t, msg, "SKIPPED")
+	fail, _ = noServer.unavailable(true)
+	require.True(t, fail)
+
+	broken := harness{err: errors.New("migrate template: 0029 follows 0027"), broken: true}
+	for _, ci := range []bool{false, true} {
+		fail, msg := broken.unavailable(ci)
+		require.True(t, fail, "CI=%v", ci)
+		require.Contains(t, msg, "cannot be built")
+	}
+	fail, msg = harness{}.unavailable(true)
+	require.False(t, fail)
+	require.Empty(t, msg)
 }

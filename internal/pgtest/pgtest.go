@@ -50,6 +50,10 @@ type harness struct {
 	adminURL string
 	template string
 	err      error
+	// broken: a server was reached but the migrations could not be
+	// applied. That is the code's fault, not the machine's: it fails
+	// wherever it runs.
+	broken bool
 }
 
 var (
@@ -78,14 +82,29 @@ func Empty(t testing.TB) (*pgxpool.Pool, string) {
 	return create(t, false)
 }
 
+// unavailable says why there is no test database, if there is none, and
+// whether that fails the test rather than skipping it: it fails in CI, and
+// anywhere when the migrations cannot be applied.
+func (h harness) unavailable(ci bool) (fail bool, msg string) {
+	switch {
+	case h.err == nil:
+		return false, ""
+	case h.broken:
+		return true, fmt.Sprintf("the test database cannot be built: %v", h.err)
+	case ci:
+		return true, fmt.Sprintf("test database unavailable (CI=true, so this fails instead of skipping): %v", h.err)
+	}
+	return false, fmt.Sprintf("SKIPPED: no test database: %v (install the PostgreSQL server package or set TEST_DATABASE_URL)", h.err)
+}
+
 func create(t testing.TB, migrated bool) (*pgxpool.Pool, string) {
 	t.Helper()
 	h := setup()
-	if h.err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("test database unavailable (CI=true, so this fails instead of skipping): %v", h.err)
+	if fail, msg := h.unavailable(os.Getenv("CI") == "true"); msg != "" {
+		if fail {
+			t.Fatal(msg)
 		}
-		t.Skipf("SKIPPED: no test database: %v (install the PostgreSQL server package or set TEST_DATABASE_URL)", h.err)
+		t.Skip(msg)
 	}
 	ctx := context.Background()
 	name := "t_" + randomHex(8)
@@ -152,7 +171,7 @@ func start(ctx context.Context) harness {
 	tpl, err := ensureTemplate(ctx, admin, url)
 	if err != nil {
 		admin.Close()
-		return harness{err: err}
+		return harness{err: err, broken: true}
 	}
 	return harness{admin: admin, adminURL: url, template: tpl}
 }
