@@ -150,13 +150,13 @@ func loadStates(ctx context.Context, tx pgx.Tx, org string, ids []int64, due *ti
 // could be planned, with statistics taken while the org was small, as a
 // scan of the org's entries in hunting_incidents_org_idx. The org is
 // checked outside the lateral lookup: inside, it may lead the planner to
-// an index on the org again.
+// an index on the org again. An id asked twice is read once, as with ANY.
 func loadStatesSQL(due, scored bool) string {
 	cols := incidentCols + noScoreCols
 	if scored {
 		cols = incidentCols + scoreCols
 	}
-	q := `SELECT ` + cols + ` FROM unnest($2::bigint[]) AS want(inc)
+	q := `SELECT ` + cols + ` FROM (SELECT DISTINCT unnest($2::bigint[])) AS want(inc)
 CROSS JOIN LATERAL (SELECT * FROM hunting_incidents i WHERE i.id = want.inc LIMIT 1) hunting_incidents
 WHERE org = $1`
 	if due {

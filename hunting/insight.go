@@ -227,7 +227,7 @@ func (s *Service) incidentKeys(ctx context.Context, org string, incs []int64) ([
 	}
 	b := &pgx.Batch{}
 	b.Queue(`
-SELECT i.title_family FROM unnest($2::bigint[]) AS want(inc)
+SELECT i.title_family FROM (SELECT DISTINCT unnest($2::bigint[])) AS want(inc)
 -- One probe per incident, the org checked outside (see loadStatesSQL).
 CROSS JOIN LATERAL (SELECT i.org, i.title_family FROM hunting_incidents i WHERE i.id = want.inc LIMIT 1) i
 WHERE i.org = $1 AND i.title_family <> ''`, org, incs).Query(func(rows pgx.Rows) error {
@@ -243,7 +243,7 @@ WHERE i.org = $1 AND i.title_family <> ''`, org, incs).Query(func(rows pgx.Rows)
 		return rows.Err()
 	})
 	b.Queue(`
-SELECT e.kind, e.value, e.alt FROM unnest($2::bigint[]) AS want(inc)
+SELECT e.kind, e.value, e.alt FROM (SELECT DISTINCT unnest($2::bigint[])) AS want(inc)
 CROSS JOIN LATERAL (
     SELECT e.org, e.kind, e.value, e.alt, e.last_seen FROM hunting_incident_entities e
     WHERE e.incident_id = want.inc AND e.kind IN ('file', 'ip', 'url') AND e.join_key
@@ -663,11 +663,11 @@ func (k *Known) IsZero() bool { return k == nil || k.IncidentCount == 0 }
 // LIMIT keep each lookup from being flattened into such a join.
 const (
 	incidentAlertCountSQL = `
-SELECT count(*) FROM unnest($1::bigint[]) AS want(inc)
+SELECT count(*) FROM (SELECT DISTINCT unnest($1::bigint[])) AS want(inc)
 CROSS JOIN LATERAL (SELECT a.org FROM hunting_alerts a WHERE a.incident_id = want.inc OFFSET 0) a
 WHERE a.org = $2`
 	incidentAlertListSQL = `
-SELECT a.id, a.title, a.severity, a.device_name FROM unnest($1::bigint[]) AS want(inc)
+SELECT a.id, a.title, a.severity, a.device_name FROM (SELECT DISTINCT unnest($1::bigint[])) AS want(inc)
 CROSS JOIN LATERAL (
     SELECT a.org, a.id, a.title, a.severity, a.device_name, a.first_activity FROM hunting_alerts a
     WHERE a.incident_id = want.inc ORDER BY a.first_activity DESC LIMIT $3) a

@@ -94,6 +94,9 @@ func TestSightingsAcrossOrgs(t *testing.T) {
 	require.NoError(t, err)
 	require.Subset(t, keys, []Key{{KeyFile, hash}, {KeyIP, "198.51.100.7"}, {KeyURL, "https://cdn.evil.example/a/p.bin"},
 		{KeyDomain, "cdn.evil.example"}, {KeyFamily, "qakbot"}})
+	other, err := f.svc.SubjectKeys(f.ctx, "fabrikam", "incident", fmt.Sprint(c[0]), since)
+	require.NoError(t, err)
+	require.Empty(t, other, "another org's incident says nothing of itself")
 
 	got, err := f.svc.Sightings(f.ctx, keys, since, "contoso")
 	require.NoError(t, err)

@@ -116,9 +116,9 @@ INSERT INTO hunting_incidents (org, created_at, updated_at) SELECT 'contoso', no
 	tx, err := f.pool.Begin(f.ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(f.ctx)
-	sts, err := loadStates(f.ctx, tx, "contoso", ids, nil, false)
+	sts, err := loadStates(f.ctx, tx, "contoso", append(ids, contoso), nil, false)
 	require.NoError(t, err)
-	require.Len(t, sts, 51)
+	require.Len(t, sts, 51, "an id asked twice is read once")
 	require.Equal(t, contoso, sts[0].ID, "in id order")
 	for _, st := range sts {
 		require.NotEqual(t, fabrikam, st.ID, "another org's incident")
@@ -274,8 +274,8 @@ FROM generate_series(1, 40000) g`, tenantContoso, t0)
 	require.NoError(t, err)
 	ids := []int64{7}
 	var n int
-	require.NoError(t, f.pool.QueryRow(f.ctx, incidentAlertCountSQL, ids, "contoso").Scan(&n))
-	require.Equal(t, 300, n)
+	require.NoError(t, f.pool.QueryRow(f.ctx, incidentAlertCountSQL, []int64{7, 7}, "contoso").Scan(&n))
+	require.Equal(t, 300, n, "an incident asked twice counts once")
 	require.NoError(t, f.pool.QueryRow(f.ctx, incidentAlertCountSQL, ids, "fabrikam").Scan(&n))
 	require.Zero(t, n, "another org's lookup")
 	var latest []string

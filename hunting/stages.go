@@ -201,7 +201,7 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 // turn into a scan.
 const knownAlertsSQL = `
 SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.status, k.classification, k.severity, k.category
-FROM unnest($2::text[]) AS x(id)
+FROM (SELECT DISTINCT unnest($2::text[])) AS x(id)
 CROSS JOIN LATERAL (
     SELECT a.incident_id, a.content_hash, a.last_update, i.status = 'open' AS open, a.status, a.classification,
         a.severity, a.category

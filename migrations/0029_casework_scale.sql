@@ -10,8 +10,10 @@
 -- sweep's (casework/escalate.go), word for word, so the planner can use it.
 -- A reminder takes its case out of the index, so that update is no longer
 -- HOT: one index entry per wait.
-DROP INDEX cases_remind_due;
-CREATE INDEX cases_remind_due ON cases (status_at)
+-- Built under a new name, and the old one dropped at the end of this
+-- migration: a DROP INDEX locks the table against reads until the
+-- migration commits, and the builds take a while on big tables.
+CREATE INDEX cases_remind_due_next ON cases (status_at)
     WHERE status IN ('more_info_needed', 'file_sample_needed') AND (reminded_at IS NULL OR reminded_at <= status_at);
 
 -- Lists by status across orgs (an expert's open cases: autocomplete on
@@ -30,3 +32,6 @@ CREATE INDEX cases_status_idx ON cases (status);
 -- entry per posted incident. Incidents never posted are left out; the
 -- query's posted_at range implies the condition.
 CREATE INDEX hunting_incidents_posted_idx ON hunting_incidents (org, posted_at) WHERE posted_at IS NOT NULL;
+
+DROP INDEX cases_remind_due;
+ALTER INDEX cases_remind_due_next RENAME TO cases_remind_due;

@@ -3,6 +3,7 @@ package pgtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -61,7 +62,11 @@ func TestBrokenMigrationsFailEverywhere(t *testing.T) {
 	fail, _ = noServer.unavailable(true)
 	require.True(t, fail)
 
-	broken := harness{err: errors.New("migrate template: 0029 follows 0027"), broken: true}
+	// Only the migrations' own failures count as broken: a server that
+	// refuses CREATE DATABASE is the machine's.
+	require.False(t, failed(errors.New("create template: permission denied")).broken)
+	broken := failed(fmt.Errorf("build: %w", &migrationError{errors.New("0029 follows 0027")}))
+	require.True(t, broken.broken)
 	for _, ci := range []bool{false, true} {
 		fail, msg := broken.unavailable(ci)
 		require.True(t, fail, "CI=%v", ci)

@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	neturl "net/url"
 	"os"
@@ -50,9 +51,9 @@ type harness struct {
 	adminURL string
 	template string
 	err      error
-	// broken: a server was reached but the migrations could not be
-	// applied. That is the code's fault, not the machine's: it fails
-	// wherever it runs.
+	// broken: the migrations could not be applied (a migrationError).
+	// That is the code's fault, not the machine's: it fails wherever it
+	// runs.
 	broken bool
 }
 
@@ -171,7 +172,7 @@ func start(ctx context.Context) harness {
 	tpl, err := ensureTemplate(ctx, admin, url)
 	if err != nil {
 		admin.Close()
-		return harness{err: err, broken: true}
+		return failed(err)
 	}
 	return harness{admin: admin, adminURL: url, template: tpl}
 }
@@ -208,13 +209,26 @@ func startLocalIn(ctx context.Context, base string) (string, error) {
 	return srv.URL("postgres"), nil
 }
 
+// failed is the harness when building the test database failed with err.
+func failed(err error) harness {
+	var me *migrationError
+	return harness{err: err, broken: errors.As(err, &me)}
+}
+
+// migrationError is a failure of the migrations themselves (their
+// sequence, or applying them), as opposed to the server's.
+type migrationError struct{ err error }
+
+func (e *migrationError) Error() string { return e.err.Error() }
+func (e *migrationError) Unwrap() error { return e.err }
+
 // templateLock serialises template builds across processes.
 const templateLock int64 = 0x7468726561746470 // "threatdp"
 
 func ensureTemplate(ctx context.Context, admin *pgxpool.Pool, adminURL string) (string, error) {
 	fp, err := migrations.Fingerprint()
 	if err != nil {
-		return "", err
+		return "", &migrationError{err}
 	}
 	name := "threatdesk_tpl_" + fp
 	conn, err := admin.Acquire(ctx)
@@ -251,7 +265,7 @@ func ensureTemplate(ctx context.Context, admin *pgxpool.Pool, adminURL string) (
 	_, err = migrations.Apply(ctx, db, nil)
 	_ = db.Close(ctx)
 	if err != nil {
-		return "", fmt.Errorf("migrate template: %w", err)
+		return "", &migrationError{fmt.Errorf("migrate template: %w", err)}
 	}
 	if _, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{building}.Sanitize()+" RENAME TO "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", fmt.Errorf("publish template: %w", err)
