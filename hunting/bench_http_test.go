@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,8 +25,38 @@ import (
 //
 // For a durable figure point TEST_DATABASE_URL at a server with fsync on
 // (the harness's own server runs with fsync off).
-func BenchmarkIntakeHTTP4Senders(b *testing.B) {
+func BenchmarkIntakeHTTP4Senders(b *testing.B) { benchIntakeHTTP(b, nil) }
+
+// BenchmarkIntakeHTTP4SendersWithHistory is BenchmarkIntakeHTTP4Senders
+// for an org with two months behind it: each of its 5,000 devices had an
+// incident a day for 60 days (300,000 rows of incident entities, all older
+// than the correlation window). Correlation must find the incidents in
+// reach of each device without reading its past ones.
+func BenchmarkIntakeHTTP4SendersWithHistory(b *testing.B) {
+	benchIntakeHTTP(b, func(f *fixture) {
+		for _, q := range []string{`
+INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, first_seen, last_seen)
+SELECT 10000000 + d * 100 + k, 'contoso', 'device', lpad(to_hex(d + 1), 40, '0'), format('ws%s.contoso.local', lpad(d::text, 5, '0')),
+    $1::timestamptz - k * interval '1 day' - interval '2 hours', $1::timestamptz - k * interval '1 day'
+FROM generate_series(0, 4999) d, generate_series(2, 61) k`, `ANALYZE hunting_incident_entities`} {
+			args := []any{f.clock.Now()}
+			if !strings.Contains(q, "$1") {
+				args = nil
+			}
+			if _, err := f.pool.Exec(f.ctx, q, args...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchIntakeHTTP runs the intake benchmark on a fixture that history, when
+// not nil, has filled first.
+func benchIntakeHTTP(b *testing.B, history func(*fixture)) {
 	f := setup(b)
+	if history != nil {
+		history(f)
+	}
 	c := newCorpus(1, 5000, 400)
 	const size, senders = 500, 4
 	bodies := make([][]byte, b.N)
