@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -294,7 +295,6 @@ func (h *Handler) session(r *http.Request) (*session, error) {
 		if err := h.endSession(ctx, hash, "access removed"); err != nil {
 			return nil, err
 		}
-		h.m.ended.WithLabelValues("access_removed").Inc()
 		h.log.InfoContext(ctx, "ended a web session: the config no longer gives its person a role that sees cases",
 			"platform", platform, "user", p.user.ID)
 		return nil, errNoAccess
@@ -307,7 +307,6 @@ func (h *Handler) session(r *http.Request) (*session, error) {
 		if err := h.endSession(ctx, hash, "left chat"); err != nil {
 			return nil, err
 		}
-		h.m.ended.WithLabelValues("left_chat").Inc()
 		h.log.InfoContext(ctx, "ended a web session: its person is no longer in chat (deactivated, or left the org's channel)",
 			"platform", platform, "user", p.user.ID)
 		return nil, errLeftChat
@@ -364,11 +363,17 @@ func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel 
 	return true
 }
 
-// endSession ends a session server-side.
+// endSession ends a session server-side, for reason (its end_reason;
+// with underscores, its label in threatdesk_web_sessions_ended_total).
 func (h *Handler) endSession(ctx context.Context, hash []byte, reason string) error {
-	if _, err := h.cfg.Pool.Exec(ctx, `UPDATE web_sessions SET ended_at = $2, end_reason = $3 WHERE id_hash = $1 AND ended_at IS NULL`,
-		hash, h.cfg.Now().UTC(), reason); err != nil {
+	tag, err := h.cfg.Pool.Exec(ctx, `UPDATE web_sessions SET ended_at = $2, end_reason = $3 WHERE id_hash = $1 AND ended_at IS NULL`,
+		hash, h.cfg.Now().UTC(), reason)
+	if err != nil {
 		return fmt.Errorf("web: end session: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		// Counted once, by whichever request ended it.
+		h.m.ended.WithLabelValues(strings.ReplaceAll(reason, " ", "_")).Inc()
 	}
 	return nil
 }
@@ -730,7 +735,6 @@ func (h *Handler) serveSignOut(w http.ResponseWriter, r *http.Request, s *sessio
 			Lines: []string{"threatdesk could not end your session. Try again in a minute."}})
 		return
 	}
-	h.m.ended.WithLabelValues("signed_out").Inc()
 	http.SetCookie(w, h.cookie("", time.Time{}))
 	h.say(w, r, http.StatusOK, message{Title: "Signed out", Lines: []string{"Your session has ended. " + again}})
 }
