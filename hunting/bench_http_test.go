@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -34,19 +33,12 @@ func BenchmarkIntakeHTTP4Senders(b *testing.B) { benchIntakeHTTP(b, nil) }
 // reach of each device without reading its past ones.
 func BenchmarkIntakeHTTP4SendersWithHistory(b *testing.B) {
 	benchIntakeHTTP(b, func(f *fixture) {
-		for _, q := range []string{`
+		f.exec(b, `
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, first_seen, last_seen)
 SELECT 10000000 + d * 100 + k, 'contoso', 'device', lpad(to_hex(d + 1), 40, '0'), format('ws%s.contoso.local', lpad(d::text, 5, '0')),
     $1::timestamptz - k * interval '1 day' - interval '2 hours', $1::timestamptz - k * interval '1 day'
-FROM generate_series(0, 4999) d, generate_series(2, 61) k`, `ANALYZE hunting_incident_entities`} {
-			args := []any{f.clock.Now()}
-			if !strings.Contains(q, "$1") {
-				args = nil
-			}
-			if _, err := f.pool.Exec(f.ctx, q, args...); err != nil {
-				b.Fatal(err)
-			}
-		}
+FROM generate_series(0, 4999) d, generate_series(2, 61) k`, f.clock.Now())
+		f.exec(b, `ANALYZE hunting_incident_entities`)
 	})
 }
 

@@ -165,6 +165,13 @@ func (f *fixture) count(t testing.TB, sql string, args ...any) int {
 	return n
 }
 
+// exec runs one statement, failing the test if it fails.
+func (f *fixture) exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	_, err := f.pool.Exec(f.ctx, sql, args...)
+	require.NoError(t, err)
+}
+
 type outboxRow struct {
 	Kind    string
 	Stream  string

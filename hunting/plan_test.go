@@ -3,7 +3,6 @@ package hunting
 import (
 	"crypto/md5"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,15 +22,13 @@ func TestKnownAlertsAreProbedByID(t *testing.T) {
 	f := setup(t)
 	pgtest.NoAutovacuum(t, f.pool, "hunting_alerts", "hunting_incidents")
 	f.ingest(t, gen{ID: "k1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"})
-	_, err := f.pool.Exec(f.ctx, "ANALYZE hunting_alerts; ANALYZE hunting_incidents")
-	require.NoError(t, err)
+	f.exec(t, "ANALYZE hunting_alerts; ANALYZE hunting_incidents")
 	// The org grows by 40,000 alerts after the statistics were taken.
-	_, err = f.pool.Exec(f.ctx, `
+	f.exec(t, `
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, description, severity, severity_rank, first_activity,
     content_hash, ingested_at, updated_at)
 SELECT 'contoso', 'bulk-' || g, 'defender', $1, i.id, repeat('x', 400), 'Low', 1, now(), '\x00', now(), now()
 FROM generate_series(1, 40000) g, (SELECT min(id) AS id FROM hunting_incidents) i`, tenantContoso)
-	require.NoError(t, err)
 
 	ids := []string{"k1", "bulk-17"}
 	for i := range 50 {
@@ -65,14 +62,12 @@ func TestStaleIncidentsReadOnlyTheOpenOnes(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	pgtest.NoAutovacuum(t, f.pool, "hunting_incidents")
-	_, err := f.pool.Exec(f.ctx, `
+	f.exec(t, `
 INSERT INTO hunting_incidents (org, status, summary, created_at, updated_at)
 SELECT 'contoso', CASE WHEN g % 1000 = 0 THEN 'open' ELSE 'closed' END,
     (SELECT string_agg(md5(g::text || k::text), '') FROM generate_series(1, 10) k), $1::timestamptz, $1::timestamptz + g * interval '1 second'
 FROM generate_series(1, 30000) g`, t0.Add(-48*time.Hour))
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, "ANALYZE hunting_incidents")
-	require.NoError(t, err)
+	f.exec(t, "ANALYZE hunting_incidents")
 
 	var n int
 	require.NoError(t, f.pool.QueryRow(f.ctx, "SELECT sum(cardinality(array_agg)) FROM ("+staleIncidentsSQL+") s", t0, 20).Scan(&n))
@@ -94,11 +89,9 @@ func TestIncidentsAreProbedByID(t *testing.T) {
 	pgtest.NoAutovacuum(t, f.pool, "hunting_incidents")
 	f.ingest(t, gen{ID: "i1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"},
 		gen{ID: "i2", Tenant: tenantFabrikam, Device: "fs-1", Title: "Mimikatz"})
-	_, err := f.pool.Exec(f.ctx, "ANALYZE hunting_incidents")
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, `
+	f.exec(t, "ANALYZE hunting_incidents")
+	f.exec(t, `
 INSERT INTO hunting_incidents (org, created_at, updated_at) SELECT 'contoso', now(), now() FROM generate_series(1, 30000)`)
-	require.NoError(t, err)
 	var ids []int64
 	rows, err := f.pool.Query(f.ctx, `SELECT id FROM hunting_incidents ORDER BY id LIMIT 2`)
 	require.NoError(t, err)
@@ -135,19 +128,10 @@ func TestSightingsAreProbedByKey(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	pgtest.NoAutovacuum(t, f.pool, "hunting_entity_devices")
-	for _, q := range []string{
-		`INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen) VALUES ('contoso', 'file', 'f', 'd', $1::timestamptz)`,
-		`ANALYZE hunting_entity_devices`,
-		`INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
-SELECT 'contoso', 'file', md5(g::text), 'dev-' || (g % 97), $1::timestamptz FROM generate_series(1, 60000) g`,
-	} {
-		args := []any{t0}
-		if !strings.Contains(q, "$1") {
-			args = nil
-		}
-		_, err := f.pool.Exec(f.ctx, q, args...)
-		require.NoError(t, err)
-	}
+	f.exec(t, `INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen) VALUES ('contoso', 'file', 'f', 'd', $1::timestamptz)`, t0)
+	f.exec(t, `ANALYZE hunting_entity_devices`)
+	f.exec(t, `INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
+SELECT 'contoso', 'file', md5(g::text), 'dev-' || (g % 97), $1::timestamptz FROM generate_series(1, 60000) g`, t0)
 	n := 200
 	kinds, values, devs, ts := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 	for i := range n {
@@ -182,19 +166,16 @@ SELECT 'contoso', 'file', md5(g::text), 'dev-' || (g % 97), $1::timestamptz FROM
 func TestCandidatesReadOnlyRecentSightings(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, `
+	f.exec(t, `
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, first_seen, last_seen)
 SELECT g, 'contoso', 'device', 'dev-x', 'ws-x', $1::timestamptz - g * interval '1 day', $1::timestamptz - g * interval '1 day' + interval '2 hours'
 FROM generate_series(1, 3000) g`, t0)
-	require.NoError(t, err)
 	// The org's other devices, one incident each.
-	_, err = f.pool.Exec(f.ctx, `
+	f.exec(t, `
 INSERT INTO hunting_incident_entities (incident_id, org, kind, value, display, first_seen, last_seen)
 SELECT 10000 + g, 'contoso', 'device', 'dev-' || g, 'ws-' || g, $1::timestamptz, $1::timestamptz
 FROM generate_series(1, 60000) g`, t0)
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, "ANALYZE hunting_incident_entities")
-	require.NoError(t, err)
+	f.exec(t, "ANALYZE hunting_incident_entities")
 	args := []any{"contoso", []string{"device"}, []string{"dev-x"}, []time.Time{t0.Add(-36 * time.Hour)}, []time.Time{t0.Add(24 * time.Hour)}, 20}
 	var incs []int64
 	rows, err := f.pool.Query(f.ctx, candidatesSQL, args...)
@@ -218,24 +199,15 @@ FROM generate_series(1, 60000) g`, t0)
 func TestSightingsAcrossOrgsReadOnlyRecentOnes(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	for _, q := range []string{
-		// 3,000 old incidents of two orgs, a day apart, and one recent.
-		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+	// 3,000 old incidents of two orgs, a day apart, and one recent.
+	f.exec(t, `INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
 SELECT g, CASE WHEN g % 2 = 0 THEN 'contoso' ELSE 'fabrikam' END, k, v, $1::timestamptz - g * interval '1 day', $1::timestamptz - g * interval '1 day'
-FROM generate_series(0, 3000) g, (VALUES ('ip', '203.0.113.9'), ('url', 'https://evil.example/a')) AS x(k, v)`,
-		// Everything else the orgs saw.
-		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+FROM generate_series(0, 3000) g, (VALUES ('ip', '203.0.113.9'), ('url', 'https://evil.example/a')) AS x(k, v)`, t0)
+	// Everything else the orgs saw.
+	f.exec(t, `INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
 SELECT 10000 + g, 'contoso', k, v || g, $1::timestamptz, $1::timestamptz
-FROM generate_series(1, 30000) g, (VALUES ('ip', '198.51.100.'), ('url', 'https://cdn.example/')) AS x(k, v)`,
-		`ANALYZE hunting_incident_entities`,
-	} {
-		args := []any{t0}
-		if !strings.Contains(q, "$1") {
-			args = nil
-		}
-		_, err := f.pool.Exec(f.ctx, q, args...)
-		require.NoError(t, err)
-	}
+FROM generate_series(1, 30000) g, (VALUES ('ip', '198.51.100.'), ('url', 'https://cdn.example/')) AS x(k, v)`, t0)
+	f.exec(t, `ANALYZE hunting_incident_entities`)
 	since := t0.Add(-36 * time.Hour)
 	for _, c := range []struct {
 		sql  string
@@ -262,16 +234,14 @@ func TestIncidentAlertsAreReadByIncident(t *testing.T) {
 	f := setup(t)
 	pgtest.NoAutovacuum(t, f.pool, "hunting_alerts")
 	f.ingest(t, gen{ID: "k1", Tenant: tenantContoso, Device: "ws-1", Title: "Suspicious PowerShell"})
-	_, err := f.pool.Exec(f.ctx, "ANALYZE hunting_alerts")
-	require.NoError(t, err)
+	f.exec(t, "ANALYZE hunting_alerts")
 	// 40,000 alerts of the org's other incidents, and 300 of incident 7.
-	_, err = f.pool.Exec(f.ctx, `
+	f.exec(t, `
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, description, severity, severity_rank, first_activity,
     content_hash, ingested_at, updated_at)
 SELECT 'contoso', 'bulk-' || g, 'defender', $1, CASE WHEN g <= 300 THEN 7 ELSE 100 + g % 5000 END, repeat('x', 400), 'Low', 1,
     $2::timestamptz + g * interval '1 second', '\x00', now(), now()
 FROM generate_series(1, 40000) g`, tenantContoso, t0)
-	require.NoError(t, err)
 	ids := []int64{7}
 	var n int
 	require.NoError(t, f.pool.QueryRow(f.ctx, incidentAlertCountSQL, []int64{7, 7}, "contoso").Scan(&n))
