@@ -153,21 +153,21 @@ func (s *Service) commitGroup(ctx context.Context, org string, grp []*groupReq) 
 	}
 	var events int
 	var after *cacheUpdate
-	var written time.Time
+	clock := s.stageClock()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		clock.lap(stageBegin)
 		after = newCacheUpdate()
-		n, err := s.ingestOrg(ctx, tx, org, alerts, idx, req, out, after)
+		n, err := s.ingestOrg(ctx, tx, org, alerts, idx, req, out, after, clock)
 		if err != nil {
 			return fmt.Errorf("hunting: ingest %d alerts of org %s (%d requests): %w", len(alerts), org, len(grp), err)
 		}
 		events = n
-		written = time.Now()
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	s.m.stages[stageCommit].Add(time.Since(written).Seconds())
+	clock.lap(stageCommit)
 	s.cache.apply(after)
 	k := 0
 	for _, r := range grp {
@@ -176,6 +176,7 @@ func (s *Service) commitGroup(ctx context.Context, org string, grp []*groupReq) 
 			k++
 		}
 	}
+	clock.lap(stageApply)
 	took := time.Since(start)
 	s.m.batchDur.Observe(took.Seconds())
 	s.log.Debug("ingested batch", "alerts", len(alerts), "requests", len(grp), "org", org, "events", events, "took", took)

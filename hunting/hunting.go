@@ -131,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	stages := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
-		Name: "ingest_stage_seconds_total", Help: "Wall time of ingest transactions by stage (known: the org lock and stored versions; measure: prevalence; candidates; correlate; allocate; lock_incidents; store; refresh; commit): where intake time goes."}, []string{"stage"})
+		Name: "ingest_stage_seconds_total", Help: "Wall time of ingest transactions by stage (begin: a connection and BEGIN; known: the org lock and stored versions; measure: prevalence; candidates; correlate; allocate; lock_incidents; store; refresh; commit; apply: the caches and the results after commit): where intake time goes. A transaction that rolls back counts the stages it went through."}, []string{"stage"})
 	for i, n := range stageNames {
 		m.stages[i] = stages.WithLabelValues(n)
 	}

@@ -258,24 +258,25 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	sort.Strings(orgs)
 	var events int
 	var after *cacheUpdate
-	var written time.Time
+	clock := s.stageClock()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		clock.lap(stageBegin)
 		after = newCacheUpdate()
 		for _, org := range orgs {
-			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], nil, out, after)
+			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], nil, out, after, clock)
 			if err != nil {
 				return fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
 			}
 			events += n
 		}
-		written = time.Now()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.m.stages[stageCommit].Add(time.Since(written).Seconds())
+	clock.lap(stageCommit)
 	s.cache.apply(after)
+	clock.lap(stageApply)
 	took := time.Since(start)
 	s.m.batchDur.Observe(took.Seconds())
 	s.log.Debug("ingested batch", "alerts", len(alerts), "orgs", len(orgs), "events", events, "took", took)

@@ -29,9 +29,8 @@ import (
 //
 // req, when not nil, names the request of each item (a group of
 // coalesced requests, groupcommit.go).
-func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, req []int, out []ItemResult, after *cacheUpdate) (int, error) {
+func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts []*Alert, idx []int, req []int, out []ItemResult, after *cacheUpdate, clock *stageClock) (int, error) {
 	now := s.cfg.Now().UTC()
-	clock := s.stageClock()
 	ws := latestPerID(alerts, idx, req, out)
 	have, err := loadKnown(ctx, tx, org, ws)
 	if err != nil {
@@ -84,9 +83,12 @@ func (s *Service) ingestOrg(ctx context.Context, tx pgx.Tx, org string, alerts [
 
 // The stages of an ingest transaction whose wall time is counted
 // (threatdesk_hunting_ingest_stage_seconds_total): with the benchmarks,
-// where intake time goes.
+// where intake time goes. They cover the transaction from taking a
+// connection (begin) to the caches learning what it stored (apply); a
+// transaction that rolls back counts the stages it went through.
 const (
-	stageKnown = iota
+	stageBegin = iota
+	stageKnown
 	stageMeasure
 	stageCandidates
 	stageCorrelate
@@ -95,10 +97,11 @@ const (
 	stageStore
 	stageRefresh
 	stageCommit
+	stageApply
 	numStages
 )
 
-var stageNames = [numStages]string{"known", "measure", "candidates", "correlate", "allocate", "lock_incidents", "store", "refresh", "commit"}
+var stageNames = [numStages]string{"begin", "known", "measure", "candidates", "correlate", "allocate", "lock_incidents", "store", "refresh", "commit", "apply"}
 
 // stageClock counts the time since its last lap to a stage.
 type stageClock struct {
