@@ -133,7 +133,7 @@ func (h *HuntingIncidents) Acknowledge(ctx context.Context, org, id string, by U
 	if err != nil {
 		return err
 	}
-	return huntErr(h.svc.Acknowledge(ctx, org, n, userLabel(&by)))
+	return triageErr(id, h.svc.Acknowledge(ctx, org, n, userLabel(&by)))
 }
 
 // Describe implements Incidents.

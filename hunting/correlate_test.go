@@ -248,3 +248,40 @@ func TestSlowIntrusionIsOneIncident(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeHandsOnTheCard: an incident with a card (here posted on a
+// person's request, under the bar, and acknowledged) merged into an older
+// one that had none: the old card says to follow the survivor, so the
+// survivor is posted at once, not after group_wait or only if it crosses
+// the bar, and it keeps the acknowledgement (no reminders start again).
+func TestMergeHandsOnTheCard(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := f.clock.Now().Add(-30 * time.Minute)
+	a := f.ingest(t, gen{ID: "a1", Device: "pc-a", At: at, Severity: "Low", Category: "Discovery"}).Items[0].IncidentID
+	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at, Files: []string{sha("implant")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
+	require.NotEqual(t, a, b)
+	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0ANALYST"))
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", b, "U0ANALYST"))
+	n := len(f.outbox(t))
+
+	res := f.ingest(t, gen{ID: "link", Device: "pc-a", At: at.Add(5 * time.Minute), Files: []string{sha("implant")}, Severity: "Low", Category: "Execution"})
+	require.Equal(t, a, res.Items[0].IncidentID, "the older incident survives")
+	rows := f.outbox(t)[n:]
+	require.Equal(t, []string{EventMerged, EventNotify}, kinds(rows), "the old card points at the survivor, which is posted in the same batch")
+	require.Equal(t, Stream(b), rows[0].Stream)
+	require.Equal(t, a, rows[0].Payload.MergedInto)
+	require.Equal(t, Stream(a), rows[1].Stream)
+	v, err := f.svc.Incident(f.ctx, "contoso", a)
+	require.NoError(t, err)
+	require.Equal(t, "U0ANALYST", v.AcknowledgedBy, "the acknowledgement carries over")
+	require.NotNil(t, v.AcknowledgedAt)
+	f.clock.Advance(9 * time.Hour)
+	require.Zero(t, f.sweep(t), "no reminders for an acknowledged attack")
+
+	// The old card's buttons, pressed before its edit arrived, say where
+	// the incident went.
+	err = f.svc.Acknowledge(f.ctx, "contoso", b, "U0OTHER")
+	require.ErrorIs(t, err, ErrNotOpen)
+	require.ErrorContains(t, err, fmt.Sprintf("merged into incident %d", a))
+}

@@ -241,8 +241,17 @@ func (st *incState) fold(a *Alert, isNew bool) {
 }
 
 // absorb folds a merged incident's aggregates into st. Device and user
-// counts are recounted by the caller (a union is not a sum).
+// counts are recounted by the caller (a union is not a sum). A merged
+// incident that had a card hands it on: the survivor, if it had none, is
+// posted at once (the old card now says to follow it), and an
+// acknowledgement carries over (queueMerges stores it).
 func (st *incState) absorb(o *incState) {
+	if o.PostedAt != nil && st.PostedAt == nil {
+		st.forced = true
+		if st.AckedAt == nil {
+			st.AckedAt = o.AckedAt
+		}
+	}
 	st.AlertCount += o.AlertCount
 	st.MediumPlus += o.MediumPlus
 	st.RareFiles += o.RareFiles

@@ -357,6 +357,12 @@ ON CONFLICT (incident_id, kind, value) DO UPDATE SET
     first_seen = least(hunting_incident_entities.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(hunting_incident_entities.last_seen, EXCLUDED.last_seen)`, from, into, org)
 	b.Queue(`DELETE FROM hunting_incident_entities WHERE incident_id = ANY($1)`, from)
+	// A card handed on keeps its acknowledgement (absorb): the survivor had
+	// no card of its own.
+	b.Queue(`
+UPDATE hunting_incidents d SET acked_at = o.acked_at, acked_by = o.acked_by
+FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst) JOIN hunting_incidents o ON o.id = m.src
+WHERE d.id = m.dst AND d.posted_at IS NULL AND d.acked_at IS NULL AND o.posted_at IS NOT NULL AND o.acked_at IS NOT NULL`, from, into)
 	b.Queue(`
 UPDATE hunting_incidents i SET status = 'merged', merged_into = m.dst, next_due_at = NULL, updated_at = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)

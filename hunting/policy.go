@@ -284,7 +284,9 @@ var ErrNotFound = errors.New("hunting: not found")
 
 // Acknowledge records who acknowledged the incident, which stops its
 // repeats, and records incident.acknowledged so the card shows it. A second
-// acknowledgement keeps the first and records nothing.
+// acknowledgement keeps the first and records nothing. An incident that is
+// not open (merged, resolved, closed) returns ErrNotOpen, saying into which
+// incident it was merged or by whom it was resolved.
 func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64, who string) error {
 	who = clip(who, maxShortLen)
 	now := s.cfg.Now().UTC()
@@ -295,13 +297,22 @@ func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64,
 			return err
 		}
 		var st incState
-		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, title, severity, score, expert, notify_seq FROM hunting_incidents
-WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &st.Title, &st.Severity, &st.Score, &st.Expert, &st.Seq)
+		var merged *int64
+		var resolvedBy *string
+		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, title, severity, score, expert, notify_seq, merged_into, resolved_by, classification
+FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &st.Title,
+			&st.Severity, &st.Score, &st.Expert, &st.Seq, &merged, &resolvedBy, &st.Classification)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("acknowledge incident %d of org %s: %w", incidentID, org, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("acknowledge incident %d: %w", incidentID, err)
+		}
+		// A card pressed before its edit arrived: a merged incident's
+		// reminders go on in the one it was merged into, a closed one has
+		// none.
+		if st.Status != "open" {
+			return notOpen(incidentID, st.Status, merged, resolvedBy, string(st.Classification))
 		}
 		if st.AckedAt != nil {
 			return nil
