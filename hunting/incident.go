@@ -3,6 +3,7 @@ package hunting
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -661,16 +662,20 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	defer func() { s.m.sweepDur.Observe(time.Since(start).Seconds()) }()
 	total := 0
+	// An org whose transaction fails is left out of the rest of this sweep
+	// (its incidents stay due); the other orgs are swept all the same.
+	failed := []string{}
+	var errs []error
 	for {
 		now := s.cfg.Now().UTC()
 		rows, err := s.pool.Query(ctx, `
 SELECT org, array_agg(id ORDER BY id) FROM (
     SELECT id, org FROM hunting_incidents
-    WHERE status = 'open' AND next_due_at <= $1
+    WHERE status = 'open' AND next_due_at <= $1 AND org <> ALL($2::text[])
     ORDER BY next_due_at LIMIT 500) d
-GROUP BY org ORDER BY org`, now)
+GROUP BY org ORDER BY org`, now, failed)
 		if err != nil {
-			return total, fmt.Errorf("hunting: sweep: find due incidents: %w", err)
+			return total, errors.Join(append(errs, fmt.Errorf("hunting: sweep: find due incidents: %w", err))...)
 		}
 		type due struct {
 			org string
@@ -682,21 +687,18 @@ GROUP BY org ORDER BY org`, now)
 			var d due
 			if err := rows.Scan(&d.org, &d.ids); err != nil {
 				rows.Close()
-				return total, fmt.Errorf("hunting: sweep: %w", err)
+				return total, errors.Join(append(errs, fmt.Errorf("hunting: sweep: %w", err))...)
 			}
 			found += len(d.ids)
 			dues = append(dues, d)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return total, fmt.Errorf("hunting: sweep: find due incidents: %w", err)
+			return total, errors.Join(append(errs, fmt.Errorf("hunting: sweep: find due incidents: %w", err))...)
 		}
 		for _, d := range dues {
 			var n int
-			err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-				if err := lockOrg(ctx, tx, d.org); err != nil {
-					return err
-				}
+			err := s.inOrg(ctx, d.org, func(tx pgx.Tx) error {
 				sts, err := loadStates(ctx, tx, d.org, d.ids, &now, true)
 				if err != nil {
 					return err
@@ -705,7 +707,12 @@ GROUP BY org ORDER BY org`, now)
 				return err
 			})
 			if err != nil {
-				return total, fmt.Errorf("hunting: sweep org %s: %w", d.org, err)
+				if ctx.Err() != nil {
+					return total, ctx.Err()
+				}
+				failed = append(failed, d.org)
+				errs = append(errs, fmt.Errorf("hunting: sweep org %s: %w", d.org, err))
+				continue
 			}
 			total += n
 		}
@@ -723,10 +730,20 @@ GROUP BY org ORDER BY org`, now)
 	s.rescoreMu.Unlock()
 	if run {
 		if err := s.rescore(ctx); err != nil {
-			return total, err
+			errs = append(errs, err)
 		}
 	}
-	return total, nil
+	return total, errors.Join(errs...)
+}
+
+// inOrg runs fn in a transaction that holds org's lock.
+func (s *Service) inOrg(ctx context.Context, org string, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockOrg(ctx, tx, org); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // rescoreBatch bounds the incidents one sweep re-scores.
@@ -764,11 +781,9 @@ func (s *Service) rescore(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("hunting: rescore: find stale incidents: %w", err)
 	}
+	var errs []error
 	for org, ids := range byOrg {
-		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			if err := lockOrg(ctx, tx, org); err != nil {
-				return err
-			}
+		err := s.inOrg(ctx, org, func(tx pgx.Tx) error {
 			sts, err := loadStates(ctx, tx, org, ids, nil, true)
 			if err != nil {
 				return err
@@ -783,10 +798,14 @@ func (s *Service) rescore(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("hunting: rescore org %s: %w", org, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// One org's failure does not hold back the others'.
+			errs = append(errs, fmt.Errorf("hunting: rescore org %s: %w", org, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Prune deletes prevalence sightings older than twice the window (on the

@@ -305,3 +305,36 @@ func TestRescoreAndPrune(t *testing.T) {
 	require.NotZero(t, n)
 	require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_entity_devices`))
 }
+
+// TestOneOrgsFailingSweepHoldsBackNoOther: the sweep goes org by org in
+// name order; an org whose transaction fails (here a trigger refuses its
+// incident updates) is reported, and the orgs after it are swept all the
+// same. Its incidents stay due and go out once it works again.
+func TestOneOrgsFailingSweepHoldsBackNoOther(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	c := f.ingest(t, chain("c", "pc-c", t0.Add(-50*time.Minute))...).Items[0].IncidentID
+	fab := chain("fab", "pc-f", t0.Add(-50*time.Minute))
+	for i := range fab {
+		fab[i].Tenant = tenantFabrikam
+	}
+	fb := f.ingest(t, fab...).Items[0].IncidentID
+	f.exec(t, `CREATE FUNCTION refuse_contoso() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'contoso is broken'; END $$`)
+	f.exec(t, `CREATE TRIGGER refuse_contoso BEFORE UPDATE ON hunting_incidents FOR EACH ROW WHEN (NEW.org = 'contoso') EXECUTE FUNCTION refuse_contoso()`)
+	f.clock.Advance(time.Minute)
+
+	n, err := f.svc.Sweep(f.ctx)
+	require.ErrorContains(t, err, "sweep org contoso")
+	require.ErrorContains(t, err, "contoso is broken")
+	require.Equal(t, 1, n, "fabrikam, after contoso, is swept")
+	rows := f.outbox(t)
+	require.Len(t, rows, 1)
+	require.Equal(t, EventNotify, rows[0].Kind)
+	require.Equal(t, Stream(fb), rows[0].Stream)
+
+	f.exec(t, `DROP TRIGGER refuse_contoso ON hunting_incidents`)
+	require.Equal(t, 1, f.sweep(t), "contoso's incident is still due")
+	rows = f.outbox(t)
+	require.Len(t, rows, 2)
+	require.Equal(t, Stream(c), rows[1].Stream)
+}
