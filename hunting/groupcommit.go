@@ -3,6 +3,7 @@ package hunting
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,8 +24,10 @@ import (
 // groupMaxItems caps the alerts of one group transaction.
 const groupMaxItems = 4000
 
-// groupTimeout bounds one group's transaction: it runs for several
-// requests, so it does not end when the leader's client goes away.
+// groupTimeout bounds one group's transaction. It runs for several
+// requests, so it does not end when the leader's client goes away; it ends
+// at the earliest deadline of its requests (the intake's 40 s each), so that
+// a database that does not answer still gets every sender its 503 in time.
 const groupTimeout = 2 * time.Minute
 
 // groupCommits holds one queue per org.
@@ -50,6 +53,9 @@ type groupReq struct {
 	out    []ItemResult
 	done   chan error    // its result, once
 	lead   chan struct{} // it is to lead the next group
+	// deadline is the request's own (its context's, else groupTimeout
+	// from its arrival).
+	deadline time.Time
 }
 
 // submit stores the request's alerts of org (alerts[idx], results in out)
@@ -62,7 +68,11 @@ func (g *groupCommits) submit(ctx context.Context, s *Service, org string, alert
 		g.orgs[org] = q
 	}
 	g.mu.Unlock()
-	r := &groupReq{alerts: alerts, idx: idx, out: out, done: make(chan error, 1), lead: make(chan struct{}, 1)}
+	r := &groupReq{alerts: alerts, idx: idx, out: out, done: make(chan error, 1), lead: make(chan struct{}, 1),
+		deadline: time.Now().Add(groupTimeout)}
+	if dl, ok := ctx.Deadline(); ok && dl.Before(r.deadline) {
+		r.deadline = dl
+	}
 	q.mu.Lock()
 	q.pending = append(q.pending, r)
 	lead := !q.busy
@@ -77,8 +87,37 @@ func (g *groupCommits) submit(ctx context.Context, s *Service, org string, alert
 			return err
 		case <-r.lead:
 			s.leadGroup(ctx, org, q)
+		case <-ctx.Done():
+			if q.leave(r) {
+				return fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, ctx.Err())
+			}
+			// Already in a group: its answer comes.
+			return <-r.done
 		}
 	}
+}
+
+// leave takes r, not yet in a group, out of the queue, handing on the lead
+// if it had just been given it, and reports whether it did; false means r
+// is in a group, which answers it.
+func (q *orgQueue) leave(r *groupReq) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.Index(q.pending, r)
+	if i < 0 {
+		return false
+	}
+	q.pending = slices.Delete(q.pending, i, i+1)
+	select {
+	case <-r.lead:
+		if len(q.pending) == 0 {
+			q.busy = false
+		} else {
+			q.pending[0].lead <- struct{}{}
+		}
+	default:
+	}
+	return true
 }
 
 // leadGroup takes the queued requests (the leader's first), stores them
@@ -91,25 +130,28 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 		items += len(q.pending[n].idx)
 		n++
 	}
-	grp := q.pending[:n:n]
+	taken := q.pending[:n:n]
 	q.pending = q.pending[n:]
 	q.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupTimeout)
-	s.m.groups.Inc()
-	s.m.groupRequests.Add(float64(len(grp)))
-	err := s.safeCommitGroup(ctx, org, grp)
-	if err != nil && len(grp) > 1 {
-		// One request must not fail the others: each alone, then.
-		for _, r := range grp {
-			r.done <- s.safeCommitGroup(ctx, org, []*groupReq{r})
+	// A request whose time ran out while it waited is answered so, and
+	// does not cut the group's time short.
+	var grp []*groupReq
+	var deadline time.Time
+	now := time.Now()
+	for _, r := range taken {
+		if !now.Before(r.deadline) {
+			r.done <- fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, context.DeadlineExceeded)
+			continue
 		}
-	} else {
-		for _, r := range grp {
-			r.done <- err
+		if len(grp) == 0 || r.deadline.Before(deadline) {
+			deadline = r.deadline
 		}
+		grp = append(grp, r)
 	}
-	cancel()
+	if len(grp) > 0 {
+		s.commitGroupOf(ctx, org, grp, deadline)
+	}
 
 	q.mu.Lock()
 	if len(q.pending) == 0 {
@@ -118,6 +160,28 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 		q.pending[0].lead <- struct{}{}
 	}
 	q.mu.Unlock()
+}
+
+// commitGroupOf stores grp by its earliest deadline and answers each of
+// its requests.
+func (s *Service) commitGroupOf(ctx context.Context, org string, grp []*groupReq, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	s.m.groups.Inc()
+	s.m.groupRequests.Add(float64(len(grp)))
+	err := s.safeCommitGroup(ctx, org, grp)
+	if err != nil && len(grp) > 1 && ctx.Err() == nil && !storeUnavailable(err) {
+		// One request must not fail the others: each alone, then. (Not
+		// when the database is out of reach or time is up: then it fails
+		// them all alike, and each sender is told to retry.)
+		for _, r := range grp {
+			r.done <- s.safeCommitGroup(ctx, org, []*groupReq{r})
+		}
+	} else {
+		for _, r := range grp {
+			r.done <- err
+		}
+	}
 }
 
 // safeCommitGroup is commitGroup with a panic turned into an error, so

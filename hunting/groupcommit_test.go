@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -119,12 +120,12 @@ func TestGroupFailureIsolatesRequests(t *testing.T) {
 	f := setup(t)
 	at := t0.Add(-time.Hour)
 	good := &groupReq{alerts: []*Alert{{Source: SourceDefender, ID: "g1", Org: "contoso", Severity: SeverityLow, Created: at}},
-		idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1)}
+		idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1), deadline: time.Now().Add(time.Minute)}
 	// A NUL byte cannot be stored in a text column: this request's
 	// statement fails (normalize never lets one through; this stands for
 	// any failure of one request's data).
 	bad := &groupReq{alerts: []*Alert{{Source: SourceDefender, ID: "b1", Org: "contoso", Severity: SeverityLow, Created: at, Title: "x\x00y"}},
-		idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1)}
+		idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1), deadline: time.Now().Add(time.Minute)}
 	q := &orgQueue{pending: []*groupReq{good, bad}, busy: true}
 	f.svc.leadGroup(f.ctx, "contoso", q)
 	require.NoError(t, <-good.done)
@@ -370,4 +371,84 @@ func TestGroupCommitMatchesOneRequest(t *testing.T) {
 	}
 	require.NotZero(t, one.count(t, `SELECT count(*) FROM hunting_incidents WHERE alert_count > 1`), "alerts were correlated")
 	require.NotZero(t, one.count(t, `SELECT count(*) FROM hunting_merges`), "incidents were merged")
+}
+
+// TestGroupAnswersWithinEachDeadline: with the org's transactions stuck
+// (here its lock held from outside, as by a database that does not answer),
+// a request queued behind a group leaves the queue at its own deadline, and
+// the group ends at its requests' earliest deadline instead of running on
+// for minutes: every sender gets an error the intake answers with 503 and
+// Retry-After, nothing is stored, and the queue serves the next request.
+func TestGroupAnswersWithinEachDeadline(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	conn, err := f.pool.Acquire(f.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	tx, err := conn.Begin(f.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(f.ctx) }()
+	_, err = tx.Exec(f.ctx, lockOrgSQL, "contoso")
+	require.NoError(t, err)
+
+	send := func(id string, within time.Duration) chan error {
+		ch := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(f.ctx, within)
+			defer cancel()
+			_, err := f.svc.Ingest(ctx, []RawAlert{gen{ID: id, Device: "pc-" + id}.raw()})
+			ch <- err
+		}()
+		return ch
+	}
+	q := func() *orgQueue {
+		f.svc.groups.mu.Lock()
+		defer f.svc.groups.mu.Unlock()
+		return f.svc.groups.orgs["contoso"]
+	}
+	leader := send("lead", 500*time.Millisecond)
+	require.Eventually(t, func() bool { return q() != nil }, 10*time.Second, time.Millisecond)
+	queued := send("queued", 300*time.Millisecond)
+	for name, ch := range map[string]chan error{"leader": leader, "queued": queued} {
+		select {
+		case err := <-ch:
+			require.Error(t, err, name)
+			require.ErrorIs(t, err, context.DeadlineExceeded, name)
+			require.True(t, storeUnavailable(err), "%s: answered 503: %v", name, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer 10 s into a 0.5 s deadline", name)
+		}
+	}
+	require.NoError(t, tx.Rollback(f.ctx))
+	require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_alerts`), "nothing stored")
+
+	res, err := f.svc.Ingest(f.ctx, []RawAlert{gen{ID: "after", Device: "pc-after"}.raw()})
+	require.NoError(t, err, "the queue moved on")
+	require.Equal(t, 1, res.Accepted)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+}
+
+// TestLeavingHandsOnTheLead: a request that leaves the queue just as it was
+// given the lead hands it to the next one, or frees the queue, so that the
+// org's intake never waits for a leader that is gone.
+func TestLeavingHandsOnTheLead(t *testing.T) {
+	t.Parallel()
+	req := func() *groupReq { return &groupReq{done: make(chan error, 1), lead: make(chan struct{}, 1)} }
+	r1, r2, r3 := req(), req(), req()
+	q := &orgQueue{pending: []*groupReq{r1, r2, r3}, busy: true}
+	r1.lead <- struct{}{}
+	require.True(t, q.leave(r1))
+	require.Len(t, r2.lead, 1, "the next one leads")
+	require.True(t, q.busy)
+
+	require.True(t, q.leave(r3), "a queued request without the lead just leaves")
+	require.Len(t, r2.lead, 1)
+	require.Equal(t, []*groupReq{r2}, q.pending)
+
+	<-r2.lead
+	r2.lead <- struct{}{}
+	require.True(t, q.leave(r2))
+	require.False(t, q.busy, "the last one frees the queue")
+	require.Empty(t, q.pending)
+	require.False(t, q.leave(r2), "no longer queued: its group answers it")
 }
