@@ -355,6 +355,9 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 			return last, err
 		}
 	}
+	if err := b.recoverTried(ctx, st, parts); err != nil {
+		return last, err
+	}
 	for _, target := range slices.Sorted(maps.Keys(deadSides)) {
 		n, ok, err := b.notice(ctx, st, target, deadSides[target])
 		if err != nil {
@@ -377,6 +380,50 @@ func (b *Bot) sendRow(ctx context.Context, row outbox.Row) (Platform, error) {
 			"outbox_id", row.ID, "kind", row.Kind, "stream", row.Stream, "part", f.key, "reason", f.err)
 	}
 	return last, nil
+}
+
+// recoverTried looks for the parts an earlier attempt posted without the
+// answer coming back which this attempt did not render at all (a part
+// that depends on a lookup, left off when the lookup fails): found, each is
+// recorded all the same, or its stream would post it again on its next
+// event.
+func (b *Bot) recoverTried(ctx context.Context, st *rowSend, parts []part) error {
+	for _, key := range slices.Sorted(maps.Keys(st.tried)) {
+		if _, ok := st.done[key]; ok || slices.ContainsFunc(parts, func(p part) bool { return p.key == key }) {
+			continue
+		}
+		p, ok := b.leftOffPart(key)
+		if !ok {
+			continue
+		}
+		a, ok := b.adapter(p.dest.Platform)
+		if !ok {
+			return &rowError{kind: Temporary, platform: p.dest.Platform, err: fmt.Errorf("no %s adapter registered", p.dest.Platform)}
+		}
+		dest := p.dest
+		dest.Key = partKey(st.row.ID, key)
+		ref, found, err := b.findPosted(ctx, a, dest, st.tried[key])
+		if err != nil {
+			return err
+		}
+		if found {
+			b.log.Info("an earlier attempt had posted a part this attempt left off; recorded it",
+				"outbox_id", st.row.ID, "part", key, "channel", dest.Channel, "message", ref.Message)
+			if err := b.posted(ctx, st.row, p, dest, ref, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// leftOffPart is, for the key of a part an attempt may leave off, where
+// that part is posted and the anchor it becomes.
+func (b *Bot) leftOffPart(key string) (part, bool) {
+	if key == sightingsPartKey {
+		return part{key: key, dest: b.cfg.Desk.DeskDest(), anchor: targetSightings}, true
+	}
+	return part{}, false
 }
 
 // partFailure is a part of a row that can never be sent.

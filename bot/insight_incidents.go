@@ -49,6 +49,10 @@ func (b *Bot) incidentSightings(ctx context.Context, org, id string) (ss []Sight
 	return s, true
 }
 
+// sightingsPartKey is the key of the desk's sightings part of an incident
+// event.
+const sightingsPartKey = "desk.sightings"
+
 // sightingsParts are the expert desk's part of an incident event: its
 // sightings message posted (once: it becomes the stream's anchor
 // targetSightings) when the incident has sightings and none was posted,
@@ -75,7 +79,7 @@ func (b *Bot) sightingsParts(ctx context.Context, inc IncidentView) ([]part, err
 	if !posted && len(ss) == 0 {
 		return nil, nil
 	}
-	p := part{key: "desk.sightings", msg: b.sightingsMessage(inc, ss), link: targetNotification, linkLabel: "Open the notification"}
+	p := part{key: sightingsPartKey, msg: b.sightingsMessage(inc, ss), link: targetNotification, linkLabel: "Open the notification"}
 	if posted {
 		p.update = targetSightings
 	} else {

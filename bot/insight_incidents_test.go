@@ -219,6 +219,55 @@ func TestIncidentSightingsDeliveredOnce(t *testing.T) {
 	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1)
 }
 
+// TestSightingsPostFoundWhenTheRetryCannotLook: the desk's post of a
+// notified incident's sightings message is stored by the platform but its
+// answer is lost, and on the retry the sightings lookup fails, so the part
+// is not rendered at all. The post must still be found and recorded as the
+// incident's sightings message: it used to be left unrecorded, and the
+// incident's next event posted a second desk message.
+func TestSightingsPostFoundWhenTheRetryCannotLook(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	lostPosts := func() int {
+		return f.slack.Count(bottest.OpPost, func(c bottest.Call) bool {
+			return c.Dest.Channel == deskChannel && strings.HasSuffix(c.Message.Title, " at Fabrikam: also seen at other orgs")
+		})
+	}
+	var failed atomic.Bool
+	f.bot.SetInsight(scriptedSightings{Insight: NewInsightService(f.in), fail: func(org string) bool {
+		// Fabrikam's first lookup after the lost post: the retry's.
+		return org == "fabrikam" && lostPosts() == 1 && failed.CompareAndSwap(false, true)
+	}})
+	c := f.see(t, seenAlert{id: "da0000000000000b01_1", device: "ws-b1.contoso.local", files: []string{"twice.dll"}})[0]
+	f.card(t, c)
+	f.settledOutbox(t)
+	f.slack.LoseAnswers(1)
+	fb := f.see(t, seenAlert{id: "da0000000000000b02_1", tenant: fabrikamTenant, device: "fab-b1", files: []string{"twice.dll"}})[0]
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+fb+" at Fabrikam: also seen at other orgs")
+	f.settledOutbox(t)
+	require.True(t, failed.Load(), "the retry's lookup failed")
+
+	nw := f.see(t, seenAlert{id: "da0000000000000b03_1", tenant: northwindTenant, device: "nw-b1", files: []string{"twice.dll"}})[0]
+	f.see(t, seenAlert{id: "da0000000000000b04_1", tenant: fabrikamTenant, device: "fab-b2", files: []string{"twice.dll"}})
+	f.edited(t, desk.Ref, "Northwind (1 device, incident "+nw)
+	f.settledOutbox(t)
+	require.Len(t, f.deskSightings(fb, "Fabrikam"), 1, "one desk message, edited: not a second one")
+}
+
+// scriptedSightings is an insight service whose sightings lookup fails
+// when fail says so.
+type scriptedSightings struct {
+	Insight
+	fail func(org string) bool
+}
+
+func (f scriptedSightings) Sightings(ctx context.Context, org string, s Subject) ([]Sighting, int, error) {
+	if f.fail(org) {
+		return nil, 0, errors.New("sightings: context deadline exceeded")
+	}
+	return f.Insight.Sightings(ctx, org, s)
+}
+
 // failingSightings is an insight service whose sightings lookup fails
 // while fail is set (a timeout under load, a database error).
 type failingSightings struct {
