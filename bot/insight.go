@@ -584,6 +584,15 @@ func (b *Bot) renderInsight(ctx context.Context, ev InsightEvent) ([]part, error
 	if b.hunt == nil {
 		return nil, nil
 	}
+	inc, err := b.hunt.Incident(ctx, ev.Org, ev.IncidentID)
+	if err != nil {
+		return nil, fmt.Errorf("load incident %s to render its campaign link: %w", ev.IncidentID, err)
+	}
+	if !inc.Posted {
+		// No card to edit: the card, if the incident is posted later,
+		// says it is linked.
+		return nil, nil
+	}
 	return b.renderIncident(ctx, IncidentEvent{IncidentID: ev.IncidentID, Org: ev.Org, Action: "update"})
 }
 

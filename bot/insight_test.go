@@ -434,3 +434,25 @@ func TestCampaigns(t *testing.T) {
 		require.Contains(t, plain(m), want, cmd)
 	}
 }
+
+// TestTaggingAQuietIncident: an expert tags an incident that has no card
+// (under the bar, never posted). It is tagged, nothing is sent and nothing
+// goes dead: the edit of a card that did not exist used to end as a dead
+// outbox row, telling an operator to act for nothing. Posted later, its
+// card says it is linked.
+func TestTaggingAQuietIncident(t *testing.T) {
+	t.Parallel()
+	f := setupInsight(t, nil)
+	quiet := f.ingest(t, defenderAlert{ID: "da0000000000000c01_1", Severity: "Low", Category: "Discovery", Device: "ws-c1.contoso.local", Title: "Net view enumeration"})[0]
+	_, m := f.run(t, Slack, expert1, deskChannel, "campaign tag "+quiet+" Storm-0501")
+	require.Contains(t, plain(m), "incident "+quiet+" (Contoso")
+	f.settledOutbox(t)
+	require.Zero(t, f.count(t, `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL`), "no dead row")
+	require.Empty(t, f.slack.Find(bottest.OpUpdate, nil), "no card to edit")
+
+	n, err := strconv.ParseInt(quiet, 10, 64)
+	require.NoError(t, err)
+	require.NoError(t, f.hunt.NotifyNow(context.Background(), "contoso", n, "U0ANALYST"))
+	card := f.card(t, quiet)
+	require.Contains(t, plain(card.Message), "Linked by the threat experts to a campaign they track.")
+}
