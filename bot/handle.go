@@ -723,8 +723,12 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 		field, minLen = fieldSummary, 10
 	case formSample:
 		minLen = 0
-		if errs := b.checkSampleForm(ctx, s); errs != nil {
-			return SubmitAck{Errors: errs}
+		// Only an expert's form is checked against its case: anyone else's
+		// is refused when it is worked, the same whatever case it names.
+		if b.identify(s.User, s.Channel, nil).may(opExpertStatus) {
+			if errs := b.checkSampleForm(ctx, s); errs != nil {
+				return SubmitAck{Errors: errs}
+			}
 		}
 	case formMoreTime:
 		minLen = 0

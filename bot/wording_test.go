@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -140,4 +141,32 @@ func TestDeskCardCategoryInWords(t *testing.T) {
 	footer := plain(Message{Text: []Line{desk.Message.Footer}})
 	require.Contains(t, footer, "Possible device compromise")
 	require.NotContains(t, footer, "device_compromise")
+}
+
+// TestSampleFormOfAMemberRevealsNothing: the sample form is the experts'.
+// A member who submits one (a crafted submission naming a case) used to
+// have the case read first: "Name the file" told them that the case
+// exists, whoever's it is, and that it is not about a file. Now a member's
+// submission is refused the same way for a real case and a made-up one.
+func TestSampleFormOfAMemberRevealsNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, _, desk := f.openCase(t, `alert `+alertID+` "phishing?"`)
+	ack, _ := f.press(t, Slack, expert1, ActSample, ref, desk.Ref)
+	require.NotNil(t, ack.Form)
+	real := *ack.Form
+	require.Contains(t, real.State, ref)
+	madeUp := real
+	madeUp.State = strings.Replace(real.State, ref, "EOD-99999", 1)
+
+	var answers []string
+	for _, form := range []Form{real, madeUp} {
+		sack, r := f.submit(t, Discord, fabAnalyst, form, map[string]string{"file": "", "text": "zip it"})
+		require.Empty(t, sack.Errors, "no check of the case for a member")
+		got, ok := r.Wait(tenSeconds)
+		require.True(t, ok)
+		answers = append(answers, plain(got.Message))
+	}
+	require.Equal(t, answers[0], answers[1], "the same answer for a real case and a made-up one")
+	require.NotContains(t, answers[0], "Name the file")
 }
