@@ -96,9 +96,13 @@ func TestEditRacingItsRelay(t *testing.T) {
 	var once sync.Once
 	var msg Ref
 	missed := make(chan struct{})
+	// The relay waits until the edit has looked for it once, however the
+	// two are scheduled.
+	var release func()
 	f.bot.OnRelayMissed(func() {
 		once.Do(func() {
 			defer close(missed)
+			release()
 			// Let the relay be posted, recorded and its row settled.
 			for range 200 {
 				var relayed bool
@@ -113,6 +117,8 @@ func TestEditRacingItsRelay(t *testing.T) {
 	})
 	require.NoError(t, f.bot.Start(ctx))
 	_, receipt, desk := f.openCase(t, `ask "race?"`)
+	release = f.slack.HoldPosts(contosoSOC)
+	t.Cleanup(release)
 
 	// The reply and its edit arrive together: the edit is worked before the
 	// reply is relayed.

@@ -74,8 +74,10 @@ type Adapter struct {
 	changed  testwait.Signal
 	// files are the bytes FetchFile serves, by URL; fetchFailures its
 	// queued failures.
-	files         map[string][]byte
-	holds         map[string]chan struct{}
+	files map[string][]byte
+	holds map[string]chan struct{}
+	// postHolds are channels whose posts wait for their release.
+	postHolds     map[string]chan struct{}
 	fetchFailures []error
 	// unreachable are users OpenDirect refuses (direct.go).
 	unreachable map[string]bool
@@ -118,6 +120,21 @@ func (a *Adapter) HoldFile(url string) (release func()) {
 	}
 	ch := make(chan struct{})
 	a.holds[url] = ch
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// HoldPosts makes posts to channel wait, unanswered, until release is
+// called (or their context ends): a post on its way while something else
+// happens.
+func (a *Adapter) HoldPosts(channel string) (release func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.postHolds == nil {
+		a.postHolds = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	a.postHolds[channel] = ch
 	var once sync.Once
 	return func() { once.Do(func() { close(ch) }) }
 }
@@ -240,6 +257,16 @@ func (a *Adapter) Platform() bot.Platform { return a.platform }
 func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.Ref, error) {
 	if err := ctx.Err(); err != nil {
 		return bot.Ref{}, err
+	}
+	a.mu.Lock()
+	hold := a.postHolds[dest.Channel]
+	a.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return bot.Ref{}, fmt.Errorf("post to %s: %w", dest.Channel, ctx.Err())
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
