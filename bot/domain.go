@@ -274,9 +274,6 @@ type IncidentView struct {
 	Link        string
 	AckedBy     string
 	Test        bool
-	// Posted: the incident has (or is getting) a notification card; a
-	// quiet incident under the bar has none.
-	Posted bool
 	// Status is open, closed or merged (MergedInto then names the incident
 	// to follow); a card that is not open keeps no button that acts on the
 	// incident. Resolution says who closed it and how, when someone did.

@@ -73,7 +73,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 	out := IncidentView{
 		ID: strconv.FormatInt(v.ID, 10), Org: v.Org, Title: v.Title, Summary: v.Summary,
 		Severity: Severity(v.Severity), Score: v.Score, Scope: scopeGroups(v.Scope), Recommended: v.Actions,
-		AckedBy: v.AcknowledgedBy, Posted: v.PostedAt != nil,
+		AckedBy: v.AcknowledgedBy,
 	}
 	if v.FromExperts {
 		out.Reasons = append(out.Reasons, "Raised by the expert hunting service: top priority")

@@ -584,14 +584,12 @@ func (b *Bot) renderInsight(ctx context.Context, ev InsightEvent) ([]part, error
 	if b.hunt == nil {
 		return nil, nil
 	}
-	inc, err := b.hunt.Incident(ctx, ev.Org, ev.IncidentID)
-	if err != nil {
-		return nil, fmt.Errorf("load incident %s to render its campaign link: %w", ev.IncidentID, err)
-	}
-	if !inc.Posted {
-		// No card to edit: the card, if the incident is posted later,
-		// says it is linked.
-		return nil, nil
+	// Only a card that exists is edited. The stream's rows go in order, so
+	// when none is recorded now no earlier row will post it; a card posted
+	// later (the incident was quiet, or is about to be posted) says it is
+	// linked, and a card that failed for good already alerted an operator.
+	if _, ok, err := b.anchorOf(ctx, "incident:"+ev.IncidentID, targetNotification); err != nil || !ok {
+		return nil, err
 	}
 	return b.renderIncident(ctx, IncidentEvent{IncidentID: ev.IncidentID, Org: ev.Org, Action: "update"})
 }

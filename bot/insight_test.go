@@ -455,4 +455,18 @@ func TestTaggingAQuietIncident(t *testing.T) {
 	require.NoError(t, f.hunt.NotifyNow(context.Background(), "contoso", n, "U0ANALYST"))
 	card := f.card(t, quiet)
 	require.Contains(t, plain(card.Message), "Linked by the threat experts to a campaign they track.")
+
+	// An incident posted (in hunting's eyes) whose card could never be
+	// posted: that one failure is the only dead row; the tag adds none.
+	other := f.ingest(t, defenderAlert{ID: "da0000000000000c02_1", Severity: "Low", Category: "Discovery", Device: "ws-c2.contoso.local", Title: "Net view enumeration"})[0]
+	n, err = strconv.ParseInt(other, 10, 64)
+	require.NoError(t, err)
+	f.slack.Fail(bottest.Permanent("channel_not_found"))
+	require.NoError(t, f.hunt.NotifyNow(context.Background(), "contoso", n, "U0ANALYST"))
+	f.settledOutbox(t)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL`), "the card that could not be posted")
+	_, m = f.run(t, Slack, expert1, deskChannel, "campaign tag "+other+" Storm-0501")
+	require.Contains(t, plain(m), "incident "+other+" (Contoso")
+	f.settledOutbox(t)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL`), "no second alarm for the same missing card")
 }
