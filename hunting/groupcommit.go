@@ -30,6 +30,10 @@ const groupMaxItems = 4000
 // a database that does not answer still gets every sender its 503 in time.
 const groupTimeout = 2 * time.Minute
 
+// groupMinTime is the least time left that a request brings into a group
+// with others: less would end the group, and the others' work, early.
+const groupMinTime = time.Second
+
 // groupCommits holds one queue per org.
 type groupCommits struct {
 	mu   sync.Mutex
@@ -86,6 +90,15 @@ func (g *groupCommits) submit(ctx context.Context, s *Service, org string, alert
 		case err := <-r.done:
 			return err
 		case <-r.lead:
+			if ctx.Err() != nil {
+				// Out of time as the lead came: hand it on rather than run
+				// a group past this sender's deadline.
+				r.lead <- struct{}{}
+				if q.leave(r) {
+					return fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, ctx.Err())
+				}
+				return <-r.done
+			}
 			s.leadGroup(ctx, org, q)
 		case <-ctx.Done():
 			if q.leave(r) {
@@ -134,13 +147,16 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 	q.pending = q.pending[n:]
 	q.mu.Unlock()
 
-	// A request whose time ran out while it waited is answered so, and
-	// does not cut the group's time short.
+	// A request whose time ran out while it waited, or all but ran out, is
+	// answered so, and does not cut the group's time short (unless every
+	// request is that short of time: then they are tried as they are).
+	now := time.Now()
+	short := func(r *groupReq) bool { return r.deadline.Sub(now) < groupMinTime }
+	allShort := !slices.ContainsFunc(taken, func(r *groupReq) bool { return !short(r) })
 	var grp []*groupReq
 	var deadline time.Time
-	now := time.Now()
 	for _, r := range taken {
-		if !now.Before(r.deadline) {
+		if !now.Before(r.deadline) || short(r) && !allShort {
 			r.done <- fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, context.DeadlineExceeded)
 			continue
 		}

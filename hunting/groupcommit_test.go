@@ -452,3 +452,32 @@ func TestLeavingHandsOnTheLead(t *testing.T) {
 	require.Empty(t, q.pending)
 	require.False(t, q.leave(r2), "no longer queued: its group answers it")
 }
+
+// TestShortOfTimeRequestLeavesTheGroup: a request with all but no time left
+// is answered at once (the intake's 503) instead of bringing its deadline
+// into a group, which would end the others' transaction with it.
+func TestShortOfTimeRequestLeavesTheGroup(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-time.Hour)
+	req := func(id string, left time.Duration) *groupReq {
+		return &groupReq{alerts: []*Alert{{Source: SourceDefender, ID: id, Org: "contoso", Severity: SeverityLow, Created: at}},
+			idx: []int{0}, out: make([]ItemResult, 1), done: make(chan error, 1), lead: make(chan struct{}, 1), deadline: time.Now().Add(left)}
+	}
+	short, long := req("short", 100*time.Millisecond), req("long", time.Minute)
+	q := &orgQueue{pending: []*groupReq{short, long}, busy: true}
+	f.svc.leadGroup(f.ctx, "contoso", q)
+	err := <-short.done
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.True(t, storeUnavailable(err))
+	require.NoError(t, <-long.done)
+	require.Equal(t, StatusAccepted, long.out[0].Status)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+
+	// Alone, short of time or not, it is tried.
+	alone := req("alone", 500*time.Millisecond)
+	q = &orgQueue{pending: []*groupReq{alone}, busy: true}
+	f.svc.leadGroup(f.ctx, "contoso", q)
+	require.NoError(t, <-alone.done)
+	require.False(t, q.busy)
+}
