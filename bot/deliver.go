@@ -404,7 +404,11 @@ func (b *Bot) recoverTried(ctx context.Context, st *rowSend, parts []part) error
 		dest.Key = partKey(st.row.ID, key)
 		ref, found, err := b.findPosted(ctx, a, dest, st.tried[key])
 		if err != nil {
-			return err
+			// Best effort: the row's own parts went out, and a search that
+			// failed must not hold them back. The attempt mark stays for
+			// the next attempt of this row, if there is one.
+			b.log.Warn("could not look for a part an earlier attempt may have posted", "outbox_id", st.row.ID, "part", key, "err", err)
+			continue
 		}
 		if found {
 			b.log.Info("an earlier attempt had posted a part this attempt left off; recorded it",

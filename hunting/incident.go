@@ -708,7 +708,7 @@ GROUP BY org ORDER BY org`, now, failed)
 			})
 			if err != nil {
 				if ctx.Err() != nil {
-					return total, ctx.Err()
+					return total, errors.Join(append(errs, ctx.Err())...)
 				}
 				failed = append(failed, d.org)
 				errs = append(errs, fmt.Errorf("hunting: sweep org %s: %w", d.org, err))
@@ -799,7 +799,7 @@ func (s *Service) rescore(ctx context.Context) error {
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return errors.Join(append(errs, ctx.Err())...)
 			}
 			// One org's failure does not hold back the others'.
 			errs = append(errs, fmt.Errorf("hunting: rescore org %s: %w", org, err))
