@@ -393,7 +393,9 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 	}
 	var paged []someone
 	if b.onCall != nil {
-		next, ok, err := b.onCall.PageNext(ctx, b.now())
+		// Who was next when the sweep decided to page, not when this
+		// attempt runs: a retry after a hand-over pages no one else.
+		next, ok, err := b.onCall.PageNext(ctx, ev.Since.Add(ev.Waited))
 		if err != nil {
 			return nil, fmt.Errorf("who to page: %w", err)
 		}

@@ -542,3 +542,35 @@ func TestDurationsInWords(t *testing.T) {
 	require.Equal(t, "Mon 30 Mar 10:00 Europe/London", Zoned(time.Date(2026, 3, 30, 9, 0, 0, 0, time.UTC), loc), "summer time")
 	require.Equal(t, "Tue 3 Mar 10:00 UTC", Zoned(oncallT0, nil))
 }
+
+// TestPageGoesToWhoWasNextWhenDecided: a page whose delivery is tried again
+// after the pager changed hands still pages the expert who was next when
+// the sweep decided to page. Who to page used to be looked up again on every
+// attempt: a retry after a hand-over paged a second expert.
+func TestPageGoesToWhoWasNextWhenDecided(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{})
+	ref, _, _ := f.openCase(t, "device ws-019 beaconing")
+	f.direct(t, f.on, "New high-priority case")
+	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
+
+	// The managers' message is on its way when the pager changes hands;
+	// then it fails, and the page is tried again.
+	release := f.slack.HoldPosts(bottest.DirectChannel(manager))
+	t.Cleanup(release)
+	f.clock.Advance(16 * time.Minute)
+	require.Equal(t, 1, f.sweep(t).Paged)
+	f.direct(t, f.next, ref+" needs an expert")
+	f.clock.Advance(23 * time.Hour)
+	cur, err := f.rota.Current(f.ctx, f.clock.Now())
+	require.NoError(t, err)
+	require.Equal(t, f.next, cur.Member.UserID, "the pager changed hands")
+	f.slack.Fail(bottest.ServerError())
+	release()
+	f.direct(t, manager, ref+" needs an expert")
+	f.waitFor(t, "everything delivered", func() bool { return f.pending(t) == 0 })
+	require.Len(t, f.slack.Directs(f.next), 1, "paged once")
+	for _, c := range f.slack.Directs(f.on) {
+		require.NotContains(t, plain(c.Message), "needs an expert", "nobody else paged")
+	}
+}
