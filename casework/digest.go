@@ -59,7 +59,9 @@ func (s *Service) QueueDigest(ctx context.Context, loc *time.Location) (bool, er
 		return false, fmt.Errorf("digest: time zone %q is not a named zone such as Europe/London: %w", loc.String(), ErrInvalid)
 	}
 	now := s.cfg.now()
-	from, end := periodBounds(PeriodWeek, now.AddDate(0, 0, -7), loc)
+	// A week back on the zone's calendar, not 168 hours: across a change of
+	// the clocks those end in another week.
+	from, end := periodBounds(PeriodWeek, now.In(loc).AddDate(0, 0, -7), loc)
 	ev := DigestEvent{From: from, End: end, TimeZone: loc.String()}
 	queued := false
 	err := s.inTx(ctx, "queue the weekly digest", func(tx pgx.Tx) error {

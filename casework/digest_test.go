@@ -94,3 +94,27 @@ func TestQueueDigestOnce(t *testing.T) {
 	_, err = casework.DigestEvent{TimeZone: "Mars/Olympus"}.Request()
 	require.Error(t, err)
 }
+
+// TestDigestAfterTheClocksGoForward: the digest run early on the Monday the
+// clocks went forward (00:30 BST, still Sunday in UTC) sends the week that
+// just ended. A week was taken as 168 hours back from UTC, which landed in
+// the week before, already sent: the week of 23 March was never sent.
+func TestDigestAfterTheClocksGoForward(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso") })
+	ctx := context.Background()
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	week := func(monday time.Time) time.Time {
+		f.clock.Set(monday)
+		ok, err := f.svc.QueueDigest(ctx, london)
+		require.NoError(t, err)
+		require.True(t, ok, "queued at %s", monday.In(london))
+		var from time.Time
+		require.NoError(t, f.pool.QueryRow(ctx, `SELECT period_start FROM casework_digests ORDER BY queued_at DESC LIMIT 1`).Scan(&from))
+		return from
+	}
+	require.True(t, week(time.Date(2026, 3, 23, 0, 30, 0, 0, london)).Equal(time.Date(2026, 3, 16, 0, 0, 0, 0, london)))
+	require.True(t, week(time.Date(2026, 3, 30, 0, 30, 0, 0, london)).Equal(time.Date(2026, 3, 23, 0, 0, 0, 0, london)),
+		"the week of 23 March, which the clocks' change ended")
+}
