@@ -94,7 +94,7 @@ func caseView(c *casework.Case) CaseView {
 		Ref: c.Ref, Org: c.Org,
 		Subject:  Subject{Kind: SubjectKind(c.Subject.Kind), ID: c.Subject.ID, Name: c.Subject.Name, Link: c.Subject.Link, Severity: c.Subject.Severity},
 		Category: string(c.Category), Question: c.Question, Priority: string(c.Priority), Status: Status(c.Status),
-		Requester: fromPerson(c.Requester), Summary: c.Summary, OpenedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Requester: fromPerson(c.Requester), Summary: c.Summary, OpenedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, StatusAt: c.StatusAt,
 		SLA:    SLAView{Paused: c.Status.WaitingOnRequester(), AtRisk: c.AtRisk, Breached: c.Breached},
 		Origin: Dest{Platform: Platform(c.Origin.Platform), Workspace: c.Origin.Workspace, Channel: c.Origin.Channel},
 	}

@@ -113,6 +113,8 @@ type CaseView struct {
 	Summary    string
 	OpenedAt   time.Time
 	UpdatedAt  time.Time
+	// StatusAt is when the case entered its current status.
+	StatusAt time.Time
 	// Origin is the channel the case was asked in (Thread nil); zero for
 	// cases opened before it was stored with the case.
 	Origin Dest

@@ -279,8 +279,8 @@ func waitingFor(s Status) string {
 // remindedParts reminds the requester, once, that an expert waits on them;
 // nothing when the case no longer waits.
 func (b *Bot) remindedParts(ctx context.Context, c CaseView, ev CaseEvent) []part {
-	if !c.Status.waiting() {
-		return nil // answered meanwhile
+	if !c.Status.waiting() || !c.StatusAt.Equal(ev.Since) {
+		return nil // answered meanwhile (waiting again is another wait)
 	}
 	what := waitingFor(c.Status)
 	r := mentioning(Message{

@@ -574,3 +574,33 @@ func TestPageGoesToWhoWasNextWhenDecided(t *testing.T) {
 		require.NotContains(t, plain(c.Message), "needs an expert", "nobody else paged")
 	}
 }
+
+// TestLateReminderOfAnEarlierWait: a reminder held up in delivery (here its
+// post fails and is tried again) after the requester answered and the expert
+// asked again is dropped: it was about the earlier wait, and the new wait
+// gets its own reminder in time. It used to land in the new wait with the
+// earlier wait's times.
+func TestLateReminderOfAnEarlierWait(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{pageAfter: -1})
+	ref, receipt, _ := f.openCase(t, "ask what is this scheduled task?")
+	f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	f.run(t, Slack, expert1, deskChannel, `more-info `+ref+` "the task's XML, please"`)
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "More information needed")
+	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
+
+	release := f.slack.HoldPosts(contosoSOC)
+	t.Cleanup(release)
+	f.clock.Advance(25 * time.Hour)
+	require.Equal(t, 1, f.sweep(t).Reminded)
+	f.reply(Slack, analyst, receipt.Ref, "here is the XML")
+	f.waitFor(t, "the answer resumed the case", func() bool { return f.caseStatus(t, ref) == casework.StatusInProgress })
+	f.run(t, Slack, expert1, deskChannel, `more-info `+ref+` "and the binary's path"`)
+	require.Equal(t, casework.StatusMoreInfoNeeded, f.caseStatus(t, ref))
+	f.slack.Fail(bottest.ServerError())
+	release()
+	f.waitFor(t, "everything delivered", func() bool { return f.pending(t) == 0 })
+	require.Zero(t, f.slack.Count(bottest.OpPost, func(c bottest.Call) bool {
+		return strings.Contains(plain(c.Message), "still waiting for more information")
+	}), "no reminder of the earlier wait in the new one")
+}
