@@ -138,23 +138,24 @@ type configReloaded struct {
 // When next is not nil (rep.Applied) the bot switches to it once the audit
 // is written: a reload that cannot be audited changes nothing. next must
 // have passed CheckConfig. A reload that changed nothing and needs no
-// restart is audited only.
-func (b *Bot) RecordReload(ctx context.Context, by ReloadBy, rep ReloadReport, next *Config) error {
+// restart is audited only. It returns the audit row's id.
+func (b *Bot) RecordReload(ctx context.Context, by ReloadBy, rep ReloadReport, next *Config) (int64, error) {
 	b = b.current()
 	after := b.cfg
 	if next != nil {
 		n, err := b.prepare(*next)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		after = n
 	}
 	at := b.now()
+	var id int64
 	err := pgx.BeginFunc(ctx, b.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
+		if err := tx.QueryRow(ctx, `
 INSERT INTO config_reloads (at, by_platform, by_user, by_name, applied, file_sha256, changes, restart, problems)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, at, by.Platform, by.User, by.Name, rep.Applied, rep.File,
-			nonNil(rep.Changes), nonNil(rep.Restart), nonNil(rep.Problems)); err != nil {
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, at, by.Platform, by.User, by.Name, rep.Applied, rep.File,
+			nonNil(rep.Changes), nonNil(rep.Restart), nonNil(rep.Problems)).Scan(&id); err != nil {
 			return fmt.Errorf("audit the reload: %w", err)
 		}
 		if rep.Applied && len(rep.Changes) == 0 && len(rep.Restart) == 0 {
@@ -171,11 +172,24 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, at, by.Platform, by.User, by.Name,
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if next != nil {
 		b.running.Store(&after)
 	}
+	return id, nil
+}
+
+// ApplyConfig switches the bot to next without auditing it: a replica
+// following a reload that another replica applied and audited. next must
+// have passed CheckConfig.
+func (b *Bot) ApplyConfig(next Config) error {
+	b = b.current()
+	n, err := b.prepare(next)
+	if err != nil {
+		return err
+	}
+	b.running.Store(&n)
 	return nil
 }
 

@@ -22,7 +22,8 @@ type stubReloader struct {
 func (s *stubReloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadReport, error) {
 	s.by <- by
 	rep := bot.ReloadReport{Applied: true, Changes: []string{"org northwind (Northwind) added: Discord 1 2"}, Summary: []string{"2 orgs"}}
-	return rep, s.b.RecordReload(ctx, by, rep, nil)
+	_, err := s.b.RecordReload(ctx, by, rep, nil)
+	return rep, err
 }
 
 // TestAdminCommandsOverDiscord: on Discord, reload is an admin command in

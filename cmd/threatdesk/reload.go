@@ -38,6 +38,16 @@ import (
 // hunting block, oncall.page_after, reports, delivery, samples, the time
 // zone, new Discord guilds) keeps its running value and is listed as
 // needing a restart.
+//
+// Several replicas on one database follow each other: every followEvery
+// each looks for reloads another replica applied (config_reloads) and
+// reads its own file again, without auditing it a second time. Every
+// replica should read the same file; one whose file differs says so in
+// its log. (Two reloads on two replicas within milliseconds of each other
+// may commit out of id order; the later is then not followed.)
+
+// followEvery is how often a replica looks for other replicas' reloads.
+const followEvery = 2 * time.Second
 
 // reloader implements bot.Reloader.
 type reloader struct {
@@ -51,12 +61,17 @@ type reloader struct {
 	log   *slog.Logger
 	// running is the file now in force.
 	running config.File
+	// seen is the newest audit row acted on (-1: not read yet); mine are
+	// the applied reloads this replica audited and has not seen yet.
+	seen int64
+	mine map[int64]bool
 	// stop ends the SIGHUP watch (Start).
 	stop func()
 }
 
 func newReloader(cfg *config.Config, pool *pgxpool.Pool, b *bot.Bot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
-	return &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"), running: cfg.File}
+	return &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"), running: cfg.File,
+		mine: map[int64]bool{}}
 }
 
 // liveOnCall is the on-call rotation a reload may replace.
@@ -90,6 +105,13 @@ func (l *liveOnCall) DecodeEvent(kind string, payload json.RawMessage) (bot.Page
 func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadReport, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.reload(ctx, &by)
+}
+
+// reload reads the file again and switches to it when it is valid. by is
+// who asked; nil follows another replica's reload: nothing is audited
+// (that replica did) and a bad file is only logged. r.mu is held.
+func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadReport, error) {
 	var rep bot.ReloadReport
 	if raw, err := os.ReadFile(r.cfg.ConfigPath); err == nil {
 		sum := sha256.Sum256(raw)
@@ -106,7 +128,12 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 	}
 	if err != nil {
 		rep.Problems = problemLines(err)
-		if err := r.bot.RecordReload(ctx, by, rep, nil); err != nil {
+		if by == nil {
+			r.log.Error("another replica reloaded the configuration, but this replica's config file has problems: its running configuration stays",
+				"problems", strings.Join(rep.Problems, "; "))
+			return rep, nil
+		}
+		if _, err := r.bot.RecordReload(ctx, *by, rep, nil); err != nil {
 			return rep, fmt.Errorf("audit the refused reload: %w", err)
 		}
 		r.log.Warn("configuration reload refused: the running configuration stays", "by", by.Platform+":"+by.User, "problems", len(rep.Problems))
@@ -116,8 +143,16 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 	rep.Changes, rep.Restart = diffFiles(&r.running, f)
 	rep.Summary = bot.ConfigSummary(f.Bot)
 	next := f.Bot
-	if err := r.bot.RecordReload(ctx, by, rep, &next); err != nil {
-		return bot.ReloadReport{}, fmt.Errorf("audit the reload (nothing changed): %w", err)
+	if by == nil {
+		if err := r.bot.ApplyConfig(next); err != nil {
+			return bot.ReloadReport{}, fmt.Errorf("follow another replica's reload (nothing changed): %w", err)
+		}
+	} else {
+		id, err := r.bot.RecordReload(ctx, *by, rep, &next)
+		if err != nil {
+			return bot.ReloadReport{}, fmt.Errorf("audit the reload (nothing changed): %w", err)
+		}
+		r.mine[id] = true
 	}
 	// Checked above, under the same lock: these cannot fail.
 	if err := errors.Join(r.cases.SetLive(f.Cases), r.hunt.SetOrgs(f.Hunting)); err != nil {
@@ -125,8 +160,60 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 	}
 	r.rota.p.Store(bot.NewOncallRota(rota))
 	r.running = *f
-	r.log.Info("configuration reloaded", "by", by.Platform+":"+by.User, "changes", len(rep.Changes), "restart", len(rep.Restart))
+	who := "another replica"
+	if by != nil {
+		who = by.Platform + ":" + by.User
+	}
+	r.log.Info("configuration reloaded", "by", who, "changes", len(rep.Changes), "restart", len(rep.Restart))
 	return rep, nil
+}
+
+// follow applies the reloads other replicas applied since the last look.
+func (r *reloader) follow(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen < 0 {
+		if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM config_reloads`).Scan(&r.seen); err != nil {
+			r.seen = -1
+			return fmt.Errorf("read the newest reload: %w", err)
+		}
+		return nil
+	}
+	rows, err := r.pool.Query(ctx, `SELECT id, file_sha256 FROM config_reloads WHERE id > $1 AND applied ORDER BY id`, r.seen)
+	if err != nil {
+		return fmt.Errorf("look for other replicas' reloads: %w", err)
+	}
+	found, theirs := false, ""
+	for rows.Next() {
+		var id int64
+		var file string
+		if err := rows.Scan(&id, &file); err != nil {
+			rows.Close()
+			return fmt.Errorf("look for other replicas' reloads: %w", err)
+		}
+		r.seen = id
+		if r.mine[id] {
+			delete(r.mine, id)
+			continue
+		}
+		found, theirs = true, file
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("look for other replicas' reloads: %w", err)
+	}
+	if !found {
+		return nil
+	}
+	rep, err := r.reload(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if rep.Applied && rep.File != theirs {
+		r.log.Warn("this replica's config file differs from the one another replica reloaded: every replica should read the same file",
+			"this_sha256", rep.File, "theirs_sha256", theirs)
+	}
+	return nil
 }
 
 // problemLines splits a joined error into its problems.
@@ -140,8 +227,15 @@ func problemLines(err error) []string {
 	return out
 }
 
-// Start reloads on each SIGHUP until Stop.
+// Start reloads on each SIGHUP, and follows other replicas' reloads, until
+// Stop. The reloads audited before it are the ones this replica's start
+// already read.
 func (r *reloader) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM config_reloads`).Scan(&r.seen); err != nil {
+		r.seen = -1 // taken at the first look that works
+	}
+	r.mu.Unlock()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -153,10 +247,17 @@ func (r *reloader) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(done)
+		tick := time.NewTicker(followEvery)
+		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-tick.C:
+				if err := r.follow(ctx); err != nil && ctx.Err() == nil {
+					// The database's own outage is reported elsewhere.
+					r.log.Debug("could not look for other replicas' reloads", "err", err)
+				}
 			case <-sig:
 				rep, err := r.Reload(ctx, bot.ReloadBy{Platform: "signal", User: "SIGHUP"})
 				switch {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -240,4 +241,62 @@ func TestReloadDiffNamesNoSecret(t *testing.T) {
 	require.Equal(t, []string{"org contoso: its alert routing changed (tenants, notify_score or ingest token)"}, changes)
 	require.Empty(t, restart)
 	require.NotContains(t, strings.Join(append(changes, restart...), "\n"), "secret-value")
+}
+
+// TestReplicasFollowAReload: two replicas on one database; only A is told
+// to reload (SIGHUP to its process, as an admin's /experts reload reaches
+// only the replica that handles it). B follows within seconds: the new
+// org's tenant routes alerts on B too, and the reload is audited once. B
+// used to keep the old configuration (experts, rotation, orgs) until its
+// own reload or restart.
+func TestReplicasFollowAReload(t *testing.T) {
+	t.Parallel()
+	requirePostgres(t)
+	fake := slackfake.New(t, slackfake.Options{
+		TeamID:   "T0CONTOSO",
+		Channels: []slackfake.Channel{{ID: "C0CONTOSOSOC", Name: "soc"}, {ID: "C0EXPERTDESK", Name: "expert-desk"}, {ID: "C0NORTHSOC", Name: "northwind-soc"}},
+		Users:    []slackfake.User{{ID: "U0EXPERT1", Name: "eve"}, {ID: "U0ADMIN1", Name: "ada"}, {ID: "U0MANAGER1", Name: "max"}},
+	})
+	_, dbURL := pgtest.Empty(t)
+	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
+	write := func(doc string) { require.NoError(t, os.WriteFile(cfgPath, []byte(doc), 0o600)) }
+	write(reloadBase)
+	const token = "follow-ingest-token-0123456789"
+	so := fake.Options()
+	start := func() replica {
+		addr := freeAddr(t)
+		r := replica{child: startChild(t, map[string]string{
+			"DATABASE_URL":            dbURL,
+			"THREATDESK_HTTP_ADDR":    addr,
+			"THREATDESK_CONFIG":       cfgPath,
+			"THREATDESK_INGEST_TOKEN": token,
+			"THREATDESK_SECRET_KEY":   testKey,
+			"THREATDESK_LOG_FORMAT":   "text",
+			"SLACK_BOT_TOKEN":         so.BotToken,
+			"SLACK_APP_TOKEN":         so.AppToken,
+			"SLACK_API_URL":           fake.APIURL(),
+		}, nil), base: "http://" + addr}
+		r.waitReady(t, r.base)
+		return r
+	}
+	a, b := start(), start()
+	n := 0
+	status := func(base string) int {
+		n++
+		req, err := http.NewRequest(http.MethodPost, base+"/api/v1/alerts", bytes.NewReader(alertJSON(t, fmt.Sprintf("da-follow-%d", n), "nw-host", "Northwind")))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusUnprocessableEntity, status(b.base), "no org lists Northwind's tenant yet")
+
+	write(strings.Replace(reloadBase, "desk:", strings.TrimPrefix(reloadNorthwind, "\n")+"desk:", 1))
+	require.NoError(t, a.cmd.Process.Signal(syscall.SIGHUP))
+	waitFor(t, 20*time.Second, "A reloaded", func() bool { return status(a.base) == http.StatusOK })
+	waitFor(t, 20*time.Second, "B followed A's reload", func() bool { return status(b.base) == http.StatusOK })
+	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads`), "audited once, by A")
+	require.Contains(t, b.logs.String(), "by=\"another replica\"")
 }
