@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/threatdesk/threatdesk/bot"
@@ -40,11 +41,11 @@ import (
 // needing a restart.
 //
 // Several replicas on one database follow each other: every followEvery
-// each looks for reloads another replica applied (config_reloads) and
-// reads its own file again, without auditing it a second time. Every
-// replica should read the same file; one whose file differs says so in
-// its log. (Two reloads on two replicas within milliseconds of each other
-// may commit out of id order; the later is then not followed.)
+// each compares the file of the newest applied reload (config_reloads,
+// whichever replica applied it) with its own, and when its file has become
+// that file it reads and applies it, without auditing it again. Every
+// replica should read the same file; one whose file differs keeps its
+// running configuration and says so in its log.
 
 // followEvery is how often a replica looks for other replicas' reloads.
 const followEvery = 2 * time.Second
@@ -61,17 +62,32 @@ type reloader struct {
 	log   *slog.Logger
 	// running is the file now in force.
 	running config.File
-	// seen is the newest audit row acted on (-1: not read yet); mine are
-	// the applied reloads this replica audited and has not seen yet.
-	seen int64
-	mine map[int64]bool
+	// runningSHA is the SHA-256 of the file in force; warned is the
+	// reload whose file this replica's differed from, said once; refused
+	// the one whose file this replica refused (not tried again).
+	runningSHA      string
+	warned, refused int64
 	// stop ends the SIGHUP watch (Start).
 	stop func()
 }
 
 func newReloader(cfg *config.Config, pool *pgxpool.Pool, b *bot.Bot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
-	return &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"), running: cfg.File,
-		mine: map[int64]bool{}}
+	r := &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"), running: cfg.File}
+	r.runningSHA, _ = fileSHA(cfg.ConfigPath)
+	return r
+}
+
+// fileSHA is the SHA-256 of the file at path, in hex.
+func fileSHA(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("no config file")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // liveOnCall is the on-call rotation a reload may replace.
@@ -113,10 +129,7 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 // (that replica did) and a bad file is only logged. r.mu is held.
 func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadReport, error) {
 	var rep bot.ReloadReport
-	if raw, err := os.ReadFile(r.cfg.ConfigPath); err == nil {
-		sum := sha256.Sum256(raw)
-		rep.File = hex.EncodeToString(sum[:])
-	}
+	rep.File, _ = fileSHA(r.cfg.ConfigPath)
 	var rota *oncall.Service
 	f, err := r.cfg.ReadFile()
 	if err == nil {
@@ -148,18 +161,16 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 			return bot.ReloadReport{}, fmt.Errorf("follow another replica's reload (nothing changed): %w", err)
 		}
 	} else {
-		id, err := r.bot.RecordReload(ctx, *by, rep, &next)
-		if err != nil {
+		if _, err := r.bot.RecordReload(ctx, *by, rep, &next); err != nil {
 			return bot.ReloadReport{}, fmt.Errorf("audit the reload (nothing changed): %w", err)
 		}
-		r.mine[id] = true
 	}
 	// Checked above, under the same lock: these cannot fail.
 	if err := errors.Join(r.cases.SetLive(f.Cases), r.hunt.SetOrgs(f.Hunting)); err != nil {
 		r.log.Error("a checked configuration was refused", "err", err)
 	}
 	r.rota.p.Store(bot.NewOncallRota(rota))
-	r.running = *f
+	r.running, r.runningSHA = *f, rep.File
 	who := "another replica"
 	if by != nil {
 		who = by.Platform + ":" + by.User
@@ -168,50 +179,47 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 	return rep, nil
 }
 
-// follow applies the reloads other replicas applied since the last look.
+// follow brings this replica to the file of the newest applied reload,
+// whichever replica applied it: when that file is not the one in force
+// and this replica's file is now that file (byte for byte), it is read
+// and applied, unaudited. A file that differs (not there yet, or another
+// file) is waited for, said once in the log; nothing else is applied.
 func (r *reloader) follow(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.seen < 0 {
-		if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM config_reloads`).Scan(&r.seen); err != nil {
-			r.seen = -1
-			return fmt.Errorf("read the newest reload: %w", err)
-		}
+	if r.cfg.ConfigPath == "" {
 		return nil
 	}
-	rows, err := r.pool.Query(ctx, `SELECT id, file_sha256 FROM config_reloads WHERE id > $1 AND applied ORDER BY id`, r.seen)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var id int64
+	var want string
+	err := r.pool.QueryRow(ctx, `SELECT id, file_sha256 FROM config_reloads WHERE applied ORDER BY id DESC LIMIT 1`).Scan(&id, &want)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("look for other replicas' reloads: %w", err)
 	}
-	found, theirs := false, ""
-	for rows.Next() {
-		var id int64
-		var file string
-		if err := rows.Scan(&id, &file); err != nil {
-			rows.Close()
-			return fmt.Errorf("look for other replicas' reloads: %w", err)
-		}
-		r.seen = id
-		if r.mine[id] {
-			delete(r.mine, id)
-			continue
-		}
-		found, theirs = true, file
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("look for other replicas' reloads: %w", err)
-	}
-	if !found {
+	if want == "" || want == r.runningSHA {
 		return nil
+	}
+	have, err := fileSHA(r.cfg.ConfigPath)
+	if err != nil || have != want {
+		if r.warned != id {
+			r.warned = id
+			r.log.Warn("another replica reloaded a config file this replica's file is not (yet): it keeps its running configuration until its file is the same",
+				"reload", id, "theirs_sha256", want, "this_sha256", have)
+		}
+		return nil
+	}
+	if r.refused == id {
+		return nil // the same bytes would be refused again
 	}
 	rep, err := r.reload(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if rep.Applied && rep.File != theirs {
-		r.log.Warn("this replica's config file differs from the one another replica reloaded: every replica should read the same file",
-			"this_sha256", rep.File, "theirs_sha256", theirs)
+	if !rep.Applied {
+		r.refused = id
 	}
 	return nil
 }
@@ -228,14 +236,8 @@ func problemLines(err error) []string {
 }
 
 // Start reloads on each SIGHUP, and follows other replicas' reloads, until
-// Stop. The reloads audited before it are the ones this replica's start
-// already read.
+// Stop.
 func (r *reloader) Start(ctx context.Context) error {
-	r.mu.Lock()
-	if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM config_reloads`).Scan(&r.seen); err != nil {
-		r.seen = -1 // taken at the first look that works
-	}
-	r.mu.Unlock()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -243,12 +243,14 @@ func TestReloadDiffNamesNoSecret(t *testing.T) {
 	require.NotContains(t, strings.Join(append(changes, restart...), "\n"), "secret-value")
 }
 
-// TestReplicasFollowAReload: two replicas on one database; only A is told
-// to reload (SIGHUP to its process, as an admin's /experts reload reaches
-// only the replica that handles it). B follows within seconds: the new
-// org's tenant routes alerts on B too, and the reload is audited once. B
-// used to keep the old configuration (experts, rotation, orgs) until its
-// own reload or restart.
+// TestReplicasFollowAReload: two replicas on one database, each with its
+// own copy of the config file (as on two machines); only A is told to
+// reload (SIGHUP to its process, as an admin's /experts reload reaches
+// only the replica that handles it). B keeps its configuration while its
+// copy is not yet the file A reloaded, and follows within seconds once it
+// is: the new org's tenant routes alerts on B too, and the reload is
+// audited once. B used to keep the old configuration (experts, rotation,
+// orgs) until its own reload or restart.
 func TestReplicasFollowAReload(t *testing.T) {
 	t.Parallel()
 	requirePostgres(t)
@@ -258,17 +260,19 @@ func TestReplicasFollowAReload(t *testing.T) {
 		Users:    []slackfake.User{{ID: "U0EXPERT1", Name: "eve"}, {ID: "U0ADMIN1", Name: "ada"}, {ID: "U0MANAGER1", Name: "max"}},
 	})
 	_, dbURL := pgtest.Empty(t)
-	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
-	write := func(doc string) { require.NoError(t, os.WriteFile(cfgPath, []byte(doc), 0o600)) }
-	write(reloadBase)
+	dir := t.TempDir()
+	pathA, pathB := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	write := func(path, doc string) { require.NoError(t, os.WriteFile(path, []byte(doc), 0o600)) }
+	write(pathA, reloadBase)
+	write(pathB, reloadBase)
 	const token = "follow-ingest-token-0123456789"
 	so := fake.Options()
-	start := func() replica {
+	start := func(path string) replica {
 		addr := freeAddr(t)
 		r := replica{child: startChild(t, map[string]string{
 			"DATABASE_URL":            dbURL,
 			"THREATDESK_HTTP_ADDR":    addr,
-			"THREATDESK_CONFIG":       cfgPath,
+			"THREATDESK_CONFIG":       path,
 			"THREATDESK_INGEST_TOKEN": token,
 			"THREATDESK_SECRET_KEY":   testKey,
 			"THREATDESK_LOG_FORMAT":   "text",
@@ -279,7 +283,7 @@ func TestReplicasFollowAReload(t *testing.T) {
 		r.waitReady(t, r.base)
 		return r
 	}
-	a, b := start(), start()
+	a, b := start(pathA), start(pathB)
 	n := 0
 	status := func(base string) int {
 		n++
@@ -293,9 +297,16 @@ func TestReplicasFollowAReload(t *testing.T) {
 	}
 	require.Equal(t, http.StatusUnprocessableEntity, status(b.base), "no org lists Northwind's tenant yet")
 
-	write(strings.Replace(reloadBase, "desk:", strings.TrimPrefix(reloadNorthwind, "\n")+"desk:", 1))
+	withNorthwind := strings.Replace(reloadBase, "desk:", strings.TrimPrefix(reloadNorthwind, "\n")+"desk:", 1)
+	write(pathA, withNorthwind)
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGHUP))
 	waitFor(t, 20*time.Second, "A reloaded", func() bool { return status(a.base) == http.StatusOK })
+	waitFor(t, 20*time.Second, "B saw that its file is not A's", func() bool {
+		return strings.Contains(b.logs.String(), "keeps its running configuration until its file is the same")
+	})
+	require.Equal(t, http.StatusUnprocessableEntity, status(b.base), "B does not apply a file that is not the one A reloaded")
+
+	write(pathB, withNorthwind) // B's copy arrives
 	waitFor(t, 20*time.Second, "B followed A's reload", func() bool { return status(b.base) == http.StatusOK })
 	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads`), "audited once, by A")
 	require.Contains(t, b.logs.String(), "by=\"another replica\"")
