@@ -346,7 +346,11 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		if err := dec(&p); err != nil {
 			return ev, true, err
 		}
-		return CaseEvent{Kind: CasePaged, Ref: p.Ref, Since: p.OpenedAt, Waited: time.Duration(p.WaitedSeconds) * time.Second}, true, nil
+		at := p.PagedAt
+		if at.IsZero() {
+			at = p.OpenedAt.Add(time.Duration(p.WaitedSeconds) * time.Second)
+		}
+		return CaseEvent{Kind: CasePaged, Ref: p.Ref, Since: p.OpenedAt, Waited: time.Duration(p.WaitedSeconds) * time.Second, At: at}, true, nil
 	case casework.EventReminded:
 		var p casework.RemindedEvent
 		if err := dec(&p); err != nil {

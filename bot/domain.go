@@ -222,6 +222,8 @@ type CaseEvent struct {
 	// was new or waiting on its requester, and how long when the sweep acted.
 	Since  time.Time
 	Waited time.Duration
+	// At, on CasePaged, is when the sweep decided to page.
+	At time.Time
 }
 
 // SLANotice is what an SLA warning or breach is about.

@@ -395,7 +395,7 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 	if b.onCall != nil {
 		// Who was next when the sweep decided to page, not when this
 		// attempt runs: a retry after a hand-over pages no one else.
-		next, ok, err := b.onCall.PageNext(ctx, ev.Since.Add(ev.Waited))
+		next, ok, err := b.onCall.PageNext(ctx, ev.At)
 		if err != nil {
 			return nil, fmt.Errorf("who to page: %w", err)
 		}

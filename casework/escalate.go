@@ -45,7 +45,7 @@ var pageEscalation = escalation{
  WHERE number = $1 AND status = 'new' AND priority = 'high' AND paged_at IS NULL AND created_at <= $3`,
 	event: func(x *row, now time.Time) (string, any) {
 		return EventPaged, PagedEvent{Ref: x.Ref, Priority: x.Priority, OpenedAt: x.CreatedAt,
-			WaitedSeconds: int64(now.Sub(x.CreatedAt) / time.Second)}
+			WaitedSeconds: int64(now.Sub(x.CreatedAt) / time.Second), PagedAt: now}
 	},
 }
 

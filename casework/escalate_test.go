@@ -80,6 +80,8 @@ func TestPageHighPriorityNobodyTookOnce(t *testing.T) {
 	require.Len(t, ps, 1)
 	var ev casework.PagedEvent
 	require.NoError(t, json.Unmarshal(ps[0], &ev))
+	require.True(t, ev.PagedAt.Equal(f.clock.Now()), "paged at the sweep's time: %s", ev.PagedAt)
+	ev.PagedAt = time.Time{}
 	require.Equal(t, casework.PagedEvent{Ref: high.Ref, Priority: casework.PriorityHigh, OpenedAt: high.CreatedAt, WaitedSeconds: 16 * 60}, ev)
 	require.Empty(t, f.payloads(t, medium.Ref, casework.EventPaged))
 	require.Empty(t, f.payloads(t, taken.Ref, casework.EventPaged))

@@ -148,6 +148,9 @@ type PagedEvent struct {
 	// new when the sweep paged (at least Config.PageAfter).
 	OpenedAt      time.Time `json:"opened_at"`
 	WaitedSeconds int64     `json:"waited_seconds"`
+	// PagedAt is when the sweep decided to page: who is paged is who was
+	// next on call then (zero in events recorded before it was added).
+	PagedAt time.Time `json:"paged_at,omitzero"`
 }
 
 // RemindedEvent is the payload of EventReminded.
