@@ -62,6 +62,16 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request) {
 
 // upload streams the multipart field "file" into casework.
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request, token string) {
+	// Only a live link gets the long deadlines below: anyone else is
+	// answered before the body is read, or they could hold a connection
+	// for the whole transfer time with a byte a minute.
+	if _, err := h.cfg.Samples.UploadLinkInfo(r.Context(), token); err != nil {
+		// Closed after the answer: the server would otherwise read what is
+		// left of the body first, at the sender's pace.
+		w.Header().Set("Connection", "close")
+		h.refuseUpload(w, r, err)
+		return
+	}
 	// The server's read timeout is for ordinary requests; a sample may
 	// take a while on a slow line.
 	rc := http.NewResponseController(w)

@@ -416,3 +416,26 @@ func TestStalledUploadIsCut(t *testing.T) {
 	resp, text := post(t, url, "ok.bin", strings.NewReader("sample"), "")
 	require.Equal(t, http.StatusCreated, resp.StatusCode, text)
 }
+
+// TestUploadThroughABadLinkIsAnsweredAtOnce: a POST to an upload link that
+// does not work (here made up) is answered before its body is read. It used
+// to get the upload's long deadlines first, so a client with no valid link
+// could hold a connection for the whole transfer time, a byte a minute.
+func TestUploadThroughABadLinkIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, 64<<10, func(c *web.Config) { c.UploadIdle = 20 * time.Second })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	const boundary = "xXxBoundaryxXx"
+	fmt.Fprintf(conn, "POST /samples/u/%s HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n--%s\r\n",
+		strings.Repeat("A", 43), boundary, 10000, boundary)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "answered while the body is still coming")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, string(body))
+	f.nothingStored(t)
+}
