@@ -366,6 +366,10 @@ func writePage(w http.ResponseWriter, status int, title string, lines ...string)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	// Plain text pages: nothing to load, never framed.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	_ = pageTmpl.Execute(w, map[string]any{"Title": title, "Lines": lines})
 }

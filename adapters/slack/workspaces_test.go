@@ -223,6 +223,10 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, path)
 		require.Contains(t, body(t, resp), "not one threatdesk made")
+		// Never framed, nothing loaded, not sniffed.
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'", path)
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'none'", path)
+		require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
 	}
 
 	// An expired link is refused too.
