@@ -217,6 +217,7 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 // rejected.
 func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResult, error) {
 	start := time.Now()
+	now := s.cfg.Now()
 	out := make([]ItemResult, len(alerts))
 	byOrg := map[string][]int{}
 	for i, a := range alerts {
@@ -234,6 +235,11 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 			continue
 		case a.when().IsZero():
 			out[i].Status, out[i].Reason = StatusRejected, "no creation or activity time"
+			continue
+		case inFuture(a, now):
+			// A time far ahead would keep the incident's entities in reach
+			// of correlation, and "active within the hour", for ever.
+			out[i].Status, out[i].Reason = StatusRejected, "a creation, activity or update time more than a day ahead of now: check the sender's clock"
 			continue
 		}
 		if a.Severity == "" {
@@ -281,6 +287,21 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	s.m.batchDur.Observe(took.Seconds())
 	s.log.Debug("ingested batch", "alerts", len(alerts), "orgs", len(orgs), "events", events, "took", took)
 	return out, nil
+}
+
+// maxAhead is how far ahead of the service clock an alert's times may be
+// (clock skew between the sender and us), and no more.
+const maxAhead = 24 * time.Hour
+
+// inFuture reports whether any of a's times is more than maxAhead past now.
+func inFuture(a *Alert, now time.Time) bool {
+	limit := now.Add(maxAhead)
+	for _, t := range []time.Time{a.Created, a.FirstActivity, a.LastActivity, a.LastUpdate} {
+		if t.After(limit) {
+			return true
+		}
+	}
+	return false
 }
 
 // work is one alert going through a batch.

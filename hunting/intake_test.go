@@ -539,3 +539,29 @@ func TestOSBinaryAndNormKey(t *testing.T) {
 		require.Equal(t, want, normKey(in), in)
 	}
 }
+
+// TestOutOfRangeTimesFailOnlyTheirItem: a time PostgreSQL cannot store
+// (year 0) made the whole request fail with a 500 (and, on a Graph pull,
+// stalled the tenant's pull for ever); a time far ahead kept an incident's
+// entities in reach of correlation for ever. Each is now that item's
+// rejection, and the rest of the list is stored.
+func TestOutOfRangeTimesFailOnlyTheirItem(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	item := func(id, first string) string {
+		return `{"id":"` + id + `","aadTenantId":"` + tenantContoso + `","severity":"High","category":"Execution","title":"t",` +
+			`"alertCreationTime":"2026-11-20T09:00:00Z","firstEventTime":"` + first + `","machineId":"m-` + id + `"}`
+	}
+	body := `{"value":[` + item("good", "2026-11-20T08:59:00Z") + `,` + item("year0", "0000-06-01T00:00:00Z") + `,` +
+		item("ahead", "9999-01-01T00:00:00Z") + `]}`
+	code, out := post(t, f.svc.Handler(), testToken, []byte(body))
+	require.Equal(t, http.StatusOK, code, string(out))
+	var res IngestResult
+	require.NoError(t, json.Unmarshal(out, &res))
+	require.Equal(t, StatusAccepted, res.Items[0].Status, string(out))
+	require.Equal(t, StatusRejected, res.Items[1].Status, string(out))
+	require.Contains(t, res.Items[1].Reason, "years 1 to 9999")
+	require.Equal(t, StatusRejected, res.Items[2].Status, string(out))
+	require.Contains(t, res.Items[2].Reason, "more than a day ahead")
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+}

@@ -753,6 +753,11 @@ func ParseTime(s string) (time.Time, error) {
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			// PostgreSQL stores years 1 to 9999 only (year 0 does not
+			// exist there): anything else would fail the whole batch.
+			if y := t.UTC().Year(); y < 1 || y > 9999 {
+				return time.Time{}, fmt.Errorf("%q is out of the years 1 to 9999", s)
+			}
 			return t.UTC(), nil
 		}
 	}
