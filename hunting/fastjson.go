@@ -153,7 +153,7 @@ func fieldIndex(t reflect.Type, name string) int {
 	return f.Index[0]
 }
 
-func (d *fastDec) evidence(dst *[]wireEvidence) bool {
+func (d *fastDec) evidence(dst *evidenceList) bool {
 	if *dst != nil {
 		return false
 	}
@@ -164,15 +164,21 @@ func (d *fastDec) evidence(dst *[]wireEvidence) bool {
 	if !d.lit('[') {
 		return false
 	}
-	out := make([]wireEvidence, 0, 8)
+	out := make(evidenceList, 0, 8)
+	var spare wireEvidence // entries past maxEvidence: checked, not kept
 	d.ws()
 	if d.lit(']') {
 		*dst = out
 		return true
 	}
 	for {
-		out = append(out, wireEvidence{})
-		e := &out[len(out)-1]
+		e := &spare
+		if len(out) < maxEvidence {
+			out = append(out, wireEvidence{})
+			e = &out[len(out)-1]
+		} else {
+			spare = wireEvidence{}
+		}
 		if !d.object(func(k []byte) bool { return d.evidenceField(k, e) }) {
 			return false
 		}

@@ -273,3 +273,23 @@ func TestDecodeWireDecodesEveryField(t *testing.T) {
 	require.Contains(t, wireAlertKeys, "incidentid")
 	require.Contains(t, wireEvidenceKeys, "@odata.type")
 }
+
+// TestEvidenceIsCapped: an item of empty evidence entries ("[{},{},…]")
+// made memory grow by hundreds of bytes per 3 bytes sent: one 16 MiB item
+// took 6 GB. Both decoders now keep maxEvidence entries and check, then
+// drop, the rest; an entry that is not an object still refuses the item.
+func TestEvidenceIsCapped(t *testing.T) {
+	t.Parallel()
+	many := `{"id":"cap","evidence":[` + strings.Repeat(`{},`, 10*maxEvidence) + `{"entityType":"Ip","ipAddress":"10.0.0.1"}]}`
+	var fast wireAlert
+	require.True(t, decodeWire([]byte(many), &fast), "the fast decoder takes it")
+	require.Len(t, fast.Evidence, maxEvidence)
+	var std wireAlert
+	require.NoError(t, json.Unmarshal([]byte(many), &std))
+	require.Len(t, std.Evidence, maxEvidence)
+	require.Equal(t, fast.Evidence, std.Evidence)
+
+	bad := `{"id":"cap","evidence":[` + strings.Repeat(`{},`, 2*maxEvidence) + `"not an entry"]}`
+	require.False(t, decodeWire([]byte(bad), &wireAlert{}))
+	require.Error(t, json.Unmarshal([]byte(bad), &wireAlert{}))
+}

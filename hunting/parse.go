@@ -34,6 +34,10 @@ const (
 	maxValueLen       = 1024
 	maxShortLen       = 128
 	maxEntities       = 64
+	// maxEvidence is how many evidence entries of an alert are decoded;
+	// the rest are checked and dropped (an item of empty entries, "[{},{},…]",
+	// would otherwise cost hundreds of bytes of memory per 3 bytes sent).
+	maxEvidence = 4 * maxEntities
 	maxTechniques     = 32
 )
 
@@ -255,7 +259,7 @@ type wireAlert struct {
 	Title     string          `json:"title"`
 	Desc      string          `json:"description"`
 	Mitre     []string        `json:"mitreTechniques"`
-	Evidence  []wireEvidence  `json:"evidence"`
+	Evidence  evidenceList    `json:"evidence"`
 
 	// Defender
 	AADTenantID  *string `json:"aadTenantId"`
@@ -798,4 +802,44 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// evidenceList is an alert's evidence, at most maxEvidence entries kept.
+type evidenceList []wireEvidence
+
+// UnmarshalJSON decodes the list entry by entry: entries past maxEvidence
+// are checked and dropped, not kept.
+func (l *evidenceList) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		*l = nil
+		return nil
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("evidence is not a list")
+	}
+	out := evidenceList{}
+	for dec.More() {
+		if len(out) < maxEvidence {
+			var e wireEvidence
+			if err := dec.Decode(&e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			continue
+		}
+		var skip struct{}
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	*l = out
+	return nil
 }
