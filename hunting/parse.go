@@ -37,8 +37,8 @@ const (
 	// maxEvidence is how many evidence entries of an alert are decoded;
 	// the rest are checked and dropped (an item of empty entries, "[{},{},…]",
 	// would otherwise cost hundreds of bytes of memory per 3 bytes sent).
-	maxEvidence = 4 * maxEntities
-	maxTechniques     = 32
+	maxEvidence   = 4 * maxEntities
+	maxTechniques = 32
 )
 
 // RawAlert is one alert as received: its JSON, before normalization.
