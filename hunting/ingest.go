@@ -193,7 +193,7 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 	workers := min(runtime.GOMAXPROCS(0), (len(items)+63)/64)
 	if workers <= 1 {
 		for i, raw := range items {
-			out[i].a, out[i].src, out[i].err = normalize(raw, s.liveConfig().tenants)
+			out[i].a, out[i].src, out[i].err = safeNormalize(raw, s.liveConfig().tenants)
 		}
 		return out
 	}
@@ -203,12 +203,24 @@ func (s *Service) normalizeAll(items []RawAlert) []normalized {
 		hi := min(lo+chunk, len(items))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				out[i].a, out[i].src, out[i].err = normalize(items[i], s.liveConfig().tenants)
+				out[i].a, out[i].src, out[i].err = safeNormalize(items[i], s.liveConfig().tenants)
 			}
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+// safeNormalize is normalize with a panic turned into the item's
+// rejection: it runs on worker goroutines, where a panic on one hostile
+// item would end the whole process.
+func safeNormalize(raw RawAlert, tenants map[string]string) (a *Alert, src Source, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			a, err = nil, fmt.Errorf("the alert could not be read: %v", p)
+		}
+	}()
+	return normalize(raw, tenants)
 }
 
 // IngestAlerts stores already normalized alerts in one transaction and
