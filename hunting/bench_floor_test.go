@@ -1,10 +1,8 @@
 package hunting
 
 import (
-	"encoding/json"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -20,18 +18,8 @@ import (
 // Point TEST_DATABASE_URL at a server with fsync on for a durable figure.
 func BenchmarkIntakeFloor4Senders(b *testing.B) {
 	f := setup(b)
-	c := newCorpus(1, 5000, 400)
 	const size, senders = 500, 4
-	bodies := make([][]byte, b.N)
-	for i := range bodies {
-		items := c.batch(size, f.clock.Now().Add(time.Duration(i)*15*time.Second-time.Hour))
-		body, err := json.Marshal(map[string]any{"value": items})
-		if err != nil {
-			b.Fatal(err)
-		}
-		bodies[i] = body
-	}
-	sendAll(b, f, storeOnly(b, f), bodies, size, senders)
+	sendAll(b, f, storeOnly(b, f), intakeBodies(b, f, size), size, senders)
 }
 
 // storeOnly is an intake handler that stores each alert and nothing else.

@@ -49,8 +49,17 @@ func benchIntakeHTTP(b *testing.B, history func(*fixture)) {
 	if history != nil {
 		history(f)
 	}
-	c := newCorpus(1, 5000, 400)
 	const size, senders = 500, 4
+	bodies := intakeBodies(b, f, size)
+	split := f.svc.stageSplit()
+	sendAll(b, f, f.svc.Handler(), bodies, size, senders)
+	split.report(b, size*b.N)
+}
+
+// intakeBodies are b.N request bodies of size realistic alerts each, 15 s
+// of alert time apart, ending an hour before the fixture's clock.
+func intakeBodies(b *testing.B, f *fixture, size int) [][]byte {
+	c := newCorpus(1, 5000, 400)
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
 		items := c.batch(size, f.clock.Now().Add(time.Duration(i)*15*time.Second-time.Hour))
@@ -60,9 +69,7 @@ func benchIntakeHTTP(b *testing.B, history func(*fixture)) {
 		}
 		bodies[i] = body
 	}
-	split := f.svc.stageSplit()
-	sendAll(b, f, f.svc.Handler(), bodies, size, senders)
-	split.report(b, size*b.N)
+	return bodies
 }
 
 // sendAll posts bodies (lists of size alerts) to h over real HTTP from

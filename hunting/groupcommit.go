@@ -95,19 +95,25 @@ func (g *groupCommits) submit(ctx context.Context, s *Service, org string, alert
 				// a group past this sender's deadline.
 				r.lead <- struct{}{}
 				if q.leave(r) {
-					return fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, ctx.Err())
+					return waitedOut(org, ctx.Err())
 				}
 				return <-r.done
 			}
 			s.leadGroup(ctx, org, q)
 		case <-ctx.Done():
 			if q.leave(r) {
-				return fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, ctx.Err())
+				return waitedOut(org, ctx.Err())
 			}
 			// Already in a group: its answer comes.
 			return <-r.done
 		}
 	}
+}
+
+// waitedOut is the error of a request whose time ran out (err) while it
+// waited for its org's transactions before it.
+func waitedOut(org string, err error) error {
+	return fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, err)
 }
 
 // leave takes r, not yet in a group, out of the queue, handing on the lead
@@ -157,7 +163,7 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 	var deadline time.Time
 	for _, r := range taken {
 		if !now.Before(r.deadline) || short(r) && !allShort {
-			r.done <- fmt.Errorf("hunting: ingest of org %s: waited for the transactions before it: %w", org, context.DeadlineExceeded)
+			r.done <- waitedOut(org, context.DeadlineExceeded)
 			continue
 		}
 		if len(grp) == 0 || r.deadline.Before(deadline) {
