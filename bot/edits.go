@@ -2,11 +2,11 @@ package bot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Edits and deletions of relayed thread messages (issue 14, item 8). A
@@ -27,6 +27,9 @@ type relaySource struct {
 	// AuthorID and Author are who wrote it (id, display name).
 	AuthorID string
 	Author   string
+	// Part is which of the messages a long text was relayed as (0 for
+	// the first, or the only one; relayParts).
+	Part int
 }
 
 // msgDeleted is what a relayed message says once its original is deleted.
@@ -45,13 +48,13 @@ func relaySourceOf(ev CaseEvent) *relaySource {
 // stream's target.
 func (b *Bot) recordRelay(ctx context.Context, stream, target string, src relaySource, ref Ref) error {
 	if _, err := b.db.Exec(ctx, `
-INSERT INTO bot_relay (source_platform, source_channel, source_message, stream, target, platform, workspace, channel, message, side, author_id, author_name)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-ON CONFLICT (source_platform, source_channel, source_message) DO UPDATE SET
+INSERT INTO bot_relay (source_platform, source_channel, source_message, part, stream, target, platform, workspace, channel, message, side, author_id, author_name)
+VALUES ($1, $2, $3, $12, $4, $5, $6, $7, $8, $9, $10, $11, $13)
+ON CONFLICT (source_platform, source_channel, source_message, part) DO UPDATE SET
     stream = EXCLUDED.stream, target = EXCLUDED.target, platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
     channel = EXCLUDED.channel, message = EXCLUDED.message`,
 		string(src.Source.Platform), src.Source.Channel, src.Source.Message, stream, target,
-		string(ref.Platform), ref.Workspace, ref.Channel, ref.Message, string(src.Side), src.AuthorID, src.Author); err != nil {
+		string(ref.Platform), ref.Workspace, ref.Channel, ref.Message, string(src.Side), src.AuthorID, src.Part, src.Author); err != nil {
 		return fmt.Errorf("record the relay of message %s: %w", src.Source.Message, err)
 	}
 	return nil
@@ -64,31 +67,40 @@ type relayed struct {
 	Ref            Ref
 }
 
-func (b *Bot) relayOf(ctx context.Context, src Ref) (relayed, bool, error) {
-	var r relayed
-	var p, side string
-	err := b.db.QueryRow(ctx, `SELECT stream, target, platform, workspace, channel, message, side, author_id, author_name
-FROM bot_relay WHERE source_platform = $1 AND source_channel = $2 AND source_message = $3`,
-		string(src.Platform), src.Channel, src.Message).Scan(&r.Stream, &r.Target, &p, &r.Ref.Workspace, &r.Ref.Channel, &r.Ref.Message,
-		&side, &r.AuthorID, &r.Author)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return r, false, nil
-	}
+// relaysOf reads the messages src was relayed as, in order: none when it
+// was never relayed, several when it was long (relayParts).
+func (b *Bot) relaysOf(ctx context.Context, src Ref) ([]relayed, error) {
+	rows, err := b.db.Query(ctx, `SELECT stream, target, platform, workspace, channel, message, side, author_id, author_name, part
+FROM bot_relay WHERE source_platform = $1 AND source_channel = $2 AND source_message = $3 ORDER BY part`,
+		string(src.Platform), src.Channel, src.Message)
 	if err != nil {
-		return r, false, fmt.Errorf("read the relay of message %s: %w", src.Message, err)
+		return nil, fmt.Errorf("read the relay of message %s: %w", src.Message, err)
 	}
-	r.Ref.Platform, r.Side, r.Source = Platform(p), Side(side), src
-	return r, true, nil
+	var out []relayed
+	for rows.Next() {
+		var r relayed
+		var p, side string
+		if err := rows.Scan(&r.Stream, &r.Target, &p, &r.Ref.Workspace, &r.Ref.Channel, &r.Ref.Message,
+			&side, &r.AuthorID, &r.Author, &r.Part); err != nil {
+			return nil, fmt.Errorf("read the relay of message %s: %w", src.Message, err)
+		}
+		r.Ref.Platform, r.Side, r.Source = Platform(p), Side(side), src
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the relay of message %s: %w", src.Message, err)
+	}
+	return out, nil
 }
 
 // relayChange passes an edit or a deletion of a thread message to the
 // message it was relayed as.
 func (b *Bot) relayChange(ctx context.Context, r Reply) error {
-	rel, ok, err := b.relayOf(ctx, r.Message)
+	rels, err := b.relaysOf(ctx, r.Message)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if len(rels) == 0 {
 		if b.relayMissed != nil {
 			b.relayMissed()
 		}
@@ -102,13 +114,20 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 		// The relay may have been recorded, and its outbox row settled,
 		// between the first read and this one: a relay is recorded before
 		// its row is settled, so a second read after "not pending" sees it.
-		if rel, ok, err = b.relayOf(ctx, r.Message); err != nil {
+		if rels, err = b.relaysOf(ctx, r.Message); err != nil {
 			return err
 		}
-		if !ok {
+		if len(rels) == 0 {
 			return nil // never relayed (not a case's thread, or not someone who may write there): nothing to change
 		}
+	} else if pending, err := b.relayPending(ctx, r); err != nil {
+		return err
+	} else if pending {
+		// A long message is relayed in parts, recorded one by one: wait
+		// for all of them.
+		return fmt.Errorf("message %s is still being relayed: its %s waits for it", r.Message.Message, r.Change)
 	}
+	rel := rels[0]
 	if r.Change == ReplyEdited && r.Author.ID != "" && rel.AuthorID != "" && r.Author.ID != rel.AuthorID {
 		b.log.Info("not relaying an edit by someone other than the message's author", "message", r.Message.Message)
 		return nil
@@ -117,35 +136,76 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 	if !isCase {
 		return nil
 	}
-	head := Line{B(rel.Author), T(" (threat expert) wrote:")}
+	role := "threat expert"
 	if rel.Side == SideRequester {
 		c, err := b.cases.Get(ctx, Scope{All: true}, ref)
 		if err != nil {
 			return err
 		}
-		head = Line{B(rel.Author), T(" (requester, " + b.orgName(c.Org) + ") wrote:")}
+		role = "requester, " + b.orgName(c.Org)
 	}
-	m := Message{Text: []Line{head}}
-	switch r.Change {
-	case ReplyDeleted:
-		m.Text = append(m.Text, Line{Span{Text: msgDeleted, Style: StyleItalic}})
-		m.Fallback = rel.Author + ": " + msgDeleted
-	default:
-		m.Text = append(m.Text, paragraphs(r.Text)...)
-		m.Text = append(m.Text, Line{Span{Text: "(edited)", Style: StyleItalic}})
-		m.Fallback = cut(rel.Author+": "+r.Text, maxListLineRunes)
+	for i, m := range editedRelays(rel.Author, role, r, len(rels)) {
+		if err := b.editRelay(ctx, ref, rels[i].Ref, m); err != nil {
+			return err
+		}
 	}
-	a, ok := b.adapter(rel.Ref.Platform)
+	return nil
+}
+
+// editedRelays are the messages that n relayed parts of a message become
+// once it was edited or deleted. An edit is split as the original was
+// (relayParts): parts it no longer needs say so, and an edit needing more
+// parts than were relayed ends the last with how much did not fit (the
+// original, on the other side, has it all).
+func editedRelays(author, role string, r Reply, n int) []Message {
+	italic := func(s string) Line { return Line{Span{Text: s, Style: StyleItalic}} }
+	out := make([]Message, n)
+	if r.Change == ReplyDeleted {
+		for i := range out {
+			out[i] = Message{Text: []Line{relayHead(author, role, i, n), italic(msgDeleted)}, Fallback: author + ": " + msgDeleted}
+		}
+		return out
+	}
+	pieces := textParts(r.Text, maxTextRunes)
+	var left int
+	if len(pieces) > n {
+		for _, p := range pieces[n:] {
+			left += utf8.RuneCountInString(p)
+		}
+		pieces = pieces[:n]
+	}
+	for i := range out {
+		head := relayHead(author, role, i, n)
+		switch {
+		case i >= len(pieces):
+			out[i] = Message{Text: []Line{head, italic("(edited: the message is shorter now, and this part is no longer part of it)")},
+				Fallback: author + ": (edited)"}
+		default:
+			m := Message{Text: append([]Line{head}, paragraphs(pieces[i])...), Fallback: cut(author+": "+pieces[i], maxListLineRunes)}
+			marker := "(edited)"
+			if i == n-1 && left > 0 {
+				marker = "(edited: " + plural.Count(left, "more character", "more characters") + " did not fit here; the original message has them)"
+			}
+			m.Text = append(m.Text, italic(marker))
+			out[i] = m
+		}
+	}
+	return out
+}
+
+// editRelay edits one relayed message of case ref.
+func (b *Bot) editRelay(ctx context.Context, ref string, to Ref, m Message) error {
+	a, ok := b.adapter(to.Platform)
 	if !ok {
-		return fmt.Errorf("no %s adapter to edit a relayed message", rel.Ref.Platform)
+		return fmt.Errorf("no %s adapter to edit a relayed message", to.Platform)
 	}
-	if err := b.pacer.wait(ctx, rel.Ref.Platform, rel.Ref.Channel); err != nil {
+	if err := b.pacer.wait(ctx, to.Platform, to.Channel); err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Delivery.CallTimeout)
 	defer cancel()
-	if err := a.Update(cctx, rel.Ref, m); err != nil {
-		return fmt.Errorf("edit the relayed message %s of %s: %w", rel.Ref.Message, ref, err)
+	if err := a.Update(cctx, to, m); err != nil {
+		return fmt.Errorf("edit the relayed message %s of %s: %w", to.Message, ref, err)
 	}
 	return nil
 }

@@ -255,7 +255,9 @@ func (b *Bot) statusNotes(ctx context.Context, c CaseView, ev CaseEvent) []part 
 	if ev.To.waiting() && c.Status.waiting() {
 		receipt = mentioning(m, b.requester(ctx, c), b.receiptPlatform(c))
 	}
-	return []part{{key: "receipt.note", thread: targetReceipt, msg: receipt}, {key: "desk.note", thread: targetDesk, msg: m}}
+	ps := []part{{key: "receipt.note", thread: targetReceipt, msg: receipt}, {key: "desk.note", thread: targetDesk, msg: m}}
+	ps = append(ps, statusNoteRest(c, ev, "receipt.note", targetReceipt)...)
+	return append(ps, statusNoteRest(c, ev, "desk.note", targetDesk)...)
 }
 
 // requester is the person who asked c.

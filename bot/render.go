@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/threatdesk/threatdesk/internal/outbox"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Text limits of the neutral model. Adapters cut again at their platform's
@@ -17,12 +18,15 @@ import (
 // message content: 2000 characters, https://discord.com/developers/docs/resources/message#create-message;
 // Slack section text: 3000, https://api.slack.com/reference/block-kit/blocks#section).
 const (
-	maxTextRunes     = 1800 // a question, a relayed message, a summary
-	maxTitleRunes    = 150
-	maxListLineRunes = 90
-	maxListed        = 10 // cases in a list, entities in a scope section
-	maxThreadName    = 90 // Discord thread names: 100
-	maxParagraphs    = 20 // lines of one user text, within Slack's 50 blocks
+	maxTextRunes = 1800 // a question, a relayed message, a summary
+	// maxCardSectionRunes is the most of a long text in a card's section
+	// (Discord: an embed field's value, 1024).
+	maxCardSectionRunes = 900
+	maxTitleRunes       = 150
+	maxListLineRunes    = 90
+	maxListed           = 10 // cases in a list, entities in a scope section
+	maxThreadName       = 90 // Discord thread names: 100
+	maxParagraphs       = 20 // lines of one user text, within Slack's 50 blocks
 )
 
 // Anchor targets of a stream.
@@ -56,6 +60,114 @@ func cut(s string, n int) string {
 		count++
 	}
 	return strings.TrimRight(s[:i], " \n\t") + "…"
+}
+
+// textParts splits untrusted text into pieces of at most n runes, so that
+// a text too long for one message is sent whole, as several. A piece ends
+// at a paragraph break where one is in its second half, else at a line
+// break, else at a space, else at its n-th rune (never inside a
+// character). The whitespace at a break is dropped; nothing else is.
+func textParts(s string, n int) []string {
+	s = strings.TrimSpace(s)
+	var out []string
+	for utf8.RuneCountInString(s) > n {
+		end := 0
+		for i := 0; i < n; i++ {
+			_, size := utf8.DecodeRuneInString(s[end:])
+			end += size
+		}
+		head := s[:end]
+		at := -1
+		for _, sep := range []string{"\n\n", "\n", " "} {
+			if i := strings.LastIndex(head, sep); i > len(head)/2 {
+				at = i
+				break
+			}
+		}
+		if at < 0 {
+			at = end
+		}
+		out = append(out, strings.TrimRight(s[:at], " \t\r\n"))
+		s = strings.TrimLeft(s[at:], " \t\r\n")
+	}
+	if s != "" || len(out) == 0 {
+		out = append(out, s)
+	}
+	return out
+}
+
+// ofParts says which piece of a text split by textParts a message holds:
+// " (2 of 3)", or nothing for a text sent whole.
+func ofParts(i, n int) string {
+	if n < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d of %d)", i+1, n)
+}
+
+// cardText is untrusted text on a card: whole when it has at most n runes,
+// else cut, after a first line saying that the whole text follows in the
+// card's thread (the caller sends it there, with threadText). The line
+// comes first so that a platform cutting the card again keeps it.
+func cardText(s string, n int) []Line {
+	if utf8.RuneCountInString(strings.TrimSpace(s)) <= n {
+		return paragraphs(s)
+	}
+	return append([]Line{{Span{Text: "(long: cut here, the whole text follows in the thread)", Style: StyleItalic}}},
+		paragraphs(cut(strings.TrimSpace(s), n))...)
+}
+
+// threadText is the whole of a text that cardText cut, as messages into
+// the thread of target headed by title, keyed key, key.2, ...; nothing
+// when the card holds it whole.
+func threadText(key, target, title, s string) []part {
+	if utf8.RuneCountInString(strings.TrimSpace(s)) <= maxTextRunes {
+		return nil
+	}
+	pieces := textParts(s, maxTextRunes)
+	ps := make([]part, 0, len(pieces))
+	for i, p := range pieces {
+		m := Message{Text: append([]Line{{B(title + ofParts(i, len(pieces)) + ":")}}, paragraphs(p)...),
+			Fallback: cut(title+": "+p, maxListLineRunes)}
+		ps = append(ps, part{key: partKeyN(key, i), thread: target, msg: m})
+	}
+	return ps
+}
+
+// partKeyN is the key of the i-th message of a text sent as several:
+// key for the first (the key a text sent whole has), key.2, key.3, ...
+func partKeyN(key string, i int) string {
+	if i == 0 {
+		return key
+	}
+	return key + "." + strconv.Itoa(i+1)
+}
+
+// relayParts are the messages a thread message is relayed as into the
+// thread of target: one, or for a text longer than maxTextRunes one per
+// piece, each headed with who wrote it (role: "threat expert",
+// "requester, Contoso") and recorded for edits to follow (src).
+func relayParts(key, target, author, role, text string, src *relaySource) []part {
+	pieces := textParts(text, maxTextRunes)
+	ps := make([]part, 0, len(pieces))
+	for i, p := range pieces {
+		m := Message{Text: append([]Line{relayHead(author, role, i, len(pieces))}, paragraphs(p)...),
+			Fallback: cut(author+": "+p, maxListLineRunes)}
+		var s *relaySource
+		if src != nil {
+			c := *src
+			c.Part = i
+			s = &c
+		}
+		ps = append(ps, part{key: partKeyN(key, i), thread: target, msg: m, relayOf: s})
+	}
+	return ps
+}
+
+// relayHead is the first line of a relayed message: "Eve (threat expert)
+// wrote:", with "(2 of 3)" on a text relayed in pieces.
+func relayHead(author, role string, i, n int) Line {
+	return Line{B(author), T(" (" + role + ") wrote" + ofParts(i, n) + ":")}
 }
 
 // paragraphs turns untrusted text into lines, cut as a whole.
@@ -281,7 +393,7 @@ func (b *Bot) receiptCard(c CaseView) Message {
 	m := Message{
 		Title:    cut(c.Ref+" · "+subjectLabel(c.Subject), maxTitleRunes),
 		Severity: prioritySeverity(c.Priority),
-		Text:     paragraphs(c.Question),
+		Text:     cardText(c.Question, maxTextRunes),
 		Fields: append(subjectLines(c.Subject),
 			Field{Label: "Status", Value: Line{T(c.Status.label())}},
 			Field{Label: "Priority", Value: Line{T(c.Priority)}},
@@ -292,7 +404,7 @@ func (b *Bot) receiptCard(c CaseView) Message {
 		Fallback: c.Ref + ": " + c.Status.label(),
 	}
 	if c.Summary != "" && !c.Status.open() {
-		m.Sections = append(m.Sections, Section{Title: "Conclusion", Lines: paragraphs(c.Summary)})
+		m.Sections = append(m.Sections, Section{Title: "Conclusion", Lines: cardText(c.Summary, maxCardSectionRunes)})
 	}
 	switch {
 	case c.Status == StatusConcluded:
@@ -317,7 +429,7 @@ func (b *Bot) deskCard(c CaseView) Message {
 	m := Message{
 		Title:    cut(c.Ref+" · "+b.orgName(c.Org)+" · "+subjectLabel(c.Subject), maxTitleRunes),
 		Severity: prioritySeverity(c.Priority),
-		Text:     paragraphs(c.Question),
+		Text:     cardText(c.Question, maxTextRunes),
 		Fields: append(subjectLines(c.Subject),
 			Field{Label: "Org", Value: Line{T(b.orgName(c.Org))}},
 			Field{Label: "Requester", Value: Line{U(userLabel(&c.Requester))}},
@@ -330,7 +442,7 @@ func (b *Bot) deskCard(c CaseView) Message {
 		Fallback: c.Ref + " (" + b.orgName(c.Org) + "): " + c.Status.label(),
 	}
 	if c.Summary != "" && !c.Status.open() {
-		m.Sections = append(m.Sections, Section{Title: "Conclusion", Lines: paragraphs(c.Summary)})
+		m.Sections = append(m.Sections, Section{Title: "Conclusion", Lines: cardText(c.Summary, maxCardSectionRunes)})
 	}
 	switch c.Status {
 	case StatusNew:
@@ -409,10 +521,13 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		if err != nil {
 			return nil, err
 		}
-		return append([]part{
+		ps := []part{
 			{key: "receipt", dest: origin, msg: receipt, anchor: targetReceipt},
 			{key: "desk", dest: b.cfg.Desk.DeskDest(), msg: desk, anchor: targetDesk},
-		}, dm...), nil
+		}
+		ps = append(ps, threadText("receipt.question", targetReceipt, "The question in full", c.Question)...)
+		ps = append(ps, threadText("desk.question", targetDesk, "The question in full", c.Question)...)
+		return append(ps, dm...), nil
 	case CaseAssigned:
 		if ev.By != "" {
 			return b.assignedParts(ctx, c, ev, cards), nil
@@ -430,13 +545,9 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		}
 		src := relaySourceOf(ev)
 		if ev.Side == SideExpert {
-			m := Message{Text: append([]Line{{B(ev.Actor), T(" (threat expert) wrote:")}}, paragraphs(ev.Text)...),
-				Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
-			return []part{{key: "receipt.relay", thread: targetReceipt, msg: m, relayOf: src}}, nil
+			return relayParts("receipt.relay", targetReceipt, ev.Actor, "threat expert", ev.Text, src), nil
 		}
-		m := Message{Text: append([]Line{{B(ev.Actor), T(" (requester, " + b.orgName(c.Org) + ") wrote:")}}, paragraphs(ev.Text)...),
-			Fallback: cut(ev.Actor+": "+ev.Text, maxListLineRunes)}
-		return []part{{key: "desk.relay", thread: targetDesk, msg: m, relayOf: src}}, nil
+		return relayParts("desk.relay", targetDesk, ev.Actor, "requester, "+b.orgName(c.Org), ev.Text, src), nil
 	case CaseStatus:
 		if ev.To == StatusSample {
 			return b.renderSampleNeeded(ctx, c, ev, cards)
@@ -485,9 +596,27 @@ func (b *Bot) statusNote(c CaseView, ev CaseEvent) Message {
 		m.Text = append(m.Text, Line{T(ev.Detail)})
 	}
 	if ev.Text != "" {
-		m.Text = append(m.Text, paragraphs(ev.Text)...)
+		pieces := textParts(ev.Text, maxTextRunes)
+		m.Text = append(m.Text, paragraphs(pieces[0])...)
+		if len(pieces) > 1 {
+			m.Text = append(m.Text, Line{Span{Text: "(continued in the next " + plural.Word(len(pieces)-1, "message", plural.S(len(pieces)-1, "message")) + ")", Style: StyleItalic}})
+		}
 	}
 	return m
+}
+
+// statusNoteRest is the rest of a status note whose text is too long for
+// one message (statusNote holds the first piece), into the thread of
+// target, keyed key.2, key.3, ...
+func statusNoteRest(c CaseView, ev CaseEvent, key, target string) []part {
+	pieces := textParts(ev.Text, maxTextRunes)
+	var ps []part
+	for i := 1; i < len(pieces); i++ {
+		title := c.Ref + ": " + ev.To.label() + ", continued" + ofParts(i, len(pieces))
+		m := Message{Text: append([]Line{{B(title)}}, paragraphs(pieces[i])...), Fallback: cut(title, maxListLineRunes)}
+		ps = append(ps, part{key: partKeyN(key, i), thread: target, msg: m})
+	}
+	return ps
 }
 
 // ---- lists and status answers ----

@@ -236,7 +236,9 @@ func (b *Bot) renderSampleNeeded(ctx context.Context, c CaseView, ev CaseEvent, 
 				". The sample arrives here when they use it or post the file in their thread; /experts upload " + c.Ref + " gives them a fresh one.")})
 		}
 	}
-	return append(cards, part{key: "receipt.note", thread: targetReceipt, msg: receipt}, part{key: "desk.note", thread: targetDesk, msg: desk}), nil
+	ps := append(cards, part{key: "receipt.note", thread: targetReceipt, msg: receipt}, part{key: "desk.note", thread: targetDesk, msg: desk})
+	ps = append(ps, statusNoteRest(c, ev, "receipt.note", targetReceipt)...)
+	return append(ps, statusNoteRest(c, ev, "desk.note", targetDesk)...), nil
 }
 
 // uploadCommand answers "/experts upload EOD-n": a fresh upload link for a
