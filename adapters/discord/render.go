@@ -102,7 +102,6 @@ func render(m bot.Message) messagePayload {
 	p.Components = append(p.Components, itemSelects(m.Items, MaxRows-len(p.Components))...)
 	if m.Title == "" && len(m.Fields) == 0 && len(m.Sections) == 0 && len(m.Items) == 0 {
 		body := renderLines(m.Text)
-		body = notifyLine(users, body) + body
 		if len(m.Footer) > 0 {
 			if body != "" {
 				body += "\n"
@@ -112,7 +111,16 @@ func render(m bot.Message) messagePayload {
 		if strings.TrimSpace(body) == "" {
 			body = escape(m.Fallback, true)
 		}
-		p.Content = cut(body, MaxContent)
+		if utf8.RuneCountInString(notifyLine(users, body)+body) > MaxContent {
+			// Escaping can take a text the bot keeps within 1,800
+			// characters past the 2,000 of content: an embed's
+			// description holds 4,096. Embeds ping no one, so whoever the
+			// message is meant for is named in the content.
+			p.Content = strings.TrimSpace(notifyLine(users, ""))
+			p.Embeds = append(p.Embeds, &discordgo.MessageEmbed{Description: cut(body, MaxEmbedDescription), Color: severityColor(m.Severity)})
+			return p
+		}
+		p.Content = notifyLine(users, body) + body
 		return p
 	}
 	e := &discordgo.MessageEmbed{

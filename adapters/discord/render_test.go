@@ -159,3 +159,28 @@ func TestRedact(t *testing.T) {
 	require.NotContains(t, got, "/abc/")
 	require.Contains(t, got, "/webhooks/123/[redacted]")
 }
+
+// TestLongTextIsNotCutAfterEscaping: a relayed message the bot keeps within
+// 1,800 characters can pass Discord's 2,000 for content once escaped (a
+// Windows path escapes every backslash); it goes into an embed's
+// description (4,096) whole, with its "(edited)" line, and whoever it is
+// meant for is still named in the content. It was cut, the marker first.
+func TestLongTextIsNotCutAfterEscaping(t *testing.T) {
+	t.Parallel()
+	path := strings.Repeat(`C:\Users\a\`, 160) // 1,760 runes, 2,400 escaped
+	m := bot.Message{Text: []bot.Line{{bot.B("Eve"), bot.T(" (threat expert) wrote:")}, {bot.U(path)}, {{Text: "(edited)", Style: bot.StyleItalic}}},
+		Mentions: []string{"424242424242424242"}}
+	p := render(m)
+	require.Equal(t, "<@424242424242424242>", p.Content)
+	require.Len(t, p.Embeds, 1)
+	d := p.Embeds[0].Description
+	require.LessOrEqual(t, utf8.RuneCountInString(d), MaxEmbedDescription)
+	require.Contains(t, d, escape(path, false), "the whole text")
+	require.True(t, strings.HasSuffix(d, "*(edited)*") || strings.HasSuffix(d, "_(edited)_"), d[len(d)-20:])
+	require.Equal(t, []string{"424242424242424242"}, p.AllowedMentions.users)
+
+	// A short one stays content.
+	p = render(bot.Message{Text: []bot.Line{{bot.U(`C:\x`)}}})
+	require.Equal(t, `C:\\x`, p.Content)
+	require.Empty(t, p.Embeds)
+}

@@ -3,6 +3,7 @@ package discord_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -449,4 +450,39 @@ func TestDiscordGreetings(t *testing.T) {
 	require.Contains(t, string(cb.Data), "line to threat experts")
 	_, cb = w.command(analystID, channelID, "help", nil)
 	require.NotContains(t, string(cb.Data), "line to threat experts", "once per person")
+}
+
+// TestDiscordLongRelayArrivesWhole: a long thread message full of Windows
+// paths (every backslash escaped) reaches the other side whole, in parts
+// that Discord accepts, and its edit reaches every part. It was cut at
+// 1,800 characters, and again after escaping.
+func TestDiscordLongRelayArrivesWhole(t *testing.T) {
+	t.Parallel()
+	w := newDiscordWording(t, dWordingOpts{})
+	receipt, card := w.open("ask", map[string]any{"question": "long paths?"}, "EOD-1")
+	alice := discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice"}
+	var b strings.Builder
+	for i := range 280 {
+		fmt.Fprintf(&b, `C:\Users\p%03d `, i) // 280 x 14 runes (Nitro allows 4,000), each with two backslashes
+	}
+	long := strings.TrimSpace(b.String())
+	msg := w.dfake.Say(receipt.ID, alice, long)
+	w.wait("relayed in three parts", w.has(card.ID, "wrote (3 of 3):"))
+	var got string
+	for i := 1; i <= 3; i++ {
+		m, ok := w.find(card.ID, fmt.Sprintf("wrote (%d of 3):", i))
+		require.True(t, ok)
+		require.NotContains(t, text(m), "…", "nothing cut")
+		got += " " + text(m)
+	}
+	for i := range 280 {
+		require.Contains(t, got, fmt.Sprintf(`C:\\Users\\p%03d`, i))
+	}
+
+	w.dfake.Edit(msg.ID, "shorter now")
+	last, _ := w.find(card.ID, "wrote (3 of 3):")
+	w.wait("every part edited", func() bool {
+		m, _ := w.dfake.Message(last.ID)
+		return strings.Contains(text(m), "no longer part of it")
+	})
 }

@@ -197,7 +197,9 @@ func severityIcon(s bot.Severity) string {
 }
 
 // paragraphs packs mrkdwn paragraphs into as few section texts as fit in
-// MaxSectionText, cutting any single paragraph that is too long on its own.
+// MaxSectionText, splitting any single paragraph that is too long on its
+// own (escaping can take the bot's 1,800 characters past 3,000: "&" is
+// "&amp;") over several.
 func paragraphs(ps []string) []string {
 	var out []string
 	var cur strings.Builder
@@ -207,21 +209,46 @@ func paragraphs(ps []string) []string {
 			cur.Reset()
 		}
 	}
-	for _, p := range ps {
-		if p == "" {
-			continue
+	for _, whole := range ps {
+		for _, p := range split(whole, MaxSectionText) {
+			if p == "" {
+				continue
+			}
+			if cur.Len() > 0 && utf8.RuneCountInString(cur.String())+1+utf8.RuneCountInString(p) > MaxSectionText {
+				flush()
+			}
+			if cur.Len() > 0 {
+				cur.WriteByte('\n')
+			}
+			cur.WriteString(p)
 		}
-		p = cut(p, MaxSectionText)
-		if cur.Len() > 0 && utf8.RuneCountInString(cur.String())+1+utf8.RuneCountInString(p) > MaxSectionText {
-			flush()
-		}
-		if cur.Len() > 0 {
-			cur.WriteByte('\n')
-		}
-		cur.WriteString(p)
 	}
 	flush()
 	return out
+}
+
+// split cuts s (escaped mrkdwn) into pieces of at most max runes, never
+// inside a rune, an entity (&amp;) or a link (<url|label>).
+func split(s string, max int) []string {
+	var out []string
+	for utf8.RuneCountInString(s) > max {
+		i, n := 0, 0
+		for i < len(s) && n < max {
+			_, size := utf8.DecodeRuneInString(s[i:])
+			i += size
+			n++
+		}
+		head := s[:i]
+		if amp := strings.LastIndexByte(head, '&'); amp > 0 && !strings.Contains(head[amp:], ";") {
+			head = head[:amp]
+		}
+		if lt := strings.LastIndexByte(head, '<'); lt > 0 && !strings.Contains(head[lt:], ">") {
+			head = head[:lt]
+		}
+		out = append(out, head)
+		s = s[len(head):]
+	}
+	return append(out, s)
 }
 
 // RenderBlocks renders m as Block Kit blocks within Slack's limits, and the

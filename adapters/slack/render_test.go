@@ -169,3 +169,23 @@ func TestModalInputLimitsAreConsistent(t *testing.T) {
 	require.LessOrEqual(t, el.MinLength, el.MaxLength)
 	require.Equal(t, strings.Repeat("é", 10), el.InitialValue)
 }
+
+// TestLongTextIsNotCutAfterEscaping: a paragraph the bot keeps within 1,800
+// characters can pass a section's 3,000 once escaped ("&" is "&amp;"): it
+// is split over sections, whole, never inside an entity. It was cut.
+func TestLongTextIsNotCutAfterEscaping(t *testing.T) {
+	t.Parallel()
+	text := strings.Repeat("a&b<c>", 300) // 1,800 runes, 4,800 escaped
+	blocks, _ := RenderBlocks(bot.Message{Text: []bot.Line{{bot.U(text)}, {{Text: "(edited)", Style: bot.StyleItalic}}}})
+	var all strings.Builder
+	for _, b := range blocks {
+		s, ok := b.(*slackapi.SectionBlock)
+		require.True(t, ok)
+		require.LessOrEqual(t, utf8.RuneCountInString(s.Text.Text), MaxSectionText)
+		require.False(t, strings.HasSuffix(s.Text.Text, "&") || strings.HasSuffix(s.Text.Text, "&am"), "no entity split")
+		all.WriteString(s.Text.Text)
+	}
+	require.Greater(t, len(blocks), 1)
+	require.Equal(t, Escape(text)+"\n_(edited)_", all.String())
+	require.NotContains(t, all.String(), "…")
+}
