@@ -427,7 +427,7 @@ func (d *fastDec) strPtr(dst **string) bool {
 	return ok
 }
 
-func (d *fastDec) strs(dst *[]string) bool {
+func (d *fastDec) strs(dst *stringList) bool {
 	if *dst != nil {
 		return false
 	}
@@ -438,7 +438,7 @@ func (d *fastDec) strs(dst *[]string) bool {
 	if !d.lit('[') {
 		return false
 	}
-	out := []string{}
+	out := stringList{}
 	d.ws()
 	if d.lit(']') {
 		*dst = out
@@ -449,7 +449,9 @@ func (d *fastDec) strs(dst *[]string) bool {
 		if !ok {
 			return false
 		}
-		out = append(out, s)
+		if len(out) < maxListStrings {
+			out = append(out, s)
+		}
 		d.ws()
 		if d.lit(']') {
 			*dst = out

@@ -293,3 +293,30 @@ func TestEvidenceIsCapped(t *testing.T) {
 	require.False(t, decodeWire([]byte(bad), &wireAlert{}))
 	require.Error(t, json.Unmarshal([]byte(bad), &wireAlert{}))
 }
+
+// TestStringListsAreCapped: techniques and an entity's roles keep at most
+// maxListStrings strings in both decoders; the rest are checked, not kept
+// (an item of empty strings cost 16 bytes of memory per 3 bytes sent).
+func TestStringListsAreCapped(t *testing.T) {
+	t.Parallel()
+	many := `{"id":"cap","mitreTechniques":[` + strings.Repeat(`"",`, 10*maxListStrings) + `"T1059"],` +
+		`"evidence":[{"entityType":"User","roles":[` + strings.Repeat(`"x",`, 10*maxListStrings) + `"y"]}]}`
+	var fast wireAlert
+	require.True(t, decodeWire([]byte(many), &fast), "the fast decoder takes it")
+	require.Len(t, fast.Mitre, maxListStrings)
+	require.Len(t, fast.Evidence[0].Roles, maxListStrings)
+	var std wireAlert
+	require.NoError(t, json.Unmarshal([]byte(many), &std))
+	require.Equal(t, fast, std)
+
+	for _, bad := range []string{
+		`{"id":"cap","mitreTechniques":[` + strings.Repeat(`"",`, 2*maxListStrings) + `1]}`,
+		`{"id":"cap","mitreTechniques":[` + strings.Repeat(`"",`, 2*maxListStrings) + `["T1059"]]}`,
+	} {
+		require.False(t, decodeWire([]byte(bad), &wireAlert{}))
+		require.Error(t, json.Unmarshal([]byte(bad), &wireAlert{}))
+	}
+	var withNull wireAlert
+	require.NoError(t, json.Unmarshal([]byte(`{"id":"n","mitreTechniques":["T1059",null]}`), &withNull))
+	require.Equal(t, stringList{"T1059", ""}, withNull.Mitre, "null is an empty string, as before")
+}

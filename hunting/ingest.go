@@ -556,6 +556,11 @@ func evidenceJSON(a *Alert) []byte {
 	return b
 }
 
+// alertsUpsertSQL writes updated alerts. An update's evidence is added to
+// what the alert had (an update may carry less of it), newest first and
+// at most maxEvidence entries (256, written out below): a sender updating
+// one alert again and again with new entities no longer grows its row
+// without bound.
 const alertsUpsertSQL = `
 INSERT INTO hunting_alerts (org, id, source, tenant, incident_id, provider_incident, title, description, recommended,
     severity, severity_rank, status, classification, determination, category, tactic, techniques, detection_source,
@@ -581,7 +586,9 @@ ON CONFLICT (org, id) DO UPDATE SET
     device_name = CASE WHEN EXCLUDED.device_name = '' THEN hunting_alerts.device_name ELSE EXCLUDED.device_name END,
     web_url = EXCLUDED.web_url, created_time = EXCLUDED.created_time, first_activity = EXCLUDED.first_activity,
     last_activity = EXCLUDED.last_activity, last_update = EXCLUDED.last_update, content_hash = EXCLUDED.content_hash,
-    evidence = (SELECT coalesce(jsonb_agg(DISTINCT x), '[]') FROM jsonb_array_elements(hunting_alerts.evidence || EXCLUDED.evidence) x),
+    evidence = (SELECT coalesce(jsonb_agg(x ORDER BY o), '[]') FROM (
+        SELECT x, min(o) AS o FROM jsonb_array_elements(EXCLUDED.evidence || hunting_alerts.evidence) WITH ORDINALITY e(x, o)
+        GROUP BY x ORDER BY o LIMIT 256) kept), -- maxEvidence
     updated_at = EXCLUDED.updated_at`
 
 func mk(n int) []string { return make([]string, n) }

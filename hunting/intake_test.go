@@ -3,6 +3,7 @@ package hunting
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -564,4 +565,36 @@ func TestOutOfRangeTimesFailOnlyTheirItem(t *testing.T) {
 	require.Equal(t, StatusRejected, res.Items[2].Status, string(out))
 	require.Contains(t, res.Items[2].Reason, "more than a day ahead")
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+}
+
+// TestUpdatesKeepEvidenceBounded: an update's evidence joins what the
+// alert had, newest first, up to maxEvidence entries. It grew by each
+// update's new entities without bound (a sender updating one alert 1,000
+// times with 60 new link-local addresses each made a row of 60,000).
+func TestUpdatesKeepEvidenceBounded(t *testing.T) {
+	t.Parallel()
+	require.Contains(t, alertsUpsertSQL, "LIMIT "+strconv.Itoa(maxEvidence)+")", "the statement's cap is maxEvidence")
+	f := setup(t)
+	ips := func(round int) []string { // not join keys: they stay in the evidence column
+		var out []string
+		for i := range 60 {
+			out = append(out, fmt.Sprintf("169.254.%d.%d", round, i+1))
+		}
+		return out
+	}
+	for round := range 6 {
+		res := f.ingest(t, gen{ID: "da5637-many", Device: "ws-many", At: t0.Add(time.Duration(round-60) * time.Minute), IPs: ips(round)})
+		require.Equal(t, 1, res.Accepted+res.Updated, "round %d: %+v", round, res.Items)
+	}
+	var ev []map[string]any
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT evidence FROM hunting_alerts WHERE id = 'da5637-many'`).Scan(&ev))
+	require.Len(t, ev, maxEvidence)
+	var got []string
+	for _, e := range ev {
+		got = append(got, fmt.Sprint(e["v"]))
+	}
+	for round := 5; round >= 2; round-- {
+		require.Subset(t, got, ips(round), "the newest updates' evidence is kept (round %d)", round)
+	}
+	require.Subset(t, got, ips(1)[:maxEvidence-4*60], "then as much of the one before as fits")
 }

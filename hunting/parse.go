@@ -39,6 +39,11 @@ const (
 	// would otherwise cost hundreds of bytes of memory per 3 bytes sent).
 	maxEvidence   = 4 * maxEntities
 	maxTechniques = 32
+	// maxListStrings is how many strings of a list in an alert (its
+	// techniques, an entity's roles) are decoded; the rest are checked and
+	// dropped (`["","",…]` would otherwise cost a string header, 16 bytes,
+	// per 3 bytes sent).
+	maxListStrings = 2 * maxTechniques
 )
 
 // RawAlert is one alert as received: its JSON, before normalization.
@@ -258,7 +263,7 @@ type wireAlert struct {
 	Family    string          `json:"threatFamilyName"`
 	Title     string          `json:"title"`
 	Desc      string          `json:"description"`
-	Mitre     []string        `json:"mitreTechniques"`
+	Mitre     stringList      `json:"mitreTechniques"`
 	Evidence  evidenceList    `json:"evidence"`
 
 	// Defender
@@ -322,12 +327,12 @@ type wireEvidence struct {
 	AADUserID    string `json:"aadUserId"`
 	UPN          string `json:"userPrincipalName"`
 	// Graph typed fields.
-	MdeDeviceID   string    `json:"mdeDeviceId"`
-	DeviceDNSName string    `json:"deviceDnsName"`
-	FileDetails   *wireFile `json:"fileDetails"`
-	ImageFile     *wireFile `json:"imageFile"`
-	UserAccount   *wireUser `json:"userAccount"`
-	Roles         []string  `json:"roles"`
+	MdeDeviceID   string     `json:"mdeDeviceId"`
+	DeviceDNSName string     `json:"deviceDnsName"`
+	FileDetails   *wireFile  `json:"fileDetails"`
+	ImageFile     *wireFile  `json:"imageFile"`
+	UserAccount   *wireUser  `json:"userAccount"`
+	Roles         stringList `json:"roles"`
 }
 
 // isTechnique reports whether t looks like T1234 or T1234.001.
@@ -835,6 +840,45 @@ func (l *evidenceList) UnmarshalJSON(b []byte) error {
 		var skip struct{}
 		if err := dec.Decode(&skip); err != nil {
 			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	*l = out
+	return nil
+}
+
+// stringList is a list of strings in an alert, at most maxListStrings kept.
+type stringList []string
+
+// UnmarshalJSON decodes the list string by string: strings past
+// maxListStrings are checked and dropped, not kept.
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		*l = nil
+		return nil
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("not a list of strings")
+	}
+	out := stringList{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		s, ok := tok.(string)
+		if !ok && tok != nil { // null is "", as encoding/json has it
+			return fmt.Errorf("not a list of strings")
+		}
+		if len(out) < maxListStrings {
+			out = append(out, s)
 		}
 	}
 	if _, err := dec.Token(); err != nil {
