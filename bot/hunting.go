@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,12 @@ func scopeGroups(s hunting.Scope) []ScopeGroup {
 		sg := ScopeGroup{Kind: g.kind, Count: g.g.Count}
 		for _, v := range g.g.Values {
 			item := v.Value
-			if v.Display != "" && v.Display != v.Value {
+			switch {
+			case g.kind == "urls":
+				// An indicator, shown the way security teams share them:
+				// chat clients make a bare URL clickable.
+				item = defang(cmp.Or(v.Display, v.Value))
+			case v.Display != "" && v.Display != v.Value:
 				item += " " + v.Display
 			}
 			sg.Items = append(sg.Items, item)

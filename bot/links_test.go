@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/hunting"
 )
 
 func TestPortalLink(t *testing.T) {
@@ -128,5 +130,25 @@ func TestAlertLinksOnlyOnPortals(t *testing.T) {
 	} {
 		require.Equal(t, []string{portal}, linked(m), name)
 		require.NotContains(t, allText(m), "not linked", name)
+	}
+}
+
+// TestScopeURLsAreDefanged: a URL in an incident's scope of compromise is
+// an indicator, shown defanged on the notification card and in the full
+// scope, so that no chat client makes it clickable (it was shown as sent,
+// and Slack and Discord link a bare URL).
+func TestScopeURLsAreDefanged(t *testing.T) {
+	t.Parallel()
+	scope := scopeGroups(hunting.Scope{
+		URLs:    hunting.ScopeGroup{Kind: hunting.EntityURL, Count: 1, Values: []hunting.ScopeEntity{{Value: "http://payload.evil.example/x.ps1", Display: "HTTP://Payload.Evil.example/x.ps1"}}},
+		Devices: hunting.ScopeGroup{Kind: hunting.EntityDevice, Count: 1, Values: []hunting.ScopeEntity{{Value: "4a1b", Display: "ws-01.contoso.local"}}},
+	})
+	card := notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90, Scope: scope})
+	for name, m := range map[string]Message{"card": card, "full scope": scopeMessage("12", scope)} {
+		text := allText(m)
+		require.Contains(t, text, "hxxp[://]Payload[.]Evil[.]example/x[.]ps1", name)
+		require.NotContains(t, strings.ToLower(text), "http://payload", name)
+		require.Contains(t, text, "4a1b ws-01.contoso.local", "%s: other kinds are shown as before", name)
+		require.Empty(t, linked(m), name)
 	}
 }
