@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -27,9 +28,9 @@ type relaySource struct {
 	// AuthorID and Author are who wrote it (id, display name).
 	AuthorID string
 	Author   string
-	// Part is which of the messages a long text was relayed as (0 for
-	// the first, or the only one; relayParts).
-	Part int
+	// Part is which of the Parts messages a long text was relayed as is
+	// this one (0 for the first, or the only one; relayParts).
+	Part, Parts int
 }
 
 // msgDeleted is what a relayed message says once its original is deleted.
@@ -48,13 +49,13 @@ func relaySourceOf(ev CaseEvent) *relaySource {
 // stream's target.
 func (b *Bot) recordRelay(ctx context.Context, stream, target string, src relaySource, ref Ref) error {
 	if _, err := b.db.Exec(ctx, `
-INSERT INTO bot_relay (source_platform, source_channel, source_message, part, stream, target, platform, workspace, channel, message, side, author_id, author_name)
-VALUES ($1, $2, $3, $12, $4, $5, $6, $7, $8, $9, $10, $11, $13)
+INSERT INTO bot_relay (source_platform, source_channel, source_message, part, parts, stream, target, platform, workspace, channel, message, side, author_id, author_name)
+VALUES ($1, $2, $3, $12, $14, $4, $5, $6, $7, $8, $9, $10, $11, $13)
 ON CONFLICT (source_platform, source_channel, source_message, part) DO UPDATE SET
     stream = EXCLUDED.stream, target = EXCLUDED.target, platform = EXCLUDED.platform, workspace = EXCLUDED.workspace,
     channel = EXCLUDED.channel, message = EXCLUDED.message`,
 		string(src.Source.Platform), src.Source.Channel, src.Source.Message, stream, target,
-		string(ref.Platform), ref.Workspace, ref.Channel, ref.Message, string(src.Side), src.AuthorID, src.Part, src.Author); err != nil {
+		string(ref.Platform), ref.Workspace, ref.Channel, ref.Message, string(src.Side), src.AuthorID, src.Part, src.Author, max(src.Parts, src.Part+1)); err != nil {
 		return fmt.Errorf("record the relay of message %s: %w", src.Source.Message, err)
 	}
 	return nil
@@ -70,7 +71,7 @@ type relayed struct {
 // relaysOf reads the messages src was relayed as, in order: none when it
 // was never relayed, several when it was long (relayParts).
 func (b *Bot) relaysOf(ctx context.Context, src Ref) ([]relayed, error) {
-	rows, err := b.db.Query(ctx, `SELECT stream, target, platform, workspace, channel, message, side, author_id, author_name, part
+	rows, err := b.db.Query(ctx, `SELECT stream, target, platform, workspace, channel, message, side, author_id, author_name, part, parts
 FROM bot_relay WHERE source_platform = $1 AND source_channel = $2 AND source_message = $3 ORDER BY part`,
 		string(src.Platform), src.Channel, src.Message)
 	if err != nil {
@@ -81,7 +82,7 @@ FROM bot_relay WHERE source_platform = $1 AND source_channel = $2 AND source_mes
 		var r relayed
 		var p, side string
 		if err := rows.Scan(&r.Stream, &r.Target, &p, &r.Ref.Workspace, &r.Ref.Channel, &r.Ref.Message,
-			&side, &r.AuthorID, &r.Author, &r.Part); err != nil {
+			&side, &r.AuthorID, &r.Author, &r.Part, &r.Parts); err != nil {
 			return nil, fmt.Errorf("read the relay of message %s: %w", src.Message, err)
 		}
 		r.Ref.Platform, r.Side, r.Source = Platform(p), Side(side), src
@@ -120,12 +121,20 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 		if len(rels) == 0 {
 			return nil // never relayed (not a case's thread, or not someone who may write there): nothing to change
 		}
-	} else if pending, err := b.relayPending(ctx, r); err != nil {
-		return err
-	} else if pending {
+	} else {
 		// A long message is relayed in parts, recorded one by one: wait
-		// for all of them.
-		return fmt.Errorf("message %s is still being relayed: its %s waits for it", r.Message.Message, r.Change)
+		// for all of them, and read them again once none is pending (the
+		// last may have been recorded since the first read).
+		pending, err := b.relayPending(ctx, r)
+		if err != nil {
+			return err
+		}
+		if pending {
+			return fmt.Errorf("message %s is still being relayed: its %s waits for it", r.Message.Message, r.Change)
+		}
+		if rels, err = b.relaysOf(ctx, r.Message); err != nil {
+			return err
+		}
 	}
 	rel := rels[0]
 	if r.Change == ReplyEdited && r.Author.ID != "" && rel.AuthorID != "" && r.Author.ID != rel.AuthorID {
@@ -144,12 +153,23 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 		}
 		role = "requester, " + b.orgName(c.Org)
 	}
-	for i, m := range editedRelays(rel.Author, role, r, len(rels)) {
-		if err := b.editRelay(ctx, ref, rels[i].Ref, m); err != nil {
-			return err
+	// Each piece goes to its part; a part that was never posted (it failed
+	// for good) is a gap, and one removed since fails for good on its own:
+	// the others are still edited.
+	ms := editedRelays(rel.Author, role, r, max(rel.Parts, rels[len(rels)-1].Part+1))
+	var errs []error
+	for _, p := range rels {
+		err := b.editRelay(ctx, ref, p.Ref, ms[p.Part])
+		if err == nil {
+			continue
 		}
+		if kind, _ := Classify(err); kind == Permanent {
+			b.log.Warn("a part of a relayed message could not be edited", "case", ref, "part", p.Part+1, "err", err)
+			continue
+		}
+		errs = append(errs, err)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // editedRelays are the messages that n relayed parts of a message become

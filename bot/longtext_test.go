@@ -169,3 +169,36 @@ func TestLongConclusionAndQuestionArriveWhole(t *testing.T) {
 	}
 	updated(t, f.slack, receipt.Ref, "cut here, the whole text follows in the thread")
 }
+
+// TestLongRelayEditAroundAGap: a part of a long relay that failed for good
+// leaves a gap; an edit still puts each piece in its own part ("3 of 3"
+// stays "3 of 3"; it became "2 of 2" with the second piece), and a part
+// that cannot be edited any more does not keep the others from being
+// edited (the edit stopped at it, leaving the rest of a deleted message
+// visible).
+func TestLongRelayEditAroundAGap(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, receipt, desk := f.openCase(t, `ask "gaps?"`)
+	f.waitFor(t, "the case settled", func() bool { return f.bot.InboundIdle(ctx) && f.bot.OutboxIdle(ctx) })
+
+	f.slack.Fail(nil, bottest.Permanent("msg_too_long")) // the second part is refused for good
+	msg := f.reply(Slack, expert1, desk.Ref, longText(5000))
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "(3 of 3)")
+	f.waitFor(t, "the relay settled", func() bool { return f.bot.InboundIdle(ctx) && f.bot.OutboxIdle(ctx) })
+	parts := postsInThread(f.slack, receipt.Ref, "(threat expert) wrote")
+	require.Len(t, parts, 2)
+	require.Contains(t, plain(parts[0].Message), "(1 of 3)")
+	require.Contains(t, plain(parts[1].Message), "(3 of 3)")
+
+	f.slack.Fail(bottest.Permanent("message_not_found")) // the first part was removed since
+	f.change(t, Slack, expert1, desk.Ref, msg, ReplyDeleted, "")
+	updated(t, f.slack, parts[1].Ref, "(message deleted by its author)")
+	require.Contains(t, lastUpdate(t, f.slack, parts[1].Ref), "wrote (3 of 3):")
+
+	f.change(t, Slack, expert1, desk.Ref, msg, ReplyEdited, "short now")
+	updated(t, f.slack, parts[1].Ref, "no longer part of it")
+	updated(t, f.slack, parts[0].Ref, "short now")
+	require.Contains(t, lastUpdate(t, f.slack, parts[1].Ref), "wrote (3 of 3):")
+}

@@ -156,7 +156,7 @@ func relayParts(key, target, author, role, text string, src *relaySource) []part
 		var s *relaySource
 		if src != nil {
 			c := *src
-			c.Part = i
+			c.Part, c.Parts = i, len(pieces)
 			s = &c
 		}
 		ps = append(ps, part{key: partKeyN(key, i), thread: target, msg: m, relayOf: s})
@@ -525,9 +525,10 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 			{key: "receipt", dest: origin, msg: receipt, anchor: targetReceipt},
 			{key: "desk", dest: b.cfg.Desk.DeskDest(), msg: desk, anchor: targetDesk},
 		}
+		// The on-call DMs first: a long question's parts are paced posts.
+		ps = append(ps, dm...)
 		ps = append(ps, threadText("receipt.question", targetReceipt, "The question in full", c.Question)...)
-		ps = append(ps, threadText("desk.question", targetDesk, "The question in full", c.Question)...)
-		return append(ps, dm...), nil
+		return append(ps, threadText("desk.question", targetDesk, "The question in full", c.Question)...), nil
 	case CaseAssigned:
 		if ev.By != "" {
 			return b.assignedParts(ctx, c, ev, cards), nil
@@ -595,14 +596,22 @@ func (b *Bot) statusNote(c CaseView, ev CaseEvent) Message {
 	if ev.Detail != "" {
 		m.Text = append(m.Text, Line{T(ev.Detail)})
 	}
-	if ev.Text != "" {
-		pieces := textParts(ev.Text, maxTextRunes)
-		m.Text = append(m.Text, paragraphs(pieces[0])...)
-		if len(pieces) > 1 {
-			m.Text = append(m.Text, Line{Span{Text: "(continued in the next " + plural.Word(len(pieces)-1, "message", plural.S(len(pieces)-1, "message")) + ")", Style: StyleItalic}})
-		}
-	}
+	m.Text = append(m.Text, noteText(ev)...)
 	return m
+}
+
+// noteText is the first piece of a status note's text (the expert's
+// words), saying when more follows (statusNoteRest).
+func noteText(ev CaseEvent) []Line {
+	if ev.Text == "" {
+		return nil
+	}
+	pieces := textParts(ev.Text, maxTextRunes)
+	l := paragraphs(pieces[0])
+	if len(pieces) > 1 {
+		l = append(l, Line{Span{Text: "(continued in the next " + plural.Word(len(pieces)-1, "message", plural.S(len(pieces)-1, "message")) + ")", Style: StyleItalic}})
+	}
+	return l
 }
 
 // statusNoteRest is the rest of a status note whose text is too long for

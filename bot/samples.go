@@ -213,7 +213,11 @@ func (b *Bot) uploadLines(s Samples, links SampleLinks, ref string, link UploadL
 // per event (its outbox row): a retried or re-leased delivery posts the
 // same link.
 func (b *Bot) renderSampleNeeded(ctx context.Context, c CaseView, ev CaseEvent, cards []part) ([]part, error) {
-	receipt, desk := b.statusNote(c, ev), b.statusNote(c, ev)
+	// The expert's words come after what to do, which a platform cutting
+	// a long note must not lose.
+	bare := ev
+	bare.Text = ""
+	receipt, desk := b.statusNote(c, bare), b.statusNote(c, bare)
 	s, links, ok := b.sampleSide()
 	switch {
 	case !ok:
@@ -236,6 +240,8 @@ func (b *Bot) renderSampleNeeded(ctx context.Context, c CaseView, ev CaseEvent, 
 				". The sample arrives here when they use it or post the file in their thread; /experts upload " + c.Ref + " gives them a fresh one.")})
 		}
 	}
+	receipt.Text = append(receipt.Text, noteText(ev)...)
+	desk.Text = append(desk.Text, noteText(ev)...)
 	ps := append(cards, part{key: "receipt.note", thread: targetReceipt, msg: receipt}, part{key: "desk.note", thread: targetDesk, msg: desk})
 	ps = append(ps, statusNoteRest(c, ev, "receipt.note", targetReceipt)...)
 	return append(ps, statusNoteRest(c, ev, "desk.note", targetDesk)...), nil

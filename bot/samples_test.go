@@ -451,3 +451,20 @@ func TestSlowFileKeepsItsLease(t *testing.T) {
 	require.Equal(t, 1, f.slack.Count(bottest.OpFetch, nil), "no other attempt took the row")
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM case_samples`))
 }
+
+// TestLongSampleRequestKeepsItsLink: an expert's long request for a sample
+// follows whole, and the upload link comes before their words, so that a
+// platform cutting a long note cuts words, not the link (it came after).
+func TestLongSampleRequestKeepsItsLink(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t, casework.Config{})
+	ref, receipt, _ := f.fileCase(t)
+	words := "the invoice.exe from the mail " + strings.Repeat("and what it dropped ", 150)
+	_, m := f.run(t, Slack, expert1, deskChannel, "sample "+ref+" "+words)
+	require.Contains(t, plain(m), "file sample needed")
+	note := posted(t, f.slack, contosoSOC, &receipt, "upload a file sample for "+ref)
+	text := plain(note.Message)
+	require.Less(t, strings.Index(text, "curl -F"), strings.Index(text, "the invoice.exe from the mail"), "the link first")
+	require.Contains(t, text, "(continued in the next message)")
+	posted(t, f.slack, contosoSOC, &receipt, ref+": File sample needed, continued (2 of 2)")
+}

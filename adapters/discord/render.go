@@ -10,6 +10,7 @@ import (
 	"github.com/bwmarrin/discordgo"
 
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Discord's message limits, counted here in runes.
@@ -187,8 +188,11 @@ func embedLength(e *discordgo.MessageEmbed) int {
 	return n
 }
 
-// fitEmbed brings an embed under the 6000 total: the description is cut
-// first (down to a quarter of its limit), then trailing fields are dropped.
+// fitEmbed brings an embed under the 6000 total, losing as little as it
+// can and never without a mark: the description is cut first (down to a
+// quarter of its limit), then the longest field values are cut (each down
+// to minFieldKeep, ending in "…"), and only then are trailing fields left
+// out, with a last line of the description saying how many.
 func fitEmbed(e *discordgo.MessageEmbed) {
 	over := embedLength(e) - MaxEmbedTotal
 	if over <= 0 {
@@ -198,13 +202,42 @@ func fitEmbed(e *discordgo.MessageEmbed) {
 		keep := max(d-over, min(d, MaxEmbedDescription/4))
 		e.Description = cut(e.Description, keep)
 	}
-	for embedLength(e) > MaxEmbedTotal && len(e.Fields) > 0 {
+	for over = embedLength(e) - MaxEmbedTotal; over > 0; over = embedLength(e) - MaxEmbedTotal {
+		longest, n := -1, minFieldKeep
+		for i, f := range e.Fields {
+			if l := utf8.RuneCountInString(f.Value); l > n {
+				longest, n = i, l
+			}
+		}
+		if longest < 0 {
+			break
+		}
+		e.Fields[longest].Value = cut(e.Fields[longest].Value, max(n-over, minFieldKeep))
+	}
+	if embedLength(e) <= MaxEmbedTotal {
+		return
+	}
+	const mark = "\n*(%d more %s left out: too long for Discord)*"
+	dropped := 0
+	for len(e.Fields) > 0 && embedLength(e)+len(mark)+8 > MaxEmbedTotal {
 		e.Fields = e.Fields[:len(e.Fields)-1]
+		dropped++
+	}
+	if dropped > 0 {
+		e.Description += fmt.Sprintf(mark, dropped, plural.Word(dropped, "section", "sections"))
 	}
 	if over := embedLength(e) - MaxEmbedTotal; over > 0 {
 		e.Description = cut(e.Description, max(0, utf8.RuneCountInString(e.Description)-over))
 	}
 }
+
+// minLineKeep is the least of a section's line renderSection shows cut
+// rather than leaving it out.
+const minLineKeep = 100
+
+// minFieldKeep is the least of a field's value fitEmbed keeps before it
+// leaves fields out.
+const minFieldKeep = 200
 
 // renderSection renders a section's lines into one field value, whole lines
 // only, with "and N more" for what did not fit.
@@ -224,8 +257,15 @@ func renderSection(s bot.Section) string {
 		}
 		if utf8.RuneCountInString(b.String())+sep+utf8.RuneCountInString(line)+tail > MaxFieldValue {
 			more = len(s.Lines) - i + s.More
-			if b.Len() == 0 {
-				b.WriteString(cut(line, MaxFieldValue-len(fmt.Sprintf("\n… and %d more", more))))
+			// The line is cut to the room left when that is worth reading
+			// (or it is the first): a long text after a short first line
+			// (a card's "cut here" mark) is shown, not left out.
+			room := MaxFieldValue - utf8.RuneCountInString(b.String()) - sep - len(fmt.Sprintf("\n… and %d more", more))
+			if b.Len() == 0 || room >= minLineKeep {
+				if sep == 1 {
+					b.WriteByte('\n')
+				}
+				b.WriteString(cut(line, room))
 				more--
 			}
 			break

@@ -1,6 +1,7 @@
 package discord
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -183,4 +184,50 @@ func TestLongTextIsNotCutAfterEscaping(t *testing.T) {
 	p = render(bot.Message{Text: []bot.Line{{bot.U(`C:\x`)}}})
 	require.Equal(t, `C:\\x`, p.Content)
 	require.Empty(t, p.Embeds)
+}
+
+// TestFitEmbedCutsBeforeItDrops: a card over Discord's 6,000 characters
+// keeps every section, the longest cut with "…"; only when cutting is not
+// enough are sections left out, and the card says how many. Sections
+// ("What to do now" last) were dropped without a word.
+func TestFitEmbedCutsBeforeItDrops(t *testing.T) {
+	t.Parallel()
+	long := func(n int) string { return strings.Repeat("x", n) }
+	fields := func(n, size int) []*discordgo.MessageEmbedField {
+		var out []*discordgo.MessageEmbedField
+		for i := range n {
+			out = append(out, &discordgo.MessageEmbedField{Name: fmt.Sprintf("Section %d", i), Value: long(size)})
+		}
+		return out
+	}
+	e := &discordgo.MessageEmbed{Title: "Ransomware on ws-01", Description: long(3600), Fields: fields(7, 1000)}
+	fitEmbed(e)
+	require.LessOrEqual(t, embedLength(e), MaxEmbedTotal)
+	require.Len(t, e.Fields, 7, "every section kept")
+	require.Equal(t, "Section 6", e.Fields[6].Name)
+	require.True(t, strings.HasSuffix(e.Fields[0].Value, "…"), "a cut section says so")
+	require.Equal(t, long(1000), e.Fields[6].Value, "what fits is kept whole")
+
+	e = &discordgo.MessageEmbed{Title: "t", Description: long(100), Fields: fields(25, 1000)}
+	for _, f := range e.Fields {
+		f.Name = long(240)
+	}
+	fitEmbed(e)
+	require.LessOrEqual(t, embedLength(e), MaxEmbedTotal)
+	require.Less(t, len(e.Fields), 25)
+	require.Contains(t, e.Description, fmt.Sprintf("(%d more sections left out: too long for Discord)", 25-len(e.Fields)))
+}
+
+// TestSectionShowsALongSecondLine: a section whose second line does not fit
+// shows it cut to the room left (a card's conclusion after its "cut here"
+// line); it showed only "… and 1 more".
+func TestSectionShowsALongSecondLine(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat(`C:\Windows\Temp\x_y.exe `, 40) // 960 runes, more escaped
+	v := renderSection(bot.Section{Title: "Conclusion", Lines: []bot.Line{
+		{{Text: "(long: cut here, the whole text follows in the thread)", Style: bot.StyleItalic}}, {bot.U(long)}}})
+	require.LessOrEqual(t, utf8.RuneCountInString(v), MaxFieldValue)
+	require.Contains(t, v, "cut here")
+	require.Contains(t, v, `C:\\Windows\\Temp\\x\_y.exe C:\\Windows`)
+	require.NotContains(t, v, "and 1 more")
 }
