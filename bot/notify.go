@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -394,7 +395,20 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 		return nil, nil // taken (or withdrawn) meanwhile
 	}
 	var paged []someone
-	if b.onCall != nil {
+	before, decided, err := b.pagedBefore(ctx, ev.OutboxID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case decided:
+		// An earlier attempt named who it paged in the desk thread: a
+		// retry pages the same expert, whatever the rotation says now (a
+		// reload may have changed it), or nobody if they are no longer an
+		// expert.
+		if before != nil && b.cfg.Experts.Has(before.Platform, before.ID) {
+			paged = append(paged, b.personOf(ctx, before.Platform, before.ID))
+		}
+	case b.onCall != nil:
 		// Who was next when the sweep decided to page, not when this
 		// attempt runs: a retry after a hand-over pages no one else.
 		next, ok, err := b.onCall.PageNext(ctx, ev.At)
@@ -418,7 +432,11 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 	default:
 		line = append(line, T("Nobody is configured to page (oncall.rotation, managers)."))
 	}
-	parts := []part{{key: "desk.page", thread: targetDesk, msg: Message{Text: []Line{line}, Fallback: "Paged: nobody has taken " + c.Ref}}}
+	deskKey := keyDeskPage
+	if len(paged) > 0 {
+		deskKey += "." + string(paged[0].platform) + "." + paged[0].id
+	}
+	parts := []part{{key: deskKey, thread: targetDesk, msg: Message{Text: []Line{line}, Fallback: "Paged: nobody has taken " + c.Ref}}}
 	dm := Message{
 		Text: append([]Line{{B(c.Ref + " needs an expert: "), T("a high-priority case from " + b.orgName(c.Org) + " (" + subjectLabel(c.Subject) + ") has waited " + waited + " and nobody has taken it.")}},
 			paragraphs(cut(c.Question, 300))...),
@@ -428,6 +446,48 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 		parts = append(parts, p.dm("dm.page."+string(p.platform)+"."+p.id, dm, targetDesk, deskLink(c.Ref)))
 	}
 	return parts, nil
+}
+
+// keyDeskPage is the key of a page's note in the desk thread, followed by
+// ".<platform>.<id>" of the expert it pages (pagedBefore reads it back).
+const keyDeskPage = "desk.page"
+
+// pagedBefore is whom an earlier attempt to deliver the page of outbox
+// row id decided to page, as its desk note's part key records it (sent, or
+// tried and maybe sent): decided is false when no attempt got that far,
+// and who is nil when it paged no expert.
+func (b *Bot) pagedBefore(ctx context.Context, id int64) (who *OnCallMember, decided bool, err error) {
+	if id == 0 {
+		return nil, false, nil
+	}
+	done, err := b.delivered(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	tried, err := b.attempts(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	keys := make([]string, 0, len(done)+len(tried))
+	for k := range done {
+		keys = append(keys, k)
+	}
+	for k := range tried {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if k == keyDeskPage {
+			return nil, true, nil
+		}
+		rest, ok := strings.CutPrefix(k, keyDeskPage+".")
+		if !ok {
+			continue
+		}
+		if p, uid, ok := strings.Cut(rest, "."); ok && uid != "" {
+			return &OnCallMember{Platform: Platform(p), ID: uid}, true, nil
+		}
+	}
+	return nil, false, nil
 }
 
 // distinct drops people listed twice (an expert who is also a manager).

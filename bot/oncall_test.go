@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +49,8 @@ type oncallSetup struct {
 	// before runs after the rotation is made and before the bot starts
 	// (its db and clock ready); it may return another rotation to use.
 	before func(db *pgxpool.Pool, f *oncallFixture) *oncall.Service
+	// wrap, when set, wraps the rotation the bot uses.
+	wrap func(OnCall) OnCall
 }
 
 func rotationOf(ids ...string) []oncall.Member {
@@ -96,7 +99,11 @@ func setupOncall(t *testing.T, o oncallSetup) *oncallFixture {
 			rota = r
 		}
 	}
-	f.bot.UseOnCall(NewOncallRota(rota))
+	var oc OnCall = NewOncallRota(rota)
+	if o.wrap != nil {
+		oc = o.wrap(oc)
+	}
+	f.bot.UseOnCall(oc)
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, f.bot.Start(ctx))
 	t.Cleanup(cancel)
@@ -603,4 +610,52 @@ func TestLateReminderOfAnEarlierWait(t *testing.T) {
 	require.Zero(t, f.slack.Count(bottest.OpPost, func(c bottest.Call) bool {
 		return strings.Contains(plain(c.Message), "still waiting for more information")
 	}), "no reminder of the earlier wait in the new one")
+}
+
+// nextIs is a rotation whose next expert can be changed, as a reload of
+// the config changes it.
+type nextIs struct {
+	OnCall
+	mu   sync.Mutex
+	next *OnCallMember
+}
+
+func (n *nextIs) PageNext(ctx context.Context, now time.Time) (OnCallMember, bool, error) {
+	n.mu.Lock()
+	next := n.next
+	n.mu.Unlock()
+	if next != nil {
+		return *next, true, nil
+	}
+	return n.OnCall.PageNext(ctx, now)
+}
+
+// TestPageRetryAfterAReloadPagesTheSameExpert: a page whose direct message
+// fails after the desk was told whom it paged goes, when tried again, to
+// that expert, even when a reload changed who is next meanwhile. It paged
+// a second expert, and the desk thread named only the first.
+func TestPageRetryAfterAReloadPagesTheSameExpert(t *testing.T) {
+	t.Parallel()
+	rota := &nextIs{}
+	f := setupOncall(t, oncallSetup{wrap: func(o OnCall) OnCall { rota.OnCall = o; return rota }})
+	ref, _, desk := f.openCase(t, "device ws-019 beaconing")
+	f.direct(t, f.on, "New high-priority case")
+	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
+
+	release := f.slack.HoldPosts(bottest.DirectChannel(f.next))
+	t.Cleanup(release)
+	f.clock.Advance(16 * time.Minute)
+	require.Equal(t, 1, f.sweep(t).Paged)
+	posted(t, f.slack, deskChannel, &desk.Ref, "Paged "+f.name(f.next)+", next on call")
+	rota.mu.Lock()
+	rota.next = &OnCallMember{Platform: Slack, ID: f.on} // the reload
+	rota.mu.Unlock()
+	f.slack.Fail(bottest.ServerError())
+	release()
+	f.direct(t, f.next, ref+" needs an expert")
+	f.waitFor(t, "everything delivered", func() bool { return f.pending(t) == 0 })
+	require.Len(t, f.slack.Directs(f.next), 1, "paged once")
+	for _, c := range f.slack.Directs(f.on) {
+		require.NotContains(t, plain(c.Message), "needs an expert", "nobody else paged")
+	}
 }
