@@ -196,6 +196,9 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 					bad(i, "action_id %q is not unique in its block", id)
 				}
 				ids[id] = true
+				if em["type"] == "static_select" {
+					s.checkOptions(i, method, em, 1, maxSelectOptions, bad)
+				}
 				if em["type"] == "button" {
 					if v, _ := em["value"].(string); len(v) > maxButtonValue {
 						bad(i, "button value is %d characters, Slack allows %d", len(v), maxButtonValue)
@@ -235,6 +238,13 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 			}
 			switch el["type"] {
 			case "plain_text_input":
+				// A prefilled value longer than the input takes is refused
+				// (https://docs.slack.dev/reference/block-kit/block-elements/plain-text-input-element:
+				// max_length is "the maximum length of input that the user can provide").
+				iv, _ := el["initial_value"].(string)
+				if ml, ok := el["max_length"].(float64); ok && float64(runes(iv)) > ml {
+					bad(i, "initial_value is %d characters, longer than max_length %v", runes(iv), ml)
+				}
 			case "static_select":
 				s.checkOptions(i, method, el, 1, maxSelectOptions, bad)
 			default:
@@ -264,33 +274,4 @@ func (s *Server) checkText(i int, method string, t map[string]any, limit int, ba
 		bad(i, "text object type %q", typ)
 	}
 	return strings.TrimSpace(txt)
-}
-
-// checkSelect checks a static_select: 1 to 100 options of plain_text and a
-// value, and an initial_option that is one of them.
-func (s *Server) checkSelect(i int, method string, el map[string]any, bad func(int, string, ...any)) {
-	opts, _ := el["options"].([]any)
-	if len(opts) == 0 || len(opts) > maxSelectOptions {
-		bad(i, "static_select has %d options, Slack allows 1-%d", len(opts), maxSelectOptions)
-	}
-	values := map[string]bool{}
-	for _, o := range opts {
-		om, _ := o.(map[string]any)
-		t, _ := om["text"].(map[string]any)
-		if t == nil || t["type"] != "plain_text" {
-			bad(i, "option text must be plain_text")
-		} else {
-			s.checkText(i, method, t, maxOptionText, bad)
-		}
-		v, _ := om["value"].(string)
-		if v == "" || len(v) > maxOptionValue {
-			bad(i, "option value %q must be 1-%d characters", v, maxOptionValue)
-		}
-		values[v] = true
-	}
-	if io, _ := el["initial_option"].(map[string]any); io != nil {
-		if v, _ := io["value"].(string); !values[v] {
-			bad(i, "initial_option %q is not one of the options", v)
-		}
-	}
 }

@@ -20,7 +20,8 @@ const (
 	maxOptionValue     = 150
 )
 
-// checkAccessory checks a section's accessory: a button or an overflow menu.
+// checkAccessory checks a section's accessory: a button, an overflow menu
+// or a static select.
 func (s *Server) checkAccessory(i int, method string, acc map[string]any, bad func(int, string, ...any)) {
 	if id, _ := acc["action_id"].(string); len(id) > maxActionID {
 		bad(i, "accessory action_id is %d characters, Slack allows %d", len(id), maxActionID)
@@ -38,13 +39,16 @@ func (s *Server) checkAccessory(i int, method string, acc map[string]any, bad fu
 		}
 	case "overflow":
 		s.checkOptions(i, method, acc, minOverflowOptions, maxOverflowOptions, bad)
-	case "image", "static_select", "datepicker", "timepicker", "checkboxes", "radio_buttons", "users_select", "conversations_select", "channels_select":
+	case "static_select":
+		s.checkOptions(i, method, acc, 1, maxSelectOptions, bad)
+	case "image", "datepicker", "timepicker", "checkboxes", "radio_buttons", "users_select", "conversations_select", "channels_select":
 	default:
 		bad(i, "accessory type %v is not allowed in a section", acc["type"])
 	}
 }
 
-// checkOptions checks a menu's options: how many, their text and values.
+// checkOptions checks a menu's options: how many, their text and values,
+// and that its initial option is one of them.
 func (s *Server) checkOptions(i int, method string, el map[string]any, least, most int, bad func(int, string, ...any)) {
 	opts, _ := el["options"].([]any)
 	if len(opts) < least || len(opts) > most {
@@ -60,13 +64,28 @@ func (s *Server) checkOptions(i int, method string, el map[string]any, least, mo
 			s.checkText(i, method, t, maxOptionText, bad)
 		}
 		v, _ := om["value"].(string)
-		if runes(v) > maxOptionValue {
-			bad(i, "option value is %d characters, Slack allows %d", runes(v), maxOptionValue)
+		if n := runes(v); n == 0 || n > maxOptionValue {
+			bad(i, "option value is %d characters, Slack allows 1-%d", n, maxOptionValue)
 		}
 		if seen[v] {
 			bad(i, "option value %q is not unique", v)
 		}
 		seen[v] = true
+	}
+	// initial_option: "A single option that exactly matches one of the
+	// options" (https://docs.slack.dev/reference/block-kit/block-elements/select-menu-element#static_select);
+	// Slack refuses the surface otherwise.
+	if io, _ := el["initial_option"].(map[string]any); io != nil {
+		v, _ := io["value"].(string)
+		o, ok := optionByValue(el, v)
+		if ok {
+			ot, _ := o["text"].(map[string]any)
+			it, _ := io["text"].(map[string]any)
+			ok = ot != nil && it != nil && ot["type"] == it["type"] && ot["text"] == it["text"]
+		}
+		if !ok {
+			bad(i, "initial_option %q is not one of the options", v)
+		}
 	}
 }
 

@@ -1,0 +1,104 @@
+package slackfake_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/slack-go/slack"
+	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
+)
+
+// lenient is a fake that records broken limits without failing the test,
+// with the slack-go client that talks to it.
+func lenient(t *testing.T) (*slackfake.Server, *slack.Client) {
+	t.Helper()
+	s := slackfake.New(t, slackfake.Options{
+		Channels:    []slackfake.Channel{{ID: "C1", Name: "soc"}},
+		Users:       []slackfake.User{{ID: "U1", Name: "alice"}},
+		OnViolation: func(string) {}, // these tests break limits on purpose
+	})
+	return s, slack.New(s.Options().BotToken, slack.OptionAPIURL(s.APIURL()))
+}
+
+func modal(els ...slack.BlockElement) slack.ModalViewRequest {
+	v := slack.ModalViewRequest{Type: slack.VTModal, Title: slack.NewTextBlockObject(slack.PlainTextType, "Ask", false, false)}
+	for i, el := range els {
+		id := string(rune('a' + i))
+		v.Blocks.BlockSet = append(v.Blocks.BlockSet, slack.NewInputBlock(id, slack.NewTextBlockObject(slack.PlainTextType, "Field", false, false), nil, el))
+	}
+	return v
+}
+
+func option(value, text string) *slack.OptionBlockObject {
+	return slack.NewOptionBlockObject(value, slack.NewTextBlockObject(slack.PlainTextType, text, false, false), nil)
+}
+
+// TestSelectsAsSlack: a static select's initial_option must be one of its
+// options, and every option needs a value of 1 to 150 characters and a text
+// of 1 to 75, in a modal as in a message; Slack refuses the view
+// (invalid_arguments) or the message (invalid_blocks) otherwise.
+func TestSelectsAsSlack(t *testing.T) {
+	t.Parallel()
+	s, api := lenient(t)
+	ctx := t.Context()
+	sel := func(initial *slack.OptionBlockObject, opts ...*slack.OptionBlockObject) *slack.SelectBlockElement {
+		el := slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, nil, "pick", opts...)
+		el.InitialOption = initial
+		return el
+	}
+	low, high := option("low", "Low"), option("high", "High")
+
+	_, err := api.OpenViewContext(ctx, s.NewTrigger(), modal(sel(option("high", "High"), low, high)))
+	require.NoError(t, err)
+	require.Empty(t, s.Violations())
+
+	for name, c := range map[string]struct {
+		el   *slack.SelectBlockElement
+		want string
+	}{
+		"initial not an option":   {sel(option("urgent", "Urgent"), low, high), `initial_option "urgent" is not one of the options`},
+		"initial with other text": {sel(option("high", "Highest"), low, high), `initial_option "high" is not one of the options`},
+		"empty value":             {sel(nil, low, option("", "None")), "option value is 0 characters, Slack allows 1-150"},
+		"long value":              {sel(nil, low, option(strings.Repeat("v", 151), "Long")), "option value is 151 characters, Slack allows 1-150"},
+		"long text":               {sel(nil, low, option("x", strings.Repeat("t", 76))), "text is 76 characters, Slack allows 75"},
+	} {
+		before := len(s.Violations())
+		_, err := api.OpenViewContext(ctx, s.NewTrigger(), modal(c.el))
+		require.ErrorContains(t, err, "invalid_arguments", name)
+		require.Contains(t, strings.Join(s.Violations()[before:], "\n"), c.want, name)
+
+		before = len(s.Violations())
+		_, _, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("pick", false),
+			slack.MsgOptionBlocks(slack.NewActionBlock("act", c.el)))
+		require.ErrorContains(t, err, "invalid_blocks", name)
+		require.Contains(t, strings.Join(s.Violations()[before:], "\n"), c.want, name)
+
+		before = len(s.Violations())
+		_, _, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("pick", false),
+			slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "Pick", false, false), nil, slack.NewAccessory(c.el))))
+		require.ErrorContains(t, err, "invalid_blocks", name)
+		require.Contains(t, strings.Join(s.Violations()[before:], "\n"), c.want, name)
+	}
+}
+
+// TestTextInputAsSlack: a plain-text input's initial_value may not be
+// longer than its max_length; Slack refuses the view.
+func TestTextInputAsSlack(t *testing.T) {
+	t.Parallel()
+	s, api := lenient(t)
+	ctx := t.Context()
+	input := func(initial string, maxLen int) *slack.PlainTextInputBlockElement {
+		el := slack.NewPlainTextInputBlockElement(nil, "note")
+		el.InitialValue, el.MaxLength = initial, maxLen
+		return el
+	}
+	_, err := api.OpenViewContext(ctx, s.NewTrigger(), modal(input("0123456789", 10), input("no max_length", 0)))
+	require.NoError(t, err)
+	require.Empty(t, s.Violations())
+
+	_, err = api.OpenViewContext(ctx, s.NewTrigger(), modal(input("0123456789x", 10)))
+	require.ErrorContains(t, err, "invalid_arguments")
+	require.Contains(t, strings.Join(s.Violations(), "\n"), "initial_value is 11 characters, longer than max_length 10")
+}
