@@ -819,6 +819,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 	if code := s.checkMessage(req.method, text, blocks); code != "" {
 		return errResp(code), 200, nil, Message{}
 	}
+	text, clipped := clip(text)
 	meta, code := s.checkMetadata(req.method, req.get("metadata"))
 	if code != "" {
 		return errResp(code), 200, nil, Message{}
@@ -860,7 +861,7 @@ func (s *Server) postMessage(w http.ResponseWriter, req apiRequest) (map[string]
 			return nil, 0, h, *m
 		}
 	}
-	return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": msgJSON(m, false)}, 200, nil, Message{}
+	return warnTruncated(map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": msgJSON(m, false)}, clipped), 200, nil, Message{}
 }
 
 // checkMetadata checks message metadata as chat.postMessage takes it: a
@@ -933,6 +934,7 @@ func (s *Server) update(req apiRequest) map[string]any {
 	if code := s.checkMessage(req.method, text, blocks); code != "" {
 		return errResp(code)
 	}
+	text, clipped := clip(text)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, code := s.channelFor(ch, req.team); code != "" {
@@ -947,7 +949,7 @@ func (s *Server) update(req apiRequest) map[string]any {
 	}
 	m.Text, m.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
 	m.Edits++
-	return map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m, false)}
+	return warnTruncated(map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m, false)}, clipped)
 }
 
 func (s *Server) postEphemeral(req apiRequest) map[string]any {
@@ -956,6 +958,7 @@ func (s *Server) postEphemeral(req apiRequest) map[string]any {
 	if code := s.checkMessage(req.method, text, blocks); code != "" {
 		return errResp(code)
 	}
+	text, clipped := clip(text)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, code := s.channelFor(ch, req.team); code != "" {
@@ -970,7 +973,7 @@ func (s *Server) postEphemeral(req apiRequest) map[string]any {
 	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: req.get("thread_ts"), User: botUser, BotID: botID, Team: s.teamOf(ch),
 		Text: text, Blocks: rawOrNil(blocks), Ephemeral: true, To: user, PostedAt: time.Now()}
 	s.messages = append(s.messages, m)
-	return map[string]any{"ok": true, "message_ts": m.TS}
+	return warnTruncated(map[string]any{"ok": true, "message_ts": m.TS}, clipped)
 }
 
 func (s *Server) viewsOpen(req apiRequest) map[string]any {
@@ -1276,6 +1279,7 @@ func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(errResp(code))
 		return
 	}
+	body.Text, _ = clip(body.Text)
 	s.mu.Lock()
 	u, known := s.respURLs[r.PathValue("id")]
 	var refused string

@@ -227,11 +227,13 @@ func (s *Server) completeUpload(req apiRequest) map[string]any {
 	if text != "" {
 		blocks = "" // "If initial_comment is provided, the blocks field is ignored"
 	}
+	clipped := false
 	switch {
 	case text != "":
 		if code := s.checkMessage(req.method, text, ""); code != "" {
 			return errResp(code)
 		}
+		text, clipped = clip(text)
 	case blocks != "" && blocks != "[]":
 		// The method has no top-level text: the blocks stand alone.
 		var bs []map[string]any
@@ -289,5 +291,5 @@ func (s *Server) completeUpload(req apiRequest) map[string]any {
 			f.Shares = append(f.Shares, Share{Channel: ch, TS: m.TS})
 		}
 	}
-	return map[string]any{"ok": true, "files": out}
+	return warnTruncated(map[string]any{"ok": true, "files": out}, clipped)
 }

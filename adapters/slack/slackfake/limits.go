@@ -39,12 +39,39 @@ var broadcast = regexp.MustCompile(`<!(channel|here|everyone)(\|[^>]*)?>`)
 
 func runes(s string) int { return utf8.RuneCountInString(s) }
 
+// clip cuts a message's text to the 40,000 characters Slack keeps: longer
+// text is truncated and posted with a message_truncated warning, not
+// refused (https://api.slack.com/changelog/2018-04-truncating-really-long-messages,
+// for chat.postMessage, chat.postEphemeral and response URLs alike). The
+// 4,000 characters https://docs.slack.dev/reference/methods/chat.postMessage
+// mentions are advice ("for best results"), with or without blocks: Slack
+// refuses and cuts nothing there, and neither does the fake.
+func clip(text string) (string, bool) {
+	if runes(text) <= maxMessageText {
+		return text, false
+	}
+	return string([]rune(text)[:maxMessageText]), true
+}
+
+// warnTruncated adds to a successful answer the warning Slack gives when it
+// truncated the text.
+func warnTruncated(res map[string]any, clipped bool) map[string]any {
+	if clipped && res != nil && res["ok"] == true {
+		res["warning"] = "message_truncated"
+		res["response_metadata"] = map[string]any{
+			"warnings": []string{"message_truncated"},
+			"messages": []string{"[WARN] Your message was truncated but still posted. The `text` field accepts up to 40,000 characters."},
+		}
+	}
+	return res
+}
+
 // checkMessage checks a message's text and blocks; it returns the error code
 // Slack would answer, after reporting a violation ("" when all is well).
 func (s *Server) checkMessage(method, text, blocks string) string {
 	if runes(text) > maxMessageText {
-		s.violate("%s: text is %d characters, Slack allows %d", method, runes(text), maxMessageText)
-		return "msg_too_long"
+		// Slack posts it, cut (see clip): a violation, as the rest is lost.
+		s.violate("%s: text is %d characters, Slack truncates it to %d", method, runes(text), maxMessageText)
 	}
 	if broadcast.MatchString(text) {
 		s.violate("%s: text pings a whole channel: %q", method, broadcast.FindString(text))

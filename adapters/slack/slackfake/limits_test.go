@@ -1,6 +1,9 @@
 package slackfake_test
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -101,4 +104,49 @@ func TestTextInputAsSlack(t *testing.T) {
 	_, err = api.OpenViewContext(ctx, s.NewTrigger(), modal(input("0123456789x", 10)))
 	require.ErrorContains(t, err, "invalid_arguments")
 	require.Contains(t, strings.Join(s.Violations(), "\n"), "initial_value is 11 characters, longer than max_length 10")
+}
+
+// TestLongTextAsSlack: Slack truncates a message's text beyond 40,000
+// characters and posts it with a message_truncated warning, rather than
+// refusing it; 4,000 characters is advice, not a limit, with or without
+// blocks.
+func TestLongTextAsSlack(t *testing.T) {
+	t.Parallel()
+	s, api := lenient(t)
+	ctx := t.Context()
+	block := slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*card*", false, false), nil, nil))
+
+	advised := strings.Repeat("é", 4001)
+	_, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText(advised, false), block)
+	require.NoError(t, err)
+	m, _ := s.Message("C1", ts)
+	require.Equal(t, advised, m.Text)
+	require.Empty(t, s.Violations())
+
+	long := strings.Repeat("é", 40000)
+	_, ts, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText(long+"cut", false))
+	require.NoError(t, err, "Slack posts it, truncated")
+	m, _ = s.Message("C1", ts)
+	require.Equal(t, long, m.Text)
+	require.Contains(t, strings.Join(s.Violations(), "\n"), "chat.postMessage: text is 40003 characters, Slack truncates it to 40000")
+
+	_, _, _, err = api.UpdateMessageContext(ctx, "C1", ts, slack.MsgOptionText(long+"again", false), block)
+	require.NoError(t, err)
+	m, _ = s.Message("C1", ts)
+	require.Equal(t, long, m.Text)
+
+	resp, err := http.PostForm(s.APIURL()+"chat.postMessage", url.Values{"token": {s.Options().BotToken}, "channel": {"C1"}, "text": {long + "!"}})
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var got struct {
+		OK       bool   `json:"ok"`
+		Warning  string `json:"warning"`
+		Metadata struct {
+			Warnings []string `json:"warnings"`
+		} `json:"response_metadata"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	require.True(t, got.OK)
+	require.Equal(t, "message_truncated", got.Warning)
+	require.Equal(t, []string{"message_truncated"}, got.Metadata.Warnings)
 }
