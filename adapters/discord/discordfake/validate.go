@@ -291,6 +291,11 @@ func validateModal(m ModalBody) []string {
 		if t.MaxLength != nil && (*t.MaxLength < 1 || *t.MaxLength > maxInputValue) {
 			bad("max_length %d out of 1..%d", *t.MaxLength, maxInputValue)
 		}
+		// The pre-filled value is held to the input's own max_length too
+		// (https://discord.com/developers/docs/components/reference#text-input).
+		if t.MaxLength != nil && runes(t.Value) > *t.MaxLength {
+			bad("value is %d characters, longer than max_length %d", runes(t.Value), *t.MaxLength)
+		}
 	}
 	return v
 }
