@@ -40,10 +40,17 @@ func (s *Server) PressEphemeral(r Response, channel, user, action string) (map[s
 				"team":       map[string]any{"id": team, "domain": "fake"},
 				"channel":    map[string]any{"id": channel, "name": c.Name},
 				"container":  map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": true},
-				"trigger_id": s.newTrigger(team), "response_url": s.NewResponseURL(),
+				"trigger_id": s.newTrigger(team), "response_url": s.responseURL(responseOrigin(r, channel, user)),
 				"actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 			}, nil
 		}
 	}
 	return nil, fmt.Errorf("no button %q on the answer %s", action, r.ID)
+}
+
+// responseOrigin is the origin of an interaction on r, an answer posted
+// through a response URL in channel: an in_channel answer is also a
+// message in the channel.
+func responseOrigin(r Response, channel, user string) origin {
+	return origin{channel: channel, user: user, source: r.TS, ephemeral: r.ResponseType != "in_channel"}
 }

@@ -120,6 +120,9 @@ type Options struct {
 	ClientID     string
 	ClientSecret string
 	RedirectURI  string
+	// Now is the fake's clock for response URL lifetimes (30 minutes);
+	// default time.Now. A test moves it to play a late answer.
+	Now func() time.Time
 }
 
 // Message is a message as the fake stores it.
@@ -168,16 +171,26 @@ type Call struct {
 	Team string
 }
 
-// Response is one post to a response URL.
+// Response is one message posted through a response URL, as it now
+// stands: an answer with replace_original edits it in place, one with
+// delete_original removes it (see serveResponse).
 type Response struct {
 	ID string
-	// TS is the ephemeral message's timestamp, which block actions on it
-	// carry in their container.
-	TS           string
+	// TS is the message's timestamp, which block actions on it carry in
+	// their container.
+	TS string
+	// ResponseType is "ephemeral" (only User sees it; Slack's default) or
+	// "in_channel" (also a message in Channel, see Messages).
 	ResponseType string
 	Text         string
 	Blocks       json.RawMessage
 	At           time.Time
+	// Channel and User are where, and by whom, the interaction the URL
+	// came with happened ("" for a URL from NewResponseURL).
+	Channel string
+	User    string
+	// Edits counts the answers that replaced it (replace_original).
+	Edits int
 }
 
 // View is one views.open call that succeeded.
@@ -559,16 +572,38 @@ func (s *Server) newTrigger(team string) string {
 	return id
 }
 
-// NewResponseURL issues a response URL on this server.
-func (s *Server) NewResponseURL() string {
+// NewResponseURL issues a response URL on this server, of no channel and
+// no source message: what it posts is only in Responses.
+func (s *Server) NewResponseURL() string { return s.responseURL(origin{}) }
+
+// origin is where an interaction happened: the channel, the person, and
+// the message it came from (none for a slash command).
+type origin struct {
+	channel, user string
+	// source is the ts of the message: a stored message, or (ephemeral)
+	// an answer posted through a response URL (Responses).
+	source    string
+	ephemeral bool
+}
+
+// responseURL issues a response URL for an interaction at o.
+func (s *Server) responseURL(o origin) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := s.nextID("R")
 	if s.respURLs == nil {
 		s.respURLs = map[string]*responseURL{}
 	}
-	s.respURLs[id] = &responseURL{issued: time.Now()}
+	s.respURLs[id] = &responseURL{issued: s.now(), origin: o}
 	return s.http.URL + "/response/" + id
+}
+
+// now is the fake's clock (Options.Now).
+func (s *Server) now() time.Time {
+	if s.o.Now != nil {
+		return s.o.Now()
+	}
+	return time.Now()
 }
 
 // Response URL limits: "up to five times within 30 minutes".
@@ -581,6 +616,10 @@ const (
 type responseURL struct {
 	issued time.Time
 	uses   int
+	origin
+	// last is the ts of the last message posted through the URL: what a
+	// slash command's answer replaces or deletes, having no source.
+	last string
 }
 
 // ---- Web API ----
@@ -1259,51 +1298,145 @@ func (s *Server) Deactivate(user string) {
 	s.users[user] = u
 }
 
+// serveResponse answers a POST to a response URL as Slack documents it
+// (https://docs.slack.dev/interactivity/handling-user-interaction):
+// "replace_original": true replaces the message the interaction came from
+// (in place, whether it is in the channel or ephemeral), and
+// "delete_original": true deletes it; otherwise (absent or false) a new
+// message is posted, visible to the channel with "response_type":
+// "in_channel", to the person who acted only when ephemeral (the
+// default). A slash command has no source message: its URL replaces or
+// deletes the last message it posted. A URL answers at most five times,
+// within 30 minutes of the interaction.
 func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		ResponseType string          `json:"response_type"`
-		Text         string          `json:"text"`
-		Blocks       json.RawMessage `json:"blocks"`
+		ResponseType    string          `json:"response_type"`
+		Text            string          `json:"text"`
+		Blocks          json.RawMessage `json:"blocks"`
+		ThreadTS        string          `json:"thread_ts"`
+		ReplaceOriginal json.RawMessage `json:"replace_original"`
+		DeleteOriginal  json.RawMessage `json:"delete_original"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		s.violate("response URL: body is not JSON: %v", err)
 		http.Error(w, "invalid_payload", http.StatusBadRequest)
 		return
 	}
+	replace, del := jsonTrue(body.ReplaceOriginal), jsonTrue(body.DeleteOriginal)
 	blocks := ""
 	if len(body.Blocks) > 0 && string(body.Blocks) != "null" {
 		blocks = string(body.Blocks)
 	}
-	if code := s.checkMessage("response_url", body.Text, blocks); code != "" {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(errResp(code))
-		return
+	if !del {
+		if code := s.checkMessage("response_url", body.Text, blocks); code != "" {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(errResp(code))
+			return
+		}
 	}
 	body.Text, _ = clip(body.Text)
+	if body.ResponseType != "in_channel" {
+		body.ResponseType = "ephemeral"
+	}
+	id := r.PathValue("id")
 	s.mu.Lock()
-	u, known := s.respURLs[r.PathValue("id")]
-	var refused string
+	u, known := s.respURLs[id]
+	var refused, why string
 	switch {
 	case !known:
 		refused = "invalid_url"
 	case u.uses >= maxResponseURLUses:
 		refused = "used_url"
-	case time.Since(u.issued) > responseURLLife:
+	case s.now().Sub(u.issued) > responseURLLife:
 		refused = "expired_url"
+	case del || replace:
+		if !s.changeOriginal(u, del, body.Text, blocks) {
+			refused, why = "message_not_found", "there is no original message to replace or delete (deleted already, or a slash command's URL that posted nothing yet)"
+			break
+		}
+		u.uses++
 	default:
 		u.uses++
+		now := time.Now()
 		// Stored as Slack shows it: every block has a block_id.
-		s.responses = append(s.responses, Response{ID: r.PathValue("id"), TS: s.nextTS(), ResponseType: body.ResponseType, Text: body.Text,
-			Blocks: rawOrNil(s.withBlockIDs(blocks)), At: time.Now()})
+		resp := Response{ID: id, TS: s.nextTS(), ResponseType: body.ResponseType, Text: body.Text,
+			Blocks: rawOrNil(s.withBlockIDs(blocks)), At: now, Channel: u.channel, User: u.user}
+		s.responses = append(s.responses, resp)
+		u.last = resp.TS
+		if resp.ResponseType == "in_channel" && u.channel != "" {
+			// A message in the channel like any other, even one the app is
+			// not in (that is what response URLs are for).
+			thread := ""
+			if body.ThreadTS != "" && s.find(u.channel, body.ThreadTS) != nil {
+				thread = body.ThreadTS
+			}
+			botUser, botID := s.bot(s.teamOf(u.channel))
+			s.messages = append(s.messages, &Message{Channel: u.channel, TS: resp.TS, ThreadTS: thread, User: botUser, BotID: botID,
+				Team: s.teamOf(u.channel), Text: resp.Text, Blocks: resp.Blocks, PostedAt: now, Notified: notified(body.Text, blocks)})
+		}
 	}
 	s.mu.Unlock()
-	if refused != "" {
-		s.violate("response URL %s: %s (Slack allows %d uses within %s)", r.PathValue("id"), refused, maxResponseURLUses, responseURLLife)
+	switch refused {
+	case "":
+	case "message_not_found":
+		s.violate("response URL %s: %s", id, why)
+		http.Error(w, refused, http.StatusNotFound)
+		return
+	default:
+		s.violate("response URL %s: %s (Slack allows %d uses within %s)", id, refused, maxResponseURLUses, responseURLLife)
 		http.Error(w, refused, http.StatusNotFound)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"ok":true}`)
+}
+
+// jsonTrue reports whether a JSON value is true or "true" (Slack takes
+// both for replace_original and delete_original).
+func jsonTrue(v json.RawMessage) bool {
+	return string(v) == "true" || string(v) == `"true"`
+}
+
+// changeOriginal replaces (text, blocks) or deletes (del) the message u's
+// interaction came from: a stored message, an answer posted through a
+// response URL, or both (an in_channel answer). It reports whether there
+// was one. s.mu is held.
+func (s *Server) changeOriginal(u *responseURL, del bool, text, blocks string) bool {
+	ts := cmp.Or(u.source, u.last)
+	if ts == "" {
+		return false
+	}
+	found := false
+	if !u.ephemeral && u.channel != "" {
+		for i, m := range s.messages {
+			if m.Channel != u.channel || m.TS != ts || m.Ephemeral {
+				continue
+			}
+			found = true
+			if del {
+				s.messages = slices.Delete(s.messages, i, i+1)
+			} else {
+				m.Text, m.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
+				m.Edits++
+			}
+			break
+		}
+	}
+	for i := range s.responses {
+		r := &s.responses[i]
+		if r.TS != ts {
+			continue
+		}
+		found = true
+		if del {
+			s.responses = slices.Delete(s.responses, i, i+1)
+		} else {
+			r.Text, r.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
+			r.Edits++
+		}
+		break
+	}
+	return found
 }
 
 // ---- Socket Mode ----
@@ -1608,7 +1741,7 @@ func (s *Server) CommandPayload(c SlashCommand) map[string]string {
 		"channel_id": c.ChannelID, "channel_name": or(ch.Name, "privategroup"), "user_id": c.UserID,
 		"user_name": or(c.UserName, strings.ToLower(c.UserID)), "command": or(c.Command, "/experts"), "text": c.Text,
 		"api_app_id": "A0FAKE", "is_enterprise_install": "false",
-		"response_url": s.NewResponseURL(), "trigger_id": s.newTrigger(team),
+		"response_url": s.responseURL(origin{channel: c.ChannelID, user: c.UserID}), "trigger_id": s.newTrigger(team),
 	}
 }
 
@@ -1706,7 +1839,7 @@ func (s *Server) Press(channel, ts, user, action string) (map[string]any, error)
 				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
 				"team":      map[string]any{"id": team, "domain": "fake"},
 				"channel":   map[string]any{"id": channel, "name": c.Name},
-				"container": container, "trigger_id": s.newTrigger(team), "response_url": s.NewResponseURL(),
+				"container": container, "trigger_id": s.newTrigger(team), "response_url": s.responseURL(origin{channel: channel, user: user, source: ts}),
 				"message": msgJSON(&m, false), "actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 			}, nil
 		}

@@ -127,7 +127,7 @@ func (s *Server) Choose(channel, ts, user, line, label string) (map[string]any, 
 	if m.ThreadTS != "" {
 		container["thread_ts"] = m.ThreadTS
 	}
-	return s.choose(m.Blocks, container, msgJSON(&m, false), channel, user, line, label)
+	return s.choose(m.Blocks, container, msgJSON(&m, false), origin{channel: channel, user: user, source: ts}, line, label)
 }
 
 // ChooseInResponse is Choose on an ephemeral answer sent through a
@@ -135,10 +135,11 @@ func (s *Server) Choose(channel, ts, user, line, label string) (map[string]any, 
 // object for an ephemeral message, only its container.
 func (s *Server) ChooseInResponse(r Response, channel, user, line, label string) (map[string]any, error) {
 	container := map[string]any{"type": "message", "message_ts": r.TS, "channel_id": channel, "is_ephemeral": true}
-	return s.choose(r.Blocks, container, nil, channel, user, line, label)
+	return s.choose(r.Blocks, container, nil, responseOrigin(r, channel, user), line, label)
 }
 
-func (s *Server) choose(raw json.RawMessage, container, message map[string]any, channel, user, line, label string) (map[string]any, error) {
+func (s *Server) choose(raw json.RawMessage, container, message map[string]any, o origin, line, label string) (map[string]any, error) {
+	channel, user := o.channel, o.user
 	var blocks []map[string]any
 	if err := json.Unmarshal(raw, &blocks); err != nil {
 		return nil, fmt.Errorf("message blocks: %w", err)
@@ -175,7 +176,7 @@ func (s *Server) choose(raw json.RawMessage, container, message map[string]any, 
 			"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
 			"team":      map[string]any{"id": team, "domain": "fake"},
 			"channel":   map[string]any{"id": channel, "name": c.Name},
-			"container": container, "trigger_id": s.newTrigger(team), "response_url": s.NewResponseURL(),
+			"container": container, "trigger_id": s.newTrigger(team), "response_url": s.responseURL(o),
 			"actions": []any{act}, "state": map[string]any{"values": map[string]any{}},
 		}
 		if message != nil {
