@@ -1000,13 +1000,14 @@ func (s *Server) postEphemeral(req apiRequest) map[string]any {
 	text, clipped := clip(text)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, code := s.channelFor(ch, req.team); code != "" {
+	c, code := s.channelFor(ch, req.team)
+	if code != "" {
 		return errResp(code)
 	}
-	if len(s.users) > 0 {
-		if _, ok := s.users[user]; !ok {
-			return errResp("user_not_in_channel")
-		}
+	if !s.isMember(c, user) {
+		// "user_not_in_channel: Cannot post user messages to a channel
+		// they are not in." https://docs.slack.dev/reference/methods/chat.postEphemeral
+		return errResp("user_not_in_channel")
 	}
 	botUser, botID := s.bot(req.team)
 	m := &Message{Channel: ch, TS: s.nextTS(), ThreadTS: req.get("thread_ts"), User: botUser, BotID: botID, Team: s.teamOf(ch),
@@ -1277,6 +1278,25 @@ func (s *Server) conversationMembers(req apiRequest) map[string]any {
 	}
 	return map[string]any{"ok": true, "members": append([]string{}, in[from:to]...),
 		"response_metadata": map[string]any{"next_cursor": next}}
+}
+
+// isMember reports whether user is in c, as conversations.members lists
+// it: a direct message's person; c.Members, or (nil) every known user of
+// c's team (anyone when the fake knows no users); less those who left.
+// s.mu is held.
+func (s *Server) isMember(c Channel, user string) bool {
+	switch {
+	case user == "" || s.left[c.ID+"/"+user]:
+		return false
+	case c.IM && c.User != "":
+		return user == c.User
+	case c.Members != nil:
+		return slices.Contains(c.Members, user)
+	case len(s.users) == 0:
+		return true
+	}
+	u, ok := s.users[user]
+	return ok && or(u.Team, s.o.TeamID) == s.teamOf(c.ID)
 }
 
 // Leave takes user out of channel, as when they leave it or are removed.
