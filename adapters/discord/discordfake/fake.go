@@ -40,6 +40,9 @@ type Options struct {
 	// Lenient records violations without failing the test (for tests of
 	// the fake itself).
 	Lenient bool
+	// Now is the fake's clock for interaction deadlines and token
+	// lifetimes; default time.Now. A test moves it to play a late answer.
+	Now func() time.Time
 }
 
 // Guild is a server with text channels.
@@ -155,6 +158,14 @@ type Server struct {
 	attDownloads []AttachmentDownload
 	// pinned are the pinned messages' ids (pins.go).
 	pinned map[string]bool
+}
+
+// now is the fake's clock (Options.Now).
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
 }
 
 // Subscribe signals after every REST request the fake has answered and

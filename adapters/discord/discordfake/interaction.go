@@ -25,6 +25,9 @@ type Interaction struct {
 	Payload json.RawMessage
 	// Dispatched is when INTERACTION_CREATE was written to the gateway.
 	Dispatched time.Time
+	// Created is when the interaction happened: its token answers for
+	// TokenLifetime from then.
+	Created time.Time
 
 	done      chan Callback
 	responded bool
@@ -41,6 +44,12 @@ type Callback struct {
 	// Latency is from dispatch to the callback's arrival.
 	Latency time.Duration
 }
+
+// TokenLifetime is how long an interaction token answers: "Interaction
+// tokens are valid for 15 minutes", after which Discord answers 401 with
+// 50027 Invalid Webhook Token.
+// https://discord.com/developers/docs/interactions/receiving-and-responding#followup-messages
+const TokenLifetime = 15 * time.Minute
 
 // Interaction types. https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-interaction-type
 const (
@@ -204,7 +213,7 @@ func (s *Server) registerRaw(raw []byte) (*Interaction, error) {
 		return nil, fmt.Errorf("interaction needs an id and a token: %v", err)
 	}
 	in := &Interaction{ID: h.ID, Token: h.Token, Type: h.Type, ChannelID: h.ChannelID, GuildID: h.GuildID,
-		FromMessage: len(h.Message) > 0 && string(h.Message) != "null", Payload: raw, done: make(chan Callback, 1)}
+		FromMessage: len(h.Message) > 0 && string(h.Message) != "null", Payload: raw, done: make(chan Callback, 1), Created: s.now()}
 	s.mu.Lock()
 	s.interactions[in.ID] = in
 	s.byToken[in.Token] = in
@@ -234,7 +243,7 @@ func (s *Server) InteractRaw(raw []byte) (*Interaction, error) {
 
 func (s *Server) dispatchInteraction(in *Interaction, raw []byte) error {
 	s.mu.Lock()
-	in.Dispatched = time.Now()
+	in.Dispatched = s.now()
 	s.mu.Unlock()
 	if n := s.Dispatch("INTERACTION_CREATE", json.RawMessage(raw)); n == 0 {
 		return errors.New("no gateway session to dispatch to")
@@ -293,7 +302,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request, body []byte) {
 
 // acceptCallback validates and records an initial response.
 func (s *Server) acceptCallback(in *Interaction, body []byte, overHTTP bool) (int, error) {
-	now := time.Now()
+	now := s.now()
 	var cb struct {
 		Type int             `json:"type"`
 		Data json.RawMessage `json:"data"`
@@ -425,6 +434,12 @@ func (s *Server) byWebhook(w http.ResponseWriter, r *http.Request) (*Interaction
 	s.mu.Unlock()
 	if !ok {
 		writeErr(w, 404, 10015, "Unknown Webhook")
+		return nil, false
+	}
+	if age := s.now().Sub(in.Created); age > TokenLifetime {
+		// Not a violation: an answer may well come too late, and the
+		// adapter must cope. Discord answers every use of the token so.
+		writeErr(w, http.StatusUnauthorized, 50027, "Invalid Webhook Token")
 		return nil, false
 	}
 	if !responded {
