@@ -36,6 +36,10 @@ const (
 	codeMissingPermissions = 50013
 	codeInvalidFormBody    = 50035
 	codeThreadExists       = 160004
+
+	// codeInvalidWebhookToken comes with a 401 for an interaction token
+	// past its 15 minutes: the interaction expired, the bot token is fine.
+	codeInvalidWebhookToken = 50027
 )
 
 // apiError is a non-2xx answer from Discord, with nothing secret in it.
@@ -141,6 +145,8 @@ func (a *Adapter) classifyAPI(op string, ae *apiError) error {
 	}
 	e := fmt.Errorf("%s: %w", op, ae)
 	switch {
+	case ae.Code == codeUnknownInteraction || ae.Code == codeUnknownWebhook || ae.Code == codeInvalidWebhookToken:
+		return bot.PermanentError(code, "the interaction expired (answers must come within 15 minutes)", e)
 	case ae.Status == http.StatusUnauthorized:
 		return bot.PermanentError("401", "Discord rejected the bot token: set DISCORD_BOT_TOKEN to the token under Developer Portal > your app > Bot (reset it if it leaked)", e)
 	case ae.Code == codeUnknownChannel:
@@ -155,8 +161,6 @@ func (a *Adapter) classifyAPI(op string, ae *apiError) error {
 		return bot.UnreachableError(code, "no such Discord user, or not one the bot shares a server with", e)
 	case ae.Code == codeUnknownMessage:
 		return bot.PermanentError(code, "the Discord message was deleted", e)
-	case ae.Code == codeUnknownInteraction || ae.Code == codeUnknownWebhook:
-		return bot.PermanentError(code, "the interaction expired (answers must come within 15 minutes)", e)
 	case ae.Status == http.StatusTooManyRequests:
 		return bot.RateLimitError(time.Second, e)
 	case ae.Status >= 500 || ae.Status == 0:

@@ -2,8 +2,10 @@ package discord_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/secrets"
 )
 
 // TestHTTPInteractionReplayIsRefused: the same signed interaction posted
@@ -95,6 +98,42 @@ func TestReplyTheBotCannotStoreIsKept(t *testing.T) {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
 	require.Equal(t, 3, f.h.replyCalls, "refused twice, taken the third time")
+}
+
+// TestExpiredInteractionIsNotABadBotToken: an answer that comes after the
+// interaction token's 15 minutes gets Discord's 401 with 50027 Invalid
+// Webhook Token; that is an expired interaction, not a bot token to reset.
+func TestExpiredInteractionIsNotABadBotToken(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Now()
+	fake := discordfake.New(t, discordfake.Options{
+		Guilds: []discordfake.Guild{{ID: guildID, Channels: []string{channelID}}},
+		Now: func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		},
+	})
+	a, err := discord.New(discord.Config{Token: secrets.String(fake.Token()), AppID: fake.AppID(), APIURL: fake.APIURL(), Guilds: []string{guildID}},
+		testLogger(t), prometheus.NewRegistry(), newHandler())
+	require.NoError(t, err)
+	in, _, err := fake.Prepare(fake.CommandPayload(channelID, analystID, "experts", "status", map[string]any{"case": "EOD-1"}))
+	require.NoError(t, err)
+	require.NoError(t, fake.AnsweredOverHTTP(in, []byte(`{"type":5,"data":{"flags":64}}`)))
+	state, err := json.Marshal(map[string]any{"app": fake.AppID(), "token": in.Token, "deferred": true})
+	require.NoError(t, err)
+	r, err := a.Resume(state)
+	require.NoError(t, err)
+	mu.Lock()
+	now = now.Add(16 * time.Minute)
+	mu.Unlock()
+	err = r.Respond(context.Background(), bot.Message{Text: []bot.Line{{bot.T("too late")}}}, true)
+	d := requirePermanent(t, err)
+	require.Equal(t, "50027", d.Code)
+	require.Contains(t, d.Operator, "15 minutes")
+	require.NotContains(t, d.Operator, "DISCORD_BOT_TOKEN")
+	require.NotContains(t, err.Error(), in.Token)
 }
 
 // TestResponderResumesElsewhere: the bot stores a deferred interaction's
