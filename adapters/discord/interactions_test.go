@@ -337,6 +337,28 @@ func TestGatewayReconnectsWhenDiscordDropsIt(t *testing.T) {
 	require.Equal(t, 1, f.fake.MaxSessions())
 }
 
+// TestGatewayResumesWhenDiscordAsksToReconnect: on op 7 RECONNECT the
+// adapter's gateway resumes its session (no new IDENTIFY, so no READY and
+// no GUILD_CREATE again), and an interaction dispatched while it
+// reconnects still reaches it, replayed on the RESUME.
+func TestGatewayResumesWhenDiscordAsksToReconnect(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	require.Equal(t, 1, f.fake.Reconnect())
+	in, err := f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
+	require.NoError(t, err)
+	testwait.For(t, 15*time.Second, "the session resumed", func() bool { return f.fake.Resumes() == 1 && f.fake.Sessions() == 1 }, f.fake)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	in, err = f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.fake.Identifies())
+	require.Empty(t, f.fake.Violations())
+}
+
 func TestMalformedInteractionsAreNotFatal(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

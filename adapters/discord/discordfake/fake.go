@@ -146,6 +146,8 @@ type Server struct {
 	byToken      map[string]*Interaction
 	failures     []*failure
 	sessions     map[*session]bool
+	gw           map[string]*gwSession // gateway sessions by id, resumable while detached
+	resumes      int
 	live         map[string]int // token -> identified sessions now
 	maxLive      map[string]int
 	identifies   int
@@ -203,6 +205,7 @@ func New(t testing.TB, o Options) *Server {
 		interactions: map[string]*Interaction{},
 		byToken:      map[string]*Interaction{},
 		sessions:     map[*session]bool{},
+		gw:           map[string]*gwSession{},
 		live:         map[string]int{},
 		maxLive:      map[string]int{},
 	}

@@ -2,6 +2,7 @@ package discordfake
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ const (
 	opHeartbeat      = 1
 	opIdentify       = 2
 	opResume         = 6
+	opReconnect      = 7
 	opInvalidSession = 9
 	opHello          = 10
 	opHeartbeatAck   = 11
@@ -30,30 +32,83 @@ type frame struct {
 	T  string          `json:"t,omitempty"`
 }
 
+// session is one gateway connection.
 type session struct {
 	conn    *websocket.Conn
 	wmu     sync.Mutex
-	seq     int64
 	token   string
 	ready   bool
 	intents int
+	// gs is the gateway session it carries once identified or resumed;
+	// dropped is set by DropSessions (s.mu).
+	gs      *gwSession
+	dropped bool
 }
 
+// write sends a frame that is not a dispatch (dispatches go through the
+// gateway session, which numbers them).
 func (c *session) write(op int, t string, d any) error {
 	raw, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
+	return c.writeFrame(frame{Op: op, D: raw, T: t})
+}
+
+func (c *session) writeFrame(f frame) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	f := frame{Op: op, D: raw, T: t}
-	if op == opDispatch {
-		c.seq++
-		seq := c.seq
-		f.S = &seq
-	}
 	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	return c.conn.WriteJSON(f)
+}
+
+// gwSession is a gateway session as Discord keeps it across connections:
+// its id, the sequence of its dispatches and the recent ones, which a
+// RESUME on a new connection replays.
+// https://discord.com/developers/docs/events/gateway#resuming
+type gwSession struct {
+	id, token string
+	intents   int
+
+	mu      sync.Mutex // orders dispatches; guards the fields below
+	seq     int64
+	log     []frame
+	conn    *session // the connection carrying it now; nil while detached
+	invalid bool     // closed for good: no longer resumable
+}
+
+// maxReplay is how many dispatches a session keeps for a RESUME.
+const maxReplay = 1000
+
+// dispatch numbers an event, keeps it for a RESUME and sends it on the
+// session's connection, if it has one now.
+func (g *gwSession) dispatch(t string, d any) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dispatchJSON(t, d)
+}
+
+// dispatchJSON is dispatch with g.mu held.
+func (g *gwSession) dispatchJSON(t string, d any) error {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return g.dispatchLocked(t, raw)
+}
+
+func (g *gwSession) dispatchLocked(t string, raw json.RawMessage) error {
+	g.seq++
+	seq := g.seq
+	f := frame{Op: opDispatch, D: raw, S: &seq, T: t}
+	g.log = append(g.log, f)
+	if len(g.log) > maxReplay {
+		g.log = g.log[len(g.log)-maxReplay:]
+	}
+	if g.conn == nil {
+		return nil
+	}
+	return g.conn.writeFrame(f)
 }
 
 // Sessions returns how many identified gateway sessions are open now for
@@ -70,6 +125,44 @@ func (s *Server) MaxSessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxLive[s.opts.Token]
+}
+
+// Resumes counts RESUME payloads accepted (sessions resumed on a new
+// connection, their missed events replayed).
+func (s *Server) Resumes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resumes
+}
+
+// Reconnect asks every identified connection to reconnect and resume
+// (op 7 RECONNECT), as Discord does before it moves a session: events
+// dispatched from then on are kept for the RESUME, which replays them.
+// It returns how many were asked.
+// https://discord.com/developers/docs/topics/gateway-events#reconnect
+func (s *Server) Reconnect() int {
+	s.mu.Lock()
+	var conns []*session
+	for c := range s.sessions {
+		if c.ready && c.gs != nil {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		g := c.gs
+		g.mu.Lock()
+		if g.conn == c {
+			g.conn = nil
+		}
+		err := c.write(opReconnect, "", nil)
+		g.mu.Unlock()
+		if err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Identifies counts IDENTIFY payloads accepted.
@@ -97,11 +190,13 @@ func (s *Server) WaitSessions(n int, timeout time.Duration) bool {
 	return testwait.Until(timeout, func() bool { return s.Sessions() == n }, s)
 }
 
-// DropSessions closes every gateway connection abruptly.
+// DropSessions closes every gateway connection abruptly, and their
+// sessions with them: the clients must identify again.
 func (s *Server) DropSessions() {
 	s.mu.Lock()
 	conns := make([]*session, 0, len(s.sessions))
 	for c := range s.sessions {
+		c.dropped = true
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
@@ -110,29 +205,29 @@ func (s *Server) DropSessions() {
 	}
 }
 
-// Dispatch sends an event to every ready session; it returns how many got it.
+// Dispatch sends an event to every gateway session; it returns how many
+// got it, or will on resuming.
 func (s *Server) Dispatch(event string, d any) int {
 	return s.dispatchEach(event, func(int) (any, bool) { return d, true })
 }
 
-// dispatchEach sends an event to every ready session in the shape its
-// intents allow (nothing when payload says so).
+// dispatchEach sends an event to every gateway session (a detached one
+// keeps it for its RESUME) in the shape its intents allow (nothing when
+// payload says so).
 func (s *Server) dispatchEach(event string, payload func(intents int) (any, bool)) int {
 	s.mu.Lock()
-	conns := make([]*session, 0, len(s.sessions))
-	for c := range s.sessions {
-		if c.ready {
-			conns = append(conns, c)
-		}
+	gs := make([]*gwSession, 0, len(s.gw))
+	for _, g := range s.gw {
+		gs = append(gs, g)
 	}
 	s.mu.Unlock()
 	n := 0
-	for _, c := range conns {
-		d, ok := payload(c.intents)
+	for _, g := range gs {
+		d, ok := payload(g.intents)
 		if !ok {
 			continue
 		}
-		if c.write(opDispatch, event, d) == nil {
+		if g.dispatch(event, d) == nil {
 			n++
 		}
 	}
@@ -212,14 +307,39 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	s.sessions[c] = true
 	s.mu.Unlock()
 	s.changes.Notify()
+	var readErr error
 	defer func() {
 		s.mu.Lock()
 		delete(s.sessions, c)
 		if c.ready {
 			s.live[c.token]--
 		}
+		g, dropped := c.gs, c.dropped
 		s.mu.Unlock()
 		_ = conn.Close()
+		if g != nil {
+			// A session outlives its connection unless the client closed
+			// it with 1000 or 1001, or DropSessions killed it.
+			// https://discord.com/developers/docs/events/gateway#disconnecting
+			var ce *websocket.CloseError
+			normal := errors.As(readErr, &ce) && (ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway)
+			g.mu.Lock()
+			if g.conn == c {
+				g.conn = nil
+			}
+			end := g.conn == nil && (normal || dropped)
+			if end {
+				g.invalid = true
+			}
+			g.mu.Unlock()
+			if end {
+				s.mu.Lock()
+				if s.gw[g.id] == g {
+					delete(s.gw, g.id)
+				}
+				s.mu.Unlock()
+			}
+		}
 		s.changes.Notify()
 	}()
 	if err := c.write(opHello, "", map[string]any{"heartbeat_interval": s.opts.HeartbeatInterval.Milliseconds()}); err != nil {
@@ -227,7 +347,7 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 	}
 	for {
 		var f frame
-		if err := conn.ReadJSON(&f); err != nil {
+		if readErr = conn.ReadJSON(&f); readErr != nil {
 			return
 		}
 		switch f.Op {
@@ -248,40 +368,106 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 				c.wmu.Unlock()
 				return
 			}
+			s.mu.Lock()
 			if !c.ready {
-				s.mu.Lock()
-				c.ready, c.token, c.intents = true, token, id.Intents
+				c.ready, c.token = true, token
 				s.identifies++
 				s.live[token]++
 				if s.live[token] > s.maxLive[token] {
 					s.maxLive[token] = s.live[token]
 				}
-				s.mu.Unlock()
-				s.changes.Notify()
 			}
-			if err := s.ready(c); err != nil {
+			c.intents = id.Intents
+			if old := c.gs; old != nil {
+				delete(s.gw, old.id)
+			}
+			gs := &gwSession{id: "session-" + s.nextID(), token: token, intents: id.Intents, conn: c}
+			gs.mu.Lock() // READY goes first: dispatches wait for it
+			s.gw[gs.id], c.gs = gs, gs
+			s.mu.Unlock()
+			s.changes.Notify()
+			err := s.ready(gs)
+			gs.mu.Unlock()
+			if err != nil {
 				return
 			}
 		case opResume:
-			// Sessions are not resumable here: the client identifies again.
-			if c.write(opInvalidSession, "", false) != nil {
+			var rs struct {
+				Token     string `json:"token"`
+				SessionID string `json:"session_id"`
+				Seq       int64  `json:"seq"`
+			}
+			_ = json.Unmarshal(f.D, &rs)
+			if strings.TrimPrefix(rs.Token, "Bot ") != s.opts.Token {
+				c.wmu.Lock()
+				_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4004, "Authentication failed."))
+				c.wmu.Unlock()
 				return
+			}
+			if !s.resume(c, rs.SessionID, rs.Seq) {
+				// Not resumable (unknown, closed for good, or too far
+				// behind): op 9 with d false, and the client identifies.
+				if c.write(opInvalidSession, "", false) != nil {
+					return
+				}
 			}
 		}
 	}
 }
 
-// ready sends READY and a GUILD_CREATE per guild.
-func (s *Server) ready(c *session) error {
+// resume attaches the session id to connection c, replays the dispatches
+// after seq and sends RESUMED, as Discord does; it reports whether the
+// session could be resumed.
+// https://discord.com/developers/docs/events/gateway#resuming
+func (s *Server) resume(c *session, id string, seq int64) bool {
+	s.mu.Lock()
+	g := s.gw[id]
+	already := c.ready
+	s.mu.Unlock()
+	if g == nil || already {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.invalid || seq > g.seq || (len(g.log) > 0 && seq < *g.log[0].S-1) {
+		return false
+	}
+	old := g.conn
+	g.conn = c
+	s.mu.Lock()
+	c.ready, c.token, c.intents, c.gs = true, g.token, g.intents, g
+	s.resumes++
+	s.live[g.token]++
+	if s.live[g.token] > s.maxLive[g.token] {
+		s.maxLive[g.token] = s.live[g.token]
+	}
+	s.mu.Unlock()
+	s.changes.Notify()
+	if old != nil && old != c {
+		_ = old.conn.Close() // a session runs on one connection at a time
+	}
+	for _, f := range g.log {
+		if *f.S > seq {
+			if c.writeFrame(f) != nil {
+				return true
+			}
+		}
+	}
+	_ = g.dispatchLocked("RESUMED", json.RawMessage(`{"_trace":["discordfake"]}`))
+	return true
+}
+
+// ready sends READY and a GUILD_CREATE per guild; gs.mu is held.
+func (s *Server) ready(gs *gwSession) error {
 	s.mu.Lock()
 	guilds := []map[string]any{}
 	for _, g := range s.opts.Guilds {
 		guilds = append(guilds, map[string]any{"id": g.ID, "unavailable": true})
 	}
 	bot := s.users[s.opts.BotID]
-	sid := "session-" + s.nextID()
+	sid := gs.id
 	s.mu.Unlock()
-	if err := c.write(opDispatch, "READY", map[string]any{
+	if err := gs.dispatchJSON("READY", map[string]any{
 		"v": 10, "user": bot, "guilds": guilds, "session_id": sid, "resume_gateway_url": s.GatewayURL(),
 		"application": map[string]any{"id": s.opts.AppID, "flags": 0}, "private_channels": []any{},
 	}); err != nil {
@@ -301,7 +487,7 @@ func (s *Server) ready(c *session) error {
 			}
 		}
 		s.mu.Unlock()
-		if err := c.write(opDispatch, "GUILD_CREATE", guildCreate(g, chans, threads)); err != nil {
+		if err := gs.dispatchJSON("GUILD_CREATE", guildCreate(g, chans, threads)); err != nil {
 			return err
 		}
 	}
