@@ -1,6 +1,7 @@
 // Package discordfake is a fake Discord for tests: a real HTTP server with
 // the REST routes threatdesk's Discord adapter uses and a gateway websocket
-// (HELLO, IDENTIFY then READY, heartbeat ACK, dispatches). It enforces
+// (HELLO, IDENTIFY then READY, heartbeat ACK, dispatches, RECONNECT and
+// RESUME: gateway.go). It enforces
 // Discord's message, component and modal limits and the allowed_mentions
 // rule (a violation fails the test unless Options.Lenient), answers 429 or
 // 5xx when told to, records every call and counts concurrent gateway
