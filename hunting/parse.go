@@ -773,6 +773,16 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not an ISO 8601 time", s)
 }
 
+// clipRunes is clip counting characters, not bytes: a person's words,
+// which the chat forms count in characters, keep n of them in any script.
+func clipRunes(s string, n int) string {
+	s = clip(s, len(s))
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}
+
 // clip makes s safe to store: valid UTF-8, no NUL (PostgreSQL text refuses
 // it), at most n bytes cut on a rune boundary.
 func clip(s string, n int) string {

@@ -89,7 +89,7 @@ func (s *Service) Resolve(ctx context.Context, org string, incidentID int64, cla
 	if by == "" {
 		return fmt.Errorf("resolve incident %d: who resolves it is required", incidentID)
 	}
-	comment = clip(strings.TrimSpace(comment), maxResolveCommentRunes)
+	comment = clipRunes(strings.TrimSpace(comment), maxResolveCommentRunes)
 	now := s.cfg.Now().UTC()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Ingest must not attach alerts to it half-way: take the org's lock.
@@ -126,7 +126,7 @@ WHERE id = $1`, incidentID, now, string(class), by, comment); err != nil {
 		st.Org, st.Status, st.Classification, st.ResolvedBy = org, "closed", class, by
 		p := s.payload(&st, now)
 		p.By, p.Comment = by, comment
-		p.Note = clip(fmt.Sprintf("Resolved by %s as %s", by, class.Label())+commentSuffix(comment), 1000)
+		p.Note = clipRunes(fmt.Sprintf("Resolved by %s as %s", by, class.Label())+commentSuffix(comment), maxResolveCommentRunes+200)
 		return s.appendEvent(ctx, tx, EventResolved, p)
 	})
 }

@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -250,4 +251,20 @@ func sumPoints(rs []Reason) int {
 		n += r.Points
 	}
 	return n
+}
+
+// TestResolveCommentKeepsItsCharacters: a resolution comment of 1,000
+// characters in Cyrillic is stored whole, and the thread's note carries it
+// whole: they were cut at 1,000 bytes (500 Cyrillic characters), silently.
+func TestResolveCommentKeepsItsCharacters(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	inc := f.postedChain(t, "c", "victim")
+	comment := strings.Repeat("д", 1000)
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, comment, "U0ANALYST"))
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, comment, v.ResolveComment)
+	rows := f.outbox(t)
+	require.Contains(t, rows[len(rows)-1].Payload.Note, comment)
 }
