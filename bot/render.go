@@ -837,10 +837,13 @@ func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, err
 		}
 		return append(ps, desk...), nil
 	case "repeat":
-		return append([]part{
-			{key: "card", update: targetNotification, msg: card},
-			{key: "note", thread: targetNotification, msg: note(B("Reminder: "), T("incident "+inc.ID+" is still not acknowledged."))},
-		}, desk...), nil
+		ps := []part{{key: "card", update: targetNotification, msg: card}}
+		// A reminder held up in delivery says nothing once the incident
+		// was acknowledged or closed meanwhile: the card says how it is.
+		if incidentOpen(inc) && inc.AckedBy == "" {
+			ps = append(ps, part{key: "note", thread: targetNotification, msg: note(B("Reminder: "), T("incident "+inc.ID+" is still not acknowledged."))})
+		}
+		return append(ps, desk...), nil
 	}
 	return append([]part{{key: "card", dest: o.NotifyDest(), msg: card, anchor: targetNotification}}, desk...), nil
 }
