@@ -68,8 +68,12 @@ func TestReplicasHoldOneGatewaySession(t *testing.T) {
 			t.Parallel()
 			f, rs, admin := replicas(t)
 			lead, _ := leader(t, rs)
+			// The leader identifies once it holds the lock: under load
+			// that can take longer than the second this test used to
+			// allow (CI saw 0 sessions then).
+			testwait.For(t, 10*time.Second, "the leader's session", func() bool { return f.fake.Sessions() == 1 }, f.fake)
 			time.Sleep(time.Second)
-			require.Equal(t, 1, f.fake.Sessions())
+			require.Equal(t, 1, f.fake.Sessions(), "one session, not two")
 			before := f.fake.Identifies()
 
 			start := time.Now()
