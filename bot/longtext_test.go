@@ -133,17 +133,7 @@ func TestLongConclusionAndQuestionArriveWhole(t *testing.T) {
 	receipt := posted(t, f.slack, contosoSOC, nil, "EOD-1")
 	desk := posted(t, f.slack, deskChannel, nil, "EOD-1")
 	require.Contains(t, plain(desk.Message), "cut here, the whole text follows in the thread")
-	for _, at := range []struct {
-		channel string
-		card    Ref
-	}{{contosoSOC, receipt.Ref}, {deskChannel, desk.Ref}} {
-		posted(t, f.slack, at.channel, &at.card, "The question in full (2 of 2):")
-		var all []string
-		for _, p := range postsInThread(f.slack, at.card, "The question in full") {
-			all = append(all, words(plain(p.Message))...)
-		}
-		require.Equal(t, words(question), all, "the question whole in %s", at.channel)
-	}
+	wholeInBothThreads(t, f, receipt.Ref, desk.Ref, "The question in full", " (2 of 2):", question)
 
 	ack, r = f.press(t, Slack, expert1, ActTake, "EOD-1", desk.Ref)
 	require.Nil(t, ack.Form)
@@ -156,17 +146,7 @@ func TestLongConclusionAndQuestionArriveWhole(t *testing.T) {
 	got, _ = r.Wait(tenSeconds)
 	require.Contains(t, plain(got.Message), "EOD-1 is now concluded")
 	require.Equal(t, casework.StatusConcluded, f.caseStatus(t, "EOD-1"))
-	for _, at := range []struct {
-		channel string
-		card    Ref
-	}{{contosoSOC, receipt.Ref}, {deskChannel, desk.Ref}} {
-		posted(t, f.slack, at.channel, &at.card, "EOD-1: Concluded, continued (2 of 2)")
-		var all []string
-		for _, p := range postsInThread(f.slack, at.card, "EOD-1: Concluded") {
-			all = append(all, words(plain(p.Message))...)
-		}
-		require.Equal(t, words(summary), all, "the conclusion whole in %s", at.channel)
-	}
+	wholeInBothThreads(t, f, receipt.Ref, desk.Ref, "EOD-1: Concluded", ", continued (2 of 2)", summary)
 	updated(t, f.slack, receipt.Ref, "cut here, the whole text follows in the thread")
 }
 
@@ -201,4 +181,23 @@ func TestLongRelayEditAroundAGap(t *testing.T) {
 	updated(t, f.slack, parts[1].Ref, "no longer part of it")
 	updated(t, f.slack, parts[0].Ref, "short now")
 	require.Contains(t, lastUpdate(t, f.slack, parts[1].Ref), "wrote (3 of 3):")
+}
+
+// wholeInBothThreads waits for the last of the messages headed title that
+// carry text into the receipt's and the desk card's threads (last is what
+// follows title in the last one), and checks that together they hold
+// every word of text, in order.
+func wholeInBothThreads(t *testing.T, f *fixture, receipt, desk Ref, title, last, text string) {
+	t.Helper()
+	for _, at := range []struct {
+		channel string
+		card    Ref
+	}{{contosoSOC, receipt}, {deskChannel, desk}} {
+		posted(t, f.slack, at.channel, &at.card, title+last)
+		var all []string
+		for _, p := range postsInThread(f.slack, at.card, title) {
+			all = append(all, words(plain(p.Message))...)
+		}
+		require.Equal(t, words(text), all, "%s: the whole text in %s", title, at.channel)
+	}
 }

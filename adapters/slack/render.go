@@ -85,13 +85,20 @@ func cut(s string, max int) string {
 		n++
 	}
 	head := s[:i]
+	return head[:closedEnd(head)] + ellipsis
+}
+
+// closedEnd is where head (escaped mrkdwn cut short) ends without an
+// entity (&amp;) or a link (<url|label>) left open: len(head), or where
+// the open one starts.
+func closedEnd(head string) int {
 	if amp := strings.LastIndexByte(head, '&'); amp >= 0 && !strings.Contains(head[amp:], ";") {
 		head = head[:amp]
 	}
 	if lt := strings.LastIndexByte(head, '<'); lt >= 0 && !strings.Contains(head[lt:], ">") {
 		head = head[:lt]
 	}
-	return head + ellipsis
+	return len(head)
 }
 
 // linkURL is raw made safe inside <url|label>: only http(s) URLs with a
@@ -239,11 +246,8 @@ func split(s string, max int) []string {
 			n++
 		}
 		head := s[:i]
-		if amp := strings.LastIndexByte(head, '&'); amp > 0 && !strings.Contains(head[amp:], ";") {
-			head = head[:amp]
-		}
-		if lt := strings.LastIndexByte(head, '<'); lt > 0 && !strings.Contains(head[lt:], ">") {
-			head = head[:lt]
+		if j := closedEnd(head); j > 0 { // never an empty piece
+			head = head[:j]
 		}
 		out = append(out, head)
 		s = s[len(head):]
