@@ -210,19 +210,24 @@ func (b *Bot) respond(ctx context.Context, rs Responder, m Message, private bool
 
 // answerErr tells the user privately what went wrong and what to do.
 func (b *Bot) answerErr(ctx context.Context, rs Responder, what string, err error) {
+	b.respond(ctx, rs, b.errMessage(what, err), true)
+}
+
+// errMessage is what the user is told of err: a refusal or usage error in
+// its own words, anything else as a failure on our side (logged).
+func (b *Bot) errMessage(what string, err error) Message {
 	var ref *Refusal
 	var ue *usageError
 	switch {
 	case errors.As(err, &ref):
-		b.respond(ctx, rs, textMessage(ref.Msg), true)
+		return textMessage(ref.Msg)
 	case errors.As(err, &ue):
-		b.respond(ctx, rs, textMessage(ue.msg), true)
+		return textMessage(ue.msg)
 	case errors.Is(err, ErrNotFound):
-		b.respond(ctx, rs, textMessage("Not found. Check the reference: /experts cases lists the cases you can see."), true)
-	default:
-		b.log.Error("handling failed", "what", what, "err", err)
-		b.respond(ctx, rs, textMessage("Something went wrong on our side and nothing was changed. Try again in a minute; if it keeps failing, tell your threatdesk admin."), true)
+		return textMessage("Not found. Check the reference: /experts cases lists the cases you can see.")
 	}
+	b.log.Error("handling failed", "what", what, "err", err)
+	return textMessage("Something went wrong on our side and nothing was changed. Try again in a minute; if it keeps failing, tell your threatdesk admin.")
 }
 
 // runCommand does a command's work and returns the private answer.
@@ -667,24 +672,23 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		if b.hunt == nil {
 			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
 		}
+		if w.org == nil {
+			return nil, &Refusal{Msg: "Acknowledge an incident from its notification in the org's channel."}
+		}
 		if err := b.hunt.Acknowledge(ctx, w.org.ID, a.Value, b.named(ctx, w.user)); err != nil {
-			return nil, err
+			return nil, incidentNotFound(err)
 		}
 		return ptr(textMessage("Acknowledged incident " + a.Value + "; the reminders stop.")), nil
 	case ActShowScope:
 		if b.hunt == nil {
 			return nil, &Refusal{Msg: "Notifications are not enabled in this deployment."}
 		}
-		org := ""
-		if w.org != nil {
-			org = w.org.ID
-		}
 		if w.org == nil {
 			return nil, &Refusal{Msg: "Show the full scope from the notification in the org's channel."}
 		}
-		scope, err := b.hunt.FullScope(ctx, org, a.Value)
+		scope, err := b.hunt.FullScope(ctx, w.org.ID, a.Value)
 		if err != nil {
-			return nil, err
+			return nil, incidentNotFound(err)
 		}
 		ad, ok := b.adapter(a.Message.Platform)
 		if !ok {
@@ -756,20 +760,44 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	return SubmitAck{}
 }
 
+// submitField is the field holding a form's text: the question, the
+// summary, the comment.
+func submitField(form string) string {
+	switch form {
+	case formAsk, formConsult:
+		return fieldQuestion
+	case formConclude:
+		return fieldSummary
+	case formResolveIncident:
+		return fieldComment
+	}
+	return fieldText
+}
+
+// keepWritten adds to a refused or failed submission's answer the text the
+// person wrote: the form is gone by then (on Discord, as soon as it is
+// sent), and what they wrote must not be lost with it.
+func keepWritten(m Message, row inboundRow) Message {
+	s := row.event.Submission
+	if s == nil {
+		return m
+	}
+	text := strings.TrimSpace(s.Values[submitField(s.FormID)])
+	if text == "" {
+		return m
+	}
+	m.Text = append(m.Text, Line{B("What you wrote, to send it again:")})
+	for _, l := range strings.Split(text, "\n") {
+		m.Text = append(m.Text, Line{U(l)})
+	}
+	return m
+}
+
 // doSubmit does a stored form submission's work; HandleSubmit checked its
 // required field.
 func (b *Bot) doSubmit(ctx context.Context, s Submission) (*Message, error) {
 	state, _ := url.ParseQuery(s.State)
-	field := fieldText
-	switch s.FormID {
-	case formAsk, formConsult:
-		field = fieldQuestion
-	case formConclude:
-		field = fieldSummary
-	case formResolveIncident:
-		field = fieldComment
-	}
-	text := strings.TrimSpace(s.Values[field])
+	text := strings.TrimSpace(s.Values[submitField(s.FormID)])
 	// The channel the platform reports wins over the one carried in the
 	// form's state: state can come back from a client, and it must never
 	// decide which org the submitter acts for.

@@ -589,7 +589,7 @@ func (b *Bot) process(ctx context.Context, row inboundRow) {
 		b.settleDone(settle, row)
 		b.m.handling.WithLabelValues(row.kind, row.name()).Observe(time.Since(row.received).Seconds())
 	case isAnswer(err):
-		b.answerErr(answerCtx, b.responderOf(row), row.kind, err)
+		b.respond(answerCtx, b.responderOf(row), keepWritten(b.errMessage(row.kind, err), row), true)
 		b.settleDone(settle, row)
 		b.m.handling.WithLabelValues(row.kind, row.name()).Observe(time.Since(row.received).Seconds())
 	case lifecycle.IsPanic(err):
@@ -695,7 +695,7 @@ func (b *Bot) tellFailed(ctx context.Context, row inboundRow, msg, replyMsg stri
 		}
 		return
 	}
-	b.respond(ctx, b.responderOf(row), textMessage(msg), true)
+	b.respond(ctx, b.responderOf(row), keepWritten(textMessage(msg), row), true)
 }
 
 func (b *Bot) settleDone(ctx context.Context, row inboundRow) {

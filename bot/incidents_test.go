@@ -224,9 +224,12 @@ func TestResolveFromTheCard(t *testing.T) {
 	note := posted(t, f.slack, contosoSOC, &card.Ref, "Resolved by Ana Lyst as true positive")
 	require.True(t, note.Message.Text[0][0].Untrusted)
 
-	// Resolving again says by whom and how it was resolved.
-	_, r = f.submit(t, Slack, analyst, form, map[string]string{"classification": "false_positive"})
-	require.Contains(t, answerText(t, r), "already resolved by Ana Lyst as true positive")
+	// Resolving again says by whom and how it was resolved, and gives back
+	// what was written: the form is gone by then.
+	_, r = f.submit(t, Slack, analyst, form, map[string]string{"classification": "false_positive", "comment": "Checked with IT:\nthe <@U0BOSS> test."})
+	got := answerText(t, r)
+	require.Contains(t, got, "already resolved by Ana Lyst as true positive")
+	require.Contains(t, got, "What you wrote, to send it again:\nChecked with IT:\nthe <@U0BOSS> test.\n")
 }
 
 // TestIncidentResolvesItselfUpstream: when every alert of a posted incident

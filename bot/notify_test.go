@@ -77,7 +77,11 @@ func TestNotificationCard(t *testing.T) {
 	_, r := f.press(t, Discord, fabAnalyst, ActAcknowledge, incID, Ref{Platform: Discord, Workspace: fabGuild, Channel: fabSOC, Message: "x"})
 	got, ok := r.Wait(tenSeconds)
 	require.True(t, ok)
-	require.Contains(t, plain(got.Message), "Not found")
+	require.Contains(t, plain(got.Message), "No such incident in your organisation", "an incident's wording, not the cases'")
+	_, r = f.press(t, Discord, fabAnalyst, ActShowScope, incID, Ref{Platform: Discord, Workspace: fabGuild, Channel: fabSOC, Message: "x"})
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "No such incident in your organisation")
 
 	// Acknowledge: the card is edited to say who.
 	_, r = f.press(t, Slack, analyst, ActAcknowledge, incID, card.Ref)

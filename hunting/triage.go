@@ -100,16 +100,21 @@ func (s *Service) Resolve(ctx context.Context, org string, incidentID int64, cla
 		var posted bool
 		var merged *int64
 		var resolvedBy *string
-		var prevClass string
+		var prevClass, prevComment string
 		err := tx.QueryRow(ctx, `SELECT id, status, title, severity, score, expert, notify_seq, posted_at IS NOT NULL, merged_into,
-    resolved_by, classification
+    resolved_by, classification, coalesce(resolve_comment, '')
 FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.Title, &st.Severity,
-			&st.Score, &st.Expert, &st.Seq, &posted, &merged, &resolvedBy, &prevClass)
+			&st.Score, &st.Expert, &st.Seq, &posted, &merged, &resolvedBy, &prevClass, &prevComment)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("resolve incident %d of org %s: %w", incidentID, org, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("resolve incident %d: %w", incidentID, err)
+		}
+		if st.Status == "closed" && resolvedBy != nil && *resolvedBy == by && prevClass == string(class) && prevComment == comment {
+			// The same resolution again: a retry of work done before a
+			// crash, or a second press. It is done; nothing to tell.
+			return nil
 		}
 		if st.Status != "open" {
 			return notOpen(incidentID, st.Status, merged, resolvedBy, prevClass)

@@ -50,6 +50,13 @@ func TestResolve(t *testing.T) {
 	require.True(t, p.Final, "the card drops its buttons")
 	require.Equal(t, "Resolved by U0ANALYST as true positive: contained: device isolated, passwords reset", p.Note)
 
+	// The same resolution again (work retried after a crash) is done, not
+	// refused: its author is not told it was "already resolved by" them.
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "contained: device isolated, passwords reset", "U0ANALYST"))
+	require.Len(t, f.outbox(t), len(rows), "nothing recorded twice")
+	err = f.svc.Resolve(f.ctx, "contoso", inc, ClassFalsePositive, "", "U0ANALYST")
+	require.ErrorContains(t, err, "already resolved by U0ANALYST as true positive", "a different resolution by the same person is refused")
+
 	err = f.svc.Resolve(f.ctx, "contoso", inc, ClassFalsePositive, "", "U0OTHER")
 	require.ErrorIs(t, err, ErrNotOpen)
 	require.ErrorContains(t, err, "already resolved by U0ANALYST as true positive")

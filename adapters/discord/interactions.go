@@ -39,12 +39,15 @@ type interaction struct {
 	channel *channelInfo // the partial channel Discord sends with it
 	// values are a modal submission's, by custom_id (splitModal).
 	values map[string]string
+	// typed is the text typed into a modal's text inputs, in order: told
+	// back with the form's errors, since Discord closes a modal on submit.
+	typed []string
 }
 
 // parseInteraction reads an interaction payload the same way on both paths.
 func parseInteraction(raw []byte) (*interaction, error) {
 	var in interaction
-	raw, in.values = splitModal(raw)
+	raw, in.values, in.typed = splitModal(raw)
 	if err := json.Unmarshal(raw, &in.i); err != nil {
 		return nil, fmt.Errorf("decode interaction: %w", err)
 	}
@@ -91,7 +94,7 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 			resp = a.ephemeral("This form is not supported.")
 			break
 		}
-		resp = a.submitWithin(ctx, r, i.Message != nil, func() bot.SubmitAck { return a.h.HandleSubmit(ctx, sub) })
+		resp = a.submitWithin(ctx, r, i.Message != nil, in.typed, func() bot.SubmitAck { return a.h.HandleSubmit(ctx, sub) })
 	case discordgo.InteractionApplicationCommandAutocomplete:
 		kind = "autocomplete"
 		resp = interactionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult, Data: map[string]any{"choices": a.complete(ctx, in)}}
@@ -178,7 +181,7 @@ func (a *Adapter) ackResponse(r *responder, component bool, ack bot.Ack) interac
 // submitWithin runs a form submission. Discord cannot keep a modal open with
 // errors, so errors come back as a private note; otherwise the answer is
 // deferred (silently when the modal came from a button).
-func (a *Adapter) submitWithin(ctx context.Context, r *responder, fromMessage bool, call func() bot.SubmitAck) interactionResponse {
+func (a *Adapter) submitWithin(ctx context.Context, r *responder, fromMessage bool, typed []string, call func() bot.SubmitAck) interactionResponse {
 	ch := make(chan bot.SubmitAck, 1)
 	if !a.life.GoWork("form submission", func(context.Context) error {
 		var ack bot.SubmitAck
@@ -198,14 +201,14 @@ func (a *Adapter) submitWithin(ctx context.Context, r *responder, fromMessage bo
 	case <-t.C:
 		a.life.GoWork("late form errors", func(context.Context) error {
 			if late := <-ch; len(late.Errors) > 0 {
-				_ = r.respondLogged(ctx, formErrors(late.Errors), true)
+				_ = r.respondLogged(ctx, formErrors(late.Errors, typed), true)
 			}
 			return nil
 		})
 	}
 	if len(ack.Errors) > 0 {
 		resp := interactionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource}
-		p := render(formErrors(ack.Errors))
+		p := render(formErrors(ack.Errors, typed))
 		p.Flags = flagEphemeral
 		resp.Data = p
 		return resp
@@ -217,7 +220,9 @@ func (a *Adapter) submitWithin(ctx context.Context, r *responder, fromMessage bo
 	return interactionResponse{Type: discordgo.InteractionResponseDeferredChannelMessageWithSource, Data: deferredData{Flags: flagEphemeral}}
 }
 
-func formErrors(errs map[string]string) bot.Message {
+// formErrors tells a submitted form's errors, and what was typed into it so
+// that it is not lost with the closed modal.
+func formErrors(errs map[string]string, typed []string) bot.Message {
 	m := bot.Message{Text: []bot.Line{{bot.B("Please fix the form and submit it again:")}}}
 	for f, e := range errs {
 		if f == "" {
@@ -225,6 +230,14 @@ func formErrors(errs map[string]string) bot.Message {
 			continue
 		}
 		m.Text = append(m.Text, bot.Line{bot.T("• "), bot.B(f), bot.T(": " + e)})
+	}
+	if len(typed) > 0 {
+		m.Text = append(m.Text, bot.Line{bot.B("What you wrote, to send it again:")})
+		for _, t := range typed {
+			for _, l := range strings.Split(strings.TrimSpace(t), "\n") {
+				m.Text = append(m.Text, bot.Line{bot.U(l)})
+			}
+		}
 	}
 	return m
 }

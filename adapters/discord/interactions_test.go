@@ -225,7 +225,7 @@ func TestGatewayInteractions(t *testing.T) {
 			require.Equal(t, map[string]string{"answer": "benign"}, s.Values)
 		}},
 		{"modal errors come back privately", func(f fixture, _ discordfake.Message) map[string]any {
-			return f.fake.ModalPayload(channelID, analystID, "f:ask:", map[string]string{"question": "?"}, nil)
+			return f.fake.ModalPayload(channelID, analystID, "f:ask:", map[string]string{"question": "why did ws-1 beacon out?"}, nil)
 		}, func(h *handler) {
 			h.onSubmit = func(bot.Submission) bot.SubmitAck {
 				return bot.SubmitAck{Errors: map[string]string{"question": "too short"}}
@@ -235,6 +235,8 @@ func TestGatewayInteractions(t *testing.T) {
 			require.NoError(t, json.Unmarshal(cb.Data, &m))
 			require.Equal(t, 64, m.Flags)
 			require.Contains(t, *m.Content, "too short")
+			// Discord closed the modal: what was typed comes back with the errors.
+			require.Contains(t, *m.Content, "What you wrote, to send it again:**\nwhy did ws-1 beacon out?")
 		}},
 		{"slow handler is deferred in time", func(f fixture, _ discordfake.Message) map[string]any {
 			return f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil)

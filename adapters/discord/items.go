@@ -211,28 +211,30 @@ type modalComponent struct {
 	Component  *modalComponent         `json:"component"`
 }
 
-// splitModal reads a modal submission's values by custom_id and returns
-// the interaction without its components: discordgo v0.29 refuses the
+// splitModal reads a modal submission's values by custom_id, and the
+// text typed into its text inputs in order, and returns the interaction
+// without its components: discordgo v0.29 refuses the
 // whole interaction when a component type it does not know (a Label) is
 // in it, so the values are read here for every modal.
-func splitModal(raw []byte) ([]byte, map[string]string) {
+func splitModal(raw []byte) ([]byte, map[string]string, []string) {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(raw, &top) != nil {
-		return raw, nil
+		return raw, nil, nil
 	}
 	var typ discordgo.InteractionType
 	if json.Unmarshal(top["type"], &typ) != nil || typ != discordgo.InteractionModalSubmit {
-		return raw, nil
+		return raw, nil, nil
 	}
 	var data map[string]json.RawMessage
 	if json.Unmarshal(top["data"], &data) != nil {
-		return raw, nil
+		return raw, nil, nil
 	}
 	var comps []modalComponent
 	if json.Unmarshal(data["components"], &comps) != nil {
-		return raw, nil
+		return raw, nil, nil
 	}
 	values := map[string]string{}
+	var typed []string
 	var walk func(cs []modalComponent)
 	walk = func(cs []modalComponent) {
 		for _, c := range cs {
@@ -246,6 +248,9 @@ func splitModal(raw []byte) ([]byte, map[string]string) {
 				values[c.CustomID] = strings.Join(c.Values, ",")
 			default:
 				values[c.CustomID] = c.Value
+				if c.Type == discordgo.TextInputComponent && strings.TrimSpace(c.Value) != "" {
+					typed = append(typed, c.Value)
+				}
 			}
 		}
 	}
@@ -253,12 +258,12 @@ func splitModal(raw []byte) ([]byte, map[string]string) {
 	data["components"] = json.RawMessage("[]")
 	d, err := json.Marshal(data)
 	if err != nil {
-		return raw, values
+		return raw, values, typed
 	}
 	top["data"] = d
 	out, err := json.Marshal(top)
 	if err != nil {
-		return raw, values
+		return raw, values, typed
 	}
-	return out, values
+	return out, values, typed
 }
