@@ -171,40 +171,87 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 		}
 		grp = append(grp, r)
 	}
-	if len(grp) > 0 {
-		s.commitGroupOf(ctx, org, grp, deadline)
+	if len(grp) == 0 {
+		s.handOn(q)
+		return
 	}
+	// The group runs for all its requests, not the leader's alone.
+	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	errs := s.commitGroupOf(gctx, org, grp)
 
+	// The next group goes on while this one's commit reaches the disk.
+	s.handOn(q)
+	if slices.Contains(errs, nil) {
+		if err := s.durable(gctx); err != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		}
+	}
+	for i, r := range grp {
+		r.done <- errs[i]
+	}
+}
+
+// handOn gives the lead to the next queued request, if any.
+func (s *Service) handOn(q *orgQueue) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if len(q.pending) == 0 {
 		q.busy = false
 	} else {
 		q.pending[0].lead <- struct{}{}
 	}
-	q.mu.Unlock()
 }
 
-// commitGroupOf stores grp by its earliest deadline and answers each of
-// its requests.
-func (s *Service) commitGroupOf(ctx context.Context, org string, grp []*groupReq, deadline time.Time) {
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer cancel()
+// commitGroupOf stores grp, and returns each request's result.
+func (s *Service) commitGroupOf(ctx context.Context, org string, grp []*groupReq) []error {
 	s.m.groups.Inc()
 	s.m.groupRequests.Add(float64(len(grp)))
+	errs := make([]error, len(grp))
 	err := s.safeCommitGroup(ctx, org, grp)
 	if err != nil && len(grp) > 1 && ctx.Err() == nil && !storeUnavailable(err) {
 		// One request must not fail the others: each alone, then. (Not
 		// when the database is out of reach or time is up: then it fails
 		// them all alike, and each sender is told to retry.)
-		for _, r := range grp {
-			r.done <- s.safeCommitGroup(ctx, org, []*groupReq{r})
+		for i, r := range grp {
+			errs[i] = s.safeCommitGroup(ctx, org, []*groupReq{r})
 		}
-	} else {
-		for _, r := range grp {
-			r.done <- err
-		}
+		return errs
 	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
+
+// durable returns once every transaction committed before it was called
+// is on disk. An ingest transaction commits without waiting for its WAL
+// to be flushed (synchronous_commit off, for itself only): the org's next
+// transaction need not wait for this one's fsync to start. No request is
+// answered before durable returns: a transaction that writes (it takes a
+// transaction id) and commits synchronously flushes the WAL up to its own
+// commit record, which comes after every commit before it. PostgreSQL
+// flushes for several committers at once, so concurrent groups share one
+// fsync. A delivery never acts on data not yet durable either: it records
+// its attempt, a synchronous commit, before it posts.
+func (s *Service) durable(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, durableSQL); err != nil {
+		return fmt.Errorf("hunting: wait for the ingest to reach the disk: %w", err)
+	}
+	return nil
+}
+
+// asyncBeginSQL begins an ingest transaction whose commit does not wait
+// for its WAL to be flushed (one round trip).
+const asyncBeginSQL = `BEGIN; SET LOCAL synchronous_commit TO off`
+
+// durableSQL is one round trip (the simple protocol runs the statements in
+// order).
+const durableSQL = `BEGIN; SET LOCAL synchronous_commit TO on; SELECT pg_current_xact_id(); COMMIT`
 
 // safeCommitGroup is commitGroup with a panic turned into an error, so
 // that the org's queue always moves on.
@@ -240,7 +287,9 @@ func (s *Service) commitGroup(ctx context.Context, org string, grp []*groupReq) 
 	var events int
 	var after *cacheUpdate
 	clock := s.stageClock()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	// The commit does not wait for the disk (durable does, before anyone
+	// is answered).
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: asyncBeginSQL}, func(tx pgx.Tx) error {
 		clock.lap(stageBegin)
 		after = newCacheUpdate()
 		n, err := s.ingestOrg(ctx, tx, org, alerts, idx, req, out, after, clock)

@@ -27,7 +27,7 @@ import (
 type outage struct {
 	mu          sync.Mutex
 	down        bool
-	cutOnCommit bool
+	cutOn       []byte // the message whose write cuts the connection
 	cuts        int
 	conns       map[*flakyConn]bool
 }
@@ -66,9 +66,18 @@ func (o *outage) setDown(down bool) {
 }
 
 func (o *outage) armCommitCut(on bool) {
+	if on {
+		o.armCut(commitMsg)
+	} else {
+		o.armCut(nil)
+	}
+}
+
+// armCut cuts the connection that is about to send a message holding msg.
+func (o *outage) armCut(msg []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.cutOnCommit = on
+	o.cutOn = msg
 }
 
 func (o *outage) cutCount() int {
@@ -82,10 +91,10 @@ var commitMsg = []byte("commit\x00")
 
 func (c *flakyConn) Write(b []byte) (int, error) {
 	c.o.mu.Lock()
-	cut := c.o.cutOnCommit && bytes.Contains(b, commitMsg)
+	cut := c.o.cutOn != nil && bytes.Contains(b, c.o.cutOn)
 	if cut {
 		c.o.cuts++
-		c.o.cutOnCommit = false
+		c.o.cutOn = nil
 		c.o.down = true
 		for x := range c.o.conns {
 			_ = x.Conn.Close()
@@ -105,21 +114,8 @@ func (c *flakyConn) Write(b []byte) (int, error) {
 // stores the whole batch.
 func TestIntakeRidesOutAnOutage(t *testing.T) {
 	t.Parallel()
-	direct, url := pgtest.NewWithURL(t)
-	cfg, err := pgxpool.ParseConfig(url)
-	require.NoError(t, err)
-	o := &outage{conns: map[*flakyConn]bool{}}
-	cfg.ConnConfig.DialFunc = o.dial
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	reg := prometheus.NewRegistry()
-	clock := testclock.New(t0)
-	svc, err := New(pool, Config{Orgs: testOrgs(),
-		IngestToken: testToken, Now: clock.Now, GroupWait: 1}, slog.New(slog.DiscardHandler), reg)
-	require.NoError(t, err)
-	f := &fixture{svc: svc, pool: direct, clock: clock, ctx: context.Background()}
-	h := svc.Handler()
+	f, o, reg := outageFixture(t)
+	h := f.svc.Handler()
 
 	// Two orgs, an expert-service alert (notified at once: an outbox row).
 	body := batch(t,
@@ -177,6 +173,69 @@ func TestIntakeRidesOutAnOutage(t *testing.T) {
 	require.Positive(t, f.count(t, `SELECT count(*) FROM outbox`), "the expert alert's notification, which the failed attempts never wrote")
 	require.Equal(t, 0.0, metricValue(t, reg, "threatdesk_hunting_intake_requests_total", "500"))
 	require.Positive(t, metricValue(t, reg, "threatdesk_hunting_intake_requests_total", "503"))
+}
+
+// outageFixture is a service whose pool reaches its database through an
+// outage; f.pool reaches it directly.
+func outageFixture(t *testing.T) (*fixture, *outage, *prometheus.Registry) {
+	direct, url := pgtest.NewWithURL(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	o := &outage{conns: map[*flakyConn]bool{}}
+	cfg.ConnConfig.DialFunc = o.dial
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	reg := prometheus.NewRegistry()
+	clock := testclock.New(t0)
+	svc, err := New(pool, Config{Orgs: testOrgs(),
+		IngestToken: testToken, Now: clock.Now, GroupWait: 1}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	return &fixture{svc: svc, pool: direct, clock: clock, ctx: context.Background()}, o, reg
+}
+
+// TestIntakeAnswersOnlyWhatIsOnDisk: an ingest transaction commits without
+// waiting for the disk, so that the org's next one starts at once; no
+// sender is told its alerts are stored before the database confirmed them
+// on disk. When the connection dies as that confirmation is asked for,
+// the sender is told to retry (503, not 200), and its retry is answered
+// item by item as usual.
+func TestIntakeAnswersOnlyWhatIsOnDisk(t *testing.T) {
+	t.Parallel()
+	f, o, _ := outageFixture(t)
+	h := f.svc.Handler()
+	body := batch(t, gen{ID: "d1", Device: "ws1"}, gen{ID: "d2", Device: "ws2"})
+	send := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	o.armCut([]byte("pg_current_xact_id"))
+	rec := send()
+	require.Equal(t, 1, o.cutCount(), "the answer waited for the disk")
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	require.Equal(t, "5", rec.Header().Get("Retry-After"))
+
+	o.setDown(false)
+	for i := 0; ; i++ {
+		require.Less(t, i, 10, "the intake did not recover")
+		if rec = send(); rec.Code == http.StatusOK {
+			break
+		}
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	}
+	var res IngestResult
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res))
+	require.Len(t, res.Items, 2)
+	for _, it := range res.Items {
+		// Stored by the first try (it committed; only its confirmation was
+		// lost), so the retry finds them as they are.
+		require.Equal(t, StatusUnchanged, it.Status, it.Reason)
+		require.Positive(t, it.IncidentID)
+	}
+	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM hunting_alerts`))
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {
