@@ -78,11 +78,12 @@ func (in *correlationInput) windowFor(k ekey) time.Duration {
 	return in.Window
 }
 
-// rareChainKind reports whether a rare entity of this kind links alerts
-// over the chain window: file hashes and accounts.
-func rareChainKind(kind string) bool {
-	return kind == string(EntityFile) || kind == string(EntityUser)
-}
+// chainKinds are the kinds of entity that, when rare, link alerts over the
+// chain window: file hashes and accounts.
+var chainKinds = []string{string(EntityFile), string(EntityUser)}
+
+// rareChainKind reports whether kind is one of chainKinds.
+func rareChainKind(kind string) bool { return slices.Contains(chainKinds, kind) }
 
 // correlate decides which alerts of a batch join which incidents: a
 // union-find over the batch's alerts and the stored incidents they link

@@ -249,6 +249,66 @@ func TestSlowIntrusionIsOneIncident(t *testing.T) {
 	}
 }
 
+// TestChainNeedsARareEntity: the chain window reaches back only through
+// an entity rare over all of it. A tool hash common two days ago (on 12
+// devices, then 4 of their incidents resolved, leaving fewer open than the
+// glue guard counts) links nothing today; an account seen on no device
+// (a sign-in alert) is not known to be rare and keeps the correlation
+// window.
+func TestChainNeedsARareEntity(t *testing.T) {
+	t.Parallel()
+	t.Run("a file common two days ago", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t)
+		at := t0.Add(-time.Hour)
+		file := sha("deploy-tool")
+		var batch []gen
+		for i := range 12 {
+			batch = append(batch, gen{ID: fmt.Sprintf("d1-%d", i), Device: fmt.Sprintf("pc%d", i), Severity: "Low", Files: []string{file},
+				At: at.Add(time.Duration(i) * time.Minute)})
+		}
+		incs := map[int64]bool{}
+		for _, it := range f.ingest(t, batch...).Items {
+			incs[it.IncidentID] = true
+		}
+		require.Len(t, incs, 12, "common: every device its own incident")
+		n := 0
+		for id := range incs {
+			if n++; n <= 4 {
+				require.NoError(t, f.svc.Resolve(f.ctx, "contoso", id, ClassFalsePositive, "", "U1"))
+			}
+		}
+		f.clock.Advance(48 * time.Hour)
+		inc := f.ingest(t, gen{ID: "d3", Device: "pc-new", Severity: "Low", Files: []string{file}, At: at.Add(48 * time.Hour)}).Items[0].IncidentID
+		require.False(t, incs[inc], "the new alert joins none of them")
+		require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_merges`), "and merges none")
+	})
+	t.Run("an account seen on no device", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t)
+		at := t0.Add(-72 * time.Hour)
+		a := f.ingest(t, gen{ID: "u1", Severity: "Medium", Users: []string{"admin"}, At: at}).Items[0].IncidentID
+		b := f.ingest(t, gen{ID: "u2", Severity: "Medium", Users: []string{"admin"}, At: at.Add(70 * time.Hour)}).Items[0].IncidentID
+		require.NotEqual(t, a, b, "70 hours apart, past the correlation window")
+	})
+}
+
+// TestOpenIncidentIsNotCrowdedOut: a noisy device with more closed
+// incidents in the window than correlation reads per entity still has its
+// open incident found: a new alert joins it rather than opening another.
+func TestOpenIncidentIsNotCrowdedOut(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-20 * time.Hour)
+	for i := range 21 {
+		r := f.ingest(t, gen{ID: fmt.Sprintf("c%d", i), Device: "noisy", Severity: "Low", At: at.Add(time.Duration(i) * 10 * time.Minute)})
+		require.NoError(t, f.svc.Resolve(f.ctx, "contoso", r.Items[0].IncidentID, ClassFalsePositive, "", "U1"))
+	}
+	a := f.ingest(t, gen{ID: "a", Device: "noisy", Severity: "High", Category: "Execution", At: at.Add(5 * time.Hour)}).Items[0].IncidentID
+	b := f.ingest(t, gen{ID: "b", Device: "noisy", Severity: "High", Category: "Persistence", At: at.Add(5*time.Hour + time.Minute)}).Items[0].IncidentID
+	require.Equal(t, a, b)
+}
+
 // TestMergeHandsOnTheCard: an incident with a card (here posted on a
 // person's request, under the bar, and acknowledged) merged into an older
 // one that had none: the old card says to follow the survivor, so the

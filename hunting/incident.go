@@ -808,10 +808,14 @@ func (s *Service) rescore(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Prune deletes prevalence sightings older than twice the window (on the
-// service clock), which no longer count; the scheduler runs it hourly.
+// Prune deletes prevalence sightings that no longer count (older than
+// twice the window, or than the chain window and a window, on the service
+// clock); the scheduler runs it hourly.
 func (s *Service) Prune(ctx context.Context) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM hunting_entity_devices WHERE last_seen < $1`, s.cfg.Now().Add(-2*s.cfg.Window))
+	// Kept for as long as a count reaches back: twice the window, or the
+	// chain window (rare over all of it) and a window more.
+	keep := max(2*s.cfg.Window, s.cfg.ChainWindow+s.cfg.Window)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM hunting_entity_devices WHERE last_seen < $1`, s.cfg.Now().Add(-keep))
 	if err != nil {
 		return 0, fmt.Errorf("hunting: prune prevalence: %w", err)
 	}

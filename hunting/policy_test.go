@@ -300,7 +300,13 @@ func TestRescoreAndPrune(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 61, v.Score, "the recency points are gone: %+v", v.Reasons)
 	require.NotZero(t, f.count(t, `SELECT count(*) FROM hunting_entity_devices`))
+	// Sightings count for as long as the chain window reaches back (a
+	// file is rare over all of it), and a window more.
 	n, err := f.svc.Prune(f.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "two days old: still counted")
+	f.clock.Advance(6*24*time.Hour + time.Minute)
+	n, err = f.svc.Prune(f.ctx)
 	require.NoError(t, err)
 	require.NotZero(t, n)
 	require.Zero(t, f.count(t, `SELECT count(*) FROM hunting_entity_devices`))

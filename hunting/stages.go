@@ -244,7 +244,10 @@ func classify(ws []*work, have map[string]knownAlert) []*work {
 // prevalence is what the batch learned of its entities' spread.
 type prevalence struct {
 	// common keys are seen on CommonEntityDevices devices or more in the
-	// window: they link nothing. rare keys are seen on at most two.
+	// window: they link nothing. rare keys are seen on one or two: in the
+	// window, or for the kinds that chain (chainKinds) over the whole
+	// chain window. A key seen on no device (the account of a sign-in
+	// alert) is not rare: nothing says how widespread it is.
 	common, rare map[ekey]bool
 	// keySet is every join-key candidate of the batch (strong entities of
 	// alerts that may correlate).
@@ -291,21 +294,30 @@ func (s *Service) measure(ctx context.Context, tx pgx.Tx, org string, ws []*work
 	s.cache.mu.Unlock()
 	if len(kinds) > 0 {
 		pb.Queue(`
-SELECT k.kind, k.value, c.n FROM unnest($2::text[], $3::text[]) AS k(kind, value)
+SELECT k.kind, k.value, c.n >= $5 FROM unnest($2::text[], $3::text[]) AS k(kind, value)
 CROSS JOIN LATERAL (
     -- Counting stops at the threshold: a popular key costs no more than a rare one.
     SELECT count(*) AS n FROM (
         SELECT 1 FROM hunting_entity_devices d
         WHERE d.org = $1 AND d.kind = k.kind AND d.value = k.value AND d.last_seen >= $4
         LIMIT $5) x) c
-WHERE c.n <= 2 OR c.n >= $5`, org, kinds, values, p.minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices).Query(func(rows pgx.Rows) error {
+CROSS JOIN LATERAL (
+    -- A file or account links over the chain window when it is rare over
+    -- all of it: one that was common two days ago is not rare today.
+    SELECT count(*) AS n FROM (
+        SELECT 1 FROM hunting_entity_devices d
+        WHERE k.kind = ANY($7::text[]) AND c.n <= 2
+          AND d.org = $1 AND d.kind = k.kind AND d.value = k.value AND d.last_seen >= $6
+        LIMIT 3) x) r
+WHERE c.n >= $5 OR CASE WHEN k.kind = ANY($7::text[]) THEN r.n ELSE c.n END BETWEEN 1 AND 2`,
+			org, kinds, values, p.minT.Add(-s.cfg.Window), s.cfg.CommonEntityDevices, p.minT.Add(-max(s.cfg.ChainWindow, s.cfg.Window)), chainKinds).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var k ekey
-				var n int
-				if err := rows.Scan(&k.kind, &k.value, &n); err != nil {
+				var common bool
+				if err := rows.Scan(&k.kind, &k.value, &common); err != nil {
 					return fmt.Errorf("scan prevalence: %w", err)
 				}
-				if n >= s.cfg.CommonEntityDevices {
+				if common {
 					p.common[k] = true
 					after.common[devKey(org, k.kind, k.value, "")] = now.Add(commonCacheTTL)
 				} else {
@@ -419,6 +431,9 @@ CROSS JOIN LATERAL (
     FROM hunting_incident_entities e
     WHERE e.org = $1 AND e.kind = k.kind AND e.value = k.value AND e.kind IN ('device', 'user', 'file', 'ip', 'url')
       AND e.join_key AND e.last_seen >= k.since AND e.first_seen <= k.until
+    -- The newest first (a backward scan of the same range): a key's open
+    -- incident is never crowded out by older closed ones.
+    ORDER BY e.last_seen DESC
     LIMIT 2 * $6) ie`
 
 // correlationInput gathers what correlate needs from the batch.
