@@ -25,11 +25,11 @@ import (
 // connection that is about to COMMIT, so a batch dies inside its
 // transaction after every statement ran.
 type outage struct {
-	mu          sync.Mutex
-	down        bool
-	cutOn       []byte // the message whose write cuts the connection
-	cuts        int
-	conns       map[*flakyConn]bool
+	mu    sync.Mutex
+	down  bool
+	cutOn []byte // the message whose write cuts the connection
+	cuts  int
+	conns map[*flakyConn]bool
 }
 
 type flakyConn struct {
