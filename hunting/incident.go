@@ -222,7 +222,6 @@ func (st *incState) fold(a *Alert, isNew bool) {
 			st.ResolvedAlerts++
 		}
 	}
-	st.Expert = st.Expert || a.Expert
 	st.seeActivity(a.when(), maxTime(a.when(), a.LastActivity))
 	rank := r
 	if a.Expert {
@@ -232,6 +231,8 @@ func (st *incState) fold(a *Alert, isNew bool) {
 	if benign {
 		return
 	}
+	// An expert alert found benign upstream flags nothing.
+	st.Expert = st.Expert || a.Expert
 	if r > st.Severity.Rank() || st.Severity == "" {
 		st.Severity = a.Severity
 	}
@@ -446,7 +447,7 @@ func recompute(ctx context.Context, tx pgx.Tx, sts []*incState) error {
 	for i, st := range sts {
 		byID[st.ID], ids[i] = st, st.ID
 		st.AlertCount, st.MediumPlus, st.Commodity, st.ResolvedAlerts = 0, 0, 0, 0
-		st.Impact, st.ImpactDetail, st.Severity, st.tacticSeen = 0, "", "", nil
+		st.Impact, st.ImpactDetail, st.Severity, st.tacticSeen, st.Expert = 0, "", "", nil, false
 	}
 	rows, err := tx.Query(ctx, `
 SELECT incident_id, severity, category, tactic, threat_family, title, detection_source, expert, status, classification,

@@ -60,7 +60,14 @@ const (
 	ChangeSeverityDown = "severity_down"
 	// ChangeResolvedUpstream: more of its alerts were resolved in the source.
 	ChangeResolvedUpstream = "resolved_upstream"
+	// ChangeReopenedUpstream: fewer of its alerts are resolved in the source.
+	ChangeReopenedUpstream = "reopened_upstream"
 	ChangeExpert           = "expert"
+	// ChangeTacticGone and ChangeExpertGone: the alerts that showed a
+	// tactic, or the expert hunting service's alert, were found benign
+	// upstream.
+	ChangeTacticGone = "tactic_gone"
+	ChangeExpertGone = "expert_gone"
 )
 
 // Change is one thing that changed since the card was last posted or edited.
@@ -144,7 +151,8 @@ func (st *incState) snap() *snapshot {
 		Tactics: st.Tactics, Severity: st.Severity, Expert: st.Expert, Resolved: st.ResolvedAlerts, Alerts: st.AlertCount}
 }
 
-// diff says what grew since the snapshot.
+// diff says what changed since the snapshot: what grew, and what an
+// upstream reclassification took away.
 func diff(old *snapshot, st *incState) []Change {
 	if old == nil {
 		return nil
@@ -176,17 +184,28 @@ func diff(old *snapshot, st *incState) []Change {
 			cs = append(cs, Change{Kind: ChangeNewTactic, Detail: "new tactic " + tacticName(t) + " (" + t + ")"})
 		}
 	}
+	for _, t := range old.Tactics {
+		if !contains(st.Tactics, t) {
+			cs = append(cs, Change{Kind: ChangeTacticGone, Detail: "tactic " + tacticName(t) + " (" + t + ") no longer counts (alerts reclassified upstream)"})
+		}
+	}
 	switch {
 	case st.Severity.Rank() > old.Severity.Rank():
 		cs = append(cs, Change{Kind: ChangeSeverityUp, Detail: fmt.Sprintf("severity up: %s → %s", old.Severity, st.Severity)})
 	case st.Severity.Rank() < old.Severity.Rank():
 		cs = append(cs, Change{Kind: ChangeSeverityDown, Detail: fmt.Sprintf("severity down: %s → %s (alerts reclassified upstream)", old.Severity, st.Severity)})
 	}
-	if st.ResolvedAlerts > old.Resolved {
+	switch {
+	case st.ResolvedAlerts > old.Resolved:
 		cs = append(cs, Change{Kind: ChangeResolvedUpstream, Detail: fmt.Sprintf("%d of %s resolved in the source", st.ResolvedAlerts, plural.S(st.AlertCount, "alert"))})
+	case st.ResolvedAlerts < old.Resolved:
+		cs = append(cs, Change{Kind: ChangeReopenedUpstream, Detail: fmt.Sprintf("reopened in the source: now %d of %s resolved", st.ResolvedAlerts, plural.S(st.AlertCount, "alert"))})
 	}
-	if st.Expert && !old.Expert {
+	switch {
+	case st.Expert && !old.Expert:
 		cs = append(cs, Change{Kind: ChangeExpert, Detail: "the expert hunting service raised an alert on it"})
+	case !st.Expert && old.Expert:
+		cs = append(cs, Change{Kind: ChangeExpertGone, Detail: "the expert hunting service's alert was found benign upstream"})
 	}
 	return cs
 }

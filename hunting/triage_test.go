@@ -158,8 +158,78 @@ func TestAlertUpdatesFlowThrough(t *testing.T) {
 	rows := f.outbox(t)
 	last := rows[len(rows)-1]
 	require.Equal(t, EventUpdate, last.Kind)
-	require.Equal(t, ChangeSeverityDown, last.Payload.Changes[0].Kind)
+	var kinds []string
+	for _, c := range last.Payload.Changes {
+		kinds = append(kinds, c.Kind)
+	}
+	require.Equal(t, []string{ChangeTacticGone, ChangeSeverityDown}, kinds, "credential access went with the false positive")
 	t.Logf("score %d -> %d after the false positive: %s", before, v.Score, last.Payload.Note)
+}
+
+// TestReclassifiedUpstreamUpdatesTheCard: what an upstream false positive
+// takes away reaches the card too, not only a lower severity: a tactic
+// that no longer counts, and the expert flag of an expert alert found
+// benign (the incident is no longer top priority, nor repeated).
+func TestReclassifiedUpstreamUpdatesTheCard(t *testing.T) {
+	t.Parallel()
+	t.Run("a tactic", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond; c.GroupInterval = time.Nanosecond })
+		at := t0.Add(-20 * time.Minute)
+		cred := gen{ID: "cred", Device: "pc1", Severity: "High", Category: "CredentialAccess", At: at}
+		lat := gen{ID: "lat", Device: "pc1", Severity: "High", Category: "LateralMovement", At: at.Add(time.Minute)}
+		inc := f.ingest(t, cred, lat).Items[0].IncidentID
+		f.clock.Advance(time.Second)
+		f.sweep(t)
+		v, err := f.svc.Incident(f.ctx, "contoso", inc)
+		require.NoError(t, err)
+		require.NotNil(t, v.PostedAt)
+		require.Len(t, v.Tactics, 2)
+		n := len(f.outbox(t))
+
+		lat.Class = "FalsePositive"
+		f.clock.Advance(time.Minute)
+		f.ingest(t, lat)
+		f.clock.Advance(10 * time.Minute)
+		f.sweep(t)
+		v, err = f.svc.Incident(f.ctx, "contoso", inc)
+		require.NoError(t, err)
+		require.Len(t, v.Tactics, 1)
+		rows := f.outbox(t)[n:]
+		require.Len(t, rows, 1, "the card is told")
+		require.Equal(t, EventUpdate, rows[0].Kind)
+		require.Equal(t, ChangeTacticGone, rows[0].Payload.Changes[0].Kind)
+		require.Contains(t, rows[0].Payload.Note, "Lateral Movement (TA0008) no longer counts")
+	})
+	t.Run("the expert flag", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond; c.GroupInterval = time.Nanosecond })
+		e := gen{ID: "mte", Device: "pc1", Severity: "High", Category: "LateralMovement", Source: "ThreatExperts", At: t0.Add(-20 * time.Minute)}
+		inc := f.ingest(t, e).Items[0].IncidentID
+		f.clock.Advance(time.Second)
+		f.sweep(t)
+		v, err := f.svc.Incident(f.ctx, "contoso", inc)
+		require.NoError(t, err)
+		require.True(t, v.FromExperts)
+		n := len(f.outbox(t))
+
+		e.Class = "FalsePositive"
+		f.clock.Advance(time.Second)
+		f.ingest(t, e)
+		f.clock.Advance(10 * time.Minute)
+		f.sweep(t)
+		v, err = f.svc.Incident(f.ctx, "contoso", inc)
+		require.NoError(t, err)
+		require.False(t, v.FromExperts, "a benign expert alert flags nothing")
+		require.Less(t, v.Score, 50)
+		var kinds []string
+		for _, r := range f.outbox(t)[n:] {
+			for _, c := range r.Payload.Changes {
+				kinds = append(kinds, c.Kind)
+			}
+		}
+		require.Contains(t, kinds, ChangeExpertGone)
+	})
 }
 
 // TestNewActivityAfterCloseFollows: activity on the entities of a closed
