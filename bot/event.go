@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"time"
 )
@@ -126,10 +127,17 @@ type Action struct {
 	Action  ActionID
 	Value   string
 	Message Ref // the message that carried the button
+	// Channel is the channel the press acts for when it is not the
+	// message's: a thread's parent (a Discord thread is a channel of its
+	// own). Empty: Message.Channel.
+	Channel string `json:",omitempty"`
 	Key     string
 	Trigger string
 	Respond Responder
 }
+
+// actsIn is the channel whose org a press acts for.
+func (a Action) actsIn() string { return cmp.Or(a.Channel, a.Message.Channel) }
 
 // Submission is a submitted form.
 type Submission struct {

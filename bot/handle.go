@@ -591,7 +591,7 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	b = b.current()
 	start := time.Now()
 	defer b.observeAck("action", start)
-	w := b.identify(a.User, a.Message.Channel, nil)
+	w := b.identify(a.User, a.actsIn(), nil)
 	o, known := actionOp(a.Action)
 	if !known {
 		return Ack{Message: ptr(textMessage("That button is from an older version of threatdesk; use /experts help.")), Private: true}
@@ -604,29 +604,29 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 	p := a.User.Platform
 	switch a.Action {
 	case ActMoreInfo:
-		return b.formAck(ctx, p, key, textForm(formMoreInfo, ref, a.Message.Channel, "More info for "+ref, "What do you need from the requester?", true))
+		return b.formAck(ctx, p, key, textForm(formMoreInfo, ref, a.actsIn(), "More info for "+ref, "What do you need from the requester?", true))
 	case ActSample:
-		return b.formAck(ctx, p, key, b.sampleForm(ctx, ref, a.Message.Channel))
+		return b.formAck(ctx, p, key, b.sampleForm(ctx, ref, a.actsIn()))
 	case ActMoreTime:
-		return b.formAck(ctx, p, key, moreTimeForm(ref, a.Message.Channel))
+		return b.formAck(ctx, p, key, moreTimeForm(ref, a.actsIn()))
 	case ActConclude:
-		return b.formAck(ctx, p, key, concludeForm(ref, a.Message.Channel))
+		return b.formAck(ctx, p, key, concludeForm(ref, a.actsIn()))
 	case ActAddDetails:
-		return b.formAck(ctx, p, key, textForm(formAddDetails, ref, a.Message.Channel, "Add details to "+ref, "What should the expert know?", true))
+		return b.formAck(ctx, p, key, textForm(formAddDetails, ref, a.actsIn(), "Add details to "+ref, "What should the expert know?", true))
 	case ActConsult:
-		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "i": {a.Value}}, "Consult a threat expert",
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.actsIn()}, "i": {a.Value}}, "Consult a threat expert",
 			orgID(w), Subject{Kind: SubjectIncident, ID: a.Value}))
 	case ActAskEntity:
 		kind, id, _ := strings.Cut(a.Value, ":")
 		if _, err := validSubject(SubjectKind(kind), id); err != nil || (kind != string(SubjectDevice) && kind != string(SubjectFile) && kind != string(SubjectIP)) {
 			return Ack{Message: ptr(textMessage("That button does not name a device, file or address.")), Private: true}
 		}
-		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.Message.Channel}, "k": {kind}, "i": {id}}, askEntityTitle(kind),
+		return b.formAck(ctx, p, key, b.askFormFor(ctx, formConsult, url.Values{"c": {a.actsIn()}, "k": {kind}, "i": {id}}, askEntityTitle(kind),
 			orgID(w), Subject{Kind: SubjectKind(kind), ID: id}))
 	case ActResolve:
 		return b.resolveAction(ctx, a, key)
 	case ActTagCampaign:
-		return b.formAck(ctx, p, key, campaignForm(ref, a.Message.Channel))
+		return b.formAck(ctx, p, key, campaignForm(ref, a.actsIn()))
 	}
 	ev := a
 	ev.Respond = nil
@@ -635,7 +635,7 @@ func (b *Bot) HandleAction(ctx context.Context, a Action) Ack {
 
 // doAction does a stored button press's work.
 func (b *Bot) doAction(ctx context.Context, a Action) (*Message, error) {
-	w := b.identify(a.User, a.Message.Channel, nil)
+	w := b.identify(a.User, a.actsIn(), nil)
 	if o, known := actionOp(a.Action); !known || !w.may(o) {
 		return nil, &Refusal{Msg: plainText(denied(w, o))}
 	}

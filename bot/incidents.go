@@ -157,7 +157,7 @@ func (b *Bot) resolveAction(ctx context.Context, a Action, key string) Ack {
 	if _, err := validSubject(SubjectIncident, a.Value); err != nil || a.Value == "" {
 		return Ack{Message: ptr(textMessage("That button does not name an incident.")), Private: true}
 	}
-	return b.formAck(ctx, a.User.Platform, key, resolveForm(a.Value, a.Message.Channel))
+	return b.formAck(ctx, a.User.Platform, key, resolveForm(a.Value, a.actsIn()))
 }
 
 // resolveSubmitted resolves an incident from its submitted form. The org is

@@ -81,7 +81,7 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 		resp = a.within(ctx, r, false, "command", func() bot.Ack { return a.h.HandleCommand(ctx, c) })
 	case discordgo.InteractionMessageComponent:
 		kind = "component"
-		act, ok := a.action(in, r)
+		act, ok := a.action(ctx, in, r)
 		if !ok || act.Action == "" {
 			resp = a.ephemeral("This button is not supported.")
 			break
@@ -307,7 +307,7 @@ func (a *Adapter) command(ctx context.Context, in *interaction, data discordgo.A
 	return c
 }
 
-func (a *Adapter) action(in *interaction, r *responder) (bot.Action, bool) {
+func (a *Adapter) action(ctx context.Context, in *interaction, r *responder) (bot.Action, bool) {
 	i := &in.i
 	data, ok := i.Data.(discordgo.MessageComponentInteractionData)
 	if !ok {
@@ -322,7 +322,13 @@ func (a *Adapter) action(in *interaction, r *responder) (bot.Action, bool) {
 		ref.Channel = cmp.Or(i.Message.ChannelID, i.ChannelID)
 		ref.Message = i.Message.ID
 	}
-	return bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}, true
+	out := bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}
+	// A press in a thread acts for the thread's parent channel, as a
+	// command there does.
+	if ch, thread := a.where(ctx, in); thread != nil {
+		out.Channel = ch
+	}
+	return out, true
 }
 
 func (a *Adapter) submission(ctx context.Context, in *interaction, r *responder) (bot.Submission, bool) {

@@ -311,6 +311,34 @@ func TestCommandInThreadActsForParentChannel(t *testing.T) {
 	require.Equal(t, &bot.Ref{Platform: bot.Discord, Workspace: guildID, Channel: channelID, Message: ref.Message}, c.Thread)
 }
 
+// TestPressInThreadActsForParentChannel: a button on a message inside a
+// thread (a private answer to a command run there) acts for the parent
+// channel's org, as the command did; the message stays where it is.
+func TestPressInThreadActsForParentChannel(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	ctx := context.Background()
+	anchor, err := f.adapter.Post(ctx, bot.Dest{Channel: channelID}, bot.Message{Text: []bot.Line{{bot.T("card")}}, ThreadName: "Incident 7"})
+	require.NoError(t, err)
+	inThread, err := f.adapter.Post(ctx, bot.Dest{Channel: channelID, Thread: &anchor},
+		bot.Message{Text: []bot.Line{{bot.T("quiet incidents")}}, Buttons: []bot.Button{{Action: bot.ActNotifyNow, Label: "Notify now", Value: "7"}}})
+	require.NoError(t, err)
+	m, ok := f.fake.Message(inThread.Message)
+	require.True(t, ok)
+	require.NotEqual(t, channelID, m.ChannelID, "the message is in the thread")
+	in, err := f.fake.Interact(f.fake.ComponentPayload(m, analystID, customIDWithPrefix(m, "notify_now:")))
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	require.Len(t, f.h.actions, 1)
+	a := f.h.actions[0]
+	require.Equal(t, channelID, a.Channel, "acts for the parent channel")
+	require.Equal(t, m.ChannelID, a.Message.Channel, "the message is where it is")
+}
+
 func TestDeferredAnswerIsClosedWhenTheBotNeverAnswers(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *discord.Config) { c.DeferredTimeout = 200 * time.Millisecond })

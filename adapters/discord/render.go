@@ -485,8 +485,24 @@ type modalPayload struct {
 	Components []discordgo.MessageComponent `json:"components"`
 }
 
-// formCustomID encodes a form's id and state into a modal custom_id.
-func formCustomID(f bot.Form) string { return "f:" + f.ID + ":" + f.State }
+// formCustomID encodes a form's id and state into a modal custom_id. A
+// state's channel ("c", when the state is a query) is left out: Discord
+// reports the channel with every submission, and a 19-digit channel id
+// beside a file's SHA-256 would not fit the 100 characters.
+func formCustomID(f bot.Form) string { return "f:" + f.ID + ":" + withoutChannel(f.State) }
+
+// withoutChannel is state without its "c" parameter, when it has one.
+func withoutChannel(state string) string {
+	if !strings.Contains(state, "c=") {
+		return state
+	}
+	q, err := url.ParseQuery(state)
+	if err != nil || !q.Has("c") {
+		return state
+	}
+	q.Del("c")
+	return q.Encode()
+}
 
 // parseFormCustomID decodes what formCustomID encoded.
 func parseFormCustomID(id string) (form, state string, ok bool) {

@@ -113,6 +113,15 @@ func TestRenderForm(t *testing.T) {
 
 	_, err = renderForm(bot.Form{ID: "x", State: strings.Repeat("s", 100), Fields: f.Fields})
 	require.Error(t, err, "state too long for a custom_id")
+
+	// "Ask about this file" on a card: a 19-digit channel and a SHA-256
+	// would be 105 characters; the channel, which Discord reports with the
+	// submission, is left out.
+	sha := strings.Repeat("ab", 32)
+	m, err = renderForm(bot.Form{ID: "consult", State: "c=1234567890123456789&i=" + sha + "&k=file", Fields: f.Fields})
+	require.NoError(t, err)
+	_, state, _ = parseFormCustomID(m.CustomID)
+	require.Equal(t, "i="+sha+"&k=file", state)
 	_, err = renderForm(bot.Form{ID: "x", Fields: make([]bot.FormField, 6)})
 	require.Error(t, err, "six inputs")
 }
