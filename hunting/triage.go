@@ -67,6 +67,12 @@ func notOpen(id int64, status string, mergedInto *int64, by *string, class strin
 	switch {
 	case status == "merged" && mergedInto != nil:
 		return fmt.Errorf("incident %d was merged into incident %d: %w", id, *mergedInto, ErrNotOpen)
+	case by != nil && *by == resolvedByUpstream:
+		how := ""
+		if class != "" {
+			how = " as " + Classification(class).Label()
+		}
+		return fmt.Errorf("incident %d was resolved in the source (Defender or Graph)%s: %w", id, how, ErrNotOpen)
 	case by != nil && class != "":
 		return fmt.Errorf("incident %d was already resolved by %s as %s: %w", id, *by, Classification(class).Label(), ErrNotOpen)
 	}
@@ -88,6 +94,10 @@ func (s *Service) Resolve(ctx context.Context, org string, incidentID int64, cla
 	by = clip(strings.TrimSpace(by), maxShortLen)
 	if by == "" {
 		return fmt.Errorf("resolve incident %d: who resolves it is required", incidentID)
+	}
+	if strings.EqualFold(by, resolvedByUpstream) {
+		// A person's chat name must not pass for the source's resolution.
+		by += " (a person)"
 	}
 	comment = clipRunes(strings.TrimSpace(comment), maxResolveCommentRunes)
 	now := s.cfg.Now().UTC()

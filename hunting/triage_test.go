@@ -115,6 +115,9 @@ func TestResolvedUpstream(t *testing.T) {
 	require.Equal(t, "upstream", last.Payload.By)
 	require.True(t, last.Payload.Final)
 	require.Equal(t, "All 4 alerts were resolved in the source (Defender or Graph) as false positive: the incident is closed", last.Payload.Note)
+	err := f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "", "U0X")
+	require.ErrorIs(t, err, ErrNotOpen)
+	require.ErrorContains(t, err, "was resolved in the source (Defender or Graph) as false positive", "not 'resolved by upstream'")
 
 	// Graph's lower-case status works the same, on a fresh incident.
 	g := gen{ID: "solo", Device: "pc-solo", Severity: "Medium", At: at}
@@ -125,6 +128,13 @@ func TestResolvedUpstream(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "closed", v.Status)
 	require.Equal(t, ClassTruePositive, v.Classification)
+
+	// A person whose chat name is "Upstream" does not pass for the source.
+	p := f.ingest(t, gen{ID: "person", Device: "pc-p", Severity: "Medium", At: at}).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", p, ClassTruePositive, "", "Upstream"))
+	v, err = f.svc.Incident(f.ctx, "contoso", p)
+	require.NoError(t, err)
+	require.Equal(t, "Upstream (a person)", v.ResolvedBy)
 }
 
 // TestAlertUpdatesFlowThrough: an upstream classification of an alert as a
