@@ -297,7 +297,12 @@ func (b *Bot) incidentsMessage(w who, filter string, orgs []string, l IncidentLi
 		if l.Capped {
 			more = fmt.Sprintf("and more than %d more", l.More)
 		}
-		m.Footer = Line{T(more + " (this shows the newest " + fmt.Sprint(len(l.Incidents)) + "; /experts incidents quiet lists only what was not posted)")}
+		why := map[string]string{
+			IncidentsOpen:  "; /experts incidents quiet lists only those never posted",
+			IncidentsQuiet: "; older ones show here as newer ones are posted or resolved",
+			IncidentsAll:   "; /experts incidents open or quiet narrows it",
+		}[filter]
+		m.Footer = Line{T(more + " (this shows the newest " + fmt.Sprint(len(l.Incidents)) + why + ")")}
 	}
 	return m
 }
@@ -398,9 +403,8 @@ func (b *Bot) notifyNow(ctx context.Context, w who, value string) (*Message, err
 	if err := b.hunt.NotifyNow(ctx, org, id, b.named(ctx, w.user)); err != nil {
 		return nil, incidentNotFound(err)
 	}
-	d := o.NotifyDest()
-	return ptr(textMessage(fmt.Sprintf("Incident %s is being posted to %s's notification channel (%s %s) now; it is updated and repeated like any notification from here on.",
-		id, o.Name, d.Platform, d.Channel))), nil
+	return ptr(textMessage(fmt.Sprintf("Incident %s is being posted to %s's notification channel now; it is updated and repeated like any notification from here on.",
+		id, o.Name))), nil
 }
 
 // ---- the notification card ----
@@ -452,9 +456,11 @@ func cardResolution(inc IncidentView) ([]Field, []Section) {
 // cardButtons are the card's buttons by the incident's state: an open one
 // has them all (Resolve among them); a closed one keeps only those that
 // still work (Consult, Show full scope, Ask about a device or file); a
-// merged one has none: its card points at the incident it went into.
+// merged one has none: its card points at the incident it went into, and
+// neither has a test card (sample-notification): no incident stands
+// behind it for a button to act on.
 func cardButtons(inc IncidentView) []Button {
-	if inc.Status == "merged" {
+	if inc.Status == "merged" || inc.Test {
 		return nil
 	}
 	bs := []Button{{Action: ActConsult, Label: "Consult a threat expert", Value: inc.ID, Style: ButtonPrimary}}
@@ -462,9 +468,7 @@ func cardButtons(inc IncidentView) []Button {
 		if inc.AckedBy == "" {
 			bs = append(bs, Button{Action: ActAcknowledge, Label: "Acknowledge", Value: inc.ID})
 		}
-		if !inc.Test {
-			bs = append(bs, Button{Action: ActResolve, Label: "Resolve", Value: inc.ID, Style: ButtonDanger})
-		}
+		bs = append(bs, Button{Action: ActResolve, Label: "Resolve", Value: inc.ID, Style: ButtonDanger})
 	}
 	return append(bs, Button{Action: ActShowScope, Label: "Show full scope", Value: inc.ID})
 }

@@ -85,9 +85,7 @@ func (h *HuntingIncidents) List(ctx context.Context, org, filter string, limit i
 		l := IncidentLine{ID: strconv.FormatInt(v.ID, 10), Org: org, Title: v.Title, Severity: Severity(v.Severity), Score: v.Score,
 			Status: v.Status, Posted: v.Posted, LastActivity: v.LastActivity,
 			Resolution: resolution(v.Status, v.ResolvedBy, v.Classification, "")}
-		if v.FromExperts {
-			l.Reasons = append(l.Reasons, "raised by the expert hunting service")
-		}
+		// An expert incident's breakdown already says so first.
 		for _, r := range v.Reasons {
 			l.Reasons = append(l.Reasons, fmt.Sprintf("+%d %s", r.Points, r.Detail))
 		}

@@ -313,6 +313,7 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 
 	_, m = f.run(t, Slack, analyst, contosoSOC, "incidents")
 	require.Contains(t, plain(m), "Incident "+loud+" · score 100 · high · posted")
+	require.Equal(t, 1, strings.Count(plain(m), "raised by the expert hunting service"), "the why says it once: %s", plain(m))
 	require.Contains(t, plain(m), "Incident "+quiet)
 	require.Equal(t, []ActionID{ActConsult}, actionIDs(m.Items[0].Actions), "a posted incident offers no Notify now")
 
@@ -338,7 +339,7 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 	_, r1 := f.press(t, Slack, analyst, ActNotifyNow, it.Actions[0].Value, onList)
 	_, r2 := f.press(t, Slack, analyst, ActNotifyNow, it.Actions[0].Value, onList)
 	got := []string{answerText(t, r1), answerText(t, r2)}
-	require.Contains(t, strings.Join(got, "\n"), "Incident "+quiet+" is being posted to Contoso's notification channel")
+	require.Contains(t, strings.Join(got, "\n"), "Incident "+quiet+" is being posted to Contoso's notification channel now;", "no raw channel id")
 	require.Contains(t, strings.Join(got, "\n"), "Incident "+quiet+" was already posted as a notification")
 	card := f.card(t, quiet)
 	require.Contains(t, plain(card.Message), "Net view enumeration")

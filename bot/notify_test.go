@@ -129,4 +129,5 @@ func TestSampleNotification(t *testing.T) {
 	require.Contains(t, plain(m), "test notification for Contoso")
 	card := posted(t, f.slack, contosoSOC, nil, "[TEST] Sample targeted attack notification")
 	require.Contains(t, plain(card.Message), "No attack happened")
+	require.Empty(t, card.Message.Buttons, "no incident stands behind a test card for a button to act on")
 }

@@ -758,7 +758,7 @@ func notificationCard(inc IncidentView) Message {
 	// "Ask about this device / file": one button per entity, within a row.
 	for _, g := range inc.Scope {
 		kind := map[string]SubjectKind{"devices": SubjectDevice, "files": SubjectFile, "ips": SubjectIP}[g.Kind]
-		if kind == "" || len(g.Items) == 0 || inc.Status == "merged" {
+		if kind == "" || len(g.Items) == 0 || inc.Status == "merged" || inc.Test {
 			continue
 		}
 		id := strings.Fields(g.Items[0])[0]

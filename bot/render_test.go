@@ -62,3 +62,26 @@ func TestParagraphsCutLongUserText(t *testing.T) {
 	ls = paragraphs(strings.Repeat("x\n", 100))
 	require.Len(t, ls, maxParagraphs)
 }
+
+// TestIncidentsFooterFitsTheList: the "and N more" footer of a list of
+// incidents says what fits the list asked for; under quiet it does not send
+// the analyst to the command they just ran.
+func TestIncidentsFooterFitsTheList(t *testing.T) {
+	t.Parallel()
+	b := &Bot{}
+	w := who{user: User{Platform: Slack, ID: "U1"}, roles: []Role{RoleMember}, org: &Org{ID: "contoso", Name: "Contoso"}}
+	l := IncidentList{Incidents: []IncidentLine{{ID: "9", Org: "contoso", Title: "Odd LDAP queries", Status: "open"}}, More: 3}
+	quiet := plainLine(b.incidentsMessage(w, IncidentsQuiet, []string{"contoso"}, l).Footer)
+	require.Contains(t, quiet, "and 3 more (this shows the newest 1;")
+	require.NotContains(t, quiet, "/experts incidents quiet")
+	open := plainLine(b.incidentsMessage(w, IncidentsOpen, []string{"contoso"}, l).Footer)
+	require.Contains(t, open, "/experts incidents quiet lists only those never posted")
+}
+
+func plainLine(l Line) string {
+	var sb strings.Builder
+	for _, sp := range l {
+		sb.WriteString(sp.Text)
+	}
+	return sb.String()
+}
