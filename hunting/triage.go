@@ -224,6 +224,18 @@ func (s *Service) autoResolve(ctx context.Context, tx pgx.Tx, pt *pipeTx, sts []
 		st.Status, st.ResolvedBy = "closed", resolvedByUpstream
 		st.Classification = upstreamClassification(counts[st.ID])
 		classes[i] = string(st.Classification)
+		if st.PostedAt == nil && st.forced {
+			// A merged card points here (its incident went into this one
+			// in this batch): there must be a card to follow, posted as it
+			// now stands, closed, before its resolution note.
+			st.PostedAt, st.NotifiedAt = &now, &now
+			st.Seq++
+			st.Notified = st.snap()
+			if err := s.appendEvent(ctx, pt, EventNotify, s.payload(st, now)); err != nil {
+				return 0, err
+			}
+			events++
+		}
 		if st.PostedAt == nil {
 			continue
 		}

@@ -176,6 +176,52 @@ func TestAlertUpdatesFlowThrough(t *testing.T) {
 	t.Logf("score %d -> %d after the false positive: %s", before, v.Score, last.Payload.Note)
 }
 
+// TestMergedIntoAnIncidentResolvedUpstream: one pull merges a posted
+// incident into an older quiet one and resolves every alert upstream. The
+// merged card says to follow the survivor, so the survivor gets a card,
+// posted as it stands (closed), and its resolution note: the resolution is
+// not lost with a card that was never posted.
+func TestMergedIntoAnIncidentResolvedUpstream(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond; c.GroupInterval = time.Nanosecond })
+	at := t0.Add(-30 * time.Minute)
+	y1 := gen{ID: "y1", Device: "pcA", Severity: "Low", Category: "Discovery", At: at}
+	x1 := gen{ID: "x1", Device: "pcB", Severity: "High", Category: "Ransomware", At: at.Add(time.Minute), Files: []string{sha("locker")}}
+	y := f.ingest(t, y1).Items[0].IncidentID
+	x := f.ingest(t, x1).Items[0].IncidentID
+	f.clock.Advance(time.Second)
+	f.sweep(t)
+	vx, err := f.svc.Incident(f.ctx, "contoso", x)
+	require.NoError(t, err)
+	require.NotNil(t, vx.PostedAt)
+	vy, err := f.svc.Incident(f.ctx, "contoso", y)
+	require.NoError(t, err)
+	require.Nil(t, vy.PostedAt, "under the bar")
+	n := len(f.outbox(t))
+
+	y1.Status, x1.Status, y1.Class, x1.Class = "Resolved", "Resolved", "TruePositive", "TruePositive"
+	z := gen{ID: "z", Device: "pcA", Severity: "Low", Status: "Resolved", Class: "TruePositive", At: at.Add(2 * time.Minute), Files: []string{sha("locker")}}
+	f.clock.Advance(time.Second)
+	f.ingest(t, y1, x1, z)
+	rows := f.outbox(t)[n:]
+	require.Equal(t, []string{EventMerged, EventNotify, EventResolved}, kinds(rows))
+	require.Equal(t, Stream(x), rows[0].Stream)
+	require.Equal(t, y, rows[0].Payload.MergedInto)
+	require.Equal(t, Stream(y), rows[1].Stream)
+	require.Equal(t, "closed", rows[1].Payload.Status, "posted as it stands")
+	require.Equal(t, Stream(y), rows[2].Stream)
+	require.Contains(t, rows[2].Payload.Note, "resolved in the source (Defender or Graph) as true positive")
+	vy, err = f.svc.Incident(f.ctx, "contoso", y)
+	require.NoError(t, err)
+	require.Equal(t, "closed", vy.Status)
+	require.NotNil(t, vy.PostedAt)
+
+	// Nothing more comes of it later.
+	f.clock.Advance(time.Hour)
+	f.sweep(t)
+	require.Len(t, f.outbox(t), n+3)
+}
+
 // TestReclassifiedUpstreamUpdatesTheCard: what an upstream false positive
 // takes away reaches the card too, not only a lower severity: a tactic
 // that no longer counts, and the expert flag of an expert alert found
