@@ -334,9 +334,10 @@ type Incidents interface {
 	// NotifyNow posts a quiet incident as a notification; one already
 	// posted, closed or merged is refused with a Refusal.
 	NotifyNow(ctx context.Context, org, id string, by User) error
-	// List is org's incidents (open, quiet or all), newest first: at most
-	// limit of them, and how many more matched.
-	List(ctx context.Context, org, filter string, limit int) (IncidentList, error)
+	// List is org's incidents (open, quiet or all), newest first from the
+	// one before before (0: the newest): at most limit of them, and how
+	// many more matched.
+	List(ctx context.Context, org, filter string, before int64, limit int) (IncidentList, error)
 }
 
 // Refusal is an error a domain returns for a request the current state or

@@ -108,6 +108,9 @@ const (
 	// card); ActNotifyNow posts a quiet incident as a notification.
 	ActResolve   ActionID = "resolve_incident"
 	ActNotifyNow ActionID = "notify_now"
+	// ActOlderIncidents shows the next page of /experts incidents; its
+	// value is "<list>:<org named, or empty>:<the last incident shown>".
+	ActOlderIncidents ActionID = "older_incidents"
 	// ActDownloadSample is a desk card's Download sample button; its value
 	// is "EOD-12:34" (the case and the sample).
 	ActDownloadSample ActionID = "download_sample"

@@ -571,6 +571,8 @@ func actionOp(a ActionID) (op, bool) {
 		return opResolve, true
 	case ActNotifyNow:
 		return opNotifyNow, true
+	case ActOlderIncidents:
+		return opIncidents, true
 	case ActDownloadSample:
 		return opDownload, true
 	case ActAskAnyway, ActFollow, ActOpenNew, ActCancelAsk:
@@ -703,6 +705,8 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		return b.morePage(ctx, w, a)
 	case ActNotifyNow:
 		return b.notifyNow(ctx, w, a.Value)
+	case ActOlderIncidents:
+		return b.olderIncidents(ctx, w, a.Value)
 	case ActDownloadSample:
 		return b.downloadSample(ctx, w, a)
 	}

@@ -191,6 +191,29 @@ func (b *Bot) resolveSubmitted(ctx context.Context, w who, s Submission, state u
 // not; experts and managers may name an org, and see every org's without one
 // outside an org's channel.
 func (b *Bot) listIncidents(ctx context.Context, w who, r request) (Message, error) {
+	return b.listIncidentsBefore(ctx, w, r, 0)
+}
+
+// olderIncidents answers Older incidents under a list: the next page of
+// the same list, checked as the command was (a member's value naming
+// another org gets the command's answer).
+func (b *Bot) olderIncidents(ctx context.Context, w who, value string) (*Message, error) {
+	filter, rest, _ := strings.Cut(value, ":")
+	org, last, _ := strings.Cut(rest, ":")
+	before, ok := parseIncidentNum(last)
+	if !ok || (filter != IncidentsOpen && filter != IncidentsQuiet && filter != IncidentsAll) {
+		return nil, &Refusal{Msg: "That button does not name a list of incidents; run /experts incidents again."}
+	}
+	m, err := b.listIncidentsBefore(ctx, w, request{verb: vIncidents, filter: filter, org: org}, before)
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// listIncidentsBefore lists from the incident before before on (0: the
+// newest).
+func (b *Bot) listIncidentsBefore(ctx context.Context, w who, r request, before int64) (Message, error) {
 	if b.hunt == nil {
 		return Message{}, &Refusal{Msg: "Incidents are not enabled in this deployment: hunting is not configured."}
 	}
@@ -217,7 +240,7 @@ func (b *Bot) listIncidents(ctx context.Context, w who, r request) (Message, err
 	}
 	var all IncidentList
 	for _, org := range orgs {
-		l, err := b.hunt.List(ctx, org, r.filter, maxIncidentsListed)
+		l, err := b.hunt.List(ctx, org, r.filter, before, maxIncidentsListed)
 		if err != nil {
 			return Message{}, fmt.Errorf("list incidents of %s: %w", org, err)
 		}
@@ -232,7 +255,15 @@ func (b *Bot) listIncidents(ctx context.Context, w who, r request) (Message, err
 		all.Incidents = all.Incidents[:maxIncidentsListed]
 	}
 	b.withIncidentSightings(ctx, w, &all)
-	return b.incidentsMessage(w, r.filter, orgs, all), nil
+	m := b.incidentsMessage(w, r.filter, orgs, all)
+	if all.More > 0 && len(all.Incidents) > 0 {
+		last := all.Incidents[len(all.Incidents)-1].ID
+		m.Buttons = append(m.Buttons, Button{Action: ActOlderIncidents, Label: "Older incidents", Value: r.filter + ":" + r.org + ":" + last})
+	}
+	if before > 0 {
+		m.Title += " (older)"
+	}
+	return m, nil
 }
 
 func incidentNum(id string) int64 {
@@ -298,11 +329,10 @@ func (b *Bot) incidentsMessage(w who, filter string, orgs []string, l IncidentLi
 			more = fmt.Sprintf("and more than %d more", l.More)
 		}
 		why := map[string]string{
-			IncidentsOpen:  "; /experts incidents quiet lists only those never posted",
-			IncidentsQuiet: "; older ones show here as newer ones are posted or resolved",
-			IncidentsAll:   "; /experts incidents open or quiet narrows it",
+			IncidentsOpen: "; /experts incidents quiet lists only those never posted",
+			IncidentsAll:  "; /experts incidents open or quiet narrows it",
 		}[filter]
-		m.Footer = Line{T(more + " (this shows the newest " + fmt.Sprint(len(l.Incidents)) + why + ")")}
+		m.Footer = Line{T(more + " (Older incidents shows the next " + fmt.Sprint(min(l.More, maxIncidentsListed)) + why + ")")}
 	}
 	return m
 }

@@ -71,8 +71,8 @@ func (h *HuntingIncidents) NotifyNow(ctx context.Context, org, id string, by Use
 
 // List implements Incidents. It reads up to hunting's listing cap to say how
 // many more there are than limit.
-func (h *HuntingIncidents) List(ctx context.Context, org, filter string, limit int) (IncidentList, error) {
-	all, err := h.svc.Incidents(ctx, org, hunting.IncidentFilter(filter), hunting.MaxIncidentList)
+func (h *HuntingIncidents) List(ctx context.Context, org, filter string, before int64, limit int) (IncidentList, error) {
+	all, err := h.svc.IncidentsBefore(ctx, org, hunting.IncidentFilter(filter), before, hunting.MaxIncidentList)
 	if err != nil {
 		return IncidentList{}, fmt.Errorf("list incidents: %w", err)
 	}

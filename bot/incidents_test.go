@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -374,6 +375,47 @@ func TestIncidentsListQuietNotifyNowConsult(t *testing.T) {
 	_, m = f.run(t, Slack, expert1, deskChannel, "incidents all nosuchorg")
 	require.Contains(t, plain(m), "the org ids are contoso, fabrikam")
 }
+
+// TestOlderIncidentsPageThroughTheList: a list longer than a page says how
+// many more there are and offers Older incidents, which shows the next
+// page of the same list; a member's button naming another org is answered
+// as the command would be.
+func TestOlderIncidentsPageThroughTheList(t *testing.T) {
+	t.Parallel()
+	f := setupHunting(t)
+	var alerts []defenderAlert
+	for i := range 12 {
+		alerts = append(alerts, defenderAlert{ID: fmt.Sprintf("da00000000000001%02d_1", i), Severity: "Low", Category: "Discovery",
+			Device: fmt.Sprintf("ws-q%d.contoso.local", i), Title: fmt.Sprintf("Odd LDAP queries %d", i)})
+	}
+	ids := f.ingest(t, alerts...)
+	_, m := f.run(t, Slack, analyst, contosoSOC, "incidents quiet")
+	require.Len(t, m.Items, 10)
+	require.Contains(t, plainLine(m.Footer), "and 2 more (Older incidents shows the next 2)")
+	require.Equal(t, []ActionID{ActOlderIncidents}, actionIDs(m.Buttons))
+
+	onList := Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "list"}
+	_, r := f.press(t, Slack, analyst, ActOlderIncidents, m.Buttons[0].Value, onList)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Len(t, got.Message.Items, 2, plain(got.Message))
+	shown := plain(got.Message)
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if strings.Contains(shown, "Incident "+id+" ·") {
+			seen[id] = true
+		}
+	}
+	require.Len(t, seen, 2, "the two oldest: %s", shown)
+	require.Empty(t, got.Message.Buttons, "the last page")
+
+	_, r = f.press(t, Discord, fabAnalyst, ActOlderIncidents, "quiet:contoso:"+ids[len(ids)-1], Ref{Platform: Discord, Workspace: fabGuild, Channel: fabSOC, Message: "x"})
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), `"contoso" is not a list`, "as the command answers a member naming another org")
+}
+
+func plainLine(l Line) string { return plain(Message{Text: []Line{l}}) }
 
 // TestExpertNotifiesFromTheDesk: an expert lists every org's quiet
 // incidents from the desk and posts one into its org's channel.

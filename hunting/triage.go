@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -354,6 +355,15 @@ const MaxIncidentList = 500
 // MaxIncidentList; 0 means 50), with their score and why, and whether
 // they were posted.
 func (s *Service) Incidents(ctx context.Context, org string, filter IncidentFilter, limit int) ([]IncidentSummary, error) {
+	return s.IncidentsBefore(ctx, org, filter, 0, limit)
+}
+
+// IncidentsBefore is Incidents from the incident before id on (ids grow
+// with time: the next page of a list); before 0 is the newest.
+func (s *Service) IncidentsBefore(ctx context.Context, org string, filter IncidentFilter, before int64, limit int) ([]IncidentSummary, error) {
+	if before <= 0 {
+		before = math.MaxInt64
+	}
 	if limit <= 0 {
 		limit = 50
 	}
@@ -371,7 +381,7 @@ func (s *Service) Incidents(ctx context.Context, org string, filter IncidentFilt
 	rows, err := s.pool.Query(ctx, `
 SELECT id, status, title, severity, score, breakdown, posted_at, expert, alert_count, device_count, user_count,
     last_activity, created_at, classification, resolved_by, resolved_at, merged_into, follows
-FROM hunting_incidents WHERE org = $1 `+cond+` ORDER BY id DESC LIMIT $2`, org, limit)
+FROM hunting_incidents WHERE org = $1 AND id < $3 `+cond+` ORDER BY id DESC LIMIT $2`, org, limit, before)
 	if err != nil {
 		return nil, fmt.Errorf("hunting: list incidents of org %s: %w", org, err)
 	}
