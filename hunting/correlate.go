@@ -19,6 +19,10 @@ type corrAlert struct {
 	// Stay marks an update of an alert whose incident is closed or merged:
 	// it keeps that incident and links nothing.
 	Stay bool
+	// Follows is the closed incident of an update that brings activity
+	// from after its closing: the alert correlates as a new one, and a new
+	// incident it opens follows that one.
+	Follows int64
 }
 
 // candidate is an incident holding a join key, and when it saw the key.
@@ -119,6 +123,9 @@ func correlate(in correlationInput) correlation {
 		}
 		if a.Prev != 0 {
 			uf.union(i, node(a.Prev))
+		}
+		if a.Follows != 0 {
+			follows[i] = max(follows[i], a.Follows)
 		}
 		for _, e := range a.Keys {
 			k := ekey{string(e.Kind), e.Value}

@@ -71,6 +71,7 @@ type gen struct {
 	IPs      []string
 	Users    []string // account names
 	Techs    []string
+	Last     time.Time // last activity (lastEventTime); zero: At
 }
 
 func (g gen) raw() json.RawMessage {
@@ -94,6 +95,10 @@ func (g gen) raw() json.RawMessage {
 	if status == "" {
 		status = "New"
 	}
+	last := g.Last
+	if last.IsZero() {
+		last = at
+	}
 	dev := g.DeviceID
 	if dev == "" && g.Device != "" {
 		dev = fmt.Sprintf("%040x", hashString(g.Device))
@@ -114,7 +119,7 @@ func (g gen) raw() json.RawMessage {
 		"id": g.ID, "incidentId": 42, "severity": sev, "status": status, "detectionSource": src,
 		"category": g.Category, "title": g.Title, "description": "test alert",
 		"alertCreationTime": at.Add(time.Minute).Format(time.RFC3339Nano), "firstEventTime": at.Format(time.RFC3339Nano),
-		"lastEventTime": at.Format(time.RFC3339Nano), "lastUpdateTime": at.Add(2 * time.Minute).Format(time.RFC3339Nano),
+		"lastEventTime": last.Format(time.RFC3339Nano), "lastUpdateTime": last.Add(2 * time.Minute).Format(time.RFC3339Nano),
 		"machineId": dev, "computerDnsName": g.Device, "aadTenantId": tenant, "mitreTechniques": g.Techs, "evidence": ev,
 	}
 	if g.Class != "" {

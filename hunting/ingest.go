@@ -332,6 +332,9 @@ type work struct {
 	// wasResolved: the stored version was resolved upstream. triage: the
 	// update changes its status, classification, severity or category.
 	wasResolved, triage bool
+	// reawake: an update of an alert of a closed incident that brings
+	// activity from after the closing (classify).
+	reawake bool
 }
 
 func alertHash(a *Alert) []byte {

@@ -160,6 +160,8 @@ type knownAlert struct {
 	hash []byte
 	lu   *time.Time
 	open bool
+	// closedAt: when its incident was closed (nil while open or merged).
+	closedAt *time.Time
 	// What the incident's aggregates depend on: a change of any of them
 	// (a status or classification set upstream, a severity lowered)
 	// recomputes the incident's aggregates from its alerts.
@@ -181,7 +183,7 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 		for rows.Next() {
 			var id string
 			var k knownAlert
-			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.status, &k.class, &k.severity, &k.category); err != nil {
+			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.closedAt, &k.status, &k.class, &k.severity, &k.category); err != nil {
 				return fmt.Errorf("scan known alert: %w", err)
 			}
 			have[id] = k
@@ -203,10 +205,11 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 // lateral lookup a probe of its own rather than a join the planner may
 // turn into a scan.
 const knownAlertsSQL = `
-SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.status, k.classification, k.severity, k.category
+SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.closed_at, k.status, k.classification, k.severity, k.category
 FROM (SELECT DISTINCT unnest($2::text[])) AS x(id)
 CROSS JOIN LATERAL (
-    SELECT a.incident_id, a.content_hash, a.last_update, i.status = 'open' AS open, a.status, a.classification,
+    SELECT a.incident_id, a.content_hash, a.last_update, i.status = 'open' AS open,
+        CASE WHEN i.status = 'closed' THEN i.closed_at END AS closed_at, a.status, a.classification,
         a.severity, a.category
     FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
     WHERE a.org = $1 AND a.id = x.id
@@ -234,6 +237,10 @@ func classify(ws []*work, have map[string]knownAlert) []*work {
 		}
 		w.res.Status, w.res.Reason = StatusUpdated, ""
 		w.update, w.prevInc, w.prevOK = true, k.inc, k.open
+		// Activity after its incident was closed is new activity: the
+		// closed incident is never reopened, the alert moves on to a new
+		// incident that follows it (or an open one it links to).
+		w.reawake = k.closedAt != nil && maxTime(w.a.when(), w.a.LastActivity).After(*k.closedAt)
 		w.wasResolved = k.status == alertResolved
 		w.triage = k.status != w.a.Status || k.class != w.a.Classification || k.severity != string(w.a.Severity) || k.category != w.a.Category
 		live = append(live, w)
@@ -257,8 +264,9 @@ type prevalence struct {
 }
 
 // correlates reports whether the item takes part in correlation (an
-// update of an alert of a closed incident stays there and links nothing).
-func (w *work) correlates() bool { return !w.update || w.prevOK }
+// update of an alert of a closed incident stays there and links nothing,
+// unless it brings activity from after the closing).
+func (w *work) correlates() bool { return !w.update || w.prevOK || w.reawake }
 
 // measure records on which device each strong entity of the batch was
 // seen, then finds the entities seen on too many devices in the window
@@ -442,7 +450,10 @@ func (s *Service) correlationInput(ws []*work, p prevalence, cands candidates) c
 		Rare: p.rare, ChainWindow: s.cfg.ChainWindow}
 	for i, w := range ws {
 		a := corrAlert{When: w.a.when(), Keys: w.keys, Stay: !w.correlates()}
-		if w.update {
+		switch {
+		case w.reawake:
+			a.Follows = w.prevInc
+		case w.update:
 			a.Prev = w.prevInc
 		}
 		in.Alerts[i] = a
@@ -504,6 +515,9 @@ func lockIncidents(ctx context.Context, tx pgx.Tx, org string, ws []*work, merge
 	touched := map[int64]bool{}
 	for _, w := range ws {
 		touched[w.inc] = true
+		if w.reawake {
+			touched[w.prevInc] = true // it loses the alert
+		}
 	}
 	for _, m := range merges {
 		touched[m.from] = true
@@ -526,6 +540,11 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Tim
 		fold.alerts[w.inc] = append(fold.alerts[w.inc], w)
 		if w.triage {
 			fold.recompute[w.inc] = true
+		}
+		if w.reawake && w.inc != w.prevInc {
+			// The alert moved: both incidents are counted again from their
+			// stored alerts (the closed one keeps its status and card).
+			fold.recompute[w.inc], fold.recompute[w.prevInc] = true, true
 		}
 	}
 	byID := make(map[int64]*incState, len(sts))

@@ -222,6 +222,55 @@ func TestMergedIntoAnIncidentResolvedUpstream(t *testing.T) {
 	require.Len(t, f.outbox(t), n+3)
 }
 
+// TestActivityAfterCloseInAnUpdate: an upstream update of an alert of a
+// closed incident that brings activity from after the closing (Defender
+// kept adding evidence: a new file and account, now High) is new activity:
+// it opens a new incident that follows the closed one, which is never
+// reopened. An update without such activity (resolved upstream) stays in
+// the closed incident.
+func TestActivityAfterCloseInAnUpdate(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond })
+	at := t0.Add(-3 * time.Hour)
+	r1 := gen{ID: "r1", Device: "pc1", Severity: "Medium", Category: "Execution", At: at, Files: []string{sha("x")}}
+	r2 := gen{ID: "r2", Device: "pc1", Severity: "Low", Category: "Execution", At: at.Add(time.Minute), Files: []string{sha("x")}}
+	inc := f.ingest(t, r1, r2).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "cleaned", "U1"))
+
+	// Resolved upstream, nothing new: it stays.
+	r2.Status, r2.Class = "Resolved", "TruePositive"
+	f.clock.Advance(time.Minute)
+	res := f.ingest(t, r2)
+	require.Equal(t, StatusUpdated, res.Items[0].Status)
+	require.Equal(t, inc, res.Items[0].IncidentID)
+
+	// New evidence from after the closing.
+	r1.Severity, r1.Category = "High", "Ransomware"
+	r1.Files, r1.Users = []string{sha("x"), sha("y")}, []string{"bob"}
+	r1.Last = f.clock.Now().Add(5 * time.Minute)
+	f.clock.Advance(10 * time.Minute)
+	res = f.ingest(t, r1)
+	require.Equal(t, StatusUpdated, res.Items[0].Status)
+	next := res.Items[0].IncidentID
+	require.NotEqual(t, inc, next, "a closed incident is never reopened")
+	v, err := f.svc.Incident(f.ctx, "contoso", next)
+	require.NoError(t, err)
+	require.Equal(t, "open", v.Status)
+	require.Equal(t, inc, v.Follows)
+	require.Equal(t, SeverityHigh, v.Severity)
+	require.Equal(t, 1, v.AlertCount)
+	closed, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, "closed", closed.Status)
+	require.Equal(t, 1, closed.AlertCount, "r2 stays; r1 moved on")
+	require.Equal(t, SeverityLow, closed.Severity, "the closed incident does not take the new severity")
+	f.clock.Advance(time.Second)
+	f.sweep(t)
+	rows := f.outbox(t)
+	require.Equal(t, EventNotify, rows[len(rows)-1].Kind, "the new incident is posted (High ransomware)")
+	require.Equal(t, inc, rows[len(rows)-1].Payload.Follows)
+}
+
 // TestReclassifiedUpstreamUpdatesTheCard: what an upstream false positive
 // takes away reaches the card too, not only a lower severity: a tactic
 // that no longer counts, and the expert flag of an expert alert found
