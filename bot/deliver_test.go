@@ -451,6 +451,28 @@ func TestDeliveryUnknownOutcome(t *testing.T) {
 	}
 }
 
+// TestAttemptMarkAlwaysWrites: marking an attempt writes a row version
+// every time, also on a later attempt of the same part, so that its
+// synchronous commit flushes the WAL past whatever the post shows (an
+// ingest may have committed without waiting for the disk). With ON
+// CONFLICT DO NOTHING a retry wrote nothing, and flushed nothing.
+func TestAttemptMarkAlwaysWrites(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	id := appendSample(t, f.db, "sample:contoso")
+	f.waitFor(t, "row delivered", func() bool { return readRow(t, f.db, id).delivered })
+	ctx := context.Background()
+	xmin := func() string {
+		var x string
+		require.NoError(t, f.db.QueryRow(ctx, `SELECT xmin::text FROM bot_attempt WHERE outbox_id = $1 AND part = 'p'`, id).Scan(&x))
+		return x
+	}
+	require.NoError(t, f.bot.MarkAttempt(ctx, id, "p"))
+	first := xmin()
+	require.NoError(t, f.bot.MarkAttempt(ctx, id, "p"))
+	require.NotEqual(t, first, xmin(), "the retry wrote (and so flushed)")
+}
+
 // TestEditAfterAFoundPostIsSent: a card whose post lost its answer is found
 // by the retry, which renders the incident as it is by then (acknowledged
 // meanwhile). What that render shows is not what the found message shows,

@@ -40,9 +40,14 @@ func (b *Bot) attempts(ctx context.Context, id int64) (map[string]time.Time, err
 }
 
 // markAttempt records, before the platform is called, that part of row id is
-// being posted. The first attempt's time is kept.
+// being posted. The first attempt's time is kept. It always writes, a
+// synchronous commit, also on a later attempt: that flushes the WAL past
+// whatever the message shows, which an ingest may have committed without
+// waiting for the disk (hunting's durable), so nothing is posted that a
+// crash of the database could take back.
 func (b *Bot) markAttempt(ctx context.Context, id int64, part string) error {
-	if _, err := b.db.Exec(ctx, `INSERT INTO bot_attempt (outbox_id, part) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id, part); err != nil {
+	if _, err := b.db.Exec(ctx, `INSERT INTO bot_attempt (outbox_id, part) VALUES ($1, $2)
+ON CONFLICT (outbox_id, part) DO UPDATE SET part = EXCLUDED.part`, id, part); err != nil {
 		return fmt.Errorf("record the attempt to post %d/%s: %w", id, part, err)
 	}
 	return nil

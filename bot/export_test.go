@@ -76,3 +76,9 @@ func (b *Bot) InboundIdle(ctx context.Context) bool {
 	err := b.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n)
 	return err == nil && n == 0
 }
+
+// MarkAttempt records an attempt to post part of row id, as a delivery
+// worker does before it calls the platform.
+func (b *Bot) MarkAttempt(ctx context.Context, id int64, part string) error {
+	return b.markAttempt(ctx, id, part)
+}

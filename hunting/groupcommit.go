@@ -189,6 +189,10 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 					errs[i] = err
 				}
 			}
+			// What the caches learned from these commits may have been
+			// lost with the database: they start again from nothing (they
+			// only spare writes).
+			s.cache.forget()
 		}
 	}
 	for i, r := range grp {
@@ -232,18 +236,30 @@ func (s *Service) commitGroupOf(ctx context.Context, org string, grp []*groupReq
 // is on disk. An ingest transaction commits without waiting for its WAL
 // to be flushed (synchronous_commit off, for itself only): the org's next
 // transaction need not wait for this one's fsync to start. No request is
-// answered before durable returns: a transaction that writes (it takes a
-// transaction id) and commits synchronously flushes the WAL up to its own
-// commit record, which comes after every commit before it. PostgreSQL
+// answered before durable returns. A transaction that wrote WAL and
+// commits synchronously flushes the WAL up to its own commit record, which
+// comes after every commit before it; a transaction id alone is not
+// enough (PostgreSQL commits a transaction that wrote no WAL of its own
+// without a flush), so it writes a transactional logical message: one WAL
+// record, no table, any wal_level, no privilege needed. PostgreSQL
 // flushes for several committers at once, so concurrent groups share one
 // fsync. A delivery never acts on data not yet durable either: it records
-// its attempt, a synchronous commit, before it posts.
+// its attempt, a synchronous write, before it posts.
 func (s *Service) durable(ctx context.Context) error {
 	if _, err := s.pool.Exec(ctx, durableSQL); err != nil {
-		return fmt.Errorf("hunting: wait for the ingest to reach the disk: %w", err)
+		return &notConfirmedError{err: fmt.Errorf("hunting: wait for the ingest to reach the disk: %w", err)}
 	}
 	return nil
 }
+
+// notConfirmedError is an ingest that committed but whose flush to disk
+// was not confirmed: it may be stored, or lost with a crash of the
+// database; the sender is told to send it again (stored items then come
+// back unchanged).
+type notConfirmedError struct{ err error }
+
+func (e *notConfirmedError) Error() string { return e.err.Error() }
+func (e *notConfirmedError) Unwrap() error { return e.err }
 
 // asyncBeginSQL begins an ingest transaction whose commit does not wait
 // for its WAL to be flushed (one round trip).
@@ -251,7 +267,7 @@ const asyncBeginSQL = `BEGIN; SET LOCAL synchronous_commit TO off`
 
 // durableSQL is one round trip (the simple protocol runs the statements in
 // order).
-const durableSQL = `BEGIN; SET LOCAL synchronous_commit TO on; SELECT pg_current_xact_id(); COMMIT`
+const durableSQL = `BEGIN; SET LOCAL synchronous_commit TO on; SELECT pg_logical_emit_message(true, 'threatdesk', ''); COMMIT`
 
 // safeCommitGroup is commitGroup with a panic turned into an error, so
 // that the org's queue always moves on.

@@ -132,6 +132,11 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 	case errors.As(err, &se):
 		s.log.Warn("alert intake refused: an org's token posted another tenant's alert", "org", se.Org, "item", se.Index, "tenant", se.Tenant)
 		return writeJSON(w, http.StatusForbidden, ErrorBody{Error: se.Error()})
+	case errors.As(err, new(*notConfirmedError)):
+		s.log.Warn("alert intake: the database did not confirm the alerts on disk; asked the sender to retry", "items", len(items), "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		return writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: fmt.Sprintf(
+			"the database did not confirm that the alerts reached its disk; they may be stored: send them again after %d seconds (stored ones come back unchanged)", RetryAfterUnavailable)})
 	case err != nil && storeUnavailable(err) && r.Context().Err() == nil:
 		s.log.Warn("alert intake: the database is unreachable; asked the sender to retry", "items", len(items), "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))

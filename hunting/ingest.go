@@ -333,8 +333,19 @@ type work struct {
 	// update changes its status, classification, severity or category.
 	wasResolved, triage bool
 	// reawake: an update of an alert of a closed incident that brings
-	// activity from after the closing (classify).
+	// activity from after the closing (classify); at is that activity's
+	// time, at which it correlates.
 	reawake bool
+	at      time.Time
+}
+
+// when is the time the item correlates at: the alert's, or the new
+// activity of a reawakened one.
+func (w *work) when() time.Time {
+	if !w.at.IsZero() {
+		return w.at
+	}
+	return w.a.when()
 }
 
 func alertHash(a *Alert) []byte {
@@ -616,7 +627,7 @@ func (c *prevalenceCache) queueIncidentEntities(b *pgx.Batch, org string, ws []*
 	m := map[entKey]*entAgg{}
 	order := []entKey{}
 	for _, w := range ws {
-		t := w.a.when()
+		t := w.when()
 		for _, e := range w.a.Entities {
 			if !e.JoinKey {
 				continue // scope detail: kept in the alert's evidence
@@ -858,6 +869,16 @@ type cacheUpdate struct {
 
 func newCacheUpdate() *cacheUpdate {
 	return &cacheUpdate{recorded: map[devK]time.Time{}, common: map[devK]time.Time{}, entities: map[entKey]entSeen{}}
+}
+
+// forget empties the cache, after commits whose flush to disk was not
+// confirmed: what they taught it may have been lost with the database.
+func (c *prevalenceCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.recorded)
+	clear(c.common)
+	clear(c.entities)
 }
 
 func (c *prevalenceCache) apply(u *cacheUpdate) {

@@ -154,6 +154,9 @@ func (a *Alert) benign() bool {
 }
 
 // when is the time correlation uses: first activity, else creation.
+// activity is the alert's latest activity: its last, or its first.
+func (a *Alert) activity() time.Time { return maxTime(a.when(), a.LastActivity) }
+
 func (a *Alert) when() time.Time {
 	if !a.FirstActivity.IsZero() {
 		return a.FirstActivity

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -212,11 +213,16 @@ func TestIntakeAnswersOnlyWhatIsOnDisk(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		return rec
 	}
-	o.armCut([]byte("pg_current_xact_id"))
+	o.armCut([]byte("pg_logical_emit_message"))
 	rec := send()
 	require.Equal(t, 1, o.cutCount(), "the answer waited for the disk")
 	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
 	require.Equal(t, "5", rec.Header().Get("Retry-After"))
+	require.Contains(t, rec.Body.String(), "they may be stored: send them again", "not 'nothing was stored'")
+	f.svc.cache.mu.Lock()
+	learned := len(f.svc.cache.entities) + len(f.svc.cache.recorded)
+	f.svc.cache.mu.Unlock()
+	require.Zero(t, learned, "what the unconfirmed commit taught the caches is forgotten")
 
 	o.setDown(false)
 	for i := 0; ; i++ {
@@ -236,6 +242,26 @@ func TestIntakeAnswersOnlyWhatIsOnDisk(t *testing.T) {
 		require.Positive(t, it.IncidentID)
 	}
 	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+}
+
+// TestDurableFlushesTheWAL: the barrier before answering flushes the WAL
+// past a transaction that committed without waiting for it. (A barrier that
+// only takes a transaction id writes no WAL of its own, and PostgreSQL
+// commits it without a flush.)
+func TestDurableFlushesTheWAL(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var lsn string
+	err := pgx.BeginTxFunc(f.ctx, f.pool, pgx.TxOptions{BeginQuery: asyncBeginSQL}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(f.ctx, `SELECT pg_logical_emit_message(true, 'test', 'async')`)
+		return err
+	})
+	require.NoError(t, err)
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn))
+	require.NoError(t, f.svc.durable(f.ctx))
+	var flushed bool
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).Scan(&flushed))
+	require.True(t, flushed, "the WAL is flushed past the asynchronous commit")
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {

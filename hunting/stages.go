@@ -160,8 +160,10 @@ type knownAlert struct {
 	hash []byte
 	lu   *time.Time
 	open bool
-	// closedAt: when its incident was closed (nil while open or merged).
+	// closedAt: when its incident was closed (nil while open or merged);
+	// lastAct: the stored version's latest activity.
 	closedAt *time.Time
+	lastAct  time.Time
 	// What the incident's aggregates depend on: a change of any of them
 	// (a status or classification set upstream, a severity lowered)
 	// recomputes the incident's aggregates from its alerts.
@@ -183,7 +185,7 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 		for rows.Next() {
 			var id string
 			var k knownAlert
-			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.closedAt, &k.status, &k.class, &k.severity, &k.category); err != nil {
+			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.closedAt, &k.lastAct, &k.status, &k.class, &k.severity, &k.category); err != nil {
 				return fmt.Errorf("scan known alert: %w", err)
 			}
 			have[id] = k
@@ -205,11 +207,12 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 // lateral lookup a probe of its own rather than a join the planner may
 // turn into a scan.
 const knownAlertsSQL = `
-SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.closed_at, k.status, k.classification, k.severity, k.category
+SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.closed_at, k.last_act, k.status, k.classification, k.severity, k.category
 FROM (SELECT DISTINCT unnest($2::text[])) AS x(id)
 CROSS JOIN LATERAL (
     SELECT a.incident_id, a.content_hash, a.last_update, i.status = 'open' AS open,
-        CASE WHEN i.status = 'closed' THEN i.closed_at END AS closed_at, a.status, a.classification,
+        CASE WHEN i.status = 'closed' THEN i.closed_at END AS closed_at,
+        greatest(a.first_activity, a.last_activity) AS last_act, a.status, a.classification,
         a.severity, a.category
     FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
     WHERE a.org = $1 AND a.id = x.id
@@ -237,10 +240,13 @@ func classify(ws []*work, have map[string]knownAlert) []*work {
 		}
 		w.res.Status, w.res.Reason = StatusUpdated, ""
 		w.update, w.prevInc, w.prevOK = true, k.inc, k.open
-		// Activity after its incident was closed is new activity: the
-		// closed incident is never reopened, the alert moves on to a new
-		// incident that follows it (or an open one it links to).
-		w.reawake = k.closedAt != nil && maxTime(w.a.when(), w.a.LastActivity).After(*k.closedAt)
+		// Activity after its incident was closed, and after what the
+		// stored version knew, is new activity: the closed incident is
+		// never reopened, the alert moves on to a new incident that
+		// follows it (or an open one it links to), at that activity's time.
+		if act := w.a.activity(); k.closedAt != nil && act.After(*k.closedAt) && act.After(k.lastAct) {
+			w.reawake, w.at = true, act
+		}
 		w.wasResolved = k.status == alertResolved
 		w.triage = k.status != w.a.Status || k.class != w.a.Classification || k.severity != string(w.a.Severity) || k.category != w.a.Category
 		live = append(live, w)
@@ -449,7 +455,7 @@ func (s *Service) correlationInput(ws []*work, p prevalence, cands candidates) c
 	in := correlationInput{Alerts: make([]corrAlert, len(ws)), Candidates: cands, Common: p.common, Window: s.cfg.Window,
 		Rare: p.rare, ChainWindow: s.cfg.ChainWindow}
 	for i, w := range ws {
-		a := corrAlert{When: w.a.when(), Keys: w.keys, Stay: !w.correlates()}
+		a := corrAlert{When: w.when(), Keys: w.keys, Stay: !w.correlates()}
 		switch {
 		case w.reawake:
 			a.Follows = w.prevInc
@@ -599,9 +605,9 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, org string, now time.Tim
 func (s *Service) queueSightings(pb *pgx.Batch, org string, ws []*work, now time.Time, after *cacheUpdate) (minT, maxT time.Time) {
 	type dkey struct{ kind, value, dev string }
 	seen := map[dkey]time.Time{}
-	minT, maxT = ws[0].a.when(), ws[0].a.when()
+	minT, maxT = ws[0].when(), ws[0].when()
 	for _, w := range ws {
-		t := w.a.when()
+		t := w.when()
 		minT, maxT = minTime(minT, t), maxTime(maxT, t)
 		dev := w.a.DeviceID
 		if dev == "" {

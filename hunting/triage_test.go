@@ -269,6 +269,27 @@ func TestActivityAfterCloseInAnUpdate(t *testing.T) {
 	rows := f.outbox(t)
 	require.Equal(t, EventNotify, rows[len(rows)-1].Kind, "the new incident is posted (High ransomware)")
 	require.Equal(t, inc, rows[len(rows)-1].Payload.Follows)
+
+	// The new activity correlates at its own time: an old alert of pc9
+	// coming back to life joins the incident pc9 has now, not a third.
+	old := gen{ID: "old9", Device: "pc9", Severity: "Low", Category: "Execution", At: f.clock.Now().Add(-96 * time.Hour)}
+	inc9 := f.ingest(t, old).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc9, ClassFalsePositive, "", "U1"))
+	f.clock.Advance(time.Hour)
+	now9 := f.ingest(t, gen{ID: "new9", Device: "pc9", Severity: "Medium", Category: "Execution", At: f.clock.Now().Add(-time.Minute)}).Items[0].IncidentID
+	require.NotEqual(t, inc9, now9)
+	old.Last = f.clock.Now()
+	f.clock.Advance(time.Minute)
+	require.Equal(t, now9, f.ingest(t, old).Items[0].IncidentID)
+
+	// Stored with an activity time after the closing (a sender's clock
+	// ahead), then updated with nothing new: it stays.
+	ahead := gen{ID: "ahead", Device: "pc7", Severity: "Low", Category: "Execution", At: f.clock.Now().Add(30 * time.Minute)}
+	incA := f.ingest(t, ahead).Items[0].IncidentID
+	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", incA, ClassFalsePositive, "", "U1"))
+	ahead.Status = "InProgress"
+	f.clock.Advance(time.Minute)
+	require.Equal(t, incA, f.ingest(t, ahead).Items[0].IncidentID, "nothing after what was stored")
 }
 
 // TestReclassifiedUpstreamUpdatesTheCard: what an upstream false positive
