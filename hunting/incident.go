@@ -444,11 +444,30 @@ func recompute(ctx context.Context, tx pgx.Tx, sts []*incState) error {
 	}
 	byID := map[int64]*incState{}
 	ids := make([]int64, len(sts))
+	type kept struct {
+		rank        int
+		base, fam   string
+		t, fa, last time.Time
+	}
+	was := make([]kept, len(sts))
 	for i, st := range sts {
 		byID[st.ID], ids[i] = st, st.ID
 		st.AlertCount, st.MediumPlus, st.Commodity, st.ResolvedAlerts = 0, 0, 0, 0
 		st.Impact, st.ImpactDetail, st.Severity, st.tacticSeen, st.Expert = 0, "", "", nil, false
+		// The title and the activity span come from the alerts it holds
+		// now (one that moved on to a new incident takes its own along);
+		// an incident left with none keeps its own.
+		was[i] = kept{st.titleRank, st.titleBase, st.titleFamily, st.titleTime, st.FirstActivity, st.LastActivity}
+		st.titleRank, st.titleTime, st.FirstActivity, st.LastActivity = -1, time.Time{}, time.Time{}, time.Time{}
 	}
+	defer func() {
+		for i, st := range sts {
+			if st.AlertCount == 0 {
+				w := was[i]
+				st.titleRank, st.titleBase, st.titleFamily, st.titleTime, st.FirstActivity, st.LastActivity = w.rank, w.base, w.fam, w.t, w.fa, w.last
+			}
+		}
+	}()
 	rows, err := tx.Query(ctx, `
 SELECT incident_id, severity, category, tactic, threat_family, title, detection_source, expert, status, classification,
     first_activity, coalesce(last_activity, first_activity)

@@ -232,8 +232,8 @@ func TestActivityAfterCloseInAnUpdate(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond })
 	at := t0.Add(-3 * time.Hour)
-	r1 := gen{ID: "r1", Device: "pc1", Severity: "Medium", Category: "Execution", At: at, Files: []string{sha("x")}}
-	r2 := gen{ID: "r2", Device: "pc1", Severity: "Low", Category: "Execution", At: at.Add(time.Minute), Files: []string{sha("x")}}
+	r1 := gen{ID: "r1", Device: "pc1", Severity: "Medium", Category: "Execution", Title: "Suspicious script", At: at, Files: []string{sha("x")}}
+	r2 := gen{ID: "r2", Device: "pc1", Severity: "Low", Category: "Execution", Title: "Odd login", At: at.Add(time.Minute), Files: []string{sha("x")}}
 	inc := f.ingest(t, r1, r2).Items[0].IncidentID
 	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "cleaned", "U1"))
 
@@ -264,6 +264,7 @@ func TestActivityAfterCloseInAnUpdate(t *testing.T) {
 	require.Equal(t, "closed", closed.Status)
 	require.Equal(t, 1, closed.AlertCount, "r2 stays; r1 moved on")
 	require.Equal(t, SeverityLow, closed.Severity, "the closed incident does not take the new severity")
+	require.Contains(t, closed.Title, "Odd login", "its title comes from the alert it still holds")
 	f.clock.Advance(time.Second)
 	f.sweep(t)
 	rows := f.outbox(t)
@@ -272,7 +273,7 @@ func TestActivityAfterCloseInAnUpdate(t *testing.T) {
 
 	// The new activity correlates at its own time: an old alert of pc9
 	// coming back to life joins the incident pc9 has now, not a third.
-	old := gen{ID: "old9", Device: "pc9", Severity: "Low", Category: "Execution", At: f.clock.Now().Add(-96 * time.Hour)}
+	old := gen{ID: "old9", Device: "pc9", Severity: "Low", Category: "Execution", Title: "Old nine", At: f.clock.Now().Add(-96 * time.Hour)}
 	inc9 := f.ingest(t, old).Items[0].IncidentID
 	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc9, ClassFalsePositive, "", "U1"))
 	f.clock.Advance(time.Hour)
@@ -281,6 +282,11 @@ func TestActivityAfterCloseInAnUpdate(t *testing.T) {
 	old.Last = f.clock.Now()
 	f.clock.Advance(time.Minute)
 	require.Equal(t, now9, f.ingest(t, old).Items[0].IncidentID)
+	emptied, err := f.svc.Incident(f.ctx, "contoso", inc9)
+	require.NoError(t, err)
+	require.Zero(t, emptied.AlertCount)
+	require.Contains(t, emptied.Title, "Old nine", "an incident left with no alert keeps its title")
+	require.True(t, old.At.Equal(emptied.FirstActivity), "and its activity span: %v", emptied.FirstActivity)
 
 	// Stored with an activity time after the closing (a sender's clock
 	// ahead), then updated with nothing new: it stays.
