@@ -46,8 +46,13 @@ func (b *Bot) attempts(ctx context.Context, id int64) (map[string]time.Time, err
 // waiting for the disk (hunting's durable), so nothing is posted that a
 // crash of the database could take back.
 func (b *Bot) markAttempt(ctx context.Context, id int64, part string) error {
-	if _, err := b.db.Exec(ctx, `INSERT INTO bot_attempt (outbox_id, part) VALUES ($1, $2)
-ON CONFLICT (outbox_id, part) DO UPDATE SET part = EXCLUDED.part`, id, part); err != nil {
+	// Synchronous whatever the server's default: the flush is the point.
+	err := pgx.BeginTxFunc(ctx, b.db, pgx.TxOptions{BeginQuery: `BEGIN; SET LOCAL synchronous_commit TO on`}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO bot_attempt (outbox_id, part) VALUES ($1, $2)
+ON CONFLICT (outbox_id, part) DO UPDATE SET part = EXCLUDED.part`, id, part)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("record the attempt to post %d/%s: %w", id, part, err)
 	}
 	return nil

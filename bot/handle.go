@@ -786,13 +786,20 @@ func keepWritten(m Message, row inboundRow) Message {
 	if s == nil {
 		return m
 	}
-	text := strings.TrimSpace(s.Values[submitField(s.FormID)])
-	if text == "" {
+	var texts []string
+	for _, f := range []string{submitField(s.FormID), fieldFile} {
+		if t := strings.TrimSpace(s.Values[f]); t != "" && (f != fieldFile || s.FormID == formSample) {
+			texts = append(texts, t)
+		}
+	}
+	if len(texts) == 0 {
 		return m
 	}
 	m.Text = append(m.Text, Line{B("What you wrote, to send it again:")})
-	for _, l := range strings.Split(text, "\n") {
-		m.Text = append(m.Text, Line{U(l)})
+	for _, t := range texts {
+		for _, l := range strings.Split(t, "\n") {
+			m.Text = append(m.Text, Line{U(l)})
+		}
 	}
 	return m
 }

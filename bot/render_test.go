@@ -84,3 +84,26 @@ func plainLine(l Line) string {
 	}
 	return sb.String()
 }
+
+// TestKeepWrittenGivesBackEveryTypedField: a refused submission gives back
+// what its author typed: the form's text, and a sample request's file too.
+func TestKeepWrittenGivesBackEveryTypedField(t *testing.T) {
+	t.Parallel()
+	row := inboundRow{event: inboundEvent{Submission: &Submission{FormID: formSample,
+		Values: map[string]string{fieldText: "need the dropper\nfrom ws-7", fieldFile: "invoice.pdf.exe"}}}}
+	got := keepWritten(textMessage("Refused."), row)
+	var lines []string
+	for _, l := range got.Text {
+		lines = append(lines, plainLine(l))
+		for _, sp := range l[1:] {
+			require.True(t, sp.Untrusted)
+		}
+	}
+	require.Equal(t, []string{"Refused.", "What you wrote, to send it again:", "need the dropper", "from ws-7", "invoice.pdf.exe"}, lines)
+	for _, l := range got.Text[2:] {
+		require.True(t, l[0].Untrusted, "the author's text is shown literally")
+	}
+	// A form with nothing typed gets nothing added.
+	empty := inboundRow{event: inboundEvent{Submission: &Submission{FormID: formResolveIncident, Values: map[string]string{fieldClassification: "false_positive"}}}}
+	require.Len(t, keepWritten(textMessage("Refused."), empty).Text, 1)
+}
