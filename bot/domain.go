@@ -329,8 +329,10 @@ type Incidents interface {
 	DecodeEvent(kind string, payload json.RawMessage) (ev IncidentEvent, ok bool, err error)
 	// Resolve closes an open incident of org with a classification
 	// (Classification*) and a comment; a closed or merged one is refused
-	// with a Refusal saying by whom and how, or into which incident.
-	Resolve(ctx context.Context, org, id, classification, comment string, by User) error
+	// with a Refusal saying by whom and how, or into which incident. key
+	// names the request: the same key again (its work retried after a
+	// crash) is answered as done.
+	Resolve(ctx context.Context, org, id, classification, comment, key string, by User) error
 	// NotifyNow posts a quiet incident as a notification; one already
 	// posted, closed or merged is refused with a Refusal.
 	NotifyNow(ctx context.Context, org, id string, by User) error

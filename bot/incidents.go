@@ -178,7 +178,7 @@ func (b *Bot) resolveSubmitted(ctx context.Context, w who, s Submission, state u
 	if !validClassification(class) {
 		return Message{}, &usageError{msg: "Choose a classification: true positive, informational (expected activity) or false positive."}
 	}
-	if err := b.hunt.Resolve(ctx, w.org.ID, id, class, comment, b.named(ctx, w.user)); err != nil {
+	if err := b.hunt.Resolve(ctx, w.org.ID, id, class, comment, inboundKey(s.User.Platform, kindSubmit, s.Key), b.named(ctx, w.user)); err != nil {
 		return Message{}, incidentNotFound(err)
 	}
 	return textMessage(fmt.Sprintf("Resolved incident %s as %s. Its card now says so; new activity on its devices, users or files opens a new incident that follows it.",

@@ -48,7 +48,7 @@ func triageErr(id string, err error) error {
 }
 
 // Resolve implements Incidents.
-func (h *HuntingIncidents) Resolve(ctx context.Context, org, id, classification, comment string, by User) error {
+func (h *HuntingIncidents) Resolve(ctx context.Context, org, id, classification, comment, key string, by User) error {
 	n, err := incidentID(id)
 	if err != nil {
 		return err
@@ -57,7 +57,7 @@ func (h *HuntingIncidents) Resolve(ctx context.Context, org, id, classification,
 	if err != nil {
 		return &Refusal{Msg: "Choose a classification: true positive, informational (expected activity) or false positive.", Err: err}
 	}
-	return triageErr(id, h.svc.Resolve(ctx, org, n, class, comment, userLabel(&by)))
+	return triageErr(id, h.svc.ResolveOnce(ctx, org, n, class, comment, userLabel(&by), key))
 }
 
 // NotifyNow implements Incidents.

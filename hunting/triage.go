@@ -89,6 +89,13 @@ func notOpen(id int64, status string, mergedInto *int64, by *string, class strin
 // returns ErrNotOpen, saying by whom and how it was resolved or into which
 // incident it was merged.
 func (s *Service) Resolve(ctx context.Context, org string, incidentID int64, class Classification, comment, by string) error {
+	return s.ResolveOnce(ctx, org, incidentID, class, comment, by, "")
+}
+
+// ResolveOnce is Resolve for a request with an idempotency key: the same
+// key again (the request worked again after a crash) is answered as done,
+// not refused to its own author; "" is a request with no key.
+func (s *Service) ResolveOnce(ctx context.Context, org string, incidentID int64, class Classification, comment, by, key string) error {
 	if _, err := ParseClassification(string(class)); err != nil || class == classNone {
 		return fmt.Errorf("resolve incident %d: %w", incidentID, errors.Join(err, errors.New("hunting: a classification is required")))
 	}
@@ -111,20 +118,19 @@ func (s *Service) Resolve(ctx context.Context, org string, incidentID int64, cla
 		var posted bool
 		var merged *int64
 		var resolvedBy *string
-		var prevClass, prevComment string
+		var prevClass, prevKey string
 		err := tx.QueryRow(ctx, `SELECT id, status, title, severity, score, expert, notify_seq, posted_at IS NOT NULL, merged_into,
-    resolved_by, classification, coalesce(resolve_comment, '')
+    resolved_by, classification, resolve_key
 FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.Title, &st.Severity,
-			&st.Score, &st.Expert, &st.Seq, &posted, &merged, &resolvedBy, &prevClass, &prevComment)
+			&st.Score, &st.Expert, &st.Seq, &posted, &merged, &resolvedBy, &prevClass, &prevKey)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("resolve incident %d of org %s: %w", incidentID, org, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("resolve incident %d: %w", incidentID, err)
 		}
-		if st.Status == "closed" && resolvedBy != nil && *resolvedBy == by && prevClass == string(class) && prevComment == comment {
-			// The same resolution again: a retry of work done before a
-			// crash, or a second press. It is done; nothing to tell.
+		if st.Status == "closed" && key != "" && prevKey == key {
+			// The same request again, worked again after a crash: done.
 			return nil
 		}
 		if st.Status != "open" {
@@ -132,8 +138,8 @@ FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).
 		}
 		if _, err := tx.Exec(ctx, `
 UPDATE hunting_incidents SET status = 'closed', closed_at = $2, next_due_at = NULL, updated_at = $2,
-    classification = $3, resolved_by = $4, resolved_at = $2, resolve_comment = $5
-WHERE id = $1`, incidentID, now, string(class), by, comment); err != nil {
+    classification = $3, resolved_by = $4, resolved_at = $2, resolve_comment = $5, resolve_key = $6
+WHERE id = $1`, incidentID, now, string(class), by, comment, key); err != nil {
 			return fmt.Errorf("resolve incident %d: %w", incidentID, err)
 		}
 		if !posted {

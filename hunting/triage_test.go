@@ -50,12 +50,20 @@ func TestResolve(t *testing.T) {
 	require.True(t, p.Final, "the card drops its buttons")
 	require.Equal(t, "Resolved by U0ANALYST as true positive: contained: device isolated, passwords reset", p.Note)
 
-	// The same resolution again (work retried after a crash) is done, not
-	// refused: its author is not told it was "already resolved by" them.
-	require.NoError(t, f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "contained: device isolated, passwords reset", "U0ANALYST"))
-	require.Len(t, f.outbox(t), len(rows), "nothing recorded twice")
-	err = f.svc.Resolve(f.ctx, "contoso", inc, ClassFalsePositive, "", "U0ANALYST")
-	require.ErrorContains(t, err, "already resolved by U0ANALYST as true positive", "a different resolution by the same person is refused")
+	// Another request by someone of the same name is told who did it.
+	err = f.svc.Resolve(f.ctx, "contoso", inc, ClassTruePositive, "contained: device isolated, passwords reset", "U0ANALYST")
+	require.ErrorContains(t, err, "already resolved by U0ANALYST as true positive")
+
+	// A request with a key, worked again (a crash between the resolution
+	// and the bot marking its work done), is done, not refused to its own
+	// author; another key is refused.
+	keyed := f.ingest(t, gen{ID: "keyed", Device: "pc-k", Severity: "Medium", At: f.clock.Now().Add(-time.Hour)}).Items[0].IncidentID
+	require.NoError(t, f.svc.ResolveOnce(f.ctx, "contoso", keyed, ClassTruePositive, "", "Alex", "slack:submit:V1"))
+	n := len(f.outbox(t))
+	require.NoError(t, f.svc.ResolveOnce(f.ctx, "contoso", keyed, ClassTruePositive, "", "Alex", "slack:submit:V1"))
+	require.Len(t, f.outbox(t), n, "nothing recorded twice")
+	err = f.svc.ResolveOnce(f.ctx, "contoso", keyed, ClassTruePositive, "", "Alex", "discord:submit:77")
+	require.ErrorContains(t, err, "already resolved by Alex", "another Alex's request is told")
 
 	err = f.svc.Resolve(f.ctx, "contoso", inc, ClassFalsePositive, "", "U0OTHER")
 	require.ErrorIs(t, err, ErrNotOpen)
