@@ -85,7 +85,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		out.Reasons = append(out.Reasons, "Raised by the expert hunting service: top priority")
 	}
 	for _, r := range v.Reasons {
-		out.Reasons = append(out.Reasons, fmt.Sprintf("+%d %s", r.Points, r.Detail))
+		out.Reasons = append(out.Reasons, fmt.Sprintf("%+d %s", r.Points, r.Detail))
 	}
 	for _, e := range v.Timeline {
 		line := e.Time.UTC().Format("2 Jan 15:04") + " " + e.Title

@@ -215,7 +215,9 @@ func (st *incState) fold(a *Alert, isNew bool) {
 		if r >= SeverityMedium.Rank() && !benign {
 			st.MediumPlus++
 		}
-		if commodity {
+		// Commodity counts the alerts that say nothing of an attack:
+		// commodity detections and alerts found benign upstream.
+		if commodity || benign {
 			st.Commodity++
 		}
 		if a.resolved() {

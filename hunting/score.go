@@ -1,7 +1,6 @@
 package hunting
 
 import (
-	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -31,6 +30,9 @@ const (
 	FactorDevices     = "devices"
 	FactorUsers       = "users"
 	FactorRecency     = "recency"
+	// FactorCommodity holds an incident of commodity detections only under
+	// the bar (negative points): however widespread, it is not an attack.
+	FactorCommodity = "commodity"
 )
 
 // MaxScore is the top of the scale; expert-service incidents get it.
@@ -51,7 +53,8 @@ type scoreInput struct {
 	// ImpactDetail its words.
 	Impact       int
 	ImpactDetail string
-	// Commodity counts the commodity detections among the alerts.
+	// Commodity counts the alerts that say nothing of an attack: commodity
+	// detections and alerts found benign upstream.
 	Commodity    int
 	Tactics      []tacticSeen
 	Expert       bool
@@ -108,7 +111,7 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 	}
 	sevPts := [...]int{0, 5, 15, 25}[in.MaxSeverity.Rank()]
 	if in.Alerts > 0 && in.Commodity >= in.Alerts && sevPts > commoditySeverityCap {
-		add(FactorSeverity, commoditySeverityCap, fmt.Sprintf("highest alert severity %s, but only commodity detections (PUA, adware, test files)", in.MaxSeverity))
+		add(FactorSeverity, commoditySeverityCap, fmt.Sprintf("highest alert severity %s, but only commodity detections (PUA, adware, test files) or alerts found benign", in.MaxSeverity))
 	} else {
 		add(FactorSeverity, sevPts, fmt.Sprintf("highest alert severity %s", in.MaxSeverity))
 	}
@@ -156,6 +159,13 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 		add(FactorVolume, pts, detail)
 		total += pts
 	}
+	if in.Alerts > 0 && in.Commodity >= in.Alerts && in.Bar > 0 && total >= in.Bar {
+		// Breadth (devices, users, new hashes) must not carry commodity
+		// detections over the bar either.
+		held := in.Bar - 1 - total
+		add(FactorCommodity, held, "only commodity detections (PUA, adware, test files) or alerts found benign: held under the bar however widespread")
+		total += held
+	}
 	if in.Expert {
 		rs = append([]Reason{{Factor: FactorExpert, Points: MaxScore - min(total, MaxScore),
 			Detail: "raised by the expert hunting service: always notified, top priority"}}, rs...)
@@ -194,7 +204,13 @@ func impactOf(a *Alert) (int, string, bool) {
 		return 0, "", false
 	}
 	sev := strings.ToUpper(string(a.Severity[:1])) + string(a.Severity[1:])
-	return pts, fmt.Sprintf("%s %s alert (%s): %s", sev, cmp.Or(a.Category, tacticName(a.Tactic)), a.Tactic, w.what), false
+	// In words an analyst reads: the tactic's name, not the category as
+	// the sender spelt it ("CredentialAccess"); ransomware by its name.
+	kind := tacticName(a.Tactic)
+	if cat == "ransomware" || kind == "" || kind == a.Tactic {
+		kind = a.Category
+	}
+	return pts, fmt.Sprintf("%s %s alert (%s), %s", sev, kind, a.Tactic, w.what), false
 }
 
 // impactWeight is what an alert of a kind weighs at each severity.

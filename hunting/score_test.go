@@ -42,6 +42,7 @@ func TestImpactUnit(t *testing.T) {
 		{"high impact", Alert{Severity: SeverityHigh, Category: "Impact", Tactic: "TA0040"}, 30, false, "impact on the victim"},
 		{"high credential access", Alert{Severity: SeverityHigh, Category: "CredentialAccess", Tactic: "TA0006"}, 30, false, "credential theft"},
 		{"medium ransomware", Alert{Severity: SeverityMedium, Category: "Ransomware", Tactic: "TA0040"}, 20, false, "Medium Ransomware alert"},
+		{"in the tactic's words", Alert{Severity: SeverityHigh, Category: "CredentialAccess", Tactic: "TA0006"}, 30, false, "High Credential Access alert (TA0006), credential theft"},
 		{"high discovery weighs nothing", Alert{Severity: SeverityHigh, Category: "Discovery", Tactic: "TA0007"}, 0, false, ""},
 		{"unwanted software", Alert{Severity: SeverityMedium, Category: "UnwantedSoftware"}, 0, true, ""},
 		{"adware family", Alert{Severity: SeverityMedium, Category: "Malware", ThreatFamily: "Adware:Win32/Hotbar"}, 0, true, ""},
@@ -183,4 +184,42 @@ func TestCommodityNoiseStaysQuiet(t *testing.T) {
 	rows.Close()
 	sort.Ints(scores)
 	t.Logf("%d commodity incidents, scores %d..%d", len(scores), scores[0], scores[len(scores)-1])
+}
+
+// TestWidespreadCommodityStaysUnderTheBar: commodity detections linked into
+// one incident across devices, users and new hashes are held under the
+// bar however widespread (breadth is not an attack), and an alert found
+// benign upstream does not lift the commodity limit on severity.
+func TestWidespreadCommodityStaysUnderTheBar(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.GroupWait = time.Nanosecond })
+	at := t0.Add(-20 * time.Minute)
+	var gs []gen
+	for i := range 4 {
+		gs = append(gs, gen{ID: fmt.Sprintf("pua%d", i), Device: fmt.Sprintf("pc%d", i), Severity: "Low", Category: "UnwantedSoftware",
+			Source: "WindowsDefenderAv", Title: "PUA:Win32/Presenoker detected", At: at.Add(time.Duration(i) * time.Minute),
+			Files: []string{sha(fmt.Sprint("bundle", i))}, Users: []string{"shared", fmt.Sprint("user", i)}})
+	}
+	inc := f.ingest(t, gs...).Items[0].IncidentID
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Equal(t, 4, v.AlertCount, "linked by the shared account")
+	require.Equal(t, DefaultNotifyScore-1, v.Score, "%+v", v.Reasons)
+	require.Negative(t, reasonsOf(v.Reasons)[FactorCommodity])
+	f.clock.Advance(time.Second)
+	f.sweep(t)
+	require.Empty(t, f.outbox(t), "not posted")
+
+	// Three High PUA detections and a benign Execution alert: still
+	// commodity only.
+	var hs []gen
+	for i := range 3 {
+		hs = append(hs, gen{ID: fmt.Sprintf("hpua%d", i), Device: "pc-h", Severity: "High", Category: "UnwantedSoftware",
+			Source: "WindowsDefenderAv", Title: "PUA:Win32/CandyOpen detected", At: at.Add(time.Duration(i) * time.Minute)})
+	}
+	hs = append(hs, gen{ID: "fp", Device: "pc-h", Severity: "Low", Category: "Execution", Class: "FalsePositive", At: at.Add(5 * time.Minute)})
+	h := f.ingest(t, hs...).Items[0].IncidentID
+	v, err = f.svc.Incident(f.ctx, "contoso", h)
+	require.NoError(t, err)
+	require.Equal(t, 5, reasonsOf(v.Reasons)[FactorSeverity], "%+v", v.Reasons)
 }
