@@ -262,6 +262,18 @@ func TestDurableFlushesTheWAL(t *testing.T) {
 	var flushed bool
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).Scan(&flushed))
 	require.True(t, flushed, "the WAL is flushed past the asynchronous commit")
+
+	// Show full scope, which posts in a channel, shows only what is on disk.
+	inc := f.ingest(t, gen{ID: "scope", Device: "pc-s"}).Items[0].IncidentID
+	require.NoError(t, pgx.BeginTxFunc(f.ctx, f.pool, pgx.TxOptions{BeginQuery: asyncBeginSQL}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(f.ctx, `SELECT pg_logical_emit_message(true, 'test', 'async')`)
+		return err
+	}))
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn))
+	_, err = f.svc.FullScope(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).Scan(&flushed))
+	require.True(t, flushed, "Show full scope flushed before it answered")
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {

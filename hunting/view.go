@@ -135,10 +135,16 @@ func (s *Service) Incident(ctx context.Context, org string, id int64) (*Incident
 }
 
 // FullScope returns the incident with every entity (up to FullScopeLimit
-// per kind), for "Show full scope".
+// per kind), for "Show full scope", which posts it in the card's thread:
+// it then waits for the disk (durable: every commit it could have read is
+// flushed), so that nothing it shows can be taken back by a crash of the
+// database after an ingest that committed without waiting.
 func (s *Service) FullScope(ctx context.Context, org string, id int64) (*Scope, error) {
 	v, err := s.view(ctx, org, id, FullScopeLimit)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.durable(ctx); err != nil {
 		return nil, err
 	}
 	return &v.Scope, nil
