@@ -159,7 +159,7 @@ func score(in scoreInput, now time.Time) (int, []Reason) {
 		add(FactorVolume, pts, detail)
 		total += pts
 	}
-	if in.Alerts > 0 && in.Commodity >= in.Alerts && in.Bar > 0 && total >= in.Bar {
+	if in.Alerts > 0 && in.Commodity >= in.Alerts && in.Bar > 0 && total >= in.Bar && !in.Expert {
 		// Breadth (devices, users, new hashes) must not carry commodity
 		// detections over the bar either.
 		held := in.Bar - 1 - total

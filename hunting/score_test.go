@@ -222,4 +222,41 @@ func TestWidespreadCommodityStaysUnderTheBar(t *testing.T) {
 	v, err = f.svc.Incident(f.ctx, "contoso", h)
 	require.NoError(t, err)
 	require.Equal(t, 5, reasonsOf(v.Reasons)[FactorSeverity], "%+v", v.Reasons)
+
+	// Malware detections named PUA, then renamed upstream as ransomware
+	// (same category and severity): no longer commodity, no longer held.
+	var ms []gen
+	for i := range 4 {
+		ms = append(ms, gen{ID: fmt.Sprintf("mal%d", i), Device: fmt.Sprintf("pm%d", i), Severity: "High", Category: "Malware",
+			Source: "WindowsDefenderAv", Title: "PUA:Win32/Presenoker detected", At: at.Add(time.Duration(i) * time.Minute),
+			Files: []string{sha(fmt.Sprint("m", i))}, Users: []string{"shared-m", fmt.Sprint("um", i)}})
+	}
+	m := f.ingest(t, ms...).Items[0].IncidentID
+	v, err = f.svc.Incident(f.ctx, "contoso", m)
+	require.NoError(t, err)
+	require.Equal(t, DefaultNotifyScore-1, v.Score, "%+v", v.Reasons)
+	for i := range ms {
+		ms[i].Title = "Ransom:Win32/LockBit detected"
+	}
+	f.clock.Advance(time.Minute)
+	f.ingest(t, ms...)
+	v, err = f.svc.Incident(f.ctx, "contoso", m)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, v.Score, DefaultNotifyScore, "recomputed: %+v", v.Reasons)
+	require.Zero(t, reasonsOf(v.Reasons)[FactorCommodity])
+}
+
+// TestExpertCommodityIsNotHeld: an expert incident is 100 whatever its
+// alerts are, and its breakdown does not also say it is held under the bar.
+func TestExpertCommodityIsNotHeld(t *testing.T) {
+	t.Parallel()
+	in := scoreInput{MaxSeverity: SeverityHigh, Alerts: 4, Commodity: 4, MediumPlus: 4, Devices: 4, Users: 4, RareFiles: 3, Bar: DefaultNotifyScore,
+		Expert: true, LastActivity: t0}
+	got, rs := score(in, t0)
+	require.Equal(t, MaxScore, got)
+	require.Zero(t, reasonsOf(rs)[FactorCommodity], "%+v", rs)
+	in.Expert = false
+	got, rs = score(in, t0)
+	require.Equal(t, DefaultNotifyScore-1, got)
+	require.Negative(t, reasonsOf(rs)[FactorCommodity])
 }

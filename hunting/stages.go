@@ -165,9 +165,11 @@ type knownAlert struct {
 	closedAt *time.Time
 	lastAct  time.Time
 	// What the incident's aggregates depend on: a change of any of them
-	// (a status or classification set upstream, a severity lowered)
-	// recomputes the incident's aggregates from its alerts.
+	// (a status or classification set upstream, a severity lowered, a
+	// title or family that makes it commodity or not) recomputes the
+	// incident's aggregates from its alerts.
 	status, class, severity, category string
+	title, family, source             string
 }
 
 // loadKnown takes the org's lock and reads the stored versions of the
@@ -185,7 +187,8 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 		for rows.Next() {
 			var id string
 			var k knownAlert
-			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.closedAt, &k.lastAct, &k.status, &k.class, &k.severity, &k.category); err != nil {
+			if err := rows.Scan(&id, &k.inc, &k.hash, &k.lu, &k.open, &k.closedAt, &k.lastAct, &k.status, &k.class, &k.severity, &k.category,
+				&k.title, &k.family, &k.source); err != nil {
 				return fmt.Errorf("scan known alert: %w", err)
 			}
 			have[id] = k
@@ -207,13 +210,14 @@ func loadKnown(ctx context.Context, tx pgx.Tx, org string, ws []*work) (map[stri
 // lateral lookup a probe of its own rather than a join the planner may
 // turn into a scan.
 const knownAlertsSQL = `
-SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.closed_at, k.last_act, k.status, k.classification, k.severity, k.category
+SELECT x.id, k.incident_id, k.content_hash, k.last_update, k.open, k.closed_at, k.last_act, k.status, k.classification, k.severity, k.category,
+    k.title, k.threat_family, k.detection_source
 FROM (SELECT DISTINCT unnest($2::text[])) AS x(id)
 CROSS JOIN LATERAL (
     SELECT a.incident_id, a.content_hash, a.last_update, i.status = 'open' AS open,
         CASE WHEN i.status = 'closed' THEN i.closed_at END AS closed_at,
         greatest(a.first_activity, a.last_activity) AS last_act, a.status, a.classification,
-        a.severity, a.category
+        a.severity, a.category, a.title, a.threat_family, a.detection_source
     FROM hunting_alerts a JOIN hunting_incidents i ON i.id = a.incident_id
     WHERE a.org = $1 AND a.id = x.id
     LIMIT 1) k`
@@ -248,7 +252,8 @@ func classify(ws []*work, have map[string]knownAlert) []*work {
 			w.reawake, w.at = true, act
 		}
 		w.wasResolved = k.status == alertResolved
-		w.triage = k.status != w.a.Status || k.class != w.a.Classification || k.severity != string(w.a.Severity) || k.category != w.a.Category
+		w.triage = k.status != w.a.Status || k.class != w.a.Classification || k.severity != string(w.a.Severity) || k.category != w.a.Category ||
+			k.title != w.a.Title || k.family != w.a.ThreatFamily || k.source != w.a.DetectionSource
 		live = append(live, w)
 	}
 	return live
