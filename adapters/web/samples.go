@@ -60,16 +60,33 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// A refused upload's body is read and dropped for at most this long and
+// this much after the answer (see upload), and never past the route's cap
+// (MaxBody): a file over it is reset, as before.
+const (
+	refusedDrainTime  = 2 * time.Second
+	refusedDrainBytes = 64 << 20
+)
+
 // upload streams the multipart field "file" into casework.
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request, token string) {
 	// Only a live link gets the long deadlines below: anyone else is
 	// answered before the body is read, or they could hold a connection
 	// for the whole transfer time with a byte a minute.
 	if _, err := h.cfg.Samples.UploadLinkInfo(r.Context(), token); err != nil {
-		// Closed after the answer: the server would otherwise read what is
-		// left of the body first, at the sender's pace.
+		// Answered at once, then closed: the server would otherwise read
+		// what is left of the body first, at the sender's pace. Before
+		// closing, what still comes is read and dropped for a moment,
+		// bounded in time and size: a connection closed with unread data
+		// is reset, and the sender (curl: "Connection reset by peer")
+		// could lose the answer that says what to do.
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
 		w.Header().Set("Connection", "close")
 		h.refuseUpload(w, r, err)
+		_ = rc.Flush()
+		_ = rc.SetReadDeadline(time.Now().Add(refusedDrainTime))
+		_, _ = io.CopyN(io.Discard, r.Body, refusedDrainBytes)
 		return
 	}
 	// The server's read timeout is for ordinary requests; a sample may

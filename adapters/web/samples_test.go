@@ -439,3 +439,32 @@ func TestUploadThroughABadLinkIsAnsweredAtOnce(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, string(body))
 	f.nothingStored(t)
 }
+
+// TestRefusedUploadIsAnsweredWhole: a client that sends its whole file
+// before it reads the answer, as curl does, gets the refusal page of a
+// link that does not work, not a reset connection. (The server answered
+// and closed without reading; the rest of the file then met a reset, and
+// curl said "Connection reset by peer" instead of what to do.)
+func TestRefusedUploadIsAnsweredWhole(t *testing.T) {
+	t.Parallel()
+	f := setup(t, 0) // the default cap (100 MiB): the file is within it
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	const boundary = "xXxBoundaryxXx"
+	file := bytes.Repeat([]byte("sample "), 24<<20/7) // more than the sockets buffer
+	head := fmt.Sprintf("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.bin\"\r\n\r\n", boundary)
+	tail := fmt.Sprintf("\r\n--%s--\r\n", boundary)
+	fmt.Fprintf(conn, "POST /samples/u/%s HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n",
+		strings.Repeat("A", 43), boundary, len(head)+len(file)+len(tail))
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	_, err = io.Copy(conn, io.MultiReader(strings.NewReader(head), bytes.NewReader(file), strings.NewReader(tail)))
+	require.NoError(t, err, "the whole file was sent")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, string(body))
+	f.nothingStored(t)
+}
