@@ -475,16 +475,9 @@ func TestAttemptMarkAlwaysWrites(t *testing.T) {
 	// And it flushes whatever the server's default (the test server runs
 	// with synchronous_commit off): the WAL is on disk past an ingest that
 	// committed without waiting.
-	var lsn string
-	require.NoError(t, pgx.BeginTxFunc(ctx, f.db, pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL synchronous_commit TO off"}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `SELECT pg_logical_emit_message(true, 'test', 'async')`)
-		return err
-	}))
-	require.NoError(t, f.db.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn))
+	lsn := pgtest.AsyncCommit(t, f.db)
 	require.NoError(t, f.bot.MarkAttempt(ctx, id, "p"))
-	var flushed bool
-	require.NoError(t, f.db.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).Scan(&flushed))
-	require.True(t, flushed)
+	require.True(t, pgtest.Flushed(t, f.db, lsn))
 }
 
 // TestEditAfterAFoundPostIsSent: a card whose post lost its answer is found

@@ -786,9 +786,13 @@ func keepWritten(m Message, row inboundRow) Message {
 	if s == nil {
 		return m
 	}
+	fields := []string{submitField(s.FormID)}
+	if s.FormID == formSample {
+		fields = append(fields, fieldFile)
+	}
 	var texts []string
-	for _, f := range []string{submitField(s.FormID), fieldFile} {
-		if t := strings.TrimSpace(s.Values[f]); t != "" && (f != fieldFile || s.FormID == formSample) {
+	for _, f := range fields {
+		if t := strings.TrimSpace(s.Values[f]); t != "" {
 			texts = append(texts, t)
 		}
 	}

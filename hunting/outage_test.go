@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -123,13 +122,7 @@ func TestIntakeRidesOutAnOutage(t *testing.T) {
 		gen{ID: "o1", Tenant: tenantContoso, Device: "ws1", Source: "ThreatExperts", Severity: "High", Title: "Targeted attack"},
 		gen{ID: "o2", Tenant: tenantFabrikam, Device: "fab1"},
 		gen{ID: "o3", Tenant: tenantContoso, Device: "ws1"})
-	send := func() *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec
-	}
+	send := func() *httptest.ResponseRecorder { return postIntake(h, body) }
 	nothingStored := func(when string) {
 		t.Helper()
 		for _, table := range []string{"hunting_alerts", "hunting_incidents", "outbox"} {
@@ -176,6 +169,15 @@ func TestIntakeRidesOutAnOutage(t *testing.T) {
 	require.Positive(t, metricValue(t, reg, "threatdesk_hunting_intake_requests_total", "503"))
 }
 
+// postIntake posts body to the intake handler h with the test token.
+func postIntake(h http.Handler, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
 // outageFixture is a service whose pool reaches its database through an
 // outage; f.pool reaches it directly.
 func outageFixture(t *testing.T) (*fixture, *outage, *prometheus.Registry) {
@@ -206,13 +208,7 @@ func TestIntakeAnswersOnlyWhatIsOnDisk(t *testing.T) {
 	f, o, _ := outageFixture(t)
 	h := f.svc.Handler()
 	body := batch(t, gen{ID: "d1", Device: "ws1"}, gen{ID: "d2", Device: "ws2"})
-	send := func() *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec
-	}
+	send := func() *httptest.ResponseRecorder { return postIntake(h, body) }
 	o.armCut([]byte("pg_logical_emit_message"))
 	rec := send()
 	require.Equal(t, 1, o.cutCount(), "the answer waited for the disk")
@@ -251,29 +247,16 @@ func TestIntakeAnswersOnlyWhatIsOnDisk(t *testing.T) {
 func TestDurableFlushesTheWAL(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	var lsn string
-	err := pgx.BeginTxFunc(f.ctx, f.pool, pgx.TxOptions{BeginQuery: asyncBeginSQL}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(f.ctx, `SELECT pg_logical_emit_message(true, 'test', 'async')`)
-		return err
-	})
-	require.NoError(t, err)
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn))
+	lsn := pgtest.AsyncCommit(t, f.pool)
 	require.NoError(t, f.svc.durable(f.ctx))
-	var flushed bool
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).Scan(&flushed))
-	require.True(t, flushed, "the WAL is flushed past the asynchronous commit")
+	require.True(t, pgtest.Flushed(t, f.pool, lsn), "the WAL is flushed past the asynchronous commit")
 
 	// Show full scope, which posts in a channel, shows only what is on disk.
 	inc := f.ingest(t, gen{ID: "scope", Device: "pc-s"}).Items[0].IncidentID
-	require.NoError(t, pgx.BeginTxFunc(f.ctx, f.pool, pgx.TxOptions{BeginQuery: asyncBeginSQL}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(f.ctx, `SELECT pg_logical_emit_message(true, 'test', 'async')`)
-		return err
-	}))
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn))
-	_, err = f.svc.FullScope(f.ctx, "contoso", inc)
+	lsn = pgtest.AsyncCommit(t, f.pool)
+	_, err := f.svc.FullScope(f.ctx, "contoso", inc)
 	require.NoError(t, err)
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, lsn).Scan(&flushed))
-	require.True(t, flushed, "Show full scope flushed before it answered")
+	require.True(t, pgtest.Flushed(t, f.pool, lsn), "Show full scope flushed before it answered")
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {
