@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -251,12 +252,21 @@ func TestDurableFlushesTheWAL(t *testing.T) {
 	require.NoError(t, f.svc.durable(f.ctx))
 	require.True(t, pgtest.Flushed(t, f.pool, lsn), "the WAL is flushed past the asynchronous commit")
 
-	// Show full scope, which posts in a channel, shows only what is on disk.
-	inc := f.ingest(t, gen{ID: "scope", Device: "pc-s"}).Items[0].IncidentID
-	lsn = pgtest.AsyncCommit(t, f.pool)
-	_, err := f.svc.FullScope(f.ctx, "contoso", inc)
-	require.NoError(t, err)
-	require.True(t, pgtest.Flushed(t, f.pool, lsn), "Show full scope flushed before it answered")
+	// Every read shown to a person shows only what is on disk.
+	file := strings.Repeat("ab", 32)
+	inc := f.ingest(t, gen{ID: "scope", Device: "pc-s", Files: []string{file}}).Items[0].IncidentID
+	for name, read := range map[string]func() error{
+		"Show full scope": func() error { _, err := f.svc.FullScope(f.ctx, "contoso", inc); return err },
+		"the card view":   func() error { _, err := f.svc.Incident(f.ctx, "contoso", inc); return err },
+		"the list":        func() error { _, err := f.svc.Incidents(f.ctx, "contoso", FilterAll, 10); return err },
+		"an alert":        func() error { _, err := f.svc.Alert(f.ctx, "contoso", "scope"); return err },
+		"a device":        func() error { _, err := f.svc.Device(f.ctx, "contoso", "pc-s"); return err },
+		"a file":          func() error { _, err := f.svc.File(f.ctx, "contoso", file); return err },
+	} {
+		lsn = pgtest.AsyncCommit(t, f.pool)
+		require.NoError(t, read(), name)
+		require.True(t, pgtest.Flushed(t, f.pool, lsn), "%s flushed before it answered", name)
+	}
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name, code string) float64 {

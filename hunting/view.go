@@ -131,23 +131,39 @@ type IncidentView struct {
 
 // Incident returns the card view of an incident of org.
 func (s *Service) Incident(ctx context.Context, org string, id int64) (*IncidentView, error) {
-	return s.view(ctx, org, id, CardEntities)
+	v, err := s.view(ctx, org, id, CardEntities)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.shown(ctx); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // FullScope returns the incident with every entity (up to FullScopeLimit
-// per kind), for "Show full scope", which posts it in the card's thread:
-// it then waits for the disk (durable: every commit it could have read is
-// flushed), so that nothing it shows can be taken back by a crash of the
-// database after an ingest that committed without waiting.
+// per kind), for "Show full scope", which posts it in the card's thread.
 func (s *Service) FullScope(ctx context.Context, org string, id int64) (*Scope, error) {
 	v, err := s.view(ctx, org, id, FullScopeLimit)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.durable(ctx); err != nil {
+	if err := s.shown(ctx); err != nil {
 		return nil, err
 	}
 	return &v.Scope, nil
+}
+
+// shown waits, before what a view read is shown to a person, for the disk:
+// every commit it could have read is then flushed (durable), so that
+// nothing it shows can be taken back by a crash of the database after an
+// ingest that committed without waiting. An error means the view must not
+// be shown.
+func (s *Service) shown(ctx context.Context) error {
+	if err := s.durable(ctx); err != nil {
+		return fmt.Errorf("hunting: before showing what was read: %w", err)
+	}
+	return nil
 }
 
 func (s *Service) view(ctx context.Context, org string, id int64, perKind int) (*IncidentView, error) {
@@ -375,6 +391,9 @@ FROM hunting_alerts WHERE org = $1 AND id = $2`, org, strings.TrimSpace(id)).Sca
 	if a.Host == "" {
 		a.Host = a.DeviceID
 	}
+	if err := s.shown(ctx); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -452,6 +471,9 @@ ORDER BY ie.last_seen DESC LIMIT 50`, org, string(kind), arg)
 	}
 	if info == nil {
 		return nil, fmt.Errorf("%s of org %s: %w", what, org, ErrNotFound)
+	}
+	if err := s.shown(ctx); err != nil {
+		return nil, err
 	}
 	return info, nil
 }
