@@ -169,7 +169,13 @@ func (a *Adapter) openForm(ctx context.Context, trigger string, f bot.Form, resp
 // returns the acknowledgement payload (nil for an empty ack).
 func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb slack.InteractionCallback) any {
 	key := interactionKey(cb.TriggerID)
-	if cb.TriggerID == "" {
+	switch {
+	case cb.TriggerID != "":
+	case cb.Type == slack.InteractionTypeViewSubmission && cb.View.ID != "":
+		// A submission without a trigger_id is still one submission of
+		// one version of a view: a redelivery carries the same.
+		key = "slack:v:" + cb.View.ID + ":" + cb.View.Hash
+	default:
 		key = ""
 	}
 	kind := "action"

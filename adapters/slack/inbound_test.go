@@ -326,3 +326,29 @@ func TestResponderResumesElsewhere(t *testing.T) {
 	_, err = other.Resume([]byte(`{}`))
 	require.Error(t, err, "a state that answers nobody")
 }
+
+// TestSubmissionWithoutTriggerIsKeyedByItsView: a view_submission that
+// carries no trigger_id is still keyed, by its view's id and hash, so that
+// its redelivery is the same delivery (it was stored under a random key,
+// so a resolution worked again was refused to its author).
+func TestSubmissionWithoutTriggerIsKeyedByItsView(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true})
+	view := slackfake.View{ID: "V0NOTRIGGER", View: json.RawMessage(`{"type":"modal","callback_id":"resolve","private_metadata":"","blocks":[]}`)}
+	send := func(hash string) {
+		sub, err := f.fake.Submit(view, analyst, nil)
+		require.NoError(t, err)
+		delete(sub, "trigger_id")
+		sub["view"].(map[string]any)["hash"] = hash
+		_, err = f.fake.Interactive(f.ctx, sub)
+		require.NoError(t, err)
+	}
+	send("1.a")
+	send("1.a")
+	send("2.b")
+	subs := f.rec.Subs()
+	require.Len(t, subs, 3)
+	require.NotEmpty(t, subs[0].Key)
+	require.Equal(t, subs[0].Key, subs[1].Key, "a redelivery is the same delivery")
+	require.NotEqual(t, subs[0].Key, subs[2].Key, "another version of the view is another submission")
+}
