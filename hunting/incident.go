@@ -64,7 +64,7 @@ type incState struct {
 const incidentCols = `id, status, eligible_at, posted_at, notified_at, acked_at, notified, notify_seq,
     severity, expert, alert_count, medium_plus, rare_files, device_count, user_count, device_names, user_names,
     tactics, tactic_first, first_activity, last_activity, title_rank, title_base, title_family, title_time,
-    impact, impact_detail, commodity, resolved_alerts, coalesce(follows, 0), classification`
+    impact, impact_detail, commodity, resolved_alerts, coalesce(follows, 0), classification, next_due_at`
 
 // The score as stored, which only a sweep compares with its re-score
 // (ingest recomputes it from the aggregates and skips reading it).
@@ -82,7 +82,7 @@ func scanIncident(row pgx.Row, org string) (*incState, error) {
 	if err := row.Scan(&st.ID, &st.Status, &st.EligibleAt, &st.PostedAt, &st.NotifiedAt, &st.AckedAt, &snap, &seq,
 		&st.Severity, &st.Expert, &alerts, &mp, &rare, &devs, &users, &st.DeviceNames, &st.UserNames,
 		&st.Tactics, &firsts, &fa, &la, &trank, &st.titleBase, &st.titleFamily, &tt,
-		&impact, &st.ImpactDetail, &commodity, &resolved, &st.Follows, &st.Classification,
+		&impact, &st.ImpactDetail, &commodity, &resolved, &st.Follows, &st.Classification, &st.NextDue,
 		&score, &st.Title, &st.Summary, &st.storedBreakdown); err != nil {
 		return nil, err
 	}
@@ -688,6 +688,10 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	// (its incidents stay due); the other orgs are swept all the same.
 	failed := []string{}
 	var errs []error
+	// seen guards the loop: a round that finds only incidents this sweep
+	// already worked (still due: a fault, or a clock that jumped) ends it,
+	// rather than working the same ones again for ever.
+	seen := map[int64]bool{}
 	for {
 		now := s.cfg.Now().UTC()
 		rows, err := s.pool.Query(ctx, `
@@ -704,7 +708,7 @@ GROUP BY org ORDER BY org`, now, failed)
 			ids []int64
 		}
 		var dues []due
-		found := 0
+		found, fresh := 0, 0
 		for rows.Next() {
 			var d due
 			if err := rows.Scan(&d.org, &d.ids); err != nil {
@@ -712,11 +716,20 @@ GROUP BY org ORDER BY org`, now, failed)
 				return total, errors.Join(append(errs, fmt.Errorf("hunting: sweep: %w", err))...)
 			}
 			found += len(d.ids)
+			for _, id := range d.ids {
+				if !seen[id] {
+					seen[id] = true
+					fresh++
+				}
+			}
 			dues = append(dues, d)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return total, errors.Join(append(errs, fmt.Errorf("hunting: sweep: find due incidents: %w", err))...)
+		}
+		if fresh == 0 {
+			break
 		}
 		for _, d := range dues {
 			var n int

@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -343,4 +344,45 @@ func TestOneOrgsFailingSweepHoldsBackNoOther(t *testing.T) {
 	rows = f.outbox(t)
 	require.Len(t, rows, 2)
 	require.Equal(t, Stream(c), rows[1].Stream)
+}
+
+// TestSweepClearsADueItNoLongerNeeds: an incident waiting out group_wait
+// whose org's bar was raised by a reload is no longer eligible: the sweep
+// clears its due time (it kept the stored one, so the incident was worked
+// again by every sweep, and 500 of them kept the sweep from ending).
+func TestSweepClearsADueItNoLongerNeeds(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.Orgs[0].NotifyScore = ptr(10) })
+	f.ingest(t, gen{ID: "m-1", Device: "pc-1", Severity: "Medium", At: t0.Add(-3 * time.Hour)})
+	due := `SELECT count(*) FROM hunting_incidents WHERE status = 'open' AND next_due_at IS NOT NULL`
+	require.Equal(t, 1, f.count(t, due), "waiting out group_wait")
+	orgs := testOrgs()
+	orgs[0].NotifyScore = ptr(90)
+	require.NoError(t, f.svc.SetOrgs(Config{Orgs: orgs}))
+	f.clock.Advance(time.Minute)
+	require.Equal(t, 0, f.sweep(t), "under the new bar: not posted")
+	require.Equal(t, 0, f.count(t, due), "and no longer due")
+}
+
+// TestSweepEndsWhenTheSameIncidentsStayDue: whatever keeps incidents due
+// (here a trigger that refuses to move their due time), a sweep works each
+// once and ends; with 500 of them it used to find the same ones for ever.
+func TestSweepEndsWhenTheSameIncidentsStayDue(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) { c.Orgs[0].NotifyScore = ptr(10) })
+	var gs []gen
+	for i := range 501 {
+		gs = append(gs, gen{ID: fmt.Sprintf("s-%d", i), Device: fmt.Sprintf("pc-%d", i), Severity: "Medium", At: t0.Add(-3 * time.Hour)})
+	}
+	f.ingest(t, gs...)
+	f.exec(t, `
+CREATE FUNCTION keep_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.next_due_at := OLD.next_due_at; RETURN NEW; END $$;
+CREATE TRIGGER keep_due BEFORE UPDATE ON hunting_incidents FOR EACH ROW EXECUTE FUNCTION keep_due()`)
+	f.clock.Advance(time.Minute)
+	ctx, cancel := context.WithTimeout(f.ctx, 20*time.Second)
+	defer cancel()
+	n, err := f.svc.Sweep(ctx)
+	require.NoError(t, err, "the sweep ended")
+	require.Equal(t, 501, n, "each incident posted once")
 }
