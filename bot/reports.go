@@ -3,6 +3,7 @@ package bot
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"github.com/threatdesk/threatdesk/internal/plural"
 	"math"
@@ -579,8 +580,10 @@ func (b *Bot) runVerify(ctx context.Context, w who, r request) (Message, error) 
 func (b *Bot) renderDigest(ctx context.Context, q ReportQuery) ([]part, error) {
 	d := b.cfg.Reports.Digest
 	if d == nil {
-		b.log.Info("a weekly digest was queued but reports.digest is not configured here: nothing is posted")
-		return nil, nil
+		// Queued by a replica that has it (a rolling deploy adding it): left
+		// for that one, or this one restarted with it, rather than marked
+		// delivered with nothing posted.
+		return nil, errors.New("weekly digest: reports.digest is not configured on this replica; it is tried again until one that has it posts it")
 	}
 	rp, err := b.reports()
 	if err != nil {

@@ -461,3 +461,41 @@ func TestDigestSchedule(t *testing.T) {
 	require.Equal(t, 30, next.Minute())
 	require.True(t, next.After(time.Now()) && next.Before(time.Now().Add(7*24*time.Hour+time.Hour)), "next run %s", next)
 }
+
+// TestDigestWaitsForAReplicaThatHasIt: in a rolling deploy that adds
+// reports.digest, a replica without it claims the queued digest first: it
+// leaves it undelivered (it marked it delivered, with nothing posted), and
+// the replica with the digest posts it.
+func TestDigestWaitsForAReplicaThatHasIt(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	clock := testclock.New(caseworktest.T)
+	old := setupWith(t, db, true, nil, scenarioCasework(clock))
+	caseworktest.Run(t, old.cw, clock, db, scenarioPeople())
+	pending := func(kind string) int {
+		var n int
+		require.NoError(t, db.QueryRow(context.Background(),
+			`SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL AND ($1 = '' OR kind = $1)`, kind).Scan(&n))
+		return n
+	}
+	old.waitFor(t, "the cases' events delivered", func() bool { return pending("") == 0 })
+	cfg := old.bot.Config().Reports
+	cfg.Digest = &Digest{Slack: &DigestSlack{Channel: managersChannel}}
+	d, err := NewDigestScheduler(cfg, NewCaseworkCases(old.cw), db, nil, nil)
+	require.NoError(t, err)
+	queued, err := d.RunOnce(context.Background())
+	require.NoError(t, err)
+	require.True(t, queued)
+	old.waitFor(t, "the old replica tried it", func() bool {
+		var attempts int
+		err := db.QueryRow(context.Background(), `SELECT coalesce(max(attempts), 0) FROM outbox WHERE kind = 'report.digest'`).Scan(&attempts)
+		return err == nil && attempts > 0
+	})
+	require.Equal(t, 1, pending("report.digest"), "not delivered by a replica that cannot render it")
+
+	next := setupWith(t, db, true, nil, scenarioCasework(clock), withDigest)
+	next.waitFor(t, "the digest posted", func() bool {
+		return len(next.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == managersChannel })) == 2
+	})
+	require.Empty(t, old.slack.Find(bottest.OpPost, func(c bottest.Call) bool { return c.Dest.Channel == managersChannel }))
+}
