@@ -427,7 +427,11 @@ func (s *Service) Start(ctx context.Context) error {
 					_ = s.life.Guard(j.name, func() error { j.run(ctx); return nil }) // a panic is logged and counted
 				}),
 				gocron.WithName(j.name),
-				gocron.WithSingletonMode(gocron.LimitModeReschedule))
+				gocron.WithSingletonMode(gocron.LimitModeReschedule),
+				// At once, then every interval: gocron's timer lives in
+				// memory, and replicas restarted more often than the hourly
+				// prune's interval would otherwise never prune.
+				gocron.WithStartAt(gocron.WithStartImmediately()))
 			if err != nil {
 				_ = sch.Shutdown()
 				return fmt.Errorf("hunting: schedule %s: %w", j.name, err)

@@ -284,6 +284,19 @@ func TestScheduledSweep(t *testing.T) {
 	require.ErrorIs(t, f.svc.Start(f.ctx), lifecycle.ErrStopped, "no Start after Stop")
 }
 
+// TestScheduledPruneRunsAtStart: the hourly prune runs when the service
+// starts, not first an hour later (replicas restarted more often than
+// that never pruned).
+func TestScheduledPruneRunsAtStart(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.exec(t, `INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen) VALUES ('contoso', 'file', 'old', 'pc-1', $1)`,
+		f.clock.Now().Add(-30*24*time.Hour))
+	require.NoError(t, f.svc.Start(f.ctx))
+	defer func() { require.NoError(t, f.svc.Stop()) }()
+	require.Eventually(t, func() bool { return f.count(t, `SELECT count(*) FROM hunting_entity_devices`) == 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
 func TestRescoreAndPrune(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
