@@ -108,8 +108,8 @@ func (cw *CaseworkCases) Verify(ctx context.Context, s Scope, ref string) (Verif
 }
 
 // QueueDigest implements CaseReports.
-func (cw *CaseworkCases) QueueDigest(ctx context.Context, loc *time.Location) (bool, error) {
-	return cw.svc.QueueDigest(ctx, loc)
+func (cw *CaseworkCases) QueueDigest(ctx context.Context, loc *time.Location, due func(now time.Time) time.Time) (bool, error) {
+	return cw.svc.QueueDigest(ctx, loc, due)
 }
 
 // DecodeDigest implements CaseReports.

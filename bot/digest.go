@@ -160,6 +160,14 @@ func parseWhen(s string) (when, error) {
 	return w, nil
 }
 
+// lastDue returns the latest time the digest was due at or before t.
+func (w when) lastDue(t time.Time, loc *time.Location) time.Time {
+	if due := w.dueIn(t, loc); !t.Before(due) {
+		return due
+	}
+	return w.dueIn(t.In(loc).AddDate(0, 0, -7), loc)
+}
+
 // dueIn returns when the digest is due in the calendar week (Monday to
 // Sunday, in loc) that contains t.
 func (w when) dueIn(t time.Time, loc *time.Location) time.Time {
@@ -176,14 +184,14 @@ const DigestJobName = "bot-weekly-digest"
 // DigestQueuer queues the weekly digest (casework's QueueDigest, through
 // CaseworkCases).
 type DigestQueuer interface {
-	QueueDigest(ctx context.Context, loc *time.Location) (bool, error)
+	QueueDigest(ctx context.Context, loc *time.Location, due func(now time.Time) time.Time) (bool, error)
 }
 
 // DigestScheduler queues the weekly digest at reports.digest.when. Run it
 // on every replica: the digest is queued once per week whichever replicas
-// run. A replica that starts later in the same calendar week than the due
-// time queues it then, if no replica has (so a digest is not lost to a
-// restart over the due time).
+// run. A due time missed (every replica down, or the database failing) is
+// caught up at the next start or hourly check: the digest is late, not
+// lost, and is of the week that due time would have queued.
 type DigestScheduler struct {
 	loc  *time.Location
 	when when
@@ -191,7 +199,6 @@ type DigestScheduler struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	life *lifecycle.Group
-	now  func() time.Time
 
 	job gocron.Job
 }
@@ -219,11 +226,12 @@ func NewDigestScheduler(cfg Reports, q DigestQueuer, pool *pgxpool.Pool, log *sl
 		return nil, fmt.Errorf("digest scheduler: %w", err)
 	}
 	loc := cmp.Or(cfg.Location, time.UTC)
-	return &DigestScheduler{loc: loc, when: w, q: q, pool: pool, log: log, life: life, now: time.Now}, nil
+	return &DigestScheduler{loc: loc, when: w, q: q, pool: pool, log: log, life: life}, nil
 }
 
-// Start schedules the job weekly at the configured time and, when that time
-// has passed this calendar week, runs it once now. It runs until Stop or
+// Start schedules the job weekly at the configured time, and a check at
+// start and every hour that queues the latest due time's digest if no
+// replica has. It runs until Stop or
 // until ctx ends; a second Start is an error (lifecycle.ErrStarted).
 func (d *DigestScheduler) Start(ctx context.Context) error {
 	return d.life.Start(ctx, func(ctx context.Context) error {
@@ -243,12 +251,23 @@ func (d *DigestScheduler) Start(ctx context.Context) error {
 			_ = sched.Shutdown()
 			return fmt.Errorf("digest: schedule: %w", err)
 		}
-		sched.Start()
-		if now := d.now(); !now.Before(d.when.dueIn(now, d.loc)) {
-			d.life.Go("digest catch-up", func(ctx context.Context) error {
-				return d.life.Guard(DigestJobName, func() error { d.run(ctx); return nil })
-			})
+		// At start and every hour, the latest due time's digest is queued
+		// if no replica has: one missed while every replica was down (over
+		// the week's end too), or whose queueing failed, goes out late
+		// rather than never. Queued already, it is a no-op.
+		_, err = sched.NewJob(gocron.DurationJob(time.Hour),
+			gocron.NewTask(func(ctx context.Context) {
+				_ = d.life.Guard(DigestJobName, func() error { d.run(ctx); return nil })
+			}),
+			gocron.WithName(DigestJobName+"-check"),
+			gocron.WithContext(ctx),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithStartAt(gocron.WithStartImmediately()))
+		if err != nil {
+			_ = sched.Shutdown()
+			return fmt.Errorf("digest: schedule the hourly check: %w", err)
 		}
+		sched.Start()
 		d.life.Go("scheduler", func(ctx context.Context) error {
 			<-ctx.Done()
 			if err := sched.Shutdown(); err != nil {
@@ -272,17 +291,18 @@ func (d *DigestScheduler) NextRun() (time.Time, error) {
 	return d.job.NextRun()
 }
 
-// RunOnce does what the job does: it queues last week's digest unless a
-// replica already has, and reports whether this call queued it.
+// RunOnce does what the job does: it queues the digest of the latest due
+// time unless a replica already has, and reports whether this call queued
+// it.
 func (d *DigestScheduler) RunOnce(ctx context.Context) (bool, error) {
-	return d.q.QueueDigest(ctx, d.loc)
+	return d.q.QueueDigest(ctx, d.loc, func(now time.Time) time.Time { return d.when.lastDue(now, d.loc) })
 }
 
 func (d *DigestScheduler) run(ctx context.Context) {
 	queued, err := d.RunOnce(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		d.log.ErrorContext(ctx, "weekly digest not queued; the next replica start this week or next week's run tries again", "err", err)
+		d.log.ErrorContext(ctx, "weekly digest not queued; the hourly check tries again", "err", err)
 	case queued:
 		d.log.InfoContext(ctx, "weekly digest queued")
 	}

@@ -1,11 +1,14 @@
 package bot
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
 
 func TestDigestConfig(t *testing.T) {
@@ -85,4 +88,45 @@ func TestDigestDueThisWeek(t *testing.T) {
 		require.Equal(t, at(tt.due), due, "due for %s", tt.now)
 		require.Equal(t, tt.late, !now.Before(due), "late at %s", tt.now)
 	}
+}
+
+// TestDigestMissedOverTheWeeksEnd: a digest due Sunday 20:00, every
+// replica down from Sunday 19:00 to Monday 00:30. The replica that starts
+// queues that Sunday's digest at once (it waited for next Sunday, which
+// queued the next week: the missed week was never sent).
+func TestDigestMissedOverTheWeeksEnd(t *testing.T) {
+	t.Parallel()
+	london, err := time.LoadLocation("Europe/London")
+	require.NoError(t, err)
+	sun, err := parseWhen("Sun 20:00")
+	require.NoError(t, err)
+	monday := time.Date(2026, 4, 6, 0, 30, 0, 0, london)
+	sunday := time.Date(2026, 4, 5, 20, 0, 0, 0, london)
+	require.True(t, sun.lastDue(monday, london).Equal(sunday))
+	require.True(t, sun.lastDue(sunday, london).Equal(sunday), "at the due time itself")
+	require.True(t, sun.lastDue(sunday.Add(-time.Minute), london).Equal(sunday.AddDate(0, 0, -7)))
+
+	q := &dueRecorder{now: monday, calls: make(chan time.Time, 4)}
+	d, err := NewDigestScheduler(Reports{Digest: &Digest{Slack: &DigestSlack{Channel: "C0MANAGERS"}, When: "Sun 20:00"}, Location: london},
+		q, pgtest.New(t), nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, d.Start(t.Context()))
+	t.Cleanup(func() { require.NoError(t, d.Stop()) })
+	select {
+	case due := <-q.calls:
+		require.True(t, due.Equal(sunday), "queued for %s", due)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the missed digest was not queued at start")
+	}
+}
+
+// dueRecorder is a DigestQueuer that records the due times asked for.
+type dueRecorder struct {
+	now   time.Time
+	calls chan time.Time
+}
+
+func (r *dueRecorder) QueueDigest(_ context.Context, _ *time.Location, due func(time.Time) time.Time) (bool, error) {
+	r.calls <- due(r.now)
+	return true, nil
 }

@@ -31,9 +31,10 @@ type CaseReports interface {
 	Export(ctx context.Context, s Scope, ref string, internal bool, loc *time.Location) (CaseRecord, error)
 	// Verify checks a case's hash chain.
 	Verify(ctx context.Context, s Scope, ref string) (Verification, error)
-	// QueueDigest queues last week's digest once per week, whichever
-	// replica asks first: true when this call queued it.
-	QueueDigest(ctx context.Context, loc *time.Location) (bool, error)
+	// QueueDigest queues the digest of the week before the one of the
+	// scheduled time due gives for now, once, whichever replica asks
+	// first: true when this call queued it.
+	QueueDigest(ctx context.Context, loc *time.Location, due func(now time.Time) time.Time) (bool, error)
 	// DecodeDigest reads a digest outbox event into the report to render;
 	// ok is false for any other kind.
 	DecodeDigest(kind string, payload json.RawMessage) (q ReportQuery, ok bool, err error)

@@ -47,11 +47,16 @@ func (e DigestEvent) Request() (ReportRequest, error) {
 }
 
 // QueueDigest queues the weekly digest of the last whole calendar week
-// before now (in loc; nil is UTC), once: it returns true when this call
+// before the scheduled time due gives for now (in loc; nil is UTC; a nil
+// due is now itself), once: it returns true when this call
 // queued it, false when it was queued before. loc must be a named zone
 // (time.LoadLocation), not time.Local, so that the delivery worker can load
 // it again from the event.
-func (s *Service) QueueDigest(ctx context.Context, loc *time.Location) (bool, error) {
+//
+// due maps now to the latest scheduled time, so that a digest queued late
+// (the service was down at the time, or the database failed) is still of
+// the week that time would have queued.
+func (s *Service) QueueDigest(ctx context.Context, loc *time.Location, due func(now time.Time) time.Time) (bool, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
@@ -61,7 +66,11 @@ func (s *Service) QueueDigest(ctx context.Context, loc *time.Location) (bool, er
 	now := s.cfg.now()
 	// A week back on the zone's calendar, not 168 hours: across a change of
 	// the clocks those end in another week.
-	from, end := periodBounds(PeriodWeek, now.In(loc).AddDate(0, 0, -7), loc)
+	at := now
+	if due != nil {
+		at = due(now)
+	}
+	from, end := periodBounds(PeriodWeek, at.In(loc).AddDate(0, 0, -7), loc)
 	ev := DigestEvent{From: from, End: end, TimeZone: loc.String()}
 	queued := false
 	err := s.inTx(ctx, "queue the weekly digest", func(tx pgx.Tx) error {

@@ -30,7 +30,7 @@ func TestQueueDigestOnce(t *testing.T) {
 		for _, svc := range replicas {
 			for range 3 {
 				wg.Go(func() {
-					ok, err := svc.QueueDigest(ctx, london)
+					ok, err := svc.QueueDigest(ctx, london, nil)
 					require.NoError(t, err)
 					if ok {
 						mu.Lock()
@@ -89,7 +89,7 @@ func TestQueueDigestOnce(t *testing.T) {
 	require.True(t, evs[1].From.Equal(time.Date(2026, 2, 9, 0, 0, 0, 0, time.UTC)))
 	require.True(t, evs[2].From.Equal(time.Date(2026, 6, 28, 23, 0, 0, 0, time.UTC)))
 
-	_, err = f.svc.QueueDigest(ctx, time.Local)
+	_, err = f.svc.QueueDigest(ctx, time.Local, nil)
 	require.ErrorIs(t, err, casework.ErrInvalid, "the worker must be able to load the zone again")
 	_, err = casework.DigestEvent{TimeZone: "Mars/Olympus"}.Request()
 	require.Error(t, err)
@@ -107,7 +107,7 @@ func TestDigestAfterTheClocksGoForward(t *testing.T) {
 	require.NoError(t, err)
 	week := func(monday time.Time) time.Time {
 		f.clock.Set(monday)
-		ok, err := f.svc.QueueDigest(ctx, london)
+		ok, err := f.svc.QueueDigest(ctx, london, nil)
 		require.NoError(t, err)
 		require.True(t, ok, "queued at %s", monday.In(london))
 		var from time.Time

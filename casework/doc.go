@@ -79,7 +79,7 @@
 //	// rep.Orgs (one per org, zeros included) and rep.Total; its JSON feeds the web report.
 //
 //	// Weekly digest: at reports.digest.when, on every replica:
-//	queued, err := svc.QueueDigest(ctx, tz) // true on one call per week, with EventDigest in the outbox
+//	queued, err := svc.QueueDigest(ctx, tz, nil) // true on one call per week, with EventDigest in the outbox
 //	// and in the delivery worker, for EventDigest (payload DigestEvent):
 //	req, err := ev.Request()                // last week, whole, in the event's zone
 //	rep, err := svc.Report(ctx, casework.AllOrgs(), req)
