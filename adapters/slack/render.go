@@ -179,7 +179,7 @@ func plainLine(l bot.Line) string {
 }
 
 func mrkdwn(s string) *slack.TextBlockObject {
-	return &slack.TextBlockObject{Type: slack.MarkdownType, Text: s}
+	return &slack.TextBlockObject{Type: slack.MarkdownType, Text: s, Verbatim: true}
 }
 
 func plain(s string) *slack.TextBlockObject {

