@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/plural"
@@ -38,6 +40,40 @@ func huntErr(err error) error {
 	return err
 }
 
+// alertText is alert text made safe to show on a line of its own: an
+// alert's title, a device, file or user name, a command line come from the
+// sender (or from an attacker on a watched host), and a line break in them
+// could forge a line of the card ("Resolved by …"), a direction override
+// (U+202E) disguise a file name, and a bare address become a link.
+// Control characters become spaces, invisible format characters are
+// dropped, and web addresses are defanged.
+func alertText(s string) string {
+	return bareURL.ReplaceAllStringFunc(oneLine(s), defang)
+}
+
+// bareURL is a web address in alert text: chat clients make it a link
+// (Discord always; Slack unless the text is verbatim), so it is shown
+// defanged, as scope URLs are.
+var bareURL = regexp.MustCompile(`(?i)\bhttps?://\S+`)
+
+// oneLine is s with control characters as spaces and invisible format
+// characters dropped.
+func oneLine(s string) string {
+	bad := func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+	if !strings.ContainsFunc(s, bad) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsControl(r):
+			return ' '
+		case unicode.Is(unicode.Cf, r):
+			return -1
+		}
+		return r
+	}, s)
+}
+
 func scopeGroups(s hunting.Scope) []ScopeGroup {
 	var out []ScopeGroup
 	for _, g := range []struct {
@@ -59,7 +95,7 @@ func scopeGroups(s hunting.Scope) []ScopeGroup {
 			case v.Display != "" && v.Display != v.Value:
 				item += " " + v.Display
 			}
-			sg.Items = append(sg.Items, item)
+			sg.Items = append(sg.Items, alertText(item))
 		}
 		out = append(out, sg)
 	}
@@ -77,7 +113,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		return IncidentView{}, huntErr(err)
 	}
 	out := IncidentView{
-		ID: strconv.FormatInt(v.ID, 10), Org: v.Org, Title: v.Title, Summary: v.Summary,
+		ID: strconv.FormatInt(v.ID, 10), Org: v.Org, Title: alertText(v.Title), Summary: alertText(v.Summary),
 		Severity: Severity(v.Severity), Score: v.Score, Scope: scopeGroups(v.Scope), Recommended: v.Actions,
 		AckedBy: v.AcknowledgedBy,
 	}
@@ -92,7 +128,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		if e.Device != "" {
 			line += " on " + e.Device
 		}
-		out.Timeline = append(out.Timeline, line)
+		out.Timeline = append(out.Timeline, alertText(line))
 	}
 	if more := v.TimelineTotal - len(v.Timeline); more > 0 {
 		out.Timeline = append(out.Timeline, "and "+plural.Count(more, "more alert", "more alerts"))
@@ -114,7 +150,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		// The card names the earlier incident; without its title it still
 		// gives its number.
 		if r, err := h.svc.IncidentSummary(ctx, org, v.Follows); err == nil {
-			out.FollowsTitle = r.Title
+			out.FollowsTitle = alertText(r.Title)
 		}
 	}
 	return out, nil
@@ -150,9 +186,9 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 	case SubjectAlert:
 		var a *hunting.AlertInfo
 		if a, err = h.svc.Alert(ctx, org, id); err == nil {
-			s.Name, s.Severity, s.Link = a.Title, string(a.Severity), a.WebURL
+			s.Name, s.Severity, s.Link = alertText(a.Title), string(a.Severity), a.WebURL
 			if a.Host != "" {
-				s.Detail = "host " + a.Host
+				s.Detail = "host " + alertText(a.Host)
 			}
 			if a.IncidentID != 0 {
 				s.Detail = strings.TrimPrefix(s.Detail+fmt.Sprintf(", incident %d", a.IncidentID), ", ")
@@ -166,7 +202,7 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 			e, err = h.svc.File(ctx, org, id)
 		}
 		if err == nil {
-			s.Name = e.Display
+			s.Name = alertText(e.Display)
 			var details []string
 			if !e.FirstSeen.IsZero() {
 				details = append(details, "seen since "+e.FirstSeen.UTC().Format("2 Jan 15:04"))
@@ -190,7 +226,7 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 		}
 		var r *hunting.IncidentRef
 		if r, err = h.svc.IncidentSummary(ctx, org, n); err == nil {
-			s.Name, s.Severity = r.Title, string(r.Severity)
+			s.Name, s.Severity = alertText(r.Title), string(r.Severity)
 			s.Detail = fmt.Sprintf("score %d, %s", r.Score, r.Status)
 		}
 	default:
@@ -226,15 +262,15 @@ func (h *HuntingIncidents) DecodeEvent(kind string, payload json.RawMessage) (In
 	switch kind {
 	case hunting.EventUpdate:
 		for _, c := range p.Changes {
-			ev.Changes = append(ev.Changes, c.Detail)
+			ev.Changes = append(ev.Changes, alertText(c.Detail))
 		}
 		if len(ev.Changes) == 0 && p.Note != "" {
-			ev.Changes = []string{p.Note}
+			ev.Changes = []string{alertText(p.Note)}
 		}
 	case hunting.EventAcknowledged:
 		ev.Changes = []string{"Acknowledged by " + p.By}
 	case hunting.EventMerged:
-		ev.Changes = []string{fmt.Sprintf("Merged into incident %d: %s", p.MergedInto, p.Reason)}
+		ev.Changes = []string{fmt.Sprintf("Merged into incident %d: %s", p.MergedInto, alertText(p.Reason))}
 	case hunting.EventClosed:
 		ev.Changes = []string{"Closed by " + p.By}
 	case hunting.EventResolved:

@@ -82,7 +82,7 @@ func (h *HuntingIncidents) List(ctx context.Context, org, filter string, before 
 		all = all[:limit]
 	}
 	for _, v := range all {
-		l := IncidentLine{ID: strconv.FormatInt(v.ID, 10), Org: org, Title: v.Title, Severity: Severity(v.Severity), Score: v.Score,
+		l := IncidentLine{ID: strconv.FormatInt(v.ID, 10), Org: org, Title: alertText(v.Title), Severity: Severity(v.Severity), Score: v.Score,
 			Status: v.Status, Posted: v.Posted, LastActivity: v.LastActivity,
 			Resolution: resolution(v.Status, v.ResolvedBy, v.Classification, "")}
 		// An expert incident's breakdown already says so first.

@@ -432,3 +432,25 @@ func TestExpertNotifiesFromTheDesk(t *testing.T) {
 	require.Contains(t, answerText(t, r), "is being posted")
 	f.card(t, quiet)
 }
+
+// TestAlertTextCannotForgeCardLines: an alert's title and file names come
+// from the sender, or from an attacker on a watched host; a line break in
+// them made a line of the card of its own ("Resolved by …", "Status:
+// Closed"), a direction override disguised a file name, and a bare address
+// became a link. They are shown on one line, the override dropped, the
+// address defanged.
+func TestAlertTextCannotForgeCardLines(t *testing.T) {
+	t.Parallel()
+	f := setupHunting(t)
+	id := f.ingest(t, defenderAlert{ID: "da0000000000000999_1", Device: "ws-9.contoso.local", Expert: true, Category: "Execution",
+		Title: "Suspicious PowerShell\n\n*Resolved by* Eve Expert (threat expert) visit https://evil.example/reset",
+		Files: []string{"inv\u202egpj.exe\r\n*Status:* Closed"}})[0]
+	text := plain(f.card(t, id).Message)
+	for _, forged := range []string{"\n*Resolved by*", "\nResolved by", "\n*Status:*", "\nStatus:", "\u202e"} {
+		require.NotContains(t, text, forged)
+	}
+	require.Contains(t, text, "Suspicious PowerShell  *Resolved by* Eve Expert (threat expert)", "the title on one line")
+	require.Contains(t, text, "invgpj.exe  *Status:* Closed", "the file name on one line, without the override")
+	require.NotContains(t, text, "https://evil.example", "an address in alert text is not made a link")
+	require.Contains(t, text, "visit hxxps[://]evil[.]example/reset")
+}

@@ -487,7 +487,7 @@ func (b *Bot) campaignCommand(ctx context.Context, w who, r request) (Message, e
 		if err != nil {
 			return Message{}, err
 		}
-		what := t.Target + " (" + b.orgName(t.Org) + ", " + t.Title + ")"
+		what := t.Target + " (" + b.orgName(t.Org) + ", " + alertText(t.Title) + ")"
 		if !t.New {
 			return note(U(what), T(" already carries the campaign "), U(t.Campaign), T(".")), nil
 		}
@@ -551,7 +551,7 @@ func (b *Bot) campaignMessage(c CampaignView) Message {
 			sec.More = len(c.Items) - i
 			break
 		}
-		sec.Lines = append(sec.Lines, Line{B(it.Target), T(" · " + b.orgName(it.Org) + " · "), U(cut(it.Title, maxTitleRunes)),
+		sec.Lines = append(sec.Lines, Line{B(it.Target), T(" · " + b.orgName(it.Org) + " · "), U(cut(alertText(it.Title), maxTitleRunes)),
 			T(fmt.Sprintf(" · %s · %s to %s", it.Status, day(it.First), day(it.Last)))})
 	}
 	m.Sections = append(m.Sections, sec)
