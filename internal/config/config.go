@@ -144,10 +144,23 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		c.Key = k
 	}
 	errs = append(errs, c.File.validate()...)
+	errs = append(errs, c.Env.checkFile(&c.File)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// checkFile checks what the file must say given the environment. With Add
+// to Slack (SLACK_CLIENT_ID) customer workspaces join, and a Slack user id
+// names a person only within its workspace: the desk's workspace must be
+// named, so that the staff roles hold only there (unnamed, they held in
+// every workspace while one customer workspace was configured).
+func (e *Env) checkFile(f *File) []error {
+	if e.Slack.ClientID == "" || f.Bot.Desk.Slack == nil || f.Bot.Desk.Slack.Team != "" {
+		return nil
+	}
+	return []error{errors.New("desk.slack.team is required with Add to Slack (SLACK_CLIENT_ID): set it to the team id of the desk's own workspace, so that the experts, managers and admins hold their roles only there")}
 }
 
 // parseEnv reads every variable Env's fields (and the adapters' Config

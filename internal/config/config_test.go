@@ -523,3 +523,33 @@ func TestDeliveryLeaseAndSLACheckInterval(t *testing.T) {
 	require.Equal(t, 5*time.Second, c.File.Bot.Delivery.Lease)
 	require.Equal(t, time.Second, c.File.Cases.SweepEvery)
 }
+
+// TestAddToSlackNeedsTheDesksWorkspace: with Add to Slack set up, customer
+// workspaces join, and a Slack user id names a person only within its
+// workspace; with the desk's workspace unnamed and one customer workspace
+// configured, the experts' roles held in every workspace. Such a config is
+// refused, at start and on reload, saying what to set.
+func TestAddToSlackNeedsTheDesksWorkspace(t *testing.T) {
+	t.Parallel()
+	const want = "desk.slack.team is required with Add to Slack (SLACK_CLIENT_ID)"
+	env := func(path string) map[string]string {
+		return map[string]string{"THREATDESK_CONFIG": path, "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s",
+			"SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "secret", "THREATDESK_PUBLIC_URL": "https://threatdesk.example.com"}
+	}
+	_, err := config.Load(envOf(env(exampleFile)))
+	require.ErrorContains(t, err, want)
+
+	example, err := os.ReadFile(exampleFile)
+	require.NoError(t, err)
+	named := strings.Replace(string(example), "    channel: C0EXPERTDESK", "    team: T0PROVIDER\n    channel: C0EXPERTDESK", 1)
+	require.NotEqual(t, string(example), named)
+	path := writeFile(t, named)
+	c, err := config.Load(envOf(env(path)))
+	require.NoError(t, err)
+	require.Equal(t, "T0PROVIDER", c.File.Bot.Desk.Slack.Team)
+
+	// A reload that drops it is refused too.
+	require.NoError(t, os.WriteFile(path, example, 0o600))
+	_, err = c.ReadFile()
+	require.ErrorContains(t, err, want)
+}

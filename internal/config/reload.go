@@ -23,7 +23,7 @@ func (c *Config) ReadFile() (*File, error) {
 		lookup = os.LookupEnv
 	}
 	f.gather(lookup)
-	if err := errors.Join(f.validate()...); err != nil {
+	if err := errors.Join(append(f.validate(), c.Env.checkFile(f)...)...); err != nil {
 		return nil, err
 	}
 	return f, nil
