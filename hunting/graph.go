@@ -87,18 +87,24 @@ func (s *Service) PullGraph(ctx context.Context) (int, error) {
 
 func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant) (int, error) {
 	now := s.cfg.Now()
+	// The watermark, and the throttling any replica was told of.
+	var stored, throttled *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT last_update FROM hunting_graph_watermarks WHERE tenant = $1),
+    (SELECT not_before FROM hunting_graph_throttle WHERE tenant = $1)`, t.TenantID).Scan(&stored, &throttled); err != nil {
+		return 0, fmt.Errorf("read watermark: %w", err)
+	}
 	s.graph.mu.Lock()
 	wait := s.graph.notBef[t.TenantID]
 	s.graph.mu.Unlock()
+	if throttled != nil && throttled.After(wait) {
+		wait = *throttled
+	}
 	if now.Before(wait) {
 		return 0, &ThrottledError{Status: http.StatusTooManyRequests, RetryAfter: wait.Sub(now)}
 	}
-	var mark time.Time
-	err := s.pool.QueryRow(ctx, `SELECT last_update FROM hunting_graph_watermarks WHERE tenant = $1`, t.TenantID).Scan(&mark)
-	if errors.Is(err, pgx.ErrNoRows) {
-		mark = s.cfg.Now().UTC().Add(-g.Lookback)
-	} else if err != nil {
-		return 0, fmt.Errorf("read watermark: %w", err)
+	mark := s.cfg.Now().UTC().Add(-g.Lookback)
+	if stored != nil {
+		mark = *stored
 	}
 	q := url.Values{}
 	q.Set("$filter", "lastUpdateDateTime ge "+mark.UTC().Format("2006-01-02T15:04:05.0000000Z"))
@@ -454,9 +460,15 @@ func (s *Service) graphGet(ctx context.Context, g *GraphConfig, t GraphTenant, u
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		ra := retryAfter(resp.Header.Get("Retry-After"))
+		until := s.cfg.Now().Add(ra)
 		s.graph.mu.Lock()
-		s.graph.notBef[t.TenantID] = s.cfg.Now().Add(ra)
+		s.graph.notBef[t.TenantID] = until
 		s.graph.mu.Unlock()
+		// For the other replicas too; this one remembers it if the write fails.
+		if _, err := s.pool.Exec(ctx, `INSERT INTO hunting_graph_throttle (tenant, not_before) VALUES ($1, $2)
+ON CONFLICT (tenant) DO UPDATE SET not_before = greatest(hunting_graph_throttle.not_before, EXCLUDED.not_before)`, t.TenantID, until); err != nil {
+			s.log.Warn("graph throttling not recorded for the other replicas", "tenant", t.TenantID, "err", err)
+		}
 		return &ThrottledError{Status: resp.StatusCode, RetryAfter: ra}
 	case resp.StatusCode == http.StatusUnauthorized:
 		s.graph.mu.Lock()

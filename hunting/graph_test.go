@@ -87,6 +87,15 @@ func TestGraphPull(t *testing.T) {
 	require.Equal(t, time.Second, te.RetryAfter)
 	_, err = f.svc.PullGraph(f.ctx)
 	require.ErrorAs(t, err, &te, "still inside Retry-After")
+	// Another replica taking the pull job waits too, without asking Graph
+	// (the wait was kept per replica).
+	other, err := New(f.pool, f.svc.cfg, nil, nil)
+	require.NoError(t, err)
+	_, before := fake.Calls()
+	_, err = other.PullGraph(f.ctx)
+	require.ErrorAs(t, err, &te, "another replica is inside Retry-After too")
+	_, after := fake.Calls()
+	require.Equal(t, before, after, "and did not ask Graph")
 	f.clock.Advance(1100 * time.Millisecond)
 	n, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
