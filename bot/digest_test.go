@@ -54,9 +54,9 @@ func TestDigestConfig(t *testing.T) {
 	require.Empty(t, c.Reports.Digest.When, "WithDefaults does not change the config it was given")
 }
 
-// TestDigestDueThisWeek: a replica that starts after this week's due time
-// queues the digest at once (catching up a restart over the due time);
-// before it, the schedule will.
+// TestDigestDueThisWeek: when the digest is due in the week of a time,
+// and the latest time it was due at or before it (what a start or the
+// hourly check queues, if no replica has).
 func TestDigestDueThisWeek(t *testing.T) {
 	t.Parallel()
 	london, err := time.LoadLocation("Europe/London")
@@ -76,17 +76,21 @@ func TestDigestDueThisWeek(t *testing.T) {
 		now  string
 		due  string
 		late bool
+		last string
 	}{
-		{mon, "2026-03-30 07:59", "2026-03-30 08:00", false}, // Monday, just before (BST since the 29th)
-		{mon, "2026-03-30 08:00", "2026-03-30 08:00", true},
-		{mon, "2026-04-05 23:00", "2026-03-30 08:00", true}, // Sunday of the same week
-		{sun, "2026-03-30 09:00", "2026-04-05 20:00", false},
-		{sun, "2026-04-05 21:00", "2026-04-05 20:00", true},
+		{mon, "2026-03-30 07:59", "2026-03-30 08:00", false, "2026-03-23 08:00"}, // Monday, just before (BST since the 29th)
+		{mon, "2026-03-30 08:00", "2026-03-30 08:00", true, "2026-03-30 08:00"},
+		{mon, "2026-04-05 23:00", "2026-03-30 08:00", true, "2026-03-30 08:00"}, // Sunday of the same week
+		{sun, "2026-03-30 09:00", "2026-04-05 20:00", false, "2026-03-29 20:00"},
+		{sun, "2026-04-05 19:59", "2026-04-05 20:00", false, "2026-03-29 20:00"},
+		{sun, "2026-04-05 21:00", "2026-04-05 20:00", true, "2026-04-05 20:00"},
+		{sun, "2026-04-06 00:30", "2026-04-12 20:00", false, "2026-04-05 20:00"}, // over the week's end
 	} {
 		now := at(tt.now)
 		due := tt.w.dueIn(now, london)
 		require.Equal(t, at(tt.due), due, "due for %s", tt.now)
 		require.Equal(t, tt.late, !now.Before(due), "late at %s", tt.now)
+		require.Equal(t, at(tt.last), tt.w.lastDue(now, london), "last due at %s", tt.now)
 	}
 }
 
@@ -98,13 +102,8 @@ func TestDigestMissedOverTheWeeksEnd(t *testing.T) {
 	t.Parallel()
 	london, err := time.LoadLocation("Europe/London")
 	require.NoError(t, err)
-	sun, err := parseWhen("Sun 20:00")
-	require.NoError(t, err)
 	monday := time.Date(2026, 4, 6, 0, 30, 0, 0, london)
 	sunday := time.Date(2026, 4, 5, 20, 0, 0, 0, london)
-	require.True(t, sun.lastDue(monday, london).Equal(sunday))
-	require.True(t, sun.lastDue(sunday, london).Equal(sunday), "at the due time itself")
-	require.True(t, sun.lastDue(sunday.Add(-time.Minute), london).Equal(sunday.AddDate(0, 0, -7)))
 
 	q := &dueRecorder{now: monday, calls: make(chan time.Time, 4)}
 	d, err := NewDigestScheduler(Reports{Digest: &Digest{Slack: &DigestSlack{Channel: "C0MANAGERS"}, When: "Sun 20:00"}, Location: london},

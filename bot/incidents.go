@@ -379,7 +379,7 @@ func (b *Bot) incidentItem(w who, inc IncidentLine, showOrg bool) Item {
 	info := fmt.Sprintf(" · score %d · %s · ", inc.Score, cmp.Or(string(inc.Severity), "informational"))
 	line := Line{B(head), T(info)}
 	// The state names who resolved it: a person's name, shown literally.
-	line = append(line, U(state), T(" · "), U(cut(alertText(inc.Title), maxListLineRunes)))
+	line = append(line, U(state), T(" · "), U(cut(inc.Title, maxListLineRunes)))
 	if inc.Follows != "" {
 		line = append(line, T(" · follows incident "+inc.Follows))
 	}

@@ -96,7 +96,7 @@ func (b *Bot) sightingsMessage(inc IncidentView, ss []Sighting) Message {
 		Title:    "Incident " + inc.ID + " at " + org + ": also seen at other orgs",
 		Severity: inc.Severity,
 		Text: []Line{
-			{B(org), T(" · incident " + inc.ID + " · "), U(cut(alertText(inc.Title), maxTitleRunes))},
+			{B(org), T(" · incident " + inc.ID + " · "), U(cut(inc.Title, maxTitleRunes))},
 		},
 		Fallback: cut("Incident "+inc.ID+" at "+org+": also seen at "+sightingOrgs(b, ss), maxListLineRunes),
 		Footer:   Line{T("Experts only: " + org + "'s channel is never told of other orgs.")},

@@ -153,10 +153,10 @@ func (a *Alert) benign() bool {
 	return a.Classification == alertFalsePositive || a.Classification == alertInformationalExpected
 }
 
-// when is the time correlation uses: first activity, else creation.
 // activity is the alert's latest activity: its last, or its first.
 func (a *Alert) activity() time.Time { return maxTime(a.when(), a.LastActivity) }
 
+// when is the time correlation uses: first activity, else creation.
 func (a *Alert) when() time.Time {
 	if !a.FirstActivity.IsZero() {
 		return a.FirstActivity
