@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/threatdesk/threatdesk/internal/walflush"
 )
 
 // The service report: how experts on demand performed for an org (or every
@@ -254,6 +256,7 @@ type NotificationSource interface {
 // HuntingNotifications reads notification figures from hunting's incident
 // table (hunting_incidents: posted_at, acked_at), read-only, in one query.
 // A card counts as posted when hunting decided to post it (posted_at).
+// What it counts is on disk before it returns (walflush).
 type HuntingNotifications struct {
 	Pool *pgxpool.Pool
 }
@@ -283,6 +286,11 @@ func (h HuntingNotifications) NotificationFigures(ctx context.Context, orgs []st
 	}
 	if err := rows.Err(); err != nil {
 		return nil, NotificationFigures{}, fmt.Errorf("report: notification figures: %w", err)
+	}
+	// Hunting commits incidents without waiting for the disk: what a
+	// report counts is on disk before it is shown.
+	if err := walflush.Flush(ctx, h.Pool); err != nil {
+		return nil, NotificationFigures{}, fmt.Errorf("report: notification figures: wait for the disk: %w", err)
 	}
 	return out, total, nil
 }

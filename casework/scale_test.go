@@ -169,8 +169,11 @@ FROM (VALUES ('org-0', $2::timestamptz + interval '1 hour', interval '10 minutes
 
 	orgs := []string{"org-0", "org-1"}
 	from, to := time.Date(2026, 2, 9, 0, 0, 0, 0, time.UTC), time.Date(2026, 2, 16, 0, 0, 0, 0, time.UTC)
+	lsn := pgtest.AsyncCommit(t, f.pool)
 	per, total, err := casework.HuntingNotifications{Pool: f.pool}.NotificationFigures(ctx, orgs, from, to)
 	require.NoError(t, err)
+	// Hunting commits without waiting for the disk: the figures wait.
+	require.True(t, pgtest.Flushed(t, f.pool, lsn), "the WAL is flushed before the figures are shown")
 	require.Equal(t, casework.NotificationFigures{Posted: 3, Acknowledged: 2, MedianToAck: 20 * time.Minute}, per["org-0"])
 	require.Equal(t, casework.NotificationFigures{Posted: 1}, per["org-1"])
 	require.Equal(t, casework.NotificationFigures{Posted: 4, Acknowledged: 2, MedianToAck: 20 * time.Minute}, total)

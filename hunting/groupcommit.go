@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/threatdesk/threatdesk/internal/walflush"
 )
 
 // Group commit. An org's ingest takes the org's advisory lock (correlation
@@ -233,20 +235,14 @@ func (s *Service) commitGroupOf(ctx context.Context, org string, grp []*groupReq
 }
 
 // durable returns once every transaction committed before it was called
-// is on disk. An ingest transaction commits without waiting for its WAL
-// to be flushed (synchronous_commit off, for itself only): the org's next
-// transaction need not wait for this one's fsync to start. No request is
-// answered before durable returns. A transaction that wrote WAL and
-// commits synchronously flushes the WAL up to its own commit record, which
-// comes after every commit before it; a transaction id alone is not
-// enough (PostgreSQL commits a transaction that wrote no WAL of its own
-// without a flush), so it writes a transactional logical message: one WAL
-// record, no table, any wal_level, no privilege needed. PostgreSQL
-// flushes for several committers at once, so concurrent groups share one
-// fsync. A delivery never acts on data not yet durable either: it records
-// its attempt, a synchronous write, before it posts.
+// is on disk (walflush.Flush). An ingest transaction commits without
+// waiting for its WAL to be flushed (synchronous_commit off, for itself
+// only): the org's next transaction need not wait for this one's fsync to
+// start. No request is answered before durable returns, and concurrent
+// groups share one fsync. A delivery never acts on data not yet durable
+// either: it records its attempt, a synchronous write, before it posts.
 func (s *Service) durable(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, durableSQL); err != nil {
+	if err := walflush.Flush(ctx, s.pool); err != nil {
 		return &notConfirmedError{err: fmt.Errorf("hunting: wait for the ingest to reach the disk: %w", err)}
 	}
 	return nil
@@ -264,10 +260,6 @@ func (e *notConfirmedError) Unwrap() error { return e.err }
 // asyncBeginSQL begins an ingest transaction whose commit does not wait
 // for its WAL to be flushed (one round trip).
 const asyncBeginSQL = `BEGIN; SET LOCAL synchronous_commit TO off`
-
-// durableSQL is one round trip (the simple protocol runs the statements in
-// order).
-const durableSQL = `BEGIN; SET LOCAL synchronous_commit TO on; SELECT pg_logical_emit_message(true, 'threatdesk', ''); COMMIT`
 
 // safeCommitGroup is commitGroup with a panic turned into an error, so
 // that the org's queue always moves on.

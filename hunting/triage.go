@@ -422,7 +422,7 @@ FROM hunting_incidents WHERE org = $1 AND id < $3 `+cond+` ORDER BY id DESC LIMI
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("hunting: list incidents of org %s: %w", org, err)
 	}
-	if err := s.shown(ctx); err != nil {
+	if err := s.Shown(ctx); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -135,7 +135,7 @@ func (s *Service) Incident(ctx context.Context, org string, id int64) (*Incident
 	if err != nil {
 		return nil, err
 	}
-	if err := s.shown(ctx); err != nil {
+	if err := s.Shown(ctx); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -148,18 +148,19 @@ func (s *Service) FullScope(ctx context.Context, org string, id int64) (*Scope, 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.shown(ctx); err != nil {
+	if err := s.Shown(ctx); err != nil {
 		return nil, err
 	}
 	return &v.Scope, nil
 }
 
-// shown waits, before what a view read is shown to a person, for the disk:
+// Shown waits, before what a view read is shown to a person, for the disk:
 // every commit it could have read is then flushed (durable), so that
 // nothing it shows can be taken back by a crash of the database after an
 // ingest that committed without waiting. An error means the view must not
-// be shown.
-func (s *Service) shown(ctx context.Context) error {
+// be shown. Views outside hunting that read its tables (insight, reports)
+// call it after their reads.
+func (s *Service) Shown(ctx context.Context) error {
 	if err := s.durable(ctx); err != nil {
 		return fmt.Errorf("hunting: before showing what was read: %w", err)
 	}
@@ -391,7 +392,7 @@ FROM hunting_alerts WHERE org = $1 AND id = $2`, org, strings.TrimSpace(id)).Sca
 	if a.Host == "" {
 		a.Host = a.DeviceID
 	}
-	if err := s.shown(ctx); err != nil {
+	if err := s.Shown(ctx); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -472,7 +473,7 @@ ORDER BY ie.last_seen DESC LIMIT 50`, org, string(kind), arg)
 	if info == nil {
 		return nil, fmt.Errorf("%s of org %s: %w", what, org, ErrNotFound)
 	}
-	if err := s.shown(ctx); err != nil {
+	if err := s.Shown(ctx); err != nil {
 		return nil, err
 	}
 	return info, nil

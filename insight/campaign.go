@@ -311,6 +311,10 @@ func (s *Service) Campaign(ctx context.Context, name string) (*Campaign, error) 
 		byCase[r.Ref] = r
 	}
 	acts, err := s.hunt.IncidentsByID(ctx, incs)
+	if err == nil {
+		// What it shows of the incidents is on disk (as for Sightings).
+		err = s.hunt.Shown(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -103,8 +103,17 @@ const (
 // Sightings returns where else (in orgs other than org) the indicators of
 // a case subject of org were seen within the window: in incidents, and in
 // cases about the same indicators, incidents or their alerts. For experts
-// only.
+// only. What it shows is on disk (hunting commits its intake without
+// waiting for the disk; see hunting.Service.Shown).
 func (s *Service) Sightings(ctx context.Context, org string, sub Subject) (Sightings, error) {
+	out, err := s.sightings(ctx, org, sub)
+	if err != nil {
+		return out, err
+	}
+	return out, s.hunt.Shown(ctx)
+}
+
+func (s *Service) sightings(ctx context.Context, org string, sub Subject) (Sightings, error) {
 	var out Sightings
 	since := s.since()
 	keys, err := s.hunt.SubjectKeys(ctx, org, sub.Kind, sub.ID, since)
@@ -238,9 +247,12 @@ type CampaignCount struct {
 // Known returns what org's own data says of a subject of kind file, ip,
 // url or actor: the incidents that involve it, their devices and alerts,
 // and for an actor the campaigns of that name tagged in org. Only org's
-// data is read.
+// data is read. What it shows is on disk, as for Sightings.
 func (s *Service) Known(ctx context.Context, org string, sub Subject) (Known, error) {
 	k, err := s.hunt.KnownOf(ctx, org, sub.Kind, sub.ID, s.since())
+	if err == nil {
+		err = s.hunt.Shown(ctx)
+	}
 	if err != nil {
 		return Known{}, err
 	}

@@ -2,6 +2,7 @@ package insight_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -38,4 +39,50 @@ func TestCasesAboutAnIncidentCountInItsOrgOnly(t *testing.T) {
 	require.Equal(t, "org2", got.Orgs[0].Org)
 	require.Equal(t, 1, got.Orgs[0].CaseCount)
 	require.Equal(t, "EOD-1", got.Orgs[0].Cases[0].Ref)
+}
+
+// TestViewsWaitForTheDisk: hunting commits its intake without waiting for
+// the disk, so every view that reads it (sightings, what an org knows, a
+// campaign) flushes the WAL before it answers; nothing shown can be taken
+// back by a crash of the database.
+func TestViewsWaitForTheDisk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	for _, s := range []string{
+		`INSERT INTO hunting_incidents (id, org, title, device_names, device_count, first_activity, last_activity, created_at, updated_at)
+		 VALUES (1, 'org1', 'one', '{ws-1}', 1, now(), now(), now(), now()), (2, 'org2', 'two', '{ws-2}', 1, now(), now(), now(), now())`,
+		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+		 VALUES (1, 'org1', 'file', repeat('ab', 32), now(), now()), (2, 'org2', 'file', repeat('ab', 32), now(), now())`,
+	} {
+		_, err := db.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	svc := benchService(t, ctx, db)
+	_, err := svc.Tag(ctx, insight.Target{Kind: insight.TargetIncident, Ref: "2"}, "Storm-0501", "Eve")
+	require.NoError(t, err)
+	for name, read := range map[string]func() error{
+		"sightings": func() error {
+			got, err := svc.Sightings(ctx, "org1", insight.Subject{Kind: "incident", ID: "1"})
+			if err == nil && len(got.Orgs) != 1 {
+				t.Errorf("sightings of incident 1: %+v", got.Orgs)
+			}
+			return err
+		},
+		"what the org knows": func() error {
+			_, err := svc.Known(ctx, "org1", insight.Subject{Kind: "file", ID: strings.Repeat("ab", 32)})
+			return err
+		},
+		"a campaign": func() error {
+			c, err := svc.Campaign(ctx, "storm-0501")
+			if err == nil && (len(c.Items) != 1 || c.Items[0].Title != "two") {
+				t.Errorf("campaign items: %+v", c.Items)
+			}
+			return err
+		},
+	} {
+		lsn := pgtest.AsyncCommit(t, db)
+		require.NoError(t, read(), name)
+		require.True(t, pgtest.Flushed(t, db, lsn), "%s flushed before it answered", name)
+	}
 }
