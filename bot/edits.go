@@ -201,13 +201,11 @@ func editedRelays(author, role string, r Reply, n int) []Message {
 			out[i] = Message{Text: []Line{head, italic("(edited: the message is shorter now, and this part is no longer part of it)")},
 				Fallback: author + ": (edited)"}
 		default:
-			m := Message{Text: append([]Line{head}, paragraphs(pieces[i])...), Fallback: cut(author+": "+pieces[i], maxListLineRunes)}
 			marker := "(edited)"
 			if i == n-1 && left > 0 {
 				marker = "(edited: " + plural.Count(left, "more character", "more characters") + " did not fit here; the original message has them)"
 			}
-			m.Text = append(m.Text, italic(marker))
-			out[i] = m
+			out[i] = Message{Text: []Line{head, italic(marker)}, Quote: quoted(pieces[i]), Fallback: cut(author+": "+pieces[i], maxListLineRunes)}
 		}
 	}
 	return out

@@ -800,11 +800,7 @@ func keepWritten(m Message, row inboundRow) Message {
 		return m
 	}
 	m.Text = append(m.Text, Line{B("What you wrote, to send it again:")})
-	for _, t := range texts {
-		for _, l := range strings.Split(t, "\n") {
-			m.Text = append(m.Text, Line{U(l)})
-		}
-	}
+	m.Quote = quoted(strings.Join(texts, "\n\n"))
 	return m
 }
 

@@ -114,7 +114,12 @@ type Message struct {
 	Title    string
 	Severity Severity
 	// Text is the body, one paragraph per Line.
-	Text     []Line
+	Text []Line
+	// Quote is a person's own words, shown after Text exactly as written
+	// (line breaks and blank lines kept, no markup) and set apart as a
+	// quote, so that no line of it can pass for the bot's own: a relayed
+	// reply's body, what someone wrote in a refused form.
+	Quote    string
 	Fields   []Field
 	Sections []Section
 	// Buttons are laid out in order; adapters wrap rows at the platform's limit.

@@ -127,7 +127,7 @@ func threadText(key, target, title, s string) []part {
 	pieces := textParts(s, maxTextRunes)
 	ps := make([]part, 0, len(pieces))
 	for i, p := range pieces {
-		m := Message{Text: append([]Line{{B(title + ofParts(i, len(pieces)) + ":")}}, paragraphs(p)...),
+		m := Message{Text: []Line{{B(title + ofParts(i, len(pieces)) + ":")}}, Quote: quoted(p),
 			Fallback: cut(title+": "+p, maxListLineRunes)}
 		ps = append(ps, part{key: partKeyN(key, i), thread: target, msg: m})
 	}
@@ -151,7 +151,7 @@ func relayParts(key, target, author, role, text string, src *relaySource) []part
 	pieces := textParts(text, maxTextRunes)
 	ps := make([]part, 0, len(pieces))
 	for i, p := range pieces {
-		m := Message{Text: append([]Line{relayHead(author, role, i, len(pieces))}, paragraphs(p)...),
+		m := Message{Text: []Line{relayHead(author, role, i, len(pieces))}, Quote: quoted(p),
 			Fallback: cut(author+": "+p, maxListLineRunes)}
 		var s *relaySource
 		if src != nil {
@@ -169,6 +169,9 @@ func relayParts(key, target, author, role, text string, src *relaySource) []part
 func relayHead(author, role string, i, n int) Line {
 	return Line{B(author), T(" (" + role + ") wrote" + ofParts(i, n) + ":")}
 }
+
+// quoted is a person's text as a Message.Quote: trimmed, cut as a whole.
+func quoted(s string) string { return cut(strings.TrimSpace(s), maxTextRunes) }
 
 // paragraphs turns untrusted text into lines, cut as a whole.
 func paragraphs(s string) []Line {

@@ -95,15 +95,11 @@ func TestKeepWrittenGivesBackEveryTypedField(t *testing.T) {
 	var lines []string
 	for _, l := range got.Text {
 		lines = append(lines, plainLine(l))
-		for _, sp := range l[1:] {
-			require.True(t, sp.Untrusted)
-		}
 	}
-	require.Equal(t, []string{"Refused.", "What you wrote, to send it again:", "need the dropper", "from ws-7", "invoice.pdf.exe"}, lines)
-	for _, l := range got.Text[2:] {
-		require.True(t, l[0].Untrusted, "the author's text is shown literally")
-	}
+	require.Equal(t, []string{"Refused.", "What you wrote, to send it again:"}, lines)
+	require.Equal(t, "need the dropper\nfrom ws-7\n\ninvoice.pdf.exe", got.Quote, "the author's words, as a quote shown literally")
 	// A form with nothing typed gets nothing added.
 	empty := inboundRow{event: inboundEvent{Submission: &Submission{FormID: formResolveIncident, Values: map[string]string{fieldClassification: "false_positive"}}}}
 	require.Len(t, keepWritten(textMessage("Refused."), empty).Text, 1)
+	require.Empty(t, keepWritten(textMessage("Refused."), empty).Quote)
 }

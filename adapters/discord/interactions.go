@@ -233,11 +233,13 @@ func formErrors(errs map[string]string, typed []string) bot.Message {
 	}
 	if len(typed) > 0 {
 		m.Text = append(m.Text, bot.Line{bot.B("What you wrote, to send it again:")})
+		var ts []string
 		for _, t := range typed {
-			for _, l := range strings.Split(strings.TrimSpace(t), "\n") {
-				m.Text = append(m.Text, bot.Line{bot.U(l)})
+			if t = strings.TrimSpace(t); t != "" {
+				ts = append(ts, t)
 			}
 		}
+		m.Quote = strings.Join(ts, "\n\n")
 	}
 	return m
 }

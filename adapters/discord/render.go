@@ -102,7 +102,7 @@ func render(m bot.Message) messagePayload {
 	p := messagePayload{Embeds: []*discordgo.MessageEmbed{}, Components: renderButtons(m.Buttons), AllowedMentions: allowedMentions{users: users}}
 	p.Components = append(p.Components, itemSelects(m.Items, MaxRows-len(p.Components))...)
 	if m.Title == "" && len(m.Fields) == 0 && len(m.Sections) == 0 && len(m.Items) == 0 {
-		body := renderLines(m.Text)
+		body := withQuote(renderLines(m.Text), m.Quote)
 		if len(m.Footer) > 0 {
 			if body != "" {
 				body += "\n"
@@ -126,7 +126,7 @@ func render(m bot.Message) messagePayload {
 	}
 	e := &discordgo.MessageEmbed{
 		Title:       cut(escape(m.Title, true), MaxEmbedTitle),
-		Description: cut(renderLines(m.Text), MaxEmbedDescription),
+		Description: cut(withQuote(renderLines(m.Text), m.Quote), MaxEmbedDescription),
 		Color:       severityColor(m.Severity),
 	}
 	for _, f := range m.Fields {
@@ -281,6 +281,25 @@ func renderSection(s bot.Section) string {
 	return cut(b.String(), MaxFieldValue)
 }
 
+// withQuote is body followed by q (a Message.Quote): every line of it,
+// blank ones included, a quote line ("> "), its text escaped, so that no
+// line of it can pass for the bot's own.
+func withQuote(body, q string) string {
+	if q == "" {
+		return body
+	}
+	var b strings.Builder
+	b.WriteString(body)
+	for _, l := range strings.Split(q, "\n") {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("> " + escape(l, true))
+	}
+	return b.String()
+}
+
+// renderLines renders lines as Discord markdown, one a line.
 func renderLines(lines []bot.Line) string {
 	parts := make([]string, 0, len(lines))
 	for _, l := range lines {

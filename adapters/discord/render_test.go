@@ -195,6 +195,23 @@ func TestLongTextIsNotCutAfterEscaping(t *testing.T) {
 	require.Empty(t, p.Embeds)
 }
 
+// TestQuoteCannotPassForTheBot: a relayed reply (Message.Quote) is quoted
+// line by line, blank lines too, its markdown escaped, so a line imitating
+// the relay's header ("**Eve** (threat expert) wrote:") or a heading stays
+// inside the quote, shown as typed; it is kept whole in an embed too.
+func TestQuoteCannotPassForTheBot(t *testing.T) {
+	t.Parallel()
+	m := bot.Message{Text: []bot.Line{{bot.B("Ana"), bot.T(" (requester, Contoso) wrote:")}},
+		Quote: "Checked.\n\n**Eve** (threat expert) wrote:\n# close it @everyone"}
+	p := render(m)
+	require.Equal(t, "**Ana** (requester, Contoso) wrote:\n> Checked.\n> \n> \\*\\*Eve\\*\\* (threat expert) wrote:\n> \\# close it @\u200beveryone", p.Content)
+
+	long := strings.Repeat(`C:\Users\a\`, 160) // 2,400 runes escaped: an embed
+	p = render(bot.Message{Text: m.Text, Quote: long + "\n**Eve** wrote:"})
+	require.Len(t, p.Embeds, 1)
+	require.True(t, strings.HasSuffix(p.Embeds[0].Description, "\n> \\*\\*Eve\\*\\* wrote:"), "the quote whole, last line quoted")
+}
+
 // TestFitEmbedCutsBeforeItDrops: a card over Discord's 6,000 characters
 // keeps every section, the longest cut with "…"; only when cutting is not
 // enough are sections left out, and the card says how many. Sections

@@ -270,6 +270,9 @@ func RenderBlocks(m bot.Message) ([]slack.Block, string) {
 	for _, t := range paragraphs(text) {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(t), nil, nil))
 	}
+	if q := quoteBlock(m.Quote); q != nil {
+		blocks = append(blocks, q)
+	}
 	for i := 0; i < len(m.Fields); i += MaxSectionFields {
 		var fields []*slack.TextBlockObject
 		for _, f := range m.Fields[i:min(i+MaxSectionFields, len(m.Fields))] {
@@ -312,6 +315,18 @@ func RenderBlocks(m bot.Message) ([]slack.Block, string) {
 		fallback = plainLine(m.Text[0])
 	}
 	return blocks, notifyText(m) + cut(Escape(fallback), MaxMessageText-len(notifyText(m)))
+}
+
+// quoteBlock shows q (a Message.Quote) as a rich text quote: rich text
+// elements of type text are shown as written (mrkdwn is not parsed in
+// them, and they ping no one), so no line of it can pass for the bot's
+// own. nil for no quote.
+func quoteBlock(q string) slack.Block {
+	if strings.TrimSpace(q) == "" {
+		return nil
+	}
+	return slack.NewRichTextBlock("", &slack.RichTextQuote{Type: slack.RTEQuote,
+		Elements: []slack.RichTextSectionElement{slack.NewRichTextSectionTextElement(q, nil)}})
 }
 
 // actionSep separates an action from the index that keeps action_ids unique

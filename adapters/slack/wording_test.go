@@ -362,6 +362,47 @@ func TestSlackDeskCardWords(t *testing.T) {
 	require.NotContains(t, seen, "device_compromise")
 }
 
+// TestSlackRelayCannotForgeItsHeader: a thread reply that imitates the
+// relay's header in mrkdwn ("*Eve Expert* (threat expert) wrote:") was
+// shown bold, as the bot's own line. The reply is now a rich text quote,
+// shown as written: no mrkdwn text of the relay holds any of it.
+func TestSlackRelayCannotForgeItsHeader(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	receipt, card := w.open(`ask "forgery?"`, "EOD-1")
+	reply := "Checked.\n\n*Eve Expert* (threat expert) wrote:\nall clear, close it <!channel>"
+	_, ev := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, reply)
+	_, err := w.fake.Event(w.ctx, ev, 0)
+	require.NoError(t, err)
+	relayed := w.inThread(wDesk, card.TS, "all clear, close it")
+
+	var v []map[string]any
+	require.NoError(t, json.Unmarshal(relayed.Blocks, &v))
+	var mrkdwn []string
+	var quoted []string
+	for _, b := range v {
+		switch b["type"] {
+		case "section":
+			if t, ok := b["text"].(map[string]any); ok {
+				mrkdwn = append(mrkdwn, t["text"].(string))
+			}
+		case "rich_text":
+			for _, e := range b["elements"].([]any) {
+				q := e.(map[string]any)
+				require.Equal(t, "rich_text_quote", q["type"])
+				for _, x := range q["elements"].([]any) {
+					quoted = append(quoted, x.(map[string]any)["text"].(string))
+				}
+			}
+		}
+	}
+	require.Equal(t, []string{"*Alice* (requester, Contoso) wrote:"}, mrkdwn, "the header is the bot's only mrkdwn line")
+	// (Slack sends a typed @channel as <!channel>; it is relayed readable,
+	// and in a rich text element it pings no one.)
+	require.Equal(t, []string{strings.Replace(reply, "<!channel>", "@channel", 1)}, quoted, "the reply, as written, blank line kept")
+	require.Empty(t, w.fake.Violations())
+}
+
 // TestSlackEditsFollowRelays: an edited thread reply edits its relay on
 // the other side; a deleted one says so (item 8).
 func TestSlackEditsFollowRelays(t *testing.T) {

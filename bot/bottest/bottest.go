@@ -551,6 +551,9 @@ func Plain(m bot.Message) string {
 	for _, l := range m.Text {
 		add(l)
 	}
+	if m.Quote != "" {
+		s += m.Quote + "\n"
+	}
 	for _, f := range m.Fields {
 		s += f.Label + ": "
 		add(f.Value)

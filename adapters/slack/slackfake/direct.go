@@ -141,6 +141,11 @@ func notified(text, blocks string) []string {
 						add(t)
 					}
 				}
+				// A rich text user element mentions its user; rich text
+				// text elements are shown as written and mention no one.
+				if u, ok := x["user_id"].(string); ok && x["type"] == "user" && !slices.Contains(out, u) {
+					out = append(out, u)
+				}
 				for _, e := range x {
 					walk(e)
 				}

@@ -238,7 +238,9 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 					}
 				}
 			}
-		case "divider", "image", "rich_text":
+		case "rich_text":
+			s.checkRichText(i, b, bad)
+		case "divider", "image":
 		case "input":
 			if !modal {
 				bad(i, "input blocks belong in modals")
@@ -282,6 +284,45 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 		}
 	}
 	return ok
+}
+
+// richTextKinds are a rich_text block's elements
+// (https://docs.slack.dev/reference/block-kit/blocks/rich-text-block).
+var richTextKinds = map[string]bool{"rich_text_section": true, "rich_text_quote": true, "rich_text_preformatted": true, "rich_text_list": true}
+
+// checkRichText checks a rich_text block: known elements, each holding
+// elements, text elements with text. Its text elements are shown as
+// written (no mrkdwn, no mention); a broadcast element pings a channel.
+func (s *Server) checkRichText(i int, b map[string]any, bad func(int, string, ...any)) {
+	els, _ := b["elements"].([]any)
+	if len(els) == 0 {
+		bad(i, "rich_text has no elements")
+	}
+	for _, e := range els {
+		em, _ := e.(map[string]any)
+		kind, _ := em["type"].(string)
+		if !richTextKinds[kind] {
+			bad(i, "rich_text element type %q is not one Slack knows", kind)
+			continue
+		}
+		inner, _ := em["elements"].([]any)
+		if len(inner) == 0 {
+			bad(i, "%s has no elements", kind)
+		}
+		for _, x := range inner {
+			xm, _ := x.(map[string]any)
+			switch xm["type"] {
+			case "text":
+				if t, _ := xm["text"].(string); t == "" {
+					bad(i, "%s: a text element has no text", kind)
+				}
+			case "broadcast":
+				bad(i, "%s pings a whole channel: broadcast %v", kind, xm["range"])
+			case nil:
+				bad(i, "%s: an element has no type", kind)
+			}
+		}
+	}
 }
 
 // checkText checks one text object's length and that it pings no one.

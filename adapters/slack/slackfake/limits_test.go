@@ -150,3 +150,40 @@ func TestLongTextAsSlack(t *testing.T) {
 	require.Equal(t, "message_truncated", got.Warning)
 	require.Equal(t, []string{"message_truncated"}, got.Metadata.Warnings)
 }
+
+// TestRichTextAsSlack: rich text text elements are shown as written, so a
+// "<@U1>" or "<!channel>" in one pings no one, while a user element
+// mentions its user and a broadcast element pings the channel; an empty
+// text element or an unknown element is refused.
+func TestRichTextAsSlack(t *testing.T) {
+	t.Parallel()
+	s, api := lenient(t)
+	ctx := t.Context()
+	quote := func(els ...slack.RichTextSectionElement) slack.MsgOption {
+		return slack.MsgOptionBlocks(slack.NewRichTextBlock("", &slack.RichTextQuote{Type: slack.RTEQuote, Elements: els}))
+	}
+	_, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("relay", false),
+		quote(slack.NewRichTextSectionTextElement("*Eve* wrote: <@U1> <!channel>", nil)))
+	require.NoError(t, err)
+	m, _ := s.Message("C1", ts)
+	require.Empty(t, m.Notified, "text elements mention no one")
+	require.Empty(t, s.Violations())
+
+	_, ts, err = api.PostMessageContext(ctx, "C1", slack.MsgOptionText("relay", false),
+		quote(slack.NewRichTextSectionUserElement("U1", nil)))
+	require.NoError(t, err)
+	m, _ = s.Message("C1", ts)
+	require.Equal(t, []string{"U1"}, m.Notified)
+
+	for name, opt := range map[string]slack.MsgOption{
+		"an empty text": quote(slack.NewRichTextSectionTextElement("", nil)),
+		"a broadcast":   quote(slack.NewRichTextSectionBroadcastElement("channel")),
+		"no elements":   quote(),
+		"unknown kind":  slack.MsgOptionBlocks(slack.NewRichTextBlock("", &slack.RichTextUnknown{Type: "rich_text_poem", Raw: `{"type":"rich_text_poem","elements":[{"type":"text","text":"roses"}]}`})),
+	} {
+		before := len(s.Violations())
+		_, _, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("relay", false), opt)
+		require.Error(t, err, name)
+		require.Greater(t, len(s.Violations()), before, name)
+	}
+}
