@@ -915,6 +915,9 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 	if b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent) == storedUnavailable {
 		return errors.New("thread reply not stored: threatdesk cannot reach its database")
 	}
+	if r.Message.Platform == Discord && r.Change == "" {
+		b.markThread(ctx, r.Message)
+	}
 	return nil
 }
 

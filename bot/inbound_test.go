@@ -395,3 +395,37 @@ WHERE kind = 'command' AND payload->'command'->>'Name' = 'note'`)
 	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
 	require.Equal(t, 1, notes(), "stored once")
 }
+
+// TestReplyMarkFollowsTheNewestReply: a Discord adapter catching up on a
+// thread after a new gateway session reads after the newest message taken
+// from it (the thread's start when none was), never back; threads that
+// hang off no case are not read.
+func TestReplyMarkFollowsTheNewestReply(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, m := f.run(t, Discord, fabAnalyst, fabSOC, `device 111e6dd8c833c8a052ea231ec1b19adaf497b625 "marks?"`)
+	require.Contains(t, plain(m), "Opened EOD-1")
+	receipt := posted(t, f.discord, fabSOC, nil, "EOD-1 ·")
+	f.anchored(t, "EOD-1")
+	ctx := context.Background()
+	thread := receipt.Ref.Message
+	after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref, thread)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, thread, after, "nothing taken yet: from the thread's start")
+
+	say := func(id string) {
+		require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt.Ref, Author: f.user(Discord, fabAnalyst), Text: "reply " + id, Key: id,
+			Message: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: thread, Message: id}}))
+	}
+	say("1300000000000000900")
+	say("1300000000000000800") // older, handed over late
+	after, ok, err = f.bot.ReplyMark(ctx, receipt.Ref, thread)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "1300000000000000900", after)
+
+	_, ok, err = f.bot.ReplyMark(ctx, Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: fabSOC, Message: "1300000000000000001"}, "1300000000000000001")
+	require.NoError(t, err)
+	require.False(t, ok, "not a case's thread")
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -144,4 +146,46 @@ ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspa
 		return fmt.Errorf("record delivery %d/%s: commit: %w", id, part, err)
 	}
 	return nil
+}
+
+// markThread records msg as taken from its thread (bot_thread_mark), when
+// it is newer than the mark: where a catch-up after a gateway session
+// that missed messages starts reading (ReplyMark). Best effort: a mark left
+// behind only makes a catch-up read, and hand over again, a few messages
+// the inbound and chat keys already hold.
+func (b *Bot) markThread(ctx context.Context, msg Ref) {
+	id, err := strconv.ParseInt(msg.Message, 10, 64)
+	if err != nil || id <= 0 {
+		return
+	}
+	_, err = b.db.Exec(ctx, `
+INSERT INTO bot_thread_mark AS t (platform, channel, message) VALUES ($1, $2, $3)
+ON CONFLICT (platform, channel) DO UPDATE SET message = EXCLUDED.message, updated_at = now()
+WHERE t.message < EXCLUDED.message`, string(msg.Platform), msg.Channel, id)
+	if err != nil && ctx.Err() == nil {
+		b.log.Warn("record the newest message taken from a thread", "thread", msg.Channel, "err", err)
+	}
+}
+
+// ReplyMark tells an adapter catching up on a thread whose messages its
+// platform may not have delivered (a Discord gateway session that could
+// not resume) whether the thread's replies are relayed (it hangs off a
+// case's receipt or desk card: parent, as a Reply's Parent) and after which
+// message to read: the newest taken from it, else the thread's start
+// (Discord: the thread's id).
+func (b *Bot) ReplyMark(ctx context.Context, parent Ref, thread string) (after string, ok bool, err error) {
+	b = b.current()
+	an, ok, err := b.anchorAt(ctx, parent)
+	if err != nil || !ok || !strings.HasPrefix(an.Stream, "case:") {
+		return "", false, err
+	}
+	var mark int64
+	err = b.db.QueryRow(ctx, `SELECT message FROM bot_thread_mark WHERE platform = $1 AND channel = $2`, string(parent.Platform), thread).Scan(&mark)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return thread, true, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read the newest message taken from thread %s: %w", thread, err)
+	}
+	return strconv.FormatInt(mark, 10), true, nil
 }

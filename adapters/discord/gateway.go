@@ -215,6 +215,7 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 				a.rememberChannel(c)
 			}
 			a.onGuildCreate(ctx, e.RawData)
+			a.catchUp(g.ID, g.Threads)
 		}
 	case "THREAD_CREATE", "CHANNEL_CREATE", "THREAD_UPDATE", "CHANNEL_UPDATE":
 		var c channelInfo
@@ -244,15 +245,21 @@ func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 		a.log.Warn("bad MESSAGE_CREATE", "err", err)
 		return
 	}
-	if m.Author == nil || m.Author.Bot || m.Author.System || m.WebhookID != "" || m.Author.ID == a.self() || m.GuildID == "" {
-		return
-	}
-	if m.Type != discordgo.MessageTypeDefault && m.Type != discordgo.MessageTypeReply {
+	if !a.human(&m) {
 		return
 	}
 	if err := a.handOver(ctx, &m); err != nil {
 		a.keepReply(&m, "", err)
 	}
+}
+
+// human reports whether m is a person's message in a guild: not ours, no
+// other bot's or webhook's, no system message.
+func (a *Adapter) human(m *discordgo.Message) bool {
+	if m.Author == nil || m.Author.Bot || m.Author.System || m.WebhookID != "" || m.Author.ID == a.self() || m.GuildID == "" {
+		return false
+	}
+	return m.Type == discordgo.MessageTypeDefault || m.Type == discordgo.MessageTypeReply
 }
 
 // handOver gives m to the bot when it is in a thread. An error is worth

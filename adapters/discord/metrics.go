@@ -16,6 +16,8 @@ type metrics struct {
 	// Thread replies waiting to be handed to the bot, and those given up.
 	pendingReplies prometheus.Gauge
 	lostReplies    prometheus.Counter
+	// Thread messages read again after a new gateway session (catchup.go).
+	caughtUp prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -38,8 +40,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Thread messages from the gateway kept in memory until the bot takes them (channel lookup or database failing)."}),
 		lostReplies: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "thread_replies_lost_total",
 			Help: "Thread messages from the gateway given up: unreadable, too many waiting, or not taken within an hour."}),
+		caughtUp: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "thread_replies_caught_up_total",
+			Help: "Human messages in case threads read back after a new gateway session and handed to the bot (the bot keeps those it had once)."}),
 	}
-	for _, c := range []prometheus.Collector{m.interactions, m.ackSeconds, m.requests, m.leader, m.connected, m.replies, m.pendingReplies, m.lostReplies} {
+	for _, c := range []prometheus.Collector{m.interactions, m.ackSeconds, m.requests, m.leader, m.connected, m.replies, m.pendingReplies, m.lostReplies, m.caughtUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("discord: register metrics: %w", err)
 		}

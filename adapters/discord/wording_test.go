@@ -486,3 +486,46 @@ func TestDiscordLongRelayArrivesWhole(t *testing.T) {
 		return strings.Contains(text(m), "no longer part of it")
 	})
 }
+
+// TestRepliesMissedByTheGatewayAreCaughtUp: a reply posted in a case
+// thread while no gateway session was connected (threatdesk restarting, a
+// session that could not resume) never reached the bot: Discord replays
+// only to a resumed session. A new session reads each case thread back
+// after the newest message taken from it, and relays what it missed, once.
+func TestRepliesMissedByTheGatewayAreCaughtUp(t *testing.T) {
+	t.Parallel()
+	w := newDiscordWording(t, dWordingOpts{})
+	receipt, card := w.open("ask", map[string]any{"question": "missed replies?"}, "EOD-1")
+	alice := discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice"}
+	w.dfake.Say(receipt.ID, alice, "seen live")
+	w.wait("the live reply relayed", w.has(card.ID, "seen live"))
+
+	w.dfake.SayWhileOffline(receipt.ID, alice, "posted while threatdesk was down")
+	w.dfake.SayWhileOffline(receipt.ID, discordfake.User{ID: "1000000000000000999", Username: "ci", Bot: true}, "a bot's line")
+	w.dfake.DropSessions() // the client identifies again: a new session
+	w.wait("the missed reply relayed", w.has(card.ID, "posted while threatdesk was down"))
+
+	missed, _ := w.find(receipt.ID, "posted while threatdesk was down")
+	reads := func() []string {
+		var qs []string
+		for _, c := range w.dfake.Calls() {
+			if c.Method == "GET" && c.Path == "/channels/"+receipt.ID+"/messages" {
+				qs = append(qs, c.Query)
+			}
+		}
+		return qs
+	}
+	w.dfake.DropSessions() // and again: nothing is relayed twice
+	w.wait("read back again", func() bool { return len(reads()) >= 2 })
+	w.settled("all delivered")
+	count := map[string]int{}
+	for _, m := range w.dfake.Messages(card.ID) {
+		for _, s := range []string{"seen live", "posted while threatdesk was down", "a bot's line"} {
+			if strings.Contains(text(m), s) {
+				count[s]++
+			}
+		}
+	}
+	require.Equal(t, map[string]int{"seen live": 1, "posted while threatdesk was down": 1}, count)
+	require.Contains(t, reads()[1], "after="+missed.ID, "read after the newest message taken, not the whole thread")
+}

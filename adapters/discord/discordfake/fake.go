@@ -482,6 +482,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("POST "+api+"/users/@me/channels", s.recorder(true, s.openDM))
 	mux.Handle("GET "+api+"/guilds/{guild}/members/{user}", s.recorder(true, s.getMember))
 	mux.Handle("GET "+api+"/channels/{channel}", s.recorder(true, s.getChannel))
+	mux.Handle("GET "+api+"/channels/{channel}/messages", s.recorder(true, s.getMessages))
 	mux.Handle("POST "+api+"/channels/{channel}/messages", s.recorder(true, s.createMessage))
 	mux.Handle("PATCH "+api+"/channels/{channel}/messages/{message}", s.recorder(true, s.editMessage))
 	mux.Handle("POST "+api+"/channels/{channel}/messages/{message}/threads", s.recorder(true, s.startThread))

@@ -249,11 +249,7 @@ func (s *Server) dispatchMessage(m Message) { s.dispatchMessageEvent("MESSAGE_CR
 // message object, with edited_timestamp) for a stored message
 // (https://discord.com/developers/docs/events/gateway-events#message-update).
 func (s *Server) dispatchMessageEvent(event string, m Message) {
-	d := map[string]any{
-		"id": m.ID, "channel_id": m.ChannelID, "author": m.Author, "content": m.Content, "embeds": m.Embeds,
-		"components": m.Components, "type": m.Type, "timestamp": m.Created.UTC().Format(time.RFC3339Nano),
-		"tts": false, "mention_everyone": false, "mentions": []any{}, "mention_roles": []any{}, "attachments": attachmentsJSON(m), "pinned": false,
-	}
+	d := messageObject(m)
 	if m.GuildID != "" {
 		d["guild_id"] = m.GuildID
 		d["member"] = map[string]any{"roles": []string{}, "joined_at": "2024-01-01T00:00:00.000000+00:00", "nick": nilIfEmpty(m.Author.Nick)}
@@ -279,20 +275,39 @@ func (s *Server) dispatchMessageEvent(event string, m Message) {
 	})
 }
 
-// Say posts a message as a user (a human, or a bot when u.Bot) and
-// dispatches MESSAGE_CREATE.
-func (s *Server) Say(channelID string, u User, content string) Message {
+// messageObject is m as Discord's message object
+// (https://discord.com/developers/docs/resources/message#message-object);
+// the gateway adds guild_id and member to it, the REST API does not.
+func messageObject(m Message) map[string]any {
+	return map[string]any{
+		"id": m.ID, "channel_id": m.ChannelID, "author": m.Author, "content": m.Content, "embeds": m.Embeds,
+		"components": m.Components, "type": m.Type, "timestamp": m.Created.UTC().Format(time.RFC3339Nano),
+		"tts": false, "mention_everyone": false, "mentions": []any{}, "mention_roles": []any{}, "attachments": attachmentsJSON(m), "pinned": false,
+	}
+}
+
+// SayWhileOffline posts a message as a user while no session of the bot is
+// connected, or could resume to get it: it is stored (the REST API lists
+// it) and no gateway event is sent for it. Use DropSessions after it to
+// make the client identify again.
+func (s *Server) SayWhileOffline(channelID string, u User, content string) Message {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, ok := s.users[u.ID]; !ok {
 		s.users[u.ID] = u
 	}
 	c := s.channels[channelID]
 	m := &Message{ID: s.nextID(), ChannelID: channelID, GuildID: c.GuildID, Author: u, Content: content, Created: time.Now()}
 	s.store(m)
-	out := *m
-	s.mu.Unlock()
-	s.dispatchMessage(out)
-	return out
+	return *m
+}
+
+// Say posts a message as a user (a human, or a bot when u.Bot) and
+// dispatches MESSAGE_CREATE.
+func (s *Server) Say(channelID string, u User, content string) Message {
+	m := s.SayWhileOffline(channelID, u, content)
+	s.dispatchMessage(m)
+	return m
 }
 
 // serveGateway speaks enough of the gateway protocol for discordgo.

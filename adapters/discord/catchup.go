@@ -1,0 +1,157 @@
+package discord
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// Catching up on threads. The gateway replays what a session missed only
+// when it resumes; a new session (after a restart, a crash, a reconnect
+// that could not resume, a move of the gateway to another replica) starts
+// from now, and a reply posted in a case thread meanwhile would never be
+// relayed. Each new session's GUILD_CREATE lists the guild's active
+// threads: for each that hangs off a case's receipt or desk card, the
+// messages after the newest the bot took from it are read back
+// (GET /channels/{thread}/messages?after=) and handed over, oldest first.
+// One the bot already has is kept once by its inbound key and casework's
+// chat key.
+
+// replyMarker is what a catch-up needs from the bot (bot.Bot has it): whether
+// a thread's replies are relayed, and after which message to read.
+type replyMarker interface {
+	ReplyMark(ctx context.Context, parent bot.Ref, thread string) (after string, ok bool, err error)
+}
+
+const (
+	// catchUpPage is Discord's most messages a read returns.
+	catchUpPage = 100
+	// catchUpPages bounds what one thread's catch-up reads (5,000
+	// messages); a thread that busy is caught up again on the next session.
+	catchUpPages = 50
+	// catchUpRetries bounds the waits of one read that is rate limited or
+	// fails for a while.
+	catchUpRetries = 5
+)
+
+// catchUp reads back, in the background, what the active threads of guild
+// received while no session was connected.
+func (a *Adapter) catchUp(guild string, threads []channelInfo) {
+	rm, ok := a.h.(replyMarker)
+	if !ok || len(threads) == 0 {
+		return
+	}
+	a.life.GoWork("thread catch-up", func(ctx context.Context) error {
+		n := 0
+		for _, t := range threads {
+			if ctx.Err() != nil {
+				break
+			}
+			if !t.isThread() || t.ParentID == "" {
+				continue
+			}
+			k, err := a.catchUpThread(ctx, rm, guild, t)
+			n += k
+			if err != nil && ctx.Err() == nil {
+				a.log.Warn("could not read back a thread's messages after a new gateway session", "thread", t.ID, "err", err)
+			}
+		}
+		if n > 0 {
+			a.log.Info("thread messages read back after a new gateway session", "guild", guild, "messages", n)
+		}
+		return nil
+	})
+}
+
+// catchUpThread hands over the human messages of thread t after the bot's
+// mark, and returns how many.
+func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild string, t channelInfo) (int, error) {
+	var after string
+	var ok bool
+	err := a.toBot("thread catch-up", func() error {
+		var err error
+		after, ok, err = rm.ReplyMark(ctx, bot.Ref{Platform: bot.Discord, Workspace: guild, Channel: t.ParentID, Message: t.ID}, t.ID)
+		return err
+	})
+	if err != nil || !ok {
+		return 0, err
+	}
+	n := 0
+	for range catchUpPages {
+		ms, err := a.messagesAfter(ctx, t.ID, after)
+		if err != nil {
+			return n, err
+		}
+		for _, m := range ms {
+			m.GuildID = guild // not in REST messages
+			after = m.ID
+			if !a.human(m) {
+				continue
+			}
+			n++
+			a.m.caughtUp.Inc()
+			if err := a.handOver(ctx, m); err != nil {
+				a.keepReply(m, "", err)
+			}
+		}
+		if len(ms) < catchUpPage {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// messagesAfter reads up to catchUpPage messages of channel after the
+// message after, oldest first, waiting out rate limits and brief failures.
+func (a *Adapter) messagesAfter(ctx context.Context, channel, after string) ([]*discordgo.Message, error) {
+	q := url.Values{"after": {after}, "limit": {strconv.Itoa(catchUpPage)}}
+	ep := discordgo.EndpointChannelMessages(channel)
+	var body []byte
+	var err error
+	for try := 0; ; try++ {
+		body, err = a.do(ctx, "read thread messages", http.MethodGet, ep+"?"+q.Encode(), ep, nil)
+		kind, wait := bot.Classify(err)
+		if err == nil || kind == bot.Permanent || try == catchUpRetries {
+			break
+		}
+		wait = max(wait, time.Duration(1<<try)*time.Second/2)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the messages of thread %s after %s: %w", channel, after, err)
+	}
+	var ms []*discordgo.Message
+	if err := json.Unmarshal(body, &ms); err != nil {
+		return nil, fmt.Errorf("read the messages of thread %s: %w", channel, err)
+	}
+	// Discord lists them newest first; ids (snowflakes) grow with time.
+	slices.SortFunc(ms, func(x, y *discordgo.Message) int { return compareSnowflakes(x.ID, y.ID) })
+	return ms, nil
+}
+
+// compareSnowflakes orders two Discord ids by value (shorter is smaller).
+func compareSnowflakes(x, y string) int {
+	if len(x) != len(y) {
+		return len(x) - len(y)
+	}
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
