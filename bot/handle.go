@@ -915,8 +915,8 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 	if b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent) == storedUnavailable {
 		return errors.New("thread reply not stored: threatdesk cannot reach its database")
 	}
-	if r.Message.Platform == Discord && r.Change == "" {
-		b.markThread(ctx, r.Message)
+	if r.Change == "" {
+		b.markThread(ctx, r.Parent, r.Message)
 	}
 	return nil
 }

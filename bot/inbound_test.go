@@ -409,7 +409,7 @@ func TestReplyMarkFollowsTheNewestReply(t *testing.T) {
 	f.anchored(t, "EOD-1")
 	ctx := context.Background()
 	thread := receipt.Ref.Message
-	after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref, thread)
+	after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, thread, after, "nothing taken yet: from the thread's start")
@@ -420,12 +420,12 @@ func TestReplyMarkFollowsTheNewestReply(t *testing.T) {
 	}
 	say("1300000000000000900")
 	say("1300000000000000800") // older, handed over late
-	after, ok, err = f.bot.ReplyMark(ctx, receipt.Ref, thread)
+	after, ok, err = f.bot.ReplyMark(ctx, receipt.Ref)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "1300000000000000900", after)
 
-	_, ok, err = f.bot.ReplyMark(ctx, Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: fabSOC, Message: "1300000000000000001"}, "1300000000000000001")
+	_, ok, err = f.bot.ReplyMark(ctx, Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: fabSOC, Message: "1300000000000000001"})
 	require.NoError(t, err)
 	require.False(t, ok, "not a case's thread")
 }

@@ -103,3 +103,29 @@ func TestKeepWrittenGivesBackEveryTypedField(t *testing.T) {
 	require.Len(t, keepWritten(textMessage("Refused."), empty).Text, 1)
 	require.Empty(t, keepWritten(textMessage("Refused."), empty).Quote)
 }
+
+// TestThreadMarksOrderAsTime: a thread's mark is a number that grows with
+// time on both platforms, and reads back as the id it came from.
+func TestThreadMarksOrderAsTime(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		p        Platform
+		old, new string
+	}{
+		{Slack, "1700000000.000999", "1700000001.000001"},
+		{Discord, "999999999999999999", "1300000000000000000"},
+	} {
+		o, ok1 := markValue(c.p, c.old)
+		n, ok2 := markValue(c.p, c.new)
+		require.True(t, ok1 && ok2, "%s", c.p)
+		require.Less(t, o, n, "%s: %s before %s", c.p, c.old, c.new)
+		require.Equal(t, c.old, markID(c.p, o))
+		require.Equal(t, c.new, markID(c.p, n))
+	}
+	for _, bad := range []string{"r1", "1700000000", "1700000000.1", "-5", ""} {
+		_, ok := markValue(Slack, bad)
+		require.False(t, ok, "slack %q", bad)
+	}
+	_, ok := markValue(Discord, "r1")
+	require.False(t, ok)
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -148,44 +149,113 @@ ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspa
 	return nil
 }
 
-// markThread records msg as taken from its thread (bot_thread_mark), when
-// it is newer than the mark: where a catch-up after a gateway session
-// that missed messages starts reading (ReplyMark). Best effort: a mark left
-// behind only makes a catch-up read, and hand over again, a few messages
-// the inbound and chat keys already hold.
-func (b *Bot) markThread(ctx context.Context, msg Ref) {
-	id, err := strconv.ParseInt(msg.Message, 10, 64)
-	if err != nil || id <= 0 {
+// markThread records msg, a reply in the thread of parent, as taken from
+// it (bot_thread_mark) when it is newer than the mark: where a catch-up
+// after the platform may have missed delivering messages starts reading
+// (ReplyMark, CaseThreads). Best effort: a mark left behind only makes a
+// catch-up read, and hand over again, a few messages the inbound and chat
+// keys already hold.
+func (b *Bot) markThread(ctx context.Context, parent, msg Ref) {
+	v, ok := markValue(msg.Platform, msg.Message)
+	if !ok {
 		return
 	}
-	_, err = b.db.Exec(ctx, `
-INSERT INTO bot_thread_mark AS t (platform, channel, message) VALUES ($1, $2, $3)
-ON CONFLICT (platform, channel) DO UPDATE SET message = EXCLUDED.message, updated_at = now()
-WHERE t.message < EXCLUDED.message`, string(msg.Platform), msg.Channel, id)
+	_, err := b.db.Exec(ctx, `
+INSERT INTO bot_thread_mark AS t (platform, thread, message) VALUES ($1, $2, $3)
+ON CONFLICT (platform, thread) DO UPDATE SET message = EXCLUDED.message, updated_at = now()
+WHERE t.message < EXCLUDED.message`, string(parent.Platform), threadKey(parent), v)
 	if err != nil && ctx.Err() == nil {
-		b.log.Warn("record the newest message taken from a thread", "thread", msg.Channel, "err", err)
+		b.log.Warn("record the newest message taken from a thread", "channel", parent.Channel, "thread", parent.Message, "err", err)
 	}
+}
+
+// threadKey names the thread hanging off parent in bot_thread_mark.
+func threadKey(parent Ref) string { return parent.Channel + "/" + parent.Message }
+
+// markValue is a message id as a number that grows with time: a Discord
+// snowflake, or a Slack ts ("1700000000.000100") in microseconds.
+func markValue(p Platform, id string) (int64, bool) {
+	if p == Slack {
+		sec, frac, ok := strings.Cut(id, ".")
+		s, err1 := strconv.ParseInt(sec, 10, 64)
+		f, err2 := strconv.ParseInt(frac, 10, 64)
+		if !ok || len(frac) != 6 || err1 != nil || err2 != nil || s <= 0 {
+			return 0, false
+		}
+		return s*1_000_000 + f, true
+	}
+	v, err := strconv.ParseInt(id, 10, 64)
+	return v, err == nil && v > 0
+}
+
+// markID is markValue's inverse.
+func markID(p Platform, v int64) string {
+	if p == Slack {
+		return fmt.Sprintf("%d.%06d", v/1_000_000, v%1_000_000)
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// ThreadMark is a thread whose replies are relayed (it hangs off a case's
+// receipt or desk card, Parent), and the message after which a catch-up
+// reads it: the newest taken from it, else the thread's start.
+type ThreadMark struct {
+	Parent Ref
+	After  string
 }
 
 // ReplyMark tells an adapter catching up on a thread whose messages its
 // platform may not have delivered (a Discord gateway session that could
-// not resume) whether the thread's replies are relayed (it hangs off a
-// case's receipt or desk card: parent, as a Reply's Parent) and after which
-// message to read: the newest taken from it, else the thread's start
-// (Discord: the thread's id).
-func (b *Bot) ReplyMark(ctx context.Context, parent Ref, thread string) (after string, ok bool, err error) {
+// not resume) whether the thread hanging off parent (as a Reply's Parent)
+// is relayed, and after which message to read.
+func (b *Bot) ReplyMark(ctx context.Context, parent Ref) (after string, ok bool, err error) {
 	b = b.current()
 	an, ok, err := b.anchorAt(ctx, parent)
 	if err != nil || !ok || !strings.HasPrefix(an.Stream, "case:") {
 		return "", false, err
 	}
 	var mark int64
-	err = b.db.QueryRow(ctx, `SELECT message FROM bot_thread_mark WHERE platform = $1 AND channel = $2`, string(parent.Platform), thread).Scan(&mark)
+	err = b.db.QueryRow(ctx, `SELECT message FROM bot_thread_mark WHERE platform = $1 AND thread = $2`, string(parent.Platform), threadKey(parent)).Scan(&mark)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return thread, true, nil
+		return parent.Message, true, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("read the newest message taken from thread %s: %w", thread, err)
+		return "", false, fmt.Errorf("read the newest message taken from thread %s: %w", threadKey(parent), err)
 	}
-	return strconv.FormatInt(mark, 10), true, nil
+	return markID(parent.Platform, mark), true, nil
+}
+
+// CaseThreads lists, for an adapter catching up after its platform may
+// have missed delivering messages (Slack after an outage longer than its
+// retries), the threads on platform that hang off a case's receipt or
+// desk card posted since since, newest first, at most limit.
+func (b *Bot) CaseThreads(ctx context.Context, p Platform, since time.Time, limit int) ([]ThreadMark, error) {
+	b = b.current()
+	rows, err := b.db.Query(ctx, `
+SELECT a.workspace, a.channel, a.message, m.message
+FROM bot_anchor a
+LEFT JOIN bot_thread_mark m ON m.platform = a.platform AND m.thread = a.channel || '/' || a.message
+WHERE a.platform = $1 AND a.stream LIKE 'case:%' AND a.created_at >= $2
+ORDER BY a.created_at DESC LIMIT $3`, string(p), since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list case threads on %s: %w", p, err)
+	}
+	defer rows.Close()
+	var out []ThreadMark
+	for rows.Next() {
+		t := ThreadMark{Parent: Ref{Platform: p}}
+		var mark *int64
+		if err := rows.Scan(&t.Parent.Workspace, &t.Parent.Channel, &t.Parent.Message, &mark); err != nil {
+			return nil, fmt.Errorf("list case threads on %s: %w", p, err)
+		}
+		t.After = t.Parent.Message
+		if mark != nil {
+			t.After = markID(p, *mark)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list case threads on %s: %w", p, err)
+	}
+	return out, nil
 }

@@ -29,7 +29,7 @@ import (
 // replyMarker is what a catch-up needs from the bot (bot.Bot has it): whether
 // a thread's replies are relayed, and after which message to read.
 type replyMarker interface {
-	ReplyMark(ctx context.Context, parent bot.Ref, thread string) (after string, ok bool, err error)
+	ReplyMark(ctx context.Context, parent bot.Ref) (after string, ok bool, err error)
 }
 
 const (
@@ -79,7 +79,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild strin
 	var ok bool
 	err := a.toBot("thread catch-up", func() error {
 		var err error
-		after, ok, err = rm.ReplyMark(ctx, bot.Ref{Platform: bot.Discord, Workspace: guild, Channel: t.ParentID, Message: t.ID}, t.ID)
+		after, ok, err = rm.ReplyMark(ctx, bot.Ref{Platform: bot.Discord, Workspace: guild, Channel: t.ParentID, Message: t.ID})
 		return err
 	})
 	if err != nil || !ok {

@@ -280,6 +280,7 @@ func (a *Adapter) Start(ctx context.Context) error {
 				return nil
 			})
 		}
+		a.background("thread catch-up", a.catchUp)
 		return nil
 	})
 }

@@ -129,6 +129,9 @@ type metrics struct {
 	// refused counts what was not sent to a workspace that is not (or no
 	// longer) installed, by reason (installs.go).
 	refused *prometheus.CounterVec
+	// caughtUp counts thread replies read back when the adapter starts
+	// (catchup.go).
+	caughtUp prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -154,11 +157,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "threatdesk", Subsystem: "slack", Name: "workspace_refused_total",
 			Help: "Web API calls not made because their workspace is not installed or removed the app, by reason (not_installed, app_uninstalled, tokens_revoked); the delivery is dead with that reason.",
 		}, []string{"reason"}),
+		caughtUp: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "threatdesk", Subsystem: "slack", Name: "thread_replies_caught_up_total",
+			Help: "Thread replies in case threads read back when the adapter starts and handed to the bot (the bot keeps those it had once).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.inbound, m.ack, m.sessions, m.refused} {
+	for _, c := range []prometheus.Collector{m.calls, m.inbound, m.ack, m.sessions, m.refused, m.caughtUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register slack metrics: %w", err)
 		}

@@ -403,6 +403,51 @@ func TestSlackRelayCannotForgeItsHeader(t *testing.T) {
 	require.Empty(t, w.fake.Violations())
 }
 
+// TestSlackRepliesMissedWhileDownAreCaughtUp: Slack retries an event for
+// minutes only; a reply posted in a case thread while threatdesk was down
+// longer never arrived. An adapter starting reads each recent case thread
+// after the newest message taken from it and relays what it missed, once.
+func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	receipt, card := w.open(`ask "missed replies?"`, "EOD-1")
+	live, ev := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "seen live")
+	_, err := w.fake.Event(w.ctx, ev, 0)
+	require.NoError(t, err)
+	w.inThread(wDesk, card.TS, "seen live")
+	missed, _ := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "posted while threatdesk was down") // no event: nobody was connected
+
+	start := func() {
+		opts := w.fake.Options()
+		a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret), APIURL: w.fake.APIURL(), Replays: w.bot},
+			slog.New(slog.DiscardHandler), prometheus.NewRegistry(), w.bot)
+		require.NoError(t, err)
+		require.NoError(t, a.Start(w.ctx))
+		t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	}
+	start() // threatdesk starts again
+	w.inThread(wDesk, card.TS, "posted while threatdesk was down")
+	start()                                                                                           // and again: nothing is relayed twice
+	w.wait("read back again", func() bool { return len(w.fake.Calls("conversations.replies")) >= 4 }) // both threads, twice
+	w.settled("all delivered")
+	count := map[string]int{}
+	for _, m := range w.fake.Replies(wDesk, card.TS) {
+		for _, s := range []string{"seen live", "posted while threatdesk was down"} {
+			if strings.Contains(w.seen(m.Text, m.Blocks), s) {
+				count[s]++
+			}
+		}
+	}
+	require.Equal(t, map[string]int{"seen live": 1, "posted while threatdesk was down": 1}, count)
+	var after []string
+	for _, c := range w.fake.Calls("conversations.replies") {
+		if c.Form.Get("channel") == wSOC && c.Form.Get("ts") == receipt.TS {
+			after = append(after, c.Form.Get("oldest"))
+		}
+	}
+	require.Equal(t, []string{live.TS, missed.TS}, after, "each start reads after the newest reply taken, not the whole thread")
+}
+
 // TestSlackEditsFollowRelays: an edited thread reply edits its relay on
 // the other side; a deleted one says so (item 8).
 func TestSlackEditsFollowRelays(t *testing.T) {

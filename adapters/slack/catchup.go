@@ -1,0 +1,143 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/threatdesk/threatdesk/bot"
+)
+
+// Catching up on threads. Slack retries an event it could not deliver for
+// a few minutes only (https://docs.slack.dev/apis/events-api/#retries: at
+// once, after a minute, after five); a reply posted in a case thread while
+// every replica was down longer than that would never be relayed. When
+// the adapter starts it reads each recent case thread after the newest
+// message the bot took from it (conversations.replies, oldest=) and hands
+// over what it missed, oldest first. One the bot already has is relayed
+// once: casework keys a relayed message on the chat message, and samples
+// on the file.
+
+// threadLister is what a catch-up needs from the bot (bot.Bot has it).
+type threadLister interface {
+	CaseThreads(ctx context.Context, p bot.Platform, since time.Time, limit int) ([]bot.ThreadMark, error)
+}
+
+const (
+	// catchUpWithin and catchUpThreads bound the threads read back: those
+	// of cases opened in the last 30 days, the newest 500.
+	catchUpWithin  = 30 * 24 * time.Hour
+	catchUpThreads = 500
+	// catchUpPages bounds what one thread's catch-up reads (2,000 messages).
+	catchUpPages = 10
+	// catchUpRetries bounds the waits of one read that is rate limited or
+	// fails for a while.
+	catchUpRetries = 5
+)
+
+// catchUp reads back the recent case threads (once, when the adapter
+// starts) and hands over the replies Slack did not deliver.
+func (a *Adapter) catchUp(ctx context.Context) {
+	tl, ok := a.handler.(threadLister)
+	if !ok {
+		return
+	}
+	var threads []bot.ThreadMark
+	err := a.toBot("thread catch-up", func() error {
+		var err error
+		threads, err = tl.CaseThreads(ctx, bot.Slack, time.Now().Add(-catchUpWithin), catchUpThreads)
+		return err
+	})
+	if err != nil {
+		a.log.Warn("could not list the case threads to read back after starting", "err", err)
+		return
+	}
+	n := 0
+	for _, t := range threads {
+		if ctx.Err() != nil {
+			return
+		}
+		k, err := a.catchUpThread(ctx, t)
+		n += k
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
+		}
+	}
+	if n > 0 {
+		a.log.Info("thread replies read back after starting", "replies", n)
+	}
+}
+
+// catchUpThread hands over the replies in the thread of t after t.After,
+// and returns how many.
+func (a *Adapter) catchUpThread(ctx context.Context, t bot.ThreadMark) (int, error) {
+	api, err := a.client(ctx, t.Parent.Workspace)
+	if err != nil {
+		return 0, err
+	}
+	n, cursor := 0, ""
+	for range catchUpPages {
+		var msgs []messageEvent
+		var next string
+		for try := 0; ; try++ {
+			page, nx, err := a.historyPage(ctx, api, t.Parent.Channel, &t.Parent, t.After, cursor)
+			kind, wait := bot.Classify(err)
+			if err == nil {
+				msgs, next = asEvents(page), nx
+				break
+			}
+			if kind == bot.Permanent || try == catchUpRetries {
+				return n, err
+			}
+			select {
+			case <-ctx.Done():
+				return n, ctx.Err()
+			case <-time.After(max(wait, time.Duration(1<<try)*time.Second/2)):
+			}
+		}
+		for _, me := range msgs {
+			if me.TS == t.Parent.Message {
+				continue // conversations.replies starts with the thread's parent
+			}
+			me.Type, me.Channel = "message", t.Parent.Channel
+			reply, ok := a.reply(ctx, outerEvent{TeamID: t.Parent.Workspace}, me)
+			if !ok {
+				continue
+			}
+			// Not the event's key (there is none here): the same message
+			// delivered as an event too is kept once by casework.
+			reply.Key = "slack:m:" + t.Parent.Channel + ":" + me.TS
+			if err := a.toBot("thread reply", func() error { return a.handler.HandleReply(ctx, reply) }); err != nil {
+				return n, fmt.Errorf("hand over reply %s: %w", me.TS, err)
+			}
+			n++
+			a.metrics.caughtUp.Inc()
+		}
+		if next == "" {
+			return n, nil
+		}
+		cursor = next
+	}
+	return n, nil
+}
+
+// asEvents reads messages as conversations.replies lists them into the
+// message events they would have arrived as (the same fields, the same
+// names).
+func asEvents(page []slack.Message) []messageEvent {
+	out := make([]messageEvent, 0, len(page))
+	for _, m := range page {
+		raw, err := json.Marshal(m.Msg)
+		if err != nil {
+			continue
+		}
+		var me messageEvent
+		if json.Unmarshal(raw, &me) == nil {
+			out = append(out, me)
+		}
+	}
+	return out
+}
