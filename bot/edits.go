@@ -205,7 +205,8 @@ func editedRelays(author, role string, r Reply, n int) []Message {
 			if i == n-1 && left > 0 {
 				marker = "(edited: " + plural.Count(left, "more character", "more characters") + " did not fit here; the original message has them)"
 			}
-			out[i] = Message{Text: []Line{head, italic(marker)}, Quote: quoted(pieces[i]), Fallback: cut(author+": "+pieces[i], maxListLineRunes)}
+			// The marker follows the text, as small print.
+			out[i] = Message{Text: []Line{head}, Quote: quoted(pieces[i]), Footer: italic(marker), Fallback: cut(author+": "+pieces[i], maxListLineRunes)}
 		}
 	}
 	return out

@@ -173,6 +173,10 @@ type Reply struct {
 	// for a new message. Key must then name the change (an edit's event,
 	// not the message), so that each edit is worked once.
 	Change ReplyChange `json:",omitempty"`
+	// HoldMark says an older message of its thread is still waiting to be
+	// handed over (an adapter retrying it): the thread's mark, where a
+	// catch-up starts reading, must not pass it.
+	HoldMark bool `json:",omitempty"`
 }
 
 // ReplyChange is what happened to a thread message already posted.

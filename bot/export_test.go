@@ -82,3 +82,10 @@ func (b *Bot) InboundIdle(ctx context.Context) bool {
 func (b *Bot) MarkAttempt(ctx context.Context, id int64, part string) error {
 	return b.markAttempt(ctx, id, part)
 }
+
+// Thread marks (store.go).
+var (
+	MarkValue = markValue
+	MarkID    = markID
+	MarkAt    = markAt
+)

@@ -800,7 +800,8 @@ func keepWritten(m Message, row inboundRow) Message {
 		return m
 	}
 	m.Text = append(m.Text, Line{B("What you wrote, to send it again:")})
-	m.Quote = quoted(strings.Join(texts, "\n\n"))
+	// Whole: the form takes more than a relay's piece.
+	m.Quote = strings.Join(texts, "\n\n")
 	return m
 }
 
@@ -915,7 +916,7 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 	if b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent) == storedUnavailable {
 		return errors.New("thread reply not stored: threatdesk cannot reach its database")
 	}
-	if r.Change == "" {
+	if r.Change == "" && !r.HoldMark {
 		b.markThread(ctx, r.Parent, r.Message)
 	}
 	return nil

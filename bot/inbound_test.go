@@ -412,18 +412,29 @@ func TestReplyMarkFollowsTheNewestReply(t *testing.T) {
 	after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref)
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Equal(t, thread, after, "nothing taken yet: from the thread's start")
+	start, _ := MarkValue(Discord, thread)
+	require.Equal(t, MarkID(Discord, max(start, MarkAt(Discord, time.Now().Add(-48*time.Hour)))), after,
+		"nothing taken yet: from the thread's start, no earlier than the inbound keys reach back")
 
-	say := func(id string) {
-		require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt.Ref, Author: f.user(Discord, fabAnalyst), Text: "reply " + id, Key: id,
-			Message: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: thread, Message: id}}))
+	base := MarkAt(Discord, time.Now())
+	id := func(n int64) string { return MarkID(Discord, base+n) }
+	say := func(n int64, hold bool) {
+		require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt.Ref, Author: f.user(Discord, fabAnalyst), Text: "reply " + id(n), Key: id(n),
+			Message: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: thread, Message: id(n)}, HoldMark: hold}))
 	}
-	say("1300000000000000900")
-	say("1300000000000000800") // older, handed over late
-	after, ok, err = f.bot.ReplyMark(ctx, receipt.Ref)
-	require.NoError(t, err)
-	require.True(t, ok)
-	require.Equal(t, "1300000000000000900", after)
+	mark := func() string {
+		after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref)
+		require.NoError(t, err)
+		require.True(t, ok)
+		return after
+	}
+	say(900, false)
+	say(800, false) // older, handed over late
+	require.Equal(t, id(900), mark(), "never back")
+	say(1000, true) // an older one is still waiting to be handed over
+	require.Equal(t, id(900), mark(), "held")
+	f.bot.MarkRead(ctx, receipt.Ref, id(1100))
+	require.Equal(t, id(1100), mark(), "read through")
 
 	_, ok, err = f.bot.ReplyMark(ctx, Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: fabSOC, Message: "1300000000000000001"})
 	require.NoError(t, err)

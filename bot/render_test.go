@@ -98,6 +98,10 @@ func TestKeepWrittenGivesBackEveryTypedField(t *testing.T) {
 	}
 	require.Equal(t, []string{"Refused.", "What you wrote, to send it again:"}, lines)
 	require.Equal(t, "need the dropper\nfrom ws-7\n\ninvoice.pdf.exe", got.Quote, "the author's words, as a quote shown literally")
+	// Whole, past a relay's 1,800 characters: a form takes 3,000.
+	long := strings.Repeat("why did ws-7 beacon? ", 140)[:2900]
+	got = keepWritten(textMessage("Refused."), inboundRow{event: inboundEvent{Submission: &Submission{FormID: formAsk, Values: map[string]string{fieldQuestion: long}}}})
+	require.Equal(t, strings.TrimSpace(long), got.Quote)
 	// A form with nothing typed gets nothing added.
 	empty := inboundRow{event: inboundEvent{Submission: &Submission{FormID: formResolveIncident, Values: map[string]string{fieldClassification: "false_positive"}}}}
 	require.Len(t, keepWritten(textMessage("Refused."), empty).Text, 1)

@@ -188,6 +188,35 @@ func markValue(p Platform, id string) (int64, bool) {
 	return v, err == nil && v > 0
 }
 
+// markAt is the smallest message id of platform p posted at t or later.
+func markAt(p Platform, t time.Time) int64 {
+	if p == Slack {
+		return t.UnixMicro()
+	}
+	// A snowflake's top bits are milliseconds since Discord's epoch.
+	const discordEpoch = 1420070400000
+	return max(0, t.UnixMilli()-discordEpoch) << 22
+}
+
+// firstMark is where a catch-up starts reading the thread of parent when
+// nothing was taken from it yet: its start, but no earlier than the
+// inbound keys reach back (Inbound.Retention). An older message may have
+// been handled before this deployment kept marks, and without its key it
+// would be handled again, judged by today's state.
+func (b *Bot) firstMark(parent Ref) int64 {
+	start, _ := markValue(parent.Platform, parent.Message)
+	return max(start, markAt(parent.Platform, b.now().Add(-b.cfg.Inbound.Retention)))
+}
+
+// MarkRead records that an adapter catching up on the thread of parent
+// read it through message msg, every message up to it handed over or not
+// meant for the bot (so that the next catch-up starts after it). The
+// adapter calls it only when no older message of the thread is waiting to
+// be handed over.
+func (b *Bot) MarkRead(ctx context.Context, parent Ref, msg string) {
+	b.current().markThread(ctx, parent, Ref{Platform: parent.Platform, Message: msg})
+}
+
 // markID is markValue's inverse.
 func markID(p Platform, v int64) string {
 	if p == Slack {
@@ -217,7 +246,7 @@ func (b *Bot) ReplyMark(ctx context.Context, parent Ref) (after string, ok bool,
 	var mark int64
 	err = b.db.QueryRow(ctx, `SELECT message FROM bot_thread_mark WHERE platform = $1 AND thread = $2`, string(parent.Platform), threadKey(parent)).Scan(&mark)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return parent.Message, true, nil
+		return markID(parent.Platform, b.firstMark(parent)), true, nil
 	}
 	if err != nil {
 		return "", false, fmt.Errorf("read the newest message taken from thread %s: %w", threadKey(parent), err)
@@ -248,7 +277,7 @@ ORDER BY a.created_at DESC LIMIT $3`, string(p), since, limit)
 		if err := rows.Scan(&t.Parent.Workspace, &t.Parent.Channel, &t.Parent.Message, &mark); err != nil {
 			return nil, fmt.Errorf("list case threads on %s: %w", p, err)
 		}
-		t.After = t.Parent.Message
+		t.After = markID(p, b.firstMark(t.Parent))
 		if mark != nil {
 			t.After = markID(p, *mark)
 		}

@@ -30,6 +30,7 @@ import (
 // a thread's replies are relayed, and after which message to read.
 type replyMarker interface {
 	ReplyMark(ctx context.Context, parent bot.Ref) (after string, ok bool, err error)
+	MarkRead(ctx context.Context, parent bot.Ref, msg string)
 }
 
 const (
@@ -51,6 +52,10 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 		return
 	}
 	a.life.GoWork("thread catch-up", func(ctx context.Context) error {
+		// One guild at a time (sessions come and go; guilds arrive
+		// together), paced by the REST rate limits.
+		a.catchUpMu.Lock()
+		defer a.catchUpMu.Unlock()
 		n := 0
 		for _, t := range threads {
 			if ctx.Err() != nil {
@@ -75,11 +80,12 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 // catchUpThread hands over the human messages of thread t after the bot's
 // mark, and returns how many.
 func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild string, t channelInfo) (int, error) {
+	parent := bot.Ref{Platform: bot.Discord, Workspace: guild, Channel: t.ParentID, Message: t.ID}
 	var after string
 	var ok bool
 	err := a.toBot("thread catch-up", func() error {
 		var err error
-		after, ok, err = rm.ReplyMark(ctx, bot.Ref{Platform: bot.Discord, Workspace: guild, Channel: t.ParentID, Message: t.ID})
+		after, ok, err = rm.ReplyMark(ctx, parent)
 		return err
 	})
 	if err != nil || !ok {
@@ -103,6 +109,12 @@ func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild strin
 				a.keepReply(m, "", err)
 			}
 		}
+		// Read through the page: the next catch-up starts after it, past
+		// what is not for the bot too, unless a message of the thread is
+		// still waiting to be handed over.
+		if len(ms) > 0 && !a.waiting(t.ID, after, true) {
+			_ = a.toBot("thread catch-up", func() error { rm.MarkRead(ctx, parent, after); return nil })
+		}
 		if len(ms) < catchUpPage {
 			return n, nil
 		}
@@ -118,7 +130,8 @@ func (a *Adapter) messagesAfter(ctx context.Context, channel, after string) ([]*
 	var body []byte
 	var err error
 	for try := 0; ; try++ {
-		body, err = a.do(ctx, "read thread messages", http.MethodGet, ep+"?"+q.Encode(), ep, nil)
+		// Its own bucket: reading a thread must not hold posts into it up.
+		body, err = a.do(ctx, "read thread messages", http.MethodGet, ep+"?"+q.Encode(), http.MethodGet+" "+ep, nil)
 		kind, wait := bot.Classify(err)
 		if err == nil || kind == bot.Permanent || try == catchUpRetries {
 			break

@@ -170,6 +170,11 @@ type Adapter struct {
 	// (gateway.go, retryReplies); replyWake wakes its loop.
 	pending   []*pendingReply
 	replyWake chan struct{}
+	// retrying are the pending replies taken out to be handed over again,
+	// until each is done (or back in pending).
+	retrying []*pendingReply
+	// catchUpMu runs one guild's thread catch-up at a time (catchup.go).
+	catchUpMu sync.Mutex
 
 	// life runs the gateway, the registration and the pending replies (its
 	// loops) and the handling of interactions (its work).

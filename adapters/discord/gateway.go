@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 
@@ -294,6 +295,9 @@ func (a *Adapter) handOverChange(ctx context.Context, m *discordgo.Message, chan
 			Text:    strings.TrimSpace(m.Content),
 			Key:     changeKey(m, change),
 			Change:  change,
+			// An older message of the thread still waiting here holds the
+			// thread's mark back (catchup.go).
+			HoldMark: change == "" && a.waiting(m.ChannelID, m.ID, false),
 			// Attachments become file samples; their CDN links are never relayed.
 			Files: filesOf(m.Attachments),
 		})
@@ -378,13 +382,16 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 			}
 		}
 		a.pending = keep
+		a.retrying = append(a.retrying[:0], due...)
 		a.mu.Unlock()
 		for _, p := range due {
 			if ctx.Err() != nil {
 				a.requeue(p)
+				a.retried()
 				continue
 			}
 			err := a.handOverChange(ctx, p.m, p.change)
+			a.retried()
 			switch kind, after := bot.Classify(err); {
 			case err == nil:
 			case lifecycle.IsPanic(err):
@@ -438,6 +445,32 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// retried takes the first of the replies being retried off a.retrying.
+func (a *Adapter) retried() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.retrying) > 0 {
+		a.retrying = a.retrying[1:]
+	}
+}
+
+// waiting reports whether a new message of channel (a thread) whose id is
+// below upTo (at or below, with inclusive) is waiting to be handed to the
+// bot, or being retried.
+func (a *Adapter) waiting(channel, upTo string, inclusive bool) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range slices.Concat(a.pending, a.retrying) {
+		if p.m.ChannelID != channel || p.change != "" {
+			continue
+		}
+		if c := compareSnowflakes(p.m.ID, upTo); c < 0 || inclusive && c == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Adapter) requeue(p *pendingReply) {

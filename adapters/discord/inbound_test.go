@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // TestHTTPInteractionReplayIsRefused: the same signed interaction posted
@@ -98,6 +100,35 @@ func TestReplyTheBotCannotStoreIsKept(t *testing.T) {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
 	require.Equal(t, 3, f.h.replyCalls, "refused twice, taken the third time")
+}
+
+// TestKeptReplyHoldsTheThreadMark: while an older reply of a thread waits
+// in memory to be handed over, a newer one is handed over with HoldMark, so
+// the bot's mark for the thread (where a catch-up starts reading after a
+// restart) cannot pass the one waiting; once it is taken, marks move again.
+func TestKeptReplyHoldsTheThreadMark(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var release atomic.Bool
+	f.h.refuse = func(r bot.Reply) bool { return r.Text == "older, kept" && !release.Load() }
+	f.start(t)
+	ref, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, bot.Message{Text: []bot.Line{{bot.T("receipt")}}, ThreadName: "EOD-5"})
+	require.NoError(t, err)
+	alice := discordfake.User{ID: analystID, Username: "alice"}
+	f.fake.Say(ref.Message, alice, "older, kept")
+	require.True(t, testwait.Until(10*time.Second, func() bool {
+		f.h.mu.Lock()
+		defer f.h.mu.Unlock()
+		return f.h.replyCalls >= 1
+	}, f.h))
+	f.fake.Say(ref.Message, alice, "newer, taken at once")
+	r := waitReply(t, f)
+	require.Equal(t, "newer, taken at once", r.Text)
+	require.True(t, r.HoldMark, "an older one is waiting")
+	release.Store(true)
+	r = waitReply(t, f)
+	require.Equal(t, "older, kept", r.Text)
+	require.False(t, r.HoldMark, "nothing older waits")
 }
 
 // TestExpiredInteractionIsNotABadBotToken: an answer that comes after the

@@ -236,7 +236,7 @@ func TestGatewayInteractions(t *testing.T) {
 			require.Equal(t, 64, m.Flags)
 			require.Contains(t, *m.Content, "too short")
 			// Discord closed the modal: what was typed comes back with the errors.
-			require.Contains(t, *m.Content, "What you wrote, to send it again:**\n> why did ws-1 beacon out?")
+			require.Contains(t, *m.Content, "What you wrote, to send it again:**\n>>> why did ws-1 beacon out?")
 		}},
 		{"slow handler is deferred in time", func(f fixture, _ discordfake.Message) map[string]any {
 			return f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil)

@@ -102,7 +102,7 @@ func render(m bot.Message) messagePayload {
 	p := messagePayload{Embeds: []*discordgo.MessageEmbed{}, Components: renderButtons(m.Buttons), AllowedMentions: allowedMentions{users: users}}
 	p.Components = append(p.Components, itemSelects(m.Items, MaxRows-len(p.Components))...)
 	if m.Title == "" && len(m.Fields) == 0 && len(m.Sections) == 0 && len(m.Items) == 0 {
-		body := withQuote(renderLines(m.Text), m.Quote)
+		body := withQuote(renderLines(m.Text), m.Quote, len(m.Footer) == 0)
 		if len(m.Footer) > 0 {
 			if body != "" {
 				body += "\n"
@@ -126,7 +126,7 @@ func render(m bot.Message) messagePayload {
 	}
 	e := &discordgo.MessageEmbed{
 		Title:       cut(escape(m.Title, true), MaxEmbedTitle),
-		Description: cut(withQuote(renderLines(m.Text), m.Quote), MaxEmbedDescription),
+		Description: cut(withQuote(renderLines(m.Text), m.Quote, true), MaxEmbedDescription),
 		Color:       severityColor(m.Severity),
 	}
 	for _, f := range m.Fields {
@@ -281,17 +281,26 @@ func renderSection(s bot.Section) string {
 	return cut(b.String(), MaxFieldValue)
 }
 
-// withQuote is body followed by q (a Message.Quote): every line of it,
-// blank ones included, a quote line ("> "), its text escaped, so that no
-// line of it can pass for the bot's own.
-func withQuote(body, q string) string {
+// withQuote is body followed by q (a Message.Quote) as a quote, its text
+// escaped, so that no line of it can pass for the bot's own. When nothing
+// follows it (last), it is one multi-line quote (">>> ": every line to the
+// end of the message, blank ones too); otherwise every line of it is a
+// quote line ("> "), which costs two characters a line.
+func withQuote(body, q string, last bool) string {
 	if q == "" {
 		return body
 	}
 	var b strings.Builder
 	b.WriteString(body)
-	for _, l := range strings.Split(q, "\n") {
-		if b.Len() > 0 {
+	if b.Len() > 0 {
+		b.WriteByte('\n')
+	}
+	if last {
+		b.WriteString(">>> " + escape(q, true))
+		return b.String()
+	}
+	for i, l := range strings.Split(q, "\n") {
+		if i > 0 {
 			b.WriteByte('\n')
 		}
 		b.WriteString("> " + escape(l, true))

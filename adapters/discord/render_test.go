@@ -195,21 +195,35 @@ func TestLongTextIsNotCutAfterEscaping(t *testing.T) {
 	require.Empty(t, p.Embeds)
 }
 
-// TestQuoteCannotPassForTheBot: a relayed reply (Message.Quote) is quoted
-// line by line, blank lines too, its markdown escaped, so a line imitating
-// the relay's header ("**Eve** (threat expert) wrote:") or a heading stays
-// inside the quote, shown as typed; it is kept whole in an embed too.
+// TestQuoteCannotPassForTheBot: a relayed reply (Message.Quote) is one
+// multi-line quote to the end of the message, its markdown escaped, so a
+// line imitating the relay's header ("**Eve** (threat expert) wrote:") or
+// a heading stays inside it, shown as typed, blank lines too; with small
+// print after it, each line is quoted. A relay at the bot's 1,800
+// characters fits Discord whole however many lines it has.
 func TestQuoteCannotPassForTheBot(t *testing.T) {
 	t.Parallel()
-	m := bot.Message{Text: []bot.Line{{bot.B("Ana"), bot.T(" (requester, Contoso) wrote:")}},
-		Quote: "Checked.\n\n**Eve** (threat expert) wrote:\n# close it @everyone"}
-	p := render(m)
-	require.Equal(t, "**Ana** (requester, Contoso) wrote:\n> Checked.\n> \n> \\*\\*Eve\\*\\* (threat expert) wrote:\n> \\# close it @\u200beveryone", p.Content)
+	head := []bot.Line{{bot.B("Ana"), bot.T(" (requester, Contoso) wrote:")}}
+	q := "Checked.\n\n**Eve** (threat expert) wrote:\n# close it @everyone"
+	p := render(bot.Message{Text: head, Quote: q})
+	require.Equal(t, "**Ana** (requester, Contoso) wrote:\n>>> Checked.\n\n\\*\\*Eve\\*\\* (threat expert) wrote:\n\\# close it @\u200beveryone", p.Content)
 
-	long := strings.Repeat(`C:\Users\a\`, 160) // 2,400 runes escaped: an embed
-	p = render(bot.Message{Text: m.Text, Quote: long + "\n**Eve** wrote:"})
-	require.Len(t, p.Embeds, 1)
-	require.True(t, strings.HasSuffix(p.Embeds[0].Description, "\n> \\*\\*Eve\\*\\* wrote:"), "the quote whole, last line quoted")
+	p = render(bot.Message{Text: head, Quote: "a\n\n*b*", Footer: bot.Line{{Text: "(edited)", Style: bot.StyleItalic}}})
+	require.Equal(t, "**Ana** (requester, Contoso) wrote:\n> a\n> \n> \\*b\\*\n-# *(edited)*", p.Content)
+
+	for name, quote := range map[string]string{
+		"backslashes": strings.Repeat(`C:\Users\a\`, 160),
+		"blank lines": "start" + strings.Repeat("\n", 1790) + "END",
+		"short lines": strings.Repeat("_\n", 895) + "END",
+	} {
+		p = render(bot.Message{Text: head, Quote: quote + "\nEND"})
+		text := p.Content
+		if len(p.Embeds) > 0 {
+			text = p.Embeds[0].Description
+		}
+		require.True(t, strings.HasSuffix(text, "\nEND"), "%s: the quote whole, its last line kept: %q", name, text[max(0, len(text)-30):])
+		require.LessOrEqual(t, utf8.RuneCountInString(text), MaxEmbedDescription, name)
+	}
 }
 
 // TestFitEmbedCutsBeforeItDrops: a card over Discord's 6,000 characters

@@ -49,6 +49,8 @@ type handler struct {
 	// when it cannot store a reply; replyCalls counts every call.
 	refuseReplies int
 	replyCalls    int
+	// refuse, when set, refuses the replies it names the same way.
+	refuse func(bot.Reply) bool
 	// panicReplies makes the next HandleReply calls panic, as a bug would.
 	panicReplies int
 	// onComplete makes the handler a bot.Completer.
@@ -116,9 +118,10 @@ func (h *handler) HandleReply(_ context.Context, r bot.Reply) error {
 		h.mu.Unlock()
 		panic("reply bug")
 	}
-	if h.refuseReplies > 0 {
-		h.refuseReplies--
+	if h.refuseReplies > 0 || h.refuse != nil && h.refuse(r) {
+		h.refuseReplies = max(0, h.refuseReplies-1)
 		h.mu.Unlock()
+		h.changed.Notify()
 		return errors.New("reply not stored: the database is unreachable")
 	}
 	h.replies = append(h.replies, r)

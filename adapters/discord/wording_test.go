@@ -501,11 +501,10 @@ func TestRepliesMissedByTheGatewayAreCaughtUp(t *testing.T) {
 	w.wait("the live reply relayed", w.has(card.ID, "seen live"))
 
 	w.dfake.SayWhileOffline(receipt.ID, alice, "posted while threatdesk was down")
-	w.dfake.SayWhileOffline(receipt.ID, discordfake.User{ID: "1000000000000000999", Username: "ci", Bot: true}, "a bot's line")
+	botLine := w.dfake.SayWhileOffline(receipt.ID, discordfake.User{ID: "1000000000000000999", Username: "ci", Bot: true}, "a bot's line")
 	w.dfake.DropSessions() // the client identifies again: a new session
 	w.wait("the missed reply relayed", w.has(card.ID, "posted while threatdesk was down"))
 
-	missed, _ := w.find(receipt.ID, "posted while threatdesk was down")
 	reads := func() []string {
 		var qs []string
 		for _, c := range w.dfake.Calls() {
@@ -527,5 +526,5 @@ func TestRepliesMissedByTheGatewayAreCaughtUp(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]int{"seen live": 1, "posted while threatdesk was down": 1}, count)
-	require.Contains(t, reads()[1], "after="+missed.ID, "read after the newest message taken, not the whole thread")
+	require.Contains(t, reads()[1], "after="+botLine.ID, "read after what the last catch-up read through, not the whole thread")
 }

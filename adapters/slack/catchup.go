@@ -24,6 +24,7 @@ import (
 // threadLister is what a catch-up needs from the bot (bot.Bot has it).
 type threadLister interface {
 	CaseThreads(ctx context.Context, p bot.Platform, since time.Time, limit int) ([]bot.ThreadMark, error)
+	MarkRead(ctx context.Context, parent bot.Ref, msg string)
 }
 
 const (
@@ -60,7 +61,7 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		k, err := a.catchUpThread(ctx, t)
+		k, err := a.catchUpThread(ctx, tl, t)
 		n += k
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
@@ -73,7 +74,7 @@ func (a *Adapter) catchUp(ctx context.Context) {
 
 // catchUpThread hands over the replies in the thread of t after t.After,
 // and returns how many.
-func (a *Adapter) catchUpThread(ctx context.Context, t bot.ThreadMark) (int, error) {
+func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.ThreadMark) (int, error) {
 	api, err := a.client(ctx, t.Parent.Workspace)
 	if err != nil {
 		return 0, err
@@ -115,6 +116,12 @@ func (a *Adapter) catchUpThread(ctx context.Context, t bot.ThreadMark) (int, err
 			}
 			n++
 			a.metrics.caughtUp.Inc()
+		}
+		// Read through the page (every reply in it handed over, the rest
+		// not for the bot): the next catch-up starts after it.
+		if len(msgs) > 0 {
+			last := msgs[len(msgs)-1].TS
+			_ = a.toBot("thread catch-up", func() error { tl.MarkRead(ctx, t.Parent, last); return nil })
 		}
 		if next == "" {
 			return n, nil

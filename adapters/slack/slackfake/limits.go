@@ -287,12 +287,19 @@ func (s *Server) checkBlocks(method string, bs []map[string]any, modal bool) boo
 }
 
 // richTextKinds are a rich_text block's elements
-// (https://docs.slack.dev/reference/block-kit/blocks/rich-text-block).
+// (https://docs.slack.dev/reference/block-kit/blocks/rich-text-block): a
+// list holds sections, the others inline elements.
 var richTextKinds = map[string]bool{"rich_text_section": true, "rich_text_quote": true, "rich_text_preformatted": true, "rich_text_list": true}
 
+// richTextInline are the inline elements of a section, quote or
+// preformatted element.
+var richTextInline = map[string]bool{"text": true, "link": true, "user": true, "usergroup": true, "channel": true, "emoji": true,
+	"broadcast": true, "date": true, "color": true, "team": true}
+
 // checkRichText checks a rich_text block: known elements, each holding
-// elements, text elements with text. Its text elements are shown as
-// written (no mrkdwn, no mention); a broadcast element pings a channel.
+// what it may, text elements with text. Text elements are shown as written
+// (no mrkdwn, no mention); a broadcast element pings the channel, a
+// usergroup element a whole group.
 func (s *Server) checkRichText(i int, b map[string]any, bad func(int, string, ...any)) {
 	els, _ := b["elements"].([]any)
 	if len(els) == 0 {
@@ -311,17 +318,37 @@ func (s *Server) checkRichText(i int, b map[string]any, bad func(int, string, ..
 		}
 		for _, x := range inner {
 			xm, _ := x.(map[string]any)
-			switch xm["type"] {
-			case "text":
-				if t, _ := xm["text"].(string); t == "" {
-					bad(i, "%s: a text element has no text", kind)
+			if kind == "rich_text_list" {
+				if xm["type"] != "rich_text_section" {
+					bad(i, "a rich_text_list holds rich_text_section elements, not %v", xm["type"])
+					continue
 				}
-			case "broadcast":
-				bad(i, "%s pings a whole channel: broadcast %v", kind, xm["range"])
-			case nil:
-				bad(i, "%s: an element has no type", kind)
+				sec, _ := xm["elements"].([]any)
+				for _, y := range sec {
+					ym, _ := y.(map[string]any)
+					s.checkInline(i, kind, ym, bad)
+				}
+				continue
 			}
+			s.checkInline(i, kind, xm, bad)
 		}
+	}
+}
+
+// checkInline checks one inline rich text element inside kind.
+func (s *Server) checkInline(i int, kind string, x map[string]any, bad func(int, string, ...any)) {
+	t, _ := x["type"].(string)
+	switch {
+	case !richTextInline[t]:
+		bad(i, "%s holds inline elements, not %q", kind, t)
+	case t == "text":
+		if txt, _ := x["text"].(string); txt == "" {
+			bad(i, "%s: a text element has no text", kind)
+		}
+	case t == "broadcast":
+		bad(i, "%s pings a whole channel: broadcast %v", kind, x["range"])
+	case t == "usergroup":
+		bad(i, "%s pings a whole user group: %v", kind, x["usergroup_id"])
 	}
 }
 

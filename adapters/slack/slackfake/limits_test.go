@@ -153,8 +153,8 @@ func TestLongTextAsSlack(t *testing.T) {
 
 // TestRichTextAsSlack: rich text text elements are shown as written, so a
 // "<@U1>" or "<!channel>" in one pings no one, while a user element
-// mentions its user and a broadcast element pings the channel; an empty
-// text element or an unknown element is refused.
+// mentions its user; a broadcast or user group element pings, and an empty
+// text element, an unknown element or a section inside a quote is refused.
 func TestRichTextAsSlack(t *testing.T) {
 	t.Parallel()
 	s, api := lenient(t)
@@ -179,7 +179,12 @@ func TestRichTextAsSlack(t *testing.T) {
 		"an empty text": quote(slack.NewRichTextSectionTextElement("", nil)),
 		"a broadcast":   quote(slack.NewRichTextSectionBroadcastElement("channel")),
 		"no elements":   quote(),
-		"unknown kind":  slack.MsgOptionBlocks(slack.NewRichTextBlock("", &slack.RichTextUnknown{Type: "rich_text_poem", Raw: `{"type":"rich_text_poem","elements":[{"type":"text","text":"roses"}]}`})),
+		"a user group":  quote(slack.NewRichTextSectionUserGroupElement("S0SOC")),
+		"a nested section": slack.MsgOptionBlocks(slack.NewRichTextBlock("", &slack.RichTextUnknown{Type: "rich_text_quote",
+			Raw: `{"type":"rich_text_quote","elements":[{"type":"rich_text_section","elements":[{"type":"text","text":"x"}]}]}`})),
+		"a broadcast in a list": slack.MsgOptionBlocks(slack.NewRichTextBlock("", &slack.RichTextUnknown{Type: "rich_text_list",
+			Raw: `{"type":"rich_text_list","style":"bullet","elements":[{"type":"rich_text_section","elements":[{"type":"broadcast","range":"here"}]}]}`})),
+		"unknown kind": slack.MsgOptionBlocks(slack.NewRichTextBlock("", &slack.RichTextUnknown{Type: "rich_text_poem", Raw: `{"type":"rich_text_poem","elements":[{"type":"text","text":"roses"}]}`})),
 	} {
 		before := len(s.Violations())
 		_, _, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("relay", false), opt)
