@@ -281,11 +281,12 @@ func (a *Adapter) handOverChange(ctx context.Context, m *discordgo.Message, chan
 	}
 	var author bot.User
 	if m.Author != nil {
-		name := m.Author.GlobalName
-		if m.Member != nil && m.Member.Nick != "" {
-			name = m.Member.Nick
+		author = bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID}
+		// A message read back over REST (catchup.go) has no member: the bot
+		// then asks UserName, which finds the server nickname.
+		if m.Member != nil {
+			author.DisplayName = cmp.Or(m.Member.Nick, m.Author.GlobalName, m.Author.Username)
 		}
-		author = bot.User{Platform: bot.Discord, Workspace: m.GuildID, ID: m.Author.ID, DisplayName: cmp.Or(name, m.Author.Username)}
 	}
 	if err := a.toBot("thread reply", func() error {
 		return a.h.HandleReply(ctx, bot.Reply{

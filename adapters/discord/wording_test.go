@@ -495,8 +495,9 @@ func TestDiscordLongRelayArrivesWhole(t *testing.T) {
 func TestRepliesMissedByTheGatewayAreCaughtUp(t *testing.T) {
 	t.Parallel()
 	w := newDiscordWording(t, dWordingOpts{})
+	alice := discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice", Nick: "Ali of the SOC"}
+	w.dfake.AddUser(alice)
 	receipt, card := w.open("ask", map[string]any{"question": "missed replies?"}, "EOD-1")
-	alice := discordfake.User{ID: analystID, Username: "alice", GlobalName: "Alice"}
 	w.dfake.Say(receipt.ID, alice, "seen live")
 	w.wait("the live reply relayed", w.has(card.ID, "seen live"))
 
@@ -504,6 +505,8 @@ func TestRepliesMissedByTheGatewayAreCaughtUp(t *testing.T) {
 	botLine := w.dfake.SayWhileOffline(receipt.ID, discordfake.User{ID: "1000000000000000999", Username: "ci", Bot: true}, "a bot's line")
 	w.dfake.DropSessions() // the client identifies again: a new session
 	w.wait("the missed reply relayed", w.has(card.ID, "posted while threatdesk was down"))
+	caught, _ := w.find(card.ID, "posted while threatdesk was down")
+	require.Contains(t, text(caught), "**Ali of the SOC** (requester, Fabrikam) wrote:", "named as a live relay is: by the server nickname")
 
 	reads := func() []string {
 		var qs []string
