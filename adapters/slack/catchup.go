@@ -17,9 +17,9 @@ import (
 // every replica was down longer than that would never be relayed. When
 // the adapter starts it reads each recent case thread after the newest
 // message the bot took from it (conversations.replies, oldest=) and hands
-// over what it missed, oldest first. One the bot already has is relayed
-// once: casework keys a relayed message on the chat message, and samples
-// on the file.
+// over what it missed, oldest first. One the bot already has is the same
+// inbound work (a reply is keyed on its message), and casework keys a
+// relayed message on the chat message and a sample on its file.
 
 // threadLister is what a catch-up needs from the bot (bot.Bot has it).
 type threadLister interface {
@@ -108,9 +108,6 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 			if !ok {
 				continue
 			}
-			// Not the event's key (there is none here): the same message
-			// delivered as an event too is kept once by casework.
-			reply.Key = "slack:m:" + t.Parent.Channel + ":" + me.TS
 			if err := a.toBot("thread reply", func() error { return a.handler.HandleReply(ctx, reply) }); err != nil {
 				return n, fmt.Errorf("hand over reply %s: %w", me.TS, err)
 			}

@@ -24,6 +24,7 @@ import (
 // its key, which is what makes a redelivery a no-op.
 func interactionKey(trigger string) string { return "slack:t:" + trigger }
 func eventKey(eventID string) string       { return "slack:e:" + eventID }
+func messageKey(channel, ts string) string { return "slack:m:" + channel + ":" + ts }
 
 // signatureKey is a signed request's replay key: the signature's bytes, not
 // the header's text, so that the same signature written another way (hex
@@ -416,8 +417,10 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 		Message: bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.TS},
 		Author:  bot.User{Platform: bot.Slack, Workspace: team, ID: me.User},
 		Text:    ReadableText(me.Text),
-		Key:     eventKey(oe.EventID),
-		Files:   filesOf(me.Files),
+		// Keyed on the message, not the event: a reply read back when the
+		// adapter starts (catchup.go) is the same inbound work.
+		Key:   messageKey(me.Channel, me.TS),
+		Files: filesOf(me.Files),
 	}, true
 }
 

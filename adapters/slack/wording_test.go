@@ -417,13 +417,14 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 	w.inThread(wDesk, card.TS, "seen live")
 	missed, _ := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "posted while threatdesk was down") // no event: nobody was connected
 
-	start := func() {
+	start := func() *adapter.Adapter {
 		opts := w.fake.Options()
 		a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret), APIURL: w.fake.APIURL(), Replays: w.bot},
 			slog.New(slog.DiscardHandler), prometheus.NewRegistry(), w.bot)
 		require.NoError(t, err)
 		require.NoError(t, a.Start(w.ctx))
 		t.Cleanup(func() { require.NoError(t, a.Stop()) })
+		return a
 	}
 	start() // threatdesk starts again
 	w.inThread(wDesk, card.TS, "posted while threatdesk was down")
@@ -446,6 +447,18 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{live.TS, missed.TS}, after, "each start reads after the newest reply taken, not the whole thread")
+
+	// With no mark (as after upgrading), a start reads both back: they are
+	// the same inbound work as when they arrived (keyed on the message).
+	_, err = w.db.Exec(w.ctx, `DELETE FROM bot_thread_mark`)
+	require.NoError(t, err)
+	// Stop waits for the catch-up it started: both read back and handed over.
+	require.NoError(t, start().Stop())
+	w.settled("all delivered")
+	var rows int
+	require.NoError(t, w.db.QueryRow(w.ctx, `SELECT count(*) FROM bot_inbound WHERE kind = 'reply'`).Scan(&rows))
+	require.Equal(t, 2, rows, "one inbound row a reply")
+	require.Len(t, w.fake.Replies(wDesk, card.TS), 2, "nothing relayed again")
 }
 
 // TestSlackEditsFollowRelays: an edited thread reply edits its relay on
