@@ -916,9 +916,6 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 	if b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent) == storedUnavailable {
 		return errors.New("thread reply not stored: threatdesk cannot reach its database")
 	}
-	if r.Change == "" && !r.HoldMark {
-		b.markThread(ctx, r.Parent, r.Message)
-	}
 	return nil
 }
 
@@ -935,6 +932,10 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	ref, isCase := strings.CutPrefix(an.Stream, "case:")
 	if !isCase {
 		return nil
+	}
+	if !r.HoldMark {
+		// Stored: a catch-up need not read it again (ReplyMark).
+		b.markThread(ctx, r.Parent, r.Message)
 	}
 	w := b.identify(r.Author, r.Parent.Channel, nil)
 	side := SideRequester

@@ -765,7 +765,7 @@ func (b *Bot) inboundHousekeeping(ctx context.Context) {
 }
 
 // pruneInbound forgets replay keys after ten minutes, settled keys after
-// Retention and dead rows after a week.
+// Retention, dead rows after a week and thread marks after 90 quiet days.
 func (b *Bot) pruneInbound(ctx context.Context) {
 	tag, err := b.db.Exec(ctx, `
 DELETE FROM bot_inbound
@@ -780,5 +780,10 @@ WHERE (kind = 'replay' AND received_at < now() - interval '10 minutes')
 	}
 	if n := tag.RowsAffected(); n > 0 {
 		b.log.Debug("pruned inbound keys", "count", n)
+	}
+	// A thread quiet for 90 days is read from the inbound keys' reach if
+	// it ever wakes (firstMark).
+	if _, err := b.db.Exec(ctx, `DELETE FROM bot_thread_mark WHERE updated_at < now() - interval '90 days'`); err != nil && ctx.Err() == nil {
+		b.log.Warn("prune thread marks", "err", err)
 	}
 }

@@ -406,37 +406,67 @@ func TestReplyMarkFollowsTheNewestReply(t *testing.T) {
 	_, m := f.run(t, Discord, fabAnalyst, fabSOC, `device 111e6dd8c833c8a052ea231ec1b19adaf497b625 "marks?"`)
 	require.Contains(t, plain(m), "Opened EOD-1")
 	receipt := posted(t, f.discord, fabSOC, nil, "EOD-1 ·")
+	desk := posted(t, f.slack, deskChannel, nil, "EOD-1 · Fabrikam")
 	f.anchored(t, "EOD-1")
 	ctx := context.Background()
 	thread := receipt.Ref.Message
-	after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref)
-	require.NoError(t, err)
-	require.True(t, ok)
-	start, _ := MarkValue(Discord, thread)
-	require.Equal(t, MarkID(Discord, max(start, MarkAt(Discord, time.Now().Add(-48*time.Hour)))), after,
-		"nothing taken yet: from the thread's start, no earlier than the inbound keys reach back")
-
-	base := MarkAt(Discord, time.Now())
-	id := func(n int64) string { return MarkID(Discord, base+n) }
-	say := func(n int64, hold bool) {
-		require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt.Ref, Author: f.user(Discord, fabAnalyst), Text: "reply " + id(n), Key: id(n),
-			Message: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: thread, Message: id(n)}, HoldMark: hold}))
-	}
 	mark := func() string {
 		after, ok, err := f.bot.ReplyMark(ctx, receipt.Ref)
 		require.NoError(t, err)
 		require.True(t, ok)
 		return after
 	}
+	before := time.Now()
+	after := mark()
+	start, _ := MarkValue(Discord, thread)
+	got, _ := MarkValue(Discord, after)
+	require.GreaterOrEqual(t, got, max(start, MarkAt(Discord, before.Add(-48*time.Hour))),
+		"nothing taken yet: from the thread's start, no earlier than the inbound keys reach back")
+	require.LessOrEqual(t, got, max(start, MarkAt(Discord, time.Now().Add(-48*time.Hour))))
+
+	base := MarkAt(Discord, time.Now())
+	id := func(n int64) string { return MarkID(Discord, base+n) }
+	say := func(n int64, hold bool) {
+		require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt.Ref, Author: f.user(Discord, fabAnalyst), Text: "reply " + id(n), Key: id(n),
+			Message: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: thread, Message: id(n)}, HoldMark: hold}))
+		posted(t, f.slack, deskChannel, &desk.Ref, "reply "+id(n)) // stored and worked
+	}
 	say(900, false)
+	require.Equal(t, id(900), mark(), "a stored reply moves the mark")
 	say(800, false) // older, handed over late
 	require.Equal(t, id(900), mark(), "never back")
 	say(1000, true) // an older one is still waiting to be handed over
 	require.Equal(t, id(900), mark(), "held")
 	f.bot.MarkRead(ctx, receipt.Ref, id(1100))
 	require.Equal(t, id(1100), mark(), "read through")
+	f.bot.MarkRead(ctx, receipt.Ref, thread)
+	require.Equal(t, id(1100), mark(), "a catch-up never moves it back to the thread's start")
 
-	_, ok, err = f.bot.ReplyMark(ctx, Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: fabSOC, Message: "1300000000000000001"})
+	_, ok, err := f.bot.ReplyMark(ctx, Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: fabSOC, Message: "1300000000000000001"})
 	require.NoError(t, err)
 	require.False(t, ok, "not a case's thread")
+
+	// The threads a Slack catch-up reads: a case's thread with its mark;
+	// one of three days ago from 48 hours ago; none older than asked.
+	old := time.Now().Add(-72 * time.Hour)
+	oldTS := MarkID(Slack, MarkAt(Slack, old))
+	_, err = f.db.Exec(ctx, `INSERT INTO bot_anchor (stream, target, platform, workspace, channel, message, created_at) VALUES
+		('case:EOD-77', 'receipt', 'slack', 'T1', 'C77', $1, $2), ('case:EOD-78', 'receipt', 'slack', 'T1', 'C78', '1500000000.000100', $3),
+		('incident:9', 'card', 'slack', 'T1', 'C79', $1, $2)`, oldTS, old, time.Now().Add(-40*24*time.Hour))
+	require.NoError(t, err)
+	ts, err := f.bot.CaseThreads(ctx, Slack, time.Now().Add(-30*24*time.Hour), 10)
+	require.NoError(t, err)
+	var slack []ThreadMark
+	for _, x := range ts {
+		if x.Parent.Workspace == "T1" {
+			slack = append(slack, x)
+		}
+	}
+	require.Len(t, slack, 1, "a case's thread of the last 30 days: %+v", ts)
+	v, ok := MarkValue(Slack, slack[0].After)
+	require.True(t, ok)
+	require.InDelta(t, MarkAt(Slack, time.Now().Add(-48*time.Hour)), v, float64(time.Minute.Microseconds()), "read from 48 hours ago, not the thread's start")
+	ds, err := f.bot.CaseThreads(ctx, Discord, time.Now().Add(-time.Hour), 10)
+	require.NoError(t, err)
+	require.Contains(t, ds, ThreadMark{Parent: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: receipt.Ref.Channel, Message: thread}, After: id(1100)})
 }

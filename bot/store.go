@@ -149,16 +149,17 @@ ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspa
 	return nil
 }
 
-// markThread records msg, a reply in the thread of parent, as taken from
-// it (bot_thread_mark) when it is newer than the mark: where a catch-up
-// after the platform may have missed delivering messages starts reading
+// markThread records msg, a reply in the case thread of parent that is
+// stored (or one a catch-up read through), as taken from it
+// (bot_thread_mark) when it is newer than the mark: where a catch-up after
+// the platform may have missed delivering messages starts reading
 // (ReplyMark, CaseThreads). Best effort: a mark left behind only makes a
 // catch-up read, and hand over again, a few messages the inbound and chat
 // keys already hold.
 func (b *Bot) markThread(ctx context.Context, parent, msg Ref) {
 	v, ok := markValue(msg.Platform, msg.Message)
-	if !ok {
-		return
+	if !ok || v < b.firstMark(parent) {
+		return // never behind where a catch-up would start without one
 	}
 	_, err := b.db.Exec(ctx, `
 INSERT INTO bot_thread_mark AS t (platform, thread, message) VALUES ($1, $2, $3)

@@ -51,6 +51,18 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 	if !ok || len(threads) == 0 {
 		return
 	}
+	// Until a thread is read through, a live reply in it must not move its
+	// mark past the messages this session missed.
+	a.mu.Lock()
+	if a.unread == nil {
+		a.unread = map[string]bool{}
+	}
+	for _, t := range threads {
+		if t.isThread() && t.ParentID != "" {
+			a.unread[t.ID] = true
+		}
+	}
+	a.mu.Unlock()
 	a.life.GoWork("thread catch-up", func(ctx context.Context) error {
 		// One guild at a time (sessions come and go; guilds arrive
 		// together), paced by the REST rate limits.
@@ -66,9 +78,17 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 			}
 			k, err := a.catchUpThread(ctx, rm, guild, t)
 			n += k
-			if err != nil && ctx.Err() == nil {
-				a.log.Warn("could not read back a thread's messages after a new gateway session", "thread", t.ID, "err", err)
+			if err != nil {
+				// Still unread: its mark stays where it is until a later
+				// session reads it through.
+				if ctx.Err() == nil {
+					a.log.Warn("could not read back a thread's messages after a new gateway session", "thread", t.ID, "err", err)
+				}
+				continue
 			}
+			a.mu.Lock()
+			delete(a.unread, t.ID)
+			a.mu.Unlock()
 		}
 		if n > 0 {
 			a.log.Info("thread messages read back after a new gateway session", "guild", guild, "messages", n)
@@ -105,9 +125,15 @@ func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild strin
 			}
 			n++
 			a.m.caughtUp.Inc()
-			if err := a.handOver(ctx, m); err != nil {
-				a.keepReply(m, "", err)
-			}
+			a.handOverKept(ctx, m)
+		}
+		final := len(ms) < catchUpPage
+		if final {
+			// Read through: live replies move its mark again (one that
+			// failed here holds it while it waits).
+			a.mu.Lock()
+			delete(a.unread, t.ID)
+			a.mu.Unlock()
 		}
 		// Read through the page: the next catch-up starts after it, past
 		// what is not for the bot too, unless a message of the thread is
@@ -115,7 +141,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild strin
 		if len(ms) > 0 && !a.waiting(t.ID, after, true) {
 			_ = a.toBot("thread catch-up", func() error { rm.MarkRead(ctx, parent, after); return nil })
 		}
-		if len(ms) < catchUpPage {
+		if final {
 			return n, nil
 		}
 	}
@@ -167,4 +193,11 @@ func compareSnowflakes(x, y string) int {
 		return 1
 	}
 	return 0
+}
+
+// unreadThread reports whether a catch-up has yet to read thread through.
+func (a *Adapter) unreadThread(thread string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unread[thread]
 }

@@ -173,6 +173,11 @@ type Adapter struct {
 	// retrying are the pending replies taken out to be handed over again,
 	// until each is done (or back in pending).
 	retrying []*pendingReply
+	// inflight are new thread messages being handed over for the first
+	// time; unread are the threads a catch-up has not read through yet
+	// (catchup.go). Both hold newer messages' thread marks.
+	inflight []*pendingReply
+	unread   map[string]bool
 	// catchUpMu runs one guild's thread catch-up at a time (catchup.go).
 	catchUpMu sync.Mutex
 

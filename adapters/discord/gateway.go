@@ -249,9 +249,7 @@ func (a *Adapter) onMessage(ctx context.Context, raw []byte) {
 	if !a.human(&m) {
 		return
 	}
-	if err := a.handOver(ctx, &m); err != nil {
-		a.keepReply(&m, "", err)
-	}
+	a.handOverKept(ctx, &m)
 }
 
 // human reports whether m is a person's message in a guild: not ours, no
@@ -298,7 +296,7 @@ func (a *Adapter) handOverChange(ctx context.Context, m *discordgo.Message, chan
 			Change:  change,
 			// An older message of the thread still waiting here holds the
 			// thread's mark back (catchup.go).
-			HoldMark: change == "" && a.waiting(m.ChannelID, m.ID, false),
+			HoldMark: change == "" && (a.waiting(m.ChannelID, m.ID, false) || a.unreadThread(m.ChannelID)),
 			// Attachments become file samples; their CDN links are never relayed.
 			Files: filesOf(m.Attachments),
 		})
@@ -388,20 +386,22 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 		for _, p := range due {
 			if ctx.Err() != nil {
 				a.requeue(p)
-				a.retried()
 				continue
 			}
 			err := a.handOverChange(ctx, p.m, p.change)
-			a.retried()
 			switch kind, after := bot.Classify(err); {
 			case err == nil:
+				a.retried()
 			case lifecycle.IsPanic(err):
+				a.retried()
 				a.m.lostReplies.Inc()
 				a.log.Error("thread message dropped: handing it to the bot panicked", "message", p.m.ID, "channel", p.m.ChannelID, "err", err)
 			case kind == bot.Permanent:
+				a.retried()
 				a.m.lostReplies.Inc()
 				a.log.Warn("thread message dropped: Discord says it cannot be read", "message", p.m.ID, "channel", p.m.ChannelID, "err", err)
 			case time.Now().Sub(p.since) > pendingReplyFor:
+				a.retried()
 				a.m.lostReplies.Inc()
 				a.log.Error("thread reply dropped after an hour of retries", "message", p.m.ID, "channel", p.m.ChannelID, "attempts", p.attempts, "err", err)
 			default:
@@ -425,7 +425,7 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 		a.m.pendingReplies.Set(float64(n))
 		if ctx.Err() != nil {
 			if n > 0 {
-				a.log.Error("stopping with thread replies not handed to the bot: they are lost", "count", n)
+				a.log.Warn("stopping with thread replies not handed to the bot: the next gateway session reads them back", "count", n)
 			}
 			return
 		}
@@ -448,12 +448,37 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 	}
 }
 
-// retried takes the first of the replies being retried off a.retrying.
+// retried takes the first of the replies being retried off a.retrying:
+// it was handed over or given up.
 func (a *Adapter) retried() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.retrying) > 0 {
 		a.retrying = a.retrying[1:]
+	}
+}
+
+// track counts m as being handed over (waiting) until untrack: a newer
+// message of its thread handed over meanwhile holds the thread's mark.
+func (a *Adapter) track(m *discordgo.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.inflight = append(a.inflight, &pendingReply{m: m})
+}
+
+func (a *Adapter) untrack(m *discordgo.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.inflight = slices.DeleteFunc(a.inflight, func(p *pendingReply) bool { return p.m == m })
+}
+
+// handOverKept hands m over, keeping it to retry on failure; while it is
+// handed over it holds newer messages' marks.
+func (a *Adapter) handOverKept(ctx context.Context, m *discordgo.Message) {
+	a.track(m)
+	defer a.untrack(m) // after keepReply: it is in pending by then
+	if err := a.handOver(ctx, m); err != nil {
+		a.keepReply(m, "", err)
 	}
 }
 
@@ -463,7 +488,7 @@ func (a *Adapter) retried() {
 func (a *Adapter) waiting(channel, upTo string, inclusive bool) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, p := range slices.Concat(a.pending, a.retrying) {
+	for _, p := range slices.Concat(a.pending, a.retrying, a.inflight) {
 		if p.m.ChannelID != channel || p.change != "" {
 			continue
 		}
@@ -474,8 +499,11 @@ func (a *Adapter) waiting(channel, upTo string, inclusive bool) bool {
 	return false
 }
 
+// requeue puts p, taken out to be retried, back to wait, in one step (so
+// that it never looks handed over meanwhile).
 func (a *Adapter) requeue(p *pendingReply) {
 	a.mu.Lock()
 	a.pending = append(a.pending, p)
+	a.retrying = slices.DeleteFunc(a.retrying, func(r *pendingReply) bool { return r == p })
 	a.mu.Unlock()
 }

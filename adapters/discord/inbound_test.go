@@ -131,6 +131,52 @@ func TestKeptReplyHoldsTheThreadMark(t *testing.T) {
 	require.False(t, r.HoldMark, "nothing older waits")
 }
 
+// TestLiveReplyDuringACatchUpHoldsTheMark: after a new gateway session a
+// live reply can reach the bot before the catch-up has read its thread;
+// it is handed over with HoldMark, so that the thread's mark cannot pass
+// the replies the session missed; the catch-up then hands those over and
+// marks the thread read through.
+func TestLiveReplyDuringACatchUpHoldsTheMark(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	gate, asked := make(chan struct{}), make(chan struct{}, 1)
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	f.h.replyMark = func(parent bot.Ref) (string, bool) {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		<-gate // the catch-up waits until the live reply is in
+		return parent.Message, true
+	}
+	f.start(t)
+	t.Cleanup(release) // after f.start's: runs first, so Stop never waits on the gate
+	ref, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, bot.Message{Text: []bot.Line{{bot.T("receipt")}}, ThreadName: "EOD-6"})
+	require.NoError(t, err)
+	alice := discordfake.User{ID: analystID, Username: "alice"}
+	f.fake.SayWhileOffline(ref.Message, alice, "missed while down")
+	f.fake.DropSessions() // a new session: GUILD_CREATE lists the thread
+	testwait.WaitOrTimeout(t, asked, 10*time.Second, "the catch-up of the thread")
+	f.fake.Say(ref.Message, alice, "live, before the catch-up read the thread")
+	r := waitReply(t, f)
+	require.Equal(t, "live, before the catch-up read the thread", r.Text)
+	require.True(t, r.HoldMark, "the thread is not read through yet")
+	release()
+	r = waitReply(t, f)
+	require.Equal(t, "missed while down", r.Text)
+	require.True(t, testwait.Until(10*time.Second, func() bool {
+		f.h.mu.Lock()
+		defer f.h.mu.Unlock()
+		return len(f.h.marked) > 0
+	}, f.h), "read through")
+	f.fake.Say(ref.Message, alice, "after the catch-up")
+	for r = waitReply(t, f); r.Text != "after the catch-up"; r = waitReply(t, f) {
+		// the catch-up hands the live one over again (the bot keeps it once)
+	}
+	require.False(t, r.HoldMark, "read through: marks move again")
+}
+
 // TestExpiredInteractionIsNotABadBotToken: an answer that comes after the
 // interaction token's 15 minutes gets Discord's 401 with 50027 Invalid
 // Webhook Token; that is an expired interaction, not a bot token to reset.

@@ -51,6 +51,10 @@ type handler struct {
 	replyCalls    int
 	// refuse, when set, refuses the replies it names the same way.
 	refuse func(bot.Reply) bool
+	// replyMark, when set, answers a catch-up's ReplyMark (else no thread
+	// is a case's); marked records MarkRead.
+	replyMark func(parent bot.Ref) (string, bool)
+	marked    []string
 	// panicReplies makes the next HandleReply calls panic, as a bug would.
 	panicReplies int
 	// onComplete makes the handler a bot.Completer.
@@ -108,6 +112,24 @@ func (h *handler) HandleSubmit(_ context.Context, s bot.Submission) bot.SubmitAc
 		return f(s)
 	}
 	return bot.SubmitAck{}
+}
+
+func (h *handler) ReplyMark(_ context.Context, parent bot.Ref) (string, bool, error) {
+	h.mu.Lock()
+	f := h.replyMark
+	h.mu.Unlock()
+	if f == nil {
+		return "", false, nil
+	}
+	after, ok := f(parent)
+	return after, ok, nil
+}
+
+func (h *handler) MarkRead(_ context.Context, _ bot.Ref, msg string) {
+	h.mu.Lock()
+	h.marked = append(h.marked, msg)
+	h.mu.Unlock()
+	h.changed.Notify()
 }
 
 func (h *handler) HandleReply(_ context.Context, r bot.Reply) error {

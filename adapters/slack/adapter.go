@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -188,6 +189,10 @@ type Adapter struct {
 	installs *Installations
 	clients  workspaces
 
+	// catchingUp is set from Start until the case threads are read back
+	// (catchup.go): thread replies then hold their threads' marks.
+	catchingUp atomic.Bool
+
 	// life runs Socket Mode (its loop, cancelled first by Stop) and the
 	// work on inbound events (its work, given stopGrace to finish).
 	life *lifecycle.Group
@@ -274,6 +279,9 @@ func (a *Adapter) Start(ctx context.Context) error {
 			// Slack unreachable for now: carry on, identity is asked again when needed.
 			a.log.Warn("auth.test failed; starting anyway", "err", err)
 		}
+		// Until the catch-up has read the case threads through, a live
+		// reply must not move a thread's mark past what it has to read.
+		a.catchingUp.Store(true)
 		if a.cfg.AppToken != "" {
 			a.life.Go("socket mode", func(ctx context.Context) error {
 				a.runSocketMode(ctx)

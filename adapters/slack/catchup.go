@@ -44,6 +44,7 @@ const (
 func (a *Adapter) catchUp(ctx context.Context) {
 	tl, ok := a.handler.(threadLister)
 	if !ok {
+		a.catchingUp.Store(false)
 		return
 	}
 	var threads []bot.ThreadMark
@@ -56,19 +57,28 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		a.log.Warn("could not list the case threads to read back after starting", "err", err)
 		return
 	}
-	n := 0
+	n, failed := 0, false
 	for _, t := range threads {
 		if ctx.Err() != nil {
 			return
 		}
 		k, err := a.catchUpThread(ctx, tl, t)
 		n += k
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
+		if err != nil {
+			failed = true
+			if ctx.Err() == nil {
+				a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
+			}
 		}
 	}
 	if n > 0 {
 		a.log.Info("thread replies read back after starting", "replies", n)
+	}
+	// Every thread read through: live replies move marks again. (After a
+	// failure they do not, so that the next start reads what this one
+	// could not.)
+	if !failed {
+		a.catchingUp.Store(false)
 	}
 }
 
@@ -115,9 +125,9 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 			a.metrics.caughtUp.Inc()
 		}
 		// Read through the page (every reply in it handed over, the rest
-		// not for the bot): the next catch-up starts after it.
-		if len(msgs) > 0 {
-			last := msgs[len(msgs)-1].TS
+		// not for the bot): the next catch-up starts after it. The parent,
+		// listed first whatever the window, is not read through.
+		if last := msgs[len(msgs)-1].TS; last != t.Parent.Message {
 			_ = a.toBot("thread catch-up", func() error { tl.MarkRead(ctx, t.Parent, last); return nil })
 		}
 		if next == "" {

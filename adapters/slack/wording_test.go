@@ -447,6 +447,14 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{live.TS, missed.TS}, after, "each start reads after the newest reply taken, not the whole thread")
+	var desk []string
+	for _, c := range w.fake.Calls("conversations.replies") {
+		if c.Form.Get("channel") == wDesk && c.Form.Get("ts") == card.TS {
+			desk = append(desk, c.Form.Get("oldest"))
+		}
+	}
+	require.Len(t, desk, 2)
+	require.Greater(t, desk[1], card.TS, "the desk thread (the bot's messages only) is read through, not read again from its start")
 
 	// With no mark (as after upgrading), a start reads both back: they are
 	// the same inbound work as when they arrived (keyed on the message).

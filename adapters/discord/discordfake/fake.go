@@ -253,7 +253,11 @@ func (s *Server) NextID() string {
 }
 
 func (s *Server) nextID() string {
-	s.seq++
+	// A snowflake's top bits are milliseconds since Discord's epoch
+	// (https://discord.com/developers/docs/reference#snowflakes); ids
+	// still grow strictly within one millisecond.
+	const discordEpoch = 1420070400000
+	s.seq = max(s.seq+1, (s.now().UnixMilli()-discordEpoch)<<22)
 	return strconv.FormatInt(s.seq, 10)
 }
 
