@@ -252,7 +252,9 @@ func (b *Bot) ReplyMark(ctx context.Context, parent Ref) (after string, ok bool,
 	if err != nil {
 		return "", false, fmt.Errorf("read the newest message taken from thread %s: %w", threadKey(parent), err)
 	}
-	return markID(parent.Platform, mark), true, nil
+	// Never further back than the inbound keys reach (a mark of a thread
+	// quiet for days is older).
+	return markID(parent.Platform, max(mark, b.firstMark(parent))), true, nil
 }
 
 // CaseThreads lists, for an adapter catching up after its platform may
@@ -278,10 +280,11 @@ ORDER BY a.created_at DESC LIMIT $3`, string(p), since, limit)
 		if err := rows.Scan(&t.Parent.Workspace, &t.Parent.Channel, &t.Parent.Message, &mark); err != nil {
 			return nil, fmt.Errorf("list case threads on %s: %w", p, err)
 		}
-		t.After = markID(p, b.firstMark(t.Parent))
+		after := b.firstMark(t.Parent)
 		if mark != nil {
-			t.After = markID(p, *mark)
+			after = max(after, *mark)
 		}
+		t.After = markID(p, after)
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {

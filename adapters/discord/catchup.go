@@ -51,17 +51,10 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 	if !ok || len(threads) == 0 {
 		return
 	}
-	// Until a thread is read through, a live reply in it must not move its
-	// mark past the messages this session missed.
+	// A live reply in a thread not read through yet holds its mark; the
+	// job reads for this session only.
 	a.mu.Lock()
-	if a.unread == nil {
-		a.unread = map[string]bool{}
-	}
-	for _, t := range threads {
-		if t.isThread() && t.ParentID != "" {
-			a.unread[t.ID] = true
-		}
-	}
+	gen := a.gen
 	a.mu.Unlock()
 	a.life.GoWork("thread catch-up", func(ctx context.Context) error {
 		// One guild at a time (sessions come and go; guilds arrive
@@ -76,19 +69,17 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 			if !t.isThread() || t.ParentID == "" {
 				continue
 			}
-			k, err := a.catchUpThread(ctx, rm, guild, t)
+			k, err := a.catchUpThread(ctx, gen, rm, guild, t)
 			n += k
 			if err != nil {
-				// Still unread: its mark stays where it is until a later
-				// session reads it through.
+				// Not read through: its mark stays where it is until a
+				// later session reads it.
 				if ctx.Err() == nil {
 					a.log.Warn("could not read back a thread's messages after a new gateway session", "thread", t.ID, "err", err)
 				}
 				continue
 			}
-			a.mu.Lock()
-			delete(a.unread, t.ID)
-			a.mu.Unlock()
+			a.markReadThrough(gen, t.ID) // also a thread that is no case's
 		}
 		if n > 0 {
 			a.log.Info("thread messages read back after a new gateway session", "guild", guild, "messages", n)
@@ -99,7 +90,7 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 
 // catchUpThread hands over the human messages of thread t after the bot's
 // mark, and returns how many.
-func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild string, t channelInfo) (int, error) {
+func (a *Adapter) catchUpThread(ctx context.Context, gen int, rm replyMarker, guild string, t channelInfo) (int, error) {
 	parent := bot.Ref{Platform: bot.Discord, Workspace: guild, Channel: t.ParentID, Message: t.ID}
 	var after string
 	var ok bool
@@ -131,9 +122,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild strin
 		if final {
 			// Read through: live replies move its mark again (one that
 			// failed here holds it while it waits).
-			a.mu.Lock()
-			delete(a.unread, t.ID)
-			a.mu.Unlock()
+			a.markReadThrough(gen, t.ID)
 		}
 		// Read through the page: the next catch-up starts after it, past
 		// what is not for the bot too, unless a message of the thread is
@@ -145,7 +134,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, rm replyMarker, guild strin
 			return n, nil
 		}
 	}
-	return n, nil
+	return n, fmt.Errorf("more than %d messages to read back: the rest waits for the next session", catchUpPages*catchUpPage)
 }
 
 // messagesAfter reads up to catchUpPage messages of channel after the
@@ -195,9 +184,67 @@ func compareSnowflakes(x, y string) int {
 	return 0
 }
 
-// unreadThread reports whether a catch-up has yet to read thread through.
-func (a *Adapter) unreadThread(thread string) bool {
+// sessionPaused sets the threads read through aside while the gateway is
+// disconnected: messages may come that the session has not seen. A
+// catch-up still running reads for a session that is over (gen).
+func (a *Adapter) sessionPaused() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.unread[thread]
+	a.gen++
+	if len(a.readThrough) > 0 {
+		a.paused = a.readThrough
+	}
+	a.readThrough = map[string]bool{}
+}
+
+// sessionResumed takes them back: a resumed session gets every event it
+// missed replayed.
+func (a *Adapter) sessionResumed() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.readThrough == nil {
+		a.readThrough = map[string]bool{}
+	}
+	for t := range a.paused {
+		a.readThrough[t] = true
+	}
+	a.paused = nil
+}
+
+// sessionStarted drops them: a new session (READY) may have missed
+// messages in any thread, which its catch-up reads back.
+func (a *Adapter) sessionStarted() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.paused = nil
+}
+
+// markReadThrough records thread as read through by the catch-up of
+// session gen, if that is still the session.
+func (a *Adapter) markReadThrough(gen int, thread string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gen != gen {
+		return
+	}
+	if a.readThrough == nil {
+		a.readThrough = map[string]bool{}
+	}
+	a.readThrough[thread] = true
+}
+
+// unread forgets that thread was read through: a message of it was given
+// up, for the next session's catch-up to read back.
+func (a *Adapter) unread(thread string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.readThrough, thread)
+}
+
+// isReadThrough reports whether this session has seen every message of
+// thread.
+func (a *Adapter) isReadThrough(thread string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.readThrough[thread]
 }

@@ -174,10 +174,14 @@ type Adapter struct {
 	// until each is done (or back in pending).
 	retrying []*pendingReply
 	// inflight are new thread messages being handed over for the first
-	// time; unread are the threads a catch-up has not read through yet
-	// (catchup.go). Both hold newer messages' thread marks.
-	inflight []*pendingReply
-	unread   map[string]bool
+	// time: they hold newer messages' thread marks. readThrough are the
+	// threads whose messages this gateway session has all seen (a catch-up
+	// read them through, or the bot started them); a reply in any other
+	// thread holds its mark (catchup.go). gen counts gateway sessions.
+	inflight    []*pendingReply
+	readThrough map[string]bool
+	paused      map[string]bool // readThrough while the gateway is disconnected
+	gen         int
 	// catchUpMu runs one guild's thread catch-up at a time (catchup.go).
 	catchUpMu sync.Mutex
 

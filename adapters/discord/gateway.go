@@ -155,7 +155,7 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 		evctx := context.WithoutCancel(ctx)
 		s.AddHandler(func(_ *discordgo.Session, e *discordgo.Event) { a.onEvent(evctx, e) })
 		s.AddHandler(func(*discordgo.Session, *discordgo.Connect) { a.m.connected.Set(1) })
-		s.AddHandler(func(*discordgo.Session, *discordgo.Disconnect) { a.m.connected.Set(0) })
+		s.AddHandler(func(*discordgo.Session, *discordgo.Disconnect) { a.m.connected.Set(0); a.sessionPaused() })
 		if err := s.Open(); err != nil {
 			a.log.Warn("gateway connection failed; retrying", "err", a.redact(err.Error()), "in", wait)
 			_ = s.Close()
@@ -204,6 +204,9 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 		if json.Unmarshal(e.RawData, &r) == nil && r.User.ID != "" {
 			a.setSelf(r.User.ID)
 		}
+		a.sessionStarted() // a new session: what it missed is not read yet
+	case "RESUMED":
+		a.sessionResumed() // Discord replayed what it missed
 	case "GUILD_CREATE":
 		var g struct {
 			ID       string        `json:"id"`
@@ -296,7 +299,7 @@ func (a *Adapter) handOverChange(ctx context.Context, m *discordgo.Message, chan
 			Change:  change,
 			// An older message of the thread still waiting here holds the
 			// thread's mark back (catchup.go).
-			HoldMark: change == "" && (a.waiting(m.ChannelID, m.ID, false) || a.unreadThread(m.ChannelID)),
+			HoldMark: change == "" && (a.waiting(m.ChannelID, m.ID, false) || !a.isReadThrough(m.ChannelID)),
 			// Attachments become file samples; their CDN links are never relayed.
 			Files: filesOf(m.Attachments),
 		})
@@ -343,8 +346,9 @@ func (a *Adapter) keepReply(m *discordgo.Message, change bot.ReplyChange, err er
 	if len(a.pending) >= maxPendingReplies {
 		old := a.pending[0]
 		a.pending = a.pending[1:]
+		delete(a.readThrough, old.m.ChannelID) // the next session reads it back
 		a.m.lostReplies.Inc()
-		a.log.Error("too many thread replies waiting to be handed to the bot: the oldest is dropped", "message", old.m.ID, "channel", old.m.ChannelID, "waiting", maxPendingReplies)
+		a.log.Error("too many thread replies waiting to be handed to the bot: the oldest is dropped from memory, the next gateway session reads it back", "message", old.m.ID, "channel", old.m.ChannelID, "waiting", maxPendingReplies)
 	}
 	a.pending = append(a.pending, &pendingReply{m: m, change: change, since: now, next: now.Add(max(after, time.Second/4)), attempts: 1})
 	n := len(a.pending)
@@ -402,8 +406,9 @@ func (a *Adapter) retryReplies(ctx context.Context) {
 				a.log.Warn("thread message dropped: Discord says it cannot be read", "message", p.m.ID, "channel", p.m.ChannelID, "err", err)
 			case time.Now().Sub(p.since) > pendingReplyFor:
 				a.retried()
+				a.unread(p.m.ChannelID) // the next session reads it back
 				a.m.lostReplies.Inc()
-				a.log.Error("thread reply dropped after an hour of retries", "message", p.m.ID, "channel", p.m.ChannelID, "attempts", p.attempts, "err", err)
+				a.log.Error("thread reply not handed over after an hour of retries: the next gateway session reads it back", "message", p.m.ID, "channel", p.m.ChannelID, "attempts", p.attempts, "err", err)
 			default:
 				wait := min(pendingBackoffMax, pendingBackoffBase<<min(p.attempts-1, 6))
 				if kind == bot.RateLimited && after > 0 {

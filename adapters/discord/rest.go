@@ -199,6 +199,13 @@ func (a *Adapter) startThread(ctx context.Context, channel, message, name string
 	if err != nil && apiCode(err) != codeThreadExists {
 		return fmt.Errorf("start thread on message %s in channel %s: %w", message, channel, err)
 	}
+	if err == nil {
+		// New: this session has seen all of it (catchup.go).
+		a.mu.Lock()
+		gen := a.gen
+		a.mu.Unlock()
+		a.markReadThrough(gen, message)
+	}
 	a.rememberChannel(channelInfo{ID: message, Type: int(discordgo.ChannelTypeGuildPublicThread), ParentID: channel})
 	return nil
 }

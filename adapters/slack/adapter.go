@@ -189,9 +189,12 @@ type Adapter struct {
 	installs *Installations
 	clients  workspaces
 
-	// catchingUp is set from Start until the case threads are read back
-	// (catchup.go): thread replies then hold their threads' marks.
-	catchingUp atomic.Bool
+	// caughtUp is set once the case threads are read back after start
+	// (catchup.go); until then, and in the threads that could not be read
+	// (unread, by "channel/ts"), thread replies hold their threads' marks.
+	caughtUp atomic.Bool
+	unreadMu sync.Mutex
+	unread   map[string]bool
 
 	// life runs Socket Mode (its loop, cancelled first by Stop) and the
 	// work on inbound events (its work, given stopGrace to finish).
@@ -279,9 +282,6 @@ func (a *Adapter) Start(ctx context.Context) error {
 			// Slack unreachable for now: carry on, identity is asked again when needed.
 			a.log.Warn("auth.test failed; starting anyway", "err", err)
 		}
-		// Until the catch-up has read the case threads through, a live
-		// reply must not move a thread's mark past what it has to read.
-		a.catchingUp.Store(true)
 		if a.cfg.AppToken != "" {
 			a.life.Go("socket mode", func(ctx context.Context) error {
 				a.runSocketMode(ctx)

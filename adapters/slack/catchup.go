@@ -44,42 +44,67 @@ const (
 func (a *Adapter) catchUp(ctx context.Context) {
 	tl, ok := a.handler.(threadLister)
 	if !ok {
-		a.catchingUp.Store(false)
 		return
 	}
 	var threads []bot.ThreadMark
-	err := a.toBot("thread catch-up", func() error {
-		var err error
-		threads, err = tl.CaseThreads(ctx, bot.Slack, time.Now().Add(-catchUpWithin), catchUpThreads)
-		return err
-	})
-	if err != nil {
-		a.log.Warn("could not list the case threads to read back after starting", "err", err)
-		return
+	for try := 0; ; try++ {
+		err := a.toBot("thread catch-up", func() error {
+			var err error
+			threads, err = tl.CaseThreads(ctx, bot.Slack, time.Now().Add(-catchUpWithin), catchUpThreads)
+			return err
+		})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || try == catchUpRetries {
+			// Marks stay held until the next start reads the threads.
+			a.log.Warn("could not list the case threads to read back after starting", "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(1<<try) * time.Second):
+		}
 	}
-	n, failed := 0, false
+	n := 0
+	var unread []string
 	for _, t := range threads {
 		if ctx.Err() != nil {
 			return
 		}
 		k, err := a.catchUpThread(ctx, tl, t)
 		n += k
-		if err != nil {
-			failed = true
-			if ctx.Err() == nil {
-				a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
-			}
+		if kind, _ := bot.Classify(err); err != nil && kind != bot.Permanent {
+			// Its mark stays held until a later start reads it.
+			unread = append(unread, t.Parent.Channel+"/"+t.Parent.Message)
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
 		}
 	}
 	if n > 0 {
 		a.log.Info("thread replies read back after starting", "replies", n)
 	}
-	// Every thread read through: live replies move marks again. (After a
-	// failure they do not, so that the next start reads what this one
-	// could not.)
-	if !failed {
-		a.catchingUp.Store(false)
+	a.unreadMu.Lock()
+	a.unread = map[string]bool{}
+	for _, k := range unread {
+		a.unread[k] = true
 	}
+	a.unreadMu.Unlock()
+	a.caughtUp.Store(true)
+}
+
+// holdsMark reports whether a reply in the thread ts of channel must hold
+// the thread's mark: the threads are not read back since the adapter
+// started, or this one could not be.
+func (a *Adapter) holdsMark(channel, ts string) bool {
+	if !a.caughtUp.Load() {
+		return true
+	}
+	a.unreadMu.Lock()
+	defer a.unreadMu.Unlock()
+	return a.unread[channel+"/"+ts]
 }
 
 // catchUpThread hands over the replies in the thread of t after t.After,
@@ -127,7 +152,8 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 		// Read through the page (every reply in it handed over, the rest
 		// not for the bot): the next catch-up starts after it. The parent,
 		// listed first whatever the window, is not read through.
-		if last := msgs[len(msgs)-1].TS; last != t.Parent.Message {
+		if len(msgs) > 0 && msgs[len(msgs)-1].TS != t.Parent.Message {
+			last := msgs[len(msgs)-1].TS
 			_ = a.toBot("thread catch-up", func() error { tl.MarkRead(ctx, t.Parent, last); return nil })
 		}
 		if next == "" {
@@ -135,7 +161,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 		}
 		cursor = next
 	}
-	return n, nil
+	return n, fmt.Errorf("more than %d messages to read back: the rest waits for the next start", catchUpPages*findPageSize)
 }
 
 // asEvents reads messages as conversations.replies lists them into the

@@ -2,7 +2,10 @@ package slack
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,3 +60,42 @@ func (nopHandler) HandleSubmit(_ context.Context, _ bot.Submission) bot.SubmitAc
 	return bot.SubmitAck{}
 }
 func (nopHandler) HandleReply(_ context.Context, _ bot.Reply) error { return nil }
+
+// markHandler is a handler that lists one case thread to read back.
+type markHandler struct {
+	nopHandler
+	threads []bot.ThreadMark
+}
+
+func (h markHandler) CaseThreads(context.Context, bot.Platform, time.Time, int) ([]bot.ThreadMark, error) {
+	return h.threads, nil
+}
+
+func (markHandler) MarkRead(context.Context, bot.Ref, string) {}
+
+// TestRepliesHoldTheirMarkUntilReadBack: from the adapter's creation until
+// its catch-up has read the case threads back, every thread reply holds
+// its thread's mark (one arriving over HTTP before Start included); a
+// catch-up cut short does not count; a thread Slack says is gone does not
+// hold marks after it.
+func TestRepliesHoldTheirMarkUntilReadBack(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":false,"error":"thread_not_found"}`))
+	}))
+	defer srv.Close()
+	h := markHandler{threads: []bot.ThreadMark{{Parent: bot.Ref{Platform: bot.Slack, Workspace: "T1", Channel: "C1", Message: "1700000000.000100"}, After: "1700000000.000100"}}}
+	a, err := New(Config{BotToken: "xoxb-1", SigningSecret: "s", APIURL: srv.URL + "/api/"}, nil, nil, h)
+	require.NoError(t, err)
+	require.True(t, a.holdsMark("C2", "1700000000.000200"), "not read back yet")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.catchUp(ctx)
+	require.False(t, a.caughtUp.Load(), "a catch-up cut short does not count as done")
+	require.True(t, a.holdsMark("C2", "1700000000.000200"))
+	a.catchUp(context.Background())
+	require.True(t, a.caughtUp.Load())
+	require.False(t, a.holdsMark("C2", "1700000000.000200"), "read back")
+	require.False(t, a.holdsMark("C1", "1700000000.000100"), "a thread that is gone holds nothing")
+}

@@ -421,8 +421,8 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 		// adapter starts (catchup.go) is the same inbound work.
 		Key:   messageKey(me.Channel, me.TS),
 		Files: filesOf(me.Files),
-		// While the threads are read back after a start, marks wait.
-		HoldMark: a.catchingUp.Load(),
+		// Until the thread is read back after a start, its mark waits.
+		HoldMark: a.holdsMark(me.Channel, me.ThreadTS),
 	}, true
 }
 
