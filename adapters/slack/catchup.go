@@ -68,7 +68,7 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		}
 	}
 	n := 0
-	var unread []string
+	var unread []bot.Ref
 	for _, t := range threads {
 		if ctx.Err() != nil {
 			return
@@ -77,7 +77,7 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		n += k
 		if kind, _ := bot.Classify(err); err != nil && kind != bot.Permanent {
 			// Its mark stays held until a later start reads it.
-			unread = append(unread, t.Parent.Channel+"/"+t.Parent.Message)
+			unread = append(unread, t.Parent)
 		}
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
@@ -86,13 +86,21 @@ func (a *Adapter) catchUp(ctx context.Context) {
 	if n > 0 {
 		a.log.Info("thread replies read back after starting", "replies", n)
 	}
-	a.unreadMu.Lock()
-	a.unread = map[string]bool{}
-	for _, k := range unread {
-		a.unread[k] = true
+	for _, p := range unread {
+		a.holdThread(p.Channel, p.Message)
 	}
-	a.unreadMu.Unlock()
 	a.caughtUp.Store(true)
+}
+
+// holdThread makes replies in the thread ts of channel hold its mark from
+// now on: one of them could not be stored.
+func (a *Adapter) holdThread(channel, ts string) {
+	a.unreadMu.Lock()
+	defer a.unreadMu.Unlock()
+	if a.unread == nil {
+		a.unread = map[string]bool{}
+	}
+	a.unread[channel+"/"+ts] = true
 }
 
 // holdsMark reports whether a reply in the thread ts of channel must hold

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -98,4 +99,33 @@ func TestRepliesHoldTheirMarkUntilReadBack(t *testing.T) {
 	require.True(t, a.caughtUp.Load())
 	require.False(t, a.holdsMark("C2", "1700000000.000200"), "read back")
 	require.False(t, a.holdsMark("C1", "1700000000.000100"), "a thread that is gone holds nothing")
+}
+
+// failingHandler refuses to store thread replies, as the bot does when its
+// database cannot be reached.
+type failingHandler struct{ markHandler }
+
+func (failingHandler) HandleReply(context.Context, bot.Reply) error {
+	return errors.New("thread reply not stored: threatdesk cannot reach its database")
+}
+
+// TestUnstoredReplyHoldsItsThread: a thread reply the bot could not store
+// is left to Slack's redelivery, so newer replies of its thread hold its
+// mark from then on (other threads do not).
+func TestUnstoredReplyHoldsItsThread(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true,"user_id":"UBOT","team_id":"T1"}`))
+	}))
+	defer srv.Close()
+	a, err := New(Config{BotToken: "xoxb-1", SigningSecret: "s", APIURL: srv.URL + "/api/"}, nil, nil, failingHandler{})
+	require.NoError(t, err)
+	a.catchUp(context.Background())
+	require.False(t, a.holdsMark("C1", "1700000000.000100"))
+	ev := `{"type":"event_callback","team_id":"T1","event_id":"Ev1","event":{"type":"message","channel":"C1","channel_type":"channel","user":"U1",` +
+		`"text":"kept by Slack","ts":"1700000000.000300","thread_ts":"1700000000.000100"}}`
+	require.Error(t, a.handleEvent(context.Background(), "http", []byte(ev)), "not acknowledged: Slack delivers it again")
+	require.True(t, a.holdsMark("C1", "1700000000.000100"), "its thread holds")
+	require.False(t, a.holdsMark("C2", "1700000000.000100"))
 }

@@ -380,6 +380,11 @@ func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte)
 	}
 	if err != nil {
 		a.metrics.in(transport, "event", "unstored")
+		if reply.Change == "" {
+			// Left to Slack's redelivery: newer replies of its thread must
+			// not move the mark past it (catchup.go).
+			a.holdThread(reply.Parent.Channel, reply.Parent.Message)
+		}
 		return fmt.Errorf("thread reply %s: %w", reply.Key, err)
 	}
 	a.metrics.in(transport, "event", "handled")
