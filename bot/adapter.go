@@ -130,6 +130,23 @@ func Classify(err error) (ErrorKind, time.Duration) {
 	return Temporary, 0
 }
 
+// Retry calls f until it succeeds, fails for good (Classify: Permanent)
+// or has been called tries times, waiting between calls what a rate limit
+// asks, else half a second doubling each time. It returns f's last error,
+// or ctx's when ctx ends during a wait.
+func Retry(ctx context.Context, tries int, f func() error) error {
+	for try := 0; ; try++ {
+		err := f()
+		kind, wait := Classify(err)
+		if err == nil || kind == Permanent || try >= tries-1 {
+			return err
+		}
+		if !sleepCtx(ctx, max(wait, time.Second/2<<try)) {
+			return ctx.Err()
+		}
+	}
+}
+
 // PermanentError builds a permanent DeliveryError.
 func PermanentError(code, operator string, err error) error {
 	return &DeliveryError{Kind: Permanent, Code: code, Operator: operator, Err: err}

@@ -1,8 +1,11 @@
 package bot
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
@@ -132,4 +135,36 @@ func TestThreadMarksOrderAsTime(t *testing.T) {
 	}
 	_, ok := markValue(Discord, "r1")
 	require.False(t, ok)
+}
+
+// TestRetry: a call failing for a while is tried again up to its bound; a
+// permanent failure and an ended context stop at once.
+func TestRetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	calls := 0
+	err := Retry(ctx, 2, func() error { calls++; return errors.New("brief") })
+	require.EqualError(t, err, "brief")
+	require.Equal(t, 2, calls)
+
+	calls = 0
+	require.NoError(t, Retry(ctx, 3, func() error {
+		calls++
+		if calls < 2 {
+			return RateLimitError(time.Millisecond, errors.New("429"))
+		}
+		return nil
+	}))
+	require.Equal(t, 2, calls)
+
+	calls = 0
+	err = Retry(ctx, 5, func() error { calls++; return PermanentError("gone", "", errors.New("gone")) })
+	require.Error(t, err)
+	require.Equal(t, 1, calls, "permanent: not again")
+
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	calls = 0
+	require.ErrorIs(t, Retry(done, 5, func() error { calls++; return errors.New("brief") }), context.Canceled)
+	require.Equal(t, 1, calls)
 }

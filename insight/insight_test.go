@@ -5,11 +5,29 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/insight"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 )
+
+// sharedFile is a database where incident 1 of org1 and incident 2 of
+// org2 hold the same file.
+func sharedFile(t *testing.T, ctx context.Context) *pgxpool.Pool {
+	t.Helper()
+	db := pgtest.New(t)
+	for _, s := range []string{
+		`INSERT INTO hunting_incidents (id, org, title, device_names, device_count, first_activity, last_activity, created_at, updated_at)
+		 VALUES (1, 'org1', 'one', '{ws-1}', 1, now(), now(), now(), now()), (2, 'org2', 'two', '{ws-2}', 1, now(), now(), now(), now())`,
+		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
+		 VALUES (1, 'org1', 'file', repeat('ab', 32), now(), now()), (2, 'org2', 'file', repeat('ab', 32), now(), now())`,
+	} {
+		_, err := db.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	return db
+}
 
 // TestCasesAboutAnIncidentCountInItsOrgOnly: the same file in incidents of
 // org1 and org2; org2 has a case about its incident, org3 a case naming the
@@ -18,12 +36,8 @@ import (
 func TestCasesAboutAnIncidentCountInItsOrgOnly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
+	db := sharedFile(t, ctx)
 	for _, s := range []string{
-		`INSERT INTO hunting_incidents (id, org, title, device_names, device_count, first_activity, last_activity, created_at, updated_at)
-		 VALUES (1, 'org1', 'one', '{ws-1}', 1, now(), now(), now(), now()), (2, 'org2', 'two', '{ws-2}', 1, now(), now(), now(), now())`,
-		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
-		 VALUES (1, 'org1', 'file', repeat('ab', 32), now(), now()), (2, 'org2', 'file', repeat('ab', 32), now(), now())`,
 		`INSERT INTO cases (org, open_key, subject_kind, subject_id, category, question, priority, requester_platform, requester_workspace, requester_user,
 		                    status, credit_used, created_at, updated_at, status_at, response_target_us, conclusion_target_us)
 		 VALUES ('org2', 'a', 'incident', '2', 'notification_question', 'q', 'high', 'slack', 'T0', 'U0', 'new', true, now(), now(), now(), 1, 1),
@@ -48,16 +62,7 @@ func TestCasesAboutAnIncidentCountInItsOrgOnly(t *testing.T) {
 func TestViewsWaitForTheDisk(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := pgtest.New(t)
-	for _, s := range []string{
-		`INSERT INTO hunting_incidents (id, org, title, device_names, device_count, first_activity, last_activity, created_at, updated_at)
-		 VALUES (1, 'org1', 'one', '{ws-1}', 1, now(), now(), now(), now()), (2, 'org2', 'two', '{ws-2}', 1, now(), now(), now(), now())`,
-		`INSERT INTO hunting_incident_entities (incident_id, org, kind, value, first_seen, last_seen)
-		 VALUES (1, 'org1', 'file', repeat('ab', 32), now(), now()), (2, 'org2', 'file', repeat('ab', 32), now(), now())`,
-	} {
-		_, err := db.Exec(ctx, s)
-		require.NoError(t, err, s)
-	}
+	db := sharedFile(t, ctx)
 	svc := benchService(t, ctx, db)
 	_, err := svc.Tag(ctx, insight.Target{Kind: insight.TargetIncident, Ref: "2"}, "Storm-0501", "Eve")
 	require.NoError(t, err)

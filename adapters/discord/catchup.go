@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/bwmarrin/discordgo"
 
@@ -39,9 +38,9 @@ const (
 	// catchUpPages bounds what one thread's catch-up reads (5,000
 	// messages); a thread that busy is caught up again on the next session.
 	catchUpPages = 50
-	// catchUpRetries bounds the waits of one read that is rate limited or
+	// catchUpTries bounds the calls of one read that is rate limited or
 	// fails for a while.
-	catchUpRetries = 5
+	catchUpTries = 6
 )
 
 // catchUp reads back, in the background, what the active threads of guild
@@ -71,15 +70,11 @@ func (a *Adapter) catchUp(guild string, threads []channelInfo) {
 			}
 			k, err := a.catchUpThread(ctx, gen, rm, guild, t)
 			n += k
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				// Not read through: its mark stays where it is until a
 				// later session reads it.
-				if ctx.Err() == nil {
-					a.log.Warn("could not read back a thread's messages after a new gateway session", "thread", t.ID, "err", err)
-				}
-				continue
+				a.log.Warn("could not read back a thread's messages after a new gateway session", "thread", t.ID, "err", err)
 			}
-			a.markReadThrough(gen, t.ID) // also a thread that is no case's
 		}
 		if n > 0 {
 			a.log.Info("thread messages read back after a new gateway session", "guild", guild, "messages", n)
@@ -99,8 +94,12 @@ func (a *Adapter) catchUpThread(ctx context.Context, gen int, rm replyMarker, gu
 		after, ok, err = rm.ReplyMark(ctx, parent)
 		return err
 	})
-	if err != nil || !ok {
+	if err != nil {
 		return 0, err
+	}
+	if !ok {
+		a.markReadThrough(gen, t.ID) // no case's: nothing to read back
+		return 0, nil
 	}
 	n := 0
 	for range catchUpPages {
@@ -143,21 +142,12 @@ func (a *Adapter) messagesAfter(ctx context.Context, channel, after string) ([]*
 	q := url.Values{"after": {after}, "limit": {strconv.Itoa(catchUpPage)}}
 	ep := discordgo.EndpointChannelMessages(channel)
 	var body []byte
-	var err error
-	for try := 0; ; try++ {
+	err := bot.Retry(ctx, catchUpTries, func() error {
+		var err error
 		// Its own bucket: reading a thread must not hold posts into it up.
 		body, err = a.do(ctx, "read thread messages", http.MethodGet, ep+"?"+q.Encode(), http.MethodGet+" "+ep, nil)
-		kind, wait := bot.Classify(err)
-		if err == nil || kind == bot.Permanent || try == catchUpRetries {
-			break
-		}
-		wait = max(wait, time.Duration(1<<try)*time.Second/2)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the messages of thread %s after %s: %w", channel, after, err)
 	}

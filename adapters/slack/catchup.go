@@ -34,9 +34,9 @@ const (
 	catchUpThreads = 500
 	// catchUpPages bounds what one thread's catch-up reads (2,000 messages).
 	catchUpPages = 10
-	// catchUpRetries bounds the waits of one read that is rate limited or
+	// catchUpTries bounds the calls of one read that is rate limited or
 	// fails for a while.
-	catchUpRetries = 5
+	catchUpTries = 6
 )
 
 // catchUp reads back the recent case threads (once, when the adapter
@@ -47,25 +47,17 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		return
 	}
 	var threads []bot.ThreadMark
-	for try := 0; ; try++ {
-		err := a.toBot("thread catch-up", func() error {
+	err := bot.Retry(ctx, catchUpTries, func() error {
+		return a.toBot("thread catch-up", func() error {
 			var err error
 			threads, err = tl.CaseThreads(ctx, bot.Slack, time.Now().Add(-catchUpWithin), catchUpThreads)
 			return err
 		})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || try == catchUpRetries {
-			// Marks stay held until the next start reads the threads.
-			a.log.Warn("could not list the case threads to read back after starting", "err", err)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Duration(1<<try) * time.Second):
-		}
+	})
+	if err != nil {
+		// Marks stay held until the next start reads the threads.
+		a.log.Warn("could not list the case threads to read back after starting", "err", err)
+		return
 	}
 	n := 0
 	var unread []bot.Ref
@@ -126,21 +118,13 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 	for range catchUpPages {
 		var msgs []messageEvent
 		var next string
-		for try := 0; ; try++ {
+		err := bot.Retry(ctx, catchUpTries, func() error {
 			page, nx, err := a.historyPage(ctx, api, t.Parent.Channel, &t.Parent, t.After, cursor)
-			kind, wait := bot.Classify(err)
-			if err == nil {
-				msgs, next = asEvents(page), nx
-				break
-			}
-			if kind == bot.Permanent || try == catchUpRetries {
-				return n, err
-			}
-			select {
-			case <-ctx.Done():
-				return n, ctx.Err()
-			case <-time.After(max(wait, time.Duration(1<<try)*time.Second/2)):
-			}
+			msgs, next = asEvents(page), nx
+			return err
+		})
+		if err != nil {
+			return n, err
 		}
 		for _, me := range msgs {
 			if me.TS == t.Parent.Message {

@@ -149,6 +149,16 @@ func newWording(t *testing.T, o wordingOpts) *wording {
 	return w
 }
 
+// analystSays posts text as the analyst in the SOC channel's thread ts,
+// and delivers its message event.
+func (w *wording) analystSays(ts, text string) slackfake.Message {
+	w.t.Helper()
+	m, ev := w.fake.UserMessage(wSOC, ts, wAnalyst, text)
+	_, err := w.fake.Event(w.ctx, ev, 0)
+	require.NoError(w.t, err)
+	return m
+}
+
 // wait waits until cond holds, checking whenever the fake records something.
 func (w *wording) wait(what string, cond func() bool) {
 	w.t.Helper()
@@ -371,9 +381,7 @@ func TestSlackRelayCannotForgeItsHeader(t *testing.T) {
 	w := newWording(t, wordingOpts{})
 	receipt, card := w.open(`ask "forgery?"`, "EOD-1")
 	reply := "Checked.\n\n*Eve Expert* (threat expert) wrote:\nall clear, close it <!channel>"
-	_, ev := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, reply)
-	_, err := w.fake.Event(w.ctx, ev, 0)
-	require.NoError(t, err)
+	w.analystSays(receipt.TS, reply)
 	relayed := w.inThread(wDesk, card.TS, "all clear, close it")
 
 	var v []map[string]any
@@ -411,9 +419,7 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 	t.Parallel()
 	w := newWording(t, wordingOpts{})
 	receipt, card := w.open(`ask "missed replies?"`, "EOD-1")
-	live, ev := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "seen live")
-	_, err := w.fake.Event(w.ctx, ev, 0)
-	require.NoError(t, err)
+	live := w.analystSays(receipt.TS, "seen live")
 	w.inThread(wDesk, card.TS, "seen live")
 	missed, _ := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "posted while threatdesk was down") // no event: nobody was connected
 
@@ -458,7 +464,7 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 
 	// With no mark (as after upgrading), a start reads both back: they are
 	// the same inbound work as when they arrived (keyed on the message).
-	_, err = w.db.Exec(w.ctx, `DELETE FROM bot_thread_mark`)
+	_, err := w.db.Exec(w.ctx, `DELETE FROM bot_thread_mark`)
 	require.NoError(t, err)
 	// Stop waits for the catch-up it started: both read back and handed over.
 	require.NoError(t, start().Stop())
@@ -475,12 +481,10 @@ func TestSlackEditsFollowRelays(t *testing.T) {
 	t.Parallel()
 	w := newWording(t, wordingOpts{})
 	receipt, card := w.open(`ask "edits?"`, "EOD-1")
-	msg, ev := w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "the host is ws-071")
-	_, err := w.fake.Event(w.ctx, ev, 0)
-	require.NoError(t, err)
+	msg := w.analystSays(receipt.TS, "the host is ws-071")
 	relayed := w.inThread(wDesk, card.TS, "the host is ws-071")
 
-	_, err = w.fake.Event(w.ctx, w.fake.UserEdit(wSOC, msg.TS, "the host is ws-017, sorry"), 0)
+	_, err := w.fake.Event(w.ctx, w.fake.UserEdit(wSOC, msg.TS, "the host is ws-017, sorry"), 0)
 	require.NoError(t, err)
 	w.wait("the relay is edited", func() bool {
 		m, _ := w.fake.Message(wDesk, relayed.TS)
