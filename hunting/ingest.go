@@ -126,8 +126,9 @@ func (s *Service) ingest(ctx context.Context, items []RawAlert, bind binding) (*
 			r.Reason = err.Error()
 			if errors.As(err, &ie) {
 				r.ID, r.Tenant = ie.ID, ie.Tenant
-				if bind.org != "" && ie.Tenant != "" {
-					// An unknown tenant is not this org's either.
+				if bind.org != "" && ie.Tenant != "" && ie.Org != bind.org {
+					// Another org's tenant, or one no org lists: refused
+					// alike, whatever else is wrong with the item.
 					return nil, &ScopeError{Org: bind.org, Index: i, Tenant: ie.Tenant}
 				}
 			}

@@ -370,8 +370,13 @@ func isHex(s string, n int) bool {
 type ItemError struct {
 	ID     string
 	Reason string
-	// Tenant is set when the reason is an unknown tenant.
-	Tenant string
+	// Tenant is set once the item's tenant was read, whatever is wrong
+	// with the item after that; Org is the tenant's org ("" when no org
+	// lists it). An org's token is refused by scope (ScopeError) for an
+	// item of any other tenant before anything else is said of the item,
+	// so that its answer cannot tell another customer's tenant from an
+	// unknown one.
+	Tenant, Org string
 }
 
 func (e *ItemError) Error() string { return e.Reason }
@@ -441,9 +446,10 @@ func normalizeWire(wp *wireAlert, tenants map[string]string) (*Alert, Source, er
 		return nil, src, &ItemError{ID: a.ID, Tenant: tenant, Reason: fmt.Sprintf("unknown tenant %q: no org in the config lists it", tenant)}
 	}
 	a.Tenant, a.Org = tenant, org
+	fail := func(reason string) error { return &ItemError{ID: a.ID, Tenant: tenant, Org: org, Reason: reason} }
 	sev, ok := parseSeverity(w.Severity)
 	if !ok {
-		return nil, src, &ItemError{ID: a.ID, Reason: fmt.Sprintf("unknown severity %q", clip(w.Severity, maxShortLen))}
+		return nil, src, fail(fmt.Sprintf("unknown severity %q", clip(w.Severity, maxShortLen)))
 	}
 	a.Severity = sev
 	a.ProviderIncident = clip(strings.Trim(string(w.Incident), `"`), maxShortLen)
@@ -484,11 +490,11 @@ func normalizeWire(wp *wireAlert, tenants map[string]string) (*Alert, Source, er
 			continue
 		}
 		if *t.dst, err = ParseTime(t.raw); err != nil {
-			return nil, src, &ItemError{ID: a.ID, Reason: fmt.Sprintf("%s time: %v", t.name, err)}
+			return nil, src, fail(fmt.Sprintf("%s time: %v", t.name, err))
 		}
 	}
 	if a.Created.IsZero() && a.FirstActivity.IsZero() {
-		return nil, src, &ItemError{ID: a.ID, Reason: "no creation or activity time"}
+		return nil, src, fail("no creation or activity time")
 	}
 	if a.FirstActivity.IsZero() {
 		a.FirstActivity = a.Created

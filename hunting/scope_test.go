@@ -3,6 +3,7 @@ package hunting
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -71,6 +72,58 @@ func TestOrgTokenOnlyAcceptsItsTenants(t *testing.T) {
 
 	code, _ = post(t, h, "not-a-token-of-anyone", batch(t, gen{ID: "c5", Tenant: tenantContoso}))
 	require.Equal(t, http.StatusUnauthorized, code)
+}
+
+// TestOrgTokenCannotTellAnotherOrgsTenant: a customer holding its own
+// ingest token probes whether a tenant id (public, found from a company's
+// domain) is another customer's, with an item that is also invalid in
+// some other way. Another org's tenant and an unknown one get the same
+// 403, alone or beside a valid alert of its own, and nothing is stored;
+// the same faults on its own tenant are rejected one by one.
+func TestOrgTokenCannotTellAnotherOrgsTenant(t *testing.T) {
+	t.Parallel()
+	f := setup(t, orgTokens)
+	h := f.svc.Handler()
+	const unknown = "00000000-1111-2222-3333-444444444444"
+	probes := map[string]func(tenant string) string{
+		"bad severity": func(tenant string) string {
+			return `{"id":"p1","aadTenantId":"` + tenant + `","alertCreationTime":"2026-01-01T00:00:00Z","severity":"bogus"}`
+		},
+		"no time": func(tenant string) string {
+			return `{"id":"p2","aadTenantId":"` + tenant + `","severity":"High","title":"x","alertCreationTime":""}`
+		},
+		"bad time": func(tenant string) string {
+			return `{"id":"p3","aadTenantId":"` + tenant + `","alertCreationTime":"yesterday","severity":"High"}`
+		},
+	}
+	own := string(gen{ID: "c1", Tenant: tenantContoso, Device: "ws1"}.raw())
+	for name, probe := range probes {
+		for _, withOwn := range []bool{false, true} {
+			answer := func(tenant string) (int, string) {
+				items := probe(tenant)
+				if withOwn {
+					items = own + "," + items
+				}
+				code, out := post(t, h, contosoToken, []byte(`{"value":[`+items+`]}`))
+				return code, strings.ReplaceAll(string(out), tenant, "<tenant>")
+			}
+			codeOther, outOther := answer(tenantFabrikam)
+			codeUnknown, outUnknown := answer(unknown)
+			require.Equal(t, http.StatusForbidden, codeOther, "%s (with own alert %v): %s", name, withOwn, outOther)
+			require.Equal(t, codeUnknown, codeOther, "%s (with own alert %v)", name, withOwn)
+			require.Equal(t, outUnknown, outOther, "%s (with own alert %v): the answer tells another org's tenant from an unknown one", name, withOwn)
+
+			// Its own tenant with the same fault: that item alone is rejected.
+			code, out := answer(tenantContoso)
+			wantCode := http.StatusUnprocessableEntity
+			if withOwn {
+				wantCode = http.StatusOK
+			}
+			require.Equal(t, wantCode, code, "%s (with own alert %v): %s", name, withOwn, out)
+		}
+	}
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE org = 'fabrikam'`))
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts`), "only c1, posted beside its own tenant's faulty items")
 }
 
 func TestOrgTokenConfig(t *testing.T) {
