@@ -60,8 +60,11 @@ type reloader struct {
 	hunt  *hunting.Service
 	rota  *liveOnCall
 	log   *slog.Logger
-	// running is the file now in force.
-	running config.File
+	// running is the file now in force (what a reload's changes are
+	// counted from); started is the file this process started with: the
+	// settings that need a restart keep its values (the rotation its time
+	// zone), so they are counted from it, reload after reload.
+	running, started config.File
 	// runningSHA is the SHA-256 of the file in force; warned is the
 	// reload whose file this replica's differed from, said once; refused
 	// the one whose file this replica refused (not tried again).
@@ -72,7 +75,8 @@ type reloader struct {
 }
 
 func newReloader(cfg *config.Config, pool *pgxpool.Pool, b *bot.Bot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
-	r := &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"), running: cfg.File}
+	r := &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"),
+		running: cfg.File, started: cfg.File}
 	r.runningSHA, _ = fileSHA(cfg.ConfigPath)
 	return r
 }
@@ -135,8 +139,8 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 	if err == nil {
 		err = errors.Join(r.bot.CheckConfig(f.Bot), r.cases.CheckLive(f.Cases), r.hunt.CheckOrgs(f.Hunting))
 		if err == nil {
-			// The rotation's hand-overs stay in the running time zone.
-			rota, err = oncall.New(r.pool, f.Oncall, r.running.Location, r.log)
+			// The rotation's hand-overs stay in the time zone of the start.
+			rota, err = oncall.New(r.pool, f.Oncall, r.started.Location, r.log)
 		}
 	}
 	if err != nil {
@@ -153,7 +157,8 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 		return rep, nil
 	}
 	rep.Applied = true
-	rep.Changes, rep.Restart = diffFiles(&r.running, f)
+	rep.Changes, _ = diffFiles(&r.running, f)
+	_, rep.Restart = diffFiles(&r.started, f)
 	rep.Summary = bot.ConfigSummary(f.Bot)
 	next := f.Bot
 	if by == nil {

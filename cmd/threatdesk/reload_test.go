@@ -311,3 +311,82 @@ func TestReplicasFollowAReload(t *testing.T) {
 	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM config_reloads`), "audited once, by A")
 	require.Contains(t, b.logs.String(), "by=\"another replica\"")
 }
+
+// TestReloadKeepsTheStartTimeZone: the time zone needs a restart. Each
+// reload that finds it edited says so, and the rotation hands over in the
+// zone the service started with, however many reloads follow (the second
+// used to count from the first reload's file: it said nothing and moved
+// the hand-overs into the new zone).
+func TestReloadKeepsTheStartTimeZone(t *testing.T) {
+	t.Parallel()
+	fake := slackfake.New(t, slackfake.Options{
+		TeamID:   "T0CONTOSO",
+		Channels: []slackfake.Channel{{ID: "C0CONTOSOSOC", Name: "soc"}, {ID: "C0EXPERTDESK", Name: "expert-desk"}},
+		Users:    []slackfake.User{{ID: "U0EXPERT1", Name: "eve"}, {ID: "U0ADMIN1", Name: "ada"}, {ID: "U0MANAGER1", Name: "max"}},
+	})
+	_, dbURL := pgtest.Empty(t)
+	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
+	write := func(doc string) { require.NoError(t, os.WriteFile(cfgPath, []byte(doc), 0o600)) }
+	doc := func(zone string) string {
+		return "timezone: " + zone + "\n" + reloadBase + "oncall:\n  handover: daily 09:00\n  rotation:\n    - slack: U0EXPERT1\n"
+	}
+	write(doc("UTC"))
+	opts := fake.Options()
+	env := map[string]string{
+		"DATABASE_URL":          dbURL,
+		"THREATDESK_HTTP_ADDR":  freeAddr(t),
+		"THREATDESK_CONFIG":     cfgPath,
+		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
+		"SLACK_BOT_TOKEN":       opts.BotToken,
+		"SLACK_APP_TOKEN":       opts.AppToken,
+		"SLACK_API_URL":         fake.APIURL(),
+	}
+	cfg, err := config.Load(envOf(env))
+	require.NoError(t, err)
+	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &bytes.Buffer{}}, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	base := "http://" + env["THREATDESK_HTTP_ADDR"]
+	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	require.NoError(t, fake.WaitConnected(wctx))
+	answers := func(want string) int {
+		n := 0
+		for _, r := range fake.Responses() {
+			if strings.Contains(r.Text+"\n"+string(r.Blocks), want) {
+				n++
+			}
+		}
+		return n
+	}
+	command := func(user, text string) {
+		t.Helper()
+		_, err := fake.Command(ctx, slackfake.SlashCommand{UserID: user, ChannelID: "C0EXPERTDESK", Text: text})
+		require.NoError(t, err)
+	}
+
+	write(doc("Asia/Tokyo"))
+	for i := 1; i <= 2; i++ {
+		command("U0ADMIN1", "reload")
+		testwait.For(t, 20*time.Second, fmt.Sprintf("reload %d's answer", i), func() bool { return answers("timezone UTC → Asia/Tokyo") >= i }, fake)
+	}
+	require.Equal(t, 2, count(t, dbURL, `SELECT count(*) FROM config_reloads WHERE applied AND 'timezone UTC → Asia/Tokyo' = ANY (restart)`),
+		"both reloads say the time zone waits for a restart")
+
+	command("U0EXPERT1", "oncall")
+	testwait.For(t, 20*time.Second, "the on-call answer", func() bool { return answers("On call") >= 1 }, fake)
+	require.Equal(t, 1, answers("09:00 UTC"), "the hand-over stays at 09:00 in the zone of the start")
+	require.Zero(t, answers("Asia/Tokyo\n")+answers("09:00 Asia/Tokyo"))
+	require.Empty(t, fake.Violations())
+}
