@@ -111,7 +111,8 @@ type OnCall struct {
 }
 
 // Current returns who is on call at now: the latest take in force whose
-// member is still on the rotation, else the schedule. A take is in force
+// member is still on the rotation (an earlier take stands when a later
+// one's member has left), else the schedule. A take is in force
 // from its time until its Until or the schedule's first hand-over after it,
 // whichever comes first (they differ only when the hand-over setting has
 // changed since); a take by someone who has left the rotation is ignored (the
@@ -121,8 +122,13 @@ func (s *Service) Current(ctx context.Context, now time.Time) (OnCall, error) {
 }
 
 type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
+
+// maxTakesInForce bounds the takes read back at once: the takes of one
+// shift, newest first (a take displaces the one before it, and each is
+// refused to whoever already holds the pager, so a shift has few).
+const maxTakesInForce = 100
 
 func (s *Service) current(ctx context.Context, q querier, now time.Time) (OnCall, error) {
 	if !s.cfg.Enabled() {
@@ -131,37 +137,47 @@ func (s *Service) current(ctx context.Context, q querier, now time.Time) (OnCall
 	now = dbTime(now)
 	sh := s.sched.At(now)
 	cur := OnCall{Member: sh.OnCall, Since: sh.Since, Until: sh.Until, Next: sh.Next, Scheduled: sh.OnCall}
-	var t Take
-	err := q.QueryRow(ctx, `
+	rows, err := q.Query(ctx, `
 SELECT id, platform, user_id, taken_at, until_at, displaced_platform, displaced_user_id, displaced_take
 FROM oncall_take
 WHERE taken_at <= $1 AND until_at > $1
-ORDER BY id DESC LIMIT 1`, now).Scan(&t.ID, &t.Member.Platform, &t.Member.UserID, &t.TakenAt, &t.Until,
-		&t.Displaced.Platform, &t.Displaced.UserID, &t.DisplacedTake)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return cur, nil
-	case err != nil:
-		return OnCall{}, fmt.Errorf("oncall: read the take in force: %w", err)
+ORDER BY id DESC LIMIT $2`, now, maxTakesInForce)
+	if err != nil {
+		return OnCall{}, fmt.Errorf("oncall: read the takes in force: %w", err)
+	}
+	takes, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Take, error) {
+		var t Take
+		err := row.Scan(&t.ID, &t.Member.Platform, &t.Member.UserID, &t.TakenAt, &t.Until,
+			&t.Displaced.Platform, &t.Displaced.UserID, &t.DisplacedTake)
+		return t, err
+	})
+	if err != nil {
+		return OnCall{}, fmt.Errorf("oncall: read the takes in force: %w", err)
 	}
 	loc := s.sched.loc()
-	t.TakenAt, t.Until = t.TakenAt.In(loc), t.Until.In(loc)
-	// A take lasts until the hand-over after it. That is the stored Until,
-	// unless the hand-over setting has changed since to an earlier one.
-	until := t.Until
-	if h := s.sched.At(t.TakenAt).Until; h.Before(until) {
-		until = h
+	for _, t := range takes {
+		t.TakenAt, t.Until = t.TakenAt.In(loc), t.Until.In(loc)
+		// A take lasts until the hand-over after it. That is the stored
+		// Until, unless the hand-over setting has changed since to an
+		// earlier one.
+		until := t.Until
+		if h := s.sched.At(t.TakenAt).Until; h.Before(until) {
+			until = h
+		}
+		if !s.sched.Has(t.Member) || !now.Before(until) {
+			// Left the rotation, or the take ended at a changed
+			// hand-over: the take before it stands, if any, else the
+			// schedule.
+			continue
+		}
+		return OnCall{
+			Member: t.Member, Since: t.TakenAt, Until: until,
+			Next:      s.sched.At(until).OnCall,
+			Scheduled: sh.OnCall,
+			Take:      &t,
+		}, nil
 	}
-	if !s.sched.Has(t.Member) || !now.Before(until) {
-		// Left the rotation, or the take ended at a changed hand-over.
-		return cur, nil
-	}
-	return OnCall{
-		Member: t.Member, Since: t.TakenAt, Until: until,
-		Next:      s.sched.At(until).OnCall,
-		Scheduled: sh.OnCall,
-		Take:      &t,
-	}, nil
+	return cur, nil
 }
 
 // Take records that m holds the pager from now until the next hand-over,

@@ -247,6 +247,45 @@ func TestTakeBySomeoneWhoLeftIsIgnored(t *testing.T) {
 	}
 }
 
+// TestEarlierTakeStandsWhenTheLaterOnesMemberLeft: bob is scheduled, dave
+// takes the pager, then carol takes it from him; carol then leaves the
+// rotation. Dave, whose take is still in force, holds the pager again, not
+// bob, who handed it over (it used to fall back to the schedule).
+func TestEarlierTakeStandsWhenTheLaterOnesMemberLeft(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, err := f.svc.Take(ctx, dave, midShift)
+	require.NoError(t, err)
+	_, err = f.svc.Take(ctx, carol, midShift.Add(time.Hour))
+	require.NoError(t, err)
+
+	// Slot 113 of three is the third: bob is still scheduled.
+	after := f.with(t, func(c *oncall.Config) { c.Rotation = []oncall.Member{dave, alice, bob} })
+	at := midShift.Add(2 * time.Hour)
+	cur, err := after.Current(ctx, at)
+	require.NoError(t, err)
+	require.Equal(t, bob, cur.Scheduled)
+	require.Equal(t, dave, cur.Member)
+	require.NotNil(t, cur.Take)
+	require.Equal(t, dave, cur.Take.Member)
+	require.True(t, shiftEnd.Equal(cur.Until), "until the shift's hand-over, %s", cur.Until)
+
+	pt, err := after.PageTargets(ctx, at)
+	require.NoError(t, err)
+	require.Equal(t, dave, pt.OnCall)
+
+	// Dave holds it: his take is refused as a repeat.
+	_, err = after.Take(ctx, dave, at)
+	var already *oncall.AlreadyOnCallError
+	require.ErrorAs(t, err, &already)
+
+	// At the hand-over the schedule applies again.
+	next, err := after.Current(ctx, shiftEnd)
+	require.NoError(t, err)
+	require.Nil(t, next.Take)
+}
+
 func TestTakeEndsAtAnEarlierHandoverAfterAConfigChange(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
