@@ -395,6 +395,7 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 		return nil, nil // taken (or withdrawn) meanwhile
 	}
 	var paged []someone
+	role, holder := "next on call", false
 	before, decided, err := b.pagedBefore(ctx, ev.OutboxID)
 	if err != nil {
 		return nil, err
@@ -405,18 +406,24 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 		// retry pages the same expert, whatever the rotation says now (a
 		// reload may have changed it), or nobody if they are no longer an
 		// expert.
-		if before != nil && b.cfg.Experts.Has(before.Platform, before.ID) {
-			paged = append(paged, b.personOf(ctx, before.Platform, before.ID))
+		if before != nil && b.cfg.Experts.Has(before.Member.Platform, before.Member.ID) {
+			paged = append(paged, b.personOf(ctx, before.Member.Platform, before.Member.ID))
+			if before.Holder {
+				role = "on call now"
+			}
 		}
 	case b.onCall != nil:
-		// Who was next when the sweep decided to page, not when this
-		// attempt runs: a retry after a hand-over pages no one else.
-		next, ok, err := b.onCall.PageNext(ctx, ev.At)
+		// Whom to page when the sweep decided to, not when this attempt
+		// runs: a retry after a hand-over pages no one else.
+		p, ok, err := b.onCall.WhoToPage(ctx, c.OpenedAt, ev.At)
 		if err != nil {
 			return nil, fmt.Errorf("who to page: %w", err)
 		}
-		if ok && b.cfg.Experts.Has(next.Platform, next.ID) {
-			paged = append(paged, b.personOf(ctx, next.Platform, next.ID))
+		if ok && b.cfg.Experts.Has(p.Member.Platform, p.Member.ID) {
+			paged = append(paged, b.personOf(ctx, p.Member.Platform, p.Member.ID))
+			if p.Holder {
+				role, holder = "on call now", true
+			}
 		}
 	}
 	managers := b.managers(ctx)
@@ -424,9 +431,9 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 	line := Line{B("Paged: "), T("nobody has taken " + c.Ref + " (" + c.Priority + " priority) in " + waited + ". ")}
 	switch {
 	case len(paged) > 0 && len(managers) > 0:
-		line = append(line, T("Paged "+names(paged)+", next on call, and the managers: "+names(managers)+"."))
+		line = append(line, T("Paged "+names(paged)+", "+role+", and the managers: "+names(managers)+"."))
 	case len(paged) > 0:
-		line = append(line, T("Paged "+names(paged)+", next on call."))
+		line = append(line, T("Paged "+names(paged)+", "+role+"."))
 	case len(managers) > 0:
 		line = append(line, T("Paged the managers: "+names(managers)+"."))
 	default:
@@ -435,6 +442,9 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 	deskKey := keyDeskPage
 	if len(paged) > 0 {
 		deskKey += "." + string(paged[0].platform) + "." + paged[0].id
+		if holder || before != nil && before.Holder {
+			deskKey += keyPageHolder
+		}
 	}
 	parts := []part{{key: deskKey, thread: targetDesk, msg: Message{Text: []Line{line}, Fallback: "Paged: nobody has taken " + c.Ref}}}
 	dm := Message{
@@ -449,14 +459,18 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 }
 
 // keyDeskPage is the key of a page's note in the desk thread, followed by
-// ".<platform>.<id>" of the expert it pages (pagedBefore reads it back).
-const keyDeskPage = "desk.page"
+// ".<platform>.<id>" of the expert it pages, and keyPageHolder when they
+// hold the pager (pagedBefore reads it back).
+const (
+	keyDeskPage   = "desk.page"
+	keyPageHolder = ".holder"
+)
 
 // pagedBefore is whom an earlier attempt to deliver the page of outbox
 // row id decided to page, as its desk note's part key records it (sent, or
 // tried and maybe sent): decided is false when no attempt got that far,
 // and who is nil when it paged no expert.
-func (b *Bot) pagedBefore(ctx context.Context, id int64) (who *OnCallMember, decided bool, err error) {
+func (b *Bot) pagedBefore(ctx context.Context, id int64) (who *OnCallPage, decided bool, err error) {
 	if id == 0 {
 		return nil, false, nil
 	}
@@ -483,8 +497,9 @@ func (b *Bot) pagedBefore(ctx context.Context, id int64) (who *OnCallMember, dec
 		if !ok {
 			continue
 		}
+		rest, holder := strings.CutSuffix(rest, keyPageHolder)
 		if p, uid, ok := strings.Cut(rest, "."); ok && uid != "" {
-			return &OnCallMember{Platform: Platform(p), ID: uid}, true, nil
+			return &OnCallPage{Member: OnCallMember{Platform: Platform(p), ID: uid}, Holder: holder}, true, nil
 		}
 	}
 	return nil, false, nil

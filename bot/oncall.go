@@ -45,15 +45,25 @@ type PagerTaken struct {
 	Until                   time.Time
 }
 
+// OnCallPage is whom a case nobody took pages: Member, who holds the
+// pager now when Holder (someone else held it when the case opened), else
+// the next expert on the rotation.
+type OnCallPage struct {
+	Member OnCallMember
+	Holder bool
+}
+
 // OnCall is what the bot needs from the on-call rotation.
 type OnCall interface {
 	// Current is who holds the pager at now; ok is false when no rotation
 	// is configured. Only current members of the rotation are ever named.
 	Current(ctx context.Context, now time.Time) (cur OnCallNow, ok bool, err error)
-	// PageNext is the next expert on the rotation after whoever holds the
-	// pager at now: who is paged about a case nobody took. ok is false when
-	// there is nobody else.
-	PageNext(ctx context.Context, now time.Time) (next OnCallMember, ok bool, err error)
+	// WhoToPage is whom to page at now about a case opened at opened that
+	// nobody took: the next expert on the rotation after whoever holds the
+	// pager, or the holder when the pager changed hands since the case
+	// opened (the earlier holder was told, they were not). ok is false
+	// when there is nobody.
+	WhoToPage(ctx context.Context, opened, now time.Time) (p OnCallPage, ok bool, err error)
 	// Take makes m hold the pager from now until the next hand-over,
 	// recorded and announced (an outbox event DecodeEvent reads). A take the
 	// rotation refuses (m is not on it, already holds the pager, no rotation

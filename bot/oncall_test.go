@@ -251,6 +251,33 @@ func TestPageNobodyTookItOnce(t *testing.T) {
 	require.Zero(t, f.sweep(t).Paged, ref2+" was taken")
 }
 
+// TestPageAfterAHandoverGoesToTheNewHolder: a high-priority case opens five
+// minutes before the daily 09:00 hand-over; the card and message go to the
+// expert then on call. When it is paged, after the hand-over, the expert
+// now holding the pager is paged: they were never told. It used to page
+// the next expert after them, here the one told already, so the holder
+// heard nothing until the SLA warning.
+func TestPageAfterAHandoverGoesToTheNewHolder(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{})
+	f.clock.Set(time.Date(2026, 3, 4, 8, 55, 0, 0, time.UTC)) // London is UTC in March before the 29th
+	ref, _, desk := f.openCase(t, "device ws-020 beaconing")
+	f.direct(t, f.on, "New high-priority case")
+
+	f.clock.Advance(16 * time.Minute)
+	cur, err := f.rota.Current(f.ctx, f.clock.Now())
+	require.NoError(t, err)
+	require.Equal(t, f.next, cur.Member.UserID, "the pager changed hands at 09:00")
+	require.Equal(t, 1, f.sweep(t).Paged)
+
+	note := posted(t, f.slack, deskChannel, &desk.Ref, "Paged:")
+	require.Contains(t, plain(note.Message), "Paged "+f.name(f.next)+", on call now, and the managers: Max Manager.")
+	f.direct(t, f.next, ref+" needs an expert")
+	f.waitFor(t, "everything delivered", func() bool { return f.pending(t) == 0 })
+	require.Len(t, f.slack.Directs(f.on), 1, "the expert told when it opened is not paged again")
+	require.Len(t, f.slack.Directs(f.next), 1, "paged once")
+}
+
 // TestAssignDMsAssigneeAndSaysWhoAssignedWhom: a manager's assign is
 // announced as who assigned whom in both threads (issue 14.2), and the
 // assignee gets a direct message with the question and a link; taking a
@@ -620,14 +647,14 @@ type nextIs struct {
 	next *OnCallMember
 }
 
-func (n *nextIs) PageNext(ctx context.Context, now time.Time) (OnCallMember, bool, error) {
+func (n *nextIs) WhoToPage(ctx context.Context, opened, now time.Time) (OnCallPage, bool, error) {
 	n.mu.Lock()
 	next := n.next
 	n.mu.Unlock()
 	if next != nil {
-		return *next, true, nil
+		return OnCallPage{Member: *next}, true, nil
 	}
-	return n.OnCall.PageNext(ctx, now)
+	return n.OnCall.WhoToPage(ctx, opened, now)
 }
 
 // TestPageRetryAfterAReloadPagesTheSameExpert: a page whose direct message

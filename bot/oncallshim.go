@@ -36,16 +36,16 @@ func (r *OncallRota) Current(ctx context.Context, now time.Time) (OnCallNow, boo
 		Scheduled: member(cur.Scheduled), Taken: cur.Take != nil}, true, nil
 }
 
-// PageNext implements OnCall.
-func (r *OncallRota) PageNext(ctx context.Context, now time.Time) (OnCallMember, bool, error) {
-	t, err := r.svc.PageTargets(ctx, now)
+// WhoToPage implements OnCall.
+func (r *OncallRota) WhoToPage(ctx context.Context, opened, now time.Time) (OnCallPage, bool, error) {
+	p, err := r.svc.PageFor(ctx, opened, now)
 	if errors.Is(err, oncall.ErrNoRotation) {
-		return OnCallMember{}, false, nil
+		return OnCallPage{}, false, nil
 	}
 	if err != nil {
-		return OnCallMember{}, false, err
+		return OnCallPage{}, false, err
 	}
-	return member(t.Next), !t.Next.IsZero(), nil
+	return OnCallPage{Member: member(p.Member), Holder: p.Holder}, !p.Member.IsZero(), nil
 }
 
 // Take implements OnCall: the rotation's refusals become sentences for the

@@ -32,7 +32,9 @@
 //
 // Service.PageTargets names the effective on-call and the next expert on the
 // rotation after them (Schedule.NextAfter: the holder of the first later slot
-// who is not the current holder). Config.PageAfter says when a high-priority
+// who is not the current holder). Service.PageFor is whom a case nobody took
+// pages: that next expert, or the holder when the pager changed hands since
+// the case opened (the holder then was told, not them). Config.PageAfter says when a high-priority
 // case still new is paged; finding such cases, paging once and sending the
 // direct messages are the bot's and casework's part.
 package oncall

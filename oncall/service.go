@@ -257,5 +257,36 @@ func (s *Service) PageTargets(ctx context.Context, now time.Time) (PageTargets, 
 	return PageTargets{OnCall: cur.Member, Next: next}, nil
 }
 
+// Page is whom to page about a high-priority case nobody took.
+type Page struct {
+	// Member is who is paged; zero when there is nobody.
+	Member Member
+	// Holder: Member holds the pager now, and someone else held it when
+	// the case opened (they were never told of it). Otherwise Member is
+	// the next expert after the holder, who was told.
+	Holder bool
+}
+
+// PageFor returns whom to page at now about a case opened at opened that
+// nobody took. The case's card and direct message went to whoever held
+// the pager when it opened; when the pager has changed hands since, its
+// holder now is paged (the next expert after them would skip them, and
+// could be the one who was told); otherwise the next expert after the
+// holder (PageTargets.Next).
+func (s *Service) PageFor(ctx context.Context, opened, now time.Time) (Page, error) {
+	t, err := s.PageTargets(ctx, now)
+	if err != nil {
+		return Page{}, err
+	}
+	told, err := s.Current(ctx, opened)
+	if err != nil {
+		return Page{}, err
+	}
+	if !t.OnCall.IsZero() && told.Member != t.OnCall {
+		return Page{Member: t.OnCall, Holder: true}, nil
+	}
+	return Page{Member: t.Next}, nil
+}
+
 // dbTime is t as PostgreSQL stores it (microseconds).
 func dbTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }

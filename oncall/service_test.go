@@ -376,6 +376,28 @@ func TestPageTargets(t *testing.T) {
 	require.Equal(t, oncall.PageTargets{OnCall: alice}, pt, "nobody else to page")
 }
 
+// TestPageFor: a case nobody took pages the next expert after the holder,
+// or the holder when the pager changed hands since the case opened (at the
+// weekly hand-over, or by a take).
+func TestPageFor(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	p, err := f.svc.PageFor(ctx, midShift, midShift.Add(15*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, oncall.Page{Member: carol}, p, "bob was told: carol, next, is paged")
+
+	p, err = f.svc.PageFor(ctx, shiftEnd.Add(-5*time.Minute), shiftEnd.Add(10*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, oncall.Page{Member: carol, Holder: true}, p, "bob was told; carol holds the pager now")
+
+	_, err = f.svc.Take(ctx, dave, midShift.Add(20*time.Minute))
+	require.NoError(t, err)
+	p, err = f.svc.PageFor(ctx, midShift, midShift.Add(30*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, oncall.Page{Member: dave, Holder: true}, p, "dave took the pager after bob was told")
+}
+
 func TestNoRotation(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)

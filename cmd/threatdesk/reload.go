@@ -109,8 +109,8 @@ func (l *liveOnCall) Current(ctx context.Context, now time.Time) (bot.OnCallNow,
 	return l.p.Load().Current(ctx, now)
 }
 
-func (l *liveOnCall) PageNext(ctx context.Context, now time.Time) (bot.OnCallMember, bool, error) {
-	return l.p.Load().PageNext(ctx, now)
+func (l *liveOnCall) WhoToPage(ctx context.Context, opened, now time.Time) (bot.OnCallPage, bool, error) {
+	return l.p.Load().WhoToPage(ctx, opened, now)
 }
 
 func (l *liveOnCall) Take(ctx context.Context, m bot.OnCallMember, now time.Time) (bot.OnCallNow, error) {
