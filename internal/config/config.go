@@ -156,11 +156,22 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 // names a person only within its workspace: the desk's workspace must be
 // named, so that the staff roles hold only there (unnamed, they held in
 // every workspace while one customer workspace was configured).
+// A desk on Discord names no Slack workspace at all: staff listed by Slack
+// id would hold their roles in every customer workspace, so they are
+// refused.
 func (e *Env) checkFile(f *File) []error {
-	if e.Slack.ClientID == "" || f.Bot.Desk.Slack == nil || f.Bot.Desk.Slack.Team != "" {
+	if e.Slack.ClientID == "" {
 		return nil
 	}
-	return []error{errors.New("desk.slack.team is required with Add to Slack (SLACK_CLIENT_ID): set it to the team id of the desk's own workspace, so that the experts, managers and admins hold their roles only there")}
+	b := f.Bot
+	switch {
+	case b.Desk.Slack != nil && b.Desk.Slack.Team == "":
+		return []error{errors.New("desk.slack.team is required with Add to Slack (SLACK_CLIENT_ID): set it to the team id of the desk's own workspace, so that the experts, managers and admins hold their roles only there")}
+	case b.Desk.Slack == nil && len(b.Experts.Slack)+len(b.Managers.Slack)+len(b.Admins.Slack) > 0:
+		return []error{errors.New("experts, managers and admins cannot be listed by Slack user id with Add to Slack (SLACK_CLIENT_ID) while the desk is on Discord: " +
+			"a Slack user id names a person only within one workspace, and no workspace is the desk's. List them under discord, or put the desk on Slack with desk.slack.team")}
+	}
+	return nil
 }
 
 // parseEnv reads every variable Env's fields (and the adapters' Config

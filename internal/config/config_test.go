@@ -552,4 +552,11 @@ func TestAddToSlackNeedsTheDesksWorkspace(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, example, 0o600))
 	_, err = c.ReadFile()
 	require.ErrorContains(t, err, want)
+
+	// A desk on Discord names no Slack workspace: staff listed by Slack id
+	// would hold their roles in every customer workspace.
+	discordDesk := strings.Replace(string(example), "  slack:\n    channel: C0EXPERTDESK", "  discord:\n    channel: \"222222222222222222\"", 1)
+	require.NotEqual(t, string(example), discordDesk)
+	_, err = config.Load(envOf(env(writeFile(t, discordDesk))))
+	require.ErrorContains(t, err, "cannot be listed by Slack user id with Add to Slack (SLACK_CLIENT_ID) while the desk is on Discord")
 }
