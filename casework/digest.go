@@ -74,8 +74,21 @@ func (s *Service) QueueDigest(ctx context.Context, loc *time.Location, due func(
 	ev := DigestEvent{From: from, End: end, TimeZone: loc.String()}
 	queued := false
 	err := s.inTx(ctx, "queue the weekly digest", func(tx pgx.Tx) error {
+		// A week is its Monday's date, whatever the zone: after a change
+		// of timezone (or during a rolling deploy with two), Monday 00:00
+		// in Berlin is another instant than in UTC, yet the same week. The
+		// table is locked (a weekly write) so that replicas in two zones
+		// cannot both pass the check.
+		if _, err := tx.Exec(ctx, `LOCK TABLE casework_digests IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return fmt.Errorf("digest: lock the digests: %w", err)
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO casework_digests (period_start, period_end, time_zone, queued_at)
- VALUES ($1, $2, $3, $4) ON CONFLICT (period_start) DO NOTHING`, from, end, ev.TimeZone, now)
+SELECT $1, $2, $3, $4
+WHERE NOT EXISTS (
+    SELECT 1 FROM casework_digests d
+    WHERE d.period_start BETWEEN $1::timestamptz - interval '2 days' AND $1::timestamptz + interval '2 days'
+      AND (d.period_start AT TIME ZONE d.time_zone)::date = $5::date)
+ON CONFLICT (period_start) DO NOTHING`, from, end, ev.TimeZone, now, from.In(loc).Format(time.DateOnly))
 		if err != nil {
 			return fmt.Errorf("digest: record the week of %s: %w", from.Format(time.DateOnly), err)
 		}

@@ -95,6 +95,36 @@ func TestQueueDigestOnce(t *testing.T) {
 	require.Error(t, err)
 }
 
+// TestDigestOnceAcrossATimeZoneChange: last week's digest went out in UTC;
+// the operator then moves to Europe/Berlin and restarts, and the catch-up
+// at start queues last week again, now Berlin's. It is the same week (its
+// Monday's date): nothing is queued. The week after goes out in Berlin's
+// time. It used to send a second, slightly different digest.
+func TestDigestOnceAcrossATimeZoneChange(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso") })
+	ctx := context.Background()
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	f.clock.Set(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)) // Monday
+	ok, err := f.svc.QueueDigest(ctx, time.UTC, nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	f.clock.Set(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)) // Tuesday, after the restart
+	ok, err = f.svc.QueueDigest(ctx, berlin, nil)
+	require.NoError(t, err)
+	require.False(t, ok, "the week of 23 November went out already, in UTC")
+
+	f.clock.Set(time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC))
+	ok, err = f.svc.QueueDigest(ctx, berlin, nil)
+	require.NoError(t, err)
+	require.True(t, ok, "the week of 30 November, in Berlin's time")
+	var n int
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE kind = $1`, casework.EventDigest).Scan(&n))
+	require.Equal(t, 2, n)
+}
+
 // TestDigestAfterTheClocksGoForward: the digest run early on the Monday the
 // clocks went forward (00:30 BST, still Sunday in UTC) sends the week that
 // just ended. A week was taken as 168 hours back from UTC, which landed in
