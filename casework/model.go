@@ -2,6 +2,7 @@ package casework
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -184,14 +185,13 @@ const (
 	SubjectActor SubjectKind = "actor"
 )
 
-// Valid reports whether k is a known subject kind.
-func (k SubjectKind) Valid() bool {
-	switch k {
-	case SubjectNone, SubjectAlert, SubjectDevice, SubjectFile, SubjectIncident, SubjectIP, SubjectURL, SubjectActor:
-		return true
-	}
-	return false
+// SubjectKinds lists every subject kind.
+func SubjectKinds() []SubjectKind {
+	return []SubjectKind{SubjectNone, SubjectAlert, SubjectDevice, SubjectFile, SubjectIncident, SubjectIP, SubjectURL, SubjectActor}
 }
+
+// Valid reports whether k is a known subject kind.
+func (k SubjectKind) Valid() bool { return slices.Contains(SubjectKinds(), k) }
 
 // Subject is what a case is about, with a link back to its source.
 type Subject struct {

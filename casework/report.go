@@ -351,7 +351,7 @@ func (s *Service) reportScope(v Viewer, org string) ([]string, error) {
 		org = v.org
 	}
 	if org == "" {
-		return s.cfg.orgIDs(), nil
+		return s.liveConfig().orgIDs(), nil // the orgs as reloaded, as for one org below
 	}
 	if !v.sees(org) || !s.liveConfig().knows(org) {
 		return nil, fmt.Errorf("report: no org %q: %w", org, ErrNotFound)
@@ -457,7 +457,7 @@ func (s *Service) Report(ctx context.Context, v Viewer, req ReportRequest) (*Rep
 
 func newOrgReport(org string, w *reportWindow) OrgReport {
 	r := OrgReport{Org: org, Opened: OpenedFigures{ByKind: map[SubjectKind]int{}, ByPriority: map[Priority]int{}}}
-	for _, k := range []SubjectKind{SubjectNone, SubjectAlert, SubjectDevice, SubjectFile, SubjectIncident} {
+	for _, k := range SubjectKinds() {
 		r.Opened.ByKind[k] = 0
 	}
 	for _, p := range []Priority{PriorityHigh, PriorityMedium, PriorityLow} {
@@ -491,19 +491,15 @@ func (s *Service) readOnly(ctx context.Context, what string, fn func(tx pgx.Tx) 
 	return fn(tx)
 }
 
-// openedSQL counts the cohort per org and week bucket: $1 orgs, $2 from,
-// $3 to, $4 the week starts (width_bucket numbers them from 1).
-const openedSQL = `SELECT c.org, width_bucket(c.created_at, $4::timestamptz[]),
-  count(*),
-  count(*) FILTER (WHERE c.subject_kind = 'none'), count(*) FILTER (WHERE c.subject_kind = 'alert'),
-  count(*) FILTER (WHERE c.subject_kind = 'device'), count(*) FILTER (WHERE c.subject_kind = 'file'),
-  count(*) FILTER (WHERE c.subject_kind = 'incident'),
-  count(*) FILTER (WHERE c.priority = 'high'), count(*) FILTER (WHERE c.priority = 'medium'),
-  count(*) FILTER (WHERE c.priority = 'low'),
-  count(*) FILTER (WHERE c.credit_used)
+// openedSQL counts the cohort per org, week bucket, subject kind and
+// priority: $1 orgs, $2 from, $3 to, $4 the week starts (width_bucket
+// numbers them from 1). Grouped by kind, not a column per kind: a kind added
+// later is counted too.
+const openedSQL = `SELECT c.org, width_bucket(c.created_at, $4::timestamptz[]), c.subject_kind, c.priority,
+  count(*), count(*) FILTER (WHERE c.credit_used)
  FROM cases c
  WHERE c.org = ANY($1) AND c.created_at >= $2 AND c.created_at < $3
- GROUP BY 1, 2`
+ GROUP BY 1, 2, 3, 4`
 
 func (s *Service) reportOpened(ctx context.Context, tx pgx.Tx, orgs []string, w *reportWindow, byOrg map[string]*OrgReport, total *OrgReport) error {
 	rows, err := tx.Query(ctx, openedSQL, orgs, w.from, w.to, w.weeks)
@@ -512,9 +508,9 @@ func (s *Service) reportOpened(ctx context.Context, tx pgx.Tx, orgs []string, w 
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var org string
-		var bucket, n, none, alert, device, file, incident, high, medium, low, credits int
-		if err := rows.Scan(&org, &bucket, &n, &none, &alert, &device, &file, &incident, &high, &medium, &low, &credits); err != nil {
+		var org, kind, prio string
+		var bucket, n, credits int
+		if err := rows.Scan(&org, &bucket, &kind, &prio, &n, &credits); err != nil {
 			return fmt.Errorf("report: cases opened: %w", err)
 		}
 		for _, r := range []*OrgReport{byOrg[org], total} {
@@ -523,14 +519,8 @@ func (s *Service) reportOpened(ctx context.Context, tx pgx.Tx, orgs []string, w 
 			}
 			o := &r.Opened
 			o.Total += n
-			o.ByKind[SubjectNone] += none
-			o.ByKind[SubjectAlert] += alert
-			o.ByKind[SubjectDevice] += device
-			o.ByKind[SubjectFile] += file
-			o.ByKind[SubjectIncident] += incident
-			o.ByPriority[PriorityHigh] += high
-			o.ByPriority[PriorityMedium] += medium
-			o.ByPriority[PriorityLow] += low
+			o.ByKind[SubjectKind(kind)] += n
+			o.ByPriority[Priority(prio)] += n
 			if bucket >= 1 && bucket <= len(o.ByWeek) {
 				o.ByWeek[bucket-1].Count += n
 			}

@@ -220,9 +220,11 @@ func orgOf(t *testing.T, rep *casework.Report, org string) casework.OrgReport {
 	return casework.OrgReport{}
 }
 
+// kinds is a report's count by subject kind; the scenario opens none of
+// the kinds added later (ip, url, actor): zeros.
 func kinds(none, alert, device, file, incident int) map[casework.SubjectKind]int {
 	return map[casework.SubjectKind]int{casework.SubjectNone: none, casework.SubjectAlert: alert, casework.SubjectDevice: device,
-		casework.SubjectFile: file, casework.SubjectIncident: incident}
+		casework.SubjectFile: file, casework.SubjectIncident: incident, casework.SubjectIP: 0, casework.SubjectURL: 0, casework.SubjectActor: 0}
 }
 
 func prios(high, medium, low int) map[casework.Priority]int {
@@ -324,6 +326,62 @@ func TestReportFigures(t *testing.T) {
 	require.Equal(t, want, tot.Opened.ByWeek)
 	require.Equal(t, 4, c.Opened.ByWeek[5].Count)
 	require.Equal(t, 3, fb.Opened.ByWeek[5].Count)
+}
+
+// TestReportCountsEverySubjectKind: a case about an address, a URL or an
+// actor is counted by subject like the others, so that the kinds add up to
+// the cases opened (they were left out: "Cases opened 3, by subject: alert
+// 1").
+func TestReportCountsEverySubjectKind(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso") })
+	ids := map[casework.SubjectKind]string{
+		casework.SubjectAlert: "da637551234567890123_1", casework.SubjectDevice: "ws-017",
+		casework.SubjectFile:     "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f",
+		casework.SubjectIncident: "42", casework.SubjectIP: "203.0.113.9", casework.SubjectURL: "evil.example", casework.SubjectActor: "FIN7",
+	}
+	for _, k := range casework.SubjectKinds() {
+		_, _, err := f.svc.Open(context.Background(), casework.OpenRequest{Key: "k-" + string(k), Org: "contoso",
+			Subject: casework.Subject{Kind: k, ID: ids[k]}, Priority: casework.PriorityMedium, Question: "about this " + string(k),
+			Requester: requester("contoso", "U-analyst").Person})
+		require.NoError(t, err, k)
+	}
+	f.clock.Advance(time.Minute) // the period so far ends now, exclusive
+	rep, err := f.svc.Report(context.Background(), casework.AllOrgs(), casework.ReportRequest{})
+	require.NoError(t, err)
+	by := rep.Total.Opened.ByKind
+	require.Len(t, by, len(casework.SubjectKinds()))
+	sum := 0
+	for _, k := range casework.SubjectKinds() {
+		require.Equal(t, 1, by[k], k)
+		sum += by[k]
+	}
+	require.Equal(t, rep.Total.Opened.Total, sum, "the kinds add up to the cases opened")
+}
+
+// TestReportOfEveryOrgFollowsAReload: an org added by a reload is in the
+// report of every org (and so in the weekly digest), as it is in the
+// report asked for it by name; it was left out until a restart.
+func TestReportOfEveryOrgFollowsAReload(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso") })
+	ctx := context.Background()
+	require.NoError(t, f.svc.SetLive(casework.Config{Orgs: orgsOf("contoso", "tailspin")}))
+	_, _, err := f.svc.Open(ctx, casework.OpenRequest{Key: "t1", Org: "tailspin", Subject: casework.Subject{Kind: casework.SubjectNone},
+		Priority: casework.PriorityLow, Question: "new here", Requester: requester("tailspin", "U-t").Person})
+	require.NoError(t, err)
+	f.clock.Advance(time.Minute) // the period so far ends now, exclusive
+	rep, err := f.svc.Report(ctx, casework.AllOrgs(), casework.ReportRequest{})
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Total.Opened.Total)
+	require.Equal(t, 1, orgOf(t, rep, "tailspin").Opened.Total)
+
+	// And one removed by a reload is gone from it, as it is by name.
+	require.NoError(t, f.svc.SetLive(casework.Config{Orgs: orgsOf("tailspin")}))
+	rep, err = f.svc.Report(ctx, casework.AllOrgs(), casework.ReportRequest{})
+	require.NoError(t, err)
+	require.Len(t, rep.Orgs, 1)
+	require.Equal(t, "tailspin", rep.Orgs[0].Org)
 }
 
 // TestReportPeriods: the week and month so far, a past period reported
@@ -432,7 +490,8 @@ func TestReportJSON(t *testing.T) {
 	require.Equal(t, map[string]any{"posted": 1.0, "acknowledged": 0.0, "median_to_ack_seconds": nil}, total["notifications"])
 	require.Equal(t, map[string]any{"used": 2.0, "left": 8.0}, total["credits"])
 	opened := total["opened"].(map[string]any)
-	require.Equal(t, map[string]any{"none": 1.0, "alert": 1.0, "device": 1.0, "file": 0.0, "incident": 0.0}, opened["by_kind"])
+	require.Equal(t, map[string]any{"none": 1.0, "alert": 1.0, "device": 1.0, "file": 0.0, "incident": 0.0, "ip": 0.0, "url": 0.0, "actor": 0.0},
+		opened["by_kind"])
 	require.Equal(t, []any{
 		map[string]any{"start": "2026-02-01T00:00:00Z", "end": "2026-02-02T00:00:00Z", "count": 0.0},
 		map[string]any{"start": "2026-02-02T00:00:00Z", "end": "2026-02-09T00:00:00Z", "count": 3.0},
