@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/threatdesk/threatdesk/internal/plural"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -141,7 +140,7 @@ func (b *Bot) orgReportMessage(rep ReportView, o OrgFigures, kind string) Messag
 		Text:     []Line{{T(periodRange(rep))}},
 		Fields:   figureFields(o),
 		Footer:   Line{T(reportFootnote)},
-		Fallback: cut(kind+" for "+name+", "+periodLabel(rep)+": "+strconv.Itoa(o.Opened)+" cases opened", maxListLineRunes),
+		Fallback: cut(kind+" for "+name+", "+periodLabel(rep)+": "+plural.Count(o.Opened, "case", "cases")+" opened", maxListLineRunes),
 	}
 	if sec, ok := breachSection(o.SLA, false, b); ok {
 		m.Sections = append(m.Sections, sec)
@@ -163,7 +162,7 @@ func (b *Bot) allOrgsReportMessage(rep ReportView) Message {
 		Text:     []Line{{T(periodRange(rep))}},
 		Fields:   figureFields(rep.Total),
 		Footer:   Line{T(reportFootnote + " /experts report <org> shows one org in full.")},
-		Fallback: cut("Service report, "+periodLabel(rep)+": "+strconv.Itoa(rep.Total.Opened)+" cases opened", maxListLineRunes),
+		Fallback: cut("Service report, "+periodLabel(rep)+": "+plural.Count(rep.Total.Opened, "case", "cases")+" opened", maxListLineRunes),
 	}
 	for i := 0; i < len(rep.Orgs); i += orgsPerSection {
 		sec := Section{Title: "By org"}
@@ -188,7 +187,7 @@ func (b *Bot) orgLine(o OrgFigures) Line {
 		parts = append(parts, "first response "+durationWords(o.FirstResponse.Median)+" (median)")
 	}
 	if o.SLA.HasShare {
-		parts = append(parts, percent(o.SLA.Share)+" within SLA")
+		parts = append(parts, plural.Percent(o.SLA.Within, o.SLA.Decided)+" within SLA")
 	}
 	parts = append(parts, plural.Count(o.SLA.BreachCount, "breach", "breaches"),
 		fmt.Sprintf("credits %d used, %d left", o.CreditsUsed, o.CreditsLeft),
@@ -256,7 +255,7 @@ func durationStats(d DurationFigures, none string) string {
 func slaShare(s SLAFigures) string {
 	out := "nothing decided yet"
 	if s.HasShare {
-		out = fmt.Sprintf("%s (%d of %d decided)", percent(s.Share), s.Within, s.Decided)
+		out = fmt.Sprintf("%s (%d of %d decided)", plural.Percent(s.Within, s.Decided), s.Within, s.Decided)
 	}
 	if s.Pending > 0 {
 		out += " · " + strconv.Itoa(s.Pending) + " open on time"
@@ -312,10 +311,6 @@ func breachSection(s SLAFigures, withOrg bool, b *Bot) (Section, bool) {
 	}
 	sec.More = s.BreachCount - len(sec.Lines)
 	return sec, true
-}
-
-func percent(share float64) string {
-	return strconv.Itoa(int(math.Round(share*100))) + "%"
 }
 
 // periodLabel names a report's period: "Q1 2026 so far", "February 2026",

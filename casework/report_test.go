@@ -509,6 +509,29 @@ func TestReportJSON(t *testing.T) {
 
 func keys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
+// TestHandedOnAcknowledgementCountsOnce: incident B's card is acknowledged
+// a minute after it was posted; later B merges into A, which is posted
+// then and takes B's acknowledgement with the card. The week shows two
+// cards posted, one acknowledged, after a minute. It showed two
+// acknowledged, with a median of minus 59 minutes (printed as 59).
+func TestHandedOnAcknowledgementCountsOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.Orgs = orgsOf("contoso") })
+	ctx := context.Background()
+	at := func(h, m int) time.Time { return time.Date(2026, 2, 3, h, m, 0, 0, time.UTC) }
+	for _, n := range []struct{ posted, acked time.Time }{
+		{at(10, 0), at(10, 1)}, // B
+		{at(12, 0), at(10, 1)}, // A, posted at the merge, B's acknowledgement handed on
+	} {
+		_, err := f.pool.Exec(ctx, `INSERT INTO hunting_incidents (org, created_at, updated_at, posted_at, acked_at, acked_by)
+ VALUES ('contoso', $1, $1, $1, $2, 'U0ANALYST')`, n.posted, n.acked)
+		require.NoError(t, err)
+	}
+	rep, err := f.svc.Report(ctx, casework.AllOrgs(), casework.ReportRequest{Period: casework.PeriodMonth})
+	require.NoError(t, err)
+	require.Equal(t, casework.NotificationFigures{Posted: 2, Acknowledged: 1, MedianToAck: time.Minute}, rep.Total.Notifications)
+}
+
 // TestReportNotificationSource: a NotificationSource in the config replaces
 // the read of hunting's table, and its error fails the report.
 func TestReportNotificationSource(t *testing.T) {

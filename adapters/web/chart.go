@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // Charts are inline SVG drawn on the server: Go computes every shape's
@@ -172,7 +174,7 @@ func durationChart(title string, rows []durationRow, targets []target) chart {
 			continue
 		}
 		c.bar(left, y+6, x(r.P90)-left, rowH-12, "bar-light", r.Label+": 90th percentile "+durationText(r.P90))
-		c.bar(left, y+11, x(r.Median)-left, rowH-22, "bar", r.Label+": median "+durationText(r.Median)+" over "+strconv.Itoa(r.Count)+" cases")
+		c.bar(left, y+11, x(r.Median)-left, rowH-22, "bar", r.Label+": median "+durationText(r.Median)+" over "+plural.Count(r.Count, "case", "cases"))
 		c.label(x(r.P90)+6, y+rowH/2+4, "start", "value", durationText(r.Median)+" / "+durationText(r.P90))
 	}
 	bottomY := top + rowH*float64(len(rows))

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/casework"
 )
 
 // TestWeeklyChart: a column per week, heights in proportion on a
@@ -73,4 +75,29 @@ func TestChartEscapes(t *testing.T) {
 	require.Contains(t, out, "&lt;script&gt;alert(1)&lt;/script&gt;")
 	require.Contains(t, out, `aria-label="&lt;script&gt;alert(1)&lt;/script&gt;"`)
 	require.Equal(t, 2, strings.Count(out, "<rect "))
+}
+
+// TestFiguresRoundAsInChat: a share and a duration read on the report page
+// as the chat's report rounds them. 199 of 200 read 100% in both, 1 of 8
+// 13% in chat and 12% here; 1h 59m 45s read "2 hours" in chat and "1h 59m"
+// here.
+func TestFiguresRoundAsInChat(t *testing.T) {
+	t.Parallel()
+	share := func(within, decided int) string {
+		return shareText(casework.SLAFigures{Within: within, Decided: decided, HasShare: true})
+	}
+	require.Equal(t, "99% of 200", share(199, 200))
+	require.Equal(t, "13% of 8", share(1, 8))
+	require.Equal(t, "63% of 8", share(5, 8))
+	require.Equal(t, "100% of 3", share(3, 3))
+	for d, want := range map[time.Duration]string{
+		time.Hour + 59*time.Minute + 45*time.Second: "2h",
+		59*time.Minute + 45*time.Second:             "1h",
+		71*time.Hour + 40*time.Minute:               "3d",
+		12*time.Minute + 30*time.Second:             "13m",
+		59500 * time.Millisecond:                    "1m",
+		-90 * time.Second:                           "2m",
+	} {
+		require.Equal(t, want, durationText(d), "%s", d)
+	}
 }

@@ -67,6 +67,16 @@ func durationText(d time.Duration) string {
 	if d < 0 {
 		d = -d
 	}
+	// Rounded to the last unit shown, as the chat's words are (1h 59m 45s
+	// reads 2h there and here), then put in words from the rounded value.
+	switch {
+	case d < time.Minute:
+		d = d.Round(time.Second)
+	case d < 24*time.Hour:
+		d = d.Round(time.Minute)
+	default:
+		d = d.Round(time.Hour)
+	}
 	switch {
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
+	"github.com/threatdesk/threatdesk/internal/plural"
 )
 
 // The report page: the figures of "/experts report" (casework.Report) for
@@ -115,18 +116,11 @@ type reportView struct {
 }
 
 // plural is "1 case", "2 cases".
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return strconv.Itoa(n) + " " + word + "s"
-}
-
 func shareText(s casework.SLAFigures) string {
 	if !s.HasShare {
 		return "—"
 	}
-	return fmt.Sprintf("%.0f%% of %d", s.Share*100, s.Decided)
+	return plural.Percent(s.Within, s.Decided) + " of " + strconv.Itoa(s.Decided)
 }
 
 func statsText(d casework.DurationStats) string {
@@ -267,7 +261,7 @@ func (h *Handler) reportView(s *session, c reportChoice, rep *casework.Report) r
 	for _, wk := range tot.Opened.ByWeek {
 		start := wk.Start.In(h.cfg.Location)
 		v.Weeks = append(v.Weeks, weekBar{Label: start.Format("2 Jan"), Count: wk.Count,
-			Tip: fmt.Sprintf("Week of %s: %s opened", start.Format("2 Jan 2006"), plural(wk.Count, "case"))})
+			Tip: fmt.Sprintf("Week of %s: %s opened", start.Format("2 Jan 2006"), plural.Count(wk.Count, "case", "cases"))})
 	}
 	sla := h.cfg.Cases.Config().SLA
 	var first, concl []target

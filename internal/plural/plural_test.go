@@ -24,3 +24,16 @@ func TestCount(t *testing.T) {
 		require.Equal(t, tc.want, tc.got)
 	}
 }
+
+func TestPercent(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		part, whole int
+		want        string
+	}{
+		{199, 200, "99%"}, {200, 200, "100%"}, {0, 200, "0%"}, {1, 400, "1%"},
+		{1, 8, "13%"}, {5, 8, "63%"}, {1, 2, "50%"}, {2, 3, "67%"}, {1, 3, "33%"}, {0, 0, "—"},
+	} {
+		require.Equal(t, c.want, plural.Percent(c.part, c.whole), "%d of %d", c.part, c.whole)
+	}
+}
