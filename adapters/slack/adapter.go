@@ -93,6 +93,13 @@ type Config struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// HTTPClient makes Web API calls; default a client with CallTimeout.
 	HTTPClient *http.Client
+	// HistoryInterval is the least time between two reads of
+	// conversations.history, and of conversations.replies, in one
+	// workspace, whose pages then hold 15 messages (history.go): Slack's
+	// limit for an app distributed outside the Slack Marketplace. Default
+	// 61s with Add to Slack (ClientID), which distributes the app; none
+	// without (an app of one workspace reads at Tier 3). Negative: none.
+	HistoryInterval time.Duration
 }
 
 // Enabled reports whether Slack is configured (SLACK_BOT_TOKEN is set).
@@ -123,7 +130,18 @@ func (c Config) WithDefaults() Config {
 	if c.InstallTTL <= 0 {
 		c.InstallTTL = time.Hour
 	}
+	if c.HistoryInterval == 0 && c.ClientID != "" {
+		c.HistoryInterval = 61 * time.Second // one a minute, and a second's margin
+	}
 	return c
+}
+
+// historyPageSize is how many messages a history read asks for.
+func (c Config) historyPageSize() int {
+	if c.HistoryInterval > 0 {
+		return distributedPage
+	}
+	return findPageSize
 }
 
 // Validate reports every wrong setting of c (after WithDefaults), each
@@ -199,6 +217,12 @@ type Adapter struct {
 	// life runs Socket Mode (its loop, cancelled first by Stop) and the
 	// work on inbound events (its work, given stopGrace to finish).
 	life *lifecycle.Group
+
+	// history paces history reads (history.go); findFrom is where a
+	// lookup told to come back goes on (part key → cursor).
+	history  *historyGate
+	findMu   sync.Mutex
+	findFrom map[string]string
 }
 
 var (
@@ -250,6 +274,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		users:    newTTLCache[string](cfg.UserCacheTTL, 10000),
 		triggers: newTTLCache[triggerPlace](10*time.Second, 10000),
 		life:     life,
+		history:  newHistoryGate(cfg.HistoryInterval),
+		findFrom: map[string]string{},
 	}
 	a.files = a.newFilesClient()
 	if cfg.Pool != nil && cfg.Key != nil {
@@ -387,8 +413,10 @@ func msgOptions(m bot.Message) []slack.MsgOption {
 // (https://docs.slack.dev/messaging/message-metadata).
 const partEventType = "threatdesk_part"
 
-// FindPosted searches at most findPages pages of findPageSize messages, from
-// findSkew before the attempt (Slack's clock and ours may differ).
+// FindPosted searches at most findPages pages of findPageSize messages (15
+// for a distributed app), from findSkew before the attempt to findSkew
+// after the attempt's post could have been made (Slack's clock and ours
+// may differ).
 const (
 	findPageSize = 200
 	findPages    = 5
@@ -435,15 +463,31 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 	if dest.Thread != nil {
 		ch = cmp.Or(ch, dest.Thread.Channel)
 	}
-	from := since.Add(-findSkew)
-	oldest := fmt.Sprintf("%d.%06d", from.Unix(), from.Nanosecond()/1000)
+	// The earlier attempt posted, if at all, within its call's timeout
+	// after since: the window around that, not every message since.
+	from, to := since.Add(-findSkew), since.Add(a.cfg.CallTimeout+findSkew)
+	oldest, latest := slackTS(from), slackTS(to)
 	api, err := a.client(ctx, dest.Workspace)
 	if err != nil {
 		return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
 	}
-	cursor := ""
+	method := "conversations.history"
+	if dest.Thread != nil {
+		method = "conversations.replies"
+	}
+	a.findMu.Lock()
+	cursor := a.findFrom[dest.Key] // a lookup told to come back goes on
+	delete(a.findFrom, dest.Key)
+	a.findMu.Unlock()
 	for range findPages {
-		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, cursor)
+		if wait := a.history.urgent(a.team(ctx, dest.Workspace), method); wait > 0 {
+			a.findMu.Lock()
+			a.findFrom[dest.Key] = cursor
+			a.findMu.Unlock()
+			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch,
+				bot.RateLimitError(wait, fmt.Errorf("%s: Slack allows this app one a minute in a workspace", method)))
+		}
+		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, latest, cursor)
 		if err != nil {
 			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
 		}
@@ -461,18 +505,22 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 		cursor = next
 	}
 	a.log.Warn("looked through the most recent messages without finding a part an earlier attempt may have posted; it is posted again",
-		"channel", ch, "key", dest.Key, "messages", findPages*findPageSize)
+		"channel", ch, "key", dest.Key, "messages", findPages*a.cfg.historyPageSize())
 	return bot.Ref{}, false, nil
 }
 
+// slackTS is t as a Slack message timestamp.
+func slackTS(t time.Time) string { return fmt.Sprintf("%d.%06d", t.Unix(), t.Nanosecond()/1000) }
+
 // historyPage reads one page of a channel's history, or of a thread when
 // thread is set, with metadata; next is the cursor of the next page, if any.
-func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string, thread *bot.Ref, oldest, cursor string) ([]slack.Message, string, error) {
+func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string, thread *bot.Ref, oldest, latest, cursor string) ([]slack.Message, string, error) {
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
+	limit := a.cfg.historyPageSize()
 	if thread != nil {
 		msgs, more, next, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
-			ChannelID: ch, Timestamp: thread.Message, Oldest: oldest, Limit: findPageSize, Cursor: cursor, IncludeAllMetadata: true})
+			ChannelID: ch, Timestamp: thread.Message, Oldest: oldest, Latest: latest, Limit: limit, Cursor: cursor, IncludeAllMetadata: true})
 		a.metrics.call("conversations.replies", err)
 		if err != nil {
 			return nil, "", a.classify("conversations.replies", err)
@@ -483,7 +531,7 @@ func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string,
 		return msgs, next, nil
 	}
 	res, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
-		ChannelID: ch, Oldest: oldest, Limit: findPageSize, Cursor: cursor, IncludeAllMetadata: true})
+		ChannelID: ch, Oldest: oldest, Latest: latest, Limit: limit, Cursor: cursor, IncludeAllMetadata: true})
 	a.metrics.call("conversations.history", err)
 	if err != nil {
 		return nil, "", a.classify("conversations.history", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -32,8 +33,13 @@ const (
 	// of cases opened in the last 30 days, the newest 500.
 	catchUpWithin  = 30 * 24 * time.Hour
 	catchUpThreads = 500
-	// catchUpPages bounds what one thread's catch-up reads (2,000 messages).
+	// catchUpPages bounds what one thread's catch-up reads (2,000
+	// messages; 150 for a distributed app).
 	catchUpPages = 10
+	// catchUpPaced bounds the threads read back in one workspace when
+	// reads are paced (history.go), the newest cases' first: 120 reads take
+	// two hours at one a minute.
+	catchUpPaced = 120
 	// catchUpTries bounds the calls of one read that is rate limited or
 	// fails for a while.
 	catchUpTries = 6
@@ -59,21 +65,35 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		a.log.Warn("could not list the case threads to read back after starting", "err", err)
 		return
 	}
-	n := 0
-	var unread []bot.Ref
+	// Each workspace reads at its own pace (its own allowance of reads),
+	// its threads in the order listed.
+	byTeam := map[string][]bot.ThreadMark{}
+	var teams []string
 	for _, t := range threads {
-		if ctx.Err() != nil {
-			return
+		team := a.team(ctx, t.Parent.Workspace)
+		if _, ok := byTeam[team]; !ok {
+			teams = append(teams, team)
 		}
-		k, err := a.catchUpThread(ctx, tl, t)
-		n += k
-		if kind, _ := bot.Classify(err); err != nil && kind != bot.Permanent {
-			// Its mark stays held until a later start reads it.
-			unread = append(unread, t.Parent)
-		}
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
-		}
+		byTeam[team] = append(byTeam[team], t)
+	}
+	var (
+		mu     sync.Mutex
+		n      int
+		unread []bot.Ref
+		wg     sync.WaitGroup
+	)
+	for _, team := range teams {
+		wg.Go(func() {
+			k, left := a.catchUpTeam(ctx, tl, team, byTeam[team])
+			mu.Lock()
+			n += k
+			unread = append(unread, left...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
 	}
 	if n > 0 {
 		a.log.Info("thread replies read back after starting", "replies", n)
@@ -82,6 +102,34 @@ func (a *Adapter) catchUp(ctx context.Context) {
 		a.holdThread(p.Channel, p.Message)
 	}
 	a.caughtUp.Store(true)
+}
+
+// catchUpTeam reads back the threads of one workspace, and returns how
+// many replies it handed over and the threads it could not read (their
+// marks stay held until a later start reads them).
+func (a *Adapter) catchUpTeam(ctx context.Context, tl threadLister, team string, threads []bot.ThreadMark) (n int, unread []bot.Ref) {
+	if a.cfg.HistoryInterval > 0 && len(threads) > catchUpPaced {
+		a.log.Warn("Slack allows this app one read of a thread a minute in a workspace: the older case threads are not read back after this start",
+			"team", team, "threads", len(threads), "read", catchUpPaced)
+		for _, t := range threads[catchUpPaced:] {
+			unread = append(unread, t.Parent)
+		}
+		threads = threads[:catchUpPaced]
+	}
+	for _, t := range threads {
+		if ctx.Err() != nil {
+			return n, unread
+		}
+		k, err := a.catchUpThread(ctx, tl, team, t)
+		n += k
+		if kind, _ := bot.Classify(err); err != nil && kind != bot.Permanent {
+			unread = append(unread, t.Parent)
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("could not read back a case thread after starting", "channel", t.Parent.Channel, "thread", t.Parent.Message, "err", err)
+		}
+	}
+	return n, unread
 }
 
 // holdThread makes replies in the thread ts of channel hold its mark from
@@ -109,7 +157,7 @@ func (a *Adapter) holdsMark(channel, ts string) bool {
 
 // catchUpThread hands over the replies in the thread of t after t.After,
 // and returns how many.
-func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.ThreadMark) (int, error) {
+func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team string, t bot.ThreadMark) (int, error) {
 	api, err := a.client(ctx, t.Parent.Workspace)
 	if err != nil {
 		return 0, err
@@ -119,7 +167,11 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 		var msgs []messageEvent
 		var next string
 		err := bot.Retry(ctx, catchUpTries, func() error {
-			page, nx, err := a.historyPage(ctx, api, t.Parent.Channel, &t.Parent, t.After, cursor)
+			// A lookup for a delivery goes first (history.go).
+			if err := a.history.wait(ctx, team, "conversations.replies"); err != nil {
+				return err
+			}
+			page, nx, err := a.historyPage(ctx, api, t.Parent.Channel, &t.Parent, t.After, "", cursor)
 			msgs, next = asEvents(page), nx
 			return err
 		})
@@ -153,7 +205,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, t bot.Thre
 		}
 		cursor = next
 	}
-	return n, fmt.Errorf("more than %d messages to read back: the rest waits for the next start", catchUpPages*findPageSize)
+	return n, fmt.Errorf("more than %d messages to read back: the rest waits for the next start", catchUpPages*a.cfg.historyPageSize())
 }
 
 // asEvents reads messages as conversations.replies lists them into the

@@ -129,3 +129,18 @@ func TestUnstoredReplyHoldsItsThread(t *testing.T) {
 	require.True(t, a.holdsMark("C1", "1700000000.000100"), "its thread holds")
 	require.False(t, a.holdsMark("C2", "1700000000.000100"))
 }
+
+// TestDistributedAppReadsHistoryPaced: Add to Slack distributes the app,
+// and Slack allows a distributed app one history read a minute in a
+// workspace, 15 messages a page: reads are paced a second over that.
+func TestDistributedAppReadsHistoryPaced(t *testing.T) {
+	t.Parallel()
+	c := Config{BotToken: "xoxb-1", ClientID: "1.2"}.WithDefaults()
+	require.Equal(t, 61*time.Second, c.HistoryInterval)
+	require.Equal(t, 15, c.historyPageSize())
+	one := Config{BotToken: "xoxb-1"}.WithDefaults()
+	require.Zero(t, one.HistoryInterval, "an app of one workspace reads at Tier 3")
+	require.Equal(t, findPageSize, one.historyPageSize())
+	off := Config{BotToken: "xoxb-1", ClientID: "1.2", HistoryInterval: -1}.WithDefaults()
+	require.Equal(t, findPageSize, off.historyPageSize(), "negative: not paced")
+}

@@ -3,6 +3,7 @@ package slack_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slack-go/slack"
 	"github.com/stretchr/testify/require"
 
 	adapter "github.com/threatdesk/threatdesk/adapters/slack"
@@ -58,7 +60,15 @@ var wordingSlots = make(chan struct{}, 2)
 type wordingOpts struct {
 	hunt     bool // wire hunting, with wordingAlert ingested
 	casework casework.Config
+	// history paces history reads, the fake's and the adapter's
+	// (HistoryInterval: an app distributed outside the Marketplace).
+	history time.Duration
 }
+
+// paced is the adapter's pace for a fake that allows a read per d: a
+// quarter more, as 61s is for Slack's minute, for the time a call takes
+// to reach the fake.
+func paced(d time.Duration) time.Duration { return d + d/4 }
 
 // wording is one Slack test's world.
 type wording struct {
@@ -104,6 +114,7 @@ func newWording(t *testing.T, o wordingOpts) *wording {
 		Channels: []slackfake.Channel{{ID: wSOC, Name: "soc"}, {ID: wDesk, Name: "expert-desk"}, {ID: "C0NEWROOM", Name: "new-room", NotMember: true}},
 		Users: []slackfake.User{{ID: wAnalyst, Name: "alice", DisplayName: "Alice"}, {ID: wPeer, Name: "bob", DisplayName: "Bob"},
 			{ID: wExpert, Name: "eve", RealName: "Eve Expert"}, {ID: wManager, Name: "max", DisplayName: "Max"}},
+		HistoryInterval: o.history,
 	})
 	db := pgtest.New(t)
 	tw := &testWriter{t: t}
@@ -137,7 +148,7 @@ func newWording(t *testing.T, o wordingOpts) *wording {
 	require.NoError(t, err)
 	opts := fake.Options()
 	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), AppToken: secrets.String(opts.AppToken),
-		APIURL: fake.APIURL(), Replays: w.bot}, log, prometheus.NewRegistry(), w.bot)
+		APIURL: fake.APIURL(), Replays: w.bot, HistoryInterval: paced(o.history)}, log, prometheus.NewRegistry(), w.bot)
 	require.NoError(t, err)
 	require.NoError(t, w.bot.Register(a))
 	require.NoError(t, w.bot.Start(ctx))
@@ -473,6 +484,88 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 	require.NoError(t, w.db.QueryRow(w.ctx, `SELECT count(*) FROM bot_inbound WHERE kind = 'reply'`).Scan(&rows))
 	require.Equal(t, 2, rows, "one inbound row a reply")
 	require.Len(t, w.fake.Replies(wDesk, card.TS), 2, "nothing relayed again")
+}
+
+// TestDistributedAppPacesItsHistoryReads: Slack allows an app distributed
+// outside the Marketplace (Add to Slack) one read of a thread a minute in a
+// workspace, 15 messages a page. After a start the catch-up reads its
+// threads at that pace, never refused; a delivery's lookup for a part an
+// earlier attempt may have posted goes first: told when to come back, it
+// then gets its read. Before, the catch-up read every thread at once
+// (refused from the second read on, for hours) and the lookup competed.
+func TestDistributedAppPacesItsHistoryReads(t *testing.T) {
+	t.Parallel()
+	const pace = 400 * time.Millisecond
+	w := newWording(t, wordingOpts{history: pace})
+	var cards []slackfake.Message
+	for i := range 3 {
+		receipt, card := w.open(fmt.Sprintf(`ask "paced %d?"`, i), fmt.Sprintf("EOD-%d", i+1))
+		w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, fmt.Sprintf("missed %d", i)) // no event: nobody was connected
+		cards = append(cards, card)
+	}
+	before := len(w.fake.Calls("conversations.replies"))
+	opts := w.fake.Options()
+	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret),
+		APIURL: w.fake.APIURL(), Replays: w.bot, HistoryInterval: paced(pace)}, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), w.bot)
+	require.NoError(t, err)
+	require.NoError(t, a.Start(w.ctx))
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	w.wait("the catch-up's first read", func() bool { return len(w.fake.Calls("conversations.replies")) > before })
+
+	// Lookups while the catch-up reads: the second in a row is told when
+	// to come back (the read was just taken), and then gets its read,
+	// kept from the catch-up.
+	dest := bot.Dest{Platform: bot.Slack, Channel: wDesk, Thread: &bot.Ref{Platform: bot.Slack, Channel: wDesk, Message: cards[0].TS}, Key: "1:no-such-part"}
+	_, _, _ = a.FindPosted(w.ctx, dest, time.Now()) // at once, or told to come back
+	_, _, err = a.FindPosted(w.ctx, dest, time.Now())
+	kind, wait := bot.Classify(err)
+	require.Equal(t, bot.RateLimited, kind, "%v", err)
+	require.LessOrEqual(t, wait, paced(pace))
+	time.Sleep(wait)
+	_, found, err := a.FindPosted(w.ctx, dest, time.Now())
+	require.NoError(t, err, "the read was kept for the lookup")
+	require.False(t, found)
+	for i, card := range cards {
+		w.inThread(wDesk, card.TS, fmt.Sprintf("missed %d", i))
+	}
+	w.settled("all delivered")
+	require.Zero(t, w.fake.RateLimited(), "no read was refused")
+	for _, c := range w.fake.Calls("conversations.replies") {
+		require.Equal(t, "15", c.Form.Get("limit"), "a page of 15")
+	}
+}
+
+// TestPacedLookupGoesOnWhereItWasToldToWait: a lookup that needs a second
+// page of 15 is told to come back for it, and then goes on from that page
+// (starting over, it would be told to wait at the same page every time).
+func TestPacedLookupGoesOnWhereItWasToldToWait(t *testing.T) {
+	t.Parallel()
+	const pace = 300 * time.Millisecond
+	w := newWording(t, wordingOpts{history: pace})
+	api := slack.New(w.fake.Options().BotToken, slack.OptionAPIURL(w.fake.APIURL()))
+	since := time.Now()
+	_, parent, err := api.PostMessageContext(w.ctx, wDesk, slack.MsgOptionText("a card", false))
+	require.NoError(t, err)
+	for i := range 16 {
+		_, _, err := api.PostMessageContext(w.ctx, wDesk, slack.MsgOptionText("a part", false), slack.MsgOptionTS(parent),
+			slack.MsgOptionMetadata(slack.SlackMetadata{EventType: "threatdesk_part", EventPayload: map[string]any{"key": fmt.Sprintf("7:part-%d", i)}}))
+		require.NoError(t, err)
+	}
+	opts := w.fake.Options()
+	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret),
+		APIURL: w.fake.APIURL(), Replays: w.bot, HistoryInterval: paced(pace)}, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), w.bot)
+	require.NoError(t, err)
+	dest := bot.Dest{Platform: bot.Slack, Channel: wDesk, Thread: &bot.Ref{Platform: bot.Slack, Channel: wDesk, Message: parent}, Key: "7:part-15"}
+	_, _, err = a.FindPosted(w.ctx, dest, since)
+	kind, wait := bot.Classify(err)
+	require.Equal(t, bot.RateLimited, kind, "the second page waits: %v", err)
+	time.Sleep(wait)
+	ref, found, err := a.FindPosted(w.ctx, dest, since)
+	require.NoError(t, err)
+	require.True(t, found, "found on the second page")
+	require.Less(t, parent, ref.Message)
+	require.Len(t, w.fake.Calls("conversations.replies"), 2, "one read a page")
+	require.Zero(t, w.fake.RateLimited())
 }
 
 // TestSlackEditsFollowRelays: an edited thread reply edits its relay on

@@ -93,6 +93,13 @@ type Options struct {
 	// posted to one channel (Slack: about 1 per second). A faster post is
 	// answered 429 with Retry-After and counted in RateLimited.
 	ChannelInterval time.Duration
+	// HistoryInterval, when set, plays an app distributed outside the Slack
+	// Marketplace (docs.slack.dev/reference/methods/conversations.replies:
+	// one request a minute, 15 messages a page): conversations.history and
+	// conversations.replies each take one call per HistoryInterval per
+	// workspace, a faster one answered 429 with Retry-After and counted in
+	// RateLimited, and a page holds at most 15 messages (15 by default).
+	HistoryInterval time.Duration
 	// PingInterval is how often the websocket is pinged; default 2s.
 	PingInterval time.Duration
 	// AckTimeout is how long an envelope may wait for its ack; default 3s.
@@ -239,20 +246,23 @@ type Server struct {
 	violations []string
 	failures   map[string][]Failure
 	lastPost   map[string]time.Time
-	rateHits   int
-	triggers   map[string]time.Time // trigger -> expiry
-	usedTrig   map[string]bool
-	seq        int
-	clock      int64
-	acks       []Ack
-	waiters    map[string]chan received
-	conns      []*sockConn
-	accepted   int // Socket Mode connections ever accepted
-	opens      int
-	connected  chan struct{}
-	holds      []*hold
-	closing    chan struct{}
-	closeOnce  sync.Once
+	// lastRead is when each workspace last read history, per method
+	// (HistoryInterval).
+	lastRead  map[string]time.Time
+	rateHits  int
+	triggers  map[string]time.Time // trigger -> expiry
+	usedTrig  map[string]bool
+	seq       int
+	clock     int64
+	acks      []Ack
+	waiters   map[string]chan received
+	conns     []*sockConn
+	accepted  int // Socket Mode connections ever accepted
+	opens     int
+	connected chan struct{}
+	holds     []*hold
+	closing   chan struct{}
+	closeOnce sync.Once
 	// changes signals tests waiting on what the fake records (Subscribe).
 	changes testwait.Signal
 	// filestore holds uploaded files and direct messages (files.go).
@@ -317,6 +327,7 @@ func New(t testing.TB, o Options) *Server {
 		users:     map[string]User{},
 		failures:  map[string][]Failure{},
 		lastPost:  map[string]time.Time{},
+		lastRead:  map[string]time.Time{},
 		homes:     map[string]json.RawMessage{},
 		triggers:  map[string]time.Time{},
 		usedTrig:  map[string]bool{},
@@ -457,7 +468,8 @@ func (s *Server) Violations() []string {
 	return append([]string(nil), s.violations...)
 }
 
-// RateLimited counts posts refused for breaking ChannelInterval.
+// RateLimited counts calls refused for breaking ChannelInterval or
+// HistoryInterval.
 func (s *Server) RateLimited() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -766,10 +778,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = s.viewsPublish(req)
 	case "users.info":
 		res = s.usersInfo(req)
-	case "conversations.history":
-		res = s.history(req)
-	case "conversations.replies":
-		res = s.replies(req)
+	case "conversations.history", "conversations.replies":
+		if wait := s.readTooSoon(req); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			res, status = errResp("ratelimited"), http.StatusTooManyRequests
+			break
+		}
+		if req.method == "conversations.history" {
+			res = s.history(req)
+		} else {
+			res = s.replies(req)
+		}
 	case "conversations.info":
 		res = s.conversationInfo(req)
 	case "conversations.members":
@@ -789,6 +808,24 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		res = errResp("unknown_method")
 	}
 	s.answer(w, req, status, res)
+}
+
+// readTooSoon counts a history read that breaks HistoryInterval and says
+// how long until the next is allowed; 0 takes the read.
+func (s *Server) readTooSoon(req apiRequest) time.Duration {
+	iv := s.o.HistoryInterval
+	if iv <= 0 {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, now := or(req.team, s.o.TeamID)+"/"+req.method, time.Now()
+	if last, ok := s.lastRead[k]; ok && now.Sub(last) < iv {
+		s.rateHits++
+		return iv - now.Sub(last)
+	}
+	s.lastRead[k] = now
+	return 0
 }
 
 func errResp(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
@@ -1172,8 +1209,16 @@ func (p page) paged(msgs []*Message, newestFirst bool) map[string]any {
 	return res
 }
 
+// distributedPage is the page of an app distributed outside the
+// Marketplace (HistoryInterval): 15 messages, by default and at most.
+const distributedPage = 15
+
 func (s *Server) history(req apiRequest) map[string]any {
-	p, code := readPage(req, 100, 999)
+	def, most := 100, 999
+	if s.o.HistoryInterval > 0 {
+		def, most = distributedPage, distributedPage
+	}
+	p, code := readPage(req, def, most)
 	if code != "" {
 		return errResp(code)
 	}
@@ -1198,7 +1243,11 @@ func (s *Server) history(req apiRequest) map[string]any {
 }
 
 func (s *Server) replies(req apiRequest) map[string]any {
-	p, code := readPage(req, 1000, 1000)
+	def, most := 1000, 1000
+	if s.o.HistoryInterval > 0 {
+		def, most = distributedPage, distributedPage
+	}
+	p, code := readPage(req, def, most)
 	if code != "" {
 		return errResp(code)
 	}

@@ -363,3 +363,31 @@ func TestSendTo(t *testing.T) {
 	_, err := s.SendTo(ctx, 2, slackfake.Envelope{Type: "events_api"}, nil)
 	require.ErrorContains(t, err, "no Socket Mode connection 2: 2 open")
 }
+
+// TestHistoryOfADistributedApp: an app distributed outside the Marketplace
+// reads conversations.history and conversations.replies once per interval
+// each in a workspace (Slack: a minute), 15 messages a page at most.
+func TestHistoryOfADistributedApp(t *testing.T) {
+	t.Parallel()
+	s := slackfake.New(t, slackfake.Options{Channels: []slackfake.Channel{{ID: "C1", Name: "soc"}}, HistoryInterval: time.Hour})
+	api := slack.New(s.Options().BotToken, slack.OptionAPIURL(s.APIURL()))
+	ctx := t.Context()
+	_, parent, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("parent", false))
+	require.NoError(t, err)
+	for range 20 {
+		_, _, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("reply", false), slack.MsgOptionTS(parent))
+		require.NoError(t, err)
+	}
+	replies, more, _, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: "C1", Timestamp: parent, Limit: 200})
+	require.NoError(t, err)
+	require.Len(t, replies, 15, "15 at most, whatever limit asks")
+	require.True(t, more)
+	_, err = api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1"})
+	require.NoError(t, err, "history has an allowance of its own")
+
+	_, _, _, err = api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: "C1", Timestamp: parent})
+	var rl *slack.RateLimitedError
+	require.ErrorAs(t, err, &rl)
+	require.Equal(t, time.Hour, rl.RetryAfter)
+	require.Equal(t, 1, s.RateLimited())
+}
