@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,17 +57,70 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("discord answered HTTP %d: %s", e.Status, e.Message)
 }
 
-// parseAPIError reads Discord's JSON error body.
+// parseAPIError reads Discord's JSON error body. A form refused (50035)
+// says only "Invalid Form Body"; what was wrong is in its errors object,
+// by field: the first few reasons are added to the message, so that an
+// operator can tell what to fix.
 func parseAPIError(status int, body []byte) *apiError {
 	var b struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
+		Code    int             `json:"code"`
+		Message string          `json:"message"`
+		Errors  json.RawMessage `json:"errors"`
 	}
 	_ = json.Unmarshal(body, &b)
 	if b.Message == "" {
 		b.Message = http.StatusText(status)
 	}
+	if rs := formReasons(b.Errors, "", nil); len(rs) > 0 {
+		b.Message += " (" + strings.Join(rs, "; ") + ")"
+	}
 	return &apiError{Status: status, Code: b.Code, Message: cut(b.Message, 300)}
+}
+
+// maxFormReasons bounds the reasons read from a form error.
+const maxFormReasons = 3
+
+// formReasons collects "field.path: message" from Discord's nested errors
+// object (each level a field name or index, each leaf an _errors list).
+func formReasons(raw json.RawMessage, path string, out []string) []string {
+	var node map[string]json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &node) != nil {
+		return out
+	}
+	if list, ok := node["_errors"]; ok {
+		var es []struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(list, &es)
+		for _, e := range es {
+			if len(out) >= maxFormReasons {
+				return out
+			}
+			if path != "" {
+				out = append(out, path+": "+e.Message)
+			} else {
+				out = append(out, e.Message)
+			}
+		}
+	}
+	keys := make([]string, 0, len(node))
+	for k := range node {
+		if k != "_errors" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if len(out) >= maxFormReasons {
+			break
+		}
+		p := k
+		if path != "" {
+			p = path + "." + k
+		}
+		out = formReasons(node[k], p, out)
+	}
+	return out
 }
 
 // retryAfter reads a 429's wait: the JSON retry_after (seconds, fractional)

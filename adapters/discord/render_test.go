@@ -271,3 +271,19 @@ func TestSectionShowsALongSecondLine(t *testing.T) {
 	require.Contains(t, v, `C:\\Windows\\Temp\\x\_y.exe C:\\Windows`)
 	require.NotContains(t, v, "and 1 more")
 }
+
+// TestFormErrorSaysWhatWasWrong: Discord refuses a form with only "Invalid
+// Form Body" in its message and the reasons, by field, in errors; the
+// error the operator reads names the first of them.
+func TestFormErrorSaysWhatWasWrong(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"code": 50035, "message": "Invalid Form Body", "errors": {
+  "content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]},
+  "embeds": {"0": {"fields": {"3": {"value": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}}}}}}}`)
+	e := parseAPIError(400, body)
+	require.Equal(t, 50035, e.Code)
+	require.Equal(t, "Invalid Form Body (content: Must be 2000 or fewer in length.; embeds.0.fields.3.value: This field is required)", e.Message)
+
+	e = parseAPIError(404, []byte(`{"code": 10008, "message": "Unknown Message"}`))
+	require.Equal(t, "Unknown Message", e.Message, "no errors object, nothing added")
+}

@@ -391,8 +391,25 @@ func (s *Server) violate(where string, v []string) {
 }
 
 type apiErr struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Errors  json.RawMessage `json:"errors,omitempty"`
+}
+
+// writeFormErr answers 50035 Invalid Form Body as Discord does: the
+// message says only that, and the reasons come in errors, here under the
+// body's root (https://discord.com/developers/docs/reference#error-messages).
+func writeFormErr(w http.ResponseWriter, reasons []string) {
+	type reason struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	rs := make([]reason, len(reasons))
+	for i, r := range reasons {
+		rs[i] = reason{Code: "BASE_TYPE_INVALID", Message: r}
+	}
+	errs, _ := json.Marshal(map[string]any{"_errors": rs})
+	writeJSON(w, http.StatusBadRequest, apiErr{Code: 50035, Message: "Invalid Form Body", Errors: errs})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -605,7 +622,7 @@ func (s *Server) checkMessage(w http.ResponseWriter, where string, body []byte, 
 	}
 	if v := validateMessage(b, edit); len(v) > 0 {
 		s.violate(where, v)
-		writeErr(w, 400, 50035, "Invalid Form Body: "+strings.Join(v, "; "))
+		writeFormErr(w, v)
 		return b, false
 	}
 	return b, true
@@ -766,7 +783,7 @@ func (s *Server) putCommands(w http.ResponseWriter, r *http.Request, body []byte
 	}
 	if v := validateCommands(cmds); len(v) > 0 {
 		s.violate("PUT commands", v)
-		writeErr(w, 400, 50035, "Invalid Form Body: "+strings.Join(v, "; "))
+		writeFormErr(w, v)
 		return
 	}
 	s.mu.Lock()
