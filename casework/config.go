@@ -83,6 +83,9 @@ type Config struct {
 	// Key is the master key (THREATDESK_SECRET_KEY); required by New. Its
 	// timeline subkeys key the HMAC chain of every case's timeline.
 	Key *secrets.Key `yaml:"-"`
+	// Location is the calendar of credit quarters (the configured
+	// timezone, read at start, as reports' periods are); nil is UTC.
+	Location *time.Location `yaml:"-"`
 	// SLA holds the targets per priority and the warning fraction.
 	SLA SLA `yaml:"sla"`
 	// ReopenWindow is how long after concluding (or closing) a case the

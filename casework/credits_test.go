@@ -129,3 +129,39 @@ func TestConcurrentOpensNeverOverspend(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, bal.Balance)
 }
+
+// TestCreditQuartersFollowTheTimeZone: with the service's timezone in New
+// York, the quarter's credits arrive at midnight there, as the reports'
+// quarters start. A case opened on 31 December at 20:00 (01:00 UTC on 1
+// January) drew on the new quarter's allowance, and the fourth quarter's
+// report showed more credits used than it had.
+func TestCreditQuartersFollowTheTimeZone(t *testing.T) {
+	t.Parallel()
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	f := setup(t, func(c *casework.Config) { c.Location, c.Orgs = ny, orgsOf("contoso") })
+	ctx := context.Background()
+	f.clock.Set(time.Date(2025, 12, 20, 10, 0, 0, 0, ny))
+	for range 10 {
+		f.open(t, "contoso")
+	}
+	f.clock.Set(time.Date(2025, 12, 31, 20, 0, 0, 0, ny))
+	_, _, err = f.svc.Open(ctx, f.openReq("contoso"))
+	var nc *casework.NoCreditsError
+	require.ErrorAs(t, err, &nc, "still the fourth quarter in New York")
+	require.True(t, nc.ResetsAt.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, ny)), "%s", nc.ResetsAt)
+	bal, err := f.svc.Credits(ctx, casework.OrgViewer("contoso"), "contoso")
+	require.NoError(t, err)
+	require.Zero(t, bal.Balance)
+
+	f.clock.Set(time.Date(2026, 1, 1, 0, 0, 1, 0, ny))
+	f.open(t, "contoso")
+	bal, err = f.svc.Credits(ctx, casework.OrgViewer("contoso"), "contoso")
+	require.NoError(t, err)
+	require.Equal(t, 9, bal.Balance)
+
+	rep, err := f.svc.Report(ctx, casework.OrgViewer("contoso"), casework.ReportRequest{Period: casework.PeriodQuarter, Location: ny,
+		At: time.Date(2025, 11, 1, 0, 0, 0, 0, ny)})
+	require.NoError(t, err)
+	require.Equal(t, 10, rep.Total.Credits.Used, "the fourth quarter used its 10, no more")
+}

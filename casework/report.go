@@ -667,7 +667,7 @@ func (s *Service) reportCredits(ctx context.Context, tx pgx.Tx, orgs []string, w
 	}
 	defer rows.Close()
 	stored := map[string]int{}
-	q := quarterStart(w.now)
+	q := s.quarterStart(w.now)
 	for rows.Next() {
 		var org string
 		var held time.Time
@@ -675,7 +675,7 @@ func (s *Service) reportCredits(ctx context.Context, tx pgx.Tx, orgs []string, w
 		if err := rows.Scan(&org, &held, &bal); err != nil {
 			return fmt.Errorf("report: credits: %w", err)
 		}
-		stored[org] = s.rollover(org, quarterStart(held), bal, q)
+		stored[org] = s.rollover(org, s.storedQuarter(held), bal, q)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("report: credits: %w", err)

@@ -600,7 +600,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		useCredit := true
 		if bal <= 0 {
 			if req.ApprovedBy == nil {
-				next := nextQuarter(quarterStart(now))
+				next := nextQuarter(s.quarterStart(now))
 				return &NoCreditsError{Org: req.Org, Balance: bal, ResetsAt: next,
 					NextBalance: min(bal+s.liveConfig().perQuarter(req.Org), s.cfg.CreditsCap)}
 			}
@@ -659,7 +659,7 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 		if useCredit {
 			if err := s.record(ctx, tx, x, now, actor, EventCreditsChanged, CreditsChangedEvent{
 				Ref: x.Ref, Org: x.Org, Delta: -1, Balance: bal, Reason: "opened",
-				ResetsAt: nextQuarter(quarterStart(now)),
+				ResetsAt: nextQuarter(s.quarterStart(now)),
 			}, true); err != nil {
 				return err
 			}

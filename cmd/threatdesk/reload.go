@@ -356,6 +356,7 @@ func diffFiles(old, next *config.File) (changes, restart []string) {
 	}
 	oc, nc := old.Cases, next.Cases
 	oc.Orgs, nc.Orgs, oc.SLA, nc.SLA, oc.Now, nc.Now, oc.Key, nc.Key = nil, nil, casework.SLA{}, casework.SLA{}, nil, nil, nil, nil
+	oc.Location, nc.Location = nil, nil // timezone, listed above
 	oc.CreditsPerQuarter, nc.CreditsPerQuarter = 0, 0
 	if !reflect.DeepEqual(oc, nc) || old.Samples != next.Samples {
 		restart = append(restart, "cases and samples settings other than the SLA (reminders, auto-close, credits cap, retention, sizes)")

@@ -111,6 +111,7 @@ func (f *File) validate() []error {
 		f.Location = loc
 		f.Bot.Reports.Location = loc // the calendar of reports and of the weekly digest
 		f.Bot.Location = loc         // times are shown in it
+		f.Cases.Location = loc       // the calendar of credit quarters
 	}
 	for i, m := range f.Oncall.Rotation {
 		if (m.Platform == oncall.PlatformSlack || m.Platform == oncall.PlatformDiscord) && !f.isExpert(m) {
