@@ -152,3 +152,20 @@ func TestScopeURLsAreDefanged(t *testing.T) {
 		require.Empty(t, linked(m), name)
 	}
 }
+
+// TestInvisibleDeviceIDRendersACard: a device whose id is nothing but a
+// control or invisible character (as hostile or broken alerts send) leaves
+// no word to ask about; the card is still drawn, without that button. It
+// panicked, and every post and edit of the incident went dead.
+func TestInvisibleDeviceIDRendersACard(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"\u0001", "\u200b", "\u00ad", " "} {
+		scope := scopeGroups(hunting.Scope{
+			Devices: hunting.ScopeGroup{Kind: hunting.EntityDevice, Count: 1, Values: []hunting.ScopeEntity{{Value: id, Display: id}}},
+		})
+		card := notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90, Scope: scope})
+		for _, b := range card.Buttons {
+			require.NotEqual(t, ActAskEntity, b.Action, "%q: nothing to ask about", id)
+		}
+	}
+}

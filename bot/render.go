@@ -764,7 +764,11 @@ func notificationCard(inc IncidentView) Message {
 		if kind == "" || len(g.Items) == 0 || inc.Status == "merged" || inc.Test {
 			continue
 		}
-		id := strings.Fields(g.Items[0])[0]
+		f := strings.Fields(g.Items[0])
+		if len(f) == 0 {
+			continue // nothing visible to ask about
+		}
+		id := f[0]
 		if _, err := validSubject(kind, id); err != nil {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -605,8 +606,8 @@ func (a *Alert) extractEntities(w *wireAlert) {
 }
 
 func deviceEntity(id, name string) Entity {
-	id = strings.ToLower(strings.TrimSpace(clip(id, maxShortLen)))
-	name = strings.TrimSpace(clip(name, maxShortLen))
+	id = strings.ToLower(visible(clip(id, maxShortLen)))
+	name = visible(clip(name, maxShortLen))
 	switch {
 	case id != "":
 		return Entity{Kind: EntityDevice, Value: id, Display: firstNonEmpty(name, id), JoinKey: true}
@@ -614,6 +615,22 @@ func deviceEntity(id, name string) Entity {
 		return Entity{Kind: EntityDevice, Value: "name:" + strings.ToLower(name), Display: name, JoinKey: true}
 	}
 	return Entity{}
+}
+
+// visible is s without control and invisible format characters, trimmed:
+// an id made only of them (a hostile or broken alert) is no id, and would
+// otherwise join every alert that sends the same one.
+func visible(s string) string {
+	bad := func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+	if strings.ContainsFunc(s, bad) {
+		s = strings.Map(func(r rune) rune {
+			if bad(r) {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	return strings.TrimSpace(s)
 }
 
 // wellKnownAccounts never correlate: every Windows machine has them.
