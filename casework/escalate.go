@@ -113,7 +113,7 @@ func (s *Service) escalateOne(ctx context.Context, e escalation, number int64, n
 	var x *row
 	err = s.inTx(ctx, e.name+" sweep of "+FormatRef(number), func(tx pgx.Tx) error {
 		var err error
-		x, err = s.scanRow(tx.QueryRow(ctx, "SELECT "+caseCols+caseFrom+" WHERE c.number = $1 FOR UPDATE OF c SKIP LOCKED", number))
+		x, err = s.scanRow(tx.QueryRow(ctx, "SELECT "+caseCols+caseFrom+" WHERE c.number = $1 FOR NO KEY UPDATE OF c SKIP LOCKED", number))
 		if errors.Is(err, pgx.ErrNoRows) {
 			x = nil
 			return nil // another replica has it

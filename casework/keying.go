@@ -85,7 +85,7 @@ func (s *Service) sealLegacy(ctx context.Context) (int, error) {
 			return err
 		}
 		rows, err := tx.Query(ctx, "SELECT "+caseCols+caseFrom+
-			" WHERE c.number <= $1 AND c.timeline_mac IS NULL ORDER BY c.number FOR UPDATE OF c", ks.cutoff)
+			" WHERE c.number <= $1 AND c.timeline_mac IS NULL ORDER BY c.number FOR NO KEY UPDATE OF c", ks.cutoff)
 		if err != nil {
 			return fmt.Errorf("find legacy timelines: %w", err)
 		}

@@ -854,3 +854,65 @@ func TestMemberRecordLeavesOutTheDesk(t *testing.T) {
 	require.Contains(t, string(text), "192.0.2.7")
 	require.Contains(t, string(text), "F0DESKTOOL")
 }
+
+// stalledBody sends some bytes, then blocks until released.
+type stalledBody struct {
+	sent    bool
+	stalled chan struct{} // closed once it stalls
+	release chan struct{}
+}
+
+func (b *stalledBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, bytes.Repeat([]byte("x"), 4096)), nil
+	}
+	close(b.stalled)
+	<-b.release
+	return 0, io.EOF
+}
+
+// TestSlowUploadDoesNotHoldTheCase: while an upload's bytes trickle in,
+// the case's conversation goes on (an expert's message, a status change, a
+// new link), and a second upload into the same case is stored too. The
+// sample's row took a key-share lock on its case (a foreign key) that every
+// case change's FOR UPDATE waited for: a slow upload froze the case for up
+// to half an hour, and two uploads deadlocked.
+func TestSlowUploadDoesNotHoldTheCase(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	c := f.open(t, "contoso")
+	link, err := f.svc.IssueUploadLink(ctx, c.Ref, casework.System())
+	require.NoError(t, err)
+	body := &stalledBody{stalled: make(chan struct{}), release: make(chan struct{})}
+	stored := make(chan error, 1)
+	go func() {
+		_, err := f.svc.StoreSample(ctx, casework.Upload{Token: link.Token, Name: "slow.bin", Body: body})
+		stored <- err
+	}()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(body.release)
+		}
+	}
+	t.Cleanup(release)
+	<-body.stalled
+
+	quick, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err = f.svc.AddMessage(quick, casework.MessageRequest{Ref: c.Ref, Actor: expert("U-e"), Side: casework.SideExpert, Text: "still there?"})
+	require.NoError(t, err, "the case's conversation goes on during the upload")
+	second, err := f.svc.IssueUploadLink(quick, c.Ref, casework.System())
+	require.NoError(t, err)
+	_, err = f.svc.StoreSample(quick, casework.Upload{Token: second.Token, Name: "quick.bin", Body: bytes.NewReader([]byte("quick"))})
+	require.NoError(t, err, "a second upload into the case")
+
+	release()
+	require.NoError(t, <-stored, "and the slow one is stored too")
+	smps, err := f.svc.Samples(ctx, casework.AllOrgs(), c.Ref)
+	require.NoError(t, err)
+	require.Len(t, smps, 2)
+}

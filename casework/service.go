@@ -291,7 +291,10 @@ func viewerClause(v Viewer, args *[]any) string {
 	return fmt.Sprintf("c.org = $%d", len(*args))
 }
 
-// load reads one case visible to v; forUpdate locks the cases row.
+// load reads one case visible to v; forUpdate locks the cases row, FOR NO
+// KEY UPDATE (as every case lock here): nothing changes a case's number, and
+// the weaker lock does not wait for the key-share lock a sample's row takes
+// on its case (a foreign key) while its upload streams in.
 func (s *Service) load(ctx context.Context, q pgxQuerier, v Viewer, number int64, forUpdate bool) (*row, error) {
 	if err := v.validate(); err != nil {
 		return nil, err
@@ -299,7 +302,7 @@ func (s *Service) load(ctx context.Context, q pgxQuerier, v Viewer, number int64
 	args := []any{number}
 	sql := "SELECT " + caseCols + caseFrom + " WHERE c.number = $1 AND " + viewerClause(v, &args)
 	if forUpdate {
-		sql += " FOR UPDATE OF c"
+		sql += " FOR NO KEY UPDATE OF c"
 	}
 	x, err := s.scanRow(q.QueryRow(ctx, sql, args...))
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -307,7 +307,7 @@ func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (wa
 	var swept *row
 	err = s.inTx(ctx, "sla sweep of "+FormatRef(number), func(tx pgx.Tx) error {
 		x, err := s.scanRow(tx.QueryRow(ctx, "SELECT "+caseCols+caseFrom+
-			" WHERE c.number = $1 AND c.next_sla_at <= $2 FOR UPDATE OF c SKIP LOCKED", number, now))
+			" WHERE c.number = $1 AND c.next_sla_at <= $2 FOR NO KEY UPDATE OF c SKIP LOCKED", number, now))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // another replica has it, or it changed meanwhile
 		}
