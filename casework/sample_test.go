@@ -916,3 +916,48 @@ func TestSlowUploadDoesNotHoldTheCase(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, smps, 2)
 }
+
+// TestRetentionWaitsForADownloadUnderWay: a sample whose retention runs out
+// while an expert's download of it is streaming is deleted by a later
+// sweep, not from under the download (which ended short, recorded as
+// downloaded).
+func TestRetentionWaitsForADownloadUnderWay(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t)
+	ctx := context.Background()
+	c := f.into(t, "contoso", casework.StatusInProgress)
+	link, err := f.svc.IssueUploadLink(ctx, c.Ref, casework.System())
+	require.NoError(t, err)
+	plain := sampleBytes(4 * testChunk)
+	smp, err := f.svc.StoreSample(ctx, casework.Upload{Token: link.Token, Name: "a.bin", Body: bytes.NewReader(plain)})
+	require.NoError(t, err)
+	for _, st := range []struct {
+		to casework.Status
+		a  casework.Actor
+	}{{casework.StatusConcluded, expert("U-expert")}, {casework.StatusClosed, requester("contoso", "U-analyst")}} {
+		_, err := f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: st.to, Actor: st.a, Summary: "done"})
+		require.NoError(t, err)
+	}
+	f.clock.Advance(casework.DefaultSampleRetention - time.Minute)
+	dl, err := f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
+	require.NoError(t, err)
+	d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9")
+	require.NoError(t, err)
+	first := make([]byte, 10)
+	_, err = io.ReadFull(d.Body, first)
+	require.NoError(t, err)
+
+	f.clock.Advance(2 * time.Minute) // retention has run out
+	res, err := f.svc.SweepSamples(ctx)
+	require.NoError(t, err)
+	require.Zero(t, res.Deleted, "the download is under way")
+	rest, err := io.ReadAll(d.Body)
+	require.NoError(t, err)
+	require.NoError(t, d.Body.Close())
+	require.Equal(t, plain, append(first, rest...), "downloaded whole")
+
+	f.clock.Advance(time.Hour)
+	res, err = f.svc.SweepSamples(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Deleted, "deleted by a later sweep")
+}

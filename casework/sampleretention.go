@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -94,6 +95,16 @@ func (s *Service) deleteSample(ctx context.Context, id, number int64) (bool, err
 			}
 			return fmt.Errorf("read sample %d of %s: %w", id, x.Ref, err)
 		}
+		// A download of it that began lately may still be streaming its
+		// chunks (read outside this lock): the next sweep deletes it.
+		var streaming bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM case_download_links WHERE sample_id = $1 AND used_at > $2)`,
+			id, now.Add(-downloadGrace)).Scan(&streaming); err != nil {
+			return fmt.Errorf("look for downloads of sample %d of %s: %w", id, x.Ref, err)
+		}
+		if streaming {
+			return nil
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM case_sample_chunks WHERE sample_id = $1`, id); err != nil {
 			return fmt.Errorf("delete the bytes of sample %d of %s: %w", id, x.Ref, err)
 		}
@@ -123,6 +134,11 @@ func (s *Service) deleteSample(ctx context.Context, id, number int64) (bool, err
 	s.log.InfoContext(ctx, "sample deleted after retention", "ref", smp.Ref, "sample", id, "sha256", smp.SHA256)
 	return true, nil
 }
+
+// downloadGrace is how long after a download began its sample is kept
+// past retention: twice the web's default bound on one transfer (30
+// minutes), so that retention never cuts a download short.
+const downloadGrace = time.Hour
 
 // sampleSweepJob is the retention sweep, a job of Start's scheduler.
 func (s *Service) sampleSweepJob(ctx context.Context) {
