@@ -53,8 +53,9 @@ func alertText(s string) string {
 
 // bareURL is a web address in alert text: chat clients make it a link
 // (Discord always; Slack unless the text is verbatim), so it is shown
-// defanged, as scope URLs are.
-var bareURL = regexp.MustCompile(`(?i)\bhttps?://\S+`)
+// defanged, as scope URLs are. No word boundary before it: Discord links
+// "_https://…" and "x1https://…" too.
+var bareURL = regexp.MustCompile(`(?i)https?://\S+`)
 
 // oneLine is s with control characters as spaces and invisible format
 // characters dropped.

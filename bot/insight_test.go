@@ -230,8 +230,8 @@ func TestAskAboutAddressURLActor(t *testing.T) {
 
 	for _, tc := range []struct{ cmd, kind string }{
 		{"ip 198.51.100.7 who is this?", "IP 198.51.100.7"},
-		{"url cdn.evil.example what was downloaded?", "URL cdn.evil.example"},
-		{"url https://cdn.evil.example/p.bin", "URL https://cdn.evil.example/p.bin"},
+		{"url cdn.evil.example what was downloaded?", "URL cdn[.]evil[.]example"},
+		{"url https://cdn.evil.example/p.bin", "URL hxxps[://]cdn[.]evil[.]example/p[.]bin"},
 	} {
 		_, m := f.run(t, Slack, analyst, contosoSOC, tc.cmd)
 		ref := openedRef(t, plain(m))

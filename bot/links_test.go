@@ -169,3 +169,23 @@ func TestInvisibleDeviceIDRendersACard(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryAlertURLIsDefanged: a URL in alert text is defanged wherever it
+// starts (Discord links "_https://…" and "x1https://…", which the word
+// boundary let through), and a case about a URL shows it defanged.
+func TestEveryAlertURLIsDefanged(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"see _https://evil.example/login", "x1https://evil.example/a", "(https://evil.example)", "HTTP://evil.example"} {
+		out := alertText(in)
+		require.NotContains(t, strings.ToLower(out), "http://", in)
+		require.NotContains(t, strings.ToLower(out), "https://", in)
+		require.Contains(t, out, "evil[.]example", in)
+	}
+	s := Subject{Kind: SubjectURL, ID: "https://evil.example/x"}
+	require.Equal(t, "URL hxxps[://]evil[.]example/x", subjectLabel(s))
+	for _, f := range subjectLines(s) {
+		for _, sp := range f.Value {
+			require.NotContains(t, sp.Text, "https://", "the desk card's subject")
+		}
+	}
+}

@@ -320,7 +320,16 @@ func subjectLabel(s Subject) string {
 	if s.Name != "" {
 		name = s.Name
 	}
-	return kindLabel(s.Kind) + " " + name
+	return kindLabel(s.Kind) + " " + subjectText(s.Kind, name)
+}
+
+// subjectText is a subject's id or name as shown: a URL is an indicator,
+// defanged as the scope's are, so that no client makes it a link.
+func subjectText(k SubjectKind, id string) string {
+	if k == SubjectURL {
+		return defang(id)
+	}
+	return id
 }
 
 func userLabel(u *User) string {
@@ -344,7 +353,7 @@ func subjectLines(s Subject) []Field {
 	if s.Kind == SubjectNone || s.Kind == "" {
 		return nil
 	}
-	v := Line{U(s.ID)}
+	v := Line{U(subjectText(s.Kind, s.ID))}
 	if s.Link != "" {
 		// The link came with an alert: linked only on a Microsoft portal.
 		v = append(append(v, T(" · ")), alertLink("open in the Microsoft portal", s.Link)...)

@@ -93,7 +93,7 @@ func TestInsightOverDiscord(t *testing.T) {
 	// /experts url and /experts actor, from Northwind.
 	inURL, _ := f.command(bobID, northwindChan, "url", map[string]any{"url": "https://cdn.evil.example/p.bin"})
 	f.wait("the url case opens", f.answered(inURL, "Opened EOD-"))
-	f.wait("its desk card", f.has(deskID, "URL https://cdn.evil.example/p.bin"))
+	f.wait("its desk card", f.has(deskID, `URL hxxps\[://\]cdn\[.\]evil\[.\]example/p\[.\]bin`)) // defanged, and escaped for Discord
 	inActor, _ := f.command(bobID, northwindChan, "actor", map[string]any{"actor": "Midnight Blizzard", "question": "Are we targeted?"})
 	f.wait("the actor case opens", f.answered(inActor, "Opened EOD-"))
 	f.wait("its desk card", f.has(deskID, "Actor Midnight Blizzard"))

@@ -141,7 +141,7 @@ func TestInsightOverSlack(t *testing.T) {
 	require.Contains(t, d, "*Fabrikam* (1 device, incident "+fabInc)
 	answer = command(bob, fabSOC, "url cdn.evil.example what did it download?", "Opened EOD-")
 	require.NotContains(t, answer, "Contoso")
-	posted(desk, "URL cdn.evil.example")
+	posted(desk, "URL cdn[.]evil[.]example")
 	command(bob, fabSOC, `actor "Midnight Blizzard" are we targeted?`, "Opened EOD-")
 	posted(desk, "Actor Midnight Blizzard")
 	command(bob, fabSOC, "ip 10.0.0.300", "is not an IP address")
