@@ -41,6 +41,9 @@ func triageErr(id string, err error) error {
 		}
 		msg = strings.TrimPrefix(msg, "incident ")
 		return &Refusal{Msg: "Incident " + msg + ": it takes no more action.", Err: err}
+	case errors.Is(err, hunting.ErrAlreadyAcknowledged):
+		msg, _, _ := strings.Cut(err.Error(), ": "+hunting.ErrAlreadyAcknowledged.Error())
+		return &Refusal{Msg: "I" + strings.TrimPrefix(msg, "i") + "; its reminders had stopped then.", Err: err}
 	case errors.Is(err, hunting.ErrAlreadyPosted):
 		return &Refusal{Msg: "Incident " + id + " was already posted as a notification: its card is in the org's channel.", Err: err}
 	}

@@ -96,6 +96,18 @@ func TestNotificationCard(t *testing.T) {
 		}
 		return false
 	}), dump(f.slack.Calls()))
+	// Pressed again by someone else (a second analyst who had the card
+	// open): told who acknowledged it, not that they did. The same person
+	// again (a retried press) is told it is done.
+	f.slack.SetName("U0ANALYST2", "Bea Second")
+	_, r = f.press(t, Slack, "U0ANALYST2", ActAcknowledge, incID, card.Ref)
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Incident "+incID+" was already acknowledged by Ana Lyst")
+	_, r = f.press(t, Slack, analyst, ActAcknowledge, incID, card.Ref)
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Acknowledged incident "+incID)
 
 	// Show full scope: the entity list in the card's thread.
 	ack, _ := f.press(t, Slack, analyst, ActShowScope, incID, card.Ref)

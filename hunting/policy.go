@@ -303,7 +303,9 @@ var ErrNotFound = errors.New("hunting: not found")
 
 // Acknowledge records who acknowledged the incident, which stops its
 // repeats, and records incident.acknowledged so the card shows it. A second
-// acknowledgement keeps the first and records nothing. An incident that is
+// acknowledgement keeps the first and records nothing: by the same person
+// (a press retried) it returns nil, by someone else ErrAlreadyAcknowledged,
+// saying who acknowledged it. An incident that is
 // not open (merged, resolved, closed) returns ErrNotOpen, saying into which
 // incident it was merged or by whom it was resolved.
 func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64, who string) error {
@@ -317,9 +319,9 @@ func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64,
 		}
 		var st incState
 		var merged *int64
-		var resolvedBy *string
-		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, title, severity, score, expert, notify_seq, merged_into, resolved_by, classification
-FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &st.Title,
+		var resolvedBy, ackedBy *string
+		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, acked_by, title, severity, score, expert, notify_seq, merged_into, resolved_by, classification
+FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &ackedBy, &st.Title,
 			&st.Severity, &st.Score, &st.Expert, &st.Seq, &merged, &resolvedBy, &st.Classification)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("acknowledge incident %d of org %s: %w", incidentID, org, ErrNotFound)
@@ -334,6 +336,9 @@ FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).
 			return notOpen(incidentID, st.Status, merged, resolvedBy, string(st.Classification))
 		}
 		if st.AckedAt != nil {
+			if ackedBy != nil && *ackedBy != who {
+				return fmt.Errorf("incident %d was already acknowledged by %s: %w", incidentID, *ackedBy, ErrAlreadyAcknowledged)
+			}
 			return nil
 		}
 		// Repeats stop; a pending first post or update still goes out.

@@ -63,6 +63,10 @@ var ErrNotOpen = errors.New("hunting: incident is not open")
 // ErrAlreadyPosted is returned by NotifyNow for an incident already posted.
 var ErrAlreadyPosted = errors.New("hunting: incident already posted")
 
+// ErrAlreadyAcknowledged is returned by Acknowledge for an incident someone
+// else acknowledged first; the error says who.
+var ErrAlreadyAcknowledged = errors.New("hunting: incident already acknowledged")
+
 // notOpen describes why an incident takes no action.
 func notOpen(id int64, status string, mergedInto *int64, by *string, class string) error {
 	switch {
