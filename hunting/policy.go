@@ -239,6 +239,9 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 	}
 	if st.PostedAt == nil {
 		if !eligible {
+			// Under the bar again before its post: a later crossing waits
+			// group_wait afresh, to gather its burst into the first post.
+			st.EligibleAt = nil
 			return "", nil
 		}
 		if st.EligibleAt == nil {

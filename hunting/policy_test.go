@@ -174,7 +174,10 @@ func TestNotificationPolicy(t *testing.T) {
 	// Acknowledged: no more repeats; a second acknowledgement is a no-op.
 	require.ErrorIs(t, f.svc.Acknowledge(f.ctx, "fabrikam", inc, "U0X"), ErrNotFound)
 	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0ANALYST"))
-	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0OTHER"))
+	err = f.svc.Acknowledge(f.ctx, "contoso", inc, "U0OTHER")
+	require.ErrorIs(t, err, ErrAlreadyAcknowledged, "someone else is told who did")
+	require.ErrorContains(t, err, "already acknowledged by U0ANALYST")
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0ANALYST"), "the same press again")
 	rows = f.outbox(t)
 	require.Equal(t, []string{EventNotify, EventUpdate, EventRepeat, EventAcknowledged}, kinds(rows))
 	require.Equal(t, "U0ANALYST", rows[3].Payload.By)
@@ -185,6 +188,34 @@ func TestNotificationPolicy(t *testing.T) {
 	require.Equal(t, "U0ANALYST", v.AcknowledgedBy)
 	require.NotNil(t, v.AcknowledgedAt)
 	require.Len(t, f.outbox(t), 4)
+}
+
+// TestGroupWaitStartsAgainAfterDroppingUnder: an incident that crossed the
+// bar and fell under it again before its post waits group_wait afresh when
+// it crosses again; the old crossing's time made it post at once, on the
+// first batch of the new burst, the rest following as an edit.
+func TestGroupWaitStartsAgainAfterDroppingUnder(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	gw := f.svc.cfg.GroupWait
+	bar := f.svc.liveConfig().notifyScore("contoso")
+	st := &incState{ID: 1, Org: "contoso", Status: "open", Score: bar}
+	kind, _ := f.svc.evaluate(t0, st)
+	require.Empty(t, kind, "waits group_wait")
+	require.NotNil(t, st.EligibleAt)
+
+	st.Score = bar - 20 // a benign reclassification, before the post
+	kind, _ = f.svc.evaluate(t0.Add(gw/2), st)
+	require.Empty(t, kind)
+	require.Nil(t, st.EligibleAt)
+
+	again := t0.Add(48 * time.Hour)
+	st.Score = bar + 10 // a new burst, days later
+	kind, _ = f.svc.evaluate(again, st)
+	require.Empty(t, kind, "the new crossing waits group_wait too")
+	require.True(t, st.NextDue.Equal(again.Add(gw)), "%s", st.NextDue)
+	kind, _ = f.svc.evaluate(again.Add(gw), st)
+	require.Equal(t, EventNotify, kind)
 }
 
 func TestExpertIsNotifiedAtOnce(t *testing.T) {
