@@ -336,6 +336,11 @@ type Incidents interface {
 	// NotifyNow posts a quiet incident as a notification; one already
 	// posted, closed or merged is refused with a Refusal.
 	NotifyNow(ctx context.Context, org, id string, by User) error
+	// Repost posts an open incident whose card was lost (its post went
+	// dead) as a new card, as NotifyNow does, while seq (the newest
+	// notification sequence its events carried) is still the incident's;
+	// otherwise, or closed or merged, it is refused with a Refusal.
+	Repost(ctx context.Context, org, id string, seq int, by User) error
 	// List is org's incidents (open, quiet or all), newest first from the
 	// one before before (0: the newest): at most limit of them, and how
 	// many more matched.

@@ -69,8 +69,11 @@ type IncidentLine struct {
 	Reasons []string
 	// Status is open, closed or merged; Posted says whether a card was
 	// posted (the score crossed the bar, or someone pressed Notify now).
-	Status     string
-	Posted     bool
+	Status string
+	Posted bool
+	// CardLost: its card's post went dead (the channel was gone, the
+	// platform refused for hours); Notify now posts it again.
+	CardLost   bool
 	Resolution *Resolution
 	MergedInto string
 	Follows    string
@@ -255,6 +258,15 @@ func (b *Bot) listIncidentsBefore(ctx context.Context, w who, r request, before 
 		all.Incidents = all.Incidents[:maxIncidentsListed]
 	}
 	b.withIncidentSightings(ctx, w, &all)
+	for i := range all.Incidents {
+		if inc := &all.Incidents[i]; inc.Posted && incidentOpen(IncidentView{Status: inc.Status}) {
+			lost, _, err := b.anchorLost(ctx, incidentStream(inc.ID), targetNotification)
+			if err != nil {
+				return Message{}, err
+			}
+			inc.CardLost = lost
+		}
+	}
 	m := b.incidentsMessage(w, r.filter, orgs, all)
 	if all.More > 0 && len(all.Incidents) > 0 {
 		last := all.Incidents[len(all.Incidents)-1].ID
@@ -346,6 +358,8 @@ func incidentState(inc IncidentLine) string {
 		return resolutionText(*inc.Resolution)
 	case inc.Status != "" && inc.Status != "open":
 		return inc.Status
+	case inc.Posted && inc.CardLost:
+		return "posted, but its card could not be posted"
 	case inc.Posted:
 		return "posted"
 	}
@@ -399,7 +413,7 @@ func (b *Bot) incidentItem(w who, inc IncidentLine, showOrg bool) Item {
 	}
 	it := Item{Line: line, Label: label}
 	mine := w.org != nil && w.org.ID == inc.Org
-	if inc.Status == "open" && !inc.Posted && w.may(opNotifyNow) && (mine || w.has(RoleExpert)) {
+	if inc.Status == "open" && (!inc.Posted || inc.CardLost) && w.may(opNotifyNow) && (mine || w.has(RoleExpert)) {
 		it.Actions = append(it.Actions, Button{Action: ActNotifyNow, Label: "Notify now", Value: inc.Org + "/" + inc.ID, Style: ButtonPrimary})
 	}
 	if mine && inc.Status != "merged" && w.may(opOpen) {
@@ -430,12 +444,33 @@ func (b *Bot) notifyNow(ctx context.Context, w who, value string) (*Message, err
 	if !known || (!mine && !w.has(RoleExpert)) {
 		return nil, incidentNotFound(fmt.Errorf("notify now: %w", ErrNotFound))
 	}
-	if err := b.hunt.NotifyNow(ctx, org, id, b.named(ctx, w.user)); err != nil {
+	// A card whose post went dead (the channel was gone, the platform
+	// refused for hours) is lost: the incident is posted again, as a new
+	// card.
+	lost, seq, err := b.anchorLost(ctx, incidentStream(id), targetNotification)
+	if err != nil {
+		return nil, err
+	}
+	by := b.named(ctx, w.user)
+	if lost {
+		err = b.hunt.Repost(ctx, org, id, seq, by)
+	} else {
+		err = b.hunt.NotifyNow(ctx, org, id, by)
+	}
+	if err != nil {
 		return nil, incidentNotFound(err)
 	}
-	return ptr(textMessage(fmt.Sprintf("Incident %s is being posted to %s's notification channel now; it is updated and repeated like any notification from here on.",
-		id, o.Name))), nil
+	again := ""
+	if lost {
+		again = " again (its earlier card could not be posted)"
+	}
+	return ptr(textMessage(fmt.Sprintf("Incident %s is being posted to %s's notification channel now%s; it is updated and repeated like any notification from here on.",
+		id, o.Name, again))), nil
 }
+
+// incidentStream is the outbox stream of an incident's events (hunting's
+// Stream).
+func incidentStream(id string) string { return "incident:" + id }
 
 // ---- the notification card ----
 

@@ -72,6 +72,15 @@ func (h *HuntingIncidents) NotifyNow(ctx context.Context, org, id string, by Use
 	return triageErr(id, h.svc.NotifyNow(ctx, org, n, userLabel(&by)))
 }
 
+// Repost implements Incidents.
+func (h *HuntingIncidents) Repost(ctx context.Context, org, id string, seq int, by User) error {
+	n, err := incidentID(id)
+	if err != nil {
+		return err
+	}
+	return triageErr(id, h.svc.Repost(ctx, org, n, userLabel(&by), seq))
+}
+
 // List implements Incidents. It reads up to hunting's listing cap to say how
 // many more there are than limit.
 func (h *HuntingIncidents) List(ctx context.Context, org, filter string, before int64, limit int) (IncidentList, error) {

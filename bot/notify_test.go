@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +143,74 @@ func TestSampleNotification(t *testing.T) {
 	card := posted(t, f.slack, contosoSOC, nil, "[TEST] Sample targeted attack notification")
 	require.Contains(t, plain(card.Message), "No attack happened")
 	require.Empty(t, card.Message.Buttons, "no incident stands behind a test card for a button to act on")
+}
+
+// TestLostCardIsPostedAgain: an incident's card whose post went dead (the
+// bot was not in the channel) is lost; the incident stays "posted". The
+// incidents list says so and offers Notify now, which posts it again, once;
+// later events edit the new card. It stayed "posted" for good, and Notify
+// now said its card was in the channel.
+func TestLostCardIsPostedAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	require.NoError(t, err)
+	f := setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{})
+	f.slack.Fail(bottest.Permanent("channel_not_found"))
+	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond)
+	_, err = hunt.Sweep(ctx)
+	require.NoError(t, err)
+	var id int64
+	require.NoError(t, db.QueryRow(ctx, `SELECT id FROM hunting_incidents`).Scan(&id))
+	inc := strconv.FormatInt(id, 10)
+	f.waitFor(t, "the card's post goes dead", func() bool {
+		var n int
+		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE stream = $1 AND dead_at IS NOT NULL`, "incident:"+inc).Scan(&n))
+		return n == 1
+	})
+
+	_, m := f.run(t, Slack, analyst, contosoSOC, "incidents")
+	require.Contains(t, plain(m), "posted, but its card could not be posted")
+	var notify *Button
+	for _, it := range m.Items {
+		for i, b := range it.Actions {
+			if b.Action == ActNotifyNow {
+				notify = &it.Actions[i]
+			}
+		}
+	}
+	require.NotNil(t, notify, "Notify now is offered for the lost card")
+
+	_, r := f.press(t, Slack, analyst, ActNotifyNow, notify.Value, Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "x"})
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "posted to Contoso's notification channel now again")
+	card := posted(t, f.slack, contosoSOC, nil, "Consult a threat expert")
+
+	// Now it is there: not offered again, and Acknowledge edits the new card.
+	_, r = f.press(t, Slack, analyst, ActNotifyNow, notify.Value, card.Ref)
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "already posted")
+	_, r = f.press(t, Slack, analyst, ActAcknowledge, inc, card.Ref)
+	_, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.True(t, f.slack.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
+		for _, c := range cs {
+			if c.Op == bottest.OpUpdate && c.Ref == card.Ref && strings.Contains(plain(c.Message), "Acknowledged by") {
+				return true
+			}
+		}
+		return false
+	}), dump(f.slack.Calls()))
+	n := 0
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpPost && strings.Contains(plain(c.Message), "Consult a threat expert") && c.Ref.Message != "" {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "one card")
 }

@@ -142,6 +142,10 @@ ON CONFLICT (stream, target) DO UPDATE SET platform = EXCLUDED.platform, workspa
 			stream, target, string(r.Platform), r.Workspace, r.Channel, r.Message); err != nil {
 			return fmt.Errorf("record anchor %s/%s: %w", stream, target, err)
 		}
+		// Posted at last (a card posted again): it is no longer dead.
+		if _, err := tx.Exec(ctx, `DELETE FROM bot_anchor_dead WHERE stream = $1 AND target = $2`, stream, target); err != nil {
+			return fmt.Errorf("record anchor %s/%s: %w", stream, target, err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("record delivery %d/%s: commit: %w", id, part, err)

@@ -275,6 +275,22 @@ FROM unnest($3::bigint[], $4::text[]) AS x(id, c) WHERE i.id = x.id`, now, resol
 // ErrAlreadyPosted when it was posted already, ErrNotOpen when it is
 // closed or merged.
 func (s *Service) NotifyNow(ctx context.Context, org string, incidentID int64, by string) error {
+	return s.notifyNow(ctx, org, incidentID, by, nil)
+}
+
+// Repost posts an open incident whose card was lost (its post went dead:
+// the channel was gone, or the platform refused for hours) as a new card,
+// through the same path as NotifyNow: the incident is taken as never posted.
+// Only the caller knows the card is lost (the bot's delivery records): seq is
+// the newest notification sequence it saw go out for the incident, and the
+// card is posted again only while that is still the incident's (a second
+// press, or another replica's, finds the new card's and gets
+// ErrAlreadyPosted).
+func (s *Service) Repost(ctx context.Context, org string, incidentID int64, by string, seq int) error {
+	return s.notifyNow(ctx, org, incidentID, by, &seq)
+}
+
+func (s *Service) notifyNow(ctx context.Context, org string, incidentID int64, by string, lostSeq *int) error {
 	by = clip(strings.TrimSpace(by), maxShortLen)
 	if by == "" {
 		return fmt.Errorf("notify incident %d: who asks is required", incidentID)
@@ -302,7 +318,10 @@ func (s *Service) NotifyNow(ctx context.Context, org string, incidentID int64, b
 			}
 			return notOpen(incidentID, st.Status, merged, resolvedBy, class)
 		}
-		if st.PostedAt != nil {
+		switch {
+		case st.PostedAt != nil && lostSeq != nil && *lostSeq == st.Seq:
+			st.PostedAt, st.EligibleAt, st.NotifiedAt, st.Notified = nil, nil, nil, nil
+		case st.PostedAt != nil:
 			return fmt.Errorf("notify incident %d: %w", incidentID, ErrAlreadyPosted)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE hunting_incidents SET notify_by = $2 WHERE id = $1`, incidentID, by); err != nil {

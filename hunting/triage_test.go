@@ -460,6 +460,25 @@ func TestIncidentsListAndNotifyNow(t *testing.T) {
 	for _, r := range f.outbox(t)[n+1:] {
 		require.NotEqual(t, EventNotify, r.Kind)
 	}
+
+	// Its card was lost (the bot saw its post go dead, the newest event
+	// sequence 1): posted again once, as a new card; a second repost that
+	// saw the same sequence finds the new card's and is refused.
+	seq := 0
+	for _, r := range f.outbox(t) {
+		if r.Stream == Stream(quiet) {
+			seq = max(seq, r.Payload.Seq)
+		}
+	}
+	n = len(f.outbox(t))
+	require.NoError(t, f.svc.Repost(f.ctx, "contoso", quiet, "U0BEA", seq))
+	require.ErrorIs(t, f.svc.Repost(f.ctx, "contoso", quiet, "U0BEA", seq), ErrAlreadyPosted)
+	rows = f.outbox(t)
+	require.Len(t, rows, n+1)
+	require.Equal(t, EventNotify, rows[n].Kind)
+	require.Equal(t, "U0BEA", rows[n].Payload.By)
+	require.Equal(t, seq+1, rows[n].Payload.Seq)
+	require.ErrorIs(t, f.svc.Repost(f.ctx, "contoso", closed, "U0BEA", 0), ErrNotOpen)
 }
 
 func sumPoints(rs []Reason) int {
