@@ -372,7 +372,9 @@ func (s *Service) refresh(ctx context.Context, tx pgx.Tx, sts []*incState, fold 
 		full = append(full, st)
 		p := s.payload(st, now)
 		if kind == EventUpdate {
-			p.Changes, p.Note = changes, noteFor(changes)
+			if len(changes) > 0 { // else the card alone is redrawn
+				p.Changes, p.Note = changes, noteFor(changes)
+			}
 			st.changes = changes
 		}
 		if err := s.appendEvent(ctx, pt, kind, p); err != nil {

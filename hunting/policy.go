@@ -140,15 +140,18 @@ type snapshot struct {
 	// Resolved counts the alerts resolved upstream; Alerts all of them.
 	Resolved int `json:"resolved,omitempty"`
 	Alerts   int `json:"alerts,omitempty"`
+	// At is when the card was last drawn from the incident (zero in
+	// snapshots stored before it was kept).
+	At time.Time `json:"at,omitzero"`
 }
 
 // maxSnapshotNames caps the names a snapshot keeps; growth beyond is
 // reported by count.
 const maxSnapshotNames = 200
 
-func (st *incState) snap() *snapshot {
+func (st *incState) snap(now time.Time) *snapshot {
 	return &snapshot{Devices: st.DeviceNames, DeviceCount: st.DeviceCount, Users: st.UserNames, UserCount: st.UserCount,
-		Tactics: st.Tactics, Severity: st.Severity, Expert: st.Expert, Resolved: st.ResolvedAlerts, Alerts: st.AlertCount}
+		Tactics: st.Tactics, Severity: st.Severity, Expert: st.Expert, Resolved: st.ResolvedAlerts, Alerts: st.AlertCount, At: now}
 }
 
 // diff says what changed since the snapshot: what grew, and what an
@@ -273,12 +276,22 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 		if kind == "" && repeatDue {
 			kind = EventRepeat
 		}
+		// The attack grows without a new device, user or tactic (more
+		// alerts: its timeline, counts and score): the card alone is
+		// redrawn, no thread note, at most once per group_interval.
+		if kind == "" && st.Notified != nil && st.AlertCount != st.Notified.Alerts {
+			if at := st.Notified.At.Add(s.cfg.GroupInterval); now.Before(at) {
+				due(at)
+			} else {
+				kind = EventUpdate
+			}
+		}
 	}
 	if kind != "" {
 		st.NotifiedAt = &now
 		st.Seq++
 		if kind != EventRepeat {
-			st.Notified = st.snap()
+			st.Notified = st.snap(now)
 		}
 	}
 	if repeatable && st.AckedAt == nil && st.NotifiedAt != nil {

@@ -430,3 +430,39 @@ CREATE TRIGGER keep_due BEFORE UPDATE ON hunting_incidents FOR EACH ROW EXECUTE 
 	require.NoError(t, err, "the sweep ended")
 	require.Equal(t, 501, n, "each incident posted once")
 }
+
+// TestCardFollowsTheAttackAsItGrows: an attack that grows with no new
+// device, user or tactic (more alerts on the same device, new files) gets
+// its card redrawn (timeline, counts, score), with no thread note, once per
+// group_interval. The card stayed at its first alert until an
+// acknowledgement or a repeat redrew it.
+func TestCardFollowsTheAttackAsItGrows(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-time.Hour)
+	f.ingest(t, gen{ID: "grow-0", Device: "pc1", Severity: "High", Category: "CredentialAccess", At: at, Files: []string{sha("g0")}})
+	f.clock.Advance(time.Minute)
+	f.sweep(t)
+	require.Equal(t, []string{EventNotify}, kinds(f.outbox(t)))
+
+	var gs []gen
+	for i := 1; i < 20; i++ {
+		gs = append(gs, gen{ID: fmt.Sprintf("grow-%d", i), Device: "pc1", Severity: "High", Category: "CredentialAccess",
+			At: at.Add(time.Duration(i) * time.Minute), Files: []string{sha(fmt.Sprint("g", i))}})
+	}
+	f.ingest(t, gs...)
+	f.sweep(t)
+	require.Equal(t, []string{EventNotify}, kinds(f.outbox(t)), "within group_interval of the post")
+
+	f.clock.Advance(f.svc.cfg.GroupInterval)
+	f.sweep(t)
+	rows := f.outbox(t)
+	require.Equal(t, []string{EventNotify, EventUpdate}, kinds(rows))
+	require.Empty(t, rows[1].Payload.Changes, "nothing new to say in the thread")
+	require.Empty(t, rows[1].Payload.Note)
+	require.Equal(t, 20, f.count(t, `SELECT alert_count FROM hunting_incidents`))
+
+	f.clock.Advance(f.svc.cfg.GroupInterval)
+	f.sweep(t)
+	require.Len(t, f.outbox(t), 2, "redrawn once: it has not grown since")
+}

@@ -241,7 +241,7 @@ func (s *Service) autoResolve(ctx context.Context, tx pgx.Tx, pt *pipeTx, sts []
 			// now stands, closed, before its resolution note.
 			st.PostedAt, st.NotifiedAt = &now, &now
 			st.Seq++
-			st.Notified = st.snap()
+			st.Notified = st.snap(now)
 			if err := s.appendEvent(ctx, pt, EventNotify, s.payload(st, now)); err != nil {
 				return 0, err
 			}
