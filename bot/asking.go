@@ -174,7 +174,7 @@ func (b *Bot) describe(ctx context.Context, org string, s Subject) (Subject, boo
 	if !ok {
 		return s, false
 	}
-	d.Kind, d.ID = s.Kind, cmp.Or(d.ID, s.ID)
+	d.Kind, d.ID = s.Kind, cmp.Or(d.ID, s.ID) // (a merged incident's is the one it went into)
 	return d, true
 }
 

@@ -165,7 +165,7 @@ func (h *HuntingIncidents) FullScope(ctx context.Context, org, id string) ([]Sco
 	}
 	s, err := h.svc.FullScope(ctx, org, n)
 	if err != nil {
-		return nil, huntErr(err)
+		return nil, triageErr(id, err)
 	}
 	return scopeGroups(*s), nil
 }
@@ -226,9 +226,18 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 			return s, false, nil
 		}
 		var r *hunting.IncidentRef
-		if r, err = h.svc.IncidentSummary(ctx, org, n); err == nil {
+		r, err = h.svc.IncidentSummary(ctx, org, n)
+		merged := ""
+		if err == nil && r.Status == "merged" && r.MergedInto != 0 {
+			// Its alerts moved on (a card pressed before its edit came):
+			// the case is about the incident it went into, saying so.
+			merged = fmt.Sprintf(", incident %d was merged into it", n)
+			s.ID = strconv.FormatInt(r.MergedInto, 10)
+			r, err = h.svc.IncidentSummary(ctx, org, r.MergedInto)
+		}
+		if err == nil {
 			s.Name, s.Severity = alertText(r.Title), string(r.Severity)
-			s.Detail = fmt.Sprintf("score %d, %s", r.Score, r.Status)
+			s.Detail = fmt.Sprintf("score %d, %s%s", r.Score, r.Status, merged)
 		}
 	default:
 		return s, false, nil

@@ -286,6 +286,24 @@ func TestMergedCardKeepsNoButtons(t *testing.T) {
 	f.ingest(t, defenderAlert{ID: "da0000000000000004_3", Expert: true, Category: "LateralMovement", Device: "ws-4a.contoso.local", At: at.Add(time.Minute), Files: []string{"b.exe"}})
 	m := f.edited(t, card.Ref, "Merged into incident "+first)
 	require.Empty(t, m.Buttons, "a merged card keeps no button")
+
+	// Pressed before the edit came (an older copy of the card): Consult
+	// opens the case about the incident it went into, and Show full scope
+	// points there; they opened a case about an empty incident and posted
+	// an empty scope.
+	ack, _ := f.press(t, Slack, analyst, ActConsult, second, card.Ref)
+	require.NotNil(t, ack.Form)
+	_, r := f.submit(t, Slack, analyst, *ack.Form, map[string]string{"question": "is this contained?"})
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	ref := openedRef(t, plain(got.Message))
+	desk := posted(t, f.slack, deskChannel, nil, ref+" · Contoso")
+	require.Contains(t, plain(desk.Message), "Incident: "+first)
+	require.Contains(t, plain(desk.Message), "incident "+second+" was merged into it")
+	_, r = f.press(t, Slack, analyst, ActShowScope, second, card.Ref)
+	got, ok = r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Incident "+second+" was merged into incident "+first)
 }
 
 // TestIncidentsListQuietNotifyNowConsult: /experts incidents quiet lists a

@@ -148,6 +148,10 @@ func (s *Service) FullScope(ctx context.Context, org string, id int64) (*Scope, 
 	if err != nil {
 		return nil, err
 	}
+	if v.Status == "merged" && v.MergedInto != 0 {
+		// Its alerts and entities moved: the scope is the other one's.
+		return nil, notOpen(id, v.Status, &v.MergedInto, nil, "")
+	}
 	if err := s.Shown(ctx); err != nil {
 		return nil, err
 	}
@@ -337,13 +341,15 @@ type IncidentRef struct {
 	Score    int      `json:"score"`
 	Severity Severity `json:"severity"`
 	Status   string   `json:"status"`
+	// MergedInto is the incident a merged one went into.
+	MergedInto int64 `json:"merged_into,omitempty"`
 }
 
 // IncidentSummary returns an incident's title, score and severity.
 func (s *Service) IncidentSummary(ctx context.Context, org string, id int64) (*IncidentRef, error) {
 	r := &IncidentRef{ID: id}
-	err := s.pool.QueryRow(ctx, `SELECT title, score, severity, status FROM hunting_incidents WHERE org = $1 AND id = $2`,
-		org, id).Scan(&r.Title, &r.Score, &r.Severity, &r.Status)
+	err := s.pool.QueryRow(ctx, `SELECT title, score, severity, status, coalesce(merged_into, 0) FROM hunting_incidents WHERE org = $1 AND id = $2`,
+		org, id).Scan(&r.Title, &r.Score, &r.Severity, &r.Status, &r.MergedInto)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("incident %d of org %s: %w", id, org, ErrNotFound)
 	}
