@@ -692,13 +692,10 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		if err != nil {
 			return nil, incidentNotFound(err)
 		}
-		ad, ok := b.adapter(a.Message.Platform)
-		if !ok {
-			return nil, fmt.Errorf("no %s adapter", a.Message.Platform)
-		}
-		msgRef := a.Message
-		if _, err := ad.Post(ctx, Dest{Platform: msgRef.Platform, Workspace: msgRef.Workspace, Channel: msgRef.Channel, Thread: &msgRef}, scopeMessage(a.Value, scope)); err != nil {
-			return nil, fmt.Errorf("post full scope: %w", err)
+		// Through the outbox, delivered once: a press worked again after
+		// a lost answer or a crash does not post it twice.
+		if err := b.queueScope(ctx, a, scopeMessage(a.Value, scope)); err != nil {
+			return nil, err
 		}
 		return nil, nil
 	case ActMore:

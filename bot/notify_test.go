@@ -214,3 +214,48 @@ func TestLostCardIsPostedAgain(t *testing.T) {
 	}
 	require.Equal(t, 1, n, "one card")
 }
+
+// TestFullScopeIsPostedOnce: Show full scope goes through the outbox: when
+// the platform stores the message but its answer is lost, it is found
+// rather than posted again, and the same press worked twice queues it once.
+// It was posted directly, and the press's retry posted it a second time.
+func TestFullScopeIsPostedOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	require.NoError(t, err)
+	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond)
+	_, err = hunt.Sweep(ctx)
+	require.NoError(t, err)
+	f := setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{})
+	card := posted(t, f.slack, contosoSOC, nil, "Consult a threat expert")
+	f.waitFor(t, "the card delivered", func() bool { return f.pending(t) == 0 })
+	var inc string
+	for _, b := range card.Message.Buttons {
+		if b.Action == ActShowScope {
+			inc = b.Value
+		}
+	}
+	require.NotEmpty(t, inc)
+
+	f.slack.LoseAnswers(1)
+	a := Action{User: f.user(Slack, analyst), Action: ActShowScope, Value: inc, Message: card.Ref, Key: "scope-press-1", Respond: bottest.NewResponder()}
+	f.bot.HandleAction(ctx, a)
+	f.bot.HandleAction(ctx, a) // the same press delivered again
+	posted(t, f.slack, contosoSOC, &card.Ref, "Full scope of incident "+inc)
+	f.waitFor(t, "the press worked and everything delivered", func() bool {
+		var open int
+		require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&open))
+		return open == 0 && f.pending(t) == 0
+	})
+	n := 0
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpPost && strings.Contains(plain(c.Message), "Full scope of incident "+inc) {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "posted once: %s", dump(f.slack.Calls()))
+}

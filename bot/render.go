@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -190,8 +191,11 @@ func paragraphs(s string) []Line {
 
 // render turns an outbox row into the parts to send.
 func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
-	if row.Kind == kindSampleNotification {
+	switch row.Kind {
+	case kindSampleNotification:
 		return b.renderSample(row)
+	case kindFullScope:
+		return renderScope(row)
 	}
 	if rp, ok := b.cases.(CaseReports); ok {
 		if q, ok, err := rp.DecodeDigest(row.Kind, row.Payload); ok || err != nil {
@@ -240,6 +244,52 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 		}
 	}
 	return nil, &rowError{kind: Permanent, err: fmt.Errorf("no renderer for outbox event kind %q: is this threatdesk older than the code that wrote it?", row.Kind)}
+}
+
+// kindFullScope is an incident's full scope, asked for from its card and
+// posted in the card's thread; its stream is the press's ("scope:" and
+// the action's key), so a press worked again queues it once.
+const kindFullScope = "bot.full_scope"
+
+// scopeEvent is the payload of kindFullScope: the message, drawn when
+// asked, and the card whose thread it goes in.
+type scopeEvent struct {
+	Card Ref     `json:"card"`
+	Msg  Message `json:"msg"`
+}
+
+// queueScope queues the full scope m for the thread of the card a was
+// pressed on, once per press.
+func (b *Bot) queueScope(ctx context.Context, a Action, m Message) error {
+	stream := "scope:" + cmp.Or(a.Key, randomKey())
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("queue full scope: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var queued bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE stream = $1)`, stream).Scan(&queued); err != nil {
+		return fmt.Errorf("queue full scope: %w", err)
+	}
+	if queued {
+		return nil
+	}
+	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msg: m}}); err != nil {
+		return fmt.Errorf("queue full scope: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("queue full scope: commit: %w", err)
+	}
+	return nil
+}
+
+func renderScope(row outbox.Row) ([]part, error) {
+	var ev scopeEvent
+	if err := json.Unmarshal(row.Payload, &ev); err != nil {
+		return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode full scope: %w", err)}
+	}
+	card := ev.Card
+	return []part{{key: "scope", dest: Dest{Platform: card.Platform, Workspace: card.Workspace, Channel: card.Channel, Thread: &card}, msg: ev.Msg}}, nil
 }
 
 // sampleEvent is the payload of kindSampleNotification.
