@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // The /experts grammar (README.md, "Using it"): a subcommand word, then
@@ -129,6 +130,43 @@ func rest(args []string, i int) string {
 	return strings.TrimSpace(strings.Join(args[i:], " "))
 }
 
+// freeText is a command's free text (a question, a note, a summary) after
+// its first n arguments, as the person typed it: from c.Text (Slack's
+// readable text, with quotes, mentions as @name and spacing kept), one
+// quoted whole unquoted. Without it (typed options, or no verb) the
+// arguments are joined.
+func freeText(c Command, args []string, n int) string {
+	if c.Text == "" || c.Name == "" || len(c.Options) > 0 {
+		return rest(args, n)
+	}
+	t := c.Text
+	for range n {
+		t = strings.TrimLeftFunc(t, unicode.IsSpace)
+		end := strings.IndexFunc(t, unicode.IsSpace)
+		if r, size := utf8.DecodeRuneInString(t); isQuoteRune(r) {
+			// A quoted argument ends at its closing quote.
+			if i := strings.IndexFunc(t[size:], isQuoteRune); i >= 0 {
+				end = size + i + utf8.RuneLen([]rune(t[size+i:])[0])
+			}
+		}
+		if end < 0 {
+			return ""
+		}
+		t = t[end:]
+	}
+	t = strings.TrimSpace(t)
+	if first, size := utf8.DecodeRuneInString(t); isQuoteRune(first) && len(t) > size {
+		last, lsize := utf8.DecodeLastRuneInString(t)
+		if inner := t[size : len(t)-lsize]; isQuoteRune(last) && !strings.ContainsFunc(inner, isQuoteRune) {
+			t = strings.TrimSpace(inner)
+		}
+	}
+	return t
+}
+
+// isQuoteRune reports whether r opens or closes a quoted argument.
+func isQuoteRune(r rune) bool { return r == '"' || r == '“' || r == '”' }
+
 // normRef turns "eod-12", "EOD12" or "12" into "EOD-12".
 func normRef(s string) (string, bool) {
 	m := refPattern.FindStringSubmatch(strings.TrimSpace(strings.TrimPrefix(s, "#")))
@@ -223,7 +261,7 @@ func parse(c Command) (request, *usageError) {
 		if len(args) == 0 {
 			return "", ""
 		}
-		return args[0], rest(args, 1)
+		return args[0], freeText(c, args, 1)
 	}
 	needRef := func(usage string) *usageError {
 		id, text := first("case", "ref")
@@ -246,7 +284,7 @@ func parse(c Command) (request, *usageError) {
 		if typed {
 			r.text = opt(c, "question", "text")
 		} else {
-			r.text = rest(args, 0)
+			r.text = freeText(c, args, 0)
 		}
 		r.hasText = r.text != ""
 	case vAlert, vDevice, vFile, vIncident, vIP, vURL, vActor:

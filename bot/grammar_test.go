@@ -107,3 +107,27 @@ func TestParseDiscordOptions(t *testing.T) {
 	require.Contains(t, err.msg, "SHA-256")
 	_ = got
 }
+
+// TestFreeTextAsTyped: a question, note or summary typed on Slack keeps its
+// quotes, mentions (as @name) and spacing; one quoted whole loses its
+// quotes. It was rebuilt from the split arguments: quotes dropped, mentions
+// as raw ids, a space put before "?".
+func TestFreeTextAsTyped(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c    Command
+		want string
+	}{
+		{Command{Name: "ask", Args: []string{"is", `C:\Temp\a  b.exe`, "run", "by", "U0ALICE", "from", "C0SOC", "really", "?"},
+			Text: `is “C:\Temp\a  b.exe” run by @alice from #soc "really"?`}, `is “C:\Temp\a  b.exe” run by @alice from #soc "really"?`},
+		{Command{Name: "alert", Args: []string{"da637551227677560813_-961444813", "is this lateral movement?"},
+			Text: `da637551227677560813_-961444813 "is this lateral movement?"`}, "is this lateral movement?"},
+		{Command{Name: "device", Args: []string{"WS-01", "beaconing", "to", "U0BOB"}, Text: "WS-01  beaconing to @bob"}, "beaconing to @bob"},
+		{Command{Name: "note", Args: []string{"EOD-3", "called", "them", "at", "9"}, Text: `EOD-3 called "them" at 9`}, `called "them" at 9`},
+		{Command{Name: "ask", Args: []string{"a", "b"}}, "a b"}, // no readable text: the arguments
+	} {
+		r, uerr := parse(tc.c)
+		require.Nil(t, uerr, "%+v", tc.c)
+		require.Equal(t, tc.want, r.text, "%+v", tc.c)
+	}
+}
