@@ -19,7 +19,7 @@ import (
 
 // quarterStart is the first instant of t's calendar quarter in s's zone.
 func (s *Service) quarterStart(t time.Time) time.Time {
-	loc := cmpLoc(s.cfg.Location)
+	loc := orUTC(s.cfg.Location)
 	t = t.In(loc)
 	m := time.Month((int(t.Month())-1)/3*3 + 1)
 	return time.Date(t.Year(), m, 1, 0, 0, 0, 0, loc)
@@ -29,7 +29,7 @@ func (s *Service) quarterStart(t time.Time) time.Time {
 // date read as midnight UTC), in s's zone.
 func (s *Service) storedQuarter(day time.Time) time.Time {
 	y, m, d := day.UTC().Date()
-	return s.quarterStart(time.Date(y, m, d, 12, 0, 0, 0, cmpLoc(s.cfg.Location)))
+	return s.quarterStart(time.Date(y, m, d, 12, 0, 0, 0, orUTC(s.cfg.Location)))
 }
 
 // quarterDay is the date that stores quarter q (its first day).
@@ -38,8 +38,8 @@ func quarterDay(q time.Time) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
-// cmpLoc is loc, or UTC for nil.
-func cmpLoc(loc *time.Location) *time.Location {
+// orUTC is loc, or UTC for nil.
+func orUTC(loc *time.Location) *time.Location {
 	if loc == nil {
 		return time.UTC
 	}
