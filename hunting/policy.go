@@ -234,6 +234,7 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 	eligible := st.Expert || st.forced || st.Score >= s.liveConfig().notifyScore(st.Org)
 	repeatable := st.Expert || st.Severity.Rank() >= s.cfg.RepeatSeverity.Rank()
 	kind := ""
+	redraw := false // the card alone is redrawn
 	var changes []Change
 	due := func(t time.Time) {
 		if st.NextDue == nil || t.Before(*st.NextDue) {
@@ -262,6 +263,7 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 		st.PostedAt = &now
 	} else {
 		changes = diff(st.Notified, st)
+		held := len(changes) > 0 // (held back below while group_interval runs)
 		repeatDue := repeatable && st.AckedAt == nil && !now.Before(st.NotifiedAt.Add(s.cfg.RepeatInterval))
 		if len(changes) > 0 {
 			// An update also serves as the repeat when both are due.
@@ -278,17 +280,21 @@ func (s *Service) evaluate(now time.Time, st *incState) (string, []Change) {
 		}
 		// The attack grows without a new device, user or tactic (more
 		// alerts: its timeline, counts and score): the card alone is
-		// redrawn, no thread note, at most once per group_interval.
-		if kind == "" && st.Notified != nil && st.AlertCount != st.Notified.Alerts {
+		// redrawn, no thread note, at most once per group_interval of the
+		// last drawing. It is not a notification: the repeat's clock
+		// (NotifiedAt) runs on, and a change held back is not absorbed.
+		if kind == "" && !held && st.Notified != nil && st.AlertCount != st.Notified.Alerts {
 			if at := st.Notified.At.Add(s.cfg.GroupInterval); now.Before(at) {
 				due(at)
 			} else {
-				kind = EventUpdate
+				kind, redraw = EventUpdate, true
 			}
 		}
 	}
 	if kind != "" {
-		st.NotifiedAt = &now
+		if !redraw {
+			st.NotifiedAt = &now
+		}
 		st.Seq++
 		if kind != EventRepeat {
 			st.Notified = st.snap(now)

@@ -3,6 +3,7 @@ package hunting
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -465,4 +466,48 @@ func TestCardFollowsTheAttackAsItGrows(t *testing.T) {
 	f.clock.Advance(f.svc.cfg.GroupInterval)
 	f.sweep(t)
 	require.Len(t, f.outbox(t), 2, "redrawn once: it has not grown since")
+}
+
+// TestRedrawsKeepRemindersAndNotes: redrawing a growing card is no
+// notification. An unacknowledged attack that gains an alert every hour is
+// still reminded every repeat_interval, and a new tactic that arrives
+// after a reminder, within group_interval of it, is still said in the
+// thread once that runs out. Redraws restarted the repeat clock (no
+// reminder in 12 hours) and absorbed the held-back tactic silently.
+func TestRedrawsKeepRemindersAndNotes(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	start := t0.Add(-time.Minute)
+	f.ingest(t, gen{ID: "g-0", Device: "pc1", Severity: "High", Category: "CredentialAccess", At: start})
+	f.clock.Advance(time.Minute)
+	f.sweep(t)
+	for h := 1; h <= 12; h++ {
+		f.clock.Advance(time.Hour)
+		f.ingest(t, gen{ID: fmt.Sprintf("g-%d", h), Device: "pc1", Severity: "High", Category: "CredentialAccess", At: f.clock.Now().Add(-time.Minute)})
+		f.sweep(t)
+	}
+	ks := kinds(f.outbox(t))
+	require.Contains(t, ks, EventRepeat, "reminded: %v", ks)
+	require.GreaterOrEqual(t, strings.Count(strings.Join(ks, " "), EventRepeat), 2, "every repeat_interval: %v", ks)
+
+	// A new tactic right after a reminder is held back, then said.
+	for i := 0; f.outbox(t)[len(f.outbox(t))-1].Kind != EventRepeat; i++ {
+		require.Less(t, i, 30, "a reminder within 5 hours")
+		f.clock.Advance(10 * time.Minute)
+		f.sweep(t)
+	}
+	n := len(f.outbox(t))
+	f.ingest(t, gen{ID: "g-lm", Device: "pc1", Severity: "High", Category: "LateralMovement", At: f.clock.Now().Add(-time.Minute)})
+	f.sweep(t)
+	f.clock.Advance(f.svc.cfg.GroupInterval)
+	f.sweep(t)
+	rows := f.outbox(t)[n:]
+	require.NotEmpty(t, rows)
+	noted := false
+	for _, r := range rows {
+		if r.Kind == EventUpdate && strings.Contains(r.Payload.Note, "Lateral Movement") {
+			noted = true
+		}
+	}
+	require.True(t, noted, "the new tactic is said in the thread: %+v", rows)
 }
