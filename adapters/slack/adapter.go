@@ -219,10 +219,10 @@ type Adapter struct {
 	life *lifecycle.Group
 
 	// history paces history reads (history.go); findFrom is where a
-	// lookup told to come back goes on (part key → cursor).
+	// lookup told to come back goes on (part key → cursor), kept for an
+	// hour (a row retried elsewhere, or given up, leaves its entry).
 	history  *historyGate
-	findMu   sync.Mutex
-	findFrom map[string]string
+	findFrom *ttlCache[string]
 }
 
 var (
@@ -275,7 +275,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		triggers: newTTLCache[triggerPlace](10*time.Second, 10000),
 		life:     life,
 		history:  newHistoryGate(cfg.HistoryInterval),
-		findFrom: map[string]string{},
+		findFrom: newTTLCache[string](time.Hour, 10000),
 	}
 	a.files = a.newFilesClient()
 	if cfg.Pool != nil && cfg.Key != nil {
@@ -414,9 +414,8 @@ func msgOptions(m bot.Message) []slack.MsgOption {
 const partEventType = "threatdesk_part"
 
 // FindPosted searches at most findPages pages of findPageSize messages (15
-// for a distributed app), from findSkew before the attempt to findSkew
-// after the attempt's post could have been made (Slack's clock and ours
-// may differ).
+// for a distributed app), from findSkew before the first attempt (Slack's
+// clock and ours may differ).
 const (
 	findPageSize = 200
 	findPages    = 5
@@ -463,10 +462,9 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 	if dest.Thread != nil {
 		ch = cmp.Or(ch, dest.Thread.Channel)
 	}
-	// The earlier attempt posted, if at all, within its call's timeout
-	// after since: the window around that, not every message since.
-	from, to := since.Add(-findSkew), since.Add(a.cfg.CallTimeout+findSkew)
-	oldest, latest := slackTS(from), slackTS(to)
+	// since is the first attempt's start; a later attempt may have posted
+	// long after it, so every message since is read.
+	oldest := slackTS(since.Add(-findSkew))
 	api, err := a.client(ctx, dest.Workspace)
 	if err != nil {
 		return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
@@ -475,19 +473,14 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 	if dest.Thread != nil {
 		method = "conversations.replies"
 	}
-	a.findMu.Lock()
-	cursor := a.findFrom[dest.Key] // a lookup told to come back goes on
-	delete(a.findFrom, dest.Key)
-	a.findMu.Unlock()
+	cursor, _ := a.findFrom.take(dest.Key) // a lookup told to come back goes on
 	for range findPages {
 		if wait := a.history.urgent(a.team(ctx, dest.Workspace), method); wait > 0 {
-			a.findMu.Lock()
-			a.findFrom[dest.Key] = cursor
-			a.findMu.Unlock()
+			a.findFrom.put(dest.Key, cursor)
 			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch,
 				bot.RateLimitError(wait, fmt.Errorf("%s: Slack allows this app one a minute in a workspace", method)))
 		}
-		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, latest, cursor)
+		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, "", cursor)
 		if err != nil {
 			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
 		}

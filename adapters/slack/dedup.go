@@ -61,6 +61,19 @@ func (c *ttlCache[V]) get(k string) (V, bool) {
 	return e.v, true
 }
 
+// take is get, removing the entry.
+func (c *ttlCache[V]) take(k string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	delete(c.m, k)
+	if !ok || time.Since(e.at) > c.ttl {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
 func (c *ttlCache[V]) put(k string, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -568,6 +568,27 @@ func TestPacedLookupGoesOnWhereItWasToldToWait(t *testing.T) {
 	require.Zero(t, w.fake.RateLimited())
 }
 
+// TestLookupReachesALaterAttemptsPost: the lookup for a part starts at the
+// first attempt; a later attempt, long after it, may be the one whose post
+// lost its answer. It is found. The lookup's window ended minutes after
+// the first attempt, and the part was posted twice.
+func TestLookupReachesALaterAttemptsPost(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	api := slack.New(w.fake.Options().BotToken, slack.OptionAPIURL(w.fake.APIURL()))
+	_, ts, err := api.PostMessageContext(w.ctx, wDesk, slack.MsgOptionText("a part", false),
+		slack.MsgOptionMetadata(slack.SlackMetadata{EventType: "threatdesk_part", EventPayload: map[string]any{"key": "9:late"}}))
+	require.NoError(t, err)
+	opts := w.fake.Options()
+	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret),
+		APIURL: w.fake.APIURL(), Replays: w.bot}, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), w.bot)
+	require.NoError(t, err)
+	ref, found, err := a.FindPosted(w.ctx, bot.Dest{Platform: bot.Slack, Channel: wDesk, Key: "9:late"}, time.Now().Add(-10*time.Minute))
+	require.NoError(t, err)
+	require.True(t, found, "the first attempt was ten minutes ago")
+	require.Equal(t, ts, ref.Message)
+}
+
 // TestSlackEditsFollowRelays: an edited thread reply edits its relay on
 // the other side; a deleted one says so (item 8).
 func TestSlackEditsFollowRelays(t *testing.T) {
