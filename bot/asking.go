@@ -213,7 +213,7 @@ func (b *Bot) pendingMessage(w who, p pendingAsk) Message {
 	case p.Reason == reasonOpenCase:
 		return Message{Title: org + " already has an open case about this",
 			Text: []Line{
-				{B(p.ExistingRef), T(" is about " + string(p.Subject.Kind) + " "), U(p.Subject.ID), T(".")},
+				{B(p.ExistingRef), T(" is about " + string(p.Subject.Kind) + " "), U(subjectText(p.Subject.Kind, p.Subject.ID)), T(".")},
 				{B("Follow " + p.ExistingRef), T(": no credit; your question is added to that case and its expert answers there.")},
 				{B("Open a new case"), T(": uses one of " + org + "'s expert credits.")},
 			},

@@ -368,3 +368,17 @@ func TestCompleteCases(t *testing.T) {
 		require.LessOrEqual(t, len([]rune(c.Name)), 100)
 	}
 }
+
+// TestCreditsResetInTheConfiguredZone: /experts credits names the day the
+// next quarter's credits arrive in the configured time zone. East of UTC
+// it named the day before (the instant shown in UTC).
+func TestCreditsResetInTheConfiguredZone(t *testing.T) {
+	t.Parallel()
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	now := func() time.Time { return time.Date(2026, 12, 20, 12, 0, 0, 0, time.UTC) }
+	f := setupWith(t, pgtest.New(t), true, nil, casework.Config{Location: berlin, Now: now}, func(c *Config) { c.Location, c.Now = berlin, now })
+	_, m := f.run(t, Slack, analyst, contosoSOC, "credits")
+	require.Contains(t, plain(m), "1 January 2027")
+	require.NotContains(t, plain(m), "31 December")
+}

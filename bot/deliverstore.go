@@ -113,18 +113,18 @@ WHERE stream = $1 AND target = $2 AND (notice_row IS NULL OR notice_row = $3)`, 
 	return tag.RowsAffected() == 1, nil
 }
 
-// earlierRows reports whether a row of row's stream before it is still
-// pending, and the last error of the latest one that went dead.
 // anchorLost reports whether stream's anchor target (an incident's card)
 // will never be posted by what is queued: it is not recorded, no event of
-// the stream is pending and one went dead. seq is the newest notification
-// sequence the stream's events carried (payload "seq"), what a repost
-// checks nothing went out since.
+// the stream is pending, and its post failed for good (recorded dead: the
+// rest of its row may have gone out) or an event of it went dead. seq is
+// the newest notification sequence the stream's events carried (payload
+// "seq"), what a repost checks nothing went out since.
 func (b *Bot) anchorLost(ctx context.Context, stream, target string) (lost bool, seq int, err error) {
 	err = b.db.QueryRow(ctx, `
 SELECT NOT EXISTS (SELECT 1 FROM bot_anchor WHERE stream = $1 AND target = $2)
         AND NOT EXISTS (SELECT 1 FROM outbox WHERE stream = $1 AND delivered_at IS NULL AND dead_at IS NULL)
-        AND EXISTS (SELECT 1 FROM outbox WHERE stream = $1 AND dead_at IS NOT NULL),
+        AND (EXISTS (SELECT 1 FROM bot_anchor_dead WHERE stream = $1 AND target = $2)
+             OR EXISTS (SELECT 1 FROM outbox WHERE stream = $1 AND dead_at IS NOT NULL)),
     coalesce((SELECT max((payload->>'seq')::int) FROM outbox WHERE stream = $1), 0)`, stream, target).Scan(&lost, &seq)
 	if err != nil {
 		return false, 0, fmt.Errorf("is the %s of %s lost: %w", target, stream, err)
@@ -132,6 +132,8 @@ SELECT NOT EXISTS (SELECT 1 FROM bot_anchor WHERE stream = $1 AND target = $2)
 	return lost, seq, nil
 }
 
+// earlierRows reports whether a row of row's stream before it is still
+// pending, and the last error of the latest one that went dead.
 func (b *Bot) earlierRows(ctx context.Context, row outbox.Row) (pending bool, deadReason string, err error) {
 	var reason *string
 	err = b.db.QueryRow(ctx, `

@@ -273,7 +273,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 		return Message{Title: "Expert credits · " + b.orgName(org), Fields: []Field{
 			{Label: "Balance", Value: Line{T(fmt.Sprintf("%d", cr.Balance))}},
 			{Label: "Per quarter", Value: Line{T(fmt.Sprintf("%d", cr.Allowance))}},
-			{Label: "Resets", Value: Line{T(cr.ResetsAt.UTC().Format("2 January 2006"))}},
+			{Label: "Resets", Value: Line{T(cr.ResetsAt.In(cmp.Or(b.cfg.Location, time.UTC)).Format("2 January 2006"))}},
 		}, Fallback: fmt.Sprintf("%s: %d credits", org, cr.Balance)}, nil
 	case vTake:
 		ref := r.ref

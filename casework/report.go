@@ -297,10 +297,11 @@ func (h HuntingNotifications) NotificationFigures(ctx context.Context, orgs []st
 
 // notificationSQL: $1 orgs, $2 from, $3 to. The total row has a NULL org.
 // An acknowledgement from before the incident's own posting was handed on
-// by a merge with the card it was made on (counted there): it is not
-// counted again, with a negative time to acknowledge.
+// by a merge with the card it was made on: the card is acknowledged, but
+// its time to acknowledge is the other card's (counted there), not a
+// negative one.
 const notificationSQL = `SELECT CASE WHEN grouping(i.org) = 0 THEN i.org END,
-  count(*), count(*) FILTER (WHERE i.acked_at >= i.posted_at),
+  count(*), count(*) FILTER (WHERE i.acked_at IS NOT NULL),
   percentile_cont(0.5) WITHIN GROUP (ORDER BY date_part('epoch', i.acked_at - i.posted_at) * 1000000)
     FILTER (WHERE i.acked_at >= i.posted_at)
  FROM hunting_incidents i

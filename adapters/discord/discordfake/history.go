@@ -23,7 +23,7 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request, _ []byte) {
 		n, err := strconv.Atoi(l)
 		if err != nil || n < 1 || n > 100 {
 			s.violate("GET /channels/"+ch+"/messages", []string{"limit " + l + " is not 1-100"})
-			writeErr(w, 400, 50035, "Invalid Form Body: limit must be 1-100")
+			writeFormErr(w, []string{"limit must be 1-100"})
 			return
 		}
 		limit = n
@@ -50,7 +50,7 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request, _ []byte) {
 	case q.Has("after"):
 		a, ok := id("after")
 		if !ok {
-			writeErr(w, 400, 50035, "Invalid Form Body: after is not a snowflake")
+			writeFormErr(w, []string{"after is not a snowflake"})
 			return
 		}
 		for _, m := range all {
@@ -62,7 +62,7 @@ func (s *Server) getMessages(w http.ResponseWriter, r *http.Request, _ []byte) {
 	case q.Has("before"):
 		b, ok := id("before")
 		if !ok {
-			writeErr(w, 400, 50035, "Invalid Form Body: before is not a snowflake")
+			writeFormErr(w, []string{"before is not a snowflake"})
 			return
 		}
 		for i := len(all) - 1; i >= 0 && len(page) < limit; i-- {
