@@ -28,8 +28,12 @@ func replicas(t *testing.T) (fixture, [2]*discord.Adapter, *pgxpool.Pool) {
 		t.Cleanup(pool.Close)
 		cfg := f.cfg
 		cfg.Pool = pool
-		cfg.LeaderCheck = 100 * time.Millisecond
-		cfg.LeaderGrace = 500 * time.Millisecond
+		// A leader whose lock connection does not answer within
+		// LeaderCheck steps down: 100ms was short enough for a loaded
+		// machine (every package's tests at once) to drop the session
+		// for a moment (0 sessions seen).
+		cfg.LeaderCheck = 300 * time.Millisecond
+		cfg.LeaderGrace = time.Second
 		a, err := discord.New(cfg, testLogger(t), prometheus.NewRegistry(), f.h)
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, a.Stop()) })
