@@ -102,9 +102,22 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 	if now.Before(wait) {
 		return 0, &ThrottledError{Status: http.StatusTooManyRequests, RetryAfter: wait.Sub(now)}
 	}
+	// The watermark never passes the pull's start (less a minute for the
+	// clocks): an alert stamped in the future (a wrong clock upstream, a
+	// hostile or broken alert) would otherwise move it ahead, and every
+	// alert updated before that time would never be pulled.
+	ceiling := s.cfg.Now().UTC().Add(-graphClockMargin)
 	mark := s.cfg.Now().UTC().Add(-g.Lookback)
 	if stored != nil {
 		mark = *stored
+	}
+	if mark.After(ceiling) {
+		// Moved ahead before this was checked: brought back.
+		if _, err := s.pool.Exec(ctx, `UPDATE hunting_graph_watermarks SET last_update = $2 WHERE tenant = $1 AND last_update > $2`,
+			t.TenantID, ceiling); err != nil {
+			return 0, fmt.Errorf("bring the watermark of tenant %s back from the future: %w", t.TenantID, err)
+		}
+		mark = ceiling
 	}
 	q := url.Values{}
 	q.Set("$filter", "lastUpdateDateTime ge "+mark.UTC().Format("2006-01-02T15:04:05.0000000Z"))
@@ -153,7 +166,7 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 				taken = append(taken, id)
 			}
 			if terr == nil && ts.After(mark) {
-				mark = ts
+				mark = minTime(ts, ceiling)
 			}
 		}
 		if err := s.settlePage(ctx, t.TenantID, mark, taken, held); err != nil {
@@ -167,6 +180,9 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 	n, err := s.retryHeld(ctx, g, t, seen)
 	return total + n, err
 }
+
+// graphClockMargin is how far the watermark stays behind the pull's start.
+const graphClockMargin = time.Minute
 
 // forgetHeld gives up the held alerts of tenants not in tenants that were
 // first rejected longer than holdFor ago, logged and counted like any other.
@@ -308,6 +324,10 @@ func (e *graphStatusError) Error() string {
 // errGraphNotFound is Graph's 404: the alert asked for by id is gone.
 var errGraphNotFound = errors.New("not found")
 
+// errGraphUndecodable is an answer that is not the JSON asked for (cut
+// short, or not an alert): about that request, not Graph as a whole.
+var errGraphUndecodable = errors.New("not readable")
+
 // retryHeld fetches the tenant's held alerts again by id and ingests them:
 // an accepted one is released, a rejected one stays held until HoldFor has
 // passed since it was first rejected, and one gone from Graph is dropped.
@@ -367,9 +387,10 @@ ORDER BY last_tried_at, id LIMIT $2`,
 				return 0, err
 			}
 			continue
-		case err != nil && errors.As(err, &status) && ctx.Err() == nil && inARow < 2:
-			// Graph answered about this alert (400, 403, a 5xx): its
-			// try; the others go on, unless Graph keeps failing.
+		case err != nil && (errors.As(err, &status) || errors.Is(err, errGraphUndecodable)) && ctx.Err() == nil && inARow < 2:
+			// Graph answered about this alert (400, 403, a 5xx, an
+			// answer that cannot be read): its try; the others go on,
+			// unless Graph keeps failing.
 			inARow++
 			s.log.WarnContext(ctx, "graph pull: could not fetch a held alert; tried again later", "tenant", t.TenantID, "id", h.id, "err", err)
 			failed = append(failed, heldAlert{id: h.id, fetchFailed: true})
@@ -481,11 +502,17 @@ ON CONFLICT (tenant) DO UPDATE SET not_before = greatest(hunting_graph_throttle.
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return &graphStatusError{Status: resp.StatusCode, Body: clip(string(b), 300)}
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes)).Decode(into); err != nil {
-		return fmt.Errorf("decode alerts_v2 page: %w", err)
+	// A page's own limit, not the intake's (hunting.max_body_bytes, which an
+	// operator may set low): a page over it could never be read, and the
+	// tenant's pull would stall on it.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, max(s.cfg.MaxBodyBytes, graphMaxBody))).Decode(into); err != nil {
+		return fmt.Errorf("decode alerts_v2 page: %w: %w", errGraphUndecodable, err)
 	}
 	return nil
 }
+
+// graphMaxBody is the least a Graph answer may take: 500 alerts of 128 KiB.
+const graphMaxBody = 64 << 20
 
 func retryAfter(h string) time.Duration {
 	if n, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && n >= 0 {

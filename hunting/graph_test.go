@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -285,6 +286,17 @@ func TestHeldAlertGoneOrGivenUp(t *testing.T) {
 // recorded, at every pull.)
 func TestHeldAlertThatFailsBlocksNoOther(t *testing.T) {
 	t.Parallel()
+	// Graph failing on it (a 500), or answering what cannot be read (it
+	// stopped every round, and stayed first: no other was ever fetched).
+	for name, fail := range map[string]int{"500": 500, "unreadable": graphfake.Garbled} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			heldAlertThatFails(t, fail)
+		})
+	}
+}
+
+func heldAlertThatFails(t *testing.T, fail int) {
 	f, fake := graphSetup(t)
 	base := t0.Add(-time.Hour)
 	require.NoError(t, fake.Add(
@@ -295,7 +307,7 @@ func TestHeldAlertThatFailsBlocksNoOther(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
 
-	fake.FailGet("ga", 500)
+	fake.FailGet("ga", fail)
 	require.NoError(t, fake.Add(graphAlert(t, "gb", "hostB", base.Add(time.Second)))) // right now
 	f.clock.Advance(time.Minute)
 	n, err := f.svc.PullGraph(f.ctx)
@@ -328,4 +340,62 @@ VALUES ('0f0f0f0f-0000-4000-8000-000000000000', 'gz', 'unknown tenant', $1, $1)`
 	require.NoError(t, err)
 	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held WHERE id = 'gz'`))
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldGivenUp)))
+}
+
+// TestFutureAlertDoesNotMoveTheWatermarkAhead: an alert stamped a month
+// ahead (held: too far in the future) does not carry the watermark with
+// it; an alert updated a minute later is pulled. The watermark went to the
+// future alert's time, and no later alert was ever pulled; one already
+// there is brought back.
+func TestFutureAlertDoesNotMoveTheWatermarkAhead(t *testing.T) {
+	t.Parallel()
+	f, fake := graphSetup(t)
+	require.NoError(t, fake.Add(graphAlert(t, "g-future", "hostF", t0.Add(30*24*time.Hour))))
+	_, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	var mark time.Time
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_update FROM hunting_graph_watermarks`).Scan(&mark))
+	require.False(t, mark.After(t0), "the watermark %s stays behind the pull", mark)
+
+	f.clock.Advance(time.Minute)
+	require.NoError(t, fake.Add(graphAlert(t, "g-later", "hostL", f.clock.Now().Add(-30*time.Second))))
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'g-later'`), "pulled")
+
+	// A watermark moved ahead before is brought back, and pulls go on.
+	_, err = f.pool.Exec(f.ctx, `UPDATE hunting_graph_watermarks SET last_update = $1`, t0.Add(30*24*time.Hour))
+	require.NoError(t, err)
+	f.clock.Advance(time.Minute)
+	require.NoError(t, fake.Add(graphAlert(t, "g-after", "hostA", f.clock.Now().Add(-30*time.Second))))
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'g-after'`))
+}
+
+// TestGraphPageOverTheIntakeLimitIsRead: a Graph page bigger than the
+// intake's hunting.max_body_bytes (set low here) is still read: the pull
+// has a limit of its own. It was cut at the intake's limit, could never be
+// decoded, and the tenant's pull stalled on that page for good.
+func TestGraphPageOverTheIntakeLimitIsRead(t *testing.T) {
+	t.Parallel()
+	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
+	t.Cleanup(fake.Close)
+	f := setup(t, func(c *Config) {
+		c.MaxBodyBytes = 4096
+		c.Graph = &GraphConfig{
+			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
+			BaseURL:  fake.BaseURL(),
+			LoginURL: fake.LoginURL(),
+			PageSize: 3,
+		}
+	})
+	long := strings.Repeat("a long description of what the attacker did. ", 120) // about 5.5 KB an alert
+	for i := range 3 {
+		require.NoError(t, fake.Add(withFields(t, graphAlert(t, fmt.Sprint("gbig", i), "hostB", t0.Add(-time.Hour+time.Duration(i)*time.Minute)),
+			map[string]any{"description": long})))
+	}
+	n, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
 }

@@ -156,8 +156,12 @@ func (s *Server) Remove(id string) {
 	}
 }
 
-// FailGet makes GET security/alerts_v2/{id} answer status (a 5xx, say)
-// for id, until FailGet(id, 0).
+// Garbled, given to FailGet, makes the alert's GET answer 200 with a body
+// cut short (not JSON).
+const Garbled = -1
+
+// FailGet makes GET security/alerts_v2/{id} answer status (a 5xx, say, or
+// Garbled) for id, until FailGet(id, 0).
 func (s *Server) FailGet(id string, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,7 +217,12 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	s.gets = append(s.gets, id)
-	if code := s.failGet[id]; code != 0 {
+	switch code := s.failGet[id]; {
+	case code == Garbled:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id": "` + id + `", "title": "cut sh`))
+		return
+	case code != 0:
 		writeJSON(w, code, map[string]any{"error": map[string]string{"code": "InternalServerError", "message": "fake failure"}})
 		return
 	}
