@@ -14,7 +14,6 @@ import (
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
 	"github.com/threatdesk/threatdesk/bot/bottest"
 	"github.com/threatdesk/threatdesk/casework"
-	"github.com/threatdesk/threatdesk/hunting"
 	"github.com/threatdesk/threatdesk/internal/outbox"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/testwait"
@@ -390,19 +389,14 @@ func TestDeliveryDeadAnchor(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
 		db := pgtest.New(t)
-		hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
-		require.NoError(t, err)
+		hunt := notifyingHunt(t, db)
 		f := setupWith(t, db, false, NewHuntingIncidents(hunt), casework.Config{})
 		f.slack.Fail(bottest.Permanent("not_in_channel"))
-		_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
-		require.NoError(t, err)
-		time.Sleep(5 * time.Millisecond) // past the group wait
-		_, err = hunt.Sweep(ctx)
-		require.NoError(t, err)
+		raiseExpertAlert(t, hunt)
 		var stream string
 		var incident int64
 		require.NoError(t, db.QueryRow(ctx, `SELECT stream, (payload->>'incident_id')::bigint FROM outbox WHERE kind = 'incident.notify'`).Scan(&stream, &incident))
-		_, err = f.bot.DeliverBatch(ctx)
+		_, err := f.bot.DeliverBatch(ctx)
 		require.NoError(t, err)
 		require.True(t, readRow(t, db, rowsOf(t, db, stream, "incident.notify")[0]).dead)
 
@@ -490,18 +484,13 @@ func TestEditAfterAFoundPostIsSent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
+	hunt := notifyingHunt(t, db)
 	f := setupWith(t, db, false, NewHuntingIncidents(hunt), casework.Config{})
 	f.slack.LoseAnswers(1)
-	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
-	require.NoError(t, err)
-	time.Sleep(5 * time.Millisecond) // past the group wait
-	_, err = hunt.Sweep(ctx)
-	require.NoError(t, err)
+	raiseExpertAlert(t, hunt)
 	var incident int64
 	require.NoError(t, db.QueryRow(ctx, `SELECT (payload->>'incident_id')::bigint FROM outbox WHERE kind = 'incident.notify'`).Scan(&incident))
-	_, err = f.bot.DeliverBatch(ctx)
+	_, err := f.bot.DeliverBatch(ctx)
 	require.NoError(t, err)
 	posts := f.slack.Find(bottest.OpPost, nil)
 	require.Len(t, posts, 1, "posted; its answer lost")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
@@ -43,15 +44,9 @@ const expertAlert = `{
 
 func TestNotificationCard(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
-	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
-	require.NoError(t, err)
-	time.Sleep(5 * time.Millisecond)
-	_, err = hunt.Sweep(ctx)
-	require.NoError(t, err)
+	hunt := notifyingHunt(t, db)
+	raiseExpertAlert(t, hunt)
 	f := setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{})
 
 	card := posted(t, f.slack, contosoSOC, nil, "Consult a threat expert")
@@ -154,15 +149,10 @@ func TestLostCardIsPostedAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
+	hunt := notifyingHunt(t, db)
 	f := setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{})
 	f.slack.Fail(bottest.Permanent("channel_not_found"))
-	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
-	require.NoError(t, err)
-	time.Sleep(5 * time.Millisecond)
-	_, err = hunt.Sweep(ctx)
-	require.NoError(t, err)
+	raiseExpertAlert(t, hunt)
 	var id int64
 	require.NoError(t, db.QueryRow(ctx, `SELECT id FROM hunting_incidents`).Scan(&id))
 	inc := strconv.FormatInt(id, 10)
@@ -174,7 +164,7 @@ func TestLostCardIsPostedAgain(t *testing.T) {
 
 	// As when the row's other parts went out (the desk's sightings
 	// message): the row is delivered, its card recorded dead.
-	_, err = db.Exec(ctx, `UPDATE outbox SET dead_at = NULL, delivered_at = now() WHERE stream = $1`, "incident:"+inc)
+	_, err := db.Exec(ctx, `UPDATE outbox SET dead_at = NULL, delivered_at = now() WHERE stream = $1`, "incident:"+inc)
 	require.NoError(t, err)
 
 	_, m := f.run(t, Slack, analyst, contosoSOC, "incidents")
@@ -228,13 +218,8 @@ func TestFullScopeIsPostedOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
-	require.NoError(t, err)
-	_, err = hunt.Ingest(ctx, []hunting.RawAlert{hunting.RawAlert(expertAlert)})
-	require.NoError(t, err)
-	time.Sleep(5 * time.Millisecond)
-	_, err = hunt.Sweep(ctx)
-	require.NoError(t, err)
+	hunt := notifyingHunt(t, db)
+	raiseExpertAlert(t, hunt)
 	f := setupWith(t, db, true, NewHuntingIncidents(hunt), casework.Config{})
 	card := posted(t, f.slack, contosoSOC, nil, "Consult a threat expert")
 	f.waitFor(t, "the card delivered", func() bool { return f.pending(t) == 0 })
@@ -263,4 +248,24 @@ func TestFullScopeIsPostedOnce(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, n, "posted once: %s", dump(f.slack.Calls()))
+}
+
+// notifyingHunt is hunting for contoso on db that notifies every incident
+// (bar 1) after a millisecond's group wait.
+func notifyingHunt(t testing.TB, db *pgxpool.Pool) *hunting.Service {
+	t.Helper()
+	hunt, err := hunting.New(db, hunting.Config{Orgs: []hunting.Org{{ID: "contoso", Tenants: []string{contosoTenant}}}, NotifyScore: 1, GroupWait: time.Millisecond}, nil, nil)
+	require.NoError(t, err)
+	return hunt
+}
+
+// raiseExpertAlert ingests the expert hunting service's alert and sweeps
+// past the group wait: its incident's card is queued.
+func raiseExpertAlert(t testing.TB, hunt *hunting.Service) {
+	t.Helper()
+	_, err := hunt.Ingest(context.Background(), []hunting.RawAlert{hunting.RawAlert(expertAlert)})
+	require.NoError(t, err)
+	time.Sleep(5 * time.Millisecond) // past the group wait
+	_, err = hunt.Sweep(context.Background())
+	require.NoError(t, err)
 }

@@ -1,6 +1,7 @@
 package casework
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +20,7 @@ import (
 
 // quarterStart is the first instant of t's calendar quarter in s's zone.
 func (s *Service) quarterStart(t time.Time) time.Time {
-	loc := orUTC(s.cfg.Location)
+	loc := cmp.Or(s.cfg.Location, time.UTC)
 	t = t.In(loc)
 	m := time.Month((int(t.Month())-1)/3*3 + 1)
 	return time.Date(t.Year(), m, 1, 0, 0, 0, 0, loc)
@@ -29,21 +30,13 @@ func (s *Service) quarterStart(t time.Time) time.Time {
 // date read as midnight UTC), in s's zone.
 func (s *Service) storedQuarter(day time.Time) time.Time {
 	y, m, d := day.UTC().Date()
-	return s.quarterStart(time.Date(y, m, d, 12, 0, 0, 0, orUTC(s.cfg.Location)))
+	return s.quarterStart(time.Date(y, m, d, 12, 0, 0, 0, cmp.Or(s.cfg.Location, time.UTC)))
 }
 
 // quarterDay is the date that stores quarter q (its first day).
 func quarterDay(q time.Time) time.Time {
 	y, m, d := q.Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
-}
-
-// orUTC is loc, or UTC for nil.
-func orUTC(loc *time.Location) *time.Location {
-	if loc == nil {
-		return time.UTC
-	}
-	return loc
 }
 
 func nextQuarter(q time.Time) time.Time { return q.AddDate(0, 3, 0) }

@@ -480,7 +480,7 @@ func (a *Adapter) FindPosted(ctx context.Context, dest bot.Dest, since time.Time
 			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch,
 				bot.RateLimitError(wait, fmt.Errorf("%s: Slack allows this app one a minute in a workspace", method)))
 		}
-		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, "", cursor)
+		msgs, next, err := a.historyPage(ctx, api, ch, dest.Thread, oldest, cursor)
 		if err != nil {
 			return bot.Ref{}, false, fmt.Errorf("look for message %s in channel %q: %w", dest.Key, ch, err)
 		}
@@ -507,13 +507,13 @@ func slackTS(t time.Time) string { return fmt.Sprintf("%d.%06d", t.Unix(), t.Nan
 
 // historyPage reads one page of a channel's history, or of a thread when
 // thread is set, with metadata; next is the cursor of the next page, if any.
-func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string, thread *bot.Ref, oldest, latest, cursor string) ([]slack.Message, string, error) {
+func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string, thread *bot.Ref, oldest, cursor string) ([]slack.Message, string, error) {
 	ctx, cancel := a.callCtx(ctx)
 	defer cancel()
 	limit := a.cfg.historyPageSize()
 	if thread != nil {
 		msgs, more, next, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
-			ChannelID: ch, Timestamp: thread.Message, Oldest: oldest, Latest: latest, Limit: limit, Cursor: cursor, IncludeAllMetadata: true})
+			ChannelID: ch, Timestamp: thread.Message, Oldest: oldest, Limit: limit, Cursor: cursor, IncludeAllMetadata: true})
 		a.metrics.call("conversations.replies", err)
 		if err != nil {
 			return nil, "", a.classify("conversations.replies", err)
@@ -524,7 +524,7 @@ func (a *Adapter) historyPage(ctx context.Context, api *slack.Client, ch string,
 		return msgs, next, nil
 	}
 	res, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
-		ChannelID: ch, Oldest: oldest, Latest: latest, Limit: limit, Cursor: cursor, IncludeAllMetadata: true})
+		ChannelID: ch, Oldest: oldest, Limit: limit, Cursor: cursor, IncludeAllMetadata: true})
 	a.metrics.call("conversations.history", err)
 	if err != nil {
 		return nil, "", a.classify("conversations.history", err)

@@ -171,7 +171,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team strin
 			if err := a.history.wait(ctx, team, "conversations.replies"); err != nil {
 				return err
 			}
-			page, nx, err := a.historyPage(ctx, api, t.Parent.Channel, &t.Parent, t.After, "", cursor)
+			page, nx, err := a.historyPage(ctx, api, t.Parent.Channel, &t.Parent, t.After, cursor)
 			msgs, next = asEvents(page), nx
 			return err
 		})

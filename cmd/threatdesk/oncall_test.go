@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,8 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
-	"github.com/threatdesk/threatdesk/internal/config"
-	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
@@ -32,7 +26,6 @@ func TestServeWiresTheRotation(t *testing.T) {
 		Channels: []slackfake.Channel{{ID: "C0CONTOSOSOC", Name: "soc"}, {ID: "C0EXPERTDESK", Name: "expert-desk"}},
 		Users:    []slackfake.User{{ID: "U0ANALYST1", Name: "alice", DisplayName: "Alice"}, {ID: "U0EXPERT1", Name: "eve", DisplayName: "Eve"}},
 	})
-	_, dbURL := pgtest.Empty(t)
 	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte("timezone: Asia/Tokyo\n"+e2eConfig+`
 oncall:
@@ -40,38 +33,9 @@ oncall:
   rotation:
     - slack: U0EXPERT1
 `), 0o600))
-	opts := fake.Options()
-	env := map[string]string{
-		"DATABASE_URL":          dbURL,
-		"THREATDESK_HTTP_ADDR":  freeAddr(t),
-		"THREATDESK_CONFIG":     cfgPath,
-		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
-		"SLACK_BOT_TOKEN":       opts.BotToken,
-		"SLACK_APP_TOKEN":       opts.AppToken,
-		"SLACK_API_URL":         fake.APIURL(),
-	}
-	cfg, err := config.Load(envOf(env))
-	require.NoError(t, err)
-	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &bytes.Buffer{}}, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	base := "http://" + env["THREATDESK_HTTP_ADDR"]
-	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-	defer wcancel()
-	require.NoError(t, fake.WaitConnected(wctx))
+	ctx, _, _ := serveOverSlack(t, fake, cfgPath, nil)
 
-	_, err = fake.Command(ctx, slackfake.SlashCommand{Text: "oncall", UserID: "U0EXPERT1", ChannelID: "C0EXPERTDESK"})
+	_, err := fake.Command(ctx, slackfake.SlashCommand{Text: "oncall", UserID: "U0EXPERT1", ChannelID: "C0EXPERTDESK"})
 	require.NoError(t, err)
 	testwait.For(t, 20*time.Second, "the on-call answer", func() bool {
 		for _, r := range fake.Responses() {

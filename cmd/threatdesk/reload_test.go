@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,41 +65,11 @@ func TestServeReloadsTheConfig(t *testing.T) {
 		Users: []slackfake.User{{ID: "U0ANALYST1", Name: "alice"}, {ID: "U0NORTH1", Name: "nina"}, {ID: "U0EXPERT1", Name: "eve"},
 			{ID: "U0ADMIN1", Name: "ada", DisplayName: "Ada"}, {ID: "U0MANAGER1", Name: "max"}, {ID: "U0MANAGER2", Name: "mia"}},
 	})
-	_, dbURL := pgtest.Empty(t)
 	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
 	write := func(doc string) { require.NoError(t, os.WriteFile(cfgPath, []byte(doc), 0o600)) }
 	write(reloadBase)
-	opts := fake.Options()
-	env := map[string]string{
-		"DATABASE_URL":            dbURL,
-		"THREATDESK_HTTP_ADDR":    freeAddr(t),
-		"THREATDESK_CONFIG":       cfgPath,
-		"THREATDESK_SECRET_KEY":   "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
-		"SLACK_BOT_TOKEN":         opts.BotToken,
-		"SLACK_APP_TOKEN":         opts.AppToken,
-		"SLACK_API_URL":           fake.APIURL(),
-		"THREATDESK_INGEST_TOKEN": "reload-test-ingest-token",
-	}
-	cfg, err := config.Load(envOf(env))
-	require.NoError(t, err)
-	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &bytes.Buffer{}}, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	base := "http://" + env["THREATDESK_HTTP_ADDR"]
-	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-	defer wcancel()
-	require.NoError(t, fake.WaitConnected(wctx))
+	const ingestToken = "reload-test-ingest-token"
+	ctx, base, dbURL := serveOverSlack(t, fake, cfgPath, map[string]string{"THREATDESK_INGEST_TOKEN": ingestToken})
 
 	var acksMu sync.Mutex
 	var acks []string
@@ -143,7 +114,7 @@ func TestServeReloadsTheConfig(t *testing.T) {
 	// Its tenant's alerts route nowhere, and nobody is on call.
 	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/alerts", bytes.NewReader(alertJSON(t, "da0000000000000000001", "nw-host1", "Before")))
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+env["THREATDESK_INGEST_TOKEN"])
+	req.Header.Set("Authorization", "Bearer "+ingestToken)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
@@ -185,7 +156,7 @@ func TestServeReloadsTheConfig(t *testing.T) {
 
 	// Northwind's channel now opens cases, its tenant's alerts are its,
 	// and the rotation is on: at once.
-	postAlertTo(t, base, env["THREATDESK_INGEST_TOKEN"], alertJSON(t, "da0000000000000000002", "nw-host2", "After"))
+	postAlertTo(t, base, ingestToken, alertJSON(t, "da0000000000000000002", "nw-host2", "After"))
 	require.Equal(t, 1, count(t, dbURL, `SELECT count(*) FROM hunting_alerts WHERE org = 'northwind'`))
 	command("U0EXPERT1", "C0EXPERTDESK", "oncall")
 	waitResponse("the rotation answers", "On call", 1)
@@ -324,43 +295,13 @@ func TestReloadKeepsTheStartTimeZone(t *testing.T) {
 		Channels: []slackfake.Channel{{ID: "C0CONTOSOSOC", Name: "soc"}, {ID: "C0EXPERTDESK", Name: "expert-desk"}},
 		Users:    []slackfake.User{{ID: "U0EXPERT1", Name: "eve"}, {ID: "U0ADMIN1", Name: "ada"}, {ID: "U0MANAGER1", Name: "max"}},
 	})
-	_, dbURL := pgtest.Empty(t)
 	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
 	write := func(doc string) { require.NoError(t, os.WriteFile(cfgPath, []byte(doc), 0o600)) }
 	doc := func(zone string) string {
 		return "timezone: " + zone + "\n" + reloadBase + "oncall:\n  handover: daily 09:00\n  rotation:\n    - slack: U0EXPERT1\n"
 	}
 	write(doc("UTC"))
-	opts := fake.Options()
-	env := map[string]string{
-		"DATABASE_URL":          dbURL,
-		"THREATDESK_HTTP_ADDR":  freeAddr(t),
-		"THREATDESK_CONFIG":     cfgPath,
-		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
-		"SLACK_BOT_TOKEN":       opts.BotToken,
-		"SLACK_APP_TOKEN":       opts.AppToken,
-		"SLACK_API_URL":         fake.APIURL(),
-	}
-	cfg, err := config.Load(envOf(env))
-	require.NoError(t, err)
-	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &bytes.Buffer{}}, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	base := "http://" + env["THREATDESK_HTTP_ADDR"]
-	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
-	defer wcancel()
-	require.NoError(t, fake.WaitConnected(wctx))
+	ctx, _, dbURL := serveOverSlack(t, fake, cfgPath, nil)
 	answers := func(want string) int {
 		n := 0
 		for _, r := range fake.Responses() {
@@ -389,4 +330,45 @@ func TestReloadKeepsTheStartTimeZone(t *testing.T) {
 	require.Equal(t, 1, answers("09:00 UTC"), "the hand-over stays at 09:00 in the zone of the start")
 	require.Zero(t, answers("Asia/Tokyo\n")+answers("09:00 Asia/Tokyo"))
 	require.Empty(t, fake.Violations())
+}
+
+// serveOverSlack runs serve, until the test ends, on a fresh database with
+// the config file at cfgPath and Slack on fake over Socket Mode, with extra
+// environment variables; it returns once serve is ready and connected,
+// with serve's context, its base URL and the database's URL.
+func serveOverSlack(t *testing.T, fake *slackfake.Server, cfgPath string, extra map[string]string) (ctx context.Context, base, dbURL string) {
+	t.Helper()
+	_, dbURL = pgtest.Empty(t)
+	opts := fake.Options()
+	env := map[string]string{
+		"DATABASE_URL":          dbURL,
+		"THREATDESK_HTTP_ADDR":  freeAddr(t),
+		"THREATDESK_CONFIG":     cfgPath,
+		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100",
+		"SLACK_BOT_TOKEN":       opts.BotToken,
+		"SLACK_APP_TOKEN":       opts.AppToken,
+		"SLACK_API_URL":         fake.APIURL(),
+	}
+	maps.Copy(env, extra)
+	cfg, err := config.Load(envOf(env))
+	require.NoError(t, err)
+	log := slog.New(slog.NewJSONHandler(&syncWriter{w: &bytes.Buffer{}}, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, log) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	base = "http://" + env["THREATDESK_HTTP_ADDR"]
+	require.Eventually(t, func() bool { return get(base+"/readyz") == http.StatusOK }, 20*time.Second, 50*time.Millisecond)
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	require.NoError(t, fake.WaitConnected(wctx))
+	return ctx, base, dbURL
 }
