@@ -33,18 +33,31 @@ type graphToken struct {
 	expires time.Time
 }
 
-// graphPuller holds the pull's state: cached tokens and per-tenant backoff.
+// graphPuller holds the pull's state: cached tokens, per-tenant backoff and
+// window width, and how far Graph's clock is from this one.
 type graphPuller struct {
 	mu     sync.Mutex
 	tokens map[string]graphToken
 	notBef map[string]time.Time
+	span   map[string]time.Duration
+	offset time.Duration
 }
 
 // PullGraph pulls each configured tenant once: alerts updated since its
-// watermark, page by page, each page ingested in one batch and the
-// watermark moved after it commits. The watermark is inclusive (ge), so a
-// page boundary inside one timestamp loses nothing; re-reads come back
-// "unchanged".
+// watermark, window by window, each window ingested and the watermark moved
+// to its end when it commits.
+//
+// A window is [lo, hi) of lastUpdateDateTime, filtered by Graph, and it is
+// read in one page: Graph documents neither an order for alerts_v2 (it
+// lists the most recent first) nor offsets that hold still while alerts
+// change, so a watermark taken from the alerts of a page, or a pull cut
+// short between pages, could skip alerts for good. A window that comes
+// back with a nextLink is narrowed (by its $count, or halved) and read
+// again (its page is dropped);
+// only a window narrowed to graphMinSpan is read over several pages. The
+// windows never reach past Graph's own time (its Date header) less
+// graphClockMargin, so an alert stamped later, or a clock here ahead of
+// Graph's, loses nothing.
 //
 // A pulled alert is trusted only for the tenant whose credentials fetched
 // it: one whose own tenantId names another tenant is rejected, never routed
@@ -102,87 +115,235 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 	if now.Before(wait) {
 		return 0, &ThrottledError{Status: http.StatusTooManyRequests, RetryAfter: wait.Sub(now)}
 	}
-	// The watermark never passes the pull's start (less a minute for the
-	// clocks): an alert stamped in the future (a wrong clock upstream, a
-	// hostile or broken alert) would otherwise move it ahead, and every
-	// alert updated before that time would never be pulled.
-	ceiling := s.cfg.Now().UTC().Add(-graphClockMargin)
-	mark := s.cfg.Now().UTC().Add(-g.Lookback)
-	if stored != nil {
-		mark = *stored
+	// The token first: its answer tells Graph's time, which the windows
+	// must not pass.
+	if _, err := s.graphToken(ctx, g, t); err != nil {
+		return 0, err
 	}
-	if mark.After(ceiling) {
-		// Moved ahead before this was checked: brought back.
+	ceiling := s.graphNow().Add(-graphClockMargin)
+	lo := ceiling.Add(-g.Lookback)
+	if stored != nil {
+		lo = *stored
+	}
+	if lo.After(ceiling) {
+		// Moved ahead by an alert stamped in the future (before windows):
+		// brought back.
 		if _, err := s.pool.Exec(ctx, `UPDATE hunting_graph_watermarks SET last_update = $2 WHERE tenant = $1 AND last_update > $2`,
 			t.TenantID, ceiling); err != nil {
 			return 0, fmt.Errorf("bring the watermark of tenant %s back from the future: %w", t.TenantID, err)
 		}
-		mark = ceiling
+		lo = ceiling
 	}
-	q := url.Values{}
-	q.Set("$filter", "lastUpdateDateTime ge "+mark.UTC().Format("2006-01-02T15:04:05.0000000Z"))
-	q.Set("$orderby", "lastUpdateDateTime asc")
-	q.Set("$top", strconv.Itoa(g.PageSize))
-	next := g.BaseURL + "security/alerts_v2?" + q.Encode()
 	total := 0
 	var seen []string // ids this pull's pages already brought
-	for page := 0; page < g.MaxPages && next != ""; page++ {
-		var body struct {
-			Value    []json.RawMessage `json:"value"`
-			NextLink string            `json:"@odata.nextLink"`
+	// crowded: the present has more than a page; the windows end at the
+	// ceiling, and what is past it comes next time.
+	crowded := false
+	for requests := 0; requests < g.MaxPages && !(crowded && !lo.Before(ceiling)); {
+		hi := ceiling
+		if span := s.graphSpan(t.TenantID); span > 0 && lo.Add(span).Before(hi) {
+			hi = lo.Add(span)
 		}
-		if err := s.graphGet(ctx, g, t, next, &body); err != nil {
-			return total, err
-		}
-		if len(body.Value) == 0 {
-			break
-		}
-		res, err := s.ingest(ctx, body.Value, binding{tenant: t.TenantID})
+		open := hi.Equal(ceiling) && !crowded // the last window: up to the present
+		w, err := s.pullWindow(ctx, g, t, lo, hi, open)
+		total += w.ingested
+		requests += w.requests
+		seen = append(seen, w.seen...)
 		if err != nil {
 			return total, err
 		}
-		total += res.Accepted + res.Updated
-		var taken []string
-		var held []heldAlert
-		for i, raw := range body.Value {
-			var head struct {
-				ID         string `json:"id"`
-				LastUpdate string `json:"lastUpdateDateTime"`
-			}
-			ts, terr := time.Time{}, json.Unmarshal(raw, &head)
-			if terr == nil {
-				ts, terr = ParseTime(head.LastUpdate)
-			}
-			it := res.Items[i]
-			id := cmp.Or(it.ID, head.ID)
-			seen = append(seen, id)
-			if it.Status == StatusRejected {
-				h := heldAlert{id: id, reason: it.Reason}
-				if terr == nil {
-					h.lastUpdate = &ts
-				}
-				held = append(held, h)
-			} else if id != "" {
-				taken = append(taken, id)
-			}
-			if terr == nil && ts.After(mark) {
-				mark = minTime(ts, ceiling)
-			}
+		if w.read && open {
+			break
 		}
-		if err := s.settlePage(ctx, t.TenantID, mark, taken, held); err != nil {
-			return total, err
-		}
-		next = body.NextLink
-		if next != "" && !strings.HasPrefix(next, g.BaseURL) {
-			return total, fmt.Errorf("nextLink %q leaves the configured Graph URL: refusing to send the token there", clip(next, 200))
+		crowded = crowded || open
+		if w.read {
+			lo = hi
 		}
 	}
 	n, err := s.retryHeld(ctx, g, t, seen)
 	return total + n, err
 }
 
-// graphClockMargin is how far the watermark stays behind the pull's start.
-const graphClockMargin = time.Minute
+// Windows of the Graph pull.
+const (
+	// graphClockMargin is how far the windows stay behind Graph's time.
+	graphClockMargin = time.Minute
+	// graphMinSpan is the narrowest window: one that still has more than
+	// a page is read over several pages.
+	graphMinSpan = time.Millisecond
+	// graphMaxSpan is where a widening window stops counting (no bound).
+	graphMaxSpan = 32 * 24 * time.Hour
+	// graphWindowPages bounds the pages of one window (500,000 alerts in a
+	// millisecond at the default page size: an answer gone wrong).
+	graphWindowPages = 1000
+)
+
+// graphWindow is what reading one window did.
+type graphWindow struct {
+	read     bool     // stored whole, and the watermark moved to its end
+	ingested int      // alerts accepted or updated
+	requests int      // list requests sent
+	seen     []string // ids its pages brought
+}
+
+// pullWindow reads the alerts updated in [lo, hi) and moves the watermark to
+// hi once every one is stored, in the transaction of its last page. The
+// last window (open) reads up to Graph's present, so that an alert is
+// taken as soon as Graph lists it; those past hi come again next time. A
+// window that has more than a page, and is wider than graphMinSpan, is
+// narrowed instead (read false; nothing of it is kept); one less than half
+// full lets the next window be twice as wide, an empty one reach the
+// present.
+func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant, lo, hi time.Time, open bool) (graphWindow, error) {
+	var w graphWindow
+	filter := "lastUpdateDateTime ge " + graphTime(lo)
+	if !open {
+		filter += " and lastUpdateDateTime lt " + graphTime(hi)
+	}
+	q := url.Values{}
+	q.Set("$filter", filter)
+	q.Set("$top", strconv.Itoa(g.PageSize))
+	q.Set("$count", "true")
+	next := g.BaseURL + "security/alerts_v2?" + q.Encode()
+	for next != "" {
+		if w.requests == graphWindowPages {
+			return w, fmt.Errorf("the window from %s to %s still has more after %d pages: not read", graphTime(lo), graphTime(hi), w.requests)
+		}
+		var body struct {
+			Value    []json.RawMessage `json:"value"`
+			NextLink string            `json:"@odata.nextLink"`
+			Count    *int              `json:"@odata.count"`
+		}
+		if err := s.graphGet(ctx, g, t, next, &body); err != nil {
+			return w, err
+		}
+		w.requests++
+		if body.NextLink != "" && w.requests == 1 && hi.Sub(lo) > graphMinSpan {
+			s.setGraphSpan(t.TenantID, narrowSpan(lo, hi, g.PageSize, body.Count, body.Value))
+			return w, nil
+		}
+		if body.NextLink != "" && !strings.HasPrefix(body.NextLink, g.BaseURL) {
+			return w, fmt.Errorf("nextLink %q leaves the configured Graph URL: refusing to send the token there", clip(body.NextLink, 200))
+		}
+		next = body.NextLink
+		switch {
+		case w.requests > 1 || next != "":
+		case len(body.Value) == 0:
+			s.setGraphSpan(t.TenantID, 0) // nothing here: try up to the present
+		case len(body.Value) < g.PageSize/2:
+			s.setGraphSpan(t.TenantID, 2*hi.Sub(lo))
+		}
+		mark := lo // the watermark moves only once the window's last page is stored
+		if next == "" {
+			mark = hi
+		}
+		var taken []string
+		var held []heldAlert
+		if len(body.Value) > 0 {
+			res, err := s.ingest(ctx, body.Value, binding{tenant: t.TenantID})
+			if err != nil {
+				return w, err
+			}
+			w.ingested += res.Accepted + res.Updated
+			for i, raw := range body.Value {
+				var head struct {
+					ID         string `json:"id"`
+					LastUpdate string `json:"lastUpdateDateTime"`
+				}
+				ts, terr := time.Time{}, json.Unmarshal(raw, &head)
+				if terr == nil {
+					ts, terr = ParseTime(head.LastUpdate)
+				}
+				it := res.Items[i]
+				id := cmp.Or(it.ID, head.ID)
+				w.seen = append(w.seen, id)
+				if it.Status == StatusRejected {
+					h := heldAlert{id: id, reason: it.Reason}
+					if terr == nil {
+						h.lastUpdate = &ts
+					}
+					held = append(held, h)
+				} else if id != "" {
+					taken = append(taken, id)
+				}
+			}
+		}
+		if err := s.settlePage(ctx, t.TenantID, mark, taken, held); err != nil {
+			return w, err
+		}
+	}
+	w.read = true
+	return w, nil
+}
+
+// narrowSpan is the width of the next window after [lo, hi) had more than
+// a page. Its page's alerts are all at or after the earliest of them, so
+// at most count less a page come before it, whatever order Graph gave:
+// with count at most two pages, the window up to there fits in a page, and
+// up to four pages it is the way there (a page fewer each time). With more
+// it is what would hold half a page were the count spread evenly, at most
+// up to there; halved when the count is not known.
+func narrowSpan(lo, hi time.Time, pageSize int, count *int, page []json.RawMessage) time.Duration {
+	first := hi
+	for _, raw := range page {
+		var head struct {
+			LastUpdate string `json:"lastUpdateDateTime"`
+		}
+		if json.Unmarshal(raw, &head) != nil {
+			continue
+		}
+		if ts, err := ParseTime(head.LastUpdate); err == nil && !ts.Before(lo) && ts.Before(first) {
+			first = ts
+		}
+	}
+	span := hi.Sub(lo) / 2
+	switch {
+	case count != nil && *count <= 4*pageSize && first.Before(hi):
+		span = first.Sub(lo)
+	case count != nil && *count > pageSize:
+		span = min(time.Duration(float64(hi.Sub(lo))*float64(pageSize)/float64(2**count)), first.Sub(lo))
+	}
+	return max(span, graphMinSpan)
+}
+
+// graphTime is a time as the pull's $filter writes it.
+func graphTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000000Z") }
+
+// graphSpan is how wide the tenant's next window may be (0: no bound).
+func (s *Service) graphSpan(tenant string) time.Duration {
+	s.graph.mu.Lock()
+	defer s.graph.mu.Unlock()
+	return s.graph.span[tenant]
+}
+
+func (s *Service) setGraphSpan(tenant string, d time.Duration) {
+	s.graph.mu.Lock()
+	defer s.graph.mu.Unlock()
+	if d >= graphMaxSpan {
+		d = 0
+	}
+	s.graph.span[tenant] = d
+}
+
+// graphNow is Graph's time as its last answer told it (the Date header),
+// this clock's until one did.
+func (s *Service) graphNow() time.Time {
+	s.graph.mu.Lock()
+	defer s.graph.mu.Unlock()
+	return s.cfg.Now().UTC().Add(s.graph.offset)
+}
+
+// noteGraphTime keeps how far Graph's clock is from this one, from an
+// answer's Date header (whole seconds, so up to a second behind).
+func (s *Service) noteGraphTime(resp *http.Response) {
+	d, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return
+	}
+	s.graph.mu.Lock()
+	defer s.graph.mu.Unlock()
+	s.graph.offset = d.Sub(s.cfg.Now())
+}
 
 // forgetHeld gives up the held alerts of tenants not in tenants that were
 // first rejected longer than holdFor ago, logged and counted like any other.
@@ -478,6 +639,7 @@ func (s *Service) graphGet(ctx context.Context, g *GraphConfig, t GraphTenant, u
 		return fmt.Errorf("GET security/alerts_v2: %w", err)
 	}
 	defer resp.Body.Close()
+	s.noteGraphTime(resp)
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		ra := retryAfter(resp.Header.Get("Retry-After"))
@@ -548,6 +710,7 @@ func (s *Service) graphToken(ctx context.Context, g *GraphConfig, t GraphTenant)
 		return "", fmt.Errorf("get token: %w", err)
 	}
 	defer resp.Body.Close()
+	s.noteGraphTime(resp)
 	var body struct {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int    `json:"expires_in"`

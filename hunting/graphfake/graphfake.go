@@ -1,9 +1,14 @@
 // Package graphfake is a fake Microsoft Graph for tests of the hunting
 // package's alert pull: the identity platform's client-credentials token
 // endpoint and GET /v1.0/security/alerts_v2 with the $filter on
-// lastUpdateDateTime, $orderby, $top and @odata.nextLink paging the pull
+// lastUpdateDateTime (ge, and lt), $count, $top and @odata.nextLink paging the pull
 // uses, GET /v1.0/security/alerts_v2/{id} (404 with Graph's error body for
 // an unknown id), plus switches to throttle (429 with Retry-After).
+//
+// As Graph documents for alerts_v2, the list has the most recent alerts at
+// the top, $orderby is not honoured, and a nextLink runs the query again
+// from an offset: an alert updated between two pages (AfterPage) shifts
+// the rest. Every answer's Date header is the fake's clock.
 package graphfake
 
 import (
@@ -35,6 +40,9 @@ type Server struct {
 	filters      []string
 	gets         []string
 	failGet      map[string]int
+	now          func() time.Time
+	afterPage    func(n int)
+	pages        int
 }
 
 type alert struct {
@@ -44,13 +52,35 @@ type alert struct {
 
 // New starts a fake for one tenant and app registration.
 func New(tenant, clientID, secret string) *Server {
-	s := &Server{tenant: tenant, clientID: clientID, secret: secret, tokens: map[string]bool{}}
+	s := &Server{tenant: tenant, clientID: clientID, secret: secret, tokens: map[string]bool{}, now: time.Now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.token)
 	mux.HandleFunc("GET /v1.0/security/alerts_v2", s.list)
 	mux.HandleFunc("GET /v1.0/security/alerts_v2/{id}", s.get)
-	s.Server = httptest.NewServer(mux)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		now := s.now()
+		s.mu.Unlock()
+		w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+		mux.ServeHTTP(w, r)
+	}))
 	return s
+}
+
+// SetClock makes now Graph's time, sent in every answer's Date header
+// (time.Now until then).
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// AfterPage calls fn with the number of list pages served so far after
+// each one is written (outside the fake's lock: fn may Add).
+func (s *Server) AfterPage(fn func(n int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.afterPage = fn
 }
 
 // BaseURL is the Graph root to configure.
@@ -91,7 +121,7 @@ func (s *Server) Add(alerts ...json.RawMessage) error {
 			s.alerts = append(s.alerts, alert{t, b})
 		}
 	}
-	sort.SliceStable(s.alerts, func(i, j int) bool { return s.alerts[i].lastUpdate.Before(s.alerts[j].lastUpdate) })
+	sort.SliceStable(s.alerts, func(i, j int) bool { return s.alerts[i].lastUpdate.After(s.alerts[j].lastUpdate) })
 	return nil
 }
 
@@ -244,22 +274,26 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	if fn := s.serveList(w, r); fn != nil {
+		fn(s.pages)
+	}
+}
+
+// serveList answers a list request and returns the AfterPage hook to call
+// once the lock is let go.
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request) func(int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.admit(w, r) {
-		return
+		return nil
 	}
 	q := r.URL.Query()
 	filter := q.Get("$filter")
 	s.filters = append(s.filters, filter)
-	var since time.Time
-	if rest, ok := strings.CutPrefix(filter, "lastUpdateDateTime ge "); ok {
-		t, err := time.Parse(time.RFC3339Nano, rest)
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "BadRequest", "message": "bad $filter"}})
-			return
-		}
-		since = t
+	since, until, err := parseFilter(filter)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "BadRequest", "message": err.Error()}})
+		return nil
 	}
 	top, _ := strconv.Atoi(q.Get("$top"))
 	if top <= 0 {
@@ -267,12 +301,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	skip, _ := strconv.Atoi(q.Get("$skiptoken"))
 	var match []json.RawMessage
-	for _, a := range s.alerts {
-		if !a.lastUpdate.Before(since) {
+	for _, a := range s.alerts { // the most recent first
+		if !a.lastUpdate.Before(since) && (until.IsZero() || a.lastUpdate.Before(until)) {
 			match = append(match, a.body)
 		}
 	}
 	out := map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2"}
+	if q.Get("$count") == "true" {
+		out["@odata.count"] = len(match)
+	}
 	end := min(skip+top, len(match))
 	if skip > len(match) {
 		skip = end
@@ -287,4 +324,32 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		out["@odata.nextLink"] = s.URL + next.String()
 	}
 	writeJSON(w, http.StatusOK, out)
+	s.pages++
+	return s.afterPage
+}
+
+// parseFilter reads the filters the pull sends: "lastUpdateDateTime ge T",
+// optionally "and lastUpdateDateTime lt T" (until is zero without it).
+func parseFilter(filter string) (since, until time.Time, err error) {
+	if filter == "" {
+		return since, until, nil
+	}
+	ge, lt, hasLt := strings.Cut(filter, " and ")
+	rest, ok := strings.CutPrefix(ge, "lastUpdateDateTime ge ")
+	if !ok {
+		return since, until, fmt.Errorf("unsupported $filter %q", filter)
+	}
+	if since, err = time.Parse(time.RFC3339Nano, rest); err != nil {
+		return since, until, fmt.Errorf("bad $filter %q: %w", filter, err)
+	}
+	if hasLt {
+		rest, ok := strings.CutPrefix(lt, "lastUpdateDateTime lt ")
+		if !ok {
+			return since, until, fmt.Errorf("unsupported $filter %q", filter)
+		}
+		if until, err = time.Parse(time.RFC3339Nano, rest); err != nil {
+			return since, until, fmt.Errorf("bad $filter %q: %w", filter, err)
+		}
+	}
+	return since, until, nil
 }
