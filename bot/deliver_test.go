@@ -400,7 +400,7 @@ func TestDeliveryDeadAnchor(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, readRow(t, db, rowsOf(t, db, stream, "incident.notify")[0]).dead)
 
-		require.NoError(t, hunt.Acknowledge(ctx, "contoso", incident, "Ana Lyst"))
+		require.NoError(t, hunt.Acknowledge(ctx, "contoso", incident, "slack:T1:U0ANA", "Ana Lyst"))
 		_, err = f.bot.DeliverBatch(ctx)
 		require.NoError(t, err)
 		st := readRow(t, db, rowsOf(t, db, stream, "incident.acknowledged")[0])
@@ -496,7 +496,7 @@ func TestEditAfterAFoundPostIsSent(t *testing.T) {
 	require.Len(t, posts, 1, "posted; its answer lost")
 	card := posts[0]
 
-	require.NoError(t, hunt.Acknowledge(ctx, "contoso", incident, "Ana Lyst"))
+	require.NoError(t, hunt.Acknowledge(ctx, "contoso", incident, "slack:T1:U0ANA", "Ana Lyst"))
 	deadline := time.Now().Add(tenSeconds)
 	for !f.bot.OutboxIdle(ctx) && time.Now().Before(deadline) {
 		time.Sleep(60 * time.Millisecond) // past the retry's backoff

@@ -176,7 +176,7 @@ func (h *HuntingIncidents) Acknowledge(ctx context.Context, org, id string, by U
 	if err != nil {
 		return err
 	}
-	return triageErr(id, h.svc.Acknowledge(ctx, org, n, userLabel(&by)))
+	return triageErr(id, h.svc.Acknowledge(ctx, org, n, userKey(by), userLabel(&by)))
 }
 
 // Describe implements Incidents.

@@ -382,6 +382,9 @@ func subjectText(k SubjectKind, id string) string {
 	return id
 }
 
+// userKey tells one person from another: platform, workspace and id.
+func userKey(u User) string { return string(u.Platform) + ":" + u.Workspace + ":" + u.ID }
+
 func userLabel(u *User) string {
 	if u == nil || u.ID == "" {
 		return ""

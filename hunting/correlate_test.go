@@ -322,7 +322,7 @@ func TestMergeHandsOnTheCard(t *testing.T) {
 	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at, Files: []string{sha("implant")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
 	require.NotEqual(t, a, b)
 	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0ANALYST"))
-	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", b, "U0ANALYST"))
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", b, "slack:T1:U0ANALYST", "U0ANALYST"))
 	n := len(f.outbox(t))
 
 	res := f.ingest(t, gen{ID: "link", Device: "pc-a", At: at.Add(5 * time.Minute), Files: []string{sha("implant")}, Severity: "Low", Category: "Execution"})
@@ -341,7 +341,7 @@ func TestMergeHandsOnTheCard(t *testing.T) {
 
 	// The old card's buttons, pressed before its edit arrived, say where
 	// the incident went.
-	err = f.svc.Acknowledge(f.ctx, "contoso", b, "U0OTHER")
+	err = f.svc.Acknowledge(f.ctx, "contoso", b, "slack:T1:U0OTHER", "U0OTHER")
 	require.ErrorIs(t, err, ErrNotOpen)
 	require.ErrorContains(t, err, fmt.Sprintf("merged into incident %d", a))
 }

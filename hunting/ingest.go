@@ -408,7 +408,7 @@ ON CONFLICT (incident_id, kind, value) DO UPDATE SET
 	// A card handed on keeps its acknowledgement (absorb): the survivor had
 	// no card of its own.
 	b.Queue(`
-UPDATE hunting_incidents d SET acked_at = o.acked_at, acked_by = o.acked_by
+UPDATE hunting_incidents d SET acked_at = o.acked_at, acked_by = o.acked_by, acked_by_id = o.acked_by_id
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst) JOIN hunting_incidents o ON o.id = m.src
 WHERE d.id = m.dst AND d.posted_at IS NULL AND d.acked_at IS NULL AND o.posted_at IS NOT NULL AND o.acked_at IS NOT NULL`, from, into)
 	b.Queue(`

@@ -323,15 +323,16 @@ func (s *Service) payload(st *incState, now time.Time) EventPayload {
 // not exist in the org (another org's item is not found either).
 var ErrNotFound = errors.New("hunting: not found")
 
-// Acknowledge records who acknowledged the incident, which stops its
-// repeats, and records incident.acknowledged so the card shows it. A second
+// Acknowledge records who acknowledged the incident (whoID tells people
+// apart, who is the name the card shows), which stops its repeats, and
+// records incident.acknowledged so the card shows it. A second
 // acknowledgement keeps the first and records nothing: by the same person
 // (a press retried) it returns nil, by someone else ErrAlreadyAcknowledged,
 // saying who acknowledged it. An incident that is
 // not open (merged, resolved, closed) returns ErrNotOpen, saying into which
 // incident it was merged or by whom it was resolved.
-func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64, who string) error {
-	who = clip(who, maxShortLen)
+func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64, whoID, who string) error {
+	who, whoID = clip(who, maxShortLen), clip(whoID, maxShortLen)
 	now := s.cfg.Now().UTC()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Ingest and the sweep write next_due_at from what they read
@@ -341,9 +342,9 @@ func (s *Service) Acknowledge(ctx context.Context, org string, incidentID int64,
 		}
 		var st incState
 		var merged *int64
-		var resolvedBy, ackedBy *string
-		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, acked_by, title, severity, score, expert, notify_seq, merged_into, resolved_by, classification
-FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &ackedBy, &st.Title,
+		var resolvedBy, ackedBy, ackedByID *string
+		err := tx.QueryRow(ctx, `SELECT id, status, acked_at, acked_by, acked_by_id, title, severity, score, expert, notify_seq, merged_into, resolved_by, classification
+FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status, &st.AckedAt, &ackedBy, &ackedByID, &st.Title,
 			&st.Severity, &st.Score, &st.Expert, &st.Seq, &merged, &resolvedBy, &st.Classification)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("acknowledge incident %d of org %s: %w", incidentID, org, ErrNotFound)
@@ -358,17 +359,21 @@ FROM hunting_incidents WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).
 			return notOpen(incidentID, st.Status, merged, resolvedBy, string(st.Classification))
 		}
 		if st.AckedAt != nil {
-			if ackedBy != nil && *ackedBy != who {
-				return fmt.Errorf("incident %d was already acknowledged by %s: %w", incidentID, *ackedBy, ErrAlreadyAcknowledged)
+			same := ackedBy == nil || *ackedBy == who // acknowledged before ids were kept
+			if ackedByID != nil {
+				same = *ackedByID == whoID
+			}
+			if !same {
+				return fmt.Errorf("incident %d was already acknowledged by %s: %w", incidentID, deref(ackedBy), ErrAlreadyAcknowledged)
 			}
 			return nil
 		}
 		// Repeats stop; a pending first post or update still goes out.
 		if _, err := tx.Exec(ctx, `
-UPDATE hunting_incidents SET acked_by = $2, acked_at = $3, updated_at = $3,
+UPDATE hunting_incidents SET acked_by = $2, acked_by_id = $5, acked_at = $3, updated_at = $3,
     next_due_at = CASE WHEN posted_at IS NULL OR notified IS NULL THEN next_due_at
                        WHEN next_due_at = notified_at + $4::interval THEN NULL ELSE next_due_at END
-WHERE id = $1`, incidentID, who, now, s.cfg.RepeatInterval); err != nil {
+WHERE id = $1`, incidentID, who, now, s.cfg.RepeatInterval, whoID); err != nil {
 			return fmt.Errorf("acknowledge incident %d: %w", incidentID, err)
 		}
 		st.Org = org

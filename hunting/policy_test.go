@@ -173,20 +173,24 @@ func TestNotificationPolicy(t *testing.T) {
 	require.Equal(t, EventRepeat, f.outbox(t)[2].Kind)
 
 	// Acknowledged: no more repeats; a second acknowledgement is a no-op.
-	require.ErrorIs(t, f.svc.Acknowledge(f.ctx, "fabrikam", inc, "U0X"), ErrNotFound)
-	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0ANALYST"))
-	err = f.svc.Acknowledge(f.ctx, "contoso", inc, "U0OTHER")
+	require.ErrorIs(t, f.svc.Acknowledge(f.ctx, "fabrikam", inc, "slack:T1:U0X", "U0X"), ErrNotFound)
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "slack:T1:U0ANALYST", "Ana Lyst"))
+	err = f.svc.Acknowledge(f.ctx, "contoso", inc, "slack:T1:U0OTHER", "U0OTHER")
 	require.ErrorIs(t, err, ErrAlreadyAcknowledged, "someone else is told who did")
-	require.ErrorContains(t, err, "already acknowledged by U0ANALYST")
-	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "U0ANALYST"), "the same press again")
+	require.ErrorContains(t, err, "already acknowledged by Ana Lyst")
+	// People are told apart by id, not name: another Ana Lyst is someone
+	// else (she was told it went through), and the same person whose name
+	// could not be looked up this time (the id stands in) is not.
+	require.ErrorIs(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "slack:T1:U0ANA2", "Ana Lyst"), ErrAlreadyAcknowledged, "a namesake")
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", inc, "slack:T1:U0ANALYST", "U0ANALYST"), "the same press again")
 	rows = f.outbox(t)
 	require.Equal(t, []string{EventNotify, EventUpdate, EventRepeat, EventAcknowledged}, kinds(rows))
-	require.Equal(t, "U0ANALYST", rows[3].Payload.By)
+	require.Equal(t, "Ana Lyst", rows[3].Payload.By)
 	f.clock.Advance(9 * time.Hour)
 	require.Zero(t, f.sweep(t))
 	v, err = f.svc.Incident(f.ctx, "contoso", inc)
 	require.NoError(t, err)
-	require.Equal(t, "U0ANALYST", v.AcknowledgedBy)
+	require.Equal(t, "Ana Lyst", v.AcknowledgedBy)
 	require.NotNil(t, v.AcknowledgedAt)
 	require.Len(t, f.outbox(t), 4)
 }
