@@ -120,6 +120,10 @@ type listFilter struct {
 	Status, Org, Priority string
 	Breaching             bool
 	Page                  int
+	// After continues the list from the page before (casework's page
+	// token): cases concluded, newly at risk or opened meanwhile neither
+	// skip nor repeat a case, as counting by page would.
+	After string
 }
 
 // statusChoices are the status filter's values.
@@ -186,11 +190,15 @@ func (h *Handler) readFilter(s *session, q url.Values) (listFilter, error) {
 		}
 		f.Page = n
 	}
+	if a := q.Get("after"); a != "" && f.Page > 1 {
+		f.After = a // checked by casework, which refuses a token not its own
+	}
 	return f, nil
 }
 
-// query is the filter as the list's URL query (page p).
-func (f listFilter) query(p int) string {
+// query is the filter as the list's URL query (page p, continuing after
+// the token after when it is set).
+func (f listFilter) query(p int, after string) string {
 	q := url.Values{}
 	if f.Status != "open" {
 		q.Set("status", f.Status)
@@ -206,6 +214,9 @@ func (f listFilter) query(p int) string {
 	}
 	if p > 1 {
 		q.Set("page", strconv.Itoa(p))
+		if after != "" {
+			q.Set("after", after)
+		}
 	}
 	if len(q) == 0 {
 		return ""
@@ -215,7 +226,10 @@ func (f listFilter) query(p int) string {
 
 // casework is the filter as casework's.
 func (f listFilter) casework() casework.ListFilter {
-	out := casework.ListFilter{Org: f.Org, Breaching: f.Breaching, Limit: listPage, Offset: (f.Page - 1) * listPage}
+	out := casework.ListFilter{Org: f.Org, Breaching: f.Breaching, Limit: listPage, PageToken: f.After}
+	if f.After == "" {
+		out.Offset = (f.Page - 1) * listPage
+	}
 	switch f.Status {
 	case "open":
 		out.Statuses = casework.OpenStatuses()
@@ -300,7 +314,7 @@ func (h *Handler) serveCases(w http.ResponseWriter, r *http.Request, s *session)
 			h.renderTracker(w, http.StatusBadRequest, "message", h.nav(s, "cases"), message{Title: "That filter does not work", Lines: []string{err.Error() + "."}})
 			return
 		}
-		http.Redirect(w, r, h.cfg.Links.page(TrackerPath)+f.query(1), http.StatusSeeOther)
+		http.Redirect(w, r, h.cfg.Links.page(TrackerPath)+f.query(1, ""), http.StatusSeeOther)
 		return
 	default:
 		h.methodNotAllowed(w, r, "GET, POST")
@@ -318,7 +332,9 @@ func (h *Handler) serveCases(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	v := h.listView(s, f)
 	v.Rows = h.rows(s, page.Cases)
-	from := (f.Page-1)*listPage + 1
+	// Where the page stands in the list as it is now (cases concluded or
+	// opened since the first page moved it).
+	from := page.Total - page.Remaining - len(page.Cases) + 1
 	switch {
 	case page.Total == 0:
 		v.Empty = "No cases match these filters."
@@ -329,10 +345,10 @@ func (h *Handler) serveCases(w http.ResponseWriter, r *http.Request, s *session)
 		v.Summary = strconv.Itoa(from) + "–" + strconv.Itoa(from+len(page.Cases)-1) + " of " + strconv.Itoa(page.Total) + " cases, most urgent first"
 	}
 	if f.Page > 1 {
-		v.PrevURL = h.cfg.Links.page(TrackerPath) + f.query(f.Page-1)
+		v.PrevURL = h.cfg.Links.page(TrackerPath) + f.query(f.Page-1, "")
 	}
 	if page.Remaining > 0 {
-		v.NextURL = h.cfg.Links.page(TrackerPath) + f.query(f.Page+1)
+		v.NextURL = h.cfg.Links.page(TrackerPath) + f.query(f.Page+1, page.Next)
 	}
 	h.renderTracker(w, http.StatusOK, "cases", h.nav(s, "cases"), v)
 }

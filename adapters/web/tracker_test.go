@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -768,19 +769,28 @@ func TestTrackerListPages(t *testing.T) {
 	require.Contains(t, page, "1–25 of 30 cases")
 	m := next.FindStringSubmatch(page)
 	require.NotNil(t, m)
-	require.Equal(t, "/web/?page=2&amp;priority=low", m[1])
-	_, page = fetch(t, ex, http.MethodGet, f.base+"/web/?page=2&priority=low", nil)
+	require.True(t, strings.HasPrefix(m[1], "/web/?after="), m[1])
+	require.Contains(t, m[1], "&amp;page=2&amp;priority=low")
+	// The first case is concluded while page 1 is read: the next page
+	// goes on after page 1's last case. (It went by count: the 26th case
+	// moved up to page 1, unseen, and page 2 began with the 27th.)
+	_, err := f.svc.Take(context.Background(), first[0], eve)
+	require.NoError(t, err)
+	f.to(t, first[0], casework.StatusConcluded, "Benign admin activity.")
+	_, page = fetch(t, ex, http.MethodGet, f.base+html.UnescapeString(m[1]), nil)
 	second := refsOf(page)
 	require.Len(t, second, 5)
-	require.Contains(t, page, "26–30 of 30 cases")
+	require.Contains(t, page, "25–29 of 29 cases", "where they stand now")
 	require.Contains(t, page, `href="/web/?priority=low" rel="prev"`)
 	require.Nil(t, next.FindStringSubmatch(page))
 	require.ElementsMatch(t, all, append(first, second...), "every case once")
 	_, page = fetch(t, ex, http.MethodGet, f.base+"/web/?page=3&priority=low", nil)
 	require.Contains(t, page, "past the end of the list")
+	resp, _ := fetch(t, ex, http.MethodGet, f.base+"/web/?page=2&priority=low&after=1.x.y.0.-.2.z", nil)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "a made-up token")
 
 	tok := csrfOf(t, page)
-	resp, page := fetch(t, ex, http.MethodPost, f.base+"/web/search", url.Values{"csrf": {tok}, "q": {"lateral movement"}})
+	resp, page = fetch(t, ex, http.MethodPost, f.base+"/web/search", url.Values{"csrf": {tok}, "q": {"lateral movement"}})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	found := refsOf(page)
 	require.Len(t, found, 25)
