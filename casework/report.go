@@ -204,7 +204,8 @@ type Breach struct {
 	Clock   Clock         `json:"clock"`
 	Target  time.Duration `json:"-"`
 	Elapsed time.Duration `json:"-"`
-	// Status is the case's status now; Assignee who holds it (empty: nobody).
+	// Status is the case's status now; Assignee the name of who holds it
+	// (empty: nobody).
 	Status   Status    `json:"status"`
 	Assignee string    `json:"assignee,omitempty"`
 	OpenedAt time.Time `json:"opened_at"`
@@ -548,7 +549,8 @@ func (s *Service) reportOpened(ctx context.Context, tx pgx.Tx, orgs []string, w 
 // no status history read. $1 orgs, $2 from, $3 to, $4 now, $5 the breaches
 // listed per group. The total row has a NULL org.
 const clocksSQL = `WITH k AS (
- SELECT c.number, c.org, c.priority, c.status, c.created_at, c.assignee_user,
+ SELECT c.number, c.org, c.priority, c.status, c.created_at,
+   CASE WHEN c.assignee_user = '' THEN '' ELSE coalesce(nullif(c.assignee_name, ''), c.assignee_user) END AS assignee,
    c.response_target_us AS rt, c.conclusion_target_us AS ct,
    c.first_response_at IS NOT NULL AS responded,
    c.status IN ('concluded', 'closed') AS concluded,
@@ -577,7 +579,7 @@ SELECT CASE WHEN grouping(b.org) = 0 THEN b.org END,
   count(*) FILTER (WHERE status NOT IN ('concluded', 'closed', 'withdrawn') AND NOT rb AND NOT cb),
   count(*) FILTER (WHERE status = 'withdrawn' AND NOT rb AND NOT cb),
   count(*) FILTER (WHERE rb) + count(*) FILTER (WHERE cb),
-  coalesce((array_agg(json_build_array(number, org, priority, status, assignee_user, created_at, rt, resp_us, ct, concl_us, rb, cb)
+  coalesce((array_agg(json_build_array(number, org, priority, status, assignee, created_at, rt, resp_us, ct, concl_us, rb, cb)
     ORDER BY number DESC) FILTER (WHERE rb OR cb))[1:$5], '{}')
  FROM b
  GROUP BY GROUPING SETS ((b.org), ())`

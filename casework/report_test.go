@@ -98,9 +98,11 @@ func (sc *scenario) move(t *testing.T, name string, to casework.Status) {
 func (sc *scenario) answer(t *testing.T, name string) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := sc.f.svc.Take(ctx, sc.refs[name], expert("U-expert"))
+	eve := expert("U-expert")
+	eve.DisplayName = "Eve Expert"
+	_, err := sc.f.svc.Take(ctx, sc.refs[name], eve)
 	require.NoError(t, err)
-	_, err = sc.f.svc.AddMessage(ctx, casework.MessageRequest{Ref: sc.refs[name], Actor: expert("U-expert"), Text: "looking at it"})
+	_, err = sc.f.svc.AddMessage(ctx, casework.MessageRequest{Ref: sc.refs[name], Actor: eve, Text: "looking at it"})
 	require.NoError(t, err)
 }
 
@@ -267,7 +269,7 @@ func TestReportFigures(t *testing.T) {
 	require.InDelta(t, 2.0/3, c.SLA.Share, 1e-9)
 	require.Equal(t, 1, c.SLA.BreachCount)
 	require.Equal(t, []casework.Breach{{Ref: sc.refs["C3"], Org: "contoso", Priority: casework.PriorityHigh, Clock: casework.ClockFirstResponse,
-		Target: h, Elapsed: 3 * h, Status: casework.StatusConcluded, Assignee: "U-expert", OpenedAt: scenarioT.Add(2 * h)}}, c.SLA.Breaches)
+		Target: h, Elapsed: 3 * h, Status: casework.StatusConcluded, Assignee: "Eve Expert", OpenedAt: scenarioT.Add(2 * h)}}, c.SLA.Breaches)
 	require.Equal(t, casework.CreditFigures{Used: 4, Left: 6}, c.Credits, "C0 and C4 gave theirs back; 10 - 6 + 2 left")
 	require.Equal(t, casework.NotificationFigures{Posted: 3, Acknowledged: 2, MedianToAck: 20 * m}, c.Notifications)
 
@@ -284,7 +286,7 @@ func TestReportFigures(t *testing.T) {
 			{Ref: sc.refs["F2"], Org: "fabrikam", Priority: casework.PriorityHigh, Clock: casework.ClockConclusion, Target: 24 * h,
 				Elapsed: 167 * h, Status: casework.StatusNew, OpenedAt: scenarioT.Add(25 * h)},
 			{Ref: sc.refs["F1"], Org: "fabrikam", Priority: casework.PriorityMedium, Clock: casework.ClockConclusion, Target: 48 * h,
-				Elapsed: 50 * h, Status: casework.StatusConcluded, Assignee: "U-expert", OpenedAt: scenarioT.Add(24 * h)},
+				Elapsed: 50 * h, Status: casework.StatusConcluded, Assignee: "Eve Expert", OpenedAt: scenarioT.Add(24 * h)},
 		}}, fb.SLA)
 	require.Equal(t, casework.CreditFigures{Used: 2, Left: 8}, fb.Credits)
 	require.Equal(t, casework.NotificationFigures{Posted: 1}, fb.Notifications)
@@ -313,6 +315,8 @@ func TestReportFigures(t *testing.T) {
 	require.Len(t, tot.SLA.Breaches, 4)
 	require.Equal(t, sc.refs["F2"], tot.SLA.Breaches[0].Ref, "newest case first")
 	require.Equal(t, sc.refs["C3"], tot.SLA.Breaches[3].Ref)
+	require.Equal(t, "Eve Expert", tot.SLA.Breaches[2].Assignee, "the name, not the chat user id")
+	require.Empty(t, tot.SLA.Breaches[0].Assignee, "nobody took it")
 	require.Equal(t, casework.CreditFigures{Used: 6, Left: 24}, tot.Credits)
 	require.Equal(t, casework.NotificationFigures{Posted: 4, Acknowledged: 2, MedianToAck: 20 * m}, tot.Notifications)
 
@@ -500,7 +504,7 @@ func TestReportJSON(t *testing.T) {
 	sla := total["sla"].(map[string]any)
 	breach := sla["breaches"].([]any)[2].(map[string]any)
 	require.Equal(t, map[string]any{"ref": sc.refs["F1"], "org": "fabrikam", "priority": "medium", "clock": "conclusion",
-		"status": "concluded", "assignee": "U-expert", "opened_at": "2026-02-03T09:00:00Z",
+		"status": "concluded", "assignee": "Eve Expert", "opened_at": "2026-02-03T09:00:00Z",
 		"target_seconds": 172800.0, "elapsed_seconds": 180000.0}, breach)
 	require.Equal(t, []string{"complete", "end", "from", "generated_at", "orgs", "period", "time_zone", "to", "total"}, keys(got))
 	require.Equal(t, []string{"conclusion", "credits", "first_response", "notifications", "opened", "org", "sla"}, keys(total))

@@ -255,7 +255,7 @@ func (h *Handler) reportView(s *session, c reportChoice, rep *casework.Report) r
 		}
 		v.Breaches = append(v.Breaches, breachView{Ref: b.Ref, URL: h.cfg.Links.page(casePath + url.PathEscape(b.Ref)), Org: h.orgName(s, b.Org),
 			Priority: string(b.Priority), Clock: clock, Elapsed: durationText(b.Elapsed), Target: durationText(b.Target),
-			Status: statusLabel(b.Status), Assignee: b.Assignee})
+			Status: statusLabel(b.Status), Assignee: cmp.Or(b.Assignee, "—")})
 	}
 	v.BreachMore = tot.SLA.BreachCount - len(tot.SLA.Breaches)
 	for _, wk := range tot.Opened.ByWeek {
