@@ -42,7 +42,7 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v := uploadView{Ref: info.Ref, Question: info.Question, Limit: casework.FormatBytes(info.MaxBytes),
-			Expires: info.ExpiresAt.Format("2 January 2006 15:04 MST"), URL: h.cfg.Links.Upload(token)}
+			Expires: info.ExpiresAt.In(h.cfg.Location).Format("2 January 2006 15:04 MST"), URL: h.cfg.Links.Upload(token)}
 		if info.Subject.Kind == casework.SubjectFile {
 			v.SubjectFile = info.Subject.ID
 		}
@@ -152,11 +152,11 @@ func (h *Handler) refuseUpload(w http.ResponseWriter, r *http.Request, err error
 		switch le.Problem {
 		case casework.LinkUsed:
 			status, m = http.StatusGone, message{Title: "This upload link was already used",
-				Lines: []string{"It took a file on " + le.At.Format("2 January 2006 at 15:04 MST") + "; each link takes one file.", askAgain}}
+				Lines: []string{"It took a file on " + le.At.In(h.cfg.Location).Format("2 January 2006 at 15:04 MST") + "; each link takes one file.", askAgain}}
 		case casework.LinkExpired:
 			status, m = http.StatusGone, message{Title: "This upload link has expired",
 				Lines: []string{fmt.Sprintf("Upload links work for %d hours; this one ended on %s.", int(casework.UploadLinkTTL.Hours()),
-					le.At.Format("2 January 2006 at 15:04 MST")), askAgain}}
+					le.At.In(h.cfg.Location).Format("2 January 2006 at 15:04 MST")), askAgain}}
 		case casework.LinkBusy:
 			status, m = http.StatusConflict, message{Title: "An upload through this link is in progress",
 				Lines: []string{"Another file is being sent through this link right now. Wait for it to finish; if it fails, try again."}}
@@ -279,7 +279,7 @@ func (h *Handler) refuseDownload(w http.ResponseWriter, r *http.Request, err err
 	case errors.As(err, &le) && le.Problem == casework.LinkSampleDeleted:
 		outcome, status = "sample_deleted", http.StatusGone
 		m = message{Title: "This sample was deleted", Lines: []string{
-			"Its bytes were deleted on " + le.At.Format("2 January 2006") + ", after the retention period that follows the case's closing."}}
+			"Its bytes were deleted on " + le.At.In(h.cfg.Location).Format("2 January 2006") + ", after the retention period that follows the case's closing."}}
 	case errors.As(err, &le):
 		outcome, status = "link_unknown", http.StatusNotFound
 		m = message{Title: "This download link is not valid", Lines: []string{"Check that the whole link was copied.", again}}

@@ -468,3 +468,23 @@ func TestRefusedUploadIsAnsweredWhole(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, string(body))
 	f.nothingStored(t)
 }
+
+// TestUploadPagesShowTheConfiguredZone: the upload page's expiry and a used
+// link's time are in the deployment's time zone, as on every tracker page.
+// They were in UTC: "until 13 February 2026 09:00 UTC" beside a tracker
+// saying 18:00 JST.
+func TestUploadPagesShowTheConfiguredZone(t *testing.T) {
+	t.Parallel()
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	require.NoError(t, err)
+	f := setup(t, 0, func(c *web.Config) { c.Location = tokyo })
+	c := f.fileCase(t, strings.Repeat("1", 64), "q")
+	link := f.uploadLink(t, c.Ref)
+	resp, body := get(t, link, browser)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Contains(t, body, "13 February 2026 18:00 JST")
+	resp, body = post(t, link, "a.bin", strings.NewReader("first"), "")
+	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+	_, body = get(t, link, browser)
+	require.Contains(t, body, "It took a file on 10 February 2026 at 18:00 JST")
+}
