@@ -124,6 +124,12 @@ type GraphConfig struct {
 	// Both http(s) URLs; a missing trailing slash is added.
 	BaseURL  string `yaml:"base_url"`
 	LoginURL string `yaml:"login_url"`
+	// Settle is how far behind Graph's time the watermark stays (default
+	// 5m, from 1m to 1h): Graph may list an alert a while after its
+	// lastUpdateDateTime, and one listed later than this is missed. Each
+	// pull reads that much again (it comes back unchanged); new alerts
+	// still arrive at once.
+	Settle time.Duration `yaml:"settle"`
 	// PageSize is $top (default 500; Graph allows up to 2000).
 	PageSize int `yaml:"-"`
 	// MaxPages bounds one pull per tenant (default 20); the rest comes next time.
@@ -220,6 +226,7 @@ func (g *GraphConfig) withDefaults() *GraphConfig {
 	d.PageSize = cmp.Or(d.PageSize, 500)
 	d.MaxPages = cmp.Or(d.MaxPages, 20)
 	d.Lookback = cmp.Or(d.Lookback, 24*time.Hour)
+	d.Settle = cmp.Or(d.Settle, 5*time.Minute)
 	d.HoldFor = cmp.Or(d.HoldFor, 7*24*time.Hour)
 	d.HeldPerPull = cmp.Or(d.HeldPerPull, 50)
 	if d.HTTPClient == nil {
@@ -359,6 +366,9 @@ func (g *GraphConfig) validate(tenants map[string]string, minInterval time.Durat
 		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
 			bad("hunting.graph.%s %q must be an http(s) URL", u.name, u.v)
 		}
+	}
+	if g.Settle < time.Minute || g.Settle > time.Hour {
+		bad("hunting.graph.settle %s: use 1m to 1h (default 5m)", g.Settle)
 	}
 	if g.PageSize < 1 || g.PageSize > 2000 {
 		bad("hunting: graph page size %d: use 1-2000", g.PageSize)

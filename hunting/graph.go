@@ -33,31 +33,35 @@ type graphToken struct {
 	expires time.Time
 }
 
-// graphPuller holds the pull's state: cached tokens, per-tenant backoff and
-// window width, and how far Graph's clock is from this one.
+// graphPuller holds the pull's state: cached tokens, per-tenant backoff,
+// window width and fresh mark, and Graph's time.
 type graphPuller struct {
 	mu     sync.Mutex
 	tokens map[string]graphToken
 	notBef map[string]time.Time
 	span   map[string]time.Duration
-	offset time.Duration
+	fresh  map[string]time.Time
+	// date is Graph's time as its last answer said, at dateAt on this clock.
+	date, dateAt time.Time
 }
 
 // PullGraph pulls each configured tenant once: alerts updated since its
-// watermark, window by window, each window ingested and the watermark moved
-// to its end when it commits.
+// watermark, window by window, each page ingested as it comes and the
+// watermark moved to a window's end once all of it is stored.
 //
 // A window is [lo, hi) of lastUpdateDateTime, filtered by Graph, and it is
 // read in one page: Graph documents neither an order for alerts_v2 (it
 // lists the most recent first) nor offsets that hold still while alerts
 // change, so a watermark taken from the alerts of a page, or a pull cut
 // short between pages, could skip alerts for good. A window that comes
-// back with a nextLink is narrowed (by its $count, or halved) and read
-// again (its page is dropped);
-// only a window narrowed to graphMinSpan is read over several pages. The
-// windows never reach past Graph's own time (its Date header) less
-// graphClockMargin, so an alert stamped later, or a clock here ahead of
-// Graph's, loses nothing.
+// back with a nextLink is narrowed (by its $count and its page's times)
+// and read again; its page is ingested all the same, so nothing read is
+// wasted. Only a window narrowed to graphMinSpan is read over several
+// pages, and it counts as read only when its pages brought as many alerts
+// as its $count said. The windows end Settle before Graph's own time (its
+// Date header), so an alert Graph lists a little after its time, or a
+// clock here ahead of Graph's, loses nothing; the last window is open up
+// to the present, so that new alerts arrive at once.
 //
 // A pulled alert is trusted only for the tenant whose credentials fetched
 // it: one whose own tenantId names another tenant is rejected, never routed
@@ -116,36 +120,51 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 		return 0, &ThrottledError{Status: http.StatusTooManyRequests, RetryAfter: wait.Sub(now)}
 	}
 	// The token first: its answer tells Graph's time, which the windows
-	// must not pass.
+	// must stay behind.
 	if _, err := s.graphToken(ctx, g, t); err != nil {
 		return 0, err
 	}
-	ceiling := s.graphNow().Add(-graphClockMargin)
+	ceiling := s.graphNow().Add(-g.Settle)
 	lo := ceiling.Add(-g.Lookback)
 	if stored != nil {
 		lo = *stored
 	}
 	if lo.After(ceiling) {
-		// Moved ahead by an alert stamped in the future (before windows):
-		// brought back.
+		// Ahead of Graph's time less Settle (moved by an alert stamped in
+		// the future, before windows; or a longer Settle): brought back.
 		if _, err := s.pool.Exec(ctx, `UPDATE hunting_graph_watermarks SET last_update = $2 WHERE tenant = $1 AND last_update > $2`,
 			t.TenantID, ceiling); err != nil {
-			return 0, fmt.Errorf("bring the watermark of tenant %s back from the future: %w", t.TenantID, err)
+			return 0, fmt.Errorf("bring the watermark of tenant %s back behind Graph's time: %w", t.TenantID, err)
 		}
 		lo = ceiling
 	}
 	total := 0
 	var seen []string // ids this pull's pages already brought
-	// crowded: the present has more than a page; the windows end at the
-	// ceiling, and what is past it comes next time.
+	// crowded: the open window had more than a page (its newest page is
+	// in): the windows go on up to the ceiling, and then past it, from
+	// where the last pulls read (fresh), up to Graph's present, so that
+	// new alerts still arrive at once; those move the watermark no further
+	// than the ceiling, and are read again once it passes them.
 	crowded := false
-	for requests := 0; requests < g.MaxPages && !(crowded && !lo.Before(ceiling)); {
-		hi := ceiling
+	present := s.graphNow()
+	requests := 0
+	for requests < g.MaxPages {
+		if crowded && !lo.Before(ceiling) {
+			lo = maxTime(lo, s.graphFresh(t.TenantID))
+			if !lo.Before(present) {
+				break
+			}
+		}
+		end := ceiling
+		if crowded && !lo.Before(ceiling) {
+			end = present
+		}
+		hi := end
 		if span := s.graphSpan(t.TenantID); span > 0 && lo.Add(span).Before(hi) {
 			hi = lo.Add(span)
 		}
-		open := hi.Equal(ceiling) && !crowded // the last window: up to the present
-		w, err := s.pullWindow(ctx, g, t, lo, hi, open)
+		open := hi.Equal(ceiling) && !crowded
+		w, err := s.pullWindow(ctx, g, t, lo, hi, open, minTime(hi, ceiling))
 		total += w.ingested
 		requests += w.requests
 		seen = append(seen, w.seen...)
@@ -155,9 +174,15 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 		if w.read && open {
 			break
 		}
-		crowded = crowded || open
+		if w.read && hi.After(ceiling) {
+			s.setGraphFresh(t.TenantID, hi)
+		}
 		if w.read {
 			lo = hi
+		} else if open {
+			crowded = true
+		} else if w.changed {
+			break // read again next time
 		}
 	}
 	n, err := s.retryHeld(ctx, g, t, seen)
@@ -166,8 +191,6 @@ func (s *Service) pullTenant(ctx context.Context, g *GraphConfig, t GraphTenant)
 
 // Windows of the Graph pull.
 const (
-	// graphClockMargin is how far the windows stay behind Graph's time.
-	graphClockMargin = time.Minute
 	// graphMinSpan is the narrowest window: one that still has more than
 	// a page is read over several pages.
 	graphMinSpan = time.Millisecond
@@ -181,20 +204,22 @@ const (
 // graphWindow is what reading one window did.
 type graphWindow struct {
 	read     bool     // stored whole, and the watermark moved to its end
+	changed  bool     // read over pages that shifted: not read
 	ingested int      // alerts accepted or updated
 	requests int      // list requests sent
 	seen     []string // ids its pages brought
 }
 
-// pullWindow reads the alerts updated in [lo, hi) and moves the watermark to
-// hi once every one is stored, in the transaction of its last page. The
-// last window (open) reads up to Graph's present, so that an alert is
-// taken as soon as Graph lists it; those past hi come again next time. A
-// window that has more than a page, and is wider than graphMinSpan, is
-// narrowed instead (read false; nothing of it is kept); one less than half
-// full lets the next window be twice as wide, an empty one reach the
-// present.
-func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant, lo, hi time.Time, open bool) (graphWindow, error) {
+// pullWindow reads the alerts updated in [lo, hi), or from lo on when it is
+// open (the last window, up to the present: what is past hi comes again
+// next time), ingesting each page, and moves the watermark to markTo (hi,
+// or the ceiling for a window past it) once all of it is stored, in the
+// transaction of its last page. A window with more
+// than a page is not read (read false): an open one leaves it to the
+// caller, a closed one wider than graphMinSpan narrows the next window.
+// One less than 40% full lets the next be twice as wide, an empty one four
+// times.
+func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant, lo, hi time.Time, open bool, markTo time.Time) (graphWindow, error) {
 	var w graphWindow
 	filter := "lastUpdateDateTime ge " + graphTime(lo)
 	if !open {
@@ -205,6 +230,9 @@ func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant,
 	q.Set("$top", strconv.Itoa(g.PageSize))
 	q.Set("$count", "true")
 	next := g.BaseURL + "security/alerts_v2?" + q.Encode()
+	dense := !open && hi.Sub(lo) <= graphMinSpan // read over pages
+	count := -1
+	ids := map[string]bool{}
 	for next != "" {
 		if w.requests == graphWindowPages {
 			return w, fmt.Errorf("the window from %s to %s still has more after %d pages: not read", graphTime(lo), graphTime(hi), w.requests)
@@ -218,62 +246,88 @@ func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant,
 			return w, err
 		}
 		w.requests++
-		if body.NextLink != "" && w.requests == 1 && hi.Sub(lo) > graphMinSpan {
-			s.setGraphSpan(t.TenantID, narrowSpan(lo, hi, g.PageSize, body.Count, body.Value))
-			return w, nil
-		}
 		if body.NextLink != "" && !strings.HasPrefix(body.NextLink, g.BaseURL) {
 			return w, fmt.Errorf("nextLink %q leaves the configured Graph URL: refusing to send the token there", clip(body.NextLink, 200))
 		}
-		next = body.NextLink
+		if w.requests == 1 && body.Count != nil {
+			count = *body.Count
+		}
+		more := body.NextLink != ""
+		taken, held, err := s.ingestPage(ctx, t, body.Value, &w)
+		if err != nil {
+			return w, err
+		}
+		for _, id := range w.seen {
+			ids[id] = true
+		}
+		mark := minTime(lo, markTo) // the watermark moves only once the whole window is stored
 		switch {
-		case w.requests > 1 || next != "":
-		case len(body.Value) == 0:
-			s.setGraphSpan(t.TenantID, 0) // nothing here: try up to the present
-		case len(body.Value) < g.PageSize/2:
-			s.setGraphSpan(t.TenantID, 2*hi.Sub(lo))
-		}
-		mark := lo // the watermark moves only once the window's last page is stored
-		if next == "" {
-			mark = hi
-		}
-		var taken []string
-		var held []heldAlert
-		if len(body.Value) > 0 {
-			res, err := s.ingest(ctx, body.Value, binding{tenant: t.TenantID})
-			if err != nil {
-				return w, err
-			}
-			w.ingested += res.Accepted + res.Updated
-			for i, raw := range body.Value {
-				var head struct {
-					ID         string `json:"id"`
-					LastUpdate string `json:"lastUpdateDateTime"`
-				}
-				ts, terr := time.Time{}, json.Unmarshal(raw, &head)
-				if terr == nil {
-					ts, terr = ParseTime(head.LastUpdate)
-				}
-				it := res.Items[i]
-				id := cmp.Or(it.ID, head.ID)
-				w.seen = append(w.seen, id)
-				if it.Status == StatusRejected {
-					h := heldAlert{id: id, reason: it.Reason}
-					if terr == nil {
-						h.lastUpdate = &ts
-					}
-					held = append(held, h)
-				} else if id != "" {
-					taken = append(taken, id)
-				}
-			}
+		case !more && (w.requests == 1 || len(ids) >= count):
+			mark, w.read = markTo, true
+		case !more:
+			// Alerts of a dense window changed between its pages, and
+			// the offsets shifted past some: read again next time.
+			w.changed = true
 		}
 		if err := s.settlePage(ctx, t.TenantID, mark, taken, held); err != nil {
 			return w, err
 		}
+		switch {
+		case more && !dense:
+			if !open {
+				s.setGraphSpan(t.TenantID, narrowSpan(lo, hi, g.PageSize, body.Count, body.Value))
+			}
+			return w, nil
+		case w.read && w.requests == 1 && len(body.Value) < g.PageSize*2/5:
+			if span := s.graphSpan(t.TenantID); span > 0 {
+				k := time.Duration(2)
+				if len(body.Value) == 0 {
+					k = 4
+				}
+				s.setGraphSpan(t.TenantID, max(span, k*hi.Sub(lo)))
+			}
+		}
+		next = body.NextLink
 	}
-	w.read = true
 	return w, nil
+}
+
+// ingestPage ingests a page of a window for the tenant, adds its alerts to
+// w, and returns the ids taken in and the alerts rejected (to hold).
+func (s *Service) ingestPage(ctx context.Context, t GraphTenant, page []json.RawMessage, w *graphWindow) ([]string, []heldAlert, error) {
+	if len(page) == 0 {
+		return nil, nil, nil
+	}
+	res, err := s.ingest(ctx, page, binding{tenant: t.TenantID})
+	if err != nil {
+		return nil, nil, err
+	}
+	w.ingested += res.Accepted + res.Updated
+	var taken []string
+	var held []heldAlert
+	for i, raw := range page {
+		var head struct {
+			ID         string `json:"id"`
+			LastUpdate string `json:"lastUpdateDateTime"`
+		}
+		ts, terr := time.Time{}, json.Unmarshal(raw, &head)
+		if terr == nil {
+			ts, terr = ParseTime(head.LastUpdate)
+		}
+		it := res.Items[i]
+		id := cmp.Or(it.ID, head.ID)
+		w.seen = append(w.seen, id)
+		if it.Status == StatusRejected {
+			h := heldAlert{id: id, reason: it.Reason}
+			if terr == nil {
+				h.lastUpdate = &ts
+			}
+			held = append(held, h)
+		} else if id != "" {
+			taken = append(taken, id)
+		}
+	}
+	return taken, held, nil
 }
 
 // narrowSpan is the width of the next window after [lo, hi) had more than
@@ -281,8 +335,8 @@ func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant,
 // at most count less a page come before it, whatever order Graph gave:
 // with count at most two pages, the window up to there fits in a page, and
 // up to four pages it is the way there (a page fewer each time). With more
-// it is what would hold half a page were the count spread evenly, at most
-// up to there; halved when the count is not known.
+// it is what would hold four fifths of a page were the count spread
+// evenly, at most up to there; halved when the count is not known.
 func narrowSpan(lo, hi time.Time, pageSize int, count *int, page []json.RawMessage) time.Duration {
 	first := hi
 	for _, raw := range page {
@@ -301,9 +355,24 @@ func narrowSpan(lo, hi time.Time, pageSize int, count *int, page []json.RawMessa
 	case count != nil && *count <= 4*pageSize && first.Before(hi):
 		span = first.Sub(lo)
 	case count != nil && *count > pageSize:
-		span = min(time.Duration(float64(hi.Sub(lo))*float64(pageSize)/float64(2**count)), first.Sub(lo))
+		span = min(time.Duration(float64(hi.Sub(lo))*0.8*float64(pageSize)/float64(*count)), first.Sub(lo))
 	}
 	return max(span, graphMinSpan)
+}
+
+// graphFresh is where the tenant's windows past the ceiling were read up
+// to (zero: none), kept in memory: only for speed, the watermark is what
+// keeps every alert.
+func (s *Service) graphFresh(tenant string) time.Time {
+	s.graph.mu.Lock()
+	defer s.graph.mu.Unlock()
+	return s.graph.fresh[tenant]
+}
+
+func (s *Service) setGraphFresh(tenant string, at time.Time) {
+	s.graph.mu.Lock()
+	defer s.graph.mu.Unlock()
+	s.graph.fresh[tenant] = at
 }
 
 // graphTime is a time as the pull's $filter writes it.
@@ -325,16 +394,21 @@ func (s *Service) setGraphSpan(tenant string, d time.Duration) {
 	s.graph.span[tenant] = d
 }
 
-// graphNow is Graph's time as its last answer told it (the Date header),
-// this clock's until one did.
+// graphNow is Graph's time: the last Date header Graph sent, plus the time
+// since on this clock's monotonic reading (a step of the wall clock here
+// moves nothing); this clock's time until Graph answered.
 func (s *Service) graphNow() time.Time {
 	s.graph.mu.Lock()
 	defer s.graph.mu.Unlock()
-	return s.cfg.Now().UTC().Add(s.graph.offset)
+	now := s.cfg.Now()
+	if s.graph.date.IsZero() {
+		return now.UTC()
+	}
+	return s.graph.date.Add(now.Sub(s.graph.dateAt)).UTC()
 }
 
-// noteGraphTime keeps how far Graph's clock is from this one, from an
-// answer's Date header (whole seconds, so up to a second behind).
+// noteGraphTime keeps Graph's time from an answer's Date header (whole
+// seconds, so up to a second behind: the safe side).
 func (s *Service) noteGraphTime(resp *http.Response) {
 	d, err := http.ParseTime(resp.Header.Get("Date"))
 	if err != nil {
@@ -342,7 +416,7 @@ func (s *Service) noteGraphTime(resp *http.Response) {
 	}
 	s.graph.mu.Lock()
 	defer s.graph.mu.Unlock()
-	s.graph.offset = d.Sub(s.cfg.Now())
+	s.graph.date, s.graph.dateAt = d, s.cfg.Now()
 }
 
 // forgetHeld gives up the held alerts of tenants not in tenants that were

@@ -32,6 +32,10 @@ func graphAlert(t testing.TB, id, device string, updated time.Time) json.RawMess
 	return out
 }
 
+// settle is hunting.graph.settle's default: the watermark stays that far
+// behind Graph's time.
+const settle = 5 * time.Minute
+
 // graphClientID is the app registration's Application (client) ID.
 const graphClientID = "11111111-2222-3333-4444-555555555555"
 
@@ -66,11 +70,11 @@ func TestGraphPull(t *testing.T) {
 	require.Equal(t, 7, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE org = 'fabrikam'`))
 	tokens, _ := fake.Calls()
 	require.Equal(t, 1, tokens, "the token is cached")
-	require.Equal(t, "lastUpdateDateTime ge "+t0.Add(-24*time.Hour-time.Minute).Format("2006-01-02T15:04:05.0000000Z"), fake.Filters()[0],
-		"the first pull reaches a day back from Graph's time less a minute")
+	require.Equal(t, "lastUpdateDateTime ge "+t0.Add(-24*time.Hour-settle).Format("2006-01-02T15:04:05.0000000Z"), fake.Filters()[0],
+		"the first pull reaches a day back from Graph's time less settle")
 	var mark time.Time
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_update FROM hunting_graph_watermarks WHERE tenant = $1`, tenantFabrikam).Scan(&mark))
-	require.True(t, mark.Equal(t0.Add(-time.Minute)), "the watermark is where the last window ended, a minute behind Graph: %s", mark)
+	require.True(t, mark.Equal(t0.Add(-settle)), "the watermark is where the last window ended, settle behind Graph: %s", mark)
 
 	// Next pull: only what changed since the watermark, in one window.
 	f.clock.Advance(time.Minute)
@@ -81,7 +85,7 @@ func TestGraphPull(t *testing.T) {
 	require.Equal(t, 2, n, "one new, one updated")
 	_, after := fake.Calls()
 	require.Equal(t, 1, after-before, "one page")
-	require.Equal(t, "lastUpdateDateTime ge "+t0.Add(-time.Minute).Format("2006-01-02T15:04:05.0000000Z"), fake.Filters()[len(fake.Filters())-1])
+	require.Equal(t, "lastUpdateDateTime ge "+t0.Add(-settle).Format("2006-01-02T15:04:05.0000000Z"), fake.Filters()[len(fake.Filters())-1])
 	require.Equal(t, 8, f.count(t, `SELECT count(*) FROM hunting_alerts`))
 
 	// Throttled: the pull stops, says when to retry, and picks up later.
@@ -188,7 +192,7 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 	a, err := f.svc.Alert(f.ctx, "fabrikam", "g2")
 	require.NoError(t, err)
 	require.Equal(t, SeverityInformational, a.Severity, "unknownFutureValue is informational")
-	require.True(t, watermark().Equal(t0.Add(-time.Minute)), "the watermark moves past the rejected alert: %s", watermark())
+	require.True(t, watermark().Equal(t0.Add(-settle)), "the watermark moves past the rejected alert: %s", watermark())
 	require.Equal(t, 1, tries(), "gx is held")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldHeld)))
 
@@ -216,7 +220,7 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'gx' AND org = 'fabrikam'`))
 	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM hunting_graph_held`))
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.graphHeld.WithLabelValues(heldAccepted)))
-	require.True(t, watermark().Equal(f.clock.Now().Add(-time.Minute)))
+	require.True(t, watermark().Equal(f.clock.Now().Add(-settle)))
 }
 
 // TestRejectedAlertDoesNotStallThePull: with more alerts after a rejected
@@ -414,7 +418,7 @@ func TestGraphPageOverTheIntakeLimitIsRead(t *testing.T) {
 
 // TestGraphPullCutShortLosesNothing: Graph lists alerts_v2 the most recent
 // first and does not promise to honour $orderby, and a pull stops after
-// MaxPages (or a 429, or a crash). Here each pull reads one page: every
+// MaxPages (or a 429, or a crash). Here each pull reads two pages: every
 // alert arrives over the pulls, none is skipped. The watermark used to move
 // to the newest alert of the first page, and the older ones of the same
 // pull were never read.
@@ -428,7 +432,7 @@ func TestGraphPullCutShortLosesNothing(t *testing.T) {
 			BaseURL:  fake.BaseURL(),
 			LoginURL: fake.LoginURL(),
 			PageSize: 3,
-			MaxPages: 1,
+			MaxPages: 2,
 		}
 	})
 	fake.SetClock(f.clock.Now)
@@ -441,7 +445,7 @@ func TestGraphPullCutShortLosesNothing(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Equal(t, 10, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE org = 'fabrikam'`), "after %d pulls", pulls)
-	t.Logf("%d pulls of one page", pulls)
+	t.Logf("%d pulls of two pages", pulls)
 
 	// An alert updated while a pull reads its pages (it moves to the top
 	// of the list, and the offsets of the others shift) loses nothing.
@@ -464,24 +468,141 @@ func TestGraphPullCutShortLosesNothing(t *testing.T) {
 	require.Equal(t, SeverityHigh, a.Severity, "the update is read")
 }
 
-// TestGraphPullFollowsGraphsClock: with this clock three minutes ahead of
-// Graph's, the windows still end a minute behind Graph's time (its Date
+// TestGraphPullFollowsGraphsClock: with this clock ten minutes ahead of
+// Graph's, the windows still end settle behind Graph's time (its Date
 // header), so an alert Graph stamps a moment later is read. Ending them by
 // this clock would have moved the watermark past it before it existed.
 func TestGraphPullFollowsGraphsClock(t *testing.T) {
 	t.Parallel()
 	f, fake := graphSetup(t)
-	fake.SetClock(func() time.Time { return f.clock.Now().Add(-3 * time.Minute) })
+	fake.SetClock(func() time.Time { return f.clock.Now().Add(-10 * time.Minute) })
 	require.NoError(t, fake.Add(graphAlert(t, "g1", "host1", t0.Add(-time.Hour))))
 	_, err := f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	var mark time.Time
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_update FROM hunting_graph_watermarks`).Scan(&mark))
-	require.True(t, mark.Equal(t0.Add(-4*time.Minute)), "a minute behind Graph's time: %s", mark)
+	require.True(t, mark.Equal(t0.Add(-10*time.Minute-settle)), "settle behind Graph's time: %s", mark)
 
 	f.clock.Advance(time.Minute)
-	require.NoError(t, fake.Add(graphAlert(t, "g2", "host2", t0.Add(-3*time.Minute+20*time.Second))))
+	require.NoError(t, fake.Add(graphAlert(t, "g2", "host2", t0.Add(-9*time.Minute-10*time.Second))))
 	_, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'g2'`), "read")
+}
+
+// graphPullSetup is graphSetup with a page size and pages a pull.
+func graphPullSetup(t *testing.T, pageSize, maxPages int) (*fixture, *graphfake.Server) {
+	t.Helper()
+	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
+	t.Cleanup(fake.Close)
+	f := setup(t, func(c *Config) {
+		c.Graph = &GraphConfig{
+			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
+			BaseURL:  fake.BaseURL(),
+			LoginURL: fake.LoginURL(),
+			PageSize: pageSize,
+			MaxPages: maxPages,
+		}
+	})
+	fake.SetClock(f.clock.Now)
+	return f, fake
+}
+
+// TestGraphAlertListedLateIsRead: Graph may list an alert a while after
+// its lastUpdateDateTime. One listed 90 seconds late, after a pull that
+// found nothing, is still read: the watermark stays settle behind Graph's
+// time. (It stayed a minute behind, and moved past the alert before Graph
+// listed it.)
+func TestGraphAlertListedLateIsRead(t *testing.T) {
+	t.Parallel()
+	f, fake := graphSetup(t)
+	_, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	f.clock.Advance(time.Minute)
+	require.NoError(t, fake.Add(graphAlert(t, "g-late", "hostL", t0.Add(-90*time.Second))))
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'g-late'`))
+}
+
+// TestGraphDenseWindowChangedWhileReadIsReadAgain: fifteen alerts of one
+// millisecond (a bulk update) take two pages, whatever the window; one of
+// the first page is updated before the second is read, so the offsets
+// shift and the second page skips one. The window is not counted as read
+// (its pages brought fewer alerts than its $count) and is read again:
+// every alert is stored. The watermark moved past the skipped one.
+func TestGraphDenseWindowChangedWhileReadIsReadAgain(t *testing.T) {
+	t.Parallel()
+	f, fake := graphPullSetup(t, 10, 20)
+	at := t0.Add(-time.Hour)
+	for i := range 15 {
+		require.NoError(t, fake.Add(graphAlert(t, fmt.Sprint("b", i), fmt.Sprint("host", i), at)))
+	}
+	dense := "lastUpdateDateTime ge " + graphTime(at) + " and lastUpdateDateTime lt " + graphTime(at.Add(graphMinSpan))
+	fired := false
+	fake.AfterPage(func(int) {
+		if fs := fake.Filters(); !fired && fs[len(fs)-1] == dense {
+			fired = true
+			require.NoError(t, fake.Add(withFields(t, graphAlert(t, "b0", "host0", t0.Add(-30*time.Second)), map[string]any{"severity": "high"})))
+		}
+	})
+	for range 3 {
+		_, err := f.svc.PullGraph(f.ctx)
+		require.NoError(t, err)
+		f.clock.Advance(time.Minute)
+	}
+	require.True(t, fired, "the dense window was read over pages")
+	require.Equal(t, 15, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+}
+
+// TestGraphPullKeepsUpWithSteadyLoad: four pages of alerts a minute, pulled
+// every minute with at most 20 requests: every alert is stored, and the
+// pull spends few requests beyond the pages themselves (each alert is read
+// twice: at once, and again once settle has passed).
+func TestGraphPullKeepsUpWithSteadyLoad(t *testing.T) {
+	t.Parallel()
+	f, fake := graphPullSetup(t, 10, 20)
+	n := 0
+	var requests []int
+	for range 15 {
+		for i := range 40 {
+			n++
+			require.NoError(t, fake.Add(graphAlert(t, fmt.Sprint("s", n), fmt.Sprint("host", n%7),
+				f.clock.Now().Add(-time.Minute+time.Duration(i)*1500*time.Millisecond))))
+		}
+		_, before := fake.Calls()
+		_, err := f.svc.PullGraph(f.ctx)
+		require.NoError(t, err)
+		_, after := fake.Calls()
+		requests = append(requests, after-before)
+		f.clock.Advance(time.Minute)
+	}
+	require.Equal(t, n, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	sum := 0
+	for _, r := range requests[5:] {
+		sum += r
+	}
+	t.Logf("requests a pull: %v", requests)
+	require.LessOrEqual(t, float64(sum)/10, 10.0, "about the four pages a minute, the open window and a few narrowings: %v", requests)
+}
+
+// TestGraphColdStartFindsItsAlerts: a first pull whose day of lookback has
+// alerts only in its last two hours reaches them in a few pulls.
+func TestGraphColdStartFindsItsAlerts(t *testing.T) {
+	t.Parallel()
+	f, fake := graphPullSetup(t, 10, 20)
+	for i := range 600 {
+		require.NoError(t, fake.Add(graphAlert(t, fmt.Sprint("c", i), fmt.Sprint("host", i%9),
+			t0.Add(-2*time.Hour+time.Duration(i)*10*time.Second))))
+	}
+	pulls := 0
+	for ; pulls < 20 && f.count(t, `SELECT count(*) FROM hunting_alerts`) < 600; pulls++ {
+		_, err := f.svc.PullGraph(f.ctx)
+		require.NoError(t, err)
+		f.clock.Advance(time.Minute)
+	}
+	_, calls := fake.Calls()
+	t.Logf("%d pulls, %d requests", pulls, calls)
+	require.Equal(t, 600, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+	require.LessOrEqual(t, pulls, 8, "60 pages at 20 requests a pull")
 }

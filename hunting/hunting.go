@@ -83,7 +83,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
 	s := &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life,
-		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}, span: map[string]time.Duration{}}}
+		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}, span: map[string]time.Duration{}, fresh: map[string]time.Time{}}}
 	s.live.Store(&c)
 	return s, nil
 }
