@@ -225,10 +225,11 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	ids := map[string]bool{}
+	// A Slack channel id is one channel wherever it is seen: a channel
+	// shared by Slack Connect has the same id in every workspace that
+	// shares it, and whoever is in it reads what is posted there. So one
+	// id names one org's channel, whatever team each org names.
 	channels := map[string]string{} // "platform:channel" -> org id
-	// A Slack channel id is checked with its team: the same id in two
-	// workspaces (Slack Connect) is two places.
-	slackIn := map[string]string{} // "team:channel" -> org id
 	for i, o := range c.Orgs {
 		at := fmt.Sprintf("orgs[%d]", i)
 		if !orgIDPattern.MatchString(o.ID) {
@@ -253,10 +254,9 @@ func (c Config) Validate() error {
 			for _, ch := range s.Channels {
 				if !slackChanPattern.MatchString(ch) {
 					bad("%s.slack.channels: %q must be a Slack channel id such as C0123ABCD (channel details, at the bottom), not a #name", at, ch)
-				} else if prev := slackIn[s.Team+":"+ch]; prev != "" {
-					bad("%s.slack.channels: %s already belongs to org %s: a channel acts for one org", at, ch, prev)
+				} else if prev := channels["slack:"+ch]; prev != "" {
+					bad("%s.slack.channels: %s already belongs to org %s: a channel acts for one org (a channel shared by Slack Connect has one id in every workspace, and both orgs would read each other's notifications)", at, ch, prev)
 				}
-				slackIn[s.Team+":"+ch] = o.ID
 				channels["slack:"+ch] = cmp.Or(channels["slack:"+ch], o.ID)
 			}
 		}
@@ -290,11 +290,7 @@ func (c Config) Validate() error {
 		if d.Team != "" && !slackTeamPattern.MatchString(d.Team) {
 			bad("desk.slack.team %q must be a Slack team id such as T0123ABCD", d.Team)
 		}
-		org := channels["slack:"+d.Channel]
-		if d.Team != "" {
-			org = slackIn[d.Team+":"+d.Channel]
-		}
-		if org != "" {
+		if org := channels["slack:"+d.Channel]; org != "" {
 			bad("desk.slack.channel %s is also org %s's channel: give the experts a channel of their own", d.Channel, org)
 		}
 		if teams := slackTeams(c.Orgs); d.Team == "" && len(teams) > 1 {

@@ -6,34 +6,39 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestSameSlackChannelIDInTwoWorkspaces: a channel id is checked with its
-// team. Two orgs may name the same channel id in two workspaces (Slack
-// Connect shares one id); each workspace's events act for its own org
-// only, never for the other's, and an event without the team acts for
-// neither.
+// TestSameSlackChannelIDInTwoWorkspaces: a Slack channel id is one
+// channel, wherever it is seen (Slack Connect shares one id between the
+// workspaces of a shared channel), so two orgs cannot name it, whatever
+// their teams: each would read the other's notifications and cases. (Two
+// teams were taken as two places, and both orgs posted into the one
+// channel.) A channel acts for its org only in its org's workspace; an
+// event without the team acts for no org. The desk's channel is no org's.
 func TestSameSlackChannelIDInTwoWorkspaces(t *testing.T) {
 	t.Parallel()
 	cfg := unitConfig()
 	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{"C0CONTOSOSOC"}}})
 	cfg.Desk.Slack.Team = "T0PROVIDER"
+	require.ErrorContains(t, cfg.Validate(), "C0CONTOSOSOC already belongs to org contoso: a channel acts for one org (a channel shared by Slack Connect")
+	cfg.Orgs[2].Slack.Team = "T0CONTOSO"
+	require.ErrorContains(t, cfg.Validate(), "C0CONTOSOSOC already belongs to org contoso")
+
+	cfg.Orgs[2].Slack = &SlackPlace{Team: "T0NORTHWIND", Channels: []string{"C0NORTHSOC"}}
 	require.NoError(t, cfg.Validate())
 	b := &Bot{cfg: cfg}
-	for team, org := range map[string]string{"T0CONTOSO": "contoso", "T0NORTHWIND": "northwind"} {
-		w := b.identify(User{Platform: Slack, Workspace: team, ID: "U0ANALYST"}, "C0CONTOSOSOC", nil)
-		require.NotNil(t, w.org, team)
-		require.Equal(t, org, w.org.ID)
-	}
-	for _, team := range []string{"", "T0OTHER"} {
+	w := b.identify(User{Platform: Slack, Workspace: "T0CONTOSO", ID: "U0ANALYST"}, "C0CONTOSOSOC", nil)
+	require.NotNil(t, w.org)
+	require.Equal(t, "contoso", w.org.ID)
+	for _, team := range []string{"", "T0OTHER", "T0NORTHWIND"} {
 		w := b.identify(User{Platform: Slack, Workspace: team, ID: "U0ANALYST"}, "C0CONTOSOSOC", nil)
 		require.Nil(t, w.org, "workspace %q", team)
 	}
 	// The desk channel counts only in the desk's workspace.
 	require.True(t, b.identify(User{Platform: Slack, Workspace: "T0PROVIDER", ID: "U0EXPERT1"}, "C0EXPERTDESK", nil).desk)
 	require.False(t, b.identify(User{Platform: Slack, Workspace: "T0CONTOSO", ID: "U0EXPERT1"}, "C0EXPERTDESK", nil).desk)
+	// ...and it is no org's channel, in whichever workspace the org is.
+	cfg.Orgs[2].Slack.Channels = []string{"C0EXPERTDESK"}
+	require.ErrorContains(t, cfg.Validate(), "desk.slack.channel C0EXPERTDESK is also org northwind's channel")
 
-	// The same channel twice in one workspace is still refused.
-	cfg.Orgs[2].Slack.Team = "T0CONTOSO"
-	require.ErrorContains(t, cfg.Validate(), "C0CONTOSOSOC already belongs to org contoso")
 	// With orgs in several workspaces, the desk must say which is its own.
 	cfg = unitConfig()
 	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{"C0NORTHSOC"}}})
