@@ -322,10 +322,14 @@ type messageEvent struct {
 	ChannelType string `json:"channel_type"`
 	User        string `json:"user"`
 	BotID       string `json:"bot_id"`
-	Team        string `json:"team"`
-	Text        string `json:"text"`
-	TS          string `json:"ts"`
-	ThreadTS    string `json:"thread_ts"`
+	// Team is the author's workspace, as is UserTeam where Slack sends it
+	// (a Slack Connect channel is read through one workspace's install,
+	// the envelope's team_id, whoever wrote).
+	Team     string `json:"team"`
+	UserTeam string `json:"user_team"`
+	Text     string `json:"text"`
+	TS       string `json:"ts"`
+	ThreadTS string `json:"thread_ts"`
 	// Files are the files posted with it (files.go).
 	Files []messageFile `json:"files"`
 	// Message and PreviousMessage are the message as it is now and as it
@@ -420,8 +424,12 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 	return bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.ThreadTS},
 		Message: bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.TS},
-		Author:  bot.User{Platform: bot.Slack, Workspace: team, ID: me.User},
-		Text:    ReadableText(me.Text),
+		// Who wrote it is of the author's workspace, not the install's: in
+		// a channel shared by Slack Connect, a guest of another workspace
+		// is no member of the org, and the org's own members count
+		// whichever install Slack delivered the event through.
+		Author: bot.User{Platform: bot.Slack, Workspace: cmp.Or(me.UserTeam, me.Team, team), ID: me.User},
+		Text:   ReadableText(me.Text),
 		// Keyed on the message, not the event: a reply read back when the
 		// adapter starts (catchup.go) is the same inbound work.
 		Key:   messageKey(me.Channel, me.TS),

@@ -381,6 +381,34 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		require.NotContains(t, texts(t, fake.Messages(c.channel)[0].Blocks)+fake.Messages(c.channel)[0].Text, other.question)
 	}
 
+	// 7b. Contoso's channel is shared by Slack Connect with Fabrikam's
+	// workspace: Fabrikam's Fred writes in Contoso's case thread, and
+	// Slack delivers it through Contoso's install (the envelope's team).
+	// He is a guest, no member of Contoso: not relayed to the desk. (The
+	// envelope's team made him Contoso's requester.)
+	guest, cb := fake.UserMessage(chContoso, consults[0].receipt.TS, uFabrikam, "a guest writes in Contoso's case")
+	ev := cb["event"].(map[string]any)
+	ev["team"], ev["user_team"] = wsFabrikam, wsFabrikam
+	_, err = fake.Event(ctx, cb, 0)
+	require.NoError(t, err)
+	// The database signals nothing: look every 20 ms.
+	tick := &testwait.Signal{}
+	tctx, stopTick := context.WithCancel(ctx)
+	go func() {
+		for tctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			tick.Notify()
+		}
+	}()
+	testwait.For(t, time.Minute, "the guest's reply is worked", func() bool {
+		var done bool
+		err := w.db.QueryRow(ctx, `SELECT done_at IS NOT NULL FROM bot_inbound WHERE key LIKE '%' || $1`, guest.TS).Scan(&done)
+		return err == nil && done
+	}, tick)
+	stopTick()
+	_, relayed := find(chDesk, consults[0].card.TS, "a guest writes")
+	require.False(t, relayed, "a guest of another workspace is no member of the org")
+
 	// 8. A workspace's events act only for its own orgs: Contoso's user in
 	// a channel id of Fabrikam's, from Contoso's workspace, opens nothing.
 	before := len(fake.Messages(chFabrikam))
@@ -416,7 +444,7 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	require.Equal(t, 1, removedNotes, "told once for both events")
 	fab := consults[1]
 	sentBefore := len(fake.Messages(chFabrikam))
-	_, cb := fake.UserMessage(chDesk, fab.card.TS, uExpert, "one more thing for Fabrikam")
+	_, cb = fake.UserMessage(chDesk, fab.card.TS, uExpert, "one more thing for Fabrikam")
 	_, err = fake.Event(ctx, cb, 0)
 	require.NoError(t, err)
 	eventually(t, func() bool {
