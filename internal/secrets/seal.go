@@ -73,7 +73,10 @@ func (k *Key) Open(p Purpose, sealed, aad []byte) ([]byte, error) {
 // tokenVersion is the first byte of a signed token's body.
 const tokenVersion byte = 1
 
-var b64 = base64.RawURLEncoding
+// b64 is strict: a token written with other trailing bits (the same bytes)
+// is refused, so that one token has one spelling and a use recorded by its
+// text cannot be repeated under another.
+var b64 = base64.RawURLEncoding.Strict()
 
 // SignToken returns a URL-safe token carrying payload until expires, signed
 // under the subkey for p: base64url(version, expiry in Unix seconds,

@@ -178,6 +178,11 @@ func TestSignedTokens(t *testing.T) {
 		"no signature": body,
 		"garbage":      "!!!.???",
 		"empty":        "",
+		// The same bytes with other unused trailing bits: one token has one
+		// spelling (an install link recorded as used by its text was used
+		// again under a sibling one).
+		"sibling signature": body + "." + sibling(sig),
+		"sibling body":      sibling(body) + "." + sig,
 	} {
 		_, err := k.VerifyToken(secrets.PurposeLinkSigning, bad, now)
 		require.ErrorIs(t, err, secrets.ErrOpen, name)
@@ -226,4 +231,12 @@ func TestLoadOrCreate(t *testing.T) {
 	require.NoError(t, os.Chmod(path, 0o600))
 	_, _, err = secrets.LoadOrCreate(dir)
 	require.ErrorIs(t, err, secrets.ErrInvalidKey)
+}
+
+// sibling is s (unpadded base64url whose last character has unused bits)
+// with the last of them flipped: other text, the same bytes.
+func sibling(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[i^1])
 }
