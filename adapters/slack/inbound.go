@@ -306,10 +306,12 @@ func formError(values map[string]string, msg string) bot.SubmitAck {
 // outerEvent is an Events API callback, decoded by us (not slack-go) so that
 // an inner event slack-go does not know cannot make us drop a delivery.
 type outerEvent struct {
-	Type      string          `json:"type"`
-	Challenge string          `json:"challenge"`
-	TeamID    string          `json:"team_id"`
-	EventID   string          `json:"event_id"`
+	Type      string `json:"type"`
+	Challenge string `json:"challenge"`
+	TeamID    string `json:"team_id"`
+	EventID   string `json:"event_id"`
+	// EventTime is when the event happened, in Unix seconds.
+	EventTime int64           `json:"event_time"`
 	Event     json.RawMessage `json:"event"`
 }
 

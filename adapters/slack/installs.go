@@ -143,15 +143,23 @@ SELECT team_id, team_name, org_id, installed_by, link_by, installed_at, active, 
 }
 
 // deactivate marks team's installation inactive for why, once: changed is
-// false when it was inactive already or there is none. also runs in the
-// same transaction when it changed (the desk's notice).
-func (s *Installations) deactivate(ctx context.Context, team, why string, at time.Time, also func(pgx.Tx, Installation) error) (changed bool, err error) {
+// false when it was inactive already or there is none, or when the event
+// happened (occurred, zero when not known) before the installation: an
+// uninstall Slack delivers late or again must not switch off the install
+// that followed it. also runs in the same transaction when it changed
+// (the desk's notice).
+func (s *Installations) deactivate(ctx context.Context, team, why string, at, occurred time.Time, also func(pgx.Tx, Installation) error) (changed bool, err error) {
+	var before *time.Time
+	if !occurred.IsZero() {
+		t := occurred.Add(time.Second) // event_time is whole seconds
+		before = &t
+	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var in Installation
 		err := tx.QueryRow(ctx, `
 UPDATE slack_installations SET active = false, inactive_at = $2, inactive_why = $3
- WHERE team_id = $1 AND active
-RETURNING team_id, team_name, org_id, bot_user_id`, team, at, why).Scan(&in.Team, &in.TeamName, &in.Org, &in.BotUserID)
+ WHERE team_id = $1 AND active AND ($4::timestamptz IS NULL OR installed_at < $4)
+RETURNING team_id, team_name, org_id, bot_user_id`, team, at, why, before).Scan(&in.Team, &in.TeamName, &in.Org, &in.BotUserID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

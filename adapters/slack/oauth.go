@@ -406,7 +406,11 @@ func (a *Adapter) uninstallEvent(ctx context.Context, transport string, oe outer
 			return nil
 		}
 	}
-	changed, err := a.installs.deactivate(ctx, team, typ, time.Now(), func(tx pgx.Tx, in Installation) error {
+	var occurred time.Time
+	if oe.EventTime > 0 {
+		occurred = time.Unix(oe.EventTime, 0)
+	}
+	changed, err := a.installs.deactivate(ctx, team, typ, time.Now(), occurred, func(tx pgx.Tx, in Installation) error {
 		_, err := outbox.Append(ctx, tx, bot.WorkspaceNotice(bot.WorkspaceChange{Kind: bot.WorkspaceUninstalled, Platform: bot.Slack,
 			Workspace: in.Team, WorkspaceName: in.TeamName, Org: in.Org, Reason: typ, At: in.InactiveAt}))
 		return err

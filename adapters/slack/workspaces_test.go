@@ -492,6 +492,23 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	require.NoError(t, err)
 	wait("the answer reaches the reinstalled workspace", func() bool { _, ok := find(chFabrikam, fab.receipt.TS, "welcome back, Fabrikam"); return ok })
 	require.NotEqual(t, fabrikamToken, fake.TeamToken(wsFabrikam))
+
+	// 11. Slack delivers the app_uninstalled of step 9 again (its first
+	// delivery had failed, say), after the new install: it happened
+	// before it, and switches nothing off. (It did: the new install went
+	// inactive, and every later message to Fabrikam was dead.)
+	uninstalled["event_time"] = time.Now().Add(-time.Minute).Unix()
+	raw, err = json.Marshal(uninstalled)
+	require.NoError(t, err)
+	req, err = fake.Signer().Request(ctx, app.URL+"/slack/events", "application/json", raw, time.Now())
+	require.NoError(t, err)
+	req.Header.Set("X-Slack-Retry-Num", "1")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, w.db.QueryRow(ctx, `SELECT active FROM slack_installations WHERE team_id = $1`, wsFabrikam).Scan(&active))
+	require.True(t, active, "a late uninstall leaves the install that followed it")
 	for _, call := range fake.Calls("chat.postMessage") {
 		if call.Form.Get("channel") == chFabrikam {
 			require.Equal(t, wsFabrikam, call.Team)
