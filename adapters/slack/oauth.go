@@ -273,11 +273,20 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 		installPage(w, http.StatusBadGateway, "threatdesk was not installed", "Slack did not accept the install ("+slackCode(err)+"): open a new install link.")
 		return
 	}
-	if res.TokenType != "bot" || res.AccessToken == "" || res.Team.ID == "" {
+	if res.TokenType != "bot" || res.AccessToken == "" {
 		installPage(w, http.StatusBadGateway, "threatdesk was not installed", "Slack's answer had no bot token.")
 		return
 	}
 	token := secrets.String(res.AccessToken)
+	if res.IsEnterpriseInstall || res.Team.ID == "" {
+		// Installed across an Enterprise Grid org: refused, and given back
+		// (no install of threatdesk's holds an org-wide token).
+		a.revoke(ctx, token)
+		a.log.Warn("Slack OAuth: installed across an Enterprise Grid org; refused", "org", st.Org, "enterprise", res.Enterprise.ID)
+		installPage(w, http.StatusBadRequest, "threatdesk was not installed",
+			"threatdesk is installed in one workspace, not across an Enterprise Grid organisation: open a new link and choose "+place.Name+"'s workspace.")
+		return
+	}
 	if place.Workspace != "" && !strings.EqualFold(place.Workspace, res.Team.ID) {
 		a.revokeUnkept(ctx, res.Team.ID, token)
 		a.log.Warn("Slack OAuth: installed in another workspace than the org's; refused", "org", st.Org, "team", res.Team.ID, "want", place.Workspace)
@@ -324,9 +333,14 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 // revokeUnkept gives back (auth.revoke) the token of an install
 // threatdesk refused, unless the app was installed in team already: Slack
 // answers a reinstall with the bot token in use, and revoking it would
-// remove the app from the provider's own workspace or a customer's.
+// remove the app from the provider's own workspace (SLACK_BOT_TOKEN) or a
+// customer's. When that cannot be told (the installations not readable),
+// it is kept.
 func (a *Adapter) revokeUnkept(ctx context.Context, team string, token secrets.String) {
-	if own := a.ownTeam(ctx); own == "" || strings.EqualFold(own, team) {
+	if token.Value() == a.cfg.BotToken.Value() {
+		return // the provider's own workspace, reinstalled
+	}
+	if own := a.ownTeam(ctx); own != "" && strings.EqualFold(own, team) {
 		return
 	}
 	if in, ok, err := a.installs.Get(ctx, team); err != nil || (ok && in.Active) {

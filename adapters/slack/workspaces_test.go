@@ -148,7 +148,7 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	fake := slackfake.New(t, slackfake.Options{
 		TeamID:      wsProvider,
 		RedirectURI: app.URL + "/slack/oauth/callback",
-		Teams:       []slackfake.Team{{ID: wsContoso, Name: "Contoso"}, {ID: wsFabrikam, Name: "Fabrikam"}},
+		Teams:       []slackfake.Team{{ID: wsContoso, Name: "Contoso"}, {ID: wsFabrikam, Name: "Fabrikam"}, {ID: "E0GRID", Name: "Grid", Enterprise: true}},
 		Channels: []slackfake.Channel{{ID: chDesk, Name: "expert-desk"},
 			{ID: chContoso, Name: "soc", Team: wsContoso}, {ID: chFabrikam, Name: "soc", Team: wsFabrikam}},
 		Users: []slackfake.User{{ID: uExpert, Name: "eve"}, {ID: uAdmin, Name: "ada"},
@@ -302,6 +302,19 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		require.NotEqual(t, wsContoso, call.Team)
 		require.NotEqual(t, wsProvider, call.Team)
 	}
+
+	// A link approved across an Enterprise Grid organisation (an
+	// org-wide install) is refused, and its token given back. (It was
+	// kept at Slack: the app stayed installed across the enterprise.)
+	resp, err = fake.Approve(newBrowser(t), installLink("contoso"), "E0GRID", uContoso)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, body(t, resp), "not across an Enterprise Grid organisation")
+	gridRevoked := false
+	for _, call := range fake.Calls("auth.revoke") {
+		gridRevoked = gridRevoked || call.Team == "E0GRID"
+	}
+	require.True(t, gridRevoked, "the org-wide token is given back")
 
 	// The desk is told, the admin mentioned.
 	wait("the desk hears of both installs", func() bool {

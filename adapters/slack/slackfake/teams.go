@@ -44,6 +44,10 @@ type Team struct {
 	// derived from the team id).
 	BotUserID string
 	BotID     string
+	// Enterprise makes the team an Enterprise Grid organisation (ID an
+	// E… id): an install approved there is org-wide, and oauth.v2.access
+	// answers it as Slack does, with no team and is_enterprise_install.
+	Enterprise bool
 }
 
 // Authorize is one visit of the authorize page.
@@ -358,6 +362,14 @@ func (s *Server) oauthAccess(r *http.Request, req apiRequest) map[string]any {
 	}
 	t.installed = true
 	s.installs = append(s.installs, Install{Team: t.ID, Token: tok, Scope: c.scope, By: c.user, At: time.Now()})
+	if t.Enterprise {
+		return map[string]any{
+			"ok": true, "access_token": tok, "token_type": "bot", "scope": c.scope,
+			"bot_user_id": t.BotUserID, "app_id": "A0FAKE",
+			"team": nil, "enterprise": map[string]any{"id": t.ID, "name": t.Name}, "is_enterprise_install": true,
+			"authed_user": map[string]any{"id": c.user},
+		}
+	}
 	return map[string]any{
 		"ok": true, "access_token": tok, "token_type": "bot", "scope": c.scope,
 		"bot_user_id": t.BotUserID, "app_id": "A0FAKE",
