@@ -207,7 +207,7 @@ func (c Config) WithDefaults() Config {
 
 var (
 	orgIDPattern     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	slackTeamPattern = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
+	slackTeamPattern = regexp.MustCompile(`^T[A-Z0-9]{2,}$`)
 	slackChanPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
 	slackUserPattern = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
 	discordIDPattern = regexp.MustCompile(`^[0-9]{15,21}$`)
@@ -246,7 +246,7 @@ func (c Config) Validate() error {
 		}
 		if s := o.Slack; s != nil {
 			if !slackTeamPattern.MatchString(s.Team) {
-				bad("%s.slack.team %q must be a Slack team id such as T0123ABCD (from the workspace URL or auth.test)", at, s.Team)
+				bad("%s.slack.team %q must be a Slack team id such as T0123ABCD (from the workspace URL or auth.test; a workspace's, not an Enterprise Grid organisation's E… id)", at, s.Team)
 			}
 			if len(s.Channels) == 0 {
 				bad("%s.slack.channels is empty: list at least one channel id; notifications go to the first", at)
@@ -288,7 +288,7 @@ func (c Config) Validate() error {
 			bad("desk.slack.channel %q must be a Slack channel id such as C0123ABCD", d.Channel)
 		}
 		if d.Team != "" && !slackTeamPattern.MatchString(d.Team) {
-			bad("desk.slack.team %q must be a Slack team id such as T0123ABCD", d.Team)
+			bad("desk.slack.team %q must be a Slack team id such as T0123ABCD (a workspace's, not an Enterprise Grid organisation's E… id)", d.Team)
 		}
 		if org := channels["slack:"+d.Channel]; org != "" {
 			bad("desk.slack.channel %s is also org %s's channel: give the experts a channel of their own", d.Channel, org)

@@ -39,6 +39,10 @@ func TestConfigValidate(t *testing.T) {
 		{"channel name instead of id", func(c *Config) { c.Orgs[0].Slack.Channels = []string{"#soc"} }, "not a #name"},
 		{"no channels", func(c *Config) { c.Orgs[0].Slack.Channels = nil }, "orgs[0] (contoso).slack.channels is empty"},
 		{"bad team", func(c *Config) { c.Orgs[0].Slack.Team = "contoso" }, `slack.team "contoso" must be a Slack team id such as T0123ABCD`},
+		// An Enterprise Grid org's id never matches an event's or install's
+		// team: the org could not be reached.
+		{"enterprise id", func(c *Config) { c.Orgs[0].Slack.Team = "E0GRID" }, `slack.team "E0GRID" must be a Slack team id such as T0123ABCD`},
+		{"enterprise desk", func(c *Config) { c.Desk.Slack.Team = "E0GRID" }, `desk.slack.team "E0GRID" must be a Slack team id such as T0123ABCD`},
 		{"bad guild", func(c *Config) { c.Orgs[1].Discord.Guild = "fab" }, `discord.guild "fab" must be a Discord guild id (a quoted number, 15 to 21 digits`},
 		// The Discord id rule is 15 to 21 digits, as its messages say (one
 		// message once said 17-20 while the check took 15-21).
