@@ -82,7 +82,7 @@ const (
 	hintAlert    = "an alert id looks like da637551227677560813_-961444813 (Defender or Microsoft Graph alert id)"
 	hintDevice   = "a device is a Defender device id (40 hex digits, e.g. 111e6dd8c833c8a052ea231ec1b19adaf497b625) or a host name (e.g. ws-017.contoso.local)"
 	hintFile     = "a file is its SHA-1 (40 hex digits) or SHA-256 (64 hex digits), e.g. 4b6f1c2d8a9e0f1a2b3c4d5e6f708192a3b4c5d6"
-	hintIncident = "an incident id is the id on the notification card, e.g. 28282"
+	hintIncident = "an incident id is threatdesk's incident number, as on the notification card (\"Incident 42\"), e.g. 42"
 	hintUser     = "mention the expert, e.g. @alice (or give their user id)"
 	hintFilter   = "the list is one of open, mine, breaching or all, e.g. /experts cases breaching"
 )

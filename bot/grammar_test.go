@@ -48,7 +48,7 @@ func TestParse(t *testing.T) {
 		{"file d41d8cd98f00b204e9800998ecf8427e", request{}, "looks like an MD5"},
 		{"file xyz", request{}, "SHA-1 (40 hex digits) or SHA-256 (64 hex digits)"},
 		{"incident 28282 why?", request{verb: vIncident, kind: SubjectIncident, id: "28282", text: "why?", hasText: true}, ""},
-		{"incident ../etc", request{}, "an incident id is the id on the notification card"},
+		{"incident ../etc", request{}, "an incident id is threatdesk's incident number"},
 		{"status EOD-12", request{verb: vStatus, ref: "EOD-12"}, ""},
 		{"status eod12", request{verb: vStatus, ref: "EOD-12"}, ""},
 		{"status 12", request{verb: vStatus, ref: "EOD-12"}, ""},

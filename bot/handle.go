@@ -463,26 +463,37 @@ func (b *Bot) sampleNotification(ctx context.Context, w who, r request) (Message
 	return textMessage(fmt.Sprintf("A test notification for %s is on its way to %s channel %s.", o.Name, d.Platform, d.Channel)), nil
 }
 
-// help is the usage for the caller's roles.
+// help is the usage for the caller's roles, as the caller's platform
+// writes it: on Discord experts' case verbs are under "case", admins'
+// under "admin", and a search or taking the pager are options.
 func (b *Bot) help(w who) Message {
 	m := Message{Title: "/experts: ask a threat expert", Fallback: "/experts help"}
 	if len(w.roles) == 0 {
 		m.Text = []Line{{T("This channel is not connected to an organisation, and you are not an expert or manager. Use /experts in your organisation's SOC channel, or ask your threatdesk admin to add this channel.")}}
 		return m
 	}
+	discord := w.user.Platform == Discord
+	// on is a command as the caller types it: slack, or on Discord discord.
+	on := func(slack, discord string) string {
+		if w.user.Platform == Discord {
+			return discord
+		}
+		return slack
+	}
+	search := on("cases search", "cases search:")
 	if w.has(RoleMember) {
 		m.Sections = append(m.Sections, Section{Title: "Ask (" + w.org.Name + ")", Lines: []Line{
 			{B("/experts ask"), T(" [question]: a general question (a form opens without text)")},
 			{B("/experts alert"), T(" <alert id> [question]")},
 			{B("/experts device"), T(" <device id or host name> [question]")},
 			{B("/experts file"), T(" <sha1 or sha256> [question]")},
-			{B("/experts incident"), T(" <incident id> [question]")},
+			{B("/experts incident"), T(" <threatdesk incident number, as on the notification card> [question]")},
 			{B("/experts ip"), T(" <address> [question]; "), B("url"), T(" <url or domain> [question]: a suspicious network connection")},
 			{B("/experts actor"), T(" <name> [question]: a threat actor or campaign")},
 			{B("/experts status"), T(" <EOD-n>: status, assignee, age, SLA, last message")},
 			{B("/experts cases"), T(" [open|mine|breaching|all]")},
 			{B("/experts credits"), T(": your balance and when it resets")},
-			{B("/experts report"), T(" [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>: the case's record, privately; "), B("verify"), T(" <EOD-n>: check its timeline")},
+			{B("/experts report"), T(" [week|month|quarter]; "), B(search), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>: the case's record, privately; "), B("verify"), T(" <EOD-n>: check its timeline")},
 			{B("/experts incidents"), T(" [open|quiet|all]: incidents with score and why, posted or quiet; Notify now, Consult")},
 			{B("/experts upload"), T(" <EOD-n>: a one-time link to send the experts a file sample (or post the file in the case's thread)")},
 			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
@@ -490,37 +501,42 @@ func (b *Bot) help(w who) Message {
 		}})
 	}
 	if w.has(RoleExpert) {
+		c := on("/experts ", "/experts case ")
 		m.Sections = append(m.Sections, Section{Title: "Experts", Lines: []Line{
-			{B("/experts take"), T(" [EOD-n]: take a case (without one: the most urgent new case)")},
-			{B("/experts assign"), T(" <EOD-n> @expert")},
-			{B("/experts more-info"), T(" <EOD-n> [what you need]; "), B("sample"), T(" <EOD-n> [which file]; "), B("more-time"), T(" <EOD-n> [why]")},
-			{B("/experts conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
-			{B("/experts note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
+			{B(c + "take"), T(" [EOD-n]: take a case (without one: the most urgent new case)")},
+			{B(c + "assign"), T(" <EOD-n> @expert")},
+			{B(c + "more-info"), T(" <EOD-n> [what you need]; "), B(on("sample", "case sample")), T(" <EOD-n> [which file]; "), B(on("more-time", "case more-time")), T(" <EOD-n> [why]")},
+			{B(c + "conclude"), T(" <EOD-n> [summary] (a form opens without one)")},
+			{B(c + "note"), T(" <EOD-n> <text>: an internal note, never shown to the requester")},
 			{B("/experts campaign"), T(" <name>: every tagged case and incident, all orgs; "), B("campaign tag"), T(" <EOD-n|incident> <name>; "), B("campaign share"), T(" <name>: name it on the customers' notifications")},
-			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>")},
-			{B("/experts report"), T(" [org] [week|month|quarter]; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
+			{B("/experts cases"), T(" [open|mine|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>")},
+			{B("/experts report"), T(" [org] [week|month|quarter]; "), B(search), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n> (with internal notes); "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why; Notify now posts a quiet one")},
-			{B("/experts oncall"), T(": who is on call, until when, and who is next; "), B("oncall take"), T(": take the pager until the next hand-over")},
+			{B("/experts oncall"), T(": who is on call, until when, and who is next; "), B(on("oncall take", "oncall action:take")), T(": take the pager until the next hand-over")},
 			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 			{T("Reply in a desk card's thread to answer the requester.")},
 		}})
 	}
 	if w.has(RoleManager) && !w.has(RoleExpert) {
 		m.Sections = append(m.Sections, Section{Title: "Managers", Lines: []Line{
-			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B("assign"), T(" <EOD-n> @expert")},
-			{B("/experts report"), T(" [org] [week|month|quarter]: the service report; "), B("cases search"), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>; "), B("verify"), T(" <EOD-n>")},
+			{B("/experts cases"), T(" [open|breaching|all] [org]; "), B("status"), T(" <EOD-n>; "), B("credits"), T(" <org>; "), B(on("assign", "case assign")), T(" <EOD-n> @expert")},
+			{B("/experts report"), T(" [org] [week|month|quarter]: the service report; "), B(search), T(" <words|hash|host|@user|EOD-n>; "), B("export"), T(" <EOD-n>; "), B("verify"), T(" <EOD-n>")},
 			{B("/experts incidents"), T(" [open|quiet|all] [org]: incidents with score and why, posted or quiet")},
 			{B("/experts oncall"), T(": who is on call, until when, and who is next")},
 			{B("/experts web"), T(": a private sign-in link to the case tracker in your browser")},
 		}})
 	}
 	if w.has(RoleAdmin) {
+		a := on("/experts ", "/experts admin ")
 		m.Sections = append(m.Sections, Section{Title: "Admins", Lines: []Line{
-			{B("/experts sample-notification"), T(": send a clearly labelled test notification to this org's notification channel")},
-			{B("/experts install-link"), T(" <org>: a private, single-use link that adds threatdesk to that org's Slack workspace")},
-			{B("/experts workspaces"), T(": the Slack workspaces that added threatdesk, those that removed it, and the orgs still to install")},
-			{B("/experts reload"), T(": read the config file again and switch to it (every problem is reported; a bad file changes nothing)")},
+			{B(a + "sample-notification"), T(": send a clearly labelled test notification to this org's notification channel")},
+			{B(a + "install-link"), T(" <org>: a private, single-use link that adds threatdesk to that org's Slack workspace")},
+			{B(a + "workspaces"), T(": the Slack workspaces that added threatdesk, those that removed it, and the orgs still to install")},
+			{B(a + "reload"), T(": read the config file again and switch to it (every problem is reported; a bad file changes nothing)")},
 		}})
+	}
+	if discord {
+		m.Sections = append(m.Sections, Section{Lines: []Line{{T("On Discord, pick the subcommand and fill its options as Discord shows them.")}}})
 	}
 	return m
 }

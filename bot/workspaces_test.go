@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -68,4 +69,35 @@ func TestStaffRolesOnlyInTheDesksWorkspace(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	b = &Bot{cfg: cfg}
 	require.Contains(t, b.identify(User{Platform: Slack, Workspace: "T0CONTOSO", ID: "U0EXPERT1"}, "C0CONTOSOSOC", nil).roles, RoleExpert)
+}
+
+// TestHelpAsThePlatformWritesIt: help names the commands as the caller's
+// platform has them. On Discord experts' case verbs are in the case group,
+// admins' in the admin group, and a search or taking the pager are
+// options; it told Discord experts to type Slack's /experts take.
+func TestHelpAsThePlatformWritesIt(t *testing.T) {
+	t.Parallel()
+	b := &Bot{cfg: unitConfig()}
+	staff := []Role{RoleExpert, RoleAdmin}
+	text := func(m Message) string {
+		var sb strings.Builder
+		for _, sec := range m.Sections {
+			for _, l := range sec.Lines {
+				sb.WriteString(plainLine(l) + "\n")
+			}
+		}
+		return sb.String()
+	}
+	slack := text(b.help(who{user: User{Platform: Slack, ID: "U0EXPERT1"}, roles: staff, desk: true}))
+	for _, want := range []string{"/experts take", "/experts conclude", "/experts reload", "oncall take", "cases search", "credits <org>"} {
+		require.Contains(t, slack, want)
+	}
+	discord := text(b.help(who{user: User{Platform: Discord, ID: "111111111111111111"}, roles: staff, desk: true}))
+	for _, want := range []string{"/experts case take", "/experts case conclude", "case more-time", "/experts admin reload",
+		"/experts admin sample-notification", "oncall action:take", "cases search:", "fill its options"} {
+		require.Contains(t, discord, want)
+	}
+	for _, slackOnly := range []string{"/experts take", "/experts reload", "oncall take:"} {
+		require.NotContains(t, discord, slackOnly)
+	}
 }
