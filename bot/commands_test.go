@@ -56,6 +56,8 @@ func TestCommands(t *testing.T) {
 		{name: "help for a member", user: analyst, channel: contosoSOC, text: "help", want: "/experts alert"},
 		{name: "help for an expert", user: expert1, channel: deskChannel, text: "help", want: "/experts take"},
 		{name: "help for a stranger", user: "U0NOBODY", channel: strangerChan, text: "help", want: "not connected to an organisation"},
+		{name: "conclude by a member", user: analyst, channel: contosoSOC, text: "conclude EOD-1 all good",
+			want: "Only threat experts can ask for more information, a sample or more time, or conclude a case. To reach the experts about a case, reply in its thread."},
 		{name: "take", user: expert1, channel: deskChannel, text: "take EOD-1", want: "You have EOD-1"},
 		{name: "take the most urgent new", user: expert1, channel: deskChannel, text: "take", want: "You have EOD-1"},
 		{name: "take bad", user: expert1, channel: deskChannel, text: "take x", want: "a case reference looks like"},
@@ -78,8 +80,8 @@ func TestCommands(t *testing.T) {
 		{name: "note bad", user: expert1, channel: deskChannel, text: "note EOD-1", want: "A note needs its text"},
 		{name: "sample-notification", user: admin, channel: contosoSOC, text: "sample-notification", want: "test notification for Contoso"},
 		{name: "sample-notification needs an org channel", user: admin, channel: strangerChan, text: "sample-notification", want: "in the org channel"},
-		{name: "sample-notification refused to a member", user: analyst, channel: contosoSOC, text: "sample-notification", want: "needs the role admin"},
-		{name: "take refused to a member", user: analyst, channel: contosoSOC, text: "take EOD-1", want: "needs the role expert"},
+		{name: "sample-notification refused to a member", user: analyst, channel: contosoSOC, text: "sample-notification", want: "Only threatdesk admins can send a test notification."},
+		{name: "take refused to a member", user: analyst, channel: contosoSOC, text: "take EOD-1", want: "Only threat experts can take a case. To reach the experts about a case, reply in its thread."},
 		{name: "open refused on the desk", user: expert1, channel: deskChannel, text: "ask hello there", want: "not connected to an organisation"},
 		{name: "unknown", user: analyst, channel: contosoSOC, text: "frobnicate", want: "There is no /experts frobnicate"},
 	}
@@ -190,7 +192,7 @@ func TestStaleButton(t *testing.T) {
 	// An analyst pressing the desk card's Take (a forwarded card).
 	ack, _ := f.press(t, Slack, analyst, ActTake, ref, receipt.Ref)
 	require.NotNil(t, ack.Message)
-	require.Contains(t, plain(*ack.Message), "needs the role expert")
+	require.Contains(t, plain(*ack.Message), "Only threat experts can take a case")
 	// A conclude form submitted after someone else concluded.
 	_, m := f.run(t, Slack, expert1, deskChannel, `conclude `+ref+` "done and dusted"`)
 	require.Contains(t, plain(m), "concluded")

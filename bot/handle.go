@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,7 +100,14 @@ func denied(w who, o op) Message {
 	case o == opOpen && w.org == nil:
 		return textMessage("Open cases from your organisation's SOC channel: this channel is not connected to an organisation.")
 	}
-	return textMessage(fmt.Sprintf("You may not %s here: that needs the role %s.", o, need))
+	hint := ""
+	switch needs := permissions[o]; {
+	case w.has(RoleMember) && !slices.Contains(needs, RoleMember) && slices.Contains(needs, RoleExpert):
+		hint = " To reach the experts about a case, reply in its thread."
+	case slices.Contains(needs, RoleMember) && !w.has(RoleMember):
+		hint = " Members do it from their organisation's SOC channel."
+	}
+	return textMessage(fmt.Sprintf("Only %s can %s.%s", need, o.phrase(), hint))
 }
 
 func (b *Bot) observeAck(kind string, start time.Time) {

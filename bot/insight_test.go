@@ -373,7 +373,7 @@ func TestCampaigns(t *testing.T) {
 	for _, cmd := range []string{"campaign Storm-0501", "campaign NoSuchThing", "campaign share Storm-0501", "campaign tag " + c[0] + " Storm-0501"} {
 		_, m := f.run(t, Slack, analyst, contosoSOC, cmd)
 		answers = append(answers, plain(m))
-		require.Contains(t, plain(m), "You may not work campaigns here", cmd)
+		require.Contains(t, plain(m), "Only threat experts can work campaigns", cmd)
 	}
 	for _, a := range answers[1:] {
 		require.Equal(t, answers[0], a)
@@ -413,7 +413,7 @@ func TestCampaigns(t *testing.T) {
 	} else {
 		refusal = answerText(t, mr)
 	}
-	require.Contains(t, refusal, "You may not work campaigns here")
+	require.Contains(t, refusal, "Only threat experts can work campaigns")
 
 	// A case about the actor shows the experts the org's tagged cases and
 	// incidents of that name (Contoso's two, not Fabrikam's).

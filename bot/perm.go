@@ -215,10 +215,61 @@ func (b *Bot) identify(u User, channel string, thread *Ref) who {
 }
 
 // rolesText names roles for help and errors.
+// rolesText names who holds any of rs, for a refusal: "threat experts and
+// managers".
 func rolesText(rs []Role) string {
 	s := make([]string, len(rs))
 	for i, r := range rs {
-		s[i] = string(r)
+		s[i] = roleNames[r]
 	}
-	return strings.Join(s, ", ")
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// roleNames are the roles as a refusal names their holders.
+var roleNames = map[Role]string{
+	RoleMember:  "members of an organisation's SOC (in its SOC channel)",
+	RoleExpert:  "threat experts",
+	RoleManager: "managers of the expert service",
+	RoleAdmin:   "threatdesk admins",
+}
+
+// phrase is o as a refusal says it ("Only threat experts can take a
+// case."): the op's own words, unless they read as a name.
+func (o op) phrase() string {
+	if p, ok := opPhrases[o]; ok {
+		return p
+	}
+	return string(o)
+}
+
+var opPhrases = map[op]string{
+	opOpen:            "open a case",
+	opStatus:          "see a case's status",
+	opCases:           "list cases",
+	opCasesAnyOrg:     "list another organisation's cases",
+	opCredits:         "see the credits",
+	opHelp:            "see the help",
+	opTake:            "take a case",
+	opAssign:          "assign a case",
+	opExpertStatus:    "ask for more information, a sample or more time, or conclude a case",
+	opNote:            "add an internal note",
+	opSampleNotify:    "send a test notification",
+	opAddDetails:      "add details to a case",
+	opClose:           "close a case",
+	opReopen:          "reopen a case",
+	opWithdraw:        "withdraw a case",
+	opAcknowledge:     "acknowledge an incident",
+	opShowScope:       "show an incident's full scope",
+	opRelayAsker:      "write to the experts in a case's thread",
+	opRelayExpert:     "answer in a desk card's thread",
+	opReport:          "see the service report",
+	opExport:          "export a case's record",
+	opVerify:          "verify a case's timeline",
+	opResolve:         "resolve an incident",
+	opNotifyNow:       "post an incident as a notification",
+	opIncidents:       "list incidents",
+	opIncidentsAnyOrg: "list another organisation's incidents",
 }

@@ -214,7 +214,7 @@ func TestUploadCommand(t *testing.T) {
 	require.Contains(t, plain(foreign.Message), "Not found")
 	require.Equal(t, plain(ask(Slack, analyst, contosoSOC, "upload EOD-999").Message), plain(unknown.Message))
 	// Not a member of any org here; bad input.
-	require.Contains(t, plain(ask(Slack, expert1, deskChannel, "upload "+ref).Message), "needs the role member")
+	require.Contains(t, plain(ask(Slack, expert1, deskChannel, "upload "+ref).Message), "Only members of an organisation's SOC (in its SOC channel) can get an upload link")
 	require.Contains(t, plain(ask(Slack, analyst, contosoSOC, "upload").Message), "Usage: /experts upload EOD-1042")
 	require.Equal(t, 2, f.count(t, `SELECT count(*) FROM case_upload_links`))
 
@@ -324,7 +324,7 @@ func TestSampleAnnouncedAndDownloaded(t *testing.T) {
 			msg = &a.Message
 		}
 		require.NotContains(t, fmt.Sprint(*msg), "/samples/d/")
-		require.Contains(t, plain(*msg), "needs the role expert")
+		require.Contains(t, plain(*msg), "Only threat experts can download file samples")
 	}
 	ack, r = f.press(t, Slack, expert1, ActDownloadSample, ref+":999", desk)
 	ans, ok = r.Wait(tenSeconds)

@@ -74,7 +74,7 @@ func TestWebCommand(t *testing.T) {
 		{name: "expert in an org channel", p: Slack, user: expert1, channel: contosoSOC, roles: []Role{RoleExpert, RoleMember}, org: "contoso", want: "every org's cases"},
 		{name: "manager", p: Slack, user: manager, channel: deskChannel, roles: []Role{RoleManager}, want: "every org's cases"},
 		{name: "stranger", p: Slack, user: "U0NOBODY", channel: strangerChan, want: "not connected to an organisation"},
-		{name: "admin alone", p: Slack, user: admin, channel: strangerChan, want: "that needs the role member, expert, manager"},
+		{name: "admin alone", p: Slack, user: admin, channel: strangerChan, want: "Only members of an organisation's SOC (in its SOC channel), threat experts and managers of the expert service can sign in to the case tracker"},
 	}
 	for _, tc := range tests {
 		before := len(s.users())

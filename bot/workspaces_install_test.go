@@ -91,7 +91,7 @@ func TestWorkspacesCommand(t *testing.T) {
 
 	_, m = f.run(t, Slack, expert1, deskChannel, "workspaces")
 	require.NotEqual(t, "Slack workspaces", m.Title)
-	require.Contains(t, plain(m), "You may not list the Slack workspaces that added threatdesk here: that needs the role admin")
+	require.Contains(t, plain(m), "Only threatdesk admins can list the Slack workspaces that added threatdesk")
 }
 
 // TestWorkspacesWithoutADeskTeam: with the desk on Discord (no

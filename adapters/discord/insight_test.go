@@ -110,7 +110,7 @@ func TestInsightOverDiscord(t *testing.T) {
 	inShow, _ := f.command(expertID, deskID, "campaign show", map[string]any{"name": "storm-0501"})
 	f.wait("the campaign list", f.answered(inShow, "**incident "+fabInc+"** · Fabrikam"))
 	inMember, _ := f.command(bobID, northwindChan, "campaign show", map[string]any{"name": "Storm-0501"})
-	f.wait("a member is refused", f.answered(inMember, "You may not work campaigns here"))
+	f.wait("a member is refused", f.answered(inMember, "Only threat experts can work campaigns"))
 
 	// Northwind's side names nothing of Fabrikam's.
 	for _, m := range dfake.Messages(northwindChan) {

@@ -340,7 +340,7 @@ func TestOncallCommandOverDiscord(t *testing.T) {
 	a := f.in(deskID, "took the pager")
 	require.Contains(t, a.Content, f.name(f.next)+" took the pager until Wed 4 Mar 09:00 Europe/London, from "+f.name(f.on)+".")
 	require.Empty(t, a.Notified)
-	f.run(analystID, channelID, "oncall", nil, "You may not see who is on call here")
+	f.run(analystID, channelID, "oncall", nil, "Only threat experts and managers of the expert service can see who is on call")
 
 	_, _, card := f.open("ask", map[string]any{"question": "who has the pager?"})
 	require.Equal(t, []string{f.next}, card.Notified)

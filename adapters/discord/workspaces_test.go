@@ -44,7 +44,7 @@ func TestAdminCommandsOverDiscord(t *testing.T) {
 	}))
 
 	in, _ := f.command(analystID, channelID, "admin reload", nil)
-	f.wait("a member is refused", f.answered(in, "needs the role admin"))
+	f.wait("a member is refused", f.answered(in, "Only threatdesk admins can reload the configuration"))
 	require.Empty(t, rl.by)
 
 	in, _ = f.command(managerID, deskID, "admin reload", nil)

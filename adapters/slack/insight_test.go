@@ -154,8 +154,8 @@ func TestInsightOverSlack(t *testing.T) {
 	})
 	got := command(eve, desk, "campaign Storm-0501", "Campaign Storm-0501")
 	require.Contains(t, got, "incident "+conInc)
-	refused := command(bob, fabSOC, "campaign Storm-0501", "You may not work campaigns here")
-	require.Equal(t, refused, command(bob, fabSOC, "campaign NoSuchCampaign", "You may not work campaigns here"))
+	refused := command(bob, fabSOC, "campaign Storm-0501", "Only threat experts can work campaigns")
+	require.Equal(t, refused, command(bob, fabSOC, "campaign NoSuchCampaign", "Only threat experts can work campaigns"))
 	command(eve, desk, "campaign share Storm-0501", "Shared the campaign Storm-0501")
 	wait("the card names the campaign", func() bool {
 		m, _ := fake.Message(soc, card.TS)

@@ -430,7 +430,7 @@ func TestOncallCommandOverSlack(t *testing.T) {
 
 	ans = f.command(ocEve, ocDesk, "oncall")
 	require.Contains(t, ans, "*"+f.name(f.next)+"* (took the pager from "+f.name(f.on)+")")
-	require.Contains(t, f.command(ocAnalyst, ocSOC, "oncall"), "You may not see who is on call here")
+	require.Contains(t, f.command(ocAnalyst, ocSOC, "oncall"), "Only threat experts and managers of the expert service can see who is on call")
 
 	_, _, desk := f.open("ask who has the pager?")
 	require.Equal(t, []string{f.next}, desk.Notified)
