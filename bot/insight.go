@@ -49,7 +49,7 @@ const (
 // Hints shown with bad input.
 const (
 	hintIP    = "an address is an IPv4 or IPv6 address, e.g. 198.51.100.7 or 2001:db8::7"
-	hintURL   = "a URL starts with http:// or https://, a domain looks like cdn.example.com"
+	hintURL   = "a URL starts with http:// or https:// (defanged, hxxps[://]…, is fine too), a domain looks like cdn.example.com"
 	hintActor = "an actor or campaign is its name, 2 to 80 characters, e.g. Storm-0501 or \"Midnight Blizzard\""
 	hintTag   = "Usage: /experts campaign tag <EOD-n or incident id> <campaign or actor name>, e.g. /experts campaign tag EOD-12 Storm-0501"
 )
@@ -63,9 +63,12 @@ const (
 )
 
 // validInsightSubject checks an address, a URL or domain or an actor name,
-// and returns it normalised.
+// and returns it normalised (an address or URL defanged is taken back).
 func validInsightSubject(kind SubjectKind, id string) (string, *usageError) {
 	id = strings.TrimSpace(id)
+	if kind == SubjectIP || kind == SubjectURL {
+		id = refang(id) // as copied from a card or a threat report
+	}
 	switch kind {
 	case SubjectIP:
 		ip, err := netip.ParseAddr(id)

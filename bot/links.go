@@ -60,6 +60,19 @@ func defang(raw string) string {
 	return cut(s, maxListLineRunes*2)
 }
 
+// refang undoes defanging, this bot's and the usual forms of threat
+// reports (hxxp, hXXps, [://], [.], (.), {.}, [dot], [:]), so that an
+// indicator copied from a card or a report is taken as it is.
+func refang(s string) string {
+	s = refanger.Replace(s)
+	if len(s) >= 4 && strings.EqualFold(s[:4], "hxxp") {
+		s = "http" + s[4:]
+	}
+	return s
+}
+
+var refanger = strings.NewReplacer("[://]", "://", "[:]", ":", "[.]", ".", "(.)", ".", "{.}", ".", "[dot]", ".", "(dot)", ".")
+
 // alertLink renders an alert's link: label linked to raw when raw is a
 // portal URL; otherwise a note and the address as defanged, untrusted text.
 func alertLink(label, raw string) []Span {

@@ -189,3 +189,29 @@ func TestEveryAlertURLIsDefanged(t *testing.T) {
 		}
 	}
 }
+
+// TestRefang: an indicator copied defanged, from a card or a threat
+// report, is taken as it is. They were refused ("is not a URL").
+func TestRefang(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"https://login.evil.example/reset.php?a=b", "http://1.2.3.4/x"} {
+		require.Equal(t, raw, refang(defang(raw)))
+	}
+	for in, want := range map[string]string{
+		"hXXps://evil(.)example/x": "https://evil.example/x",
+		"evil[dot]example":         "evil.example",
+		"10[.]0[.]0[.]5":           "10.0.0.5",
+		"2001:db8[:]:7":            "2001:db8::7",
+	} {
+		require.Equal(t, want, refang(in))
+	}
+	got, err := validInsightSubject(SubjectURL, "hxxps[://]example[.]com/x")
+	require.Nil(t, err)
+	require.Equal(t, "https://example.com/x", got)
+	got, err = validInsightSubject(SubjectIP, "10[.]0[.]0[.]5")
+	require.Nil(t, err)
+	require.Equal(t, "10.0.0.5", got)
+	got, err = validInsightSubject(SubjectURL, "evil[.]example")
+	require.Nil(t, err)
+	require.Equal(t, "evil.example", got)
+}
