@@ -396,6 +396,14 @@ func TestIdempotentReingestAndUpdate(t *testing.T) {
 	a, err = f.svc.Alert(f.ctx, "contoso", "r1")
 	require.NoError(t, err)
 	require.Equal(t, "resolved", a.Status)
+	// The same version twice (a forwarder that sent a copy): the copy is
+	// unchanged, not "superseded" by itself. (It was counted updated.)
+	g4 := gen{ID: "r2", Device: "ws-copy", At: g3.At}
+	res = f.ingest(t, g4, g4)
+	require.Equal(t, []ItemStatus{StatusUnchanged, StatusAccepted}, []ItemStatus{res.Items[0].Status, res.Items[1].Status})
+	require.Equal(t, 1, res.Accepted)
+	require.Equal(t, 0, res.Updated)
+	require.Contains(t, res.Items[0].Reason, "the same version of this alert is later in the request")
 }
 
 func TestTenantRouting(t *testing.T) {

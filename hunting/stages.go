@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -134,9 +135,17 @@ func latestPerID(alerts []*Alert, idx []int, req []int, out []ItemResult) []*wor
 				}
 				continue
 			}
-			out[j].Status, out[j].Reason = StatusUpdated, "superseded by a later item in the same request"
-			if !same(i, j) {
-				out[j].Reason = "superseded by a newer version of this alert in a request sent at the same time"
+			switch {
+			case alerts[j].LastUpdate.Equal(a.LastUpdate) && bytes.Equal(hashOf(alerts[j]), hashOf(a)):
+				// The same version twice: a copy, nothing changed.
+				out[j].Status, out[j].Reason = StatusUnchanged, "the same version of this alert is later in the request"
+				if !same(i, j) {
+					out[j].Reason = "a request sent at the same time has the same version of this alert"
+				}
+			case same(i, j):
+				out[j].Status, out[j].Reason = StatusUpdated, "superseded by a later item in the same request"
+			default:
+				out[j].Status, out[j].Reason = StatusUpdated, "superseded by a newer version of this alert in a request sent at the same time"
 			}
 		}
 		last[a.ID] = i
@@ -144,14 +153,18 @@ func latestPerID(alerts []*Alert, idx []int, req []int, out []ItemResult) []*wor
 	ws := make([]*work, 0, len(last))
 	for _, i := range idx {
 		if j, ok := last[alerts[i].ID]; ok && j == i {
-			h := alerts[i].hash
-			if h == nil {
-				h = alertHash(alerts[i])
-			}
-			ws = append(ws, &work{a: alerts[i], res: &out[i], hash: h})
+			ws = append(ws, &work{a: alerts[i], res: &out[i], hash: hashOf(alerts[i])})
 		}
 	}
 	return ws
+}
+
+// hashOf is a's content hash, computed once.
+func hashOf(a *Alert) []byte {
+	if a.hash == nil {
+		a.hash = alertHash(a)
+	}
+	return a.hash
 }
 
 // knownAlert is what the store has of an alert.
