@@ -100,18 +100,18 @@ func TestConfigYAMLErrors(t *testing.T) {
 		doc  string
 		want []string
 	}{
-		{"unknown key", "oncall:\n  handover: Mon 09:00\n  page-after: 5m\n", []string{"field page-after not found"}},
+		{"unknown key", "oncall:\n  handover: Mon 09:00\n  page-after: 5m\n", []string{"line 3: oncall.page-after is not a setting (did you mean oncall.page_after?)"}},
 		{"bad handover", "oncall:\n  handover: Monday morning\n", []string{`line 2: oncall.handover "Monday morning" is not a hand-over`}},
 		{"handover not a string", "oncall:\n  handover: [Mon, 09:00]\n", []string{"line 2: oncall.handover must be a string"}},
 		{"member with two accounts", "oncall:\n  rotation:\n    - {slack: U0A, discord: \"100000000000000001\"}\n", []string{"line 3: an oncall.rotation entry is one account"}},
 		{"member on another platform", "oncall:\n  rotation:\n    - teams: U0A\n", []string{"line 3: an oncall.rotation entry is one account"}},
 		{"member as a bare id", "oncall:\n  rotation:\n    - U0A\n", []string{"line 3: an oncall.rotation entry is one account"}},
-		{"bad duration", "oncall:\n  page_after: soon\n", []string{`line 2: "soon" is not a duration`}},
-		{"duration as a number", "oncall:\n  page_after: 15\n", []string{"line 2: a duration must be a string"}},
+		{"bad duration", "oncall:\n  page_after: soon\n", []string{`line 2: oncall.page_after: "soon" is not a duration`}},
+		{"duration as a number", "oncall:\n  page_after: 15\n", []string{"line 2: oncall.page_after: a duration must be a string"}},
 		{
 			"every type problem at once",
 			"oncall:\n  handover: whenever\n  rotation:\n    - U0A\n  page_after: soon\n",
-			[]string{"line 2: oncall.handover", "line 4: an oncall.rotation entry", `line 5: "soon" is not a duration`},
+			[]string{"line 2: oncall.handover", "line 4: an oncall.rotation entry", `line 5: oncall.page_after: "soon" is not a duration`},
 		},
 	}
 	for _, tc := range tests {

@@ -130,7 +130,8 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		f, err := LoadFile(c.ConfigPath)
 		if err != nil {
 			errs = append(errs, err)
-		} else {
+		}
+		if f != nil { // what could be read is checked too: every problem at once
 			c.File = *f
 		}
 	}

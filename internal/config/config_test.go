@@ -155,7 +155,7 @@ func TestFileErrors(t *testing.T) {
 		yaml string
 		want string
 	}{
-		{"unknown key", "orgz: []\n", "field orgz not found"},
+		{"unknown key", "orgz: []\n", "line 1: orgz is not a setting (did you mean orgs?)"},
 		{"bad org id", "orgs:\n  - id: Contoso Inc\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk, `orgs[0].id "Contoso Inc" must be lower-case`},
 		{"duplicate org", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: [C1AB]}\n  - id: a\n    slack: {team: T1AB, channels: [C2AB]}\n" + desk, "used by two orgs"},
 		{"bad tenant", "orgs:\n  - id: a\n    tenants: [contoso.com]\n    slack: {team: T1AB, channels: [C1AB]}\n" + desk, `"contoso.com" is not a tenant id`},
@@ -171,12 +171,12 @@ func TestFileErrors(t *testing.T) {
 		{"desk is org channel", "orgs:\n  - id: a\n    slack: {team: T1AB, channels: [C0DESK]}\n" + desk, "is also org a's channel"},
 		{"expert name not id", "experts:\n  slack: [alice]\n", `experts.slack: "alice" must be a Slack user id`},
 		{"sla order", "cases:\n  sla:\n    high: {first_response: 2d, conclusion: 1h}\n", "cases.sla.high.first_response (48h0m0s) must not exceed conclusion (1h0m0s)"},
-		{"bad duration", "cases:\n  reopen_window: fortnight\n", `"fortnight" is not a duration`},
+		{"bad duration", "cases:\n  reopen_window: fortnight\n", `line 2: cases.reopen_window: "fortnight" is not a duration`},
 		{"warn at", "cases:\n  sla:\n    warn_at: 1.5\n", "cases.sla.warn_at 1.5 must be a fraction"},
 		{"sla check interval", "cases:\n  sla:\n    check_interval: 500ms\n", "cases.sla.check_interval 500ms is too short: use at least 1s"},
 		{"delivery lease", "delivery:\n  lease: 2s\n", "delivery.lease 2s"},
-		{"delivery unknown key", "delivery:\n  workers: 2\n", "field workers not found"},
-		{"delivery unknown key", "delivery:\n  workers: 2\n", "field workers not found"},
+		{"delivery unknown key", "delivery:\n  workers: 2\n", "line 2: delivery.workers is not a setting"},
+		{"delivery unknown key", "delivery:\n  workers: 2\n", "line 2: delivery.workers is not a setting"},
 		{"notify score", "hunting:\n  notify_score: 500\n", "hunting.notify_score 500 must be between 1 and 100"},
 		{"common entity", "hunting:\n  common_entity_devices: 1\n", "hunting.common_entity_devices 1 must be at least 2"},
 		{"chain window shorter", "hunting:\n  correlation_window: 2d\n  chain_window: 1d\n", "hunting.chain_window 24h0m0s is shorter than hunting.correlation_window 48h0m0s"},
@@ -457,6 +457,7 @@ oncall:
 	_, err = config.ParseFile([]byte(`orgs:
   - id: a
     tenant: [x]
+    credits_per_quarter: lots
 cases:
   reopen_window: 14
 hunting:
@@ -467,11 +468,12 @@ oncall:
 `))
 	require.Error(t, err)
 	want := []string{
-		"line 3: field tenant not found in type config.Org",
-		"line 5: a duration must be a string such as 30s, 5m, 4h or 2d",
-		"line 7: field grop_wait not found in type hunting.Config",
-		`line 8: "soon" is not a duration`,
-		`line 10: "2w" is not a duration`,
+		"line 3: orgs[0].tenant is not a setting (did you mean orgs[0].tenants?)",
+		`line 4: orgs[0].credits_per_quarter: "lots" must be a whole number`,
+		"line 6: cases.reopen_window: a duration must be a string such as 30s, 5m, 4h or 2d",
+		"line 8: hunting.grop_wait is not a setting (did you mean hunting.group_wait?)",
+		`line 9: hunting.group_interval: "soon" is not a duration`,
+		`line 11: oncall.page_after: "2w" is not a duration`,
 	}
 	last := -1
 	for _, w := range want {
@@ -510,6 +512,41 @@ oncall:
 	} {
 		require.ErrorContains(t, err, w)
 	}
+}
+
+// TestKeyProblemsDoNotHideTheRest: a bad duration or an unknown key is
+// reported with the problems the checks find in the rest of the file, at
+// once, each naming its key. (The checks ran only once the file decoded:
+// an operator fixed one problem to be told of the next.) Reading the file
+// again (a reload) reports the same.
+func TestKeyProblemsDoNotHideTheRest(t *testing.T) {
+	t.Parallel()
+	p := writeFile(t, `
+timezone: Mars/Olympus
+cases:
+  reopen_window: 2weeks
+hunting:
+  notify_score: 500
+  grop_wait: 1m
+`)
+	want := []string{`cases.reopen_window: "2weeks" is not a duration`, "hunting.grop_wait is not a setting (did you mean hunting.group_wait?)",
+		"hunting.notify_score 500 must be between 1 and 100", `timezone "Mars/Olympus"`}
+	_, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p}))
+	for _, w := range want {
+		require.ErrorContains(t, err, w)
+	}
+	c, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": writeFile(t, "cases:\n  reopen_window: 3d\n")}))
+	require.NoError(t, err)
+	c.ConfigPath = p
+	_, err = c.ReadFile()
+	for _, w := range want {
+		require.ErrorContains(t, err, w)
+	}
+
+	// A missing file names its path once.
+	_, err = config.Load(envOf(map[string]string{"THREATDESK_CONFIG": p + ".missing"}))
+	require.Error(t, err)
+	require.Equal(t, 1, strings.Count(err.Error(), p+".missing"), err.Error())
 }
 
 // TestDeliveryLeaseAndSLACheckInterval: both can be shortened (to their

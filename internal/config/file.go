@@ -2,7 +2,9 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"github.com/threatdesk/threatdesk/insight"
 	"github.com/threatdesk/threatdesk/internal/secrets"
 	"github.com/threatdesk/threatdesk/oncall"
+	"gopkg.in/yaml.v3"
 )
 
 // File is the YAML config file; README.md documents every key. Its blocks
@@ -186,15 +189,26 @@ func (f *File) OrgByTenant(tenant string) (string, bool) {
 func LoadFile(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said once
+		}
 		return nil, fmt.Errorf("THREATDESK_CONFIG: read %s: %w", path, err)
 	}
 	return ParseFile(b)
 }
 
-// ParseFile strictly decodes a YAML config document (no defaults, no validation).
+// ParseFile strictly decodes a YAML config document (no defaults, no
+// validation). With problems of its keys or values (not of its YAML) it
+// returns them together with what it could read, so that the checks of the
+// rest report their problems at the same time.
 func ParseFile(b []byte) (*File, error) {
 	var f File
 	if err := Decode(b, &f); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return &f, fmt.Errorf("THREATDESK_CONFIG: %w", err)
+		}
 		return nil, fmt.Errorf("THREATDESK_CONFIG: %w", err)
 	}
 	return &f, nil

@@ -15,7 +15,7 @@ func (c *Config) ReadFile() (*File, error) {
 		return nil, errors.New("THREATDESK_CONFIG is not set: there is no config file to read again")
 	}
 	f, err := LoadFile(c.ConfigPath)
-	if err != nil {
+	if f == nil {
 		return nil, err
 	}
 	lookup := c.lookup
@@ -23,7 +23,7 @@ func (c *Config) ReadFile() (*File, error) {
 		lookup = os.LookupEnv
 	}
 	f.gather(lookup)
-	if err := errors.Join(append(f.validate(), c.Env.checkFile(f)...)...); err != nil {
+	if err := errors.Join(append(append([]error{err}, f.validate()...), c.Env.checkFile(f)...)...); err != nil {
 		return nil, err
 	}
 	return f, nil

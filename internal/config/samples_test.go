@@ -26,7 +26,7 @@ func TestSampleSettings(t *testing.T) {
 		"samples:\n  max_bytes: 2147483648\n": "samples.max_bytes 2147483648 must be between 1 and 1073741824",
 		"samples:\n  max_bytes: -5\n":         "samples.max_bytes -5",
 		"cases:\n  sample_retention: 10m\n":   "cases.sample_retention 10m0s is too short",
-		"samples:\n  max_byte: 10\n":          "field max_byte not found",
+		"samples:\n  max_byte: 10\n":          "line 2: samples.max_byte is not a setting (did you mean samples.max_bytes?)",
 	} {
 		_, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": writeFile(t, body)}))
 		require.ErrorContains(t, err, want, body)
