@@ -230,6 +230,12 @@ func (a *Adapter) redact(s string) string {
 	if a.cfg.Token != "" {
 		s = strings.ReplaceAll(s, a.cfg.Token.Value(), "[redacted]")
 	}
+	// discordgo's errors name the URL it built, which the transport sends
+	// to the configured base (transport.go): name that one.
+	if base := a.cfg.APIURL; base != "" && base != discordgo.EndpointAPI {
+		s = strings.ReplaceAll(s, `"`+discordgo.EndpointAPI+`gateway"`, `"`+base+`gateway/bot"`)
+		s = strings.ReplaceAll(s, discordgo.EndpointAPI, base)
+	}
 	// Interaction tokens sit in webhook and callback paths.
 	return a.tokenPath.ReplaceAllString(s, "${1}[redacted]")
 }

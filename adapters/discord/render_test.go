@@ -168,6 +168,13 @@ func TestRedact(t *testing.T) {
 	require.NotContains(t, got, "aW50ZXJhY3Rpb246dG9rZW4")
 	require.NotContains(t, got, "/abc/")
 	require.Contains(t, got, "/webhooks/123/[redacted]")
+
+	// With DISCORD_API_URL, an error names the URL the request went to,
+	// not the one discordgo built (it named discord.com while a proxy was
+	// dialled).
+	a.cfg.APIURL = "http://127.0.0.1:9/api/"
+	got = a.redact(`Get "` + discordgo.EndpointAPI + `gateway": dial tcp 127.0.0.1:9: connection refused; ` + discordgo.EndpointAPI + `channels/1/messages`)
+	require.Equal(t, `Get "http://127.0.0.1:9/api/gateway/bot": dial tcp 127.0.0.1:9: connection refused; http://127.0.0.1:9/api/channels/1/messages`, got)
 }
 
 // TestLongTextIsNotCutAfterEscaping: a relayed message the bot keeps within
