@@ -167,7 +167,9 @@ func (b *Bot) work(ctx context.Context, n int, wake <-chan struct{}) {
 		for ctx.Err() == nil {
 			got, err := b.deliverBatch(ctx)
 			if err != nil {
-				log.Error("outbox claim failed", "err", err)
+				if ctx.Err() == nil { // stopping cuts the claim short: no failure
+					log.Error("outbox claim failed", "err", err)
+				}
 				break
 			}
 			if got == 0 {
