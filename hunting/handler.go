@@ -116,13 +116,17 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 		if errors.As(err, &se) {
 			return writeJSON(w, http.StatusBadRequest, ErrorBody{Error: se.Error(), Line: se.Line, Column: se.Column, Offset: se.Offset})
 		}
+		if len(trimOuter(body)) == 0 {
+			return writeJSON(w, http.StatusBadRequest, ErrorBody{Error: err.Error()}) // no JSON at all, as malformed JSON
+		}
 		return writeJSON(w, http.StatusUnprocessableEntity, ErrorBody{Error: err.Error()})
 	}
 	if len(items) > s.cfg.MaxItems {
 		return writeJSON(w, http.StatusRequestEntityTooLarge, ErrorBody{Error: fmt.Sprintf("%d alerts in one request, the limit is %d: split the list", len(items), s.cfg.MaxItems)})
 	}
 	if len(items) == 0 {
-		return writeJSON(w, http.StatusUnprocessableEntity, IngestResult{Format: FormatEmptyList, Items: []ItemResult{}})
+		// A forwarder relaying an empty page: nothing to store, no failure.
+		return writeJSON(w, http.StatusOK, IngestResult{Format: FormatEmptyList, Items: []ItemResult{}})
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), intakeStoreTimeout)
 	defer cancel()

@@ -250,8 +250,11 @@ func TestIntakeErrors(t *testing.T) {
 		{"too big", testToken, big, http.StatusRequestEntityTooLarge, "larger than 65536 bytes"},
 		{"too many items", testToken, many, http.StatusRequestEntityTooLarge, "the limit is 5"},
 		{"not an object", testToken, []byte(`[1,2]`), http.StatusUnprocessableEntity, "got a JSON array"},
-		{"empty body", testToken, []byte(` `), http.StatusUnprocessableEntity, "empty body"},
-		{"empty list", testToken, []byte(`{"value":[]}`), http.StatusUnprocessableEntity, `"format":"empty-list"`},
+		// No JSON at all is malformed, as bad JSON is (it was 422); an
+		// empty list is a forwarder's empty page: nothing to do, no failure
+		// (it was 422, with no error).
+		{"empty body", testToken, []byte(` `), http.StatusBadRequest, "empty body"},
+		{"empty list", testToken, []byte(`{"value":[]}`), http.StatusOK, `"format":"empty-list"`},
 		{"value not a list", testToken, []byte(`{"value":5}`), http.StatusUnprocessableEntity, "expected one alert"},
 		{"not an alert", testToken, []byte(`{"hello":"world"}`), http.StatusUnprocessableEntity, "neither a Defender alert"},
 		{"unknown tenant", testToken, gen{ID: "t1", Tenant: "00000000-0000-0000-0000-000000000000"}.raw(), http.StatusUnprocessableEntity,
