@@ -42,6 +42,9 @@ func parseReport(c Command, args []string, typed bool, r *request) *usageError {
 	} else {
 		for _, a := range args {
 			la := strings.ToLower(a)
+			if p, ok := periodWords[la]; ok {
+				la = p // "weekly" is no org
+			}
 			switch {
 			case la == PeriodWeek || la == PeriodMonth || la == PeriodQuarter:
 				if r.period != "" {
@@ -54,6 +57,9 @@ func parseReport(c Command, args []string, typed bool, r *request) *usageError {
 				return badInput("%q is neither a period (week, month, quarter) nor an org id. %s.", a, hintReport)
 			}
 		}
+	}
+	if p, ok := periodWords[r.period]; ok {
+		r.period = p
 	}
 	switch r.period {
 	case "", PeriodWeek, PeriodMonth, PeriodQuarter:
@@ -594,4 +600,10 @@ func (b *Bot) renderDigest(ctx context.Context, q ReportQuery) ([]part, error) {
 		parts = append(parts, part{key: "digest." + o.Org, dest: dest, msg: b.orgReportMessage(rep, o, "Weekly digest")})
 	}
 	return parts, nil
+}
+
+// periodWords are other ways of naming a period, read as it.
+var periodWords = map[string]string{
+	"weekly": PeriodWeek, "monthly": PeriodMonth, "quarterly": PeriodQuarter,
+	"weeks": PeriodWeek, "months": PeriodMonth, "quarters": PeriodQuarter,
 }

@@ -118,6 +118,9 @@ func TestReportFigures(t *testing.T) {
 	_, m = f.run(t, Slack, analyst, contosoSOC, "report week")
 	require.Contains(t, plain(m), "Service report · Contoso · week of 9 February 2026 so far")
 	require.Contains(t, plain(m), "Cases opened: 1")
+	// "weekly" is the week, not an org of that name (it was refused as one).
+	_, weekly := f.run(t, Slack, analyst, contosoSOC, "report weekly")
+	require.Equal(t, plain(m), plain(weekly))
 	_, m = f.run(t, Discord, fabAnalyst, fabSOC, "report month")
 	require.Contains(t, plain(m), "Service report · Fabrikam · February 2026 so far")
 	require.Contains(t, plain(m), "Conclusion: median 2 days 2 hours")

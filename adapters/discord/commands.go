@@ -103,7 +103,7 @@ func Commands() []*discordgo.ApplicationCommand {
 			// Experts' work on a case: /experts case take EOD-12 (on Slack,
 			// /experts take EOD-12).
 			group("case", "Experts: take, assign, answer and conclude cases",
-				sub("take", "Experts: take a case (none given: the oldest new case)", optCase()),
+				sub("take", "Experts: take a case (none given: the most urgent new case)", optCase()),
 				sub("assign", "Experts: assign a case", caseOpt(), &discordgo.ApplicationCommandOption{
 					Type: discordgo.ApplicationCommandOptionUser, Name: "expert", Description: "Who takes it", Required: true,
 				}),
