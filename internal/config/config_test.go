@@ -41,7 +41,9 @@ func TestNoEnvironmentAtAll(t *testing.T) {
 	require.NotEmpty(t, c.DataDir)
 	require.False(t, c.SlackEnabled())
 	require.False(t, c.DiscordEnabled())
-	require.Empty(t, c.Warnings())
+	// Started with no config at all, it says so, and what to do (it said
+	// nothing, and no org could be reached).
+	require.Equal(t, []string{"THREATDESK_CONFIG is not set: no organisation can ask experts or get notifications; write a config file with orgs (threatdesk.example.yaml shows one) and point THREATDESK_CONFIG at it"}, c.Warnings())
 	require.Equal(t, "UTC", c.File.Timezone)
 	require.Equal(t, time.UTC, c.File.Location)
 	require.False(t, c.File.Oncall.Enabled())

@@ -161,6 +161,13 @@ func (c *Config) Warnings() []string {
 	if len(f.Bot.Experts.Slack)+len(f.Bot.Experts.Discord) == 0 && len(f.Orgs) > 0 {
 		w = append(w, "no experts are configured (experts.slack / experts.discord): nobody can take cases")
 	}
+	if len(f.Orgs) == 0 {
+		where := "THREATDESK_CONFIG is not set"
+		if c.ConfigPath != "" {
+			where = c.ConfigPath + " lists no orgs"
+		}
+		w = append(w, where+": no organisation can ask experts or get notifications; write a config file with orgs (threatdesk.example.yaml shows one) and point THREATDESK_CONFIG at it")
+	}
 	return w
 }
 

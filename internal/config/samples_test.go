@@ -70,5 +70,5 @@ func TestPublicURL(t *testing.T) {
 	require.Contains(t, strings.Join(c.Warnings(), "\n"), "THREATDESK_PUBLIC_URL is plain http")
 	c, err = config.Load(envOf(map[string]string{"THREATDESK_PUBLIC_URL": "http://127.0.0.1:8080"}))
 	require.NoError(t, err)
-	require.Empty(t, c.Warnings())
+	require.NotContains(t, strings.Join(c.Warnings(), "\n"), "THREATDESK_PUBLIC_URL", "plain http on this machine is fine")
 }
