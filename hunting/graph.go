@@ -43,6 +43,7 @@ type graphPuller struct {
 	fresh  map[string]time.Time
 	// date is Graph's time as its last answer said, at dateAt on this clock.
 	date, dateAt time.Time
+	skewWarned   bool
 }
 
 // PullGraph pulls each configured tenant once: alerts updated since its
@@ -284,7 +285,11 @@ func (s *Service) pullWindow(ctx context.Context, g *GraphConfig, t GraphTenant,
 				if len(body.Value) == 0 {
 					k = 4
 				}
-				s.setGraphSpan(t.TenantID, max(span, k*hi.Sub(lo)))
+				wider := max(span, k*hi.Sub(lo))
+				if wider >= graphMaxSpan {
+					wider = 0 // wide enough: no bound
+				}
+				s.setGraphSpan(t.TenantID, wider)
 			}
 		}
 		next = body.NextLink
@@ -388,9 +393,6 @@ func (s *Service) graphSpan(tenant string) time.Duration {
 func (s *Service) setGraphSpan(tenant string, d time.Duration) {
 	s.graph.mu.Lock()
 	defer s.graph.mu.Unlock()
-	if d >= graphMaxSpan {
-		d = 0
-	}
 	s.graph.span[tenant] = d
 }
 
@@ -408,16 +410,33 @@ func (s *Service) graphNow() time.Time {
 }
 
 // noteGraphTime keeps Graph's time from an answer's Date header (whole
-// seconds, so up to a second behind: the safe side).
+// seconds, so up to a second behind: the safe side). A Date more than
+// graphMaxSkew from this clock is not believed (a proxy's, or a broken
+// one): a day ahead would move the watermark past the alerts of that day.
 func (s *Service) noteGraphTime(resp *http.Response) {
 	d, err := http.ParseTime(resp.Header.Get("Date"))
 	if err != nil {
 		return
 	}
+	now := s.cfg.Now()
+	if skew := d.Sub(now); skew > graphMaxSkew || skew < -graphMaxSkew {
+		s.graph.mu.Lock()
+		warned := s.graph.skewWarned
+		s.graph.skewWarned = true
+		s.graph.mu.Unlock()
+		if !warned {
+			s.log.Warn("graph pull: an answer's Date is far from this clock; this clock's time is used instead (check the host's clock)",
+				"date", d, "skew", skew.Round(time.Second))
+		}
+		return
+	}
 	s.graph.mu.Lock()
 	defer s.graph.mu.Unlock()
-	s.graph.date, s.graph.dateAt = d, s.cfg.Now()
+	s.graph.date, s.graph.dateAt = d, now
 }
+
+// graphMaxSkew is how far Graph's Date may be from this clock to be taken.
+const graphMaxSkew = time.Hour
 
 // forgetHeld gives up the held alerts of tenants not in tenants that were
 // first rejected longer than holdFor ago, logged and counted like any other.

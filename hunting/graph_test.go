@@ -606,3 +606,44 @@ func TestGraphColdStartFindsItsAlerts(t *testing.T) {
 	require.Equal(t, 600, f.count(t, `SELECT count(*) FROM hunting_alerts`))
 	require.LessOrEqual(t, pulls, 8, "60 pages at 20 requests a pull")
 }
+
+// TestGraphPullAfterALongOutage: a tenant whose watermark is 40 days old
+// (its secret expired unnoticed) reads what came since in a few pulls. A
+// window narrowed to over 32 days was taken as "no bound": the same window
+// was asked for at every request, and the older alerts were never read.
+func TestGraphPullAfterALongOutage(t *testing.T) {
+	t.Parallel()
+	f, fake := graphPullSetup(t, 10, 20)
+	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_graph_watermarks (tenant, last_update, updated_at) VALUES ($1, $2, $2)`,
+		tenantFabrikam, t0.Add(-40*24*time.Hour))
+	require.NoError(t, err)
+	for i := range 25 {
+		require.NoError(t, fake.Add(graphAlert(t, fmt.Sprint("o", i), fmt.Sprint("host", i%5), t0.Add(-20*time.Hour+time.Duration(i)*time.Minute))))
+	}
+	for range 5 {
+		_, err := f.svc.PullGraph(f.ctx)
+		require.NoError(t, err)
+		f.clock.Advance(time.Minute)
+	}
+	require.Equal(t, 25, f.count(t, `SELECT count(*) FROM hunting_alerts`))
+}
+
+// TestGraphDateFarOffIsNotBelieved: an answer whose Date is a day ahead (a
+// proxy's, or a broken clock) does not carry the watermark into the future:
+// alerts of the next minutes are still read.
+func TestGraphDateFarOffIsNotBelieved(t *testing.T) {
+	t.Parallel()
+	f, fake := graphSetup(t)
+	fake.SetClock(func() time.Time { return f.clock.Now().Add(24 * time.Hour) })
+	_, err := f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	var mark time.Time
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_update FROM hunting_graph_watermarks`).Scan(&mark))
+	require.True(t, mark.Equal(t0.Add(-settle)), "this clock's time is used: %s", mark)
+	fake.SetClock(f.clock.Now)
+	f.clock.Advance(time.Minute)
+	require.NoError(t, fake.Add(graphAlert(t, "g-next", "hostN", t0.Add(30*time.Second))))
+	_, err = f.svc.PullGraph(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'g-next'`))
+}

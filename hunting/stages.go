@@ -159,12 +159,13 @@ func latestPerID(alerts []*Alert, idx []int, req []int, out []ItemResult) []*wor
 	return ws
 }
 
-// hashOf is a's content hash, computed once.
+// hashOf is a's content hash: the one parsing set, or computed (not kept
+// on a: a caller may change and send the same Alert again).
 func hashOf(a *Alert) []byte {
-	if a.hash == nil {
-		a.hash = alertHash(a)
+	if a.hash != nil {
+		return a.hash
 	}
-	return a.hash
+	return alertHash(a)
 }
 
 // knownAlert is what the store has of an alert.
