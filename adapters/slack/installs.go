@@ -151,7 +151,10 @@ SELECT team_id, team_name, org_id, installed_by, link_by, installed_at, active, 
 func (s *Installations) deactivate(ctx context.Context, team, why string, at, occurred time.Time, also func(pgx.Tx, Installation) error) (changed bool, err error) {
 	var before *time.Time
 	if !occurred.IsZero() {
-		t := occurred.Add(time.Second) // event_time is whole seconds
+		// event_time is whole seconds of Slack's clock, installed_at this
+		// one's: a minute's margin keeps a real uninstall from being
+		// ignored when this clock is ahead.
+		t := occurred.Add(time.Second + uninstallClockMargin)
 		before = &t
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -175,6 +178,10 @@ RETURNING team_id, team_name, org_id, bot_user_id`, team, at, why, before).Scan(
 	})
 	return changed, err
 }
+
+// uninstallClockMargin is how far ahead of Slack's this clock may be without
+// an uninstall being taken for one that came before the install.
+const uninstallClockMargin = time.Minute
 
 // workspaceTTL is how long a workspace's client is trusted before its
 // installation is read again (another replica may have seen it uninstall).

@@ -280,8 +280,11 @@ ON CONFLICT (state_hash) DO NOTHING`, stateHash(state), st.Org, fmt.Sprintf("%d 
 	token := secrets.String(res.AccessToken)
 	if res.IsEnterpriseInstall || res.Team.ID == "" {
 		// Installed across an Enterprise Grid org: refused, and given back
-		// (no install of threatdesk's holds an org-wide token).
-		a.revoke(ctx, token)
+		// (no customer install of threatdesk's holds an org-wide token),
+		// unless it is the desk's own.
+		if token.Value() != a.cfg.BotToken.Value() {
+			a.revoke(ctx, token)
+		}
 		a.log.Warn("Slack OAuth: installed across an Enterprise Grid org; refused", "org", st.Org, "enterprise", res.Enterprise.ID)
 		installPage(w, http.StatusBadRequest, "threatdesk was not installed",
 			"threatdesk is installed in one workspace, not across an Enterprise Grid organisation: open a new link and choose "+place.Name+"'s workspace.")

@@ -510,7 +510,7 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	// delivery had failed, say), after the new install: it happened
 	// before it, and switches nothing off. (It did: the new install went
 	// inactive, and every later message to Fabrikam was dead.)
-	uninstalled["event_time"] = time.Now().Add(-time.Minute).Unix()
+	uninstalled["event_time"] = time.Now().Add(-3 * time.Minute).Unix()
 	raw, err = json.Marshal(uninstalled)
 	require.NoError(t, err)
 	req, err = fake.Signer().Request(ctx, app.URL+"/slack/events", "application/json", raw, time.Now())

@@ -73,9 +73,9 @@ func (k *Key) Open(p Purpose, sealed, aad []byte) ([]byte, error) {
 // tokenVersion is the first byte of a signed token's body.
 const tokenVersion byte = 1
 
-// b64 is strict: a token written with other trailing bits (the same bytes)
-// is refused, so that one token has one spelling and a use recorded by its
-// text cannot be repeated under another.
+// b64 is strict, and VerifyToken also takes a token only as SignToken wrote
+// it (the decoder skips line breaks): one token has one spelling, so a use
+// recorded by its text cannot be repeated under another.
 var b64 = base64.RawURLEncoding.Strict()
 
 // SignToken returns a URL-safe token carrying payload until expires, signed
@@ -105,11 +105,11 @@ func (k *Key) VerifyToken(p Purpose, token string, now time.Time) ([]byte, error
 		return nil, ErrOpen
 	}
 	body, err := b64.DecodeString(bodyPart)
-	if err != nil || len(body) < 9 || body[0] != tokenVersion {
+	if err != nil || len(body) < 9 || body[0] != tokenVersion || b64.EncodeToString(body) != bodyPart {
 		return nil, ErrOpen
 	}
 	sig, err := b64.DecodeString(sigPart)
-	if err != nil || !hmac.Equal(sig, k.tokenMAC(p, body)) {
+	if err != nil || !hmac.Equal(sig, k.tokenMAC(p, body)) || b64.EncodeToString(sig) != sigPart {
 		return nil, ErrOpen
 	}
 	exp := time.Unix(int64(binary.BigEndian.Uint64(body[1:9])), 0)

@@ -183,6 +183,7 @@ func TestSignedTokens(t *testing.T) {
 		// again under a sibling one).
 		"sibling signature": body + "." + sibling(sig),
 		"sibling body":      sibling(body) + "." + sig,
+		"line breaks":       body[:3] + "\n" + body[3:] + "." + sig + "\r",
 	} {
 		_, err := k.VerifyToken(secrets.PurposeLinkSigning, bad, now)
 		require.ErrorIs(t, err, secrets.ErrOpen, name)
