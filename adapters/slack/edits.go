@@ -53,7 +53,7 @@ func (a *Adapter) change(ctx context.Context, oe outerEvent, me messageEvent) (b
 	r := bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: msg.ThreadTS},
 		Message: bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: msg.TS},
-		Author:  bot.User{Platform: bot.Slack, Workspace: cmp.Or(msg.UserTeam, msg.Team, team), ID: msg.User},
+		Author:  bot.User{Platform: bot.Slack, Workspace: authorTeam(oe, *msg, team), ID: msg.User},
 		Key:     eventKey(oe.EventID),
 		Change:  change,
 	}

@@ -311,8 +311,11 @@ type outerEvent struct {
 	TeamID    string `json:"team_id"`
 	EventID   string `json:"event_id"`
 	// EventTime is when the event happened, in Unix seconds.
-	EventTime int64           `json:"event_time"`
-	Event     json.RawMessage `json:"event"`
+	EventTime int64 `json:"event_time"`
+	// IsExtShared: the event is in a channel shared with another
+	// organisation (Slack Connect).
+	IsExtShared bool            `json:"is_ext_shared_channel"`
+	Event       json.RawMessage `json:"event"`
 }
 
 // messageEvent is the part of a message event the bot needs
@@ -426,12 +429,8 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 	return bot.Reply{
 		Parent:  bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.ThreadTS},
 		Message: bot.Ref{Platform: bot.Slack, Workspace: team, Channel: me.Channel, Message: me.TS},
-		// Who wrote it is of the author's workspace, not the install's: in
-		// a channel shared by Slack Connect, a guest of another workspace
-		// is no member of the org, and the org's own members count
-		// whichever install Slack delivered the event through.
-		Author: bot.User{Platform: bot.Slack, Workspace: cmp.Or(me.UserTeam, me.Team, team), ID: me.User},
-		Text:   ReadableText(me.Text),
+		Author:  bot.User{Platform: bot.Slack, Workspace: authorTeam(oe, me, team), ID: me.User},
+		Text:    ReadableText(me.Text),
 		// Keyed on the message, not the event: a reply read back when the
 		// adapter starts (catchup.go) is the same inbound work.
 		Key:   messageKey(me.Channel, me.TS),
@@ -439,6 +438,20 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 		// Until the thread is read back after a start, its mark waits.
 		HoldMark: a.holdsMark(me.Channel, me.ThreadTS),
 	}, true
+}
+
+// authorTeam is the workspace of who wrote me. In a channel shared by
+// Slack Connect it is the author's own (user_team, else team), not the
+// install's the event came through: a guest of another workspace is no
+// member of the org, and the org's own members count whichever install
+// Slack delivered it through. Elsewhere it is the install's: in an
+// Enterprise Grid, user_team is a member's home workspace or the
+// organisation's E… id, not the workspace of the channel.
+func authorTeam(oe outerEvent, me messageEvent, install string) string {
+	if t := cmp.Or(me.UserTeam, me.Team); oe.IsExtShared && strings.HasPrefix(t, "T") {
+		return t
+	}
+	return install
 }
 
 // ReadableText decodes message text as Slack sends it into what a person

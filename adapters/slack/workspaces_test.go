@@ -402,6 +402,7 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	guest, cb := fake.UserMessage(chContoso, consults[0].receipt.TS, uFabrikam, "a guest writes in Contoso's case")
 	ev := cb["event"].(map[string]any)
 	ev["team"], ev["user_team"] = wsFabrikam, wsFabrikam
+	cb["is_ext_shared_channel"] = true
 	_, err = fake.Event(ctx, cb, 0)
 	require.NoError(t, err)
 	// The database signals nothing: look every 20 ms.
