@@ -69,6 +69,10 @@ type Config struct {
 	LeaderGrace time.Duration
 	// RequestTimeout bounds each REST call. Default 10s.
 	RequestTimeout time.Duration
+	// RefusedWait is how long the gateway waits after Discord refused the
+	// session for a reason only a settings change fixes (a bad token, the
+	// Message Content intent not switched on). Default 15m.
+	RefusedWait time.Duration
 	// AckTimeout is how long an interaction waits for the handler's Ack
 	// before deferring (Discord allows 3s in all). Default 2s.
 	AckTimeout time.Duration
@@ -95,6 +99,7 @@ func (c Config) WithDefaults() Config {
 	c.Token = secrets.String(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(c.Token.Value()), "Bot ")))
 	c.APIURL = cmp.Or(strings.TrimSpace(c.APIURL), DefaultAPIURL)
 	c.LeaderCheck = cmp.Or(c.LeaderCheck, time.Second)
+	c.RefusedWait = cmp.Or(c.RefusedWait, 15*time.Minute)
 	c.LeaderGrace = cmp.Or(c.LeaderGrace, 2*c.LeaderCheck+time.Second)
 	c.RequestTimeout = cmp.Or(c.RequestTimeout, 10*time.Second)
 	c.AckTimeout = cmp.Or(c.AckTimeout, 2*time.Second)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bwmarrin/discordgo"
+	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/threatdesk/threatdesk/bot"
@@ -157,8 +159,20 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 		s.AddHandler(func(*discordgo.Session, *discordgo.Connect) { a.m.connected.Set(1) })
 		s.AddHandler(func(*discordgo.Session, *discordgo.Disconnect) { a.m.connected.Set(0); a.sessionPaused() })
 		if err := s.Open(); err != nil {
-			a.log.Warn("gateway connection failed; retrying", "err", a.redact(err.Error()), "in", wait)
 			_ = s.Close()
+			if why, refused := gatewayRefused(err); refused {
+				// Trying again at once would not change Discord's answer,
+				// and Discord resets a bot's token after 1,000 IDENTIFYs
+				// in a day: wait long, so that a fix in the Developer
+				// Portal is still picked up without a restart.
+				a.log.Error("Discord refused the gateway session: "+why+"; trying again later",
+					"err", a.redact(err.Error()), "in", a.cfg.RefusedWait)
+				if !sleep(ctx, a.cfg.RefusedWait) {
+					return
+				}
+				continue
+			}
+			a.log.Warn("gateway connection failed; retrying", "err", a.redact(err.Error()), "in", wait)
 			if !sleep(ctx, wait) {
 				return
 			}
@@ -180,6 +194,24 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 		a.log.Info("gateway session closed")
 		return
 	}
+}
+
+// gatewayRefused reports whether err is Discord closing the session for a
+// reason that only a change of the bot's settings fixes, and says what.
+func gatewayRefused(err error) (string, bool) {
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) {
+		return "", false
+	}
+	switch ce.Code {
+	case 4004:
+		return "authentication failed (4004): check DISCORD_BOT_TOKEN", true
+	case 4013, 4014:
+		return fmt.Sprintf("the intents were refused (%d): turn on the Message Content intent (Developer Portal, Bot, Privileged Gateway Intents)", ce.Code), true
+	case 4010, 4011, 4012:
+		return fmt.Sprintf("the session was refused (%d): see Discord's gateway close codes", ce.Code), true
+	}
+	return "", false
 }
 
 // onEvent handles gateway dispatches from their raw JSON. discordgo runs

@@ -7,12 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bwmarrin/discordgo"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/threatdesk/threatdesk/adapters/discord"
 	"github.com/threatdesk/threatdesk/adapters/discord/discordfake"
 	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/internal/lifecycle"
+	"github.com/threatdesk/threatdesk/internal/secrets"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 // TestStartedOnce: a second Start is an error, as for every service; so is
@@ -98,4 +102,27 @@ func panicCount(t testing.TB, reg prometheus.Gatherer, component string) float64
 	}
 	t.Fatalf("threatdesk_panics_total{component=%q} is not registered", component)
 	return 0
+}
+
+// TestRefusedGatewayWaitsLong: Discord closes the IDENTIFY with 4014 when
+// the Message Content intent is not switched on in the Developer Portal.
+// Trying again every few seconds cannot help, and Discord resets a bot's
+// token after 1,000 IDENTIFYs in a day: the adapter waits RefusedWait
+// (15 minutes by default) before the next try. It tried again within a
+// second, then every 30 s: about 2,900 a day.
+func TestRefusedGatewayWaitsLong(t *testing.T) {
+	t.Parallel()
+	fake := discordfake.New(t, discordfake.Options{
+		Guilds:            []discordfake.Guild{{ID: guildID, Channels: []string{channelID}}},
+		DisallowedIntents: int(discordgo.IntentsMessageContent),
+	})
+	a, err := discord.New(discord.Config{Token: secrets.String(fake.Token()), AppID: fake.AppID(), APIURL: fake.APIURL(),
+		Guilds: []string{guildID}, RefusedWait: time.Hour}, testLogger(t), prometheus.NewRegistry(), newHandler())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	require.NoError(t, a.Start(context.Background()))
+	testwait.For(t, 10*time.Second, "the first IDENTIFY", func() bool { return fake.IdentifyTries() >= 1 }, fake)
+	time.Sleep(2500 * time.Millisecond) // the old backoff tried again after 1 s and 2 s
+	require.Equal(t, 1, fake.IdentifyTries(), "no IDENTIFY again before RefusedWait")
+	require.Zero(t, fake.Sessions())
 }

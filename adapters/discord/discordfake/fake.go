@@ -27,6 +27,10 @@ import (
 type Options struct {
 	// Token is the bot token it accepts (without "Bot "). Default "test-token".
 	Token string
+	// DisallowedIntents are the privileged intents not switched on in the
+	// Developer Portal: an IDENTIFY asking for any of them is closed with
+	// 4014 "Disallowed intent(s)." as Discord does.
+	DisallowedIntents int
 	// AppID is the application id. Default "1100000000000000001".
 	AppID string
 	// BotID is the bot user's id. Default "1100000000000000002".
@@ -132,26 +136,27 @@ type Server struct {
 	opts Options
 	srv  *httptest.Server
 
-	mu           sync.Mutex
-	seq          int64
-	calls        []Call
-	violations   []string
-	pings        []string
-	users        map[string]User
-	removed      map[string]bool // RemoveMember
-	channels     map[string]Channel
-	messages     map[string]*Message
-	order        []string
-	commands     map[string][]Command // "" for global, else guild id
-	interactions map[string]*Interaction
-	byToken      map[string]*Interaction
-	failures     []*failure
-	sessions     map[*session]bool
-	gw           map[string]*gwSession // gateway sessions by id, resumable while detached
-	resumes      int
-	live         map[string]int // token -> identified sessions now
-	maxLive      map[string]int
-	identifies   int
+	mu            sync.Mutex
+	seq           int64
+	calls         []Call
+	violations    []string
+	pings         []string
+	users         map[string]User
+	removed       map[string]bool // RemoveMember
+	channels      map[string]Channel
+	messages      map[string]*Message
+	order         []string
+	commands      map[string][]Command // "" for global, else guild id
+	interactions  map[string]*Interaction
+	byToken       map[string]*Interaction
+	failures      []*failure
+	sessions      map[*session]bool
+	gw            map[string]*gwSession // gateway sessions by id, resumable while detached
+	resumes       int
+	live          map[string]int // token -> identified sessions now
+	maxLive       map[string]int
+	identifies    int
+	identifyTries int
 
 	// changes signals tests waiting on what the fake records (Subscribe).
 	changes testwait.Signal

@@ -165,6 +165,14 @@ func (s *Server) Reconnect() int {
 	return n
 }
 
+// IdentifyTries counts IDENTIFY payloads sent, refused ones too (Discord
+// resets a bot's token after 1,000 in a day).
+func (s *Server) IdentifyTries() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.identifyTries
+}
+
 // Identifies counts IDENTIFY payloads accepted.
 func (s *Server) Identifies() int {
 	s.mu.Lock()
@@ -377,9 +385,19 @@ func (s *Server) serveGateway(w http.ResponseWriter, r *http.Request) {
 			}
 			_ = json.Unmarshal(f.D, &id)
 			token := strings.TrimPrefix(id.Token, "Bot ")
+			s.mu.Lock()
+			s.identifyTries++
+			s.mu.Unlock()
+			s.changes.Notify()
 			if token != s.opts.Token {
 				c.wmu.Lock()
 				_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4004, "Authentication failed."))
+				c.wmu.Unlock()
+				return
+			}
+			if id.Intents&s.opts.DisallowedIntents != 0 {
+				c.wmu.Lock()
+				_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4014, "Disallowed intent(s)."))
 				c.wmu.Unlock()
 				return
 			}
