@@ -169,6 +169,20 @@ func TestAPIURLRoutesRESTGatewayDiscoveryAndWebsocket(t *testing.T) {
 	}
 }
 
+// TestOneGuildRefusingRegistrationStopsNoOther: a customer removed the bot
+// from its server (Discord answers 403 Missing Access for that guild): the
+// guilds after it still get /experts. Registration stopped at the first
+// permanent failure, so a new org and the desk never got the command.
+func TestOneGuildRefusingRegistrationStopsNoOther(t *testing.T) {
+	t.Parallel()
+	const gone = "900000000000000099"
+	f := setup(t, func(c *discord.Config) { c.Guilds = []string{gone, guildID}; c.DisableGateway = true })
+	require.NoError(t, f.adapter.Start(context.Background()))
+	testwait.For(t, 5*time.Second, "/experts registered in the guild after the refusing one",
+		func() bool { return len(f.fake.Commands(guildID)) == 1 }, f.fake)
+	require.Empty(t, f.fake.Commands(gone))
+}
+
 func TestGlobalCommandRegistration(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *discord.Config) { c.Guilds = nil; c.DisableGateway = true })

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -218,39 +217,55 @@ func optionString(o *discordgo.ApplicationCommandInteractionDataOption) string {
 	}
 }
 
-// register bulk-overwrites /experts in every configured guild, or globally.
-func (a *Adapter) register(ctx context.Context) error {
+// register bulk-overwrites /experts in each of guilds, or globally when
+// guilds is nil. It returns the guilds left to try again (a temporary
+// failure) and the last error; a guild that refuses for good (the bot was
+// removed from it: 403) is logged and given up on its own, and the others
+// are still registered.
+func (a *Adapter) register(ctx context.Context, guilds []string) ([]string, error) {
 	cmds := Commands()
 	if len(a.cfg.Guilds) == 0 {
 		ep := discordgo.EndpointApplicationGlobalCommands(a.cfg.AppID)
 		if _, err := a.do(ctx, "register commands", http.MethodPut, ep, ep, cmds); err != nil {
-			return fmt.Errorf("register /experts globally: %w", err)
+			if isPermanent(err) {
+				a.log.Error("could not register /experts globally", "err", err)
+				return nil, nil
+			}
+			return nil, fmt.Errorf("register /experts globally: %w", err)
 		}
-		return nil
+		return nil, nil
 	}
-	for _, g := range a.cfg.Guilds {
+	var again []string
+	var last error
+	for _, g := range guilds {
 		ep := discordgo.EndpointApplicationGuildCommands(a.cfg.AppID, g)
-		if _, err := a.do(ctx, "register commands", http.MethodPut, ep, ep, cmds); err != nil {
-			return fmt.Errorf("register /experts in guild %s: %w", g, err)
+		_, err := a.do(ctx, "register commands", http.MethodPut, ep, ep, cmds)
+		switch {
+		case err == nil:
+			a.log.Info("registered /experts", "guild", g)
+		case isPermanent(err):
+			a.log.Error("could not register /experts in a guild; the others go on", "guild", g, "err", err)
+		default:
+			again, last = append(again, g), fmt.Errorf("register /experts in guild %s: %w", g, err)
 		}
 	}
-	return nil
+	return again, last
 }
 
-// registerLoop registers until it succeeds, backing off on temporary
-// failures and stopping on permanent ones.
+// registerLoop registers until every guild is done or refused for good,
+// backing off on temporary failures.
 func (a *Adapter) registerLoop(ctx context.Context) {
 	wait := time.Second
+	guilds := a.cfg.Guilds
 	for {
-		err := a.register(ctx)
+		left, err := a.register(ctx, guilds)
 		if err == nil {
-			a.log.Info("registered /experts", "guilds", strings.Join(a.cfg.Guilds, ","), "global", len(a.cfg.Guilds) == 0)
+			if len(a.cfg.Guilds) == 0 {
+				a.log.Info("registered /experts", "global", true)
+			}
 			return
 		}
-		if isPermanent(err) {
-			a.log.Error("could not register /experts", "err", err)
-			return
-		}
+		guilds = left
 		if d := retryWait(err); d > wait {
 			wait = d
 		}

@@ -780,6 +780,18 @@ func (s *Server) putCommands(w http.ResponseWriter, r *http.Request, body []byte
 		writeErr(w, 403, 50001, "Missing Access")
 		return
 	}
+	if g := r.PathValue("guild"); g != "" {
+		s.mu.Lock()
+		in := false
+		for _, og := range s.opts.Guilds {
+			in = in || og.ID == g
+		}
+		s.mu.Unlock()
+		if !in {
+			writeErr(w, 403, 50001, "Missing Access") // a guild the bot is not in (removed from)
+			return
+		}
+	}
 	var cmds []Command
 	if err := json.Unmarshal(body, &cmds); err != nil {
 		s.violate("PUT commands", []string{"body is not a list of commands: " + err.Error()})
