@@ -231,6 +231,27 @@ func TestDeliveryErrorsAreClassified(t *testing.T) {
 	}
 }
 
+// TestGlobalRateLimitHoldsEveryRoute: a global 429 (Discord's shape:
+// Retry-After, X-RateLimit-Global, no bucket headers) holds every route,
+// not only the one that got it: a post to another channel waits without
+// asking Discord. Other channels went on sending, each request refused
+// and counted toward Discord's ban of 10,000 invalid requests in 10
+// minutes.
+func TestGlobalRateLimitHoldsEveryRoute(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.fake.FailGlobal(2*time.Second, 1)
+	msg := bot.Message{Text: []bot.Line{{bot.T("hi")}}}
+	_, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, msg)
+	kind, _ := bot.Classify(err)
+	require.Equal(t, bot.RateLimited, kind)
+	_, err = f.adapter.Post(context.Background(), bot.Dest{Channel: deskID}, msg)
+	kind, wait := bot.Classify(err)
+	require.Equal(t, bot.RateLimited, kind, "another channel waits too")
+	require.Greater(t, wait, time.Second)
+	require.Empty(t, f.fake.CallsTo(http.MethodPost, "/channels/"+deskID), "without asking Discord")
+}
+
 func TestRateLimitedBucketSurfacesWithoutCalling(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

@@ -164,6 +164,9 @@ type Adapter struct {
 	lockKey   int64
 	tokenPath *regexp.Regexp
 	leading   atomic.Bool
+	// globalUntil (Unix nanoseconds): Discord's global rate limit holds
+	// every route until then (rest.go).
+	globalUntil atomic.Int64
 
 	mu       sync.Mutex
 	selfID   string
@@ -243,7 +246,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		h:         handler,
 		m:         m,
 		base:      base,
-		client:    newHTTPClient(base, cfg.RequestTimeout+5*time.Second),
 		lockKey:   lockKey(cfg.AppID),
 		tokenPath: newTokenPath(),
 		dms:       map[string]string{},
@@ -251,6 +253,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, handler bot.Ha
 		channels:  map[string]channelInfo{},
 		replyWake: make(chan struct{}, 1),
 	}
+	a.client = newHTTPClient(base, cfg.RequestTimeout+5*time.Second, func(wait time.Duration) {
+		a.globalUntil.Store(time.Now().Add(wait).UnixNano())
+	})
 	if cfg.PublicKey != "" {
 		k, _ := hex.DecodeString(cfg.PublicKey)
 		a.pub = ed25519.PublicKey(k)

@@ -135,7 +135,7 @@ func TestRewriteTransport(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	base, _ := url.Parse(srv.URL + "/custom/api/")
-	c := newHTTPClient(base, 0)
+	c := newHTTPClient(base, 0, nil)
 	for _, u := range []string{
 		discordgo.EndpointGateway,
 		discordgo.EndpointGatewayBot,

@@ -32,6 +32,13 @@ func (a *Adapter) do(ctx context.Context, op, method, endpoint, bucketID string,
 			return nil, fmt.Errorf("%s: encode: %w", op, err)
 		}
 	}
+	if wait := time.Until(time.Unix(0, a.globalUntil.Load())); wait > 0 {
+		// Discord's global limit: every route waits (discordgo's limiter
+		// sets its global lock only from bucket headers, which a global
+		// 429 does not carry).
+		a.m.requests.WithLabelValues(op, "ratelimited").Inc()
+		return nil, bot.RateLimitError(wait, fmt.Errorf("%s: discord global rate limit", op))
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
 	b := a.rest.Ratelimiter.GetBucket(bucketID)

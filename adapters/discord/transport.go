@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,10 @@ type rewriteTransport struct {
 	from string   // discordgo's base, discordgo.EndpointAPI
 	to   *url.URL // the configured base, ending in "/"
 	next http.RoundTripper
+	// global, when set, is told of a global 429 and its Retry-After:
+	// discordgo's limiter does not see one (it carries no bucket headers,
+	// and discordgo's 429 error keeps no headers).
+	global func(wait time.Duration)
 }
 
 func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -41,16 +46,26 @@ func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	r := req.Clone(req.Context())
 	r.URL = u
 	r.Host = u.Host
-	return t.next.RoundTrip(r)
+	resp, err := t.next.RoundTrip(r)
+	if err == nil && t.global != nil && resp.StatusCode == http.StatusTooManyRequests &&
+		(strings.EqualFold(resp.Header.Get("X-RateLimit-Global"), "true") || strings.EqualFold(resp.Header.Get("X-RateLimit-Scope"), "global")) {
+		wait := time.Second
+		if secs, perr := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); perr == nil && secs > 0 {
+			wait = time.Duration(secs * float64(time.Second))
+		}
+		t.global(min(wait, time.Hour))
+	}
+	return resp, err
 }
 
-// newHTTPClient returns the client every discordgo session of an adapter uses.
-func newHTTPClient(base *url.URL, timeout time.Duration) *http.Client {
+// newHTTPClient returns the client every discordgo session of an adapter
+// uses; global (may be nil) is told of Discord's global rate limits.
+func newHTTPClient(base *url.URL, timeout time.Duration, global func(time.Duration)) *http.Client {
 	next := http.DefaultTransport.(*http.Transport).Clone()
 	next.MaxIdleConnsPerHost = 32
 	return &http.Client{
 		Timeout:   timeout,
-		Transport: &rewriteTransport{from: discordgo.EndpointAPI, to: base, next: next},
+		Transport: &rewriteTransport{from: discordgo.EndpointAPI, to: base, next: next, global: global},
 	}
 }
 

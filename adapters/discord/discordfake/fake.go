@@ -128,6 +128,7 @@ type failure struct {
 	status         int
 	retryAfter     time.Duration
 	times          int
+	global         bool // a global 429: every route, as Discord sends it
 }
 
 // Server is a running fake Discord.
@@ -381,6 +382,15 @@ func (s *Server) Fail(method, prefix string, status int, retryAfter time.Duratio
 	s.mu.Unlock()
 }
 
+// FailGlobal makes the next times requests of any route answer a global
+// 429, as Discord's documentation shows one: Retry-After, X-RateLimit-Global
+// and X-RateLimit-Scope: global, no bucket headers, and "global": true.
+func (s *Server) FailGlobal(retryAfter time.Duration, times int) {
+	s.mu.Lock()
+	s.failures = append(s.failures, &failure{status: http.StatusTooManyRequests, retryAfter: retryAfter, times: times, global: true})
+	s.mu.Unlock()
+}
+
 // violate records a broken rule and fails the test unless lenient.
 func (s *Server) violate(where string, v []string) {
 	s.mu.Lock()
@@ -446,6 +456,14 @@ func (s *Server) recorder(auth bool, h func(w http.ResponseWriter, r *http.Reque
 			return
 		}
 		if f := s.takeFailure(r.Method, path); f != nil {
+			if f.status == http.StatusTooManyRequests && f.global {
+				secs := f.retryAfter.Seconds()
+				sw.Header().Set("Retry-After", strconv.Itoa(int(secs+0.999)))
+				sw.Header().Set("X-RateLimit-Global", "true")
+				sw.Header().Set("X-RateLimit-Scope", "global")
+				writeJSON(sw, http.StatusTooManyRequests, map[string]any{"message": "You are being rate limited.", "retry_after": secs, "global": true})
+				return
+			}
 			if f.status == http.StatusTooManyRequests {
 				secs := f.retryAfter.Seconds()
 				sw.Header().Set("Retry-After", strconv.Itoa(int(secs+0.999)))
