@@ -641,14 +641,24 @@ type ReplayCache interface {
 // Go's verifier refuses the others), so the same request spelled otherwise
 // is the same key. A cache failure is logged and the request let through:
 // the bot still deduplicates the work by interaction id.
+//
+// The check may take replayWait at most: Discord allows 3 seconds for the
+// answer, and AckTimeout is counted after it. One not told in time is
+// accepted (the bot keys the work on the interaction's id, so a replay is
+// still not done twice).
 func (a *Adapter) replayed(ctx context.Context, sig []byte) bool {
+	ctx, cancel := context.WithTimeout(ctx, replayWait)
+	defer cancel()
 	dup, err := a.cfg.Replays.Seen(ctx, "discord:sig:"+hex.EncodeToString(sig))
 	if err != nil {
-		a.log.Warn("replay cache unavailable; accepting the signed interaction", "err", err)
+		a.log.Warn("replay cache unavailable or slow; accepting the signed interaction", "err", err)
 		return false
 	}
 	return dup
 }
+
+// replayWait bounds the replay check of an HTTP interaction.
+const replayWait = 300 * time.Millisecond
 
 // memoryReplays is the default ReplayCache: in memory, for one process.
 type memoryReplays struct {

@@ -464,3 +464,37 @@ func TestPrivateAnswerAfterPublicDeferral(t *testing.T) {
 	require.Len(t, private, 1)
 	require.Equal(t, 64, private[0].Flags&64, "the answer is ephemeral")
 }
+
+// slowReplays is a replay cache that answers only when its context ends.
+type slowReplays struct{}
+
+func (slowReplays) Seen(ctx context.Context, _ string) (bool, error) {
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+// TestSlowReplayCheckLeavesTimeToAnswer: Discord allows 3 seconds for an
+// interaction's answer. With the replay check's database slow, the check
+// gives up after replayWait and the answer (here deferred, the handler
+// being slow too) still goes in time. The check waited up to its store's
+// 2 s before AckTimeout's 2 s even began: 4 s, and Discord showed "The
+// application did not respond".
+func TestSlowReplayCheckLeavesTimeToAnswer(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *discord.Config) { c.Replays = slowReplays{}; c.AckTimeout = 500 * time.Millisecond })
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	f.h.mu.Lock()
+	f.h.onCommand = func(bot.Command) bot.Ack { <-release; return bot.Ack{Private: true} }
+	f.h.mu.Unlock()
+	srv := serve(t, f.adapter)
+	_, raw, err := f.fake.Prepare(f.fake.CommandPayload(channelID, analystID, "experts", "help", nil))
+	require.NoError(t, err)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	start := time.Now()
+	status, body := post(t, srv, raw, ts, sign(f.priv, ts, raw))
+	took := time.Since(start)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Less(t, took, 1800*time.Millisecond, "replayWait (300 ms) and AckTimeout (500 ms), not the store's seconds")
+	require.JSONEq(t, `{"type":5,"data":{"flags":64}}`, string(body), "deferred")
+}
