@@ -61,14 +61,33 @@ func defang(raw string) string {
 }
 
 // refang undoes defanging, this bot's and the usual forms of threat
-// reports (hxxp, hXXps, [://], [.], (.), {.}, [dot], [:]), so that an
-// indicator copied from a card or a report is taken as it is.
+// reports (hxxp(s) and [://] in the scheme; [.], (.), {.}, [dot] and [:] in
+// the host; [.] in the path too, as defang writes it), so that an indicator
+// copied from a card or a report is taken as it is. The path's other text
+// is left as written (a "(.)" there is text).
 func refang(s string) string {
-	s = refanger.Replace(s)
-	if len(s) >= 4 && strings.EqualFold(s[:4], "hxxp") {
-		s = "http" + s[4:]
+	scheme, rest, hasScheme := "", s, false
+	for _, sep := range []string{"[://]", "://"} {
+		if i := strings.Index(s, sep); i > 0 && !strings.ContainsAny(s[:i], "/?#") {
+			scheme, rest, hasScheme = s[:i], s[i+len(sep):], true
+			break
+		}
 	}
-	return s
+	if hasScheme {
+		if low := strings.ToLower(scheme); low == "hxxp" || low == "hxxps" {
+			scheme = "http" + scheme[4:]
+		}
+	}
+	host, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host, tail = rest[:i], rest[i:]
+	}
+	host = refanger.Replace(host)
+	tail = strings.ReplaceAll(tail, "[.]", ".") // defang brackets every dot, the path's too
+	if hasScheme {
+		return scheme + "://" + host + tail
+	}
+	return host + tail
 }
 
 var refanger = strings.NewReplacer("[://]", "://", "[:]", ":", "[.]", ".", "(.)", ".", "{.}", ".", "[dot]", ".", "(dot)", ".")

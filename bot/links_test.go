@@ -197,6 +197,10 @@ func TestRefang(t *testing.T) {
 	for _, raw := range []string{"https://login.evil.example/reset.php?a=b", "http://1.2.3.4/x"} {
 		require.Equal(t, raw, refang(defang(raw)))
 	}
+	// Only the scheme and host: a path's own text stays as written, and a
+	// domain that starts with hxxp is a domain.
+	require.Equal(t, "https://x.example/a(.)b.c", refang("hxxps[://]x[.]example/a(.)b[.]c"))
+	require.Equal(t, "hxxpool.example", refang("hxxpool.example"))
 	for in, want := range map[string]string{
 		"hXXps://evil(.)example/x": "https://evil.example/x",
 		"evil[dot]example":         "evil.example",

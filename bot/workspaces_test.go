@@ -89,15 +89,18 @@ func TestHelpAsThePlatformWritesIt(t *testing.T) {
 		return sb.String()
 	}
 	slack := text(b.help(who{user: User{Platform: Slack, ID: "U0EXPERT1"}, roles: staff, desk: true}))
-	for _, want := range []string{"/experts take", "/experts conclude", "/experts reload", "oncall take", "cases search", "credits <org>"} {
+	for _, want := range []string{"/experts take", "/experts conclude", "/experts reload", "oncall take", "cases search", "/experts campaign <name>"} {
 		require.Contains(t, slack, want)
 	}
 	discord := text(b.help(who{user: User{Platform: Discord, ID: "111111111111111111"}, roles: staff, desk: true}))
 	for _, want := range []string{"/experts case take", "/experts case conclude", "case more-time", "/experts admin reload",
-		"/experts admin sample-notification", "oncall action:take", "cases search:", "fill its options"} {
+		"/experts admin sample-notification", "oncall action:take", "cases search:", "/experts campaign show", "fill its options"} {
 		require.Contains(t, discord, want)
 	}
-	for _, slackOnly := range []string{"/experts take", "/experts reload", "oncall take:"} {
+	for _, slackOnly := range []string{"/experts take", "/experts reload", "/experts campaign <name>"} {
 		require.NotContains(t, discord, slackOnly)
 	}
+	// Experts are not offered what they may not do (credits: members and
+	// managers).
+	require.NotContains(t, slack, "credits")
 }
