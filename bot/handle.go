@@ -898,7 +898,14 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 		if _, err := b.cases.Get(ctx, sc, ref); err != nil {
 			return Message{}, err
 		}
-		if err := b.cases.AddMessage(ctx, CaseMessage{Ref: ref, Org: sc.Org, Role: RoleMember, Side: SideRequester, Author: b.named(ctx, w.user), Text: text}); err != nil {
+		m := CaseMessage{Ref: ref, Org: sc.Org, Role: RoleMember, Side: SideRequester, Author: b.named(ctx, w.user), Text: text}
+		if s.Key != "" {
+			// Keyed on the submission: worked again after a crash between
+			// storing it and settling the submission, it is not stored
+			// (nor relayed) twice.
+			m.Chat = Ref{Platform: s.User.Platform, Workspace: s.User.Workspace, Channel: channel, Message: "submit:" + s.Key}
+		}
+		if err := b.cases.AddMessage(ctx, m); err != nil {
 			return Message{}, err
 		}
 		return textMessage("Added to " + ref + "; the expert sees it in the desk thread."), nil

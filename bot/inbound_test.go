@@ -396,6 +396,36 @@ WHERE kind = 'command' AND payload->'command'->>'Name' = 'note'`)
 	require.Equal(t, 1, notes(), "stored once")
 }
 
+// TestAddDetailsWorkedAgainIsStoredOnce: "Add details" worked again after a
+// crash between storing it and settling the submission is stored (and
+// relayed to the desk) once. It was stored and posted twice: only the
+// note was keyed.
+func TestAddDetailsWorkedAgainIsStoredOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	ref, _, _ := f.openCase(t, `ask "is this beacon normal?"`)
+	r := bottest.NewResponder()
+	f.bot.HandleSubmit(ctx, Submission{User: f.user(Slack, analyst), FormID: "add_details", State: "ref=" + ref, Channel: contosoSOC,
+		Values: map[string]string{"text": "the host is a build server"}, Key: "details-1", Respond: r})
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), "Added to "+ref)
+	details := func() int {
+		var n int
+		require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM case_messages WHERE body = 'the host is a build server'`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 1, details())
+
+	// As after a crash between the message's commit and the row's settling.
+	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second' WHERE kind = 'submit'`)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	f.waitFor(t, "the submission worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	require.Equal(t, 1, details(), "stored once")
+}
+
 // TestReplyMarkFollowsTheNewestReply: a Discord adapter catching up on a
 // thread after a new gateway session reads after the newest message taken
 // from it (the thread's start when none was), never back; threads that
