@@ -290,6 +290,17 @@ func (b *Bot) choose(ctx context.Context, w who, a Action) (*Message, error) {
 	case choiceFollow:
 		err := b.cases.AddMessage(ctx, CaseMessage{Ref: p.ExistingRef, Org: p.Org, Role: RoleMember, Side: SideRequester, Author: by,
 			Text: p.Question, Chat: Ref{Platform: by.Platform, Workspace: by.Workspace, Channel: "ask", Message: p.value()}})
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			// The case can take no more (withdrawn or closed meanwhile):
+			// the choice is given back, so that Open a new case and
+			// Cancel still work for the question.
+			if _, rerr := b.db.Exec(ctx, `UPDATE bot_pending_ask SET choice = NULL, chosen_by = '', chosen_at = NULL
+WHERE id = $1 AND choice = $2 AND case_ref = ''`, p.ID, choiceFollow); rerr != nil {
+				return nil, fmt.Errorf("give back the choice on question %d: %w", p.ID, rerr)
+			}
+			return nil, &Refusal{Msg: "Cannot follow " + p.ExistingRef + ": " + refusal.Msg + " Open a new case for your question instead, or cancel it.", Err: err}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -118,6 +118,30 @@ func TestOpenCaseOnSameSubjectOffersFollow(t *testing.T) {
 	require.Equal(t, 8, f.balance(t, "contoso"))
 }
 
+// TestFollowAWithdrawnCaseGivesTheChoiceBack: a colleague is offered to
+// follow a case that its requester then withdraws. Follow says it cannot,
+// and why, and Open a new case still works. (Follow kept the choice, told
+// them to reopen a case that can never be reopened, and both other buttons
+// answered "being handled" for good.)
+func TestFollowAWithdrawnCaseGivesTheChoiceBack(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, _ := f.openCase(t, `alert `+alertID+` "lateral movement?"`)
+	_, m := f.run(t, Slack, colleague, contosoSOC, `alert `+alertID+` "same host again?"`)
+	follow := buttonOf(t, m, ActFollow)
+	_, r := f.press(t, Slack, analyst, ActWithdraw, ref, receipt.Ref)
+	got, ok := r.Wait(tenSeconds)
+	require.True(t, ok)
+	require.Contains(t, plain(got.Message), ref+" is now withdrawn")
+
+	_, r = f.press(t, Slack, colleague, ActFollow, follow.Value, Ref{Platform: Slack, Channel: contosoSOC})
+	refused := plain(answer(t, r))
+	require.Contains(t, refused, "Cannot follow "+ref+": "+ref+" was withdrawn and takes no more messages.")
+	require.NotContains(t, refused, "reopen")
+	_, r = f.press(t, Slack, colleague, ActOpenNew, follow.Value, Ref{Platform: Slack, Channel: contosoSOC})
+	require.Contains(t, plain(answer(t, r)), "Opened EOD-2")
+}
+
 // TestZeroCreditsKeepsTheQuestion: at zero credits the question is kept,
 // managers are offered Approve one more case, the case opens when one
 // approves (once), and the approval is on its timeline (item 12).

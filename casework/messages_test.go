@@ -51,5 +51,5 @@ func TestMessages(t *testing.T) {
 	require.ErrorIs(t, err, casework.ErrInvalid)
 	closed := f.into(t, "contoso", casework.StatusClosed)
 	_, err = f.svc.AddMessage(ctx, casework.MessageRequest{Ref: closed.Ref, Actor: requester("contoso", "U-a"), Text: "thanks"})
-	require.EqualError(t, err, closed.Ref+" is closed; reopen it to continue the conversation")
+	require.EqualError(t, err, closed.Ref+" is closed; its requester or a manager can reopen it to continue the conversation")
 }

@@ -913,8 +913,11 @@ func (s *Service) AddMessage(ctx context.Context, req MessageRequest) (*Message,
 				msg = m // a redelivery of a message stored before the case closed
 				return err
 			}
-			return &TransitionError{Ref: x.Ref, From: x.Status, Role: req.Actor.Role,
-				Reason: fmt.Sprintf("%s is %s; reopen it to continue the conversation", x.Ref, x.Status.Label())}
+			reason := fmt.Sprintf("%s was withdrawn and takes no more messages", x.Ref)
+			if x.Status == StatusClosed {
+				reason = fmt.Sprintf("%s is closed; its requester or a manager can reopen it to continue the conversation", x.Ref)
+			}
+			return &TransitionError{Ref: x.Ref, From: x.Status, Role: req.Actor.Role, Reason: reason}
 		}
 		m := &Message{Ref: x.Ref, Side: req.Side, Author: req.Actor.Person, Text: req.Text, Internal: req.Internal,
 			Chat: req.Chat, CreatedAt: now}
