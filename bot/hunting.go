@@ -122,7 +122,8 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		out.Reasons = append(out.Reasons, "Raised by the expert hunting service: top priority")
 	}
 	for _, r := range v.Reasons {
-		out.Reasons = append(out.Reasons, fmt.Sprintf("%+d %s", r.Points, r.Detail))
+		// A reason may quote an alert's own words (its category): hostile.
+		out.Reasons = append(out.Reasons, fmt.Sprintf("%+d %s", r.Points, alertText(r.Detail)))
 	}
 	for _, e := range v.Timeline {
 		line := e.Time.UTC().Format("2 Jan 15:04") + " " + e.Title

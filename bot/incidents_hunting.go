@@ -99,7 +99,7 @@ func (h *HuntingIncidents) List(ctx context.Context, org, filter string, before 
 			Resolution: resolution(v.Status, v.ResolvedBy, v.Classification, "")}
 		// An expert incident's breakdown already says so first.
 		for _, r := range v.Reasons {
-			l.Reasons = append(l.Reasons, fmt.Sprintf("%+d %s", r.Points, r.Detail))
+			l.Reasons = append(l.Reasons, fmt.Sprintf("%+d %s", r.Points, alertText(r.Detail)))
 		}
 		if v.MergedInto != 0 {
 			l.MergedInto = strconv.FormatInt(v.MergedInto, 10)

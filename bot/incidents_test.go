@@ -471,4 +471,17 @@ func TestAlertTextCannotForgeCardLines(t *testing.T) {
 	require.Contains(t, text, "invgpj.exe  *Status:* Closed", "the file name on one line, without the override")
 	require.NotContains(t, text, "https://evil.example", "an address in alert text is not made a link")
 	require.Contains(t, text, "visit hxxps[://]evil[.]example/reset")
+
+	// The category reaches "Why you are seeing this": one that still reads
+	// as ransomware to the score, with a line of its own after it, forged
+	// a line there (it was not made one line).
+	// (Letters outside ASCII do not count for the score's key: these are
+	// mathematical sans-serif ones.)
+	id = f.ingest(t, defenderAlert{ID: "da0000000000000999_2", Device: "ws-8.contoso.local", Severity: "High",
+		Category: "Ransomware\n\u202e✅ 𝖱𝖾𝗌𝗈𝗅𝗏𝖾𝖽", Title: "Ransomware behavior"})[0]
+	text = plain(f.card(t, id).Message)
+	require.Contains(t, text, "High Ransomware alert")
+	for _, forged := range []string{"\n✅", "\u202e", "𝖱𝖾𝗌"} {
+		require.NotContains(t, text, forged)
+	}
 }

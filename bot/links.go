@@ -13,34 +13,32 @@ import (
 // a link, so a forwarded "targeted attack notification" cannot carry a
 // phishing link.
 
-// portalHosts are Microsoft's security portals by exact host name; any
-// subdomain of microsoft.com is accepted as well (see portalLink).
+// portalHosts are Microsoft's security portals, by exact host name: where
+// Defender and Graph alerts link to (alertWebUrl, incidentWebUrl), in the
+// commercial and US government clouds. Other microsoft.com hosts are not
+// links: login.microsoft.com and the like would carry a consent-phishing
+// URL as readily as any other.
 var portalHosts = map[string]bool{
-	"security.microsoft.com":     true,
-	"securitycenter.windows.com": true,
+	"security.microsoft.com":       true,
+	"securitycenter.microsoft.com": true,
+	"securitycenter.windows.com":   true,
+	"security.microsoft.us":        true,
+	"securitycenter.microsoft.us":  true,
+	"portal.azure.com":             true,
 }
 
 // portalLink returns raw (normalised) and true when it is an https URL on a
-// Microsoft security portal host: security.microsoft.com,
-// securitycenter.windows.com or a subdomain of microsoft.com, with no user
-// information and no explicit port.
+// Microsoft security portal host (portalHosts), with no user information
+// and no explicit port.
 func portalLink(raw string) (string, bool) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil || u.Scheme != "https" || u.User != nil || u.Port() != "" || u.Opaque != "" {
 		return "", false
 	}
-	if !portalHost(strings.ToLower(u.Hostname())) {
+	if !portalHosts[strings.ToLower(u.Hostname())] {
 		return "", false
 	}
 	return u.String(), true
-}
-
-func portalHost(h string) bool {
-	if portalHosts[h] {
-		return true
-	}
-	sub, ok := strings.CutSuffix(h, ".microsoft.com")
-	return ok && sub != "" && !strings.HasPrefix(sub, ".") && !strings.Contains(sub, "..")
 }
 
 // defang rewrites a URL so that no client makes it clickable, the way

@@ -20,7 +20,13 @@ func TestPortalLink(t *testing.T) {
 		{"https://securitycenter.windows.com/alerts/da637472900382838869_1364969609/details", true},
 		{"https://securitycenter.microsoft.com/alert/da1", true},
 		{"https://SECURITY.Microsoft.COM/incidents/12", true},
-		{"https://portal.azure.microsoft.com/x", true},
+		{"https://portal.azure.com/#blade/x", true},
+		{"https://security.microsoft.us/alerts/1", true},
+		// Other microsoft.com hosts are not portals: a sign-in page would
+		// carry a consent-phishing link on an attack card.
+		{"https://login.microsoftonline.com/common/oauth2/authorize?client_id=x", false},
+		{"https://login.microsoft.com/common/oauth2/authorize?client_id=x", false},
+		{"https://portal.azure.microsoft.com/x", false},
 		{"http://security.microsoft.com/alerts/1", false},                 // not https
 		{"https://security.microsoft.com.evil.example/alerts/1", false},   // suffix trick
 		{"https://evilmicrosoft.com/alerts/1", false},                     // not a subdomain

@@ -207,7 +207,10 @@ func impactOf(a *Alert) (int, string, bool) {
 	// In words an analyst reads: the tactic's name, not the category as
 	// the sender spelt it ("CredentialAccess"); ransomware by its name.
 	kind := tacticName(a.Tactic)
-	if cat == "ransomware" || kind == "" || kind == a.Tactic {
+	switch {
+	case cat == "ransomware":
+		kind = "Ransomware" // not the sender's spelling: it may carry more than the word
+	case kind == "" || kind == a.Tactic:
 		kind = a.Category
 	}
 	return pts, fmt.Sprintf("%s %s alert (%s), %s", sev, kind, a.Tactic, w.what), false
