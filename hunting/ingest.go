@@ -258,6 +258,14 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		if a.Severity == "" {
 			a.Severity = SeverityInformational
 		}
+		if a.LastUpdate.After(now) {
+			// Versions are ordered by lastUpdate: one stamped ahead (up to
+			// maxAhead) would make every real update after it "older" and
+			// pin the alert as it says, a forged status included. It counts
+			// as sent now.
+			a.LastUpdate = now
+			a.hash = alertHash(a)
+		}
 		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
 	if len(byOrg) == 1 {

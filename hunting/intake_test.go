@@ -609,3 +609,30 @@ func TestUpdatesKeepEvidenceBounded(t *testing.T) {
 	}
 	require.Subset(t, got, ips(1)[:maxEvidence-4*60], "then as much of the one before as fits")
 }
+
+// TestForgedFutureUpdateDoesNotPinTheAlert: an update stamped 23 hours
+// ahead (allowed: less than a day) with a forged status counts as sent now,
+// so the real update after it is taken. It pinned the alert: every real
+// version after it was "older than the stored version", and a forged
+// Resolved closed its incident for good.
+func TestForgedFutureUpdateDoesNotPinTheAlert(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	g := gen{ID: "pin1", Device: "ws-pin", At: t0.Add(-time.Hour), Status: "New"}
+	f.ingest(t, g)
+	forged := g
+	forged.Status, forged.Class = "Resolved", "FalsePositive"
+	raw := withFields(t, forged.raw(), map[string]any{"lastUpdateTime": t0.Add(23 * time.Hour).Format(time.RFC3339Nano)})
+	res, err := f.svc.Ingest(f.ctx, []RawAlert{raw})
+	require.NoError(t, err)
+	require.Equal(t, StatusUpdated, res.Items[0].Status)
+
+	f.clock.Advance(5 * time.Minute)
+	real := g
+	real.Status, real.Last = "InProgress", f.clock.Now().Add(-3*time.Minute) // lastUpdate = Last + 2 min: now - 1 min
+	res = f.ingest(t, real)
+	require.Equal(t, StatusUpdated, res.Items[0].Status, "the real update is taken: %s", res.Items[0].Reason)
+	a, err := f.svc.Alert(f.ctx, "contoso", "pin1")
+	require.NoError(t, err)
+	require.Equal(t, "inprogress", a.Status)
+}
