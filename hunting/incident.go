@@ -178,8 +178,10 @@ func (st *incState) seeTactic(id string, t time.Time) {
 	st.tacticSeen = append(st.tacticSeen, tacticSeen{ID: id, First: t})
 }
 
+// seeTitle keeps the title of the highest rank (the earliest on a tie);
+// rank -1 (a benign alert's) only names an incident that has no title.
 func (st *incState) seeTitle(rank int, base, family string, t time.Time) {
-	if rank > st.titleRank || rank == st.titleRank && t.Before(st.titleTime) {
+	if rank > st.titleRank || rank == st.titleRank && (t.Before(st.titleTime) || st.titleTime.IsZero()) {
 		st.titleRank, st.titleBase, st.titleFamily, st.titleTime = rank, base, family, t
 	}
 }
@@ -228,6 +230,11 @@ func (st *incState) fold(a *Alert, isNew bool) {
 	rank := r
 	if a.Expert {
 		rank += 10
+	}
+	if benign {
+		// An alert found benign names the incident only while no other
+		// does: an expected-activity alert must not retitle an attack.
+		rank = -1
 	}
 	st.seeTitle(rank, a.Title, a.ThreatFamily, a.when())
 	if benign {

@@ -504,3 +504,27 @@ func TestResolveCommentKeepsItsCharacters(t *testing.T) {
 	rows := f.outbox(t)
 	require.Contains(t, rows[len(rows)-1].Payload.Note, comment)
 }
+
+// TestBenignAlertDoesNotRetitleAnAttack: an alert already found benign
+// upstream (false positive), from the expert service and of low severity,
+// joins a ransomware incident on the same device: the card keeps the
+// attack's title. It took the title ("Scheduled backup test - expected, no
+// action needed"), its expert flag ranking it first.
+func TestBenignAlertDoesNotRetitleAnAttack(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := t0.Add(-30 * time.Minute)
+	inc := f.ingest(t, gen{ID: "rw1", Device: "pc-1", Severity: "High", Category: "Ransomware", Title: "Ransomware behavior detected", At: at}).Items[0].IncidentID
+	res := f.ingest(t, gen{ID: "fp1", Device: "pc-1", Severity: "Low", Source: "ThreatExperts", Class: "FalsePositive", Status: "Resolved",
+		Title: "Scheduled backup test - expected, no action needed", At: at.Add(-time.Minute)})
+	require.Equal(t, inc, res.Items[0].IncidentID, "same device: same incident")
+	v, err := f.svc.Incident(f.ctx, "contoso", inc)
+	require.NoError(t, err)
+	require.Contains(t, v.Title, "Ransomware behavior detected")
+
+	// An incident of benign alerts only is still named by one.
+	only := f.ingest(t, gen{ID: "fp2", Device: "pc-9", Severity: "Low", Class: "FalsePositive", Title: "Known admin tool"}).Items[0].IncidentID
+	v, err = f.svc.Incident(f.ctx, "contoso", only)
+	require.NoError(t, err)
+	require.Contains(t, v.Title, "Known admin tool")
+}
