@@ -345,3 +345,28 @@ func TestMergeHandsOnTheCard(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotOpen)
 	require.ErrorContains(t, err, fmt.Sprintf("merged into incident %d", a))
 }
+
+// TestMergeOfAnUnacknowledgedCardKeepsItsReminders: two cards merge into
+// an older quiet incident, one acknowledged, one not: the survivor is not
+// acknowledged, so the reminders of the unacknowledged attack go on. The
+// one acknowledgement carried over, and one alert naming the devices of
+// both (an attacker's forgery, say) silenced the other attack's reminders.
+func TestMergeOfAnUnacknowledgedCardKeepsItsReminders(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := f.clock.Now().Add(-30 * time.Minute)
+	s := f.ingest(t, gen{ID: "s1", Device: "pc-s", At: at, Severity: "Low", Category: "Discovery"}).Items[0].IncidentID
+	a := f.ingest(t, gen{ID: "a1", Device: "pc-a", At: at, Files: []string{sha("implant-a")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
+	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at, Files: []string{sha("implant-b")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
+	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", a, "U0ANALYST"))
+	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0ANALYST"))
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", a, "slack:T1:U0ANALYST", "U0ANALYST"))
+
+	res := f.ingest(t, gen{ID: "link", Device: "pc-s", At: at.Add(5 * time.Minute), Files: []string{sha("implant-a"), sha("implant-b")},
+		Severity: "Low", Category: "Execution"})
+	require.Equal(t, s, res.Items[0].IncidentID, "the older incident survives")
+	v, err := f.svc.Incident(f.ctx, "contoso", s)
+	require.NoError(t, err)
+	require.Nil(t, v.AcknowledgedAt, "one card handed on was not acknowledged")
+	require.Empty(t, v.AcknowledgedBy)
+}

@@ -255,7 +255,8 @@ func (st *incState) fold(a *Alert, isNew bool) {
 // counts are recounted by the caller (a union is not a sum). A merged
 // incident that had a card hands it on: the survivor, if it had none, is
 // posted at once (the old card now says to follow it), and an
-// acknowledgement carries over (queueMerges stores it).
+// acknowledgement carries over when every card handed on had one
+// (applyFoldAlerts; queueMerges stores it).
 func (st *incState) absorb(o *incState) {
 	if o.PostedAt != nil && st.PostedAt == nil {
 		st.forced = true
@@ -509,6 +510,12 @@ func (s *Service) applyFoldAlerts(ctx context.Context, tx pgx.Tx, sts []*incStat
 	for _, st := range sts {
 		for _, o := range fold.absorbed[st.ID] {
 			st.absorb(o)
+		}
+		// A card handed on carries its acknowledgement only when every
+		// card handed on was acknowledged: one still unacknowledged keeps
+		// its reminders (queueMerges decides the same in SQL).
+		if st.PostedAt == nil && slices.ContainsFunc(fold.absorbed[st.ID], func(o *incState) bool { return o.PostedAt != nil && o.AckedAt == nil }) {
+			st.AckedAt = nil
 		}
 		for _, w := range fold.alerts[st.ID] {
 			st.fold(w.a, !w.update)

@@ -418,7 +418,9 @@ ON CONFLICT (incident_id, kind, value) DO UPDATE SET
 	b.Queue(`
 UPDATE hunting_incidents d SET acked_at = o.acked_at, acked_by = o.acked_by, acked_by_id = o.acked_by_id
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst) JOIN hunting_incidents o ON o.id = m.src
-WHERE d.id = m.dst AND d.posted_at IS NULL AND d.acked_at IS NULL AND o.posted_at IS NOT NULL AND o.acked_at IS NOT NULL`, from, into)
+WHERE d.id = m.dst AND d.posted_at IS NULL AND d.acked_at IS NULL AND o.posted_at IS NOT NULL AND o.acked_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM unnest($1::bigint[], $2::bigint[]) AS m2(src, dst) JOIN hunting_incidents o2 ON o2.id = m2.src
+                  WHERE m2.dst = m.dst AND o2.posted_at IS NOT NULL AND o2.acked_at IS NULL)`, from, into)
 	b.Queue(`
 UPDATE hunting_incidents i SET status = 'merged', merged_into = m.dst, next_due_at = NULL, updated_at = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)
