@@ -320,3 +320,27 @@ func TestStringListsAreCapped(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{"id":"n","mitreTechniques":["T1059",null]}`), &withNull))
 	require.Equal(t, stringList{"T1059", ""}, withNull.Mitre, "null is an empty string, as before")
 }
+
+// TestRawControlCharactersCostTheirSize: real payloads carry raw tabs in
+// strings, which are repaired (escaped); a tab takes two bytes, not six,
+// and a body of other raw control characters that would grow past twice
+// its size is refused as malformed, not repaired. A 16 MB body of them
+// took 3.5 s and 756 MB to repair (fmt.Sprintf per byte, six bytes each).
+func TestRawControlCharactersCostTheirSize(t *testing.T) {
+	t.Parallel()
+	tabs := []byte(`{"id":"da1","title":"` + strings.Repeat("\t", 1<<20) + `"}`)
+	fixed := escapeControls(tabs)
+	require.Len(t, fixed, len(tabs)+1<<20, "two bytes a tab")
+	require.True(t, json.Valid(fixed))
+	var v struct{ Title string }
+	require.NoError(t, json.Unmarshal(fixed, &v))
+	require.Equal(t, strings.Repeat("\t", 1<<20), v.Title)
+
+	ctl := []byte(`{"id":"da1","title":"` + strings.Repeat("\x01", 1<<20) + `"}`)
+	require.Equal(t, ctl, escapeControls(ctl), "six bytes each: past the bound, not repaired")
+	_, _, err := SplitPayload(ctl)
+	var se *SyntaxError
+	require.ErrorAs(t, err, &se, "refused as malformed JSON")
+	small := []byte(`{"id":"da1","title":"a` + "\x01\x1f" + `b"}`)
+	require.Equal(t, `{"id":"da1","title":"a\u0001\u001fb"}`, string(escapeControls(small)))
+}

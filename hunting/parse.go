@@ -230,7 +230,11 @@ func syntaxError(body []byte, err error) error {
 
 // escapeControls escapes raw control characters inside JSON strings.
 func escapeControls(b []byte) []byte {
-	out := make([]byte, 0, len(b)+16)
+	// First the size: tabs and line breaks take two bytes escaped, other
+	// control characters six. A body that would grow past twice its size
+	// and a mebibyte is not repaired (it stays a syntax error): a request
+	// of raw control characters must not cost many times its size.
+	extra := 0
 	in, esc := false, false
 	for _, c := range b {
 		switch {
@@ -241,12 +245,47 @@ func escapeControls(b []byte) []byte {
 		case c == '"':
 			in = !in
 		case in && c < 0x20:
-			out = append(out, fmt.Sprintf(`\u%04x`, c)...)
+			extra += len(controlEscape(c)) - 1
+		}
+	}
+	if extra > len(b)+1<<20 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+extra)
+	in, esc = false, false
+	for _, c := range b {
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case in && c < 0x20:
+			out = append(out, controlEscape(c)...)
 			continue
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// controlEscape is a control character as JSON escapes it.
+func controlEscape(c byte) string {
+	switch c {
+	case '\t':
+		return `\t`
+	case '\n':
+		return `\n`
+	case '\r':
+		return `\r`
+	case '\b':
+		return `\b`
+	case '\f':
+		return `\f`
+	}
+	const hex = "0123456789abcdef"
+	return `\u00` + string(hex[c>>4]) + string(hex[c&15])
 }
 
 // wireAlert is the union of a Defender /api/alerts alert and a Graph
