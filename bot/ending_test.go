@@ -1,11 +1,14 @@
 package bot_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	. "github.com/threatdesk/threatdesk/bot" //nolint:revive // the tests read like the package's own
+	"github.com/threatdesk/threatdesk/bot/bottest"
 	"github.com/threatdesk/threatdesk/casework"
 )
 
@@ -69,4 +72,27 @@ func TestCloseAndReopenByRequesterOrManager(t *testing.T) {
 	require.Contains(t, plain(m), "concluded")
 	require.Contains(t, press(analyst, ActClose), ref+" is now closed")
 	require.Contains(t, press(analyst, ActReopen), ref+" is now in progress")
+}
+
+// TestReplyWithoutTheRoleIsToldNotRelayed: a manager (not an expert)
+// writing in a desk card's thread is told privately that it did not reach
+// the requester. It was dropped without a word, and the manager believed
+// the requester had read it.
+func TestReplyWithoutTheRoleIsToldNotRelayed(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, _, desk := f.openCase(t, `ask "who reads a manager's reply?"`)
+	f.reply(Slack, manager, desk.Ref, "we are on it, hold tight")
+	ok := f.slack.WaitFor(10*time.Second, func(calls []bottest.Call) bool {
+		for _, c := range calls {
+			if c.Op == bottest.OpPrivate && c.UserID == manager && strings.Contains(bottest.Plain(c.Message), "Not relayed to "+ref+": only threat experts answer") {
+				return true
+			}
+		}
+		return false
+	})
+	require.True(t, ok, "the manager is told")
+	for _, c := range f.slack.Calls() {
+		require.NotContains(t, bottest.Plain(c.Message), "hold tight", "nothing relayed")
+	}
 }

@@ -973,6 +973,16 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	}
 	if !w.may(o) {
 		b.log.Info("not relaying a thread reply from someone without the role", "case", ref, "side", side, "user", r.Author.ID)
+		// Said to its author, privately: a manager writing in a desk
+		// thread believed the requester read it.
+		why := "only threat experts answer in a desk card's thread (/experts note " + ref + " adds an internal note)"
+		if side == SideRequester {
+			why = "only members of the organisation's SOC write to the experts in a case's thread"
+		}
+		if a, ok := b.adapter(r.Author.Platform); ok {
+			_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
+				r.Author.ID, textMessage("Not relayed to "+ref+": "+why+"."))
+		}
 		return nil
 	}
 	m := CaseMessage{Ref: ref, Side: side, Role: RoleExpert, Author: b.named(ctx, r.Author), Text: r.Text, Chat: r.Message}
