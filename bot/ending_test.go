@@ -96,3 +96,24 @@ func TestReplyWithoutTheRoleIsToldNotRelayed(t *testing.T) {
 		require.NotContains(t, bottest.Plain(c.Message), "hold tight", "nothing relayed")
 	}
 }
+
+// TestOnlyTheHolderMovesACase: once Eve has taken a case, Ed cannot
+// conclude it or ask for more until he assigns it to himself; then he can.
+// Any expert could, which undid the one-winner take without Eve knowing.
+func TestOnlyTheHolderMovesACase(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, _, _ := f.openCase(t, `ask "whose case is this?"`)
+	_, m := f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	require.Contains(t, plain(m), "You have "+ref)
+	_, m = f.run(t, Slack, expert2, deskChannel, "conclude "+ref+" nothing to see here, benign")
+	require.Contains(t, plain(m), ref+" is with Eve Expert: assign it to yourself first to conclude it")
+	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, ref))
+	_, m = f.run(t, Slack, expert2, deskChannel, "more-info "+ref+" which host?")
+	require.Contains(t, plain(m), ref+" is with Eve Expert")
+
+	_, m = f.run(t, Slack, expert2, deskChannel, "assign "+ref+" <@"+expert2+">")
+	require.NotContains(t, plain(m), "cannot")
+	_, m = f.run(t, Slack, expert2, deskChannel, "conclude "+ref+" nothing to see here, benign")
+	require.Contains(t, plain(m), ref+" is now concluded")
+}

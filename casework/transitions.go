@@ -129,6 +129,11 @@ func (s *Service) checkTransition(c *Case, to Status, actor Actor, now time.Time
 		}
 		return refuse("%s cannot %s; only %s can", article(string(role)), what, roleList(roles))
 	}
+	if role == RoleExpert && from != StatusNew && !isReopen(from, to) && !c.Assignee.IsZero() && !actor.Person.Same(c.Assignee) {
+		// The case is the holder's: another expert's conclusion or request
+		// would undo the one-winner take, and the holder not be told.
+		return refuse("%s is with %s: assign it to yourself first to %s it", c.Ref, c.Assignee.Name(), verbFor(to))
+	}
 	if role == RoleRequester && ownRequesterOnly(from, to) && !actor.Person.Same(c.Requester) {
 		verb := map[Status]string{StatusWithdrawn: "withdraw", StatusClosed: "close"}[to]
 		if verb == "" {
@@ -196,4 +201,19 @@ func humanDuration(d time.Duration) string {
 		return "1 hour"
 	}
 	return d.String()
+}
+
+// verbFor is what an expert does by moving a case to to.
+func verbFor(to Status) string {
+	switch to {
+	case StatusConcluded:
+		return "conclude"
+	case StatusMoreInfoNeeded:
+		return "ask for more information on"
+	case StatusFileSampleNeeded:
+		return "ask for a sample on"
+	case StatusNeedsMoreTime:
+		return "ask for more time on"
+	}
+	return "move"
 }
