@@ -411,6 +411,11 @@ func (b *Bot) renderSampleStored(c CaseView, ev CaseEvent) []part {
 		desk.Text = append(desk.Text, resumed)
 	}
 	desk.Text = append(desk.Text, Line{T("Get it with the Download sample button on the case's card: a ZIP encrypted with the password infected. The file is never posted in chat.")})
+	if ev.Side == SideExpert && !smp.Upload {
+		// The requester is told a file was added, never given it: the
+		// expert must not count on it reaching them.
+		desk.Text = append(desk.Text, Line{T("The requester does not receive this file: describe what they need in the thread.")})
+	}
 
 	receipt := Message{Fallback: cut(c.Ref+": file sample "+smp.Name, maxListLineRunes)}
 	switch {

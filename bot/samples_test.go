@@ -409,6 +409,8 @@ func TestThreadFilesBecomeSamples(t *testing.T) {
 		Author: f.user(Slack, expert1), Key: "ev-file-3", Files: []File{{ID: "F0RULE", Name: "family.yar", Size: int64(len(tool)), URL: "https://files.slack.example/F0RULE"}}}))
 	posted(t, f.slack, contosoSOC, &receipt, "The threat expert added a file to "+ref+": family.yar")
 	require.NotContains(t, everything(f.slack), "yara rule for this family")
+	// The expert is told the requester does not get it (nothing said so).
+	posted(t, f.slack, deskChannel, &desk, "The requester does not receive this file")
 	// A file whose bytes do not add up to the declared size is not stored.
 	f.slack.AddFile("https://files.slack.example/F0SHORT", []byte("cut"))
 	require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt, Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "1700000000.000400"},
