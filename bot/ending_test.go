@@ -117,3 +117,19 @@ func TestOnlyTheHolderMovesACase(t *testing.T) {
 	_, m = f.run(t, Slack, expert2, deskChannel, "conclude "+ref+" nothing to see here, benign")
 	require.Contains(t, plain(m), ref+" is now concluded")
 }
+
+// TestMessageIntoAConcludedCaseSaysSo: the requester writes in a concluded
+// case's thread; the desk gets it, and is told the case is concluded and
+// not reopened by it. It came like any message, and the case stayed out of
+// the open lists, unworked.
+func TestMessageIntoAConcludedCaseSaysSo(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, desk := f.openCase(t, `ask "is this done?"`)
+	f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	_, m := f.run(t, Slack, expert1, deskChannel, "conclude "+ref+" benign: the admin's backup tool")
+	require.Contains(t, plain(m), ref+" is now concluded")
+	f.reply(Slack, analyst, receipt.Ref, "it is still happening on ws-2")
+	posted(t, f.slack, deskChannel, &desk.Ref, "it is still happening on ws-2")
+	posted(t, f.slack, deskChannel, &desk.Ref, ref+" is concluded: this message does not reopen it")
+}

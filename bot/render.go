@@ -613,7 +613,14 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 		if ev.Side == SideExpert {
 			return relayParts("receipt.relay", targetReceipt, ev.Actor, "threat expert", ev.Text, src), nil
 		}
-		return relayParts("desk.relay", targetDesk, ev.Actor, "requester, "+b.orgName(c.Org), ev.Text, src), nil
+		ps := relayParts("desk.relay", targetDesk, ev.Actor, "requester, "+b.orgName(c.Org), ev.Text, src)
+		if c.Status == StatusConcluded {
+			// Messages still reach a concluded case; say it is not being
+			// worked, or the desk may not look at it again.
+			ps = append(ps, part{key: "desk.relay.concluded", thread: targetDesk,
+				msg: note(T(c.Ref+" is concluded: this message does not reopen it. The requester or a manager can Reopen it to have it worked again."))})
+		}
+		return ps, nil
 	case CaseStatus:
 		if ev.To == StatusSample {
 			return b.renderSampleNeeded(ctx, c, ev, cards)
