@@ -123,7 +123,18 @@ func (b *Bot) ask(ctx context.Context, w who, in askInput) (CaseView, *Message, 
 		if err != nil {
 			return CaseView{}, nil, err
 		}
-		if len(l.Cases) > 0 && !sameAsk(l.Cases[0], p) {
+		same := false
+		if len(l.Cases) > 0 && in.key != "" {
+			// This very request, worked again after its case opened, finds
+			// that case: opening with the same key returns it. Someone
+			// asking the same thing again is offered to follow it.
+			ref, ok, err := b.cases.OpenedBy(ctx, w.org.ID, in.key)
+			if err != nil {
+				return CaseView{}, nil, err
+			}
+			same = ok && ref == l.Cases[0].Ref
+		}
+		if len(l.Cases) > 0 && !same {
 			p.Reason, p.ExistingRef = reasonOpenCase, l.Cases[0].Ref
 			kept, err := b.keepAsk(ctx, p)
 			if err != nil {
@@ -150,13 +161,6 @@ func (b *Bot) ask(ctx context.Context, w who, in askInput) (CaseView, *Message, 
 		return CaseView{}, ptr(b.noCreditsMessage(w, kept, err)), nil
 	}
 	return cv, nil, err
-}
-
-// sameAsk reports whether c is the case this very question opened: a
-// command retried after its case opened finds it again, and opening with
-// the same key returns it rather than offering to follow it.
-func sameAsk(c CaseView, p pendingAsk) bool {
-	return c.Requester.Platform == p.Asker.Platform && c.Requester.ID == p.Asker.ID && c.Question == p.Question
 }
 
 // describe enriches a subject from hunting; known is false when hunting

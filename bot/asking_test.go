@@ -118,6 +118,21 @@ func TestOpenCaseOnSameSubjectOffersFollow(t *testing.T) {
 	require.Equal(t, 8, f.balance(t, "contoso"))
 }
 
+// TestSameQuestionTwiceOffersFollow: the analyst who asked asks the same
+// thing again (a new command, not a retry): they are offered to follow
+// their open case, and no second credit is spent. Same asker and same text
+// were taken for a retry, and a second case opened.
+func TestSameQuestionTwiceOffersFollow(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, _, _ := f.openCase(t, `alert `+alertID+` "lateral movement?"`)
+	require.Equal(t, 9, f.balance(t, "contoso"))
+	_, m := f.run(t, Slack, analyst, contosoSOC, `alert `+alertID+` "lateral movement?"`)
+	require.Contains(t, plain(m), "Contoso already has an open case about this")
+	require.Equal(t, "Follow "+ref, buttonOf(t, m, ActFollow).Label)
+	require.Equal(t, 9, f.balance(t, "contoso"), "no second credit")
+}
+
 // TestFollowAWithdrawnCaseGivesTheChoiceBack: a colleague is offered to
 // follow a case that its requester then withdraws. Follow says it cannot,
 // and why, and Open a new case still works. (Follow kept the choice, told

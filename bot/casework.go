@@ -139,6 +139,11 @@ func (cw *CaseworkCases) Open(ctx context.Context, o OpenCase) (CaseView, error)
 	return caseView(c), nil
 }
 
+// OpenedBy implements Cases.
+func (cw *CaseworkCases) OpenedBy(ctx context.Context, org, key string) (string, bool, error) {
+	return cw.svc.OpenedBy(ctx, org, key)
+}
+
 // Get implements Cases.
 func (cw *CaseworkCases) Get(ctx context.Context, s Scope, ref string) (CaseView, error) {
 	c, err := cw.svc.Get(ctx, viewer(s), ref)

@@ -240,6 +240,8 @@ type SLANotice struct {
 // Cases is what the bot needs from casework.
 type Cases interface {
 	Open(ctx context.Context, o OpenCase) (CaseView, error)
+	// OpenedBy is the ref of org's case opened with key, if any.
+	OpenedBy(ctx context.Context, org, key string) (string, bool, error)
 	Get(ctx context.Context, s Scope, ref string) (CaseView, error)
 	List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error)
 	Take(ctx context.Context, ref string, expert User) (CaseView, error)

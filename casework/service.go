@@ -689,6 +689,21 @@ func (s *Service) Open(ctx context.Context, req OpenRequest) (c *Case, created b
 	return c, created, nil
 }
 
+// OpenedBy returns the ref of org's case opened with key (Open's
+// OpenRequest.Key), and whether there is one: a request worked again finds
+// the case it opened.
+func (s *Service) OpenedBy(ctx context.Context, org, key string) (string, bool, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT number FROM cases WHERE org = $1 AND open_key = $2`, org, key).Scan(&n)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("look up the case opened with a key: %w", err)
+	}
+	return FormatRef(n), true, nil
+}
+
 // Get returns the case named by ref ("EOD-12", "eod-12", "12") as v sees it.
 func (s *Service) Get(ctx context.Context, v Viewer, ref string) (*Case, error) {
 	number, err := ParseRef(ref)
