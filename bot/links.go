@@ -24,7 +24,7 @@ var portalHosts = map[string]bool{
 	"securitycenter.windows.com":   true,
 	"security.microsoft.us":        true,
 	"securitycenter.microsoft.us":  true,
-	"portal.azure.com":             true,
+	"portal.azure.com":             true, // only its security blades (portalLink)
 }
 
 // portalLink returns raw (normalised) and true when it is an https URL on a
@@ -35,7 +35,13 @@ func portalLink(raw string) (string, bool) {
 	if err != nil || u.Scheme != "https" || u.User != nil || u.Port() != "" || u.Opaque != "" {
 		return "", false
 	}
-	if !portalHosts[strings.ToLower(u.Hostname())] {
+	host := strings.ToLower(u.Hostname())
+	if !portalHosts[host] {
+		return "", false
+	}
+	if host == "portal.azure.com" && !strings.HasPrefix(u.Fragment, "blade/Microsoft_Azure_Security") {
+		// The Azure portal's other blades include one-click deployments
+		// of a template named in the link.
 		return "", false
 	}
 	return u.String(), true
@@ -65,7 +71,7 @@ func defang(raw string) string {
 // is left as written (a "(.)" there is text).
 func refang(s string) string {
 	scheme, rest, hasScheme := "", s, false
-	for _, sep := range []string{"[://]", "://"} {
+	for _, sep := range []string{"[://]", "[:]//", "://"} {
 		if i := strings.Index(s, sep); i > 0 && !strings.ContainsAny(s[:i], "/?#") {
 			scheme, rest, hasScheme = s[:i], s[i+len(sep):], true
 			break

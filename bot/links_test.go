@@ -20,7 +20,8 @@ func TestPortalLink(t *testing.T) {
 		{"https://securitycenter.windows.com/alerts/da637472900382838869_1364969609/details", true},
 		{"https://securitycenter.microsoft.com/alert/da1", true},
 		{"https://SECURITY.Microsoft.COM/incidents/12", true},
-		{"https://portal.azure.com/#blade/x", true},
+		{"https://portal.azure.com/#blade/Microsoft_Azure_Security/AlertBlade/alertId/1", true},
+		{"https://portal.azure.com/#create/Microsoft.Template/uri/https%3A%2F%2Fevil.example%2Ft.json", false}, // a one-click deployment
 		{"https://security.microsoft.us/alerts/1", true},
 		// Other microsoft.com hosts are not portals: a sign-in page would
 		// carry a consent-phishing link on an attack card.
@@ -207,6 +208,7 @@ func TestRefang(t *testing.T) {
 	// domain that starts with hxxp is a domain.
 	require.Equal(t, "https://x.example/a(.)b.c", refang("hxxps[://]x[.]example/a(.)b[.]c"))
 	require.Equal(t, "hxxpool.example", refang("hxxpool.example"))
+	require.Equal(t, "http://evil.com/a", refang("hxxp[:]//evil[.]com/a"), "the [:]// form of threat reports")
 	for in, want := range map[string]string{
 		"hXXps://evil(.)example/x": "https://evil.example/x",
 		"evil[dot]example":         "evil.example",

@@ -618,7 +618,7 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 			// Messages still reach a concluded case; say it is not being
 			// worked, or the desk may not look at it again.
 			ps = append(ps, part{key: "desk.relay.concluded", thread: targetDesk,
-				msg: note(T(c.Ref+" is concluded: this message does not reopen it. The requester or a manager can Reopen it to have it worked again."))})
+				msg: note(T(c.Ref + " is concluded: this message does not reopen it. The requester or a manager can Reopen it to have it worked again."))})
 		}
 		return ps, nil
 	case CaseStatus:

@@ -129,7 +129,10 @@ func (s *Service) checkTransition(c *Case, to Status, actor Actor, now time.Time
 		}
 		return refuse("%s cannot %s; only %s can", article(string(role)), what, roleList(roles))
 	}
-	if role == RoleExpert && from != StatusNew && !isReopen(from, to) && !c.Assignee.IsZero() && !actor.Person.Same(c.Assignee) {
+	if role == RoleExpert && from != StatusNew && !isReopen(from, to) && !c.Assignee.IsZero() &&
+		(actor.Person.Platform != c.Assignee.Platform || actor.Person.UserID != c.Assignee.UserID) {
+		// (By platform and user id: the same expert acting from another
+		// context, a Discord DM without a guild, is the same person.)
 		// The case is the holder's: another expert's conclusion or request
 		// would undo the one-winner take, and the holder not be told.
 		return refuse("%s is with %s: assign it to yourself first to %s it", c.Ref, c.Assignee.Name(), verbFor(to))

@@ -370,3 +370,25 @@ func TestMergeOfAnUnacknowledgedCardKeepsItsReminders(t *testing.T) {
 	require.Nil(t, v.AcknowledgedAt, "one card handed on was not acknowledged")
 	require.Empty(t, v.AcknowledgedBy)
 }
+
+// TestUnacknowledgedCardMergedIntoAnAcknowledgedOne: the reverse order of
+// the case above: the acknowledged card is the older incident and survives;
+// the unacknowledged card merged into it makes it unacknowledged, so the
+// reminders go on. It stayed acknowledged.
+func TestUnacknowledgedCardMergedIntoAnAcknowledgedOne(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	at := f.clock.Now().Add(-30 * time.Minute)
+	a := f.ingest(t, gen{ID: "a1", Device: "pc-a", At: at, Files: []string{sha("implant-a")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
+	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at.Add(time.Minute), Files: []string{sha("implant-b")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
+	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", a, "U0ANALYST"))
+	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0ANALYST"))
+	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", a, "slack:T1:U0ANALYST", "U0ANALYST"))
+
+	res := f.ingest(t, gen{ID: "link", Device: "pc-a", At: at.Add(5 * time.Minute), Files: []string{sha("implant-a"), sha("implant-b")},
+		Severity: "Low", Category: "Execution"})
+	require.Equal(t, a, res.Items[0].IncidentID, "the older, acknowledged incident survives")
+	v, err := f.svc.Incident(f.ctx, "contoso", a)
+	require.NoError(t, err)
+	require.Nil(t, v.AcknowledgedAt, "an unacknowledged card was handed on")
+}

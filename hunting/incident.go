@@ -512,9 +512,10 @@ func (s *Service) applyFoldAlerts(ctx context.Context, tx pgx.Tx, sts []*incStat
 			st.absorb(o)
 		}
 		// A card handed on carries its acknowledgement only when every
-		// card handed on was acknowledged: one still unacknowledged keeps
-		// its reminders (queueMerges decides the same in SQL).
-		if st.PostedAt == nil && slices.ContainsFunc(fold.absorbed[st.ID], func(o *incState) bool { return o.PostedAt != nil && o.AckedAt == nil }) {
+		// card handed on was acknowledged, and one still unacknowledged
+		// makes the survivor unacknowledged: its reminders go on
+		// (queueMerges does the same in SQL).
+		if slices.ContainsFunc(fold.absorbed[st.ID], func(o *incState) bool { return o.PostedAt != nil && o.AckedAt == nil }) {
 			st.AckedAt = nil
 		}
 		for _, w := range fold.alerts[st.ID] {

@@ -258,13 +258,14 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		if a.Severity == "" {
 			a.Severity = SeverityInformational
 		}
-		if a.LastUpdate.After(now) {
-			// Versions are ordered by lastUpdate: one stamped ahead (up to
-			// maxAhead) would make every real update after it "older" and
+		if a.LastUpdate.After(now.Add(maxSkewAhead)) {
+			// Versions are ordered by lastUpdate: one stamped far ahead (up
+			// to maxAhead) would make every real update after it "older" and
 			// pin the alert as it says, a forged status included. It counts
-			// as sent now.
+			// as sent now; its hash stays that of the alert as sent, so the
+			// same alert sent again is unchanged. A sender's clock a little
+			// ahead (up to maxSkewAhead) keeps its own order.
 			a.LastUpdate = now
-			a.hash = alertHash(a)
 		}
 		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
@@ -313,6 +314,10 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 // maxAhead is how far ahead of the service clock an alert's times may be
 // (clock skew between the sender and us), and no more.
 const maxAhead = 24 * time.Hour
+
+// maxSkewAhead is how far ahead of the service clock an alert's lastUpdate
+// may be and still order its versions as stamped.
+const maxSkewAhead = 5 * time.Minute
 
 // inFuture reports whether any of a's times is more than maxAhead past now.
 func inFuture(a *Alert, now time.Time) bool {
@@ -421,6 +426,14 @@ FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst) JOIN hunting_incidents o 
 WHERE d.id = m.dst AND d.posted_at IS NULL AND d.acked_at IS NULL AND o.posted_at IS NOT NULL AND o.acked_at IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM unnest($1::bigint[], $2::bigint[]) AS m2(src, dst) JOIN hunting_incidents o2 ON o2.id = m2.src
                   WHERE m2.dst = m.dst AND o2.posted_at IS NOT NULL AND o2.acked_at IS NULL)`, from, into)
+	// A card handed on unacknowledged makes the survivor unacknowledged,
+	// acknowledged as it may have been: its reminders must go on (one
+	// alert naming the devices of both would otherwise silence them).
+	b.Queue(`
+UPDATE hunting_incidents d SET acked_at = NULL, acked_by = NULL, acked_by_id = NULL
+WHERE d.id = ANY($2) AND d.acked_at IS NOT NULL AND EXISTS (
+    SELECT 1 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst) JOIN hunting_incidents o ON o.id = m.src
+    WHERE m.dst = d.id AND o.posted_at IS NOT NULL AND o.acked_at IS NULL)`, from, into)
 	b.Queue(`
 UPDATE hunting_incidents i SET status = 'merged', merged_into = m.dst, next_due_at = NULL, updated_at = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS m(src, dst)

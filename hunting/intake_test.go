@@ -635,4 +635,18 @@ func TestForgedFutureUpdateDoesNotPinTheAlert(t *testing.T) {
 	a, err := f.svc.Alert(f.ctx, "contoso", "pin1")
 	require.NoError(t, err)
 	require.Equal(t, "inprogress", a.Status)
+
+	// A sender's clock a little ahead keeps its own order, and the same
+	// alert sent again is unchanged.
+	g2 := gen{ID: "skew1", Device: "ws-skew", At: f.clock.Now().Add(-time.Hour), Status: "New"}
+	f.ingest(t, g2)
+	v2, v1 := g2, g2
+	v2.Status, v2.Last = "Resolved", f.clock.Now().Add(2*time.Minute) // lastUpdate now + 4 min
+	v1.Status, v1.Last = "InProgress", f.clock.Now().Add(time.Minute)  // now + 3 min, sent after
+	require.Equal(t, StatusUpdated, f.ingest(t, v2).Items[0].Status)
+	require.Equal(t, StatusUnchanged, f.ingest(t, v1).Items[0].Status, "older, though both are ahead")
+	require.Equal(t, StatusUnchanged, f.ingest(t, v2).Items[0].Status, "the same alert again")
+	a, err = f.svc.Alert(f.ctx, "contoso", "skew1")
+	require.NoError(t, err)
+	require.Equal(t, "resolved", a.Status)
 }

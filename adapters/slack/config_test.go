@@ -144,3 +144,16 @@ func TestDistributedAppReadsHistoryPaced(t *testing.T) {
 	off := Config{BotToken: "xoxb-1", ClientID: "1.2", HistoryInterval: -1}.WithDefaults()
 	require.Equal(t, findPageSize, off.historyPageSize(), "negative: not paced")
 }
+
+// TestAuthorTeam: in a channel shared by Slack Connect the author's own
+// workspace counts, an Enterprise Grid guest's E… id included (it is no
+// org's); elsewhere the install's (in a Grid, user_team is a home
+// workspace or the organisation's id, not the channel's).
+func TestAuthorTeam(t *testing.T) {
+	t.Parallel()
+	shared := outerEvent{TeamID: "T0HOST", IsExtShared: true}
+	require.Equal(t, "T0GUEST", authorTeam(shared, messageEvent{UserTeam: "T0GUEST", Team: "T0HOST"}, "T0HOST"))
+	require.Equal(t, "E0GRID", authorTeam(shared, messageEvent{UserTeam: "E0GRID"}, "T0HOST"), "a Grid guest")
+	require.Equal(t, "T0HOST", authorTeam(shared, messageEvent{}, "T0HOST"), "nothing said: the install's")
+	require.Equal(t, "T0HOST", authorTeam(outerEvent{TeamID: "T0HOST"}, messageEvent{UserTeam: "E0GRID", Team: "T0HOME"}, "T0HOST"), "not shared")
+}

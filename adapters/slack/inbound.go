@@ -441,15 +441,16 @@ func (a *Adapter) reply(ctx context.Context, oe outerEvent, me messageEvent) (bo
 }
 
 // authorTeam is the workspace of who wrote me. In a channel shared by
-// Slack Connect it is the author's own (user_team, else team), not the
+// Slack Connect it is the author's own (user_team, else team; an
+// Enterprise Grid guest's may be the organisation's E… id), not the
 // install's the event came through: a guest of another workspace is no
 // member of the org, and the org's own members count whichever install
 // Slack delivered it through. Elsewhere it is the install's: in an
 // Enterprise Grid, user_team is a member's home workspace or the
 // organisation's E… id, not the workspace of the channel.
 func authorTeam(oe outerEvent, me messageEvent, install string) string {
-	if t := cmp.Or(me.UserTeam, me.Team); oe.IsExtShared && strings.HasPrefix(t, "T") {
-		return t
+	if t := cmp.Or(me.UserTeam, me.Team); oe.IsExtShared && t != "" {
+		return t // a guest's, even an Enterprise Grid's E… id: no org's
 	}
 	return install
 }
