@@ -42,6 +42,10 @@ type core struct {
 	// onCall is the experts' rotation (UseOnCall); nil: nobody is on call.
 	onCall OnCall
 
+	// toldNotRelayed: the thread and author of each "Not relayed" note
+	// sent, so that it is sent once (on Discord a note is a DM).
+	toldNotRelayed sync.Map
+
 	mu       sync.RWMutex
 	adapters map[Platform]Adapter
 	// samples and links are the chat side of file samples (samples.go),

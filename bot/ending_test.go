@@ -81,7 +81,7 @@ func TestCloseAndReopenByRequesterOrManager(t *testing.T) {
 func TestReplyWithoutTheRoleIsToldNotRelayed(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ref, _, desk := f.openCase(t, `ask "who reads a manager's reply?"`)
+	ref, receipt, desk := f.openCase(t, `ask "who reads a manager's reply?"`)
 	f.reply(Slack, manager, desk.Ref, "we are on it, hold tight")
 	ok := f.slack.WaitFor(10*time.Second, func(calls []bottest.Call) bool {
 		for _, c := range calls {
@@ -95,6 +95,13 @@ func TestReplyWithoutTheRoleIsToldNotRelayed(t *testing.T) {
 	for _, c := range f.slack.Calls() {
 		require.NotContains(t, bottest.Plain(c.Message), "hold tight", "nothing relayed")
 	}
+	// Told once a thread, not at every message (on Discord each is a DM).
+	f.reply(Slack, manager, desk.Ref, "second thought")
+	f.reply(Slack, expert1, desk.Ref, "later-marker")
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "later-marker")
+	require.Equal(t, 1, f.slack.Count(bottest.OpPrivate, func(c bottest.Call) bool {
+		return c.UserID == manager && strings.Contains(bottest.Plain(c.Message), "Not relayed")
+	}))
 }
 
 // TestOnlyTheHolderMovesACase: once Eve has taken a case, Ed cannot

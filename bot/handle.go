@@ -979,6 +979,10 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 		if side == SideRequester {
 			why = "only members of the organisation's SOC write to the experts in a case's thread"
 		}
+		told := string(r.Parent.Platform) + "|" + r.Parent.Channel + "|" + r.Parent.Message + "|" + r.Author.ID
+		if _, again := b.toldNotRelayed.LoadOrStore(told, true); again {
+			return nil // said once a thread, for this process
+		}
 		if a, ok := b.adapter(r.Author.Platform); ok {
 			_ = a.PostPrivate(ctx, Dest{Platform: r.Parent.Platform, Workspace: r.Parent.Workspace, Channel: r.Parent.Channel, Thread: &r.Parent},
 				r.Author.ID, textMessage("Not relayed to "+ref+": "+why+"."))
