@@ -642,7 +642,7 @@ func TestForgedFutureUpdateDoesNotPinTheAlert(t *testing.T) {
 	f.ingest(t, g2)
 	v2, v1 := g2, g2
 	v2.Status, v2.Last = "Resolved", f.clock.Now().Add(2*time.Minute) // lastUpdate now + 4 min
-	v1.Status, v1.Last = "InProgress", f.clock.Now().Add(time.Minute)  // now + 3 min, sent after
+	v1.Status, v1.Last = "InProgress", f.clock.Now().Add(time.Minute) // now + 3 min, sent after
 	require.Equal(t, StatusUpdated, f.ingest(t, v2).Items[0].Status)
 	require.Equal(t, StatusUnchanged, f.ingest(t, v1).Items[0].Status, "older, though both are ahead")
 	require.Equal(t, StatusUnchanged, f.ingest(t, v2).Items[0].Status, "the same alert again")
