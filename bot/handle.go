@@ -482,11 +482,11 @@ func (b *Bot) help(w who) Message {
 	}
 	discord := w.user.Platform == Discord
 	// on is a command as the caller types it: slack, or on Discord discord.
-	on := func(slack, discord string) string {
-		if w.user.Platform == Discord {
-			return discord
+	on := func(slackForm, discordForm string) string {
+		if discord {
+			return discordForm
 		}
-		return slack
+		return slackForm
 	}
 	search := on("cases search", "cases search:")
 	if w.has(RoleMember) {

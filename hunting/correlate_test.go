@@ -346,49 +346,43 @@ func TestMergeHandsOnTheCard(t *testing.T) {
 	require.ErrorContains(t, err, fmt.Sprintf("merged into incident %d", a))
 }
 
-// TestMergeOfAnUnacknowledgedCardKeepsItsReminders: two cards merge into
-// an older quiet incident, one acknowledged, one not: the survivor is not
-// acknowledged, so the reminders of the unacknowledged attack go on. The
-// one acknowledgement carried over, and one alert naming the devices of
-// both (an attacker's forgery, say) silenced the other attack's reminders.
+// TestMergeOfAnUnacknowledgedCardKeepsItsReminders: two cards, one
+// acknowledged and one not, merge (one alert names both implants, an
+// attacker's forgery say): the survivor is not acknowledged, so the
+// reminders of the unacknowledged attack go on. Into an older quiet
+// incident, the one acknowledgement carried over; into the acknowledged
+// card, it stayed. Either way the other attack's reminders were silenced.
 func TestMergeOfAnUnacknowledgedCardKeepsItsReminders(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
-	at := f.clock.Now().Add(-30 * time.Minute)
-	s := f.ingest(t, gen{ID: "s1", Device: "pc-s", At: at, Severity: "Low", Category: "Discovery"}).Items[0].IncidentID
-	a := f.ingest(t, gen{ID: "a1", Device: "pc-a", At: at, Files: []string{sha("implant-a")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
-	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at, Files: []string{sha("implant-b")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
-	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", a, "U0ANALYST"))
-	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0ANALYST"))
-	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", a, "slack:T1:U0ANALYST", "U0ANALYST"))
+	for _, into := range []string{"an older quiet incident", "the acknowledged card"} {
+		t.Run(into, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			at := f.clock.Now().Add(-30 * time.Minute)
+			var quiet int64
+			if into == "an older quiet incident" {
+				quiet = f.ingest(t, gen{ID: "s1", Device: "pc-s", At: at.Add(-time.Minute), Severity: "Low", Category: "Discovery"}).Items[0].IncidentID
+			}
+			card := func(id, device, implant string, at time.Time) int64 {
+				inc := f.ingest(t, gen{ID: id, Device: device, At: at, Files: []string{sha(implant)}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
+				require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", inc, "U0ANALYST"))
+				return inc
+			}
+			a := card("a1", "pc-a", "implant-a", at)
+			card("b1", "pc-b", "implant-b", at.Add(time.Minute))
+			require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", a, "slack:T1:U0ANALYST", "U0ANALYST"))
 
-	res := f.ingest(t, gen{ID: "link", Device: "pc-s", At: at.Add(5 * time.Minute), Files: []string{sha("implant-a"), sha("implant-b")},
-		Severity: "Low", Category: "Execution"})
-	require.Equal(t, s, res.Items[0].IncidentID, "the older incident survives")
-	v, err := f.svc.Incident(f.ctx, "contoso", s)
-	require.NoError(t, err)
-	require.Nil(t, v.AcknowledgedAt, "one card handed on was not acknowledged")
-	require.Empty(t, v.AcknowledgedBy)
-}
-
-// TestUnacknowledgedCardMergedIntoAnAcknowledgedOne: the reverse order of
-// the case above: the acknowledged card is the older incident and survives;
-// the unacknowledged card merged into it makes it unacknowledged, so the
-// reminders go on. It stayed acknowledged.
-func TestUnacknowledgedCardMergedIntoAnAcknowledgedOne(t *testing.T) {
-	t.Parallel()
-	f := setup(t)
-	at := f.clock.Now().Add(-30 * time.Minute)
-	a := f.ingest(t, gen{ID: "a1", Device: "pc-a", At: at, Files: []string{sha("implant-a")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
-	b := f.ingest(t, gen{ID: "b1", Device: "pc-b", At: at.Add(time.Minute), Files: []string{sha("implant-b")}, Severity: "High", Category: "Execution"}).Items[0].IncidentID
-	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", a, "U0ANALYST"))
-	require.NoError(t, f.svc.NotifyNow(f.ctx, "contoso", b, "U0ANALYST"))
-	require.NoError(t, f.svc.Acknowledge(f.ctx, "contoso", a, "slack:T1:U0ANALYST", "U0ANALYST"))
-
-	res := f.ingest(t, gen{ID: "link", Device: "pc-a", At: at.Add(5 * time.Minute), Files: []string{sha("implant-a"), sha("implant-b")},
-		Severity: "Low", Category: "Execution"})
-	require.Equal(t, a, res.Items[0].IncidentID, "the older, acknowledged incident survives")
-	v, err := f.svc.Incident(f.ctx, "contoso", a)
-	require.NoError(t, err)
-	require.Nil(t, v.AcknowledgedAt, "an unacknowledged card was handed on")
+			survivor, on := a, "pc-a"
+			if quiet != 0 {
+				survivor, on = quiet, "pc-s"
+			}
+			res := f.ingest(t, gen{ID: "link", Device: on, At: at.Add(5 * time.Minute), Files: []string{sha("implant-a"), sha("implant-b")},
+				Severity: "Low", Category: "Execution"})
+			require.Equal(t, survivor, res.Items[0].IncidentID, "the older incident survives")
+			v, err := f.svc.Incident(f.ctx, "contoso", survivor)
+			require.NoError(t, err)
+			require.Nil(t, v.AcknowledgedAt, "an unacknowledged card was handed on")
+			require.Empty(t, v.AcknowledgedBy)
+		})
+	}
 }

@@ -39,7 +39,20 @@ const settle = 5 * time.Minute
 // graphClientID is the app registration's Application (client) ID.
 const graphClientID = "11111111-2222-3333-4444-555555555555"
 
+// graphSetup pulls Fabrikam's tenant from a fake Graph, three alerts a
+// page, every 50 ms when scheduled.
 func graphSetup(t *testing.T) (*fixture, *graphfake.Server) {
+	t.Helper()
+	return graphPullSetup(t, 3, 0, func(c *Config) {
+		c.Graph.Interval = 50 * time.Millisecond
+		c.minGraphInterval = time.Millisecond // to see scheduled pulls
+	})
+}
+
+// graphPullSetup pulls Fabrikam's tenant from a fake Graph whose clock is
+// the fixture's, pageSize alerts a page and maxPages a pull (0: the
+// default); more adjust the rest of the config.
+func graphPullSetup(t *testing.T, pageSize, maxPages int, more ...func(*Config)) (*fixture, *graphfake.Server) {
 	t.Helper()
 	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
 	t.Cleanup(fake.Close)
@@ -48,10 +61,12 @@ func graphSetup(t *testing.T) (*fixture, *graphfake.Server) {
 			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
 			BaseURL:  fake.BaseURL(),
 			LoginURL: fake.LoginURL(),
-			PageSize: 3,
-			Interval: 50 * time.Millisecond,
+			PageSize: pageSize,
+			MaxPages: maxPages,
 		}
-		c.minGraphInterval = time.Millisecond // to see scheduled pulls
+		for _, m := range more {
+			m(c)
+		}
 	})
 	fake.SetClock(f.clock.Now)
 	return f, fake
@@ -229,18 +244,7 @@ func TestGraphPullIsBoundToItsTenant(t *testing.T) {
 // same pages again and never reached the alerts after them.)
 func TestRejectedAlertDoesNotStallThePull(t *testing.T) {
 	t.Parallel()
-	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
-	t.Cleanup(fake.Close)
-	f := setup(t, func(c *Config) {
-		c.Graph = &GraphConfig{
-			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
-			BaseURL:  fake.BaseURL(),
-			LoginURL: fake.LoginURL(),
-			PageSize: 3,
-			MaxPages: 2, // six alerts a pull
-		}
-	})
-	fake.SetClock(f.clock.Now)
+	f, fake := graphPullSetup(t, 3, 2) // six alerts a pull
 	base := t0.Add(-time.Hour)
 	require.NoError(t, fake.Add(withFields(t, graphAlert(t, "gx", "hostX", base), map[string]any{"tenantId": tenantContoso})))
 	for i := 1; i <= 10; i++ {
@@ -394,18 +398,7 @@ func TestFutureAlertDoesNotMoveTheWatermarkAhead(t *testing.T) {
 // decoded, and the tenant's pull stalled on that page for good.
 func TestGraphPageOverTheIntakeLimitIsRead(t *testing.T) {
 	t.Parallel()
-	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
-	t.Cleanup(fake.Close)
-	f := setup(t, func(c *Config) {
-		c.MaxBodyBytes = 4096
-		c.Graph = &GraphConfig{
-			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
-			BaseURL:  fake.BaseURL(),
-			LoginURL: fake.LoginURL(),
-			PageSize: 3,
-		}
-	})
-	fake.SetClock(f.clock.Now)
+	f, fake := graphPullSetup(t, 3, 0, func(c *Config) { c.MaxBodyBytes = 4096 })
 	long := strings.Repeat("a long description of what the attacker did. ", 120) // about 5.5 KB an alert
 	for i := range 3 {
 		require.NoError(t, fake.Add(withFields(t, graphAlert(t, fmt.Sprint("gbig", i), "hostB", t0.Add(-time.Hour+time.Duration(i)*time.Minute)),
@@ -424,18 +417,7 @@ func TestGraphPageOverTheIntakeLimitIsRead(t *testing.T) {
 // pull were never read.
 func TestGraphPullCutShortLosesNothing(t *testing.T) {
 	t.Parallel()
-	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
-	t.Cleanup(fake.Close)
-	f := setup(t, func(c *Config) {
-		c.Graph = &GraphConfig{
-			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
-			BaseURL:  fake.BaseURL(),
-			LoginURL: fake.LoginURL(),
-			PageSize: 3,
-			MaxPages: 2,
-		}
-	})
-	fake.SetClock(f.clock.Now)
+	f, fake := graphPullSetup(t, 3, 2)
 	for i := range 10 {
 		require.NoError(t, fake.Add(graphAlert(t, fmt.Sprint("g", i), fmt.Sprint("host", i%3), t0.Add(-time.Hour+time.Duration(i)*time.Minute))))
 	}
@@ -488,24 +470,6 @@ func TestGraphPullFollowsGraphsClock(t *testing.T) {
 	_, err = f.svc.PullGraph(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'g2'`), "read")
-}
-
-// graphPullSetup is graphSetup with a page size and pages a pull.
-func graphPullSetup(t *testing.T, pageSize, maxPages int) (*fixture, *graphfake.Server) {
-	t.Helper()
-	fake := graphfake.New(tenantFabrikam, graphClientID, "s3cret")
-	t.Cleanup(fake.Close)
-	f := setup(t, func(c *Config) {
-		c.Graph = &GraphConfig{
-			Tenants:  []GraphTenant{{TenantID: tenantFabrikam, ClientID: graphClientID, ClientSecret: "s3cret"}},
-			BaseURL:  fake.BaseURL(),
-			LoginURL: fake.LoginURL(),
-			PageSize: pageSize,
-			MaxPages: maxPages,
-		}
-	})
-	fake.SetClock(f.clock.Now)
-	return f, fake
 }
 
 // TestGraphAlertListedLateIsRead: Graph may list an alert a while after

@@ -235,25 +235,24 @@ func escapeControls(b []byte) []byte {
 	// and a mebibyte is not repaired (it stays a syntax error): a request
 	// of raw control characters must not cost many times its size.
 	extra := 0
-	in, esc := false, false
-	for _, c := range b {
-		switch {
-		case esc:
-			esc = false
-		case in && c == '\\':
-			esc = true
-		case c == '"':
-			in = !in
-		case in && c < 0x20:
-			extra += len(controlEscape(c)) - 1
-		}
-	}
+	forStringControls(b, func(_ int, c byte) { extra += len(controlEscape(c)) - 1 })
 	if extra > len(b)+1<<20 {
 		return b
 	}
 	out := make([]byte, 0, len(b)+extra)
-	in, esc = false, false
-	for _, c := range b {
+	last := 0
+	forStringControls(b, func(i int, c byte) {
+		out = append(append(out, b[last:i]...), controlEscape(c)...)
+		last = i + 1
+	})
+	return append(out, b[last:]...)
+}
+
+// forStringControls calls fn with each raw control character inside a JSON
+// string of b, and its index.
+func forStringControls(b []byte, fn func(i int, c byte)) {
+	in, esc := false, false
+	for i, c := range b {
 		switch {
 		case esc:
 			esc = false
@@ -262,12 +261,9 @@ func escapeControls(b []byte) []byte {
 		case c == '"':
 			in = !in
 		case in && c < 0x20:
-			out = append(out, controlEscape(c)...)
-			continue
+			fn(i, c)
 		}
-		out = append(out, c)
 	}
-	return out
 }
 
 // controlEscape is a control character as JSON escapes it.
