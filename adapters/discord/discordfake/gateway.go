@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -493,8 +494,9 @@ func (s *Server) resume(c *session, id string, seq int64) bool {
 // ready sends READY and a GUILD_CREATE per guild; gs.mu is held.
 func (s *Server) ready(gs *gwSession) error {
 	s.mu.Lock()
+	joined := slices.Clone(s.opts.Guilds) // JoinGuild appends meanwhile
 	guilds := []map[string]any{}
-	for _, g := range s.opts.Guilds {
+	for _, g := range joined {
 		guilds = append(guilds, map[string]any{"id": g.ID, "unavailable": true})
 	}
 	bot := s.users[s.opts.BotID]
@@ -506,7 +508,7 @@ func (s *Server) ready(gs *gwSession) error {
 	}); err != nil {
 		return err
 	}
-	for _, g := range s.opts.Guilds {
+	for _, g := range joined {
 		s.mu.Lock()
 		var chans, threads []Channel
 		for _, ch := range s.channels {
