@@ -135,3 +135,33 @@ func TestEditRacingItsRelay(t *testing.T) {
 	relayed := posted(t, f.slack, contosoSOC, &receipt.Ref, "isolate the host")
 	updated(t, f.slack, relayed.Ref, "isolate the host now")
 }
+
+// TestABurstOfRepliesIsRelayedInOrder: replies posted one after the other
+// in a case's thread reach the other side in the order they were written,
+// even when the first one's author takes longer to look up. Each stored
+// reply is worked on its own, and a later one overtook an earlier one.
+func TestABurstOfRepliesIsRelayedInOrder(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, receipt, desk := f.openCase(t, `ask "in order?"`)
+	const colleague = "U0ANALYST2"
+	f.slack.SetNameDelay(analyst, 700*time.Millisecond) // a name not cached yet, a slow users.info
+	f.reply(Slack, analyst, receipt.Ref, "first: the host is ws-071")
+	f.reply(Slack, colleague, receipt.Ref, "second: and ws-072")
+	f.reply(Slack, analyst, receipt.Ref, "third: both since 09:00")
+	for _, w := range []string{"first:", "second:", "third:"} {
+		posted(t, f.slack, deskChannel, &desk.Ref, w)
+	}
+	var order []string
+	for _, c := range f.slack.Calls() {
+		if c.Op != bottest.OpPost || c.Dest.Thread == nil || c.Dest.Thread.Message != desk.Ref.Message {
+			continue
+		}
+		for _, w := range []string{"first", "second", "third"} {
+			if strings.Contains(plain(c.Message), w+":") {
+				order = append(order, w)
+			}
+		}
+	}
+	require.Equal(t, []string{"first", "second", "third"}, order)
+}

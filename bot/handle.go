@@ -993,6 +993,7 @@ func (b *Bot) relay(ctx context.Context, r Reply) error {
 	if side == SideRequester {
 		m.Role, m.Org = RoleMember, w.org.ID
 	}
+	b.awaitEarlier(ctx, r)
 	if strings.TrimSpace(r.Text) != "" {
 		err = b.cases.AddMessage(ctx, m)
 		var refusal *Refusal

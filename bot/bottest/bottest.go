@@ -71,7 +71,9 @@ type Adapter struct {
 	failures []error
 	lose     int
 	names    map[string]string
-	changed  testwait.Signal
+	// slowNames are users whose name lookups take that long.
+	slowNames map[string]time.Duration
+	changed   testwait.Signal
 	// files are the bytes FetchFile serves, by URL; fetchFailures its
 	// queued failures.
 	files map[string][]byte
@@ -99,7 +101,7 @@ var (
 
 // New returns a fake adapter for platform p whose refs carry workspace.
 func New(p bot.Platform, workspace string) *Adapter {
-	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, files: map[string][]byte{}, unreachable: map[string]bool{},
+	return &Adapter{platform: p, workspace: workspace, names: map[string]string{}, slowNames: map[string]time.Duration{}, files: map[string][]byte{}, unreachable: map[string]bool{},
 		gone: map[string]bool{}, left: map[string]bool{}}
 }
 
@@ -205,6 +207,14 @@ func (a *Adapter) SetName(userID, name string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.names[userID] = name
+}
+
+// SetNameDelay makes UserName take d for userID, as a lookup the platform
+// answers slowly.
+func (a *Adapter) SetNameDelay(userID string, d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.slowNames[userID] = d
 }
 
 // RateLimited is a 429 asking to wait d, as an adapter reports it.
@@ -342,6 +352,14 @@ func (a *Adapter) OpenForm(ctx context.Context, trigger string, f bot.Form) erro
 
 // UserName implements bot.Adapter: the name set with SetName, or the id.
 func (a *Adapter) UserName(ctx context.Context, workspace, userID string) (string, error) {
+	a.mu.Lock()
+	d := a.slowNames[userID]
+	a.mu.Unlock()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if n, ok := a.names[userID]; ok {
