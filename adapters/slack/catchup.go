@@ -116,11 +116,12 @@ func (a *Adapter) catchUpTeam(ctx context.Context, tl threadLister, team string,
 		}
 		threads = threads[:catchUpPaced]
 	}
+	shared := map[string]bool{} // channel -> shared by Slack Connect, asked once a start
 	for _, t := range threads {
 		if ctx.Err() != nil {
 			return n, unread
 		}
-		k, err := a.catchUpThread(ctx, tl, team, t)
+		k, err := a.catchUpThread(ctx, tl, team, t, shared)
 		n += k
 		if kind, _ := bot.Classify(err); err != nil && kind != bot.Permanent {
 			unread = append(unread, t.Parent)
@@ -156,11 +157,23 @@ func (a *Adapter) holdsMark(channel, ts string) bool {
 }
 
 // catchUpThread hands over the replies in the thread of t after t.After,
-// and returns how many.
-func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team string, t bot.ThreadMark) (int, error) {
+// and returns how many. shared caches whether channels are shared by Slack
+// Connect.
+func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team string, t bot.ThreadMark, shared map[string]bool) (int, error) {
 	api, err := a.client(ctx, t.Parent.Workspace)
 	if err != nil {
 		return 0, err
+	}
+	// A message read back carries its author's workspace (team), as a live
+	// event does; it counts only in a channel shared by Slack Connect
+	// (authorTeam), which conversations.info tells and a reply read back
+	// does not.
+	ext, ok := shared[t.Parent.Channel]
+	if !ok {
+		if ext, err = a.extShared(ctx, api, t.Parent.Workspace, t.Parent.Channel); err != nil {
+			return 0, err
+		}
+		shared[t.Parent.Channel] = ext
 	}
 	n, cursor := 0, ""
 	for range catchUpPages {
@@ -183,7 +196,7 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team strin
 				continue // conversations.replies starts with the thread's parent
 			}
 			me.Type, me.Channel = "message", t.Parent.Channel
-			reply, ok := a.reply(ctx, outerEvent{TeamID: t.Parent.Workspace}, me)
+			reply, ok := a.reply(ctx, outerEvent{TeamID: t.Parent.Workspace, IsExtShared: ext}, me)
 			if !ok {
 				continue
 			}
@@ -224,4 +237,25 @@ func asEvents(page []slack.Message) []messageEvent {
 		}
 	}
 	return out
+}
+
+// extShared reports whether channel is shared with other workspaces by
+// Slack Connect (conversations.info's is_ext_shared).
+func (a *Adapter) extShared(ctx context.Context, api *slack.Client, workspace, channel string) (bool, error) {
+	var ch *slack.Channel
+	err := bot.Retry(ctx, catchUpTries, func() error {
+		cctx, cancel := a.callCtx(ctx)
+		defer cancel()
+		var err error
+		ch, err = api.GetConversationInfoContext(cctx, &slack.GetConversationInfoInput{ChannelID: channel})
+		a.metrics.call("conversations.info", err)
+		if err != nil {
+			return a.failed(workspace, "conversations.info", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("tell whether channel %s is shared by Slack Connect: %w", channel, err)
+	}
+	return ch.IsExtShared, nil
 }

@@ -486,6 +486,34 @@ func TestSlackRepliesMissedWhileDownAreCaughtUp(t *testing.T) {
 	require.Len(t, w.fake.Replies(wDesk, card.TS), 2, "nothing relayed again")
 }
 
+// TestGuestRepliesReadBackAreNotTheOrgs: in a channel shared by Slack
+// Connect, a reply read back after downtime is of its author's workspace,
+// as a live one is. The catch-up took every author for the install's
+// workspace: a guest from another company who wrote in the org's case
+// thread while threatdesk was down was relayed to the experts as the
+// org's requester.
+func TestGuestRepliesReadBackAreNotTheOrgs(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	w.fake.AddChannel(slackfake.Channel{ID: wSOC, Name: "soc", ExtShared: true})
+	w.fake.AddUser(slackfake.User{ID: "U0GUEST", Name: "fred", DisplayName: "Fred", Team: "T0FABRIKAM"})
+	receipt, card := w.open(`ask "shared channel?"`, "EOD-1")
+	w.fake.UserMessage(wSOC, receipt.TS, "U0GUEST", "a guest wrote while threatdesk was down") // no event: nobody was connected
+	w.fake.UserMessage(wSOC, receipt.TS, wAnalyst, "the analyst wrote while threatdesk was down")
+
+	opts := w.fake.Options()
+	a, err := adapter.New(adapter.Config{BotToken: secrets.String(opts.BotToken), SigningSecret: secrets.String(opts.SigningSecret), APIURL: w.fake.APIURL(), Replays: w.bot},
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry(), w.bot)
+	require.NoError(t, err)
+	require.NoError(t, a.Start(w.ctx))
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	w.inThread(wDesk, card.TS, "the analyst wrote while threatdesk was down")
+	w.settled("all worked")
+	for _, m := range w.fake.Replies(wDesk, card.TS) {
+		require.NotContains(t, w.seen(m.Text, m.Blocks), "a guest wrote", "a guest of another workspace is no member of the org")
+	}
+}
+
 // TestDistributedAppPacesItsHistoryReads: Slack allows an app distributed
 // outside the Marketplace (Add to Slack) one read of a thread a minute in a
 // workspace, 15 messages a page. After a start the catch-up reads its

@@ -64,6 +64,10 @@ type Channel struct {
 	// Members are who is in it (conversations.members); nil: every user of
 	// its team. Leave takes someone out.
 	Members []string
+	// ExtShared: shared by Slack Connect with other workspaces, whose users
+	// (User.Team) write in it too (conversations.info's is_ext_shared; their
+	// messages carry their own team, and events is_ext_shared_channel).
+	ExtShared bool
 }
 
 // User is a workspace member.
@@ -154,7 +158,8 @@ type Message struct {
 	// Notified are the users the post notified: every <@U…> in its text
 	// and blocks, when it was posted (edits notify nobody).
 	Notified []string
-	// Team is the workspace of the message's channel; Pinned is set by
+	// Team is the workspace of the message's author: the channel's, or a
+	// guest's own in a channel shared by Slack Connect. Pinned is set by
 	// pins.add.
 	Team   string
 	Pinned bool
@@ -989,6 +994,9 @@ func (s *Server) withBlockIDs(blocks string) string {
 // asked for (include_all_metadata).
 func msgJSON(m *Message, withMetadata bool) map[string]any {
 	out := map[string]any{"type": "message", "text": m.Text, "ts": m.TS, "user": m.User}
+	if m.Team != "" && m.BotID == "" {
+		out["team"] = m.Team // the author's workspace
+	}
 	if m.BotID != "" {
 		out["bot_id"] = m.BotID
 	}
@@ -1285,7 +1293,8 @@ func (s *Server) conversationInfo(req apiRequest) map[string]any {
 	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) {
 		return errResp("channel_not_found")
 	}
-	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "name": c.Name, "is_private": c.Private, "is_member": !c.NotMember}}
+	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "name": c.Name, "is_private": c.Private, "is_member": !c.NotMember,
+		"is_shared": c.ExtShared, "is_ext_shared": c.ExtShared}}
 }
 
 // conversationMembers answers conversations.members: the channel's member
@@ -1847,7 +1856,11 @@ func (s *Server) UserMessage(channel, threadTS, user, text string) (Message, map
 	s.mu.Lock()
 	c := s.channels[channel]
 	team := s.teamOf(channel)
-	m := &Message{Channel: channel, TS: s.nextTS(), ThreadTS: threadTS, User: user, Text: text, PostedAt: time.Now(), Team: team}
+	author := team
+	if u, ok := s.users[user]; ok && c.ExtShared && u.Team != "" {
+		author = u.Team // a guest from another workspace
+	}
+	m := &Message{Channel: channel, TS: s.nextTS(), ThreadTS: threadTS, User: user, Text: text, PostedAt: time.Now(), Team: author}
 	s.messages = append(s.messages, m)
 	evID := s.nextID("Ev")
 	s.mu.Unlock()
@@ -1856,14 +1869,21 @@ func (s *Server) UserMessage(channel, threadTS, user, text string) (Message, map
 		ctype = "group"
 	}
 	ev := map[string]any{"type": "message", "channel": channel, "user": user, "text": text, "ts": m.TS,
-		"event_ts": m.TS, "channel_type": ctype, "team": team}
+		"event_ts": m.TS, "channel_type": ctype, "team": author}
+	if c.ExtShared {
+		ev["user_team"] = author
+	}
 	if threadTS != "" {
 		ev["thread_ts"] = threadTS
 		if p, ok := s.Message(channel, threadTS); ok {
 			ev["parent_user_id"] = p.User
 		}
 	}
-	return *m, s.CallbackFor(team, evID, ev)
+	cb := s.CallbackFor(team, evID, ev) // delivered through the channel's workspace's install
+	if c.ExtShared {
+		cb["is_ext_shared_channel"] = true
+	}
+	return *m, cb
 }
 
 // Callback wraps an inner event in an Events API event_callback, of the
