@@ -360,11 +360,15 @@ func (s *Service) change(ctx context.Context, what, ref string, actor Actor, fn 
 			// Never let the clock run backwards within a case's history.
 			now = x.UpdatedAt
 		}
+		owed, err := s.owedBreaches(ctx, tx, x, now)
+		if err != nil {
+			return err
+		}
 		before := x.timelineLen
 		if err := fn(tx, x, now); err != nil {
 			return err
 		}
-		if x.timelineLen == before {
+		if x.timelineLen == before && owed == 0 {
 			// Nothing happened (a repeated take, a redelivered message):
 			// every change records at least one timeline entry.
 			out = s.publicCase(x)

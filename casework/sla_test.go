@@ -171,6 +171,39 @@ func TestPauseJustAfterWarningPointStillWarns(t *testing.T) {
 	require.Equal(t, 1, page.Total, "a paused case past its warning point stays on the breaching list")
 }
 
+// TestTargetMissedBetweenSweepsIsABreach: an expert who answers, or
+// concludes, a minute after a clock's target and before the sweep comes
+// by meets a clock already breached. The breach was never recorded: no
+// notice to the managers, the case shown as within its targets, while the
+// report counted it as a breach.
+func TestTargetMissedBetweenSweepsIsABreach(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	c := f.open(t, "contoso") // high: first response within 1 h
+	f.clock.Advance(50 * time.Minute)
+	_, err := f.svc.Take(ctx, c.Ref, expert("U-expert"))
+	require.NoError(t, err)
+	f.clock.Advance(10*time.Minute + 30*time.Second) // past the hour, no sweep since
+	_, err = f.svc.AddMessage(ctx, casework.MessageRequest{Ref: c.Ref, Actor: expert("U-expert"), Text: "looking"})
+	require.NoError(t, err)
+	require.Zero(t, sweep(t, f.svc), "nothing left for the sweep")
+	got := f.get(t, c.Ref)
+	require.True(t, got.Breached, "the first response came late")
+	require.Equal(t, 1, f.events(t, c.Ref)[casework.EventSLABreach])
+	st, err := f.svc.SLA(ctx, casework.AllOrgs(), c.Ref)
+	require.NoError(t, err)
+	require.True(t, st.FirstResponse.Breached)
+	require.NotNil(t, st.FirstResponse.BreachedAt, "the notice was sent")
+
+	// The same for a conclusion a little after its target.
+	f.clock.Advance(24 * time.Hour)
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: casework.StatusConcluded, Actor: expert("U-expert"), Summary: "benign"})
+	require.NoError(t, err)
+	require.Equal(t, 2, f.events(t, c.Ref)[casework.EventSLABreach])
+	require.Zero(t, sweep(t, f.svc))
+}
+
 func TestAutoCloseAndSweepJob(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *casework.Config) { c.SweepEvery = time.Second })
