@@ -352,7 +352,7 @@ func (b *Bot) downloadSample(ctx context.Context, w who, a Action) (*Message, er
 		{B("File sample of " + ref + ":"), T(" "), U(cut(smp.Name, maxListLineRunes)), T(" (" + casework.FormatBytes(smp.Size) + ")")},
 		{T("SHA-256 "), code(smp.SHA256)},
 		{L("Download it as a ZIP encrypted with the password infected", links.Download(dl.Token)),
-			T(". The link is yours only and works until " + timeText(dl.ExpiresAt) + "; every download is recorded on the case's timeline. Open it in your analysis machine.")},
+			T(". The link works once, until " + timeText(dl.ExpiresAt) + ", for whoever opens it first: do not pass it on. Each download is recorded on the case's timeline under your name. Open it in your analysis machine.")},
 	}
 	if note := links.LocalNote(); note != "" {
 		lines = append(lines, Line{T(note)})
@@ -409,6 +409,11 @@ func (b *Bot) renderSampleStored(c CaseView, ev CaseEvent) []part {
 	}
 	if smp.Resumed {
 		desk.Text = append(desk.Text, resumed)
+	}
+	if c.Status == StatusConcluded && ev.Side != SideExpert {
+		// A sample still reaches a concluded case (an older upload link, a
+		// file in the thread): say it is not being worked, as for messages.
+		desk.Text = append(desk.Text, Line{T(c.Ref + " is concluded: this sample does not reopen it. The requester or a manager can Reopen it to have it worked again.")})
 	}
 	desk.Text = append(desk.Text, Line{T("Get it with the Download sample button on the case's card: a ZIP encrypted with the password infected. The file is never posted in chat.")})
 	if ev.Side == SideExpert && !smp.Upload {

@@ -470,3 +470,27 @@ func TestLongSampleRequestKeepsItsLink(t *testing.T) {
 	require.Contains(t, text, "(continued in the next message)")
 	posted(t, f.slack, contosoSOC, &receipt, ref+": File sample needed, continued (2 of 2)")
 }
+
+// TestSampleToAConcludedCaseSaysSo: a file posted in the thread of a
+// concluded case is still stored, and the desk is told the case is
+// concluded, as for a message: announced as any other sample, it went
+// unseen until the case closed itself.
+func TestSampleToAConcludedCaseSaysSo(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t, casework.Config{SampleMaxBytes: 64 << 10})
+	ctx := context.Background()
+	ref, receipt, desk := f.fileCase(t)
+	_, err := f.cw.Transition(ctx, casework.TransitionRequest{Ref: ref, To: casework.StatusConcluded, Summary: "benign",
+		Actor: casework.Actor{Person: casework.Person{Platform: "slack", Workspace: slackTeam, UserID: expert1, DisplayName: "Eve"}, Role: casework.RoleExpert}})
+	require.NoError(t, err)
+	f.settledOutbox(t)
+
+	body := []byte("one more stage")
+	const fileURL = "https://files.slack.example/F0LATE/download/late.exe"
+	f.slack.AddFile(fileURL, body)
+	file := File{ID: "F0LATE", Name: "late.exe", Size: int64(len(body)), URL: fileURL}
+	require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt, Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "1700000000.000300"},
+		Author: f.user(Slack, analyst), Key: "ev-file-late", Files: []File{file}}))
+	deskNote := posted(t, f.slack, deskChannel, &desk, "File sample for "+ref+": late.exe")
+	require.Contains(t, plain(deskNote.Message), ref+" is concluded: this sample does not reopen it.")
+}

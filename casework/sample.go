@@ -236,6 +236,8 @@ type LinkError struct {
 	Problem LinkProblem
 	// At is when the link was used, expired, or the sample was deleted.
 	At time.Time
+	// Status is the case's, for LinkCaseClosed: closed or withdrawn.
+	Status Status
 }
 
 // Error says why the link was refused.
@@ -251,6 +253,9 @@ func (e *LinkError) Error() string {
 	case LinkBusy:
 		return "another upload through this link is in progress"
 	case LinkCaseClosed:
+		if e.Status == StatusWithdrawn {
+			return "the case of this link was withdrawn"
+		}
 		return "the case of this link is closed"
 	case LinkSampleDeleted:
 		return "this sample was deleted on " + at + " (retention after the case closed)"
@@ -637,7 +642,7 @@ func (s *Service) UploadLinkInfo(ctx context.Context, token string) (*UploadLink
 		return nil, err
 	}
 	if x.Status == StatusClosed || x.Status == StatusWithdrawn {
-		return nil, &LinkError{Problem: LinkCaseClosed}
+		return nil, &LinkError{Problem: LinkCaseClosed, Status: x.Status}
 	}
 	return &UploadLinkInfo{Ref: x.Ref, Question: x.Question, Subject: x.Subject, ExpiresAt: exp.UTC(), MaxBytes: s.cfg.SampleMaxBytes}, nil
 }

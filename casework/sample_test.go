@@ -617,8 +617,18 @@ func TestUploadToAClosedCase(t *testing.T) {
 	var le *casework.LinkError
 	require.ErrorAs(t, err, &le)
 	require.Equal(t, casework.LinkCaseClosed, le.Problem)
+	require.Equal(t, casework.StatusWithdrawn, le.Status, "the page says withdrawn: nothing reopens it")
 	_, err = f.svc.UploadLinkInfo(ctx, link.Token)
 	require.ErrorAs(t, err, &le)
+	require.Equal(t, "the case of this link was withdrawn", le.Error())
+	// A file posted in its thread is told what can be done: a withdrawn
+	// case cannot be reopened (it said "reopen it").
+	_, err = f.svc.StoreSample(ctx, casework.Upload{Ref: c.Ref, Source: casework.SourceThread, Actor: requester("contoso", "U-analyst"),
+		Chat: casework.ChatRef{Platform: "slack", Workspace: "Tcontoso", Channel: "C0CONTOSOSOC", Message: "1712345678.000900"},
+		FileID: "F0LATE", Name: "late.bin", Body: strings.NewReader("x")})
+	var te *casework.TransitionError
+	require.ErrorAs(t, err, &te)
+	require.Contains(t, te.Error(), c.Ref+" was withdrawn; to have a file looked at, ask in a new case")
 	require.Zero(t, f.count(t, `SELECT count(*) FROM case_samples`))
 }
 

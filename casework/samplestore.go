@@ -282,10 +282,14 @@ func refuseClosed(x *row, up Upload, actor Actor) error {
 		return nil
 	}
 	if up.Source == SourceUpload {
-		return &LinkError{Problem: LinkCaseClosed, At: derefTime(x.ClosedAt)}
+		return &LinkError{Problem: LinkCaseClosed, At: derefTime(x.ClosedAt), Status: x.Status}
 	}
-	return &TransitionError{Ref: x.Ref, From: x.Status, Role: actor.Role,
-		Reason: fmt.Sprintf("%s is %s; reopen it to send a sample", x.Ref, x.Status.Label())}
+	reason := fmt.Sprintf("%s is %s; reopen it to send a sample", x.Ref, x.Status.Label())
+	if x.Status == StatusWithdrawn {
+		// Nothing reopens a withdrawn case.
+		reason = fmt.Sprintf("%s was withdrawn; to have a file looked at, ask in a new case", x.Ref)
+	}
+	return &TransitionError{Ref: x.Ref, From: x.Status, Role: actor.Role, Reason: reason}
 }
 
 func derefTime(t *time.Time) time.Time {

@@ -19,7 +19,7 @@ import (
 const SamplePassword = "infected"
 
 // askAgain is the sentence of a refused upload link on what to do next.
-const askAgain = "To get a fresh link, type /experts upload followed by the case reference (for example /experts upload EOD-12) in your chat with threatdesk."
+const askAgain = "To get a fresh link, type /experts upload followed by the case reference (for example /experts upload EOD-12) in your organisation's SOC channel, where the case was asked."
 
 // uploadView is the data of upload.html.
 type uploadView struct {
@@ -164,6 +164,11 @@ func (h *Handler) refuseUpload(w http.ResponseWriter, r *http.Request, err error
 			status, m = http.StatusGone, message{Title: "The case of this link is closed",
 				Lines: []string{"If the experts still need the file, reopen the case from its receipt in your chat, then ask for a fresh link.",
 					askAgain}}
+			if le.Status == casework.StatusWithdrawn {
+				// A withdrawn case cannot be reopened.
+				m = message{Title: "The case of this link was withdrawn",
+					Lines: []string{"A withdrawn case takes no more files. If the experts should look at this file, ask them in a new case: /experts ask, or /experts file with its hash."}}
+			}
 		default:
 			status, m = http.StatusNotFound, message{Title: "This upload link is not valid",
 				Lines: []string{"Check that the whole link was copied.", askAgain}}

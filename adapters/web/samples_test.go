@@ -258,6 +258,36 @@ func TestRefusedLinks(t *testing.T) {
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM case_samples`))
 }
 
+// TestLinkOfAWithdrawnCase: the page of a link whose case was withdrawn
+// does not advise reopening it (nothing reopens a withdrawn case), and a
+// fresh link is asked for in the org's channel, not in a direct message
+// (where /experts upload is refused).
+func TestLinkOfAWithdrawnCase(t *testing.T) {
+	t.Parallel()
+	f := setup(t, 0)
+	ctx := context.Background()
+	c := f.fileCase(t, strings.Repeat("3", 64), "q")
+	link := f.uploadLink(t, c.Ref)
+	_, err := f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: casework.StatusWithdrawn, Actor: requester("contoso")})
+	require.NoError(t, err)
+	resp, body := send(t, http.MethodGet, link, browser)
+	require.Equal(t, http.StatusGone, resp.StatusCode, body)
+	requirePage(t, resp, body)
+	require.Contains(t, body, "The case of this link was withdrawn")
+	require.NotContains(t, body, "reopen")
+	require.Contains(t, body, "new case")
+
+	closed := f.fileCase(t, strings.Repeat("4", 64), "q")
+	link = f.uploadLink(t, closed.Ref)
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: closed.Ref, To: casework.StatusConcluded, Actor: expert(), Summary: "done"})
+	require.NoError(t, err)
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: closed.Ref, To: casework.StatusClosed, Actor: requester("contoso")})
+	require.NoError(t, err)
+	_, body = send(t, http.MethodGet, link, browser)
+	require.Contains(t, body, "reopen the case from its receipt")
+	require.Contains(t, body, "in your organisation&#39;s SOC channel")
+}
+
 func send(t *testing.T, method, url, accept string) (*http.Response, string) {
 	t.Helper()
 	if method == http.MethodPost {
