@@ -624,7 +624,7 @@ func TestUploadToAClosedCase(t *testing.T) {
 	// A file posted in its thread is told what can be done: a withdrawn
 	// case cannot be reopened (it said "reopen it").
 	_, err = f.svc.StoreSample(ctx, casework.Upload{Ref: c.Ref, Source: casework.SourceThread, Actor: requester("contoso", "U-analyst"),
-		Chat: casework.ChatRef{Platform: "slack", Workspace: "Tcontoso", Channel: "C0CONTOSOSOC", Message: "1712345678.000900"},
+		Chat:   casework.ChatRef{Platform: "slack", Workspace: "Tcontoso", Channel: "C0CONTOSOSOC", Message: "1712345678.000900"},
 		FileID: "F0LATE", Name: "late.bin", Body: strings.NewReader("x")})
 	var te *casework.TransitionError
 	require.ErrorAs(t, err, &te)
