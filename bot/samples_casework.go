@@ -34,6 +34,9 @@ func mapSampleErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &tl) && tl.Case:
+		return &FileRefusedError{Msg: fmt.Sprintf("the case's samples would take more than its limit of %s in all (%s stored already). Ask the experts which files they still need.",
+			casework.FormatBytes(tl.Limit), casework.FormatBytes(tl.Stored)), Err: err}
 	case errors.As(err, &tl):
 		return &FileRefusedError{Msg: fmt.Sprintf("it is larger than the limit of %s.", casework.FormatBytes(tl.Limit)), Err: err}
 	case errors.Is(err, casework.ErrEmptySample):

@@ -124,6 +124,11 @@ type Config struct {
 	// samples block: Samples; default DefaultSampleMaxBytes, 100 MiB; at
 	// most MaxSampleMaxBytes).
 	SampleMaxBytes int64 `yaml:"-"`
+	// SampleCaseMaxBytes caps the samples of one case, in all
+	// (samples.case_max_bytes; default DefaultSampleCaseMaxBytes, 1 GiB, or
+	// SampleMaxBytes when that is more): links and thread files are not
+	// counted, so without it one member could fill the database.
+	SampleCaseMaxBytes int64 `yaml:"-"`
 	// SampleRetention is how long after its case closes a sample's bytes
 	// are kept (cases.sample_retention; default 30 days, at least 1h).
 	SampleRetention time.Duration `yaml:"sample_retention"`
@@ -149,6 +154,9 @@ type Samples struct {
 	// MaxBytes caps one sample (samples.max_bytes; default 100 MiB, 413
 	// beyond).
 	MaxBytes int64 `yaml:"max_bytes"`
+	// CaseMaxBytes caps the samples of one case in all
+	// (samples.case_max_bytes; default 1 GiB, 413 beyond).
+	CaseMaxBytes int64 `yaml:"case_max_bytes"`
 }
 
 // Org is casework's part of an orgs[] entry of the config file.

@@ -28,6 +28,11 @@ const (
 	// MaxSampleMaxBytes bounds samples.max_bytes (1 GiB): samples live in
 	// PostgreSQL, and the ZIP download stays clear of ZIP64.
 	MaxSampleMaxBytes int64 = 1 << 30
+	// DefaultSampleCaseMaxBytes is samples.case_max_bytes by default: the
+	// samples of one case take at most 1 GiB in all.
+	DefaultSampleCaseMaxBytes int64 = 1 << 30
+	// MaxSampleCaseMaxBytes bounds samples.case_max_bytes (100 GiB).
+	MaxSampleCaseMaxBytes int64 = 100 << 30
 	// DefaultSampleRetention is cases.sample_retention by default: samples
 	// are deleted 30 days after their case closes.
 	DefaultSampleRetention = 30 * 24 * time.Hour
@@ -263,14 +268,23 @@ func (e *LinkError) Error() string {
 	return "this link is not valid"
 }
 
-// TooLargeError refuses a sample over Config.SampleMaxBytes; nothing was stored.
+// TooLargeError refuses a sample over Config.SampleMaxBytes, or one that
+// would take the case's samples past Config.SampleCaseMaxBytes; nothing
+// was stored.
 type TooLargeError struct {
 	// Limit is the maximum size in bytes.
 	Limit int64
+	// Case: Limit is the case's, of which Stored bytes are taken.
+	Case   bool
+	Stored int64
 }
 
 // Error says what the limit is.
 func (e *TooLargeError) Error() string {
+	if e.Case {
+		return fmt.Sprintf("the samples of this case would take more than its limit of %s in all (%s stored already); nothing was stored. "+
+			"Ask the experts in the case's thread which files they still need", FormatBytes(e.Limit), FormatBytes(e.Stored))
+	}
 	return fmt.Sprintf("the file is larger than the limit of %s; nothing was stored", FormatBytes(e.Limit))
 }
 
@@ -402,6 +416,9 @@ func (c Config) withSampleDefaults() Config {
 	if c.SampleMaxBytes == 0 {
 		c.SampleMaxBytes = DefaultSampleMaxBytes
 	}
+	if c.SampleCaseMaxBytes == 0 {
+		c.SampleCaseMaxBytes = max(DefaultSampleCaseMaxBytes, c.SampleMaxBytes)
+	}
 	if c.SampleRetention == 0 {
 		c.SampleRetention = DefaultSampleRetention
 	}
@@ -414,6 +431,10 @@ func (c Config) validateSamples() []error {
 	if c.SampleMaxBytes < 1 || c.SampleMaxBytes > MaxSampleMaxBytes {
 		errs = append(errs, fmt.Errorf("samples.max_bytes %d must be between 1 and %d (1 GiB; samples are kept in PostgreSQL); the default is %d (100 MiB)",
 			c.SampleMaxBytes, MaxSampleMaxBytes, DefaultSampleMaxBytes))
+	}
+	if c.SampleCaseMaxBytes < c.SampleMaxBytes || c.SampleCaseMaxBytes > MaxSampleCaseMaxBytes {
+		errs = append(errs, fmt.Errorf("samples.case_max_bytes %d must be between samples.max_bytes (%d) and %d (100 GiB); the default is %d (1 GiB)",
+			c.SampleCaseMaxBytes, c.SampleMaxBytes, MaxSampleCaseMaxBytes, DefaultSampleCaseMaxBytes))
 	}
 	if c.SampleRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("cases.sample_retention %s is too short: keep samples at least 1h after their case closes (default 30d)",

@@ -603,6 +603,53 @@ func TestIssueUploadLinkScope(t *testing.T) {
 	require.Equal(t, c.Ref+" is concluded: samples can be sent while a case is open", te.Error())
 }
 
+// TestSamplesOfACaseHaveABudget: samples.max_bytes bounds one file, but
+// links and thread files are not counted: one member could fill the
+// database with the same file again and again. The samples of a case take
+// at most samples.case_max_bytes in all; a deleted sample's bytes are
+// free again.
+func TestSamplesOfACaseHaveABudget(t *testing.T) {
+	t.Parallel()
+	f := sampleSetup(t, func(c *casework.Config) {
+		c.SampleMaxBytes, c.SampleCaseMaxBytes = 3*testChunk, 5*testChunk
+		c.SampleRetention = time.Hour
+	})
+	ctx := context.Background()
+	c := f.into(t, "contoso", casework.StatusInProgress)
+	store := func(n int) error {
+		t.Helper()
+		link, err := f.svc.IssueUploadLink(ctx, c.Ref, casework.System())
+		require.NoError(t, err)
+		_, err = f.svc.StoreSample(ctx, casework.Upload{Token: link.Token, Name: "a.bin", Body: bytes.NewReader(sampleBytes(n))})
+		return err
+	}
+	require.NoError(t, store(2*testChunk))
+	require.NoError(t, store(2*testChunk))
+	err := store(2 * testChunk)
+	var tl *casework.TooLargeError
+	require.ErrorAs(t, err, &tl, "past the case's budget")
+	require.True(t, tl.Case)
+	require.Equal(t, int64(4*testChunk), tl.Stored)
+	require.Contains(t, err.Error(), "would take more than its limit of 20 KiB in all (16 KiB stored already); nothing was stored")
+	require.NoError(t, store(testChunk), "what still fits is taken")
+	err = store(1)
+	require.ErrorAs(t, err, &tl, "a full case refuses before reading")
+	require.Equal(t, 3, f.count(t, `SELECT count(*) FROM case_samples`))
+
+	// Closed, its samples deleted by retention, reopened: room again.
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: casework.StatusConcluded, Actor: expert("U-expert"), Summary: "ok"})
+	require.NoError(t, err)
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: casework.StatusClosed, Actor: requester("contoso", "U-analyst")})
+	require.NoError(t, err)
+	f.clock.Advance(2 * time.Hour)
+	_, err = f.svc.SweepSamples(ctx)
+	require.NoError(t, err)
+	require.Zero(t, f.count(t, `SELECT count(*) FROM case_samples WHERE deleted_at IS NULL`))
+	_, err = f.svc.Transition(ctx, casework.TransitionRequest{Ref: c.Ref, To: casework.StatusInProgress, Actor: requester("contoso", "U-analyst")})
+	require.NoError(t, err)
+	require.NoError(t, store(3*testChunk))
+}
+
 // TestUploadToAClosedCase: a link whose case was closed since stores nothing.
 func TestUploadToAClosedCase(t *testing.T) {
 	t.Parallel()
@@ -745,6 +792,7 @@ func TestSampleConfig(t *testing.T) {
 	}{
 		{name: "too large", cfg: casework.Config{SampleMaxBytes: casework.MaxSampleMaxBytes + 1}, want: "samples.max_bytes 1073741825 must be between 1 and 1073741824"},
 		{name: "negative", cfg: casework.Config{SampleMaxBytes: -1}, want: "samples.max_bytes"},
+		{name: "case budget under one file", cfg: casework.Config{SampleMaxBytes: 4096, SampleCaseMaxBytes: 1024}, want: "samples.case_max_bytes 1024 must be between samples.max_bytes (4096)"},
 		{name: "retention too short", cfg: casework.Config{SampleRetention: time.Minute}, want: "cases.sample_retention"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -185,6 +185,9 @@ func (s *Service) storeSample(ctx context.Context, up Upload) (*Sample, error) {
 		if err := refuseClosed(x, up, actor); err != nil {
 			return err
 		}
+		if err := s.withinCaseBudget(ctx, tx, number, 0); err != nil {
+			return err // full already: nothing to stream
+		}
 		if up.Source == SourceUpload {
 			actor = Actor{Role: RoleRequester, Org: x.Org,
 				Person: Person{Platform: "web", UserID: "upload-link:" + link, DisplayName: "upload link " + link}}
@@ -218,6 +221,10 @@ func (s *Service) storeSample(ctx context.Context, up Upload) (*Sample, error) {
 		}
 		if err := refuseClosed(x, up, actor); err != nil {
 			return err // closed while the file streamed in
+		}
+		// Under the case's lock: concurrent uploads count each other.
+		if err := s.withinCaseBudget(ctx, tx, number, st.size); err != nil {
+			return err
 		}
 		match, matchText := matchSubject(x.Subject, st.md5, st.sha1, st.sha256)
 		if _, err := tx.Exec(ctx, `UPDATE case_samples SET size = $2, md5 = $3, sha1 = $4, sha256 = $5, chunk_count = $6,
@@ -274,6 +281,21 @@ func (s *Service) storeSample(ctx context.Context, up Upload) (*Sample, error) {
 			"size", out.Size, "sha256", out.SHA256)
 	}
 	return out, nil
+}
+
+// withinCaseBudget refuses (*TooLargeError) adding size bytes to the
+// samples case number keeps (Config.SampleCaseMaxBytes); the sample being
+// stored, its size not yet written, counts as 0.
+func (s *Service) withinCaseBudget(ctx context.Context, tx pgx.Tx, number, size int64) error {
+	var stored int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(sum(size), 0) FROM case_samples WHERE case_number = $1 AND deleted_at IS NULL`,
+		number).Scan(&stored); err != nil {
+		return fmt.Errorf("count the samples of %s: %w", FormatRef(number), err)
+	}
+	if limit := s.cfg.SampleCaseMaxBytes; stored+size > limit || (size == 0 && stored >= limit) {
+		return &TooLargeError{Limit: limit, Case: true, Stored: stored}
+	}
+	return nil
 }
 
 // refuseClosed refuses a sample for a closed or withdrawn case.

@@ -178,6 +178,12 @@ func (h *Handler) refuseUpload(w http.ResponseWriter, r *http.Request, err error
 		m = message{Title: "The file is too large", Lines: []string{
 			"The limit is " + casework.FormatBytes(h.cfg.MaxSampleBytes) + "; nothing was stored.",
 			"If the experts need a larger file, tell them in the case thread."}}
+		if tl != nil && tl.Case {
+			m = message{Title: "This case holds as many samples as it can", Lines: []string{
+				"Its samples would take more than " + casework.FormatBytes(tl.Limit) + " in all (" + casework.FormatBytes(tl.Stored) +
+					" stored already); nothing was stored.",
+				"Ask the experts in the case thread which files they still need."}}
+		}
 	case errors.Is(err, casework.ErrEmptySample):
 		outcome, status = "empty", http.StatusBadRequest
 		m = message{Title: "The file is empty", Lines: []string{"Nothing was stored. Choose the file and send it again; the link still works."}}

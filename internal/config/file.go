@@ -69,7 +69,7 @@ type Org struct {
 func (f *File) gather(lookup func(string) (string, bool)) {
 	f.Timezone = cmp.Or(f.Timezone, "UTC")
 	f.Bot.Orgs, f.Hunting.Orgs, f.Cases.Orgs = nil, nil, nil
-	f.Cases.SampleMaxBytes = f.Samples.MaxBytes
+	f.Cases.SampleMaxBytes, f.Cases.SampleCaseMaxBytes = f.Samples.MaxBytes, f.Samples.CaseMaxBytes
 	for i := range f.Orgs {
 		o := &f.Orgs[i]
 		o.Hunting.ID, o.Casework.ID = o.ID, o.ID

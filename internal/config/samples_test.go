@@ -20,13 +20,18 @@ func TestSampleSettings(t *testing.T) {
 	c, err = config.Load(envOf(map[string]string{"THREATDESK_CONFIG": writeFile(t, "samples:\n  max_bytes: 2048\ncases:\n  sample_retention: 7d\n")}))
 	require.NoError(t, err)
 	require.Equal(t, int64(2048), c.File.Cases.SampleMaxBytes)
+	require.Equal(t, int64(1<<30), c.File.Cases.SampleCaseMaxBytes, "1 GiB by default")
 	require.Equal(t, 7*24*time.Hour, c.File.Cases.SampleRetention)
+	c, err = config.Load(envOf(map[string]string{"THREATDESK_CONFIG": writeFile(t, "samples:\n  case_max_bytes: 5368709120\n")}))
+	require.NoError(t, err)
+	require.Equal(t, int64(5<<30), c.File.Cases.SampleCaseMaxBytes)
 
 	for body, want := range map[string]string{
-		"samples:\n  max_bytes: 2147483648\n": "samples.max_bytes 2147483648 must be between 1 and 1073741824",
-		"samples:\n  max_bytes: -5\n":         "samples.max_bytes -5",
-		"cases:\n  sample_retention: 10m\n":   "cases.sample_retention 10m0s is too short",
-		"samples:\n  max_byte: 10\n":          "line 2: samples.max_byte is not a setting (did you mean samples.max_bytes?)",
+		"samples:\n  max_bytes: 2147483648\n":                   "samples.max_bytes 2147483648 must be between 1 and 1073741824",
+		"samples:\n  max_bytes: -5\n":                           "samples.max_bytes -5",
+		"samples:\n  max_bytes: 4096\n  case_max_bytes: 1024\n": "samples.case_max_bytes 1024 must be between samples.max_bytes (4096) and",
+		"cases:\n  sample_retention: 10m\n":                     "cases.sample_retention 10m0s is too short",
+		"samples:\n  max_byte: 10\n":                            "line 2: samples.max_byte is not a setting (did you mean samples.max_bytes?)",
 	} {
 		_, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": writeFile(t, body)}))
 		require.ErrorContains(t, err, want, body)
