@@ -309,17 +309,30 @@ func (b *Bot) slaWarning(ctx context.Context, c CaseView, ev CaseEvent) (Message
 	line := Line{B("SLA warning: "), T(c.Ref + ": the " + n.Clock + " is due " + relTime(n.Due, b.now()) + ", at "), b.when(n.Due),
 		T(" (" + n.about() + "). ")}
 	m := Message{Fallback: "SLA warning: " + c.Ref + " " + n.Clock + " due " + relTime(n.Due, b.now())}
-	switch who, has, err := b.warned(ctx, c); {
+	if c.Assignee != nil && b.isExpert(c.Assignee) {
+		who := someone{platform: c.Assignee.Platform, id: c.Assignee.ID, name: userLabel(c.Assignee)}
+		span, id := who.on(b.deskPlatform())
+		m.Text, m.Mentions = []Line{append(line, span, T(" has the case."))}, nonEmpty(id)
+		return m, nil
+	}
+	if c.Assignee != nil {
+		// Its holder left the experts: the case is held by no one who
+		// works it. The expert on call is told to take it over.
+		line = append(line, U(userLabel(c.Assignee)), T(" has the case but is no longer a threat expert."))
+	}
+	switch who, has, err := b.onCallNow(ctx); {
 	case err != nil:
 		return m, err
 	case has && c.Assignee != nil:
 		span, id := who.on(b.deskPlatform())
-		line = append(line, span, T(" has the case."))
+		line = append(line, T(" "), span, T(" is on call: take it over with "+b.assignCommand(c.Ref)+"."))
 		m.Mentions = nonEmpty(id)
 	case has:
 		span, id := who.on(b.deskPlatform())
 		line = append(line, span, T(" is on call, and nobody has taken the case."))
 		m.Mentions = nonEmpty(id)
+	case c.Assignee != nil:
+		line = append(line, T(" Another expert should take it over: "+b.assignCommand(c.Ref)+"."))
 	default:
 		line = append(line, T("Nobody has the case."))
 	}
@@ -327,16 +340,13 @@ func (b *Bot) slaWarning(ctx context.Context, c CaseView, ev CaseEvent) (Message
 	return m, nil
 }
 
-// warned is who an SLA warning names: the assignee while they are an
-// expert, else the expert on call when nobody has the case.
-func (b *Bot) warned(ctx context.Context, c CaseView) (someone, bool, error) {
-	if c.Assignee != nil {
-		if !b.isExpert(c.Assignee) {
-			return someone{}, false, nil
-		}
-		return someone{platform: c.Assignee.Platform, id: c.Assignee.ID, name: userLabel(c.Assignee)}, true, nil
+// assignCommand is how the desk's platform writes assigning ref to
+// someone.
+func (b *Bot) assignCommand(ref string) string {
+	if b.deskPlatform() == Discord {
+		return "/experts case assign case:" + ref + " expert:(you)"
 	}
-	return b.onCallNow(ctx)
+	return "/experts assign " + ref + " @you"
 }
 
 // about is "target 1 h, high priority".

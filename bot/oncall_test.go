@@ -379,6 +379,29 @@ func TestSLAWarningMentionsAssigneeOrOnCall(t *testing.T) {
 	require.Equal(t, []string{f.next}, w2.Message.Mentions, "the assignee, not the on-call expert")
 }
 
+// TestSLAWarningOfACaseHeldByAFormerExpert: a case held by someone
+// removed from the experts since is worked by no one; its warning said
+// "Nobody has the case." and mentioned nobody. It names the holder, says
+// they are no longer an expert, and tells the expert on call to take it
+// over (from a review).
+func TestSLAWarningOfACaseHeldByAFormerExpert(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{pageAfter: -1})
+	ref, _, desk := f.openCase(t, "device ws-019 beaconing")
+	f.run(t, Slack, f.next, deskChannel, "take "+ref)
+	posted(t, f.slack, deskChannel, &desk.Ref, "took "+ref)
+	cfg := testConfig()
+	cfg.Experts.Slack = []string{f.on} // f.next left the experts
+	require.NoError(t, f.bot.SetConfig(cfg))
+
+	f.clock.Advance(46 * time.Minute)
+	require.Equal(t, 1, f.sweep(t).Warnings)
+	w := posted(t, f.slack, deskChannel, &desk.Ref, "SLA warning:")
+	require.Contains(t, plain(w.Message), f.name(f.next)+" has the case but is no longer a threat expert. "+f.name(f.on)+
+		" is on call: take it over with /experts assign "+ref+" @you.")
+	require.Equal(t, []string{f.on}, w.Message.Mentions)
+}
+
 // TestSLABreachDMsManagers: a breach sends each manager a direct message
 // with a link to the card, besides the desk thread note.
 func TestSLABreachDMsManagers(t *testing.T) {
