@@ -345,7 +345,8 @@ func (cw *CaseworkCases) DecodeEvent(kind string, payload json.RawMessage) (Case
 		}
 		target := time.Duration(p.TargetSeconds) * time.Second
 		return CaseEvent{Kind: k, Ref: p.Ref, Detail: fmt.Sprintf("%s target of %s (%s priority)", clock, duration(target), p.Priority),
-			SLA: &SLANotice{Clock: clock, Target: target, Priority: string(p.Priority), Due: p.DueAt}}, true, nil
+			SLA: &SLANotice{Clock: clock, Target: target, Priority: string(p.Priority), Due: p.DueAt, Paused: p.Paused,
+				Left: target - time.Duration(p.ElapsedSeconds)*time.Second}}, true, nil
 	case casework.EventPaged:
 		var p casework.PagedEvent
 		if err := dec(&p); err != nil {

@@ -235,6 +235,10 @@ type SLANotice struct {
 	Priority string
 	// Due is when the target is (or was) reached.
 	Due time.Time
+	// Paused: the clock is paused while the case waits on the requester;
+	// Left is then what remains of the target.
+	Paused bool
+	Left   time.Duration
 }
 
 // Cases is what the bot needs from casework.

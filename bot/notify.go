@@ -308,6 +308,11 @@ func (b *Bot) slaWarning(ctx context.Context, c CaseView, ev CaseEvent) (Message
 	n := slaNotice(c, ev)
 	line := Line{B("SLA warning: "), T(c.Ref + ": the " + n.Clock + " is due " + relTime(n.Due, b.now()) + ", at "), b.when(n.Due),
 		T(" (" + n.about() + "). ")}
+	if n.Paused {
+		// No due time while the case waits on the requester: what is left.
+		line = Line{B("SLA warning: "), T(c.Ref + ": the " + n.Clock + " has " + duration(max(n.Left, 0)) + " left (" + n.about() +
+			"); its clock is paused while the case waits on the requester, and runs again when they answer. ")}
+	}
 	m := Message{Fallback: "SLA warning: " + c.Ref + " " + n.Clock + " due " + relTime(n.Due, b.now())}
 	if c.Assignee != nil && b.isExpert(c.Assignee) {
 		who := someone{platform: c.Assignee.Platform, id: c.Assignee.ID, name: userLabel(c.Assignee)}

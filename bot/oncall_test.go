@@ -402,6 +402,26 @@ func TestSLAWarningOfACaseHeldByAFormerExpert(t *testing.T) {
 	require.Equal(t, []string{f.on}, w.Message.Mentions)
 }
 
+// TestSLAWarningOfAPausedClock: a warning found while the case waits on
+// the requester (the clock passed its warning point just before the
+// pause) says what is left and that the clock is paused; it gave a due
+// time as if the clock ran (from a review).
+func TestSLAWarningOfAPausedClock(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{pageAfter: -1})
+	ref, receipt, desk := f.openCase(t, "device ws-020 beaconing")
+	f.run(t, Slack, f.next, deskChannel, "take "+ref)
+	f.reply(Slack, f.next, desk.Ref, "looking") // the first response
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "looking")
+	f.clock.Advance(19 * time.Hour) // past 18 h, the conclusion's warning point (24 h target)
+	f.run(t, Slack, f.next, deskChannel, `more-info `+ref+` "the process tree"`)
+	f.clock.Advance(time.Hour)
+	require.Equal(t, 1, f.sweep(t).Warnings)
+	w := posted(t, f.slack, deskChannel, &desk.Ref, "SLA warning:")
+	require.Contains(t, plain(w.Message), ref+": the conclusion has 5 h left (target 24 h, high priority); its clock is paused while the case waits on the requester")
+	require.NotContains(t, plain(w.Message), "is due")
+}
+
 // TestSLABreachDMsManagers: a breach sends each manager a direct message
 // with a link to the card, besides the desk thread note.
 func TestSLABreachDMsManagers(t *testing.T) {

@@ -120,7 +120,11 @@ type SLAEvent struct {
 	// ElapsedSeconds is the running time (pauses excluded) when emitted.
 	ElapsedSeconds int64 `json:"elapsed_seconds"`
 	// DueAt is when the target is (or was) reached, pauses accounted for.
+	// While Paused, a target not reached yet has no time: DueAt is when it
+	// would be reached were the clock running now.
 	DueAt time.Time `json:"due_at"`
+	// Paused: the clock was paused (the case waits on the requester).
+	Paused bool `json:"paused,omitempty"`
 	// Assignee is who holds the case; zero if nobody took it.
 	Assignee Person `json:"assignee"`
 }

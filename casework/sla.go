@@ -385,6 +385,10 @@ func (s *Service) slaNotice(ctx context.Context, tx pgx.Tx, x *row, k clock, kin
 	}
 	ev := SLAEvent{Ref: x.Ref, Clock: k.name, Priority: x.Priority, TargetSeconds: int64(k.target / time.Second),
 		ElapsedSeconds: int64(elapsed / time.Second), DueAt: now.Add(k.target - elapsed), Assignee: x.Assignee}
+	if x.runningSince == nil {
+		// Paused: the clock last ran until the pause began (StatusAt).
+		ev.Paused, ev.DueAt = true, x.StatusAt.Add(k.target-elapsed)
+	}
 	if err := s.record(ctx, tx, x, now, System(), kind, ev, true); err != nil {
 		return false, err
 	}
