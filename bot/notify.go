@@ -454,10 +454,19 @@ func (b *Bot) pagedParts(ctx context.Context, c CaseView, ev CaseEvent) ([]part,
 	default:
 		line = append(line, T("Nobody is configured to page (oncall.rotation, managers)."))
 	}
+	// The desk note's key records whom the page named; a retry keeps the
+	// key an earlier attempt recorded, even when that expert is not paged
+	// again (no longer an expert), or the desk got a second note.
 	deskKey := keyDeskPage
-	if len(paged) > 0 {
+	switch {
+	case decided && before != nil:
+		deskKey += "." + string(before.Member.Platform) + "." + before.Member.ID
+		if before.Holder {
+			deskKey += keyPageHolder
+		}
+	case !decided && len(paged) > 0:
 		deskKey += "." + string(paged[0].platform) + "." + paged[0].id
-		if holder || before != nil && before.Holder {
+		if holder {
 			deskKey += keyPageHolder
 		}
 	}

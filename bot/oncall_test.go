@@ -729,3 +729,31 @@ func TestPageRetryAfterAReloadPagesTheSameExpert(t *testing.T) {
 		require.NotContains(t, plain(c.Message), "needs an expert", "nobody else paged")
 	}
 }
+
+// TestPageRetryAfterTheExpertLeftPostsOneNote: a page retried after the
+// expert it named was removed from the experts pages no expert, and its
+// desk note stays the one posted. The retry's note had another key, and
+// a second "Paged:" note went to the desk thread (from a review).
+func TestPageRetryAfterTheExpertLeftPostsOneNote(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{})
+	_, _, desk := f.openCase(t, "device ws-021 beaconing")
+	f.direct(t, f.on, "New high-priority case")
+	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
+
+	release := f.slack.HoldPosts(bottest.DirectChannel(f.next))
+	t.Cleanup(release)
+	f.clock.Advance(16 * time.Minute)
+	require.Equal(t, 1, f.sweep(t).Paged)
+	posted(t, f.slack, deskChannel, &desk.Ref, "Paged "+f.name(f.next)+", next on call")
+	cfg := testConfig()
+	cfg.Experts.Slack = []string{f.on} // f.next left the experts
+	require.NoError(t, f.bot.SetConfig(cfg))
+	f.slack.Fail(bottest.ServerError())
+	release()
+	f.waitFor(t, "everything delivered", func() bool { return f.pending(t) == 0 })
+	notes := f.slack.Count(bottest.OpPost, func(c bottest.Call) bool {
+		return c.Dest.Thread != nil && c.Dest.Thread.Message == desk.Ref.Message && strings.Contains(plain(c.Message), "Paged:")
+	})
+	require.Equal(t, 1, notes, "one desk note for one page")
+}
