@@ -94,7 +94,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, token string) {
 	rc := http.NewResponseController(w)
 	end := time.Now().Add(h.cfg.TransferTimeout)
 	_ = rc.SetWriteDeadline(end.Add(time.Minute))
-	r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: h.cfg.UploadIdle, end: end}
+	r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: h.cfg.UploadIdle, end: end, start: time.Now(), rate: h.cfg.UploadMinRate}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		h.m.uploads.WithLabelValues("not_multipart").Inc()
@@ -329,21 +329,33 @@ func clientAddress(r *http.Request) string {
 }
 
 // idleBody moves the connection's read deadline on before every read: the
-// whole upload must end by end, and each read must bring bytes within idle,
-// so that a client that stalls is cut after idle, not after the whole
-// transfer timeout.
+// whole upload must end by end, each read must bring bytes within idle,
+// and after the first idle the bytes must come at rate (bytes a second)
+// on average, so that a client that stalls, or trickles a byte now and
+// then, is cut soon, not after the whole transfer timeout.
 type idleBody struct {
 	io.ReadCloser
-	rc   *http.ResponseController
-	idle time.Duration
-	end  time.Time
+	rc    *http.ResponseController
+	idle  time.Duration
+	end   time.Time
+	start time.Time
+	rate  int64
+	n     int64
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	d := time.Now().Add(b.idle)
+	// When the bytes read so far fall under the rate.
+	if b.rate > 0 {
+		if slow := b.start.Add(b.idle + time.Duration(float64(b.n)/float64(b.rate)*float64(time.Second))); slow.Before(d) {
+			d = slow
+		}
+	}
 	if d.After(b.end) {
 		d = b.end
 	}
 	_ = b.rc.SetReadDeadline(d)
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
 }

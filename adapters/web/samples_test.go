@@ -447,6 +447,51 @@ func TestStalledUploadIsCut(t *testing.T) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode, text)
 }
 
+// TestTricklingUploadIsCut: a client that sends a byte now and then, each
+// within UploadIdle, held its store slot, a connection and an open
+// transaction for the whole transfer timeout (30 minutes; from a review).
+// Once UploadIdle has passed, an upload slower than UploadMinRate on
+// average is cut, answered, and nothing is stored.
+func TestTricklingUploadIsCut(t *testing.T) {
+	t.Parallel()
+	f := setup(t, 64<<10, func(c *web.Config) { c.UploadIdle, c.UploadMinRate = 400*time.Millisecond, 1 << 10 })
+	c := f.fileCase(t, strings.Repeat("0", 64), "q")
+	url := f.uploadLink(t, c.Ref)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	const boundary = "xXxBoundaryxXx"
+	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"trickle.bin\"\r\n" +
+		"Content-Type: application/octet-stream\r\n\r\nfirst bytes"
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s",
+		strings.TrimPrefix(url, f.base), boundary, 10000, head)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a byte every 100 ms: never idle, about 10 bytes a second
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if _, err := conn.Write([]byte("x")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "answered while the client still trickles")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "The upload was interrupted")
+	require.Less(t, time.Since(start), 10*time.Second, "cut soon after UploadIdle")
+	f.nothingStored(t)
+}
+
 // TestUploadThroughABadLinkIsAnsweredAtOnce: a POST to an upload link that
 // does not work (here made up) is answered before its body is read. It used
 // to get the upload's long deadlines first, so a client with no valid link

@@ -36,6 +36,11 @@ const (
 	// a stalled client must not hold one of casework's few store slots
 	// (and a database connection) for the whole TransferTimeout.
 	DefaultUploadIdle = time.Minute
+	// DefaultUploadMinRate cuts an upload slower than this, on average,
+	// after its first UploadIdle (bytes a second: 4 KiB/s, 32 kbit/s): a
+	// byte a minute would otherwise hold a store slot, a connection and
+	// an open transaction for the whole TransferTimeout.
+	DefaultUploadMinRate = 4 << 10
 	// multipartOverhead is what the upload route's body cap allows beyond
 	// the sample's limit: boundaries, part headers, a few small fields.
 	multipartOverhead = 64 << 10
@@ -56,6 +61,9 @@ type Config struct {
 	// UploadIdle cuts an upload that sends nothing for this long (default
 	// a minute).
 	UploadIdle time.Duration
+	// UploadMinRate cuts an upload slower than this many bytes a second,
+	// on average, once UploadIdle has passed (default 4 KiB/s).
+	UploadMinRate int64
 
 	// The case tracker (/web/). Pool keeps its sign-in links and sessions
 	// (required); Key keys its forms' CSRF tokens (required); Cases is
@@ -123,6 +131,7 @@ var _ bot.WebSignIn = (*Handler)(nil)
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	cfg.TransferTimeout = cmp.Or(cfg.TransferTimeout, DefaultTransferTimeout)
 	cfg.UploadIdle = cmp.Or(cfg.UploadIdle, DefaultUploadIdle)
+	cfg.UploadMinRate = cmp.Or(cfg.UploadMinRate, DefaultUploadMinRate)
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
