@@ -454,7 +454,7 @@ func TestStalledUploadIsCut(t *testing.T) {
 // average is cut, answered, and nothing is stored.
 func TestTricklingUploadIsCut(t *testing.T) {
 	t.Parallel()
-	f := setup(t, 64<<10, func(c *web.Config) { c.UploadIdle, c.UploadMinRate = 400*time.Millisecond, 1 << 10 })
+	f := setup(t, 64<<10, func(c *web.Config) { c.UploadIdle, c.UploadMinRate = 400*time.Millisecond, 1<<10 })
 	c := f.fileCase(t, strings.Repeat("0", 64), "q")
 	url := f.uploadLink(t, c.Ref)
 
