@@ -165,10 +165,16 @@ func (b *Bot) managers(ctx context.Context) []someone {
 // onCallNow is the expert who holds the pager now, when a rotation is
 // configured and they are still one of the experts.
 func (b *Bot) onCallNow(ctx context.Context) (someone, bool, error) {
+	return b.onCallAt(ctx, b.now())
+}
+
+// onCallAt is the expert who held the pager at t, when a rotation is
+// configured and they are still one of the experts.
+func (b *Bot) onCallAt(ctx context.Context, t time.Time) (someone, bool, error) {
 	if b.onCall == nil {
 		return someone{}, false, nil
 	}
-	cur, ok, err := b.onCall.Current(ctx, b.now())
+	cur, ok, err := b.onCall.Current(ctx, t)
 	if err != nil {
 		return someone{}, false, fmt.Errorf("who is on call: %w", err)
 	}
@@ -212,13 +218,22 @@ func (b *Bot) deskCardNow(ctx context.Context, c CaseView) (Message, error) {
 // deskLink is the label of the link to a case's desk card.
 func deskLink(ref string) string { return "Open " + ref + " on the desk" }
 
-// openedDM is the direct message to the on-call expert about a new
-// high-priority case, if there is someone to send it to.
+// openedDM is the direct message to the expert on call when the case was
+// opened about a new high-priority case, if there is someone to send it
+// to. Who was on call then, not when the message goes out: the page, if
+// nobody takes it, goes to whoever holds the pager by then unless they
+// were told at opening (oncall's PageFor); a delivery delayed past a
+// hand-over told the new holder, and the page told them again while the
+// next expert heard nothing.
 func (b *Bot) openedDM(ctx context.Context, c CaseView) ([]part, error) {
 	if c.Priority != "high" {
 		return nil, nil
 	}
-	oc, ok, err := b.onCallNow(ctx)
+	at := c.OpenedAt
+	if at.IsZero() {
+		at = b.now()
+	}
+	oc, ok, err := b.onCallAt(ctx, at)
 	if err != nil || !ok {
 		return nil, err
 	}

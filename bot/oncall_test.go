@@ -278,6 +278,32 @@ func TestPageAfterAHandoverGoesToTheNewHolder(t *testing.T) {
 	require.Len(t, f.slack.Directs(f.next), 1, "paged once")
 }
 
+// TestOpeningDeliveredAfterAHandoverTellsWhoWasOnCall: a case opened
+// just before the hand-over whose announcement went out after it (a retry,
+// a backlog) told the new holder "You are on call"; its page then paged
+// them again as the one not told, and the next expert heard nothing. The
+// expert on call when the case was opened is told, as the page assumes
+// (from a review).
+func TestOpeningDeliveredAfterAHandoverTellsWhoWasOnCall(t *testing.T) {
+	t.Parallel()
+	f := setupOncall(t, oncallSetup{})
+	f.clock.Set(time.Date(2026, 3, 4, 8, 58, 0, 0, time.UTC))
+	release := f.slack.HoldPosts(contosoSOC) // the receipt, the announcement's first part
+	t.Cleanup(release)
+	_, m := f.run(t, Slack, analyst, contosoSOC, "device ws-022 beaconing")
+	require.Contains(t, plain(m), "Opened EOD-")
+	require.Eventually(t, func() bool { // the database signals nothing: look every 10 ms
+		var n int
+		return f.db.QueryRow(context.Background(), `SELECT count(*) FROM bot_attempt`).Scan(&n) == nil && n > 0
+	}, 10*time.Second, 10*time.Millisecond, "the first attempt under way")
+	f.clock.Set(time.Date(2026, 3, 4, 9, 1, 0, 0, time.UTC)) // the pager changed hands at 09:00
+	f.slack.Fail(bottest.ServerError())                      // that attempt fails; the next one runs after the hand-over
+	release()
+	f.direct(t, f.on, "New high-priority case")
+	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
+	require.Empty(t, f.slack.Directs(f.next), "the new holder was not on call when it opened")
+}
+
 // TestAssignDMsAssigneeAndSaysWhoAssignedWhom: a manager's assign is
 // announced as who assigned whom in both threads (issue 14.2), and the
 // assignee gets a direct message with the question and a link; taking a
