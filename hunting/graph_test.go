@@ -3,12 +3,14 @@ package hunting
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -163,6 +165,33 @@ func TestGraphPullScheduled(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return f.count(t, `SELECT count(*) FROM hunting_alerts`) == 1
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestGraphPullRunsOnOneReplica: every replica scheduled the Graph pull
+// every interval (gocron's locker only keeps runs from overlapping): with
+// three replicas each tenant was read three times an interval, and Graph
+// throttles by app and tenant. A replica whose tick comes after another's
+// pull, within the interval, does not pull again.
+func TestGraphPullRunsOnOneReplica(t *testing.T) {
+	t.Parallel()
+	f, fake := graphPullSetup(t, 3, 0)
+	require.NoError(t, fake.Add(graphAlert(t, "r1", "hostR", t0.Add(-time.Hour))))
+	require.NoError(t, f.svc.Start(f.ctx))
+	defer func() { require.NoError(t, f.svc.Stop()) }()
+	require.Eventually(t, func() bool {
+		return f.count(t, `SELECT count(*) FROM hunting_alerts`) == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	tokens, _ := fake.Calls()
+	require.Equal(t, 1, tokens, "the first replica pulled")
+
+	// A second replica starts: its first tick comes after that pull.
+	other, err := New(f.pool, f.svc.cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.NoError(t, other.Start(f.ctx))
+	defer func() { require.NoError(t, other.Stop()) }()
+	time.Sleep(500 * time.Millisecond) // its first ticks run at once
+	tokens, _ = fake.Calls()
+	require.Equal(t, 1, tokens, "the second replica did not pull again (each asks for its own token)")
 }
 
 // withFields returns a Graph alert with some fields replaced.

@@ -433,30 +433,47 @@ func (s *Service) Start(ctx context.Context) error {
 			name  string
 			every time.Duration
 			run   func(ctx context.Context)
+			// once: one replica runs it per interval (claimRun), not
+			// every replica.
+			once bool
 		}
 		jobs := []job{
 			{"hunting-sweep", s.cfg.SweepInterval, func(ctx context.Context) {
 				if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("notification sweep failed", "err", err)
 				}
-			}},
+			}, false},
 			{"hunting-prune", time.Hour, func(ctx context.Context) {
 				if _, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("prevalence prune failed", "err", err)
 				}
-			}},
+			}, true},
 		}
 		if s.cfg.Graph != nil {
 			jobs = append(jobs, job{"hunting-graph-pull", s.cfg.Graph.Interval, func(ctx context.Context) {
 				if n, err := s.PullGraph(ctx); err != nil && ctx.Err() == nil {
 					s.log.Warn("graph pull", "ingested", n, "err", err)
 				}
-			}})
+			}, true})
 		}
 		for _, j := range jobs {
 			_, err = sch.NewJob(gocron.DurationJob(j.every),
 				gocron.NewTask(func() {
-					_ = s.life.Guard(j.name, func() error { j.run(ctx); return nil }) // a panic is logged and counted
+					_ = s.life.Guard(j.name, func() error {
+						if j.once {
+							switch mine, err := s.claimRun(ctx, j.name, j.every); {
+							case err != nil:
+								if ctx.Err() == nil {
+									s.log.Warn("scheduled job not run: could not claim its run", "job", j.name, "err", err)
+								}
+								return nil
+							case !mine:
+								return nil // another replica ran it within the interval
+							}
+						}
+						j.run(ctx)
+						return nil
+					}) // a panic is logged and counted
 				}),
 				gocron.WithName(j.name),
 				gocron.WithSingletonMode(gocron.LimitModeReschedule),
@@ -484,3 +501,18 @@ func (s *Service) Start(ctx context.Context) error {
 // Stop cancels the jobs, waits for one in progress and stops the
 // scheduler. It is safe before Start and more than once.
 func (s *Service) Stop() error { return s.life.Stop() }
+
+// claimRun reports whether this replica runs job now: false when any
+// replica started it less than nine tenths of every ago (a replica's own
+// ticks, every apart, always claim; hunting_job_runs). The database's
+// clock decides, so replicas' clocks need not agree.
+func (s *Service) claimRun(ctx context.Context, job string, every time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+INSERT INTO hunting_job_runs (job, ran_at) VALUES ($1, clock_timestamp())
+ON CONFLICT (job) DO UPDATE SET ran_at = EXCLUDED.ran_at
+WHERE hunting_job_runs.ran_at <= clock_timestamp() - $2::interval`, job, every-every/10)
+	if err != nil {
+		return false, fmt.Errorf("claim the run of %s: %w", job, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
