@@ -50,12 +50,41 @@ import (
 // followEvery is how often a replica looks for other replicas' reloads.
 const followEvery = 2 * time.Second
 
+// reloadBot is the bot's part in a reload: check its block, audit the
+// reload (config_reloads, and the desk told), switch to it. Without a chat
+// platform, auditOnly takes its place.
+type reloadBot interface {
+	CheckConfig(cfg bot.Config) error
+	RecordReload(ctx context.Context, by bot.ReloadBy, rep bot.ReloadReport, next *bot.Config) (int64, error)
+	ApplyConfig(next bot.Config) error
+}
+
+// auditOnly is reloadBot without a bot (no chat platform enabled): a
+// SIGHUP still reloads the orgs' tenants and ingest tokens, audited in
+// config_reloads for the other replicas to follow.
+type auditOnly struct{ pool *pgxpool.Pool }
+
+func (auditOnly) CheckConfig(bot.Config) error { return nil }
+func (auditOnly) ApplyConfig(bot.Config) error { return nil }
+
+func (a auditOnly) RecordReload(ctx context.Context, by bot.ReloadBy, rep bot.ReloadReport, _ *bot.Config) (int64, error) {
+	var id int64
+	err := a.pool.QueryRow(ctx, `
+INSERT INTO config_reloads (at, by_platform, by_user, by_name, applied, file_sha256, changes, restart, problems)
+VALUES (now(), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`, by.Platform, by.User, by.Name, rep.Applied, rep.File,
+		append([]string{}, rep.Changes...), append([]string{}, rep.Restart...), append([]string{}, rep.Problems...)).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("audit the reload: %w", err)
+	}
+	return id, nil
+}
+
 // reloader implements bot.Reloader.
 type reloader struct {
 	mu    sync.Mutex
 	cfg   *config.Config
 	pool  *pgxpool.Pool
-	bot   *bot.Bot
+	bot   reloadBot
 	cases *casework.Service
 	hunt  *hunting.Service
 	rota  *liveOnCall
@@ -74,7 +103,7 @@ type reloader struct {
 	stop func()
 }
 
-func newReloader(cfg *config.Config, pool *pgxpool.Pool, b *bot.Bot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
+func newReloader(cfg *config.Config, pool *pgxpool.Pool, b reloadBot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
 	r := &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"),
 		running: cfg.File, started: cfg.File}
 	r.runningSHA, _ = fileSHA(cfg.ConfigPath)

@@ -23,6 +23,7 @@ import (
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/internal/config"
 	"github.com/threatdesk/threatdesk/internal/pglocal"
+	"github.com/threatdesk/threatdesk/internal/pgtest"
 	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
@@ -537,4 +538,36 @@ func TestServeAsPID1ReapsAndRestarts(t *testing.T) {
 
 	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, c.wait(), "PID 1 stops cleanly on SIGTERM")
+}
+
+// TestSIGHUPWithoutChatReloads: with no chat platform enabled (an
+// intake-only deployment) nothing listened for SIGHUP, Go's default ended
+// the process, and its embedded PostgreSQL ran on, orphaned; the same
+// while starting or stopping. A SIGHUP sent while it starts is ignored,
+// and one sent while it runs reloads the orgs, audited.
+func TestSIGHUPWithoutChatReloads(t *testing.T) {
+	t.Parallel()
+	_, dbURL := pgtest.Empty(t)
+	cfgPath := filepath.Join(t.TempDir(), "threatdesk.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("timezone: UTC\n"), 0o600))
+	addr := freeAddr(t)
+	c := startChild(t, map[string]string{"DATABASE_URL": dbURL, "THREATDESK_HTTP_ADDR": addr, "THREATDESK_CONFIG": cfgPath,
+		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100"}, nil)
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGHUP), "while it starts")
+	c.waitReady(t, "http://"+addr)
+
+	require.NoError(t, os.WriteFile(cfgPath, []byte("timezone: UTC\ncases:\n  remind_after: 12h\n"), 0o600))
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		return queryString(t, dbURL, `SELECT coalesce(string_agg(by_user || ':' || applied::text || ':' || cardinality(restart), ','), '') FROM config_reloads`) ==
+			"SIGHUP:true:1" // cases.remind_after, read at start
+	}, 20*time.Second, 50*time.Millisecond, "the reload is audited")
+	select {
+	case <-c.exited:
+		t.Fatalf("threatdesk exited on SIGHUP: %v", c.err)
+	default:
+	}
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, c.wait(), "a clean stop")
 }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +29,16 @@ import (
 const shutdownGrace = 20 * time.Second
 
 func cmdServe(args []string, stdout, stderr io.Writer, lookup func(string) (string, bool), guard sync.Locker) error {
+	// SIGHUP asks for a reload, which the reloader hears while it runs
+	// (reload.go). Before it starts and after it stops (starting the
+	// database, migrating, stopping) a SIGHUP must not end the process,
+	// Go's default, which left the embedded PostgreSQL running orphaned.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+		}
+	}()
 	cfg, log, err := prepare("serve", "Usage: threatdesk [serve]\n\nRuns the service: applies migrations, serves HTTP (health, metrics, alert\nintake, Slack and Discord endpoints), connects to the chat platforms that are\nconfigured, and runs the delivery workers and scheduled sweeps. The embedded\nPostgreSQL is restarted when it dies; when that keeps failing the service\nexits with status 1, for its supervisor to restart it. SIGINT or SIGTERM\nstops it cleanly, the embedded PostgreSQL included.\n"+envHelp,
 		args, stdout, stderr, lookup)
 	if err != nil {

@@ -60,6 +60,12 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		// Without a platform there is nobody to talk to: no bot, and outbox
 		// events wait until a platform is configured.
 		log.Info("no chat platform is enabled: set SLACK_BOT_TOKEN with SLACK_APP_TOKEN or SLACK_SIGNING_SECRET for Slack, or DISCORD_BOT_TOKEN and DISCORD_APP_ID for Discord")
+		// SIGHUP still reloads the orgs (tenants, ingest tokens, thresholds).
+		rota, err := oncall.New(pool, f.Oncall, f.Location, log)
+		if err != nil {
+			return nil, fmt.Errorf("oncall: %w", err)
+		}
+		app.Add("reload", newReloader(cfg, pool, auditOnly{pool: pool}, cases, hunt, newLiveOnCall(rota), log))
 		return app, nil
 	}
 
