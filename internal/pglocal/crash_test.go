@@ -186,3 +186,57 @@ func restarts(t *testing.T, reg *prometheus.Registry, result string) float64 {
 	}
 	return -1
 }
+
+// TestInterruptedInitdbIsMadeAgain: initdb killed during the first start
+// (the OOM killer, a container stopped) left a data directory with
+// PG_VERSION, taken for a made cluster: every later start failed ("could
+// not open file global/pg_control") until someone removed it by hand.
+func TestInterruptedInitdbIsMadeAgain(t *testing.T) {
+	t.Parallel()
+	requireBinaries(t)
+	dir := shortDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() {
+		s, err := pglocal.Start(ctx, pglocal.Options{Dir: dir}, nil)
+		if err == nil {
+			_ = s.Stop(ctx)
+		}
+		started <- err
+	}()
+	killed := false
+	for !killed {
+		select {
+		case err := <-started:
+			t.Fatalf("the first start ended before initdb could be killed: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+		made := false
+		for _, d := range []string{"data", "data.initdb"} {
+			if _, err := os.Stat(filepath.Join(dir, d, "PG_VERSION")); err == nil {
+				made = true
+			}
+		}
+		if !made {
+			continue
+		}
+		procs, _ := os.ReadDir("/proc")
+		for _, p := range procs {
+			pid, err := strconv.Atoi(p.Name())
+			if err != nil {
+				continue
+			}
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if args := strings.Split(string(cmd), "\x00"); strings.HasSuffix(args[0], "initdb") && strings.Contains(string(cmd), dir) {
+				killed = syscall.Kill(pid, syscall.SIGKILL) == nil || killed
+			}
+		}
+	}
+	require.Error(t, <-started, "initdb was killed")
+
+	s, err := pglocal.Start(ctx, pglocal.Options{Dir: dir, Database: "app"}, nil)
+	require.NoError(t, err, "the next start makes the cluster again")
+	defer func() { require.NoError(t, s.Stop(ctx)) }()
+	require.Equal(t, "1", query(t, s.URL("app"), "SELECT 1::text"))
+}

@@ -276,9 +276,16 @@ func (s *Server) initdb(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(s.DataDir(), "PG_VERSION")); err == nil {
 		return nil
 	}
-	// A half-made cluster from an interrupted initdb is removed and made again.
-	if err := os.RemoveAll(s.DataDir()); err != nil {
-		return fmt.Errorf("remove incomplete cluster %q: %w", s.DataDir(), err)
+	// initdb makes the cluster beside the data directory and it is renamed
+	// into place once whole: initdb writes PG_VERSION first, so one killed
+	// midway (the OOM killer, a container stopped during the first start)
+	// left a data directory that looked made and never started. A
+	// half-made cluster is removed and made again.
+	tmp := s.DataDir() + ".initdb"
+	for _, dir := range []string{s.DataDir(), tmp} {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove incomplete cluster %q: %w", dir, err)
+		}
 	}
 	// initdb reads the superuser's password from a file of its own, readable
 	// only by the server's user, removed once the cluster exists.
@@ -288,10 +295,13 @@ func (s *Server) initdb(ctx context.Context) error {
 	}
 	defer os.Remove(pwFile)
 	start := time.Now()
-	out, err := s.run(ctx, "initdb", "-D", s.DataDir(), "-U", superuser, "--auth=scram-sha-256", "--pwfile="+pwFile,
+	out, err := s.run(ctx, "initdb", "-D", tmp, "-U", superuser, "--auth=scram-sha-256", "--pwfile="+pwFile,
 		"--encoding=UTF8", "--locale=C", "--no-instructions")
 	if err != nil {
-		return fmt.Errorf("initdb in %q: %w: %s", s.DataDir(), err, lastLines(out, 5))
+		return fmt.Errorf("initdb in %q: %w: %s", tmp, err, lastLines(out, 5))
+	}
+	if err := os.Rename(tmp, s.DataDir()); err != nil {
+		return fmt.Errorf("move the new cluster into place: %w", err)
 	}
 	if _, err := s.writeHBA(); err != nil {
 		return err
