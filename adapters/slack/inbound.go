@@ -184,7 +184,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		kind = "submit"
 	}
 	channel := cmp.Or(cb.Channel.ID, cb.Container.ChannelID)
-	user := bot.User{Platform: bot.Slack, Workspace: cb.Team.ID, ID: cb.User.ID}
+	user := bot.User{Platform: bot.Slack, Workspace: presserTeam(cb), ID: cb.User.ID}
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
 		if len(cb.ActionCallback.BlockActions) == 0 {
@@ -453,6 +453,18 @@ func authorTeam(oe outerEvent, me messageEvent, install string) string {
 		return t // a guest's, even an Enterprise Grid's E… id: no org's
 	}
 	return install
+}
+
+// presserTeam is the workspace of who pressed a button or submitted a
+// form: the user's own (user.team_id) when it is another workspace than
+// the one the interaction came through, a Slack Connect guest, who is no
+// member of the channel's org. An Enterprise Grid's E… id (a member of the
+// grid) is no workspace: the interaction's stands.
+func presserTeam(cb slack.InteractionCallback) string {
+	if t := cb.User.TeamID; strings.HasPrefix(t, "T") && t != cb.Team.ID {
+		return t
+	}
+	return cb.Team.ID
 }
 
 // ReadableText decodes message text as Slack sends it into what a person

@@ -423,6 +423,34 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	_, relayed := find(chDesk, consults[0].card.TS, "a guest writes")
 	require.False(t, relayed, "a guest of another workspace is no member of the org")
 
+	// 7c. The guest presses Add details on Contoso's receipt, then Contoso's
+	// requester does: the presses come through Contoso's install (team),
+	// the guest's from his own workspace (user.team_id). He is no member of
+	// Contoso: no form opens for him. (The press's team made him a member.)
+	opened := func(trigger string) bool {
+		for _, v := range fake.Views() {
+			if v.TriggerID == trigger {
+				return true
+			}
+		}
+		return false
+	}
+	press := func(user string) string {
+		p, err := fake.Press(chContoso, consults[0].receipt.TS, user, "add_details")
+		require.NoError(t, err)
+		require.Equal(t, wsContoso, p["team"].(map[string]any)["id"])
+		_, err = fake.Interactive(ctx, p)
+		require.NoError(t, err)
+		return p["trigger_id"].(string)
+	}
+	guestTrigger, memberTrigger := press(uFabrikam), press(uContoso)
+	require.Eventually(t, func() bool {
+		var n int
+		err := w.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE kind IN ('action', 'form') AND done_at IS NULL AND dead_at IS NULL`).Scan(&n)
+		return err == nil && n == 0 && opened(memberTrigger)
+	}, time.Minute, 20*time.Millisecond, "Contoso's requester gets the form")
+	require.False(t, opened(guestTrigger), "a guest of another workspace is no member of the org")
+
 	// 8. A workspace's events act only for its own orgs: Contoso's user in
 	// a channel id of Fabrikam's, from Contoso's workspace, opens nothing.
 	before := len(fake.Messages(chFabrikam))

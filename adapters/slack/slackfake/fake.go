@@ -1925,7 +1925,9 @@ func (s *Server) Press(channel, ts, user, action string) (map[string]any, error)
 			team := s.TeamOf(channel)
 			return map[string]any{
 				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+				// user.team_id is the presser's own workspace: a Slack
+				// Connect guest's differs from team.id.
+				"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.userTeam(user, team)},
 				"team":      map[string]any{"id": team, "domain": "fake"},
 				"channel":   map[string]any{"id": channel, "name": c.Name},
 				"container": container, "trigger_id": s.newTrigger(team), "response_url": s.responseURL(origin{channel: channel, user: user, source: ts}),
@@ -1984,9 +1986,19 @@ func (s *Server) Submit(v View, user string, values map[string]string) (map[stri
 	return map[string]any{
 		"type": "view_submission", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
 		"team":       map[string]any{"id": team, "domain": "fake"},
-		"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+		"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.userTeam(user, team)},
 		"trigger_id": s.newTrigger(team), "view": view, "response_urls": []any{},
 	}, nil
+}
+
+// userTeam is the workspace of user, else team.
+func (s *Server) userTeam(user, team string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.users[user]; ok && u.Team != "" {
+		return u.Team
+	}
+	return team
 }
 
 // ---- HTTP mode ----
