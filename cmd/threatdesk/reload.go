@@ -393,6 +393,9 @@ func diffFiles(old, next *config.File) (changes, restart []string) {
 	if !hunting.SameSettings(old.Hunting, next.Hunting) {
 		restart = append(restart, "hunting settings other than the orgs")
 	}
+	if old.Insight.Window != next.Insight.Window {
+		restart = append(restart, fmt.Sprintf("insight.window %s → %s", old.Insight.Window, next.Insight.Window))
+	}
 	return changes, restart
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -212,6 +213,42 @@ func TestReloadDiffNamesNoSecret(t *testing.T) {
 	require.Equal(t, []string{"org contoso: its alert routing changed (tenants, notify_score or ingest token)"}, changes)
 	require.Empty(t, restart)
 	require.NotContains(t, strings.Join(append(changes, restart...), "\n"), "secret-value")
+}
+
+// TestReloadDiffCoversEveryBlock: each block of the config file, changed,
+// is reported, as applied or as needing a restart. insight.window was
+// neither: a reload answered "valid and unchanged", and the old window
+// stayed (from a review). A block added to config.File without a case here
+// fails the test.
+func TestReloadDiffCoversEveryBlock(t *testing.T) {
+	t.Parallel()
+	base, err := config.ParseFile([]byte(reloadBase))
+	require.NoError(t, err)
+	change := map[string]func(f *config.File){
+		"Timezone": func(f *config.File) { f.Timezone = "Europe/Paris" },
+		"Orgs":     func(f *config.File) { f.Orgs[0].Name = "Contoso Ltd" },
+		"Bot":      func(f *config.File) { f.Bot.Experts.Slack = append(f.Bot.Experts.Slack, "U0EXPERT9") },
+		"Cases":    func(f *config.File) { f.Cases.RemindAfter = 12 * time.Hour },
+		"Samples":  func(f *config.File) { f.Samples.CaseMaxBytes = 5 << 30 },
+		"Hunting":  func(f *config.File) { f.Hunting.RepeatInterval = 3 * time.Hour },
+		"Oncall":   func(f *config.File) { f.Oncall.PageAfter = time.Hour },
+		"Insight":  func(f *config.File) { f.Insight.Window = 7 * 24 * time.Hour },
+	}
+	for i := range reflect.TypeFor[config.File]().NumField() {
+		name := reflect.TypeFor[config.File]().Field(i).Name
+		if name == "Location" {
+			continue // Timezone, loaded
+		}
+		t.Run(name, func(t *testing.T) {
+			mod, ok := change[name]
+			require.True(t, ok, "config.File.%s: say how a reload reports a change of it (diffFiles), and add it here", name)
+			next, err := config.ParseFile([]byte(reloadBase))
+			require.NoError(t, err)
+			mod(next)
+			changes, restart := diffFiles(base, next)
+			require.NotEmpty(t, append(changes, restart...), "a change of %s is reported", name)
+		})
+	}
 }
 
 // TestReplicasFollowAReload: two replicas on one database, each with its
