@@ -106,7 +106,8 @@ type reloader struct {
 func newReloader(cfg *config.Config, pool *pgxpool.Pool, b reloadBot, cases *casework.Service, hunt *hunting.Service, rota *liveOnCall, log *slog.Logger) *reloader {
 	r := &reloader{cfg: cfg, pool: pool, bot: b, cases: cases, hunt: hunt, rota: rota, log: log.With("component", "reload"),
 		running: cfg.File, started: cfg.File}
-	r.runningSHA, _ = fileSHA(cfg.ConfigPath)
+	// The file as Load read it: read again now, it may have changed since.
+	r.runningSHA = cfg.File.SHA256
 	return r
 }
 
@@ -162,9 +163,13 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 // (that replica did) and a bad file is only logged. r.mu is held.
 func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadReport, error) {
 	var rep bot.ReloadReport
-	rep.File, _ = fileSHA(r.cfg.ConfigPath)
 	var rota *oncall.Service
 	f, err := r.cfg.ReadFile()
+	if f != nil {
+		rep.File = f.SHA256 // the bytes read, not the file as it is a moment later
+	} else {
+		rep.File, _ = fileSHA(r.cfg.ConfigPath)
+	}
 	if err == nil {
 		err = errors.Join(r.bot.CheckConfig(f.Bot), r.cases.CheckLive(f.Cases), r.hunt.CheckOrgs(f.Hunting))
 		if err == nil {

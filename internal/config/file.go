@@ -2,6 +2,8 @@ package config
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,6 +54,9 @@ type File struct {
 	Oncall oncall.Config `yaml:"oncall"`
 	// Insight is the experts' view across orgs (sightings, campaigns).
 	Insight insight.Config `yaml:"insight"`
+	// SHA256 is the hex SHA-256 of the bytes LoadFile parsed: what a
+	// reload compares, the file as it was read, not as it is now.
+	SHA256 string `yaml:"-"`
 }
 
 // Org is one orgs[] entry: the bot's keys (id, name, slack, discord),
@@ -202,7 +207,12 @@ func LoadFile(path string) (*File, error) {
 		}
 		return nil, fmt.Errorf("THREATDESK_CONFIG: read %s: %w", path, err)
 	}
-	return ParseFile(b)
+	f, err := ParseFile(b)
+	if f != nil {
+		sum := sha256.Sum256(b)
+		f.SHA256 = hex.EncodeToString(sum[:])
+	}
+	return f, err
 }
 
 // ParseFile strictly decodes a YAML config document (no defaults, no
