@@ -190,7 +190,23 @@ func (b *Bot) deliverBatch(ctx context.Context) (int, error) {
 	// Finish (or give back) every row well inside its lease, so that no
 	// other worker claims a row this one is still sending.
 	deadline := time.Now().Add(d.Lease * 3 / 4)
-	for _, row := range rows {
+	for i, row := range rows {
+		if ctx.Err() != nil {
+			// Stopping: the rows not begun go back at once, or their lease
+			// would hold them (and the rest of their streams) on every
+			// rolling restart. The row in flight keeps its lease: its post
+			// may still land, and a lookup after the lease sees it.
+			ids := make([]int64, 0, len(rows)-i)
+			for _, r := range rows[i:] {
+				ids = append(ids, r.ID)
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			if err := outbox.Release(rctx, b.db, ids); err != nil {
+				b.log.Warn("could not give back outbox rows while stopping; they wait for their lease", "rows", len(ids), "err", err)
+			}
+			cancel()
+			break
+		}
 		b.deliverRow(ctx, deadline, row)
 	}
 	return len(rows), nil

@@ -317,10 +317,11 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 	b.live.put(key, rs)
 	row := inboundRow{key: key, platform: p, kind: kind, event: ev, attempts: 1, received: received}
 	if !b.goBackground("inbound "+kind, b.backgroundTimeout(row), func(ctx context.Context) { b.process(ctx, row) }) {
-		// Stopped: as after a crash, the row is stored and acknowledged,
-		// and its lease runs out for whichever replica is up.
+		// Stopped: the row is stored and acknowledged, and given back at
+		// once for whichever replica is up (its lease if that fails).
 		b.live.drop(key)
-		b.log.Info("inbound event stored while stopping; it is worked when its lease runs out", "kind", kind)
+		b.release(ctx, row, errors.New("stored while this replica was stopping"))
+		b.log.Info("inbound event stored while stopping; another replica works it", "kind", kind)
 	}
 	return storedNew
 }

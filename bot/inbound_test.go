@@ -500,3 +500,38 @@ func TestReplyMarkFollowsTheNewestReply(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, ds, ThreadMark{Parent: Ref{Platform: Discord, Workspace: receipt.Ref.Workspace, Channel: receipt.Ref.Channel, Message: thread}, After: id(1100)})
 }
+
+// TestStoppingGivesBackRowsNotBegun: a bot stopping cleanly (a rolling
+// restart) gives back the outbox rows it claimed and had not begun; they
+// waited out their lease (two minutes by default), and every later row of
+// their streams with them (from a review).
+func TestStoppingGivesBackRowsNotBegun(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, pgtest.New(t), false, nil, casework.Config{})
+	ctx := context.Background()
+	for i := range 4 { // four announcements waiting when the bot starts
+		_, _, err := f.cw.Open(ctx, casework.OpenRequest{Key: fmt.Sprintf("stop-%d", i), Org: "contoso",
+			Subject: casework.Subject{Kind: casework.SubjectNone}, Question: fmt.Sprintf("question %d", i),
+			Requester: casework.Person{Platform: "slack", Workspace: slackTeam, UserID: analyst}})
+		require.NoError(t, err)
+	}
+	for _, ch := range []string{contosoSOC, deskChannel} {
+		release := f.slack.HoldPosts(ch) // every post waits
+		t.Cleanup(release)
+	}
+	require.NoError(t, f.bot.Start(ctx))
+	require.Eventually(t, func() bool { // the database signals nothing: look every 10 ms
+		var n int
+		return f.db.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND locked_until > now()`).Scan(&n) == nil && n == 4
+	}, 10*time.Second, 10*time.Millisecond, "the four announcements claimed")
+	require.Eventually(t, func() bool {
+		var n int
+		return f.db.QueryRow(ctx, `SELECT count(*) FROM bot_attempt`).Scan(&n) == nil && n > 0
+	}, 10*time.Second, 10*time.Millisecond, "a post under way")
+	require.NoError(t, f.bot.Stop())
+	var leased, free int
+	require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE locked_until > now()), count(*) FILTER (WHERE locked_until IS NULL)
+FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`).Scan(&leased, &free))
+	require.LessOrEqual(t, leased, 2, "only the rows in flight (one a worker) keep their lease")
+	require.GreaterOrEqual(t, free, 2, "the rows not begun are given back")
+}

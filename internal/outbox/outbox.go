@@ -134,6 +134,19 @@ func Retry(ctx context.Context, db DB, id int64, after time.Duration, reason str
 	return nil
 }
 
+// Release gives claimed rows back at once, for any worker to claim: a
+// stopping worker's rows it has not begun (their lease would hold them,
+// and every later row of their streams, until it ran out).
+func Release(ctx context.Context, db DB, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := db.Exec(ctx, `UPDATE outbox SET locked_until = NULL WHERE id = ANY($1) AND delivered_at IS NULL AND dead_at IS NULL`, ids); err != nil {
+		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
+	}
+	return nil
+}
+
 // Dead marks a row as permanently failed; reason should tell an operator what to do.
 func Dead(ctx context.Context, db DB, id int64, reason string) error {
 	_, err := db.Exec(ctx, `UPDATE outbox SET dead_at = now(), locked_until = NULL, last_error = $2 WHERE id = $1`, id, reason)

@@ -174,3 +174,21 @@ func TestConcurrentClaimersNeverShareARow(t *testing.T) {
 		require.Equal(t, 1, c, "row %d claimed %d times", id, c)
 	}
 }
+
+// TestReleaseGivesRowsBack: rows a stopping worker has not begun are
+// claimable at once, not after their lease.
+func TestReleaseGivesRowsBack(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	appendEvents(t, pool, outbox.Event{Kind: "k", Stream: "a"}, outbox.Event{Kind: "k", Stream: "b"})
+	rows, err := outbox.Claim(ctx, pool, 2, time.Hour)
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	require.NoError(t, outbox.Release(ctx, pool, []int64{rows[1].ID}))
+	again, err := outbox.Claim(ctx, pool, 2, time.Hour)
+	require.NoError(t, err)
+	require.Len(t, again, 1, "the row in flight keeps its lease")
+	require.Equal(t, rows[1].ID, again[0].ID)
+	require.NoError(t, outbox.Release(ctx, pool, nil))
+}
