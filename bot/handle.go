@@ -778,9 +778,12 @@ func (b *Bot) HandleSubmit(ctx context.Context, s Submission) SubmitAck {
 	}
 	ev := s
 	ev.Respond = nil
-	if b.accept(ctx, s.User.Platform, kindSubmit, inboundKey(s.User.Platform, kindSubmit, s.Key), inboundEvent{Submission: &ev}, s.Respond, nil) == storedUnavailable {
+	switch b.accept(ctx, s.User.Platform, kindSubmit, inboundKey(s.User.Platform, kindSubmit, s.Key), inboundEvent{Submission: &ev}, s.Respond, nil) {
+	case storedUnavailable:
 		// The form stays open with its text (Slack), so it can be sent again.
 		return SubmitAck{Errors: map[string]string{field: msgUnavailable}}
+	case storedUncertain:
+		return SubmitAck{Errors: map[string]string{field: msgUncertain}}
 	}
 	return SubmitAck{}
 }
@@ -941,7 +944,7 @@ func (b *Bot) HandleReply(ctx context.Context, r Reply) error {
 	}
 	ev := r
 	parent := r.Parent
-	if b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent) == storedUnavailable {
+	if st := b.accept(ctx, r.Message.Platform, kindReply, inboundKey(r.Message.Platform, kindReply, key), inboundEvent{Reply: &ev}, nil, &parent); st == storedUnavailable || st == storedUncertain {
 		return errors.New("thread reply not stored: threatdesk cannot reach its database")
 	}
 	return nil

@@ -161,11 +161,16 @@ const (
 	storedNew stored = iota
 	storedDuplicate
 	storedUnavailable
+	// storedUncertain: the insert failed in a way that may have committed
+	// (its answer lost), and the row could not be taken out again: it may
+	// be worked once its lease runs out.
+	storedUncertain
 )
 
 // Words for the person when an event cannot be stored or keeps failing.
 const (
 	msgUnavailable = "threatdesk cannot reach its database right now, so nothing was done or changed. Try again in a minute."
+	msgUncertain   = "threatdesk could not confirm it took this in (its database answered too slowly), so it may still be done within a few minutes. Check before trying again."
 	msgGaveUp      = "threatdesk could not finish this after several tries. Try again in a few minutes; if it keeps failing, tell your threatdesk admin."
 	msgReplyGaveUp = "Your reply could not be passed on to the other side of the case after several tries. Post it again in a few minutes; if it keeps failing, tell your threatdesk admin."
 	msgBroke       = "Something went wrong in threatdesk while doing this, so it may not be done. Check before trying again; if it keeps failing, tell your threatdesk admin."
@@ -302,6 +307,12 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 			string(anchor.Platform), anchor.Channel, anchor.Message)
 	}
 	if err != nil {
+		if anchor == nil && !unsent(err) && !b.takeBack(ctx, key) {
+			// The person is told it failed only if it cannot be done later.
+			b.im.events.WithLabelValues(kind, "uncertain").Inc()
+			b.log.Warn("inbound event may have been stored; its sender is told to check before trying again", "kind", kind, "err", err)
+			return storedUncertain
+		}
 		return b.unavailable(kind, err)
 	}
 	if tag.RowsAffected() == 0 {
@@ -324,6 +335,25 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 		b.log.Info("inbound event stored while stopping; another replica works it", "kind", kind)
 	}
 	return storedNew
+}
+
+// unsent reports whether err surely came before the statement reached the
+// server (no connection, or one that failed before sending).
+func unsent(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
+}
+
+// takeBack deletes the row of key if an insert whose answer was lost (a
+// deadline reached after the server committed) stored it, so that what the
+// person is told, nothing was done, stays true: a worker would otherwise
+// do it once its lease ran out, after they had tried again. It reports
+// whether the row is surely not there.
+func (b *Bot) takeBack(ctx context.Context, key string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Inbound.StoreTimeout)
+	defer cancel()
+	_, err := b.storeExec(ctx, `DELETE FROM bot_inbound WHERE key = $1 AND done_at IS NULL AND dead_at IS NULL AND attempts = 1`, key)
+	return err == nil
 }
 
 // storeExec runs one of the inserts made before an acknowledgement, on the
@@ -411,8 +441,11 @@ func (b *Bot) formAck(ctx context.Context, p Platform, key string, f Form) Ack {
 
 // acceptAck stores ev and says what to acknowledge.
 func (b *Bot) acceptAck(ctx context.Context, p Platform, kind, key string, ev inboundEvent, rs Responder) Ack {
-	if b.accept(ctx, p, kind, key, ev, rs, nil) == storedUnavailable {
+	switch b.accept(ctx, p, kind, key, ev, rs, nil) {
+	case storedUnavailable:
 		return Ack{Message: ptr(textMessage(msgUnavailable)), Private: true}
+	case storedUncertain:
+		return Ack{Message: ptr(textMessage(msgUncertain)), Private: true}
 	}
 	return Ack{Private: true}
 }

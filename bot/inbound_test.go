@@ -535,3 +535,23 @@ FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL`).Scan(&leased, &free
 	require.LessOrEqual(t, leased, 2, "only the rows in flight (one a worker) keep their lease")
 	require.GreaterOrEqual(t, free, 2, "the rows not begun are given back")
 }
+
+// TestUnconfirmedStoreIsNotCalledNothingDone: a command whose insert
+// timed out after reaching the database may have been stored and then be
+// worked once its lease runs out; the person was told "nothing was done
+// or changed. Try again", and trying again made a second case. When the
+// row cannot be taken back, they are told to check first (from a review).
+func TestUnconfirmedStoreIsNotCalledNothingDone(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, pgtest.New(t), true, nil, casework.Config{}, func(c *Config) { c.Inbound.StoreTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	tx, err := f.db.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `LOCK TABLE bot_inbound IN ACCESS EXCLUSIVE MODE`) // the database answers too slowly
+	require.NoError(t, err)
+	ack, m := f.run(t, Slack, analyst, contosoSOC, "ask is ws-100 beaconing?")
+	require.True(t, ack.Private)
+	require.Contains(t, plain(m), "could not confirm it took this in")
+	require.NotContains(t, plain(m), "nothing was done")
+}
