@@ -171,7 +171,7 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 		rep.File, _ = fileSHA(r.cfg.ConfigPath)
 	}
 	if err == nil {
-		err = errors.Join(r.bot.CheckConfig(f.Bot), r.cases.CheckLive(f.Cases), r.hunt.CheckOrgs(f.Hunting))
+		err = errors.Join(r.bot.CheckConfig(f.Bot), r.cases.CheckLive(f.Cases), r.hunt.CheckOrgs(f.Hunting), r.deskReachable(f))
 		if err == nil {
 			// The rotation's hand-overs stay in the time zone of the start.
 			rota, err = oncall.New(r.pool, f.Oncall, r.started.Location, r.log)
@@ -216,6 +216,19 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 	}
 	r.log.Info("configuration reloaded", "by", who, "changes", len(rep.Changes), "restart", len(rep.Restart))
 	return rep, nil
+}
+
+// deskReachable refuses a desk moved to a platform this process does not
+// connect to: every desk card would fail until a restart with its token.
+func (r *reloader) deskReachable(f *config.File) error {
+	p := f.Bot.Desk.DeskDest().Platform
+	if p == "" || p == r.running.Bot.Desk.DeskDest().Platform {
+		return nil
+	}
+	if (p == bot.Slack && !r.cfg.SlackEnabled()) || (p == bot.Discord && !r.cfg.DiscordEnabled()) {
+		return fmt.Errorf("desk: it moves to %s, which this threatdesk does not connect to (set its token and restart first)", p)
+	}
+	return nil
 }
 
 // follow brings this replica to the file of the newest applied reload,

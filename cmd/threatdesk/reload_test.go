@@ -234,6 +234,24 @@ func TestRunningFileIsTheOneRead(t *testing.T) {
 	require.Equal(t, hex.EncodeToString(sum[:]), r.runningSHA)
 }
 
+// TestReloadRefusesADeskOnAPlatformNotConnected: a reload moving the desk
+// to Discord while this threatdesk connects only to Slack was applied, and
+// every desk card then failed until it went dead (from a review).
+func TestReloadRefusesADeskOnAPlatformNotConnected(t *testing.T) {
+	t.Parallel()
+	base, err := config.ParseFile([]byte(reloadBase))
+	require.NoError(t, err)
+	r := &reloader{cfg: &config.Config{}, running: *base} // Discord not enabled
+	same, err := config.ParseFile([]byte(reloadBase))
+	require.NoError(t, err)
+	require.NoError(t, r.deskReachable(same), "the desk stays where it is")
+	moved, err := config.ParseFile([]byte(strings.Replace(reloadBase, "desk:\n  slack:\n    channel: C0EXPERTDESK",
+		"desk:\n  discord:\n    guild: \"1000000000000000001\"\n    channel: \"1000000000000000002\"", 1)))
+	require.NoError(t, err)
+	require.NotNil(t, moved.Bot.Desk.Discord)
+	require.ErrorContains(t, r.deskReachable(moved), "desk: it moves to discord, which this threatdesk does not connect to")
+}
+
 // TestReloadDiffCoversEveryBlock: each block of the config file, changed,
 // is reported, as applied or as needing a restart. insight.window was
 // neither: a reload answered "valid and unchanged", and the old window
