@@ -45,6 +45,43 @@ type part struct {
 	linkLabel string
 	// pin, on a post, pins the posted message (reload.go).
 	pin bool
+	// org, on a part for an org's side (a case's receipt, an incident's
+	// notification: posted, threaded under or edited), is that org: a
+	// channel a reload gave to another org gets none of it (stillTheirs).
+	org string
+}
+
+// ownedBy marks the parts of ps that go to org's side of a case or
+// incident as org's.
+func ownedBy(ps []part, org string) {
+	for i := range ps {
+		switch targetReceipt {
+		case ps[i].thread, ps[i].update, ps[i].anchor:
+			ps[i].org = org
+		}
+		switch targetNotification {
+		case ps[i].thread, ps[i].update, ps[i].anchor:
+			ps[i].org = org
+		}
+	}
+}
+
+// stillTheirs refuses, for good, a part of an org's side going to a
+// channel the config now gives to another org: a reload that moved a
+// channel must not carry the old org's cases and incidents into the new
+// org's view. A channel no org lists any more still gets them (its
+// threads are the org's own).
+func (b *Bot) stillTheirs(p part, where Ref) error {
+	if p.org == "" {
+		return nil
+	}
+	o, ok := b.cfg.orgFor(where.Platform, where.Workspace, where.Channel)
+	if !ok || o.ID == p.org {
+		return nil
+	}
+	return &rowError{kind: Permanent, platform: where.Platform, err: fmt.Errorf(
+		"part %s of org %s goes to channel %s, which the config now gives to org %s: not sent there (list the channel under %s again to resume)",
+		p.key, p.org, where.Channel, o.ID, p.org)}
 }
 
 // rowError is a failed delivery with what to do about it.
@@ -601,6 +638,9 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 		if err != nil {
 			return "", err
 		}
+		if err := b.stillTheirs(p, ref); err != nil {
+			return ref.Platform, err
+		}
 		a, ok := b.adapter(ref.Platform)
 		if !ok {
 			return ref.Platform, &rowError{kind: Temporary, platform: ref.Platform, err: fmt.Errorf("no %s adapter registered", ref.Platform)}
@@ -641,6 +681,9 @@ func (b *Bot) sendPart(ctx context.Context, st *rowSend, p part) (Platform, erro
 			return "", err
 		}
 		dest = Dest{Platform: ref.Platform, Workspace: ref.Workspace, Channel: ref.Channel, Thread: &ref}
+	}
+	if err := b.stillTheirs(p, Ref{Platform: dest.Platform, Workspace: dest.Workspace, Channel: dest.Channel}); err != nil {
+		return dest.Platform, err
 	}
 	if dest.Channel == "" {
 		return dest.Platform, &rowError{kind: Permanent, platform: dest.Platform,

@@ -165,3 +165,40 @@ func TestABurstOfRepliesIsRelayedInOrder(t *testing.T) {
 	}
 	require.Equal(t, []string{"first", "second", "third"}, order)
 }
+
+// TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases: a reload gave
+// Contoso's channel to Northwind; the expert's answer to a case Contoso
+// opened there was still relayed into its receipt thread, where
+// Northwind's members now read (from a privacy review). It reaches the
+// channel only once the channel is Contoso's again.
+func TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, desk := f.openCase(t, `ask "moved?"`)
+	f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "took "+ref)
+	cfg := testConfig()
+	cfg.Orgs[0].Slack.Channels = []string{contosoSOC2}
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{contosoSOC}}})
+	require.NoError(t, f.bot.SetConfig(cfg))
+
+	f.reply(Slack, expert1, desk.Ref, "the answer, for Contoso only")
+	f.waitFor(t, "the reply worked and the outbox settled", func() bool {
+		var n int
+		require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n))
+		return n == 0 && f.pending(t) == 0
+	})
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpPost && c.Dest.Channel == contosoSOC {
+			require.NotContains(t, plain(c.Message), "for Contoso only", "Northwind's channel gets none of Contoso's case")
+		}
+	}
+	var dead int
+	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL AND last_error LIKE '%now gives to org northwind%'`).Scan(&dead))
+	require.Equal(t, 1, dead, "the relay not sent is dead, with why, for operators")
+
+	// Contoso's channel again: the case's next message reaches it.
+	require.NoError(t, f.bot.SetConfig(testConfig()))
+	f.reply(Slack, expert1, desk.Ref, "and a second answer")
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "and a second answer")
+}

@@ -538,7 +538,7 @@ func note(spans ...Span) Message {
 }
 
 // renderCase renders a case event from the current case.
-func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
+func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) (parts []part, err error) {
 	if ev.Kind == CaseCredits || (ev.Kind == CaseMessaged && ev.Internal) {
 		return nil, nil // nothing to show in chat
 	}
@@ -546,6 +546,7 @@ func (b *Bot) renderCase(ctx context.Context, ev CaseEvent) ([]part, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s to render %s: %w", ev.Ref, ev.Kind, err)
 	}
+	defer func() { ownedBy(parts, c.Org) }()
 	if err := b.withSamples(ctx, &c); err != nil {
 		return nil, err
 	}
@@ -877,11 +878,12 @@ func scopeMessage(id string, scope []ScopeGroup) Message {
 	return m
 }
 
-func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) ([]part, error) {
+func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) (parts []part, err error) {
 	inc, err := b.hunt.Incident(ctx, ev.Org, ev.IncidentID)
 	if err != nil {
 		return nil, fmt.Errorf("load incident %s to render: %w", ev.IncidentID, err)
 	}
+	defer func() { ownedBy(parts, inc.Org) }()
 	if err := b.withCampaign(ctx, &inc); err != nil {
 		return nil, fmt.Errorf("the campaigns of incident %s: %w", ev.IncidentID, err)
 	}
