@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -291,21 +292,88 @@ const nameTTL = 10 * time.Minute
 
 // Present implements bot.Presence: a user is present while a member of
 // the guild (GET /guilds/{guild}/members/{user}; 10007 Unknown Member when
-// they left or were removed, 10013 Unknown User when the account is gone). Discord channels have no member list, only
-// permissions, so a channel is not checked: who may read it is the guild's
-// roles' business.
-func (a *Adapter) Present(ctx context.Context, workspace, userID, _ string) (bool, error) {
+// they left or were removed, 10013 Unknown User when the account is gone)
+// who may still view channel, when one is given: Discord channels have no
+// member list, only permissions, so their View Channel permission there is
+// computed from the guild's roles (GET /guilds/{guild}) and the channel's
+// overwrites (GET /channels/{channel}), as Discord does. When one guild
+// hosts two orgs' channels, someone taken out of one org's channel keeps
+// no tracker session of that org.
+func (a *Adapter) Present(ctx context.Context, workspace, userID, channel string) (bool, error) {
 	if workspace == "" {
 		return true, nil
 	}
-	_, err := a.do(ctx, "get member", http.MethodGet, discordgo.EndpointGuildMember(workspace, userID), discordgo.EndpointGuildMember(workspace, ""), nil)
+	body, err := a.do(ctx, "get member", http.MethodGet, discordgo.EndpointGuildMember(workspace, userID), discordgo.EndpointGuildMember(workspace, ""), nil)
 	switch {
 	case apiCode(err) == codeUnknownMember || apiCode(err) == codeUnknownUser:
 		return false, nil
 	case err != nil:
 		return true, fmt.Errorf("check discord member %s: %w", userID, err)
 	}
-	return true, nil
+	if channel == "" {
+		return true, nil
+	}
+	var mem struct {
+		Roles []string `json:"roles"`
+	}
+	if err := json.Unmarshal(body, &mem); err != nil {
+		return true, fmt.Errorf("check discord member %s: decode: %w", userID, err)
+	}
+	body, err = a.do(ctx, "get guild", http.MethodGet, discordgo.EndpointGuild(workspace), discordgo.EndpointGuild(""), nil)
+	if err != nil {
+		return true, fmt.Errorf("check the roles of discord guild %s: %w", workspace, err)
+	}
+	var g discordgo.Guild
+	if err := json.Unmarshal(body, &g); err != nil {
+		return true, fmt.Errorf("check the roles of discord guild %s: decode: %w", workspace, err)
+	}
+	body, err = a.do(ctx, "get channel", http.MethodGet, discordgo.EndpointChannel(channel), discordgo.EndpointChannel(""), nil)
+	if err != nil {
+		return true, fmt.Errorf("check discord channel %s: %w", channel, err)
+	}
+	var ch discordgo.Channel
+	if err := json.Unmarshal(body, &ch); err != nil {
+		return true, fmt.Errorf("check discord channel %s: decode: %w", channel, err)
+	}
+	return memberPermissions(&g, &ch, userID, mem.Roles)&discordgo.PermissionViewChannel != 0, nil
+}
+
+// memberPermissions computes a member's permissions in a channel as
+// Discord documents it: the owner has all; else @everyone's (the role
+// whose id is the guild's) and the member's roles' permissions,
+// Administrator meaning all; then the channel's overwrites, @everyone's,
+// the roles' together, the member's own, each denying then allowing.
+// https://discord.com/developers/docs/topics/permissions#permission-overwrites
+func memberPermissions(g *discordgo.Guild, ch *discordgo.Channel, userID string, roles []string) int64 {
+	if userID == g.OwnerID {
+		return discordgo.PermissionAll
+	}
+	var perms int64
+	for _, r := range g.Roles {
+		if r.ID == g.ID || slices.Contains(roles, r.ID) {
+			perms |= r.Permissions
+		}
+	}
+	if perms&discordgo.PermissionAdministrator != 0 {
+		return discordgo.PermissionAll
+	}
+	apply := func(deny, allow int64) { perms = perms&^deny | allow }
+	var roleDeny, roleAllow int64
+	for _, o := range ch.PermissionOverwrites {
+		switch {
+		case o.Type == discordgo.PermissionOverwriteTypeRole && o.ID == g.ID:
+			apply(o.Deny, o.Allow)
+		case o.Type == discordgo.PermissionOverwriteTypeRole && slices.Contains(roles, o.ID):
+			roleDeny, roleAllow = roleDeny|o.Deny, roleAllow|o.Allow
+		}
+	}
+	apply(roleDeny, roleAllow)
+	for _, o := range ch.PermissionOverwrites {
+		if o.Type == discordgo.PermissionOverwriteTypeMember && o.ID == userID {
+			apply(o.Deny, o.Allow)
+		}
+	}
+	return perms
 }
 
 // UserName implements bot.Adapter: the member's server nickname, else the

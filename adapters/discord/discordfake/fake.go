@@ -9,6 +9,7 @@
 package discordfake
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -83,7 +84,36 @@ type Channel struct {
 	GuildID  string `json:"guild_id,omitempty"`
 	ParentID string `json:"parent_id,omitempty"`
 	Name     string `json:"name,omitempty"`
+	// PermissionOverwrites allow and deny permissions in the channel to a
+	// role (Type 0; the guild's id is @everyone) or a member (Type 1), as
+	// Discord's channel object carries them (SetOverwrites).
+	PermissionOverwrites []Overwrite `json:"permission_overwrites,omitempty"`
 }
+
+// Overwrite is a channel permission overwrite; Allow and Deny are
+// permission bit sets, written as strings as Discord writes them.
+type Overwrite struct {
+	ID    string `json:"id"`
+	Type  int    `json:"type"`
+	Allow string `json:"allow"`
+	Deny  string `json:"deny"`
+}
+
+// Role is a guild role with its permission bit set (a string, as Discord
+// writes it).
+type Role struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Permissions string `json:"permissions"`
+}
+
+// EveryonePermissions are @everyone's permissions in every guild of the
+// fake: View Channel, Send Messages, Read Message History, Use
+// Application Commands, Send Messages in Threads.
+const EveryonePermissions = "277025459200"
+
+// GuildOwnerID owns every guild of the fake (no test user).
+const GuildOwnerID = "1000000000000000999"
 
 // Message is a stored message.
 type Message struct {
@@ -145,6 +175,8 @@ type Server struct {
 	users         map[string]User
 	removed       map[string]bool // RemoveMember
 	channels      map[string]Channel
+	roles         map[string][]Role   // guild -> roles besides @everyone
+	memberRoles   map[string][]string // user -> role ids
 	messages      map[string]*Message
 	order         []string
 	commands      map[string][]Command // "" for global, else guild id
@@ -206,6 +238,8 @@ func New(t testing.TB, o Options) *Server {
 		seq:          1300000000000000000,
 		users:        map[string]User{o.BotID: {ID: o.BotID, Username: "threatdesk", Bot: true}},
 		channels:     map[string]Channel{},
+		roles:        map[string][]Role{},
+		memberRoles:  map[string][]string{},
 		messages:     map[string]*Message{},
 		pinned:       map[string]bool{},
 		commands:     map[string][]Command{},
@@ -525,6 +559,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET "+api+"/users/{user}", s.recorder(true, s.getUser))
 	mux.Handle("POST "+api+"/users/@me/channels", s.recorder(true, s.openDM))
 	mux.Handle("GET "+api+"/guilds/{guild}/members/{user}", s.recorder(true, s.getMember))
+	mux.Handle("GET "+api+"/guilds/{guild}", s.recorder(true, s.getGuild))
 	mux.Handle("GET "+api+"/channels/{channel}", s.recorder(true, s.getChannel))
 	mux.Handle("GET "+api+"/channels/{channel}/messages", s.recorder(true, s.getMessages))
 	mux.Handle("POST "+api+"/channels/{channel}/messages", s.recorder(true, s.createMessage))
@@ -586,7 +621,10 @@ func (s *Server) getMember(w http.ResponseWriter, r *http.Request, _ []byte) {
 		writeErr(w, 404, 10007, "Unknown Member")
 		return
 	}
-	writeJSON(w, 200, map[string]any{"user": u, "nick": nilIfEmpty(u.Nick), "roles": []string{}})
+	s.mu.Lock()
+	roles := append([]string{}, s.memberRoles[u.ID]...)
+	s.mu.Unlock()
+	writeJSON(w, 200, map[string]any{"user": u, "nick": nilIfEmpty(u.Nick), "roles": roles})
 }
 
 func nilIfEmpty(s string) any {
@@ -619,6 +657,51 @@ func (s *Server) openDM(w http.ResponseWriter, r *http.Request, body []byte) {
 	c := Channel{ID: s.nextID(), Type: 1, Name: "dm-" + req.RecipientID}
 	s.channels[c.ID] = c
 	writeJSON(w, 200, c)
+}
+
+// SetOverwrites replaces a channel's permission overwrites.
+func (s *Server) SetOverwrites(channel string, ows ...Overwrite) {
+	for i := range ows { // Discord writes "0", never ""
+		ows[i].Allow, ows[i].Deny = cmp.Or(ows[i].Allow, "0"), cmp.Or(ows[i].Deny, "0")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.channels[channel]
+	c.PermissionOverwrites = ows
+	s.channels[channel] = c
+}
+
+// AddRole adds a role to a guild; SetMemberRoles gives roles to a user
+// (member lookups answer them in every guild).
+func (s *Server) AddRole(guild string, r Role) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.roles[guild] = append(s.roles[guild], r)
+}
+
+// SetMemberRoles sets the role ids of a user's membership.
+func (s *Server) SetMemberRoles(user string, roles ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.memberRoles[user] = roles
+}
+
+// getGuild answers GET /guilds/{guild} for a guild the bot is in: its
+// owner and roles (@everyone, whose id is the guild's, first).
+func (s *Server) getGuild(w http.ResponseWriter, r *http.Request, _ []byte) {
+	g := r.PathValue("guild")
+	s.mu.Lock()
+	in := false
+	for _, og := range s.opts.Guilds {
+		in = in || og.ID == g
+	}
+	roles := append([]Role{{ID: g, Name: "@everyone", Permissions: EveryonePermissions}}, s.roles[g]...)
+	s.mu.Unlock()
+	if !in {
+		writeErr(w, 404, 10004, "Unknown Guild")
+		return
+	}
+	writeJSON(w, 200, map[string]any{"id": g, "name": "guild-" + g, "owner_id": GuildOwnerID, "roles": roles})
 }
 
 func (s *Server) getChannel(w http.ResponseWriter, r *http.Request, _ []byte) {
