@@ -252,6 +252,26 @@ func TestGlobalRateLimitHoldsEveryRoute(t *testing.T) {
 	require.Empty(t, f.fake.CallsTo(http.MethodPost, "/channels/"+deskID), "without asking Discord")
 }
 
+// TestCloudflareBanHoldsEveryRoute: Cloudflare bans an address that sent
+// too many invalid requests, answering 429 with an HTML page and
+// Retry-After. It was taken as a transport error and retried soon, each
+// retry on any route prolonging the ban; it now holds every route until
+// its Retry-After, as a global limit does.
+func TestCloudflareBanHoldsEveryRoute(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.fake.FailBanned(30*time.Second, 1)
+	msg := bot.Message{Text: []bot.Line{{bot.T("hi")}}}
+	_, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, msg)
+	kind, _ := bot.Classify(err)
+	require.Equal(t, bot.RateLimited, kind, "%v", err)
+	_, err = f.adapter.Post(context.Background(), bot.Dest{Channel: deskID}, msg)
+	kind, wait := bot.Classify(err)
+	require.Equal(t, bot.RateLimited, kind, "another channel waits too")
+	require.Greater(t, wait, 20*time.Second, "the ban's Retry-After")
+	require.Empty(t, f.fake.CallsTo(http.MethodPost, "/channels/"+deskID), "without asking Discord")
+}
+
 func TestRateLimitedBucketSurfacesWithoutCalling(t *testing.T) {
 	t.Parallel()
 	f := setup(t)

@@ -175,6 +175,11 @@ func (a *Adapter) classify(op string, err error) error {
 		// discordgo's 502 path (retries are off: the outbox retries).
 		return &bot.DeliveryError{Kind: bot.Temporary, Code: "502", Err: fmt.Errorf("%s: discord answered 502 Bad Gateway", op)}
 	}
+	if wait := time.Until(time.Unix(0, a.globalUntil.Load())); wait > 0 {
+		// An answer that was no Discord error while every route is held:
+		// Cloudflare's ban page (a 429 in HTML), seen by the transport.
+		return bot.RateLimitError(wait, fmt.Errorf("%s: discord (Cloudflare) refuses this address for now: too many invalid requests", op))
+	}
 	// Transport errors: url.Error carries the URL (interaction tokens live in
 	// webhook paths), so keep only its cause.
 	var ue *url.Error

@@ -47,8 +47,13 @@ func (t *rewriteTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	r.URL = u
 	r.Host = u.Host
 	resp, err := t.next.RoundTrip(r)
+	// A global 429, or Cloudflare's ban of the address (429 with an HTML
+	// page, after too many invalid requests): every route waits, for it
+	// is the same address whatever the route, and each request sent
+	// meanwhile prolongs the ban.
 	if err == nil && t.global != nil && resp.StatusCode == http.StatusTooManyRequests &&
-		(strings.EqualFold(resp.Header.Get("X-RateLimit-Global"), "true") || strings.EqualFold(resp.Header.Get("X-RateLimit-Scope"), "global")) {
+		(strings.EqualFold(resp.Header.Get("X-RateLimit-Global"), "true") || strings.EqualFold(resp.Header.Get("X-RateLimit-Scope"), "global") ||
+			!strings.Contains(resp.Header.Get("Content-Type"), "json")) {
 		wait := time.Second
 		if secs, perr := strconv.ParseFloat(resp.Header.Get("Retry-After"), 64); perr == nil && secs > 0 {
 			wait = time.Duration(secs * float64(time.Second))

@@ -159,6 +159,7 @@ type failure struct {
 	retryAfter     time.Duration
 	times          int
 	global         bool // a global 429: every route, as Discord sends it
+	banned         bool // Cloudflare's ban: a 429 with an HTML page
 }
 
 // Server is a running fake Discord.
@@ -419,6 +420,16 @@ func (s *Server) Fail(method, prefix string, status int, retryAfter time.Duratio
 // FailGlobal makes the next times requests of any route answer a global
 // 429, as Discord's documentation shows one: Retry-After, X-RateLimit-Global
 // and X-RateLimit-Scope: global, no bucket headers, and "global": true.
+// FailBanned answers the next times requests, whatever their route, as
+// Cloudflare answers an IP banned for too many invalid requests: 429 with
+// Retry-After and an HTML page, no JSON.
+// https://discord.com/developers/docs/topics/rate-limits#invalid-request-limit-aka-cloudflare-bans
+func (s *Server) FailBanned(retryAfter time.Duration, times int) {
+	s.mu.Lock()
+	s.failures = append(s.failures, &failure{status: http.StatusTooManyRequests, retryAfter: retryAfter, times: times, banned: true})
+	s.mu.Unlock()
+}
+
 func (s *Server) FailGlobal(retryAfter time.Duration, times int) {
 	s.mu.Lock()
 	s.failures = append(s.failures, &failure{status: http.StatusTooManyRequests, retryAfter: retryAfter, times: times, global: true})
@@ -490,6 +501,13 @@ func (s *Server) recorder(auth bool, h func(w http.ResponseWriter, r *http.Reque
 			return
 		}
 		if f := s.takeFailure(r.Method, path); f != nil {
+			if f.status == http.StatusTooManyRequests && f.banned {
+				sw.Header().Set("Retry-After", strconv.Itoa(int(f.retryAfter.Seconds()+0.999)))
+				sw.Header().Set("Content-Type", "text/html; charset=UTF-8")
+				sw.WriteHeader(http.StatusTooManyRequests)
+				_, _ = sw.Write([]byte("<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to restrict access</title></head><body>Error 1015: You are being rate limited</body></html>"))
+				return
+			}
 			if f.status == http.StatusTooManyRequests && f.global {
 				secs := f.retryAfter.Seconds()
 				sw.Header().Set("Retry-After", strconv.Itoa(int(secs+0.999)))
