@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -152,6 +153,16 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (a *Adapter) holdGateway(ctx context.Context) {
 	wait := time.Second
 	for ctx.Err() == nil {
+		if left, reset, err := a.sessionStarts(ctx); err == nil && left == 0 {
+			// Discord resets a bot's token past its session starts of the
+			// day: none is tried before they are given again.
+			a.log.Error("Discord allows this bot no more gateway session starts until the limit resets (session_start_limit); waiting",
+				"in", reset)
+			if !sleep(ctx, reset) {
+				return
+			}
+			continue
+		}
 		s := a.newSession()
 		s.ShouldReconnectOnError = true
 		evctx := context.WithoutCancel(ctx)
@@ -194,6 +205,27 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 		a.log.Info("gateway session closed")
 		return
 	}
+}
+
+// sessionStarts reads GET /gateway/bot's session_start_limit: how many
+// IDENTIFYs are left, and when they are given again (at most a day; a
+// minute at least, so that a wrong answer cannot spin).
+func (a *Adapter) sessionStarts(ctx context.Context) (left int, reset time.Duration, err error) {
+	body, err := a.do(ctx, "gateway session starts", http.MethodGet, discordgo.EndpointGatewayBot, discordgo.EndpointGatewayBot, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	var g struct {
+		Limit struct {
+			Remaining  int   `json:"remaining"`
+			ResetAfter int64 `json:"reset_after"` // milliseconds
+		} `json:"session_start_limit"`
+	}
+	if err := json.Unmarshal(body, &g); err != nil {
+		return 0, 0, fmt.Errorf("gateway session starts: decode: %w", err)
+	}
+	reset = min(max(time.Duration(g.Limit.ResetAfter)*time.Millisecond, time.Minute), 24*time.Hour)
+	return g.Limit.Remaining, reset, nil
 }
 
 // gatewayRefused reports whether err is Discord closing the session for a

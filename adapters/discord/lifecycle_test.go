@@ -126,3 +126,24 @@ func TestRefusedGatewayWaitsLong(t *testing.T) {
 	require.Equal(t, 1, fake.IdentifyTries(), "no IDENTIFY again before RefusedWait")
 	require.Zero(t, fake.Sessions())
 }
+
+// TestNoSessionStartsLeftWaits: Discord gives a bot a number of gateway
+// session starts a day (GET /gateway/bot's session_start_limit) and
+// resets its token past them. With none left the adapter sends no
+// IDENTIFY until they are given again; it never read the limit.
+func TestNoSessionStartsLeftWaits(t *testing.T) {
+	t.Parallel()
+	fake := discordfake.New(t, discordfake.Options{
+		Guilds:            []discordfake.Guild{{ID: guildID, Channels: []string{channelID}}},
+		DisallowedIntents: int(discordgo.IntentsMessageContent), // each start is refused and spends one
+		SessionStarts:     1,
+	})
+	a, err := discord.New(discord.Config{Token: secrets.String(fake.Token()), AppID: fake.AppID(), APIURL: fake.APIURL(),
+		Guilds: []string{guildID}, RefusedWait: 200 * time.Millisecond}, testLogger(t), prometheus.NewRegistry(), newHandler())
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, a.Stop()) })
+	require.NoError(t, a.Start(context.Background()))
+	testwait.For(t, 10*time.Second, "the first IDENTIFY", func() bool { return fake.IdentifyTries() >= 1 }, fake)
+	time.Sleep(time.Second) // five RefusedWaits
+	require.Equal(t, 1, fake.IdentifyTries(), "no IDENTIFY past the session starts left")
+}

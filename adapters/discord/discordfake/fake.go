@@ -32,6 +32,10 @@ type Options struct {
 	// Developer Portal: an IDENTIFY asking for any of them is closed with
 	// 4014 "Disallowed intent(s)." as Discord does.
 	DisallowedIntents int
+	// SessionStarts is how many IDENTIFYs GET /gateway/bot's
+	// session_start_limit allows (default 1000 a day); each IDENTIFY sent
+	// spends one.
+	SessionStarts int
 	// AppID is the application id. Default "1100000000000000001".
 	AppID string
 	// BotID is the bot user's id. Default "1100000000000000002".
@@ -599,9 +603,13 @@ func (s *Server) routes(mux *http.ServeMux) {
 }
 
 func (s *Server) gateway(w http.ResponseWriter, r *http.Request, _ []byte) {
+	total := cmp.Or(s.opts.SessionStarts, 1000)
+	s.mu.Lock()
+	remaining := max(total-s.identifyTries, 0)
+	s.mu.Unlock()
 	writeJSON(w, 200, map[string]any{
 		"url": s.GatewayURL(), "shards": 1,
-		"session_start_limit": map[string]int{"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+		"session_start_limit": map[string]int{"total": total, "remaining": remaining, "reset_after": 14400000, "max_concurrency": 1},
 	})
 }
 
