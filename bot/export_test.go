@@ -89,3 +89,8 @@ var (
 	MarkID    = markID
 	MarkAt    = markAt
 )
+
+// TakeBack is takeBack: an inbound event the sender is told was not done.
+func (b *Bot) TakeBack(ctx context.Context, key string, p Platform, kind string) bool {
+	return b.takeBack(ctx, key, p, kind)
+}

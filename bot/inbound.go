@@ -307,7 +307,7 @@ ON CONFLICT (key) DO NOTHING`, key, string(p), kind, payload, state, b.cfg.Inbou
 			string(anchor.Platform), anchor.Channel, anchor.Message)
 	}
 	if err != nil {
-		if anchor == nil && !unsent(err) && !b.takeBack(ctx, key) {
+		if anchor == nil && !unsent(err) && !b.takeBack(ctx, key, p, kind) {
 			// The person is told it failed only if it cannot be done later.
 			b.im.events.WithLabelValues(kind, "uncertain").Inc()
 			b.log.Warn("inbound event may have been stored; its sender is told to check before trying again", "kind", kind, "err", err)
@@ -344,16 +344,23 @@ func unsent(err error) bool {
 	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 
-// takeBack deletes the row of key if an insert whose answer was lost (a
-// deadline reached after the server committed) stored it, so that what the
-// person is told, nothing was done, stays true: a worker would otherwise
-// do it once its lease ran out, after they had tried again. It reports
-// whether the row is surely not there.
-func (b *Bot) takeBack(ctx context.Context, key string) bool {
+// takeBack settles key as done with no work if an insert whose answer was
+// lost (a deadline reached while the server committed) stored it, so that
+// what the person is told, nothing was done, stays true: a worker would
+// otherwise do it once its lease ran out, after they had tried again. The
+// insert of the same key waits for that insert to end (a key conflict),
+// so it cannot miss a row still committing, as a DELETE could. It reports
+// whether the event is surely not to be worked.
+func (b *Bot) takeBack(ctx context.Context, key string, p Platform, kind string) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Inbound.StoreTimeout)
 	defer cancel()
-	_, err := b.storeExec(ctx, `DELETE FROM bot_inbound WHERE key = $1 AND done_at IS NULL AND dead_at IS NULL AND attempts = 1`, key)
-	return err == nil
+	tag, err := b.storeExec(ctx, `
+INSERT INTO bot_inbound (key, platform, kind, attempts, done_at, last_error)
+VALUES ($1, $2, $3, 1, now(), $4)
+ON CONFLICT (key) DO UPDATE SET done_at = now(), locked_until = NULL, last_error = EXCLUDED.last_error
+WHERE bot_inbound.attempts = 1 AND bot_inbound.done_at IS NULL AND bot_inbound.dead_at IS NULL`,
+		key, string(p), kind, "taken back: its sender was told nothing was done")
+	return err == nil && tag.RowsAffected() == 1
 }
 
 // storeExec runs one of the inserts made before an acknowledgement, on the

@@ -555,3 +555,26 @@ func TestUnconfirmedStoreIsNotCalledNothingDone(t *testing.T) {
 	require.Contains(t, plain(m), "could not confirm it took this in")
 	require.NotContains(t, plain(m), "nothing was done")
 }
+
+// TestTakeBackSettlesAStoredEvent: an event stored by an insert whose
+// answer was lost is settled with no work, so that "nothing was done"
+// stays true; one never stored cannot come later (its key is taken); one
+// already worked is not taken back (from a review: a DELETE could miss a
+// row still committing).
+func TestTakeBackSettlesAStoredEvent(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, err := f.db.Exec(ctx, `INSERT INTO bot_inbound (key, platform, kind, payload, locked_until, attempts)
+VALUES ('slack:command:lost', 'slack', 'command', '{}', now() + interval '1 minute', 1),
+       ('slack:command:worked', 'slack', 'command', '{}', NULL, 1)`)
+	require.NoError(t, err)
+	_, err = f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = now() WHERE key = 'slack:command:worked'`)
+	require.NoError(t, err)
+	require.True(t, f.bot.TakeBack(ctx, "slack:command:lost", Slack, "command"), "stored: settled unworked")
+	require.True(t, f.bot.TakeBack(ctx, "slack:command:never", Slack, "command"), "never stored: its key is taken")
+	require.False(t, f.bot.TakeBack(ctx, "slack:command:worked", Slack, "command"), "already worked: not taken back")
+	var pending int
+	require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&pending))
+	require.Zero(t, pending, "nothing left for a worker")
+}
