@@ -341,10 +341,19 @@ type idleBody struct {
 	start time.Time
 	rate  int64
 	n     int64
+	// back is when the last Read returned: a longer gap than idle before
+	// the next is the server's own wait (a store slot), not the client's
+	// slowness, and starts the rate's count again.
+	back time.Time
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	d := time.Now().Add(b.idle)
+	now := time.Now()
+	if !b.back.IsZero() && now.Sub(b.back) > b.idle {
+		b.start, b.n = now, 0
+	}
+	defer func() { b.back = time.Now() }()
+	d := now.Add(b.idle)
 	// When the bytes read so far fall under the rate.
 	if b.rate > 0 {
 		if slow := b.start.Add(b.idle + time.Duration(float64(b.n)/float64(b.rate)*float64(time.Second))); slow.Before(d) {

@@ -16,9 +16,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/web"
@@ -490,6 +492,48 @@ func TestTricklingUploadIsCut(t *testing.T) {
 	require.Contains(t, string(body), "The upload was interrupted")
 	require.Less(t, time.Since(start), 10*time.Second, "cut soon after UploadIdle")
 	f.nothingStored(t)
+}
+
+// paced is a reader that gives n bytes, chunk bytes every every.
+type paced struct {
+	n, chunk int
+	every    time.Duration
+}
+
+func (r *paced) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(r.every)
+	k := min(r.n, r.chunk, len(p))
+	for i := range p[:k] {
+		p[i] = 'x'
+	}
+	r.n -= k
+	return k, nil
+}
+
+// TestUploadWaitingForASlotIsNotCut: an upload that waited for a store
+// slot (an org stores two at a time) was cut by the rate check, which
+// counted the wait as the client's slowness: a healthy upload got "The
+// upload was interrupted" (from a review of the session's diff). The
+// rate is counted from when the server reads again.
+func TestUploadWaitingForASlotIsNotCut(t *testing.T) {
+	t.Parallel()
+	f := setup(t, 64<<10, func(c *web.Config) { c.UploadIdle, c.UploadMinRate = 400*time.Millisecond, 16<<10 })
+	c := f.fileCase(t, strings.Repeat("0", 64), "q")
+	var wg sync.WaitGroup
+	for range 2 { // the org's two slots, each held about two seconds at 32 KiB/s
+		link := f.uploadLink(t, c.Ref)
+		wg.Go(func() {
+			resp, body := post(t, link, "slow.bin", &paced{n: 64 << 10, chunk: 1 << 10, every: 30 * time.Millisecond}, "")
+			assert.Equal(t, http.StatusCreated, resp.StatusCode, body)
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	resp, body := post(t, f.uploadLink(t, c.Ref), "waited.bin", bytes.NewReader(bytes.Repeat([]byte("y"), 64<<10)), "")
+	require.Equal(t, http.StatusCreated, resp.StatusCode, body)
+	wg.Wait()
 }
 
 // TestUploadThroughABadLinkIsAnsweredAtOnce: a POST to an upload link that
