@@ -145,13 +145,22 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 	if !isCase {
 		return nil
 	}
+	c, err := b.cases.Get(ctx, Scope{All: true}, ref)
+	if err != nil {
+		return err
+	}
 	role := "threat expert"
 	if rel.Side == SideRequester {
-		c, err := b.cases.Get(ctx, Scope{All: true}, ref)
-		if err != nil {
-			return err
-		}
 		role = "requester, " + b.orgName(c.Org)
+	} else {
+		// An expert's message was relayed into the org's thread: a channel
+		// a reload gave to another org gets none of it, edits included.
+		for _, p := range rels {
+			if err := b.stillTheirs(part{key: "relay.edit", org: c.Org}, p.Ref); err != nil {
+				b.log.Warn("not editing a relayed message in a channel now another org's", "case", ref, "err", err)
+				return nil
+			}
+		}
 	}
 	// Each piece goes to its part; a part that was never posted (it failed
 	// for good) is a gap, and one removed since fails for good on its own:

@@ -54,7 +54,8 @@ func TestEditsFollowRelays(t *testing.T) {
 	updated(t, f.slack, relayed.Ref, "(edited)")
 
 	// Someone else's edit of it is not relayed (only its author edits a message).
-	before := f.slack.Count(bottest.OpUpdate, nil)
+	inNorthwind := func(c bottest.Call) bool { return c.Ref.Channel == contosoSOC }
+	before := f.slack.Count(bottest.OpUpdate, inNorthwind)
 	f.change(t, Slack, "U0SOMEONE", receipt.Ref, msg, ReplyEdited, "forged")
 	f.change(t, Slack, analyst, receipt.Ref, msg, ReplyDeleted, "")
 	updated(t, f.slack, relayed.Ref, "(message deleted by its author)")
@@ -177,6 +178,8 @@ func TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases(t *testing.T) {
 	ref, receipt, desk := f.openCase(t, `ask "moved?"`)
 	f.run(t, Slack, expert1, deskChannel, "take "+ref)
 	posted(t, f.slack, contosoSOC, &receipt.Ref, "took "+ref)
+	early := f.reply(Slack, expert1, desk.Ref, "an earlier answer")
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "an earlier answer")
 	cfg := testConfig()
 	cfg.Orgs[0].Slack.Channels = []string{contosoSOC2}
 	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{contosoSOC}}})
@@ -193,6 +196,16 @@ func TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases(t *testing.T) {
 			require.NotContains(t, plain(c.Message), "for Contoso only", "Northwind's channel gets none of Contoso's case")
 		}
 	}
+	// An answer relayed before the move, edited after it: not edited there.
+	inNorthwind := func(c bottest.Call) bool { return c.Ref.Channel == contosoSOC }
+	before := f.slack.Count(bottest.OpUpdate, inNorthwind)
+	f.change(t, Slack, expert1, desk.Ref, early, ReplyEdited, "the earlier answer, now naming ws-secret-42")
+	f.waitFor(t, "the edit worked", func() bool {
+		var n int
+		require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n))
+		return n == 0
+	})
+	require.Equal(t, before, f.slack.Count(bottest.OpUpdate, inNorthwind), "no edit in Northwind's channel")
 	var dead int
 	require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL AND last_error LIKE '%now gives to org northwind%'`).Scan(&dead))
 	require.Equal(t, 1, dead, "the relay not sent is dead, with why, for operators")
