@@ -214,6 +214,11 @@ type Adapter struct {
 	unreadMu sync.Mutex
 	unread   map[string]bool
 
+	// shared keeps whether channels are shared by Slack Connect
+	// (sharedChannel, for the workspace of who presses a button).
+	sharedMu sync.Mutex
+	shared   map[string]sharedAt
+
 	// life runs Socket Mode (its loop, cancelled first by Stop) and the
 	// work on inbound events (its work, given stopGrace to finish).
 	life *lifecycle.Group

@@ -184,7 +184,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		kind = "submit"
 	}
 	channel := cmp.Or(cb.Channel.ID, cb.Container.ChannelID)
-	user := bot.User{Platform: bot.Slack, Workspace: presserTeam(cb), ID: cb.User.ID}
+	user := bot.User{Platform: bot.Slack, Workspace: a.presserTeam(ctx, cb, cmp.Or(cb.Channel.ID, cb.Container.ChannelID)), ID: cb.User.ID}
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
 		if len(cb.ActionCallback.BlockActions) == 0 {
@@ -456,15 +456,69 @@ func authorTeam(oe outerEvent, me messageEvent, install string) string {
 }
 
 // presserTeam is the workspace of who pressed a button or submitted a
-// form: the user's own (user.team_id) when it is another workspace than
-// the one the interaction came through, a Slack Connect guest, who is no
-// member of the channel's org. An Enterprise Grid's E… id (a member of the
-// grid) is no workspace: the interaction's stands.
-func presserTeam(cb slack.InteractionCallback) string {
-	if t := cb.User.TeamID; strings.HasPrefix(t, "T") && t != cb.Team.ID {
-		return t
+// form in channel, as authorTeam is a thread reply's: the user's own
+// (user.team_id, a workspace or a grid's E… id) in a channel shared by
+// Slack Connect, where the user may be a guest of another company, no
+// member of the channel's org; elsewhere the interaction's (in an
+// Enterprise Grid, user.team_id is a member's home workspace, not the
+// channel's). Whether the channel is shared comes from conversations.info,
+// kept a while; when it cannot be told, a user of another workspace (T…)
+// is taken for a guest.
+func (a *Adapter) presserTeam(ctx context.Context, cb slack.InteractionCallback, channel string) string {
+	ut := cb.User.TeamID
+	if ut == "" || ut == cb.Team.ID {
+		return cb.Team.ID
 	}
-	return cb.Team.ID
+	shared, err := a.sharedChannel(ctx, cb.Team.ID, channel)
+	switch {
+	case err != nil && strings.HasPrefix(ut, "T"):
+		return ut
+	case err != nil || !shared:
+		return cb.Team.ID
+	}
+	return ut
+}
+
+// sharedTTL is how long whether a channel is shared by Slack Connect is
+// kept.
+const sharedTTL = 10 * time.Minute
+
+// sharedChannel reports whether channel (of workspace team) is shared by
+// Slack Connect (conversations.info's is_ext_shared), kept sharedTTL.
+func (a *Adapter) sharedChannel(ctx context.Context, team, channel string) (bool, error) {
+	if channel == "" {
+		return false, errors.New("no channel to tell")
+	}
+	a.sharedMu.Lock()
+	c, ok := a.shared[channel]
+	a.sharedMu.Unlock()
+	if ok && time.Since(c.at) < sharedTTL {
+		return c.shared, nil
+	}
+	api, err := a.client(ctx, team)
+	if err != nil {
+		return false, err
+	}
+	cctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	ch, err := api.GetConversationInfoContext(cctx, &slack.GetConversationInfoInput{ChannelID: channel})
+	a.metrics.call("conversations.info", err)
+	if err != nil {
+		return false, fmt.Errorf("tell whether channel %s is shared: %w", channel, a.failed(team, "conversations.info", err))
+	}
+	a.sharedMu.Lock()
+	if a.shared == nil {
+		a.shared = map[string]sharedAt{}
+	}
+	a.shared[channel] = sharedAt{shared: ch.IsExtShared, at: time.Now()}
+	a.sharedMu.Unlock()
+	return ch.IsExtShared, nil
+}
+
+// sharedAt is a kept answer of sharedChannel.
+type sharedAt struct {
+	shared bool
+	at     time.Time
 }
 
 // ReadableText decodes message text as Slack sends it into what a person

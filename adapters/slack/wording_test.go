@@ -514,6 +514,21 @@ func TestGuestRepliesReadBackAreNotTheOrgs(t *testing.T) {
 	}
 }
 
+// TestGridMemberOfAnotherWorkspacePresses: in an Enterprise Grid, a
+// button's user.team_id is the presser's home workspace, not the
+// channel's. In a channel not shared by Slack Connect the press acts for
+// the channel's workspace: a grid member whose home is another workspace
+// is the org's member there (from a review: taken for a guest, they were
+// refused every button).
+func TestGridMemberOfAnotherWorkspacePresses(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	w.fake.AddUser(slackfake.User{ID: "U0GRIDMEM", Name: "gina", DisplayName: "Gina", Team: "T0HOMEWS"})
+	receipt, _ := w.open(`ask "grid?"`, "EOD-1")
+	w.press(wSOC, receipt.TS, "U0GRIDMEM", "add_details")
+	w.view(1) // the form opens: she is a member of Contoso's channel
+}
+
 // TestDistributedAppPacesItsHistoryReads: Slack allows an app distributed
 // outside the Marketplace (Add to Slack) one read of a thread a minute in a
 // workspace, 15 messages a page. After a start the catch-up reads its

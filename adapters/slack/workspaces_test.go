@@ -427,6 +427,7 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	// requester does: the presses come through Contoso's install (team),
 	// the guest's from his own workspace (user.team_id). He is no member of
 	// Contoso: no form opens for him. (The press's team made him a member.)
+	fake.AddChannel(slackfake.Channel{ID: chContoso, Name: "soc", Team: wsContoso, ExtShared: true}) // Slack Connect
 	opened := func(trigger string) bool {
 		for _, v := range fake.Views() {
 			if v.TriggerID == trigger {
