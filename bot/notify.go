@@ -329,6 +329,9 @@ func (b *Bot) slaWarning(ctx context.Context, c CaseView, ev CaseEvent) (Message
 			"); its clock is paused while the case waits on the requester, and runs again when they answer. ")}
 	}
 	m := Message{Fallback: "SLA warning: " + c.Ref + " " + n.Clock + " due " + relTime(n.Due, b.now())}
+	if n.Paused {
+		m.Fallback = "SLA warning: " + c.Ref + " " + n.Clock + ": " + duration(max(n.Left, 0)) + " left, clock paused"
+	}
 	if c.Assignee != nil && b.isExpert(c.Assignee) {
 		who := someone{platform: c.Assignee.Platform, id: c.Assignee.ID, name: userLabel(c.Assignee)}
 		span, id := who.on(b.deskPlatform())

@@ -446,6 +446,7 @@ func TestSLAWarningOfAPausedClock(t *testing.T) {
 	w := posted(t, f.slack, deskChannel, &desk.Ref, "SLA warning:")
 	require.Contains(t, plain(w.Message), ref+": the conclusion has 5 h left (target 24 h, high priority); its clock is paused while the case waits on the requester")
 	require.NotContains(t, plain(w.Message), "is due")
+	require.Equal(t, "SLA warning: "+ref+" conclusion: 5 h left, clock paused", w.Message.Fallback, "the notification's text too")
 }
 
 // TestSLABreachDMsManagers: a breach sends each manager a direct message

@@ -16,8 +16,13 @@ import (
 // (failing, retried later) is overtaken rather than holding the thread.
 const replyOrderWait = 5 * time.Second
 
-// replyOrderPoll is how often the wait looks again.
-const replyOrderPoll = 20 * time.Millisecond
+// replyOrderPoll is how soon the wait looks again, doubled after each
+// look up to replyOrderPollMax: a burst of replies waiting in one thread
+// must not crowd the database the earlier ones need.
+const (
+	replyOrderPoll    = 20 * time.Millisecond
+	replyOrderPollMax = 320 * time.Millisecond
+)
 
 // awaitEarlier returns once no reply written before r in r's thread is
 // being worked (stored and held by a live lease, not yet settled), or
@@ -28,13 +33,13 @@ func (b *Bot) awaitEarlier(ctx context.Context, r Reply) {
 		return
 	}
 	deadline := time.Now().Add(replyOrderWait)
-	for {
+	for poll := replyOrderPoll; ; poll = min(2*poll, replyOrderPollMax) {
 		earlier, err := b.earlierInThread(ctx, r)
 		if err != nil {
 			b.log.Warn("could not look for earlier replies of the thread; relaying this one now", "err", err)
 			return
 		}
-		if !earlier || time.Now().After(deadline) || !sleepCtx(ctx, replyOrderPoll) {
+		if !earlier || time.Now().After(deadline) || !sleepCtx(ctx, poll) {
 			return
 		}
 	}

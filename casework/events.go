@@ -121,7 +121,7 @@ type SLAEvent struct {
 	ElapsedSeconds int64 `json:"elapsed_seconds"`
 	// DueAt is when the target is (or was) reached, pauses accounted for.
 	// While Paused, a target not reached yet has no time: DueAt is when it
-	// would be reached were the clock running now.
+	// would have been reached had the clock not paused (from the pause).
 	DueAt time.Time `json:"due_at"`
 	// Paused: the clock was paused (the case waits on the requester).
 	Paused bool `json:"paused,omitempty"`

@@ -162,6 +162,13 @@ func (r *reloader) Reload(ctx context.Context, by bot.ReloadBy) (bot.ReloadRepor
 // who asked; nil follows another replica's reload: nothing is audited
 // (that replica did) and a bad file is only logged. r.mu is held.
 func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadReport, error) {
+	return r.reloadFile(ctx, by, "")
+}
+
+// reloadFile is reload; want, when set, is the digest the file read must
+// have (a follow checked it a moment before: a file changed since is not
+// applied, and waits for the next look).
+func (r *reloader) reloadFile(ctx context.Context, by *bot.ReloadBy, want string) (bot.ReloadReport, error) {
 	var rep bot.ReloadReport
 	var rota *oncall.Service
 	f, err := r.cfg.ReadFile()
@@ -169,6 +176,9 @@ func (r *reloader) reload(ctx context.Context, by *bot.ReloadBy) (bot.ReloadRepo
 		rep.File = f.SHA256 // the bytes read, not the file as it is a moment later
 	} else {
 		rep.File, _ = fileSHA(r.cfg.ConfigPath)
+	}
+	if want != "" && rep.File != want {
+		return rep, nil // changed since it was checked: neither applied nor refused
 	}
 	if err == nil {
 		err = errors.Join(r.bot.CheckConfig(f.Bot), r.cases.CheckLive(f.Cases), r.hunt.CheckOrgs(f.Hunting), r.deskReachable(f))
@@ -266,11 +276,11 @@ func (r *reloader) follow(ctx context.Context) error {
 	if r.refused == id {
 		return nil // the same bytes would be refused again
 	}
-	rep, err := r.reload(ctx, nil)
+	rep, err := r.reloadFile(ctx, nil, want)
 	if err != nil {
 		return err
 	}
-	if !rep.Applied {
+	if !rep.Applied && rep.File == want {
 		r.refused = id
 	}
 	return nil

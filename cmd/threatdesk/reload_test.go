@@ -252,6 +252,25 @@ func TestReloadRefusesADeskOnAPlatformNotConnected(t *testing.T) {
 	require.ErrorContains(t, r.deskReachable(moved), "desk: it moves to discord, which this threatdesk does not connect to")
 }
 
+// TestFollowAppliesOnlyTheFileItChecked: a replica following another's
+// reload checks its file is that file, then reads it again to apply it; a
+// file changed in between was applied, unaudited (from a review). It is
+// not: the next look decides.
+func TestFollowAppliesOnlyTheFileItChecked(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "threatdesk.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("timezone: UTC\n"), 0o600))
+	cfg, err := config.Load(envOf(map[string]string{"THREATDESK_CONFIG": path}))
+	require.NoError(t, err)
+	r := newReloader(cfg, nil, auditOnly{}, nil, nil, nil, slog.New(slog.DiscardHandler))
+	running := r.runningSHA
+	rep, err := r.reloadFile(context.Background(), nil, "the digest the follow checked, not this file's")
+	require.NoError(t, err)
+	require.False(t, rep.Applied)
+	require.Empty(t, rep.Problems)
+	require.Equal(t, running, r.runningSHA)
+}
+
 // TestReloadDiffCoversEveryBlock: each block of the config file, changed,
 // is reported, as applied or as needing a restart. insight.window was
 // neither: a reload answered "valid and unchanged", and the old window

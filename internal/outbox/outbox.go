@@ -141,7 +141,8 @@ func Release(ctx context.Context, db DB, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := db.Exec(ctx, `UPDATE outbox SET locked_until = NULL WHERE id = ANY($1) AND delivered_at IS NULL AND dead_at IS NULL`, ids); err != nil {
+	// Not begun, so no attempt: the claim's count is given back too.
+	if _, err := db.Exec(ctx, `UPDATE outbox SET locked_until = NULL, attempts = greatest(attempts - 1, 0) WHERE id = ANY($1) AND delivered_at IS NULL AND dead_at IS NULL`, ids); err != nil {
 		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
 	}
 	return nil
