@@ -66,6 +66,16 @@ func (b *Bot) sightingsParts(ctx context.Context, inc IncidentView) ([]part, err
 	if desk.Channel == "" {
 		return nil, nil
 	}
+	if inc.Status == "merged" {
+		// Its entities moved to the incident it joined: a lookup would
+		// find none and say "no longer seen". The message says where its
+		// sightings went, if one was posted.
+		_, posted, err := b.anchorOf(ctx, "incident:"+inc.ID, targetSightings)
+		if err != nil || !posted {
+			return nil, err
+		}
+		return []part{{key: sightingsPartKey, update: targetSightings, msg: b.mergedSightings(inc)}}, nil
+	}
 	ss, ok := b.incidentSightings(ctx, inc.Org, inc.ID)
 	if !ok {
 		// A failed lookup is not "no longer seen": the message, if any,
@@ -116,6 +126,22 @@ func (b *Bot) sightingsMessage(inc IncidentView, ss []Sighting) Message {
 	}
 	m.Sections = []Section{sec}
 	return m
+}
+
+// mergedSightings is the desk's sightings message of an incident merged
+// into another: its sightings follow on that one's.
+func (b *Bot) mergedSightings(inc IncidentView) Message {
+	org := b.orgName(inc.Org)
+	return Message{
+		Title:    "Incident " + inc.ID + " at " + org + ": merged into incident " + inc.MergedInto,
+		Severity: inc.Severity,
+		Text: []Line{
+			{B(org), T(" · incident " + inc.ID + " · "), U(cut(inc.Title, maxTitleRunes))},
+			{T("Merged into incident " + inc.MergedInto + ": its sightings at other orgs follow on that incident's message.")},
+		},
+		Fallback: cut("Incident "+inc.ID+" at "+org+": merged into incident "+inc.MergedInto, maxListLineRunes),
+		Footer:   Line{T("Experts only: " + org + "'s channel is never told of other orgs.")},
+	}
 }
 
 // sightingOrgs names the orgs of ss: "Fabrikam, Northwind".

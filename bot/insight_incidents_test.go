@@ -127,6 +127,32 @@ func TestNotifiedIncidentSightingsOnTheDesk(t *testing.T) {
 	f.assertMembersSeeNoOtherOrg(t)
 }
 
+// TestMergedIncidentSightingsFollowTheSurvivor: an incident whose desk
+// sightings message was posted, merged into another, had that message
+// edited to "no longer seen at other orgs" (its entities had moved to the
+// survivor) while the survivor's message named the same sightings (from
+// a review). It now says where they went.
+func TestMergedIncidentSightingsFollowTheSurvivor(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	o := f.see(t, seenAlert{id: "da0000000000000b01_1", device: "ws-b1.contoso.local", files: []string{"first-b1.dll"}})[0]
+	f.card(t, o)
+	f.see(t, seenAlert{id: "da0000000000000b02_1", tenant: fabrikamTenant, device: "fab-b1", files: []string{"shared-b2.dll"}})
+	a := f.see(t, seenAlert{id: "da0000000000000b03_1", device: "ws-b2.contoso.local", files: []string{"shared-b2.dll"}})[0]
+	require.NotEqual(t, o, a)
+	desk := posted(t, f.slack, deskChannel, nil, "Incident "+a+" at Contoso: also seen at other orgs")
+	f.see(t, seenAlert{id: "da0000000000000b04_1", device: "ws-b1.contoso.local", files: []string{"first-b1.dll", "shared-b2.dll"}})
+	edit := f.edited(t, desk.Ref, "merged into incident "+o)
+	require.Contains(t, plain(edit), "its sightings at other orgs follow on that incident's message")
+	f.settledOutbox(t)
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpUpdate && c.Ref == desk.Ref {
+			require.NotContains(t, plain(c.Message), "no longer seen", "the merge is not an end of its sightings")
+		}
+	}
+	f.assertMembersSeeNoOtherOrg(t)
+}
+
 // TestCommonBinaryNotifiesNoSightings: a file on the guard's number of
 // Contoso's devices (a common installer) that Fabrikam's notified incident
 // holds too brings nothing to the desk.
