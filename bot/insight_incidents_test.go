@@ -153,6 +153,28 @@ func TestMergedIncidentSightingsFollowTheSurvivor(t *testing.T) {
 	f.assertMembersSeeNoOtherOrg(t)
 }
 
+// TestCampaignTagFollowsAMerge: an incident tagged with a campaign and
+// then merged into another: the survivor's card, the one people follow,
+// says it is linked, and sharing the campaign names it there. The tag
+// stayed on the merged card, and the share edited only that frozen card
+// (from a review).
+func TestCampaignTagFollowsAMerge(t *testing.T) {
+	t.Parallel()
+	f := setupThreeOrgs(t, nil)
+	o := f.see(t, seenAlert{id: "da0000000000000c01_1", device: "ws-c1.contoso.local", files: []string{"first-c1.dll"}})[0]
+	survivor := f.card(t, o)
+	a := f.see(t, seenAlert{id: "da0000000000000c02_1", device: "ws-c2.contoso.local", files: []string{"tagged-c2.dll"}})[0]
+	f.card(t, a)
+	_, m := f.run(t, Slack, expert1, deskChannel, "campaign tag incident:"+a+" Storm-0501")
+	require.Contains(t, plain(m), "with the campaign Storm-0501")
+	f.see(t, seenAlert{id: "da0000000000000c03_1", device: "ws-c1.contoso.local", files: []string{"first-c1.dll", "tagged-c2.dll"}})
+	f.edited(t, survivor.Ref, "Linked by the threat experts to a campaign they track.")
+	_, m = f.run(t, Slack, expert1, deskChannel, "campaign share Storm-0501")
+	require.Contains(t, plain(m), "Storm-0501")
+	f.edited(t, survivor.Ref, "Storm-0501")
+	f.assertMembersSeeNoOtherOrg(t)
+}
+
 // TestCommonBinaryNotifiesNoSightings: a file on the guard's number of
 // Contoso's devices (a common installer) that Fabrikam's notified incident
 // holds too brings nothing to the desk.

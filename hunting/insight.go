@@ -820,6 +820,45 @@ FROM hunting_incidents WHERE id = ANY($1)`, ids)
 	return out, nil
 }
 
+// MergedFrom returns org's incidents merged into id, directly or through
+// others (a chain of merges), so that what was said of them (a campaign
+// tag) follows to the incident their activity now is in.
+func (s *Service) MergedFrom(ctx context.Context, org string, id int64) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `
+WITH RECURSIVE m(id, depth) AS (
+    SELECT i.id, 1 FROM hunting_incidents i WHERE i.org = $1 AND i.merged_into = $2
+    UNION
+    SELECT i.id, m.depth + 1 FROM hunting_incidents i JOIN m ON i.merged_into = m.id WHERE i.org = $1 AND m.depth < 64)
+SELECT DISTINCT id FROM m`, org, id)
+	if err != nil {
+		return nil, fmt.Errorf("hunting: incidents merged into %d: %w", id, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("hunting: incidents merged into %d: %w", id, err)
+	}
+	return ids, nil
+}
+
+// Survivor returns the incident org's incident id's activity is in now: id
+// itself, or the end of the chain of merges it was absorbed by.
+func (s *Service) Survivor(ctx context.Context, org string, id int64) (int64, error) {
+	var out int64
+	err := s.pool.QueryRow(ctx, `
+WITH RECURSIVE m(id, next, depth) AS (
+    SELECT i.id, i.merged_into, 1 FROM hunting_incidents i WHERE i.org = $1 AND i.id = $2
+    UNION ALL
+    SELECT i.id, i.merged_into, m.depth + 1 FROM hunting_incidents i JOIN m ON i.id = m.next WHERE i.org = $1 AND m.depth < 64)
+SELECT id FROM m ORDER BY depth DESC LIMIT 1`, org, id).Scan(&out)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return id, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("hunting: where incident %d is now: %w", id, err)
+	}
+	return out, nil
+}
+
 // orgIDs are the configured orgs' ids.
 func (c *Config) orgIDs() []string {
 	ids := make([]string, len(c.Orgs))

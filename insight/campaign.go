@@ -400,9 +400,20 @@ func (s *Service) Share(ctx context.Context, name, by string) (c *Campaign, chan
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("insight: share %q: %w", display, err)
 		}
+		told := map[int64]bool{}
 		for _, i := range incs {
-			if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: EventIncidentLinked, Stream: hunting.Stream(i.id),
-				Payload: Event{Org: i.org, IncidentID: i.id, Campaign: shown, Shared: true, By: by}}); err != nil {
+			// A tagged incident merged since: the card people follow is
+			// the survivor's.
+			id, err := s.hunt.Survivor(ctx, i.org, i.id)
+			if err != nil {
+				return fmt.Errorf("insight: share %q: %w", display, err)
+			}
+			if told[id] {
+				continue
+			}
+			told[id] = true
+			if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: EventIncidentLinked, Stream: hunting.Stream(id),
+				Payload: Event{Org: i.org, IncidentID: id, Campaign: shown, Shared: true, By: by}}); err != nil {
 				return fmt.Errorf("insight: share %q: %w", display, err)
 			}
 		}
@@ -432,9 +443,21 @@ type Linked struct {
 // IncidentLinked returns whether org's incident id carries a campaign, and
 // the names of those that are shared: what its notification tells org.
 func (s *Service) IncidentLinked(ctx context.Context, org string, id int64) (Linked, error) {
+	// An incident merged into this one brings its tags along.
+	from, err := s.hunt.MergedFrom(ctx, org, id)
+	if err != nil {
+		return Linked{}, fmt.Errorf("insight: campaigns of incident %d: %w", id, err)
+	}
+	refs := []string{strconv.FormatInt(id, 10)}
+	for _, m := range from {
+		refs = append(refs, strconv.FormatInt(m, 10))
+	}
 	rows, err := s.pool.Query(ctx, `
-SELECT c.name, c.shared_at IS NOT NULL FROM insight_campaign_tags t JOIN insight_campaigns c ON c.key = t.campaign
-WHERE t.kind = 'incident' AND t.ref = $1 AND t.org = $2 ORDER BY t.tagged_at, c.name`, strconv.FormatInt(id, 10), org)
+SELECT name, shared FROM (
+    SELECT DISTINCT ON (c.key) c.name, c.shared_at IS NOT NULL AS shared, t.tagged_at
+    FROM insight_campaign_tags t JOIN insight_campaigns c ON c.key = t.campaign
+    WHERE t.kind = 'incident' AND t.ref = ANY($1) AND t.org = $2 ORDER BY c.key, t.tagged_at) x
+ORDER BY tagged_at, name`, refs, org)
 	if err != nil {
 		return Linked{}, fmt.Errorf("insight: campaigns of incident %d: %w", id, err)
 	}
