@@ -303,6 +303,11 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		return nil, err
 	}
 	clock.lap(stageCommit)
+	// No answer before the commit is on disk, as for one org's group.
+	if err := s.durable(ctx); err != nil {
+		s.cache.forget()
+		return nil, err
+	}
 	s.cache.apply(after)
 	clock.lap(stageApply)
 	took := time.Since(start)
@@ -917,12 +922,21 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 	if len(c.common)+len(u.common) > maxCacheEntries {
 		c.common = map[devK]time.Time{}
 	}
+	// New keys are copied: an entity's value may be a piece of a sender's
+	// much longer string, which a kept key would hold in memory whole.
 	for k, t := range u.recorded {
-		if t.After(c.recorded[k]) {
+		old, ok := c.recorded[k]
+		if !ok {
+			k = k.owned()
+		}
+		if t.After(old) {
 			c.recorded[k] = t
 		}
 	}
 	for k, t := range u.common {
+		if _, ok := c.common[k]; !ok {
+			k = k.owned()
+		}
 		c.common[k] = t
 	}
 	if len(c.entities)+len(u.entities) > maxCacheEntries {
@@ -933,6 +947,8 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 		if o, ok := c.entities[k]; ok {
 			e.first, e.last = minTime(e.first, o.first), maxTime(e.last, o.last)
 			e.display, e.alt = e.display || o.display, e.alt || o.alt
+		} else {
+			k.kind, k.value = strings.Clone(k.kind), strings.Clone(k.value)
 		}
 		c.entities[k] = e
 	}
@@ -942,6 +958,11 @@ func (c *prevalenceCache) apply(u *cacheUpdate) {
 // was seen on (empty for the entity itself). A struct, not a joined
 // string: looked up for every entity of every batch.
 type devK struct{ org, kind, value, dev string }
+
+// owned is k with its strings copied, for a key kept in a cache.
+func (k devK) owned() devK {
+	return devK{strings.Clone(k.org), strings.Clone(k.kind), strings.Clone(k.value), strings.Clone(k.dev)}
+}
 
 func devKey(org, kind, value, dev string) devK {
 	return devK{org, kind, value, dev}

@@ -643,16 +643,13 @@ func (s *Service) queueSightings(pb *pgx.Batch, org string, ws []*work, now time
 		}
 	}
 	// Rows this replica wrote less than an hour (of alert time) ago are
-	// skipped: the stored last_seen is good enough for the window.
-	// Keys known to be common need no more sightings until the cache entry
-	// runs out (then the next batch records its sightings and counts again).
+	// skipped: the stored last_seen is good enough for the window. Keys
+	// cached as common are recorded all the same: the cache spares their
+	// count, but the store must hold what another replica (or this one,
+	// once the entry runs out) counts, or it would link through them.
 	s.cache.mu.Lock()
 	for k, t := range seen {
 		if at, ok := s.cache.recorded[devKey(org, k.kind, k.value, k.dev)]; ok && t.Before(at.Add(time.Hour)) {
-			delete(seen, k)
-			continue
-		}
-		if until, ok := s.cache.common[devKey(org, k.kind, k.value, "")]; ok && now.Before(until) {
 			delete(seen, k)
 		}
 	}
