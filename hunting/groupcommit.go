@@ -178,14 +178,50 @@ func (s *Service) leadGroup(ctx context.Context, org string, q *orgQueue) {
 		return
 	}
 	// The group runs for all its requests, not the leader's alone.
-	gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer cancel()
-	errs := s.commitGroupOf(gctx, org, grp)
+	commit := func(dl time.Time, g []*groupReq) ([]error, bool) {
+		gctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), dl)
+		defer cancel()
+		errs := s.commitGroupOf(gctx, org, g)
+		return errs, gctx.Err() != nil
+	}
+	errs, cut := commit(deadline, grp)
+	// Cut short by its earliest deadline (the intake backed up): nothing
+	// was stored, and the requests with time left are tried again without
+	// the ones whose time is up, or one sender short of time would fail
+	// every other sender of its group.
+	for cut {
+		now := time.Now()
+		var rest []int
+		var next time.Time
+		for i, r := range grp {
+			if errs[i] != nil && r.deadline.Sub(now) >= groupMinTime {
+				rest = append(rest, i)
+				if next.IsZero() || r.deadline.Before(next) {
+					next = r.deadline
+				}
+			}
+		}
+		if len(rest) == 0 || !next.After(deadline) {
+			break
+		}
+		deadline = next
+		again := make([]*groupReq, len(rest))
+		for j, i := range rest {
+			again[j] = grp[i]
+		}
+		var errsAgain []error
+		errsAgain, cut = commit(deadline, again)
+		for j, err := range errsAgain {
+			errs[rest[j]] = err
+		}
+	}
 
 	// The next group goes on while this one's commit reaches the disk.
 	s.handOn(q)
 	if slices.Contains(errs, nil) {
-		if err := s.durable(gctx); err != nil {
+		dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		if err := s.durable(dctx); err != nil {
 			for i := range errs {
 				if errs[i] == nil {
 					errs[i] = err
