@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/threatdesk/threatdesk/hunting"
@@ -18,12 +19,30 @@ import (
 // HuntingIncidents adapts hunting.Service to the Incidents the bot consumes.
 type HuntingIncidents struct {
 	svc *hunting.Service
+	// loc is the zone times are written in (In; UTC when unset).
+	loc *time.Location
 }
 
 var _ Incidents = (*HuntingIncidents)(nil)
 
 // NewHuntingIncidents wraps svc.
 func NewHuntingIncidents(svc *hunting.Service) *HuntingIncidents { return &HuntingIncidents{svc: svc} }
+
+// In has times written in loc, the config's timezone, named ("4 Dec 16:24
+// EST"): a card's timeline read in UTC, unnamed, passed for local time.
+func (h *HuntingIncidents) In(loc *time.Location) *HuntingIncidents {
+	h.loc = loc
+	return h
+}
+
+// stamp is t as a card's timeline and details write it.
+func (h *HuntingIncidents) stamp(t time.Time) string {
+	loc := h.loc
+	if loc == nil {
+		loc = time.UTC
+	}
+	return t.In(loc).Format("2 Jan 15:04 MST")
+}
 
 func incidentID(id string) (int64, error) {
 	n, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimPrefix(id, "INC-"), "#"), 10, 64)
@@ -126,7 +145,7 @@ func (h *HuntingIncidents) Incident(ctx context.Context, org, id string) (Incide
 		out.Reasons = append(out.Reasons, fmt.Sprintf("%+d %s", r.Points, alertText(r.Detail)))
 	}
 	for _, e := range v.Timeline {
-		line := e.Time.UTC().Format("2 Jan 15:04") + " " + e.Title
+		line := h.stamp(e.Time) + " " + e.Title
 		if e.Device != "" {
 			line += " on " + e.Device
 		}
@@ -207,7 +226,7 @@ func (h *HuntingIncidents) Describe(ctx context.Context, org string, kind Subjec
 			s.Name = alertText(e.Display)
 			var details []string
 			if !e.FirstSeen.IsZero() {
-				details = append(details, "seen since "+e.FirstSeen.UTC().Format("2 Jan 15:04"))
+				details = append(details, "seen since "+h.stamp(e.FirstSeen))
 			}
 			if e.Devices > 0 {
 				details = append(details, "on "+plural.S(e.Devices, "device"))

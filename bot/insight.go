@@ -533,7 +533,7 @@ func (b *Bot) campaignCommand(ctx context.Context, w who, r request) (Message, e
 
 // campaignMessage lists a campaign for an expert.
 func (b *Bot) campaignMessage(c CampaignView) Message {
-	day := func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04") }
+	day := func(t time.Time) string { return zoned(t, b.cfg.Location) }
 	shared := "not shared: customers are told only that it is linked"
 	if c.Shared {
 		shared = "shared with the customers by " + c.SharedBy

@@ -3,6 +3,7 @@ package bot
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -96,4 +97,22 @@ func TestSightingIndicatorsAreUserText(t *testing.T) {
 		}
 	}
 	require.True(t, found, "the indicator is shown")
+}
+
+// TestCardTimesAreInTheConfiguredZone: a card's timeline and a case's
+// "seen since" were written in UTC without saying so, and a New York SOC
+// read them as its own time (from a review). They are written in the
+// config's timezone, named.
+func TestCardTimesAreInTheConfiguredZone(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatalf("load America/New_York: %v", err)
+	}
+	at := time.Date(2026, 12, 4, 21, 24, 0, 0, time.UTC)
+	if got := NewHuntingIncidents(nil).In(ny).stamp(at); got != "4 Dec 16:24 EST" {
+		t.Errorf("stamp in New York = %q", got)
+	}
+	if got := NewHuntingIncidents(nil).stamp(at); got != "4 Dec 21:24 UTC" {
+		t.Errorf("stamp without a zone = %q", got)
+	}
 }

@@ -69,7 +69,7 @@ func wire(cfg *config.Config, pool *pgxpool.Pool, srv *httpapi.Server, log *slog
 		return app, nil
 	}
 
-	core, err := bot.New(f.Bot, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt), log, reg)
+	core, err := bot.New(f.Bot, pool, bot.NewCaseworkCases(cases), bot.NewHuntingIncidents(hunt).In(f.Location), log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("chat is enabled, so THREATDESK_CONFIG must describe who talks where: %w", err)
 	}
