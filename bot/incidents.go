@@ -114,7 +114,7 @@ const hintIncidents = "the list is one of open, quiet or all, e.g. /experts inci
 
 // msgNoIncident answers an incident that does not exist and one of another
 // org alike.
-const msgNoIncident = "No such incident in your organisation. /experts incidents all lists its incidents."
+const msgNoIncident = "No such incident in your organisation: /experts incidents lists its incidents (all of them with all)."
 
 // incidentNotFound gives a missing incident (or another org's) its one answer.
 func incidentNotFound(err error) error {
@@ -344,6 +344,12 @@ func (b *Bot) incidentsMessage(w who, filter string, orgs []string, l IncidentLi
 			IncidentsOpen: "; /experts incidents quiet lists only those never posted",
 			IncidentsAll:  "; /experts incidents open or quiet narrows it",
 		}[filter]
+		if w.user.Platform == Discord { // the list is an option there
+			why = map[string]string{
+				IncidentsOpen: "; /experts incidents filter:quiet lists only those never posted",
+				IncidentsAll:  "; /experts incidents filter:open or filter:quiet narrows it",
+			}[filter]
+		}
 		m.Footer = Line{T(more + " (Older incidents shows the next " + fmt.Sprint(min(l.More, maxIncidentsListed)) + why + ")")}
 	}
 	return m

@@ -78,6 +78,9 @@ func TestIncidentsFooterFitsTheList(t *testing.T) {
 	require.Equal(t, "and 3 more (Older incidents shows the next 3)", quiet, "not sent to the command just run")
 	open := plainLine(b.incidentsMessage(w, IncidentsOpen, []string{"contoso"}, l).Footer)
 	require.Contains(t, open, "/experts incidents quiet lists only those never posted")
+	w.user.Platform = Discord // the list is an option there
+	open = plainLine(b.incidentsMessage(w, IncidentsOpen, []string{"contoso"}, l).Footer)
+	require.Contains(t, open, "/experts incidents filter:quiet lists only those never posted")
 }
 
 func plainLine(l Line) string {
