@@ -1,12 +1,14 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -533,7 +535,8 @@ func (b *Bot) campaignCommand(ctx context.Context, w who, r request) (Message, e
 
 // campaignMessage lists a campaign for an expert.
 func (b *Bot) campaignMessage(c CampaignView) Message {
-	day := func(t time.Time) string { return zoned(t, b.cfg.Location) }
+	loc := cmp.Or(b.cfg.Location, time.UTC)
+	day := func(t time.Time) string { return t.In(loc).Format("2 Jan 2006 15:04 MST") }
 	shared := "not shared: customers are told only that it is linked"
 	if c.Shared {
 		shared = "shared with the customers by " + c.SharedBy
@@ -548,8 +551,12 @@ func (b *Bot) campaignMessage(c CampaignView) Message {
 		},
 		Fallback: cut(fmt.Sprintf("Campaign %s: %d tagged", c.Name, len(c.Items)), maxListLineRunes),
 	}
-	sec := Section{Title: "Tagged cases and incidents, first seen first"}
-	for i, it := range c.Items {
+	// Newest first: a growing campaign's latest items are the ones that
+	// matter, and only the first maxListed are shown.
+	items := slices.Clone(c.Items)
+	slices.SortStableFunc(items, func(x, y CampaignItem) int { return y.Last.Compare(x.Last) })
+	sec := Section{Title: "Tagged cases and incidents, newest first"}
+	for i, it := range items {
 		if i == maxListed {
 			sec.More = len(c.Items) - i
 			break

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,29 @@ func TestCardTimesAreInTheConfiguredZone(t *testing.T) {
 	}
 	if got := NewHuntingIncidents(nil).stamp(at); got != "4 Dec 21:24 UTC" {
 		t.Errorf("stamp without a zone = %q", got)
+	}
+}
+
+// TestCampaignListsNewestFirst: a campaign lists its newest items first;
+// it listed the oldest ten, and a growing campaign's latest incidents, the
+// ones that matter, were behind "and N more" (from a review).
+func TestCampaignListsNewestFirst(t *testing.T) {
+	b := &Bot{}
+	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	var c CampaignView
+	for i := range 12 {
+		at := t0.Add(time.Duration(i) * 24 * time.Hour)
+		c.Items = append(c.Items, CampaignItem{Target: fmt.Sprintf("incident %d", i+1), Org: "contoso", Title: "t", Status: "open", First: at, Last: at})
+	}
+	c.Name, c.First, c.Last = "Storm-0501", t0, t0.Add(11*24*time.Hour)
+	sec := b.campaignMessage(c).Sections[0]
+	if sec.Title != "Tagged cases and incidents, newest first" || len(sec.Lines) == 0 {
+		t.Fatalf("section %q with %d lines", sec.Title, len(sec.Lines))
+	}
+	if first := sec.Lines[0][0].Text; first != "incident 12" {
+		t.Errorf("first line names %q, want the newest, incident 12", first)
+	}
+	if sec.More != 2 {
+		t.Errorf("More = %d, want the two oldest", sec.More)
 	}
 }
