@@ -251,16 +251,18 @@ func (b *Bot) render(ctx context.Context, row outbox.Row) ([]part, error) {
 // the action's key), so a press worked again queues it once.
 const kindFullScope = "bot.full_scope"
 
-// scopeEvent is the payload of kindFullScope: the message, drawn when
-// asked, and the card whose thread it goes in.
+// scopeEvent is the payload of kindFullScope: the messages, drawn when
+// asked, and the card whose thread they go in. Msg is a row of an older
+// version's: one message.
 type scopeEvent struct {
-	Card Ref     `json:"card"`
-	Msg  Message `json:"msg"`
+	Card Ref       `json:"card"`
+	Msg  Message   `json:"msg"`
+	Msgs []Message `json:"msgs,omitempty"`
 }
 
 // queueScope queues the full scope m for the thread of the card a was
 // pressed on, once per press.
-func (b *Bot) queueScope(ctx context.Context, a Action, m Message) error {
+func (b *Bot) queueScope(ctx context.Context, a Action, ms []Message) error {
 	stream := "scope:" + cmp.Or(a.Key, randomKey())
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
@@ -274,7 +276,7 @@ func (b *Bot) queueScope(ctx context.Context, a Action, m Message) error {
 	if queued {
 		return nil
 	}
-	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msg: m}}); err != nil {
+	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msgs: ms}}); err != nil {
 		return fmt.Errorf("queue full scope: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -289,7 +291,18 @@ func renderScope(row outbox.Row) ([]part, error) {
 		return nil, &rowError{kind: Permanent, err: fmt.Errorf("decode full scope: %w", err)}
 	}
 	card := ev.Card
-	return []part{{key: "scope", dest: Dest{Platform: card.Platform, Workspace: card.Workspace, Channel: card.Channel, Thread: &card}, msg: ev.Msg}}, nil
+	dest := Dest{Platform: card.Platform, Workspace: card.Workspace, Channel: card.Channel, Thread: &card}
+	if len(ev.Msgs) == 0 {
+		return []part{{key: "scope", dest: dest, msg: ev.Msg}}, nil
+	}
+	ps := make([]part, len(ev.Msgs))
+	for i, m := range ev.Msgs {
+		ps[i] = part{key: "scope", dest: dest, msg: m}
+		if i > 0 {
+			ps[i].key = fmt.Sprintf("scope.%d", i+1)
+		}
+	}
+	return ps, nil
 }
 
 // sampleEvent is the payload of kindSampleNotification.
@@ -858,24 +871,55 @@ func notificationCard(inc IncidentView) Message {
 	return m
 }
 
-// scopeMessage is the full entity list, posted in the notification's thread.
-func scopeMessage(id string, scope []ScopeGroup) Message {
-	m := Message{Title: "Full scope of incident " + id, Fallback: "Full scope of incident " + id}
+// The full scope's layout: sections of scopeSectionLines items (a
+// Discord embed field holds 1,024 characters), scopeSections sections a
+// message (an embed holds 6,000), at most scopeMessages messages.
+const (
+	scopeSectionLines = 10
+	scopeSections     = 5
+	scopeMaxMessages  = 10
+)
+
+// scopeMessages are the full entity list, posted in the notification's
+// thread: every kind, its items in sections that fit a Discord embed's
+// field (ten lines of at most 90 characters), over as many messages as
+// they need (up to scopeMaxMessages, 500 items; what is left is counted). It was one message of at most 50 items
+// a kind, and Discord showed 14 of 200 devices.
+func scopeMessages(id string, scope []ScopeGroup) []Message {
+	var secs []Section
+	shown, total := 0, 0
 	for _, g := range scope {
-		if g.total() == 0 {
-			continue
-		}
-		sec := Section{Title: fmt.Sprintf("%s (%d)", titleCase(g.Kind), g.total())}
-		for i, it := range g.Items {
-			if i == 50 {
+		total += g.total()
+		for i := 0; i < len(g.Items) || (i == 0 && g.total() > 0); i += scopeSectionLines {
+			if len(secs) == scopeSections*scopeMaxMessages {
 				break
 			}
-			sec.Lines = append(sec.Lines, Line{U(cut(it, maxListLineRunes*2))})
+			end := min(i+scopeSectionLines, len(g.Items))
+			sec := Section{Title: fmt.Sprintf("%s (%d)", titleCase(g.Kind), g.total())}
+			if i > 0 || end < g.total() {
+				sec.Title = fmt.Sprintf("%s (%d–%d of %d)", titleCase(g.Kind), i+1, end, g.total())
+			}
+			for _, it := range g.Items[i:end] {
+				sec.Lines = append(sec.Lines, Line{U(cut(it, maxListLineRunes))})
+			}
+			shown += end - i
+			secs = append(secs, sec)
 		}
-		sec.More = g.total() - len(sec.Lines)
-		m.Sections = append(m.Sections, sec)
 	}
-	return m
+	var out []Message
+	for i := 0; i < len(secs) || i == 0; i += scopeSections {
+		n := len(out) + 1
+		title := "Full scope of incident " + id
+		if len(secs) > scopeSections {
+			title = fmt.Sprintf("Full scope of incident %s (%d of %d)", id, n, (len(secs)+scopeSections-1)/scopeSections)
+		}
+		out = append(out, Message{Title: title, Fallback: title, Sections: secs[i:min(i+scopeSections, len(secs))]})
+	}
+	if left := total - shown; left > 0 {
+		last := &out[len(out)-1]
+		last.Footer = Line{T(fmt.Sprintf("%s not shown (%d shown).", plural.Count(left, "more item", "more items"), shown))}
+	}
+	return out
 }
 
 func (b *Bot) renderIncident(ctx context.Context, ev IncidentEvent) (parts []part, err error) {
