@@ -1,6 +1,7 @@
 package hunting
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -86,4 +87,29 @@ func TestCommonCacheKeepsTheStoreRight(t *testing.T) {
 	n5, n7, rowsNoCache := run(true)
 	require.Equal(t, rowsNoCache, rows, "the same sightings stored, cache or not")
 	require.Equal(t, n5 == n7, c5 == c7, "the cache changes no correlation")
+}
+
+// TestPruneSkipsRowsAnIngestHolds: the prune deleted old sightings in one
+// statement that waited for rows an ingest held, while the ingest's upsert
+// waited for rows the prune had locked: a deadlock, and the ingest's whole
+// group answered 503 (from a review). Rows held are skipped, not waited
+// for.
+func TestPruneSkipsRowsAnIngestHolds(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	old := t0.Add(-30 * 24 * time.Hour)
+	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_entity_devices (org, kind, value, device, last_seen)
+VALUES ('contoso', 'file', 'held', 'd1', $1), ('contoso', 'file', 'free', 'd2', $1)`, old)
+	require.NoError(t, err)
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(f.ctx) }()
+	_, err = tx.Exec(f.ctx, `UPDATE hunting_entity_devices SET last_seen = last_seen WHERE value = 'held'`) // an ingest's upsert
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(f.ctx, 5*time.Second)
+	defer cancel()
+	n, err := f.svc.Prune(ctx)
+	require.NoError(t, err, "not waiting for the held row")
+	require.Equal(t, int64(1), n)
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_entity_devices WHERE value = 'held'`))
 }

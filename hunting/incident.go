@@ -867,7 +867,14 @@ func (s *Service) Prune(ctx context.Context) (int64, error) {
 	// Kept for as long as a count reaches back: twice the window, or the
 	// chain window (rare over all of it) and a window more.
 	keep := max(2*s.cfg.Window, s.cfg.ChainWindow+s.cfg.Window)
-	tag, err := s.pool.Exec(ctx, `DELETE FROM hunting_entity_devices WHERE last_seen < $1`, s.cfg.Now().Add(-keep))
+	// Rows an ingest holds are skipped, not waited for: the ingest's
+	// upsert locks its rows in key order and the prune's scan in another,
+	// and the two deadlocked (the ingest's whole group answered 503). A
+	// row skipped is being seen again, or goes at the next prune.
+	tag, err := s.pool.Exec(ctx, `
+DELETE FROM hunting_entity_devices d
+USING (SELECT org, kind, value, device FROM hunting_entity_devices WHERE last_seen < $1 FOR UPDATE SKIP LOCKED) x
+WHERE d.org = x.org AND d.kind = x.kind AND d.value = x.value AND d.device = x.device`, s.cfg.Now().Add(-keep))
 	if err != nil {
 		return 0, fmt.Errorf("hunting: prune prevalence: %w", err)
 	}
