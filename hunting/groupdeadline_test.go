@@ -28,7 +28,9 @@ func TestShortRequestDoesNotFailItsGroup(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tx.Exec(f.ctx, lockOrgSQL, "contoso")
 	require.NoError(t, err)
-	go func() { time.Sleep(2 * time.Second); _ = tx.Rollback(f.ctx) }()
+	released := make(chan struct{})
+	go func() { time.Sleep(2 * time.Second); _ = tx.Rollback(f.ctx); close(released) }()
+	defer func() { <-released }() // before the connection goes back (deferred first)
 
 	long, short := req("long", time.Minute), req("short", 1500*time.Millisecond)
 	q := &orgQueue{pending: []*groupReq{long, short}, busy: true}
