@@ -154,9 +154,15 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 		role = "requester, " + b.orgName(c.Org)
 	} else {
 		// An expert's message was relayed into the org's thread: a channel
-		// a reload gave to another org gets none of it, edits included.
-		for _, p := range rels {
-			if err := b.stillTheirs(part{key: "relay.edit", org: c.Org}, p.Ref); err != nil {
+		// a reload gave to another org gets none of it, edits included. The
+		// receipt says which channel (a relayed message's own ref names
+		// the thread on Discord, which no org lists).
+		receipt, ok, err := b.anchorOf(ctx, rel.Stream, targetReceipt)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := b.stillTheirs(part{key: "relay.edit", org: c.Org}, receipt); err != nil {
 				b.log.Warn("not editing a relayed message in a channel now another org's", "case", ref, "err", err)
 				return nil
 			}

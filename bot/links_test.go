@@ -264,6 +264,22 @@ func TestFullScopeShowsItAll(t *testing.T) {
 	for i := 200; i < 700; i++ {
 		devs = append(devs, fmt.Sprintf("%040x ws-%04d.corp.contoso.example", i, i))
 	}
+	// Discord escapes markdown characters: paths full of backslashes take
+	// twice their length there, and a section still fits a field.
+	var paths []string
+	for i := range 40 {
+		paths = append(paths, fmt.Sprintf(`C:\Windows\System32\cmd.exe /c copy \\fs01\c$\Users\Public\*.* \\10.0.0.%d\admin$\x_%d`, i, i))
+	}
+	for _, m := range scopeMessages("9", []ScopeGroup{{Kind: "files", Items: paths}}) {
+		for _, s := range m.Sections {
+			escaped := 0
+			for _, l := range s.Lines {
+				escaped += len(l[0].Text) + strings.Count(l[0].Text, `\`) + strings.Count(l[0].Text, "_") + strings.Count(l[0].Text, "*") + 1
+			}
+			require.LessOrEqual(t, escaped, 1024, "%s fits a Discord field escaped", s.Title)
+		}
+	}
+
 	big := scopeMessages("8", []ScopeGroup{{Kind: "devices", Items: devs, Count: 5000}})
 	require.Len(t, big, 10, "at most ten messages")
 	require.Equal(t, "4500 more items not shown (500 shown).", plainLine(big[9].Footer))

@@ -276,7 +276,8 @@ func (b *Bot) queueScope(ctx context.Context, a Action, ms []Message) error {
 	if queued {
 		return nil
 	}
-	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msgs: ms}}); err != nil {
+	// Msg too: a replica still on the version before posts the first page.
+	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msg: ms[0], Msgs: ms}}); err != nil {
 		return fmt.Errorf("queue full scope: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -876,6 +877,7 @@ func notificationCard(inc IncidentView) Message {
 // message (an embed holds 6,000), at most scopeMessages messages.
 const (
 	scopeSectionLines = 10
+	scopeFieldBytes   = 960 // of Discord's 1,024, escaped, with room for its marks
 	scopeSections     = 5
 	scopeMaxMessages  = 10
 )
@@ -890,13 +892,26 @@ func scopeMessages(id string, scope []ScopeGroup) []Message {
 	shown, total := 0, 0
 	for _, g := range scope {
 		total += g.total()
-		for i := 0; i < len(g.Items) || (i == 0 && g.total() > 0); i += scopeSectionLines {
+		for i := 0; i < len(g.Items) || (i == 0 && g.total() > 0); {
 			if len(secs) == scopeSections*scopeMaxMessages {
 				break
 			}
-			end := min(i+scopeSectionLines, len(g.Items))
+			// Up to scopeSectionLines items, and no more than a Discord
+			// field holds once its markdown characters are escaped.
+			end, size := i, 0
+			for end < len(g.Items) && end-i < scopeSectionLines {
+				c := cut(g.Items[end], maxListLineRunes)
+				n := len(c) + strings.Count(c, "\\") + strings.Count(c, "_") + strings.Count(c, "*") +
+					strings.Count(c, "[") + strings.Count(c, "]") + strings.Count(c, "<") + strings.Count(c, ">") +
+					strings.Count(c, "|") + strings.Count(c, "~") + strings.Count(c, "`") + 1
+				if end > i && size+n > scopeFieldBytes {
+					break
+				}
+				size += n
+				end++
+			}
 			sec := Section{Title: fmt.Sprintf("%s (%d)", titleCase(g.Kind), g.total())}
-			if i > 0 || end < g.total() {
+			if end > i && (i > 0 || end < g.total()) {
 				sec.Title = fmt.Sprintf("%s (%d–%d of %d)", titleCase(g.Kind), i+1, end, g.total())
 			}
 			for _, it := range g.Items[i:end] {
@@ -904,6 +919,10 @@ func scopeMessages(id string, scope []ScopeGroup) []Message {
 			}
 			shown += end - i
 			secs = append(secs, sec)
+			i = end
+			if end == 0 {
+				break // a count and no item listed
+			}
 		}
 	}
 	var out []Message

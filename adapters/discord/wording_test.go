@@ -531,3 +531,34 @@ func TestRepliesMissedByTheGatewayAreCaughtUp(t *testing.T) {
 	require.Equal(t, map[string]int{"seen live": 1, "posted while threatdesk was down": 1}, count)
 	require.Contains(t, reads()[1], "after="+botLine.ID, "read after what the last catch-up read through, not the whole thread")
 }
+
+// TestDiscordEditInAChannelGivenToAnotherOrg: a reload gave Fabrikam's
+// channel to Northwind; an expert's edit of an answer relayed there before
+// was still carried into that channel: on Discord a relayed message's ref
+// names its thread, which no org lists, so the check let it through (from
+// a review). The receipt's channel decides.
+func TestDiscordEditInAChannelGivenToAnotherOrg(t *testing.T) {
+	t.Parallel()
+	w := newDiscordWording(t, dWordingOpts{})
+	receipt, card := w.open("ask", map[string]any{"question": "moved?"}, "EOD-1")
+	eve := discordfake.User{ID: expertID, Username: "eve", GlobalName: "Eve Expert"}
+	in, _ := w.command(expertID, deskID, "case take", map[string]any{"case": "EOD-1"})
+	w.wait("taken", w.answered(in, "EOD-1"))
+	w.wait("the take is noted", w.has(receipt.ID, "took EOD-1"))
+	answer := w.dfake.Say(card.ID, eve, "an earlier answer")
+	w.wait("the answer relayed", w.has(receipt.ID, "an earlier answer"))
+	relayed, _ := w.find(receipt.ID, "an earlier answer")
+	require.NoError(t, w.bot.SetConfig(bot.Config{
+		Orgs: []bot.Org{
+			{ID: "fabrikam", Name: "Fabrikam", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{"1000000000000000777"}}},
+			{ID: "northwind", Name: "Northwind", Discord: &bot.DiscordPlace{Guild: guildID, Channels: []string{channelID}}},
+		},
+		Desk:     bot.Desk{Discord: &bot.DiscordDesk{Guild: guildID, Channel: deskID}},
+		Experts:  bot.UserIDs{Discord: []string{expertID}},
+		Managers: bot.UserIDs{Discord: []string{managerID}},
+	}))
+	w.dfake.Edit(answer.ID, "the earlier answer, now naming ws-secret-42")
+	w.settled("the edit worked")
+	m, _ := w.dfake.Message(relayed.ID)
+	require.NotContains(t, text(m), "ws-secret-42", "Northwind's channel gets none of Fabrikam's case")
+}

@@ -246,6 +246,9 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			}
 		}
 		channel = cmp.Or(meta.Channel, channel)
+		// A form carries no channel: the one it was opened from tells
+		// whether its author is a guest.
+		user.Workspace = a.presserTeam(ctx, cb, channel)
 		url := ""
 		if len(cb.ResponseURLs) > 0 {
 			url = cb.ResponseURLs[0].ResponseURL

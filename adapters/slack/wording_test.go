@@ -524,9 +524,11 @@ func TestGridMemberOfAnotherWorkspacePresses(t *testing.T) {
 	t.Parallel()
 	w := newWording(t, wordingOpts{})
 	w.fake.AddUser(slackfake.User{ID: "U0GRIDMEM", Name: "gina", DisplayName: "Gina", Team: "T0HOMEWS"})
-	receipt, _ := w.open(`ask "grid?"`, "EOD-1")
+	receipt, card := w.open(`ask "grid?"`, "EOD-1")
 	w.press(wSOC, receipt.TS, "U0GRIDMEM", "add_details")
-	w.view(1) // the form opens: she is a member of Contoso's channel
+	v := w.view(1) // the form opens: she is a member of Contoso's channel
+	w.submit(v, "U0GRIDMEM", map[string]string{"text": "ws-301 rebooted at noon"})
+	w.inThread(wDesk, card.TS, "ws-301 rebooted at noon") // and what she sends reaches the desk
 }
 
 // TestDistributedAppPacesItsHistoryReads: Slack allows an app distributed
