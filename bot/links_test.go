@@ -284,3 +284,27 @@ func TestFullScopeShowsItAll(t *testing.T) {
 	require.Len(t, big, 10, "at most ten messages")
 	require.Equal(t, "4500 more items not shown (500 shown).", plainLine(big[9].Footer))
 }
+
+// TestCardScopeShowsEveryItemItCounts: the card's scope line joined three
+// items and cut the line at 180 characters; with file items (a hash and a
+// path) the third vanished in the "…" while "and N more" counted only
+// past three (from a review). Each item is cut on its own.
+func TestCardScopeShowsEveryItemItCounts(t *testing.T) {
+	t.Parallel()
+	var files []string
+	for i := range 4 {
+		files = append(files, fmt.Sprintf("f%d%s C:\\Users\\Public\\stage%d.dll", i, strings.Repeat("ab", 31), i))
+	}
+	card := notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90,
+		Scope: []ScopeGroup{{Kind: "files", Items: files}}})
+	var text string
+	for _, sec := range card.Sections {
+		if sec.Title == "Scope of compromise" {
+			text = plainLine(sec.Lines[0])
+		}
+	}
+	for i := range 3 {
+		require.Contains(t, text, fmt.Sprintf("f%dabababab", i), "item %d is shown", i+1)
+	}
+	require.Contains(t, text, "and 1 more")
+}

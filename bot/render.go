@@ -822,7 +822,15 @@ func notificationCard(inc IncidentView) Message {
 			if g.total() == 0 {
 				continue
 			}
-			l := Line{B(fmt.Sprintf("%s (%d): ", titleCase(g.Kind), g.total())), U(cut(strings.Join(shown, ", "), maxListLineRunes*2))}
+			// Each item is cut on its own: the joined line cut at its end
+			// lost the third item in the "…" while "and N more" counted
+			// only past three.
+			each := (maxListLineRunes*2 - 2*(len(shown)-1)) / max(len(shown), 1)
+			parts := make([]string, len(shown))
+			for i, it := range shown {
+				parts[i] = cut(it, each)
+			}
+			l := Line{B(fmt.Sprintf("%s (%d): ", titleCase(g.Kind), g.total())), U(strings.Join(parts, ", "))}
 			if g.total() > len(shown) {
 				l = append(l, T(fmt.Sprintf(" and %d more", g.total()-len(shown))))
 			}
