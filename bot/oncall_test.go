@@ -727,6 +727,22 @@ func (n *nextIs) WhoToPage(ctx context.Context, opened, now time.Time) (OnCallPa
 	return n.OnCall.WhoToPage(ctx, opened, now)
 }
 
+// pageHeld opens a high-priority case nobody takes and lets its page be
+// decided, the desk told whom it pages, while the direct message to that
+// expert (f.next) waits for release.
+func (f *oncallFixture) pageHeld(t *testing.T, question string) (ref string, desk bottest.Call, release func()) {
+	t.Helper()
+	ref, _, desk = f.openCase(t, question)
+	f.direct(t, f.on, "New high-priority case")
+	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
+	release = f.slack.HoldPosts(bottest.DirectChannel(f.next))
+	t.Cleanup(release)
+	f.clock.Advance(16 * time.Minute)
+	require.Equal(t, 1, f.sweep(t).Paged)
+	posted(t, f.slack, deskChannel, &desk.Ref, "Paged "+f.name(f.next)+", next on call")
+	return ref, desk, release
+}
+
 // TestPageRetryAfterAReloadPagesTheSameExpert: a page whose direct message
 // fails after the desk was told whom it paged goes, when tried again, to
 // that expert, even when a reload changed who is next meanwhile. It paged
@@ -735,15 +751,7 @@ func TestPageRetryAfterAReloadPagesTheSameExpert(t *testing.T) {
 	t.Parallel()
 	rota := &nextIs{}
 	f := setupOncall(t, oncallSetup{wrap: func(o OnCall) OnCall { rota.OnCall = o; return rota }})
-	ref, _, desk := f.openCase(t, "device ws-019 beaconing")
-	f.direct(t, f.on, "New high-priority case")
-	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
-
-	release := f.slack.HoldPosts(bottest.DirectChannel(f.next))
-	t.Cleanup(release)
-	f.clock.Advance(16 * time.Minute)
-	require.Equal(t, 1, f.sweep(t).Paged)
-	posted(t, f.slack, deskChannel, &desk.Ref, "Paged "+f.name(f.next)+", next on call")
+	ref, _, release := f.pageHeld(t, "device ws-019 beaconing")
 	rota.mu.Lock()
 	rota.next = &OnCallMember{Platform: Slack, ID: f.on} // the reload
 	rota.mu.Unlock()
@@ -764,15 +772,7 @@ func TestPageRetryAfterAReloadPagesTheSameExpert(t *testing.T) {
 func TestPageRetryAfterTheExpertLeftPostsOneNote(t *testing.T) {
 	t.Parallel()
 	f := setupOncall(t, oncallSetup{})
-	_, _, desk := f.openCase(t, "device ws-021 beaconing")
-	f.direct(t, f.on, "New high-priority case")
-	f.waitFor(t, "delivered", func() bool { return f.pending(t) == 0 })
-
-	release := f.slack.HoldPosts(bottest.DirectChannel(f.next))
-	t.Cleanup(release)
-	f.clock.Advance(16 * time.Minute)
-	require.Equal(t, 1, f.sweep(t).Paged)
-	posted(t, f.slack, deskChannel, &desk.Ref, "Paged "+f.name(f.next)+", next on call")
+	_, desk, release := f.pageHeld(t, "device ws-021 beaconing")
 	cfg := testConfig()
 	cfg.Experts.Slack = []string{f.on} // f.next left the experts
 	require.NoError(t, f.bot.SetConfig(cfg))

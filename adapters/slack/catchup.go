@@ -116,12 +116,11 @@ func (a *Adapter) catchUpTeam(ctx context.Context, tl threadLister, team string,
 		}
 		threads = threads[:catchUpPaced]
 	}
-	shared := map[string]bool{} // channel -> shared by Slack Connect, asked once a start
 	for _, t := range threads {
 		if ctx.Err() != nil {
 			return n, unread
 		}
-		k, err := a.catchUpThread(ctx, tl, team, t, shared)
+		k, err := a.catchUpThread(ctx, tl, team, t)
 		n += k
 		if kind, _ := bot.Classify(err); err != nil && kind != bot.Permanent {
 			unread = append(unread, t.Parent)
@@ -157,9 +156,8 @@ func (a *Adapter) holdsMark(channel, ts string) bool {
 }
 
 // catchUpThread hands over the replies in the thread of t after t.After,
-// and returns how many. shared caches whether channels are shared by Slack
-// Connect.
-func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team string, t bot.ThreadMark, shared map[string]bool) (int, error) {
+// and returns how many.
+func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team string, t bot.ThreadMark) (int, error) {
 	api, err := a.client(ctx, t.Parent.Workspace)
 	if err != nil {
 		return 0, err
@@ -168,12 +166,12 @@ func (a *Adapter) catchUpThread(ctx context.Context, tl threadLister, team strin
 	// event does; it counts only in a channel shared by Slack Connect
 	// (authorTeam), which conversations.info tells and a reply read back
 	// does not.
-	ext, ok := shared[t.Parent.Channel]
-	if !ok {
-		if ext, err = a.extShared(ctx, api, t.Parent.Workspace, t.Parent.Channel); err != nil {
-			return 0, err
-		}
-		shared[t.Parent.Channel] = ext
+	var ext bool
+	if err := bot.Retry(ctx, catchUpTries, func() error {
+		ext, err = a.sharedChannel(ctx, t.Parent.Workspace, t.Parent.Channel) // kept a while: asked once a channel
+		return err
+	}); err != nil {
+		return 0, err
 	}
 	n, cursor := 0, ""
 	for range catchUpPages {
@@ -237,25 +235,4 @@ func asEvents(page []slack.Message) []messageEvent {
 		}
 	}
 	return out
-}
-
-// extShared reports whether channel is shared with other workspaces by
-// Slack Connect (conversations.info's is_ext_shared).
-func (a *Adapter) extShared(ctx context.Context, api *slack.Client, workspace, channel string) (bool, error) {
-	var ch *slack.Channel
-	err := bot.Retry(ctx, catchUpTries, func() error {
-		cctx, cancel := a.callCtx(ctx)
-		defer cancel()
-		var err error
-		ch, err = api.GetConversationInfoContext(cctx, &slack.GetConversationInfoInput{ChannelID: channel})
-		a.metrics.call("conversations.info", err)
-		if err != nil {
-			return a.failed(workspace, "conversations.info", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("tell whether channel %s is shared by Slack Connect: %w", channel, err)
-	}
-	return ch.IsExtShared, nil
 }

@@ -369,13 +369,7 @@ func interrupted(t *testing.T, f *fixture, url string, part []byte) {
 	_, err = conn.Write(part)
 	require.NoError(t, err)
 	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
-	require.Contains(t, string(body), "The upload was interrupted")
+	answeredInterrupted(t, conn)
 }
 
 // TestPreviewBotsGetNoSample: a chat app's link expander neither gets the
@@ -427,22 +421,9 @@ func TestStalledUploadIsCut(t *testing.T) {
 	c := f.fileCase(t, strings.Repeat("0", 64), "q")
 	url := f.uploadLink(t, c.Ref)
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	const boundary = "xXxBoundaryxXx"
-	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"stall.bin\"\r\n" +
-		"Content-Type: application/octet-stream\r\n\r\nfirst bytes"
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s",
-		strings.TrimPrefix(url, f.base), boundary, 10000, head)
+	conn := startUpload(t, f, url, "stall.bin")
 	// The connection stays open and silent; the answer comes anyway.
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err, "answered while the client is still connected")
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
-	require.Contains(t, string(body), "The upload was interrupted")
+	answeredInterrupted(t, conn)
 	f.nothingStored(t)
 
 	resp, text := post(t, url, "ok.bin", strings.NewReader("sample"), "")
@@ -460,14 +441,7 @@ func TestTricklingUploadIsCut(t *testing.T) {
 	c := f.fileCase(t, strings.Repeat("0", 64), "q")
 	url := f.uploadLink(t, c.Ref)
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	const boundary = "xXxBoundaryxXx"
-	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"trickle.bin\"\r\n" +
-		"Content-Type: application/octet-stream\r\n\r\nfirst bytes"
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s",
-		strings.TrimPrefix(url, f.base), boundary, 10000, head)
+	conn := startUpload(t, f, url, "trickle.bin")
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // a byte every 100 ms: never idle, about 10 bytes a second
@@ -483,15 +457,39 @@ func TestTricklingUploadIsCut(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err, "answered while the client still trickles")
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
-	require.Contains(t, string(body), "The upload was interrupted")
+	answeredInterrupted(t, conn)
 	require.Less(t, time.Since(start), 10*time.Second, "cut soon after UploadIdle")
 	f.nothingStored(t)
+}
+
+// startUpload sends, over a raw connection, the head of an upload of name
+// to url that promises 10,000 bytes: the part's headers and "first bytes".
+// The connection is closed when the test ends.
+func startUpload(t *testing.T, f *fixture, url, name string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.base, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	const boundary = "xXxBoundaryxXx"
+	head := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name + "\"\r\n" +
+		"Content-Type: application/octet-stream\r\n\r\nfirst bytes"
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s",
+		strings.TrimPrefix(url, f.base), boundary, 10000, head)
+	return conn
+}
+
+// answeredInterrupted reads the answer to an upload on conn while the
+// client is still connected: 400, "The upload was interrupted".
+func answeredInterrupted(t *testing.T, conn net.Conn) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "answered while the client is still connected")
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "The upload was interrupted")
 }
 
 // paced is a reader that gives n bytes, chunk bytes every every.
