@@ -86,7 +86,15 @@ func (a *Adapter) handleCommand(ctx context.Context, transport string, sc slack.
 		Respond:  resp,
 		Received: time.Now(),
 	}
-	ack, late := a.callHandler("slash command", func() bot.Ack { return a.handler.HandleCommand(ctx, cmd) })
+	ack, late := a.callHandler("slash command", func() bot.Ack {
+		ws, err := a.commandTeam(ctx, sc)
+		if err != nil {
+			a.log.Warn("slash command not worked: whose workspace the user is of is unknown", "channel", sc.ChannelID, "err", err)
+			return bot.Ack{Message: plainMessage(msgWhoUnknown), Private: true}
+		}
+		cmd.User.Workspace = ws
+		return a.handler.HandleCommand(ctx, cmd)
+	})
 	a.metrics.in(transport, "command", "handled")
 	if late != nil {
 		a.background("late answer", func(ctx context.Context) { a.finishLate(ctx, late, sc.TriggerID, resp) })
@@ -368,6 +376,11 @@ func (a *Adapter) handleEvent(ctx context.Context, transport string, raw []byte)
 	if err := json.Unmarshal(oe.Event, &me); err == nil && (me.Type == "app_uninstalled" || me.Type == "tokens_revoked") {
 		return a.uninstallEvent(ctx, transport, oe, me.Type)
 	}
+	if me.Type == "channel_shared" || me.Type == "channel_unshared" {
+		a.forgetShared(me.Channel)
+		a.metrics.in(transport, "event", "handled")
+		return nil
+	}
 	if err := json.Unmarshal(oe.Event, &me); err != nil || (me.Type != "message" && !greetingEvent(me.Type)) {
 		a.metrics.in(transport, "event", "ignored")
 		return nil
@@ -482,6 +495,49 @@ func (a *Adapter) presserTeam(ctx context.Context, cb slack.InteractionCallback,
 	return ut
 }
 
+// msgWhoUnknown answers a slash command in a channel shared by Slack
+// Connect when Slack could not say whose workspace the user is of.
+const msgWhoUnknown = "threatdesk could not check with Slack which workspace you belong to, so nothing was done. Please try again in a minute."
+
+// commandTeam is the workspace of who typed a slash command. Its payload
+// names only the install it came through (team_id), no user's own team:
+// in a channel shared by Slack Connect the user may be a guest of another
+// company, no member of the channel's org, so users.info tells (the
+// user's team_id, a workspace or a grid's E… id, as presserTeam takes
+// it). It fails closed: when Slack cannot say whether the channel is
+// shared, or whose the user is, the command is not worked. A channel the
+// bot cannot see (channel_not_found) is none it works in, and a direct
+// message is no org's channel: both keep the install's team.
+func (a *Adapter) commandTeam(ctx context.Context, sc slack.SlashCommand) (string, error) {
+	if sc.ChannelID == "" || strings.HasPrefix(sc.ChannelID, "D") {
+		return sc.TeamID, nil
+	}
+	shared, err := a.sharedChannel(ctx, sc.TeamID, sc.ChannelID)
+	switch {
+	case err != nil && slackCode(err) == "channel_not_found":
+		return sc.TeamID, nil
+	case err != nil:
+		return "", err
+	case !shared:
+		return sc.TeamID, nil
+	}
+	api, err := a.client(ctx, sc.TeamID)
+	if err != nil {
+		return "", fmt.Errorf("look up the team of user %q: %w", sc.UserID, err)
+	}
+	cctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	u, err := api.GetUserInfoContext(cctx, sc.UserID)
+	a.metrics.call("users.info", err)
+	if err != nil {
+		return "", fmt.Errorf("look up the team of user %q: %w", sc.UserID, a.failed(sc.TeamID, "users.info", err))
+	}
+	if u.TeamID == "" {
+		return "", fmt.Errorf("look up the team of user %q: users.info names no team", sc.UserID)
+	}
+	return u.TeamID, nil
+}
+
 // sharedTTL is how long whether a channel is shared by Slack Connect is
 // kept.
 const sharedTTL = 10 * time.Minute
@@ -516,6 +572,15 @@ func (a *Adapter) sharedChannel(ctx context.Context, team, channel string) (bool
 	a.shared[channel] = sharedAt{shared: ch.IsExtShared, at: time.Now()}
 	a.sharedMu.Unlock()
 	return ch.IsExtShared, nil
+}
+
+// forgetShared drops what sharedChannel kept of channel: Slack said it
+// was shared or unshared by Slack Connect (channel_shared,
+// channel_unshared), so the next press or command asks again.
+func (a *Adapter) forgetShared(channel string) {
+	a.sharedMu.Lock()
+	delete(a.shared, channel)
+	a.sharedMu.Unlock()
 }
 
 // sharedAt is a kept answer of sharedChannel.

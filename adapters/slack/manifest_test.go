@@ -47,7 +47,7 @@ func TestManifest(t *testing.T) {
 	require.ElementsMatch(t, []string{"commands", "chat:write", "channels:history", "groups:history", "im:history", "users:read",
 		"files:write", "im:write", "files:read", "channels:read", "groups:read", "pins:write"}, m.OAuth.Scopes.Bot)
 	require.ElementsMatch(t, adapter.BotScopes, m.OAuth.Scopes.Bot, "Add to Slack asks for the manifest's scopes")
-	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened", "app_uninstalled", "tokens_revoked"}, m.Settings.Events.BotEvents)
+	require.ElementsMatch(t, []string{"message.channels", "message.groups", "member_joined_channel", "app_home_opened", "app_uninstalled", "tokens_revoked", "channel_shared", "channel_unshared"}, m.Settings.Events.BotEvents)
 	require.True(t, m.Features.AppHome.HomeTab, "the App Home tab shows what threatdesk does")
 	require.True(t, m.Settings.Interactivity.Enabled)
 	require.True(t, m.Settings.SocketMode)

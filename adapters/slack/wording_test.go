@@ -514,6 +514,33 @@ func TestGuestRepliesReadBackAreNotTheOrgs(t *testing.T) {
 	}
 }
 
+// TestCommandInASharedChannelFailsClosed: a slash command's payload
+// names only the install it came through, so in a channel shared by Slack
+// Connect users.info says whose the user is. When Slack cannot say, the
+// command is not worked (no case opens) and the analyst is told to try
+// again; the retry opens the case. A guest whose workspace users.info
+// gives is no member of the org.
+func TestCommandInASharedChannelFailsClosed(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	w.fake.AddChannel(slackfake.Channel{ID: wSOC, Name: "soc", ExtShared: true})
+	w.fake.AddUser(slackfake.User{ID: "U0GUEST", Name: "fred", DisplayName: "Fred", Team: "T0FABRIKAM"})
+	run := func(user, text string) string {
+		t.Helper()
+		ack, err := w.fake.Command(w.ctx, slackfake.SlashCommand{UserID: user, ChannelID: wSOC, TeamID: wTeam, Text: text})
+		require.NoError(t, err)
+		return string(ack.Payload)
+	}
+	w.fake.FailNext("users.info", 1, slackfake.Failure{Status: 503})
+	require.Contains(t, run(wAnalyst, `ask "who am I?"`), "could not check with Slack which workspace you belong to, so nothing was done")
+	require.NotContains(t, run("U0GUEST", `ask "a guest asks"`), "EOD-")
+	w.open(`ask "who am I?"`, "EOD-1")
+	w.settled("all worked")
+	var cases int
+	require.NoError(t, w.db.QueryRow(w.ctx, `SELECT count(*) FROM cases`).Scan(&cases))
+	require.Equal(t, 1, cases, "only the member's retry opened a case")
+}
+
 // TestGridMemberOfAnotherWorkspacePresses: in an Enterprise Grid, a
 // button's user.team_id is the presser's home workspace, not the
 // channel's. In a channel not shared by Slack Connect the press acts for

@@ -427,7 +427,10 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 	// requester does: the presses come through Contoso's install (team),
 	// the guest's from his own workspace (user.team_id). He is no member of
 	// Contoso: no form opens for him. (The press's team made him a member.)
-	fake.AddChannel(slackfake.Channel{ID: chContoso, Name: "soc", Team: wsContoso, ExtShared: true}) // Slack Connect
+	// Slack Connect: Contoso's app hears the channel is now shared (it
+	// asked conversations.info for the consults of 7 already).
+	_, err = fake.Event(ctx, fake.Share(chContoso, wsFabrikam), 0)
+	require.NoError(t, err)
 	opened := func(trigger string) bool {
 		for _, v := range fake.Views() {
 			if v.TriggerID == trigger {
@@ -451,6 +454,20 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 		return err == nil && n == 0 && opened(memberTrigger)
 	}, time.Minute, 20*time.Millisecond, "Contoso's requester gets the form")
 	require.False(t, opened(guestTrigger), "a guest of another workspace is no member of the org")
+
+	// 7d. The guest types /experts in Contoso's shared channel. A command's
+	// payload names only the install it came through: here, at worst,
+	// Contoso's. users.info says he is Fabrikam's: nothing opens for him.
+	// Contoso's own member opens a case there as before. (The payload's
+	// team made him Contoso's requester.)
+	ack, err = fake.Command(ctx, slackfake.SlashCommand{UserID: uFabrikam, ChannelID: chContoso, TeamID: wsContoso, Text: "ask a guest's question?"})
+	require.NoError(t, err)
+	require.NotContains(t, string(ack.Payload), "EOD-")
+	_, err = fake.Command(ctx, slackfake.SlashCommand{UserID: uContoso, ChannelID: chContoso, TeamID: wsContoso, Text: "ask a member's question?"})
+	require.NoError(t, err)
+	wait("the member's case reaches the desk", func() bool { _, ok := find(chDesk, "", "a member's question?"); return ok })
+	_, guestCard := find(chDesk, "", "a guest's question?")
+	require.False(t, guestCard, "a guest of another workspace is no member of the org")
 
 	// 8. A workspace's events act only for its own orgs: Contoso's user in
 	// a channel id of Fabrikam's, from Contoso's workspace, opens nothing.

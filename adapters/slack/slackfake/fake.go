@@ -1104,13 +1104,25 @@ func (s *Server) usersInfo(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.users[req.get("user")]
-	if !ok || or(u.Team, s.o.TeamID) != or(req.team, s.o.TeamID) {
+	if !ok || or(u.Team, s.o.TeamID) != or(req.team, s.o.TeamID) && !s.sharesExt(or(req.team, s.o.TeamID)) {
 		return errResp("user_not_found")
 	}
 	return map[string]any{"ok": true, "user": map[string]any{
 		"id": u.ID, "team_id": or(u.Team, s.o.TeamID), "name": u.Name, "real_name": u.RealName, "deleted": u.Deactivated,
 		"profile": map[string]any{"display_name": u.DisplayName, "real_name": u.RealName},
 	}}
+}
+
+// sharesExt reports whether team has a channel shared by Slack Connect:
+// its apps then see users of other workspaces too (users.info gives their
+// own team_id). s.mu is held.
+func (s *Server) sharesExt(team string) bool {
+	for _, c := range s.channels {
+		if c.ExtShared && s.teamOf(c.ID) == team {
+			return true
+		}
+	}
+	return false
 }
 
 // conversations.history and conversations.replies: pages of at most limit

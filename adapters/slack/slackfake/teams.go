@@ -404,6 +404,38 @@ func (s *Server) Uninstall(team string) (appUninstalled, tokensRevoked map[strin
 	return s.CallbackFor(team, evID, map[string]any{"type": "app_uninstalled"}), tokensRevoked
 }
 
+// Share shares channel with workspace team by Slack Connect (ExtShared)
+// and returns the channel_shared callback its own workspace's app gets
+// (https://docs.slack.dev/reference/events/channel_shared).
+func (s *Server) Share(channel, team string) map[string]any {
+	return s.setShared(channel, team, true)
+}
+
+// Unshare ends channel's sharing with team and returns the
+// channel_unshared callback
+// (https://docs.slack.dev/reference/events/channel_unshared).
+func (s *Server) Unshare(channel, team string) map[string]any {
+	return s.setShared(channel, team, false)
+}
+
+func (s *Server) setShared(channel, team string, shared bool) map[string]any {
+	s.mu.Lock()
+	c := s.channels[channel]
+	c.ID = channel
+	c.ExtShared = shared
+	s.channels[channel] = c
+	own := s.teamOf(channel)
+	evID := s.nextID("Ev")
+	ts := s.nextTS()
+	s.mu.Unlock()
+	ev := map[string]any{"type": "channel_shared", "connected_team_id": team, "channel": channel, "event_ts": ts}
+	if !shared {
+		ev = map[string]any{"type": "channel_unshared", "previously_connected_team_id": team, "channel": channel,
+			"is_ext_shared": false, "event_ts": ts}
+	}
+	return s.CallbackFor(own, evID, ev)
+}
+
 // RevokeTokens revokes every bot token of team and returns the
 // tokens_revoked callback; its tokens lists user ids, never tokens.
 func (s *Server) RevokeTokens(team string) map[string]any {
