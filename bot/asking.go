@@ -351,9 +351,10 @@ func (b *Bot) approve(ctx context.Context, w who, p pendingAsk) (*Message, error
 	if err != nil {
 		return nil, err
 	}
-	if err := b.settleAsk(ctx, p.ID, cv.Ref); err != nil {
-		return nil, err
-	}
+	// Settled and told to the desk card together: a retry after a crash
+	// between them would find the question settled ("Already done") and
+	// the card would keep its button. (The open is keyed: a retry gets
+	// the same case.)
 	if err := b.decided(ctx, p, cv.Ref, "Approved by "+userLabel(&by)+": "+cv.Ref+" is open."); err != nil {
 		return nil, err
 	}
@@ -493,6 +494,11 @@ func (b *Bot) decided(ctx context.Context, p pendingAsk, ref, outcome string) er
 		return fmt.Errorf("record the approval's outcome: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if ref != "" {
+		if _, err := tx.Exec(ctx, `UPDATE bot_pending_ask SET case_ref = $2 WHERE id = $1`, p.ID, ref); err != nil {
+			return fmt.Errorf("record the case of question %d: %w", p.ID, err)
+		}
+	}
 	ev := approvalEvent{ID: p.ID, Org: p.Org, Asker: userLabel(&p.Asker), Subject: subjectLabel(p.Subject), Question: p.Question, Outcome: outcome, Ref: ref}
 	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindApprovalDecided, Stream: askStream(p.ID), Payload: ev}); err != nil {
 		return fmt.Errorf("record the approval's outcome: %w", err)

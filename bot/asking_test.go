@@ -187,14 +187,7 @@ func TestZeroCreditsKeepsTheQuestion(t *testing.T) {
 	require.Contains(t, got[0]+got[1], "Approved: EOD-1 is open")
 	require.NotContains(t, got[0]+got[1], "EOD-2", "approved once")
 	posted(t, f.slack, contosoSOC, nil, "EOD-1 ·")
-	f.slack.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
-		for _, c := range cs {
-			if c.Op == bottest.OpUpdate && c.Ref == card.Ref && len(c.Message.Buttons) == 0 {
-				return true
-			}
-		}
-		return false
-	})
+	require.True(t, f.slack.WaitFor(tenSeconds, cardDecided(card.Ref)), "the desk card loses its button")
 	tl, err := f.cw.Timeline(context.Background(), casework.AllOrgs(), "EOD-1")
 	require.NoError(t, err)
 	var opened casework.OpenedEvent
@@ -206,6 +199,58 @@ func TestZeroCreditsKeepsTheQuestion(t *testing.T) {
 	// A manager asking from the org's channel is offered the approval in the answer.
 	_, m = f.run(t, Slack, manager, contosoSOC, `ask "and one for me"`)
 	require.Contains(t, actions(m), ActApproveAsk)
+}
+
+// cardDecided is whether the approval card at ref was edited to its
+// outcome, with no button left.
+func cardDecided(ref Ref) func([]bottest.Call) bool {
+	return func(cs []bottest.Call) bool {
+		for _, c := range cs {
+			if c.Op == bottest.OpUpdate && c.Ref == ref && len(c.Message.Buttons) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// TestApprovalSettlesWithItsCardEdit: an approval whose desk-card edit
+// could not be stored is worked again, and the card still loses its
+// button. The question was settled first, in a transaction of its own:
+// the retry found it "Already done" and the card kept Approve forever.
+func TestApprovalSettlesWithItsCardEdit(t *testing.T) {
+	t.Parallel()
+	zero := 0
+	db := pgtest.New(t)
+	f := setupWith(t, db, true, nil, casework.Config{Orgs: []casework.Org{{ID: "contoso", CreditsPerQuarter: &zero}}}, quickInbound(2*time.Second))
+	f.run(t, Slack, analyst, contosoSOC, `ask "can we get help with this phishing wave?"`)
+	card := posted(t, f.slack, deskChannel, nil, "Approve one more case for Contoso?")
+	approve := buttonOf(t, card.Message, ActApproveAsk)
+
+	ctx := context.Background()
+	for _, q := range []string{
+		`CREATE SEQUENCE test_fail_decided`,
+		`CREATE FUNCTION test_fail_decided() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.kind = 'bot.approval_decided' AND nextval('test_fail_decided') = 1 THEN
+        RAISE EXCEPTION 'injected failure: the database refused this insert' USING ERRCODE = '58000';
+    END IF;
+    RETURN NEW;
+END $$`,
+		`CREATE TRIGGER test_fail_decided BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION test_fail_decided()`,
+	} {
+		_, err := db.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	f.press(t, Slack, manager, ActApproveAsk, approve.Value, card.Ref)
+	require.True(t, f.slack.WaitFor(tenSeconds, cardDecided(card.Ref)), "the desk card loses its button")
+	var refused int
+	require.NoError(t, db.QueryRow(ctx, `SELECT last_value FROM test_fail_decided`).Scan(&refused))
+	require.GreaterOrEqual(t, refused, 2, "the first edit was refused, a retry stored it")
+	settled(t, db)
+	var cases int
+	require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM cases`).Scan(&cases))
+	require.Equal(t, 1, cases, "the retry opened no second case")
 }
 
 // TestAskFormChoosesPriority: the ask form's priority sets the SLA targets,
