@@ -48,14 +48,14 @@ func TestConsultFlow(t *testing.T) {
 	require.Contains(t, plain(got.Message), "You have "+ref)
 	posted(t, f.slack, deskChannel, &desk.Ref, "Eve Expert (threat expert) took "+ref)
 	posted(t, f.slack, contosoSOC, &receipt.Ref, "Eve Expert (threat expert) took "+ref)
-	f.slack.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
+	require.True(t, f.slack.WaitFor(tenSeconds, func(cs []bottest.Call) bool {
 		for _, c := range cs {
 			if c.Op == bottest.OpUpdate && c.Ref == desk.Ref && plain(c.Message) != "" && containsAction(c.Message, ActConclude) {
 				return true
 			}
 		}
 		return false
-	})
+	}), "the desk card offers Conclude to its holder")
 
 	// The expert replies in the desk thread: relayed to the analyst's thread.
 	f.reply(Slack, expert1, desk.Ref, "Can you share the process tree? @everyone")
