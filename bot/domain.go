@@ -1,10 +1,13 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The bot's view of the domains it drives. casework and hunting know nothing
@@ -302,12 +305,51 @@ type IncidentView struct {
 // ScopeGroup is one kind of compromised entity.
 type ScopeGroup struct {
 	Kind  string
-	Items []string
+	Items []ScopeItem
 	// Count is the total, when Items lists only the first few.
 	Count int
 }
 
 func (g ScopeGroup) total() int { return max(g.Count, len(g.Items)) }
+
+// ScopeItem is one entity of a scope: its name as people know it (a host
+// name, a file's path, an account) and, when there is one worth showing,
+// its id (a device's id, a file's hash), which Ask about buttons name.
+type ScopeItem struct {
+	Name string
+	ID   string
+}
+
+// text is how it reads in room runes: the name first, as people know it,
+// then the id whole when both fit (a name keeps at least 20 runes); else
+// the two cut at room. A path keeps its end (the file's name).
+func (it ScopeItem) text(room int) string {
+	name := it.Name
+	if it.ID == "" || it.ID == name {
+		return cutName(cmp.Or(name, it.ID), room)
+	}
+	if name == "" {
+		return cut(it.ID, room)
+	}
+	nameRoom := room - utf8.RuneCountInString(it.ID) - len(" · ")
+	if nameRoom >= min(utf8.RuneCountInString(name), 20) {
+		return cutName(name, nameRoom) + " · " + it.ID
+	}
+	return cut(cutName(name, 20)+" · "+it.ID, room)
+}
+
+// subject is what an Ask about button asks about: the id, else the name.
+func (it ScopeItem) subject() string { return cmp.Or(it.ID, it.Name) }
+
+// cutName cuts a name to n runes: a path (with a backslash or slash) from
+// its start, so that the file's name stays; anything else at its end.
+func cutName(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n || !strings.ContainsAny(s, `\/`) || n <= 1 {
+		return cut(s, n)
+	}
+	r := []rune(s)
+	return "…" + string(r[len(r)-(n-1):])
+}
 
 // IncidentEvent is a hunting outbox event decoded for rendering.
 type IncidentEvent struct {

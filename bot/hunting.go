@@ -106,16 +106,18 @@ func scopeGroups(s hunting.Scope) []ScopeGroup {
 		}
 		sg := ScopeGroup{Kind: g.kind, Count: g.g.Count}
 		for _, v := range g.g.Values {
-			item := v.Value
+			it := ScopeItem{Name: cmp.Or(v.Display, v.Value)}
 			switch {
 			case g.kind == "urls":
 				// An indicator, shown the way security teams share them:
 				// chat clients make a bare URL clickable.
-				item = defang(cmp.Or(v.Display, v.Value))
-			case v.Display != "" && v.Display != v.Value:
-				item += " " + v.Display
+				it.Name = defang(it.Name)
+			case g.kind == "devices" && !strings.HasPrefix(v.Value, "name:"), g.kind == "files" && !strings.HasPrefix(v.Value, "path:"):
+				// A device's id and a file's hash say what the name may
+				// not; an account's value is an internal key.
+				it.ID = v.Value
 			}
-			sg.Items = append(sg.Items, alertText(item))
+			sg.Items = append(sg.Items, ScopeItem{Name: alertText(it.Name), ID: alertText(it.ID)})
 		}
 		out = append(out, sg)
 	}

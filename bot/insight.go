@@ -134,11 +134,20 @@ func kindLabel(k SubjectKind) string {
 }
 
 // askEntityLabel is the label of a notification card's "Ask about" button.
-func askEntityLabel(kind SubjectKind, id string) string {
+// It names the entity as people know it: a device's host name, a file's
+// name (its path's last part), else the id shortened.
+func askEntityLabel(kind SubjectKind, it ScopeItem) string {
 	if kind == SubjectIP {
 		return "Ask about this address"
 	}
-	return "Ask about " + string(kind) + " " + cut(id, 12)
+	name := it.Name
+	if i := strings.LastIndexAny(name, `\/`); i >= 0 && i < len(name)-1 {
+		name = name[i+1:]
+	}
+	if name == "" {
+		name = it.ID
+	}
+	return "Ask about " + string(kind) + " " + cut(name, 24)
 }
 
 // askEntityTitle is the title of the form that button opens.

@@ -156,9 +156,41 @@ func TestScopeURLsAreDefanged(t *testing.T) {
 		text := allText(m)
 		require.Contains(t, text, "hxxp[://]Payload[.]Evil[.]example/x[.]ps1", name)
 		require.NotContains(t, strings.ToLower(text), "http://payload", name)
-		require.Contains(t, text, "4a1b ws-01.contoso.local", "%s: other kinds are shown as before", name)
+		require.Contains(t, text, "ws-01.contoso.local · 4a1b", "%s: other kinds are shown as before", name)
 		require.Empty(t, linked(m), name)
 	}
+}
+
+// TestScopeNamesComeFirst: a card's scope read "1e5bc9d7e413ddd7902c2932e418702b84d0cc07 fin-ws…"
+// and "3f2a…(64 hex) C:\Users\…", the name cut away, and its buttons said
+// "Ask about device 1e5bc9d7e413". Names come first, as people know them,
+// with the id after; the button names the host or the file, and still
+// asks by id.
+func TestScopeNamesComeFirst(t *testing.T) {
+	t.Parallel()
+	dev, hash := "1e5bc9d7e413ddd7902c2932e418702b84d0cc07", strings.Repeat("3f", 32)
+	scope := scopeGroups(hunting.Scope{
+		Devices: hunting.ScopeGroup{Kind: hunting.EntityDevice, Count: 2, Values: []hunting.ScopeEntity{{Value: dev, Display: "fin-ws-07.contoso.local"}, {Value: "name:kiosk-3", Display: "kiosk-3"}}},
+		Files:   hunting.ScopeGroup{Kind: hunting.EntityFile, Count: 1, Values: []hunting.ScopeEntity{{Value: hash, Display: `C:\Users\ana\AppData\Local\Temp\Quarterly Review Q3 2026\invoice-viewer.exe`}}},
+		Users:   hunting.ScopeGroup{Kind: hunting.EntityUser, Count: 1, Values: []hunting.ScopeEntity{{Value: "aad:0f8fad5b-d9cb-469f-a165-70867728950e", Display: "ana@contoso.example"}}},
+	})
+	card := notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90, Scope: scope})
+	text := allText(card)
+	require.Contains(t, text, "Devices (2): fin-ws-07.contoso.local · "+dev[:12], "the host name first, its id after")
+	require.Contains(t, text, ", kiosk-3\n", "a device known by name alone shows it once")
+	require.Contains(t, text, `invoice-viewer.exe · 3f3f`, "a long path keeps the file's name, then its hash")
+	require.Contains(t, text, "Users (1): ana@contoso.example\n", "an account's internal key is not shown")
+	labels := map[string]string{}
+	for _, b := range card.Buttons {
+		if b.Action == ActAskEntity {
+			labels[b.Label] = b.Value
+		}
+	}
+	require.Equal(t, map[string]string{"Ask about device fin-ws-07.contoso.local": "device:" + dev, "Ask about file invoice-viewer.exe": "file:" + hash}, labels)
+
+	full := allText(scopeMessages("12", scope)[0])
+	require.Contains(t, full, "invoice-viewer.exe · "+hash, "the full scope gives the whole hash")
+	require.Contains(t, full, "fin-ws-07.contoso.local · "+dev)
 }
 
 // TestInvisibleDeviceIDRendersACard: a device whose id is nothing but a
@@ -236,11 +268,11 @@ func TestRefang(t *testing.T) {
 // is counted (from a review).
 func TestFullScopeShowsItAll(t *testing.T) {
 	t.Parallel()
-	var devs []string
+	var devs []ScopeItem
 	for i := range 200 {
-		devs = append(devs, fmt.Sprintf("%040x ws-%04d.corp.contoso.example", i, i))
+		devs = append(devs, ScopeItem{Name: fmt.Sprintf("ws-%04d.corp.contoso.example", i), ID: fmt.Sprintf("%040x", i)})
 	}
-	ms := scopeMessages("7", []ScopeGroup{{Kind: "devices", Items: devs}, {Kind: "users", Items: []string{"CONTOSO\\ana"}}})
+	ms := scopeMessages("7", []ScopeGroup{{Kind: "devices", Items: devs}, {Kind: "users", Items: []ScopeItem{{Name: "CONTOSO\\ana"}}}})
 	require.Len(t, ms, 5, "200 devices in sections of 10, five a message, then the user")
 	require.Equal(t, "Full scope of incident 7 (1 of 5)", ms[0].Title)
 	lines, seen := 0, map[string]bool{}
@@ -257,18 +289,19 @@ func TestFullScopeShowsItAll(t *testing.T) {
 		}
 	}
 	require.Equal(t, 201, lines)
-	require.True(t, seen[devs[199]], "the last device is shown")
+	require.True(t, seen[devs[199].text(maxListLineRunes)], "the last device is shown")
+	require.Equal(t, "ws-0199.corp.contoso.example · "+devs[199].ID, devs[199].text(maxListLineRunes), "its name first, then its id whole")
 	require.Equal(t, "Devices (1–10 of 200)", ms[0].Sections[0].Title)
 	require.Empty(t, ms[4].Footer, "nothing left out")
 
 	for i := 200; i < 700; i++ {
-		devs = append(devs, fmt.Sprintf("%040x ws-%04d.corp.contoso.example", i, i))
+		devs = append(devs, ScopeItem{Name: fmt.Sprintf("ws-%04d.corp.contoso.example", i), ID: fmt.Sprintf("%040x", i)})
 	}
 	// Discord escapes markdown characters: paths full of backslashes take
 	// twice their length there, and a section still fits a field.
-	var paths []string
+	var paths []ScopeItem
 	for i := range 40 {
-		paths = append(paths, fmt.Sprintf(`C:\Windows\System32\cmd.exe /c copy \\fs01\c$\Users\Public\*.* \\10.0.0.%d\admin$\x_%d`, i, i))
+		paths = append(paths, ScopeItem{Name: fmt.Sprintf(`C:\Windows\System32\cmd.exe /c copy \\fs01\c$\Users\Public\*.* \\10.0.0.%d\admin$\x_%d`, i, i)})
 	}
 	for _, m := range scopeMessages("9", []ScopeGroup{{Kind: "files", Items: paths}}) {
 		for _, s := range m.Sections {
@@ -291,9 +324,9 @@ func TestFullScopeShowsItAll(t *testing.T) {
 // past three (from a review). Each item is cut on its own.
 func TestCardScopeShowsEveryItemItCounts(t *testing.T) {
 	t.Parallel()
-	var files []string
+	var files []ScopeItem
 	for i := range 4 {
-		files = append(files, fmt.Sprintf("f%d%s C:\\Users\\Public\\stage%d.dll", i, strings.Repeat("ab", 31), i))
+		files = append(files, ScopeItem{Name: fmt.Sprintf("C:\\Users\\Public\\stage%d.dll", i), ID: fmt.Sprintf("f%d%s", i, strings.Repeat("ab", 31))})
 	}
 	card := notificationCard(IncidentView{ID: "12", Org: "contoso", Title: "Targeted attack", Severity: SeverityHigh, Score: 90,
 		Scope: []ScopeGroup{{Kind: "files", Items: files}}})
@@ -304,7 +337,7 @@ func TestCardScopeShowsEveryItemItCounts(t *testing.T) {
 		}
 	}
 	for i := range 3 {
-		require.Contains(t, text, fmt.Sprintf("f%dabababab", i), "item %d is shown", i+1)
+		require.Contains(t, text, fmt.Sprintf("stage%d.dll · f%dabab", i, i), "item %d is shown, its name first", i+1)
 	}
 	require.Contains(t, text, "and 1 more")
 }

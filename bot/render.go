@@ -334,8 +334,8 @@ func sampleIncident(o *Org) IncidentView {
 		Summary:  "This is a test. A real notification describes a hands-on-keyboard attack: what happened, its scope, a timeline and what to do now.",
 		Severity: SeverityInformational, Score: 0,
 		Reasons: []string{"Requested by an administrator with /experts sample-notification"},
-		Scope: []ScopeGroup{{Kind: "devices", Items: []string{"sample-host-01"}}, {Kind: "users", Items: []string{"sample\\user"}},
-			{Kind: "files", Items: []string{"0000000000000000000000000000000000000000 sample.exe"}}},
+		Scope: []ScopeGroup{{Kind: "devices", Items: []ScopeItem{{Name: "sample-host-01"}}}, {Kind: "users", Items: []ScopeItem{{Name: "sample\\user"}}},
+			{Kind: "files", Items: []ScopeItem{{Name: "sample.exe", ID: "0000000000000000000000000000000000000000"}}}},
 		Timeline:    []string{"now: test notification sent"},
 		Tactics:     []string{"TA0001 Initial Access (sample)"},
 		Recommended: []string{"Nothing: this is a test. If you see it in the right channel, routing works."},
@@ -828,7 +828,7 @@ func notificationCard(inc IncidentView) Message {
 			each := (maxListLineRunes*2 - 2*(len(shown)-1)) / max(len(shown), 1)
 			parts := make([]string, len(shown))
 			for i, it := range shown {
-				parts[i] = cut(it, each)
+				parts[i] = it.text(each)
 			}
 			l := Line{B(fmt.Sprintf("%s (%d): ", titleCase(g.Kind), g.total())), U(strings.Join(parts, ", "))}
 			if g.total() > len(shown) {
@@ -856,15 +856,12 @@ func notificationCard(inc IncidentView) Message {
 		if kind == "" || len(g.Items) == 0 || inc.Status == "merged" || inc.Test {
 			continue
 		}
-		f := strings.Fields(g.Items[0])
-		if len(f) == 0 {
-			continue // nothing visible to ask about
-		}
-		id := f[0]
+		it := g.Items[0]
+		id := strings.TrimSpace(it.subject())
 		if _, err := validSubject(kind, id); err != nil {
-			continue
+			continue // nothing that can be asked about
 		}
-		m.Buttons = append(m.Buttons, Button{Action: ActAskEntity, Label: askEntityLabel(kind, id), Value: string(kind) + ":" + id})
+		m.Buttons = append(m.Buttons, Button{Action: ActAskEntity, Label: askEntityLabel(kind, it), Value: string(kind) + ":" + id})
 	}
 	footer := "Incident " + inc.ID + " · threatdesk targeted attack notification"
 	if inc.Link != "" {
@@ -908,7 +905,7 @@ func scopeMessages(id string, scope []ScopeGroup) []Message {
 			// field holds once its markdown characters are escaped.
 			end, size := i, 0
 			for end < len(g.Items) && end-i < scopeSectionLines {
-				c := cut(g.Items[end], maxListLineRunes)
+				c := g.Items[end].text(maxListLineRunes)
 				n := len(c) + strings.Count(c, "\\") + strings.Count(c, "_") + strings.Count(c, "*") +
 					strings.Count(c, "[") + strings.Count(c, "]") + strings.Count(c, "<") + strings.Count(c, ">") +
 					strings.Count(c, "|") + strings.Count(c, "~") + strings.Count(c, "`") + 1
@@ -923,7 +920,7 @@ func scopeMessages(id string, scope []ScopeGroup) []Message {
 				sec.Title = fmt.Sprintf("%s (%d–%d of %d)", titleCase(g.Kind), i+1, end, g.total())
 			}
 			for _, it := range g.Items[i:end] {
-				sec.Lines = append(sec.Lines, Line{U(cut(it, maxListLineRunes))})
+				sec.Lines = append(sec.Lines, Line{U(it.text(maxListLineRunes))})
 			}
 			shown += end - i
 			secs = append(secs, sec)
