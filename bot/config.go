@@ -389,6 +389,19 @@ func (c Config) orgFor(p Platform, workspace, channel string) (*Org, bool) {
 	return nil, false
 }
 
+// channelOwner finds the org that lists channel on platform p, whatever
+// its workspace: a channel shared by Slack Connect (or across an
+// Enterprise Grid) has one id in every workspace that shares it, and the
+// config gives an id to one org only.
+func (c Config) channelOwner(p Platform, channel string) (*Org, bool) {
+	for i := range c.Orgs {
+		if pl := c.Orgs[i].place(p); pl != nil && slices.Contains(pl.Channels, channel) {
+			return &c.Orgs[i], true
+		}
+	}
+	return nil, false
+}
+
 func (c Config) org(id string) (*Org, bool) {
 	for i := range c.Orgs {
 		if c.Orgs[i].ID == id {

@@ -67,21 +67,45 @@ func ownedBy(ps []part, org string) {
 }
 
 // stillTheirs refuses, for good, a part of an org's side going to a
-// channel the config now gives to another org: a reload that moved a
-// channel must not carry the old org's cases and incidents into the new
-// org's view. A channel no org lists any more still gets them (its
-// threads are the org's own).
+// channel the config now gives to another org, and a part of the desk's
+// side (a desk card, its thread, a sightings or approval message: every
+// org's cases, and what experts see across orgs) going to a channel the
+// config now gives to any org: a reload that moved a channel must not
+// carry them into an org's view. Whose a channel is does not depend on
+// the workspace: a channel shared by Slack Connect has one id in all of
+// them. A channel no org lists any more still gets them (its threads are
+// the org's own, or the desk's).
 func (b *Bot) stillTheirs(p part, where Ref) error {
-	if p.org == "" {
+	owner := p.org
+	if owner == "" && deskSide(p) {
+		owner = "the expert desk"
+	}
+	if owner == "" {
 		return nil
 	}
-	o, ok := b.cfg.orgFor(where.Platform, where.Workspace, where.Channel)
+	o, ok := b.cfg.channelOwner(where.Platform, where.Channel)
 	if !ok || o.ID == p.org {
 		return nil
 	}
+	again := "list the channel under " + owner + " again to resume"
+	if p.org == "" {
+		again = "make it the desk's channel again to resume"
+	}
 	return &rowError{kind: Permanent, platform: where.Platform, err: fmt.Errorf(
-		"part %s of org %s goes to channel %s, which the config now gives to org %s: not sent there (list the channel under %s again to resume)",
-		p.key, p.org, where.Channel, o.ID, p.org)}
+		"part %s of %s goes to channel %s, which the config now gives to org %s: not sent there (%s)",
+		p.key, owner, where.Channel, o.ID, again)}
+}
+
+// deskSide reports whether p goes to (or under, or edits) a message of
+// the expert desk's.
+func deskSide(p part) bool {
+	for _, t := range [...]string{p.update, p.thread, p.anchor} {
+		switch t {
+		case targetDesk, targetSightings, targetApproval:
+			return true
+		}
+	}
+	return false
 }
 
 // rowError is a failed delivery with what to do about it.

@@ -214,3 +214,84 @@ func TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases(t *testing.T) {
 	f.reply(Slack, expert1, desk.Ref, "and a second answer")
 	posted(t, f.slack, contosoSOC, &receipt.Ref, "and a second answer")
 }
+
+// TestChannelGivenToAnOrgOfAnotherWorkspace: a channel a reload gives to
+// an org of another workspace (a Slack Connect channel has the same id in
+// every workspace sharing it) gets none of the old org's case. It did:
+// whose the channel was was asked with the anchor's workspace, and the new
+// owner lists another team (from a review).
+func TestChannelGivenToAnOrgOfAnotherWorkspace(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, desk := f.openCase(t, `ask "moved?"`)
+	f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "took "+ref)
+	cfg := testConfig()
+	cfg.Orgs[0].Slack.Channels = []string{contosoSOC2}
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{contosoSOC}}})
+	require.NoError(t, f.bot.SetConfig(cfg))
+
+	f.reply(Slack, expert1, desk.Ref, "the answer, for Contoso only")
+	f.waitFor(t, "the reply worked and the outbox settled", func() bool {
+		var n int
+		require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n))
+		return n == 0 && f.pending(t) == 0
+	})
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpPost && c.Dest.Channel == contosoSOC {
+			require.NotContains(t, plain(c.Message), "for Contoso only", "Northwind's channel gets none of Contoso's case")
+		}
+	}
+}
+
+// TestFullScopeStaysWithItsOrg: the full scope, queued by a Contoso
+// analyst's press and held up by a rate limit, is not posted into the
+// card's channel once a reload gives that channel to another org. It was:
+// the queued scope carried no org (from a review).
+func TestFullScopeStaysWithItsOrg(t *testing.T) {
+	t.Parallel()
+	f := setupHunting(t)
+	id := f.ingest(t, defenderAlert{ID: "da0000000000000099_1", Expert: true, Category: "Execution", Device: "ws-secret-42.contoso.local",
+		Files: []string{"contoso-payroll-dropper.exe"}})[0]
+	card := f.card(t, id)
+	// Slack asks to wait a moment before the scope's first post (a 429).
+	f.slack.Fail(bottest.RateLimited(1500 * time.Millisecond))
+	ack, _ := f.press(t, Slack, analyst, ActShowScope, id, card.Ref)
+	require.Nil(t, ack.Message)
+	f.waitFor(t, "the press worked", func() bool { return f.bot.InboundIdle(context.Background()) })
+	// Meanwhile a reload gives the channel to Northwind.
+	cfg := f.bot.Config()
+	cfg.Orgs[0].Slack.Channels = []string{contosoSOC2}
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{contosoSOC}}})
+	require.NoError(t, f.bot.SetConfig(cfg))
+	f.waitFor(t, "the outbox settled", func() bool { return f.bot.OutboxIdle(context.Background()) })
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpPost && c.Dest.Channel == contosoSOC && strings.Contains(plain(c.Message), "Full scope") {
+			require.NotContains(t, plain(c.Message), "ws-secret-42", "Northwind's channel gets none of Contoso's incident")
+		}
+	}
+}
+
+// TestFormerDeskChannelGivenToAnOrg: a reload that moves the desk and
+// gives its former channel to an org sends that org none of the desk's
+// side of open cases (relays, card edits, notes: every org's cases). It
+// did: desk parts carried no org, so nothing looked (from a review).
+func TestFormerDeskChannelGivenToAnOrg(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ref, receipt, _ := f.openCase(t, `ask "is ws-secret-42 compromised?"`)
+	cfg := testConfig()
+	cfg.Desk.Slack.Channel = "C0NEWDESK"
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{deskChannel}}})
+	require.NoError(t, f.bot.SetConfig(cfg))
+
+	f.reply(Slack, analyst, receipt.Ref, "Contoso detail: the payroll server pays 4711 people")
+	f.waitFor(t, "the reply worked and the outbox settled", func() bool {
+		return f.bot.InboundIdle(context.Background()) && f.bot.OutboxIdle(context.Background())
+	})
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpPost && c.Dest.Channel == deskChannel {
+			require.NotContains(t, plain(c.Message), "payroll", "Northwind's channel gets none of Contoso's case (%s)", ref)
+		}
+	}
+}

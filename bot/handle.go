@@ -718,7 +718,7 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		}
 		// Through the outbox, delivered once: a press worked again after
 		// a lost answer or a crash does not post it twice.
-		if err := b.queueScope(ctx, a, scopeMessages(a.Value, scope)); err != nil {
+		if err := b.queueScope(ctx, a, w.org.ID, scopeMessages(a.Value, scope)); err != nil {
 			return nil, err
 		}
 		return nil, nil

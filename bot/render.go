@@ -258,11 +258,14 @@ type scopeEvent struct {
 	Card Ref       `json:"card"`
 	Msg  Message   `json:"msg"`
 	Msgs []Message `json:"msgs,omitempty"`
+	// Org is the incident's: a channel a reload gives to another org
+	// before the scope is posted gets none of it (stillTheirs).
+	Org string `json:"org,omitempty"`
 }
 
 // queueScope queues the full scope m for the thread of the card a was
 // pressed on, once per press.
-func (b *Bot) queueScope(ctx context.Context, a Action, ms []Message) error {
+func (b *Bot) queueScope(ctx context.Context, a Action, org string, ms []Message) error {
 	stream := "scope:" + cmp.Or(a.Key, randomKey())
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
@@ -277,7 +280,7 @@ func (b *Bot) queueScope(ctx context.Context, a Action, ms []Message) error {
 		return nil
 	}
 	// Msg too: a replica still on the version before posts the first page.
-	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msg: ms[0], Msgs: ms}}); err != nil {
+	if _, err := outbox.Append(ctx, tx, outbox.Event{Kind: kindFullScope, Stream: stream, Payload: scopeEvent{Card: a.Message, Msg: ms[0], Msgs: ms, Org: org}}); err != nil {
 		return fmt.Errorf("queue full scope: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -294,11 +297,11 @@ func renderScope(row outbox.Row) ([]part, error) {
 	card := ev.Card
 	dest := Dest{Platform: card.Platform, Workspace: card.Workspace, Channel: card.Channel, Thread: &card}
 	if len(ev.Msgs) == 0 {
-		return []part{{key: "scope", dest: dest, msg: ev.Msg}}, nil
+		return []part{{key: "scope", dest: dest, msg: ev.Msg, org: ev.Org}}, nil
 	}
 	ps := make([]part, len(ev.Msgs))
 	for i, m := range ev.Msgs {
-		ps[i] = part{key: "scope", dest: dest, msg: m}
+		ps[i] = part{key: "scope", dest: dest, msg: m, org: ev.Org}
 		if i > 0 {
 			ps[i].key = fmt.Sprintf("scope.%d", i+1)
 		}
