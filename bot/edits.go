@@ -15,7 +15,7 @@ import (
 // the message it became there (bot_relay, migrations/0015, written with the
 // relay's delivery). When its author edits it, the relayed message is
 // edited to match; when it is deleted, the relayed message says "(message
-// deleted by its author)". The edit or deletion is an inbound event like a
+// deleted)". The edit or deletion is an inbound event like a
 // reply (durable, keyed on the platform's event), worked with retries: one
 // that arrives before its original was relayed waits for it. Internal
 // notes never cross, and neither do changes of a message that was not
@@ -33,8 +33,10 @@ type relaySource struct {
 	Part, Parts int
 }
 
-// msgDeleted is what a relayed message says once its original is deleted.
-const msgDeleted = "(message deleted by its author)"
+// msgDeleted is what a relayed message says once its original is
+// deleted. Neither platform's event says by whom: its author, or a
+// moderator or admin of that side.
+const msgDeleted = "(message deleted)"
 
 // relaySourceOf is the source of a relayed message event, or nil when it
 // did not come from a chat message.

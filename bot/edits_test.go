@@ -57,7 +57,7 @@ func TestEditsFollowRelays(t *testing.T) {
 	before := f.slack.Count(bottest.OpUpdate, nil)
 	f.change(t, Slack, "U0SOMEONE", receipt.Ref, msg, ReplyEdited, "forged")
 	f.change(t, Slack, analyst, receipt.Ref, msg, ReplyDeleted, "")
-	updated(t, f.slack, relayed.Ref, "(message deleted by its author)")
+	updated(t, f.slack, relayed.Ref, "(message deleted)")
 	f.waitFor(t, "the inbound work done", func() bool { return f.bot.InboundIdle(ctx) && f.bot.OutboxIdle(ctx) })
 	for _, c := range f.slack.Calls() {
 		if c.Op == bottest.OpUpdate {

@@ -108,7 +108,7 @@ func TestLongRelayArrivesWhole(t *testing.T) {
 
 	f.change(t, Slack, expert1, desk.Ref, msg, ReplyDeleted, "")
 	for _, p := range parts {
-		updated(t, f.slack, p.Ref, "(message deleted by its author)")
+		updated(t, f.slack, p.Ref, "(message deleted)")
 	}
 
 	// The requester's side too.
@@ -174,7 +174,7 @@ func TestLongRelayEditAroundAGap(t *testing.T) {
 
 	f.slack.Fail(bottest.Permanent("message_not_found")) // the first part was removed since
 	f.change(t, Slack, expert1, desk.Ref, msg, ReplyDeleted, "")
-	updated(t, f.slack, parts[1].Ref, "(message deleted by its author)")
+	updated(t, f.slack, parts[1].Ref, "(message deleted)")
 	require.Contains(t, lastUpdate(t, f.slack, parts[1].Ref), "wrote (3 of 3):")
 
 	f.change(t, Slack, expert1, desk.Ref, msg, ReplyEdited, "short now")

@@ -83,6 +83,10 @@ func Commands() []*discordgo.ApplicationCommand {
 		Name:        CommandName,
 		Description: "Ask threat experts, follow cases and credits",
 		Type:        discordgo.ChatApplicationCommand,
+		// In servers that installed the app only: a member's own (user)
+		// install would carry /experts past the server's say.
+		Contexts:         &[]discordgo.InteractionContextType{discordgo.InteractionContextGuild},
+		IntegrationTypes: &[]discordgo.ApplicationIntegrationType{discordgo.ApplicationIntegrationGuildInstall},
 		Options: []*discordgo.ApplicationCommandOption{
 			sub("ask", "Ask the threat experts a question (no question: a form opens)", question(false)),
 			sub("alert", "Ask about a Defender or Graph alert", strOpt("id", "Alert id", true, 1, maxID), question(false)),

@@ -69,6 +69,10 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 		defersOriginal: i.Type == discordgo.InteractionApplicationCommand || (i.Type == discordgo.InteractionModalSubmit && i.Message == nil)}
 	ctx = context.WithoutCancel(ctx)
 	kind, resp := "unknown", a.ephemeral("This interaction is not supported.")
+	if !serverInstalled(i) {
+		a.m.interactions.WithLabelValues(source, "user_install", strconv.Itoa(int(discordgo.InteractionResponseChannelMessageWithSource))).Inc()
+		return a.ephemeral(msgUserInstall), r
+	}
 	switch i.Type {
 	case discordgo.InteractionApplicationCommand:
 		kind = "command"
@@ -101,6 +105,26 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 	}
 	a.m.interactions.WithLabelValues(source, kind, strconv.Itoa(int(resp.Type))).Inc()
 	return resp, r
+}
+
+// msgUserInstall answers an interaction of the app installed to a user
+// rather than to the server.
+const msgUserInstall = "threatdesk works where a server installed it, for that server's org: use /experts from the server's own install (ask its admins), not from apps added to your account."
+
+// serverInstalled reports whether i comes through the app's install in
+// its server (authorizing_integration_owners names the guild under
+// GUILD_INSTALL; "0" in a direct message with the bot). One through a
+// member's own install (USER_INSTALL only) would act for the server's org
+// past what the server allows /experts, and after it removed the app.
+// A payload without the field (older API versions) counts as the
+// server's.
+func serverInstalled(i *discordgo.Interaction) bool {
+	owners := i.AuthorizingIntegrationOwners
+	if owners == nil {
+		return true
+	}
+	g, ok := owners[discordgo.ApplicationIntegrationGuildInstall]
+	return ok && (i.GuildID == "" || g == i.GuildID)
 }
 
 // ephemeral is an immediate private note.
@@ -512,6 +536,14 @@ func (r *responder) Respond(ctx context.Context, m bot.Message, private bool) er
 	return err
 }
 
+// staleInteraction is how old an interaction from the gateway (by its
+// id's time) may be and still be worked. Discord shows "The application
+// did not respond" for one not answered within 3 seconds, and a session
+// resumed after a dead connection replays those it missed: worked then,
+// a case would open that the person was told failed, and they ask again.
+// (Two seconds more than Discord's allow for the clocks' difference.)
+const staleInteraction = 5 * time.Second
+
 // onGatewayInteraction answers an INTERACTION_CREATE from the gateway by
 // POSTing the response to the interaction callback.
 func (a *Adapter) onGatewayInteraction(ctx context.Context, raw []byte) {
@@ -519,6 +551,12 @@ func (a *Adapter) onGatewayInteraction(ctx context.Context, raw []byte) {
 	in, err := parseInteraction(raw)
 	if err != nil {
 		a.log.Warn("bad interaction from the gateway", "err", err)
+		return
+	}
+	if t, err := discordgo.SnowflakeTimestamp(in.i.ID); err == nil && start.Sub(t) > staleInteraction {
+		// Discord told the person it failed; they may try again.
+		a.m.interactions.WithLabelValues("gateway", "stale", "none").Inc()
+		a.log.Warn("interaction too old to answer, dropped (a resumed session replays what it missed)", "interaction", in.i.ID, "age", start.Sub(t).Round(time.Millisecond))
 		return
 	}
 	resp, r := a.answer(ctx, in, "gateway")

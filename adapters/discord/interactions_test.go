@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/discord"
@@ -497,4 +498,116 @@ func TestSlowReplayCheckLeavesTimeToAnswer(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Less(t, took, 1800*time.Millisecond, "replayWait (300 ms) and AckTimeout (500 ms), not the store's seconds")
 	require.JSONEq(t, `{"type":5,"data":{"flags":64}}`, string(body), "deferred")
+}
+
+// interactionCount reads threatdesk_discord_interactions_total{kind}.
+func interactionCount(t testing.TB, reg prometheus.Gatherer, kind string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "threatdesk_discord_interactions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestUserInstalledInteractionIsRefused: /experts through a member's own
+// install of the app (authorizing_integration_owners names only the
+// user) is not the server's: it was handed to the bot as the server's
+// org, past the server's say over /experts and after it removed the app
+// (from a review). The server's install, alone or beside the user's, acts.
+func TestUserInstalledInteractionIsRefused(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	run := func(owners map[string]string) discordfake.Callback {
+		t.Helper()
+		p := f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil)
+		p["authorizing_integration_owners"] = owners
+		in, err := f.fake.Interact(p)
+		require.NoError(t, err)
+		cb, err := in.Wait(5 * time.Second)
+		require.NoError(t, err)
+		return cb
+	}
+	cb := run(map[string]string{"1": analystID})
+	require.Equal(t, 4, cb.Type)
+	require.Contains(t, string(cb.Data), "works where a server installed it")
+	f.h.mu.Lock()
+	require.Empty(t, f.h.commands, "nothing was handed to the bot")
+	f.h.mu.Unlock()
+	run(map[string]string{"0": "1000000000000000999"}) // another server's install
+	f.h.mu.Lock()
+	require.Empty(t, f.h.commands)
+	f.h.mu.Unlock()
+
+	run(map[string]string{"0": guildID, "1": analystID})
+	require.Equal(t, guildID, f.h.lastCommand(t).User.Workspace)
+	require.Equal(t, float64(2), interactionCount(t, f.reg, "user_install"))
+}
+
+// TestStaleInteractionIsDropped: an interaction a resumed session replays
+// after Discord's 3 seconds (the person was shown "The application did
+// not respond") is dropped, not worked: it opened the case the person was
+// told failed, and they asked again (from a review). A fresh one is
+// worked.
+func TestStaleInteractionIsDropped(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	const discordEpoch = 1420070400000
+	old := f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil)
+	old["id"] = strconv.FormatInt((time.Now().Add(-30*time.Second).UnixMilli()-discordEpoch)<<22, 10)
+	in, err := f.fake.Interact(old)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return interactionCount(t, f.reg, "stale") == 1 }, 10*time.Second, 10*time.Millisecond)
+	_, err = in.Wait(100 * time.Millisecond)
+	require.Error(t, err, "no answer: Discord failed it already")
+
+	in, err = f.fake.Interact(f.fake.CommandPayload(channelID, analystID, "experts", "credits", nil))
+	require.NoError(t, err)
+	_, err = in.Wait(5 * time.Second)
+	require.NoError(t, err)
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	require.Len(t, f.h.commands, 1, "only the fresh one was worked")
+}
+
+// TestPostStaysInItsServer: one bot token reaches every server the bot is
+// in. A channel id of another customer's server in an org's config
+// carried the org's cases there (from a review): a post or edit for a
+// server goes only to its own channels, and the error says what to fix.
+func TestPostStaysInItsServer(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	const otherGuild, otherChan = "1000000000000000501", "1000000000000000502"
+	f.fake.JoinGuild(discordfake.Guild{ID: otherGuild, Channels: []string{otherChan}})
+	f.start(t)
+	ctx := context.Background()
+	_, err := f.adapter.Post(ctx, bot.Dest{Platform: bot.Discord, Workspace: guildID, Channel: otherChan},
+		bot.Message{Title: "Contoso: hands-on-keyboard attack on ws-017", ThreadName: "EOD-1"})
+	var de *bot.DeliveryError
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, bot.Permanent, de.Kind)
+	require.Contains(t, de.Operator, "another Discord server")
+	require.Empty(t, f.fake.Messages(otherChan))
+
+	ref, err := f.adapter.Post(ctx, bot.Dest{Platform: bot.Discord, Workspace: guildID, Channel: channelID}, bot.Message{Title: "In its own server", ThreadName: "EOD-2"})
+	require.NoError(t, err)
+	_, err = f.adapter.Post(ctx, bot.Dest{Platform: bot.Discord, Workspace: guildID, Channel: ref.Message, Thread: &ref}, bot.Message{Title: "In its thread"})
+	require.NoError(t, err)
+	require.NoError(t, f.adapter.Update(ctx, ref, bot.Message{Title: "Edited in its own server"}))
+	other := ref
+	other.Workspace = otherGuild
+	require.ErrorAs(t, f.adapter.Update(ctx, other, bot.Message{Title: "Edited for another server"}), &de)
 }

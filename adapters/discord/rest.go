@@ -162,6 +162,10 @@ func (a *Adapter) Post(ctx context.Context, dest bot.Dest, m bot.Message) (bot.R
 	if !bot.IsDiscordID(ch) {
 		return bot.Ref{}, bot.PermanentError("bad_channel", "a Discord channel id is a number: fix the channel in the config", fmt.Errorf("post: channel %q", ch))
 	}
+	// A thread may not be started yet: its parent says where it will be.
+	if err := a.inGuild(ctx, dest.Workspace, cmp.Or(threadParent(dest), ch)); err != nil {
+		return bot.Ref{}, fmt.Errorf("post: %w", err)
+	}
 	p := render(m)
 	if n := nonce(dest.Key, ch); n != "" {
 		p.Nonce, p.EnforceNonce = n, true
@@ -214,8 +218,46 @@ func (a *Adapter) startThread(ctx context.Context, channel, message, name string
 		a.mu.Unlock()
 		a.markReadThrough(gen, message)
 	}
-	a.rememberChannel(channelInfo{ID: message, Type: int(discordgo.ChannelTypeGuildPublicThread), ParentID: channel})
+	parent, _ := a.cachedChannel(channel)
+	a.rememberChannel(channelInfo{ID: message, Type: int(discordgo.ChannelTypeGuildPublicThread), ParentID: channel, GuildID: parent.GuildID})
 	return nil
+}
+
+func threadParent(d bot.Dest) string {
+	if d.Thread != nil && d.Thread.Message != "" {
+		return d.Thread.Channel
+	}
+	return ""
+}
+
+// inGuild checks that channel (a channel or thread) is in guild, the
+// org's or the desk's server: one bot token reaches every server the bot
+// is in, so a channel id of another server in an org's config would carry
+// the org's cases into another customer's server. What is known of
+// channels is kept; a guild of "" is not checked.
+func (a *Adapter) inGuild(ctx context.Context, guild, channel string) error {
+	if guild == "" || channel == "" {
+		return nil
+	}
+	c, err := a.channel(ctx, channel)
+	if err == nil && c.GuildID == "" && !c.isDirect() {
+		a.forgetChannel(channel) // kept without its server: ask Discord
+		c, err = a.channel(ctx, channel)
+	}
+	if err != nil {
+		return fmt.Errorf("check the server of channel %s: %w", channel, err)
+	}
+	if c.GuildID != guild && !c.isDirect() {
+		return bot.PermanentError("other_server", "the channel is in another Discord server than the org's (or the desk's): fix the channel or the guild in the config",
+			fmt.Errorf("channel %s is in server %q, not %s", channel, c.GuildID, guild))
+	}
+	return nil
+}
+
+func (a *Adapter) forgetChannel(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.channels, id)
 }
 
 // FindPosted implements bot.Adapter. Discord needs no search: Post sends
@@ -232,6 +274,9 @@ func (a *Adapter) FindPosted(context.Context, bot.Dest, time.Time) (bot.Ref, boo
 func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error {
 	if !bot.IsDiscordID(ref.Channel) || !bot.IsDiscordID(ref.Message) {
 		return bot.PermanentError("bad_ref", "not a Discord message reference", fmt.Errorf("update: channel %q message %q", ref.Channel, ref.Message))
+	}
+	if err := a.inGuild(ctx, ref.Workspace, ref.Channel); err != nil {
+		return fmt.Errorf("update: %w", err)
 	}
 	ep := discordgo.EndpointChannelMessage(ref.Channel, ref.Message)
 	if _, err := a.do(ctx, "edit message", http.MethodPatch, ep, discordgo.EndpointChannelMessages(ref.Channel)+"/edit", render(m)); err != nil {
@@ -436,6 +481,12 @@ type channelInfo struct {
 	Type     int    `json:"type"`
 	ParentID string `json:"parent_id"`
 	GuildID  string `json:"guild_id"`
+}
+
+// isDirect reports whether c is a direct message (one person, or a group).
+func (c channelInfo) isDirect() bool {
+	t := discordgo.ChannelType(c.Type)
+	return t == discordgo.ChannelTypeDM || t == discordgo.ChannelTypeGroupDM
 }
 
 func (c channelInfo) isThread() bool {

@@ -685,7 +685,7 @@ func TestSlackEditsFollowRelays(t *testing.T) {
 	require.NoError(t, err)
 	w.wait("the relay says the message was deleted", func() bool {
 		m, _ := w.fake.Message(wDesk, relayed.TS)
-		return strings.Contains(w.seen(m.Text, m.Blocks), "(message deleted by its author)") && !strings.Contains(w.seen(m.Text, m.Blocks), "ws-017")
+		return strings.Contains(w.seen(m.Text, m.Blocks), "(message deleted)") && !strings.Contains(w.seen(m.Text, m.Blocks), "ws-017")
 	})
 }
 

@@ -170,11 +170,17 @@ func (s *Server) basePayload(typ int, channelID, userID string, data map[string]
 	c, _ := s.Channel(channelID)
 	p := map[string]any{
 		"type": typ, "data": data, "channel_id": channelID, "application_id": s.opts.AppID,
-		"member": s.member(userID), "version": 1, "locale": "en-US", "app_permissions": "442368",
-		"channel": c,
+		"version": 1, "locale": "en-US", "app_permissions": "442368", "channel": c,
 	}
+	// In a server, the member; in a direct message, the user. The app is
+	// installed to the server (GUILD_INSTALL's value: the guild, "0" in a
+	// direct message with the bot).
 	if c.GuildID != "" {
-		p["guild_id"] = c.GuildID
+		p["guild_id"], p["member"], p["context"] = c.GuildID, s.member(userID), 0
+		p["authorizing_integration_owners"] = map[string]string{"0": c.GuildID}
+	} else {
+		p["user"], p["context"] = s.member(userID)["user"], 1
+		p["authorizing_integration_owners"] = map[string]string{"0": "0"}
 	}
 	if m != nil {
 		p["message"] = m
