@@ -51,6 +51,11 @@ type User struct {
 	Workspace   string
 	ID          string
 	DisplayName string
+	// ReadOnly: the platform says the user may read the channel they acted
+	// in but not write there (Discord: no Send Messages, in a thread no
+	// Send Messages in Threads). They are no member of its org: a member
+	// is someone who speaks in the org's channel.
+	ReadOnly bool `json:",omitempty"`
 }
 
 // Responder answers an inbound event after it was acknowledged: Slack's

@@ -95,6 +95,8 @@ func opOf(r request) op {
 func denied(w who, o op) Message {
 	need := rolesText(permissions[o])
 	switch {
+	case w.readOnly != nil && slices.Contains(permissions[o], RoleMember):
+		return textMessage("You can read " + w.readOnly.Name + "'s channel but not write in it, so you cannot act for " + w.readOnly.Name + " here. Ask an admin of the server for Send Messages in this channel.")
 	case len(w.roles) == 0:
 		return textMessage("This channel is not connected to an organisation in threatdesk, and you are not listed as an expert or manager. Ask in your organisation's SOC channel, or ask your threatdesk admin to add this channel to the config.")
 	case o == opOpen && w.org == nil:

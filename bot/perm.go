@@ -110,6 +110,9 @@ type who struct {
 	roles []Role
 	org   *Org // the org whose channel the caller spoke in
 	desk  bool // spoke in the desk channel
+	// readOnly is the org whose channel the caller acted in without being
+	// allowed to write there (User.ReadOnly): no member of it.
+	readOnly *Org
 }
 
 func (w who) has(r Role) bool {
@@ -203,6 +206,10 @@ func (b *Bot) identify(u User, channel string, thread *Ref) who {
 			continue
 		}
 		if o, ok := b.cfg.orgFor(u.Platform, u.Workspace, ch); ok {
+			if u.ReadOnly {
+				w.readOnly = o
+				break
+			}
 			w.org = o
 			w.roles = append(w.roles, RoleMember)
 			break

@@ -269,17 +269,26 @@ func formErrors(errs map[string]string, typed []string) bot.Message {
 }
 
 // user returns who acted.
-func user(i *discordgo.Interaction) bot.User {
+// The member may be ReadOnly there: member.permissions are Discord's
+// computed permissions in the channel (a thread's when inThread), and a
+// press needs only View Channel.
+func user(i *discordgo.Interaction, inThread bool) bot.User {
 	u := i.User
 	nick := ""
+	readOnly := false
 	if i.Member != nil {
 		u = i.Member.User
 		nick = i.Member.Nick
+		need := int64(discordgo.PermissionSendMessages)
+		if inThread {
+			need = discordgo.PermissionSendMessagesInThreads
+		}
+		readOnly = i.Member.Permissions != 0 && i.Member.Permissions&need == 0
 	}
 	if u == nil {
-		return bot.User{Platform: bot.Discord, Workspace: i.GuildID}
+		return bot.User{Platform: bot.Discord, Workspace: i.GuildID, ReadOnly: readOnly}
 	}
-	return bot.User{Platform: bot.Discord, Workspace: i.GuildID, ID: u.ID, DisplayName: cmp.Or(nick, cmp.Or(u.GlobalName, u.Username))}
+	return bot.User{Platform: bot.Discord, Workspace: i.GuildID, ID: u.ID, DisplayName: cmp.Or(nick, cmp.Or(u.GlobalName, u.Username)), ReadOnly: readOnly}
 }
 
 // where returns the channel an interaction acts in and, inside a thread,
@@ -310,7 +319,7 @@ func (a *Adapter) command(ctx context.Context, in *interaction, data discordgo.A
 	i := &in.i
 	ch, thread := a.where(ctx, in)
 	c := bot.Command{
-		User:     user(i),
+		User:     user(i, thread != nil),
 		Channel:  ch,
 		Thread:   thread,
 		Options:  map[string]string{},
@@ -348,10 +357,11 @@ func (a *Adapter) action(ctx context.Context, in *interaction, r *responder) (bo
 		ref.Channel = cmp.Or(i.Message.ChannelID, i.ChannelID)
 		ref.Message = i.Message.ID
 	}
-	out := bot.Action{User: user(i), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}
+	ch, thread := a.where(ctx, in)
+	out := bot.Action{User: user(i, thread != nil), Action: act, Value: value, Message: ref, Key: "discord:" + i.ID, Respond: r}
 	// A press in a thread acts for the thread's parent channel, as a
 	// command there does.
-	if ch, thread := a.where(ctx, in); thread != nil {
+	if thread != nil {
 		out.Channel = ch
 	}
 	return out, true
@@ -367,8 +377,8 @@ func (a *Adapter) submission(ctx context.Context, in *interaction, r *responder)
 	if !ok {
 		return bot.Submission{}, false
 	}
-	ch, _ := a.where(ctx, in)
-	s := bot.Submission{User: user(i), FormID: form, State: state, Values: map[string]string{}, Channel: ch, Key: "discord:" + i.ID, Respond: r}
+	ch, thread := a.where(ctx, in)
+	s := bot.Submission{User: user(i, thread != nil), FormID: form, State: state, Values: map[string]string{}, Channel: ch, Key: "discord:" + i.ID, Respond: r}
 	for k, v := range in.values {
 		s.Values[k] = v
 	}
@@ -748,8 +758,8 @@ func (a *Adapter) complete(ctx context.Context, in *interaction) []map[string]st
 		if !o.Focused || o.Name != "case" {
 			continue
 		}
-		ch, _ := a.where(ctx, in)
-		for _, choice := range c.CompleteCases(ctx, user(&in.i), ch, optionString(o)) {
+		ch, thread := a.where(ctx, in)
+		for _, choice := range c.CompleteCases(ctx, user(&in.i, thread != nil), ch, optionString(o)) {
 			out = append(out, map[string]string{"name": choice.Name, "value": choice.Value})
 		}
 	}

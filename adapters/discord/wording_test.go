@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bwmarrin/discordgo"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -561,4 +563,32 @@ func TestDiscordEditInAChannelGivenToAnotherOrg(t *testing.T) {
 	w.settled("the edit worked")
 	m, _ := w.dfake.Message(relayed.ID)
 	require.NotContains(t, text(m), "ws-secret-42", "Northwind's channel gets none of Fabrikam's case")
+}
+
+// TestDiscordReadOnlyObserverIsNoMember: a press needs only View Channel
+// on Discord, so someone who may read the org's channel but not write in
+// it (an observer role denied Send Messages) acted as the org's member:
+// opened cases on its credits, added details (from a review). A member
+// is someone who speaks in the org's channel: the observer is told why
+// not, and the analyst goes on as before.
+func TestDiscordReadOnlyObserverIsNoMember(t *testing.T) {
+	t.Parallel()
+	w := newDiscordWording(t, dWordingOpts{})
+	const observer, observers = "1000000000000000013", "1000000000000000777"
+	w.dfake.AddUser(discordfake.User{ID: observer, Username: "olga"})
+	w.dfake.AddRole(guildID, discordfake.Role{ID: observers, Name: "observers", Permissions: "0"})
+	w.dfake.SetMemberRoles(observer, observers)
+	w.dfake.SetOverwrites(channelID, discordfake.Overwrite{ID: observers, Type: 0, Deny: strconv.FormatInt(discordgo.PermissionSendMessages, 10)})
+
+	const refusal = "You can read Fabrikam's channel but not write in it"
+	in, _ := w.command(observer, channelID, "ask", map[string]any{"question": "may I?"})
+	w.wait("the observer is told why not", w.answered(in, refusal))
+	receipt, _ := w.open("ask", map[string]any{"question": "is this beacon normal?"}, "EOD-1")
+	in, err := w.dfake.Interact(w.dfake.ComponentPayload(receipt, observer, customIDWithPrefix(receipt, string(bot.ActAddDetails))))
+	require.NoError(t, err)
+	w.wait("the observer's press is refused", w.answered(in, refusal))
+	w.settled("all worked")
+	var cases int
+	require.NoError(t, w.db.QueryRow(w.ctx, `SELECT count(*) FROM cases`).Scan(&cases))
+	require.Equal(t, 1, cases, "only the analyst's case opened")
 }

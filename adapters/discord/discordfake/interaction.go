@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,15 +80,63 @@ func (in *Interaction) Wait(timeout time.Duration) (Callback, error) {
 }
 
 // member builds an interaction's member object.
-func (s *Server) member(userID string) map[string]any {
+// Its permissions are the member's in channel, computed as Discord does.
+func (s *Server) member(userID, channel string) map[string]any {
 	s.mu.Lock()
 	u, ok := s.users[userID]
+	roles := append([]string{}, s.memberRoles[userID]...)
+	perms := s.permissionsIn(userID, channel)
 	s.mu.Unlock()
 	if !ok {
 		u = User{ID: userID, Username: "user" + userID}
 	}
-	return map[string]any{"user": u, "nick": nilIfEmpty(u.Nick), "roles": []string{}, "permissions": "2147483647",
+	return map[string]any{"user": u, "nick": nilIfEmpty(u.Nick), "roles": roles, "permissions": strconv.FormatInt(perms, 10),
 		"joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false}
+}
+
+// permissionsIn computes user's permissions in channel (a thread: its
+// parent's) as Discord documents it: the guild's owner has all; else
+// @everyone's (EveryonePermissions, or the guild's role of its id) and
+// the member's roles', Administrator meaning all; then the channel's
+// overwrites: @everyone's, the member's roles' together, the member's own,
+// each denying then allowing. s.mu is held.
+// https://discord.com/developers/docs/topics/permissions#permission-overwrites
+func (s *Server) permissionsIn(user, channel string) int64 {
+	const all, admin = int64(1)<<50 - 1, int64(1) << 3
+	c := s.channels[channel]
+	if p, ok := s.channels[c.ParentID]; ok && c.ParentID != "" {
+		c = p
+	}
+	g := c.GuildID
+	if user == GuildOwnerID {
+		return all
+	}
+	bits := func(v string) int64 { n, _ := strconv.ParseInt(v, 10, 64); return n }
+	perms := bits(EveryonePermissions)
+	for _, r := range s.roles[g] {
+		if r.ID == g || slices.Contains(s.memberRoles[user], r.ID) {
+			perms |= bits(r.Permissions)
+		}
+	}
+	if perms&admin != 0 {
+		return all
+	}
+	var roleDeny, roleAllow int64
+	for _, o := range c.PermissionOverwrites {
+		switch {
+		case o.Type == 0 && o.ID == g:
+			perms = perms&^bits(o.Deny) | bits(o.Allow)
+		case o.Type == 0 && slices.Contains(s.memberRoles[user], o.ID):
+			roleDeny, roleAllow = roleDeny|bits(o.Deny), roleAllow|bits(o.Allow)
+		}
+	}
+	perms = perms&^roleDeny | roleAllow
+	for _, o := range c.PermissionOverwrites {
+		if o.Type == 1 && o.ID == user {
+			perms = perms&^bits(o.Deny) | bits(o.Allow)
+		}
+	}
+	return perms
 }
 
 // CommandPayload builds a /command interaction with one subcommand.
@@ -176,10 +225,10 @@ func (s *Server) basePayload(typ int, channelID, userID string, data map[string]
 	// installed to the server (GUILD_INSTALL's value: the guild, "0" in a
 	// direct message with the bot).
 	if c.GuildID != "" {
-		p["guild_id"], p["member"], p["context"] = c.GuildID, s.member(userID), 0
+		p["guild_id"], p["member"], p["context"] = c.GuildID, s.member(userID, channelID), 0
 		p["authorizing_integration_owners"] = map[string]string{"0": c.GuildID}
 	} else {
-		p["user"], p["context"] = s.member(userID)["user"], 1
+		p["user"], p["context"] = s.member(userID, channelID)["user"], 1
 		p["authorizing_integration_owners"] = map[string]string{"0": "0"}
 	}
 	if m != nil {
