@@ -95,14 +95,7 @@ func NormalizeFamily(s string) string { return strings.Join(strings.Fields(strin
 
 // commodityFamily reports whether a family names commodity software (PUA,
 // adware, test files), which is never a sighting.
-func commodityFamily(f string) bool {
-	for _, w := range commodityWords {
-		if strings.Contains(f, w) {
-			return true
-		}
-	}
-	return false
-}
+func commodityFamily(f string) bool { return commodityText(f) }
 
 // Limits of the insight reads.
 const (

@@ -240,8 +240,27 @@ var tacticImpact = map[string]impactWeight{
 	// common, noisy, and followed by something heavier when they matter.
 }
 
-// commodityWords mark a commodity detection in a threat family or title.
-var commodityWords = []string{"pua", "adware", "potentially unwanted", "eicar", "test file", "testfile"}
+// commodityText reports whether a threat family or title names a
+// commodity detection, by whole words (letters only, so that
+// "PUA:Win32/Presenoker", "PUADlManager" and "EICAR_Test_File" count and
+// "papua.dll" or "latest files" do not): a word starting with "pua" or
+// "adware", "eicar", "testfile", or the words "potentially unwanted" or
+// "test file" in a row.
+func commodityText(text string) bool {
+	words := strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return r < 'a' || r > 'z' })
+	for i, w := range words {
+		next := ""
+		if i+1 < len(words) {
+			next = words[i+1]
+		}
+		switch {
+		case strings.HasPrefix(w, "pua"), strings.HasPrefix(w, "adware"), w == "eicar", w == "testfile",
+			w == "potentially" && next == "unwanted", w == "test" && strings.HasPrefix(next, "file"):
+			return true
+		}
+	}
+	return false
+}
 
 // isCommodity reports whether an alert is a commodity detection: unwanted
 // software, or a malware detection whose family or title names PUA, adware
@@ -254,11 +273,8 @@ func isCommodity(a *Alert) bool {
 	if cat != "malware" && cat != "" {
 		return false
 	}
-	text := strings.ToLower(a.ThreatFamily + " " + a.Title)
-	for _, w := range commodityWords {
-		if strings.Contains(text, w) {
-			return true
-		}
+	if commodityText(a.ThreatFamily + " " + a.Title) {
+		return true
 	}
 	return cat == "malware" && a.Severity.Rank() <= SeverityLow.Rank() && a.DetectionSource == "antivirus"
 }

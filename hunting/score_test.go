@@ -260,3 +260,27 @@ func TestExpertCommodityIsNotHeld(t *testing.T) {
 	require.Equal(t, DefaultNotifyScore-1, got)
 	require.Negative(t, reasonsOf(rs)[FactorCommodity])
 }
+
+// TestCommodityByWholeWords: a detection is commodity when its family or
+// title names PUA, adware or a test file as words. Substrings made a real
+// High malware alert commodity ("latest files", "papua.dll"), held under
+// the bar (from a review).
+func TestCommodityByWholeWords(t *testing.T) {
+	t.Parallel()
+	for text, want := range map[string]bool{
+		"PUA:Win32/Presenoker":                      true,
+		"PUADlManager:Win32/OfferCore":              true,
+		"Adware:Win32/Hotbar":                       true,
+		"Virus:DOS/EICAR_Test_File":                 true,
+		"An EICAR test file was detected":           true,
+		"Potentially unwanted application found":    true,
+		"Trojan dropped in the user's latest files": false,
+		"Malicious papua.dll loaded by explorer":    false,
+		"Ransom:Win32/LockBit.A":                    false,
+		"Contest filed":                             false,
+	} {
+		require.Equal(t, want, commodityText(text), text)
+		a := &Alert{Category: "Malware", Title: text, Severity: SeverityHigh}
+		require.Equal(t, want, isCommodity(a), text)
+	}
+}
