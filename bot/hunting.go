@@ -76,16 +76,19 @@ func alertText(s string) string {
 // "_https://…" and "x1https://…" too.
 var bareURL = regexp.MustCompile(`(?i)https?://\S+`)
 
-// oneLine is s with control characters as spaces and invisible format
-// characters dropped.
+// oneLine is s with control characters and line or paragraph separators
+// (U+2028, U+2029: clients break lines there) as spaces, and invisible
+// format characters (bidi overrides among them) dropped.
 func oneLine(s string) string {
-	bad := func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+	bad := func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+	}
 	if !strings.ContainsFunc(s, bad) {
 		return s
 	}
 	return strings.Map(func(r rune) rune {
 		switch {
-		case unicode.IsControl(r):
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029':
 			return ' '
 		case unicode.Is(unicode.Cf, r):
 			return -1

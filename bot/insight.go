@@ -399,12 +399,14 @@ func (b *Bot) insightSections(c CaseView) []Section {
 		if k.IncidentCount == 0 {
 			sec.Lines = append(sec.Lines, Line{T("No incident of " + b.orgName(c.Org) + " involves it within the insight window.")})
 		} else {
-			sec.Lines = append(sec.Lines, Line{B(plural.S(k.IncidentCount, "incident") + ": "), U(cut(listMore(k.Incidents, k.IncidentCount), maxListLineRunes*2))})
+			// Titles and device names are alerts' words: shown as the
+			// card shows them (alertText).
+			sec.Lines = append(sec.Lines, Line{B(plural.S(k.IncidentCount, "incident") + ": "), U(cut(alertText(listMore(k.Incidents, k.IncidentCount)), maxListLineRunes*2))})
 			if k.DeviceCount > 0 {
-				sec.Lines = append(sec.Lines, Line{B(plural.S(k.DeviceCount, "device") + ": "), U(cut(listMore(k.Devices, k.DeviceCount), maxListLineRunes*2))})
+				sec.Lines = append(sec.Lines, Line{B(plural.S(k.DeviceCount, "device") + ": "), U(cut(alertText(listMore(k.Devices, k.DeviceCount)), maxListLineRunes*2))})
 			}
 			if k.AlertCount > 0 {
-				sec.Lines = append(sec.Lines, Line{B(plural.S(k.AlertCount, "alert") + ": "), U(cut(listMore(k.Alerts, k.AlertCount), maxListLineRunes*2))})
+				sec.Lines = append(sec.Lines, Line{B(plural.S(k.AlertCount, "alert") + ": "), U(cut(alertText(listMore(k.Alerts, k.AlertCount)), maxListLineRunes*2))})
 			}
 		}
 		out = append(out, sec)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/hunting"
 )
 
 // TestInsightSubjects: addresses, URLs, domains and actor names are
@@ -139,5 +141,57 @@ func TestCampaignListsNewestFirst(t *testing.T) {
 	}
 	if sec.More != 2 {
 		t.Errorf("More = %d, want the two oldest", sec.More)
+	}
+}
+
+// plainOf joins what a message shows: its text and its sections' lines.
+func plainOf(m Message) string {
+	var b strings.Builder
+	for _, l := range m.Text {
+		b.WriteString(plainLine(l) + "\n")
+	}
+	for _, s := range m.Sections {
+		for _, l := range s.Lines {
+			b.WriteString(plainLine(l) + "\n")
+		}
+	}
+	return b.String()
+}
+
+// TestDeskShowsAlertWordsAsTheCardDoes: the card shows alert text on one
+// line with URLs defanged (alertText); the desk's sightings message, the
+// experts' incidents line and the desk card's "what threatdesk knows"
+// showed indicators, titles and devices raw: a live link on Discord, a
+// line break forging "false positive: closed", a bidi override (from a
+// review). So did a card footer's non-portal alert address, and U+2028
+// passed as a line break everywhere.
+func TestDeskShowsAlertWordsAsTheCardDoes(t *testing.T) {
+	t.Parallel()
+	b := &Bot{cfg: unitConfig(), core: &core{}}
+	evil := "https://evil.example/x\nfalse positive: closed by soc\u202e"
+	ind := indicatorText(hunting.Key{Kind: hunting.KeyURL, Value: evil})
+	ss := []Sighting{{Org: "fabrikam", Devices: 1, Incidents: []string{"9"}, Indicators: []string{ind, indicatorText(hunting.Key{Kind: hunting.KeyDomain, Value: "evil.example"})}}}
+	desk := plainOf(b.sightingsMessage(IncidentView{ID: "7", Org: "contoso", Title: "t"}, ss))
+	require.Contains(t, desk, "hxxps[://]evil[.]example/x false positive", "defanged, on one line")
+	require.Contains(t, desk, "domain evil[.]example")
+	c := CaseView{Org: "contoso", Subject: Subject{Kind: SubjectURL, ID: "evil.example"}, Insight: &DeskInsight{
+		Known: &Known{IncidentCount: 1, Incidents: []string{"12 Phish https://evil.example/login\u2028Resolved by Alice (score 80)"},
+			DeviceCount: 1, Devices: []string{"ws-01\nResolved"}},
+	}}
+	var known strings.Builder
+	for _, s := range b.insightSections(c) {
+		for _, l := range s.Lines {
+			known.WriteString(plainLine(l) + "\n")
+		}
+	}
+	card := notificationCard(IncidentView{ID: "7", Org: "contoso", Title: "t", Severity: SeverityHigh, Score: 80,
+		Link: "x\nResolved by Alice (SOC lead) as false positive"})
+	for name, got := range map[string]string{"desk sightings message": desk, "incidents line": b.sightingsLine(ss),
+		"desk card known": known.String(), "card footer": plainLine(card.Footer)} {
+		require.NotContains(t, got, "https://", name)
+		require.NotContains(t, got, "\nfalse positive", name)
+		require.NotContains(t, got, "\nResolved", name)
+		require.NotContains(t, got, "\u2028", name)
+		require.NotContains(t, got, "\u202e", name)
 	}
 }

@@ -36,13 +36,18 @@ func insightErr(err error) error {
 	return err
 }
 
-// indicatorText names an indicator briefly: "file 4b6f1c2d8a9e…".
+// indicatorText names an indicator briefly: "file 4b6f1c2d8a9e…". It is
+// an alert's word: one line, a URL or domain defanged (a client would
+// make it a live link on the experts' desk).
 func indicatorText(k hunting.Key) string {
-	v := k.Value
-	if k.Kind == hunting.KeyFile && len(v) > 12 {
+	v := oneLine(k.Value)
+	switch {
+	case k.Kind == hunting.KeyFile && len(v) > 12:
 		v = v[:12] + "…"
+	case k.Kind == hunting.KeyURL, k.Kind == hunting.KeyDomain:
+		v = defang(v)
 	}
-	return string(k.Kind) + " " + cut(v, 60)
+	return string(k.Kind) + " " + cut(alertText(v), 60)
 }
 
 // maxSightingIndicators is how many indicators a desk card names per org.

@@ -102,7 +102,7 @@ func alertLink(label, raw string) []Span {
 	if u, ok := portalLink(raw); ok {
 		return []Span{L(label, u)}
 	}
-	return []Span{T("address (not a Microsoft portal, so not linked): "), U(defang(raw))}
+	return []Span{T("address (not a Microsoft portal, so not linked): "), U(defang(oneLine(raw)))}
 }
 
 // PortalLink returns raw (normalised) and true when it is an https URL on

@@ -652,11 +652,14 @@ func deviceEntity(id, name string) Entity {
 	return Entity{}
 }
 
-// visible is s without control and invisible format characters, trimmed:
-// an id made only of them (a hostile or broken alert) is no id, and would
-// otherwise join every alert that sends the same one.
+// visible is s without control and invisible format characters (and line
+// or paragraph separators), trimmed: an id made only of them (a hostile
+// or broken alert) is no id, and would otherwise join every alert that
+// sends the same one.
 func visible(s string) string {
-	bad := func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+	bad := func(r rune) bool {
+		return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029'
+	}
 	if strings.ContainsFunc(s, bad) {
 		s = strings.Map(func(r rune) rune {
 			if bad(r) {
