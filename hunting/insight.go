@@ -27,7 +27,9 @@ import (
 // common list never counts: one the hunting guard treats as common (seen on
 // CommonEntityDevices devices or more in an org, by the prevalence table),
 // or held by CommonEntityDevices incidents or more of one org within the
-// window, the long-window twin of the guard's "glue" rule.
+// window, the long-window twin of the guard's "glue" rule. It is no
+// sighting in an org where it is common, and none anywhere when common in
+// the org asking or in two orgs or more (Sightings).
 
 // KeyKind is what an indicator is.
 type KeyKind string
@@ -299,14 +301,20 @@ type Sightings struct {
 	// Orgs are the orgs (other than the one asking) where the indicators
 	// were seen, the last sighting first.
 	Orgs []OrgSighting `json:"orgs"`
-	// Common are the indicators left out for being common (in any org).
+	// Common are the indicators left out for being common: in except, or
+	// in two orgs or more.
 	Common []Key `json:"common"`
 }
 
 // Sightings returns, per org other than except, where keys were seen
 // since since: the org's incidents holding them, their devices, and when.
-// Common indicators (see the top of this file) are left out, whichever org
-// they are common in, except's included, and listed in Common.
+// Common indicators (see the top of this file) never count: one common in
+// an org is no sighting there, and one common in except (the guard's list
+// of the org asking) or in two orgs or more (shared infrastructure,
+// everyday software) is left out everywhere and listed in Common. One org
+// alone, by sending alerts that make an indicator common there (or by an
+// outbreak on its own devices), cannot hide two other orgs' sightings of
+// it from the experts.
 func (s *Service) Sightings(ctx context.Context, keys []Key, since time.Time, except string) (Sightings, error) {
 	var res Sightings
 	keys = dedupeKeys(keys)
@@ -317,12 +325,14 @@ func (s *Service) Sightings(ctx context.Context, keys []Key, since time.Time, ex
 	if err != nil {
 		return res, err
 	}
-	common, err := s.commonKeys(ctx, hits)
+	commonIn, err := s.commonKeys(ctx, hits)
 	if err != nil {
 		return res, err
 	}
+	common := map[Key]bool{}
 	for _, k := range keys {
-		if common[k] {
+		if orgs := commonIn[k]; len(orgs) >= 2 || orgs[except] {
+			common[k] = true
 			res.Common = append(res.Common, k)
 		}
 	}
@@ -333,7 +343,7 @@ func (s *Service) Sightings(ctx context.Context, keys []Key, since time.Time, ex
 	}
 	by := map[string]*agg{}
 	for _, h := range hits {
-		if h.org == except || common[h.key] {
+		if h.org == except || common[h.key] || commonIn[h.key][h.org] {
 			continue
 		}
 		a := by[h.org]
@@ -516,12 +526,18 @@ CROSS JOIN LATERAL (
 	return hits, nil
 }
 
-// commonKeys reports which keys of hits are common in some org: held by
-// CommonEntityDevices incidents or more there, or seen on as many devices
-// (the prevalence the ingest guard reads).
-func (s *Service) commonKeys(ctx context.Context, hits []hit) (map[Key]bool, error) {
+// commonKeys reports, for the keys of hits, the orgs they are common in:
+// held by CommonEntityDevices incidents or more there, or seen on as many
+// devices (the prevalence the ingest guard reads).
+func (s *Service) commonKeys(ctx context.Context, hits []hit) (map[Key]map[string]bool, error) {
 	n := s.cfg.CommonEntityDevices
-	common := map[Key]bool{}
+	common := map[Key]map[string]bool{}
+	mark := func(k Key, org string) {
+		if common[k] == nil {
+			common[k] = map[string]bool{}
+		}
+		common[k][org] = true
+	}
 	type orgKey struct {
 		org string
 		key Key
@@ -536,7 +552,7 @@ func (s *Service) commonKeys(ctx context.Context, hits []hit) (map[Key]bool, err
 		}
 		incs[ok][h.inc] = true
 		if len(incs[ok]) >= n {
-			common[h.key] = true
+			mark(h.key, h.org)
 		}
 		if h.key.Kind == KeyFile || h.key.Kind == KeyIP || h.key.Kind == KeyURL {
 			p := probe{h.org, string(h.key.Kind), h.stored}
@@ -548,7 +564,7 @@ func (s *Service) commonKeys(ctx context.Context, hits []hit) (map[Key]bool, err
 	var orgs, kinds, values []string
 	var owners [][]Key
 	for p, ks := range probes {
-		if allCommon(ks, common) {
+		if allCommonIn(ks, p.org, common) {
 			continue
 		}
 		orgs, kinds, values = append(orgs, p.org), append(kinds, p.kind), append(values, p.value)
@@ -573,15 +589,15 @@ WHERE c.n >= $4`, orgs, kinds, values, n)
 	}
 	for _, i := range idx {
 		for _, k := range owners[i-1] {
-			common[k] = true
+			mark(k, orgs[i-1])
 		}
 	}
 	return common, nil
 }
 
-func allCommon(ks []Key, common map[Key]bool) bool {
+func allCommonIn(ks []Key, org string, common map[Key]map[string]bool) bool {
 	for _, k := range ks {
-		if !common[k] {
+		if !common[k][org] {
 			return false
 		}
 	}

@@ -143,10 +143,11 @@ func TestCommonEntitiesAreNeverSightings(t *testing.T) {
 	got, err := f.svc.Sightings(f.ctx, []Key{{KeyFile, common}}, since, "fabrikam")
 	require.NoError(t, err)
 	require.Empty(t, got.Orgs, "common at Contoso: not a sighting for Fabrikam")
-	require.Equal(t, []Key{{KeyFile, common}}, got.Common)
+	require.Empty(t, got.Common, "common in one other org alone: only that org's sightings are left out")
 	got, err = f.svc.Sightings(f.ctx, []Key{{KeyFile, common}}, since, "contoso")
 	require.NoError(t, err)
 	require.Empty(t, got.Orgs, "nor for Contoso, where it is common")
+	require.Equal(t, []Key{{KeyFile, common}}, got.Common)
 
 	keys, err := f.svc.SubjectKeys(f.ctx, "contoso", "incident", fmt.Sprint(c[0]), since)
 	require.NoError(t, err)
@@ -174,7 +175,55 @@ func TestCommonByIncidentsIsNeverASighting(t *testing.T) {
 	got, err := f.svc.Sightings(f.ctx, []Key{{KeyIP, "203.0.113.9"}}, t0.Add(-30*24*time.Hour), "fabrikam")
 	require.NoError(t, err)
 	require.Empty(t, got.Orgs)
+	got, err = f.svc.Sightings(f.ctx, []Key{{KeyIP, "203.0.113.9"}}, t0.Add(-30*24*time.Hour), "contoso")
+	require.NoError(t, err)
 	require.Equal(t, []Key{{KeyIP, "203.0.113.9"}}, got.Common)
+}
+
+// TestOneOrgCannotHideOthersSightings: an indicator common in any org was
+// left out of every org's sightings, so one customer (ten alerts naming
+// made-up devices, or an outbreak of its own) hid a sighting between two
+// others from the experts (from a review). It is no sighting where it is
+// common; left out everywhere when common in the org asking, or in two
+// orgs or more.
+func TestOneOrgCannotHideOthersSightings(t *testing.T) {
+	t.Parallel()
+	const tenantNorthwind, tenantWoodgrove = "c4d2e6a0-1111-4222-8333-944444444444", "d5e3f7b1-2222-4333-8444-a55555555555"
+	f := setup(t, func(c *Config) {
+		c.CommonEntityDevices = 3
+		c.Orgs = append(c.Orgs, Org{ID: "northwind", Tenants: []string{tenantNorthwind}}, Org{ID: "woodgrove", Tenants: []string{tenantWoodgrove}})
+	})
+	ip := "198.51.100.23"
+	c := f.see(t, seen{id: "c1", device: "ws-1", ips: []string{ip}})
+	f.see(t, seen{id: "n1", tenant: tenantNorthwind, device: "nw-1", ips: []string{ip}})
+	since := t0.Add(-30 * 24 * time.Hour)
+	keys, err := f.svc.SubjectKeys(f.ctx, "contoso", "incident", fmt.Sprint(c[0]), since)
+	require.NoError(t, err)
+	sightings := func() Sightings {
+		t.Helper()
+		got, err := f.svc.Sightings(f.ctx, keys, since, "contoso")
+		require.NoError(t, err)
+		return got
+	}
+	require.Equal(t, []string{"northwind"}, orgsOf(sightings()))
+
+	commonAt := func(tenant, prefix string) {
+		t.Helper()
+		var batch []seen
+		for i := range 4 {
+			batch = append(batch, seen{id: fmt.Sprintf("%s%d", prefix, i), tenant: tenant, device: fmt.Sprintf("%s-%d", prefix, i), ips: []string{ip}})
+		}
+		f.see(t, batch...)
+	}
+	commonAt(tenantFabrikam, "fab")
+	got := sightings()
+	require.Equal(t, []string{"northwind"}, orgsOf(got), "Fabrikam alone does not hide Northwind's sighting")
+	require.Empty(t, got.Common)
+
+	commonAt(tenantWoodgrove, "wood")
+	got = sightings()
+	require.Empty(t, got.Orgs, "common in two orgs: shared infrastructure, no sighting anywhere")
+	require.Equal(t, []Key{{KeyIP, ip}}, got.Common)
 }
 
 // TestKnownOf: what one org knows of an address, a domain and a family,
