@@ -42,6 +42,11 @@ const (
 	// is tried again (the session goes on meanwhile).
 	presenceWait  = 2 * time.Second
 	presenceRetry = time.Minute
+	// PresenceUnconfirmed is how long look-ups may keep failing before the
+	// session ends: the platform refusing for good (the workspace removed
+	// the app, the bot was removed from the server) would otherwise keep
+	// someone who left the org's channel signed in until the session's end.
+	PresenceUnconfirmed = 30 * time.Minute
 	// SignInLinkTTL is how long a sign-in link works (once).
 	SignInLinkTTL = 10 * time.Minute
 	// SessionTTL is how long a session lasts from sign-in.
@@ -257,6 +262,8 @@ var (
 	errSignedOut = errors.New("not signed in")
 	errNoAccess  = errors.New("no access any more")
 	errLeftChat  = fmt.Errorf("%w: no longer in chat", errNoAccess)
+	// errUnconfirmed: chat could not say for PresenceUnconfirmed.
+	errUnconfirmed = fmt.Errorf("%w: presence unconfirmed", errNoAccess)
 )
 
 // session reads the request's session: errSignedOut without a live one,
@@ -303,38 +310,57 @@ func (h *Handler) session(r *http.Request) (*session, error) {
 	if org != "" && !slices.Contains(now, bot.RoleExpert) && !slices.Contains(now, bot.RoleManager) {
 		channel = p.channel // only a member: still in the org's channel
 	}
-	if !h.present(ctx, hash, p.user, channel) {
+	switch h.present(ctx, hash, p.user, channel) {
+	case presenceGone:
 		if err := h.endSession(ctx, hash, "left chat"); err != nil {
 			return nil, err
 		}
 		h.log.InfoContext(ctx, "ended a web session: its person is no longer in chat (deactivated, or left the org's channel)",
 			"platform", platform, "user", p.user.ID)
 		return nil, errLeftChat
+	case presenceUnconfirmed:
+		if err := h.endSession(ctx, hash, "presence unconfirmed"); err != nil {
+			return nil, err
+		}
+		h.log.WarnContext(ctx, "ended a web session: that its person is still in chat could not be confirmed for "+PresenceUnconfirmed.String(),
+			"platform", platform, "user", p.user.ID)
+		return nil, errUnconfirmed
 	}
 	return &session{idHash: hash, csrf: csrfToken(h.cfg.Key, c.Value), user: p.user, roles: now, org: org, orgName: orgName, expires: exp}, nil
 }
+
+// presence is what present found.
+type presence int
+
+const (
+	presenceHere presence = iota
+	presenceGone
+	// presenceUnconfirmed: look-ups kept failing for PresenceUnconfirmed.
+	presenceUnconfirmed
+)
 
 // present reports whether u is still in chat (and in channel, when given),
 // asking the Directory at most every PresenceEvery per session; concurrent
 // requests of one session ask once. A failed look-up keeps the session: one
 // the platform refused for good (a missing scope, the bot removed) is asked
 // again after PresenceEvery, any other after presenceRetry.
-func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel string) bool {
+func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel string) presence {
 	d := h.directory()
 	if d == nil {
-		return true
+		return presenceHere
 	}
 	key, now := string(hash), h.cfg.Now()
 	h.presMu.Lock()
 	if next, ok := h.presNext[key]; ok && now.Before(next) {
 		h.presMu.Unlock()
-		return true
+		return presenceHere
 	}
 	h.presNext[key] = now.Add(presenceRetry) // in flight: the session's other requests go on
 	if now.Sub(h.presPruned) > SessionTTL {
 		for k, t := range h.presNext { // forget sessions long gone
 			if now.Sub(t) > SessionTTL {
 				delete(h.presNext, k)
+				delete(h.presFailing, k)
 			}
 		}
 		h.presPruned = now
@@ -347,20 +373,32 @@ func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel 
 	defer h.presMu.Unlock()
 	switch {
 	case err != nil:
+		first, failing := h.presFailing[key]
+		if !failing {
+			first = now
+			h.presFailing[key] = now
+		}
+		if now.Sub(first) >= PresenceUnconfirmed {
+			delete(h.presNext, key)
+			delete(h.presFailing, key)
+			return presenceUnconfirmed
+		}
 		again := presenceRetry
 		if kind, _ := bot.Classify(err); kind == bot.Permanent {
 			again = PresenceEvery
 		}
 		h.log.WarnContext(ctx, "could not check that a web session's person is still in chat; the session goes on",
-			"platform", u.Platform, "user", u.ID, "retry_in", again, "err", err)
+			"platform", u.Platform, "user", u.ID, "retry_in", again, "failing_for", now.Sub(first), "err", err)
 		h.presNext[key] = now.Add(again)
-		return true
+		return presenceHere
 	case !here:
 		delete(h.presNext, key)
-		return false
+		delete(h.presFailing, key)
+		return presenceGone
 	}
+	delete(h.presFailing, key)
 	h.presNext[key] = now.Add(PresenceEvery)
-	return true
+	return presenceHere
 }
 
 // endSession ends a session server-side, for reason (its end_reason;
@@ -695,6 +733,11 @@ func (h *Handler) signedIn(next func(http.ResponseWriter, *http.Request, *sessio
 			http.SetCookie(w, h.cookie("", time.Time{}))
 			h.say(w, r, http.StatusForbidden, message{Title: "You no longer have access to the case tracker",
 				Lines: []string{"Your chat account is no longer active, or you are no longer in the channel that gave you access, so your session was ended. Ask your threatdesk admin."}})
+			return
+		case errors.Is(err, errUnconfirmed):
+			http.SetCookie(w, h.cookie("", time.Time{}))
+			h.say(w, r, http.StatusForbidden, message{Title: "Your case tracker session has ended",
+				Lines: []string{"threatdesk could not confirm with your chat platform for a while that you are still in the channel that gave you access, so your session was ended. Sign in again with a new link from chat (/experts web); if that fails, ask your threatdesk admin."}})
 			return
 		case errors.Is(err, errNoAccess):
 			http.SetCookie(w, h.cookie("", time.Time{}))

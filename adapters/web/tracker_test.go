@@ -804,3 +804,51 @@ func TestTrackerListPages(t *testing.T) {
 	require.ElementsMatch(t, all, append(found, rest...))
 	require.NotContains(t, page, `name="cursor"`)
 }
+
+// TestTrackerEndsWhenPresenceStaysUnconfirmed: look-ups that keep failing
+// kept the session to its end, 12 h: with the workspace having removed
+// the app (every look-up refused for good), a member who left the org's
+// channel kept reading its cases (from a review). After
+// PresenceUnconfirmed of failures the session ends, saying why; a
+// look-up that answers in between starts the count again.
+func TestTrackerEndsWhenPresenceStaysUnconfirmed(t *testing.T) {
+	t.Parallel()
+	f := setupTracker(t, nil)
+	mem := f.signedIn(t, bot.Slack, analyst, contosoSOC)
+	chat := f.slackOf[f.bot]
+	get := func() (int, string) {
+		t.Helper()
+		resp, page := fetch(t, mem, http.MethodGet, f.base+web.TrackerPath, nil)
+		return resp.StatusCode, page
+	}
+	code, _ := get()
+	require.Equal(t, http.StatusOK, code)
+
+	// Failing, then answering: the count starts again.
+	chat.FailPresent(errors.New("slack: no answer"))
+	for range 5 {
+		f.clock.Advance(web.PresenceEvery)
+		code, _ = get()
+		require.Equal(t, http.StatusOK, code)
+	}
+	chat.FailPresent(nil)
+	f.clock.Advance(web.PresenceEvery)
+	code, _ = get()
+	require.Equal(t, http.StatusOK, code)
+
+	chat.Leave(contosoSOC, analyst)
+	chat.FailPresent(bot.PermanentError("app_uninstalled", "", errors.New("workspace T0CONTOSO removed threatdesk")))
+	var page string
+	for i := 0; ; i++ {
+		f.clock.Advance(web.PresenceEvery)
+		if code, page = get(); code != http.StatusOK {
+			break
+		}
+		require.Less(t, i, int(web.PresenceUnconfirmed/web.PresenceEvery), "still signed in after %s of refused look-ups", time.Duration(i+1)*web.PresenceEvery)
+	}
+	require.Equal(t, http.StatusForbidden, code)
+	require.Contains(t, page, "could not confirm with your chat platform")
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM web_sessions WHERE end_reason = 'presence unconfirmed'`).Scan(&n))
+	require.Equal(t, 1, n)
+}

@@ -116,6 +116,8 @@ type Handler struct {
 	presMu     sync.Mutex
 	presNext   map[string]time.Time
 	presPruned time.Time
+	// presFailing is when a session's look-ups began failing in a row.
+	presFailing map[string]time.Time
 }
 
 type metrics struct {
@@ -148,7 +150,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux(), presNext: map[string]time.Time{}}
+	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux(), presNext: map[string]time.Time{}, presFailing: map[string]time.Time{}}
 	h.m = metrics{
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "sample_uploads_total",

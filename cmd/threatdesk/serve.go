@@ -92,18 +92,14 @@ func serveWith(ctx context.Context, cfg *config.Config, log *slog.Logger, guard 
 	srv, err := httpapi.New(httpapi.Config{
 		Addr:        cfg.HTTPAddr,
 		MetricsAddr: cfg.MetricsAddr,
-		// Customers open links to the public address: the org-labelled
-		// series are kept from them (THREATDESK_METRICS_ADDR is the way to
-		// scrape from elsewhere).
-		LocalMetrics: cfg.PublicURL != "",
-		Gatherer:     reg,
-		Ready:        readiness(db.Pool, &running),
+		Gatherer:    reg,
+		Ready:       readiness(db.Pool, &running),
 	}, log, reg)
 	if err != nil {
 		return err
 	}
-	if cfg.PublicURL != "" && cfg.MetricsAddr == "" {
-		log.Info("/metrics on THREATDESK_HTTP_ADDR answers only scrapes from this machine, since customers reach that address; set THREATDESK_METRICS_ADDR to scrape from elsewhere")
+	if cfg.MetricsAddr == "" {
+		log.Info("/metrics on THREATDESK_HTTP_ADDR answers only scrapes from this machine, since its series name every org; set THREATDESK_METRICS_ADDR to scrape from elsewhere")
 	}
 	ln, err := srv.Listen()
 	if err != nil {

@@ -75,11 +75,6 @@ type Config struct {
 	// MetricsAddr, when set, is a listener of its own for GET /metrics
 	// (THREATDESK_METRICS_ADDR), which is then not served on Addr.
 	MetricsAddr string
-	// LocalMetrics, when MetricsAddr is unset, answers GET /metrics on
-	// Addr only to a direct local scrape (a loopback peer, no proxy
-	// headers): set when customers reach Addr (THREATDESK_PUBLIC_URL),
-	// since the series carry org labels that no customer may read.
-	LocalMetrics bool
 }
 
 // New builds a server with /healthz, /readyz and /metrics mounted.
@@ -117,10 +112,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", metrics)
 			s.metrics = s.httpServer(cfg.MetricsAddr, mux)
-		} else if cfg.LocalMetrics {
-			s.mux.Handle("GET /metrics", localOnly(metrics))
 		} else {
-			s.mux.Handle("GET /metrics", metrics)
+			// On Addr, only to a direct local scrape (a loopback peer, no
+			// proxy headers): whoever reaches Addr (customers' links,
+			// Slack's and Discord's requests, forwarders' alerts) must not
+			// read series that name every org.
+			s.mux.Handle("GET /metrics", localOnly(metrics))
 		}
 	}
 	return s, nil

@@ -217,13 +217,15 @@ func TestMetricsListenErrorNamesTheSetting(t *testing.T) {
 	require.ErrorContains(t, err, "THREATDESK_METRICS_ADDR")
 }
 
-// TestMetricsKeptFromCustomers: with LocalMetrics (threatdesk has a public
-// address customers open), /metrics on the shared listener answered anyone,
-// and its series name every org. Now only a direct local scrape gets them.
+// TestMetricsKeptFromCustomers: /metrics on the shared listener answered
+// anyone, and its series name every org; later it answered anyone when
+// THREATDESK_PUBLIC_URL was unset, though Slack's HTTP mode, Discord's
+// interactions and the alert intake reach that address too (from a
+// review). Only a direct local scrape gets them.
 func TestMetricsKeptFromCustomers(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Gatherer: reg, LocalMetrics: true},
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", Gatherer: reg},
 		slog.New(slog.DiscardHandler), reg)
 	require.NoError(t, err)
 	ln, err := srv.Listen()
