@@ -297,7 +297,7 @@ func TestSampleAnnouncedAndDownloaded(t *testing.T) {
 	require.True(t, ans.Private)
 	dl := linkIn(t, ans.Message, linkBase+"/samples/d/")
 	require.Contains(t, plain(ans.Message), "password infected")
-	opened, err := f.cw.OpenSample(ctx, strings.TrimPrefix(dl, linkBase+"/samples/d/"), "198.51.100.1")
+	opened, err := f.cw.OpenSample(ctx, strings.TrimPrefix(dl, linkBase+"/samples/d/"), "198.51.100.1", nil)
 	require.NoError(t, err)
 	gotBytes, err := io.ReadAll(opened.Body)
 	require.NoError(t, err)

@@ -233,6 +233,9 @@ const (
 	LinkCaseClosed LinkProblem = "case_closed"
 	// LinkSampleDeleted: the sample's bytes were deleted (retention).
 	LinkSampleDeleted LinkProblem = "sample_deleted"
+	// LinkNotExpert: the download link's expert is no threat expert any
+	// more (OpenSample's stillExpert).
+	LinkNotExpert LinkProblem = "not_expert"
 )
 
 // LinkError refuses an upload or download link. Error is one sentence that
@@ -264,6 +267,8 @@ func (e *LinkError) Error() string {
 		return "the case of this link is closed"
 	case LinkSampleDeleted:
 		return "this sample was deleted on " + at + " (retention after the case closed)"
+	case LinkNotExpert:
+		return "the expert this download link was issued to is no threat expert any more"
 	}
 	return "this link is not valid"
 }

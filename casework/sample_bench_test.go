@@ -28,7 +28,7 @@ func BenchmarkSampleRoundTrip(b *testing.B) {
 		require.NoError(b, err)
 		dl, err := f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
 		require.NoError(b, err)
-		d, err := f.svc.OpenSample(ctx, dl.Token, "")
+		d, err := f.svc.OpenSample(ctx, dl.Token, "", nil)
 		require.NoError(b, err)
 		n, err := io.Copy(io.Discard, d.Body)
 		require.NoError(b, err)

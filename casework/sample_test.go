@@ -131,7 +131,7 @@ func (f *fixture) download(t *testing.T, ref string, id int64) []byte {
 	ctx := context.Background()
 	dl, err := f.svc.IssueDownloadLink(ctx, ref, id, expert("U-expert"))
 	require.NoError(t, err)
-	d, err := f.svc.OpenSample(ctx, dl.Token, "192.0.2.7")
+	d, err := f.svc.OpenSample(ctx, dl.Token, "192.0.2.7", nil)
 	require.NoError(t, err)
 	defer d.Body.Close()
 	b, err := io.ReadAll(d.Body)
@@ -332,7 +332,7 @@ func TestUploadLinkRefusals(t *testing.T) {
 		require.NoError(t, err)
 		_, err = store(dl.Token, strings.NewReader("x"))
 		linkErr(t, err, casework.LinkUnknown)
-		_, err = f.svc.OpenSample(ctx, link.Token, "")
+		_, err = f.svc.OpenSample(ctx, link.Token, "", nil)
 		linkErr(t, err, casework.LinkUnknown)
 	})
 	t.Run("expired", func(t *testing.T) {
@@ -478,13 +478,13 @@ func TestDownloadLinks(t *testing.T) {
 	require.Equal(t, t0.Add(casework.DownloadLinkTTL), dl.ExpiresAt)
 	// One download per link, recorded: the second is refused, so that
 	// whoever holds the URL afterwards cannot fetch it as the expert.
-	d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9")
+	d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9", nil)
 	require.NoError(t, err)
 	b, err := io.ReadAll(d.Body)
 	require.NoError(t, err)
 	require.Equal(t, plain, b)
 	require.NoError(t, d.Body.Close())
-	_, err = f.svc.OpenSample(ctx, dl.Token, "198.51.100.66")
+	_, err = f.svc.OpenSample(ctx, dl.Token, "198.51.100.66", nil)
 	var le *casework.LinkError
 	require.ErrorAs(t, err, &le)
 	require.Equal(t, casework.LinkDownloaded, le.Problem)
@@ -499,7 +499,7 @@ func TestDownloadLinks(t *testing.T) {
 	dl, err = f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
 	require.NoError(t, err)
 	f.clock.Advance(casework.DownloadLinkTTL)
-	_, err = f.svc.OpenSample(ctx, dl.Token, "")
+	_, err = f.svc.OpenSample(ctx, dl.Token, "", nil)
 	require.ErrorAs(t, err, &le)
 	require.Equal(t, casework.LinkExpired, le.Problem)
 
@@ -507,7 +507,7 @@ func TestDownloadLinks(t *testing.T) {
 	read := func() error {
 		dl, err := f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
 		require.NoError(t, err)
-		d, err := f.svc.OpenSample(ctx, dl.Token, "")
+		d, err := f.svc.OpenSample(ctx, dl.Token, "", nil)
 		require.NoError(t, err)
 		_, err = io.Copy(io.Discard, d.Body)
 		return err
@@ -530,7 +530,7 @@ func TestDownloadLinks(t *testing.T) {
 	read2 := func() error {
 		dl, err := f2.svc.IssueDownloadLink(ctx, c2.Ref, s2.ID, expert("U-expert"))
 		require.NoError(t, err)
-		d, err := f2.svc.OpenSample(ctx, dl.Token, "")
+		d, err := f2.svc.OpenSample(ctx, dl.Token, "", nil)
 		require.NoError(t, err)
 		_, err = io.Copy(io.Discard, d.Body)
 		return err
@@ -745,7 +745,7 @@ func TestSampleRetention(t *testing.T) {
 	_, err = f.svc.IssueDownloadLink(ctx, closed.Ref, gone.ID, expert("U-expert"))
 	require.ErrorIs(t, err, casework.ErrInvalid)
 	require.ErrorContains(t, err, "was deleted on")
-	_, err = f.svc.OpenSample(ctx, dl.Token, "")
+	_, err = f.svc.OpenSample(ctx, dl.Token, "", nil)
 	var le *casework.LinkError
 	require.ErrorAs(t, err, &le)
 	require.Equal(t, casework.LinkUnknown, le.Problem, "its download links went with it")
@@ -999,7 +999,7 @@ func TestRetentionWaitsForADownloadUnderWay(t *testing.T) {
 	f.clock.Advance(casework.DefaultSampleRetention - time.Minute)
 	dl, err := f.svc.IssueDownloadLink(ctx, c.Ref, smp.ID, expert("U-expert"))
 	require.NoError(t, err)
-	d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9")
+	d, err := f.svc.OpenSample(ctx, dl.Token, "203.0.113.9", nil)
 	require.NoError(t, err)
 	first := make([]byte, 10)
 	_, err = io.ReadFull(d.Body, first)

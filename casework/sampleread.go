@@ -183,8 +183,11 @@ type SampleDownload struct {
 //
 //	dl, err := svc.OpenSample(ctx, token, r.RemoteAddr)
 //	defer dl.Body.Close()
-func (s *Service) OpenSample(ctx context.Context, token, address string) (*SampleDownload, error) {
-	dl, err := s.openSample(ctx, token, address)
+//
+// stillExpert, when not nil, says whether the expert the link was issued
+// to is one still (the running config): a link outlives no expert's role.
+func (s *Service) OpenSample(ctx context.Context, token, address string, stillExpert func(Person) bool) (*SampleDownload, error) {
+	dl, err := s.openSample(ctx, token, address, stillExpert)
 	if err != nil {
 		s.smp.refusal(err)
 		return nil, err
@@ -193,7 +196,7 @@ func (s *Service) OpenSample(ctx context.Context, token, address string) (*Sampl
 	return dl, nil
 }
 
-func (s *Service) openSample(ctx context.Context, token, address string) (*SampleDownload, error) {
+func (s *Service) openSample(ctx context.Context, token, address string, stillExpert func(Person) bool) (*SampleDownload, error) {
 	hash, ok := tokenHash(token)
 	if !ok {
 		return nil, &LinkError{Problem: LinkUnknown}
@@ -223,6 +226,9 @@ func (s *Service) openSample(ctx context.Context, token, address string) (*Sampl
 		}
 		if !s.cfg.now().Before(exp) {
 			return &LinkError{Problem: LinkExpired, At: exp.UTC()}
+		}
+		if stillExpert != nil && !stillExpert(expert) {
+			return &LinkError{Problem: LinkNotExpert}
 		}
 		if smp, err = scanSample(tx.QueryRow(ctx, sampleSelect+` WHERE s.id = $1`, id)); err != nil {
 			return fmt.Errorf("read sample %d: %w", id, err)

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/aeszip"
 )
@@ -232,7 +234,7 @@ func (h *Handler) serveDownload(w http.ResponseWriter, r *http.Request) {
 			Lines: []string{"Link previews are not served. Open the link in a browser."}})
 		return
 	}
-	dl, err := h.cfg.Samples.OpenSample(r.Context(), r.PathValue("token"), clientAddress(r))
+	dl, err := h.cfg.Samples.OpenSample(r.Context(), r.PathValue("token"), clientAddress(r), h.stillExpert)
 	if err != nil {
 		h.refuseDownload(w, r, err)
 		return
@@ -291,6 +293,10 @@ func (h *Handler) refuseDownload(w http.ResponseWriter, r *http.Request, err err
 		outcome, status = "sample_deleted", http.StatusGone
 		m = message{Title: "This sample was deleted", Lines: []string{
 			"Its bytes were deleted on " + le.At.In(h.cfg.Location).Format("2 January 2006") + ", after the retention period that follows the case's closing."}}
+	case errors.As(err, &le) && le.Problem == casework.LinkNotExpert:
+		outcome, status = "not_expert", http.StatusForbidden
+		m = message{Title: "This download link no longer works", Lines: []string{
+			"threatdesk's configuration no longer lists the expert it was issued to as a threat expert. Ask your threatdesk admin."}}
 	case errors.As(err, &le):
 		outcome, status = "link_unknown", http.StatusNotFound
 		m = message{Title: "This download link is not valid", Lines: []string{"Check that the whole link was copied.", again}}
@@ -302,6 +308,17 @@ func (h *Handler) refuseDownload(w http.ResponseWriter, r *http.Request, err err
 	}
 	h.m.downloads.WithLabelValues(outcome).Inc()
 	h.say(w, r, status, m)
+}
+
+// stillExpert reports whether the running config still makes p a threat
+// expert (a download link's expert; no directory yet: nobody is).
+func (h *Handler) stillExpert(p casework.Person) bool {
+	d := h.directory()
+	if d == nil {
+		return false
+	}
+	u := d.WebAccess(bot.User{Platform: bot.Platform(p.Platform), Workspace: p.Workspace, ID: p.UserID}, "")
+	return slices.Contains(u.Roles, bot.RoleExpert)
 }
 
 // clientAddress is the peer's address for the record, with what a proxy

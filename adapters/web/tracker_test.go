@@ -852,3 +852,34 @@ func TestTrackerEndsWhenPresenceStaysUnconfirmed(t *testing.T) {
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM web_sessions WHERE end_reason = 'presence unconfirmed'`).Scan(&n))
 	require.Equal(t, 1, n)
 }
+
+// TestDownloadLinkNeedsAnExpertStill: a download link is a bearer link for
+// 10 minutes. One issued to an expert whom the config then drops still
+// served the sample, recorded as that expert's download (from a review).
+// It is refused, and stays unused.
+func TestDownloadLinkNeedsAnExpertStill(t *testing.T) {
+	t.Parallel()
+	f := setupTracker(t, nil)
+	f.seed(t)
+	ex := f.signedIn(t, bot.Slack, expertID, deskChannel)
+	caseURL := f.base + "/web/cases/" + f.showcase
+	_, page := fetch(t, ex, http.MethodGet, caseURL, nil)
+	resp, _ := fetch(t, ex, http.MethodPost, caseURL+"/download", url.Values{"csrf": {csrfOf(t, page)}, "sample": {"1"}})
+	loc := resp.Header.Get("Location")
+	require.NotEmpty(t, loc)
+
+	cfg := trackerBotConfig()
+	cfg.Experts.Slack = []string{"U0EXPERT2"}
+	f.dir.b.Store(f.newBot(t, cfg))
+	f.clock.Advance(time.Minute)
+	resp, body := fetch(t, client(t), http.MethodGet, f.base+loc, nil)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "no longer lists the expert it was issued to")
+	var used int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM case_download_links WHERE used_at IS NOT NULL`).Scan(&used))
+	require.Zero(t, used, "the link is not used up")
+
+	f.dir.b.Store(f.bot) // the expert again
+	resp, _ = fetch(t, client(t), http.MethodGet, f.base+loc, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}

@@ -22,7 +22,7 @@ import (
 type Samples interface {
 	UploadLinkInfo(ctx context.Context, token string) (*casework.UploadLinkInfo, error)
 	StoreSample(ctx context.Context, up casework.Upload) (*casework.Sample, error)
-	OpenSample(ctx context.Context, token, address string) (*casework.SampleDownload, error)
+	OpenSample(ctx context.Context, token, address string, stillExpert func(casework.Person) bool) (*casework.SampleDownload, error)
 }
 
 var _ Samples = (*casework.Service)(nil)
