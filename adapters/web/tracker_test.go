@@ -495,6 +495,7 @@ func TestTrackerBehindAPrefix(t *testing.T) {
 	require.NotNil(t, nonce)
 	require.True(t, nonce.Secure)
 	require.Equal(t, "/td/web/login/", nonce.Path)
+	require.Equal(t, "max-age=31536000", resp.Header.Get("Strict-Transport-Security"), "over https only, from now on")
 	// The jar keeps a Secure cookie from plain http; the browser behind
 	// the https proxy sends it.
 	hdr := http.Header{"Origin": {"https://threatdesk.example.com"}, "Cookie": {nonce.Name + "=" + nonce.Value}}

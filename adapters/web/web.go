@@ -201,11 +201,26 @@ type Route struct {
 //
 // Patterns have no method: the handlers answer a wrong one with 405 and
 // a page saying which methods work.
+//
+// Over https (THREATDESK_PUBLIC_URL), every answer tells the browser to
+// come back over https only (HSTS, a year): a first visit over plain http
+// could otherwise be served, or a session cookie planted, by a network in
+// between.
 func (h *Handler) Routes() []Route {
-	return append([]Route{
+	rs := append([]Route{
 		{Pattern: UploadPath + "{token}", MaxBody: h.cfg.MaxSampleBytes + multipartOverhead, Handler: http.HandlerFunc(h.serveUpload)},
 		{Pattern: DownloadPath + "{token}", MaxBody: 4 << 10, Handler: http.HandlerFunc(h.serveDownload)},
 	}, h.trackerRoutes()...)
+	if h.cfg.Links.secure {
+		for i, r := range rs {
+			next := r.Handler
+			rs[i].Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+				next.ServeHTTP(w, req)
+			})
+		}
+	}
+	return rs
 }
 
 // ServeHTTP serves every route (tests, or a server of its own).
