@@ -30,6 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/threatdesk/threatdesk/adapters/web"
+	"github.com/threatdesk/threatdesk/bot"
 	"github.com/threatdesk/threatdesk/casework"
 	"github.com/threatdesk/threatdesk/internal/httpapi"
 	"github.com/threatdesk/threatdesk/internal/pgtest"
@@ -90,6 +91,7 @@ func setup(t *testing.T, maxBytes int64, opts ...func(*web.Config)) *fixture {
 	}
 	h, err := web.New(cfg, nil, reg)
 	require.NoError(t, err)
+	h.SetDirectory(expertsOnly{})
 	for _, r := range h.Routes() {
 		srv.HandleLimited(r.Pattern, r.MaxBody, r.Handler)
 	}
@@ -102,6 +104,22 @@ func setup(t *testing.T, maxBytes int64, opts ...func(*web.Config)) *fixture {
 		require.NoError(t, <-done)
 	})
 	return &fixture{svc: svc, pool: pool, clock: clock, links: links, base: base}
+}
+
+// expertsOnly is a web.Directory in which expert() is a threat expert
+// and nobody else has a role (download links need their expert still).
+type expertsOnly struct{}
+
+func (expertsOnly) WebAccess(u bot.User, _ string) bot.WebUser {
+	w := bot.WebUser{User: u}
+	if u.Platform == bot.Slack && u.ID == expert().Person.UserID {
+		w.Roles = []bot.Role{bot.RoleExpert}
+	}
+	return w
+}
+func (expertsOnly) WebOrgs() []bot.WebOrg { return nil }
+func (expertsOnly) WebPresent(context.Context, bot.User, string) (bool, error) {
+	return true, nil
 }
 
 func requester(org string) casework.Actor {
