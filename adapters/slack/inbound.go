@@ -504,21 +504,20 @@ const msgWhoUnknown = "threatdesk could not check with Slack which workspace you
 // in a channel shared by Slack Connect the user may be a guest of another
 // company, no member of the channel's org, so users.info tells (the
 // user's team_id, a workspace or a grid's E… id, as presserTeam takes
-// it). It fails closed: when Slack cannot say whether the channel is
-// shared, or whose the user is, the command is not worked. A channel the
-// bot cannot see (channel_not_found) is none it works in, and a direct
-// message is no org's channel: both keep the install's team.
+// it). So it does in a channel the bot cannot see (channel_not_found: a
+// private one it is not in, shared or not, which Slack does not say). It
+// fails closed: when Slack cannot say whether the channel is shared, or
+// whose the user is, the command is not worked. A direct message is no
+// org's channel: it keeps the install's team.
 func (a *Adapter) commandTeam(ctx context.Context, sc slack.SlashCommand) (string, error) {
 	if sc.ChannelID == "" || strings.HasPrefix(sc.ChannelID, "D") {
 		return sc.TeamID, nil
 	}
 	shared, err := a.sharedChannel(ctx, sc.TeamID, sc.ChannelID)
 	switch {
-	case err != nil && slackCode(err) == "channel_not_found":
-		return sc.TeamID, nil
-	case err != nil:
+	case err != nil && slackCode(err) != "channel_not_found":
 		return "", err
-	case !shared:
+	case err == nil && !shared:
 		return sc.TeamID, nil
 	}
 	api, err := a.client(ctx, sc.TeamID)

@@ -541,6 +541,31 @@ func TestCommandInASharedChannelFailsClosed(t *testing.T) {
 	require.Equal(t, 1, cases, "only the member's retry opened a case")
 }
 
+// TestGuestCommandInAPrivateChannelTheBotIsNotIn: Slack answers
+// conversations.info on a private channel the bot is not in with
+// channel_not_found (shared or not, it does not say), and a guest of
+// another company typing /experts there was taken for the org's member
+// (from a review; the fake answered for that channel). users.info says
+// whose the user is there too. A member is not refused.
+func TestGuestCommandInAPrivateChannelTheBotIsNotIn(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	w.fake.AddChannel(slackfake.Channel{ID: wSOC, Name: "soc", ExtShared: true, Private: true, NotMember: true})
+	w.fake.AddUser(slackfake.User{ID: "U0GUEST", Name: "fred", DisplayName: "Fred", Team: "T0FABRIKAM"})
+	_, err := slack.New(w.fake.Options().BotToken, slack.OptionAPIURL(w.fake.APIURL())).
+		GetConversationInfo(&slack.GetConversationInfoInput{ChannelID: wSOC})
+	require.ErrorContains(t, err, "channel_not_found", "as Slack answers")
+	for _, user := range []string{"U0GUEST", wAnalyst} {
+		_, err := w.fake.Command(w.ctx, slackfake.SlashCommand{UserID: user, ChannelID: wSOC, TeamID: wTeam, Text: `ask "who asks?"`})
+		require.NoError(t, err)
+	}
+	w.settled("all worked")
+	var guests, members int
+	require.NoError(t, w.db.QueryRow(w.ctx, `SELECT count(*) FILTER (WHERE requester_user = 'U0GUEST'), count(*) FILTER (WHERE requester_user = $1) FROM cases`, wAnalyst).Scan(&guests, &members))
+	require.Zero(t, guests, "a guest of another workspace is no member of the org")
+	require.Equal(t, 1, members)
+}
+
 // TestGridMemberOfAnotherWorkspacePresses: in an Enterprise Grid, a
 // button's user.team_id is the presser's home workspace, not the
 // channel's. In a channel not shared by Slack Connect the press acts for

@@ -36,7 +36,7 @@ func (s *Server) PressEphemeral(r Response, channel, user, action string) (map[s
 			team := s.TeamOf(channel)
 			return map[string]any{
 				"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-				"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+				"user":       map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.userTeam(user, team)},
 				"team":       map[string]any{"id": team, "domain": "fake"},
 				"channel":    map[string]any{"id": channel, "name": c.Name},
 				"container":  map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": true},

@@ -666,6 +666,17 @@ func (r apiRequest) get(k string) string {
 	return r.form.Get(k)
 }
 
+// has reports whether the request names field k at all.
+func (r apiRequest) has(k string) bool {
+	if r.json != nil {
+		if _, ok := r.json[k]; ok {
+			return true
+		}
+	}
+	_, ok := r.form[k]
+	return ok
+}
+
 // appMethods take the app-level token; all others the bot token.
 var appMethods = map[string]bool{"apps.connections.open": true}
 
@@ -1031,7 +1042,13 @@ func (s *Server) update(req apiRequest) map[string]any {
 	if botUser, _ := s.bot(req.team); m.User != botUser {
 		return errResp("cant_update_message")
 	}
-	m.Text, m.Blocks = text, rawOrNil(s.withBlockIDs(blocks))
+	// Without blocks, Slack keeps the message's blocks (chat.update: "If
+	// you don't include this field, the message's previous blocks will be
+	// retained"), their buttons too.
+	m.Text = text
+	if req.has("blocks") {
+		m.Blocks = rawOrNil(s.withBlockIDs(blocks))
+	}
 	m.Edits++
 	return warnTruncated(map[string]any{"ok": true, "channel": ch, "ts": ts, "text": text, "message": msgJSON(m, false)}, clipped)
 }
@@ -1302,8 +1319,8 @@ func (s *Server) conversationInfo(req apiRequest) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.channels[req.get("channel")]
-	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) {
-		return errResp("channel_not_found")
+	if !ok || s.teamOf(c.ID) != or(req.team, s.o.TeamID) || (c.Private && c.NotMember) {
+		return errResp("channel_not_found") // a private channel the bot is not in is not there for it
 	}
 	return map[string]any{"ok": true, "channel": map[string]any{"id": c.ID, "name": c.Name, "is_private": c.Private, "is_member": !c.NotMember,
 		"is_shared": c.ExtShared, "is_ext_shared": c.ExtShared}}

@@ -54,6 +54,7 @@ func TestWebAPIWithSlackGo(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, msgs, 2)
 	require.Equal(t, "parent, edited", msgs[0].Text)
+	require.Len(t, msgs[0].Blocks.BlockSet, 1, "an update without blocks keeps them, as Slack does")
 	require.Equal(t, reply, msgs[1].Timestamp)
 	require.Equal(t, ts, msgs[1].ThreadTimestamp)
 

@@ -173,7 +173,7 @@ func (s *Server) choose(raw json.RawMessage, container, message map[string]any, 
 		team := s.TeamOf(channel)
 		p := map[string]any{
 			"type": "block_actions", "token": "deprecated-verification-token", "api_app_id": "A0FAKE",
-			"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": team},
+			"user":      map[string]any{"id": user, "username": strings.ToLower(user), "name": strings.ToLower(user), "team_id": s.userTeam(user, team)},
 			"team":      map[string]any{"id": team, "domain": "fake"},
 			"channel":   map[string]any{"id": channel, "name": c.Name},
 			"container": container, "trigger_id": s.newTrigger(team), "response_url": s.responseURL(o),
