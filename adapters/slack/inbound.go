@@ -290,13 +290,47 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		}
 		a.metrics.in(transport, kind, "handled")
 		if len(sack.Errors) > 0 {
-			return slack.NewErrorsViewSubmissionResponse(sack.Errors)
+			return slack.NewErrorsViewSubmissionResponse(viewErrors(sack.Errors, cb.View))
 		}
 		return nil
 	default:
 		a.metrics.in(transport, kind, "ignored")
 		return nil
 	}
+}
+
+// viewErrors keys a form's errors as Slack requires: by the block_id of an
+// input block of the submitted view (else Slack refuses the answer and the
+// person sees none of it). A field named by its action id goes to its
+// block; one the view has not (a form of an older version, an error of
+// the whole form) goes under the first input block.
+func viewErrors(errs map[string]string, v slack.View) map[string]string {
+	blockOf := map[string]string{}
+	var first string
+	if v.State != nil {
+		for blockID, actions := range v.State.Values {
+			blockOf[blockID] = blockID
+			for actionID := range actions {
+				blockOf[actionID] = cmp.Or(blockOf[actionID], blockID)
+			}
+		}
+	}
+	for _, b := range v.Blocks.BlockSet {
+		if in, ok := b.(*slack.InputBlock); ok && blockOf[in.BlockID] != "" {
+			first = in.BlockID
+			break
+		}
+	}
+	if first == "" && len(blockOf) > 0 {
+		first = slices.Sorted(maps.Keys(blockOf))[0]
+		first = blockOf[first]
+	}
+	out := map[string]string{}
+	for _, k := range slices.Sorted(maps.Keys(errs)) {
+		b := cmp.Or(blockOf[k], first, k)
+		out[b] = strings.TrimSpace(out[b] + " " + errs[k])
+	}
+	return out
 }
 
 // plainMessage is a message of one line of text.

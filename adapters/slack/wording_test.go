@@ -855,3 +855,34 @@ func mustBlocks(t testing.TB, view json.RawMessage) json.RawMessage {
 	require.NoError(t, json.Unmarshal(view, &v))
 	return v.Blocks
 }
+
+// TestFormOfAnOlderVersionSaysSo: a form the bot no longer knows (opened
+// by an older version) was answered with an error under no block (""),
+// which Slack refuses: the person saw only Slack's own error (from a
+// fake-fidelity review; the fake now checks that a form's errors name its
+// input blocks). The answer goes under the form's first input block.
+func TestFormOfAnOlderVersionSaysSo(t *testing.T) {
+	t.Parallel()
+	w := newWording(t, wordingOpts{})
+	w.command(wAnalyst, wSOC, "ask")
+	v := w.view(1)
+	var view map[string]any
+	require.NoError(t, json.Unmarshal(v.View, &view))
+	view["callback_id"] = "form_of_an_older_version"
+	raw, err := json.Marshal(view)
+	require.NoError(t, err)
+	v.View = raw
+	ack := w.submit(v, wAnalyst, map[string]string{"question": "is this beacon normal?"})
+	var p struct {
+		ResponseAction string            `json:"response_action"`
+		Errors         map[string]string `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ack), &p), ack)
+	require.Equal(t, "errors", p.ResponseAction)
+	require.Len(t, p.Errors, 1)
+	for block, msg := range p.Errors {
+		require.NotEmpty(t, block, "under an input block")
+		require.Contains(t, msg, "older version of threatdesk")
+	}
+	require.Empty(t, w.fake.Violations())
+}

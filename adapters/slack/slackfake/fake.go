@@ -253,14 +253,17 @@ type Server struct {
 	lastPost   map[string]time.Time
 	// lastRead is when each workspace last read history, per method
 	// (HistoryInterval).
-	lastRead  map[string]time.Time
-	rateHits  int
-	triggers  map[string]time.Time // trigger -> expiry
-	usedTrig  map[string]bool
-	seq       int
-	clock     int64
-	acks      []Ack
-	waiters   map[string]chan received
+	lastRead map[string]time.Time
+	rateHits int
+	triggers map[string]time.Time // trigger -> expiry
+	usedTrig map[string]bool
+	seq      int
+	clock    int64
+	acks     []Ack
+	waiters  map[string]chan received
+	// inputs are the input blocks' ids of the view each view_submission
+	// envelope carried: an ack's errors must name them.
+	inputs    map[string][]string
 	conns     []*sockConn
 	accepted  int // Socket Mode connections ever accepted
 	opens     int
@@ -337,6 +340,7 @@ func New(t testing.TB, o Options) *Server {
 		triggers:  map[string]time.Time{},
 		usedTrig:  map[string]bool{},
 		waiters:   map[string]chan received{},
+		inputs:    map[string][]string{},
 		connected: make(chan struct{}),
 		closing:   make(chan struct{}),
 		clock:     time.Now().Unix(),
@@ -1661,13 +1665,25 @@ func (s *Server) checkAckPayload(envelope string, payload json.RawMessage) {
 		return
 	}
 	var p struct {
-		Text           string          `json:"text"`
-		Blocks         json.RawMessage `json:"blocks"`
-		ResponseAction string          `json:"response_action"`
+		Text           string            `json:"text"`
+		Blocks         json.RawMessage   `json:"blocks"`
+		ResponseAction string            `json:"response_action"`
+		Errors         map[string]string `json:"errors"`
 	}
 	if err := json.Unmarshal(payload, &p); err != nil {
 		s.violate("Socket Mode: ack payload for %s is not an object: %v", envelope, err)
 		return
+	}
+	if p.ResponseAction == "errors" {
+		s.mu.Lock()
+		ids, ok := s.inputs[envelope]
+		delete(s.inputs, envelope)
+		s.mu.Unlock()
+		for k := range p.Errors {
+			if ok && !slices.Contains(ids, k) {
+				s.violate("Socket Mode: ack for %s has an error under %q, which is no input block of the submitted view (%v): Slack refuses it", envelope, k, ids)
+			}
+		}
 	}
 	if p.ResponseAction != "" {
 		return
@@ -1677,6 +1693,33 @@ func (s *Server) checkAckPayload(envelope string, payload json.RawMessage) {
 		blocks = ""
 	}
 	s.checkMessage("Socket Mode ack "+envelope, p.Text, blocks)
+}
+
+// submittedInputs returns the input blocks' ids of a view_submission
+// payload's view; ok is false for any other payload.
+func submittedInputs(payload any) (ids []string, ok bool) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return nil, false
+	}
+	var p struct {
+		Type string `json:"type"`
+		View struct {
+			Blocks []struct {
+				Type    string `json:"type"`
+				BlockID string `json:"block_id"`
+			} `json:"blocks"`
+		} `json:"view"`
+	}
+	if json.Unmarshal(raw, &p) != nil || p.Type != "view_submission" {
+		return nil, false
+	}
+	for _, b := range p.View.Blocks {
+		if b.Type == "input" {
+			ids = append(ids, b.BlockID)
+		}
+	}
+	return ids, true
 }
 
 // WaitConnected waits until an app has opened a Socket Mode connection.
@@ -1760,6 +1803,9 @@ func (s *Server) send(ctx context.Context, i int, env Envelope, raw []byte) (Ack
 	if len(s.conns) == 0 {
 		s.mu.Unlock()
 		return Ack{}, errors.New("no Socket Mode connection")
+	}
+	if ids, ok := submittedInputs(env.Payload); ok {
+		s.inputs[env.EnvelopeID] = ids
 	}
 	if i < 0 {
 		i = len(s.conns) - 1
