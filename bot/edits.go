@@ -151,23 +151,24 @@ func (b *Bot) relayChange(ctx context.Context, r Reply) error {
 	if err != nil {
 		return err
 	}
-	role := "threat expert"
+	// A channel a reload gave to another org gets none of the case, edits
+	// included: an expert's message was relayed into the org's thread (the
+	// receipt's), a requester's into the desk card's thread, which the
+	// desk's former channel, given to an org, must not get. The anchor
+	// says which channel (a relayed message's own ref names the thread on
+	// Discord, which no org lists).
+	role, anchor, p := "threat expert", targetReceipt, part{key: "relay.edit", org: c.Org}
 	if rel.Side == SideRequester {
-		role = "requester, " + b.orgName(c.Org)
-	} else {
-		// An expert's message was relayed into the org's thread: a channel
-		// a reload gave to another org gets none of it, edits included. The
-		// receipt says which channel (a relayed message's own ref names
-		// the thread on Discord, which no org lists).
-		receipt, ok, err := b.anchorOf(ctx, rel.Stream, targetReceipt)
-		if err != nil {
-			return err
-		}
-		if ok {
-			if err := b.stillTheirs(part{key: "relay.edit", org: c.Org}, receipt); err != nil {
-				b.log.Warn("not editing a relayed message in a channel now another org's", "case", ref, "err", err)
-				return nil
-			}
+		role, anchor, p = "requester, "+b.orgName(c.Org), targetDesk, part{key: "relay.edit", thread: targetDesk}
+	}
+	at, ok, err := b.anchorOf(ctx, rel.Stream, anchor)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := b.stillTheirs(p, at); err != nil {
+			b.log.Warn("not editing a relayed message in a channel now another org's", "case", ref, "err", err)
+			return nil
 		}
 	}
 	// Each piece goes to its part; a part that was never posted (it failed

@@ -295,3 +295,28 @@ func TestFormerDeskChannelGivenToAnOrg(t *testing.T) {
 		}
 	}
 }
+
+// TestRequesterEditStaysOutOfTheFormerDesk: a requester's edit of a
+// message relayed into the desk card's thread was edited into the desk's
+// former channel once a reload gave it to an org (only the expert side's
+// edits were checked; from a review of this change).
+func TestRequesterEditStaysOutOfTheFormerDesk(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, receipt, desk := f.openCase(t, `ask "edits after a move?"`)
+	msg := f.reply(Slack, analyst, receipt.Ref, "the host is ws-071")
+	relayed := posted(t, f.slack, deskChannel, &desk.Ref, "the host is ws-071")
+
+	cfg := testConfig()
+	cfg.Desk.Slack.Channel = "C0NEWDESK"
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{deskChannel}}})
+	require.NoError(t, f.bot.SetConfig(cfg))
+
+	f.change(t, Slack, analyst, receipt.Ref, msg, ReplyEdited, "Contoso detail: the payroll server pays 4711 people")
+	f.waitFor(t, "the edit worked", func() bool { return f.bot.InboundIdle(context.Background()) && f.bot.OutboxIdle(context.Background()) })
+	for _, c := range f.slack.Calls() {
+		if c.Op == bottest.OpUpdate && c.Ref == relayed.Ref {
+			require.NotContains(t, plain(c.Message), "payroll", "Northwind's channel (the former desk) gets none of Contoso's case")
+		}
+	}
+}
