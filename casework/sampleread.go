@@ -177,11 +177,11 @@ type SampleDownload struct {
 
 // OpenSample opens the sample of a download link, records "downloaded by
 // <expert>" from address on the case's timeline, and returns its bytes to
-// stream. The link may be used again until it expires (each download
-// recorded). An unknown, expired or foreign token, or a sample deleted
-// since, is a *LinkError.
+// stream. The link works once, until it expires. An unknown, used,
+// expired or foreign token, a sample deleted since, or an expert who is
+// one no more, is a *LinkError.
 //
-//	dl, err := svc.OpenSample(ctx, token, r.RemoteAddr)
+//	dl, err := svc.OpenSample(ctx, token, r.RemoteAddr, isExpert)
 //	defer dl.Body.Close()
 //
 // stillExpert, when not nil, says whether the expert the link was issued

@@ -70,8 +70,13 @@ func (a *Adapter) answer(ctx context.Context, in *interaction, source string) (i
 	ctx = context.WithoutCancel(ctx)
 	kind, resp := "unknown", a.ephemeral("This interaction is not supported.")
 	if !serverInstalled(i) {
-		a.m.interactions.WithLabelValues(source, "user_install", strconv.Itoa(int(discordgo.InteractionResponseChannelMessageWithSource))).Inc()
-		return a.ephemeral(msgUserInstall), r
+		resp := a.ephemeral(msgUserInstall)
+		if i.Type == discordgo.InteractionApplicationCommandAutocomplete {
+			// Autocomplete takes choices only: none.
+			resp = interactionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult, Data: map[string]any{"choices": []any{}}}
+		}
+		a.m.interactions.WithLabelValues(source, "user_install", strconv.Itoa(int(resp.Type))).Inc()
+		return resp, r
 	}
 	switch i.Type {
 	case discordgo.InteractionApplicationCommand:

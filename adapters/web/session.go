@@ -47,6 +47,10 @@ const (
 	// the app, the bot was removed from the server) would otherwise keep
 	// someone who left the org's channel signed in until the session's end.
 	PresenceUnconfirmed = 30 * time.Minute
+	// presenceFailures is how many look-ups in a row must have failed too
+	// (an idle session is looked up seldom: two blips an hour apart are no
+	// half hour of failures).
+	presenceFailures = 6
 	// SignInLinkTTL is how long a sign-in link works (once).
 	SignInLinkTTL = 10 * time.Minute
 	// SessionTTL is how long a session lasts from sign-in.
@@ -373,16 +377,18 @@ func (h *Handler) present(ctx context.Context, hash []byte, u bot.User, channel 
 	defer h.presMu.Unlock()
 	switch {
 	case err != nil:
-		first, failing := h.presFailing[key]
-		if !failing {
-			first = now
-			h.presFailing[key] = now
+		f := h.presFailing[key]
+		if f.n == 0 {
+			f.first = now
 		}
-		if now.Sub(first) >= PresenceUnconfirmed {
+		f.n++
+		h.presFailing[key] = f
+		if f.n >= presenceFailures && now.Sub(f.first) >= PresenceUnconfirmed {
 			delete(h.presNext, key)
 			delete(h.presFailing, key)
 			return presenceUnconfirmed
 		}
+		first := f.first
 		again := presenceRetry
 		if kind, _ := bot.Classify(err); kind == bot.Permanent {
 			again = PresenceEvery

@@ -837,6 +837,20 @@ func TestTrackerEndsWhenPresenceStaysUnconfirmed(t *testing.T) {
 	code, _ = get()
 	require.Equal(t, http.StatusOK, code)
 
+	// Two blips 40 minutes apart, the session idle between them: no half
+	// hour of failures (from a review).
+	chat.FailPresent(errors.New("slack: no answer"))
+	f.clock.Advance(web.PresenceEvery)
+	code, _ = get()
+	require.Equal(t, http.StatusOK, code)
+	f.clock.Advance(40 * time.Minute)
+	code, _ = get()
+	require.Equal(t, http.StatusOK, code, "two failed look-ups do not end it")
+	chat.FailPresent(nil)
+	f.clock.Advance(web.PresenceEvery)
+	code, _ = get()
+	require.Equal(t, http.StatusOK, code)
+
 	chat.Leave(contosoSOC, analyst)
 	chat.FailPresent(bot.PermanentError("app_uninstalled", "", errors.New("workspace T0CONTOSO removed threatdesk")))
 	var page string

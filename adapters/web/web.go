@@ -116,8 +116,9 @@ type Handler struct {
 	presMu     sync.Mutex
 	presNext   map[string]time.Time
 	presPruned time.Time
-	// presFailing is when a session's look-ups began failing in a row.
-	presFailing map[string]time.Time
+	// presFailing is a session's look-ups failing in a row: since when,
+	// and how many.
+	presFailing map[string]presenceFailing
 }
 
 type metrics struct {
@@ -150,7 +151,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux(), presNext: map[string]time.Time{}, presFailing: map[string]time.Time{}}
+	h := &Handler{cfg: cfg, log: log.With("adapter", "web"), pages: p, mux: http.NewServeMux(), presNext: map[string]time.Time{}, presFailing: map[string]presenceFailing{}}
 	h.m = metrics{
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "sample_uploads_total",
@@ -166,7 +167,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, err
 		}, []string{"outcome"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "threatdesk", Subsystem: "web", Name: "sessions_ended_total",
-			Help: "Case tracker sessions ended before they expired, by reason (signed_out, access_removed, left_chat).",
+			Help: "Case tracker sessions ended before they expired, by reason (signed_out, access_removed, left_chat, presence_unconfirmed).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {
@@ -221,6 +222,12 @@ func (h *Handler) Routes() []Route {
 		}
 	}
 	return rs
+}
+
+// presenceFailing counts a session's failed look-ups in a row.
+type presenceFailing struct {
+	first time.Time
+	n     int
 }
 
 // ServeHTTP serves every route (tests, or a server of its own).
