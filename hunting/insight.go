@@ -428,26 +428,35 @@ func dedupeKeys(keys []Key) []Key {
 func (s *Service) keyHitLimit() int { return max(100, 10*s.cfg.CommonEntityDevices) }
 
 // sightingHitsSQL finds, per key ($1 kinds, $2 values: files, IPs, URLs),
-// up to $4 incidents of any org that saw it since $3: a range of
-// hunting_incident_entities_sighting_recent_idx, the entity first, so that
-// a key's older sightings, however many, are not read.
+// up to $4 incidents of any org but those of $5 (per key, joined by
+// skipSep) that saw it since $3, the latest first: a range of
+// hunting_incident_entities_sighting_recent_idx read backwards, the entity
+// first, so that a key's older sightings, however many, are not read.
 const sightingHitsSQL = `
 SELECT k.kind, k.value, h.value, h.org, h.incident_id, h.first_seen, h.last_seen
-FROM unnest($1::text[], $2::text[]) AS k(kind, value)
+FROM unnest($1::text[], $2::text[], $5::text[]) AS k(kind, value, skip)
 CROSS JOIN LATERAL (
     SELECT e.value, e.org, e.incident_id, e.first_seen, e.last_seen FROM hunting_incident_entities e
     WHERE e.kind = k.kind AND e.value = k.value AND e.kind IN ('file', 'ip', 'url') AND e.last_seen >= $3
+      AND e.org <> ALL (string_to_array(k.skip, E'\x1f'))
+    ORDER BY e.last_seen DESC
     LIMIT $4) h`
 
-// domainHitsSQL is sightingHitsSQL for domains ($1), through
-// hunting_incident_entities_url_host_recent_idx.
+// domainHitsSQL is sightingHitsSQL for domains ($1, $4 the orgs to
+// skip), through hunting_incident_entities_url_host_recent_idx.
 const domainHitsSQL = `
 SELECT 'domain', k.value, h.value, h.org, h.incident_id, h.first_seen, h.last_seen
-FROM unnest($1::text[]) AS k(value)
+FROM unnest($1::text[], $4::text[]) AS k(value, skip)
 CROSS JOIN LATERAL (
     SELECT e.value, e.org, e.incident_id, e.first_seen, e.last_seen FROM hunting_incident_entities e
     WHERE e.kind = 'url' AND ` + urlHostSQL + ` = k.value AND e.last_seen >= $2
+      AND e.org <> ALL (string_to_array(k.skip, E'\x1f'))
+    ORDER BY e.last_seen DESC
     LIMIT $3) h`
+
+// skipSep joins the orgs a key's second read skips (an org id has no
+// control characters).
+const skipSep = "\x1f"
 
 // keyHits reads the incidents holding each key since since, in one round
 // trip: one statement per kind of key, each an index probe per key.
@@ -486,7 +495,7 @@ func (s *Service) keyHits(ctx context.Context, keys []Key, since time.Time) ([]h
 	limit := s.keyHitLimit()
 	b := &pgx.Batch{}
 	if len(vk) > 0 {
-		b.Queue(sightingHitsSQL, vk, vv, since, limit).Query(scan(""))
+		b.Queue(sightingHitsSQL, vk, vv, since, limit, make([]string, len(vk))).Query(scan(""))
 	}
 	if len(sha1s) > 0 {
 		// A file stored by its SHA-256 is found by its SHA-1 too: the alt
@@ -500,7 +509,7 @@ CROSS JOIN LATERAL (
     LIMIT $4) h`, sha1s, s.cfg.orgIDs(), since, limit).Query(scan(KeyFile))
 	}
 	if len(domains) > 0 {
-		b.Queue(domainHitsSQL, domains, since, limit).Query(scan(KeyDomain))
+		b.Queue(domainHitsSQL, domains, since, limit, make([]string, len(domains))).Query(scan(KeyDomain))
 	}
 	if len(families) > 0 {
 		b.Queue(`
@@ -520,10 +529,90 @@ CROSS JOIN LATERAL (
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("hunting: look up %d indicators across orgs: %w", len(keys), err)
 	}
+	// A key read to the limit may have been filled by the orgs it is
+	// common in: read it again without them, so that one org's volume
+	// cannot hide the others' sightings.
+	var again *pgx.Batch
+	var ak, av, askip, dv, dskip []string
+	for k, orgs := range saturated(hits, limit, s.cfg.CommonEntityDevices) {
+		skip := strings.Join(orgs, skipSep)
+		switch k.Kind {
+		case KeyFile, KeyIP, KeyURL:
+			ak, av, askip = append(ak, string(k.Kind)), append(av, k.Value), append(askip, skip)
+		case KeyDomain:
+			dv, dskip = append(dv, k.Value), append(dskip, skip)
+		}
+	}
+	first := len(hits)
+	if len(ak) > 0 || len(dv) > 0 {
+		again = &pgx.Batch{}
+		if len(ak) > 0 {
+			again.Queue(sightingHitsSQL, ak, av, since, limit, askip).Query(scan(""))
+		}
+		if len(dv) > 0 {
+			again.Queue(domainHitsSQL, dv, since, limit, dskip).Query(scan(KeyDomain))
+		}
+		if err := s.pool.SendBatch(ctx, again).Close(); err != nil {
+			return nil, fmt.Errorf("hunting: look up %d indicators across orgs again: %w", len(ak)+len(dv), err)
+		}
+		hits = dedupeHits(hits, first)
+	}
 	for i := range hits {
 		hits[i].first, hits[i].last = hits[i].first.UTC(), hits[i].last.UTC()
 	}
 	return hits, nil
+}
+
+// saturated returns the keys with limit hits or more (per kind of read)
+// and, for each, the orgs holding n incidents or more of them (common
+// there), when there are any.
+func saturated(hits []hit, limit, n int) map[Key][]string {
+	count := map[Key]int{}
+	incs := map[Key]map[string]map[int64]bool{}
+	for _, h := range hits {
+		count[h.key]++
+		if incs[h.key] == nil {
+			incs[h.key] = map[string]map[int64]bool{}
+		}
+		if incs[h.key][h.org] == nil {
+			incs[h.key][h.org] = map[int64]bool{}
+		}
+		incs[h.key][h.org][h.inc] = true
+	}
+	out := map[Key][]string{}
+	for k, c := range count {
+		if c < limit {
+			continue
+		}
+		for org, is := range incs[k] {
+			if len(is) >= n {
+				out[k] = append(out[k], org)
+			}
+		}
+		slices.Sort(out[k])
+	}
+	return out
+}
+
+// dedupeHits drops the hits from first on that repeat one before them
+// (the same key, org, incident and value).
+func dedupeHits(hits []hit, first int) []hit {
+	type id struct {
+		key        Key
+		org, value string
+		inc        int64
+	}
+	seen := map[id]bool{}
+	out := hits[:0]
+	for i, h := range hits {
+		k := id{h.key, h.org, h.stored, h.inc}
+		if i >= first && seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, h)
+	}
+	return out
 }
 
 // commonKeys reports, for the keys of hits, the orgs they are common in:

@@ -264,3 +264,40 @@ func TestURLHost(t *testing.T) {
 		require.Equal(t, want, URLHost(in), in)
 	}
 }
+
+// TestOneOrgsVolumeCannotHideSightings: an indicator's sightings were
+// read up to a limit (100) across all orgs, oldest first, so one org's
+// hundred incidents holding it hid another org's sighting (from a review
+// of this session's changes). They are read latest first, and a key read
+// to the limit is read again without the orgs it is common in.
+func TestOneOrgsVolumeCannotHideSightings(t *testing.T) {
+	t.Parallel()
+	const tenantNorthwind = "c4d2e6a0-1111-4222-8333-944444444444"
+	for name, fabrikamAt := range map[string]time.Duration{"older than Northwind's": 3 * time.Hour, "newer than Northwind's": 10 * time.Minute} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(c *Config) {
+				c.CommonEntityDevices = 3
+				c.Orgs = append(c.Orgs, Org{ID: "northwind", Tenants: []string{tenantNorthwind}})
+			})
+			ip := "198.51.100.23"
+			c := f.see(t, seen{id: "c1", device: "ws-1", ips: []string{ip}})
+			f.see(t, seen{id: "n1", tenant: tenantNorthwind, device: "nw-1", ips: []string{ip}, at: t0.Add(-2 * time.Hour)})
+			since := t0.Add(-30 * 24 * time.Hour)
+			keys, err := f.svc.SubjectKeys(f.ctx, "contoso", "incident", fmt.Sprint(c[0]), since)
+			require.NoError(t, err)
+			for b := range 4 {
+				var batch []seen
+				for i := range 30 {
+					batch = append(batch, seen{id: fmt.Sprintf("fab%d_%d", b, i), tenant: tenantFabrikam, device: fmt.Sprintf("fab-%d-%d", b, i),
+						ips: []string{ip}, at: t0.Add(-fabrikamAt - time.Duration(b*30+i)*time.Second)})
+				}
+				f.see(t, batch...)
+			}
+			require.GreaterOrEqual(t, f.count(t, `SELECT count(DISTINCT incident_id) FROM hunting_incident_entities WHERE org = 'fabrikam' AND kind = 'ip'`), 100)
+			got, err := f.svc.Sightings(f.ctx, keys, since, "contoso")
+			require.NoError(t, err)
+			require.Equal(t, []string{"northwind"}, orgsOf(got), "Fabrikam's volume does not hide Northwind's sighting")
+		})
+	}
+}
