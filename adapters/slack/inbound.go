@@ -571,9 +571,12 @@ func (a *Adapter) commandTeam(ctx context.Context, sc slack.SlashCommand) (strin
 	return u.TeamID, nil
 }
 
-// sharedTTL is how long whether a channel is shared by Slack Connect is
-// kept.
-const sharedTTL = 10 * time.Minute
+// sharedTTL is how long that a channel is shared by Slack Connect is
+// kept; notSharedTTL, that it is not.
+const (
+	sharedTTL    = 10 * time.Minute
+	notSharedTTL = time.Minute
+)
 
 // sharedChannel reports whether channel (of workspace team) is shared by
 // Slack Connect (conversations.info's is_ext_shared), kept sharedTTL.
@@ -584,9 +587,10 @@ func (a *Adapter) sharedChannel(ctx context.Context, team, channel string) (bool
 	a.sharedMu.Lock()
 	c, ok := a.shared[channel]
 	a.sharedMu.Unlock()
-	if ok && time.Since(c.at) < sharedTTL {
+	if ok && time.Since(c.at) < c.ttl() {
 		return c.shared, nil
 	}
+	asked := time.Now()
 	api, err := a.client(ctx, team)
 	if err != nil {
 		return false, err
@@ -602,24 +606,46 @@ func (a *Adapter) sharedChannel(ctx context.Context, team, channel string) (bool
 	if a.shared == nil {
 		a.shared = map[string]sharedAt{}
 	}
-	a.shared[channel] = sharedAt{shared: ch.IsExtShared, at: time.Now()}
+	// An answer asked before the channel was last shared or unshared is
+	// not kept (it may say the old).
+	if f, forgot := a.shared[channel]; !forgot || !f.forgot.After(asked) {
+		a.shared[channel] = sharedAt{shared: ch.IsExtShared, at: time.Now()}
+	}
 	a.sharedMu.Unlock()
 	return ch.IsExtShared, nil
 }
 
 // forgetShared drops what sharedChannel kept of channel: Slack said it
 // was shared or unshared by Slack Connect (channel_shared,
-// channel_unshared), so the next press or command asks again.
+// channel_unshared), so the next press or command asks again. (The event
+// reaches one replica; the others ask again within notSharedTTL.)
 func (a *Adapter) forgetShared(channel string) {
 	a.sharedMu.Lock()
-	delete(a.shared, channel)
+	if a.shared == nil {
+		a.shared = map[string]sharedAt{}
+	}
+	a.shared[channel] = sharedAt{forgot: time.Now()}
 	a.sharedMu.Unlock()
 }
 
-// sharedAt is a kept answer of sharedChannel.
+// sharedAt is a kept answer of sharedChannel, or when it was forgotten.
 type sharedAt struct {
 	shared bool
 	at     time.Time
+	forgot time.Time
+}
+
+// ttl is how long the answer is kept: a channel not shared is asked about
+// again sooner, since becoming shared lets guests in (and the event that
+// says so reaches one replica only).
+func (c sharedAt) ttl() time.Duration {
+	if c.at.IsZero() {
+		return 0
+	}
+	if !c.shared {
+		return notSharedTTL
+	}
+	return sharedTTL
 }
 
 // ReadableText decodes message text as Slack sends it into what a person
