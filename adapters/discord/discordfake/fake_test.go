@@ -242,3 +242,35 @@ func TestEditsAndCallbacksAnswerAsDiscord(t *testing.T) {
 	require.ErrorAs(t, err, &rest)
 	require.Equal(t, 40060, rest.Message.Code)
 }
+
+// TestCallbackTypesAndCommandsAsDiscord: an autocomplete takes only its
+// choices (a message answer to one hid a bug in the adapter), and a
+// command registration with two options of one name, an empty group,
+// subcommands beside options, or one command name twice is refused, as
+// on Discord (from a fake-fidelity review).
+func TestCallbackTypesAndCommandsAsDiscord(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t, true)
+	s := session(t, fake, fake.Token())
+	in, _, err := fake.Prepare(fake.AutocompletePayload(channel, "1000000000000000010", "experts", "status", "case", "EOD"))
+	require.NoError(t, err)
+	i := &discordgo.Interaction{ID: in.ID, Token: in.Token, AppID: fake.AppID()}
+	_ = s.InteractionRespond(i, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource,
+		Data: &discordgo.InteractionResponseData{Content: "no", AllowedMentions: &discordgo.MessageAllowedMentions{Parse: []discordgo.AllowedMentionType{}}}})
+	require.Contains(t, strings.Join(fake.Violations(), "\n"), "takes only APPLICATION_COMMAND_AUTOCOMPLETE_RESULT")
+
+	sub := func(name string, opts ...*discordgo.ApplicationCommandOption) *discordgo.ApplicationCommandOption {
+		return &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionSubCommand, Name: name, Description: "d", Options: opts}
+	}
+	str := &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionString, Name: "text", Description: "d"}
+	for want, cmds := range map[string][]*discordgo.ApplicationCommand{
+		`two options named "ask"`:      {{Name: "experts", Description: "d", Options: []*discordgo.ApplicationCommandOption{sub("ask"), sub("ask")}}},
+		"needs subcommands":            {{Name: "experts", Description: "d", Options: []*discordgo.ApplicationCommandOption{{Type: discordgo.ApplicationCommandOptionSubCommandGroup, Name: "case", Description: "d"}}}},
+		"mixes subcommands":            {{Name: "experts", Description: "d", Options: []*discordgo.ApplicationCommandOption{sub("ask"), str}}},
+		`command name "experts" twice`: {{Name: "experts", Description: "d"}, {Name: "experts", Description: "d"}},
+	} {
+		_, err := s.ApplicationCommandBulkOverwrite(fake.AppID(), guild, cmds)
+		require.Error(t, err, want)
+		require.Contains(t, strings.Join(fake.Violations(), "\n"), want)
+	}
+}

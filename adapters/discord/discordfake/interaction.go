@@ -379,6 +379,13 @@ func (s *Server) acceptCallback(in *Interaction, body []byte, overHTTP bool) (in
 	s.mu.Unlock()
 	where := fmt.Sprintf("interaction %s callback type %d", in.ID, cb.Type)
 	var v []string
+	// An autocomplete takes only its choices (8), a PING only PONG (1).
+	switch {
+	case in.Type == TypeAutocomplete && cb.Type != 8:
+		v = append(v, "an autocomplete interaction takes only APPLICATION_COMMAND_AUTOCOMPLETE_RESULT (8)")
+	case in.Type == TypePing && cb.Type != 1:
+		v = append(v, "a PING takes only PONG (1)")
+	}
 	switch cb.Type {
 	case 1:
 		if in.Type != TypePing {

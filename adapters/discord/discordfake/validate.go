@@ -339,7 +339,20 @@ func validateCommands(cmds []Command) []string {
 			bad("%s has %d options, limit 25", path, len(opts))
 		}
 		optional := false
+		seen, subs, values := map[string]bool{}, 0, 0
 		for _, o := range opts {
+			if o.Type == 1 || o.Type == 2 {
+				subs++
+			} else {
+				values++
+			}
+			if seen[o.Name] {
+				bad("%q: two options named %q", path, o.Name)
+			}
+			seen[o.Name] = true
+			if o.Type == 2 && len(o.Options) == 0 {
+				bad("%q: a subcommand group needs subcommands", path+" "+o.Name)
+			}
 			p := path + " " + o.Name
 			total += runes(o.Name) + runes(o.Description)
 			if !name.MatchString(o.Name) {
@@ -380,9 +393,17 @@ func validateCommands(cmds []Command) []string {
 				total += runes(c.Name) + runes(fmt.Sprint(c.Value))
 			}
 		}
+		if subs > 0 && values > 0 {
+			bad("%q mixes subcommands with options", path)
+		}
 		return total
 	}
+	names := map[string]bool{}
 	for _, c := range cmds {
+		if names[c.Name] {
+			bad("command name %q twice (40041: an application command with that name already exists)", c.Name)
+		}
+		names[c.Name] = true
 		if !name.MatchString(c.Name) {
 			bad("command name %q is not a valid lowercase name", c.Name)
 		}
