@@ -328,6 +328,33 @@ func (a *Adapter) human(m *discordgo.Message) bool {
 	return m.Type == discordgo.MessageTypeDefault || m.Type == discordgo.MessageTypeReply
 }
 
+// forwarded is m's text and attachments; for a forwarded message, whose
+// own content is empty, the forwarded message's (its snapshot: content,
+// embeds' titles and descriptions, attachments), marked as forwarded. A
+// customer forwarding an alert into a case thread relayed nothing.
+// https://discord.com/developers/docs/resources/message#message-snapshot-object
+func forwarded(m *discordgo.Message) (string, []*discordgo.MessageAttachment) {
+	text, atts := strings.TrimSpace(m.Content), m.Attachments
+	if m.MessageReference == nil || m.MessageReference.Type != discordgo.MessageReferenceTypeForward {
+		return text, atts
+	}
+	for _, snap := range m.MessageSnapshots {
+		fw := snap.Message
+		if fw == nil {
+			continue
+		}
+		parts := []string{text, "(forwarded)", strings.TrimSpace(fw.Content)}
+		for _, e := range fw.Embeds {
+			if e != nil {
+				parts = append(parts, strings.TrimSpace(e.Title), strings.TrimSpace(e.Description))
+			}
+		}
+		text = strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), "\n")
+		atts = append(slices.Clip(atts), fw.Attachments...)
+	}
+	return text, atts
+}
+
 // handOver gives m to the bot when it is in a thread. An error is worth
 // retrying unless bot.Classify says it is permanent.
 func (a *Adapter) handOver(ctx context.Context, m *discordgo.Message) error {
@@ -353,19 +380,20 @@ func (a *Adapter) handOverChange(ctx context.Context, m *discordgo.Message, chan
 			author.DisplayName = cmp.Or(m.Member.Nick, m.Author.GlobalName, m.Author.Username)
 		}
 	}
+	text, atts := forwarded(m)
 	if err := a.toBot("thread reply", func() error {
 		return a.h.HandleReply(ctx, bot.Reply{
 			Parent:  bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: c.ParentID, Message: m.ChannelID},
 			Message: bot.Ref{Platform: bot.Discord, Workspace: m.GuildID, Channel: m.ChannelID, Message: m.ID},
 			Author:  author,
-			Text:    strings.TrimSpace(m.Content),
+			Text:    text,
 			Key:     changeKey(m, change),
 			Change:  change,
 			// An older message of the thread still waiting here holds the
 			// thread's mark back (catchup.go).
 			HoldMark: change == "" && (a.waiting(m.ChannelID, m.ID, false) || !a.isReadThrough(m.ChannelID)),
 			// Attachments become file samples; their CDN links are never relayed.
-			Files: filesOf(m.Attachments),
+			Files: filesOf(atts),
 		})
 	}); err != nil {
 		return fmt.Errorf("thread reply %s not taken by the bot: %w", m.ID, err)

@@ -78,3 +78,34 @@ func TestPostIntoMissingThreadStartsIt(t *testing.T) {
 	require.True(t, ok)
 	require.Empty(t, f.fake.Violations())
 }
+
+// TestForwardedMessageIsRelayed: a message forwarded into a case thread
+// has empty content of its own; its text is in message_snapshots. It was
+// handed to the bot empty and dropped (from a fake-fidelity review): the
+// forwarded text, its embeds' words and attachments go with it.
+func TestForwardedMessageIsRelayed(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	anchor, err := f.adapter.Post(context.Background(), bot.Dest{Platform: bot.Discord, Workspace: guildID, Channel: channelID}, bot.Message{Title: "Case EOD-1", ThreadName: "EOD-1"})
+	require.NoError(t, err)
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
+	f.fake.Dispatch("MESSAGE_CREATE", map[string]any{
+		"id": f.fake.NextID(), "channel_id": anchor.Message, "guild_id": guildID, "type": 0, "content": "",
+		"author": map[string]any{"id": analystID, "username": "alice"}, "timestamp": ts, "embeds": []any{}, "attachments": []any{},
+		"mentions": []any{}, "mention_roles": []any{}, "tts": false, "mention_everyone": false, "pinned": false,
+		"message_reference": map[string]any{"type": 1, "channel_id": channelID, "guild_id": guildID, "message_id": "1000000000000000700"},
+		"message_snapshots": []any{map[string]any{"message": map[string]any{"type": 0, "content": "Defender: suspicious PowerShell on ws-017 at 09:12",
+			"embeds": []any{map[string]any{"title": "High severity alert", "description": "encoded command line"}}, "timestamp": ts, "flags": 0,
+			"attachments": []any{map[string]any{"id": "1000000000000000701", "filename": "ps.txt", "size": 12, "url": "https://cdn.discordapp.com/attachments/1/2/ps.txt"}},
+			"mentions":    []any{}, "mention_roles": []any{}}}},
+	})
+	select {
+	case r := <-f.h.replyCh:
+		require.Equal(t, "(forwarded)\nDefender: suspicious PowerShell on ws-017 at 09:12\nHigh severity alert\nencoded command line", r.Text)
+		require.Len(t, r.Files, 1)
+		require.Equal(t, "ps.txt", r.Files[0].Name)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarded message was not handed to the bot")
+	}
+}
