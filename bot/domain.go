@@ -331,7 +331,7 @@ func (it ScopeItem) text(room int) string {
 	if name == "" {
 		return cut(it.ID, room)
 	}
-	nameRoom := room - utf8.RuneCountInString(it.ID) - len(" · ")
+	nameRoom := room - utf8.RuneCountInString(it.ID) - utf8.RuneCountInString(" · ")
 	if nameRoom >= min(utf8.RuneCountInString(name), 20) {
 		return cutName(name, nameRoom) + " · " + it.ID
 	}
