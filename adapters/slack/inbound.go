@@ -579,7 +579,7 @@ const (
 )
 
 // sharedChannel reports whether channel (of workspace team) is shared by
-// Slack Connect (conversations.info's is_ext_shared), kept sharedTTL.
+// Slack Connect (conversations.info's is_ext_shared), kept a while (sharedAt.ttl).
 func (a *Adapter) sharedChannel(ctx context.Context, team, channel string) (bool, error) {
 	if channel == "" {
 		return false, errors.New("no channel to tell")
