@@ -37,6 +37,8 @@ const (
 	codeMissingPermissions = 50013
 	codeInvalidFormBody    = 50035
 	codeThreadExists       = 160004
+	codeThreadLocked       = 160005
+	codeThreadArchived     = 50083
 
 	// codeInvalidWebhookToken comes with a 401 for an interaction token
 	// past its 15 minutes: the interaction expired, the bot token is fine.
@@ -220,6 +222,8 @@ func (a *Adapter) classifyAPI(op string, ae *apiError) error {
 		return bot.UnreachableError(code, "no such Discord user, or not one the bot shares a server with", e)
 	case ae.Code == codeUnknownMessage:
 		return bot.PermanentError(code, "the Discord message was deleted", e)
+	case ae.Code == codeThreadLocked:
+		return bot.PermanentError(code, "a moderator locked the case's Discord thread: unlock it to let threatdesk write there", e)
 	case ae.Status == http.StatusTooManyRequests:
 		return bot.RateLimitError(time.Second, e)
 	case ae.Status >= 500 || ae.Status == 0:

@@ -223,6 +223,14 @@ func (a *Adapter) startThread(ctx context.Context, channel, message, name string
 	return nil
 }
 
+// unarchive reopens an archived thread (not a locked one: a moderator
+// locked it, and that is refused).
+func (a *Adapter) unarchive(ctx context.Context, thread string) error {
+	ep := discordgo.EndpointChannel(thread)
+	_, err := a.do(ctx, "unarchive thread", http.MethodPatch, ep, ep, map[string]bool{"archived": false})
+	return err
+}
+
 func threadParent(d bot.Dest) string {
 	if d.Thread != nil && d.Thread.Message != "" {
 		return d.Thread.Channel
@@ -279,7 +287,20 @@ func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error 
 		return fmt.Errorf("update: %w", err)
 	}
 	ep := discordgo.EndpointChannelMessage(ref.Channel, ref.Message)
-	if _, err := a.do(ctx, "edit message", http.MethodPatch, ep, discordgo.EndpointChannelMessages(ref.Channel)+"/edit", render(m)); err != nil {
+	edit := func() error {
+		_, err := a.do(ctx, "edit message", http.MethodPatch, ep, discordgo.EndpointChannelMessages(ref.Channel)+"/edit", render(m))
+		return err
+	}
+	err := edit()
+	if apiCode(err) == codeThreadArchived {
+		// A thread idle for its auto-archive time (7 days) takes no edit
+		// until unarchived; a post would unarchive it by itself.
+		if uerr := a.unarchive(ctx, ref.Channel); uerr != nil {
+			return fmt.Errorf("update discord message %s in archived thread %s: %w", ref.Message, ref.Channel, uerr)
+		}
+		err = edit()
+	}
+	if err != nil {
 		return fmt.Errorf("update discord message %s in channel %s: %w", ref.Message, ref.Channel, err)
 	}
 	return nil

@@ -109,3 +109,42 @@ func TestForwardedMessageIsRelayed(t *testing.T) {
 		t.Fatal("the forwarded message was not handed to the bot")
 	}
 }
+
+// TestArchivedThreadsTakeEdits: a case thread idle for its auto-archive
+// time (7 days) is archived; Discord refuses an edit inside it (50083)
+// until it is unarchived, and a relayed message's edit or "(message
+// deleted)" then died for good (from a fake-fidelity review; the fake did
+// not archive threads). The edit unarchives the thread and goes through;
+// a post unarchives it by itself; a thread a moderator locked is refused
+// with what to do.
+func TestArchivedThreadsTakeEdits(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	ctx := context.Background()
+	card, err := f.adapter.Post(ctx, bot.Dest{Platform: bot.Discord, Workspace: guildID, Channel: channelID}, bot.Message{Title: "Case EOD-1", ThreadName: "EOD-1"})
+	require.NoError(t, err)
+	in := bot.Dest{Platform: bot.Discord, Workspace: guildID, Channel: channelID, Thread: &card}
+	relayed, err := f.adapter.Post(ctx, in, bot.Message{Text: []bot.Line{{bot.T("the host is ws-071")}}})
+	require.NoError(t, err)
+
+	f.fake.ArchiveThread(card.Message, false)
+	require.NoError(t, f.adapter.Update(ctx, relayed, bot.Message{Text: []bot.Line{{bot.T("(message deleted)")}}}))
+	m, ok := f.fake.Message(relayed.Message)
+	require.True(t, ok)
+	require.Contains(t, text(m), "(message deleted)")
+	th, _ := f.fake.Channel(card.Message)
+	require.False(t, th.ThreadMetadata.Archived, "unarchived to take the edit")
+
+	f.fake.ArchiveThread(card.Message, false)
+	_, err = f.adapter.Post(ctx, in, bot.Message{Text: []bot.Line{{bot.T("a note")}}})
+	require.NoError(t, err, "a post unarchives it")
+
+	f.fake.ArchiveThread(card.Message, true)
+	_, err = f.adapter.Post(ctx, in, bot.Message{Text: []bot.Line{{bot.T("a note")}}})
+	var de *bot.DeliveryError
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, bot.Permanent, de.Kind)
+	require.Contains(t, de.Operator, "locked")
+	require.Empty(t, f.fake.Violations())
+}

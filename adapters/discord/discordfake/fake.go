@@ -92,6 +92,78 @@ type Channel struct {
 	// role (Type 0; the guild's id is @everyone) or a member (Type 1), as
 	// Discord's channel object carries them (SetOverwrites).
 	PermissionOverwrites []Overwrite `json:"permission_overwrites,omitempty"`
+	// ThreadMetadata is a thread's: archived (after its auto-archive time
+	// idle, ArchiveThread), locked by a moderator.
+	ThreadMetadata *ThreadMetadata `json:"thread_metadata,omitempty"`
+}
+
+// ThreadMetadata is the part of a thread's thread_metadata the fake keeps.
+type ThreadMetadata struct {
+	Archived            bool `json:"archived"`
+	Locked              bool `json:"locked"`
+	AutoArchiveDuration int  `json:"auto_archive_duration"`
+}
+
+// ArchiveThread archives thread (as Discord does after its auto-archive
+// time idle), locked too when locked (as a moderator may): a post
+// unarchives an archived thread unless it is locked (then 160005); an
+// edit inside an archived thread is refused (50083) until the thread is
+// unarchived (PATCH /channels/{thread} {"archived": false}).
+// https://discord.com/developers/docs/topics/threads
+func (s *Server) ArchiveThread(thread string, locked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.channels[thread]
+	md := ThreadMetadata{AutoArchiveDuration: 10080}
+	if c.ThreadMetadata != nil {
+		md = *c.ThreadMetadata
+	}
+	md.Archived, md.Locked = true, locked
+	c.ThreadMetadata = &md
+	s.channels[thread] = c
+}
+
+// archived reports whether a channel is an archived thread, and locked.
+// s.mu is held.
+func (s *Server) archived(channel string) (archived, locked bool) {
+	if md := s.channels[channel].ThreadMetadata; md != nil {
+		return md.Archived, md.Locked
+	}
+	return false, false
+}
+
+// patchChannel answers PATCH /channels/{id} for a thread's archived flag:
+// the bot may unarchive a thread that is not locked.
+func (s *Server) patchChannel(w http.ResponseWriter, r *http.Request, body []byte) {
+	ch := r.PathValue("channel")
+	var req struct {
+		Archived *bool `json:"archived"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Archived == nil {
+		s.violate("PATCH /channels/"+ch, []string{"the fake takes only {\"archived\": bool}"})
+		writeErr(w, 400, 50035, "Invalid Form Body")
+		return
+	}
+	s.mu.Lock()
+	c, ok := s.channels[ch]
+	if !ok {
+		s.mu.Unlock()
+		writeErr(w, 404, 10003, "Unknown Channel")
+		return
+	}
+	if c.ThreadMetadata != nil && c.ThreadMetadata.Locked && !*req.Archived {
+		s.mu.Unlock()
+		writeErr(w, 403, 50013, "Missing Permissions")
+		return
+	}
+	if c.ThreadMetadata == nil {
+		c.ThreadMetadata = &ThreadMetadata{AutoArchiveDuration: 10080}
+	}
+	c.ThreadMetadata.Archived = *req.Archived
+	s.channels[ch] = c
+	out := c
+	s.mu.Unlock()
+	writeJSON(w, 200, out)
 }
 
 // Overwrite is a channel permission overwrite; Allow and Deny are
@@ -586,6 +658,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET "+api+"/channels/{channel}/messages", s.recorder(true, s.getMessages))
 	mux.Handle("POST "+api+"/channels/{channel}/messages", s.recorder(true, s.createMessage))
 	mux.Handle("PATCH "+api+"/channels/{channel}/messages/{message}", s.recorder(true, s.editMessage))
+	mux.Handle("PATCH "+api+"/channels/{channel}", s.recorder(true, s.patchChannel))
 	mux.Handle("POST "+api+"/channels/{channel}/messages/{message}/threads", s.recorder(true, s.startThread))
 	mux.Handle("PUT "+api+"/channels/{channel}/pins/{message}", s.recorder(true, s.pinMessage))
 	mux.Handle("PUT "+api+"/applications/{app}/commands", s.recorder(true, s.putCommands))
@@ -783,6 +856,18 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, body []by
 	var nonce string
 	_ = json.Unmarshal(b.Nonce, &nonce)
 	s.mu.Lock()
+	switch archived, locked := s.archived(ch); {
+	case locked:
+		s.mu.Unlock()
+		writeErr(w, 403, 160005, "Thread is locked")
+		return
+	case archived:
+		md := *s.channels[ch].ThreadMetadata // a post unarchives it
+		md.Archived = false
+		c := s.channels[ch]
+		c.ThreadMetadata = &md
+		s.channels[ch] = c
+	}
 	if b.EnforceNonce && nonce != "" {
 		for _, id := range s.order {
 			m := s.messages[id]
@@ -834,6 +919,13 @@ func (s *Server) editMessage(w http.ResponseWriter, r *http.Request, body []byte
 	if m.Author.ID != s.opts.BotID {
 		s.violate("PATCH /channels/"+ch+"/messages/"+id, []string{"edits a message another user wrote"})
 		writeErr(w, 403, 50005, "Cannot edit a message authored by another user")
+		return
+	}
+	s.mu.Lock()
+	archived, _ := s.archived(ch)
+	s.mu.Unlock()
+	if archived {
+		writeErr(w, 400, 50083, "Thread is archived")
 		return
 	}
 	b, ok := s.checkMessage(w, "PATCH /channels/"+ch+"/messages/"+id, body, true)
