@@ -165,6 +165,11 @@ func (a *Adapter) holdGateway(ctx context.Context) {
 		}
 		s := a.newSession()
 		s.ShouldReconnectOnError = true
+		// Handlers run in the order the gateway sent the events (discordgo
+		// otherwise starts a goroutine per event, and a disconnect could be
+		// handled after the next session's READY and catch-up); dispatch
+		// hands the slow ones to goroutines of their own.
+		s.SyncEvents = true
 		evctx := context.WithoutCancel(ctx)
 		s.AddHandler(func(_ *discordgo.Session, e *discordgo.Event) { a.onEvent(evctx, e) })
 		s.AddHandler(func(*discordgo.Session, *discordgo.Connect) { a.m.connected.Set(1) })
@@ -246,14 +251,27 @@ func gatewayRefused(err error) (string, bool) {
 	return "", false
 }
 
-// onEvent handles gateway dispatches from their raw JSON. discordgo runs
-// handlers in goroutines of its own, where a panic would end the process:
-// the event is handled inside the adapter's panic boundary.
+// onEvent handles gateway dispatches from their raw JSON, in the order
+// they came (SyncEvents), inside the adapter's panic boundary: a panic in
+// discordgo's goroutine would end the process.
 func (a *Adapter) onEvent(ctx context.Context, e *discordgo.Event) {
 	_ = a.toBot("gateway event "+e.Type, func() error {
 		a.dispatch(ctx, e)
 		return nil
 	})
+}
+
+// async runs f (the work of event e) in a goroutine of its own, inside the
+// panic boundary: what the session knows (READY, channels, the catch-up's
+// marks) is kept in the events' order, and a slow interaction or message
+// does not hold up the ones after it.
+func (a *Adapter) async(e *discordgo.Event, f func()) {
+	go func() {
+		_ = a.toBot("gateway event "+e.Type, func() error {
+			f()
+			return nil
+		})
+	}()
 }
 
 // dispatch handles one gateway dispatch.
@@ -282,7 +300,7 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 				c.GuildID = g.ID
 				a.rememberChannel(c)
 			}
-			a.onGuildCreate(ctx, e.RawData)
+			a.async(e, func() { a.onGuildCreate(ctx, e.RawData) })
 			a.catchUp(g.ID, g.Threads)
 		}
 	case "THREAD_CREATE", "CHANNEL_CREATE", "THREAD_UPDATE", "CHANNEL_UPDATE":
@@ -291,11 +309,11 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 			a.rememberChannel(c)
 		}
 	case "INTERACTION_CREATE":
-		a.onGatewayInteraction(ctx, e.RawData)
+		a.async(e, func() { a.onGatewayInteraction(ctx, e.RawData) })
 	case "MESSAGE_CREATE":
-		a.onMessage(ctx, e.RawData)
+		a.async(e, func() { a.onMessage(ctx, e.RawData) })
 	case "MESSAGE_UPDATE", "MESSAGE_DELETE":
-		a.onChange(ctx, e.Type, e.RawData)
+		a.async(e, func() { a.onChange(ctx, e.Type, e.RawData) })
 	}
 }
 
