@@ -168,6 +168,11 @@ type Adapter struct {
 	// every route until then (rest.go).
 	globalUntil atomic.Int64
 
+	// qmu guards queues: each channel's message events waiting their
+	// turn (inOrder), while a goroutine drains them.
+	qmu    sync.Mutex
+	queues map[string]*[]func()
+
 	mu       sync.Mutex
 	selfID   string
 	dms      map[string]string // user id -> DM channel id

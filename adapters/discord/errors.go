@@ -45,6 +45,9 @@ const (
 	codeInvalidWebhookToken = 50027
 )
 
+// msgThreadLocked is the operator's advice for a thread a moderator locked.
+const msgThreadLocked = "a moderator locked the case's Discord thread: unlock it to let threatdesk write there"
+
 // apiError is a non-2xx answer from Discord, with nothing secret in it.
 type apiError struct {
 	Status  int
@@ -223,7 +226,7 @@ func (a *Adapter) classifyAPI(op string, ae *apiError) error {
 	case ae.Code == codeUnknownMessage:
 		return bot.PermanentError(code, "the Discord message was deleted", e)
 	case ae.Code == codeThreadLocked:
-		return bot.PermanentError(code, "a moderator locked the case's Discord thread: unlock it to let threatdesk write there", e)
+		return bot.PermanentError(code, msgThreadLocked, e)
 	case ae.Status == http.StatusTooManyRequests:
 		return bot.RateLimitError(time.Second, e)
 	case ae.Status >= 500 || ae.Status == 0:

@@ -261,17 +261,70 @@ func (a *Adapter) onEvent(ctx context.Context, e *discordgo.Event) {
 	})
 }
 
-// async runs f (the work of event e) in a goroutine of its own, inside the
-// panic boundary: what the session knows (READY, channels, the catch-up's
-// marks) is kept in the events' order, and a slow interaction or message
-// does not hold up the ones after it.
-func (a *Adapter) async(e *discordgo.Event, f func()) {
-	go func() {
+// async runs f (the work of event e) in a goroutine of its own, as work
+// of the adapter (Stop waits for it), inside the panic boundary: what the
+// session knows (READY, channels, the catch-up's marks) is kept in the
+// events' order, and a slow interaction does not hold up the events after
+// it. It reports false when the adapter has stopped.
+func (a *Adapter) async(e *discordgo.Event, f func()) bool {
+	return a.life.GoWork("gateway event "+e.Type, func(context.Context) error {
 		_ = a.toBot("gateway event "+e.Type, func() error {
 			f()
 			return nil
 		})
-	}()
+		return nil
+	})
+}
+
+// inOrder runs f, the work of message event e, after the earlier message
+// events of its channel, one at a time: a thread's messages, edits and
+// deletions reach the bot in the order they came (goroutines of their own
+// ran a later one first, which then moved the thread's mark), while other
+// threads go on meanwhile.
+func (a *Adapter) inOrder(e *discordgo.Event, f func()) {
+	var head struct {
+		ChannelID string `json:"channel_id"`
+	}
+	_ = json.Unmarshal(e.RawData, &head)
+	ch := head.ChannelID
+	a.qmu.Lock()
+	q, draining := a.queues[ch]
+	if !draining {
+		if a.queues == nil {
+			a.queues = map[string]*[]func(){}
+		}
+		q = &[]func(){}
+		a.queues[ch] = q
+	}
+	*q = append(*q, f)
+	a.qmu.Unlock()
+	if draining {
+		return
+	}
+	if !a.async(e, func() { a.drain(ch, q) }) {
+		a.qmu.Lock()
+		delete(a.queues, ch)
+		a.qmu.Unlock()
+	}
+}
+
+// drain runs the queued work of channel until none is left.
+func (a *Adapter) drain(ch string, q *[]func()) {
+	for {
+		a.qmu.Lock()
+		if len(*q) == 0 {
+			delete(a.queues, ch)
+			a.qmu.Unlock()
+			return
+		}
+		f := (*q)[0]
+		*q = (*q)[1:]
+		a.qmu.Unlock()
+		_ = a.toBot("gateway message event", func() error {
+			f()
+			return nil
+		})
+	}
 }
 
 // dispatch handles one gateway dispatch.
@@ -300,7 +353,7 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 				c.GuildID = g.ID
 				a.rememberChannel(c)
 			}
-			a.async(e, func() { a.onGuildCreate(ctx, e.RawData) })
+			_ = a.async(e, func() { a.onGuildCreate(ctx, e.RawData) })
 			a.catchUp(g.ID, g.Threads)
 		}
 	case "THREAD_CREATE", "CHANNEL_CREATE", "THREAD_UPDATE", "CHANNEL_UPDATE":
@@ -309,11 +362,11 @@ func (a *Adapter) dispatch(ctx context.Context, e *discordgo.Event) {
 			a.rememberChannel(c)
 		}
 	case "INTERACTION_CREATE":
-		a.async(e, func() { a.onGatewayInteraction(ctx, e.RawData) })
+		_ = a.async(e, func() { a.onGatewayInteraction(ctx, e.RawData) })
 	case "MESSAGE_CREATE":
-		a.async(e, func() { a.onMessage(ctx, e.RawData) })
+		a.inOrder(e, func() { a.onMessage(ctx, e.RawData) })
 	case "MESSAGE_UPDATE", "MESSAGE_DELETE":
-		a.async(e, func() { a.onChange(ctx, e.Type, e.RawData) })
+		a.inOrder(e, func() { a.onChange(ctx, e.Type, e.RawData) })
 	}
 }
 
@@ -348,7 +401,8 @@ func (a *Adapter) human(m *discordgo.Message) bool {
 
 // forwarded is m's text and attachments; for a forwarded message, whose
 // own content is empty, the forwarded message's (its snapshot: content,
-// embeds' titles and descriptions, attachments), marked as forwarded. A
+// rich embeds' titles, descriptions and fields, attachments), marked as
+// forwarded. A
 // customer forwarding an alert into a case thread relayed nothing.
 // https://discord.com/developers/docs/resources/message#message-snapshot-object
 func forwarded(m *discordgo.Message) (string, []*discordgo.MessageAttachment) {
@@ -363,8 +417,16 @@ func forwarded(m *discordgo.Message) (string, []*discordgo.MessageAttachment) {
 		}
 		parts := []string{text, "(forwarded)", strings.TrimSpace(fw.Content)}
 		for _, e := range fw.Embeds {
-			if e != nil {
-				parts = append(parts, strings.TrimSpace(e.Title), strings.TrimSpace(e.Description))
+			// Rich embeds only (an alert bot's card): a link preview's words
+			// are a web page's, not the message's.
+			if e == nil || e.Type != "" && e.Type != discordgo.EmbedTypeRich {
+				continue
+			}
+			parts = append(parts, strings.TrimSpace(e.Title), strings.TrimSpace(e.Description))
+			for _, f := range e.Fields {
+				if f != nil {
+					parts = append(parts, strings.TrimSpace(f.Name+": "+f.Value))
+				}
 			}
 		}
 		text = strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), "\n")

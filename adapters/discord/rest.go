@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -295,7 +296,11 @@ func (a *Adapter) Update(ctx context.Context, ref bot.Ref, m bot.Message) error 
 	if apiCode(err) == codeThreadArchived {
 		// A thread idle for its auto-archive time (7 days) takes no edit
 		// until unarchived; a post would unarchive it by itself.
-		if uerr := a.unarchive(ctx, ref.Channel); uerr != nil {
+		if uerr := a.unarchive(ctx, ref.Channel); apiCode(uerr) == codeMissingPermissions {
+			// Locked as well: only a moderator reopens it.
+			return bot.PermanentError(strconv.Itoa(codeThreadLocked), msgThreadLocked,
+				fmt.Errorf("update discord message %s in archived thread %s: %w", ref.Message, ref.Channel, uerr))
+		} else if uerr != nil {
 			return fmt.Errorf("update discord message %s in archived thread %s: %w", ref.Message, ref.Channel, uerr)
 		}
 		err = edit()

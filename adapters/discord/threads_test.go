@@ -2,6 +2,7 @@ package discord_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -146,5 +147,32 @@ func TestArchivedThreadsTakeEdits(t *testing.T) {
 	require.ErrorAs(t, err, &de)
 	require.Equal(t, bot.Permanent, de.Kind)
 	require.Contains(t, de.Operator, "locked")
+	// An edit there: unarchiving a locked thread is refused; it says locked.
+	err = f.adapter.Update(ctx, relayed, bot.Message{Text: []bot.Line{{bot.T("edited")}}})
+	require.ErrorAs(t, err, &de)
+	require.Contains(t, de.Operator, "locked")
 	require.Empty(t, f.fake.Violations())
+}
+
+// TestThreadEventsReachTheBotInOrder: each gateway event ran in a goroutine
+// of its own, and the later of two messages sent back to back reached the
+// bot first about two times in three, moving the thread's mark past the
+// earlier one; a deletion overtook its message (from a review of this
+// session's changes). A thread's message events reach the bot in the
+// order they came.
+func TestThreadEventsReachTheBotInOrder(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.start(t)
+	ref, err := f.adapter.Post(context.Background(), bot.Dest{Channel: channelID}, bot.Message{Text: []bot.Line{{bot.T("receipt")}}, ThreadName: "EOD-8"})
+	require.NoError(t, err)
+	alice := discordfake.User{ID: analystID, Username: "alice"}
+	for i := range 60 {
+		f.fake.Say(ref.Message, alice, fmt.Sprintf("A%d", i))
+		m := f.fake.Say(ref.Message, alice, fmt.Sprintf("B%d", i))
+		f.fake.Delete(m.ID)
+		r1, r2, r3 := waitReply(t, f), waitReply(t, f), waitReply(t, f)
+		require.Equal(t, []string{fmt.Sprintf("A%d", i), fmt.Sprintf("B%d", i), ""}, []string{r1.Text, r2.Text, r3.Text}, "round %d", i)
+		require.Equal(t, bot.ReplyDeleted, r3.Change, "round %d", i)
+	}
 }

@@ -156,10 +156,12 @@ func (s *Server) patchChannel(w http.ResponseWriter, r *http.Request, body []byt
 		writeErr(w, 403, 50013, "Missing Permissions")
 		return
 	}
-	if c.ThreadMetadata == nil {
-		c.ThreadMetadata = &ThreadMetadata{AutoArchiveDuration: 10080}
+	md := ThreadMetadata{AutoArchiveDuration: 10080}
+	if c.ThreadMetadata != nil {
+		md = *c.ThreadMetadata // a copy: earlier snapshots keep theirs
 	}
-	c.ThreadMetadata.Archived = *req.Archived
+	md.Archived = *req.Archived
+	c.ThreadMetadata = &md
 	s.channels[ch] = c
 	out := c
 	s.mu.Unlock()

@@ -353,6 +353,11 @@ func validateCommands(cmds []Command) []string {
 			if o.Type == 2 && len(o.Options) == 0 {
 				bad("%q: a subcommand group needs subcommands", path+" "+o.Name)
 			}
+			for _, so := range o.Options {
+				if o.Type == 2 && so.Type != 1 {
+					bad("%q: a subcommand group holds subcommands only", path+" "+o.Name)
+				}
+			}
 			p := path + " " + o.Name
 			total += runes(o.Name) + runes(o.Description)
 			if !name.MatchString(o.Name) {
@@ -400,10 +405,13 @@ func validateCommands(cmds []Command) []string {
 	}
 	names := map[string]bool{}
 	for _, c := range cmds {
-		if names[c.Name] {
+		// A name is one command's per type (a slash command and a user
+		// command may share one).
+		if k := fmt.Sprintf("%d %s", max(c.Type, 1), c.Name); names[k] {
 			bad("command name %q twice (40041: an application command with that name already exists)", c.Name)
+		} else {
+			names[k] = true
 		}
-		names[c.Name] = true
 		if !name.MatchString(c.Name) {
 			bad("command name %q is not a valid lowercase name", c.Name)
 		}
