@@ -94,8 +94,13 @@ func (s *Service) escalate(ctx context.Context, e escalation, now, cutoff time.T
 			seen[n] = true
 			fresh++
 			ok, err := s.escalateOne(ctx, e, n, now, cutoff)
-			if err != nil {
+			if err != nil && ctx.Err() != nil {
 				return done, err
+			}
+			if err != nil {
+				// Skipped: the other cases are paged all the same.
+				s.log.ErrorContext(ctx, e.name+" sweep: a case skipped; the others go on", "ref", FormatRef(n), "err", err)
+				continue
 			}
 			if ok {
 				done++

@@ -261,6 +261,10 @@ func (s *Service) SweepSLA(ctx context.Context) (SweepResult, error) {
 	defer func() { s.m.sweep.Observe(time.Since(start).Seconds()) }()
 	now := s.cfg.now()
 	seen := map[int64]bool{}
+	// A case whose notice cannot be written is skipped, not the sweep: it
+	// stays due (first in line each time), and every other case, the
+	// pages and the auto-close go on.
+	var failed []error
 	for {
 		rows, err := s.pool.Query(ctx, `SELECT number FROM cases WHERE next_sla_at <= $1 ORDER BY next_sla_at LIMIT $2`, now, sweepBatch)
 		if err != nil {
@@ -279,7 +283,12 @@ func (s *Service) SweepSLA(ctx context.Context) (SweepResult, error) {
 			fresh++
 			w, b, err := s.sweepOne(ctx, n, now)
 			if err != nil {
-				return res, err
+				if ctx.Err() != nil {
+					return res, err
+				}
+				s.log.ErrorContext(ctx, "sla sweep: a case skipped; the others go on", "ref", FormatRef(n), "err", err)
+				failed = append(failed, err)
+				continue
 			}
 			res.Warnings += w
 			res.Breaches += b
@@ -291,16 +300,16 @@ func (s *Service) SweepSLA(ctx context.Context) (SweepResult, error) {
 	paged, reminded, err := s.sweepEscalations(ctx, now)
 	res.Paged, res.Reminded = paged, reminded
 	if err != nil {
-		return res, err
+		return res, errors.Join(append(failed, err)...)
 	}
 	if s.cfg.AutoCloseAfter > 0 {
 		n, err := s.autoClose(ctx, now)
 		res.Closed = n
 		if err != nil {
-			return res, err
+			return res, errors.Join(append(failed, err)...)
 		}
 	}
-	return res, nil
+	return res, errors.Join(failed...)
 }
 
 func (s *Service) sweepOne(ctx context.Context, number int64, now time.Time) (warnings, breaches int, err error) {
@@ -432,6 +441,7 @@ func (s *Service) autoClose(ctx context.Context, now time.Time) (int, error) {
 		return 0, fmt.Errorf("auto-close: find concluded cases: %w", err)
 	}
 	closed := 0
+	var failed []error
 	for _, n := range numbers {
 		_, err := s.Transition(ctx, TransitionRequest{Ref: FormatRef(n), To: StatusClosed, Actor: System(),
 			Note: "closed automatically " + humanDuration(s.cfg.AutoCloseAfter) + " after the conclusion"})
@@ -439,12 +449,16 @@ func (s *Service) autoClose(ctx context.Context, now time.Time) (int, error) {
 		switch {
 		case errors.As(err, &te):
 			continue // closed or reopened meanwhile
-		case err != nil:
+		case err != nil && ctx.Err() != nil:
 			return closed, fmt.Errorf("auto-close %s: %w", FormatRef(n), err)
+		case err != nil:
+			// Skipped; the others are closed all the same.
+			failed = append(failed, fmt.Errorf("auto-close %s: %w", FormatRef(n), err))
+			continue
 		}
 		closed++
 	}
-	return closed, nil
+	return closed, errors.Join(failed...)
 }
 
 // SweepJobName names the SLA sweep's gocron job and its advisory lock.

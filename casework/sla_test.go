@@ -3,6 +3,7 @@ package casework_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -312,4 +313,33 @@ func TestStoredClockAgreesWithHistory(t *testing.T) {
 		}
 		require.NoError(t, f.svc.VerifyTimeline(ctx, casework.AllOrgs(), c.Ref))
 	}
+}
+
+// TestOneFailingCaseDoesNotHaltTheSweep: a case whose notice cannot be
+// written (here a trigger refuses its timeline) came first in every sweep
+// and ended it there: no breach, page or auto-close for any other case,
+// on every run and after every restart (from a crash-safety review). It is
+// skipped, said in the sweep's error, and the others go on.
+func TestOneFailingCaseDoesNotHaltTheSweep(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *casework.Config) { c.PageAfter = 15 * time.Minute })
+	ctx := context.Background()
+	bad := f.open(t, "contoso") // opened first: first in line
+	f.clock.Advance(time.Second)
+	good := f.open(t, "contoso")
+	n, err := casework.ParseRef(bad.Ref)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(ctx, fmt.Sprintf(`
+CREATE FUNCTION test_fail_sla() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'injected failure for case %d'; END $$;
+CREATE TRIGGER test_fail_sla BEFORE INSERT ON case_timeline FOR EACH ROW
+WHEN (NEW.case_number = %d AND NEW.kind LIKE 'case.sla%%') EXECUTE FUNCTION test_fail_sla();`, n, n))
+	require.NoError(t, err)
+
+	f.clock.Advance(2 * time.Hour) // both past the first-response target, both due a page
+	_, err = f.svc.SweepSLA(ctx)
+	require.ErrorContains(t, err, "injected failure", "the skipped case is said")
+	ev := f.events(t, good.Ref)
+	require.Equal(t, 1, ev[casework.EventSLABreach], "the other case's breach: %v", ev)
+	require.Equal(t, 1, ev[casework.EventPaged], "the other case's page: %v", ev)
 }
