@@ -16,6 +16,7 @@ import (
 
 	"github.com/threatdesk/threatdesk/adapters/slack/slackfake"
 	"github.com/threatdesk/threatdesk/bot"
+	"github.com/threatdesk/threatdesk/internal/testwait"
 )
 
 func httpPost(ctx context.Context, url, contentType string, body []byte) ([]byte, error) {
@@ -237,4 +238,42 @@ func TestHTTPInteractionsAndCommandAck(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+}
+
+// TestGridGuestPressFailsClosed: a Slack Connect guest of an Enterprise
+// Grid (user.team_id the grid's E… id) pressing a button in a shared
+// channel while conversations.info failed was taken for the channel's
+// workspace, a member of its org (from a review; commands failed closed
+// already). The press is not worked and the person told why; with Slack
+// answering, the guest is of their own grid.
+func TestGridGuestPressFailsClosed(t *testing.T) {
+	t.Parallel()
+	f := setup(t, setupOpts{socket: true, fake: slackfake.Options{
+		Channels: []slackfake.Channel{{ID: "C0SHARED", Name: "shared-soc", ExtShared: true}},
+		Users:    []slackfake.User{{ID: "U0GRIDGUEST", Name: "mallory", Team: "E0OTHERGRID"}},
+	}})
+	card, err := f.adapter.Post(f.ctx, bot.Dest{Channel: "C0SHARED"}, bot.Message{Title: "EOD-9", Buttons: []bot.Button{{Action: bot.ActTake, Label: "Take", Value: "EOD-9"}}})
+	require.NoError(t, err)
+	press := func() {
+		t.Helper()
+		p, err := f.fake.Press("C0SHARED", card.Message, "U0GRIDGUEST", "take")
+		require.NoError(t, err)
+		_, err = f.fake.Interactive(f.ctx, p)
+		require.NoError(t, err)
+	}
+	f.fake.FailNext("conversations.info", 1, slackfake.Failure{Status: 503})
+	press()
+	require.True(t, testwait.Until(10*time.Second, func() bool {
+		for _, r := range f.fake.Responses() {
+			if strings.Contains(r.Text, "could not check with Slack which workspace you belong to") {
+				return true
+			}
+		}
+		return false
+	}, f.fake), "told why")
+	require.Empty(t, f.rec.Actions(), "not worked")
+
+	press()
+	require.True(t, testwait.Until(10*time.Second, func() bool { return len(f.rec.Actions()) == 1 }, f.fake))
+	require.Equal(t, "E0OTHERGRID", f.rec.Actions()[0].User.Workspace, "a guest of their own grid")
 }

@@ -192,7 +192,9 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		kind = "submit"
 	}
 	channel := cmp.Or(cb.Channel.ID, cb.Container.ChannelID)
-	user := bot.User{Platform: bot.Slack, Workspace: a.presserTeam(ctx, cb, cmp.Or(cb.Channel.ID, cb.Container.ChannelID)), ID: cb.User.ID}
+	// Whose the presser is (presserTeam) is told inside the answer's
+	// time, with the handler.
+	user := bot.User{Platform: bot.Slack, ID: cb.User.ID}
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
 		if len(cb.ActionCallback.BlockActions) == 0 {
@@ -215,7 +217,15 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			Trigger: cb.TriggerID,
 			Respond: resp,
 		}
-		ack, late := a.callHandler("button", func() bot.Ack { return a.handler.HandleAction(ctx, action) })
+		ack, late := a.callHandler("button", func() bot.Ack {
+			ws, err := a.presserTeam(ctx, cb, channel)
+			if err != nil {
+				a.log.Warn("button not worked: whose workspace the user is of is unknown", "channel", channel, "err", err)
+				return bot.Ack{Message: plainMessage(msgWhoUnknown), Private: true}
+			}
+			action.User.Workspace = ws
+			return a.handler.HandleAction(ctx, action)
+		})
 		a.metrics.in(transport, kind, "handled")
 		if late != nil {
 			a.background("late answer", func(ctx context.Context) { a.finishLate(ctx, late, cb.TriggerID, resp) })
@@ -254,9 +264,6 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 			}
 		}
 		channel = cmp.Or(meta.Channel, channel)
-		// A form carries no channel: the one it was opened from tells
-		// whether its author is a guest.
-		user.Workspace = a.presserTeam(ctx, cb, channel)
 		url := ""
 		if len(cb.ResponseURLs) > 0 {
 			url = cb.ResponseURLs[0].ResponseURL
@@ -274,6 +281,15 @@ func (a *Adapter) handleInteraction(ctx context.Context, transport string, cb sl
 		var sack bot.SubmitAck
 		if a.life.GoWork("form submission", func(context.Context) error {
 			var s bot.SubmitAck
+			// A form carries no channel: the one it was opened from tells
+			// whether its author is a guest.
+			ws, err := a.presserTeam(ctx, cb, channel)
+			if err != nil {
+				a.log.Warn("form not worked: whose workspace the user is of is unknown", "channel", channel, "err", err)
+				ch <- formError(values, msgWhoUnknown) // the form stays open, its text kept
+				return nil
+			}
+			sub.User.Workspace = ws
 			if err := a.toBot("form submission", func() error { s = a.handler.HandleSubmit(ctx, sub); return nil }); err != nil {
 				s = formError(values, msgBroke) // the form stays open, its text kept
 			}
@@ -512,25 +528,28 @@ func authorTeam(oe outerEvent, me messageEvent, install string) string {
 // member of the channel's org; elsewhere the interaction's (in an
 // Enterprise Grid, user.team_id is a member's home workspace, not the
 // channel's). Whether the channel is shared comes from conversations.info,
-// kept a while; when it cannot be told, a user of another workspace (T…)
-// is taken for a guest.
-func (a *Adapter) presserTeam(ctx context.Context, cb slack.InteractionCallback, channel string) string {
+// kept a while. It fails closed: when Slack cannot say, the press is not
+// worked (an Enterprise Grid guest's E… id was taken for the org's member
+// then); a channel the bot cannot see takes the user's own team.
+func (a *Adapter) presserTeam(ctx context.Context, cb slack.InteractionCallback, channel string) (string, error) {
 	ut := cb.User.TeamID
 	if ut == "" || ut == cb.Team.ID {
-		return cb.Team.ID
+		return cb.Team.ID, nil
 	}
 	shared, err := a.sharedChannel(ctx, cb.Team.ID, channel)
 	switch {
-	case err != nil && strings.HasPrefix(ut, "T"):
-		return ut
-	case err != nil || !shared:
-		return cb.Team.ID
+	case err != nil && slackCode(err) == "channel_not_found":
+		return ut, nil
+	case err != nil:
+		return "", err
+	case !shared:
+		return cb.Team.ID, nil
 	}
-	return ut
+	return ut, nil
 }
 
-// msgWhoUnknown answers a slash command in a channel shared by Slack
-// Connect when Slack could not say whose workspace the user is of.
+// msgWhoUnknown answers a slash command, a press or a form when Slack
+// could not say whose workspace the user is of.
 const msgWhoUnknown = "threatdesk could not check with Slack which workspace you belong to, so nothing was done. Please try again in a minute."
 
 // commandTeam is the workspace of who typed a slash command. Its payload
