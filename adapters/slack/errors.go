@@ -26,7 +26,7 @@ var operatorHelp = map[string]string{
 	"not_authed":              "no token was sent: set SLACK_BOT_TOKEN",
 	"account_inactive":        "the app's token belongs to a deactivated account: reinstall the app",
 	"token_revoked":           "SLACK_BOT_TOKEN was revoked: reinstall the app and set the new token",
-	"token_expired":           "SLACK_BOT_TOKEN expired: reinstall the app (or turn off token rotation) and set the new token",
+	"token_expired":           "SLACK_BOT_TOKEN expired: the app has token rotation on, which threatdesk does not support (Slack cannot turn it off): make a new app from the manifest, install it and set its token",
 	"no_permission":           "the workspace does not allow this app to do that: ask a Slack admin",
 	"restricted_action":       "a workspace setting prevents the app from posting here: ask a Slack admin",
 	"team_access_not_granted": "the app is not installed in this workspace: install it",

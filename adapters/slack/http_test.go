@@ -277,3 +277,22 @@ func TestGridGuestPressFailsClosed(t *testing.T) {
 	require.True(t, testwait.Until(10*time.Second, func() bool { return len(f.rec.Actions()) == 1 }, f.fake))
 	require.Equal(t, "E0OTHERGRID", f.rec.Actions()[0].User.Workspace, "a guest of their own grid")
 }
+
+// TestSSLCheckIsAnswered: Slack checks a distributed app's certificate by
+// posting ssl_check=1 (no command) to its command URL; it was refused as
+// unsigned, or worked as an empty command (from a review). It gets 200
+// and nothing is done.
+func TestSSLCheckIsAnswered(t *testing.T) {
+	t.Parallel()
+	f, srv := httpFixture(t)
+	resp, err := http.Post(srv.URL+"/slack/commands", "application/x-www-form-urlencoded", strings.NewReader("ssl_check=1&token=deprecated-verification-token"))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Empty(t, f.rec.Commands())
+	// A command is still signed.
+	resp, err = http.Post(srv.URL+"/slack/commands", "application/x-www-form-urlencoded", strings.NewReader("ssl_check=1&command=%2Fexperts&text=help"))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
