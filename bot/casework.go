@@ -211,8 +211,8 @@ func (cw *CaseworkCases) Assign(ctx context.Context, ref string, expert, by User
 }
 
 // Transition implements Cases.
-func (cw *CaseworkCases) Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text string) (CaseView, error) {
-	req := casework.TransitionRequest{Ref: ref, To: casework.Status(to), Actor: actor(by, role, s.Org)}
+func (cw *CaseworkCases) Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text, key string) (CaseView, error) {
+	req := casework.TransitionRequest{Ref: ref, To: casework.Status(to), Actor: actor(by, role, s.Org), Key: key}
 	if to == StatusConcluded {
 		req.Summary = text
 	} else {

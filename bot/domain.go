@@ -256,7 +256,9 @@ type Cases interface {
 	Assign(ctx context.Context, ref string, expert, by User, role Role) (CaseView, error)
 	// Transition moves a case; by acts with role (member, expert, manager);
 	// a member acts for s.Org.
-	Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text string) (CaseView, error)
+	// key is the inbound event's (inboundKey): a change made with it
+	// already is not made again.
+	Transition(ctx context.Context, s Scope, ref string, to Status, by User, role Role, text, key string) (CaseView, error)
 	// LastMessage is when the newest non-internal message came, and from
 	// which side; zero when there is none.
 	LastMessage(ctx context.Context, s Scope, ref string) (time.Time, Side, error)

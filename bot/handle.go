@@ -325,7 +325,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 				return Message{}, err
 			}
 		}
-		cv, err := b.cases.Transition(ctx, Scope{All: true}, r.ref, to, b.named(ctx, w.user), RoleExpert, r.text)
+		cv, err := b.cases.Transition(ctx, Scope{All: true}, r.ref, to, b.named(ctx, w.user), RoleExpert, r.text, inboundKey(c.User.Platform, kindCommand, c.Key))
 		if err != nil {
 			return Message{}, err
 		}
@@ -680,7 +680,7 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		}
 		return ptr(textMessage("You have " + cv.Ref + ".")), nil
 	case ActMoreTime:
-		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, StatusMoreTime, b.named(ctx, w.user), RoleExpert, "")
+		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, StatusMoreTime, b.named(ctx, w.user), RoleExpert, "", inboundKey(a.User.Platform, kindAction, a.Key))
 		if err != nil {
 			return nil, err
 		}
@@ -689,7 +689,7 @@ func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Mess
 		to := map[ActionID]Status{ActClose: StatusClosed, ActReopen: StatusInProgress, ActWithdraw: StatusWithdrawn}[a.Action]
 		role := w.roleFor(map[ActionID]op{ActClose: opClose, ActReopen: opReopen, ActWithdraw: opWithdraw}[a.Action])
 		sc := w.scopeFor(role)
-		cv, err := b.cases.Transition(ctx, sc, ref, to, b.named(ctx, w.user), role, "")
+		cv, err := b.cases.Transition(ctx, sc, ref, to, b.named(ctx, w.user), role, "", inboundKey(a.User.Platform, kindAction, a.Key))
 		if err != nil {
 			return nil, err
 		}
@@ -890,7 +890,7 @@ func (b *Bot) runSubmit(ctx context.Context, w who, s Submission, state url.Valu
 				return Message{}, err
 			}
 		}
-		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, to, b.named(ctx, w.user), RoleExpert, text)
+		cv, err := b.cases.Transition(ctx, Scope{All: true}, ref, to, b.named(ctx, w.user), RoleExpert, text, inboundKey(s.User.Platform, kindSubmit, s.Key))
 		if err != nil {
 			return Message{}, err
 		}

@@ -578,3 +578,38 @@ VALUES ('slack:command:lost', 'slack', 'command', '{}', now() + interval '1 minu
 	require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&pending))
 	require.Zero(t, pending, "nothing left for a worker")
 }
+
+// TestStatusChangeWorkedAgainIsMadeOnce: "/experts more-info" committed,
+// then the process died before settling the command, and the requester
+// answered meanwhile (the case back in progress). Worked again when its
+// lease ran out, it put the case back to waiting on the requester and
+// posted the request a second time (from a crash-safety review). A
+// status change is keyed by its inbound event: made once.
+func TestStatusChangeWorkedAgainIsMadeOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	ref, receipt, _ := f.openCase(t, `ask "is this beacon normal?"`)
+	f.run(t, Slack, expert1, deskChannel, "take "+ref)
+	_, m := f.run(t, Slack, expert1, deskChannel, "more-info "+ref+` "send the process tree"`)
+	require.Contains(t, plain(m), "more information needed")
+	settled(t, f.db)
+
+	require.NoError(t, f.bot.HandleReply(ctx, Reply{Parent: receipt.Ref, Author: f.user(Slack, analyst), Text: "tree attached",
+		Message: Ref{Platform: Slack, Workspace: slackTeam, Channel: contosoSOC, Message: "1700000000.000900"}, Key: "ev-answer-1"}))
+	settled(t, f.db)
+	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, ref))
+
+	// As after a crash between the transition's commit and the row's settling.
+	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
+WHERE kind = 'command' AND payload->'command'->>'Name' = 'more-info'`)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	settled(t, f.db)
+	var n int
+	require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM case_timeline WHERE kind = 'case.status_changed' AND detail::jsonb->>'to' = 'more_info_needed'`).Scan(&n))
+	require.Equal(t, 1, n, "asked once")
+	require.Equal(t, 1, countPosts(f.slack, contosoSOC, &receipt.Ref, "send the process tree"), "posted once")
+	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, ref))
+}

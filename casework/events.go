@@ -98,6 +98,8 @@ type StatusChangedEvent struct {
 	Reopened bool `json:"reopened,omitempty"`
 	// Resumed is true when a requester's message ended a wait.
 	Resumed bool `json:"resumed,omitempty"`
+	// Key is the request's (TransitionRequest.Key), when it had one.
+	Key string `json:"key,omitempty"`
 }
 
 // Clock names an SLA clock.

@@ -811,6 +811,11 @@ type TransitionRequest struct {
 	Summary string
 	// Note is an optional reason shown with the change ("need the process tree").
 	Note string
+	// Key, when set, is the request's own (an inbound event's): a change
+	// recorded with it already is not made again, so a request worked
+	// again after a crash between its commit and its settling changes
+	// nothing (the case is returned as it is).
+	Key string
 }
 
 // Transition changes a case's status if the table of allowed transitions
@@ -829,6 +834,16 @@ func (s *Service) Transition(ctx context.Context, req TransitionRequest) (*Case,
 		return nil, err
 	}
 	return s.change(ctx, "transition", req.Ref, req.Actor, func(tx pgx.Tx, x *row, now time.Time) error {
+		if req.Key != "" {
+			var done bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM case_timeline WHERE case_number = $1 AND kind = $2 AND detail::jsonb->>'key' = $3)`,
+				x.Number, EventStatusChanged, req.Key).Scan(&done); err != nil {
+				return fmt.Errorf("look up transition %s: %w", req.Key, err)
+			}
+			if done {
+				return nil // made already: nothing happens
+			}
+		}
 		from := x.Status
 		if from == StatusNew && req.To == StatusInProgress && Allowed(from, req.To, req.Actor.Role) {
 			return s.assign(ctx, tx, x, req.Actor, req.Actor.Person, true, now)
@@ -855,7 +870,7 @@ func (s *Service) transition(ctx context.Context, tx pgx.Tx, x *row, req Transit
 	}
 	if err := s.record(ctx, tx, x, now, req.Actor, EventStatusChanged, StatusChangedEvent{
 		Ref: x.Ref, From: from, To: req.To, By: req.Actor, Summary: x.summaryIf(req.To), Note: req.Note,
-		Reopened: isReopen(from, req.To), Resumed: resumed,
+		Reopened: isReopen(from, req.To), Resumed: resumed, Key: req.Key,
 	}, true); err != nil {
 		return err
 	}
