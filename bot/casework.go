@@ -193,12 +193,17 @@ func (cw *CaseworkCases) List(ctx context.Context, s Scope, f CaseFilter) (CaseL
 }
 
 // Take implements Cases.
-func (cw *CaseworkCases) Take(ctx context.Context, ref string, expert User) (CaseView, error) {
-	c, err := cw.svc.Take(ctx, ref, actor(expert, RoleExpert, ""))
+func (cw *CaseworkCases) Take(ctx context.Context, ref string, expert User, key string) (CaseView, error) {
+	c, err := cw.svc.TakeKeyed(ctx, ref, actor(expert, RoleExpert, ""), key)
 	if err != nil {
 		return CaseView{}, mapErr(err)
 	}
 	return caseView(c), nil
+}
+
+// TakenWith implements Cases.
+func (cw *CaseworkCases) TakenWith(ctx context.Context, expert User, key string) (string, bool, error) {
+	return cw.svc.TakenWith(ctx, actor(expert, RoleExpert, "").Person, key)
 }
 
 // Assign implements Cases.

@@ -251,7 +251,11 @@ type Cases interface {
 	OpenedBy(ctx context.Context, org, key string) (string, bool, error)
 	Get(ctx context.Context, s Scope, ref string) (CaseView, error)
 	List(ctx context.Context, s Scope, f CaseFilter) (CaseList, error)
-	Take(ctx context.Context, ref string, expert User) (CaseView, error)
+	// Take takes ref for expert; key is the inbound event's (TakenWith).
+	Take(ctx context.Context, ref string, expert User, key string) (CaseView, error)
+	// TakenWith is the open case expert took with key, if any: a take of
+	// the most urgent new case worked again after a crash finds it.
+	TakenWith(ctx context.Context, expert User, key string) (string, bool, error)
 	// Assign gives ref to expert; by acts with role (expert or manager).
 	Assign(ctx context.Context, ref string, expert, by User, role Role) (CaseView, error)
 	// Transition moves a case; by acts with role (member, expert, manager);

@@ -286,7 +286,17 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 			{Label: "Resets", Value: Line{T(cr.ResetsAt.In(cmp.Or(b.cfg.Location, time.UTC)).Format("2 January 2006"))}},
 		}, Fallback: fmt.Sprintf("%s: %d credits", org, cr.Balance)}, nil
 	case vTake:
-		ref := r.ref
+		ref, key := r.ref, inboundKey(c.User.Platform, kindCommand, c.Key)
+		if ref == "" {
+			// Worked again after a crash: the case this command took.
+			prev, ok, err := b.cases.TakenWith(ctx, b.named(ctx, w.user), key)
+			if err != nil {
+				return Message{}, err
+			}
+			if ok {
+				ref = prev
+			}
+		}
 		if ref == "" {
 			l, err := b.cases.List(ctx, Scope{All: true}, CaseFilter{Which: "new", Limit: 1})
 			if err != nil {
@@ -297,7 +307,7 @@ func (b *Bot) runCommand(ctx context.Context, w who, c Command, r request) (Mess
 			}
 			ref = l.Cases[0].Ref
 		}
-		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user))
+		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user), key)
 		if err != nil {
 			return Message{}, err
 		}
@@ -674,7 +684,7 @@ func (b *Bot) doAction(ctx context.Context, a Action) (*Message, error) {
 func (b *Bot) runAction(ctx context.Context, w who, a Action, ref string) (*Message, error) {
 	switch a.Action {
 	case ActTake:
-		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user))
+		cv, err := b.cases.Take(ctx, ref, b.named(ctx, w.user), inboundKey(a.User.Platform, kindAction, a.Key))
 		if err != nil {
 			return nil, err
 		}

@@ -613,3 +613,29 @@ WHERE kind = 'command' AND payload->'command'->>'Name' = 'more-info'`)
 	require.Equal(t, 1, countPosts(f.slack, contosoSOC, &receipt.Ref, "send the process tree"), "posted once")
 	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, ref))
 }
+
+// TestTakeWithoutACaseWorkedAgainTakesItOnce: "/experts take" (the most
+// urgent new case) committed, then the process died before settling the
+// command. Worked again, it took the next new case as well, which then
+// sat in progress with nobody aware of it (from a crash-safety review).
+// It finds the case it took the first time.
+func TestTakeWithoutACaseWorkedAgainTakesItOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	first, _, _ := f.openCase(t, `ask "first question"`)
+	second, _, _ := f.openCase(t, `ask "second question"`)
+	_, m := f.run(t, Slack, expert1, deskChannel, "take")
+	require.Contains(t, plain(m), "You have "+first)
+	settled(t, f.db)
+
+	// As after a crash between the take's commit and the row's settling.
+	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
+WHERE kind = 'command' AND payload->'command'->>'Name' = 'take'`)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	settled(t, f.db)
+	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, first))
+	require.Equal(t, casework.StatusNew, f.caseStatus(t, second), "the retry took no case nobody asked for")
+}

@@ -68,6 +68,8 @@ type AssignedEvent struct {
 	By Actor `json:"by"`
 	// Taken is true when the expert took the case themselves.
 	Taken bool `json:"taken"`
+	// Key is the take's request key (TakeKeyed), when it had one.
+	Key string `json:"key,omitempty"`
 }
 
 // MessageAddedEvent is the payload of EventMessageAdded.

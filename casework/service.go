@@ -726,17 +726,45 @@ func (s *Service) Get(ctx context.Context, v Viewer, ref string) (*Case, error) 
 // at once exactly one wins; the other gets an *AlreadyTakenError naming the
 // holder. Taking a case one already holds returns it unchanged.
 func (s *Service) Take(ctx context.Context, ref string, actor Actor) (*Case, error) {
+	return s.TakeKeyed(ctx, ref, actor, "")
+}
+
+// TakeKeyed is Take with the request's key (an inbound event's) kept on
+// the assignment, for TakenWith.
+func (s *Service) TakeKeyed(ctx context.Context, ref string, actor Actor, key string) (*Case, error) {
 	return s.change(ctx, "take", ref, actor, func(tx pgx.Tx, x *row, now time.Time) error {
 		switch {
 		case !x.Status.Open():
 			return stopped(x, StatusInProgress, actor.Role)
 		case x.Status == StatusNew:
-			return s.assign(ctx, tx, x, actor, actor.Person, true, now)
+			return s.assign(ctx, tx, x, actor, actor.Person, true, now, key)
 		case x.Assignee.Same(actor.Person):
 			return nil
 		}
 		return &AlreadyTakenError{Ref: x.Ref, Holder: x.Assignee}
 	})
+}
+
+// TakenWith returns the open case expert took with key (TakeKeyed), if
+// any: a take of "the most urgent new case" worked again after a crash
+// finds the case it took the first time instead of taking another.
+func (s *Service) TakenWith(ctx context.Context, expert Person, key string) (string, bool, error) {
+	if key == "" {
+		return "", false, nil
+	}
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+SELECT c.number FROM cases c JOIN case_timeline t ON t.case_number = c.number
+WHERE c.assignee_platform = $1 AND c.assignee_workspace = $2 AND c.assignee_user = $3
+  AND t.kind = $4 AND t.detail::jsonb->>'key' = $5
+LIMIT 1`, expert.Platform, expert.Workspace, expert.UserID, EventAssigned, key).Scan(&n)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("look up the case taken with %s: %w", key, err)
+	}
+	return FormatRef(n), true, nil
 }
 
 // stopped refuses an action on a concluded, closed or withdrawn case.
@@ -770,12 +798,12 @@ func (s *Service) Assign(ctx context.Context, ref string, actor Actor, assignee 
 		if x.Assignee.Same(assignee) {
 			return nil
 		}
-		return s.assign(ctx, tx, x, actor, assignee, actor.Person.Same(assignee), now)
+		return s.assign(ctx, tx, x, actor, assignee, actor.Person.Same(assignee), now, "")
 	})
 }
 
-func (s *Service) assign(ctx context.Context, tx pgx.Tx, x *row, actor Actor, to Person, taken bool, now time.Time) error {
-	ev := AssignedEvent{Ref: x.Ref, Assignee: to, By: actor, Taken: taken}
+func (s *Service) assign(ctx context.Context, tx pgx.Tx, x *row, actor Actor, to Person, taken bool, now time.Time, key string) error {
+	ev := AssignedEvent{Ref: x.Ref, Assignee: to, By: actor, Taken: taken, Key: key}
 	if !x.Assignee.IsZero() {
 		prev := x.Assignee
 		ev.Previous = &prev
@@ -846,7 +874,7 @@ func (s *Service) Transition(ctx context.Context, req TransitionRequest) (*Case,
 		}
 		from := x.Status
 		if from == StatusNew && req.To == StatusInProgress && Allowed(from, req.To, req.Actor.Role) {
-			return s.assign(ctx, tx, x, req.Actor, req.Actor.Person, true, now)
+			return s.assign(ctx, tx, x, req.Actor, req.Actor.Person, true, now, req.Key)
 		}
 		if err := s.checkTransition(&x.Case, req.To, req.Actor, now); err != nil {
 			return err
