@@ -173,28 +173,7 @@ func TestABurstOfRepliesIsRelayedInOrder(t *testing.T) {
 // channel only once the channel is Contoso's again.
 func TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
-	ref, receipt, desk := f.openCase(t, `ask "moved?"`)
-	f.run(t, Slack, expert1, deskChannel, "take "+ref)
-	posted(t, f.slack, contosoSOC, &receipt.Ref, "took "+ref)
-	early := f.reply(Slack, expert1, desk.Ref, "an earlier answer")
-	posted(t, f.slack, contosoSOC, &receipt.Ref, "an earlier answer")
-	cfg := testConfig()
-	cfg.Orgs[0].Slack.Channels = []string{contosoSOC2}
-	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: slackTeam, Channels: []string{contosoSOC}}})
-	require.NoError(t, f.bot.SetConfig(cfg))
-
-	f.reply(Slack, expert1, desk.Ref, "the answer, for Contoso only")
-	f.waitFor(t, "the reply worked and the outbox settled", func() bool {
-		var n int
-		require.NoError(t, f.db.QueryRow(context.Background(), `SELECT count(*) FROM bot_inbound WHERE done_at IS NULL AND dead_at IS NULL`).Scan(&n))
-		return n == 0 && f.pending(t) == 0
-	})
-	for _, c := range f.slack.Calls() {
-		if c.Op == bottest.OpPost && c.Dest.Channel == contosoSOC {
-			require.NotContains(t, plain(c.Message), "for Contoso only", "Northwind's channel gets none of Contoso's case")
-		}
-	}
+	f, receipt, desk, early := givenToNorthwind(t, slackTeam)
 	// An answer relayed before the move, edited after it: not edited there.
 	inNorthwind := func(c bottest.Call) bool { return c.Ref.Channel == contosoSOC }
 	before := f.slack.Count(bottest.OpUpdate, inNorthwind)
@@ -222,13 +201,24 @@ func TestChannelGivenToAnotherOrgGetsNoneOfTheOldOrgsCases(t *testing.T) {
 // owner lists another team (from a review).
 func TestChannelGivenToAnOrgOfAnotherWorkspace(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
+	givenToNorthwind(t, "T0NORTHWIND")
+}
+
+// givenToNorthwind opens a Contoso case, has it taken and an answer
+// relayed (early, its source), then reloads a config that gives Contoso's
+// channel to Northwind of workspace team: an expert's next answer does
+// not reach the channel.
+func givenToNorthwind(t *testing.T, team string) (f *fixture, receipt, desk bottest.Call, early Ref) {
+	t.Helper()
+	f = setup(t)
 	ref, receipt, desk := f.openCase(t, `ask "moved?"`)
 	f.run(t, Slack, expert1, deskChannel, "take "+ref)
 	posted(t, f.slack, contosoSOC, &receipt.Ref, "took "+ref)
+	early = f.reply(Slack, expert1, desk.Ref, "an earlier answer")
+	posted(t, f.slack, contosoSOC, &receipt.Ref, "an earlier answer")
 	cfg := testConfig()
 	cfg.Orgs[0].Slack.Channels = []string{contosoSOC2}
-	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: "T0NORTHWIND", Channels: []string{contosoSOC}}})
+	cfg.Orgs = append(cfg.Orgs, Org{ID: "northwind", Name: "Northwind", Slack: &SlackPlace{Team: team, Channels: []string{contosoSOC}}})
 	require.NoError(t, f.bot.SetConfig(cfg))
 
 	f.reply(Slack, expert1, desk.Ref, "the answer, for Contoso only")
@@ -242,6 +232,7 @@ func TestChannelGivenToAnOrgOfAnotherWorkspace(t *testing.T) {
 			require.NotContains(t, plain(c.Message), "for Contoso only", "Northwind's channel gets none of Contoso's case")
 		}
 	}
+	return f, receipt, desk, early
 }
 
 // TestFullScopeStaysWithItsOrg: the full scope, queued by a Contoso

@@ -388,11 +388,7 @@ func TestNoteWorkedAgainIsStoredOnce(t *testing.T) {
 	require.Equal(t, 1, notes())
 
 	// As after a crash between the note's commit and the row's settling.
-	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
-WHERE kind = 'command' AND payload->'command'->>'Name' = 'note'`)
-	require.NoError(t, err)
-	require.EqualValues(t, 1, tag.RowsAffected())
-	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	f.commandWorkedAgain(t, "note")
 	require.Equal(t, 1, notes(), "stored once")
 }
 
@@ -601,11 +597,7 @@ func TestStatusChangeWorkedAgainIsMadeOnce(t *testing.T) {
 	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, ref))
 
 	// As after a crash between the transition's commit and the row's settling.
-	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
-WHERE kind = 'command' AND payload->'command'->>'Name' = 'more-info'`)
-	require.NoError(t, err)
-	require.EqualValues(t, 1, tag.RowsAffected())
-	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	f.commandWorkedAgain(t, "more-info")
 	settled(t, f.db)
 	var n int
 	require.NoError(t, f.db.QueryRow(ctx, `SELECT count(*) FROM case_timeline WHERE kind = 'case.status_changed' AND detail::jsonb->>'to' = 'more_info_needed'`).Scan(&n))
@@ -622,7 +614,6 @@ WHERE kind = 'command' AND payload->'command'->>'Name' = 'more-info'`)
 func TestTakeWithoutACaseWorkedAgainTakesItOnce(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	ctx := context.Background()
 	first, _, _ := f.openCase(t, `ask "first question"`)
 	second, _, _ := f.openCase(t, `ask "second question"`)
 	_, m := f.run(t, Slack, expert1, deskChannel, "take")
@@ -630,12 +621,21 @@ func TestTakeWithoutACaseWorkedAgainTakesItOnce(t *testing.T) {
 	settled(t, f.db)
 
 	// As after a crash between the take's commit and the row's settling.
-	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
-WHERE kind = 'command' AND payload->'command'->>'Name' = 'take'`)
-	require.NoError(t, err)
-	require.EqualValues(t, 1, tag.RowsAffected())
-	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
+	f.commandWorkedAgain(t, "take")
 	settled(t, f.db)
 	require.Equal(t, casework.StatusInProgress, f.caseStatus(t, first))
 	require.Equal(t, casework.StatusNew, f.caseStatus(t, second), "the retry took no case nobody asked for")
+}
+
+// commandWorkedAgain un-settles the stored command called name, as a
+// crash between its work's commit and the row's settling leaves it, and
+// waits until it is worked again.
+func (f *fixture) commandWorkedAgain(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	tag, err := f.db.Exec(ctx, `UPDATE bot_inbound SET done_at = NULL, locked_until = now() - interval '1 second'
+WHERE kind = 'command' AND payload->'command'->>'Name' = $1`, name)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
 }

@@ -390,23 +390,28 @@ func (a *Adapter) Present(ctx context.Context, workspace, userID, channel string
 	if err := json.Unmarshal(body, &mem); err != nil {
 		return true, fmt.Errorf("check discord member %s: decode: %w", userID, err)
 	}
-	body, err = a.do(ctx, "get guild", http.MethodGet, discordgo.EndpointGuild(workspace), discordgo.EndpointGuild(""), nil)
-	if err != nil {
+	var g discordgo.Guild
+	if err := a.getJSON(ctx, "get guild", discordgo.EndpointGuild(workspace), discordgo.EndpointGuild(""), &g); err != nil {
 		return true, fmt.Errorf("check the roles of discord guild %s: %w", workspace, err)
 	}
-	var g discordgo.Guild
-	if err := json.Unmarshal(body, &g); err != nil {
-		return true, fmt.Errorf("check the roles of discord guild %s: decode: %w", workspace, err)
-	}
-	body, err = a.do(ctx, "get channel", http.MethodGet, discordgo.EndpointChannel(channel), discordgo.EndpointChannel(""), nil)
-	if err != nil {
+	var ch discordgo.Channel
+	if err := a.getJSON(ctx, "get channel", discordgo.EndpointChannel(channel), discordgo.EndpointChannel(""), &ch); err != nil {
 		return true, fmt.Errorf("check discord channel %s: %w", channel, err)
 	}
-	var ch discordgo.Channel
-	if err := json.Unmarshal(body, &ch); err != nil {
-		return true, fmt.Errorf("check discord channel %s: decode: %w", channel, err)
-	}
 	return memberPermissions(&g, &ch, userID, mem.Roles)&discordgo.PermissionViewChannel != 0, nil
+}
+
+// getJSON GETs ep (its rate-limit route: route) and decodes the answer
+// into out.
+func (a *Adapter) getJSON(ctx context.Context, op, ep, route string, out any) error {
+	body, err := a.do(ctx, op, http.MethodGet, ep, route, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
 }
 
 // memberPermissions computes a member's permissions in a channel as
