@@ -553,7 +553,10 @@ func TestSIGHUPWithoutChatReloads(t *testing.T) {
 	addr := freeAddr(t)
 	c := startChild(t, map[string]string{"DATABASE_URL": dbURL, "THREATDESK_HTTP_ADDR": addr, "THREATDESK_CONFIG": cfgPath,
 		"THREATDESK_SECRET_KEY": "8f1c0d2e3b4a59687766554433221100ffeeddccbbaa99887766554433221100"}, nil)
-	time.Sleep(100 * time.Millisecond)
+	// serve takes SIGHUP before it logs anything; before that the Go
+	// runtime is still starting, and a SIGHUP ends any Go process (a
+	// fixed 100 ms was not enough on a loaded machine under -race).
+	require.Eventually(t, func() bool { return c.logs.String() != "" }, 20*time.Second, 5*time.Millisecond, "serve begins")
 	require.NoError(t, c.cmd.Process.Signal(syscall.SIGHUP), "while it starts")
 	c.waitReady(t, "http://"+addr)
 
