@@ -19,7 +19,7 @@ import (
 func BenchmarkIntakeFloor4Senders(b *testing.B) {
 	f := setup(b)
 	const size, senders = 500, 4
-	sendAll(b, f, storeOnly(b, f), intakeBodies(b, f, size), size, senders)
+	sendAll(b, f, storeOnly(b, f), intakeBodies(b, f, size), size, senders, false)
 }
 
 // storeOnly is an intake handler that stores each alert and nothing else.

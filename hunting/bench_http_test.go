@@ -2,6 +2,7 @@ package hunting
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,7 +53,7 @@ func benchIntakeHTTP(b *testing.B, history func(*fixture)) {
 	const size, senders = 500, 4
 	bodies := intakeBodies(b, f, size)
 	split := f.svc.stageSplit()
-	sendAll(b, f, f.svc.Handler(), bodies, size, senders)
+	sendAll(b, f, f.svc.Handler(), bodies, size, senders, false)
 	split.report(b, size*b.N)
 }
 
@@ -72,10 +73,52 @@ func intakeBodies(b *testing.B, f *fixture, size int) [][]byte {
 	return bodies
 }
 
+// BenchmarkIntakeHTTP4SendersQueued is BenchmarkIntakeHTTP4Senders with
+// "Prefer: respond-async": each request is answered once its alerts are
+// queued on disk, and the queue is drained meanwhile, as in the service.
+// alerts/s is the intake (answered requests); correlated-alerts/s is from
+// the first request until the queue is empty again.
+func BenchmarkIntakeHTTP4SendersQueued(b *testing.B) {
+	f := setup(b)
+	const size, senders = 500, 4
+	bodies := intakeBodies(b, f, size)
+	ctx, cancel := context.WithCancel(f.ctx)
+	drained := make(chan error, 1)
+	go func() { drained <- f.svc.runQueue(ctx) }()
+	split := f.svc.stageSplit()
+	start := time.Now()
+	sendAll(b, f, f.svc.Handler(), bodies, size, senders, true)
+	for {
+		var depth int64
+		if err := f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_queue`).Scan(&depth); err != nil {
+			b.Fatal(err)
+		}
+		if depth == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	cancel()
+	if err := <-drained; err != nil {
+		b.Fatal(err)
+	}
+	var stored int
+	if err := f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts`).Scan(&stored); err != nil {
+		b.Fatal(err)
+	}
+	if stored == 0 {
+		b.Fatal("the queue was drained but no alert was stored")
+	}
+	b.ReportMetric(float64(size*b.N)/took.Seconds(), "correlated-alerts/s")
+	split.report(b, size*b.N)
+}
+
 // sendAll posts bodies (lists of size alerts) to h over real HTTP from
 // senders concurrent senders, with a sweeper beside them, and reports
 // alerts/s, the per-request p50/p99 and this process's CPU per alert.
-func sendAll(b *testing.B, f *fixture, h http.Handler, bodies [][]byte, size, senders int) {
+// queued asks for answers before correlation (Prefer: respond-async, 202).
+func sendAll(b *testing.B, f *fixture, h http.Handler, bodies [][]byte, size, senders int, queued bool) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: senders}}
@@ -125,6 +168,11 @@ func sendAll(b *testing.B, f *fixture, h http.Handler, bodies [][]byte, size, se
 				}
 				req.Header.Set("Authorization", "Bearer "+testToken)
 				req.Header.Set("Content-Type", "application/json")
+				want := http.StatusOK
+				if queued {
+					req.Header.Set("Prefer", "respond-async")
+					want = http.StatusAccepted
+				}
 				t := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
@@ -134,7 +182,7 @@ func sendAll(b *testing.B, f *fixture, h http.Handler, bodies [][]byte, size, se
 				body, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				d := time.Since(t)
-				if err != nil || resp.StatusCode != http.StatusOK {
+				if err != nil || resp.StatusCode != want {
 					b.Errorf("request %d: %d %s %v", i, resp.StatusCode, body, err)
 					return
 				}
@@ -202,4 +250,29 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkDrainQueue is the drain of BenchmarkIntakeHTTP4SendersQueued on
+// its own: b.N lists of 500 alerts are queued first, untimed, then drained.
+// It reports the correlation rate of the queue with nothing else running.
+func BenchmarkDrainQueue(b *testing.B) {
+	f := setup(b)
+	const size = 500
+	h := f.svc.Handler()
+	for _, body := range intakeBodies(b, f, size) {
+		if rec := postQueued(b, h, testToken, body); rec.Code != http.StatusAccepted {
+			b.Fatalf("queue: %d %s", rec.Code, rec.Body)
+		}
+	}
+	split := f.svc.stageSplit()
+	b.ResetTimer()
+	start := time.Now()
+	n, err := f.svc.drain(f.ctx)
+	took := time.Since(start)
+	b.StopTimer()
+	if err != nil || n != size*b.N {
+		b.Fatalf("drained %d of %d: %v", n, size*b.N, err)
+	}
+	b.ReportMetric(float64(n)/took.Seconds(), "correlated-alerts/s")
+	split.report(b, n)
 }

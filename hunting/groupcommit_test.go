@@ -247,29 +247,6 @@ func TestGroupCommitMatchesOneRequest(t *testing.T) {
 		}
 	}
 	one, grouped := setup(t), setup(t)
-	snapshot := func(f *fixture) []string {
-		var out []string
-		for _, q := range []string{
-			`SELECT id, status, coalesce(merged_into, 0), alert_count, device_count, user_count, score, severity, title, summary,
-                coalesce(next_due_at::text, ''), breakdown::text FROM hunting_incidents ORDER BY id`,
-			`SELECT incident_id, kind, value, display, alt, join_key, first_seen, last_seen FROM hunting_incident_entities ORDER BY 1, 2, 3`,
-			`SELECT id, incident_id, content_hash, evidence::text FROM hunting_alerts ORDER BY id`,
-			`SELECT from_id, into_id, alert_id, reason FROM hunting_merges ORDER BY id`,
-			`SELECT kind, stream, payload::text FROM outbox ORDER BY id`,
-			`SELECT kind, value, device, last_seen FROM hunting_entity_devices ORDER BY 1, 2, 3`,
-		} {
-			rows, err := f.pool.Query(f.ctx, q)
-			require.NoError(t, err)
-			for rows.Next() {
-				vals, err := rows.Values()
-				require.NoError(t, err)
-				out = append(out, fmt.Sprint(vals...))
-			}
-			require.NoError(t, rows.Err())
-			out = append(out, "--")
-		}
-		return out
-	}
 	for r, reqs := range rounds {
 		// One request: the first alone (it leads a group of its own below),
 		// then the others as one list.
@@ -367,7 +344,7 @@ func TestGroupCommitMatchesOneRequest(t *testing.T) {
 				require.Equal(t, w.IncidentID, it.IncidentID, "round %d request %d item %d", r, k, i)
 			}
 		}
-		require.Equal(t, snapshot(one), snapshot(grouped), "round %d", r)
+		require.Equal(t, snapshotHunting(t, one), snapshotHunting(t, grouped), "round %d", r)
 	}
 	require.NotZero(t, one.count(t, `SELECT count(*) FROM hunting_incidents WHERE alert_count > 1`), "alerts were correlated")
 	require.NotZero(t, one.count(t, `SELECT count(*) FROM hunting_merges`), "incidents were merged")
@@ -480,4 +457,31 @@ func TestShortOfTimeRequestLeavesTheGroup(t *testing.T) {
 	f.svc.leadGroup(f.ctx, "contoso", q)
 	require.NoError(t, <-alone.done)
 	require.False(t, q.busy)
+}
+
+// snapshotHunting is what hunting stored, table by table, in a form two
+// fixtures can be compared by.
+func snapshotHunting(t *testing.T, f *fixture) []string {
+	t.Helper()
+	var out []string
+	for _, q := range []string{
+		`SELECT id, status, coalesce(merged_into, 0), alert_count, device_count, user_count, score, severity, title, summary,
+                coalesce(next_due_at::text, ''), breakdown::text FROM hunting_incidents ORDER BY id`,
+		`SELECT incident_id, kind, value, display, alt, join_key, first_seen, last_seen FROM hunting_incident_entities ORDER BY 1, 2, 3`,
+		`SELECT id, incident_id, content_hash, evidence::text FROM hunting_alerts ORDER BY id`,
+		`SELECT from_id, into_id, alert_id, reason FROM hunting_merges ORDER BY id`,
+		`SELECT kind, stream, payload::text FROM outbox ORDER BY id`,
+		`SELECT kind, value, device, last_seen FROM hunting_entity_devices ORDER BY 1, 2, 3`,
+	} {
+		rows, err := f.pool.Query(f.ctx, q)
+		require.NoError(t, err)
+		for rows.Next() {
+			vals, err := rows.Values()
+			require.NoError(t, err)
+			out = append(out, fmt.Sprint(vals...))
+		}
+		require.NoError(t, rows.Err())
+		out = append(out, "--")
+	}
+	return out
 }

@@ -45,7 +45,10 @@ const intakeStoreTimeout = 40 * time.Second
 // body cap (413), item cap (413), malformed JSON (400, saying where), nothing
 // usable (422, with per-item reasons), the database unreachable (503 with
 // Retry-After, nothing stored), else 200 with an IngestResult naming the
-// format received and a result per item.
+// format received and a result per item. A request with "Prefer:
+// respond-async" is answered 202 once its admitted alerts are queued, on
+// disk, and they are correlated after the answer (queue.go); a full queue
+// is a 503 with Retry-After.
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveIntake) }
 
 func (s *Service) serveIntake(w http.ResponseWriter, r *http.Request) {
@@ -130,9 +133,15 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), intakeStoreTimeout)
 	defer cancel()
-	res, err := s.ingest(ctx, items, binding{org: org})
+	queue := wantsQueue(r)
+	res, err := s.ingest(ctx, items, binding{org: org, queue: queue})
 	var se *ScopeError
+	var qf *QueueFullError
 	switch {
+	case errors.As(err, &qf):
+		s.log.Warn("alert intake: the intake queue is full; asked the sender to retry", "items", len(items), "depth", qf.Depth)
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterQueueFull))
+		return writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: qf.Error()})
 	case errors.As(err, &se):
 		s.log.Warn("alert intake refused: an org's token posted another tenant's alert", "org", se.Org, "item", se.Index, "tenant", se.Tenant)
 		return writeJSON(w, http.StatusForbidden, ErrorBody{Error: se.Error()})
@@ -158,8 +167,13 @@ func (s *Service) intake(w http.ResponseWriter, r *http.Request) int {
 			res.Format = FormatDefenderAlert
 		}
 	}
-	if res.Accepted+res.Updated+res.Unchanged == 0 {
+	if res.Accepted+res.Updated+res.Unchanged+res.Queued == 0 {
 		return writeJSON(w, http.StatusUnprocessableEntity, res)
+	}
+	if queue {
+		// Stored, and to be correlated after this answer (RFC 7240).
+		w.Header().Set("Preference-Applied", "respond-async")
+		return writeJSON(w, http.StatusAccepted, res)
 	}
 	return writeJSON(w, http.StatusOK, res)
 }

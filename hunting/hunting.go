@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,9 @@ type Service struct {
 
 	cache  *prevalenceCache
 	groups *groupCommits
-	graph  *graphPuller
+	// queueWake wakes the drain of the intake queue (queue.go).
+	queueWake chan struct{}
+	graph     *graphPuller
 	// life runs the scheduler of the sweep, the prune and the Graph pull.
 	life *lifecycle.Group
 
@@ -82,7 +85,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
-	s := &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life,
+	s := &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life, queueWake: make(chan struct{}, 1),
 		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}, span: map[string]time.Duration{}, fresh: map[string]time.Time{}}}
 	s.live.Store(&c)
 	return s, nil
@@ -102,6 +105,9 @@ type metrics struct {
 	// graphHeld counts rejected Graph alerts held for another try, by
 	// result (held, accepted, gone, given_up).
 	graphHeld *prometheus.CounterVec
+	// queue counts alerts of the intake queue by result (queued,
+	// correlated, failed).
+	queue *prometheus.CounterVec
 	// stages is the wall time spent in each stage of an ingest
 	// transaction (stages.go), indexed by stage.
 	stages [numStages]prometheus.Counter
@@ -110,7 +116,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		items: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
-			Name: "alerts_total", Help: "Alert items taken in, by org (" + OtherOrgLabel + ": no configured org, such as an unknown tenant) and result (accepted, updated, unchanged, rejected)."}, []string{"org", "result"}),
+			Name: "alerts_total", Help: "Alert items taken in, by org (" + OtherOrgLabel + ": no configured org, such as an unknown tenant) and result (accepted, updated, unchanged, rejected; queued: stored in the intake queue, to be correlated after the answer)."}, []string{"org", "result"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "intake_requests_total", Help: "Intake HTTP requests by status code."}, []string{"code"}),
 		batchDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
@@ -127,6 +133,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ingest_group_requests_total", Help: "Requests carried by the group transactions (over ingest_groups_total: requests per transaction)."}),
 		graphHeld: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "graph_held_total", Help: "Rejected Graph alerts held and fetched again by id at every pull, by result (held: newly held; accepted: taken in later; gone: no longer in Graph; given_up: still rejected after hunting.graph's hold time)."}, []string{"result"}),
+		queue: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "queue_alerts_total", Help: "Alerts of the intake queue (Prefer: respond-async) by result (queued: stored and answered; correlated: taken from the queue and correlated; failed: left in hunting_intake_queue for an operator after " + strconv.Itoa(queueMaxAttempts) + " failed tries). queued minus correlated is what waits."}, []string{"result"}),
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
@@ -138,7 +146,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{stages, m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld} {
+	for _, c := range []prometheus.Collector{stages, m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld, m.queue} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("hunting: register metrics: %w", err)
 		}

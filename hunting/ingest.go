@@ -46,12 +46,15 @@ type ItemResult struct {
 
 // IngestResult is the outcome of one request or batch.
 type IngestResult struct {
-	Format    Format       `json:"format"`
-	Accepted  int          `json:"accepted"`
-	Updated   int          `json:"updated"`
-	Unchanged int          `json:"unchanged"`
-	Rejected  int          `json:"rejected"`
-	Items     []ItemResult `json:"items"`
+	Format    Format `json:"format"`
+	Accepted  int    `json:"accepted"`
+	Updated   int    `json:"updated"`
+	Unchanged int    `json:"unchanged"`
+	Rejected  int    `json:"rejected"`
+	// Queued counts the items stored in the intake queue, to be correlated
+	// after the answer (Prefer: respond-async).
+	Queued int          `json:"queued,omitempty"`
+	Items  []ItemResult `json:"items"`
 }
 
 // Ingest normalizes raw alerts (Defender or Graph JSON, one item each) and
@@ -83,6 +86,9 @@ type binding struct {
 	// tenant: items of any other tenant are rejected one by one (a Graph
 	// pull is bound to the tenant it pulled).
 	tenant string
+	// queue: admitted items are queued, to be correlated after the answer
+	// (queue.go), not correlated before it.
+	queue bool
 }
 
 // ScopeError refuses a batch posted with an org's own token that holds an
@@ -155,7 +161,12 @@ func (s *Service) ingest(ctx context.Context, items []RawAlert, bind binding) (*
 	default:
 		res.Format = FormatDefenderList
 	}
-	if len(alerts) > 0 {
+	switch {
+	case len(alerts) > 0 && bind.queue:
+		if err := s.queueAdmitted(ctx, items, alerts, idx, res); err != nil {
+			return nil, err
+		}
+	case len(alerts) > 0:
 		out, err := s.IngestAlerts(ctx, alerts)
 		if err != nil {
 			return nil, err
@@ -167,6 +178,8 @@ func (s *Service) ingest(ctx context.Context, items []RawAlert, bind binding) (*
 	}
 	for _, it := range res.Items {
 		switch it.Status {
+		case StatusQueued:
+			res.Queued++
 		case StatusAccepted:
 			res.Accepted++
 		case StatusUpdated:
@@ -191,25 +204,34 @@ type normalized struct {
 // time of a batch, and the database is idle meanwhile.
 func (s *Service) normalizeAll(items []RawAlert) []normalized {
 	out := make([]normalized, len(items))
-	workers := min(runtime.GOMAXPROCS(0), (len(items)+63)/64)
+	tenants := s.liveConfig().tenants
+	parallel(len(items), func(i int) {
+		out[i].a, out[i].src, out[i].err = safeNormalize(items[i], tenants)
+	})
+	return out
+}
+
+// parallel calls fn(i) for every i below n, on all cores when n is large
+// enough to be worth it.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), (n+63)/64)
 	if workers <= 1 {
-		for i, raw := range items {
-			out[i].a, out[i].src, out[i].err = safeNormalize(raw, s.liveConfig().tenants)
+		for i := range n {
+			fn(i)
 		}
-		return out
+		return
 	}
 	var wg sync.WaitGroup
-	chunk := (len(items) + workers - 1) / workers
-	for lo := 0; lo < len(items); lo += chunk {
-		hi := min(lo+chunk, len(items))
+	chunk := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				out[i].a, out[i].src, out[i].err = safeNormalize(items[i], s.liveConfig().tenants)
+				fn(i)
 			}
 		})
 	}
 	wg.Wait()
-	return out
 }
 
 // safeNormalize is normalize with a panic turned into the item's
@@ -234,38 +256,11 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	out := make([]ItemResult, len(alerts))
 	byOrg := map[string][]int{}
 	for i, a := range alerts {
-		if a.Org == "" {
-			a.Tenant = strings.ToLower(strings.TrimSpace(a.Tenant))
-			a.Org = s.liveConfig().tenants[a.Tenant]
-		}
+		reason := s.admit(a, now)
 		out[i] = ItemResult{Index: i, ID: a.ID, Source: a.Source, Org: a.Org, Tenant: a.Tenant}
-		switch {
-		case a.Org == "":
-			out[i].Status, out[i].Reason = StatusRejected, fmt.Sprintf("unknown tenant %q: no org in the config lists it", a.Tenant)
+		if reason != "" {
+			out[i].Status, out[i].Reason = StatusRejected, reason
 			continue
-		case a.ID == "" || len(a.ID) > maxIDLen:
-			out[i].Status, out[i].Reason = StatusRejected, "missing or over-long alert id"
-			continue
-		case a.when().IsZero():
-			out[i].Status, out[i].Reason = StatusRejected, "no creation or activity time"
-			continue
-		case inFuture(a, now):
-			// A time far ahead would keep the incident's entities in reach
-			// of correlation, and "active within the hour", for ever.
-			out[i].Status, out[i].Reason = StatusRejected, "a creation, activity or update time more than a day ahead of now: check the sender's clock"
-			continue
-		}
-		if a.Severity == "" {
-			a.Severity = SeverityInformational
-		}
-		if a.LastUpdate.After(now.Add(maxSkewAhead)) {
-			// Versions are ordered by lastUpdate: one stamped far ahead (up
-			// to maxAhead) would make every real update after it "older" and
-			// pin the alert as it says, a forged status included. It counts
-			// as sent now; its hash stays that of the alert as sent, so the
-			// same alert sent again is unchanged. A sender's clock a little
-			// ahead (up to maxSkewAhead) keeps its own order.
-			a.LastUpdate = now
 		}
 		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
@@ -279,25 +274,15 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 		}
 		return out, nil
 	}
-	orgs := make([]string, 0, len(byOrg))
-	for o := range byOrg {
-		orgs = append(orgs, o)
-	}
-	sort.Strings(orgs)
 	var events int
 	var after *cacheUpdate
 	clock := s.stageClock()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		clock.lap(stageBegin)
 		after = newCacheUpdate()
-		for _, org := range orgs {
-			n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], nil, out, after, clock)
-			if err != nil {
-				return fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
-			}
-			events += n
-		}
-		return nil
+		n, err := s.ingestOrgs(ctx, tx, alerts, byOrg, out, after, clock)
+		events = n
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -312,8 +297,65 @@ func (s *Service) IngestAlerts(ctx context.Context, alerts []*Alert) ([]ItemResu
 	clock.lap(stageApply)
 	took := time.Since(start)
 	s.m.batchDur.Observe(took.Seconds())
-	s.log.Debug("ingested batch", "alerts", len(alerts), "orgs", len(orgs), "events", events, "took", took)
+	s.log.Debug("ingested batch", "alerts", len(alerts), "orgs", len(byOrg), "events", events, "took", took)
 	return out, nil
+}
+
+// ingestOrgs stores, correlates and scores alerts[byOrg[org]] of each org
+// in tx, the orgs in order (their advisory locks are taken in that order,
+// so two such transactions never wait for each other in a cycle), and
+// returns the events it recorded.
+func (s *Service) ingestOrgs(ctx context.Context, tx pgx.Tx, alerts []*Alert, byOrg map[string][]int, out []ItemResult, after *cacheUpdate, clock *stageClock) (int, error) {
+	orgs := make([]string, 0, len(byOrg))
+	for o := range byOrg {
+		orgs = append(orgs, o)
+	}
+	sort.Strings(orgs)
+	events := 0
+	for _, org := range orgs {
+		n, err := s.ingestOrg(ctx, tx, org, alerts, byOrg[org], nil, out, after, clock)
+		if err != nil {
+			return events, fmt.Errorf("hunting: ingest %d alerts of org %s: %w", len(byOrg[org]), org, err)
+		}
+		events += n
+	}
+	return events, nil
+}
+
+// admit checks a for storing at now, routing it to its tenant's org when
+// it has none, and returns why it is rejected, or "". An admitted alert
+// gets its defaults: informational severity, and a lastUpdate far ahead
+// of now brought back to now.
+func (s *Service) admit(a *Alert, now time.Time) string {
+	if a.Org == "" {
+		a.Tenant = strings.ToLower(strings.TrimSpace(a.Tenant))
+		a.Org = s.liveConfig().tenants[a.Tenant]
+	}
+	switch {
+	case a.Org == "":
+		return fmt.Sprintf("unknown tenant %q: no org in the config lists it", a.Tenant)
+	case a.ID == "" || len(a.ID) > maxIDLen:
+		return "missing or over-long alert id"
+	case a.when().IsZero():
+		return "no creation or activity time"
+	case inFuture(a, now):
+		// A time far ahead would keep the incident's entities in reach
+		// of correlation, and "active within the hour", for ever.
+		return "a creation, activity or update time more than a day ahead of now: check the sender's clock"
+	}
+	if a.Severity == "" {
+		a.Severity = SeverityInformational
+	}
+	if a.LastUpdate.After(now.Add(maxSkewAhead)) {
+		// Versions are ordered by lastUpdate: one stamped far ahead (up
+		// to maxAhead) would make every real update after it "older" and
+		// pin the alert as it says, a forged status included. It counts
+		// as sent now; its hash stays that of the alert as sent, so the
+		// same alert sent again is unchanged. A sender's clock a little
+		// ahead (up to maxSkewAhead) keeps its own order.
+		a.LastUpdate = now
+	}
+	return ""
 }
 
 // maxAhead is how far ahead of the service clock an alert's times may be

@@ -421,7 +421,8 @@ WHERE org = $1 AND id = $2 FOR UPDATE`, org, incidentID).Scan(&st.ID, &st.Status
 
 // Start schedules the sweep every SweepInterval, the prevalence prune every
 // hour, and the Graph pull every Graph.Interval when configured, each under
-// a Postgres advisory lock (one replica at a time). They run until Stop or
+// a Postgres advisory lock (one replica at a time), and drains the intake
+// queue (queue.go). They run until Stop or
 // until ctx ends. A second Start is an error (lifecycle.ErrStarted).
 func (s *Service) Start(ctx context.Context) error {
 	return s.life.Start(ctx, func(ctx context.Context) error {
@@ -487,6 +488,7 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 		sch.Start()
+		s.life.Go("intake-queue", s.runQueue)
 		s.life.Go("scheduler", func(ctx context.Context) error {
 			<-ctx.Done()
 			if err := sch.Shutdown(); err != nil { // waits for a job in progress

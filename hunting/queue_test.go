@@ -1,0 +1,317 @@
+package hunting
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// postQueued posts body with "Prefer: respond-async".
+func postQueued(t testing.TB, h http.Handler, token string, body []byte) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, IntakePath, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "wait=5, respond-async")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func listBody(t testing.TB, items []RawAlert) []byte {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"value": items})
+	require.NoError(t, err)
+	return body
+}
+
+func queueDepth(t testing.TB, f *fixture) int {
+	t.Helper()
+	var n int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_queue`).Scan(&n))
+	return n
+}
+
+// TestQueuedIntakeCorrelatesAsOneRequest: a sender asking for
+// respond-async is answered 202 with every admitted item "queued" and the
+// others rejected as ever, before anything is correlated; drained, the
+// queue leaves exactly what one request of the same alerts leaves.
+func TestQueuedIntakeCorrelatesAsOneRequest(t *testing.T) {
+	t.Parallel()
+	const requests, size = 5, 60
+	c := newCorpus(11, 40, 10)
+	reqs := make([][]RawAlert, requests)
+	var all []RawAlert
+	for k := range reqs {
+		reqs[k] = c.batch(size, t0.Add(-3*time.Hour+time.Duration(k)*5*time.Minute))
+		all = append(all, reqs[k]...)
+	}
+	one, queued := setup(t), setup(t)
+	res, err := one.svc.Ingest(one.ctx, all)
+	require.NoError(t, err)
+	require.Equal(t, requests*size, res.Accepted+res.Updated+res.Unchanged)
+
+	for k, items := range reqs {
+		body := listBody(t, items)
+		if k == 0 {
+			// One item no one could correlate: rejected in the answer, never queued.
+			body = listBody(t, append([]RawAlert{gen{ID: "ahead", At: t0.Add(72 * time.Hour)}.raw()}, items...))
+		}
+		rec := postQueued(t, queued.svc.Handler(), testToken, body)
+		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+		require.Equal(t, "respond-async", rec.Header().Get("Preference-Applied"))
+		var got IngestResult
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+		require.Equal(t, size, got.Queued)
+		require.Zero(t, got.Accepted+got.Updated+got.Unchanged)
+		for _, it := range got.Items {
+			if it.ID == "ahead" {
+				require.Equal(t, StatusRejected, it.Status)
+				require.Contains(t, it.Reason, "more than a day ahead")
+				continue
+			}
+			require.Equal(t, StatusQueued, it.Status, "%+v", it)
+			require.Equal(t, "contoso", it.Org)
+			require.Zero(t, it.IncidentID, "not correlated yet")
+		}
+	}
+	require.Equal(t, requests*size, queueDepth(t, queued))
+	var stored int
+	require.NoError(t, queued.pool.QueryRow(queued.ctx, `SELECT count(*) FROM hunting_alerts`).Scan(&stored))
+	require.Zero(t, stored, "answered before correlation")
+
+	n, err := queued.svc.drain(queued.ctx)
+	require.NoError(t, err)
+	require.Equal(t, requests*size, n)
+	require.Zero(t, queueDepth(t, queued))
+	require.Equal(t, snapshotHunting(t, one), snapshotHunting(t, queued))
+	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("queued")))
+	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("correlated")))
+
+	// Posted again, queued again, and correlated as unchanged: nothing moves.
+	before := snapshotHunting(t, queued)
+	rec := postQueued(t, queued.svc.Handler(), testToken, listBody(t, reqs[2]))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	_, err = queued.svc.drain(queued.ctx)
+	require.NoError(t, err)
+	require.Equal(t, before, snapshotHunting(t, queued))
+}
+
+// TestQueuedIntakeRefusesAsEver: an org's token posting another org's
+// tenant is refused whole, and a list with nothing admissible is a 422:
+// nothing is queued.
+func TestQueuedIntakeRefusesAsEver(t *testing.T) {
+	t.Parallel()
+	f := setup(t, orgTokens)
+	rec := postQueued(t, f.svc.Handler(), contosoToken, listBody(t, []RawAlert{
+		gen{ID: "mine", At: t0.Add(-time.Hour)}.raw(),
+		gen{ID: "theirs", Tenant: tenantFabrikam, At: t0.Add(-time.Hour)}.raw(),
+	}))
+	require.Equal(t, http.StatusForbidden, rec.Code, rec.Body.String())
+	rec = postQueued(t, f.svc.Handler(), contosoToken, listBody(t, []RawAlert{
+		gen{ID: "ahead", At: t0.Add(72 * time.Hour)}.raw(),
+	}))
+	require.Equal(t, http.StatusUnprocessableEntity, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "more than a day ahead")
+	require.Zero(t, queueDepth(t, f))
+	require.Empty(t, rec.Header().Get("Preference-Applied"))
+}
+
+// TestQueueFullAsksToRetry: with QueueMax alerts waiting, a queued request
+// is answered 503 with Retry-After and nothing is stored; a synchronous
+// request still goes through.
+func TestQueueFullAsksToRetry(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	// Two rows whose numbers span QueueMax: the depth is read from the span.
+	for _, seq := range []int64{1, QueueMax} {
+		_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (seq, org, tenant, received_at, alert) VALUES ($1, 'contoso', $2, now(), $3)`,
+			seq, tenantContoso, []byte(gen{ID: "waiting-" + strconv.FormatInt(seq, 10), At: t0.Add(-time.Hour)}.raw()))
+		require.NoError(t, err)
+	}
+	body := listBody(t, []RawAlert{gen{ID: "late", At: t0.Add(-time.Hour)}.raw()})
+	rec := postQueued(t, f.svc.Handler(), testToken, body)
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	require.Equal(t, strconv.Itoa(RetryAfterQueueFull), rec.Header().Get("Retry-After"))
+	require.Contains(t, rec.Body.String(), "nothing was stored")
+	require.Equal(t, 2, queueDepth(t, f))
+
+	code, out := post(t, f.svc.Handler(), testToken, body)
+	require.Equal(t, http.StatusOK, code, string(out))
+}
+
+// TestQueuedAlertsOutliveACrash: alerts queued by a replica that died
+// before correlating them are correlated by the next one to start, once;
+// a drain cut off mid-transaction leaves every row it took in the queue.
+func TestQueuedAlertsOutliveACrash(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	c := newCorpus(5, 30, 8)
+	const size = 200
+	for k := range 3 {
+		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, c.batch(size, t0.Add(-2*time.Hour+time.Duration(k)*time.Minute))))
+		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	}
+	require.Equal(t, 3*size, queueDepth(t, f))
+
+	// A drain that cannot finish (the org held from outside, then its time
+	// up) takes nothing for good.
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(f.ctx, lockOrgSQL, "contoso")
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(f.ctx, 300*time.Millisecond)
+	n, err := f.svc.drain(short)
+	cancel()
+	require.Error(t, err)
+	require.Zero(t, n)
+	require.NoError(t, tx.Rollback(f.ctx))
+	require.Equal(t, 3*size, queueDepth(t, f))
+
+	// Two replicas start on the same database: between them every row is
+	// correlated once.
+	var reps []*Service
+	ctx, stop := context.WithCancel(f.ctx)
+	var wg sync.WaitGroup
+	for range 2 {
+		svc, err := New(f.pool, Config{Orgs: testOrgs(), IngestToken: testToken, Now: f.clock.Now}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		require.NoError(t, err)
+		reps = append(reps, svc)
+		wg.Go(func() { _ = svc.runQueue(ctx) })
+	}
+	require.Eventually(t, func() bool { return queueDepth(t, f) == 0 }, 30*time.Second, 20*time.Millisecond)
+	stop()
+	wg.Wait()
+	var correlated float64
+	for _, r := range reps {
+		correlated += testutil.ToFloat64(r.m.queue.WithLabelValues("correlated"))
+	}
+	require.Equal(t, float64(3*size), correlated)
+	var stored, distinct int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*), count(DISTINCT id) FROM hunting_alerts`).Scan(&stored, &distinct))
+	require.Equal(t, distinct, stored)
+	require.Positive(t, stored)
+	var incidents int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_incidents`).Scan(&incidents))
+	require.Positive(t, incidents)
+}
+
+// TestQueuedAlertThatCannotBeCorrelatedIsLeft: a queued row that cannot be
+// correlated (here: not an alert at all) does not hold the others back;
+// after three tries it stays in the queue, with why, for an operator, and
+// no longer counts towards the queue's depth.
+func TestQueuedAlertThatCannotBeCorrelatedIsLeft(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (org, tenant, received_at, alert) VALUES ('contoso', $1, now(), $2)`,
+		tenantContoso, []byte(`{"id": 7}`))
+	require.NoError(t, err)
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{
+		gen{ID: "good-1", At: t0.Add(-time.Hour)}.raw(), gen{ID: "good-2", At: t0.Add(-time.Hour)}.raw(),
+	}))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+
+	n, err := f.svc.drain(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	for range queueMaxAttempts + 1 {
+		_, err := f.svc.drain(f.ctx)
+		require.NoError(t, err)
+	}
+	var attempts int
+	var why string
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT attempts, last_error FROM hunting_intake_queue`).Scan(&attempts, &why))
+	require.Equal(t, queueMaxAttempts, attempts)
+	require.Contains(t, why, "id")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.queue.WithLabelValues("failed")))
+	var depth int64
+	require.NoError(t, f.pool.QueryRow(f.ctx, queueDepthSQL, queueMaxAttempts).Scan(&depth))
+	require.Zero(t, depth)
+	var stored int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id IN ('good-1', 'good-2')`).Scan(&stored))
+	require.Equal(t, 2, stored)
+}
+
+func TestWantsQueue(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		prefer []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{"respond-async"}, true},
+		{[]string{"Respond-Async"}, true},
+		{[]string{"wait=10, respond-async"}, true},
+		{[]string{"return=minimal", "respond-async; x=1"}, true},
+		{[]string{"return=minimal"}, false},
+		{[]string{"respond-asynchronously"}, false},
+		{[]string{"x=respond-async"}, false},
+	} {
+		r := httptest.NewRequest(http.MethodPost, IntakePath, nil)
+		for _, v := range tc.prefer {
+			r.Header.Add("Prefer", v)
+		}
+		require.Equal(t, tc.want, wantsQueue(r), "%q", tc.prefer)
+	}
+}
+
+// TestQueuedAlertOfATenantMovedSinceIsLeft: a reload that takes a tenant
+// from the org its alerts were queued for leaves them in the queue for an
+// operator rather than correlating them into an org that no longer speaks
+// for them; the other org's alerts go on.
+func TestQueuedAlertOfATenantMovedSinceIsLeft(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{
+		gen{ID: "contoso-1", At: t0.Add(-time.Hour)}.raw(), gen{ID: "fabrikam-1", Tenant: tenantFabrikam, At: t0.Add(-time.Hour)}.raw(),
+	}))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	next := f.svc.cfg
+	next.Orgs = []Org{{ID: "contoso"}, {ID: "fabrikam", Tenants: []string{tenantFabrikam, tenantContoso}}}
+	require.NoError(t, f.svc.SetOrgs(next))
+	for range queueMaxAttempts {
+		_, err := f.svc.drain(f.ctx)
+		require.NoError(t, err)
+	}
+	var org, why string
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT org, last_error FROM hunting_intake_queue`).Scan(&org, &why))
+	require.Equal(t, "contoso", org)
+	require.Contains(t, why, "no longer one of org contoso's tenants")
+	var stored []string
+	rows, err := f.pool.Query(f.ctx, `SELECT org || '/' || id FROM hunting_alerts`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		stored = append(stored, s)
+	}
+	require.Equal(t, []string{"fabrikam/fabrikam-1"}, stored)
+}
+
+// TestStartedServiceDrainsTheQueue: a started service correlates what its
+// intake queued without being asked, and Stop leaves the queue as it is.
+func TestStartedServiceDrainsTheQueue(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	require.NoError(t, f.svc.Start(f.ctx))
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{gen{ID: "queued-1", At: t0.Add(-time.Hour)}.raw()}))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id = 'queued-1' AND incident_id IS NOT NULL`).Scan(&n))
+		return n == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Zero(t, queueDepth(t, f))
+	require.NoError(t, f.svc.Stop())
+}

@@ -1,0 +1,21 @@
+-- 0036: hunting: the intake queue. A sender that asks for it (Prefer:
+-- respond-async) is answered once its alerts are stored here, durably,
+-- and they are correlated afterwards, oldest first, in transactions that
+-- delete the rows they correlate (hunting/queue.go): a crash leaves a row
+-- either queued or correlated, never both or neither.
+CREATE TABLE hunting_intake_queue (
+    seq         bigserial   PRIMARY KEY,
+    org         text        NOT NULL,
+    tenant      text        NOT NULL,
+    received_at timestamptz NOT NULL,
+    -- attempts: correlations of this row alone that failed; at 3 it is
+    -- left for an operator (last_error says why).
+    attempts    integer     NOT NULL DEFAULT 0,
+    last_error  text,
+    -- alert: the item exactly as the sender posted it.
+    alert       bytea       NOT NULL
+) WITH (toast_tuple_target = 8160, autovacuum_vacuum_scale_factor = 0.05);
+
+-- An item is kept in its row, uncompressed: compressing it costs more CPU
+-- than its disk is worth for a row that lives seconds.
+ALTER TABLE hunting_intake_queue ALTER COLUMN alert SET STORAGE EXTERNAL;
