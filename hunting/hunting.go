@@ -108,6 +108,9 @@ type metrics struct {
 	// queue counts alerts of the intake queue by result (queued,
 	// correlated, failed).
 	queue *prometheus.CounterVec
+	// queueWait is how long the oldest alert of the last chunk drained
+	// had waited in the queue.
+	queueWait prometheus.Gauge
 	// stages is the wall time spent in each stage of an ingest
 	// transaction (stages.go), indexed by stage.
 	stages [numStages]prometheus.Counter
@@ -135,6 +138,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "graph_held_total", Help: "Rejected Graph alerts held and fetched again by id at every pull, by result (held: newly held; accepted: taken in later; gone: no longer in Graph; given_up: still rejected after hunting.graph's hold time)."}, []string{"result"}),
 		queue: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "queue_alerts_total", Help: "Alerts of the intake queue (Prefer: respond-async) by result (queued: stored and answered; correlated: taken from the queue and correlated; failed: left in hunting_intake_queue for an operator after " + strconv.Itoa(queueMaxAttempts) + " failed tries). queued minus correlated is what waits."}, []string{"result"}),
+		queueWait: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "threatdesk", Subsystem: "hunting",
+			Name: "queue_wait_seconds", Help: "How long the oldest alert of the last chunk drained from the intake queue had waited there (0: the queue was found empty): how far correlation, and so the notifications, run behind the queued intake."}),
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
@@ -146,7 +151,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{stages, m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld, m.queue} {
+	for _, c := range []prometheus.Collector{stages, m.items, m.requests, m.batchDur, m.events, m.merges, m.incidents, m.sweepDur, m.groups, m.groupRequests, m.graphHeld, m.queue, m.queueWait} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("hunting: register metrics: %w", err)
 		}

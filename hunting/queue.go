@@ -183,6 +183,7 @@ func (s *Service) drain(ctx context.Context) (int, error) {
 type queuedRow struct {
 	seq         int64
 	org, tenant string
+	received    time.Time
 	raw         []byte
 }
 
@@ -191,10 +192,10 @@ type queuedRow struct {
 const takeOldestSQL = `
 DELETE FROM hunting_intake_queue WHERE seq IN (
     SELECT seq FROM hunting_intake_queue WHERE attempts < $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING seq, org, tenant, alert`
+RETURNING seq, org, tenant, received_at, alert`
 
 // takeOneSQL deletes and returns the row $2.
-const takeOneSQL = `DELETE FROM hunting_intake_queue WHERE attempts < $1 AND seq = $2 RETURNING seq, org, tenant, alert`
+const takeOneSQL = `DELETE FROM hunting_intake_queue WHERE attempts < $1 AND seq = $2 RETURNING seq, org, tenant, received_at, alert`
 
 // drainChunk correlates the oldest rows, and returns how many alerts it
 // correlated (0: the queue is empty). When they cannot be correlated
@@ -249,7 +250,7 @@ func (s *Service) correlateQueued(ctx context.Context, take string, args ...any)
 		}
 		for q.Next() {
 			var r queuedRow
-			if err := q.Scan(&r.seq, &r.org, &r.tenant, &r.raw); err != nil {
+			if err := q.Scan(&r.seq, &r.org, &r.tenant, &r.received, &r.raw); err != nil {
 				q.Close()
 				return fmt.Errorf("read queued alert: %w", err)
 			}
@@ -275,8 +276,11 @@ func (s *Service) correlateQueued(ctx context.Context, take string, args ...any)
 		return rows, fmt.Errorf("hunting: correlate %d queued alerts: %w", len(rows), err)
 	}
 	if len(rows) == 0 {
+		s.m.queueWait.Set(0)
 		return nil, nil
 	}
+	// rows are in order: the first waited longest.
+	s.m.queueWait.Set(max(0, s.cfg.Now().Sub(rows[0].received).Seconds()))
 	clock.lap(stageCommit)
 	s.cache.apply(after)
 	clock.lap(stageApply)

@@ -95,6 +95,7 @@ func TestQueuedIntakeCorrelatesAsOneRequest(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, requests*size, n)
 	require.Zero(t, queueDepth(t, queued))
+	require.Zero(t, testutil.ToFloat64(queued.svc.m.queueWait), "found empty")
 	require.Equal(t, snapshotHunting(t, one), snapshotHunting(t, queued))
 	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("queued")))
 	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("correlated")))
@@ -314,4 +315,24 @@ func TestStartedServiceDrainsTheQueue(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Zero(t, queueDepth(t, f))
 	require.NoError(t, f.svc.Stop())
+}
+
+// TestQueueWaitIsMeasured: the drain says how long the oldest alert it
+// took had waited, and 0 once it finds the queue empty.
+func TestQueueWaitIsMeasured(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for k := range 2 {
+		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{gen{ID: "w" + strconv.Itoa(k), At: t0.Add(-time.Hour)}.raw()}))
+		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+		f.clock.Advance(30 * time.Second)
+	}
+	n, err := f.svc.drainChunk(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	require.Equal(t, 60.0, testutil.ToFloat64(f.svc.m.queueWait))
+	n, err = f.svc.drainChunk(f.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Zero(t, testutil.ToFloat64(f.svc.m.queueWait))
 }

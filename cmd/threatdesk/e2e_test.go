@@ -162,6 +162,22 @@ func TestServeEndToEndOverSlack(t *testing.T) {
 		}
 		return false
 	}, fake)
+
+	// A bulk forwarder asks to be answered before correlation: 202, queued,
+	// and the service drains the queue into a notification of its own.
+	req, err = http.NewRequest(http.MethodPost, base+"/api/v1/alerts", bytes.NewReader(alertJSON(t, "da-queued-1", "queued-host", "Queued attack")))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+ingestToken)
+	req.Header.Set("Prefer", "respond-async")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	respBody, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, string(respBody))
+	require.Contains(t, string(respBody), `"status":"queued"`)
+	testwait.For(t, 20*time.Second, "the queued alert's notification", func() bool {
+		return anyMessage(fake.Messages("C0CONTOSOSOC"), "Queued attack")
+	}, fake)
 	require.Empty(t, fake.Violations())
 }
 
