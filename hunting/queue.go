@@ -15,14 +15,24 @@ import (
 // Queued intake. A sender that asks for it with "Prefer: respond-async"
 // (RFC 7240) is answered 202 as soon as its alerts are checked and stored
 // in hunting_intake_queue, on disk: each admitted item's result is
-// "queued". Rejections are decided then, as for any request. Correlation
-// follows: drain takes the oldest rows, up to queueChunk alerts, and in one
-// transaction deletes them and stores, correlates and scores their alerts
-// exactly as a request answered synchronously would, so a crash leaves
-// every row either still queued or correlated, never both and never
-// neither. Every replica drains (rows are taken with SKIP LOCKED, each org
-// under its advisory lock); a replica's own intake wakes its drain at once,
-// and rows another replica queued are found within queuePoll.
+// "queued". Rejections are decided then, as for any request, at the time
+// the alert was received (the drain admits it again at that time).
+// Correlation follows: drain goes round the orgs with queued rows, and for
+// each takes the org's advisory lock and, in the same transaction, deletes
+// its oldest rows (up to queueChunk alerts and queueChunkBytes) and
+// stores, correlates and scores their alerts exactly as a request answered
+// synchronously would. So a crash leaves every row either still queued or
+// correlated, never both and never neither, and an org's alerts are
+// correlated in the order they were queued, whichever replica drains them.
+// A replica's own intake wakes its drain at once; rows another replica
+// queued are found within queuePoll.
+//
+// A chunk that fails, or that was begun and never finished (a crash, a
+// stop: its oldest row's heads says so), is followed by its rows one at a
+// time, each try counted before it starts, so that a row the service
+// cannot correlate, even one that brings the process down, is set aside
+// after queueMaxAttempts tries rather than holding its org's queue for
+// ever.
 //
 // A synchronous request stays serialised behind its org's transactions
 // (group commit, groupcommit.go); a queued one costs the decoding and one
@@ -30,15 +40,20 @@ import (
 // correlated at the speed correlation runs.
 
 const (
-	// queueChunk caps the alerts of one drain transaction.
-	queueChunk = groupMaxItems
+	// queueChunk and queueChunkBytes cap one drain transaction (it always
+	// takes one row, whatever its size).
+	queueChunk      = groupMaxItems
+	queueChunkBytes = 32 << 20
+	// queueItemMax caps one queued item: a larger one is rejected (sent
+	// without respond-async it is taken in as ever).
+	queueItemMax = 1 << 20
 	// queuePoll is how often a replica looks for rows others queued.
 	queuePoll = time.Second
-	// queueMaxAttempts: a row that failed alone this often is left in the
-	// queue for an operator (its last_error says why).
+	// queueMaxAttempts: a row tried alone this often without success is
+	// left in the queue for an operator (its last_error says why).
 	queueMaxAttempts = 3
-	// QueueMax caps the alerts waiting in the queue: beyond it a queued
-	// request is answered 503, and the sender retries later.
+	// QueueMax caps the alerts of one org waiting in the queue: beyond it a
+	// queued request is answered 503, and the sender retries later.
 	QueueMax = 1_000_000
 )
 
@@ -49,13 +64,16 @@ const RetryAfterQueueFull = 30
 // StatusQueued: stored in the intake queue, to be correlated shortly.
 const StatusQueued ItemStatus = "queued"
 
-// QueueFullError is a queued request refused because the queue holds
-// QueueMax alerts or more.
-type QueueFullError struct{ Depth int64 }
+// QueueFullError is a queued request refused because its org's queue
+// holds QueueMax alerts or more.
+type QueueFullError struct {
+	Org   string
+	Depth int64
+}
 
 func (e *QueueFullError) Error() string {
-	return fmt.Sprintf("the intake queue holds %d alerts not yet correlated (the limit is %d): nothing was stored; retry after %d seconds",
-		e.Depth, QueueMax, RetryAfterQueueFull)
+	return fmt.Sprintf("the intake queue holds about %d alerts of org %s not yet correlated (the limit is %d): nothing was stored; retry after %d seconds",
+		e.Depth, e.Org, QueueMax, RetryAfterQueueFull)
 }
 
 // wantsQueue reports whether r asks to be answered before correlation
@@ -82,7 +100,11 @@ func (s *Service) queueAdmitted(ctx context.Context, items []RawAlert, alerts []
 	kept := make([]int, 0, len(alerts))
 	for j, a := range alerts {
 		it := &res.Items[idx[j]]
-		if reason := s.admit(a, now); reason != "" {
+		reason := s.admit(a, now)
+		if reason == "" && len(items[idx[j]]) > queueItemMax {
+			reason = fmt.Sprintf("an item over %d bytes is not queued: send it without Prefer: respond-async", queueItemMax)
+		}
+		if reason != "" {
 			it.Status, it.Reason = StatusRejected, reason
 			continue
 		}
@@ -100,10 +122,11 @@ func (s *Service) queueAdmitted(ctx context.Context, items []RawAlert, alerts []
 	return nil
 }
 
-// queueDepthSQL is about how many rows wait (the span of their sequence
-// numbers: two index probes, never a count). Rows left for an operator do
-// not count.
-const queueDepthSQL = `SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM hunting_intake_queue WHERE attempts < $1`
+// queueDepthSQL is about how many rows of org $1 wait: the span of their
+// sequence numbers (two index probes, never a count), which also counts
+// other orgs' rows queued between them, so never less than there are.
+// Rows set aside for an operator do not count.
+const queueDepthSQL = `SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM hunting_intake_queue WHERE org = $1 AND attempts < $2`
 
 // syncBeginSQL begins a transaction whose commit waits for the disk,
 // whatever the server's default.
@@ -112,12 +135,18 @@ const syncBeginSQL = `BEGIN; SET LOCAL synchronous_commit TO on`
 // enqueue stores admitted alerts, each with the item it was decoded from
 // (raws[i] for alerts[i]), in the queue, and returns once they are on disk.
 func (s *Service) enqueue(ctx context.Context, raws []RawAlert, alerts []*Alert) error {
-	var depth int64
-	if err := s.pool.QueryRow(ctx, queueDepthSQL, queueMaxAttempts).Scan(&depth); err != nil {
-		return fmt.Errorf("hunting: read the intake queue's depth: %w", err)
+	perOrg := map[string]int64{}
+	for _, a := range alerts {
+		perOrg[a.Org]++
 	}
-	if depth+int64(len(alerts)) > QueueMax {
-		return &QueueFullError{Depth: depth}
+	for org, n := range perOrg {
+		var depth int64
+		if err := s.pool.QueryRow(ctx, queueDepthSQL, org, queueMaxAttempts).Scan(&depth); err != nil {
+			return fmt.Errorf("hunting: read the intake queue's depth for org %s: %w", org, err)
+		}
+		if depth+n > QueueMax {
+			return &QueueFullError{Org: org, Depth: depth}
+		}
 	}
 	now := s.cfg.Now().UTC()
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: syncBeginSQL}, func(tx pgx.Tx) error {
@@ -166,91 +195,230 @@ func (s *Service) runQueue(ctx context.Context) error {
 	}
 }
 
-// drain correlates queued alerts, oldest first, until none is left or an
-// error stops it, and returns how many it correlated.
+// drain correlates queued alerts until a round over the orgs with queued
+// rows correlates none, or an error stops it, and returns how many it
+// correlated. Each round takes one step per org (a chunk, or a row alone),
+// so one org's flood delays another's alerts by one chunk a round at most.
 func (s *Service) drain(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := s.drainChunk(ctx)
-		total += n
-		if err != nil || n == 0 {
+		orgs, err := s.queuedOrgs(ctx)
+		if err != nil {
 			return total, err
 		}
+		round := 0
+		var waited time.Duration
+		for _, org := range orgs {
+			n, w, err := s.drainOrg(ctx, org)
+			round += n
+			waited = max(waited, w)
+			if err != nil {
+				s.m.queueWait.Set(waited.Seconds())
+				return total + round, err
+			}
+		}
+		s.m.queueWait.Set(waited.Seconds())
+		total += round
+		if round == 0 {
+			return total, nil
+		}
 	}
+}
+
+// queuedOrgsSQL lists the orgs with rows in the queue, one index probe
+// each.
+const queuedOrgsSQL = `
+WITH RECURSIVE o(org) AS (
+    (SELECT org FROM hunting_intake_queue ORDER BY org LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.org FROM hunting_intake_queue q WHERE q.org > o.org ORDER BY q.org LIMIT 1) FROM o WHERE o.org IS NOT NULL)
+SELECT org FROM o WHERE org IS NOT NULL`
+
+func (s *Service) queuedOrgs(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, queuedOrgsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("hunting: list the orgs with queued alerts: %w", err)
+	}
+	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("hunting: list the orgs with queued alerts: %w", err)
+	}
+	return orgs, nil
+}
+
+// markHeadSQL counts a drain step begun from org $1's oldest waiting row,
+// and returns it.
+const markHeadSQL = `
+UPDATE hunting_intake_queue SET heads = heads + 1
+WHERE org = $1 AND seq = (SELECT seq FROM hunting_intake_queue WHERE org = $1 AND attempts < $2 ORDER BY seq LIMIT 1)
+RETURNING seq, heads, received_at`
+
+// drainOrg takes one step of org's queue: its oldest rows as one chunk, or,
+// when a chunk begun from the oldest row before did not finish, that row
+// alone. It returns how many alerts it correlated and how long the oldest
+// had waited. A chunk that fails is followed by its rows one at a time, up
+// to the first that fails alone: the org's later rows wait for it (at most
+// queueMaxAttempts tries), so that they never overtake it.
+func (s *Service) drainOrg(ctx context.Context, org string) (int, time.Duration, error) {
+	var head int64
+	var heads int
+	var received time.Time
+	switch err := s.pool.QueryRow(ctx, markHeadSQL, org, queueMaxAttempts).Scan(&head, &heads, &received); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("hunting: mark the oldest queued alert of org %s: %w", org, err)
+	}
+	waited := max(0, s.cfg.Now().Sub(received))
+	if heads > 1 {
+		// Begun from this row before and never finished (a failure, a
+		// stop, a crash): this row alone first.
+		done, err := s.correlateAlone(ctx, org, head)
+		return btoi(done), waited, err
+	}
+	rows, err := s.correlateQueued(ctx, org, takeChunk)
+	switch {
+	case err == nil:
+		return len(rows), waited, nil
+	case len(rows) == 0 || ctx.Err() != nil || storeUnavailable(err):
+		return 0, waited, err
+	}
+	s.log.Warn("intake queue: a chunk of queued alerts could not be correlated; trying each alone", "org", org, "alerts", len(rows), "err", err)
+	n := 0
+	for _, r := range rows {
+		done, err := s.correlateAlone(ctx, org, r.seq)
+		if err != nil || !done {
+			return n, waited, err
+		}
+		n++
+	}
+	return n, waited, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // queuedRow is one row of the queue.
 type queuedRow struct {
-	seq         int64
-	org, tenant string
-	received    time.Time
-	raw         []byte
+	seq      int64
+	tenant   string
+	received time.Time
+	raw      []byte
 }
 
-// takeOldestSQL deletes and returns the oldest rows ($2 at most) that no
-// other transaction holds.
-const takeOldestSQL = `
-DELETE FROM hunting_intake_queue WHERE seq IN (
-    SELECT seq FROM hunting_intake_queue WHERE attempts < $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING seq, org, tenant, received_at, alert`
+// chunkSizesSQL reads the sizes of org $1's oldest waiting rows ($3 at
+// most), in order: one range of its primary key.
+const chunkSizesSQL = `SELECT seq, octet_length(alert) FROM hunting_intake_queue WHERE org = $1 AND attempts < $2 ORDER BY seq LIMIT $3`
 
-// takeOneSQL deletes and returns the row $2.
-const takeOneSQL = `DELETE FROM hunting_intake_queue WHERE attempts < $1 AND seq = $2 RETURNING seq, org, tenant, received_at, alert`
+// takeRangeSQL deletes and returns org $1's waiting rows from $2 to $3.
+const takeRangeSQL = `DELETE FROM hunting_intake_queue WHERE org = $1 AND seq BETWEEN $2 AND $3 AND attempts < $4 RETURNING seq, tenant, received_at, alert`
 
-// drainChunk correlates the oldest rows, and returns how many alerts it
-// correlated (0: the queue is empty). When they cannot be correlated
-// together, each is tried alone, so that one the service cannot correlate
-// does not hold the others back; it is counted a failed attempt.
-func (s *Service) drainChunk(ctx context.Context) (int, error) {
-	rows, err := s.correlateQueued(ctx, takeOldestSQL, queueMaxAttempts, queueChunk)
-	switch {
-	case err == nil:
-		return len(rows), nil
-	case len(rows) == 0 || ctx.Err() != nil || storeUnavailable(err):
-		return 0, err
+// takeChunk deletes and returns org's oldest waiting rows: at most
+// queueChunk, and as many as fit in queueChunkBytes (always the first).
+// The org's lock is held, so no other drain takes them meanwhile; a row
+// queued meanwhile with a number inside the range comes along.
+func takeChunk(ctx context.Context, tx pgx.Tx, org string) (pgx.Rows, error) {
+	rows, err := tx.Query(ctx, chunkSizesSQL, org, queueMaxAttempts, queueChunk)
+	if err != nil {
+		return nil, err
 	}
-	s.log.Warn("intake queue: a chunk of queued alerts could not be correlated; trying each alone", "alerts", len(rows), "err", err)
-	n := 0
-	for _, r := range rows {
-		got, err := s.correlateQueued(ctx, takeOneSQL, queueMaxAttempts, r.seq)
-		switch {
-		case err == nil:
-			n += len(got)
-		case ctx.Err() != nil || storeUnavailable(err):
-			return n, err
-		default:
-			if err := s.failedAttempt(ctx, r, err); err != nil {
-				return n, err
-			}
+	var first, last, seq, size, bytes int64
+	for rows.Next() {
+		if err := rows.Scan(&seq, &size); err != nil {
+			rows.Close()
+			return nil, err
 		}
+		if first != 0 && bytes+size > queueChunkBytes {
+			break
+		}
+		if first == 0 {
+			first = seq
+		}
+		last, bytes = seq, bytes+size
 	}
-	return n, nil
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return tx.Query(ctx, takeRangeSQL, org, first, last, queueMaxAttempts)
 }
 
-// correlateQueued takes rows with take (args its arguments) and, in the
-// same transaction, stores and correlates their alerts. It returns the
-// rows it took, also when it failed (then nothing changed).
-func (s *Service) correlateQueued(ctx context.Context, take string, args ...any) (rows []queuedRow, err error) {
+// takeOne returns a take of org's row seq alone.
+func takeOne(seq int64) func(ctx context.Context, tx pgx.Tx, org string) (pgx.Rows, error) {
+	return func(ctx context.Context, tx pgx.Tx, org string) (pgx.Rows, error) {
+		return tx.Query(ctx, `DELETE FROM hunting_intake_queue WHERE org = $1 AND seq = $2 RETURNING seq, tenant, received_at, alert`, org, seq)
+	}
+}
+
+// correlateAlone tries org's row seq alone, its try counted first (so a
+// row that brings the process down is counted too). It reports whether the
+// row is done (correlated, or gone: taken by another replica or set
+// aside); a row that failed is not, and the error is only for what stops
+// the drain (the database away, ctx ended).
+func (s *Service) correlateAlone(ctx context.Context, org string, seq int64) (bool, error) {
+	var attempts int
+	switch err := s.pool.QueryRow(ctx, `
+UPDATE hunting_intake_queue SET attempts = attempts + 1 WHERE org = $1 AND seq = $2 AND attempts < $3 RETURNING attempts`,
+		org, seq, queueMaxAttempts).Scan(&attempts); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("hunting: count a try of queued alert %d of org %s: %w", seq, org, err)
+	}
+	_, err := s.correlateQueued(ctx, org, takeOne(seq))
+	if err == nil {
+		return true, nil
+	}
+	if _, uerr := s.pool.Exec(ctx, `UPDATE hunting_intake_queue SET last_error = left($3, 1000) WHERE org = $1 AND seq = $2`,
+		org, seq, err.Error()); uerr != nil && ctx.Err() == nil {
+		s.log.Warn("intake queue: could not record why a queued alert failed", "org", org, "seq", seq, "err", uerr)
+	}
+	if attempts >= queueMaxAttempts {
+		s.m.queue.WithLabelValues("failed").Inc()
+		s.log.Error("intake queue: a queued alert could not be correlated; it is left in hunting_intake_queue for an operator",
+			"org", org, "seq", seq, "attempts", attempts, "err", err)
+	} else {
+		s.log.Warn("intake queue: a queued alert could not be correlated; it will be tried again", "org", org, "seq", seq, "attempts", attempts, "err", err)
+	}
+	if ctx.Err() != nil || storeUnavailable(err) {
+		return false, err
+	}
+	return false, nil
+}
+
+// correlateQueued takes org's lock, then rows with take, and in the same
+// transaction stores and correlates their alerts. It returns the rows it took, also when it failed (then nothing
+// changed). One transaction has groupTimeout at most.
+func (s *Service) correlateQueued(ctx context.Context, org string, take func(context.Context, pgx.Tx, string) (pgx.Rows, error)) (rows []queuedRow, err error) {
 	defer func() {
 		// A panic on one hostile or unforeseen row must not end the drain
 		// for good: it is that chunk's failure (its rows are tried alone).
 		if p := recover(); p != nil {
-			err = fmt.Errorf("hunting: correlating %d queued alerts panicked: %v", len(rows), p)
+			err = fmt.Errorf("hunting: correlating %d queued alerts of org %s panicked: %v", len(rows), org, p)
 		}
 	}()
+	ctx, cancel := context.WithTimeout(ctx, groupTimeout)
+	defer cancel()
 	start := time.Now()
 	var after *cacheUpdate
 	clock := s.stageClock()
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: syncBeginSQL}, func(tx pgx.Tx) error {
 		clock.lap(stageBegin)
 		rows = rows[:0]
-		q, err := tx.Query(ctx, take, args...)
+		if _, err := tx.Exec(ctx, lockOrgSQL, org); err != nil {
+			return fmt.Errorf("lock org %s: %w", org, err)
+		}
+		q, err := take(ctx, tx, org)
 		if err != nil {
 			return fmt.Errorf("take queued alerts: %w", err)
 		}
 		for q.Next() {
 			var r queuedRow
-			if err := q.Scan(&r.seq, &r.org, &r.tenant, &r.received, &r.raw); err != nil {
+			if err := q.Scan(&r.seq, &r.tenant, &r.received, &r.raw); err != nil {
 				q.Close()
 				return fmt.Errorf("read queued alert: %w", err)
 			}
@@ -263,24 +431,25 @@ func (s *Service) correlateQueued(ctx context.Context, take string, args ...any)
 			return nil
 		}
 		sort.Slice(rows, func(i, j int) bool { return rows[i].seq < rows[j].seq })
-		alerts, byOrg, err := s.decodeQueued(rows)
+		alerts, err := s.decodeQueued(org, rows)
 		if err != nil {
 			return err
 		}
 		after = newCacheUpdate()
 		out := make([]ItemResult, len(alerts))
-		_, err = s.ingestOrgs(ctx, tx, alerts, byOrg, out, after, clock)
+		idx := make([]int, len(alerts))
+		for i := range idx {
+			idx[i] = i
+		}
+		_, err = s.ingestOrgs(ctx, tx, alerts, map[string][]int{org: idx}, out, after, clock)
 		return err
 	})
 	if err != nil {
-		return rows, fmt.Errorf("hunting: correlate %d queued alerts: %w", len(rows), err)
+		return rows, fmt.Errorf("hunting: correlate %d queued alerts of org %s: %w", len(rows), org, err)
 	}
 	if len(rows) == 0 {
-		s.m.queueWait.Set(0)
 		return nil, nil
 	}
-	// rows are in order: the first waited longest.
-	s.m.queueWait.Set(max(0, s.cfg.Now().Sub(rows[0].received).Seconds()))
 	clock.lap(stageCommit)
 	s.cache.apply(after)
 	clock.lap(stageApply)
@@ -289,63 +458,37 @@ func (s *Service) correlateQueued(ctx context.Context, take string, args ...any)
 	return rows, nil
 }
 
-// decodeQueued decodes rows into alerts of the org each was queued for,
-// checked as at intake, and groups them by org.
-func (s *Service) decodeQueued(rows []queuedRow) ([]*Alert, map[string][]int, error) {
+// decodeQueued decodes rows into alerts of org, each admitted as it was
+// when it was received.
+func (s *Service) decodeQueued(org string, rows []queuedRow) ([]*Alert, error) {
 	alerts := make([]*Alert, len(rows))
 	errs := make([]error, len(rows))
 	parallel(len(rows), func(i int) {
 		r := rows[i]
-		a, _, err := safeNormalize(r.raw, map[string]string{r.tenant: r.org})
+		a, _, err := safeNormalize(r.raw, map[string]string{r.tenant: org})
 		if err != nil {
 			errs[i] = err
 			return
 		}
-		a.Org = r.org
+		a.Org = org
 		alerts[i] = a
 	})
-	now := s.cfg.Now()
 	tenants := s.liveConfig().tenants
-	byOrg := map[string][]int{}
 	for i, a := range alerts {
 		switch r := rows[i]; {
 		case errs[i] != nil:
-		case tenants[r.tenant] != r.org:
+		case tenants[r.tenant] != org:
 			// A reload moved or removed the tenant since: the alert was
 			// taken in for an org that no longer speaks for it.
-			errs[i] = fmt.Errorf("tenant %s is no longer one of org %s's tenants (the config changed since the alert was queued)", r.tenant, r.org)
+			errs[i] = fmt.Errorf("tenant %s is no longer one of org %s's tenants (the config changed since the alert was queued)", r.tenant, org)
 		default:
-			if reason := s.admit(a, now); reason != "" {
+			if reason := s.admit(a, r.received); reason != "" {
 				errs[i] = errors.New(reason)
 			}
 		}
 		if errs[i] != nil {
-			return nil, nil, fmt.Errorf("queued alert %d (org %s): %w", rows[i].seq, rows[i].org, errs[i])
+			return nil, fmt.Errorf("queued alert %d of org %s: %w", rows[i].seq, org, errs[i])
 		}
-		byOrg[a.Org] = append(byOrg[a.Org], i)
 	}
-	return alerts, byOrg, nil
-}
-
-// failedAttempt counts a failed correlation of r alone (cause), and says
-// so when it is the last.
-func (s *Service) failedAttempt(ctx context.Context, r queuedRow, cause error) error {
-	var attempts int
-	err := s.pool.QueryRow(ctx, `
-UPDATE hunting_intake_queue SET attempts = attempts + 1, last_error = left($2, 1000)
-WHERE seq = $1 RETURNING attempts`, r.seq, cause.Error()).Scan(&attempts)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil // another replica took it meanwhile
-	case err != nil:
-		return fmt.Errorf("hunting: count a failed correlation of queued alert %d: %w", r.seq, err)
-	}
-	if attempts >= queueMaxAttempts {
-		s.m.queue.WithLabelValues("failed").Inc()
-		s.log.Error("intake queue: a queued alert could not be correlated; it is left in hunting_intake_queue for an operator",
-			"seq", r.seq, "org", r.org, "attempts", attempts, "err", cause)
-	} else {
-		s.log.Warn("intake queue: a queued alert could not be correlated; it will be tried again", "seq", r.seq, "org", r.org, "attempts", attempts, "err", cause)
-	}
-	return nil
+	return alerts, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+
+	"github.com/threatdesk/threatdesk/internal/testclock"
 )
 
 // postQueued posts body with "Prefer: respond-async".
@@ -223,13 +226,16 @@ func TestQueuedAlertThatCannotBeCorrelatedIsLeft(t *testing.T) {
 	}))
 	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 
+	// The row is older than the good ones: they wait for it (never
+	// overtaking it) until it is set aside, after its last try.
+	for try := range queueMaxAttempts {
+		n, err := f.svc.drain(f.ctx)
+		require.NoError(t, err)
+		require.Zero(t, n, "drain %d", try)
+	}
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
-	for range queueMaxAttempts + 1 {
-		_, err := f.svc.drain(f.ctx)
-		require.NoError(t, err)
-	}
 	var attempts int
 	var why string
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT attempts, last_error FROM hunting_intake_queue`).Scan(&attempts, &why))
@@ -237,7 +243,7 @@ func TestQueuedAlertThatCannotBeCorrelatedIsLeft(t *testing.T) {
 	require.Contains(t, why, "id")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.queue.WithLabelValues("failed")))
 	var depth int64
-	require.NoError(t, f.pool.QueryRow(f.ctx, queueDepthSQL, queueMaxAttempts).Scan(&depth))
+	require.NoError(t, f.pool.QueryRow(f.ctx, queueDepthSQL, "contoso", queueMaxAttempts).Scan(&depth))
 	require.Zero(t, depth)
 	var stored int
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id IN ('good-1', 'good-2')`).Scan(&stored))
@@ -317,8 +323,9 @@ func TestStartedServiceDrainsTheQueue(t *testing.T) {
 	require.NoError(t, f.svc.Stop())
 }
 
-// TestQueueWaitIsMeasured: the drain says how long the oldest alert it
-// took had waited, and 0 once it finds the queue empty.
+// TestQueueWaitIsMeasured: the drain says how long the oldest waiting
+// alert has waited, also while it cannot correlate it, and 0 once it finds
+// the queue empty.
 func TestQueueWaitIsMeasured(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -327,12 +334,185 @@ func TestQueueWaitIsMeasured(t *testing.T) {
 		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 		f.clock.Advance(30 * time.Second)
 	}
-	n, err := f.svc.drainChunk(f.ctx)
+	// The org held from outside (a long sweep, say): the drain cannot
+	// take its rows, and says how long they have waited.
+	hold, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
+	_, err = hold.Exec(f.ctx, lockOrgSQL, "contoso")
+	require.NoError(t, err)
+	for range 2 {
+		f.clock.Advance(10 * time.Minute)
+		short, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
+		_, err := f.svc.drain(short)
+		cancel()
+		require.Error(t, err)
+	}
+	require.Equal(t, (20*time.Minute + time.Minute).Seconds(), testutil.ToFloat64(f.svc.m.queueWait))
+	require.NoError(t, hold.Rollback(f.ctx))
+	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
-	require.Equal(t, 60.0, testutil.ToFloat64(f.svc.m.queueWait))
-	n, err = f.svc.drainChunk(f.ctx)
-	require.NoError(t, err)
-	require.Zero(t, n)
 	require.Zero(t, testutil.ToFloat64(f.svc.m.queueWait))
+}
+
+// TestQueuedAlertIsAdmittedAsWhenReceived: the drain judges a queued alert
+// by the time it was received, not by its own: a lastUpdate stamped ahead
+// is brought back to the time it was sent, however late the drain (else it
+// pinned the alert against the real update after it), and an alert
+// admitted with a day's skew is not refused by a replica whose clock is a
+// little behind.
+func TestQueuedAlertIsAdmittedAsWhenReceived(t *testing.T) {
+	t.Parallel()
+	t.Run("forged lastUpdate", func(t *testing.T) {
+		t.Parallel()
+		for _, ahead := range []time.Duration{10 * time.Minute, 23 * time.Hour} {
+			f := setup(t)
+			g := gen{ID: "pin", Device: "ws-pin", At: t0.Add(-time.Hour), Status: "New"}
+			f.ingest(t, g)
+			forged := g
+			forged.Status, forged.Class = "Resolved", "FalsePositive"
+			raw := withFields(t, forged.raw(), map[string]any{"lastUpdateTime": t0.Add(ahead).Format(time.RFC3339Nano)})
+			rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{raw}))
+			require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+			// The real update, sent after the forged one and correlated
+			// while it waits in the queue.
+			f.clock.Advance(2 * time.Minute)
+			real := g
+			real.Status, real.Last = "InProgress", f.clock.Now().Add(-time.Minute)
+			f.ingest(t, real)
+			f.clock.Advance(8 * time.Minute)
+			_, err := f.svc.drain(f.ctx)
+			require.NoError(t, err)
+			a, err := f.svc.Alert(f.ctx, "contoso", "pin")
+			require.NoError(t, err)
+			require.Equal(t, "inprogress", a.Status, "lastUpdate %v ahead", ahead)
+		}
+	})
+	t.Run("a replica a little behind", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t)
+		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{gen{ID: "edge", At: t0.Add(24*time.Hour - 3*time.Minute)}.raw()}))
+		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+		behind, err := New(f.pool, Config{Orgs: testOrgs(), IngestToken: testToken, Now: testclock.New(t0.Add(-2 * time.Minute)).Now},
+			slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		require.NoError(t, err)
+		n, err := behind.drain(f.ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	})
+}
+
+// TestQueuedVersionsKeepTheirOrderAcrossReplicas: a replica stopped while
+// it waits for the org gives its rows back, and the replica that drains
+// them correlates the org's versions in the order they were queued (two
+// versions with the same lastUpdate: the later one stays).
+func TestQueuedVersionsKeepTheirOrderAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	replica := func() *Service {
+		svc, err := New(f.pool, Config{Orgs: testOrgs(), IngestToken: testToken, Now: f.clock.Now}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		require.NoError(t, err)
+		return svc
+	}
+	a, b := replica(), replica()
+	g := gen{ID: "ord", Device: "ws-ord", At: t0.Add(-time.Hour), Status: "New"}
+	v1, v2 := g, g
+	v1.Title, v2.Title = "first", "second"
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{v1.raw()}))
+	require.Equal(t, http.StatusAccepted, rec.Code)
+
+	hold, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
+	_, err = hold.Exec(f.ctx, lockOrgSQL, "contoso")
+	require.NoError(t, err)
+	waiting := func(n int) func() bool {
+		return func() bool {
+			var got int
+			require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&got))
+			return got == n
+		}
+	}
+	actx, stopA := context.WithCancel(f.ctx)
+	aDone := make(chan error, 1)
+	go func() { _, err := a.drain(actx); aDone <- err }()
+	require.Eventually(t, waiting(1), 10*time.Second, 10*time.Millisecond, "A waits for the org")
+	rec = postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{v2.raw()}))
+	require.Equal(t, http.StatusAccepted, rec.Code)
+	bDone := make(chan error, 1)
+	go func() { _, err := b.drain(f.ctx); bDone <- err }()
+	require.Eventually(t, waiting(2), 10*time.Second, 10*time.Millisecond, "B waits for the org")
+	stopA() // replica A is stopped (a rolling deploy) mid-drain
+	require.Error(t, <-aDone)
+	require.NoError(t, hold.Rollback(f.ctx))
+	require.NoError(t, <-bDone)
+	require.Zero(t, queueDepth(t, f))
+	al, err := f.svc.Alert(f.ctx, "contoso", "ord")
+	require.NoError(t, err)
+	require.Equal(t, "second", al.Title, "the version queued first overwrote the later one")
+}
+
+// TestQueueTakesItemsOfBoundedSize: an item over queueItemMax is rejected
+// from the queue (a chunk of them would take gigabytes to correlate), and a
+// chunk is cut at queueChunkBytes, whatever its count.
+func TestQueueTakesItemsOfBoundedSize(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	big := withFields(t, gen{ID: "big", At: t0.Add(-time.Hour)}.raw(), map[string]any{"description": strings.Repeat("x", queueItemMax)})
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{big, gen{ID: "small", At: t0.Add(-time.Hour)}.raw()}))
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	var res IngestResult
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &res))
+	require.Equal(t, StatusRejected, res.Items[0].Status)
+	require.Contains(t, res.Items[0].Reason, "send it without Prefer: respond-async")
+	require.Equal(t, StatusQueued, res.Items[1].Status)
+	require.Equal(t, 1, queueDepth(t, f))
+
+	// Rows of 40 MiB in all: two chunks.
+	item := withFields(t, gen{ID: "x", At: t0.Add(-time.Hour)}.raw(), map[string]any{"description": strings.Repeat("y", 1<<20-4096)})
+	for k := range 40 {
+		raw := withFields(t, item, map[string]any{"id": "mid-" + strconv.Itoa(k)})
+		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{raw}))
+		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	}
+	n, _, err := f.svc.drainOrg(f.ctx, "contoso")
+	require.NoError(t, err)
+	require.Equal(t, 33, n, "the small one and 32 of about 1 MiB: 32 MiB in one chunk")
+	require.Equal(t, 8, queueDepth(t, f))
+}
+
+// TestQueuedRowWhoseTriesNeverFinishIsSetAside: a chunk begun from a row
+// and never finished (here marked so; in life a crash, as a row that
+// brings the process down would cause) has that row tried alone, and every
+// such try is counted before it starts: one that never finishes either
+// sets the row aside after queueMaxAttempts, so that no row can stop its
+// org's queue, and every replica with it, for ever.
+func TestQueuedRowWhoseTriesNeverFinishIsSetAside(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{gen{ID: "killer", At: t0.Add(-time.Hour)}.raw()}))
+	require.Equal(t, http.StatusAccepted, rec.Code)
+	_, err := f.pool.Exec(f.ctx, `UPDATE hunting_intake_queue SET heads = 1`)
+	require.NoError(t, err)
+	hold, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
+	_, err = hold.Exec(f.ctx, lockOrgSQL, "contoso")
+	require.NoError(t, err)
+	for try := 1; try <= queueMaxAttempts; try++ {
+		short, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
+		_, err := f.svc.drain(short)
+		cancel()
+		require.Error(t, err)
+		var attempts int
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT attempts FROM hunting_intake_queue`).Scan(&attempts))
+		require.Equal(t, try, attempts)
+	}
+	require.NoError(t, hold.Rollback(f.ctx))
+	n, err := f.svc.drain(f.ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "set aside")
+	require.Equal(t, 1, queueDepth(t, f), "kept for an operator")
 }
