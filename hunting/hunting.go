@@ -22,6 +22,11 @@
 // in, and recomputed from an incident's alerts only when upstream changes
 // an alert's status, classification or severity.
 //
+// A sender that asks to be answered before correlation (Prefer:
+// respond-async) has its alerts stored in the intake queue and answered at
+// once; each org's queue is then drained, oldest first, into the same
+// transactions (queue.go).
+//
 // Incidents are worked from chat through Resolve, Acknowledge, Close and
 // NotifyNow, and listed by Incidents (triage.go).
 package hunting
