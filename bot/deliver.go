@@ -257,13 +257,9 @@ func (b *Bot) deliverBatch(ctx context.Context) (int, error) {
 			// would hold them (and the rest of their streams) on every
 			// rolling restart. The row in flight keeps its lease: its post
 			// may still land, and a lookup after the lease sees it.
-			ids := make([]int64, 0, len(rows)-i)
-			for _, r := range rows[i:] {
-				ids = append(ids, r.ID)
-			}
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			if err := outbox.Release(rctx, b.db, ids); err != nil {
-				b.log.Warn("could not give back outbox rows while stopping; they wait for their lease", "rows", len(ids), "err", err)
+			if err := outbox.Release(rctx, b.db, rows[i:]); err != nil {
+				b.log.Warn("could not give back outbox rows while stopping; they wait for their lease", "rows", len(rows)-i, "err", err)
 			}
 			cancel()
 			break
@@ -304,7 +300,9 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 	}
 	settle := context.WithoutCancel(ctx)
 	if err == nil {
-		if err := outbox.Delivered(settle, b.db, row.ID); err != nil {
+		if err := outbox.Delivered(settle, b.db, row); errors.Is(err, outbox.ErrClaimLost) {
+			log.Warn("an outbox row was claimed again after this worker's lease ran out; its new claimer finishes it, skipping the parts sent", "err", err)
+		} else if err != nil {
 			log.Error("could not mark an outbox row delivered; it will be resumed and its sent parts skipped", "err", err)
 		}
 		b.m.deliveries.WithLabelValues(string(platform), "delivered").Inc()
@@ -320,9 +318,9 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 	d := b.cfg.Delivery
 	switch {
 	case kind == Permanent:
-		b.markDead(settle, log, row.ID, platform, dead, "permanent failure: "+err.Error())
+		b.markDead(settle, log, row, platform, dead, "permanent failure: "+err.Error())
 	case row.Attempts >= d.MaxAttempts:
-		b.markDead(settle, log, row.ID, platform, dead, fmt.Sprintf("gave up after %d attempts: %v", row.Attempts, err))
+		b.markDead(settle, log, row, platform, dead, fmt.Sprintf("gave up after %d attempts: %v", row.Attempts, err))
 	case kind == RateLimited:
 		// The platform's wait counts from its answer's arrival (until);
 		// the row is due again no earlier.
@@ -332,9 +330,7 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 		} else if wait <= 0 {
 			wait = time.Second + RetryMargin // a 429 without Retry-After
 		}
-		if e := outbox.Retry(settle, b.db, row.ID, wait, "rate limited: "+err.Error()); e != nil {
-			log.Error("could not reschedule an outbox row", "err", e)
-		}
+		b.retry(settle, log, row, wait, "rate limited: "+err.Error())
 		b.m.deliveries.WithLabelValues(string(platform), "rate_limited").Inc()
 		log.Warn("rate limited; retrying after the platform's wait", "retry_in", wait, "err", err)
 	default:
@@ -342,17 +338,27 @@ func (b *Bot) deliverRow(ctx context.Context, deadline time.Time, row outbox.Row
 		if after > 0 {
 			wait = after
 		}
-		if e := outbox.Retry(settle, b.db, row.ID, wait, err.Error()); e != nil {
-			log.Error("could not reschedule an outbox row", "err", e)
-		}
+		b.retry(settle, log, row, wait, err.Error())
 		b.m.deliveries.WithLabelValues(string(platform), "retry").Inc()
 		log.Warn("delivery failed; retrying with backoff", "retry_in", wait, "err", err)
 	}
 }
 
+// retry settles a row to be tried again after wait.
+func (b *Bot) retry(ctx context.Context, log *slog.Logger, row outbox.Row, wait time.Duration, reason string) {
+	if e := outbox.Retry(ctx, b.db, row, wait, reason); errors.Is(e, outbox.ErrClaimLost) {
+		log.Warn("an outbox row was claimed again after this worker's lease ran out; its new claimer settles it", "err", e)
+	} else if e != nil {
+		log.Error("could not reschedule an outbox row", "err", e)
+	}
+}
+
 // markDead settles a row as dead, counting parts dead parts.
-func (b *Bot) markDead(ctx context.Context, log *slog.Logger, id int64, platform Platform, parts int, reason string) {
-	if e := outbox.Dead(ctx, b.db, id, reason); e != nil {
+func (b *Bot) markDead(ctx context.Context, log *slog.Logger, row outbox.Row, platform Platform, parts int, reason string) {
+	if e := outbox.Dead(ctx, b.db, row, reason); errors.Is(e, outbox.ErrClaimLost) {
+		log.Warn("an outbox row was claimed again after this worker's lease ran out; its new claimer settles it", "err", e)
+		return
+	} else if e != nil {
 		log.Error("could not mark an outbox row dead", "err", e)
 	}
 	b.m.deliveries.WithLabelValues(string(platform), "dead").Add(float64(parts))

@@ -13,6 +13,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -115,46 +116,65 @@ RETURNING outbox.id, outbox.kind, outbox.stream, outbox.payload, outbox.attempts
 	return out, nil
 }
 
-// Delivered marks a row done.
-func Delivered(ctx context.Context, db DB, id int64) error {
-	_, err := db.Exec(ctx, `UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = $1`, id)
+// ErrClaimLost is a settle of a row claimed again since (its lease ran
+// out while its worker was still at it): the new claimer settles it, and
+// this one must not free or end its lease.
+var ErrClaimLost = errors.New("outbox: the row was claimed again after this claim's lease ran out")
+
+// settle runs an update of row (sql, its first argument the row's id, its
+// second the claim's attempts, then args), and reports ErrClaimLost when
+// the row is no longer under that claim.
+func settle(ctx context.Context, db DB, row Row, what, sql string, args ...any) error {
+	tag, err := db.Exec(ctx, sql, append([]any{row.ID, row.Attempts}, args...)...)
 	if err != nil {
-		return fmt.Errorf("outbox: mark %d delivered: %w", id, err)
+		return fmt.Errorf("outbox: %s %d: %w", what, row.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("outbox: %s %d (attempt %d): %w", what, row.ID, row.Attempts, ErrClaimLost)
 	}
 	return nil
 }
 
+// Delivered marks a row done.
+func Delivered(ctx context.Context, db DB, row Row) error {
+	return settle(ctx, db, row, "mark delivered",
+		`UPDATE outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL`)
+}
+
 // Retry releases a row to be tried again after the given delay.
-func Retry(ctx context.Context, db DB, id int64, after time.Duration, reason string) error {
-	_, err := db.Exec(ctx, `UPDATE outbox SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3 WHERE id = $1`,
-		id, after, reason)
-	if err != nil {
-		return fmt.Errorf("outbox: schedule retry of %d: %w", id, err)
-	}
-	return nil
+func Retry(ctx context.Context, db DB, row Row, after time.Duration, reason string) error {
+	return settle(ctx, db, row, "schedule the retry of",
+		`UPDATE outbox SET available_at = now() + $3::interval, locked_until = NULL, last_error = $4 WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL`,
+		after, reason)
 }
 
 // Release gives claimed rows back at once, for any worker to claim: a
 // stopping worker's rows it has not begun (their lease would hold them,
-// and every later row of their streams, until it ran out).
-func Release(ctx context.Context, db DB, ids []int64) error {
-	if len(ids) == 0 {
+// and every later row of their streams, until it ran out). A row claimed
+// again since is left to its new claimer.
+func Release(ctx context.Context, db DB, rows []Row) error {
+	if len(rows) == 0 {
 		return nil
 	}
+	ids := make([]int64, len(rows))
+	attempts := make([]int32, len(rows))
+	for i, r := range rows {
+		ids[i], attempts[i] = r.ID, int32(r.Attempts)
+	}
 	// Not begun, so no attempt: the claim's count is given back too.
-	if _, err := db.Exec(ctx, `UPDATE outbox SET locked_until = NULL, attempts = greatest(attempts - 1, 0) WHERE id = ANY($1) AND delivered_at IS NULL AND dead_at IS NULL`, ids); err != nil {
+	if _, err := db.Exec(ctx, `
+UPDATE outbox SET locked_until = NULL, attempts = greatest(outbox.attempts - 1, 0)
+FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)
+WHERE outbox.id = c.id AND outbox.attempts = c.attempts AND delivered_at IS NULL AND dead_at IS NULL`, ids, attempts); err != nil {
 		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
 	}
 	return nil
 }
 
 // Dead marks a row as permanently failed; reason should tell an operator what to do.
-func Dead(ctx context.Context, db DB, id int64, reason string) error {
-	_, err := db.Exec(ctx, `UPDATE outbox SET dead_at = now(), locked_until = NULL, last_error = $2 WHERE id = $1`, id, reason)
-	if err != nil {
-		return fmt.Errorf("outbox: mark %d dead: %w", id, err)
-	}
-	return nil
+func Dead(ctx context.Context, db DB, row Row, reason string) error {
+	return settle(ctx, db, row, "mark dead",
+		`UPDATE outbox SET dead_at = now(), locked_until = NULL, last_error = $3 WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL`, reason)
 }
 
 // Stats are the outbox's health figures.

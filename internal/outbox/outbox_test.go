@@ -74,12 +74,14 @@ func TestStreamOrderAndParallelStreams(t *testing.T) {
 	require.Len(t, rows, 2, "one row per stream: a2 waits for a1")
 	require.Equal(t, []string{"a1", "b1"}, []string{rows[0].Kind, rows[1].Kind})
 	require.Equal(t, 1, rows[0].Attempts)
+	require.Equal(t, ids[0], rows[0].ID)
+	a1 := rows[0]
 
 	rows, err = outbox.Claim(ctx, pool, 10, time.Minute)
 	require.NoError(t, err)
 	require.Empty(t, rows, "a2 is still behind a1, which is leased")
 
-	require.NoError(t, outbox.Delivered(ctx, pool, ids[0]))
+	require.NoError(t, outbox.Delivered(ctx, pool, a1))
 	rows, err = outbox.Claim(ctx, pool, 10, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
@@ -112,10 +114,12 @@ func TestRetryAndDead(t *testing.T) {
 		outbox.Event{Kind: "k2", Stream: "s2", Payload: nil},
 		outbox.Event{Kind: "k3", Stream: "s2", Payload: nil},
 	)
-	_, err := outbox.Claim(ctx, pool, 10, time.Minute)
+	claimed, err := outbox.Claim(ctx, pool, 10, time.Minute)
 	require.NoError(t, err)
-	require.NoError(t, outbox.Retry(ctx, pool, ids[0], time.Hour, "503 from the platform"))
-	require.NoError(t, outbox.Dead(ctx, pool, ids[1], "channel_not_found: invite the app"))
+	require.Len(t, claimed, 2)
+	require.Equal(t, []int64{ids[0], ids[1]}, []int64{claimed[0].ID, claimed[1].ID})
+	require.NoError(t, outbox.Retry(ctx, pool, claimed[0], time.Hour, "503 from the platform"))
+	require.NoError(t, outbox.Dead(ctx, pool, claimed[1], "channel_not_found: invite the app"))
 
 	rows, err := outbox.Claim(ctx, pool, 10, time.Minute)
 	require.NoError(t, err)
@@ -160,7 +164,7 @@ func TestConcurrentClaimersNeverShareARow(t *testing.T) {
 					mu.Lock()
 					seen[r.ID]++
 					mu.Unlock()
-					if err := outbox.Delivered(ctx, pool, r.ID); err != nil {
+					if err := outbox.Delivered(ctx, pool, r); err != nil {
 						t.Error(err)
 						return
 					}
@@ -185,10 +189,52 @@ func TestReleaseGivesRowsBack(t *testing.T) {
 	rows, err := outbox.Claim(ctx, pool, 2, time.Hour)
 	require.NoError(t, err)
 	require.Len(t, rows, 2)
-	require.NoError(t, outbox.Release(ctx, pool, []int64{rows[1].ID}))
+	require.NoError(t, outbox.Release(ctx, pool, rows[1:]))
 	again, err := outbox.Claim(ctx, pool, 2, time.Hour)
 	require.NoError(t, err)
 	require.Len(t, again, 1, "the row in flight keeps its lease")
 	require.Equal(t, rows[1].ID, again[0].ID)
 	require.NoError(t, outbox.Release(ctx, pool, nil))
+}
+
+// TestSettleAfterTheLeaseRanOutLeavesTheNewClaim: a worker that settles a
+// row after its lease ran out and another worker claimed it neither frees
+// nor ends the new claim (freed, a third worker sent the row while the
+// second still was: two posts).
+func TestSettleAfterTheLeaseRanOutLeavesTheNewClaim(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	appendEvents(t, pool, outbox.Event{Kind: "k", Stream: "s"})
+	first, err := outbox.Claim(ctx, pool, 1, 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, first, 1)
+	var second []outbox.Row
+	require.Eventually(t, func() bool {
+		second, err = outbox.Claim(ctx, pool, 1, time.Hour)
+		require.NoError(t, err)
+		return len(second) == 1
+	}, 5*time.Second, 20*time.Millisecond, "claimed again once the lease ran out")
+
+	// The stalled first worker wakes up and settles its claim.
+	for name, settle := range map[string]func() error{
+		"retry":     func() error { return outbox.Retry(ctx, pool, first[0], 0, "slow") },
+		"delivered": func() error { return outbox.Delivered(ctx, pool, first[0]) },
+		"dead":      func() error { return outbox.Dead(ctx, pool, first[0], "gave up") },
+		"release":   func() error { return outbox.Release(ctx, pool, first) },
+	} {
+		err := settle()
+		if name != "release" {
+			require.ErrorIs(t, err, outbox.ErrClaimLost, name)
+		} else {
+			require.NoError(t, err)
+		}
+		third, err := outbox.Claim(ctx, pool, 1, time.Hour)
+		require.NoError(t, err)
+		require.Empty(t, third, "%s freed the second worker's claim", name)
+	}
+	st, err := outbox.ReadStats(ctx, pool)
+	require.NoError(t, err)
+	require.Zero(t, st.Dead)
+	require.NoError(t, outbox.Delivered(ctx, pool, second[0]), "the second worker settles it")
 }
