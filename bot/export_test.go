@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/threatdesk/threatdesk/internal/outbox"
@@ -93,4 +94,15 @@ var (
 // TakeBack is takeBack: an inbound event the sender is told was not done.
 func (b *Bot) TakeBack(ctx context.Context, key string, p Platform, kind string) bool {
 	return b.takeBack(ctx, key, p, kind)
+}
+
+// SettleStalled settles inbound event key as a worker of its attempt
+// whose lease ran out would, once each way: retried, given back, dead and
+// done.
+func (b *Bot) SettleStalled(ctx context.Context, key string, p Platform, kind string, attempt int) {
+	row := inboundRow{key: key, platform: p, kind: kind, attempts: attempt}
+	b.settleRetry(ctx, row, 0, errors.New("slow"))
+	b.release(ctx, row, errors.New("stopping"))
+	b.settleDead(ctx, row, errors.New("gave up"))
+	b.settleDone(ctx, row)
 }

@@ -742,8 +742,10 @@ func (b *Bot) tellFailed(ctx context.Context, row inboundRow, msg, replyMsg stri
 func (b *Bot) settleDone(ctx context.Context, row inboundRow) {
 	b.live.drop(row.key)
 	b.im.events.WithLabelValues(row.kind, "done").Inc()
-	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET done_at = now(), locked_until = NULL, responder = NULL, last_error = NULL
-WHERE key = $1`, row.key); err != nil {
+	if tag, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET done_at = now(), locked_until = NULL, responder = NULL, last_error = NULL
+WHERE key = $1 AND attempts = $2`, row.key, row.attempts); err == nil && tag.RowsAffected() == 0 {
+		b.claimLost(row)
+	} else if err != nil {
 		b.log.Error("could not mark an inbound event done; its lease runs out and it is done again (the work is keyed, so nothing is duplicated but the answer)",
 			"key", row.key, "err", err)
 	}
@@ -752,27 +754,44 @@ WHERE key = $1`, row.key); err != nil {
 func (b *Bot) settleDead(ctx context.Context, row inboundRow, cause error) {
 	b.live.drop(row.key)
 	b.im.events.WithLabelValues(row.kind, "dead").Inc()
-	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET dead_at = now(), locked_until = NULL, responder = NULL, last_error = $2
-WHERE key = $1`, row.key, cut(cause.Error(), 2000)); err != nil {
+	if tag, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET dead_at = now(), locked_until = NULL, responder = NULL, last_error = $2
+WHERE key = $1 AND attempts = $3`, row.key, cut(cause.Error(), 2000), row.attempts); err == nil && tag.RowsAffected() == 0 {
+		b.claimLost(row)
+	} else if err != nil {
 		b.log.Error("could not mark an inbound event dead", "key", row.key, "err", err)
 	}
 }
 
 func (b *Bot) settleRetry(ctx context.Context, row inboundRow, wait time.Duration, cause error) {
 	b.im.events.WithLabelValues(row.kind, "retry").Inc()
-	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3
-WHERE key = $1`, row.key, wait, cut(cause.Error(), 2000)); err != nil {
+	tag, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET available_at = now() + $2::interval, locked_until = NULL, last_error = $3
+WHERE key = $1 AND attempts = $4`, row.key, wait, cut(cause.Error(), 2000), row.attempts)
+	if err != nil {
 		// The lease runs out instead, and the row is claimed again then.
 		b.log.Warn("could not schedule an inbound retry; it is taken up again when its lease runs out", "key", row.key, "err", err)
+		return
+	}
+	if tag.RowsAffected() == 0 {
+		b.claimLost(row)
 		return
 	}
 	time.AfterFunc(wait, b.kickInbound)
 }
 
+// claimLost logs a settle of row that found it claimed again since (its
+// lease ran out while this worker was at it): the new claimer settles it,
+// and this one leaves its claim alone. (Settled by key alone, a stalled
+// worker freed the new claim, and a third worker did the work beside the
+// second.)
+func (b *Bot) claimLost(row inboundRow) {
+	b.log.Warn("an inbound event was claimed again after this worker's lease ran out; its new claimer settles it",
+		"key", row.key, "attempt", row.attempts)
+}
+
 // release gives a row back at once, and wakes every replica's workers.
 func (b *Bot) release(ctx context.Context, row inboundRow, cause error) {
-	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET locked_until = NULL, last_error = $2 WHERE key = $1 AND done_at IS NULL`,
-		row.key, cut(cause.Error(), 2000)); err != nil {
+	if _, err := execFresh(ctx, b.db, `UPDATE bot_inbound SET locked_until = NULL, last_error = $2 WHERE key = $1 AND attempts = $3 AND done_at IS NULL`,
+		row.key, cut(cause.Error(), 2000), row.attempts); err != nil {
 		b.log.Warn("could not give an inbound event back; it is taken up again when its lease runs out", "key", row.key, "err", err)
 		return
 	}

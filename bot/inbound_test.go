@@ -639,3 +639,23 @@ WHERE kind = 'command' AND payload->'command'->>'Name' = $1`, name)
 	require.EqualValues(t, 1, tag.RowsAffected())
 	f.waitFor(t, "the command worked again", func() bool { return f.bot.InboundIdle(ctx) })
 }
+
+// TestInboundSettleAfterTheLeaseRanOutLeavesTheNewClaim: a worker whose
+// lease ran out while it worked an event (a stall), and whose event
+// another worker claimed since, settles nothing: settled by key alone it
+// freed the second worker's claim (a third then did the work beside it)
+// or ended the event under it.
+func TestInboundSettleAfterTheLeaseRanOutLeavesTheNewClaim(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, err := f.db.Exec(ctx, `INSERT INTO bot_inbound (key, platform, kind, payload, locked_until, attempts)
+VALUES ('slack:command:stalled', 'slack', 'command', '{}', now() + interval '1 hour', 2)`)
+	require.NoError(t, err)
+	f.bot.SettleStalled(ctx, "slack:command:stalled", Slack, "command", 1)
+	var claimed, open bool
+	require.NoError(t, f.db.QueryRow(ctx, `SELECT locked_until > now() + interval '30 minutes', done_at IS NULL AND dead_at IS NULL
+FROM bot_inbound WHERE key = 'slack:command:stalled'`).Scan(&claimed, &open))
+	require.True(t, claimed, "the second worker's claim stands")
+	require.True(t, open, "the event is the second worker's to settle")
+}

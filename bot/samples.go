@@ -615,7 +615,7 @@ func (b *Bot) keepLease(row inboundRow) func() {
 				return nil
 			case <-t.C:
 				if _, err := b.db.Exec(ctx, `UPDATE bot_inbound SET locked_until = now() + $2::interval
-WHERE key = $1 AND done_at IS NULL AND dead_at IS NULL`, row.key, b.cfg.Inbound.Lease); err != nil && ctx.Err() == nil {
+WHERE key = $1 AND attempts = $3 AND done_at IS NULL AND dead_at IS NULL`, row.key, b.cfg.Inbound.Lease, row.attempts); err != nil && ctx.Err() == nil {
 					b.log.Warn("could not extend the lease of a reply whose files are being fetched", "err", err)
 				}
 			}
