@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,9 +54,11 @@ type Service struct {
 
 	cache  *prevalenceCache
 	groups *groupCommits
-	// queueWake wakes the drain of the intake queue (queue.go).
-	queueWake chan struct{}
-	graph     *graphPuller
+	// queueWake wakes the drain of the intake queue (queue.go), which
+	// waits queueLockWait for an org's lock before it goes on.
+	queueWake     chan struct{}
+	queueLockWait time.Duration
+	graph         *graphPuller
 	// life runs the scheduler of the sweep, the prune and the Graph pull.
 	life *lifecycle.Group
 
@@ -90,7 +91,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger, reg prometheus.Regist
 	if err != nil {
 		return nil, fmt.Errorf("hunting: %w", err)
 	}
-	s := &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life, queueWake: make(chan struct{}, 1),
+	s := &Service{pool: pool, cfg: c, log: log, m: m, cache: newPrevalenceCache(), groups: newGroupCommits(), life: life, queueWake: make(chan struct{}, 1), queueLockWait: queueLockWait,
 		graph: &graphPuller{tokens: map[string]graphToken{}, notBef: map[string]time.Time{}, span: map[string]time.Duration{}, fresh: map[string]time.Time{}}}
 	s.live.Store(&c)
 	return s, nil
@@ -142,9 +143,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		graphHeld: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "graph_held_total", Help: "Rejected Graph alerts held and fetched again by id at every pull, by result (held: newly held; accepted: taken in later; gone: no longer in Graph; given_up: still rejected after hunting.graph's hold time)."}, []string{"result"}),
 		queue: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "threatdesk", Subsystem: "hunting",
-			Name: "queue_alerts_total", Help: "Alerts of the intake queue (Prefer: respond-async) by result (queued: stored and answered; correlated: taken from the queue and correlated; failed: left in hunting_intake_queue for an operator after " + strconv.Itoa(queueMaxAttempts) + " failed tries). queued minus correlated is what waits."}, []string{"result"}),
+			Name: "queue_alerts_total", Help: "Alerts of the intake queue (Prefer: respond-async) by org and result (queued: stored and answered; correlated: taken from the queue and correlated; failed: set aside in hunting_intake_set_aside for an operator). Queued minus correlated minus failed is what waits."}, []string{"org", "result"}),
 		queueWait: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "threatdesk", Subsystem: "hunting",
-			Name: "queue_wait_seconds", Help: "How long the oldest alert of the last chunk drained from the intake queue had waited there (0: the queue was found empty): how far correlation, and so the notifications, run behind the queued intake."}),
+			Name: "queue_wait_seconds", Help: "How long the oldest alert waiting in the intake queue had waited when the drain last looked (0: none waited), whether or not it could correlate it: how far the notifications of queued alerts run behind."}),
 		sweepDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "threatdesk", Subsystem: "hunting",
 			Name: "sweep_seconds", Help: "Time of one notification sweep.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}

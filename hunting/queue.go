@@ -5,34 +5,40 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Queued intake. A sender that asks for it with "Prefer: respond-async"
 // (RFC 7240) is answered 202 as soon as its alerts are checked and stored
 // in hunting_intake_queue, on disk: each admitted item's result is
-// "queued". Rejections are decided then, as for any request, at the time
-// the alert was received (the drain admits it again at that time).
-// Correlation follows: drain goes round the orgs with queued rows, and for
-// each takes the org's advisory lock and, in the same transaction, deletes
-// its oldest rows (up to queueChunk alerts and queueChunkBytes) and
-// stores, correlates and scores their alerts exactly as a request answered
-// synchronously would. So a crash leaves every row either still queued or
-// correlated, never both and never neither, and an org's alerts are
-// correlated in the order they were queued, whichever replica drains them.
-// A replica's own intake wakes its drain at once; rows another replica
-// queued are found within queuePoll.
+// "queued". Rejections are decided then, as for any request, as of the time
+// the alert was received (the drain admits it again as of that time).
 //
-// A chunk that fails, or that was begun and never finished (a crash, a
-// stop: its oldest row's heads says so), is followed by its rows one at a
-// time, each try counted before it starts, so that a row the service
-// cannot correlate, even one that brings the process down, is set aside
-// after queueMaxAttempts tries rather than holding its org's queue for
-// ever.
+// Correlation follows: drain goes round the orgs with queued rows, and for
+// each takes the org's lock for a step (a session lock on one connection,
+// the key of the ingest transactions' own lock, so the org's synchronous
+// requests, its sweep and every other replica's drain wait meanwhile, and
+// a drain that cannot have it within queueLockWait goes on to the next
+// org). A step reads the org's oldest rows (up to queueChunk alerts and
+// queueChunkBytes), sets aside at once those that can never be correlated
+// (they no longer decode or pass admission, or their tenant left the org
+// long enough ago), and in one transaction deletes the others and stores,
+// correlates and scores their alerts exactly as a synchronous request
+// would. So a crash leaves every row either still queued or correlated,
+// never both and never neither, and an org's queued alerts are correlated
+// in the order they were queued, whichever replica drains them.
+//
+// A chunk is recorded (hunting_intake_chunks) before its transaction and
+// the record deleted by it. A record left over (a crash), or a chunk that
+// failed, has its rows tried one at a time, each try counted before it
+// starts and tried again at once, so that a row the service cannot
+// correlate, even one that brings the process down, is set aside
+// (hunting_intake_set_aside) after queueMaxAttempts tries rather than
+// holding its org's queue for ever.
 //
 // A synchronous request stays serialised behind its org's transactions
 // (group commit, groupcommit.go); a queued one costs the decoding and one
@@ -49,8 +55,15 @@ const (
 	queueItemMax = 1 << 20
 	// queuePoll is how often a replica looks for rows others queued.
 	queuePoll = time.Second
+	// queueLockWait is how long a drain waits for an org's lock before it
+	// goes on to the next org.
+	queueLockWait = 2 * time.Second
+	// queueConfigGrace is how long a row whose tenant is not the org's in
+	// this replica's config waits (another replica may have reloaded the
+	// config first) before it is set aside.
+	queueConfigGrace = 10 * time.Minute
 	// queueMaxAttempts: a row tried alone this often without success is
-	// left in the queue for an operator (its last_error says why).
+	// set aside for an operator.
 	queueMaxAttempts = 3
 	// QueueMax caps the alerts of one org waiting in the queue: beyond it a
 	// queued request is answered 503, and the sender retries later.
@@ -125,8 +138,7 @@ func (s *Service) queueAdmitted(ctx context.Context, items []RawAlert, alerts []
 // queueDepthSQL is about how many rows of org $1 wait: the span of their
 // sequence numbers (two index probes, never a count), which also counts
 // other orgs' rows queued between them, so never less than there are.
-// Rows set aside for an operator do not count.
-const queueDepthSQL = `SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM hunting_intake_queue WHERE org = $1 AND attempts < $2`
+const queueDepthSQL = `SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM hunting_intake_queue WHERE org = $1`
 
 // syncBeginSQL begins a transaction whose commit waits for the disk,
 // whatever the server's default.
@@ -141,7 +153,7 @@ func (s *Service) enqueue(ctx context.Context, raws []RawAlert, alerts []*Alert)
 	}
 	for org, n := range perOrg {
 		var depth int64
-		if err := s.pool.QueryRow(ctx, queueDepthSQL, org, queueMaxAttempts).Scan(&depth); err != nil {
+		if err := s.pool.QueryRow(ctx, queueDepthSQL, org).Scan(&depth); err != nil {
 			return fmt.Errorf("hunting: read the intake queue's depth for org %s: %w", org, err)
 		}
 		if depth+n > QueueMax {
@@ -159,7 +171,9 @@ func (s *Service) enqueue(ctx context.Context, raws []RawAlert, alerts []*Alert)
 	if err != nil {
 		return fmt.Errorf("hunting: queue %d alerts: %w", len(alerts), err)
 	}
-	s.m.queue.WithLabelValues("queued").Add(float64(len(alerts)))
+	for org, n := range perOrg {
+		s.m.queue.WithLabelValues(s.liveConfig().orgLabel(org), "queued").Add(float64(n))
+	}
 	select {
 	case s.queueWake <- struct{}{}:
 	default:
@@ -196,28 +210,34 @@ func (s *Service) runQueue(ctx context.Context) error {
 }
 
 // drain correlates queued alerts until a round over the orgs with queued
-// rows correlates none, or an error stops it, and returns how many it
-// correlated. Each round takes one step per org (a chunk, or a row alone),
-// so one org's flood delays another's alerts by one chunk a round at most.
+// rows correlates none, or the database fails, and returns how many it
+// correlated. Each round takes one step per org, so one org's flood
+// delays another's alerts by about one chunk a round. An org whose step
+// fails otherwise is logged and the others go on.
 func (s *Service) drain(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		orgs, err := s.queuedOrgs(ctx)
+		heads, err := s.queuedOrgs(ctx)
 		if err != nil {
 			return total, err
 		}
-		round := 0
 		var waited time.Duration
-		for _, org := range orgs {
-			n, w, err := s.drainOrg(ctx, org)
-			round += n
-			waited = max(waited, w)
-			if err != nil {
-				s.m.queueWait.Set(waited.Seconds())
-				return total + round, err
-			}
+		for _, h := range heads {
+			waited = max(waited, s.cfg.Now().Sub(h.received))
 		}
 		s.m.queueWait.Set(waited.Seconds())
+		round := 0
+		for _, h := range heads {
+			n, err := s.drainOrg(ctx, h.org)
+			round += n
+			switch {
+			case err == nil:
+			case ctx.Err() != nil || storeUnavailable(err):
+				return total + round, err
+			default:
+				s.log.Error("intake queue: correlating an org's queued alerts failed; its other orgs go on", "org", h.org, "err", err)
+			}
+		}
 		total += round
 		if round == 0 {
 			return total, nil
@@ -225,178 +245,231 @@ func (s *Service) drain(ctx context.Context) (int, error) {
 	}
 }
 
-// queuedOrgsSQL lists the orgs with rows in the queue, one index probe
-// each.
+// queueHead is an org with queued rows, and when its oldest was received.
+type queueHead struct {
+	org      string
+	received time.Time
+}
+
+// queuedOrgsSQL lists the orgs with queued rows and the time their oldest
+// was received, a few index probes each.
 const queuedOrgsSQL = `
 WITH RECURSIVE o(org) AS (
     (SELECT org FROM hunting_intake_queue ORDER BY org LIMIT 1)
     UNION ALL
     SELECT (SELECT q.org FROM hunting_intake_queue q WHERE q.org > o.org ORDER BY q.org LIMIT 1) FROM o WHERE o.org IS NOT NULL)
-SELECT org FROM o WHERE org IS NOT NULL`
+SELECT o.org, (SELECT q.received_at FROM hunting_intake_queue q WHERE q.org = o.org ORDER BY q.seq LIMIT 1)
+FROM o WHERE o.org IS NOT NULL`
 
-func (s *Service) queuedOrgs(ctx context.Context) ([]string, error) {
+func (s *Service) queuedOrgs(ctx context.Context) ([]queueHead, error) {
 	rows, err := s.pool.Query(ctx, queuedOrgsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("hunting: list the orgs with queued alerts: %w", err)
 	}
-	orgs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	heads, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (queueHead, error) {
+		var h queueHead
+		var at *time.Time // the row may be gone since
+		err := r.Scan(&h.org, &at)
+		if at != nil {
+			h.received = *at
+		} else {
+			h.received = s.cfg.Now()
+		}
+		return h, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("hunting: list the orgs with queued alerts: %w", err)
 	}
-	return orgs, nil
+	return heads, nil
 }
 
-// markHeadSQL counts a drain step begun from org $1's oldest waiting row,
-// and returns it.
-const markHeadSQL = `
-UPDATE hunting_intake_queue SET heads = heads + 1
-WHERE org = $1 AND seq = (SELECT seq FROM hunting_intake_queue WHERE org = $1 AND attempts < $2 ORDER BY seq LIMIT 1)
-RETURNING seq, heads, received_at`
+// lockOrgSessionSQL and unlockOrgSessionSQL take and give back the org's
+// lock for a connection's session: the key of lockOrgSQL, which the
+// ingest transactions on that connection then hold as well.
+const (
+	lockOrgSessionSQL   = `SELECT pg_advisory_lock(hashtextextended('threatdesk/hunting/' || $1, 0))`
+	unlockOrgSessionSQL = `SELECT pg_advisory_unlock(hashtextextended('threatdesk/hunting/' || $1, 0))`
+)
 
-// drainOrg takes one step of org's queue: its oldest rows as one chunk, or,
-// when a chunk begun from the oldest row before did not finish, that row
-// alone. It returns how many alerts it correlated and how long the oldest
-// had waited. A chunk that fails is followed by its rows one at a time, up
-// to the first that fails alone: the org's later rows wait for it (at most
-// queueMaxAttempts tries), so that they never overtake it.
-func (s *Service) drainOrg(ctx context.Context, org string) (int, time.Duration, error) {
-	var head int64
-	var heads int
-	var received time.Time
-	switch err := s.pool.QueryRow(ctx, markHeadSQL, org, queueMaxAttempts).Scan(&head, &heads, &received); {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, 0, nil
-	case err != nil:
-		return 0, 0, fmt.Errorf("hunting: mark the oldest queued alert of org %s: %w", org, err)
+// lockOrg takes a connection holding org's lock, waiting queueLockWait at
+// most (then busy, and no connection). unlock gives both back; a lock it
+// cannot give back ends the connection, and with it the session's lock.
+func (s *Service) lockOrg(ctx context.Context, org string) (conn *pgxpool.Conn, unlock func(), busy bool, err error) {
+	conn, err = s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("hunting: a connection to drain org %s: %w", org, err)
 	}
-	waited := max(0, s.cfg.Now().Sub(received))
-	if heads > 1 {
-		// Begun from this row before and never finished (a failure, a
-		// stop, a crash): this row alone first.
-		done, err := s.correlateAlone(ctx, org, head)
-		return btoi(done), waited, err
+	lctx, cancel := context.WithTimeout(ctx, s.queueLockWait)
+	_, err = conn.Exec(lctx, lockOrgSessionSQL, org)
+	waited := lctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if err != nil {
+		// A lock request cut off by its context leaves the connection
+		// closed or unsure: it is not put back.
+		_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		conn.Release()
+		if waited {
+			return nil, nil, true, nil
+		}
+		return nil, nil, false, fmt.Errorf("hunting: lock org %s to drain it: %w", org, err)
 	}
-	rows, err := s.correlateQueued(ctx, org, takeChunk)
+	return conn, func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, unlockOrgSessionSQL, org); err != nil {
+			_ = conn.Conn().Close(uctx)
+		}
+		conn.Release()
+	}, false, nil
+}
+
+// drainOrg takes one step of org's queue under the org's lock: a chunk
+// left over by a crash row by row, or the oldest rows as a new chunk. It
+// returns how many rows it moved on (correlated or set aside).
+func (s *Service) drainOrg(ctx context.Context, org string) (int, error) {
+	conn, unlock, busy, err := s.lockOrg(ctx, org)
+	if busy || err != nil {
+		return 0, err
+	}
+	defer unlock()
+	var lo, hi int64
+	switch err := conn.QueryRow(ctx, `SELECT first_seq, last_seq FROM hunting_intake_chunks WHERE org = $1`, org).Scan(&lo, &hi); {
+	case err == nil:
+		// Begun and never finished (a crash): each row alone.
+		rows, err := s.readQueued(ctx, conn, `SELECT seq, tenant, received_at, alert FROM hunting_intake_queue
+WHERE org = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, org, lo, hi)
+		if err != nil {
+			return 0, err
+		}
+		return s.oneByOne(ctx, conn, org, rows)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, fmt.Errorf("hunting: read the unfinished chunk of org %s: %w", org, err)
+	}
+	rows, err := s.readQueued(ctx, conn, `SELECT seq, tenant, received_at, alert FROM hunting_intake_queue
+WHERE org = $1 ORDER BY seq LIMIT $2`, org, queueChunk)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	s.judge(org, rows)
+	// The rows before the first that must wait go on now: those that can
+	// never be correlated set aside, the others correlated.
+	var bad, good []queuedRow
+	for _, r := range rows {
+		if r.notYet {
+			break
+		}
+		if r.bad != nil {
+			bad = append(bad, r)
+		} else {
+			good = append(good, r)
+		}
+	}
+	if err := s.setAside(ctx, conn, org, bad, 0); err != nil {
+		return 0, err
+	}
+	if len(good) == 0 {
+		return len(bad), nil
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ($1, $2, $3)
+ON CONFLICT (org) DO UPDATE SET first_seq = EXCLUDED.first_seq, last_seq = EXCLUDED.last_seq`, org, good[0].seq, good[len(good)-1].seq); err != nil {
+		return len(bad), fmt.Errorf("hunting: record the chunk of org %s: %w", org, err)
+	}
+	err = s.correlateRows(ctx, conn, org, good)
 	switch {
 	case err == nil:
-		return len(rows), waited, nil
-	case len(rows) == 0 || ctx.Err() != nil || storeUnavailable(err):
-		return 0, waited, err
+		return len(bad) + len(good), nil
+	case ctx.Err() != nil || storeUnavailable(err):
+		// Not a crash: the chunk is tried whole again (if the database
+		// cannot hear this now, its rows go one at a time next time).
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `DELETE FROM hunting_intake_chunks WHERE org = $1`, org)
+		return len(bad), err
 	}
-	s.log.Warn("intake queue: a chunk of queued alerts could not be correlated; trying each alone", "org", org, "alerts", len(rows), "err", err)
-	n := 0
-	for _, r := range rows {
-		done, err := s.correlateAlone(ctx, org, r.seq)
-		if err != nil || !done {
-			return n, waited, err
-		}
-		n++
-	}
-	return n, waited, nil
+	s.log.Warn("intake queue: a chunk of queued alerts could not be correlated; trying each alone", "org", org, "alerts", len(good), "err", err)
+	n, err := s.oneByOne(ctx, conn, org, good)
+	return len(bad) + n, err
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// queuedRow is one row of the queue.
+// queuedRow is one row of the queue, and what judge made of it.
 type queuedRow struct {
 	seq      int64
 	tenant   string
 	received time.Time
 	raw      []byte
+	attempts int
+	// a is the alert, admitted as of received; bad is why it never can be
+	// correlated; notYet, that it cannot be on this replica yet (its
+	// tenant is not the org's in this replica's config).
+	a      *Alert
+	bad    error
+	notYet bool
 }
 
-// chunkSizesSQL reads the sizes of org $1's oldest waiting rows ($3 at
-// most), in order: one range of its primary key.
-const chunkSizesSQL = `SELECT seq, octet_length(alert) FROM hunting_intake_queue WHERE org = $1 AND attempts < $2 ORDER BY seq LIMIT $3`
-
-// takeRangeSQL deletes and returns org $1's waiting rows from $2 to $3.
-const takeRangeSQL = `DELETE FROM hunting_intake_queue WHERE org = $1 AND seq BETWEEN $2 AND $3 AND attempts < $4 RETURNING seq, tenant, received_at, alert`
-
-// takeChunk deletes and returns org's oldest waiting rows: at most
-// queueChunk, and as many as fit in queueChunkBytes (always the first).
-// The org's lock is held, so no other drain takes them meanwhile; a row
-// queued meanwhile with a number inside the range comes along.
-func takeChunk(ctx context.Context, tx pgx.Tx, org string) (pgx.Rows, error) {
-	rows, err := tx.Query(ctx, chunkSizesSQL, org, queueMaxAttempts, queueChunk)
+// readQueued reads rows with sql (args its arguments), in order, and stops
+// once they hold queueChunkBytes (always one row).
+func (s *Service) readQueued(ctx context.Context, conn *pgxpool.Conn, sql string, args ...any) ([]queuedRow, error) {
+	q, err := conn.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hunting: read queued alerts: %w", err)
 	}
-	var first, last, seq, size, bytes int64
-	for rows.Next() {
-		if err := rows.Scan(&seq, &size); err != nil {
-			rows.Close()
-			return nil, err
+	defer q.Close()
+	var rows []queuedRow
+	size := 0
+	for q.Next() {
+		var r queuedRow
+		if err := q.Scan(&r.seq, &r.tenant, &r.received, &r.raw); err != nil {
+			return nil, fmt.Errorf("hunting: read a queued alert: %w", err)
 		}
-		if first != 0 && bytes+size > queueChunkBytes {
+		if size += len(r.raw); len(rows) > 0 && size > queueChunkBytes {
 			break
 		}
-		if first == 0 {
-			first = seq
+		rows = append(rows, r)
+	}
+	if err := q.Err(); err != nil {
+		return nil, fmt.Errorf("hunting: read queued alerts: %w", err)
+	}
+	return rows, nil
+}
+
+// judge decodes rows into alerts of org, each admitted as of when it was
+// received, and marks those that can never be correlated, and those whose
+// tenant is not org's in this replica's config (for queueConfigGrace
+// after they were received: another replica may have reloaded first;
+// after it, they never can be).
+func (s *Service) judge(org string, rows []queuedRow) {
+	tenants := s.liveConfig().tenants
+	now := s.cfg.Now()
+	parallel(len(rows), func(i int) {
+		r := &rows[i]
+		r.a, r.bad, r.notYet = nil, nil, false
+		if tenants[r.tenant] != org {
+			if now.Sub(r.received) < queueConfigGrace {
+				r.notYet = true
+				return
+			}
+			r.bad = fmt.Errorf("tenant %s is not one of org %s's tenants (the config changed since the alert was queued)", r.tenant, org)
+			return
 		}
-		last, bytes = seq, bytes+size
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return tx.Query(ctx, takeRangeSQL, org, first, last, queueMaxAttempts)
+		a, _, err := safeNormalize(r.raw, map[string]string{r.tenant: org})
+		if err != nil {
+			r.bad = err
+			return
+		}
+		a.Org = org
+		if reason := s.admit(a, r.received); reason != "" {
+			r.bad = errors.New(reason)
+			return
+		}
+		r.a = a
+	})
 }
 
-// takeOne returns a take of org's row seq alone.
-func takeOne(seq int64) func(ctx context.Context, tx pgx.Tx, org string) (pgx.Rows, error) {
-	return func(ctx context.Context, tx pgx.Tx, org string) (pgx.Rows, error) {
-		return tx.Query(ctx, `DELETE FROM hunting_intake_queue WHERE org = $1 AND seq = $2 RETURNING seq, tenant, received_at, alert`, org, seq)
-	}
-}
-
-// correlateAlone tries org's row seq alone, its try counted first (so a
-// row that brings the process down is counted too). It reports whether the
-// row is done (correlated, or gone: taken by another replica or set
-// aside); a row that failed is not, and the error is only for what stops
-// the drain (the database away, ctx ended).
-func (s *Service) correlateAlone(ctx context.Context, org string, seq int64) (bool, error) {
-	var attempts int
-	switch err := s.pool.QueryRow(ctx, `
-UPDATE hunting_intake_queue SET attempts = attempts + 1 WHERE org = $1 AND seq = $2 AND attempts < $3 RETURNING attempts`,
-		org, seq, queueMaxAttempts).Scan(&attempts); {
-	case errors.Is(err, pgx.ErrNoRows):
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("hunting: count a try of queued alert %d of org %s: %w", seq, org, err)
-	}
-	_, err := s.correlateQueued(ctx, org, takeOne(seq))
-	if err == nil {
-		return true, nil
-	}
-	if _, uerr := s.pool.Exec(ctx, `UPDATE hunting_intake_queue SET last_error = left($3, 1000) WHERE org = $1 AND seq = $2`,
-		org, seq, err.Error()); uerr != nil && ctx.Err() == nil {
-		s.log.Warn("intake queue: could not record why a queued alert failed", "org", org, "seq", seq, "err", uerr)
-	}
-	if attempts >= queueMaxAttempts {
-		s.m.queue.WithLabelValues("failed").Inc()
-		s.log.Error("intake queue: a queued alert could not be correlated; it is left in hunting_intake_queue for an operator",
-			"org", org, "seq", seq, "attempts", attempts, "err", err)
-	} else {
-		s.log.Warn("intake queue: a queued alert could not be correlated; it will be tried again", "org", org, "seq", seq, "attempts", attempts, "err", err)
-	}
-	if ctx.Err() != nil || storeUnavailable(err) {
-		return false, err
-	}
-	return false, nil
-}
-
-// correlateQueued takes org's lock, then rows with take, and in the same
-// transaction stores and correlates their alerts. It returns the rows it took, also when it failed (then nothing
-// changed). One transaction has groupTimeout at most.
-func (s *Service) correlateQueued(ctx context.Context, org string, take func(context.Context, pgx.Tx, string) (pgx.Rows, error)) (rows []queuedRow, err error) {
+// correlateRows deletes rows (judged good) from the queue and, in the same
+// transaction on conn (which holds org's lock), stores and correlates
+// their alerts, and deletes the org's chunk record.
+func (s *Service) correlateRows(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow) (err error) {
 	defer func() {
 		// A panic on one hostile or unforeseen row must not end the drain
-		// for good: it is that chunk's failure (its rows are tried alone).
+		// for good: it is this try's failure.
 		if p := recover(); p != nil {
 			err = fmt.Errorf("hunting: correlating %d queued alerts of org %s panicked: %v", len(rows), org, p)
 		}
@@ -404,91 +477,147 @@ func (s *Service) correlateQueued(ctx context.Context, org string, take func(con
 	ctx, cancel := context.WithTimeout(ctx, groupTimeout)
 	defer cancel()
 	start := time.Now()
-	var after *cacheUpdate
+	seqs := make([]int64, len(rows))
+	alerts := make([]*Alert, len(rows))
+	idx := make([]int, len(rows))
+	for i, r := range rows {
+		seqs[i], alerts[i], idx[i] = r.seq, r.a, i
+	}
+	after := newCacheUpdate()
 	clock := s.stageClock()
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: syncBeginSQL}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{BeginQuery: syncBeginSQL}, func(tx pgx.Tx) error {
 		clock.lap(stageBegin)
-		rows = rows[:0]
-		if _, err := tx.Exec(ctx, lockOrgSQL, org); err != nil {
-			return fmt.Errorf("lock org %s: %w", org, err)
-		}
-		q, err := take(ctx, tx, org)
+		tag, err := tx.Exec(ctx, `DELETE FROM hunting_intake_queue WHERE org = $1 AND seq = ANY($2)`, org, seqs)
 		if err != nil {
 			return fmt.Errorf("take queued alerts: %w", err)
 		}
-		for q.Next() {
-			var r queuedRow
-			if err := q.Scan(&r.seq, &r.tenant, &r.received, &r.raw); err != nil {
-				q.Close()
-				return fmt.Errorf("read queued alert: %w", err)
-			}
-			rows = append(rows, r)
+		if int(tag.RowsAffected()) != len(rows) {
+			// Under the org's lock nobody else takes them: a sign of a
+			// second drain without it. Nothing is done twice.
+			return fmt.Errorf("took %d of %d queued alerts", tag.RowsAffected(), len(rows))
 		}
-		if err := q.Err(); err != nil {
-			return fmt.Errorf("take queued alerts: %w", err)
-		}
-		if len(rows) == 0 {
-			return nil
-		}
-		sort.Slice(rows, func(i, j int) bool { return rows[i].seq < rows[j].seq })
-		alerts, err := s.decodeQueued(org, rows)
-		if err != nil {
+		if _, err := s.ingestOrgs(ctx, tx, alerts, map[string][]int{org: idx}, make([]ItemResult, len(rows)), after, clock); err != nil {
 			return err
 		}
-		after = newCacheUpdate()
-		out := make([]ItemResult, len(alerts))
-		idx := make([]int, len(alerts))
-		for i := range idx {
-			idx[i] = i
+		if _, err := tx.Exec(ctx, `DELETE FROM hunting_intake_chunks WHERE org = $1`, org); err != nil {
+			return fmt.Errorf("finish the chunk: %w", err)
 		}
-		_, err = s.ingestOrgs(ctx, tx, alerts, map[string][]int{org: idx}, out, after, clock)
-		return err
+		return nil
 	})
 	if err != nil {
-		return rows, fmt.Errorf("hunting: correlate %d queued alerts of org %s: %w", len(rows), org, err)
-	}
-	if len(rows) == 0 {
-		return nil, nil
+		return fmt.Errorf("hunting: correlate %d queued alerts of org %s: %w", len(rows), org, err)
 	}
 	clock.lap(stageCommit)
 	s.cache.apply(after)
 	clock.lap(stageApply)
-	s.m.queue.WithLabelValues("correlated").Add(float64(len(rows)))
+	s.m.queue.WithLabelValues(s.liveConfig().orgLabel(org), "correlated").Add(float64(len(rows)))
 	s.m.batchDur.Observe(time.Since(start).Seconds())
-	return rows, nil
+	return nil
 }
 
-// decodeQueued decodes rows into alerts of org, each admitted as it was
-// when it was received.
-func (s *Service) decodeQueued(org string, rows []queuedRow) ([]*Alert, error) {
-	alerts := make([]*Alert, len(rows))
-	errs := make([]error, len(rows))
-	parallel(len(rows), func(i int) {
-		r := rows[i]
-		a, _, err := safeNormalize(r.raw, map[string]string{r.tenant: org})
+// oneByOne tries rows of org one at a time, in order, each up to
+// queueMaxAttempts times (every try counted before it starts), setting
+// aside those that fail every try, and stopping at a row that must wait;
+// then the org's chunk record is done with. It returns how many rows it
+// moved on.
+func (s *Service) oneByOne(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow) (int, error) {
+	n := 0
+	for _, r := range rows {
+		moved, err := s.alone(ctx, conn, org, r)
 		if err != nil {
-			errs[i] = err
-			return
+			return n, err
 		}
-		a.Org = org
-		alerts[i] = a
-	})
-	tenants := s.liveConfig().tenants
-	for i, a := range alerts {
-		switch r := rows[i]; {
-		case errs[i] != nil:
-		case tenants[r.tenant] != org:
-			// A reload moved or removed the tenant since: the alert was
-			// taken in for an org that no longer speaks for it.
-			errs[i] = fmt.Errorf("tenant %s is no longer one of org %s's tenants (the config changed since the alert was queued)", r.tenant, org)
-		default:
-			if reason := s.admit(a, r.received); reason != "" {
-				errs[i] = errors.New(reason)
-			}
+		if !moved {
+			return n, nil // it waits, and the rows after it with it
 		}
-		if errs[i] != nil {
-			return nil, fmt.Errorf("queued alert %d of org %s: %w", rows[i].seq, org, errs[i])
+		n++
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM hunting_intake_chunks WHERE org = $1`, org); err != nil {
+		return n, fmt.Errorf("hunting: finish the chunk of org %s: %w", org, err)
+	}
+	return n, nil
+}
+
+// alone correlates row r of org by itself, and reports whether it moved on
+// (correlated, set aside, or gone); false means it must wait.
+func (s *Service) alone(ctx context.Context, conn *pgxpool.Conn, org string, r queuedRow) (bool, error) {
+	for {
+		switch err := conn.QueryRow(ctx, `UPDATE hunting_intake_queue SET attempts = attempts + 1 WHERE org = $1 AND seq = $2 RETURNING attempts`,
+			org, r.seq).Scan(&r.attempts); {
+		case errors.Is(err, pgx.ErrNoRows):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("hunting: count a try of queued alert %d of org %s: %w", r.seq, org, err)
+		}
+		one := []queuedRow{r}
+		if r.attempts > queueMaxAttempts {
+			// Its last tries never ended, not even in failure: they
+			// brought the process down.
+			one[0].bad = fmt.Errorf("tried %d times, and no try ended: the process went down during each", queueMaxAttempts)
+			return true, s.setAside(ctx, conn, org, one, queueMaxAttempts)
+		}
+		s.judge(org, one)
+		switch {
+		case one[0].notYet:
+			s.uncount(ctx, conn, org, r.seq)
+			return false, nil
+		case one[0].bad != nil:
+			return true, s.setAside(ctx, conn, org, one, 0)
+		}
+		err := s.correlateRows(ctx, conn, org, one)
+		if err == nil {
+			return true, nil
+		}
+		if ctx.Err() != nil || storeUnavailable(err) {
+			// Stopped, or the database away: not the row's failure.
+			s.uncount(ctx, conn, org, r.seq)
+			return false, err
+		}
+		if r.attempts >= queueMaxAttempts {
+			one[0].bad = err
+			return true, s.setAside(ctx, conn, org, one, r.attempts)
+		}
+		s.log.Warn("intake queue: a queued alert could not be correlated; trying it again", "org", org, "seq", r.seq, "attempt", r.attempts, "err", err)
+		if _, err := conn.Exec(ctx, `UPDATE hunting_intake_queue SET last_error = $3 WHERE org = $1 AND seq = $2`,
+			org, r.seq, clip(err.Error(), 1000)); err != nil {
+			return false, fmt.Errorf("hunting: record why queued alert %d of org %s failed: %w", r.seq, org, err)
 		}
 	}
-	return alerts, nil
+}
+
+// uncount takes back a try of org's row seq that did not fail on its own
+// account (best effort: a try counted too many only sets the row aside
+// one try early).
+func (s *Service) uncount(ctx context.Context, conn *pgxpool.Conn, org string, seq int64) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = conn.Exec(uctx, `UPDATE hunting_intake_queue SET attempts = greatest(attempts - 1, 0) WHERE org = $1 AND seq = $2`, org, seq)
+}
+
+// setAside moves rows of org (each with why in bad) to
+// hunting_intake_set_aside for an operator, in one transaction. attempts
+// is what their tries came to (0: none was needed).
+func (s *Service) setAside(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow, attempts int) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	seqs := make([]int64, len(rows))
+	why := make([]string, len(rows))
+	for i, r := range rows {
+		seqs[i], why[i] = r.seq, clip(r.bad.Error(), 1000)
+	}
+	if _, err := conn.Exec(ctx, `
+WITH w AS (SELECT * FROM unnest($2::bigint[], $3::text[]) AS w(seq, why)),
+d AS (DELETE FROM hunting_intake_queue q USING w WHERE q.org = $1 AND q.seq = w.seq RETURNING q.*, w.why)
+INSERT INTO hunting_intake_set_aside (org, seq, tenant, received_at, set_aside_at, attempts, last_error, alert)
+SELECT org, seq, tenant, received_at, $4, greatest(attempts, $5), why, alert FROM d
+ON CONFLICT (org, seq) DO NOTHING`, org, seqs, why, s.cfg.Now().UTC(), attempts); err != nil {
+		return fmt.Errorf("hunting: set aside %d queued alerts of org %s: %w", len(rows), org, err)
+	}
+	s.m.queue.WithLabelValues(s.liveConfig().orgLabel(org), "failed").Add(float64(len(rows)))
+	for _, r := range rows {
+		s.log.Error("intake queue: a queued alert cannot be correlated; it is set aside in hunting_intake_set_aside for an operator",
+			"org", org, "seq", r.seq, "err", r.bad)
+	}
+	return nil
 }

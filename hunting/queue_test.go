@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -100,8 +101,8 @@ func TestQueuedIntakeCorrelatesAsOneRequest(t *testing.T) {
 	require.Zero(t, queueDepth(t, queued))
 	require.Zero(t, testutil.ToFloat64(queued.svc.m.queueWait), "found empty")
 	require.Equal(t, snapshotHunting(t, one), snapshotHunting(t, queued))
-	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("queued")))
-	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("correlated")))
+	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("contoso", "queued")))
+	require.Equal(t, float64(requests*size), testutil.ToFloat64(queued.svc.m.queue.WithLabelValues("contoso", "correlated")))
 
 	// Posted again, queued again, and correlated as unchanged: nothing moves.
 	before := snapshotHunting(t, queued)
@@ -199,7 +200,7 @@ func TestQueuedAlertsOutliveACrash(t *testing.T) {
 	wg.Wait()
 	var correlated float64
 	for _, r := range reps {
-		correlated += testutil.ToFloat64(r.m.queue.WithLabelValues("correlated"))
+		correlated += testutil.ToFloat64(r.m.queue.WithLabelValues("contoso", "correlated"))
 	}
 	require.Equal(t, float64(3*size), correlated)
 	var stored, distinct int
@@ -211,40 +212,29 @@ func TestQueuedAlertsOutliveACrash(t *testing.T) {
 	require.Positive(t, incidents)
 }
 
-// TestQueuedAlertThatCannotBeCorrelatedIsLeft: a queued row that cannot be
-// correlated (here: not an alert at all) does not hold the others back;
-// after three tries it stays in the queue, with why, for an operator, and
-// no longer counts towards the queue's depth.
-func TestQueuedAlertThatCannotBeCorrelatedIsLeft(t *testing.T) {
+// TestQueuedAlertThatCannotBeCorrelatedIsSetAside: a queued row that can
+// never be correlated (here: not an alert at all) is set aside at once,
+// with why, for an operator, and the alerts queued after it go on in the
+// same step.
+func TestQueuedAlertThatCannotBeCorrelatedIsSetAside(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (org, tenant, received_at, alert) VALUES ('contoso', $1, now(), $2)`,
-		tenantContoso, []byte(`{"id": 7}`))
+	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (org, tenant, received_at, alert) VALUES ('contoso', $1, $2, $3)`,
+		tenantContoso, t0, []byte(`{"id": 7}`))
 	require.NoError(t, err)
 	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{
 		gen{ID: "good-1", At: t0.Add(-time.Hour)}.raw(), gen{ID: "good-2", At: t0.Add(-time.Hour)}.raw(),
 	}))
 	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 
-	// The row is older than the good ones: they wait for it (never
-	// overtaking it) until it is set aside, after its last try.
-	for try := range queueMaxAttempts {
-		n, err := f.svc.drain(f.ctx)
-		require.NoError(t, err)
-		require.Zero(t, n, "drain %d", try)
-	}
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, n)
-	var attempts int
+	require.Equal(t, 3, n, "one set aside, two correlated")
 	var why string
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT attempts, last_error FROM hunting_intake_queue`).Scan(&attempts, &why))
-	require.Equal(t, queueMaxAttempts, attempts)
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_error FROM hunting_intake_set_aside WHERE org = 'contoso'`).Scan(&why))
 	require.Contains(t, why, "id")
-	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.queue.WithLabelValues("failed")))
-	var depth int64
-	require.NoError(t, f.pool.QueryRow(f.ctx, queueDepthSQL, "contoso", queueMaxAttempts).Scan(&depth))
-	require.Zero(t, depth)
+	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.queue.WithLabelValues("contoso", "failed")))
+	require.Zero(t, queueDepth(t, f))
 	var stored int
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id IN ('good-1', 'good-2')`).Scan(&stored))
 	require.Equal(t, 2, stored)
@@ -273,11 +263,12 @@ func TestWantsQueue(t *testing.T) {
 	}
 }
 
-// TestQueuedAlertOfATenantMovedSinceIsLeft: a reload that takes a tenant
-// from the org its alerts were queued for leaves them in the queue for an
-// operator rather than correlating them into an org that no longer speaks
-// for them; the other org's alerts go on.
-func TestQueuedAlertOfATenantMovedSinceIsLeft(t *testing.T) {
+// TestQueuedAlertOfATenantMovedSinceIsSetAside: a reload that takes a
+// tenant from the org its alerts were queued for holds them (another
+// replica may not have reloaded yet, or this one may be behind) for
+// queueConfigGrace, never correlating them into an org that does not list
+// the tenant, then sets them aside; the other org's alerts go on.
+func TestQueuedAlertOfATenantMovedSinceIsSetAside(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{
@@ -287,14 +278,19 @@ func TestQueuedAlertOfATenantMovedSinceIsLeft(t *testing.T) {
 	next := f.svc.cfg
 	next.Orgs = []Org{{ID: "contoso"}, {ID: "fabrikam", Tenants: []string{tenantFabrikam, tenantContoso}}}
 	require.NoError(t, f.svc.SetOrgs(next))
-	for range queueMaxAttempts {
-		_, err := f.svc.drain(f.ctx)
-		require.NoError(t, err)
-	}
+	n, err := f.svc.drain(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "fabrikam's")
+	require.Equal(t, 1, queueDepth(t, f), "contoso's waits")
+
+	f.clock.Advance(queueConfigGrace)
+	n, err = f.svc.drain(f.ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 	var org, why string
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT org, last_error FROM hunting_intake_queue`).Scan(&org, &why))
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT org, last_error FROM hunting_intake_set_aside`).Scan(&org, &why))
 	require.Equal(t, "contoso", org)
-	require.Contains(t, why, "no longer one of org contoso's tenants")
+	require.Contains(t, why, "is not one of org contoso's tenants")
 	var stored []string
 	rows, err := f.pool.Query(f.ctx, `SELECT org || '/' || id FROM hunting_alerts`)
 	require.NoError(t, err)
@@ -348,7 +344,7 @@ func TestQueueWaitIsMeasured(t *testing.T) {
 		cancel()
 		require.Error(t, err)
 	}
-	require.Equal(t, (20*time.Minute + time.Minute).Seconds(), testutil.ToFloat64(f.svc.m.queueWait))
+	require.Equal(t, (20*time.Minute + time.Minute).Seconds(), testutil.ToFloat64(f.svc.m.queueWait), "the oldest has waited 21 minutes")
 	require.NoError(t, hold.Rollback(f.ctx))
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
@@ -403,25 +399,22 @@ func TestQueuedAlertIsAdmittedAsWhenReceived(t *testing.T) {
 	})
 }
 
-// TestQueuedVersionsKeepTheirOrderAcrossReplicas: a replica stopped while
-// it waits for the org gives its rows back, and the replica that drains
-// them correlates the org's versions in the order they were queued (two
-// versions with the same lastUpdate: the later one stays).
+// TestQueuedVersionsKeepTheirOrderAcrossReplicas: four replicas drain an
+// org at once while its lock is held (a sweep, a synchronous request), and
+// two of them are stopped meanwhile (a rolling deploy): the org's versions
+// are correlated in the order they were queued (two versions with the same
+// lastUpdate: the later one stays), and no try is counted against a row
+// for a replica that only waited.
 func TestQueuedVersionsKeepTheirOrderAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	replica := func() *Service {
-		svc, err := New(f.pool, Config{Orgs: testOrgs(), IngestToken: testToken, Now: f.clock.Now}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-		require.NoError(t, err)
-		return svc
-	}
-	a, b := replica(), replica()
 	g := gen{ID: "ord", Device: "ws-ord", At: t0.Add(-time.Hour), Status: "New"}
 	v1, v2 := g, g
 	v1.Title, v2.Title = "first", "second"
-	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{v1.raw()}))
-	require.Equal(t, http.StatusAccepted, rec.Code)
-
+	for _, v := range []gen{v1, v2} {
+		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{v.raw()}))
+		require.Equal(t, http.StatusAccepted, rec.Code)
+	}
 	hold, err := f.pool.Begin(f.ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
@@ -435,23 +428,34 @@ AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
 			return got == n
 		}
 	}
-	actx, stopA := context.WithCancel(f.ctx)
-	aDone := make(chan error, 1)
-	go func() { _, err := a.drain(actx); aDone <- err }()
-	require.Eventually(t, waiting(1), 10*time.Second, 10*time.Millisecond, "A waits for the org")
-	rec = postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{v2.raw()}))
-	require.Equal(t, http.StatusAccepted, rec.Code)
-	bDone := make(chan error, 1)
-	go func() { _, err := b.drain(f.ctx); bDone <- err }()
-	require.Eventually(t, waiting(2), 10*time.Second, 10*time.Millisecond, "B waits for the org")
-	stopA() // replica A is stopped (a rolling deploy) mid-drain
-	require.Error(t, <-aDone)
+	var stops []context.CancelFunc
+	var dones []chan error
+	for i := range 4 {
+		svc, err := New(f.pool, Config{Orgs: testOrgs(), IngestToken: testToken, Now: f.clock.Now}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		require.NoError(t, err)
+		svc.queueLockWait = time.Minute
+		ctx, stop := context.WithCancel(f.ctx)
+		done := make(chan error, 1)
+		go func() { _, err := svc.drain(ctx); done <- err }()
+		require.Eventually(t, waiting(i+1), 10*time.Second, 5*time.Millisecond, "replica %d waits for the org", i)
+		stops, dones = append(stops, stop), append(dones, done)
+	}
+	for i := range 2 {
+		stops[i]()
+		require.Error(t, <-dones[i])
+	}
 	require.NoError(t, hold.Rollback(f.ctx))
-	require.NoError(t, <-bDone)
+	for i := 2; i < 4; i++ {
+		require.NoError(t, <-dones[i])
+		stops[i]()
+	}
 	require.Zero(t, queueDepth(t, f))
 	al, err := f.svc.Alert(f.ctx, "contoso", "ord")
 	require.NoError(t, err)
 	require.Equal(t, "second", al.Title, "the version queued first overwrote the later one")
+	var aside int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_set_aside`).Scan(&aside))
+	require.Zero(t, aside)
 }
 
 // TestQueueTakesItemsOfBoundedSize: an item over queueItemMax is rejected
@@ -477,42 +481,74 @@ func TestQueueTakesItemsOfBoundedSize(t *testing.T) {
 		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{raw}))
 		require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 	}
-	n, _, err := f.svc.drainOrg(f.ctx, "contoso")
+	n, err := f.svc.drainOrg(f.ctx, "contoso")
 	require.NoError(t, err)
 	require.Equal(t, 33, n, "the small one and 32 of about 1 MiB: 32 MiB in one chunk")
 	require.Equal(t, 8, queueDepth(t, f))
 }
 
-// TestQueuedRowWhoseTriesNeverFinishIsSetAside: a chunk begun from a row
-// and never finished (here marked so; in life a crash, as a row that
-// brings the process down would cause) has that row tried alone, and every
-// such try is counted before it starts: one that never finishes either
-// sets the row aside after queueMaxAttempts, so that no row can stop its
-// org's queue, and every replica with it, for ever.
-func TestQueuedRowWhoseTriesNeverFinishIsSetAside(t *testing.T) {
+// TestUnfinishedChunkGoesRowByRow: a chunk begun and never finished (a
+// crash: its record is left over) has its rows tried one at a time, in
+// order, each try counted before it starts, so that a row that brings the
+// process down is set aside after queueMaxAttempts tries that never ended
+// instead of crashing every replica for ever; a chunk that finishes counts
+// nothing.
+func TestUnfinishedChunkGoesRowByRow(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{gen{ID: "killer", At: t0.Add(-time.Hour)}.raw()}))
-	require.Equal(t, http.StatusAccepted, rec.Code)
-	_, err := f.pool.Exec(f.ctx, `UPDATE hunting_intake_queue SET heads = 1`)
+	// Every try counted, as it is counted.
+	_, err := f.pool.Exec(f.ctx, `
+CREATE TABLE tries (seq bigint, attempts int, at serial);
+CREATE FUNCTION log_try() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.attempts <> OLD.attempts THEN INSERT INTO tries (seq, attempts) VALUES (NEW.seq, NEW.attempts); END IF; RETURN NEW; END $$;
+CREATE TRIGGER log_try AFTER UPDATE ON hunting_intake_queue FOR EACH ROW EXECUTE FUNCTION log_try()`)
 	require.NoError(t, err)
-	hold, err := f.pool.Begin(f.ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
-	_, err = hold.Exec(f.ctx, lockOrgSQL, "contoso")
-	require.NoError(t, err)
-	for try := 1; try <= queueMaxAttempts; try++ {
-		short, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
-		_, err := f.svc.drain(short)
-		cancel()
-		require.Error(t, err)
-		var attempts int
-		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT attempts FROM hunting_intake_queue`).Scan(&attempts))
-		require.Equal(t, try, attempts)
+	tries := func() []string {
+		rows, err := f.pool.Query(f.ctx, `SELECT seq || ':' || attempts FROM tries ORDER BY at`)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return out
 	}
-	require.NoError(t, hold.Rollback(f.ctx))
-	n, err := f.svc.drain(f.ctx)
+	var items []RawAlert
+	for k := range 4 {
+		items = append(items, gen{ID: "r" + strconv.Itoa(k), At: t0.Add(-time.Hour)}.raw())
+	}
+	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, items))
+	require.Equal(t, http.StatusAccepted, rec.Code)
+	var seqs []int64
+	rows, err := f.pool.Query(f.ctx, `SELECT seq FROM hunting_intake_queue ORDER BY seq`)
 	require.NoError(t, err)
-	require.Zero(t, n, "set aside")
-	require.Equal(t, 1, queueDepth(t, f), "kept for an operator")
+	seqs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	// The process went down during a chunk of the first three, and twice
+	// already during the tries of the second one alone (three tries in all
+	// that never ended).
+	_, err = f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ('contoso', $1, $2)`, seqs[0], seqs[2])
+	require.NoError(t, err)
+	_, err = f.pool.Exec(f.ctx, `UPDATE hunting_intake_queue SET attempts = $2 WHERE seq = $1`, seqs[1], queueMaxAttempts)
+	require.NoError(t, err)
+	_, err = f.pool.Exec(f.ctx, `DELETE FROM tries`)
+	require.NoError(t, err)
+
+	n, err := f.svc.drainOrg(f.ctx, "contoso")
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "the chunk's rows, one at a time")
+	s := func(i int, attempts int) string { return strconv.FormatInt(seqs[i], 10) + ":" + strconv.Itoa(attempts) }
+	require.Equal(t, []string{s(0, 1), s(1, queueMaxAttempts+1), s(2, 1)}, tries(), "each try counted before it starts")
+	var why string
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_error FROM hunting_intake_set_aside WHERE seq = $1`, seqs[1]).Scan(&why))
+	require.Contains(t, why, "no try ended")
+	var left int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_chunks`).Scan(&left))
+	require.Zero(t, left)
+
+	_, err = f.pool.Exec(f.ctx, `DELETE FROM tries`)
+	require.NoError(t, err)
+	n, err = f.svc.drainOrg(f.ctx, "contoso")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the fourth, as a chunk")
+	require.Empty(t, tries(), "a chunk that finishes counts no try")
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id IN ('r0', 'r2', 'r3')`).Scan(&left))
+	require.Equal(t, 3, left)
 }

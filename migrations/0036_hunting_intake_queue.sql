@@ -1,19 +1,15 @@
 -- 0036: hunting: the intake queue. A sender that asks for it (Prefer:
 -- respond-async) is answered once its alerts are stored here, durably,
--- and they are correlated afterwards, each org's oldest first, under the
--- org's lock, in transactions that delete the rows they correlate
--- (hunting/queue.go): a crash leaves a row either queued or correlated,
--- never both or neither.
+-- and they are correlated afterwards, each org's oldest first, by one
+-- replica at a time (the org's lock), in transactions that delete the rows
+-- they correlate (hunting/queue.go): a crash leaves a row either queued or
+-- correlated, never both or neither.
 CREATE TABLE hunting_intake_queue (
     org         text        NOT NULL,
     seq         bigserial,
     tenant      text        NOT NULL,
     received_at timestamptz NOT NULL,
-    -- heads: drain transactions begun from this row (the org's oldest);
-    -- a second means the first did not finish, and the row is tried alone.
-    heads       integer     NOT NULL DEFAULT 0,
-    -- attempts: tries of this row alone, each counted before it starts; at
-    -- 3 the row is left for an operator (last_error says why).
+    -- attempts: tries of this row alone, each counted before it starts.
     attempts    integer     NOT NULL DEFAULT 0,
     last_error  text,
     -- alert: the item exactly as the sender posted it (at most 1 MiB).
@@ -24,3 +20,29 @@ CREATE TABLE hunting_intake_queue (
 -- An item is kept in its row, uncompressed: compressing it costs more CPU
 -- than its disk is worth for a row that lives seconds.
 ALTER TABLE hunting_intake_queue ALTER COLUMN alert SET STORAGE EXTERNAL;
+
+-- The chunk an org's drain began and has not finished: recorded before
+-- its transaction, deleted by it. One left over (a crash) has its rows
+-- tried one at a time, so that a row that brings the process down is set
+-- aside after a few tries instead of crashing every replica for ever.
+CREATE TABLE hunting_intake_chunks (
+    org       text   PRIMARY KEY,
+    first_seq bigint NOT NULL,
+    last_seq  bigint NOT NULL
+);
+
+-- Queued alerts that could not be correlated, set aside for an operator
+-- (last_error says why). Queue one again with
+-- INSERT INTO hunting_intake_queue (org, tenant, received_at, alert)
+-- SELECT org, tenant, received_at, alert FROM hunting_intake_set_aside WHERE seq = ...
+CREATE TABLE hunting_intake_set_aside (
+    org          text        NOT NULL,
+    seq          bigint      NOT NULL,
+    tenant       text        NOT NULL,
+    received_at  timestamptz NOT NULL,
+    set_aside_at timestamptz NOT NULL,
+    attempts     integer     NOT NULL,
+    last_error   text        NOT NULL,
+    alert        bytea       NOT NULL,
+    PRIMARY KEY (org, seq)
+);
