@@ -1,14 +1,17 @@
 package hunting
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -226,21 +229,31 @@ func (s *Service) drain(ctx context.Context) (int, error) {
 			waited = max(waited, s.cfg.Now().Sub(h.received))
 		}
 		s.m.queueWait.Set(waited.Seconds())
+		// Each round starts at another org, so that replicas spread over
+		// the orgs and no org always comes last.
+		start := 0
+		if len(heads) > 1 {
+			start = rand.IntN(len(heads))
+		}
 		round := 0
-		for _, h := range heads {
-			n, err := s.drainOrg(ctx, h.org)
+		var failed error
+		for k := range heads {
+			org := heads[(start+k)%len(heads)].org
+			n, err := s.drainOrg(ctx, org)
 			round += n
 			switch {
 			case err == nil:
-			case ctx.Err() != nil || storeUnavailable(err):
+			case ctx.Err() != nil:
 				return total + round, err
 			default:
-				s.log.Error("intake queue: correlating an org's queued alerts failed; its other orgs go on", "org", h.org, "err", err)
+				// One org's failure is not the others': they go on.
+				failed = cmp.Or(failed, err)
+				s.log.Warn("intake queue: a step of an org's queue failed; the other orgs go on", "org", org, "err", err)
 			}
 		}
 		total += round
 		if round == 0 {
-			return total, nil
+			return total, failed
 		}
 	}
 }
@@ -299,19 +312,27 @@ func (s *Service) lockOrg(ctx context.Context, org string) (conn *pgxpool.Conn, 
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("hunting: a connection to drain org %s: %w", org, err)
 	}
-	lctx, cancel := context.WithTimeout(ctx, s.queueLockWait)
-	_, err = conn.Exec(lctx, lockOrgSessionSQL, org)
-	waited := lctx.Err() != nil && ctx.Err() == nil
-	cancel()
-	if err != nil {
-		// A lock request cut off by its context leaves the connection
-		// closed or unsure: it is not put back.
-		_ = conn.Conn().Close(context.WithoutCancel(ctx))
-		conn.Release()
-		if waited {
-			return nil, nil, true, nil
+	// lock_timeout bounds the wait on the server, so the connection stays
+	// sound (a wait cut off by a context ends it).
+	_, err = conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", s.queueLockWait.Milliseconds()))
+	if err == nil {
+		_, err = conn.Exec(ctx, lockOrgSessionSQL, org)
+		if _, rerr := conn.Exec(ctx, `RESET lock_timeout`); rerr != nil && err == nil {
+			err = rerr
 		}
-		return nil, nil, false, fmt.Errorf("hunting: lock org %s to drain it: %w", org, err)
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		busy = errors.As(err, &pe) && pe.Code == "55P03" // lock_not_available
+		if !busy {
+			// Unsure what the session holds: it ends.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			err = fmt.Errorf("hunting: lock org %s to drain it: %w", org, err)
+		} else {
+			err = nil
+		}
+		conn.Release()
+		return nil, nil, busy, err
 	}
 	return conn, func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -335,13 +356,13 @@ func (s *Service) drainOrg(ctx context.Context, org string) (int, error) {
 	var lo, hi int64
 	switch err := conn.QueryRow(ctx, `SELECT first_seq, last_seq FROM hunting_intake_chunks WHERE org = $1`, org).Scan(&lo, &hi); {
 	case err == nil:
-		// Begun and never finished (a crash): each row alone.
+		// Begun and never finished (a crash), or failed: row by row.
 		rows, err := s.readQueued(ctx, conn, `SELECT seq, tenant, received_at, alert FROM hunting_intake_queue
 WHERE org = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq`, org, lo, hi)
 		if err != nil {
 			return 0, err
 		}
-		return s.oneByOne(ctx, conn, org, rows)
+		return s.oneByOne(ctx, conn, org, rows, lo, hi)
 	case !errors.Is(err, pgx.ErrNoRows):
 		return 0, fmt.Errorf("hunting: read the unfinished chunk of org %s: %w", org, err)
 	}
@@ -350,7 +371,11 @@ WHERE org = $1 ORDER BY seq LIMIT $2`, org, queueChunk)
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	s.judge(org, rows)
+	// The oldest first: while it must wait, so does the rest.
+	if s.judge(org, rows[:1]); rows[0].notYet {
+		return 0, nil
+	}
+	s.judge(org, rows[1:])
 	// The rows before the first that must wait go on now: those that can
 	// never be correlated set aside, the others correlated.
 	var bad, good []queuedRow
@@ -364,29 +389,41 @@ WHERE org = $1 ORDER BY seq LIMIT $2`, org, queueChunk)
 			good = append(good, r)
 		}
 	}
-	if err := s.setAside(ctx, conn, org, bad, 0); err != nil {
-		return 0, err
+	moved, err := s.setAside(ctx, org, bad, 0)
+	if err != nil || len(good) == 0 {
+		return moved, err
 	}
-	if len(good) == 0 {
-		return len(bad), nil
-	}
-	if _, err := conn.Exec(ctx, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ($1, $2, $3)
-ON CONFLICT (org) DO UPDATE SET first_seq = EXCLUDED.first_seq, last_seq = EXCLUDED.last_seq`, org, good[0].seq, good[len(good)-1].seq); err != nil {
-		return len(bad), fmt.Errorf("hunting: record the chunk of org %s: %w", org, err)
+	lo, hi = good[0].seq, good[len(good)-1].seq
+	if _, err := s.pool.Exec(ctx, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ($1, $2, $3)
+ON CONFLICT (org) DO UPDATE SET first_seq = EXCLUDED.first_seq, last_seq = EXCLUDED.last_seq`, org, lo, hi); err != nil {
+		return moved, fmt.Errorf("hunting: record the chunk of org %s: %w", org, err)
 	}
 	err = s.correlateRows(ctx, conn, org, good)
 	switch {
 	case err == nil:
-		return len(bad) + len(good), nil
-	case ctx.Err() != nil || storeUnavailable(err):
-		// Not a crash: the chunk is tried whole again (if the database
-		// cannot hear this now, its rows go one at a time next time).
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `DELETE FROM hunting_intake_chunks WHERE org = $1`, org)
-		return len(bad), err
+		return moved + len(good), nil
+	case ctx.Err() != nil:
+		// Stopped, not a crash: the chunk is tried whole again.
+		s.forgetChunk(ctx, org, lo, hi)
+		return moved, err
+	case conn.Conn().IsClosed():
+		// The lock went with the connection: the chunk goes row by row
+		// at the next step.
+		return moved, err
 	}
 	s.log.Warn("intake queue: a chunk of queued alerts could not be correlated; trying each alone", "org", org, "alerts", len(good), "err", err)
-	n, err := s.oneByOne(ctx, conn, org, good)
-	return len(bad) + n, err
+	n, err := s.oneByOne(ctx, conn, org, good, lo, hi)
+	return moved + n, err
+}
+
+// forgetChunk deletes org's chunk record lo..hi, on a connection of its
+// own (this one may have ended with the step's context).
+func (s *Service) forgetChunk(ctx context.Context, org string, lo, hi int64) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.pool.Exec(fctx, `DELETE FROM hunting_intake_chunks WHERE org = $1 AND first_seq = $2 AND last_seq = $3`, org, lo, hi); err != nil {
+		s.log.Warn("intake queue: could not forget a stopped chunk; its alerts go one at a time next", "org", org, "err", err)
+	}
 }
 
 // queuedRow is one row of the queue, and what judge made of it.
@@ -515,14 +552,23 @@ func (s *Service) correlateRows(ctx context.Context, conn *pgxpool.Conn, org str
 	return nil
 }
 
-// oneByOne tries rows of org one at a time, in order, each up to
-// queueMaxAttempts times (every try counted before it starts), setting
-// aside those that fail every try, and stopping at a row that must wait;
-// then the org's chunk record is done with. It returns how many rows it
-// moved on.
-func (s *Service) oneByOne(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow) (int, error) {
+// oneByOneFor bounds the work of one row-by-row step: the org's lock is
+// held meanwhile.
+const oneByOneFor = 2 * time.Second
+
+// oneByOne tries rows of org (of the chunk lo..hi) one at a time, in
+// order, each up to queueMaxAttempts times (every try counted before it
+// starts), setting aside those that fail every try, and stops at a row
+// that must wait, or after oneByOneFor (the next step goes on). Once it
+// has been through them all, the chunk's record is done with. It returns
+// how many rows it moved on.
+func (s *Service) oneByOne(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow, lo, hi int64) (int, error) {
+	until := time.Now().Add(oneByOneFor)
 	n := 0
 	for _, r := range rows {
+		if time.Now().After(until) {
+			return n, nil
+		}
 		moved, err := s.alone(ctx, conn, org, r)
 		if err != nil {
 			return n, err
@@ -532,17 +578,18 @@ func (s *Service) oneByOne(ctx context.Context, conn *pgxpool.Conn, org string, 
 		}
 		n++
 	}
-	if _, err := conn.Exec(ctx, `DELETE FROM hunting_intake_chunks WHERE org = $1`, org); err != nil {
-		return n, fmt.Errorf("hunting: finish the chunk of org %s: %w", org, err)
-	}
+	s.forgetChunk(ctx, org, lo, hi)
 	return n, nil
 }
 
 // alone correlates row r of org by itself, and reports whether it moved on
-// (correlated, set aside, or gone); false means it must wait.
+// (correlated, set aside, or gone); false means it must wait. Each try is
+// counted before it starts and taken back only when this replica was
+// stopped; a try that fails otherwise (the database failing over
+// included) counts, so that no row is tried for ever.
 func (s *Service) alone(ctx context.Context, conn *pgxpool.Conn, org string, r queuedRow) (bool, error) {
 	for {
-		switch err := conn.QueryRow(ctx, `UPDATE hunting_intake_queue SET attempts = attempts + 1 WHERE org = $1 AND seq = $2 RETURNING attempts`,
+		switch err := s.pool.QueryRow(ctx, `UPDATE hunting_intake_queue SET attempts = attempts + 1 WHERE org = $1 AND seq = $2 RETURNING attempts`,
 			org, r.seq).Scan(&r.attempts); {
 		case errors.Is(err, pgx.ErrNoRows):
 			return true, nil
@@ -553,71 +600,79 @@ func (s *Service) alone(ctx context.Context, conn *pgxpool.Conn, org string, r q
 		if r.attempts > queueMaxAttempts {
 			// Its last tries never ended, not even in failure: they
 			// brought the process down.
-			one[0].bad = fmt.Errorf("tried %d times, and no try ended: the process went down during each", queueMaxAttempts)
-			return true, s.setAside(ctx, conn, org, one, queueMaxAttempts)
+			one[0].bad = fmt.Errorf("tried %d times, and no try ended: the process went down during each", r.attempts-1)
+			_, err := s.setAside(ctx, org, one, r.attempts-1)
+			return err == nil, err
 		}
 		s.judge(org, one)
 		switch {
 		case one[0].notYet:
-			s.uncount(ctx, conn, org, r.seq)
+			s.uncount(ctx, org, r.seq)
 			return false, nil
 		case one[0].bad != nil:
-			return true, s.setAside(ctx, conn, org, one, 0)
+			_, err := s.setAside(ctx, org, one, 0)
+			return err == nil, err
 		}
 		err := s.correlateRows(ctx, conn, org, one)
 		if err == nil {
 			return true, nil
 		}
-		if ctx.Err() != nil || storeUnavailable(err) {
-			// Stopped, or the database away: not the row's failure.
-			s.uncount(ctx, conn, org, r.seq)
+		if ctx.Err() != nil {
+			s.uncount(ctx, org, r.seq) // stopped: not the row's failure
 			return false, err
 		}
 		if r.attempts >= queueMaxAttempts {
 			one[0].bad = err
-			return true, s.setAside(ctx, conn, org, one, r.attempts)
+			_, serr := s.setAside(ctx, org, one, r.attempts)
+			return serr == nil, serr
 		}
 		s.log.Warn("intake queue: a queued alert could not be correlated; trying it again", "org", org, "seq", r.seq, "attempt", r.attempts, "err", err)
-		if _, err := conn.Exec(ctx, `UPDATE hunting_intake_queue SET last_error = $3 WHERE org = $1 AND seq = $2`,
-			org, r.seq, clip(err.Error(), 1000)); err != nil {
-			return false, fmt.Errorf("hunting: record why queued alert %d of org %s failed: %w", r.seq, org, err)
+		if _, uerr := s.pool.Exec(ctx, `UPDATE hunting_intake_queue SET last_error = $3 WHERE org = $1 AND seq = $2`,
+			org, r.seq, clip(err.Error(), 1000)); uerr != nil {
+			return false, fmt.Errorf("hunting: record why queued alert %d of org %s failed: %w", r.seq, org, uerr)
+		}
+		if conn.Conn().IsClosed() {
+			// The lock went with the connection: the next step goes on.
+			return false, err
 		}
 	}
 }
 
 // uncount takes back a try of org's row seq that did not fail on its own
-// account (best effort: a try counted too many only sets the row aside
-// one try early).
-func (s *Service) uncount(ctx context.Context, conn *pgxpool.Conn, org string, seq int64) {
+// account, on a connection of its own (best effort: a try counted too many
+// only sets the row aside one try early).
+func (s *Service) uncount(ctx context.Context, org string, seq int64) {
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, _ = conn.Exec(uctx, `UPDATE hunting_intake_queue SET attempts = greatest(attempts - 1, 0) WHERE org = $1 AND seq = $2`, org, seq)
+	_, _ = s.pool.Exec(uctx, `UPDATE hunting_intake_queue SET attempts = greatest(attempts - 1, 0) WHERE org = $1 AND seq = $2`, org, seq)
 }
 
 // setAside moves rows of org (each with why in bad) to
-// hunting_intake_set_aside for an operator, in one transaction. attempts
-// is what their tries came to (0: none was needed).
-func (s *Service) setAside(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow, attempts int) error {
+// hunting_intake_set_aside for an operator, in one statement, and returns
+// how many it moved (a row another replica took meanwhile is not).
+// attempts is what their tries came to (0: none was needed).
+func (s *Service) setAside(ctx context.Context, org string, rows []queuedRow, attempts int) (int, error) {
 	if len(rows) == 0 {
-		return nil
+		return 0, nil
 	}
 	seqs := make([]int64, len(rows))
 	why := make([]string, len(rows))
 	for i, r := range rows {
 		seqs[i], why[i] = r.seq, clip(r.bad.Error(), 1000)
 	}
-	if _, err := conn.Exec(ctx, `
+	tag, err := s.pool.Exec(ctx, `
 WITH w AS (SELECT * FROM unnest($2::bigint[], $3::text[]) AS w(seq, why)),
 d AS (DELETE FROM hunting_intake_queue q USING w WHERE q.org = $1 AND q.seq = w.seq RETURNING q.*, w.why)
 INSERT INTO hunting_intake_set_aside (org, seq, tenant, received_at, set_aside_at, attempts, last_error, alert)
-SELECT org, seq, tenant, received_at, $4, greatest(attempts, $5), why, alert FROM d
-ON CONFLICT (org, seq) DO NOTHING`, org, seqs, why, s.cfg.Now().UTC(), attempts); err != nil {
-		return fmt.Errorf("hunting: set aside %d queued alerts of org %s: %w", len(rows), org, err)
+SELECT org, seq, tenant, received_at, $4, greatest(attempts, $5), why, alert FROM d`, org, seqs, why, s.cfg.Now().UTC(), attempts)
+	if err != nil {
+		return 0, fmt.Errorf("hunting: set aside %d queued alerts of org %s: %w", len(rows), org, err)
 	}
-	s.m.queue.WithLabelValues(s.liveConfig().orgLabel(org), "failed").Add(float64(len(rows)))
+	moved := int(tag.RowsAffected())
+	s.m.queue.WithLabelValues(s.liveConfig().orgLabel(org), "failed").Add(float64(moved))
 	for _, r := range rows {
 		s.log.Error("intake queue: a queued alert cannot be correlated; it is set aside in hunting_intake_set_aside for an operator",
 			"org", org, "seq", r.seq, "err", r.bad)
 	}
-	return nil
+	return moved, nil
 }

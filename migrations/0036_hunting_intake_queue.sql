@@ -32,10 +32,12 @@ CREATE TABLE hunting_intake_chunks (
 );
 
 -- Queued alerts that could not be correlated, set aside for an operator
--- (last_error says why). Queue one again with
--- INSERT INTO hunting_intake_queue (org, tenant, received_at, alert)
--- SELECT org, tenant, received_at, alert FROM hunting_intake_set_aside WHERE seq = ...
+-- (last_error says why). Queue one again (at the back of its org's queue)
+-- with INSERT INTO hunting_intake_queue (org, tenant, received_at, alert)
+-- SELECT org, tenant, received_at, alert FROM hunting_intake_set_aside
+-- WHERE id = ...; then delete it here.
 CREATE TABLE hunting_intake_set_aside (
+    id           bigserial   PRIMARY KEY,
     org          text        NOT NULL,
     seq          bigint      NOT NULL,
     tenant       text        NOT NULL,
@@ -43,6 +45,5 @@ CREATE TABLE hunting_intake_set_aside (
     set_aside_at timestamptz NOT NULL,
     attempts     integer     NOT NULL,
     last_error   text        NOT NULL,
-    alert        bytea       NOT NULL,
-    PRIMARY KEY (org, seq)
+    alert        bytea       NOT NULL
 );
