@@ -363,6 +363,13 @@ func TestTwoCustomerWorkspaces(t *testing.T) {
 			c.card, ok2 = find(chDesk, "", c.question)
 			return ok1 && ok2
 		})
+		// A reply counts once the card is recorded as the case's, a moment
+		// after it is posted (a reply before that is not the case's).
+		eventually(t, func() bool {
+			var n int
+			require.NoError(t, w.db.QueryRow(ctx, `SELECT count(*) FROM bot_anchor WHERE channel = $1 AND message = $2`, chDesk, c.card.TS).Scan(&n))
+			return n == 1
+		}, "the desk card of "+c.team+" recorded")
 	}
 	for _, c := range consults {
 		_, cb := fake.UserMessage(chDesk, c.card.TS, uExpert, c.answer)
