@@ -398,7 +398,7 @@ WHERE org = $1 ORDER BY seq LIMIT $2`, org, queueChunk)
 ON CONFLICT (org) DO UPDATE SET first_seq = EXCLUDED.first_seq, last_seq = EXCLUDED.last_seq`, org, lo, hi); err != nil {
 		return moved, fmt.Errorf("hunting: record the chunk of org %s: %w", org, err)
 	}
-	err = s.correlateRows(ctx, conn, org, good)
+	err = s.correlateRows(ctx, conn, org, good, true)
 	switch {
 	case err == nil:
 		return moved + len(good), nil
@@ -502,8 +502,10 @@ func (s *Service) judge(org string, rows []queuedRow) {
 
 // correlateRows deletes rows (judged good) from the queue and, in the same
 // transaction on conn (which holds org's lock), stores and correlates
-// their alerts, and deletes the org's chunk record.
-func (s *Service) correlateRows(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow) (err error) {
+// their alerts, and, when they are a chunk, deletes the org's chunk record
+// (a row tried alone leaves it: the rest of its chunk still goes one at a
+// time).
+func (s *Service) correlateRows(ctx context.Context, conn *pgxpool.Conn, org string, rows []queuedRow, chunk bool) (err error) {
 	defer func() {
 		// A panic on one hostile or unforeseen row must not end the drain
 		// for good: it is this try's failure.
@@ -535,6 +537,9 @@ func (s *Service) correlateRows(ctx context.Context, conn *pgxpool.Conn, org str
 		}
 		if _, err := s.ingestOrgs(ctx, tx, alerts, map[string][]int{org: idx}, make([]ItemResult, len(rows)), after, clock); err != nil {
 			return err
+		}
+		if !chunk {
+			return nil
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM hunting_intake_chunks WHERE org = $1`, org); err != nil {
 			return fmt.Errorf("finish the chunk: %w", err)
@@ -613,7 +618,7 @@ func (s *Service) alone(ctx context.Context, conn *pgxpool.Conn, org string, r q
 			_, err := s.setAside(ctx, org, one, 0)
 			return err == nil, err
 		}
-		err := s.correlateRows(ctx, conn, org, one)
+		err := s.correlateRows(ctx, conn, org, one, false)
 		if err == nil {
 			return true, nil
 		}

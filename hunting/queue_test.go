@@ -640,3 +640,25 @@ VALUES ('contoso', 1, $1, $2, $2, 0, 'earlier', '\x00')`, tenantContoso, t0)
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_set_aside WHERE org = 'contoso' AND seq = 1`).Scan(&kept))
 	require.Equal(t, 2, kept)
 }
+
+// TestRowByRowKeepsTheChunkRecordUntilTheEnd: a chunk gone through one row
+// at a time keeps its record until every row is done with, so that a crash
+// in the middle of it still has the rest tried one at a time (the first
+// row correlated alone deleted the record, and the next step took the rest,
+// and any row that brings the process down, as a whole chunk again).
+func TestRowByRowKeepsTheChunkRecordUntilTheEnd(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	// The second row's tenant is not contoso's in this config, and it was
+	// received just now: it waits, and the row-by-row step stops there.
+	for _, r := range []struct{ id, tenant string }{{"r0", tenantContoso}, {"r1", tenantFabrikam}, {"r2", tenantContoso}} {
+		f.exec(t, `INSERT INTO hunting_intake_queue (org, tenant, received_at, alert) VALUES ('contoso', $1, $2, $3)`,
+			r.tenant, t0, []byte(gen{ID: r.id, Tenant: r.tenant, At: t0.Add(-time.Hour)}.raw()))
+	}
+	f.exec(t, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) SELECT 'contoso', min(seq), max(seq) FROM hunting_intake_queue`)
+	n, err := f.svc.drainOrg(f.ctx, "contoso")
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "r0, then r1 waits")
+	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM hunting_intake_chunks`), "the rest of the chunk still goes one at a time")
+	require.Equal(t, 2, queueDepth(t, f))
+}
