@@ -42,8 +42,7 @@ func listBody(t testing.TB, items []RawAlert) []byte {
 
 func queueDepth(t testing.TB, f *fixture) int {
 	t.Helper()
-	var n int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_queue`).Scan(&n))
+	n := f.count(t, `SELECT count(*) FROM hunting_intake_queue`)
 	return n
 }
 
@@ -91,8 +90,7 @@ func TestQueuedIntakeCorrelatesAsOneRequest(t *testing.T) {
 		}
 	}
 	require.Equal(t, requests*size, queueDepth(t, queued))
-	var stored int
-	require.NoError(t, queued.pool.QueryRow(queued.ctx, `SELECT count(*) FROM hunting_alerts`).Scan(&stored))
+	stored := queued.count(t, `SELECT count(*) FROM hunting_alerts`)
 	require.Zero(t, stored, "answered before correlation")
 
 	n, err := queued.svc.drain(queued.ctx)
@@ -141,9 +139,8 @@ func TestQueueFullAsksToRetry(t *testing.T) {
 	f := setup(t)
 	// Two rows whose numbers span QueueMax: the depth is read from the span.
 	for _, seq := range []int64{1, QueueMax} {
-		_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (seq, org, tenant, received_at, alert) VALUES ($1, 'contoso', $2, now(), $3)`,
+		f.exec(t, `INSERT INTO hunting_intake_queue (seq, org, tenant, received_at, alert) VALUES ($1, 'contoso', $2, now(), $3)`,
 			seq, tenantContoso, []byte(gen{ID: "waiting-" + strconv.FormatInt(seq, 10), At: t0.Add(-time.Hour)}.raw()))
-		require.NoError(t, err)
 	}
 	body := listBody(t, []RawAlert{gen{ID: "late", At: t0.Add(-time.Hour)}.raw()})
 	rec := postQueued(t, f.svc.Handler(), testToken, body)
@@ -172,16 +169,13 @@ func TestQueuedAlertsOutliveACrash(t *testing.T) {
 
 	// A drain that cannot finish (the org held from outside, then its time
 	// up) takes nothing for good.
-	tx, err := f.pool.Begin(f.ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(f.ctx, lockOrgSQL, "contoso")
-	require.NoError(t, err)
+	release := f.holdOrg(t, "contoso")
 	short, cancel := context.WithTimeout(f.ctx, 300*time.Millisecond)
 	n, err := f.svc.drain(short)
 	cancel()
 	require.Error(t, err)
 	require.Zero(t, n)
-	require.NoError(t, tx.Rollback(f.ctx))
+	release()
 	require.Equal(t, 3*size, queueDepth(t, f))
 
 	// Two replicas start on the same database: between them every row is
@@ -207,8 +201,7 @@ func TestQueuedAlertsOutliveACrash(t *testing.T) {
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*), count(DISTINCT id) FROM hunting_alerts`).Scan(&stored, &distinct))
 	require.Equal(t, distinct, stored)
 	require.Positive(t, stored)
-	var incidents int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_incidents`).Scan(&incidents))
+	incidents := f.count(t, `SELECT count(*) FROM hunting_incidents`)
 	require.Positive(t, incidents)
 }
 
@@ -219,9 +212,8 @@ func TestQueuedAlertsOutliveACrash(t *testing.T) {
 func TestQueuedAlertThatCannotBeCorrelatedIsSetAside(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (org, tenant, received_at, alert) VALUES ('contoso', $1, $2, $3)`,
+	f.exec(t, `INSERT INTO hunting_intake_queue (org, tenant, received_at, alert) VALUES ('contoso', $1, $2, $3)`,
 		tenantContoso, t0, []byte(`{"id": 7}`))
-	require.NoError(t, err)
 	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{
 		gen{ID: "good-1", At: t0.Add(-time.Hour)}.raw(), gen{ID: "good-2", At: t0.Add(-time.Hour)}.raw(),
 	}))
@@ -235,8 +227,7 @@ func TestQueuedAlertThatCannotBeCorrelatedIsSetAside(t *testing.T) {
 	require.Contains(t, why, "id")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.svc.m.queue.WithLabelValues("contoso", "failed")))
 	require.Zero(t, queueDepth(t, f))
-	var stored int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id IN ('good-1', 'good-2')`).Scan(&stored))
+	stored := f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id IN ('good-1', 'good-2')`)
 	require.Equal(t, 2, stored)
 }
 
@@ -311,8 +302,7 @@ func TestStartedServiceDrainsTheQueue(t *testing.T) {
 	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{gen{ID: "queued-1", At: t0.Add(-time.Hour)}.raw()}))
 	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
 	require.Eventually(t, func() bool {
-		var n int
-		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id = 'queued-1' AND incident_id IS NOT NULL`).Scan(&n))
+		n := f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'queued-1' AND incident_id IS NOT NULL`)
 		return n == 1
 	}, 10*time.Second, 10*time.Millisecond)
 	require.Zero(t, queueDepth(t, f))
@@ -332,11 +322,7 @@ func TestQueueWaitIsMeasured(t *testing.T) {
 	}
 	// The org held from outside (a long sweep, say): the drain cannot
 	// take its rows, and says how long they have waited.
-	hold, err := f.pool.Begin(f.ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
-	_, err = hold.Exec(f.ctx, lockOrgSQL, "contoso")
-	require.NoError(t, err)
+	release := f.holdOrg(t, "contoso")
 	for range 2 {
 		f.clock.Advance(10 * time.Minute)
 		short, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
@@ -345,7 +331,7 @@ func TestQueueWaitIsMeasured(t *testing.T) {
 		require.Error(t, err)
 	}
 	require.Equal(t, (20*time.Minute + time.Minute).Seconds(), testutil.ToFloat64(f.svc.m.queueWait), "the oldest has waited 21 minutes")
-	require.NoError(t, hold.Rollback(f.ctx))
+	release()
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
@@ -415,16 +401,11 @@ func TestQueuedVersionsKeepTheirOrderAcrossReplicas(t *testing.T) {
 		rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{v.raw()}))
 		require.Equal(t, http.StatusAccepted, rec.Code)
 	}
-	hold, err := f.pool.Begin(f.ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = hold.Rollback(context.Background()) })
-	_, err = hold.Exec(f.ctx, lockOrgSQL, "contoso")
-	require.NoError(t, err)
+	release := f.holdOrg(t, "contoso")
 	waiting := func(n int) func() bool {
 		return func() bool {
-			var got int
-			require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&got))
+			got := f.count(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
 			return got == n
 		}
 	}
@@ -444,7 +425,7 @@ AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
 		stops[i]()
 		require.Error(t, <-dones[i])
 	}
-	require.NoError(t, hold.Rollback(f.ctx))
+	release()
 	for i := 2; i < 4; i++ {
 		require.NoError(t, <-dones[i])
 		stops[i]()
@@ -453,8 +434,7 @@ AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
 	al, err := f.svc.Alert(f.ctx, "contoso", "ord")
 	require.NoError(t, err)
 	require.Equal(t, "second", al.Title, "the version queued first overwrote the later one")
-	var aside int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_set_aside`).Scan(&aside))
+	aside := f.count(t, `SELECT count(*) FROM hunting_intake_set_aside`)
 	require.Zero(t, aside)
 }
 
@@ -497,12 +477,11 @@ func TestUnfinishedChunkGoesRowByRow(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	// Every try counted, as it is counted.
-	_, err := f.pool.Exec(f.ctx, `
+	f.exec(t, `
 CREATE TABLE tries (seq bigint, attempts int, at serial);
 CREATE FUNCTION log_try() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN IF NEW.attempts <> OLD.attempts THEN INSERT INTO tries (seq, attempts) VALUES (NEW.seq, NEW.attempts); END IF; RETURN NEW; END $$;
 CREATE TRIGGER log_try AFTER UPDATE ON hunting_intake_queue FOR EACH ROW EXECUTE FUNCTION log_try()`)
-	require.NoError(t, err)
 	tries := func() []string {
 		rows, err := f.pool.Query(f.ctx, `SELECT seq || ':' || attempts FROM tries ORDER BY at`)
 		require.NoError(t, err)
@@ -524,12 +503,9 @@ CREATE TRIGGER log_try AFTER UPDATE ON hunting_intake_queue FOR EACH ROW EXECUTE
 	// The process went down during a chunk of the first three, and twice
 	// already during the tries of the second one alone (three tries in all
 	// that never ended).
-	_, err = f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ('contoso', $1, $2)`, seqs[0], seqs[2])
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, `UPDATE hunting_intake_queue SET attempts = $2 WHERE seq = $1`, seqs[1], queueMaxAttempts)
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, `DELETE FROM tries`)
-	require.NoError(t, err)
+	f.exec(t, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ('contoso', $1, $2)`, seqs[0], seqs[2])
+	f.exec(t, `UPDATE hunting_intake_queue SET attempts = $2 WHERE seq = $1`, seqs[1], queueMaxAttempts)
+	f.exec(t, `DELETE FROM tries`)
 
 	n, err := f.svc.drainOrg(f.ctx, "contoso")
 	require.NoError(t, err)
@@ -539,17 +515,15 @@ CREATE TRIGGER log_try AFTER UPDATE ON hunting_intake_queue FOR EACH ROW EXECUTE
 	var why string
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT last_error FROM hunting_intake_set_aside WHERE seq = $1`, seqs[1]).Scan(&why))
 	require.Contains(t, why, "no try ended")
-	var left int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_chunks`).Scan(&left))
+	left := f.count(t, `SELECT count(*) FROM hunting_intake_chunks`)
 	require.Zero(t, left)
 
-	_, err = f.pool.Exec(f.ctx, `DELETE FROM tries`)
-	require.NoError(t, err)
+	f.exec(t, `DELETE FROM tries`)
 	n, err = f.svc.drainOrg(f.ctx, "contoso")
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the fourth, as a chunk")
 	require.Empty(t, tries(), "a chunk that finishes counts no try")
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id IN ('r0', 'r2', 'r3')`).Scan(&left))
+	left = f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id IN ('r0', 'r2', 'r3')`)
 	require.Equal(t, 3, left)
 }
 
@@ -565,8 +539,7 @@ func TestStopMidTryIsNotCounted(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, rec.Code)
 	var seq int64
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT seq FROM hunting_intake_queue`).Scan(&seq))
-	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ('contoso', $1, $1)`, seq)
-	require.NoError(t, err)
+	f.exec(t, `INSERT INTO hunting_intake_chunks (org, first_seq, last_seq) VALUES ('contoso', $1, $1)`, seq)
 	for range queueMaxAttempts + 1 {
 		slow, err := f.pool.Begin(f.ctx) // holds the try up
 		require.NoError(t, err)
@@ -587,8 +560,7 @@ func TestStopMidTryIsNotCounted(t *testing.T) {
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	var stored int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id = 'good'`).Scan(&stored))
+	stored := f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'good'`)
 	require.Equal(t, 1, stored)
 }
 
@@ -599,11 +571,10 @@ func TestStopMidTryIsNotCounted(t *testing.T) {
 func TestOneOrgsFailureDoesNotHoldTheOthers(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, `
+	f.exec(t, `
 CREATE FUNCTION stuck() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN IF NEW.id = 'stuck' THEN RAISE EXCEPTION 'forced' USING ERRCODE = '40001'; END IF; RETURN NEW; END $$;
 CREATE TRIGGER stuck BEFORE INSERT ON hunting_alerts FOR EACH ROW EXECUTE FUNCTION stuck()`)
-	require.NoError(t, err)
 	rec := postQueued(t, f.svc.Handler(), testToken, listBody(t, []RawAlert{
 		gen{ID: "stuck", At: t0.Add(-time.Hour)}.raw(), gen{ID: "fabrikam-1", Tenant: tenantFabrikam, At: t0.Add(-time.Hour)}.raw(),
 	}))
@@ -611,8 +582,7 @@ CREATE TRIGGER stuck BEFORE INSERT ON hunting_alerts FOR EACH ROW EXECUTE FUNCTI
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "fabrikam's correlated, contoso's set aside")
-	var stored int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_alerts WHERE id = 'fabrikam-1'`).Scan(&stored))
+	stored := f.count(t, `SELECT count(*) FROM hunting_alerts WHERE id = 'fabrikam-1'`)
 	require.Equal(t, 1, stored)
 	var attempts int
 	var why string
@@ -627,18 +597,27 @@ CREATE TRIGGER stuck BEFORE INSERT ON hunting_alerts FOR EACH ROW EXECUTE FUNCTI
 func TestSetAsideKeepsEveryAlert(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	_, err := f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_set_aside (org, seq, tenant, received_at, set_aside_at, attempts, last_error, alert)
+	f.exec(t, `INSERT INTO hunting_intake_set_aside (org, seq, tenant, received_at, set_aside_at, attempts, last_error, alert)
 VALUES ('contoso', 1, $1, $2, $2, 0, 'earlier', '\x00')`, tenantContoso, t0)
-	require.NoError(t, err)
-	_, err = f.pool.Exec(f.ctx, `INSERT INTO hunting_intake_queue (seq, org, tenant, received_at, alert) VALUES (1, 'contoso', $1, $2, $3)`,
+	f.exec(t, `INSERT INTO hunting_intake_queue (seq, org, tenant, received_at, alert) VALUES (1, 'contoso', $1, $2, $3)`,
 		tenantContoso, t0, []byte(`{"id": 7}`))
-	require.NoError(t, err)
 	n, err := f.svc.drain(f.ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	var kept int
-	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM hunting_intake_set_aside WHERE org = 'contoso' AND seq = 1`).Scan(&kept))
+	kept := f.count(t, `SELECT count(*) FROM hunting_intake_set_aside WHERE org = 'contoso' AND seq = 1`)
 	require.Equal(t, 2, kept)
+}
+
+// holdOrg takes org's lock from outside, as a long sweep or a synchronous
+// request would, until release (or the end of the test).
+func (f *fixture) holdOrg(t testing.TB, org string) (release func()) {
+	t.Helper()
+	tx, err := f.pool.Begin(f.ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	_, err = tx.Exec(f.ctx, lockOrgSQL, org)
+	require.NoError(t, err)
+	return func() { require.NoError(t, tx.Rollback(f.ctx)) }
 }
 
 // TestRowByRowKeepsTheChunkRecordUntilTheEnd: a chunk gone through one row
