@@ -359,6 +359,12 @@ func TestServeRecoversFromAKilledEmbeddedPostgres(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, "postgres", "data", "postmaster.pid"))
 			return err == nil && !strings.HasPrefix(string(b), strconv.Itoa(old)+"\n") && get(sl.base+"/readyz") == http.StatusOK
 		}, 60*time.Second, 50*time.Millisecond, "round %d: a new server, and ready again", round)
+		// The supervisor counts a restart once it has seen the new server
+		// answer, a moment after it does: the next kill waits for that (a
+		// kill before it was counted a failed restart).
+		require.Eventually(t, func() bool {
+			return strings.Contains(metricsOf(sl.base), fmt.Sprintf(`threatdesk_embedded_postgres_restarts_total{result="ok"} %d`, round))
+		}, 30*time.Second, 50*time.Millisecond, "round %d: the restart counted", round)
 		select {
 		case err := <-done:
 			t.Fatalf("serve exited: %v", err)
@@ -377,12 +383,9 @@ func TestServeRecoversFromAKilledEmbeddedPostgres(t *testing.T) {
 			return countWith(sl.fake.Messages("C0EXPERTDESK"), "EOD-") > desk && countWith(sl.fake.Messages("C0CONTOSOSOC"), "EOD-") > soc
 		}, sl.fake)
 	}
-	resp, err := http.Get(sl.base + "/metrics")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Contains(t, string(body), `threatdesk_embedded_postgres_restarts_total{result="ok"} 2`)
-	require.Contains(t, string(body), "threatdesk_embedded_postgres_up 1")
+	body := metricsOf(sl.base)
+	require.Contains(t, body, `threatdesk_embedded_postgres_restarts_total{result="ok"} 2`)
+	require.Contains(t, body, "threatdesk_embedded_postgres_up 1")
 
 	cancel()
 	select {
